@@ -1,0 +1,1 @@
+//! Status JSON, `/metrics` and the dashboard (arrives with the health/ops issue).

@@ -1,0 +1,522 @@
+//! Typed, validated configuration: what the parser's directive tree becomes once every
+//! directive has been checked and every inherited setting merged the way nginx merges it
+//! (http → server → location). Nothing here knows about sockets or runtime state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+/// A place in a configuration file, kept on every directive so errors can name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The file, as the user named it (relative names stay relative for messages).
+    pub file: Arc<PathBuf>,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads (`worker_processes`; `auto` is the number of CPUs). Default 1, as nginx.
+    pub worker_processes: usize,
+    /// Maximum simultaneous connections per worker (`events { worker_connections }`),
+    /// client and upstream together, as nginx counts them. Default 512.
+    pub worker_connections: usize,
+    /// `error_log`; default `logs/error.log` under the prefix at level `error`.
+    pub error_log: ErrorLogConf,
+    /// `pid`; default `logs/nginx.pid` under the prefix.
+    pub pid: PathBuf,
+    /// The `http { }` block; a config without one proxies nothing.
+    pub http: Http,
+    /// Non-fatal findings (directives accepted but ignored, …), for `-t` and the error log.
+    pub warnings: Vec<Warning>,
+}
+
+/// A finding that does not stop the configuration from loading.
+#[derive(Debug, Clone)]
+pub struct Warning {
+    /// Where.
+    pub span: Span,
+    /// What, e.g. `"sendfile" is accepted and ignored: ferrolb does not serve files`.
+    pub message: String,
+}
+
+/// Where the error log goes and from which level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLogConf {
+    /// The destination.
+    pub target: LogTarget,
+    /// Lowest level written. Default [`Level::Error`], as nginx.
+    pub level: Level,
+}
+
+/// A log destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// `stderr`.
+    Stderr,
+    /// A file path, already resolved against the prefix.
+    File(PathBuf),
+    /// `/dev/null` or `off` for access logs.
+    Off,
+}
+
+/// nginx's error log levels, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// `emerg`
+    Emerg,
+    /// `alert`
+    Alert,
+    /// `crit`
+    Crit,
+    /// `error`
+    Error,
+    /// `warn`
+    Warn,
+    /// `notice`
+    Notice,
+    /// `info`
+    Info,
+    /// `debug`
+    Debug,
+}
+
+impl Level {
+    /// The word nginx prints between brackets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Emerg => "emerg",
+            Level::Alert => "alert",
+            Level::Crit => "crit",
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Notice => "notice",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// The `http { }` block.
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    /// Every upstream group: the declared ones first, in file order, then one implicit
+    /// group per distinct `proxy_pass http://host:port` that names no declared upstream.
+    pub upstreams: Vec<UpstreamConf>,
+    /// Virtual servers in file order.
+    pub servers: Vec<ServerConf>,
+}
+
+/// An `upstream NAME { }` block (or an implicit one made for a bare `proxy_pass` address).
+#[derive(Debug, Clone)]
+pub struct UpstreamConf {
+    /// The name as written (`myproject`, or `127.0.0.1:8000` for an implicit group).
+    pub name: String,
+    /// Where it was declared (the `proxy_pass` for implicit groups).
+    pub span: Span,
+    /// True for the group made from a `proxy_pass` address.
+    pub implicit: bool,
+    /// The balancing method. Default round robin.
+    pub method: BalanceMethod,
+    /// One entry per resolved address of every `server` line, in file order.
+    pub peers: Vec<PeerConf>,
+    /// `keepalive N`: idle upstream connections kept per worker thread. `None` (the
+    /// default, as nginx) closes upstream connections after each response.
+    pub keepalive: Option<usize>,
+    /// `keepalive_timeout`: how long an idle upstream connection is kept. Default 60 s.
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests`: requests per upstream connection before it is closed.
+    /// Default 1000.
+    pub keepalive_requests: u32,
+}
+
+/// How an upstream group picks a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BalanceMethod {
+    /// Smooth weighted round robin, nginx's default.
+    #[default]
+    RoundRobin,
+}
+
+/// One peer: one address of one `server` line of an upstream block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConf {
+    /// The `server` argument as written (`localhost:8000`); several peers share it when a
+    /// name resolves to several addresses.
+    pub name: String,
+    /// The resolved address.
+    pub addr: SocketAddr,
+    /// `weight=`. Default 1.
+    pub weight: u32,
+    /// `max_fails=`: failures within `fail_timeout` that make the peer unavailable;
+    /// 0 disables the accounting. Default 1.
+    pub max_fails: u32,
+    /// `fail_timeout=`: the failure window and how long the peer then stays
+    /// unavailable. Default 10 s.
+    pub fail_timeout: Duration,
+    /// `backup`: used only when every primary peer is unavailable.
+    pub backup: bool,
+    /// `down`: never used.
+    pub down: bool,
+    /// `max_conns=`: simultaneous connections limit; 0 (the default) is unlimited.
+    pub max_conns: u32,
+    /// Where the `server` line is.
+    pub span: Span,
+}
+
+/// A `server { }` block.
+#[derive(Debug, Clone)]
+pub struct ServerConf {
+    /// `listen` lines. Default `*:80` when running as root, else `*:8000`, as nginx.
+    pub listen: Vec<Listen>,
+    /// `server_name` entries in file order. Default: the empty name `""`.
+    pub server_names: Vec<ServerName>,
+    /// The first name (nginx's `$server_name`), `""` if none.
+    pub primary_name: String,
+    /// Locations in file order (nested ones inside their parent).
+    pub locations: Vec<Location>,
+    /// Settings at server level (already merged with http level); used when no location
+    /// matches.
+    pub settings: Arc<LocSettings>,
+    /// Where the block starts.
+    pub span: Span,
+}
+
+/// A `listen` directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Address and port; `0.0.0.0`/`[::]` for a bare port.
+    pub addr: SocketAddr,
+    /// `default_server` (or the older `default`).
+    pub default_server: bool,
+    /// Where.
+    pub span: Span,
+}
+
+/// One `server_name` entry.
+#[derive(Debug, Clone)]
+pub enum ServerName {
+    /// `example.com` (stored lowercase).
+    Exact(String),
+    /// `*.example.com` or `.example.com`: stored as the suffix `.example.com`;
+    /// `.example.com` also matches `example.com` itself (flag true).
+    WildcardStart {
+        /// The suffix including its leading dot, lowercase.
+        suffix: String,
+        /// True for the `.example.com` form, which also matches the bare name.
+        matches_bare: bool,
+    },
+    /// `www.example.*`: stored as the prefix `www.example.`.
+    WildcardEnd(String),
+    /// `~regex`.
+    Regex(Regex),
+}
+
+/// How a location pattern matches, nginx's modifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationKind {
+    /// `location = /x`
+    Exact,
+    /// `location /x`
+    Prefix,
+    /// `location ^~ /x`: a prefix that, when longest, stops the regex search.
+    PrefixNoRegex,
+    /// `location ~ re`
+    Regex,
+    /// `location ~* re`
+    RegexCaseless,
+}
+
+/// A `location` block.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The modifier.
+    pub kind: LocationKind,
+    /// The pattern as written.
+    pub pattern: String,
+    /// Compiled for the regex kinds.
+    pub regex: Option<Regex>,
+    /// Nested locations.
+    pub locations: Vec<Location>,
+    /// Settings, merged with every enclosing level.
+    pub settings: Arc<LocSettings>,
+    /// Where.
+    pub span: Span,
+}
+
+/// Everything that http, server and location levels set and inherit, after merging.
+#[derive(Debug, Clone)]
+pub struct LocSettings {
+    /// What a request that lands here gets.
+    pub action: Action,
+    /// `proxy_set_header` lines in order. As nginx: a level that has any of them
+    /// replaces (does not extend) the inherited list. A value that evaluates to the
+    /// empty string removes the header. ferrolb's defaults differ from nginx's on Host
+    /// (see [`HostDefault`]).
+    pub proxy_set_header: Vec<(String, Template)>,
+    /// `proxy_http_version`. Default 1.0 (nginx), which sends `Connection: close`.
+    pub proxy_http_version: ProxyHttpVersion,
+    /// `proxy_connect_timeout`. Default 60 s.
+    pub proxy_connect_timeout: Duration,
+    /// `proxy_read_timeout`: between two reads from the upstream. Default 60 s.
+    pub proxy_read_timeout: Duration,
+    /// `proxy_send_timeout`: between two writes to the upstream. Default 60 s.
+    pub proxy_send_timeout: Duration,
+    /// `proxy_next_upstream`. Default `error timeout`.
+    pub proxy_next_upstream: NextUpstream,
+    /// `proxy_next_upstream_tries`; 0 (the default) means no limit.
+    pub proxy_next_upstream_tries: u32,
+    /// `proxy_next_upstream_timeout`; zero (the default) means no limit.
+    pub proxy_next_upstream_timeout: Duration,
+    /// `client_max_body_size` in bytes; 0 disables the check. Default 1 MiB.
+    pub client_max_body_size: u64,
+    /// `client_header_timeout`. Default 60 s.
+    pub client_header_timeout: Duration,
+    /// `client_body_timeout`. Default 60 s.
+    pub client_body_timeout: Duration,
+    /// `keepalive_timeout` for client connections; zero disables keep-alive. Default 75 s.
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests` per client connection. Default 1000.
+    pub keepalive_requests: u32,
+    /// `add_header` lines (inherited like `proxy_set_header`).
+    pub add_header: Vec<AddHeader>,
+    /// `access_log`. Default `logs/access.log` in the combined format.
+    pub access_log: AccessLogConf,
+}
+
+/// The request handler a location ends up with.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `proxy_pass`.
+    Proxy(ProxyPass),
+    /// `return code [text|URL]`.
+    Return {
+        /// Status code.
+        code: u16,
+        /// Body text, or the URL for 301/302/303/307/308.
+        text: Option<Template>,
+    },
+    /// Nothing configured: nginx would serve static files; ferrolb answers 404.
+    NotFound,
+}
+
+/// A `proxy_pass` target.
+#[derive(Debug, Clone)]
+pub struct ProxyPass {
+    /// Index into [`Http::upstreams`].
+    pub upstream: usize,
+    /// `http` (https arrives with TLS).
+    pub scheme: String,
+    /// The host part as written, nginx's `$proxy_host` (`myproject`, `127.0.0.1:8000`).
+    pub proxy_host: String,
+    /// The URI part (`/app/` in `http://up/app/`), if any. With one, the part of the
+    /// request URI that matched a prefix location is replaced by it; without, the
+    /// request URI passes unchanged.
+    pub uri: Option<String>,
+    /// The prefix of the location the directive sits in (for the replacement above).
+    pub location_prefix: Option<String>,
+}
+
+/// `proxy_http_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyHttpVersion {
+    /// `1.0` (default).
+    #[default]
+    Http10,
+    /// `1.1`.
+    Http11,
+}
+
+/// The conditions under which a request goes on to the next peer
+/// (`proxy_next_upstream`), as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextUpstream(pub u16);
+
+impl NextUpstream {
+    /// `error`: connect error, or error while sending / reading the head.
+    pub const ERROR: u16 = 1 << 0;
+    /// `timeout`.
+    pub const TIMEOUT: u16 = 1 << 1;
+    /// `invalid_header`: empty or unparsable response head.
+    pub const INVALID_HEADER: u16 = 1 << 2;
+    /// `http_500`.
+    pub const HTTP_500: u16 = 1 << 3;
+    /// `http_502`.
+    pub const HTTP_502: u16 = 1 << 4;
+    /// `http_503`.
+    pub const HTTP_503: u16 = 1 << 5;
+    /// `http_504`.
+    pub const HTTP_504: u16 = 1 << 6;
+    /// `http_403`.
+    pub const HTTP_403: u16 = 1 << 7;
+    /// `http_404`.
+    pub const HTTP_404: u16 = 1 << 8;
+    /// `http_429`.
+    pub const HTTP_429: u16 = 1 << 9;
+    /// `non_idempotent`: allow retrying POST, LOCK, PATCH after they were sent.
+    pub const NON_IDEMPOTENT: u16 = 1 << 10;
+
+    /// nginx's default, `error timeout`.
+    pub const DEFAULT: NextUpstream = NextUpstream(Self::ERROR | Self::TIMEOUT);
+    /// `off`.
+    pub const OFF: NextUpstream = NextUpstream(0);
+
+    /// Whether a flag is set.
+    pub fn has(self, flag: u16) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// The flag for a response status, if `proxy_next_upstream` can name it.
+    pub fn flag_for_status(status: u16) -> Option<u16> {
+        Some(match status {
+            500 => Self::HTTP_500,
+            502 => Self::HTTP_502,
+            503 => Self::HTTP_503,
+            504 => Self::HTTP_504,
+            403 => Self::HTTP_403,
+            404 => Self::HTTP_404,
+            429 => Self::HTTP_429,
+            _ => return None,
+        })
+    }
+}
+
+impl Default for NextUpstream {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// An `add_header name value [always]` line.
+#[derive(Debug, Clone)]
+pub struct AddHeader {
+    /// Header name as written.
+    pub name: String,
+    /// Value.
+    pub value: Template,
+    /// `always`: also on error responses (otherwise only 200, 201, 204, 206, 301, 302,
+    /// 303, 304, 307, 308, as nginx).
+    pub always: bool,
+}
+
+/// `access_log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogConf {
+    /// `access_log off`.
+    Off,
+    /// A file in nginx's `combined` format (the only format in this version).
+    Combined(PathBuf),
+}
+
+/// A string with `$variables`, split at parse time so evaluation is a walk over parts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    /// Literal and variable parts in order.
+    pub parts: Vec<TemplatePart>,
+}
+
+impl Template {
+    /// A template with no variables.
+    pub fn literal(s: &str) -> Self {
+        Template {
+            parts: if s.is_empty() {
+                Vec::new()
+            } else {
+                vec![TemplatePart::Literal(s.to_owned())]
+            },
+        }
+    }
+
+    /// True when the template contains no variable.
+    pub fn is_literal(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|p| matches!(p, TemplatePart::Literal(_)))
+    }
+}
+
+/// One part of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text copied as is.
+    Literal(String),
+    /// A variable evaluated per request.
+    Var(Var),
+}
+
+/// The variables ferrolb knows. Unknown variables are a configuration error, as in nginx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// `$host`: Host header without port, lowercase, else the server name.
+    Host,
+    /// `$http_NAME`: a request header; NAME lowercase with `_` for `-` (stored here with
+    /// `-`, lowercase, e.g. `x-real-ip`). `$http_host` is `Http("host")`.
+    Http(String),
+    /// `$cookie_NAME`.
+    Cookie(String),
+    /// `$arg_NAME`.
+    Arg(String),
+    /// `$remote_addr`.
+    RemoteAddr,
+    /// `$remote_port`.
+    RemotePort,
+    /// `$proxy_add_x_forwarded_for`: the incoming X-Forwarded-For plus `, $remote_addr`.
+    ProxyAddXForwardedFor,
+    /// `$scheme`.
+    Scheme,
+    /// `$server_addr`.
+    ServerAddr,
+    /// `$server_port`.
+    ServerPort,
+    /// `$server_name`.
+    ServerName,
+    /// `$server_protocol`.
+    ServerProtocol,
+    /// `$request_uri`: the original URI with arguments.
+    RequestUri,
+    /// `$uri`: the path without arguments.
+    Uri,
+    /// `$args` / `$query_string`.
+    Args,
+    /// `$is_args`: `?` when there are arguments.
+    IsArgs,
+    /// `$request_method`.
+    RequestMethod,
+    /// `$request`: the request line.
+    Request,
+    /// `$proxy_host`.
+    ProxyHost,
+    /// `$proxy_port`.
+    ProxyPort,
+    /// `$upstream_addr`: the peer(s) tried (logs).
+    UpstreamAddr,
+    /// `$status` (logs).
+    Status,
+    /// `$time_local` (logs).
+    TimeLocal,
+    /// `$msec` (logs).
+    Msec,
+    /// `$request_time` (logs).
+    RequestTime,
+    /// `$body_bytes_sent` (logs).
+    BodyBytesSent,
+    /// `$hostname`.
+    Hostname,
+    /// `$connection_upgrade`-style user variables are not supported; this carries the
+    /// name for error messages only and never appears in a validated template.
+    #[doc(hidden)]
+    Unknown(String),
+}

@@ -1,0 +1,1 @@
+//! Backend processes for `ferrolb up` (arrives with its own issue).
