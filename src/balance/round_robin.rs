@@ -147,3 +147,213 @@ fn gcd(a: u64, b: u64) -> u64 {
         gcd(b, a % b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    /// nginx's smooth WRR written out literally (peer fields as in
+    /// `ngx_http_upstream_rr_peer_t`), all peers healthy, to compare sequences with.
+    struct NginxRr {
+        weight: Vec<i64>,
+        effective_weight: Vec<i64>,
+        current_weight: Vec<i64>,
+    }
+
+    impl NginxRr {
+        fn new(weights: &[u32]) -> Self {
+            let weight: Vec<i64> = weights.iter().map(|&w| i64::from(w)).collect();
+            NginxRr {
+                effective_weight: weight.clone(),
+                current_weight: vec![0; weight.len()],
+                weight,
+            }
+        }
+
+        fn get_peer(&mut self) -> Option<usize> {
+            let mut best: Option<usize> = None;
+            let mut total = 0;
+            for i in 0..self.weight.len() {
+                self.current_weight[i] += self.effective_weight[i];
+                total += self.effective_weight[i];
+                if self.effective_weight[i] < self.weight[i] {
+                    self.effective_weight[i] += 1;
+                }
+                if best.map_or(true, |b| self.current_weight[i] > self.current_weight[b]) {
+                    best = Some(i);
+                }
+            }
+            let b = best?;
+            self.current_weight[b] -= total;
+            Some(b)
+        }
+    }
+
+    fn all(_: usize) -> bool {
+        true
+    }
+
+    fn picks(rr: &RoundRobin, n: usize, eligible: &dyn Fn(usize) -> bool) -> Vec<usize> {
+        (0..n)
+            .map(|_| {
+                rr.pick(&[], &PickContext::default(), eligible)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect()
+    }
+
+    fn assert_matches_nginx(weights: &[u32]) {
+        let rr = RoundRobin::from_weights(weights);
+        let mut ngx = NginxRr::new(weights);
+        let total: u32 = weights.iter().sum();
+        let n = 2 * total as usize + 3;
+        let expected: Vec<usize> = (0..n)
+            .map(|_| ngx.get_peer().unwrap_or(usize::MAX))
+            .collect();
+        assert_eq!(picks(&rr, n, &all), expected, "weights {weights:?}");
+    }
+
+    #[test]
+    fn five_one_one_is_nginx_order() {
+        let rr = RoundRobin::from_weights(&[5, 1, 1]);
+        assert_eq!(
+            picks(&rr, 14, &all),
+            [0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0]
+        );
+        assert_matches_nginx(&[5, 1, 1]);
+    }
+
+    #[test]
+    fn equal_weights_rotate_strictly() {
+        for n in 1..10 {
+            let rr = RoundRobin::from_weights(&vec![3; n]);
+            let expected: Vec<usize> = (0..5 * n).map(|i| i % n).collect();
+            assert_eq!(picks(&rr, 5 * n, &all), expected);
+        }
+    }
+
+    #[test]
+    fn matches_nginx_for_many_weight_vectors() {
+        // Every vector of length 1..=4 over weights 1..=5 ...
+        for len in 1..=4u32 {
+            for code in 0..5u32.pow(len) {
+                let w: Vec<u32> = (0..len).map(|k| code / 5u32.pow(k) % 5 + 1).collect();
+                assert_matches_nginx(&w);
+            }
+        }
+        // ... and longer pseudo-random ones with larger weights.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 12 + 1) as usize;
+            let w: Vec<u32> = (0..len).map(|k| ((x >> (k * 5)) % 30 + 1) as u32).collect();
+            assert_matches_nginx(&w);
+        }
+        assert_matches_nginx(&[100, 1]);
+        assert_matches_nginx(&[6, 4, 2]);
+    }
+
+    #[test]
+    fn skipped_peers_leave_the_others_their_shares() {
+        let rr = RoundRobin::from_weights(&[5, 1, 1]);
+        let not_a = |i: usize| i != 0;
+        let seq = picks(&rr, 10, &not_a);
+        assert!(seq.iter().all(|&i| i == 1 || i == 2));
+        assert_eq!(seq.iter().filter(|&&i| i == 1).count(), 5);
+        let none = |_: usize| false;
+        assert_eq!(rr.pick(&[], &PickContext::default(), &none), None);
+        assert_eq!(
+            RoundRobin::from_weights(&[]).pick(&[], &PickContext::default(), &all),
+            None
+        );
+    }
+
+    #[test]
+    fn period_is_capped() {
+        let rr = RoundRobin::from_weights(&[u32::MAX, 1 << 30, 7]);
+        let s = rr.schedule();
+        assert!(s.len() as u64 <= MAX_PERIOD + 3);
+        for i in 0..3 {
+            assert!(s.contains(&i), "peer {i} lost its slot");
+        }
+        // Reduction by the gcd is exact: shares and order are unchanged.
+        assert_eq!(
+            RoundRobin::from_weights(&[10, 2, 2]).schedule(),
+            [0, 0, 1, 0, 2, 0, 0]
+        );
+    }
+
+    #[test]
+    fn two_threads_share_by_weight() {
+        let weights = [5u32, 3, 2];
+        let rr = Arc::new(RoundRobin::from_weights(&weights));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let rr = Arc::clone(&rr);
+                std::thread::spawn(move || {
+                    let mut counts = [0u64; 3];
+                    for _ in 0..100_000 {
+                        if let Some(i) = rr.pick(&[], &PickContext::default(), &all) {
+                            counts[i] += 1;
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        let mut counts = [0u64; 3];
+        for t in threads {
+            let c = t.join().expect("picker thread panicked");
+            for i in 0..3 {
+                counts[i] += c[i];
+            }
+        }
+        let total: u64 = counts.iter().sum();
+        assert_eq!(total, 200_000);
+        for i in 0..3 {
+            let share = counts[i] as f64 / total as f64;
+            let want = f64::from(weights[i]) / 10.0;
+            assert!((share - want).abs() <= 0.01, "peer {i}: {share} vs {want}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_down_peer_is_never_picked(
+            peers in proptest::collection::vec((1u32..20, any::<bool>()), 1..10),
+            n in 1usize..200,
+        ) {
+            let weights: Vec<u32> = peers.iter().map(|p| p.0).collect();
+            let down: Vec<bool> = peers.iter().map(|p| p.1).collect();
+            let rr = RoundRobin::from_weights(&weights);
+            let up = |i: usize| !down[i];
+            for pick in picks(&rr, n, &up) {
+                if down.iter().all(|&d| d) {
+                    prop_assert_eq!(pick, usize::MAX);
+                } else {
+                    prop_assert!(pick < down.len() && !down[pick]);
+                }
+            }
+        }
+
+        #[test]
+        fn one_period_gives_shares_proportional_to_weights(
+            weights in proptest::collection::vec(1u32..50, 1..10),
+        ) {
+            let rr = RoundRobin::from_weights(&weights);
+            let period = rr.schedule().len();
+            let mut counts = vec![0u64; weights.len()];
+            for pick in picks(&rr, period, &all) {
+                counts[pick] += 1;
+            }
+            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            for (c, &w) in counts.iter().zip(&weights) {
+                prop_assert_eq!(c * total, u64::from(w) * period as u64);
+            }
+        }
+    }
+}
