@@ -93,3 +93,62 @@ fn counts_failures(conf: &PeerConf, single: bool) -> bool {
 fn window_ms(conf: &PeerConf) -> u64 {
     crate::upstream::duration_ms(conf.fail_timeout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Span;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn conf(max_fails: u32) -> PeerConf {
+        PeerConf {
+            name: "b:80".into(),
+            addr: ([127, 0, 0, 1], 80).into(),
+            weight: 1,
+            max_fails,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+            span: Span {
+                file: Arc::new("t.conf".into()),
+                line: 1,
+                column: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn failures_disable_for_the_window() {
+        let (c, s) = (conf(2), PeerState::default());
+        assert!(!record(&c, &s, Outcome::Failure, Millis(100), false));
+        assert!(!is_disabled(&c, &s, Millis(100), false));
+        assert!(record(&c, &s, Outcome::Failure, Millis(200), false));
+        assert!(is_disabled(&c, &s, Millis(10_200), false));
+        assert!(!is_disabled(&c, &s, Millis(10_201), false));
+        // Not claimable inside the window, exactly once after it.
+        assert!(!claim_trial(&c, &s, Millis(10_200), false));
+        assert!(claim_trial(&c, &s, Millis(10_201), false));
+        assert!(!claim_trial(&c, &s, Millis(10_202), false));
+        // Trial success resets.
+        assert!(!record(&c, &s, Outcome::Success, Millis(10_300), false));
+        assert_eq!(s.fails.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn max_fails_zero_and_single_never_disable() {
+        let s = PeerState::default();
+        for _ in 0..3 {
+            assert!(!record(&conf(0), &s, Outcome::Failure, Millis(5), false));
+        }
+        assert!(!is_disabled(&conf(0), &s, Millis(5), false));
+        let s = PeerState::default();
+        for _ in 0..3 {
+            assert!(!record(&conf(1), &s, Outcome::Failure, Millis(5), true));
+        }
+        assert!(!is_disabled(&conf(1), &s, Millis(5), true));
+        assert!(claim_trial(&conf(1), &s, Millis(5), true));
+        assert_eq!(s.failures_total.load(Relaxed), 3);
+    }
+}

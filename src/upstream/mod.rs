@@ -177,9 +177,8 @@ impl Upstream {
             return false;
         };
         let c = &p.conf;
-        !c.down
-            && !passive::is_disabled(c, &p.state, now, self.single)
-            && !(c.max_conns > 0 && p.state.in_flight.load(Relaxed) >= c.max_conns)
+        let busy = c.max_conns > 0 && p.state.in_flight.load(Relaxed) >= c.max_conns;
+        !(c.down || busy || passive::is_disabled(c, &p.state, now, self.single))
     }
 
     /// Picks within one set (primaries at `offset` 0, or backups), retrying when the
