@@ -341,3 +341,783 @@ fn is_authority(a: &[u8]) -> bool {
                 )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(buf: &[u8]) -> Result<RequestHead, ParseError> {
+        let mut h = RequestHead::new();
+        match h.parse(buf)? {
+            Parsed::Complete => Ok(h),
+            Parsed::Partial => panic!("unexpected Partial for {:?}", String::from_utf8_lossy(buf)),
+        }
+    }
+
+    fn err(buf: &[u8]) -> ParseError {
+        match parse(buf) {
+            Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(buf)),
+            Err(e) => e,
+        }
+    }
+
+    fn hop(h: &RequestHead, buf: &[u8], name: &str) -> bool {
+        h.headers
+            .iter()
+            .find(|r| r.name(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|r| r.hop_by_hop)
+            .expect("header present")
+    }
+
+    #[test]
+    fn simple_get() {
+        let buf = b"GET /a/b?x=1&y HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: */*\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.method_bytes(buf), b"GET");
+        assert_eq!(&buf[h.target.clone()], b"/a/b?x=1&y");
+        assert_eq!(h.form, TargetForm::Origin);
+        assert_eq!(h.path(buf), b"/a/b");
+        assert_eq!(h.query(buf), Some(&b"x=1&y"[..]));
+        assert_eq!(h.minor_version, 1);
+        assert_eq!(h.head_len, buf.len());
+        assert_eq!(h.framing, BodyFraming::None);
+        assert!(h.keep_alive);
+        assert!(!h.expect_continue && !h.upgrade);
+        assert_eq!(h.headers.len(), 3);
+        assert_eq!(h.headers[h.host.unwrap()].value(buf), b"example.com");
+        assert_eq!(h.headers[h.xff.unwrap()].value(buf), b"1.2.3.4");
+        assert_eq!(h.header_value(buf, "accept"), Some(&b"*/*"[..]));
+        assert_eq!(h.header_value(buf, "HOST"), Some(&b"example.com"[..]));
+        assert_eq!(h.header_value(buf, "missing"), None);
+        assert!(h.headers.iter().all(|r| !r.hop_by_hop));
+    }
+
+    #[test]
+    fn header_value_returns_first() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+        assert_eq!(
+            parse(buf).unwrap().header_value(buf, "X-A"),
+            Some(&b"1"[..])
+        );
+    }
+
+    #[test]
+    fn values_are_trimmed_and_may_be_empty() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-A:   v  w \t\r\nX-B:\r\nX-C:   \r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.header_value(buf, "x-a"), Some(&b"v  w"[..]));
+        assert_eq!(h.header_value(buf, "x-b"), Some(&b""[..]));
+        assert_eq!(h.header_value(buf, "x-c"), Some(&b""[..]));
+    }
+
+    #[test]
+    fn partial_at_every_split_point() {
+        let buf = b"POST /up?x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: keep-alive, X-Y\r\nX-Y: z\r\n\r\nabc";
+        let head_end = buf.len() - 3;
+        let mut h = RequestHead::new();
+        for k in 0..head_end {
+            assert_eq!(h.parse(&buf[..k]), Ok(Parsed::Partial), "split at {k}");
+        }
+        for k in head_end..=buf.len() {
+            assert_eq!(h.parse(&buf[..k]), Ok(Parsed::Complete), "split at {k}");
+            assert_eq!(h.head_len, head_end);
+            assert_eq!(h.framing, BodyFraming::Length(3));
+            assert!(hop(&h, buf, "x-y"));
+        }
+    }
+
+    #[test]
+    fn pipelined_requests() {
+        let buf = b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /two HTTP/1.1\r\nHost: b\r\n\r\nPUT /three HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let mut h = RequestHead::new();
+        assert_eq!(h.parse(buf), Ok(Parsed::Complete));
+        assert_eq!(h.method, Method::Post);
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        let next = &buf[h.head_len + 5..];
+        assert_eq!(h.parse(next), Ok(Parsed::Complete));
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.path(next), b"/two");
+        assert_eq!(h.header_value(next, "host"), Some(&b"b"[..]));
+        let next = &next[h.head_len..];
+        assert_eq!(h.parse(next), Ok(Parsed::Complete));
+        assert_eq!(h.method, Method::Put);
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        assert_eq!(&next[h.head_len..], b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn head_is_reused_without_reallocating() {
+        let mut h = RequestHead::new();
+        let cap = h.headers.capacity();
+        for _ in 0..3 {
+            let buf = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+            assert_eq!(h.parse(buf), Ok(Parsed::Complete));
+            assert_eq!(h.headers.len(), 3);
+            assert_eq!(h.headers.capacity(), cap);
+        }
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request.
+        let buf = b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.head_len, buf.len());
+        assert_eq!(h.path(buf), b"/");
+    }
+
+    // ---- Content-Length / Transfer-Encoding ----
+
+    #[test]
+    fn content_length_accepted() {
+        let h = parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 42\r\n\r\n").unwrap();
+        assert_eq!(h.framing, BodyFraming::Length(42));
+        let h = parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert_eq!(h.framing, BodyFraming::Length(0));
+        let h =
+            parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n")
+                .unwrap();
+        assert_eq!(h.framing, BodyFraming::Length(u64::MAX));
+    }
+
+    #[test]
+    fn content_length_is_not_hop_by_hop() {
+        let buf = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n";
+        assert!(!hop(&parse(buf).unwrap(), buf, "content-length"));
+    }
+
+    #[test]
+    fn identical_duplicate_content_length_accepted() {
+        let h =
+            parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n")
+                .unwrap();
+        assert_eq!(h.framing, BodyFraming::Length(7));
+        let h = parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7, 7 ,7\r\n\r\n").unwrap();
+        assert_eq!(h.framing, BodyFraming::Length(7));
+    }
+
+    #[test]
+    fn differing_duplicate_content_length_rejected() {
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n"),
+            ParseError::ConflictingContentLength
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7, 8\r\n\r\n"),
+            ParseError::ConflictingContentLength
+        );
+    }
+
+    #[test]
+    fn invalid_content_length_rejected() {
+        for v in [
+            "",
+            "abc",
+            "+5",
+            "-1",
+            "5 5",
+            "0x10",
+            "1.0",
+            "18446744073709551616",
+            "7,",
+            ",7",
+            "7,,7",
+        ] {
+            let buf = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {v}\r\n\r\n");
+            assert_eq!(
+                err(buf.as_bytes()),
+                ParseError::InvalidContentLength,
+                "CL {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_accepted_case_insensitive() {
+        for v in ["chunked", "Chunked", "CHUNKED", " chunked ", "chunked,"] {
+            let buf = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {v}\r\n\r\n");
+            let h = parse(buf.as_bytes()).unwrap();
+            assert_eq!(h.framing, BodyFraming::Chunked, "TE {v:?}");
+            assert!(hop(&h, buf.as_bytes(), "transfer-encoding"));
+        }
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_rejected() {
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            ParseError::ContentLengthWithTransferEncoding
+        );
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+            ParseError::ContentLengthWithTransferEncoding
+        );
+    }
+
+    #[test]
+    fn non_chunked_transfer_encoding_rejected() {
+        for v in [
+            "gzip",
+            "chunked, gzip",
+            "gzip, chunked",
+            "chunked, chunked",
+            "",
+            "chunkedx",
+            "identity",
+        ] {
+            let buf = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {v}\r\n\r\n");
+            assert_eq!(
+                err(buf.as_bytes()),
+                ParseError::UnsupportedTransferEncoding,
+                "TE {v:?}"
+            );
+        }
+        // Split over two fields: the combined list is "chunked, chunked".
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            ParseError::UnsupportedTransferEncoding
+        );
+    }
+
+    #[test]
+    fn transfer_encoding_in_http10_rejected() {
+        assert_eq!(
+            err(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            ParseError::TransferEncodingInHttp10
+        );
+    }
+
+    // ---- syntax ----
+
+    #[test]
+    fn obs_fold_rejected() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n b\r\n\r\n"),
+            ParseError::InvalidHeaderName
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n\tb\r\n\r\n"),
+            ParseError::InvalidHeaderName
+        );
+        // Whitespace before the first field is a variant of the same trick.
+        assert!(parse(b"GET / HTTP/1.1\r\n Host: h\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn bare_cr_rejected() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: h\r\n\rX\r\n\r\n").is_err());
+        assert!(parse(b"GET / HTTP/1.1\rHost: h\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn nul_and_control_bytes_rejected() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n"),
+            ParseError::InvalidHeaderValue
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x7fb\r\n\r\n"),
+            ParseError::InvalidHeaderValue
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x01b\r\n\r\n"),
+            ParseError::InvalidHeaderValue
+        );
+        assert!(parse(b"GET /\0 HTTP/1.1\r\nHost: h\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn invalid_header_names_rejected() {
+        for line in [
+            "X A: 1",
+            "X-A : 1",
+            "X(A): 1",
+            "X\"A: 1",
+            ": 1",
+            "X/A: 1",
+            "X-A\t: 1",
+            "X@A: 1",
+            "X\x00A: 1",
+            "NoColon",
+        ] {
+            let buf = format!("GET / HTTP/1.1\r\nHost: h\r\n{line}\r\n\r\n");
+            assert_eq!(
+                err(buf.as_bytes()),
+                ParseError::InvalidHeaderName,
+                "line {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn obs_text_in_value_accepted() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-A: caf\xc3\xa9\r\n\r\n";
+        assert_eq!(
+            parse(buf).unwrap().header_value(buf, "x-a"),
+            Some(&b"caf\xc3\xa9"[..])
+        );
+    }
+
+    #[test]
+    fn bad_request_lines_rejected() {
+        assert_eq!(
+            err(b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidVersion
+        );
+        assert!(parse(b"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n").is_err());
+        assert!(parse(b"GE(T / HTTP/1.1\r\nHost: h\r\n\r\n").is_err());
+        assert!(parse(b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n").is_err());
+        assert!(parse(b" GET / HTTP/1.1\r\nHost: h\r\n\r\n").is_err());
+        assert_eq!(
+            err(b"GET / HTTP/2.0\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidVersion
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidVersion
+        );
+        assert_eq!(
+            err(b"GET / http/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidVersion
+        );
+        assert!(parse(b"GET /\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn methods() {
+        for (tok, m) in [
+            ("GET", Method::Get),
+            ("HEAD", Method::Head),
+            ("POST", Method::Post),
+            ("PUT", Method::Put),
+            ("DELETE", Method::Delete),
+            ("OPTIONS", Method::Options),
+            ("PATCH", Method::Patch),
+            ("TRACE", Method::Trace),
+            ("LOCK", Method::Lock),
+            ("PROPFIND", Method::Other),
+            ("get", Method::Other),
+            ("X-CUSTOM!", Method::Other),
+        ] {
+            let buf = format!("{tok} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            let h = parse(buf.as_bytes()).unwrap();
+            assert_eq!(h.method, m, "{tok}");
+            assert_eq!(h.method_bytes(buf.as_bytes()), tok.as_bytes());
+            if m != Method::Other {
+                assert_eq!(m.as_str(), Some(tok));
+            }
+        }
+        assert_eq!(Method::Other.as_str(), None);
+    }
+
+    #[test]
+    fn idempotency_follows_nginx() {
+        for m in [Method::Post, Method::Patch, Method::Lock] {
+            assert!(!m.is_idempotent());
+        }
+        for m in [
+            Method::Get,
+            Method::Head,
+            Method::Put,
+            Method::Delete,
+            Method::Options,
+            Method::Trace,
+            Method::Connect,
+            Method::Other,
+        ] {
+            assert!(m.is_idempotent());
+        }
+    }
+
+    // ---- Host ----
+
+    #[test]
+    fn http11_without_host_rejected() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nX: y\r\n\r\n"),
+            ParseError::MissingHost
+        );
+    }
+
+    #[test]
+    fn http10_without_host_accepted() {
+        let h = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(h.host, None);
+        assert_eq!(h.minor_version, 0);
+    }
+
+    #[test]
+    fn duplicate_host_rejected() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            ParseError::DuplicateHost
+        );
+        assert_eq!(
+            err(b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"),
+            ParseError::DuplicateHost
+        );
+    }
+
+    #[test]
+    fn empty_host_accepted() {
+        let buf = b"GET / HTTP/1.1\r\nHost:\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.headers[h.host.unwrap()].value(buf), b"");
+    }
+
+    // ---- target forms ----
+
+    #[test]
+    fn absolute_form() {
+        let buf = b"GET http://example.com:8080/p/q?x=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.form, TargetForm::Absolute);
+        assert_eq!(&buf[h.absolute_host.clone().unwrap()], b"example.com:8080");
+        assert_eq!(&buf[h.target.clone()], b"/p/q?x=1");
+        assert_eq!(h.path(buf), b"/p/q");
+        assert_eq!(h.query(buf), Some(&b"x=1"[..]));
+
+        let buf = b"GET HTTPS://[::1]:443 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(&buf[h.absolute_host.clone().unwrap()], b"[::1]:443");
+        assert!(h.target.is_empty());
+        assert_eq!(h.path(buf), b"/");
+        assert_eq!(h.query(buf), None);
+
+        let buf = b"GET http://h?a=b HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(&buf[h.target.clone()], b"?a=b");
+        assert_eq!(h.path(buf), b"/");
+        assert_eq!(h.query(buf), Some(&b"a=b"[..]));
+    }
+
+    #[test]
+    fn bad_absolute_form_rejected() {
+        for t in [
+            "http://",
+            "http:///p",
+            "http://user@h/p",
+            "ftp://h/p",
+            "http:/h/p",
+            "h/p",
+            "http://h\\x/p",
+            "http://h{}/",
+        ] {
+            let buf = format!("GET {t} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(err(buf.as_bytes()), ParseError::InvalidTarget, "{t}");
+        }
+    }
+
+    #[test]
+    fn asterisk_only_for_options() {
+        let buf = b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.form, TargetForm::Asterisk);
+        assert_eq!(&buf[h.target.clone()], b"*");
+        assert_eq!(
+            err(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidTarget
+        );
+    }
+
+    #[test]
+    fn authority_form_only_for_connect() {
+        let buf = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert_eq!(h.method, Method::Connect);
+        assert_eq!(h.form, TargetForm::Authority);
+        assert_eq!(&buf[h.target.clone()], b"example.com:443");
+        assert_eq!(
+            err(b"GET example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidTarget
+        );
+        assert_eq!(
+            err(b"CONNECT / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidTarget
+        );
+        assert_eq!(
+            err(b"CONNECT http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::InvalidTarget
+        );
+    }
+
+    // ---- Connection / keep-alive / hop-by-hop ----
+
+    #[test]
+    fn keep_alive_http11() {
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: h\r\nconnection: X-A, CLOSE\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap()
+            .keep_alive
+        );
+    }
+
+    #[test]
+    fn keep_alive_http10() {
+        assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse(b"GET / HTTP/1.0\r\nConnection: foo ,keep-alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !parse(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn standard_hop_by_hop_fields_marked() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nProxy-Connection: x\r\nTE: trailers\r\nTrailer: X\r\nUpgrade: foo\r\nAccept: y\r\n\r\n";
+        let h = parse(buf).unwrap();
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "upgrade",
+        ] {
+            assert!(hop(&h, buf, name), "{name}");
+        }
+        assert!(!hop(&h, buf, "host"));
+        assert!(!hop(&h, buf, "accept"));
+    }
+
+    #[test]
+    fn connection_options_mark_fields_hop_by_hop() {
+        // The Connection field comes after one named field and before another.
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-Before: 1\r\nConnection: x-before, X-AFTER\r\nConnection: x-third\r\nX-After: 2\r\nx-third: 3\r\nX-Other: 4\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert!(hop(&h, buf, "x-before"));
+        assert!(hop(&h, buf, "x-after"));
+        assert!(hop(&h, buf, "x-third"));
+        assert!(!hop(&h, buf, "x-other"));
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn connection_cannot_strip_host_or_content_length() {
+        let buf = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nConnection: Host, Content-Length\r\n\r\n";
+        let h = parse(buf).unwrap();
+        assert!(!hop(&h, buf, "host"));
+        assert!(!hop(&h, buf, "content-length"));
+        assert_eq!(h.framing, BodyFraming::Length(1));
+    }
+
+    // ---- Upgrade / Expect ----
+
+    #[test]
+    fn upgrade() {
+        let h = parse(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .unwrap();
+        assert!(h.upgrade);
+        let h = parse(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap();
+        assert!(h.upgrade);
+        // Upgrade field without the Connection option, and vice versa.
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap()
+                .upgrade
+        );
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n\r\n")
+                .unwrap()
+                .upgrade
+        );
+        // HTTP/1.0 cannot upgrade.
+        assert!(
+            !parse(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+                .unwrap()
+                .upgrade
+        );
+    }
+
+    #[test]
+    fn expect_continue() {
+        assert!(
+            parse(
+                b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+            )
+            .unwrap()
+            .expect_continue
+        );
+        assert!(
+            parse(b"PUT / HTTP/1.1\r\nHost: h\r\nexpect: 100-Continue\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            !parse(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            !parse(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
+        assert!(
+            !parse(b"PUT / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
+    }
+
+    // ---- limits ----
+
+    #[test]
+    fn head_too_large() {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+        buf.resize(MAX_HEAD_BYTES + 10, b'a');
+        let mut h = RequestHead::new();
+        assert_eq!(h.parse(&buf), Err(ParseError::HeadTooLarge));
+        assert_eq!(ParseError::HeadTooLarge.status_code(), 431);
+        // Just under the limit is still only Partial.
+        assert_eq!(h.parse(&buf[..MAX_HEAD_BYTES - 1]), Ok(Parsed::Partial));
+        // A complete head that fits exactly is fine.
+        let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+        buf.resize(MAX_HEAD_BYTES - 4, b'a');
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(h.parse(&buf), Ok(Parsed::Complete));
+        assert_eq!(h.head_len, MAX_HEAD_BYTES);
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..MAX_HEADERS - 1 {
+            buf.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        let mut ok = buf.clone();
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&ok).unwrap().headers.len(), MAX_HEADERS);
+        buf.extend_from_slice(b"X-Last: v\r\n\r\n");
+        assert_eq!(err(&buf), ParseError::TooManyHeaders);
+        assert_eq!(ParseError::TooManyHeaders.status_code(), 431);
+        assert_eq!(ParseError::MissingHost.status_code(), 400);
+    }
+
+    // ---- property tests ----
+
+    fn arb_method() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("GET".to_string()),
+            Just("POST".to_string()),
+            Just("DELETE".to_string()),
+            "[A-Z][A-Z!#$%&'*+.^_`|~0-9-]{0,10}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn prop_arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut h = RequestHead::new();
+            let _ = h.parse(&data);
+        }
+
+        #[test]
+        fn prop_mutated_heads_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..256),
+            prefix in prop_oneof![
+                Just(&b"GET / HTTP/1.1\r\n"[..]),
+                Just(&b"GET http://"[..]),
+                Just(&b"CONNECT "[..]),
+                Just(&b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: "[..]),
+                Just(&b"POST / HTTP/1.1\r\nHost: h\r\nConnection: "[..]),
+                Just(&b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "[..]),
+            ],
+        ) {
+            let mut buf = prefix.to_vec();
+            buf.extend_from_slice(&tail);
+            let mut h = RequestHead::new();
+            if let Ok(Parsed::Complete) = h.parse(&buf) {
+                // Every range the parser hands out must be inside the buffer.
+                prop_assert!(h.head_len <= buf.len());
+                prop_assert!(buf.get(h.target.clone()).is_some());
+                for r in &h.headers {
+                    prop_assert!(buf.get(r.name.clone()).is_some());
+                    prop_assert!(buf.get(r.value.clone()).is_some());
+                }
+            }
+        }
+
+        #[test]
+        fn prop_valid_head_round_trips(
+            method in arb_method(),
+            path in "/[a-zA-Z0-9/._~%!$&'()*+,;=:@-]{0,40}",
+            query in proptest::option::of("[a-zA-Z0-9=&/?._-]{0,20}"),
+            minor in 0u8..=1,
+            fields in proptest::collection::vec(
+                ("x-[a-z0-9!#$%&'*+.^_`|~-]{1,20}", "([!-~]([ -~]{0,30}[!-~])?)?"),
+                0..20,
+            ),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let mut text = format!("{method} {target} HTTP/1.{minor}\r\nHost: example.org\r\n");
+            for (n, v) in &fields {
+                text.push_str(&format!("{n}: {v}\r\n"));
+            }
+            text.push_str("\r\n");
+            text.push_str("BODY");
+            let buf = text.as_bytes();
+            let head_len = buf.len() - 4;
+
+            let mut h = RequestHead::new();
+            // Any prefix shorter than the head is Partial.
+            let cut = split.index(head_len);
+            prop_assert_eq!(h.parse(&buf[..cut]), Ok(Parsed::Partial));
+
+            prop_assert_eq!(h.parse(buf), Ok(Parsed::Complete));
+            prop_assert_eq!(h.head_len, head_len);
+            prop_assert_eq!(h.method, Method::from_token(method.as_bytes()));
+            prop_assert_eq!(h.method_bytes(buf), method.as_bytes());
+            prop_assert_eq!(&buf[h.target.clone()], target.as_bytes());
+            prop_assert_eq!(h.path(buf), path.as_bytes());
+            prop_assert_eq!(h.query(buf), query.as_ref().map(|q| q.as_bytes()));
+            prop_assert_eq!(h.minor_version, minor);
+            prop_assert_eq!(h.headers.len(), fields.len() + 1);
+            for (r, (n, v)) in h.headers[1..].iter().zip(&fields) {
+                prop_assert_eq!(r.name(buf), n.as_bytes());
+                prop_assert_eq!(r.value(buf), v.as_bytes());
+                prop_assert!(!r.hop_by_hop);
+            }
+            prop_assert_eq!(h.framing, BodyFraming::None);
+            prop_assert_eq!(h.keep_alive, minor == 1);
+        }
+    }
+}
