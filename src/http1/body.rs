@@ -340,3 +340,357 @@ pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&tmp[pos..]);
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Scans `data` split at `splits` (sorted offsets); returns the absolute body end.
+    fn scan_split(data: &[u8], splits: &[usize]) -> Result<Option<usize>, ParseError> {
+        let mut s = ChunkedScanner::new();
+        let mut start = 0;
+        for &end in splits.iter().chain(std::iter::once(&data.len())) {
+            if end < start {
+                continue;
+            }
+            match s.scan(&data[start..end])? {
+                ScanStep::NeedMore => start = end,
+                ScanStep::Done { body_end } => return Ok(Some(start + body_end)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn scan_all(data: &[u8]) -> Result<Option<usize>, ParseError> {
+        scan_split(data, &[])
+    }
+
+    fn scan_bytewise(data: &[u8]) -> (Result<Option<usize>, ParseError>, u64) {
+        let mut s = ChunkedScanner::new();
+        for (i, b) in data.iter().enumerate() {
+            match s.scan(std::slice::from_ref(b)) {
+                Err(e) => return (Err(e), s.payload_len()),
+                Ok(ScanStep::Done { body_end }) => {
+                    assert_eq!(body_end, 1);
+                    return (Ok(Some(i + 1)), s.payload_len());
+                }
+                Ok(ScanStep::NeedMore) => {}
+            }
+        }
+        (Ok(None), s.payload_len())
+    }
+
+    const BODY: &[u8] =
+        b"5;name=val;q=\"a b\"\r\nhello\r\nA\r\n0123456789\r\n000\r\nX-Sum: abc\r\nx-b: \r\n\r\n";
+    const NEXT: &[u8] = b"GET / HTTP/1.1\r\n";
+
+    #[test]
+    fn simple_body() {
+        let mut s = ChunkedScanner::new();
+        assert_eq!(
+            s.scan(b"4\r\nRust\r\n0\r\n\r\nGET"),
+            Ok(ScanStep::Done { body_end: 14 })
+        );
+        assert_eq!(s.payload_len(), 4);
+        assert!(s.is_done());
+        // Further scans report nothing more of the body.
+        assert_eq!(s.scan(b"more"), Ok(ScanStep::Done { body_end: 0 }));
+        s.reset();
+        assert_eq!(s.payload_len(), 0);
+        assert_eq!(s.scan(b"0\r\n\r\n"), Ok(ScanStep::Done { body_end: 5 }));
+    }
+
+    #[test]
+    fn every_split_point_with_trailers_and_extensions() {
+        let mut data = BODY.to_vec();
+        data.extend_from_slice(NEXT);
+        for a in 0..=data.len() {
+            assert_eq!(
+                scan_split(&data, &[a]),
+                Ok(Some(BODY.len())),
+                "split at {a}"
+            );
+            for b in (a..=data.len()).step_by(3) {
+                assert_eq!(
+                    scan_split(&data, &[a, b]),
+                    Ok(Some(BODY.len())),
+                    "split at {a},{b}"
+                );
+            }
+        }
+        let (end, payload) = scan_bytewise(&data);
+        assert_eq!(end, Ok(Some(BODY.len())));
+        assert_eq!(payload, 15);
+    }
+
+    #[test]
+    fn needs_more_until_final_crlf() {
+        for k in 0..BODY.len() {
+            assert_eq!(scan_all(&BODY[..k]), Ok(None), "prefix {k}");
+        }
+    }
+
+    #[test]
+    fn big_and_padded_sizes() {
+        let mut s = ChunkedScanner::new();
+        assert_eq!(s.scan(b"ffffffffffffffff\r\n"), Ok(ScanStep::NeedMore));
+        assert_eq!(s.scan(&[0u8; 100]), Ok(ScanStep::NeedMore));
+        assert_eq!(s.payload_len(), 100);
+        // 16 digits with leading zeros is fine; uppercase hex too.
+        assert_eq!(
+            scan_all(b"000000000000000A\r\n0123456789\r\n0\r\n\r\n"),
+            Ok(Some(35))
+        );
+    }
+
+    #[test]
+    fn bad_chunk_sizes_rejected() {
+        for body in [
+            &b"\r\n"[..],
+            b"x\r\n",
+            b"-1\r\n",
+            b"+1\r\n",
+            b"0x5\r\n",
+            b"12345678901234567\r\n",
+            b"00000000000000001\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5 3\r\n",
+            b";ext\r\n",
+        ] {
+            assert_eq!(
+                scan_all(body),
+                Err(ParseError::InvalidChunkSize),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Whitespace before an extension is BWS and allowed.
+        assert_eq!(scan_all(b"5 ;a=b\r\nhello\r\n0 ;x\r\n\r\n"), Ok(Some(23)));
+    }
+
+    #[test]
+    fn missing_crlf_after_data_rejected() {
+        assert_eq!(
+            scan_all(b"5\r\nhelloX\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+        assert_eq!(
+            scan_all(b"5\r\nhello\rX0\r\n\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+        assert_eq!(
+            scan_all(b"5\r\nhello\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+        // A chunk longer than declared.
+        assert_eq!(
+            scan_all(b"3\r\nhello\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+    }
+
+    #[test]
+    fn bare_lf_and_cr_in_framing_rejected() {
+        assert_eq!(
+            scan_all(b"5\nhello\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+        assert_eq!(
+            scan_all(b"5\rhello\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+        assert_eq!(scan_all(b"0\r\n\n"), Err(ParseError::InvalidChunkFraming));
+        assert_eq!(scan_all(b"0\r\n\rX"), Err(ParseError::InvalidChunkFraming));
+        assert_eq!(
+            scan_all(b"0\r\nX: y\n\r\n"),
+            Err(ParseError::InvalidTrailer)
+        );
+        assert_eq!(
+            scan_all(b"0\r\nX: y\rZ\r\n"),
+            Err(ParseError::InvalidChunkFraming)
+        );
+        assert_eq!(scan_all(b"0\n\r\n"), Err(ParseError::InvalidChunkFraming));
+    }
+
+    #[test]
+    fn bad_chunk_extensions_rejected() {
+        assert_eq!(
+            scan_all(b"5;a\0b\r\nhello\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkExtension)
+        );
+        assert_eq!(
+            scan_all(b"5;a\nb\r\nhello\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkExtension)
+        );
+        assert_eq!(
+            scan_all(b"5;a\x7f\r\nhello\r\n0\r\n\r\n"),
+            Err(ParseError::InvalidChunkExtension)
+        );
+        let mut long = b"1;".to_vec();
+        long.resize(2 + MAX_CHUNK_EXT as usize, b'x');
+        assert_eq!(scan_all(&long), Ok(None));
+        long.push(b'x');
+        assert_eq!(scan_all(&long), Err(ParseError::InvalidChunkExtension));
+    }
+
+    #[test]
+    fn trailers() {
+        assert_eq!(
+            scan_all(b"0\r\nA: 1\r\nB:2\r\nC:\r\n\r\nNEXT"),
+            Ok(Some(20))
+        );
+        // obs-fold, bad names and control bytes.
+        assert_eq!(
+            scan_all(b"0\r\nA: 1\r\n b\r\n\r\n"),
+            Err(ParseError::InvalidTrailer)
+        );
+        assert_eq!(
+            scan_all(b"0\r\nA B: 1\r\n\r\n"),
+            Err(ParseError::InvalidTrailer)
+        );
+        assert_eq!(
+            scan_all(b"0\r\n: 1\r\n\r\n"),
+            Err(ParseError::InvalidTrailer)
+        );
+        assert_eq!(
+            scan_all(b"0\r\nA: \x001\r\n\r\n"),
+            Err(ParseError::InvalidTrailer)
+        );
+        assert_eq!(scan_all(b"0\r\nA\r\n\r\n"), Err(ParseError::InvalidTrailer));
+    }
+
+    #[test]
+    fn trailer_size_capped() {
+        let mut s = ChunkedScanner::new();
+        assert_eq!(s.scan(b"0\r\nX-Big: "), Ok(ScanStep::NeedMore));
+        let filler = vec![b'a'; 1024];
+        let mut result = Ok(ScanStep::NeedMore);
+        for _ in 0..=MAX_HEAD_BYTES / 1024 {
+            result = s.scan(&filler);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(ParseError::TrailerTooLarge));
+    }
+
+    #[test]
+    fn write_chunk_header_formats_lowercase_hex() {
+        let mut out = Vec::new();
+        for (n, s) in [
+            (0usize, "0"),
+            (1, "1"),
+            (15, "f"),
+            (16, "10"),
+            (255, "ff"),
+            (4096, "1000"),
+        ] {
+            out.clear();
+            write_chunk_header(&mut out, n);
+            assert_eq!(out, format!("{s}\r\n").as_bytes());
+        }
+        out.clear();
+        write_chunk_header(&mut out, usize::MAX);
+        assert_eq!(out, format!("{:x}\r\n", usize::MAX).as_bytes());
+        // Appends rather than overwrites.
+        write_chunk_header(&mut out, 10);
+        assert!(out.ends_with(b"\r\na\r\n"));
+    }
+
+    /// A valid chunked body: (bytes, payload length).
+    fn arb_body() -> impl Strategy<Value = (Vec<u8>, u64)> {
+        let chunk = (
+            proptest::collection::vec(any::<u8>(), 1..64),
+            0usize..3,
+            any::<bool>(),
+            proptest::option::of("[a-z]{1,5}(=([a-z0-9]{1,5}|\"[ a-z]{0,5}\"))?"),
+        );
+        (
+            proptest::collection::vec(chunk, 0..8),
+            proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,10}", "[ -~]{0,20}"), 0..3),
+        )
+            .prop_map(|(chunks, trailers)| {
+                let mut out = Vec::new();
+                let mut payload = 0u64;
+                for (data, zeros, upper, ext) in chunks {
+                    let size = if upper {
+                        format!("{:X}", data.len())
+                    } else {
+                        format!("{:x}", data.len())
+                    };
+                    out.extend(std::iter::repeat_n(b'0', zeros));
+                    out.extend_from_slice(size.as_bytes());
+                    if let Some(e) = ext {
+                        out.push(b';');
+                        out.extend_from_slice(e.as_bytes());
+                    }
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                    payload += data.len() as u64;
+                }
+                out.extend_from_slice(b"0\r\n");
+                for (n, v) in trailers {
+                    out.extend_from_slice(format!("{n}:{v}\r\n").as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+                (out, payload)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn prop_valid_body_any_splits(
+            (body, payload) in arb_body(),
+            tail in proptest::collection::vec(any::<u8>(), 0..32),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut data = body.clone();
+            data.extend_from_slice(&tail);
+            let mut splits: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            splits.sort_unstable();
+
+            let mut s = ChunkedScanner::new();
+            let mut start = 0;
+            let mut end = None;
+            for &cut in splits.iter().chain(std::iter::once(&data.len())) {
+                match s.scan(&data[start..cut]) {
+                    Ok(ScanStep::NeedMore) => start = cut,
+                    Ok(ScanStep::Done { body_end }) => {
+                        end = Some(start + body_end);
+                        break;
+                    }
+                    Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+                }
+            }
+            prop_assert_eq!(end, Some(body.len()));
+            prop_assert_eq!(s.payload_len(), payload);
+
+            let (bytewise, bytewise_payload) = scan_bytewise(&data);
+            prop_assert_eq!(bytewise, Ok(Some(body.len())));
+            prop_assert_eq!(bytewise_payload, payload);
+        }
+
+        #[test]
+        fn prop_arbitrary_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..512),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let mut splits: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            splits.sort_unstable();
+            if let Ok(Some(end)) = scan_split(&data, &splits) {
+                prop_assert!(end <= data.len());
+            }
+        }
+
+        #[test]
+        fn prop_truncated_body_never_done(
+            (body, _) in arb_body(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let k = cut.index(body.len());
+            prop_assert_eq!(scan_all(&body[..k]), Ok(None));
+        }
+    }
+}
