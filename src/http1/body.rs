@@ -619,7 +619,7 @@ mod tests {
                     } else {
                         format!("{:x}", data.len())
                     };
-                    out.extend(std::iter::repeat_n(b'0', zeros));
+                    out.resize(out.len() + zeros, b'0');
                     out.extend_from_slice(size.as_bytes());
                     if let Some(e) = ext {
                         out.push(b';');

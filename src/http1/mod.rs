@@ -22,8 +22,8 @@ pub use response::ResponseHead;
 
 use std::ops::Range;
 
-/// Maximum number of header fields in a head (and of trailer fields is not limited by
-/// count, only by size). More → [`ParseError::TooManyHeaders`].
+/// Maximum number of header fields in a head. More → [`ParseError::TooManyHeaders`].
+/// (Trailer fields of a chunked body are limited by size only, see [`MAX_HEAD_BYTES`].)
 pub const MAX_HEADERS: usize = 128;
 
 /// Maximum size in bytes of a message head (start line + header fields + blank line).
@@ -93,4 +93,33 @@ pub(crate) fn find_header<'b>(
         .iter()
         .find(|h| h.name(buf).eq_ignore_ascii_case(name))
         .map(|h| h.value(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_in_only_accepts_subslices() {
+        let buf = b"hello world";
+        assert_eq!(range_in(buf, &buf[6..]), Some(6..11));
+        assert_eq!(range_in(buf, &buf[3..3]), Some(3..3));
+        let other = b"elsewhere".to_vec();
+        assert_eq!(range_in(buf, &other), None);
+    }
+
+    #[test]
+    fn header_range_accessors_are_bounds_safe() {
+        let buf = b"Name: value";
+        let h = HeaderRange {
+            name: 0..4,
+            value: 6..11,
+            hop_by_hop: false,
+        };
+        assert_eq!(h.name(buf), b"Name");
+        assert_eq!(h.value(buf), b"value");
+        // Used against the wrong (shorter) buffer: empty, not a panic.
+        assert_eq!(h.value(b"short"), b"");
+        assert_eq!(find_header(&[h], buf, "NAME"), Some(&b"value"[..]));
+    }
 }
