@@ -1,1 +1,539 @@
-//! proxy
+//! Forwarding one request to an upstream group: peer selection, retries
+//! (`proxy_next_upstream`), the upstream request head, streaming bodies both ways,
+//! upgrades, and putting upstream connections back into the keep-alive pool.
+
+pub mod io;
+mod request;
+mod response;
+pub mod vars;
+
+pub(crate) use request::CLIENT_SEND_TIMEOUT;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::{Level, LocSettings, NextUpstream, ProxyPass};
+use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ResponseHead, ScanStep};
+use crate::server::buffers::Buf;
+use crate::upstream::pool::{self, IdleConn, ThreadPools};
+use crate::upstream::{Outcome, Tried, Upstream};
+
+use self::io::IoFailure;
+
+/// The client connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// Connection number, nginx's `*N` in the error log.
+    pub id: u64,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The local address it connected to.
+    pub local: SocketAddr,
+}
+
+/// Everything [`forward`] needs about one request.
+pub struct Forward<'a> {
+    /// The parsed head.
+    pub head: &'a RequestHead,
+    /// The merged settings of the matched location.
+    pub settings: &'a LocSettings,
+    /// The `proxy_pass` target.
+    pub pass: &'a ProxyPass,
+    /// The upstream group it names.
+    pub upstream: &'a Upstream,
+    /// This thread's idle upstream connections.
+    pub pools: &'a RefCell<ThreadPools>,
+    /// The client connection.
+    pub info: ClientInfo,
+    /// `$server_name` of the matched server.
+    pub server_name: &'a str,
+    /// The normalised request path (`$uri`).
+    pub uri: &'a str,
+    /// Whether the client connection may stay open after this request, as far as the
+    /// request and the server settings go.
+    pub keep_client: bool,
+}
+
+/// What happened to a forwarded request (for the access log and the connection loop).
+#[derive(Debug, Default)]
+pub struct Forwarded {
+    /// Status sent to the client (0 if nothing could be sent).
+    pub status: u16,
+    /// Body bytes sent to the client.
+    pub body_bytes: u64,
+    /// Whether the client connection can carry another request.
+    pub keep_client: bool,
+    /// The peers tried, for `$upstream_addr`.
+    pub upstream_addrs: Vec<SocketAddr>,
+    /// Bytes at the start of the client buffer that belong to this request and are still
+    /// there; `None` when the request's body could not be accounted for (the client
+    /// connection must then close).
+    consumed: Option<usize>,
+}
+
+/// Why one attempt at one peer failed.
+#[derive(Debug)]
+enum AttemptError {
+    /// Connecting failed or timed out.
+    Connect(IoFailure),
+    /// Sending the request failed or timed out.
+    Send(IoFailure),
+    /// Reading the response head failed or timed out (`got_bytes`: whether any byte
+    /// of a response arrived).
+    Read { err: IoFailure, got_bytes: bool },
+    /// The response head did not parse.
+    InvalidHeader(crate::http1::ParseError),
+    /// The client misbehaved while its body was being forwarded: not the peer's fault.
+    Client { status: u16, why: String },
+}
+
+impl AttemptError {
+    fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Connect(IoFailure::Timeout)
+                | AttemptError::Send(IoFailure::Timeout)
+                | AttemptError::Read { err: IoFailure::Timeout, .. }
+        )
+    }
+
+    /// The `proxy_next_upstream` condition this failure is.
+    fn condition(&self) -> u16 {
+        match self {
+            _ if self.is_timeout() => NextUpstream::TIMEOUT,
+            AttemptError::InvalidHeader(_) => NextUpstream::INVALID_HEADER,
+            AttemptError::Read { got_bytes: true, .. } => NextUpstream::INVALID_HEADER,
+            _ => NextUpstream::ERROR,
+        }
+    }
+
+    /// nginx's wording for the error log.
+    fn describe(&self) -> String {
+        match self {
+            AttemptError::Connect(IoFailure::Timeout) => {
+                "upstream timed out (110: Connection timed out) while connecting to upstream".into()
+            }
+            AttemptError::Connect(e) => {
+                format!("connect() failed {} while connecting to upstream", e.describe())
+            }
+            AttemptError::Send(IoFailure::Timeout) => {
+                "upstream timed out (110: Connection timed out) while sending request to upstream"
+                    .into()
+            }
+            AttemptError::Send(e) => {
+                format!("writev() failed {} while sending request to upstream", e.describe())
+            }
+            AttemptError::Read { err: IoFailure::Timeout, .. } => {
+                "upstream timed out (110: Connection timed out) while reading response header from upstream".into()
+            }
+            AttemptError::Read { err: IoFailure::Closed, .. } => {
+                "upstream prematurely closed connection while reading response header from upstream".into()
+            }
+            AttemptError::Read { err, .. } => format!(
+                "recv() failed {} while reading response header from upstream",
+                err.describe()
+            ),
+            AttemptError::InvalidHeader(e) => {
+                format!("upstream sent invalid header ({e}) while reading response header from upstream")
+            }
+            AttemptError::Client { why, .. } => why.clone(),
+        }
+    }
+}
+
+/// An upstream connection in use.
+struct UpstreamConn {
+    stream: TcpStream,
+    reused: bool,
+    requests: u32,
+}
+
+/// How much of the request body is already in the client buffer.
+struct BodyInBuf {
+    /// Body bytes in `cbuf` right after the head.
+    len: usize,
+    /// Whether they are the whole body.
+    complete: bool,
+    /// For a chunked body that continues past the buffer: the scanner's state.
+    scanner: Option<ChunkedScanner>,
+    /// For a content-length body: bytes still to read from the client.
+    remaining: u64,
+}
+
+/// Forwards one request, retrying other peers as `proxy_next_upstream` allows, and
+/// relays the response. Never sends a non-idempotent request twice unless
+/// `non_idempotent` is configured.
+///
+/// `cbuf` is the client read buffer: the head at `..head.head_len`, then whatever body
+/// bytes (and pipelined requests) arrived with it. On return it holds only the bytes
+/// that belong to the next request.
+pub async fn forward(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) -> Forwarded {
+    let mut done = forward_inner(f, client, cbuf).await;
+    match done.consumed {
+        Some(n) => {
+            let end = n.min(cbuf.len());
+            cbuf.drain(..end);
+        }
+        None => done.keep_client = false,
+    }
+    if done.status == 0 {
+        done.keep_client = false;
+    }
+    done
+}
+
+async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) -> Forwarded {
+    let mut done = Forwarded {
+        keep_client: f.keep_client,
+        ..Forwarded::default()
+    };
+    let head_len = f.head.head_len;
+
+    let body = match measure_body(cbuf, f.head, f.settings) {
+        Ok(b) => b,
+        Err(status) => {
+            request::answer_error(client, f.head, status, &mut done).await;
+            return done;
+        }
+    };
+    done.consumed = body.complete.then_some(head_len + body.len);
+
+    let idempotent = f.head.method.is_idempotent();
+    let next = f.settings.proxy_next_upstream;
+    let max_tries = match f.settings.proxy_next_upstream_tries {
+        0 => f.upstream.tries(),
+        n => (n as usize).min(f.upstream.tries()),
+    };
+    let started = Instant::now();
+    let mut tried = Tried::new(f.upstream.peers.len());
+    let mut streamed_from_client = false;
+    let mut last_error_status = 502u16;
+    let mut attempts = 0usize;
+    let mut leftover: Option<Vec<u8>> = None;
+
+    loop {
+        if streamed_from_client {
+            done.consumed = None;
+        }
+        let now = crate::upstream::now();
+        let Some(idx) = f.upstream.pick(&tried, now) else {
+            if attempts == 0 {
+                log_request(
+                    f,
+                    cbuf,
+                    Level::Error,
+                    "no live upstreams while connecting to upstream",
+                    None,
+                );
+            }
+            request::answer_error(client, f.head, last_error_status, &mut done).await;
+            return done;
+        };
+        tried.insert(idx);
+        attempts += 1;
+        // `pick` counted the request in flight; every path below ends with one `report`.
+        let peer = &f.upstream.peers[idx];
+        peer.state
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        done.upstream_addrs.push(peer.conf.addr);
+        let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
+
+        // One attempt, plus at most one silent retry on a fresh connection when a reused
+        // keep-alive connection turned out to be closed before any response byte came.
+        let mut fresh_only = false;
+        let result = loop {
+            let mut conn = match acquire(f, peer_key, peer.conf.addr, idempotent, fresh_only).await {
+                Ok(c) => c,
+                Err(e) => break Err(AttemptError::Connect(e)),
+            };
+            let uhead = request::build_head(f, cbuf, peer.conf.addr, &conn);
+            let sent = request::send(
+                f,
+                client,
+                cbuf,
+                &mut conn,
+                &uhead.bytes,
+                &body,
+                &mut streamed_from_client,
+            )
+            .await;
+            let outcome = match sent {
+                Ok(extra) => {
+                    leftover = extra;
+                    read_head(&mut conn, f.head, f.settings).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(AttemptError::Send(_) | AttemptError::Read { got_bytes: false, .. })
+                    if conn.reused && !streamed_from_client && idempotent && !fresh_only =>
+                {
+                    fresh_only = true;
+                    continue;
+                }
+                Err(e) => break Err(e),
+                Ok((resp, ubuf)) => break Ok((conn, resp, ubuf, uhead.close)),
+            }
+        };
+
+        match result {
+            Err(AttemptError::Client { status, why }) => {
+                // The client's fault says nothing about the peer.
+                f.upstream.report(idx, Outcome::Success, crate::upstream::now());
+                done.consumed = None;
+                log_request(f, cbuf, Level::Info, &why, Some(peer.conf.addr));
+                done.keep_client = false;
+                request::answer_error(client, f.head, status, &mut done).await;
+                return done;
+            }
+            Err(err) => {
+                let report = f.upstream.report(idx, Outcome::Failure, crate::upstream::now());
+                log_request(f, cbuf, Level::Error, &err.describe(), Some(peer.conf.addr));
+                if report.temporarily_disabled {
+                    log_request(
+                        f,
+                        cbuf,
+                        Level::Warn,
+                        "upstream server temporarily disabled while connecting to upstream",
+                        Some(peer.conf.addr),
+                    );
+                }
+                last_error_status = if err.is_timeout() { 504 } else { 502 };
+                if streamed_from_client {
+                    done.consumed = None;
+                }
+                let sent = !matches!(err, AttemptError::Connect(_));
+                let may_retry = next.has(err.condition())
+                    && !streamed_from_client
+                    && (!sent || idempotent || next.has(NextUpstream::NON_IDEMPOTENT))
+                    && attempts < max_tries
+                    && within_next_timeout(f.settings, started);
+                if !may_retry {
+                    request::answer_error(client, f.head, last_error_status, &mut done).await;
+                    return done;
+                }
+            }
+            Ok((conn, resp, ubuf, sent_close)) => {
+                if let Some(flag) = NextUpstream::flag_for_status(resp.status) {
+                    let may_retry = next.has(flag)
+                        && !streamed_from_client
+                        && (idempotent || next.has(NextUpstream::NON_IDEMPOTENT))
+                        && attempts < max_tries
+                        && within_next_timeout(f.settings, started);
+                    if may_retry {
+                        // 403 and 404 say nothing about the peer's health; 5xx do.
+                        let outcome = if matches!(resp.status, 403 | 404) {
+                            Outcome::Success
+                        } else {
+                            Outcome::Failure
+                        };
+                        f.upstream.report(idx, outcome, crate::upstream::now());
+                        log_request(
+                            f,
+                            cbuf,
+                            Level::Warn,
+                            &format!(
+                                "upstream answered {} while reading response header from upstream, trying next",
+                                resp.status
+                            ),
+                            Some(peer.conf.addr),
+                        );
+                        last_error_status = resp.status;
+                        continue;
+                    }
+                }
+                f.upstream.report(idx, Outcome::Success, crate::upstream::now());
+                response::relay(
+                    f, client, cbuf, conn, resp, ubuf, sent_close, peer_key, &mut done,
+                )
+                .await;
+                // Keep only what belongs to the next (pipelined) request.
+                if streamed_from_client {
+                    cbuf.clear();
+                    if let Some(extra) = leftover {
+                        cbuf.extend_from_slice(&extra);
+                    }
+                    done.consumed = Some(0);
+                }
+                return done;
+            }
+        }
+    }
+}
+
+fn within_next_timeout(s: &LocSettings, started: Instant) -> bool {
+    s.proxy_next_upstream_timeout.is_zero() || started.elapsed() < s.proxy_next_upstream_timeout
+}
+
+/// Checks the declared body size and finds how much of the body is already buffered.
+/// `Err(status)` is the error to answer with.
+fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<BodyInBuf, u16> {
+    let avail = cbuf.len() - head.head_len;
+    let max = s.client_max_body_size;
+    Ok(match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => BodyInBuf {
+            len: 0,
+            complete: true,
+            scanner: None,
+            remaining: 0,
+        },
+        BodyFraming::Length(n) => {
+            if max != 0 && n > max {
+                return Err(413);
+            }
+            let len = (n.min(avail as u64)) as usize;
+            BodyInBuf {
+                len,
+                complete: len as u64 == n,
+                scanner: None,
+                remaining: n - len as u64,
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut sc = ChunkedScanner::new();
+            let step = sc.scan(&cbuf[head.head_len..]).map_err(|_| 400u16)?;
+            if max != 0 && sc.payload_len() > max {
+                return Err(413);
+            }
+            match step {
+                ScanStep::Done { body_end } => BodyInBuf {
+                    len: body_end,
+                    complete: true,
+                    scanner: None,
+                    remaining: 0,
+                },
+                ScanStep::NeedMore => BodyInBuf {
+                    len: avail,
+                    complete: false,
+                    scanner: Some(sc),
+                    remaining: 0,
+                },
+            }
+        }
+    })
+}
+
+/// A connection to the peer: a pooled one when the upstream keeps any (checked for
+/// liveness before a non-idempotent request is written to it), else a new one.
+async fn acquire(
+    f: &Forward<'_>,
+    peer_key: usize,
+    addr: SocketAddr,
+    idempotent: bool,
+    fresh_only: bool,
+) -> Result<UpstreamConn, IoFailure> {
+    if f.upstream.keepalive.is_some() && !fresh_only {
+        let mut pools = f.pools.borrow_mut();
+        while let Some(IdleConn {
+            stream, requests, ..
+        }) = pools.take(&f.upstream.name, peer_key, f.upstream.keepalive_timeout)
+        {
+            // An idempotent request can be replayed if the connection proves stale, so
+            // it skips the extra syscall; a POST must not risk it.
+            if idempotent || pool::still_open(&stream) {
+                return Ok(UpstreamConn {
+                    stream,
+                    reused: true,
+                    requests,
+                });
+            }
+        }
+    }
+    let connect = TcpStream::connect(addr);
+    let stream = match tokio::time::timeout(f.settings.proxy_connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(IoFailure::Io(e)),
+        Err(_) => return Err(IoFailure::Timeout),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(UpstreamConn {
+        stream,
+        reused: false,
+        requests: 0,
+    })
+}
+
+/// Reads the response head, skipping interim 1xx responses other than 101.
+async fn read_head(
+    conn: &mut UpstreamConn,
+    req: &RequestHead,
+    s: &LocSettings,
+) -> Result<(ResponseHead, Buf), AttemptError> {
+    let mut ubuf = Buf::head();
+    let mut resp = ResponseHead::new();
+    loop {
+        let got_bytes = !ubuf.is_empty();
+        if let Err(err) = io::read_some(&mut conn.stream, &mut ubuf, 4096, s.proxy_read_timeout).await {
+            return Err(AttemptError::Read { err, got_bytes });
+        }
+        loop {
+            match resp.parse(&ubuf, req.method) {
+                Ok(crate::http1::Parsed::Partial) => break,
+                Ok(crate::http1::Parsed::Complete) => {
+                    if (100..200).contains(&resp.status) && resp.status != 101 {
+                        ubuf.drain(..resp.head_len);
+                        if ubuf.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                    return Ok((resp, ubuf));
+                }
+                Err(e) => return Err(AttemptError::InvalidHeader(e)),
+            }
+        }
+    }
+}
+
+/// The variables view of a request that is not being proxied (`return` texts).
+pub fn request_vars<'a>(
+    head: &'a RequestHead,
+    buf: &'a [u8],
+    info: ClientInfo,
+    server_name: &'a str,
+    uri: &'a str,
+) -> vars::RequestVars<'a> {
+    vars::RequestVars {
+        buf,
+        head,
+        remote: info.remote,
+        local: info.local,
+        server_name,
+        scheme: "http",
+        uri,
+        proxy_host: "",
+        upstream_addr: None,
+    }
+}
+
+/// Writes an error-log line about this request in nginx's layout.
+fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Option<SocketAddr>) {
+    let vars = request::vars(f, cbuf, peer);
+    let mut line = Vec::with_capacity(256);
+    vars.request_line(&mut line);
+    let request = String::from_utf8_lossy(&line).into_owned();
+    line.clear();
+    vars.host(&mut line);
+    let host = String::from_utf8_lossy(&line).into_owned();
+    let upstream = match peer {
+        Some(a) => {
+            line.clear();
+            vars.request_uri(&mut line);
+            format!(", upstream: \"{}://{}{}\"", f.pass.scheme, a, String::from_utf8_lossy(&line))
+        }
+        None => String::new(),
+    };
+    crate::log::emit(
+        level,
+        Some(f.info.id),
+        format_args!(
+            "{what}, client: {}, server: {}, request: \"{request}\"{upstream}, host: \"{host}\"",
+            f.info.remote.ip(),
+            f.server_name,
+        ),
+    );
+}

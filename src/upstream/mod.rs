@@ -8,6 +8,7 @@
 //! `report` ends it.
 
 mod clock;
+pub mod pool;
 mod peer;
 mod registry;
 mod tried;

@@ -1,0 +1,101 @@
+//! Socket I/O with nginx-style per-operation timeouts.
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why an I/O operation did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum IoFailure {
+    /// The operation did not finish within its timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The peer closed the connection.
+    #[error("connection closed prematurely")]
+    Closed,
+    /// A socket error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl IoFailure {
+    /// The text nginx would print after `failed`, e.g. `(111: Connection refused)`.
+    pub fn describe(&self) -> String {
+        match self {
+            IoFailure::Io(e) => match e.raw_os_error() {
+                Some(code) => format!("({code}: {})", nix::errno::Errno::from_raw(code).desc()),
+                None => format!("({e})"),
+            },
+            other => format!("({other})"),
+        }
+    }
+}
+
+/// Runs an I/O future with a timeout; a zero timeout means none.
+async fn within<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, IoFailure> {
+    if limit.is_zero() {
+        return Ok(fut.await?);
+    }
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(IoFailure::Timeout),
+    }
+}
+
+/// Reads into the spare capacity of `buf` (reserving `want` bytes first); returns the
+/// number of bytes read, failing with [`IoFailure::Closed`] on EOF.
+pub async fn read_some<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    want: usize,
+    limit: Duration,
+) -> Result<usize, IoFailure> {
+    buf.reserve(want);
+    match within(limit, s.read_buf(buf)).await? {
+        0 => Err(IoFailure::Closed),
+        n => Ok(n),
+    }
+}
+
+/// Like [`read_some`] but EOF is `Ok(0)`.
+pub async fn read_or_eof<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    want: usize,
+    limit: Duration,
+) -> Result<usize, IoFailure> {
+    buf.reserve(want);
+    within(limit, s.read_buf(buf)).await
+}
+
+/// Writes every slice, in as few `writev` calls as the socket allows.
+pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    slices: &mut [IoSlice<'_>],
+    limit: Duration,
+) -> Result<(), IoFailure> {
+    let mut slices = slices;
+    // Skip empty slices so a zero-length write is never mistaken for a closed socket.
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = within(limit, s.write_vectored(slices)).await?;
+        if n == 0 {
+            return Err(IoFailure::Closed);
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+/// Writes one buffer completely.
+pub async fn write_all<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    data: &[u8],
+    limit: Duration,
+) -> Result<(), IoFailure> {
+    within(limit, s.write_all(data)).await
+}

@@ -1,0 +1,286 @@
+//! The upstream side of a request: its head (proxy_set_header, hop-by-hop removal, the
+//! `proxy_pass` URI) and sending it with its body.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::io::{self, IoFailure};
+use super::vars::RequestVars;
+use super::{AttemptError, BodyInBuf, Forward, Forwarded, UpstreamConn};
+use crate::config::ProxyHttpVersion;
+use crate::http1::{self, BodyFraming, RequestHead, ScanStep};
+use crate::server::buffers::Buf;
+use crate::server::respond;
+
+/// How long writing to a client may stall (nginx's `send_timeout` default).
+pub(crate) const CLIENT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A built upstream request head.
+pub(super) struct UpstreamHead {
+    /// The bytes to send.
+    pub(super) bytes: Buf,
+    /// Whether it asks the upstream to close the connection afterwards.
+    pub(super) close: bool,
+}
+
+/// The variables view of the request being forwarded.
+pub(super) fn vars<'a>(f: &'a Forward<'a>, cbuf: &'a [u8], peer: Option<SocketAddr>) -> RequestVars<'a> {
+    RequestVars {
+        buf: cbuf,
+        head: f.head,
+        remote: f.info.remote,
+        local: f.info.local,
+        server_name: f.server_name,
+        scheme: "http",
+        uri: f.uri,
+        proxy_host: &f.pass.proxy_host,
+        upstream_addr: peer,
+    }
+}
+
+/// Builds the head sent upstream. As nginx: `proxy_set_header` lines first (an empty
+/// value drops the header), then the client's headers minus hop-by-hop ones and those
+/// the config set. Unlike nginx, Host defaults to the client's Host (as HAProxy and
+/// Envoy do), because nginx's `Host: $proxy_host` makes Django answer 400.
+pub(super) fn build_head(f: &Forward<'_>, cbuf: &[u8], peer: SocketAddr, conn: &UpstreamConn) -> UpstreamHead {
+    let head = f.head;
+    let v = vars(f, cbuf, Some(peer));
+    let mut out = Buf::head();
+
+    // An upgrade or a chunked body needs HTTP/1.1; an HTTP/1.0 client gets an HTTP/1.0
+    // request so the upstream never answers it chunked.
+    let http11 = head.minor_version == 1
+        && (f.settings.proxy_http_version == ProxyHttpVersion::Http11
+            || head.upgrade
+            || head.framing == BodyFraming::Chunked);
+
+    out.extend_from_slice(&cbuf[head.method_range.clone()]);
+    out.push(b' ');
+    write_uri(f, cbuf, &v, &mut out);
+    out.extend_from_slice(if http11 { b" HTTP/1.1\r\n" } else { b" HTTP/1.0\r\n" });
+
+    let mut set_host = false;
+    let mut set_connection: Option<bool> = None; // Some(close?)
+    let mut value = Vec::new();
+    for (name, template) in &f.settings.proxy_set_header {
+        value.clear();
+        v.eval(template, &mut value);
+        let is_connection = name.eq_ignore_ascii_case("connection");
+        if is_connection {
+            set_connection = Some(contains_token(&value, b"close") || (!http11 && !contains_token(&value, b"keep-alive")));
+        }
+        if name.eq_ignore_ascii_case("host") {
+            set_host = true;
+        }
+        if value.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !set_host {
+        out.extend_from_slice(b"Host: ");
+        match head.host.map(|i| &head.headers[i]) {
+            Some(h) if head.absolute_host.is_none() => out.extend_from_slice(&cbuf[h.value.clone()]),
+            _ => match &head.absolute_host {
+                Some(r) => out.extend_from_slice(&cbuf[r.clone()]),
+                None => out.extend_from_slice(f.pass.proxy_host.as_bytes()),
+            },
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    let close = if head.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        if let Some(u) = head.header_value(cbuf, "upgrade") {
+            out.extend_from_slice(u);
+        }
+        out.extend_from_slice(b"\r\n");
+        true
+    } else {
+        match set_connection {
+            Some(close) => close,
+            None => {
+                let pooled = f.upstream.keepalive.is_some()
+                    && http11
+                    && conn.requests + 1 < f.upstream.keepalive_requests;
+                if !pooled {
+                    out.extend_from_slice(b"Connection: close\r\n");
+                }
+                !pooled
+            }
+        }
+    };
+    if head.framing == BodyFraming::Chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    for h in &head.headers {
+        if h.hop_by_hop {
+            continue;
+        }
+        let name = &cbuf[h.name.clone()];
+        if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"expect") {
+            continue;
+        }
+        if f
+            .settings
+            .proxy_set_header
+            .iter()
+            .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&cbuf[h.value.clone()]);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    UpstreamHead { bytes: out, close }
+}
+
+/// The request URI sent upstream: the client's as is, or, when `proxy_pass` has a URI
+/// part, the normalised path with the matched location prefix replaced by it.
+fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8>) {
+    let Some(uri) = &f.pass.uri else {
+        v.request_uri(out);
+        return;
+    };
+    let rest = match &f.pass.location_prefix {
+        Some(prefix) => f.uri.strip_prefix(prefix.as_str()).unwrap_or(""),
+        None => f.uri,
+    };
+    out.extend_from_slice(uri.as_bytes());
+    escape_path(rest.as_bytes(), out);
+    if let Some(q) = f.head.query(cbuf) {
+        out.push(b'?');
+        out.extend_from_slice(q);
+    }
+}
+
+/// Percent-encodes what may not appear raw in a path (the normalised `$uri` is decoded).
+fn escape_path(path: &[u8], out: &mut Vec<u8>) {
+    for &b in path {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+}
+
+fn contains_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Sends the head and the body: the buffered part in the same `writev` as the head,
+/// the rest streamed from the client in 64 KiB chunks. Returns bytes of a following
+/// pipelined request read past the end of a chunked body, if any.
+pub(super) async fn send(
+    f: &Forward<'_>,
+    client: &mut TcpStream,
+    cbuf: &[u8],
+    conn: &mut UpstreamConn,
+    head: &[u8],
+    body: &BodyInBuf,
+    streamed: &mut bool,
+) -> Result<Option<Vec<u8>>, AttemptError> {
+    let send_timeout = f.settings.proxy_send_timeout;
+    let start = f.head.head_len;
+    let initial = &cbuf[start..start + body.len];
+    let mut slices = [IoSlice::new(head), IoSlice::new(initial)];
+    io::write_all_vectored(&mut conn.stream, &mut slices, send_timeout)
+        .await
+        .map_err(AttemptError::Send)?;
+    if body.complete {
+        return Ok(None);
+    }
+
+    if f.head.expect_continue {
+        io::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", CLIENT_SEND_TIMEOUT)
+            .await
+            .map_err(|e| client_error(408, "client closed before sending its body", e))?;
+    }
+    *streamed = true;
+    let body_timeout = f.settings.client_body_timeout;
+    let mut bbuf = Buf::body();
+    match f.head.framing {
+        BodyFraming::Length(_) => {
+            let mut remaining = body.remaining;
+            while remaining > 0 {
+                bbuf.clear();
+                let want = remaining.min(crate::server::buffers::BODY_BUF as u64);
+                let mut limited = (&mut *client).take(want);
+                let n = io::read_some(&mut limited, &mut bbuf, want as usize, body_timeout)
+                    .await
+                    .map_err(|e| client_error(400, "client sent a short body", e))?;
+                remaining -= n as u64;
+                io::write_all(&mut conn.stream, &bbuf, send_timeout)
+                    .await
+                    .map_err(AttemptError::Send)?;
+            }
+            Ok(None)
+        }
+        BodyFraming::Chunked => {
+            let Some(mut sc) = body.scanner.clone() else {
+                return Ok(None);
+            };
+            let max = f.settings.client_max_body_size;
+            loop {
+                bbuf.clear();
+                io::read_some(client, &mut bbuf, crate::server::buffers::BODY_BUF, body_timeout)
+                    .await
+                    .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
+                let step = sc.scan(&bbuf).map_err(|e| AttemptError::Client {
+                    status: 400,
+                    why: format!("client sent invalid chunked body ({e})"),
+                })?;
+                if max != 0 && sc.payload_len() > max {
+                    return Err(AttemptError::Client {
+                        status: 413,
+                        why: format!("client intended to send too large chunked body: {} bytes", sc.payload_len()),
+                    });
+                }
+                let end = match step {
+                    ScanStep::Done { body_end } => body_end,
+                    ScanStep::NeedMore => bbuf.len(),
+                };
+                io::write_all(&mut conn.stream, &bbuf[..end], send_timeout)
+                    .await
+                    .map_err(AttemptError::Send)?;
+                if let ScanStep::Done { body_end } = step {
+                    return Ok((body_end < bbuf.len()).then(|| bbuf[body_end..].to_vec()));
+                }
+            }
+        }
+        BodyFraming::None | BodyFraming::UntilClose => Ok(None),
+    }
+}
+
+fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
+    let status = if matches!(e, IoFailure::Timeout) { 408 } else { status };
+    AttemptError::Client {
+        status,
+        why: format!("{why} {}", e.describe()),
+    }
+}
+
+/// Answers with an error page (nothing was sent to the client yet).
+pub(super) async fn answer_error(client: &mut TcpStream, head: &RequestHead, status: u16, done: &mut Forwarded) {
+    if matches!(status, 400 | 408 | 413) || done.consumed.is_none() {
+        done.keep_client = false;
+    }
+    let mut out = Buf::head();
+    let head_only = head.method == http1::Method::Head;
+    respond::error_page(&mut out, status, done.keep_client, head.minor_version == 0, head_only);
+    done.status = status;
+    if io::write_all(client, &out, CLIENT_SEND_TIMEOUT).await.is_err() {
+        done.keep_client = false;
+    }
+}

@@ -1,0 +1,108 @@
+//! Per-thread free lists of I/O buffers.
+//!
+//! An idle keep-alive connection holds no buffer: a connection waits for readability
+//! first, then takes a buffer here, and gives it back as soon as it has nothing pending.
+//! That keeps memory per idle connection at the socket and the task, as nginx does.
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+
+/// Size of a head buffer: enough for nearly every request or response head plus the
+/// first body bytes; it grows (up to the head limit) for the rare larger head.
+pub const HEAD_BUF: usize = 16 * 1024;
+/// Size of a body buffer: large bodies move in chunks of this size.
+pub const BODY_BUF: usize = 64 * 1024;
+/// Buffers kept per thread and class; beyond that they are freed.
+const MAX_FREE: usize = 256;
+
+thread_local! {
+    static FREE_HEAD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static FREE_BODY: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer borrowed from the thread's free list; it goes back there when dropped.
+#[derive(Debug)]
+pub struct Buf {
+    data: Vec<u8>,
+    class: usize,
+}
+
+impl Buf {
+    /// A head-sized buffer (empty, capacity [`HEAD_BUF`]).
+    pub fn head() -> Buf {
+        Self::take(HEAD_BUF)
+    }
+
+    /// A body-sized buffer (empty, capacity [`BODY_BUF`]).
+    pub fn body() -> Buf {
+        Self::take(BODY_BUF)
+    }
+
+    fn take(class: usize) -> Buf {
+        let list = if class == HEAD_BUF { &FREE_HEAD } else { &FREE_BODY };
+        let data = list
+            .with(|l| l.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(class));
+        Buf { data, class }
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        // A buffer that grew for an unusually large head is not kept: the free list
+        // holds only standard sizes so memory stays predictable.
+        if self.data.capacity() != self.class {
+            return;
+        }
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        let list = if self.class == HEAD_BUF { &FREE_HEAD } else { &FREE_BODY };
+        // try_with: during thread teardown the free list may already be gone.
+        let _ = list.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if l.len() < MAX_FREE {
+                l.push(data);
+            }
+        });
+    }
+}
+
+impl Deref for Buf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.data
+    }
+}
+
+impl DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_reused_and_cleared() {
+        let ptr = {
+            let mut b = Buf::head();
+            b.extend_from_slice(b"hello");
+            b.as_ptr()
+        };
+        let b = Buf::head();
+        assert!(b.is_empty());
+        assert_eq!(b.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn grown_buffers_are_not_kept() {
+        {
+            let mut b = Buf::head();
+            b.reserve(HEAD_BUF * 2);
+        }
+        let b = Buf::head();
+        assert_eq!(b.capacity(), HEAD_BUF);
+    }
+}

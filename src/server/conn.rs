@@ -1,0 +1,341 @@
+//! One client connection: read a head, route it (virtual server, location), answer or
+//! forward it, log it, and go on with the next request on the same connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::buffers::Buf;
+use super::runtime::{Runtime, StopMode, Worker};
+use super::{location, respond, uri, vhost};
+use crate::config::{AccessLogConf, Action, Level, LocSettings, ServerConf};
+use crate::http1::{self, BodyFraming, Method, Parsed, RequestHead};
+use crate::log::access::CombinedFields;
+use crate::proxy::io::{self, IoFailure};
+use crate::proxy::request_vars;
+use crate::proxy::{ClientInfo, Forward};
+
+/// How long a new connection may take to send its first request head, before any
+/// server settings are known (nginx's `client_header_timeout` default).
+const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves a client connection until it closes, errs, or the server stops.
+pub async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
+    let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
+    let mut stop = worker.shared.stop_signal();
+    let mut cbuf: Option<Buf> = None;
+    let mut head = RequestHead::new();
+    let mut served = 0u32;
+    let mut idle_timeout = FIRST_HEAD_TIMEOUT;
+    let mut header_timeout = FIRST_HEAD_TIMEOUT;
+
+    loop {
+        // Wait for the next request without holding a buffer.
+        if cbuf.as_ref().is_none_or(|b| b.is_empty()) {
+            cbuf = None;
+            if *stop.borrow() != StopMode::Running {
+                return;
+            }
+            tokio::select! {
+                r = tokio::time::timeout(idle_timeout, stream.readable()) => {
+                    if !matches!(r, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+        let buf = cbuf.get_or_insert_with(Buf::head);
+
+        // Pick up a reloaded configuration between requests.
+        {
+            let current = worker.shared.runtime.load();
+            if !Arc::ptr_eq(&rt, &current) {
+                rt = Arc::clone(&current);
+            }
+        }
+
+        // Read until the head is complete.
+        loop {
+            if !buf.is_empty() {
+                match head.parse(buf) {
+                    Ok(Parsed::Complete) => break,
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => {
+                        let status = match e {
+                            http1::ParseError::HeadTooLarge | http1::ParseError::TooManyHeaders => 431,
+                            _ => 400,
+                        };
+                        crate::log::emit(
+                            Level::Info,
+                            Some(info.id),
+                            format_args!("client sent invalid request ({e}), client: {}", info.remote.ip()),
+                        );
+                        reject(&mut stream, status).await;
+                        return;
+                    }
+                }
+            }
+            match io::read_some(&mut stream, buf, 4096, header_timeout).await {
+                Ok(_) => {}
+                Err(IoFailure::Timeout) if !buf.is_empty() => {
+                    crate::log::emit(
+                        Level::Info,
+                        Some(info.id),
+                        format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote.ip()),
+                    );
+                    reject(&mut stream, 408).await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+
+        served += 1;
+        let started = tokio::time::Instant::now();
+        let outcome = handle(worker, &rt, &mut stream, buf, &head, info, served).await;
+        if let Some(log) = outcome.log {
+            log.write(&rt, buf, &head, info, &outcome, started);
+        }
+        if !outcome.keep_alive {
+            return;
+        }
+        idle_timeout = outcome.keepalive_timeout;
+        header_timeout = outcome.header_timeout;
+    }
+}
+
+/// Writes a bare error response before closing the connection.
+async fn reject(stream: &mut TcpStream, status: u16) {
+    let mut out = Buf::head();
+    respond::error_page(&mut out, status, false, false, false);
+    let _ = io::write_all(stream, &out, Duration::from_secs(5)).await;
+}
+
+/// What a handled request leaves for the connection loop.
+struct Handled<'a> {
+    status: u16,
+    body_bytes: u64,
+    keep_alive: bool,
+    keepalive_timeout: Duration,
+    header_timeout: Duration,
+    upstream: Option<std::net::SocketAddr>,
+    log: Option<AccessLogRef<'a>>,
+}
+
+/// Routes and answers one request whose head is in `buf`.
+async fn handle<'a>(
+    worker: &Worker,
+    rt: &'a Runtime,
+    stream: &mut TcpStream,
+    buf: &mut Buf,
+    head: &RequestHead,
+    info: ClientInfo,
+    served: u32,
+) -> Handled<'a> {
+    let servers = &rt.config.http.servers;
+    let host = match &head.absolute_host {
+        Some(r) => std::str::from_utf8(&buf[r.clone()]).ok(),
+        None => head.header_value(buf, "host").and_then(|h| std::str::from_utf8(h).ok()),
+    };
+    let server: Option<&ServerConf> = vhost::find_server(servers, info.local, host).map(|i| &servers[i]);
+    let Some(server) = server else {
+        return answer_local(stream, buf, head, 404, None, &default_settings(rt), false).await;
+    };
+
+    let path = head.path(buf);
+    let uri = match uri::normalize(path) {
+        Ok(u) => u,
+        Err(e) => {
+            crate::log::emit(
+                Level::Info,
+                Some(info.id),
+                format_args!("client sent invalid request path ({e}), client: {}", info.remote.ip()),
+            );
+            return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
+        }
+    };
+    let settings: &LocSettings = match location::find_location(&server.locations, &uri) {
+        Some(loc) => &loc.settings,
+        None => &server.settings,
+    };
+    let keep = head.keep_alive
+        && !settings.keepalive_timeout.is_zero()
+        && served < settings.keepalive_requests
+        && *worker.shared.stop_signal().borrow() == StopMode::Running;
+
+    if head.method == Method::Connect {
+        return answer_local(stream, buf, head, 405, None, settings, false).await;
+    }
+
+    let mut handled = match &settings.action {
+        Action::Proxy(pass) => {
+            let Some(upstream) = rt.upstreams.get(pass.upstream) else {
+                return answer_local(stream, buf, head, 500, None, settings, false).await;
+            };
+            let f = Forward {
+                head,
+                settings,
+                pass,
+                upstream,
+                pools: &worker.pools,
+                info,
+                server_name: &server.primary_name,
+                uri: &uri,
+                keep_client: keep,
+            };
+            let done = crate::proxy::forward(&f, stream, buf).await;
+            Handled {
+                status: done.status,
+                body_bytes: done.body_bytes,
+                keep_alive: done.keep_client,
+                keepalive_timeout: settings.keepalive_timeout,
+                header_timeout: settings.client_header_timeout,
+                upstream: done.upstream_addrs.last().copied(),
+                log: None,
+            }
+        }
+        Action::Return { code, text } => {
+            let mut body = Vec::new();
+            if let Some(t) = text {
+                let vars = request_vars(head, buf, info, &server.primary_name, &uri);
+                vars.eval(t, &mut body);
+            }
+            answer_local(stream, buf, head, *code, text.as_ref().map(|_| body), settings, keep).await
+        }
+        Action::NotFound => answer_local(stream, buf, head, 404, None, settings, keep).await,
+    };
+    if let AccessLogConf::Combined(path) = &settings.access_log {
+        handled.log = rt.access_logs.get(path).map(|log| AccessLogRef {
+            log,
+            server_name: &server.primary_name,
+        });
+    }
+    handled
+}
+
+/// The settings used when no server matches at all (never in a valid config, where
+/// every listen address has a default server).
+fn default_settings(rt: &Runtime) -> Arc<LocSettings> {
+    match rt.config.http.servers.first() {
+        Some(s) => s.settings.clone(),
+        None => unreachable_settings(),
+    }
+}
+
+fn unreachable_settings() -> Arc<LocSettings> {
+    // A runtime with no servers has no listeners, so no connection gets here; build
+    // neutral settings anyway rather than panic.
+    Arc::new(crate::config::LocSettings::default())
+}
+
+/// Answers a request ferrolb handles itself (`return`, 404, errors): an error page, a
+/// redirect, or the `return` text. Discards a request body that is already buffered;
+/// otherwise closes the connection after answering.
+async fn answer_local<'a>(
+    stream: &mut TcpStream,
+    buf: &mut Buf,
+    head: &RequestHead,
+    status: u16,
+    text: Option<Vec<u8>>,
+    settings: &LocSettings,
+    keep: bool,
+) -> Handled<'a> {
+    let body_in_buf = match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => Some(0usize),
+        BodyFraming::Length(n) if (buf.len() - head.head_len) as u64 >= n => Some(n as usize),
+        _ => None,
+    };
+    let keep = keep && body_in_buf.is_some() && status < 500 && status != 400;
+    let http10 = head.minor_version == 0;
+    let head_only = head.method == Method::Head;
+    let mut out = Buf::head();
+    let mut body_len = 0u64;
+    match text {
+        Some(t) if respond::is_redirect(status) => {
+            respond::write_status_line(&mut out, status, keep, http10);
+            out.extend_from_slice(b"Location: ");
+            out.extend_from_slice(&t);
+            out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        }
+        Some(t) => {
+            respond::write_status_line(&mut out, status, keep, http10);
+            out.extend_from_slice(format!("Content-Type: text/plain\r\nContent-Length: {}\r\n", t.len()).as_bytes());
+            let v_applies = respond::add_header_applies(status);
+            for h in &settings.add_header {
+                if h.always || v_applies {
+                    out.extend_from_slice(h.name.as_bytes());
+                    out.extend_from_slice(b": ");
+                    // add_header values here are evaluated without request variables.
+                    for p in &h.value.parts {
+                        if let crate::config::TemplatePart::Literal(s) = p {
+                            out.extend_from_slice(s.as_bytes());
+                        }
+                    }
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            if !head_only {
+                body_len = t.len() as u64;
+                out.extend_from_slice(&t);
+            }
+        }
+        None => {
+            let start = out.len();
+            respond::error_page(&mut out, status, keep, http10, head_only);
+            body_len = (out.len() - start) as u64;
+        }
+    }
+    let ok = io::write_all(stream, &out, crate::proxy::CLIENT_SEND_TIMEOUT).await.is_ok();
+    if let Some(n) = body_in_buf {
+        let end = (head.head_len + n).min(buf.len());
+        buf.drain(..end);
+    }
+    Handled {
+        status,
+        body_bytes: body_len,
+        keep_alive: keep && ok,
+        keepalive_timeout: settings.keepalive_timeout,
+        header_timeout: settings.client_header_timeout,
+        upstream: None,
+        log: None,
+    }
+}
+
+/// The access log a request goes to, with what the log line needs beyond the request.
+struct AccessLogRef<'a> {
+    log: &'a crate::log::access::AccessLog,
+    #[allow(dead_code)]
+    server_name: &'a str,
+}
+
+impl AccessLogRef<'_> {
+    fn write(
+        &self,
+        _rt: &Runtime,
+        buf: &[u8],
+        head: &RequestHead,
+        info: ClientInfo,
+        h: &Handled<'_>,
+        _started: tokio::time::Instant,
+    ) {
+        // The head's ranges still point into `buf` only if nothing was drained; the
+        // request line is rebuilt from the parsed head before forwarding in that case.
+        let _ = (buf, head, h.upstream);
+        let mut line = Vec::with_capacity(256);
+        crate::log::access::format_combined(
+            &mut line,
+            &CombinedFields {
+                remote_addr: info.remote.ip(),
+                request: b"",
+                status: h.status,
+                body_bytes_sent: h.body_bytes,
+                referer: None,
+                user_agent: None,
+            },
+        );
+        self.log.write_line(&line);
+    }
+}

@@ -1,0 +1,112 @@
+//! Responses ferrolb makes itself: error pages, `return`, `100 Continue`.
+
+use std::io::Write as _;
+
+/// The reason phrase for a status code ferrolb may produce or relay.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Not Allowed",
+        408 => "Request Time-out",
+        411 => "Length Required",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Whether a status is a redirect that `return code URL` sends with a Location header.
+pub fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Whether `add_header` (without `always`) applies to a status, as in nginx.
+pub fn add_header_applies(status: u16) -> bool {
+    matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
+}
+
+/// Writes the status line, `Server`, `Date` and, unless `keep_alive`, `Connection: close`.
+pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool) {
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\nServer: ferrolb\r\nDate: ", reason(status));
+    write_http_date(out);
+    out.extend_from_slice(b"\r\n");
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if http10_client {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+}
+
+/// A complete error page response (nginx's look, ferrolb's name).
+pub fn error_page(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool, head_only: bool) {
+    let body = format!(
+        "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
+        r = reason(status)
+    );
+    write_status_line(out, status, keep_alive, http10_client);
+    let _ = write!(
+        out,
+        "Content-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// Appends the current time as an HTTP date (`Wed, 25 Nov 2026 16:31:53 GMT`), formatted
+/// once per second per thread: it is on every generated response.
+pub fn write_http_date(out: &mut Vec<u8>) {
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        let now = chrono::Utc::now();
+        let secs = now.timestamp();
+        if d.0 != secs {
+            d.1 = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            d.0 = secs;
+        }
+        out.extend_from_slice(d.1.as_bytes());
+    });
+}
+
+thread_local! {
+    static DATE: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_page_is_complete() {
+        let mut out = Vec::new();
+        error_page(&mut out, 502, false, false, false);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
+        assert!(s.contains("Connection: close\r\n"));
+        let (head, body) = s.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+}

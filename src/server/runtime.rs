@@ -1,0 +1,360 @@
+//! The running server: configuration swapped atomically, one current-thread tokio
+//! runtime per worker thread with its own `SO_REUSEPORT` listeners and its own upstream
+//! connection pools, and the main thread handling signals (reload, stop).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::{self, AccessLogConf, Config, Level, LoadOptions, LocSettings, LogTarget};
+use crate::log::access::AccessLog;
+use crate::upstream::{PeerRegistry, Upstream};
+
+/// What `run` needs from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The configuration file (already resolved against the prefix).
+    pub conf_path: PathBuf,
+    /// How to load it (prefix, `-g` directives, embedded text).
+    pub load: LoadOptions,
+    /// `-e`: overrides the configured error log.
+    pub error_log_override: Option<LogTarget>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration did not load.
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be bound.
+    #[error("bind() to {addr} failed ({err})")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// The pid file could not be written.
+    #[error("open() \"{path}\" failed ({err})")]
+    Pid {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// A log could not be opened.
+    #[error("{0}")]
+    Log(String),
+    /// A thread or runtime could not be created.
+    #[error("could not start: {0}")]
+    Start(std::io::Error),
+}
+
+/// How the server is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Serving.
+    Running,
+    /// SIGQUIT: stop accepting, close idle connections, finish requests in progress.
+    Graceful,
+    /// SIGTERM / SIGINT: stop now.
+    Fast,
+}
+
+/// Configuration-derived state that requests read; replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    /// Upstream groups, parallel to `config.http.upstreams`.
+    pub upstreams: Vec<Upstream>,
+    /// Open access logs by path.
+    pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+}
+
+impl Runtime {
+    /// Builds the runtime state for a configuration; peer state comes from (and stays
+    /// in) the registry so it survives reloads.
+    pub fn build(config: Config, registry: &PeerRegistry) -> Result<Runtime, ServerError> {
+        registry.retain(&config.http.upstreams);
+        let upstreams = config
+            .http
+            .upstreams
+            .iter()
+            .map(|u| Upstream::build(u, registry))
+            .collect();
+        let mut access_logs = HashMap::new();
+        let mut open = |s: &LocSettings| -> Result<(), ServerError> {
+            if let AccessLogConf::Combined(path) = &s.access_log {
+                if !access_logs.contains_key(path) {
+                    let log = AccessLog::open(path).map_err(|e| {
+                        ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
+                    })?;
+                    access_logs.insert(path.clone(), log);
+                }
+            }
+            Ok(())
+        };
+        for server in &config.http.servers {
+            open(&server.settings)?;
+            visit_locations(&server.locations, &mut open)?;
+        }
+        Ok(Runtime {
+            config,
+            upstreams,
+            access_logs,
+        })
+    }
+
+    /// Every address some server listens on.
+    pub fn listen_addrs(&self) -> BTreeSet<SocketAddr> {
+        self.config
+            .http
+            .servers
+            .iter()
+            .flat_map(|s| s.listen.iter().map(|l| l.addr))
+            .collect()
+    }
+}
+
+fn visit_locations(
+    locs: &[config::Location],
+    f: &mut impl FnMut(&LocSettings) -> Result<(), ServerError>,
+) -> Result<(), ServerError> {
+    for l in locs {
+        f(&l.settings)?;
+        visit_locations(&l.locations, f)?;
+    }
+    Ok(())
+}
+
+/// State shared by every thread.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current runtime; connections pick up a new one at their next request.
+    pub runtime: ArcSwap<Runtime>,
+    /// Live peer state by (upstream, address), outliving reloads.
+    pub registry: PeerRegistry,
+    /// Connection numbers for the error log.
+    pub next_conn_id: AtomicU64,
+    stop_tx: watch::Sender<StopMode>,
+}
+
+impl Shared {
+    /// A receiver that turns to `Graceful` or `Fast` when stopping.
+    pub fn stop_signal(&self) -> watch::Receiver<StopMode> {
+        self.stop_tx.subscribe()
+    }
+}
+
+/// Runs until stopped by a signal. Binds every listener, writes the pid file only when
+/// all are bound, and handles SIGHUP (reload), SIGQUIT (graceful stop), SIGTERM and
+/// SIGINT (fast stop), SIGUSR1 (reopen logs).
+pub fn run(opts: RunOptions) -> Result<(), ServerError> {
+    let (_tx, rx) = watch::channel(false);
+    run_with_shutdown(opts, rx)
+}
+
+/// Like [`run`], and also stops (gracefully) when `shutdown` turns true.
+pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+    let config = load(&opts)?;
+    let workers = config.worker_processes.max(1);
+    let pid_path = config.pid.clone();
+    let registry = PeerRegistry::new();
+    let runtime = Runtime::build(config, &registry)?;
+    let addrs: Vec<SocketAddr> = runtime.listen_addrs().into_iter().collect();
+
+    // Bind everything before anything else so a taken port fails the start cleanly.
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let mut ls = Vec::with_capacity(addrs.len());
+        for &addr in &addrs {
+            ls.push(super::listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?);
+        }
+        per_worker.push(ls);
+    }
+
+    let (stop_tx, _) = watch::channel(StopMode::Running);
+    let shared = Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        registry,
+        next_conn_id: AtomicU64::new(1),
+        stop_tx,
+    });
+
+    let mut threads = Vec::with_capacity(workers);
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        let shared = shared.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("ferrolb-worker-{i}"))
+            .spawn(move || super::worker::run(shared, listeners))
+            .map_err(ServerError::Start)?;
+        threads.push(t);
+    }
+
+    write_pid(&pid_path)?;
+    crate::log::emit(
+        Level::Notice,
+        None,
+        format_args!("ferrolb {} started, {workers} worker threads, listening on {}", env!("CARGO_PKG_VERSION"), list(&addrs)),
+    );
+
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Start)?;
+    let mode = signals.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Start)?;
+        let mut quit = signal(SignalKind::quit()).map_err(ServerError::Start)?;
+        let mut term = signal(SignalKind::terminate()).map_err(ServerError::Start)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Start)?;
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => reload(&opts, &shared, &addrs, workers),
+                _ = usr1.recv() => {
+                    crate::log::emit(Level::Notice, None, format_args!("reopening logs"));
+                    crate::log::reopen();
+                    for log in shared.runtime.load().access_logs.values() {
+                        let _ = log.reopen();
+                    }
+                }
+                _ = quit.recv() => return Ok::<_, ServerError>(StopMode::Graceful),
+                _ = term.recv() => return Ok(StopMode::Fast),
+                _ = int.recv() => return Ok(StopMode::Fast),
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        return Ok(StopMode::Graceful);
+                    }
+                }
+            }
+        }
+    })?;
+
+    crate::log::emit(
+        Level::Notice,
+        None,
+        format_args!("{}", if mode == StopMode::Graceful { "gracefully shutting down" } else { "exiting" }),
+    );
+    shared.stop_tx.send_replace(mode);
+    if mode == StopMode::Graceful {
+        for t in threads {
+            let _ = t.join();
+        }
+    } else {
+        // Fast stop: give workers a moment to drop their sockets, not to finish requests.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&pid_path);
+    crate::log::emit(Level::Notice, None, format_args!("exit"));
+    crate::log::flush();
+    Ok(())
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn load(opts: &RunOptions) -> Result<Config, ServerError> {
+    let mut config = config::load(&opts.conf_path, &opts.load)?;
+    if let Some(target) = &opts.error_log_override {
+        config.error_log.target = target.clone();
+    }
+    crate::log::init(&config.error_log).map_err(|e| ServerError::Log(e.to_string()))?;
+    for w in &config.warnings {
+        crate::log::emit(Level::Warn, None, format_args!("{} in {}", w.message, w.span));
+    }
+    Ok(config)
+}
+
+/// SIGHUP: load the configuration again; on any error keep the running one.
+fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usize) {
+    crate::log::emit(Level::Notice, None, format_args!("signal 1 (SIGHUP) received, reconfiguring"));
+    let config = match load(opts) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::emit(Level::Emerg, None, format_args!("{e}; the running configuration is kept"));
+            return;
+        }
+    };
+    if config.worker_processes.max(1) != workers {
+        crate::log::emit(
+            Level::Warn,
+            None,
+            format_args!("worker_processes changed: takes effect at the next restart"),
+        );
+    }
+    let runtime = match Runtime::build(config, &shared.registry) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::log::emit(Level::Emerg, None, format_args!("{e}; the running configuration is kept"));
+            return;
+        }
+    };
+    let wanted: Vec<SocketAddr> = runtime.listen_addrs().into_iter().collect();
+    if wanted != bound {
+        crate::log::emit(
+            Level::Warn,
+            None,
+            format_args!(
+                "listen addresses changed ({} → {}): takes effect at the next restart",
+                list(bound),
+                list(&wanted)
+            ),
+        );
+    }
+    shared.runtime.store(Arc::new(runtime));
+    crate::log::emit(Level::Notice, None, format_args!("configuration reloaded"));
+}
+
+fn write_pid(path: &Path) -> Result<(), ServerError> {
+    let err = |err| ServerError::Pid {
+        path: path.to_owned(),
+        err,
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+    }
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(err)
+}
+
+/// Per-thread worker state.
+#[derive(Debug)]
+pub struct Worker {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// This thread's idle upstream connections.
+    pub pools: std::cell::RefCell<crate::upstream::pool::ThreadPools>,
+    /// Client connections open on this thread.
+    pub active: std::cell::Cell<usize>,
+    /// Wakes the accept loop when a connection closes below the limit.
+    pub freed: tokio::sync::Notify,
+}
+
+impl Worker {
+    /// A new worker for this thread.
+    pub fn new(shared: Arc<Shared>) -> Rc<Worker> {
+        Rc::new(Worker {
+            shared,
+            pools: Default::default(),
+            active: std::cell::Cell::new(0),
+            freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// A fresh connection number.
+    pub fn next_conn_id(&self) -> u64 {
+        self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,98 @@
+//! One worker thread: a current-thread tokio runtime running the accept loops of this
+//! thread's listeners and every connection they accept.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::LocalSet;
+
+use super::runtime::{Shared, StopMode, Worker};
+use crate::config::Level;
+use crate::proxy::ClientInfo;
+
+/// The thread's body: runs until the server stops.
+pub fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::log::emit(Level::Alert, None, format_args!("worker runtime failed to start: {e}"));
+            return;
+        }
+    };
+    let local = LocalSet::new();
+    local.block_on(&rt, async move {
+        let worker = Worker::new(shared.clone());
+        let mut stop = shared.stop_signal();
+        let mut loops = Vec::new();
+        for l in listeners {
+            match TcpListener::from_std(l) {
+                Ok(l) => loops.push(tokio::task::spawn_local(accept_loop(worker.clone(), l, shared.stop_signal()))),
+                Err(e) => crate::log::emit(Level::Alert, None, format_args!("listener setup failed: {e}")),
+            }
+        }
+        while *stop.borrow_and_update() == StopMode::Running {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+        for l in &loops {
+            l.abort();
+        }
+        if *stop.borrow() == StopMode::Graceful {
+            // Idle connections see the stop signal and close; requests in progress finish.
+            while worker.active.get() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        worker.pools.borrow_mut().clear();
+    });
+}
+
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, mut stop: watch::Receiver<StopMode>) {
+    let limit = worker.shared.runtime.load().config.worker_connections.max(1);
+    let mut warned = false;
+    loop {
+        if worker.active.get() >= limit {
+            if !warned {
+                crate::log::emit(
+                    Level::Alert,
+                    None,
+                    format_args!("{limit} worker_connections are not enough"),
+                );
+                warned = true;
+            }
+            worker.freed.notified().await;
+            continue;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                crate::log::emit(Level::Alert, None, format_args!("accept() failed ({e})"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else { continue };
+        let info = ClientInfo {
+            id: worker.next_conn_id(),
+            remote,
+            local,
+        };
+        worker.active.set(worker.active.get() + 1);
+        let w = worker.clone();
+        tokio::task::spawn_local(async move {
+            super::conn::serve(&w, stream, info).await;
+            w.active.set(w.active.get() - 1);
+            w.freed.notify_one();
+        });
+    }
+}
