@@ -223,7 +223,11 @@ fn parse_demo(args: &[OsString]) -> Result<Command, String> {
             "--port" => &mut opts.port,
             "--backends" => &mut opts.backends,
             "--first-backend-port" => &mut opts.first_backend_port,
-            _ => return Err(format!("demo: invalid option: \"{a}\" (see \"ferrolb demo --help\")")),
+            _ => {
+                return Err(format!(
+                    "demo: invalid option: \"{a}\" (see \"ferrolb demo --help\")"
+                ))
+            }
         };
         let value = match inline {
             Some(v) => v,
@@ -373,10 +377,16 @@ mod tests {
     fn missing_values_use_nginx_messages() {
         assert_eq!(p(&["-c"]), Err("option \"-c\" requires file name".into()));
         assert_eq!(p(&["-e"]), Err("option \"-e\" requires file name".into()));
-        assert_eq!(p(&["-p"]), Err("option \"-p\" requires directory name".into()));
+        assert_eq!(
+            p(&["-p"]),
+            Err("option \"-p\" requires directory name".into())
+        );
         assert_eq!(p(&["-g"]), Err("option \"-g\" requires parameter".into()));
         assert_eq!(p(&["-s"]), Err("option \"-s\" requires parameter".into()));
-        assert_eq!(p(&["-t", "-c"]), Err("option \"-c\" requires file name".into()));
+        assert_eq!(
+            p(&["-t", "-c"]),
+            Err("option \"-c\" requires file name".into())
+        );
     }
 
     #[test]
@@ -393,7 +403,14 @@ mod tests {
     fn demo_options() {
         assert_eq!(p(&["demo"]), Ok(Command::Demo(DemoOptions::default())));
         assert_eq!(
-            p(&["demo", "--port", "9090", "--backends=2", "--first-backend-port", "7000"]),
+            p(&[
+                "demo",
+                "--port",
+                "9090",
+                "--backends=2",
+                "--first-backend-port",
+                "7000"
+            ]),
             Ok(Command::Demo(DemoOptions {
                 port: 9090,
                 backends: 2,

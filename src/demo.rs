@@ -271,7 +271,9 @@ fn parse_head(buf: &[u8]) -> Parsed {
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Ok(httparse::Status::Complete(n)) => n,
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Bad("Request Header Fields Too Large", 431),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Bad("Request Header Fields Too Large", 431)
+        }
         Err(_) => return Parsed::Bad("Bad Request", 400),
     };
     let version = req.version.unwrap_or(1);
@@ -358,8 +360,15 @@ async fn serve_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
                     }
                     Parsed::Partial if buf.len() > MAX_HEAD => {
                         let body = "<h1>431 Request Header Fields Too Large</h1>";
-                        respond(&mut stream, 431, "Request Header Fields Too Large", body, true, false)
-                            .await?;
+                        respond(
+                            &mut stream,
+                            431,
+                            "Request Header Fields Too Large",
+                            body,
+                            true,
+                            false,
+                        )
+                        .await?;
                         return Ok(());
                     }
                     Parsed::Partial => {}
@@ -372,7 +381,10 @@ async fn serve_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
         };
         buf.drain(..head.head_len);
 
-        if head.expect_continue && head.content_length > 0 && (buf.len() as u64) < head.content_length {
+        if head.expect_continue
+            && head.content_length > 0
+            && (buf.len() as u64) < head.content_length
+        {
             stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
         // Consume the body without keeping it: only its length matters.
@@ -391,7 +403,10 @@ async fn serve_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
 
         let mut body = format!("<h1>Using port {port}</h1>");
         if head.method == "POST" {
-            body.push_str(&format!("\n<p>Received {} body bytes</p>", head.content_length));
+            body.push_str(&format!(
+                "\n<p>Received {} body bytes</p>",
+                head.content_length
+            ));
         }
         let send_body = head.method != "HEAD";
         respond(&mut stream, 200, "OK", &body, send_body, head.keep_alive).await?;
@@ -409,7 +424,10 @@ mod tests {
     #[test]
     fn default_ports() {
         let o = DemoOptions::default();
-        assert_eq!(o.backend_ports().expect("ports"), vec![8000, 8001, 8002, 8003]);
+        assert_eq!(
+            o.backend_ports().expect("ports"),
+            vec![8000, 8001, 8002, 8003]
+        );
         let text = o.config_text().expect("text");
         assert!(text.contains("server 127.0.0.1:8003;"));
         assert!(text.contains("listen 127.0.0.1:8080;"));
@@ -446,7 +464,10 @@ mod tests {
             }
             _ => panic!("expected a head"),
         }
-        assert!(matches!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial));
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Parsed::Partial
+        ));
         assert!(matches!(
             parse_head(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
             Parsed::Bad(_, 400)

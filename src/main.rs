@@ -145,7 +145,9 @@ fn default_conf(prefix: &Path) -> PathBuf {
 /// the effective user; this avoids unsafe code and extra nix features.
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// `2: No such file or directory`, nginx's rendering of an OS error.
@@ -203,7 +205,11 @@ fn test_config(a: &NginxArgs, conf_path: &Path, load: &LoadOptions) -> bool {
                 match config::dump(conf_path, load) {
                     Ok(text) => {
                         let mut out = std::io::stdout().lock();
-                        if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+                        if out
+                            .write_all(text.as_bytes())
+                            .and_then(|_| out.flush())
+                            .is_err()
+                        {
                             return false;
                         }
                     }
@@ -239,7 +245,11 @@ fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptio
     let text = match std::fs::read(&pid_path) {
         Ok(t) => t,
         Err(e) => {
-            ferrolb::error!("open() \"{}\" failed ({})", pid_path.display(), os_error(&e));
+            ferrolb::error!(
+                "open() \"{}\" failed ({})",
+                pid_path.display(),
+                os_error(&e)
+            );
             return false;
         }
     };
@@ -286,6 +296,9 @@ mod tests {
             Some(("c:/x", 3, "bad: really"))
         );
         assert_eq!(split_location("config loader not merged yet"), None);
-        assert_eq!(split_location("open() \"x\" failed (2: No such file)"), None);
+        assert_eq!(
+            split_location("open() \"x\" failed (2: No such file)"),
+            None
+        );
     }
 }

@@ -149,7 +149,7 @@ fn escape_or_dash(out: &mut Vec<u8>, v: Option<&[u8]>) {
 fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in v {
-        if b < 0x20 || b >= 0x7f || b == b'"' || b == b'\\' {
+        if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\' {
             out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
         } else {
             out.push(b);
@@ -228,7 +228,10 @@ mod tests {
         AccessLogs::reopen_all().expect("reopen");
         b.write_line(b"two\n");
         assert_eq!(std::fs::read(&path).expect("read"), b"two\n");
-        assert_eq!(std::fs::read(dir.join("rotated.log")).expect("read"), b"one\n");
+        assert_eq!(
+            std::fs::read(dir.join("rotated.log")).expect("read"),
+            b"one\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
