@@ -42,7 +42,15 @@ impl Default for DemoOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// A port could not be bound (usually already in use).
-    #[error("cannot listen on 127.0.0.1:{port}: {source} (is another program using port {port}?)")]
+    #[error(
+        "bind() to 127.0.0.1:{port} failed ({}){}",
+        crate::log::os_error_text(source),
+        if source.kind() == io::ErrorKind::AddrInUse {
+            format!(": port {port} is already in use; stop what uses it or pick other ports (see \"ferrolb demo --help\")")
+        } else {
+            String::new()
+        }
+    )]
     Bind {
         /// The port.
         port: u16,

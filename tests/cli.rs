@@ -158,3 +158,33 @@ fn signal_reaches_the_process_in_the_pid_file() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(15));
 }
+
+#[test]
+fn demo_names_a_taken_port() {
+    let d = tempdir("demo");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let p = port.to_string();
+    let balancer = if port > 60000 {
+        port - 1000
+    } else {
+        port + 1000
+    }
+    .to_string();
+    let o = ferrolb(
+        &[
+            "demo",
+            "--backends",
+            "1",
+            "--first-backend-port",
+            &p,
+            "--port",
+            &balancer,
+        ],
+        &d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(e.contains(&format!("127.0.0.1:{port} failed")), "{e}");
+    assert!(e.contains("already in use"), "{e}");
+}
