@@ -272,6 +272,8 @@ Commands:
   demo          : start 4 demo backends on 127.0.0.1:8000-8003 and a round robin
                   balancer on 127.0.0.1:8080 in front of them; Ctrl-C stops
 
+Exit status: 0 on success, 1 on any error.
+
 Differences from nginx:
   - ferrolb runs in the foreground only: no daemon and no master/worker
     processes (worker_processes sets worker threads); -s signals that process.
