@@ -1,0 +1,304 @@
+//! The `ferrolb` binary: nginx's command line in front of the library.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod cli;
+mod features;
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use ferrolb::config::{self, ErrorLogConf, Level, LoadOptions, LogTarget};
+use ferrolb::server::runtime::{self, RunOptions};
+
+use cli::{Command, ErrorLogArg, InfoStream, NginxArgs, SignalCmd};
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let cmd = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("ferrolb: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cmd {
+        Command::Nginx(a) => nginx_main(a),
+        Command::DemoHelp => {
+            print!("{}", cli::DEMO_HELP);
+            Ok(true)
+        }
+        Command::Demo(opts) => match ferrolb::demo::run(opts) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                ferrolb::emerg!("{}", e);
+                Ok(false)
+            }
+        },
+    };
+    ferrolb::log::flush();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            ferrolb::emerg!("{:#}", e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the nginx command line; `Ok(false)` means "failed, already reported".
+fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
+    if a.version {
+        print_info(&a);
+        // As nginx: -v/-V/-h only print, unless combined with -t.
+        if !a.test {
+            return Ok(true);
+        }
+    }
+
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let prefix = match &a.prefix {
+        Some(p) => cwd.join(p),
+        None => cwd,
+    };
+    let conf_path = match &a.conf {
+        Some(c) => prefix.join(c),
+        None => default_conf(&prefix),
+    };
+    let error_log_override = a.error_log.as_ref().map(|e| match e {
+        ErrorLogArg::Stderr => LogTarget::Stderr,
+        ErrorLogArg::File(f) => LogTarget::File(prefix.join(f)),
+    });
+    if let Some(target) = &error_log_override {
+        // Startup and -t messages go where -e says; nginx also copies warnings and
+        // errors to the terminal while starting, so does ferrolb.
+        ferrolb::log::init(&ErrorLogConf {
+            target: target.clone(),
+            level: Level::Notice,
+        })?;
+        ferrolb::log::set_stderr_mirror(true);
+    }
+    let load = LoadOptions {
+        prefix: prefix.clone(),
+        globals: a.globals.clone(),
+        text: None,
+        is_root: is_root(),
+    };
+
+    if let Some(sig) = a.signal {
+        return Ok(send_signal(sig, &prefix, &conf_path, &load));
+    }
+    if a.test {
+        return Ok(test_config(&a, &conf_path, &load));
+    }
+
+    match runtime::run(RunOptions {
+        conf_path,
+        load,
+        error_log_override,
+    }) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            ferrolb::emerg!("{}", e);
+            Ok(false)
+        }
+    }
+}
+
+fn print_info(a: &NginxArgs) {
+    let mut text = format!("{}\n", cli::VERSION_LINE);
+    if a.help {
+        text.push_str(cli::HELP);
+    }
+    if a.configure {
+        let rustc = env!("FERROLB_RUSTC_VERSION");
+        let rustc = rustc.strip_prefix("rustc ").unwrap_or(rustc);
+        text.push_str(&format!(
+            "built by rustc {rustc}\nconfigure arguments: {}\n",
+            features::configure_arguments()
+        ));
+    }
+    // Nothing useful to do if the terminal is gone.
+    let _ = match a.info_stream {
+        InfoStream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+        InfoStream::Stdout => std::io::stdout().write_all(text.as_bytes()),
+    };
+}
+
+/// `conf/nginx.conf` as nginx's layout has it, else `nginx.conf` next to the binary's
+/// working directory (the common layout of a project checkout).
+fn default_conf(prefix: &Path) -> PathBuf {
+    let nginx_layout = prefix.join("conf/nginx.conf");
+    if nginx_layout.exists() {
+        nginx_layout
+    } else {
+        prefix.join("nginx.conf")
+    }
+}
+
+/// Whether we run as root (it changes the default `listen` port). /proc/self belongs to
+/// the effective user; this avoids unsafe code and extra nix features.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// `2: No such file or directory`, nginx's rendering of an OS error.
+fn os_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => format!("{}: {}", code, nix::errno::Errno::from_raw(code).desc()),
+        None => e.to_string(),
+    }
+}
+
+/// Reports a configuration error as nginx does: `[emerg] message in FILE:LINE`. The
+/// loader's errors display as `FILE:LINE: message`; anything else is shown as is.
+fn report_config_error(e: &config::ConfigError) {
+    let text = e.to_string();
+    match split_location(&text) {
+        Some((file, line, msg)) => ferrolb::emerg!("{} in {}:{}", msg, file, line),
+        None => ferrolb::emerg!("{}", text),
+    }
+}
+
+/// Splits `FILE:LINE: message` (the file may itself contain colons).
+fn split_location(text: &str) -> Option<(&str, u32, &str)> {
+    let mut search = 0;
+    while let Some(rel) = text[search..].find(": ") {
+        let sep = search + rel;
+        let head = &text[..sep];
+        if let Some(colon) = head.rfind(':') {
+            if let Ok(line) = head[colon + 1..].parse::<u32>() {
+                if colon > 0 {
+                    return Some((&head[..colon], line, &text[sep + 2..]));
+                }
+            }
+        }
+        search = sep + 2;
+    }
+    None
+}
+
+/// `-t` / `-T`: returns success.
+fn test_config(a: &NginxArgs, conf_path: &Path, load: &LoadOptions) -> bool {
+    if a.quiet {
+        ferrolb::log::set_level(Level::Error);
+    }
+    let shown = conf_path.display();
+    match config::load(conf_path, load) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                ferrolb::warn!("{} in {}", w.message, w.span);
+            }
+            if !a.quiet {
+                eprintln!("ferrolb: the configuration file {shown} syntax is ok");
+                eprintln!("ferrolb: configuration file {shown} test is successful");
+            }
+            if a.dump {
+                match config::dump(conf_path, load) {
+                    Ok(text) => {
+                        let mut out = std::io::stdout().lock();
+                        if out
+                            .write_all(text.as_bytes())
+                            .and_then(|_| out.flush())
+                            .is_err()
+                        {
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        report_config_error(&e);
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+        Err(e) => {
+            report_config_error(&e);
+            eprintln!("ferrolb: configuration file {shown} test failed");
+            false
+        }
+    }
+}
+
+/// `-s`: returns success.
+fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptions) -> bool {
+    let pid_path = if conf_path.exists() {
+        match config::load(conf_path, load) {
+            Ok(cfg) => cfg.pid,
+            Err(e) => {
+                report_config_error(&e);
+                return false;
+            }
+        }
+    } else {
+        prefix.join("logs/nginx.pid")
+    };
+    let text = match std::fs::read(&pid_path) {
+        Ok(t) => t,
+        Err(e) => {
+            ferrolb::error!(
+                "open() \"{}\" failed ({})",
+                pid_path.display(),
+                os_error(&e)
+            );
+            return false;
+        }
+    };
+    let trimmed = String::from_utf8_lossy(&text).trim().to_owned();
+    let pid = match trimmed.parse::<i32>() {
+        Ok(p) if p > 0 => p,
+        _ => {
+            ferrolb::error!(
+                "invalid PID number \"{}\" in \"{}\"",
+                trimmed,
+                pid_path.display()
+            );
+            return false;
+        }
+    };
+    let signal = sig.signal();
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+        Ok(()) => true,
+        Err(errno) => {
+            ferrolb::error!(
+                "kill({}, {}) failed ({}: {})",
+                pid,
+                signal as i32,
+                errno as i32,
+                errno.desc()
+            );
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_loader_errors() {
+        assert_eq!(
+            split_location("/a/nginx.conf:12: unknown directive \"foo\""),
+            Some(("/a/nginx.conf", 12, "unknown directive \"foo\""))
+        );
+        assert_eq!(
+            split_location("c:/x:3: bad: really"),
+            Some(("c:/x", 3, "bad: really"))
+        );
+        assert_eq!(split_location("config loader not merged yet"), None);
+        assert_eq!(
+            split_location("open() \"x\" failed (2: No such file)"),
+            None
+        );
+    }
+}
