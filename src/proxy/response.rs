@@ -127,7 +127,7 @@ pub(super) async fn relay(
             super::log_request(f, cbuf, Level::Error, &what, done.upstream_addrs.last().copied());
             return;
         }
-        Err(BodyError::Client(_)) => {
+        Err(BodyError::Client) => {
             // The client went away: nothing to tell it, and the upstream connection
             // still has unread response bytes, so it is dropped.
             done.keep_client = false;
@@ -153,7 +153,7 @@ pub(super) async fn relay(
 
 enum BodyError {
     Upstream(IoFailure),
-    Client(IoFailure),
+    Client,
 }
 
 struct BodyRelay {
@@ -272,7 +272,7 @@ impl BodyRelay {
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         io::write_all_vectored(client, &mut slices, CLIENT_SEND_TIMEOUT)
             .await
-            .map_err(BodyError::Client)?;
+            .map_err(|_| BodyError::Client)?;
         // Counts chunk framing too: close enough to nginx's $body_bytes_sent for logs.
         let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
         self.sent += total - self.head_pending.min(total);

@@ -11,9 +11,10 @@ use super::runtime::{Runtime, StopMode, Worker};
 use super::{location, respond, uri, vhost};
 use crate::config::{AccessLogConf, Action, Level, LocSettings, ServerConf};
 use crate::http1::{self, BodyFraming, Method, Parsed, RequestHead};
-use crate::log::access::CombinedFields;
+use crate::log::{AccessLog, CombinedFields};
 use crate::proxy::io::{self, IoFailure};
 use crate::proxy::request_vars;
+use crate::proxy::vars::RequestVars;
 use crate::proxy::{ClientInfo, Forward};
 
 /// How long a new connection may take to send its first request head, before any
@@ -21,7 +22,7 @@ use crate::proxy::{ClientInfo, Forward};
 const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves a client connection until it closes, errs, or the server stops.
-pub async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
+pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
     let mut cbuf: Option<Buf> = None;
@@ -93,10 +94,9 @@ pub async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
         }
 
         served += 1;
-        let started = tokio::time::Instant::now();
         let outcome = handle(worker, &rt, &mut stream, buf, &head, info, served).await;
-        if let Some(log) = outcome.log {
-            log.write(&rt, buf, &head, info, &outcome, started);
+        if let Some(log) = &outcome.log {
+            log.write(info.remote.ip(), outcome.status, outcome.body_bytes);
         }
         if !outcome.keep_alive {
             return;
@@ -120,8 +120,7 @@ struct Handled<'a> {
     keep_alive: bool,
     keepalive_timeout: Duration,
     header_timeout: Duration,
-    upstream: Option<std::net::SocketAddr>,
-    log: Option<AccessLogRef<'a>>,
+    log: Option<LogLine<'a>>,
 }
 
 /// Routes and answers one request whose head is in `buf`.
@@ -141,7 +140,17 @@ async fn handle<'a>(
     };
     let server: Option<&ServerConf> = vhost::find_server(servers, info.local, host).map(|i| &servers[i]);
     let Some(server) = server else {
-        return answer_local(stream, buf, head, 404, None, &default_settings(rt), false).await;
+        // Only possible with no server at all for this address; valid configs always
+        // have a default server per listen address.
+        reject(stream, 404).await;
+        return Handled {
+            status: 404,
+            body_bytes: 0,
+            keep_alive: false,
+            keepalive_timeout: Duration::ZERO,
+            header_timeout: Duration::ZERO,
+            log: None,
+        };
     };
 
     let path = head.path(buf);
@@ -169,6 +178,12 @@ async fn handle<'a>(
         return answer_local(stream, buf, head, 405, None, settings, false).await;
     }
 
+    let log = match &settings.access_log {
+        AccessLogConf::Combined(path) => rt.access_logs.get(path).map(|log| {
+            LogLine::capture(log, &request_vars(head, buf, info, &server.primary_name, &uri))
+        }),
+        AccessLogConf::Off => None,
+    };
     let mut handled = match &settings.action {
         Action::Proxy(pass) => {
             let Some(upstream) = rt.upstreams.get(pass.upstream) else {
@@ -192,7 +207,6 @@ async fn handle<'a>(
                 keep_alive: done.keep_client,
                 keepalive_timeout: settings.keepalive_timeout,
                 header_timeout: settings.client_header_timeout,
-                upstream: done.upstream_addrs.last().copied(),
                 log: None,
             }
         }
@@ -206,28 +220,8 @@ async fn handle<'a>(
         }
         Action::NotFound => answer_local(stream, buf, head, 404, None, settings, keep).await,
     };
-    if let AccessLogConf::Combined(path) = &settings.access_log {
-        handled.log = rt.access_logs.get(path).map(|log| AccessLogRef {
-            log,
-            server_name: &server.primary_name,
-        });
-    }
+    handled.log = log;
     handled
-}
-
-/// The settings used when no server matches at all (never in a valid config, where
-/// every listen address has a default server).
-fn default_settings(rt: &Runtime) -> Arc<LocSettings> {
-    match rt.config.http.servers.first() {
-        Some(s) => s.settings.clone(),
-        None => unreachable_settings(),
-    }
-}
-
-fn unreachable_settings() -> Arc<LocSettings> {
-    // A runtime with no servers has no listeners, so no connection gets here; build
-    // neutral settings anyway rather than panic.
-    Arc::new(crate::config::LocSettings::default())
 }
 
 /// Answers a request ferrolb handles itself (`return`, 404, errors): an error page, a
@@ -299,41 +293,43 @@ async fn answer_local<'a>(
         keep_alive: keep && ok,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
-        upstream: None,
         log: None,
     }
 }
 
-/// The access log a request goes to, with what the log line needs beyond the request.
-struct AccessLogRef<'a> {
-    log: &'a crate::log::access::AccessLog,
-    #[allow(dead_code)]
-    server_name: &'a str,
+/// What the access log line of a request needs, captured before the request is
+/// forwarded (forwarding drains the buffer the head points into). Only built when the
+/// location logs, so requests with `access_log off` pay nothing.
+struct LogLine<'a> {
+    log: &'a AccessLog,
+    request: Vec<u8>,
+    referer: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
 }
 
-impl AccessLogRef<'_> {
-    fn write(
-        &self,
-        _rt: &Runtime,
-        buf: &[u8],
-        head: &RequestHead,
-        info: ClientInfo,
-        h: &Handled<'_>,
-        _started: tokio::time::Instant,
-    ) {
-        // The head's ranges still point into `buf` only if nothing was drained; the
-        // request line is rebuilt from the parsed head before forwarding in that case.
-        let _ = (buf, head, h.upstream);
+impl<'a> LogLine<'a> {
+    fn capture(log: &'a AccessLog, vars: &RequestVars<'_>) -> Self {
+        let mut request = Vec::with_capacity(128);
+        vars.request_line(&mut request);
+        LogLine {
+            log,
+            request,
+            referer: vars.head.header_value(vars.buf, "referer").map(<[u8]>::to_vec),
+            user_agent: vars.head.header_value(vars.buf, "user-agent").map(<[u8]>::to_vec),
+        }
+    }
+
+    fn write(&self, remote: std::net::IpAddr, status: u16, body_bytes: u64) {
         let mut line = Vec::with_capacity(256);
-        crate::log::access::format_combined(
+        crate::log::format_combined(
             &mut line,
             &CombinedFields {
-                remote_addr: info.remote.ip(),
-                request: b"",
-                status: h.status,
-                body_bytes_sent: h.body_bytes,
-                referer: None,
-                user_agent: None,
+                remote_addr: remote,
+                request: &self.request,
+                status,
+                body_bytes_sent: body_bytes,
+                referer: self.referer.as_deref(),
+                user_agent: self.user_agent.as_deref(),
             },
         );
         self.log.write_line(&line);

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::config::{self, AccessLogConf, Config, Level, LoadOptions, LocSettings, LogTarget};
-use crate::log::access::AccessLog;
+use crate::log::{AccessLog, AccessLogs};
 use crate::upstream::{PeerRegistry, Upstream};
 
 /// What `run` needs from the command line.
@@ -95,7 +95,7 @@ impl Runtime {
         let mut open = |s: &LocSettings| -> Result<(), ServerError> {
             if let AccessLogConf::Combined(path) = &s.access_log {
                 if !access_logs.contains_key(path) {
-                    let log = AccessLog::open(path).map_err(|e| {
+                    let log = AccessLogs::open(path).map_err(|e| {
                         ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
                     })?;
                     access_logs.insert(path.clone(), log);
@@ -201,6 +201,8 @@ pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) 
     }
 
     write_pid(&pid_path)?;
+    // Startup problems were mirrored to the terminal; from here on the error log alone.
+    crate::log::set_stderr_mirror(false);
     crate::log::emit(
         Level::Notice,
         None,
@@ -223,9 +225,8 @@ pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) 
                 _ = hup.recv() => reload(&opts, &shared, &addrs, workers),
                 _ = usr1.recv() => {
                     crate::log::emit(Level::Notice, None, format_args!("reopening logs"));
-                    crate::log::reopen();
-                    for log in shared.runtime.load().access_logs.values() {
-                        let _ = log.reopen();
+                    if let Err(e) = crate::log::reopen().and_then(|()| AccessLogs::reopen_all()) {
+                        crate::log::emit(Level::Alert, None, format_args!("reopening logs failed: {e}"));
                     }
                 }
                 _ = quit.recv() => return Ok::<_, ServerError>(StopMode::Graceful),

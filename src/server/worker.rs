@@ -14,7 +14,7 @@ use crate::config::Level;
 use crate::proxy::ClientInfo;
 
 /// The thread's body: runs until the server stops.
-pub fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
