@@ -79,9 +79,12 @@ fn article_scenario_round_robin_failover_and_recovery() {
     // nginx: plain round robin, 10 hits each.
     let mut hits: BTreeMap<u16, u32> = BTreeMap::new();
     for i in 0..40 {
-        let port = get_port(listen)
-            .unwrap_or_else(|e| panic!("GET #{i}: {e}\n{}", proxy.diagnostics()));
-        assert!(all.contains(&port), "GET #{i} answered by unknown port {port}");
+        let port =
+            get_port(listen).unwrap_or_else(|e| panic!("GET #{i}: {e}\n{}", proxy.diagnostics()));
+        assert!(
+            all.contains(&port),
+            "GET #{i} answered by unknown port {port}"
+        );
         *hits.entry(port).or_default() += 1;
     }
     assert_eq!(
@@ -100,7 +103,9 @@ fn article_scenario_round_robin_failover_and_recovery() {
     let mut failures = Vec::new();
     for i in 0..100 {
         match get_port(listen) {
-            Ok(port) if port == stopped => failures.push(format!("GET #{i} answered by stopped {port}")),
+            Ok(port) if port == stopped => {
+                failures.push(format!("GET #{i} answered by stopped {port}"))
+            }
             Ok(_) => {}
             Err(e) => failures.push(format!("GET #{i}: {e}")),
         }
@@ -172,7 +177,10 @@ fn posts_are_delivered_exactly_once_while_a_backend_is_down() {
             proxy.diagnostics()
         );
         let port = resp.backend_port().expect("port in POST body");
-        assert_ne!(port, djangos[2].port, "POST {id} answered by the stopped backend");
+        assert_ne!(
+            port, djangos[2].port,
+            "POST {id} answered by the stopped backend"
+        );
         assert_eq!(resp.text(), format!("<h1>Posted to port {port}</h1>"));
     }
 
@@ -184,14 +192,25 @@ fn posts_are_delivered_exactly_once_while_a_backend_is_down() {
     }
     for id in &ids {
         let got = count.get(id).cloned().unwrap_or_default();
-        assert_eq!(got.len(), 1, "POST {id} reached backends {got:?} (want exactly one)");
+        assert_eq!(
+            got.len(),
+            1,
+            "POST {id} reached backends {got:?} (want exactly one)"
+        );
     }
     assert_eq!(
         count.len(),
         ids.len(),
         "unexpected POSTs logged: {:?}",
-        count.keys().filter(|k| !ids.contains(k)).collect::<Vec<_>>()
+        count
+            .keys()
+            .filter(|k| !ids.contains(k))
+            .collect::<Vec<_>>()
     );
     let used: BTreeSet<u16> = count.values().flatten().copied().collect();
-    assert_eq!(used.len(), 3, "POSTs should spread over the 3 live backends: {count:?}");
+    assert_eq!(
+        used.len(),
+        3,
+        "POSTs should spread over the 3 live backends: {count:?}"
+    );
 }

@@ -165,7 +165,9 @@ pub fn listen_addrs(conf: &str) -> Vec<SocketAddr> {
             Some((h, p)) if !addr.ends_with(']') => (h, p),
             _ => ("127.0.0.1", addr),
         };
-        let Ok(port) = port.parse::<u16>() else { continue };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
         let host = match host {
             "*" | "0.0.0.0" | "" => "127.0.0.1",
             "[::]" => "[::1]",
@@ -286,7 +288,10 @@ impl Proxy {
         let deadline = Instant::now() + START_TIMEOUT;
         for addr in addrs {
             loop {
-                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
                 {
                     panic!(
                         "{} exited ({status}) before listening on {addr}\n{}",
@@ -357,7 +362,10 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop();
         if std::thread::panicking() {
-            eprintln!("ferrolb test: proxy dir kept for debugging: {}", self.dir.display());
+            eprintln!(
+                "ferrolb test: proxy dir kept for debugging: {}",
+                self.dir.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
@@ -450,7 +458,11 @@ impl Django {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!(
                     "runserver on port {} exited ({status}) before answering\n{}",
                     self.port,
