@@ -214,3 +214,58 @@ fn posts_are_delivered_exactly_once_while_a_backend_is_down() {
         "POSTs should spread over the 3 live backends: {count:?}"
     );
 }
+
+/// e. `-s reload` with a smaller upstream takes effect without failed requests,
+/// and f. a keep-alive client connection serves many requests. nginx: after the
+/// reload the new workers answer from the 2 remaining backends within ~0.3 s;
+/// all 20 keep-alive GETs used one client connection, spread over all backends.
+#[test]
+fn reload_switches_upstreams_and_client_keepalive_works() {
+    let (djangos, mut proxy, listen) = setup();
+
+    let mut client = common::KeepAlive::new(listen, "localhost");
+    let mut seen = BTreeSet::new();
+    for i in 0..20 {
+        let resp = client
+            .get("/test_load_banlance/")
+            .unwrap_or_else(|e| panic!("keep-alive GET #{i}: {e}\n{}", proxy.diagnostics()));
+        assert_eq!(resp.status, 200, "keep-alive GET #{i}: {}", resp.text());
+        seen.insert(resp.backend_port().expect("port in body"));
+    }
+    assert_eq!(
+        client.connections, 1,
+        "the proxy closed a keep-alive client connection"
+    );
+    assert_eq!(
+        seen.len(),
+        4,
+        "keep-alive GETs did not reach every backend: {seen:?}"
+    );
+    drop(client);
+
+    let kept: BTreeSet<u16> = djangos[..2].iter().map(|d| d.port).collect();
+    let kept_ports: Vec<u16> = kept.iter().copied().collect();
+    proxy.reload_with(&article_conf(listen, &kept_ports));
+
+    // Every GET succeeds during and after the reload; within 5 s, 20 GETs in a
+    // row are answered only by the kept backends.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut in_a_row = 0;
+    let mut requests = 0;
+    while in_a_row < 20 {
+        assert!(
+            Instant::now() < deadline && requests < 2000,
+            "reload not in force after 5 s ({requests} GETs)\n{}",
+            proxy.diagnostics()
+        );
+        requests += 1;
+        let port = get_port(listen)
+            .unwrap_or_else(|e| panic!("GET during reload: {e}\n{}", proxy.diagnostics()));
+        if kept.contains(&port) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
