@@ -269,3 +269,41 @@ fn reload_switches_upstreams_and_client_keepalive_works() {
         }
     }
 }
+
+/// g. A backend slower than `proxy_read_timeout` gets the client a 504 soon
+/// after the timeout (not after the backend's 6 s), and the proxy keeps
+/// serving. `timeout` is left out of `proxy_next_upstream` so exactly one
+/// backend is tried. nginx: "upstream timed out (110: Connection timed out)
+/// while reading response header from upstream", 504 after ~1 s.
+#[test]
+fn slow_backend_gets_504_after_proxy_read_timeout() {
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let _djangos = Django::start_all(&ports);
+    let listen = free_port();
+    let conf = article_conf(listen, &ports).replace(
+        "proxy_next_upstream error timeout;",
+        "proxy_next_upstream error;\n      proxy_read_timeout 1s;",
+    );
+    let proxy = Proxy::start(&conf);
+
+    let started = Instant::now();
+    let resp = http_get(listen, "/slow/?s=6", "localhost")
+        .unwrap_or_else(|e| panic!("GET /slow/: {e}\n{}", proxy.diagnostics()));
+    let took = started.elapsed();
+    assert_eq!(
+        resp.status,
+        504,
+        "slow GET: {}\n{}",
+        resp.text(),
+        proxy.diagnostics()
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "504 after {took:?}, want about proxy_read_timeout (1 s)"
+    );
+
+    // A fast request still works (and proxy_read_timeout does not cut it).
+    let resp = http_get(listen, "/slow/?s=0.2", "localhost").expect("GET /slow/?s=0.2");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    get_port(listen).unwrap_or_else(|e| panic!("GET after the timeout: {e}"));
+}
