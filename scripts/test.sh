@@ -78,6 +78,15 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 done_step "cargo clippy"
 
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "${FERROLB_SKIP_NGINX_CHECK:-0}" != 1 ] && [ -x "$NGINX" ]; then
+  # The end-to-end harness and expectations, checked against real nginx first:
+  # a failure here is in the harness or the machine, not in ferrolb.
+  step "end-to-end harness against $NGINX (FERROLB_TEST_BIN)"
+  FERROLB_TEST_BIN=$NGINX cargo test --test django
+  done_step "harness against nginx"
+fi
+
 step "cargo test --all-targets"
 cargo test --all-targets
 done_step "cargo test"
