@@ -307,3 +307,45 @@ fn slow_backend_gets_504_after_proxy_read_timeout() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     get_port(listen).unwrap_or_else(|e| panic!("GET after the timeout: {e}"));
 }
+
+/// h. Upstream keep-alive (`keepalive` + `proxy_http_version 1.1` + an empty
+/// `Connection`) with runserver, which keeps HTTP/1.1 connections open: when a
+/// backend exits, its idle pooled connections die with it, and no client
+/// request may fail because of a stale pooled connection. nginx: notices the
+/// close of idle cached connections and drops them; 0 failures.
+#[test]
+fn upstream_keepalive_survives_backend_restart() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut djangos = Django::start_all(&ports);
+    let listen = free_port();
+    let conf = article_conf(listen, &ports)
+        .replace("  }\n  server {", "    keepalive 8;\n  }\n  server {")
+        .replace(
+            "proxy_next_upstream error timeout;",
+            "proxy_next_upstream error timeout;\n      proxy_http_version 1.1;\n      \
+             proxy_set_header Connection \"\";",
+        );
+    assert!(conf.contains("keepalive 8;"), "{conf}");
+    let proxy = Proxy::start(&conf);
+
+    let run = |what: &str, n: usize, failures: &mut Vec<String>| {
+        for i in 0..n {
+            if let Err(e) = get_port(listen) {
+                failures.push(format!("{what} GET #{i}: {e}"));
+            }
+        }
+    };
+    let mut failures = Vec::new();
+    run("warm-up", 30, &mut failures);
+    djangos[0].stop();
+    run("one backend down", 60, &mut failures);
+    djangos[0].start_again();
+    djangos[1].stop();
+    run("another backend down", 60, &mut failures);
+    assert!(
+        failures.is_empty(),
+        "{} GETs failed with upstream keepalive: {failures:?}\n{}",
+        failures.len(),
+        proxy.diagnostics()
+    );
+}
