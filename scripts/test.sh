@@ -53,7 +53,8 @@ done_step "system packages"
 step "python venv (.venv) with examples/django/requirements.txt"
 REQ=examples/django/requirements.txt
 STAMP=.venv/.requirements.stamp
-if [ ! -x .venv/bin/python ]; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+  rm -rf .venv # missing, or made by a Python that is gone
   python3 -m venv .venv
 fi
 if [ ! -f "$STAMP" ] || ! cmp -s "$REQ" "$STAMP" || ! .venv/bin/python -c 'import django' 2>/dev/null; then
