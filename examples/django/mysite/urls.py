@@ -1,0 +1,10 @@
+from django.urls import path
+
+from .views import nginx_view, post_view, slow_view
+
+urlpatterns = [
+    path("test_load_banlance/", nginx_view),  # the article's path, typo included
+    path("post/", post_view),
+    path("slow/", slow_view),
+    path("", nginx_view),
+]

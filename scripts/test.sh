@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run). On a fresh Debian 12 machine
+# (root, package registries only) it installs what the tests need, then runs
+# the test suite, clippy and rustfmt. Idempotent; fast when all is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+step_start=0
+step() {
+  step_start=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+done_step() {
+  printf '<== %s: %ds\n' "$1" $((SECONDS - step_start))
+}
+trap 'rc=$?; printf "\n!!! scripts/test.sh FAILED (exit %d) at line %d: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+# --- 1. system packages: only what is missing ------------------------------
+step "system packages"
+python_ok() {
+  # A python3 that can make a venv with pip (pyenv's can; Debian's needs python3-venv).
+  command -v python3 >/dev/null 2>&1 || return 1
+  local tmp rc=0
+  tmp=$(mktemp -d)
+  python3 -m venv "$tmp/v" >/dev/null 2>&1 && [ -x "$tmp/v/bin/pip" ] || rc=1
+  rm -rf "$tmp"
+  return $rc
+}
+need=()
+if [ ! -x .venv/bin/python ] && ! python_ok; then
+  need+=(python3 python3-venv)
+fi
+command -v curl >/dev/null 2>&1 || need+=(curl)
+# nginx: lets the end-to-end harness be checked against the real thing
+# (FERROLB_TEST_BIN=/usr/sbin/nginx cargo test --test django).
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages (${need[*]}) and not root: install them and re-run" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${need[@]}"
+else
+  echo "all present"
+fi
+done_step "system packages"
+
+# --- 2. Python venv with Django (the article's backends) -------------------
+step "python venv (.venv) with examples/django/requirements.txt"
+REQ=examples/django/requirements.txt
+STAMP=.venv/.requirements.stamp
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+  rm -rf .venv # missing, or made by a Python that is gone
+  python3 -m venv .venv
+fi
+if [ ! -f "$STAMP" ] || ! cmp -s "$REQ" "$STAMP" || ! .venv/bin/python -c 'import django' 2>/dev/null; then
+  .venv/bin/python -m pip install --disable-pip-version-check -q -r "$REQ"
+  cp "$REQ" "$STAMP"
+else
+  echo "up to date"
+fi
+.venv/bin/python -c 'import django, sys; print("Python", sys.version.split()[0], "Django", django.get_version())'
+export FERROLB_TEST_PYTHON=$ROOT/.venv/bin/python
+export FERROLB_DJANGO_DIR=$ROOT/examples/django
+done_step "python venv"
+
+# --- 3. Rust checks --------------------------------------------------------
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+done_step "cargo fmt --check"
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+done_step "cargo clippy"
+
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "${FERROLB_SKIP_NGINX_CHECK:-0}" != 1 ] && [ -x "$NGINX" ]; then
+  # The end-to-end harness and expectations, checked against real nginx first:
+  # a failure here is in the harness or the machine, not in ferrolb.
+  step "end-to-end harness against $NGINX (FERROLB_TEST_BIN)"
+  FERROLB_TEST_BIN=$NGINX cargo test --test django
+  done_step "harness against nginx"
+fi
+
+step "cargo test --all-targets"
+cargo test --all-targets
+done_step "cargo test"
+
+printf '\nscripts/test.sh: all steps passed in %ds\n' "$SECONDS"
