@@ -66,8 +66,8 @@ pub struct Forwarded {
     pub body_bytes: u64,
     /// Whether the client connection can carry another request.
     pub keep_client: bool,
-    /// The peers tried, for `$upstream_addr`.
-    pub upstream_addrs: Vec<SocketAddr>,
+    /// The last peer tried, for `$upstream_addr`.
+    pub upstream_addr: Option<SocketAddr>,
     /// Bytes at the start of the client buffer that belong to this request and are still
     /// there; `None` when the request's body could not be accounted for (the client
     /// connection must then close).
@@ -239,7 +239,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
         peer.state
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        done.upstream_addrs.push(peer.conf.addr);
+        done.upstream_addr = Some(peer.conf.addr);
         let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
 
         // One attempt, plus at most one silent retry on a fresh connection when a reused

@@ -124,7 +124,7 @@ pub(super) async fn relay(
                 IoFailure::Closed => "upstream prematurely closed connection while reading upstream".to_owned(),
                 other => format!("recv() failed {} while reading upstream", other.describe()),
             };
-            super::log_request(f, cbuf, Level::Error, &what, done.upstream_addrs.last().copied());
+            super::log_request(f, cbuf, Level::Error, &what, done.upstream_addr);
             return;
         }
         Err(BodyError::Client) => {
@@ -269,8 +269,12 @@ impl BodyRelay {
     }
 
     async fn write(&mut self, client: &mut TcpStream, parts: &[&[u8]]) -> Result<(), BodyError> {
-        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        io::write_all_vectored(client, &mut slices, CLIENT_SEND_TIMEOUT)
+        // At most four parts (head, chunk size, data, CRLF): no allocation per write.
+        let mut slices = [IoSlice::new(&[]); 4];
+        for (slot, p) in slices.iter_mut().zip(parts) {
+            *slot = IoSlice::new(p);
+        }
+        io::write_all_vectored(client, &mut slices[..parts.len().min(4)], CLIENT_SEND_TIMEOUT)
             .await
             .map_err(|_| BodyError::Client)?;
         // Counts chunk framing too: close enough to nginx's $body_bytes_sent for logs.

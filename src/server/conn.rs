@@ -94,7 +94,8 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
         }
 
         served += 1;
-        let outcome = handle(worker, &rt, &mut stream, buf, &head, info, served).await;
+        let stopping = *stop.borrow() != StopMode::Running;
+        let outcome = handle(worker, &rt, &mut stream, buf, &head, info, served, stopping).await;
         if let Some(log) = &outcome.log {
             log.write(info.remote.ip(), outcome.status, outcome.body_bytes);
         }
@@ -132,6 +133,7 @@ async fn handle<'a>(
     head: &RequestHead,
     info: ClientInfo,
     served: u32,
+    stopping: bool,
 ) -> Handled<'a> {
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
@@ -154,8 +156,9 @@ async fn handle<'a>(
     };
 
     let path = head.path(buf);
+    // Owned: forwarding rearranges the buffer the path points into.
     let uri = match uri::normalize(path) {
-        Ok(u) => u,
+        Ok(u) => u.into_owned(),
         Err(e) => {
             crate::log::emit(
                 Level::Info,
@@ -172,7 +175,7 @@ async fn handle<'a>(
     let keep = head.keep_alive
         && !settings.keepalive_timeout.is_zero()
         && served < settings.keepalive_requests
-        && *worker.shared.stop_signal().borrow() == StopMode::Running;
+        && !stopping;
 
     if head.method == Method::Connect {
         return answer_local(stream, buf, head, 405, None, settings, false).await;

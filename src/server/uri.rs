@@ -1,6 +1,8 @@
 //! The request path as nginx normalises it into `$uri` before matching locations:
 //! percent-decoded, `//` merged, `.` and `..` segments resolved.
 
+use std::borrow::Cow;
+
 /// Why a path was refused (→ 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UriError {
@@ -18,14 +20,26 @@ pub enum UriError {
     NotAbsolute,
 }
 
-/// Normalises a raw path (the request target without its query).
-pub fn normalize(raw: &[u8]) -> Result<String, UriError> {
+/// Normalises a raw path (the request target without its query). Borrows when there
+/// is nothing to change, which is nearly always.
+pub fn normalize(raw: &[u8]) -> Result<Cow<'_, str>, UriError> {
     if raw.is_empty() {
-        return Ok("/".to_owned());
+        return Ok(Cow::Borrowed("/"));
     }
     if raw[0] != b'/' {
         return Err(UriError::NotAbsolute);
     }
+    let clean = memchr::memchr(b'%', raw).is_none()
+        && !raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    if clean {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| UriError::NotUtf8);
+    }
+    normalize_slow(raw).map(Cow::Owned)
+}
+
+fn normalize_slow(raw: &[u8]) -> Result<String, UriError> {
     let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

@@ -1,0 +1,527 @@
+//! End-to-end tests of the proxy's HTTP handling at the edges a user meets: malformed
+//! requests, body framing both ways, pipelining, 100-continue, upgrades, retries and
+//! their limits, error statuses with their log lines. Real sockets on 127.0.0.1, real
+//! ferrolb binary; backends are small scripted HTTP servers in this process.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::{free_port, http_get, http_request, Proxy};
+
+/// One request as a scripted backend saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+type Responder = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// What a scripted backend does with a request.
+struct Reply {
+    bytes: Vec<u8>,
+    close: bool,
+}
+
+fn ok(body: &str) -> Reply {
+    Reply {
+        bytes: format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+        close: false,
+    }
+}
+
+/// A scripted HTTP/1.1 backend: reads heads and Content-Length or chunked bodies,
+/// records them, answers with the responder, keeps connections alive unless told.
+struct Backend {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    fn start(respond: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let respond: Arc<Responder> = Arc::new(respond);
+        let (s, c) = (seen.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (s, r) = (s.clone(), respond.clone());
+                thread::spawn(move || serve(stream, s, r));
+            }
+        });
+        Backend {
+            port,
+            seen,
+            connections,
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, respond: Arc<Responder>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut req = Seen {
+            head,
+            body: Vec::new(),
+        };
+        if let Some(len) = req.header("content-length") {
+            let mut body = vec![0; len.parse().unwrap()];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            req.body = body;
+        } else if req
+            .header("transfer-encoding")
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                req.body.extend_from_slice(&chunk[..n]);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        if req.header("expect").is_some() {
+            // ferrolb answers 100-continue itself and must not pass Expect on.
+            panic!("Expect reached the backend");
+        }
+        let n = {
+            let mut s = seen.lock().unwrap();
+            s.push(req.clone());
+            s.len()
+        };
+        let reply = respond(&req, n);
+        if writer.write_all(&reply.bytes).is_err() {
+            return;
+        }
+        if reply.close {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn conf(upstream: &str, extra: &str, port: u16) -> String {
+    format!(
+        "events {{}}\nhttp {{\n  access_log off;\n  upstream up {{\n{upstream}\n  }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n{extra}\n    }}\n  }}\n}}\n"
+    )
+}
+
+fn one(b: &Backend) -> String {
+    format!("    server 127.0.0.1:{};", b.port)
+}
+
+/// Sends raw bytes, returns everything the proxy answers until it closes or 3 s pass.
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn ambiguous_or_malformed_requests_get_400_and_are_never_forwarded() {
+    let b = Backend::start(|_, _| ok("x"));
+    let port = free_port();
+    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let bad: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        b"GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for req in bad {
+        let out = raw(port, req);
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "{:?} → {out:?}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    assert!(b.seen().is_empty(), "forwarded: {:?}", b.seen());
+}
+
+#[test]
+fn bodies_stream_both_ways_in_every_framing() {
+    let big = "y".repeat(300_000);
+    let big2 = big.clone();
+    let b = Backend::start(move |req, _| {
+        let path = req.head.split(' ').nth(1).unwrap_or("/").to_owned();
+        match path.as_str() {
+            "/echo-len" => ok(&req.body.len().to_string()),
+            "/chunked" => {
+                let mut out =
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for piece in big2.as_bytes().chunks(70_000) {
+                    out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    out.extend_from_slice(piece);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                Reply {
+                    bytes: out,
+                    close: false,
+                }
+            }
+            "/close" => Reply {
+                bytes: format!("HTTP/1.0 200 OK\r\n\r\n{big2}").into_bytes(),
+                close: true,
+            },
+            _ => ok(&big2),
+        }
+    });
+    let port = free_port();
+    let _p = Proxy::start(&conf(
+        &format!("{}\n    keepalive 4;", one(&b)),
+        "proxy_http_version 1.1; proxy_set_header Connection \"\"; client_max_body_size 10m;",
+        port,
+    ));
+    for path in ["/len", "/chunked", "/close"] {
+        let r = http_get(port, path, "localhost").unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.body.len(), big.len(), "{path}");
+    }
+    // Request bodies: content-length and chunked, larger than one buffer.
+    let body = vec![b'z'; 1_000_000];
+    let r = http_request(port, "POST", "/echo-len", "localhost", &[], &body).unwrap();
+    assert_eq!(r.text(), "1000000");
+    let mut chunked = Vec::new();
+    for piece in body.chunks(100_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = http_request(
+        port,
+        "POST",
+        "/echo-len",
+        "localhost",
+        &[("Transfer-Encoding", "chunked")],
+        &chunked,
+    )
+    .unwrap();
+    assert_eq!(r.text(), "1000000");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let b = Backend::start(|req, _| ok(req.head.split(' ').nth(1).unwrap()));
+    let port = free_port();
+    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let out = raw(
+        port,
+        b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\nGET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let one = out.find("/one").expect(&out);
+    let two = out.find("/two").expect(&out);
+    let three = out.find("/three").expect(&out);
+    assert!(one < two && two < three, "{out}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_by_the_proxy() {
+    let b = Backend::start(|req, _| ok(&req.body.len().to_string()));
+    let port = free_port();
+    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 25];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").unwrap();
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(rest.ends_with("\r\n\r\n5"), "{rest}");
+}
+
+#[test]
+fn upgrade_becomes_a_raw_tunnel() {
+    // A backend that switches protocols and then echoes bytes upper-cased.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bport = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_lowercase();
+        assert!(head.contains("upgrade: echo"), "{head}");
+        assert!(head.contains("connection: upgrade"), "{head}");
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf.to_ascii_uppercase()).unwrap();
+    });
+    let port = free_port();
+    let _p = Proxy::start(&conf(&format!("    server 127.0.0.1:{bport};"), "", port));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    s.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    reader.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HELLO");
+}
+
+#[test]
+fn a_post_is_never_sent_twice_even_on_a_stale_pooled_connection() {
+    // The backend closes every connection right after answering but does not say so
+    // (as a backend whose idle timeout fires would), so pooled connections go stale.
+    let b = Backend::start(|req, _| Reply {
+        close: true,
+        ..ok(&format!("{}", req.body.len()))
+    });
+    let port = free_port();
+    let _p = Proxy::start(&conf(
+        &format!("{}\n    keepalive 8;", one(&b)),
+        "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+        port,
+    ));
+    for i in 0..20 {
+        let body = format!("post number {i}");
+        let r = http_request(port, "POST", "/", "a", &[], body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "POST {i}");
+        let r = http_get(port, "/", "a").unwrap();
+        assert_eq!(r.status, 200, "GET {i}");
+    }
+    let posts = b
+        .seen()
+        .iter()
+        .filter(|s| s.head.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 20);
+}
+
+#[test]
+fn connect_errors_move_to_the_next_peer_and_all_down_gives_502_with_a_log_line() {
+    let b = Backend::start(|_, _| ok("alive"));
+    let dead = free_port();
+    let port = free_port();
+    let mut p = Proxy::start(&conf(
+        &format!("    server 127.0.0.1:{dead};\n{}", one(&b)),
+        "",
+        port,
+    ));
+    for _ in 0..10 {
+        let r = http_get(port, "/", "a").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "alive");
+    }
+    let log = p.error_log();
+    assert!(
+        log.contains(&format!("connect() failed (111: Connection refused) while connecting to upstream"))
+            && log.contains(&format!("upstream: \"http://127.0.0.1:{dead}/\"")),
+        "{log}"
+    );
+    p.stop();
+
+    let port = free_port();
+    let p = Proxy::start(&conf(&format!("    server 127.0.0.1:{dead};"), "", port));
+    let r = http_get(port, "/", "a").unwrap();
+    assert_eq!(r.status, 502);
+    assert!(p.error_log().contains(&format!("127.0.0.1:{dead}")));
+}
+
+#[test]
+fn timeouts_give_504_and_name_the_peer() {
+    let b = Backend::start(|_, _| {
+        thread::sleep(Duration::from_millis(2500));
+        ok("late")
+    });
+    let port = free_port();
+    let p = Proxy::start(&conf(&one(&b), "proxy_read_timeout 1s;", port));
+    let r = http_get(port, "/", "a").unwrap();
+    assert_eq!(r.status, 504);
+    let log = p.error_log();
+    assert!(log.contains("upstream timed out"), "{log}");
+    assert!(log.contains(&format!("127.0.0.1:{}", b.port)), "{log}");
+}
+
+#[test]
+fn http_500_is_retried_for_get_but_a_post_is_never_resent() {
+    let failing = Backend::start(|_, _| Reply {
+        bytes: b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail".to_vec(),
+        close: false,
+    });
+    let good = Backend::start(|_, _| ok("good"));
+    let port = free_port();
+    let _p = Proxy::start(&conf(
+        &format!("{}\n{}", one(&failing), one(&good)),
+        "proxy_next_upstream error timeout http_500;",
+        port,
+    ));
+    for _ in 0..6 {
+        assert_eq!(http_get(port, "/", "a").unwrap().text(), "good");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(http_request(port, "POST", "/", "a", &[], b"x").unwrap().status);
+    }
+    let total_posts: usize = [&failing, &good]
+        .iter()
+        .map(|b| b.seen().iter().filter(|s| s.head.starts_with("POST")).count())
+        .sum();
+    assert_eq!(total_posts, 6, "a POST was sent twice: {statuses:?}");
+}
+
+#[test]
+fn headers_host_hop_by_hop_and_forwarded_for() {
+    let b = Backend::start(|_, _| ok("x"));
+    let port = free_port();
+    let _p = Proxy::start(&conf(
+        &one(&b),
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\nproxy_set_header X-Real-IP $remote_addr;",
+        port,
+    ));
+    let r = http_request(
+        port,
+        "GET",
+        "/x?y=1",
+        "example.test:8080",
+        &[
+            ("Connection", "close, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Other", "kept"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let seen = b.seen().pop().unwrap();
+    assert!(seen.head.starts_with("GET /x?y=1 HTTP/1.0\r\n"), "{}", seen.head);
+    assert_eq!(seen.header("host").as_deref(), Some("example.test:8080"));
+    assert_eq!(seen.header("x-secret"), None);
+    assert_eq!(seen.header("keep-alive"), None);
+    assert_eq!(seen.header("x-other").as_deref(), Some("kept"));
+    assert_eq!(
+        seen.header("x-forwarded-for").as_deref(),
+        Some("10.0.0.1, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen.header("connection").as_deref(), Some("close"));
+
+    // nginx's own Host behaviour on request.
+    let port = free_port();
+    let _p2 = Proxy::start(&conf(&one(&b), "proxy_set_header Host $proxy_host;", port));
+    http_get(port, "/", "example.test").unwrap();
+    assert_eq!(b.seen().pop().unwrap().header("host").as_deref(), Some("up"));
+}
+
+#[test]
+fn body_size_limit_locations_return_and_uri_rewrite() {
+    let b = Backend::start(|req, _| ok(req.head.split(' ').nth(1).unwrap()));
+    let port = free_port();
+    let text = format!(
+        "events {{}}\nhttp {{\n  access_log off;\n  upstream up {{ server 127.0.0.1:{}; }}\n  server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 10;\n    location / {{ proxy_pass http://up; }}\n    location /api/ {{ proxy_pass http://up/v2/; }}\n    location = /health {{ return 200 \"ok\\n\"; }}\n    location ~ \\.php$ {{ return 403; }}\n    location /old {{ return 301 http://example.test/new; }}\n  }}\n}}\n",
+        b.port
+    );
+    let _p = Proxy::start(&text);
+    assert_eq!(http_get(port, "/api/users?x=1", "a").unwrap().text(), "/v2/users?x=1");
+    assert_eq!(http_get(port, "/plain", "a").unwrap().text(), "/plain");
+    let r = http_get(port, "/health", "a").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    assert_eq!(http_get(port, "/index.php", "a").unwrap().status, 403);
+    let r = http_get(port, "/old", "a").unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("http://example.test/new"));
+    let r = http_request(port, "POST", "/", "a", &[], &[b'x'; 11]).unwrap();
+    assert_eq!(r.status, 413);
+    let r = http_request(port, "POST", "/", "a", &[], &[b'x'; 10]).unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn upstream_keepalive_reuses_connections() {
+    let b = Backend::start(|_, _| ok("x"));
+    let port = free_port();
+    let _p = Proxy::start(&conf(
+        &format!("{}\n    keepalive 4;", one(&b)),
+        "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+        port,
+    ));
+    for _ in 0..50 {
+        assert_eq!(http_get(port, "/", "a").unwrap().status, 200);
+    }
+    let conns = b.connections.load(Ordering::SeqCst);
+    // One per worker thread at most, not one per request.
+    assert!(conns <= 4, "{conns} upstream connections for 50 requests");
+}
