@@ -109,6 +109,13 @@ impl Parser {
         self.block(&mut lexer, &mut open)
     }
 
+    /// Parses `-g` directives; errors name the file `command line`, as nginx says
+    /// "in command line". Not recorded for `-T`.
+    pub fn parse_globals(&mut self, text: &str) -> Result<Vec<Directive>, ConfigError> {
+        let mut lexer = Lexer::new(text, Arc::new(PathBuf::from("command line")));
+        self.block(&mut lexer, &mut Vec::new())
+    }
+
     /// Everything parsed so far, for `-T` and warnings.
     pub fn finish(self) -> Parsed {
         self.out
