@@ -107,19 +107,47 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("worker_connections", EVENTS, 1, 1),
     ignored("use", EVENTS, "ferrolb picks the event mechanism itself"),
     ignored("multi_accept", EVENTS, "ferrolb accepts in its own way"),
-    ignored("accept_mutex", EVENTS, "ferrolb workers share listeners without a mutex"),
-    ignored("accept_mutex_delay", EVENTS, "ferrolb workers share listeners without a mutex"),
+    ignored(
+        "accept_mutex",
+        EVENTS,
+        "ferrolb workers share listeners without a mutex",
+    ),
+    ignored(
+        "accept_mutex_delay",
+        EVENTS,
+        "ferrolb workers share listeners without a mutex",
+    ),
     handled("error_log", MAIN | HSL, 1, 2),
     handled("pid", MAIN, 1, 1),
     handled("daemon", MAIN, 1, 1),
-    ignored("master_process", MAIN, "ferrolb always runs one process with worker threads"),
+    ignored(
+        "master_process",
+        MAIN,
+        "ferrolb always runs one process with worker threads",
+    ),
     ignored("user", MAIN, "ferrolb runs as the user that starts it"),
-    ignored("worker_rlimit_nofile", MAIN, "raise the limit with ulimit before starting ferrolb"),
+    ignored(
+        "worker_rlimit_nofile",
+        MAIN,
+        "raise the limit with ulimit before starting ferrolb",
+    ),
     ignored("load_module", MAIN, "ferrolb has no dynamic modules"),
     ignored("env", MAIN, "ferrolb does not clear the environment"),
-    ignored("pcre_jit", MAIN, "ferrolb's regex engine needs no JIT switch"),
-    ignored("worker_cpu_affinity", MAIN, "worker threads are not pinned to CPUs"),
-    ignored("worker_priority", MAIN, "worker threads keep the process priority"),
+    ignored(
+        "pcre_jit",
+        MAIN,
+        "ferrolb's regex engine needs no JIT switch",
+    ),
+    ignored(
+        "worker_cpu_affinity",
+        MAIN,
+        "worker threads are not pinned to CPUs",
+    ),
+    ignored(
+        "worker_priority",
+        MAIN,
+        "worker threads keep the process priority",
+    ),
     ignored("worker_shutdown_timeout", MAIN, "not implemented yet"),
     block("http", MAIN, 0, 0),
     handled("include", ANY, 1, 1),
@@ -152,7 +180,11 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("keepalive", UPSTREAM, 1, 1),
     handled("keepalive_timeout", UPSTREAM, 1, 1),
     handled("keepalive_requests", UPSTREAM, 1, 1),
-    ignored("zone", UPSTREAM, "peer state is shared between worker threads without a zone"),
+    ignored(
+        "zone",
+        UPSTREAM,
+        "peer state is shared between worker threads without a zone",
+    ),
     handled("least_conn", UPSTREAM, 0, 0),
     handled("ip_hash", UPSTREAM, 0, 0),
     handled("hash", UPSTREAM, 1, 2),
@@ -173,7 +205,11 @@ pub static DIRECTIVES: &[Spec] = &[
     },
     ignored("default_type", HSL, NO_FILES),
     ignored("gzip*", HSL, "ferrolb does not compress responses"),
-    ignored("server_tokens", HSL, "ferrolb adds no Server header of its own to proxied responses"),
+    ignored(
+        "server_tokens",
+        HSL,
+        "ferrolb adds no Server header of its own to proxied responses",
+    ),
     ignored("charset", HSL, NO_FILES),
     ignored("root", HSL, NO_FILES),
     ignored("index", HSL, NO_FILES),
@@ -186,19 +222,50 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored("proxy_buffers", HSL, BUFFERING),
     ignored("proxy_busy_buffers_size", HSL, BUFFERING),
     ignored("proxy_request_buffering", HSL, BUFFERING),
-    ignored("proxy_max_temp_file_size", HSL, "ferrolb never buffers to disk"),
+    ignored(
+        "proxy_max_temp_file_size",
+        HSL,
+        "ferrolb never buffers to disk",
+    ),
     ignored("*_temp_path", HSL, "ferrolb never buffers to disk"),
-    ignored("proxy_redirect", HSL, "Location headers are passed unchanged"),
+    ignored(
+        "proxy_redirect",
+        HSL,
+        "Location headers are passed unchanged",
+    ),
     ignored("open_file_cache*", HSL, NO_FILES),
-    ignored("reset_timedout_connection", HSL, "timed-out connections are always closed"),
+    ignored(
+        "reset_timedout_connection",
+        HSL,
+        "timed-out connections are always closed",
+    ),
     ignored("send_timeout", HSL, "not implemented yet"),
-    ignored("server_names_hash_*", HTTP, "server names are matched without a hash table"),
+    ignored(
+        "server_names_hash_*",
+        HTTP,
+        "server names are matched without a hash table",
+    ),
     ignored("types_hash_*", HSL, NO_FILES),
-    ignored("variables_hash_*", HTTP, "variables are resolved at load time"),
-    ignored("resolver", HSL, "upstream names are resolved once at load time"),
-    ignored("resolver_timeout", HSL, "upstream names are resolved once at load time"),
+    ignored(
+        "variables_hash_*",
+        HTTP,
+        "variables are resolved at load time",
+    ),
+    ignored(
+        "resolver",
+        HSL,
+        "upstream names are resolved once at load time",
+    ),
+    ignored(
+        "resolver_timeout",
+        HSL,
+        "upstream names are resolved once at load time",
+    ),
     // known to nginx, refused with a reason
-    unsupported("if", "ferrolb has no rewrite module; use separate locations"),
+    unsupported(
+        "if",
+        "ferrolb has no rewrite module; use separate locations",
+    ),
     unsupported("rewrite", "ferrolb has no rewrite module"),
     unsupported("set", "ferrolb has no user variables"),
     unsupported("map", "ferrolb has no user variables"),
@@ -328,10 +395,18 @@ mod tests {
     #[test]
     fn lookup_by_context() {
         assert!(matches!(lookup("proxy_pass", LOCATION), Lookup::Found(_)));
-        assert!(matches!(lookup("proxy_pass", SERVER), Lookup::NotAllowedHere));
+        assert!(matches!(
+            lookup("proxy_pass", SERVER),
+            Lookup::NotAllowedHere
+        ));
         assert!(matches!(lookup("frobnicate", HTTP), Lookup::Unknown));
-        assert!(matches!(lookup("gzip_types", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_))));
-        assert!(matches!(lookup("client_body_temp_path", HTTP), Lookup::Found(_)));
+        assert!(
+            matches!(lookup("gzip_types", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_)))
+        );
+        assert!(matches!(
+            lookup("client_body_temp_path", HTTP),
+            Lookup::Found(_)
+        ));
         match lookup("keepalive_timeout", UPSTREAM) {
             Lookup::Found(s) => assert_eq!(s.max_args, 1),
             other => panic!("{other:?}"),
@@ -348,7 +423,9 @@ mod tests {
     #[test]
     fn ignored_table_lists_reasons() {
         let t = ignored_table();
-        assert!(t.iter().any(|(n, c, _)| *n == "sendfile" && c == "http, server, location"));
+        assert!(t
+            .iter()
+            .any(|(n, c, _)| *n == "sendfile" && c == "http, server, location"));
         assert!(t.iter().all(|(_, _, why)| !why.is_empty()));
     }
 }

@@ -187,16 +187,14 @@ impl<'a> Lexer<'a> {
         let start = self.pos;
         loop {
             match self.peek() {
-                None => {
-                    return Err(ConfigError::hinted(
-                        &self.span(self.line, self.column),
-                        "unexpected end of file, expecting \";\" or \"}\"",
-                        format!(
-                            "the string opened with {} at line {line}, column {column} is never closed",
-                            quote as char
-                        ),
-                    ))
-                }
+                None => return Err(ConfigError::hinted(
+                    &self.span(self.line, self.column),
+                    "unexpected end of file, expecting \";\" or \"}\"",
+                    format!(
+                        "the string opened with {} at line {line}, column {column} is never closed",
+                        quote as char
+                    ),
+                )),
                 Some(b'\\') => {
                     self.bump();
                     self.bump();
@@ -344,7 +342,10 @@ mod tests {
         let mut lx = Lexer::new("a \"x\"y;", Arc::new(PathBuf::from("t.conf")));
         lx.next_token().expect("a");
         let err = lx.next_token().expect_err("no space after quote");
-        assert!(err.to_string().starts_with("t.conf:1: unexpected \"y\""), "{err}");
+        assert!(
+            err.to_string().starts_with("t.conf:1: unexpected \"y\""),
+            "{err}"
+        );
         let mut lx = Lexer::new("a\n\"open", Arc::new(PathBuf::from("t.conf")));
         lx.next_token().expect("a");
         let err = lx.next_token().expect_err("unterminated");

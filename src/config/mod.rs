@@ -50,7 +50,10 @@ fn effective_uid_is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-fn parse(path: &Path, opts: &LoadOptions) -> Result<(Vec<parser::Directive>, parser::Parsed), ConfigError> {
+fn parse(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(Vec<parser::Directive>, parser::Parsed), ConfigError> {
     let mut p = parser::Parser::new(&opts.prefix, path);
     let mut all = match &opts.globals {
         Some(g) => p.parse_globals(g)?,
@@ -83,7 +86,10 @@ pub fn dump(path: &Path, opts: &LoadOptions) -> Result<String, ConfigError> {
         } else {
             std::env::current_dir().unwrap_or_default().join(file)
         };
-        out.push_str(&format!("# configuration file {}:\n{contents}\n", abs.display()));
+        out.push_str(&format!(
+            "# configuration file {}:\n{contents}\n",
+            abs.display()
+        ));
     }
     Ok(out)
 }

@@ -86,19 +86,29 @@ impl Parser {
     }
 
     /// Parses the main file, from `text` when given instead of reading it.
-    pub fn parse_main(&mut self, main: &Path, text: Option<&str>) -> Result<Vec<Directive>, ConfigError> {
+    pub fn parse_main(
+        &mut self,
+        main: &Path,
+        text: Option<&str>,
+    ) -> Result<Vec<Directive>, ConfigError> {
         let contents = match text {
             Some(t) => t.to_owned(),
-            None => std::fs::read_to_string(self.real_path(main)).map_err(|source| ConfigError::Io {
-                path: main.to_path_buf(),
-                source,
-            })?,
+            None => {
+                std::fs::read_to_string(self.real_path(main)).map_err(|source| ConfigError::Io {
+                    path: main.to_path_buf(),
+                    source,
+                })?
+            }
         };
         self.parse_text(main, contents)
     }
 
     /// Parses `contents` as the file `named`, recording it for `-T`.
-    pub fn parse_text(&mut self, named: &Path, contents: String) -> Result<Vec<Directive>, ConfigError> {
+    pub fn parse_text(
+        &mut self,
+        named: &Path,
+        contents: String,
+    ) -> Result<Vec<Directive>, ConfigError> {
         let real = self.real_path(named);
         if self.seen.insert(real.clone()) {
             self.out.files.push((real, contents.clone()));
@@ -133,10 +143,18 @@ impl Parser {
 
     /// Parses directives until the `}` closing the innermost of `open`, or end of file
     /// when `open` is empty.
-    fn block(&mut self, lx: &mut Lexer<'_>, open: &mut Vec<(String, u32)>) -> Result<Vec<Directive>, ConfigError> {
+    fn block(
+        &mut self,
+        lx: &mut Lexer<'_>,
+        open: &mut Vec<(String, u32)>,
+    ) -> Result<Vec<Directive>, ConfigError> {
         let mut out = Vec::new();
         loop {
-            let Spanned { token, line, column } = lx.next_token()?;
+            let Spanned {
+                token,
+                line,
+                column,
+            } = lx.next_token()?;
             let span = lx.span(line, column);
             let name = match token {
                 Token::Eof if open.is_empty() => return Ok(out),
@@ -202,7 +220,10 @@ impl Parser {
     /// Expands `include PATTERN;` into `out`.
     fn include(&mut self, d: &Directive, out: &mut Vec<Directive>) -> Result<(), ConfigError> {
         if d.args.len() != 1 {
-            return Err(ConfigError::at(&d.span, "invalid number of arguments in \"include\" directive"));
+            return Err(ConfigError::at(
+                &d.span,
+                "invalid number of arguments in \"include\" directive",
+            ));
         }
         if self.depth >= MAX_INCLUDE_DEPTH {
             return Err(ConfigError::hinted(
@@ -218,14 +239,22 @@ impl Parser {
             let real = self.real_path(&named);
             let real_str = real.to_string_lossy().into_owned();
             let paths = glob::glob(&real_str).map_err(|e| {
-                ConfigError::at(&d.span, format!("invalid pattern \"{pattern}\" in \"include\": {}", e.msg))
+                ConfigError::at(
+                    &d.span,
+                    format!("invalid pattern \"{pattern}\" in \"include\": {}", e.msg),
+                )
             })?;
             let mut found = Vec::new();
             for p in paths {
-                let p = p.map_err(|e| ConfigError::at(&d.span, format!("include \"{pattern}\": {e}")))?;
+                let p =
+                    p.map_err(|e| ConfigError::at(&d.span, format!("include \"{pattern}\": {e}")))?;
                 if p.is_file() {
                     // Show names relative to the prefix, as the user wrote them.
-                    found.push(p.strip_prefix(&self.prefix).map(Path::to_path_buf).unwrap_or(p));
+                    found.push(
+                        p.strip_prefix(&self.prefix)
+                            .map(Path::to_path_buf)
+                            .unwrap_or(p),
+                    );
                 }
             }
             found.sort();
@@ -237,7 +266,10 @@ impl Parser {
             let real = self.real_path(&name);
             let contents = match std::fs::read_to_string(&real) {
                 Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && real.file_name().is_some_and(|f| f == "mime.types") => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && real.file_name().is_some_and(|f| f == "mime.types") =>
+                {
                     // Real-world configs include mime.types from nginx's conf directory;
                     // a balancer does not need it, so a missing one is no reason to fail.
                     self.out.warnings.push(Warning {
@@ -247,7 +279,10 @@ impl Parser {
                     continue;
                 }
                 Err(e) => {
-                    return Err(ConfigError::at(&d.span, format!("open() \"{}\" failed ({e})", real.display())));
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!("open() \"{}\" failed ({e})", real.display()),
+                    ));
                 }
             };
             self.depth += 1;
@@ -278,7 +313,9 @@ mod tests {
     use super::*;
 
     fn err(src: &str) -> String {
-        parse_str(Path::new("nginx.conf"), src).expect_err("should fail").to_string()
+        parse_str(Path::new("nginx.conf"), src)
+            .expect_err("should fail")
+            .to_string()
     }
 
     fn tmpdir(tag: &str) -> PathBuf {
@@ -290,7 +327,11 @@ mod tests {
 
     #[test]
     fn tree_shape() {
-        let t = parse_str(Path::new("a.conf"), "events {}\nhttp {\n  server { listen 80; }\n}\n").expect("parses");
+        let t = parse_str(
+            Path::new("a.conf"),
+            "events {}\nhttp {\n  server { listen 80; }\n}\n",
+        )
+        .expect("parses");
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].name, "events");
         assert_eq!(t[0].block, Some(vec![]));
@@ -328,7 +369,8 @@ mod tests {
         assert!(err("http {}\n}\n").starts_with("nginx.conf:2: unexpected \"}\""));
         assert_eq!(err("http { ; }"), "nginx.conf:1: unexpected \";\"");
         assert_eq!(err("\n{"), "nginx.conf:2: unexpected \"{\"");
-        assert!(err("location / {\n proxy_pass http://x }\n").starts_with("nginx.conf:2: directive \"proxy_pass\" is not terminated by \";\""));
+        assert!(err("location / {\n proxy_pass http://x }\n")
+            .starts_with("nginx.conf:2: directive \"proxy_pass\" is not terminated by \";\""));
     }
 
     #[test]
@@ -339,7 +381,11 @@ mod tests {
         std::fs::write(d.join("conf.d/a.conf"), "a 1;\ninclude inner.inc;\n").expect("write");
         std::fs::write(d.join("inner.inc"), "inner 1;\n").expect("write");
         std::fs::write(d.join("conf.d/skip.txt"), "nope;\n").expect("write");
-        std::fs::write(d.join("main.conf"), "first;\ninclude conf.d/*.conf;\ninclude none/*.conf;\nlast;\n").expect("write");
+        std::fs::write(
+            d.join("main.conf"),
+            "first;\ninclude conf.d/*.conf;\ninclude none/*.conf;\nlast;\n",
+        )
+        .expect("write");
         let mut p = Parser::new(&d, Path::new("main.conf"));
         let t = p.parse_main(Path::new("main.conf"), None).expect("parses");
         let names: Vec<_> = t.iter().map(|d| d.name.as_str()).collect();
@@ -354,9 +400,15 @@ mod tests {
     #[test]
     fn include_missing_file_is_an_error_but_mime_types_is_not() {
         let d = tmpdir("missing");
-        std::fs::write(d.join("main.conf"), "include mime.types;\ninclude nope.conf;\n").expect("write");
+        std::fs::write(
+            d.join("main.conf"),
+            "include mime.types;\ninclude nope.conf;\n",
+        )
+        .expect("write");
         let mut p = Parser::new(&d, Path::new("main.conf"));
-        let e = p.parse_main(Path::new("main.conf"), None).expect_err("missing include");
+        let e = p
+            .parse_main(Path::new("main.conf"), None)
+            .expect_err("missing include");
         assert!(e.to_string().starts_with("main.conf:2: open() \""), "{e}");
         assert_eq!(p.take_warnings().len(), 1);
         let _ = std::fs::remove_dir_all(&d);
@@ -368,8 +420,13 @@ mod tests {
         std::fs::write(d.join("inc.conf"), "a {\n").expect("write");
         std::fs::write(d.join("main.conf"), "http {\ninclude inc.conf;\n}\n").expect("write");
         let mut p = Parser::new(&d, Path::new("main.conf"));
-        let e = p.parse_main(Path::new("main.conf"), None).expect_err("unclosed in include");
-        assert_eq!(e.to_string(), "inc.conf:2: unexpected end of file: blocks still open: a (line 1)");
+        let e = p
+            .parse_main(Path::new("main.conf"), None)
+            .expect_err("unclosed in include");
+        assert_eq!(
+            e.to_string(),
+            "inc.conf:2: unexpected end of file: blocks still open: a (line 1)"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -378,7 +435,9 @@ mod tests {
         let d = tmpdir("cycle");
         std::fs::write(d.join("main.conf"), "include main.conf;\n").expect("write");
         let mut p = Parser::new(&d, Path::new("main.conf"));
-        let e = p.parse_main(Path::new("main.conf"), None).expect_err("cycle");
+        let e = p
+            .parse_main(Path::new("main.conf"), None)
+            .expect_err("cycle");
         assert!(e.to_string().contains("includes itself"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }

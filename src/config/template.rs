@@ -136,7 +136,10 @@ mod tests {
                 TemplatePart::Var(Var::Args),
             ]
         );
-        assert_eq!(parse("$http_host").expect("ok").parts, vec![TemplatePart::Var(Var::Http("host".into()))]);
+        assert_eq!(
+            parse("$http_host").expect("ok").parts,
+            vec![TemplatePart::Var(Var::Http("host".into()))]
+        );
         assert_eq!(parse("").expect("empty"), Template::default());
         assert!(parse("plain").expect("plain").is_literal());
     }
@@ -145,7 +148,10 @@ mod tests {
     fn errors() {
         assert_eq!(parse("$foo"), Err(TemplateError::Unknown("foo".into())));
         assert_eq!(parse("a $ b"), Err(TemplateError::InvalidName));
-        assert_eq!(parse("${host"), Err(TemplateError::MissingBracket("host".into())));
+        assert_eq!(
+            parse("${host"),
+            Err(TemplateError::MissingBracket("host".into()))
+        );
         assert_eq!(
             TemplateError::Unknown("foo".into()).message("$foo").0,
             "unknown \"foo\" variable"

@@ -150,7 +150,9 @@ pub fn parse_time(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -250,17 +252,27 @@ fn flag(d: &Directive) -> Result<bool> {
         "off" => Ok(false),
         other => Err(ConfigError::at(
             &d.span,
-            format!("invalid value \"{other}\" in \"{}\" directive, it must be \"on\" or \"off\"", d.name),
+            format!(
+                "invalid value \"{other}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+                d.name
+            ),
         )),
     }
 }
 
 fn number<T: std::str::FromStr>(d: &Directive, s: &str) -> Result<T> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ConfigError::at(&d.span, format!("\"{}\" directive invalid number \"{s}\"", d.name)));
+        return Err(ConfigError::at(
+            &d.span,
+            format!("\"{}\" directive invalid number \"{s}\"", d.name),
+        ));
     }
-    s.parse()
-        .map_err(|_| ConfigError::at(&d.span, format!("\"{}\" directive invalid number \"{s}\"", d.name)))
+    s.parse().map_err(|_| {
+        ConfigError::at(
+            &d.span,
+            format!("\"{}\" directive invalid number \"{s}\"", d.name),
+        )
+    })
 }
 
 fn time(d: &Directive, s: &str) -> Result<Duration> {
@@ -315,20 +327,30 @@ impl Validator<'_> {
                 return Err(ConfigError::hinted(
                     &d.span,
                     format!("\"{}\" directive is not allowed here", d.name),
-                    format!("\"{}\" belongs in: {}", d.name, directives::context_names(allowed)),
+                    format!(
+                        "\"{}\" belongs in: {}",
+                        d.name,
+                        directives::context_names(allowed)
+                    ),
                 ));
             }
             Lookup::Found(spec) => spec,
         };
         if let Kind::Unsupported(why) = spec.kind {
-            return Err(ConfigError::at(&d.span, format!("\"{}\" directive is not supported: {why}", d.name)));
+            return Err(ConfigError::at(
+                &d.span,
+                format!("\"{}\" directive is not supported: {why}", d.name),
+            ));
         }
         if !spec.block || d.block.is_none() {
             self.missing_semicolon(d)?;
         }
         match (spec.block, &d.block) {
             (true, None) => {
-                return Err(ConfigError::at(&d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("directive \"{}\" has no opening \"{{\"", d.name),
+                ))
             }
             (false, Some(_)) => {
                 return Err(ConfigError::at(
@@ -402,7 +424,11 @@ impl Validator<'_> {
                         // worker_connections is the only handled events directive.
                         let n: usize = number(e, e.arg(0))?;
                         if n < 2 {
-                            return Err(invalid_value(e, e.arg(0), Some("at least 2: one client and one upstream connection")));
+                            return Err(invalid_value(
+                                e,
+                                e.arg(0),
+                                Some("at least 2: one client and one upstream connection"),
+                            ));
                         }
                         once(&mut worker_connections, n, e)?;
                     }
@@ -412,7 +438,11 @@ impl Validator<'_> {
                     if error_log.is_none() {
                         error_log = Some(conf);
                     } else {
-                        self.warn(d, "only the first \"error_log\" is used; nginx would write to every one".to_owned());
+                        self.warn(
+                            d,
+                            "only the first \"error_log\" is used; nginx would write to every one"
+                                .to_owned(),
+                        );
                     }
                 }
                 "pid" => once(&mut pid, self.env.prefix.join(d.arg(0)), d)?,
@@ -428,7 +458,11 @@ impl Validator<'_> {
         }
         if events.is_none() {
             if let Some(first) = ds.first() {
-                self.warn(first, "no \"events\" section in configuration; nginx refuses to start without one".to_owned());
+                self.warn(
+                    first,
+                    "no \"events\" section in configuration; nginx refuses to start without one"
+                        .to_owned(),
+                );
             }
         }
         let prefix = &self.env.prefix;
@@ -450,7 +484,10 @@ impl Validator<'_> {
             "stderr" => LogTarget::Stderr,
             "/dev/null" => LogTarget::Off,
             s if s.starts_with("syslog:") || s.starts_with("memory:") => {
-                return Err(ConfigError::at(&d.span, format!("error log \"{s}\" is not supported: use a file or stderr")))
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("error log \"{s}\" is not supported: use a file or stderr"),
+                ))
             }
             s => {
                 if s == "off" {
@@ -501,7 +538,10 @@ impl Validator<'_> {
                 "log_format" => {
                     let name = d.arg(0);
                     if name == "combined" || !self.log_formats.insert(name.to_owned()) {
-                        return Err(ConfigError::at(&d.span, format!("duplicate \"log_format\" name \"{name}\"")));
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("duplicate \"log_format\" name \"{name}\""),
+                        ));
                     }
                     self.warn(d, format!("\"log_format\" is accepted, but ferrolb only writes the combined format (\"{name}\" is not used)"));
                 }
@@ -517,7 +557,10 @@ impl Validator<'_> {
         for s in &servers {
             for l in s.listen.iter().filter(|l| l.default_server) {
                 if defaults.insert(l.addr, ()).is_some() {
-                    return Err(ConfigError::at(&l.span, format!("a duplicate default server for {}", l.addr)));
+                    return Err(ConfigError::at(
+                        &l.span,
+                        format!("a duplicate default server for {}", l.addr),
+                    ));
                 }
             }
         }
@@ -533,13 +576,20 @@ impl Validator<'_> {
         match d.name.as_str() {
             "proxy_set_header" => {
                 let value = templ(d, d.arg(1))?;
-                p.proxy_set_header.get_or_insert_with(Vec::new).push((a0.to_owned(), value));
+                p.proxy_set_header
+                    .get_or_insert_with(Vec::new)
+                    .push((a0.to_owned(), value));
             }
             "add_header" => {
                 let always = match d.args.get(2).map(|a| a.value.as_str()) {
                     None => false,
                     Some("always") => true,
-                    Some(other) => return Err(ConfigError::at(&d.span, format!("invalid parameter \"{other}\""))),
+                    Some(other) => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid parameter \"{other}\""),
+                        ))
+                    }
                 };
                 let value = templ(d, d.arg(1))?;
                 p.add_header.get_or_insert_with(Vec::new).push(AddHeader {
@@ -564,10 +614,14 @@ impl Validator<'_> {
             "proxy_connect_timeout" => once(&mut p.proxy_connect_timeout, time(d, a0)?, d)?,
             "proxy_read_timeout" => once(&mut p.proxy_read_timeout, time(d, a0)?, d)?,
             "proxy_send_timeout" => once(&mut p.proxy_send_timeout, time(d, a0)?, d)?,
-            "proxy_next_upstream_timeout" => once(&mut p.proxy_next_upstream_timeout, time(d, a0)?, d)?,
+            "proxy_next_upstream_timeout" => {
+                once(&mut p.proxy_next_upstream_timeout, time(d, a0)?, d)?
+            }
             "client_header_timeout" => once(&mut p.client_header_timeout, time(d, a0)?, d)?,
             "client_body_timeout" => once(&mut p.client_body_timeout, time(d, a0)?, d)?,
-            "proxy_next_upstream_tries" => once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?,
+            "proxy_next_upstream_tries" => {
+                once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
+            }
             "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
             "client_max_body_size" => {
                 let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
@@ -577,7 +631,11 @@ impl Validator<'_> {
                 once(&mut p.keepalive_timeout, time(d, a0)?, d)?;
                 if d.args.len() > 1 {
                     time(d, d.arg(1))?;
-                    self.warn(d, "the second \"keepalive_timeout\" value (the Keep-Alive header) is ignored".to_owned());
+                    self.warn(
+                        d,
+                        "the second \"keepalive_timeout\" value (the Keep-Alive header) is ignored"
+                            .to_owned(),
+                    );
                 }
             }
             "proxy_next_upstream" => once(&mut p.proxy_next_upstream, next_upstream(d)?, d)?,
@@ -598,15 +656,24 @@ impl Validator<'_> {
         let path = d.arg(0);
         if path == "off" {
             if d.args.len() > 1 {
-                return Err(ConfigError::at(&d.span, "invalid number of arguments in \"access_log\" directive"));
+                return Err(ConfigError::at(
+                    &d.span,
+                    "invalid number of arguments in \"access_log\" directive",
+                ));
             }
             return Ok(AccessLogConf::Off);
         }
         if path.starts_with("syslog:") {
-            return Err(ConfigError::at(&d.span, "syslog access logs are not supported: use a file"));
+            return Err(ConfigError::at(
+                &d.span,
+                "syslog access logs are not supported: use a file",
+            ));
         }
         if path.contains('$') {
-            return Err(ConfigError::at(&d.span, "variables in \"access_log\" paths are not supported"));
+            return Err(ConfigError::at(
+                &d.span,
+                "variables in \"access_log\" paths are not supported",
+            ));
         }
         if let Some(format) = d.args.get(1).map(|a| a.value.as_str()) {
             if format != "combined" {
@@ -631,8 +698,15 @@ impl Validator<'_> {
 
     fn upstream(&mut self, d: &Directive) -> Result<()> {
         let name = d.arg(0);
-        if self.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(name)) {
-            return Err(ConfigError::at(&d.span, format!("duplicate upstream \"{name}\"")));
+        if self
+            .upstreams
+            .iter()
+            .any(|u| u.name.eq_ignore_ascii_case(name))
+        {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("duplicate upstream \"{name}\""),
+            ));
         }
         let mut peers = Vec::new();
         let mut keepalive = None;
@@ -653,7 +727,8 @@ impl Validator<'_> {
                 }
                 "keepalive_timeout" => once(&mut keepalive_timeout, time(c, c.arg(0))?, c)?,
                 "keepalive_requests" => once(&mut keepalive_requests, number(c, c.arg(0))?, c)?,
-                method @ ("least_conn" | "ip_hash" | "hash" | "random" | "least_time" | "sticky") => {
+                method @ ("least_conn" | "ip_hash" | "hash" | "random" | "least_time"
+                | "sticky") => {
                     return Err(ConfigError::hinted(
                         &c.span,
                         format!("\"{method}\" is not supported yet"),
@@ -716,7 +791,10 @@ impl Validator<'_> {
             }
         }
         if addr.starts_with("unix:") {
-            return Err(ConfigError::at(&c.span, format!("unix socket upstream \"{addr}\" is not supported")));
+            return Err(ConfigError::at(
+                &c.span,
+                format!("unix socket upstream \"{addr}\" is not supported"),
+            ));
         }
         let addrs = self.resolve_upstream(c, addr)?;
         Ok(addrs
@@ -746,8 +824,9 @@ impl Validator<'_> {
                 },
             )
         })?;
-        resolve(host, port.unwrap_or(80))
-            .ok_or_else(|| ConfigError::at(&d.span, format!("host not found in upstream \"{addr}\"")))
+        resolve(host, port.unwrap_or(80)).ok_or_else(|| {
+            ConfigError::at(&d.span, format!("host not found in upstream \"{addr}\""))
+        })
     }
 
     fn server(&mut self, d: &Directive, http: &Partial) -> Result<ServerConf> {
@@ -765,7 +844,10 @@ impl Validator<'_> {
                 "listen" => {
                     for l in self.listen(c)? {
                         if listen.iter().any(|x| x.addr == l.addr) {
-                            return Err(ConfigError::at(&c.span, format!("a duplicate listen {}", l.addr)));
+                            return Err(ConfigError::at(
+                                &c.span,
+                                format!("a duplicate listen {}", l.addr),
+                            ));
                         }
                         listen.push(l);
                     }
@@ -835,23 +917,40 @@ impl Validator<'_> {
             }
         }
         if a.starts_with("unix:") {
-            return Err(ConfigError::at(&c.span, format!("unix socket listen \"{a}\" is not supported")));
+            return Err(ConfigError::at(
+                &c.span,
+                format!("unix socket listen \"{a}\" is not supported"),
+            ));
         }
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let invalid_port = || ConfigError::at(&c.span, format!("invalid port in \"{a}\" of the \"listen\" directive"));
+        let invalid_port = || {
+            ConfigError::at(
+                &c.span,
+                format!("invalid port in \"{a}\" of the \"listen\" directive"),
+            )
+        };
         let addrs = if a.bytes().all(|b| b.is_ascii_digit()) {
-            vec![SocketAddr::new(any4, parse_port(a).ok_or_else(invalid_port)?)]
+            vec![SocketAddr::new(
+                any4,
+                parse_port(a).ok_or_else(invalid_port)?,
+            )]
         } else {
             let (host, port) = parse_host_port(a).map_err(|e| match e {
                 HostPortError::InvalidPort => invalid_port(),
-                _ => ConfigError::at(&c.span, format!("invalid host in \"{a}\" of the \"listen\" directive")),
+                _ => ConfigError::at(
+                    &c.span,
+                    format!("invalid host in \"{a}\" of the \"listen\" directive"),
+                ),
             })?;
             let port = port.unwrap_or(80);
             if host == "*" {
                 vec![SocketAddr::new(any4, port)]
             } else {
                 resolve(host, port).ok_or_else(|| {
-                    ConfigError::at(&c.span, format!("host not found in \"{a}\" of the \"listen\" directive"))
+                    ConfigError::at(
+                        &c.span,
+                        format!("host not found in \"{a}\" of the \"listen\" directive"),
+                    )
                 })?
             }
         };
@@ -883,7 +982,10 @@ impl Validator<'_> {
                     }
             });
             if clash {
-                return Err(ConfigError::at(&d.span, format!("duplicate location \"{}\"", loc.pattern)));
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("duplicate location \"{}\"", loc.pattern),
+                ));
             }
             out.push(loc);
         }
@@ -899,17 +1001,25 @@ impl Validator<'_> {
     ) -> Result<Location> {
         let (kind, pattern) = location_pattern(d)?;
         if pattern.starts_with('@') {
-            return Err(ConfigError::at(&d.span, format!("named location \"{pattern}\" is not supported")));
+            return Err(ConfigError::at(
+                &d.span,
+                format!("named location \"{pattern}\" is not supported"),
+            ));
         }
         if let Some((pkind, ppat)) = enclosing {
             if pkind == LocationKind::Exact {
                 return Err(ConfigError::at(
                     &d.span,
-                    format!("location \"{pattern}\" cannot be inside the exact location \"{ppat}\""),
+                    format!(
+                        "location \"{pattern}\" cannot be inside the exact location \"{ppat}\""
+                    ),
                 ));
             }
             if !is_regex(kind) && !pattern.starts_with(ppat) {
-                return Err(ConfigError::at(&d.span, format!("location \"{pattern}\" is outside location \"{ppat}\"")));
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("location \"{pattern}\" is outside location \"{ppat}\""),
+                ));
             }
         }
         let regex = if is_regex(kind) {
@@ -917,7 +1027,9 @@ impl Validator<'_> {
                 RegexBuilder::new(&pattern)
                     .case_insensitive(kind == LocationKind::RegexCaseless)
                     .build()
-                    .map_err(|e| ConfigError::at(&d.span, format!("invalid regex \"{pattern}\": {e}")))?,
+                    .map_err(|e| {
+                        ConfigError::at(&d.span, format!("invalid regex \"{pattern}\": {e}"))
+                    })?,
             )
         } else {
             None
@@ -957,16 +1069,27 @@ impl Validator<'_> {
         })
     }
 
-    fn proxy_pass(&mut self, d: &Directive, kind: LocationKind, pattern: &str) -> Result<ProxyPass> {
+    fn proxy_pass(
+        &mut self,
+        d: &Directive,
+        kind: LocationKind,
+        pattern: &str,
+    ) -> Result<ProxyPass> {
         let url = d.arg(0);
         if url.contains('$') {
-            return Err(ConfigError::at(&d.span, "variables in \"proxy_pass\" are not supported yet"));
+            return Err(ConfigError::at(
+                &d.span,
+                "variables in \"proxy_pass\" are not supported yet",
+            ));
         }
         let lower = url.to_ascii_lowercase();
         let rest = if lower.starts_with("http://") {
             &url[7..]
         } else if lower.starts_with("https://") {
-            return Err(ConfigError::at(&d.span, "https upstreams are not supported yet"));
+            return Err(ConfigError::at(
+                &d.span,
+                "https upstreams are not supported yet",
+            ));
         } else {
             return Err(ConfigError::hinted(
                 &d.span,
@@ -988,9 +1111,13 @@ impl Validator<'_> {
             ConfigError::at(
                 &d.span,
                 match e {
-                    HostPortError::InvalidPort => format!("invalid port in upstream \"{hostport}\""),
+                    HostPortError::InvalidPort => {
+                        format!("invalid port in upstream \"{hostport}\"")
+                    }
                     HostPortError::NoHost => format!("no host in upstream \"{hostport}\""),
-                    HostPortError::InvalidHost => format!("invalid host in upstream \"{hostport}\""),
+                    HostPortError::InvalidHost => {
+                        format!("invalid host in upstream \"{hostport}\"")
+                    }
                 },
             )
         })?;
@@ -999,13 +1126,13 @@ impl Validator<'_> {
             .iter()
             .position(|u| !u.implicit && u.name.eq_ignore_ascii_case(host));
         let upstream = match (declared, port) {
-            (Some(_), Some(port)) => {
-                return Err(ConfigError::hinted(
-                    &d.span,
-                    format!("upstream \"{host}\" may not have port {port}"),
-                    format!("ports go on the \"server\" lines of upstream \"{host}\"; write http://{host}"),
-                ))
-            }
+            (Some(_), Some(port)) => return Err(ConfigError::hinted(
+                &d.span,
+                format!("upstream \"{host}\" may not have port {port}"),
+                format!(
+                    "ports go on the \"server\" lines of upstream \"{host}\"; write http://{host}"
+                ),
+            )),
             (Some(i), None) => i,
             (None, port) => {
                 let port = port.unwrap_or(80);
@@ -1014,11 +1141,18 @@ impl Validator<'_> {
                 } else {
                     format!("{}:{port}", host.to_ascii_lowercase())
                 };
-                match self.upstreams.iter().position(|u| u.implicit && u.name == name) {
+                match self
+                    .upstreams
+                    .iter()
+                    .position(|u| u.implicit && u.name == name)
+                {
                     Some(i) => i,
                     None => {
                         let addrs = resolve(host, port).ok_or_else(|| {
-                            ConfigError::at(&d.span, format!("host not found in upstream \"{hostport}\""))
+                            ConfigError::at(
+                                &d.span,
+                                format!("host not found in upstream \"{hostport}\""),
+                            )
                         })?;
                         let peers = addrs
                             .into_iter()
@@ -1062,7 +1196,10 @@ impl Validator<'_> {
 /// Directives the table routes to a context whose handler has no arm for them would be
 /// a bug in the table; report it as an error rather than panic.
 fn unreachable_directive(d: &Directive, name: &str) -> Result<()> {
-    Err(ConfigError::at(&d.span, format!("\"{name}\" directive is not allowed here")))
+    Err(ConfigError::at(
+        &d.span,
+        format!("\"{name}\" directive is not allowed here"),
+    ))
 }
 
 fn is_regex(k: LocationKind) -> bool {
@@ -1106,7 +1243,9 @@ fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
         let r = RegexBuilder::new(re)
             .case_insensitive(true)
             .build()
-            .map_err(|e| ConfigError::at(&d.span, format!("invalid server name regex \"{v}\": {e}")))?;
+            .map_err(|e| {
+                ConfigError::at(&d.span, format!("invalid server name regex \"{v}\": {e}"))
+            })?;
         return Ok(ServerName::Regex(r));
     }
     if v == "$hostname" {
@@ -1146,7 +1285,8 @@ fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
 
 fn ret_action(d: &Directive) -> Result<Action> {
     let a0 = d.arg(0);
-    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("$scheme");
+    let is_url =
+        |s: &str| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("$scheme");
     if d.args.len() == 1 && is_url(a0) {
         return Ok(Action::Return {
             code: 302,
