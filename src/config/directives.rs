@@ -323,6 +323,14 @@ pub fn lookup(name: &str, ctx: u8) -> Lookup {
     }
 }
 
+/// The contexts `name` is allowed in, over all its rows (0 when unknown).
+pub fn contexts_of(name: &str) -> u8 {
+    DIRECTIVES
+        .iter()
+        .filter(|s| name_matches(s.name, name))
+        .fold(0, |acc, s| acc | s.contexts)
+}
+
 /// True when `name` is a known directive anywhere (to spot a missing `;`).
 pub fn is_known(name: &str) -> bool {
     DIRECTIVES.iter().any(|s| name_matches(s.name, name))

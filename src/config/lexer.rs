@@ -187,14 +187,16 @@ impl<'a> Lexer<'a> {
         let start = self.pos;
         loop {
             match self.peek() {
-                None => return Err(ConfigError::hinted(
-                    &self.span(self.line, self.column),
-                    "unexpected end of file, expecting \";\" or \"}\"",
-                    format!(
+                None => {
+                    return Err(ConfigError::hinted(
+                        &self.span(self.line, self.column),
+                        "unexpected end of file, expecting \";\" or \"}\"",
+                        format!(
                         "the string opened with {} at line {line}, column {column} is never closed",
                         quote as char
                     ),
-                )),
+                    ))
+                }
                 Some(b'\\') => {
                     self.bump();
                     self.bump();

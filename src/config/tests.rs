@@ -706,3 +706,28 @@ fn includes_through_load_and_dump() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn conflicting_server_names_warn() {
+    let c = load_text(&in_http(
+        "server { server_name a; }\nserver { server_name A; }",
+    ));
+    assert!(c.warnings.iter().any(|w| w.message
+        == "conflicting server name \"a\" on 0.0.0.0:8000, ignored"
+        && w.span.line == 4));
+}
+
+#[test]
+fn blog_snippet_through_load() {
+    let src = "http {\n  upstream myproject {\n    server localhost:8000;\n    server localhost:8001;\n    server localhost:8002;\n    server localhost:8003;\n\n  server {\n    listen 80;\n    server_name localhost;\n    location / {\n      proxy_pass http://myproject;\n";
+    assert_eq!(
+        load_err(src),
+        "nginx.conf:13: unexpected end of file: blocks still open: location (line 11), server (line 8), upstream (line 2), http (line 1)"
+    );
+}
+
+#[test]
+fn misplaced_pattern_directive_names_its_contexts() {
+    let e = load_err("events {}\ngzip on;");
+    assert_eq!(e, "nginx.conf:2: \"gzip\" directive is not allowed here\n  hint: \"gzip\" belongs in: http, server, location");
+}

@@ -320,10 +320,7 @@ impl Validator<'_> {
                 });
             }
             Lookup::NotAllowedHere => {
-                let allowed = directives::DIRECTIVES
-                    .iter()
-                    .filter(|s| s.name == d.name)
-                    .fold(0u8, |acc, s| acc | s.contexts);
+                let allowed = directives::contexts_of(&d.name);
                 return Err(ConfigError::hinted(
                     &d.span,
                     format!("\"{}\" directive is not allowed here", d.name),
@@ -553,6 +550,7 @@ impl Validator<'_> {
             .into_iter()
             .map(|d| self.server(d, &level))
             .collect::<Result<Vec<_>>>()?;
+        self.conflicting_names(&servers);
         let mut defaults: HashMap<SocketAddr, ()> = HashMap::new();
         for s in &servers {
             for l in s.listen.iter().filter(|l| l.default_server) {
@@ -568,6 +566,36 @@ impl Validator<'_> {
             upstreams: std::mem::take(&mut self.upstreams),
             servers,
         })
+    }
+
+    /// nginx warns when two servers on one address share a name; the first one wins.
+    fn conflicting_names(&mut self, servers: &[ServerConf]) {
+        let mut seen = HashSet::new();
+        for s in servers {
+            for l in &s.listen {
+                for n in &s.server_names {
+                    let key = match n {
+                        ServerName::Exact(e) => e.clone(),
+                        ServerName::WildcardStart {
+                            suffix,
+                            matches_bare: true,
+                        } => suffix.clone(),
+                        ServerName::WildcardStart { suffix, .. } => format!("*{suffix}"),
+                        ServerName::WildcardEnd(p) => format!("{p}*"),
+                        ServerName::Regex(_) => continue,
+                    };
+                    if !seen.insert((l.addr, key.clone())) {
+                        self.warnings.push(Warning {
+                            span: s.span.clone(),
+                            message: format!(
+                                "conflicting server name \"{key}\" on {}, ignored",
+                                l.addr
+                            ),
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Settings valid at http, server and location level.
@@ -1126,13 +1154,15 @@ impl Validator<'_> {
             .iter()
             .position(|u| !u.implicit && u.name.eq_ignore_ascii_case(host));
         let upstream = match (declared, port) {
-            (Some(_), Some(port)) => return Err(ConfigError::hinted(
-                &d.span,
-                format!("upstream \"{host}\" may not have port {port}"),
-                format!(
+            (Some(_), Some(port)) => {
+                return Err(ConfigError::hinted(
+                    &d.span,
+                    format!("upstream \"{host}\" may not have port {port}"),
+                    format!(
                     "ports go on the \"server\" lines of upstream \"{host}\"; write http://{host}"
                 ),
-            )),
+                ))
+            }
             (Some(i), None) => i,
             (None, port) => {
                 let port = port.unwrap_or(80);
