@@ -1,50 +1,98 @@
 //! nginx-syntax configuration: lexer and parser to a directive tree with spans, then
 //! validation into the typed [`Config`].
+//!
+//! Entry points: [`load`] (for running and `-t`) and [`dump`] (for `-T`).
 
+pub mod directives;
+pub mod error;
+pub mod lexer;
+pub mod parser;
+pub mod template;
 pub mod types;
-
-pub use types::*;
-
-// ---------------------------------------------------------------------------------------
-// STUB (h-cli): placeholder for the config loader API so the CLI builds before the
-// loader lands. The lead replaces everything from here to the end of the file.
-// ---------------------------------------------------------------------------------------
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use error::ConfigError;
+pub use types::*;
+
 /// How to load a configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// The prefix relative paths are resolved against (`-p`).
+    /// Relative file names (the config itself, includes, `pid`, logs) resolve against
+    /// this. Default: the current directory.
     pub prefix: PathBuf,
-    /// Extra global directives (`-g`).
+    /// `-g 'directives;'`: parsed as main-context directives before the file; a
+    /// directive set both here and in the file is a duplicate, as in nginx. Default none.
     pub globals: Option<String>,
-    /// Configuration text to use instead of reading the file (the path then only
-    /// names it in messages).
+    /// Parse this text instead of reading the file (`ferrolb demo`); the path still names
+    /// it in messages and anchors includes. Default none.
     pub text: Option<String>,
-    /// Whether the process runs as root (changes the default `listen`).
+    /// Running as root: servers without `listen` listen on `*:80`, else `*:8000`.
+    /// Default: whether the effective user is root.
     pub is_root: bool,
 }
 
-/// A configuration that could not be loaded; displays as `file:line: message`.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ConfigError {
-    message: String,
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            prefix: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            globals: None,
+            text: None,
+            is_root: effective_uid_is_root(),
+        }
+    }
 }
 
-/// Loads and validates the configuration at `path`. STUB: always fails.
+/// The owner of `/proc/self` is the effective user; avoids unsafe `geteuid`.
+fn effective_uid_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn parse(
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(Vec<parser::Directive>, parser::Parsed), ConfigError> {
+    let mut p = parser::Parser::new(&opts.prefix, path);
+    let mut all = match &opts.globals {
+        Some(g) => p.parse_globals(g)?,
+        None => Vec::new(),
+    };
+    all.extend(p.parse_main(path, opts.text.as_deref())?);
+    Ok((all, p.finish()))
+}
+
+/// Reads, parses and validates the configuration at `path` (relative to the prefix).
+/// Upstream host names are resolved here, once.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
-    let _ = (path, opts);
-    Err(ConfigError {
-        message: "config loader not merged yet".to_owned(),
-    })
+    let (directives, parsed) = parse(path, opts)?;
+    let env = validate::Env {
+        prefix: opts.prefix.clone(),
+        is_root: opts.is_root,
+    };
+    validate::validate(&directives, &env, parsed.warnings)
 }
 
-/// The configuration text with every included file, for `-T`. STUB: always fails.
+/// The text `nginx -T` prints: `# configuration file /abs/path:` then the contents and a
+/// newline, for the main file and every included file once, in reading order. Only
+/// parses (syntax and includes); call [`load`] to validate.
 pub fn dump(path: &Path, opts: &LoadOptions) -> Result<String, ConfigError> {
-    let _ = (path, opts);
-    Err(ConfigError {
-        message: "config loader not merged yet".to_owned(),
-    })
+    let (_, parsed) = parse(path, opts)?;
+    let mut out = String::new();
+    for (file, contents) in &parsed.files {
+        let abs = if file.is_absolute() {
+            file.clone()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(file)
+        };
+        out.push_str(&format!(
+            "# configuration file {}:\n{contents}\n",
+            abs.display()
+        ));
+    }
+    Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,439 @@
+//! The table of every directive ferrolb knows: where it may appear, how many
+//! arguments it takes, and whether ferrolb acts on it, accepts and ignores it (with the
+//! reason, for the README), or rejects it as not supported. Anything not in the table is
+//! an unknown directive, as in nginx.
+
+/// Bit for the main (top) level.
+pub const MAIN: u8 = 1;
+/// Bit for `events { }`.
+pub const EVENTS: u8 = 1 << 1;
+/// Bit for `http { }`.
+pub const HTTP: u8 = 1 << 2;
+/// Bit for `server { }` inside http.
+pub const SERVER: u8 = 1 << 3;
+/// Bit for `location { }`.
+pub const LOCATION: u8 = 1 << 4;
+/// Bit for `upstream { }`.
+pub const UPSTREAM: u8 = 1 << 5;
+/// http, server and location: where most proxy settings live.
+pub const HSL: u8 = HTTP | SERVER | LOCATION;
+/// Any context.
+pub const ANY: u8 = 0xff;
+
+/// What ferrolb does with a directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Implemented.
+    Handled,
+    /// Accepted so that real nginx.conf files load; a warning gives the reason.
+    Ignored(&'static str),
+    /// Recognised but refused; the error gives the reason.
+    Unsupported(&'static str),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// The name; a trailing `*` matches any suffix (`gzip*`), a leading `*` any prefix
+    /// (`*_temp_path`).
+    pub name: &'static str,
+    /// Bit set of allowed contexts.
+    pub contexts: u8,
+    /// Fewest arguments.
+    pub min_args: usize,
+    /// Most arguments; `usize::MAX` for any number.
+    pub max_args: usize,
+    /// True for `name … { }` directives.
+    pub block: bool,
+    /// What ferrolb does with it.
+    pub kind: Kind,
+}
+
+const MANY: usize = usize::MAX;
+
+const fn handled(name: &'static str, contexts: u8, min_args: usize, max_args: usize) -> Spec {
+    Spec {
+        name,
+        contexts,
+        min_args,
+        max_args,
+        block: false,
+        kind: Kind::Handled,
+    }
+}
+
+const fn block(name: &'static str, contexts: u8, min_args: usize, max_args: usize) -> Spec {
+    Spec {
+        name,
+        contexts,
+        min_args,
+        max_args,
+        block: true,
+        kind: Kind::Handled,
+    }
+}
+
+const fn ignored(name: &'static str, contexts: u8, why: &'static str) -> Spec {
+    Spec {
+        name,
+        contexts,
+        min_args: 0,
+        max_args: MANY,
+        block: false,
+        kind: Kind::Ignored(why),
+    }
+}
+
+const fn unsupported(name: &'static str, why: &'static str) -> Spec {
+    Spec {
+        name,
+        contexts: ANY,
+        min_args: 0,
+        max_args: MANY,
+        block: false,
+        kind: Kind::Unsupported(why),
+    }
+}
+
+const NO_FILES: &str = "ferrolb does not serve files";
+const BUFFERING: &str = "ferrolb streams bodies and sizes its buffers itself";
+const NO_TLS: &str = "TLS is not supported yet";
+
+/// Every directive ferrolb knows, in README order.
+pub static DIRECTIVES: &[Spec] = &[
+    // main
+    handled("worker_processes", MAIN, 1, 1),
+    block("events", MAIN, 0, 0),
+    handled("worker_connections", EVENTS, 1, 1),
+    ignored("use", EVENTS, "ferrolb picks the event mechanism itself"),
+    ignored("multi_accept", EVENTS, "ferrolb accepts in its own way"),
+    ignored(
+        "accept_mutex",
+        EVENTS,
+        "ferrolb workers share listeners without a mutex",
+    ),
+    ignored(
+        "accept_mutex_delay",
+        EVENTS,
+        "ferrolb workers share listeners without a mutex",
+    ),
+    handled("error_log", MAIN | HSL, 1, 2),
+    handled("pid", MAIN, 1, 1),
+    handled("daemon", MAIN, 1, 1),
+    ignored(
+        "master_process",
+        MAIN,
+        "ferrolb always runs one process with worker threads",
+    ),
+    ignored("user", MAIN, "ferrolb runs as the user that starts it"),
+    ignored(
+        "worker_rlimit_nofile",
+        MAIN,
+        "raise the limit with ulimit before starting ferrolb",
+    ),
+    ignored("load_module", MAIN, "ferrolb has no dynamic modules"),
+    ignored("env", MAIN, "ferrolb does not clear the environment"),
+    ignored(
+        "pcre_jit",
+        MAIN,
+        "ferrolb's regex engine needs no JIT switch",
+    ),
+    ignored(
+        "worker_cpu_affinity",
+        MAIN,
+        "worker threads are not pinned to CPUs",
+    ),
+    ignored(
+        "worker_priority",
+        MAIN,
+        "worker threads keep the process priority",
+    ),
+    ignored("worker_shutdown_timeout", MAIN, "not implemented yet"),
+    block("http", MAIN, 0, 0),
+    handled("include", ANY, 1, 1),
+    // http, server, location
+    handled("proxy_pass", LOCATION, 1, 1),
+    handled("proxy_set_header", HSL, 2, 2),
+    handled("proxy_http_version", HSL, 1, 1),
+    handled("proxy_connect_timeout", HSL, 1, 1),
+    handled("proxy_read_timeout", HSL, 1, 1),
+    handled("proxy_send_timeout", HSL, 1, 1),
+    handled("proxy_next_upstream", HSL, 1, MANY),
+    handled("proxy_next_upstream_tries", HSL, 1, 1),
+    handled("proxy_next_upstream_timeout", HSL, 1, 1),
+    handled("client_max_body_size", HSL, 1, 1),
+    handled("client_header_timeout", HTTP | SERVER, 1, 1),
+    handled("client_body_timeout", HSL, 1, 1),
+    handled("keepalive_timeout", HSL, 1, 2),
+    handled("keepalive_requests", HSL, 1, 1),
+    handled("return", SERVER | LOCATION, 1, 2),
+    handled("add_header", HSL, 2, 3),
+    handled("access_log", HSL, 1, MANY),
+    handled("log_format", HTTP, 2, MANY),
+    block("server", HTTP, 0, 0),
+    handled("server_name", SERVER, 1, MANY),
+    handled("listen", SERVER, 1, MANY),
+    block("location", SERVER | LOCATION, 1, 2),
+    block("upstream", HTTP, 1, 1),
+    // upstream
+    handled("server", UPSTREAM, 1, MANY),
+    handled("keepalive", UPSTREAM, 1, 1),
+    handled("keepalive_timeout", UPSTREAM, 1, 1),
+    handled("keepalive_requests", UPSTREAM, 1, 1),
+    ignored(
+        "zone",
+        UPSTREAM,
+        "peer state is shared between worker threads without a zone",
+    ),
+    handled("least_conn", UPSTREAM, 0, 0),
+    handled("ip_hash", UPSTREAM, 0, 0),
+    handled("hash", UPSTREAM, 1, 2),
+    handled("random", UPSTREAM, 0, 2),
+    handled("least_time", UPSTREAM, 1, 3),
+    handled("sticky", UPSTREAM, 1, MANY),
+    // accepted and ignored
+    ignored("sendfile", HSL, NO_FILES),
+    ignored("tcp_nopush", HSL, "only matters with sendfile"),
+    ignored("tcp_nodelay", HSL, "ferrolb always sets TCP_NODELAY"),
+    Spec {
+        name: "types",
+        contexts: HSL,
+        min_args: 0,
+        max_args: 0,
+        block: true,
+        kind: Kind::Ignored(NO_FILES),
+    },
+    ignored("default_type", HSL, NO_FILES),
+    ignored("gzip*", HSL, "ferrolb does not compress responses"),
+    ignored(
+        "server_tokens",
+        HSL,
+        "ferrolb adds no Server header of its own to proxied responses",
+    ),
+    ignored("charset", HSL, NO_FILES),
+    ignored("root", HSL, NO_FILES),
+    ignored("index", HSL, NO_FILES),
+    ignored("ssl_*", HTTP | SERVER, NO_TLS),
+    ignored("client_body_buffer_size", HSL, BUFFERING),
+    ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
+    ignored("large_client_header_buffers", HTTP | SERVER, BUFFERING),
+    ignored("proxy_buffering", HSL, BUFFERING),
+    ignored("proxy_buffer_size", HSL, BUFFERING),
+    ignored("proxy_buffers", HSL, BUFFERING),
+    ignored("proxy_busy_buffers_size", HSL, BUFFERING),
+    ignored("proxy_request_buffering", HSL, BUFFERING),
+    ignored(
+        "proxy_max_temp_file_size",
+        HSL,
+        "ferrolb never buffers to disk",
+    ),
+    ignored("*_temp_path", HSL, "ferrolb never buffers to disk"),
+    ignored(
+        "proxy_redirect",
+        HSL,
+        "Location headers are passed unchanged",
+    ),
+    ignored("open_file_cache*", HSL, NO_FILES),
+    ignored(
+        "reset_timedout_connection",
+        HSL,
+        "timed-out connections are always closed",
+    ),
+    ignored("send_timeout", HSL, "not implemented yet"),
+    ignored(
+        "server_names_hash_*",
+        HTTP,
+        "server names are matched without a hash table",
+    ),
+    ignored("types_hash_*", HSL, NO_FILES),
+    ignored(
+        "variables_hash_*",
+        HTTP,
+        "variables are resolved at load time",
+    ),
+    ignored(
+        "resolver",
+        HSL,
+        "upstream names are resolved once at load time",
+    ),
+    ignored(
+        "resolver_timeout",
+        HSL,
+        "upstream names are resolved once at load time",
+    ),
+    // known to nginx, refused with a reason
+    unsupported(
+        "if",
+        "ferrolb has no rewrite module; use separate locations",
+    ),
+    unsupported("rewrite", "ferrolb has no rewrite module"),
+    unsupported("set", "ferrolb has no user variables"),
+    unsupported("map", "ferrolb has no user variables"),
+    unsupported("try_files", NO_FILES),
+    unsupported("alias", NO_FILES),
+    unsupported("error_page", "custom error pages are not supported yet"),
+    unsupported("proxy_cache*", "ferrolb does not cache"),
+    unsupported("fastcgi_pass", "only HTTP upstreams are supported"),
+    unsupported("uwsgi_pass", "only HTTP upstreams are supported"),
+    unsupported("grpc_pass", "only HTTP upstreams are supported"),
+    unsupported("limit_req*", "rate limiting is not supported yet"),
+    unsupported("limit_conn*", "connection limiting is not supported yet"),
+    unsupported("auth_basic*", "authentication is not supported"),
+    unsupported("stream", "only HTTP is proxied"),
+    unsupported("limit_except", "method restrictions are not supported yet"),
+];
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        name.starts_with(prefix)
+    } else if let Some(suffix) = pattern.strip_prefix('*') {
+        name.ends_with(suffix)
+    } else {
+        pattern == name
+    }
+}
+
+/// The outcome of looking a directive up.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup {
+    /// Known and allowed in this context.
+    Found(&'static Spec),
+    /// Known, but not in this context.
+    NotAllowedHere,
+    /// Not known.
+    Unknown,
+}
+
+/// Looks `name` up for context bit `ctx`. A name may have rows for different contexts
+/// (`keepalive_timeout` in http and in upstream mean different things).
+pub fn lookup(name: &str, ctx: u8) -> Lookup {
+    let mut known = false;
+    for spec in DIRECTIVES {
+        if name_matches(spec.name, name) {
+            if spec.contexts & ctx != 0 {
+                return Lookup::Found(spec);
+            }
+            known = true;
+        }
+    }
+    if known {
+        Lookup::NotAllowedHere
+    } else {
+        Lookup::Unknown
+    }
+}
+
+/// The contexts `name` is allowed in, over all its rows (0 when unknown).
+pub fn contexts_of(name: &str) -> u8 {
+    DIRECTIVES
+        .iter()
+        .filter(|s| name_matches(s.name, name))
+        .fold(0, |acc, s| acc | s.contexts)
+}
+
+/// True when `name` is a known directive anywhere (to spot a missing `;`).
+pub fn is_known(name: &str) -> bool {
+    DIRECTIVES.iter().any(|s| name_matches(s.name, name))
+}
+
+/// The known directive closest to a misspelt `name`, if one is close enough.
+pub fn did_you_mean(name: &str) -> Option<&'static str> {
+    let limit = (name.len() / 3).clamp(1, 3);
+    DIRECTIVES
+        .iter()
+        .filter(|s| !s.name.contains('*'))
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, n)| n)
+}
+
+/// The directives accepted and ignored, as `(name, contexts, reason)` for documentation.
+pub fn ignored_table() -> Vec<(&'static str, String, &'static str)> {
+    DIRECTIVES
+        .iter()
+        .filter_map(|s| match s.kind {
+            Kind::Ignored(why) => Some((s.name, context_names(s.contexts), why)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `"http, server, location"` for a context bit set.
+pub fn context_names(contexts: u8) -> String {
+    if contexts == ANY {
+        return "any".to_owned();
+    }
+    let names = [
+        (MAIN, "main"),
+        (EVENTS, "events"),
+        (HTTP, "http"),
+        (SERVER, "server"),
+        (LOCATION, "location"),
+        (UPSTREAM, "upstream"),
+    ];
+    names
+        .iter()
+        .filter(|(bit, _)| contexts & bit != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Levenshtein distance over bytes (directive names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let subst = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_by_context() {
+        assert!(matches!(lookup("proxy_pass", LOCATION), Lookup::Found(_)));
+        assert!(matches!(
+            lookup("proxy_pass", SERVER),
+            Lookup::NotAllowedHere
+        ));
+        assert!(matches!(lookup("frobnicate", HTTP), Lookup::Unknown));
+        assert!(
+            matches!(lookup("gzip_types", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_)))
+        );
+        assert!(matches!(
+            lookup("client_body_temp_path", HTTP),
+            Lookup::Found(_)
+        ));
+        match lookup("keepalive_timeout", UPSTREAM) {
+            Lookup::Found(s) => assert_eq!(s.max_args, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("proxy_pas"), Some("proxy_pass"));
+        assert_eq!(did_you_mean("listne"), Some("listen"));
+        assert_eq!(did_you_mean("zzzzzzzzzz"), None);
+    }
+
+    #[test]
+    fn ignored_table_lists_reasons() {
+        let t = ignored_table();
+        assert!(t
+            .iter()
+            .any(|(n, c, _)| *n == "sendfile" && c == "http, server, location"));
+        assert!(t.iter().all(|(_, _, why)| !why.is_empty()));
+    }
+}

@@ -1,0 +1,160 @@
+//! `$variable` strings split into [`Template`] parts at load time.
+
+use super::types::{Template, TemplatePart, Var};
+
+/// Why a template is invalid; the caller adds the place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    /// `$` not followed by a name.
+    InvalidName,
+    /// `${name` without `}`.
+    MissingBracket(String),
+    /// A name ferrolb does not know.
+    Unknown(String),
+}
+
+impl TemplateError {
+    /// nginx's wording for the error in `text`, and a hint where one helps.
+    pub fn message(&self, text: &str) -> (String, Option<String>) {
+        match self {
+            TemplateError::InvalidName => (format!("invalid variable name in \"{text}\""), None),
+            TemplateError::MissingBracket(name) => (
+                format!("the closing bracket in \"{name}\" variable is missing"),
+                None,
+            ),
+            TemplateError::Unknown(name) => (
+                format!("unknown \"{name}\" variable"),
+                Some(if name == "connection_upgrade" {
+                    "$connection_upgrade comes from a \"map\" block, which ferrolb does not support; write the header value directly".to_owned()
+                } else {
+                    "see the README for the variables ferrolb knows".to_owned()
+                }),
+            ),
+        }
+    }
+}
+
+/// The variable named `name` (without `$`).
+pub fn var(name: &str) -> Option<Var> {
+    let header = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
+    if let Some(rest) = name.strip_prefix("http_") {
+        return (!rest.is_empty()).then(|| Var::Http(header(rest)));
+    }
+    if let Some(rest) = name.strip_prefix("cookie_") {
+        return (!rest.is_empty()).then(|| Var::Cookie(rest.to_owned()));
+    }
+    if let Some(rest) = name.strip_prefix("arg_") {
+        return (!rest.is_empty()).then(|| Var::Arg(rest.to_owned()));
+    }
+    Some(match name {
+        "host" => Var::Host,
+        "remote_addr" => Var::RemoteAddr,
+        "remote_port" => Var::RemotePort,
+        "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+        "scheme" => Var::Scheme,
+        "server_addr" => Var::ServerAddr,
+        "server_port" => Var::ServerPort,
+        "server_name" => Var::ServerName,
+        "server_protocol" => Var::ServerProtocol,
+        "request_uri" => Var::RequestUri,
+        "uri" | "document_uri" => Var::Uri,
+        "args" | "query_string" => Var::Args,
+        "is_args" => Var::IsArgs,
+        "request_method" => Var::RequestMethod,
+        "request" => Var::Request,
+        "proxy_host" => Var::ProxyHost,
+        "proxy_port" => Var::ProxyPort,
+        "upstream_addr" => Var::UpstreamAddr,
+        "status" => Var::Status,
+        "time_local" => Var::TimeLocal,
+        "msec" => Var::Msec,
+        "request_time" => Var::RequestTime,
+        "body_bytes_sent" => Var::BodyBytesSent,
+        "hostname" => Var::Hostname,
+        _ => return None,
+    })
+}
+
+/// Splits `text` at `$name` and `${name}` (names are letters, digits and `_`, as nginx).
+pub fn parse(text: &str) -> Result<Template, TemplateError> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        lit.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, consumed) = if let Some(inner) = after.strip_prefix('{') {
+            let end = inner
+                .find('}')
+                .ok_or_else(|| TemplateError::MissingBracket(inner.to_owned()))?;
+            (&inner[..end], end + 2)
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(TemplateError::InvalidName);
+        }
+        let v = var(name).ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
+        if !lit.is_empty() {
+            parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+        }
+        parts.push(TemplatePart::Var(v));
+        rest = &after[consumed..];
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(TemplatePart::Literal(lit));
+    }
+    Ok(Template { parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(s: &str) -> TemplatePart {
+        TemplatePart::Literal(s.to_owned())
+    }
+
+    #[test]
+    fn splits_variables() {
+        let t = parse("a${host}b$http_x_real_ip/$arg_id,$cookie_sid$query_string").expect("parses");
+        assert_eq!(
+            t.parts,
+            vec![
+                lit("a"),
+                TemplatePart::Var(Var::Host),
+                lit("b"),
+                TemplatePart::Var(Var::Http("x-real-ip".into())),
+                lit("/"),
+                TemplatePart::Var(Var::Arg("id".into())),
+                lit(","),
+                TemplatePart::Var(Var::Cookie("sid".into())),
+                TemplatePart::Var(Var::Args),
+            ]
+        );
+        assert_eq!(
+            parse("$http_host").expect("ok").parts,
+            vec![TemplatePart::Var(Var::Http("host".into()))]
+        );
+        assert_eq!(parse("").expect("empty"), Template::default());
+        assert!(parse("plain").expect("plain").is_literal());
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse("$foo"), Err(TemplateError::Unknown("foo".into())));
+        assert_eq!(parse("a $ b"), Err(TemplateError::InvalidName));
+        assert_eq!(
+            parse("${host"),
+            Err(TemplateError::MissingBracket("host".into()))
+        );
+        assert_eq!(
+            TemplateError::Unknown("foo".into()).message("$foo").0,
+            "unknown \"foo\" variable"
+        );
+    }
+}

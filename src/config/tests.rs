@@ -1,0 +1,733 @@
+//! Loading whole configurations: defaults, inheritance, upstreams, errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn opts(text: &str) -> LoadOptions {
+    LoadOptions {
+        prefix: PathBuf::from("/srv/lb"),
+        globals: None,
+        text: Some(text.to_owned()),
+        is_root: false,
+    }
+}
+
+fn load_text(text: &str) -> Config {
+    load(Path::new("nginx.conf"), &opts(text)).unwrap_or_else(|e| panic!("should load: {e}"))
+}
+
+fn load_err(text: &str) -> String {
+    load(Path::new("nginx.conf"), &opts(text))
+        .expect_err("should fail")
+        .to_string()
+}
+
+/// The first line of an error (the hint, if any, follows on the next lines).
+fn first_line(e: &str) -> &str {
+    e.lines().next().unwrap_or("")
+}
+
+fn in_http(body: &str) -> String {
+    format!("events {{}}\nhttp {{\n{body}\n}}\n")
+}
+
+const ARTICLE: &str = "events {}
+http {
+  upstream myproject {
+    server 127.0.0.1:8000;
+    server 127.0.0.1:8001;
+    server 127.0.0.1:8002;
+    server 127.0.0.1:8003;
+  }
+  server {
+    listen 80;
+    server_name localhost;
+    location / {
+      proxy_pass http://myproject;
+      proxy_set_header Host $host;
+    }
+  }
+}
+";
+
+#[test]
+fn article_config_loads() {
+    let c = load_text(ARTICLE);
+    assert_eq!(c.http.upstreams.len(), 1);
+    let up = &c.http.upstreams[0];
+    assert_eq!(up.name, "myproject");
+    assert!(!up.implicit);
+    assert_eq!(up.peers.len(), 4);
+    assert_eq!(up.peers[3].addr, "127.0.0.1:8003".parse().expect("addr"));
+    assert_eq!(up.peers[0].span.line, 4);
+    let s = &c.http.servers[0];
+    assert_eq!(s.listen[0].addr, "0.0.0.0:80".parse().expect("addr"));
+    assert_eq!(s.primary_name, "localhost");
+    let loc = &s.locations[0];
+    match &loc.settings.action {
+        Action::Proxy(p) => {
+            assert_eq!(p.upstream, 0);
+            assert_eq!(p.proxy_host, "myproject");
+            assert_eq!(p.uri, None);
+            assert_eq!(p.location_prefix.as_deref(), Some("/"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        loc.settings.proxy_set_header,
+        vec![(
+            "Host".to_owned(),
+            Template {
+                parts: vec![TemplatePart::Var(Var::Host)]
+            }
+        )]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+const BENCH: &str = "/work/shared/bench/conf/nginx-proxy.conf";
+
+#[test]
+fn bench_config_loads_with_and_without_globals() {
+    if !Path::new(BENCH).exists() {
+        return;
+    }
+    let mut o = LoadOptions {
+        prefix: PathBuf::from("/tmp"),
+        ..Default::default()
+    };
+    let c = load(Path::new(BENCH), &o).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.worker_connections, 16384);
+    assert_eq!(c.http.upstreams[0].keepalive, Some(512));
+    let loc = &c.http.servers[0].locations[0];
+    assert_eq!(loc.settings.proxy_http_version, ProxyHttpVersion::Http11);
+    assert_eq!(loc.settings.access_log, AccessLogConf::Off);
+    assert_eq!(loc.settings.proxy_set_header[0].0, "Connection");
+    assert!(loc.settings.proxy_set_header[0].1.parts.is_empty());
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("client_body_buffer_size")));
+
+    o.globals = Some("daemon off; pid /tmp/x.pid; error_log /tmp/e.log;".to_owned());
+    let c = load(Path::new(BENCH), &o).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pid, PathBuf::from("/tmp/x.pid"));
+    assert_eq!(
+        c.error_log.target,
+        LogTarget::File(PathBuf::from("/tmp/e.log"))
+    );
+}
+
+#[test]
+fn globals_duplicate_file_directives() {
+    let mut o = opts("events {}\npid other.pid;\n");
+    o.globals = Some("daemon off; pid /tmp/x.pid;".to_owned());
+    let e = load(Path::new("nginx.conf"), &o)
+        .expect_err("duplicate")
+        .to_string();
+    assert_eq!(e, "nginx.conf:2: \"pid\" directive is duplicate");
+    o.globals = Some("bogus on;".to_owned());
+    let e = load(Path::new("nginx.conf"), &o)
+        .expect_err("unknown")
+        .to_string();
+    assert_eq!(e, "command line:1: unknown directive \"bogus\"");
+}
+
+#[test]
+fn defaults() {
+    let c = load_text(
+        "events {}\nhttp { server { location / { proxy_pass http://127.0.0.1:9000; } } }",
+    );
+    assert_eq!(c.worker_processes, 1);
+    assert_eq!(c.worker_connections, 512);
+    assert_eq!(c.pid, PathBuf::from("/srv/lb/logs/nginx.pid"));
+    assert_eq!(
+        c.error_log,
+        ErrorLogConf {
+            target: LogTarget::File(PathBuf::from("/srv/lb/logs/error.log")),
+            level: Level::Error
+        }
+    );
+    let s = &c.http.servers[0];
+    assert_eq!(s.listen[0].addr, "0.0.0.0:8000".parse().expect("addr"));
+    assert!(matches!(&s.server_names[..], [ServerName::Exact(n)] if n.is_empty()));
+    assert_eq!(s.primary_name, "");
+    assert!(matches!(s.settings.action, Action::NotFound));
+    let l = &s.locations[0].settings;
+    assert_eq!(l.proxy_http_version, ProxyHttpVersion::Http10);
+    assert_eq!(l.proxy_connect_timeout, Duration::from_secs(60));
+    assert_eq!(l.proxy_read_timeout, Duration::from_secs(60));
+    assert_eq!(l.proxy_send_timeout, Duration::from_secs(60));
+    assert_eq!(l.proxy_next_upstream, NextUpstream::DEFAULT);
+    assert_eq!(l.proxy_next_upstream_tries, 0);
+    assert_eq!(l.proxy_next_upstream_timeout, Duration::ZERO);
+    assert_eq!(l.client_max_body_size, 1 << 20);
+    assert_eq!(l.client_header_timeout, Duration::from_secs(60));
+    assert_eq!(l.client_body_timeout, Duration::from_secs(60));
+    assert_eq!(l.keepalive_timeout, Duration::from_secs(75));
+    assert_eq!(l.keepalive_requests, 1000);
+    assert!(l.proxy_set_header.is_empty() && l.add_header.is_empty());
+    assert_eq!(
+        l.access_log,
+        AccessLogConf::Combined(PathBuf::from("/srv/lb/logs/access.log"))
+    );
+    let root = load(
+        Path::new("nginx.conf"),
+        &LoadOptions {
+            is_root: true,
+            ..opts("events {} http { server { } }")
+        },
+    )
+    .expect("loads");
+    assert_eq!(root.http.servers[0].listen[0].addr.port(), 80);
+}
+
+#[test]
+fn main_level_values() {
+    let c = load_text("worker_processes auto;\nerror_log stderr warn;\npid run/lb.pid;\ndaemon off;\nevents { worker_connections 100; use epoll; }\n");
+    assert!(c.worker_processes >= 1);
+    assert_eq!(c.worker_connections, 100);
+    assert_eq!(
+        c.error_log,
+        ErrorLogConf {
+            target: LogTarget::Stderr,
+            level: Level::Warn
+        }
+    );
+    assert_eq!(c.pid, PathBuf::from("/srv/lb/run/lb.pid"));
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.starts_with("\"use\" is accepted and ignored")));
+    assert_eq!(
+        first_line(&load_err("events {}\nerror_log x.log loud;\n")),
+        "nginx.conf:2: invalid log level \"loud\""
+    );
+    assert_eq!(load_err("events {}\ndaemon maybe;"), "nginx.conf:2: invalid value \"maybe\" in \"daemon\" directive, it must be \"on\" or \"off\"");
+    assert_eq!(
+        load_err("events {}\nworker_processes 1;\nworker_processes 2;"),
+        "nginx.conf:3: \"worker_processes\" directive is duplicate"
+    );
+}
+
+#[test]
+fn inheritance_deeper_level_wins() {
+    let c = load_text(&in_http(
+        "proxy_read_timeout 10s; client_max_body_size 10m; keepalive_timeout 5;
+         server {
+           proxy_read_timeout 20s;
+           location /a { proxy_read_timeout 500ms;
+             location /a/b { client_max_body_size 0; } }
+           location /c { }
+         }",
+    ));
+    let s = &c.http.servers[0];
+    assert_eq!(s.settings.proxy_read_timeout, Duration::from_secs(20));
+    let a = &s.locations[0];
+    assert_eq!(a.settings.proxy_read_timeout, Duration::from_millis(500));
+    assert_eq!(a.settings.client_max_body_size, 10 << 20);
+    let ab = &a.locations[0];
+    assert_eq!(ab.settings.proxy_read_timeout, Duration::from_millis(500));
+    assert_eq!(ab.settings.client_max_body_size, 0);
+    assert_eq!(ab.settings.keepalive_timeout, Duration::from_secs(5));
+    assert_eq!(
+        s.locations[1].settings.proxy_read_timeout,
+        Duration::from_secs(20)
+    );
+}
+
+#[test]
+fn header_lists_replace_not_extend() {
+    let c = load_text(&in_http(
+        "proxy_set_header X-A a; proxy_set_header X-B b; add_header H1 v1;
+         server {
+           location /inherit { }
+           location /replace { proxy_set_header X-C $remote_addr; add_header H2 v2 always; }
+         }",
+    ));
+    let locs = &c.http.servers[0].locations;
+    let names = |l: &Location| {
+        l.settings
+            .proxy_set_header
+            .iter()
+            .map(|h| h.0.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&locs[0]), ["X-A", "X-B"]);
+    assert_eq!(names(&locs[1]), ["X-C"]);
+    assert_eq!(locs[0].settings.add_header.len(), 1);
+    assert_eq!(locs[1].settings.add_header[0].name, "H2");
+    assert!(locs[1].settings.add_header[0].always);
+}
+
+#[test]
+fn upstream_server_parameters() {
+    let c = load_text(&in_http(
+        "upstream u {
+           server 127.0.0.1 weight=3 max_fails=0 fail_timeout=30s max_conns=7;
+           server 127.0.0.1:81 backup;
+           server [::1]:82 down;
+           keepalive 16; keepalive_timeout 5s; keepalive_requests 50;
+           zone u 64k;
+         }",
+    ));
+    let u = &c.http.upstreams[0];
+    let p = &u.peers[0];
+    assert_eq!(p.addr, "127.0.0.1:80".parse().expect("addr"));
+    assert_eq!(
+        (p.weight, p.max_fails, p.fail_timeout, p.max_conns),
+        (3, 0, Duration::from_secs(30), 7)
+    );
+    assert!(!p.backup && !p.down);
+    assert!(u.peers[1].backup);
+    assert!(u.peers[2].down);
+    assert_eq!(u.peers[2].addr, "[::1]:82".parse().expect("addr"));
+    assert_eq!(
+        (u.keepalive, u.keepalive_timeout, u.keepalive_requests),
+        (Some(16), Duration::from_secs(5), 50)
+    );
+    assert!(c.warnings.iter().any(|w| w.message.contains("\"zone\"")));
+    let d = &c.http.upstreams[0].peers[1];
+    assert_eq!(
+        (d.weight, d.max_fails, d.fail_timeout),
+        (1, 1, Duration::from_secs(10))
+    );
+}
+
+#[test]
+fn localhost_resolves_to_every_address() {
+    let c = load_text(&in_http("upstream u { server localhost:8000; }"));
+    let peers = &c.http.upstreams[0].peers;
+    assert!(!peers.is_empty());
+    assert!(peers
+        .iter()
+        .all(|p| p.name == "localhost:8000" && p.addr.ip().is_loopback()));
+}
+
+#[test]
+fn upstream_errors() {
+    let e = load_err(&in_http("upstream u {\n server localhost:99999;\n}"));
+    assert_eq!(
+        e,
+        "nginx.conf:4: invalid port in upstream \"localhost:99999\""
+    );
+    let e = load_err(&in_http("upstream u {\n server 127.0.0.1 weight=0;\n}"));
+    assert_eq!(e, "nginx.conf:4: invalid parameter \"weight=0\"");
+    let e = load_err(&in_http(
+        "upstream u {\n server 127.0.0.1 slow_start=1s;\n}",
+    ));
+    assert_eq!(e, "nginx.conf:4: invalid parameter \"slow_start=1s\"");
+    let e = load_err(&in_http(
+        "upstream u {\n least_conn;\n server 127.0.0.1;\n}",
+    ));
+    assert_eq!(
+        first_line(&e),
+        "nginx.conf:4: \"least_conn\" is not supported yet"
+    );
+    let e = load_err(&in_http("upstream u {\n}"));
+    assert_eq!(e, "nginx.conf:3: no servers are inside upstream");
+    let e = load_err(&in_http(
+        "upstream u { server 127.0.0.1; }\nupstream U { server 127.0.0.1; }",
+    ));
+    assert_eq!(e, "nginx.conf:4: duplicate upstream \"U\"");
+    let e = load_err(&in_http(
+        "upstream u {\n server no-such-host.invalid:80;\n}",
+    ));
+    assert_eq!(
+        e,
+        "nginx.conf:4: host not found in upstream \"no-such-host.invalid:80\""
+    );
+}
+
+#[test]
+fn implicit_upstreams() {
+    let c = load_text(&in_http(
+        "server {
+           location /a { proxy_pass http://127.0.0.1:9001/x/; }
+           location /b { proxy_pass http://127.0.0.1:9001; }
+           location /c { proxy_pass http://127.0.0.1; }
+           location ~ ^/r { proxy_pass http://later; }
+         }
+         upstream later { server 127.0.0.1:9002; }",
+    ));
+    let ups = &c.http.upstreams;
+    let names: Vec<_> = ups.iter().map(|u| (u.name.as_str(), u.implicit)).collect();
+    assert_eq!(
+        names,
+        [
+            ("later", false),
+            ("127.0.0.1:9001", true),
+            ("127.0.0.1:80", true)
+        ]
+    );
+    let pp = |i: usize| match &c.http.servers[0].locations[i].settings.action {
+        Action::Proxy(p) => p.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (
+            pp(0).upstream,
+            pp(0).uri.as_deref(),
+            pp(0).location_prefix.as_deref()
+        ),
+        (1, Some("/x/"), Some("/a"))
+    );
+    assert_eq!(pp(1).upstream, 1);
+    assert_eq!(
+        (pp(2).upstream, pp(2).proxy_host.as_str()),
+        (2, "127.0.0.1")
+    );
+    assert_eq!(
+        (pp(3).upstream, pp(3).location_prefix.as_deref()),
+        (0, None)
+    );
+    assert_eq!(ups[1].span.line, 4);
+}
+
+#[test]
+fn proxy_pass_errors() {
+    let loc = |d: &str| {
+        load_err(&in_http(&format!(
+            "server {{\nlocation ~ ^/x {{\n{d}\n}}\n}}"
+        )))
+    };
+    assert_eq!(
+        loc("proxy_pass https://127.0.0.1;"),
+        "nginx.conf:5: https upstreams are not supported yet"
+    );
+    assert!(loc("proxy_pass http://127.0.0.1/uri;").starts_with(
+        "nginx.conf:5: \"proxy_pass\" cannot have URI part in location given by regular expression"
+    ));
+    assert_eq!(
+        first_line(&loc("proxy_pass ftp://x;")),
+        "nginx.conf:5: invalid URL prefix in \"ftp://x\""
+    );
+    assert_eq!(first_line(&loc("if ($x) { }")), "nginx.conf:5: \"if\" directive is not supported: ferrolb has no rewrite module; use separate locations");
+    let e = load_err(&in_http(
+        "upstream u { server 127.0.0.1; }\nserver { location / {\nproxy_pass http://u:8080; } }",
+    ));
+    assert_eq!(
+        first_line(&e),
+        "nginx.conf:5: upstream \"u\" may not have port 8080"
+    );
+    let e = load_err(&in_http("server {\nproxy_pass http://x;\n}"));
+    assert_eq!(
+        first_line(&e),
+        "nginx.conf:4: \"proxy_pass\" directive is not allowed here"
+    );
+    assert!(
+        e.contains("hint: \"proxy_pass\" belongs in: location"),
+        "{e}"
+    );
+}
+
+#[test]
+fn listen_and_server_name() {
+    let c = load_text(&in_http(
+        "server { listen 127.0.0.1:8080 default_server reuseport backlog=511; listen [::1]:81; listen 10.0.0.1;
+                  server_name Example.COM *.example.org .bare.net www.example.* ~^api\\d+\\.x$; }",
+    ));
+    let s = &c.http.servers[0];
+    let addrs: Vec<String> = s.listen.iter().map(|l| l.addr.to_string()).collect();
+    assert_eq!(addrs, ["127.0.0.1:8080", "[::1]:81", "10.0.0.1:80"]);
+    assert!(s.listen[0].default_server && !s.listen[1].default_server);
+    assert_eq!(s.primary_name, "Example.COM");
+    assert!(matches!(&s.server_names[0], ServerName::Exact(n) if n == "example.com"));
+    assert!(
+        matches!(&s.server_names[1], ServerName::WildcardStart { suffix, matches_bare: false } if suffix == ".example.org")
+    );
+    assert!(
+        matches!(&s.server_names[2], ServerName::WildcardStart { suffix, matches_bare: true } if suffix == ".bare.net")
+    );
+    assert!(matches!(&s.server_names[3], ServerName::WildcardEnd(p) if p == "www.example."));
+    assert!(matches!(&s.server_names[4], ServerName::Regex(r) if r.is_match("API7.x")));
+    let e = load_err(&in_http("server {\nlisten localhost:99999;\n}"));
+    assert_eq!(
+        e,
+        "nginx.conf:4: invalid port in \"localhost:99999\" of the \"listen\" directive"
+    );
+    let e = load_err(&in_http("server {\nlisten 80 ssl;\n}"));
+    assert!(
+        e.starts_with("nginx.conf:4: \"ssl\" parameter of \"listen\" is not supported yet"),
+        "{e}"
+    );
+    let e = load_err(&in_http("server {\nserver_name a*b;\n}"));
+    assert_eq!(e, "nginx.conf:4: invalid server name or wildcard \"a*b\"");
+    let e = load_err(&in_http(
+        "server { listen 80 default_server; }\nserver {\nlisten 80 default_server; }",
+    ));
+    assert_eq!(e, "nginx.conf:5: a duplicate default server for 0.0.0.0:80");
+}
+
+#[test]
+fn values_and_their_errors() {
+    let c = load_text(&in_http(
+        "proxy_next_upstream error timeout http_502 non_idempotent; proxy_next_upstream_tries 3;
+         proxy_next_upstream_timeout 1m30s; client_header_timeout '1h 2m'; client_max_body_size 2k;
+         server { return 301 https://$host$request_uri; location / { proxy_next_upstream off; } }",
+    ));
+    let s = &c.http.servers[0];
+    let nu = s.settings.proxy_next_upstream;
+    assert!(
+        nu.has(NextUpstream::HTTP_502)
+            && nu.has(NextUpstream::NON_IDEMPOTENT)
+            && !nu.has(NextUpstream::HTTP_500)
+    );
+    assert_eq!(s.settings.proxy_next_upstream_tries, 3);
+    assert_eq!(
+        s.settings.proxy_next_upstream_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(s.settings.client_header_timeout, Duration::from_secs(3720));
+    assert_eq!(s.settings.client_max_body_size, 2048);
+    assert_eq!(
+        s.locations[0].settings.proxy_next_upstream,
+        NextUpstream::OFF
+    );
+    // A server-level return happens before location lookup, so locations get it too.
+    for a in [&s.settings.action, &s.locations[0].settings.action] {
+        assert!(matches!(a, Action::Return { code: 301, text: Some(t) } if t.parts.len() == 3));
+    }
+    let bad = |d: &str| first_line(&load_err(&in_http(&format!("server {{\n{d}\n}}")))).to_owned();
+    assert_eq!(
+        bad("proxy_read_timeout 10x;"),
+        "nginx.conf:4: \"proxy_read_timeout\" directive invalid value \"10x\""
+    );
+    assert_eq!(
+        bad("client_max_body_size 1t;"),
+        "nginx.conf:4: \"client_max_body_size\" directive invalid value \"1t\""
+    );
+    assert_eq!(
+        bad("keepalive_requests many;"),
+        "nginx.conf:4: \"keepalive_requests\" directive invalid number \"many\""
+    );
+    assert_eq!(
+        bad("proxy_next_upstream error off;"),
+        "nginx.conf:4: invalid value \"off\" in \"proxy_next_upstream\" directive"
+    );
+    assert_eq!(
+        bad("proxy_next_upstream http_418;"),
+        "nginx.conf:4: invalid value \"http_418\" in \"proxy_next_upstream\" directive"
+    );
+    assert_eq!(bad("proxy_http_version 2;"), "nginx.conf:4: invalid value \"2\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\"");
+    assert_eq!(
+        bad("return abc;"),
+        "nginx.conf:4: invalid return code \"abc\""
+    );
+    assert_eq!(
+        bad("proxy_set_header X $foo;"),
+        "nginx.conf:4: unknown \"foo\" variable"
+    );
+    assert_eq!(
+        bad("proxy_read_timeout 1s;\nproxy_read_timeout 2s;"),
+        "nginx.conf:5: \"proxy_read_timeout\" directive is duplicate"
+    );
+    let ret = load_text(&in_http(
+        "server { location / { return http://x/; } location /t { return 404 'gone'; } }",
+    ));
+    let locs = &ret.http.servers[0].locations;
+    assert!(matches!(
+        &locs[0].settings.action,
+        Action::Return {
+            code: 302,
+            text: Some(_)
+        }
+    ));
+    assert!(
+        matches!(&locs[1].settings.action, Action::Return { code: 404, text: Some(t) } if *t == Template::literal("gone"))
+    );
+}
+
+#[test]
+fn unknown_misplaced_and_miscounted_directives() {
+    let e = load_err("events {}\nhttp {\n  proxy_pas http://x;\n}");
+    assert_eq!(
+        e,
+        "nginx.conf:3: unknown directive \"proxy_pas\"\n  hint: did you mean \"proxy_pass\"?"
+    );
+    assert_eq!(
+        load_err("events {}\nfoo;"),
+        "nginx.conf:2: unknown directive \"foo\""
+    );
+    assert_eq!(
+        first_line(&load_err("events {}\nlisten 80;")),
+        "nginx.conf:2: \"listen\" directive is not allowed here"
+    );
+    assert_eq!(
+        load_err(&in_http("server {\nlisten;\n}")),
+        "nginx.conf:4: invalid number of arguments in \"listen\" directive"
+    );
+    assert_eq!(
+        load_err("events {}\nhttp;"),
+        "nginx.conf:2: directive \"http\" has no opening \"{\""
+    );
+    assert_eq!(
+        first_line(&load_err(&in_http(
+            "server {\nserver_name a\nlocation / { }\n}"
+        ))),
+        "nginx.conf:4: directive \"server_name\" is not terminated by \";\""
+    );
+    let e = load_err(&in_http("server {\nlisten 80\nserver_name a;\n}"));
+    assert_eq!(
+        e,
+        "nginx.conf:4: directive \"listen\" is not terminated by \";\"\n  hint: \"server_name\" on line 5 looks like the next directive; add \";\" at the end of line 4"
+    );
+}
+
+#[test]
+fn ignored_directives_warn() {
+    let c = load_text(&in_http(
+        "sendfile on; tcp_nopush on; gzip on; gzip_types text/plain; types { text/html html; }
+         default_type application/octet-stream; server_tokens off; ssl_protocols TLSv1.2;
+         log_format main '$remote_addr'; access_log logs/a.log main; client_body_temp_path /tmp;
+         server { root /var/www; index index.html; location / { proxy_buffering off; } }",
+    ));
+    for name in [
+        "sendfile",
+        "tcp_nopush",
+        "gzip",
+        "gzip_types",
+        "types",
+        "default_type",
+        "server_tokens",
+        "ssl_protocols",
+        "client_body_temp_path",
+        "root",
+        "index",
+        "proxy_buffering",
+    ] {
+        let needle = format!("\"{name}\" is accepted and ignored");
+        assert!(
+            c.warnings.iter().any(|w| w.message.starts_with(&needle)),
+            "no warning for {name}"
+        );
+    }
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("only writes the combined format")));
+    assert_eq!(
+        c.http.servers[0].settings.access_log,
+        AccessLogConf::Combined(PathBuf::from("/srv/lb/logs/a.log"))
+    );
+    assert_eq!(
+        first_line(&load_err(&in_http("access_log x.log fancy;"))),
+        "nginx.conf:3: unknown log format \"fancy\""
+    );
+}
+
+#[test]
+fn location_rules() {
+    let e = load_err(&in_http("server { location /a { }\nlocation /a { } }"));
+    assert_eq!(e, "nginx.conf:4: duplicate location \"/a\"");
+    let e = load_err(&in_http("server { location /a {\nlocation /b { } } }"));
+    assert_eq!(
+        e,
+        "nginx.conf:4: location \"/b\" is outside location \"/a\""
+    );
+    let e = load_err(&in_http("server { location = /a {\nlocation /a/b { } } }"));
+    assert_eq!(
+        e,
+        "nginx.conf:4: location \"/a/b\" cannot be inside the exact location \"/a\""
+    );
+    let e = load_err(&in_http("server {\nlocation ~ ( { } }"));
+    assert!(e.starts_with("nginx.conf:4: invalid regex \"(\""), "{e}");
+    let c = load_text(&in_http(
+        "server { location =/x { } location ~*\\.PNG$ { } location ^~/s { } }",
+    ));
+    let kinds: Vec<_> = c.http.servers[0]
+        .locations
+        .iter()
+        .map(|l| (l.kind, l.pattern.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (LocationKind::Exact, "/x"),
+            (LocationKind::RegexCaseless, "\\.PNG$"),
+            (LocationKind::PrefixNoRegex, "/s")
+        ]
+    );
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ferrolb-config-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("conf/conf.d")).expect("mkdir");
+    d
+}
+
+#[test]
+fn includes_through_load_and_dump() {
+    let d = tmpdir("dump");
+    std::fs::write(
+        d.join("conf/nginx.conf"),
+        "events {}\nhttp {\n  include mime.types;\n  include conf.d/*.conf;\n}\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("conf/mime.types"), "types {\n  text/html html;\n}\n").expect("write");
+    std::fs::write(d.join("conf/conf.d/b.conf"), "server { listen 8081; }").expect("write");
+    std::fs::write(d.join("conf/conf.d/a.conf"), "server { listen 8080; }\n").expect("write");
+    let o = LoadOptions {
+        prefix: d.clone(),
+        globals: None,
+        text: None,
+        is_root: false,
+    };
+    let c = load(Path::new("conf/nginx.conf"), &o).unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<u16> = c
+        .http
+        .servers
+        .iter()
+        .map(|s| s.listen[0].addr.port())
+        .collect();
+    assert_eq!(ports, [8080, 8081]);
+    assert_eq!(
+        c.http.servers[0].span.file.as_path(),
+        Path::new("conf/conf.d/a.conf")
+    );
+    let text = dump(Path::new("conf/nginx.conf"), &o).expect("dumps");
+    let expected = format!(
+        "# configuration file {p}/conf/nginx.conf:\nevents {{}}\nhttp {{\n  include mime.types;\n  include conf.d/*.conf;\n}}\n\n\
+         # configuration file {p}/conf/mime.types:\ntypes {{\n  text/html html;\n}}\n\n\
+         # configuration file {p}/conf/conf.d/a.conf:\nserver {{ listen 8080; }}\n\n\
+         # configuration file {p}/conf/conf.d/b.conf:\nserver {{ listen 8081; }}\n",
+        p = d.display()
+    );
+    assert_eq!(text, expected);
+    let missing = load(Path::new("conf/none.conf"), &o)
+        .expect_err("missing main file")
+        .to_string();
+    assert!(
+        missing.starts_with("conf/none.conf: cannot read configuration file"),
+        "{missing}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn conflicting_server_names_warn() {
+    let c = load_text(&in_http(
+        "server { server_name a; }\nserver { server_name A; }",
+    ));
+    assert!(c.warnings.iter().any(|w| w.message
+        == "conflicting server name \"a\" on 0.0.0.0:8000, ignored"
+        && w.span.line == 4));
+}
+
+#[test]
+fn blog_snippet_through_load() {
+    let src = "http {\n  upstream myproject {\n    server localhost:8000;\n    server localhost:8001;\n    server localhost:8002;\n    server localhost:8003;\n\n  server {\n    listen 80;\n    server_name localhost;\n    location / {\n      proxy_pass http://myproject;\n";
+    assert_eq!(
+        load_err(src),
+        "nginx.conf:13: unexpected end of file: blocks still open: location (line 11), server (line 8), upstream (line 2), http (line 1)"
+    );
+}
+
+#[test]
+fn misplaced_pattern_directive_names_its_contexts() {
+    let e = load_err("events {}\ngzip on;");
+    assert_eq!(e, "nginx.conf:2: \"gzip\" directive is not allowed here\n  hint: \"gzip\" belongs in: http, server, location");
+}
