@@ -61,6 +61,15 @@ struct Backend {
 
 impl Backend {
     fn start(respond: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Backend {
+        Self::start_with_idle(Duration::from_secs(10), respond)
+    }
+
+    /// A backend that closes connections idle for longer than `idle` (as gunicorn's
+    /// `--keep-alive` does).
+    fn start_with_idle(
+        idle: Duration,
+        respond: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -72,7 +81,7 @@ impl Backend {
                 let Ok(stream) = stream else { return };
                 c.fetch_add(1, Ordering::SeqCst);
                 let (s, r) = (s.clone(), respond.clone());
-                thread::spawn(move || serve(stream, s, r));
+                thread::spawn(move || serve(stream, s, r, idle));
             }
         });
         Backend {
@@ -87,10 +96,8 @@ impl Backend {
     }
 }
 
-fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, respond: Arc<Responder>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+fn serve(stream: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, respond: Arc<Responder>, idle: Duration) {
+    stream.set_read_timeout(Some(idle)).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -207,8 +214,7 @@ fn bodies_stream_both_ways_in_every_framing() {
         match path.as_str() {
             "/echo-len" => ok(&req.body.len().to_string()),
             "/chunked" => {
-                let mut out =
-                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
                 for piece in big2.as_bytes().chunks(70_000) {
                     out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
                     out.extend_from_slice(piece);
@@ -311,8 +317,10 @@ fn upgrade_becomes_a_raw_tunnel() {
         let head = String::from_utf8(head).unwrap().to_lowercase();
         assert!(head.contains("upgrade: echo"), "{head}");
         assert!(head.contains("connection: upgrade"), "{head}");
-        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-            .unwrap();
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).unwrap();
         s.write_all(&buf.to_ascii_uppercase()).unwrap();
@@ -342,31 +350,64 @@ fn upgrade_becomes_a_raw_tunnel() {
 
 #[test]
 fn a_post_is_never_sent_twice_even_on_a_stale_pooled_connection() {
-    // The backend closes every connection right after answering but does not say so
-    // (as a backend whose idle timeout fires would), so pooled connections go stale.
-    let b = Backend::start(|req, _| Reply {
-        close: true,
-        ..ok(&format!("{}", req.body.len()))
+    // A backend that closes idle keep-alive connections after 150 ms: every pooled
+    // connection is stale by the time the next request comes 300 ms later.
+    let b = Backend::start_with_idle(Duration::from_millis(150), |req, _| {
+        ok(&req.body.len().to_string())
     });
     let port = free_port();
+    let keepalive = "proxy_http_version 1.1; proxy_set_header Connection \"\";";
     let _p = Proxy::start(&conf(
         &format!("{}\n    keepalive 8;", one(&b)),
-        "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+        keepalive,
         port,
     ));
-    for i in 0..20 {
+    for i in 0..8 {
         let body = format!("post number {i}");
         let r = http_request(port, "POST", "/", "a", &[], body.as_bytes()).unwrap();
         assert_eq!(r.status, 200, "POST {i}");
+        thread::sleep(Duration::from_millis(300));
         let r = http_get(port, "/", "a").unwrap();
         assert_eq!(r.status, 200, "GET {i}");
+        thread::sleep(Duration::from_millis(300));
     }
-    let posts = b
+    let posts: Vec<Vec<u8>> = b
         .seen()
-        .iter()
+        .into_iter()
         .filter(|s| s.head.starts_with("POST"))
-        .count();
-    assert_eq!(posts, 20);
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(posts.len(), 8, "each POST exactly once");
+
+    // A backend that closes right after every response without saying so: the close
+    // races the next request. GETs must still never fail; a POST caught by the race
+    // may fail (502) but is never delivered twice.
+    let rude = Backend::start(|req, _| Reply {
+        close: true,
+        ..ok(&req.body.len().to_string())
+    });
+    let port = free_port();
+    let _p = Proxy::start(&conf(
+        &format!("{}\n    keepalive 8;", one(&rude)),
+        keepalive,
+        port,
+    ));
+    for i in 0..20 {
+        let body = format!("rude post {i}");
+        let r = http_request(port, "POST", "/", "a", &[], body.as_bytes()).unwrap();
+        assert!(r.status == 200 || r.status == 502, "POST {i}: {}", r.status);
+        assert_eq!(http_get(port, "/", "a").unwrap().status, 200, "GET {i}");
+    }
+    let mut bodies: Vec<Vec<u8>> = rude
+        .seen()
+        .into_iter()
+        .filter(|s| s.head.starts_with("POST"))
+        .map(|s| s.body)
+        .collect();
+    let n = bodies.len();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), n, "a POST was delivered twice");
 }
 
 #[test]
@@ -386,7 +427,7 @@ fn connect_errors_move_to_the_next_peer_and_all_down_gives_502_with_a_log_line()
     }
     let log = p.error_log();
     assert!(
-        log.contains(&format!("connect() failed (111: Connection refused) while connecting to upstream"))
+        log.contains("connect() failed (111: Connection refused) while connecting to upstream")
             && log.contains(&format!("upstream: \"http://127.0.0.1:{dead}/\"")),
         "{log}"
     );
@@ -432,11 +473,20 @@ fn http_500_is_retried_for_get_but_a_post_is_never_resent() {
     }
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(http_request(port, "POST", "/", "a", &[], b"x").unwrap().status);
+        statuses.push(
+            http_request(port, "POST", "/", "a", &[], b"x")
+                .unwrap()
+                .status,
+        );
     }
     let total_posts: usize = [&failing, &good]
         .iter()
-        .map(|b| b.seen().iter().filter(|s| s.head.starts_with("POST")).count())
+        .map(|b| {
+            b.seen()
+                .iter()
+                .filter(|s| s.head.starts_with("POST"))
+                .count()
+        })
         .sum();
     assert_eq!(total_posts, 6, "a POST was sent twice: {statuses:?}");
 }
@@ -467,7 +517,11 @@ fn headers_host_hop_by_hop_and_forwarded_for() {
     .unwrap();
     assert_eq!(r.status, 200);
     let seen = b.seen().pop().unwrap();
-    assert!(seen.head.starts_with("GET /x?y=1 HTTP/1.0\r\n"), "{}", seen.head);
+    assert!(
+        seen.head.starts_with("GET /x?y=1 HTTP/1.0\r\n"),
+        "{}",
+        seen.head
+    );
     assert_eq!(seen.header("host").as_deref(), Some("example.test:8080"));
     assert_eq!(seen.header("x-secret"), None);
     assert_eq!(seen.header("keep-alive"), None);
@@ -483,7 +537,10 @@ fn headers_host_hop_by_hop_and_forwarded_for() {
     let port = free_port();
     let _p2 = Proxy::start(&conf(&one(&b), "proxy_set_header Host $proxy_host;", port));
     http_get(port, "/", "example.test").unwrap();
-    assert_eq!(b.seen().pop().unwrap().header("host").as_deref(), Some("up"));
+    assert_eq!(
+        b.seen().pop().unwrap().header("host").as_deref(),
+        Some("up")
+    );
 }
 
 #[test]
@@ -495,7 +552,10 @@ fn body_size_limit_locations_return_and_uri_rewrite() {
         b.port
     );
     let _p = Proxy::start(&text);
-    assert_eq!(http_get(port, "/api/users?x=1", "a").unwrap().text(), "/v2/users?x=1");
+    assert_eq!(
+        http_get(port, "/api/users?x=1", "a").unwrap().text(),
+        "/v2/users?x=1"
+    );
     assert_eq!(http_get(port, "/plain", "a").unwrap().text(), "/plain");
     let r = http_get(port, "/health", "a").unwrap();
     assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));

@@ -181,7 +181,7 @@ mod tests {
                 if self.effective_weight[i] < self.weight[i] {
                     self.effective_weight[i] += 1;
                 }
-                if best.map_or(true, |b| self.current_weight[i] > self.current_weight[b]) {
+                if best.is_none_or(|b| self.current_weight[i] > self.current_weight[b]) {
                     best = Some(i);
                 }
             }

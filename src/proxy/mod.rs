@@ -96,7 +96,10 @@ impl AttemptError {
             self,
             AttemptError::Connect(IoFailure::Timeout)
                 | AttemptError::Send(IoFailure::Timeout)
-                | AttemptError::Read { err: IoFailure::Timeout, .. }
+                | AttemptError::Read {
+                    err: IoFailure::Timeout,
+                    ..
+                }
         )
     }
 
@@ -105,7 +108,9 @@ impl AttemptError {
         match self {
             _ if self.is_timeout() => NextUpstream::TIMEOUT,
             AttemptError::InvalidHeader(_) => NextUpstream::INVALID_HEADER,
-            AttemptError::Read { got_bytes: true, .. } => NextUpstream::INVALID_HEADER,
+            AttemptError::Read {
+                got_bytes: true, ..
+            } => NextUpstream::INVALID_HEADER,
             _ => NextUpstream::ERROR,
         }
     }
@@ -246,7 +251,8 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
         // keep-alive connection turned out to be closed before any response byte came.
         let mut fresh_only = false;
         let result = loop {
-            let mut conn = match acquire(f, peer_key, peer.conf.addr, idempotent, fresh_only).await {
+            let mut conn = match acquire(f, peer_key, peer.conf.addr, idempotent, fresh_only).await
+            {
                 Ok(c) => c,
                 Err(e) => break Err(AttemptError::Connect(e)),
             };
@@ -269,9 +275,12 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 Err(e) => Err(e),
             };
             match outcome {
-                Err(AttemptError::Send(_) | AttemptError::Read { got_bytes: false, .. })
-                    if conn.reused && !streamed_from_client && idempotent && !fresh_only =>
-                {
+                Err(
+                    AttemptError::Send(_)
+                    | AttemptError::Read {
+                        got_bytes: false, ..
+                    },
+                ) if conn.reused && !streamed_from_client && idempotent && !fresh_only => {
                     fresh_only = true;
                     continue;
                 }
@@ -283,7 +292,8 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
         match result {
             Err(AttemptError::Client { status, why }) => {
                 // The client's fault says nothing about the peer.
-                f.upstream.report(idx, Outcome::Success, crate::upstream::now());
+                f.upstream
+                    .report(idx, Outcome::Success, crate::upstream::now());
                 done.consumed = None;
                 log_request(f, cbuf, Level::Info, &why, Some(peer.conf.addr));
                 done.keep_client = false;
@@ -291,7 +301,9 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 return done;
             }
             Err(err) => {
-                let report = f.upstream.report(idx, Outcome::Failure, crate::upstream::now());
+                let report = f
+                    .upstream
+                    .report(idx, Outcome::Failure, crate::upstream::now());
                 log_request(f, cbuf, Level::Error, &err.describe(), Some(peer.conf.addr));
                 if report.temporarily_disabled {
                     log_request(
@@ -346,7 +358,8 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                         continue;
                     }
                 }
-                f.upstream.report(idx, Outcome::Success, crate::upstream::now());
+                f.upstream
+                    .report(idx, Outcome::Success, crate::upstream::now());
                 response::relay(
                     f, client, cbuf, conn, resp, ubuf, sent_close, peer_key, &mut done,
                 )
@@ -467,7 +480,9 @@ async fn read_head(
     let mut resp = ResponseHead::new();
     loop {
         let got_bytes = !ubuf.is_empty();
-        if let Err(err) = io::read_some(&mut conn.stream, &mut ubuf, 4096, s.proxy_read_timeout).await {
+        if let Err(err) =
+            io::read_some(&mut conn.stream, &mut ubuf, 4096, s.proxy_read_timeout).await
+        {
             return Err(AttemptError::Read { err, got_bytes });
         }
         loop {
@@ -523,7 +538,12 @@ fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Opt
         Some(a) => {
             line.clear();
             vars.request_uri(&mut line);
-            format!(", upstream: \"{}://{}{}\"", f.pass.scheme, a, String::from_utf8_lossy(&line))
+            format!(
+                ", upstream: \"{}://{}{}\"",
+                f.pass.scheme,
+                a,
+                String::from_utf8_lossy(&line)
+            )
         }
         None => String::new(),
     };

@@ -27,7 +27,11 @@ pub(super) struct UpstreamHead {
 }
 
 /// The variables view of the request being forwarded.
-pub(super) fn vars<'a>(f: &'a Forward<'a>, cbuf: &'a [u8], peer: Option<SocketAddr>) -> RequestVars<'a> {
+pub(super) fn vars<'a>(
+    f: &'a Forward<'a>,
+    cbuf: &'a [u8],
+    peer: Option<SocketAddr>,
+) -> RequestVars<'a> {
     RequestVars {
         buf: cbuf,
         head: f.head,
@@ -45,7 +49,12 @@ pub(super) fn vars<'a>(f: &'a Forward<'a>, cbuf: &'a [u8], peer: Option<SocketAd
 /// value drops the header), then the client's headers minus hop-by-hop ones and those
 /// the config set. Unlike nginx, Host defaults to the client's Host (as HAProxy and
 /// Envoy do), because nginx's `Host: $proxy_host` makes Django answer 400.
-pub(super) fn build_head(f: &Forward<'_>, cbuf: &[u8], peer: SocketAddr, conn: &UpstreamConn) -> UpstreamHead {
+pub(super) fn build_head(
+    f: &Forward<'_>,
+    cbuf: &[u8],
+    peer: SocketAddr,
+    conn: &UpstreamConn,
+) -> UpstreamHead {
     let head = f.head;
     let v = vars(f, cbuf, Some(peer));
     let mut out = Buf::head();
@@ -60,7 +69,11 @@ pub(super) fn build_head(f: &Forward<'_>, cbuf: &[u8], peer: SocketAddr, conn: &
     out.extend_from_slice(&cbuf[head.method_range.clone()]);
     out.push(b' ');
     write_uri(f, cbuf, &v, &mut out);
-    out.extend_from_slice(if http11 { b" HTTP/1.1\r\n" } else { b" HTTP/1.0\r\n" });
+    out.extend_from_slice(if http11 {
+        b" HTTP/1.1\r\n"
+    } else {
+        b" HTTP/1.0\r\n"
+    });
 
     let mut set_host = false;
     let mut set_connection: Option<bool> = None; // Some(close?)
@@ -70,7 +83,10 @@ pub(super) fn build_head(f: &Forward<'_>, cbuf: &[u8], peer: SocketAddr, conn: &
         v.eval(template, &mut value);
         let is_connection = name.eq_ignore_ascii_case("connection");
         if is_connection {
-            set_connection = Some(contains_token(&value, b"close") || (!http11 && !contains_token(&value, b"keep-alive")));
+            set_connection = Some(
+                contains_token(&value, b"close")
+                    || (!http11 && !contains_token(&value, b"keep-alive")),
+            );
         }
         if name.eq_ignore_ascii_case("host") {
             set_host = true;
@@ -86,7 +102,9 @@ pub(super) fn build_head(f: &Forward<'_>, cbuf: &[u8], peer: SocketAddr, conn: &
     if !set_host {
         out.extend_from_slice(b"Host: ");
         match head.host.map(|i| &head.headers[i]) {
-            Some(h) if head.absolute_host.is_none() => out.extend_from_slice(&cbuf[h.value.clone()]),
+            Some(h) if head.absolute_host.is_none() => {
+                out.extend_from_slice(&cbuf[h.value.clone()])
+            }
             _ => match &head.absolute_host {
                 Some(r) => out.extend_from_slice(&cbuf[r.clone()]),
                 None => out.extend_from_slice(f.pass.proxy_host.as_bytes()),
@@ -126,8 +144,7 @@ pub(super) fn build_head(f: &Forward<'_>, cbuf: &[u8], peer: SocketAddr, conn: &
         if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"expect") {
             continue;
         }
-        if f
-            .settings
+        if f.settings
             .proxy_set_header
             .iter()
             .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
@@ -203,9 +220,13 @@ pub(super) async fn send(
     }
 
     if f.head.expect_continue {
-        io::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", CLIENT_SEND_TIMEOUT)
-            .await
-            .map_err(|e| client_error(408, "client closed before sending its body", e))?;
+        io::write_all(
+            client,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            CLIENT_SEND_TIMEOUT,
+        )
+        .await
+        .map_err(|e| client_error(408, "client closed before sending its body", e))?;
     }
     *streamed = true;
     let body_timeout = f.settings.client_body_timeout;
@@ -234,9 +255,14 @@ pub(super) async fn send(
             let max = f.settings.client_max_body_size;
             loop {
                 bbuf.clear();
-                io::read_some(client, &mut bbuf, crate::server::buffers::BODY_BUF, body_timeout)
-                    .await
-                    .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
+                io::read_some(
+                    client,
+                    &mut bbuf,
+                    crate::server::buffers::BODY_BUF,
+                    body_timeout,
+                )
+                .await
+                .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
                 let step = sc.scan(&bbuf).map_err(|e| AttemptError::Client {
                     status: 400,
                     why: format!("client sent invalid chunked body ({e})"),
@@ -244,7 +270,10 @@ pub(super) async fn send(
                 if max != 0 && sc.payload_len() > max {
                     return Err(AttemptError::Client {
                         status: 413,
-                        why: format!("client intended to send too large chunked body: {} bytes", sc.payload_len()),
+                        why: format!(
+                            "client intended to send too large chunked body: {} bytes",
+                            sc.payload_len()
+                        ),
                     });
                 }
                 let end = match step {
@@ -264,7 +293,11 @@ pub(super) async fn send(
 }
 
 fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
-    let status = if matches!(e, IoFailure::Timeout) { 408 } else { status };
+    let status = if matches!(e, IoFailure::Timeout) {
+        408
+    } else {
+        status
+    };
     AttemptError::Client {
         status,
         why: format!("{why} {}", e.describe()),
@@ -272,15 +305,29 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
 }
 
 /// Answers with an error page (nothing was sent to the client yet).
-pub(super) async fn answer_error(client: &mut TcpStream, head: &RequestHead, status: u16, done: &mut Forwarded) {
+pub(super) async fn answer_error(
+    client: &mut TcpStream,
+    head: &RequestHead,
+    status: u16,
+    done: &mut Forwarded,
+) {
     if matches!(status, 400 | 408 | 413) || done.consumed.is_none() {
         done.keep_client = false;
     }
     let mut out = Buf::head();
     let head_only = head.method == http1::Method::Head;
-    respond::error_page(&mut out, status, done.keep_client, head.minor_version == 0, head_only);
+    respond::error_page(
+        &mut out,
+        status,
+        done.keep_client,
+        head.minor_version == 0,
+        head_only,
+    );
     done.status = status;
-    if io::write_all(client, &out, CLIENT_SEND_TIMEOUT).await.is_err() {
+    if io::write_all(client, &out, CLIENT_SEND_TIMEOUT)
+        .await
+        .is_err()
+    {
         done.keep_client = false;
     }
 }

@@ -120,8 +120,13 @@ pub(super) async fn relay(
         Err(BodyError::Upstream(e)) => {
             done.keep_client = false;
             let what = match e {
-                IoFailure::Timeout => "upstream timed out (110: Connection timed out) while reading upstream".to_owned(),
-                IoFailure::Closed => "upstream prematurely closed connection while reading upstream".to_owned(),
+                IoFailure::Timeout => {
+                    "upstream timed out (110: Connection timed out) while reading upstream"
+                        .to_owned()
+                }
+                IoFailure::Closed => {
+                    "upstream prematurely closed connection while reading upstream".to_owned()
+                }
                 other => format!("recv() failed {} while reading upstream", other.describe()),
             };
             super::log_request(f, cbuf, Level::Error, &what, done.upstream_addr);
@@ -208,7 +213,9 @@ impl BodyRelay {
             }
             BodyFraming::Chunked => {
                 let mut sc = ChunkedScanner::new();
-                let mut step = sc.scan(initial).map_err(|_| BodyError::Upstream(IoFailure::Closed))?;
+                let mut step = sc
+                    .scan(initial)
+                    .map_err(|_| BodyError::Upstream(IoFailure::Closed))?;
                 let first = match step {
                     ScanStep::Done { body_end } => body_end,
                     ScanStep::NeedMore => initial.len(),
@@ -223,7 +230,9 @@ impl BodyRelay {
                     io::read_some(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
                         .await
                         .map_err(BodyError::Upstream)?;
-                    step = sc.scan(&bbuf).map_err(|_| BodyError::Upstream(IoFailure::Closed))?;
+                    step = sc
+                        .scan(&bbuf)
+                        .map_err(|_| BodyError::Upstream(IoFailure::Closed))?;
                     let end = match step {
                         ScanStep::Done { body_end } => body_end,
                         ScanStep::NeedMore => bbuf.len(),
@@ -258,7 +267,12 @@ impl BodyRelay {
     }
 
     /// Writes one piece of a close-delimited body, framed as a chunk when re-chunking.
-    async fn write_piece(&mut self, client: &mut TcpStream, head: Option<&[u8]>, data: &[u8]) -> Result<(), BodyError> {
+    async fn write_piece(
+        &mut self,
+        client: &mut TcpStream,
+        head: Option<&[u8]>,
+        data: &[u8],
+    ) -> Result<(), BodyError> {
         let head = head.unwrap_or(b"");
         if self.mode != Out::Rechunk || data.is_empty() {
             return self.write(client, &[head, data]).await;
@@ -274,9 +288,13 @@ impl BodyRelay {
         for (slot, p) in slices.iter_mut().zip(parts) {
             *slot = IoSlice::new(p);
         }
-        io::write_all_vectored(client, &mut slices[..parts.len().min(4)], CLIENT_SEND_TIMEOUT)
-            .await
-            .map_err(|_| BodyError::Client)?;
+        io::write_all_vectored(
+            client,
+            &mut slices[..parts.len().min(4)],
+            CLIENT_SEND_TIMEOUT,
+        )
+        .await
+        .map_err(|_| BodyError::Client)?;
         // Counts chunk framing too: close enough to nginx's $body_bytes_sent for logs.
         let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
         self.sent += total - self.head_pending.min(total);
@@ -296,12 +314,19 @@ async fn tunnel(
     done: &mut Forwarded,
 ) {
     let mut slices = [IoSlice::new(chead), IoSlice::new(initial)];
-    if io::write_all_vectored(client, &mut slices, CLIENT_SEND_TIMEOUT).await.is_err() {
+    if io::write_all_vectored(client, &mut slices, CLIENT_SEND_TIMEOUT)
+        .await
+        .is_err()
+    {
         return;
     }
     // Bytes the client sent after its upgrade request belong to the new protocol.
     let early = &cbuf[f.head.head_len.min(cbuf.len())..];
-    if !early.is_empty() && io::write_all(&mut conn.stream, early, f.settings.proxy_send_timeout).await.is_err() {
+    if !early.is_empty()
+        && io::write_all(&mut conn.stream, early, f.settings.proxy_send_timeout)
+            .await
+            .is_err()
+    {
         return;
     }
     done.keep_client = false;

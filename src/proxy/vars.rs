@@ -182,10 +182,16 @@ fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
 }
 
 fn arg_value<'a>(query: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    query.split(|&b| b == b'&').find_map(|pair| match memchr::memchr(b'=', pair) {
-        Some(eq) => pair[..eq].eq_ignore_ascii_case(name.as_bytes()).then(|| &pair[eq + 1..]),
-        None => pair.eq_ignore_ascii_case(name.as_bytes()).then_some(&b""[..]),
-    })
+    query
+        .split(|&b| b == b'&')
+        .find_map(|pair| match memchr::memchr(b'=', pair) {
+            Some(eq) => pair[..eq]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| &pair[eq + 1..]),
+            None => pair
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then_some(&b""[..]),
+        })
 }
 
 fn hostname() -> &'static str {

@@ -39,7 +39,11 @@ impl Buf {
     }
 
     fn take(class: usize) -> Buf {
-        let list = if class == HEAD_BUF { &FREE_HEAD } else { &FREE_BODY };
+        let list = if class == HEAD_BUF {
+            &FREE_HEAD
+        } else {
+            &FREE_BODY
+        };
         let data = list
             .with(|l| l.borrow_mut().pop())
             .unwrap_or_else(|| Vec::with_capacity(class));
@@ -56,7 +60,11 @@ impl Drop for Buf {
         }
         let mut data = std::mem::take(&mut self.data);
         data.clear();
-        let list = if self.class == HEAD_BUF { &FREE_HEAD } else { &FREE_BODY };
+        let list = if self.class == HEAD_BUF {
+            &FREE_HEAD
+        } else {
+            &FREE_BODY
+        };
         // try_with: during thread teardown the free list may already be gone.
         let _ = list.try_with(|l| {
             let mut l = l.borrow_mut();

@@ -65,13 +65,18 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
                     Ok(Parsed::Partial) => {}
                     Err(e) => {
                         let status = match e {
-                            http1::ParseError::HeadTooLarge | http1::ParseError::TooManyHeaders => 431,
+                            http1::ParseError::HeadTooLarge | http1::ParseError::TooManyHeaders => {
+                                431
+                            }
                             _ => 400,
                         };
                         crate::log::emit(
                             Level::Info,
                             Some(info.id),
-                            format_args!("client sent invalid request ({e}), client: {}", info.remote.ip()),
+                            format_args!(
+                                "client sent invalid request ({e}), client: {}",
+                                info.remote.ip()
+                            ),
                         );
                         reject(&mut stream, status).await;
                         return;
@@ -125,6 +130,7 @@ struct Handled<'a> {
 }
 
 /// Routes and answers one request whose head is in `buf`.
+#[allow(clippy::too_many_arguments)]
 async fn handle<'a>(
     worker: &Worker,
     rt: &'a Runtime,
@@ -138,9 +144,12 @@ async fn handle<'a>(
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
         Some(r) => std::str::from_utf8(&buf[r.clone()]).ok(),
-        None => head.header_value(buf, "host").and_then(|h| std::str::from_utf8(h).ok()),
+        None => head
+            .header_value(buf, "host")
+            .and_then(|h| std::str::from_utf8(h).ok()),
     };
-    let server: Option<&ServerConf> = vhost::find_server(servers, info.local, host).map(|i| &servers[i]);
+    let server: Option<&ServerConf> =
+        vhost::find_server(servers, info.local, host).map(|i| &servers[i]);
     let Some(server) = server else {
         // Only possible with no server at all for this address; valid configs always
         // have a default server per listen address.
@@ -163,7 +172,10 @@ async fn handle<'a>(
             crate::log::emit(
                 Level::Info,
                 Some(info.id),
-                format_args!("client sent invalid request path ({e}), client: {}", info.remote.ip()),
+                format_args!(
+                    "client sent invalid request path ({e}), client: {}",
+                    info.remote.ip()
+                ),
             );
             return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
         }
@@ -183,7 +195,10 @@ async fn handle<'a>(
 
     let log = match &settings.access_log {
         AccessLogConf::Combined(path) => rt.access_logs.get(path).map(|log| {
-            LogLine::capture(log, &request_vars(head, buf, info, &server.primary_name, &uri))
+            LogLine::capture(
+                log,
+                &request_vars(head, buf, info, &server.primary_name, &uri),
+            )
         }),
         AccessLogConf::Off => None,
     };
@@ -219,7 +234,16 @@ async fn handle<'a>(
                 let vars = request_vars(head, buf, info, &server.primary_name, &uri);
                 vars.eval(t, &mut body);
             }
-            answer_local(stream, buf, head, *code, text.as_ref().map(|_| body), settings, keep).await
+            answer_local(
+                stream,
+                buf,
+                head,
+                *code,
+                text.as_ref().map(|_| body),
+                settings,
+                keep,
+            )
+            .await
         }
         Action::NotFound => answer_local(stream, buf, head, 404, None, settings, keep).await,
     };
@@ -258,7 +282,13 @@ async fn answer_local<'a>(
         }
         Some(t) => {
             respond::write_status_line(&mut out, status, keep, http10);
-            out.extend_from_slice(format!("Content-Type: text/plain\r\nContent-Length: {}\r\n", t.len()).as_bytes());
+            out.extend_from_slice(
+                format!(
+                    "Content-Type: text/plain\r\nContent-Length: {}\r\n",
+                    t.len()
+                )
+                .as_bytes(),
+            );
             let v_applies = respond::add_header_applies(status);
             for h in &settings.add_header {
                 if h.always || v_applies {
@@ -285,7 +315,9 @@ async fn answer_local<'a>(
             body_len = (out.len() - start) as u64;
         }
     }
-    let ok = io::write_all(stream, &out, crate::proxy::CLIENT_SEND_TIMEOUT).await.is_ok();
+    let ok = io::write_all(stream, &out, crate::proxy::CLIENT_SEND_TIMEOUT)
+        .await
+        .is_ok();
     if let Some(n) = body_in_buf {
         let end = (head.head_len + n).min(buf.len());
         buf.drain(..end);
@@ -317,8 +349,14 @@ impl<'a> LogLine<'a> {
         LogLine {
             log,
             request,
-            referer: vars.head.header_value(vars.buf, "referer").map(<[u8]>::to_vec),
-            user_agent: vars.head.header_value(vars.buf, "user-agent").map(<[u8]>::to_vec),
+            referer: vars
+                .head
+                .header_value(vars.buf, "referer")
+                .map(<[u8]>::to_vec),
+            user_agent: vars
+                .head
+                .header_value(vars.buf, "user-agent")
+                .map(<[u8]>::to_vec),
         }
     }
 

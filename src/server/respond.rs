@@ -44,12 +44,19 @@ pub fn is_redirect(status: u16) -> bool {
 
 /// Whether `add_header` (without `always`) applies to a status, as in nginx.
 pub fn add_header_applies(status: u16) -> bool {
-    matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308)
+    matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
 }
 
 /// Writes the status line, `Server`, `Date` and, unless `keep_alive`, `Connection: close`.
 pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool) {
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\nServer: ferrolb\r\nDate: ", reason(status));
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nServer: ferrolb\r\nDate: ",
+        reason(status)
+    );
     write_http_date(out);
     out.extend_from_slice(b"\r\n");
     if !keep_alive {
@@ -60,7 +67,13 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http1
 }
 
 /// A complete error page response (nginx's look, ferrolb's name).
-pub fn error_page(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool, head_only: bool) {
+pub fn error_page(
+    out: &mut Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    http10_client: bool,
+    head_only: bool,
+) {
     let body = format!(
         "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
         r = reason(status)

@@ -164,7 +164,10 @@ pub fn run(opts: RunOptions) -> Result<(), ServerError> {
 }
 
 /// Like [`run`], and also stops (gracefully) when `shutdown` turns true.
-pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) -> Result<(), ServerError> {
+pub fn run_with_shutdown(
+    opts: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     let config = load(&opts)?;
     let workers = config.worker_processes.max(1);
     let pid_path = config.pid.clone();
@@ -206,7 +209,11 @@ pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) 
     crate::log::emit(
         Level::Notice,
         None,
-        format_args!("ferrolb {} started, {workers} worker threads, listening on {}", env!("CARGO_PKG_VERSION"), list(&addrs)),
+        format_args!(
+            "ferrolb {} started, {workers} worker threads, listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            list(&addrs)
+        ),
     );
 
     let signals = tokio::runtime::Builder::new_current_thread()
@@ -244,7 +251,14 @@ pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) 
     crate::log::emit(
         Level::Notice,
         None,
-        format_args!("{}", if mode == StopMode::Graceful { "gracefully shutting down" } else { "exiting" }),
+        format_args!(
+            "{}",
+            if mode == StopMode::Graceful {
+                "gracefully shutting down"
+            } else {
+                "exiting"
+            }
+        ),
     );
     shared.stop_tx.send_replace(mode);
     if mode == StopMode::Graceful {
@@ -262,7 +276,11 @@ pub fn run_with_shutdown(opts: RunOptions, mut shutdown: watch::Receiver<bool>) 
 }
 
 fn list(addrs: &[SocketAddr]) -> String {
-    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn load(opts: &RunOptions) -> Result<Config, ServerError> {
@@ -272,18 +290,30 @@ fn load(opts: &RunOptions) -> Result<Config, ServerError> {
     }
     crate::log::init(&config.error_log).map_err(|e| ServerError::Log(e.to_string()))?;
     for w in &config.warnings {
-        crate::log::emit(Level::Warn, None, format_args!("{} in {}", w.message, w.span));
+        crate::log::emit(
+            Level::Warn,
+            None,
+            format_args!("{} in {}", w.message, w.span),
+        );
     }
     Ok(config)
 }
 
 /// SIGHUP: load the configuration again; on any error keep the running one.
 fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usize) {
-    crate::log::emit(Level::Notice, None, format_args!("signal 1 (SIGHUP) received, reconfiguring"));
+    crate::log::emit(
+        Level::Notice,
+        None,
+        format_args!("signal 1 (SIGHUP) received, reconfiguring"),
+    );
     let config = match load(opts) {
         Ok(c) => c,
         Err(e) => {
-            crate::log::emit(Level::Emerg, None, format_args!("{e}; the running configuration is kept"));
+            crate::log::emit(
+                Level::Emerg,
+                None,
+                format_args!("{e}; the running configuration is kept"),
+            );
             return;
         }
     };
@@ -297,7 +327,11 @@ fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usi
     let runtime = match Runtime::build(config, &shared.registry) {
         Ok(r) => r,
         Err(e) => {
-            crate::log::emit(Level::Emerg, None, format_args!("{e}; the running configuration is kept"));
+            crate::log::emit(
+                Level::Emerg,
+                None,
+                format_args!("{e}; the running configuration is kept"),
+            );
             return;
         }
     };

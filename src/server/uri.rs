@@ -29,8 +29,8 @@ pub fn normalize(raw: &[u8]) -> Result<Cow<'_, str>, UriError> {
     if raw[0] != b'/' {
         return Err(UriError::NotAbsolute);
     }
-    let clean = memchr::memchr(b'%', raw).is_none()
-        && !raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    let clean =
+        memchr::memchr(b'%', raw).is_none() && !raw.windows(2).any(|w| w == b"//" || w == b"/.");
     if clean {
         return std::str::from_utf8(raw)
             .map(Cow::Borrowed)
@@ -65,7 +65,8 @@ fn normalize_slow(raw: &[u8]) -> Result<String, UriError> {
     if !needs_work {
         return String::from_utf8(decoded).map_err(|_| UriError::NotUtf8);
     }
-    let trailing_slash = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+    let trailing_slash =
+        decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
     let mut segments: Vec<&[u8]> = Vec::new();
     for seg in decoded.split(|&b| b == b'/') {
         match seg {

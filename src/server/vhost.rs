@@ -78,7 +78,7 @@ fn by_name(servers: &[ServerConf], candidates: &[usize], name: &str) -> Option<u
         let mut best: Option<(usize, usize)> = None;
         for (i, n) in names() {
             if let Some(len) = f(n) {
-                if best.map_or(true, |(_, l)| len > l) {
+                if best.is_none_or(|(_, l)| len > l) {
                     best = Some((i, len));
                 }
             }

@@ -15,10 +15,17 @@ use crate::proxy::ClientInfo;
 
 /// The thread's body: runs until the server stops.
 pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
-            crate::log::emit(Level::Alert, None, format_args!("worker runtime failed to start: {e}"));
+            crate::log::emit(
+                Level::Alert,
+                None,
+                format_args!("worker runtime failed to start: {e}"),
+            );
             return;
         }
     };
@@ -29,8 +36,16 @@ pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
         let mut loops = Vec::new();
         for l in listeners {
             match TcpListener::from_std(l) {
-                Ok(l) => loops.push(tokio::task::spawn_local(accept_loop(worker.clone(), l, shared.stop_signal()))),
-                Err(e) => crate::log::emit(Level::Alert, None, format_args!("listener setup failed: {e}")),
+                Ok(l) => loops.push(tokio::task::spawn_local(accept_loop(
+                    worker.clone(),
+                    l,
+                    shared.stop_signal(),
+                ))),
+                Err(e) => crate::log::emit(
+                    Level::Alert,
+                    None,
+                    format_args!("listener setup failed: {e}"),
+                ),
             }
         }
         while *stop.borrow_and_update() == StopMode::Running {
@@ -51,8 +66,18 @@ pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     });
 }
 
-async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, mut stop: watch::Receiver<StopMode>) {
-    let limit = worker.shared.runtime.load().config.worker_connections.max(1);
+async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<StopMode>,
+) {
+    let limit = worker
+        .shared
+        .runtime
+        .load()
+        .config
+        .worker_connections
+        .max(1);
     let mut warned = false;
     loop {
         if worker.active.get() >= limit {
@@ -81,7 +106,9 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, mut stop: watch:
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else { continue };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let info = ClientInfo {
             id: worker.next_conn_id(),
             remote,

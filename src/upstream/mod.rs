@@ -8,8 +8,8 @@
 //! `report` ends it.
 
 mod clock;
-pub mod pool;
 mod peer;
+pub mod pool;
 mod registry;
 mod tried;
 

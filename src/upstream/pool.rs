@@ -122,7 +122,11 @@ mod tests {
                 "up",
                 7,
                 2,
-                IdleConn { stream: s, since: Instant::now(), requests: 1 },
+                IdleConn {
+                    stream: s,
+                    since: Instant::now(),
+                    requests: 1,
+                },
             );
         }
         assert_eq!(pools.idle_count("up"), 2);
@@ -143,7 +147,9 @@ mod tests {
         assert!(!still_open(&a));
 
         let (a, mut b) = pair().await;
-        b.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await.unwrap();
+        b.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!still_open(&a));
     }
