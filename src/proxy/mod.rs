@@ -292,7 +292,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                     continue;
                 }
                 Err(e) => break Err(e),
-                Ok((resp, ubuf)) => break Ok((conn, resp, ubuf, uhead.close)),
+                Ok((resp, ubuf)) => break Ok((conn, resp, ubuf, uhead)),
             }
         };
 
@@ -336,7 +336,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                     return done;
                 }
             }
-            Ok((conn, resp, ubuf, sent_close)) => {
+            Ok((conn, resp, ubuf, uhead)) => {
                 if let Some(flag) = NextUpstream::flag_for_status(resp.status) {
                     let may_retry = next.has(flag)
                         && !streamed_from_client
@@ -368,7 +368,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 f.upstream
                     .report(idx, Outcome::Success, crate::upstream::now());
                 response::relay(
-                    f, client, cbuf, conn, resp, ubuf, sent_close, peer_key, &mut done,
+                    f, client, cbuf, conn, resp, ubuf, uhead, peer_key, &mut done,
                 )
                 .await;
                 // Keep only what belongs to the next (pipelined) request.

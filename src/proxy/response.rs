@@ -38,7 +38,7 @@ pub(super) async fn relay(
     mut conn: UpstreamConn,
     resp: Recycled<ResponseHead>,
     ubuf: Buf,
-    sent_close: bool,
+    uhead: super::request::UpstreamHead,
     peer_key: usize,
     done: &mut Forwarded,
 ) {
@@ -55,7 +55,10 @@ pub(super) async fn relay(
     }
     done.status = resp.status;
 
-    let mut chead = Buf::head();
+    // The upstream request head has been sent: its buffer carries the client head now.
+    let sent_close = uhead.close;
+    let mut chead = uhead.bytes;
+    chead.clear();
     let _ = write!(chead, "HTTP/1.1 {} ", resp.status);
     chead.extend_from_slice(&ubuf[resp.reason.clone()]);
     chead.extend_from_slice(b"\r\n");

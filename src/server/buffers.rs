@@ -8,12 +8,13 @@ use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
 /// Size of a head buffer: enough for nearly every request or response head plus the
-/// first body bytes; it grows (up to the head limit) for the rare larger head.
-pub const HEAD_BUF: usize = 16 * 1024;
+/// first body bytes (nginx's `client_header_buffer_size` is 1 KiB); it grows, up to
+/// the head limit, for the rare larger head and for buffered request bodies.
+pub const HEAD_BUF: usize = 4 * 1024;
 /// Size of a body buffer: large bodies move in chunks of this size.
 pub const BODY_BUF: usize = 64 * 1024;
 /// Buffers kept per thread and class; beyond that they are freed.
-const MAX_FREE: usize = 256;
+const MAX_FREE: usize = 64;
 
 thread_local! {
     static FREE_HEAD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BufMut;
 use tokio::net::TcpStream;
 
 use super::buffers::{Buf, Recycled, REQUEST_HEADS};
 use super::runtime::{Runtime, StopMode, Worker};
 use super::{location, respond, uri, vhost};
 use crate::config::{AccessLogConf, Action, Level, LocSettings, ServerConf};
-use crate::http1::{self, BodyFraming, Method, Parsed, RequestHead};
+use crate::http1::{BodyFraming, Method, Parsed, RequestHead};
 use crate::log::{AccessLog, CombinedFields};
 use crate::proxy::io::{self, IoFailure};
 use crate::proxy::request_vars;
@@ -23,7 +24,7 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How much one read of a request head asks for: a head and a small body usually
 /// arrive in one go.
-const HEAD_READ: usize = 16 * 1024;
+const HEAD_READ: usize = super::buffers::HEAD_BUF;
 
 /// Serves a client connection until it closes, errs, or the server stops.
 pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
@@ -35,8 +36,10 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
     let mut header_timeout = FIRST_HEAD_TIMEOUT;
 
     loop {
-        // Wait for the next request without holding a buffer.
-        if cbuf.as_ref().is_none_or(|b| b.is_empty()) {
+        // Wait for the next request without holding a buffer. Readiness can be
+        // spurious (a fresh connection often reports readable with nothing to read), so
+        // a buffer is only kept once a read actually returns bytes.
+        while cbuf.as_ref().is_none_or(|b| b.is_empty()) {
             cbuf = None;
             if *stop.borrow() != StopMode::Running {
                 return;
@@ -49,9 +52,15 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
                 }
                 _ = stop.changed() => return,
             }
+            let mut b = Buf::head();
+            match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
+                Ok(0) => return,
+                Ok(_) => cbuf = Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
         }
-        let buf = cbuf.get_or_insert_with(Buf::head);
-        let mut head = Recycled::take(&REQUEST_HEADS);
+        let Some(buf) = cbuf.as_mut() else { return };
 
         // Pick up a reloaded configuration between requests.
         {
@@ -60,72 +69,88 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
                 rt = Arc::clone(&current);
             }
         }
-
-        // Read until the head is complete.
-        loop {
-            if !buf.is_empty() {
-                match head.parse(buf) {
-                    Ok(Parsed::Complete) => break,
-                    Ok(Parsed::Partial) => {}
-                    Err(e) => {
-                        let status = match e {
-                            http1::ParseError::HeadTooLarge | http1::ParseError::TooManyHeaders => {
-                                431
-                            }
-                            _ => 400,
-                        };
-                        crate::log::emit(
-                            Level::Info,
-                            Some(info.id),
-                            format_args!(
-                                "client sent invalid request ({e}), client: {}",
-                                info.remote.ip()
-                            ),
-                        );
-                        reject(&mut stream, status).await;
-                        return;
-                    }
-                }
-            }
-            match io::read_some(&stream, buf, HEAD_READ, header_timeout).await {
-                Ok(_) => {}
-                Err(IoFailure::Timeout) if !buf.is_empty() => {
-                    crate::log::emit(
-                        Level::Info,
-                        Some(info.id),
-                        format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote.ip()),
-                    );
-                    reject(&mut stream, 408).await;
-                    return;
-                }
-                Err(_) => return,
-            }
-        }
-
         served += 1;
-        let stopping = *stop.borrow() != StopMode::Running;
-        // Boxed: the request's state (forwarding, relaying) is large and exists only
-        // while a request is in progress; the idle connection task stays small.
-        let outcome = Box::pin(handle(
+        let mut ex = Exchange {
             worker,
-            &rt,
-            &mut stream,
-            buf,
-            &head,
+            rt: &rt,
+            stream: &mut stream,
             info,
             served,
-            stopping,
-        ))
-        .await;
-        if let Some(log) = &outcome.log {
-            log.write(info.remote.ip(), outcome.status, outcome.body_bytes);
+            stopping: *stop.borrow() != StopMode::Running,
+        };
+        // Boxed: a request's state (head parsing, forwarding, relaying) is large and
+        // exists only while a request is in progress, so an idle connection's task
+        // stays small.
+        match Box::pin(exchange(&mut ex, buf, header_timeout)).await {
+            Some((keepalive, header)) => {
+                idle_timeout = keepalive;
+                header_timeout = header;
+            }
+            None => return,
         }
-        if !outcome.keep_alive {
-            return;
-        }
-        idle_timeout = outcome.keepalive_timeout;
-        header_timeout = outcome.header_timeout;
     }
+}
+
+/// One request on a connection, from its first bytes (already in `buf`) to the end
+/// of its response. `None` when the connection must close; otherwise the keep-alive
+/// and header timeouts for the next request.
+async fn exchange(
+    ex: &mut Exchange<'_>,
+    buf: &mut Buf,
+    header_timeout: Duration,
+) -> Option<(Duration, Duration)> {
+    let info = ex.info;
+    let mut head = Recycled::take(&REQUEST_HEADS);
+    loop {
+        match head.parse(buf) {
+            Ok(Parsed::Complete) => break,
+            Ok(Parsed::Partial) => {}
+            Err(e) => {
+                crate::log::emit(
+                    Level::Info,
+                    Some(info.id),
+                    format_args!(
+                        "client sent invalid request ({e}), client: {}",
+                        info.remote.ip()
+                    ),
+                );
+                reject(ex.stream, e.status_code()).await;
+                return None;
+            }
+        }
+        match io::read_some(ex.stream, buf, HEAD_READ, header_timeout).await {
+            Ok(_) => {}
+            Err(IoFailure::Timeout) => {
+                crate::log::emit(
+                    Level::Info,
+                    Some(info.id),
+                    format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote.ip()),
+                );
+                reject(ex.stream, 408).await;
+                return None;
+            }
+            Err(_) => return None,
+        }
+    }
+    let outcome = handle(ex, buf, &head).await;
+    if let Some(log) = &outcome.log {
+        log.write(info.remote.ip(), outcome.status, outcome.body_bytes);
+    }
+    outcome
+        .keep_alive
+        .then_some((outcome.keepalive_timeout, outcome.header_timeout))
+}
+
+/// The connection-level context of one request.
+struct Exchange<'a> {
+    worker: &'a Worker,
+    rt: &'a Runtime,
+    stream: &'a mut TcpStream,
+    info: ClientInfo,
+    /// Requests on this connection so far, this one included.
+    served: u32,
+    /// The server is stopping: answer, then close.
+    stopping: bool,
 }
 
 /// Writes a bare error response before closing the connection.
@@ -146,17 +171,9 @@ struct Handled<'a> {
 }
 
 /// Routes and answers one request whose head is in `buf`.
-#[allow(clippy::too_many_arguments)]
-async fn handle<'a>(
-    worker: &Worker,
-    rt: &'a Runtime,
-    stream: &mut TcpStream,
-    buf: &mut Buf,
-    head: &RequestHead,
-    info: ClientInfo,
-    served: u32,
-    stopping: bool,
-) -> Handled<'a> {
+async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) -> Handled<'a> {
+    let (worker, rt, info, served, stopping) = (ex.worker, ex.rt, ex.info, ex.served, ex.stopping);
+    let stream = &mut *ex.stream;
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
         Some(r) => std::str::from_utf8(&buf[r.clone()]).ok(),
