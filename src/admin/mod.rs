@@ -69,3 +69,6 @@ impl AdminError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -103,7 +103,7 @@ mod tests {
         // Never recovered: full share.
         assert_eq!(admitted(&c, &s, Millis(1_000_000)), 1.0);
         s.recovered_at.store(100_000, Relaxed);
-        let at = |ms| admitted(&c, &s, Millis(100_000 + ms));
+        let at = |ms: u64| admitted(&c, &s, Millis(100_000 + ms));
         assert!(at(0) < 0.01, "{}", at(0));
         let quarter = at(2_500);
         assert!((0.2..0.3).contains(&quarter), "{quarter}");

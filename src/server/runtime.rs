@@ -155,6 +155,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Shared state around a first runtime (as `run` makes it; also for tests of
+    /// the admin API and health checks).
+    pub fn new(runtime: Runtime, registry: PeerRegistry) -> Shared {
+        Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            registry,
+            next_conn_id: AtomicU64::new(1),
+            admin_overlay: Default::default(),
+            stop_tx: watch::channel(StopMode::Running).0,
+        }
+    }
+
     /// A receiver that turns to `Graceful` or `Fast` when stopping.
     pub fn stop_signal(&self) -> watch::Receiver<StopMode> {
         self.stop_tx.subscribe()
