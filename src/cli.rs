@@ -333,6 +333,19 @@ mod tests {
     }
 
     #[test]
+    fn admin_flag() {
+        let a = nginx(&["--admin", "127.0.0.1:9090", "-c", "x.conf"]);
+        assert_eq!(a.admin, Some(([127, 0, 0, 1], 9090).into()));
+        assert_eq!(a.conf, Some(PathBuf::from("x.conf")));
+        let a = nginx(&["--admin=0.0.0.0:9091"]);
+        assert_eq!(a.admin, Some(([0, 0, 0, 0], 9091).into()));
+        assert!(p(&["--admin"]).is_err());
+        assert!(p(&["--admin", "localhost"])
+            .unwrap_err()
+            .contains("invalid address"));
+    }
+
+    #[test]
     fn empty_is_run() {
         assert_eq!(nginx(&[]), NginxArgs::default());
     }

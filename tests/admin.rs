@@ -363,3 +363,44 @@ fn all_unhealthy_keeps_routing() {
         1
     );
 }
+
+/// `--admin ADDR` on the command line enables the listener without the directive
+/// and wins over it.
+#[test]
+fn admin_flag_wins() {
+    let b = Backend::start(free_port());
+    let (listen, configured, flag) = (free_port(), free_port(), free_port());
+    let conf = conf(listen, configured, &[b.port], "", "");
+    let dir = common::fresh_temp_dir("admin-flag");
+    std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
+    let path = dir.join("nginx.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log info;\n{conf}",
+            d = dir.display()
+        ),
+    )
+    .expect("write conf");
+    let mut child = std::process::Command::new(common::proxy_bin())
+        .arg("-p")
+        .arg(format!("{}/", dir.display()))
+        .arg("-c")
+        .arg(&path)
+        .arg("--admin")
+        .arg(format!("127.0.0.1:{flag}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ferrolb");
+    wait_port(flag);
+    let r = http_get(flag, "/status", "127.0.0.1");
+    let configured_open = std::net::TcpStream::connect(("127.0.0.1", configured)).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.expect("GET /status").status, 200);
+    assert!(
+        !configured_open,
+        "the configured address should not be used"
+    );
+}
