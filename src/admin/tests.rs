@@ -10,13 +10,21 @@ use crate::server::runtime::{Runtime, Shared};
 use crate::upstream::{now, PeerRegistry, Tried};
 
 fn shared() -> Shared {
-    let text = "events {}\nhttp {\n access_log off;\n\
-        upstream app { server 127.0.0.1:8001; server 127.0.0.1:8002 weight=2; server 127.0.0.1:8003 backup; }\n\
-        server { listen 127.0.0.1:18080; location / { proxy_pass http://app; } }\n}\n";
+    shared_with(
+        "server 127.0.0.1:8001; server 127.0.0.1:8002 weight=2; server 127.0.0.1:8003 backup;",
+    )
+}
+
+fn shared_with(servers: &str) -> Shared {
+    let text = format!(
+        "events {{}}\nhttp {{\n access_log off;\n\
+        upstream app {{ {servers} }}\n\
+        server {{ listen 127.0.0.1:18080; location / {{ proxy_pass http://app; }} }}\n}}\n"
+    );
     let opts = LoadOptions {
         prefix: std::env::temp_dir(),
         globals: None,
-        text: Some(text.to_owned()),
+        text: Some(text),
         is_root: false,
     };
     let config = config::load(Path::new("t.conf"), &opts).expect("config");
@@ -317,4 +325,100 @@ fn runtime_peer_changes() {
     );
     assert_eq!(get(&s, "/nope").status, 404);
     assert_eq!(handle(&s, None, "PUT", "/status", None, b"").status, 405);
+}
+
+/// Eligibility: unhealthy peers are skipped unless every peer is unhealthy; a
+/// `mandatory` peer waiting for its first check is skipped.
+#[test]
+fn pick_respects_health() {
+    use crate::upstream::{Health, Outcome};
+    let s = shared_with("server 127.0.0.1:8001; server 127.0.0.1:8002;");
+    let rt = s.runtime.load_full();
+    let up = &rt.upstreams[0];
+    let pick = || {
+        let i = up.pick(&Tried::new(2), now());
+        if let Some(i) = i {
+            up.report(i, Outcome::Success, now());
+        }
+        i
+    };
+    up.peers[0]
+        .state
+        .health
+        .store(Health::Unhealthy as u8, Relaxed);
+    for _ in 0..10 {
+        assert_eq!(pick(), Some(1));
+    }
+    assert_eq!(
+        json(&get(&s, "/status"))["upstreams"]["app"]["peers"][0]["state"],
+        "unhealthy"
+    );
+    up.peers[1]
+        .state
+        .health
+        .store(Health::Unhealthy as u8, Relaxed);
+    assert_eq!(pick(), None);
+    up.all_unhealthy.store(true, Relaxed);
+    let picked: Vec<_> = (0..4).map(|_| pick()).collect();
+    assert!(
+        picked.contains(&Some(0)) && picked.contains(&Some(1)),
+        "{picked:?}"
+    );
+    // `mandatory` before the first pass: not even the all-unhealthy rule admits it.
+    up.all_unhealthy.store(false, Relaxed);
+    up.peers[0]
+        .state
+        .health
+        .store(Health::Checking as u8, Relaxed);
+    up.peers[1]
+        .state
+        .health
+        .store(Health::Healthy as u8, Relaxed);
+    for _ in 0..10 {
+        assert_eq!(pick(), Some(1));
+    }
+}
+
+/// slow_start through `pick`: a freshly recovered peer gets a small share at first,
+/// and is still used when it is the only one left (no 502 because of the ramp).
+#[test]
+fn pick_ramps_slow_start() {
+    use crate::upstream::Outcome;
+    let s = shared_with("server 127.0.0.1:8001 slow_start=100s; server 127.0.0.1:8002;");
+    let rt = s.runtime.load_full();
+    let up = &rt.upstreams[0];
+    let t0 = now();
+    up.peers[0].state.recovered_at.store(t0.0, Relaxed);
+    assert_eq!(
+        json(&get(&s, "/status"))["upstreams"]["app"]["peers"][0]["state"],
+        "slow-start"
+    );
+    let share = |at: crate::upstream::Millis| {
+        let n = 4000;
+        let mut hits = 0;
+        for _ in 0..n {
+            let i = up.pick(&Tried::new(2), at).expect("a peer");
+            up.report(i, Outcome::Success, at);
+            hits += usize::from(i == 0);
+        }
+        hits as f64 / n as f64
+    };
+    // Full share is 0.5 (equal weights).
+    let early = share(t0.saturating_add(Duration::from_secs(5)));
+    assert!(early < 0.1, "{early}");
+    let half = share(t0.saturating_add(Duration::from_secs(50)));
+    assert!((0.15..0.35).contains(&half), "{half}");
+    let full = share(t0.saturating_add(Duration::from_secs(100)));
+    assert!((0.45..0.55).contains(&full), "{full}");
+    // The other peer drained: the ramping one is used every time.
+    up.peers[1]
+        .state
+        .admin
+        .store(crate::upstream::AdminState::Draining as u8, Relaxed);
+    for _ in 0..20 {
+        let at = t0.saturating_add(Duration::from_secs(1));
+        let i = up.pick(&Tried::new(2), at);
+        assert_eq!(i, Some(0));
+        up.report(0, Outcome::Success, at);
+    }
 }

@@ -442,6 +442,23 @@ mod tests {
         assert!(!blocks(&s, false));
     }
 
+    #[test]
+    fn mandatory_waits_for_first_pass() {
+        let s = PeerState::default();
+        s.health.store(Health::Checking as u8, Relaxed);
+        assert!(blocks(&s, true));
+        // A failure while checking makes it unhealthy without a "down" transition.
+        assert_eq!(apply(&s, 1, 3, &result(false), Millis(1)), None);
+        assert_eq!(s.health(), Health::Unhealthy);
+        let s = PeerState::default();
+        s.health.store(Health::Checking as u8, Relaxed);
+        assert_eq!(
+            apply(&s, 1, 3, &result(true), Millis(1)),
+            Some(Transition::Up)
+        );
+        assert!(!blocks(&s, false));
+    }
+
     /// The task loop on tokio's paused clock: a peer failing from the 3rd check on
     /// leaves after `fails` = 2 failures (t = 15 s with a 5 s interval) and, once it
     /// passes again (from the 6th check), returns after `passes` = 2 (t = 30 s).

@@ -142,6 +142,8 @@ mod tests {
         // Trial success resets.
         assert!(!record(&c, &s, Outcome::Success, Millis(10_300), false));
         assert_eq!(s.fails.load(Relaxed), 0);
+        // The recovery starts the slow-start ramp.
+        assert_eq!(s.recovered_at.load(Relaxed), 10_300);
     }
 
     #[test]
