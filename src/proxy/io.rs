@@ -3,7 +3,9 @@
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::BufMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 
 /// Why an I/O operation did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -46,30 +48,54 @@ async fn within<T>(
     }
 }
 
-/// Reads into the spare capacity of `buf` (reserving `want` bytes first); returns the
-/// number of bytes read, failing with [`IoFailure::Closed`] on EOF.
-pub async fn read_some<S: AsyncRead + Unpin>(
-    s: &mut S,
+/// Reads at most `want` bytes into the spare capacity of `buf` (no zero-filling);
+/// returns the number read, failing with [`IoFailure::Closed`] on EOF.
+pub async fn read_some(
+    s: &TcpStream,
     buf: &mut Vec<u8>,
     want: usize,
     limit: Duration,
 ) -> Result<usize, IoFailure> {
-    buf.reserve(want);
-    match within(limit, s.read_buf(buf)).await? {
+    match read_or_eof(s, buf, want, limit).await? {
         0 => Err(IoFailure::Closed),
         n => Ok(n),
     }
 }
 
 /// Like [`read_some`] but EOF is `Ok(0)`.
-pub async fn read_or_eof<S: AsyncRead + Unpin>(
-    s: &mut S,
+pub async fn read_or_eof(
+    s: &TcpStream,
     buf: &mut Vec<u8>,
     want: usize,
     limit: Duration,
 ) -> Result<usize, IoFailure> {
     buf.reserve(want);
-    within(limit, s.read_buf(buf)).await
+    within(limit, async {
+        loop {
+            s.readable().await?;
+            match s.try_read_buf(&mut (&mut *buf).limit(want)) {
+                Ok(n) => {
+                    if n > 0 && n < want {
+                        drained(s);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+}
+
+/// A read that returned less than asked for emptied the socket's receive buffer, so
+/// the next read would only fail with EAGAIN: forget the readiness now (nginx does the
+/// same) and save that syscall. Safe with edge-triggered epoll: data arriving later
+/// raises a new event at the next poll, which tokio does not clear here.
+fn drained(s: &TcpStream) {
+    let _ = s.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+    });
 }
 
 /// Writes every slice, in as few `writev` calls as the socket allows.

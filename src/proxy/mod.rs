@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::config::{Level, LocSettings, NextUpstream, ProxyPass};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ResponseHead, ScanStep};
-use crate::server::buffers::Buf;
+use crate::server::buffers::{Buf, Recycled, RESPONSE_HEADS};
 use crate::upstream::pool::{self, IdleConn, ThreadPools};
 use crate::upstream::{Outcome, Tried, Upstream};
 
@@ -197,6 +197,13 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
     };
     let head_len = f.head.head_len;
 
+    if let Err(status) = buffer_small_body(f, client, cbuf).await {
+        done.consumed = None;
+        if status != 0 {
+            request::answer_error(client, f.head, status, &mut done).await;
+        }
+        return done;
+    }
     let body = match measure_body(cbuf, f.head, f.settings) {
         Ok(b) => b,
         Err(status) => {
@@ -394,6 +401,47 @@ fn within_next_timeout(s: &LocSettings, started: Instant) -> bool {
     s.proxy_next_upstream_timeout.is_zero() || started.elapsed() < s.proxy_next_upstream_timeout
 }
 
+/// Request bodies up to this size are read completely before an upstream is contacted
+/// (nginx reads them into `client_body_buffer_size`): the upstream gets head and body
+/// in one write, and the request stays replayable on another peer. Larger bodies are
+/// streamed in 64 KiB chunks.
+const BUFFER_BODY_UP_TO: u64 = 64 * 1024;
+
+/// Reads the rest of a small content-length body into `cbuf`. `Err(0)`: the client went
+/// away; `Err(status)`: answer with it.
+async fn buffer_small_body(
+    f: &Forward<'_>,
+    client: &mut TcpStream,
+    cbuf: &mut Buf,
+) -> Result<(), u16> {
+    let BodyFraming::Length(n) = f.head.framing else {
+        return Ok(());
+    };
+    let max = f.settings.client_max_body_size;
+    let end = f.head.head_len as u64 + n;
+    if cbuf.len() as u64 >= end || n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
+        return Ok(());
+    }
+    if f.head.expect_continue {
+        io::write_all(
+            client,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            CLIENT_SEND_TIMEOUT,
+        )
+        .await
+        .map_err(|_| 0u16)?;
+    }
+    while (cbuf.len() as u64) < end {
+        let want = (end - cbuf.len() as u64) as usize;
+        match io::read_some(client, cbuf, want, f.settings.client_body_timeout).await {
+            Ok(_) => {}
+            Err(IoFailure::Timeout) => return Err(408),
+            Err(_) => return Err(0),
+        }
+    }
+    Ok(())
+}
+
 /// Checks the declared body size and finds how much of the body is already buffered.
 /// `Err(status)` is the error to answer with.
 fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<BodyInBuf, u16> {
@@ -487,13 +535,18 @@ async fn read_head(
     conn: &mut UpstreamConn,
     req: &RequestHead,
     s: &LocSettings,
-) -> Result<(ResponseHead, Buf), AttemptError> {
+) -> Result<(Recycled<ResponseHead>, Buf), AttemptError> {
     let mut ubuf = Buf::head();
-    let mut resp = ResponseHead::new();
+    let mut resp = Recycled::take(&RESPONSE_HEADS);
     loop {
         let got_bytes = !ubuf.is_empty();
-        if let Err(err) =
-            io::read_some(&mut conn.stream, &mut ubuf, 4096, s.proxy_read_timeout).await
+        if let Err(err) = io::read_some(
+            &conn.stream,
+            &mut ubuf,
+            crate::server::buffers::HEAD_BUF,
+            s.proxy_read_timeout,
+        )
+        .await
         {
             return Err(AttemptError::Read { err, got_bytes });
         }

@@ -4,7 +4,6 @@
 use std::io::IoSlice;
 use std::net::SocketAddr;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::io::{self, IoFailure};
@@ -237,8 +236,7 @@ pub(super) async fn send(
             while remaining > 0 {
                 bbuf.clear();
                 let want = remaining.min(crate::server::buffers::BODY_BUF as u64);
-                let mut limited = (&mut *client).take(want);
-                let n = io::read_some(&mut limited, &mut bbuf, want as usize, body_timeout)
+                let n = io::read_some(client, &mut bbuf, want as usize, body_timeout)
                     .await
                     .map_err(|e| client_error(400, "client sent a short body", e))?;
                 remaining -= n as u64;

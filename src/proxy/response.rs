@@ -11,7 +11,7 @@ use super::request::{vars, CLIENT_SEND_TIMEOUT};
 use super::{Forward, Forwarded, UpstreamConn};
 use crate::config::Level;
 use crate::http1::{write_chunk_header, BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
-use crate::server::buffers::{Buf, BODY_BUF};
+use crate::server::buffers::{Buf, Recycled, BODY_BUF};
 use crate::server::respond;
 use crate::upstream::pool::IdleConn;
 
@@ -36,7 +36,7 @@ pub(super) async fn relay(
     client: &mut TcpStream,
     cbuf: &[u8],
     mut conn: UpstreamConn,
-    resp: ResponseHead,
+    resp: Recycled<ResponseHead>,
     ubuf: Buf,
     sent_close: bool,
     peer_key: usize,

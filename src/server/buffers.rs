@@ -75,6 +75,59 @@ impl Drop for Buf {
     }
 }
 
+/// A value (a parsed head with its header vector) borrowed from a per-thread free
+/// list and returned on drop, so a connection holds none while idle and the vectors
+/// inside are not reallocated per request.
+pub struct Recycled<T: Default + 'static> {
+    item: Option<T>,
+    home: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+}
+
+impl<T: Default + 'static> Recycled<T> {
+    /// Takes one from `home`, or makes a new one.
+    pub fn take(home: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Self {
+        let item = home.with(|l| l.borrow_mut().pop()).unwrap_or_default();
+        Recycled {
+            item: Some(item),
+            home,
+        }
+    }
+}
+
+impl<T: Default + 'static> Drop for Recycled<T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            let _ = self.home.try_with(|l| {
+                let mut l = l.borrow_mut();
+                if l.len() < MAX_FREE {
+                    l.push(item);
+                }
+            });
+        }
+    }
+}
+
+impl<T: Default + 'static> Deref for Recycled<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // Always Some until drop.
+        self.item.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl<T: Default + 'static> DerefMut for Recycled<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.item.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+thread_local! {
+    /// Free request heads.
+    pub static REQUEST_HEADS: RefCell<Vec<crate::http1::RequestHead>> = const { RefCell::new(Vec::new()) };
+    /// Free response heads.
+    pub static RESPONSE_HEADS: RefCell<Vec<crate::http1::ResponseHead>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Deref for Buf {
     type Target = Vec<u8>;
     fn deref(&self) -> &Vec<u8> {

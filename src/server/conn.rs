@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::buffers::Buf;
+use super::buffers::{Buf, Recycled, REQUEST_HEADS};
 use super::runtime::{Runtime, StopMode, Worker};
 use super::{location, respond, uri, vhost};
 use crate::config::{AccessLogConf, Action, Level, LocSettings, ServerConf};
@@ -21,12 +21,15 @@ use crate::proxy::{ClientInfo, Forward};
 /// server settings are known (nginx's `client_header_timeout` default).
 const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How much one read of a request head asks for: a head and a small body usually
+/// arrive in one go.
+const HEAD_READ: usize = 16 * 1024;
+
 /// Serves a client connection until it closes, errs, or the server stops.
 pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
     let mut cbuf: Option<Buf> = None;
-    let mut head = RequestHead::new();
     let mut served = 0u32;
     let mut idle_timeout = FIRST_HEAD_TIMEOUT;
     let mut header_timeout = FIRST_HEAD_TIMEOUT;
@@ -48,6 +51,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
             }
         }
         let buf = cbuf.get_or_insert_with(Buf::head);
+        let mut head = Recycled::take(&REQUEST_HEADS);
 
         // Pick up a reloaded configuration between requests.
         {
@@ -83,7 +87,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
                     }
                 }
             }
-            match io::read_some(&mut stream, buf, 4096, header_timeout).await {
+            match io::read_some(&stream, buf, HEAD_READ, header_timeout).await {
                 Ok(_) => {}
                 Err(IoFailure::Timeout) if !buf.is_empty() => {
                     crate::log::emit(
@@ -100,7 +104,19 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
 
         served += 1;
         let stopping = *stop.borrow() != StopMode::Running;
-        let outcome = handle(worker, &rt, &mut stream, buf, &head, info, served, stopping).await;
+        // Boxed: the request's state (forwarding, relaying) is large and exists only
+        // while a request is in progress; the idle connection task stays small.
+        let outcome = Box::pin(handle(
+            worker,
+            &rt,
+            &mut stream,
+            buf,
+            &head,
+            info,
+            served,
+            stopping,
+        ))
+        .await;
         if let Some(log) = &outcome.log {
             log.write(info.remote.ip(), outcome.status, outcome.body_bytes);
         }

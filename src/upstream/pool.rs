@@ -4,7 +4,7 @@
 //! `Vec` push/pop with no lock. A pooled connection is a bare socket: no task, no
 //! channel and no buffer is attached to it while it waits.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
