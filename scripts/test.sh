@@ -35,6 +35,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # nginx: lets the end-to-end harness be checked against the real thing
 # (FERROLB_TEST_BIN=/usr/sbin/nginx cargo test --test django).
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+# chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -99,6 +99,9 @@ pub(crate) struct NginxArgs {
     pub(crate) error_log: Option<ErrorLogArg>,
     /// `-g`.
     pub(crate) globals: Option<String>,
+    /// `--admin ADDR` / `--admin=ADDR`: the admin listener (wins over
+    /// `ferrolb_admin`). Default none.
+    pub(crate) admin: Option<std::net::SocketAddr>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -126,6 +129,23 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, String> {
             b"--version" => {
                 out.version = true;
                 out.info_stream = InfoStream::Stdout;
+                i += 1;
+                continue;
+            }
+            _ if a == b"--admin" || a.starts_with(b"--admin=") => {
+                let value = match a.strip_prefix(b"--admin=") {
+                    Some(v) => lossy(v),
+                    None => {
+                        i += 1;
+                        match args.get(i) {
+                            Some(v) => lossy(v.as_bytes()),
+                            None => return Err("option \"--admin\" requires an address".into()),
+                        }
+                    }
+                };
+                out.admin = Some(value.parse().map_err(|_| {
+                    format!("invalid address \"{value}\" for \"--admin\" (use IP:PORT, e.g. 127.0.0.1:9090)")
+                })?);
                 i += 1;
                 continue;
             }
@@ -250,7 +270,7 @@ fn parse_demo(args: &[OsString]) -> Result<Command, String> {
 /// `-h` text after the version line.
 pub(crate) const HELP: &str = "\
 Usage: ferrolb [-?hvVtTq] [-s signal] [-p prefix]
-               [-e filename] [-c filename] [-g directives]
+               [-e filename] [-c filename] [-g directives] [--admin addr]
        ferrolb demo [--port N] [--backends N] [--first-backend-port N]
 
 Options:
@@ -267,6 +287,8 @@ Options:
   -c filename   : set configuration file, relative to the prefix (default:
                   conf/nginx.conf if it exists, else nginx.conf)
   -g directives : set global directives out of configuration file
+  --admin addr  : serve the admin API and dashboard on addr (e.g.
+                  127.0.0.1:9090); wins over the ferrolb_admin directive
 
 Commands:
   demo          : start 4 demo backends on 127.0.0.1:8000-8003 and a round robin
@@ -308,6 +330,19 @@ mod tests {
             Ok(Command::Nginx(a)) => a,
             other => panic!("{args:?} gave {other:?}"),
         }
+    }
+
+    #[test]
+    fn admin_flag() {
+        let a = nginx(&["--admin", "127.0.0.1:9090", "-c", "x.conf"]);
+        assert_eq!(a.admin, Some(([127, 0, 0, 1], 9090).into()));
+        assert_eq!(a.conf, Some(PathBuf::from("x.conf")));
+        let a = nginx(&["--admin=0.0.0.0:9091"]);
+        assert_eq!(a.admin, Some(([0, 0, 0, 0], 9091).into()));
+        assert!(p(&["--admin"]).is_err());
+        assert!(p(&["--admin", "localhost"])
+            .unwrap_err()
+            .contains("invalid address"));
     }
 
     #[test]

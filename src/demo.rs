@@ -215,6 +215,7 @@ pub fn run(opts: DemoOptions) -> Result<(), DemoError> {
     eprint!("{}", banner(&opts));
     let result = runtime::run_with_shutdown(
         RunOptions {
+            admin: None,
             conf_path: PathBuf::from("<ferrolb demo>"),
             load: LoadOptions {
                 prefix: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),

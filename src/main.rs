@@ -101,6 +101,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         conf_path,
         load,
         error_log_override,
+        admin: a.admin,
     }) {
         Ok(()) => Ok(true),
         Err(e) => {

@@ -175,6 +175,9 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("listen", SERVER, 1, MANY),
     block("location", SERVER | LOCATION, 1, 2),
     block("upstream", HTTP, 1, 1),
+    block("match", HTTP, 1, 1),
+    handled("health_check", LOCATION, 0, MANY),
+    handled("ferrolb_admin", HTTP, 1, 2),
     // upstream
     handled("server", UPSTREAM, 1, MANY),
     handled("keepalive", UPSTREAM, 1, 1),

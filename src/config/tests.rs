@@ -316,9 +316,9 @@ fn upstream_errors() {
     let e = load_err(&in_http("upstream u {\n server 127.0.0.1 weight=0;\n}"));
     assert_eq!(e, "nginx.conf:4: invalid parameter \"weight=0\"");
     let e = load_err(&in_http(
-        "upstream u {\n server 127.0.0.1 slow_start=1s;\n}",
+        "upstream u {\n server 127.0.0.1 slow_start=soon;\n}",
     ));
-    assert_eq!(e, "nginx.conf:4: invalid parameter \"slow_start=1s\"");
+    assert_eq!(e, "nginx.conf:4: invalid parameter \"slow_start=soon\"");
     let e = load_err(&in_http(
         "upstream u {\n least_conn;\n server 127.0.0.1;\n}",
     ));
@@ -730,4 +730,66 @@ fn blog_snippet_through_load() {
 fn misplaced_pattern_directive_names_its_contexts() {
     let e = load_err("events {}\ngzip on;");
     assert_eq!(e, "nginx.conf:2: \"gzip\" directive is not allowed here\n  hint: \"gzip\" belongs in: http, server, location");
+}
+
+#[test]
+fn health_check_match_admin_and_slow_start() {
+    let c = load_text(&in_http(
+        "ferrolb_admin 127.0.0.1:9090 token=s3cret;\n\
+         match ok { status 200-399; status ! 302; header Content-Type ~ text/html; body ~ \"ok\"; }\n\
+         upstream u { server 127.0.0.1:8001 slow_start=30s; server 127.0.0.1:8002; }\n\
+         server { listen 127.0.0.1:8080; location / { proxy_pass http://u; health_check interval=200ms fails=2 passes=3 uri=/health/ match=ok mandatory; } }",
+    ));
+    let admin = c.http.admin.as_ref().expect("admin");
+    assert_eq!(admin.addr.to_string(), "127.0.0.1:9090");
+    assert_eq!(admin.token.as_deref(), Some("s3cret"));
+    assert_eq!(
+        c.http.upstreams[0].peers[0].slow_start,
+        Duration::from_secs(30)
+    );
+    assert_eq!(c.http.upstreams[0].peers[1].slow_start, Duration::ZERO);
+    let hc = &c.http.health_checks[0];
+    assert_eq!(hc.upstream, 0);
+    assert_eq!(hc.interval, Duration::from_millis(200));
+    assert_eq!((hc.fails, hc.passes, hc.mandatory), (2, 3, true));
+    assert_eq!(hc.uri, "/health/");
+    assert_eq!(hc.timeout, Duration::from_secs(5));
+    assert_eq!(hc.matcher.as_ref().map(|m| m.conditions.len()), Some(4));
+
+    // Defaults.
+    let c = load_text(&in_http(
+        "upstream u { server 127.0.0.1:8001; }\n\
+         server { listen 127.0.0.1:8080; location / { proxy_pass http://u; health_check; } }",
+    ));
+    let hc = &c.http.health_checks[0];
+    assert_eq!(hc.interval, Duration::from_secs(5));
+    assert_eq!((hc.fails, hc.passes, hc.mandatory), (1, 1, false));
+    assert_eq!(hc.uri, "/");
+    assert!(c.http.admin.is_none());
+
+    let e = load_err(&in_http(
+        "server { listen 127.0.0.1:8080; location / {\n health_check match=nope; proxy_pass http://127.0.0.1:1; } }",
+    ));
+    assert_eq!(first_line(&e), "nginx.conf:4: match \"nope\" not found");
+    let e = load_err(&in_http(
+        "server { listen 127.0.0.1:8080; location / {\n health_check fails=0; proxy_pass http://127.0.0.1:1; } }",
+    ));
+    assert_eq!(e, "nginx.conf:4: invalid parameter \"fails=0\"");
+    let e = load_err(&in_http(
+        "server { listen 127.0.0.1:8080; location / {\n health_check; return 200; } }",
+    ));
+    assert_eq!(
+        first_line(&e),
+        "nginx.conf:4: \"health_check\" needs a \"proxy_pass\" in the same location"
+    );
+    let e = load_err(&in_http("match m {\n colour red;\n}"));
+    assert_eq!(
+        first_line(&e),
+        "nginx.conf:4: unknown directive \"colour\" in \"match\""
+    );
+    let e = load_err(&in_http("ferrolb_admin localhost:9090;"));
+    assert_eq!(
+        first_line(&e),
+        "nginx.conf:3: \"ferrolb_admin\" directive invalid value \"localhost:9090\""
+    );
 }

@@ -118,6 +118,104 @@ pub struct Http {
     pub upstreams: Vec<UpstreamConf>,
     /// Virtual servers in file order.
     pub servers: Vec<ServerConf>,
+    /// `health_check` lines of every location, each naming the upstream its location
+    /// proxies to. Empty by default (no active checks).
+    pub health_checks: Vec<HealthCheckConf>,
+    /// `ferrolb_admin ADDR [token=SECRET]`: the admin listener. `None` (the default)
+    /// runs none.
+    pub admin: Option<AdminConf>,
+}
+
+/// `ferrolb_admin ADDR [token=SECRET]` at http level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConf {
+    /// Where the admin listener binds (e.g. `127.0.0.1:9090`).
+    pub addr: SocketAddr,
+    /// With a token every request needs `Authorization: Bearer TOKEN`. Default none.
+    pub token: Option<String>,
+    /// Where the directive is.
+    pub span: Span,
+}
+
+/// One `health_check` directive (nginx Plus syntax) in a location that proxies to
+/// `upstream`.
+#[derive(Debug, Clone)]
+pub struct HealthCheckConf {
+    /// Index into [`Http::upstreams`].
+    pub upstream: usize,
+    /// `interval=`: time between two checks of one peer. Default 5 s.
+    pub interval: Duration,
+    /// `jitter=`: each check is delayed by a random time up to this. Default 0.
+    pub jitter: Duration,
+    /// `fails=`: consecutive failed checks that make a peer unhealthy. Default 1.
+    pub fails: u32,
+    /// `passes=`: consecutive passed checks that make it healthy again. Default 1.
+    pub passes: u32,
+    /// `uri=`: the request target of the check. Default `/`.
+    pub uri: String,
+    /// `port=`: checks go to this port instead of the peer's. Default: the peer's.
+    pub port: Option<u16>,
+    /// `match=NAME`: the conditions a response must meet. Default: status 2xx or 3xx.
+    pub matcher: Option<Arc<MatchConf>>,
+    /// `timeout=`: time limit of one check (connect, send, read the response).
+    /// Default 5 s (nginx Plus uses the location's proxy timeouts, 60 s by default,
+    /// which would keep a hung peer in rotation for minutes).
+    pub timeout: Duration,
+    /// `mandatory`: a new peer takes no requests until its first check passes.
+    /// Default off (new peers count as healthy until a check fails).
+    pub mandatory: bool,
+    /// The `Host` header of the check: the location's `proxy_pass` host.
+    pub host: String,
+    /// Where the directive is.
+    pub span: Span,
+}
+
+/// A `match NAME { }` block at http level: every condition must hold.
+#[derive(Debug, Clone)]
+pub struct MatchConf {
+    /// The name `health_check match=` refers to.
+    pub name: String,
+    /// Conditions in file order.
+    pub conditions: Vec<MatchCond>,
+}
+
+/// One condition of a `match` block.
+#[derive(Debug, Clone)]
+pub enum MatchCond {
+    /// `status [!] 200 204 300-399`: the status is (not) one of these.
+    Status {
+        /// `!`
+        negate: bool,
+        /// Inclusive ranges (a single code is `(c, c)`).
+        ranges: Vec<(u16, u16)>,
+    },
+    /// `header [!] Name [= value | != value | ~ re | !~ re]`.
+    Header {
+        /// The field name (compared case-insensitively).
+        name: String,
+        /// The test on its value.
+        test: HeaderTest,
+        /// True for the negated forms (`!`, `!=`, `!~`).
+        negate: bool,
+    },
+    /// `body ~ re` / `body !~ re` (over the first 256 KiB of the body).
+    Body {
+        /// `!~`
+        negate: bool,
+        /// The pattern.
+        regex: Regex,
+    },
+}
+
+/// How a `match` block's `header` line tests a field.
+#[derive(Debug, Clone)]
+pub enum HeaderTest {
+    /// `header Name;`: the field is present.
+    Present,
+    /// `header Name = value;`
+    Equals(String),
+    /// `header Name ~ re;`
+    Matches(Regex),
 }
 
 /// An `upstream NAME { }` block (or an implicit one made for a bare `proxy_pass` address).
@@ -173,6 +271,9 @@ pub struct PeerConf {
     pub down: bool,
     /// `max_conns=`: simultaneous connections limit; 0 (the default) is unlimited.
     pub max_conns: u32,
+    /// `slow_start=`: after the peer recovers or is added, its share of requests
+    /// ramps from ~0 to full over this time. Zero (the default) is off.
+    pub slow_start: Duration,
     /// Where the `server` line is.
     pub span: Span,
 }

@@ -35,6 +35,8 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         warnings,
         upstreams: Vec::new(),
         log_formats: HashSet::new(),
+        matches: HashMap::new(),
+        health_checks: Vec::new(),
     };
     v.main(directives)
 }
@@ -44,6 +46,10 @@ struct Validator<'a> {
     warnings: Vec<Warning>,
     upstreams: Vec<UpstreamConf>,
     log_formats: HashSet<String>,
+    /// `match` blocks by name (declared anywhere at http level).
+    matches: HashMap<String, Arc<MatchConf>>,
+    /// `health_check` lines found in locations so far.
+    health_checks: Vec<HealthCheckConf>,
 }
 
 /// Settings of one level before merging; `None` means "not set here".
@@ -526,7 +532,17 @@ impl Validator<'_> {
                 self.upstream(d)?;
             }
         }
-        for d in ds.iter().filter(|d| d.name != "upstream") {
+        // `match` blocks too: a location's `health_check match=` may name a later one.
+        for d in ds.iter().filter(|d| d.name == "match") {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.match_block(d)?;
+            }
+        }
+        let mut admin = None;
+        for d in ds
+            .iter()
+            .filter(|d| d.name != "upstream" && d.name != "match")
+        {
             if self.check(d, directives::HTTP)?.is_none() {
                 continue;
             }
@@ -543,6 +559,7 @@ impl Validator<'_> {
                     self.warn(d, format!("\"log_format\" is accepted, but ferrolb only writes the combined format (\"{name}\" is not used)"));
                 }
                 "error_log" => self.warn(d, "\"error_log\" is only used at main level".to_owned()),
+                "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
                 _ => self.setting(&mut level, d)?,
             }
         }
@@ -565,6 +582,8 @@ impl Validator<'_> {
         Ok(Http {
             upstreams: std::mem::take(&mut self.upstreams),
             servers,
+            health_checks: std::mem::take(&mut self.health_checks),
+            admin,
         })
     }
 
@@ -790,6 +809,7 @@ impl Validator<'_> {
         let mut backup = false;
         let mut down = false;
         let mut max_conns = 0;
+        let mut slow_start = Duration::ZERO;
         for a in &c.args[1..] {
             let p = a.value.as_str();
             let bad = || ConfigError::at(&c.span, format!("invalid parameter \"{p}\""));
@@ -810,6 +830,8 @@ impl Validator<'_> {
                 fail_timeout = parse_time(v).ok_or_else(bad)?;
             } else if let Some(v) = p.strip_prefix("max_conns=") {
                 max_conns = num(v)?;
+            } else if let Some(v) = p.strip_prefix("slow_start=") {
+                slow_start = parse_time(v).ok_or_else(bad)?;
             } else if p == "backup" {
                 backup = true;
             } else if p == "down" {
@@ -836,6 +858,7 @@ impl Validator<'_> {
                 backup,
                 down,
                 max_conns,
+                slow_start,
                 span: c.span.clone(),
             })
             .collect())
@@ -1066,12 +1089,14 @@ impl Validator<'_> {
         let mut proxy = None;
         let mut ret = None;
         let mut nested = Vec::new();
+        let mut checks = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
             if self.check(c, directives::LOCATION)?.is_none() {
                 continue;
             }
             match c.name.as_str() {
                 "location" => nested.push(c),
+                "health_check" => checks.push(c),
                 "proxy_pass" => once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?,
                 "return" => once(&mut ret, ret_action(c)?, c)?,
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
@@ -1087,6 +1112,17 @@ impl Validator<'_> {
             (None, None, Some(pp)) => Action::Proxy(pp),
             (None, None, None) => Action::NotFound,
         };
+        for c in checks {
+            let Action::Proxy(pp) = &action else {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    "\"health_check\" needs a \"proxy_pass\" in the same location",
+                    "put it in the location that proxies to the upstream to check",
+                ));
+            };
+            let hc = self.health_check(c, pp)?;
+            self.health_checks.push(hc);
+        }
         Ok(Location {
             kind,
             pattern,
@@ -1095,6 +1131,96 @@ impl Validator<'_> {
             settings: merged.finish(action, &self.env.prefix),
             span: d.span.clone(),
         })
+    }
+
+    /// A `match NAME { }` block.
+    fn match_block(&mut self, d: &Directive) -> Result<()> {
+        let name = d.arg(0).to_owned();
+        let mut conditions = Vec::new();
+        for c in d.block.as_deref().unwrap_or_default() {
+            if c.block.is_some() {
+                return Err(ConfigError::at(
+                    &c.span,
+                    format!("directive \"{}\" is not terminated by \";\"", c.name),
+                ));
+            }
+            conditions.push(match c.name.as_str() {
+                "status" => match_status(c)?,
+                "header" => match_header(c)?,
+                "body" => match_body(c)?,
+                other => {
+                    return Err(ConfigError::hinted(
+                        &c.span,
+                        format!("unknown directive \"{other}\" in \"match\""),
+                        "a match block takes \"status\", \"header\" and \"body\" lines",
+                    ))
+                }
+            });
+        }
+        let m = Arc::new(MatchConf {
+            name: name.clone(),
+            conditions,
+        });
+        if self.matches.insert(name.clone(), m).is_some() {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("duplicate match \"{name}\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `health_check [interval=5s] [jitter=0] [fails=1] [passes=1] [uri=/] [port=N]
+    /// [match=NAME] [timeout=5s] [mandatory]` in a location proxying with `pp`.
+    fn health_check(&mut self, c: &Directive, pp: &ProxyPass) -> Result<HealthCheckConf> {
+        let mut hc = HealthCheckConf {
+            upstream: pp.upstream,
+            interval: Duration::from_secs(5),
+            jitter: Duration::ZERO,
+            fails: 1,
+            passes: 1,
+            uri: "/".to_owned(),
+            port: None,
+            matcher: None,
+            timeout: Duration::from_secs(5),
+            mandatory: false,
+            host: pp.proxy_host.clone(),
+            span: c.span.clone(),
+        };
+        for a in &c.args {
+            let p = a.value.as_str();
+            let bad = || ConfigError::at(&c.span, format!("invalid parameter \"{p}\""));
+            let count = |v: &str| -> Result<u32> {
+                v.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(bad)
+            };
+            let (key, value) = p.split_once('=').unwrap_or((p, ""));
+            match key {
+                "interval" => {
+                    hc.interval = parse_time(value).filter(|d| !d.is_zero()).ok_or_else(bad)?
+                }
+                "jitter" => hc.jitter = parse_time(value).ok_or_else(bad)?,
+                "timeout" => {
+                    hc.timeout = parse_time(value).filter(|d| !d.is_zero()).ok_or_else(bad)?
+                }
+                "fails" => hc.fails = count(value)?,
+                "passes" => hc.passes = count(value)?,
+                "uri" if value.starts_with('/') => hc.uri = value.to_owned(),
+                "port" => hc.port = Some(parse_port(value).ok_or_else(bad)?),
+                "match" => {
+                    hc.matcher = Some(self.matches.get(value).cloned().ok_or_else(|| {
+                        ConfigError::hinted(
+                            &c.span,
+                            format!("match \"{value}\" not found"),
+                            "declare it with \"match NAME { ... }\" in the http block",
+                        )
+                    })?)
+                }
+                "mandatory" if value.is_empty() => hc.mandatory = true,
+                "persistent" if value.is_empty() => {}
+                _ => return Err(bad()),
+            }
+        }
+        Ok(hc)
     }
 
     fn proxy_pass(
@@ -1195,6 +1321,7 @@ impl Validator<'_> {
                                 backup: false,
                                 down: false,
                                 max_conns: 0,
+                                slow_start: Duration::ZERO,
                                 span: d.span.clone(),
                             })
                             .collect();
@@ -1221,6 +1348,113 @@ impl Validator<'_> {
             location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
         })
     }
+}
+
+/// `ferrolb_admin ADDR [token=SECRET]`.
+fn admin_conf(d: &Directive) -> Result<AdminConf> {
+    let addr: SocketAddr = d.arg(0).parse().map_err(|_| {
+        invalid_value(
+            d,
+            d.arg(0),
+            Some("use an IP address and port, e.g. 127.0.0.1:9090"),
+        )
+    })?;
+    let token = match d.args.get(1).map(|a| a.value.as_str()) {
+        None => None,
+        Some(t) => match t.strip_prefix("token=") {
+            Some(v) if !v.is_empty() => Some(v.to_owned()),
+            _ => {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("invalid parameter \"{t}\""),
+                ))
+            }
+        },
+    };
+    Ok(AdminConf {
+        addr,
+        token,
+        span: d.span.clone(),
+    })
+}
+
+/// `status [!] CODE|FROM-TO ...` in a `match` block.
+fn match_status(c: &Directive) -> Result<MatchCond> {
+    let mut args = c.args.iter().map(|a| a.value.as_str()).peekable();
+    let negate = args.next_if_eq(&"!").is_some();
+    let bad = |v: &str| ConfigError::at(&c.span, format!("invalid status \"{v}\" in \"match\""));
+    let code = |v: &str| -> Result<u16> {
+        v.parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .ok_or_else(|| bad(v))
+    };
+    let mut ranges = Vec::new();
+    for v in args {
+        let r = match v.split_once('-') {
+            Some((a, b)) => (code(a)?, code(b)?),
+            None => (code(v)?, code(v)?),
+        };
+        if r.0 > r.1 {
+            return Err(bad(v));
+        }
+        ranges.push(r);
+    }
+    if ranges.is_empty() {
+        return Err(ConfigError::at(
+            &c.span,
+            "invalid number of arguments in \"status\" directive",
+        ));
+    }
+    Ok(MatchCond::Status { negate, ranges })
+}
+
+/// `header [!] Name [= v | != v | ~ re | !~ re]` in a `match` block.
+fn match_header(c: &Directive) -> Result<MatchCond> {
+    let args: Vec<&str> = c.args.iter().map(|a| a.value.as_str()).collect();
+    let re = |v: &str| {
+        regex::Regex::new(v)
+            .map_err(|e| ConfigError::at(&c.span, format!("invalid regex \"{v}\": {e}")))
+    };
+    let (name, test, negate) = match args.as_slice() {
+        ["!", name] => (*name, HeaderTest::Present, true),
+        [name] => (*name, HeaderTest::Present, false),
+        [name, "=", v] => (*name, HeaderTest::Equals((*v).to_owned()), false),
+        [name, "!=", v] => (*name, HeaderTest::Equals((*v).to_owned()), true),
+        [name, "~", v] => (*name, HeaderTest::Matches(re(v)?), false),
+        [name, "!~", v] => (*name, HeaderTest::Matches(re(v)?), true),
+        _ => {
+            return Err(ConfigError::hinted(
+                &c.span,
+                "invalid \"header\" condition in \"match\"",
+                "use: header Name; header ! Name; header Name = value; header Name ~ regex (or != / !~)",
+            ))
+        }
+    };
+    Ok(MatchCond::Header {
+        name: name.to_owned(),
+        test,
+        negate,
+    })
+}
+
+/// `body ~ re` / `body !~ re` in a `match` block.
+fn match_body(c: &Directive) -> Result<MatchCond> {
+    let args: Vec<&str> = c.args.iter().map(|a| a.value.as_str()).collect();
+    let (negate, pattern) = match args.as_slice() {
+        ["~", p] => (false, *p),
+        ["!~", p] => (true, *p),
+        _ => {
+            return Err(ConfigError::hinted(
+                &c.span,
+                "invalid \"body\" condition in \"match\"",
+                "use: body ~ \"regex\"; or body !~ \"regex\";",
+            ))
+        }
+    };
+    let regex = regex::Regex::new(pattern)
+        .map_err(|e| ConfigError::at(&c.span, format!("invalid regex \"{pattern}\": {e}")))?;
+    Ok(MatchCond::Body { negate, regex })
 }
 
 /// Directives the table routes to a context whose handler has no arm for them would be

@@ -77,8 +77,15 @@ pub fn record(
             conf.max_fails > 0 && fails >= conf.max_fails
         }
         Outcome::Success => {
-            if !single && state.accessed() < state.checked() {
-                state.fails.store(0, Relaxed);
+            // Load first: a plain load keeps the common (no failures) case free of a
+            // read-modify-write on a shared cache line.
+            if !single && state.fails.load(Relaxed) != 0 && state.accessed() < state.checked() {
+                let before = state.fails.swap(0, Relaxed);
+                // A disabled peer's trial succeeded: it is back, and `slow_start` ramps
+                // from here.
+                if conf.max_fails > 0 && before >= conf.max_fails {
+                    state.recovered_at.store(now.0, Relaxed);
+                }
             }
             false
         }
@@ -111,6 +118,7 @@ mod tests {
             backup: false,
             down: false,
             max_conns: 0,
+            slow_start: Duration::ZERO,
             span: Span {
                 file: Arc::new("t.conf".into()),
                 line: 1,
@@ -134,6 +142,8 @@ mod tests {
         // Trial success resets.
         assert!(!record(&c, &s, Outcome::Success, Millis(10_300), false));
         assert_eq!(s.fails.load(Relaxed), 0);
+        // The recovery starts the slow-start ramp.
+        assert_eq!(s.recovered_at.load(Relaxed), 10_300);
     }
 
     #[test]

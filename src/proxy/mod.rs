@@ -246,11 +246,11 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
         };
         tried.insert(idx);
         attempts += 1;
-        // `pick` counted the request in flight; every path below ends with one `report`.
+        // `pick` counted the request in flight (and in `requests`); every path below
+        // ends with one `report`.
         let peer = &f.upstream.peers[idx];
-        peer.state
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let attempt_started = Instant::now();
+        let mut sent_head_bytes = 0u64;
         done.upstream_addr = Some(peer.conf.addr);
         let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
 
@@ -264,6 +264,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 Err(e) => break Err(AttemptError::Connect(e)),
             };
             let uhead = request::build_head(f, cbuf, peer.conf.addr, &conn);
+            sent_head_bytes = uhead.bytes.len() as u64;
             let sent = request::send(
                 f,
                 client,
@@ -371,6 +372,17 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                     f, client, cbuf, conn, resp, ubuf, uhead, peer_key, &mut done,
                 )
                 .await;
+                // Statistics for /status and /metrics: a few relaxed atomic adds.
+                let body_out = match f.head.framing {
+                    crate::http1::BodyFraming::Length(n) => n,
+                    _ => 0,
+                };
+                peer.state.record_response(
+                    done.status,
+                    attempt_started.elapsed(),
+                    done.body_bytes,
+                    sent_head_bytes + body_out,
+                );
                 // Keep only what belongs to the next (pipelined) request.
                 if streamed_from_client {
                     cbuf.clear();

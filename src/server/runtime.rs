@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub load: LoadOptions,
     /// `-e`: overrides the configured error log.
     pub error_log_override: Option<LogTarget>,
+    /// `--admin ADDR`: runs the admin listener there, overriding the address of
+    /// `ferrolb_admin` (its token still applies). `None` (default): as configured.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Why the server could not start.
@@ -145,10 +148,25 @@ pub struct Shared {
     pub registry: PeerRegistry,
     /// Connection numbers for the error log.
     pub next_conn_id: AtomicU64,
+    /// Peer changes made through the admin API, applied on top of every configuration
+    /// built (admin change or reload). Its lock also serialises those rebuilds.
+    pub admin_overlay: std::sync::Mutex<crate::admin::Overlay>,
     stop_tx: watch::Sender<StopMode>,
 }
 
 impl Shared {
+    /// Shared state around a first runtime (as `run` makes it; also for tests of
+    /// the admin API and health checks).
+    pub fn new(runtime: Runtime, registry: PeerRegistry) -> Shared {
+        Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            registry,
+            next_conn_id: AtomicU64::new(1),
+            admin_overlay: Default::default(),
+            stop_tx: watch::channel(StopMode::Running).0,
+        }
+    }
+
     /// A receiver that turns to `Graceful` or `Fast` when stopping.
     pub fn stop_signal(&self) -> watch::Receiver<StopMode> {
         self.stop_tx.subscribe()
@@ -190,8 +208,30 @@ pub fn run_with_shutdown(
         runtime: ArcSwap::from_pointee(runtime),
         registry,
         next_conn_id: AtomicU64::new(1),
+        admin_overlay: Default::default(),
         stop_tx,
     });
+
+    // Active health checks and the admin listener run on threads of their own; they
+    // end when `stop_tx` leaves `Running`.
+    crate::health::active::spawn(shared.clone()).map_err(ServerError::Start)?;
+    let admin_conf = shared.runtime.load().config.http.admin.clone();
+    let admin = match (opts.admin, admin_conf) {
+        (Some(addr), conf) => Some(crate::admin::AdminSettings {
+            addr,
+            token: conf.and_then(|c| c.token),
+        }),
+        (None, Some(c)) => Some(crate::admin::AdminSettings {
+            addr: c.addr,
+            token: c.token,
+        }),
+        (None, None) => None,
+    };
+    if let Some(settings) = admin {
+        let addr = settings.addr;
+        crate::admin::spawn(shared.clone(), settings)
+            .map_err(|err| ServerError::Bind { addr, err })?;
+    }
 
     let mut threads = Vec::with_capacity(workers);
     for (i, listeners) in per_worker.into_iter().enumerate() {
@@ -324,6 +364,14 @@ fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usi
             format_args!("worker_processes changed: takes effect at the next restart"),
         );
     }
+    // Admin API peer changes persist across reloads; the lock keeps an admin rebuild
+    // from swapping in a runtime built on the configuration this reload replaces.
+    let overlay = shared
+        .admin_overlay
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut config = config;
+    overlay.apply(&mut config);
     let runtime = match Runtime::build(config, &shared.registry) {
         Ok(r) => r,
         Err(e) => {
@@ -348,6 +396,7 @@ fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usi
         );
     }
     shared.runtime.store(Arc::new(runtime));
+    drop(overlay);
     crate::log::emit(Level::Notice, None, format_args!("configuration reloaded"));
 }
 

@@ -16,18 +16,19 @@ mod tried;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use clock::duration_ms;
 pub use clock::{now, Millis};
-pub use peer::{Peer, PeerState};
+pub use peer::{quantile_ms, AdminState, Health, Peer, PeerState, LATENCY_BUCKETS_MS};
 pub use registry::PeerRegistry;
 pub use tried::Tried;
 
 use crate::balance::{selector_for, PickContext, Select};
 use crate::config::UpstreamConf;
-use crate::health::passive;
+use crate::health::{active, passive, slow_start};
 
 /// How an attempt on a peer ended, as far as peer health goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,11 @@ pub struct Upstream {
     /// nginx's `peers->single`: one primary and no backup. Such a peer ignores the
     /// failure accounting (see [`passive`]).
     single: bool,
+    /// Set by the health checker when every peer is unhealthy: then unhealthy peers
+    /// stay in rotation (see [`crate::health::active`]). False by default.
+    pub all_unhealthy: Arc<AtomicBool>,
+    /// Some peer has `slow_start=`: `pick` may need its second, ramp-ignoring pass.
+    slow_start_any: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -109,6 +115,8 @@ impl Upstream {
         Upstream {
             name: conf.name.clone(),
             single: primary_count == 1 && peers.len() == 1,
+            all_unhealthy: Arc::new(AtomicBool::new(false)),
+            slow_start_any: peers.iter().any(|p| !p.conf.slow_start.is_zero()),
             peers,
             primary_count,
             keepalive: conf.keepalive,
@@ -132,15 +140,34 @@ impl Upstream {
     /// `down`, tried, disabled by failures ([`passive::is_disabled`]), or at
     /// `max_conns`. The chosen peer's trial time is renewed ([`passive::claim_trial`])
     /// and its in-flight count raised, until [`Upstream::report`].
+    ///
+    /// Peers out of rotation by active health checks or the admin API (down,
+    /// draining) are unavailable too; a peer in its `slow_start` ramp is skipped at
+    /// random ([`crate::health::slow_start`]), but never when that would leave no peer.
     pub fn pick_with(&self, ctx: &PickContext<'_>, tried: &Tried, now: Millis) -> Option<usize> {
+        self.pick_pass(ctx, tried, now, false).or_else(|| {
+            self.slow_start_any
+                .then(|| self.pick_pass(ctx, tried, now, true))
+                .flatten()
+        })
+    }
+
+    /// One pass of [`Upstream::pick_with`]; `no_ramp` turns slow-start skipping off.
+    fn pick_pass(
+        &self,
+        ctx: &PickContext<'_>,
+        tried: &Tried,
+        now: Millis,
+        no_ramp: bool,
+    ) -> Option<usize> {
         let on_backups = (self.primary_count..self.peers.len()).any(|i| tried.contains(i));
         if !on_backups {
-            if let Some(i) = self.pick_in(0, self.primary.as_ref(), ctx, tried, now) {
+            if let Some(i) = self.pick_in(0, self.primary.as_ref(), ctx, tried, now, no_ramp) {
                 return Some(i);
             }
         }
         let backup = self.backup.as_deref()?;
-        self.pick_in(self.primary_count, backup, ctx, tried, now)
+        self.pick_in(self.primary_count, backup, ctx, tried, now, no_ramp)
     }
 
     /// nginx's `free_peer` accounting after an attempt on `peer` (an index `pick`
@@ -179,7 +206,11 @@ impl Upstream {
         };
         let c = &p.conf;
         let busy = c.max_conns > 0 && p.state.in_flight.load(Relaxed) >= c.max_conns;
-        !(c.down || busy || passive::is_disabled(c, &p.state, now, self.single))
+        !(c.down
+            || busy
+            || p.state.admin.load(Relaxed) != AdminState::Up as u8
+            || active::blocks(&p.state, self.all_unhealthy.load(Relaxed))
+            || passive::is_disabled(c, &p.state, now, self.single))
     }
 
     /// Picks within one set (primaries at `offset` 0, or backups), retrying when the
@@ -191,6 +222,7 @@ impl Upstream {
         ctx: &PickContext<'_>,
         tried: &Tried,
         now: Millis,
+        no_ramp: bool,
     ) -> Option<usize> {
         let end = if offset == 0 {
             self.primary_count
@@ -202,14 +234,19 @@ impl Upstream {
         let mut lost: Option<Tried> = None;
         // Each round either returns or adds one peer to `lost`.
         for _ in 0..=set.len() {
-            let eligible = |i: usize| {
+            let usable = |i: usize| {
                 i < set.len()
                     && !tried.contains(offset + i)
                     && !lost.as_ref().is_some_and(|l| l.contains(i))
                     && self.is_available(offset + i, now)
             };
+            // The slow-start skip is random: applied once, in the selector's view only,
+            // so the re-check below does not roll the dice a second time.
+            let eligible = |i: usize| {
+                usable(i) && (no_ramp || !slow_start::skip(&set[i].conf, &set[i].state, now))
+            };
             let i = select.pick(set, ctx, &eligible)?;
-            if eligible(i) && self.acquire(offset + i, now) {
+            if usable(i) && self.acquire(offset + i, now) {
                 return Some(offset + i);
             }
             lost.get_or_insert_with(|| Tried::new(set.len())).insert(i);

@@ -22,6 +22,7 @@ fn peer(port: u16) -> PeerConf {
         backup: false,
         down: false,
         max_conns: 0,
+        slow_start: std::time::Duration::ZERO,
         span: Span {
             file: Arc::new(PathBuf::from("test.conf")),
             line: 1,

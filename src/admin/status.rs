@@ -1,0 +1,191 @@
+//! `GET /status`: every upstream and peer as JSON, read from the live peer state.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Serialize;
+
+use crate::health::{passive, slow_start};
+use crate::server::runtime::Runtime;
+use crate::upstream::{now, AdminState, Health, Millis, Upstream};
+
+/// The whole document: `{"upstreams": {NAME: {"peers": [...]}}}`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Upstreams by name (sorted).
+    pub upstreams: BTreeMap<String, UpstreamStatus>,
+}
+
+/// One upstream.
+#[derive(Debug, Serialize)]
+pub struct UpstreamStatus {
+    /// Primaries, then backups, as `pick` sees them.
+    pub peers: Vec<PeerStatus>,
+    /// Every peer failed its health checks and all are used anyway.
+    pub all_unhealthy: bool,
+}
+
+/// One peer.
+#[derive(Debug, Serialize)]
+pub struct PeerStatus {
+    /// `IP:PORT`.
+    pub addr: String,
+    /// The `server` argument as written.
+    pub name: String,
+    /// One of `up`, `down`, `draining`, `unhealthy`, `backup`, `slow-start`, `failed`
+    /// (see [`state_word`]).
+    pub state: &'static str,
+    /// Whether this is a `backup` peer.
+    pub backup: bool,
+    /// Configured (or admin-set) weight.
+    pub weight: u32,
+    /// Attempts in progress.
+    pub in_flight: u32,
+    /// Attempts ever.
+    pub requests: u64,
+    /// Failed attempts ever.
+    pub failures: u64,
+    /// Relayed responses by status class.
+    pub responses: Responses,
+    /// Active health-check results.
+    pub health: HealthStatus,
+    /// Latency quantiles (upper bounds of log-spaced buckets), `null` before any
+    /// response.
+    pub latency_ms: Latency,
+    /// Bytes sent to the peer.
+    pub bytes_sent: u64,
+    /// Bytes received from it.
+    pub bytes_received: u64,
+}
+
+/// Responses by status class.
+#[derive(Debug, Serialize)]
+pub struct Responses {
+    /// 1xx
+    #[serde(rename = "1xx")]
+    pub c1: u64,
+    /// 2xx
+    #[serde(rename = "2xx")]
+    pub c2: u64,
+    /// 3xx
+    #[serde(rename = "3xx")]
+    pub c3: u64,
+    /// 4xx
+    #[serde(rename = "4xx")]
+    pub c4: u64,
+    /// 5xx
+    #[serde(rename = "5xx")]
+    pub c5: u64,
+}
+
+/// Health-check section of a peer.
+#[derive(Debug, Serialize)]
+pub struct HealthStatus {
+    /// `unknown` (no check yet / none configured), `healthy`, `unhealthy`, `checking`.
+    pub status: &'static str,
+    /// Milliseconds since the last check ended; `null` when none ran.
+    pub last_check_ms_ago: Option<u64>,
+    /// Status of the last check response (0: none).
+    pub last_status: u32,
+    /// Checks failed in a row.
+    pub consecutive_fails: u32,
+    /// Checks passed in a row.
+    pub consecutive_passes: u32,
+}
+
+/// Latency quantiles in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: Option<u64>,
+    /// 99th percentile.
+    pub p99: Option<u64>,
+}
+
+/// The state word of peer `i` of `up`, by precedence: `down` (configured or admin),
+/// `draining`, `unhealthy` (active check, or `mandatory` before its first pass),
+/// `failed` (passive: `max_fails` reached within `fail_timeout`), `slow-start`,
+/// `backup`, else `up`.
+pub fn state_word(up: &Upstream, i: usize, at: Millis) -> &'static str {
+    let Some(p) = up.peers.get(i) else {
+        return "down";
+    };
+    let s = &p.state;
+    match s.admin_state() {
+        _ if p.conf.down => "down",
+        AdminState::Down => "down",
+        AdminState::Draining => "draining",
+        AdminState::Up => match s.health() {
+            Health::Unhealthy | Health::Checking => "unhealthy",
+            _ if passive::is_disabled(&p.conf, s, at, up.is_single()) => "failed",
+            _ if slow_start::ramping(&p.conf, s, at) => "slow-start",
+            _ if p.conf.backup => "backup",
+            _ => "up",
+        },
+    }
+}
+
+/// A snapshot of the runtime's upstreams.
+pub fn snapshot(rt: &Runtime) -> Status {
+    let at = now();
+    let upstreams = rt
+        .upstreams
+        .iter()
+        .map(|up| {
+            let peers = up
+                .peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let s = &p.state;
+                    let r = |k: usize| s.responses[k].load(Relaxed);
+                    let last = s.hc_last_check.load(Relaxed);
+                    PeerStatus {
+                        addr: p.conf.addr.to_string(),
+                        name: p.conf.name.clone(),
+                        state: state_word(up, i, at),
+                        backup: p.conf.backup,
+                        weight: p.conf.weight,
+                        in_flight: s.in_flight.load(Relaxed),
+                        requests: s.requests.load(Relaxed),
+                        failures: s.failures_total.load(Relaxed),
+                        responses: Responses {
+                            c1: r(0),
+                            c2: r(1),
+                            c3: r(2),
+                            c4: r(3),
+                            c5: r(4),
+                        },
+                        health: HealthStatus {
+                            status: s.health().as_str(),
+                            last_check_ms_ago: (last != 0).then(|| at.since(Millis(last))),
+                            last_status: s.hc_last_status.load(Relaxed),
+                            consecutive_fails: s.hc_fails.load(Relaxed),
+                            consecutive_passes: s.hc_passes.load(Relaxed),
+                        },
+                        latency_ms: Latency {
+                            p50: s.latency_quantile_ms(0.5),
+                            p99: s.latency_quantile_ms(0.99),
+                        },
+                        bytes_sent: s.bytes_sent.load(Relaxed),
+                        bytes_received: s.bytes_received.load(Relaxed),
+                    }
+                })
+                .collect();
+            (
+                up.name.clone(),
+                UpstreamStatus {
+                    peers,
+                    all_unhealthy: up.all_unhealthy.load(Relaxed),
+                },
+            )
+        })
+        .collect();
+    Status { upstreams }
+}
+
+/// `snapshot` as JSON text.
+pub fn json(rt: &Runtime) -> String {
+    // Serialising plain structs of numbers and strings cannot fail.
+    serde_json::to_string(&snapshot(rt)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}

@@ -1,0 +1,262 @@
+//! End to end: the dashboard in real headless Chromium, driven over the DevTools
+//! protocol. A backend is stopped while traffic runs and its row must turn
+//! down/failed within a few seconds; a screenshot is saved to
+//! `target/test-artifacts/dashboard.png`.
+//!
+//! Needs `/usr/bin/chromium` (Debian package `chromium`, installed by
+//! `scripts/test.sh`). Without it the test fails rather than skips.
+
+mod admin_support;
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use admin_support::{wait_for, wait_port, Backend};
+use common::{free_port, fresh_temp_dir, http_get, Proxy};
+use serde_json::{json, Value};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Headless Chromium with a fresh profile; killed on drop.
+struct Browser {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Browser {
+    fn launch(url: &str) -> Browser {
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} is missing: the dashboard test needs Debian's chromium; run scripts/test.sh \
+             (it installs it) or `apt-get install -y chromium`"
+        );
+        let profile = fresh_temp_dir("chromium");
+        let child = Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=1360,760",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {CHROMIUM}: {e} (see scripts/test.sh)"));
+        Browser { child, profile }
+    }
+
+    /// The DevTools port Chromium wrote to `DevToolsActivePort` in its profile.
+    fn devtools_port(&mut self) -> u16 {
+        let file = self.profile.join("DevToolsActivePort");
+        let child = &mut self.child;
+        wait_for(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("chromium exited early: {status}");
+            }
+            std::fs::read_to_string(&file)
+                .ok()?
+                .lines()
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("chromium wrote DevToolsActivePort")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A DevTools session on one page.
+struct Page {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Page {
+    /// Attaches to the page whose URL contains `url_part`.
+    fn attach(devtools: u16, url_part: &str) -> Page {
+        let ws_url = wait_for(Duration::from_secs(20), || {
+            let r = http_get(devtools, "/json/list", "127.0.0.1").ok()?;
+            let list: Value = serde_json::from_slice(&r.body).ok()?;
+            list.as_array()?
+                .iter()
+                .find(|t| {
+                    t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.contains(url_part))
+                })
+                // Built from the id: Chromium derives the host of
+                // `webSocketDebuggerUrl` from our Host header, which has no port.
+                .and_then(|t| t["id"].as_str())
+                .map(|id| format!("ws://127.0.0.1:{devtools}/devtools/page/{id}"))
+        })
+        .expect("the dashboard page target");
+        let (ws, _) = tungstenite::connect(ws_url.as_str()).expect("DevTools websocket");
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        }
+        Page { ws, next_id: 1 }
+    }
+
+    /// Sends a command and returns its `result`.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws.send(Message::text(msg)).expect("send");
+        loop {
+            let m = self.ws.read().expect("DevTools reply");
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).expect("JSON from DevTools");
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    fn state_of(&mut self, addr: &str) -> Option<String> {
+        let v = self.eval(&format!(
+            "(() => {{ const e = document.querySelector('[data-peer=\"{addr}\"]'); return e ? e.dataset.state : null; }})()"
+        ));
+        v.as_str().map(str::to_owned)
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_shows_stopped_backend_as_down() {
+    let mut a = Backend::start(free_port());
+    let b = Backend::start(free_port());
+    let c = Backend::start(free_port());
+    let (listen, admin) = (free_port(), free_port());
+    let conf = format!(
+        "events {{}}\nhttp {{\n  access_log off;\n  ferrolb_admin 127.0.0.1:{admin};\n  \
+         upstream myproject {{\n    server 127.0.0.1:{} max_fails=1 fail_timeout=30s;\n    \
+         server 127.0.0.1:{} weight=2;\n    server 127.0.0.1:{} slow_start=60s;\n  }}\n  \
+         server {{\n    listen 127.0.0.1:{listen};\n    location / {{ proxy_pass http://myproject; }}\n  }}\n}}\n",
+        a.port, b.port, c.port
+    );
+    let proxy = Proxy::start(&conf);
+    wait_port(admin);
+
+    // Steady traffic so the page has rates, latencies and sparklines to show.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = http_get(listen, "/", "localhost");
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        })
+    };
+
+    let url = format!("http://127.0.0.1:{admin}/");
+    let mut browser = Browser::launch(&url);
+    let devtools = browser.devtools_port();
+    let mut page = Page::attach(devtools, &format!("127.0.0.1:{admin}"));
+    let a_addr = format!("127.0.0.1:{}", a.port);
+    let b_addr = format!("127.0.0.1:{}", b.port);
+    let up = wait_for(Duration::from_secs(20), || {
+        (page.state_of(&a_addr).as_deref() == Some("up")).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "dashboard never showed {a_addr} as up\n{}",
+        proxy.diagnostics()
+    );
+    // Let a few seconds of rate history build up for the sparklines.
+    std::thread::sleep(Duration::from_secs(3));
+
+    a.stop();
+    let stopped = Instant::now();
+    let seen = wait_for(Duration::from_secs(10), || {
+        page.state_of(&a_addr)
+            .filter(|s| ["down", "failed", "unhealthy"].contains(&s.as_str()))
+    });
+    let took = stopped.elapsed();
+    let state = seen.unwrap_or_else(|| {
+        panic!(
+            "{a_addr} not shown as down 10 s after stopping it (state {:?})\n{}",
+            page.state_of(&a_addr),
+            proxy.diagnostics()
+        )
+    });
+    // Traffic every ~15 ms makes a request fail on it at once; the page polls every
+    // 500 ms, so 2 s leaves room for a slow machine's first failing request.
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} to show {state}"
+    );
+    assert_eq!(page.state_of(&b_addr).as_deref(), Some("up"));
+
+    std::thread::sleep(Duration::from_millis(1200));
+    let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
+    let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    std::fs::write(dir.join("dashboard.png"), &png).expect("write screenshot");
+    eprintln!(
+        "{a_addr} shown as {state} {took:?} after stop; screenshot: {}",
+        dir.join("dashboard.png").display()
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.join();
+    drop(c);
+}
