@@ -17,6 +17,9 @@ use crate::config::{self, AccessLogConf, Config, Level, LoadOptions, LocSettings
 use crate::log::{AccessLog, AccessLogs};
 use crate::upstream::{PeerRegistry, Upstream};
 
+/// How long a graceful stop (SIGQUIT) waits for requests in progress.
+pub const GRACEFUL_STOP_LIMIT: Duration = Duration::from_secs(30);
+
 /// What `run` needs from the command line.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -234,11 +237,18 @@ pub fn run_with_shutdown(
     }
 
     let mut threads = Vec::with_capacity(workers);
+    let mut listen_ctl = ListenControl {
+        bound: addrs.iter().copied().collect(),
+        workers: Vec::with_capacity(workers),
+    };
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let shared = shared.clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        listen_ctl.workers.push(tx);
+        let listeners = addrs.iter().copied().zip(listeners).collect();
         let t = std::thread::Builder::new()
             .name(format!("ferrolb-worker-{i}"))
-            .spawn(move || super::worker::run(shared, listeners))
+            .spawn(move || super::worker::run(shared, listeners, rx))
             .map_err(ServerError::Start)?;
         threads.push(t);
     }
@@ -269,7 +279,7 @@ pub fn run_with_shutdown(
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&opts, &shared, &addrs, workers),
+                _ = hup.recv() => reload(&opts, &shared, &mut listen_ctl, workers),
                 _ = usr1.recv() => {
                     crate::log::emit(Level::Notice, None, format_args!("reopening logs"));
                     if let Err(e) = crate::log::reopen().and_then(|()| AccessLogs::reopen_all()) {
@@ -302,8 +312,21 @@ pub fn run_with_shutdown(
     );
     shared.stop_tx.send_replace(mode);
     if mode == StopMode::Graceful {
-        for t in threads {
-            let _ = t.join();
+        // Requests in progress get a bounded time to finish (nginx waits without a
+        // bound unless worker_shutdown_timeout is set).
+        let deadline = std::time::Instant::now() + GRACEFUL_STOP_LIMIT;
+        while threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if threads.iter().any(|t| !t.is_finished()) {
+            crate::log::emit(
+                Level::Warn,
+                None,
+                format_args!(
+                    "requests still in progress after {}s, exiting",
+                    GRACEFUL_STOP_LIMIT.as_secs()
+                ),
+            );
         }
     } else {
         // Fast stop: give workers a moment to drop their sockets, not to finish requests.
@@ -340,7 +363,7 @@ fn load(opts: &RunOptions) -> Result<Config, ServerError> {
 }
 
 /// SIGHUP: load the configuration again; on any error keep the running one.
-fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usize) {
+fn reload(opts: &RunOptions, shared: &Shared, listeners: &mut ListenControl, workers: usize) {
     crate::log::emit(
         Level::Notice,
         None,
@@ -383,21 +406,81 @@ fn reload(opts: &RunOptions, shared: &Shared, bound: &[SocketAddr], workers: usi
             return;
         }
     };
-    let wanted: Vec<SocketAddr> = runtime.listen_addrs().into_iter().collect();
-    if wanted != bound {
-        crate::log::emit(
-            Level::Warn,
-            None,
-            format_args!(
-                "listen addresses changed ({} → {}): takes effect at the next restart",
-                list(bound),
-                list(&wanted)
-            ),
-        );
-    }
+    // New addresses are bound before anything changes, so a taken port keeps the
+    // running configuration whole; listeners that stay are never closed, so no
+    // connection attempt is refused during a reload.
+    let wanted = runtime.listen_addrs();
+    let added = match listeners.bind_new(&wanted) {
+        Ok(a) => a,
+        Err(e) => {
+            crate::log::emit(
+                Level::Emerg,
+                None,
+                format_args!("{e}; the running configuration is kept"),
+            );
+            return;
+        }
+    };
     shared.runtime.store(Arc::new(runtime));
     drop(overlay);
+    listeners.apply(added, &wanted);
     crate::log::emit(Level::Notice, None, format_args!("configuration reloaded"));
+}
+
+/// A change to one worker's listening sockets.
+#[derive(Debug)]
+pub(super) enum ListenerCmd {
+    /// Start accepting on this socket.
+    Add(SocketAddr, std::net::TcpListener),
+    /// Stop accepting on this address and close it.
+    Remove(SocketAddr),
+}
+
+/// The main thread's view of what is bound, and the way to tell workers.
+struct ListenControl {
+    bound: BTreeSet<SocketAddr>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<ListenerCmd>>,
+}
+
+impl ListenControl {
+    /// Binds, for every worker, each address of `wanted` not bound yet.
+    fn bind_new(
+        &self,
+        wanted: &BTreeSet<SocketAddr>,
+    ) -> Result<Vec<(SocketAddr, Vec<std::net::TcpListener>)>, ServerError> {
+        let mut added = Vec::new();
+        for &addr in wanted.difference(&self.bound) {
+            let mut per_worker = Vec::with_capacity(self.workers.len());
+            for _ in &self.workers {
+                per_worker.push(
+                    super::listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?,
+                );
+            }
+            added.push((addr, per_worker));
+        }
+        Ok(added)
+    }
+
+    /// Hands new sockets to the workers and closes the ones no server uses any more.
+    fn apply(
+        &mut self,
+        added: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
+        wanted: &BTreeSet<SocketAddr>,
+    ) {
+        for (addr, per_worker) in added {
+            for (tx, l) in self.workers.iter().zip(per_worker) {
+                let _ = tx.send(ListenerCmd::Add(addr, l));
+            }
+            crate::log::emit(Level::Notice, None, format_args!("listening on {addr}"));
+        }
+        for &addr in self.bound.difference(wanted) {
+            for tx in &self.workers {
+                let _ = tx.send(ListenerCmd::Remove(addr));
+            }
+            crate::log::emit(Level::Notice, None, format_args!("closed listener {addr}"));
+        }
+        self.bound = wanted.clone();
+    }
 }
 
 fn write_pid(path: &Path) -> Result<(), ServerError> {

@@ -5,16 +5,26 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::task::LocalSet;
 
-use super::runtime::{Shared, StopMode, Worker};
+use super::runtime::{ListenerCmd, Shared, StopMode, Worker};
 use crate::config::Level;
 use crate::proxy::ClientInfo;
 
-/// The thread's body: runs until the server stops.
-pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+/// The thread's body: runs until the server stops. `control` brings listeners added or
+/// removed by a reload.
+pub(super) fn run(
+    shared: Arc<Shared>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    mut control: mpsc::UnboundedReceiver<ListenerCmd>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -33,27 +43,25 @@ pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
     local.block_on(&rt, async move {
         let worker = Worker::new(shared.clone());
         let mut stop = shared.stop_signal();
-        let mut loops = Vec::new();
-        for l in listeners {
-            match TcpListener::from_std(l) {
-                Ok(l) => loops.push(tokio::task::spawn_local(accept_loop(
-                    worker.clone(),
-                    l,
-                    shared.stop_signal(),
-                ))),
-                Err(e) => crate::log::emit(
-                    Level::Alert,
-                    None,
-                    format_args!("listener setup failed: {e}"),
-                ),
-            }
+        let mut loops: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+        for (addr, l) in listeners {
+            start_accepting(&worker, &mut loops, addr, l);
         }
         while *stop.borrow_and_update() == StopMode::Running {
-            if stop.changed().await.is_err() {
-                break;
+            tokio::select! {
+                r = stop.changed() => if r.is_err() { break },
+                cmd = control.recv() => match cmd {
+                    Some(ListenerCmd::Add(addr, l)) => start_accepting(&worker, &mut loops, addr, l),
+                    Some(ListenerCmd::Remove(addr)) => {
+                        if let Some(h) = loops.remove(&addr) {
+                            h.abort();
+                        }
+                    }
+                    None => {}
+                },
             }
         }
-        for l in &loops {
+        for l in loops.values() {
             l.abort();
         }
         if *stop.borrow() == StopMode::Graceful {
@@ -64,6 +72,31 @@ pub(super) fn run(shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
         }
         worker.pools.borrow_mut().clear();
     });
+}
+
+fn start_accepting(
+    worker: &Rc<Worker>,
+    loops: &mut HashMap<SocketAddr, JoinHandle<()>>,
+    addr: SocketAddr,
+    l: std::net::TcpListener,
+) {
+    match TcpListener::from_std(l) {
+        Ok(l) => {
+            let h = tokio::task::spawn_local(accept_loop(
+                worker.clone(),
+                l,
+                worker.shared.stop_signal(),
+            ));
+            if let Some(old) = loops.insert(addr, h) {
+                old.abort();
+            }
+        }
+        Err(e) => crate::log::emit(
+            Level::Alert,
+            None,
+            format_args!("listener {addr} setup failed: {e}"),
+        ),
+    }
 }
 
 async fn accept_loop(

@@ -244,7 +244,8 @@ impl Proxy {
         self.child.as_ref().expect("proxy not running").id()
     }
 
-    fn write_conf(&mut self, conf_text: &str) {
+    /// Writes the config text (with the harness lines) without signalling the proxy.
+    pub fn write_conf(&mut self, conf_text: &str) {
         let full = format!(
             "pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n{conf_text}",
             dir = self.dir.display()
