@@ -25,8 +25,8 @@ pub use peer::{Peer, PeerState};
 pub use registry::PeerRegistry;
 pub use tried::Tried;
 
-use crate::balance::{selector_for, PickContext, Select};
-use crate::config::UpstreamConf;
+use crate::balance::{least_time, selector_for, sticky, PickContext, Select};
+use crate::config::{BalanceMethod, LatencyPoint, Template, UpstreamConf};
 use crate::health::passive;
 
 /// How an attempt on a peer ended, as far as peer health goes.
@@ -74,6 +74,21 @@ pub struct Upstream {
     /// nginx's `peers->single`: one primary and no backup. Such a peer ignores the
     /// failure accounting (see [`passive`]).
     single: bool,
+    /// The `hash` key template, when the method is `hash`.
+    hash_key: Option<Template>,
+    /// `least_time`: what to measure and the EWMA time constant.
+    latency: Option<(LatencyPoint, Duration)>,
+    /// `sticky cookie`: its name and each peer's precomputed `Set-Cookie` value.
+    sticky: Option<StickyCookies>,
+}
+
+/// The per-peer sticky cookies of an upstream, built once per configuration.
+struct StickyCookies {
+    name: String,
+    /// Peer id per index of [`Upstream::peers`].
+    ids: Box<[u64]>,
+    /// `Set-Cookie` value per index of [`Upstream::peers`].
+    set_cookie: Box<[Box<[u8]>]>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -103,9 +118,25 @@ impl Upstream {
                 state: registry.get_or_create(&conf.name, p.addr),
             })
             .collect();
-        let primary = selector_for(&conf.method, &peers[..primary_count]);
-        let backup = (peers.len() > primary_count)
-            .then(|| selector_for(&conf.method, &peers[primary_count..]));
+        let primary = selector_for(conf, &peers[..primary_count]);
+        let backup =
+            (peers.len() > primary_count).then(|| selector_for(conf, &peers[primary_count..]));
+        let hash_key = match &conf.method {
+            BalanceMethod::Hash { key, .. } => Some(key.clone()),
+            _ => None,
+        };
+        let latency = match &conf.method {
+            BalanceMethod::LeastTime { point, decay, .. } => Some((*point, *decay)),
+            _ => None,
+        };
+        let sticky = conf.sticky.as_ref().map(|s| StickyCookies {
+            name: s.cookie.clone(),
+            ids: peers.iter().map(|p| sticky::peer_id(p.conf.addr)).collect(),
+            set_cookie: peers
+                .iter()
+                .map(|p| sticky::set_cookie(s, p.conf.addr))
+                .collect(),
+        });
         Upstream {
             name: conf.name.clone(),
             single: primary_count == 1 && peers.len() == 1,
@@ -116,6 +147,44 @@ impl Upstream {
             keepalive_requests: conf.keepalive_requests,
             primary,
             backup,
+            hash_key,
+            latency,
+            sticky,
+        }
+    }
+
+    /// The `hash` key to evaluate per request; `None` unless the method is `hash`.
+    pub fn hash_key(&self) -> Option<&Template> {
+        self.hash_key.as_ref()
+    }
+
+    /// The `sticky cookie` name; `None` without `sticky`.
+    pub fn sticky_cookie(&self) -> Option<&str> {
+        self.sticky.as_ref().map(|s| s.name.as_str())
+    }
+
+    /// The `Set-Cookie` header value to send with the response of `peer`: `Some` when
+    /// `sticky` is on and the request's cookie (`ctx.sticky`) does not already name
+    /// this peer. Precomputed: the caller only copies bytes.
+    pub fn sticky_set_cookie(&self, peer: usize, ctx: &PickContext<'_>) -> Option<&[u8]> {
+        let s = self.sticky.as_ref()?;
+        let id = *s.ids.get(peer)?;
+        (ctx.sticky != Some(id)).then(|| &*s.set_cookie[peer])
+    }
+
+    /// Which latency `least_time` measures; `None` for every other method, so callers
+    /// can skip reading the clock.
+    pub fn latency_point(&self) -> Option<LatencyPoint> {
+        self.latency.map(|l| l.0)
+    }
+
+    /// Feeds one observed latency of `peer` to `least_time` (ignored for other
+    /// methods, another measurement point, or an index out of range).
+    pub fn record_latency(&self, peer: usize, point: LatencyPoint, latency: Duration, now: Millis) {
+        if let (Some((want, decay)), Some(p)) = (self.latency, self.peers.get(peer)) {
+            if want == point {
+                least_time::record(&p.state, latency, now, decay);
+            }
         }
     }
 
@@ -133,6 +202,7 @@ impl Upstream {
     /// `max_conns`. The chosen peer's trial time is renewed ([`passive::claim_trial`])
     /// and its in-flight count raised, until [`Upstream::report`].
     pub fn pick_with(&self, ctx: &PickContext<'_>, tried: &Tried, now: Millis) -> Option<usize> {
+        let ctx = &PickContext { now, ..*ctx };
         let on_backups = (self.primary_count..self.peers.len()).any(|i| tried.contains(i));
         if !on_backups {
             if let Some(i) = self.pick_in(0, self.primary.as_ref(), ctx, tried, now) {

@@ -30,6 +30,11 @@ pub struct PeerState {
     pub requests: AtomicU64,
     /// Failed attempts ever (statistics; unlike `fails` never reset).
     pub failures_total: AtomicU64,
+    /// `least_time`: peak-EWMA of response latency in microseconds, as `f64` bits;
+    /// 0 (the default) means no measurement yet. See [`crate::balance::least_time`].
+    pub ewma_us: AtomicU64,
+    /// `least_time`: [`Millis`] of the last update of `ewma_us`.
+    pub ewma_at: AtomicU64,
 }
 
 impl PeerState {

@@ -36,6 +36,7 @@ fn group(peers: Vec<PeerConf>) -> UpstreamConf {
         span: peers[0].span.clone(),
         implicit: false,
         method: BalanceMethod::RoundRobin,
+        sticky: None,
         peers,
         keepalive: None,
         keepalive_timeout: Duration::from_secs(60),
