@@ -40,6 +40,7 @@ pub(super) async fn relay(
     ubuf: Buf,
     sent_close: bool,
     peer_key: usize,
+    set_cookie: Option<&[u8]>,
     done: &mut Forwarded,
 ) {
     let req = f.head;
@@ -83,6 +84,12 @@ pub(super) async fn relay(
         } else if http10_client {
             chead.extend_from_slice(b"Connection: keep-alive\r\n");
         }
+    }
+    if let Some(c) = set_cookie {
+        // `sticky cookie`: the response's peer differs from the request's cookie.
+        chead.extend_from_slice(b"Set-Cookie: ");
+        chead.extend_from_slice(c);
+        chead.extend_from_slice(b"\r\n");
     }
     if !f.settings.add_header.is_empty() {
         let v = vars(f, cbuf, None);
