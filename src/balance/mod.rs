@@ -223,3 +223,6 @@ impl SharedRng {
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;
