@@ -47,14 +47,20 @@ impl Backends {
     /// Stops backend `i` (its listener closes: new connections are refused).
     fn stop(&mut self, i: usize) {
         self.tasks[i].abort();
-        let _ = self.rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        self.rt
+            .block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     }
 
     fn servers(&self, params: &[&str]) -> String {
         self.ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("    server 127.0.0.1:{p} {};\n", params.get(i).unwrap_or(&"")))
+            .map(|(i, p)| {
+                format!(
+                    "    server 127.0.0.1:{p} {};\n",
+                    params.get(i).unwrap_or(&"")
+                )
+            })
             .collect()
     }
 }
@@ -95,7 +101,9 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
 }
 
 fn backend(port: u16, path: &str) -> u16 {
-    get(port, path, &[]).backend_port().expect("backend port in body")
+    get(port, path, &[])
+        .backend_port()
+        .expect("backend port in body")
 }
 
 fn counts(ports: impl IntoIterator<Item = u16>) -> HashMap<u16, usize> {
@@ -148,7 +156,10 @@ fn hash_keys_stick_and_spread() {
             }
         }
         let used = counts(seen.values().copied());
-        assert!(used.len() >= 2, "{consistent}: all users on one backend: {used:?}");
+        assert!(
+            used.len() >= 2,
+            "{consistent}: all users on one backend: {used:?}"
+        );
     }
 }
 
@@ -180,11 +191,7 @@ fn slow_share(method: &str, n: usize) -> f64 {
     let _p = Proxy::start(&conf(&format!("    {method}\n{}", b.servers(&[])), port));
     let threads: Vec<_> = (0..8)
         .map(|_| {
-            std::thread::spawn(move || {
-                (0..n / 8)
-                    .map(|_| backend(port, "/"))
-                    .collect::<Vec<u16>>()
-            })
+            std::thread::spawn(move || (0..n / 8).map(|_| backend(port, "/")).collect::<Vec<u16>>())
         })
         .collect();
     let all: Vec<u16> = threads
@@ -204,7 +211,10 @@ fn least_time_avoids_a_slow_backend() {
     assert!((rr - 0.25).abs() < 0.02, "round robin {rr}");
     assert!(lt < rr / 2.0, "least_time {lt} vs round robin {rr}");
     let lb = slow_share("least_time last_byte inflight;", 200);
-    assert!(lb < rr / 2.0, "least_time last_byte {lb} vs round robin {rr}");
+    assert!(
+        lb < rr / 2.0,
+        "least_time last_byte {lb} vs round robin {rr}"
+    );
 }
 
 #[test]
@@ -217,8 +227,13 @@ fn sticky_cookie_pins_a_client_until_its_backend_dies() {
     );
     let _p = Proxy::start(&conf(&up, port));
     let first = get(port, "/", &[]);
-    let set = first.header("set-cookie").expect("first response sets the cookie");
-    assert!(set.starts_with("srv_id=") && set.ends_with("; Path=/; HttpOnly"), "{set}");
+    let set = first
+        .header("set-cookie")
+        .expect("first response sets the cookie");
+    assert!(
+        set.starts_with("srv_id=") && set.ends_with("; Path=/; HttpOnly"),
+        "{set}"
+    );
     let cookie = set.split(';').next().unwrap_or_default().to_owned();
     assert!(!cookie.contains("127.0.0.1"), "{cookie}");
     let pinned = first.backend_port().expect("port");
@@ -228,7 +243,11 @@ fn sticky_cookie_pins_a_client_until_its_backend_dies() {
         assert_eq!(r.header("set-cookie"), None, "cookie already right");
     }
     // Its backend stops: the client moves and gets a new cookie.
-    let i = b.ports.iter().position(|&p| p == pinned).expect("known backend");
+    let i = b
+        .ports
+        .iter()
+        .position(|&p| p == pinned)
+        .expect("known backend");
     b.stop(i);
     let moved = get(port, "/", &[("Cookie", &cookie)]);
     let new_port = moved.backend_port().expect("port");

@@ -97,7 +97,9 @@ mod tests {
         let up = |i: usize| !down[i];
         for k in 0..2000u32 {
             let v4 = Ipv4Addr::from(k.wrapping_mul(2_654_435_761));
-            let v6 = Ipv6Addr::from(u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+            let v6 = Ipv6Addr::from(
+                u128::from(k).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+            );
             for (ip, bytes) in [
                 (IpAddr::V4(v4), v4.octets()[..3].to_vec()),
                 (IpAddr::V6(v6), v6.octets().to_vec()),

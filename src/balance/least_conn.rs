@@ -70,7 +70,10 @@ mod tests {
             .map(|_| sel.pick(&ps, &PickContext::default(), &not1))
             .collect();
         assert!(got.iter().all(|g| matches!(g, Some(0) | Some(2))));
-        assert!(got.contains(&Some(0)) && got.contains(&Some(2)), "ties rotate");
+        assert!(
+            got.contains(&Some(0)) && got.contains(&Some(2)),
+            "ties rotate"
+        );
     }
 
     #[test]

@@ -95,7 +95,9 @@ impl Select for LeastTime {
     ) -> Option<usize> {
         let mut first: Option<usize> = None;
         probe_then_round_robin(&self.fallback, peers, ctx, eligible, || {
-            let i = self.weights.index(self.rng.below(self.weights.total().max(1)));
+            let i = self
+                .weights
+                .index(self.rng.below(self.weights.total().max(1)));
             if first == Some(i) || !eligible(i) {
                 return None;
             }
@@ -135,7 +137,10 @@ mod tests {
         // A faster one 10 s later moves it about 63 % of the way.
         record(&s, Duration::from_millis(10), Millis(11_001), DECAY);
         let v = f64::from_bits(s.ewma_us.load(Relaxed));
-        assert!((v - (10_000.0 + 40_000.0 / std::f64::consts::E)).abs() < 1.0, "{v}");
+        assert!(
+            (v - (10_000.0 + 40_000.0 / std::f64::consts::E)).abs() < 1.0,
+            "{v}"
+        );
         // Idle, it decays towards zero.
         assert!(decayed(&s, Millis(61_001), DECAY) < v / 100.0);
     }

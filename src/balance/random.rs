@@ -1,6 +1,8 @@
 //! `random [two [least_conn]]`.
 
-use super::{less_loaded, probe_then_round_robin, PickContext, RoundRobin, Select, SharedRng, Weights};
+use super::{
+    less_loaded, probe_then_round_robin, PickContext, RoundRobin, Select, SharedRng, Weights,
+};
 use crate::upstream::Peer;
 
 /// nginx's `random`: a weighted random draw (`random() % total weight`, binary search
@@ -30,7 +32,8 @@ impl Random {
     }
 
     fn draw(&self) -> usize {
-        self.weights.index(self.rng.below(self.weights.total().max(1)))
+        self.weights
+            .index(self.rng.below(self.weights.total().max(1)))
     }
 }
 
@@ -126,7 +129,11 @@ mod tests {
                 .filter(|&f| f != i)
                 .map(|f| w[f] * w[i] / (1.0 - w[f]))
                 .sum();
-            assert!((got[i] - want).abs() <= 0.01, "peer {i}: {} vs {want}", got[i]);
+            assert!(
+                (got[i] - want).abs() <= 0.01,
+                "peer {i}: {} vs {want}",
+                got[i]
+            );
         }
     }
 

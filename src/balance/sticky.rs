@@ -160,6 +160,9 @@ mod tests {
         assert_eq!(parse_cookie(id.as_bytes()), Some(peer_id(addr)));
         assert_eq!(parse_cookie(b"xyz"), None);
         assert_eq!(parse_cookie(b"0123456789abcdeg"), None);
-        assert_ne!(peer_id(ps[0].conf.addr), peer_id(SocketAddr::from(([10, 0, 0, 1], 81))));
+        assert_ne!(
+            peer_id(ps[0].conf.addr),
+            peer_id(SocketAddr::from(([10, 0, 0, 1], 81)))
+        );
     }
 }

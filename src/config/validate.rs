@@ -1310,7 +1310,12 @@ fn balance_method(c: &Directive) -> Result<BalanceMethod> {
                 decay: decay.unwrap_or(Duration::from_secs(10)),
             }
         }
-        (_, _) => return Err(ConfigError::at(&c.span, format!("invalid number of arguments in \"{}\" directive", c.name))),
+        (_, _) => {
+            return Err(ConfigError::at(
+                &c.span,
+                format!("invalid number of arguments in \"{}\" directive", c.name),
+            ))
+        }
     })
 }
 
@@ -1332,7 +1337,12 @@ fn sticky_conf(c: &Directive) -> Result<StickyConf> {
                 "use \"sticky cookie NAME\"",
             ))
         }
-        [] => return Err(ConfigError::at(&c.span, "invalid number of arguments in \"sticky\" directive")),
+        [] => {
+            return Err(ConfigError::at(
+                &c.span,
+                "invalid number of arguments in \"sticky\" directive",
+            ))
+        }
     };
     // A cookie name is an RFC 6265 token; anything else would break the header.
     let token = |s: &str| {

@@ -369,8 +369,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 record_latency(f, idx, LatencyPoint::Header, attempt_started);
                 let set_cookie = f.upstream.sticky_set_cookie(idx, &ctx);
                 response::relay(
-                    f, client, cbuf, conn, resp, ubuf, sent_close, peer_key, set_cookie,
-                    &mut done,
+                    f, client, cbuf, conn, resp, ubuf, sent_close, peer_key, set_cookie, &mut done,
                 )
                 .await;
                 record_latency(f, idx, LatencyPoint::LastByte, attempt_started);

@@ -378,7 +378,9 @@ fn sticky_cookie_is_set_only_when_it_changes() {
         u.report(1, Outcome::Success, T0);
     }
     assert_eq!(u.sticky_set_cookie(1, &ctx), None);
-    let set = u.sticky_set_cookie(0, &ctx).map(|v| String::from_utf8_lossy(v).into_owned());
+    let set = u
+        .sticky_set_cookie(0, &ctx)
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     let id0 = sticky::peer_id(u.peers[0].conf.addr);
     assert_eq!(set, Some(format!("srv={id0:016x}; Path=/; HttpOnly")));
     // Peer 1 fails: the request moves, and gets a new cookie.
@@ -405,7 +407,10 @@ fn latency_goes_to_least_time_only() {
     u.record_latency(0, LatencyPoint::LastByte, Duration::from_millis(5), T0);
     assert_eq!(u.peers[0].state.ewma_us.load(Relaxed), 0);
     u.record_latency(0, LatencyPoint::Header, Duration::from_millis(5), T0);
-    assert_eq!(f64::from_bits(u.peers[0].state.ewma_us.load(Relaxed)), 5000.0);
+    assert_eq!(
+        f64::from_bits(u.peers[0].state.ewma_us.load(Relaxed)),
+        5000.0
+    );
     u.record_latency(9, LatencyPoint::Header, Duration::from_millis(5), T0);
     let rr = build((1..=2).map(peer).collect());
     assert_eq!(rr.latency_point(), None);
