@@ -17,7 +17,7 @@ const UNMEASURED_BUSY_US: f64 = 1e9;
 /// up to any slower observation at once (the "peak") and decays towards faster ones
 /// with time constant `decay`; while a peer is idle its EWMA also decays towards zero,
 /// so a peer that was slow gets probed again after a while. A peer never measured
-/// costs 0 when idle (so new peers are tried) and [`UNMEASURED_BUSY_US`] when busy.
+/// costs 0 when idle (so new peers are tried) and 1000 s when busy.
 /// Misses and the fallback to round robin are as for `random`.
 ///
 /// nginx Plus's `least_time` picks the lowest `latency × (conns + 1)` over all peers,

@@ -29,7 +29,8 @@ enum Out {
 }
 
 /// Relays a response; updates `done` with the status, the body size and whether the
-/// client connection may continue.
+/// client connection may continue. `set_cookie` (from `sticky cookie`) is added to the
+/// head as a `Set-Cookie` line.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn relay(
     f: &Forward<'_>,
