@@ -230,17 +230,21 @@ mod tests {
     #[test]
     fn one_more_or_less_peer_moves_about_one_nth() {
         let keys: Vec<String> = (0..100_000).map(|k| format!("user-{k}")).collect();
-        for n in [4usize, 5, 8, 13, 16, 24, 32] {
+        // Removing peer `skip` from n is also adding it to the other n − 1.
+        let mut worst: f64 = 0.0;
+        for n in 4usize..=32 {
             let full = owners(n, None, &keys);
-            for skip in [0, n / 2, n - 1] {
+            for skip in [n / 2, n - 1] {
                 let less = owners(n, Some(skip), &keys);
                 let moved = full.iter().zip(&less).filter(|(a, b)| a != b).count();
                 let bound = 1.3 / n as f64 * keys.len() as f64;
+                worst = worst.max(moved as f64 * n as f64 / keys.len() as f64);
                 assert!(
                     (moved as f64) <= bound,
                     "n={n} removing {skip}: {moved} keys moved (bound {bound})"
                 );
             }
         }
+        eprintln!("consistent hash: worst moved share × N = {worst:.3}");
     }
 }
