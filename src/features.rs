@@ -32,6 +32,10 @@ pub(crate) const MODULES: &[Module] = &[
     // Implemented (default in nginx, so no flag is printed).
     m("http_proxy_module", true, true),
     m("http_upstream_keepalive_module", true, true),
+    m("http_upstream_hash_module", true, true),
+    m("http_upstream_ip_hash_module", true, true),
+    m("http_upstream_least_conn_module", true, true),
+    m("http_upstream_random_module", true, true),
     // Only `return` of the rewrite module exists; without `rewrite`/`if`/`set` it
     // counts as absent.
     m("http_rewrite_module", true, false),
@@ -57,10 +61,6 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_limit_req_module", true, false),
     m("http_empty_gif_module", true, false),
     m("http_browser_module", true, false),
-    m("http_upstream_hash_module", true, false),
-    m("http_upstream_ip_hash_module", true, false),
-    m("http_upstream_least_conn_module", true, false),
-    m("http_upstream_random_module", true, false),
     m("http_upstream_zone_module", true, false),
     m("http-cache", true, false),
     // Optional in nginx, not implemented (flip to print `--with-…`).

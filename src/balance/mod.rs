@@ -1,26 +1,56 @@
 //! Balancing methods: which eligible peer of a group serves the next attempt.
 //!
-//! Every method implements [`Select`]; [`selector_for`] is the one place a
-//! [`BalanceMethod`] becomes a selector, so a new method is a new file here plus one
-//! match arm. Selectors are immutable after build (rebuilt on config change) and keep
-//! no per-peer state: live state (failures, in-flight counts) lives in
-//! [`crate::upstream::PeerState`], and availability reaches the selector as the
-//! `eligible` predicate.
+//! Every method implements [`Select`]; [`selector_for`] is the one place an upstream's
+//! [`BalanceMethod`] (and `sticky`) becomes a selector, so a new method is a new file
+//! here plus one match arm. Selectors are immutable after build (rebuilt on config
+//! change) apart from lock-free cursors; they keep no per-peer state: live state
+//! (failures, in-flight counts, latency EWMA) lives in [`crate::upstream::PeerState`],
+//! and availability reaches the selector as the `eligible` predicate.
+//!
+//! What nginx's methods share lives here once: the weight table (`hash % total weight`
+//! → peer, weighted random draws), the "draw up to 20 times, then round robin" loop of
+//! `ip_hash`, `hash` and `random` ([`probe_then_round_robin`]), the load comparison of
+//! `least_conn` and `random two` ([`less_loaded`]) and the shared random source.
 
+pub mod chash;
+pub mod hash;
+pub mod ip_hash;
+pub mod least_conn;
+pub mod least_time;
+pub mod random;
 pub mod round_robin;
+pub mod sticky;
 
+pub use chash::ConsistentHash;
+pub use hash::Hash;
+pub use ip_hash::IpHash;
+pub use least_conn::LeastConn;
+pub use least_time::LeastTime;
+pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use sticky::Sticky;
 
-use crate::config::BalanceMethod;
-use crate::upstream::Peer;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Per-request input a method may use besides peer state. Empty (no key) by default.
+use crate::config::{BalanceMethod, UpstreamConf};
+use crate::upstream::{Millis, Peer};
+
+/// Per-request input a method may use besides peer state. All empty by default; round
+/// robin reads none of it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PickContext<'a> {
-    /// The request's balancing key, for key-based methods (`ip_hash`: the client
-    /// address bytes; `hash`: the evaluated key; sticky: the cookie). `None` by default;
-    /// round robin ignores it.
+    /// The client address (`ip_hash`). `None` (default) hashes like nginx's non-IP
+    /// clients: three zero bytes.
+    pub client: Option<IpAddr>,
+    /// The evaluated `hash` key. `None` (default) hashes as the empty key.
     pub key: Option<&'a [u8]>,
+    /// The peer id from a valid `sticky` cookie ([`sticky::parse_cookie`]). Default
+    /// none.
+    pub sticky: Option<u64>,
+    /// The time of the pick (`least_time` decays latencies with it). Set by
+    /// [`crate::upstream::Upstream::pick_with`]; default `Millis(0)`.
+    pub now: Millis,
 }
 
 /// A selection policy over one set of peers (an upstream's primaries, or its backups).
@@ -37,9 +67,162 @@ pub trait Select: Send + Sync {
     ) -> Option<usize>;
 }
 
-/// The selector for `method` over `peers` (weights are read from their config).
-pub fn selector_for(method: &BalanceMethod, peers: &[Peer]) -> Box<dyn Select> {
-    match method {
+/// The selector for `conf`'s method (wrapped in [`Sticky`] when `sticky` is set) over
+/// `peers` (one set: primaries or backups; weights come from their config).
+pub fn selector_for(conf: &UpstreamConf, peers: &[Peer]) -> Box<dyn Select> {
+    let method: Box<dyn Select> = match &conf.method {
         BalanceMethod::RoundRobin => Box::new(RoundRobin::new(peers)),
+        BalanceMethod::LeastConn => Box::new(LeastConn::new(peers)),
+        BalanceMethod::IpHash => Box::new(IpHash::new(peers)),
+        BalanceMethod::Hash {
+            consistent: false, ..
+        } => Box::new(Hash::new(peers)),
+        BalanceMethod::Hash {
+            consistent: true, ..
+        } => Box::new(ConsistentHash::new(peers)),
+        BalanceMethod::Random { two } => Box::new(Random::new(peers, *two, SharedRng::seeded())),
+        BalanceMethod::LeastTime { decay, .. } => {
+            Box::new(LeastTime::new(peers, *decay, SharedRng::seeded()))
+        }
+    };
+    match &conf.sticky {
+        Some(_) => Box::new(Sticky::new(method, peers)),
+        None => method,
     }
 }
+
+/// How many failed draws nginx's `ip_hash`, `hash` and `random` allow before they fall
+/// back to round robin (`tries > 20`: the 21st failed draw switches).
+pub const NGINX_DRAWS: usize = 21;
+
+/// nginx's skeleton of `ip_hash`, `hash` and `random`: up to [`NGINX_DRAWS`] draws,
+/// each `Some(index)` when it settled on an eligible peer, then round robin over the
+/// same set. `draw` keeps its own state (hash chain, first candidate of two).
+///
+/// **Deviation:** nginx keeps the draw count and the hash chain per request across
+/// retries; here every pick starts afresh, so a retry re-walks the chain, skipping the
+/// peers already tried (which is where nginx's chain went on from) and counting them
+/// toward the 20.
+pub fn probe_then_round_robin(
+    fallback: &RoundRobin,
+    peers: &[Peer],
+    ctx: &PickContext<'_>,
+    eligible: &dyn Fn(usize) -> bool,
+    mut draw: impl FnMut() -> Option<usize>,
+) -> Option<usize> {
+    if peers.len() >= 2 {
+        for _ in 0..NGINX_DRAWS {
+            if let Some(i) = draw() {
+                return Some(i);
+            }
+        }
+    }
+    // nginx goes straight to round robin for a single peer, too.
+    fallback.pick(peers, ctx, eligible)
+}
+
+/// Whether peer `a` is less loaded than `b` as nginx compares them: in-flight count
+/// relative to weight, `conns_a · weight_b < conns_b · weight_a` (no division).
+pub fn less_loaded(peers: &[Peer], a: usize, b: usize) -> bool {
+    let load = |i: usize| {
+        (
+            u64::from(peers[i].state.in_flight.load(Relaxed)),
+            u64::from(peers[i].conf.weight.max(1)),
+        )
+    };
+    let ((ca, wa), (cb, wb)) = (load(a), load(b));
+    ca * wb < cb * wa
+}
+
+/// Cumulative weights of one peer set: maps a number below the total weight to a peer
+/// the way nginx walks `w -= peer->weight` (the same index, by binary search).
+#[derive(Debug, Clone)]
+pub struct Weights {
+    /// `cum[i]`: the sum of the weights of peers `0..=i` (weight 0 counts as 1).
+    cum: Box<[u64]>,
+}
+
+impl Weights {
+    /// The table for `weights` in peer order.
+    pub fn new(weights: impl IntoIterator<Item = u32>) -> Self {
+        let mut sum = 0u64;
+        let cum = weights
+            .into_iter()
+            .map(|w| {
+                sum += u64::from(w.max(1));
+                sum
+            })
+            .collect();
+        Weights { cum }
+    }
+
+    /// The table for the weights of `peers`.
+    pub fn of(peers: &[Peer]) -> Self {
+        Self::new(peers.iter().map(|p| p.conf.weight))
+    }
+
+    /// The total weight (0 for no peers).
+    pub fn total(&self) -> u64 {
+        self.cum.last().copied().unwrap_or(0)
+    }
+
+    /// The peer whose weight range holds `x` (`x` is taken modulo the total).
+    pub fn index(&self, x: u64) -> usize {
+        let total = self.total().max(1);
+        let x = x % total;
+        self.cum.partition_point(|&c| c <= x)
+    }
+
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.cum.len()
+    }
+
+    /// True for no peers.
+    pub fn is_empty(&self) -> bool {
+        self.cum.is_empty()
+    }
+}
+
+/// A random source shared by all worker threads without a lock: splitmix64 over an
+/// atomic counter, one `fetch_add` per number. Deterministic for a given seed (tests),
+/// seeded from the OS otherwise; not for secrets.
+#[derive(Debug)]
+pub struct SharedRng {
+    state: AtomicU64,
+}
+
+impl SharedRng {
+    /// A source starting at `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        SharedRng {
+            state: AtomicU64::new(seed),
+        }
+    }
+
+    /// A source seeded from the OS.
+    pub fn seeded() -> Self {
+        Self::with_seed(rand::random())
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&self) -> u64 {
+        const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut z = self.state.fetch_add(GAMMA, Relaxed).wrapping_add(GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0; multiply-shift, bias below 2^-32 for any
+    /// realistic total weight).
+    pub fn below(&self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;

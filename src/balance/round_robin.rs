@@ -63,7 +63,8 @@ impl RoundRobin {
         &self.schedule
     }
 
-    fn next_slot(&self) -> usize {
+    /// The next slot of the schedule (a peer index), advancing the shared cursor.
+    pub(crate) fn next_slot(&self) -> usize {
         // Relaxed: the cursor only spreads picks; nothing is published through it.
         let c = self.cursor.fetch_add(1, Relaxed);
         self.schedule[c % self.schedule.len()] as usize

@@ -319,13 +319,6 @@ fn upstream_errors() {
         "upstream u {\n server 127.0.0.1 slow_start=soon;\n}",
     ));
     assert_eq!(e, "nginx.conf:4: invalid parameter \"slow_start=soon\"");
-    let e = load_err(&in_http(
-        "upstream u {\n least_conn;\n server 127.0.0.1;\n}",
-    ));
-    assert_eq!(
-        first_line(&e),
-        "nginx.conf:4: \"least_conn\" is not supported yet"
-    );
     let e = load_err(&in_http("upstream u {\n}"));
     assert_eq!(e, "nginx.conf:3: no servers are inside upstream");
     let e = load_err(&in_http(
@@ -791,5 +784,149 @@ fn health_check_match_admin_and_slow_start() {
     assert_eq!(
         first_line(&e),
         "nginx.conf:3: \"ferrolb_admin\" directive invalid value \"localhost:9090\""
+    );
+}
+
+#[test]
+fn balancing_methods() {
+    let method = |body: &str| {
+        load_text(&in_http(&format!(
+            "upstream u {{\n{body}\n server 127.0.0.1;\n}}"
+        )))
+        .http
+        .upstreams[0]
+            .method
+            .clone()
+    };
+    assert_eq!(method(""), BalanceMethod::RoundRobin);
+    assert_eq!(method("least_conn;"), BalanceMethod::LeastConn);
+    assert_eq!(method("ip_hash;"), BalanceMethod::IpHash);
+    assert!(matches!(
+        method("hash $request_uri consistent;"),
+        BalanceMethod::Hash { consistent: true, ref key } if !key.is_literal()
+    ));
+    assert!(matches!(
+        method("hash \"$cookie_sid$arg_x\";"),
+        BalanceMethod::Hash {
+            consistent: false,
+            ..
+        }
+    ));
+    assert_eq!(method("random;"), BalanceMethod::Random { two: false });
+    assert_eq!(method("random two;"), BalanceMethod::Random { two: true });
+    assert_eq!(
+        method("random two least_conn;"),
+        BalanceMethod::Random { two: true }
+    );
+    assert_eq!(
+        method("least_time last_byte inflight;"),
+        BalanceMethod::LeastTime {
+            point: LatencyPoint::LastByte,
+            inflight: true,
+            decay: Duration::from_secs(10)
+        }
+    );
+    assert_eq!(
+        method("least_time header decay=2s;"),
+        BalanceMethod::LeastTime {
+            point: LatencyPoint::Header,
+            inflight: false,
+            decay: Duration::from_secs(2)
+        }
+    );
+    // The last method wins, with nginx's warning.
+    let c = load_text(&in_http(
+        "upstream u {\n ip_hash;\n least_conn;\n server 127.0.0.1;\n}",
+    ));
+    assert_eq!(c.http.upstreams[0].method, BalanceMethod::LeastConn);
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("load balancing method redefined")));
+}
+
+#[test]
+fn balancing_method_errors() {
+    let err = |body: &str| {
+        first_line(&load_err(&in_http(&format!("upstream u {{\n{body}\n}}")))).to_owned()
+    };
+    assert_eq!(
+        err("hash;\n server 127.0.0.1;"),
+        "nginx.conf:4: invalid number of arguments in \"hash\" directive"
+    );
+    assert_eq!(
+        err("hash \"\";\n server 127.0.0.1;"),
+        "nginx.conf:4: empty key in \"hash\""
+    );
+    assert_eq!(
+        err("hash $uri ring;\n server 127.0.0.1;"),
+        "nginx.conf:4: invalid parameter \"ring\""
+    );
+    let e = err("hash $nosuchvar;\n server 127.0.0.1;");
+    assert!(
+        e.starts_with("nginx.conf:4: unknown \"nosuchvar\" variable"),
+        "{e}"
+    );
+    assert_eq!(
+        err("random three;\n server 127.0.0.1;"),
+        "nginx.conf:4: invalid parameter \"three\""
+    );
+    assert_eq!(
+        err("least_time first_byte;\n server 127.0.0.1;"),
+        "nginx.conf:4: invalid parameter \"first_byte\""
+    );
+    for m in ["ip_hash", "hash $uri", "random two"] {
+        // Either order: the server line is named.
+        assert_eq!(
+            err(&format!(
+                "{m};\n server 127.0.0.1;\n server 127.0.0.2 backup;"
+            )),
+            "nginx.conf:6: balancing method does not support parameter \"backup\"",
+            "{m}"
+        );
+        assert_eq!(
+            err(&format!(
+                "server 127.0.0.2 backup;\n {m};\n server 127.0.0.1;"
+            )),
+            "nginx.conf:4: balancing method does not support parameter \"backup\"",
+            "{m}"
+        );
+    }
+    assert_eq!(
+        err("sticky route $x;\n server 127.0.0.1;"),
+        "nginx.conf:4: \"sticky route\" is not supported"
+    );
+    assert_eq!(
+        err("sticky cookie;\n server 127.0.0.1;"),
+        "nginx.conf:4: no cookie name in \"sticky cookie\""
+    );
+    assert_eq!(
+        err("sticky cookie a;\n sticky cookie b;\n server 127.0.0.1;"),
+        "nginx.conf:5: \"sticky\" directive is duplicate"
+    );
+    assert_eq!(
+        err("sticky cookie srv samesite=maybe;\n server 127.0.0.1;"),
+        "nginx.conf:4: invalid parameter \"samesite=maybe\""
+    );
+}
+
+#[test]
+fn sticky_parameters() {
+    let c = load_text(&in_http(
+        "upstream u {\n least_conn;\n sticky cookie srv_id expires=1h domain=.example.com path=/ httponly secure samesite=lax;\n server 127.0.0.1;\n server 127.0.0.2 backup;\n}",
+    ));
+    let u = &c.http.upstreams[0];
+    assert_eq!(u.method, BalanceMethod::LeastConn);
+    assert_eq!(
+        u.sticky,
+        Some(StickyConf {
+            cookie: "srv_id".into(),
+            expires: Some(Duration::from_secs(3600)),
+            domain: Some(".example.com".into()),
+            path: Some("/".into()),
+            httponly: true,
+            secure: true,
+            samesite: Some("Lax".into()),
+        })
     );
 }

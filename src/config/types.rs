@@ -229,6 +229,8 @@ pub struct UpstreamConf {
     pub implicit: bool,
     /// The balancing method. Default round robin.
     pub method: BalanceMethod,
+    /// `sticky`: session affinity over the method. Default none.
+    pub sticky: Option<StickyConf>,
     /// One entry per resolved address of every `server` line, in file order.
     pub peers: Vec<PeerConf>,
     /// `keepalive N`: idle upstream connections kept per worker thread. `None` (the
@@ -241,12 +243,96 @@ pub struct UpstreamConf {
     pub keepalive_requests: u32,
 }
 
-/// How an upstream group picks a peer.
+/// How an upstream group picks a peer. Default: round robin. Every method is weighted
+/// and honours `down`, `max_fails`/`fail_timeout` and `max_conns`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum BalanceMethod {
     /// Smooth weighted round robin, nginx's default.
     #[default]
     RoundRobin,
+    /// `least_conn`: fewest in-flight requests relative to weight; ties go round robin.
+    LeastConn,
+    /// `ip_hash`: nginx's hash of the client address (first three octets of IPv4, all
+    /// of IPv6). No `backup` peers.
+    IpHash,
+    /// `hash KEY [consistent]`. No `backup` peers.
+    Hash {
+        /// The key, evaluated per request (may use variables).
+        key: Template,
+        /// `consistent`: nginx's ketama ring (160 points per unit of weight) instead of
+        /// the plain `crc32 % total weight` mapping. Default false.
+        consistent: bool,
+    },
+    /// `random [two [least_conn]]`. No `backup` peers.
+    Random {
+        /// `two`: draw two peers, use the one with fewer connections relative to
+        /// weight. Default false (one weighted draw).
+        two: bool,
+    },
+    /// `least_time header | last_byte [inflight] [decay=TIME]`: peak-EWMA latency,
+    /// power of two choices.
+    LeastTime {
+        /// Which latency is measured. No default: the directive requires it.
+        point: LatencyPoint,
+        /// `inflight`: accepted for nginx Plus compatibility; the cost always counts
+        /// in-flight requests. Default false.
+        inflight: bool,
+        /// `decay=`: the EWMA's time constant (ferrolb extension). Default 10 s.
+        decay: Duration,
+    },
+}
+
+impl BalanceMethod {
+    /// The directive name, for messages.
+    pub fn directive(&self) -> &'static str {
+        match self {
+            BalanceMethod::RoundRobin => "round robin",
+            BalanceMethod::LeastConn => "least_conn",
+            BalanceMethod::IpHash => "ip_hash",
+            BalanceMethod::Hash { .. } => "hash",
+            BalanceMethod::Random { .. } => "random",
+            BalanceMethod::LeastTime { .. } => "least_time",
+        }
+    }
+
+    /// Whether the method accepts `backup` servers (nginx: not `hash`, `ip_hash`,
+    /// `random`).
+    pub fn allows_backup(&self) -> bool {
+        !matches!(
+            self,
+            BalanceMethod::IpHash | BalanceMethod::Hash { .. } | BalanceMethod::Random { .. }
+        )
+    }
+}
+
+/// The `least_time` measurement point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyPoint {
+    /// `header`: from the start of the attempt to the response head.
+    Header,
+    /// `last_byte`: from the start of the attempt to the last byte of the response.
+    LastByte,
+}
+
+/// `sticky cookie NAME [expires=] [domain=] [path=] [httponly] [secure] [samesite=]`
+/// (nginx Plus syntax): session affinity on top of the balancing method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyConf {
+    /// The cookie name.
+    pub cookie: String,
+    /// `expires=`: sent as `Max-Age`; `max` is about 10 years. Default none (a
+    /// session cookie).
+    pub expires: Option<Duration>,
+    /// `domain=`. Default none.
+    pub domain: Option<String>,
+    /// `path=`. Default none (the browser's default path).
+    pub path: Option<String>,
+    /// `httponly`. Default false.
+    pub httponly: bool,
+    /// `secure`. Default false.
+    pub secure: bool,
+    /// `samesite=strict|lax|none`. Default none.
+    pub samesite: Option<String>,
 }
 
 /// One peer: one address of one `server` line of an upstream block.

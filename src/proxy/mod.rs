@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{Level, LocSettings, NextUpstream, ProxyPass};
+use crate::balance::{sticky, PickContext};
+use crate::config::{LatencyPoint, Level, LocSettings, NextUpstream, ProxyPass};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ResponseHead, ScanStep};
 use crate::server::buffers::{Buf, Recycled, RESPONSE_HEADS};
 use crate::upstream::pool::{self, IdleConn, ThreadPools};
@@ -225,13 +226,16 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
     let mut last_error_status = 502u16;
     let mut attempts = 0usize;
     let mut leftover: Option<Vec<u8>> = None;
+    // Allocates only for `hash` (the evaluated key); round robin reads nothing here.
+    let mut hash_key = Vec::new();
+    let ctx = pick_context(f, cbuf, &mut hash_key);
 
     loop {
         if streamed_from_client {
             done.consumed = None;
         }
         let now = crate::upstream::now();
-        let Some(idx) = f.upstream.pick(&tried, now) else {
+        let Some(idx) = f.upstream.pick_with(&ctx, &tried, now) else {
             if attempts == 0 {
                 log_request(
                     f,
@@ -368,10 +372,13 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 }
                 f.upstream
                     .report(idx, Outcome::Success, crate::upstream::now());
+                record_latency(f, idx, LatencyPoint::Header, attempt_started);
+                let set_cookie = f.upstream.sticky_set_cookie(idx, &ctx);
                 response::relay(
-                    f, client, cbuf, conn, resp, ubuf, uhead, peer_key, &mut done,
+                    f, client, cbuf, conn, resp, ubuf, uhead, peer_key, set_cookie, &mut done,
                 )
                 .await;
+                record_latency(f, idx, LatencyPoint::LastByte, attempt_started);
                 // Statistics for /status and /metrics: a few relaxed atomic adds.
                 let body_out = match f.head.framing {
                     crate::http1::BodyFraming::Length(n) => n,
@@ -394,6 +401,40 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 return done;
             }
         }
+    }
+}
+
+/// What the balancing method needs from the request: the client address, the `hash`
+/// key (evaluated into `key_buf`, only for `hash`) and the sticky cookie's peer id.
+fn pick_context<'k>(f: &Forward<'_>, cbuf: &[u8], key_buf: &'k mut Vec<u8>) -> PickContext<'k> {
+    let up = f.upstream;
+    let mut ctx = PickContext {
+        client: Some(f.info.remote.ip()),
+        ..PickContext::default()
+    };
+    if up.hash_key().is_none() && up.sticky_cookie().is_none() {
+        return ctx;
+    }
+    let vars = request::vars(f, cbuf, None);
+    ctx.sticky = up
+        .sticky_cookie()
+        .and_then(|name| vars.cookie(name))
+        .and_then(sticky::parse_cookie);
+    if let Some(key) = up.hash_key() {
+        vars.eval(key, key_buf);
+        let key_buf: &'k Vec<u8> = key_buf;
+        ctx.key = Some(key_buf);
+    }
+    ctx
+}
+
+/// Reports the attempt's latency so far to `least_time` (a no-op for other methods,
+/// which pass no start time).
+/// Feeds `least_time` (a no-op for other methods).
+fn record_latency(f: &Forward<'_>, idx: usize, point: LatencyPoint, started: Instant) {
+    if f.upstream.latency_point().is_some() {
+        f.upstream
+            .record_latency(idx, point, started.elapsed(), crate::upstream::now());
     }
 }
 

@@ -29,7 +29,8 @@ enum Out {
 }
 
 /// Relays a response; updates `done` with the status, the body size and whether the
-/// client connection may continue.
+/// client connection may continue. `set_cookie` (from `sticky cookie`) is added to the
+/// head as a `Set-Cookie` line.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn relay(
     f: &Forward<'_>,
@@ -40,6 +41,7 @@ pub(super) async fn relay(
     ubuf: Buf,
     uhead: super::request::UpstreamHead,
     peer_key: usize,
+    set_cookie: Option<&[u8]>,
     done: &mut Forwarded,
 ) {
     let req = f.head;
@@ -86,6 +88,12 @@ pub(super) async fn relay(
         } else if http10_client {
             chead.extend_from_slice(b"Connection: keep-alive\r\n");
         }
+    }
+    if let Some(c) = set_cookie {
+        // `sticky cookie`: the response's peer differs from the request's cookie.
+        chead.extend_from_slice(b"Set-Cookie: ");
+        chead.extend_from_slice(c);
+        chead.extend_from_slice(b"\r\n");
     }
     if !f.settings.add_header.is_empty() {
         let v = vars(f, cbuf, None);

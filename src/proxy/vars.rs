@@ -51,6 +51,11 @@ impl RequestVars<'_> {
         }
     }
 
+    /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
+    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
+        self.header("cookie").and_then(|c| cookie_value(c, name))
+    }
+
     /// Appends the value of one variable.
     pub fn eval_var(&self, var: &Var, out: &mut Vec<u8>) {
         // io::Write on Vec never fails.
@@ -62,7 +67,7 @@ impl RequestVars<'_> {
                 }
             }
             Var::Cookie(name) => {
-                if let Some(v) = self.header("cookie").and_then(|c| cookie_value(c, name)) {
+                if let Some(v) = self.cookie(name) {
                     out.extend_from_slice(v);
                 }
             }

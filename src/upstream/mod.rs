@@ -26,8 +26,8 @@ pub use peer::{quantile_ms, AdminState, Health, Peer, PeerState, LATENCY_BUCKETS
 pub use registry::PeerRegistry;
 pub use tried::Tried;
 
-use crate::balance::{selector_for, PickContext, Select};
-use crate::config::UpstreamConf;
+use crate::balance::{least_time, selector_for, sticky, PickContext, Select};
+use crate::config::{BalanceMethod, LatencyPoint, Template, UpstreamConf};
 use crate::health::{active, passive, slow_start};
 
 /// How an attempt on a peer ended, as far as peer health goes.
@@ -80,6 +80,21 @@ pub struct Upstream {
     pub all_unhealthy: Arc<AtomicBool>,
     /// Some peer has `slow_start=`: `pick` may need its second, ramp-ignoring pass.
     slow_start_any: bool,
+    /// The `hash` key template, when the method is `hash`.
+    hash_key: Option<Template>,
+    /// `least_time`: what to measure and the EWMA time constant.
+    latency: Option<(LatencyPoint, Duration)>,
+    /// `sticky cookie`: its name and each peer's precomputed `Set-Cookie` value.
+    sticky: Option<StickyCookies>,
+}
+
+/// The per-peer sticky cookies of an upstream, built once per configuration.
+struct StickyCookies {
+    name: String,
+    /// Peer id per index of [`Upstream::peers`].
+    ids: Box<[u64]>,
+    /// `Set-Cookie` value per index of [`Upstream::peers`].
+    set_cookie: Box<[Box<[u8]>]>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -109,9 +124,25 @@ impl Upstream {
                 state: registry.get_or_create(&conf.name, p.addr),
             })
             .collect();
-        let primary = selector_for(&conf.method, &peers[..primary_count]);
-        let backup = (peers.len() > primary_count)
-            .then(|| selector_for(&conf.method, &peers[primary_count..]));
+        let primary = selector_for(conf, &peers[..primary_count]);
+        let backup =
+            (peers.len() > primary_count).then(|| selector_for(conf, &peers[primary_count..]));
+        let hash_key = match &conf.method {
+            BalanceMethod::Hash { key, .. } => Some(key.clone()),
+            _ => None,
+        };
+        let latency = match &conf.method {
+            BalanceMethod::LeastTime { point, decay, .. } => Some((*point, *decay)),
+            _ => None,
+        };
+        let sticky = conf.sticky.as_ref().map(|s| StickyCookies {
+            name: s.cookie.clone(),
+            ids: peers.iter().map(|p| sticky::peer_id(p.conf.addr)).collect(),
+            set_cookie: peers
+                .iter()
+                .map(|p| sticky::set_cookie(s, p.conf.addr))
+                .collect(),
+        });
         Upstream {
             name: conf.name.clone(),
             single: primary_count == 1 && peers.len() == 1,
@@ -124,6 +155,44 @@ impl Upstream {
             keepalive_requests: conf.keepalive_requests,
             primary,
             backup,
+            hash_key,
+            latency,
+            sticky,
+        }
+    }
+
+    /// The `hash` key to evaluate per request; `None` unless the method is `hash`.
+    pub fn hash_key(&self) -> Option<&Template> {
+        self.hash_key.as_ref()
+    }
+
+    /// The `sticky cookie` name; `None` without `sticky`.
+    pub fn sticky_cookie(&self) -> Option<&str> {
+        self.sticky.as_ref().map(|s| s.name.as_str())
+    }
+
+    /// The `Set-Cookie` header value to send with the response of `peer`: `Some` when
+    /// `sticky` is on and the request's cookie (`ctx.sticky`) does not already name
+    /// this peer. Precomputed: the caller only copies bytes.
+    pub fn sticky_set_cookie(&self, peer: usize, ctx: &PickContext<'_>) -> Option<&[u8]> {
+        let s = self.sticky.as_ref()?;
+        let id = *s.ids.get(peer)?;
+        (ctx.sticky != Some(id)).then(|| &*s.set_cookie[peer])
+    }
+
+    /// Which latency `least_time` measures; `None` for every other method, so callers
+    /// can skip reading the clock.
+    pub fn latency_point(&self) -> Option<LatencyPoint> {
+        self.latency.map(|l| l.0)
+    }
+
+    /// Feeds one observed latency of `peer` to `least_time` (ignored for other
+    /// methods, another measurement point, or an index out of range).
+    pub fn record_latency(&self, peer: usize, point: LatencyPoint, latency: Duration, now: Millis) {
+        if let (Some((want, decay)), Some(p)) = (self.latency, self.peers.get(peer)) {
+            if want == point {
+                least_time::record(&p.state, latency, now, decay);
+            }
         }
     }
 
@@ -145,6 +214,7 @@ impl Upstream {
     /// draining) are unavailable too; a peer in its `slow_start` ramp is skipped at
     /// random ([`crate::health::slow_start`]), but never when that would leave no peer.
     pub fn pick_with(&self, ctx: &PickContext<'_>, tried: &Tried, now: Millis) -> Option<usize> {
+        let ctx = &PickContext { now, ..*ctx };
         self.pick_pass(ctx, tried, now, false).or_else(|| {
             self.slow_start_any
                 .then(|| self.pick_pass(ctx, tried, now, true))

@@ -31,6 +31,11 @@ pub struct PeerState {
     pub requests: AtomicU64,
     /// Failed attempts ever (statistics; unlike `fails` never reset).
     pub failures_total: AtomicU64,
+    /// `least_time`: peak-EWMA of response latency in microseconds, as `f64` bits;
+    /// 0 (the default) means no measurement yet. See [`crate::balance::least_time`].
+    pub ewma_us: AtomicU64,
+    /// `least_time`: [`Millis`] of the last update of `ewma_us`.
+    pub ewma_at: AtomicU64,
     /// Active health: a [`Health`] as `u8` (see [`PeerState::health`]).
     pub health: AtomicU8,
     /// Active health: checks failed in a row (reset by a pass).

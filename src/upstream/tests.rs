@@ -37,6 +37,7 @@ fn group(peers: Vec<PeerConf>) -> UpstreamConf {
         span: peers[0].span.clone(),
         implicit: false,
         method: BalanceMethod::RoundRobin,
+        sticky: None,
         peers,
         keepalive: None,
         keepalive_timeout: Duration::from_secs(60),
@@ -333,4 +334,86 @@ async fn fail_timeout_on_the_paused_clock() {
     assert_eq!(u.pick(&tried, now()), None, "one trial only");
     u.report(0, Outcome::Success, now());
     assert_eq!(u.pick(&tried, now()), Some(0));
+}
+
+#[test]
+fn least_conn_falls_back_to_backups() {
+    let mut ps: Vec<PeerConf> = (1..=3).map(peer).collect();
+    ps[2].backup = true;
+    ps[0].down = true;
+    let mut g = group(ps);
+    g.method = BalanceMethod::LeastConn;
+    let u = Upstream::build(&g, &PeerRegistry::new());
+    let t = Tried::new(3);
+    let a = u.pick(&t, T0);
+    assert_eq!(a, Some(1));
+    // Peer 1 failed (max_fails=1): only the backup is left.
+    u.report(1, Outcome::Failure, T0);
+    assert_eq!(u.pick(&t, T0), Some(2));
+}
+
+#[test]
+fn sticky_cookie_is_set_only_when_it_changes() {
+    use crate::balance::{sticky, PickContext};
+    use crate::config::StickyConf;
+    let mut g = group((1..=2).map(peer).collect());
+    g.sticky = Some(StickyConf {
+        cookie: "srv".into(),
+        expires: None,
+        domain: None,
+        path: Some("/".into()),
+        httponly: true,
+        secure: false,
+        samesite: None,
+    });
+    let u = Upstream::build(&g, &PeerRegistry::new());
+    assert_eq!(u.sticky_cookie(), Some("srv"));
+    let id1 = sticky::peer_id(u.peers[1].conf.addr);
+    let ctx = PickContext {
+        sticky: Some(id1),
+        ..PickContext::default()
+    };
+    for _ in 0..5 {
+        let i = u.pick_with(&ctx, &Tried::new(2), T0);
+        assert_eq!(i, Some(1));
+        u.report(1, Outcome::Success, T0);
+    }
+    assert_eq!(u.sticky_set_cookie(1, &ctx), None);
+    let set = u
+        .sticky_set_cookie(0, &ctx)
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    let id0 = sticky::peer_id(u.peers[0].conf.addr);
+    assert_eq!(set, Some(format!("srv={id0:016x}; Path=/; HttpOnly")));
+    // Peer 1 fails: the request moves, and gets a new cookie.
+    u.report(1, Outcome::Failure, T0);
+    let i = u.pick_with(&ctx, &Tried::new(2), T0);
+    assert_eq!(i, Some(0));
+    assert!(u.sticky_set_cookie(0, &ctx).is_some());
+    // Without sticky nothing is ever set.
+    let plain = build((1..=2).map(peer).collect());
+    assert_eq!(plain.sticky_set_cookie(0, &PickContext::default()), None);
+}
+
+#[test]
+fn latency_goes_to_least_time_only() {
+    use crate::config::LatencyPoint;
+    let mut g = group((1..=2).map(peer).collect());
+    g.method = BalanceMethod::LeastTime {
+        point: LatencyPoint::Header,
+        inflight: false,
+        decay: Duration::from_secs(10),
+    };
+    let u = Upstream::build(&g, &PeerRegistry::new());
+    assert_eq!(u.latency_point(), Some(LatencyPoint::Header));
+    u.record_latency(0, LatencyPoint::LastByte, Duration::from_millis(5), T0);
+    assert_eq!(u.peers[0].state.ewma_us.load(Relaxed), 0);
+    u.record_latency(0, LatencyPoint::Header, Duration::from_millis(5), T0);
+    assert_eq!(
+        f64::from_bits(u.peers[0].state.ewma_us.load(Relaxed)),
+        5000.0
+    );
+    u.record_latency(9, LatencyPoint::Header, Duration::from_millis(5), T0);
+    let rr = build((1..=2).map(peer).collect());
+    assert_eq!(rr.latency_point(), None);
+    assert!(rr.hash_key().is_none());
 }
