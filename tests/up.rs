@@ -320,25 +320,39 @@ fn runserver_workers_all_answer_and_admin_restart_replaces_them() {
     }
     assert_eq!(seen, ports, "every worker answers through the balancer");
     let out = up.output();
-    assert!(out.contains("ferrolb up: balancing http://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("ferrolb up: balancing http://127.0.0.1:"),
+        "{out}"
+    );
     for (port, pid) in &workers {
-        assert!(out.contains(&format!("{port} | ")), "prefixed output of {port}");
+        assert!(
+            out.contains(&format!("{port} | ")),
+            "prefixed output of {port}"
+        );
         assert!(out.contains(&pid.to_string()), "summary shows pid {pid}");
     }
 
     // POST /workers/restart: 202, then every worker is replaced.
-    let r = http_request(up.admin, "POST", "/workers/restart", "127.0.0.1", &[], b"").expect("POST");
+    let r =
+        http_request(up.admin, "POST", "/workers/restart", "127.0.0.1", &[], b"").expect("POST");
     assert_eq!(r.status, 202, "{}", r.text());
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let now = up.workers();
         let replaced = now.iter().all(|(port, pid, state)| {
-            state == "healthy" && workers.iter().any(|(p, old)| p == port && Some(*old) != *pid)
+            state == "healthy"
+                && workers
+                    .iter()
+                    .any(|(p, old)| p == port && Some(*old) != *pid)
         });
         if replaced && now.len() == 4 {
             break;
         }
-        assert!(Instant::now() < deadline, "restart did not finish: {now:?}\n{}", up.output());
+        assert!(
+            Instant::now() < deadline,
+            "restart did not finish: {now:?}\n{}",
+            up.output()
+        );
         sleep(Duration::from_millis(200));
     }
 }
@@ -355,10 +369,16 @@ fn kill_9_of_a_worker_under_load_fails_no_request() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let w = up.workers();
-        if w.iter().any(|(p, pid, s)| *p == victim_port && s == "healthy" && *pid != Some(victim_pid)) {
+        if w.iter()
+            .any(|(p, pid, s)| *p == victim_port && s == "healthy" && *pid != Some(victim_pid))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "worker {victim_port} not back: {w:?}\n{}", up.output());
+        assert!(
+            Instant::now() < deadline,
+            "worker {victim_port} not back: {w:?}\n{}",
+            up.output()
+        );
         sleep(Duration::from_millis(100));
     }
     // Keep the load on for a while after its return, then check it served again.
@@ -368,10 +388,18 @@ fn kill_9_of_a_worker_under_load_fails_no_request() {
     }
     let (ok, failed, seen) = load.finish();
     eprintln!("kill -9 under load: {ok} ok, {failed} failed");
-    assert!(up.output().contains(&format!("worker {victim_port}: exited")), "{}", up.output());
+    assert!(
+        up.output()
+            .contains(&format!("worker {victim_port}: exited")),
+        "{}",
+        up.output()
+    );
     assert_eq!(failed, 0, "failed GETs during kill -9\n{}", up.output());
     assert!(ok > 100, "the load loop ran ({ok})");
-    assert!(seen.contains(&victim_port), "the restarted worker serves again: {seen:?}");
+    assert!(
+        seen.contains(&victim_port),
+        "the restarted worker serves again: {seen:?}"
+    );
 }
 
 #[test]
@@ -397,9 +425,17 @@ fn rolling_restart_of_gunicorn_under_load_fails_no_request() {
     let after = up.wait_healthy(4, Duration::from_secs(10));
     for (port, pid) in &before {
         let new = after.iter().find(|(p, _)| p == port).map(|w| w.1);
-        assert!(new.is_some_and(|n| n != *pid), "worker {port} kept pid {pid}: {after:?}");
+        assert!(
+            new.is_some_and(|n| n != *pid),
+            "worker {port} kept pid {pid}: {after:?}"
+        );
     }
-    assert_eq!(failed, 0, "failed requests during the rolling restart\n{}", up.output());
+    assert_eq!(
+        failed,
+        0,
+        "failed requests during the rolling restart\n{}",
+        up.output()
+    );
     assert!(ok + failed >= 2_000, "only {} requests", ok + failed);
     assert_eq!(seen.len(), 4, "{seen:?}");
 }
@@ -412,9 +448,15 @@ fn stop_leaves_nothing(signal: Signal) {
     let groups: Vec<u32> = workers.iter().map(|w| w.1).collect();
     // The autoreloader's child has started once the worker is ready.
     let members = group_members(&groups);
-    assert!(members.len() >= 4, "runserver and its reloader child per worker: {members:?}");
+    assert!(
+        members.len() >= 4,
+        "runserver and its reloader child per worker: {members:?}"
+    );
     up.signal(signal);
-    assert!(up.wait_exit(Duration::from_secs(20)), "ferrolb did not exit on {signal:?}");
+    assert!(
+        up.wait_exit(Duration::from_secs(20)),
+        "ferrolb did not exit on {signal:?}"
+    );
     // SIGKILL leaves the shims to do the work: SIGTERM, then SIGKILL after --grace.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -422,7 +464,11 @@ fn stop_leaves_nothing(signal: Signal) {
         if left.is_empty() && group_members(&groups).is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "still alive after {signal:?}: {left:?}\n{}", up.output());
+        assert!(
+            Instant::now() < deadline,
+            "still alive after {signal:?}: {left:?}\n{}",
+            up.output()
+        );
         sleep(Duration::from_millis(100));
     }
 }
@@ -449,7 +495,11 @@ fn a_command_that_exits_at_once_is_reported_and_ferrolb_keeps_running() {
         assert!(Instant::now() < deadline, "no failure report\n{out}");
         sleep(Duration::from_millis(100));
     }
-    assert!(up.child.try_wait().ok().flatten().is_none(), "ferrolb exited\n{}", up.output());
+    assert!(
+        up.child.try_wait().ok().flatten().is_none(),
+        "ferrolb exited\n{}",
+        up.output()
+    );
     let w = up.workers();
     assert_eq!(w.len(), 2);
     assert!(w.iter().all(|(_, _, s)| s != "healthy"), "{w:?}");

@@ -177,6 +177,9 @@ impl Shared {
     }
 }
 
+/// See [`RunHooks::on_shared`].
+pub type OnShared = Box<dyn FnOnce(&Arc<Shared>) + Send>;
+
 /// What an embedder (`ferrolb up`) adds to [`run_with_shutdown`]; the default adds
 /// nothing.
 #[derive(Default)]
@@ -187,7 +190,7 @@ pub struct RunHooks {
     /// Called once with the shared state, before any listener accepts and before
     /// health checks or the admin listener start (so peers can be taken out of
     /// rotation first). Default none.
-    pub on_shared: Option<Box<dyn FnOnce(&Arc<Shared>) + Send>>,
+    pub on_shared: Option<OnShared>,
     /// When true, SIGINT and SIGTERM are left to the embedder, which stops the
     /// server through the `shutdown` channel. Default false (they stop it at once).
     pub embedder_handles_int_term: bool,

@@ -9,7 +9,7 @@
 //! * [`rolling`]: the rolling restart.
 //! * [`control`]: `POST /workers/restart` and `ferrolb -s restart`.
 //! * [`output`]: the multiplexed terminal output.
-//! * [`watch`]: `--watch`.
+//! * [`watch`]: the `--watch` option.
 //! * [`conf`]: the balancer's configuration.
 //!
 //! Threads: the balancer runs as under `ferrolb -c` (the main thread handles its
