@@ -409,19 +409,23 @@ fn rolling_restart_of_gunicorn_under_load_fails_no_request() {
     let load = Load::start(up.listen, 2, 20_000);
     sleep(Duration::from_millis(300));
     // `ferrolb -s restart` from ferrolb up's directory answers when the restart is done.
+    let at_start = load.total();
     let status = Command::new(ferrolb_bin())
         .args(["-s", "restart"])
         .current_dir(&up.dir)
         .status()
         .expect("ferrolb -s restart");
     assert!(status.success(), "-s restart failed\n{}", up.output());
+    let during = load.total() - at_start;
     // At least 2,000 requests in all, the restart included.
     let deadline = Instant::now() + Duration::from_secs(120);
     while load.total() < 2_000 && Instant::now() < deadline {
         sleep(Duration::from_millis(50));
     }
     let (ok, failed, seen) = load.finish();
-    eprintln!("rolling restart under load: {ok} ok, {failed} failed");
+    eprintln!(
+        "rolling restart under load: {ok} ok, {failed} failed ({during} sent during the restart)"
+    );
     let after = up.wait_healthy(4, Duration::from_secs(10));
     for (port, pid) in &before {
         let new = after.iter().find(|(p, _)| p == port).map(|w| w.1);
@@ -509,4 +513,49 @@ fn a_command_that_exits_at_once_is_reported_and_ferrolb_keeps_running() {
     assert!(up.output().contains("exit status 1"), "{}", up.output());
     up.signal(Signal::SIGTERM);
     assert!(up.wait_exit(Duration::from_secs(10)), "{}", up.output());
+}
+
+#[test]
+fn watch_restarts_every_worker_when_a_file_changes() {
+    let (python, _) = django_env();
+    let src = fresh_temp_dir("up-watch-src");
+    fs::write(src.join("app.py"), "v1").expect("write");
+    let watched = src.to_string_lossy().into_owned();
+    let mut up = Up::start(
+        2,
+        &["--grace", "2", "--watch", &watched],
+        &[
+            python.into_os_string(),
+            "-m".into(),
+            "http.server".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "{port}".into(),
+        ],
+    );
+    let before = up.wait_healthy(2, Duration::from_secs(30));
+    // Past the first scan, then a change.
+    sleep(Duration::from_secs(1));
+    fs::write(src.join("app.py"), "v2 (longer, so the size changes too)").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = up.workers();
+        let replaced = now.len() == 2
+            && now.iter().all(|(port, pid, s)| {
+                s == "healthy"
+                    && before
+                        .iter()
+                        .any(|(p, old)| p == port && Some(*old) != *pid)
+            });
+        if replaced {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no restart after the change: {now:?}\n{}",
+            up.output()
+        );
+        sleep(Duration::from_millis(200));
+    }
+    assert!(up.output().contains("app.py changed"), "{}", up.output());
 }

@@ -247,6 +247,8 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
                 slot.set(|i| {
                     i.state = WorkerState::Backoff(why);
                     i.restarts += 1;
+                    // Gone: the summary must not show a pid that may be reused.
+                    i.pid = None;
                 });
                 settle(&env);
                 match idle(delay, &mut rx).await {
@@ -282,6 +284,7 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
                 slot.set(|i| {
                     i.state = WorkerState::Backoff(why);
                     i.restarts += 1;
+                    i.pid = None;
                 });
                 match idle(delay, &mut rx).await {
                     Idle::Go(p) => replace(&mut pending, p),
