@@ -27,10 +27,12 @@ const SKIP_DIRS: [&str; 8] = [
     ".mypy_cache",
 ];
 
-/// File name suffixes ignored: bytecode, editor swap and backup files, logs, and
-/// SQLite journals (a Django dev database changes on every request).
-const SKIP_SUFFIXES: [&str; 8] = [
-    ".pyc", ".swp", ".swx", "~", ".log", "-journal", ".sqlite3", ".tmp",
+/// File name suffixes ignored: bytecode, editor swap and backup files, logs, SQLite
+/// databases and journals (a Django dev database changes on every request), and
+/// ferrolb's own pid file (written just after the first scan: `--watch .` must not
+/// restart everything at start).
+const SKIP_SUFFIXES: [&str; 9] = [
+    ".pyc", ".swp", ".swx", "~", ".log", "-journal", ".sqlite3", ".tmp", ".pid",
 ];
 
 /// Path → modification time of every watched file.
