@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use ferrolb::demo::DemoOptions;
+use ferrolb::supervise::shim::ShimArgs;
+use ferrolb::supervise::UpOptions;
 
 /// The version line nginx tools and scripts look for, with ours appended.
 pub(crate) const VERSION_LINE: &str = concat!(
@@ -24,6 +26,12 @@ pub(crate) enum Command {
     Demo(DemoOptions),
     /// `ferrolb demo --help`.
     DemoHelp,
+    /// `ferrolb up …`.
+    Up(UpOptions),
+    /// `ferrolb up --help`.
+    UpHelp,
+    /// `ferrolb __worker-shim …` (hidden: started by `ferrolb up` per worker).
+    WorkerShim(ShimArgs),
 }
 
 /// Where `-v`/`-h` output goes: nginx writes it to stderr; the GNU-style long options
@@ -48,17 +56,22 @@ pub(crate) enum SignalCmd {
     Reopen,
     /// `reload`: SIGHUP, reload the configuration.
     Reload,
+    /// `restart`: rolling restart of `ferrolb up`'s workers, over its control socket
+    /// (no signal: nginx's are all taken).
+    Restart,
 }
 
 impl SignalCmd {
     /// The signal sent.
-    pub(crate) fn signal(self) -> nix::sys::signal::Signal {
+    /// `None` for `restart`, which is a control request.
+    pub(crate) fn signal(self) -> Option<nix::sys::signal::Signal> {
         use nix::sys::signal::Signal;
         match self {
-            SignalCmd::Stop => Signal::SIGTERM,
-            SignalCmd::Quit => Signal::SIGQUIT,
-            SignalCmd::Reopen => Signal::SIGUSR1,
-            SignalCmd::Reload => Signal::SIGHUP,
+            SignalCmd::Stop => Some(Signal::SIGTERM),
+            SignalCmd::Quit => Some(Signal::SIGQUIT),
+            SignalCmd::Reopen => Some(Signal::SIGUSR1),
+            SignalCmd::Reload => Some(Signal::SIGHUP),
+            SignalCmd::Restart => None,
         }
     }
 }
@@ -113,6 +126,14 @@ fn lossy(b: &[u8]) -> String {
 pub(crate) fn parse(args: &[OsString]) -> Result<Command, String> {
     if args.first().map(|a| a.as_os_str()) == Some(OsStr::new("demo")) {
         return parse_demo(&args[1..]);
+    }
+    if args.first().map(|a| a.as_os_str()) == Some(OsStr::new("up")) {
+        return parse_up(&args[1..]);
+    }
+    if args.first().map(|a| a.as_os_str()) == Some(OsStr::new("__worker-shim")) {
+        return ShimArgs::parse(&args[1..])
+            .map(Command::WorkerShim)
+            .map_err(|e| e.to_string());
     }
     let mut out = NginxArgs::default();
     let mut i = 0;
@@ -206,6 +227,7 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, String> {
                                 b"quit" => SignalCmd::Quit,
                                 b"reopen" => SignalCmd::Reopen,
                                 b"reload" => SignalCmd::Reload,
+                                b"restart" => SignalCmd::Restart,
                                 other => {
                                     return Err(format!("invalid option: \"-s {}\"", lossy(other)))
                                 }
@@ -267,11 +289,122 @@ fn parse_demo(args: &[OsString]) -> Result<Command, String> {
     Ok(Command::Demo(opts))
 }
 
+fn parse_up(args: &[OsString]) -> Result<Command, String> {
+    let mut o = UpOptions::default();
+    let mut i = 0;
+    let bad = |m: String| format!("up: {m} (see \"ferrolb up --help\")");
+    while i < args.len() {
+        let a = lossy(args[i].as_bytes());
+        if a == "--" {
+            o.command = args[i + 1..].to_vec();
+            break;
+        }
+        if a == "-h" || a == "--help" {
+            return Ok(Command::UpHelp);
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (a.clone(), None),
+        };
+        // `-w4` as well as `-w 4`, like nginx's short options.
+        let (name, inline) = match (name.as_str(), inline) {
+            (n, None)
+                if n.len() > 2
+                    && (n.starts_with("-w") || n.starts_with("-c"))
+                    && !n.starts_with("--") =>
+            {
+                (n[..2].to_owned(), Some(n[2..].to_owned()))
+            }
+            (n, v) => (n.to_owned(), v),
+        };
+        let value = |i: &mut usize| -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => {
+                    *i += 1;
+                    args.get(*i)
+                        .map(|v| lossy(v.as_bytes()))
+                        .ok_or_else(|| bad(format!("option \"{name}\" requires a value")))
+                }
+            }
+        };
+        match name.as_str() {
+            "-w" | "--workers" => {
+                let v = value(&mut i)?;
+                o.workers = v
+                    .parse()
+                    .map_err(|_| bad(format!("invalid number of workers \"{v}\"")))?;
+            }
+            "--port" => {
+                let v = value(&mut i)?;
+                o.first_port = v
+                    .parse()
+                    .map_err(|_| bad(format!("invalid port \"{v}\"")))?;
+            }
+            "--listen" => {
+                let v = value(&mut i)?;
+                o.listen = v
+                    .parse()
+                    .map_err(|_| bad(format!("invalid address \"{v}\" (use IP:PORT)")))?;
+            }
+            "-c" | "--conf" => o.conf = Some(PathBuf::from(value(&mut i)?)),
+            "--upstream" => o.upstream = Some(value(&mut i)?),
+            "--admin" => {
+                let v = value(&mut i)?;
+                o.admin = Some(
+                    v.parse()
+                        .map_err(|_| bad(format!("invalid address \"{v}\" (use IP:PORT)")))?,
+                );
+            }
+            "--health" => {
+                let v = value(&mut i)?;
+                if !v.starts_with('/') {
+                    return Err(bad(format!(
+                        "--health takes a path starting with /, not \"{v}\""
+                    )));
+                }
+                o.health_uri = Some(v);
+            }
+            "--grace" => {
+                let v = value(&mut i)?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s < 1e6)
+                    .ok_or_else(|| bad(format!("invalid seconds \"{v}\"")))?;
+                o.grace = std::time::Duration::from_secs_f64(secs);
+            }
+            "--watch" => {
+                // One or more paths, up to the next option.
+                o.watch.push(PathBuf::from(value(&mut i)?));
+                while let Some(next) = args.get(i + 1) {
+                    if next.as_bytes().starts_with(b"-") {
+                        break;
+                    }
+                    o.watch.push(PathBuf::from(next));
+                    i += 1;
+                }
+            }
+            _ => return Err(bad(format!("invalid option \"{a}\""))),
+        }
+        i += 1;
+    }
+    if o.command.is_empty() {
+        return Err(bad("no worker command after \"--\"".into()));
+    }
+    if o.conf.is_none() && o.upstream.is_some() {
+        return Err(bad("--upstream needs -c".into()));
+    }
+    Ok(Command::Up(o))
+}
+
 /// `-h` text after the version line.
 pub(crate) const HELP: &str = "\
 Usage: ferrolb [-?hvVtTq] [-s signal] [-p prefix]
                [-e filename] [-c filename] [-g directives] [--admin addr]
        ferrolb demo [--port N] [--backends N] [--first-backend-port N]
+       ferrolb up [-w N] [--port N] [--listen addr] [-c file] [--admin addr]
+                  [--watch path...] -- command args... {port}
 
 Options:
   -?,-h         : this help (also --help, printed to stdout)
@@ -280,7 +413,8 @@ Options:
   -t            : test configuration and exit
   -T            : test configuration, dump it and exit
   -q            : suppress non-error messages during configuration testing
-  -s signal     : send signal to a running ferrolb: stop, quit, reopen, reload
+  -s signal     : send signal to a running ferrolb: stop, quit, reopen, reload;
+                  or restart: rolling restart of \"ferrolb up\" workers
   -p prefix     : set prefix path (default: the current directory)
   -e filename   : set error log file (default: the configuration's error_log,
                   else logs/error.log); \"stderr\" logs to stderr
@@ -293,6 +427,8 @@ Options:
 Commands:
   demo          : start 4 demo backends on 127.0.0.1:8000-8003 and a round robin
                   balancer on 127.0.0.1:8080 in front of them; Ctrl-C stops
+  up            : start your app's worker processes and balance them; see
+                  \"ferrolb up --help\"
 
 Exit status: 0 on success, 1 on any error.
 
@@ -314,6 +450,60 @@ Starts N demo HTTP backends (default 4) on 127.0.0.1, ports from
 and the balancer on 127.0.0.1:--port (default 8080) with an embedded
 round robin configuration. Then try: curl http://127.0.0.1:8080/
 Ctrl-C stops everything.
+";
+
+/// `ferrolb up --help` text.
+pub(crate) const UP_HELP: &str = "\
+Usage: ferrolb up [-w N] [--port N] [--listen ADDR] [-c nginx.conf [--upstream NAME]]
+                  [--admin ADDR] [--health URI] [--grace SECS] [--watch PATH...]
+                  -- COMMAND ARGS... {port}
+
+Starts N copies of COMMAND (\"workers\"), each with {port} in its arguments
+replaced by its own port and PORT set in its environment, and balances requests
+over them round robin. A worker gets traffic only once it is ready (its port
+accepts connections, or GET --health URI answers 2xx/3xx). A worker that exits
+is reported, taken out of rotation and started again (backoff from 0.5 s up to
+30 s). Worker output is shown line by line behind a \"PORT |\" prefix.
+
+Options:
+  -w N            : number of workers (default 4)
+  --port N        : first worker port; workers get the first N free ports
+                    from there (default 8000)
+  --listen ADDR   : balancer address (default 127.0.0.1:8080)
+  -c FILE         : use this nginx configuration instead of a generated one;
+                    the workers replace the servers of its upstream
+  --upstream NAME : with -c, the upstream the workers fill (default: the only
+                    upstream the file declares)
+  --admin ADDR    : admin API and live dashboard on ADDR (e.g. 127.0.0.1:9090)
+  --health URI    : readiness and health check GET URI (default: TCP connect);
+                    with -c, the upstream's health_check is used if it has one
+  --grace SECS    : time for requests in flight to finish and for workers to
+                    exit after SIGTERM, before SIGKILL (default 10)
+  --watch PATH... : rolling restart when files under PATH change (debounced)
+
+Rolling restart, one worker at a time (drain, stop, start, wait until ready,
+back in rotation), without a failed request:
+  ferrolb -s restart            (from the same directory; waits until done)
+  curl -X POST http://ADDR/workers/restart      (with --admin ADDR)
+
+Ctrl-C or SIGTERM: stop accepting, finish requests in flight, SIGTERM the
+workers' process groups, SIGKILL after --grace. Ctrl-C twice: stop at once.
+No worker outlives ferrolb, even if ferrolb is killed with SIGKILL.
+
+Django (examples/django, the article's app):
+  cd examples/django
+  ferrolb up -w 4 --port 8001 --watch . -- \\
+      python manage.py runserver --noreload {port}
+  curl http://127.0.0.1:8080/test_load_banlance/
+
+gunicorn (production-style; rolling restarts drop nothing):
+  cd examples/django
+  ferrolb up -w 4 --port 8001 --admin 127.0.0.1:9090 -- \\
+      gunicorn -b 127.0.0.1:{port} mysite.wsgi
+  ferrolb -s restart      # after deploying new code
+
+Any server that takes a port works: uvicorn app:app --port {port},
+node server.js (reading $PORT), a Go binary with -addr :{port}.
 ";
 
 #[cfg(test)]
@@ -404,9 +594,10 @@ mod tests {
             assert_eq!(nginx(&["-s", s]).signal, Some(want));
         }
         assert_eq!(nginx(&["-sreload"]).signal, Some(SignalCmd::Reload));
+        assert_eq!(nginx(&["-s", "restart"]).signal, Some(SignalCmd::Restart));
         assert_eq!(
-            p(&["-s", "restart"]),
-            Err("invalid option: \"-s restart\"".into())
+            p(&["-s", "upgrade"]),
+            Err("invalid option: \"-s upgrade\"".into())
         );
     }
 
@@ -434,6 +625,51 @@ mod tests {
         assert_eq!(p(&["--foo"]), Err("invalid option: \"-\"".into()));
         // nginx ignores a lone dash.
         assert_eq!(nginx(&["-"]), NginxArgs::default());
+    }
+
+    #[test]
+    fn up_options() {
+        let Ok(Command::Up(o)) = p(&[
+            "up",
+            "-w",
+            "3",
+            "--port=9000",
+            "--listen",
+            "127.0.0.1:9999",
+            "--admin",
+            "127.0.0.1:9090",
+            "--watch",
+            "a",
+            "b",
+            "--grace",
+            "0.5",
+            "--",
+            "cmd",
+            "{port}",
+        ]) else {
+            panic!("up did not parse");
+        };
+        assert_eq!(o.workers, 3);
+        assert_eq!(o.first_port, 9000);
+        assert_eq!(o.listen, ([127, 0, 0, 1], 9999).into());
+        assert_eq!(o.admin, Some(([127, 0, 0, 1], 9090).into()));
+        assert_eq!(o.watch, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(o.grace, std::time::Duration::from_millis(500));
+        assert_eq!(o.command, [OsString::from("cmd"), OsString::from("{port}")]);
+        let Ok(Command::Up(o)) = p(&["up", "-w4", "--", "x"]) else {
+            panic!("-w4");
+        };
+        assert_eq!(o.workers, 4);
+        assert_eq!(p(&["up", "--help"]), Ok(Command::UpHelp));
+        assert!(p(&["up", "-w", "4"])
+            .unwrap_err()
+            .contains("no worker command"));
+        assert!(p(&["up", "--nope", "--", "x"]).is_err());
+        assert!(p(&["up", "--upstream", "x", "--", "y"]).is_err());
+        assert!(matches!(
+            p(&["__worker-shim", "--parent", "1", "--", "x"]),
+            Ok(Command::WorkerShim(_))
+        ));
     }
 
     #[test]

@@ -32,6 +32,21 @@ fn main() -> ExitCode {
             print!("{}", cli::DEMO_HELP);
             Ok(true)
         }
+        Command::UpHelp => {
+            print!("{}", cli::UP_HELP);
+            Ok(true)
+        }
+        Command::WorkerShim(args) => {
+            let code = ferrolb::supervise::shim::run(args);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        Command::Up(opts) => match ferrolb::supervise::run(opts) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                ferrolb::emerg!("{}", e);
+                Ok(false)
+            }
+        },
         Command::Demo(opts) => match ferrolb::demo::run(opts) {
             Ok(()) => Ok(true),
             Err(e) => {
@@ -266,7 +281,19 @@ fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptio
             return false;
         }
     };
-    let signal = sig.signal();
+    let Some(signal) = sig.signal() else {
+        // `restart`: a request over `ferrolb up`'s control socket, answered when done.
+        return match ferrolb::supervise::request_restart(&pid_path) {
+            Ok(msg) => {
+                eprintln!("ferrolb: {msg}");
+                true
+            }
+            Err(e) => {
+                ferrolb::error!("restart failed: {}", e);
+                false
+            }
+        };
+    };
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
         Ok(()) => true,
         Err(errno) => {

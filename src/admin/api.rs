@@ -105,11 +105,36 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Result<Reply
         ("POST", ["upstreams", name, "peers"]) => add_peer(shared, name, body),
         ("PATCH", ["upstreams", name, "peers", addr]) => patch_peer(shared, name, addr, body),
         ("DELETE", ["upstreams", name, "peers", addr]) => delete_peer(shared, name, addr),
-        (_, [] | ["status"] | ["metrics"] | ["upstreams", _, "peers", ..]) => {
-            Err(AdminError::Method)
+        ("GET" | "HEAD", ["workers"]) => Ok(Reply::json(200, workers(shared)?.json().to_string())),
+        ("POST", ["workers", "restart"]) => {
+            // 202: the restart runs one worker at a time, for as long as the workers
+            // take to start; `GET /workers` shows its progress.
+            workers(shared)?.restart().map_err(AdminError::Conflict)?;
+            crate::log::emit(
+                Level::Notice,
+                None,
+                format_args!("admin API: rolling restart of the workers requested"),
+            );
+            Ok(Reply::json(202, r#"{"restart":"started"}"#.to_owned()))
         }
+        (
+            _,
+            []
+            | ["status"]
+            | ["metrics"]
+            | ["upstreams", _, "peers", ..]
+            | ["workers"]
+            | ["workers", "restart"],
+        ) => Err(AdminError::Method),
         _ => Err(AdminError::NotFound(format!("no such endpoint: {path}"))),
     }
+}
+
+/// The worker control of `ferrolb up`; 404 under plain `ferrolb -c`.
+fn workers(shared: &Shared) -> Result<&Arc<dyn super::WorkerControl>, AdminError> {
+    shared.workers.get().ok_or_else(|| {
+        AdminError::NotFound("no worker processes: they exist under \"ferrolb up\"".into())
+    })
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, AdminError> {

@@ -1,5 +1,6 @@
 //! The admin listener: `/status` JSON, `/metrics` (Prometheus text), runtime peer
-//! changes (`PATCH`/`POST`/`DELETE /upstreams/...`) and the live dashboard (`GET /`).
+//! changes (`PATCH`/`POST`/`DELETE /upstreams/...`), the live dashboard (`GET /`) and,
+//! under `ferrolb up`, the worker processes (`GET /workers`, `POST /workers/restart`).
 //!
 //! Off by default. Enabled by `ferrolb_admin ADDR [token=SECRET];` at http level or by
 //! `--admin ADDR` on the command line (which wins). It runs on a thread of its own with
@@ -68,6 +69,17 @@ impl AdminError {
             AdminError::Rebuild(_) => 500,
         }
     }
+}
+
+/// The worker processes of `ferrolb up` as the admin API sees them (implemented by
+/// [`crate::supervise`]; kept as a trait so `admin` does not depend on it).
+pub trait WorkerControl: Send + Sync + std::fmt::Debug {
+    /// Starts a rolling restart of every worker, one at a time, and returns at once.
+    /// `Err` (a reason) when one is already running or the workers are stopping.
+    fn restart(&self) -> Result<(), String>;
+    /// The workers as JSON: `{"restarting": bool, "workers": [{"port", "pid",
+    /// "state", "restarts"}...]}`.
+    fn json(&self) -> serde_json::Value;
 }
 
 #[cfg(test)]

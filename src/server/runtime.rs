@@ -154,6 +154,9 @@ pub struct Shared {
     /// Peer changes made through the admin API, applied on top of every configuration
     /// built (admin change or reload). Its lock also serialises those rebuilds.
     pub admin_overlay: std::sync::Mutex<crate::admin::Overlay>,
+    /// The worker processes of `ferrolb up`, for the admin API's `/workers`
+    /// endpoints; unset (the default) under `ferrolb -c`.
+    pub workers: std::sync::OnceLock<Arc<dyn crate::admin::WorkerControl>>,
     stop_tx: watch::Sender<StopMode>,
 }
 
@@ -166,6 +169,7 @@ impl Shared {
             registry,
             next_conn_id: AtomicU64::new(1),
             admin_overlay: Default::default(),
+            workers: std::sync::OnceLock::new(),
             stop_tx: watch::channel(StopMode::Running).0,
         }
     }
@@ -173,6 +177,35 @@ impl Shared {
     /// A receiver that turns to `Graceful` or `Fast` when stopping.
     pub fn stop_signal(&self) -> watch::Receiver<StopMode> {
         self.stop_tx.subscribe()
+    }
+}
+
+/// See [`RunHooks::on_shared`].
+pub type OnShared = Box<dyn FnOnce(&Arc<Shared>) + Send>;
+
+/// What an embedder (`ferrolb up`) adds to [`run_with_shutdown`]; the default adds
+/// nothing.
+#[derive(Default)]
+pub struct RunHooks {
+    /// Peer changes applied to the first configuration and kept across reloads, as
+    /// if made through the admin API. Default none.
+    pub overlay: Option<crate::admin::Overlay>,
+    /// Called once with the shared state, before any listener accepts and before
+    /// health checks or the admin listener start (so peers can be taken out of
+    /// rotation first). Default none.
+    pub on_shared: Option<OnShared>,
+    /// When true, SIGINT and SIGTERM are left to the embedder, which stops the
+    /// server through the `shutdown` channel. Default false (they stop it at once).
+    pub embedder_handles_int_term: bool,
+}
+
+impl std::fmt::Debug for RunHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHooks")
+            .field("overlay", &self.overlay)
+            .field("on_shared", &self.on_shared.is_some())
+            .field("embedder_handles_int_term", &self.embedder_handles_int_term)
+            .finish()
     }
 }
 
@@ -187,9 +220,21 @@ pub fn run(opts: RunOptions) -> Result<(), ServerError> {
 /// Like [`run`], and also stops (gracefully) when `shutdown` turns true.
 pub fn run_with_shutdown(
     opts: RunOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    let config = load(&opts)?;
+    run_with_hooks(opts, shutdown, RunHooks::default())
+}
+
+/// Like [`run_with_shutdown`], with an embedder's [`RunHooks`].
+pub fn run_with_hooks(
+    opts: RunOptions,
+    mut shutdown: watch::Receiver<bool>,
+    hooks: RunHooks,
+) -> Result<(), ServerError> {
+    let mut config = load(&opts)?;
+    if let Some(overlay) = &hooks.overlay {
+        overlay.apply(&mut config);
+    }
     let workers = config.worker_processes.max(1);
     let pid_path = config.pid.clone();
     let registry = PeerRegistry::new();
@@ -211,9 +256,13 @@ pub fn run_with_shutdown(
         runtime: ArcSwap::from_pointee(runtime),
         registry,
         next_conn_id: AtomicU64::new(1),
-        admin_overlay: Default::default(),
+        admin_overlay: std::sync::Mutex::new(hooks.overlay.unwrap_or_default()),
+        workers: std::sync::OnceLock::new(),
         stop_tx,
     });
+    if let Some(f) = hooks.on_shared {
+        f(&shared);
+    }
 
     // Active health checks and the admin listener run on threads of their own; they
     // end when `stop_tx` leaves `Running`.
@@ -274,8 +323,15 @@ pub fn run_with_shutdown(
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Start)?;
         let mut quit = signal(SignalKind::quit()).map_err(ServerError::Start)?;
-        let mut term = signal(SignalKind::terminate()).map_err(ServerError::Start)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Start)?;
+        // `ferrolb up` stops gracefully on these and must see them itself.
+        let (mut term, mut int) = if hooks.embedder_handles_int_term {
+            (None, None)
+        } else {
+            (
+                Some(signal(SignalKind::terminate()).map_err(ServerError::Start)?),
+                Some(signal(SignalKind::interrupt()).map_err(ServerError::Start)?),
+            )
+        };
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
         loop {
             tokio::select! {
@@ -287,8 +343,8 @@ pub fn run_with_shutdown(
                     }
                 }
                 _ = quit.recv() => return Ok::<_, ServerError>(StopMode::Graceful),
-                _ = term.recv() => return Ok(StopMode::Fast),
-                _ = int.recv() => return Ok(StopMode::Fast),
+                _ = recv_opt(&mut term) => return Ok(StopMode::Fast),
+                _ = recv_opt(&mut int) => return Ok(StopMode::Fast),
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
                         return Ok(StopMode::Graceful);
@@ -336,6 +392,14 @@ pub fn run_with_shutdown(
     crate::log::emit(Level::Notice, None, format_args!("exit"));
     crate::log::flush();
     Ok(())
+}
+
+/// Waits for a signal of an optional stream; never returns without one.
+async fn recv_opt(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn list(addrs: &[SocketAddr]) -> String {

@@ -377,7 +377,7 @@ impl Drop for Proxy {
 // Django: the article's backends
 // ---------------------------------------------------------------------------
 
-fn django_env() -> (PathBuf, PathBuf) {
+pub fn django_env() -> (PathBuf, PathBuf) {
     let python = std::env::var_os("FERROLB_TEST_PYTHON").filter(|v| !v.is_empty());
     let dir = std::env::var_os("FERROLB_DJANGO_DIR").filter(|v| !v.is_empty());
     match (python, dir) {
