@@ -204,4 +204,16 @@ fn combined_line_looks_like_nginx() {
     assert!(std::fs::read_to_string(proxy.dir.join("logs/json.log"))
         .unwrap_or_default()
         .is_empty());
+
+    // A line logged just before a stop is in the file once the process has exited.
+    let mut proxy = proxy;
+    assert_eq!(
+        http_get(port, "/combined/y", "example.test")
+            .expect("GET")
+            .status,
+        200
+    );
+    proxy.stop();
+    let text = std::fs::read_to_string(proxy.dir.join("logs/combined.log")).expect("read");
+    assert!(text.contains("\"GET /combined/y HTTP/1.1\" 200"), "{text}");
 }

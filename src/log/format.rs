@@ -307,6 +307,66 @@ mod tests {
     }
 
     #[test]
+    fn request_parts_rendered_before_response_parts_filled() {
+        use crate::http1::{Parsed, RequestHead};
+        let buf = b"GET /p?q=1 HTTP/1.1\r\nHost: a.test\r\nUser-Agent: x\"y\r\n\r\n";
+        let mut head = RequestHead::new();
+        assert_eq!(head.parse(buf), Ok(Parsed::Complete));
+        let vars = RequestVars {
+            buf,
+            head: &head,
+            remote: "10.0.0.1:5000".parse().expect("addr"),
+            local: "10.0.0.2:80".parse().expect("addr"),
+            server_name: "s",
+            scheme: "http",
+            uri: "/p",
+            proxy_host: "",
+            upstream_addr: None,
+        };
+        let parts = crate::config::template::parse(
+            "$remote_addr \"$request\" $status $http_user_agent $remote_user $connection/$connection_requests$pipe $upstream_addr $http_referer",
+        )
+        .expect("parses")
+        .parts;
+        let conn = ConnFacts {
+            id: 7,
+            requests: 3,
+            pipelined: true,
+        };
+        let r = ResponseFacts {
+            status: 404,
+            body_bytes: 0,
+            bytes_sent: 0,
+            started: Instant::now(),
+            upstream: &[],
+        };
+        let line = |escape| {
+            let format = LogFormat {
+                name: "t".into(),
+                escape,
+                parts: parts.clone(),
+                uses_upstream: true,
+            };
+            let pending = PendingLine::prepare(&format, &vars, &conn);
+            let mut out = Vec::new();
+            pending.finish(&format, &r, &mut out);
+            String::from_utf8(out).expect("ascii")
+        };
+        assert_eq!(
+            line(LogEscape::Default),
+            "10.0.0.1 \"GET /p?q=1 HTTP/1.1\" 404 x\\x22y - 7/3p - -\n"
+        );
+        assert_eq!(
+            line(LogEscape::Json),
+            "10.0.0.1 \"GET /p?q=1 HTTP/1.1\" 404 x\\\"y  7/3p  \n"
+        );
+        assert_eq!(
+            line(LogEscape::None),
+            "10.0.0.1 \"GET /p?q=1 HTTP/1.1\" 404 x\"y  7/3p  \n"
+        );
+    }
+
+    #[test]
     fn upstream_lists_and_times() {
         let attempts = [
             UpstreamAttempt {
