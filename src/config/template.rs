@@ -65,11 +65,22 @@ pub fn var(name: &str) -> Option<Var> {
         "proxy_host" => Var::ProxyHost,
         "proxy_port" => Var::ProxyPort,
         "upstream_addr" => Var::UpstreamAddr,
+        "upstream_status" => Var::UpstreamStatus,
+        "upstream_response_time" => Var::UpstreamResponseTime,
+        "upstream_connect_time" => Var::UpstreamConnectTime,
+        "upstream_header_time" => Var::UpstreamHeaderTime,
         "status" => Var::Status,
         "time_local" => Var::TimeLocal,
+        "time_iso8601" => Var::TimeIso8601,
         "msec" => Var::Msec,
         "request_time" => Var::RequestTime,
         "body_bytes_sent" => Var::BodyBytesSent,
+        "bytes_sent" => Var::BytesSent,
+        "request_length" => Var::RequestLength,
+        "remote_user" => Var::RemoteUser,
+        "connection" => Var::Connection,
+        "connection_requests" => Var::ConnectionRequests,
+        "pipe" => Var::Pipe,
         "hostname" => Var::Hostname,
         _ => return None,
     })
@@ -142,6 +153,49 @@ mod tests {
         );
         assert_eq!(parse("").expect("empty"), Template::default());
         assert!(parse("plain").expect("plain").is_literal());
+    }
+
+    #[test]
+    fn log_variables() {
+        let t = parse(
+            "$status $body_bytes_sent $bytes_sent $request_length $request_time $msec \
+             $time_local $time_iso8601 $remote_user $upstream_addr $upstream_status \
+             $upstream_response_time $upstream_connect_time $upstream_header_time \
+             $http_referer $http_user_agent $connection $connection_requests $pipe",
+        )
+        .expect("parses");
+        let vars: Vec<Var> = t
+            .parts
+            .into_iter()
+            .filter_map(|p| match p {
+                TemplatePart::Var(v) => Some(v),
+                TemplatePart::Literal(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            vars,
+            vec![
+                Var::Status,
+                Var::BodyBytesSent,
+                Var::BytesSent,
+                Var::RequestLength,
+                Var::RequestTime,
+                Var::Msec,
+                Var::TimeLocal,
+                Var::TimeIso8601,
+                Var::RemoteUser,
+                Var::UpstreamAddr,
+                Var::UpstreamStatus,
+                Var::UpstreamResponseTime,
+                Var::UpstreamConnectTime,
+                Var::UpstreamHeaderTime,
+                Var::Http("referer".into()),
+                Var::Http("user-agent".into()),
+                Var::Connection,
+                Var::ConnectionRequests,
+                Var::Pipe,
+            ]
+        );
     }
 
     #[test]

@@ -597,17 +597,78 @@ fn ignored_directives_warn() {
             "no warning for {name}"
         );
     }
-    assert!(c
-        .warnings
-        .iter()
-        .any(|w| w.message.contains("only writes the combined format")));
-    assert_eq!(
-        c.http.servers[0].settings.access_log,
-        AccessLogConf::Combined(PathBuf::from("/srv/lb/logs/a.log"))
-    );
+    match &c.http.servers[0].settings.access_log {
+        AccessLogConf::Format { path, format } => {
+            assert_eq!(path, &PathBuf::from("/srv/lb/logs/a.log"));
+            assert_eq!(format.name, "main");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         first_line(&load_err(&in_http("access_log x.log fancy;"))),
         "nginx.conf:3: unknown log format \"fancy\""
+    );
+}
+
+#[test]
+fn log_format_directive() {
+    let c = load_text(&in_http(
+        "log_format j escape=json '{\"s\":\"$status\",' '\"u\":\"$upstream_addr\"}';
+         log_format plain '$remote_addr $request_time';
+         access_log logs/j.log j;
+         server { location /p { access_log logs/p.log plain; } location /c { access_log logs/c.log combined; } }",
+    ));
+    let s = &c.http.servers[0];
+    let AccessLogConf::Format { format, .. } = &s.settings.access_log else {
+        panic!("{:?}", s.settings.access_log)
+    };
+    assert_eq!(format.escape, LogEscape::Json);
+    assert!(format.uses_upstream);
+    // The strings are concatenated with nothing between them.
+    assert_eq!(
+        format.parts,
+        vec![
+            TemplatePart::Literal("{\"s\":\"".into()),
+            TemplatePart::Var(Var::Status),
+            TemplatePart::Literal("\",\"u\":\"".into()),
+            TemplatePart::Var(Var::UpstreamAddr),
+            TemplatePart::Literal("\"}".into()),
+        ]
+    );
+    let AccessLogConf::Format { format, .. } = &s.locations[0].settings.access_log else {
+        panic!("{:?}", s.locations[0].settings.access_log)
+    };
+    assert_eq!(format.escape, LogEscape::Default);
+    assert!(!format.uses_upstream);
+    assert_eq!(
+        s.locations[1].settings.access_log,
+        AccessLogConf::Combined(PathBuf::from("/srv/lb/logs/c.log"))
+    );
+
+    let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
+    assert_eq!(
+        err("log_format combined '$status';"),
+        "nginx.conf:3: duplicate \"log_format\" name \"combined\""
+    );
+    assert_eq!(
+        err("log_format a '$status';\nlog_format a '$status';"),
+        "nginx.conf:4: duplicate \"log_format\" name \"a\""
+    );
+    assert_eq!(
+        err("log_format a escape=xml '$status';"),
+        "nginx.conf:3: unknown log format escaping \"xml\""
+    );
+    assert_eq!(
+        err("log_format a escape=json;"),
+        "nginx.conf:3: invalid number of arguments in \"log_format\" directive"
+    );
+    assert_eq!(
+        err("log_format a '$nope';"),
+        "nginx.conf:3: unknown \"nope\" variable"
+    );
+    assert_eq!(
+        err("server {\nlocation / {\naccess_log x.log x; } }"),
+        "nginx.conf:5: unknown log format \"x\""
     );
 }
 

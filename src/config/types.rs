@@ -599,13 +599,58 @@ pub struct AddHeader {
     pub always: bool,
 }
 
-/// `access_log`.
+/// `access_log`. Default: `logs/access.log` in the `combined` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLogConf {
-    /// `access_log off`.
+    /// `access_log off` (or `/dev/null`).
     Off,
-    /// A file in nginx's `combined` format (the only format in this version).
+    /// A file in nginx's predefined `combined` format. Kept apart from [`Self::Format`]
+    /// because it is the default and has a hand-written formatter with no template walk.
     Combined(PathBuf),
+    /// A file in a `log_format` declared in the configuration.
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The format.
+        format: Arc<LogFormat>,
+    },
+}
+
+impl AccessLogConf {
+    /// The file written to, `None` for `off`.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            AccessLogConf::Off => None,
+            AccessLogConf::Combined(p) | AccessLogConf::Format { path: p, .. } => Some(p),
+        }
+    }
+}
+
+/// `log_format NAME [escape=default|json|none] STRING ...;`: the strings concatenated and
+/// split into parts at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFormat {
+    /// The name as declared.
+    pub name: String,
+    /// How variable values are escaped (literals never are). Default [`LogEscape::Default`].
+    pub escape: LogEscape,
+    /// Literal and variable parts in order.
+    pub parts: Vec<TemplatePart>,
+    /// Whether any part is an `$upstream_*` variable that lists every attempt: only
+    /// then does forwarding record per-attempt data.
+    pub uses_upstream: bool,
+}
+
+/// `log_format … escape=`: how variable values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogEscape {
+    /// `"`, `\`, bytes below 0x20 and from 0x7f up become `\xHH`; a missing value is `-`.
+    #[default]
+    Default,
+    /// JSON string escaping (`\"`, `\\`, `\n`, `\u00XX`); a missing value is empty.
+    Json,
+    /// Values as they are; a missing value is empty.
+    None,
 }
 
 /// A string with `$variables`, split at parse time so evaluation is a walk over parts.
@@ -688,18 +733,42 @@ pub enum Var {
     ProxyHost,
     /// `$proxy_port`.
     ProxyPort,
-    /// `$upstream_addr`: the peer(s) tried (logs).
+    /// `$upstream_addr`: the peer being tried in headers; in logs every peer tried,
+    /// joined by `, `.
     UpstreamAddr,
+    /// `$upstream_status` (logs): one status per attempt (502/504 for failed ones).
+    UpstreamStatus,
+    /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
+    UpstreamResponseTime,
+    /// `$upstream_connect_time` (logs): seconds per attempt, `-` when it did not connect.
+    UpstreamConnectTime,
+    /// `$upstream_header_time` (logs): seconds per attempt, `-` without a response head.
+    UpstreamHeaderTime,
     /// `$status` (logs).
     Status,
     /// `$time_local` (logs).
     TimeLocal,
-    /// `$msec` (logs).
+    /// `$time_iso8601` (logs).
+    TimeIso8601,
+    /// `$msec` (logs): seconds since the epoch with milliseconds, at log time.
     Msec,
-    /// `$request_time` (logs).
+    /// `$request_time` (logs): seconds from the first byte of the request head to the
+    /// end of the response, millisecond precision.
     RequestTime,
     /// `$body_bytes_sent` (logs).
     BodyBytesSent,
+    /// `$bytes_sent` (logs): response head and body bytes.
+    BytesSent,
+    /// `$request_length`: request head plus declared body length.
+    RequestLength,
+    /// `$remote_user`: always missing (no auth module).
+    RemoteUser,
+    /// `$connection`: the connection serial number.
+    Connection,
+    /// `$connection_requests`: requests on this connection so far, this one included.
+    ConnectionRequests,
+    /// `$pipe`: `p` when the request was pipelined, else `.`.
+    Pipe,
     /// `$hostname`.
     Hostname,
     /// `$connection_upgrade`-style user variables are not supported; this carries the

@@ -34,7 +34,7 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         env,
         warnings,
         upstreams: Vec::new(),
-        log_formats: HashSet::new(),
+        log_formats: HashMap::new(),
         matches: HashMap::new(),
         health_checks: Vec::new(),
     };
@@ -45,7 +45,8 @@ struct Validator<'a> {
     env: &'a Env,
     warnings: Vec<Warning>,
     upstreams: Vec<UpstreamConf>,
-    log_formats: HashSet<String>,
+    /// `log_format`s declared so far (`combined` is built in and not listed).
+    log_formats: HashMap<String, Arc<LogFormat>>,
     /// `match` blocks by name (declared anywhere at http level).
     matches: HashMap<String, Arc<MatchConf>>,
     /// `health_check` lines found in locations so far.
@@ -292,6 +293,54 @@ fn templ(d: &Directive, s: &str) -> Result<Template> {
             Some(h) => ConfigError::hinted(&d.span, msg, h),
             None => ConfigError::at(&d.span, msg),
         }
+    })
+}
+
+/// `log_format NAME [escape=default|json|none] STRING ...;`.
+fn log_format(d: &Directive) -> Result<LogFormat> {
+    let name = d.arg(0).to_owned();
+    let mut rest = &d.args[1..];
+    let mut escape = LogEscape::Default;
+    if let Some(e) = rest.first().and_then(|a| a.value.strip_prefix("escape=")) {
+        escape = match e {
+            "default" => LogEscape::Default,
+            "json" => LogEscape::Json,
+            "none" => LogEscape::None,
+            other => {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("unknown log format escaping \"{other}\""),
+                ))
+            }
+        };
+        rest = &rest[1..];
+    }
+    if rest.is_empty() {
+        return Err(ConfigError::at(
+            &d.span,
+            "invalid number of arguments in \"log_format\" directive",
+        ));
+    }
+    // nginx concatenates the strings as written, with nothing between them.
+    let text: String = rest.iter().map(|a| a.value.as_str()).collect();
+    let parts = templ(d, &text)?.parts;
+    let uses_upstream = parts.iter().any(|p| {
+        matches!(
+            p,
+            TemplatePart::Var(
+                Var::UpstreamAddr
+                    | Var::UpstreamStatus
+                    | Var::UpstreamResponseTime
+                    | Var::UpstreamConnectTime
+                    | Var::UpstreamHeaderTime
+            )
+        )
+    });
+    Ok(LogFormat {
+        name,
+        escape,
+        parts,
+        uses_upstream,
     })
 }
 
@@ -549,14 +598,15 @@ impl Validator<'_> {
             match d.name.as_str() {
                 "server" => servers.push(d),
                 "log_format" => {
-                    let name = d.arg(0);
-                    if name == "combined" || !self.log_formats.insert(name.to_owned()) {
+                    let format = log_format(d)?;
+                    if format.name == "combined" || self.log_formats.contains_key(&format.name) {
                         return Err(ConfigError::at(
                             &d.span,
-                            format!("duplicate \"log_format\" name \"{name}\""),
+                            format!("duplicate \"log_format\" name \"{}\"", format.name),
                         ));
                     }
-                    self.warn(d, format!("\"log_format\" is accepted, but ferrolb only writes the combined format (\"{name}\" is not used)"));
+                    self.log_formats
+                        .insert(format.name.clone(), Arc::new(format));
                 }
                 "error_log" => self.warn(d, "\"error_log\" is only used at main level".to_owned()),
                 "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
@@ -722,25 +772,30 @@ impl Validator<'_> {
                 "variables in \"access_log\" paths are not supported",
             ));
         }
-        if let Some(format) = d.args.get(1).map(|a| a.value.as_str()) {
-            if format != "combined" {
-                if !self.log_formats.contains(format) {
+        let format = match d.args.get(1).map(|a| a.value.as_str()) {
+            None | Some("combined") => None,
+            Some(name) => match self.log_formats.get(name) {
+                Some(f) => Some(Arc::clone(f)),
+                None => {
                     return Err(ConfigError::hinted(
                         &d.span,
-                        format!("unknown log format \"{format}\""),
+                        format!("unknown log format \"{name}\""),
                         "declare it with \"log_format\" before this line, or use \"combined\"",
-                    ));
+                    ))
                 }
-                self.warn(d, format!("access log format \"{format}\" is replaced by \"combined\": ferrolb only writes combined"));
-            }
-        }
+            },
+        };
         if d.args.len() > 2 {
             self.warn(d, "\"access_log\" parameters after the format (buffer=, flush=, gzip, if=) are ignored".to_owned());
         }
         if path == "/dev/null" {
             return Ok(AccessLogConf::Off);
         }
-        Ok(AccessLogConf::Combined(self.env.prefix.join(path)))
+        let path = self.env.prefix.join(path);
+        Ok(match format {
+            None => AccessLogConf::Combined(path),
+            Some(format) => AccessLogConf::Format { path, format },
+        })
     }
 
     fn upstream(&mut self, d: &Directive) -> Result<()> {

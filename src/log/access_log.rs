@@ -1,60 +1,197 @@
-//! Access logs: files shared per path, one `write(2)` per line, and nginx's `combined`
-//! format.
+//! Access logs: files shared per path, written in batches by a background thread per
+//! file, and nginx's `combined` format.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::ArcSwap;
 
 use super::{open_append, with_time, LogError};
+use crate::config::Level;
+
+/// Bytes of lines that may wait for the writer thread. Past this the disk is not
+/// keeping up; new lines are dropped and counted rather than stall request handling.
+const QUEUE_LIMIT: usize = 4 * 1024 * 1024;
 
 /// One open access log file. Every location that logs to the same path shares one
 /// (see [`AccessLogs::open`]) so reopening touches each file once.
+///
+/// Lines go into an in-memory queue; a background thread writes everything queued
+/// with one `write(2)` per batch as soon as it is woken (so lines reach the file within
+/// milliseconds, far inside the 100 ms a batch may wait), and [`AccessLogs::flush_all`]
+/// writes what is left at exit. Dropping the last handle lets the thread write what
+/// is queued and end.
 #[derive(Debug)]
 pub struct AccessLog {
-    path: PathBuf,
-    file: ArcSwap<File>,
+    shared: Arc<Shared>,
 }
 
-impl AccessLog {
-    /// Opens (creating it and its missing parent directories) `path` for appending.
-    /// Most callers want the shared [`AccessLogs::open`] instead.
-    pub fn open(path: &Path) -> Result<Self, LogError> {
-        Ok(AccessLog {
-            path: path.to_path_buf(),
-            file: ArcSwap::from_pointee(open_append(path)?),
-        })
-    }
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    file: ArcSwap<File>,
+    queue: Mutex<Queue>,
+    /// Signalled when the queue goes from empty to non-empty, or on close.
+    wake: Condvar,
+    /// Held while a batch is written (so batches stay in order); holds the spare
+    /// buffer batches are swapped into, so steady-state logging does not allocate.
+    io: Mutex<Vec<u8>>,
+    /// Lines dropped because the queue was full, not yet reported.
+    dropped: AtomicU64,
+    /// Whether a writer thread runs; without one (it could not be started) lines are
+    /// written by the caller.
+    background: bool,
+}
 
-    /// The path the log was opened with.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
+#[derive(Debug, Default)]
+struct Queue {
+    buf: Vec<u8>,
+    closed: bool,
+}
 
-    /// Appends one complete line (the caller includes the trailing `\n`) with a single
-    /// write, so concurrent writers never interleave. A failed write is reported to the
-    /// error log; the request it describes has already been served.
-    pub fn write_line(&self, line: &[u8]) {
+/// Locks ignoring poison: a panic elsewhere leaves a byte buffer that is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Writes everything queued with one write.
+    fn write_pending(&self) {
+        let mut batch = lock(&self.io);
+        {
+            let mut q = lock(&self.queue);
+            if q.buf.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut q.buf, &mut *batch);
+        }
         let file = self.file.load();
-        if let Err(e) = (&**file).write_all(line) {
+        if let Err(e) = (&**file).write_all(&batch) {
             crate::crit!(
                 "write() to \"{}\" failed ({})",
                 self.path.display(),
                 super::os_error_text(&e)
             );
         }
+        batch.clear();
+        // A burst should not pin a large buffer for the rest of the process.
+        if batch.capacity() > QUEUE_LIMIT {
+            *batch = Vec::new();
+        }
+        drop(batch);
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            super::emit(
+                Level::Error,
+                None,
+                format_args!(
+                    "{dropped} access log lines to \"{}\" dropped: the disk is not keeping up",
+                    self.path.display()
+                ),
+            );
+        }
+    }
+
+    /// The writer thread: waits for lines, writes them, ends once closed and drained.
+    fn run(&self) {
+        loop {
+            {
+                let mut q = lock(&self.queue);
+                while q.buf.is_empty() && !q.closed {
+                    q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+                if q.buf.is_empty() {
+                    return;
+                }
+            }
+            self.write_pending();
+        }
+    }
+}
+
+impl AccessLog {
+    /// Opens (creating it and its missing parent directories) `path` for appending and
+    /// starts its writer thread. Most callers want the shared [`AccessLogs::open`].
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        let file = open_append(path)?;
+        let mut shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            file: ArcSwap::from_pointee(file),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            io: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            background: true,
+        });
+        let worker = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || worker.run());
+        if spawned.is_err() {
+            // Out of threads: log synchronously rather than not at all. The clone moved
+            // into the failed spawn is gone, so the Arc is unique again.
+            if let Some(s) = Arc::get_mut(&mut shared) {
+                s.background = false;
+            }
+        }
+        Ok(AccessLog { shared })
+    }
+
+    /// The path the log was opened with.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Queues one complete line (the caller includes the trailing `\n`); lines are
+    /// never split or interleaved. Never waits on the disk: when the queue is full the
+    /// line is dropped and counted, and the count goes to the error log.
+    pub fn write_line(&self, line: &[u8]) {
+        let s = &*self.shared;
+        let was_empty = {
+            let mut q = lock(&s.queue);
+            if q.buf.len() + line.len() > QUEUE_LIMIT {
+                s.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let was_empty = q.buf.is_empty();
+            q.buf.extend_from_slice(line);
+            was_empty
+        };
+        if !s.background {
+            s.write_pending();
+        } else if was_empty {
+            // Only the first line of a batch wakes the writer; the rest ride along.
+            s.wake.notify_one();
+        }
+    }
+
+    /// Writes queued lines now, on the caller's thread.
+    pub fn flush(&self) {
+        self.shared.write_pending();
     }
 
     /// Opens the path again and switches to the new file (after log rotation). Lines
-    /// being written meanwhile finish in the old file. On error the old file stays.
+    /// queued before the call go to the old file, as nginx flushes its buffers before
+    /// reopening. On error the old file stays.
     pub fn reopen(&self) -> Result<(), LogError> {
-        let file = open_append(&self.path)?;
-        self.file.store(Arc::new(file));
+        self.shared.write_pending();
+        let file = open_append(&self.shared.path)?;
+        self.shared.file.store(Arc::new(file));
         Ok(())
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        // The writer writes what is queued, then ends; not joined, so the thread that
+        // drops the last configuration using this file never waits on the disk.
+        lock(&self.shared.queue).closed = true;
+        self.shared.wake.notify_one();
     }
 }
 
@@ -83,13 +220,22 @@ impl AccessLogs {
         Ok(log)
     }
 
+    /// Writes every queued line of every live access log (before exit).
+    pub fn flush_all() {
+        for log in Self::live() {
+            log.flush();
+        }
+    }
+
+    fn live() -> Vec<Arc<AccessLog>> {
+        let map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter_map(Weak::upgrade).collect()
+    }
+
     /// Reopens every live access log (`-s reopen`). Tries all of them and returns the
     /// first error.
     pub fn reopen_all() -> Result<(), LogError> {
-        let logs: Vec<Arc<AccessLog>> = {
-            let map = registry().lock().unwrap_or_else(|p| p.into_inner());
-            map.values().filter_map(Weak::upgrade).collect()
-        };
+        let logs = Self::live();
         let mut first = Ok(());
         for log in logs {
             if let Err(e) = log.reopen() {
@@ -129,7 +275,7 @@ pub fn format_combined(out: &mut Vec<u8>, f: &CombinedFields<'_>) {
     let _ = write!(out, "{} - - [", f.remote_addr);
     with_time(|_, local| out.extend_from_slice(local));
     out.extend_from_slice(b"] \"");
-    escape_into(out, f.request);
+    super::format::escape_default(out, f.request);
     let _ = write!(out, "\" {:03} {} \"", f.status, f.body_bytes_sent);
     escape_or_dash(out, f.referer);
     out.extend_from_slice(b"\" \"");
@@ -139,21 +285,8 @@ pub fn format_combined(out: &mut Vec<u8>, f: &CombinedFields<'_>) {
 
 fn escape_or_dash(out: &mut Vec<u8>, v: Option<&[u8]>) {
     match v {
-        Some(v) => escape_into(out, v),
+        Some(v) => super::format::escape_default(out, v),
         None => out.push(b'-'),
-    }
-}
-
-/// nginx's default access log escaping: `"`, `\`, control bytes and bytes ≥ 0x7f become
-/// `\xHH` (uppercase hex), so a line can always be split on quotes and spaces.
-fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in v {
-        if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\' {
-            out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        } else {
-            out.push(b);
-        }
     }
 }
 
@@ -217,6 +350,27 @@ mod tests {
     }
 
     #[test]
+    fn background_writer_writes_without_flush() {
+        let dir = std::env::temp_dir().join(format!("ferrolb-al-bg-{}", std::process::id()));
+        let path = dir.join("access.log");
+        let log = AccessLogs::open(&path).expect("open");
+        for i in 0..100 {
+            log.write_line(format!("line {i}\n").as_bytes());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() == 100 || std::time::Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let want: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text, want);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn shared_per_path_and_reopen() {
         let dir = std::env::temp_dir().join(format!("ferrolb-al-{}", std::process::id()));
         let path = dir.join("sub/access.log");
@@ -227,6 +381,8 @@ mod tests {
         std::fs::rename(&path, dir.join("rotated.log")).expect("rotate");
         AccessLogs::reopen_all().expect("reopen");
         b.write_line(b"two\n");
+        // Lines are written by the background thread; flushing makes it deterministic.
+        b.flush();
         assert_eq!(std::fs::read(&path).expect("read"), b"two\n");
         assert_eq!(
             std::fs::read(dir.join("rotated.log")).expect("read"),

@@ -1,15 +1,25 @@
 //! Logging in nginx's formats: the error log (`error_log`, levels, `pid#thread: *conn`
-//! lines) and access logs (`access_log` in the `combined` format).
+//! lines) and access logs (`access_log` in `combined` or a `log_format`).
 //!
-//! Both write each line with a single `write(2)` on a file opened with `O_APPEND`, so
+//! Both write whole lines with single `write(2)`s on files opened with `O_APPEND`, so
 //! lines from several threads never interleave and external rotation (`mv` then
-//! `-s reopen`) behaves as with nginx.
+//! `-s reopen`) behaves as with nginx. Access log lines are queued and written in
+//! batches by a background thread per file, so request handling never waits on disk.
 
 mod access_log;
 mod error_log;
+mod format;
 
 pub use access_log::{format_combined, AccessLog, AccessLogs, CombinedFields};
-pub use error_log::{emit, enabled, flush, init, reopen, set_level, set_stderr_mirror};
+pub use error_log::{emit, enabled, init, reopen, set_level, set_stderr_mirror};
+pub use format::{ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt};
+
+/// Writes out every access log line still queued and asks the OS to persist the error
+/// log. Called before exit.
+pub fn flush() {
+    AccessLogs::flush_all();
+    error_log::flush();
+}
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -61,13 +71,17 @@ pub(crate) fn open_append(path: &Path) -> Result<File, LogError> {
 const ERR_TIME_LEN: usize = 19;
 /// Length of `25/Nov/2026:16:31:53 +0000`.
 const LOCAL_TIME_LEN: usize = 26;
+/// Length of `2026-11-25T16:31:53+00:00`.
+const ISO_TIME_LEN: usize = 25;
 
-/// The local time formatted both ways, recomputed at most once per second per thread:
-/// formatting through chrono (time zone lookup included) costs far more than a log line.
+/// The local time formatted every way the logs need, recomputed at most once per
+/// second per thread: formatting through chrono (time zone lookup included) costs far
+/// more than a log line.
 struct TimeCache {
     second: i64,
     err: [u8; ERR_TIME_LEN],
     local: [u8; LOCAL_TIME_LEN],
+    iso: [u8; ISO_TIME_LEN],
 }
 
 thread_local! {
@@ -75,11 +89,19 @@ thread_local! {
         second: i64::MIN,
         err: [b' '; ERR_TIME_LEN],
         local: [b' '; LOCAL_TIME_LEN],
+        iso: [b' '; ISO_TIME_LEN],
     }) };
 }
 
-/// Calls `f` with the cached (error-log time, `$time_local`) for the current second.
-fn with_time<R>(f: impl FnOnce(&[u8], &[u8]) -> R) -> R {
+/// Copies as much of `s` as fits: years past 9999 get a truncated stamp rather than a
+/// panic.
+fn fill(dst: &mut [u8], s: &str) {
+    let n = s.len().min(dst.len());
+    dst[..n].copy_from_slice(&s.as_bytes()[..n]);
+}
+
+/// Calls `f` with the time cache, refreshed for the current second.
+fn with_cache<R>(f: impl FnOnce(&TimeCache) -> R) -> R {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -88,16 +110,27 @@ fn with_time<R>(f: impl FnOnce(&[u8], &[u8]) -> R) -> R {
         let mut c = cell.borrow_mut();
         if c.second != now {
             let local = chrono::Local::now();
-            let err = local.format("%Y/%m/%d %H:%M:%S").to_string();
-            let tl = local.format("%d/%b/%Y:%H:%M:%S %z").to_string();
-            // Years past 9999 would not fit; such clocks get a truncated stamp rather
-            // than a panic.
-            let n = err.len().min(ERR_TIME_LEN);
-            c.err[..n].copy_from_slice(&err.as_bytes()[..n]);
-            let n = tl.len().min(LOCAL_TIME_LEN);
-            c.local[..n].copy_from_slice(&tl.as_bytes()[..n]);
+            fill(&mut c.err, &local.format("%Y/%m/%d %H:%M:%S").to_string());
+            fill(
+                &mut c.local,
+                &local.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            );
+            fill(
+                &mut c.iso,
+                &local.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            );
             c.second = now;
         }
-        f(&c.err, &c.local)
+        f(&c)
     })
+}
+
+/// Calls `f` with the cached (error-log time, `$time_local`) for the current second.
+fn with_time<R>(f: impl FnOnce(&[u8], &[u8]) -> R) -> R {
+    with_cache(|c| f(&c.err, &c.local))
+}
+
+/// Calls `f` with the cached `$time_iso8601` for the current second.
+fn with_iso_time<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    with_cache(|c| f(&c.iso))
 }

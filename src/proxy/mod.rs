@@ -56,6 +56,10 @@ pub struct Forward<'a> {
     /// Whether the client connection may stay open after this request, as far as the
     /// request and the server settings go.
     pub keep_client: bool,
+    /// Record every attempt in [`Forwarded::attempts`]: the location's log format uses
+    /// `$upstream_*` variables. False for `access_log off` and `combined`, which then
+    /// allocate nothing for it.
+    pub log_upstream: bool,
 }
 
 /// What happened to a forwarded request (for the access log and the connection loop).
@@ -69,6 +73,11 @@ pub struct Forwarded {
     pub keep_client: bool,
     /// The last peer tried, for `$upstream_addr`.
     pub upstream_addr: Option<SocketAddr>,
+    /// Bytes of the response head sent to the client (`$bytes_sent` minus the body);
+    /// for an error page ferrolb wrote, the whole page.
+    pub head_bytes: u64,
+    /// Every attempt at a peer, in order, when [`Forward::log_upstream`] asked for them.
+    pub attempts: Vec<crate::log::UpstreamAttempt>,
     /// Bytes at the start of the client buffer that belong to this request and are still
     /// there; `None` when the request's body could not be accounted for (the client
     /// connection must then close).
@@ -257,16 +266,20 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
         let mut sent_head_bytes = 0u64;
         done.upstream_addr = Some(peer.conf.addr);
         let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
+        let mut connect_time = None;
+        let mut header_time = None;
 
         // One attempt, plus at most one silent retry on a fresh connection when a reused
         // keep-alive connection turned out to be closed before any response byte came.
         let mut fresh_only = false;
         let result = loop {
+            let connect_started = Instant::now();
             let mut conn = match acquire(f, peer_key, peer.conf.addr, idempotent, fresh_only).await
             {
                 Ok(c) => c,
                 Err(e) => break Err(AttemptError::Connect(e)),
             };
+            connect_time = Some(connect_started.elapsed());
             let uhead = request::build_head(f, cbuf, peer.conf.addr, &conn);
             sent_head_bytes = uhead.bytes.len() as u64;
             let sent = request::send(
@@ -297,12 +310,24 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                     continue;
                 }
                 Err(e) => break Err(e),
-                Ok((resp, ubuf)) => break Ok((conn, resp, ubuf, uhead)),
+                Ok((resp, ubuf)) => {
+                    header_time = Some(attempt_started.elapsed());
+                    break Ok((conn, resp, ubuf, uhead));
+                }
             }
         };
 
         match result {
             Err(AttemptError::Client { status, why }) => {
+                note_attempt(
+                    f,
+                    &mut done,
+                    peer.conf.addr,
+                    0,
+                    connect_time,
+                    None,
+                    attempt_started,
+                );
                 // The client's fault says nothing about the peer.
                 f.upstream
                     .report(idx, Outcome::Success, crate::upstream::now());
@@ -327,6 +352,15 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                     );
                 }
                 last_error_status = if err.is_timeout() { 504 } else { 502 };
+                note_attempt(
+                    f,
+                    &mut done,
+                    peer.conf.addr,
+                    last_error_status,
+                    connect_time,
+                    None,
+                    attempt_started,
+                );
                 if streamed_from_client {
                     done.consumed = None;
                 }
@@ -367,6 +401,15 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                             Some(peer.conf.addr),
                         );
                         last_error_status = resp.status;
+                        note_attempt(
+                            f,
+                            &mut done,
+                            peer.conf.addr,
+                            resp.status,
+                            connect_time,
+                            header_time,
+                            attempt_started,
+                        );
                         continue;
                     }
                 }
@@ -379,6 +422,16 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 )
                 .await;
                 record_latency(f, idx, LatencyPoint::LastByte, attempt_started);
+                let status = done.status;
+                note_attempt(
+                    f,
+                    &mut done,
+                    peer.conf.addr,
+                    status,
+                    connect_time,
+                    header_time,
+                    attempt_started,
+                );
                 // Statistics for /status and /metrics: a few relaxed atomic adds.
                 let body_out = match f.head.framing {
                     crate::http1::BodyFraming::Length(n) => n,
@@ -401,6 +454,27 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 return done;
             }
         }
+    }
+}
+
+/// Records one attempt for the `$upstream_*` log variables, when the log uses them.
+fn note_attempt(
+    f: &Forward<'_>,
+    done: &mut Forwarded,
+    addr: SocketAddr,
+    status: u16,
+    connect: Option<std::time::Duration>,
+    header: Option<std::time::Duration>,
+    started: Instant,
+) {
+    if f.log_upstream {
+        done.attempts.push(crate::log::UpstreamAttempt {
+            addr,
+            status,
+            connect,
+            header,
+            response: started.elapsed(),
+        });
     }
 }
 

@@ -322,6 +322,7 @@ pub(super) async fn answer_error(
         head_only,
     );
     done.status = status;
+    done.head_bytes = out.len() as u64;
     if io::write_all(client, &out, CLIENT_SEND_TIMEOUT)
         .await
         .is_err()

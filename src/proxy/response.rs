@@ -108,6 +108,7 @@ pub(super) async fn relay(
         }
     }
     chead.extend_from_slice(b"\r\n");
+    done.head_bytes = chead.len() as u64;
 
     let initial = &ubuf[resp.head_len..];
     if upgrade {

@@ -125,12 +125,32 @@ impl RequestVars<'_> {
                 }
             }
             Var::Hostname => out.extend_from_slice(hostname().as_bytes()),
-            // Log-only variables have no value while the request is being forwarded.
+            Var::RequestLength => {
+                // The head plus the declared body: a chunked body's size is only known
+                // once it has been relayed.
+                let body = match self.head.framing {
+                    crate::http1::BodyFraming::Length(n) => n,
+                    _ => 0,
+                };
+                let _ = write!(out, "{}", self.head.head_len as u64 + body);
+            }
+            // Log-only variables (filled by `crate::log::PendingLine`) have no value
+            // while the request is being forwarded.
             Var::Status
             | Var::TimeLocal
+            | Var::TimeIso8601
             | Var::Msec
             | Var::RequestTime
             | Var::BodyBytesSent
+            | Var::BytesSent
+            | Var::UpstreamStatus
+            | Var::UpstreamResponseTime
+            | Var::UpstreamConnectTime
+            | Var::UpstreamHeaderTime
+            | Var::RemoteUser
+            | Var::Connection
+            | Var::ConnectionRequests
+            | Var::Pipe
             | Var::Unknown(_) => {}
         }
     }

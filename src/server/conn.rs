@@ -10,9 +10,11 @@ use tokio::net::TcpStream;
 use super::buffers::{Buf, Recycled, REQUEST_HEADS};
 use super::runtime::{Runtime, StopMode, Worker};
 use super::{location, respond, uri, vhost};
-use crate::config::{AccessLogConf, Action, Level, LocSettings, ServerConf};
+use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
 use crate::http1::{BodyFraming, Method, Parsed, RequestHead};
-use crate::log::{AccessLog, CombinedFields};
+use crate::log::{
+    AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
+};
 use crate::proxy::io::{self, IoFailure};
 use crate::proxy::request_vars;
 use crate::proxy::vars::RequestVars;
@@ -39,6 +41,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
         // Wait for the next request without holding a buffer. Readiness can be
         // spurious (a fresh connection often reports readable with nothing to read), so
         // a buffer is only kept once a read actually returns bytes.
+        let mut fresh_read = false;
         while cbuf.as_ref().is_none_or(|b| b.is_empty()) {
             cbuf = None;
             if *stop.borrow() != StopMode::Running {
@@ -55,12 +58,19 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
             let mut b = Buf::head();
             match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
                 Ok(0) => return,
-                Ok(_) => cbuf = Some(b),
+                Ok(_) => {
+                    cbuf = Some(b);
+                    fresh_read = true;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return,
             }
         }
         let Some(buf) = cbuf.as_mut() else { return };
+        // `$request_time` counts from here: the first bytes of this request are in
+        // the buffer (read just now, or left over from the previous request).
+        let started = std::time::Instant::now();
+        let pipelined = !fresh_read;
 
         // Pick up a reloaded configuration between requests.
         {
@@ -77,6 +87,8 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
             info,
             served,
             stopping: *stop.borrow() != StopMode::Running,
+            started,
+            pipelined,
         };
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
@@ -134,7 +146,7 @@ async fn exchange(
     }
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
-        log.write(info.remote.ip(), outcome.status, outcome.body_bytes);
+        log.write(info.remote.ip(), &outcome, ex.started);
     }
     outcome
         .keep_alive
@@ -151,6 +163,10 @@ struct Exchange<'a> {
     served: u32,
     /// The server is stopping: answer, then close.
     stopping: bool,
+    /// When the first byte of the request head was at hand (`$request_time`).
+    started: std::time::Instant,
+    /// Whether the request arrived behind the previous one (`$pipe`).
+    pipelined: bool,
 }
 
 /// Writes a bare error response before closing the connection.
@@ -164,6 +180,10 @@ async fn reject(stream: &mut TcpStream, status: u16) {
 struct Handled<'a> {
     status: u16,
     body_bytes: u64,
+    /// Response head bytes (`$bytes_sent` is this plus `body_bytes`).
+    head_bytes: u64,
+    /// Peers tried, when the log format lists them.
+    attempts: Vec<UpstreamAttempt>,
     keep_alive: bool,
     keepalive_timeout: Duration,
     header_timeout: Duration,
@@ -190,6 +210,8 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         return Handled {
             status: 404,
             body_bytes: 0,
+            head_bytes: 0,
+            attempts: Vec::new(),
             keep_alive: false,
             keepalive_timeout: Duration::ZERO,
             header_timeout: Duration::ZERO,
@@ -227,14 +249,33 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     }
 
     let log = match &settings.access_log {
+        AccessLogConf::Off => None,
         AccessLogConf::Combined(path) => rt.access_logs.get(path).map(|log| {
             LogLine::capture(
                 log,
                 &request_vars(head, buf, info, &server.primary_name, &uri),
             )
         }),
-        AccessLogConf::Off => None,
+        AccessLogConf::Format { path, format } => rt.access_logs.get(path).map(|log| {
+            let conn = ConnFacts {
+                id: info.id,
+                requests: served,
+                pipelined: ex.pipelined,
+            };
+            LogLine {
+                log,
+                kind: LineKind::Format {
+                    format,
+                    pending: PendingLine::prepare(
+                        format,
+                        &request_vars(head, buf, info, &server.primary_name, &uri),
+                        &conn,
+                    ),
+                },
+            }
+        }),
     };
+    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
     let mut handled = match &settings.action {
         Action::Proxy(pass) => {
             let Some(upstream) = rt.upstreams.get(pass.upstream) else {
@@ -250,11 +291,14 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 server_name: &server.primary_name,
                 uri: &uri,
                 keep_client: keep,
+                log_upstream,
             };
             let done = crate::proxy::forward(&f, stream, buf).await;
             Handled {
                 status: done.status,
                 body_bytes: done.body_bytes,
+                head_bytes: done.head_bytes,
+                attempts: done.attempts,
                 keep_alive: done.keep_client,
                 keepalive_timeout: settings.keepalive_timeout,
                 header_timeout: settings.client_header_timeout,
@@ -358,6 +402,8 @@ async fn answer_local<'a>(
     Handled {
         status,
         body_bytes: body_len,
+        head_bytes: out.len() as u64 - body_len,
+        attempts: Vec::new(),
         keep_alive: keep && ok,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -370,9 +416,21 @@ async fn answer_local<'a>(
 /// location logs, so requests with `access_log off` pay nothing.
 struct LogLine<'a> {
     log: &'a AccessLog,
-    request: Vec<u8>,
-    referer: Option<Vec<u8>>,
-    user_agent: Option<Vec<u8>>,
+    kind: LineKind<'a>,
+}
+
+enum LineKind<'a> {
+    /// nginx's `combined`, formatted by hand from the few values it needs.
+    Combined {
+        request: Vec<u8>,
+        referer: Option<Vec<u8>>,
+        user_agent: Option<Vec<u8>>,
+    },
+    /// A `log_format`, its request-phase parts already rendered.
+    Format {
+        format: &'a LogFormat,
+        pending: PendingLine,
+    },
 }
 
 impl<'a> LogLine<'a> {
@@ -381,31 +439,50 @@ impl<'a> LogLine<'a> {
         vars.request_line(&mut request);
         LogLine {
             log,
-            request,
-            referer: vars
-                .head
-                .header_value(vars.buf, "referer")
-                .map(<[u8]>::to_vec),
-            user_agent: vars
-                .head
-                .header_value(vars.buf, "user-agent")
-                .map(<[u8]>::to_vec),
+            kind: LineKind::Combined {
+                request,
+                referer: vars
+                    .head
+                    .header_value(vars.buf, "referer")
+                    .map(<[u8]>::to_vec),
+                user_agent: vars
+                    .head
+                    .header_value(vars.buf, "user-agent")
+                    .map(<[u8]>::to_vec),
+            },
         }
     }
 
-    fn write(&self, remote: std::net::IpAddr, status: u16, body_bytes: u64) {
+    fn write(&self, remote: std::net::IpAddr, h: &Handled<'_>, started: std::time::Instant) {
         let mut line = Vec::with_capacity(256);
-        crate::log::format_combined(
-            &mut line,
-            &CombinedFields {
-                remote_addr: remote,
-                request: &self.request,
-                status,
-                body_bytes_sent: body_bytes,
-                referer: self.referer.as_deref(),
-                user_agent: self.user_agent.as_deref(),
-            },
-        );
+        match &self.kind {
+            LineKind::Combined {
+                request,
+                referer,
+                user_agent,
+            } => crate::log::format_combined(
+                &mut line,
+                &CombinedFields {
+                    remote_addr: remote,
+                    request,
+                    status: h.status,
+                    body_bytes_sent: h.body_bytes,
+                    referer: referer.as_deref(),
+                    user_agent: user_agent.as_deref(),
+                },
+            ),
+            LineKind::Format { format, pending } => pending.finish(
+                format,
+                &ResponseFacts {
+                    status: h.status,
+                    body_bytes: h.body_bytes,
+                    bytes_sent: h.head_bytes + h.body_bytes,
+                    started,
+                    upstream: &h.attempts,
+                },
+                &mut line,
+            ),
+        }
         self.log.write_line(&line);
     }
 }

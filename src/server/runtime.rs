@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::config::{self, AccessLogConf, Config, Level, LoadOptions, LocSettings, LogTarget};
+use crate::config::{self, Config, Level, LoadOptions, LocSettings, LogTarget};
 use crate::log::{AccessLog, AccessLogs};
 use crate::upstream::{PeerRegistry, Upstream};
 
@@ -99,12 +99,12 @@ impl Runtime {
             .collect();
         let mut access_logs = HashMap::new();
         let mut open = |s: &LocSettings| -> Result<(), ServerError> {
-            if let AccessLogConf::Combined(path) = &s.access_log {
+            if let Some(path) = s.access_log.path() {
                 if !access_logs.contains_key(path) {
                     let log = AccessLogs::open(path).map_err(|e| {
                         ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
                     })?;
-                    access_logs.insert(path.clone(), log);
+                    access_logs.insert(path.to_path_buf(), log);
                 }
             }
             Ok(())
