@@ -538,13 +538,7 @@ async fn buffer_small_body(
         return Ok(());
     }
     if f.head.expect_continue {
-        io::write_all(
-            client,
-            b"HTTP/1.1 100 Continue\r\n\r\n",
-            CLIENT_SEND_TIMEOUT,
-        )
-        .await
-        .map_err(|_| 0u16)?;
+        request::send_continue(client).await.map_err(|_| 0u16)?;
     }
     while (cbuf.len() as u64) < end {
         let want = (end - cbuf.len() as u64) as usize;

@@ -219,13 +219,9 @@ pub(super) async fn send(
     }
 
     if f.head.expect_continue {
-        io::write_all(
-            client,
-            b"HTTP/1.1 100 Continue\r\n\r\n",
-            CLIENT_SEND_TIMEOUT,
-        )
-        .await
-        .map_err(|e| client_error(408, "client closed before sending its body", e))?;
+        send_continue(client)
+            .await
+            .map_err(|e| client_error(408, "client closed before sending its body", e))?;
     }
     *streamed = true;
     let body_timeout = f.settings.client_body_timeout;
@@ -288,6 +284,17 @@ pub(super) async fn send(
         }
         BodyFraming::None | BodyFraming::UntilClose => Ok(None),
     }
+}
+
+/// Tells a client that sent `Expect: 100-continue` to go on with its body. ferrolb
+/// answers it itself and does not pass `Expect` upstream.
+pub(super) async fn send_continue(client: &mut TcpStream) -> Result<(), IoFailure> {
+    io::write_all(
+        client,
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        CLIENT_SEND_TIMEOUT,
+    )
+    .await
 }
 
 fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {

@@ -433,17 +433,25 @@ fn reload(opts: &RunOptions, shared: &Shared, listeners: &mut ListenControl, wor
         None,
         format_args!("signal 1 (SIGHUP) received, reconfiguring"),
     );
-    let config = match load(opts) {
-        Ok(c) => c,
-        Err(e) => {
-            crate::log::emit(
-                Level::Emerg,
-                None,
-                format_args!("{e}; the running configuration is kept"),
-            );
-            return;
-        }
-    };
+    match try_reload(opts, shared, listeners, workers) {
+        Ok(()) => crate::log::emit(Level::Notice, None, format_args!("configuration reloaded")),
+        Err(e) => crate::log::emit(
+            Level::Emerg,
+            None,
+            format_args!("{e}; the running configuration is kept"),
+        ),
+    }
+}
+
+/// Loads, builds and binds everything the new configuration needs, and only then
+/// swaps it in; any error leaves the running configuration untouched.
+fn try_reload(
+    opts: &RunOptions,
+    shared: &Shared,
+    listeners: &mut ListenControl,
+    workers: usize,
+) -> Result<(), ServerError> {
+    let mut config = load(opts)?;
     if config.worker_processes.max(1) != workers {
         crate::log::emit(
             Level::Warn,
@@ -457,38 +465,17 @@ fn reload(opts: &RunOptions, shared: &Shared, listeners: &mut ListenControl, wor
         .admin_overlay
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut config = config;
     overlay.apply(&mut config);
-    let runtime = match Runtime::build(config, &shared.registry) {
-        Ok(r) => r,
-        Err(e) => {
-            crate::log::emit(
-                Level::Emerg,
-                None,
-                format_args!("{e}; the running configuration is kept"),
-            );
-            return;
-        }
-    };
+    let runtime = Runtime::build(config, &shared.registry)?;
     // New addresses are bound before anything changes, so a taken port keeps the
     // running configuration whole; listeners that stay are never closed, so no
     // connection attempt is refused during a reload.
     let wanted = runtime.listen_addrs();
-    let added = match listeners.bind_new(&wanted) {
-        Ok(a) => a,
-        Err(e) => {
-            crate::log::emit(
-                Level::Emerg,
-                None,
-                format_args!("{e}; the running configuration is kept"),
-            );
-            return;
-        }
-    };
+    let added = listeners.bind_new(&wanted)?;
     shared.runtime.store(Arc::new(runtime));
     drop(overlay);
     listeners.apply(added, &wanted);
-    crate::log::emit(Level::Notice, None, format_args!("configuration reloaded"));
+    Ok(())
 }
 
 /// A change to one worker's listening sockets.
