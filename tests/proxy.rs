@@ -585,3 +585,24 @@ fn upstream_keepalive_reuses_connections() {
     // One per worker thread at most, not one per request.
     assert!(conns <= 4, "{conns} upstream connections for 50 requests");
 }
+
+#[test]
+fn small_chunked_bodies_reach_the_backend_with_a_content_length() {
+    let b = Backend::start(|req, _| ok(&req.body.len().to_string()));
+    let port = free_port();
+    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let r = http_request(
+        port,
+        "POST",
+        "/",
+        "a",
+        &[("Transfer-Encoding", "chunked")],
+        b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.text(), "11");
+    let seen = b.seen().pop().unwrap();
+    assert_eq!(seen.header("content-length").as_deref(), Some("11"));
+    assert_eq!(seen.header("transfer-encoding"), None);
+    assert_eq!(seen.body, b"hello world");
+}

@@ -321,6 +321,40 @@ impl ChunkedScanner {
     }
 }
 
+/// Appends the payload of a complete chunked body (`raw`, already accepted by a
+/// [`ChunkedScanner`]) to `out`, dropping sizes, extensions and trailers. Used to send
+/// small chunked request bodies upstream with a Content-Length, as nginx does, since
+/// some backends (Django's runserver) cannot read chunked bodies.
+pub fn decode_chunked(raw: &[u8], out: &mut Vec<u8>) -> Result<(), ParseError> {
+    let mut rest = raw;
+    loop {
+        let line_end = memchr::memchr(b'\n', rest).ok_or(ParseError::InvalidChunkFraming)?;
+        let size_field = rest[..line_end]
+            .split(|&b| b == b';' || b == b'\r' || b == b' ' || b == b'\t')
+            .next()
+            .unwrap_or_default();
+        let mut size: usize = 0;
+        for &b in size_field {
+            let v = hex_value(b).ok_or(ParseError::InvalidChunkSize)?;
+            size = size
+                .checked_mul(16)
+                .and_then(|s| s.checked_add(usize::from(v)))
+                .ok_or(ParseError::InvalidChunkSize)?;
+        }
+        rest = &rest[line_end + 1..];
+        if size == 0 {
+            return Ok(());
+        }
+        let data = rest.get(..size).ok_or(ParseError::InvalidChunkFraming)?;
+        out.extend_from_slice(data);
+        rest = rest.get(size..).ok_or(ParseError::InvalidChunkFraming)?;
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .or_else(|| rest.strip_prefix(b"\n"))
+            .ok_or(ParseError::InvalidChunkFraming)?;
+    }
+}
+
 /// Appends a chunk-size line `"{len:x}\r\n"` to `out` (for re-chunking a close-delimited
 /// response to an HTTP/1.1 client). Does not allocate beyond growing `out`.
 pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
@@ -692,5 +726,23 @@ mod tests {
             let k = cut.index(body.len());
             prop_assert_eq!(scan_all(&body[..k]), Ok(None));
         }
+    }
+
+    #[test]
+    fn decode_chunked_keeps_only_the_payload() {
+        let raw = b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n";
+        let mut sc = ChunkedScanner::new();
+        assert_eq!(
+            sc.scan(raw).unwrap(),
+            ScanStep::Done {
+                body_end: raw.len()
+            }
+        );
+        let mut out = Vec::new();
+        decode_chunked(raw, &mut out).unwrap();
+        assert_eq!(out, b"hello 0123456789");
+        assert_eq!(out.len() as u64, sc.payload_len());
+        let mut out = Vec::new();
+        assert!(decode_chunked(b"5\r\nhel", &mut out).is_err());
     }
 }

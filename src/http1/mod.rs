@@ -15,7 +15,7 @@ mod headers;
 pub mod request;
 pub mod response;
 
-pub use body::{write_chunk_header, BodyFraming, ChunkedScanner, ScanStep};
+pub use body::{decode_chunked, write_chunk_header, BodyFraming, ChunkedScanner, ScanStep};
 pub use error::ParseError;
 pub use request::{Method, RequestHead, TargetForm};
 pub use response::ResponseHead;

@@ -176,6 +176,9 @@ struct BodyInBuf {
     scanner: Option<ChunkedScanner>,
     /// For a content-length body: bytes still to read from the client.
     remaining: u64,
+    /// A small chunked body, complete in `cbuf`, decoded: it goes upstream with a
+    /// Content-Length (as nginx sends it), which every backend can read.
+    dechunked: Option<Buf>,
 }
 
 /// Forwards one request, retrying other peers as `proxy_next_upstream` allows, and
@@ -280,7 +283,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 Err(e) => break Err(AttemptError::Connect(e)),
             };
             connect_time = Some(connect_started.elapsed());
-            let uhead = request::build_head(f, cbuf, peer.conf.addr, &conn);
+            let uhead = request::build_head(f, cbuf, peer.conf.addr, &conn, &body);
             sent_head_bytes = uhead.bytes.len() as u64;
             let sent = request::send(
                 f,
@@ -529,26 +532,50 @@ async fn buffer_small_body(
     client: &mut TcpStream,
     cbuf: &mut Buf,
 ) -> Result<(), u16> {
-    let BodyFraming::Length(n) = f.head.framing else {
-        return Ok(());
-    };
+    let start = f.head.head_len;
     let max = f.settings.client_max_body_size;
-    let end = f.head.head_len as u64 + n;
-    if cbuf.len() as u64 >= end || n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
-        return Ok(());
-    }
+    // A chunked body's length is unknown: read until it ends or passes the limit.
+    let mut scanner = match f.head.framing {
+        BodyFraming::Length(n) => {
+            let end = start as u64 + n;
+            if cbuf.len() as u64 >= end || n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
+                return Ok(());
+            }
+            None
+        }
+        BodyFraming::Chunked => {
+            let mut sc = ChunkedScanner::new();
+            match sc.scan(&cbuf[start..]) {
+                Ok(ScanStep::NeedMore) => Some(sc),
+                // Complete already, or invalid (measure_body answers 400).
+                _ => return Ok(()),
+            }
+        }
+        BodyFraming::None | BodyFraming::UntilClose => return Ok(()),
+    };
     if f.head.expect_continue {
         request::send_continue(client).await.map_err(|_| 0u16)?;
     }
-    while (cbuf.len() as u64) < end {
-        let want = (end - cbuf.len() as u64) as usize;
+    loop {
+        let have = (cbuf.len() - start) as u64;
+        let want = match (&scanner, f.head.framing) {
+            (None, BodyFraming::Length(n)) if have < n => (n - have) as usize,
+            (Some(_), _) if have < BUFFER_BODY_UP_TO => (BUFFER_BODY_UP_TO - have) as usize,
+            _ => return Ok(()),
+        };
+        let before = cbuf.len();
         match io::read_some(client, cbuf, want, f.settings.client_body_timeout).await {
             Ok(_) => {}
             Err(IoFailure::Timeout) => return Err(408),
             Err(_) => return Err(0),
         }
+        if let Some(sc) = &mut scanner {
+            match sc.scan(&cbuf[before..]) {
+                Ok(ScanStep::NeedMore) => {}
+                _ => return Ok(()),
+            }
+        }
     }
-    Ok(())
 }
 
 /// Checks the declared body size and finds how much of the body is already buffered.
@@ -562,6 +589,7 @@ fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<Body
             complete: true,
             scanner: None,
             remaining: 0,
+            dechunked: None,
         },
         BodyFraming::Length(n) => {
             if max != 0 && n > max {
@@ -573,6 +601,7 @@ fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<Body
                 complete: len as u64 == n,
                 scanner: None,
                 remaining: n - len as u64,
+                dechunked: None,
             }
         }
         BodyFraming::Chunked => {
@@ -582,17 +611,24 @@ fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<Body
                 return Err(413);
             }
             match step {
-                ScanStep::Done { body_end } => BodyInBuf {
-                    len: body_end,
-                    complete: true,
-                    scanner: None,
-                    remaining: 0,
-                },
+                ScanStep::Done { body_end } => {
+                    let raw = &cbuf[head.head_len..head.head_len + body_end];
+                    let mut payload = Buf::head();
+                    crate::http1::decode_chunked(raw, &mut payload).map_err(|_| 400u16)?;
+                    BodyInBuf {
+                        len: body_end,
+                        complete: true,
+                        scanner: None,
+                        remaining: 0,
+                        dechunked: Some(payload),
+                    }
+                }
                 ScanStep::NeedMore => BodyInBuf {
                     len: avail,
                     complete: false,
                     scanner: Some(sc),
                     remaining: 0,
+                    dechunked: None,
                 },
             }
         }

@@ -53,6 +53,7 @@ pub(super) fn build_head(
     cbuf: &[u8],
     peer: SocketAddr,
     conn: &UpstreamConn,
+    body: &BodyInBuf,
 ) -> UpstreamHead {
     let head = f.head;
     let v = vars(f, cbuf, Some(peer));
@@ -132,8 +133,16 @@ pub(super) fn build_head(
             }
         }
     };
-    if head.framing == BodyFraming::Chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    match &body.dechunked {
+        Some(payload) => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(payload.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        None if head.framing == BodyFraming::Chunked => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        None => {}
     }
     for h in &head.headers {
         if h.hop_by_hop {
@@ -209,7 +218,10 @@ pub(super) async fn send(
 ) -> Result<Option<Vec<u8>>, AttemptError> {
     let send_timeout = f.settings.proxy_send_timeout;
     let start = f.head.head_len;
-    let initial = &cbuf[start..start + body.len];
+    let initial = match &body.dechunked {
+        Some(payload) => &payload[..],
+        None => &cbuf[start..start + body.len],
+    };
     let mut slices = [IoSlice::new(head), IoSlice::new(initial)];
     io::write_all_vectored(&mut conn.stream, &mut slices, send_timeout)
         .await
