@@ -27,16 +27,8 @@ fn conf(method: BalanceMethod, sticky: bool, n: usize) -> UpstreamConf {
         .map(|i| {
             let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 8000));
             PeerConf {
-                name: addr.to_string(),
-                addr,
                 weight: 1 + (i % 3) as u32,
-                max_fails: 1,
-                fail_timeout: Duration::from_secs(10),
-                backup: false,
-                down: false,
-                max_conns: 0,
-                slow_start: Duration::ZERO,
-                span: span.clone(),
+                ..PeerConf::new(addr.to_string(), addr, span.clone())
             }
         })
         .collect();

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -91,20 +90,13 @@ impl Overlay {
         o.added.retain(|a| a.addr != p.addr);
         o.weights.remove(&p.addr);
         o.added.push(PeerConf {
-            name: p.addr.to_string(),
-            addr: p.addr,
             weight: p.weight,
             max_fails: p.max_fails,
             fail_timeout: Duration::from_secs(p.fail_timeout),
             backup: p.backup,
-            down: false,
             max_conns: p.max_conns,
             slow_start: Duration::from_secs(p.slow_start),
-            span: Span {
-                file: Arc::new("admin API".into()),
-                line: 0,
-                column: 0,
-            },
+            ..PeerConf::new(p.addr.to_string(), p.addr, Span::synthetic("admin API"))
         });
     }
 

@@ -1,7 +1,6 @@
 //! Peers for selector tests.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,20 +16,8 @@ pub(crate) fn peers(weights: &[u32]) -> Vec<Peer> {
             let addr = SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8 + 1], 80));
             Peer {
                 conf: PeerConf {
-                    name: addr.to_string(),
-                    addr,
                     weight: w,
-                    max_fails: 1,
-                    fail_timeout: Duration::from_secs(10),
-                    backup: false,
-                    down: false,
-                    max_conns: 0,
-                    slow_start: std::time::Duration::ZERO,
-                    span: Span {
-                        file: Arc::new(PathBuf::from("test.conf")),
-                        line: 1,
-                        column: 1,
-                    },
+                    ..PeerConf::new(addr.to_string(), addr, Span::synthetic("test.conf"))
                 },
                 state: Arc::new(PeerState::default()),
             }

@@ -364,6 +364,37 @@ pub struct PeerConf {
     pub span: Span,
 }
 
+impl PeerConf {
+    /// A peer with nginx's defaults for every `server` parameter (weight 1, max_fails 1,
+    /// fail_timeout 10 s, no backup, down, max_conns or slow_start): what `server ADDR;`
+    /// means, and the start for implicit upstreams, the admin API and tests.
+    pub fn new(name: String, addr: SocketAddr, span: Span) -> PeerConf {
+        PeerConf {
+            name,
+            addr,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            max_conns: 0,
+            slow_start: Duration::ZERO,
+            span,
+        }
+    }
+}
+
+impl Span {
+    /// A span for what comes from no file (the admin API, tests), named `what`.
+    pub fn synthetic(what: &str) -> Span {
+        Span {
+            file: Arc::new(PathBuf::from(what)),
+            line: 0,
+            column: 0,
+        }
+    }
+}
+
 /// A `server { }` block.
 #[derive(Debug, Clone)]
 pub struct ServerConf {

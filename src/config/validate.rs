@@ -1383,18 +1383,7 @@ impl Validator<'_> {
                         })?;
                         let peers = addrs
                             .into_iter()
-                            .map(|addr| PeerConf {
-                                name: hostport.to_owned(),
-                                addr,
-                                weight: 1,
-                                max_fails: 1,
-                                fail_timeout: Duration::from_secs(10),
-                                backup: false,
-                                down: false,
-                                max_conns: 0,
-                                slow_start: Duration::ZERO,
-                                span: d.span.clone(),
-                            })
+                            .map(|addr| PeerConf::new(hostport.to_owned(), addr, d.span.clone()))
                             .collect();
                         self.upstreams.push(UpstreamConf {
                             name,

@@ -105,25 +105,15 @@ fn window_ms(conf: &PeerConf) -> u64 {
 mod tests {
     use super::*;
     use crate::config::Span;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     fn conf(max_fails: u32) -> PeerConf {
         PeerConf {
-            name: "b:80".into(),
-            addr: ([127, 0, 0, 1], 80).into(),
-            weight: 1,
             max_fails,
-            fail_timeout: Duration::from_secs(10),
-            backup: false,
-            down: false,
-            max_conns: 0,
-            slow_start: Duration::ZERO,
-            span: Span {
-                file: Arc::new("t.conf".into()),
-                line: 1,
-                column: 1,
-            },
+            ..PeerConf::new(
+                "b:80".into(),
+                ([127, 0, 0, 1], 80).into(),
+                Span::synthetic("t.conf"),
+            )
         }
     }
 

@@ -1,7 +1,6 @@
 //! Upstream pick/report tests: nginx's availability and failure rules.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,21 +12,10 @@ const T0: Millis = Millis(1_000_000);
 const FT: u64 = 10_000;
 
 fn peer(port: u16) -> PeerConf {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     PeerConf {
-        name: format!("127.0.0.1:{port}"),
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        weight: 1,
-        max_fails: 1,
         fail_timeout: Duration::from_millis(FT),
-        backup: false,
-        down: false,
-        max_conns: 0,
-        slow_start: std::time::Duration::ZERO,
-        span: Span {
-            file: Arc::new(PathBuf::from("test.conf")),
-            line: 1,
-            column: 1,
-        },
+        ..PeerConf::new(addr.to_string(), addr, Span::synthetic("test.conf"))
     }
 }
 
