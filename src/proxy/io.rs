@@ -4,7 +4,7 @@ use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::BufMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Why an I/O operation did not complete.
@@ -70,6 +70,18 @@ pub async fn read_or_eof(
     limit: Duration,
 ) -> Result<usize, IoFailure> {
     buf.reserve(want);
+    // Readiness already known (the common case for a client that just sent a request):
+    // read without arming a timer.
+    match s.try_read_buf(&mut (&mut *buf).limit(want)) {
+        Ok(n) => {
+            if n > 0 && n < want {
+                drained(s);
+            }
+            return Ok(n);
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e.into()),
+    }
     within(limit, async {
         loop {
             s.readable().await?;
@@ -98,9 +110,11 @@ fn drained(s: &TcpStream) {
     });
 }
 
-/// Writes every slice, in as few `writev` calls as the socket allows.
-pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
-    s: &mut S,
+/// Writes every slice, in as few `writev` calls as the socket allows. The first attempt
+/// is made without a timer: a socket with room in its send buffer (nearly always)
+/// takes the whole write at once, and no timeout is armed for it.
+pub async fn write_all_vectored(
+    s: &TcpStream,
     slices: &mut [IoSlice<'_>],
     limit: Duration,
 ) -> Result<(), IoFailure> {
@@ -108,20 +122,19 @@ pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
     // Skip empty slices so a zero-length write is never mistaken for a closed socket.
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        let n = within(limit, s.write_vectored(slices)).await?;
-        if n == 0 {
-            return Err(IoFailure::Closed);
+        match s.try_write_vectored(slices) {
+            Ok(0) => return Err(IoFailure::Closed),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                within(limit, s.writable()).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
-        IoSlice::advance_slices(&mut slices, n);
     }
     Ok(())
 }
 
-/// Writes one buffer completely.
-pub async fn write_all<S: AsyncWrite + Unpin>(
-    s: &mut S,
-    data: &[u8],
-    limit: Duration,
-) -> Result<(), IoFailure> {
-    within(limit, s.write_all(data)).await
+/// Writes one buffer completely (see [`write_all_vectored`]).
+pub async fn write_all(s: &TcpStream, data: &[u8], limit: Duration) -> Result<(), IoFailure> {
+    write_all_vectored(s, &mut [IoSlice::new(data)], limit).await
 }

@@ -223,7 +223,7 @@ pub(super) async fn send(
         None => &cbuf[start..start + body.len],
     };
     let mut slices = [IoSlice::new(head), IoSlice::new(initial)];
-    io::write_all_vectored(&mut conn.stream, &mut slices, send_timeout)
+    io::write_all_vectored(&conn.stream, &mut slices, send_timeout)
         .await
         .map_err(AttemptError::Send)?;
     if body.complete {
@@ -248,7 +248,7 @@ pub(super) async fn send(
                     .await
                     .map_err(|e| client_error(400, "client sent a short body", e))?;
                 remaining -= n as u64;
-                io::write_all(&mut conn.stream, &bbuf, send_timeout)
+                io::write_all(&conn.stream, &bbuf, send_timeout)
                     .await
                     .map_err(AttemptError::Send)?;
             }
@@ -286,7 +286,7 @@ pub(super) async fn send(
                     ScanStep::Done { body_end } => body_end,
                     ScanStep::NeedMore => bbuf.len(),
                 };
-                io::write_all(&mut conn.stream, &bbuf[..end], send_timeout)
+                io::write_all(&conn.stream, &bbuf[..end], send_timeout)
                     .await
                     .map_err(AttemptError::Send)?;
                 if let ScanStep::Done { body_end } = step {

@@ -335,7 +335,7 @@ async fn tunnel(
     // Bytes the client sent after its upgrade request belong to the new protocol.
     let early = &cbuf[f.head.head_len.min(cbuf.len())..];
     if !early.is_empty()
-        && io::write_all(&mut conn.stream, early, f.settings.proxy_send_timeout)
+        && io::write_all(&conn.stream, early, f.settings.proxy_send_timeout)
             .await
             .is_err()
     {
