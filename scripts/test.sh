@@ -44,8 +44,17 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Keep apt from starting the nginx service it installs (port 80; on a machine
+  # without an init system a failed start would fail the install).
+  policy_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    policy_created=1
+  fi
   apt-get update
   apt-get install -y --no-install-recommends "${need[@]}"
+  if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 else
   echo "all present"
 fi
