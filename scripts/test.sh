@@ -51,6 +51,7 @@ if [ ${#need[@]} -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     policy_created=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get update
   apt-get install -y --no-install-recommends "${need[@]}"
