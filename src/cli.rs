@@ -439,6 +439,9 @@ Differences from nginx:
   - -s reads the pid file named by the configuration's \"pid\"; when the
     configuration file does not exist, logs/nginx.pid under the prefix.
   - Missing directories for log files are created.
+  - The client's Host header is passed upstream by default (nginx sends the
+    upstream's name, which Django rejects); proxy_set_header Host $proxy_host;
+    restores nginx's behaviour. See README.md, \"Deviations from nginx\".
 ";
 
 /// `ferrolb demo --help` text.
