@@ -606,3 +606,25 @@ fn small_chunked_bodies_reach_the_backend_with_a_content_length() {
     assert_eq!(seen.header("transfer-encoding"), None);
     assert_eq!(seen.body, b"hello world");
 }
+
+#[test]
+fn a_backend_dying_in_the_middle_of_its_head_is_an_error_that_retries_a_get() {
+    // As nginx counts it: a head cut short is `error` (retried by default), not
+    // `invalid_header`.
+    let dying = Backend::start(|_, _| Reply {
+        bytes: b"HTTP/1.1 200 OK\r\nContent-Ty".to_vec(),
+        close: true,
+    });
+    let good = Backend::start(|_, _| ok("good"));
+    let port = free_port();
+    let p = Proxy::start(&conf(&format!("{}\n{}", one(&dying), one(&good)), "", port));
+    for _ in 0..4 {
+        assert_eq!(http_get(port, "/", "a").unwrap().text(), "good");
+    }
+    assert!(
+        p.error_log()
+            .contains("upstream prematurely closed connection while reading response header"),
+        "{}",
+        p.error_log()
+    );
+}

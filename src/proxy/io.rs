@@ -104,7 +104,7 @@ pub async fn read_or_eof(
 /// the next read would only fail with EAGAIN: forget the readiness now (nginx does the
 /// same) and save that syscall. Safe with edge-triggered epoll: data arriving later
 /// raises a new event at the next poll, which tokio does not clear here.
-fn drained(s: &TcpStream) {
+pub fn drained(s: &TcpStream) {
     let _ = s.try_io(Interest::READABLE, || {
         Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
     });

@@ -9,7 +9,6 @@ pub mod vars;
 
 pub(crate) use request::CLIENT_SEND_TIMEOUT;
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
@@ -19,7 +18,7 @@ use crate::balance::{sticky, PickContext};
 use crate::config::{LatencyPoint, Level, LocSettings, NextUpstream, ProxyPass};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ResponseHead, ScanStep};
 use crate::server::buffers::{Buf, Recycled, RESPONSE_HEADS};
-use crate::upstream::pool::{self, IdleConn, ThreadPools};
+use crate::upstream::pool::{self, IdleConn};
 use crate::upstream::{Outcome, Tried, Upstream};
 
 use self::io::IoFailure;
@@ -45,8 +44,6 @@ pub struct Forward<'a> {
     pub pass: &'a ProxyPass,
     /// The upstream group it names.
     pub upstream: &'a Upstream,
-    /// This thread's idle upstream connections.
-    pub pools: &'a RefCell<ThreadPools>,
     /// The client connection.
     pub info: ClientInfo,
     /// `$server_name` of the matched server.
@@ -114,13 +111,12 @@ impl AttemptError {
     }
 
     /// The `proxy_next_upstream` condition this failure is.
+    /// As nginx: a connection closed or reset while the head was arriving (even after
+    /// some of it) is `error`; only an unparsable head is `invalid_header`.
     fn condition(&self) -> u16 {
         match self {
             _ if self.is_timeout() => NextUpstream::TIMEOUT,
             AttemptError::InvalidHeader(_) => NextUpstream::INVALID_HEADER,
-            AttemptError::Read {
-                got_bytes: true, ..
-            } => NextUpstream::INVALID_HEADER,
             _ => NextUpstream::ERROR,
         }
     }
@@ -645,10 +641,9 @@ async fn acquire(
     fresh_only: bool,
 ) -> Result<UpstreamConn, IoFailure> {
     if f.upstream.keepalive.is_some() && !fresh_only {
-        let mut pools = f.pools.borrow_mut();
         while let Some(IdleConn {
             stream, requests, ..
-        }) = pools.take(&f.upstream.name, peer_key, f.upstream.keepalive_timeout)
+        }) = pool::take(&f.upstream.name, peer_key, f.upstream.keepalive_timeout)
         {
             // An idempotent request can be replayed if the connection proves stale, so
             // it skips the extra syscall; a POST must not risk it.

@@ -154,7 +154,7 @@ pub(super) async fn relay(
 
     if relay.upstream_clean {
         if let Some(capacity) = f.upstream.keepalive {
-            f.pools.borrow_mut().put(
+            crate::upstream::pool::put(
                 &f.upstream.name,
                 peer_key,
                 capacity,

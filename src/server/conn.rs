@@ -58,7 +58,12 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
             let mut b = Buf::head();
             match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
                 Ok(0) => return,
-                Ok(_) => {
+                Ok(n) => {
+                    if n < HEAD_READ {
+                        // The whole request is in: forget the readiness now so the
+                        // next wait does not begin with a read that finds nothing.
+                        io::drained(&stream);
+                    }
                     cbuf = Some(b);
                     fresh_read = true;
                 }
@@ -81,7 +86,6 @@ pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientIn
         }
         served += 1;
         let mut ex = Exchange {
-            worker,
             rt: &rt,
             stream: &mut stream,
             info,
@@ -155,7 +159,6 @@ async fn exchange(
 
 /// The connection-level context of one request.
 struct Exchange<'a> {
-    worker: &'a Worker,
     rt: &'a Runtime,
     stream: &'a mut TcpStream,
     info: ClientInfo,
@@ -192,7 +195,7 @@ struct Handled<'a> {
 
 /// Routes and answers one request whose head is in `buf`.
 async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) -> Handled<'a> {
-    let (worker, rt, info, served, stopping) = (ex.worker, ex.rt, ex.info, ex.served, ex.stopping);
+    let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
     let stream = &mut *ex.stream;
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
@@ -286,7 +289,6 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 settings,
                 pass,
                 upstream,
-                pools: &worker.pools,
                 info,
                 server_name: &server.primary_name,
                 uri: &uri,

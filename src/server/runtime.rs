@@ -5,7 +5,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -552,23 +551,26 @@ fn write_pid(path: &Path) -> Result<(), ServerError> {
 pub struct Worker {
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// This thread's idle upstream connections.
-    pub pools: std::cell::RefCell<crate::upstream::pool::ThreadPools>,
-    /// Client connections open on this thread.
-    pub active: std::cell::Cell<usize>,
+    /// Client connections open on this thread (an atomic so tasks holding the
+    /// worker are `Send`; only this thread touches it).
+    pub active: std::sync::atomic::AtomicUsize,
     /// Wakes the accept loop when a connection closes below the limit.
     pub freed: tokio::sync::Notify,
 }
 
 impl Worker {
     /// A new worker for this thread.
-    pub fn new(shared: Arc<Shared>) -> Rc<Worker> {
-        Rc::new(Worker {
+    pub fn new(shared: Arc<Shared>) -> Arc<Worker> {
+        Arc::new(Worker {
             shared,
-            pools: Default::default(),
-            active: std::cell::Cell::new(0),
+            active: std::sync::atomic::AtomicUsize::new(0),
             freed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Client connections open on this thread.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// A fresh connection number.

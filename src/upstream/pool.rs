@@ -88,6 +88,26 @@ impl ThreadPools {
     }
 }
 
+thread_local! {
+    /// This worker thread's idle upstream connections.
+    static POOLS: std::cell::RefCell<ThreadPools> = std::cell::RefCell::new(ThreadPools::default());
+}
+
+/// [`ThreadPools::take`] on this thread's pools.
+pub fn take(group: &str, peer: PeerKey, max_idle: Duration) -> Option<IdleConn> {
+    POOLS.with(|p| p.borrow_mut().take(group, peer, max_idle))
+}
+
+/// [`ThreadPools::put`] on this thread's pools.
+pub fn put(group: &str, peer: PeerKey, capacity: usize, conn: IdleConn) {
+    POOLS.with(|p| p.borrow_mut().put(group, peer, capacity, conn));
+}
+
+/// Closes every idle connection of this thread (the worker is stopping).
+pub fn clear() {
+    let _ = POOLS.try_with(|p| p.borrow_mut().clear());
+}
+
 /// Whether an idle pooled connection is still usable: a non-blocking read must find
 /// nothing. EOF means the peer closed it; data means it sent something unasked (a late
 /// error or garbage) — either way the connection must not carry a new request.
