@@ -179,7 +179,16 @@ fn os_error(e: &std::io::Error) -> String {
 fn report_config_error(e: &config::ConfigError) {
     let text = e.to_string();
     match split_location(&text) {
-        Some((file, line, msg)) => ferrolb::emerg!("{} in {}:{}", msg, file, line),
+        Some((file, line, msg)) => {
+            // The place goes on the message's first line; hint lines follow it.
+            let (first, rest) = msg.split_once('\n').unwrap_or((msg, ""));
+            let rest = if rest.is_empty() {
+                String::new()
+            } else {
+                format!("\n{rest}")
+            };
+            ferrolb::emerg!("{} in {}:{}{}", first, file, line, rest)
+        }
         None => ferrolb::emerg!("{}", text),
     }
 }

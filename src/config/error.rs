@@ -10,7 +10,7 @@ use super::types::Span;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file could not be read (the main file; a missing `include` is [`ConfigError::At`]).
-    #[error("{}: cannot read configuration file: {source}", path.display())]
+    #[error("{}: cannot read configuration file: {source}\n  hint: give the file with -c FILE (relative to the prefix, -p), or try \"ferrolb demo\"", path.display())]
     Io {
         /// The file as named.
         path: PathBuf,
