@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::balance::{sticky, PickContext};
 use crate::config::{LatencyPoint, Level, LocSettings, NextUpstream, ProxyPass};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ResponseHead, ScanStep};
-use crate::server::buffers::{Buf, Recycled, RESPONSE_HEADS};
+use crate::server::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
 use crate::upstream::pool::{self, IdleConn};
 use crate::upstream::{Outcome, Tried, Upstream};
 
@@ -676,18 +676,15 @@ async fn read_head(
     req: &RequestHead,
     s: &LocSettings,
 ) -> Result<(Recycled<ResponseHead>, Buf), AttemptError> {
-    let mut ubuf = Buf::head();
+    // A body-sized buffer: a small response arrives whole with its head in one read,
+    // and the same buffer then carries the rest of a larger body.
+    let mut ubuf = Buf::body();
     let mut resp = Recycled::take(&RESPONSE_HEADS);
     loop {
         let got_bytes = !ubuf.is_empty();
-        if let Err(err) = io::read_some(
-            &conn.stream,
-            &mut ubuf,
-            crate::server::buffers::HEAD_BUF,
-            s.proxy_read_timeout,
-        )
-        .await
-        {
+        // Fill the buffer's free space without growing it past its class.
+        let want = BODY_BUF.saturating_sub(ubuf.len()).max(1024);
+        if let Err(err) = io::read_some(&conn.stream, &mut ubuf, want, s.proxy_read_timeout).await {
             return Err(AttemptError::Read { err, got_bytes });
         }
         loop {

@@ -110,9 +110,8 @@ pub(super) async fn relay(
     chead.extend_from_slice(b"\r\n");
     done.head_bytes = chead.len() as u64;
 
-    let initial = &ubuf[resp.head_len..];
     if upgrade {
-        tunnel(client, cbuf, conn, &chead, initial, f, done).await;
+        tunnel(client, cbuf, conn, &chead, &ubuf[resp.head_len..], f, done).await;
         return;
     }
 
@@ -124,7 +123,14 @@ pub(super) async fn relay(
         upstream_clean: !sent_close && resp.keep_alive,
     };
     let result = relay
-        .run(client, &mut conn.stream, resp.framing, &chead, initial)
+        .run(
+            client,
+            &mut conn.stream,
+            resp.framing,
+            &chead,
+            ubuf,
+            resp.head_len,
+        )
         .await;
     done.body_bytes = relay.sent;
     match result {
@@ -185,14 +191,18 @@ struct BodyRelay {
 }
 
 impl BodyRelay {
+    /// `ubuf` holds the response head at `..head_len` and the first body bytes after
+    /// it; once those are written it is reused for the rest of the body.
     async fn run(
         &mut self,
         client: &mut TcpStream,
         upstream: &mut TcpStream,
         framing: BodyFraming,
         chead: &[u8],
-        initial: &[u8],
+        ubuf: Buf,
+        head_len: usize,
     ) -> Result<(), BodyError> {
+        let initial = &ubuf[head_len..];
         match framing {
             BodyFraming::None => {
                 if !initial.is_empty() {
@@ -207,7 +217,7 @@ impl BodyRelay {
                 }
                 self.write(client, &[chead, &initial[..first]]).await?;
                 let mut remaining = n - first as u64;
-                let mut bbuf = Buf::body();
+                let mut bbuf = ubuf;
                 while remaining > 0 {
                     bbuf.clear();
                     let want = remaining.min(BODY_BUF as u64) as usize;
@@ -236,7 +246,7 @@ impl BodyRelay {
                     self.upstream_clean = false;
                 }
                 self.write(client, &[chead, &initial[..first]]).await?;
-                let mut bbuf = Buf::body();
+                let mut bbuf = ubuf;
                 while matches!(step, ScanStep::NeedMore) {
                     bbuf.clear();
                     io::read_some(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
@@ -259,7 +269,7 @@ impl BodyRelay {
             BodyFraming::UntilClose => {
                 self.upstream_clean = false;
                 self.write_piece(client, Some(chead), initial).await?;
-                let mut bbuf = Buf::body();
+                let mut bbuf = ubuf;
                 loop {
                     bbuf.clear();
                     let n = io::read_or_eof(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
