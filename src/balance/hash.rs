@@ -63,15 +63,14 @@ impl Select for Hash {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::peers;
+    use super::super::testing::{nginx_draws, peers};
     use super::*;
 
     /// nginx's `get_hash_peer` written out literally; `None` where nginx falls back to
     /// round robin.
     fn nginx_hash(key: &[u8], weights: &[u32], down: &[bool]) -> Option<usize> {
-        let total: u32 = weights.iter().sum();
-        let (mut hash, mut rehash, mut tries) = (0u32, 0u32, 0);
-        loop {
+        let (mut hash, mut rehash) = (0u32, 0u32);
+        nginx_draws(weights, down, || {
             let mut input = Vec::new();
             if rehash > 0 {
                 input.extend_from_slice(rehash.to_string().as_bytes());
@@ -79,20 +78,8 @@ mod tests {
             input.extend_from_slice(key);
             hash = hash.wrapping_add((crc32fast::hash(&input) >> 16) & 0x7fff);
             rehash += 1;
-            let mut w = hash % total;
-            let mut p = 0;
-            while w >= weights[p] {
-                w -= weights[p];
-                p += 1;
-            }
-            if !down[p] {
-                return Some(p);
-            }
-            tries += 1;
-            if tries > 20 {
-                return None;
-            }
-        }
+            hash
+        })
     }
 
     fn check(weights: &[u32], down: &[bool]) {

@@ -61,34 +61,20 @@ impl Select for IpHash {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{all, peers};
+    use super::super::testing::{all, nginx_draws, peers};
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// nginx's `get_ip_hash_peer` written out literally over a linked list of weighted
     /// peers; `None` where nginx would fall back to round robin.
     fn nginx_ip_hash(addr: &[u8], weights: &[u32], down: &[bool]) -> Option<usize> {
-        let total: u32 = weights.iter().sum();
         let mut hash: u32 = 89;
-        let mut tries = 0;
-        loop {
+        nginx_draws(weights, down, || {
             for &a in addr {
                 hash = (hash * 113 + a as u32) % 6271;
             }
-            let mut w = hash % total;
-            let mut p = 0;
-            while w >= weights[p] {
-                w -= weights[p];
-                p += 1;
-            }
-            if !down[p] {
-                return Some(p);
-            }
-            tries += 1;
-            if tries > 20 {
-                return None;
-            }
-        }
+            hash
+        })
     }
 
     fn check(weights: &[u32], down: &[bool]) {

@@ -25,6 +25,29 @@ pub(crate) fn peers(weights: &[u32]) -> Vec<Peer> {
         .collect()
 }
 
+/// nginx's hash-method loop written out literally: draw a hash, walk the weighted
+/// peer list to it, accept it unless down; after 20 misses `None` (nginx falls back to
+/// round robin). `next_hash` yields the successive hashes.
+pub(crate) fn nginx_draws(
+    weights: &[u32],
+    down: &[bool],
+    mut next_hash: impl FnMut() -> u32,
+) -> Option<usize> {
+    let total: u32 = weights.iter().sum();
+    for _ in 0..=20 {
+        let mut w = next_hash() % total;
+        let mut p = 0;
+        while w >= weights[p] {
+            w -= weights[p];
+            p += 1;
+        }
+        if !down[p] {
+            return Some(p);
+        }
+    }
+    None
+}
+
 /// Every peer eligible.
 pub(crate) fn all(_: usize) -> bool {
     true

@@ -75,6 +75,11 @@ fn read_lossy(path: &Path) -> String {
 }
 
 /// Polls `child` until it exits or `limit` passes.
+/// The exit status of a started child that has already exited.
+fn exited(child: &mut Option<Child>) -> Option<ExitStatus> {
+    child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+}
+
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
@@ -289,11 +294,7 @@ impl Proxy {
         let deadline = Instant::now() + START_TIMEOUT;
         for addr in addrs {
             loop {
-                if let Some(status) = self
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
+                if let Some(status) = exited(&mut self.child) {
                     panic!(
                         "{} exited ({status}) before listening on {addr}\n{}",
                         self.bin.display(),
@@ -459,11 +460,7 @@ impl Django {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = exited(&mut self.child) {
                 panic!(
                     "runserver on port {} exited ({status}) before answering\n{}",
                     self.port,
