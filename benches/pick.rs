@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use ferrolb::balance::Upstream;
 use ferrolb::balance::{selector_for, sticky, PickContext};
 use ferrolb::config::{
     BalanceMethod, LatencyPoint, PeerConf, Span, StickyConf, Template, TemplatePart, UpstreamConf,
     Var,
 };
-use ferrolb::upstream::{now, Outcome, PeerRegistry, Tried, Upstream};
+use ferrolb::upstream::{now, Outcome, PeerRegistry, Tried};
 
 fn conf(method: BalanceMethod, sticky: bool, n: usize) -> UpstreamConf {
     let span = Span {

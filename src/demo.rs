@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::LoadOptions;
-use crate::server::runtime::{self, RunOptions, ServerError};
+use crate::process::{self, RunOptions};
+use crate::server::ServerError;
 
 /// Options of `ferrolb demo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +214,7 @@ pub fn run(opts: DemoOptions) -> Result<(), DemoError> {
         .map_err(DemoError::Runtime)?;
 
     eprint!("{}", banner(&opts));
-    let result = runtime::run_with_shutdown(
+    let result = process::run_with_shutdown(
         RunOptions {
             admin: None,
             conf_path: PathBuf::from("<ferrolb demo>"),

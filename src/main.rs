@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use ferrolb::config::{self, ErrorLogConf, Level, LoadOptions, LogTarget};
-use ferrolb::server::runtime::{self, RunOptions};
+use ferrolb::process::{self, RunOptions};
 
 use cli::{Command, ErrorLogArg, InfoStream, NginxArgs, SignalCmd};
 
@@ -112,7 +112,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         return Ok(test_config(&a, &conf_path, &load));
     }
 
-    match runtime::run(RunOptions {
+    match process::run(RunOptions {
         conf_path,
         load,
         error_log_override,

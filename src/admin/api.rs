@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{AddPeer, AdminError};
 use crate::config::Level;
-use crate::server::runtime::{Runtime, Shared};
+use crate::server::{Runtime, Shared};
 use crate::upstream::{now, AdminState};
 
 /// An admin response.

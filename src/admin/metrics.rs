@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::server::runtime::Runtime;
+use crate::server::Runtime;
 use crate::upstream::{Health, PeerState, LATENCY_BUCKETS_MS};
 
 /// The collector over one runtime snapshot.

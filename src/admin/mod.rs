@@ -11,19 +11,19 @@
 //! path updates; reading them takes no lock.
 //!
 //! Runtime changes never mutate a selector: they edit an [`Overlay`] kept in
-//! [`crate::server::runtime::Shared`], which is applied on top of the configuration,
+//! [`crate::server::Shared`], which is applied on top of the configuration,
 //! and the runtime is rebuilt and swapped in as on a reload. Drain/down are atomics in
 //! the peer state checked by `Upstream::pick`.
 
 mod api;
 mod dashboard;
 pub mod metrics;
-mod overlay;
 pub mod server;
 pub mod status;
 
+pub use crate::config::{AddPeer, Overlay};
+pub use crate::server::WorkerControl;
 pub use api::{handle, Reply};
-pub use overlay::{AddPeer, Overlay};
 pub use server::spawn;
 
 use std::net::SocketAddr;
@@ -69,17 +69,6 @@ impl AdminError {
             AdminError::Rebuild(_) => 500,
         }
     }
-}
-
-/// The worker processes of `ferrolb up` as the admin API sees them (implemented by
-/// [`crate::supervise`]; kept as a trait so `admin` does not depend on it).
-pub trait WorkerControl: Send + Sync + std::fmt::Debug {
-    /// Starts a rolling restart of every worker, one at a time, and returns at once.
-    /// `Err` (a reason) when one is already running or the workers are stopping.
-    fn restart(&self) -> Result<(), String>;
-    /// The workers as JSON: `{"restarting": bool, "workers": [{"port", "pid",
-    /// "state", "restarts"}...]}`.
-    fn json(&self) -> serde_json::Value;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::AdminSettings;
 use crate::config::Level;
 use crate::http1::{BodyFraming, RequestHead};
-use crate::server::runtime::{Shared, StopMode};
+use crate::server::{Shared, StopMode};
 
 /// Largest request body accepted (peer changes are tiny JSON documents).
 pub const MAX_BODY: u64 = 64 * 1024;

@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use crate::health::{passive, slow_start};
-use crate::server::runtime::Runtime;
-use crate::upstream::{now, AdminState, Health, Millis, Upstream};
+use crate::balance::Upstream;
+use crate::server::Runtime;
+use crate::upstream::{now, AdminState, Health, Millis};
+use crate::upstream::{passive, slow_start};
 
 /// The whole document: `{"upstreams": {NAME: {"peers": [...]}}}`.
 #[derive(Debug, Serialize)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{self, LoadOptions};
-use crate::server::runtime::{Runtime, Shared};
+use crate::server::{Runtime, Shared};
 use crate::upstream::{now, PeerRegistry, Tried};
 
 fn shared() -> Shared {

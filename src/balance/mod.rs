@@ -13,6 +13,7 @@
 //! `least_conn` and `random two` ([`less_loaded`]) and the shared random source.
 
 pub mod chash;
+mod group;
 pub mod hash;
 pub mod ip_hash;
 pub mod least_conn;
@@ -22,6 +23,7 @@ pub mod round_robin;
 pub mod sticky;
 
 pub use chash::ConsistentHash;
+pub use group::{Report, Upstream};
 pub use hash::Hash;
 pub use ip_hash::IpHash;
 pub use least_conn::LeastConn;
@@ -49,7 +51,7 @@ pub struct PickContext<'a> {
     /// none.
     pub sticky: Option<u64>,
     /// The time of the pick (`least_time` decays latencies with it). Set by
-    /// [`crate::upstream::Upstream::pick_with`]; default `Millis(0)`.
+    /// [`Upstream::pick_with`]; default `Millis(0)`.
     pub now: Millis,
 }
 

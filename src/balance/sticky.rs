@@ -16,7 +16,7 @@ pub const COOKIE_LEN: usize = 16;
 /// so the address itself is not disclosed). A request whose cookie names an eligible
 /// peer of this set goes there; any other request (no cookie, unknown id, peer down,
 /// tried, failed or at `max_conns`) is balanced by the inner method, and the response
-/// then carries a new cookie (see [`crate::upstream::Upstream::sticky_set_cookie`]).
+/// then carries a new cookie (see [`crate::balance::Upstream::sticky_set_cookie`]).
 pub struct Sticky {
     inner: Box<dyn Select>,
     /// `(peer id, index)` sorted by id.

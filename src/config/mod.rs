@@ -6,6 +6,7 @@
 pub mod directives;
 pub mod error;
 pub mod lexer;
+pub mod overlay;
 pub mod parser;
 pub mod template;
 pub mod types;
@@ -14,6 +15,7 @@ pub mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
+pub use overlay::{AddPeer, Overlay};
 pub use types::*;
 
 /// How to load a configuration.

@@ -483,7 +483,7 @@ pub struct LocSettings {
     /// `proxy_set_header` lines in order. As nginx: a level that has any of them
     /// replaces (does not extend) the inherited list. A value that evaluates to the
     /// empty string removes the header. ferrolb's defaults differ from nginx's on Host
-    /// (see [`HostDefault`]).
+    /// (see [`crate::config::HostDefault`]).
     pub proxy_set_header: Vec<(String, Template)>,
     /// `proxy_http_version`. Default 1.0 (nginx), which sends `Connection: close`.
     pub proxy_http_version: ProxyHttpVersion,

@@ -3,7 +3,7 @@
 //! One task per (health_check line, peer) sends `GET uri` every `interval` (plus up to
 //! `jitter`), and judges the response with the `match` block (default: status 2xx or
 //! 3xx). `fails` failed checks in a row make the peer [`Health::Unhealthy`]: it leaves
-//! rotation ([`blocks`] in the eligibility test of `Upstream::pick`); `passes` passed
+//! rotation ([`PeerState::kept_out_by_health`] in the eligibility test of `Upstream::pick`); `passes` passed
 //! checks in a row bring it back (as Pingora's rise/fall thresholds). The verdict lives
 //! in the peer's [`PeerState`] atomics, so it survives reloads and every worker thread
 //! sees it without a lock.
@@ -26,24 +26,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::balance::Upstream;
 use crate::config::{HeaderTest, HealthCheckConf, Level, MatchCond, MatchConf};
-use crate::server::runtime::{Shared, StopMode};
 use crate::upstream::{now, Health, Millis, PeerState};
 
 /// Most body bytes a check reads (and a `body ~` condition sees): 256 KiB.
 pub const MAX_BODY: usize = 256 * 1024;
-
-/// Whether the active health verdict keeps the peer out of rotation: unhealthy, or
-/// `mandatory` and not yet checked. `all_unhealthy` (every peer of the group is
-/// unhealthy) lifts the first case.
-#[inline]
-pub fn blocks(state: &PeerState, all_unhealthy: bool) -> bool {
-    match state.health() {
-        Health::Unknown | Health::Healthy => false,
-        Health::Unhealthy => !all_unhealthy,
-        Health::Checking => true,
-    }
-}
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +272,7 @@ where
         } else {
             t.conf
                 .jitter
-                .mul_f64(crate::health::slow_start::random_unit())
+                .mul_f64(crate::upstream::slow_start::random_unit())
         };
         tokio::time::sleep(t.conf.interval + jitter).await;
     }
@@ -317,11 +305,21 @@ fn update_all_unhealthy(t: &Target) {
     }
 }
 
-/// The targets of every `health_check` of a runtime (one per check line and peer).
-pub fn targets(rt: &crate::server::runtime::Runtime) -> Vec<Target> {
+/// Where the checker finds the peers to check: the live configuration, which a reload
+/// or an admin change replaces.
+pub trait CheckedPeers: Send + Sync + 'static {
+    /// An identity of the current peer set: it changes when the set is replaced.
+    fn version(&self) -> usize;
+    /// The targets of the current peer set (see [`targets`]).
+    fn targets(&self) -> Vec<Target>;
+}
+
+/// The targets of every `health_check` (one per check line and peer); `upstreams` are
+/// the groups the checks' `upstream` indices refer to.
+pub fn targets(checks: &[HealthCheckConf], upstreams: &[Upstream]) -> Vec<Target> {
     let mut out = Vec::new();
-    for hc in &rt.config.http.health_checks {
-        let Some(up) = rt.upstreams.get(hc.upstream) else {
+    for hc in checks {
+        let Some(up) = upstreams.get(hc.upstream) else {
             continue;
         };
         let conf = Arc::new(hc.clone());
@@ -340,44 +338,43 @@ pub fn targets(rt: &crate::server::runtime::Runtime) -> Vec<Target> {
     out
 }
 
-/// Starts the health-check thread (only when some `health_check` exists, or may
-/// after a reload: the thread is cheap and idles otherwise). It ends when the server
-/// stops.
-pub fn spawn(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Starts the health-check thread (always: a reload may add checks, and the thread is
+/// cheap and idles otherwise). It ends when `stop` completes.
+pub fn spawn(
+    peers: Arc<dyn CheckedPeers>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
         .name("ferrolb-health".into())
         .spawn(move || {
-            rt.block_on(drive(shared));
+            rt.block_on(drive(peers, stop));
         })
 }
 
-async fn drive(shared: Arc<Shared>) {
-    let mut stop = shared.stop_signal();
-    let mut current: Option<Arc<crate::server::runtime::Runtime>> = None;
+/// Looks at the peer set every 100 ms and restarts every check task when it changed.
+async fn drive(peers: Arc<dyn CheckedPeers>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut current: Option<usize> = None;
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
-        let rt = shared.runtime.load_full();
-        if !current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &rt)) {
+        let version = peers.version();
+        if current != Some(version) {
             for t in tasks.drain(..) {
                 t.abort();
             }
-            for target in targets(&rt) {
+            for target in peers.targets() {
                 tasks.push(tokio::spawn(run_target(target, |addr, conf| async move {
                     probe(addr, &conf).await
                 })));
             }
-            current = Some(rt);
+            current = Some(version);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            r = stop.changed() => {
-                if r.is_err() || *stop.borrow() != StopMode::Running {
-                    break;
-                }
-            }
+            _ = &mut stop => break,
         }
     }
     for t in tasks {
@@ -431,22 +428,22 @@ mod tests {
             apply(&s, 3, 2, &result(false), Millis(4)),
             Some(Transition::Down)
         );
-        assert!(blocks(&s, false));
-        assert!(!blocks(&s, true));
+        assert!(s.kept_out_by_health(false));
+        assert!(!s.kept_out_by_health(true));
         assert_eq!(apply(&s, 3, 2, &result(true), Millis(5)), None);
         assert_eq!(
             apply(&s, 3, 2, &result(true), Millis(6)),
             Some(Transition::Up)
         );
         assert_eq!(s.recovered_at.load(Relaxed), 6);
-        assert!(!blocks(&s, false));
+        assert!(!s.kept_out_by_health(false));
     }
 
     #[test]
     fn mandatory_waits_for_first_pass() {
         let s = PeerState::default();
         s.health.store(Health::Checking as u8, Relaxed);
-        assert!(blocks(&s, true));
+        assert!(s.kept_out_by_health(true));
         // A failure while checking makes it unhealthy without a "down" transition.
         assert_eq!(apply(&s, 1, 3, &result(false), Millis(1)), None);
         assert_eq!(s.health(), Health::Unhealthy);
@@ -456,7 +453,7 @@ mod tests {
             apply(&s, 1, 3, &result(true), Millis(1)),
             Some(Transition::Up)
         );
-        assert!(!blocks(&s, false));
+        assert!(!s.kept_out_by_health(false));
     }
 
     /// The task loop on tokio's paused clock: a peer failing from the 3rd check on

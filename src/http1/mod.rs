@@ -13,6 +13,7 @@ pub mod body;
 pub mod error;
 mod headers;
 pub mod request;
+pub mod respond;
 pub mod response;
 
 pub use body::{decode_chunked, write_chunk_header, BodyFraming, ChunkedScanner, ScanStep};

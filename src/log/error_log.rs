@@ -152,7 +152,7 @@ pub(crate) fn format_line(level: Level, conn: Option<u64>, args: fmt::Arguments<
 
 /// Pushes buffered data to the file. Lines are written unbuffered, so this only asks
 /// the OS to persist them (used before exit).
-pub(super) fn flush() {
+pub fn flush() {
     if let Some(sink) = SINK.load().as_deref() {
         if let Dest::File { file, .. } = &sink.dest {
             let _ = file.sync_data();

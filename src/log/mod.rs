@@ -1,25 +1,14 @@
-//! Logging in nginx's formats: the error log (`error_log`, levels, `pid#thread: *conn`
-//! lines) and access logs (`access_log` in `combined` or a `log_format`).
+//! The error log in nginx's format (`error_log`, levels, `pid#thread: *conn` lines), and
+//! what every log file shares: nginx's OS error text, append-only files, the cached
+//! local time. The access log builds on it in [`crate::access_log`].
 //!
-//! Both write whole lines with single `write(2)`s on files opened with `O_APPEND`, so
-//! lines from several threads never interleave and external rotation (`mv` then
-//! `-s reopen`) behaves as with nginx. Access log lines are queued and written in
-//! batches by a background thread per file, so request handling never waits on disk.
+//! Lines are whole `write(2)`s on files opened with `O_APPEND`, so lines from several
+//! threads never interleave and external rotation (`mv` then `-s reopen`) behaves as
+//! with nginx.
 
-mod access_log;
 mod error_log;
-mod format;
 
-pub use access_log::{format_combined, AccessLog, AccessLogs, CombinedFields};
-pub use error_log::{emit, enabled, init, reopen, set_level, set_stderr_mirror};
-pub use format::{ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt};
-
-/// Writes out every access log line still queued and asks the OS to persist the error
-/// log. Called before exit.
-pub fn flush() {
-    AccessLogs::flush_all();
-    error_log::flush();
-}
+pub use error_log::{emit, enabled, flush, init, reopen, set_level, set_stderr_mirror};
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -41,7 +30,7 @@ pub enum LogError {
 }
 
 /// nginx's way of showing an OS error: `2: No such file or directory`.
-pub(crate) fn os_error_text(e: &std::io::Error) -> String {
+pub fn os_error_text(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => format!("{}: {}", code, nix::errno::Errno::from_raw(code).desc()),
         None => e.to_string(),
@@ -50,7 +39,7 @@ pub(crate) fn os_error_text(e: &std::io::Error) -> String {
 
 /// Opens a log file for appending, creating missing parent directories first (nginx
 /// refuses to start when `logs/` is missing; creating it is friendlier and harmless).
-pub(crate) fn open_append(path: &Path) -> Result<File, LogError> {
+pub fn open_append(path: &Path) -> Result<File, LogError> {
     let err = |source| LogError::Open {
         path: path.to_path_buf(),
         source,
@@ -126,11 +115,11 @@ fn with_cache<R>(f: impl FnOnce(&TimeCache) -> R) -> R {
 }
 
 /// Calls `f` with the cached (error-log time, `$time_local`) for the current second.
-fn with_time<R>(f: impl FnOnce(&[u8], &[u8]) -> R) -> R {
+pub(crate) fn with_time<R>(f: impl FnOnce(&[u8], &[u8]) -> R) -> R {
     with_cache(|c| f(&c.err, &c.local))
 }
 
 /// Calls `f` with the cached `$time_iso8601` for the current second.
-fn with_iso_time<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+pub(crate) fn with_iso_time<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     with_cache(|c| f(&c.iso))
 }

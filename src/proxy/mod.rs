@@ -2,10 +2,8 @@
 //! (`proxy_next_upstream`), the upstream request head, streaming bodies both ways,
 //! upgrades, and putting upstream connections back into the keep-alive pool.
 
-pub mod io;
 mod request;
 mod response;
-pub mod vars;
 
 pub(crate) use request::CLIENT_SEND_TIMEOUT;
 
@@ -14,25 +12,16 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::balance::Upstream;
 use crate::balance::{sticky, PickContext};
 use crate::config::{LatencyPoint, Level, LocSettings, NextUpstream, ProxyPass};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ResponseHead, ScanStep};
-use crate::server::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
+use crate::net::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
+use crate::net::io::{self, IoFailure};
+pub use crate::net::ClientInfo;
 use crate::upstream::pool::{self, IdleConn};
-use crate::upstream::{Outcome, Tried, Upstream};
-
-use self::io::IoFailure;
-
-/// The client connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
-    /// Connection number, nginx's `*N` in the error log.
-    pub id: u64,
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// The local address it connected to.
-    pub local: SocketAddr,
-}
+use crate::upstream::{Outcome, Tried};
+use crate::vars;
 
 /// Everything [`forward`] needs about one request.
 pub struct Forward<'a> {
@@ -74,7 +63,7 @@ pub struct Forwarded {
     /// for an error page ferrolb wrote, the whole page.
     pub head_bytes: u64,
     /// Every attempt at a peer, in order, when [`Forward::log_upstream`] asked for them.
-    pub attempts: Vec<crate::log::UpstreamAttempt>,
+    pub attempts: Vec<crate::access_log::UpstreamAttempt>,
     /// Bytes at the start of the client buffer that belong to this request and are still
     /// there; `None` when the request's body could not be accounted for (the client
     /// connection must then close).
@@ -467,7 +456,7 @@ fn note_attempt(
     started: Instant,
 ) {
     if f.log_upstream {
-        done.attempts.push(crate::log::UpstreamAttempt {
+        done.attempts.push(crate::access_log::UpstreamAttempt {
             addr,
             status,
             connect,

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
 
-use super::io::{self, IoFailure};
-use super::vars::RequestVars;
 use super::{AttemptError, BodyInBuf, Forward, Forwarded, UpstreamConn};
 use crate::config::ProxyHttpVersion;
+use crate::http1::respond;
 use crate::http1::{self, BodyFraming, RequestHead, ScanStep};
-use crate::server::buffers::Buf;
-use crate::server::respond;
+use crate::net::buffers::Buf;
+use crate::net::io::{self, IoFailure};
+use crate::vars::RequestVars;
 
 /// How long writing to a client may stall (nginx's `send_timeout` default).
 pub(crate) const CLIENT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -243,7 +243,7 @@ pub(super) async fn send(
             let mut remaining = body.remaining;
             while remaining > 0 {
                 bbuf.clear();
-                let want = remaining.min(crate::server::buffers::BODY_BUF as u64);
+                let want = remaining.min(crate::net::buffers::BODY_BUF as u64);
                 let n = io::read_some(client, &mut bbuf, want as usize, body_timeout)
                     .await
                     .map_err(|e| client_error(400, "client sent a short body", e))?;
@@ -264,7 +264,7 @@ pub(super) async fn send(
                 io::read_some(
                     client,
                     &mut bbuf,
-                    crate::server::buffers::BODY_BUF,
+                    crate::net::buffers::BODY_BUF,
                     body_timeout,
                 )
                 .await

@@ -6,13 +6,13 @@ use std::io::{IoSlice, Write as _};
 
 use tokio::net::TcpStream;
 
-use super::io::{self, IoFailure};
 use super::request::{vars, CLIENT_SEND_TIMEOUT};
 use super::{Forward, Forwarded, UpstreamConn};
 use crate::config::Level;
+use crate::http1::respond;
 use crate::http1::{write_chunk_header, BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
-use crate::server::buffers::{Buf, Recycled, BODY_BUF};
-use crate::server::respond;
+use crate::net::buffers::{Buf, Recycled, BODY_BUF};
+use crate::net::io::{self, IoFailure};
 use crate::upstream::pool::IdleConn;
 
 /// How the body goes to the client.

@@ -7,18 +7,20 @@ use std::time::Duration;
 use bytes::BufMut;
 use tokio::net::TcpStream;
 
-use super::buffers::{Buf, Recycled, REQUEST_HEADS};
-use super::runtime::{Runtime, StopMode, Worker};
-use super::{location, respond, uri, vhost};
-use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
-use crate::http1::{BodyFraming, Method, Parsed, RequestHead};
-use crate::log::{
+use super::state::{Runtime, StopMode, Worker};
+use super::{location, uri, vhost};
+use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
-use crate::proxy::io::{self, IoFailure};
+use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
+use crate::http1::respond;
+use crate::http1::{BodyFraming, Method, Parsed, RequestHead};
+use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
+use crate::net::io::{self, IoFailure};
+use crate::net::ClientInfo;
 use crate::proxy::request_vars;
-use crate::proxy::vars::RequestVars;
-use crate::proxy::{ClientInfo, Forward};
+use crate::proxy::Forward;
+use crate::vars::RequestVars;
 
 /// How long a new connection may take to send its first request head, before any
 /// server settings are known (nginx's `client_header_timeout` default).
@@ -26,7 +28,7 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How much one read of a request head asks for: a head and a small body usually
 /// arrive in one go.
-const HEAD_READ: usize = super::buffers::HEAD_BUF;
+const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
 /// Serves a client connection until it closes, errs, or the server stops.
 pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
@@ -462,7 +464,7 @@ impl<'a> LogLine<'a> {
                 request,
                 referer,
                 user_agent,
-            } => crate::log::format_combined(
+            } => crate::access_log::format_combined(
                 &mut line,
                 &CombinedFields {
                     remote_addr: remote,

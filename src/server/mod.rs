@@ -1,11 +1,12 @@
-//! Listeners, worker threads, client connections, virtual hosts and location matching.
+//! Listeners, worker threads, client connections, virtual hosts and location matching:
+//! everything between an accepted client connection and [`crate::proxy::forward`].
 
-pub mod buffers;
 mod conn;
 pub mod listener;
 pub mod location;
-pub mod respond;
-pub mod runtime;
+mod state;
 pub mod uri;
 pub mod vhost;
-mod worker;
+pub mod worker;
+
+pub use state::{ListenerCmd, Runtime, ServerError, Shared, StopMode, Worker, WorkerControl};

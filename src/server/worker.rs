@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::runtime::{ListenerCmd, Shared, StopMode, Worker};
+use super::state::{ListenerCmd, Shared, StopMode, Worker};
 use crate::config::Level;
-use crate::proxy::ClientInfo;
+use crate::net::ClientInfo;
 
 /// The thread's body: runs until the server stops. `control` brings listeners added or
 /// removed by a reload.
-pub(super) fn run(
+pub fn run(
     shared: Arc<Shared>,
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     mut control: mpsc::UnboundedReceiver<ListenerCmd>,

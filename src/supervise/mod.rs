@@ -41,7 +41,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
 use crate::config::{self, LoadOptions};
-use crate::server::runtime::{self, RunHooks, RunOptions, ServerError, Shared, StopMode};
+use crate::process::{self, RunHooks, RunOptions};
+use crate::server::{ServerError, Shared, StopMode};
 use control::{Control, RestartRequest};
 use output::Console;
 use readiness::Check;
@@ -310,7 +311,7 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
         }
     };
 
-    let result = runtime::run_with_hooks(
+    let result = process::run_with_hooks(
         RunOptions {
             conf_path,
             load,

@@ -1,23 +1,48 @@
 //! A peer and its live state.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::Millis;
 use crate::config::PeerConf;
 
+/// A peer's identity for as long as its state lives: unique in the process and never
+/// reused, so a new peer that takes a removed peer's address is a new id (the idle
+/// connection pool keys by it, and must not hand the old peer's sockets to the new).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl PeerId {
+    /// A fresh id.
+    fn next() -> PeerId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        PeerId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
 /// Live state of one peer, shared by all worker threads and surviving config reloads
 /// (kept in a [`super::PeerRegistry`] keyed by upstream name and address).
 ///
 /// All fields are atomics read and written with `Relaxed` ordering: they are counters
 /// and timestamps that steer heuristics, they publish no other memory, and nginx itself
-/// reads them without a lock when no shared zone is configured. Every field starts at
-/// zero (`Default`).
-#[derive(Debug, Default)]
+/// reads them without a lock when no shared zone is configured. Every field but `id`
+/// (fresh per state) starts at zero (`Default`).
+#[derive(Debug)]
 pub struct PeerState {
+    /// This state's identity; never reused.
+    pub id: PeerId,
+    /// Set when the peer left the configuration (reload or admin API): pooled idle
+    /// connections to it are closed at the next purge. False by default.
+    pub removed: AtomicBool,
     /// Failures counted toward `max_fails` (nginx's `peer->fails`); reset by a
-    /// successful attempt that follows a trial (see [`crate::health::passive`]).
+    /// successful attempt that follows a trial (see [`super::passive`]).
     pub fails: AtomicU32,
     /// [`Millis`] of the last failure (nginx's `peer->accessed`).
     pub accessed: AtomicU64,
@@ -128,7 +153,48 @@ impl AdminState {
     }
 }
 
+impl Default for PeerState {
+    fn default() -> PeerState {
+        PeerState {
+            id: PeerId::next(),
+            removed: AtomicBool::new(false),
+            fails: AtomicU32::new(0),
+            accessed: AtomicU64::new(0),
+            checked: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
+            ewma_us: AtomicU64::new(0),
+            ewma_at: AtomicU64::new(0),
+            health: AtomicU8::new(0),
+            hc_fails: AtomicU32::new(0),
+            hc_passes: AtomicU32::new(0),
+            hc_last_status: AtomicU32::new(0),
+            hc_last_check: AtomicU64::new(0),
+            recovered_at: AtomicU64::new(0),
+            admin: AtomicU8::new(0),
+            responses: Default::default(),
+            latency: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+        }
+    }
+}
+
 impl PeerState {
+    /// Whether the active health verdict keeps the peer out of rotation: unhealthy, or
+    /// `mandatory` and not yet checked. `all_unhealthy` (every peer of the group is
+    /// unhealthy, see [`crate::health::active`]) lifts the first case.
+    #[inline]
+    pub fn kept_out_by_health(&self, all_unhealthy: bool) -> bool {
+        match self.health() {
+            Health::Unknown | Health::Healthy => false,
+            Health::Unhealthy => !all_unhealthy,
+            Health::Checking => true,
+        }
+    }
+
     /// [`PeerState::accessed`] as [`Millis`].
     pub fn accessed(&self) -> Millis {
         Millis(self.accessed.load(Ordering::Relaxed))

@@ -1,6 +1,6 @@
 //! The set of peers one request has tried.
 
-/// Peers tried by one request, as a bit set over indices into [`super::Upstream::peers`].
+/// Peers tried by one request, as a bit set over indices into [`crate::balance::Upstream::peers`].
 ///
 /// Any number of peers; no heap allocation for up to 64 (the common case, and nginx's
 /// own inline limit on 64-bit). Empty by default.

@@ -1,20 +1,22 @@
-//! The running server: configuration swapped atomically, one current-thread tokio
-//! runtime per worker thread with its own `SO_REUSEPORT` listeners and its own upstream
-//! connection pools, and the main thread handling signals (reload, stop).
+//! The process: start-up (bind every listener, then start the worker threads, the
+//! health-check thread and the admin listener), the main thread's signal loop (reload,
+//! stop, reopen logs) and the pid file. Configuration is swapped atomically on reload;
+//! each worker thread runs one current-thread tokio runtime with its own
+//! `SO_REUSEPORT` listeners and its own upstream connection pools ([`crate::server`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::config::{self, Config, Level, LoadOptions, LocSettings, LogTarget};
-use crate::log::{AccessLog, AccessLogs};
-use crate::upstream::{PeerRegistry, Upstream};
+use crate::access_log::AccessLogs;
+use crate::config::{self, Config, Level, LoadOptions, LogTarget};
+use crate::health::active::{CheckedPeers, Target};
+use crate::server::{listener, worker, ListenerCmd, Runtime, ServerError, Shared, StopMode};
+use crate::upstream::PeerRegistry;
 
 /// How long a graceful stop (SIGQUIT) waits for requests in progress.
 pub const GRACEFUL_STOP_LIMIT: Duration = Duration::from_secs(30);
@@ -33,152 +35,6 @@ pub struct RunOptions {
     pub admin: Option<SocketAddr>,
 }
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// The configuration did not load.
-    #[error("{0}")]
-    Config(#[from] config::ConfigError),
-    /// A listener could not be bound.
-    #[error("bind() to {addr} failed ({err})")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        err: std::io::Error,
-    },
-    /// The pid file could not be written.
-    #[error("open() \"{path}\" failed ({err})")]
-    Pid {
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        err: std::io::Error,
-    },
-    /// A log could not be opened.
-    #[error("{0}")]
-    Log(String),
-    /// A thread or runtime could not be created.
-    #[error("could not start: {0}")]
-    Start(std::io::Error),
-}
-
-/// How the server is being stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopMode {
-    /// Serving.
-    Running,
-    /// SIGQUIT: stop accepting, close idle connections, finish requests in progress.
-    Graceful,
-    /// SIGTERM / SIGINT: stop now.
-    Fast,
-}
-
-/// Configuration-derived state that requests read; replaced as a whole on reload.
-#[derive(Debug)]
-pub struct Runtime {
-    /// The validated configuration.
-    pub config: Config,
-    /// Upstream groups, parallel to `config.http.upstreams`.
-    pub upstreams: Vec<Upstream>,
-    /// Open access logs by path.
-    pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
-}
-
-impl Runtime {
-    /// Builds the runtime state for a configuration; peer state comes from (and stays
-    /// in) the registry so it survives reloads.
-    pub fn build(config: Config, registry: &PeerRegistry) -> Result<Runtime, ServerError> {
-        registry.retain(&config.http.upstreams);
-        let upstreams = config
-            .http
-            .upstreams
-            .iter()
-            .map(|u| Upstream::build(u, registry))
-            .collect();
-        let mut access_logs = HashMap::new();
-        let mut open = |s: &LocSettings| -> Result<(), ServerError> {
-            if let Some(path) = s.access_log.path() {
-                if !access_logs.contains_key(path) {
-                    let log = AccessLogs::open(path).map_err(|e| {
-                        ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
-                    })?;
-                    access_logs.insert(path.to_path_buf(), log);
-                }
-            }
-            Ok(())
-        };
-        for server in &config.http.servers {
-            open(&server.settings)?;
-            visit_locations(&server.locations, &mut open)?;
-        }
-        Ok(Runtime {
-            config,
-            upstreams,
-            access_logs,
-        })
-    }
-
-    /// Every address some server listens on.
-    pub fn listen_addrs(&self) -> BTreeSet<SocketAddr> {
-        self.config
-            .http
-            .servers
-            .iter()
-            .flat_map(|s| s.listen.iter().map(|l| l.addr))
-            .collect()
-    }
-}
-
-fn visit_locations(
-    locs: &[config::Location],
-    f: &mut impl FnMut(&LocSettings) -> Result<(), ServerError>,
-) -> Result<(), ServerError> {
-    for l in locs {
-        f(&l.settings)?;
-        visit_locations(&l.locations, f)?;
-    }
-    Ok(())
-}
-
-/// State shared by every thread.
-#[derive(Debug)]
-pub struct Shared {
-    /// The current runtime; connections pick up a new one at their next request.
-    pub runtime: ArcSwap<Runtime>,
-    /// Live peer state by (upstream, address), outliving reloads.
-    pub registry: PeerRegistry,
-    /// Connection numbers for the error log.
-    pub next_conn_id: AtomicU64,
-    /// Peer changes made through the admin API, applied on top of every configuration
-    /// built (admin change or reload). Its lock also serialises those rebuilds.
-    pub admin_overlay: std::sync::Mutex<crate::admin::Overlay>,
-    /// The worker processes of `ferrolb up`, for the admin API's `/workers`
-    /// endpoints; unset (the default) under `ferrolb -c`.
-    pub workers: std::sync::OnceLock<Arc<dyn crate::admin::WorkerControl>>,
-    stop_tx: watch::Sender<StopMode>,
-}
-
-impl Shared {
-    /// Shared state around a first runtime (as `run` makes it; also for tests of
-    /// the admin API and health checks).
-    pub fn new(runtime: Runtime, registry: PeerRegistry) -> Shared {
-        Shared {
-            runtime: ArcSwap::from_pointee(runtime),
-            registry,
-            next_conn_id: AtomicU64::new(1),
-            admin_overlay: Default::default(),
-            workers: std::sync::OnceLock::new(),
-            stop_tx: watch::channel(StopMode::Running).0,
-        }
-    }
-
-    /// A receiver that turns to `Graceful` or `Fast` when stopping.
-    pub fn stop_signal(&self) -> watch::Receiver<StopMode> {
-        self.stop_tx.subscribe()
-    }
-}
-
 /// See [`RunHooks::on_shared`].
 pub type OnShared = Box<dyn FnOnce(&Arc<Shared>) + Send>;
 
@@ -188,7 +44,7 @@ pub type OnShared = Box<dyn FnOnce(&Arc<Shared>) + Send>;
 pub struct RunHooks {
     /// Peer changes applied to the first configuration and kept across reloads, as
     /// if made through the admin API. Default none.
-    pub overlay: Option<crate::admin::Overlay>,
+    pub overlay: Option<crate::config::Overlay>,
     /// Called once with the shared state, before any listener accepts and before
     /// health checks or the admin listener start (so peers can be taken out of
     /// rotation first). Default none.
@@ -245,27 +101,26 @@ pub fn run_with_hooks(
     for _ in 0..workers {
         let mut ls = Vec::with_capacity(addrs.len());
         for &addr in &addrs {
-            ls.push(super::listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?);
+            ls.push(listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?);
         }
         per_worker.push(ls);
     }
 
-    let (stop_tx, _) = watch::channel(StopMode::Running);
-    let shared = Arc::new(Shared {
-        runtime: ArcSwap::from_pointee(runtime),
-        registry,
-        next_conn_id: AtomicU64::new(1),
-        admin_overlay: std::sync::Mutex::new(hooks.overlay.unwrap_or_default()),
-        workers: std::sync::OnceLock::new(),
-        stop_tx,
-    });
+    let shared = Arc::new(Shared::new(runtime, registry));
+    if let Some(overlay) = hooks.overlay {
+        *shared
+            .admin_overlay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = overlay;
+    }
     if let Some(f) = hooks.on_shared {
         f(&shared);
     }
 
     // Active health checks and the admin listener run on threads of their own; they
-    // end when `stop_tx` leaves `Running`.
-    crate::health::active::spawn(shared.clone()).map_err(ServerError::Start)?;
+    // end when the server stops.
+    crate::health::active::spawn(Arc::new(LivePeers(shared.clone())), shared.stopped())
+        .map_err(ServerError::Start)?;
     let admin_conf = shared.runtime.load().config.http.admin.clone();
     let admin = match (opts.admin, admin_conf) {
         (Some(addr), conf) => Some(crate::admin::AdminSettings {
@@ -296,7 +151,7 @@ pub fn run_with_hooks(
         let listeners = addrs.iter().copied().zip(listeners).collect();
         let t = std::thread::Builder::new()
             .name(format!("ferrolb-worker-{i}"))
-            .spawn(move || super::worker::run(shared, listeners, rx))
+            .spawn(move || worker::run(shared, listeners, rx))
             .map_err(ServerError::Start)?;
         threads.push(t);
     }
@@ -365,7 +220,7 @@ pub fn run_with_hooks(
             }
         ),
     );
-    shared.stop_tx.send_replace(mode);
+    shared.stop(mode);
     if mode == StopMode::Graceful {
         // Requests in progress get a bounded time to finish (nginx waits without a
         // bound unless worker_shutdown_timeout is set).
@@ -389,8 +244,23 @@ pub fn run_with_hooks(
     }
     let _ = std::fs::remove_file(&pid_path);
     crate::log::emit(Level::Notice, None, format_args!("exit"));
+    AccessLogs::flush_all();
     crate::log::flush();
     Ok(())
+}
+
+/// The health checker's view of the live configuration.
+struct LivePeers(Arc<Shared>);
+
+impl CheckedPeers for LivePeers {
+    fn version(&self) -> usize {
+        Arc::as_ptr(&self.0.runtime.load()) as usize
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let rt = self.0.runtime.load();
+        crate::health::active::targets(&rt.config.http.health_checks, &rt.upstreams)
+    }
 }
 
 /// Waits for a signal of an optional stream; never returns without one.
@@ -477,15 +347,6 @@ fn try_reload(
     Ok(())
 }
 
-/// A change to one worker's listening sockets.
-#[derive(Debug)]
-pub(super) enum ListenerCmd {
-    /// Start accepting on this socket.
-    Add(SocketAddr, std::net::TcpListener),
-    /// Stop accepting on this address and close it.
-    Remove(SocketAddr),
-}
-
 /// The main thread's view of what is bound, and the way to tell workers.
 struct ListenControl {
     bound: BTreeSet<SocketAddr>,
@@ -502,9 +363,8 @@ impl ListenControl {
         for &addr in wanted.difference(&self.bound) {
             let mut per_worker = Vec::with_capacity(self.workers.len());
             for _ in &self.workers {
-                per_worker.push(
-                    super::listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?,
-                );
+                per_worker
+                    .push(listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?);
             }
             added.push((addr, per_worker));
         }
@@ -544,37 +404,4 @@ fn write_pid(path: &Path) -> Result<(), ServerError> {
         }
     }
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(err)
-}
-
-/// Per-thread worker state.
-#[derive(Debug)]
-pub struct Worker {
-    /// Shared state.
-    pub shared: Arc<Shared>,
-    /// Client connections open on this thread (an atomic so tasks holding the
-    /// worker are `Send`; only this thread touches it).
-    pub active: std::sync::atomic::AtomicUsize,
-    /// Wakes the accept loop when a connection closes below the limit.
-    pub freed: tokio::sync::Notify,
-}
-
-impl Worker {
-    /// A new worker for this thread.
-    pub fn new(shared: Arc<Shared>) -> Arc<Worker> {
-        Arc::new(Worker {
-            shared,
-            active: std::sync::atomic::AtomicUsize::new(0),
-            freed: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// Client connections open on this thread.
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    /// A fresh connection number.
-    pub fn next_conn_id(&self) -> u64 {
-        self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
-    }
 }

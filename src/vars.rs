@@ -134,7 +134,7 @@ impl RequestVars<'_> {
                 };
                 let _ = write!(out, "{}", self.head.head_len as u64 + body);
             }
-            // Log-only variables (filled by `crate::log::PendingLine`) have no value
+            // Log-only variables (filled by `crate::access_log::PendingLine`) have no value
             // while the request is being forwarded.
             Var::Status
             | Var::TimeLocal

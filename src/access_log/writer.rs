@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::ArcSwap;
 
-use super::{open_append, with_time, LogError};
 use crate::config::Level;
+use crate::log::{open_append, with_time, LogError};
 
 /// Bytes of lines that may wait for the writer thread. Past this the disk is not
 /// keeping up; new lines are dropped and counted rather than stall request handling.
@@ -75,7 +75,7 @@ impl Shared {
             crate::crit!(
                 "write() to \"{}\" failed ({})",
                 self.path.display(),
-                super::os_error_text(&e)
+                crate::log::os_error_text(&e)
             );
         }
         batch.clear();
@@ -86,7 +86,7 @@ impl Shared {
         drop(batch);
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            super::emit(
+            crate::log::emit(
                 Level::Error,
                 None,
                 format_args!(

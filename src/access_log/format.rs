@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{LogEscape, LogFormat, TemplatePart, Var};
-use crate::proxy::vars::RequestVars;
+use crate::vars::RequestVars;
 
 /// Connection-level facts some request-phase variables need.
 #[derive(Debug, Clone, Copy)]
@@ -162,8 +162,8 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
                 .unwrap_or_default();
             let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
         }
-        Var::TimeLocal => super::with_time(|_, local| out.extend_from_slice(local)),
-        Var::TimeIso8601 => super::with_iso_time(|iso| out.extend_from_slice(iso)),
+        Var::TimeLocal => crate::log::with_time(|_, local| out.extend_from_slice(local)),
+        Var::TimeIso8601 => crate::log::with_iso_time(|iso| out.extend_from_slice(iso)),
         Var::UpstreamAddr => return list(out, r.upstream, |out, a| write!(out, "{}", a.addr)),
         Var::UpstreamStatus => {
             return list(out, r.upstream, |out, a| match a.status {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::{BalanceMethod, PeerConf, Span, UpstreamConf};
+use crate::upstream::now;
 
 const T0: Millis = Millis(1_000_000);
 const FT: u64 = 10_000;

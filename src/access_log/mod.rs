@@ -1,0 +1,9 @@
+//! Access logs (`access_log` in `combined` or a `log_format`): lines rendered from
+//! request variables ([`crate::vars`]) and what the request did, queued and written in
+//! batches by a background thread per file, so request handling never waits on disk.
+
+mod format;
+mod writer;
+
+pub use format::{ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt};
+pub use writer::{format_combined, AccessLog, AccessLogs, CombinedFields};

@@ -1,0 +1,234 @@
+//! State the worker threads share: the configuration-derived [`Runtime`] (swapped
+//! atomically on reload), the [`Shared`] state around it, and each thread's [`Worker`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::access_log::{AccessLog, AccessLogs};
+use crate::balance::Upstream;
+use crate::config::{self, Config, LocSettings};
+use crate::upstream::PeerRegistry;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration did not load.
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be bound.
+    #[error("bind() to {addr} failed ({err})")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// The pid file could not be written.
+    #[error("open() \"{path}\" failed ({err})")]
+    Pid {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        err: std::io::Error,
+    },
+    /// A log could not be opened.
+    #[error("{0}")]
+    Log(String),
+    /// A thread or runtime could not be created.
+    #[error("could not start: {0}")]
+    Start(std::io::Error),
+}
+
+/// How the server is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Serving.
+    Running,
+    /// SIGQUIT: stop accepting, close idle connections, finish requests in progress.
+    Graceful,
+    /// SIGTERM / SIGINT: stop now.
+    Fast,
+}
+
+/// Configuration-derived state that requests read; replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    /// Upstream groups, parallel to `config.http.upstreams`.
+    pub upstreams: Vec<Upstream>,
+    /// Open access logs by path.
+    pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+}
+
+impl Runtime {
+    /// Builds the runtime state for a configuration; peer state comes from (and stays
+    /// in) the registry so it survives reloads.
+    pub fn build(config: Config, registry: &PeerRegistry) -> Result<Runtime, ServerError> {
+        registry.retain(&config.http.upstreams);
+        let upstreams = config
+            .http
+            .upstreams
+            .iter()
+            .map(|u| Upstream::build(u, registry))
+            .collect();
+        let mut access_logs = HashMap::new();
+        let mut open = |s: &LocSettings| -> Result<(), ServerError> {
+            if let Some(path) = s.access_log.path() {
+                if !access_logs.contains_key(path) {
+                    let log = AccessLogs::open(path).map_err(|e| {
+                        ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
+                    })?;
+                    access_logs.insert(path.to_path_buf(), log);
+                }
+            }
+            Ok(())
+        };
+        for server in &config.http.servers {
+            open(&server.settings)?;
+            visit_locations(&server.locations, &mut open)?;
+        }
+        Ok(Runtime {
+            config,
+            upstreams,
+            access_logs,
+        })
+    }
+
+    /// Every address some server listens on.
+    pub fn listen_addrs(&self) -> BTreeSet<SocketAddr> {
+        self.config
+            .http
+            .servers
+            .iter()
+            .flat_map(|s| s.listen.iter().map(|l| l.addr))
+            .collect()
+    }
+}
+
+fn visit_locations(
+    locs: &[config::Location],
+    f: &mut impl FnMut(&LocSettings) -> Result<(), ServerError>,
+) -> Result<(), ServerError> {
+    for l in locs {
+        f(&l.settings)?;
+        visit_locations(&l.locations, f)?;
+    }
+    Ok(())
+}
+
+/// State shared by every thread.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current runtime; connections pick up a new one at their next request.
+    pub runtime: ArcSwap<Runtime>,
+    /// Live peer state by (upstream, address), outliving reloads.
+    pub registry: PeerRegistry,
+    /// Connection numbers for the error log.
+    pub next_conn_id: AtomicU64,
+    /// Peer changes made through the admin API, applied on top of every configuration
+    /// built (admin change or reload). Its lock also serialises those rebuilds.
+    pub admin_overlay: std::sync::Mutex<crate::config::Overlay>,
+    /// The worker processes of `ferrolb up`, for the admin API's `/workers`
+    /// endpoints; unset (the default) under `ferrolb -c`.
+    pub workers: std::sync::OnceLock<Arc<dyn WorkerControl>>,
+    /// Turns to `Graceful` or `Fast` when the server stops (see [`Shared::stop`]).
+    stop_tx: watch::Sender<StopMode>,
+}
+
+impl Shared {
+    /// Shared state around a first runtime (as `run` makes it; also for tests of
+    /// the admin API and health checks).
+    pub fn new(runtime: Runtime, registry: PeerRegistry) -> Shared {
+        Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            registry,
+            next_conn_id: AtomicU64::new(1),
+            admin_overlay: Default::default(),
+            workers: std::sync::OnceLock::new(),
+            stop_tx: watch::channel(StopMode::Running).0,
+        }
+    }
+
+    /// A receiver that turns to `Graceful` or `Fast` when stopping.
+    pub fn stop_signal(&self) -> watch::Receiver<StopMode> {
+        self.stop_tx.subscribe()
+    }
+
+    /// Starts stopping every thread that watches [`Shared::stop_signal`].
+    pub fn stop(&self, mode: StopMode) {
+        self.stop_tx.send_replace(mode);
+    }
+
+    /// Completes once stopping has begun (for threads that only need to know when).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop_signal();
+        async move {
+            while *rx.borrow_and_update() == StopMode::Running {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The worker processes of `ferrolb up` as the admin API sees them (implemented by
+/// [`crate::supervise`], read by [`crate::admin`]; a trait so neither depends on the
+/// other, kept here because [`Shared`] holds it).
+pub trait WorkerControl: Send + Sync + std::fmt::Debug {
+    /// Starts a rolling restart of every worker, one at a time, and returns at once.
+    /// `Err` (a reason) when one is already running or the workers are stopping.
+    fn restart(&self) -> Result<(), String>;
+    /// The workers as JSON: `{"restarting": bool, "workers": [{"port", "pid",
+    /// "state", "restarts"}...]}`.
+    fn json(&self) -> serde_json::Value;
+}
+
+/// A change to one worker's listening sockets.
+#[derive(Debug)]
+pub enum ListenerCmd {
+    /// Start accepting on this socket.
+    Add(SocketAddr, std::net::TcpListener),
+    /// Stop accepting on this address and close it.
+    Remove(SocketAddr),
+}
+
+/// Per-thread worker state.
+#[derive(Debug)]
+pub struct Worker {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Client connections open on this thread (an atomic so tasks holding the
+    /// worker are `Send`; only this thread touches it).
+    pub active: std::sync::atomic::AtomicUsize,
+    /// Wakes the accept loop when a connection closes below the limit.
+    pub freed: tokio::sync::Notify,
+}
+
+impl Worker {
+    /// A new worker for this thread.
+    pub fn new(shared: Arc<Shared>) -> Arc<Worker> {
+        Arc::new(Worker {
+            shared,
+            active: std::sync::atomic::AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Client connections open on this thread.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// A fresh connection number.
+    pub fn next_conn_id(&self) -> u64 {
+        self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
