@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use crate::config::{Template, TemplatePart, Var};
+use crate::config::{PeerAddr, Template, TemplatePart, Var};
 use crate::http1::RequestHead;
 
 /// What a variable can be evaluated against: one request on one connection.
@@ -27,7 +27,7 @@ pub struct RequestVars<'a> {
     /// The `proxy_pass` host as written, when proxying.
     pub proxy_host: &'a str,
     /// The peer address being tried, when proxying.
-    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_addr: Option<&'a PeerAddr>,
 }
 
 impl RequestVars<'_> {

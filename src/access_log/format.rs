@@ -4,10 +4,10 @@
 //! (`$status`, byte counts, times, `$upstream_*`) are filled into the holes left for them.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{LogEscape, LogFormat, TemplatePart, Var};
+use crate::config::{LogEscape, LogFormat, PeerAddr, TemplatePart, Var};
 use crate::vars::RequestVars;
 
 /// Connection-level facts some request-phase variables need.
@@ -23,10 +23,10 @@ pub struct ConnFacts {
 }
 
 /// One attempt at one peer, for the `$upstream_*` variables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAttempt {
     /// The peer.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// Its response status; nginx's 502 (error) or 504 (timeout) when it failed, 0
     /// (logged as `-`) when the client's misbehaviour ended the attempt.
     pub status: u16,
@@ -370,14 +370,14 @@ mod tests {
     fn upstream_lists_and_times() {
         let attempts = [
             UpstreamAttempt {
-                addr: "127.0.0.1:1".parse().expect("addr"),
+                addr: PeerAddr::Inet("127.0.0.1:1".parse().expect("addr")),
                 status: 502,
                 connect: None,
                 header: None,
                 response: Duration::from_micros(1500),
             },
             UpstreamAttempt {
-                addr: "127.0.0.1:2".parse().expect("addr"),
+                addr: PeerAddr::Inet("127.0.0.1:2".parse().expect("addr")),
                 status: 200,
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),

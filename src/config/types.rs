@@ -335,6 +335,42 @@ pub struct StickyConf {
     pub samesite: Option<String>,
 }
 
+/// Where a peer (or a listener) is: an IP address and port, or a Unix socket path
+/// (nginx's `unix:/run/app.sock`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerAddr {
+    /// An IP address and port.
+    Inet(SocketAddr),
+    /// A Unix stream socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl PeerAddr {
+    /// The IP address and port; `None` for a Unix socket.
+    pub fn inet(&self) -> Option<SocketAddr> {
+        match self {
+            PeerAddr::Inet(a) => Some(*a),
+            PeerAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(a: SocketAddr) -> PeerAddr {
+        PeerAddr::Inet(a)
+    }
+}
+
+/// As nginx prints peers: `127.0.0.1:8000`, `[::1]:8000`, `unix:/run/app.sock`.
+impl std::fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAddr::Inet(a) => write!(f, "{a}"),
+            PeerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
 /// One peer: one address of one `server` line of an upstream block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConf {

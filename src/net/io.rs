@@ -1,11 +1,14 @@
-//! Socket I/O with nginx-style per-operation timeouts.
+//! Stream I/O with nginx-style per-operation timeouts: every call tries the socket
+//! first and arms a timer only when it has to wait.
 
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
 use bytes::BufMut;
-use tokio::io::Interest;
-use tokio::net::TcpStream;
+
+use super::buffers::Buf;
+use super::Stream;
+use crate::http1::Parsed;
 
 /// Why an I/O operation did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +54,7 @@ async fn within<T>(
 /// Reads at most `want` bytes into the spare capacity of `buf` (no zero-filling);
 /// returns the number read, failing with [`IoFailure::Closed`] on EOF.
 pub async fn read_some(
-    s: &TcpStream,
+    s: &Stream,
     buf: &mut Vec<u8>,
     want: usize,
     limit: Duration,
@@ -64,7 +67,7 @@ pub async fn read_some(
 
 /// Like [`read_some`] but EOF is `Ok(0)`.
 pub async fn read_or_eof(
-    s: &TcpStream,
+    s: &Stream,
     buf: &mut Vec<u8>,
     want: usize,
     limit: Duration,
@@ -104,17 +107,15 @@ pub async fn read_or_eof(
 /// the next read would only fail with EAGAIN: forget the readiness now (nginx does the
 /// same) and save that syscall. Safe with edge-triggered epoll: data arriving later
 /// raises a new event at the next poll, which tokio does not clear here.
-pub fn drained(s: &TcpStream) {
-    let _ = s.try_io(Interest::READABLE, || {
-        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-    });
+pub fn drained(s: &Stream) {
+    s.forget_readable();
 }
 
 /// Writes every slice, in as few `writev` calls as the socket allows. The first attempt
 /// is made without a timer: a socket with room in its send buffer (nearly always)
 /// takes the whole write at once, and no timeout is armed for it.
 pub async fn write_all_vectored(
-    s: &TcpStream,
+    s: &Stream,
     slices: &mut [IoSlice<'_>],
     limit: Duration,
 ) -> Result<(), IoFailure> {
@@ -135,6 +136,61 @@ pub async fn write_all_vectored(
 }
 
 /// Writes one buffer completely (see [`write_all_vectored`]).
-pub async fn write_all(s: &TcpStream, data: &[u8], limit: Duration) -> Result<(), IoFailure> {
+pub async fn write_all(s: &Stream, data: &[u8], limit: Duration) -> Result<(), IoFailure> {
     write_all_vectored(s, &mut [IoSlice::new(data)], limit).await
+}
+
+/// How much [`read_head`] asks for per read.
+#[derive(Debug, Clone, Copy)]
+pub enum HeadRead {
+    /// Up to this many more bytes each read (a request head: small, often with a
+    /// small body behind it).
+    Chunk(usize),
+    /// Fill the buffer up to this many bytes in all, at least 1 KiB per read (a
+    /// response head read into a body-sized buffer, so a small response arrives whole).
+    FillTo(usize),
+}
+
+/// Why [`read_head`] ended without a head.
+#[derive(Debug)]
+pub enum HeadError<E> {
+    /// The stream failed, timed out or closed; `got_bytes` says whether any byte of a
+    /// head was in the buffer.
+    Io {
+        /// What happened.
+        err: IoFailure,
+        /// Whether a partial head had arrived.
+        got_bytes: bool,
+    },
+    /// The head did not parse.
+    Invalid(E),
+}
+
+/// The one loop that reads an HTTP head: parses what `buf` holds, and while that is
+/// not a complete head, reads more (each read bounded by `limit`). `parse` may consume
+/// bytes (interim 1xx responses); it is not called on an empty buffer.
+pub async fn read_head<E>(
+    s: &Stream,
+    buf: &mut Buf,
+    size: HeadRead,
+    limit: Duration,
+    mut parse: impl FnMut(&mut Buf) -> Result<Parsed, E>,
+) -> Result<(), HeadError<E>> {
+    loop {
+        if !buf.is_empty() {
+            match parse(buf) {
+                Ok(Parsed::Complete) => return Ok(()),
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(HeadError::Invalid(e)),
+            }
+        }
+        let want = match size {
+            HeadRead::Chunk(n) => n,
+            HeadRead::FillTo(total) => total.saturating_sub(buf.len()).max(1024),
+        };
+        let got_bytes = !buf.is_empty();
+        if let Err(err) = read_some(s, buf, want, limit).await {
+            return Err(HeadError::Io { err, got_bytes });
+        }
+    }
 }

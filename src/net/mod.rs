@@ -8,6 +8,9 @@
 
 pub mod buffers;
 pub mod io;
+mod stream;
+
+pub use stream::Stream;
 
 use std::net::SocketAddr;
 

@@ -2,16 +2,16 @@
 //! `proxy_pass` URI) and sending it with its body.
 
 use std::io::IoSlice;
-use std::net::SocketAddr;
 
-use tokio::net::TcpStream;
-
-use super::{AttemptError, BodyInBuf, Forward, Forwarded, UpstreamConn};
-use crate::config::ProxyHttpVersion;
+use super::attempt::{AttemptError, UpstreamConn};
+use super::plan::{RequestBody, Streaming};
+use super::{Forward, Forwarded};
+use crate::config::{PeerAddr, ProxyHttpVersion};
 use crate::http1::respond;
 use crate::http1::{self, BodyFraming, RequestHead, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
+use crate::net::Stream;
 use crate::vars::RequestVars;
 
 /// How long writing to a client may stall (nginx's `send_timeout` default).
@@ -29,7 +29,7 @@ pub(super) struct UpstreamHead {
 pub(super) fn vars<'a>(
     f: &'a Forward<'a>,
     cbuf: &'a [u8],
-    peer: Option<SocketAddr>,
+    peer: Option<&'a PeerAddr>,
 ) -> RequestVars<'a> {
     RequestVars {
         buf: cbuf,
@@ -51,9 +51,9 @@ pub(super) fn vars<'a>(
 pub(super) fn build_head(
     f: &Forward<'_>,
     cbuf: &[u8],
-    peer: SocketAddr,
+    peer: &PeerAddr,
     conn: &UpstreamConn,
-    body: &BodyInBuf,
+    body: &RequestBody,
 ) -> UpstreamHead {
     let head = f.head;
     let v = vars(f, cbuf, Some(peer));
@@ -205,16 +205,38 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// Sends the head and the body: the buffered part in the same `writev` as the head,
-/// the rest streamed from the client in 64 KiB chunks. Returns bytes of a following
-/// pipelined request read past the end of a chunked body, if any.
+/// the rest streamed from the client in 64 KiB chunks (recorded in
+/// `body.streaming`, with the bytes of a following pipelined request read past the end
+/// of a chunked body).
 pub(super) async fn send(
     f: &Forward<'_>,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &[u8],
     conn: &mut UpstreamConn,
     head: &[u8],
-    body: &BodyInBuf,
-    streamed: &mut bool,
+    body: &mut RequestBody,
+) -> Result<(), AttemptError> {
+    if !body.replayable() {
+        // Only a retry could get here, and the plan allows none once the body left.
+        return Err(AttemptError::Client {
+            status: 502,
+            why: "request body already sent to another peer".into(),
+        });
+    }
+    let extra = send_head_and_body(f, client, cbuf, conn, head, body).await?;
+    if body.streaming == Streaming::Partial {
+        body.streaming = Streaming::Done(extra.unwrap_or_default());
+    }
+    Ok(())
+}
+
+async fn send_head_and_body(
+    f: &Forward<'_>,
+    client: &mut Stream,
+    cbuf: &[u8],
+    conn: &mut UpstreamConn,
+    head: &[u8],
+    body: &mut RequestBody,
 ) -> Result<Option<Vec<u8>>, AttemptError> {
     let send_timeout = f.settings.proxy_send_timeout;
     let start = f.head.head_len;
@@ -235,7 +257,7 @@ pub(super) async fn send(
             .await
             .map_err(|e| client_error(408, "client closed before sending its body", e))?;
     }
-    *streamed = true;
+    body.streaming = Streaming::Partial;
     let body_timeout = f.settings.client_body_timeout;
     let mut bbuf = Buf::body();
     match f.head.framing {
@@ -300,7 +322,7 @@ pub(super) async fn send(
 
 /// Tells a client that sent `Expect: 100-continue` to go on with its body. ferrolb
 /// answers it itself and does not pass `Expect` upstream.
-pub(super) async fn send_continue(client: &mut TcpStream) -> Result<(), IoFailure> {
+pub(super) async fn send_continue(client: &mut Stream) -> Result<(), IoFailure> {
     io::write_all(
         client,
         b"HTTP/1.1 100 Continue\r\n\r\n",
@@ -323,7 +345,7 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
 
 /// Answers with an error page (nothing was sent to the client yet).
 pub(super) async fn answer_error(
-    client: &mut TcpStream,
+    client: &mut Stream,
     head: &RequestHead,
     status: u16,
     done: &mut Forwarded,

@@ -4,16 +4,17 @@
 
 use std::io::{IoSlice, Write as _};
 
-use tokio::net::TcpStream;
-
+use super::attempt::{note_attempt, Answered, UpstreamConn};
 use super::request::{vars, CLIENT_SEND_TIMEOUT};
-use super::{Forward, Forwarded, UpstreamConn};
-use crate::config::Level;
+use super::{Forward, Forwarded};
+use crate::config::{LatencyPoint, Level};
 use crate::http1::respond;
 use crate::http1::{write_chunk_header, BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF};
 use crate::net::io::{self, IoFailure};
+use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
+use crate::upstream::{Outcome, PeerState};
 
 /// How the body goes to the client.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,19 +29,87 @@ enum Out {
     Rechunk,
 }
 
-/// Relays a response; updates `done` with the status, the body size and whether the
-/// client connection may continue. `set_cookie` (from `sticky cookie`) is added to the
-/// head as a `Set-Cookie` line.
-#[allow(clippy::too_many_arguments)]
+/// Relays the answer of the attempt that got one; updates `done` with the status, the
+/// body size and whether the client connection may continue. `set_cookie` (from
+/// `sticky cookie`) is added to the head as a `Set-Cookie` line. The peer stays in
+/// flight until the last byte, then its outcome and statistics are recorded.
 pub(super) async fn relay(
     f: &Forward<'_>,
-    client: &mut TcpStream,
+    client: &mut Stream,
+    cbuf: &[u8],
+    answered: Answered<'_>,
+    set_cookie: Option<&[u8]>,
+    done: &mut Forwarded,
+) {
+    let Answered {
+        guard,
+        conn,
+        resp,
+        ubuf,
+        uhead,
+        started,
+        connect_time,
+        header_time,
+    } = answered;
+    let peer = guard.peer();
+    let idx = guard.index();
+    record_latency(f, idx, LatencyPoint::Header, started);
+    let sent_head_bytes = uhead.bytes.len() as u64;
+    relay_response(
+        f,
+        client,
+        cbuf,
+        conn,
+        &peer.state,
+        resp,
+        ubuf,
+        uhead,
+        set_cookie,
+        done,
+    )
+    .await;
+    record_latency(f, idx, LatencyPoint::LastByte, started);
+    note_attempt(
+        f,
+        done,
+        &peer.conf.addr.into(),
+        done.status,
+        connect_time,
+        header_time,
+        started,
+    );
+    // Statistics for /status and /metrics: a few relaxed atomic adds.
+    let body_out = match f.head.framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    peer.state.record_response(
+        done.status,
+        started.elapsed(),
+        done.body_bytes,
+        sent_head_bytes + body_out,
+    );
+    guard.finish(Outcome::Success);
+}
+
+/// Feeds `least_time` (a no-op for other methods, which skip the clock).
+fn record_latency(f: &Forward<'_>, idx: usize, point: LatencyPoint, started: tokio::time::Instant) {
+    if f.upstream.latency_point().is_some() {
+        f.upstream
+            .record_latency(idx, point, started.elapsed(), crate::upstream::now());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_response(
+    f: &Forward<'_>,
+    client: &mut Stream,
     cbuf: &[u8],
     mut conn: UpstreamConn,
+    peer: &PeerState,
     resp: Recycled<ResponseHead>,
     ubuf: Buf,
     uhead: super::request::UpstreamHead,
-    peer_key: usize,
     set_cookie: Option<&[u8]>,
     done: &mut Forwarded,
 ) {
@@ -147,7 +216,7 @@ pub(super) async fn relay(
                 }
                 other => format!("recv() failed {} while reading upstream", other.describe()),
             };
-            super::log_request(f, cbuf, Level::Error, &what, done.upstream_addr);
+            super::log_request(f, cbuf, Level::Error, &what, done.upstream_addr.as_ref());
             return;
         }
         Err(BodyError::Client) => {
@@ -162,7 +231,7 @@ pub(super) async fn relay(
         if let Some(capacity) = f.upstream.keepalive {
             crate::upstream::pool::put(
                 &f.upstream.name,
-                peer_key,
+                std::ptr::from_ref(peer) as usize,
                 capacity,
                 IdleConn {
                     stream: conn.stream,
@@ -195,8 +264,8 @@ impl BodyRelay {
     /// it; once those are written it is reused for the rest of the body.
     async fn run(
         &mut self,
-        client: &mut TcpStream,
-        upstream: &mut TcpStream,
+        client: &mut Stream,
+        upstream: &mut Stream,
         framing: BodyFraming,
         chead: &[u8],
         ubuf: Buf,
@@ -291,7 +360,7 @@ impl BodyRelay {
     /// Writes one piece of a close-delimited body, framed as a chunk when re-chunking.
     async fn write_piece(
         &mut self,
-        client: &mut TcpStream,
+        client: &mut Stream,
         head: Option<&[u8]>,
         data: &[u8],
     ) -> Result<(), BodyError> {
@@ -304,7 +373,7 @@ impl BodyRelay {
         self.write(client, &[head, &size, data, b"\r\n"]).await
     }
 
-    async fn write(&mut self, client: &mut TcpStream, parts: &[&[u8]]) -> Result<(), BodyError> {
+    async fn write(&mut self, client: &mut Stream, parts: &[&[u8]]) -> Result<(), BodyError> {
         // At most four parts (head, chunk size, data, CRLF): no allocation per write.
         let mut slices = [IoSlice::new(&[]); 4];
         for (slot, p) in slices.iter_mut().zip(parts) {
@@ -327,7 +396,7 @@ impl BodyRelay {
 
 /// After a `101 Switching Protocols`, both sides become one raw byte stream.
 async fn tunnel(
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &[u8],
     mut conn: UpstreamConn,
     chead: &[u8],

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BufMut;
-use tokio::net::TcpStream;
 
 use super::state::{Runtime, StopMode, Worker};
 use super::{location, uri, vhost};
@@ -14,10 +13,10 @@ use crate::access_log::{
 };
 use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
 use crate::http1::respond;
-use crate::http1::{BodyFraming, Method, Parsed, RequestHead};
+use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
 use crate::net::io::{self, IoFailure};
-use crate::net::ClientInfo;
+use crate::net::{ClientInfo, Stream};
 use crate::proxy::request_vars;
 use crate::proxy::Forward;
 use crate::vars::RequestVars;
@@ -31,7 +30,7 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
 /// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, mut stream: TcpStream, info: ClientInfo) {
+pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo) {
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
     let mut cbuf: Option<Buf> = None;
@@ -119,36 +118,41 @@ async fn exchange(
 ) -> Option<(Duration, Duration)> {
     let info = ex.info;
     let mut head = Recycled::take(&REQUEST_HEADS);
-    loop {
-        match head.parse(buf) {
-            Ok(Parsed::Complete) => break,
-            Ok(Parsed::Partial) => {}
-            Err(e) => {
-                crate::log::emit(
-                    Level::Info,
-                    Some(info.id),
-                    format_args!(
-                        "client sent invalid request ({e}), client: {}",
-                        info.remote.ip()
-                    ),
-                );
-                reject(ex.stream, e.status_code()).await;
-                return None;
-            }
+    let read = io::read_head(
+        ex.stream,
+        buf,
+        io::HeadRead::Chunk(HEAD_READ),
+        header_timeout,
+        |b: &mut Buf| head.parse(b),
+    )
+    .await;
+    match read {
+        Ok(()) => {}
+        Err(io::HeadError::Invalid(e)) => {
+            crate::log::emit(
+                Level::Info,
+                Some(info.id),
+                format_args!(
+                    "client sent invalid request ({e}), client: {}",
+                    info.remote.ip()
+                ),
+            );
+            reject(ex.stream, e.status_code()).await;
+            return None;
         }
-        match io::read_some(ex.stream, buf, HEAD_READ, header_timeout).await {
-            Ok(_) => {}
-            Err(IoFailure::Timeout) => {
-                crate::log::emit(
-                    Level::Info,
-                    Some(info.id),
-                    format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote.ip()),
-                );
-                reject(ex.stream, 408).await;
-                return None;
-            }
-            Err(_) => return None,
+        Err(io::HeadError::Io {
+            err: IoFailure::Timeout,
+            ..
+        }) => {
+            crate::log::emit(
+                Level::Info,
+                Some(info.id),
+                format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote.ip()),
+            );
+            reject(ex.stream, 408).await;
+            return None;
         }
+        Err(io::HeadError::Io { .. }) => return None,
     }
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
@@ -162,7 +166,7 @@ async fn exchange(
 /// The connection-level context of one request.
 struct Exchange<'a> {
     rt: &'a Runtime,
-    stream: &'a mut TcpStream,
+    stream: &'a mut Stream,
     info: ClientInfo,
     /// Requests on this connection so far, this one included.
     served: u32,
@@ -175,7 +179,7 @@ struct Exchange<'a> {
 }
 
 /// Writes a bare error response before closing the connection.
-async fn reject(stream: &mut TcpStream, status: u16) {
+async fn reject(stream: &mut Stream, status: u16) {
     let mut out = Buf::head();
     respond::error_page(&mut out, status, false, false, false);
     let _ = io::write_all(stream, &out, Duration::from_secs(5)).await;
@@ -336,7 +340,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
 /// redirect, or the `return` text. Discards a request body that is already buffered;
 /// otherwise closes the connection after answering.
 async fn answer_local<'a>(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Buf,
     head: &RequestHead,
     status: u16,

@@ -147,7 +147,7 @@ async fn accept_loop(
         worker.active.fetch_add(1, Ordering::Relaxed);
         let w = worker.clone();
         tokio::spawn(async move {
-            super::conn::serve(&w, stream, info).await;
+            super::conn::serve(&w, stream.into(), info).await;
             w.active.fetch_sub(1, Ordering::Relaxed);
             w.freed.notify_one();
         });

@@ -7,14 +7,13 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// An idle upstream connection.
 #[derive(Debug)]
 pub struct IdleConn {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: crate::net::Stream,
     /// When it became idle.
     pub since: Instant,
     /// Requests already sent on it (for `keepalive_requests`).
@@ -111,7 +110,7 @@ pub fn clear() {
 /// Whether an idle pooled connection is still usable: a non-blocking read must find
 /// nothing. EOF means the peer closed it; data means it sent something unasked (a late
 /// error or garbage) — either way the connection must not carry a new request.
-pub fn still_open(stream: &TcpStream) -> bool {
+pub fn still_open(stream: &crate::net::Stream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
@@ -122,21 +121,26 @@ mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
-    async fn pair() -> (TcpStream, TcpStream) {
+    async fn pair() -> (crate::net::Stream, tokio::net::TcpStream, u16) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let a = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let port = a.local_addr().unwrap().port();
         let (b, _) = l.accept().await.unwrap();
-        (a, b)
+        (a.into(), b, port)
     }
 
     #[tokio::test]
     async fn lifo_capacity_and_expiry() {
         let mut pools = ThreadPools::default();
-        let (a1, _b1) = pair().await;
-        let (a2, _b2) = pair().await;
-        let (a3, _b3) = pair().await;
-        let p1 = a1.local_addr().unwrap().port();
-        let p2 = a2.local_addr().unwrap().port();
+        let (a1, _b1, p1) = pair().await;
+        let (a2, _b2, p2) = pair().await;
+        let (a3, _b3, _) = pair().await;
+        let port = |s: &crate::net::Stream| match s {
+            crate::net::Stream::Tcp(t) => t.local_addr().unwrap().port(),
+            crate::net::Stream::Unix(_) => 0,
+        };
         for s in [a1, a2, a3] {
             pools.put(
                 "up",
@@ -152,21 +156,21 @@ mod tests {
         assert_eq!(pools.idle_count("up"), 2);
         // The oldest (a1) was evicted; LIFO gives a3 then a2.
         let c = pools.take("up", 7, Duration::from_secs(60)).unwrap();
-        assert_ne!(c.stream.local_addr().unwrap().port(), p1);
+        assert_ne!(port(&c.stream), p1);
         let c = pools.take("up", 7, Duration::from_secs(60)).unwrap();
-        assert_eq!(c.stream.local_addr().unwrap().port(), p2);
+        assert_eq!(port(&c.stream), p2);
         assert!(pools.take("up", 7, Duration::from_secs(60)).is_none());
     }
 
     #[tokio::test]
     async fn detects_closed_and_chatty_peers() {
-        let (a, b) = pair().await;
+        let (a, b, _) = pair().await;
         assert!(still_open(&a));
         drop(b);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!still_open(&a));
 
-        let (a, mut b) = pair().await;
+        let (a, mut b, _) = pair().await;
         b.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
             .await
             .unwrap();

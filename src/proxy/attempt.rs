@@ -1,0 +1,452 @@
+//! Attempts: pick a peer, get a connection to it (pooled or new), send the request,
+//! read the response head; on failure, decide with the [`Plan`] whether the next peer
+//! gets the request.
+//!
+//! Every picked peer is held by a [`PeerGuard`] until the response has been relayed (or
+//! the attempt failed), so `max_conns` and `least_conn` count long downloads and
+//! tunnels, and the guard is the one place that reports an attempt's outcome to the
+//! peer's passive health.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::plan::{LastAttempt, Plan, RequestBody};
+use super::request::{self, UpstreamHead};
+use super::{Forward, Forwarded};
+use crate::access_log::UpstreamAttempt;
+use crate::balance::{Report, Upstream};
+use crate::config::{Level, LocSettings, NextUpstream, PeerAddr};
+use crate::http1::{ParseError, Parsed, RequestHead, ResponseHead};
+use crate::net::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
+use crate::net::io::{self, IoFailure};
+use crate::net::Stream;
+use crate::upstream::pool::{self, IdleConn};
+use crate::upstream::{Outcome, Peer, Tried};
+
+/// Why one attempt at one peer failed.
+#[derive(Debug)]
+pub(super) enum AttemptError {
+    /// Connecting failed or timed out: the request never reached the peer.
+    Connect(IoFailure),
+    /// Sending the request failed or timed out.
+    Send(IoFailure),
+    /// Reading the response head failed or timed out (`got_bytes`: whether any byte
+    /// of a response arrived).
+    Read { err: IoFailure, got_bytes: bool },
+    /// The response head did not parse.
+    InvalidHeader(ParseError),
+    /// The client misbehaved while its body was being forwarded: not the peer's fault,
+    /// never retried.
+    Client { status: u16, why: String },
+}
+
+impl AttemptError {
+    fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            AttemptError::Connect(IoFailure::Timeout)
+                | AttemptError::Send(IoFailure::Timeout)
+                | AttemptError::Read {
+                    err: IoFailure::Timeout,
+                    ..
+                }
+        )
+    }
+
+    /// The `proxy_next_upstream` condition this failure is. As nginx: a connection
+    /// closed or reset while the head was arriving (even after some of it) is `error`;
+    /// only an unparsable head is `invalid_header`.
+    fn condition(&self) -> u16 {
+        match self {
+            _ if self.is_timeout() => NextUpstream::TIMEOUT,
+            AttemptError::InvalidHeader(_) => NextUpstream::INVALID_HEADER,
+            _ => NextUpstream::ERROR,
+        }
+    }
+
+    /// Whether the request may have reached the peer (so a non-idempotent one must
+    /// not be sent again).
+    fn request_sent(&self) -> bool {
+        !matches!(self, AttemptError::Connect(_))
+    }
+
+    /// The status the client gets when this is the last attempt.
+    fn status(&self) -> u16 {
+        match self {
+            AttemptError::Client { status, .. } => *status,
+            _ if self.is_timeout() => 504,
+            _ => 502,
+        }
+    }
+
+    /// nginx's wording for the error log.
+    fn describe(&self) -> String {
+        match self {
+            AttemptError::Connect(IoFailure::Timeout) => {
+                "upstream timed out (110: Connection timed out) while connecting to upstream".into()
+            }
+            AttemptError::Connect(e) => {
+                format!("connect() failed {} while connecting to upstream", e.describe())
+            }
+            AttemptError::Send(IoFailure::Timeout) => {
+                "upstream timed out (110: Connection timed out) while sending request to upstream"
+                    .into()
+            }
+            AttemptError::Send(e) => {
+                format!("writev() failed {} while sending request to upstream", e.describe())
+            }
+            AttemptError::Read { err: IoFailure::Timeout, .. } => {
+                "upstream timed out (110: Connection timed out) while reading response header from upstream".into()
+            }
+            AttemptError::Read { err: IoFailure::Closed, .. } => {
+                "upstream prematurely closed connection while reading response header from upstream".into()
+            }
+            AttemptError::Read { err, .. } => format!(
+                "recv() failed {} while reading response header from upstream",
+                err.describe()
+            ),
+            AttemptError::InvalidHeader(e) => {
+                format!("upstream sent invalid header ({e}) while reading response header from upstream")
+            }
+            AttemptError::Client { why, .. } => why.clone(),
+        }
+    }
+}
+
+/// A peer picked for an attempt: counted in flight from the pick until the guard is
+/// finished or dropped. Reports the outcome exactly once; a guard dropped without a
+/// verdict (the client went away) reports success, as nginx frees such a peer with
+/// state 0.
+pub(super) struct PeerGuard<'u> {
+    upstream: &'u Upstream,
+    idx: usize,
+    finished: bool,
+}
+
+impl<'u> PeerGuard<'u> {
+    /// Picks a peer not in `tried` (see [`Upstream::pick_with`]).
+    fn pick(upstream: &'u Upstream, plan: &Plan<'_>, tried: &Tried) -> Option<PeerGuard<'u>> {
+        let idx = upstream.pick_with(&plan.pick, tried, crate::upstream::now())?;
+        Some(PeerGuard {
+            upstream,
+            idx,
+            finished: false,
+        })
+    }
+
+    /// The peer.
+    pub(super) fn peer(&self) -> &'u Peer {
+        &self.upstream.peers[self.idx]
+    }
+
+    /// The peer's index in its group.
+    pub(super) fn index(&self) -> usize {
+        self.idx
+    }
+
+    /// Ends the attempt with a verdict for passive health.
+    pub(super) fn finish(mut self, outcome: Outcome) -> Report {
+        self.finished = true;
+        self.upstream
+            .report(self.idx, outcome, crate::upstream::now())
+    }
+}
+
+impl Drop for PeerGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.upstream
+                .report(self.idx, Outcome::Success, crate::upstream::now());
+        }
+    }
+}
+
+/// An upstream connection in use.
+pub(super) struct UpstreamConn {
+    pub(super) stream: Stream,
+    /// Taken from the idle pool (may turn out closed).
+    pub(super) reused: bool,
+    /// Requests sent on it before this one.
+    pub(super) requests: u32,
+}
+
+/// The attempt that got a response head: what the relay needs.
+pub(super) struct Answered<'u> {
+    pub(super) guard: PeerGuard<'u>,
+    pub(super) conn: UpstreamConn,
+    pub(super) resp: Recycled<ResponseHead>,
+    /// The head at `..resp.head_len`, then the first body bytes.
+    pub(super) ubuf: Buf,
+    /// The request head sent (its buffer carries the client response head next).
+    pub(super) uhead: UpstreamHead,
+    /// When this attempt began (latency and `$upstream_response_time`).
+    pub(super) started: Instant,
+    pub(super) connect_time: Option<Duration>,
+    pub(super) header_time: Option<Duration>,
+}
+
+/// Makes attempts until a peer answers with a response to relay, or the plan allows
+/// no more; `Err` is the status to answer the client with.
+pub(super) async fn run<'u>(
+    f: &Forward<'u>,
+    plan: &Plan<'_>,
+    client: &mut Stream,
+    cbuf: &[u8],
+    body: &mut RequestBody,
+    done: &mut Forwarded,
+) -> Result<Answered<'u>, u16> {
+    let mut tried = Tried::new(f.upstream.peers.len());
+    let mut last_status = 502;
+    for made in 1.. {
+        let Some(guard) = PeerGuard::pick(f.upstream, plan, &tried) else {
+            if made == 1 {
+                super::log_request(
+                    f,
+                    cbuf,
+                    Level::Error,
+                    "no live upstreams while connecting to upstream",
+                    None,
+                );
+            }
+            return Err(last_status);
+        };
+        tried.insert(guard.index());
+        let peer = guard.peer();
+        let addr = &PeerAddr::from(peer.conf.addr);
+        done.upstream_addr = Some(addr.clone());
+        let started = Instant::now();
+        let mut timing = (None, None);
+        let result = attempt(f, plan, peer, client, cbuf, body, &mut timing).await;
+        let (connect_time, header_time) = timing;
+
+        match result {
+            Ok((conn, resp, ubuf, uhead)) => {
+                let answered = Answered {
+                    guard,
+                    conn,
+                    resp,
+                    ubuf,
+                    uhead,
+                    started,
+                    connect_time,
+                    header_time,
+                };
+                let status = answered.resp.status;
+                let Some(flag) = NextUpstream::flag_for_status(status) else {
+                    return Ok(answered);
+                };
+                if plan
+                    .after_failure(flag, true, body, made, f.settings)
+                    .is_err()
+                {
+                    // Not retried: this answer is the client's.
+                    return Ok(answered);
+                }
+                // 403 and 404 say nothing about the peer's health; 5xx do.
+                let outcome = if matches!(status, 403 | 404) {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
+                let Answered { guard, .. } = answered;
+                guard.finish(outcome);
+                super::log_request(
+                    f,
+                    cbuf,
+                    Level::Warn,
+                    &format!(
+                        "upstream answered {status} while reading response header from upstream, trying next"
+                    ),
+                    done.upstream_addr.as_ref(),
+                );
+                last_status = status;
+                note_attempt(f, done, addr, status, connect_time, header_time, started);
+            }
+            Err(AttemptError::Client { status, why }) => {
+                note_attempt(f, done, addr, 0, connect_time, None, started);
+                // The client's fault says nothing about the peer.
+                guard.finish(Outcome::Success);
+                super::log_request(f, cbuf, Level::Info, &why, done.upstream_addr.as_ref());
+                done.keep_client = false;
+                return Err(status);
+            }
+            Err(err) => {
+                let report = guard.finish(Outcome::Failure);
+                super::log_request(
+                    f,
+                    cbuf,
+                    Level::Error,
+                    &err.describe(),
+                    done.upstream_addr.as_ref(),
+                );
+                if report.temporarily_disabled {
+                    super::log_request(
+                        f,
+                        cbuf,
+                        Level::Warn,
+                        "upstream server temporarily disabled while connecting to upstream",
+                        done.upstream_addr.as_ref(),
+                    );
+                }
+                last_status = err.status();
+                note_attempt(f, done, addr, last_status, connect_time, None, started);
+                let next =
+                    plan.after_failure(err.condition(), err.request_sent(), body, made, f.settings);
+                if let Err(why) = next {
+                    if why != LastAttempt::NotListed {
+                        crate::log::emit(
+                            Level::Debug,
+                            Some(f.info.id),
+                            format_args!("no next upstream: {why:?}"),
+                        );
+                    }
+                    return Err(last_status);
+                }
+            }
+        }
+    }
+    Err(last_status)
+}
+
+type Exchanged = (UpstreamConn, Recycled<ResponseHead>, Buf, UpstreamHead);
+
+/// One attempt at one peer: connect (or reuse), send, read the head. A reused
+/// keep-alive connection that proves closed before any response byte came is
+/// replaced by a fresh one once, silently, when the request can be replayed.
+async fn attempt(
+    f: &Forward<'_>,
+    plan: &Plan<'_>,
+    peer: &Peer,
+    client: &mut Stream,
+    cbuf: &[u8],
+    body: &mut RequestBody,
+    timing: &mut (Option<Duration>, Option<Duration>),
+) -> Result<Exchanged, AttemptError> {
+    let started = Instant::now();
+    let mut fresh_only = false;
+    loop {
+        let connect_started = Instant::now();
+        let mut conn = acquire(f, peer, plan.idempotent, fresh_only)
+            .await
+            .map_err(AttemptError::Connect)?;
+        timing.0 = Some(connect_started.elapsed());
+        let uhead = request::build_head(f, cbuf, &PeerAddr::from(peer.conf.addr), &conn, body);
+        let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
+            Ok(()) => read_head(&conn.stream, f.head, f.settings).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((resp, ubuf)) => {
+                timing.1 = Some(started.elapsed());
+                return Ok((conn, resp, ubuf, uhead));
+            }
+            Err(
+                AttemptError::Send(_)
+                | AttemptError::Read {
+                    got_bytes: false, ..
+                },
+            ) if conn.reused && body.replayable() && plan.idempotent && !fresh_only => {
+                fresh_only = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A connection to the peer: a pooled one when the upstream keeps any (checked for
+/// liveness before a non-idempotent request is written to it), else a new one.
+async fn acquire(
+    f: &Forward<'_>,
+    peer: &Peer,
+    idempotent: bool,
+    fresh_only: bool,
+) -> Result<UpstreamConn, IoFailure> {
+    if f.upstream.keepalive.is_some() && !fresh_only {
+        let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
+        while let Some(IdleConn {
+            stream, requests, ..
+        }) = pool::take(&f.upstream.name, peer_key, f.upstream.keepalive_timeout)
+        {
+            // An idempotent request can be replayed if the connection proves stale, so
+            // it skips the extra syscall; a POST must not risk it.
+            if idempotent || pool::still_open(&stream) {
+                return Ok(UpstreamConn {
+                    stream,
+                    reused: true,
+                    requests,
+                });
+            }
+        }
+    }
+    let addr = PeerAddr::from(peer.conf.addr);
+    let stream = match tokio::time::timeout(
+        f.settings.proxy_connect_timeout,
+        Stream::connect(&addr),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(IoFailure::Io(e)),
+        Err(_) => return Err(IoFailure::Timeout),
+    };
+    Ok(UpstreamConn {
+        stream,
+        reused: false,
+        requests: 0,
+    })
+}
+
+/// Reads the response head, skipping interim 1xx responses other than 101.
+async fn read_head(
+    stream: &Stream,
+    req: &RequestHead,
+    s: &LocSettings,
+) -> Result<(Recycled<ResponseHead>, Buf), AttemptError> {
+    // A body-sized buffer: a small response arrives whole with its head in one read,
+    // and the same buffer then carries the rest of a larger body.
+    let mut ubuf = Buf::body();
+    let mut resp = Recycled::take(&RESPONSE_HEADS);
+    let parse = |buf: &mut Buf| loop {
+        match resp.parse(buf, req.method)? {
+            Parsed::Complete if (100..200).contains(&resp.status) && resp.status != 101 => {
+                buf.drain(..resp.head_len);
+            }
+            done => return Ok(done),
+        }
+    };
+    io::read_head(
+        stream,
+        &mut ubuf,
+        io::HeadRead::FillTo(BODY_BUF),
+        s.proxy_read_timeout,
+        parse,
+    )
+    .await
+    .map_err(|e| match e {
+        io::HeadError::Io { err, got_bytes } => AttemptError::Read { err, got_bytes },
+        io::HeadError::Invalid(e) => AttemptError::InvalidHeader(e),
+    })?;
+    Ok((resp, ubuf))
+}
+
+/// Records one attempt for the `$upstream_*` log variables, when the log uses them.
+pub(super) fn note_attempt(
+    f: &Forward<'_>,
+    done: &mut Forwarded,
+    addr: &PeerAddr,
+    status: u16,
+    connect: Option<Duration>,
+    header: Option<Duration>,
+    started: Instant,
+) {
+    if f.log_upstream {
+        done.attempts.push(UpstreamAttempt {
+            addr: addr.clone(),
+            status,
+            connect,
+            header,
+            response: started.elapsed(),
+        });
+    }
+}

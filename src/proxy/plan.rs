@@ -1,0 +1,288 @@
+//! The plan for one request, made before any peer is contacted: what of the request
+//! body is at hand (and so can be replayed on another peer), and how many attempts
+//! `proxy_next_upstream*` allows, and when.
+
+use tokio::time::Instant;
+
+use super::request::send_continue;
+use super::Forward;
+use crate::balance::{sticky, PickContext};
+use crate::config::{LocSettings, NextUpstream};
+use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ScanStep};
+use crate::net::buffers::Buf;
+use crate::net::io::{self, IoFailure};
+use crate::net::Stream;
+
+/// Request bodies up to this size are read completely before an upstream is contacted
+/// (nginx reads them into `client_body_buffer_size`): the upstream gets head and body
+/// in one write, and the request stays replayable on another peer. Larger bodies are
+/// streamed in 64 KiB chunks.
+pub(super) const BUFFER_BODY_UP_TO: u64 = 64 * 1024;
+
+/// The request body: how much of it is in the client buffer, and whether the rest has
+/// been streamed from the client (which makes the request impossible to replay).
+pub(super) struct RequestBody {
+    /// Body bytes in the client buffer right after the head.
+    pub(super) len: usize,
+    /// Whether they are the whole body.
+    pub(super) complete: bool,
+    /// For a chunked body that continues past the buffer: the scanner's state.
+    pub(super) scanner: Option<ChunkedScanner>,
+    /// For a content-length body: bytes still to read from the client.
+    pub(super) remaining: u64,
+    /// A small chunked body, complete in the buffer, decoded: it goes upstream with a
+    /// Content-Length (as nginx sends it), which every backend can read.
+    pub(super) dechunked: Option<Buf>,
+    /// Where the rest of the body stands once an attempt started streaming it.
+    pub(super) streaming: Streaming,
+}
+
+/// Progress of streaming a body from the client to a peer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum Streaming {
+    /// Nothing streamed: the body (if any) is all in the client buffer.
+    #[default]
+    NotStarted,
+    /// Some of the body was read from the client and sent; the client connection is
+    /// now at an unknown point of its body and cannot carry another request.
+    Partial,
+    /// The whole body went upstream; these bytes were read past its end (a pipelined
+    /// request behind a chunked body).
+    Done(Vec<u8>),
+}
+
+impl RequestBody {
+    /// Whether the body can still be sent again to another peer.
+    pub(super) fn replayable(&self) -> bool {
+        self.streaming == Streaming::NotStarted
+    }
+
+    /// After the request: bytes at the start of `cbuf` that belong to it, once the
+    /// buffer holds only what follows it. `None` when the client connection is at an
+    /// unknown point of the body and must close.
+    pub(super) fn settle(self, head_len: usize, cbuf: &mut Buf) -> Option<usize> {
+        match self.streaming {
+            Streaming::NotStarted => self.complete.then_some(head_len + self.len),
+            Streaming::Partial => None,
+            Streaming::Done(extra) => {
+                cbuf.clear();
+                cbuf.extend_from_slice(&extra);
+                Some(0)
+            }
+        }
+    }
+}
+
+/// What may follow a failed attempt (`proxy_next_upstream`, `_tries`, `_timeout`).
+pub(super) struct Plan<'k> {
+    /// GET, HEAD and the other methods RFC 9110 calls idempotent.
+    pub(super) idempotent: bool,
+    /// The conditions that send a request to the next peer.
+    pub(super) next: NextUpstream,
+    /// Attempts allowed: `proxy_next_upstream_tries` capped by the group's peers.
+    pub(super) max_tries: usize,
+    /// `proxy_next_upstream_timeout` measured from here; zero is unlimited.
+    started: Instant,
+    /// What the balancing method reads from the request.
+    pub(super) pick: PickContext<'k>,
+}
+
+/// Why a failed attempt is the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LastAttempt {
+    /// `proxy_next_upstream` does not list the failure's condition.
+    NotListed,
+    /// The request reached the peer and is not idempotent (nginx's
+    /// `non_idempotent` not set): it must not be sent twice.
+    SentNonIdempotent,
+    /// The body was streamed from the client and cannot be sent again.
+    BodyStreamed,
+    /// `proxy_next_upstream_tries` (or the number of peers) is used up.
+    TriesUsed,
+    /// `proxy_next_upstream_timeout` has passed.
+    TimeUsed,
+}
+
+impl<'k> Plan<'k> {
+    /// The plan for `f`; `key_buf` holds the evaluated `hash` key.
+    pub(super) fn new(f: &Forward<'_>, cbuf: &[u8], key_buf: &'k mut Vec<u8>) -> Plan<'k> {
+        let s = f.settings;
+        let max_tries = match s.proxy_next_upstream_tries {
+            0 => f.upstream.tries(),
+            n => (n as usize).min(f.upstream.tries()),
+        };
+        Plan {
+            idempotent: f.head.method.is_idempotent(),
+            next: s.proxy_next_upstream,
+            max_tries,
+            started: Instant::now(),
+            pick: pick_context(f, cbuf, key_buf),
+        }
+    }
+
+    /// Whether attempt number `made` (1-based), which failed with `condition` (a
+    /// [`NextUpstream`] flag), may be followed by another; `sent` says whether the
+    /// request reached the peer.
+    pub(super) fn after_failure(
+        &self,
+        condition: u16,
+        sent: bool,
+        body: &RequestBody,
+        made: usize,
+        s: &LocSettings,
+    ) -> Result<(), LastAttempt> {
+        if !self.next.has(condition) {
+            Err(LastAttempt::NotListed)
+        } else if sent && !self.idempotent && !self.next.has(NextUpstream::NON_IDEMPOTENT) {
+            Err(LastAttempt::SentNonIdempotent)
+        } else if !body.replayable() {
+            Err(LastAttempt::BodyStreamed)
+        } else if made >= self.max_tries {
+            Err(LastAttempt::TriesUsed)
+        } else if !s.proxy_next_upstream_timeout.is_zero()
+            && self.started.elapsed() >= s.proxy_next_upstream_timeout
+        {
+            Err(LastAttempt::TimeUsed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What the balancing method needs from the request: the client address, the `hash`
+/// key (evaluated into `key_buf`, only for `hash`) and the sticky cookie's peer id.
+fn pick_context<'k>(f: &Forward<'_>, cbuf: &[u8], key_buf: &'k mut Vec<u8>) -> PickContext<'k> {
+    let up = f.upstream;
+    let mut ctx = PickContext {
+        client: Some(f.info.remote.ip()),
+        ..PickContext::default()
+    };
+    if up.hash_key().is_none() && up.sticky_cookie().is_none() {
+        return ctx;
+    }
+    let vars = super::request::vars(f, cbuf, None);
+    ctx.sticky = up
+        .sticky_cookie()
+        .and_then(|name| vars.cookie(name))
+        .and_then(sticky::parse_cookie);
+    if let Some(key) = up.hash_key() {
+        vars.eval(key, key_buf);
+        let key_buf: &'k Vec<u8> = key_buf;
+        ctx.key = Some(key_buf);
+    }
+    ctx
+}
+
+/// Reads a small body completely into `cbuf`, then finds how much of the body is in
+/// it. `Err(0)`: the client went away; `Err(status)`: answer with it.
+pub(super) async fn take_body(
+    f: &Forward<'_>,
+    client: &mut Stream,
+    cbuf: &mut Buf,
+) -> Result<RequestBody, u16> {
+    buffer_small_body(f, client, cbuf).await?;
+    measure_body(cbuf, f.head, f.settings)
+}
+
+/// Reads the rest of a small body into `cbuf`. `Err(0)`: the client went away;
+/// `Err(status)`: answer with it.
+async fn buffer_small_body(
+    f: &Forward<'_>,
+    client: &mut Stream,
+    cbuf: &mut Buf,
+) -> Result<(), u16> {
+    let start = f.head.head_len;
+    let max = f.settings.client_max_body_size;
+    // A chunked body's length is unknown: read until it ends or passes the limit.
+    let mut scanner = match f.head.framing {
+        BodyFraming::Length(n) => {
+            let end = start as u64 + n;
+            if cbuf.len() as u64 >= end || n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
+                return Ok(());
+            }
+            None
+        }
+        BodyFraming::Chunked => {
+            let mut sc = ChunkedScanner::new();
+            match sc.scan(&cbuf[start..]) {
+                Ok(ScanStep::NeedMore) => Some(sc),
+                // Complete already, or invalid (measure_body answers 400).
+                _ => return Ok(()),
+            }
+        }
+        BodyFraming::None | BodyFraming::UntilClose => return Ok(()),
+    };
+    if f.head.expect_continue {
+        send_continue(client).await.map_err(|_| 0u16)?;
+    }
+    loop {
+        let have = (cbuf.len() - start) as u64;
+        let want = match (&scanner, f.head.framing) {
+            (None, BodyFraming::Length(n)) if have < n => (n - have) as usize,
+            (Some(_), _) if have < BUFFER_BODY_UP_TO => (BUFFER_BODY_UP_TO - have) as usize,
+            _ => return Ok(()),
+        };
+        let before = cbuf.len();
+        match io::read_some(client, cbuf, want, f.settings.client_body_timeout).await {
+            Ok(_) => {}
+            Err(IoFailure::Timeout) => return Err(408),
+            Err(_) => return Err(0),
+        }
+        if let Some(sc) = &mut scanner {
+            match sc.scan(&cbuf[before..]) {
+                Ok(ScanStep::NeedMore) => {}
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Checks the declared body size and finds how much of the body is already buffered.
+/// `Err(status)` is the error to answer with.
+fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<RequestBody, u16> {
+    let avail = cbuf.len() - head.head_len;
+    let max = s.client_max_body_size;
+    let body = |len: usize, complete: bool| RequestBody {
+        len,
+        complete,
+        scanner: None,
+        remaining: 0,
+        dechunked: None,
+        streaming: Streaming::NotStarted,
+    };
+    Ok(match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => body(0, true),
+        BodyFraming::Length(n) => {
+            if max != 0 && n > max {
+                return Err(413);
+            }
+            let len = (n.min(avail as u64)) as usize;
+            RequestBody {
+                remaining: n - len as u64,
+                ..body(len, len as u64 == n)
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut sc = ChunkedScanner::new();
+            let step = sc.scan(&cbuf[head.head_len..]).map_err(|_| 400u16)?;
+            if max != 0 && sc.payload_len() > max {
+                return Err(413);
+            }
+            match step {
+                ScanStep::Done { body_end } => {
+                    let raw = &cbuf[head.head_len..head.head_len + body_end];
+                    let mut payload = Buf::head();
+                    crate::http1::decode_chunked(raw, &mut payload).map_err(|_| 400u16)?;
+                    RequestBody {
+                        dechunked: Some(payload),
+                        ..body(body_end, true)
+                    }
+                }
+                ScanStep::NeedMore => RequestBody {
+                    scanner: Some(sc),
+                    ..body(avail, false)
+                },
+            }
+        }
+    })
+}
