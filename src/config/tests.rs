@@ -1,9 +1,19 @@
 //! Loading whole configurations: defaults, inheritance, upstreams, errors.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+
+/// The only names these tests resolve, so none of them asks the machine's DNS.
+fn hosts() -> Arc<StaticResolver> {
+    Arc::new(StaticResolver::new().with_host(
+        "localhost",
+        [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+    ))
+}
 
 fn opts(text: &str) -> LoadOptions {
     LoadOptions {
@@ -11,6 +21,7 @@ fn opts(text: &str) -> LoadOptions {
         globals: None,
         text: Some(text.to_owned()),
         is_root: false,
+        resolver: hosts(),
     }
 }
 
@@ -729,6 +740,7 @@ fn includes_through_load_and_dump() {
         globals: None,
         text: None,
         is_root: false,
+        resolver: hosts(),
     };
     let c = load(Path::new("conf/nginx.conf"), &o).unwrap_or_else(|e| panic!("{e}"));
     let ports: Vec<u16> = c

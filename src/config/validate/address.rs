@@ -1,7 +1,10 @@
 //! `host[:port]` as `server`, `proxy_pass` and `listen` write it, and looking the host
-//! up.
+//! up. IP literals are taken as written; only names go to the configured
+//! [`Resolve`](crate::config::Resolve), so a fixed table needs no entries for addresses.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
+
+use super::Validator;
 
 /// Why `host[:port]` did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +52,15 @@ pub(super) fn parse_port(p: &str) -> Option<u16> {
     p.parse::<u16>().ok().filter(|&n| n != 0)
 }
 
-/// Every address of `host` with `port`; `None` when the name is unknown or has no
-/// addresses, and the caller words the error for its directive.
-pub(super) fn resolve(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Some(vec![SocketAddr::new(ip, port)]);
+impl Validator<'_> {
+    /// Every address of `host` with `port`: an IP literal itself, a name whatever the
+    /// configured resolver returns. `None` when the name is unknown or has no
+    /// addresses, and the caller words the error for its directive.
+    pub(super) fn resolve(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Some(vec![SocketAddr::new(ip, port)]);
+        }
+        let addrs = self.env.resolver.resolve(host, port).ok()?;
+        (!addrs.is_empty()).then_some(addrs)
     }
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().ok()?.collect();
-    (!addrs.is_empty()).then_some(addrs)
 }

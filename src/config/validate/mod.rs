@@ -1,5 +1,5 @@
 //! Directive tree → typed [`Config`]: checks every directive against the table in
-//! [`super::directives`], parses values, resolves upstream names and merges inherited
+//! [`super::directives`], parses values, resolves host names and merges inherited
 //! settings the way nginx does (a value set at a deeper level wins; a level with any
 //! `proxy_set_header`/`add_header` replaces the inherited list).
 //!
@@ -28,6 +28,7 @@ use std::sync::Arc;
 use super::directives::{self, did_you_mean, lookup, Kind, Lookup, Spec};
 use super::error::ConfigError;
 use super::parser::Directive;
+use super::resolve::Resolve;
 use super::types::*;
 
 pub use address::{parse_host_port, HostPortError};
@@ -47,6 +48,8 @@ pub struct Env {
     pub prefix: PathBuf,
     /// Default listen port 80 when true, else 8000.
     pub is_root: bool,
+    /// Looks up the host names in `server`, `proxy_pass` and `listen`.
+    pub resolver: Arc<dyn Resolve + Send + Sync>,
 }
 
 /// Validates a parsed main context (`-g` directives first, then the file).

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::address::{parse_host_port, resolve, HostPortError};
+use super::address::{parse_host_port, HostPortError};
 use super::location::is_regex;
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
@@ -93,7 +93,7 @@ impl Validator<'_> {
                 {
                     Some(i) => i,
                     None => {
-                        let addrs = resolve(host, port).ok_or_else(|| {
+                        let addrs = self.resolve(host, port).ok_or_else(|| {
                             ConfigError::at(
                                 &d.span,
                                 format!("host not found in upstream \"{hostport}\""),

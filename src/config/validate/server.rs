@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use regex::RegexBuilder;
 
-use super::address::{parse_host_port, parse_port, resolve, HostPortError};
+use super::address::{parse_host_port, parse_port, HostPortError};
 use super::settings::Partial;
 use super::values::{parse_size, templ};
 use super::{once, Result, Validator};
@@ -134,7 +134,7 @@ impl Validator<'_> {
             if host == "*" {
                 vec![SocketAddr::new(any4, port)]
             } else {
-                resolve(host, port).ok_or_else(|| {
+                self.resolve(host, port).ok_or_else(|| {
                     ConfigError::at(
                         &c.span,
                         format!("host not found in \"{a}\" of the \"listen\" directive"),

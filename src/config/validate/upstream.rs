@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::address::{parse_host_port, resolve, HostPortError};
+use super::address::{parse_host_port, HostPortError};
 use super::values::{invalid_value, number, parse_time, templ, time, TIME_HINT};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::directives;
@@ -163,7 +163,7 @@ impl Validator<'_> {
                 },
             )
         })?;
-        resolve(host, port.unwrap_or(80)).ok_or_else(|| {
+        self.resolve(host, port.unwrap_or(80)).ok_or_else(|| {
             ConfigError::at(&d.span, format!("host not found in upstream \"{addr}\""))
         })
     }
