@@ -224,6 +224,7 @@ pub fn run(opts: DemoOptions) -> Result<(), DemoError> {
                 text: Some(text),
                 // Only changes the default `listen`, and the demo names its own.
                 is_root: false,
+                ..Default::default()
             },
             error_log_override: None,
         },

@@ -103,6 +103,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         globals: a.globals.clone(),
         text: None,
         is_root: is_root(),
+        ..Default::default()
     };
 
     if let Some(sig) = a.signal {

@@ -26,6 +26,7 @@ fn shared_with(servers: &str) -> Shared {
         globals: None,
         text: Some(text),
         is_root: false,
+        ..Default::default()
     };
     let config = config::load(Path::new("t.conf"), &opts).expect("config");
     let registry = PeerRegistry::new();

@@ -8,14 +8,17 @@ pub mod error;
 pub mod lexer;
 pub mod overlay;
 pub mod parser;
+pub mod resolve;
 pub mod template;
 pub mod types;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::ConfigError;
 pub use overlay::{AddPeer, Overlay};
+pub use resolve::{Resolve, StaticResolver, SystemResolver};
 pub use types::*;
 
 /// How to load a configuration.
@@ -33,6 +36,10 @@ pub struct LoadOptions {
     /// Running as root: servers without `listen` listen on `*:80`, else `*:8000`.
     /// Default: whether the effective user is root.
     pub is_root: bool,
+    /// Looks up the host names of `server` lines, `proxy_pass` and `listen` (IP
+    /// literals never reach it). Default: [`SystemResolver`]; tests give a
+    /// [`StaticResolver`] so they do not depend on the machine's DNS.
+    pub resolver: Arc<dyn Resolve + Send + Sync>,
 }
 
 impl Default for LoadOptions {
@@ -42,6 +49,7 @@ impl Default for LoadOptions {
             globals: None,
             text: None,
             is_root: effective_uid_is_root(),
+            resolver: Arc::new(SystemResolver),
         }
     }
 }
@@ -66,12 +74,13 @@ fn parse(
 }
 
 /// Reads, parses and validates the configuration at `path` (relative to the prefix).
-/// Upstream host names are resolved here, once.
+/// Host names are resolved here, once, with `opts.resolver`.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
     let (directives, parsed) = parse(path, opts)?;
     let env = validate::Env {
         prefix: opts.prefix.clone(),
         is_root: opts.is_root,
+        resolver: Arc::clone(&opts.resolver),
     };
     validate::validate(&directives, &env, parsed.warnings)
 }

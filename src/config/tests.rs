@@ -1,9 +1,19 @@
 //! Loading whole configurations: defaults, inheritance, upstreams, errors.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+
+/// The only names these tests resolve, so none of them asks the machine's DNS.
+fn hosts() -> Arc<StaticResolver> {
+    Arc::new(StaticResolver::new().with_host(
+        "localhost",
+        [Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()],
+    ))
+}
 
 fn opts(text: &str) -> LoadOptions {
     LoadOptions {
@@ -11,6 +21,7 @@ fn opts(text: &str) -> LoadOptions {
         globals: None,
         text: Some(text.to_owned()),
         is_root: false,
+        resolver: hosts(),
     }
 }
 
@@ -729,6 +740,7 @@ fn includes_through_load_and_dump() {
         globals: None,
         text: None,
         is_root: false,
+        resolver: hosts(),
     };
     let c = load(Path::new("conf/nginx.conf"), &o).unwrap_or_else(|e| panic!("{e}"));
     let ports: Vec<u16> = c
@@ -990,4 +1002,108 @@ fn sticky_parameters() {
             samesite: Some("Lax".into()),
         })
     );
+}
+
+/// Loads `text` with `resolver` as the only source of host names.
+fn load_with(resolver: StaticResolver, text: &str) -> Result<Config, ConfigError> {
+    let o = LoadOptions {
+        resolver: Arc::new(resolver),
+        ..opts(text)
+    };
+    load(Path::new("nginx.conf"), &o)
+}
+
+fn backend_pair() -> StaticResolver {
+    StaticResolver::new().with_host(
+        "backend",
+        [
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        ],
+    )
+}
+
+#[test]
+fn a_name_with_two_addresses_gives_two_peers() {
+    let c = load_with(
+        backend_pair(),
+        &in_http(
+            "upstream u {\n server Backend:8080 weight=3 max_fails=2;\n}\n\
+             server { listen backend:81; location / { proxy_pass http://u; }\n\
+                      location /direct { proxy_pass http://backend:9000; } }",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+    // As nginx: each address of a `server` name is a peer of its own, with the
+    // line's parameters and the name as written.
+    let u = &c.http.upstreams[0];
+    let peers: Vec<_> = u
+        .peers
+        .iter()
+        .map(|p| (p.name.as_str(), p.addr, p.weight, p.max_fails, p.span.line))
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("Backend:8080", addr("10.0.0.1:8080"), 3, 2, 4),
+            ("Backend:8080", addr("10.0.0.2:8080"), 3, 2, 4),
+        ]
+    );
+    // An implicit upstream from `proxy_pass` gets every address too.
+    let implicit = &c.http.upstreams[1];
+    assert_eq!(implicit.name, "backend:9000");
+    let peers: Vec<_> = implicit.peers.iter().map(|p| p.addr).collect();
+    assert_eq!(peers, [addr("10.0.0.1:9000"), addr("10.0.0.2:9000")]);
+    // And `listen NAME:PORT` listens on each address.
+    let listens: Vec<_> = c.http.servers[0].listen.iter().map(|l| l.addr).collect();
+    assert_eq!(listens, [addr("10.0.0.1:81"), addr("10.0.0.2:81")]);
+}
+
+#[test]
+fn unknown_names_are_not_found_where_they_are_written() {
+    let err = |resolver: StaticResolver, body: &str| {
+        load_with(resolver, &in_http(body))
+            .expect_err("should fail")
+            .to_string()
+    };
+    assert_eq!(
+        err(backend_pair(), "upstream u {\n server nosuch:8080;\n}"),
+        "nginx.conf:4: host not found in upstream \"nosuch:8080\""
+    );
+    assert_eq!(
+        err(
+            backend_pair(),
+            "server {\nlocation / {\nproxy_pass http://nosuch:9000/x;\n}\n}"
+        ),
+        "nginx.conf:5: host not found in upstream \"nosuch:9000\""
+    );
+    assert_eq!(
+        err(backend_pair(), "server {\nlisten nosuch:80;\n}"),
+        "nginx.conf:4: host not found in \"nosuch:80\" of the \"listen\" directive"
+    );
+    // A name the resolver knows but with no addresses is not found either.
+    let empty = StaticResolver::new().with_host("empty", []);
+    assert_eq!(
+        err(empty, "upstream u {\n server empty;\n}"),
+        "nginx.conf:4: host not found in upstream \"empty\""
+    );
+}
+
+#[test]
+fn ip_literals_never_reach_the_resolver() {
+    // An empty table knows no names, so only literals can load.
+    let c = load_with(
+        StaticResolver::new(),
+        &in_http(
+            "upstream u { server 127.0.0.1:8001; server [::1]:8002; }\n\
+             server { listen 127.0.0.1:8080; listen [::1]:8080;\n\
+                      location / { proxy_pass http://u; }\n\
+                      location /x { proxy_pass http://[::1]:9000; } }",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.http.upstreams[0].peers.len(), 2);
+    assert_eq!(c.http.upstreams[1].peers.len(), 1);
+    assert_eq!(c.http.servers[0].listen.len(), 2);
 }

@@ -123,6 +123,7 @@ mod tests {
             globals: None,
             text: Some(text.to_owned()),
             is_root: false,
+            ..Default::default()
         };
         load(Path::new("t.conf"), &opts).unwrap()
     }

@@ -187,6 +187,7 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
         globals: None,
         text: None,
         is_root: false,
+        ..Default::default()
     };
     let avoid = [opts.listen.port()];
     let ports = pick_ports(opts.first_port, opts.workers, &avoid)?;

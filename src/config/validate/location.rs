@@ -1,0 +1,169 @@
+//! `location` blocks: their patterns, nesting rules, duplicates, and the action each
+//! ends with (`return`, `proxy_pass` or none), plus the `health_check`s they hold.
+
+use regex::RegexBuilder;
+
+use super::server::ret_action;
+use super::settings::Partial;
+use super::{once, Result, Validator};
+use crate::config::directives;
+use crate::config::error::ConfigError;
+use crate::config::parser::Directive;
+use crate::config::types::*;
+
+impl Validator<'_> {
+    /// Sibling locations; `forced` is a server-level `return` that wins everywhere.
+    pub(super) fn locations(
+        &mut self,
+        ds: &[&Directive],
+        parent: &Partial,
+        enclosing: Option<(LocationKind, &str)>,
+        forced: Option<&Action>,
+    ) -> Result<Vec<Location>> {
+        let mut out: Vec<Location> = Vec::new();
+        for d in ds {
+            let loc = self.location(d, parent, enclosing, forced)?;
+            let clash = out.iter().any(|o| {
+                o.pattern == loc.pattern
+                    && match (o.kind, loc.kind) {
+                        (LocationKind::Exact, LocationKind::Exact) => true,
+                        (a, b) => is_prefix(a) && is_prefix(b),
+                    }
+            });
+            if clash {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("duplicate location \"{}\"", loc.pattern),
+                ));
+            }
+            out.push(loc);
+        }
+        Ok(out)
+    }
+
+    fn location(
+        &mut self,
+        d: &Directive,
+        parent: &Partial,
+        enclosing: Option<(LocationKind, &str)>,
+        forced: Option<&Action>,
+    ) -> Result<Location> {
+        let (kind, pattern) = location_pattern(d)?;
+        if pattern.starts_with('@') {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("named location \"{pattern}\" is not supported"),
+            ));
+        }
+        if let Some((pkind, ppat)) = enclosing {
+            if pkind == LocationKind::Exact {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!(
+                        "location \"{pattern}\" cannot be inside the exact location \"{ppat}\""
+                    ),
+                ));
+            }
+            if !is_regex(kind) && !pattern.starts_with(ppat) {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("location \"{pattern}\" is outside location \"{ppat}\""),
+                ));
+            }
+        }
+        let regex = if is_regex(kind) {
+            Some(
+                RegexBuilder::new(&pattern)
+                    .case_insensitive(kind == LocationKind::RegexCaseless)
+                    .build()
+                    .map_err(|e| {
+                        ConfigError::at(&d.span, format!("invalid regex \"{pattern}\": {e}"))
+                    })?,
+            )
+        } else {
+            None
+        };
+        let mut p = Partial::default();
+        let mut proxy = None;
+        let mut ret = None;
+        let mut nested = Vec::new();
+        let mut checks = Vec::new();
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, directives::LOCATION)?.is_none() {
+                continue;
+            }
+            match c.name.as_str() {
+                "location" => nested.push(c),
+                "health_check" => checks.push(c),
+                "proxy_pass" => once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?,
+                "return" => once(&mut ret, ret_action(c)?, c)?,
+                "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
+                _ => self.setting(&mut p, c)?,
+            }
+        }
+        let merged = p.over(parent);
+        let locations = self.locations(&nested, &merged, Some((kind, &pattern)), forced)?;
+        // `return` runs in the rewrite phase, before the proxy content handler.
+        let action = match (forced, ret, proxy) {
+            (Some(f), _, _) => f.clone(),
+            (None, Some(r), _) => r,
+            (None, None, Some(pp)) => Action::Proxy(pp),
+            (None, None, None) => Action::NotFound,
+        };
+        for c in checks {
+            let Action::Proxy(pp) = &action else {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    "\"health_check\" needs a \"proxy_pass\" in the same location",
+                    "put it in the location that proxies to the upstream to check",
+                ));
+            };
+            let hc = self.health_check(c, pp)?;
+            self.health_checks.push(hc);
+        }
+        Ok(Location {
+            kind,
+            pattern,
+            regex,
+            locations,
+            settings: merged.finish(action, &self.env.prefix),
+            span: d.span.clone(),
+        })
+    }
+}
+
+/// Regex locations take no URI part in `proxy_pass` and no prefix replacement.
+pub(super) fn is_regex(k: LocationKind) -> bool {
+    matches!(k, LocationKind::Regex | LocationKind::RegexCaseless)
+}
+
+fn is_prefix(k: LocationKind) -> bool {
+    matches!(k, LocationKind::Prefix | LocationKind::PrefixNoRegex)
+}
+
+/// `location [=|~|~*|^~] pattern`, also with the modifier glued on (`=/x`), as nginx.
+fn location_pattern(d: &Directive) -> Result<(LocationKind, String)> {
+    let invalid = |m: &str| ConfigError::at(&d.span, format!("invalid location modifier \"{m}\""));
+    if d.args.len() == 2 {
+        let kind = match d.arg(0) {
+            "=" => LocationKind::Exact,
+            "~" => LocationKind::Regex,
+            "~*" => LocationKind::RegexCaseless,
+            "^~" => LocationKind::PrefixNoRegex,
+            m => return Err(invalid(m)),
+        };
+        return Ok((kind, d.arg(1).to_owned()));
+    }
+    let a = d.arg(0);
+    Ok(if let Some(r) = a.strip_prefix("~*") {
+        (LocationKind::RegexCaseless, r.to_owned())
+    } else if let Some(r) = a.strip_prefix("^~") {
+        (LocationKind::PrefixNoRegex, r.to_owned())
+    } else if let Some(r) = a.strip_prefix('~') {
+        (LocationKind::Regex, r.to_owned())
+    } else if let Some(r) = a.strip_prefix('=') {
+        (LocationKind::Exact, r.to_owned())
+    } else {
+        (LocationKind::Prefix, a.to_owned())
+    })
+}

@@ -1,0 +1,381 @@
+//! Directive tree → typed [`Config`]: checks every directive against the table in
+//! [`super::directives`], parses values, resolves host names and merges inherited
+//! settings the way nginx does (a value set at a deeper level wins; a level with any
+//! `proxy_set_header`/`add_header` replaces the inherited list).
+//!
+//! This module walks the main and http levels; each concern lives in its own module:
+//! value syntax in `values`, `host:port` and name lookup in `address`, inherited
+//! settings in `settings`, `server` and `location` blocks, `upstream` blocks,
+//! `proxy_pass` in `proxy`, `health_check` and `match` in `health`, logging directives
+//! in `logs`, and `ferrolb_admin` in `admin`.
+
+mod address;
+mod admin;
+mod health;
+mod location;
+mod logs;
+mod proxy;
+mod server;
+mod settings;
+mod upstream;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::directives::{self, did_you_mean, lookup, Kind, Lookup, Spec};
+use super::error::ConfigError;
+use super::parser::Directive;
+use super::resolve::Resolve;
+use super::types::*;
+
+pub use address::{parse_host_port, HostPortError};
+pub use values::{parse_size, parse_time};
+
+use admin::admin_conf;
+use logs::log_format;
+use settings::Partial;
+use values::{flag, invalid_value, number};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// What validation needs from the load options.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Relative paths resolve against this.
+    pub prefix: PathBuf,
+    /// Default listen port 80 when true, else 8000.
+    pub is_root: bool,
+    /// Looks up the host names in `server`, `proxy_pass` and `listen`.
+    pub resolver: Arc<dyn Resolve + Send + Sync>,
+}
+
+/// Validates a parsed main context (`-g` directives first, then the file).
+pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> Result<Config> {
+    let mut v = Validator {
+        env,
+        warnings,
+        upstreams: Vec::new(),
+        log_formats: HashMap::new(),
+        matches: HashMap::new(),
+        health_checks: Vec::new(),
+    };
+    v.main(directives)
+}
+
+struct Validator<'a> {
+    env: &'a Env,
+    warnings: Vec<Warning>,
+    upstreams: Vec<UpstreamConf>,
+    /// `log_format`s declared so far (`combined` is built in and not listed).
+    log_formats: HashMap<String, Arc<LogFormat>>,
+    /// `match` blocks by name (declared anywhere at http level).
+    matches: HashMap<String, Arc<MatchConf>>,
+    /// `health_check` lines found in locations so far.
+    health_checks: Vec<HealthCheckConf>,
+}
+
+/// Sets a single-valued directive once per level, as nginx's `is duplicate`.
+fn once<T>(slot: &mut Option<T>, value: T, d: &Directive) -> Result<()> {
+    if slot.is_some() {
+        return Err(duplicate(d));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// nginx's error for a single-valued directive set twice in one level.
+fn duplicate(d: &Directive) -> ConfigError {
+    ConfigError::at(&d.span, format!("\"{}\" directive is duplicate", d.name))
+}
+
+/// Directives the table routes to a context whose handler has no arm for them would be
+/// a bug in the table; report it as an error rather than panic.
+fn unreachable_directive(d: &Directive, name: &str) -> Result<()> {
+    Err(ConfigError::at(
+        &d.span,
+        format!("\"{name}\" directive is not allowed here"),
+    ))
+}
+
+impl Validator<'_> {
+    fn warn(&mut self, d: &Directive, message: String) {
+        self.warnings.push(Warning {
+            span: d.span.clone(),
+            message,
+        });
+    }
+
+    /// Checks name, context, block-ness and argument count. `None` for directives that
+    /// are accepted and ignored (already warned about).
+    fn check(&mut self, d: &Directive, ctx: u8) -> Result<Option<&'static Spec>> {
+        let spec = match lookup(&d.name, ctx) {
+            Lookup::Unknown => {
+                let msg = format!("unknown directive \"{}\"", d.name);
+                return Err(match did_you_mean(&d.name) {
+                    Some(s) => ConfigError::hinted(&d.span, msg, format!("did you mean \"{s}\"?")),
+                    None if d.name.contains(['{', '}', ';']) => ConfigError::hinted(
+                        &d.span,
+                        msg,
+                        "\"{\", \"}\" and \";\" must be separated from words by spaces",
+                    ),
+                    None => ConfigError::at(&d.span, msg),
+                });
+            }
+            Lookup::NotAllowedHere => {
+                let allowed = directives::contexts_of(&d.name);
+                return Err(ConfigError::hinted(
+                    &d.span,
+                    format!("\"{}\" directive is not allowed here", d.name),
+                    format!(
+                        "\"{}\" belongs in: {}",
+                        d.name,
+                        directives::context_names(allowed)
+                    ),
+                ));
+            }
+            Lookup::Found(spec) => spec,
+        };
+        if let Kind::Unsupported(why) = spec.kind {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("\"{}\" directive is not supported: {why}", d.name),
+            ));
+        }
+        if !spec.block || d.block.is_none() {
+            self.missing_semicolon(d)?;
+        }
+        match (spec.block, &d.block) {
+            (true, None) => {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("directive \"{}\" has no opening \"{{\"", d.name),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("directive \"{}\" is not terminated by \";\"", d.name),
+                ))
+            }
+            _ => {}
+        }
+        if d.args.len() < spec.min_args || d.args.len() > spec.max_args {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("invalid number of arguments in \"{}\" directive", d.name),
+            ));
+        }
+        if let Kind::Ignored(why) = spec.kind {
+            self.warn(d, format!("\"{}\" is accepted and ignored: {why}", d.name));
+            return Ok(None);
+        }
+        Ok(Some(spec))
+    }
+
+    /// `listen 80\n server_name x;` parses as one directive; say what really happened.
+    fn missing_semicolon(&self, d: &Directive) -> Result<()> {
+        let mut prev_line = d.span.line;
+        for a in &d.args {
+            if a.line > prev_line && !a.quoted && directives::is_known(&a.value) {
+                return Err(ConfigError::hinted(
+                    &d.span,
+                    format!("directive \"{}\" is not terminated by \";\"", d.name),
+                    format!(
+                        "\"{}\" on line {} looks like the next directive; add \";\" at the end of line {prev_line}",
+                        a.value, a.line
+                    ),
+                ));
+            }
+            prev_line = a.line;
+        }
+        Ok(())
+    }
+
+    /// The main level: `-g` directives, then the file.
+    fn main(&mut self, ds: &[Directive]) -> Result<Config> {
+        let mut worker_processes = None;
+        let mut worker_connections = None;
+        let mut error_log: Option<ErrorLogConf> = None;
+        let mut pid = None;
+        let mut daemon = None;
+        let mut events = None;
+        let mut http = None;
+        for d in ds {
+            if self.check(d, directives::MAIN)?.is_none() {
+                continue;
+            }
+            match d.name.as_str() {
+                "worker_processes" => {
+                    let n = match d.arg(0) {
+                        "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                        s => number::<usize>(d, s)?,
+                    };
+                    if n == 0 {
+                        return Err(invalid_value(d, "0", None));
+                    }
+                    once(&mut worker_processes, n, d)?;
+                }
+                "events" => {
+                    once(&mut events, (), d)?;
+                    for e in d.block.as_deref().unwrap_or_default() {
+                        if self.check(e, directives::EVENTS)?.is_none() {
+                            continue;
+                        }
+                        // worker_connections is the only handled events directive.
+                        let n: usize = number(e, e.arg(0))?;
+                        if n < 2 {
+                            return Err(invalid_value(
+                                e,
+                                e.arg(0),
+                                Some("at least 2: one client and one upstream connection"),
+                            ));
+                        }
+                        once(&mut worker_connections, n, e)?;
+                    }
+                }
+                "error_log" => {
+                    let conf = self.error_log(d)?;
+                    if error_log.is_none() {
+                        error_log = Some(conf);
+                    } else {
+                        self.warn(
+                            d,
+                            "only the first \"error_log\" is used; nginx would write to every one"
+                                .to_owned(),
+                        );
+                    }
+                }
+                "pid" => once(&mut pid, self.env.prefix.join(d.arg(0)), d)?,
+                "daemon" => once(&mut daemon, flag(d)?, d)?,
+                "http" => {
+                    if http.is_some() {
+                        return Err(duplicate(d));
+                    }
+                    http = Some(self.http(d.block.as_deref().unwrap_or_default())?);
+                }
+                other => unreachable_directive(d, other)?,
+            }
+        }
+        if events.is_none() {
+            if let Some(first) = ds.first() {
+                self.warn(
+                    first,
+                    "no \"events\" section in configuration; nginx refuses to start without one"
+                        .to_owned(),
+                );
+            }
+        }
+        let prefix = &self.env.prefix;
+        Ok(Config {
+            worker_processes: worker_processes.unwrap_or(1),
+            worker_connections: worker_connections.unwrap_or(512),
+            error_log: error_log.unwrap_or_else(|| ErrorLogConf {
+                target: LogTarget::File(prefix.join("logs/error.log")),
+                level: Level::Error,
+            }),
+            pid: pid.unwrap_or_else(|| prefix.join("logs/nginx.pid")),
+            http: http.unwrap_or_default(),
+            warnings: std::mem::take(&mut self.warnings),
+        })
+    }
+
+    /// The `http { }` block.
+    fn http(&mut self, ds: &[Directive]) -> Result<Http> {
+        let mut level = Partial::default();
+        let mut servers = Vec::new();
+        // Upstream blocks first: proxy_pass may name one declared further down, and
+        // implicit groups go after all declared ones.
+        for d in ds.iter().filter(|d| d.name == "upstream") {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.upstream(d)?;
+            }
+        }
+        // `match` blocks too: a location's `health_check match=` may name a later one.
+        for d in ds.iter().filter(|d| d.name == "match") {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.match_block(d)?;
+            }
+        }
+        let mut admin = None;
+        for d in ds
+            .iter()
+            .filter(|d| d.name != "upstream" && d.name != "match")
+        {
+            if self.check(d, directives::HTTP)?.is_none() {
+                continue;
+            }
+            match d.name.as_str() {
+                "server" => servers.push(d),
+                "log_format" => {
+                    let format = log_format(d)?;
+                    if format.name == "combined" || self.log_formats.contains_key(&format.name) {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("duplicate \"log_format\" name \"{}\"", format.name),
+                        ));
+                    }
+                    self.log_formats
+                        .insert(format.name.clone(), Arc::new(format));
+                }
+                "error_log" => self.warn(d, "\"error_log\" is only used at main level".to_owned()),
+                "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
+                _ => self.setting(&mut level, d)?,
+            }
+        }
+        let servers = servers
+            .into_iter()
+            .map(|d| self.server(d, &level))
+            .collect::<Result<Vec<_>>>()?;
+        self.conflicting_names(&servers);
+        let mut defaults: HashMap<SocketAddr, ()> = HashMap::new();
+        for s in &servers {
+            for l in s.listen.iter().filter(|l| l.default_server) {
+                if defaults.insert(l.addr, ()).is_some() {
+                    return Err(ConfigError::at(
+                        &l.span,
+                        format!("a duplicate default server for {}", l.addr),
+                    ));
+                }
+            }
+        }
+        Ok(Http {
+            upstreams: std::mem::take(&mut self.upstreams),
+            servers,
+            health_checks: std::mem::take(&mut self.health_checks),
+            admin,
+        })
+    }
+
+    /// nginx warns when two servers on one address share a name; the first one wins.
+    fn conflicting_names(&mut self, servers: &[ServerConf]) {
+        let mut seen = HashSet::new();
+        for s in servers {
+            for l in &s.listen {
+                for n in &s.server_names {
+                    let key = match n {
+                        ServerName::Exact(e) => e.clone(),
+                        ServerName::WildcardStart {
+                            suffix,
+                            matches_bare: true,
+                        } => suffix.clone(),
+                        ServerName::WildcardStart { suffix, .. } => format!("*{suffix}"),
+                        ServerName::WildcardEnd(p) => format!("{p}*"),
+                        ServerName::Regex(_) => continue,
+                    };
+                    if !seen.insert((l.addr, key.clone())) {
+                        self.warnings.push(Warning {
+                            span: s.span.clone(),
+                            message: format!(
+                                "conflicting server name \"{key}\" on {}, ignored",
+                                l.addr
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

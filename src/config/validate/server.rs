@@ -1,0 +1,231 @@
+//! `server` blocks: `listen`, `server_name`, a server-level `return`, and the
+//! locations they hold (see `location`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use regex::RegexBuilder;
+
+use super::address::{parse_host_port, parse_port, HostPortError};
+use super::settings::Partial;
+use super::values::{parse_size, templ};
+use super::{once, Result, Validator};
+use crate::config::directives;
+use crate::config::error::ConfigError;
+use crate::config::parser::Directive;
+use crate::config::types::*;
+
+impl Validator<'_> {
+    /// A `server { }` block over the http-level settings `http`.
+    pub(super) fn server(&mut self, d: &Directive, http: &Partial) -> Result<ServerConf> {
+        let mut p = Partial::default();
+        let mut listen: Vec<Listen> = Vec::new();
+        let mut names = Vec::new();
+        let mut primary_name = None;
+        let mut ret = None;
+        let mut loc_ds = Vec::new();
+        for c in d.block.as_deref().unwrap_or_default() {
+            if self.check(c, directives::SERVER)?.is_none() {
+                continue;
+            }
+            match c.name.as_str() {
+                "listen" => {
+                    for l in self.listen(c)? {
+                        if listen.iter().any(|x| x.addr == l.addr) {
+                            return Err(ConfigError::at(
+                                &c.span,
+                                format!("a duplicate listen {}", l.addr),
+                            ));
+                        }
+                        listen.push(l);
+                    }
+                }
+                "server_name" => {
+                    for a in &c.args {
+                        primary_name.get_or_insert_with(|| a.value.clone());
+                        names.push(server_name(c, &a.value)?);
+                    }
+                }
+                "location" => loc_ds.push(c),
+                "return" => once(&mut ret, ret_action(c)?, c)?,
+                "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
+                _ => self.setting(&mut p, c)?,
+            }
+        }
+        let merged = p.over(http);
+        if listen.is_empty() {
+            let port = if self.env.is_root { 80 } else { 8000 };
+            listen.push(Listen {
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                default_server: false,
+                span: d.span.clone(),
+            });
+        }
+        if names.is_empty() {
+            names.push(ServerName::Exact(String::new()));
+        }
+        // A server-level `return` runs in nginx's server-rewrite phase, before any
+        // location is looked up, so it is every location's action too.
+        let locations = self.locations(&loc_ds, &merged, None, ret.as_ref())?;
+        Ok(ServerConf {
+            listen,
+            server_names: names,
+            primary_name: primary_name.unwrap_or_default(),
+            locations,
+            settings: merged.finish(ret.unwrap_or(Action::NotFound), &self.env.prefix),
+            span: d.span.clone(),
+        })
+    }
+
+    /// `listen ADDR [params]`: one listen per address a host name resolves to.
+    fn listen(&mut self, c: &Directive) -> Result<Vec<Listen>> {
+        let a = c.arg(0);
+        let mut default_server = false;
+        for p in &c.args[1..] {
+            let p = p.value.as_str();
+            let name = p.split('=').next().unwrap_or(p);
+            match name {
+                "default_server" | "default" => default_server = true,
+                "ssl" | "quic" => {
+                    return Err(ConfigError::at(&c.span, format!("\"{p}\" parameter of \"listen\" is not supported yet: TLS is not supported yet")))
+                }
+                "proxy_protocol" => {
+                    return Err(ConfigError::at(&c.span, "\"proxy_protocol\" parameter of \"listen\" is not supported"))
+                }
+                "backlog" | "rcvbuf" | "sndbuf" => {
+                    let v = p.split_once('=').map(|x| x.1).unwrap_or("");
+                    if (name == "backlog" && !v.bytes().all(|b| b.is_ascii_digit() || b == b'-')) || (name != "backlog" && parse_size(v).is_none()) || v.is_empty() {
+                        return Err(ConfigError::at(&c.span, format!("invalid {name} \"{v}\"")));
+                    }
+                    self.warn(c, format!("\"listen\" parameter \"{p}\" is accepted and ignored"));
+                }
+                "reuseport" | "deferred" | "bind" | "ipv6only" | "so_keepalive" | "fastopen" | "accept_filter" | "setfib" | "http2" => {
+                    self.warn(c, format!("\"listen\" parameter \"{p}\" is accepted and ignored"));
+                }
+                _ => return Err(ConfigError::at(&c.span, format!("invalid parameter \"{p}\""))),
+            }
+        }
+        if a.starts_with("unix:") {
+            return Err(ConfigError::at(
+                &c.span,
+                format!("unix socket listen \"{a}\" is not supported"),
+            ));
+        }
+        let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let invalid_port = || {
+            ConfigError::at(
+                &c.span,
+                format!("invalid port in \"{a}\" of the \"listen\" directive"),
+            )
+        };
+        let addrs = if a.bytes().all(|b| b.is_ascii_digit()) {
+            vec![SocketAddr::new(
+                any4,
+                parse_port(a).ok_or_else(invalid_port)?,
+            )]
+        } else {
+            let (host, port) = parse_host_port(a).map_err(|e| match e {
+                HostPortError::InvalidPort => invalid_port(),
+                _ => ConfigError::at(
+                    &c.span,
+                    format!("invalid host in \"{a}\" of the \"listen\" directive"),
+                ),
+            })?;
+            let port = port.unwrap_or(80);
+            if host == "*" {
+                vec![SocketAddr::new(any4, port)]
+            } else {
+                self.resolve(host, port).ok_or_else(|| {
+                    ConfigError::at(
+                        &c.span,
+                        format!("host not found in \"{a}\" of the \"listen\" directive"),
+                    )
+                })?
+            }
+        };
+        Ok(addrs
+            .into_iter()
+            .map(|addr| Listen {
+                addr,
+                default_server,
+                span: c.span.clone(),
+            })
+            .collect())
+    }
+}
+
+/// One `server_name` value: exact, `*.x`/`.x`/`x.*` wildcard, or `~regex`.
+fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
+    if let Some(re) = v.strip_prefix('~') {
+        // nginx compiles server name regexes caseless.
+        let r = RegexBuilder::new(re)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| {
+                ConfigError::at(&d.span, format!("invalid server name regex \"{v}\": {e}"))
+            })?;
+        return Ok(ServerName::Regex(r));
+    }
+    if v == "$hostname" {
+        return Ok(ServerName::Exact(hostname()));
+    }
+    let lower = v.to_ascii_lowercase();
+    let invalid = || ConfigError::at(&d.span, format!("invalid server name or wildcard \"{v}\""));
+    if let Some(rest) = lower.strip_prefix('*') {
+        if !rest.starts_with('.') || rest.len() < 2 || rest.contains('*') {
+            return Err(invalid());
+        }
+        return Ok(ServerName::WildcardStart {
+            suffix: rest.to_owned(),
+            matches_bare: false,
+        });
+    }
+    if lower.starts_with('.') {
+        if lower.len() < 2 || lower.contains('*') {
+            return Err(invalid());
+        }
+        return Ok(ServerName::WildcardStart {
+            suffix: lower,
+            matches_bare: true,
+        });
+    }
+    if let Some(rest) = lower.strip_suffix('*') {
+        if !rest.ends_with('.') || rest.len() < 2 || rest.contains('*') {
+            return Err(invalid());
+        }
+        return Ok(ServerName::WildcardEnd(rest.to_owned()));
+    }
+    if lower.contains('*') {
+        return Err(invalid());
+    }
+    Ok(ServerName::Exact(lower))
+}
+
+/// `return CODE [TEXT]` or `return URL` (a 302), at server or location level.
+pub(super) fn ret_action(d: &Directive) -> Result<Action> {
+    let a0 = d.arg(0);
+    let is_url =
+        |s: &str| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("$scheme");
+    if d.args.len() == 1 && is_url(a0) {
+        return Ok(Action::Return {
+            code: 302,
+            text: Some(templ(d, a0)?),
+        });
+    }
+    let code: u16 = a0
+        .parse()
+        .ok()
+        .filter(|c| *c <= 999 && a0.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ConfigError::at(&d.span, format!("invalid return code \"{a0}\"")))?;
+    let text = match d.args.get(1) {
+        Some(t) => Some(templ(d, &t.value)?),
+        None => None,
+    };
+    Ok(Action::Return { code, text })
+}
+
+/// The machine's name for `server_name $hostname`, lowercased as names are compared.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

@@ -1,0 +1,170 @@
+//! Settings valid at http, server and location level, and how a level inherits them:
+//! a value set at a deeper level wins, and nginx's defaults fill in what no level set.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::proxy::next_upstream;
+use super::values::invalid_value;
+use super::values::{number, parse_size, templ, time, SIZE_HINT};
+use super::{once, unreachable_directive, Result, Validator};
+use crate::config::error::ConfigError;
+use crate::config::parser::Directive;
+use crate::config::types::*;
+
+/// Settings of one level before merging; `None` means "not set here".
+#[derive(Debug, Clone, Default)]
+pub(super) struct Partial {
+    proxy_set_header: Option<Vec<(String, Template)>>,
+    proxy_http_version: Option<ProxyHttpVersion>,
+    proxy_connect_timeout: Option<Duration>,
+    proxy_read_timeout: Option<Duration>,
+    proxy_send_timeout: Option<Duration>,
+    proxy_next_upstream: Option<NextUpstream>,
+    proxy_next_upstream_tries: Option<u32>,
+    proxy_next_upstream_timeout: Option<Duration>,
+    client_max_body_size: Option<u64>,
+    client_header_timeout: Option<Duration>,
+    client_body_timeout: Option<Duration>,
+    keepalive_timeout: Option<Duration>,
+    keepalive_requests: Option<u32>,
+    add_header: Option<Vec<AddHeader>>,
+    access_log: Option<AccessLogConf>,
+}
+
+impl Partial {
+    /// This level over `parent`.
+    pub(super) fn over(&self, parent: &Partial) -> Partial {
+        macro_rules! pick {
+            ($($f:ident),*) => { Partial { $($f: self.$f.clone().or_else(|| parent.$f.clone()),)* } };
+        }
+        pick!(
+            proxy_set_header,
+            proxy_http_version,
+            proxy_connect_timeout,
+            proxy_read_timeout,
+            proxy_send_timeout,
+            proxy_next_upstream,
+            proxy_next_upstream_tries,
+            proxy_next_upstream_timeout,
+            client_max_body_size,
+            client_header_timeout,
+            client_body_timeout,
+            keepalive_timeout,
+            keepalive_requests,
+            add_header,
+            access_log
+        )
+    }
+
+    /// Fills nginx's defaults in.
+    pub(super) fn finish(&self, action: Action, prefix: &Path) -> Arc<LocSettings> {
+        let secs = Duration::from_secs;
+        Arc::new(LocSettings {
+            action,
+            proxy_set_header: self.proxy_set_header.clone().unwrap_or_default(),
+            proxy_http_version: self.proxy_http_version.unwrap_or_default(),
+            proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(secs(60)),
+            proxy_read_timeout: self.proxy_read_timeout.unwrap_or(secs(60)),
+            proxy_send_timeout: self.proxy_send_timeout.unwrap_or(secs(60)),
+            proxy_next_upstream: self.proxy_next_upstream.unwrap_or_default(),
+            proxy_next_upstream_tries: self.proxy_next_upstream_tries.unwrap_or(0),
+            proxy_next_upstream_timeout: self.proxy_next_upstream_timeout.unwrap_or(Duration::ZERO),
+            client_max_body_size: self.client_max_body_size.unwrap_or(1024 * 1024),
+            client_header_timeout: self.client_header_timeout.unwrap_or(secs(60)),
+            client_body_timeout: self.client_body_timeout.unwrap_or(secs(60)),
+            keepalive_timeout: self.keepalive_timeout.unwrap_or(secs(75)),
+            keepalive_requests: self.keepalive_requests.unwrap_or(1000),
+            add_header: self.add_header.clone().unwrap_or_default(),
+            access_log: self
+                .access_log
+                .clone()
+                .unwrap_or_else(|| AccessLogConf::Combined(prefix.join("logs/access.log"))),
+        })
+    }
+}
+
+impl Validator<'_> {
+    /// Settings valid at http, server and location level.
+    pub(super) fn setting(&mut self, p: &mut Partial, d: &Directive) -> Result<()> {
+        let a0 = d.arg(0);
+        match d.name.as_str() {
+            "proxy_set_header" => {
+                let value = templ(d, d.arg(1))?;
+                p.proxy_set_header
+                    .get_or_insert_with(Vec::new)
+                    .push((a0.to_owned(), value));
+            }
+            "add_header" => {
+                let always = match d.args.get(2).map(|a| a.value.as_str()) {
+                    None => false,
+                    Some("always") => true,
+                    Some(other) => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid parameter \"{other}\""),
+                        ))
+                    }
+                };
+                let value = templ(d, d.arg(1))?;
+                p.add_header.get_or_insert_with(Vec::new).push(AddHeader {
+                    name: a0.to_owned(),
+                    value,
+                    always,
+                });
+            }
+            "proxy_http_version" => {
+                let v = match a0 {
+                    "1.0" => ProxyHttpVersion::Http10,
+                    "1.1" => ProxyHttpVersion::Http11,
+                    other => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid value \"{other}\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\""),
+                        ))
+                    }
+                };
+                once(&mut p.proxy_http_version, v, d)?;
+            }
+            "proxy_connect_timeout" => once(&mut p.proxy_connect_timeout, time(d, a0)?, d)?,
+            "proxy_read_timeout" => once(&mut p.proxy_read_timeout, time(d, a0)?, d)?,
+            "proxy_send_timeout" => once(&mut p.proxy_send_timeout, time(d, a0)?, d)?,
+            "proxy_next_upstream_timeout" => {
+                once(&mut p.proxy_next_upstream_timeout, time(d, a0)?, d)?
+            }
+            "client_header_timeout" => once(&mut p.client_header_timeout, time(d, a0)?, d)?,
+            "client_body_timeout" => once(&mut p.client_body_timeout, time(d, a0)?, d)?,
+            "proxy_next_upstream_tries" => {
+                once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
+            }
+            "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
+            "client_max_body_size" => {
+                let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.client_max_body_size, n, d)?;
+            }
+            "keepalive_timeout" => {
+                once(&mut p.keepalive_timeout, time(d, a0)?, d)?;
+                if d.args.len() > 1 {
+                    time(d, d.arg(1))?;
+                    self.warn(
+                        d,
+                        "the second \"keepalive_timeout\" value (the Keep-Alive header) is ignored"
+                            .to_owned(),
+                    );
+                }
+            }
+            "proxy_next_upstream" => once(&mut p.proxy_next_upstream, next_upstream(d)?, d)?,
+            "access_log" => {
+                let conf = self.access_log(d)?;
+                if p.access_log.is_some() {
+                    self.warn(d, "only the first \"access_log\" of a level is used; nginx would write to every one".to_owned());
+                } else {
+                    p.access_log = Some(conf);
+                }
+            }
+            other => unreachable_directive(d, other)?,
+        }
+        Ok(())
+    }
+}
