@@ -29,7 +29,7 @@ fn conf(method: BalanceMethod, sticky: bool, n: usize) -> UpstreamConf {
             let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 8000));
             PeerConf {
                 weight: 1 + (i % 3) as u32,
-                ..PeerConf::new(addr.to_string(), addr, span.clone())
+                ..PeerConf::new(addr.to_string(), addr.into(), span.clone())
             }
         })
         .collect();
@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
             let ctx = PickContext {
                 client: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20))),
                 key: Some(key),
-                sticky: with_sticky.then(|| sticky::peer_id(up.peers[n / 2].conf.addr)),
+                sticky: with_sticky.then(|| sticky::peer_id(&up.peers[n / 2].conf.addr)),
                 now: now(),
             };
             let peers = &up.peers;

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError};
 use serde::Deserialize;
 
 use super::{AddPeer, AdminError};
-use crate::config::Level;
+use crate::config::{Level, PeerAddr};
 use crate::server::{Runtime, Shared};
 use crate::upstream::{now, AdminState};
 
@@ -152,7 +152,7 @@ fn find(rt: &Runtime, name: &str, addr: SocketAddr) -> Result<(usize, usize), Ad
     let p = rt.upstreams[u]
         .peers
         .iter()
-        .position(|p| p.conf.addr == addr)
+        .position(|p| p.conf.addr == PeerAddr::Inet(addr))
         .ok_or_else(|| AdminError::NotFound(format!("no peer {addr} in upstream \"{name}\"")))?;
     Ok((u, p))
 }
@@ -214,7 +214,11 @@ fn add_peer(shared: &Shared, name: &str, body: &[u8]) -> Result<Reply, AdminErro
         .iter()
         .find(|u| u.name == name)
         .ok_or_else(|| AdminError::NotFound(format!("no upstream \"{name}\"")))?;
-    if up.peers.iter().any(|p| p.conf.addr == add.addr) {
+    if up
+        .peers
+        .iter()
+        .any(|p| p.conf.addr == PeerAddr::Inet(add.addr))
+    {
         return Err(AdminError::Conflict(format!(
             "peer {} is already in upstream \"{name}\"",
             add.addr
@@ -255,7 +259,7 @@ fn delete_peer(shared: &Shared, name: &str, addr: &str) -> Result<Reply, AdminEr
         .admin
         .store(AdminState::Draining as u8, Relaxed);
     drop(rt);
-    rebuild(shared, |o| o.remove(name, addr))?;
+    rebuild(shared, |o| o.remove(name, addr.into()))?;
     crate::log::emit(
         Level::Notice,
         None,

@@ -298,7 +298,7 @@ fn runtime_peer_changes() {
     assert!(rt.upstreams[0]
         .peers
         .iter()
-        .any(|p| p.conf.addr.port() == 8004 && p.conf.weight == 3));
+        .any(|p| p.conf.addr.port() == Some(8004) && p.conf.weight == 3));
     let old_state = rt.upstreams[0].peers[0].state.clone();
     let del = handle(
         &s,

@@ -100,7 +100,7 @@ impl Upstream {
             .chain(backups)
             .map(|p| Peer {
                 conf: p.clone(),
-                state: registry.get_or_create(&conf.name, p.addr),
+                state: registry.get_or_create(&conf.name, &p.addr),
             })
             .collect();
         let primary = selector_for(conf, &peers[..primary_count]);
@@ -116,10 +116,13 @@ impl Upstream {
         };
         let sticky = conf.sticky.as_ref().map(|s| StickyCookies {
             name: s.cookie.clone(),
-            ids: peers.iter().map(|p| sticky::peer_id(p.conf.addr)).collect(),
+            ids: peers
+                .iter()
+                .map(|p| sticky::peer_id(&p.conf.addr))
+                .collect(),
             set_cookie: peers
                 .iter()
-                .map(|p| sticky::set_cookie(s, p.conf.addr))
+                .map(|p| sticky::set_cookie(s, &p.conf.addr))
                 .collect(),
         });
         Upstream {

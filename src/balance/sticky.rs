@@ -1,10 +1,9 @@
 //! `sticky cookie`: session affinity over any method.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
 
 use super::{PickContext, Select};
-use crate::config::StickyConf;
+use crate::config::{PeerAddr, StickyConf};
 use crate::upstream::Peer;
 
 /// Length of a sticky cookie value: 16 hex digits.
@@ -29,7 +28,7 @@ impl Sticky {
         let mut ids: Vec<(u64, u32)> = peers
             .iter()
             .enumerate()
-            .map(|(i, p)| (peer_id(p.conf.addr), u32::try_from(i).unwrap_or(u32::MAX)))
+            .map(|(i, p)| (peer_id(&p.conf.addr), u32::try_from(i).unwrap_or(u32::MAX)))
             .collect();
         ids.sort_unstable();
         Sticky {
@@ -61,7 +60,7 @@ impl Select for Sticky {
 /// The id a sticky cookie uses for the peer at `addr`: FNV-1a over the address text,
 /// then a 64-bit finalizer. Stable across restarts and reloads, and the same in every
 /// ferrolb instance, so cookies keep working behind several balancers.
-pub fn peer_id(addr: SocketAddr) -> u64 {
+pub fn peer_id(addr: &PeerAddr) -> u64 {
     let mut text = Vec::with_capacity(48);
     let _ = write!(text, "{addr}");
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -84,7 +83,7 @@ pub fn parse_cookie(value: &[u8]) -> Option<u64> {
 /// `NAME=ID` then `Max-Age`, `Domain`, `Path`, `HttpOnly`, `Secure`, `SameSite` as
 /// configured. `expires=` is sent as `Max-Age` (relative, so it can be precomputed;
 /// every current browser honours it).
-pub fn set_cookie(conf: &StickyConf, addr: SocketAddr) -> Box<[u8]> {
+pub fn set_cookie(conf: &StickyConf, addr: &PeerAddr) -> Box<[u8]> {
     let mut v = Vec::with_capacity(64);
     let _ = write!(v, "{}={:016x}", conf.cookie, peer_id(addr));
     if let Some(e) = conf.expires {
@@ -119,7 +118,7 @@ mod tests {
     fn cookie_goes_to_its_peer_while_eligible() {
         let ps = peers(&[1, 1, 1]);
         let sel = Sticky::new(Box::new(RoundRobin::new(&ps)), &ps);
-        let id = peer_id(ps[2].conf.addr);
+        let id = peer_id(&ps[2].conf.addr);
         let ctx = PickContext {
             sticky: Some(id),
             ..PickContext::default()
@@ -140,7 +139,7 @@ mod tests {
     #[test]
     fn cookie_text() {
         let ps = peers(&[1]);
-        let addr = ps[0].conf.addr;
+        let addr = ps[0].conf.addr.clone();
         let conf = StickyConf {
             cookie: "srv_id".into(),
             expires: Some(Duration::from_secs(3600)),
@@ -150,19 +149,19 @@ mod tests {
             secure: true,
             samesite: Some("Lax".into()),
         };
-        let v = String::from_utf8(set_cookie(&conf, addr).into_vec()).unwrap_or_default();
-        let id = format!("{:016x}", peer_id(addr));
+        let v = String::from_utf8(set_cookie(&conf, &addr).into_vec()).unwrap_or_default();
+        let id = format!("{:016x}", peer_id(&addr));
         assert_eq!(
             v,
             format!("srv_id={id}; Max-Age=3600; Domain=.example.com; Path=/; HttpOnly; Secure; SameSite=Lax")
         );
         assert!(!v.contains("10.0.0.1"));
-        assert_eq!(parse_cookie(id.as_bytes()), Some(peer_id(addr)));
+        assert_eq!(parse_cookie(id.as_bytes()), Some(peer_id(&addr)));
         assert_eq!(parse_cookie(b"xyz"), None);
         assert_eq!(parse_cookie(b"0123456789abcdeg"), None);
         assert_ne!(
-            peer_id(ps[0].conf.addr),
-            peer_id(SocketAddr::from(([10, 0, 0, 1], 81)))
+            peer_id(&ps[0].conf.addr),
+            peer_id(&std::net::SocketAddr::from(([10, 0, 0, 1], 81)).into())
         );
     }
 }

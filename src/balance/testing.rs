@@ -17,7 +17,7 @@ pub(crate) fn peers(weights: &[u32]) -> Vec<Peer> {
             Peer {
                 conf: PeerConf {
                     weight: w,
-                    ..PeerConf::new(addr.to_string(), addr, Span::synthetic("test.conf"))
+                    ..PeerConf::new(addr.to_string(), addr.into(), Span::synthetic("test.conf"))
                 },
                 state: Arc::new(PeerState::default()),
             }

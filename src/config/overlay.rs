@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Config, PeerConf, Span};
+use crate::config::{Config, PeerAddr, PeerConf, Span};
 
 /// Changes per upstream name. Applying is idempotent (applying twice gives the same
 /// configuration), so it may be applied to a configuration that already has it.
@@ -20,8 +20,8 @@ pub struct Overlay {
 #[derive(Debug, Default, Clone)]
 struct UpstreamOverlay {
     added: Vec<PeerConf>,
-    removed: BTreeSet<SocketAddr>,
-    weights: HashMap<SocketAddr, u32>,
+    removed: BTreeSet<PeerAddr>,
+    weights: HashMap<PeerAddr, u32>,
 }
 
 /// The JSON body of `POST /upstreams/{name}/peers`.
@@ -80,15 +80,15 @@ impl Overlay {
 
     /// Records a weight change.
     pub fn set_weight(&mut self, upstream: &str, addr: SocketAddr, weight: u32) {
-        self.entry(upstream).weights.insert(addr, weight);
+        self.entry(upstream).weights.insert(addr.into(), weight);
     }
 
     /// Records an added peer (undoing an earlier removal of the same address).
     pub fn add(&mut self, upstream: &str, p: &AddPeer) {
         let o = self.entry(upstream);
-        o.removed.remove(&p.addr);
-        o.added.retain(|a| a.addr != p.addr);
-        o.weights.remove(&p.addr);
+        o.removed.remove(&PeerAddr::Inet(p.addr));
+        o.added.retain(|a| a.addr != PeerAddr::Inet(p.addr));
+        o.weights.remove(&PeerAddr::Inet(p.addr));
         o.added.push(PeerConf {
             weight: p.weight,
             max_fails: p.max_fails,
@@ -96,12 +96,16 @@ impl Overlay {
             backup: p.backup,
             max_conns: p.max_conns,
             slow_start: Duration::from_secs(p.slow_start),
-            ..PeerConf::new(p.addr.to_string(), p.addr, Span::synthetic("admin API"))
+            ..PeerConf::new(
+                p.addr.to_string(),
+                p.addr.into(),
+                Span::synthetic("admin API"),
+            )
         });
     }
 
     /// Records a removal.
-    pub fn remove(&mut self, upstream: &str, addr: SocketAddr) {
+    pub fn remove(&mut self, upstream: &str, addr: PeerAddr) {
         let o = self.entry(upstream);
         o.added.retain(|a| a.addr != addr);
         o.weights.remove(&addr);

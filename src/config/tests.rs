@@ -71,7 +71,10 @@ fn article_config_loads() {
     assert_eq!(up.name, "myproject");
     assert!(!up.implicit);
     assert_eq!(up.peers.len(), 4);
-    assert_eq!(up.peers[3].addr, "127.0.0.1:8003".parse().expect("addr"));
+    assert_eq!(
+        up.peers[3].addr,
+        "127.0.0.1:8003".parse::<PeerAddr>().expect("addr")
+    );
     assert_eq!(up.peers[0].span.line, 4);
     let s = &c.http.servers[0];
     assert_eq!(s.listen[0].addr, "0.0.0.0:80".parse().expect("addr"));
@@ -286,7 +289,7 @@ fn upstream_server_parameters() {
     ));
     let u = &c.http.upstreams[0];
     let p = &u.peers[0];
-    assert_eq!(p.addr, "127.0.0.1:80".parse().expect("addr"));
+    assert_eq!(p.addr, "127.0.0.1:80".parse::<PeerAddr>().expect("addr"));
     assert_eq!(
         (p.weight, p.max_fails, p.fail_timeout, p.max_conns),
         (3, 0, Duration::from_secs(30), 7)
@@ -294,7 +297,10 @@ fn upstream_server_parameters() {
     assert!(!p.backup && !p.down);
     assert!(u.peers[1].backup);
     assert!(u.peers[2].down);
-    assert_eq!(u.peers[2].addr, "[::1]:82".parse().expect("addr"));
+    assert_eq!(
+        u.peers[2].addr,
+        "[::1]:82".parse::<PeerAddr>().expect("addr")
+    );
     assert_eq!(
         (u.keepalive, u.keepalive_timeout, u.keepalive_requests),
         (Some(16), Duration::from_secs(5), 50)
@@ -312,9 +318,12 @@ fn localhost_resolves_to_every_address() {
     let c = load_text(&in_http("upstream u { server localhost:8000; }"));
     let peers = &c.http.upstreams[0].peers;
     assert!(!peers.is_empty());
-    assert!(peers
-        .iter()
-        .all(|p| p.name == "localhost:8000" && p.addr.ip().is_loopback()));
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.name == "localhost:8000"
+                && p.addr.inet().is_some_and(|a| a.ip().is_loopback()))
+    );
 }
 
 #[test]
@@ -1041,19 +1050,31 @@ fn a_name_with_two_addresses_gives_two_peers() {
     let peers: Vec<_> = u
         .peers
         .iter()
-        .map(|p| (p.name.as_str(), p.addr, p.weight, p.max_fails, p.span.line))
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.addr.clone(),
+                p.weight,
+                p.max_fails,
+                p.span.line,
+            )
+        })
         .collect();
     assert_eq!(
         peers,
         [
-            ("Backend:8080", addr("10.0.0.1:8080"), 3, 2, 4),
-            ("Backend:8080", addr("10.0.0.2:8080"), 3, 2, 4),
+            ("Backend:8080", addr("10.0.0.1:8080").into(), 3, 2, 4),
+            ("Backend:8080", addr("10.0.0.2:8080").into(), 3, 2, 4),
         ]
     );
     // An implicit upstream from `proxy_pass` gets every address too.
     let implicit = &c.http.upstreams[1];
     assert_eq!(implicit.name, "backend:9000");
-    let peers: Vec<_> = implicit.peers.iter().map(|p| p.addr).collect();
+    let peers: Vec<_> = implicit
+        .peers
+        .iter()
+        .filter_map(|p| p.addr.inet())
+        .collect();
     assert_eq!(peers, [addr("10.0.0.1:9000"), addr("10.0.0.2:9000")]);
     // And `listen NAME:PORT` listens on each address.
     let listens: Vec<_> = c.http.servers[0].listen.iter().map(|l| l.addr).collect();

@@ -346,6 +346,11 @@ pub enum PeerAddr {
 }
 
 impl PeerAddr {
+    /// The port of an IP peer; `None` for a Unix socket.
+    pub fn port(&self) -> Option<u16> {
+        self.inet().map(|a| a.port())
+    }
+
     /// The IP address and port; `None` for a Unix socket.
     pub fn inet(&self) -> Option<SocketAddr> {
         match self {
@@ -358,6 +363,30 @@ impl PeerAddr {
 impl From<SocketAddr> for PeerAddr {
     fn from(a: SocketAddr) -> PeerAddr {
         PeerAddr::Inet(a)
+    }
+}
+
+impl<A: Into<std::net::IpAddr>> From<(A, u16)> for PeerAddr {
+    fn from((ip, port): (A, u16)) -> PeerAddr {
+        PeerAddr::Inet(SocketAddr::new(ip.into(), port))
+    }
+}
+
+impl PartialEq<SocketAddr> for PeerAddr {
+    fn eq(&self, other: &SocketAddr) -> bool {
+        self.inet().as_ref() == Some(other)
+    }
+}
+
+/// `127.0.0.1:8000`, `[::1]:8000` or `unix:/run/app.sock` (as [`PeerAddr`] prints).
+impl std::str::FromStr for PeerAddr {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<PeerAddr, Self::Err> {
+        match s.strip_prefix("unix:") {
+            Some(path) => Ok(PeerAddr::Unix(path.into())),
+            None => s.parse().map(PeerAddr::Inet),
+        }
     }
 }
 
@@ -377,8 +406,8 @@ pub struct PeerConf {
     /// The `server` argument as written (`localhost:8000`); several peers share it when a
     /// name resolves to several addresses.
     pub name: String,
-    /// The resolved address.
-    pub addr: SocketAddr,
+    /// The resolved address, or a Unix socket path (`server unix:/run/app.sock;`).
+    pub addr: PeerAddr,
     /// `weight=`. Default 1.
     pub weight: u32,
     /// `max_fails=`: failures within `fail_timeout` that make the peer unavailable;
@@ -404,7 +433,7 @@ impl PeerConf {
     /// A peer with nginx's defaults for every `server` parameter (weight 1, max_fails 1,
     /// fail_timeout 10 s, no backup, down, max_conns or slow_start): what `server ADDR;`
     /// means, and the start for implicit upstreams, the admin API and tests.
-    pub fn new(name: String, addr: SocketAddr, span: Span) -> PeerConf {
+    pub fn new(name: String, addr: PeerAddr, span: Span) -> PeerConf {
         PeerConf {
             name,
             addr,

@@ -18,16 +18,15 @@
 //! (better some answers than none, as nginx does when all peers failed); the transition
 //! is logged at `[error]` once each way.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::balance::Upstream;
-use crate::config::{HeaderTest, HealthCheckConf, Level, MatchCond, MatchConf};
+use crate::config::{HeaderTest, HealthCheckConf, Level, MatchCond, MatchConf, PeerAddr};
+use crate::net::Stream;
 use crate::upstream::{now, Health, Millis, PeerState};
 
 /// Most body bytes a check reads (and a `body ~` condition sees): 256 KiB.
@@ -144,9 +143,13 @@ pub fn judge(
 }
 
 /// Runs one HTTP check against `addr` (bounded by `hc.timeout` in total).
-pub async fn probe(addr: SocketAddr, hc: &HealthCheckConf) -> CheckResult {
-    let addr = SocketAddr::new(addr.ip(), hc.port.unwrap_or(addr.port()));
-    match tokio::time::timeout(hc.timeout, exchange(addr, hc)).await {
+/// `port=` replaces the port of an IP peer; a Unix socket peer is checked on its socket.
+pub async fn probe(addr: &PeerAddr, hc: &HealthCheckConf) -> CheckResult {
+    let addr = match (addr, hc.port) {
+        (PeerAddr::Inet(a), Some(port)) => PeerAddr::Inet(std::net::SocketAddr::new(a.ip(), port)),
+        _ => addr.clone(),
+    };
+    match tokio::time::timeout(hc.timeout, exchange(&addr, hc)).await {
         Err(_) => CheckResult {
             status: 0,
             ok: false,
@@ -178,9 +181,9 @@ type Exchange = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
 
 /// Sends the check request with `Connection: close` and reads the response to EOF
 /// (at most [`MAX_BODY`] body bytes).
-async fn exchange(addr: SocketAddr, hc: &HealthCheckConf) -> std::io::Result<Exchange> {
+async fn exchange(addr: &PeerAddr, hc: &HealthCheckConf) -> std::io::Result<Exchange> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
-    let mut s = TcpStream::connect(addr).await?;
+    let mut s = Stream::connect(addr).await?;
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ferrolb-health-check\r\nConnection: close\r\n\r\n",
         hc.uri, hc.host
@@ -221,7 +224,7 @@ pub struct Target {
     /// The upstream's name (for logs).
     pub upstream: String,
     /// The peer's address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// The peer's live state.
     pub state: Arc<PeerState>,
     /// The check.
@@ -236,14 +239,14 @@ pub struct Target {
 /// `jitter`. `probe` does the check (a real HTTP exchange, or a script in tests).
 pub async fn run_target<F, Fut>(t: Target, mut probe: F)
 where
-    F: FnMut(SocketAddr, Arc<HealthCheckConf>) -> Fut,
+    F: FnMut(PeerAddr, Arc<HealthCheckConf>) -> Fut,
     Fut: std::future::Future<Output = CheckResult>,
 {
     if t.conf.mandatory && t.state.health() == Health::Unknown {
         t.state.health.store(Health::Checking as u8, Relaxed);
     }
     loop {
-        let r = probe(t.addr, t.conf.clone()).await;
+        let r = probe(t.addr.clone(), t.conf.clone()).await;
         match apply(&t.state, t.conf.fails, t.conf.passes, &r, now()) {
             Some(Transition::Down) => crate::log::emit(
                 Level::Warn,
@@ -327,7 +330,7 @@ pub fn targets(checks: &[HealthCheckConf], upstreams: &[Upstream]) -> Vec<Target
         for p in &up.peers {
             out.push(Target {
                 upstream: up.name.clone(),
-                addr: p.conf.addr,
+                addr: p.conf.addr.clone(),
                 state: p.state.clone(),
                 conf: conf.clone(),
                 group: group.clone(),
@@ -367,7 +370,7 @@ async fn drive(peers: Arc<dyn CheckedPeers>, stop: impl std::future::Future<Outp
             }
             for target in peers.targets() {
                 tasks.push(tokio::spawn(run_target(target, |addr, conf| async move {
-                    probe(addr, &conf).await
+                    probe(&addr, &conf).await
                 })));
             }
             current = Some(version);
@@ -467,7 +470,7 @@ mod tests {
         let flag = Arc::new(AtomicBool::new(false));
         let t = Target {
             upstream: "u".into(),
-            addr: ([127, 0, 0, 1], 1).into(),
+            addr: PeerAddr::Inet(([127, 0, 0, 1], 1).into()),
             state: state.clone(),
             conf: Arc::new(conf(2, 2)),
             group,

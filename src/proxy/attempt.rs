@@ -213,7 +213,7 @@ pub(super) async fn run<'u>(
         };
         tried.insert(guard.index());
         let peer = guard.peer();
-        let addr = &PeerAddr::from(peer.conf.addr);
+        let addr = &peer.conf.addr;
         done.upstream_addr = Some(addr.clone());
         let started = Instant::now();
         let mut timing = (None, None);
@@ -331,7 +331,7 @@ async fn attempt(
             .await
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
-        let uhead = request::build_head(f, cbuf, &PeerAddr::from(peer.conf.addr), &conn, body);
+        let uhead = request::build_head(f, cbuf, &peer.conf.addr, &conn, body);
         let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
             Ok(()) => read_head(&conn.stream, f.head, f.settings).await,
             Err(e) => Err(e),
@@ -379,10 +379,9 @@ async fn acquire(
             }
         }
     }
-    let addr = PeerAddr::from(peer.conf.addr);
     let stream = match tokio::time::timeout(
         f.settings.proxy_connect_timeout,
-        Stream::connect(&addr),
+        Stream::connect(&peer.conf.addr),
     )
     .await
     {

@@ -170,10 +170,15 @@ fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Opt
         Some(a) => {
             line.clear();
             vars.request_uri(&mut line);
+            // nginx separates a socket path from the URI with a colon.
+            let sep = if matches!(a, PeerAddr::Unix(_)) {
+                ":"
+            } else {
+                ""
+            };
             format!(
-                ", upstream: \"{}://{}{}\"",
+                ", upstream: \"{}://{a}{sep}{}\"",
                 f.pass.scheme,
-                a,
                 String::from_utf8_lossy(&line)
             )
         }

@@ -72,7 +72,7 @@ pub(super) async fn relay(
     note_attempt(
         f,
         done,
-        &peer.conf.addr.into(),
+        &peer.conf.addr,
         done.status,
         connect_time,
         header_time,

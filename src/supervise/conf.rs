@@ -92,7 +92,7 @@ pub fn fill(config: &Config, name: &str, ports: &[u16]) -> Overlay {
     let mut o = Overlay::default();
     if let Some(u) = config.http.upstreams.iter().find(|u| u.name == name) {
         for p in &u.peers {
-            o.remove(name, p.addr);
+            o.remove(name, p.addr.clone());
         }
     }
     for &port in ports {
@@ -158,7 +158,7 @@ mod tests {
         let ports: Vec<u16> = c.http.upstreams[i]
             .peers
             .iter()
-            .map(|p| p.addr.port())
+            .filter_map(|p| p.addr.port())
             .collect();
         assert_eq!(ports, [7001, 7002, 7003]);
     }

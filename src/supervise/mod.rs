@@ -246,7 +246,7 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
                 .enumerate()
                 .map(|(index, &port)| {
                     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                    let peer = shared.registry.get_or_create(&upstream, addr);
+                    let peer = shared.registry.get_or_create(&upstream, &addr.into());
                     // Out of rotation before the first request can be accepted.
                     peer.admin
                         .store(crate::upstream::AdminState::Down as u8, Ordering::Relaxed);

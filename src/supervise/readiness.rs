@@ -36,7 +36,7 @@ impl Check {
                 }
             }
             Check::Http(hc) => {
-                let r = crate::health::active::probe(addr, hc).await;
+                let r = crate::health::active::probe(&addr.into(), hc).await;
                 if r.ok {
                     Ok(())
                 } else {

@@ -1,11 +1,10 @@
 //! Live peer state that outlives one configuration.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::peer::PeerState;
-use crate::config::UpstreamConf;
+use crate::config::{PeerAddr, UpstreamConf};
 
 /// Live [`PeerState`] keyed by (upstream name, peer address), so failure counts and
 /// in-flight counts survive a configuration reload for peers the new configuration
@@ -17,7 +16,7 @@ use crate::config::UpstreamConf;
 /// backend. Empty by default.
 #[derive(Debug, Default)]
 pub struct PeerRegistry {
-    peers: Mutex<HashMap<(String, SocketAddr), Arc<PeerState>>>,
+    peers: Mutex<HashMap<(String, PeerAddr), Arc<PeerState>>>,
 }
 
 impl PeerRegistry {
@@ -27,11 +26,11 @@ impl PeerRegistry {
     }
 
     /// The state for `addr` in `upstream`, created (all zero) on first use.
-    pub fn get_or_create(&self, upstream: &str, addr: SocketAddr) -> Arc<PeerState> {
+    pub fn get_or_create(&self, upstream: &str, addr: &PeerAddr) -> Arc<PeerState> {
         // A panic while holding this lock cannot leave the map inconsistent (every
         // operation is a single insert/lookup/retain), so a poisoned lock is still usable.
         let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry((upstream.to_owned(), addr)).or_default())
+        Arc::clone(map.entry((upstream.to_owned(), addr.clone())).or_default())
     }
 
     /// Drops the entries no peer of `upstreams` refers to (call after a new config is

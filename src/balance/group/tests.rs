@@ -16,7 +16,7 @@ fn peer(port: u16) -> PeerConf {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     PeerConf {
         fail_timeout: Duration::from_millis(FT),
-        ..PeerConf::new(addr.to_string(), addr, Span::synthetic("test.conf"))
+        ..PeerConf::new(addr.to_string(), addr.into(), Span::synthetic("test.conf"))
     }
 }
 
@@ -357,7 +357,7 @@ fn sticky_cookie_is_set_only_when_it_changes() {
     });
     let u = Upstream::build(&g, &PeerRegistry::new());
     assert_eq!(u.sticky_cookie(), Some("srv"));
-    let id1 = sticky::peer_id(u.peers[1].conf.addr);
+    let id1 = sticky::peer_id(&u.peers[1].conf.addr);
     let ctx = PickContext {
         sticky: Some(id1),
         ..PickContext::default()
@@ -371,7 +371,7 @@ fn sticky_cookie_is_set_only_when_it_changes() {
     let set = u
         .sticky_set_cookie(0, &ctx)
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    let id0 = sticky::peer_id(u.peers[0].conf.addr);
+    let id0 = sticky::peer_id(&u.peers[0].conf.addr);
     assert_eq!(set, Some(format!("srv={id0:016x}; Path=/; HttpOnly")));
     // Peer 1 fails: the request moves, and gets a new cookie.
     u.report(1, Outcome::Failure, T0);

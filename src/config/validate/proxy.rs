@@ -40,6 +40,9 @@ impl Validator<'_> {
                 "proxy_pass takes http://host[:port][/uri]",
             ));
         };
+        if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
+            return self.proxy_pass_unix(d, rest, kind, pattern);
+        }
         let (hostport, uri) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(rest[i..].to_owned())),
             None => (rest, None),
@@ -101,7 +104,9 @@ impl Validator<'_> {
                         })?;
                         let peers = addrs
                             .into_iter()
-                            .map(|addr| PeerConf::new(hostport.to_owned(), addr, d.span.clone()))
+                            .map(|addr| {
+                                PeerConf::new(hostport.to_owned(), addr.into(), d.span.clone())
+                            })
                             .collect();
                         self.upstreams.push(UpstreamConf {
                             name,
@@ -123,6 +128,73 @@ impl Validator<'_> {
             upstream,
             scheme: "http".to_owned(),
             proxy_host: hostport.to_owned(),
+            uri,
+            location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
+        })
+    }
+
+    /// `proxy_pass http://unix:/path.sock[:/uri]`: the path ends at the first `:`
+    /// after it, as nginx reads it. The group is implicit, named `unix:/path.sock`,
+    /// and `$proxy_host` is `localhost` (nginx's choice for Unix sockets).
+    fn proxy_pass_unix(
+        &mut self,
+        d: &Directive,
+        rest: &str,
+        kind: LocationKind,
+        pattern: &str,
+    ) -> Result<ProxyPass> {
+        let after = &rest[5..];
+        let (path, uri) = match after.find(':') {
+            Some(i) => (&after[..i], Some(after[i + 1..].to_owned())),
+            None => (after, None),
+        };
+        if path.is_empty() {
+            return Err(ConfigError::hinted(
+                &d.span,
+                format!("no path in the unix domain socket \"{rest}\""),
+                "write proxy_pass http://unix:/run/app.sock; or http://unix:/run/app.sock:/uri/;",
+            ));
+        }
+        if uri.as_deref().is_some_and(|u| !u.starts_with('/')) {
+            return Err(ConfigError::hinted(
+                &d.span,
+                format!("invalid URI in \"{}\"", d.arg(0)),
+                "the URI after the socket path starts with \"/\": http://unix:/run/app.sock:/uri/",
+            ));
+        }
+        if uri.is_some() && is_regex(kind) {
+            return Err(ConfigError::at(
+                &d.span,
+                "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+            ));
+        }
+        let name = format!("unix:{path}");
+        let upstream = match self
+            .upstreams
+            .iter()
+            .position(|u| u.implicit && u.name == name)
+        {
+            Some(i) => i,
+            None => {
+                let addr = PeerAddr::Unix(path.into());
+                self.upstreams.push(UpstreamConf {
+                    name: name.clone(),
+                    span: d.span.clone(),
+                    implicit: true,
+                    method: BalanceMethod::RoundRobin,
+                    sticky: None,
+                    peers: vec![PeerConf::new(name, addr, d.span.clone())],
+                    keepalive: None,
+                    keepalive_timeout: Duration::from_secs(60),
+                    keepalive_requests: 1000,
+                });
+                self.upstreams.len() - 1
+            }
+        };
+        Ok(ProxyPass {
+            upstream,
+            scheme: "http".to_owned(),
+            proxy_host: "localhost".to_owned(),
             uri,
             location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
         })

@@ -128,13 +128,21 @@ impl Validator<'_> {
                 return Err(bad());
             }
         }
-        if addr.starts_with("unix:") {
-            return Err(ConfigError::at(
-                &c.span,
-                format!("unix socket upstream \"{addr}\" is not supported"),
-            ));
-        }
-        let addrs = self.resolve_upstream(c, addr)?;
+        let addrs = match addr.strip_prefix("unix:") {
+            Some("") => {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    format!("no path in the unix domain socket \"{addr}\""),
+                    "write server unix:/run/app.sock;",
+                ))
+            }
+            Some(path) => vec![PeerAddr::Unix(path.into())],
+            None => self
+                .resolve_upstream(c, addr)?
+                .into_iter()
+                .map(PeerAddr::Inet)
+                .collect(),
+        };
         Ok(addrs
             .into_iter()
             .map(|sa| PeerConf {
