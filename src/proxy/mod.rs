@@ -16,6 +16,9 @@ mod plan;
 mod request;
 mod response;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use request::CLIENT_SEND_TIMEOUT;
 
 use self::plan::Plan;
