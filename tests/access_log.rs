@@ -5,13 +5,13 @@ mod common;
 
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, http_get, http_request, Proxy};
+use common::{http_get, http_request, DeadPort, Proxy};
 
 /// One backend answering `<h1>Using port N</h1>`, on a runtime in a background thread.
 fn backend() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let l = common::local_listener();
     let port = l.local_addr().expect("addr").port();
     thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -28,25 +28,24 @@ fn backend() -> u16 {
     port
 }
 
-/// The lines of `path` once it has at least `n` (the writer thread writes them
-/// within milliseconds; allow 5 s on a loaded machine).
+/// The complete (newline-terminated) lines of `path` once it has at least `n`
+/// of them (the writer thread writes them within milliseconds; allow 5 s on a
+/// loaded machine).
 fn lines(path: &Path, n: usize, proxy: &Proxy) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} lines, want {n}:\n{text}\n{}",
+    let mut text = String::new();
+    common::poll(Duration::from_secs(5), || {
+        text = std::fs::read_to_string(path).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let lines: Vec<String> = complete.lines().map(str::to_owned).collect();
+        (lines.len() >= n).then_some(lines)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} has fewer than {n} complete lines after 5 s:\n{text}\n{}",
             path.display(),
-            lines.len(),
             proxy.diagnostics()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+        )
+    })
 }
 
 const JSON_FORMAT: &str = r#"log_format j escape=json '{"status":"$status","request":"$request",'
@@ -87,9 +86,9 @@ fn is_seconds(s: &str) -> bool {
 #[test]
 fn json_format_lists_every_attempt() {
     let live = backend();
-    let dead = free_port();
-    let port = free_port();
-    let proxy = Proxy::start(&config(port, live, dead));
+    let dead_port = DeadPort::new();
+    let dead = dead_port.port;
+    let (proxy, [port]) = Proxy::start_on(|[port]| config(port, live, dead));
     let json_log = proxy.dir.join("logs/json.log");
 
     let r = http_request(
@@ -173,8 +172,8 @@ fn json_format_lists_every_attempt() {
 #[test]
 fn combined_line_looks_like_nginx() {
     let live = backend();
-    let port = free_port();
-    let proxy = Proxy::start(&config(port, live, free_port()));
+    let dead = DeadPort::new();
+    let (proxy, [port]) = Proxy::start_on(|[port]| config(port, live, dead.port));
     let r = http_request(
         port,
         "GET",

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{free_port, http_get, http_request, Proxy, Response};
+use common::{http_get, http_request, wait_refused, Proxy, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -31,10 +31,10 @@ impl Backends {
         let mut ports = Vec::new();
         let mut tasks = Vec::new();
         for &delay in delays {
-            let port = free_port();
             let listener = rt
-                .block_on(TcpListener::bind(("127.0.0.1", port)))
+                .block_on(TcpListener::bind(("127.0.0.1", 0)))
                 .expect("bind backend");
+            let port = listener.local_addr().expect("backend address").port();
             tasks.push(match delay {
                 None => rt.spawn(ferrolb::demo::serve_backend(listener, port)),
                 Some(d) => rt.spawn(serve_slow(listener, port, d)),
@@ -44,11 +44,20 @@ impl Backends {
         Backends { rt, ports, tasks }
     }
 
-    /// Stops backend `i` (its listener closes: new connections are refused).
+    /// Stops backend `i`: its task is cancelled (which drops its listener) and
+    /// its port refuses new connections.
     fn stop(&mut self, i: usize) {
         self.tasks[i].abort();
-        self.rt
-            .block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        let cancelled = self.rt.block_on(&mut self.tasks[i]);
+        assert!(
+            cancelled.as_ref().is_err_and(|e| e.is_cancelled()),
+            "backend {i} task: {cancelled:?}"
+        );
+        wait_refused(
+            self.ports[i],
+            Duration::from_secs(5),
+            &format!("backend {i} stopped"),
+        );
     }
 
     fn servers(&self, params: &[&str]) -> String {
@@ -117,9 +126,8 @@ fn counts(ports: impl IntoIterator<Item = u16>) -> HashMap<u16, usize> {
 #[test]
 fn least_conn_idle_requests_follow_weights() {
     let b = Backends::start(&[None, None]);
-    let port = free_port();
     let up = format!("    least_conn;\n{}", b.servers(&["weight=2"]));
-    let _p = Proxy::start(&conf(&up, port));
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&up, port));
     let c = counts((0..30).map(|_| backend(port, "/")));
     assert_eq!(c.get(&b.ports[0]), Some(&20), "{c:?}");
     assert_eq!(c.get(&b.ports[1]), Some(&10), "{c:?}");
@@ -128,8 +136,8 @@ fn least_conn_idle_requests_follow_weights() {
 #[test]
 fn ip_hash_sends_a_client_to_nginxs_peer() {
     let b = Backends::start(&[None, None, None]);
-    let port = free_port();
-    let _p = Proxy::start(&conf(&format!("    ip_hash;\n{}", b.servers(&[])), port));
+    let (_p, [port]) =
+        Proxy::start_on(|[port]| conf(&format!("    ip_hash;\n{}", b.servers(&[])), port));
     // nginx: 127.0.0.x hashes its first three octets.
     let mut h: u32 = 89;
     for o in [127u32, 0, 0] {
@@ -145,9 +153,8 @@ fn ip_hash_sends_a_client_to_nginxs_peer() {
 fn hash_keys_stick_and_spread() {
     for consistent in ["", " consistent"] {
         let b = Backends::start(&[None, None, None]);
-        let port = free_port();
         let up = format!("    hash $arg_user{consistent};\n{}", b.servers(&[]));
-        let _p = Proxy::start(&conf(&up, port));
+        let (_p, [port]) = Proxy::start_on(|[port]| conf(&up, port));
         let mut seen = HashMap::new();
         for round in 0..3 {
             for user in 0..20 {
@@ -167,9 +174,8 @@ fn hash_keys_stick_and_spread() {
 fn random_and_random_two_use_every_backend_by_weight() {
     for method in ["random", "random two least_conn"] {
         let b = Backends::start(&[None, None, None]);
-        let port = free_port();
         let up = format!("    {method};\n{}", b.servers(&["", "", "weight=2"]));
-        let _p = Proxy::start(&conf(&up, port));
+        let (_p, [port]) = Proxy::start_on(|[port]| conf(&up, port));
         let c = counts((0..400).map(|_| backend(port, "/")));
         for (i, &p) in b.ports.iter().enumerate() {
             let n = c.get(&p).copied().unwrap_or(0);
@@ -187,8 +193,8 @@ fn slow_share(method: &str, n: usize) -> f64 {
     let slow = Duration::from_millis(40);
     let fast = Duration::from_millis(4);
     let b = Backends::start(&[Some(slow), Some(fast), Some(fast), Some(fast)]);
-    let port = free_port();
-    let _p = Proxy::start(&conf(&format!("    {method}\n{}", b.servers(&[])), port));
+    let (_p, [port]) =
+        Proxy::start_on(|[port]| conf(&format!("    {method}\n{}", b.servers(&[])), port));
     let threads: Vec<_> = (0..8)
         .map(|_| {
             std::thread::spawn(move || (0..n / 8).map(|_| backend(port, "/")).collect::<Vec<u16>>())
@@ -220,12 +226,11 @@ fn least_time_avoids_a_slow_backend() {
 #[test]
 fn sticky_cookie_pins_a_client_until_its_backend_dies() {
     let mut b = Backends::start(&[None, None, None]);
-    let port = free_port();
     let up = format!(
         "    sticky cookie srv_id path=/ httponly;\n{}",
         b.servers(&[])
     );
-    let _p = Proxy::start(&conf(&up, port));
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&up, port));
     let first = get(port, "/", &[]);
     let set = first
         .header("set-cookie")

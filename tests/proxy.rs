@@ -6,13 +6,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{free_port, http_get, http_request, Proxy};
+use common::{http_get, http_request, wait_until, DeadPort, Proxy};
 
 /// One request as a scripted backend saw it.
 #[derive(Debug, Clone)]
@@ -56,7 +56,10 @@ fn ok(body: &str) -> Reply {
 struct Backend {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted so far.
     connections: Arc<AtomicUsize>,
+    /// Connections accepted and not closed yet.
+    open: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -70,29 +73,48 @@ impl Backend {
         idle: Duration,
         respond: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
     ) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = common::local_listener();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let respond: Arc<Responder> = Arc::new(respond);
-        let (s, c) = (seen.clone(), connections.clone());
+        let (s, c, o) = (seen.clone(), connections.clone(), open.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (s, r) = (s.clone(), respond.clone());
-                thread::spawn(move || serve(stream, s, r, idle));
+                o.fetch_add(1, Ordering::SeqCst);
+                let (s, r, o) = (s.clone(), respond.clone(), o.clone());
+                thread::spawn(move || {
+                    // `serve` owns the stream: it is closed when `serve` returns.
+                    serve(stream, s, r, idle);
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         Backend {
             port,
             seen,
             connections,
+            open,
         }
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until the backend has closed every connection it accepted.
+    fn wait_all_closed(&self, what: &str) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!(
+                "the backend on {} to close every connection ({what})",
+                self.port
+            ),
+            || (self.open.load(Ordering::SeqCst) == 0).then_some(()),
+        );
     }
 }
 
@@ -182,8 +204,7 @@ fn raw(port: u16, bytes: &[u8]) -> String {
 #[test]
 fn ambiguous_or_malformed_requests_get_400_and_are_never_forwarded() {
     let b = Backend::start(|_, _| ok("x"));
-    let port = free_port();
-    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "", port));
     let bad: &[&[u8]] = &[
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
@@ -233,12 +254,13 @@ fn bodies_stream_both_ways_in_every_framing() {
             _ => ok(&big2),
         }
     });
-    let port = free_port();
-    let _p = Proxy::start(&conf(
-        &format!("{}\n    keepalive 4;", one(&b)),
-        "proxy_http_version 1.1; proxy_set_header Connection \"\"; client_max_body_size 10m;",
-        port,
-    ));
+    let (_p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("{}\n    keepalive 4;", one(&b)),
+            "proxy_http_version 1.1; proxy_set_header Connection \"\"; client_max_body_size 10m;",
+            port,
+        )
+    });
     for path in ["/len", "/chunked", "/close"] {
         let r = http_get(port, path, "localhost").unwrap();
         assert_eq!(r.status, 200, "{path}");
@@ -270,8 +292,7 @@ fn bodies_stream_both_ways_in_every_framing() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let b = Backend::start(|req, _| ok(req.head.split(' ').nth(1).unwrap()));
-    let port = free_port();
-    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "", port));
     let out = raw(
         port,
         b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\nGET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
@@ -285,8 +306,7 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn expect_100_continue_is_answered_by_the_proxy() {
     let b = Backend::start(|req, _| ok(&req.body.len().to_string()));
-    let port = free_port();
-    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "", port));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
@@ -304,7 +324,7 @@ fn expect_100_continue_is_answered_by_the_proxy() {
 #[test]
 fn upgrade_becomes_a_raw_tunnel() {
     // A backend that switches protocols and then echoes bytes upper-cased.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::local_listener();
     let bport = listener.local_addr().unwrap().port();
     thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
@@ -325,8 +345,8 @@ fn upgrade_becomes_a_raw_tunnel() {
         s.read_exact(&mut buf).unwrap();
         s.write_all(&buf.to_ascii_uppercase()).unwrap();
     });
-    let port = free_port();
-    let _p = Proxy::start(&conf(&format!("    server 127.0.0.1:{bport};"), "", port));
+    let (_p, [port]) =
+        Proxy::start_on(|[port]| conf(&format!("    server 127.0.0.1:{bport};"), "", port));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
@@ -350,26 +370,22 @@ fn upgrade_becomes_a_raw_tunnel() {
 
 #[test]
 fn a_post_is_never_sent_twice_even_on_a_stale_pooled_connection() {
-    // A backend that closes idle keep-alive connections after 150 ms: every pooled
-    // connection is stale by the time the next request comes 300 ms later.
+    // A backend that closes idle keep-alive connections after 150 ms; the next
+    // request comes once it has closed them all: every pooled connection is stale.
     let b = Backend::start_with_idle(Duration::from_millis(150), |req, _| {
         ok(&req.body.len().to_string())
     });
-    let port = free_port();
     let keepalive = "proxy_http_version 1.1; proxy_set_header Connection \"\";";
-    let _p = Proxy::start(&conf(
-        &format!("{}\n    keepalive 8;", one(&b)),
-        keepalive,
-        port,
-    ));
+    let (_p, [port]) =
+        Proxy::start_on(|[port]| conf(&format!("{}\n    keepalive 8;", one(&b)), keepalive, port));
     for i in 0..8 {
         let body = format!("post number {i}");
         let r = http_request(port, "POST", "/", "a", &[], body.as_bytes()).unwrap();
         assert_eq!(r.status, 200, "POST {i}");
-        thread::sleep(Duration::from_millis(300));
+        b.wait_all_closed(&format!("idle after POST {i}"));
         let r = http_get(port, "/", "a").unwrap();
         assert_eq!(r.status, 200, "GET {i}");
-        thread::sleep(Duration::from_millis(300));
+        b.wait_all_closed(&format!("idle after GET {i}"));
     }
     let posts: Vec<Vec<u8>> = b
         .seen()
@@ -386,12 +402,13 @@ fn a_post_is_never_sent_twice_even_on_a_stale_pooled_connection() {
         close: true,
         ..ok(&req.body.len().to_string())
     });
-    let port = free_port();
-    let _p = Proxy::start(&conf(
-        &format!("{}\n    keepalive 8;", one(&rude)),
-        keepalive,
-        port,
-    ));
+    let (_p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("{}\n    keepalive 8;", one(&rude)),
+            keepalive,
+            port,
+        )
+    });
     for i in 0..20 {
         let body = format!("rude post {i}");
         let r = http_request(port, "POST", "/", "a", &[], body.as_bytes()).unwrap();
@@ -413,13 +430,15 @@ fn a_post_is_never_sent_twice_even_on_a_stale_pooled_connection() {
 #[test]
 fn connect_errors_move_to_the_next_peer_and_all_down_gives_502_with_a_log_line() {
     let b = Backend::start(|_, _| ok("alive"));
-    let dead = free_port();
-    let port = free_port();
-    let mut p = Proxy::start(&conf(
-        &format!("    server 127.0.0.1:{dead};\n{}", one(&b)),
-        "",
-        port,
-    ));
+    let dead_port = DeadPort::new();
+    let dead = dead_port.port;
+    let (mut p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("    server 127.0.0.1:{dead};\n{}", one(&b)),
+            "",
+            port,
+        )
+    });
     for _ in 0..10 {
         let r = http_get(port, "/", "a").unwrap();
         assert_eq!(r.status, 200);
@@ -433,8 +452,8 @@ fn connect_errors_move_to_the_next_peer_and_all_down_gives_502_with_a_log_line()
     );
     p.stop();
 
-    let port = free_port();
-    let p = Proxy::start(&conf(&format!("    server 127.0.0.1:{dead};"), "", port));
+    let (p, [port]) =
+        Proxy::start_on(|[port]| conf(&format!("    server 127.0.0.1:{dead};"), "", port));
     let r = http_get(port, "/", "a").unwrap();
     assert_eq!(r.status, 502);
     assert!(p.error_log().contains(&format!("127.0.0.1:{dead}")));
@@ -442,17 +461,21 @@ fn connect_errors_move_to_the_next_peer_and_all_down_gives_502_with_a_log_line()
 
 #[test]
 fn timeouts_give_504_and_name_the_peer() {
-    let b = Backend::start(|_, _| {
-        thread::sleep(Duration::from_millis(2500));
+    // The backend answers only once the test is over (its sender dropped): the
+    // 504 can only come from proxy_read_timeout, however slow the machine.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let b = Backend::start(move |_, _| {
+        let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(60));
         ok("late")
     });
-    let port = free_port();
-    let p = Proxy::start(&conf(&one(&b), "proxy_read_timeout 1s;", port));
+    let (p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "proxy_read_timeout 1s;", port));
     let r = http_get(port, "/", "a").unwrap();
     assert_eq!(r.status, 504);
     let log = p.error_log();
     assert!(log.contains("upstream timed out"), "{log}");
     assert!(log.contains(&format!("127.0.0.1:{}", b.port)), "{log}");
+    drop(release);
 }
 
 #[test]
@@ -462,12 +485,13 @@ fn http_500_is_retried_for_get_but_a_post_is_never_resent() {
         close: false,
     });
     let good = Backend::start(|_, _| ok("good"));
-    let port = free_port();
-    let _p = Proxy::start(&conf(
-        &format!("{}\n{}", one(&failing), one(&good)),
-        "proxy_next_upstream error timeout http_500;",
-        port,
-    ));
+    let (_p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("{}\n{}", one(&failing), one(&good)),
+            "proxy_next_upstream error timeout http_500;",
+            port,
+        )
+    });
     for _ in 0..6 {
         assert_eq!(http_get(port, "/", "a").unwrap().text(), "good");
     }
@@ -494,12 +518,13 @@ fn http_500_is_retried_for_get_but_a_post_is_never_resent() {
 #[test]
 fn headers_host_hop_by_hop_and_forwarded_for() {
     let b = Backend::start(|_, _| ok("x"));
-    let port = free_port();
-    let _p = Proxy::start(&conf(
+    let (_p, [port]) = Proxy::start_on(|[port]| {
+        conf(
         &one(&b),
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\nproxy_set_header X-Real-IP $remote_addr;",
         port,
-    ));
+    )
+    });
     let r = http_request(
         port,
         "GET",
@@ -534,8 +559,8 @@ fn headers_host_hop_by_hop_and_forwarded_for() {
     assert_eq!(seen.header("connection").as_deref(), Some("close"));
 
     // nginx's own Host behaviour on request.
-    let port = free_port();
-    let _p2 = Proxy::start(&conf(&one(&b), "proxy_set_header Host $proxy_host;", port));
+    let (_p2, [port]) =
+        Proxy::start_on(|[port]| conf(&one(&b), "proxy_set_header Host $proxy_host;", port));
     http_get(port, "/", "example.test").unwrap();
     assert_eq!(
         b.seen().pop().unwrap().header("host").as_deref(),
@@ -546,12 +571,13 @@ fn headers_host_hop_by_hop_and_forwarded_for() {
 #[test]
 fn body_size_limit_locations_return_and_uri_rewrite() {
     let b = Backend::start(|req, _| ok(req.head.split(' ').nth(1).unwrap()));
-    let port = free_port();
-    let text = format!(
+    let text = |port: u16| {
+        format!(
         "events {{}}\nhttp {{\n  access_log off;\n  upstream up {{ server 127.0.0.1:{}; }}\n  server {{\n    listen 127.0.0.1:{port};\n    client_max_body_size 10;\n    location / {{ proxy_pass http://up; }}\n    location /api/ {{ proxy_pass http://up/v2/; }}\n    location = /health {{ return 200 \"ok\\n\"; }}\n    location ~ \\.php$ {{ return 403; }}\n    location /old {{ return 301 http://example.test/new; }}\n  }}\n}}\n",
         b.port
-    );
-    let _p = Proxy::start(&text);
+    )
+    };
+    let (_p, [port]) = Proxy::start_on(|[port]| text(port));
     assert_eq!(
         http_get(port, "/api/users?x=1", "a").unwrap().text(),
         "/v2/users?x=1"
@@ -572,12 +598,13 @@ fn body_size_limit_locations_return_and_uri_rewrite() {
 #[test]
 fn upstream_keepalive_reuses_connections() {
     let b = Backend::start(|_, _| ok("x"));
-    let port = free_port();
-    let _p = Proxy::start(&conf(
-        &format!("{}\n    keepalive 4;", one(&b)),
-        "proxy_http_version 1.1; proxy_set_header Connection \"\";",
-        port,
-    ));
+    let (_p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("{}\n    keepalive 4;", one(&b)),
+            "proxy_http_version 1.1; proxy_set_header Connection \"\";",
+            port,
+        )
+    });
     for _ in 0..50 {
         assert_eq!(http_get(port, "/", "a").unwrap().status, 200);
     }
@@ -589,8 +616,7 @@ fn upstream_keepalive_reuses_connections() {
 #[test]
 fn small_chunked_bodies_reach_the_backend_with_a_content_length() {
     let b = Backend::start(|req, _| ok(&req.body.len().to_string()));
-    let port = free_port();
-    let _p = Proxy::start(&conf(&one(&b), "", port));
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "", port));
     let r = http_request(
         port,
         "POST",
@@ -616,8 +642,8 @@ fn a_backend_dying_in_the_middle_of_its_head_is_an_error_that_retries_a_get() {
         close: true,
     });
     let good = Backend::start(|_, _| ok("good"));
-    let port = free_port();
-    let p = Proxy::start(&conf(&format!("{}\n{}", one(&dying), one(&good)), "", port));
+    let (p, [port]) =
+        Proxy::start_on(|[port]| conf(&format!("{}\n{}", one(&dying), one(&good)), "", port));
     for _ in 0..4 {
         assert_eq!(http_get(port, "/", "a").unwrap().text(), "good");
     }

@@ -1,6 +1,5 @@
-//! End-to-end harness shared by the integration tests (std + tokio + nix only).
+//! End-to-end harness shared by the integration tests (std + tokio + nix + socket2).
 //!
-//! * [`free_port`]: a loopback port nobody else in this process was handed.
 //! * [`Proxy`]: the binary under test (ferrolb, or nginx via `FERROLB_TEST_BIN`)
 //!   started on a config text in a fresh temp dir.
 //! * [`Django`]: the article's Django project under `manage.py runserver`.
@@ -9,6 +8,48 @@
 //!
 //! The harness itself can be validated against real nginx:
 //! `FERROLB_TEST_BIN=/usr/sbin/nginx cargo test --test django`.
+//!
+//! # Waiting: signals, never sleeps
+//!
+//! No helper sleeps and then assumes something happened. Every wait polls an
+//! observable signal under a deadline and panics naming what it waited for:
+//! [`Proxy::start_on`] waits until each configured address has a listening socket
+//! owned by the started process; [`Proxy::reload`] waits for the reload's outcome
+//! in the error log (ferrolb: `configuration reloaded` or `... the running
+//! configuration is kept`; nginx: `reconfiguring`, then its new worker processes
+//! started and every old one `gracefully shutting down`, or the `[emerg]` line);
+//! [`Django::start_n`] waits until runserver owns its port and answers HTTP;
+//! [`wait_refused`] waits until a port refuses connections. [`poll`] and
+//! [`wait_until`] are the building blocks for the tests' own conditions; the
+//! short sleep between two checks inside them is a polling interval, not a guess.
+//!
+//! # Ports
+//!
+//! A port number handed to another process is a race: between picking it and the
+//! other process binding it, anything may take it (a test running in parallel,
+//! another checkout's test run, an outgoing connection's ephemeral port). And
+//! ferrolb binds with `SO_REUSEPORT`: a second ferrolb of the same user on the
+//! same port binds *without* an error and silently shares the connections. So:
+//!
+//! * A test's own servers (scripted backends) bind `127.0.0.1:0` and keep the
+//!   listener ([`local_listener`]); no port number changes hands.
+//! * A port that must refuse connections (a dead upstream, a stopped backend) is
+//!   a [`DeadPort`]: a socket bound without `SO_REUSEADDR` that never listens, so
+//!   nobody else can bind the port and a connect gets `ECONNREFUSED`.
+//! * Ports that the process under test binds come from [`free_port`], which can
+//!   only probe, and are used only through starters that check and retry:
+//!   [`Proxy::start_on`], [`Django::start_n`] (and `Up::start` in tests/up.rs).
+//!   A start counts when every address has a LISTEN socket (in
+//!   `/proc/net/tcp{,6}`) that belongs to the started process and no other
+//!   process listens on that port. When the process reports "already in use", or
+//!   another process listens on one of its ports, it is stopped and started again
+//!   on fresh ports, at most [`START_ATTEMPTS`] times. [`Proxy::try_reload`]
+//!   reports the same race for a listener added by a reload.
+//!
+//! What stays: a port released on purpose and bound again by the same test
+//! (a Django restarted on its port by [`Django::start_again`]: the proxy's config
+//! names it, so it cannot move) can be taken in between; that start then panics
+//! saying so.
 #![allow(dead_code)]
 
 use std::collections::HashSet;
@@ -28,16 +69,64 @@ use nix::unistd::Pid;
 
 /// Timeout applied to every socket operation of the test client.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long [`Proxy::start`] and [`Django::start`] wait for their port.
+/// How long [`Proxy::start_on`] and [`Django::start_n`] wait for their ports.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Proxy::reload`] waits for the reload's outcome.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Starts on fresh ports before a start that keeps finding its port taken fails.
+pub const START_ATTEMPTS: u32 = 5;
+/// Interval between two checks of a polled condition.
+pub const POLL_STEP: Duration = Duration::from_millis(10);
+
+// ---------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------
+
+/// Checks `f` every [`POLL_STEP`] until it returns `Some` (returned) or `limit`
+/// passes (`None`). `f` runs at least once.
+pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        sleep(POLL_STEP);
+    }
+}
+
+/// [`poll`], panicking with "timed out after LIMIT waiting for WHAT" on timeout.
+pub fn wait_until<T>(limit: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll(limit, f).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Waits (at most `limit`) until connecting to 127.0.0.1:`port` is refused;
+/// panics naming `what` otherwise.
+pub fn wait_refused(port: u16, limit: Duration, what: &str) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let refused = poll(limit, || {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        }
+    });
+    assert!(
+        refused.is_some(),
+        "port {port} still accepts connections after {limit:?}: {what}"
+    );
+}
 
 // ---------------------------------------------------------------------------
 // Ports and temp dirs
 // ---------------------------------------------------------------------------
 
-/// A free TCP port on 127.0.0.1. Each port is handed out at most once per test
-/// process, so concurrently running tests never get the same one (the OS could
-/// otherwise return a port again after its probe socket is closed).
+/// A candidate port on 127.0.0.1 for *another process* to bind (see "Ports" in
+/// the module doc): free when probed, handed out at most once per test process,
+/// but nothing keeps others from taking it before that process binds it. Use it
+/// only through a starter that checks and retries ([`Proxy::start_on`],
+/// [`Django::start_n`]); a server in the test itself uses [`local_listener`].
 pub fn free_port() -> u16 {
     static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let handed = HANDED_OUT.get_or_init(|| Mutex::new(HashSet::new()));
@@ -50,6 +139,160 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("free_port: no fresh port after 1000 tries");
+}
+
+/// A listener on 127.0.0.1 on a port the kernel picks, for a server run by the
+/// test itself: keep it (or hand it to the server thread) instead of its number.
+pub fn local_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
+/// A port on 127.0.0.1 that refuses connections for as long as this value lives:
+/// a socket bound without `SO_REUSEADDR` that never listens. Nobody else can bind
+/// the port meanwhile, so it cannot turn into someone's server.
+pub struct DeadPort {
+    /// The port.
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+impl DeadPort {
+    /// A dead port the kernel picks.
+    pub fn new() -> DeadPort {
+        DeadPort::hold(0).expect("bind a dead port on 127.0.0.1:0")
+    }
+
+    /// Keeps `port` dead, e.g. a test backend's port right after it stopped.
+    /// Fails if someone else has bound it.
+    pub fn hold(port: u16) -> io::Result<DeadPort> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        socket.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+        let port = socket
+            .local_addr()?
+            .as_socket()
+            .map(|a| a.port())
+            .ok_or_else(|| bad("dead port: not an inet socket"))?;
+        Ok(DeadPort {
+            port,
+            _socket: socket,
+        })
+    }
+}
+
+impl Default for DeadPort {
+    fn default() -> DeadPort {
+        DeadPort::new()
+    }
+}
+
+/// Who listens on a port, as seen in `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// No socket listens on the port.
+    Nobody,
+    /// Every socket listening on the port belongs to the process asked about.
+    Ours,
+    /// Some socket listening on the port belongs to another process.
+    Foreign,
+}
+
+/// Inodes of the sockets listening on `port` (any address, IPv4 and IPv6).
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue; // 0A: TCP_LISTEN
+            }
+            let Some((_, hex_port)) = f[1].rsplit_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(hex_port, 16) != Ok(port) {
+                continue;
+            }
+            if let Ok(inode) = f[9].parse() {
+                out.push(inode);
+            }
+        }
+    }
+    out
+}
+
+/// Inodes of the sockets open in process `pid`.
+fn socket_inodes(pid: u32) -> HashSet<u64> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return HashSet::new();
+    };
+    dir.flatten()
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// Who listens on `port`: nobody, only process `pid`, or (also) another process.
+pub fn listener_of(port: u16, pid: u32) -> Listener {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return Listener::Nobody;
+    }
+    let ours = socket_inodes(pid);
+    if inodes.iter().all(|i| ours.contains(i)) {
+        Listener::Ours
+    } else {
+        Listener::Foreign
+    }
+}
+
+/// Checks every address of `addrs` for process `pid`: `Ok(true)` once all are
+/// [`Listener::Ours`], `Ok(false)` while some do not accept yet, `Err(port)` for a
+/// port another process listens on. A foreign verdict counts only when the
+/// previous check (`foreign_before`) saw it too, so a socket caught between
+/// `/proc/net/tcp` and the fd table is not mistaken for a stranger's. (`/proc` is
+/// read only once everything accepts: with many sockets in TIME_WAIT, reading
+/// `/proc/net/tcp` costs tens of milliseconds.)
+fn check_ports(
+    addrs: &[SocketAddr],
+    pid: u32,
+    foreign_before: &mut HashSet<u16>,
+) -> Result<bool, u16> {
+    let accepting = addrs
+        .iter()
+        .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
+    if !accepting {
+        foreign_before.clear();
+        return Ok(false);
+    }
+    let mut all = true;
+    let mut foreign_now = HashSet::new();
+    for port in addrs.iter().map(SocketAddr::port) {
+        match listener_of(port, pid) {
+            Listener::Ours => {}
+            Listener::Nobody => all = false,
+            Listener::Foreign => {
+                all = false;
+                if foreign_before.contains(&port) {
+                    return Err(port);
+                }
+                foreign_now.insert(port);
+            }
+        }
+    }
+    *foreign_before = foreign_now;
+    Ok(all)
+}
+
+/// True when a process's output says a bind failed because the port was taken.
+fn says_port_taken(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("already in use")
 }
 
 /// A new, empty, unique directory under `std::env::temp_dir()`.
@@ -74,22 +317,19 @@ fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Polls `child` until it exits or `limit` passes.
 /// The exit status of a started child that has already exited.
 fn exited(child: &mut Option<Child>) -> Option<ExitStatus> {
     child.as_mut().and_then(|c| c.try_wait().ok().flatten())
 }
 
+/// Polls `child` until it exits or `limit` passes.
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
-            Ok(None) => return None,
-            Err(_) => return None,
-        }
-    }
+    poll(limit, || match child.try_wait() {
+        Ok(Some(status)) => Some(Some(status)),
+        Ok(None) => None,
+        Err(_) => Some(None),
+    })
+    .flatten()
 }
 
 /// Signals the process group led by `child`, escalating: `first`, then SIGTERM
@@ -113,16 +353,13 @@ fn stop_group(child: &mut Child, first: Signal, grace: Duration) -> Option<ExitS
     child.wait().ok()
 }
 
-/// Waits until something accepts TCP connections on `addr`.
-fn wait_for_accept(addr: SocketAddr, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        sleep(Duration::from_millis(25));
-    }
-    false
+/// Why a start did not give a running server.
+#[derive(Debug)]
+enum StartError {
+    /// One of its ports was taken by someone else: start again on other ports.
+    PortTaken(String),
+    /// Anything else: the test fails.
+    Failed(String),
 }
 
 // ---------------------------------------------------------------------------
@@ -151,8 +388,9 @@ pub fn bin_is_nginx(bin: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Addresses of the `listen` directives in `conf` (port-only and `*:` listens
-/// become 127.0.0.1). Good enough for the configs tests write.
+/// Addresses the config makes the proxy listen on: its `listen` directives and
+/// ferrolb's `ferrolb_admin` (port-only and `*:` listens become 127.0.0.1).
+/// Good enough for the configs tests write.
 pub fn listen_addrs(conf: &str) -> Vec<SocketAddr> {
     let mut addrs = Vec::new();
     for stmt in conf.split([';', '{', '}']) {
@@ -162,7 +400,7 @@ pub fn listen_addrs(conf: &str) -> Vec<SocketAddr> {
             .collect::<Vec<_>>()
             .join(" ");
         let mut words = stmt.split_whitespace();
-        if words.next() != Some("listen") {
+        if !matches!(words.next(), Some("listen" | "ferrolb_admin")) {
             continue;
         }
         let Some(addr) = words.next() else { continue };
@@ -190,6 +428,84 @@ pub fn listen_addrs(conf: &str) -> Vec<SocketAddr> {
     addrs
 }
 
+/// The outcome of each reload the error log `log` records, in order; `None` for
+/// one still under way.
+///
+/// ferrolb writes one line per reload once it is done: `configuration reloaded`,
+/// or `...; the running configuration is kept`. nginx writes `reconfiguring`,
+/// then either an `[emerg]` line (the old configuration stays) or `start worker
+/// process N` for its new workers; the new configuration alone serves new
+/// connections once every worker of the old one has logged `gracefully shutting
+/// down` (they stop accepting then).
+fn reload_outcomes(log: &str, nginx: bool) -> Vec<Option<Result<(), String>>> {
+    let mut out = Vec::new();
+    if !nginx {
+        for line in log.lines() {
+            if line.ends_with(": configuration reloaded") {
+                out.push(Some(Ok(())));
+            } else if line.contains("the running configuration is kept") {
+                out.push(Some(Err(line.to_string())));
+            }
+        }
+        return out;
+    }
+    // The pid in "2026/01/01 00:00:00 [notice] 123#123: ...".
+    let pid_of = |line: &str| -> Option<u32> {
+        let rest = &line[line.find("] ")? + 2..];
+        rest[..rest.find('#')?].parse().ok()
+    };
+    struct Pending {
+        old: HashSet<u32>,
+        started: bool,
+    }
+    let mut live: HashSet<u32> = HashSet::new();
+    let mut pending: Vec<(usize, Pending)> = Vec::new();
+    for line in log.lines() {
+        if line.ends_with(": reconfiguring") {
+            out.push(None);
+            pending.push((
+                out.len() - 1,
+                Pending {
+                    old: live.clone(),
+                    started: false,
+                },
+            ));
+        } else if let Some(i) = line.find("start worker process ") {
+            if let Ok(pid) = line[i + "start worker process ".len()..]
+                .trim()
+                .parse::<u32>()
+            {
+                live.insert(pid);
+                if let Some((_, p)) = pending.last_mut() {
+                    p.started = true;
+                }
+            }
+        } else if line.ends_with(": gracefully shutting down") {
+            if let Some(pid) = pid_of(line) {
+                live.remove(&pid);
+                for (_, p) in &mut pending {
+                    p.old.remove(&pid);
+                }
+            }
+        } else if line.contains("[emerg]") {
+            if let Some((i, p)) = pending.last() {
+                if !p.started {
+                    out[*i] = Some(Err(line.to_string()));
+                    pending.pop();
+                }
+            }
+        }
+        pending.retain(|(i, p)| {
+            let done = p.started && p.old.is_empty();
+            if done {
+                out[*i] = Some(Ok(()));
+            }
+            !done
+        });
+    }
+    out
+}
+
 /// A running balancer (ferrolb or nginx) with its own prefix directory:
 /// `DIR/nginx.conf`, `DIR/error.log`, `DIR/nginx.pid`, `DIR/stdout.log`,
 /// `DIR/stderr.log`, `DIR/logs/` (nginx's default access log lives there).
@@ -199,15 +515,52 @@ pub struct Proxy {
     /// The binary being run.
     pub bin: PathBuf,
     child: Option<Child>,
+    /// The text in the config file (without the harness lines).
     conf_text: String,
+    /// The config text the running process has loaded.
+    running_conf: String,
 }
 
 impl Proxy {
-    /// Writes `conf_text` (with the harness's `pid` and `error_log` lines put in
-    /// front) to a fresh `DIR/nginx.conf`, runs `BIN -p DIR/ -c DIR/nginx.conf`
-    /// and waits (10 s at most) until every `listen` address in it accepts.
-    /// Panics with the error log if it does not.
+    /// Starts the proxy on a config made by `conf` from `N` ports of
+    /// [`free_port`], waits until it listens on all its addresses, and returns it
+    /// with the ports. When a port turns out to be taken (see "Ports" in the
+    /// module doc), starts it again on fresh ports, at most [`START_ATTEMPTS`]
+    /// times. Panics with the diagnostics on any other failure.
+    ///
+    /// `let (proxy, [listen, admin]) = Proxy::start_on(|[listen, admin]| conf(listen, admin));`
+    pub fn start_on<const N: usize>(conf: impl Fn([u16; N]) -> String) -> (Proxy, [u16; N]) {
+        let mut taken = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let ports: [u16; N] = std::array::from_fn(|_| free_port());
+            match Proxy::try_start(&conf(ports)) {
+                Ok(proxy) => return (proxy, ports),
+                Err(StartError::PortTaken(why)) => {
+                    eprintln!("ferrolb test: a port was taken, starting again on others: {why}");
+                    taken.push(why);
+                }
+                Err(StartError::Failed(why)) => panic!("{why}"),
+            }
+        }
+        panic!(
+            "the proxy found a port taken in each of {START_ATTEMPTS} starts:\n{}",
+            taken.join("\n")
+        );
+    }
+
+    /// Starts the proxy on `conf_text` as is (its ports cannot move: no retry, see
+    /// [`Proxy::start_on`]). Writes it (with the harness's `pid` and `error_log`
+    /// lines put in front) to a fresh `DIR/nginx.conf`, runs
+    /// `BIN -p DIR/ -c DIR/nginx.conf` and waits (10 s at most) until it listens
+    /// on every address of the config. Panics with the error log if it does not.
     pub fn start(conf_text: &str) -> Proxy {
+        match Proxy::try_start(conf_text) {
+            Ok(proxy) => proxy,
+            Err(StartError::PortTaken(why) | StartError::Failed(why)) => panic!("{why}"),
+        }
+    }
+
+    fn try_start(conf_text: &str) -> Result<Proxy, StartError> {
         let bin = proxy_bin();
         let dir = fresh_temp_dir("proxy");
         fs::create_dir_all(dir.join("logs")).expect("create logs dir");
@@ -216,10 +569,18 @@ impl Proxy {
             bin,
             child: None,
             conf_text: String::new(),
+            running_conf: String::new(),
         };
         proxy.write_conf(conf_text);
+        proxy.running_conf = proxy.conf_text.clone();
         proxy.spawn();
-        proxy
+        let addrs = listen_addrs(conf_text);
+        assert!(
+            !addrs.is_empty(),
+            "no `listen` directive found in the test config"
+        );
+        proxy.wait_listening(&addrs, true)?;
+        Ok(proxy)
     }
 
     /// Path of the config file the proxy runs with.
@@ -227,8 +588,7 @@ impl Proxy {
         self.dir.join("nginx.conf")
     }
 
-    /// The proxy's error log (`DIR/error.log`), plus anything it printed on
-    /// stdout/stderr, for assertion messages.
+    /// The proxy's error log (`DIR/error.log`).
     pub fn error_log(&self) -> String {
         read_lossy(&self.dir.join("error.log"))
     }
@@ -247,6 +607,31 @@ impl Proxy {
     /// Process id of the (master) process.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("proxy not running").id()
+    }
+
+    /// Sends `signal` to the (master) process.
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal)
+            .unwrap_or_else(|e| panic!("send {signal:?} to the proxy: {e}"));
+    }
+
+    /// Waits (at most `limit`) until the error log has a line containing `needle`
+    /// past byte `from` (0, or an earlier [`Proxy::error_log`]'s length); returns
+    /// that line. Panics with the diagnostics otherwise.
+    pub fn wait_log(&self, from: usize, needle: &str, limit: Duration) -> String {
+        poll(limit, || {
+            let log = self.error_log();
+            log.get(from..)?
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no error log line with {needle:?} after {limit:?}\n{}",
+                self.diagnostics()
+            )
+        })
     }
 
     /// Writes the config text (with the harness lines) without signalling the proxy.
@@ -278,50 +663,123 @@ impl Proxy {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "spawn {} -p {}: {e}",
+                self.bin.display(),
+                self.dir.display()
+            )
+        });
         self.child = Some(child);
-        self.wait_listening();
     }
 
-    fn wait_listening(&mut self) {
-        let addrs = listen_addrs(&self.conf_text);
-        assert!(
-            !addrs.is_empty(),
-            "no `listen` directive found in the test config"
-        );
+    /// Waits until the process owns a listening socket on every address of
+    /// `addrs` and nobody else listens on those ports. `starting`: a bind failure
+    /// in its output means a taken port (nginx retries a failed bind for 2.5 s
+    /// before it exits).
+    fn wait_listening(&mut self, addrs: &[SocketAddr], starting: bool) -> Result<(), StartError> {
+        let pid = self.pid();
         let deadline = Instant::now() + START_TIMEOUT;
-        for addr in addrs {
-            loop {
-                if let Some(status) = exited(&mut self.child) {
-                    panic!(
-                        "{} exited ({status}) before listening on {addr}\n{}",
-                        self.bin.display(),
+        let mut foreign = HashSet::new();
+        loop {
+            if let Some(status) = exited(&mut self.child) {
+                let diag = self.diagnostics();
+                let why = format!(
+                    "{} exited ({status}) before listening on {addrs:?}\n{diag}",
+                    self.bin.display()
+                );
+                return Err(if says_port_taken(&diag) {
+                    StartError::PortTaken(why)
+                } else {
+                    StartError::Failed(why)
+                });
+            }
+            match check_ports(addrs, pid, &mut foreign) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(port) => {
+                    return Err(StartError::PortTaken(format!(
+                        "another process listens on port {port} too\n{}",
                         self.diagnostics()
-                    );
+                    )))
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    panic!(
-                        "{} not listening on {addr} after {:?}\n{}",
-                        self.bin.display(),
-                        START_TIMEOUT,
-                        self.diagnostics()
-                    );
-                }
-                sleep(Duration::from_millis(25));
+            }
+            if starting && says_port_taken(&self.diagnostics()) {
+                return Err(StartError::PortTaken(format!(
+                    "{} reports a port already in use\n{}",
+                    self.bin.display(),
+                    self.diagnostics()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Failed(format!(
+                    "{} not listening on all of {addrs:?} after {START_TIMEOUT:?}\n{}",
+                    self.bin.display(),
+                    self.diagnostics()
+                )));
+            }
+            sleep(POLL_STEP);
+        }
+    }
+
+    /// How many reloads the error log shows begun or done.
+    fn reloads_logged(&self) -> usize {
+        reload_outcomes(&self.error_log(), bin_is_nginx(&self.bin)).len()
+    }
+
+    /// Waits for the outcome of reload number `index` (0-based) in the error log;
+    /// when it succeeded, also until the process listens on every address the
+    /// new config adds.
+    fn wait_reload(&mut self, index: usize) -> Result<(), String> {
+        let nginx = bin_is_nginx(&self.bin);
+        let outcome = poll(RELOAD_TIMEOUT, || {
+            reload_outcomes(&self.error_log(), nginx)
+                .get(index)
+                .cloned()
+                .flatten()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no outcome of reload #{} in the error log after {RELOAD_TIMEOUT:?} \
+                 (ferrolb: \"configuration reloaded\" or \"the running configuration is kept\"; \
+                 nginx: new workers started and old ones \"gracefully shutting down\", or [emerg])\n{}",
+                index + 1,
+                self.diagnostics()
+            )
+        });
+        outcome?;
+        let previous = std::mem::replace(&mut self.running_conf, self.conf_text.clone());
+        // Addresses that stay were checked when they were added.
+        let kept = listen_addrs(&previous);
+        let added: Vec<SocketAddr> = listen_addrs(&self.running_conf)
+            .into_iter()
+            .filter(|a| !kept.contains(a))
+            .collect();
+        match self.wait_listening(&added, false) {
+            Ok(()) => Ok(()),
+            Err(StartError::PortTaken(why)) => {
+                // Running the new config, but sharing a port: let the test move it.
+                Err(format!("reloaded, but a new port is shared: {why}"))
+            }
+            Err(StartError::Failed(why)) => {
+                self.running_conf = previous;
+                panic!("after reload #{}: {why}", index + 1)
             }
         }
     }
 
     /// Asks the running proxy to re-read its config: `BIN -p DIR -c CONF -s reload`
-    /// (which signals the pid in `DIR/nginx.pid`). Panics if that command fails.
-    /// Then waits a moment and until every `listen` address accepts. A reload is
-    /// asynchronous: tests that need the new config in force should poll for it.
-    pub fn reload(&mut self) {
+    /// (which signals the pid in `DIR/nginx.pid`; panics if that command fails),
+    /// then waits for the reload's outcome in the error log (see
+    /// [`reload_outcomes`]) and, when it succeeded, until every address the new
+    /// config adds listens (owned by the proxy alone). `Err(line)` when the proxy kept its running configuration
+    /// (e.g. a new listen port was taken: the test may retry on another).
+    ///
+    /// With ferrolb the new config is in force for every request accepted after
+    /// this returns. With nginx, for every new connection; a kept-alive one may
+    /// still be served by an old worker until it closes.
+    pub fn try_reload(&mut self) -> Result<(), String> {
+        let index = self.reloads_logged();
         let out = self
             .base_command()
             .arg("-s")
@@ -338,8 +796,14 @@ impl Proxy {
             String::from_utf8_lossy(&out.stderr),
             self.diagnostics()
         );
-        sleep(Duration::from_millis(300));
-        self.wait_listening();
+        self.wait_reload(index)
+    }
+
+    /// [`Proxy::try_reload`] that panics unless the new config is in force.
+    pub fn reload(&mut self) {
+        if let Err(why) = self.try_reload() {
+            panic!("reload rejected: {why}\n{}", self.diagnostics());
+        }
     }
 
     /// Replaces the config text (same rules as [`Proxy::start`]) and reloads.
@@ -348,15 +812,32 @@ impl Proxy {
         self.reload();
     }
 
-    /// Sends SIGHUP straight to the master process (the other way to reload).
-    pub fn sighup(&self) {
-        kill(Pid::from_raw(self.pid() as i32), Signal::SIGHUP).expect("SIGHUP proxy");
+    /// Replaces the config text and reloads; see [`Proxy::try_reload`].
+    pub fn try_reload_with(&mut self, conf_text: &str) -> Result<(), String> {
+        self.write_conf(conf_text);
+        self.try_reload()
+    }
+
+    /// Sends SIGHUP straight to the master process (the other way to reload; it
+    /// also reaches a config `-s reload` would refuse) and waits for the outcome
+    /// like [`Proxy::try_reload`].
+    pub fn sighup(&mut self) -> Result<(), String> {
+        let index = self.reloads_logged();
+        self.signal(Signal::SIGHUP);
+        self.wait_reload(index)
     }
 
     /// Stops the proxy: SIGTERM to its process group, SIGKILL after 3 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         stop_group(&mut child, Signal::SIGTERM, Duration::from_secs(3))
+    }
+
+    /// Waits (at most `limit`) for the proxy to exit by itself; reaps it.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = wait_timeout(self.child.as_mut()?, limit)?;
+        self.child = None;
+        Some(status)
     }
 }
 
@@ -404,18 +885,26 @@ pub struct Django {
 }
 
 impl Django {
-    /// Starts one instance on `port` and waits until it answers HTTP.
-    pub fn start(port: u16) -> Django {
-        let mut d = Django::spawn(port);
-        d.wait_ready();
-        d
-    }
-
-    /// Starts one instance per port, in parallel, and waits for all of them.
-    pub fn start_all(ports: &[u16]) -> Vec<Django> {
-        let mut all: Vec<Django> = ports.iter().map(|&p| Django::spawn(p)).collect();
+    /// Starts `n` instances on ports of [`free_port`], in parallel, and waits
+    /// until each owns its port and answers HTTP. An instance whose port was
+    /// taken is started again on another (at most [`START_ATTEMPTS`] times).
+    pub fn start_n(n: usize) -> Vec<Django> {
+        let mut all: Vec<Django> = (0..n).map(|_| Django::spawn(free_port())).collect();
         for d in &mut all {
-            d.wait_ready();
+            let mut attempt = 1;
+            loop {
+                match d.wait_ready() {
+                    Ok(()) => break,
+                    Err(StartError::PortTaken(why)) if attempt < START_ATTEMPTS => {
+                        eprintln!("ferrolb test: runserver's port was taken, moving: {why}");
+                        attempt += 1;
+                        d.kill();
+                        d.port = free_port();
+                        d.spawn_child();
+                    }
+                    Err(StartError::PortTaken(why) | StartError::Failed(why)) => panic!("{why}"),
+                }
+            }
         }
         all
     }
@@ -456,29 +945,48 @@ impl Django {
         self.child = Some(child);
     }
 
-    /// Waits (10 s at most) until the server answers a GET with any status.
-    fn wait_ready(&mut self) {
+    /// Waits (10 s at most) until the server process owns its port and answers
+    /// a GET with any status.
+    fn wait_ready(&mut self) -> Result<(), StartError> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let pid = self.child.as_ref().expect("runserver started").id();
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut foreign = HashSet::new();
         loop {
             if let Some(status) = exited(&mut self.child) {
-                panic!(
-                    "runserver on port {} exited ({status}) before answering\n{}",
-                    self.port,
-                    self.output()
+                let output = self.output();
+                let why = format!(
+                    "runserver on port {} exited ({status}) before answering\n{output}",
+                    self.port
                 );
+                return Err(if says_port_taken(&output) {
+                    StartError::PortTaken(why)
+                } else {
+                    StartError::Failed(why)
+                });
             }
-            if http_get(self.port, "/", "127.0.0.1").is_ok() {
-                return;
+            match check_ports(&[addr], pid, &mut foreign) {
+                Ok(true) => {
+                    if http_get(self.port, "/", "127.0.0.1").is_ok() {
+                        return Ok(());
+                    }
+                }
+                Ok(false) => {}
+                Err(port) => {
+                    return Err(StartError::PortTaken(format!(
+                        "another process listens on port {port}"
+                    )))
+                }
             }
             if Instant::now() >= deadline {
-                panic!(
+                return Err(StartError::Failed(format!(
                     "runserver on port {} not answering after {:?}\n{}",
                     self.port,
                     START_TIMEOUT,
                     self.output()
-                );
+                )));
             }
-            sleep(Duration::from_millis(50));
+            sleep(POLL_STEP);
         }
     }
 
@@ -517,34 +1025,39 @@ impl Django {
             stop_group(&mut child, Signal::SIGINT, Duration::from_secs(5))
                 .unwrap_or_else(|| panic!("runserver on port {} did not exit", self.port));
         }
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "port {} still accepts after runserver exited",
-                self.port
-            );
-            sleep(Duration::from_millis(25));
-        }
+        wait_refused(
+            self.port,
+            START_TIMEOUT,
+            &format!("runserver on port {} has exited", self.port),
+        );
     }
 
-    /// Starts it again on the same port (stopping it first if needed) and waits
-    /// until it answers.
-    pub fn start_again(&mut self) {
-        self.stop();
-        self.spawn_child();
-        self.wait_ready();
-    }
-}
-
-impl Drop for Django {
-    fn drop(&mut self) {
+    fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts it again on the same port (stopping it first if needed) and waits
+    /// until it answers. The port cannot move (the proxy's config names it):
+    /// panics if someone took it in between.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.spawn_child();
+        if let Err(StartError::PortTaken(why) | StartError::Failed(why)) = self.wait_ready() {
+            panic!(
+                "runserver could not start again on its port {}: {why}",
+                self.port
+            );
+        }
+    }
+}
+
+impl Drop for Django {
+    fn drop(&mut self) {
+        self.kill();
         if std::thread::panicking() {
             eprintln!(
                 "ferrolb test: runserver {} dir kept for debugging: {}",
