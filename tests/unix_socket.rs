@@ -137,8 +137,8 @@ fn proxy_pass_to_a_unix_socket_with_and_without_uri() {
 #[test]
 fn failover_between_a_socket_peer_and_a_tcp_peer() {
     let mut g = Gunicorn::start("gunicorn-failover");
-    let tcp_port = free_port();
-    let django = Django::start(tcp_port);
+    let django = Django::start_n(1).pop().expect("one runserver");
+    let tcp_port = django.port;
     let port = free_port();
     let proxy = Proxy::start(&format!(
         "events {{}}\nhttp {{\n  upstream app {{\n    server unix:{s};\n    \
