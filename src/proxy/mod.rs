@@ -253,7 +253,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
         let attempt_started = Instant::now();
         let mut sent_head_bytes = 0u64;
         done.upstream_addr = Some(peer.conf.addr);
-        let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
+        let peer_key = peer.state.id;
         let mut connect_time = None;
         let mut header_time = None;
 
@@ -406,7 +406,7 @@ async fn forward_inner(f: &Forward<'_>, client: &mut TcpStream, cbuf: &mut Buf) 
                 record_latency(f, idx, LatencyPoint::Header, attempt_started);
                 let set_cookie = f.upstream.sticky_set_cookie(idx, &ctx);
                 response::relay(
-                    f, client, cbuf, conn, resp, ubuf, uhead, peer_key, set_cookie, &mut done,
+                    f, client, cbuf, conn, resp, ubuf, uhead, peer, set_cookie, &mut done,
                 )
                 .await;
                 record_latency(f, idx, LatencyPoint::LastByte, attempt_started);
@@ -624,7 +624,7 @@ fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<Body
 /// liveness before a non-idempotent request is written to it), else a new one.
 async fn acquire(
     f: &Forward<'_>,
-    peer_key: usize,
+    peer_key: crate::upstream::PeerId,
     addr: SocketAddr,
     idempotent: bool,
     fresh_only: bool,

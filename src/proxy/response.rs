@@ -40,7 +40,7 @@ pub(super) async fn relay(
     resp: Recycled<ResponseHead>,
     ubuf: Buf,
     uhead: super::request::UpstreamHead,
-    peer_key: usize,
+    peer: &crate::upstream::Peer,
     set_cookie: Option<&[u8]>,
     done: &mut Forwarded,
 ) {
@@ -162,8 +162,9 @@ pub(super) async fn relay(
         if let Some(capacity) = f.upstream.keepalive {
             crate::upstream::pool::put(
                 &f.upstream.name,
-                peer_key,
+                &peer.state,
                 capacity,
+                f.upstream.keepalive_timeout,
                 IdleConn {
                     stream: conn.stream,
                     since: tokio::time::Instant::now(),
