@@ -344,12 +344,6 @@ fn log_format(d: &Directive) -> Result<LogFormat> {
     })
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_ascii_lowercase())
-        .unwrap_or_else(|_| "localhost".to_owned())
-}
-
 impl Validator<'_> {
     fn warn(&mut self, d: &Directive, message: String) {
         self.warnings.push(Warning {
@@ -1730,7 +1724,7 @@ fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
         return Ok(ServerName::Regex(r));
     }
     if v == "$hostname" {
-        return Ok(ServerName::Exact(hostname()));
+        return Ok(ServerName::Exact(crate::config::hostname().to_owned()));
     }
     let lower = v.to_ascii_lowercase();
     let invalid = || ConfigError::at(&d.span, format!("invalid server name or wildcard \"{v}\""));
