@@ -273,7 +273,7 @@ struct Head {
 enum Parsed {
     Partial,
     Done(Head),
-    Bad(&'static str, u16),
+    Bad(u16),
 }
 
 fn parse_head(buf: &[u8]) -> Parsed {
@@ -282,10 +282,8 @@ fn parse_head(buf: &[u8]) -> Parsed {
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Ok(httparse::Status::Complete(n)) => n,
-        Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Bad("Request Header Fields Too Large", 431)
-        }
-        Err(_) => return Parsed::Bad("Bad Request", 400),
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Bad(431),
+        Err(_) => return Parsed::Bad(400),
     };
     let version = req.version.unwrap_or(1);
     let mut keep_alive = version == 1;
@@ -297,13 +295,13 @@ fn parse_head(buf: &[u8]) -> Parsed {
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok());
             match (v, content_length) {
-                (None, _) => return Parsed::Bad("Bad Request", 400),
-                (Some(v), Some(prev)) if v != prev => return Parsed::Bad("Bad Request", 400),
+                (None, _) => return Parsed::Bad(400),
+                (Some(v), Some(prev)) if v != prev => return Parsed::Bad(400),
                 (Some(v), _) => content_length = Some(v),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // A demo backend does not decode chunked bodies; refusing is honest.
-            return Parsed::Bad("Length Required", 411);
+            return Parsed::Bad(411);
         } else if h.name.eq_ignore_ascii_case("connection") {
             for tok in h.value.split(|&b| b == b',') {
                 let tok = tok.trim_ascii();
@@ -338,15 +336,15 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usiz
 async fn respond(
     stream: &mut TcpStream,
     status: u16,
-    reason: &str,
     body: &str,
     send_body: bool,
     keep_alive: bool,
 ) -> io::Result<()> {
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nServer: ferrolb-demo\r\n\
+        "HTTP/1.1 {status} {}\r\nServer: ferrolb-demo\r\n\
          Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: {}\r\n\r\n",
+        crate::http1::respond::reason(status),
         body.len(),
         if keep_alive { "keep-alive" } else { "close" }
     );
@@ -364,22 +362,15 @@ async fn serve_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
             if !buf.is_empty() {
                 match parse_head(&buf) {
                     Parsed::Done(h) => break h,
-                    Parsed::Bad(reason, status) => {
+                    Parsed::Bad(status) => {
+                        let reason = crate::http1::respond::reason(status);
                         let body = format!("<h1>{status} {reason}</h1>");
-                        respond(&mut stream, status, reason, &body, true, false).await?;
+                        respond(&mut stream, status, &body, true, false).await?;
                         return Ok(());
                     }
                     Parsed::Partial if buf.len() > MAX_HEAD => {
                         let body = "<h1>431 Request Header Fields Too Large</h1>";
-                        respond(
-                            &mut stream,
-                            431,
-                            "Request Header Fields Too Large",
-                            body,
-                            true,
-                            false,
-                        )
-                        .await?;
+                        respond(&mut stream, 431, body, true, false).await?;
                         return Ok(());
                     }
                     Parsed::Partial => {}
@@ -420,7 +411,7 @@ async fn serve_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
             ));
         }
         let send_body = head.method != "HEAD";
-        respond(&mut stream, 200, "OK", &body, send_body, head.keep_alive).await?;
+        respond(&mut stream, 200, &body, send_body, head.keep_alive).await?;
         if !head.keep_alive {
             let _ = stream.shutdown().await;
             return Ok(());
@@ -481,7 +472,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_head(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
-            Parsed::Bad(_, 400)
+            Parsed::Bad(400)
         ));
     }
 }

@@ -167,14 +167,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `2: No such file or directory`, nginx's rendering of an OS error.
-fn os_error(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => format!("{}: {}", code, nix::errno::Errno::from_raw(code).desc()),
-        None => e.to_string(),
-    }
-}
-
 /// Reports a configuration error as nginx does: `[emerg] message in FILE:LINE`. The
 /// loader's errors display as `FILE:LINE: message`; anything else is shown as is.
 fn report_config_error(e: &config::ConfigError) {
@@ -274,7 +266,7 @@ fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptio
             ferrolb::error!(
                 "open() \"{}\" failed ({})",
                 pid_path.display(),
-                os_error(&e)
+                ferrolb::log::os_error_text(&e)
             );
             return false;
         }

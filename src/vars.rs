@@ -124,7 +124,7 @@ impl RequestVars<'_> {
                     let _ = write!(out, "{a}");
                 }
             }
-            Var::Hostname => out.extend_from_slice(hostname().as_bytes()),
+            Var::Hostname => out.extend_from_slice(crate::config::hostname().as_bytes()),
             Var::RequestLength => {
                 // The head plus the declared body: a chunked body's size is only known
                 // once it has been relayed.
@@ -217,16 +217,6 @@ fn arg_value<'a>(query: &'a [u8], name: &str) -> Option<&'a [u8]> {
                 .eq_ignore_ascii_case(name.as_bytes())
                 .then_some(&b""[..]),
         })
-}
-
-fn hostname() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".to_owned())
-    })
 }
 
 #[cfg(test)]

@@ -235,3 +235,107 @@ fn graceful_stop_finishes_requests_in_progress() {
         proxy.diagnostics()
     );
 }
+
+/// A backend that answers every request with a small keep-alive response and counts
+/// the connections it accepted and those the other side closed (a read found EOF).
+struct CountingBackend {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+impl CountingBackend {
+    fn start() -> CountingBackend {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (acc, clo) = (accepted.clone(), closed.clone());
+        thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let clo = clo.clone();
+                thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                clo.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                            Err(_) => return,
+                        }
+                        // Requests here are GETs without a body: one per blank line.
+                        while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            head.drain(..end + 4);
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{port}",
+                                port.to_string().len()
+                            );
+                            if s.write_all(reply.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        CountingBackend {
+            port,
+            accepted,
+            closed,
+        }
+    }
+}
+
+/// Polls `done` until it holds or `limit` passes; true when it held.
+fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+#[test]
+fn reload_closes_pooled_connections_of_a_removed_peer() {
+    let removed = CountingBackend::start();
+    let kept = backends(1)[0];
+    let port = free_port();
+    let mut proxy = Proxy::start(&conf(&[port], &[removed.port]));
+    for _ in 0..4 {
+        let r = http_get(port, "/", "a").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), removed.port.to_string());
+    }
+    // `keepalive 16`: the upstream connections stay open, idle in the workers' pools.
+    let accepted = removed.accepted.load(Ordering::SeqCst);
+    assert!(accepted >= 1);
+    assert_eq!(removed.closed.load(Ordering::SeqCst), 0);
+
+    proxy.reload_with(&conf(&[port], &[kept]));
+    // Well inside the 60 s upstream keepalive_timeout, so only the purge closes them,
+    // on the worker that served the requests as on one that serves nothing now.
+    let all_closed = poll_until(Duration::from_secs(10), || {
+        removed.closed.load(Ordering::SeqCst) == removed.accepted.load(Ordering::SeqCst)
+    });
+    assert!(
+        all_closed,
+        "{} of {} pooled connections to the removed peer closed\n{}",
+        removed.closed.load(Ordering::SeqCst),
+        removed.accepted.load(Ordering::SeqCst),
+        proxy.diagnostics()
+    );
+    assert_eq!(
+        http_get(port, "/", "a").unwrap().backend_port(),
+        Some(kept),
+        "the new configuration is in force"
+    );
+}

@@ -145,23 +145,6 @@ async fn respond_error(s: &mut TcpStream, status: u16, why: &str) -> std::io::Re
     write_reply(s, &reply, false, false).await
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        _ => "Internal Server Error",
-    }
-}
-
 async fn write_reply(
     s: &mut TcpStream,
     r: &super::Reply,
@@ -171,7 +154,7 @@ async fn write_reply(
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: {}\r\n",
         r.status,
-        reason(r.status),
+        crate::http1::respond::reason(r.status),
         r.content_type,
         r.body.len(),
         if keep { "keep-alive" } else { "close" }

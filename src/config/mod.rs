@@ -60,6 +60,18 @@ fn effective_uid_is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// This machine's host name in lower case, as nginx keeps it (`$hostname`, and
+/// `server_name $hostname`); "localhost" when it cannot be read. Read once.
+pub fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .map_or_else(|| "localhost".to_owned(), |h| h.to_ascii_lowercase())
+    })
+}
+
 fn parse(
     path: &Path,
     opts: &LoadOptions,

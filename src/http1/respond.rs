@@ -2,13 +2,15 @@
 
 use std::io::Write as _;
 
-/// The reason phrase for a status code ferrolb may produce or relay.
+/// The reason phrase for a status code ferrolb (or its admin API, or the demo backends)
+/// may produce, with nginx's wording; "Unknown" for any other code.
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
         206 => "Partial Content",
         301 => "Moved Permanently",
@@ -18,10 +20,12 @@ pub fn reason(status: u16) -> &'static str {
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Not Allowed",
         408 => "Request Time-out",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Large",

@@ -28,10 +28,7 @@ impl IoFailure {
     /// The text nginx would print after `failed`, e.g. `(111: Connection refused)`.
     pub fn describe(&self) -> String {
         match self {
-            IoFailure::Io(e) => match e.raw_os_error() {
-                Some(code) => format!("({code}: {})", nix::errno::Errno::from_raw(code).desc()),
-                None => format!("({e})"),
-            },
+            IoFailure::Io(e) => format!("({})", crate::log::os_error_text(e)),
             other => format!("({other})"),
         }
     }

@@ -335,12 +335,13 @@ fn try_reload(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     overlay.apply(&mut config);
-    let runtime = Runtime::build(config, &shared.registry)?;
-    // New addresses are bound before anything changes, so a taken port keeps the
-    // running configuration whole; listeners that stay are never closed, so no
-    // connection attempt is refused during a reload.
-    let wanted = runtime.listen_addrs();
+    // New addresses are bound before anything changes (building the runtime marks the
+    // peers it drops as removed), so a taken port keeps the running configuration
+    // whole; listeners that stay are never closed, so no connection attempt is refused
+    // during a reload.
+    let wanted = Runtime::listen_addrs_of(&config);
     let added = listeners.bind_new(&wanted)?;
+    let runtime = Runtime::build(config, &shared.registry)?;
     shared.runtime.store(Arc::new(runtime));
     drop(overlay);
     listeners.apply(added, &wanted);

@@ -363,11 +363,13 @@ async fn acquire(
     fresh_only: bool,
 ) -> Result<UpstreamConn, IoFailure> {
     if f.upstream.keepalive.is_some() && !fresh_only {
-        let peer_key = std::sync::Arc::as_ptr(&peer.state) as usize;
         while let Some(IdleConn {
             stream, requests, ..
-        }) = pool::take(&f.upstream.name, peer_key, f.upstream.keepalive_timeout)
-        {
+        }) = pool::take(
+            &f.upstream.name,
+            peer.state.id,
+            f.upstream.keepalive_timeout,
+        ) {
             // An idempotent request can be replayed if the connection proves stale, so
             // it skips the extra syscall; a POST must not risk it.
             if idempotent || pool::still_open(&stream) {

@@ -15,6 +15,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
 use crate::upstream::{Outcome, PeerState};
+use std::sync::Arc;
 
 /// How the body goes to the client.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,7 +107,7 @@ async fn relay_response(
     client: &mut Stream,
     cbuf: &[u8],
     mut conn: UpstreamConn,
-    peer: &PeerState,
+    peer: &Arc<PeerState>,
     resp: Recycled<ResponseHead>,
     ubuf: Buf,
     uhead: super::request::UpstreamHead,
@@ -231,8 +232,9 @@ async fn relay_response(
         if let Some(capacity) = f.upstream.keepalive {
             crate::upstream::pool::put(
                 &f.upstream.name,
-                std::ptr::from_ref(peer) as usize,
+                peer,
                 capacity,
+                f.upstream.keepalive_timeout,
                 IdleConn {
                     stream: conn.stream,
                     since: tokio::time::Instant::now(),

@@ -274,7 +274,7 @@ async fn a_stale_pooled_connection_is_replaced_silently() {
     // down here, so the next write on it fails before any response byte.
     let stale = crate::upstream::pool::take(
         &s.upstream.name,
-        std::sync::Arc::as_ptr(&s.upstream.peers[0].state) as usize,
+        s.upstream.peers[0].state.id,
         Duration::from_secs(60),
     )
     .expect("the first connection was pooled");
@@ -288,8 +288,9 @@ async fn a_stale_pooled_connection_is_replaced_silently() {
     };
     crate::upstream::pool::put(
         &s.upstream.name,
-        std::sync::Arc::as_ptr(&s.upstream.peers[0].state) as usize,
+        &s.upstream.peers[0].state,
         4,
+        Duration::from_secs(60),
         crate::upstream::pool::IdleConn {
             stream: closed,
             since: tokio::time::Instant::now(),

@@ -69,9 +69,9 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the runtime state for a configuration; peer state comes from (and stays
-    /// in) the registry so it survives reloads.
+    /// in) the registry so it survives reloads. Peers that `config` no longer has leave
+    /// the registry, marked removed (see [`PeerRegistry::retain`]).
     pub fn build(config: Config, registry: &PeerRegistry) -> Result<Runtime, ServerError> {
-        registry.retain(&config.http.upstreams);
         let upstreams = config
             .http
             .upstreams
@@ -94,6 +94,10 @@ impl Runtime {
             open(&server.settings)?;
             visit_locations(&server.locations, &mut open)?;
         }
+        // Last, after every step that can fail: peers dropped here are marked removed
+        // (their pooled connections get closed), which a failed build must not do to
+        // the configuration that stays in force.
+        registry.retain(&config.http.upstreams);
         Ok(Runtime {
             config,
             upstreams,
@@ -103,7 +107,12 @@ impl Runtime {
 
     /// Every address some server listens on.
     pub fn listen_addrs(&self) -> BTreeSet<SocketAddr> {
-        self.config
+        Self::listen_addrs_of(&self.config)
+    }
+
+    /// Every address some server of `config` listens on (before a runtime is built).
+    pub fn listen_addrs_of(config: &Config) -> BTreeSet<SocketAddr> {
+        config
             .http
             .servers
             .iter()

@@ -48,9 +48,17 @@ pub fn run(
         for (addr, l) in listeners {
             start_accepting(&worker, &mut loops, addr, l);
         }
+        // Idle upstream connections of removed peers, or idle past keepalive_timeout,
+        // are closed by this sweep even when this thread serves no request.
+        let mut pool_sweep = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::upstream::pool::SWEEP_PERIOD,
+            crate::upstream::pool::SWEEP_PERIOD,
+        );
+        pool_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while *stop.borrow_and_update() == StopMode::Running {
             tokio::select! {
                 r = stop.changed() => if r.is_err() { break },
+                _ = pool_sweep.tick() => crate::upstream::pool::sweep(),
                 cmd = control.recv() => match cmd {
                     Some(ListenerCmd::Add(addr, l)) => start_accepting(&worker, &mut loops, addr, l),
                     Some(ListenerCmd::Remove(addr)) => {

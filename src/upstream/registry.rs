@@ -1,6 +1,7 @@
 //! Live peer state that outlives one configuration.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::peer::PeerState;
@@ -35,14 +36,25 @@ impl PeerRegistry {
 
     /// Drops the entries no peer of `upstreams` refers to (call after a new config is
     /// built). Requests still running on the old config keep their state alive through
-    /// their `Arc` until they finish.
+    /// their `Arc` until they finish. A dropped state is marked `removed` and the idle
+    /// connection pools are told, so its pooled connections get closed (a peer that
+    /// comes back later gets a fresh state, with a new id).
     pub fn retain(&self, upstreams: &[UpstreamConf]) {
         let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|(name, addr), _| {
-            upstreams
+        let mut removed_any = false;
+        map.retain(|(name, addr), state| {
+            let kept = upstreams
                 .iter()
-                .any(|u| &u.name == name && u.peers.iter().any(|p| &p.addr == addr))
+                .any(|u| &u.name == name && u.peers.iter().any(|p| &p.addr == addr));
+            if !kept {
+                state.removed.store(true, Ordering::Relaxed);
+                removed_any = true;
+            }
+            kept
         });
+        if removed_any {
+            super::pool::note_removals();
+        }
     }
 
     /// Number of entries (for tests and the admin view).

@@ -166,7 +166,7 @@ fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
         return Ok(ServerName::Regex(r));
     }
     if v == "$hostname" {
-        return Ok(ServerName::Exact(hostname()));
+        return Ok(ServerName::Exact(crate::config::hostname().to_owned()));
     }
     let lower = v.to_ascii_lowercase();
     let invalid = || ConfigError::at(&d.span, format!("invalid server name or wildcard \"{v}\""));
@@ -221,11 +221,4 @@ pub(super) fn ret_action(d: &Directive) -> Result<Action> {
         None => None,
     };
     Ok(Action::Return { code, text })
-}
-
-/// The machine's name for `server_name $hostname`, lowercased as names are compared.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_ascii_lowercase())
-        .unwrap_or_else(|_| "localhost".to_owned())
 }
