@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use admin_support::{wait_for, wait_port, Backend};
-use common::{free_port, fresh_temp_dir, http_get, Proxy};
+use admin_support::{wait_for, Backend};
+use common::{fresh_temp_dir, http_get, Proxy};
 use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
@@ -145,6 +145,31 @@ impl Page {
         r["result"]["value"].clone()
     }
 
+    /// Starts counting the page's renders: each poll of `/status` replaces the
+    /// contents of `#upstreams`, which a MutationObserver counts in
+    /// `window.__renders` (reset to 0 here).
+    fn count_renders(&mut self) {
+        self.eval(
+            "(() => { window.__renders = 0; if (!window.__observer) { \
+               window.__observer = new MutationObserver(() => { window.__renders++; }); \
+               window.__observer.observe(document.getElementById('upstreams'), {childList: true}); \
+             } return true; })()",
+        );
+    }
+
+    /// Waits (20 s at most) until the page has rendered `n` times since
+    /// [`Page::count_renders`].
+    fn wait_renders(&mut self, n: u64, what: &str) {
+        let done = wait_for(Duration::from_secs(20), || {
+            (self.eval("window.__renders").as_u64()? >= n).then_some(())
+        });
+        assert!(
+            done.is_some(),
+            "the dashboard did not render {n} times ({what}): {}",
+            self.eval("window.__renders")
+        );
+    }
+
     fn state_of(&mut self, addr: &str) -> Option<String> {
         let v = self.eval(&format!(
             "(() => {{ const e = document.querySelector('[data-peer=\"{addr}\"]'); return e ? e.dataset.state : null; }})()"
@@ -179,21 +204,22 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 #[test]
 fn dashboard_shows_stopped_backend_as_down() {
-    let mut a = Backend::start(free_port());
-    let b = Backend::start(free_port());
-    let c = Backend::start(free_port());
-    let (listen, admin) = (free_port(), free_port());
-    let conf = format!(
-        "events {{}}\nhttp {{\n  access_log off;\n  ferrolb_admin 127.0.0.1:{admin};\n  \
-         upstream myproject {{\n    server 127.0.0.1:{} max_fails=1 fail_timeout=30s;\n    \
-         server 127.0.0.1:{} weight=2;\n    server 127.0.0.1:{} slow_start=60s;\n  }}\n  \
-         server {{\n    listen 127.0.0.1:{listen};\n    location / {{ proxy_pass http://myproject; }}\n  }}\n}}\n",
-        a.port, b.port, c.port
-    );
-    let proxy = Proxy::start(&conf);
-    wait_port(admin);
+    let mut a = Backend::start();
+    let b = Backend::start();
+    let c = Backend::start();
+    let conf = |listen: u16, admin: u16| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  ferrolb_admin 127.0.0.1:{admin};\n  \
+             upstream myproject {{\n    server 127.0.0.1:{} max_fails=1 fail_timeout=30s;\n    \
+             server 127.0.0.1:{} weight=2;\n    server 127.0.0.1:{} slow_start=60s;\n  }}\n  \
+             server {{\n    listen 127.0.0.1:{listen};\n    location / {{ proxy_pass http://myproject; }}\n  }}\n}}\n",
+            a.port, b.port, c.port
+        )
+    };
+    let (proxy, [listen, admin]) = Proxy::start_on(|[listen, admin]| conf(listen, admin));
 
-    // Steady traffic so the page has rates, latencies and sparklines to show.
+    // Steady traffic so the page has rates, latencies and sparklines to show (a
+    // request every ~15 ms: pacing, not synchronisation).
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let stop = stop.clone();
@@ -219,8 +245,9 @@ fn dashboard_shows_stopped_backend_as_down() {
         "dashboard never showed {a_addr} as up\n{}",
         proxy.diagnostics()
     );
-    // Let a few seconds of rate history build up for the sparklines.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let rate history build up for the sparklines: 6 more renders of the page.
+    page.count_renders();
+    page.wait_renders(6, "rate history for the sparklines");
 
     a.stop();
     let stopped = Instant::now();
@@ -244,7 +271,9 @@ fn dashboard_shows_stopped_backend_as_down() {
     );
     assert_eq!(page.state_of(&b_addr).as_deref(), Some("up"));
 
-    std::thread::sleep(Duration::from_millis(1200));
+    // A couple more renders, so the screenshot shows the stop in the sparkline.
+    page.count_renders();
+    page.wait_renders(2, "the stop in the sparkline");
     let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
     let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");

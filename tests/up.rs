@@ -2,23 +2,31 @@
 //! gunicorn from examples/django (run through `scripts/test.sh`, which provides the
 //! venv), and `false` for a worker that cannot start.
 //!
-//! Every loop is bounded; every port comes from `free_port`; each ferrolb runs in a
-//! fresh directory (its pid file and control socket live there).
+//! Every loop is bounded and waits for something observable (a worker state in
+//! `GET /workers`, a line of output, the load's progress), never for time; the
+//! balancer and admin ports come from `free_port` and a start that finds one taken
+//! is retried on fresh ones (see "Ports" in tests/common/mod.rs); each ferrolb runs
+//! in a fresh directory (its pid file and control socket live there).
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{django_env, free_port, fresh_temp_dir, http_get, http_request, proxy_bin};
+use common::{
+    check_ports, django_env, free_port, fresh_temp_dir, http_get, http_request, proxy_bin,
+    says_port_taken, wait_until, START_ATTEMPTS, START_TIMEOUT,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -33,7 +41,23 @@ struct Up {
 }
 
 impl Up {
+    /// Starts `ferrolb up` and waits until it listens on its balancer and admin
+    /// ports; starts it again on fresh ones when one was taken.
     fn start(workers: u16, extra: &[&str], command: &[OsString]) -> Up {
+        for attempt in 1..=START_ATTEMPTS {
+            let mut up = Up::spawn(workers, extra, command);
+            match up.wait_listening() {
+                Ok(()) => return up,
+                Err(why) if attempt < START_ATTEMPTS && says_port_taken(&why) => {
+                    eprintln!("a port was taken, starting again on others:\n{why}");
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics");
+    }
+
+    fn spawn(workers: u16, extra: &[&str], command: &[OsString]) -> Up {
         let dir = fresh_temp_dir("up");
         let (listen, admin) = (free_port(), free_port());
         let out = fs::File::create(dir.join("out.log")).expect("out.log");
@@ -64,6 +88,38 @@ impl Up {
             listen,
             admin,
             seen: Vec::new(),
+        }
+    }
+
+    /// Waits until ferrolb owns listening sockets on its balancer and admin
+    /// ports and nobody else listens there. `Err` with the output (which says
+    /// "already in use", or this function does, when a port was taken).
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let addrs = [self.listen, self.admin].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        let pid = self.child.id();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut foreign = std::collections::HashSet::new();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("ferrolb up exited ({status})\n{}", self.output()));
+            }
+            match check_ports(&addrs, pid, &mut foreign) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(port) => {
+                    return Err(format!(
+                        "port {port} already in use by another process\n{}",
+                        self.output()
+                    ))
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "ferrolb up not listening on {addrs:?} after {START_TIMEOUT:?}\n{}",
+                    self.output()
+                ));
+            }
+            sleep(common::POLL_STEP);
         }
     }
 
@@ -234,13 +290,14 @@ fn group_members(groups: &[u32]) -> Vec<u32> {
 }
 
 /// A bounded load loop on `threads` threads against the balancer: each thread sends
-/// sequential GETs until `stop` is set or `max_each` requests. Returns (ok, failed,
-/// ports seen) when stopped.
+/// sequential GETs until `stop` is set or `max_each` requests. Counts, per backend
+/// port, the requests it answered, as they happen.
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
-    handles: Vec<std::thread::JoinHandle<BTreeSet<u16>>>,
+    by_port: Arc<Mutex<BTreeMap<u16, u64>>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
@@ -248,21 +305,22 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let by_port = Arc::new(Mutex::new(BTreeMap::new()));
         let handles = (0..threads)
             .map(|_| {
-                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let (stop, ok, failed, by_port) =
+                    (stop.clone(), ok.clone(), failed.clone(), by_port.clone());
                 std::thread::spawn(move || {
-                    let mut seen = BTreeSet::new();
                     for _ in 0..max_each {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
                         match http_get(port, "/test_load_banlance/", "127.0.0.1") {
                             Ok(r) if r.status == 200 => {
-                                ok.fetch_add(1, Ordering::Relaxed);
                                 if let Some(p) = r.backend_port() {
-                                    seen.insert(p);
+                                    *by_port.lock().unwrap().entry(p).or_default() += 1;
                                 }
+                                ok.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(r) => {
                                 eprintln!("load: status {} {}", r.status, r.text());
@@ -274,7 +332,6 @@ impl Load {
                             }
                         }
                     }
-                    seen
                 })
             })
             .collect();
@@ -282,6 +339,7 @@ impl Load {
             stop,
             ok,
             failed,
+            by_port,
             handles,
         }
     }
@@ -290,12 +348,32 @@ impl Load {
         self.ok.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
     }
 
+    /// Requests answered by the backend on `port` so far.
+    fn served_by(&self, port: u16) -> u64 {
+        self.by_port
+            .lock()
+            .unwrap()
+            .get(&port)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits (at most `limit`) until `n` more requests have been answered.
+    fn wait_ok(&self, n: u64, limit: Duration, what: &str) {
+        let target = self.ok.load(Ordering::Relaxed) + n;
+        wait_until(
+            limit,
+            &format!("{n} more successful requests through the balancer ({what})"),
+            || (self.ok.load(Ordering::Relaxed) >= target).then_some(()),
+        );
+    }
+
     fn finish(self) -> (u64, u64, BTreeSet<u16>) {
         self.stop.store(true, Ordering::Relaxed);
-        let mut seen = BTreeSet::new();
         for h in self.handles {
-            seen.extend(h.join().unwrap_or_default());
+            let _ = h.join();
         }
+        let seen = self.by_port.lock().unwrap().keys().copied().collect();
         (
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
@@ -361,8 +439,8 @@ fn runserver_workers_all_answer_and_admin_restart_replaces_them() {
 fn kill_9_of_a_worker_under_load_fails_no_request() {
     let mut up = Up::start(4, &[], &runserver(&["--noreload"]));
     let workers = up.wait_healthy(4, Duration::from_secs(60));
-    let load = Load::start(up.listen, 2, 5_000);
-    sleep(Duration::from_millis(500));
+    let load = Load::start(up.listen, 2, 20_000);
+    load.wait_ok(100, Duration::from_secs(30), "before the kill");
     let (victim_port, victim_pid) = workers[1];
     kill(Pid::from_raw(victim_pid as i32), Signal::SIGKILL).expect("kill -9");
     // It comes back with a new pid and is healthy again.
@@ -381,11 +459,15 @@ fn kill_9_of_a_worker_under_load_fails_no_request() {
         );
         sleep(Duration::from_millis(100));
     }
-    // Keep the load on for a while after its return, then check it served again.
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        sleep(Duration::from_millis(100));
-    }
+    // Keep the load on after its return until it has served again, and for 200
+    // more requests.
+    let served_before = load.served_by(victim_port);
+    wait_until(
+        Duration::from_secs(30),
+        &format!("the restarted worker {victim_port} to serve a request"),
+        || (load.served_by(victim_port) > served_before).then_some(()),
+    );
+    load.wait_ok(200, Duration::from_secs(30), "after the worker's return");
     let (ok, failed, seen) = load.finish();
     eprintln!("kill -9 under load: {ok} ok, {failed} failed");
     assert!(
@@ -407,7 +489,7 @@ fn rolling_restart_of_gunicorn_under_load_fails_no_request() {
     let mut up = Up::start(4, &["--grace", "5"], &gunicorn());
     let before = up.wait_healthy(4, Duration::from_secs(60));
     let load = Load::start(up.listen, 2, 20_000);
-    sleep(Duration::from_millis(300));
+    load.wait_ok(100, Duration::from_secs(30), "before the restart");
     // `ferrolb -s restart` from ferrolb up's directory answers when the restart is done.
     let at_start = load.total();
     let status = Command::new(ferrolb_bin())
@@ -534,9 +616,34 @@ fn watch_restarts_every_worker_when_a_file_changes() {
         ],
     );
     let before = up.wait_healthy(2, Duration::from_secs(30));
-    // Past the first scan, then a change.
-    sleep(Duration::from_secs(1));
-    fs::write(src.join("app.py"), "v2 (longer, so the size changes too)").expect("write");
+    // The watcher reports a difference between two scans, and nothing says when
+    // its first scan (the baseline) was taken: a change made before it is part of
+    // the baseline. So, once it says it watches, change the file, and change it
+    // again (another size, another mtime) while no change is reported; each write
+    // after the baseline is seen (within a 0.5 s scan plus the 1 s debounce).
+    wait_until(
+        Duration::from_secs(30),
+        "\"watching ... for changes\" in ferrolb's output",
+        || up.output().contains("for changes").then_some(()),
+    );
+    let mut version = 1;
+    let mut written = Instant::now() - Duration::from_secs(60);
+    wait_until(
+        Duration::from_secs(30),
+        "ferrolb to report \"app.py changed\"",
+        || {
+            if up.output().contains("app.py changed") {
+                return Some(());
+            }
+            if written.elapsed() >= Duration::from_secs(3) {
+                version += 1;
+                let text = format!("v{version} {}", "x".repeat(version));
+                fs::write(src.join("app.py"), text).expect("write");
+                written = Instant::now();
+            }
+            None
+        },
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now = up.workers();

@@ -2,6 +2,8 @@
 //! HTTP/1.1 server on a thread that answers `<h1>Using port N</h1>` (so
 //! `Response::backend_port` works), can be told to answer 500 on `/health/`, counts
 //! the requests it served, and can be stopped (its port then refuses connections).
+//! A backend binds a port the kernel picks and keeps its listener (see "Ports"
+//! in tests/common/mod.rs).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,9 +26,10 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Starts a backend on `port`.
-    pub fn start(port: u16) -> Backend {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind backend");
+    /// Starts a backend on a port the kernel picks.
+    pub fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let port = listener.local_addr().expect("backend address").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let sick = Arc::new(AtomicBool::new(false));
         let hits = Arc::new(AtomicU64::new(0));
@@ -55,7 +58,8 @@ impl Backend {
         }
     }
 
-    /// Stops accepting and closes the listening socket.
+    /// Stops accepting and closes the listening socket (the accept thread owns
+    /// it: once joined, the port refuses connections).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -113,15 +117,6 @@ fn serve(conn: TcpStream, port: u16, sick: &AtomicBool, hits: &AtomicU64) -> std
         text.len()
     )?;
     w.flush()
-}
-
-/// Waits until `port` accepts connections (10 s at most).
-pub fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.

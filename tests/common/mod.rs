@@ -259,7 +259,7 @@ pub fn listener_of(port: u16, pid: u32) -> Listener {
 /// `/proc/net/tcp` and the fd table is not mistaken for a stranger's. (`/proc` is
 /// read only once everything accepts: with many sockets in TIME_WAIT, reading
 /// `/proc/net/tcp` costs tens of milliseconds.)
-fn check_ports(
+pub fn check_ports(
     addrs: &[SocketAddr],
     pid: u32,
     foreign_before: &mut HashSet<u16>,
@@ -291,7 +291,7 @@ fn check_ports(
 }
 
 /// True when a process's output says a bind failed because the port was taken.
-fn says_port_taken(text: &str) -> bool {
+pub fn says_port_taken(text: &str) -> bool {
     text.to_ascii_lowercase().contains("already in use")
 }
 
