@@ -1,10 +1,10 @@
 //! Evaluation of nginx variables (`$host`, `$remote_addr`, …) in `proxy_set_header`,
 //! `add_header` and `return` templates.
 
+use crate::net::ClientAddr;
 use std::io::Write as _;
-use std::net::SocketAddr;
 
-use crate::config::{PeerAddr, Template, TemplatePart, Var};
+use crate::config::{Endpoint, Template, TemplatePart, Var};
 use crate::http1::RequestHead;
 
 /// What a variable can be evaluated against: one request on one connection.
@@ -15,9 +15,9 @@ pub struct RequestVars<'a> {
     /// The parsed head.
     pub head: &'a RequestHead,
     /// The client.
-    pub remote: SocketAddr,
-    /// The local address the client connected to.
-    pub local: SocketAddr,
+    pub remote: ClientAddr,
+    /// The listening address the client connected to.
+    pub local: &'a Endpoint,
     /// The matched server's primary name.
     pub server_name: &'a str,
     /// `http` (https arrives with TLS).
@@ -27,7 +27,7 @@ pub struct RequestVars<'a> {
     /// The `proxy_pass` host as written, when proxying.
     pub proxy_host: &'a str,
     /// The peer address being tried, when proxying.
-    pub upstream_addr: Option<&'a PeerAddr>,
+    pub upstream_addr: Option<&'a Endpoint>,
 }
 
 impl RequestVars<'_> {
@@ -77,24 +77,36 @@ impl RequestVars<'_> {
                 }
             }
             Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.remote.ip());
+                let _ = write!(out, "{}", self.remote);
             }
             Var::RemotePort => {
-                let _ = write!(out, "{}", self.remote.port());
+                // Empty for a Unix-socket client, as in nginx.
+                if let Some(port) = self.remote.port() {
+                    let _ = write!(out, "{port}");
+                }
             }
             Var::ProxyAddXForwardedFor => {
                 if let Some(v) = self.header("x-forwarded-for") {
                     out.extend_from_slice(v);
                     out.extend_from_slice(b", ");
                 }
-                let _ = write!(out, "{}", self.remote.ip());
+                let _ = write!(out, "{}", self.remote);
             }
             Var::Scheme => out.extend_from_slice(self.scheme.as_bytes()),
-            Var::ServerAddr => {
-                let _ = write!(out, "{}", self.local.ip());
-            }
+            // nginx's `$server_addr` of a Unix listener is its `unix:/path`, and its
+            // `$server_port` is empty.
+            Var::ServerAddr => match self.local {
+                Endpoint::Inet(a) => {
+                    let _ = write!(out, "{}", a.ip());
+                }
+                unix => {
+                    let _ = write!(out, "{unix}");
+                }
+            },
             Var::ServerPort => {
-                let _ = write!(out, "{}", self.local.port());
+                if let Some(port) = self.local.port() {
+                    let _ = write!(out, "{port}");
+                }
             }
             Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),
             Var::ServerProtocol => {

@@ -207,3 +207,114 @@ fn failover_between_a_socket_peer_and_a_tcp_peer() {
         "the error log names the socket peer as nginx does:\n{log}"
     );
 }
+
+/// One request over a Unix socket; the whole response.
+fn get_over_unix(path: &Path, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = UnixStream::connect(path).expect("connect to the unix listener");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: sock.test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn listen_on_a_unix_socket_next_to_tcp() {
+    let dir = fresh_temp_dir("unix-listen");
+    let path = dir.join("ferrolb.sock");
+    let conf = |port: u16, unix: bool| {
+        let listen_unix = if unix {
+            format!("listen unix:{};", path.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "events {{}}\nhttp {{\n  log_format who '$remote_addr|$remote_port|$server_addr|$server_port';\n  \
+             access_log {log} who;\n  server {{\n    listen 127.0.0.1:{port};\n    {listen_unix}\n    \
+             location / {{ return 200 \"who $remote_addr $server_addr\\n\"; }}\n  }}\n}}\n",
+            log = dir.join("access.log").display(),
+        )
+    };
+    let (mut proxy, [port]) = Proxy::start_on(|[port]| conf(port, true));
+    let got = get_over_unix(&path, "/");
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "{got}\n{}",
+        proxy.diagnostics()
+    );
+    assert!(
+        got.ends_with(&format!("who unix: unix:{}\n", path.display())),
+        "nginx's $remote_addr and $server_addr for a Unix socket: {got}"
+    );
+    // The TCP listener of the same server still answers.
+    let r = http_get(port, "/", "localhost").expect("GET over TCP");
+    assert_eq!(r.text(), "who 127.0.0.1 127.0.0.1\n");
+    // The access log line of the socket client: empty ports, as nginx writes them.
+    let want = format!("unix:||unix:{}|", path.display());
+    wait_until(Duration::from_secs(10), "the access log line", || {
+        std::fs::read_to_string(dir.join("access.log"))
+            .ok()
+            .filter(|t| t.lines().any(|l| l == want))
+    });
+    // A reload that drops the listener removes its socket file; one that adds it
+    // back binds it again.
+    proxy.reload_with(&conf(port, false));
+    assert!(
+        !path.exists(),
+        "socket file of a dropped listener left behind"
+    );
+    proxy.reload_with(&conf(port, true));
+    let got = get_over_unix(&path, "/");
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "{got}\n{}",
+        proxy.diagnostics()
+    );
+    // Stopped, it removes the socket file it made, so the next start can bind.
+    proxy.stop();
+    assert!(!path.exists(), "socket file left behind");
+}
+
+#[test]
+fn a_stale_socket_file_fails_the_start_with_the_path() {
+    let dir = fresh_temp_dir("unix-stale");
+    let path = dir.join("taken.sock");
+    std::fs::write(&path, b"").expect("make a stale file");
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{ server {{ listen unix:{s}; \
+             location / {{ return 200; }} }} }}\n",
+            d = dir.display(),
+            s = path.display()
+        ),
+    )
+    .expect("write conf");
+    let mut child = Command::new(proxy_bin())
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = wait_until(START_TIMEOUT, "the refused start to exit", || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+    let want = format!(
+        "bind() to unix:{} failed (98: Address already in use)",
+        path.display()
+    );
+    assert!(log.contains(&want), "{log}");
+    assert!(path.exists(), "a file ferrolb did not create is left alone");
+}

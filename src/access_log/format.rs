@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{LogEscape, LogFormat, PeerAddr, TemplatePart, Var};
+use crate::config::{Endpoint, LogEscape, LogFormat, TemplatePart, Var};
 use crate::vars::RequestVars;
 
 /// Connection-level facts some request-phase variables need.
@@ -26,7 +26,7 @@ pub struct ConnFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAttempt {
     /// The peer.
-    pub addr: PeerAddr,
+    pub addr: Endpoint,
     /// Its response status; nginx's 502 (error) or 504 (timeout) when it failed, 0
     /// (logged as `-`) when the client's misbehaviour ended the attempt.
     pub status: u16,
@@ -106,8 +106,9 @@ impl PendingLine {
                         }
                         // No auth module: never set, as nginx without `auth_basic`.
                         Var::RemoteUser => false,
-                        // nginx's `$is_args` is an empty value, not a missing one.
-                        Var::IsArgs => {
+                        // nginx's `$is_args` is an empty value, not a missing one, and
+                        // so are the ports of a Unix-socket connection.
+                        Var::IsArgs | Var::RemotePort | Var::ServerPort => {
                             vars.eval_var(v, &mut scratch);
                             true
                         }
@@ -315,8 +316,8 @@ mod tests {
         let vars = RequestVars {
             buf,
             head: &head,
-            remote: "10.0.0.1:5000".parse().expect("addr"),
-            local: "10.0.0.2:80".parse().expect("addr"),
+            remote: crate::net::ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
+            local: &"10.0.0.2:80".parse().expect("addr"),
             server_name: "s",
             scheme: "http",
             uri: "/p",
@@ -370,14 +371,14 @@ mod tests {
     fn upstream_lists_and_times() {
         let attempts = [
             UpstreamAttempt {
-                addr: PeerAddr::Inet("127.0.0.1:1".parse().expect("addr")),
+                addr: Endpoint::Inet("127.0.0.1:1".parse().expect("addr")),
                 status: 502,
                 connect: None,
                 header: None,
                 response: Duration::from_micros(1500),
             },
             UpstreamAttempt {
-                addr: PeerAddr::Inet("127.0.0.1:2".parse().expect("addr")),
+                addr: Endpoint::Inet("127.0.0.1:2".parse().expect("addr")),
                 status: 200,
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),

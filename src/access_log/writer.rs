@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -13,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::Level;
 use crate::log::{open_append, with_time, LogError};
+use crate::net::ClientAddr;
 
 /// Bytes of lines that may wait for the writer thread. Past this the disk is not
 /// keeping up; new lines are dropped and counted rather than stall request handling.
@@ -253,7 +253,7 @@ impl AccessLogs {
 #[derive(Debug, Clone, Copy)]
 pub struct CombinedFields<'a> {
     /// `$remote_addr`.
-    pub remote_addr: IpAddr,
+    pub remote_addr: ClientAddr,
     /// `$request`: the request line as received (without CRLF).
     pub request: &'a [u8],
     /// `$status`.
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn combined_plain() {
         let l = line(&CombinedFields {
-            remote_addr: "127.0.0.1".parse().expect("ip"),
+            remote_addr: ClientAddr::Inet("127.0.0.1:1".parse().expect("ip")),
             request: b"GET /x?a=1 HTTP/1.1",
             status: 200,
             body_bytes_sent: 612,
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn combined_escapes_quotes_backslashes_and_binary() {
         let l = line(&CombinedFields {
-            remote_addr: "::1".parse().expect("ip"),
+            remote_addr: ClientAddr::Inet("[::1]:1".parse().expect("ip")),
             request: b"GET /\"a\\b\x01\xff HTTP/1.1",
             status: 400,
             body_bytes_sent: 0,

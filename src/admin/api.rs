@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError};
 use serde::Deserialize;
 
 use super::{AddPeer, AdminError};
-use crate::config::{Level, PeerAddr};
+use crate::config::{Endpoint, Level};
 use crate::server::{Runtime, Shared};
 use crate::upstream::{now, AdminState};
 
@@ -152,7 +152,7 @@ fn find(rt: &Runtime, name: &str, addr: SocketAddr) -> Result<(usize, usize), Ad
     let p = rt.upstreams[u]
         .peers
         .iter()
-        .position(|p| p.conf.addr == PeerAddr::Inet(addr))
+        .position(|p| p.conf.addr == Endpoint::Inet(addr))
         .ok_or_else(|| AdminError::NotFound(format!("no peer {addr} in upstream \"{name}\"")))?;
     Ok((u, p))
 }
@@ -217,7 +217,7 @@ fn add_peer(shared: &Shared, name: &str, body: &[u8]) -> Result<Reply, AdminErro
     if up
         .peers
         .iter()
-        .any(|p| p.conf.addr == PeerAddr::Inet(add.addr))
+        .any(|p| p.conf.addr == Endpoint::Inet(add.addr))
     {
         return Err(AdminError::Conflict(format!(
             "peer {} is already in upstream \"{name}\"",

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use super::{PickContext, Select};
-use crate::config::{PeerAddr, StickyConf};
+use crate::config::{Endpoint, StickyConf};
 use crate::upstream::Peer;
 
 /// Length of a sticky cookie value: 16 hex digits.
@@ -60,7 +60,7 @@ impl Select for Sticky {
 /// The id a sticky cookie uses for the peer at `addr`: FNV-1a over the address text,
 /// then a 64-bit finalizer. Stable across restarts and reloads, and the same in every
 /// ferrolb instance, so cookies keep working behind several balancers.
-pub fn peer_id(addr: &PeerAddr) -> u64 {
+pub fn peer_id(addr: &Endpoint) -> u64 {
     let mut text = Vec::with_capacity(48);
     let _ = write!(text, "{addr}");
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -83,7 +83,7 @@ pub fn parse_cookie(value: &[u8]) -> Option<u64> {
 /// `NAME=ID` then `Max-Age`, `Domain`, `Path`, `HttpOnly`, `Secure`, `SameSite` as
 /// configured. `expires=` is sent as `Max-Age` (relative, so it can be precomputed;
 /// every current browser honours it).
-pub fn set_cookie(conf: &StickyConf, addr: &PeerAddr) -> Box<[u8]> {
+pub fn set_cookie(conf: &StickyConf, addr: &Endpoint) -> Box<[u8]> {
     let mut v = Vec::with_capacity(64);
     let _ = write!(v, "{}={:016x}", conf.cookie, peer_id(addr));
     if let Some(e) = conf.expires {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Config, PeerAddr, PeerConf, Span};
+use crate::config::{Config, Endpoint, PeerConf, Span};
 
 /// Changes per upstream name. Applying is idempotent (applying twice gives the same
 /// configuration), so it may be applied to a configuration that already has it.
@@ -20,8 +20,8 @@ pub struct Overlay {
 #[derive(Debug, Default, Clone)]
 struct UpstreamOverlay {
     added: Vec<PeerConf>,
-    removed: BTreeSet<PeerAddr>,
-    weights: HashMap<PeerAddr, u32>,
+    removed: BTreeSet<Endpoint>,
+    weights: HashMap<Endpoint, u32>,
 }
 
 /// The JSON body of `POST /upstreams/{name}/peers`.
@@ -86,9 +86,9 @@ impl Overlay {
     /// Records an added peer (undoing an earlier removal of the same address).
     pub fn add(&mut self, upstream: &str, p: &AddPeer) {
         let o = self.entry(upstream);
-        o.removed.remove(&PeerAddr::Inet(p.addr));
-        o.added.retain(|a| a.addr != PeerAddr::Inet(p.addr));
-        o.weights.remove(&PeerAddr::Inet(p.addr));
+        o.removed.remove(&Endpoint::Inet(p.addr));
+        o.added.retain(|a| a.addr != Endpoint::Inet(p.addr));
+        o.weights.remove(&Endpoint::Inet(p.addr));
         o.added.push(PeerConf {
             weight: p.weight,
             max_fails: p.max_fails,
@@ -105,7 +105,7 @@ impl Overlay {
     }
 
     /// Records a removal.
-    pub fn remove(&mut self, upstream: &str, addr: PeerAddr) {
+    pub fn remove(&mut self, upstream: &str, addr: Endpoint) {
         let o = self.entry(upstream);
         o.added.retain(|a| a.addr != addr);
         o.weights.remove(&addr);

@@ -73,11 +73,14 @@ fn article_config_loads() {
     assert_eq!(up.peers.len(), 4);
     assert_eq!(
         up.peers[3].addr,
-        "127.0.0.1:8003".parse::<PeerAddr>().expect("addr")
+        "127.0.0.1:8003".parse::<Endpoint>().expect("addr")
     );
     assert_eq!(up.peers[0].span.line, 4);
     let s = &c.http.servers[0];
-    assert_eq!(s.listen[0].addr, "0.0.0.0:80".parse().expect("addr"));
+    assert_eq!(
+        s.listen[0].addr,
+        "0.0.0.0:80".parse::<Endpoint>().expect("addr")
+    );
     assert_eq!(s.primary_name, "localhost");
     let loc = &s.locations[0];
     match &loc.settings.action {
@@ -165,7 +168,10 @@ fn defaults() {
         }
     );
     let s = &c.http.servers[0];
-    assert_eq!(s.listen[0].addr, "0.0.0.0:8000".parse().expect("addr"));
+    assert_eq!(
+        s.listen[0].addr,
+        "0.0.0.0:8000".parse::<Endpoint>().expect("addr")
+    );
     assert!(matches!(&s.server_names[..], [ServerName::Exact(n)] if n.is_empty()));
     assert_eq!(s.primary_name, "");
     assert!(matches!(s.settings.action, Action::NotFound));
@@ -195,7 +201,7 @@ fn defaults() {
         },
     )
     .expect("loads");
-    assert_eq!(root.http.servers[0].listen[0].addr.port(), 80);
+    assert_eq!(root.http.servers[0].listen[0].addr.port(), Some(80));
 }
 
 #[test]
@@ -289,7 +295,7 @@ fn upstream_server_parameters() {
     ));
     let u = &c.http.upstreams[0];
     let p = &u.peers[0];
-    assert_eq!(p.addr, "127.0.0.1:80".parse::<PeerAddr>().expect("addr"));
+    assert_eq!(p.addr, "127.0.0.1:80".parse::<Endpoint>().expect("addr"));
     assert_eq!(
         (p.weight, p.max_fails, p.fail_timeout, p.max_conns),
         (3, 0, Duration::from_secs(30), 7)
@@ -299,7 +305,7 @@ fn upstream_server_parameters() {
     assert!(u.peers[2].down);
     assert_eq!(
         u.peers[2].addr,
-        "[::1]:82".parse::<PeerAddr>().expect("addr")
+        "[::1]:82".parse::<Endpoint>().expect("addr")
     );
     assert_eq!(
         (u.keepalive, u.keepalive_timeout, u.keepalive_requests),
@@ -756,7 +762,7 @@ fn includes_through_load_and_dump() {
         .http
         .servers
         .iter()
-        .map(|s| s.listen[0].addr.port())
+        .filter_map(|s| s.listen[0].addr.port())
         .collect();
     assert_eq!(ports, [8080, 8081]);
     assert_eq!(
@@ -1077,7 +1083,11 @@ fn a_name_with_two_addresses_gives_two_peers() {
         .collect();
     assert_eq!(peers, [addr("10.0.0.1:9000"), addr("10.0.0.2:9000")]);
     // And `listen NAME:PORT` listens on each address.
-    let listens: Vec<_> = c.http.servers[0].listen.iter().map(|l| l.addr).collect();
+    let listens: Vec<_> = c.http.servers[0]
+        .listen
+        .iter()
+        .filter_map(|l| l.addr.inet())
+        .collect();
     assert_eq!(listens, [addr("10.0.0.1:81"), addr("10.0.0.2:81")]);
 }
 

@@ -335,17 +335,18 @@ pub struct StickyConf {
     pub samesite: Option<String>,
 }
 
-/// Where a peer (or a listener) is: an IP address and port, or a Unix socket path
-/// (nginx's `unix:/run/app.sock`).
+/// A socket address as nginx writes one: an IP address and port, or a Unix socket path
+/// (`unix:/run/app.sock`). Where a peer is (`server`, `proxy_pass`) and where a
+/// server listens (`listen`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PeerAddr {
+pub enum Endpoint {
     /// An IP address and port.
     Inet(SocketAddr),
     /// A Unix stream socket path.
     Unix(std::path::PathBuf),
 }
 
-impl PeerAddr {
+impl Endpoint {
     /// The port of an IP peer; `None` for a Unix socket.
     pub fn port(&self) -> Option<u16> {
         self.inet().map(|a| a.port())
@@ -354,48 +355,48 @@ impl PeerAddr {
     /// The IP address and port; `None` for a Unix socket.
     pub fn inet(&self) -> Option<SocketAddr> {
         match self {
-            PeerAddr::Inet(a) => Some(*a),
-            PeerAddr::Unix(_) => None,
+            Endpoint::Inet(a) => Some(*a),
+            Endpoint::Unix(_) => None,
         }
     }
 }
 
-impl From<SocketAddr> for PeerAddr {
-    fn from(a: SocketAddr) -> PeerAddr {
-        PeerAddr::Inet(a)
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Endpoint {
+        Endpoint::Inet(a)
     }
 }
 
-impl<A: Into<std::net::IpAddr>> From<(A, u16)> for PeerAddr {
-    fn from((ip, port): (A, u16)) -> PeerAddr {
-        PeerAddr::Inet(SocketAddr::new(ip.into(), port))
+impl<A: Into<std::net::IpAddr>> From<(A, u16)> for Endpoint {
+    fn from((ip, port): (A, u16)) -> Endpoint {
+        Endpoint::Inet(SocketAddr::new(ip.into(), port))
     }
 }
 
-impl PartialEq<SocketAddr> for PeerAddr {
+impl PartialEq<SocketAddr> for Endpoint {
     fn eq(&self, other: &SocketAddr) -> bool {
         self.inet().as_ref() == Some(other)
     }
 }
 
-/// `127.0.0.1:8000`, `[::1]:8000` or `unix:/run/app.sock` (as [`PeerAddr`] prints).
-impl std::str::FromStr for PeerAddr {
+/// `127.0.0.1:8000`, `[::1]:8000` or `unix:/run/app.sock` (as [`Endpoint`] prints).
+impl std::str::FromStr for Endpoint {
     type Err = std::net::AddrParseError;
 
-    fn from_str(s: &str) -> Result<PeerAddr, Self::Err> {
+    fn from_str(s: &str) -> Result<Endpoint, Self::Err> {
         match s.strip_prefix("unix:") {
-            Some(path) => Ok(PeerAddr::Unix(path.into())),
-            None => s.parse().map(PeerAddr::Inet),
+            Some(path) => Ok(Endpoint::Unix(path.into())),
+            None => s.parse().map(Endpoint::Inet),
         }
     }
 }
 
 /// As nginx prints peers: `127.0.0.1:8000`, `[::1]:8000`, `unix:/run/app.sock`.
-impl std::fmt::Display for PeerAddr {
+impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PeerAddr::Inet(a) => write!(f, "{a}"),
-            PeerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Inet(a) => write!(f, "{a}"),
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
 }
@@ -407,7 +408,7 @@ pub struct PeerConf {
     /// name resolves to several addresses.
     pub name: String,
     /// The resolved address, or a Unix socket path (`server unix:/run/app.sock;`).
-    pub addr: PeerAddr,
+    pub addr: Endpoint,
     /// `weight=`. Default 1.
     pub weight: u32,
     /// `max_fails=`: failures within `fail_timeout` that make the peer unavailable;
@@ -433,7 +434,7 @@ impl PeerConf {
     /// A peer with nginx's defaults for every `server` parameter (weight 1, max_fails 1,
     /// fail_timeout 10 s, no backup, down, max_conns or slow_start): what `server ADDR;`
     /// means, and the start for implicit upstreams, the admin API and tests.
-    pub fn new(name: String, addr: PeerAddr, span: Span) -> PeerConf {
+    pub fn new(name: String, addr: Endpoint, span: Span) -> PeerConf {
         PeerConf {
             name,
             addr,
@@ -481,8 +482,10 @@ pub struct ServerConf {
 /// A `listen` directive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// Address and port; `0.0.0.0`/`[::]` for a bare port.
-    pub addr: SocketAddr,
+    /// Address and port (`0.0.0.0`/`[::]` for a bare port), or a Unix socket path
+    /// (`listen unix:/run/ferrolb.sock;`; a relative path is taken as nginx takes it,
+    /// against the working directory).
+    pub addr: Endpoint,
     /// `default_server` (or the older `default`).
     pub default_server: bool,
     /// Where.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::balance::Upstream;
-use crate::config::{HeaderTest, HealthCheckConf, Level, MatchCond, MatchConf, PeerAddr};
+use crate::config::{Endpoint, HeaderTest, HealthCheckConf, Level, MatchCond, MatchConf};
 use crate::net::Stream;
 use crate::upstream::{now, Health, Millis, PeerState};
 
@@ -144,9 +144,9 @@ pub fn judge(
 
 /// Runs one HTTP check against `addr` (bounded by `hc.timeout` in total).
 /// `port=` replaces the port of an IP peer; a Unix socket peer is checked on its socket.
-pub async fn probe(addr: &PeerAddr, hc: &HealthCheckConf) -> CheckResult {
+pub async fn probe(addr: &Endpoint, hc: &HealthCheckConf) -> CheckResult {
     let addr = match (addr, hc.port) {
-        (PeerAddr::Inet(a), Some(port)) => PeerAddr::Inet(std::net::SocketAddr::new(a.ip(), port)),
+        (Endpoint::Inet(a), Some(port)) => Endpoint::Inet(std::net::SocketAddr::new(a.ip(), port)),
         _ => addr.clone(),
     };
     match tokio::time::timeout(hc.timeout, exchange(&addr, hc)).await {
@@ -181,7 +181,7 @@ type Exchange = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
 
 /// Sends the check request with `Connection: close` and reads the response to EOF
 /// (at most [`MAX_BODY`] body bytes).
-async fn exchange(addr: &PeerAddr, hc: &HealthCheckConf) -> std::io::Result<Exchange> {
+async fn exchange(addr: &Endpoint, hc: &HealthCheckConf) -> std::io::Result<Exchange> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let mut s = Stream::connect(addr).await?;
     let req = format!(
@@ -224,7 +224,7 @@ pub struct Target {
     /// The upstream's name (for logs).
     pub upstream: String,
     /// The peer's address.
-    pub addr: PeerAddr,
+    pub addr: Endpoint,
     /// The peer's live state.
     pub state: Arc<PeerState>,
     /// The check.
@@ -239,7 +239,7 @@ pub struct Target {
 /// `jitter`. `probe` does the check (a real HTTP exchange, or a script in tests).
 pub async fn run_target<F, Fut>(t: Target, mut probe: F)
 where
-    F: FnMut(PeerAddr, Arc<HealthCheckConf>) -> Fut,
+    F: FnMut(Endpoint, Arc<HealthCheckConf>) -> Fut,
     Fut: std::future::Future<Output = CheckResult>,
 {
     if t.conf.mandatory && t.state.health() == Health::Unknown {
@@ -470,7 +470,7 @@ mod tests {
         let flag = Arc::new(AtomicBool::new(false));
         let t = Target {
             upstream: "u".into(),
-            addr: PeerAddr::Inet(([127, 0, 0, 1], 1).into()),
+            addr: Endpoint::Inet(([127, 0, 0, 1], 1).into()),
             state: state.clone(),
             conf: Arc::new(conf(2, 2)),
             group,

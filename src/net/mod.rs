@@ -12,15 +12,56 @@ mod stream;
 
 pub use stream::Stream;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::Endpoint;
 
 /// The client connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// Connection number, nginx's `*N` in the error log.
     pub id: u64,
     /// The client's address.
-    pub remote: SocketAddr,
-    /// The local address it connected to.
-    pub local: SocketAddr,
+    pub remote: ClientAddr,
+    /// The listening address it connected to: the local IP address and port, or the
+    /// Unix socket path of a `listen unix:`.
+    pub local: Endpoint,
+}
+
+/// Where a client connects from: an IP address and port, or a Unix socket, which has
+/// no address of its own (nginx's `$remote_addr` is then `unix:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddr {
+    /// A TCP client.
+    Inet(SocketAddr),
+    /// A client on a Unix socket.
+    Unix,
+}
+
+impl ClientAddr {
+    /// The client's IP address; `None` on a Unix socket.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            ClientAddr::Inet(a) => Some(a.ip()),
+            ClientAddr::Unix => None,
+        }
+    }
+
+    /// The client's port; `None` on a Unix socket.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            ClientAddr::Inet(a) => Some(a.port()),
+            ClientAddr::Unix => None,
+        }
+    }
+}
+
+/// `$remote_addr` as nginx prints it: the IP address, or `unix:`.
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddr::Inet(a) => write!(f, "{}", a.ip()),
+            ClientAddr::Unix => f.write_str("unix:"),
+        }
+    }
 }

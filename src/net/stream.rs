@@ -16,7 +16,7 @@ use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::PeerAddr;
+use crate::config::Endpoint;
 
 /// A connected stream: TCP or a Unix socket.
 #[derive(Debug)]
@@ -39,15 +39,15 @@ macro_rules! each {
 
 impl Stream {
     /// Connects to a peer (no timeout here: the caller bounds it).
-    pub async fn connect(addr: &PeerAddr) -> io::Result<Stream> {
+    pub async fn connect(addr: &Endpoint) -> io::Result<Stream> {
         match addr {
-            PeerAddr::Inet(a) => {
+            Endpoint::Inet(a) => {
                 let s = TcpStream::connect(a).await?;
                 // Requests and responses are written whole; Nagle would only delay them.
                 let _ = s.set_nodelay(true);
                 Ok(Stream::Tcp(s))
             }
-            PeerAddr::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
         }
     }
 
@@ -165,11 +165,11 @@ mod tests {
             .await
             .expect("bind tcp");
         let taddr = tl.local_addr().expect("addr");
-        for addr in [PeerAddr::Unix(path.clone()), PeerAddr::Inet(taddr)] {
+        for addr in [Endpoint::Unix(path.clone()), Endpoint::Inet(taddr)] {
             let mut client = Stream::connect(&addr).await.expect("connect");
             let mut server: Stream = match addr {
-                PeerAddr::Unix(_) => ul.accept().await.expect("accept").0.into(),
-                PeerAddr::Inet(_) => tl.accept().await.expect("accept").0.into(),
+                Endpoint::Unix(_) => ul.accept().await.expect("accept").0.into(),
+                Endpoint::Inet(_) => tl.accept().await.expect("accept").0.into(),
             };
             client.write_all(b"ping").await.expect("write");
             let mut got = [0u8; 4];

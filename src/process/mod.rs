@@ -13,9 +13,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::access_log::AccessLogs;
+use crate::config::Endpoint;
 use crate::config::{self, Config, Level, LoadOptions, LogTarget};
 use crate::health::active::{CheckedPeers, Target};
-use crate::server::{listener, worker, ListenerCmd, Runtime, ServerError, Shared, StopMode};
+use crate::server::listener::{self, Listener};
+use crate::server::{worker, ListenerCmd, Runtime, ServerError, Shared, StopMode};
 use crate::upstream::PeerRegistry;
 
 /// How long a graceful stop (SIGQUIT) waits for requests in progress.
@@ -94,16 +96,25 @@ pub fn run_with_hooks(
     let pid_path = config.pid.clone();
     let registry = PeerRegistry::new();
     let runtime = Runtime::build(config, &registry)?;
-    let addrs: Vec<SocketAddr> = runtime.listen_addrs().into_iter().collect();
+    let addrs: Vec<Endpoint> = runtime.listen_addrs().into_iter().collect();
 
     // Bind everything before anything else so a taken port fails the start cleanly.
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let mut ls = Vec::with_capacity(addrs.len());
-        for &addr in &addrs {
-            ls.push(listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?);
+    // From here on, `listen_ctl` removes the Unix socket files it bound when the
+    // process ends, whichever way.
+    let mut listen_ctl = ListenControl {
+        bound: BTreeSet::new(),
+        workers: Vec::with_capacity(workers),
+    };
+    let mut per_worker: Vec<Vec<(Endpoint, Listener)>> = (0..workers).map(|_| Vec::new()).collect();
+    for addr in &addrs {
+        let ls = listener::bind_for_workers(addr, workers).map_err(|err| ServerError::Bind {
+            addr: addr.clone(),
+            err,
+        })?;
+        listen_ctl.bound.insert(addr.clone());
+        for (w, l) in per_worker.iter_mut().zip(ls) {
+            w.push((addr.clone(), l));
         }
-        per_worker.push(ls);
     }
 
     let shared = Arc::new(Shared::new(runtime, registry));
@@ -135,20 +146,17 @@ pub fn run_with_hooks(
     };
     if let Some(settings) = admin {
         let addr = settings.addr;
-        crate::admin::spawn(shared.clone(), settings)
-            .map_err(|err| ServerError::Bind { addr, err })?;
+        crate::admin::spawn(shared.clone(), settings).map_err(|err| ServerError::Bind {
+            addr: addr.into(),
+            err,
+        })?;
     }
 
     let mut threads = Vec::with_capacity(workers);
-    let mut listen_ctl = ListenControl {
-        bound: addrs.iter().copied().collect(),
-        workers: Vec::with_capacity(workers),
-    };
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let shared = shared.clone();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         listen_ctl.workers.push(tx);
-        let listeners = addrs.iter().copied().zip(listeners).collect();
         let t = std::thread::Builder::new()
             .name(format!("ferrolb-worker-{i}"))
             .spawn(move || worker::run(shared, listeners, rx))
@@ -271,7 +279,7 @@ async fn recv_opt(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
     }
 }
 
-fn list(addrs: &[SocketAddr]) -> String {
+fn list(addrs: &[Endpoint]) -> String {
     addrs
         .iter()
         .map(|a| a.to_string())
@@ -341,56 +349,77 @@ fn try_reload(
     // during a reload.
     let wanted = Runtime::listen_addrs_of(&config);
     let added = listeners.bind_new(&wanted)?;
-    let runtime = Runtime::build(config, &shared.registry)?;
+    let runtime = match Runtime::build(config, &shared.registry) {
+        Ok(rt) => rt,
+        Err(e) => {
+            for (addr, _) in &added {
+                listener::release(addr);
+            }
+            return Err(e);
+        }
+    };
     shared.runtime.store(Arc::new(runtime));
     drop(overlay);
     listeners.apply(added, &wanted);
     Ok(())
 }
 
-/// The main thread's view of what is bound, and the way to tell workers.
+/// The main thread's view of what is bound, and the way to tell workers. Dropping it
+/// removes the socket files of the Unix listeners it bound.
 struct ListenControl {
-    bound: BTreeSet<SocketAddr>,
+    bound: BTreeSet<Endpoint>,
     workers: Vec<tokio::sync::mpsc::UnboundedSender<ListenerCmd>>,
 }
 
+/// Sockets bound for a reload, one per worker, by address.
+type Bound = Vec<(Endpoint, Vec<Listener>)>;
+
 impl ListenControl {
-    /// Binds, for every worker, each address of `wanted` not bound yet.
-    fn bind_new(
-        &self,
-        wanted: &BTreeSet<SocketAddr>,
-    ) -> Result<Vec<(SocketAddr, Vec<std::net::TcpListener>)>, ServerError> {
-        let mut added = Vec::new();
-        for &addr in wanted.difference(&self.bound) {
-            let mut per_worker = Vec::with_capacity(self.workers.len());
-            for _ in &self.workers {
-                per_worker
-                    .push(listener::bind(addr).map_err(|err| ServerError::Bind { addr, err })?);
+    /// Binds, for every worker, each address of `wanted` not bound yet; on an error,
+    /// what it bound is released again.
+    fn bind_new(&self, wanted: &BTreeSet<Endpoint>) -> Result<Bound, ServerError> {
+        let mut added: Bound = Vec::new();
+        for addr in wanted.difference(&self.bound) {
+            match listener::bind_for_workers(addr, self.workers.len()) {
+                Ok(ls) => added.push((addr.clone(), ls)),
+                Err(err) => {
+                    for (a, _) in &added {
+                        listener::release(a);
+                    }
+                    return Err(ServerError::Bind {
+                        addr: addr.clone(),
+                        err,
+                    });
+                }
             }
-            added.push((addr, per_worker));
         }
         Ok(added)
     }
 
     /// Hands new sockets to the workers and closes the ones no server uses any more.
-    fn apply(
-        &mut self,
-        added: Vec<(SocketAddr, Vec<std::net::TcpListener>)>,
-        wanted: &BTreeSet<SocketAddr>,
-    ) {
+    fn apply(&mut self, added: Bound, wanted: &BTreeSet<Endpoint>) {
         for (addr, per_worker) in added {
             for (tx, l) in self.workers.iter().zip(per_worker) {
-                let _ = tx.send(ListenerCmd::Add(addr, l));
+                let _ = tx.send(ListenerCmd::Add(addr.clone(), l));
             }
             crate::log::emit(Level::Notice, None, format_args!("listening on {addr}"));
         }
-        for &addr in self.bound.difference(wanted) {
+        for addr in self.bound.difference(wanted) {
             for tx in &self.workers {
-                let _ = tx.send(ListenerCmd::Remove(addr));
+                let _ = tx.send(ListenerCmd::Remove(addr.clone()));
             }
+            listener::release(addr);
             crate::log::emit(Level::Notice, None, format_args!("closed listener {addr}"));
         }
         self.bound = wanted.clone();
+    }
+}
+
+impl Drop for ListenControl {
+    fn drop(&mut self) {
+        for addr in &self.bound {
+            listener::release(addr);
+        }
     }
 }
 

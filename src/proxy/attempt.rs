@@ -16,7 +16,7 @@ use super::request::{self, UpstreamHead};
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
 use crate::balance::{Report, Upstream};
-use crate::config::{Level, LocSettings, NextUpstream, PeerAddr};
+use crate::config::{Endpoint, Level, LocSettings, NextUpstream};
 use crate::http1::{ParseError, Parsed, RequestHead, ResponseHead};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
 use crate::net::io::{self, IoFailure};
@@ -435,7 +435,7 @@ async fn read_head(
 pub(super) fn note_attempt(
     f: &Forward<'_>,
     done: &mut Forwarded,
-    addr: &PeerAddr,
+    addr: &Endpoint,
     status: u16,
     connect: Option<Duration>,
     header: Option<Duration>,

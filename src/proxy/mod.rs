@@ -23,7 +23,7 @@ pub(crate) use request::CLIENT_SEND_TIMEOUT;
 
 use self::plan::Plan;
 use crate::balance::Upstream;
-use crate::config::{Level, LocSettings, PeerAddr, ProxyPass};
+use crate::config::{Endpoint, Level, LocSettings, ProxyPass};
 use crate::http1::RequestHead;
 use crate::net::buffers::Buf;
 pub use crate::net::ClientInfo;
@@ -41,7 +41,7 @@ pub struct Forward<'a> {
     /// The upstream group it names.
     pub upstream: &'a Upstream,
     /// The client connection.
-    pub info: ClientInfo,
+    pub info: &'a ClientInfo,
     /// `$server_name` of the matched server.
     pub server_name: &'a str,
     /// The normalised request path (`$uri`).
@@ -65,7 +65,7 @@ pub struct Forwarded {
     /// Whether the client connection can carry another request.
     pub keep_client: bool,
     /// The last peer tried, for `$upstream_addr`.
-    pub upstream_addr: Option<PeerAddr>,
+    pub upstream_addr: Option<Endpoint>,
     /// Bytes of the response head sent to the client (`$bytes_sent` minus the body);
     /// for an error page ferrolb wrote, the whole page.
     pub head_bytes: u64,
@@ -143,7 +143,7 @@ fn finish(mut done: Forwarded) -> Forwarded {
 pub fn request_vars<'a>(
     head: &'a RequestHead,
     buf: &'a [u8],
-    info: ClientInfo,
+    info: &'a ClientInfo,
     server_name: &'a str,
     uri: &'a str,
 ) -> vars::RequestVars<'a> {
@@ -151,7 +151,7 @@ pub fn request_vars<'a>(
         buf,
         head,
         remote: info.remote,
-        local: info.local,
+        local: &info.local,
         server_name,
         scheme: "http",
         uri,
@@ -161,7 +161,7 @@ pub fn request_vars<'a>(
 }
 
 /// Writes an error-log line about this request in nginx's layout.
-fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Option<&PeerAddr>) {
+fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Option<&Endpoint>) {
     let vars = request::vars(f, cbuf, peer);
     let mut line = Vec::with_capacity(256);
     vars.request_line(&mut line);
@@ -174,7 +174,7 @@ fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Opt
             line.clear();
             vars.request_uri(&mut line);
             // nginx separates a socket path from the URI with a colon.
-            let sep = if matches!(a, PeerAddr::Unix(_)) {
+            let sep = if matches!(a, Endpoint::Unix(_)) {
                 ":"
             } else {
                 ""
@@ -192,8 +192,7 @@ fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Opt
         Some(f.info.id),
         format_args!(
             "{what}, client: {}, server: {}, request: \"{request}\"{upstream}, host: \"{host}\"",
-            f.info.remote.ip(),
-            f.server_name,
+            f.info.remote, f.server_name,
         ),
     );
 }

@@ -154,7 +154,7 @@ impl<'k> Plan<'k> {
 fn pick_context<'k>(f: &Forward<'_>, cbuf: &[u8], key_buf: &'k mut Vec<u8>) -> PickContext<'k> {
     let up = f.upstream;
     let mut ctx = PickContext {
-        client: Some(f.info.remote.ip()),
+        client: f.info.remote.ip(),
         ..PickContext::default()
     };
     if up.hash_key().is_none() && up.sticky_cookie().is_none() {

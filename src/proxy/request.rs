@@ -6,7 +6,7 @@ use std::io::IoSlice;
 use super::attempt::{AttemptError, UpstreamConn};
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
-use crate::config::{PeerAddr, ProxyHttpVersion};
+use crate::config::{Endpoint, ProxyHttpVersion};
 use crate::http1::respond;
 use crate::http1::{self, BodyFraming, RequestHead, ScanStep};
 use crate::net::buffers::Buf;
@@ -29,13 +29,13 @@ pub(super) struct UpstreamHead {
 pub(super) fn vars<'a>(
     f: &'a Forward<'a>,
     cbuf: &'a [u8],
-    peer: Option<&'a PeerAddr>,
+    peer: Option<&'a Endpoint>,
 ) -> RequestVars<'a> {
     RequestVars {
         buf: cbuf,
         head: f.head,
         remote: f.info.remote,
-        local: f.info.local,
+        local: &f.info.local,
         server_name: f.server_name,
         scheme: "http",
         uri: f.uri,
@@ -51,7 +51,7 @@ pub(super) fn vars<'a>(
 pub(super) fn build_head(
     f: &Forward<'_>,
     cbuf: &[u8],
-    peer: &PeerAddr,
+    peer: &Endpoint,
     conn: &UpstreamConn,
     body: &RequestBody,
 ) -> UpstreamHead {

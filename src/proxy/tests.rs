@@ -160,9 +160,9 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         settings: &loc.settings,
         pass,
         upstream: &s.upstream,
-        info: ClientInfo {
+        info: &ClientInfo {
             id: 1,
-            remote: "127.0.0.1:5000".parse().expect("addr"),
+            remote: crate::net::ClientAddr::Inet("127.0.0.1:5000".parse().expect("addr")),
             local: "127.0.0.1:1".parse().expect("addr"),
         },
         server_name: "",

@@ -16,7 +16,7 @@ use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
 use crate::net::io::{self, IoFailure};
-use crate::net::{ClientInfo, Stream};
+use crate::net::{ClientAddr, ClientInfo, Stream};
 use crate::proxy::request_vars;
 use crate::proxy::Forward;
 use crate::vars::RequestVars;
@@ -89,7 +89,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
         let mut ex = Exchange {
             rt: &rt,
             stream: &mut stream,
-            info,
+            info: &info,
             served,
             stopping: *stop.borrow() != StopMode::Running,
             started,
@@ -132,10 +132,7 @@ async fn exchange(
             crate::log::emit(
                 Level::Info,
                 Some(info.id),
-                format_args!(
-                    "client sent invalid request ({e}), client: {}",
-                    info.remote.ip()
-                ),
+                format_args!("client sent invalid request ({e}), client: {}", info.remote),
             );
             reject(ex.stream, e.status_code()).await;
             return None;
@@ -147,7 +144,7 @@ async fn exchange(
             crate::log::emit(
                 Level::Info,
                 Some(info.id),
-                format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote.ip()),
+                format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote),
             );
             reject(ex.stream, 408).await;
             return None;
@@ -156,7 +153,7 @@ async fn exchange(
     }
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
-        log.write(info.remote.ip(), &outcome, ex.started);
+        log.write(info.remote, &outcome, ex.started);
     }
     outcome
         .keep_alive
@@ -167,7 +164,7 @@ async fn exchange(
 struct Exchange<'a> {
     rt: &'a Runtime,
     stream: &'a mut Stream,
-    info: ClientInfo,
+    info: &'a ClientInfo,
     /// Requests on this connection so far, this one included.
     served: u32,
     /// The server is stopping: answer, then close.
@@ -211,7 +208,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             .and_then(|h| std::str::from_utf8(h).ok()),
     };
     let server: Option<&ServerConf> =
-        vhost::find_server(servers, info.local, host).map(|i| &servers[i]);
+        vhost::find_server(servers, &info.local, host).map(|i| &servers[i]);
     let Some(server) = server else {
         // Only possible with no server at all for this address; valid configs always
         // have a default server per listen address.
@@ -238,7 +235,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 Some(info.id),
                 format_args!(
                     "client sent invalid request path ({e}), client: {}",
-                    info.remote.ip()
+                    info.remote
                 ),
             );
             return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
@@ -461,7 +458,7 @@ impl<'a> LogLine<'a> {
         }
     }
 
-    fn write(&self, remote: std::net::IpAddr, h: &Handled<'_>, started: std::time::Instant) {
+    fn write(&self, remote: ClientAddr, h: &Handled<'_>, started: std::time::Instant) {
         let mut line = Vec::with_capacity(256);
         match &self.kind {
             LineKind::Combined {

@@ -2,7 +2,6 @@
 //! atomically on reload), the [`Shared`] state around it, and each thread's [`Worker`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::access_log::{AccessLog, AccessLogs};
 use crate::balance::Upstream;
-use crate::config::{self, Config, LocSettings};
+use crate::config::{self, Config, Endpoint, LocSettings};
 use crate::upstream::PeerRegistry;
 
 /// Why the server could not start.
@@ -22,10 +21,10 @@ pub enum ServerError {
     #[error("{0}")]
     Config(#[from] config::ConfigError),
     /// A listener could not be bound.
-    #[error("bind() to {addr} failed ({err})")]
+    #[error("bind() to {addr} failed ({})", crate::log::os_error_text(err))]
     Bind {
         /// The address.
-        addr: SocketAddr,
+        addr: Endpoint,
         /// The cause.
         err: std::io::Error,
     },
@@ -106,17 +105,17 @@ impl Runtime {
     }
 
     /// Every address some server listens on.
-    pub fn listen_addrs(&self) -> BTreeSet<SocketAddr> {
+    pub fn listen_addrs(&self) -> BTreeSet<Endpoint> {
         Self::listen_addrs_of(&self.config)
     }
 
     /// Every address some server of `config` listens on (before a runtime is built).
-    pub fn listen_addrs_of(config: &Config) -> BTreeSet<SocketAddr> {
+    pub fn listen_addrs_of(config: &Config) -> BTreeSet<Endpoint> {
         config
             .http
             .servers
             .iter()
-            .flat_map(|s| s.listen.iter().map(|l| l.addr))
+            .flat_map(|s| s.listen.iter().map(|l| l.addr.clone()))
             .collect()
     }
 }
@@ -204,9 +203,9 @@ pub trait WorkerControl: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub enum ListenerCmd {
     /// Start accepting on this socket.
-    Add(SocketAddr, std::net::TcpListener),
+    Add(Endpoint, super::listener::Listener),
     /// Stop accepting on this address and close it.
-    Remove(SocketAddr),
+    Remove(Endpoint),
 }
 
 /// Per-thread worker state.

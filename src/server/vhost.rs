@@ -7,25 +7,25 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::{ServerConf, ServerName};
+use crate::config::{Endpoint, ServerConf, ServerName};
 
 /// Index into `servers` of the server for a connection accepted on local address
 /// `listen` with request Host `host` (as received: may carry a port, upper case or a
 /// trailing dot). `None` only when no server listens on that port at all.
-pub fn find_server(
-    servers: &[ServerConf],
-    listen: SocketAddr,
-    host: Option<&str>,
-) -> Option<usize> {
-    let listens_on = |s: &ServerConf, a: SocketAddr| s.listen.iter().any(|l| l.addr == a);
-    let addr = if servers.iter().any(|s| listens_on(s, listen)) {
-        listen
-    } else {
-        let any = match listen.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        SocketAddr::new(any, listen.port())
+pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>) -> Option<usize> {
+    let listens_on = |s: &ServerConf, a: &Endpoint| s.listen.iter().any(|l| &l.addr == a);
+    let wildcard;
+    let addr = match listen {
+        Endpoint::Inet(a) if !servers.iter().any(|s| listens_on(s, listen)) => {
+            // Accepted on a specific local address, served by `listen *:PORT`.
+            let any = match a.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            wildcard = Endpoint::Inet(SocketAddr::new(any, a.port()));
+            &wildcard
+        }
+        _ => listen,
     };
     let candidates: Vec<usize> = (0..servers.len())
         .filter(|&i| listens_on(&servers[i], addr))
@@ -42,7 +42,7 @@ pub fn find_server(
                 servers[i]
                     .listen
                     .iter()
-                    .any(|l| l.addr == addr && l.default_server)
+                    .any(|l| &l.addr == addr && l.default_server)
             })
             .or(candidates.first().copied())
     })
@@ -130,7 +130,7 @@ mod tests {
             .servers
     }
 
-    fn addr(s: &str) -> SocketAddr {
+    fn addr(s: &str) -> Endpoint {
         s.parse().expect("socket address")
     }
 
@@ -161,7 +161,7 @@ mod tests {
             (Some("unknown.net"), Some(8)), // default_server
             (None, Some(8)),
         ] {
-            assert_eq!(find_server(&s, a, host), want, "host {host:?}");
+            assert_eq!(find_server(&s, &a, host), want, "host {host:?}");
         }
     }
 
@@ -172,9 +172,9 @@ mod tests {
              server { listen 8080; server_name \"\"; }",
         );
         let a = addr("127.0.0.1:8080");
-        assert_eq!(find_server(&s, a, Some("zzz")), Some(0));
-        assert_eq!(find_server(&s, a, None), Some(1));
-        assert_eq!(find_server(&s, addr("127.0.0.1:9999"), None), None);
+        assert_eq!(find_server(&s, &a, Some("zzz")), Some(0));
+        assert_eq!(find_server(&s, &a, None), Some(1));
+        assert_eq!(find_server(&s, &addr("127.0.0.1:9999"), None), None);
     }
 
     #[test]
@@ -184,9 +184,15 @@ mod tests {
              server { listen 127.0.0.1:80; server_name local; }
              server { listen [::]:80; server_name six; }",
         );
-        assert_eq!(find_server(&s, addr("127.0.0.1:80"), Some("wild")), Some(1));
-        assert_eq!(find_server(&s, addr("10.1.1.1:80"), Some("local")), Some(0));
-        assert_eq!(find_server(&s, addr("[::1]:80"), Some("x")), Some(2));
+        assert_eq!(
+            find_server(&s, &addr("127.0.0.1:80"), Some("wild")),
+            Some(1)
+        );
+        assert_eq!(
+            find_server(&s, &addr("10.1.1.1:80"), Some("local")),
+            Some(0)
+        );
+        assert_eq!(find_server(&s, &addr("[::1]:80"), Some("x")), Some(2));
     }
 
     #[test]

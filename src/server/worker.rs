@@ -6,22 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::listener::Listener;
 use super::state::{ListenerCmd, Shared, StopMode, Worker};
-use crate::config::Level;
-use crate::net::ClientInfo;
+use crate::config::{Endpoint, Level};
+use crate::net::{ClientAddr, ClientInfo, Stream};
 
 /// The thread's body: runs until the server stops. `control` brings listeners added or
 /// removed by a reload.
 pub fn run(
     shared: Arc<Shared>,
-    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    listeners: Vec<(Endpoint, Listener)>,
     mut control: mpsc::UnboundedReceiver<ListenerCmd>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -44,7 +44,7 @@ pub fn run(
     rt.block_on(async move {
         let worker = Worker::new(shared.clone());
         let mut stop = shared.stop_signal();
-        let mut loops: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
+        let mut loops: HashMap<Endpoint, JoinHandle<()>> = HashMap::new();
         for (addr, l) in listeners {
             start_accepting(&worker, &mut loops, addr, l);
         }
@@ -85,11 +85,15 @@ pub fn run(
 
 fn start_accepting(
     worker: &Arc<Worker>,
-    loops: &mut HashMap<SocketAddr, JoinHandle<()>>,
-    addr: SocketAddr,
-    l: std::net::TcpListener,
+    loops: &mut HashMap<Endpoint, JoinHandle<()>>,
+    addr: Endpoint,
+    l: Listener,
 ) {
-    match TcpListener::from_std(l) {
+    let registered = match l {
+        Listener::Tcp(l) => TcpListener::from_std(l).map(Accept::Tcp),
+        Listener::Unix(l) => UnixListener::from_std(l).map(|l| Accept::Unix(l, addr.clone())),
+    };
+    match registered {
         Ok(l) => {
             let h = tokio::spawn(accept_loop(worker.clone(), l, worker.shared.stop_signal()));
             if let Some(old) = loops.insert(addr, h) {
@@ -104,11 +108,42 @@ fn start_accepting(
     }
 }
 
-async fn accept_loop(
-    worker: Arc<Worker>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<StopMode>,
-) {
+/// A listener registered with this thread's runtime.
+enum Accept {
+    Tcp(TcpListener),
+    /// With the path it listens on (the local address of its connections).
+    Unix(UnixListener, Endpoint),
+}
+
+impl Accept {
+    /// The next connection, as a stream and who it is.
+    async fn accept(&self, id: impl FnOnce() -> u64) -> std::io::Result<(Stream, ClientInfo)> {
+        match self {
+            Accept::Tcp(l) => {
+                let (stream, remote) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr()?;
+                let info = ClientInfo {
+                    id: id(),
+                    remote: ClientAddr::Inet(remote),
+                    local: Endpoint::Inet(local),
+                };
+                Ok((stream.into(), info))
+            }
+            Accept::Unix(l, path) => {
+                let (stream, _) = l.accept().await?;
+                let info = ClientInfo {
+                    id: id(),
+                    remote: ClientAddr::Unix,
+                    local: path.clone(),
+                };
+                Ok((stream.into(), info))
+            }
+        }
+    }
+}
+
+async fn accept_loop(worker: Arc<Worker>, listener: Accept, mut stop: watch::Receiver<StopMode>) {
     let limit = worker
         .shared
         .runtime
@@ -131,11 +166,12 @@ async fn accept_loop(
             continue;
         }
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = listener.accept(|| worker.next_conn_id()) => r,
             _ = stop.changed() => return,
         };
-        let (stream, remote) = match accepted {
+        let (stream, info) = match accepted {
             Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => continue,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 crate::log::emit(Level::Alert, None, format_args!("accept() failed ({e})"));
@@ -143,19 +179,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else {
-            continue;
-        };
-        let info = ClientInfo {
-            id: worker.next_conn_id(),
-            remote,
-            local,
-        };
         worker.active.fetch_add(1, Ordering::Relaxed);
         let w = worker.clone();
         tokio::spawn(async move {
-            super::conn::serve(&w, stream.into(), info).await;
+            super::conn::serve(&w, stream, info).await;
             w.active.fetch_sub(1, Ordering::Relaxed);
             w.freed.notify_one();
         });

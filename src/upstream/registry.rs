@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::peer::PeerState;
-use crate::config::{PeerAddr, UpstreamConf};
+use crate::config::{Endpoint, UpstreamConf};
 
 /// Live [`PeerState`] keyed by (upstream name, peer address), so failure counts and
 /// in-flight counts survive a configuration reload for peers the new configuration
@@ -17,7 +17,7 @@ use crate::config::{PeerAddr, UpstreamConf};
 /// backend. Empty by default.
 #[derive(Debug, Default)]
 pub struct PeerRegistry {
-    peers: Mutex<HashMap<(String, PeerAddr), Arc<PeerState>>>,
+    peers: Mutex<HashMap<(String, Endpoint), Arc<PeerState>>>,
 }
 
 impl PeerRegistry {
@@ -27,7 +27,7 @@ impl PeerRegistry {
     }
 
     /// The state for `addr` in `upstream`, created (all zero) on first use.
-    pub fn get_or_create(&self, upstream: &str, addr: &PeerAddr) -> Arc<PeerState> {
+    pub fn get_or_create(&self, upstream: &str, addr: &Endpoint) -> Arc<PeerState> {
         // A panic while holding this lock cannot leave the map inconsistent (every
         // operation is a single insert/lookup/retain), so a poisoned lock is still usable.
         let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);

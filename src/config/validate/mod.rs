@@ -21,7 +21,6 @@ mod upstream;
 mod values;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -330,10 +329,10 @@ impl Validator<'_> {
             .map(|d| self.server(d, &level))
             .collect::<Result<Vec<_>>>()?;
         self.conflicting_names(&servers);
-        let mut defaults: HashMap<SocketAddr, ()> = HashMap::new();
+        let mut defaults: HashMap<&Endpoint, ()> = HashMap::new();
         for s in &servers {
             for l in s.listen.iter().filter(|l| l.default_server) {
-                if defaults.insert(l.addr, ()).is_some() {
+                if defaults.insert(&l.addr, ()).is_some() {
                     return Err(ConfigError::at(
                         &l.span,
                         format!("a duplicate default server for {}", l.addr),
@@ -365,7 +364,7 @@ impl Validator<'_> {
                         ServerName::WildcardEnd(p) => format!("{p}*"),
                         ServerName::Regex(_) => continue,
                     };
-                    if !seen.insert((l.addr, key.clone())) {
+                    if !seen.insert((l.addr.clone(), key.clone())) {
                         self.warnings.push(Warning {
                             span: s.span.clone(),
                             message: format!(

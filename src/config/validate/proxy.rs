@@ -176,7 +176,7 @@ impl Validator<'_> {
         {
             Some(i) => i,
             None => {
-                let addr = PeerAddr::Unix(path.into());
+                let addr = Endpoint::Unix(path.into());
                 self.upstreams.push(UpstreamConf {
                     name: name.clone(),
                     span: d.span.clone(),

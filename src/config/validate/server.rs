@@ -55,7 +55,7 @@ impl Validator<'_> {
         if listen.is_empty() {
             let port = if self.env.is_root { 80 } else { 8000 };
             listen.push(Listen {
-                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                addr: Endpoint::Inet(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
                 default_server: false,
                 span: d.span.clone(),
             });
@@ -104,11 +104,19 @@ impl Validator<'_> {
                 _ => return Err(ConfigError::at(&c.span, format!("invalid parameter \"{p}\""))),
             }
         }
-        if a.starts_with("unix:") {
-            return Err(ConfigError::at(
-                &c.span,
-                format!("unix socket listen \"{a}\" is not supported"),
-            ));
+        if let Some(path) = a.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    format!("no path in the unix domain socket \"{a}\""),
+                    "write listen unix:/run/ferrolb.sock;",
+                ));
+            }
+            return Ok(vec![Listen {
+                addr: Endpoint::Unix(path.into()),
+                default_server,
+                span: c.span.clone(),
+            }]);
         }
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let invalid_port = || {
@@ -145,7 +153,7 @@ impl Validator<'_> {
         Ok(addrs
             .into_iter()
             .map(|addr| Listen {
-                addr,
+                addr: Endpoint::Inet(addr),
                 default_server,
                 span: c.span.clone(),
             })

@@ -136,11 +136,11 @@ impl Validator<'_> {
                     "write server unix:/run/app.sock;",
                 ))
             }
-            Some(path) => vec![PeerAddr::Unix(path.into())],
+            Some(path) => vec![Endpoint::Unix(path.into())],
             None => self
                 .resolve_upstream(c, addr)?
                 .into_iter()
-                .map(PeerAddr::Inet)
+                .map(Endpoint::Inet)
                 .collect(),
         };
         Ok(addrs
