@@ -215,7 +215,7 @@ fn get_over_unix(path: &Path, target: &str) -> String {
     s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
     write!(
         s,
-        "GET {target} HTTP/1.1\r\nHost: sock.test\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
     let mut out = String::new();
@@ -225,6 +225,7 @@ fn get_over_unix(path: &Path, target: &str) -> String {
 
 #[test]
 fn listen_on_a_unix_socket_next_to_tcp() {
+    let g = Gunicorn::start("gunicorn-behind-unix-listen");
     let dir = fresh_temp_dir("unix-listen");
     let path = dir.join("ferrolb.sock");
     let conf = |port: u16, unix: bool| {
@@ -236,8 +237,10 @@ fn listen_on_a_unix_socket_next_to_tcp() {
         format!(
             "events {{}}\nhttp {{\n  log_format who '$remote_addr|$remote_port|$server_addr|$server_port';\n  \
              access_log {log} who;\n  server {{\n    listen 127.0.0.1:{port};\n    {listen_unix}\n    \
-             location / {{ return 200 \"who $remote_addr $server_addr\\n\"; }}\n  }}\n}}\n",
+             location / {{ return 200 \"who $remote_addr $server_addr\\n\"; }}\n    \
+             location /app/ {{ proxy_pass http://unix:{app}:/; }}\n  }}\n}}\n",
             log = dir.join("access.log").display(),
+            app = sock(&g).display(),
         )
     };
     let (mut proxy, [port]) = Proxy::start_on(|[port]| conf(port, true));
@@ -251,6 +254,14 @@ fn listen_on_a_unix_socket_next_to_tcp() {
         got.ends_with(&format!("who unix: unix:{}\n", path.display())),
         "nginx's $remote_addr and $server_addr for a Unix socket: {got}"
     );
+    // Socket to socket: a client on ferrolb's Unix listener, gunicorn on its own.
+    let got = get_over_unix(&path, "/app/");
+    assert!(
+        got.starts_with("HTTP/1.1 200"),
+        "{got}\n{}",
+        proxy.diagnostics()
+    );
+    assert!(got.contains("Using port"), "{got}");
     // The TCP listener of the same server still answers.
     let r = http_get(port, "/", "localhost").expect("GET over TCP");
     assert_eq!(r.text(), "who 127.0.0.1 127.0.0.1\n");
