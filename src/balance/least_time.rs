@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{probe_then_round_robin, PickContext, RoundRobin, Select, SharedRng, Weights};
+use super::{probe_then_round_robin, PickContext, RandomSource, RoundRobin, Select, Weights};
 use crate::upstream::{Millis, Peer, PeerState};
 
 /// Cost of a peer that has requests in flight but no latency measured yet: far above
@@ -26,14 +26,14 @@ const UNMEASURED_BUSY_US: f64 = 1e9;
 pub struct LeastTime {
     weights: Weights,
     decay: Duration,
-    rng: SharedRng,
+    rng: RandomSource,
     fallback: RoundRobin,
 }
 
 impl LeastTime {
     /// A selector over `peers`, weighted by their `weight=`, with the EWMA time
     /// constant `decay`, drawing from `rng`.
-    pub fn new(peers: &[Peer], decay: Duration, rng: SharedRng) -> Self {
+    pub fn new(peers: &[Peer], decay: Duration, rng: RandomSource) -> Self {
         LeastTime {
             weights: Weights::of(peers),
             decay,
@@ -150,7 +150,7 @@ mod tests {
         let ps = peers(&[1, 1]);
         record(&ps[0].state, Duration::from_millis(100), Millis(1), DECAY);
         record(&ps[1].state, Duration::from_millis(10), Millis(1), DECAY);
-        let sel = LeastTime::new(&ps, DECAY, SharedRng::with_seed(3));
+        let sel = LeastTime::new(&ps, DECAY, RandomSource::with_seed(3));
         let ctx = PickContext {
             now: Millis(2),
             ..PickContext::default()
@@ -167,7 +167,7 @@ mod tests {
         let ps = peers(&[1; 4]);
         let lt = simulate(
             &ps,
-            &LeastTime::new(&ps, DECAY, SharedRng::with_seed(11)),
+            &LeastTime::new(&ps, DECAY, RandomSource::with_seed(11)),
             &service,
             Some(DECAY),
         );
@@ -189,7 +189,7 @@ mod tests {
         // Equal latency: in-flight counts settle where cost is equal, (n + 1) / w, so
         // the weight-3 peer carries about three quarters.
         let ps = peers(&[3, 1]);
-        let sel = LeastTime::new(&ps, DECAY, SharedRng::with_seed(5));
+        let sel = LeastTime::new(&ps, DECAY, RandomSource::with_seed(5));
         let got = simulate(&ps, &sel, &[10, 10], Some(DECAY));
         assert!((got[0] - 0.75).abs() < 0.05, "{got:?}");
     }

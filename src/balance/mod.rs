@@ -10,7 +10,7 @@
 //! What nginx's methods share lives here once: the weight table (`hash % total weight`
 //! → peer, weighted random draws), the "draw up to 20 times, then round robin" loop of
 //! `ip_hash`, `hash` and `random` ([`probe_then_round_robin`]), the load comparison of
-//! `least_conn` and `random two` ([`less_loaded`]) and the shared random source.
+//! `least_conn` and `random two` ([`less_loaded`]) and the random source.
 
 pub mod chash;
 mod group;
@@ -33,7 +33,11 @@ pub use round_robin::RoundRobin;
 pub use sticky::Sticky;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Mutex, PoisonError};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt as _, SeedableRng as _};
 
 use crate::config::{BalanceMethod, UpstreamConf};
 use crate::upstream::{Millis, Peer};
@@ -82,9 +86,11 @@ pub fn selector_for(conf: &UpstreamConf, peers: &[Peer]) -> Box<dyn Select> {
         BalanceMethod::Hash {
             consistent: true, ..
         } => Box::new(ConsistentHash::new(peers)),
-        BalanceMethod::Random { two } => Box::new(Random::new(peers, *two, SharedRng::seeded())),
+        BalanceMethod::Random { two } => {
+            Box::new(Random::new(peers, *two, RandomSource::PerThread))
+        }
         BalanceMethod::LeastTime { decay, .. } => {
-            Box::new(LeastTime::new(peers, *decay, SharedRng::seeded()))
+            Box::new(LeastTime::new(peers, *decay, RandomSource::PerThread))
         }
     };
     match &conf.sticky {
@@ -186,40 +192,37 @@ impl Weights {
     }
 }
 
-/// A random source shared by all worker threads without a lock: splitmix64 over an
-/// atomic counter, one `fetch_add` per number. Deterministic for a given seed (tests),
-/// seeded from the OS otherwise; not for secrets.
+/// Where the random methods (`random`, `least_time`'s weighted draw) get their
+/// numbers: the `rand` crate's generator of the calling thread, which no other thread
+/// touches (no lock, no shared cache line), or, for tests and benches that must
+/// repeat, one [`SmallRng`] from a fixed seed. Not for secrets.
 #[derive(Debug)]
-pub struct SharedRng {
-    state: AtomicU64,
+pub enum RandomSource {
+    /// The calling thread's [`rand::rng`]: seeded from the OS, reseeded now and then.
+    PerThread,
+    /// One generator from a fixed seed, behind a lock: the same draws on every run.
+    /// The lock is only ever taken by tests and benches.
+    Seeded(Mutex<SmallRng>),
 }
 
-impl SharedRng {
-    /// A source starting at `seed`.
+impl RandomSource {
+    /// A deterministic source starting from `seed` (tests and benches).
     pub fn with_seed(seed: u64) -> Self {
-        SharedRng {
-            state: AtomicU64::new(seed),
-        }
+        RandomSource::Seeded(Mutex::new(SmallRng::seed_from_u64(seed)))
     }
 
-    /// A source seeded from the OS.
-    pub fn seeded() -> Self {
-        Self::with_seed(rand::random())
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&self) -> u64 {
-        const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut z = self.state.fetch_add(GAMMA, Relaxed).wrapping_add(GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n` > 0; multiply-shift, bias below 2^-32 for any
-    /// realistic total weight).
+    /// A number in `0..n`, uniform; 0 when `n` is 0.
     pub fn below(&self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        if n <= 1 {
+            return 0;
+        }
+        match self {
+            RandomSource::PerThread => rand::rng().random_range(0..n),
+            RandomSource::Seeded(rng) => rng
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .random_range(0..n),
+        }
     }
 }
 

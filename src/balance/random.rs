@@ -1,7 +1,7 @@
 //! `random [two [least_conn]]`.
 
 use super::{
-    less_loaded, probe_then_round_robin, PickContext, RoundRobin, Select, SharedRng, Weights,
+    less_loaded, probe_then_round_robin, PickContext, RandomSource, RoundRobin, Select, Weights,
 };
 use crate::upstream::Peer;
 
@@ -16,13 +16,13 @@ use crate::upstream::Peer;
 pub struct Random {
     weights: Weights,
     two: bool,
-    rng: SharedRng,
+    rng: RandomSource,
     fallback: RoundRobin,
 }
 
 impl Random {
     /// A selector over `peers`, weighted by their `weight=`, drawing from `rng`.
-    pub fn new(peers: &[Peer], two: bool, rng: SharedRng) -> Self {
+    pub fn new(peers: &[Peer], two: bool, rng: RandomSource) -> Self {
         Random {
             weights: Weights::of(peers),
             two,
@@ -75,7 +75,7 @@ mod tests {
 
     fn assert_shares(two: bool, weights: &[u32], seed: u64) {
         let ps = peers(weights);
-        let sel = Random::new(&ps, two, SharedRng::with_seed(seed));
+        let sel = Random::new(&ps, two, RandomSource::with_seed(seed));
         let ctx = PickContext::default();
         let got = shares(
             (0..100_000).map(|_| sel.pick(&ps, &ctx, &all).unwrap_or(usize::MAX)),
@@ -102,7 +102,7 @@ mod tests {
     fn two_under_load_shares_by_weight() {
         for (seed, weights) in [(1, vec![5, 3, 2]), (9, vec![1, 2, 3, 4])] {
             let ps = peers(&weights);
-            let sel = Random::new(&ps, true, SharedRng::with_seed(seed));
+            let sel = Random::new(&ps, true, RandomSource::with_seed(seed));
             let got = simulate(&ps, &sel, &vec![10; weights.len()], None);
             let total: u32 = weights.iter().sum();
             for (i, (&s, &w)) in got.iter().zip(&weights).enumerate() {
@@ -118,7 +118,7 @@ mod tests {
     fn two_when_idle_keeps_the_second_draw_as_nginx() {
         let weights = [5u32, 3, 2];
         let ps = peers(&weights);
-        let sel = Random::new(&ps, true, SharedRng::with_seed(3));
+        let sel = Random::new(&ps, true, RandomSource::with_seed(3));
         let got = shares(
             (0..100_000).map(|_| sel.pick(&ps, &PickContext::default(), &all).unwrap_or(0)),
             3,
@@ -141,7 +141,7 @@ mod tests {
     fn two_prefers_the_less_loaded() {
         let ps = peers(&[1, 1]);
         ps[0].state.in_flight.store(10, Relaxed);
-        let sel = Random::new(&ps, true, SharedRng::with_seed(7));
+        let sel = Random::new(&ps, true, RandomSource::with_seed(7));
         for _ in 0..1000 {
             assert_eq!(sel.pick(&ps, &PickContext::default(), &all), Some(1));
         }

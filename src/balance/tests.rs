@@ -21,15 +21,15 @@ fn methods(ps: &[Peer], seed: u64) -> Vec<(&'static str, Box<dyn Select>)> {
         ("hash consistent", Box::new(ConsistentHash::new(ps))),
         (
             "random",
-            Box::new(Random::new(ps, false, SharedRng::with_seed(seed))),
+            Box::new(Random::new(ps, false, RandomSource::with_seed(seed))),
         ),
         (
             "random two",
-            Box::new(Random::new(ps, true, SharedRng::with_seed(seed))),
+            Box::new(Random::new(ps, true, RandomSource::with_seed(seed))),
         ),
         (
             "least_time",
-            Box::new(LeastTime::new(ps, decay, SharedRng::with_seed(seed))),
+            Box::new(LeastTime::new(ps, decay, RandomSource::with_seed(seed))),
         ),
         ("sticky", sticky_rr),
     ]

@@ -284,10 +284,15 @@ mod tests {
     }
 
     fn idle(stream: TcpStream) -> IdleConn {
+        idle_for(stream, Duration::ZERO)
+    }
+
+    /// An idle connection that became idle `age` ago.
+    fn idle_for(stream: TcpStream, age: Duration) -> IdleConn {
         let stream = crate::net::Stream::from(stream);
         IdleConn {
             stream,
-            since: Instant::now(),
+            since: Instant::now() - age,
             requests: 1,
         }
     }
@@ -390,10 +395,7 @@ mod tests {
         let (old, mut old_backend) = pair().await;
         let (fresh, _fresh_backend) = pair().await;
         let max_idle = Duration::from_secs(1);
-        let stale = IdleConn {
-            since: Instant::now() - Duration::from_secs(2),
-            ..idle(old)
-        };
+        let stale = idle_for(old, 2 * max_idle);
         pools.put("up", &peer, 4, max_idle, stale);
         pools.put("up", &peer, 4, max_idle, idle(fresh));
         pools.sweep();
@@ -415,10 +417,7 @@ mod tests {
         let (old, _old_backend) = pair().await;
         let (fresh, _fresh_backend) = pair().await;
         let max_idle = Duration::from_secs(1);
-        let stale = IdleConn {
-            since: Instant::now() - Duration::from_secs(2),
-            ..idle(old)
-        };
+        let stale = idle_for(old, 2 * max_idle);
         pools.put("up", &one, 1, max_idle, stale);
         pools.put("up", &two, 1, max_idle, idle(fresh));
         assert_eq!(pools.idle_count("up"), 1);

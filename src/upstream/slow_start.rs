@@ -6,11 +6,10 @@
 //! state under a lock. ferrolb's round robin is a precomputed, lock-free schedule, so
 //! instead the eligibility test skips a ramping peer with probability
 //! `1 - elapsed / T` ([`skip`]): its expected share is `elapsed / T` of its full share,
-//! and nothing is rebuilt. The random number comes from a thread-local xorshift
+//! and nothing is rebuilt. The random number comes from the thread's own `rand`
 //! generator (no lock, no syscall). When the skip would leave a request with no peer
 //! at all, `Upstream::pick` retries without it, so slow start never causes a 502.
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::config::PeerConf;
@@ -39,30 +38,10 @@ pub fn ramping(conf: &PeerConf, state: &PeerState, now: Millis) -> bool {
         && now.since(Millis(from)) < duration_ms(conf.slow_start)
 }
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    // Distinct per thread: the address of a stack local mixed with the time.
-    let local = 0u8;
-    let addr = std::ptr::addr_of!(local) as u64;
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (addr ^ t.rotate_left(17)) | 1
-}
-
-/// A uniform number in `[0, 1)` from the thread's xorshift64* generator.
+/// A uniform number in `[0, 1)` from the calling thread's [`rand::rng`] (no lock, no
+/// syscall per draw).
 pub fn random_unit() -> f64 {
-    RNG.with(|c| {
-        let mut x = c.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        c.set(x);
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    })
+    rand::random()
 }
 
 #[cfg(test)]
