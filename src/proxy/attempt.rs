@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::downstream::Downstream;
 use super::plan::{LastAttempt, Plan, RequestBody};
 use super::request::{self, UpstreamHead};
 use super::{Forward, Forwarded};
@@ -188,10 +189,10 @@ pub(super) struct Answered<'u> {
 
 /// Makes attempts until a peer answers with a response to relay, or the plan allows
 /// no more; `Err` is the status to answer the client with.
-pub(super) async fn run<'u>(
+pub(super) async fn run<'u, D: Downstream>(
     f: &Forward<'u>,
     plan: &Plan<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &[u8],
     body: &mut RequestBody,
     done: &mut Forwarded,
@@ -314,11 +315,11 @@ type Exchanged = (UpstreamConn, Recycled<ResponseHead>, Buf, UpstreamHead);
 /// One attempt at one peer: connect (or reuse), send, read the head. A reused
 /// keep-alive connection that proves closed before any response byte came is
 /// replaced by a fresh one once, silently, when the request can be replayed.
-async fn attempt(
+async fn attempt<D: Downstream>(
     f: &Forward<'_>,
     plan: &Plan<'_>,
     peer: &Peer,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &[u8],
     body: &mut RequestBody,
     timing: &mut (Option<Duration>, Option<Duration>),

@@ -9,9 +9,13 @@
 //! 3. the relay ([`response`]): the response head and body to the client, the
 //!    upstream connection back to the pool.
 //!
-//! It runs over [`Stream`]s, so the transport (TCP, Unix socket) is not its concern.
+//! The client side is a [`Downstream`]: the front end (HTTP/1 today) reads the body and
+//! frames the response for its client, so neither protocol nor transport details of
+//! the client reach this module. The upstream side runs over [`crate::net::Stream`]s
+//! (TCP or Unix socket).
 
 mod attempt;
+mod downstream;
 mod plan;
 mod request;
 mod response;
@@ -19,7 +23,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use request::CLIENT_SEND_TIMEOUT;
+pub use downstream::{Downstream, ResponseOut, ResponseStarted};
 
 use self::plan::Plan;
 use crate::balance::Upstream;
@@ -27,7 +31,6 @@ use crate::config::{Endpoint, Level, LocSettings, ProxyPass};
 use crate::http1::RequestHead;
 use crate::net::buffers::Buf;
 pub use crate::net::ClientInfo;
-use crate::net::Stream;
 use crate::vars;
 
 /// Everything [`forward`] needs about one request.
@@ -85,7 +88,7 @@ pub struct Forwarded {
 /// `cbuf` is the client read buffer: the head at `..head.head_len`, then whatever body
 /// bytes (and pipelined requests) arrived with it. On return it holds only the bytes
 /// that belong to the next request.
-pub async fn forward(f: &Forward<'_>, client: &mut Stream, cbuf: &mut Buf) -> Forwarded {
+pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut Buf) -> Forwarded {
     let mut done = Forwarded {
         keep_client: f.keep_client,
         ..Forwarded::default()

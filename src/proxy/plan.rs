@@ -4,14 +4,13 @@
 
 use tokio::time::Instant;
 
-use super::request::send_continue;
+use super::downstream::Downstream;
 use super::Forward;
 use crate::balance::{sticky, PickContext};
 use crate::config::{LocSettings, NextUpstream};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ScanStep};
 use crate::net::buffers::Buf;
-use crate::net::io::{self, IoFailure};
-use crate::net::Stream;
+use crate::net::io::IoFailure;
 
 /// Request bodies up to this size are read completely before an upstream is contacted
 /// (nginx reads them into `client_body_buffer_size`): the upstream gets head and body
@@ -175,9 +174,9 @@ fn pick_context<'k>(f: &Forward<'_>, cbuf: &[u8], key_buf: &'k mut Vec<u8>) -> P
 
 /// Reads a small body completely into `cbuf`, then finds how much of the body is in
 /// it. `Err(0)`: the client went away; `Err(status)`: answer with it.
-pub(super) async fn take_body(
+pub(super) async fn take_body<D: Downstream>(
     f: &Forward<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &mut Buf,
 ) -> Result<RequestBody, u16> {
     buffer_small_body(f, client, cbuf).await?;
@@ -186,9 +185,9 @@ pub(super) async fn take_body(
 
 /// Reads the rest of a small body into `cbuf`. `Err(0)`: the client went away;
 /// `Err(status)`: answer with it.
-async fn buffer_small_body(
+async fn buffer_small_body<D: Downstream>(
     f: &Forward<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &mut Buf,
 ) -> Result<(), u16> {
     let start = f.head.head_len;
@@ -213,7 +212,7 @@ async fn buffer_small_body(
         BodyFraming::None | BodyFraming::UntilClose => return Ok(()),
     };
     if f.head.expect_continue {
-        send_continue(client).await.map_err(|_| 0u16)?;
+        client.send_continue().await.map_err(|_| 0u16)?;
     }
     loop {
         let have = (cbuf.len() - start) as u64;
@@ -223,7 +222,10 @@ async fn buffer_small_body(
             _ => return Ok(()),
         };
         let before = cbuf.len();
-        match io::read_some(client, cbuf, want, f.settings.client_body_timeout).await {
+        match client
+            .read_body(cbuf, want, f.settings.client_body_timeout)
+            .await
+        {
             Ok(_) => {}
             Err(IoFailure::Timeout) => return Err(408),
             Err(_) => return Err(0),

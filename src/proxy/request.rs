@@ -4,18 +4,14 @@
 use std::io::IoSlice;
 
 use super::attempt::{AttemptError, UpstreamConn};
+use super::downstream::Downstream;
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
 use crate::config::{Endpoint, ProxyHttpVersion};
-use crate::http1::respond;
-use crate::http1::{self, BodyFraming, RequestHead, ScanStep};
+use crate::http1::{BodyFraming, RequestHead, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
-use crate::net::Stream;
 use crate::vars::RequestVars;
-
-/// How long writing to a client may stall (nginx's `send_timeout` default).
-pub(crate) const CLIENT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A built upstream request head.
 pub(super) struct UpstreamHead {
@@ -208,9 +204,9 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 /// the rest streamed from the client in 64 KiB chunks (recorded in
 /// `body.streaming`, with the bytes of a following pipelined request read past the end
 /// of a chunked body).
-pub(super) async fn send(
+pub(super) async fn send<D: Downstream>(
     f: &Forward<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &[u8],
     conn: &mut UpstreamConn,
     head: &[u8],
@@ -230,9 +226,9 @@ pub(super) async fn send(
     Ok(())
 }
 
-async fn send_head_and_body(
+async fn send_head_and_body<D: Downstream>(
     f: &Forward<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &[u8],
     conn: &mut UpstreamConn,
     head: &[u8],
@@ -253,7 +249,8 @@ async fn send_head_and_body(
     }
 
     if f.head.expect_continue {
-        send_continue(client)
+        client
+            .send_continue()
             .await
             .map_err(|e| client_error(408, "client closed before sending its body", e))?;
     }
@@ -266,7 +263,8 @@ async fn send_head_and_body(
             while remaining > 0 {
                 bbuf.clear();
                 let want = remaining.min(crate::net::buffers::BODY_BUF as u64);
-                let n = io::read_some(client, &mut bbuf, want as usize, body_timeout)
+                let n = client
+                    .read_body(&mut bbuf, want as usize, body_timeout)
                     .await
                     .map_err(|e| client_error(400, "client sent a short body", e))?;
                 remaining -= n as u64;
@@ -283,14 +281,10 @@ async fn send_head_and_body(
             let max = f.settings.client_max_body_size;
             loop {
                 bbuf.clear();
-                io::read_some(
-                    client,
-                    &mut bbuf,
-                    crate::net::buffers::BODY_BUF,
-                    body_timeout,
-                )
-                .await
-                .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
+                client
+                    .read_body(&mut bbuf, crate::net::buffers::BODY_BUF, body_timeout)
+                    .await
+                    .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
                 let step = sc.scan(&bbuf).map_err(|e| AttemptError::Client {
                     status: 400,
                     why: format!("client sent invalid chunked body ({e})"),
@@ -320,17 +314,6 @@ async fn send_head_and_body(
     }
 }
 
-/// Tells a client that sent `Expect: 100-continue` to go on with its body. ferrolb
-/// answers it itself and does not pass `Expect` upstream.
-pub(super) async fn send_continue(client: &mut Stream) -> Result<(), IoFailure> {
-    io::write_all(
-        client,
-        b"HTTP/1.1 100 Continue\r\n\r\n",
-        CLIENT_SEND_TIMEOUT,
-    )
-    .await
-}
-
 fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
     let status = if matches!(e, IoFailure::Timeout) {
         408
@@ -344,8 +327,8 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
 }
 
 /// Answers with an error page (nothing was sent to the client yet).
-pub(super) async fn answer_error(
-    client: &mut Stream,
+pub(super) async fn answer_error<D: Downstream>(
+    client: &mut D,
     head: &RequestHead,
     status: u16,
     done: &mut Forwarded,
@@ -353,21 +336,9 @@ pub(super) async fn answer_error(
     if matches!(status, 400 | 408 | 413) || done.consumed.is_none() {
         done.keep_client = false;
     }
-    let mut out = Buf::head();
-    let head_only = head.method == http1::Method::Head;
-    respond::error_page(
-        &mut out,
-        status,
-        done.keep_client,
-        head.minor_version == 0,
-        head_only,
-    );
     done.status = status;
-    done.head_bytes = out.len() as u64;
-    if io::write_all(client, &out, CLIENT_SEND_TIMEOUT)
-        .await
-        .is_err()
-    {
-        done.keep_client = false;
+    match client.send_error(head, status, done.keep_client).await {
+        Ok(bytes) => done.head_bytes = bytes,
+        Err(_) => done.keep_client = false,
     }
 }

@@ -1,42 +1,29 @@
-//! Relaying the upstream response to the client: its head (hop-by-hop removed, framing
-//! and `add_header` applied) written together with the first body bytes, then the body
-//! streamed in 64 KiB chunks, then the upstream connection pooled when it can be.
+//! Relaying the upstream response to the client side ([`Downstream`]): the head with
+//! ferrolb's fields (`sticky` cookie, `add_header`), the body read in 64 KiB pieces as
+//! the upstream framed it, then the upstream connection pooled when it ended cleanly.
 
-use std::io::{IoSlice, Write as _};
+use std::sync::Arc;
 
 use super::attempt::{note_attempt, Answered, UpstreamConn};
-use super::request::{vars, CLIENT_SEND_TIMEOUT};
+use super::downstream::{Downstream, ResponseOut};
+use super::request::vars;
 use super::{Forward, Forwarded};
 use crate::config::{LatencyPoint, Level};
 use crate::http1::respond;
-use crate::http1::{write_chunk_header, BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
+use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF};
 use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
 use crate::upstream::{Outcome, PeerState};
-use std::sync::Arc;
-
-/// How the body goes to the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Out {
-    /// No body.
-    None,
-    /// Bytes as they come (content-length, chunked passed through, or close-delimited
-    /// to an HTTP/1.0 client).
-    Raw,
-    /// A close-delimited upstream body re-framed as chunked for an HTTP/1.1 client, so
-    /// the client connection can stay open.
-    Rechunk,
-}
 
 /// Relays the answer of the attempt that got one; updates `done` with the status, the
 /// body size and whether the client connection may continue. `set_cookie` (from
 /// `sticky cookie`) is added to the head as a `Set-Cookie` line. The peer stays in
 /// flight until the last byte, then its outcome and statistics are recorded.
-pub(super) async fn relay(
+pub(super) async fn relay<D: Downstream>(
     f: &Forward<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &[u8],
     answered: Answered<'_>,
     set_cookie: Option<&[u8]>,
@@ -101,10 +88,11 @@ fn record_latency(f: &Forward<'_>, idx: usize, point: LatencyPoint, started: tok
     }
 }
 
+/// The head to the client, the body in 64 KiB pieces, the connection back to the pool.
 #[allow(clippy::too_many_arguments)]
-async fn relay_response(
+async fn relay_response<D: Downstream>(
     f: &Forward<'_>,
-    client: &mut Stream,
+    client: &mut D,
     cbuf: &[u8],
     mut conn: UpstreamConn,
     peer: &Arc<PeerState>,
@@ -114,95 +102,58 @@ async fn relay_response(
     set_cookie: Option<&[u8]>,
     done: &mut Forwarded,
 ) {
-    let req = f.head;
-    let http10_client = req.minor_version == 0;
-    let upgrade = resp.status == 101 && req.upgrade;
-    let out_mode = match resp.framing {
-        BodyFraming::None => Out::None,
-        BodyFraming::UntilClose if !http10_client => Out::Rechunk,
-        _ => Out::Raw,
-    };
-    if upgrade || (resp.framing == BodyFraming::UntilClose && http10_client) {
-        done.keep_client = false;
-    }
+    let upgrade = resp.status == 101 && f.head.upgrade;
     done.status = resp.status;
 
-    // The upstream request head has been sent: its buffer carries the client head now.
-    let sent_close = uhead.close;
-    let mut chead = uhead.bytes;
-    chead.clear();
-    let _ = write!(chead, "HTTP/1.1 {} ", resp.status);
-    chead.extend_from_slice(&ubuf[resp.reason.clone()]);
-    chead.extend_from_slice(b"\r\n");
-    for h in &resp.headers {
-        if h.hop_by_hop {
-            continue;
-        }
-        chead.extend_from_slice(&ubuf[h.name.clone()]);
-        chead.extend_from_slice(b": ");
-        chead.extend_from_slice(&ubuf[h.value.clone()]);
-        chead.extend_from_slice(b"\r\n");
-    }
-    if upgrade {
-        chead.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
-        if let Some(u) = resp.header_value(&ubuf, "upgrade") {
-            chead.extend_from_slice(u);
-        }
-        chead.extend_from_slice(b"\r\n");
-    } else {
-        if resp.framing == BodyFraming::Chunked || out_mode == Out::Rechunk {
-            chead.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        }
-        if !done.keep_client {
-            chead.extend_from_slice(b"Connection: close\r\n");
-        } else if http10_client {
-            chead.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-    }
-    if let Some(c) = set_cookie {
-        // `sticky cookie`: the response's peer differs from the request's cookie.
-        chead.extend_from_slice(b"Set-Cookie: ");
-        chead.extend_from_slice(c);
-        chead.extend_from_slice(b"\r\n");
-    }
+    // `add_header` values evaluated once into one scratch buffer.
+    let mut values = Vec::new();
+    let mut ranges: Vec<(&[u8], std::ops::Range<usize>)> = Vec::new();
     if !f.settings.add_header.is_empty() {
         let v = vars(f, cbuf, None);
         let applies = respond::add_header_applies(resp.status);
         for h in &f.settings.add_header {
             if h.always || applies {
-                chead.extend_from_slice(h.name.as_bytes());
-                chead.extend_from_slice(b": ");
-                v.eval(&h.value, &mut chead);
-                chead.extend_from_slice(b"\r\n");
+                let start = values.len();
+                v.eval(&h.value, &mut values);
+                ranges.push((h.name.as_bytes(), start..values.len()));
             }
         }
     }
-    chead.extend_from_slice(b"\r\n");
-    done.head_bytes = chead.len() as u64;
+    let mut extra: Vec<(&[u8], &[u8])> = Vec::with_capacity(ranges.len() + 1);
+    if let Some(c) = set_cookie {
+        // `sticky cookie`: the response's peer differs from the request's cookie.
+        extra.push((b"Set-Cookie", c));
+    }
+    extra.extend(ranges.iter().map(|(n, r)| (*n, &values[r.clone()])));
+
+    // The upstream request head has been sent: its buffer carries the client head now.
+    let sent_close = uhead.close;
+    let out = ResponseOut {
+        head: &resp,
+        buf: &ubuf,
+        upgrade,
+        extra: &extra,
+    };
+    let started = client.start_response(f.head, &out, done.keep_client, uhead.bytes);
+    done.keep_client = started.keep_alive;
+    done.head_bytes = started.head_bytes;
 
     if upgrade {
-        tunnel(client, cbuf, conn, &chead, &ubuf[resp.head_len..], f, done).await;
+        tunnel(client, cbuf, conn, &ubuf[resp.head_len..], f, done).await;
         return;
     }
 
     let mut relay = BodyRelay {
         read_timeout: f.settings.proxy_read_timeout,
-        sent: 0,
-        head_pending: chead.len() as u64,
-        mode: out_mode,
         upstream_clean: !sent_close && resp.keep_alive,
     };
+    let framing = resp.framing;
+    let head_len = resp.head_len;
+    drop(extra);
     let result = relay
-        .run(
-            client,
-            &mut conn.stream,
-            resp.framing,
-            &chead,
-            ubuf,
-            resp.head_len,
-        )
+        .run(client, &mut conn.stream, framing, ubuf, head_len)
         .await;
-    done.body_bytes = relay.sent;
+    done.body_bytes = client.body_bytes();
     match result {
         Ok(()) => {}
         Err(BodyError::Upstream(e)) => {
@@ -250,12 +201,9 @@ enum BodyError {
     Client,
 }
 
+/// Reads the upstream body as it is framed and hands it to the client side.
 struct BodyRelay {
     read_timeout: std::time::Duration,
-    sent: u64,
-    /// Head bytes not yet written (they are not body bytes).
-    head_pending: u64,
-    mode: Out,
     /// Whether the upstream connection ends exactly at the end of this response and
     /// may be reused.
     upstream_clean: bool,
@@ -263,13 +211,12 @@ struct BodyRelay {
 
 impl BodyRelay {
     /// `ubuf` holds the response head at `..head_len` and the first body bytes after
-    /// it; once those are written it is reused for the rest of the body.
-    async fn run(
+    /// it; once those are sent it is reused for the rest of the body.
+    async fn run<D: Downstream>(
         &mut self,
-        client: &mut Stream,
+        client: &mut D,
         upstream: &mut Stream,
         framing: BodyFraming,
-        chead: &[u8],
         ubuf: Buf,
         head_len: usize,
     ) -> Result<(), BodyError> {
@@ -279,14 +226,14 @@ impl BodyRelay {
                 if !initial.is_empty() {
                     self.upstream_clean = false;
                 }
-                self.write(client, &[chead]).await
+                to_client(client.end_body()).await
             }
             BodyFraming::Length(n) => {
                 let first = (initial.len() as u64).min(n) as usize;
                 if initial.len() > first {
                     self.upstream_clean = false;
                 }
-                self.write(client, &[chead, &initial[..first]]).await?;
+                to_client(client.send_body(&initial[..first])).await?;
                 let mut remaining = n - first as u64;
                 let mut bbuf = ubuf;
                 while remaining > 0 {
@@ -300,7 +247,7 @@ impl BodyRelay {
                         self.upstream_clean = false;
                     }
                     remaining -= take as u64;
-                    self.write(client, &[&bbuf[..take]]).await?;
+                    to_client(client.send_body(&bbuf[..take])).await?;
                 }
                 Ok(())
             }
@@ -316,7 +263,7 @@ impl BodyRelay {
                 if first < initial.len() {
                     self.upstream_clean = false;
                 }
-                self.write(client, &[chead, &initial[..first]]).await?;
+                to_client(client.send_body(&initial[..first])).await?;
                 let mut bbuf = ubuf;
                 while matches!(step, ScanStep::NeedMore) {
                     bbuf.clear();
@@ -333,13 +280,13 @@ impl BodyRelay {
                     if end < bbuf.len() {
                         self.upstream_clean = false;
                     }
-                    self.write(client, &[&bbuf[..end]]).await?;
+                    to_client(client.send_body(&bbuf[..end])).await?;
                 }
                 Ok(())
             }
             BodyFraming::UntilClose => {
                 self.upstream_clean = false;
-                self.write_piece(client, Some(chead), initial).await?;
+                to_client(client.send_body(initial)).await?;
                 let mut bbuf = ubuf;
                 loop {
                     bbuf.clear();
@@ -349,70 +296,31 @@ impl BodyRelay {
                     if n == 0 {
                         break;
                     }
-                    self.write_piece(client, None, &bbuf).await?;
+                    to_client(client.send_body(&bbuf)).await?;
                 }
-                if self.mode == Out::Rechunk {
-                    self.write(client, &[b"0\r\n\r\n"]).await?;
-                }
-                Ok(())
+                to_client(client.end_body()).await
             }
         }
     }
+}
 
-    /// Writes one piece of a close-delimited body, framed as a chunk when re-chunking.
-    async fn write_piece(
-        &mut self,
-        client: &mut Stream,
-        head: Option<&[u8]>,
-        data: &[u8],
-    ) -> Result<(), BodyError> {
-        let head = head.unwrap_or(b"");
-        if self.mode != Out::Rechunk || data.is_empty() {
-            return self.write(client, &[head, data]).await;
-        }
-        let mut size = Vec::with_capacity(12);
-        write_chunk_header(&mut size, data.len());
-        self.write(client, &[head, &size, data, b"\r\n"]).await
-    }
-
-    async fn write(&mut self, client: &mut Stream, parts: &[&[u8]]) -> Result<(), BodyError> {
-        // At most four parts (head, chunk size, data, CRLF): no allocation per write.
-        let mut slices = [IoSlice::new(&[]); 4];
-        for (slot, p) in slices.iter_mut().zip(parts) {
-            *slot = IoSlice::new(p);
-        }
-        io::write_all_vectored(
-            client,
-            &mut slices[..parts.len().min(4)],
-            CLIENT_SEND_TIMEOUT,
-        )
-        .await
-        .map_err(|_| BodyError::Client)?;
-        // Counts chunk framing too: close enough to nginx's $body_bytes_sent for logs.
-        let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        self.sent += total - self.head_pending.min(total);
-        self.head_pending = 0;
-        Ok(())
-    }
+/// A write to the client; its failure is the client's.
+async fn to_client(
+    write: impl std::future::Future<Output = Result<(), IoFailure>>,
+) -> Result<(), BodyError> {
+    write.await.map_err(|_| BodyError::Client)
 }
 
 /// After a `101 Switching Protocols`, both sides become one raw byte stream.
-async fn tunnel(
-    client: &mut Stream,
+async fn tunnel<D: Downstream>(
+    client: &mut D,
     cbuf: &[u8],
     mut conn: UpstreamConn,
-    chead: &[u8],
     initial: &[u8],
     f: &Forward<'_>,
     done: &mut Forwarded,
 ) {
-    let mut slices = [IoSlice::new(chead), IoSlice::new(initial)];
-    if io::write_all_vectored(client, &mut slices, CLIENT_SEND_TIMEOUT)
-        .await
-        .is_err()
-    {
-        return;
-    }
+    done.keep_client = false;
     // Bytes the client sent after its upgrade request belong to the new protocol.
     let early = &cbuf[f.head.head_len.min(cbuf.len())..];
     if !early.is_empty()
@@ -422,8 +330,6 @@ async fn tunnel(
     {
         return;
     }
-    done.keep_client = false;
-    if let Ok((_, down)) = tokio::io::copy_bidirectional(client, &mut conn.stream).await {
-        done.body_bytes = down;
-    }
+    let _ = client.tunnel(&mut conn.stream, initial).await;
+    done.body_bytes = client.body_bytes();
 }

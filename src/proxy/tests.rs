@@ -12,6 +12,8 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 use super::*;
 use crate::config::{Action, Config, LoadOptions};
 use crate::http1::Parsed;
+use crate::net::Stream;
+use crate::server::http1_downstream::Http1Downstream;
 use crate::upstream::PeerRegistry;
 
 /// How a scripted peer treats each connection.
@@ -170,7 +172,7 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         keep_client: false,
         log_upstream: true,
     };
-    let done = forward(&f, &mut client, &mut cbuf).await;
+    let done = forward(&f, &mut Http1Downstream::new(&mut client), &mut cbuf).await;
     drop(client);
     let mut got = Vec::new();
     let _ = theirs.read_to_end(&mut got).await;

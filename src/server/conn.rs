@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::http1_downstream::{Http1Downstream, CLIENT_SEND_TIMEOUT};
 use super::state::{Runtime, StopMode, Worker};
 use super::{location, uri, vhost};
 use crate::access_log::{
@@ -298,7 +299,8 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 keep_client: keep,
                 log_upstream,
             };
-            let done = crate::proxy::forward(&f, stream, buf).await;
+            let mut client = Http1Downstream::new(stream);
+            let done = crate::proxy::forward(&f, &mut client, buf).await;
             Handled {
                 status: done.status,
                 body_bytes: done.body_bytes,
@@ -397,7 +399,7 @@ async fn answer_local<'a>(
             body_len = (out.len() - start) as u64;
         }
     }
-    let ok = io::write_all(stream, &out, crate::proxy::CLIENT_SEND_TIMEOUT)
+    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
         .await
         .is_ok();
     if let Some(n) = body_in_buf {

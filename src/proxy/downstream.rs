@@ -1,0 +1,97 @@
+//! The client side of a forwarded request, as the forward path sees it: where the rest
+//! of the request body comes from and where the response goes. The proxy never writes
+//! to the client itself, so the front end decides the wire format: the HTTP/1
+//! connection loop (`crate::server`) frames responses for HTTP/1.0 and 1.1 clients,
+//! keeps or closes the connection and answers `Expect: 100-continue`; an HTTP/2 front
+//! end implements the same trait over a stream.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::http1::{RequestHead, ResponseHead};
+use crate::net::buffers::Buf;
+use crate::net::io::IoFailure;
+use crate::net::Stream;
+
+/// The response the proxy relays: the upstream's parsed head in its buffer, and the
+/// fields ferrolb adds.
+#[derive(Debug)]
+pub struct ResponseOut<'a> {
+    /// The upstream response head (hop-by-hop fields are marked in it and must not
+    /// reach the client).
+    pub head: &'a ResponseHead,
+    /// The buffer `head` was parsed from.
+    pub buf: &'a [u8],
+    /// A `101 Switching Protocols` to a request that asked for the upgrade: the
+    /// connection becomes a tunnel.
+    pub upgrade: bool,
+    /// Fields ferrolb adds (`sticky` cookie, `add_header`), in order.
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+}
+
+/// What [`Downstream::start_response`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseStarted {
+    /// Bytes of the response head (`$bytes_sent` minus the body).
+    pub head_bytes: u64,
+    /// Whether the client connection can carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// The client side of one forwarded request.
+///
+/// Request body bytes come in the framing the request head declares
+/// ([`RequestHead::framing`]); response body bytes go out as the upstream framed them
+/// ([`ResponseHead::framing`]), and the implementation frames them for its client.
+pub trait Downstream {
+    /// Reads at most `want` more request body bytes into `buf`'s spare room, waiting at
+    /// most `limit`; [`IoFailure::Closed`] when the client is gone.
+    fn read_body(
+        &mut self,
+        buf: &mut Vec<u8>,
+        want: usize,
+        limit: Duration,
+    ) -> impl Future<Output = Result<usize, IoFailure>>;
+
+    /// Tells a client that sent `Expect: 100-continue` to go on with its body.
+    fn send_continue(&mut self) -> impl Future<Output = Result<(), IoFailure>>;
+
+    /// Answers with ferrolb's own page for `status`; returns its size. `keep_alive`:
+    /// whether the connection may carry another request afterwards.
+    fn send_error(
+        &mut self,
+        req: &RequestHead,
+        status: u16,
+        keep_alive: bool,
+    ) -> impl Future<Output = Result<u64, IoFailure>>;
+
+    /// Prepares the response head (written with the first body bytes). `keep_alive`:
+    /// whether the request and the server settings allow another request; `head_buf`
+    /// is a buffer the head may be built in.
+    fn start_response(
+        &mut self,
+        req: &RequestHead,
+        resp: &ResponseOut<'_>,
+        keep_alive: bool,
+        head_buf: Buf,
+    ) -> ResponseStarted;
+
+    /// Sends body bytes (the head first, if it is still pending).
+    fn send_body(&mut self, data: &[u8]) -> impl Future<Output = Result<(), IoFailure>>;
+
+    /// Ends the body (the head, if no body byte was sent; a final chunk, if the
+    /// implementation framed the body itself).
+    fn end_body(&mut self) -> impl Future<Output = Result<(), IoFailure>>;
+
+    /// Body bytes the client got so far (`$body_bytes_sent`).
+    fn body_bytes(&self) -> u64;
+
+    /// After an upgrade: sends the pending head and `initial` (upstream bytes that came
+    /// with it), then carries bytes both ways until either side closes. Returns the
+    /// bytes that went to the client.
+    fn tunnel(
+        &mut self,
+        upstream: &mut Stream,
+        initial: &[u8],
+    ) -> impl Future<Output = Result<u64, IoFailure>>;
+}

@@ -1,0 +1,193 @@
+//! The HTTP/1 client side of a forwarded request ([`Downstream`]): the response head
+//! as HTTP/1.0 and 1.1 clients need it (`Connection`, `Transfer-Encoding`), bodies
+//! framed for them (a close-delimited upstream body is re-chunked for an HTTP/1.1
+//! client so its connection can stay open), `100 Continue`, ferrolb's error pages and
+//! upgrade tunnels. The head goes out in the same `writev` as the first body bytes.
+
+use std::io::{IoSlice, Write as _};
+use std::time::Duration;
+
+use crate::http1::respond;
+use crate::http1::{BodyFraming, Method, RequestHead};
+use crate::net::buffers::Buf;
+use crate::net::io::{self, IoFailure};
+use crate::net::Stream;
+use crate::proxy::{Downstream, ResponseOut, ResponseStarted};
+
+/// How long writing to a client may stall (nginx's `send_timeout` default).
+pub const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The client connection of one HTTP/1 request, for the forward path.
+#[derive(Debug)]
+pub struct Http1Downstream<'s> {
+    stream: &'s mut Stream,
+    /// The response head, until it goes out with the first body bytes.
+    head: Option<Buf>,
+    /// A close-delimited upstream body re-framed as chunked for an HTTP/1.1 client.
+    rechunk: bool,
+    /// Body bytes written (chunk framing included, as nginx counts what it sends).
+    body_bytes: u64,
+}
+
+impl<'s> Http1Downstream<'s> {
+    /// The client side over `stream`.
+    pub fn new(stream: &'s mut Stream) -> Self {
+        Http1Downstream {
+            stream,
+            head: None,
+            rechunk: false,
+            body_bytes: 0,
+        }
+    }
+
+    /// Writes `parts` after the pending head, if any, in one `writev`. At most four
+    /// parts besides the head: no allocation per write.
+    async fn write(&mut self, parts: &[&[u8]]) -> Result<(), IoFailure> {
+        let head = self.head.take();
+        let mut slices = [IoSlice::new(&[]); 5];
+        let mut n = 0;
+        if let Some(h) = &head {
+            slices[0] = IoSlice::new(h);
+            n = 1;
+        }
+        for p in parts.iter().take(4) {
+            slices[n] = IoSlice::new(p);
+            n += 1;
+        }
+        io::write_all_vectored(self.stream, &mut slices[..n], CLIENT_SEND_TIMEOUT).await?;
+        self.body_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        Ok(())
+    }
+}
+
+impl Downstream for Http1Downstream<'_> {
+    async fn read_body(
+        &mut self,
+        buf: &mut Vec<u8>,
+        want: usize,
+        limit: Duration,
+    ) -> Result<usize, IoFailure> {
+        io::read_some(self.stream, buf, want, limit).await
+    }
+
+    async fn send_continue(&mut self) -> Result<(), IoFailure> {
+        // ferrolb answers `Expect` itself and does not pass it upstream.
+        io::write_all(
+            self.stream,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            CLIENT_SEND_TIMEOUT,
+        )
+        .await
+    }
+
+    async fn send_error(
+        &mut self,
+        req: &RequestHead,
+        status: u16,
+        keep_alive: bool,
+    ) -> Result<u64, IoFailure> {
+        let mut out = Buf::head();
+        respond::error_page(
+            &mut out,
+            status,
+            keep_alive,
+            req.minor_version == 0,
+            req.method == Method::Head,
+        );
+        io::write_all(self.stream, &out, CLIENT_SEND_TIMEOUT).await?;
+        Ok(out.len() as u64)
+    }
+
+    fn start_response(
+        &mut self,
+        req: &RequestHead,
+        resp: &ResponseOut<'_>,
+        keep_alive: bool,
+        mut out: Buf,
+    ) -> ResponseStarted {
+        let head = resp.head;
+        let http10_client = req.minor_version == 0;
+        let until_close = head.framing == BodyFraming::UntilClose;
+        self.rechunk = until_close && !http10_client && !resp.upgrade;
+        // An HTTP/1.0 client knows the end of a close-delimited body only by the close.
+        let keep_alive = keep_alive && !resp.upgrade && !(until_close && http10_client);
+
+        out.clear();
+        let _ = write!(out, "HTTP/1.1 {} ", head.status);
+        out.extend_from_slice(&resp.buf[head.reason.clone()]);
+        out.extend_from_slice(b"\r\n");
+        for h in &head.headers {
+            if h.hop_by_hop {
+                continue;
+            }
+            out.extend_from_slice(&resp.buf[h.name.clone()]);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&resp.buf[h.value.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        if resp.upgrade {
+            out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+            if let Some(u) = head.header_value(resp.buf, "upgrade") {
+                out.extend_from_slice(u);
+            }
+            out.extend_from_slice(b"\r\n");
+        } else {
+            if head.framing == BodyFraming::Chunked || self.rechunk {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+            if !keep_alive {
+                out.extend_from_slice(b"Connection: close\r\n");
+            } else if http10_client {
+                out.extend_from_slice(b"Connection: keep-alive\r\n");
+            }
+        }
+        for (name, value) in resp.extra {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let head_bytes = out.len() as u64;
+        self.head = Some(out);
+        ResponseStarted {
+            head_bytes,
+            keep_alive,
+        }
+    }
+
+    async fn send_body(&mut self, data: &[u8]) -> Result<(), IoFailure> {
+        if !self.rechunk || data.is_empty() {
+            return self.write(&[data]).await;
+        }
+        // The chunk-size line on the stack: 16 hex digits and CRLF always fit.
+        let mut size = [0u8; 20];
+        let n = {
+            let mut cursor = &mut size[..];
+            let _ = write!(cursor, "{:x}\r\n", data.len());
+            20 - cursor.len()
+        };
+        self.write(&[&size[..n], data, b"\r\n"]).await
+    }
+
+    async fn end_body(&mut self) -> Result<(), IoFailure> {
+        if self.rechunk {
+            self.write(&[b"0\r\n\r\n"]).await
+        } else if self.head.is_some() {
+            self.write(&[]).await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+
+    async fn tunnel(&mut self, upstream: &mut Stream, initial: &[u8]) -> Result<u64, IoFailure> {
+        self.write(&[initial]).await?;
+        let (_, down) = tokio::io::copy_bidirectional(self.stream, upstream).await?;
+        self.body_bytes += down;
+        Ok(self.body_bytes)
+    }
+}
