@@ -95,7 +95,6 @@ const fn unsupported(name: &'static str, why: &'static str) -> Spec {
     }
 }
 
-const NO_FILES: &str = "ferrolb does not serve files";
 const BUFFERING: &str = "ferrolb streams bodies and sizes its buffers itself";
 const NO_TLS: &str = "TLS is not supported yet";
 
@@ -195,27 +194,32 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("least_time", UPSTREAM, 1, 3),
     handled("sticky", UPSTREAM, 1, MANY),
     // accepted and ignored
-    ignored("sendfile", HSL, NO_FILES),
+    ignored(
+        "sendfile",
+        HSL,
+        "ferrolb streams files in 64 KiB reads whatever it says",
+    ),
     ignored("tcp_nopush", HSL, "only matters with sendfile"),
     ignored("tcp_nodelay", HSL, "ferrolb always sets TCP_NODELAY"),
-    Spec {
-        name: "types",
-        contexts: HSL,
-        min_args: 0,
-        max_args: 0,
-        block: true,
-        kind: Kind::Ignored(NO_FILES),
-    },
-    ignored("default_type", HSL, NO_FILES),
+    block("types", HSL, 0, 0),
+    handled("default_type", HSL, 1, 1),
     ignored("gzip*", HSL, "ferrolb does not compress responses"),
     ignored(
         "server_tokens",
         HSL,
         "ferrolb adds no Server header of its own to proxied responses",
     ),
-    ignored("charset", HSL, NO_FILES),
-    ignored("root", HSL, NO_FILES),
-    ignored("index", HSL, NO_FILES),
+    handled("charset", HSL, 1, 1),
+    handled("root", HSL, 1, 1),
+    handled("index", HSL, 1, MANY),
+    handled("etag", HSL, 1, 1),
+    handled("if_modified_since", HSL, 1, 1),
+    handled("log_not_found", HSL, 1, 1),
+    handled("autoindex", HSL, 1, 1),
+    handled("expires", HSL, 1, 2),
+    handled("disable_symlinks", HSL, 1, 2),
+    handled("try_files", SERVER | LOCATION, 2, MANY),
+    handled("alias", LOCATION, 1, 1),
     ignored("ssl_*", HTTP | SERVER, NO_TLS),
     ignored("client_body_buffer_size", HSL, BUFFERING),
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
@@ -236,7 +240,11 @@ pub static DIRECTIVES: &[Spec] = &[
         HSL,
         "Location headers are passed unchanged",
     ),
-    ignored("open_file_cache*", HSL, NO_FILES),
+    ignored(
+        "open_file_cache*",
+        HSL,
+        "ferrolb opens and checks files on every request",
+    ),
     ignored(
         "reset_timedout_connection",
         HSL,
@@ -248,7 +256,15 @@ pub static DIRECTIVES: &[Spec] = &[
         HTTP,
         "server names are matched without a hash table",
     ),
-    ignored("types_hash_*", HSL, NO_FILES),
+    ignored(
+        "types_hash_*",
+        HSL,
+        "MIME types are looked up without a hash table",
+    ),
+    unsupported(
+        "autoindex_*",
+        "the listing has nginx's defaults (exact sizes, UTC times, HTML) only",
+    ),
     ignored(
         "variables_hash_*",
         HTTP,
@@ -272,8 +288,6 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("rewrite", "ferrolb has no rewrite module"),
     unsupported("set", "ferrolb has no user variables"),
     unsupported("map", "ferrolb has no user variables"),
-    unsupported("try_files", NO_FILES),
-    unsupported("alias", NO_FILES),
     unsupported("error_page", "custom error pages are not supported yet"),
     unsupported("proxy_cache*", "ferrolb does not cache"),
     unsupported("fastcgi_pass", "only HTTP upstreams are supported"),

@@ -174,7 +174,7 @@ fn defaults() {
     );
     assert!(matches!(&s.server_names[..], [ServerName::Exact(n)] if n.is_empty()));
     assert_eq!(s.primary_name, "");
-    assert!(matches!(s.settings.action, Action::NotFound));
+    assert!(matches!(s.settings.action, Action::Static));
     let l = &s.locations[0].settings;
     assert_eq!(l.proxy_http_version, ProxyHttpVersion::Http10);
     assert_eq!(l.proxy_connect_timeout, Duration::from_secs(60));
@@ -608,13 +608,9 @@ fn ignored_directives_warn() {
         "tcp_nopush",
         "gzip",
         "gzip_types",
-        "types",
-        "default_type",
         "server_tokens",
         "ssl_protocols",
         "client_body_temp_path",
-        "root",
-        "index",
         "proxy_buffering",
     ] {
         let needle = format!("\"{name}\" is accepted and ignored");
@@ -623,6 +619,16 @@ fn ignored_directives_warn() {
             "no warning for {name}"
         );
     }
+    // Static file directives are honoured now, with nginx's inheritance.
+    for name in ["types", "default_type", "root", "index"] {
+        let needle = format!("\"{name}\" is accepted and ignored");
+        assert!(!c.warnings.iter().any(|w| w.message.starts_with(&needle)));
+    }
+    let files = &c.http.servers[0].locations[0].settings.files;
+    assert_eq!(files.doc, DocRoot::Root(PathBuf::from("/var/www")));
+    assert_eq!(files.default_type, "application/octet-stream");
+    assert_eq!(files.types.of("a.HTML"), Some("text/html"));
+    assert_eq!(files.index, ["index.html"]);
     match &c.http.servers[0].settings.access_log {
         AccessLogConf::Format { path, format } => {
             assert_eq!(path, &PathBuf::from("/srv/lb/logs/a.log"));

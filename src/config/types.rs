@@ -524,6 +524,8 @@ pub enum LocationKind {
     Regex,
     /// `location ~* re`
     RegexCaseless,
+    /// `location @name`: reached only by `try_files` (and `error_page`), never by a URI.
+    Named,
 }
 
 /// A `location` block.
@@ -581,6 +583,8 @@ pub struct LocSettings {
     pub add_header: Vec<AddHeader>,
     /// `access_log`. Default `logs/access.log` in the combined format.
     pub access_log: AccessLogConf,
+    /// Static file settings (used by [`Action::Static`]).
+    pub files: FilesConf,
 }
 
 /// The request handler a location ends up with.
@@ -595,8 +599,128 @@ pub enum Action {
         /// Body text, or the URL for 301/302/303/307/308.
         text: Option<Template>,
     },
-    /// Nothing configured: nginx would serve static files; ferrolb answers 404.
-    NotFound,
+    /// No `proxy_pass` or `return`: files under `root` or `alias` (nginx's static,
+    /// index and autoindex modules, with `try_files`).
+    Static,
+}
+
+/// Where a location's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocRoot {
+    /// `root PATH`: the file is PATH plus the whole URI. Default `html` under the
+    /// prefix, as nginx.
+    Root(std::path::PathBuf),
+    /// `alias PATH`: the file is PATH plus the URI after the location's prefix.
+    Alias(std::path::PathBuf),
+}
+
+/// `if_modified_since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfModifiedSince {
+    /// `off`: `If-Modified-Since` is ignored.
+    Off,
+    /// `exact` (default): 304 when the time equals the file's.
+    #[default]
+    Exact,
+    /// `before`: 304 when the file is not newer.
+    Before,
+}
+
+/// `expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    /// `expires epoch`: `Expires` in 1970, `Cache-Control: no-cache`.
+    Epoch,
+    /// `expires max`: `Expires` in 2037, `Cache-Control: max-age=315360000`.
+    Max,
+    /// `expires TIME` (negative: `Cache-Control: no-cache`).
+    After(i64),
+    /// `expires modified TIME`: relative to the file's modification time.
+    Modified(i64),
+}
+
+/// `try_files FILE ... FALLBACK`.
+#[derive(Debug, Clone)]
+pub struct TryFiles {
+    /// Files to try in order; a trailing `/` tries a directory.
+    pub files: Vec<Template>,
+    /// What to do when none exists.
+    pub fallback: TryFallback,
+}
+
+/// The last argument of `try_files`.
+#[derive(Debug, Clone)]
+pub enum TryFallback {
+    /// `=CODE`.
+    Status(u16),
+    /// `@name`: a named location.
+    Named(String),
+    /// A URI: an internal redirect.
+    Uri(Template),
+}
+
+/// File name extension → MIME type (`types { }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MimeTypes {
+    /// Lower-case extension → type.
+    pub by_ext: std::collections::HashMap<String, String>,
+}
+
+impl MimeTypes {
+    /// nginx's built-in table, used without any `types` block.
+    pub fn nginx_default() -> MimeTypes {
+        let mut by_ext = std::collections::HashMap::new();
+        for (ext, t) in [
+            ("html", "text/html"),
+            ("gif", "image/gif"),
+            ("jpg", "image/jpeg"),
+        ] {
+            by_ext.insert(ext.to_owned(), t.to_owned());
+        }
+        MimeTypes { by_ext }
+    }
+
+    /// The type of a file name by its extension, if known.
+    pub fn of(&self, name: &str) -> Option<&str> {
+        let ext = name.rsplit_once('.')?.1;
+        if ext.contains('/') {
+            return None;
+        }
+        self.by_ext
+            .get(ext)
+            .or_else(|| self.by_ext.get(&ext.to_ascii_lowercase()))
+            .map(String::as_str)
+    }
+}
+
+/// Static file settings of a location (nginx's core, index, autoindex, headers and
+/// not-modified modules).
+#[derive(Debug, Clone)]
+pub struct FilesConf {
+    /// `root` or `alias`.
+    pub doc: DocRoot,
+    /// `index`; default `index.html`.
+    pub index: Vec<String>,
+    /// `try_files`; none by default (not inherited, as in nginx).
+    pub try_files: Option<TryFiles>,
+    /// `types`; default nginx's built-in three.
+    pub types: Arc<MimeTypes>,
+    /// `default_type`; default `text/plain`.
+    pub default_type: String,
+    /// `charset`; `None` (default, `off`) adds none.
+    pub charset: Option<String>,
+    /// `etag`; default on.
+    pub etag: bool,
+    /// `if_modified_since`; default exact.
+    pub if_modified_since: IfModifiedSince,
+    /// `log_not_found`; default on.
+    pub log_not_found: bool,
+    /// `autoindex`; default off.
+    pub autoindex: bool,
+    /// `expires`; default off.
+    pub expires: Option<Expires>,
+    /// `disable_symlinks on`; default off.
+    pub disable_symlinks: bool,
 }
 
 /// A `proxy_pass` target.

@@ -8,11 +8,14 @@ use bytes::BufMut;
 
 use super::http1_downstream::{Http1Downstream, CLIENT_SEND_TIMEOUT};
 use super::state::{Runtime, StopMode, Worker};
+use super::static_files::{self, Resolved};
 use super::{location, uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
-use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
+use crate::config::{
+    AccessLogConf, Action, Level, LocSettings, Location, LocationKind, LogFormat, ServerConf,
+};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
@@ -242,9 +245,77 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
         }
     };
-    let settings: &LocSettings = match location::find_location(&server.locations, &uri) {
-        Some(loc) => &loc.settings,
-        None => &server.settings,
+    // The location, after the internal redirects of `index` and `try_files`.
+    let mut uri = uri;
+    let mut named: Option<&Location> = None;
+    let mut target: Option<Resolved> = None;
+    let mut redirects = 0;
+    let settings: &LocSettings = loop {
+        let loc = named.or_else(|| location::find_location(&server.locations, &uri));
+        let settings = loc.map_or(&*server.settings, |l| &*l.settings);
+        if !matches!(settings.action, Action::Static) {
+            break settings;
+        }
+        let prefix = loc
+            .filter(|l| l.regex.is_none())
+            .map(|l| l.pattern.as_str());
+        let vars = request_vars(head, buf, info, &server.primary_name, &uri);
+        let mut log = |level, what: String| {
+            crate::log::emit(
+                level,
+                Some(info.id),
+                format_args!(
+                    "{what}, client: {}, server: {}",
+                    info.remote, server.primary_name
+                ),
+            )
+        };
+        match static_files::resolve(&settings.files, prefix, &uri, &vars, &mut log) {
+            Resolved::Redirect(to) if redirects < 10 => {
+                redirects += 1;
+                named = None;
+                // Arguments of a fallback URI are not carried over (nginx keeps the
+                // request's own).
+                let path = to.split('?').next().unwrap_or("/");
+                uri = match uri::normalize(path.as_bytes()) {
+                    Ok(u) => u.into_owned(),
+                    Err(_) => {
+                        target = Some(Resolved::Status(400));
+                        break settings;
+                    }
+                };
+            }
+            Resolved::Named(name) if redirects < 10 => {
+                redirects += 1;
+                match server
+                    .locations
+                    .iter()
+                    .find(|l| l.kind == LocationKind::Named && l.pattern == name)
+                {
+                    Some(l) => named = Some(l),
+                    None => {
+                        log(
+                            Level::Error,
+                            format!("could not find named location \"{name}\""),
+                        );
+                        target = Some(Resolved::Status(500));
+                        break settings;
+                    }
+                }
+            }
+            Resolved::Redirect(to) | Resolved::Named(to) => {
+                log(
+                    Level::Error,
+                    format!("rewrite or internal redirection cycle while internally redirecting to \"{to}\""),
+                );
+                target = Some(Resolved::Status(500));
+                break settings;
+            }
+            other => {
+                target = Some(other);
+                break settings;
+            }
+        }
     };
     let keep = head.keep_alive
         && !settings.keepalive_timeout.is_zero()
@@ -329,10 +400,110 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             )
             .await
         }
-        Action::NotFound => answer_local(stream, buf, head, 404, None, settings, keep).await,
+        Action::Static => serve_static(stream, buf, head, settings, target, &uri, info, keep).await,
     };
     handled.log = log;
     handled
+}
+
+/// Answers from the file system what [`static_files::resolve`] found.
+#[allow(clippy::too_many_arguments)]
+async fn serve_static<'a>(
+    stream: &mut Stream,
+    buf: &mut Buf,
+    head: &RequestHead,
+    settings: &LocSettings,
+    target: Option<Resolved>,
+    uri: &str,
+    info: &ClientInfo,
+    keep: bool,
+) -> Handled<'a> {
+    let body_in_buf = body_in_buffer(buf, head);
+    let keep = keep && body_in_buf.is_some();
+    let get_or_head = matches!(head.method, Method::Get | Method::Head);
+    let sent = match target {
+        Some(Resolved::Status(code)) => {
+            return answer_local(stream, buf, head, code, None, settings, keep).await
+        }
+        // The static module answers 405 to anything but GET and HEAD.
+        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash) if !get_or_head => {
+            return answer_local(stream, buf, head, 405, None, settings, keep).await
+        }
+        Some(Resolved::File(path, meta)) => {
+            let vars = request_vars(head, buf, info, "", uri);
+            let add_header: Vec<(&str, Vec<u8>, bool)> = settings
+                .add_header
+                .iter()
+                .map(|h| {
+                    let mut v = Vec::new();
+                    vars.eval(&h.value, &mut v);
+                    (h.name.as_str(), v, h.always)
+                })
+                .collect();
+            let r = static_files::FileRequest {
+                head,
+                buf,
+                files: &settings.files,
+                add_header: &add_header,
+                keep_alive: keep,
+            };
+            static_files::send_file(stream, &r, &path, &meta).await
+        }
+        Some(Resolved::Listing(dir)) => {
+            static_files::send_listing(stream, head, &dir, uri, keep).await
+        }
+        Some(Resolved::AddSlash) => {
+            let location = redirect_with_slash(head, buf, info, uri);
+            static_files::send_redirect(stream, head, &location, keep).await
+        }
+        Some(Resolved::Redirect(_) | Resolved::Named(_)) | None => {
+            return answer_local(stream, buf, head, 500, None, settings, false).await
+        }
+    };
+    if let Some(n) = body_in_buf {
+        let end = (head.head_len + n).min(buf.len());
+        buf.drain(..end);
+    }
+    Handled {
+        status: sent.status,
+        body_bytes: sent.body_bytes,
+        head_bytes: sent.head_bytes,
+        attempts: Vec::new(),
+        keep_alive: sent.keep_alive,
+        keepalive_timeout: settings.keepalive_timeout,
+        header_timeout: settings.client_header_timeout,
+        log: None,
+    }
+}
+
+/// nginx's absolute redirect to a directory's URI with its slash: the Host the client
+/// asked for (without its port), the listening port unless 80, the arguments kept.
+fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &str) -> String {
+    let host = head
+        .header_value(buf, "host")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .map(vhost::normalize_host)
+        .unwrap_or_default();
+    let port = match info.local.port() {
+        Some(80) | None => String::new(),
+        Some(p) => format!(":{p}"),
+    };
+    let args = head
+        .query(buf)
+        .map(|q| format!("?{}", String::from_utf8_lossy(q)))
+        .unwrap_or_default();
+    format!("http://{host}{port}{uri}/{args}")
+}
+
+/// Bytes of a request body already in the buffer behind the head: `Some` when the
+/// whole body is there (0 for none), `None` when some of it is still to come (the
+/// connection must then close after answering).
+fn body_in_buffer(buf: &[u8], head: &RequestHead) -> Option<usize> {
+    match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => Some(0),
+        BodyFraming::Length(n) if (buf.len() - head.head_len) as u64 >= n => Some(n as usize),
+        _ => None,
+    }
 }
 
 /// Answers a request ferrolb handles itself (`return`, 404, errors): an error page, a
@@ -347,11 +518,7 @@ async fn answer_local<'a>(
     settings: &LocSettings,
     keep: bool,
 ) -> Handled<'a> {
-    let body_in_buf = match head.framing {
-        BodyFraming::None | BodyFraming::UntilClose => Some(0usize),
-        BodyFraming::Length(n) if (buf.len() - head.head_len) as u64 >= n => Some(n as usize),
-        _ => None,
-    };
+    let body_in_buf = body_in_buffer(buf, head);
     let keep = keep && body_in_buf.is_some() && status < 500 && status != 400;
     let http10 = head.minor_version == 0;
     let head_only = head.method == Method::Head;
@@ -366,9 +533,11 @@ async fn answer_local<'a>(
         }
         Some(t) => {
             respond::write_status_line(&mut out, status, keep, http10);
+            // nginx types a `return` text with `default_type`.
             out.extend_from_slice(
                 format!(
-                    "Content-Type: text/plain\r\nContent-Length: {}\r\n",
+                    "Content-Type: {}\r\nContent-Length: {}\r\n",
+                    settings.files.default_type,
                     t.len()
                 )
                 .as_bytes(),

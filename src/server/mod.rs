@@ -6,6 +6,7 @@ pub mod http1_downstream;
 pub mod listener;
 pub mod location;
 mod state;
+pub mod static_files;
 pub mod uri;
 pub mod vhost;
 pub mod worker;

@@ -530,10 +530,19 @@ impl Proxy {
     ///
     /// `let (proxy, [listen, admin]) = Proxy::start_on(|[listen, admin]| conf(listen, admin));`
     pub fn start_on<const N: usize>(conf: impl Fn([u16; N]) -> String) -> (Proxy, [u16; N]) {
+        Proxy::start_bin_on(proxy_bin(), conf)
+    }
+
+    /// [`Proxy::start_on`] with another binary (e.g. `/usr/sbin/nginx`, to compare
+    /// answers on the same config).
+    pub fn start_bin_on<const N: usize>(
+        bin: PathBuf,
+        conf: impl Fn([u16; N]) -> String,
+    ) -> (Proxy, [u16; N]) {
         let mut taken = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let ports: [u16; N] = std::array::from_fn(|_| free_port());
-            match Proxy::try_start(&conf(ports)) {
+            match Proxy::try_start_bin(bin.clone(), &conf(ports)) {
                 Ok(proxy) => return (proxy, ports),
                 Err(StartError::PortTaken(why)) => {
                     eprintln!("ferrolb test: a port was taken, starting again on others: {why}");
@@ -561,7 +570,10 @@ impl Proxy {
     }
 
     fn try_start(conf_text: &str) -> Result<Proxy, StartError> {
-        let bin = proxy_bin();
+        Proxy::try_start_bin(proxy_bin(), conf_text)
+    }
+
+    fn try_start_bin(bin: PathBuf, conf_text: &str) -> Result<Proxy, StartError> {
         let dir = fresh_temp_dir("proxy");
         fs::create_dir_all(dir.join("logs")).expect("create logs dir");
         let mut proxy = Proxy {

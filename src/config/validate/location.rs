@@ -49,10 +49,10 @@ impl Validator<'_> {
         forced: Option<&Action>,
     ) -> Result<Location> {
         let (kind, pattern) = location_pattern(d)?;
-        if pattern.starts_with('@') {
+        if kind == LocationKind::Named && enclosing.is_some() {
             return Err(ConfigError::at(
                 &d.span,
-                format!("named location \"{pattern}\" is not supported"),
+                format!("named location \"{pattern}\" can be on the server level only"),
             ));
         }
         if let Some((pkind, ppat)) = enclosing {
@@ -97,6 +97,28 @@ impl Validator<'_> {
                 "health_check" => checks.push(c),
                 "proxy_pass" => once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?,
                 "return" => once(&mut ret, ret_action(c)?, c)?,
+                "alias" => {
+                    if kind == LocationKind::Named {
+                        return Err(ConfigError::at(
+                            &c.span,
+                            "\"alias\" cannot be used in named location",
+                        ));
+                    }
+                    if is_regex(kind) {
+                        return Err(ConfigError::hinted(
+                            &c.span,
+                            "\"alias\" in a regex location needs captures, which are not supported yet",
+                            "use a prefix location, or \"root\"",
+                        ));
+                    }
+                    if c.arg(0).contains('$') {
+                        return Err(ConfigError::at(
+                            &c.span,
+                            "variables in \"alias\" are not supported yet",
+                        ));
+                    }
+                    once(&mut p.alias, self.env.prefix.join(c.arg(0)), c)?;
+                }
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
                 _ => self.setting(&mut p, c)?,
             }
@@ -108,8 +130,14 @@ impl Validator<'_> {
             (Some(f), _, _) => f.clone(),
             (None, Some(r), _) => r,
             (None, None, Some(pp)) => Action::Proxy(pp),
-            (None, None, None) => Action::NotFound,
+            (None, None, None) => Action::Static,
         };
+        if p.alias.is_some() && merged_has_own_root(d) {
+            return Err(ConfigError::at(
+                &d.span,
+                "\"alias\" directive is duplicate, \"root\" directive was specified earlier",
+            ));
+        }
         for c in checks {
             let Action::Proxy(pp) = &action else {
                 return Err(ConfigError::hinted(
@@ -130,6 +158,15 @@ impl Validator<'_> {
             span: d.span.clone(),
         })
     }
+}
+
+/// Whether a location block sets `root` itself (nginx refuses `root` with `alias`).
+fn merged_has_own_root(d: &Directive) -> bool {
+    d.block
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.name == "root")
 }
 
 /// Regex locations take no URI part in `proxy_pass` and no prefix replacement.
@@ -163,6 +200,8 @@ fn location_pattern(d: &Directive) -> Result<(LocationKind, String)> {
         (LocationKind::Regex, r.to_owned())
     } else if let Some(r) = a.strip_prefix('=') {
         (LocationKind::Exact, r.to_owned())
+    } else if a.starts_with('@') {
+        (LocationKind::Named, a.to_owned())
     } else {
         (LocationKind::Prefix, a.to_owned())
     })

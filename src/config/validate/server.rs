@@ -71,7 +71,7 @@ impl Validator<'_> {
             server_names: names,
             primary_name: primary_name.unwrap_or_default(),
             locations,
-            settings: merged.finish(ret.unwrap_or(Action::NotFound), &self.env.prefix),
+            settings: merged.finish(ret.unwrap_or(Action::Static), &self.env.prefix),
             span: d.span.clone(),
         })
     }

@@ -1,7 +1,7 @@
 //! Settings valid at http, server and location level, and how a level inherits them:
 //! a value set at a deeper level wins, and nginx's defaults fill in what no level set.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,13 +31,32 @@ pub(super) struct Partial {
     keepalive_requests: Option<u32>,
     add_header: Option<Vec<AddHeader>>,
     access_log: Option<AccessLogConf>,
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    types: Option<Arc<MimeTypes>>,
+    default_type: Option<String>,
+    charset: Option<Option<String>>,
+    etag: Option<bool>,
+    if_modified_since: Option<IfModifiedSince>,
+    log_not_found: Option<bool>,
+    autoindex: Option<bool>,
+    expires: Option<Option<Expires>>,
+    disable_symlinks: Option<bool>,
+    /// Not inherited (nginx keeps `try_files` per level).
+    pub(super) try_files: Option<TryFiles>,
+    /// Location only, not inherited.
+    pub(super) alias: Option<PathBuf>,
 }
 
 impl Partial {
     /// This level over `parent`.
     pub(super) fn over(&self, parent: &Partial) -> Partial {
         macro_rules! pick {
-            ($($f:ident),*) => { Partial { $($f: self.$f.clone().or_else(|| parent.$f.clone()),)* } };
+            ($($f:ident),*) => { Partial {
+                $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
+                try_files: self.try_files.clone(),
+                alias: self.alias.clone(),
+            } };
         }
         pick!(
             proxy_set_header,
@@ -54,7 +73,18 @@ impl Partial {
             keepalive_timeout,
             keepalive_requests,
             add_header,
-            access_log
+            access_log,
+            root,
+            index,
+            types,
+            default_type,
+            charset,
+            etag,
+            if_modified_since,
+            log_not_found,
+            autoindex,
+            expires,
+            disable_symlinks
         )
     }
 
@@ -81,6 +111,32 @@ impl Partial {
                 .access_log
                 .clone()
                 .unwrap_or_else(|| AccessLogConf::Combined(prefix.join("logs/access.log"))),
+            files: FilesConf {
+                doc: match &self.alias {
+                    Some(a) => DocRoot::Alias(a.clone()),
+                    None => DocRoot::Root(self.root.clone().unwrap_or_else(|| prefix.join("html"))),
+                },
+                index: self
+                    .index
+                    .clone()
+                    .unwrap_or_else(|| vec!["index.html".to_owned()]),
+                try_files: self.try_files.clone(),
+                types: self
+                    .types
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(MimeTypes::nginx_default())),
+                default_type: self
+                    .default_type
+                    .clone()
+                    .unwrap_or_else(|| "text/plain".to_owned()),
+                charset: self.charset.clone().flatten(),
+                etag: self.etag.unwrap_or(true),
+                if_modified_since: self.if_modified_since.unwrap_or_default(),
+                log_not_found: self.log_not_found.unwrap_or(true),
+                autoindex: self.autoindex.unwrap_or(false),
+                expires: self.expires.flatten(),
+                disable_symlinks: self.disable_symlinks.unwrap_or(false),
+            },
         })
     }
 }
@@ -163,8 +219,158 @@ impl Validator<'_> {
                     p.access_log = Some(conf);
                 }
             }
+            "root" => {
+                if d.args.len() != 1 {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        "invalid number of arguments in \"root\" directive",
+                    ));
+                }
+                if a0.contains('$') {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        "variables in \"root\" are not supported yet",
+                    ));
+                }
+                once(&mut p.root, self.env.prefix.join(a0), d)?;
+            }
+            "index" => {
+                if d.args
+                    .iter()
+                    .any(|a| a.value.is_empty() || a.value.contains('$'))
+                {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        "index file names must be non-empty and without variables",
+                    ));
+                }
+                once(
+                    &mut p.index,
+                    d.args.iter().map(|a| a.value.clone()).collect(),
+                    d,
+                )?;
+            }
+            "types" => {
+                let mut t = MimeTypes::default();
+                for c in d.block.as_deref().unwrap_or_default() {
+                    for ext in &c.args {
+                        t.by_ext
+                            .insert(ext.value.to_ascii_lowercase(), c.name.clone());
+                    }
+                }
+                once(&mut p.types, Arc::new(t), d)?;
+            }
+            "default_type" => once(&mut p.default_type, a0.to_owned(), d)?,
+            "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
+            "etag" => once(&mut p.etag, on_off(d)?, d)?,
+            "log_not_found" => once(&mut p.log_not_found, on_off(d)?, d)?,
+            "autoindex" => once(&mut p.autoindex, on_off(d)?, d)?,
+            "disable_symlinks" => {
+                let v = match a0 {
+                    "off" => false,
+                    "on" if d.args.len() == 1 => true,
+                    _ => {
+                        return Err(ConfigError::hinted(
+                            &d.span,
+                            format!(
+                                "invalid value \"{}\" in \"disable_symlinks\"",
+                                d.args
+                                    .iter()
+                                    .map(|a| a.value.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            ),
+                            "ferrolb supports \"disable_symlinks on|off\"",
+                        ))
+                    }
+                };
+                once(&mut p.disable_symlinks, v, d)?;
+            }
+            "if_modified_since" => {
+                let v = match a0 {
+                    "off" => IfModifiedSince::Off,
+                    "exact" => IfModifiedSince::Exact,
+                    "before" => IfModifiedSince::Before,
+                    other => return Err(ConfigError::at(&d.span, format!("invalid value \"{other}\" in \"if_modified_since\" directive, it must be \"off\", \"exact\" or \"before\""))),
+                };
+                once(&mut p.if_modified_since, v, d)?;
+            }
+            "expires" => once(&mut p.expires, expires(d)?, d)?,
+            "try_files" => {
+                let n = d.args.len();
+                let files = d.args[..n - 1]
+                    .iter()
+                    .map(|a| templ(d, &a.value))
+                    .collect::<Result<Vec<_>>>()?;
+                let last = d.arg(n - 1);
+                let fallback = if let Some(code) = last.strip_prefix('=') {
+                    match code.parse::<u16>() {
+                        Ok(c) if (100..=999).contains(&c) => TryFallback::Status(c),
+                        _ => {
+                            return Err(ConfigError::at(
+                                &d.span,
+                                format!("invalid code \"{last}\""),
+                            ))
+                        }
+                    }
+                } else if last.starts_with('@') {
+                    TryFallback::Named(last.to_owned())
+                } else {
+                    TryFallback::Uri(templ(d, last)?)
+                };
+                once(&mut p.try_files, TryFiles { files, fallback }, d)?;
+            }
             other => unreachable_directive(d, other)?,
         }
         Ok(())
     }
+}
+
+/// `on` or `off`.
+fn on_off(d: &Directive) -> Result<bool> {
+    match d.arg(0) {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(ConfigError::at(
+            &d.span,
+            format!(
+                "invalid value \"{other}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+                d.name
+            ),
+        )),
+    }
+}
+
+/// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.
+fn expires(d: &Directive) -> Result<Option<Expires>> {
+    let bad = || {
+        ConfigError::at(
+            &d.span,
+            format!(
+                "invalid value \"{}\" in \"expires\"",
+                d.arg(d.args.len() - 1)
+            ),
+        )
+    };
+    let (modified, v) = match (d.arg(0), d.args.len()) {
+        ("modified", 2) => (true, d.arg(1)),
+        (v, 1) => (false, v),
+        _ => return Err(bad()),
+    };
+    let secs = |t: &str| -> Result<i64> {
+        let (neg, t) = match t.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
+        let dur = super::values::parse_time(t).ok_or_else(bad)?;
+        let s = i64::try_from(dur.as_secs()).map_err(|_| bad())?;
+        Ok(if neg { -s } else { s })
+    };
+    Ok(match (modified, v) {
+        (false, "off") => None,
+        (false, "epoch") => Some(Expires::Epoch),
+        (false, "max") => Some(Expires::Max),
+        (true, t) => Some(Expires::Modified(secs(t)?)),
+        (false, t) => Some(Expires::After(secs(t)?)),
+    })
 }

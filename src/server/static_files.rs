@@ -1,0 +1,946 @@
+//! Static files as nginx serves them: `root`/`alias`, `try_files`, `index` and
+//! `autoindex` decide what a URI names ([`resolve`]); [`send_file`] answers with it:
+//! `Content-Type` from `types`, `Last-Modified` and `ETag` with 304 and 412 (nginx's
+//! not-modified filter), `Range` and `If-Range` with 206 and 416 (single and multipart,
+//! as nginx's range filter), `expires`, `HEAD`. Files are read in 64 KiB pieces and
+//! never held whole in memory.
+//!
+//! Paths: the URI is already decoded and normalised (no `..` above the root, no NUL;
+//! see [`super::uri`]), so the file is always under the document root; with
+//! `disable_symlinks on` no component of the path may be a symbolic link.
+
+use std::fs::{File, Metadata};
+use std::io::{Read, Write as _};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+use super::http1_downstream::CLIENT_SEND_TIMEOUT;
+use crate::config::{DocRoot, Expires, FilesConf, IfModifiedSince, Level, TryFallback};
+use crate::http1::{respond, Method, RequestHead};
+use crate::net::buffers::{Buf, BODY_BUF};
+use crate::net::io;
+use crate::net::Stream;
+use crate::vars::RequestVars;
+
+/// What a URI names in a location, after `try_files` and `index`.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A regular file to send.
+    File(PathBuf, Metadata),
+    /// An internal redirect to this URI (an index file exists; a `try_files` fallback);
+    /// the location is looked up again.
+    Redirect(String),
+    /// The named location (`try_files ... @name`).
+    Named(String),
+    /// A directory asked for without its slash: 301 to the URI with one.
+    AddSlash,
+    /// A directory listing (`autoindex on`).
+    Listing(PathBuf),
+    /// Answer with this status (403, 404, `try_files ... =CODE`).
+    Status(u16),
+}
+
+/// The file a URI names: `root` plus the URI, or `alias` plus the URI after the
+/// location's prefix.
+pub fn map_path(files: &FilesConf, location_prefix: Option<&str>, uri: &str) -> PathBuf {
+    match &files.doc {
+        DocRoot::Root(root) => join(root, uri),
+        DocRoot::Alias(alias) => {
+            let rest = location_prefix
+                .and_then(|p| uri.strip_prefix(p))
+                .unwrap_or(uri);
+            join(alias, rest)
+        }
+    }
+}
+
+/// `base` followed by `rest` as bytes (a `/`-led URI must not replace the base, as
+/// `Path::join` would make it).
+fn join(base: &Path, rest: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    if !rest.is_empty() && !rest.starts_with('/') && !base.as_os_str().is_empty() {
+        let ends_with_slash = base.as_os_str().to_string_lossy().ends_with('/');
+        if !ends_with_slash {
+            s.push("/");
+        }
+    }
+    s.push(rest);
+    PathBuf::from(s)
+}
+
+/// Decides what `uri` names in a location with `files`: `try_files` first, then the
+/// URI itself (index files for a directory URI, a regular file otherwise).
+/// `log` reports `open()` failures as nginx's error log does.
+pub fn resolve(
+    files: &FilesConf,
+    location_prefix: Option<&str>,
+    uri: &str,
+    vars: &RequestVars<'_>,
+    log: &mut dyn FnMut(Level, String),
+) -> Resolved {
+    if let Some(tf) = &files.try_files {
+        let mut value = Vec::new();
+        for t in &tf.files {
+            value.clear();
+            vars.eval(t, &mut value);
+            let Ok(candidate) = std::str::from_utf8(&value) else {
+                continue;
+            };
+            // nginx tries the path as a URI of this location; a trailing `/` asks for a
+            // directory.
+            let dir = candidate.ends_with('/');
+            let path = map_path(files, location_prefix, candidate);
+            match checked_meta(files, &path) {
+                Ok(m) if dir && m.is_dir() => {
+                    return directory(files, location_prefix, candidate, &path, log)
+                }
+                Ok(m) if !dir && m.is_file() => return Resolved::File(path, m),
+                _ => {}
+            }
+        }
+        return match &tf.fallback {
+            TryFallback::Status(code) => Resolved::Status(*code),
+            TryFallback::Named(name) => Resolved::Named(name.clone()),
+            TryFallback::Uri(t) => {
+                value.clear();
+                vars.eval(t, &mut value);
+                Resolved::Redirect(String::from_utf8_lossy(&value).into_owned())
+            }
+        };
+    }
+    let path = map_path(files, location_prefix, uri);
+    if uri.ends_with('/') {
+        return directory(files, location_prefix, uri, &path, log);
+    }
+    match checked_meta(files, &path) {
+        Ok(m) if m.is_dir() => Resolved::AddSlash,
+        Ok(m) if m.is_file() => Resolved::File(path, m),
+        Ok(_) => Resolved::Status(404),
+        Err(e) => not_opened(files, &path, &e, log),
+    }
+}
+
+/// A URI ending in `/`: its first existing index file (an internal redirect), else a
+/// listing with `autoindex on`, else 403 (or 404 when the directory does not exist).
+fn directory(
+    files: &FilesConf,
+    location_prefix: Option<&str>,
+    uri: &str,
+    path: &Path,
+    log: &mut dyn FnMut(Level, String),
+) -> Resolved {
+    let count = files.index.len();
+    for (i, name) in files.index.iter().enumerate() {
+        if name.starts_with('/') {
+            // An absolute last entry is nginx's unconditional fallback.
+            if i + 1 == count {
+                return Resolved::Redirect(name.clone());
+            }
+            continue;
+        }
+        let candidate = format!("{uri}{name}");
+        let file = map_path(files, location_prefix, &candidate);
+        if checked_meta(files, &file).is_ok_and(|m| m.is_file()) {
+            return Resolved::Redirect(candidate);
+        }
+    }
+    match checked_meta(files, path) {
+        Ok(m) if m.is_dir() && files.autoindex => Resolved::Listing(path.to_path_buf()),
+        Ok(m) if m.is_dir() => {
+            log(
+                Level::Error,
+                format!("directory index of \"{}\" is forbidden", path.display()),
+            );
+            Resolved::Status(403)
+        }
+        Ok(_) => Resolved::Status(404),
+        Err(e) => not_opened(files, path, &e, log),
+    }
+}
+
+/// 404 for a missing file (logged unless `log_not_found off`), 403 when access is
+/// refused (always logged), as nginx.
+fn not_opened(
+    files: &FilesConf,
+    path: &Path,
+    e: &std::io::Error,
+    log: &mut dyn FnMut(Level, String),
+) -> Resolved {
+    let status = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => 403,
+        _ if e.raw_os_error() == Some(nix::libc::ELOOP) => 403,
+        _ => 404,
+    };
+    if status == 403 || files.log_not_found {
+        log(
+            Level::Error,
+            format!(
+                "open() \"{}\" failed ({})",
+                path.display(),
+                crate::log::os_error_text(e)
+            ),
+        );
+    }
+    Resolved::Status(status)
+}
+
+/// `stat` of the path, refusing symbolic links anywhere in it under `disable_symlinks
+/// on` (as `ELOOP`, which nginx reports then too).
+fn checked_meta(files: &FilesConf, path: &Path) -> std::io::Result<Metadata> {
+    if files.disable_symlinks {
+        let mut so_far = PathBuf::new();
+        for c in path.components() {
+            so_far.push(c);
+            if std::fs::symlink_metadata(&so_far)?.file_type().is_symlink() {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ELOOP));
+            }
+        }
+    }
+    std::fs::metadata(path)
+}
+
+/// The response head fields that describe a file, and the request's conditions.
+struct FileFacts {
+    size: u64,
+    mtime: i64,
+    etag: Option<String>,
+    content_type: String,
+}
+
+impl FileFacts {
+    fn new(files: &FilesConf, path: &Path, m: &Metadata) -> FileFacts {
+        let mtime = m.mtime();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let mut content_type = files
+            .types
+            .of(&name)
+            .unwrap_or(&files.default_type)
+            .to_owned();
+        if let Some(cs) = &files.charset {
+            if charset_applies(&content_type) {
+                content_type.push_str("; charset=");
+                content_type.push_str(cs);
+            }
+        }
+        FileFacts {
+            size: m.len(),
+            mtime,
+            // nginx's ETag: hex modification time and hex size.
+            etag: files.etag.then(|| format!("\"{:x}-{:x}\"", mtime, m.len())),
+            content_type,
+        }
+    }
+}
+
+/// nginx's default `charset_types`.
+fn charset_applies(content_type: &str) -> bool {
+    matches!(
+        content_type,
+        "text/html"
+            | "text/xml"
+            | "text/plain"
+            | "text/vnd.wap.wml"
+            | "application/javascript"
+            | "application/rss+xml"
+    )
+}
+
+/// An HTTP date (`Mon, 30 Nov 2026 02:00:00 GMT`) of Unix seconds.
+fn http_date(secs: i64) -> String {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .map(|d| d.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
+}
+
+/// Unix seconds of an HTTP date (the three formats RFC 9110 allows).
+fn parse_http_date(v: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    for f in [
+        "%a, %d %b %Y %H:%M:%S GMT",
+        "%A, %d-%b-%y %H:%M:%S GMT",
+        "%a %b %e %H:%M:%S %Y",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc().timestamp());
+        }
+    }
+    None
+}
+
+/// Whether an `If-None-Match`/`If-Match` list names `etag` (`*` names any).
+fn etag_listed(list: &[u8], etag: &str, weak: bool) -> bool {
+    let list = String::from_utf8_lossy(list);
+    list.split(',').map(str::trim).any(|t| {
+        if t == "*" {
+            return true;
+        }
+        let t = if weak {
+            t.strip_prefix("W/").unwrap_or(t)
+        } else {
+            t
+        };
+        t == etag
+    })
+}
+
+/// What the not-modified filter decides: 304, 412, or go on.
+fn precondition(req: &RequestHead, buf: &[u8], files: &FilesConf, f: &FileFacts) -> Option<u16> {
+    if let Some(v) = req.header_value(buf, "if-unmodified-since") {
+        if parse_http_date(v).is_none_or(|t| f.mtime > t) {
+            return Some(412);
+        }
+    }
+    if let Some(v) = req.header_value(buf, "if-match") {
+        if !f.etag.as_deref().is_some_and(|e| etag_listed(v, e, false)) {
+            return Some(412);
+        }
+    }
+    if let Some(v) = req.header_value(buf, "if-none-match") {
+        if f.etag.as_deref().is_some_and(|e| etag_listed(v, e, true)) {
+            return Some(304);
+        }
+        return None;
+    }
+    if let Some(v) = req.header_value(buf, "if-modified-since") {
+        let t = parse_http_date(v)?;
+        let not_modified = match files.if_modified_since {
+            IfModifiedSince::Off => false,
+            IfModifiedSince::Exact => t == f.mtime,
+            IfModifiedSince::Before => f.mtime <= t,
+        };
+        if not_modified {
+            return Some(304);
+        }
+    }
+    None
+}
+
+/// The byte ranges a `Range` header asks for, as nginx's range filter reads it:
+/// `Ok(None)` to send the whole file, `Err(())` for 416.
+#[allow(clippy::result_unit_err)]
+pub fn parse_ranges(v: &[u8], size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> {
+    let Some(spec) = v.strip_prefix(b"bytes=") else {
+        return Ok(None);
+    };
+    let spec = std::str::from_utf8(spec).map_err(|_| ())?;
+    let mut out = Vec::new();
+    let mut total: u64 = 0;
+    for part in spec.split(',') {
+        let part = part.trim();
+        let (a, b) = part.split_once('-').ok_or(())?;
+        let (a, b) = (a.trim(), b.trim());
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+        let (start, end) = if a.is_empty() {
+            // Suffix: the last N bytes.
+            if !digits(b) {
+                return Err(());
+            }
+            let n: u64 = b.parse().map_err(|_| ())?;
+            if n == 0 {
+                continue;
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        } else {
+            if !digits(a) || !(b.is_empty() || digits(b)) {
+                return Err(());
+            }
+            let start: u64 = a.parse().map_err(|_| ())?;
+            let end: u64 = if b.is_empty() {
+                size.saturating_sub(1)
+            } else {
+                b.parse::<u64>()
+                    .map_err(|_| ())?
+                    .min(size.saturating_sub(1))
+            };
+            if !b.is_empty() && b.parse::<u64>().map_err(|_| ())? < start {
+                return Err(());
+            }
+            if start >= size {
+                continue;
+            }
+            (start, end)
+        };
+        if size == 0 {
+            continue;
+        }
+        total = total.saturating_add(end - start + 1);
+        out.push((start, end));
+    }
+    if out.is_empty() {
+        return Err(());
+    }
+    // nginx sends the whole file when the ranges add up to more than it.
+    if total > size {
+        return Ok(None);
+    }
+    Ok(Some(out))
+}
+
+/// How a file response ended, for the access log and the connection loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    /// The status sent.
+    pub status: u16,
+    /// Bytes of the head.
+    pub head_bytes: u64,
+    /// Bytes of the body.
+    pub body_bytes: u64,
+    /// Whether the connection may carry another request.
+    pub keep_alive: bool,
+}
+
+/// Everything [`send_file`] needs besides the file.
+pub struct FileRequest<'a> {
+    /// The request.
+    pub head: &'a RequestHead,
+    /// Its buffer.
+    pub buf: &'a [u8],
+    /// The location's file settings.
+    pub files: &'a FilesConf,
+    /// The location's `add_header` lines, already evaluated (name, value, always).
+    pub add_header: &'a [(&'a str, Vec<u8>, bool)],
+    /// Whether the connection may stay open as far as the request goes.
+    pub keep_alive: bool,
+}
+
+/// Answers a GET or HEAD for a regular file.
+pub async fn send_file(
+    stream: &mut Stream,
+    r: &FileRequest<'_>,
+    path: &Path,
+    meta: &Metadata,
+) -> Sent {
+    let facts = FileFacts::new(r.files, path, meta);
+    let http10 = r.head.minor_version == 0;
+    let head_only = r.head.method == Method::Head;
+    let keep = r.keep_alive;
+    let mut out = Buf::head();
+
+    if let Some(status) = precondition(r.head, r.buf, r.files, &facts) {
+        if status == 412 {
+            return send_status(stream, r.head, 412, keep).await;
+        }
+        respond::write_status_line(&mut out, 304, keep, http10);
+        let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
+        if let Some(e) = &facts.etag {
+            let _ = write!(out, "ETag: {e}\r\n");
+        }
+        extra_headers(&mut out, r, 304, facts.mtime);
+        out.extend_from_slice(b"\r\n");
+        let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+            .await
+            .is_ok();
+        return Sent {
+            status: 304,
+            head_bytes: out.len() as u64,
+            body_bytes: 0,
+            keep_alive: keep && ok,
+        };
+    }
+
+    let mut ranges = None;
+    if let Some(v) = r.head.header_value(r.buf, "range") {
+        let if_range_ok = match r.head.header_value(r.buf, "if-range") {
+            None => true,
+            Some(ir) if ir.starts_with(b"\"") || ir.starts_with(b"W/") => {
+                facts.etag.as_deref().is_some_and(|e| ir == e.as_bytes())
+            }
+            Some(ir) => parse_http_date(ir) == Some(facts.mtime),
+        };
+        if if_range_ok {
+            match parse_ranges(v, facts.size) {
+                Ok(rs) => ranges = rs,
+                Err(()) => {
+                    let mut out = Buf::head();
+                    let page = error_body(416);
+                    respond::write_status_line(&mut out, 416, keep, http10);
+                    let _ = write!(
+                        out,
+                        "Content-Type: text/html\r\nContent-Length: {}\r\nContent-Range: bytes */{}\r\n\r\n",
+                        page.len(),
+                        facts.size
+                    );
+                    let head_bytes = out.len() as u64;
+                    if !head_only {
+                        out.extend_from_slice(page.as_bytes());
+                    }
+                    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+                        .await
+                        .is_ok();
+                    return Sent {
+                        status: 416,
+                        head_bytes,
+                        body_bytes: out.len() as u64 - head_bytes,
+                        keep_alive: keep && ok,
+                    };
+                }
+            }
+        }
+    }
+
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            let status = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                403
+            } else {
+                404
+            };
+            crate::log::emit(
+                Level::Error,
+                None,
+                format_args!(
+                    "open() \"{}\" failed ({})",
+                    path.display(),
+                    crate::log::os_error_text(&e)
+                ),
+            );
+            return send_status(stream, r.head, status, keep).await;
+        }
+    };
+
+    let status = if ranges.is_some() { 206 } else { 200 };
+    respond::write_status_line(&mut out, status, keep, http10);
+    // nginx's boundary: a process-wide counter, 20 digits.
+    static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let boundary = format!(
+        "{:020}",
+        BOUNDARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let parts: Vec<(u64, u64, Vec<u8>)> = match &ranges {
+        Some(rs) if rs.len() > 1 => rs
+            .iter()
+            .map(|&(a, b)| {
+                let mut h = Vec::new();
+                let _ = write!(
+                    h,
+                    "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {a}-{b}/{}\r\n\r\n",
+                    facts.content_type, facts.size
+                );
+                (a, b, h)
+            })
+            .collect(),
+        Some(rs) => rs.iter().map(|&(a, b)| (a, b, Vec::new())).collect(),
+        None => vec![(0, facts.size.saturating_sub(1), Vec::new())],
+    };
+    let multipart = parts.len() > 1;
+    let trailer = format!("\r\n--{boundary}--\r\n");
+    let body_len: u64 = if facts.size == 0 {
+        0
+    } else {
+        parts
+            .iter()
+            .map(|(a, b, h)| b - a + 1 + h.len() as u64)
+            .sum::<u64>()
+            + if multipart { trailer.len() as u64 } else { 0 }
+    };
+    if multipart {
+        let _ = write!(
+            out,
+            "Content-Type: multipart/byteranges; boundary={boundary}\r\n"
+        );
+    } else {
+        let _ = write!(out, "Content-Type: {}\r\n", facts.content_type);
+    }
+    let _ = write!(
+        out,
+        "Content-Length: {body_len}\r\nLast-Modified: {}\r\n",
+        http_date(facts.mtime)
+    );
+    if let Some(e) = &facts.etag {
+        let _ = write!(out, "ETag: {e}\r\n");
+    }
+    if let (Some(rs), false) = (&ranges, multipart) {
+        let (a, b) = rs[0];
+        let _ = write!(out, "Content-Range: bytes {a}-{b}/{}\r\n", facts.size);
+    } else if ranges.is_none() {
+        out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+    }
+    extra_headers(&mut out, r, status, facts.mtime);
+    out.extend_from_slice(b"\r\n");
+    let head_bytes = out.len() as u64;
+
+    if head_only || facts.size == 0 {
+        let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+            .await
+            .is_ok();
+        return Sent {
+            status,
+            head_bytes,
+            body_bytes: 0,
+            keep_alive: keep && ok,
+        };
+    }
+    // The head goes out with the first piece of the body.
+    let mut pending: Option<Buf> = Some(out);
+    let mut sent = 0u64;
+    let mut chunk = Buf::body();
+    for (a, b, part_head) in &parts {
+        if !part_head.is_empty() {
+            if write_piece(stream, &mut pending, part_head).await.is_err() {
+                return broken(status, head_bytes, sent);
+            }
+            sent += part_head.len() as u64;
+        }
+        if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
+            return broken(status, head_bytes, sent);
+        }
+        let mut left = b - a + 1;
+        while left > 0 {
+            chunk.clear();
+            let want = left.min(BODY_BUF as u64) as usize;
+            chunk.resize(want, 0);
+            // A read from the page cache: nginx reads files on its event loop too.
+            let n = match file.read(&mut chunk[..want]) {
+                Ok(0) | Err(_) => {
+                    crate::log::emit(
+                        Level::Crit,
+                        None,
+                        format_args!("\"{}\" was truncated while being sent", path.display()),
+                    );
+                    return broken(status, head_bytes, sent);
+                }
+                Ok(n) => n,
+            };
+            if write_piece(stream, &mut pending, &chunk[..n])
+                .await
+                .is_err()
+            {
+                return broken(status, head_bytes, sent);
+            }
+            sent += n as u64;
+            left -= n as u64;
+        }
+    }
+    if multipart {
+        if write_piece(stream, &mut pending, trailer.as_bytes())
+            .await
+            .is_err()
+        {
+            return broken(status, head_bytes, sent);
+        }
+        sent += trailer.len() as u64;
+    }
+    Sent {
+        status,
+        head_bytes,
+        body_bytes: sent,
+        keep_alive: keep,
+    }
+}
+
+/// A response cut short: the connection closes.
+fn broken(status: u16, head_bytes: u64, body_bytes: u64) -> Sent {
+    Sent {
+        status,
+        head_bytes,
+        body_bytes,
+        keep_alive: false,
+    }
+}
+
+/// Writes `data`, after the pending head if there is one, in one `writev`.
+async fn write_piece(
+    stream: &mut Stream,
+    pending: &mut Option<Buf>,
+    data: &[u8],
+) -> Result<(), crate::net::io::IoFailure> {
+    match pending.take() {
+        Some(head) => {
+            let mut slices = [std::io::IoSlice::new(&head), std::io::IoSlice::new(data)];
+            io::write_all_vectored(stream, &mut slices, CLIENT_SEND_TIMEOUT).await
+        }
+        None => io::write_all(stream, data, CLIENT_SEND_TIMEOUT).await,
+    }
+}
+
+/// `expires` and `add_header` fields for a response of `status`.
+fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64) {
+    let applies = respond::add_header_applies(status);
+    if applies {
+        if let Some(e) = r.files.expires {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let (at, max_age) = match e {
+                Expires::Epoch => (1, None),
+                Expires::Max => (2_145_916_799, Some(315_360_000)),
+                Expires::After(s) => (now + s, Some(s)),
+                Expires::Modified(s) => (mtime + s, Some(mtime + s - now)),
+            };
+            let _ = write!(out, "Expires: {}\r\n", http_date(at));
+            match max_age {
+                Some(s) if s >= 0 => {
+                    let _ = write!(out, "Cache-Control: max-age={s}\r\n");
+                }
+                _ => out.extend_from_slice(b"Cache-Control: no-cache\r\n"),
+            }
+        }
+    }
+    for (name, value, always) in r.add_header {
+        if *always || applies {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// nginx's error page body for `status`.
+fn error_body(status: u16) -> String {
+    let mut out = Vec::new();
+    respond::error_page(&mut out, status, true, false, false);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_owned(),
+        None => String::new(),
+    }
+}
+
+/// Answers with ferrolb's error page for `status`.
+pub async fn send_status(stream: &mut Stream, head: &RequestHead, status: u16, keep: bool) -> Sent {
+    let mut out = Buf::head();
+    let head_only = head.method == Method::Head;
+    respond::error_page(&mut out, status, keep, head.minor_version == 0, head_only);
+    let body = if head_only {
+        0
+    } else {
+        error_body(status).len() as u64
+    };
+    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+        .await
+        .is_ok();
+    Sent {
+        status,
+        head_bytes: out.len() as u64 - body,
+        body_bytes: body,
+        keep_alive: keep && ok,
+    }
+}
+
+/// A 301 to `location` (a directory asked for without its slash).
+pub async fn send_redirect(
+    stream: &mut Stream,
+    head: &RequestHead,
+    location: &str,
+    keep: bool,
+) -> Sent {
+    let mut out = Buf::head();
+    let http10 = head.minor_version == 0;
+    let page = error_body(301);
+    respond::write_status_line(&mut out, 301, keep, http10);
+    let _ = write!(
+        out,
+        "Content-Type: text/html\r\nContent-Length: {}\r\nLocation: {location}\r\n\r\n",
+        page.len()
+    );
+    let head_bytes = out.len() as u64;
+    if head.method != Method::Head {
+        out.extend_from_slice(page.as_bytes());
+    }
+    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+        .await
+        .is_ok();
+    Sent {
+        status: 301,
+        head_bytes,
+        body_bytes: out.len() as u64 - head_bytes,
+        keep_alive: keep && ok,
+    }
+}
+
+/// nginx's autoindex page for `dir` at `uri`: directories first, then files, each by
+/// name; name, modification time (UTC) and size, as nginx lays them out.
+pub fn listing(dir: &Path, uri: &str) -> std::io::Result<String> {
+    let mut entries: Vec<(bool, String, i64, u64)> = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Ok(m) = std::fs::metadata(e.path()) else {
+            continue;
+        };
+        entries.push((m.is_dir(), name, m.mtime(), m.len()));
+    }
+    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let title = html_escape(uri);
+    let mut out = format!(
+        "<html>\r\n<head><title>Index of {title}</title></head>\r\n<body>\r\n<h1>Index of {title}</h1><hr><pre><a href=\"../\">../</a>\r\n"
+    );
+    for (is_dir, name, mtime, size) in entries {
+        let shown = if is_dir {
+            format!("{name}/")
+        } else {
+            name.clone()
+        };
+        let href = format!("{}{}", uri_escape(&name), if is_dir { "/" } else { "" });
+        let chars: Vec<char> = shown.chars().collect();
+        let (label, pad) = if chars.len() > 50 {
+            (
+                format!(
+                    "{}..&gt;",
+                    html_escape(&chars[..47].iter().collect::<String>())
+                ),
+                0,
+            )
+        } else {
+            (html_escape(&shown), 50 - chars.len())
+        };
+        let date = DateTime::<Utc>::from_timestamp(mtime, 0)
+            .map(|d| d.format("%d-%b-%Y %H:%M").to_string())
+            .unwrap_or_default();
+        let size = if is_dir {
+            "-".to_owned()
+        } else {
+            size.to_string()
+        };
+        out.push_str(&format!(
+            "<a href=\"{href}\">{label}</a>{} {date} {size:>19}\r\n",
+            " ".repeat(pad)
+        ));
+    }
+    out.push_str("</pre><hr></body>\r\n</html>\r\n");
+    Ok(out)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn uri_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Sends a listing page.
+pub async fn send_listing(
+    stream: &mut Stream,
+    head: &RequestHead,
+    dir: &Path,
+    uri: &str,
+    keep: bool,
+) -> Sent {
+    let page = match listing(dir, uri) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::log::emit(
+                Level::Error,
+                None,
+                format_args!(
+                    "opendir() \"{}\" failed ({})",
+                    dir.display(),
+                    crate::log::os_error_text(&e)
+                ),
+            );
+            return send_status(stream, head, 403, keep).await;
+        }
+    };
+    let mut out = Buf::head();
+    respond::write_status_line(&mut out, 200, keep, head.minor_version == 0);
+    let _ = write!(
+        out,
+        "Content-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+        page.len()
+    );
+    let head_bytes = out.len() as u64;
+    if head.method != Method::Head {
+        out.extend_from_slice(page.as_bytes());
+    }
+    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+        .await
+        .is_ok();
+    Sent {
+        status: 200,
+        head_bytes,
+        body_bytes: out.len() as u64 - head_bytes,
+        keep_alive: keep && ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_as_nginx_reads_them() {
+        assert_eq!(parse_ranges(b"bytes=0-9", 100), Ok(Some(vec![(0, 9)])));
+        assert_eq!(parse_ranges(b"bytes=90-", 100), Ok(Some(vec![(90, 99)])));
+        assert_eq!(parse_ranges(b"bytes=-10", 100), Ok(Some(vec![(90, 99)])));
+        assert_eq!(parse_ranges(b"bytes=95-200", 100), Ok(Some(vec![(95, 99)])));
+        assert_eq!(
+            parse_ranges(b"bytes=0-1, 5-6", 100),
+            Ok(Some(vec![(0, 1), (5, 6)]))
+        );
+        assert_eq!(parse_ranges(b"bytes=100-", 100), Err(()));
+        assert_eq!(parse_ranges(b"bytes=5-1", 100), Err(()));
+        assert_eq!(parse_ranges(b"bytes=x-1", 100), Err(()));
+        // More bytes than the file: the whole file.
+        assert_eq!(parse_ranges(b"bytes=0-99,0-99", 100), Ok(None));
+        // Not a byte range: ignored.
+        assert_eq!(parse_ranges(b"items=0-1", 100), Ok(None));
+    }
+
+    #[test]
+    fn dates_and_etags() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(parse_http_date(b"Thu, 01 Jan 1970 00:00:10 GMT"), Some(10));
+        assert_eq!(
+            parse_http_date(b"Thursday, 01-Jan-70 00:00:10 GMT"),
+            Some(10)
+        );
+        assert_eq!(parse_http_date(b"Thu Jan  1 00:00:10 1970"), Some(10));
+        assert!(etag_listed(b"\"a\", W/\"b\"", "\"b\"", true));
+        assert!(!etag_listed(b"W/\"b\"", "\"b\"", false));
+        assert!(etag_listed(b"*", "\"x\"", false));
+    }
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let files = FilesConf {
+            doc: DocRoot::Alias("/srv/static/".into()),
+            index: vec!["index.html".into()],
+            try_files: None,
+            types: Default::default(),
+            default_type: "text/plain".into(),
+            charset: None,
+            etag: true,
+            if_modified_since: IfModifiedSince::Exact,
+            log_not_found: true,
+            autoindex: false,
+            expires: None,
+            disable_symlinks: false,
+        };
+        assert_eq!(
+            map_path(&files, Some("/static/"), "/static/css/a.css"),
+            PathBuf::from("/srv/static/css/a.css")
+        );
+        let root = FilesConf {
+            doc: DocRoot::Root("/srv/www".into()),
+            ..files
+        };
+        assert_eq!(
+            map_path(&root, Some("/"), "/a/b"),
+            PathBuf::from("/srv/www/a/b")
+        );
+    }
+}
