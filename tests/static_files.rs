@@ -128,8 +128,10 @@ fn facts(r: &Response, port: u16) -> String {
     )
 }
 
-/// (method, path, extra headers, expected status)
-const CASES: &[(&str, &str, &[(&str, &str)], u16)] = &[
+/// One request: method, path, extra headers, expected status.
+type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)], u16);
+
+const CASES: &[Case] = &[
     ("GET", "/", &[], 200),
     ("GET", "/hello.txt", &[], 200),
     ("HEAD", "/hello.txt", &[], 200),
