@@ -355,12 +355,13 @@ pub(super) async fn answer_error(
     }
     let mut out = Buf::head();
     let head_only = head.method == http1::Method::Head;
-    respond::error_page(
+    respond::error_page_retry_after(
         &mut out,
         status,
         done.keep_client,
         head.minor_version == 0,
         head_only,
+        done.retry_after_secs,
     );
     done.status = status;
     done.head_bytes = out.len() as u64;
