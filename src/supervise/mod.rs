@@ -634,7 +634,7 @@ fn every_worker_gave_up(ctx: &Ctx, env: &SlotEnv, index: usize) -> Option<UpErro
     };
     let command = spawn::substitute(&env.spawn.command, port)
         .iter()
-        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ");
     Some(UpError::AllGaveUp(
@@ -644,6 +644,17 @@ fn every_worker_gave_up(ctx: &Ctx, env: &SlotEnv, index: usize) -> Option<UpErro
         ),
         format!("PORT={port} {command}"),
     ))
+}
+
+/// `arg` as a POSIX shell word: as is when it is safe, else in single quotes (so the
+/// command in a message can be pasted into a terminal).
+fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,{}".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// The one-screen summary printed once every worker is healthy or has failed. Its
@@ -703,4 +714,20 @@ fn summary(ctx: &Ctx, c: &Console, socket_ok: bool) {
 /// `ferrolb -s restart` for the pid file at `pid_path` (see [`control`]).
 pub fn request_restart(pid_path: &Path) -> Result<String, control::ControlError> {
     control::request_restart(pid_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_env_and_shell_quoting() {
+        assert!(mentions_port_env("exec app --port $PORT"));
+        assert!(mentions_port_env("-b :${PORT}"));
+        assert!(!mentions_port_env("$PORTS"));
+        assert!(!mentions_port_env("PORT"));
+        assert_eq!(shell_quote("127.0.0.1:{port}"), "127.0.0.1:{port}");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }
