@@ -1,13 +1,16 @@
 //! End to end: the dashboard in real headless Chromium, driven over the DevTools
 //! protocol. A backend is stopped while traffic runs and its row must turn
 //! down/failed within a few seconds; a screenshot is saved to
-//! `target/test-artifacts/dashboard.png`.
+//! `target/test-artifacts/dashboard.png`. Under `ferrolb up` the page shows each
+//! worker's pid and runs a rolling restart from its button
+//! (`target/test-artifacts/dashboard-up.png`).
 //!
 //! Needs `/usr/bin/chromium` (Debian package `chromium`, installed by
 //! `scripts/test.sh`). Without it the test fails rather than skips.
 
 mod admin_support;
 mod common;
+mod up_support;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use common::{fresh_temp_dir, http_get, Proxy};
 use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
+use up_support::Up;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -288,4 +292,108 @@ fn dashboard_shows_stopped_backend_as_down() {
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.join();
     drop(c);
+}
+
+/// Saves a screenshot of the page to `target/test-artifacts/NAME`; returns its path.
+fn screenshot(page: &mut Page, name: &str) -> PathBuf {
+    let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
+    let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    std::fs::write(dir.join(name), &png).expect("write screenshot");
+    dir.join(name)
+}
+
+/// The (port, pid) of each worker row the page shows.
+fn shown_workers(page: &mut Page) -> Vec<(u16, Option<u32>)> {
+    let v = page.eval(
+        "Array.from(document.querySelectorAll('tr[data-worker]')).map(r => [Number(r.dataset.worker), r.dataset.pid])",
+    );
+    v.as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r[0].as_u64().unwrap_or(0) as u16,
+                        r[1].as_str().and_then(|p| p.parse().ok()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn dashboard_shows_up_workers_and_runs_a_rolling_restart() {
+    let mut up = Up::start(2, &["--grace", "2"], &up_support::http_server_after(None));
+    let mut before = up.wait_healthy(2, Duration::from_secs(30));
+    before.sort();
+    let expected: Vec<(u16, Option<u32>)> = before.iter().map(|&(p, pid)| (p, Some(pid))).collect();
+
+    let url = format!("http://127.0.0.1:{}/", up.admin);
+    let mut browser = Browser::launch(&url);
+    let devtools = browser.devtools_port();
+    let mut page = Page::attach(devtools, &format!("127.0.0.1:{}", up.admin));
+    let shown = wait_for(Duration::from_secs(20), || {
+        let mut w = shown_workers(&mut page);
+        w.sort();
+        (w == expected).then_some(w)
+    });
+    assert!(
+        shown.is_some(),
+        "the dashboard never showed the workers {expected:?} (it shows {:?})\n{}",
+        shown_workers(&mut page),
+        up.output()
+    );
+    // The live chart of the upstream draws its lines (from its second poll on).
+    let drawn = wait_for(Duration::from_secs(10), || {
+        (page
+            .eval("document.querySelectorAll('svg[data-chart=\"app\"] polyline').length")
+            .as_u64()?
+            >= 1)
+            .then_some(())
+    });
+    assert!(drawn.is_some(), "no chart lines for upstream app");
+
+    // The button starts a rolling restart; the page shows its progress, then its end,
+    // and new pids.
+    page.eval("document.getElementById('rolling-restart').click(), true");
+    let progress = wait_for(Duration::from_secs(30), || {
+        let t = page.eval(
+            "(() => { const e = document.getElementById('rolling-progress'); return e ? e.textContent : null; })()",
+        );
+        t.as_str()
+            .filter(|t| t.contains("last rolling restart: 2 workers restarted"))
+            .map(str::to_owned)
+    });
+    assert!(
+        progress.is_some(),
+        "no end of the rolling restart on the page\n{}",
+        up.output()
+    );
+    let replaced = wait_for(Duration::from_secs(20), || {
+        let w = shown_workers(&mut page);
+        (w.len() == 2
+            && w.iter()
+                .all(|(port, pid)| pid.is_some() && !expected.contains(&(*port, *pid))))
+        .then_some(w)
+    });
+    assert!(
+        replaced.is_some(),
+        "the page still shows old pids: {:?}\n{}",
+        shown_workers(&mut page),
+        up.output()
+    );
+    assert!(up
+        .stdout()
+        .contains("rolling restart done: 2 workers restarted"));
+    let path = screenshot(&mut page, "dashboard-up.png");
+    eprintln!(
+        "workers shown, restarted from the page; screenshot: {}",
+        path.display()
+    );
+    for (_, pid) in replaced.unwrap_or_default() {
+        up.seen.extend(pid);
+    }
 }

@@ -129,7 +129,12 @@ fn facts(r: &Response, port: u16) -> String {
 }
 
 /// One request: method, path, extra headers, expected status.
-type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)], u16);
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    u16,
+);
 
 const CASES: &[Case] = &[
     ("GET", "/", &[], 200),

@@ -9,220 +9,23 @@
 //! in a fresh directory (its pid file and control socket live there).
 
 mod common;
+mod up_support;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
-use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{
-    check_ports, django_env, free_port, fresh_temp_dir, http_get, http_request, proxy_bin,
-    says_port_taken, wait_until, START_ATTEMPTS, START_TIMEOUT,
-};
+use common::{django_env, fresh_temp_dir, http_get, http_request, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// A running `ferrolb up` in its own directory, with an admin listener.
-struct Up {
-    dir: PathBuf,
-    child: Child,
-    listen: u16,
-    admin: u16,
-    /// Every worker pid seen, for the cleanup in `Drop`.
-    seen: Vec<u32>,
-}
-
-impl Up {
-    /// Starts `ferrolb up` and waits until it listens on its balancer and admin
-    /// ports; starts it again on fresh ones when one was taken.
-    fn start(workers: u16, extra: &[&str], command: &[OsString]) -> Up {
-        for attempt in 1..=START_ATTEMPTS {
-            let mut up = Up::spawn(workers, extra, command);
-            match up.wait_listening() {
-                Ok(()) => return up,
-                Err(why) if attempt < START_ATTEMPTS && says_port_taken(&why) => {
-                    eprintln!("a port was taken, starting again on others:\n{why}");
-                }
-                Err(why) => panic!("{why}"),
-            }
-        }
-        unreachable!("the last attempt returns or panics");
-    }
-
-    fn spawn(workers: u16, extra: &[&str], command: &[OsString]) -> Up {
-        let dir = fresh_temp_dir("up");
-        let (listen, admin) = (free_port(), free_port());
-        let out = fs::File::create(dir.join("out.log")).expect("out.log");
-        let err = out.try_clone().expect("clone");
-        let mut cmd = Command::new(ferrolb_bin());
-        cmd.arg("up")
-            .arg("-w")
-            .arg(workers.to_string())
-            .arg("--port")
-            .arg(free_port().to_string())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{listen}"))
-            .arg("--admin")
-            .arg(format!("127.0.0.1:{admin}"))
-            .args(extra)
-            .arg("--")
-            .args(command)
-            .current_dir(&dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        let child = cmd.spawn().expect("spawn ferrolb up");
-        Up {
-            dir,
-            child,
-            listen,
-            admin,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits until ferrolb owns listening sockets on its balancer and admin
-    /// ports and nobody else listens there. `Err` with the output (which says
-    /// "already in use", or this function does, when a port was taken).
-    fn wait_listening(&mut self) -> Result<(), String> {
-        let addrs = [self.listen, self.admin].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-        let pid = self.child.id();
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut foreign = std::collections::HashSet::new();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("ferrolb up exited ({status})\n{}", self.output()));
-            }
-            match check_ports(&addrs, pid, &mut foreign) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(port) => {
-                    return Err(format!(
-                        "port {port} already in use by another process\n{}",
-                        self.output()
-                    ))
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "ferrolb up not listening on {addrs:?} after {START_TIMEOUT:?}\n{}",
-                    self.output()
-                ));
-            }
-            sleep(common::POLL_STEP);
-        }
-    }
-
-    fn output(&self) -> String {
-        fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
-    }
-
-    /// `GET /workers`: (port, pid, state) of each worker.
-    fn workers(&mut self) -> Vec<(u16, Option<u32>, String)> {
-        let Ok(r) = http_get(self.admin, "/workers", "127.0.0.1") else {
-            return Vec::new();
-        };
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        let list: Vec<(u16, Option<u32>, String)> = v["workers"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|w| {
-                        (
-                            w["port"].as_u64().unwrap_or(0) as u16,
-                            w["pid"].as_u64().map(|p| p as u32),
-                            w["state"].as_str().unwrap_or("").to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (_, pid, _) in &list {
-            if let Some(p) = pid {
-                if !self.seen.contains(p) {
-                    self.seen.push(*p);
-                }
-            }
-        }
-        list
-    }
-
-    /// Waits (bounded) until `n` workers are healthy; returns them.
-    fn wait_healthy(&mut self, n: usize, limit: Duration) -> Vec<(u16, u32)> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let w = self.workers();
-            let healthy: Vec<(u16, u32)> = w
-                .iter()
-                .filter(|(_, pid, s)| s == "healthy" && pid.is_some())
-                .map(|(port, pid, _)| (*port, pid.unwrap_or(0)))
-                .collect();
-            if healthy.len() == n {
-                return healthy;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "workers not healthy after {limit:?}: {w:?}\n{}",
-                self.output()
-            );
-            assert!(
-                self.child.try_wait().ok().flatten().is_none(),
-                "ferrolb exited\n{}",
-                self.output()
-            );
-            sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, s: Signal) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), s);
-    }
-
-    /// Waits (bounded) for ferrolb to exit.
-    fn wait_exit(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // Whatever happened, leave nothing behind: ferrolb, then any worker group.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for &p in &self.seen {
-            let _ = nix::sys::signal::killpg(Pid::from_raw(p as i32), Signal::SIGKILL);
-        }
-    }
-}
-
-fn ferrolb_bin() -> PathBuf {
-    // `up` is ferrolb's own; the harness's nginx mode does not apply.
-    match option_env!("CARGO_BIN_EXE_ferrolb") {
-        Some(b) => PathBuf::from(b),
-        None => proxy_bin(),
-    }
-}
-
-fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
-}
+use up_support::{ferrolb_bin, os, Up};
 
 fn runserver(extra: &[&str]) -> Vec<OsString> {
     let (python, dir) = django_env();
@@ -569,32 +372,220 @@ fn sigkill_of_ferrolb_leaves_no_worker_process() {
     stop_leaves_nothing(Signal::SIGKILL);
 }
 
+/// The give-up limit as the messages state it (`START_LIMIT_BURST` within
+/// `START_LIMIT_INTERVAL` in src/supervise/backoff.rs).
+const START_LIMIT: &str = "5 failed starts within 60s";
+
+/// Exits with status 3 at once, saying so on stderr; `{port}` makes it a valid
+/// worker command.
+fn never_starts() -> Vec<OsString> {
+    os(&[
+        "sh",
+        "-c",
+        "echo \"cannot start on port $1\" >&2; exit 3",
+        "sh",
+        "{port}",
+    ])
+}
+
 #[test]
-fn a_command_that_exits_at_once_is_reported_and_ferrolb_keeps_running() {
-    let mut up = Up::start(2, &["--grace", "1"], &os(&["false"]));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = up.output();
-        if out.contains("FAILED to start") && out.contains("ferrolb up: balancing") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no failure report\n{out}");
-        sleep(Duration::from_millis(100));
+fn a_command_that_never_starts_gives_up_and_ferrolb_exits_non_zero() {
+    let mut up = Up::start(2, &["--grace", "1"], &never_starts());
+    let ports: Vec<u16> = wait_until(Duration::from_secs(10), "GET /workers", || {
+        let w = up.workers();
+        (w.len() == 2).then(|| w.iter().map(|x| x.0).collect())
+    });
+    // While it retries, the balancer answers, but never with a worker's answer.
+    let r = http_get(up.listen, "/", "127.0.0.1").expect("GET while retrying");
+    assert!([502, 503].contains(&r.status), "{} {}", r.status, r.text());
+    // The backoff spends 0.5 + 1 + 2 + 4 s before the fifth start: give-up after ~8 s.
+    let status = up
+        .exit_status(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("ferrolb up still running\n{}", up.output()));
+    assert_eq!(status.code(), Some(1), "{}", up.output());
+    let (out, err) = (up.stdout(), up.stderr());
+    assert!(out.contains("FAILED to start: exit status 3"), "{out}");
+    // The summary tells the truth: no "balancing ... over 2 workers".
+    assert!(
+        out.contains("ferrolb up: NO worker is serving: all 2 failed to start (retrying)"),
+        "{out}"
+    );
+    assert!(!out.contains("ferrolb up: balancing"), "{out}");
+    for port in ports {
+        let gave_up = format!(
+            "worker {port}: GAVE UP after {START_LIMIT} (last: exit status 3); not restarted until \"ferrolb -s restart\" or POST /workers/restart"
+        );
+        assert!(err.contains(&gave_up), "stderr lacks {gave_up:?}\n{err}");
     }
     assert!(
-        up.child.try_wait().ok().flatten().is_none(),
-        "ferrolb exited\n{}",
-        up.output()
+        err.lines().any(|l| l.contains("[emerg] ")
+            && l.contains(&format!(
+                ": up: every worker gave up ({START_LIMIT} each; last: worker "
+            ))
+            && l.contains("exit status 3); run the command by hand to see why: PORT=")
+            && l.contains(" sh -c 'echo \"cannot start on port $1\" >&2; exit 3' sh ")),
+        "{err}"
     );
-    let w = up.workers();
-    assert_eq!(w.len(), 2);
-    assert!(w.iter().all(|(_, _, s)| s != "healthy"), "{w:?}");
-    // The balancer still answers (no worker: 502), and stops cleanly.
-    let r = http_get(up.listen, "/", "127.0.0.1").expect("GET");
-    assert_eq!(r.status, 502);
-    assert!(up.output().contains("exit status 1"), "{}", up.output());
+    // The worker's own words reach the terminal too.
+    assert!(out.contains("| cannot start on port"), "{out}");
+}
+
+#[test]
+fn a_worker_that_never_starts_gives_up_while_the_others_keep_serving() {
+    // The worker that makes the directory `lock` serves; the other finds it and
+    // exits with status 4, every time.
+    let command = vec![
+        OsString::from("sh"),
+        "-c".into(),
+        "mkdir lock 2>/dev/null || exit 4; exec \"$0\" -m http.server --bind 127.0.0.1 $PORT"
+            .into(),
+        up_support::python(),
+    ];
+    let mut up = Up::start(2, &["--grace", "1"], &command);
+    up.wait_output(
+        "over 1 of 2 workers (1 failed to start; retrying)",
+        Duration::from_secs(30),
+    );
+    up.wait_output("GAVE UP after", Duration::from_secs(40));
+    up.wait_output("1 of 2 workers in rotation", Duration::from_secs(5));
+    let workers = up.workers();
+    let healthy: Vec<_> = workers.iter().filter(|w| w.2 == "healthy").collect();
+    let gave_up: Vec<_> = workers.iter().filter(|w| w.2 == "gave-up").collect();
+    assert_eq!((healthy.len(), gave_up.len()), (1, 1), "{workers:?}");
+    let (serving, pid) = (
+        healthy[0].0,
+        healthy[0].1.expect("pid of the healthy worker"),
+    );
+    let failing = gave_up[0].0;
+    assert!(up.stderr().contains(&format!(
+        "worker {failing}: GAVE UP after {START_LIMIT} (last: exit status 4)"
+    )));
+    // The other keeps serving, and ferrolb keeps running.
+    for _ in 0..3 {
+        let r = http_get(up.listen, "/", "127.0.0.1").expect("GET");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(up.child.try_wait().ok().flatten().is_none());
+
+    // /status carries the workers: pid, uptime, restarts and last exit.
+    let status = up.admin_json("/status");
+    let w = &status["workers"];
+    assert_eq!(w["upstream"], "app", "{status}");
+    let find = |port: u16| {
+        w["workers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["port"] == port))
+            .cloned()
+            .unwrap_or_else(|| panic!("no worker {port} in /status: {status}"))
+    };
+    let ok = find(serving);
+    assert_eq!(ok["pid"], pid, "{ok}");
+    assert_eq!(ok["state"], "healthy");
+    assert!(ok["uptime_secs"].as_f64().is_some_and(|u| u > 0.0), "{ok}");
+    assert_eq!(ok["restarts"], 0);
+    let bad = find(failing);
+    assert_eq!(bad["state"], "gave-up");
+    assert_eq!(bad["pid"], serde_json::Value::Null);
+    assert_eq!(bad["last_exit"], "exit status 4");
+    assert_eq!(bad["reason"], "exit status 4");
+    assert_eq!(bad["restarts"], 5, "{bad}");
+    let peer = &status["upstreams"]["app"]["peers"];
+    assert!(
+        peer.as_array().is_some_and(|a| a
+            .iter()
+            .any(|p| p["addr"] == format!("127.0.0.1:{failing}") && p["state"] == "down")),
+        "{peer}"
+    );
+
+    // /metrics too, labelled like the peers.
+    let r = http_get(up.admin, "/metrics", "127.0.0.1").expect("GET /metrics");
+    let metrics = r.text();
+    for line in [
+        format!("ferrolb_worker_pid{{upstream=\"app\",peer=\"127.0.0.1:{serving}\"}} {pid}"),
+        format!("ferrolb_worker_healthy{{upstream=\"app\",peer=\"127.0.0.1:{serving}\"}} 1"),
+        format!("ferrolb_worker_gave_up{{upstream=\"app\",peer=\"127.0.0.1:{failing}\"}} 1"),
+        format!("ferrolb_worker_restarts_total{{upstream=\"app\",peer=\"127.0.0.1:{failing}\"}} 5"),
+        "ferrolb_workers_rolling_restart{upstream=\"app\"} 0".to_owned(),
+    ] {
+        assert!(
+            metrics.contains(&line),
+            "/metrics lacks {line:?}\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(&format!(
+            "ferrolb_worker_uptime_seconds{{upstream=\"app\",peer=\"127.0.0.1:{serving}\"}} "
+        )),
+        "{metrics}"
+    );
     up.signal(Signal::SIGTERM);
     assert!(up.wait_exit(Duration::from_secs(10)), "{}", up.output());
+    assert_eq!(
+        up.child.try_wait().ok().flatten().and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_command_without_port_is_an_error_with_a_hint() {
+    let dir = fresh_temp_dir("up-noport");
+    let out = Command::new(ferrolb_bin())
+        .args(["up", "-w", "2", "--", "python3", "-m", "http.server"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferrolb up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("[emerg] up: the worker command has no {port}: each worker must listen on the port ferrolb gives it."),
+        "{err}"
+    );
+    for hint in [
+        "ferrolb up -- python manage.py runserver {port}",
+        "ferrolb up -- sh -c 'exec myapp --port $PORT'",
+        "ferrolb up -- env PORT={port} myapp",
+    ] {
+        assert!(err.contains(hint), "no hint {hint:?}\n{err}");
+    }
+    // Nothing started: no worker output, no "starting" line.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("starting"));
+}
+
+#[test]
+fn requests_before_the_first_worker_is_ready_get_503_with_retry_after() {
+    // The worker listens once the test creates `go` in ferrolb up's directory.
+    let mut up = Up::start(
+        1,
+        &["--grace", "1"],
+        &up_support::http_server_after(Some("go")),
+    );
+    wait_until(Duration::from_secs(10), "the worker to be starting", || {
+        up.workers()
+            .first()
+            .is_some_and(|w| w.2 == "starting")
+            .then_some(())
+    });
+    let r = http_get(up.listen, "/", "127.0.0.1").expect("GET before ready");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("1"), "{:?}", r.headers);
+    let status = up.admin_json("/status");
+    assert_eq!(
+        status["upstreams"]["app"]["peers"][0]["state"], "starting",
+        "{status}"
+    );
+    fs::write(up.dir.join("go"), "").expect("create go");
+    let ready = up.wait_healthy(1, Duration::from_secs(30));
+    let r = http_get(up.listen, "/", "127.0.0.1").expect("GET after ready");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let w = up.admin_json("/workers");
+    assert_eq!(w["workers"][0]["pid"], ready[0].1, "{w}");
+    assert!(
+        up.stdout()
+            .contains("ferrolb up: balancing http://127.0.0.1:"),
+        "{}",
+        up.output()
+    );
 }
 
 #[test]

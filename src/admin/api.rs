@@ -95,17 +95,27 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Result<Reply
         }),
         ("GET" | "HEAD", ["status"]) => Ok(Reply::json(
             200,
-            super::status::json(&shared.runtime.load()),
+            super::status::json(
+                &shared.runtime.load(),
+                shared.workers.get().map(|w| w.report()),
+            ),
         )),
         ("GET" | "HEAD", ["metrics"]) => Ok(Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: super::metrics::render(shared.runtime.load_full()).into_bytes(),
+            body: super::metrics::render(
+                shared.runtime.load_full(),
+                shared.workers.get().map(|w| w.report()),
+            )
+            .into_bytes(),
         }),
         ("POST", ["upstreams", name, "peers"]) => add_peer(shared, name, body),
         ("PATCH", ["upstreams", name, "peers", addr]) => patch_peer(shared, name, addr, body),
         ("DELETE", ["upstreams", name, "peers", addr]) => delete_peer(shared, name, addr),
-        ("GET" | "HEAD", ["workers"]) => Ok(Reply::json(200, workers(shared)?.json().to_string())),
+        ("GET" | "HEAD", ["workers"]) => Ok(Reply::json(
+            200,
+            serde_json::to_string(&workers(shared)?.report()).unwrap_or_default(),
+        )),
         ("POST", ["workers", "restart"]) => {
             // 202: the restart runs one worker at a time, for as long as the workers
             // take to start; `GET /workers` shows its progress.

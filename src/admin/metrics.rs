@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::server::Runtime;
+use crate::server::{Runtime, WorkerReport, WorkersReport};
 use crate::upstream::{Health, PeerState, LATENCY_BUCKETS_MS};
 
 /// The collector over one runtime snapshot.
@@ -146,10 +146,106 @@ impl Collector for Peers {
     }
 }
 
-/// The metrics text for the runtime.
-pub fn render(rt: Arc<Runtime>) -> String {
+/// The collector over `ferrolb up`'s workers, labelled like the peers they are
+/// (`upstream`, `peer`) so a query can join them with the upstream metrics.
+#[derive(Debug)]
+struct Workers(WorkersReport);
+
+impl Workers {
+    fn gauge(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        v: impl Fn(&WorkerReport) -> Option<f64>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for w in &self.0.workers {
+            if let Some(x) = v(w) {
+                ConstGauge::new(x).encode(m.encode_family(&self.labels(w))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn gauge_int(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        v: impl Fn(&WorkerReport) -> Option<i64>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for w in &self.0.workers {
+            if let Some(x) = v(w) {
+                ConstGauge::new(x).encode(m.encode_family(&self.labels(w))?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn labels(&self, w: &WorkerReport) -> Labels {
+        vec![
+            ("upstream", self.0.upstream.clone()),
+            ("peer", format!("127.0.0.1:{}", w.port)),
+        ]
+    }
+}
+
+impl Collector for Workers {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut m = enc.encode_descriptor(
+            "ferrolb_worker_restarts",
+            "Times a ferrolb up worker was started again (exit, failed start, restart)",
+            None,
+            MetricType::Counter,
+        )?;
+        for w in &self.0.workers {
+            ConstCounter::new(u64::from(w.restarts)).encode(m.encode_family(&self.labels(w))?)?;
+        }
+        self.gauge_int(
+            &mut enc,
+            "ferrolb_worker_healthy",
+            "1 while a ferrolb up worker is ready and in rotation",
+            |w| Some(i64::from(w.state == "healthy")),
+        )?;
+        self.gauge_int(
+            &mut enc,
+            "ferrolb_worker_gave_up",
+            "1 once a ferrolb up worker reached its start limit and is no longer restarted",
+            |w| Some(i64::from(w.state == "gave-up")),
+        )?;
+        self.gauge_int(
+            &mut enc,
+            "ferrolb_worker_pid",
+            "Process id of a ferrolb up worker (absent while none runs)",
+            |w| w.pid.map(i64::from),
+        )?;
+        self.gauge(
+            &mut enc,
+            "ferrolb_worker_uptime_seconds",
+            "Seconds since a ferrolb up worker's process started (absent while none runs)",
+            |w| w.uptime_secs,
+        )?;
+        let mut m = enc.encode_descriptor(
+            "ferrolb_workers_rolling_restart",
+            "1 while a rolling restart of the ferrolb up workers runs",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(self.0.restarting))
+            .encode(m.encode_family(&vec![("upstream", self.0.upstream.clone())])?)?;
+        Ok(())
+    }
+}
+
+/// The metrics text for the runtime and, under `ferrolb up`, its workers.
+pub fn render(rt: Arc<Runtime>, workers: Option<WorkersReport>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Peers(rt)));
+    if let Some(w) = workers {
+        registry.register_collector(Box::new(Workers(w)));
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);

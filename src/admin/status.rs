@@ -6,15 +6,22 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Serialize;
 
 use crate::balance::Upstream;
-use crate::server::Runtime;
-use crate::upstream::{now, AdminState, Health, Millis};
+use crate::server::{Runtime, WorkersReport};
+use crate::upstream::{now, AdminState, Health, Millis, LATENCY_BUCKETS_MS};
 use crate::upstream::{passive, slow_start};
 
-/// The whole document: `{"upstreams": {NAME: {"peers": [...]}}}`.
+/// The whole document: `{"upstreams": {NAME: {"peers": [...]}},
+/// "latency_bucket_bounds_ms": [...], "workers": {...}}`.
 #[derive(Debug, Serialize)]
 pub struct Status {
     /// Upstreams by name (sorted).
     pub upstreams: BTreeMap<String, UpstreamStatus>,
+    /// Upper bounds (ms) of the latency buckets counted in each peer's
+    /// `latency_buckets`; the last bucket (beyond them) is unbounded.
+    pub latency_bucket_bounds_ms: &'static [u64],
+    /// Under `ferrolb up`: its worker processes (as `GET /workers`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkersReport>,
 }
 
 /// One upstream.
@@ -53,6 +60,9 @@ pub struct PeerStatus {
     /// Latency quantiles (upper bounds of log-spaced buckets), `null` before any
     /// response.
     pub latency_ms: Latency,
+    /// Responses ever, by latency bucket (see `latency_bucket_bounds_ms`): the
+    /// dashboard computes a recent p99 from the difference of two polls.
+    pub latency_buckets: Vec<u64>,
     /// Bytes sent to the peer.
     pub bytes_sent: u64,
     /// Bytes received from it.
@@ -104,7 +114,7 @@ pub struct Latency {
 }
 
 /// The state word of peer `i` of `up`, by precedence: `down` (configured or admin),
-/// `draining`, `unhealthy` (active check, or `mandatory` before its first pass),
+/// `starting` (its `ferrolb up` worker is not ready yet), `draining`, `unhealthy` (active check, or `mandatory` before its first pass),
 /// `failed` (passive: `max_fails` reached within `fail_timeout`), `slow-start`,
 /// `backup`, else `up`.
 pub fn state_word(up: &Upstream, i: usize, at: Millis) -> &'static str {
@@ -115,6 +125,7 @@ pub fn state_word(up: &Upstream, i: usize, at: Millis) -> &'static str {
     match s.admin_state() {
         _ if p.conf.down => "down",
         AdminState::Down => "down",
+        AdminState::Starting => "starting",
         AdminState::Draining => "draining",
         AdminState::Up => match s.health() {
             Health::Unhealthy | Health::Checking => "unhealthy",
@@ -168,6 +179,7 @@ pub fn snapshot(rt: &Runtime) -> Status {
                             p50: s.latency_quantile_ms(0.5),
                             p99: s.latency_quantile_ms(0.99),
                         },
+                        latency_buckets: s.latency_counts().to_vec(),
                         bytes_sent: s.bytes_sent.load(Relaxed),
                         bytes_received: s.bytes_received.load(Relaxed),
                     }
@@ -182,11 +194,17 @@ pub fn snapshot(rt: &Runtime) -> Status {
             )
         })
         .collect();
-    Status { upstreams }
+    Status {
+        upstreams,
+        latency_bucket_bounds_ms: &LATENCY_BUCKETS_MS,
+        workers: None,
+    }
 }
 
-/// `snapshot` as JSON text.
-pub fn json(rt: &Runtime) -> String {
+/// `snapshot` with `workers` (under `ferrolb up`) as JSON text.
+pub fn json(rt: &Runtime, workers: Option<WorkersReport>) -> String {
+    let mut status = snapshot(rt);
+    status.workers = workers;
     // Serialising plain structs of numbers and strings cannot fail.
-    serde_json::to_string(&snapshot(rt)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_string(&status).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }

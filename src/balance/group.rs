@@ -251,6 +251,14 @@ impl Upstream {
         self.single
     }
 
+    /// Whether some peer is [`AdminState::Starting`]: when no peer is available, the
+    /// outage is a start-up that will end soon (the proxy answers 503, not 502).
+    pub fn any_starting(&self) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.state.admin.load(Relaxed) == AdminState::Starting as u8)
+    }
+
     /// Whether peer `i` could be picked now, ignoring what a request tried.
     pub fn is_available(&self, i: usize, now: Millis) -> bool {
         let Some(p) = self.peers.get(i) else {

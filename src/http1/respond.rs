@@ -78,11 +78,27 @@ pub fn error_page(
     http10_client: bool,
     head_only: bool,
 ) {
+    error_page_retry_after(out, status, keep_alive, http10_client, head_only, None);
+}
+
+/// [`error_page`] with a `Retry-After: SECS` header when `retry_after_secs` is set
+/// (a 503 while the peers are still starting).
+pub fn error_page_retry_after(
+    out: &mut Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    http10_client: bool,
+    head_only: bool,
+    retry_after_secs: Option<u32>,
+) {
     let body = format!(
         "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
         r = reason(status)
     );
     write_status_line(out, status, keep_alive, http10_client);
+    if let Some(secs) = retry_after_secs {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
     let _ = write!(
         out,
         "Content-Type: text/html\r\nContent-Length: {}\r\n\r\n",

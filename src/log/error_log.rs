@@ -76,6 +76,20 @@ pub fn set_stderr_mirror(on: bool) {
     STDERR_MIRROR.store(on, Ordering::Relaxed);
 }
 
+/// Whether a message at `level` would show on stderr (the log is stderr, not set up
+/// yet, or a file mirrored to stderr): callers that must reach the terminal print it
+/// themselves otherwise.
+pub fn reaches_stderr(level: Level) -> bool {
+    if !enabled(level) {
+        return false;
+    }
+    match SINK.load().as_deref().map(|s| &s.dest) {
+        None | Some(Dest::Stderr) => true,
+        Some(Dest::Off) => false,
+        Some(Dest::File { .. }) => level <= Level::Warn && STDERR_MIRROR.load(Ordering::Relaxed),
+    }
+}
+
 /// Whether a message at `level` would be written. The logging macros call this before
 /// building their arguments so that disabled levels cost a single atomic load.
 #[inline]

@@ -8,7 +8,9 @@
 
 mod error_log;
 
-pub use error_log::{emit, enabled, flush, init, reopen, set_level, set_stderr_mirror};
+pub use error_log::{
+    emit, enabled, flush, init, reaches_stderr, reopen, set_level, set_stderr_mirror,
+};
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};

@@ -187,6 +187,10 @@ pub(super) struct Answered<'u> {
     pub(super) header_time: Option<Duration>,
 }
 
+/// `Retry-After` of the 503 answered while every usable peer is still starting: 1 s
+/// (a worker's start usually takes a second or a few).
+pub const RETRY_AFTER_STARTING_SECS: u32 = 1;
+
 /// Makes attempts until a peer answers with a response to relay, or the plan allows
 /// no more; `Err` is the status to answer the client with.
 pub(super) async fn run<'u, D: Downstream>(
@@ -201,6 +205,19 @@ pub(super) async fn run<'u, D: Downstream>(
     let mut last_status = 502;
     for made in 1.. {
         let Some(guard) = PeerGuard::pick(f.upstream, plan, &tried) else {
+            if made == 1 && f.upstream.any_starting() {
+                // `ferrolb up` before a worker is ready: the service is coming, so
+                // 503 with a hint when to retry rather than a 502 "broken" answer.
+                super::log_request(
+                    f,
+                    cbuf,
+                    Level::Warn,
+                    "no live upstreams while connecting to upstream: servers still starting, answering 503",
+                    None,
+                );
+                done.retry_after_secs = Some(RETRY_AFTER_STARTING_SECS);
+                return Err(503);
+            }
             if made == 1 {
                 super::log_request(
                     f,

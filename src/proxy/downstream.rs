@@ -57,12 +57,14 @@ pub trait Downstream {
     fn send_continue(&mut self) -> impl Future<Output = Result<(), IoFailure>>;
 
     /// Answers with ferrolb's own page for `status`; returns its size. `keep_alive`:
-    /// whether the connection may carry another request afterwards.
+    /// whether the connection may carry another request afterwards; `retry_after`:
+    /// seconds for a `Retry-After` field (a 503 while `ferrolb up` starts workers).
     fn send_error(
         &mut self,
         req: &RequestHead,
         status: u16,
         keep_alive: bool,
+        retry_after: Option<u32>,
     ) -> impl Future<Output = Result<u64, IoFailure>>;
 
     /// Prepares the response head (written with the first body bytes). `keep_alive`:

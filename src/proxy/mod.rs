@@ -32,6 +32,7 @@ use crate::http1::RequestHead;
 use crate::net::buffers::Buf;
 pub use crate::net::ClientInfo;
 use crate::vars;
+pub use attempt::RETRY_AFTER_STARTING_SECS;
 
 /// Everything [`forward`] needs about one request.
 pub struct Forward<'a> {
@@ -78,6 +79,9 @@ pub struct Forwarded {
     /// there; `None` when the request's body could not be accounted for (the client
     /// connection must then close).
     consumed: Option<usize>,
+    /// `Retry-After` seconds for the error page ferrolb answers with (a 503 while
+    /// every usable peer is still starting); `None`: no such header.
+    retry_after_secs: Option<u32>,
 }
 
 /// Forwards one request: a [`Plan`] (the body at hand, the retry budget), then

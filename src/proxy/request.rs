@@ -337,7 +337,10 @@ pub(super) async fn answer_error<D: Downstream>(
         done.keep_client = false;
     }
     done.status = status;
-    match client.send_error(head, status, done.keep_client).await {
+    match client
+        .send_error(head, status, done.keep_client, done.retry_after_secs)
+        .await
+    {
         Ok(bytes) => done.head_bytes = bytes,
         Err(_) => done.keep_client = false,
     }

@@ -85,14 +85,16 @@ impl Downstream for Http1Downstream<'_> {
         req: &RequestHead,
         status: u16,
         keep_alive: bool,
+        retry_after: Option<u32>,
     ) -> Result<u64, IoFailure> {
         let mut out = Buf::head();
-        respond::error_page(
+        respond::error_page_retry_after(
             &mut out,
             status,
             keep_alive,
             req.minor_version == 0,
             req.method == Method::Head,
+            retry_after,
         );
         io::write_all(self.stream, &out, CLIENT_SEND_TIMEOUT).await?;
         Ok(out.len() as u64)

@@ -11,4 +11,7 @@ pub mod uri;
 pub mod vhost;
 pub mod worker;
 
-pub use state::{ListenerCmd, Runtime, ServerError, Shared, StopMode, Worker, WorkerControl};
+pub use state::{
+    ListenerCmd, RollingReport, Runtime, ServerError, Shared, StopMode, Worker, WorkerControl,
+    WorkerReport, WorkersReport,
+};

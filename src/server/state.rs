@@ -194,9 +194,62 @@ pub trait WorkerControl: Send + Sync + std::fmt::Debug {
     /// Starts a rolling restart of every worker, one at a time, and returns at once.
     /// `Err` (a reason) when one is already running or the workers are stopping.
     fn restart(&self) -> Result<(), String>;
-    /// The workers as JSON: `{"restarting": bool, "workers": [{"port", "pid",
-    /// "state", "restarts"}...]}`.
-    fn json(&self) -> serde_json::Value;
+    /// The workers now (`GET /workers`, and the `workers` member of `/status`).
+    fn report(&self) -> WorkersReport;
+}
+
+/// What `ferrolb up`'s workers are doing, as the admin listener reports it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkersReport {
+    /// The upstream the workers fill.
+    pub upstream: String,
+    /// A rolling restart is running.
+    pub restarting: bool,
+    /// The running rolling restart, or the last one; `None` before the first.
+    pub rolling: Option<RollingReport>,
+    /// One entry per worker slot, in port order.
+    pub workers: Vec<WorkerReport>,
+}
+
+/// Progress of a rolling restart.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RollingReport {
+    /// Workers restarted so far.
+    pub done: usize,
+    /// Workers to restart.
+    pub total: usize,
+    /// The port being restarted now; `None` once it ended.
+    pub current: Option<u16>,
+    /// What asked for it (`POST /workers/restart`, `ferrolb -s restart`, a file change).
+    pub why: String,
+    /// How it ended (`"4 workers restarted"`, or the error); `None` while running.
+    pub outcome: Option<String>,
+    /// Whether it ended with every worker back.
+    pub ok: Option<bool>,
+}
+
+/// One worker slot.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkerReport {
+    /// Its port (on 127.0.0.1).
+    pub port: u16,
+    /// Its process id (the leader of its process group); `None` while none runs.
+    pub pid: Option<u32>,
+    /// `starting`, `healthy`, `draining`, `stopping`, `failed` (waiting to start
+    /// again), `gave-up` (start limit reached) or `stopped`.
+    pub state: &'static str,
+    /// Why it is `failed` or `gave-up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Seconds since its current process started; `None` while none runs.
+    pub uptime_secs: Option<f64>,
+    /// Times it was started again (exit, failed start, or requested restart).
+    pub restarts: u32,
+    /// How its last process ended (`exit status 1`, `killed by signal 9`,
+    /// `stopped for a restart`); `None` before the first exit.
+    pub last_exit: Option<String>,
+    /// Seconds since that exit.
+    pub last_exit_secs_ago: Option<f64>,
 }
 
 /// A change to one worker's listening sockets.

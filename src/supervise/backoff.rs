@@ -1,6 +1,17 @@
-//! Capped exponential backoff between restarts of a worker that keeps exiting.
+//! Capped exponential backoff between restarts of a worker that keeps exiting, and
+//! the start limit that gives such a worker up (systemd's `StartLimitBurst` /
+//! `StartLimitIntervalSec`).
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Failures within [`START_LIMIT_INTERVAL`] after which a worker is given up: 5.
+pub const START_LIMIT_BURST: usize = 5;
+/// The start limit's window: 60 s. Longer than systemd's 10 s because the backoff
+/// between our restarts already spends 0.5 + 1 + 2 + 4 = 7.5 s before the fifth start:
+/// with 10 s only a command failing within half a second would ever be given up, while
+/// 60 s catches any command that fails within about 13 s of starting.
+pub const START_LIMIT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// First delay after an exit: 500 ms (a crash loop costs little, a one-off crash
 /// comes back at once).
@@ -42,9 +53,76 @@ impl Backoff {
     }
 }
 
+/// Counts a worker's failures (failed starts and exits) over a sliding window.
+#[derive(Debug, Clone)]
+pub struct StartLimit {
+    burst: usize,
+    interval: Duration,
+    failures: VecDeque<Instant>,
+}
+
+impl Default for StartLimit {
+    /// [`START_LIMIT_BURST`] failures within [`START_LIMIT_INTERVAL`].
+    fn default() -> Self {
+        StartLimit::new(START_LIMIT_BURST, START_LIMIT_INTERVAL)
+    }
+}
+
+impl StartLimit {
+    /// Gives up at `burst` failures within `interval`.
+    pub fn new(burst: usize, interval: Duration) -> StartLimit {
+        StartLimit {
+            burst: burst.max(1),
+            interval,
+            failures: VecDeque::new(),
+        }
+    }
+
+    /// Records a failure at `at`; true when it makes `burst` within `interval`.
+    pub fn record(&mut self, at: Instant) -> bool {
+        self.failures.push_back(at);
+        while self
+            .failures
+            .front()
+            .is_some_and(|&first| at.saturating_duration_since(first) > self.interval)
+        {
+            self.failures.pop_front();
+        }
+        self.failures.len() >= self.burst
+    }
+
+    /// `burst failed starts within Ns`, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} failed starts within {}s",
+            self.burst,
+            self.interval.as_secs()
+        )
+    }
+
+    /// Forgets the failures (the operator asked for a restart).
+    pub fn reset(&mut self) {
+        self.failures.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_limit_counts_failures_within_the_window() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let mut l = StartLimit::new(3, Duration::from_secs(10));
+        assert!(!l.record(s(0)));
+        assert!(!l.record(s(5)));
+        // The first failure left the window: still two.
+        assert!(!l.record(s(11)));
+        assert!(l.record(s(12)));
+        l.reset();
+        assert!(!l.record(s(13)));
+    }
 
     #[test]
     fn doubles_up_to_the_cap_and_resets_when_stable() {

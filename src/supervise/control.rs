@@ -16,12 +16,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rolling::Progress;
 use super::worker::SlotInfo;
+use crate::server::{WorkerReport, WorkersReport};
 
 /// Appended to the pid file's path to name the control socket: `.ctl`.
 pub const SOCKET_SUFFIX: &str = ".ctl";
@@ -47,10 +50,14 @@ pub struct RestartRequest {
 pub struct Control {
     /// To the supervisor.
     pub tx: mpsc::UnboundedSender<RestartRequest>,
+    /// The upstream the workers fill.
+    pub upstream: String,
     /// Every slot's view.
     pub slots: Vec<Arc<Mutex<SlotInfo>>>,
     /// A rolling restart is running (set by the supervisor).
     pub restarting: Arc<AtomicBool>,
+    /// The running or last rolling restart.
+    pub progress: Progress,
 }
 
 impl crate::admin::WorkerControl for Control {
@@ -66,29 +73,41 @@ impl crate::admin::WorkerControl for Control {
             .map_err(|_| "the workers are stopping".to_owned())
     }
 
-    fn json(&self) -> serde_json::Value {
-        let workers: Vec<serde_json::Value> = self
+    fn report(&self) -> WorkersReport {
+        let now = Instant::now();
+        let workers = self
             .slots
             .iter()
             .map(|s| {
-                let i = s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let mut v = serde_json::json!({
-                    "port": i.port,
-                    "pid": i.pid,
-                    "state": i.state.word(),
-                    "restarts": i.restarts,
-                });
-                if let super::worker::WorkerState::Backoff(why) = &i.state {
-                    v["reason"] = why.clone().into();
+                let i = s.lock().unwrap_or_else(PoisonError::into_inner);
+                WorkerReport {
+                    port: i.port,
+                    pid: i.pid,
+                    state: i.state.word(),
+                    reason: i.state.reason().map(str::to_owned),
+                    uptime_secs: i.started.map(|t| secs(now - t)),
+                    restarts: i.restarts,
+                    last_exit: i.last_exit.as_ref().map(|(how, _)| how.clone()),
+                    last_exit_secs_ago: i.last_exit.as_ref().map(|(_, t)| secs(now - *t)),
                 }
-                v
             })
             .collect();
-        serde_json::json!({
-            "restarting": self.restarting.load(Ordering::Relaxed),
-            "workers": workers,
-        })
+        WorkersReport {
+            upstream: self.upstream.clone(),
+            restarting: self.restarting.load(Ordering::Relaxed),
+            rolling: self
+                .progress
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            workers,
+        }
     }
+}
+
+/// Seconds, to the millisecond (JSON readers need no more).
+fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// Why `ferrolb -s restart` failed.

@@ -98,7 +98,7 @@ impl Default for UpOptions {
 
 /// Time a worker has to become ready before it is restarted: 60 s (Django's first
 /// start can compile a lot of bytecode).
-pub const START_LIMIT: Duration = Duration::from_secs(60);
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why `ferrolb up` could not run.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,24 @@ pub enum UpError {
     /// The supervisor thread could not start.
     #[error("up: cannot start the supervisor: {0}")]
     Start(#[source] std::io::Error),
+    /// The worker command does not say where to listen.
+    #[error("up: the worker command has no {{port}}: each worker must listen on the port ferrolb gives it. Put {{port}} where the port goes, e.g.\n    ferrolb up -- python manage.py runserver {{port}}\n    ferrolb up -- gunicorn -b 127.0.0.1:{{port}} mysite.wsgi\nor use $PORT in a shell command: ferrolb up -- sh -c 'exec myapp --port $PORT'\n(a program that reads $PORT by itself: ferrolb up -- env PORT={{port}} myapp)")]
+    NoPort,
+    /// Every worker reached its start limit.
+    #[error("up: every worker gave up ({0}); run the command by hand to see why: {1}")]
+    AllGaveUp(String, String),
+}
+
+/// Whether an argument uses the `PORT` environment variable (`$PORT`, `${PORT}`): the
+/// command is then run by a shell that substitutes it.
+fn mentions_port_env(arg: &str) -> bool {
+    arg.contains("${PORT}")
+        || arg.match_indices("$PORT").any(|(i, m)| {
+            !arg[i + m.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 /// The first `n` ports from `first` on that can be bound on 127.0.0.1, skipping
@@ -148,9 +166,13 @@ struct Ctx {
     slots: Vec<Slot>,
     env: SlotEnv,
     settled_rx: mpsc::UnboundedReceiver<usize>,
+    gave_up_rx: mpsc::UnboundedReceiver<usize>,
     restart_tx: mpsc::UnboundedSender<RestartRequest>,
     restart_rx: mpsc::UnboundedReceiver<RestartRequest>,
     restarting: Arc<AtomicBool>,
+    progress: rolling::Progress,
+    /// Set when every worker gave up: ferrolb stops and `run` fails with it.
+    all_gave_up: Arc<Mutex<Option<UpError>>>,
     shutdown: tokio_watch::Sender<bool>,
     balancer_done: tokio_watch::Receiver<bool>,
     socket: PathBuf,
@@ -169,15 +191,13 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
     if opts.workers == 0 {
         return Err(UpError::Options("-w must be at least 1".into()));
     }
-    if !opts
-        .command
-        .iter()
-        .any(|a| a.to_string_lossy().contains("{port}"))
-    {
-        // Not an error: the command may read $PORT.
-        eprintln!(
-            "ferrolb: note: the worker command has no {{port}}; workers get their port in $PORT"
-        );
+    if !opts.command.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a.contains("{port}") || mentions_port_env(&a)
+    }) {
+        // A worker that listens elsewhere never becomes ready: say so now, not after
+        // a minute of "starting".
+        return Err(UpError::NoPort);
     }
     let prefix = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let exe = std::env::current_exe()
@@ -231,9 +251,11 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
     let (done_tx, done_rx) = tokio_watch::channel(false);
     let handle: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
     let start_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    let all_gave_up: Arc<Mutex<Option<UpError>>> = Arc::default();
 
     let hook = {
         let (handle, start_error, console) = (handle.clone(), start_error.clone(), console.clone());
+        let all_gave_up = all_gave_up.clone();
         let spawn_conf = spawn::SpawnConf {
             exe,
             command: opts.command.clone(),
@@ -247,30 +269,31 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
                 .map(|(index, &port)| {
                     let addr = SocketAddr::from(([127, 0, 0, 1], port));
                     let peer = shared.registry.get_or_create(&upstream, &addr.into());
-                    // Out of rotation before the first request can be accepted.
-                    peer.admin
-                        .store(crate::upstream::AdminState::Down as u8, Ordering::Relaxed);
+                    // Out of rotation before the first request can be accepted;
+                    // "starting": such a request gets 503 with Retry-After.
+                    peer.admin.store(
+                        crate::upstream::AdminState::Starting as u8,
+                        Ordering::Relaxed,
+                    );
                     Slot {
                         index,
                         addr,
                         peer,
-                        info: Arc::new(Mutex::new(SlotInfo {
-                            port,
-                            pid: None,
-                            shim_pid: None,
-                            state: WorkerState::Starting,
-                            restarts: 0,
-                        })),
+                        info: Arc::new(Mutex::new(SlotInfo::new(port))),
                     }
                 })
                 .collect();
             let (restart_tx, restart_rx) = mpsc::unbounded_channel();
             let (settled_tx, settled_rx) = mpsc::unbounded_channel();
+            let (gave_up_tx, gave_up_rx) = mpsc::unbounded_channel();
             let restarting = Arc::new(AtomicBool::new(false));
+            let progress = rolling::Progress::default();
             let control: Arc<dyn crate::admin::WorkerControl> = Arc::new(Control {
                 tx: restart_tx.clone(),
+                upstream: upstream.clone(),
                 slots: slots.iter().map(|s| s.info.clone()).collect(),
                 restarting: restarting.clone(),
+                progress: progress.clone(),
             });
             let _ = shared.workers.set(control);
             let ctx = Ctx {
@@ -279,14 +302,19 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
                 env: SlotEnv {
                     spawn: spawn_conf,
                     check,
-                    start_limit: START_LIMIT,
+                    ready_timeout: READY_TIMEOUT,
+                    start_limit: backoff::StartLimit::default(),
                     console,
                     settled: settled_tx,
+                    gave_up: gave_up_tx,
                 },
                 settled_rx,
+                gave_up_rx,
                 restart_tx,
                 restart_rx,
                 restarting,
+                progress,
+                all_gave_up: all_gave_up.clone(),
                 shutdown: shutdown_tx,
                 balancer_done: done_rx,
                 socket,
@@ -343,7 +371,12 @@ pub fn run(opts: UpOptions) -> Result<(), UpError> {
     {
         return Err(UpError::Start(e));
     }
-    result.map_err(UpError::from)
+    result?;
+    let gave_up = all_gave_up
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    gave_up.map_or(Ok(()), Err)
 }
 
 fn supervisor_thread(ctx: Ctx) {
@@ -383,9 +416,11 @@ async fn supervise(mut ctx: Ctx) {
                 grace: Duration::ZERO,
             },
             check: Check::Connect,
-            start_limit: Duration::ZERO,
+            ready_timeout: Duration::ZERO,
+            start_limit: backoff::StartLimit::default(),
             console: c.clone(),
             settled: mpsc::unbounded_channel().0,
+            gave_up: mpsc::unbounded_channel().0,
         },
     ));
     c.say(&format!(
@@ -446,6 +481,15 @@ async fn supervise(mut ctx: Ctx) {
                 if settled == ctx.slots.len() {
                     summary(&ctx, &c, socket_ok);
                 }
+            }
+            Some(index) = ctx.gave_up_rx.recv() => {
+                if let Some(e) = every_worker_gave_up(&ctx, &env, index) {
+                    c.say(&format!("{e}; stopping"));
+                    *ctx.all_gave_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    break;
+                }
+                let serving = count_state(&ctx, |s| *s == WorkerState::Healthy);
+                c.say(&format!("{serving} of {} workers in rotation", ctx.slots.len()));
             }
             Some(req) = ctx.restart_rx.recv() => {
                 if ctx.restarting.load(Ordering::Relaxed) {
@@ -535,9 +579,9 @@ fn start_rolling(
     finished: mpsc::UnboundedSender<()>,
 ) {
     ctx.restarting.store(true, Ordering::Relaxed);
-    let (txs, c) = (txs.to_vec(), c.clone());
+    let (txs, c, progress) = (txs.to_vec(), c.clone(), ctx.progress.clone());
     tokio::spawn(async move {
-        let r = rolling::restart_all(&txs, c, &req.why).await;
+        let r = rolling::restart_all(&txs, c, &req.why, &progress).await;
         if let Some(reply) = req.reply {
             let _ = reply.send(r.map(|n| format!("{n} workers restarted")));
         }
@@ -560,7 +604,61 @@ fn kill_all_now(ctx: &Ctx, c: &Console) -> ! {
     std::process::exit(130);
 }
 
-/// The one-screen summary printed once every worker is healthy or has failed.
+/// How many slots are in a state `f` accepts.
+fn count_state(ctx: &Ctx, f: impl Fn(&WorkerState) -> bool) -> usize {
+    ctx.slots
+        .iter()
+        .filter(|s| {
+            f(&s.info
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .state)
+        })
+        .count()
+}
+
+/// After slot `index` gave up: the error `ferrolb up` exits with when no worker is
+/// left (every one gave up), else `None`.
+fn every_worker_gave_up(ctx: &Ctx, env: &SlotEnv, index: usize) -> Option<UpError> {
+    let gave_up = count_state(ctx, |s| matches!(s, WorkerState::GaveUp(_)));
+    if gave_up < ctx.slots.len() {
+        return None;
+    }
+    let slot = ctx.slots.get(index)?;
+    let (port, why) = {
+        let i = slot
+            .info
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (i.port, i.state.reason().unwrap_or("unknown").to_owned())
+    };
+    let command = spawn::substitute(&env.spawn.command, port)
+        .iter()
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(UpError::AllGaveUp(
+        format!(
+            "{} each; last: worker {port}: {why}",
+            env.start_limit.describe()
+        ),
+        format!("PORT={port} {command}"),
+    ))
+}
+
+/// `arg` as a POSIX shell word: as is when it is safe, else in single quotes (so the
+/// command in a message can be pasted into a terminal).
+fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,{}".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// The one-screen summary printed once every worker is healthy or has failed. Its
+/// first line says how many workers serve, never more than do.
 fn summary(ctx: &Ctx, c: &Console, socket_ok: bool) {
     let rt = ctx.shared.runtime.load();
     let listen: Vec<String> = rt
@@ -568,12 +666,23 @@ fn summary(ctx: &Ctx, c: &Console, socket_ok: bool) {
         .iter()
         .map(|a| format!("http://{a}/"))
         .collect();
+    let listen = listen.join(", ");
     let rule = "-".repeat(64);
-    let mut s = format!(
-        "{rule}\nferrolb up: balancing {} over {} workers\n",
-        listen.join(", "),
-        ctx.slots.len()
-    );
+    let total = ctx.slots.len();
+    let healthy = count_state(ctx, |s| *s == WorkerState::Healthy);
+    let headline = if healthy == total {
+        format!("ferrolb up: balancing {listen} over {total} workers")
+    } else if healthy > 0 {
+        format!(
+            "ferrolb up: balancing {listen} over {healthy} of {total} workers ({} failed to start; retrying)",
+            total - healthy
+        )
+    } else {
+        format!(
+            "ferrolb up: NO worker is serving: all {total} failed to start (retrying); {listen} answers 502, or 503 while one is starting"
+        )
+    };
+    let mut s = format!("{rule}\n{headline}\n");
     if let Some(a) = ctx.admin {
         s.push_str(&format!("dashboard:  http://{a}/\n"));
     }
@@ -586,6 +695,7 @@ fn summary(ctx: &Ctx, c: &Console, socket_ok: bool) {
         let pid = i.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
         let state = match &i.state {
             WorkerState::Backoff(why) => format!("failed: {why}"),
+            WorkerState::GaveUp(why) => format!("gave up: {why}"),
             other => other.word().to_owned(),
         };
         s.push_str(&format!("  {:<7} {:<9} {}\n", i.port, pid, state));
@@ -604,4 +714,20 @@ fn summary(ctx: &Ctx, c: &Console, socket_ok: bool) {
 /// `ferrolb -s restart` for the pid file at `pid_path` (see [`control`]).
 pub fn request_restart(pid_path: &Path) -> Result<String, control::ControlError> {
     control::request_restart(pid_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_env_and_shell_quoting() {
+        assert!(mentions_port_env("exec app --port $PORT"));
+        assert!(mentions_port_env("-b :${PORT}"));
+        assert!(!mentions_port_env("$PORTS"));
+        assert!(!mentions_port_env("PORT"));
+        assert_eq!(shell_quote("127.0.0.1:{port}"), "127.0.0.1:{port}");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

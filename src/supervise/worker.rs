@@ -1,10 +1,11 @@
 //! One worker slot (a port): start, wait until ready, put in rotation, restart with
 //! backoff when it exits, and restart on request (the rolling restart's step).
 //!
-//! Readiness gate: the slot owns its peer's admin state. The peer is `down` from
-//! before the process starts until the slot's own probe passes, `draining` while a
-//! restart waits for requests in flight, and `down` again as soon as the process
-//! exits. A supervisor-driven gate is used rather than a generated `health_check
+//! Readiness gate: the slot owns its peer's admin state. The peer is `starting` from
+//! before the process starts until the slot's own probe passes (out of rotation; the
+//! proxy answers 503 with `Retry-After` when no other worker can take a request),
+//! `draining` while a restart waits for requests in flight, and `down` as soon as the
+//! process exits and while it waits to start again (or gave up). A supervisor-driven gate is used rather than a generated `health_check
 //! mandatory`, because only the supervisor knows the exact moment a process (re)starts:
 //! a periodic check would keep a restarted worker's old "healthy" verdict for up to an
 //! interval and send it requests it cannot answer yet.
@@ -16,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, StartLimit};
 use super::output::{pump, Console};
 use super::readiness::Check;
 use super::spawn::{self, SpawnConf};
+use crate::config::Level;
 use crate::upstream::{now, AdminState, Health, PeerState};
 
 /// What a worker is doing, as shown on the terminal and by `GET /workers`.
@@ -35,6 +37,9 @@ pub enum WorkerState {
     Stopping,
     /// Exited; waiting before the next start (the reason).
     Backoff(String),
+    /// Failed too often within the start limit: not started again until a restart is
+    /// requested (the last reason).
+    GaveUp(String),
     /// Stopped for good (ferrolb is stopping).
     Stopped,
 }
@@ -48,7 +53,16 @@ impl WorkerState {
             WorkerState::Draining => "draining",
             WorkerState::Stopping => "stopping",
             WorkerState::Backoff(_) => "failed",
+            WorkerState::GaveUp(_) => "gave-up",
             WorkerState::Stopped => "stopped",
+        }
+    }
+
+    /// Why it is `failed` or `gave-up`.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            WorkerState::Backoff(why) | WorkerState::GaveUp(why) => Some(why),
+            _ => None,
         }
     }
 }
@@ -66,6 +80,32 @@ pub struct SlotInfo {
     pub state: WorkerState,
     /// Times it was started again (crash or requested restart).
     pub restarts: u32,
+    /// When its current process started; `None` while none runs.
+    pub started: Option<Instant>,
+    /// How and when its last process ended; `None` before the first exit.
+    pub last_exit: Option<(String, Instant)>,
+}
+
+impl SlotInfo {
+    /// A slot on `port` before its first start.
+    pub fn new(port: u16) -> SlotInfo {
+        SlotInfo {
+            port,
+            pid: None,
+            shim_pid: None,
+            state: WorkerState::Starting,
+            restarts: 0,
+            started: None,
+            last_exit: None,
+        }
+    }
+
+    /// Its process is gone (`how`): no pid (it may be reused), no uptime.
+    fn ended(&mut self, how: &str) {
+        self.pid = None;
+        self.started = None;
+        self.last_exit = Some((how.to_owned(), Instant::now()));
+    }
 }
 
 /// A request to a slot.
@@ -85,12 +125,16 @@ pub struct SlotEnv {
     /// The readiness test.
     pub check: Check,
     /// Time a worker has to become ready before it is restarted: 60 s.
-    pub start_limit: Duration,
+    pub ready_timeout: Duration,
+    /// Each slot's start limit (a copy per slot): 5 failures within 60 s.
+    pub start_limit: StartLimit,
     /// Terminal output.
     pub console: Arc<Console>,
     /// Told the slot index once, when a slot first became healthy or failed (for the
     /// start-up summary).
     pub settled: mpsc::UnboundedSender<usize>,
+    /// Told the slot index when a slot gives up (start limit reached).
+    pub gave_up: mpsc::UnboundedSender<usize>,
 }
 
 /// One slot: index, port, peer state and shared view.
@@ -142,12 +186,36 @@ enum Started {
     Command(Option<SlotCommand>),
 }
 
+/// A slot's failure accounting: the delay before the next start, and the start limit.
+struct Failures {
+    backoff: Backoff,
+    limit: StartLimit,
+}
+
+impl Failures {
+    /// Records a failure after the process ran for `ran`: `Some(delay)` before the next
+    /// start, or `None` when the start limit is reached.
+    fn record(&mut self, ran: Duration) -> Option<Duration> {
+        let delay = self.backoff.next_delay(ran);
+        (!self.limit.record(Instant::now())).then_some(delay)
+    }
+
+    /// The operator asked for a restart: a fresh start, with a fresh limit.
+    fn reset(&mut self) {
+        self.backoff.reset();
+        self.limit.reset();
+    }
+}
+
 /// Runs a slot until told to stop. Must run on the supervisor thread (see
 /// [`spawn::start`]).
 pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<SlotCommand>) {
     let port = slot.port();
     let c = env.console.clone();
-    let mut backoff = Backoff::default();
+    let mut failures = Failures {
+        backoff: Backoff::default(),
+        limit: env.start_limit.clone(),
+    };
     let mut pending: Option<oneshot::Sender<Result<(), String>>> = None;
     let mut settled = false;
     let mut settle = |env: &SlotEnv| {
@@ -156,7 +224,9 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
         }
     };
     loop {
-        slot.admin(AdminState::Down);
+        // Out of rotation, but "starting": a request that finds no other worker gets
+        // 503 with Retry-After rather than 502 (see `AdminState::Starting`).
+        slot.admin(AdminState::Starting);
         slot.set(|i| {
             i.state = WorkerState::Starting;
             i.pid = None;
@@ -166,22 +236,34 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
             Ok(s) => s,
             Err(e) => {
                 let why = format!("cannot start ferrolb's worker shim: {e}");
-                let delay = backoff.next_delay(Duration::ZERO);
-                c.say(&format!(
-                    "worker {port}: {why}; next try in {}",
-                    secs(delay)
-                ));
+                slot.admin(AdminState::Down);
                 fail(&mut pending, &why);
-                slot.set(|i| i.state = WorkerState::Backoff(why));
+                slot.set(|i| {
+                    i.state = WorkerState::Backoff(why.clone());
+                    i.ended(&why);
+                });
                 settle(&env);
-                match idle(delay, &mut rx).await {
-                    Idle::Go(p) => replace(&mut pending, p),
+                let next = match failures.record(Duration::ZERO) {
+                    Some(delay) => {
+                        c.say(&format!(
+                            "worker {port}: {why}; next try in {}",
+                            secs(delay)
+                        ));
+                        idle(delay, &mut rx).await
+                    }
+                    None => give_up(&slot, &env, &failures.limit, &why, &mut rx).await,
+                };
+                match next {
+                    Idle::Go(p) => again(&mut pending, p, &mut failures),
                     Idle::Stop(done) => return stopped(&slot, done),
                 }
                 continue;
             }
         };
-        slot.set(|i| i.shim_pid = Some(sp.shim_pid));
+        slot.set(|i| {
+            i.shim_pid = Some(sp.shim_pid);
+            i.started = Some(Instant::now());
+        });
         for out in [
             sp.stdout.take().map(either_a),
             sp.stderr.take().map(either_b),
@@ -208,7 +290,7 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
         ));
 
         let outcome = tokio::select! {
-            r = env.check.wait(slot.addr, env.start_limit) => Started::Ready(r),
+            r = env.check.wait(slot.addr, env.ready_timeout) => Started::Ready(r),
             s = sp.child.wait() => Started::Exited(describe_exit(s)),
             cmd = rx.recv() => Started::Command(cmd),
         };
@@ -228,42 +310,49 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
                 }
             }
             Started::Ready(Err(why)) | Started::Exited(why) => {
-                let delay = backoff.next_delay(started_at.elapsed());
+                slot.admin(AdminState::Down);
+                let verdict = failures.record(started_at.elapsed());
                 spawn::terminate(&mut sp.child, sp.shim_pid, worker_pid(), env.spawn.grace).await;
-                let n = backoff.failures();
-                c.say(&format!(
-                    "worker {port}: FAILED to start: {why}{}; next try in {}",
-                    if n > 1 {
-                        format!(" ({n} times in a row)")
-                    } else {
-                        String::new()
-                    },
-                    secs(delay)
-                ));
                 fail(
                     &mut pending,
                     &format!("worker {port} failed to start: {why}"),
                 );
                 slot.set(|i| {
-                    i.state = WorkerState::Backoff(why);
+                    i.state = WorkerState::Backoff(why.clone());
                     i.restarts += 1;
                     // Gone: the summary must not show a pid that may be reused.
-                    i.pid = None;
+                    i.ended(&why);
                 });
                 settle(&env);
-                match idle(delay, &mut rx).await {
-                    Idle::Go(p) => replace(&mut pending, p),
-                    Idle::Stop(done) => {
-                        return stopped(&slot, done);
+                let next = match verdict {
+                    Some(delay) => {
+                        let n = failures.backoff.failures();
+                        c.say(&format!(
+                            "worker {port}: FAILED to start: {why}{}; next try in {}",
+                            if n > 1 {
+                                format!(" ({n} times in a row)")
+                            } else {
+                                String::new()
+                            },
+                            secs(delay)
+                        ));
+                        idle(delay, &mut rx).await
                     }
+                    None => give_up(&slot, &env, &failures.limit, &why, &mut rx).await,
+                };
+                match next {
+                    Idle::Go(p) => again(&mut pending, p, &mut failures),
+                    Idle::Stop(done) => return stopped(&slot, done),
                 }
                 continue;
             }
             Started::Command(cmd) => {
                 spawn::terminate(&mut sp.child, sp.shim_pid, worker_pid(), env.spawn.grace).await;
+                slot.set(|i| i.ended(STOPPED_FOR_RESTART));
                 match cmd {
                     Some(SlotCommand::Restart(p)) => {
                         replace(&mut pending, Some(p));
+                        failures.reset();
                         slot.set(|i| i.restarts += 1);
                         continue;
                     }
@@ -279,15 +368,20 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
                 // Out of rotation first: requests must not wait for the log line.
                 slot.admin(AdminState::Down);
                 let why = describe_exit(s);
-                let delay = backoff.next_delay(started_at.elapsed());
-                c.say(&format!("worker {port}: exited ({why}); out of rotation, restarting in {}", secs(delay)));
                 slot.set(|i| {
-                    i.state = WorkerState::Backoff(why);
+                    i.state = WorkerState::Backoff(why.clone());
                     i.restarts += 1;
-                    i.pid = None;
+                    i.ended(&why);
                 });
-                match idle(delay, &mut rx).await {
-                    Idle::Go(p) => replace(&mut pending, p),
+                let next = match failures.record(started_at.elapsed()) {
+                    Some(delay) => {
+                        c.say(&format!("worker {port}: exited ({why}); out of rotation, restarting in {}", secs(delay)));
+                        idle(delay, &mut rx).await
+                    }
+                    None => give_up(&slot, &env, &failures.limit, &why, &mut rx).await,
+                };
+                match next {
+                    Idle::Go(p) => again(&mut pending, p, &mut failures),
                     Idle::Stop(done) => return stopped(&slot, done),
                 }
             }
@@ -297,9 +391,12 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
                     slot.set(|i| i.state = WorkerState::Stopping);
                     spawn::terminate(&mut sp.child, sp.shim_pid, worker_pid(), env.spawn.grace).await;
                     c.say(&format!("worker {port}: stopped, starting it again"));
-                    backoff.reset();
+                    failures.reset();
                     replace(&mut pending, Some(p));
-                    slot.set(|i| i.restarts += 1);
+                    slot.set(|i| {
+                        i.restarts += 1;
+                        i.ended(STOPPED_FOR_RESTART);
+                    });
                 }
                 Some(SlotCommand::Stop(done)) => {
                     slot.admin(AdminState::Down);
@@ -314,6 +411,57 @@ pub async fn run(slot: Slot, env: Arc<SlotEnv>, mut rx: mpsc::UnboundedReceiver<
             }
         }
     }
+}
+
+/// `last_exit` of a worker stopped by a requested restart.
+const STOPPED_FOR_RESTART: &str = "stopped for a restart";
+
+/// The start limit is reached: out of rotation for good, said on the terminal, on
+/// stderr and in the error log; the supervisor is told (it exits when every worker
+/// gave up). Then only a restart request (which tries again) or stop ends the wait.
+async fn give_up(
+    slot: &Slot,
+    env: &SlotEnv,
+    limit: &StartLimit,
+    why: &str,
+    rx: &mut mpsc::UnboundedReceiver<SlotCommand>,
+) -> Idle {
+    let port = slot.port();
+    slot.admin(AdminState::Down);
+    slot.set(|i| i.state = WorkerState::GaveUp(why.to_owned()));
+    let msg = format!(
+        "worker {port}: GAVE UP after {} (last: {why}); not restarted until \"ferrolb -s restart\" or POST /workers/restart",
+        limit.describe()
+    );
+    env.console.say(&msg);
+    if !crate::log::reaches_stderr(Level::Error) {
+        eprintln!("ferrolb: [error] {msg}");
+    }
+    crate::log::emit(Level::Error, None, format_args!("{msg}"));
+    let _ = env.gave_up.send(slot.index);
+    match rx.recv().await {
+        Some(SlotCommand::Restart(p)) => {
+            env.console
+                .say(&format!("worker {port}: restart requested, trying again"));
+            Idle::Go(Some(p))
+        }
+        Some(SlotCommand::Stop(done)) => Idle::Stop(Some(done)),
+        None => Idle::Stop(None),
+    }
+}
+
+/// Starting again after a failure: a restart request that came meanwhile resets the
+/// failure accounting (the operator may have fixed the cause) and is answered when
+/// the worker is ready.
+fn again(
+    pending: &mut Option<oneshot::Sender<Result<(), String>>>,
+    new: Option<oneshot::Sender<Result<(), String>>>,
+    failures: &mut Failures,
+) {
+    if new.is_some() {
+        failures.reset();
+    }
+    replace(pending, new);
 }
 
 /// Drains the peer: no new requests, then waits (bounded by `limit`) for those in

@@ -140,6 +140,11 @@ pub enum AdminState {
     Draining = 1,
     /// No requests at all (like the `down` parameter).
     Down = 2,
+    /// No requests yet: the process behind the peer is starting (set by `ferrolb up`
+    /// until its readiness probe passes). Unavailable like [`AdminState::Down`], but
+    /// when a request finds no peer and one of them is starting, the proxy answers
+    /// 503 with `Retry-After` (the service is coming) instead of 502.
+    Starting = 3,
 }
 
 impl AdminState {
@@ -148,6 +153,7 @@ impl AdminState {
         match v {
             1 => AdminState::Draining,
             2 => AdminState::Down,
+            3 => AdminState::Starting,
             _ => AdminState::Up,
         }
     }
