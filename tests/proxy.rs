@@ -654,3 +654,43 @@ fn a_backend_dying_in_the_middle_of_its_head_is_an_error_that_retries_a_get() {
         p.error_log()
     );
 }
+
+#[test]
+fn responses_with_ambiguous_framing_get_502_and_never_reach_the_client() {
+    // A cache or client behind the proxy could split such a stream differently from
+    // the proxy (response splitting): nginx answers 502, and so does ferrolb.
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time while reading response header from upstream",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            "upstream sent duplicate header line: \"Content-Length\" while reading response header from upstream",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxxxx",
+            "upstream sent unknown \"Transfer-Encoding\" while reading response header from upstream",
+        ),
+    ];
+    for (answer, line) in cases {
+        let b = Backend::start(move |_, _| Reply {
+            bytes: answer.to_vec(),
+            close: true,
+        });
+        let (p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "", port));
+        let r = http_get(port, "/", "a").expect("GET");
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert!(!r.text().contains("hello"), "{}", r.text());
+        let want = format!("{line}, client: 127.0.0.1");
+        wait_until(Duration::from_secs(10), "the error log line", || {
+            p.error_log().contains(&want).then_some(())
+        });
+        assert!(
+            p.error_log()
+                .contains(&format!("upstream: \"http://127.0.0.1:{}/\"", b.port)),
+            "the log names the peer:\n{}",
+            p.error_log()
+        );
+    }
+}

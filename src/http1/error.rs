@@ -52,10 +52,10 @@ pub enum ParseError {
     #[error("conflicting Content-Length values")]
     ConflictingContentLength,
     /// A request with both Content-Length and Transfer-Encoding (RFC 9112 §6.3 rule 3).
-    #[error("request has both Content-Length and Transfer-Encoding")]
+    #[error("both Content-Length and Transfer-Encoding")]
     ContentLengthWithTransferEncoding,
     /// A request Transfer-Encoding other than exactly `chunked`.
-    #[error("request Transfer-Encoding is not exactly \"chunked\"")]
+    #[error("Transfer-Encoding is not exactly \"chunked\"")]
     UnsupportedTransferEncoding,
     /// Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1).
     #[error("Transfer-Encoding in an HTTP/1.0 request")]

@@ -35,6 +35,9 @@ pub struct ResponseHead {
     /// unless `Connection: close`; HTTP/1.0: only with `Connection: keep-alive`. Always
     /// false for close-delimited bodies, Transfer-Encoding together with Content-Length,
     /// and Transfer-Encoding in an HTTP/1.0 response.
+    ///
+    /// Refused (an error): Content-Length together with Transfer-Encoding, a
+    /// Transfer-Encoding whose final coding is not chunked, conflicting Content-Lengths.
     pub keep_alive: bool,
 }
 
@@ -108,17 +111,20 @@ impl ResponseHead {
         self.framing = if no_body {
             BodyFraming::None
         } else if a.te_present {
-            // RFC 9112 §6.3 rule 3 and §6.1: TE wins over CL, and TE in HTTP/1.0 means the
-            // framing is suspect; either way parse the body but never reuse the connection.
-            if a.content_length_present || version == 0 {
+            // Both framings at once, or a coding ferrolb cannot decode, is ambiguous: a
+            // cache or client behind ferrolb could split the stream differently. nginx
+            // answers 502 to both; so does ferrolb (RFC 9112 §6.1 allows rejecting).
+            if a.content_length_present {
+                return Err(ParseError::ContentLengthWithTransferEncoding);
+            }
+            if !a.te_final_chunked {
+                return Err(ParseError::UnsupportedTransferEncoding);
+            }
+            // Chunked in an HTTP/1.0 response is suspect: read it, never reuse.
+            if version == 0 {
                 keep_alive = false;
             }
-            if a.te_final_chunked {
-                BodyFraming::Chunked
-            } else {
-                keep_alive = false;
-                BodyFraming::UntilClose
-            }
+            BodyFraming::Chunked
         } else if let Some(e) = a.content_length_error {
             return Err(e);
         } else if let Some(n) = a.content_length {
@@ -212,23 +218,34 @@ mod tests {
     }
 
     #[test]
-    fn non_chunked_transfer_coding_is_close_delimited() {
-        let h = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::UntilClose);
-        assert!(!h.keep_alive);
+    fn non_chunked_final_coding_is_refused() {
+        let mut h = ResponseHead::new();
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ] {
+            assert_eq!(
+                h.parse(raw, Method::Get),
+                Err(ParseError::UnsupportedTransferEncoding)
+            );
+        }
+        // Without a body to frame, the header does not matter.
+        let h = parse(b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::None);
     }
 
     #[test]
-    fn te_and_cl_is_chunked_but_not_reusable() {
-        let h =
-            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::Chunked);
-        assert!(!h.keep_alive);
-        // Even an invalid Content-Length is ignored when TE decides the framing.
-        let h =
-            parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::Chunked);
-        assert!(!h.keep_alive);
+    fn te_with_cl_is_refused() {
+        let mut h = ResponseHead::new();
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(
+                h.parse(raw, Method::Get),
+                Err(ParseError::ContentLengthWithTransferEncoding)
+            );
+        }
     }
 
     #[test]

@@ -107,6 +107,16 @@ impl AttemptError {
                 "recv() failed {} while reading response header from upstream",
                 err.describe()
             ),
+            // nginx's own words for the framing it refuses.
+            AttemptError::InvalidHeader(ParseError::ContentLengthWithTransferEncoding) => {
+                "upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time while reading response header from upstream".into()
+            }
+            AttemptError::InvalidHeader(ParseError::UnsupportedTransferEncoding) => {
+                "upstream sent unknown \"Transfer-Encoding\" while reading response header from upstream".into()
+            }
+            AttemptError::InvalidHeader(ParseError::ConflictingContentLength) => {
+                "upstream sent duplicate header line: \"Content-Length\" while reading response header from upstream".into()
+            }
             AttemptError::InvalidHeader(e) => {
                 format!("upstream sent invalid header ({e}) while reading response header from upstream")
             }
