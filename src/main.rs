@@ -113,6 +113,10 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         return Ok(test_config(&a, &conf_path, &load));
     }
 
+    // Whatever stops the start is shown on the terminal as well as written to the
+    // error log, as nginx does with its `[emerg]` start-up errors; `process::run` turns
+    // the copy off once it serves.
+    ferrolb::log::set_stderr_mirror(true);
     match process::run(RunOptions {
         conf_path,
         load,
@@ -120,6 +124,10 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         admin: a.admin,
     }) {
         Ok(()) => Ok(true),
+        Err(ferrolb::server::ServerError::Config(e)) => {
+            report_config_error(&e);
+            Ok(false)
+        }
         Err(e) => {
             ferrolb::emerg!("{}", e);
             Ok(false)
@@ -170,6 +178,30 @@ fn is_root() -> bool {
 /// Reports a configuration error as nginx does: `[emerg] message in FILE:LINE`. The
 /// loader's errors display as `FILE:LINE: message`; anything else is shown as is.
 fn report_config_error(e: &config::ConfigError) {
+    if let config::ConfigError::Io { path, source } = e {
+        // nginx's words for a configuration file it cannot open.
+        let hint = match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                "give the file with -c FILE (relative to the prefix, -p), or try \"ferrolb demo\""
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "the file (or a directory above it) is not readable by this user"
+            }
+            _ => "",
+        };
+        let hint = if hint.is_empty() {
+            String::new()
+        } else {
+            format!("\n  hint: {hint}")
+        };
+        ferrolb::emerg!(
+            "open() \"{}\" failed ({}){}",
+            path.display(),
+            ferrolb::log::os_error_text(source),
+            hint
+        );
+        return;
+    }
     let text = e.to_string();
     match split_location(&text) {
         Some((file, line, msg)) => {

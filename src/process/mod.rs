@@ -107,10 +107,8 @@ pub fn run_with_hooks(
     };
     let mut per_worker: Vec<Vec<(Endpoint, Listener)>> = (0..workers).map(|_| Vec::new()).collect();
     for addr in &addrs {
-        let ls = listener::bind_for_workers(addr, workers).map_err(|err| ServerError::Bind {
-            addr: addr.clone(),
-            err,
-        })?;
+        let ls = listener::bind_for_workers(addr, workers)
+            .map_err(|err| ServerError::bind(addr.clone(), err))?;
         listen_ctl.bound.insert(addr.clone());
         for (w, l) in per_worker.iter_mut().zip(ls) {
             w.push((addr.clone(), l));
@@ -146,10 +144,8 @@ pub fn run_with_hooks(
     };
     if let Some(settings) = admin {
         let addr = settings.addr;
-        crate::admin::spawn(shared.clone(), settings).map_err(|err| ServerError::Bind {
-            addr: addr.into(),
-            err,
-        })?;
+        crate::admin::spawn(shared.clone(), settings)
+            .map_err(|err| ServerError::bind(addr.into(), err))?;
     }
 
     let mut threads = Vec::with_capacity(workers);
@@ -386,10 +382,7 @@ impl ListenControl {
                     for (a, _) in &added {
                         listener::release(a);
                     }
-                    return Err(ServerError::Bind {
-                        addr: addr.clone(),
-                        err,
-                    });
+                    return Err(ServerError::bind(addr.clone(), err));
                 }
             }
         }
