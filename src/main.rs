@@ -117,12 +117,20 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
     // error log, as nginx does with its `[emerg]` start-up errors; `process::run` turns
     // the copy off once it serves.
     ferrolb::log::set_stderr_mirror(true);
-    match process::run(RunOptions {
+    let terminal = process::Terminal {
+        summary: !a.quiet,
+        // A reload is asked for from elsewhere (`-s reload`, systemctl): its outcome
+        // on a terminal someone watches, not into a service's captured output, which
+        // has the error log.
+        reloads: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let opts = RunOptions {
         conf_path,
         load,
         error_log_override,
         admin: a.admin,
-    }) {
+    };
+    match process::run_on_terminal(opts, terminal) {
         Ok(()) => Ok(true),
         Err(ferrolb::server::ServerError::Config(e)) => {
             report_config_error(&e);

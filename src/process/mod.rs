@@ -37,6 +37,19 @@ pub struct RunOptions {
     pub admin: Option<SocketAddr>,
 }
 
+/// What the nginx command line shows on the terminal (stderr) besides the error log.
+/// The default shows nothing, for embedders (`ferrolb up`, `ferrolb demo`) that print
+/// their own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    /// Once serving, a short summary: listeners, upstreams and their peers, admin
+    /// address, configuration file, logs. Default off (`-q` keeps it off).
+    pub summary: bool,
+    /// One line per reload: applied, or rejected with the error. Default off (the
+    /// command line turns it on when stderr is a terminal).
+    pub reloads: bool,
+}
+
 /// See [`RunHooks::on_shared`].
 pub type OnShared = Box<dyn FnOnce(&Arc<Shared>) + Send>;
 
@@ -70,8 +83,13 @@ impl std::fmt::Debug for RunHooks {
 /// all are bound, and handles SIGHUP (reload), SIGQUIT (graceful stop), SIGTERM and
 /// SIGINT (fast stop), SIGUSR1 (reopen logs).
 pub fn run(opts: RunOptions) -> Result<(), ServerError> {
+    run_on_terminal(opts, Terminal::default())
+}
+
+/// Like [`run`], showing on stderr what `terminal` asks for.
+pub fn run_on_terminal(opts: RunOptions, terminal: Terminal) -> Result<(), ServerError> {
     let (_tx, rx) = watch::channel(false);
-    run_with_shutdown(opts, rx)
+    run_inner(opts, rx, RunHooks::default(), terminal)
 }
 
 /// Like [`run`], and also stops (gracefully) when `shutdown` turns true.
@@ -85,8 +103,17 @@ pub fn run_with_shutdown(
 /// Like [`run_with_shutdown`], with an embedder's [`RunHooks`].
 pub fn run_with_hooks(
     opts: RunOptions,
+    shutdown: watch::Receiver<bool>,
+    hooks: RunHooks,
+) -> Result<(), ServerError> {
+    run_inner(opts, shutdown, hooks, Terminal::default())
+}
+
+fn run_inner(
+    opts: RunOptions,
     mut shutdown: watch::Receiver<bool>,
     hooks: RunHooks,
+    terminal: Terminal,
 ) -> Result<(), ServerError> {
     let mut config = load(&opts)?;
     if let Some(overlay) = &hooks.overlay {
@@ -163,6 +190,13 @@ pub fn run_with_hooks(
     write_pid(&pid_path)?;
     // Startup problems were mirrored to the terminal; from here on the error log alone.
     crate::log::set_stderr_mirror(false);
+    if terminal.summary {
+        let rt = shared.runtime.load();
+        eprint!(
+            "{}",
+            summary(&opts.conf_path, &rt.config, &addrs, workers, opts.admin)
+        );
+    }
     crate::log::emit(
         Level::Notice,
         None,
@@ -193,7 +227,7 @@ pub fn run_with_hooks(
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&opts, &shared, &mut listen_ctl, workers),
+                _ = hup.recv() => reload(&opts, &shared, &mut listen_ctl, workers, terminal),
                 _ = usr1.recv() => {
                     crate::log::emit(Level::Notice, None, format_args!("reopening logs"));
                     if let Err(e) = crate::log::reopen().and_then(|()| AccessLogs::reopen_all()) {
@@ -300,20 +334,104 @@ fn load(opts: &RunOptions) -> Result<Config, ServerError> {
 }
 
 /// SIGHUP: load the configuration again; on any error keep the running one.
-fn reload(opts: &RunOptions, shared: &Shared, listeners: &mut ListenControl, workers: usize) {
+fn reload(
+    opts: &RunOptions,
+    shared: &Shared,
+    listeners: &mut ListenControl,
+    workers: usize,
+    terminal: Terminal,
+) {
     crate::log::emit(
         Level::Notice,
         None,
         format_args!("signal 1 (SIGHUP) received, reconfiguring"),
     );
+    let shown = opts.conf_path.display();
     match try_reload(opts, shared, listeners, workers) {
-        Ok(()) => crate::log::emit(Level::Notice, None, format_args!("configuration reloaded")),
-        Err(e) => crate::log::emit(
-            Level::Emerg,
-            None,
-            format_args!("{e}; the running configuration is kept"),
-        ),
+        Ok(()) => {
+            crate::log::emit(Level::Notice, None, format_args!("configuration reloaded"));
+            if terminal.reloads {
+                eprintln!("ferrolb: configuration {shown} reloaded");
+            }
+        }
+        Err(e) => {
+            crate::log::emit(
+                Level::Emerg,
+                None,
+                format_args!("{e}; the running configuration is kept"),
+            );
+            if terminal.reloads {
+                eprintln!(
+                    "ferrolb: reload of {shown} rejected, the running configuration is kept: {e}"
+                );
+            }
+        }
     }
+}
+
+/// The start-up summary, e.g.
+///
+/// ```text
+/// ferrolb 0.1.0 running, pid 4242, configuration /etc/ferrolb/nginx.conf
+///   listening on 127.0.0.1:8080 (2 worker threads)
+///   upstream myproject: 127.0.0.1:8000, 127.0.0.1:8001 (backup)
+///   admin: http://127.0.0.1:9090/
+///   error log /etc/ferrolb/logs/error.log, pid file /etc/ferrolb/logs/nginx.pid
+/// ```
+fn summary(
+    conf_path: &Path,
+    config: &Config,
+    addrs: &[Endpoint],
+    workers: usize,
+    admin_flag: Option<SocketAddr>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "ferrolb {} running, pid {}, configuration {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        conf_path.display()
+    );
+    let threads = if workers == 1 { "thread" } else { "threads" };
+    if addrs.is_empty() {
+        let _ = writeln!(s, "  no listeners (no server block)");
+    } else {
+        let _ = writeln!(
+            s,
+            "  listening on {} ({workers} worker {threads})",
+            list(addrs)
+        );
+    }
+    for u in &config.http.upstreams {
+        let peers: Vec<String> = u
+            .peers
+            .iter()
+            .map(|p| {
+                let mut text = p.addr.to_string();
+                if p.backup {
+                    text.push_str(" (backup)");
+                }
+                if p.down {
+                    text.push_str(" (down)");
+                }
+                text
+            })
+            .collect();
+        let _ = writeln!(s, "  upstream {}: {}", u.name, peers.join(", "));
+    }
+    let admin = admin_flag.or(config.http.admin.as_ref().map(|a| a.addr));
+    if let Some(a) = admin {
+        let _ = writeln!(s, "  admin: http://{a}/");
+    }
+    let log = match &config.error_log.target {
+        LogTarget::File(p) => p.display().to_string(),
+        LogTarget::Stderr => "stderr".into(),
+        LogTarget::Off => "off".into(),
+    };
+    let _ = writeln!(s, "  error log {log}, pid file {}", config.pid.display());
+    s
 }
 
 /// Loads, builds and binds everything the new configuration needs, and only then
