@@ -412,14 +412,18 @@ Options:
   -V            : show version and configure options then exit
   -t            : test configuration and exit
   -T            : test configuration, dump it and exit
-  -q            : suppress non-error messages during configuration testing
+  -q            : suppress non-error messages during configuration testing,
+                  and the start-up summary
   -s signal     : send signal to a running ferrolb: stop, quit, reopen, reload;
                   or restart: rolling restart of \"ferrolb up\" workers
-  -p prefix     : set prefix path (default: the current directory)
+  -p prefix     : set prefix path, where relative paths of the configuration
+                  (logs/, the pid file) resolve (default: the directory of the
+                  -c file; without -c, the current directory)
   -e filename   : set error log file (default: the configuration's error_log,
                   else logs/error.log); \"stderr\" logs to stderr
-  -c filename   : set configuration file, relative to the prefix (default:
-                  conf/nginx.conf if it exists, else nginx.conf)
+  -c filename   : set configuration file, relative to the prefix with -p, else
+                  to the current directory (default: conf/nginx.conf if it
+                  exists, else nginx.conf)
   -g directives : set global directives out of configuration file
   --admin addr  : serve the admin API and dashboard on addr (e.g.
                   127.0.0.1:9090); wins over the ferrolb_admin directive
@@ -433,11 +437,18 @@ Commands:
 Exit status: 0 on success, 1 on any error.
 
 Differences from nginx:
-  - ferrolb runs in the foreground only: no daemon and no master/worker
-    processes (worker_processes sets worker threads); -s signals that process.
-  - The prefix defaults to the current directory, not a compiled-in path.
-  - -s reads the pid file named by the configuration's \"pid\"; when the
-    configuration file does not exist, logs/nginx.pid under the prefix.
+  - ferrolb runs in the foreground unless the configuration says \"daemon on;\"
+    (nginx's default is on); no master/worker processes (worker_processes sets
+    worker threads); -s signals that one process.
+  - The prefix defaults to the directory of the -c file (without -c, the
+    current directory), not a compiled-in path: logs/ and the pid file sit
+    next to the configuration, and \"ferrolb -c FILE -s reload\" finds the
+    instance started with -c FILE from any directory.
+  - -s reads the pid file named by the configuration's \"pid\" (when the
+    configuration file does not exist, logs/nginx.pid under the prefix) and
+    signals the process only if it is a ferrolb.
+  - Start-up errors, a start-up summary (not with -q) and, on a terminal,
+    the outcome of each reload are printed on stderr.
   - Missing directories for log files are created.
   - The client's Host header is passed upstream by default (nginx sends the
     upstream's name, which Django rejects); proxy_set_header Host $proxy_host;

@@ -123,12 +123,17 @@ fn signal_without_pid_file_fails_clearly() {
     let o = ferrolb(&["-s", "reload"], &d);
     assert_eq!(o.status.code(), Some(1));
     let e = text(&o.stderr);
+    let d = d.canonicalize().expect("temp dir");
     let pid = d.join("logs/nginx.pid");
     assert_eq!(
         e,
         format!(
-            "ferrolb: [error] open() \"{}\" failed (2: No such file or directory)\n",
-            pid.display()
+            "ferrolb: [error] open() \"{}\" failed (2: No such file or directory)\n  \
+             hint: is ferrolb running? {} does not exist, so the pid file is logs/nginx.pid \
+             in the prefix {}; give -s the same -c FILE (and -p DIR, if any) that started it\n",
+            pid.display(),
+            d.join("nginx.conf").display(),
+            d.display()
         )
     );
 }
@@ -144,19 +149,48 @@ fn signal_with_bad_pid_file_fails_clearly() {
 }
 
 #[test]
-fn signal_reaches_the_process_in_the_pid_file() {
+fn signal_is_refused_for_a_pid_that_is_not_ferrolb() {
     let d = tempdir("sk");
     let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
     std::fs::create_dir_all(d.join("logs")).expect("logs");
-    std::fs::write(d.join("logs/nginx.pid"), format!("{}\n", child.id())).expect("pid");
+    let pid_file = d.join("logs/nginx.pid");
+    std::fs::write(&pid_file, format!("{}\n", child.id())).expect("pid");
     let o = ferrolb(
         &["-p", d.to_str().expect("utf-8 temp dir"), "-s", "stop"],
         &std::env::temp_dir(),
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let status = child.wait().expect("wait");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(15));
+    assert_eq!(o.status.code(), Some(1));
+    let pid_file = d.canonicalize().expect("temp dir").join("logs/nginx.pid");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "ferrolb: [error] process {} (from \"{}\") is \"sleep\", not ferrolb: not \
+             signalled\n  hint: the pid file is stale and its number was reused; remove it\n",
+            child.id(),
+            pid_file.display()
+        )
+    );
+    // Still alive: nothing was sent.
+    assert!(child.try_wait().expect("try_wait").is_none());
+    child.kill().expect("kill sleep");
+    child.wait().expect("reap sleep");
+}
+
+#[test]
+fn signal_names_a_pid_that_is_gone() {
+    let d = tempdir("sg");
+    let mut child = Command::new("true").spawn().expect("true");
+    child.wait().expect("reap");
+    std::fs::create_dir_all(d.join("logs")).expect("logs");
+    std::fs::write(d.join("logs/nginx.pid"), format!("{}\n", child.id())).expect("pid");
+    let o = ferrolb(&["-s", "quit"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!("no process {} (from ", child.id())),
+        "{e}"
+    );
+    assert!(e.contains("pid file is stale"), "{e}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -64,7 +65,9 @@ fn conf_listening(listen: &str) -> String {
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// `setpriv` to run as `nobody`, or `None` (with a note) where that cannot work.
@@ -327,5 +330,211 @@ fn quiet_start_prints_nothing() {
             eprintln!("skipped: port {port} was taken meanwhile ({status})")
         }
         other => panic!("no start: {other:?}\n{stderr}"),
+    }
+}
+
+/// A ferrolb started by a test with its own command line (the harness's [`Proxy`]
+/// always passes `-p`). Killed on drop.
+struct Started {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Started {
+    /// Runs `ferrolb ARGS` in `cwd` on `DIR/nginx.conf` = `conf(port)` for a port of
+    /// [`common::free_port`], and waits until it listens there (and nobody else does).
+    /// Starts again on another port when that one was taken meanwhile.
+    fn new(dir: &Path, cwd: &Path, args: &[&str], conf: impl Fn(u16) -> String) -> Started {
+        for _ in 0..common::START_ATTEMPTS {
+            let port = common::free_port();
+            fs::write(dir.join("nginx.conf"), conf(port)).expect("write conf");
+            let child = Command::new(ferrolb_bin())
+                .args(args)
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(dir.join("stdout.log")).expect("stdout"))
+                .stderr(fs::File::create(dir.join("stderr.log")).expect("stderr"))
+                .spawn()
+                .expect("spawn ferrolb");
+            let mut s = Started {
+                child,
+                port,
+                dir: dir.to_owned(),
+            };
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let mut foreign = std::collections::HashSet::new();
+            let outcome = poll(common::START_TIMEOUT, || {
+                if let Ok(Some(status)) = s.child.try_wait() {
+                    return Some(Err(status));
+                }
+                match common::check_ports(&[addr], s.child.id(), &mut foreign) {
+                    Ok(true) => Some(Ok(())),
+                    Ok(false) => None,
+                    Err(_) => Some(Err(ExitStatus::default())),
+                }
+            });
+            match outcome {
+                Some(Ok(())) => return s,
+                Some(Err(_)) if common::says_port_taken(&s.stderr()) => continue,
+                other => panic!("ferrolb did not start: {other:?}\n{}", s.stderr()),
+            }
+        }
+        panic!("every port tried was taken");
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn signals_find_the_instance_from_any_directory() {
+    let parent = fresh_temp_dir("op-anydir");
+    let dir = parent.join("site");
+    fs::create_dir_all(&dir).expect("site dir");
+    let conf = dir.join("nginx.conf");
+    let conf_arg = conf.to_str().expect("utf-8 path").to_owned();
+    // Started from the site directory with a relative -c and no -p ...
+    let mut s = Started::new(&dir, &dir, &["-c", "nginx.conf"], |port| {
+        format!(
+            "error_log logs/error.log notice;\n{}",
+            conf_listening(&format!("127.0.0.1:{port}"))
+        )
+    });
+    // ... its pid file and logs sit next to the configuration.
+    let pid = wait_until(Duration::from_secs(10), "the pid file", || {
+        fs::read_to_string(dir.join("logs/nginx.pid")).ok()
+    });
+    assert_eq!(pid.trim(), s.child.id().to_string());
+    // Reloaded from / with the absolute path, and from the parent with a relative one.
+    for (cwd, arg) in [
+        (Path::new("/"), conf_arg.as_str()),
+        (parent.as_path(), "site/nginx.conf"),
+    ] {
+        let before = s.error_log().matches("configuration reloaded").count();
+        let mut cmd = Command::new(ferrolb_bin());
+        cmd.args(["-c", arg, "-s", "reload"]).current_dir(cwd);
+        let run = run_bounded(cmd, &parent);
+        assert!(run.status.success(), "{}", run.stderr);
+        assert_eq!(run.stderr, "");
+        wait_until(
+            Duration::from_secs(10),
+            "the reload in the error log",
+            || (s.error_log().matches("configuration reloaded").count() > before).then_some(()),
+        );
+    }
+    assert!(
+        !parent.join("logs").exists(),
+        "nothing written where -s ran"
+    );
+    let mut cmd = Command::new(ferrolb_bin());
+    cmd.args(["-c", &conf_arg, "-s", "quit"]).current_dir("/");
+    let run = run_bounded(cmd, &parent);
+    assert!(run.status.success(), "{}", run.stderr);
+    let status = poll(EXIT_LIMIT, || s.child.try_wait().ok().flatten()).expect("quit");
+    assert!(status.success(), "{status}");
+    assert!(!dir.join("logs/nginx.pid").exists(), "pid file removed");
+    let _ = s.port;
+}
+
+#[test]
+fn reloads_are_reported_on_a_terminal() {
+    // `script` gives ferrolb a terminal as stderr.
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: script (util-linux) not installed");
+        return;
+    }
+    let dir = fresh_temp_dir("op-tty");
+    let conf = dir.join("nginx.conf");
+    let transcript = dir.join("tty.log");
+    let inner = format!(
+        "exec {} -c {} 2>&1",
+        ferrolb_bin().display(),
+        conf.display()
+    );
+    // A port of free_port() may be taken before ferrolb binds it: then start again.
+    let mut started = None;
+    for _ in 0..common::START_ATTEMPTS {
+        let port = common::free_port();
+        fs::write(&conf, conf_listening(&format!("127.0.0.1:{port}"))).expect("conf");
+        let _ = fs::remove_file(&transcript);
+        let mut child = Command::new("/usr/bin/script")
+            .args(["-q", "-f", "-e", "-c", &inner])
+            .arg(&transcript)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("script");
+        let outcome = wait_until(Duration::from_secs(10), "a start under script", || {
+            let pid = fs::read_to_string(dir.join("logs/nginx.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                return Some(Some(pid));
+            }
+            let t = fs::read_to_string(&transcript).unwrap_or_default();
+            child.try_wait().ok().flatten().map(|status| {
+                assert!(common::says_port_taken(&t), "{status}: {t}");
+                None
+            })
+        });
+        if let Some(pid) = outcome {
+            started = Some((child, pid));
+            break;
+        }
+    }
+    let (mut child, pid) = started.expect("a free port in five tries");
+    let hup = |pid| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP")
+    };
+    hup(pid);
+    let tty = |needle: &str| {
+        wait_until(Duration::from_secs(10), needle, || {
+            let t = fs::read_to_string(&transcript).ok()?;
+            t.contains(needle).then_some(t)
+        })
+    };
+    tty(&format!(
+        "ferrolb: configuration {} reloaded",
+        conf.display()
+    ));
+    // A broken configuration is rejected, with the error.
+    fs::write(&conf, "events {}\nhttp { nonsense; }\n").expect("break conf");
+    hup(pid);
+    let t = tty("rejected");
+    assert!(
+        t.contains(&format!(
+            "ferrolb: reload of {} rejected, the running configuration is kept: ",
+            conf.display()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("unknown directive \"nonsense\""), "{t}");
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    if poll(EXIT_LIMIT, || child.try_wait().ok().flatten()).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
