@@ -137,7 +137,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
 }
 
 fn print_info(a: &NginxArgs) {
-    let mut text = format!("{}\n", cli::VERSION_LINE);
+    let mut text = format!("{}\n{}\n", cli::OWN_VERSION_LINE, cli::NGINX_VERSION_LINE);
     if a.help {
         text.push_str(cli::HELP);
     }

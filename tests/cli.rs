@@ -29,7 +29,10 @@ fn version_short_goes_to_stderr() {
     assert!(o.status.success());
     assert_eq!(
         text(&o.stderr),
-        "nginx version: nginx/1.22.1 (ferrolb 0.1.0)\n"
+        format!(
+            "ferrolb version: ferrolb/{}\nnginx version: nginx/1.22.1\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     assert!(o.stdout.is_empty());
 }
@@ -39,7 +42,13 @@ fn version_long_goes_to_stdout() {
     let d = tempdir("version");
     let o = ferrolb(&["--version"], &d);
     assert!(o.status.success());
-    assert!(text(&o.stdout).starts_with("nginx version: nginx/1.22.1"));
+    assert_eq!(
+        text(&o.stdout),
+        format!(
+            "ferrolb version: ferrolb/{}\nnginx version: nginx/1.22.1\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
 }
 
 #[test]
@@ -48,7 +57,8 @@ fn configure_details() {
     let o = ferrolb(&["-V"], &d);
     assert!(o.status.success());
     let e = text(&o.stderr);
-    assert!(e.contains("nginx version: nginx/1.22.1"), "{e}");
+    assert!(e.starts_with("ferrolb version: ferrolb/"), "{e}");
+    assert!(e.contains("\nnginx version: nginx/1.22.1\n"), "{e}");
     assert!(e.contains("built by rustc "), "{e}");
     assert!(e.contains("configure arguments:"), "{e}");
     assert!(e.contains("--without-http_gzip_module"), "{e}");
@@ -85,9 +95,39 @@ fn invalid_option_fails_like_nginx() {
         text(&o.stderr),
         "ferrolb: option \"-c\" requires file name\n"
     );
-    let o = ferrolb(&["-x"], &d);
+    let known = "  options: -? -h -v -V -t -T -q, -s signal, -p prefix, -e filename, \
+                 -c filename, -g directives, --admin addr, --help, --version; \
+                 commands: demo, up (see \"ferrolb --help\")\n";
+    for (arg, named) in [("-x", "x"), ("--nope", "--nope"), ("halp", "halp")] {
+        let o = ferrolb(&[arg], &d);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            text(&o.stderr),
+            format!("ferrolb: invalid option: \"{named}\"\n{known}")
+        );
+    }
+    let o = ferrolb(&["demo", "--nope"], &d);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(text(&o.stderr), "ferrolb: invalid option: \"x\"\n");
+    assert_eq!(
+        text(&o.stderr),
+        "ferrolb: demo: unexpected argument '--nope' found\n  options: --balancer-port N, \
+         --backends N, --first-backend-port N, --help (see \"ferrolb demo --help\")\n"
+    );
+    let o = ferrolb(&["up", "--wrokers", "2", "--", "x"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(
+        e.starts_with("ferrolb: up: unexpected argument '--wrokers' found; tip: a similar argument exists: '--workers'\n"),
+        "{e}"
+    );
+}
+
+#[test]
+fn help_word_shows_the_help() {
+    let d = tempdir("helpword");
+    let o = ferrolb(&["help"], &d);
+    assert!(o.status.success());
+    assert!(text(&o.stdout).contains("Usage: ferrolb"));
 }
 
 #[test]
@@ -212,7 +252,7 @@ fn demo_names_a_taken_port() {
             "1",
             "--first-backend-port",
             &p,
-            "--port",
+            "--balancer-port",
             &balancer,
         ],
         &d,
