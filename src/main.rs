@@ -116,6 +116,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         // on a terminal someone watches, not into a service's captured output, which
         // has the error log.
         reloads: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        daemon: true,
     };
     let opts = RunOptions {
         conf_path,

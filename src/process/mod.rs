@@ -48,6 +48,9 @@ pub struct Terminal {
     /// One line per reload: applied, or rejected with the error. Default off (the
     /// command line turns it on when stderr is a terminal).
     pub reloads: bool,
+    /// Honour `daemon on;`: detach once listening (see [`daemonize`]). Default off:
+    /// embedders stay in the foreground whatever the configuration says.
+    pub daemon: bool,
 }
 
 /// See [`RunHooks::on_shared`].
@@ -119,6 +122,13 @@ fn run_inner(
     if let Some(overlay) = &hooks.overlay {
         overlay.apply(&mut config);
     }
+    // Before anything starts a thread (building the runtime starts access log
+    // writers): only a single-threaded process can fork safely.
+    let ready_pipe = if terminal.daemon && config.daemon {
+        Some(daemonize()?)
+    } else {
+        None
+    };
     let workers = config.worker_processes.max(1);
     let pid_path = config.pid.clone();
     let registry = PeerRegistry::new();
@@ -196,6 +206,9 @@ fn run_inner(
             "{}",
             summary(&opts.conf_path, &rt.config, &addrs, workers, opts.admin)
         );
+    }
+    if let Some(pipe) = ready_pipe {
+        detach(pipe);
     }
     crate::log::emit(
         Level::Notice,
@@ -545,4 +558,68 @@ fn write_pid(path: &Path) -> Result<(), ServerError> {
         }
     }
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(err)
+}
+
+/// `daemon on;`: forks. The parent waits until the child listens (it has written the
+/// pid file), then exits 0; if the child fails to start, the child has printed why
+/// on the shared stderr and the parent exits 1. So the exit status of the command
+/// tells whether the service started, as a service manager's `Type=forking` expects.
+/// Returns, in the child only, the pipe to report readiness on (see [`detach`]).
+///
+/// Refuses to fork when the process has more than one thread: the child of a
+/// multi-threaded process may find locks held by threads that no longer exist.
+#[allow(unsafe_code)]
+fn daemonize() -> Result<std::os::unix::net::UnixStream, ServerError> {
+    use nix::unistd::{fork, setsid, ForkResult};
+    use std::io::Read as _;
+    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
+    if threads > 1 {
+        return Err(ServerError::Start(std::io::Error::other(format!(
+            "daemon on: cannot fork with {threads} threads running"
+        ))));
+    }
+    let (mut parent_end, child_end) =
+        std::os::unix::net::UnixStream::pair().map_err(ServerError::Start)?;
+    // SAFETY: the process has one thread (checked above), so the child is a complete
+    // copy with no lock held by a thread that does not exist in it.
+    match unsafe { fork() } {
+        Err(errno) => Err(ServerError::Start(std::io::Error::from(errno))),
+        Ok(ForkResult::Child) => {
+            drop(parent_end);
+            // A session of its own: no controlling terminal, no SIGHUP when the
+            // terminal closes, not in the shell's job control.
+            let _ = setsid();
+            Ok(child_end)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(child_end);
+            let mut word = String::new();
+            // EOF without "ready": the child exited (or crashed) before listening.
+            let _ = parent_end.read_to_string(&mut word);
+            if word == "ready" {
+                std::process::exit(0);
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            std::process::exit(1);
+        }
+    }
+}
+
+/// In the daemon child, once it listens: tells the waiting parent, then points stdin,
+/// stdout and stderr at /dev/null (the terminal may close; the error log is the place
+/// for what follows).
+fn detach(mut ready: std::os::unix::net::UnixStream) {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let _ = ready.write_all(b"ready");
+    drop(ready);
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
 }
