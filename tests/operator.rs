@@ -538,3 +538,105 @@ fn reloads_are_reported_on_a_terminal() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn daemon_on_returns_once_listening_and_stops_on_quit() {
+    let dir = fresh_temp_dir("op-daemon");
+    let conf = dir.join("nginx.conf");
+    let mut daemon = None;
+    for _ in 0..common::START_ATTEMPTS {
+        let port = common::free_port();
+        fs::write(
+            &conf,
+            format!(
+                "daemon on;\nerror_log logs/error.log notice;\n{}",
+                conf_listening(&format!("127.0.0.1:{port}"))
+            ),
+        )
+        .expect("conf");
+        let mut cmd = Command::new(ferrolb_bin());
+        cmd.arg("-c").arg(&conf).current_dir("/");
+        let run = run_bounded(cmd, &dir);
+        if run.status.code() == Some(1) && common::says_port_taken(&run.stderr) {
+            continue;
+        }
+        assert!(run.status.success(), "{}", run.stderr);
+        assert!(run.stderr.contains(" running, pid "), "{}", run.stderr);
+        daemon = Some(port);
+        break;
+    }
+    let port = daemon.expect("a free port in five tries");
+    // The command has returned: the daemon is listening and its pid file written.
+    let pid: u32 = fs::read_to_string(dir.join("logs/nginx.pid"))
+        .expect("pid file written before the parent exits")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert_eq!(common::listener_of(port, pid), common::Listener::Ours);
+    assert_eq!(
+        common::http_get(port, "/", "x").expect("served").status,
+        200
+    );
+    let mut cmd = Command::new(ferrolb_bin());
+    cmd.arg("-c").arg(&conf).arg("-s").arg("quit");
+    let run = run_bounded(cmd, &dir);
+    assert!(run.status.success(), "{}", run.stderr);
+    wait_until(
+        Duration::from_secs(10),
+        "the pid file removed at exit",
+        || (!dir.join("logs/nginx.pid").exists()).then_some(()),
+    );
+    common::wait_refused(port, Duration::from_secs(10), "the daemon stopped");
+}
+
+#[test]
+fn daemon_on_fails_with_the_error_and_exit_status() {
+    let dir = fresh_temp_dir("op-daemon-fail");
+    let taken = local_listener();
+    let port = taken.local_addr().expect("addr").port();
+    let conf = dir.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "daemon on;\n{}",
+            conf_listening(&format!("127.0.0.1:{port}"))
+        ),
+    )
+    .expect("conf");
+    let mut cmd = Command::new(ferrolb_bin());
+    cmd.arg("-c").arg(&conf);
+    let run = run_bounded(cmd, &dir);
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr
+            .matches(&format!(
+                "[emerg] bind() to 127.0.0.1:{port} failed (98: Address already in use)"
+            ))
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("logs/nginx.pid").exists());
+    drop(taken);
+}
+
+#[test]
+fn version_shows_ferrolb_then_nginx() {
+    let dir = fresh_temp_dir("op-version");
+    let mut cmd = Command::new(ferrolb_bin());
+    cmd.arg("-v");
+    let run = run_bounded(cmd, &dir);
+    assert!(run.status.success());
+    assert_eq!(run.stdout, "");
+    let mut lines = run.stderr.lines();
+    assert_eq!(
+        lines.next(),
+        Some(concat!(
+            "ferrolb version: ferrolb/",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
+    assert_eq!(lines.next(), Some("nginx version: nginx/1.22.1"));
+    assert_eq!(lines.next(), None);
+}
