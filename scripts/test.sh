@@ -100,8 +100,15 @@ if [ "${FERROLB_SKIP_NGINX_CHECK:-0}" != 1 ] && [ -x "$NGINX" ]; then
   done_step "harness against nginx"
 fi
 
-step "cargo test --all-targets"
-cargo test --all-targets
+# Not --all-targets: that runs the criterion benches in test mode, ~100 lines of
+# noise. The benches are only compiled (they must keep building); the tests run
+# with terse output (a dot per test; failures in full).
+step "cargo test --lib --bins --tests"
+cargo test --quiet --lib --bins --tests
 done_step "cargo test"
+
+step "cargo bench --no-run (the benches compile)"
+cargo bench --quiet --no-run
+done_step "cargo bench --no-run"
 
 printf '\nscripts/test.sh: all steps passed in %ds\n' "$SECONDS"

@@ -3,6 +3,7 @@
 //! forms `--help`/`--version` and the `demo` subcommand.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -10,12 +11,12 @@ use ferrolb::demo::DemoOptions;
 use ferrolb::supervise::shim::ShimArgs;
 use ferrolb::supervise::UpOptions;
 
-/// The version line nginx tools and scripts look for, with ours appended.
-pub(crate) const VERSION_LINE: &str = concat!(
-    "nginx version: nginx/1.22.1 (ferrolb ",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
+/// ferrolb's own version line, printed first by `-v`/`-V`/`--version`.
+pub(crate) const OWN_VERSION_LINE: &str =
+    concat!("ferrolb version: ferrolb/", env!("CARGO_PKG_VERSION"));
+
+/// The line nginx tools and scripts parse, printed after ferrolb's own.
+pub(crate) const NGINX_VERSION_LINE: &str = "nginx version: nginx/1.22.1";
 
 /// What to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -117,6 +118,15 @@ pub(crate) struct NginxArgs {
     pub(crate) admin: Option<std::net::SocketAddr>,
 }
 
+/// nginx's `invalid option: "x"`, then what exists.
+fn invalid_option(what: &str) -> String {
+    format!(
+        "invalid option: \"{what}\"\n  options: -? -h -v -V -t -T -q, -s signal, -p prefix, \
+         -e filename, -c filename, -g directives, --admin addr, --help, --version; \
+         commands: demo, up (see \"ferrolb --help\")"
+    )
+}
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -172,8 +182,16 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, String> {
             }
             _ => {}
         }
-        if a.first() != Some(&b'-') {
-            return Err(format!("invalid option: \"{}\"", lossy(a)));
+        if a == b"help" {
+            // Not an nginx option, but what a newcomer types first.
+            out.help = true;
+            out.version = true;
+            out.info_stream = InfoStream::Stdout;
+            i += 1;
+            continue;
+        }
+        if a.first() != Some(&b'-') || a.starts_with(b"--") {
+            return Err(invalid_option(&lossy(a)));
         }
         let mut p = 1;
         while p < a.len() {
@@ -236,12 +254,7 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, String> {
                     }
                     break;
                 }
-                other => {
-                    return Err(format!(
-                        "invalid option: \"{}\"",
-                        lossy(std::slice::from_ref(&other))
-                    ))
-                }
+                other => return Err(invalid_option(&lossy(std::slice::from_ref(&other)))),
             }
         }
         i += 1;
@@ -249,151 +262,198 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, String> {
     Ok(Command::Nginx(out))
 }
 
-fn parse_demo(args: &[OsString]) -> Result<Command, String> {
-    let mut opts = DemoOptions::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = lossy(args[i].as_bytes());
-        if a == "-h" || a == "--help" {
-            return Ok(Command::DemoHelp);
+/// `ferrolb demo`, parsed by clap; `--help` prints [`DEMO_HELP`].
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ferrolb demo",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct DemoArgs {
+    /// `-h`, `--help`.
+    #[arg(short = 'h', long = "help")]
+    help: bool,
+    /// The balancer's port. Default 8080.
+    #[arg(long, value_name = "N")]
+    balancer_port: Option<u16>,
+    /// The old spelling of `--balancer-port` (deprecated: `up --port` means the first
+    /// worker port).
+    #[arg(
+        long = "port",
+        value_name = "N",
+        hide = true,
+        conflicts_with = "balancer_port"
+    )]
+    old_port: Option<u16>,
+    /// How many backends. Default 4.
+    #[arg(long, value_name = "N")]
+    backends: Option<u16>,
+    /// The first backend's port. Default 8000.
+    #[arg(long, value_name = "N")]
+    first_backend_port: Option<u16>,
+}
+
+/// `ferrolb up`, parsed by clap; `--help` prints [`UP_HELP`].
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ferrolb up",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+struct UpArgs {
+    /// `-h`, `--help`.
+    #[arg(short = 'h', long = "help")]
+    help: bool,
+    /// Number of workers. Default 4.
+    #[arg(short = 'w', long = "workers", value_name = "N")]
+    workers: Option<u16>,
+    /// The first worker port. Default 8000.
+    #[arg(long, value_name = "N")]
+    first_worker_port: Option<u16>,
+    /// The old spelling of `--first-worker-port` (deprecated: `demo --port` means the
+    /// balancer port).
+    #[arg(
+        long = "port",
+        value_name = "N",
+        hide = true,
+        conflicts_with = "first_worker_port"
+    )]
+    old_port: Option<u16>,
+    /// The balancer's address. Default 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// An nginx configuration to use instead of a generated one.
+    #[arg(short = 'c', long = "conf", value_name = "FILE")]
+    conf: Option<PathBuf>,
+    /// With `-c`, the upstream the workers fill.
+    #[arg(long, value_name = "NAME", requires = "conf")]
+    upstream: Option<String>,
+    /// Admin API and dashboard address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Readiness and health check URI.
+    #[arg(long = "health", value_name = "URI")]
+    health: Option<String>,
+    /// Seconds for requests and workers to finish before SIGKILL. Default 10.
+    #[arg(long, value_name = "SECS")]
+    grace: Option<String>,
+    /// Paths whose changes trigger a rolling restart.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    watch: Vec<PathBuf>,
+    /// The worker command, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// Parses a subcommand's arguments with clap; its errors become one line naming the
+/// subcommand, with clap's suggestion (`tip: ...`) when it has one.
+/// `known` lists the options for an unknown one.
+fn clap_parse<T: clap::Parser>(sub: &str, known: &str, args: &[OsString]) -> Result<T, String> {
+    let argv =
+        std::iter::once(OsString::from(format!("ferrolb {sub}"))).chain(args.iter().cloned());
+    T::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let first = lines
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ")
+            .to_owned();
+        let tips: Vec<&str> = lines
+            .filter(|l| l.trim_start().starts_with("tip: a similar"))
+            .map(str::trim)
+            .collect();
+        let mut msg = format!("{sub}: {first}");
+        for t in tips {
+            msg.push_str(&format!("; {t}"));
         }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-            None => (a.clone(), None),
-        };
-        let slot = match name.as_str() {
-            "--port" => &mut opts.port,
-            "--backends" => &mut opts.backends,
-            "--first-backend-port" => &mut opts.first_backend_port,
-            _ => {
-                return Err(format!(
-                    "demo: invalid option: \"{a}\" (see \"ferrolb demo --help\")"
-                ))
-            }
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => {
-                i += 1;
-                match args.get(i) {
-                    Some(v) => lossy(v.as_bytes()),
-                    None => return Err(format!("demo: option \"{name}\" requires a number")),
-                }
-            }
-        };
-        *slot = value
-            .parse()
-            .map_err(|_| format!("demo: invalid number \"{value}\" for \"{name}\""))?;
-        i += 1;
+        if e.kind() == clap::error::ErrorKind::UnknownArgument {
+            msg.push_str(&format!("\n  options: {known}"));
+        }
+        msg.push_str(&format!(" (see \"ferrolb {sub} --help\")"));
+        msg
+    })
+}
+
+/// The note printed when an old option spelling is used.
+fn deprecated(sub: &str, old: &str, new: &str) {
+    eprintln!("ferrolb: note: \"{sub} {old}\" is deprecated, use \"{new}\"");
+}
+
+fn parse_demo(args: &[OsString]) -> Result<Command, String> {
+    let a: DemoArgs = clap_parse(
+        "demo",
+        "--balancer-port N, --backends N, --first-backend-port N, --help",
+        args,
+    )?;
+    if a.help {
+        return Ok(Command::DemoHelp);
+    }
+    let mut opts = DemoOptions::default();
+    if let Some(p) = a.old_port {
+        deprecated("demo", "--port", "--balancer-port");
+        opts.port = p;
+    }
+    if let Some(p) = a.balancer_port {
+        opts.port = p;
+    }
+    if let Some(n) = a.backends {
+        opts.backends = n;
+    }
+    if let Some(p) = a.first_backend_port {
+        opts.first_backend_port = p;
     }
     Ok(Command::Demo(opts))
 }
 
 fn parse_up(args: &[OsString]) -> Result<Command, String> {
-    let mut o = UpOptions::default();
-    let mut i = 0;
-    let bad = |m: String| format!("up: {m} (see \"ferrolb up --help\")");
-    while i < args.len() {
-        let a = lossy(args[i].as_bytes());
-        if a == "--" {
-            o.command = args[i + 1..].to_vec();
-            break;
-        }
-        if a == "-h" || a == "--help" {
-            return Ok(Command::UpHelp);
-        }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
-            _ => (a.clone(), None),
-        };
-        // `-w4` as well as `-w 4`, like nginx's short options.
-        let (name, inline) = match (name.as_str(), inline) {
-            (n, None)
-                if n.len() > 2
-                    && (n.starts_with("-w") || n.starts_with("-c"))
-                    && !n.starts_with("--") =>
-            {
-                (n[..2].to_owned(), Some(n[2..].to_owned()))
-            }
-            (n, v) => (n.to_owned(), v),
-        };
-        let value = |i: &mut usize| -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => {
-                    *i += 1;
-                    args.get(*i)
-                        .map(|v| lossy(v.as_bytes()))
-                        .ok_or_else(|| bad(format!("option \"{name}\" requires a value")))
-                }
-            }
-        };
-        match name.as_str() {
-            "-w" | "--workers" => {
-                let v = value(&mut i)?;
-                o.workers = v
-                    .parse()
-                    .map_err(|_| bad(format!("invalid number of workers \"{v}\"")))?;
-            }
-            "--port" => {
-                let v = value(&mut i)?;
-                o.first_port = v
-                    .parse()
-                    .map_err(|_| bad(format!("invalid port \"{v}\"")))?;
-            }
-            "--listen" => {
-                let v = value(&mut i)?;
-                o.listen = v
-                    .parse()
-                    .map_err(|_| bad(format!("invalid address \"{v}\" (use IP:PORT)")))?;
-            }
-            "-c" | "--conf" => o.conf = Some(PathBuf::from(value(&mut i)?)),
-            "--upstream" => o.upstream = Some(value(&mut i)?),
-            "--admin" => {
-                let v = value(&mut i)?;
-                o.admin = Some(
-                    v.parse()
-                        .map_err(|_| bad(format!("invalid address \"{v}\" (use IP:PORT)")))?,
-                );
-            }
-            "--health" => {
-                let v = value(&mut i)?;
-                if !v.starts_with('/') {
-                    return Err(bad(format!(
-                        "--health takes a path starting with /, not \"{v}\""
-                    )));
-                }
-                o.health_uri = Some(v);
-            }
-            "--grace" => {
-                let v = value(&mut i)?;
-                let secs: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s < 1e6)
-                    .ok_or_else(|| bad(format!("invalid seconds \"{v}\"")))?;
-                o.grace = std::time::Duration::from_secs_f64(secs);
-            }
-            "--watch" => {
-                // One or more paths, up to the next option.
-                o.watch.push(PathBuf::from(value(&mut i)?));
-                while let Some(next) = args.get(i + 1) {
-                    if next.as_bytes().starts_with(b"-") {
-                        break;
-                    }
-                    o.watch.push(PathBuf::from(next));
-                    i += 1;
-                }
-            }
-            _ => return Err(bad(format!("invalid option \"{a}\""))),
-        }
-        i += 1;
+    let a: UpArgs = clap_parse(
+        "up",
+        "-w N, --first-worker-port N, --listen ADDR, -c FILE, --upstream NAME, \
+         --admin ADDR, --health URI, --grace SECS, --watch PATH..., --help, -- COMMAND",
+        args,
+    )?;
+    if a.help {
+        return Ok(Command::UpHelp);
     }
+    let bad = |m: String| format!("up: {m} (see \"ferrolb up --help\")");
+    let mut o = UpOptions::default();
+    if let Some(n) = a.workers {
+        o.workers = n;
+    }
+    if let Some(p) = a.old_port {
+        deprecated("up", "--port", "--first-worker-port");
+        o.first_port = p;
+    }
+    if let Some(p) = a.first_worker_port {
+        o.first_port = p;
+    }
+    if let Some(l) = a.listen {
+        o.listen = l;
+    }
+    o.conf = a.conf;
+    o.upstream = a.upstream;
+    o.admin = a.admin;
+    if let Some(v) = a.health {
+        if !v.starts_with('/') {
+            return Err(bad(format!(
+                "--health takes a path starting with /, not \"{v}\""
+            )));
+        }
+        o.health_uri = Some(v);
+    }
+    if let Some(v) = a.grace {
+        let secs: f64 = v
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s < 1e6)
+            .ok_or_else(|| bad(format!("invalid seconds \"{v}\"")))?;
+        o.grace = std::time::Duration::from_secs_f64(secs);
+    }
+    o.watch = a.watch;
+    o.command = a.command;
     if o.command.is_empty() {
         return Err(bad("no worker command after \"--\"".into()));
-    }
-    if o.conf.is_none() && o.upstream.is_some() {
-        return Err(bad("--upstream needs -c".into()));
     }
     Ok(Command::Up(o))
 }
@@ -402,8 +462,9 @@ fn parse_up(args: &[OsString]) -> Result<Command, String> {
 pub(crate) const HELP: &str = "\
 Usage: ferrolb [-?hvVtTq] [-s signal] [-p prefix]
                [-e filename] [-c filename] [-g directives] [--admin addr]
-       ferrolb demo [--port N] [--backends N] [--first-backend-port N]
-       ferrolb up [-w N] [--port N] [--listen addr] [-c file] [--admin addr]
+       ferrolb demo [--balancer-port N] [--backends N] [--first-backend-port N]
+       ferrolb up [-w N] [--first-worker-port N] [--listen addr] [-c file]
+                  [--admin addr]
                   [--watch path...] -- command args... {port}
 
 Options:
@@ -412,14 +473,18 @@ Options:
   -V            : show version and configure options then exit
   -t            : test configuration and exit
   -T            : test configuration, dump it and exit
-  -q            : suppress non-error messages during configuration testing
+  -q            : suppress non-error messages during configuration testing,
+                  and the start-up summary
   -s signal     : send signal to a running ferrolb: stop, quit, reopen, reload;
                   or restart: rolling restart of \"ferrolb up\" workers
-  -p prefix     : set prefix path (default: the current directory)
+  -p prefix     : set prefix path, where relative paths of the configuration
+                  (logs/, the pid file) resolve (default: the directory of the
+                  -c file; without -c, the current directory)
   -e filename   : set error log file (default: the configuration's error_log,
                   else logs/error.log); \"stderr\" logs to stderr
-  -c filename   : set configuration file, relative to the prefix (default:
-                  conf/nginx.conf if it exists, else nginx.conf)
+  -c filename   : set configuration file, relative to the prefix with -p, else
+                  to the current directory (default: conf/nginx.conf if it
+                  exists, else nginx.conf)
   -g directives : set global directives out of configuration file
   --admin addr  : serve the admin API and dashboard on addr (e.g.
                   127.0.0.1:9090); wins over the ferrolb_admin directive
@@ -433,11 +498,18 @@ Commands:
 Exit status: 0 on success, 1 on any error.
 
 Differences from nginx:
-  - ferrolb runs in the foreground only: no daemon and no master/worker
-    processes (worker_processes sets worker threads); -s signals that process.
-  - The prefix defaults to the current directory, not a compiled-in path.
-  - -s reads the pid file named by the configuration's \"pid\"; when the
-    configuration file does not exist, logs/nginx.pid under the prefix.
+  - ferrolb runs in the foreground unless the configuration says \"daemon on;\"
+    (nginx's default is on); no master/worker processes (worker_processes sets
+    worker threads); -s signals that one process.
+  - The prefix defaults to the directory of the -c file (without -c, the
+    current directory), not a compiled-in path: logs/ and the pid file sit
+    next to the configuration, and \"ferrolb -c FILE -s reload\" finds the
+    instance started with -c FILE from any directory.
+  - -s reads the pid file named by the configuration's \"pid\" (when the
+    configuration file does not exist, logs/nginx.pid under the prefix) and
+    signals the process only if it is a ferrolb.
+  - Start-up errors, a start-up summary (not with -q) and, on a terminal,
+    the outcome of each reload are printed on stderr.
   - Missing directories for log files are created.
   - The client's Host header is passed upstream by default (nginx sends the
     upstream's name, which Django rejects); proxy_set_header Host $proxy_host;
@@ -446,18 +518,20 @@ Differences from nginx:
 
 /// `ferrolb demo --help` text.
 pub(crate) const DEMO_HELP: &str = "\
-Usage: ferrolb demo [--port N] [--backends N] [--first-backend-port N]
+Usage: ferrolb demo [--balancer-port N] [--backends N] [--first-backend-port N]
 
 Starts N demo HTTP backends (default 4) on 127.0.0.1, ports from
 --first-backend-port (default 8000), each answering <h1>Using port PORT</h1>,
-and the balancer on 127.0.0.1:--port (default 8080) with an embedded
-round robin configuration. Then try: curl http://127.0.0.1:8080/
-Ctrl-C stops everything.
+and the balancer on 127.0.0.1:--balancer-port (default 8080) with an
+embedded round robin configuration. Then try: curl http://127.0.0.1:8080/
+Ctrl-C stops everything. (--port is the old, deprecated spelling of
+--balancer-port.)
 ";
 
 /// `ferrolb up --help` text.
 pub(crate) const UP_HELP: &str = "\
-Usage: ferrolb up [-w N] [--port N] [--listen ADDR] [-c nginx.conf [--upstream NAME]]
+Usage: ferrolb up [-w N] [--first-worker-port N] [--listen ADDR]
+                  [-c nginx.conf [--upstream NAME]]
                   [--admin ADDR] [--health URI] [--grace SECS] [--watch PATH...]
                   -- COMMAND ARGS... {port}
 
@@ -470,8 +544,10 @@ is reported, taken out of rotation and started again (backoff from 0.5 s up to
 
 Options:
   -w N            : number of workers (default 4)
-  --port N        : first worker port; workers get the first N free ports
-                    from there (default 8000)
+  --first-worker-port N
+                  : first worker port; workers get the first N free ports
+                    from there (default 8000; --port is the old, deprecated
+                    spelling)
   --listen ADDR   : balancer address (default 127.0.0.1:8080)
   -c FILE         : use this nginx configuration instead of a generated one;
                     the workers replace the servers of its upstream
@@ -495,13 +571,13 @@ No worker outlives ferrolb, even if ferrolb is killed with SIGKILL.
 
 Django (examples/django, the article's app):
   cd examples/django
-  ferrolb up -w 4 --port 8001 --watch . -- \\
+  ferrolb up -w 4 --first-worker-port 8001 --watch . -- \\
       python manage.py runserver --noreload {port}
   curl http://127.0.0.1:8080/test_load_banlance/
 
 gunicorn (production-style; rolling restarts drop nothing):
   cd examples/django
-  ferrolb up -w 4 --port 8001 --admin 127.0.0.1:9090 -- \\
+  ferrolb up -w 4 --first-worker-port 8001 --admin 127.0.0.1:9090 -- \\
       gunicorn -b 127.0.0.1:{port} mysite.wsgi
   ferrolb -s restart      # after deploying new code
 
@@ -622,10 +698,18 @@ mod tests {
 
     #[test]
     fn invalid_options() {
-        assert_eq!(p(&["-x"]), Err("invalid option: \"x\"".into()));
-        assert_eq!(p(&["-tx"]), Err("invalid option: \"x\"".into()));
-        assert_eq!(p(&["foo"]), Err("invalid option: \"foo\"".into()));
-        assert_eq!(p(&["--foo"]), Err("invalid option: \"-\"".into()));
+        let starts = |args: &[&str], want: &str| {
+            let e = p(args).unwrap_err();
+            assert!(e.starts_with(want), "{args:?}: {e}");
+            assert!(e.contains("options: -? -h -v -V"), "{e}");
+            assert!(e.contains("commands: demo, up"), "{e}");
+        };
+        starts(&["-x"], "invalid option: \"x\"\n");
+        starts(&["-tx"], "invalid option: \"x\"\n");
+        starts(&["foo"], "invalid option: \"foo\"\n");
+        starts(&["--foo"], "invalid option: \"--foo\"\n");
+        let a = nginx(&["help"]);
+        assert!(a.help && a.info_stream == InfoStream::Stdout);
         // nginx ignores a lone dash.
         assert_eq!(nginx(&["-"]), NginxArgs::default());
     }
@@ -663,6 +747,12 @@ mod tests {
             panic!("-w4");
         };
         assert_eq!(o.workers, 4);
+        let Ok(Command::Up(o)) = p(&["up", "--first-worker-port", "9100", "--", "x"]) else {
+            panic!("--first-worker-port");
+        };
+        assert_eq!(o.first_port, 9100);
+        let e = p(&["up", "--prot", "1", "--", "x"]).unwrap_err();
+        assert!(e.contains("tip:"), "{e}");
         assert_eq!(p(&["up", "--help"]), Ok(Command::UpHelp));
         assert!(p(&["up", "-w", "4"])
             .unwrap_err()
@@ -693,7 +783,21 @@ mod tests {
                 first_backend_port: 7000
             }))
         );
+        assert_eq!(
+            p(&["demo", "--balancer-port", "9091"]),
+            Ok(Command::Demo(DemoOptions {
+                port: 9091,
+                ..DemoOptions::default()
+            }))
+        );
+        assert!(p(&["demo", "--port", "1", "--balancer-port", "2"]).is_err());
         assert_eq!(p(&["demo", "--help"]), Ok(Command::DemoHelp));
+        let e = p(&["demo", "--nope"]).unwrap_err();
+        assert!(
+            e.starts_with("demo: unexpected argument '--nope' found"),
+            "{e}"
+        );
+        assert!(e.ends_with("(see \"ferrolb demo --help\")"), "{e}");
         assert!(p(&["demo", "--port"]).is_err());
         assert!(p(&["demo", "--port", "x"]).is_err());
         assert!(p(&["demo", "--nope"]).is_err());

@@ -77,14 +77,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
     }
 
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
-    let prefix = match &a.prefix {
-        Some(p) => cwd.join(p),
-        None => cwd,
-    };
-    let conf_path = match &a.conf {
-        Some(c) => prefix.join(c),
-        None => default_conf(&prefix),
-    };
+    let (prefix, conf_path) = prefix_and_conf(&cwd, a.prefix.as_deref(), a.conf.as_deref());
     let error_log_override = a.error_log.as_ref().map(|e| match e {
         ErrorLogArg::Stderr => LogTarget::Stderr,
         ErrorLogArg::File(f) => LogTarget::File(prefix.join(f)),
@@ -113,13 +106,30 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
         return Ok(test_config(&a, &conf_path, &load));
     }
 
-    match process::run(RunOptions {
+    // Whatever stops the start is shown on the terminal as well as written to the
+    // error log, as nginx does with its `[emerg]` start-up errors; `process::run` turns
+    // the copy off once it serves.
+    ferrolb::log::set_stderr_mirror(true);
+    let terminal = process::Terminal {
+        summary: !a.quiet,
+        // A reload is asked for from elsewhere (`-s reload`, systemctl): its outcome
+        // on a terminal someone watches, not into a service's captured output, which
+        // has the error log.
+        reloads: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        daemon: true,
+    };
+    let opts = RunOptions {
         conf_path,
         load,
         error_log_override,
         admin: a.admin,
-    }) {
+    };
+    match process::run_on_terminal(opts, terminal) {
         Ok(()) => Ok(true),
+        Err(ferrolb::server::ServerError::Config(e)) => {
+            report_config_error(&e);
+            Ok(false)
+        }
         Err(e) => {
             ferrolb::emerg!("{}", e);
             Ok(false)
@@ -128,7 +138,7 @@ fn nginx_main(a: NginxArgs) -> anyhow::Result<bool> {
 }
 
 fn print_info(a: &NginxArgs) {
-    let mut text = format!("{}\n", cli::VERSION_LINE);
+    let mut text = format!("{}\n{}\n", cli::OWN_VERSION_LINE, cli::NGINX_VERSION_LINE);
     if a.help {
         text.push_str(cli::HELP);
     }
@@ -145,6 +155,47 @@ fn print_info(a: &NginxArgs) {
         InfoStream::Stderr => std::io::stderr().write_all(text.as_bytes()),
         InfoStream::Stdout => std::io::stdout().write_all(text.as_bytes()),
     };
+}
+
+/// The prefix (where relative paths of the configuration resolve: `logs/`, the pid
+/// file) and the configuration file, by one rule an operator can predict from any
+/// directory:
+///
+/// * `-p DIR`: the prefix is DIR; `-c FILE` is relative to it, as in nginx.
+/// * `-c FILE` without `-p`: FILE is relative to the current directory and the prefix
+///   is the directory FILE is in, so `logs/` and the pid file sit next to it and
+///   `ferrolb -c FILE -s reload` finds the instance from anywhere.
+/// * neither: the current directory, with `conf/nginx.conf` or `nginx.conf` in it.
+///
+/// The prefix is made absolute and symlink-free when it exists, so that two spellings
+/// of one directory find the same pid file.
+fn prefix_and_conf(cwd: &Path, prefix: Option<&Path>, conf: Option<&Path>) -> (PathBuf, PathBuf) {
+    let canonical = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    match (prefix, conf) {
+        (Some(p), conf) => {
+            let prefix = canonical(cwd.join(p));
+            let conf = match conf {
+                Some(c) => prefix.join(c),
+                None => default_conf(&prefix),
+            };
+            (prefix, conf)
+        }
+        (None, Some(c)) => {
+            let conf = cwd.join(c);
+            let dir = conf
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| cwd.to_owned());
+            let prefix = canonical(dir);
+            let name = conf.file_name().map(PathBuf::from).unwrap_or_default();
+            (prefix.clone(), prefix.join(name))
+        }
+        (None, None) => {
+            let prefix = canonical(cwd.to_owned());
+            let conf = default_conf(&prefix);
+            (prefix, conf)
+        }
+    }
 }
 
 /// `conf/nginx.conf` as nginx's layout has it, else `nginx.conf` next to the binary's
@@ -170,6 +221,30 @@ fn is_root() -> bool {
 /// Reports a configuration error as nginx does: `[emerg] message in FILE:LINE`. The
 /// loader's errors display as `FILE:LINE: message`; anything else is shown as is.
 fn report_config_error(e: &config::ConfigError) {
+    if let config::ConfigError::Io { path, source } = e {
+        // nginx's words for a configuration file it cannot open.
+        let hint = match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                "give the file with -c FILE (relative to the prefix, -p), or try \"ferrolb demo\""
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "the file (or a directory above it) is not readable by this user"
+            }
+            _ => "",
+        };
+        let hint = if hint.is_empty() {
+            String::new()
+        } else {
+            format!("\n  hint: {hint}")
+        };
+        ferrolb::emerg!(
+            "open() \"{}\" failed ({}){}",
+            path.display(),
+            ferrolb::log::os_error_text(source),
+            hint
+        );
+        return;
+    }
     let text = e.to_string();
     match split_location(&text) {
         Some((file, line, msg)) => {
@@ -247,9 +322,11 @@ fn test_config(a: &NginxArgs, conf_path: &Path, load: &LoadOptions) -> bool {
     }
 }
 
-/// `-s`: returns success.
+/// `-s`: returns success. Signals only a process that is a ferrolb (by `/proc`), so a
+/// stale pid file whose number now belongs to something else is never acted on.
 fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptions) -> bool {
-    let pid_path = if conf_path.exists() {
+    let conf_exists = conf_path.exists();
+    let pid_path = if conf_exists {
         match config::load(conf_path, load) {
             Ok(cfg) => cfg.pid,
             Err(e) => {
@@ -263,8 +340,22 @@ fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptio
     let text = match std::fs::read(&pid_path) {
         Ok(t) => t,
         Err(e) => {
+            let why = if conf_exists {
+                format!(
+                    "the pid file is the \"pid\" of {} (default logs/nginx.pid in the prefix {})",
+                    conf_path.display(),
+                    prefix.display()
+                )
+            } else {
+                format!(
+                    "{} does not exist, so the pid file is logs/nginx.pid in the prefix {}",
+                    conf_path.display(),
+                    prefix.display()
+                )
+            };
             ferrolb::error!(
-                "open() \"{}\" failed ({})",
+                "open() \"{}\" failed ({})\n  hint: is ferrolb running? {why}; give -s the \
+                 same -c FILE (and -p DIR, if any) that started it",
                 pid_path.display(),
                 ferrolb::log::os_error_text(&e)
             );
@@ -283,6 +374,25 @@ fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptio
             return false;
         }
     };
+    match process_kind(pid) {
+        ProcessKind::Ferrolb => {}
+        ProcessKind::Gone => {
+            ferrolb::error!(
+                "no process {pid} (from \"{}\"): ferrolb is not running\n  hint: the pid \
+                 file is stale (ferrolb was killed?); remove it",
+                pid_path.display()
+            );
+            return false;
+        }
+        ProcessKind::Other(name) => {
+            ferrolb::error!(
+                "process {pid} (from \"{}\") is \"{name}\", not ferrolb: not signalled\n  \
+                 hint: the pid file is stale and its number was reused; remove it",
+                pid_path.display()
+            );
+            return false;
+        }
+    }
     let Some(signal) = sig.signal() else {
         // `restart`: a request over `ferrolb up`'s control socket, answered when done.
         return match ferrolb::supervise::request_restart(&pid_path) {
@@ -308,6 +418,41 @@ fn send_signal(sig: SignalCmd, prefix: &Path, conf_path: &Path, load: &LoadOptio
             );
             false
         }
+    }
+}
+
+/// What a pid names, for `-s`.
+#[derive(Debug, PartialEq, Eq)]
+enum ProcessKind {
+    /// A ferrolb process.
+    Ferrolb,
+    /// No such process.
+    Gone,
+    /// Something else, by its name.
+    Other(String),
+}
+
+/// Tells by `/proc/PID/exe` (the binary's file name, ` (deleted)` after an upgrade
+/// replaced it) or `/proc/PID/comm` (readable for other users' processes too) whether
+/// `pid` is a ferrolb. A binary renamed to something without "ferrolb" in it is not
+/// recognised: the error says what the process is.
+fn process_kind(pid: i32) -> ProcessKind {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let comm = match std::fs::read_to_string(proc_dir.join("comm")) {
+        Ok(c) => c.trim().to_owned(),
+        Err(_) => return ProcessKind::Gone,
+    };
+    let exe_name = std::fs::read_link(proc_dir.join("exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let is_ferrolb = comm.starts_with("ferrolb")
+        || exe_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("ferrolb"));
+    if is_ferrolb {
+        ProcessKind::Ferrolb
+    } else {
+        ProcessKind::Other(comm)
     }
 }
 

@@ -29,7 +29,10 @@ fn version_short_goes_to_stderr() {
     assert!(o.status.success());
     assert_eq!(
         text(&o.stderr),
-        "nginx version: nginx/1.22.1 (ferrolb 0.1.0)\n"
+        format!(
+            "ferrolb version: ferrolb/{}\nnginx version: nginx/1.22.1\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     assert!(o.stdout.is_empty());
 }
@@ -39,7 +42,13 @@ fn version_long_goes_to_stdout() {
     let d = tempdir("version");
     let o = ferrolb(&["--version"], &d);
     assert!(o.status.success());
-    assert!(text(&o.stdout).starts_with("nginx version: nginx/1.22.1"));
+    assert_eq!(
+        text(&o.stdout),
+        format!(
+            "ferrolb version: ferrolb/{}\nnginx version: nginx/1.22.1\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
 }
 
 #[test]
@@ -48,7 +57,8 @@ fn configure_details() {
     let o = ferrolb(&["-V"], &d);
     assert!(o.status.success());
     let e = text(&o.stderr);
-    assert!(e.contains("nginx version: nginx/1.22.1"), "{e}");
+    assert!(e.starts_with("ferrolb version: ferrolb/"), "{e}");
+    assert!(e.contains("\nnginx version: nginx/1.22.1\n"), "{e}");
     assert!(e.contains("built by rustc "), "{e}");
     assert!(e.contains("configure arguments:"), "{e}");
     assert!(e.contains("--without-http_gzip_module"), "{e}");
@@ -85,9 +95,39 @@ fn invalid_option_fails_like_nginx() {
         text(&o.stderr),
         "ferrolb: option \"-c\" requires file name\n"
     );
-    let o = ferrolb(&["-x"], &d);
+    let known = "  options: -? -h -v -V -t -T -q, -s signal, -p prefix, -e filename, \
+                 -c filename, -g directives, --admin addr, --help, --version; \
+                 commands: demo, up (see \"ferrolb --help\")\n";
+    for (arg, named) in [("-x", "x"), ("--nope", "--nope"), ("halp", "halp")] {
+        let o = ferrolb(&[arg], &d);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            text(&o.stderr),
+            format!("ferrolb: invalid option: \"{named}\"\n{known}")
+        );
+    }
+    let o = ferrolb(&["demo", "--nope"], &d);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(text(&o.stderr), "ferrolb: invalid option: \"x\"\n");
+    assert_eq!(
+        text(&o.stderr),
+        "ferrolb: demo: unexpected argument '--nope' found\n  options: --balancer-port N, \
+         --backends N, --first-backend-port N, --help (see \"ferrolb demo --help\")\n"
+    );
+    let o = ferrolb(&["up", "--wrokers", "2", "--", "x"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(
+        e.starts_with("ferrolb: up: unexpected argument '--wrokers' found; tip: a similar argument exists: '--workers'\n"),
+        "{e}"
+    );
+}
+
+#[test]
+fn help_word_shows_the_help() {
+    let d = tempdir("helpword");
+    let o = ferrolb(&["help"], &d);
+    assert!(o.status.success());
+    assert!(text(&o.stdout).contains("Usage: ferrolb"));
 }
 
 #[test]
@@ -123,12 +163,17 @@ fn signal_without_pid_file_fails_clearly() {
     let o = ferrolb(&["-s", "reload"], &d);
     assert_eq!(o.status.code(), Some(1));
     let e = text(&o.stderr);
+    let d = d.canonicalize().expect("temp dir");
     let pid = d.join("logs/nginx.pid");
     assert_eq!(
         e,
         format!(
-            "ferrolb: [error] open() \"{}\" failed (2: No such file or directory)\n",
-            pid.display()
+            "ferrolb: [error] open() \"{}\" failed (2: No such file or directory)\n  \
+             hint: is ferrolb running? {} does not exist, so the pid file is logs/nginx.pid \
+             in the prefix {}; give -s the same -c FILE (and -p DIR, if any) that started it\n",
+            pid.display(),
+            d.join("nginx.conf").display(),
+            d.display()
         )
     );
 }
@@ -144,19 +189,48 @@ fn signal_with_bad_pid_file_fails_clearly() {
 }
 
 #[test]
-fn signal_reaches_the_process_in_the_pid_file() {
+fn signal_is_refused_for_a_pid_that_is_not_ferrolb() {
     let d = tempdir("sk");
     let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
     std::fs::create_dir_all(d.join("logs")).expect("logs");
-    std::fs::write(d.join("logs/nginx.pid"), format!("{}\n", child.id())).expect("pid");
+    let pid_file = d.join("logs/nginx.pid");
+    std::fs::write(&pid_file, format!("{}\n", child.id())).expect("pid");
     let o = ferrolb(
         &["-p", d.to_str().expect("utf-8 temp dir"), "-s", "stop"],
         &std::env::temp_dir(),
     );
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let status = child.wait().expect("wait");
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(15));
+    assert_eq!(o.status.code(), Some(1));
+    let pid_file = d.canonicalize().expect("temp dir").join("logs/nginx.pid");
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "ferrolb: [error] process {} (from \"{}\") is \"sleep\", not ferrolb: not \
+             signalled\n  hint: the pid file is stale and its number was reused; remove it\n",
+            child.id(),
+            pid_file.display()
+        )
+    );
+    // Still alive: nothing was sent.
+    assert!(child.try_wait().expect("try_wait").is_none());
+    child.kill().expect("kill sleep");
+    child.wait().expect("reap sleep");
+}
+
+#[test]
+fn signal_names_a_pid_that_is_gone() {
+    let d = tempdir("sg");
+    let mut child = Command::new("true").spawn().expect("true");
+    child.wait().expect("reap");
+    std::fs::create_dir_all(d.join("logs")).expect("logs");
+    std::fs::write(d.join("logs/nginx.pid"), format!("{}\n", child.id())).expect("pid");
+    let o = ferrolb(&["-s", "quit"], &d);
+    assert_eq!(o.status.code(), Some(1));
+    let e = text(&o.stderr);
+    assert!(
+        e.contains(&format!("no process {} (from ", child.id())),
+        "{e}"
+    );
+    assert!(e.contains("pid file is stale"), "{e}");
 }
 
 #[test]
@@ -178,7 +252,7 @@ fn demo_names_a_taken_port() {
             "1",
             "--first-backend-port",
             &p,
-            "--port",
+            "--balancer-port",
             &balancer,
         ],
         &d,

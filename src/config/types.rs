@@ -38,6 +38,10 @@ pub struct Config {
     pub error_log: ErrorLogConf,
     /// `pid`; default `logs/nginx.pid` under the prefix.
     pub pid: PathBuf,
+    /// `daemon on|off`: detach from the terminal once listening. Default off: unlike
+    /// nginx (default on), ferrolb has always run in the foreground, and service
+    /// managers prefer that.
+    pub daemon: bool,
     /// The `http { }` block; a config without one proxies nothing.
     pub http: Http,
     /// Non-fatal findings (directives accepted but ignored, …), for `-t` and the error log.

@@ -37,6 +37,22 @@ pub struct RunOptions {
     pub admin: Option<SocketAddr>,
 }
 
+/// What the nginx command line shows on the terminal (stderr) besides the error log.
+/// The default shows nothing, for embedders (`ferrolb up`, `ferrolb demo`) that print
+/// their own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    /// Once serving, a short summary: listeners, upstreams and their peers, admin
+    /// address, configuration file, logs. Default off (`-q` keeps it off).
+    pub summary: bool,
+    /// One line per reload: applied, or rejected with the error. Default off (the
+    /// command line turns it on when stderr is a terminal).
+    pub reloads: bool,
+    /// Honour `daemon on;`: detach once listening (see [`daemonize`]). Default off:
+    /// embedders stay in the foreground whatever the configuration says.
+    pub daemon: bool,
+}
+
 /// See [`RunHooks::on_shared`].
 pub type OnShared = Box<dyn FnOnce(&Arc<Shared>) + Send>;
 
@@ -70,8 +86,13 @@ impl std::fmt::Debug for RunHooks {
 /// all are bound, and handles SIGHUP (reload), SIGQUIT (graceful stop), SIGTERM and
 /// SIGINT (fast stop), SIGUSR1 (reopen logs).
 pub fn run(opts: RunOptions) -> Result<(), ServerError> {
+    run_on_terminal(opts, Terminal::default())
+}
+
+/// Like [`run`], showing on stderr what `terminal` asks for.
+pub fn run_on_terminal(opts: RunOptions, terminal: Terminal) -> Result<(), ServerError> {
     let (_tx, rx) = watch::channel(false);
-    run_with_shutdown(opts, rx)
+    run_inner(opts, rx, RunHooks::default(), terminal)
 }
 
 /// Like [`run`], and also stops (gracefully) when `shutdown` turns true.
@@ -85,13 +106,29 @@ pub fn run_with_shutdown(
 /// Like [`run_with_shutdown`], with an embedder's [`RunHooks`].
 pub fn run_with_hooks(
     opts: RunOptions,
+    shutdown: watch::Receiver<bool>,
+    hooks: RunHooks,
+) -> Result<(), ServerError> {
+    run_inner(opts, shutdown, hooks, Terminal::default())
+}
+
+fn run_inner(
+    opts: RunOptions,
     mut shutdown: watch::Receiver<bool>,
     hooks: RunHooks,
+    terminal: Terminal,
 ) -> Result<(), ServerError> {
     let mut config = load(&opts)?;
     if let Some(overlay) = &hooks.overlay {
         overlay.apply(&mut config);
     }
+    // Before anything starts a thread (building the runtime starts access log
+    // writers): only a single-threaded process can fork safely.
+    let ready_pipe = if terminal.daemon && config.daemon {
+        Some(daemonize()?)
+    } else {
+        None
+    };
     let workers = config.worker_processes.max(1);
     let pid_path = config.pid.clone();
     let registry = PeerRegistry::new();
@@ -107,10 +144,8 @@ pub fn run_with_hooks(
     };
     let mut per_worker: Vec<Vec<(Endpoint, Listener)>> = (0..workers).map(|_| Vec::new()).collect();
     for addr in &addrs {
-        let ls = listener::bind_for_workers(addr, workers).map_err(|err| ServerError::Bind {
-            addr: addr.clone(),
-            err,
-        })?;
+        let ls = listener::bind_for_workers(addr, workers)
+            .map_err(|err| ServerError::bind(addr.clone(), err))?;
         listen_ctl.bound.insert(addr.clone());
         for (w, l) in per_worker.iter_mut().zip(ls) {
             w.push((addr.clone(), l));
@@ -146,10 +181,8 @@ pub fn run_with_hooks(
     };
     if let Some(settings) = admin {
         let addr = settings.addr;
-        crate::admin::spawn(shared.clone(), settings).map_err(|err| ServerError::Bind {
-            addr: addr.into(),
-            err,
-        })?;
+        crate::admin::spawn(shared.clone(), settings)
+            .map_err(|err| ServerError::bind(addr.into(), err))?;
     }
 
     let mut threads = Vec::with_capacity(workers);
@@ -167,6 +200,16 @@ pub fn run_with_hooks(
     write_pid(&pid_path)?;
     // Startup problems were mirrored to the terminal; from here on the error log alone.
     crate::log::set_stderr_mirror(false);
+    if terminal.summary {
+        let rt = shared.runtime.load();
+        eprint!(
+            "{}",
+            summary(&opts.conf_path, &rt.config, &addrs, workers, opts.admin)
+        );
+    }
+    if let Some(pipe) = ready_pipe {
+        detach(pipe);
+    }
     crate::log::emit(
         Level::Notice,
         None,
@@ -197,7 +240,7 @@ pub fn run_with_hooks(
         let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&opts, &shared, &mut listen_ctl, workers),
+                _ = hup.recv() => reload(&opts, &shared, &mut listen_ctl, workers, terminal),
                 _ = usr1.recv() => {
                     crate::log::emit(Level::Notice, None, format_args!("reopening logs"));
                     if let Err(e) = crate::log::reopen().and_then(|()| AccessLogs::reopen_all()) {
@@ -304,20 +347,104 @@ fn load(opts: &RunOptions) -> Result<Config, ServerError> {
 }
 
 /// SIGHUP: load the configuration again; on any error keep the running one.
-fn reload(opts: &RunOptions, shared: &Shared, listeners: &mut ListenControl, workers: usize) {
+fn reload(
+    opts: &RunOptions,
+    shared: &Shared,
+    listeners: &mut ListenControl,
+    workers: usize,
+    terminal: Terminal,
+) {
     crate::log::emit(
         Level::Notice,
         None,
         format_args!("signal 1 (SIGHUP) received, reconfiguring"),
     );
+    let shown = opts.conf_path.display();
     match try_reload(opts, shared, listeners, workers) {
-        Ok(()) => crate::log::emit(Level::Notice, None, format_args!("configuration reloaded")),
-        Err(e) => crate::log::emit(
-            Level::Emerg,
-            None,
-            format_args!("{e}; the running configuration is kept"),
-        ),
+        Ok(()) => {
+            crate::log::emit(Level::Notice, None, format_args!("configuration reloaded"));
+            if terminal.reloads {
+                eprintln!("ferrolb: configuration {shown} reloaded");
+            }
+        }
+        Err(e) => {
+            crate::log::emit(
+                Level::Emerg,
+                None,
+                format_args!("{e}; the running configuration is kept"),
+            );
+            if terminal.reloads {
+                eprintln!(
+                    "ferrolb: reload of {shown} rejected, the running configuration is kept: {e}"
+                );
+            }
+        }
     }
+}
+
+/// The start-up summary, e.g.
+///
+/// ```text
+/// ferrolb 0.1.0 running, pid 4242, configuration /etc/ferrolb/nginx.conf
+///   listening on 127.0.0.1:8080 (2 worker threads)
+///   upstream myproject: 127.0.0.1:8000, 127.0.0.1:8001 (backup)
+///   admin: http://127.0.0.1:9090/
+///   error log /etc/ferrolb/logs/error.log, pid file /etc/ferrolb/logs/nginx.pid
+/// ```
+fn summary(
+    conf_path: &Path,
+    config: &Config,
+    addrs: &[Endpoint],
+    workers: usize,
+    admin_flag: Option<SocketAddr>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "ferrolb {} running, pid {}, configuration {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        conf_path.display()
+    );
+    let threads = if workers == 1 { "thread" } else { "threads" };
+    if addrs.is_empty() {
+        let _ = writeln!(s, "  no listeners (no server block)");
+    } else {
+        let _ = writeln!(
+            s,
+            "  listening on {} ({workers} worker {threads})",
+            list(addrs)
+        );
+    }
+    for u in &config.http.upstreams {
+        let peers: Vec<String> = u
+            .peers
+            .iter()
+            .map(|p| {
+                let mut text = p.addr.to_string();
+                if p.backup {
+                    text.push_str(" (backup)");
+                }
+                if p.down {
+                    text.push_str(" (down)");
+                }
+                text
+            })
+            .collect();
+        let _ = writeln!(s, "  upstream {}: {}", u.name, peers.join(", "));
+    }
+    let admin = admin_flag.or(config.http.admin.as_ref().map(|a| a.addr));
+    if let Some(a) = admin {
+        let _ = writeln!(s, "  admin: http://{a}/");
+    }
+    let log = match &config.error_log.target {
+        LogTarget::File(p) => p.display().to_string(),
+        LogTarget::Stderr => "stderr".into(),
+        LogTarget::Off => "off".into(),
+    };
+    let _ = writeln!(s, "  error log {log}, pid file {}", config.pid.display());
+    s
 }
 
 /// Loads, builds and binds everything the new configuration needs, and only then
@@ -386,10 +513,7 @@ impl ListenControl {
                     for (a, _) in &added {
                         listener::release(a);
                     }
-                    return Err(ServerError::Bind {
-                        addr: addr.clone(),
-                        err,
-                    });
+                    return Err(ServerError::bind(addr.clone(), err));
                 }
             }
         }
@@ -434,4 +558,68 @@ fn write_pid(path: &Path) -> Result<(), ServerError> {
         }
     }
     std::fs::write(path, format!("{}\n", std::process::id())).map_err(err)
+}
+
+/// `daemon on;`: forks. The parent waits until the child listens (it has written the
+/// pid file), then exits 0; if the child fails to start, the child has printed why
+/// on the shared stderr and the parent exits 1. So the exit status of the command
+/// tells whether the service started, as a service manager's `Type=forking` expects.
+/// Returns, in the child only, the pipe to report readiness on (see [`detach`]).
+///
+/// Refuses to fork when the process has more than one thread: the child of a
+/// multi-threaded process may find locks held by threads that no longer exist.
+#[allow(unsafe_code)]
+fn daemonize() -> Result<std::os::unix::net::UnixStream, ServerError> {
+    use nix::unistd::{fork, setsid, ForkResult};
+    use std::io::Read as _;
+    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
+    if threads > 1 {
+        return Err(ServerError::Start(std::io::Error::other(format!(
+            "daemon on: cannot fork with {threads} threads running"
+        ))));
+    }
+    let (mut parent_end, child_end) =
+        std::os::unix::net::UnixStream::pair().map_err(ServerError::Start)?;
+    // SAFETY: the process has one thread (checked above), so the child is a complete
+    // copy with no lock held by a thread that does not exist in it.
+    match unsafe { fork() } {
+        Err(errno) => Err(ServerError::Start(std::io::Error::from(errno))),
+        Ok(ForkResult::Child) => {
+            drop(parent_end);
+            // A session of its own: no controlling terminal, no SIGHUP when the
+            // terminal closes, not in the shell's job control.
+            let _ = setsid();
+            Ok(child_end)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(child_end);
+            let mut word = String::new();
+            // EOF without "ready": the child exited (or crashed) before listening.
+            let _ = parent_end.read_to_string(&mut word);
+            if word == "ready" {
+                std::process::exit(0);
+            }
+            let _ = nix::sys::wait::waitpid(child, None);
+            std::process::exit(1);
+        }
+    }
+}
+
+/// In the daemon child, once it listens: tells the waiting parent, then points stdin,
+/// stdout and stderr at /dev/null (the terminal may close; the error log is the place
+/// for what follows).
+fn detach(mut ready: std::os::unix::net::UnixStream) {
+    use std::io::Write as _;
+    use std::os::fd::AsRawFd as _;
+    let _ = ready.write_all(b"ready");
+    drop(ready);
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
 }

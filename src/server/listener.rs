@@ -2,6 +2,14 @@
 //! `SO_REUSEPORT` so the kernel spreads new connections over the threads without a
 //! shared accept lock. A Unix socket path can be bound once only: every worker gets a
 //! duplicate of that one socket and they accept from it in turn.
+//!
+//! `SO_REUSEPORT` would also let a second ferrolb (of the same user) bind an address
+//! this one serves, without an error, and the kernel would split the connections
+//! between the two. So before the worker sockets are bound, a probe socket without
+//! `SO_REUSEPORT` is bound to the address: it fails with `EADDRINUSE` when anyone
+//! listens there, and the start fails with nginx's `Address already in use` unless
+//! `/proc` shows that every listener there is this very process (a reload adding an
+//! address that overlaps one it serves, e.g. `127.0.0.1:80` next to `*:80`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,9 +38,12 @@ pub enum Listener {
 /// create.
 pub fn bind_for_workers(addr: &Endpoint, workers: usize) -> io::Result<Vec<Listener>> {
     match addr {
-        Endpoint::Inet(a) => (0..workers)
-            .map(|_| bind_tcp(*a).map(Listener::Tcp))
-            .collect(),
+        Endpoint::Inet(a) => {
+            refuse_if_held_elsewhere(*a)?;
+            (0..workers)
+                .map(|_| bind_tcp(*a).map(Listener::Tcp))
+                .collect()
+        }
         Endpoint::Unix(path) => {
             let first = bind_unix(path)?;
             let mut all = Vec::with_capacity(workers);
@@ -53,7 +64,32 @@ pub fn release(addr: &Endpoint) {
     }
 }
 
-/// Binds a non-blocking TCP listener with `SO_REUSEADDR` and `SO_REUSEPORT`.
+/// Fails with `EADDRINUSE` when another process listens on `addr` (see the module
+/// doc). The probe sets `SO_REUSEADDR` as the real sockets do, so connections of an
+/// earlier run still in `TIME_WAIT` do not count. Between the probe and the real bind
+/// another process could still take the address: a window of microseconds, against
+/// the silent sharing it closes.
+fn refuse_if_held_elsewhere(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.set_reuse_address(true)?;
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EADDRINUSE as i32) => {
+            if super::holders::of(&Endpoint::Inet(addr)).only_this_process() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds a non-blocking TCP listener with `SO_REUSEADDR` and `SO_REUSEPORT`. It does
+/// not check for other processes on `addr`: [`bind_for_workers`] does.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
@@ -74,4 +110,57 @@ fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     socket.bind(&socket2::SockAddr::unix(path)?)?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// How to get past a failed bind of `addr`, when we can tell: who holds the address
+/// (from `/proc`), how to bind ports below 1024 without running as root.
+pub fn bind_hint(addr: &Endpoint, err: &io::Error) -> Option<String> {
+    use nix::errno::Errno;
+    let errno = Errno::from_raw(err.raw_os_error()?);
+    match (errno, addr) {
+        (Errno::EACCES, Endpoint::Inet(a)) if a.port() < 1024 => {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "/path/to/ferrolb".into());
+            Some(format!(
+                "ports below 1024 need privileges: start ferrolb as root (sudo), \
+                 or let this binary bind them: sudo setcap cap_net_bind_service=+ep {exe}; \
+                 or listen on a port from 1024 up"
+            ))
+        }
+        (Errno::EACCES, Endpoint::Unix(path)) => Some(format!(
+            "this user may not create files in {}",
+            path.parent().unwrap_or(Path::new("/")).display()
+        )),
+        (Errno::EADDRINUSE, _) => {
+            let holders = super::holders::of(addr);
+            match holders.describe() {
+                Some(who)
+                    if holders
+                        .processes
+                        .iter()
+                        .any(|h| h.command.contains("ferrolb")) =>
+                {
+                    Some(format!(
+                        "{who}; ferrolb already running? \"ferrolb -c FILE -s reload\" \
+                         applies a changed configuration, \"-s quit\" stops it"
+                    ))
+                }
+                Some(who) => Some(who),
+                None => match addr {
+                    Endpoint::Unix(_) => Some(
+                        "nothing listens on that socket file: if an earlier run left it, \
+                         remove it"
+                            .into(),
+                    ),
+                    Endpoint::Inet(_) => None,
+                },
+            }
+        }
+        (Errno::EADDRNOTAVAIL, Endpoint::Inet(a)) => Some(format!(
+            "no network interface of this machine has the address {}",
+            a.ip()
+        )),
+        _ => None,
+    }
 }

@@ -2,6 +2,7 @@
 //! everything between an accepted client connection and [`crate::proxy::forward`].
 
 mod conn;
+pub mod holders;
 pub mod http1_downstream;
 pub mod listener;
 pub mod location;

@@ -21,15 +21,22 @@ pub enum ServerError {
     #[error("{0}")]
     Config(#[from] config::ConfigError),
     /// A listener could not be bound.
-    #[error("bind() to {addr} failed ({})", crate::log::os_error_text(err))]
+    #[error(
+        "bind() to {addr} failed ({}){}",
+        crate::log::os_error_text(err),
+        hint_suffix(hint)
+    )]
     Bind {
         /// The address.
         addr: Endpoint,
         /// The cause.
         err: std::io::Error,
+        /// How to get past it, printed on a line of its own (see
+        /// [`crate::server::listener::bind_hint`]).
+        hint: Option<String>,
     },
     /// The pid file could not be written.
-    #[error("open() \"{path}\" failed ({err})")]
+    #[error("open() \"{}\" failed ({})", path.display(), crate::log::os_error_text(err))]
     Pid {
         /// The path.
         path: PathBuf,
@@ -42,6 +49,21 @@ pub enum ServerError {
     /// A thread or runtime could not be created.
     #[error("could not start: {0}")]
     Start(std::io::Error),
+}
+
+impl ServerError {
+    /// A failed bind of `addr`, with a hint when one helps.
+    pub fn bind(addr: Endpoint, err: std::io::Error) -> ServerError {
+        let hint = crate::server::listener::bind_hint(&addr, &err);
+        ServerError::Bind { addr, err, hint }
+    }
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    match hint {
+        Some(h) => format!("\n  hint: {h}"),
+        None => String::new(),
+    }
 }
 
 /// How the server is being stopped.

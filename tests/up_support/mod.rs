@@ -60,7 +60,7 @@ impl Up {
         cmd.arg("up")
             .arg("-w")
             .arg(workers.to_string())
-            .arg("--port")
+            .arg("--first-worker-port")
             .arg(free_port().to_string())
             .arg("--listen")
             .arg(format!("127.0.0.1:{listen}"))

@@ -276,6 +276,7 @@ impl Validator<'_> {
                 level: Level::Error,
             }),
             pid: pid.unwrap_or_else(|| prefix.join("logs/nginx.pid")),
+            daemon: daemon.unwrap_or(false),
             http: http.unwrap_or_default(),
             warnings: std::mem::take(&mut self.warnings),
         })
