@@ -106,7 +106,7 @@ fn facts(r: &Response, port: u16) -> String {
         ctype
     };
     format!(
-        "{} type={} length={} etag={} modified={} range={} location={} ranges={}\n{}",
+        "{} type={} length={} etag={} modified={} range={} location={} ranges={} connection={}\n{}",
         r.status,
         if r.status >= 400 {
             "-".to_owned()
@@ -124,6 +124,7 @@ fn facts(r: &Response, port: u16) -> String {
         h("content-range"),
         h("location").replace(&port.to_string(), "PORT"),
         h("accept-ranges"),
+        h("connection"),
         body
     )
 }

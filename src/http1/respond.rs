@@ -54,8 +54,11 @@ pub fn add_header_applies(status: u16) -> bool {
     )
 }
 
-/// Writes the status line, `Server`, `Date` and, unless `keep_alive`, `Connection: close`.
+/// Writes the status line, `Server`, `Date` and `Connection: keep-alive` or `close`, as
+/// nginx writes it on every response. (`http10_client` no longer changes the output;
+/// kept so callers say who they answer.)
 pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool) {
+    let _ = http10_client;
     let _ = write!(
         out,
         "HTTP/1.1 {status} {}\r\nServer: ferrolb\r\nDate: ",
@@ -63,10 +66,10 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http1
     );
     write_http_date(out);
     out.extend_from_slice(b"\r\n");
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if http10_client {
+    if keep_alive {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
+    } else {
+        out.extend_from_slice(b"Connection: close\r\n");
     }
 }
 

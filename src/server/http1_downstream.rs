@@ -137,10 +137,11 @@ impl Downstream for Http1Downstream<'_> {
             if head.framing == BodyFraming::Chunked || self.rechunk {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
-            if !keep_alive {
-                out.extend_from_slice(b"Connection: close\r\n");
-            } else if http10_client {
+            // nginx names the connection's fate on every response.
+            if keep_alive {
                 out.extend_from_slice(b"Connection: keep-alive\r\n");
+            } else {
+                out.extend_from_slice(b"Connection: close\r\n");
             }
         }
         for (name, value) in resp.extra {
