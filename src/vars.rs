@@ -86,7 +86,8 @@ impl RequestVars<'_> {
                 }
             }
             Var::ProxyAddXForwardedFor => {
-                if let Some(v) = self.header("x-forwarded-for") {
+                // Every X-Forwarded-For line, joined as nginx joins them.
+                for v in self.head.header_values(self.buf, "x-forwarded-for") {
                     out.extend_from_slice(v);
                     out.extend_from_slice(b", ");
                 }

@@ -694,3 +694,73 @@ fn responses_with_ambiguous_framing_get_502_and_never_reach_the_client() {
         );
     }
 }
+
+#[test]
+fn invalid_header_names_hosts_and_methods_as_nginx_treats_them() {
+    let b = Backend::start(|_, _| ok("x"));
+    let conf_with = |port: u16, underscores: &str| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  {underscores}\n  upstream up {{ {} }}\n  server {{\n    \
+             listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n      \
+             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n    }}\n  }}\n}}\n",
+            one(&b)
+        )
+    };
+    let (p, [port]) = Proxy::start_on(|[port]| conf_with(port, ""));
+    let r = http_request(
+        port,
+        "GET",
+        "/",
+        "a",
+        &[
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("X.Dotted", "1"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-For", "10.0.0.2"),
+            ("X-Fine", "kept"),
+        ],
+        b"",
+    )
+    .expect("GET");
+    assert_eq!(r.status, 200);
+    let seen = b.seen().pop().expect("the backend saw it");
+    // nginx's defaults: fields with `_` or other odd bytes in their names are dropped.
+    assert_eq!(seen.header("X_Forwarded_For"), None, "{}", seen.head);
+    assert_eq!(seen.header("X.Dotted"), None, "{}", seen.head);
+    assert_eq!(seen.header("X-Fine").as_deref(), Some("kept"));
+    // Every X-Forwarded-For line, joined, then the client.
+    assert_eq!(
+        seen.header("X-Forwarded-For").as_deref(),
+        Some("10.0.0.1, 10.0.0.2, 127.0.0.1")
+    );
+    wait_until(Duration::from_secs(10), "the info line", || {
+        p.error_log()
+            .contains("client sent invalid header line: \"X_Forwarded_For: 6.6.6.6\"")
+            .then_some(())
+    });
+
+    // Hosts and methods nginx refuses never reach the backend.
+    let before = b.seen().len();
+    for req in [
+        &b"GET / HTTP/1.1\r\nHost: a..b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+        b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let out = raw(port, req);
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    }
+    assert_eq!(b.seen().len(), before);
+    drop(p);
+
+    // `underscores_in_headers on` lets them through.
+    let (_p, [port]) = Proxy::start_on(|[port]| conf_with(port, "underscores_in_headers on;"));
+    http_request(port, "GET", "/", "a", &[("X_Under", "1")], b"").expect("GET");
+    let seen = b.seen().pop().expect("seen");
+    assert_eq!(
+        seen.header("X_Under").as_deref(),
+        Some("1"),
+        "{}",
+        seen.head
+    );
+}

@@ -219,6 +219,8 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("expires", HSL, 1, 2),
     handled("disable_symlinks", HSL, 1, 2),
     handled("try_files", SERVER | LOCATION, 2, MANY),
+    handled("underscores_in_headers", HTTP | SERVER, 1, 1),
+    handled("ignore_invalid_headers", HTTP | SERVER, 1, 1),
     handled("alias", LOCATION, 1, 1),
     ignored("ssl_*", HTTP | SERVER, NO_TLS),
     ignored("client_body_buffer_size", HSL, BUFFERING),

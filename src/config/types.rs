@@ -589,6 +589,12 @@ pub struct LocSettings {
     pub access_log: AccessLogConf,
     /// Static file settings (used by [`Action::Static`]).
     pub files: FilesConf,
+    /// `underscores_in_headers`: header names with `_` are valid. Default off.
+    pub underscores_in_headers: bool,
+    /// `ignore_invalid_headers`: fields with names nginx finds invalid (anything but
+    /// letters, digits and `-`, and `_` unless allowed) are dropped, never forwarded.
+    /// Default on.
+    pub ignore_invalid_headers: bool,
 }
 
 /// The request handler a location ends up with.

@@ -39,6 +39,12 @@ pub enum ParseError {
     /// A line ending is a CR not followed by LF.
     #[error("bare CR in line ending")]
     InvalidLineEnding,
+    /// A method with bytes nginx refuses (lower case, digits, punctuation).
+    #[error("invalid method (nginx accepts A-Z, \"_\" and \"-\" only)")]
+    InvalidMethod,
+    /// A Host nginx refuses: empty, `..`, `/`, control bytes, NUL.
+    #[error("invalid host")]
+    InvalidHost,
     /// HTTP/1.1 request without a Host header field (RFC 9112 §3.2).
     #[error("HTTP/1.1 request without Host")]
     MissingHost,

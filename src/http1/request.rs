@@ -145,6 +145,49 @@ impl RequestHead {
         }
     }
 
+    /// Drops the header fields whose name `drop` refuses (nginx's
+    /// `ignore_invalid_headers`), keeping `host` and `xff` pointing at the right fields.
+    /// Returns the dropped fields' ranges (name start .. value end) for the log.
+    pub fn drop_fields(&mut self, buf: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<Range<usize>> {
+        let mut dropped = Vec::new();
+        let host = self.host.map(|i| self.headers[i].name.start);
+        let xff_name = self.xff.map(|i| self.headers[i].name.start);
+        self.headers.retain(|h| {
+            let name = h.name(buf);
+            if drop(name) {
+                dropped.push(h.name.start..h.value.end.max(h.name.end));
+                false
+            } else {
+                true
+            }
+        });
+        self.host = host.and_then(|s| self.headers.iter().position(|h| h.name.start == s));
+        self.xff = xff_name
+            .and_then(|s| self.headers.iter().position(|h| h.name.start == s))
+            .or_else(|| {
+                self.headers
+                    .iter()
+                    .position(|h| h.name(buf).eq_ignore_ascii_case(b"x-forwarded-for"))
+            });
+        dropped
+    }
+
+    /// Every value of the header `name`, in order (for fields that may repeat, like
+    /// `X-Forwarded-For`).
+    pub fn header_values<'b, 'h>(
+        &'h self,
+        buf: &'b [u8],
+        name: &'h str,
+    ) -> impl Iterator<Item = &'b [u8]> + 'h
+    where
+        'b: 'h,
+    {
+        self.headers
+            .iter()
+            .filter(move |h| h.name(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |h| h.value(buf))
+    }
+
     /// Parses a request head from the start of `buf`.
     ///
     /// `Complete`: all fields are set and the body starts at `buf[head_len..]`.
@@ -181,6 +224,13 @@ impl RequestHead {
             });
         }
 
+        // nginx's method grammar: upper-case letters, `_` and `-` (so `get` is a 400).
+        if !method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+        {
+            return Err(ParseError::InvalidMethod);
+        }
         self.method = Method::from_token(method.as_bytes());
         self.method_range = range_in(buf, method.as_bytes()).unwrap_or_default();
         self.minor_version = version;
@@ -197,6 +247,16 @@ impl RequestHead {
             return Err(ParseError::MissingHost);
         }
         self.host = a.host;
+        if let Some(i) = a.host {
+            if !is_valid_host(self.headers[i].value(buf)) {
+                return Err(ParseError::InvalidHost);
+            }
+        }
+        if let Some(r) = &self.absolute_host {
+            if !is_valid_host(&buf[r.clone()]) {
+                return Err(ParseError::InvalidHost);
+            }
+        }
         self.xff = a.xff;
 
         self.framing = if a.te_present {
@@ -309,6 +369,20 @@ impl RequestHead {
 #[inline]
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// nginx's host check (`ngx_http_validate_host`): not empty (a lone trailing dot
+/// counts as empty), no `..`, no `/`, no NUL, control byte, space or DEL.
+fn is_valid_host(h: &[u8]) -> bool {
+    let host = match h.first() {
+        // An IP literal: up to its `]`, the port after it is not the host.
+        Some(b'[') => h,
+        _ => h.split(|&b| b == b':').next().unwrap_or_default(),
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    !host.is_empty()
+        && !h.windows(2).any(|w| w == b"..")
+        && !h.iter().any(|&b| b == b'/' || b <= 0x20 || b == 0x7f)
 }
 
 /// `authority` without userinfo (RFC 3986 §3.2 minus `@`, which RFC 9110 §4.2.4 forbids
@@ -700,8 +774,7 @@ mod tests {
             ("TRACE", Method::Trace),
             ("LOCK", Method::Lock),
             ("PROPFIND", Method::Other),
-            ("get", Method::Other),
-            ("X-CUSTOM!", Method::Other),
+            ("X-CUSTOM", Method::Other),
         ] {
             let buf = format!("{tok} / HTTP/1.1\r\nHost: h\r\n\r\n");
             let h = parse(buf.as_bytes()).unwrap();
@@ -763,10 +836,11 @@ mod tests {
     }
 
     #[test]
-    fn empty_host_accepted() {
-        let buf = b"GET / HTTP/1.1\r\nHost:\r\n\r\n";
-        let h = parse(buf).unwrap();
-        assert_eq!(h.headers[h.host.unwrap()].value(buf), b"");
+    fn empty_host_refused_as_nginx_does() {
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost:\r\n\r\n"),
+            ParseError::InvalidHost
+        );
     }
 
     // ---- target forms ----
@@ -1035,7 +1109,7 @@ mod tests {
             Just("GET".to_string()),
             Just("POST".to_string()),
             Just("DELETE".to_string()),
-            "[A-Z][A-Z!#$%&'*+.^_`|~0-9-]{0,10}",
+            "[A-Z][A-Z_-]{0,10}",
         ]
     }
 
@@ -1118,6 +1192,43 @@ mod tests {
             }
             prop_assert_eq!(h.framing, BodyFraming::None);
             prop_assert_eq!(h.keep_alive, minor == 1);
+        }
+    }
+
+    #[test]
+    fn hosts_and_methods_as_nginx_validates_them() {
+        for host in ["", ".", "a..b", "a/b", "a\\/b", "..", "a b", "a\x7f"] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(
+                matches!(
+                    parse(raw.as_bytes()),
+                    Err(ParseError::InvalidHost | ParseError::InvalidHeaderValue)
+                ),
+                "Host {host:?} must be refused"
+            );
+        }
+        for host in [
+            "example.com",
+            "example.com.",
+            "a.b:8080",
+            "[::1]:80",
+            "xn--d1acufc.xn--p1ai",
+            "a\\b",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(parse(raw.as_bytes()).is_ok(), "Host {host:?} must pass");
+        }
+        assert_eq!(
+            err(b"GET http://a..b/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ParseError::InvalidHost
+        );
+        for m in ["get", "Get", "GE1", "G.T"] {
+            let raw = format!("{m} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert_eq!(err(raw.as_bytes()), ParseError::InvalidMethod, "{m}");
+        }
+        for m in ["GET", "PROPFIND", "VERSION-CONTROL", "M_SEARCH"] {
+            let raw = format!("{m} / HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(parse(raw.as_bytes()).is_ok(), "{m}");
         }
     }
 }

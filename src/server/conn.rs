@@ -155,6 +155,7 @@ async fn exchange(
         }
         Err(io::HeadError::Io { .. }) => return None,
     }
+    drop_invalid_fields(ex, buf, &mut head);
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
         log.write(info.remote, &outcome, ex.started);
@@ -162,6 +163,40 @@ async fn exchange(
     outcome
         .keep_alive
         .then_some((outcome.keepalive_timeout, outcome.header_timeout))
+}
+
+/// `ignore_invalid_headers` with `underscores_in_headers`, as nginx applies them: with
+/// the default server's settings of the address (fields are read before the virtual
+/// server is known). A dropped field is never forwarded nor seen as a variable, so a
+/// client cannot pass `X_Forwarded_For` for a backend that folds `_` into `-` (Django).
+fn drop_invalid_fields(ex: &Exchange<'_>, buf: &[u8], head: &mut RequestHead) {
+    let servers = &ex.rt.config.http.servers;
+    let Some(default) = vhost::find_server(servers, &ex.info.local, None) else {
+        return;
+    };
+    let s = &servers[default].settings;
+    if !s.ignore_invalid_headers {
+        return;
+    }
+    let underscores = s.underscores_in_headers;
+    let valid = |name: &[u8]| {
+        name.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || (underscores && b == b'_'))
+    };
+    if head.headers.iter().all(|h| valid(h.name(buf))) {
+        return;
+    }
+    for r in head.drop_fields(buf, |name| !valid(name)) {
+        crate::log::emit(
+            Level::Info,
+            Some(ex.info.id),
+            format_args!(
+                "client sent invalid header line: \"{}\" while reading client request headers, client: {}",
+                String::from_utf8_lossy(&buf[r]),
+                ex.info.remote
+            ),
+        );
+    }
 }
 
 /// The connection-level context of one request.

@@ -42,6 +42,8 @@ pub(super) struct Partial {
     autoindex: Option<bool>,
     expires: Option<Option<Expires>>,
     disable_symlinks: Option<bool>,
+    underscores_in_headers: Option<bool>,
+    ignore_invalid_headers: Option<bool>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -84,7 +86,9 @@ impl Partial {
             log_not_found,
             autoindex,
             expires,
-            disable_symlinks
+            disable_symlinks,
+            underscores_in_headers,
+            ignore_invalid_headers
         )
     }
 
@@ -111,6 +115,8 @@ impl Partial {
                 .access_log
                 .clone()
                 .unwrap_or_else(|| AccessLogConf::Combined(prefix.join("logs/access.log"))),
+            underscores_in_headers: self.underscores_in_headers.unwrap_or(false),
+            ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
                 doc: match &self.alias {
                     Some(a) => DocRoot::Alias(a.clone()),
@@ -265,6 +271,8 @@ impl Validator<'_> {
             "etag" => once(&mut p.etag, on_off(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, on_off(d)?, d)?,
             "autoindex" => once(&mut p.autoindex, on_off(d)?, d)?,
+            "underscores_in_headers" => once(&mut p.underscores_in_headers, on_off(d)?, d)?,
+            "ignore_invalid_headers" => once(&mut p.ignore_invalid_headers, on_off(d)?, d)?,
             "disable_symlinks" => {
                 let v = match a0 {
                     "off" => false,
