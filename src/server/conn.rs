@@ -280,6 +280,21 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
         }
     };
+    if location::auto_redirect(&server.locations, &uri) {
+        let to = redirect_with_slash(head, buf, info, &uri);
+        let keep = head.keep_alive && !stopping;
+        let sent = static_files::send_redirect(stream, head, &to, keep).await;
+        return Handled {
+            status: sent.status,
+            body_bytes: sent.body_bytes,
+            head_bytes: sent.head_bytes,
+            attempts: Vec::new(),
+            keep_alive: sent.keep_alive && body_in_buffer(buf, head) == Some(0),
+            keepalive_timeout: server.settings.keepalive_timeout,
+            header_timeout: server.settings.client_header_timeout,
+            log: None,
+        };
+    }
     // The location, after the internal redirects of `index` and `try_files`.
     let mut uri = uri;
     let mut named: Option<&Location> = None;
@@ -424,6 +439,11 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 let vars = request_vars(head, buf, info, &server.primary_name, &uri);
                 vars.eval(t, &mut body);
             }
+            // nginx's `absolute_redirect on`: a redirect to a path names this host.
+            if respond::is_redirect(*code) && body.starts_with(b"/") {
+                let path = String::from_utf8_lossy(&body).into_owned();
+                body = absolute_location(head, buf, info, &path).into_bytes();
+            }
             answer_local(
                 stream,
                 buf,
@@ -511,9 +531,19 @@ async fn serve_static<'a>(
     }
 }
 
-/// nginx's absolute redirect to a directory's URI with its slash: the Host the client
-/// asked for (without its port), the listening port unless 80, the arguments kept.
+/// nginx's absolute redirect to a directory's URI with its slash, the arguments kept.
 fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &str) -> String {
+    let args = head
+        .query(buf)
+        .map(|q| format!("?{}", String::from_utf8_lossy(q)))
+        .unwrap_or_default();
+    absolute_location(head, buf, info, &format!("{uri}/{args}"))
+}
+
+/// `path` as nginx makes a redirect absolute (`absolute_redirect on`,
+/// `server_name_in_redirect off`, `port_in_redirect on`): the Host the client asked for
+/// without its port, then the listening port unless 80.
+fn absolute_location(head: &RequestHead, buf: &[u8], info: &ClientInfo, path: &str) -> String {
     let host = head
         .header_value(buf, "host")
         .and_then(|h| std::str::from_utf8(h).ok())
@@ -523,11 +553,7 @@ fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &
         Some(80) | None => String::new(),
         Some(p) => format!(":{p}"),
     };
-    let args = head
-        .query(buf)
-        .map(|q| format!("?{}", String::from_utf8_lossy(q)))
-        .unwrap_or_default();
-    format!("http://{host}{port}{uri}/{args}")
+    format!("http://{host}{port}{path}")
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the
@@ -561,10 +587,18 @@ async fn answer_local<'a>(
     let mut body_len = 0u64;
     match text {
         Some(t) if respond::is_redirect(status) => {
+            // nginx sends its page for the status with the Location.
+            let page = static_files::error_body(status);
             respond::write_status_line(&mut out, status, keep, http10);
-            out.extend_from_slice(b"Location: ");
+            out.extend_from_slice(b"Content-Type: text/html\r\nContent-Length: ");
+            out.extend_from_slice(page.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\nLocation: ");
             out.extend_from_slice(&t);
-            out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            out.extend_from_slice(b"\r\n\r\n");
+            if !head_only {
+                body_len = page.len() as u64;
+                out.extend_from_slice(page.as_bytes());
+            }
         }
         Some(t) => {
             respond::write_status_line(&mut out, status, keep, http10);

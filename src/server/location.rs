@@ -4,7 +4,7 @@
 //! regexes are then tried in file order and the first match wins; otherwise the longest
 //! prefix is the answer. Pure: no I/O, no allocation.
 
-use crate::config::{Location, LocationKind};
+use crate::config::{Action, Location, LocationKind};
 
 /// The location for a request path (already decoded and normalised, without
 /// arguments), or `None` when nothing matches (the server-level settings apply).
@@ -13,6 +13,26 @@ pub fn find_location<'a>(locations: &'a [Location], path: &str) -> Option<&'a Lo
         Found::Final(l) => Some(l),
         Found::Partial(l) => l,
     }
+}
+
+/// nginx's automatic redirect (`auto_redirect`): `/app` is answered with a 301 to
+/// `/app/` when `location /app/` proxies (and no `location = /app` exists), since the
+/// proxied application lives under the slash.
+pub fn auto_redirect(locations: &[Location], path: &str) -> bool {
+    if locations
+        .iter()
+        .any(|l| l.kind == LocationKind::Exact && l.pattern == path)
+    {
+        return false;
+    }
+    locations.iter().any(|l| {
+        matches!(l.kind, LocationKind::Prefix | LocationKind::PrefixNoRegex)
+            && ((l.pattern.len() == path.len() + 1
+                && l.pattern.ends_with('/')
+                && l.pattern.starts_with(path)
+                && matches!(l.settings.action, Action::Proxy(_)))
+                || (path.starts_with(l.pattern.as_str()) && auto_redirect(&l.locations, path)))
+    })
 }
 
 /// nginx's return codes, collapsed: `Final` is NGX_OK/NGX_DONE (exact or regex match,

@@ -695,7 +695,7 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
 }
 
 /// nginx's error page body for `status`.
-fn error_body(status: u16) -> String {
+pub fn error_body(status: u16) -> String {
     let mut out = Vec::new();
     respond::error_page(&mut out, status, true, false, false);
     let text = String::from_utf8_lossy(&out).into_owned();
