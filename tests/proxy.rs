@@ -764,3 +764,38 @@ fn invalid_header_names_hosts_and_methods_as_nginx_treats_them() {
         seen.head
     );
 }
+
+#[test]
+fn a_chunked_answer_reaches_an_http10_client_decoded_and_close_delimited() {
+    // Non-compliant but real: the backend chunks even for ferrolb's HTTP/1.0 request.
+    let b = Backend::start(|_, _| {
+        Reply {
+        bytes: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            .to_vec(),
+        close: true,
+    }
+    });
+    let (_p, [port]) = Proxy::start_on(|[port]| conf(&one(&b), "", port));
+    let out = raw(
+        port,
+        b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+    );
+    let (head, body) = out.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(head.contains("Connection: close"), "{head}");
+    assert_eq!(body, "hello world");
+    // An HTTP/1.1 client gets the chunks as they came.
+    let out = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.contains("Transfer-Encoding: chunked"), "{out}");
+    assert!(
+        out.ends_with("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        "{out}"
+    );
+}

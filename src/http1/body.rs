@@ -166,6 +166,16 @@ impl ChunkedScanner {
     /// calls return `Done { body_end: 0 }` until [`reset`](Self::reset). After an error the
     /// state is unspecified; the connection must be closed.
     pub fn scan(&mut self, data: &[u8]) -> Result<ScanStep, ParseError> {
+        self.scan_payload(data, |_| {})
+    }
+
+    /// [`scan`](Self::scan), also reporting where the payload (chunk data) lies in
+    /// `data`, in order: decoding without copying.
+    pub fn scan_payload(
+        &mut self,
+        data: &[u8],
+        mut payload: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<ScanStep, ParseError> {
         if self.state == State::Done {
             return Ok(ScanStep::Done { body_end: 0 });
         }
@@ -178,6 +188,7 @@ impl ChunkedScanner {
                 self.remaining -= take;
                 self.payload = self.payload.saturating_add(take);
                 // `take <= avail`, which came from a usize.
+                payload(i..i + take as usize);
                 i += take as usize;
                 if self.remaining == 0 {
                     self.state = State::DataCr;

@@ -8,7 +8,7 @@ use std::io::{IoSlice, Write as _};
 use std::time::Duration;
 
 use crate::http1::respond;
-use crate::http1::{BodyFraming, Method, RequestHead};
+use crate::http1::{BodyFraming, ChunkedScanner, Method, RequestHead};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
@@ -25,6 +25,9 @@ pub struct Http1Downstream<'s> {
     head: Option<Buf>,
     /// A close-delimited upstream body re-framed as chunked for an HTTP/1.1 client.
     rechunk: bool,
+    /// A chunked upstream body decoded for an HTTP/1.0 client, which cannot read
+    /// chunks; the connection then closes to end the body, as nginx does it.
+    dechunk: Option<ChunkedScanner>,
     /// Body bytes written (chunk framing included, as nginx counts what it sends).
     body_bytes: u64,
 }
@@ -36,6 +39,7 @@ impl<'s> Http1Downstream<'s> {
             stream,
             head: None,
             rechunk: false,
+            dechunk: None,
             body_bytes: 0,
         }
     }
@@ -111,8 +115,11 @@ impl Downstream for Http1Downstream<'_> {
         let http10_client = req.minor_version == 0;
         let until_close = head.framing == BodyFraming::UntilClose;
         self.rechunk = until_close && !http10_client && !resp.upgrade;
+        let chunked = head.framing == BodyFraming::Chunked;
+        self.dechunk = (chunked && http10_client).then(ChunkedScanner::new);
         // An HTTP/1.0 client knows the end of a close-delimited body only by the close.
-        let keep_alive = keep_alive && !resp.upgrade && !(until_close && http10_client);
+        let keep_alive =
+            keep_alive && !resp.upgrade && !((until_close || chunked) && http10_client);
 
         out.clear();
         let _ = write!(out, "HTTP/1.1 {} ", head.status);
@@ -134,7 +141,7 @@ impl Downstream for Http1Downstream<'_> {
             }
             out.extend_from_slice(b"\r\n");
         } else {
-            if head.framing == BodyFraming::Chunked || self.rechunk {
+            if (chunked && self.dechunk.is_none()) || self.rechunk {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
             // nginx names the connection's fate on every response.
@@ -160,6 +167,12 @@ impl Downstream for Http1Downstream<'_> {
     }
 
     async fn send_body(&mut self, data: &[u8]) -> Result<(), IoFailure> {
+        if let Some(sc) = &mut self.dechunk {
+            // Rare (an HTTP/1.0 client behind a chunking upstream): copy the payload.
+            let mut payload = Vec::with_capacity(data.len());
+            let _ = sc.scan_payload(data, |r| payload.extend_from_slice(&data[r]));
+            return self.write(&[&payload]).await;
+        }
         if !self.rechunk || data.is_empty() {
             return self.write(&[data]).await;
         }
