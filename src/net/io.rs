@@ -163,21 +163,44 @@ pub enum HeadError<E> {
     Invalid(E),
 }
 
+/// How long [`read_head`] may wait.
+#[derive(Debug, Clone, Copy)]
+pub enum HeadTimeout {
+    /// Each read may wait this long (nginx's `proxy_read_timeout`: between two reads).
+    PerRead(Duration),
+    /// The whole head must arrive within this time (nginx's `client_header_timeout`),
+    /// so a client cannot keep a connection by sending a byte now and then.
+    Whole(Duration),
+}
+
 /// The one loop that reads an HTTP head: parses what `buf` holds, and while that is
-/// not a complete head, reads more (each read bounded by `limit`). `parse` may consume
-/// bytes (interim 1xx responses); it is not called on an empty buffer.
+/// not a complete head, reads more. `parse` may consume bytes (interim 1xx responses);
+/// it is not called on an empty buffer, and after a partial head only once the new
+/// bytes hold a blank line (or the buffer reached `max`, to let it say the head is too
+/// large): a head sent a byte at a time is parsed once, not once per byte.
 pub async fn read_head<E>(
     s: &Stream,
     buf: &mut Buf,
     size: HeadRead,
-    limit: Duration,
+    timeout: HeadTimeout,
+    max: usize,
     mut parse: impl FnMut(&mut Buf) -> Result<Parsed, E>,
 ) -> Result<(), HeadError<E>> {
+    let deadline = match timeout {
+        HeadTimeout::Whole(d) if !d.is_zero() => Some(tokio::time::Instant::now() + d),
+        _ => None,
+    };
+    // Bytes already known not to end a head (after a `Partial`).
+    let mut scanned: Option<usize> = None;
     loop {
-        if !buf.is_empty() {
+        let worth_parsing = match scanned {
+            None => !buf.is_empty(),
+            Some(from) => buf.len() >= max || ends_a_head(&buf[from.saturating_sub(3)..]),
+        };
+        if worth_parsing {
             match parse(buf) {
                 Ok(Parsed::Complete) => return Ok(()),
-                Ok(Parsed::Partial) => {}
+                Ok(Parsed::Partial) => scanned = Some(buf.len()),
                 Err(e) => return Err(HeadError::Invalid(e)),
             }
         }
@@ -186,8 +209,109 @@ pub async fn read_head<E>(
             HeadRead::FillTo(total) => total.saturating_sub(buf.len()).max(1024),
         };
         let got_bytes = !buf.is_empty();
+        let limit = match (timeout, deadline) {
+            (_, Some(at)) => {
+                let left = at.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(HeadError::Io {
+                        err: IoFailure::Timeout,
+                        got_bytes,
+                    });
+                }
+                left
+            }
+            (HeadTimeout::PerRead(d) | HeadTimeout::Whole(d), None) => d,
+        };
         if let Err(err) = read_some(s, buf, want, limit).await {
             return Err(HeadError::Io { err, got_bytes });
         }
+    }
+}
+
+/// Whether `bytes` hold the blank line that ends a head (`\n\r\n` or `\n\n`).
+fn ends_a_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n" || w == b"\n\r")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use tokio::io::AsyncWriteExt;
+
+    const HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+
+    fn parse_counting<'c>(calls: &'c Cell<u32>) -> impl FnMut(&mut Buf) -> Result<Parsed, ()> + 'c {
+        move |b: &mut Buf| {
+            calls.set(calls.get() + 1);
+            let mut h = crate::http1::RequestHead::new();
+            h.parse(b).map_err(|_| ())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_sent_byte_by_byte_is_parsed_once_and_timed_as_a_whole() {
+        // In time: 28 bytes, one per 10 ms (virtual), under a 1 s whole-head limit.
+        let (a, mut b) = tokio::net::UnixStream::pair().expect("pair");
+        let writer = tokio::spawn(async move {
+            for &byte in HEAD {
+                b.write_all(&[byte]).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            b
+        });
+        let s = Stream::from(a);
+        let mut buf = Buf::head();
+        let calls = Cell::new(0);
+        let r = read_head(
+            &s,
+            &mut buf,
+            HeadRead::Chunk(4096),
+            HeadTimeout::Whole(Duration::from_secs(1)),
+            crate::http1::MAX_HEAD_BYTES,
+            parse_counting(&calls),
+        )
+        .await;
+        assert!(r.is_ok());
+        assert!(
+            calls.get() <= 3,
+            "parsed {} times for one head",
+            calls.get()
+        );
+        let _b = writer.await.expect("join");
+
+        // Too slow: one byte per 300 ms never finishes within 1 s, though each read
+        // is far inside it.
+        let (a, mut b) = tokio::net::UnixStream::pair().expect("pair");
+        let writer = tokio::spawn(async move {
+            for &byte in HEAD {
+                if b.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        let s = Stream::from(a);
+        let mut buf = Buf::head();
+        let started = tokio::time::Instant::now();
+        let r = read_head(
+            &s,
+            &mut buf,
+            HeadRead::Chunk(4096),
+            HeadTimeout::Whole(Duration::from_secs(1)),
+            crate::http1::MAX_HEAD_BYTES,
+            parse_counting(&calls),
+        )
+        .await;
+        assert!(matches!(
+            r,
+            Err(HeadError::Io {
+                err: IoFailure::Timeout,
+                got_bytes: true
+            })
+        ));
+        assert!(started.elapsed() <= Duration::from_millis(1100));
+        drop(s);
+        writer.abort();
     }
 }

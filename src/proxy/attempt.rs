@@ -448,7 +448,8 @@ async fn read_head(
         stream,
         &mut ubuf,
         io::HeadRead::FillTo(BODY_BUF),
-        s.proxy_read_timeout,
+        io::HeadTimeout::PerRead(s.proxy_read_timeout),
+        crate::http1::MAX_HEAD_BYTES,
         parse,
     )
     .await

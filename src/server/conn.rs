@@ -126,7 +126,8 @@ async fn exchange(
         ex.stream,
         buf,
         io::HeadRead::Chunk(HEAD_READ),
-        header_timeout,
+        io::HeadTimeout::Whole(header_timeout),
+        crate::http1::MAX_HEAD_BYTES,
         |b: &mut Buf| head.parse(b),
     )
     .await;
