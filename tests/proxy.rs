@@ -799,3 +799,52 @@ fn a_chunked_answer_reaches_an_http10_client_decoded_and_close_delimited() {
         "{out}"
     );
 }
+
+#[test]
+fn an_idle_upgraded_tunnel_is_closed_after_proxy_read_timeout() {
+    // The backend switches protocols and then keeps the connection open, silent, until
+    // the test ends.
+    let listener = common::local_listener();
+    let bport = listener.local_addr().unwrap().port();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
+        let _ = done_rx.recv();
+    });
+    let (p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("    server 127.0.0.1:{bport};"),
+            "proxy_read_timeout 1s;",
+            port,
+        )
+    });
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    // The proxy closes the tunnel: EOF, well before the 10 s read timeout.
+    s.read_to_end(&mut all)
+        .expect("EOF from the proxy, not a read timeout");
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 101"));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    wait_until(Duration::from_secs(10), "the timeout line", || {
+        p.error_log()
+            .contains(
+                "upstream timed out (110: Connection timed out) while proxying upgraded connection",
+            )
+            .then_some(())
+    });
+    let _ = done_tx.send(());
+}

@@ -89,11 +89,15 @@ pub trait Downstream {
     fn body_bytes(&self) -> u64;
 
     /// After an upgrade: sends the pending head and `initial` (upstream bytes that came
-    /// with it), then carries bytes both ways until either side closes. Returns the
+    /// with it), then carries bytes both ways until either side closes, or nothing
+    /// moved for `idle` (nginx's `proxy_read_timeout` on upgraded connections); a write
+    /// to the upstream may stall `upstream_send` (`proxy_send_timeout`). Returns the
     /// bytes that went to the client.
     fn tunnel(
         &mut self,
         upstream: &mut Stream,
         initial: &[u8],
+        idle: Duration,
+        upstream_send: Duration,
     ) -> impl Future<Output = Result<u64, IoFailure>>;
 }

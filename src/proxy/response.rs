@@ -330,6 +330,23 @@ async fn tunnel<D: Downstream>(
     {
         return;
     }
-    let _ = client.tunnel(&mut conn.stream, initial).await;
+    let idle = f.settings.proxy_read_timeout;
+    let result = client
+        .tunnel(
+            &mut conn.stream,
+            initial,
+            idle,
+            f.settings.proxy_send_timeout,
+        )
+        .await;
+    if let Err(IoFailure::Timeout) = result {
+        super::log_request(
+            f,
+            cbuf,
+            Level::Info,
+            "upstream timed out (110: Connection timed out) while proxying upgraded connection",
+            done.upstream_addr.as_ref(),
+        );
+    }
     done.body_bytes = client.body_bytes();
 }

@@ -200,10 +200,39 @@ impl Downstream for Http1Downstream<'_> {
         self.body_bytes
     }
 
-    async fn tunnel(&mut self, upstream: &mut Stream, initial: &[u8]) -> Result<u64, IoFailure> {
+    async fn tunnel(
+        &mut self,
+        upstream: &mut Stream,
+        initial: &[u8],
+        idle: Duration,
+        upstream_send: Duration,
+    ) -> Result<u64, IoFailure> {
         self.write(&[initial]).await?;
-        let (_, down) = tokio::io::copy_bidirectional(self.stream, upstream).await?;
-        self.body_bytes += down;
-        Ok(self.body_bytes)
+        let mut buf = Buf::body();
+        loop {
+            // Whichever side has bytes first; nothing for `idle` ends the tunnel.
+            let from_client = tokio::select! {
+                r = self.stream.readable() => { r?; true }
+                r = upstream.readable() => { r?; false }
+                _ = tokio::time::sleep(idle) => return Err(IoFailure::Timeout),
+            };
+            let (from, to, limit) = if from_client {
+                (&*self.stream, &*upstream, upstream_send)
+            } else {
+                (&*upstream, &*self.stream, CLIENT_SEND_TIMEOUT)
+            };
+            buf.clear();
+            match from.try_read_buf(&mut *buf) {
+                Ok(0) => return Ok(self.body_bytes),
+                Ok(n) => {
+                    io::write_all(to, &buf, limit).await?;
+                    if !from_client {
+                        self.body_bytes += n as u64;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
