@@ -848,3 +848,50 @@ fn an_idle_upgraded_tunnel_is_closed_after_proxy_read_timeout() {
     });
     let _ = done_tx.send(());
 }
+
+#[test]
+fn a_large_body_is_buffered_to_a_file_sent_with_a_length_and_retried() {
+    // Bigger than the 64 KiB memory buffer: nginx buffers it (proxy_request_buffering
+    // on), sends it with a Content-Length in the configured HTTP version, and may send
+    // it again to the next peer, since it has it whole.
+    let dead = DeadPort::new();
+    let b = Backend::start(|_, _| ok("got it"));
+    let (p, [port]) = Proxy::start_on(|[port]| {
+        conf(
+            &format!("    server 127.0.0.1:{};\n{}", dead.port, one(&b)),
+            "proxy_next_upstream error non_idempotent;",
+            port,
+        )
+    });
+    let body: Vec<u8> = (0..200 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    // Chunked, in uneven pieces.
+    let mut chunked = Vec::new();
+    for piece in body.chunks(7_777) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    for _ in 0..2 {
+        let mut req =
+            b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                .to_vec();
+        req.extend_from_slice(&chunked);
+        let out = raw(port, &req);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}\n{}", p.error_log());
+        assert!(out.ends_with("got it"), "{out}");
+    }
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2, "each POST reached the live peer once");
+    for s in &seen {
+        assert!(s.head.starts_with("POST /up HTTP/1.0\r\n"), "{}", s.head);
+        assert_eq!(s.header("Content-Length"), Some(body.len().to_string()));
+        assert_eq!(s.header("Transfer-Encoding"), None);
+        assert!(s.body == body, "the body arrived intact");
+    }
+    // A Content-Length body of the same size is buffered too: with the dead peer
+    // first, it still arrives once.
+    let r = common::http_post(port, "/up", "a", &[], &body).expect("POST");
+    assert_eq!(r.status, 200);
+    assert_eq!(b.seen().len(), 3);
+}

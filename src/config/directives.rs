@@ -230,13 +230,18 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored("proxy_buffer_size", HSL, BUFFERING),
     ignored("proxy_buffers", HSL, BUFFERING),
     ignored("proxy_busy_buffers_size", HSL, BUFFERING),
-    ignored("proxy_request_buffering", HSL, BUFFERING),
+    handled("proxy_request_buffering", HSL, 1, 1),
+    handled("client_body_temp_path", HSL, 1, 4),
     ignored(
         "proxy_max_temp_file_size",
         HSL,
         "ferrolb never buffers to disk",
     ),
-    ignored("*_temp_path", HSL, "ferrolb never buffers to disk"),
+    ignored(
+        "*_temp_path",
+        HSL,
+        "ferrolb spools request bodies only (client_body_temp_path)",
+    ),
     ignored(
         "proxy_redirect",
         HSL,

@@ -610,7 +610,6 @@ fn ignored_directives_warn() {
         "gzip_types",
         "server_tokens",
         "ssl_protocols",
-        "client_body_temp_path",
         "proxy_buffering",
     ] {
         let needle = format!("\"{name}\" is accepted and ignored");

@@ -589,6 +589,14 @@ pub struct LocSettings {
     pub access_log: AccessLogConf,
     /// Static file settings (used by [`Action::Static`]).
     pub files: FilesConf,
+    /// `proxy_request_buffering`: a request body larger than ferrolb's 64 KiB memory
+    /// buffer is read whole into a temporary file before the upstream is contacted, and
+    /// sent with a Content-Length (so it can be retried, and chunked bodies reach
+    /// HTTP/1.0 upstreams). Off: streamed as it arrives. Default on.
+    pub proxy_request_buffering: bool,
+    /// `client_body_temp_path`: where those files are made (unlinked at once).
+    /// Default `client_body_temp` under the prefix.
+    pub client_body_temp_path: PathBuf,
     /// `underscores_in_headers`: header names with `_` are valid. Default off.
     pub underscores_in_headers: bool,
     /// `ignore_invalid_headers`: fields with names nginx finds invalid (anything but

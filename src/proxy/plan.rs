@@ -7,9 +7,9 @@ use tokio::time::Instant;
 use super::downstream::Downstream;
 use super::Forward;
 use crate::balance::{sticky, PickContext};
-use crate::config::{LocSettings, NextUpstream};
+use crate::config::{Level, LocSettings, NextUpstream, ProxyHttpVersion};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ScanStep};
-use crate::net::buffers::Buf;
+use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io::IoFailure;
 
 /// Request bodies up to this size are read completely before an upstream is contacted
@@ -34,6 +34,19 @@ pub(super) struct RequestBody {
     pub(super) dechunked: Option<Buf>,
     /// Where the rest of the body stands once an attempt started streaming it.
     pub(super) streaming: Streaming,
+    /// A body larger than the memory buffer, read whole into a temporary file
+    /// (`proxy_request_buffering`): sent with a Content-Length, replayable.
+    pub(super) spooled: Option<SpooledBody>,
+}
+
+/// A request body in an unlinked temporary file.
+pub(super) struct SpooledBody {
+    /// The file, read with positional reads so every attempt starts at 0.
+    pub(super) file: std::fs::File,
+    /// The payload size.
+    pub(super) len: u64,
+    /// Bytes the client sent after the body (a pipelined request).
+    pub(super) after: Vec<u8>,
 }
 
 /// Progress of streaming a body from the client to a peer.
@@ -61,6 +74,12 @@ impl RequestBody {
     /// unknown point of the body and must close.
     pub(super) fn settle(self, head_len: usize, cbuf: &mut Buf) -> Option<usize> {
         match self.streaming {
+            Streaming::NotStarted if self.spooled.is_some() => {
+                let after = self.spooled.map(|s| s.after).unwrap_or_default();
+                cbuf.clear();
+                cbuf.extend_from_slice(&after);
+                Some(0)
+            }
             Streaming::NotStarted => self.complete.then_some(head_len + self.len),
             Streaming::Partial => None,
             Streaming::Done(extra) => {
@@ -179,17 +198,135 @@ pub(super) async fn take_body<D: Downstream>(
     client: &mut D,
     cbuf: &mut Buf,
 ) -> Result<RequestBody, u16> {
-    buffer_small_body(f, client, cbuf).await?;
-    measure_body(cbuf, f.head, f.settings)
+    let continued = buffer_small_body(f, client, cbuf).await?;
+    let mut body = measure_body(cbuf, f.head, f.settings)?;
+    // nginx buffers a chunked body for an HTTP/1.0 upstream whatever
+    // `proxy_request_buffering` says: HTTP/1.0 has no chunks.
+    let chunked_to_http10 = f.head.framing == BodyFraming::Chunked
+        && f.settings.proxy_http_version == ProxyHttpVersion::Http10;
+    if !body.complete && (f.settings.proxy_request_buffering || chunked_to_http10) {
+        if f.head.expect_continue && !continued {
+            client.send_continue().await.map_err(|_| 0u16)?;
+        }
+        spool(f, client, cbuf, &mut body).await?;
+    }
+    Ok(body)
 }
 
-/// Reads the rest of a small body into `cbuf`. `Err(0)`: the client went away;
-/// `Err(status)`: answer with it.
+/// Reads the rest of the body into an unlinked temporary file under
+/// `client_body_temp_path`, decoding chunks, as nginx buffers request bodies. Memory
+/// stays at one 64 KiB buffer whatever the body's size.
+async fn spool<D: Downstream>(
+    f: &Forward<'_>,
+    client: &mut D,
+    cbuf: &[u8],
+    body: &mut RequestBody,
+) -> Result<(), u16> {
+    use std::io::Write as _;
+    let s = f.settings;
+    let dir = &s.client_body_temp_path;
+    let created = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir));
+    let mut file = created.map_err(|e| {
+        crate::log::emit(
+            Level::Crit,
+            Some(f.info.id),
+            format_args!(
+                "open() \"{}\" failed ({}) while buffering the request body",
+                dir.display(),
+                crate::log::os_error_text(&e)
+            ),
+        );
+        500u16
+    })?;
+    let write_err = |e: std::io::Error| {
+        crate::log::emit(
+            Level::Crit,
+            Some(f.info.id),
+            format_args!(
+                "write() to a temporary file in \"{}\" failed ({})",
+                dir.display(),
+                crate::log::os_error_text(&e)
+            ),
+        );
+        500u16
+    };
+    let read_err = |e: IoFailure| match e {
+        IoFailure::Timeout => 408u16,
+        // The client is gone, or stopped mid-body: nothing to answer.
+        _ => 0u16,
+    };
+    let initial = &cbuf[f.head.head_len..f.head.head_len + body.len];
+    let max = s.client_max_body_size;
+    let mut len: u64 = 0;
+    let mut after = Vec::new();
+    let mut piece = Buf::body();
+    match f.head.framing {
+        BodyFraming::Length(_) => {
+            file.write_all(initial).map_err(write_err)?;
+            len += initial.len() as u64;
+            let mut remaining = body.remaining;
+            while remaining > 0 {
+                piece.clear();
+                let want = remaining.min(BODY_BUF as u64) as usize;
+                let n = client
+                    .read_body(&mut piece, want, s.client_body_timeout)
+                    .await
+                    .map_err(read_err)?;
+                file.write_all(&piece[..n]).map_err(write_err)?;
+                remaining -= n as u64;
+                len += n as u64;
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut sc = ChunkedScanner::new();
+            let mut data = initial;
+            loop {
+                let mut failed = None;
+                let step = sc
+                    .scan_payload(data, |r| {
+                        if failed.is_none() {
+                            if let Err(e) = file.write_all(&data[r.clone()]) {
+                                failed = Some(e);
+                            }
+                            len += r.len() as u64;
+                        }
+                    })
+                    .map_err(|_| 400u16)?;
+                if let Some(e) = failed {
+                    return Err(write_err(e));
+                }
+                if max != 0 && sc.payload_len() > max {
+                    return Err(413);
+                }
+                if let ScanStep::Done { body_end } = step {
+                    after.extend_from_slice(&data[body_end..]);
+                    break;
+                }
+                piece.clear();
+                client
+                    .read_body(&mut piece, BODY_BUF, s.client_body_timeout)
+                    .await
+                    .map_err(read_err)?;
+                data = &piece[..];
+            }
+        }
+        BodyFraming::None | BodyFraming::UntilClose => return Ok(()),
+    }
+    body.complete = true;
+    body.scanner = None;
+    body.remaining = 0;
+    body.dechunked = None;
+    body.spooled = Some(SpooledBody { file, len, after });
+    Ok(())
+}
+
+/// Reads the rest of a small body into `cbuf`; `Ok(true)` when it told the client to
+/// go on (`100 Continue`). `Err(0)`: the client went away; `Err(status)`: answer with it.
 async fn buffer_small_body<D: Downstream>(
     f: &Forward<'_>,
     client: &mut D,
     cbuf: &mut Buf,
-) -> Result<(), u16> {
+) -> Result<bool, u16> {
     let start = f.head.head_len;
     let max = f.settings.client_max_body_size;
     // A chunked body's length is unknown: read until it ends or passes the limit.
@@ -197,7 +334,7 @@ async fn buffer_small_body<D: Downstream>(
         BodyFraming::Length(n) => {
             let end = start as u64 + n;
             if cbuf.len() as u64 >= end || n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
-                return Ok(());
+                return Ok(false);
             }
             None
         }
@@ -206,10 +343,10 @@ async fn buffer_small_body<D: Downstream>(
             match sc.scan(&cbuf[start..]) {
                 Ok(ScanStep::NeedMore) => Some(sc),
                 // Complete already, or invalid (measure_body answers 400).
-                _ => return Ok(()),
+                _ => return Ok(false),
             }
         }
-        BodyFraming::None | BodyFraming::UntilClose => return Ok(()),
+        BodyFraming::None | BodyFraming::UntilClose => return Ok(false),
     };
     if f.head.expect_continue {
         client.send_continue().await.map_err(|_| 0u16)?;
@@ -219,7 +356,7 @@ async fn buffer_small_body<D: Downstream>(
         let want = match (&scanner, f.head.framing) {
             (None, BodyFraming::Length(n)) if have < n => (n - have) as usize,
             (Some(_), _) if have < BUFFER_BODY_UP_TO => (BUFFER_BODY_UP_TO - have) as usize,
-            _ => return Ok(()),
+            _ => return Ok(f.head.expect_continue),
         };
         let before = cbuf.len();
         match client
@@ -233,7 +370,7 @@ async fn buffer_small_body<D: Downstream>(
         if let Some(sc) = &mut scanner {
             match sc.scan(&cbuf[before..]) {
                 Ok(ScanStep::NeedMore) => {}
-                _ => return Ok(()),
+                _ => return Ok(f.head.expect_continue),
             }
         }
     }
@@ -251,6 +388,7 @@ fn measure_body(cbuf: &[u8], head: &RequestHead, s: &LocSettings) -> Result<Requ
         remaining: 0,
         dechunked: None,
         streaming: Streaming::NotStarted,
+        spooled: None,
     };
     Ok(match head.framing {
         BodyFraming::None | BodyFraming::UntilClose => body(0, true),

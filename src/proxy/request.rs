@@ -57,10 +57,14 @@ pub(super) fn build_head(
 
     // An upgrade or a chunked body needs HTTP/1.1; an HTTP/1.0 client gets an HTTP/1.0
     // request so the upstream never answers it chunked.
+    // A chunked body streamed as it comes needs HTTP/1.1; a buffered one goes with a
+    // Content-Length in the configured version, as nginx sends it.
+    let streams_chunks =
+        head.framing == BodyFraming::Chunked && body.dechunked.is_none() && body.spooled.is_none();
     let http11 = head.minor_version == 1
         && (f.settings.proxy_http_version == ProxyHttpVersion::Http11
             || head.upgrade
-            || head.framing == BodyFraming::Chunked);
+            || streams_chunks);
 
     out.extend_from_slice(&cbuf[head.method_range.clone()]);
     out.push(b' ');
@@ -129,16 +133,22 @@ pub(super) fn build_head(
             }
         }
     };
-    match &body.dechunked {
-        Some(payload) => {
+    match (&body.dechunked, &body.spooled) {
+        (Some(payload), _) => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(payload.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        None if head.framing == BodyFraming::Chunked => {
+        // A spooled body with a Content-Length keeps the client's field.
+        (None, Some(sp)) if head.framing == BodyFraming::Chunked => {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(sp.len.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        (None, None) if head.framing == BodyFraming::Chunked => {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
-        None => {}
+        _ => {}
     }
     for h in &head.headers {
         if h.hop_by_hop {
@@ -235,6 +245,13 @@ async fn send_head_and_body<D: Downstream>(
     body: &mut RequestBody,
 ) -> Result<Option<Vec<u8>>, AttemptError> {
     let send_timeout = f.settings.proxy_send_timeout;
+    if let Some(sp) = &body.spooled {
+        io::write_all(&conn.stream, head, send_timeout)
+            .await
+            .map_err(AttemptError::Send)?;
+        send_spooled(sp, conn, send_timeout).await?;
+        return Ok(None);
+    }
     let start = f.head.head_len;
     let initial = match &body.dechunked {
         Some(payload) => &payload[..],
@@ -312,6 +329,44 @@ async fn send_head_and_body<D: Downstream>(
         }
         BodyFraming::None | BodyFraming::UntilClose => Ok(None),
     }
+}
+
+/// Sends a spooled body from its start (positional reads: a retry starts over).
+async fn send_spooled(
+    sp: &super::plan::SpooledBody,
+    conn: &mut UpstreamConn,
+    send_timeout: std::time::Duration,
+) -> Result<(), AttemptError> {
+    use std::os::unix::fs::FileExt as _;
+    let mut piece = Buf::body();
+    let mut at = 0u64;
+    while at < sp.len {
+        let want = (sp.len - at).min(crate::net::buffers::BODY_BUF as u64) as usize;
+        piece.clear();
+        piece.resize(want, 0);
+        // A local file in the page cache: read in place, as nginx does.
+        let n = sp
+            .file
+            .read_at(&mut piece[..want], at)
+            .map_err(|e| AttemptError::Client {
+                status: 500,
+                why: format!(
+                    "pread() of the buffered request body failed ({})",
+                    crate::log::os_error_text(&e)
+                ),
+            })?;
+        if n == 0 {
+            return Err(AttemptError::Client {
+                status: 500,
+                why: "the buffered request body was truncated".into(),
+            });
+        }
+        io::write_all(&conn.stream, &piece[..n], send_timeout)
+            .await
+            .map_err(AttemptError::Send)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {

@@ -44,6 +44,8 @@ pub(super) struct Partial {
     disable_symlinks: Option<bool>,
     underscores_in_headers: Option<bool>,
     ignore_invalid_headers: Option<bool>,
+    proxy_request_buffering: Option<bool>,
+    client_body_temp_path: Option<PathBuf>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -88,7 +90,9 @@ impl Partial {
             expires,
             disable_symlinks,
             underscores_in_headers,
-            ignore_invalid_headers
+            ignore_invalid_headers,
+            proxy_request_buffering,
+            client_body_temp_path
         )
     }
 
@@ -115,6 +119,11 @@ impl Partial {
                 .access_log
                 .clone()
                 .unwrap_or_else(|| AccessLogConf::Combined(prefix.join("logs/access.log"))),
+            proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
+            client_body_temp_path: self
+                .client_body_temp_path
+                .clone()
+                .unwrap_or_else(|| prefix.join("client_body_temp")),
             underscores_in_headers: self.underscores_in_headers.unwrap_or(false),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
@@ -272,6 +281,12 @@ impl Validator<'_> {
             "log_not_found" => once(&mut p.log_not_found, on_off(d)?, d)?,
             "autoindex" => once(&mut p.autoindex, on_off(d)?, d)?,
             "underscores_in_headers" => once(&mut p.underscores_in_headers, on_off(d)?, d)?,
+            "proxy_request_buffering" => once(&mut p.proxy_request_buffering, on_off(d)?, d)?,
+            "client_body_temp_path" => {
+                // Levels (`1 2`) only spread files over subdirectories: ferrolb
+                // unlinks each file at once, so one directory serves.
+                once(&mut p.client_body_temp_path, self.env.prefix.join(a0), d)?
+            }
             "ignore_invalid_headers" => once(&mut p.ignore_invalid_headers, on_off(d)?, d)?,
             "disable_symlinks" => {
                 let v = match a0 {
