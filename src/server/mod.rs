@@ -5,6 +5,7 @@ mod conn;
 pub mod http1_downstream;
 pub mod listener;
 pub mod location;
+mod rewrite;
 mod state;
 pub mod static_files;
 pub mod uri;
