@@ -81,11 +81,16 @@ pub fn error_page(
     error_page_retry_after(out, status, keep_alive, http10_client, head_only, None);
 }
 
-/// The standard page of a status, nginx's layout.
+/// The standard page of a status, nginx's layout (and its titles: a 302 page says
+/// "Found" under a "Moved Temporarily" status line).
 pub fn error_body(status: u16) -> String {
+    let title = match status {
+        302 => "Found",
+        s => reason(s),
+    };
     format!(
         "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
-        r = reason(status)
+        r = title
     )
 }
 

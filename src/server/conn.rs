@@ -281,7 +281,8 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 locals: &locals,
                 log: &mut log,
             };
-            if let Flow::Answer(a) =
+            // A server's `if` switches no settings.
+            if let Flow::Answer(a, _) =
                 rewrite::run(&server.settings.rewrite, Phase::Server, &mut rw, &mut cx)
             {
                 answer = Some(a);
@@ -308,9 +309,9 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 log: &mut log,
             };
             match rewrite::run(&settings.rewrite, Phase::Location, &mut rw, &mut cx) {
-                Flow::Answer(a) => {
+                Flow::Answer(a, chosen) => {
                     answer = Some(a);
-                    break settings;
+                    break chosen.map_or(settings, |s| &**s);
                 }
                 Flow::SearchAgain if redirects < rewrite::MAX_URI_CHANGES => {
                     redirects += 1;
@@ -607,7 +608,7 @@ async fn send_answer<'a>(
     add_header: &[(&str, Vec<u8>, bool)],
     location_base: &str,
 ) -> Handled<'a> {
-    let (status, out, body_len) = match answer {
+    let (status, out, body_len, keep) = match answer {
         Answer::Close => {
             return Handled {
                 status: 444,
@@ -620,11 +621,11 @@ async fn send_answer<'a>(
                 log: None,
             }
         }
-        Answer::Status(code) => {
-            return answer_local(stream, buf, head, code, None, settings, keep).await
-        }
         answer => {
-            let keep = keep && body_in_buffer(buf, head).is_some();
+            // nginx closes after an error that may have left the request unread.
+            let keep = keep
+                && body_in_buffer(buf, head).is_some()
+                && !matches!(answer, Answer::Status(code) if code >= 500 || code == 400);
             let mut out = Buf::head();
             let (status, body_len) = rewrite::write_response(
                 &mut out,
@@ -638,10 +639,9 @@ async fn send_answer<'a>(
                     location_base,
                 },
             );
-            (status, out, body_len)
+            (status, out, body_len, keep)
         }
     };
-    let keep = keep && body_in_buffer(buf, head).is_some();
     let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
         .await
         .is_ok();

@@ -67,8 +67,8 @@ pub(super) enum Flow<'c> {
     Continue(Option<&'c Arc<LocSettings>>),
     /// The URI changed in the location: search the location again.
     SearchAgain,
-    /// The request is answered here.
-    Answer(Answer),
+    /// The request is answered here, with an `if` block's settings when one held.
+    Answer(Answer, Option<&'c Arc<LocSettings>>),
 }
 
 /// An answer of the rewrite module.
@@ -111,8 +111,9 @@ pub(super) struct ResponseFacts<'h> {
     pub(super) location_base: &'h str,
 }
 
-/// Writes a `return` text or a redirect as nginx sends them; returns the status and
-/// the body's length. ([`Answer::Close`] and [`Answer::Status`] write nothing here.)
+/// Writes a `return` text, a redirect or a standard page as nginx sends them, with the
+/// `add_header` lines that apply; returns the status and the body's length.
+/// ([`Answer::Close`] writes nothing.)
 pub(super) fn write_response(
     out: &mut Vec<u8>,
     answer: &Answer,
@@ -126,8 +127,13 @@ pub(super) fn write_response(
             Some(location),
             respond::error_body(*code).into_bytes(),
         ),
+        Answer::Status(code) => (
+            *code,
+            "text/html",
+            None,
+            respond::error_body(*code).into_bytes(),
+        ),
         Answer::Close => return (444, 0),
-        Answer::Status(code) => return (*code, 0),
     };
     respond::write_status_line(out, status, f.keep_alive, f.http10);
     out.extend_from_slice(
@@ -193,7 +199,7 @@ pub(super) fn run<'c>(
     state.changed = false;
     let mut chosen = None;
     match run_list(ops, state, cx, &mut chosen) {
-        Step::Answer(a) => Flow::Answer(a),
+        Step::Answer(a) => Flow::Answer(a, chosen),
         Step::Next | Step::Stop if phase == Phase::Location && state.changed => Flow::SearchAgain,
         Step::Next | Step::Stop => Flow::Continue(chosen),
     }
@@ -574,7 +580,7 @@ mod tests {
 
     fn redirect(flow: &Flow<'_>) -> Option<(u16, String)> {
         match flow {
-            Flow::Answer(Answer::Redirect { code, location }) => {
+            Flow::Answer(Answer::Redirect { code, location }, _) => {
                 Some((*code, String::from_utf8_lossy(location).into_owned()))
             }
             _ => None,
@@ -628,15 +634,15 @@ mod tests {
             conf,
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
         );
-        assert!(matches!(f, Flow::Answer(Answer::Status(405))));
+        assert!(matches!(f, Flow::Answer(Answer::Status(405), _)));
         let (f, _) = run_on(
             conf,
             "GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: Googlebot\r\n\r\n",
         );
-        assert!(matches!(f, Flow::Answer(Answer::Close)));
+        assert!(matches!(f, Flow::Answer(Answer::Close, _)));
         let (f, _) = run_on(conf, &get("/p?name=bob", "h"));
         assert!(
-            matches!(&f, Flow::Answer(Answer::Text { code: 200, body }) if body == b"hi bob from /p"),
+            matches!(&f, Flow::Answer(Answer::Text { code: 200, body }, _) if body == b"hi bob from /p"),
             "{f:?}"
         );
     }
@@ -652,7 +658,7 @@ mod tests {
         }
         let (f, _) = run_on(conf, &get("/dir/f", "h"));
         assert!(
-            matches!(&f, Flow::Answer(Answer::Text { body, .. }) if body == b"dir dir a"),
+            matches!(&f, Flow::Answer(Answer::Text { body, .. }, _) if body == b"dir dir a"),
             "{f:?}"
         );
     }
