@@ -54,6 +54,11 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{port};
+    server_name ~^(?<sub>[a-z]+)\.wild\.test$;
+    return 200 "sub=$sub $1\n";
+  }}
+  server {{
+    listen 127.0.0.1:{port};
     server_name http.example.com;
     return 301 https://$host$request_uri;
   }}
@@ -115,6 +120,7 @@ const CASES: &[Case] = &[
     ("GET", "/x?a=1", "www.example.com", "curl"),
     ("GET", "/x", "example.com", "curl"),
     ("GET", "/login/?next=/a", "http.example.com", "curl"),
+    ("GET", "/", "shop.wild.test", "curl"),
     ("GET", "/p/q?z=1", "www.apex.test", "curl"),
     ("GET", "/old/a/b.html", "apex.test", "curl"),
     ("GET", "/old/a/b.html?q=1", "apex.test", "curl"),
@@ -259,5 +265,111 @@ fn refused_inside_if_with_a_reason() {
             && err.contains("nginx.conf:7")
             && err.contains("hint:"),
         "{err}"
+    );
+}
+
+/// A backend that answers every request with its request line and its `X-Who` header.
+fn echo_backend() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = local_listener();
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Ok(clone) = conn.try_clone() else {
+                continue;
+            };
+            let mut reader = BufReader::new(clone);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let mut who = String::from("-");
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.strip_prefix("X-Who: ") {
+                    who = v.trim().to_owned();
+                }
+            }
+            let body = format!("{} who={who}\n", line.trim());
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn proxy_conf(backend: u16, port: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  map $http_user_agent $who {{ default human; ~*bot robot; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /shop/ {{
+      rewrite ^/shop/(.*)$ /store/$1 break;
+      proxy_pass http://127.0.0.1:{backend};
+    }}
+    location /api/ {{
+      set $tag "v1";
+      proxy_set_header X-Who "$who-$tag";
+      rewrite ^/api/old/(.*)$ /api/new/$1 break;
+      proxy_pass http://127.0.0.1:{backend}/backend/;
+    }}
+    location /plain/ {{
+      if ($arg_debug) {{ proxy_pass http://127.0.0.1:{backend}; }}
+      return 204;
+    }}
+  }}
+}}
+"#
+    )
+}
+
+#[test]
+fn rewritten_requests_reach_the_upstream_as_with_nginx() {
+    let backend = echo_backend();
+    let (ferrolb, [port]) = Proxy::start_on(|[p]| proxy_conf(backend, p));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p]| proxy_conf(backend, p)));
+    let cases = [
+        ("/shop/cart?item=3", "curl"),
+        ("/shop/a%20b", "curl"),
+        ("/api/old/x?y=1", "Googlebot"),
+        ("/api/other", "curl"),
+        ("/plain/p?debug=1", "curl"),
+        ("/plain/p", "curl"),
+    ];
+    let mut mismatches = Vec::new();
+    for (path, agent) in cases {
+        let headers = [("User-Agent", agent)];
+        let answer = |p: u16| {
+            http_request(p, "GET", path, "localhost", &headers, b"")
+                .map(|r| format!("{} {}", r.status, r.text()))
+                .unwrap_or_else(|e| format!("error: {e}"))
+        };
+        let ours = answer(port);
+        assert!(
+            !ours.starts_with("error"),
+            "{path}: {ours}\n{}",
+            ferrolb.diagnostics()
+        );
+        if let Some((_, [nport])) = &nginx {
+            let theirs = answer(*nport);
+            if ours != theirs {
+                mismatches.push(format!("{path}\n  ferrolb: {ours}  nginx:   {theirs}"));
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "answers differ from nginx:\n{}",
+        mismatches.join("\n")
     );
 }

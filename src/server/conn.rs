@@ -250,6 +250,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     // `try_files`.
     let http = &rt.config.http;
     let locals = Locals::new(&http.maps, http.user_vars.len());
+    rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let mut rw = UriState::new(uri, path);
     let mut named: Option<&Location> = None;
     let mut target: Option<Resolved> = None;

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use crate::config::{
-    Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule, Template,
-    TemplatePart, Var,
+    Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule, ServerName,
+    Template, TemplatePart, Var,
 };
 use crate::http1::respond;
 use crate::vars::{Locals, RequestVars};
@@ -423,6 +423,37 @@ fn holds(cond: &Condition, state: &UriState, cx: &mut Context<'_, '_>) -> bool {
         Condition::File { path, test, negate } => {
             eval(path, state, cx, &mut left);
             file_test(&left, *test) != *negate
+        }
+    }
+}
+
+/// Keeps the groups of the `server_name ~regex` that picked the server for `host`
+/// (named ones become variables, as in nginx).
+pub(super) fn server_name_captures(
+    names: &[ServerName],
+    host: Option<&str>,
+    user_vars: &[String],
+    locals: &Locals<'_>,
+) {
+    let Some(host) = host.map(super::vhost::normalize_host) else {
+        return;
+    };
+    let host = host.to_ascii_lowercase();
+    for name in names {
+        let ServerName::Regex(re) = name else {
+            continue;
+        };
+        if let Some(caps) = re.captures(&host) {
+            let named: Vec<(usize, usize)> = re
+                .capture_names()
+                .enumerate()
+                .filter_map(|(group, n)| {
+                    let n = n?;
+                    Some((group, user_vars.iter().position(|u| u == n)?))
+                })
+                .collect();
+            locals.keep_captures(&caps, &named);
+            return;
         }
     }
 }
