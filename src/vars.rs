@@ -1,11 +1,98 @@
 //! Evaluation of nginx variables (`$host`, `$remote_addr`, …) in `proxy_set_header`,
-//! `add_header` and `return` templates.
+//! `add_header`, `return`, `rewrite`, `if`, `set`, `map` and `log_format` templates.
 
 use crate::net::ClientAddr;
 use std::io::Write as _;
+use std::sync::{Mutex, MutexGuard};
 
-use crate::config::{Endpoint, Template, TemplatePart, Var};
+use crate::config::{Endpoint, FilesConf, MapConf, ServerName, Template, TemplatePart, Var};
 use crate::http1::RequestHead;
+
+/// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
+const KEPT_CAPTURES: usize = 10;
+
+/// Locks one of [`Locals`]' cells. Uncontended (one request, one task); a `Mutex`
+/// rather than a `RefCell` only so a connection's future stays `Send`. A panic while
+/// one was held leaves a value that is still usable.
+fn cell<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What one request's rewrite phase leaves for its variables: `set` values, the groups
+/// of the last regex match, `map` results (each computed once, when first used, as
+/// nginx does unless the map is `volatile`) and rewritten arguments.
+#[derive(Debug)]
+pub struct Locals<'a> {
+    maps: &'a [MapConf],
+    user: Mutex<Vec<Option<Vec<u8>>>>,
+    captures: Mutex<Vec<Option<Vec<u8>>>>,
+    map_values: Mutex<Vec<MapValue>>,
+    args: Mutex<Option<Vec<u8>>>,
+}
+
+/// A map's value for the request.
+#[derive(Debug, Clone)]
+enum MapValue {
+    NotYet,
+    /// Being computed: a use now is a cycle (`map $a $b` and `map $b $a`).
+    Computing,
+    Known(Vec<u8>),
+}
+
+impl<'a> Locals<'a> {
+    /// Nothing set yet, for a configuration with `maps` and `user_slots` user variables.
+    pub fn new(maps: &'a [MapConf], user_slots: usize) -> Self {
+        Locals {
+            maps,
+            user: Mutex::new(vec![None; user_slots]),
+            captures: Mutex::new(Vec::new()),
+            map_values: Mutex::new(vec![MapValue::NotYet; maps.len()]),
+            args: Mutex::new(None),
+        }
+    }
+
+    /// `set $var value`.
+    pub fn set(&self, slot: usize, value: Vec<u8>) {
+        if let Some(v) = cell(&self.user).get_mut(slot) {
+            *v = Some(value);
+        }
+    }
+
+    /// Keeps the groups of a match as `$0`..`$9`, and its named groups in their
+    /// variables (`named` pairs a group with a user variable slot).
+    pub fn keep_captures(&self, caps: &regex::Captures<'_>, named: &[(usize, usize)]) {
+        let groups = caps
+            .iter()
+            .take(KEPT_CAPTURES)
+            .map(|m| m.map(|m| m.as_str().as_bytes().to_vec()))
+            .collect();
+        *cell(&self.captures) = groups;
+        for &(group, slot) in named {
+            let value = caps.get(group).map_or(&[][..], |m| m.as_str().as_bytes());
+            self.set(slot, value.to_vec());
+        }
+    }
+
+    /// A failed match forgets the previous one's groups, as nginx.
+    pub fn forget_captures(&self) {
+        cell(&self.captures).clear();
+    }
+
+    /// Group `n` of the last match, if it took part.
+    pub fn capture(&self, n: usize) -> Option<Vec<u8>> {
+        cell(&self.captures).get(n).cloned().flatten()
+    }
+
+    /// Replaces the request's arguments (`rewrite` with `?`); empty means none.
+    pub fn set_args(&self, args: Vec<u8>) {
+        *cell(&self.args) = Some(args);
+    }
+
+    /// The arguments when a `rewrite` replaced them.
+    pub fn rewritten_args(&self) -> Option<Vec<u8>> {
+        cell(&self.args).clone()
+    }
+}
 
 /// What a variable can be evaluated against: one request on one connection.
 #[derive(Debug)]
@@ -28,6 +115,11 @@ pub struct RequestVars<'a> {
     pub proxy_host: &'a str,
     /// The peer address being tried, when proxying.
     pub upstream_addr: Option<&'a Endpoint>,
+    /// The rewrite phase's variables, where there is one (absent: user variables and
+    /// captures are empty).
+    pub locals: Option<&'a Locals<'a>>,
+    /// The location's files and prefix (`$request_filename`, `$document_root`).
+    pub files: Option<(&'a FilesConf, Option<&'a str>)>,
 }
 
 impl RequestVars<'_> {
@@ -51,6 +143,45 @@ impl RequestVars<'_> {
         }
     }
 
+    /// Calls `f` with the request's arguments: the rewritten ones if a `rewrite` set
+    /// them, else the target's.
+    fn with_query<R>(&self, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match self.locals.and_then(Locals::rewritten_args) {
+            Some(args) => f((!args.is_empty()).then_some(&args[..])),
+            None => f(self.head.query(self.buf)),
+        }
+    }
+
+    /// A map's value: the first key that matches the source (exact, then hostname
+    /// wildcards, then regexes in order), else the default; computed once per request.
+    fn map_value(&self, locals: &Locals<'_>, index: usize, out: &mut Vec<u8>) {
+        let Some(map) = locals.maps.get(index) else {
+            return;
+        };
+        let state = cell(&locals.map_values).get(index).cloned();
+        match state {
+            Some(MapValue::Known(v)) if !map.volatile => {
+                out.extend_from_slice(&v);
+                return;
+            }
+            // A cycle gives the empty value rather than recursing forever.
+            Some(MapValue::Computing) | None => return,
+            _ => {}
+        }
+        cell(&locals.map_values)[index] = MapValue::Computing;
+        let mut source = Vec::new();
+        self.eval(&map.source, &mut source);
+        if map.hostnames && source.last() == Some(&b'.') {
+            source.pop();
+        }
+        let source = String::from_utf8_lossy(&source).into_owned();
+        let template = find_in_map(map, &source, locals);
+        let mut value = Vec::new();
+        self.eval(template, &mut value);
+        out.extend_from_slice(&value);
+        cell(&locals.map_values)[index] = MapValue::Known(value);
+    }
+
     /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
     pub fn cookie(&self, name: &str) -> Option<&[u8]> {
         self.header("cookie").and_then(|c| cookie_value(c, name))
@@ -71,11 +202,11 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
-            Var::Arg(name) => {
-                if let Some(v) = self.head.query(self.buf).and_then(|q| arg_value(q, name)) {
+            Var::Arg(name) => self.with_query(|q| {
+                if let Some(v) = q.and_then(|q| arg_value(q, name)) {
                     out.extend_from_slice(v);
                 }
-            }
+            }),
             Var::RemoteAddr => {
                 let _ = write!(out, "{}", self.remote);
             }
@@ -115,16 +246,16 @@ impl RequestVars<'_> {
             }
             Var::RequestUri => self.request_uri(out),
             Var::Uri => out.extend_from_slice(self.uri.as_bytes()),
-            Var::Args => {
-                if let Some(q) = self.head.query(self.buf) {
+            Var::Args => self.with_query(|q| {
+                if let Some(q) = q {
                     out.extend_from_slice(q);
                 }
-            }
-            Var::IsArgs => {
-                if self.head.query(self.buf).is_some() {
+            }),
+            Var::IsArgs => self.with_query(|q| {
+                if q.is_some() {
                     out.push(b'?');
                 }
-            }
+            }),
             Var::RequestMethod => out.extend_from_slice(&self.buf[self.head.method_range.clone()]),
             Var::Request => self.request_line(out),
             Var::ProxyHost => out.extend_from_slice(self.proxy_host.as_bytes()),
@@ -146,6 +277,34 @@ impl RequestVars<'_> {
                     _ => 0,
                 };
                 let _ = write!(out, "{}", self.head.head_len as u64 + body);
+            }
+            Var::Capture(n) => {
+                if let Some(v) = self.locals.and_then(|l| l.capture(usize::from(*n))) {
+                    out.extend_from_slice(&v);
+                }
+            }
+            Var::User(slot) => {
+                if let Some(l) = self.locals {
+                    if let Some(Some(v)) = cell(&l.user).get(*slot) {
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+            Var::Map(index) => {
+                if let Some(l) = self.locals {
+                    self.map_value(l, *index, out);
+                }
+            }
+            Var::RequestFilename => {
+                if let Some((files, prefix)) = self.files {
+                    let path = files.file_for(prefix, self.uri);
+                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                }
+            }
+            Var::DocumentRoot => {
+                if let Some((files, _)) = self.files {
+                    out.extend_from_slice(files.document_root().as_os_str().as_encoded_bytes());
+                }
             }
             // Log-only variables (filled by `crate::access_log::PendingLine`) have no value
             // while the request is being forwarded.
@@ -195,6 +354,56 @@ impl RequestVars<'_> {
         self.request_uri(out);
         let _ = write!(out, " HTTP/1.{}", self.head.minor_version);
     }
+}
+
+/// The value template of the first key of `map` that matches `source`, keeping a
+/// regex key's groups as the request's captures.
+fn find_in_map<'m>(map: &'m MapConf, source: &str, locals: &Locals<'_>) -> &'m Template {
+    let lower = source.to_ascii_lowercase();
+    if let Some(t) = map.exact.get(&lower) {
+        return t;
+    }
+    if map.hostnames && !lower.is_empty() {
+        // nginx: the longest `*.`/`.` suffix first, then the longest `.*` prefix.
+        let suffix = map
+            .wildcards
+            .iter()
+            .filter_map(|(name, t)| match name {
+                ServerName::WildcardStart {
+                    suffix,
+                    matches_bare,
+                } if lower.ends_with(suffix.as_str())
+                    || (*matches_bare && lower == suffix[1..]) =>
+                {
+                    Some((suffix.len(), t))
+                }
+                _ => None,
+            })
+            .max_by_key(|(len, _)| *len);
+        let prefix = || {
+            map.wildcards
+                .iter()
+                .filter_map(|(name, t)| match name {
+                    ServerName::WildcardEnd(p) if lower.starts_with(p.as_str()) => {
+                        Some((p.len(), t))
+                    }
+                    _ => None,
+                })
+                .max_by_key(|(len, _)| *len)
+        };
+        if let Some((_, t)) = suffix.or_else(prefix) {
+            return t;
+        }
+    }
+    if !source.is_empty() {
+        for key in &map.regexes {
+            if let Some(caps) = key.regex.captures(source) {
+                locals.keep_captures(&caps, &key.named_captures);
+                return &key.value;
+            }
+        }
+    }
+    &map.default
 }
 
 fn strip_port(h: &[u8]) -> &[u8] {

@@ -323,6 +323,8 @@ mod tests {
             uri: "/p",
             proxy_host: "",
             upstream_addr: None,
+            locals: None,
+            files: None,
         };
         let parts = crate::config::template::parse(
             "$remote_addr \"$request\" $status $http_user_agent $remote_user $connection/$connection_requests$pipe $upstream_addr $http_referer",

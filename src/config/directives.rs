@@ -15,6 +15,13 @@ pub const SERVER: u8 = 1 << 3;
 pub const LOCATION: u8 = 1 << 4;
 /// Bit for `upstream { }`.
 pub const UPSTREAM: u8 = 1 << 5;
+/// Bit for an `if { }` block in a server (nginx's `NGX_HTTP_SIF_CONF`).
+pub const SERVER_IF: u8 = 1 << 6;
+/// Bit for an `if { }` block in a location (nginx's `NGX_HTTP_LIF_CONF`), an implicit
+/// location of its own.
+pub const LOCATION_IF: u8 = 1 << 7;
+/// Where the rewrite module's directives may be: server, location and their `if`s.
+pub const REWRITE: u8 = SERVER | LOCATION | SERVER_IF | LOCATION_IF;
 /// http, server and location: where most proxy settings live.
 pub const HSL: u8 = HTTP | SERVER | LOCATION;
 /// Any context.
@@ -151,7 +158,7 @@ pub static DIRECTIVES: &[Spec] = &[
     block("http", MAIN, 0, 0),
     handled("include", ANY, 1, 1),
     // http, server, location
-    handled("proxy_pass", LOCATION, 1, 1),
+    handled("proxy_pass", LOCATION | LOCATION_IF, 1, 1),
     handled("proxy_set_header", HSL, 2, 2),
     handled("proxy_http_version", HSL, 1, 1),
     handled("proxy_connect_timeout", HSL, 1, 1),
@@ -165,8 +172,21 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("client_body_timeout", HSL, 1, 1),
     handled("keepalive_timeout", HSL, 1, 2),
     handled("keepalive_requests", HSL, 1, 1),
-    handled("return", SERVER | LOCATION, 1, 2),
-    handled("add_header", HSL, 2, 3),
+    // the rewrite module, and map
+    handled("return", REWRITE, 1, 2),
+    handled("rewrite", REWRITE, 2, 3),
+    handled("set", REWRITE, 2, 2),
+    handled("break", REWRITE, 0, 0),
+    block("if", SERVER | LOCATION, 1, MANY),
+    handled("rewrite_log", HSL | SERVER_IF | LOCATION_IF, 1, 1),
+    handled(
+        "uninitialized_variable_warn",
+        HSL | SERVER_IF | LOCATION_IF,
+        1,
+        1,
+    ),
+    block("map", HTTP, 2, 2),
+    handled("add_header", HSL | LOCATION_IF, 2, 3),
     handled("access_log", HSL, 1, MANY),
     handled("log_format", HTTP, 2, MANY),
     block("server", HTTP, 0, 0),
@@ -288,13 +308,6 @@ pub static DIRECTIVES: &[Spec] = &[
         "upstream names are resolved once at load time",
     ),
     // known to nginx, refused with a reason
-    unsupported(
-        "if",
-        "ferrolb has no rewrite module; use separate locations",
-    ),
-    unsupported("rewrite", "ferrolb has no rewrite module"),
-    unsupported("set", "ferrolb has no user variables"),
-    unsupported("map", "ferrolb has no user variables"),
     unsupported("error_page", "custom error pages are not supported yet"),
     unsupported("proxy_cache*", "ferrolb does not cache"),
     unsupported("fastcgi_pass", "only HTTP upstreams are supported"),
@@ -395,6 +408,8 @@ pub fn context_names(contexts: u8) -> String {
         (SERVER, "server"),
         (LOCATION, "location"),
         (UPSTREAM, "upstream"),
+        (SERVER_IF, "if in server"),
+        (LOCATION_IF, "if in location"),
     ];
     names
         .iter()

@@ -138,10 +138,9 @@ impl<'a> Lexer<'a> {
                 let raw = self.quoted(c, line, column)?;
                 // nginx wants a separator after the closing quote.
                 match self.peek() {
-                    None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{') => {}
-                    Some(b')') => {
-                        self.bump();
-                    }
+                    // `)` closes an `if` condition and is a word of its own, as in
+                    // nginx: `if ($uri ~ "^/a") {` ends with the words `^/a` and `)`.
+                    None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b')') => {}
                     Some(other) => {
                         return Err(ConfigError::hinted(
                             &self.span(self.line, self.column),

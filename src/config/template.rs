@@ -25,9 +25,9 @@ impl TemplateError {
             TemplateError::Unknown(name) => (
                 format!("unknown \"{name}\" variable"),
                 Some(if name == "connection_upgrade" {
-                    "$connection_upgrade comes from a \"map\" block, which ferrolb does not support; write the header value directly".to_owned()
+                    "$connection_upgrade comes from a \"map\" block: declare it with map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }".to_owned()
                 } else {
-                    "see the README for the variables ferrolb knows".to_owned()
+                    "see the README for the variables ferrolb knows, or declare it with \"set\" or \"map\"".to_owned()
                 }),
             ),
         }
@@ -82,18 +82,39 @@ pub fn var(name: &str) -> Option<Var> {
         "connection_requests" => Var::ConnectionRequests,
         "pipe" => Var::Pipe,
         "hostname" => Var::Hostname,
+        "request_filename" => Var::RequestFilename,
+        "document_root" => Var::DocumentRoot,
         _ => return None,
     })
 }
 
-/// Splits `text` at `$name` and `${name}` (names are letters, digits and `_`, as nginx).
+/// Splits `text` at `$name` and `${name}` (names are letters, digits and `_`, as nginx),
+/// knowing only nginx's built-in variables and `$1`..`$9`.
 pub fn parse(text: &str) -> Result<Template, TemplateError> {
+    parse_with(text, &|_| None)
+}
+
+/// [`parse`], with `user` naming the configuration's own variables (`set`, `map`, named
+/// captures). Built-in names win, as nginx refuses to redefine them.
+pub fn parse_with(
+    text: &str,
+    user: &dyn Fn(&str) -> Option<Var>,
+) -> Result<Template, TemplateError> {
     let mut parts = Vec::new();
     let mut lit = String::new();
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
         lit.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
+        // nginx reads `$1`..`$9` as one digit: `$10` is `$1` then `0`.
+        if let Some(d @ b'1'..=b'9') = after.bytes().next() {
+            if !lit.is_empty() {
+                parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+            }
+            parts.push(TemplatePart::Var(Var::Capture(d - b'0')));
+            rest = &after[1..];
+            continue;
+        }
         let (name, consumed) = if let Some(inner) = after.strip_prefix('{') {
             let end = inner
                 .find('}')
@@ -108,7 +129,9 @@ pub fn parse(text: &str) -> Result<Template, TemplateError> {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(TemplateError::InvalidName);
         }
-        let v = var(name).ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
+        let v = var(name)
+            .or_else(|| user(name))
+            .ok_or_else(|| TemplateError::Unknown(name.to_owned()))?;
         if !lit.is_empty() {
             parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
         }
@@ -196,6 +219,25 @@ mod tests {
                 Var::Pipe,
             ]
         );
+    }
+
+    #[test]
+    fn captures_and_user_variables() {
+        let user = |n: &str| (n == "mine").then_some(Var::User(0));
+        let t = parse_with("/new/$1$10/$mine${mine}x", &user).expect("parses");
+        assert_eq!(
+            t.parts,
+            vec![
+                lit("/new/"),
+                TemplatePart::Var(Var::Capture(1)),
+                TemplatePart::Var(Var::Capture(1)),
+                lit("0/"),
+                TemplatePart::Var(Var::User(0)),
+                TemplatePart::Var(Var::User(0)),
+                lit("x"),
+            ]
+        );
+        assert_eq!(parse("$mine"), Err(TemplateError::Unknown("mine".into())));
     }
 
     #[test]

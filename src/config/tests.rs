@@ -423,7 +423,22 @@ fn proxy_pass_errors() {
         first_line(&loc("proxy_pass ftp://x;")),
         "nginx.conf:5: invalid URL prefix in \"ftp://x\""
     );
-    assert_eq!(first_line(&loc("if ($x) { }")), "nginx.conf:5: \"if\" directive is not supported: ferrolb has no rewrite module; use separate locations");
+    assert_eq!(
+        first_line(&loc("if ($x) { }")),
+        "nginx.conf:5: unknown \"x\" variable"
+    );
+    assert_eq!(
+        first_line(&loc("if ($host) {\nproxy_set_header A b; }")),
+        "nginx.conf:6: \"proxy_set_header\" directive is not allowed inside \"if\""
+    );
+    assert_eq!(
+        first_line(&loc("if $host { }")),
+        "nginx.conf:5: invalid condition \"$host\""
+    );
+    assert_eq!(
+        first_line(&loc("rewrite ^/(.*)$ /$1 bogus;")),
+        "nginx.conf:5: invalid parameter \"bogus\""
+    );
     let e = load_err(&in_http(
         "upstream u { server 127.0.0.1; }\nserver { location / {\nproxy_pass http://u:8080; } }",
     ));
@@ -505,10 +520,11 @@ fn values_and_their_errors() {
         s.locations[0].settings.proxy_next_upstream,
         NextUpstream::OFF
     );
-    // A server-level return happens before location lookup, so locations get it too.
-    for a in [&s.settings.action, &s.locations[0].settings.action] {
-        assert!(matches!(a, Action::Return { code: 301, text: Some(t) } if t.parts.len() == 3));
-    }
+    // A server-level return runs in the server rewrite phase, before location lookup.
+    assert!(
+        matches!(&s.settings.rewrite[..], [RewriteOp::Return { code: 301, text: Some(t) }] if t.parts.len() == 3)
+    );
+    assert!(s.locations[0].settings.rewrite.is_empty());
     let bad = |d: &str| first_line(&load_err(&in_http(&format!("server {{\n{d}\n}}")))).to_owned();
     assert_eq!(
         bad("proxy_read_timeout 10x;"),
@@ -548,14 +564,14 @@ fn values_and_their_errors() {
     ));
     let locs = &ret.http.servers[0].locations;
     assert!(matches!(
-        &locs[0].settings.action,
-        Action::Return {
+        &locs[0].settings.rewrite[..],
+        [RewriteOp::Return {
             code: 302,
             text: Some(_)
-        }
+        }]
     ));
     assert!(
-        matches!(&locs[1].settings.action, Action::Return { code: 404, text: Some(t) } if *t == Template::literal("gone"))
+        matches!(&locs[1].settings.rewrite[..], [RewriteOp::Return { code: 404, text: Some(t) }] if *t == Template::literal("gone"))
     );
 }
 

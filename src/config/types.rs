@@ -128,6 +128,11 @@ pub struct Http {
     /// `ferrolb_admin ADDR [token=SECRET]`: the admin listener. `None` (the default)
     /// runs none.
     pub admin: Option<AdminConf>,
+    /// `map` blocks in file order; [`Var::Map`] indexes them. Empty by default.
+    pub maps: Vec<MapConf>,
+    /// Names of the user variables (`set`, named regex captures) by slot; [`Var::User`]
+    /// indexes them. Empty by default.
+    pub user_vars: Vec<String>,
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.
@@ -541,6 +546,9 @@ pub struct Location {
     pub pattern: String,
     /// Compiled for the regex kinds.
     pub regex: Option<Regex>,
+    /// Named captures of the regex (`(?<name>...)`), as (group, user variable slot):
+    /// a match sets those variables, as nginx does.
+    pub named_captures: Vec<(usize, usize)>,
     /// Nested locations.
     pub locations: Vec<Location>,
     /// Settings, merged with every enclosing level.
@@ -603,6 +611,9 @@ pub struct LocSettings {
     /// letters, digits and `-`, and `_` unless allowed) are dropped, never forwarded.
     /// Default on.
     pub ignore_invalid_headers: bool,
+    /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
+    /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
+    pub rewrite: Vec<RewriteOp>,
 }
 
 /// The request handler a location ends up with.
@@ -610,14 +621,7 @@ pub struct LocSettings {
 pub enum Action {
     /// `proxy_pass`.
     Proxy(ProxyPass),
-    /// `return code [text|URL]`.
-    Return {
-        /// Status code.
-        code: u16,
-        /// Body text, or the URL for 301/302/303/307/308.
-        text: Option<Template>,
-    },
-    /// No `proxy_pass` or `return`: files under `root` or `alias` (nginx's static,
+    /// No `proxy_pass` (a `return` is a [`RewriteOp`]): files under `root` or `alias` (nginx's static,
     /// index and autoindex modules, with `try_files`).
     Static,
 }
@@ -739,6 +743,41 @@ pub struct FilesConf {
     pub expires: Option<Expires>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
+}
+
+impl FilesConf {
+    /// The file a URI names (`$request_filename`): `root` plus the URI, or `alias` plus
+    /// the URI after the location's prefix.
+    pub fn file_for(&self, location_prefix: Option<&str>, uri: &str) -> PathBuf {
+        fn join(base: &std::path::Path, rest: &str) -> PathBuf {
+            // As bytes: a `/`-led URI must not replace the base, as `Path::join` would.
+            let mut s = base.as_os_str().to_owned();
+            if !rest.is_empty() && !rest.starts_with('/') && !base.as_os_str().is_empty() {
+                let ends_with_slash = base.as_os_str().to_string_lossy().ends_with('/');
+                if !ends_with_slash {
+                    s.push("/");
+                }
+            }
+            s.push(rest);
+            PathBuf::from(s)
+        }
+        match &self.doc {
+            DocRoot::Root(root) => join(root, uri),
+            DocRoot::Alias(alias) => {
+                let rest = location_prefix
+                    .and_then(|p| uri.strip_prefix(p))
+                    .unwrap_or(uri);
+                join(alias, rest)
+            }
+        }
+    }
+
+    /// `$document_root`: the `root` or `alias` path.
+    pub fn document_root(&self) -> &std::path::Path {
+        match &self.doc {
+            DocRoot::Root(p) | DocRoot::Alias(p) => p,
+        }
+    }
 }
 
 /// A `proxy_pass` target.
@@ -1012,8 +1051,179 @@ pub enum Var {
     Pipe,
     /// `$hostname`.
     Hostname,
-    /// `$connection_upgrade`-style user variables are not supported; this carries the
-    /// name for error messages only and never appears in a validated template.
+    /// `$request_filename`: the file `$uri` names under the location's `root`/`alias`.
+    RequestFilename,
+    /// `$document_root`: the location's `root` or `alias`.
+    DocumentRoot,
+    /// `$1`..`$9`: a group of the last regex that matched (location, `rewrite`, `if`,
+    /// `map`).
+    Capture(u8),
+    /// A user variable (`set $name`, or a named regex capture): a slot of
+    /// [`Http::user_vars`]. Empty until set, as nginx's uninitialized variables.
+    User(usize),
+    /// A `map` variable: an index into [`Http::maps`], evaluated when used.
+    Map(usize),
+    /// A name no level declares; carried for error messages only, it never appears in
+    /// a validated template.
     #[doc(hidden)]
     Unknown(String),
+}
+
+/// One directive of the rewrite module, run in order in the rewrite phase.
+#[derive(Debug, Clone)]
+pub enum RewriteOp {
+    /// `return CODE [TEXT|URL]` / `return URL`: ends the request.
+    Return {
+        /// Status code; 444 closes the connection without a response.
+        code: u16,
+        /// Body text, or the `Location` for 301, 302, 303, 307, 308.
+        text: Option<Template>,
+    },
+    /// `rewrite REGEX REPLACEMENT [FLAG]`.
+    Rewrite(Box<RewriteRule>),
+    /// `set $name VALUE`.
+    Set {
+        /// The user variable slot.
+        slot: usize,
+        /// The value.
+        value: Template,
+    },
+    /// `break`: stops this level's rewrite directives.
+    Break,
+    /// `if (CONDITION) { ... }`.
+    If(Box<IfBlock>),
+}
+
+/// `rewrite REGEX REPLACEMENT [last|break|redirect|permanent]`.
+#[derive(Debug, Clone)]
+pub struct RewriteRule {
+    /// Matched against `$uri`.
+    pub regex: Regex,
+    /// The pattern as written (for `rewrite_log`).
+    pub pattern: String,
+    /// Named captures of the regex as (group, user variable slot).
+    pub named_captures: Vec<(usize, usize)>,
+    /// The replacement, without a final `?`.
+    pub replacement: Template,
+    /// The replacement has a `?` (new arguments): the request's are joined with `&`.
+    pub has_args: bool,
+    /// A final `?`: the request's arguments are dropped.
+    pub drop_args: bool,
+    /// What happens after a match.
+    pub flag: RewriteFlag,
+}
+
+/// The last argument of `rewrite`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteFlag {
+    /// No flag: go on with the next directive; the location is searched again after
+    /// the level's directives (in a location).
+    None,
+    /// `last`: stop, search the location again with the new URI.
+    Last,
+    /// `break`: stop, stay in this location.
+    Break,
+    /// `redirect` (or a replacement starting with `http://`, `https://`, `$scheme`):
+    /// 302 with `Location`.
+    Redirect,
+    /// `permanent`: 301 with `Location`.
+    Permanent,
+}
+
+/// An `if` block: its condition, its directives, and (in a location) the settings of
+/// the implicit location nginx makes of it.
+#[derive(Debug, Clone)]
+pub struct IfBlock {
+    /// The condition.
+    pub condition: Condition,
+    /// Rewrite directives inside, run when the condition holds; then the enclosing
+    /// level's directives go on.
+    pub ops: Vec<RewriteOp>,
+    /// In a location: the block's own settings (the location's, with the block's
+    /// `proxy_pass`, `add_header`, ... over them), which the request uses once the
+    /// condition held. `None` at server level, where nginx switches no settings.
+    pub location: Option<Arc<LocSettings>>,
+}
+
+/// An `if` condition, nginx's set.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// `($var)`: true unless empty or `0`.
+    Value(Template),
+    /// `($var = text)` / `($var != text)`.
+    Equals {
+        /// The variable side.
+        left: Template,
+        /// The text side.
+        right: Template,
+        /// `!=`.
+        negate: bool,
+    },
+    /// `($var ~ re)`, `~*` (caseless), `!~`, `!~*`.
+    Matches {
+        /// The variable side.
+        left: Template,
+        /// The compiled regex.
+        regex: Regex,
+        /// Named captures as (group, user variable slot).
+        named_captures: Vec<(usize, usize)>,
+        /// `!~`, `!~*`.
+        negate: bool,
+    },
+    /// `-f`, `-d`, `-e`, `-x` and their `!` forms.
+    File {
+        /// The path.
+        path: Template,
+        /// What is tested.
+        test: FileTest,
+        /// The `!` form.
+        negate: bool,
+    },
+}
+
+/// What `-f`, `-d`, `-e`, `-x` test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-f`: a regular file.
+    File,
+    /// `-d`: a directory.
+    Dir,
+    /// `-e`: a file, directory or symbolic link.
+    Exists,
+    /// `-x`: executable.
+    Executable,
+}
+
+/// A `~re` / `~*re` key of a `map`.
+#[derive(Debug, Clone)]
+pub struct MapRegex {
+    /// The compiled regex.
+    pub regex: Regex,
+    /// Its named captures as (group, user variable slot).
+    pub named_captures: Vec<(usize, usize)>,
+    /// The value when it matches (may use the captures).
+    pub value: Template,
+}
+
+/// `map SOURCE $name { ... }` at http level.
+#[derive(Debug, Clone)]
+pub struct MapConf {
+    /// The variable's name, without `$`.
+    pub name: String,
+    /// What is looked up.
+    pub source: Template,
+    /// `hostnames`: keys may be wildcards, a final dot of the source is ignored.
+    pub hostnames: bool,
+    /// `volatile`: not cached for the request (ferrolb evaluates every use anyway
+    /// when set; otherwise the first value is kept, as nginx).
+    pub volatile: bool,
+    /// Exact keys, lower-cased (nginx compares them caselessly).
+    pub exact: std::collections::HashMap<String, Template>,
+    /// `hostnames` wildcards in file order: `.example.com`, `*.example.com`,
+    /// `www.example.*`.
+    pub wildcards: Vec<(ServerName, Template)>,
+    /// `~re` / `~*re` keys in file order, with their named captures.
+    pub regexes: Vec<MapRegex>,
+    /// `default`; empty when not given.
+    pub default: Template,
 }

@@ -84,6 +84,19 @@ pub fn error_page(
     error_page_retry_after(out, status, keep_alive, http10_client, head_only, None);
 }
 
+/// The standard page of a status, nginx's layout (and its titles: a 302 page says
+/// "Found" under a "Moved Temporarily" status line).
+pub fn error_body(status: u16) -> String {
+    let title = match status {
+        302 => "Found",
+        s => reason(s),
+    };
+    format!(
+        "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
+        r = title
+    )
+}
+
 /// [`error_page`] with a `Retry-After: SECS` header when `retry_after_secs` is set
 /// (a 503 while the peers are still starting).
 pub fn error_page_retry_after(
@@ -94,10 +107,7 @@ pub fn error_page_retry_after(
     head_only: bool,
     retry_after_secs: Option<u32>,
 ) {
-    let body = format!(
-        "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
-        r = reason(status)
-    );
+    let body = error_body(status);
     write_status_line(out, status, keep_alive, http10_client);
     if let Some(secs) = retry_after_secs {
         let _ = write!(out, "Retry-After: {secs}\r\n");

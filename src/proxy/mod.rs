@@ -53,10 +53,25 @@ pub struct Forward<'a> {
     /// Whether the client connection may stay open after this request, as far as the
     /// request and the server settings go.
     pub keep_client: bool,
+    /// The rewrite phase's variables (`set`, captures, maps, rewritten arguments).
+    pub locals: Option<&'a vars::Locals<'a>>,
+    /// How a `rewrite` changed the URI, if it did: the upstream then gets the new `$uri`
+    /// and arguments rather than the client's target.
+    pub rewritten: Option<RewrittenUri>,
     /// Record every attempt in [`Forwarded::attempts`]: the location's log format uses
     /// `$upstream_*` variables. False for `access_log off` and `combined`, which then
     /// allocate nothing for it.
     pub log_upstream: bool,
+}
+
+/// A URI a `rewrite` changed, as `proxy_pass` sends it (nginx's `valid_unparsed_uri`
+/// off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewrittenUri {
+    /// False after `rewrite ... break` in the location: the `proxy_pass` URI part no
+    /// longer replaces the location prefix and the whole new URI is sent (nginx's
+    /// `valid_location` off).
+    pub prefix_applies: bool,
 }
 
 /// What happened to a forwarded request (for the access log and the connection loop).
@@ -164,6 +179,8 @@ pub fn request_vars<'a>(
         uri,
         proxy_host: "",
         upstream_addr: None,
+        locals: None,
+        files: None,
     }
 }
 

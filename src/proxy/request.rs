@@ -37,6 +37,8 @@ pub(super) fn vars<'a>(
         uri: f.uri,
         proxy_host: &f.pass.proxy_host,
         upstream_addr: peer,
+        locals: f.locals,
+        files: None,
     }
 }
 
@@ -177,6 +179,26 @@ pub(super) fn build_head(
 /// The request URI sent upstream: the client's as is, or, when `proxy_pass` has a URI
 /// part, the normalised path with the matched location prefix replaced by it.
 fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8>) {
+    if let Some(rewritten) = f.rewritten {
+        // nginx sends the rewritten `$uri`, escaped, and the arguments as they are now.
+        match (&f.pass.uri, &f.pass.location_prefix) {
+            (Some(uri), Some(prefix)) if rewritten.prefix_applies => {
+                out.extend_from_slice(uri.as_bytes());
+                escape_path(
+                    f.uri.strip_prefix(prefix.as_str()).unwrap_or("").as_bytes(),
+                    out,
+                );
+            }
+            _ => escape_path(f.uri.as_bytes(), out),
+        }
+        let mut args = Vec::new();
+        v.eval_var(&crate::config::Var::Args, &mut args);
+        if !args.is_empty() {
+            out.push(b'?');
+            out.extend_from_slice(&args);
+        }
+        return;
+    }
     let Some(uri) = &f.pass.uri else {
         v.request_uri(out);
         return;

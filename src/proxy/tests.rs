@@ -158,6 +158,8 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
     let mut head = RequestHead::default();
     assert_eq!(head.parse(&cbuf).expect("request parses"), Parsed::Complete);
     let f = Forward {
+        locals: None,
+        rewritten: None,
         head: &head,
         settings: &loc.settings,
         pass,

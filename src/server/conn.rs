@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::BufMut;
 
 use super::http1_downstream::{Http1Downstream, CLIENT_SEND_TIMEOUT};
+use super::rewrite::{self, Answer, Flow, Phase, UriState};
 use super::state::{Runtime, StopMode, Worker};
 use super::static_files::{self, Resolved};
 use super::{location, uri, vhost};
@@ -22,8 +23,8 @@ use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
 use crate::net::io::{self, IoFailure};
 use crate::net::{ClientAddr, ClientInfo, Stream};
 use crate::proxy::request_vars;
-use crate::proxy::Forward;
-use crate::vars::RequestVars;
+use crate::proxy::{Forward, RewrittenUri};
+use crate::vars::{Locals, RequestVars};
 
 /// How long a new connection may take to send its first request head, before any
 /// server settings are known (nginx's `client_header_timeout` default).
@@ -296,39 +297,114 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             log: None,
         };
     }
-    // The location, after the internal redirects of `index` and `try_files`.
-    let mut uri = uri;
+    // The location, after the rewrite phases and the internal redirects of `index` and
+    // `try_files`.
+    let http = &rt.config.http;
+    let locals = Locals::new(&http.maps, http.user_vars.len());
+    rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
+    let mut rw = UriState::new(uri, path);
     let mut named: Option<&Location> = None;
     let mut target: Option<Resolved> = None;
+    let mut answer: Option<Answer> = None;
     let mut redirects = 0;
+    // nginx's server rewrite phase runs first, and again after each internal redirect.
+    let mut server_phase = true;
+    let mut log = |level, what: String| {
+        crate::log::emit(
+            level,
+            Some(info.id),
+            format_args!(
+                "{what}, client: {}, server: {}",
+                info.remote, server.primary_name
+            ),
+        )
+    };
     let settings: &LocSettings = loop {
-        let loc = named.or_else(|| location::find_location(&server.locations, &uri));
-        let settings = loc.map_or(&*server.settings, |l| &*l.settings);
-        if !matches!(settings.action, Action::Static) {
-            break settings;
+        let base = RequestVars {
+            locals: Some(&locals),
+            ..request_vars(head, buf, info, &server.primary_name, "")
+        };
+        if std::mem::take(&mut server_phase) {
+            let mut cx = rewrite::Context {
+                vars: &RequestVars {
+                    files: Some((&server.settings.files, None)),
+                    ..base
+                },
+                locals: &locals,
+                log: &mut log,
+            };
+            // A server's `if` switches no settings.
+            if let Flow::Answer(a, _) =
+                rewrite::run(&server.settings.rewrite, Phase::Server, &mut rw, &mut cx)
+            {
+                answer = Some(a);
+                break &server.settings;
+            }
         }
+        let loc = named.or_else(|| location::find_location(&server.locations, &rw.uri));
         let prefix = loc
             .filter(|l| l.regex.is_none())
             .map(|l| l.pattern.as_str());
-        let vars = request_vars(head, buf, info, &server.primary_name, &uri);
-        let mut log = |level, what: String| {
-            crate::log::emit(
-                level,
-                Some(info.id),
-                format_args!(
-                    "{what}, client: {}, server: {}",
-                    info.remote, server.primary_name
-                ),
-            )
+        if let Some(caps) = loc.and_then(|l| l.regex.as_ref()?.captures(&rw.uri)) {
+            locals.keep_captures(&caps, loc.map_or(&[][..], |l| &l.named_captures));
+        }
+        let mut settings = loc.map_or(&*server.settings, |l| &*l.settings);
+        // Without a location the server's directives ran already (nginx skips the
+        // location phase of the server's "null location").
+        if loc.is_some() {
+            let mut cx = rewrite::Context {
+                vars: &RequestVars {
+                    files: Some((&settings.files, prefix)),
+                    ..base
+                },
+                locals: &locals,
+                log: &mut log,
+            };
+            match rewrite::run(&settings.rewrite, Phase::Location, &mut rw, &mut cx) {
+                Flow::Answer(a, chosen) => {
+                    answer = Some(a);
+                    break chosen.map_or(settings, |s| &**s);
+                }
+                Flow::SearchAgain if redirects < rewrite::MAX_URI_CHANGES => {
+                    redirects += 1;
+                    named = None;
+                    continue;
+                }
+                Flow::SearchAgain => {
+                    log(
+                        Level::Error,
+                        format!(
+                            "rewrite or internal redirection cycle while processing \"{}\"",
+                            rw.uri
+                        ),
+                    );
+                    answer = Some(Answer::Status(500));
+                    break settings;
+                }
+                Flow::Continue(chosen) => {
+                    if let Some(s) = chosen {
+                        settings = s;
+                    }
+                }
+            }
+        }
+        if !matches!(settings.action, Action::Static) {
+            break settings;
+        }
+        let vars = RequestVars {
+            files: Some((&settings.files, prefix)),
+            uri: &rw.uri,
+            ..base
         };
-        match static_files::resolve(&settings.files, prefix, &uri, &vars, &mut log) {
-            Resolved::Redirect(to) if redirects < 10 => {
+        match static_files::resolve(&settings.files, prefix, &rw.uri, &vars, &mut log) {
+            Resolved::Redirect(to) if redirects < rewrite::MAX_URI_CHANGES => {
                 redirects += 1;
                 named = None;
+                server_phase = true;
                 // Arguments of a fallback URI are not carried over (nginx keeps the
                 // request's own).
                 let path = to.split('?').next().unwrap_or("/");
-                uri = match uri::normalize(path.as_bytes()) {
+                rw.uri = match uri::normalize(path.as_bytes()) {
                     Ok(u) => u.into_owned(),
                     Err(_) => {
                         target = Some(Resolved::Status(400));
@@ -336,7 +412,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     }
                 };
             }
-            Resolved::Named(name) if redirects < 10 => {
+            Resolved::Named(name) if redirects < rewrite::MAX_URI_CHANGES => {
                 redirects += 1;
                 match server
                     .locations
@@ -368,6 +444,12 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             }
         }
     };
+    let uri: &str = &rw.uri;
+    let vars_here = || RequestVars {
+        locals: Some(&locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, info, &server.primary_name, uri)
+    };
     let keep = head.keep_alive
         && !settings.keepalive_timeout.is_zero()
         && served < settings.keepalive_requests
@@ -379,12 +461,10 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
 
     let log = match &settings.access_log {
         AccessLogConf::Off => None,
-        AccessLogConf::Combined(path) => rt.access_logs.get(path).map(|log| {
-            LogLine::capture(
-                log,
-                &request_vars(head, buf, info, &server.primary_name, &uri),
-            )
-        }),
+        AccessLogConf::Combined(path) => rt
+            .access_logs
+            .get(path)
+            .map(|log| LogLine::capture(log, &vars_here())),
         AccessLogConf::Format { path, format } => rt.access_logs.get(path).map(|log| {
             let conn = ConnFacts {
                 id: info.id,
@@ -395,15 +475,28 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 log,
                 kind: LineKind::Format {
                     format,
-                    pending: PendingLine::prepare(
-                        format,
-                        &request_vars(head, buf, info, &server.primary_name, &uri),
-                        &conn,
-                    ),
+                    pending: PendingLine::prepare(format, &vars_here(), &conn),
                 },
             }
         }),
     };
+    if let Some(answer) = answer {
+        let headers = evaluated_add_header(settings, &vars_here());
+        let location_base = absolute_base(head, buf, info);
+        let mut handled = send_answer(
+            stream,
+            buf,
+            head,
+            answer,
+            settings,
+            keep,
+            &headers,
+            &location_base,
+        )
+        .await;
+        handled.log = log;
+        return handled;
+    }
     let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
     let mut handled = match &settings.action {
         Action::Proxy(pass) => {
@@ -417,9 +510,13 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 upstream,
                 info,
                 server_name: &server.primary_name,
-                uri: &uri,
+                uri,
                 keep_client: keep,
                 log_upstream,
+                locals: Some(&locals),
+                rewritten: rw.rewritten.then_some(RewrittenUri {
+                    prefix_applies: rw.prefix_applies,
+                }),
             };
             let mut client = Http1Downstream::new(stream);
             let done = crate::proxy::forward(&f, &mut client, buf).await;
@@ -434,29 +531,13 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 log: None,
             }
         }
-        Action::Return { code, text } => {
-            let mut body = Vec::new();
-            if let Some(t) = text {
-                let vars = request_vars(head, buf, info, &server.primary_name, &uri);
-                vars.eval(t, &mut body);
-            }
-            // nginx's `absolute_redirect on`: a redirect to a path names this host.
-            if respond::is_redirect(*code) && body.starts_with(b"/") {
-                let path = String::from_utf8_lossy(&body).into_owned();
-                body = absolute_location(head, buf, info, &path).into_bytes();
-            }
-            answer_local(
-                stream,
-                buf,
-                head,
-                *code,
-                text.as_ref().map(|_| body),
-                settings,
-                keep,
+        Action::Static => {
+            let headers = evaluated_add_header(settings, &vars_here());
+            serve_static(
+                stream, buf, head, settings, target, uri, info, keep, &headers,
             )
             .await
         }
-        Action::Static => serve_static(stream, buf, head, settings, target, &uri, info, keep).await,
     };
     handled.log = log;
     handled
@@ -473,6 +554,7 @@ async fn serve_static<'a>(
     uri: &str,
     info: &ClientInfo,
     keep: bool,
+    add_header: &[(&str, Vec<u8>, bool)],
 ) -> Handled<'a> {
     let body_in_buf = body_in_buffer(buf, head);
     let keep = keep && body_in_buf.is_some();
@@ -486,21 +568,11 @@ async fn serve_static<'a>(
             return answer_local(stream, buf, head, 405, None, settings, keep).await
         }
         Some(Resolved::File(path, meta)) => {
-            let vars = request_vars(head, buf, info, "", uri);
-            let add_header: Vec<(&str, Vec<u8>, bool)> = settings
-                .add_header
-                .iter()
-                .map(|h| {
-                    let mut v = Vec::new();
-                    vars.eval(&h.value, &mut v);
-                    (h.name.as_str(), v, h.always)
-                })
-                .collect();
             let r = static_files::FileRequest {
                 head,
                 buf,
                 files: &settings.files,
-                add_header: &add_header,
+                add_header,
                 keep_alive: keep,
             };
             static_files::send_file(stream, &r, &path, &meta).await
@@ -538,13 +610,13 @@ fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &
         .query(buf)
         .map(|q| format!("?{}", String::from_utf8_lossy(q)))
         .unwrap_or_default();
-    absolute_location(head, buf, info, &format!("{uri}/{args}"))
+    format!("{}{uri}/{args}", absolute_base(head, buf, info))
 }
 
-/// `path` as nginx makes a redirect absolute (`absolute_redirect on`,
-/// `server_name_in_redirect off`, `port_in_redirect on`): the Host the client asked for
-/// without its port, then the listening port unless 80.
-fn absolute_location(head: &RequestHead, buf: &[u8], info: &ClientInfo, path: &str) -> String {
+/// What nginx puts before a relative `Location` (`absolute_redirect on`):
+/// `http://HOST[:PORT]` with the Host the client asked for and the listening port
+/// unless 80.
+fn absolute_base(head: &RequestHead, buf: &[u8], info: &ClientInfo) -> String {
     let host = head
         .header_value(buf, "host")
         .and_then(|h| std::str::from_utf8(h).ok())
@@ -554,7 +626,90 @@ fn absolute_location(head: &RequestHead, buf: &[u8], info: &ClientInfo, path: &s
         Some(80) | None => String::new(),
         Some(p) => format!(":{p}"),
     };
-    format!("http://{host}{port}{path}")
+    format!("http://{host}{port}")
+}
+
+/// A level's `add_header` lines with their values for this request.
+fn evaluated_add_header<'s>(
+    settings: &'s LocSettings,
+    vars: &RequestVars<'_>,
+) -> Vec<(&'s str, Vec<u8>, bool)> {
+    settings
+        .add_header
+        .iter()
+        .map(|h| {
+            let mut v = Vec::new();
+            vars.eval(&h.value, &mut v);
+            (h.name.as_str(), v, h.always)
+        })
+        .collect()
+}
+
+/// Sends what the rewrite phase answered: nothing for `return 444` (the connection
+/// closes), the standard page of a status, a `return` text, or a redirect with
+/// nginx's page (a relative `Location` made absolute with `location_base`).
+#[allow(clippy::too_many_arguments)]
+async fn send_answer<'a>(
+    stream: &mut Stream,
+    buf: &mut Buf,
+    head: &RequestHead,
+    answer: Answer,
+    settings: &LocSettings,
+    keep: bool,
+    add_header: &[(&str, Vec<u8>, bool)],
+    location_base: &str,
+) -> Handled<'a> {
+    let (status, out, body_len, keep) = match answer {
+        Answer::Close => {
+            return Handled {
+                status: 444,
+                body_bytes: 0,
+                head_bytes: 0,
+                attempts: Vec::new(),
+                keep_alive: false,
+                keepalive_timeout: settings.keepalive_timeout,
+                header_timeout: settings.client_header_timeout,
+                log: None,
+            }
+        }
+        answer => {
+            // nginx closes after an error that may have left the request unread.
+            let keep = keep
+                && body_in_buffer(buf, head).is_some()
+                && !matches!(answer, Answer::Status(code) if code >= 500 || code == 400);
+            let mut out = Buf::head();
+            let (status, body_len) = rewrite::write_response(
+                &mut out,
+                &answer,
+                &rewrite::ResponseFacts {
+                    keep_alive: keep,
+                    http10: head.minor_version == 0,
+                    head_only: head.method == Method::Head,
+                    default_type: &settings.files.default_type,
+                    add_header,
+                    location_base,
+                },
+            );
+            (status, out, body_len, keep)
+        }
+    };
+    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+        .await
+        .is_ok();
+    if let Some(n) = body_in_buffer(buf, head) {
+        let end = (head.head_len + n).min(buf.len());
+        buf.drain(..end);
+    }
+    Handled {
+        status,
+        body_bytes: body_len,
+        head_bytes: out.len() as u64 - body_len,
+        attempts: Vec::new(),
+        keep_alive: keep && ok,
+        keepalive_timeout: settings.keepalive_timeout,
+        header_timeout: settings.client_header_timeout,
+        log: None,
+    }
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the

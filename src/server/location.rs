@@ -100,8 +100,8 @@ mod tests {
     }
 
     fn label(s: &LocSettings) -> String {
-        match &s.action {
-            crate::config::Action::Return { text: Some(t), .. } => match t.parts.first() {
+        match s.rewrite.first() {
+            Some(crate::config::RewriteOp::Return { text: Some(t), .. }) => match t.parts.first() {
                 Some(crate::config::TemplatePart::Literal(l)) => l.clone(),
                 _ => "?".to_owned(),
             },

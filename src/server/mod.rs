@@ -6,6 +6,7 @@ pub mod holders;
 pub mod http1_downstream;
 pub mod listener;
 pub mod location;
+mod rewrite;
 mod state;
 pub mod static_files;
 pub mod uri;

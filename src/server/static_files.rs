@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 
 use super::http1_downstream::CLIENT_SEND_TIMEOUT;
-use crate::config::{DocRoot, Expires, FilesConf, IfModifiedSince, Level, TryFallback};
+use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io;
@@ -46,29 +46,7 @@ pub enum Resolved {
 /// The file a URI names: `root` plus the URI, or `alias` plus the URI after the
 /// location's prefix.
 pub fn map_path(files: &FilesConf, location_prefix: Option<&str>, uri: &str) -> PathBuf {
-    match &files.doc {
-        DocRoot::Root(root) => join(root, uri),
-        DocRoot::Alias(alias) => {
-            let rest = location_prefix
-                .and_then(|p| uri.strip_prefix(p))
-                .unwrap_or(uri);
-            join(alias, rest)
-        }
-    }
-}
-
-/// `base` followed by `rest` as bytes (a `/`-led URI must not replace the base, as
-/// `Path::join` would make it).
-fn join(base: &Path, rest: &str) -> PathBuf {
-    let mut s = base.as_os_str().to_owned();
-    if !rest.is_empty() && !rest.starts_with('/') && !base.as_os_str().is_empty() {
-        let ends_with_slash = base.as_os_str().to_string_lossy().ends_with('/');
-        if !ends_with_slash {
-            s.push("/");
-        }
-    }
-    s.push(rest);
-    PathBuf::from(s)
+    files.file_for(location_prefix, uri)
 }
 
 /// Decides what `uri` names in a location with `files`: `try_files` first, then the
@@ -880,6 +858,7 @@ pub async fn send_listing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DocRoot;
 
     #[test]
     fn ranges_as_nginx_reads_them() {

@@ -3,7 +3,7 @@
 
 use regex::RegexBuilder;
 
-use super::server::ret_action;
+use super::rewrite::Level;
 use super::settings::Partial;
 use super::{once, Result, Validator};
 use crate::config::directives;
@@ -12,17 +12,16 @@ use crate::config::parser::Directive;
 use crate::config::types::*;
 
 impl Validator<'_> {
-    /// Sibling locations; `forced` is a server-level `return` that wins everywhere.
+    /// Sibling locations.
     pub(super) fn locations(
         &mut self,
         ds: &[&Directive],
         parent: &Partial,
         enclosing: Option<(LocationKind, &str)>,
-        forced: Option<&Action>,
     ) -> Result<Vec<Location>> {
         let mut out: Vec<Location> = Vec::new();
         for d in ds {
-            let loc = self.location(d, parent, enclosing, forced)?;
+            let loc = self.location(d, parent, enclosing)?;
             let clash = out.iter().any(|o| {
                 o.pattern == loc.pattern
                     && match (o.kind, loc.kind) {
@@ -46,7 +45,6 @@ impl Validator<'_> {
         d: &Directive,
         parent: &Partial,
         enclosing: Option<(LocationKind, &str)>,
-        forced: Option<&Action>,
     ) -> Result<Location> {
         let (kind, pattern) = location_pattern(d)?;
         if kind == LocationKind::Named && enclosing.is_some() {
@@ -85,7 +83,7 @@ impl Validator<'_> {
         };
         let mut p = Partial::default();
         let mut proxy = None;
-        let mut ret = None;
+        let mut rewrite_ds = Vec::new();
         let mut nested = Vec::new();
         let mut checks = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
@@ -96,7 +94,13 @@ impl Validator<'_> {
                 "location" => nested.push(c),
                 "health_check" => checks.push(c),
                 "proxy_pass" => once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?,
-                "return" => once(&mut ret, ret_action(c)?, c)?,
+                "return"
+                | "rewrite"
+                | "set"
+                | "break"
+                | "if"
+                | "rewrite_log"
+                | "uninitialized_variable_warn" => rewrite_ds.push(c),
                 "alias" => {
                     if kind == LocationKind::Named {
                         return Err(ConfigError::at(
@@ -124,14 +128,19 @@ impl Validator<'_> {
             }
         }
         let merged = p.over(parent);
-        let locations = self.locations(&nested, &merged, Some((kind, &pattern)), forced)?;
-        // `return` runs in the rewrite phase, before the proxy content handler.
-        let action = match (forced, ret, proxy) {
-            (Some(f), _, _) => f.clone(),
-            (None, Some(r), _) => r,
-            (None, None, Some(pp)) => Action::Proxy(pp),
-            (None, None, None) => Action::Static,
+        let locations = self.locations(&nested, &merged, Some((kind, &pattern)))?;
+        let action = match proxy {
+            Some(pp) => Action::Proxy(pp),
+            None => Action::Static,
         };
+        // `return`, `rewrite`, `if`: nginx's rewrite phase, before the content handler.
+        let rewrite = self.rewrite_ops(
+            &rewrite_ds,
+            &Level::Location {
+                merged: &merged,
+                action: &action,
+            },
+        )?;
         if p.alias.is_some() && merged_has_own_root(d) {
             return Err(ConfigError::at(
                 &d.span,
@@ -149,12 +158,17 @@ impl Validator<'_> {
             let hc = self.health_check(c, pp)?;
             self.health_checks.push(hc);
         }
+        let named_captures = regex
+            .as_ref()
+            .map(|r| self.names.named_captures(r))
+            .unwrap_or_default();
         Ok(Location {
             kind,
             pattern,
             regex,
+            named_captures,
             locations,
-            settings: merged.finish(action, &self.env.prefix),
+            settings: merged.finish(action, rewrite, &self.env.prefix),
             span: d.span.clone(),
         })
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::rewrite::VarNames;
 use super::values::templ;
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
@@ -10,7 +11,7 @@ use crate::config::parser::Directive;
 use crate::config::types::*;
 
 /// `log_format NAME [escape=default|json|none] STRING ...;`.
-pub(super) fn log_format(d: &Directive) -> Result<LogFormat> {
+pub(super) fn log_format(d: &Directive, names: &VarNames) -> Result<LogFormat> {
     let name = d.arg(0).to_owned();
     let mut rest = &d.args[1..];
     let mut escape = LogEscape::Default;
@@ -36,7 +37,7 @@ pub(super) fn log_format(d: &Directive) -> Result<LogFormat> {
     }
     // nginx concatenates the strings as written, with nothing between them.
     let text: String = rest.iter().map(|a| a.value.as_str()).collect();
-    let parts = templ(d, &text)?.parts;
+    let parts = templ(d, &text, names)?.parts;
     let uses_upstream = parts.iter().any(|p| {
         matches!(
             p,

@@ -7,7 +7,8 @@
 //! value syntax in `values`, `host:port` and name lookup in `address`, inherited
 //! settings in `settings`, `server` and `location` blocks, `upstream` blocks,
 //! `proxy_pass` in `proxy`, `health_check` and `match` in `health`, logging directives
-//! in `logs`, and `ferrolb_admin` in `admin`.
+//! in `logs`, `ferrolb_admin` in `admin`, and the rewrite module and `map` in
+//! `rewrite`.
 
 mod address;
 mod admin;
@@ -15,6 +16,7 @@ mod health;
 mod location;
 mod logs;
 mod proxy;
+mod rewrite;
 mod server;
 mod settings;
 mod upstream;
@@ -54,6 +56,7 @@ pub struct Env {
 /// Validates a parsed main context (`-g` directives first, then the file).
 pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> Result<Config> {
     let mut v = Validator {
+        names: rewrite::collect_names(directives),
         env,
         warnings,
         upstreams: Vec::new(),
@@ -66,6 +69,8 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
 
 struct Validator<'a> {
     env: &'a Env,
+    /// Every variable the configuration declares (`set`, `map`, named captures).
+    names: rewrite::VarNames,
     warnings: Vec<Warning>,
     upstreams: Vec<UpstreamConf>,
     /// `log_format`s declared so far (`combined` is built in and not listed).
@@ -300,6 +305,7 @@ impl Validator<'_> {
             }
         }
         let mut admin = None;
+        let mut maps = Vec::new();
         for d in ds
             .iter()
             .filter(|d| d.name != "upstream" && d.name != "match")
@@ -310,7 +316,7 @@ impl Validator<'_> {
             match d.name.as_str() {
                 "server" => servers.push(d),
                 "log_format" => {
-                    let format = log_format(d)?;
+                    let format = log_format(d, &self.names)?;
                     if format.name == "combined" || self.log_formats.contains_key(&format.name) {
                         return Err(ConfigError::at(
                             &d.span,
@@ -321,7 +327,21 @@ impl Validator<'_> {
                         .insert(format.name.clone(), Arc::new(format));
                 }
                 "error_log" => self.warn(d, "\"error_log\" is only used at main level".to_owned()),
+                // Accepted: ferrolb writes no rewrite notices and warns of no variable.
+                "rewrite_log" | "uninitialized_variable_warn" => {
+                    flag(d)?;
+                }
                 "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
+                "map" => {
+                    let map = self.map_block(d)?;
+                    if maps.iter().any(|m: &MapConf| m.name == map.name) {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("the duplicate \"{}\" variable", map.name),
+                        ));
+                    }
+                    maps.push(map);
+                }
                 _ => self.setting(&mut level, d)?,
             }
         }
@@ -346,6 +366,9 @@ impl Validator<'_> {
             servers,
             health_checks: std::mem::take(&mut self.health_checks),
             admin,
+            // In the order the names were collected, which is file order too.
+            maps: self.names.order_maps(maps),
+            user_vars: self.names.user_names(),
         })
     }
 

@@ -6,9 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use regex::RegexBuilder;
 
 use super::address::{parse_host_port, parse_port, HostPortError};
+use super::rewrite::Level;
 use super::settings::Partial;
-use super::values::{parse_size, templ};
-use super::{once, Result, Validator};
+use super::values::parse_size;
+use super::{Result, Validator};
 use crate::config::directives;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
@@ -21,7 +22,7 @@ impl Validator<'_> {
         let mut listen: Vec<Listen> = Vec::new();
         let mut names = Vec::new();
         let mut primary_name = None;
-        let mut ret = None;
+        let mut rewrite_ds = Vec::new();
         let mut loc_ds = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
             if self.check(c, directives::SERVER)?.is_none() {
@@ -46,7 +47,13 @@ impl Validator<'_> {
                     }
                 }
                 "location" => loc_ds.push(c),
-                "return" => once(&mut ret, ret_action(c)?, c)?,
+                "return"
+                | "rewrite"
+                | "set"
+                | "break"
+                | "if"
+                | "rewrite_log"
+                | "uninitialized_variable_warn" => rewrite_ds.push(c),
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
                 _ => self.setting(&mut p, c)?,
             }
@@ -63,15 +70,15 @@ impl Validator<'_> {
         if names.is_empty() {
             names.push(ServerName::Exact(String::new()));
         }
-        // A server-level `return` runs in nginx's server-rewrite phase, before any
-        // location is looked up, so it is every location's action too.
-        let locations = self.locations(&loc_ds, &merged, None, ret.as_ref())?;
+        let locations = self.locations(&loc_ds, &merged, None)?;
+        // They run in nginx's server rewrite phase, before the location search.
+        let rewrite = self.rewrite_ops(&rewrite_ds, &Level::Server)?;
         Ok(ServerConf {
             listen,
             server_names: names,
             primary_name: primary_name.unwrap_or_default(),
             locations,
-            settings: merged.finish(ret.unwrap_or(Action::Static), &self.env.prefix),
+            settings: merged.finish(Action::Static, rewrite, &self.env.prefix),
             span: d.span.clone(),
         })
     }
@@ -162,7 +169,7 @@ impl Validator<'_> {
 }
 
 /// One `server_name` value: exact, `*.x`/`.x`/`x.*` wildcard, or `~regex`.
-fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
+pub(super) fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
     if let Some(re) = v.strip_prefix('~') {
         // nginx compiles server name regexes caseless.
         let r = RegexBuilder::new(re)
@@ -206,27 +213,4 @@ fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
         return Err(invalid());
     }
     Ok(ServerName::Exact(lower))
-}
-
-/// `return CODE [TEXT]` or `return URL` (a 302), at server or location level.
-pub(super) fn ret_action(d: &Directive) -> Result<Action> {
-    let a0 = d.arg(0);
-    let is_url =
-        |s: &str| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("$scheme");
-    if d.args.len() == 1 && is_url(a0) {
-        return Ok(Action::Return {
-            code: 302,
-            text: Some(templ(d, a0)?),
-        });
-    }
-    let code: u16 = a0
-        .parse()
-        .ok()
-        .filter(|c| *c <= 999 && a0.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| ConfigError::at(&d.span, format!("invalid return code \"{a0}\"")))?;
-    let text = match d.args.get(1) {
-        Some(t) => Some(templ(d, &t.value)?),
-        None => None,
-    };
-    Ok(Action::Return { code, text })
 }

@@ -97,10 +97,16 @@ impl Partial {
     }
 
     /// Fills nginx's defaults in.
-    pub(super) fn finish(&self, action: Action, prefix: &Path) -> Arc<LocSettings> {
+    pub(super) fn finish(
+        &self,
+        action: Action,
+        rewrite: Vec<RewriteOp>,
+        prefix: &Path,
+    ) -> Arc<LocSettings> {
         let secs = Duration::from_secs;
         Arc::new(LocSettings {
             action,
+            rewrite,
             proxy_set_header: self.proxy_set_header.clone().unwrap_or_default(),
             proxy_http_version: self.proxy_http_version.unwrap_or_default(),
             proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(secs(60)),
@@ -162,7 +168,7 @@ impl Validator<'_> {
         let a0 = d.arg(0);
         match d.name.as_str() {
             "proxy_set_header" => {
-                let value = templ(d, d.arg(1))?;
+                let value = templ(d, d.arg(1), &self.names)?;
                 p.proxy_set_header
                     .get_or_insert_with(Vec::new)
                     .push((a0.to_owned(), value));
@@ -178,7 +184,7 @@ impl Validator<'_> {
                         ))
                     }
                 };
-                let value = templ(d, d.arg(1))?;
+                let value = templ(d, d.arg(1), &self.names)?;
                 p.add_header.get_or_insert_with(Vec::new).push(AddHeader {
                     name: a0.to_owned(),
                     value,
@@ -323,7 +329,7 @@ impl Validator<'_> {
                 let n = d.args.len();
                 let files = d.args[..n - 1]
                     .iter()
-                    .map(|a| templ(d, &a.value))
+                    .map(|a| templ(d, &a.value, &self.names))
                     .collect::<Result<Vec<_>>>()?;
                 let last = d.arg(n - 1);
                 let fallback = if let Some(code) = last.strip_prefix('=') {
@@ -339,7 +345,7 @@ impl Validator<'_> {
                 } else if last.starts_with('@') {
                     TryFallback::Named(last.to_owned())
                 } else {
-                    TryFallback::Uri(templ(d, last)?)
+                    TryFallback::Uri(templ(d, last, &self.names)?)
                 };
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::address::{parse_host_port, HostPortError};
+use super::rewrite::VarNames;
 use super::values::{invalid_value, number, parse_time, templ, time, TIME_HINT};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::directives;
@@ -51,7 +52,7 @@ impl Validator<'_> {
                     if method.is_some() {
                         self.warn(c, "load balancing method redefined".to_owned());
                     }
-                    method = Some(balance_method(c)?);
+                    method = Some(balance_method(c, &self.names)?);
                 }
                 "sticky" => once(&mut sticky, sticky_conf(c)?, c)?,
                 other => unreachable_directive(c, other)?,
@@ -179,7 +180,7 @@ impl Validator<'_> {
 
 /// One balancing method directive (`least_conn`, `ip_hash`, `hash`, `random`,
 /// `least_time`); the argument count is already checked.
-fn balance_method(c: &Directive) -> Result<BalanceMethod> {
+fn balance_method(c: &Directive, names: &VarNames) -> Result<BalanceMethod> {
     let bad = |a: &str| ConfigError::at(&c.span, format!("invalid parameter \"{a}\""));
     let args: Vec<&str> = c.args.iter().map(|a| a.value.as_str()).collect();
     Ok(match (c.name.as_str(), args.as_slice()) {
@@ -195,7 +196,7 @@ fn balance_method(c: &Directive) -> Result<BalanceMethod> {
                 [other, ..] => return Err(bad(other)),
             };
             BalanceMethod::Hash {
-                key: templ(c, key)?,
+                key: templ(c, key, names)?,
                 consistent,
             }
         }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::rewrite::VarNames;
 use super::Result;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
@@ -112,8 +113,8 @@ pub(super) fn time(d: &Directive, s: &str) -> Result<Duration> {
 }
 
 /// A text with `$variables`, or the template error placed at the directive.
-pub(super) fn templ(d: &Directive, s: &str) -> Result<Template> {
-    template::parse(s).map_err(|e| {
+pub(super) fn templ(d: &Directive, s: &str, names: &VarNames) -> Result<Template> {
+    template::parse_with(s, &|n| names.lookup(n)).map_err(|e| {
         let (msg, hint) = e.message(s);
         match hint {
             Some(h) => ConfigError::hinted(&d.span, msg, h),
