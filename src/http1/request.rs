@@ -374,15 +374,22 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 /// nginx's host check (`ngx_http_validate_host`): not empty (a lone trailing dot
 /// counts as empty), no `..`, no `/`, no NUL, control byte, space or DEL.
 fn is_valid_host(h: &[u8]) -> bool {
-    let host = match h.first() {
-        // An IP literal: up to its `]`, the port after it is not the host.
-        Some(b'[') => h,
-        _ => h.split(|&b| b == b':').next().unwrap_or_default(),
-    };
+    // One pass: this runs on every request.
+    let mut host_len = h.len();
+    let literal = h.first() == Some(&b'[');
+    let mut prev_dot = false;
+    for (i, &b) in h.iter().enumerate() {
+        match b {
+            b'.' if prev_dot => return false,
+            b'/' | 0..=0x20 | 0x7f => return false,
+            b':' if !literal && host_len == h.len() => host_len = i,
+            _ => {}
+        }
+        prev_dot = b == b'.';
+    }
+    let host = &h[..host_len];
     let host = host.strip_suffix(b".").unwrap_or(host);
     !host.is_empty()
-        && !h.windows(2).any(|w| w == b"..")
-        && !h.iter().any(|&b| b == b'/' || b <= 0x20 || b == 0x7f)
 }
 
 /// `authority` without userinfo (RFC 3986 §3.2 minus `@`, which RFC 9110 §4.2.4 forbids

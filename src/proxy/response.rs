@@ -226,14 +226,17 @@ impl BodyRelay {
                 if !initial.is_empty() {
                     self.upstream_clean = false;
                 }
-                to_client(client.end_body()).await
+                client.end_body().await.map_err(|_| BodyError::Client)
             }
             BodyFraming::Length(n) => {
                 let first = (initial.len() as u64).min(n) as usize;
                 if initial.len() > first {
                     self.upstream_clean = false;
                 }
-                to_client(client.send_body(&initial[..first])).await?;
+                client
+                    .send_body(&initial[..first])
+                    .await
+                    .map_err(|_| BodyError::Client)?;
                 let mut remaining = n - first as u64;
                 let mut bbuf = ubuf;
                 while remaining > 0 {
@@ -247,7 +250,10 @@ impl BodyRelay {
                         self.upstream_clean = false;
                     }
                     remaining -= take as u64;
-                    to_client(client.send_body(&bbuf[..take])).await?;
+                    client
+                        .send_body(&bbuf[..take])
+                        .await
+                        .map_err(|_| BodyError::Client)?;
                 }
                 Ok(())
             }
@@ -263,7 +269,10 @@ impl BodyRelay {
                 if first < initial.len() {
                     self.upstream_clean = false;
                 }
-                to_client(client.send_body(&initial[..first])).await?;
+                client
+                    .send_body(&initial[..first])
+                    .await
+                    .map_err(|_| BodyError::Client)?;
                 let mut bbuf = ubuf;
                 while matches!(step, ScanStep::NeedMore) {
                     bbuf.clear();
@@ -280,13 +289,19 @@ impl BodyRelay {
                     if end < bbuf.len() {
                         self.upstream_clean = false;
                     }
-                    to_client(client.send_body(&bbuf[..end])).await?;
+                    client
+                        .send_body(&bbuf[..end])
+                        .await
+                        .map_err(|_| BodyError::Client)?;
                 }
                 Ok(())
             }
             BodyFraming::UntilClose => {
                 self.upstream_clean = false;
-                to_client(client.send_body(initial)).await?;
+                client
+                    .send_body(initial)
+                    .await
+                    .map_err(|_| BodyError::Client)?;
                 let mut bbuf = ubuf;
                 loop {
                     bbuf.clear();
@@ -296,19 +311,15 @@ impl BodyRelay {
                     if n == 0 {
                         break;
                     }
-                    to_client(client.send_body(&bbuf)).await?;
+                    client
+                        .send_body(&bbuf)
+                        .await
+                        .map_err(|_| BodyError::Client)?;
                 }
-                to_client(client.end_body()).await
+                client.end_body().await.map_err(|_| BodyError::Client)
             }
         }
     }
-}
-
-/// A write to the client; its failure is the client's.
-async fn to_client(
-    write: impl std::future::Future<Output = Result<(), IoFailure>>,
-) -> Result<(), BodyError> {
-    write.await.map_err(|_| BodyError::Client)
 }
 
 /// After a `101 Switching Protocols`, both sides become one raw byte stream.

@@ -172,6 +172,14 @@ async fn exchange(
 /// server is known). A dropped field is never forwarded nor seen as a variable, so a
 /// client cannot pass `X_Forwarded_For` for a backend that folds `_` into `-` (Django).
 fn drop_invalid_fields(ex: &Exchange<'_>, buf: &[u8], head: &mut RequestHead) {
+    // The common case first, without looking up a server: every name is plain.
+    if head
+        .headers
+        .iter()
+        .all(|h| h.name(buf).iter().all(|&b| PLAIN_NAME_BYTE[usize::from(b)]))
+    {
+        return;
+    }
     let servers = &ex.rt.config.http.servers;
     let Some(default) = vhost::find_server(servers, &ex.info.local, None) else {
         return;
@@ -183,11 +191,8 @@ fn drop_invalid_fields(ex: &Exchange<'_>, buf: &[u8], head: &mut RequestHead) {
     let underscores = s.underscores_in_headers;
     let valid = |name: &[u8]| {
         name.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || (underscores && b == b'_'))
+            .all(|&b| PLAIN_NAME_BYTE[usize::from(b)] || (underscores && b == b'_'))
     };
-    if head.headers.iter().all(|h| valid(h.name(buf))) {
-        return;
-    }
     for r in head.drop_fields(buf, |name| !valid(name)) {
         crate::log::emit(
             Level::Info,
@@ -200,6 +205,18 @@ fn drop_invalid_fields(ex: &Exchange<'_>, buf: &[u8], head: &mut RequestHead) {
         );
     }
 }
+
+/// Bytes nginx takes in a header name without question: letters, digits and `-`.
+static PLAIN_NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-';
+        b += 1;
+    }
+    t
+};
 
 /// The connection-level context of one request.
 struct Exchange<'a> {
@@ -320,15 +337,16 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         )
     };
     let settings: &LocSettings = loop {
-        let base = RequestVars {
+        // Built only when a phase needs variables: the proxy fast path takes none.
+        let base = || RequestVars {
             locals: Some(&locals),
             ..request_vars(head, buf, info, &server.primary_name, "")
         };
-        if std::mem::take(&mut server_phase) {
+        if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
                     files: Some((&server.settings.files, None)),
-                    ..base
+                    ..base()
                 },
                 locals: &locals,
                 log: &mut log,
@@ -351,11 +369,11 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         let mut settings = loc.map_or(&*server.settings, |l| &*l.settings);
         // Without a location the server's directives ran already (nginx skips the
         // location phase of the server's "null location").
-        if loc.is_some() {
+        if loc.is_some() && !settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
                     files: Some((&settings.files, prefix)),
-                    ..base
+                    ..base()
                 },
                 locals: &locals,
                 log: &mut log,
@@ -394,7 +412,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         let vars = RequestVars {
             files: Some((&settings.files, prefix)),
             uri: &rw.uri,
-            ..base
+            ..base()
         };
         match static_files::resolve(&settings.files, prefix, &rw.uri, &vars, &mut log) {
             Resolved::Redirect(to) if redirects < rewrite::MAX_URI_CHANGES => {
@@ -483,7 +501,9 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     if let Some(answer) = answer {
         let headers = evaluated_add_header(settings, &vars_here());
         let location_base = absolute_base(head, buf, info);
-        let mut handled = send_answer(
+        // Boxed, as the static path below: the proxy path's state is what a request
+        // holds most of the time, and an inline answer would enlarge it for all.
+        let mut handled = Box::pin(send_answer(
             stream,
             buf,
             head,
@@ -492,7 +512,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             keep,
             &headers,
             &location_base,
-        )
+        ))
         .await;
         handled.log = log;
         return handled;
@@ -533,9 +553,9 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         }
         Action::Static => {
             let headers = evaluated_add_header(settings, &vars_here());
-            serve_static(
+            Box::pin(serve_static(
                 stream, buf, head, settings, target, uri, info, keep, &headers,
-            )
+            ))
             .await
         }
     };

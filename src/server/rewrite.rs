@@ -435,6 +435,10 @@ pub(super) fn server_name_captures(
     user_vars: &[String],
     locals: &Locals<'_>,
 ) {
+    // Nothing to capture (nearly always): no allocation, no host normalisation.
+    if !names.iter().any(|n| matches!(n, ServerName::Regex(_))) {
+        return;
+    }
     let Some(host) = host.map(super::vhost::normalize_host) else {
         return;
     };

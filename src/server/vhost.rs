@@ -27,12 +27,16 @@ pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>
         }
         _ => listen,
     };
+    // One server on the address (the usual case): it is the answer whatever the
+    // Host, and no name needs normalising.
+    let mut on_addr = (0..servers.len()).filter(|&i| listens_on(&servers[i], addr));
+    let first = on_addr.next()?;
+    if on_addr.next().is_none() {
+        return Some(first);
+    }
     let candidates: Vec<usize> = (0..servers.len())
         .filter(|&i| listens_on(&servers[i], addr))
         .collect();
-    if candidates.is_empty() {
-        return None;
-    }
     let name = normalize_host(host.unwrap_or(""));
     by_name(servers, &candidates, &name).or_else(|| {
         candidates
