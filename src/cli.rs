@@ -537,10 +537,15 @@ Usage: ferrolb up [-w N] [--first-worker-port N] [--listen ADDR]
 
 Starts N copies of COMMAND (\"workers\"), each with {port} in its arguments
 replaced by its own port and PORT set in its environment, and balances requests
-over them round robin. A worker gets traffic only once it is ready (its port
-accepts connections, or GET --health URI answers 2xx/3xx). A worker that exits
-is reported, taken out of rotation and started again (backoff from 0.5 s up to
-30 s). Worker output is shown line by line behind a \"PORT |\" prefix.
+over them round robin. COMMAND must take the port: {port} in its arguments, or
+$PORT in a shell command (sh -c '... $PORT'). A worker gets traffic only once it
+is ready (its port accepts connections, or GET --health URI answers 2xx/3xx);
+until one is, requests get 503 with Retry-After: 1. A worker that exits is
+reported, taken out of rotation and started again (backoff from 0.5 s up to
+30 s); after 5 failed starts within 60 s it gives up (ferrolb -s restart or
+POST /workers/restart tries it again), and when every worker gave up ferrolb
+exits with status 1. Worker output is shown line by line behind a \"PORT |\"
+prefix.
 
 Options:
   -w N            : number of workers (default 4)
