@@ -173,7 +173,11 @@ impl Validator<'_> {
             ));
         }
         if let Kind::Ignored(why) = spec.kind {
-            self.warn(d, format!("\"{}\" is accepted and ignored: {why}", d.name));
+            // `proxy_redirect off` asks for exactly what ferrolb does: no warning.
+            let what_ferrolb_does = d.name == "proxy_redirect" && d.arg(0) == "off";
+            if !what_ferrolb_does {
+                self.warn(d, format!("\"{}\" is accepted and ignored: {why}", d.name));
+            }
             return Ok(None);
         }
         Ok(Some(spec))
