@@ -28,7 +28,22 @@ pub struct Locals<'a> {
     captures: Mutex<Vec<Option<Vec<u8>>>>,
     map_values: Mutex<Vec<MapValue>>,
     args: Mutex<Option<Vec<u8>>>,
+    /// `$request_id`, made when first used.
+    request_id: Mutex<Option<[u8; 32]>>,
 }
+
+/// 16 random bytes in hex, nginx's `$request_id`.
+fn new_request_id() -> [u8; 32] {
+    let bytes: [u8; 16] = rand::random();
+    let mut out = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A map's value for the request.
 #[derive(Debug, Clone)]
@@ -48,7 +63,13 @@ impl<'a> Locals<'a> {
             captures: Mutex::new(Vec::new()),
             map_values: Mutex::new(vec![MapValue::NotYet; maps.len()]),
             args: Mutex::new(None),
+            request_id: Mutex::new(None),
         }
+    }
+
+    /// `$request_id` of this request: made on first use, the same afterwards.
+    pub fn request_id(&self) -> [u8; 32] {
+        *cell(&self.request_id).get_or_insert_with(new_request_id)
     }
 
     /// `set $var value`.
@@ -305,6 +326,52 @@ impl RequestVars<'_> {
                 if let Some((files, _)) = self.files {
                     out.extend_from_slice(files.document_root().as_os_str().as_encoded_bytes());
                 }
+            }
+            Var::RealpathRoot => {
+                if let Some((files, _)) = self.files {
+                    if let Ok(p) = std::fs::canonicalize(files.document_root()) {
+                        out.extend_from_slice(p.as_os_str().as_encoded_bytes());
+                    }
+                }
+            }
+            Var::RequestId => match self.locals {
+                Some(l) => out.extend_from_slice(&l.request_id()),
+                None => out.extend_from_slice(&new_request_id()),
+            },
+            Var::Pid => {
+                let _ = write!(out, "{}", std::process::id());
+            }
+            Var::NginxVersion => out.extend_from_slice(b"1.22.1"),
+            // No TLS yet: never "on".
+            Var::Https => {}
+            Var::ContentType => {
+                if let Some(v) = self.header("content-type") {
+                    out.extend_from_slice(v);
+                }
+            }
+            Var::ContentLength => {
+                if let Some(v) = self.header("content-length") {
+                    out.extend_from_slice(v);
+                }
+            }
+            Var::BinaryRemoteAddr => match self.remote.ip() {
+                Some(std::net::IpAddr::V4(a)) => out.extend_from_slice(&a.octets()),
+                Some(std::net::IpAddr::V6(a)) => out.extend_from_slice(&a.octets()),
+                None => {}
+            },
+            Var::DateGmt => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    chrono::Utc::now().format("%A, %d-%b-%Y %H:%M:%S GMT")
+                );
+            }
+            Var::DateLocal => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    chrono::Local::now().format("%A, %d-%b-%Y %H:%M:%S %Z")
+                );
             }
             // Log-only variables (filled by `crate::access_log::PendingLine`) have no value
             // while the request is being forwarded.

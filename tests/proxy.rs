@@ -895,3 +895,45 @@ fn a_large_body_is_buffered_to_a_file_sent_with_a_length_and_retried() {
     assert_eq!(r.status, 200);
     assert_eq!(b.seen().len(), 3);
 }
+
+#[test]
+fn request_id_and_other_nginx_variables() {
+    let b = Backend::start(|_, _| ok("x"));
+    let (_p, [port]) = Proxy::start_on(|[port]| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  upstream up {{ {} }}\n  server {{\n    \
+             listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n      \
+             proxy_set_header X-Request-Id $request_id;\n      add_header X-Request-Id $request_id;\n    }}\n    \
+             location = /vars {{ return 200 \"$nginx_version|$https|$content_type|$content_length|$pid\\n\"; }}\n  }}\n}}\n",
+            one(&b)
+        )
+    });
+    let r = http_get(port, "/", "a").expect("GET");
+    let sent = r
+        .header("X-Request-Id")
+        .expect("the response carries it")
+        .to_owned();
+    assert_eq!(sent.len(), 32, "{sent}");
+    assert!(sent.bytes().all(|c| c.is_ascii_hexdigit()), "{sent}");
+    let seen = b.seen().pop().expect("seen");
+    assert_eq!(
+        seen.header("X-Request-Id").as_deref(),
+        Some(sent.as_str()),
+        "one id per request"
+    );
+    let other = http_get(port, "/", "a").expect("GET");
+    assert_ne!(other.header("X-Request-Id"), Some(sent.as_str()));
+    let r = http_request(
+        port,
+        "POST",
+        "/vars",
+        "a",
+        &[("Content-Type", "text/plain")],
+        b"abc",
+    )
+    .expect("POST");
+    let text = r.text();
+    let parts: Vec<&str> = text.trim_end().split('|').collect();
+    assert_eq!(&parts[..4], ["1.22.1", "", "text/plain", "3"], "{text}");
+    assert!(parts[4].parse::<u32>().is_ok(), "{text}");
+}

@@ -84,6 +84,16 @@ pub fn var(name: &str) -> Option<Var> {
         "hostname" => Var::Hostname,
         "request_filename" => Var::RequestFilename,
         "document_root" => Var::DocumentRoot,
+        "realpath_root" => Var::RealpathRoot,
+        "request_id" => Var::RequestId,
+        "pid" => Var::Pid,
+        "nginx_version" => Var::NginxVersion,
+        "https" => Var::Https,
+        "content_type" => Var::ContentType,
+        "content_length" => Var::ContentLength,
+        "binary_remote_addr" => Var::BinaryRemoteAddr,
+        "date_gmt" => Var::DateGmt,
+        "date_local" => Var::DateLocal,
         _ => return None,
     })
 }

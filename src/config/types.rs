@@ -1055,6 +1055,27 @@ pub enum Var {
     RequestFilename,
     /// `$document_root`: the location's `root` or `alias`.
     DocumentRoot,
+    /// `$realpath_root`: `$document_root` with symbolic links resolved.
+    RealpathRoot,
+    /// `$request_id`: 32 random hex digits, the same for every use in one request.
+    RequestId,
+    /// `$pid`: the process id.
+    Pid,
+    /// `$nginx_version`: the nginx version ferrolb answers as (`1.22.1`).
+    NginxVersion,
+    /// `$https`: `on` on a TLS connection, else empty.
+    Https,
+    /// `$content_type`, `$content_length`: the request's fields.
+    ContentType,
+    /// See [`Var::ContentType`].
+    ContentLength,
+    /// `$binary_remote_addr`: the client address in 4 (IPv4) or 16 bytes.
+    BinaryRemoteAddr,
+    /// `$date_gmt`, `$date_local`: now, as nginx's SSI formats it
+    /// (`Monday, 30-Nov-2026 03:30:00 GMT`).
+    DateGmt,
+    /// See [`Var::DateGmt`].
+    DateLocal,
     /// `$1`..`$9`: a group of the last regex that matched (location, `rewrite`, `if`,
     /// `map`).
     Capture(u8),
