@@ -277,7 +277,7 @@ pub static DIRECTIVES: &[Spec] = &[
         HSL,
         "timed-out connections are always closed",
     ),
-    ignored("send_timeout", HSL, "not implemented yet"),
+    handled("send_timeout", HSL, 1, 1),
     ignored(
         "server_names_hash_*",
         HTTP,

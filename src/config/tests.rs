@@ -1159,3 +1159,20 @@ fn ip_literals_never_reach_the_resolver() {
     assert_eq!(c.http.upstreams[1].peers.len(), 1);
     assert_eq!(c.http.servers[0].listen.len(), 2);
 }
+
+#[test]
+fn send_timeout_is_honoured_with_inheritance() {
+    let c = load_text(&in_http(
+        "send_timeout 5s; server { location / { } location /slow/ { send_timeout 2m; } }",
+    ));
+    let s = &c.http.servers[0];
+    assert_eq!(s.locations[0].settings.send_timeout, Duration::from_secs(5));
+    assert_eq!(
+        s.locations[1].settings.send_timeout,
+        Duration::from_secs(120)
+    );
+    assert!(!c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("send_timeout")));
+}

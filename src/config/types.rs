@@ -605,6 +605,9 @@ pub struct LocSettings {
     /// `client_body_temp_path`: where those files are made (unlinked at once).
     /// Default `client_body_temp` under the prefix.
     pub client_body_temp_path: PathBuf,
+    /// `send_timeout`: how long one write to the client may stall before the
+    /// connection is closed. Default 60 s.
+    pub send_timeout: Duration,
     /// `underscores_in_headers`: header names with `_` are valid. Default off.
     pub underscores_in_headers: bool,
     /// `ignore_invalid_headers`: fields with names nginx finds invalid (anything but

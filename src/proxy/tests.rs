@@ -174,7 +174,12 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         keep_client: false,
         log_upstream: true,
     };
-    let done = forward(&f, &mut Http1Downstream::new(&mut client), &mut cbuf).await;
+    let done = forward(
+        &f,
+        &mut Http1Downstream::new(&mut client, Duration::from_secs(60)),
+        &mut cbuf,
+    )
+    .await;
     drop(client);
     let mut got = Vec::new();
     let _ = theirs.read_to_end(&mut got).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
-use super::http1_downstream::{Http1Downstream, CLIENT_SEND_TIMEOUT};
+use super::http1_downstream::Http1Downstream;
 use super::rewrite::{self, Answer, Flow, Phase, UriState};
 use super::state::{Runtime, StopMode, Worker};
 use super::static_files::{self, Resolved};
@@ -302,7 +302,9 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     if location::auto_redirect(&server.locations, &uri) {
         let to = redirect_with_slash(head, buf, info, &uri);
         let keep = head.keep_alive && !stopping;
-        let sent = static_files::send_redirect(stream, head, &to, keep).await;
+        let sent =
+            static_files::send_redirect(stream, head, &to, keep, server.settings.send_timeout)
+                .await;
         return Handled {
             status: sent.status,
             body_bytes: sent.body_bytes,
@@ -538,7 +540,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     prefix_applies: rw.prefix_applies,
                 }),
             };
-            let mut client = Http1Downstream::new(stream);
+            let mut client = Http1Downstream::new(stream, settings.send_timeout);
             let done = crate::proxy::forward(&f, &mut client, buf).await;
             Handled {
                 status: done.status,
@@ -594,15 +596,16 @@ async fn serve_static<'a>(
                 files: &settings.files,
                 add_header,
                 keep_alive: keep,
+                send_timeout: settings.send_timeout,
             };
             static_files::send_file(stream, &r, &path, &meta).await
         }
         Some(Resolved::Listing(dir)) => {
-            static_files::send_listing(stream, head, &dir, uri, keep).await
+            static_files::send_listing(stream, head, &dir, uri, keep, settings.send_timeout).await
         }
         Some(Resolved::AddSlash) => {
             let location = redirect_with_slash(head, buf, info, uri);
-            static_files::send_redirect(stream, head, &location, keep).await
+            static_files::send_redirect(stream, head, &location, keep, settings.send_timeout).await
         }
         Some(Resolved::Redirect(_) | Resolved::Named(_)) | None => {
             return answer_local(stream, buf, head, 500, None, settings, false).await
@@ -713,7 +716,7 @@ async fn send_answer<'a>(
             (status, out, body_len, keep)
         }
     };
-    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+    let ok = io::write_all(stream, &out, settings.send_timeout)
         .await
         .is_ok();
     if let Some(n) = body_in_buffer(buf, head) {
@@ -813,7 +816,7 @@ async fn answer_local<'a>(
             body_len = (out.len() - start) as u64;
         }
     }
-    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
+    let ok = io::write_all(stream, &out, settings.send_timeout)
         .await
         .is_ok();
     if let Some(n) = body_in_buf {

@@ -14,7 +14,8 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::proxy::{Downstream, ResponseOut, ResponseStarted};
 
-/// How long writing to a client may stall (nginx's `send_timeout` default).
+/// How long writing to a client may stall before any configuration applies (nginx's
+/// `send_timeout` default).
 pub const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The client connection of one HTTP/1 request, for the forward path.
@@ -30,12 +31,15 @@ pub struct Http1Downstream<'s> {
     dechunk: Option<ChunkedScanner>,
     /// Body bytes written (chunk framing included, as nginx counts what it sends).
     body_bytes: u64,
+    /// `send_timeout`: how long one write to the client may stall.
+    send_timeout: Duration,
 }
 
 impl<'s> Http1Downstream<'s> {
-    /// The client side over `stream`.
-    pub fn new(stream: &'s mut Stream) -> Self {
+    /// The client side over `stream`; writes may stall `send_timeout` each.
+    pub fn new(stream: &'s mut Stream, send_timeout: Duration) -> Self {
         Http1Downstream {
+            send_timeout,
             stream,
             head: None,
             rechunk: false,
@@ -58,7 +62,7 @@ impl<'s> Http1Downstream<'s> {
             slices[n] = IoSlice::new(p);
             n += 1;
         }
-        io::write_all_vectored(self.stream, &mut slices[..n], CLIENT_SEND_TIMEOUT).await?;
+        io::write_all_vectored(self.stream, &mut slices[..n], self.send_timeout).await?;
         self.body_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         Ok(())
     }
@@ -79,7 +83,7 @@ impl Downstream for Http1Downstream<'_> {
         io::write_all(
             self.stream,
             b"HTTP/1.1 100 Continue\r\n\r\n",
-            CLIENT_SEND_TIMEOUT,
+            self.send_timeout,
         )
         .await
     }
@@ -100,7 +104,7 @@ impl Downstream for Http1Downstream<'_> {
             req.method == Method::Head,
             retry_after,
         );
-        io::write_all(self.stream, &out, CLIENT_SEND_TIMEOUT).await?;
+        io::write_all(self.stream, &out, self.send_timeout).await?;
         Ok(out.len() as u64)
     }
 
@@ -219,7 +223,7 @@ impl Downstream for Http1Downstream<'_> {
             let (from, to, limit) = if from_client {
                 (&*self.stream, &*upstream, upstream_send)
             } else {
-                (&*upstream, &*self.stream, CLIENT_SEND_TIMEOUT)
+                (&*upstream, &*self.stream, self.send_timeout)
             };
             buf.clear();
             match from.try_read_buf(&mut *buf) {

@@ -17,7 +17,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
-use super::http1_downstream::CLIENT_SEND_TIMEOUT;
 use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
@@ -385,6 +384,8 @@ pub struct FileRequest<'a> {
     pub add_header: &'a [(&'a str, Vec<u8>, bool)],
     /// Whether the connection may stay open as far as the request goes.
     pub keep_alive: bool,
+    /// `send_timeout`: how long one write to the client may stall.
+    pub send_timeout: std::time::Duration,
 }
 
 /// Answers a GET or HEAD for a regular file.
@@ -402,7 +403,7 @@ pub async fn send_file(
 
     if let Some(status) = precondition(r.head, r.buf, r.files, &facts) {
         if status == 412 {
-            return send_status(stream, r.head, 412, keep).await;
+            return send_status(stream, r.head, 412, keep, r.send_timeout).await;
         }
         respond::write_status_line(&mut out, 304, keep, http10);
         let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
@@ -411,9 +412,7 @@ pub async fn send_file(
         }
         extra_headers(&mut out, r, 304, facts.mtime);
         out.extend_from_slice(b"\r\n");
-        let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
-            .await
-            .is_ok();
+        let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Sent {
             status: 304,
             head_bytes: out.len() as u64,
@@ -448,9 +447,7 @@ pub async fn send_file(
                     if !head_only {
                         out.extend_from_slice(page.as_bytes());
                     }
-                    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
-                        .await
-                        .is_ok();
+                    let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
                     return Sent {
                         status: 416,
                         head_bytes,
@@ -479,7 +476,7 @@ pub async fn send_file(
                     crate::log::os_error_text(&e)
                 ),
             );
-            return send_status(stream, r.head, status, keep).await;
+            return send_status(stream, r.head, status, keep, r.send_timeout).await;
         }
     };
 
@@ -545,9 +542,7 @@ pub async fn send_file(
     let head_bytes = out.len() as u64;
 
     if head_only || facts.size == 0 {
-        let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
-            .await
-            .is_ok();
+        let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Sent {
             status,
             head_bytes,
@@ -561,7 +556,10 @@ pub async fn send_file(
     let mut chunk = Buf::body();
     for (a, b, part_head) in &parts {
         if !part_head.is_empty() {
-            if write_piece(stream, &mut pending, part_head).await.is_err() {
+            if write_piece(stream, &mut pending, part_head, r.send_timeout)
+                .await
+                .is_err()
+            {
                 return broken(status, head_bytes, sent);
             }
             sent += part_head.len() as u64;
@@ -586,7 +584,7 @@ pub async fn send_file(
                 }
                 Ok(n) => n,
             };
-            if write_piece(stream, &mut pending, &chunk[..n])
+            if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout)
                 .await
                 .is_err()
             {
@@ -597,7 +595,7 @@ pub async fn send_file(
         }
     }
     if multipart {
-        if write_piece(stream, &mut pending, trailer.as_bytes())
+        if write_piece(stream, &mut pending, trailer.as_bytes(), r.send_timeout)
             .await
             .is_err()
         {
@@ -628,13 +626,14 @@ async fn write_piece(
     stream: &mut Stream,
     pending: &mut Option<Buf>,
     data: &[u8],
+    limit: std::time::Duration,
 ) -> Result<(), crate::net::io::IoFailure> {
     match pending.take() {
         Some(head) => {
             let mut slices = [std::io::IoSlice::new(&head), std::io::IoSlice::new(data)];
-            io::write_all_vectored(stream, &mut slices, CLIENT_SEND_TIMEOUT).await
+            io::write_all_vectored(stream, &mut slices, limit).await
         }
-        None => io::write_all(stream, data, CLIENT_SEND_TIMEOUT).await,
+        None => io::write_all(stream, data, limit).await,
     }
 }
 
@@ -684,7 +683,13 @@ pub fn error_body(status: u16) -> String {
 }
 
 /// Answers with ferrolb's error page for `status`.
-pub async fn send_status(stream: &mut Stream, head: &RequestHead, status: u16, keep: bool) -> Sent {
+pub async fn send_status(
+    stream: &mut Stream,
+    head: &RequestHead,
+    status: u16,
+    keep: bool,
+    limit: std::time::Duration,
+) -> Sent {
     let mut out = Buf::head();
     let head_only = head.method == Method::Head;
     respond::error_page(&mut out, status, keep, head.minor_version == 0, head_only);
@@ -693,9 +698,7 @@ pub async fn send_status(stream: &mut Stream, head: &RequestHead, status: u16, k
     } else {
         error_body(status).len() as u64
     };
-    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
-        .await
-        .is_ok();
+    let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
         status,
         head_bytes: out.len() as u64 - body,
@@ -710,6 +713,7 @@ pub async fn send_redirect(
     head: &RequestHead,
     location: &str,
     keep: bool,
+    limit: std::time::Duration,
 ) -> Sent {
     let mut out = Buf::head();
     let http10 = head.minor_version == 0;
@@ -724,9 +728,7 @@ pub async fn send_redirect(
     if head.method != Method::Head {
         out.extend_from_slice(page.as_bytes());
     }
-    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
-        .await
-        .is_ok();
+    let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
         status: 301,
         head_bytes,
@@ -817,6 +819,7 @@ pub async fn send_listing(
     dir: &Path,
     uri: &str,
     keep: bool,
+    limit: std::time::Duration,
 ) -> Sent {
     let page = match listing(dir, uri) {
         Ok(p) => p,
@@ -830,7 +833,7 @@ pub async fn send_listing(
                     crate::log::os_error_text(&e)
                 ),
             );
-            return send_status(stream, head, 403, keep).await;
+            return send_status(stream, head, 403, keep, limit).await;
         }
     };
     let mut out = Buf::head();
@@ -844,9 +847,7 @@ pub async fn send_listing(
     if head.method != Method::Head {
         out.extend_from_slice(page.as_bytes());
     }
-    let ok = io::write_all(stream, &out, CLIENT_SEND_TIMEOUT)
-        .await
-        .is_ok();
+    let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
         status: 200,
         head_bytes,

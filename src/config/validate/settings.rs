@@ -46,6 +46,7 @@ pub(super) struct Partial {
     ignore_invalid_headers: Option<bool>,
     proxy_request_buffering: Option<bool>,
     client_body_temp_path: Option<PathBuf>,
+    send_timeout: Option<Duration>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -92,7 +93,8 @@ impl Partial {
             underscores_in_headers,
             ignore_invalid_headers,
             proxy_request_buffering,
-            client_body_temp_path
+            client_body_temp_path,
+            send_timeout
         )
     }
 
@@ -126,6 +128,7 @@ impl Partial {
                 .clone()
                 .unwrap_or_else(|| AccessLogConf::Combined(prefix.join("logs/access.log"))),
             proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
+            send_timeout: self.send_timeout.unwrap_or(secs(60)),
             client_body_temp_path: self
                 .client_body_temp_path
                 .clone()
@@ -212,6 +215,7 @@ impl Validator<'_> {
             }
             "client_header_timeout" => once(&mut p.client_header_timeout, time(d, a0)?, d)?,
             "client_body_timeout" => once(&mut p.client_body_timeout, time(d, a0)?, d)?,
+            "send_timeout" => once(&mut p.send_timeout, time(d, a0)?, d)?,
             "proxy_next_upstream_tries" => {
                 once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
             }
