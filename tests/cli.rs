@@ -192,6 +192,13 @@ fn signal_with_bad_pid_file_fails_clearly() {
 fn signal_is_refused_for_a_pid_that_is_not_ferrolb() {
     let d = tempdir("sk");
     let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+    // Until the child has exec'd `sleep`, /proc still names the test's thread.
+    let comm = format!("/proc/{}/comm", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&comm).map_or(true, |c| c.trim() != "sleep") {
+        assert!(std::time::Instant::now() < deadline, "sleep never started");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     std::fs::create_dir_all(d.join("logs")).expect("logs");
     let pid_file = d.join("logs/nginx.pid");
     std::fs::write(&pid_file, format!("{}\n", child.id())).expect("pid");
