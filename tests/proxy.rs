@@ -937,3 +937,40 @@ fn request_id_and_other_nginx_variables() {
     assert_eq!(&parts[..4], ["1.22.1", "", "text/plain", "3"], "{text}");
     assert!(parts[4].parse::<u32>().is_ok(), "{text}");
 }
+
+#[test]
+fn beyond_worker_connections_new_connections_are_closed_and_the_others_go_on() {
+    let b = Backend::start(|_, _| ok("fine"));
+    let (p, [port]) = Proxy::start_on(|[port]| {
+        format!(
+            "worker_processes 1;\nevents {{ worker_connections 2; }}\nhttp {{\n  access_log off;\n  \
+             upstream up {{ {} }}\n  server {{\n    listen 127.0.0.1:{port};\n    \
+             location / {{ proxy_pass http://up; }}\n  }}\n}}\n",
+            one(&b)
+        )
+    });
+    let mut first = common::KeepAlive::new(port, "a");
+    let mut second = common::KeepAlive::new(port, "a");
+    assert_eq!(first.get("/").expect("first").text(), "fine");
+    assert_eq!(second.get("/").expect("second").text(), "fine");
+    // The third is accepted and closed at once: EOF (not a read timeout), no answer.
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut got = Vec::new();
+    match third.read_to_end(&mut got) {
+        Ok(_) => assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got)),
+        // A reset is a close too.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    wait_until(Duration::from_secs(10), "the alert", || {
+        p.error_log()
+            .contains("2 worker_connections are not enough")
+            .then_some(())
+    });
+    // The two being served go on.
+    assert_eq!(first.get("/").expect("first again").text(), "fine");
+    assert_eq!(second.get("/").expect("second again").text(), "fine");
+}

@@ -291,8 +291,6 @@ pub struct Worker {
     /// Client connections open on this thread (an atomic so tasks holding the
     /// worker are `Send`; only this thread touches it).
     pub active: std::sync::atomic::AtomicUsize,
-    /// Wakes the accept loop when a connection closes below the limit.
-    pub freed: tokio::sync::Notify,
 }
 
 impl Worker {
@@ -301,7 +299,6 @@ impl Worker {
         Arc::new(Worker {
             shared,
             active: std::sync::atomic::AtomicUsize::new(0),
-            freed: tokio::sync::Notify::new(),
         })
     }
 

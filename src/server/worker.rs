@@ -151,20 +151,7 @@ async fn accept_loop(worker: Arc<Worker>, listener: Accept, mut stop: watch::Rec
         .config
         .worker_connections
         .max(1);
-    let mut warned = false;
     loop {
-        if worker.active() >= limit {
-            if !warned {
-                crate::log::emit(
-                    Level::Alert,
-                    None,
-                    format_args!("{limit} worker_connections are not enough"),
-                );
-                warned = true;
-            }
-            worker.freed.notified().await;
-            continue;
-        }
         let accepted = tokio::select! {
             r = listener.accept(|| worker.next_conn_id()) => r,
             _ = stop.changed() => return,
@@ -179,12 +166,22 @@ async fn accept_loop(worker: Arc<Worker>, listener: Accept, mut stop: watch::Rec
                 continue;
             }
         };
+        if worker.active() >= limit {
+            // As nginx: the new connection is closed at once, the ones being served
+            // go on (rather than leaving new clients waiting in the backlog).
+            crate::log::emit(
+                Level::Alert,
+                None,
+                format_args!("{limit} worker_connections are not enough"),
+            );
+            drop(stream);
+            continue;
+        }
         worker.active.fetch_add(1, Ordering::Relaxed);
         let w = worker.clone();
         tokio::spawn(async move {
             super::conn::serve(&w, stream, info).await;
             w.active.fetch_sub(1, Ordering::Relaxed);
-            w.freed.notify_one();
         });
     }
 }
