@@ -152,28 +152,13 @@ impl Collector for Peers {
 struct Workers(WorkersReport);
 
 impl Workers {
-    fn gauge(
+    /// One gauge family with a sample per worker that has a value.
+    fn gauge<N: prometheus_client::encoding::EncodeGaugeValue + std::fmt::Debug>(
         &self,
         enc: &mut DescriptorEncoder<'_>,
         name: &str,
         help: &str,
-        v: impl Fn(&WorkerReport) -> Option<f64>,
-    ) -> Result<(), std::fmt::Error> {
-        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for w in &self.0.workers {
-            if let Some(x) = v(w) {
-                ConstGauge::new(x).encode(m.encode_family(&self.labels(w))?)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn gauge_int(
-        &self,
-        enc: &mut DescriptorEncoder<'_>,
-        name: &str,
-        help: &str,
-        v: impl Fn(&WorkerReport) -> Option<i64>,
+        v: impl Fn(&WorkerReport) -> Option<N>,
     ) -> Result<(), std::fmt::Error> {
         let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
         for w in &self.0.workers {
@@ -203,19 +188,19 @@ impl Collector for Workers {
         for w in &self.0.workers {
             ConstCounter::new(u64::from(w.restarts)).encode(m.encode_family(&self.labels(w))?)?;
         }
-        self.gauge_int(
+        self.gauge(
             &mut enc,
             "ferrolb_worker_healthy",
             "1 while a ferrolb up worker is ready and in rotation",
             |w| Some(i64::from(w.state == "healthy")),
         )?;
-        self.gauge_int(
+        self.gauge(
             &mut enc,
             "ferrolb_worker_gave_up",
             "1 once a ferrolb up worker reached its start limit and is no longer restarted",
             |w| Some(i64::from(w.state == "gave-up")),
         )?;
-        self.gauge_int(
+        self.gauge(
             &mut enc,
             "ferrolb_worker_pid",
             "Process id of a ferrolb up worker (absent while none runs)",

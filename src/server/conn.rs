@@ -716,23 +716,7 @@ async fn send_answer<'a>(
             (status, out, body_len, keep)
         }
     };
-    let ok = io::write_all(stream, &out, settings.send_timeout)
-        .await
-        .is_ok();
-    if let Some(n) = body_in_buffer(buf, head) {
-        let end = (head.head_len + n).min(buf.len());
-        buf.drain(..end);
-    }
-    Handled {
-        status,
-        body_bytes: body_len,
-        head_bytes: out.len() as u64 - body_len,
-        attempts: Vec::new(),
-        keep_alive: keep && ok,
-        keepalive_timeout: settings.keepalive_timeout,
-        header_timeout: settings.client_header_timeout,
-        log: None,
-    }
+    send_local(stream, buf, head, &out, status, body_len, keep, settings).await
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the
@@ -816,10 +800,26 @@ async fn answer_local<'a>(
             body_len = (out.len() - start) as u64;
         }
     }
-    let ok = io::write_all(stream, &out, settings.send_timeout)
+    send_local(stream, buf, head, &out, status, body_len, keep, settings).await
+}
+
+/// Writes a response ferrolb made (`out`: head, then `body_len` body bytes), drops a
+/// request body that is already in the buffer, and says what the connection does next.
+#[allow(clippy::too_many_arguments)]
+async fn send_local<'a>(
+    stream: &mut Stream,
+    buf: &mut Buf,
+    head: &RequestHead,
+    out: &[u8],
+    status: u16,
+    body_len: u64,
+    keep: bool,
+    settings: &LocSettings,
+) -> Handled<'a> {
+    let ok = io::write_all(stream, out, settings.send_timeout)
         .await
         .is_ok();
-    if let Some(n) = body_in_buf {
+    if let Some(n) = body_in_buffer(buf, head) {
         let end = (head.head_len + n).min(buf.len());
         buf.drain(..end);
     }

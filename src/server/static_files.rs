@@ -715,13 +715,35 @@ pub async fn send_redirect(
     keep: bool,
     limit: std::time::Duration,
 ) -> Sent {
-    let mut out = Buf::head();
-    let http10 = head.minor_version == 0;
     let page = error_body(301);
-    respond::write_status_line(&mut out, 301, keep, http10);
+    send_html(
+        stream,
+        head,
+        301,
+        &format!("Location: {location}\r\n"),
+        &page,
+        keep,
+        limit,
+    )
+    .await
+}
+
+/// Sends `page` as a `text/html` response with `extra` header lines (each ending in
+/// CRLF); a HEAD request gets the head only.
+async fn send_html(
+    stream: &mut Stream,
+    head: &RequestHead,
+    status: u16,
+    extra: &str,
+    page: &str,
+    keep: bool,
+    limit: std::time::Duration,
+) -> Sent {
+    let mut out = Buf::head();
+    respond::write_status_line(&mut out, status, keep, head.minor_version == 0);
     let _ = write!(
         out,
-        "Content-Type: text/html\r\nContent-Length: {}\r\nLocation: {location}\r\n\r\n",
+        "Content-Type: text/html\r\nContent-Length: {}\r\n{extra}\r\n",
         page.len()
     );
     let head_bytes = out.len() as u64;
@@ -730,7 +752,7 @@ pub async fn send_redirect(
     }
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
-        status: 301,
+        status,
         head_bytes,
         body_bytes: out.len() as u64 - head_bytes,
         keep_alive: keep && ok,
@@ -836,24 +858,7 @@ pub async fn send_listing(
             return send_status(stream, head, 403, keep, limit).await;
         }
     };
-    let mut out = Buf::head();
-    respond::write_status_line(&mut out, 200, keep, head.minor_version == 0);
-    let _ = write!(
-        out,
-        "Content-Type: text/html\r\nContent-Length: {}\r\n\r\n",
-        page.len()
-    );
-    let head_bytes = out.len() as u64;
-    if head.method != Method::Head {
-        out.extend_from_slice(page.as_bytes());
-    }
-    let ok = io::write_all(stream, &out, limit).await.is_ok();
-    Sent {
-        status: 200,
-        head_bytes,
-        body_bytes: out.len() as u64 - head_bytes,
-        keep_alive: keep && ok,
-    }
+    send_html(stream, head, 200, "", &page, keep, limit).await
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::next_upstream;
-use super::values::invalid_value;
+use super::values::{flag, invalid_value};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
@@ -287,17 +287,17 @@ impl Validator<'_> {
             }
             "default_type" => once(&mut p.default_type, a0.to_owned(), d)?,
             "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
-            "etag" => once(&mut p.etag, on_off(d)?, d)?,
-            "log_not_found" => once(&mut p.log_not_found, on_off(d)?, d)?,
-            "autoindex" => once(&mut p.autoindex, on_off(d)?, d)?,
-            "underscores_in_headers" => once(&mut p.underscores_in_headers, on_off(d)?, d)?,
-            "proxy_request_buffering" => once(&mut p.proxy_request_buffering, on_off(d)?, d)?,
+            "etag" => once(&mut p.etag, flag(d)?, d)?,
+            "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
+            "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
+            "underscores_in_headers" => once(&mut p.underscores_in_headers, flag(d)?, d)?,
+            "proxy_request_buffering" => once(&mut p.proxy_request_buffering, flag(d)?, d)?,
             "client_body_temp_path" => {
                 // Levels (`1 2`) only spread files over subdirectories: ferrolb
                 // unlinks each file at once, so one directory serves.
                 once(&mut p.client_body_temp_path, self.env.prefix.join(a0), d)?
             }
-            "ignore_invalid_headers" => once(&mut p.ignore_invalid_headers, on_off(d)?, d)?,
+            "ignore_invalid_headers" => once(&mut p.ignore_invalid_headers, flag(d)?, d)?,
             "disable_symlinks" => {
                 let v = match a0 {
                     "off" => false,
@@ -356,21 +356,6 @@ impl Validator<'_> {
             other => unreachable_directive(d, other)?,
         }
         Ok(())
-    }
-}
-
-/// `on` or `off`.
-fn on_off(d: &Directive) -> Result<bool> {
-    match d.arg(0) {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        other => Err(ConfigError::at(
-            &d.span,
-            format!(
-                "invalid value \"{other}\" in \"{}\" directive, it must be \"on\" or \"off\"",
-                d.name
-            ),
-        )),
     }
 }
 
