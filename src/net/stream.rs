@@ -8,7 +8,6 @@
 //! allocation, and the connection task stays small.
 
 use std::io::{self, IoSlice};
-use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -49,11 +48,6 @@ impl Stream {
             }
             Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
         }
-    }
-
-    /// Connects to a Unix socket path.
-    pub async fn connect_unix(path: &Path) -> io::Result<Stream> {
-        Ok(Stream::Unix(UnixStream::connect(path).await?))
     }
 
     /// Reads what is available now into `buf`'s spare capacity, without waiting;

@@ -751,7 +751,7 @@ async fn answer_local<'a>(
     match text {
         Some(t) if respond::is_redirect(status) => {
             // nginx sends its page for the status with the Location.
-            let page = static_files::error_body(status);
+            let page = respond::error_body(status);
             respond::write_status_line(&mut out, status, keep, http10);
             out.extend_from_slice(b"Content-Type: text/html\r\nContent-Length: ");
             out.extend_from_slice(page.len().to_string().as_bytes());

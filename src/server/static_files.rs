@@ -435,7 +435,7 @@ pub async fn send_file(
                 Ok(rs) => ranges = rs,
                 Err(()) => {
                     let mut out = Buf::head();
-                    let page = error_body(416);
+                    let page = respond::error_body(416);
                     respond::write_status_line(&mut out, 416, keep, http10);
                     let _ = write!(
                         out,
@@ -671,17 +671,6 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     }
 }
 
-/// nginx's error page body for `status`.
-pub fn error_body(status: u16) -> String {
-    let mut out = Vec::new();
-    respond::error_page(&mut out, status, true, false, false);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    match text.split_once("\r\n\r\n") {
-        Some((_, body)) => body.to_owned(),
-        None => String::new(),
-    }
-}
-
 /// Answers with ferrolb's error page for `status`.
 pub async fn send_status(
     stream: &mut Stream,
@@ -696,7 +685,7 @@ pub async fn send_status(
     let body = if head_only {
         0
     } else {
-        error_body(status).len() as u64
+        respond::error_body(status).len() as u64
     };
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
@@ -715,7 +704,7 @@ pub async fn send_redirect(
     keep: bool,
     limit: std::time::Duration,
 ) -> Sent {
-    let page = error_body(301);
+    let page = respond::error_body(301);
     send_html(
         stream,
         head,
