@@ -235,6 +235,10 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("etag", HSL, 1, 1),
     handled("if_modified_since", HSL, 1, 1),
     handled("log_not_found", HSL, 1, 1),
+    handled("error_page", HSL, 2, MANY),
+    handled("recursive_error_pages", HSL, 1, 1),
+    handled("proxy_intercept_errors", HSL, 1, 1),
+    handled("internal", LOCATION, 0, 0),
     handled("autoindex", HSL, 1, 1),
     handled("expires", HSL, 1, 2),
     handled("disable_symlinks", HSL, 1, 2),
@@ -308,7 +312,6 @@ pub static DIRECTIVES: &[Spec] = &[
         "upstream names are resolved once at load time",
     ),
     // known to nginx, refused with a reason
-    unsupported("error_page", "custom error pages are not supported yet"),
     unsupported("proxy_cache*", "ferrolb does not cache"),
     unsupported("fastcgi_pass", "only HTTP upstreams are supported"),
     unsupported("uwsgi_pass", "only HTTP upstreams are supported"),

@@ -551,6 +551,9 @@ pub struct Location {
     pub named_captures: Vec<(usize, usize)>,
     /// Nested locations.
     pub locations: Vec<Location>,
+    /// `internal`: only internal redirects (`error_page`, `try_files`, `index`,
+    /// `rewrite`) reach it; a client's own request gets 404.
+    pub internal: bool,
     /// Settings, merged with every enclosing level.
     pub settings: Arc<LocSettings>,
     /// Where.
@@ -614,6 +617,15 @@ pub struct LocSettings {
     /// letters, digits and `-`, and `_` unless allowed) are dropped, never forwarded.
     /// Default on.
     pub ignore_invalid_headers: bool,
+    /// `error_page` lines, one entry per status, in file order. As nginx: a level that
+    /// has any replaces the inherited list. Empty by default.
+    pub error_pages: Vec<ErrorPage>,
+    /// `recursive_error_pages`: an error page's own error may get an error page too.
+    /// Default off.
+    pub recursive_error_pages: bool,
+    /// `proxy_intercept_errors`: an upstream response with a status of 300 or more
+    /// that has an `error_page` gets that page instead of its own body. Default off.
+    pub proxy_intercept_errors: bool,
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,
@@ -868,6 +880,33 @@ impl Default for NextUpstream {
     fn default() -> Self {
         Self::DEFAULT
     }
+}
+
+/// One status of an `error_page` line (`error_page 500 502 /50x.html;` is two).
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    /// The status it catches: 300–599, never 499.
+    pub status: u16,
+    /// The status the client gets for the page.
+    pub response: ErrorPageStatus,
+    /// Where the page is: `/uri` (an internal redirect, the method becomes GET unless
+    /// HEAD), `@name` (a named location, the request unchanged), or anything else (a
+    /// redirect the client follows). May hold variables, evaluated per request.
+    pub target: Template,
+    /// The arguments after `?` of a `/uri` target without variables.
+    pub args: Option<String>,
+}
+
+/// The status an `error_page` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorPageStatus {
+    /// No `=`: the status that was caught (400 for nginx's 494–497). A redirect target
+    /// gets 302.
+    Caught,
+    /// `=` alone: whatever the page's location answers.
+    OfPage,
+    /// `=CODE`.
+    Code(u16),
 }
 
 /// An `add_header name value [always]` line.

@@ -8,7 +8,7 @@ use super::downstream::Downstream;
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
 use crate::config::{Endpoint, ProxyHttpVersion};
-use crate::http1::{BodyFraming, RequestHead, ScanStep};
+use crate::http1::{BodyFraming, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
 use crate::vars::RequestVars;
@@ -403,10 +403,11 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
     }
 }
 
-/// Answers with an error page (nothing was sent to the client yet).
+/// Answers with an error page (nothing was sent to the client yet), or leaves it to
+/// the caller when the location has its own page for `status`.
 pub(super) async fn answer_error<D: Downstream>(
+    f: &Forward<'_>,
     client: &mut D,
-    head: &RequestHead,
     status: u16,
     done: &mut Forwarded,
 ) {
@@ -414,8 +415,15 @@ pub(super) async fn answer_error<D: Downstream>(
         done.keep_client = false;
     }
     done.status = status;
+    if (f.hands_off)(status) {
+        done.handed_off = Some(super::HandedOff {
+            status,
+            www_authenticate: Vec::new(),
+        });
+        return;
+    }
     match client
-        .send_error(head, status, done.keep_client, done.retry_after_secs)
+        .send_error(f.head, status, done.keep_client, done.retry_after_secs)
         .await
     {
         Ok(bytes) => done.head_bytes = bytes,

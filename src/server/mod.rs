@@ -2,11 +2,13 @@
 //! everything between an accepted client connection and [`crate::proxy::forward`].
 
 mod conn;
+mod error_pages;
 pub mod holders;
 pub mod http1_downstream;
 pub mod listener;
 pub mod location;
 mod rewrite;
+mod route;
 mod state;
 pub mod static_files;
 pub mod uri;

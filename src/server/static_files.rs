@@ -386,24 +386,30 @@ pub struct FileRequest<'a> {
     pub keep_alive: bool,
     /// `send_timeout`: how long one write to the client may stall.
     pub send_timeout: std::time::Duration,
+    /// The status of an error page served from this file (nginx's `err_status`):
+    /// `If-None-Match`, `If-Modified-Since` and `Range` then apply only to 200.
+    pub status: Option<u16>,
 }
 
-/// Answers a GET or HEAD for a regular file.
+/// Answers a GET or HEAD for a regular file; `Err` with the status when the file
+/// cannot be opened (nothing was written: the caller answers, maybe with its own page).
 pub async fn send_file(
     stream: &mut Stream,
     r: &FileRequest<'_>,
     path: &Path,
     meta: &Metadata,
-) -> Sent {
+) -> Result<Sent, u16> {
     let facts = FileFacts::new(r.files, path, meta);
     let http10 = r.head.minor_version == 0;
     let head_only = r.head.method == Method::Head;
     let keep = r.keep_alive;
     let mut out = Buf::head();
 
-    if let Some(status) = precondition(r.head, r.buf, r.files, &facts) {
+    // nginx's not-modified and range filters look at the status the page goes with.
+    let plain = r.status.is_none_or(|s| s == 200);
+    if let Some(status) = precondition(r.head, r.buf, r.files, &facts).filter(|_| plain) {
         if status == 412 {
-            return send_status(stream, r.head, 412, keep, r.send_timeout).await;
+            return Ok(send_status(stream, r.head, 412, keep, r.send_timeout).await);
         }
         respond::write_status_line(&mut out, 304, keep, http10);
         let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
@@ -413,16 +419,16 @@ pub async fn send_file(
         extra_headers(&mut out, r, 304, facts.mtime);
         out.extend_from_slice(b"\r\n");
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
-        return Sent {
+        return Ok(Sent {
             status: 304,
             head_bytes: out.len() as u64,
             body_bytes: 0,
             keep_alive: keep && ok,
-        };
+        });
     }
 
     let mut ranges = None;
-    if let Some(v) = r.head.header_value(r.buf, "range") {
+    if let Some(v) = r.head.header_value(r.buf, "range").filter(|_| plain) {
         let if_range_ok = match r.head.header_value(r.buf, "if-range") {
             None => true,
             Some(ir) if ir.starts_with(b"\"") || ir.starts_with(b"W/") => {
@@ -448,12 +454,12 @@ pub async fn send_file(
                         out.extend_from_slice(page.as_bytes());
                     }
                     let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
-                    return Sent {
+                    return Ok(Sent {
                         status: 416,
                         head_bytes,
                         body_bytes: out.len() as u64 - head_bytes,
                         keep_alive: keep && ok,
-                    };
+                    });
                 }
             }
         }
@@ -476,11 +482,15 @@ pub async fn send_file(
                     crate::log::os_error_text(&e)
                 ),
             );
-            return send_status(stream, r.head, status, keep, r.send_timeout).await;
+            return Err(status);
         }
     };
 
-    let status = if ranges.is_some() { 206 } else { 200 };
+    let status = match (r.status, &ranges) {
+        (Some(s), _) => s,
+        (None, Some(_)) => 206,
+        (None, None) => 200,
+    };
     respond::write_status_line(&mut out, status, keep, http10);
     // nginx's boundary: a process-wide counter, 20 digits.
     static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -543,12 +553,12 @@ pub async fn send_file(
 
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
-        return Sent {
+        return Ok(Sent {
             status,
             head_bytes,
             body_bytes: 0,
             keep_alive: keep && ok,
-        };
+        });
     }
     // The head goes out with the first piece of the body.
     let mut pending: Option<Buf> = Some(out);
@@ -560,12 +570,12 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return broken(status, head_bytes, sent);
+                return Ok(broken(status, head_bytes, sent));
             }
             sent += part_head.len() as u64;
         }
         if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
-            return broken(status, head_bytes, sent);
+            return Ok(broken(status, head_bytes, sent));
         }
         let mut left = b - a + 1;
         while left > 0 {
@@ -580,7 +590,7 @@ pub async fn send_file(
                         None,
                         format_args!("\"{}\" was truncated while being sent", path.display()),
                     );
-                    return broken(status, head_bytes, sent);
+                    return Ok(broken(status, head_bytes, sent));
                 }
                 Ok(n) => n,
             };
@@ -588,7 +598,7 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return broken(status, head_bytes, sent);
+                return Ok(broken(status, head_bytes, sent));
             }
             sent += n as u64;
             left -= n as u64;
@@ -599,16 +609,16 @@ pub async fn send_file(
             .await
             .is_err()
         {
-            return broken(status, head_bytes, sent);
+            return Ok(broken(status, head_bytes, sent));
         }
         sent += trailer.len() as u64;
     }
-    Sent {
+    Ok(Sent {
         status,
         head_bytes,
         body_bytes: sent,
         keep_alive: keep,
-    }
+    })
 }
 
 /// A response cut short: the connection closes.

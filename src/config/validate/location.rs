@@ -86,6 +86,7 @@ impl Validator<'_> {
         let mut rewrite_ds = Vec::new();
         let mut nested = Vec::new();
         let mut checks = Vec::new();
+        let mut internal = None;
         for c in d.block.as_deref().unwrap_or_default() {
             if self.check(c, directives::LOCATION)?.is_none() {
                 continue;
@@ -123,6 +124,7 @@ impl Validator<'_> {
                     }
                     once(&mut p.alias, self.env.prefix.join(c.arg(0)), c)?;
                 }
+                "internal" => once(&mut internal, true, c)?,
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
                 _ => self.setting(&mut p, c)?,
             }
@@ -168,6 +170,7 @@ impl Validator<'_> {
             regex,
             named_captures,
             locations,
+            internal: internal.unwrap_or(false),
             settings: merged.finish(action, rewrite, &self.env.prefix),
             span: d.span.clone(),
         })

@@ -47,6 +47,9 @@ pub(super) struct Partial {
     proxy_request_buffering: Option<bool>,
     client_body_temp_path: Option<PathBuf>,
     send_timeout: Option<Duration>,
+    error_pages: Option<Vec<ErrorPage>>,
+    recursive_error_pages: Option<bool>,
+    proxy_intercept_errors: Option<bool>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -94,7 +97,10 @@ impl Partial {
             ignore_invalid_headers,
             proxy_request_buffering,
             client_body_temp_path,
-            send_timeout
+            send_timeout,
+            error_pages,
+            recursive_error_pages,
+            proxy_intercept_errors
         )
     }
 
@@ -134,6 +140,9 @@ impl Partial {
                 .clone()
                 .unwrap_or_else(|| prefix.join("client_body_temp")),
             underscores_in_headers: self.underscores_in_headers.unwrap_or(false),
+            error_pages: self.error_pages.clone().unwrap_or_default(),
+            recursive_error_pages: self.recursive_error_pages.unwrap_or(false),
+            proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
                 doc: match &self.alias {
@@ -289,6 +298,12 @@ impl Validator<'_> {
             "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
             "etag" => once(&mut p.etag, flag(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
+            "error_page" => {
+                let pages = error_page(d, &self.names)?;
+                p.error_pages.get_or_insert_with(Vec::new).extend(pages);
+            }
+            "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
+            "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,
             "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
             "underscores_in_headers" => once(&mut p.underscores_in_headers, flag(d)?, d)?,
             "proxy_request_buffering" => once(&mut p.proxy_request_buffering, flag(d)?, d)?,
@@ -357,6 +372,55 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// `error_page CODE ... [=[RESPONSE]] URI`, as nginx reads it: one entry per code.
+fn error_page(d: &Directive, names: &super::rewrite::VarNames) -> Result<Vec<ErrorPage>> {
+    let n = d.args.len();
+    let uri = d.arg(n - 1);
+    let (codes, response) = match d.arg(n - 2).strip_prefix('=') {
+        Some(_) if n == 2 => return Err(invalid_value(d, d.arg(n - 2), None)),
+        Some("") => (&d.args[..n - 2], ErrorPageStatus::OfPage),
+        Some(code) => match code.parse::<u16>() {
+            Ok(c) => (&d.args[..n - 2], ErrorPageStatus::Code(c)),
+            Err(_) => return Err(invalid_value(d, d.arg(n - 2), None)),
+        },
+        None => (&d.args[..n - 1], ErrorPageStatus::Caught),
+    };
+    let mut target = templ(d, uri, names)?;
+    let mut args = None;
+    if target.is_literal() && uri.starts_with('/') {
+        if let Some((path, a)) = uri.split_once('?') {
+            target = Template::literal(path);
+            args = Some(a.to_owned());
+        }
+    }
+    codes
+        .iter()
+        .map(|a| {
+            let status = match a.value.parse::<u16>() {
+                Ok(s) if s != 499 => s,
+                _ => return Err(invalid_value(d, &a.value, None)),
+            };
+            if !(300..=599).contains(&status) {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("value \"{}\" must be between 300 and 599", a.value),
+                ));
+            }
+            // nginx answers its own 494–497 as 400 unless a page says otherwise.
+            let response = match (response, status) {
+                (ErrorPageStatus::Caught, 494..=497) => ErrorPageStatus::Code(400),
+                (r, _) => r,
+            };
+            Ok(ErrorPage {
+                status,
+                response,
+                target: target.clone(),
+                args: args.clone(),
+            })
+        })
+        .collect()
 }
 
 /// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.
