@@ -301,16 +301,8 @@ pub static DIRECTIVES: &[Spec] = &[
         HTTP,
         "variables are resolved at load time",
     ),
-    ignored(
-        "resolver",
-        HSL,
-        "upstream names are resolved once at load time",
-    ),
-    ignored(
-        "resolver_timeout",
-        HSL,
-        "upstream names are resolved once at load time",
-    ),
+    handled("resolver", HSL, 1, MANY),
+    handled("resolver_timeout", HSL, 1, 1),
     // known to nginx, refused with a reason
     unsupported("proxy_cache*", "ferrolb does not cache"),
     unsupported("fastcgi_pass", "only HTTP upstreams are supported"),

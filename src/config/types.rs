@@ -623,6 +623,11 @@ pub struct LocSettings {
     /// `recursive_error_pages`: an error page's own error may get an error page too.
     /// Default off.
     pub recursive_error_pages: bool,
+    /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
+    /// host must name an `upstream` group or be an address).
+    pub resolver: Option<Arc<ResolverConf>>,
+    /// `resolver_timeout`. Default 30 s.
+    pub resolver_timeout: Duration,
     /// `proxy_intercept_errors`: an upstream response with a status of 300 or more
     /// that has an `error_page` gets that page instead of its own body. Default off.
     pub proxy_intercept_errors: bool,
@@ -810,6 +815,26 @@ pub struct ProxyPass {
     pub uri: Option<String>,
     /// The prefix of the location the directive sits in (for the replacement above).
     pub location_prefix: Option<String>,
+    /// `proxy_pass` with variables (`http://$backend`): the whole URL, evaluated per
+    /// request. The host then names an `upstream` group, or is an address, or is
+    /// resolved with `resolver`; a URI part is sent as it is (the whole request URI),
+    /// none sends the client's. `upstream`, `proxy_host` and `uri` are then the
+    /// request's, not the configuration's.
+    pub url: Option<Template>,
+}
+
+/// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`: the DNS servers
+/// that resolve `proxy_pass` hosts given by variables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResolverConf {
+    /// The servers, port 53 unless given.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// `valid=`: how long an answer is used, instead of its TTL. Default: the TTL.
+    pub valid: Option<Duration>,
+    /// `ipv4=`: ask for A records. Default on.
+    pub ipv4: bool,
+    /// `ipv6=`: ask for AAAA records. Default on.
+    pub ipv6: bool,
 }
 
 /// `proxy_http_version`.

@@ -179,6 +179,11 @@ pub(super) fn build_head(
 /// The request URI sent upstream: the client's as is, or, when `proxy_pass` has a URI
 /// part, the normalised path with the matched location prefix replaced by it.
 fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8>) {
+    // `proxy_pass` with variables: a URI part is the whole URI, as evaluated.
+    if let (Some(_), Some(uri)) = (&f.pass.url, &f.pass.uri) {
+        out.extend_from_slice(uri.as_bytes());
+        return;
+    }
     if let Some(rewritten) = f.rewritten {
         // nginx sends the rewritten `$uri`, escaped, and the arguments as they are now.
         match (&f.pass.uri, &f.pass.location_prefix) {

@@ -8,6 +8,7 @@ use bytes::BufMut;
 
 use super::error_pages::{self, PageState};
 use super::http1_downstream::Http1Downstream;
+use super::proxy_target;
 use super::rewrite::{self, Answer};
 use super::route::{self, Route, Routed};
 use super::state::{Runtime, StopMode, Worker};
@@ -689,9 +690,41 @@ async fn proxy<'a>(
     keep: bool,
 ) -> Content<'a> {
     let rt = ex.rt;
-    let Some(upstream) = rt.upstreams.get(pass_to.upstream) else {
-        return Content::Failed(Failure::new(500, false));
-    };
+    let target;
+    let (pass_to, upstream): (&crate::config::ProxyPass, &crate::balance::Upstream) =
+        match &pass_to.url {
+            None => match rt.upstreams.get(pass_to.upstream) {
+                Some(u) => (pass_to, u),
+                None => return Content::Failed(Failure::new(500, false)),
+            },
+            Some(url) => {
+                let mut evaluated = Vec::new();
+                RequestVars {
+                    locals: Some(locals),
+                    ..request_vars(head, buf, ex.info, &server.primary_name, uri)
+                }
+                .eval(url, &mut evaluated);
+                let evaluated = String::from_utf8_lossy(&evaluated);
+                match proxy_target::find(rt, settings, url, &evaluated).await {
+                    Ok(t) => {
+                        target = t;
+                        (&target.pass, &*target.group)
+                    }
+                    Err(e) => {
+                        crate::log::emit(
+                            Level::Error,
+                            Some(ex.info.id),
+                            format_args!(
+                                "{e}, client: {}, server: {}",
+                                ex.info.remote, server.primary_name
+                            ),
+                        );
+                        let keep = keep && body_in_buffer(buf, head).is_some();
+                        return Content::Failed(Failure::new(e.status(), keep));
+                    }
+                }
+            }
+        };
     // With error pages, the request's bytes are kept: forwarding consumes them from
     // the buffer, and a page's pass needs them again. The body only when it is all
     // there (a `@name` page sends it again); otherwise `@name` pages are not handed

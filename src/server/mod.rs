@@ -7,6 +7,7 @@ pub mod holders;
 pub mod http1_downstream;
 pub mod listener;
 pub mod location;
+mod proxy_target;
 mod rewrite;
 mod route;
 mod state;

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::access_log::{AccessLog, AccessLogs};
+use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
 use crate::config::{self, Config, Endpoint, LocSettings};
 use crate::upstream::PeerRegistry;
@@ -86,6 +87,8 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// Groups made per request for `proxy_pass` with variables.
+    pub dynamic: DynamicGroups,
 }
 
 impl Runtime {
@@ -123,6 +126,7 @@ impl Runtime {
             config,
             upstreams,
             access_logs,
+            dynamic: DynamicGroups::default(),
         })
     }
 

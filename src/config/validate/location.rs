@@ -157,6 +157,13 @@ impl Validator<'_> {
                     "put it in the location that proxies to the upstream to check",
                 ));
             };
+            if pp.url.is_some() {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    "\"health_check\" needs a \"proxy_pass\" without variables",
+                    "the group to check is known only per request; name it: proxy_pass http://NAME;",
+                ));
+            }
             let hc = self.health_check(c, pp)?;
             self.health_checks.push(hc);
         }

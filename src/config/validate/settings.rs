@@ -50,6 +50,8 @@ pub(super) struct Partial {
     error_pages: Option<Vec<ErrorPage>>,
     recursive_error_pages: Option<bool>,
     proxy_intercept_errors: Option<bool>,
+    resolver: Option<Arc<ResolverConf>>,
+    resolver_timeout: Option<Duration>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -100,7 +102,9 @@ impl Partial {
             send_timeout,
             error_pages,
             recursive_error_pages,
-            proxy_intercept_errors
+            proxy_intercept_errors,
+            resolver,
+            resolver_timeout
         )
     }
 
@@ -143,6 +147,8 @@ impl Partial {
             error_pages: self.error_pages.clone().unwrap_or_default(),
             recursive_error_pages: self.recursive_error_pages.unwrap_or(false),
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
+            resolver: self.resolver.clone(),
+            resolver_timeout: self.resolver_timeout.unwrap_or(secs(30)),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
                 doc: match &self.alias {
@@ -302,6 +308,8 @@ impl Validator<'_> {
                 let pages = error_page(d, &self.names)?;
                 p.error_pages.get_or_insert_with(Vec::new).extend(pages);
             }
+            "resolver" => once(&mut p.resolver, Arc::new(resolver(d)?), d)?,
+            "resolver_timeout" => once(&mut p.resolver_timeout, time(d, a0)?, d)?,
             "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
             "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,
             "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
@@ -421,6 +429,64 @@ fn error_page(d: &Directive, names: &super::rewrite::VarNames) -> Result<Vec<Err
             })
         })
         .collect()
+}
+
+/// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off] [status_zone=Z]`.
+/// Addresses are IPs (`[v6]`), with `:port` or port 53; names are refused (nginx
+/// resolves them once at start; write the address).
+fn resolver(d: &Directive) -> Result<ResolverConf> {
+    let mut conf = ResolverConf {
+        servers: Vec::new(),
+        valid: None,
+        ipv4: true,
+        ipv6: true,
+    };
+    for a in &d.args {
+        let v = a.value.as_str();
+        let on_off = |x: &str| match x {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(invalid_value(d, v, None)),
+        };
+        if let Some(t) = v.strip_prefix("valid=") {
+            conf.valid =
+                Some(super::values::parse_time(t).ok_or_else(|| invalid_value(d, v, None))?);
+        } else if let Some(x) = v.strip_prefix("ipv4=") {
+            conf.ipv4 = on_off(x)?;
+        } else if let Some(x) = v.strip_prefix("ipv6=") {
+            conf.ipv6 = on_off(x)?;
+        } else if v.starts_with("status_zone=") {
+            // nginx Plus statistics; nothing to count here.
+        } else {
+            let addr = v
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .or_else(|| {
+                    let ip = v.trim_start_matches('[').trim_end_matches(']');
+                    ip.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .ok_or_else(|| {
+                    ConfigError::hinted(
+                        &d.span,
+                        format!("invalid resolver address \"{v}\""),
+                        "write the DNS server's IP address, with :port if not 53 (127.0.0.11, [::1]:5353)",
+                    )
+                })?;
+            conf.servers.push(addr);
+        }
+    }
+    if !conf.ipv4 && !conf.ipv6 {
+        return Err(ConfigError::at(
+            &d.span,
+            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+        ));
+    }
+    if conf.servers.is_empty() {
+        return Err(ConfigError::at(&d.span, "no name servers defined"));
+    }
+    Ok(conf)
 }
 
 /// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.
