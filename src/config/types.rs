@@ -623,6 +623,14 @@ pub struct LocSettings {
     /// `recursive_error_pages`: an error page's own error may get an error page too.
     /// Default off.
     pub recursive_error_pages: bool,
+    /// `absolute_redirect`: a relative `Location` ferrolb makes gets scheme, host and
+    /// port. Default on.
+    pub absolute_redirect: bool,
+    /// `server_name_in_redirect`: that host is the server's name, not the client's
+    /// Host. Default off.
+    pub server_name_in_redirect: bool,
+    /// `port_in_redirect`: that port is the listening port (unless 80). Default on.
+    pub port_in_redirect: bool,
     /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
     /// host must name an `upstream` group or be an address).
     pub resolver: Option<Arc<ResolverConf>>,
@@ -741,8 +749,8 @@ impl MimeTypes {
 pub struct FilesConf {
     /// `root` or `alias`.
     pub doc: DocRoot,
-    /// `index`; default `index.html`.
-    pub index: Vec<String>,
+    /// `index`, in order, with variables evaluated per request; default `index.html`.
+    pub index: Vec<Template>,
     /// `try_files`; none by default (not inherited, as in nginx).
     pub try_files: Option<TryFiles>,
     /// `types`; default nginx's built-in three.

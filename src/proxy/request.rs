@@ -189,12 +189,12 @@ fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8
         match (&f.pass.uri, &f.pass.location_prefix) {
             (Some(uri), Some(prefix)) if rewritten.prefix_applies => {
                 out.extend_from_slice(uri.as_bytes());
-                escape_path(
+                crate::http1::escape::escape_uri(
                     f.uri.strip_prefix(prefix.as_str()).unwrap_or("").as_bytes(),
                     out,
                 );
             }
-            _ => escape_path(f.uri.as_bytes(), out),
+            _ => crate::http1::escape::escape_uri(f.uri.as_bytes(), out),
         }
         let mut args = Vec::new();
         v.eval_var(&crate::config::Var::Args, &mut args);
@@ -213,21 +213,10 @@ fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8
         None => f.uri,
     };
     out.extend_from_slice(uri.as_bytes());
-    escape_path(rest.as_bytes(), out);
+    crate::http1::escape::escape_uri(rest.as_bytes(), out);
     if let Some(q) = f.head.query(cbuf) {
         out.push(b'?');
         out.extend_from_slice(q);
-    }
-}
-
-/// Percent-encodes what may not appear raw in a path (the normalised `$uri` is decoded).
-fn escape_path(path: &[u8], out: &mut Vec<u8>) {
-    for &b in path {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
     }
 }
 

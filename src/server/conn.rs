@@ -13,7 +13,7 @@ use super::rewrite::{self, Answer};
 use super::route::{self, Route, Routed};
 use super::state::{Runtime, StopMode, Worker};
 use super::static_files::{self, Resolved};
-use super::{location, uri, vhost};
+use super::{uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
@@ -257,7 +257,7 @@ struct Handled<'a> {
 
 /// Routes and answers one request whose head is in `buf`.
 async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) -> Handled<'a> {
-    let (rt, info, stopping) = (ex.rt, ex.info, ex.stopping);
+    let (rt, info) = (ex.rt, ex.info);
     let stream = &mut *ex.stream;
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
@@ -300,23 +300,6 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
         }
     };
-    if location::auto_redirect(&server.locations, &uri) {
-        let to = redirect_with_slash(head, buf, info, &uri);
-        let keep = head.keep_alive && !stopping;
-        let sent =
-            static_files::send_redirect(stream, head, &to, keep, server.settings.send_timeout)
-                .await;
-        return Handled {
-            status: sent.status,
-            body_bytes: sent.body_bytes,
-            head_bytes: sent.head_bytes,
-            attempts: Vec::new(),
-            keep_alive: sent.keep_alive && body_in_buffer(buf, head) == Some(0),
-            keepalive_timeout: server.settings.keepalive_timeout,
-            header_timeout: server.settings.client_header_timeout,
-            log: None,
-        };
-    }
     let http = &rt.config.http;
     let locals = Locals::new(&http.maps, http.user_vars.len());
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
@@ -351,6 +334,9 @@ struct Failure {
     keep: bool,
     /// Fields the page keeps (`WWW-Authenticate` of an intercepted upstream 401).
     kept_fields: Vec<(&'static str, Vec<u8>)>,
+    /// What goes out without a page: a redirect (nginx looks its 3xx up in the
+    /// `error_page`s too), else the status's standard page.
+    unpaged: Option<Answer>,
 }
 
 impl Failure {
@@ -359,6 +345,7 @@ impl Failure {
             status,
             keep,
             kept_fields: Vec::new(),
+            unpaged: None,
         }
     }
 }
@@ -420,10 +407,22 @@ fn serve_pass<'f, 'a: 'f>(
 
         let content = match answer {
             Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
+            Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
+                unpaged: Some(redirect),
+                ..Failure::new(code, keep)
+            }),
             Some(answer) => {
                 let mut headers = evaluated_add_header(settings, &vars_here());
                 keep_fields(&mut headers, &pass.pages);
-                let location_base = absolute_base(head, buf, info);
+                let location_base = absolute_base(
+                    head,
+                    buf,
+                    &Site {
+                        info,
+                        settings,
+                        server_name: &server.primary_name,
+                    },
+                );
                 // Boxed, as the static path below: the proxy path's state is what a
                 // request holds most of the time, and an inline answer would enlarge it
                 // for all.
@@ -455,7 +454,11 @@ fn serve_pass<'f, 'a: 'f>(
                     let file = StaticRequest {
                         settings,
                         uri: &uri,
-                        info,
+                        site: Site {
+                            info,
+                            settings,
+                            server_name: &server.primary_name,
+                        },
                         keep,
                         add_header: &headers,
                         status: pass.pages.status,
@@ -472,7 +475,7 @@ fn serve_pass<'f, 'a: 'f>(
             Content::Failed(f) => f,
         };
         let Some(page) = pass.pages.find(settings, failure.status) else {
-            let answer = Answer::Status(failure.status);
+            let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
             let mut handled = standard_answer(
                 ex,
                 buf,
@@ -491,6 +494,10 @@ fn serve_pass<'f, 'a: 'f>(
         // The page's status rule first: `$status` in the target is the status it sets.
         pass.pages.answer_with(page);
         pass.pages.kept_fields = failure.kept_fields;
+        if let Some(Answer::Redirect { location, .. }) = failure.unpaged {
+            // nginx keeps a redirect's Location through the page's internal redirect.
+            pass.pages.kept_fields.push(("Location", location));
+        }
         locals.set_status(pass.pages.status);
         let mut to = Vec::new();
         // The buffer holds the request again (the proxy path put it back).
@@ -621,7 +628,15 @@ async fn standard_answer<'a>(
         ..request_vars(head, buf, ex.info, &server.primary_name, uri)
     };
     let headers = evaluated_add_header(settings, &vars);
-    let location_base = absolute_base(head, buf, ex.info);
+    let location_base = absolute_base(
+        head,
+        buf,
+        &Site {
+            info: ex.info,
+            settings,
+            server_name: &server.primary_name,
+        },
+    );
     send_answer(
         ex.stream,
         buf,
@@ -766,6 +781,7 @@ async fn proxy<'a>(
                 .into_iter()
                 .map(|v| ("WWW-Authenticate", v))
                 .collect(),
+            unpaged: None,
         });
     }
     Content::Sent(Handled {
@@ -784,7 +800,7 @@ async fn proxy<'a>(
 struct StaticRequest<'r> {
     settings: &'r LocSettings,
     uri: &'r str,
-    info: &'r ClientInfo,
+    site: Site<'r>,
     keep: bool,
     add_header: &'r [(&'r str, Vec<u8>, bool)],
     /// The status of an error page served from a file.
@@ -830,7 +846,7 @@ async fn serve_static<'a>(
                 .await
         }
         Some(Resolved::AddSlash) => {
-            let location = redirect_with_slash(head, buf, req.info, req.uri);
+            let location = redirect_with_slash(head, buf, &req.site, req.uri);
             static_files::send_redirect(stream, head, &location, keep, settings.send_timeout).await
         }
         Some(Resolved::Redirect(_) | Resolved::Named(_)) | None => {
@@ -853,26 +869,50 @@ async fn serve_static<'a>(
     })
 }
 
-/// nginx's absolute redirect to a directory's URI with its slash, the arguments kept.
-fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &str) -> String {
+/// nginx's redirect to a directory's URI with its slash, the arguments kept.
+fn redirect_with_slash(head: &RequestHead, buf: &[u8], site: &Site<'_>, uri: &str) -> String {
     let args = head
         .query(buf)
         .map(|q| format!("?{}", String::from_utf8_lossy(q)))
         .unwrap_or_default();
-    format!("{}{uri}/{args}", absolute_base(head, buf, info))
+    let mut path = Vec::with_capacity(uri.len() + 1);
+    crate::http1::escape::escape_uri(uri.as_bytes(), &mut path);
+    format!(
+        "{}{}/{args}",
+        absolute_base(head, buf, site),
+        String::from_utf8_lossy(&path)
+    )
 }
 
-/// What nginx puts before a relative `Location` (`absolute_redirect on`):
-/// `http://HOST[:PORT]` with the Host the client asked for and the listening port
-/// unless 80.
-fn absolute_base(head: &RequestHead, buf: &[u8], info: &ClientInfo) -> String {
-    let host = head
+/// Who answers a request, for the redirects it makes.
+struct Site<'a> {
+    info: &'a ClientInfo,
+    settings: &'a LocSettings,
+    server_name: &'a str,
+}
+
+/// What nginx puts before a relative `Location`: with `absolute_redirect on` (the
+/// default) `http://HOST[:PORT]`, HOST being the Host the client asked for (the
+/// server's name with `server_name_in_redirect on`, or without a Host) and PORT the
+/// listening port unless 80 or `port_in_redirect off`; nothing with
+/// `absolute_redirect off`.
+fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
+    let s = site.settings;
+    if !s.absolute_redirect {
+        return String::new();
+    }
+    let asked = head
         .header_value(buf, "host")
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(vhost::normalize_host)
-        .unwrap_or_default();
-    let port = match info.local.port() {
+        .filter(|h| !h.is_empty());
+    let host = match asked {
+        Some(h) if !s.server_name_in_redirect => h,
+        _ => site.server_name.to_owned(),
+    };
+    let port = match site.info.local.port() {
         Some(80) | None => String::new(),
+        Some(_) if !s.port_in_redirect => String::new(),
         Some(p) => format!(":{p}"),
     };
     format!("http://{host}{port}")

@@ -132,6 +132,24 @@ pub(super) fn run<'a>(req: &Request<'_, 'a>, route: &mut Route<'a>) -> Routed<'a
                 break &server.settings;
             }
         }
+        if route.named.is_none() && location::auto_redirect(&server.locations, &route.rw.uri) {
+            // nginx's find-config phase: `/app` for `location /app/ { proxy_pass ...; }`
+            // is sent to `/app/`, the arguments kept.
+            let mut to = Vec::with_capacity(route.rw.uri.len() + 1);
+            crate::http1::escape::escape_uri(route.rw.uri.as_bytes(), &mut to);
+            to.push(b'/');
+            let mut args = Vec::new();
+            base().eval_var(&crate::config::Var::Args, &mut args);
+            if !args.is_empty() {
+                to.push(b'?');
+                to.extend_from_slice(&args);
+            }
+            answer = Some(Answer::Redirect {
+                code: 301,
+                location: to,
+            });
+            break &server.settings;
+        }
         let loc = route
             .named
             .or_else(|| location::find_location(&server.locations, &route.rw.uri));

@@ -72,7 +72,7 @@ pub fn resolve(
             let path = map_path(files, location_prefix, candidate);
             match checked_meta(files, &path) {
                 Ok(m) if dir && m.is_dir() => {
-                    return directory(files, location_prefix, candidate, &path, log)
+                    return directory(files, location_prefix, candidate, &path, vars, log)
                 }
                 Ok(m) if !dir && m.is_file() => return Resolved::File(path, m),
                 _ => {}
@@ -90,7 +90,7 @@ pub fn resolve(
     }
     let path = map_path(files, location_prefix, uri);
     if uri.ends_with('/') {
-        return directory(files, location_prefix, uri, &path, log);
+        return directory(files, location_prefix, uri, &path, vars, log);
     }
     match checked_meta(files, &path) {
         Ok(m) if m.is_dir() => Resolved::AddSlash,
@@ -107,15 +107,23 @@ fn directory(
     location_prefix: Option<&str>,
     uri: &str,
     path: &Path,
+    vars: &RequestVars<'_>,
     log: &mut dyn FnMut(Level, String),
 ) -> Resolved {
     let count = files.index.len();
-    for (i, name) in files.index.iter().enumerate() {
+    let mut value = Vec::new();
+    for (i, t) in files.index.iter().enumerate() {
+        value.clear();
+        vars.eval(t, &mut value);
+        let name = String::from_utf8_lossy(&value);
         if name.starts_with('/') {
             // An absolute last entry is nginx's unconditional fallback.
             if i + 1 == count {
-                return Resolved::Redirect(name.clone());
+                return Resolved::Redirect(name.into_owned());
             }
+            continue;
+        }
+        if name.is_empty() {
             continue;
         }
         let candidate = format!("{uri}{name}");
@@ -784,7 +792,12 @@ pub fn listing(dir: &Path, uri: &str) -> std::io::Result<String> {
         } else {
             name.clone()
         };
-        let href = format!("{}{}", uri_escape(&name), if is_dir { "/" } else { "" });
+        let mut href = Vec::with_capacity(name.len() + 1);
+        crate::http1::escape::escape_uri_component(name.as_bytes(), &mut href);
+        if is_dir {
+            href.push(b'/');
+        }
+        let href = String::from_utf8_lossy(&href);
         let chars: Vec<char> = shown.chars().collect();
         let (label, pad) = if chars.len() > 50 {
             (
@@ -819,18 +832,6 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn uri_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Sends a listing page.
@@ -902,7 +903,7 @@ mod tests {
     fn paths_stay_under_the_root() {
         let files = FilesConf {
             doc: DocRoot::Alias("/srv/static/".into()),
-            index: vec!["index.html".into()],
+            index: vec![crate::config::Template::literal("index.html")],
             try_files: None,
             types: Default::default(),
             default_type: "text/plain".into(),

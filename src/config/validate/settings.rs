@@ -32,7 +32,7 @@ pub(super) struct Partial {
     add_header: Option<Vec<AddHeader>>,
     access_log: Option<AccessLogConf>,
     root: Option<PathBuf>,
-    index: Option<Vec<String>>,
+    index: Option<Vec<Template>>,
     types: Option<Arc<MimeTypes>>,
     default_type: Option<String>,
     charset: Option<Option<String>>,
@@ -52,6 +52,9 @@ pub(super) struct Partial {
     proxy_intercept_errors: Option<bool>,
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
+    absolute_redirect: Option<bool>,
+    server_name_in_redirect: Option<bool>,
+    port_in_redirect: Option<bool>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -104,7 +107,10 @@ impl Partial {
             recursive_error_pages,
             proxy_intercept_errors,
             resolver,
-            resolver_timeout
+            resolver_timeout,
+            absolute_redirect,
+            server_name_in_redirect,
+            port_in_redirect
         )
     }
 
@@ -148,6 +154,9 @@ impl Partial {
             recursive_error_pages: self.recursive_error_pages.unwrap_or(false),
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             resolver: self.resolver.clone(),
+            absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
+            port_in_redirect: self.port_in_redirect.unwrap_or(true),
             resolver_timeout: self.resolver_timeout.unwrap_or(secs(30)),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
@@ -158,7 +167,7 @@ impl Partial {
                 index: self
                     .index
                     .clone()
-                    .unwrap_or_else(|| vec!["index.html".to_owned()]),
+                    .unwrap_or_else(|| vec![Template::literal("index.html")]),
                 try_files: self.try_files.clone(),
                 types: self
                     .types
@@ -275,20 +284,18 @@ impl Validator<'_> {
                 once(&mut p.root, self.env.prefix.join(a0), d)?;
             }
             "index" => {
-                if d.args
-                    .iter()
-                    .any(|a| a.value.is_empty() || a.value.contains('$'))
-                {
+                if d.args.iter().any(|a| a.value.is_empty()) {
                     return Err(ConfigError::at(
                         &d.span,
-                        "index file names must be non-empty and without variables",
+                        "index \"\" in \"index\" directive is invalid",
                     ));
                 }
-                once(
-                    &mut p.index,
-                    d.args.iter().map(|a| a.value.clone()).collect(),
-                    d,
-                )?;
+                let names = d
+                    .args
+                    .iter()
+                    .map(|a| templ(d, &a.value, &self.names))
+                    .collect::<Result<Vec<_>>>()?;
+                once(&mut p.index, names, d)?;
             }
             "types" => {
                 let mut t = MimeTypes::default();
@@ -309,6 +316,9 @@ impl Validator<'_> {
                 p.error_pages.get_or_insert_with(Vec::new).extend(pages);
             }
             "resolver" => once(&mut p.resolver, Arc::new(resolver(d)?), d)?,
+            "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
+            "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
+            "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
             "resolver_timeout" => once(&mut p.resolver_timeout, time(d, a0)?, d)?,
             "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
             "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,
