@@ -223,6 +223,11 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored("tcp_nodelay", HSL, "ferrolb always sets TCP_NODELAY"),
     block("types", HSL, 0, 0),
     handled("default_type", HSL, 1, 1),
+    handled("gzip_static", HSL, 1, 1),
+    handled("gzip_vary", HSL, 1, 1),
+    handled("gzip_http_version", HSL, 1, 1),
+    handled("gzip_proxied", HSL, 1, MANY),
+    handled("gzip_disable", HSL, 1, MANY),
     ignored("gzip*", HSL, "ferrolb does not compress responses"),
     ignored(
         "server_tokens",

@@ -631,6 +631,8 @@ pub struct LocSettings {
     pub server_name_in_redirect: bool,
     /// `port_in_redirect`: that port is the listening port (unless 80). Default on.
     pub port_in_redirect: bool,
+    /// When a client may get gzip, and `gzip_vary`.
+    pub gzip: GzipConf,
     /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
     /// host must name an `upstream` group or be an address).
     pub resolver: Option<Arc<ResolverConf>>,
@@ -771,6 +773,75 @@ pub struct FilesConf {
     pub expires: Option<Expires>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
+    /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
+    pub gzip_static: GzipStatic,
+}
+
+/// `gzip_static off|on|always`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GzipStatic {
+    /// Never.
+    #[default]
+    Off,
+    /// When the client may get gzip ([`GzipConf`]).
+    On,
+    /// Whatever the client says.
+    Always,
+}
+
+/// When a client may get a gzipped response (nginx's `ngx_http_gzip_ok`), and whether
+/// responses say they vary by it.
+#[derive(Debug, Clone)]
+pub struct GzipConf {
+    /// `gzip_vary`: `Vary: Accept-Encoding` on responses that could have been gzipped.
+    /// Default off.
+    pub vary: bool,
+    /// `gzip_http_version`: the least request version; `1.0` or `1.1` (default) as
+    /// the minor version.
+    pub http_version_minor: u8,
+    /// `gzip_proxied`: for requests with `Via`. Default `off`.
+    pub proxied: GzipProxied,
+    /// `gzip_disable`: User-Agent patterns (caseless) that never get gzip. Default none.
+    pub disable: Vec<Regex>,
+    /// `gzip_disable msie6`: MSIE 4 and 5, and 6 without `SV1`, never get gzip.
+    pub disable_msie6: bool,
+}
+
+impl Default for GzipConf {
+    fn default() -> Self {
+        GzipConf {
+            vary: false,
+            http_version_minor: 1,
+            proxied: GzipProxied::default(),
+            disable: Vec::new(),
+            disable_msie6: false,
+        }
+    }
+}
+
+/// `gzip_proxied` as a set of nginx's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GzipProxied(pub u16);
+
+impl GzipProxied {
+    /// `off` (the default when the set is empty).
+    pub const OFF: u16 = 1 << 0;
+    /// `expired`: the response has `Expires` (in the past for nginx's static module).
+    pub const EXPIRED: u16 = 1 << 1;
+    /// `no-cache`: the response's `Cache-Control` has `no-cache`.
+    pub const NO_CACHE: u16 = 1 << 2;
+    /// `no-store`.
+    pub const NO_STORE: u16 = 1 << 3;
+    /// `private`.
+    pub const PRIVATE: u16 = 1 << 4;
+    /// `no_last_modified`: the response has no `Last-Modified`.
+    pub const NO_LAST_MODIFIED: u16 = 1 << 5;
+    /// `no_etag`: the response has no `ETag`.
+    pub const NO_ETAG: u16 = 1 << 6;
+    /// `auth`: the request has `Authorization`.
+    pub const AUTH: u16 = 1 << 7;
+    /// `any`.
+    pub const ANY: u16 = 1 << 8;
 }
 
 impl FilesConf {

@@ -827,6 +827,10 @@ async fn serve_static<'a>(
             return Content::Failed(Failure::new(405, keep))
         }
         Some(Resolved::File(path, meta)) => {
+            let client_ok =
+                || super::gzip_ok::gzip_ok(&settings.gzip, head, buf, &Default::default());
+            let (gzipped, vary) =
+                static_files::precompressed(&settings.files, &settings.gzip, client_ok, &path);
             let r = static_files::FileRequest {
                 head,
                 buf,
@@ -835,8 +839,11 @@ async fn serve_static<'a>(
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
                 status: req.status,
+                gzipped: gzipped.as_ref().map(|(p, _)| p.as_path()),
+                vary,
             };
-            match static_files::send_file(stream, &r, &path, &meta).await {
+            let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
+            match static_files::send_file(stream, &r, &path, meta).await {
                 Ok(sent) => sent,
                 Err(status) => return Content::Failed(Failure::new(status, keep)),
             }

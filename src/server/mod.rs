@@ -3,6 +3,7 @@
 
 mod conn;
 mod error_pages;
+mod gzip_ok;
 pub mod holders;
 pub mod http1_downstream;
 pub mod listener;

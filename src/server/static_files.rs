@@ -397,6 +397,39 @@ pub struct FileRequest<'a> {
     /// The status of an error page served from this file (nginx's `err_status`):
     /// `If-None-Match`, `If-Modified-Since` and `Range` then apply only to 200.
     pub status: Option<u16>,
+    /// The file's gzipped copy sent in its place (`gzip_static`): opened instead,
+    /// described by the metadata given, typed by the file's own name, sent with
+    /// `Content-Encoding: gzip`.
+    pub gzipped: Option<&'a Path>,
+    /// `Vary: Accept-Encoding` (`gzip_vary` where a gzipped copy exists).
+    pub vary: bool,
+}
+
+/// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
+/// the response varies by `Accept-Encoding`, as nginx's gzip_static module decides.
+pub fn precompressed(
+    files: &FilesConf,
+    gzip: &crate::config::GzipConf,
+    client_ok: impl FnOnce() -> bool,
+    path: &Path,
+) -> (Option<(PathBuf, Metadata)>, bool) {
+    use crate::config::GzipStatic;
+    let ok = match files.gzip_static {
+        GzipStatic::Off => return (None, false),
+        GzipStatic::On => client_ok(),
+        GzipStatic::Always => true,
+    };
+    if !ok && !gzip.vary {
+        return (None, false);
+    }
+    let mut gz = path.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    match checked_meta(files, &gz) {
+        Ok(m) if m.is_file() && ok => (Some((gz, m)), gzip.vary),
+        Ok(m) if m.is_file() => (None, gzip.vary),
+        _ => (None, false),
+    }
 }
 
 /// Answers a GET or HEAD for a regular file; `Err` with the status when the file
@@ -436,7 +469,13 @@ pub async fn send_file(
     }
 
     let mut ranges = None;
-    if let Some(v) = r.head.header_value(r.buf, "range").filter(|_| plain) {
+    // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges.
+    let ranges_allowed = plain && r.gzipped.is_none();
+    if let Some(v) = r
+        .head
+        .header_value(r.buf, "range")
+        .filter(|_| ranges_allowed)
+    {
         let if_range_ok = match r.head.header_value(r.buf, "if-range") {
             None => true,
             Some(ir) if ir.starts_with(b"\"") || ir.starts_with(b"W/") => {
@@ -473,7 +512,7 @@ pub async fn send_file(
         }
     }
 
-    let mut file = match File::open(path) {
+    let mut file = match File::open(r.gzipped.unwrap_or(path)) {
         Ok(f) => f,
         Err(e) => {
             let status = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -552,7 +591,7 @@ pub async fn send_file(
     if let (Some(rs), false) = (&ranges, multipart) {
         let (a, b) = rs[0];
         let _ = write!(out, "Content-Range: bytes {a}-{b}/{}\r\n", facts.size);
-    } else if ranges.is_none() {
+    } else if ranges.is_none() && r.gzipped.is_none() {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
     extra_headers(&mut out, r, status, facts.mtime);
@@ -657,6 +696,12 @@ async fn write_piece(
 
 /// `expires` and `add_header` fields for a response of `status`.
 fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64) {
+    if r.vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    if r.gzipped.is_some() {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    }
     let applies = respond::add_header_applies(status);
     if applies {
         if let Some(e) = r.files.expires {
@@ -914,6 +959,7 @@ mod tests {
             autoindex: false,
             expires: None,
             disable_symlinks: false,
+            gzip_static: Default::default(),
         };
         assert_eq!(
             map_path(&files, Some("/static/"), "/static/css/a.css"),

@@ -53,6 +53,11 @@ pub(super) struct Partial {
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
+    gzip_static: Option<GzipStatic>,
+    gzip_vary: Option<bool>,
+    gzip_http_version: Option<u8>,
+    gzip_proxied: Option<GzipProxied>,
+    gzip_disable: Option<(Vec<regex::Regex>, bool)>,
     server_name_in_redirect: Option<bool>,
     port_in_redirect: Option<bool>,
     /// Not inherited (nginx keeps `try_files` per level).
@@ -109,6 +114,11 @@ impl Partial {
             resolver,
             resolver_timeout,
             absolute_redirect,
+            gzip_static,
+            gzip_vary,
+            gzip_http_version,
+            gzip_proxied,
+            gzip_disable,
             server_name_in_redirect,
             port_in_redirect
         )
@@ -155,6 +165,13 @@ impl Partial {
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            gzip: GzipConf {
+                vary: self.gzip_vary.unwrap_or(false),
+                http_version_minor: self.gzip_http_version.unwrap_or(1),
+                proxied: self.gzip_proxied.unwrap_or_default(),
+                disable: self.gzip_disable.clone().unwrap_or_default().0,
+                disable_msie6: self.gzip_disable.as_ref().is_some_and(|d| d.1),
+            },
             server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
             port_in_redirect: self.port_in_redirect.unwrap_or(true),
             resolver_timeout: self.resolver_timeout.unwrap_or(secs(30)),
@@ -184,6 +201,7 @@ impl Partial {
                 autoindex: self.autoindex.unwrap_or(false),
                 expires: self.expires.flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
+                gzip_static: self.gzip_static.unwrap_or_default(),
             },
         })
     }
@@ -316,6 +334,71 @@ impl Validator<'_> {
                 p.error_pages.get_or_insert_with(Vec::new).extend(pages);
             }
             "resolver" => once(&mut p.resolver, Arc::new(resolver(d)?), d)?,
+            "gzip_static" => {
+                let v = match a0 {
+                    "off" => GzipStatic::Off,
+                    "on" => GzipStatic::On,
+                    "always" => GzipStatic::Always,
+                    other => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid value \"{other}\" in \"gzip_static\" directive, it must be \"on\", \"off\" or \"always\""),
+                        ))
+                    }
+                };
+                once(&mut p.gzip_static, v, d)?;
+            }
+            "gzip_vary" => once(&mut p.gzip_vary, flag(d)?, d)?,
+            "gzip_http_version" => {
+                let v = match a0 {
+                    "1.0" => 0,
+                    "1.1" => 1,
+                    other => {
+                        return Err(invalid_value(
+                            d,
+                            other,
+                            Some("gzip_http_version takes 1.0 or 1.1"),
+                        ))
+                    }
+                };
+                once(&mut p.gzip_http_version, v, d)?;
+            }
+            "gzip_proxied" => {
+                let mut set = 0u16;
+                for a in &d.args {
+                    set |= match a.value.as_str() {
+                        "off" => GzipProxied::OFF,
+                        "expired" => GzipProxied::EXPIRED,
+                        "no-cache" => GzipProxied::NO_CACHE,
+                        "no-store" => GzipProxied::NO_STORE,
+                        "private" => GzipProxied::PRIVATE,
+                        "no_last_modified" => GzipProxied::NO_LAST_MODIFIED,
+                        "no_etag" => GzipProxied::NO_ETAG,
+                        "auth" => GzipProxied::AUTH,
+                        "any" => GzipProxied::ANY,
+                        other => return Err(invalid_value(d, other, None)),
+                    };
+                }
+                once(&mut p.gzip_proxied, GzipProxied(set), d)?;
+            }
+            "gzip_disable" => {
+                let mut list = Vec::new();
+                let mut msie6 = false;
+                for a in &d.args {
+                    if a.value == "msie6" {
+                        msie6 = true;
+                        continue;
+                    }
+                    let re = regex::RegexBuilder::new(&a.value)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| {
+                            ConfigError::at(&d.span, format!("invalid regex \"{}\": {e}", a.value))
+                        })?;
+                    list.push(re);
+                }
+                once(&mut p.gzip_disable, (list, msie6), d)?;
+            }
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
             "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
