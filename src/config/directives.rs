@@ -254,7 +254,7 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored("ssl_*", HTTP | SERVER, NO_TLS),
     ignored("client_body_buffer_size", HSL, BUFFERING),
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
-    ignored("large_client_header_buffers", HTTP | SERVER, BUFFERING),
+    handled("large_client_header_buffers", HTTP | SERVER, 2, 2),
     ignored("proxy_buffering", HSL, BUFFERING),
     ignored("proxy_buffer_size", HSL, BUFFERING),
     ignored("proxy_buffers", HSL, BUFFERING),

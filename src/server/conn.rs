@@ -123,24 +123,48 @@ async fn exchange(
     header_timeout: Duration,
 ) -> Option<(Duration, Duration)> {
     let info = ex.info;
+    let rt = ex.rt;
     let mut head = Recycled::take(&REQUEST_HEADS);
+    let mut limits = None;
     let read = io::read_head(
         ex.stream,
         buf,
         io::HeadRead::Chunk(HEAD_READ),
         io::HeadTimeout::Whole(header_timeout),
         crate::http1::MAX_HEAD_BYTES,
-        |b: &mut Buf| head.parse(b),
+        |b: &mut Buf| {
+            // nginx's first buffer (`client_header_buffer_size`) is 1k: a head within
+            // it needs no look at the limits.
+            if b.len() > 1024 {
+                let (n, size) = *limits.get_or_insert_with(|| header_buffers(rt, &info.local));
+                oversized(b, n, size)?;
+            }
+            head.parse(b)
+        },
     )
     .await;
     match read {
         Ok(()) => {}
         Err(io::HeadError::Invalid(e)) => {
-            crate::log::emit(
-                Level::Info,
-                Some(info.id),
-                format_args!("client sent invalid request ({e}), client: {}", info.remote),
-            );
+            use crate::http1::ParseError;
+            match e {
+                ParseError::RequestLineTooLong
+                | ParseError::HeaderTooLarge
+                | ParseError::HeadTooLarge
+                | ParseError::TooManyHeaders => crate::log::emit(
+                    Level::Info,
+                    Some(info.id),
+                    format_args!(
+                        "client sent {e} while reading client request headers, client: {}",
+                        info.remote
+                    ),
+                ),
+                _ => crate::log::emit(
+                    Level::Info,
+                    Some(info.id),
+                    format_args!("client sent invalid request ({e}), client: {}", info.remote),
+                ),
+            }
             reject(ex.stream, e.status_code()).await;
             return None;
         }
@@ -166,6 +190,34 @@ async fn exchange(
     outcome
         .keep_alive
         .then_some((outcome.keepalive_timeout, outcome.header_timeout))
+}
+
+/// `large_client_header_buffers` of the address's default server (the head is read
+/// before the virtual server is known).
+fn header_buffers(rt: &Runtime, local: &crate::config::Endpoint) -> (usize, usize) {
+    let servers = &rt.config.http.servers;
+    vhost::find_server(servers, local, None).map_or((4, 8192), |i| {
+        servers[i].settings.large_client_header_buffers
+    })
+}
+
+/// nginx's limits on a head being read into `large_client_header_buffers`: the request
+/// line within `size` bytes (else 414), every header line too and the head within
+/// `n` × `size` (else 494).
+fn oversized(b: &[u8], n: usize, size: usize) -> Result<(), crate::http1::ParseError> {
+    use crate::http1::ParseError;
+    let end = b
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(b.len(), |i| i + 4);
+    let mut lines = b[..end].split(|&c| c == b'\n');
+    if lines.next().is_some_and(|l| l.len() + 1 > size) {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    if lines.any(|l| l.len() + 1 > size) || end > n.saturating_mul(size) {
+        return Err(ParseError::HeaderTooLarge);
+    }
+    Ok(())
 }
 
 /// `ignore_invalid_headers` with `underscores_in_headers`, as nginx applies them: with

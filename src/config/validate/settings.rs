@@ -53,6 +53,7 @@ pub(super) struct Partial {
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
+    large_client_header_buffers: Option<(usize, usize)>,
     gzip_static: Option<GzipStatic>,
     gzip_vary: Option<bool>,
     gzip_http_version: Option<u8>,
@@ -114,6 +115,7 @@ impl Partial {
             resolver,
             resolver_timeout,
             absolute_redirect,
+            large_client_header_buffers,
             gzip_static,
             gzip_vary,
             gzip_http_version,
@@ -165,6 +167,7 @@ impl Partial {
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
             gzip: GzipConf {
                 vary: self.gzip_vary.unwrap_or(false),
                 http_version_minor: self.gzip_http_version.unwrap_or(1),
@@ -398,6 +401,16 @@ impl Validator<'_> {
                     list.push(re);
                 }
                 once(&mut p.gzip_disable, (list, msie6), d)?;
+            }
+            "large_client_header_buffers" => {
+                let n: usize = number(d, a0)?;
+                let size = parse_size(d.arg(1))
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| invalid_value(d, d.arg(1), Some(SIZE_HINT)))?;
+                if n == 0 || size <= 1 {
+                    return Err(ConfigError::at(&d.span, "invalid value"));
+                }
+                once(&mut p.large_client_header_buffers, (n, size), d)?;
             }
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
