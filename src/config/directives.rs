@@ -256,7 +256,7 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
     handled("large_client_header_buffers", HTTP | SERVER, 2, 2),
     ignored("proxy_buffering", HSL, BUFFERING),
-    ignored("proxy_buffer_size", HSL, BUFFERING),
+    handled("proxy_buffer_size", HSL, 1, 1),
     ignored("proxy_buffers", HSL, BUFFERING),
     ignored("proxy_busy_buffers_size", HSL, BUFFERING),
     handled("proxy_request_buffering", HSL, 1, 1),

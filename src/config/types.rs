@@ -623,6 +623,10 @@ pub struct LocSettings {
     /// `recursive_error_pages`: an error page's own error may get an error page too.
     /// Default off.
     pub recursive_error_pages: bool,
+    /// `proxy_buffer_size`: the most an upstream response head may take; a larger
+    /// one is a 502 (`upstream sent too big header`). Default 4k (nginx's page size);
+    /// at most 64k.
+    pub proxy_buffer_size: usize,
     /// `large_client_header_buffers NUMBER SIZE`: the request line and each header
     /// line must fit in SIZE bytes (else 414, and 494 sent as 400), the head in NUMBER ×
     /// SIZE. Read from the default server of the address, as nginx. Default 4 × 8k.

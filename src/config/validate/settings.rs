@@ -54,6 +54,7 @@ pub(super) struct Partial {
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
     large_client_header_buffers: Option<(usize, usize)>,
+    proxy_buffer_size: Option<usize>,
     gzip_static: Option<GzipStatic>,
     gzip_vary: Option<bool>,
     gzip_http_version: Option<u8>,
@@ -116,6 +117,7 @@ impl Partial {
             resolver_timeout,
             absolute_redirect,
             large_client_header_buffers,
+            proxy_buffer_size,
             gzip_static,
             gzip_vary,
             gzip_http_version,
@@ -168,6 +170,7 @@ impl Partial {
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
+            proxy_buffer_size: self.proxy_buffer_size.unwrap_or(4096),
             gzip: GzipConf {
                 vary: self.gzip_vary.unwrap_or(false),
                 http_version_minor: self.gzip_http_version.unwrap_or(1),
@@ -401,6 +404,12 @@ impl Validator<'_> {
                     list.push(re);
                 }
                 once(&mut p.gzip_disable, (list, msie6), d)?;
+            }
+            "proxy_buffer_size" => {
+                let size = parse_size(a0)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.proxy_buffer_size, size, d)?;
             }
             "large_client_header_buffers" => {
                 let n: usize = number(d, a0)?;
