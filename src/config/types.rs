@@ -623,6 +623,13 @@ pub struct LocSettings {
     /// `recursive_error_pages`: an error page's own error may get an error page too.
     /// Default off.
     pub recursive_error_pages: bool,
+    /// `lingering_close`, `lingering_time`, `lingering_timeout`: how a connection that
+    /// closes after an error response, or with request bytes still unread, is closed.
+    /// Read from the address's default server.
+    pub lingering: Lingering,
+    /// `keepalive_time`: after this long a connection serves no further request.
+    /// Default 1 h.
+    pub keepalive_time: Duration,
     /// `proxy_buffer_size`: the most an upstream response head may take; a larger
     /// one is a 502 (`upstream sent too big header`). Default 4k (nginx's page size);
     /// at most 64k.
@@ -783,6 +790,33 @@ pub struct FilesConf {
     pub disable_symlinks: bool,
     /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
     pub gzip_static: GzipStatic,
+}
+
+/// nginx's lingering close: instead of closing a connection the client may still be
+/// sending to (which resets it, and can destroy the response before the client read
+/// it), ferrolb shuts its side down and reads what comes for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lingering {
+    /// `lingering_close off|on|always`: `on` (the default) lingers when the client may
+    /// still send (an error answered before the request was read whole, or bytes left
+    /// behind the request); `always` after every response that closes.
+    pub mode: LingeringMode,
+    /// `lingering_time`: the most it reads for. Default 30 s.
+    pub time: Duration,
+    /// `lingering_timeout`: the most it waits for each read. Default 5 s.
+    pub timeout: Duration,
+}
+
+/// `lingering_close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LingeringMode {
+    /// Close at once.
+    Off,
+    /// When the client may still be sending.
+    #[default]
+    On,
+    /// After every response that closes the connection.
+    Always,
 }
 
 /// `gzip_static off|on|always`.

@@ -17,7 +17,9 @@ use super::{uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
-use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
+use crate::config::{
+    AccessLogConf, Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, ServerConf,
+};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
@@ -43,6 +45,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
     let mut served = 0u32;
     let mut idle_timeout = FIRST_HEAD_TIMEOUT;
     let mut header_timeout = FIRST_HEAD_TIMEOUT;
+    let opened = tokio::time::Instant::now();
 
     loop {
         // Wait for the next request without holding a buffer. Readiness can be
@@ -97,6 +100,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
             stream: &mut stream,
             info: &info,
             served,
+            opened,
             stopping: *stop.borrow() != StopMode::Running,
             started,
             pipelined,
@@ -105,23 +109,87 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
         match Box::pin(exchange(&mut ex, buf, header_timeout)).await {
-            Some((keepalive, header)) => {
+            Next::Again { keepalive, header } => {
                 idle_timeout = keepalive;
                 header_timeout = header;
             }
-            None => return,
+            Next::Close { client_may_send } => {
+                let l = lingering_of(&rt, &info.local);
+                let linger = match l.mode {
+                    LingeringMode::Off => false,
+                    LingeringMode::On => client_may_send,
+                    LingeringMode::Always => true,
+                };
+                if linger {
+                    tokio::select! {
+                        () = lingering_close(&mut stream, l) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// What the connection does after a request.
+enum Next {
+    /// Waits for another request, this long at most, and gives its head this long.
+    Again {
+        keepalive: Duration,
+        header: Duration,
+    },
+    /// Closes; `client_may_send`: the request may not have been read whole (an error
+    /// answered early, bytes left behind it), so nginx's lingering close applies.
+    Close { client_may_send: bool },
+}
+
+/// The lingering settings of the address's default server.
+fn lingering_of(rt: &Runtime, local: &crate::config::Endpoint) -> Lingering {
+    let servers = &rt.config.http.servers;
+    vhost::find_server(servers, local, None).map_or(
+        Lingering {
+            mode: LingeringMode::On,
+            time: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        },
+        |i| servers[i].settings.lingering,
+    )
+}
+
+/// nginx's lingering close: the write side is shut (the client sees the end of the
+/// response), then whatever the client still sends is read and dropped until it
+/// closes, nothing comes for `timeout`, or `time` is over; only then does the socket
+/// close, so the client is not reset before it read the answer.
+async fn lingering_close(stream: &mut Stream, l: Lingering) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + l.time;
+    let mut scratch = Buf::head();
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match tokio::time::timeout(l.timeout.min(left), stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        scratch.clear();
+        match stream.try_read_buf(&mut (&mut *scratch).limit(HEAD_READ)) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }
 
 /// One request on a connection, from its first bytes (already in `buf`) to the end
-/// of its response. `None` when the connection must close; otherwise the keep-alive
-/// and header timeouts for the next request.
-async fn exchange(
-    ex: &mut Exchange<'_>,
-    buf: &mut Buf,
-    header_timeout: Duration,
-) -> Option<(Duration, Duration)> {
+/// of its response, and what the connection does next.
+async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration) -> Next {
     let info = ex.info;
     let rt = ex.rt;
     let mut head = Recycled::take(&REQUEST_HEADS);
@@ -166,7 +234,9 @@ async fn exchange(
                 ),
             }
             reject(ex.stream, e.status_code()).await;
-            return None;
+            return Next::Close {
+                client_may_send: false,
+            };
         }
         Err(io::HeadError::Io {
             err: IoFailure::Timeout,
@@ -178,18 +248,31 @@ async fn exchange(
                 format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote),
             );
             reject(ex.stream, 408).await;
-            return None;
+            return Next::Close {
+                client_may_send: false,
+            };
         }
-        Err(io::HeadError::Io { .. }) => return None,
+        Err(io::HeadError::Io { .. }) => {
+            return Next::Close {
+                client_may_send: false,
+            }
+        }
     }
     drop_invalid_fields(ex, buf, &mut head);
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
         log.write(info.remote, &outcome, ex.started);
     }
-    outcome
-        .keep_alive
-        .then_some((outcome.keepalive_timeout, outcome.header_timeout))
+    if outcome.keep_alive {
+        Next::Again {
+            keepalive: outcome.keepalive_timeout,
+            header: outcome.header_timeout,
+        }
+    } else {
+        Next::Close {
+            client_may_send: outcome.status >= 400 || !buf.is_empty(),
+        }
+    }
 }
 
 /// `large_client_header_buffers` of the address's default server (the head is read
@@ -278,6 +361,8 @@ struct Exchange<'a> {
     info: &'a ClientInfo,
     /// Requests on this connection so far, this one included.
     served: u32,
+    /// When the connection was accepted (`keepalive_time`).
+    opened: tokio::time::Instant,
     /// The server is stopping: answer, then close.
     stopping: bool,
     /// When the first byte of the request head was at hand (`$request_time`).
@@ -440,6 +525,7 @@ fn serve_pass<'f, 'a: 'f>(
         let keep = head.keep_alive
             && !settings.keepalive_timeout.is_zero()
             && served < settings.keepalive_requests
+            && ex.opened.elapsed() < settings.keepalive_time
             && !stopping
             && !pass.close;
 
