@@ -95,3 +95,45 @@ fn refused_uploads_are_answered_and_old_connections_end() {
         assert_eq!(keepalive_time(*np), ours);
     }
 }
+
+/// `worker_shutdown_timeout`: a graceful stop (SIGQUIT) waits that long for a request
+/// whose backend never answers, then closes it and exits, saying so.
+#[test]
+fn a_graceful_stop_ends_after_worker_shutdown_timeout() {
+    let backend = local_listener();
+    let bport = backend.local_addr().expect("addr").port();
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Accept and hold: the request never gets an answer.
+        let mut held = Vec::new();
+        for conn in backend.incoming() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let (mut proxy, [port]) = Proxy::start_on(|[p]| {
+        format!(
+            "worker_shutdown_timeout 300ms;\nevents {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{p};\n    location / {{ proxy_pass http://127.0.0.1:{bport}; }}\n  }}\n}}\n"
+        )
+    });
+    let client = std::thread::spawn(move || http_get(port, "/", "localhost"));
+    accepted_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the request reached the backend");
+    let stopping = Instant::now();
+    proxy.signal(nix::sys::signal::Signal::SIGQUIT);
+    let status = proxy.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some(), "still running 10 s after SIGQUIT");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "exited after {:?}, not after worker_shutdown_timeout",
+        stopping.elapsed()
+    );
+    assert!(
+        proxy.error_log().contains("shutdown timeout"),
+        "{}",
+        proxy.error_log()
+    );
+    // The client's connection is gone, not answered.
+    assert!(client.join().expect("client").is_err());
+}

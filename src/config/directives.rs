@@ -154,7 +154,7 @@ pub static DIRECTIVES: &[Spec] = &[
         MAIN,
         "worker threads keep the process priority",
     ),
-    ignored("worker_shutdown_timeout", MAIN, "not implemented yet"),
+    handled("worker_shutdown_timeout", MAIN, 1, 1),
     block("http", MAIN, 0, 0),
     handled("include", ANY, 1, 1),
     // http, server, location

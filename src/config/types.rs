@@ -42,6 +42,10 @@ pub struct Config {
     /// nginx (default on), ferrolb has always run in the foreground, and service
     /// managers prefer that.
     pub daemon: bool,
+    /// `worker_shutdown_timeout`: how long a graceful stop (SIGQUIT) waits for requests
+    /// in progress before it closes their connections. Default none: ferrolb then waits
+    /// 30 s at most (nginx waits without a bound).
+    pub worker_shutdown_timeout: Option<Duration>,
     /// The `http { }` block; a config without one proxies nothing.
     pub http: Http,
     /// Non-fatal findings (directives accepted but ignored, …), for `-t` and the error log.
