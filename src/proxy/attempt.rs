@@ -114,6 +114,11 @@ impl AttemptError {
             AttemptError::InvalidHeader(ParseError::UnsupportedTransferEncoding) => {
                 "upstream sent unknown \"Transfer-Encoding\" while reading response header from upstream".into()
             }
+            AttemptError::InvalidHeader(ParseError::InvalidStatus | ParseError::InvalidVersion) => {
+                // nginx then relays the bytes as an HTTP/0.9 response; ferrolb answers 502.
+                "upstream sent no valid HTTP/1.0 header while reading response header from upstream"
+                    .into()
+            }
             AttemptError::InvalidHeader(ParseError::HeadTooLarge) => {
                 "upstream sent too big header while reading response header from upstream".into()
             }
@@ -448,6 +453,8 @@ async fn read_head(
             }
             Ok(Parsed::Complete) if resp.head_len > limit => return Err(ParseError::HeadTooLarge),
             Ok(Parsed::Partial) if buf.len() > limit => return Err(ParseError::HeadTooLarge),
+            // More fields than fit any head nginx would take: too big, in its words.
+            Err(ParseError::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
             done => return done,
         }
     };
