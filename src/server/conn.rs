@@ -29,8 +29,9 @@ use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
 use crate::vars::{Locals, RequestVars};
 
-/// How long a new connection may take to send its first request head, before any
-/// server settings are known (nginx's `client_header_timeout` default).
+/// How long a new connection may take to send its first request head when no server
+/// listens on its address any more (a reload dropped it); nginx's
+/// `client_header_timeout` default.
 const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How much one read of a request head asks for: a head and a small body usually
@@ -43,8 +44,15 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
     let mut stop = worker.shared.stop_signal();
     let mut cbuf: Option<Buf> = None;
     let mut served = 0u32;
-    let mut idle_timeout = FIRST_HEAD_TIMEOUT;
-    let mut header_timeout = FIRST_HEAD_TIMEOUT;
+    // Until a request says which server it is for, the address's default server's
+    // `client_header_timeout` applies: to the first byte and to the whole first head.
+    let first = {
+        let servers = &rt.config.http.servers;
+        vhost::find_server(servers, &info.local, None)
+            .map_or(FIRST_HEAD_TIMEOUT, |i| servers[i].settings.client_header_timeout)
+    };
+    let mut idle_timeout = first;
+    let mut header_timeout = first;
     let opened = tokio::time::Instant::now();
 
     loop {
