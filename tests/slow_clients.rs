@@ -16,7 +16,9 @@ const SLOW: usize = 900;
 #[test]
 fn slow_heads_are_closed_and_others_served() {
     // The test holds ~SLOW sockets: raise the soft limit where the hard one allows.
-    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
         let _ = nix::sys::resource::setrlimit(
             nix::sys::resource::Resource::RLIMIT_NOFILE,
             hard.min(65_536),
@@ -80,7 +82,9 @@ fn slow_heads_are_closed_and_others_served() {
     assert!(normal_ok >= 5, "{normal_ok} normal requests");
     let log = proxy.error_log();
     assert!(
-        log.contains("client timed out (110: Connection timed out) while reading client request headers"),
+        log.contains(
+            "client timed out (110: Connection timed out) while reading client request headers"
+        ),
         "{log}"
     );
 }

@@ -48,8 +48,9 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
     // `client_header_timeout` applies: to the first byte and to the whole first head.
     let first = {
         let servers = &rt.config.http.servers;
-        vhost::find_server(servers, &info.local, None)
-            .map_or(FIRST_HEAD_TIMEOUT, |i| servers[i].settings.client_header_timeout)
+        vhost::find_server(servers, &info.local, None).map_or(FIRST_HEAD_TIMEOUT, |i| {
+            servers[i].settings.client_header_timeout
+        })
     };
     let mut idle_timeout = first;
     let mut header_timeout = first;
