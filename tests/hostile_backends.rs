@@ -80,6 +80,9 @@ fn answer(mut conn: TcpStream) {
             let _ = reader.read_exact(&mut body);
             return;
         }
+        "/early-hints" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n".to_vec(),
+        "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n".to_vec(),
+        "/unrequested-101" => b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw bytes".to_vec(),
         "/mid-close" => {
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly ten b".to_vec()
         }
@@ -163,7 +166,7 @@ fn hostile_backends_get_nginx_answers() {
         .then(|| Proxy::start_bin_on(nginx_bin, |[p]| conf(p, backend)));
     let big = vec![b'b'; 256 * 1024];
     // (method, path, body, ferrolb's answer, compared with nginx)
-    let cases: [(&str, &str, &[u8], &str, bool); 8] = [
+    let cases: [(&str, &str, &[u8], &str, bool); 11] = [
         // nginx 1.22 relays garbage as an HTTP/0.9 response (status 200, no head):
         // ferrolb does not pass bytes that are not HTTP on to clients.
         ("GET", "/garbage", b"", "HTTP/1.1 502 Bad Gateway", false),
@@ -188,6 +191,18 @@ fn hostile_backends_get_nginx_answers() {
         ),
         ("POST", "/early", &big, "HTTP/1.1 200 OK | early\n", true),
         ("GET", "/mid-close", b"", "HTTP/1.1 200 OK | cut", true),
+        // Interim responses are skipped (RFC 9110 §15.2); nginx 1.22 sends the 1xx as
+        // the response and the final one as its body.
+        ("GET", "/early-hints", b"", "HTTP/1.1 200 OK | ok\n", false),
+        ("GET", "/continue", b"", "HTTP/1.1 200 OK | ok\n", false),
+        // A 101 nobody asked for is no answer (nginx 1.22 relays it and tunnels).
+        (
+            "GET",
+            "/unrequested-101",
+            b"",
+            "HTTP/1.1 502 Bad Gateway",
+            false,
+        ),
     ];
     let mut diffs = Vec::new();
     for (method, path, body, want, compare) in cases {
@@ -216,6 +231,7 @@ fn hostile_backends_get_nginx_answers() {
         "upstream sent more data than specified in \"Content-Length\" header while reading upstream",
         "upstream sent data after final chunk while reading upstream",
         "upstream prematurely closed connection while reading upstream",
+        "upstream sent \"101 Switching Protocols\" to a request without Upgrade",
     ] {
         assert!(
             log.lines().any(|l| l.contains(line) && l.contains(&peer)),

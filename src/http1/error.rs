@@ -34,6 +34,10 @@ pub enum ParseError {
     /// The protocol version is not `HTTP/1.0` or `HTTP/1.1`.
     #[error("unsupported or malformed HTTP version")]
     InvalidVersion,
+    /// A `101 Switching Protocols` to a request that asked for no upgrade (RFC 9110
+    /// §15.2.2: a server must not send it then).
+    #[error("101 Switching Protocols to a request without Upgrade")]
+    UnrequestedUpgrade,
     /// Status line malformed or status code outside 100..=999.
     #[error("malformed status line or status code outside 100..=999")]
     InvalidStatus,

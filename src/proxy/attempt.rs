@@ -119,6 +119,10 @@ impl AttemptError {
                 "upstream sent no valid HTTP/1.0 header while reading response header from upstream"
                     .into()
             }
+            AttemptError::InvalidHeader(ParseError::UnrequestedUpgrade) => {
+                // nginx 1.22 relays it and tunnels; the client asked for no protocol switch.
+                "upstream sent \"101 Switching Protocols\" to a request without Upgrade while reading response header from upstream".into()
+            }
             AttemptError::InvalidHeader(ParseError::HeadTooLarge) => {
                 "upstream sent too big header while reading response header from upstream".into()
             }
@@ -452,6 +456,9 @@ async fn read_head(
                 buf.drain(..resp.head_len);
             }
             Ok(Parsed::Complete) if resp.head_len > limit => return Err(ParseError::HeadTooLarge),
+            Ok(Parsed::Complete) if resp.status == 101 && !req.upgrade => {
+                return Err(ParseError::UnrequestedUpgrade)
+            }
             Ok(Parsed::Partial) if buf.len() > limit => return Err(ParseError::HeadTooLarge),
             // More fields than fit any head nginx would take: too big, in its words.
             Err(ParseError::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
