@@ -264,6 +264,16 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored("proxy_buffers", HSL, BUFFERING),
     ignored("proxy_busy_buffers_size", HSL, BUFFERING),
     handled("proxy_request_buffering", HSL, 1, 1),
+    ignored(
+        "connection_pool_size",
+        HTTP | SERVER,
+        "memory pools tune nginx's allocator; ferrolb allocates per connection itself",
+    ),
+    ignored(
+        "request_pool_size",
+        HTTP | SERVER,
+        "memory pools tune nginx's allocator; ferrolb allocates per connection itself",
+    ),
     handled("client_body_temp_path", HSL, 1, 4),
     ignored(
         "proxy_max_temp_file_size",

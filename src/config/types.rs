@@ -708,6 +708,9 @@ pub enum Expires {
     After(i64),
     /// `expires modified TIME`: relative to the file's modification time.
     Modified(i64),
+    /// `expires @TIME`: the next time the local clock shows this time of day
+    /// (seconds since midnight).
+    Daily(i64),
 }
 
 /// `try_files FILE ... FALLBACK`.

@@ -668,6 +668,22 @@ pub async fn send_file(
     })
 }
 
+/// The next moment after `now` (Unix seconds) at which the local clock shows `at`
+/// seconds past midnight (nginx's `ngx_next_time`).
+fn next_time_of_day(now: i64, at: i64) -> i64 {
+    use chrono::{Local, TimeZone, Timelike};
+    let Some(local) = Local.timestamp_opt(now, 0).single() else {
+        return now + at;
+    };
+    let since_midnight = i64::from(local.num_seconds_from_midnight());
+    let today = now - since_midnight + at;
+    if today > now {
+        today
+    } else {
+        today + 86_400
+    }
+}
+
 /// A response cut short: the connection closes.
 fn broken(status: u16, head_bytes: u64, body_bytes: u64) -> Sent {
     Sent {
@@ -714,6 +730,10 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
                 Expires::Max => (2_145_916_799, Some(315_360_000)),
                 Expires::After(s) => (now + s, Some(s)),
                 Expires::Modified(s) => (mtime + s, Some(mtime + s - now)),
+                Expires::Daily(at) => {
+                    let next = next_time_of_day(now, at);
+                    (next, Some(next - now))
+                }
             };
             let _ = write!(out, "Expires: {}\r\n", http_date(at));
             match max_age {

@@ -71,7 +71,7 @@ impl Validator<'_> {
         }
         let regex = if is_regex(kind) {
             Some(
-                RegexBuilder::new(&pattern)
+                RegexBuilder::new(&super::values::pcre(&pattern))
                     .case_insensitive(kind == LocationKind::RegexCaseless)
                     .build()
                     .map_err(|e| {

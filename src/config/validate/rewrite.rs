@@ -135,7 +135,7 @@ fn named_groups(text: &str) -> impl Iterator<Item = &str> {
 /// Compiles a pattern of `rewrite`, `if` or `map`, saying where ferrolb's regex engine
 /// differs from nginx's PCRE when it refuses one.
 pub(super) fn compile_regex(d: &Directive, pattern: &str, caseless: bool) -> Result<Regex> {
-    RegexBuilder::new(pattern)
+    RegexBuilder::new(&super::values::pcre(pattern))
         .case_insensitive(caseless)
         .build()
         .map_err(|e| {
@@ -524,7 +524,7 @@ pub(super) fn parse_condition(
                     negate: *op == "!=",
                 }),
                 "~" | "~*" | "!~" | "!~*" => {
-                    let regex = RegexBuilder::new(value)
+                    let regex = RegexBuilder::new(&super::values::pcre(value))
                         .case_insensitive(op.ends_with('*'))
                         .build()
                         .map_err(|e| {

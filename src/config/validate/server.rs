@@ -172,7 +172,7 @@ impl Validator<'_> {
 pub(super) fn server_name(d: &Directive, v: &str) -> Result<ServerName> {
     if let Some(re) = v.strip_prefix('~') {
         // nginx compiles server name regexes caseless.
-        let r = RegexBuilder::new(re)
+        let r = RegexBuilder::new(&super::values::pcre(re))
             .case_insensitive(true)
             .build()
             .map_err(|e| {

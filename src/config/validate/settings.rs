@@ -409,7 +409,7 @@ impl Validator<'_> {
                         msie6 = true;
                         continue;
                     }
-                    let re = regex::RegexBuilder::new(&a.value)
+                    let re = regex::RegexBuilder::new(&super::values::pcre(&a.value))
                         .case_insensitive(true)
                         .build()
                         .map_err(|e| {
@@ -664,6 +664,13 @@ fn expires(d: &Directive) -> Result<Option<Expires>> {
         (false, "off") => None,
         (false, "epoch") => Some(Expires::Epoch),
         (false, "max") => Some(Expires::Max),
+        (false, t) if t.starts_with('@') => {
+            let day = secs(&t[1..])?;
+            if !(0..86_400).contains(&day) {
+                return Err(bad());
+            }
+            Some(Expires::Daily(day))
+        }
         (true, t) => Some(Expires::Modified(secs(t)?)),
         (false, t) => Some(Expires::After(secs(t)?)),
     })

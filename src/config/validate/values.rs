@@ -122,3 +122,48 @@ pub(super) fn templ(d: &Directive, s: &str, names: &VarNames) -> Result<Template
         }
     })
 }
+
+/// A PCRE pattern as the `regex` crate reads it: PCRE's `\Q...\E` quoting (which the
+/// crate lacks) becomes escaped characters; everything else is passed through.
+pub(super) fn pcre(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains("\\Q") {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut rest = pattern;
+    while let Some(at) = rest.find("\\Q") {
+        // An escaped backslash before it (`\\Q`) is not quoting.
+        let backslashes = rest[..at].chars().rev().take_while(|&c| c == '\\').count();
+        if backslashes % 2 == 1 {
+            out.push_str(&rest[..at + 2]);
+            rest = &rest[at + 2..];
+            continue;
+        }
+        out.push_str(&rest[..at]);
+        let quoted = &rest[at + 2..];
+        let (lit, after) = match quoted.find("\\E") {
+            Some(e) => (&quoted[..e], &quoted[e + 2..]),
+            None => (quoted, ""),
+        };
+        out.push_str(&regex::escape(lit));
+        rest = after;
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod pcre_tests {
+    use super::pcre;
+
+    #[test]
+    fn quoting_becomes_escapes() {
+        assert_eq!(
+            pcre("^(?P<name>[a-z]+)\\Q.example.com\\E$"),
+            "^(?P<name>[a-z]+)\\.example\\.com$"
+        );
+        assert_eq!(pcre("a\\Q*+"), "a\\*\\+");
+        assert_eq!(pcre("plain.*"), "plain.*");
+        assert_eq!(pcre("x\\\\Qy"), "x\\\\Qy");
+    }
+}
