@@ -232,7 +232,7 @@ pub static DIRECTIVES: &[Spec] = &[
     ignored(
         "server_tokens",
         HSL,
-        "ferrolb adds no Server header of its own to proxied responses",
+        "ferrolb's Server header is \"ferrolb\", without a version, either way",
     ),
     handled("charset", HSL, 1, 1),
     handled("root", HSL, 1, 1),
@@ -257,6 +257,8 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("large_client_header_buffers", HTTP | SERVER, 2, 2),
     ignored("proxy_buffering", HSL, BUFFERING),
     handled("proxy_buffer_size", HSL, 1, 1),
+    handled("proxy_hide_header", HSL, 1, 1),
+    handled("proxy_pass_header", HSL, 1, 1),
     handled("lingering_close", HSL, 1, 1),
     handled("lingering_time", HSL, 1, 1),
     handled("lingering_timeout", HSL, 1, 1),

@@ -634,6 +634,13 @@ pub struct LocSettings {
     /// `keepalive_time`: after this long a connection serves no further request.
     /// Default 1 h.
     pub keepalive_time: Duration,
+    /// `proxy_hide_header`: upstream response fields not passed on (lower case), on
+    /// top of nginx's default list (`Date`, `Server`, `X-Pad`, `X-Accel-*`). A level
+    /// with any replaces the inherited list. Default none.
+    pub proxy_hide_header: Vec<String>,
+    /// `proxy_pass_header`: fields of the default hidden list passed on after all
+    /// (lower case). Default none.
+    pub proxy_pass_header: Vec<String>,
     /// `proxy_buffer_size`: the most an upstream response head may take; a larger
     /// one is a 502 (`upstream sent too big header`). Default 4k (nginx's page size);
     /// at most 64k.

@@ -44,9 +44,10 @@ pub struct HeaderRange {
     pub name: Range<usize>,
     /// The field value, without leading and trailing whitespace.
     pub value: Range<usize>,
-    /// True for hop-by-hop fields the proxy must not forward: Connection, Keep-Alive,
-    /// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, and every field named by
-    /// a Connection option (except Host and Content-Length, see `headers.rs`).
+    /// True for fields the proxy must not forward: the hop-by-hop ones (Connection,
+    /// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, and every
+    /// field named by a Connection option except Host and Content-Length, see
+    /// `headers.rs`), and response fields the proxy hides (`proxy_hide_header`).
     pub hop_by_hop: bool,
 }
 

@@ -96,7 +96,7 @@ async fn relay_response<D: Downstream>(
     cbuf: &[u8],
     mut conn: UpstreamConn,
     peer: &Arc<PeerState>,
-    resp: Recycled<ResponseHead>,
+    mut resp: Recycled<ResponseHead>,
     ubuf: Buf,
     uhead: super::request::UpstreamHead,
     set_cookie: Option<&[u8]>,
@@ -104,6 +104,7 @@ async fn relay_response<D: Downstream>(
 ) {
     let upgrade = resp.status == 101 && f.head.upgrade;
     done.status = resp.status;
+    hide_fields(&mut resp, &ubuf, f.settings);
     if f.settings.proxy_intercept_errors && resp.status >= 300 && (f.hands_off)(resp.status) {
         // nginx's `proxy_intercept_errors`: the location's page replaces the upstream's
         // answer. Its body is never read, so the connection is not pooled.
@@ -226,6 +227,39 @@ async fn relay_response<D: Downstream>(
                     requests: conn.requests + 1,
                 },
             );
+        }
+    }
+}
+
+/// Upstream fields nginx never passes on unless `proxy_pass_header` names them:
+/// ferrolb's own `Date` and `Server` go out instead, and the `X-Accel-*` controls
+/// are meant for the proxy.
+const HIDDEN_BY_DEFAULT: [&str; 8] = [
+    "date",
+    "server",
+    "x-pad",
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+];
+
+/// Marks the fields `proxy_hide_header` (and nginx's default list, less
+/// `proxy_pass_header`) keep from the client: marked as not forwarded, like
+/// hop-by-hop fields.
+fn hide_fields(resp: &mut ResponseHead, buf: &[u8], s: &crate::config::LocSettings) {
+    for h in &mut resp.headers {
+        if h.hop_by_hop {
+            continue;
+        }
+        let name = &buf[h.name.clone()];
+        let named = |list: &[String]| list.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()));
+        let by_default = HIDDEN_BY_DEFAULT
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()));
+        if (by_default && !named(&s.proxy_pass_header)) || named(&s.proxy_hide_header) {
+            h.hop_by_hop = true;
         }
     }
 }

@@ -155,6 +155,21 @@ impl Downstream for Http1Downstream<'_> {
                 out.extend_from_slice(b"\r\n");
             }
         }
+        // nginx's own Server and Date, unless the upstream's are passed on
+        // (`proxy_pass_header`).
+        let passes = |name: &[u8]| {
+            head.headers
+                .iter()
+                .any(|h| !h.hop_by_hop && resp.buf[h.name.clone()].eq_ignore_ascii_case(name))
+        };
+        if !passes(b"server") {
+            out.extend_from_slice(b"Server: ferrolb\r\n");
+        }
+        if !passes(b"date") {
+            out.extend_from_slice(b"Date: ");
+            respond::write_http_date(&mut out);
+            out.extend_from_slice(b"\r\n");
+        }
         for h in &head.headers {
             if h.hop_by_hop {
                 continue;

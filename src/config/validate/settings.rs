@@ -55,6 +55,8 @@ pub(super) struct Partial {
     absolute_redirect: Option<bool>,
     large_client_header_buffers: Option<(usize, usize)>,
     proxy_buffer_size: Option<usize>,
+    proxy_hide_header: Option<Vec<String>>,
+    proxy_pass_header: Option<Vec<String>>,
     lingering_close: Option<LingeringMode>,
     lingering_time: Option<Duration>,
     lingering_timeout: Option<Duration>,
@@ -122,6 +124,8 @@ impl Partial {
             absolute_redirect,
             large_client_header_buffers,
             proxy_buffer_size,
+            proxy_hide_header,
+            proxy_pass_header,
             lingering_close,
             lingering_time,
             lingering_timeout,
@@ -179,6 +183,8 @@ impl Partial {
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
             proxy_buffer_size: self.proxy_buffer_size.unwrap_or(4096),
+            proxy_hide_header: self.proxy_hide_header.clone().unwrap_or_default(),
+            proxy_pass_header: self.proxy_pass_header.clone().unwrap_or_default(),
             lingering: Lingering {
                 mode: self.lingering_close.unwrap_or_default(),
                 time: self.lingering_time.unwrap_or(secs(30)),
@@ -436,6 +442,14 @@ impl Validator<'_> {
             "lingering_time" => once(&mut p.lingering_time, time(d, a0)?, d)?,
             "lingering_timeout" => once(&mut p.lingering_timeout, time(d, a0)?, d)?,
             "keepalive_time" => once(&mut p.keepalive_time, time(d, a0)?, d)?,
+            "proxy_hide_header" => p
+                .proxy_hide_header
+                .get_or_insert_with(Vec::new)
+                .push(a0.to_ascii_lowercase()),
+            "proxy_pass_header" => p
+                .proxy_pass_header
+                .get_or_insert_with(Vec::new)
+                .push(a0.to_ascii_lowercase()),
             "proxy_buffer_size" => {
                 let size = parse_size(a0)
                     .and_then(|s| usize::try_from(s).ok())
