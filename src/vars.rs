@@ -5,8 +5,14 @@ use crate::net::ClientAddr;
 use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::config::{Endpoint, FilesConf, MapConf, ServerName, Template, TemplatePart, Var};
+use crate::config::{Endpoint, FilesConf, Http, MapConf, ServerName, Template, TemplatePart, Var};
+
+mod geo;
+mod split_clients;
+
 use crate::http1::RequestHead;
+pub use geo::forwarded;
+pub use split_clients::murmur2;
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;
@@ -23,7 +29,8 @@ fn cell<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// nginx does unless the map is `volatile`) and rewritten arguments.
 #[derive(Debug)]
 pub struct Locals<'a> {
-    maps: &'a [MapConf],
+    /// The `map`, `geo` and `split_clients` blocks the variables come from.
+    http: &'a Http,
     user: Mutex<Vec<Option<Vec<u8>>>>,
     captures: Mutex<Vec<Option<Vec<u8>>>>,
     map_values: Mutex<Vec<MapValue>>,
@@ -57,13 +64,13 @@ enum MapValue {
 }
 
 impl<'a> Locals<'a> {
-    /// Nothing set yet, for a configuration with `maps` and `user_slots` user variables.
-    pub fn new(maps: &'a [MapConf], user_slots: usize) -> Self {
+    /// Nothing set yet, for the variables `http` declares.
+    pub fn new(http: &'a Http) -> Self {
         Locals {
-            maps,
-            user: Mutex::new(vec![None; user_slots]),
+            http,
+            user: Mutex::new(vec![None; http.user_vars.len()]),
             captures: Mutex::new(Vec::new()),
-            map_values: Mutex::new(vec![MapValue::NotYet; maps.len()]),
+            map_values: Mutex::new(vec![MapValue::NotYet; http.maps.len()]),
             args: Mutex::new(None),
             request_id: Mutex::new(None),
             status: Mutex::new(None),
@@ -185,7 +192,7 @@ impl RequestVars<'_> {
     /// A map's value: the first key that matches the source (exact, then hostname
     /// wildcards, then regexes in order), else the default; computed once per request.
     fn map_value(&self, locals: &Locals<'_>, index: usize, out: &mut Vec<u8>) {
-        let Some(map) = locals.maps.get(index) else {
+        let Some(map) = locals.http.maps.get(index) else {
             return;
         };
         let state = cell(&locals.map_values).get(index).cloned();
@@ -323,6 +330,18 @@ impl RequestVars<'_> {
             Var::Map(index) => {
                 if let Some(l) = self.locals {
                     self.map_value(l, *index, out);
+                }
+            }
+            Var::Geo(index) => {
+                if let Some(g) = self.locals.and_then(|l| l.http.geos.get(*index)) {
+                    out.extend_from_slice(geo::value(g, self).as_bytes());
+                }
+            }
+            Var::SplitClients(index) => {
+                if let Some(split) = self.locals.and_then(|l| l.http.split_clients.get(*index)) {
+                    let mut key = Vec::new();
+                    self.eval(&split.key, &mut key);
+                    out.extend_from_slice(split_clients::value(split, &key).as_bytes());
                 }
             }
             Var::RequestFilename => {

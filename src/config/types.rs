@@ -133,6 +133,11 @@ pub struct Http {
     /// Names of the user variables (`set`, named regex captures) by slot; [`Var::User`]
     /// indexes them. Empty by default.
     pub user_vars: Vec<String>,
+    /// `geo` blocks in file order; [`Var::Geo`] indexes them. Empty by default.
+    pub geos: Vec<GeoConf>,
+    /// `split_clients` blocks in file order; [`Var::SplitClients`] indexes them. Empty
+    /// by default.
+    pub split_clients: Vec<SplitClientsConf>,
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.
@@ -1126,6 +1131,10 @@ pub enum Var {
     User(usize),
     /// A `map` variable: an index into [`Http::maps`], evaluated when used.
     Map(usize),
+    /// A `geo` variable: an index into [`Http::geos`].
+    Geo(usize),
+    /// A `split_clients` variable: an index into [`Http::split_clients`].
+    SplitClients(usize),
     /// A name no level declares; carried for error messages only, it never appears in
     /// a validated template.
     #[doc(hidden)]
@@ -1289,4 +1298,48 @@ pub struct MapConf {
     pub regexes: Vec<MapRegex>,
     /// `default`; empty when not given.
     pub default: Template,
+}
+
+/// `geo [$address] $name { ... }` at http level (`ngx_http_geo_module`).
+#[derive(Debug, Clone)]
+pub struct GeoConf {
+    /// The variable's name, without `$`.
+    pub name: String,
+    /// The address looked up: `None` for the client's (`$remote_addr`), else the
+    /// value of this variable, parsed as an address.
+    pub source: Option<Template>,
+    /// `proxy ADDR|CIDR`: when the address is one of these, the one the last
+    /// `X-Forwarded-For` names is looked up instead. Empty by default.
+    pub proxies: Vec<crate::config::geo::Cidr>,
+    /// `proxy_recursive`: walk `X-Forwarded-For` back past every trusted proxy.
+    pub proxy_recursive: bool,
+    /// The networks or ranges and their values.
+    pub table: GeoTable,
+}
+
+/// The values of a `geo` block.
+#[derive(Debug, Clone)]
+pub enum GeoTable {
+    /// Networks, longest prefix first; `default` is `0.0.0.0/0` and `::/0`.
+    Cidr(crate::config::geo::PrefixTable<String>),
+    /// `ranges`: IPv4 ranges, and the value of an address in none (`default`, empty
+    /// when not given).
+    Ranges {
+        /// The ranges.
+        ranges: crate::config::geo::RangeTable<String>,
+        /// `default`.
+        default: String,
+    },
+}
+
+/// `split_clients STRING $name { PERCENT VALUE; ... }` at http level.
+#[derive(Debug, Clone)]
+pub struct SplitClientsConf {
+    /// The variable's name, without `$`.
+    pub name: String,
+    /// The string hashed (MurmurHash2).
+    pub key: Template,
+    /// In file order: the bucket's upper bound on the 32-bit hash (exclusive; `None`
+    /// for `*`, which takes every hash), and its value.
+    pub parts: Vec<(Option<u32>, String)>,
 }

@@ -1,0 +1,405 @@
+//! `geo` and `split_clients`, run on the same config by ferrolb and Debian's nginx
+//! (when it is installed) and compared answer by answer: networks (IPv4, IPv6,
+//! longest prefix, `delete`, `include`, `default`), `ranges`, a source variable,
+//! `proxy`/`proxy_recursive` with `X-Forwarded-For`, Unix-socket clients, the values
+//! used in `return`, `if`, `map`, `add_header` and `proxy_set_header`; and the
+//! `split_clients` bucket of 200+ keys.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn conf(dir: &Path, port: u16, echo: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  default_type text/plain;
+  geo $g_client {{
+    default none;
+    127.0.0.0/8 loopback;
+    127.0.0.2 two;
+    255.255.255.255 unixsock;
+  }}
+  geo $arg_ip $g_arg {{
+    default def;
+    10.0.0.0/8 ten;
+    10.1.0.0/16 ten-one;
+    10.1.2.0/24 ten-one-two;
+    delete 10.1.0.0/16;
+    192.168.0.0/16 lan;
+    2001:db8::/32 doc6;
+    2001:db8:1::/48 doc6-1;
+    include {d}/geo.inc;
+  }}
+  geo $arg_ip $g_ranges {{
+    ranges;
+    default out;
+    10.0.0.0-10.0.0.255 r1;
+    10.0.0.10-10.0.0.20 r2;
+    10.0.0.30-10.0.0.40 r3;
+    delete 10.0.0.30-10.0.0.40;
+    10.1.0.0-10.1.255.255 w1;
+    10.2.0.0-10.2.255.255 w2;
+    10.1.128.0-10.2.0.255 across;
+    255.255.255.0-255.255.255.254 top;
+  }}
+  geo $g_proxy {{
+    proxy 127.0.0.1;
+    proxy 10.0.0.0/8;
+    default none;
+    1.1.1.0/24 one;
+    2.2.2.0/24 two;
+    10.0.0.0/8 ten;
+    127.0.0.0/8 loop;
+    2001:db8::/32 doc6;
+  }}
+  geo $g_rec {{
+    proxy_recursive;
+    proxy 127.0.0.1;
+    proxy 10.0.0.0/8;
+    default none;
+    1.1.1.0/24 one;
+    2.2.2.0/24 two;
+    10.0.0.0/8 ten;
+    127.0.0.0/8 loop;
+  }}
+  geo $arg_ip $g_arg_proxy {{
+    proxy 10.0.0.0/8;
+    default none;
+    3.3.3.3 three;
+    10.0.0.0/8 ten;
+  }}
+  geo $g_empty {{
+    10.0.0.0/8 ten;
+  }}
+  map $g_arg $m {{
+    ten-one-two deep;
+    default "m-$g_arg";
+  }}
+  split_clients "${{arg_k}}" $bucket {{
+    0.5% tiny;
+    20% b;
+    33.33% c;
+    * rest;
+  }}
+  split_clients "${{arg_k}}-$g_client" $partial {{
+    10% a;
+    15.5% b;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    listen unix:{d}/{port}.sock;
+    location / {{
+      return 200 "client=$g_client arg=$g_arg ranges=$g_ranges proxy=$g_proxy rec=$g_rec ap=$g_arg_proxy empty=[$g_empty] m=$m\n";
+    }}
+    location /hdr {{
+      add_header X-Geo "$g_arg/$g_ranges";
+      return 200 "hdr\n";
+    }}
+    location /if {{
+      if ($g_arg = lan) {{ return 403; }}
+      return 200 "not lan\n";
+    }}
+    location /up {{
+      proxy_set_header X-Geo "$g_arg $bucket";
+      proxy_pass http://127.0.0.1:{echo}/echo;
+    }}
+    location /split {{
+      return 200 "$bucket|$partial\n";
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{echo};
+    location /echo {{ return 200 "echo $http_x_geo\n"; }}
+  }}
+}}
+"#,
+        d = dir.display()
+    )
+}
+
+/// The answer's parts both servers must agree on.
+fn facts(r: &std::io::Result<Response>) -> String {
+    match r {
+        Ok(r) => {
+            // Standard pages name the server; their heading must match.
+            let text = r.text();
+            let body = match text.find("<h1>") {
+                Some(i) => text[i..].lines().next().unwrap_or("").to_owned(),
+                None => text,
+            };
+            format!(
+                "{} x-geo={} {body}",
+                r.status,
+                r.header("x-geo").unwrap_or("-")
+            )
+        }
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// One request over a Unix socket: the response body.
+fn body_over_unix(path: &Path, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).expect("connect to the unix listener");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map_or(out.clone(), |(_, b)| b.to_owned())
+}
+
+/// (path, X-Forwarded-For lines).
+type Case = (&'static str, &'static [&'static str]);
+
+const GEO_CASES: &[Case] = &[
+    ("/", &[]),
+    ("/?ip=10.9.9.9", &[]),
+    ("/?ip=10.1.5.5", &[]),
+    ("/?ip=10.1.2.3", &[]),
+    ("/?ip=192.168.7.7", &[]),
+    ("/?ip=172.16.0.1", &[]),
+    ("/?ip=172.16.5.5", &[]),
+    ("/?ip=2001:db8::5", &[]),
+    ("/?ip=2001:db8:1::5", &[]),
+    ("/?ip=::ffff:10.1.2.3", &[]),
+    ("/?ip=2001:db9::1", &[]),
+    ("/?ip=not-an-address", &[]),
+    ("/?ip=10.0.0.5", &[]),
+    ("/?ip=10.0.0.15", &[]),
+    ("/?ip=10.0.0.35", &[]),
+    ("/?ip=10.1.0.1", &[]),
+    ("/?ip=10.1.200.1", &[]),
+    ("/?ip=10.2.0.7", &[]),
+    ("/?ip=10.2.1.7", &[]),
+    ("/?ip=255.255.255.255", &[]),
+    ("/?ip=255.255.255.7", &[]),
+    ("/?ip=1.2.3.4:80", &[]),
+    ("/", &["1.1.1.1"]),
+    ("/", &["1.1.1.1, 2.2.2.2"]),
+    ("/", &["2.2.2.2, 10.0.0.1"]),
+    ("/", &["2.2.2.2, 10.0.0.1, 10.0.0.2"]),
+    ("/", &["1.1.1.1", "10.0.0.3"]),
+    ("/", &["1.1.1.1", "2.2.2.2, 10.0.0.3"]),
+    ("/", &["junk, 10.0.0.3"]),
+    ("/", &["2.2.2.2,10.0.0.3,  "]),
+    ("/", &["[2001:db8::7]:443"]),
+    ("/", &["1.1.1.1:8080"]),
+    ("/", &["bogus"]),
+    ("/?ip=10.0.0.9", &["3.3.3.3"]),
+    ("/?ip=3.3.3.3", &["10.0.0.9"]),
+    ("/hdr?ip=10.1.2.3", &[]),
+    ("/hdr?ip=10.0.0.15", &[]),
+    ("/if?ip=192.168.1.1", &[]),
+    ("/if?ip=10.1.1.1", &[]),
+    ("/up?ip=192.168.1.1&k=abc", &[]),
+    ("/up?ip=2001:db8:1::1&k=zz", &[]),
+];
+
+#[test]
+fn geo_answers_match_nginx() {
+    let dir = fresh_temp_dir("geo");
+    fs::write(
+        dir.join("geo.inc"),
+        "172.16.0.0/12 private;\n172.16.5.0/24 five;\n",
+    )
+    .expect("write the include");
+    let (ferrolb, [port, _]) = Proxy::start_on(|[p, e]| conf(&dir, p, e));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, e]| conf(&dir, p, e)));
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for (path, xff) in GEO_CASES {
+        let headers: Vec<(&str, &str)> = xff.iter().map(|v| ("X-Forwarded-For", *v)).collect();
+        let ours = facts(&http_request(port, "GET", path, "localhost", &headers, b""));
+        assert!(
+            !ours.starts_with("error"),
+            "{path}: {ours}\n{}",
+            ferrolb.diagnostics()
+        );
+        if let Some((nginx, [nport, _])) = &nginx {
+            let theirs = facts(&http_request(
+                *nport,
+                "GET",
+                path,
+                "localhost",
+                &headers,
+                b"",
+            ));
+            assert!(
+                !theirs.starts_with("error"),
+                "nginx {path}: {theirs}\n{}",
+                nginx.diagnostics()
+            );
+            compared += 1;
+            if ours != theirs {
+                mismatches.push(format!(
+                    "{path} {xff:?}\n  ferrolb: {ours}\n  nginx:   {theirs}"
+                ));
+            }
+        }
+    }
+    // A Unix-socket client is looked up as 255.255.255.255, as nginx does.
+    let ours = body_over_unix(&dir.join(format!("{port}.sock")), "/?ip=10.0.0.15");
+    assert!(ours.starts_with("client=unixsock "), "{ours}");
+    if let Some((_, [nport, _])) = &nginx {
+        let theirs = body_over_unix(&dir.join(format!("{nport}.sock")), "/?ip=10.0.0.15");
+        compared += 1;
+        if ours != theirs {
+            mismatches.push(format!(
+                "unix socket\n  ferrolb: {ours}\n  nginx:   {theirs}"
+            ));
+        }
+    }
+    eprintln!("geo: {compared} answers compared with nginx");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} answers differ from nginx:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// Keys of every length from 0 to 12 bytes (MurmurHash2 reads 4 at a time, then the
+/// tail), and 200 `kN` keys.
+fn split_keys() -> Vec<String> {
+    let mut keys: Vec<String> = (0..=12).map(|n| "x".repeat(n)).collect();
+    keys.extend((0..200).map(|i| format!("k{i}")));
+    keys
+}
+
+#[test]
+fn split_clients_buckets_match_nginx() {
+    let dir = fresh_temp_dir("split-clients");
+    fs::write(dir.join("geo.inc"), "").expect("write the include");
+    let (ferrolb, [port, _]) = Proxy::start_on(|[p, e]| conf(&dir, p, e));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, e]| conf(&dir, p, e)));
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    for key in split_keys() {
+        let path = format!("/split?k={key}");
+        let ours = facts(&http_get(port, &path, "localhost"));
+        assert!(
+            ours.starts_with("200 "),
+            "{path}: {ours}\n{}",
+            ferrolb.diagnostics()
+        );
+        *seen.entry(ours.clone()).or_default() += 1;
+        if let Some((_, [nport, _])) = &nginx {
+            let theirs = facts(&http_get(*nport, &path, "localhost"));
+            compared += 1;
+            if ours != theirs {
+                mismatches.push(format!("{path}\n  ferrolb: {ours}\n  nginx:   {theirs}"));
+            }
+        }
+    }
+    eprintln!("split_clients: {compared} keys compared with nginx; buckets {seen:?}");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} buckets differ from nginx:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    // The slices are used: 20%, 33.33% and the rest all get keys.
+    for bucket in ["b|", "c|", "rest|"] {
+        assert!(
+            seen.keys().any(|k| k.contains(&format!(" {bucket}"))),
+            "no key in {bucket}: {seen:?}"
+        );
+    }
+}
+
+/// `ferrolb -t` on a config; its stderr, and whether it passed.
+fn check(dir: &Path, text: &str) -> (bool, String) {
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, text).expect("write");
+    let out = std::process::Command::new(proxy_bin())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("run -t");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_geo_and_split_clients_blocks_are_refused_with_the_line() {
+    let dir = fresh_temp_dir("variables-refused");
+    let wrap = |block: &str| {
+        format!("events {{}}\nhttp {{\n{block}\n  server {{ listen 127.0.0.1:1; }}\n}}\n")
+    };
+    for (block, line, message) in [
+        (
+            "  split_clients $uri $s {\n    60% a;\n    50% b;\n  }",
+            5,
+            "percent total is greater than 100%",
+        ),
+        (
+            "  split_clients $uri $s {\n    50.005% a;\n  }",
+            4,
+            "invalid percent value \"50.005%\"",
+        ),
+        (
+            "  split_clients $uri $s {\n    * a;\n    1% b;\n  }",
+            5,
+            "percent total is greater than 100%",
+        ),
+        (
+            "  geo $g {\n    10.0.0.0/8 a;\n    ranges;\n  }",
+            5,
+            "the \"ranges\" directive must be the first directive inside \"geo\" block",
+        ),
+        (
+            "  geo $g {\n    10.0.0.0/33 a;\n  }",
+            4,
+            "invalid network \"10.0.0.0/33\"",
+        ),
+        (
+            "  geo $g {\n    ranges;\n    10.0.0.9-10.0.0.1 a;\n  }",
+            5,
+            "invalid range \"10.0.0.9-10.0.0.1\"",
+        ),
+        (
+            "  geo $g {\n    ranges;\n    10.0.0.0-10.0.0.9 a;\n    10.0.0.5-10.0.0.20 b;\n  }",
+            6,
+            "range \"10.0.0.5-10.0.0.20\" overlaps \"10.0.0.0-10.0.0.9\"",
+        ),
+        (
+            "  geo $g {\n    10.0.0.0/8 a b;\n  }",
+            4,
+            "invalid number of the geo parameters",
+        ),
+        (
+            "  map $uri $g { default 1; }\n  geo $g {\n    default 2;\n  }",
+            4,
+            "the duplicate \"g\" variable",
+        ),
+    ] {
+        let (ok, err) = check(&dir, &wrap(block));
+        assert!(!ok, "{block}: accepted");
+        assert!(
+            err.contains(message) && err.contains(&format!("nginx.conf:{line}")),
+            "{block}: {err}"
+        );
+    }
+}
