@@ -9,10 +9,12 @@ use crate::config::{Endpoint, FilesConf, Http, MapConf, ServerName, Template, Te
 
 mod geo;
 mod split_clients;
+mod upstream;
 
 use crate::http1::RequestHead;
 pub use geo::forwarded;
 pub use split_clients::murmur2;
+pub use upstream::{seconds, upstream_value, UpstreamAttempt};
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;
@@ -39,6 +41,9 @@ pub struct Locals<'a> {
     request_id: Mutex<Option<[u8; 32]>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
+    /// The attempts at peers so far, the one being relayed last, while its head is
+    /// being relayed (`$upstream_*` in `add_header`).
+    upstream: Mutex<Vec<UpstreamAttempt>>,
 }
 
 /// 16 random bytes in hex, nginx's `$request_id`.
@@ -74,7 +79,14 @@ impl<'a> Locals<'a> {
             args: Mutex::new(None),
             request_id: Mutex::new(None),
             status: Mutex::new(None),
+            upstream: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The attempts at peers so far, the one whose response is being relayed last
+    /// (with its response fields): `$upstream_*` evaluate over them.
+    pub fn set_upstream(&self, attempts: Vec<UpstreamAttempt>) {
+        *cell(&self.upstream) = attempts;
     }
 
     /// The status an error page answers with (nginx's `err_status`), `$status` until
@@ -300,10 +312,31 @@ impl RequestVars<'_> {
                 let port = self.proxy_host.rsplit_once(':').map_or("80", |(_, p)| p);
                 out.extend_from_slice(port.as_bytes());
             }
-            Var::UpstreamAddr => {
-                if let Some(a) = self.upstream_addr {
+            // The peer being tried while the request goes to it; every peer tried
+            // once a response is being relayed.
+            Var::UpstreamAddr => match (self.upstream_addr, self.locals) {
+                (Some(a), _) => {
                     let _ = write!(out, "{a}");
                 }
+                (None, Some(l)) => {
+                    upstream_value(var, &cell(&l.upstream), out);
+                }
+                (None, None) => {}
+            },
+            Var::UpstreamStatus
+            | Var::UpstreamResponseTime
+            | Var::UpstreamConnectTime
+            | Var::UpstreamHeaderTime
+            | Var::UpstreamHttp(_) => {
+                if let Some(l) = self.locals {
+                    upstream_value(var, &cell(&l.upstream), out);
+                }
+            }
+            Var::Msec => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                seconds(out, now);
             }
             Var::Hostname => out.extend_from_slice(crate::config::hostname().as_bytes()),
             Var::RequestLength => {
@@ -410,14 +443,9 @@ impl RequestVars<'_> {
             // while the request is being forwarded.
             Var::TimeLocal
             | Var::TimeIso8601
-            | Var::Msec
             | Var::RequestTime
             | Var::BodyBytesSent
             | Var::BytesSent
-            | Var::UpstreamStatus
-            | Var::UpstreamResponseTime
-            | Var::UpstreamConnectTime
-            | Var::UpstreamHeaderTime
             | Var::RemoteUser
             | Var::Connection
             | Var::ConnectionRequests

@@ -403,3 +403,141 @@ fn bad_geo_and_split_clients_blocks_are_refused_with_the_line() {
         );
     }
 }
+
+fn upstream_conf(dir: &Path, port: u16, backend: u16, dead: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  default_type text/plain;
+  log_format up '$request_uri app=$upstream_http_x_app type=$upstream_http_content_type status=$upstream_status addr=$upstream_addr missing=$upstream_http_x_none';
+  upstream flaky {{
+    server 127.0.0.1:{dead};
+    server 127.0.0.1:{backend};
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    access_log {d}/{port}.log up;
+    location /u {{
+      add_header X-Up "$upstream_http_x_app|$upstream_status|$upstream_addr|$upstream_http_x_none|";
+      proxy_pass http://127.0.0.1:{backend}/app;
+    }}
+    location /flaky {{
+      add_header X-Up "$upstream_http_x_app|$upstream_status|$upstream_addr";
+      proxy_pass http://flaky/app;
+    }}
+    location /times {{
+      add_header X-Up "$upstream_response_time $upstream_connect_time $upstream_header_time";
+      proxy_pass http://127.0.0.1:{backend}/app;
+    }}
+    location /local {{
+      add_header X-Up "[$upstream_http_x_app][$upstream_status]";
+      return 200 "local [$upstream_http_x_app] msec=$msec\n";
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{backend};
+    access_log off;
+    location /app {{
+      add_header X-App web-1;
+      return 200 "app\n";
+    }}
+  }}
+}}
+"#,
+        d = dir.display()
+    )
+}
+
+#[test]
+fn upstream_variables_in_add_header_and_log_match_nginx() {
+    let dir = fresh_temp_dir("upstream-vars");
+    let dead = DeadPort::new();
+    let (ferrolb, [port, backend]) = Proxy::start_on(|[p, b]| upstream_conf(&dir, p, b, dead.port));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, b]| upstream_conf(&dir, p, b, dead.port)));
+    // What must agree, with the ports each server was given named.
+    let answer = |port: u16, backend: u16, path: &str| {
+        let r = http_get(port, path, "localhost").expect("request");
+        let up = r.header("x-up").unwrap_or("-").to_owned();
+        format!("{} {up} {}", r.status, r.text())
+            .replace(&backend.to_string(), "BACKEND")
+            .replace(&dead.port.to_string(), "DEAD")
+    };
+    let paths = ["/u", "/flaky", "/flaky", "/u?x=1"];
+    let ours: Vec<String> = paths.iter().map(|p| answer(port, backend, p)).collect();
+    assert_eq!(
+        ours[0],
+        "200 web-1|200|127.0.0.1:BACKEND|| app\n",
+        "{}",
+        ferrolb.diagnostics()
+    );
+    assert_eq!(
+        ours[1],
+        "200 web-1|502, 200|127.0.0.1:DEAD, 127.0.0.1:BACKEND app\n"
+    );
+    // The time values: seconds with milliseconds, one per attempt.
+    let r = http_get(port, "/times", "localhost").expect("request");
+    let times = r.header("x-up").unwrap_or("-").to_owned();
+    let parts: Vec<&str> = times.split(' ').collect();
+    assert!(
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|t| t.len() >= 5 && t.as_bytes()[t.len() - 4] == b'.'),
+        "{times}"
+    );
+    // No upstream: the variables are empty; $msec is now, in seconds.milliseconds.
+    let r = http_get(port, "/local", "localhost").expect("request");
+    assert_eq!(r.header("x-up"), Some("[][]"));
+    let body = r.text();
+    let msec: f64 = body
+        .trim_end()
+        .rsplit_once("msec=")
+        .and_then(|(_, m)| m.parse().ok())
+        .unwrap_or_else(|| panic!("{body}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!((now - msec).abs() < 60.0, "{body}");
+    let log_lines = |port: u16, backend: u16, want: usize| {
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the access log lines",
+            || {
+                let text = fs::read_to_string(dir.join(format!("{port}.log"))).ok()?;
+                let lines: Vec<String> = text
+                    .lines()
+                    .filter(|l| !l.starts_with("/times") && !l.starts_with("/local"))
+                    .map(|l| {
+                        l.replace(&backend.to_string(), "BACKEND")
+                            .replace(&dead.port.to_string(), "DEAD")
+                    })
+                    .collect();
+                (lines.len() >= want).then_some(lines)
+            },
+        )
+    };
+    let our_log = log_lines(port, backend, paths.len());
+    assert_eq!(
+        our_log[0],
+        "/u app=web-1 type=text/plain status=200 addr=127.0.0.1:BACKEND missing=-"
+    );
+    if let Some((_, [nport, nbackend])) = &nginx {
+        let theirs: Vec<String> = paths.iter().map(|p| answer(*nport, *nbackend, p)).collect();
+        assert_eq!(ours, theirs, "add_header answers differ from nginx");
+        let _ = http_get(*nport, "/times", "localhost");
+        let _ = http_get(*nport, "/local", "localhost");
+        assert_eq!(
+            our_log,
+            log_lines(*nport, *nbackend, paths.len()),
+            "log lines differ from nginx"
+        );
+        eprintln!(
+            "upstream variables: {} answers and {} log lines compared with nginx",
+            paths.len(),
+            paths.len()
+        );
+    }
+}

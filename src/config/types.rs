@@ -1005,6 +1005,24 @@ impl Template {
             .iter()
             .all(|p| matches!(p, TemplatePart::Literal(_)))
     }
+
+    /// True when the template uses an `$upstream_*` variable: the attempts at peers
+    /// must then be recorded for it.
+    pub fn uses_upstream(&self) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(
+                p,
+                TemplatePart::Var(
+                    Var::UpstreamAddr
+                        | Var::UpstreamStatus
+                        | Var::UpstreamResponseTime
+                        | Var::UpstreamConnectTime
+                        | Var::UpstreamHeaderTime
+                        | Var::UpstreamHttp(_)
+                )
+            )
+        })
+    }
 }
 
 /// One part of a [`Template`].
@@ -1063,8 +1081,12 @@ pub enum Var {
     /// `$upstream_addr`: the peer being tried in headers; in logs every peer tried,
     /// joined by `, `.
     UpstreamAddr,
-    /// `$upstream_status` (logs): one status per attempt (502/504 for failed ones).
+    /// `$upstream_status` (logs, `add_header`): one status per attempt (502/504 for
+    /// failed ones).
     UpstreamStatus,
+    /// `$upstream_http_NAME`: a field of the upstream's response head (NAME as in
+    /// [`Var::Http`]).
+    UpstreamHttp(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
     UpstreamResponseTime,
     /// `$upstream_connect_time` (logs): seconds per attempt, `-` when it did not connect.

@@ -8,6 +8,7 @@ use super::attempt::{note_attempt, Answered, UpstreamConn};
 use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
+use crate::access_log::UpstreamAttempt;
 use crate::config::{LatencyPoint, Level};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
@@ -43,6 +44,33 @@ pub(super) async fn relay<D: Downstream>(
     let idx = guard.index();
     record_latency(f, idx, LatencyPoint::Header, started);
     let sent_head_bytes = uhead.bytes.len() as u64;
+    // The response's fields for `$upstream_http_NAME`, kept only when asked for.
+    let fields: Vec<(Vec<u8>, Vec<u8>)> = if f.log_upstream {
+        resp.headers
+            .iter()
+            .map(|h| {
+                (
+                    ubuf[h.name.clone()].to_vec(),
+                    ubuf[h.value.clone()].to_vec(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
+        // `add_header` sees every attempt so far, this one with the time to now.
+        let mut attempts = done.attempts.clone();
+        attempts.push(UpstreamAttempt {
+            addr: peer.conf.addr.clone(),
+            status: resp.status,
+            connect: connect_time,
+            header: header_time,
+            response: started.elapsed(),
+            headers: fields.clone(),
+        });
+        locals.set_upstream(attempts);
+    }
     relay_response(
         f,
         client,
@@ -65,6 +93,7 @@ pub(super) async fn relay<D: Downstream>(
         connect_time,
         header_time,
         started,
+        fields,
     );
     // Statistics for /status and /metrics: a few relaxed atomic adds.
     let body_out = match f.head.framing {

@@ -702,7 +702,8 @@ async fn proxy<'a>(
     let hands_off = |status: u16| {
         saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
     };
-    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
+    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream)
+        || settings.add_header.iter().any(|h| h.value.uses_upstream());
     let f = Forward {
         head,
         settings,

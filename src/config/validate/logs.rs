@@ -37,19 +37,9 @@ pub(super) fn log_format(d: &Directive, names: &VarNames) -> Result<LogFormat> {
     }
     // nginx concatenates the strings as written, with nothing between them.
     let text: String = rest.iter().map(|a| a.value.as_str()).collect();
-    let parts = templ(d, &text, names)?.parts;
-    let uses_upstream = parts.iter().any(|p| {
-        matches!(
-            p,
-            TemplatePart::Var(
-                Var::UpstreamAddr
-                    | Var::UpstreamStatus
-                    | Var::UpstreamResponseTime
-                    | Var::UpstreamConnectTime
-                    | Var::UpstreamHeaderTime
-            )
-        )
-    });
+    let template = templ(d, &text, names)?;
+    let uses_upstream = template.uses_upstream();
+    let parts = template.parts;
     Ok(LogFormat {
         name,
         escape,
