@@ -379,20 +379,25 @@ impl RequestVars<'_> {
             }
             Var::RequestFilename => {
                 if let Some((files, prefix)) = self.files {
-                    let path = files.file_for(prefix, self.uri);
-                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                    if let Some(path) = files.file_for(prefix, self.uri, &|t| self.evaluated(t)) {
+                        out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                    }
                 }
             }
             Var::DocumentRoot => {
-                if let Some((files, _)) = self.files {
-                    out.extend_from_slice(files.document_root().as_os_str().as_encoded_bytes());
+                if let Some(root) = self
+                    .files
+                    .and_then(|(f, _)| f.document_root(&|t| self.evaluated(t)))
+                {
+                    out.extend_from_slice(root.as_os_str().as_encoded_bytes());
                 }
             }
             Var::RealpathRoot => {
-                if let Some((files, _)) = self.files {
-                    if let Ok(p) = std::fs::canonicalize(files.document_root()) {
-                        out.extend_from_slice(p.as_os_str().as_encoded_bytes());
-                    }
+                let root = self
+                    .files
+                    .and_then(|(f, _)| f.document_root(&|t| self.evaluated(t)));
+                if let Some(p) = root.and_then(|r| std::fs::canonicalize(r).ok()) {
+                    out.extend_from_slice(p.as_os_str().as_encoded_bytes());
                 }
             }
             Var::RequestId => match self.locals {
@@ -452,6 +457,13 @@ impl RequestVars<'_> {
             | Var::Pipe
             | Var::Unknown(_) => {}
         }
+    }
+
+    /// A whole template's value.
+    pub fn evaluated(&self, t: &Template) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.eval(t, &mut out);
+        out
     }
 
     /// Appends a whole template.

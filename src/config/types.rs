@@ -654,6 +654,29 @@ pub enum DocRoot {
     Root(std::path::PathBuf),
     /// `alias PATH`: the file is PATH plus the URI after the location's prefix.
     Alias(std::path::PathBuf),
+    /// `root` or `alias` with variables (`root /srv/$host;`, `alias /srv/static/$1;`),
+    /// evaluated per request; a relative value is under `prefix`, as nginx's
+    /// `ngx_get_full_name`.
+    Vars {
+        /// The value.
+        path: Template,
+        /// The prefix a relative value is taken under.
+        prefix: std::path::PathBuf,
+        /// How the URI is added to it.
+        uri: UriPart,
+    },
+}
+
+/// How a [`DocRoot::Vars`] value and the URI make the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriPart {
+    /// `root`: the whole URI is appended.
+    Whole,
+    /// `alias` in a prefix location: the URI after the prefix is appended.
+    AfterPrefix,
+    /// `alias` in a regex location: the value alone names the file (its captures
+    /// carry the URI's parts), as nginx.
+    None,
 }
 
 /// `if_modified_since`.
@@ -767,8 +790,16 @@ pub struct FilesConf {
 
 impl FilesConf {
     /// The file a URI names (`$request_filename`): `root` plus the URI, or `alias` plus
-    /// the URI after the location's prefix.
-    pub fn file_for(&self, location_prefix: Option<&str>, uri: &str) -> PathBuf {
+    /// the URI after the location's prefix, or a regex location's `alias` alone. `eval`
+    /// evaluates a value with variables. `None` when a value with variables makes a
+    /// path that could leave it (a `..` component, a NUL byte) or is empty: such a
+    /// file is never looked up.
+    pub fn file_for(
+        &self,
+        location_prefix: Option<&str>,
+        uri: &str,
+        eval: &dyn Fn(&Template) -> Vec<u8>,
+    ) -> Option<PathBuf> {
         fn join(base: &std::path::Path, rest: &str) -> PathBuf {
             // As bytes: a `/`-led URI must not replace the base, as `Path::join` would.
             let mut s = base.as_os_str().to_owned();
@@ -781,22 +812,59 @@ impl FilesConf {
             s.push(rest);
             PathBuf::from(s)
         }
+        let after_prefix = || {
+            location_prefix
+                .and_then(|p| uri.strip_prefix(p))
+                .unwrap_or(uri)
+        };
         match &self.doc {
-            DocRoot::Root(root) => join(root, uri),
-            DocRoot::Alias(alias) => {
-                let rest = location_prefix
-                    .and_then(|p| uri.strip_prefix(p))
-                    .unwrap_or(uri);
-                join(alias, rest)
+            DocRoot::Root(root) => Some(join(root, uri)),
+            DocRoot::Alias(alias) => Some(join(alias, after_prefix())),
+            DocRoot::Vars { uri: part, .. } => {
+                let base = self.evaluated_root(eval)?;
+                let path = match part {
+                    UriPart::Whole => join(&base, uri),
+                    UriPart::AfterPrefix => join(&base, after_prefix()),
+                    UriPart::None => base,
+                };
+                let escapes = path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir);
+                (!escapes).then_some(path)
             }
         }
     }
 
-    /// `$document_root`: the `root` or `alias` path.
-    pub fn document_root(&self) -> &std::path::Path {
+    /// `$document_root`: the `root` or `alias` path, evaluated when it has variables
+    /// (`None` when that gives nothing usable).
+    pub fn document_root(&self, eval: &dyn Fn(&Template) -> Vec<u8>) -> Option<PathBuf> {
         match &self.doc {
-            DocRoot::Root(p) | DocRoot::Alias(p) => p,
+            DocRoot::Root(p) | DocRoot::Alias(p) => Some(p.clone()),
+            DocRoot::Vars { .. } => self.evaluated_root(eval),
         }
+    }
+
+    fn evaluated_root(&self, eval: &dyn Fn(&Template) -> Vec<u8>) -> Option<PathBuf> {
+        let DocRoot::Vars { path, prefix, .. } = &self.doc else {
+            return None;
+        };
+        let value = eval(path);
+        if value.is_empty() || value.contains(&0) {
+            return None;
+        }
+        use std::os::unix::ffi::OsStrExt as _;
+        Some(prefix.join(std::ffi::OsStr::from_bytes(&value)))
+    }
+
+    /// True for a regex location's `alias`: the value alone names the file.
+    pub fn alias_names_file(&self) -> bool {
+        matches!(
+            self.doc,
+            DocRoot::Vars {
+                uri: UriPart::None,
+                ..
+            }
+        )
     }
 }
 

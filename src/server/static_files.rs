@@ -43,9 +43,15 @@ pub enum Resolved {
 }
 
 /// The file a URI names: `root` plus the URI, or `alias` plus the URI after the
-/// location's prefix.
-pub fn map_path(files: &FilesConf, location_prefix: Option<&str>, uri: &str) -> PathBuf {
-    files.file_for(location_prefix, uri)
+/// location's prefix, or a regex location's `alias` alone; `None` when a value with
+/// variables would leave its directory (see [`FilesConf::file_for`]).
+pub fn map_path(
+    files: &FilesConf,
+    location_prefix: Option<&str>,
+    uri: &str,
+    vars: &RequestVars<'_>,
+) -> Option<PathBuf> {
+    files.file_for(location_prefix, uri, &|t| vars.evaluated(t))
 }
 
 /// Decides what `uri` names in a location with `files`: `try_files` first, then the
@@ -69,10 +75,12 @@ pub fn resolve(
             // nginx tries the path as a URI of this location; a trailing `/` asks for a
             // directory.
             let dir = candidate.ends_with('/');
-            let path = map_path(files, location_prefix, candidate);
+            let Some(path) = map_path(files, location_prefix, candidate, vars) else {
+                continue;
+            };
             match checked_meta(files, &path) {
                 Ok(m) if dir && m.is_dir() => {
-                    return directory(files, location_prefix, candidate, &path, log)
+                    return directory(files, location_prefix, candidate, &path, vars, log)
                 }
                 Ok(m) if !dir && m.is_file() => return Resolved::File(path, m),
                 _ => {}
@@ -88,9 +96,11 @@ pub fn resolve(
             }
         };
     }
-    let path = map_path(files, location_prefix, uri);
+    let Some(path) = map_path(files, location_prefix, uri, vars) else {
+        return Resolved::Status(404);
+    };
     if uri.ends_with('/') {
-        return directory(files, location_prefix, uri, &path, log);
+        return directory(files, location_prefix, uri, &path, vars, log);
     }
     match checked_meta(files, &path) {
         Ok(m) if m.is_dir() => Resolved::AddSlash,
@@ -107,6 +117,7 @@ fn directory(
     location_prefix: Option<&str>,
     uri: &str,
     path: &Path,
+    vars: &RequestVars<'_>,
     log: &mut dyn FnMut(Level, String),
 ) -> Resolved {
     let count = files.index.len();
@@ -119,8 +130,15 @@ fn directory(
             continue;
         }
         let candidate = format!("{uri}{name}");
-        let file = map_path(files, location_prefix, &candidate);
-        if checked_meta(files, &file).is_ok_and(|m| m.is_file()) {
+        let file = if files.alias_names_file() {
+            // The alias names the directory: the index file is in it, as nginx.
+            let mut p = path.as_os_str().to_owned();
+            p.push(name);
+            Some(PathBuf::from(p))
+        } else {
+            map_path(files, location_prefix, &candidate, vars)
+        };
+        if file.is_some_and(|f| checked_meta(files, &f).is_ok_and(|m| m.is_file())) {
             return Resolved::Redirect(candidate);
         }
     }
@@ -914,17 +932,18 @@ mod tests {
             expires: None,
             disable_symlinks: false,
         };
+        let no_vars = |_: &crate::config::Template| Vec::new();
         assert_eq!(
-            map_path(&files, Some("/static/"), "/static/css/a.css"),
-            PathBuf::from("/srv/static/css/a.css")
+            files.file_for(Some("/static/"), "/static/css/a.css", &no_vars),
+            Some(PathBuf::from("/srv/static/css/a.css"))
         );
         let root = FilesConf {
             doc: DocRoot::Root("/srv/www".into()),
             ..files
         };
         assert_eq!(
-            map_path(&root, Some("/"), "/a/b"),
-            PathBuf::from("/srv/www/a/b")
+            root.file_for(Some("/"), "/a/b", &no_vars),
+            Some(PathBuf::from("/srv/www/a/b"))
         );
     }
 }
