@@ -24,7 +24,9 @@ impl TemplateError {
             ),
             TemplateError::Unknown(name) => (
                 format!("unknown \"{name}\" variable"),
-                Some(if name == "connection_upgrade" {
+                Some(if name.starts_with("sent_http_") {
+                    "$sent_http_NAME (the response's own fields) is not supported yet; for a proxied response, $upstream_http_NAME has the upstream's fields".to_owned()
+                } else if name == "connection_upgrade" {
                     "$connection_upgrade comes from a \"map\" block: declare it with map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }".to_owned()
                 } else {
                     "see the README for the variables ferrolb knows, or declare it with \"set\" or \"map\"".to_owned()
@@ -265,5 +267,9 @@ mod tests {
             TemplateError::Unknown("foo".into()).message("$foo").0,
             "unknown \"foo\" variable"
         );
+        let (msg, hint) =
+            TemplateError::Unknown("sent_http_x_id".into()).message("$sent_http_x_id");
+        assert_eq!(msg, "unknown \"sent_http_x_id\" variable");
+        assert!(hint.is_some_and(|h| h.contains("not supported yet")));
     }
 }
