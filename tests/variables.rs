@@ -126,12 +126,7 @@ http {{
 fn facts(r: &std::io::Result<Response>) -> String {
     match r {
         Ok(r) => {
-            // Standard pages name the server; their heading must match.
-            let text = r.text();
-            let body = match text.find("<h1>") {
-                Some(i) => text[i..].lines().next().unwrap_or("").to_owned(),
-                None => text,
-            };
+            let body = page_heading_or_body(r.text());
             format!(
                 "{} x-geo={} {body}",
                 r.status,
@@ -324,24 +319,6 @@ fn split_clients_buckets_match_nginx() {
     }
 }
 
-/// `ferrolb -t` on a config; its stderr, and whether it passed.
-fn check(dir: &Path, text: &str) -> (bool, String) {
-    let conf = dir.join("nginx.conf");
-    fs::write(&conf, text).expect("write");
-    let out = std::process::Command::new(proxy_bin())
-        .arg("-t")
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .expect("run -t");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn bad_geo_and_split_clients_blocks_are_refused_with_the_line() {
     let dir = fresh_temp_dir("variables-refused");
@@ -395,7 +372,7 @@ fn bad_geo_and_split_clients_blocks_are_refused_with_the_line() {
             "the duplicate \"g\" variable",
         ),
     ] {
-        let (ok, err) = check(&dir, &wrap(block));
+        let (ok, err) = config_test(&dir, &wrap(block));
         assert!(!ok, "{block}: accepted");
         assert!(
             err.contains(message) && err.contains(&format!("nginx.conf:{line}")),

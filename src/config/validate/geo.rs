@@ -2,26 +2,15 @@
 //! (longest prefix wins) or, after `ranges`, IPv4 ranges; `default`, `delete`,
 //! `proxy`, `proxy_recursive`, `volatile`, and `include` (spliced by the parser).
 
+use super::rewrite::declared_name;
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::geo::{self, Cidr, PrefixTable, RangeTable};
 use crate::config::parser::Directive;
-use crate::config::template;
 use crate::config::types::*;
 
 /// nginx's hint for a line it cannot read.
 const LINE_HINT: &str = "each line of a geo block is NETWORK VALUE; (or default VALUE; delete NETWORK; proxy NETWORK; ranges; proxy_recursive; volatile; include FILE;)";
-
-/// A `geo` variable name (`$name`) without its `$`.
-fn variable_name<'a>(d: &Directive, text: &'a str) -> Result<&'a str> {
-    match text.strip_prefix('$') {
-        Some(name) if !name.is_empty() => Ok(name),
-        _ => Err(ConfigError::at(
-            &d.span,
-            format!("invalid variable name \"{text}\""),
-        )),
-    }
-}
 
 /// `ngx_http_geo_cidr_value`: a network, or `255.255.255.255` (which nginx's address
 /// parser cannot read, being its error value).
@@ -70,18 +59,17 @@ impl Validator<'_> {
     pub(super) fn geo_block(&mut self, d: &Directive) -> Result<GeoConf> {
         let (source, name) = match d.args.len() {
             2 => {
-                variable_name(d, d.arg(0))?;
+                if !d.arg(0).starts_with('$') {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!("invalid variable name \"{}\"", d.arg(0)),
+                    ));
+                }
                 let source = super::values::templ(d, d.arg(0), &self.names)?;
-                (Some(source), variable_name(d, d.arg(1))?)
+                (Some(source), declared_name(d, d.arg(1))?)
             }
-            _ => (None, variable_name(d, d.arg(0))?),
+            _ => (None, declared_name(d, d.arg(0))?),
         };
-        if template::var(name).is_some() {
-            return Err(ConfigError::at(
-                &d.span,
-                format!("the duplicate \"{name}\" variable"),
-            ));
-        }
         let mut proxies = Vec::new();
         let mut proxy_recursive = false;
         let mut ranges: Option<(RangeTable<String>, Option<String>)> = None;

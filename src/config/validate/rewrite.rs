@@ -369,18 +369,7 @@ impl Validator<'_> {
 
     /// `map SOURCE $name { KEY VALUE; ... }` at http level.
     pub(super) fn map_block(&mut self, d: &Directive) -> Result<MapConf> {
-        let Some(name) = d.arg(1).strip_prefix('$') else {
-            return Err(ConfigError::at(
-                &d.span,
-                format!("invalid variable name \"{}\"", d.arg(1)),
-            ));
-        };
-        if template::var(name).is_some() {
-            return Err(ConfigError::at(
-                &d.span,
-                format!("the duplicate \"{name}\" variable"),
-            ));
-        }
+        let name = declared_name(d, d.arg(1))?;
         let mut map = MapConf {
             name: name.to_owned(),
             source: templ(d, d.arg(0), &self.names)?,
@@ -457,6 +446,27 @@ impl Validator<'_> {
         }
         Ok(map)
     }
+}
+
+/// The name (without `$`) of the variable a `map`, `geo` or `split_clients` block
+/// declares; built-in names cannot be declared, as in nginx.
+pub(super) fn declared_name<'a>(d: &Directive, text: &'a str) -> Result<&'a str> {
+    let name = match text.strip_prefix('$') {
+        Some(name) if !name.is_empty() => name,
+        _ => {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("invalid variable name \"{text}\""),
+            ))
+        }
+    };
+    if template::var(name).is_some() {
+        return Err(ConfigError::at(
+            &d.span,
+            format!("the duplicate \"{name}\" variable"),
+        ));
+    }
+    Ok(name)
 }
 
 /// `return CODE [TEXT]`, `return URL` (a 302), as nginx reads them.

@@ -5,7 +5,6 @@
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
-use crate::config::template;
 use crate::config::types::*;
 
 /// 100% in hundredths of a percent.
@@ -29,21 +28,7 @@ fn hundredths(text: &str) -> Option<u32> {
 impl Validator<'_> {
     /// `split_clients STRING $name { ... }` at http level.
     pub(super) fn split_clients_block(&mut self, d: &Directive) -> Result<SplitClientsConf> {
-        let name = match d.arg(1).strip_prefix('$') {
-            Some(n) if !n.is_empty() => n,
-            _ => {
-                return Err(ConfigError::at(
-                    &d.span,
-                    format!("invalid variable name \"{}\"", d.arg(1)),
-                ))
-            }
-        };
-        if template::var(name).is_some() {
-            return Err(ConfigError::at(
-                &d.span,
-                format!("the duplicate \"{name}\" variable"),
-            ));
-        }
+        let name = super::rewrite::declared_name(d, d.arg(1))?;
         let key = super::values::templ(d, d.arg(0), &self.names)?;
         let mut parts = Vec::new();
         let (mut sum, mut last) = (0u32, 0u32);
