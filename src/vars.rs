@@ -452,6 +452,7 @@ impl RequestVars<'_> {
             | Var::BodyBytesSent
             | Var::BytesSent
             | Var::RemoteUser
+            | Var::SentHttp(_)
             | Var::Connection
             | Var::ConnectionRequests
             | Var::Pipe

@@ -518,3 +518,115 @@ fn upstream_variables_in_add_header_and_log_match_nginx() {
         );
     }
 }
+
+fn sent_conf(dir: &Path, port: u16, backend: u16, dead: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  default_type text/plain;
+  log_format sent '$request_uri $status ct=$sent_http_content_type len=$sent_http_content_length loc=$sent_http_location app=$sent_http_x_app up=$sent_http_x_up conn=$sent_http_connection etag=$sent_http_etag cc=$sent_http_cache_control none=$sent_http_x_none';
+  server {{
+    listen 127.0.0.1:{port};
+    access_log {d}/{port}-sent.log sent;
+    root {d}/www;
+    location /u {{
+      add_header X-Up "from $upstream_addr";
+      add_header Cache-Control no-cache;
+      add_header Cache-Control private;
+      proxy_pass http://127.0.0.1:{backend}/app;
+    }}
+    location /bad {{ proxy_pass http://127.0.0.1:{dead}; }}
+    location /local {{ return 200 "local\n"; }}
+    location /redir {{ return 301 /elsewhere; }}
+    location /file.txt {{ }}
+  }}
+  server {{
+    listen 127.0.0.1:{backend};
+    access_log off;
+    location /app {{
+      add_header X-App web-1;
+      return 200 "app\n";
+    }}
+  }}
+}}
+"#,
+        d = dir.display()
+    )
+}
+
+#[test]
+fn sent_http_in_log_format_matches_nginx() {
+    let dir = fresh_temp_dir("sent-http");
+    fs::create_dir_all(dir.join("www")).expect("mkdir");
+    fs::write(dir.join("www/file.txt"), "a file\n").expect("write");
+    let dead = DeadPort::new();
+    let (ferrolb, [port, backend]) = Proxy::start_on(|[p, b]| sent_conf(&dir, p, b, dead.port));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, b]| sent_conf(&dir, p, b, dead.port)));
+    let paths = [
+        "/u",
+        "/bad",
+        "/local",
+        "/redir",
+        "/file.txt",
+        "/missing",
+        "/file.txt",
+    ];
+    let lines = |port: u16, backend: u16| {
+        for path in paths {
+            let _ = http_get(port, path, "localhost");
+        }
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the access log lines",
+            || {
+                let text = fs::read_to_string(dir.join(format!("{port}-sent.log"))).ok()?;
+                let lines: Vec<String> = text
+                    .lines()
+                    .map(|l| {
+                        let l = l
+                            .replace(&backend.to_string(), "BACKEND")
+                            .replace(&port.to_string(), "PORT");
+                        // A standard page names its server (`nginx/1.22.1`, `ferrolb`):
+                        // its length differs by that.
+                        match (l.find(" ct=text/html len="), l.find(" loc=")) {
+                            (Some(a), Some(b)) => {
+                                format!("{} ct=text/html len=PAGE{}", &l[..a], &l[b..])
+                            }
+                            _ => l,
+                        }
+                    })
+                    .collect();
+                (lines.len() >= paths.len()).then_some(lines)
+            },
+        )
+    };
+    let ours = lines(port, backend);
+    assert_eq!(
+        ours[0],
+        "/u 200 ct=text/plain len=4 loc=- app=web-1 up=from 127.0.0.1:BACKEND conn=close etag=- cc=no-cache, private none=-",
+        "{}",
+        ferrolb.diagnostics()
+    );
+    assert!(
+        ours[3].contains("loc=http://localhost:PORT/elsewhere"),
+        "{}",
+        ours[3]
+    );
+    if let Some((_, [nport, nbackend])) = &nginx {
+        let theirs = lines(*nport, *nbackend);
+        let differ: Vec<String> = ours
+            .iter()
+            .zip(&theirs)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| format!("  ferrolb: {a}\n  nginx:   {b}"))
+            .collect();
+        eprintln!("sent_http: {} log lines compared with nginx", ours.len());
+        assert!(
+            differ.is_empty(),
+            "log lines differ from nginx:\n{}",
+            differ.join("\n")
+        );
+    }
+}

@@ -36,6 +36,9 @@ pub struct ResponseFacts<'a> {
     /// Every attempt at a peer, in order; empty when no peer was contacted or the
     /// format lists none.
     pub upstream: &'a [UpstreamAttempt],
+    /// The response head sent to the client (status line and fields), when the format
+    /// has `$sent_http_NAME`; empty otherwise.
+    pub sent_head: &'a [u8],
 }
 
 /// A log line with its request-phase parts rendered.
@@ -64,6 +67,7 @@ fn is_response_phase(v: &Var) -> bool {
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
             | Var::UpstreamHttp(_)
+            | Var::SentHttp(_)
     )
 }
 
@@ -150,9 +154,36 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
         }
         Var::TimeLocal => crate::log::with_time(|_, local| out.extend_from_slice(local)),
         Var::TimeIso8601 => crate::log::with_iso_time(|iso| out.extend_from_slice(iso)),
+        Var::SentHttp(name) => return sent_field(r.sent_head, name, out),
         other => return upstream_value(other, r.upstream, out).unwrap_or(false),
     }
     true
+}
+
+/// `$sent_http_NAME`: the first field of that name in the head sent; nginx joins
+/// the `Cache-Control` and `Link` fields with `, `.
+fn sent_field(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
+    let joined = name == "cache-control" || name == "link";
+    let mut found = false;
+    // The status line first, then a field a line until the empty line.
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+            continue;
+        }
+        if found {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(line[colon + 1..].trim_ascii());
+        found = true;
+        if !joined {
+            break;
+        }
+    }
+    found
 }
 
 /// Appends a variable's value escaped as the format asks. A missing value is `-` with
@@ -275,6 +306,7 @@ mod tests {
             bytes_sent: 0,
             started: Instant::now(),
             upstream: &[],
+            sent_head: b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nX-Id: a\r\nX-Id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n",
         };
         let line = |escape| {
             let format = LogFormat {
@@ -300,6 +332,24 @@ mod tests {
             line(LogEscape::None),
             "10.0.0.1 \"GET /p?q=1 HTTP/1.1\" 404 x\"y  7/3p  \n"
         );
+    }
+
+    #[test]
+    fn sent_fields_as_nginx_finds_them() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Id:  a \r\nx-id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n";
+        let field = |name: &str| {
+            let mut out = Vec::new();
+            let found = sent_field(head, name, &mut out);
+            (found, String::from_utf8(out).expect("ascii"))
+        };
+        assert_eq!(field("content-type"), (true, "text/html".to_owned()));
+        assert_eq!(field("x-id"), (true, "a".to_owned()));
+        assert_eq!(
+            field("cache-control"),
+            (true, "no-cache, private".to_owned())
+        );
+        assert_eq!(field("x-none"), (false, String::new()));
+        assert!(!sent_field(b"", "x-id", &mut Vec::new()));
     }
 
     #[test]
@@ -330,6 +380,7 @@ mod tests {
             bytes_sent: 100,
             started: Instant::now(),
             upstream: &attempts,
+            sent_head: b"",
         };
         let val = |v: Var| {
             let mut out = Vec::new();

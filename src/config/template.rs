@@ -25,7 +25,7 @@ impl TemplateError {
             TemplateError::Unknown(name) => (
                 format!("unknown \"{name}\" variable"),
                 Some(if name.starts_with("sent_http_") {
-                    "$sent_http_NAME (the response's own fields) is not supported yet; for a proxied response, $upstream_http_NAME has the upstream's fields".to_owned()
+                    "$sent_http_NAME (a field of the response sent) is known in log_format only; in add_header and elsewhere it is not supported yet ($upstream_http_NAME has a proxied response's fields)".to_owned()
                 } else if name == "connection_upgrade" {
                     "$connection_upgrade comes from a \"map\" block: declare it with map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }".to_owned()
                 } else {
@@ -270,6 +270,6 @@ mod tests {
         let (msg, hint) =
             TemplateError::Unknown("sent_http_x_id".into()).message("$sent_http_x_id");
         assert_eq!(msg, "unknown \"sent_http_x_id\" variable");
-        assert!(hint.is_some_and(|h| h.contains("not supported yet")));
+        assert!(hint.is_some_and(|h| h.contains("log_format only")));
     }
 }

@@ -1036,6 +1036,16 @@ pub struct LogFormat {
     pub uses_upstream: bool,
 }
 
+impl LogFormat {
+    /// True when the format has `$sent_http_NAME`: the response head sent must then be
+    /// kept for the line.
+    pub fn uses_sent_head(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, TemplatePart::Var(Var::SentHttp(_))))
+    }
+}
+
 /// `log_format … escape=`: how variable values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogEscape {
@@ -1155,6 +1165,8 @@ pub enum Var {
     /// `$upstream_http_NAME`: a field of the upstream's response head (NAME as in
     /// [`Var::Http`]).
     UpstreamHttp(String),
+    /// `$sent_http_NAME` (logs only): a field of the response head sent to the client.
+    SentHttp(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
     UpstreamResponseTime,
     /// `$upstream_connect_time` (logs): seconds per attempt, `-` when it did not connect.

@@ -248,6 +248,8 @@ struct Handled<'a> {
     head_bytes: u64,
     /// Peers tried, when the log format lists them.
     attempts: Vec<UpstreamAttempt>,
+    /// The response head sent, when the log format has `$sent_http_NAME`.
+    sent_head: Vec<u8>,
     keep_alive: bool,
     keepalive_timeout: Duration,
     header_timeout: Duration,
@@ -276,6 +278,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             body_bytes: 0,
             head_bytes: 0,
             attempts: Vec::new(),
+            sent_head: Vec::new(),
             keep_alive: false,
             keepalive_timeout: Duration::ZERO,
             header_timeout: Duration::ZERO,
@@ -310,6 +313,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             body_bytes: sent.body_bytes,
             head_bytes: sent.head_bytes,
             attempts: Vec::new(),
+            sent_head: Vec::new(),
             keep_alive: sent.keep_alive && body_in_buffer(buf, head) == Some(0),
             keepalive_timeout: server.settings.keepalive_timeout,
             header_timeout: server.settings.client_header_timeout,
@@ -721,7 +725,8 @@ async fn proxy<'a>(
         hands_off: &hands_off,
     };
     let mut client = Http1Downstream::new(ex.stream, settings.send_timeout)
-        .for_error_page(pass.pages.status, &pass.pages.kept_fields);
+        .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+        .keeping_head(keeps_sent_head(settings));
     let done = crate::proxy::forward(&f, &mut client, buf).await;
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
@@ -741,6 +746,7 @@ async fn proxy<'a>(
         body_bytes: done.body_bytes,
         head_bytes: done.head_bytes,
         attempts: done.attempts,
+        sent_head: client.take_sent_head(),
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -787,6 +793,7 @@ async fn serve_static<'a>(
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
                 status: req.status,
+                keep_head: keeps_sent_head(settings),
             };
             match static_files::send_file(stream, &r, &path, &meta).await {
                 Ok(sent) => sent,
@@ -814,6 +821,7 @@ async fn serve_static<'a>(
         body_bytes: sent.body_bytes,
         head_bytes: sent.head_bytes,
         attempts: Vec::new(),
+        sent_head: sent.head,
         keep_alive: sent.keep_alive,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -884,6 +892,7 @@ async fn send_answer<'a>(
                 body_bytes: 0,
                 head_bytes: 0,
                 attempts: Vec::new(),
+                sent_head: Vec::new(),
                 keep_alive: false,
                 keepalive_timeout: settings.keepalive_timeout,
                 header_timeout: settings.client_header_timeout,
@@ -913,6 +922,12 @@ async fn send_answer<'a>(
         }
     };
     send_local(stream, buf, head, &out, status, body_len, keep, settings).await
+}
+
+/// Whether the location's access log has `$sent_http_NAME`: the head sent is then
+/// kept for its line.
+fn keeps_sent_head(settings: &LocSettings) -> bool {
+    matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_sent_head())
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the
@@ -1024,6 +1039,11 @@ async fn send_local<'a>(
         body_bytes: body_len,
         head_bytes: out.len() as u64 - body_len,
         attempts: Vec::new(),
+        sent_head: if keeps_sent_head(settings) {
+            out[..out.len() - body_len as usize].to_vec()
+        } else {
+            Vec::new()
+        },
         keep_alive: keep && ok,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1099,6 +1119,7 @@ impl<'a> LogLine<'a> {
                     bytes_sent: h.head_bytes + h.body_bytes,
                     started,
                     upstream: &h.attempts,
+                    sent_head: &h.sent_head,
                 },
                 &mut line,
             ),

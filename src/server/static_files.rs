@@ -378,7 +378,7 @@ pub fn parse_ranges(v: &[u8], size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> 
 }
 
 /// How a file response ended, for the access log and the connection loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sent {
     /// The status sent.
     pub status: u16,
@@ -388,6 +388,9 @@ pub struct Sent {
     pub body_bytes: u64,
     /// Whether the connection may carry another request.
     pub keep_alive: bool,
+    /// The head sent (status line and fields), for `$sent_http_NAME`: always for the
+    /// small pages, for a file only when [`FileRequest::keep_head`] asks.
+    pub head: Vec<u8>,
 }
 
 /// Everything [`send_file`] needs besides the file.
@@ -407,6 +410,8 @@ pub struct FileRequest<'a> {
     /// The status of an error page served from this file (nginx's `err_status`):
     /// `If-None-Match`, `If-Modified-Since` and `Range` then apply only to 200.
     pub status: Option<u16>,
+    /// Keep a copy of the head sent ([`Sent::head`]): the access log wants it.
+    pub keep_head: bool,
 }
 
 /// Answers a GET or HEAD for a regular file; `Err` with the status when the file
@@ -442,6 +447,7 @@ pub async fn send_file(
             head_bytes: out.len() as u64,
             body_bytes: 0,
             keep_alive: keep && ok,
+            head: kept_head(r, &out),
         });
     }
 
@@ -468,6 +474,7 @@ pub async fn send_file(
                         facts.size
                     );
                     let head_bytes = out.len() as u64;
+                    let head = kept_head(r, &out);
                     if !head_only {
                         out.extend_from_slice(page.as_bytes());
                     }
@@ -477,6 +484,7 @@ pub async fn send_file(
                         head_bytes,
                         body_bytes: out.len() as u64 - head_bytes,
                         keep_alive: keep && ok,
+                        head,
                     });
                 }
             }
@@ -568,6 +576,7 @@ pub async fn send_file(
     extra_headers(&mut out, r, status, facts.mtime);
     out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
+    let head = kept_head(r, &out);
 
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
@@ -576,6 +585,7 @@ pub async fn send_file(
             head_bytes,
             body_bytes: 0,
             keep_alive: keep && ok,
+            head,
         });
     }
     // The head goes out with the first piece of the body.
@@ -588,12 +598,12 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return Ok(broken(status, head_bytes, sent));
+                return Ok(broken(status, head_bytes, sent, head));
             }
             sent += part_head.len() as u64;
         }
         if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
-            return Ok(broken(status, head_bytes, sent));
+            return Ok(broken(status, head_bytes, sent, head));
         }
         let mut left = b - a + 1;
         while left > 0 {
@@ -608,7 +618,7 @@ pub async fn send_file(
                         None,
                         format_args!("\"{}\" was truncated while being sent", path.display()),
                     );
-                    return Ok(broken(status, head_bytes, sent));
+                    return Ok(broken(status, head_bytes, sent, head));
                 }
                 Ok(n) => n,
             };
@@ -616,7 +626,7 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return Ok(broken(status, head_bytes, sent));
+                return Ok(broken(status, head_bytes, sent, head));
             }
             sent += n as u64;
             left -= n as u64;
@@ -627,7 +637,7 @@ pub async fn send_file(
             .await
             .is_err()
         {
-            return Ok(broken(status, head_bytes, sent));
+            return Ok(broken(status, head_bytes, sent, head));
         }
         sent += trailer.len() as u64;
     }
@@ -636,16 +646,27 @@ pub async fn send_file(
         head_bytes,
         body_bytes: sent,
         keep_alive: keep,
+        head,
     })
 }
 
 /// A response cut short: the connection closes.
-fn broken(status: u16, head_bytes: u64, body_bytes: u64) -> Sent {
+fn broken(status: u16, head_bytes: u64, body_bytes: u64, head: Vec<u8>) -> Sent {
     Sent {
         status,
         head_bytes,
         body_bytes,
         keep_alive: false,
+        head,
+    }
+}
+
+/// A copy of the head in `out` when the request asks for it.
+fn kept_head(r: &FileRequest<'_>, out: &[u8]) -> Vec<u8> {
+    if r.keep_head {
+        out.to_vec()
+    } else {
+        Vec::new()
     }
 }
 
@@ -716,11 +737,13 @@ pub async fn send_status(
         respond::error_body(status).len() as u64
     };
     let ok = io::write_all(stream, &out, limit).await.is_ok();
+    let head_bytes = out.len() - body as usize;
     Sent {
         status,
-        head_bytes: out.len() as u64 - body,
+        head_bytes: head_bytes as u64,
         body_bytes: body,
         keep_alive: keep && ok,
+        head: out[..head_bytes].to_vec(),
     }
 }
 
@@ -764,6 +787,7 @@ async fn send_html(
         page.len()
     );
     let head_bytes = out.len() as u64;
+    let sent_head = out.to_vec();
     if head.method != Method::Head {
         out.extend_from_slice(page.as_bytes());
     }
@@ -773,6 +797,7 @@ async fn send_html(
         head_bytes,
         body_bytes: out.len() as u64 - head_bytes,
         keep_alive: keep && ok,
+        head: sent_head,
     }
 }
 
