@@ -90,9 +90,11 @@ http {{
     10% a;
     15.5% b;
   }}
+  log_format geo '$request_uri $g_arg $g_ranges $bucket $m';
   server {{
     listen 127.0.0.1:{port};
     listen unix:{d}/{port}.sock;
+    access_log {d}/{port}-geo.log geo;
     location / {{
       return 200 "client=$g_client arg=$g_arg ranges=$g_ranges proxy=$g_proxy rec=$g_rec ap=$g_arg_proxy empty=[$g_empty] m=$m\n";
     }}
@@ -258,7 +260,36 @@ fn geo_answers_match_nginx() {
             ));
         }
     }
-    eprintln!("geo: {compared} answers compared with nginx");
+    // The same values in the access log lines.
+    let log_lines = |port: u16| {
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the access log lines",
+            || {
+                let text = fs::read_to_string(dir.join(format!("{port}-geo.log"))).ok()?;
+                let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                (lines.len() > GEO_CASES.len()).then_some(lines)
+            },
+        )
+    };
+    let ours = log_lines(port);
+    assert!(
+        ours.iter()
+            .any(|l| l == "/?ip=10.1.2.3 ten-one-two w1 tiny deep"),
+        "{ours:?}"
+    );
+    if let Some((_, [nport, _])) = &nginx {
+        let theirs = log_lines(*nport);
+        compared += ours.len();
+        if ours != theirs {
+            mismatches.push(format!(
+                "log lines
+  ferrolb: {ours:?}
+  nginx:   {theirs:?}"
+            ));
+        }
+    }
+    eprintln!("geo: {compared} answers and log lines compared with nginx");
     assert!(
         mismatches.is_empty(),
         "{} of {compared} answers differ from nginx:\n{}",
