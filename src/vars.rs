@@ -35,7 +35,7 @@ pub struct Locals<'a> {
     http: &'a Http,
     user: Mutex<Vec<Option<Vec<u8>>>>,
     captures: Mutex<Vec<Option<Vec<u8>>>>,
-    map_values: Mutex<Vec<MapValue>>,
+    map_values: Mutex<Vec<Kept>>,
     args: Mutex<Option<Vec<u8>>>,
     /// `$request_id`, made when first used.
     request_id: Mutex<Option<[u8; 32]>>,
@@ -44,6 +44,35 @@ pub struct Locals<'a> {
     /// The attempts at peers so far, the one being relayed last, while its head is
     /// being relayed (`$upstream_*` in `add_header`).
     upstream: Mutex<Vec<UpstreamAttempt>>,
+    /// `geo` values, found when first used and kept for the request (unless the block
+    /// is `volatile`), as nginx keeps them.
+    geo_values: Mutex<Vec<Kept>>,
+    /// `split_clients` values, kept the same way.
+    split_values: Mutex<Vec<Kept>>,
+}
+
+/// Appends the kept value of slot `index` of `cells`, or `find`s it and keeps it
+/// (every use finds it again when `volatile`). A cycle (a block whose address or key
+/// uses itself) gives the empty value.
+fn kept_or_find(
+    cells: &Mutex<Vec<Kept>>,
+    index: usize,
+    volatile: bool,
+    out: &mut Vec<u8>,
+    find: impl FnOnce() -> Vec<u8>,
+) {
+    match cell(cells).get(index) {
+        Some(Kept::Known(v)) if !volatile => {
+            out.extend_from_slice(v);
+            return;
+        }
+        Some(Kept::Computing) | None => return,
+        _ => {}
+    }
+    cell(cells)[index] = Kept::Computing;
+    let v = find();
+    out.extend_from_slice(&v);
+    cell(cells)[index] = Kept::Known(v);
 }
 
 /// 16 random bytes in hex, nginx's `$request_id`.
@@ -59,9 +88,9 @@ fn new_request_id() -> [u8; 32] {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// A map's value for the request.
+/// A `map`, `geo` or `split_clients` value for the request.
 #[derive(Debug, Clone)]
-enum MapValue {
+enum Kept {
     NotYet,
     /// Being computed: a use now is a cycle (`map $a $b` and `map $b $a`).
     Computing,
@@ -75,11 +104,13 @@ impl<'a> Locals<'a> {
             http,
             user: Mutex::new(vec![None; http.user_vars.len()]),
             captures: Mutex::new(Vec::new()),
-            map_values: Mutex::new(vec![MapValue::NotYet; http.maps.len()]),
+            map_values: Mutex::new(vec![Kept::NotYet; http.maps.len()]),
             args: Mutex::new(None),
             request_id: Mutex::new(None),
             status: Mutex::new(None),
             upstream: Mutex::new(Vec::new()),
+            geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
+            split_values: Mutex::new(vec![Kept::NotYet; http.split_clients.len()]),
         }
     }
 
@@ -207,28 +238,14 @@ impl RequestVars<'_> {
         let Some(map) = locals.http.maps.get(index) else {
             return;
         };
-        let state = cell(&locals.map_values).get(index).cloned();
-        match state {
-            Some(MapValue::Known(v)) if !map.volatile => {
-                out.extend_from_slice(&v);
-                return;
+        kept_or_find(&locals.map_values, index, map.volatile, out, || {
+            let mut source = self.evaluated(&map.source);
+            if map.hostnames && source.last() == Some(&b'.') {
+                source.pop();
             }
-            // A cycle gives the empty value rather than recursing forever.
-            Some(MapValue::Computing) | None => return,
-            _ => {}
-        }
-        cell(&locals.map_values)[index] = MapValue::Computing;
-        let mut source = Vec::new();
-        self.eval(&map.source, &mut source);
-        if map.hostnames && source.last() == Some(&b'.') {
-            source.pop();
-        }
-        let source = String::from_utf8_lossy(&source).into_owned();
-        let template = find_in_map(map, &source, locals);
-        let mut value = Vec::new();
-        self.eval(template, &mut value);
-        out.extend_from_slice(&value);
-        cell(&locals.map_values)[index] = MapValue::Known(value);
+            let source = String::from_utf8_lossy(&source).into_owned();
+            self.evaluated(find_in_map(map, &source, locals))
+        });
     }
 
     /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
@@ -366,15 +383,23 @@ impl RequestVars<'_> {
                 }
             }
             Var::Geo(index) => {
-                if let Some(g) = self.locals.and_then(|l| l.http.geos.get(*index)) {
-                    out.extend_from_slice(geo::value(g, self).as_bytes());
+                if let Some(l) = self.locals {
+                    if let Some(g) = l.http.geos.get(*index) {
+                        kept_or_find(&l.geo_values, *index, g.volatile, out, || {
+                            geo::value(g, self).as_bytes().to_vec()
+                        });
+                    }
                 }
             }
             Var::SplitClients(index) => {
-                if let Some(split) = self.locals.and_then(|l| l.http.split_clients.get(*index)) {
-                    let mut key = Vec::new();
-                    self.eval(&split.key, &mut key);
-                    out.extend_from_slice(split_clients::value(split, &key).as_bytes());
+                if let Some(l) = self.locals {
+                    if let Some(split) = l.http.split_clients.get(*index) {
+                        kept_or_find(&l.split_values, *index, false, out, || {
+                            split_clients::value(split, &self.evaluated(&split.key))
+                                .as_bytes()
+                                .to_vec()
+                        });
+                    }
                 }
             }
             Var::RequestFilename => {

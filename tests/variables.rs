@@ -110,6 +110,13 @@ http {{
       proxy_set_header X-Geo "$g_arg $bucket";
       proxy_pass http://127.0.0.1:{echo}/echo;
     }}
+    location /cache {{
+      set $first "$g_arg/$bucket";
+      rewrite ^ /cached?ip=10.1.2.3&k=other last;
+    }}
+    location /cached {{
+      return 200 "first=$first now=$g_arg/$bucket\n";
+    }}
     location /split {{
       return 200 "$bucket|$partial\n";
     }}
@@ -202,6 +209,7 @@ const GEO_CASES: &[Case] = &[
     ("/if?ip=10.1.1.1", &[]),
     ("/up?ip=192.168.1.1&k=abc", &[]),
     ("/up?ip=2001:db8:1::1&k=zz", &[]),
+    ("/cache?ip=192.168.1.1&k=abc", &[]),
 ];
 
 #[test]
@@ -289,6 +297,12 @@ fn geo_answers_match_nginx() {
             ));
         }
     }
+    // A value is found once and kept for the request, as nginx keeps it: after the
+    // rewrite gives other arguments, `$g_arg` and `$bucket` stay what they were.
+    let kept = http_get(port, "/cache?ip=192.168.1.1&k=abc", "localhost")
+        .expect("request")
+        .text();
+    assert_eq!(kept, "first=lan/b now=lan/b\n");
     eprintln!("geo: {compared} answers and log lines compared with nginx");
     assert!(
         mismatches.is_empty(),

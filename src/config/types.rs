@@ -1415,6 +1415,8 @@ pub struct GeoConf {
     pub proxies: Vec<crate::config::geo::Cidr>,
     /// `proxy_recursive`: walk `X-Forwarded-For` back past every trusted proxy.
     pub proxy_recursive: bool,
+    /// `volatile`: found again at each use; otherwise kept for the request, as nginx.
+    pub volatile: bool,
     /// The networks or ranges and their values.
     pub table: GeoTable,
 }

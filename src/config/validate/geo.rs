@@ -72,6 +72,7 @@ impl Validator<'_> {
         };
         let mut proxies = Vec::new();
         let mut proxy_recursive = false;
+        let mut volatile = false;
         let mut ranges: Option<(RangeTable<String>, Option<String>)> = None;
         let mut nets = PrefixTable::default();
         let mut has_nets = false;
@@ -98,8 +99,10 @@ impl Validator<'_> {
                         proxy_recursive = true;
                         continue;
                     }
-                    // Each use evaluates the block anyway: nothing to change.
-                    "volatile" => continue,
+                    "volatile" => {
+                        volatile = true;
+                        continue;
+                    }
                     _ => {}
                 }
             }
@@ -143,6 +146,7 @@ impl Validator<'_> {
             source,
             proxies,
             proxy_recursive,
+            volatile,
             table,
         })
     }
