@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{LogEscape, LogFormat, TemplatePart, Var};
-use crate::vars::{seconds, upstream_value, RequestVars, UpstreamAttempt};
+use crate::vars::{head_field, seconds, upstream_value, RequestVars, UpstreamAttempt};
 
 /// Connection-level facts some request-phase variables need.
 #[derive(Debug, Clone, Copy)]
@@ -163,27 +163,7 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
 /// `$sent_http_NAME`: the first field of that name in the head sent; nginx joins
 /// the `Cache-Control` and `Link` fields with `, `.
 fn sent_field(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
-    let joined = name == "cache-control" || name == "link";
-    let mut found = false;
-    // The status line first, then a field a line until the empty line.
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
-            continue;
-        }
-        if found {
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(line[colon + 1..].trim_ascii());
-        found = true;
-        if !joined {
-            break;
-        }
-    }
-    found
+    head_field(head, name, name == "cache-control" || name == "link", out)
 }
 
 /// Appends a variable's value escaped as the format asks. A missing value is `-` with
@@ -363,7 +343,7 @@ mod tests {
                 connect: None,
                 header: None,
                 response: Duration::from_micros(1500),
-                headers: Vec::new(),
+                head: Vec::new(),
             },
             UpstreamAttempt {
                 addr: Endpoint::Inet("127.0.0.1:2".parse().expect("addr")),
@@ -371,7 +351,7 @@ mod tests {
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),
                 response: Duration::from_millis(1234),
-                headers: vec![(b"X-App".to_vec(), b"web-2".to_vec())],
+                head: b"HTTP/1.1 200 OK\r\nX-App: web-2\r\n\r\n".to_vec(),
             },
         ];
         let r = ResponseFacts {

@@ -479,7 +479,7 @@ async fn read_head(
 }
 
 /// Records one attempt for the `$upstream_*` variables, when the log or `add_header`
-/// uses them; `headers` are the fields of the response it gave, if any.
+/// uses them; `head` is the response head it gave, if any.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn note_attempt(
     f: &Forward<'_>,
@@ -489,7 +489,7 @@ pub(super) fn note_attempt(
     connect: Option<Duration>,
     header: Option<Duration>,
     started: Instant,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    head: Vec<u8>,
 ) {
     if f.log_upstream {
         done.attempts.push(UpstreamAttempt {
@@ -498,7 +498,7 @@ pub(super) fn note_attempt(
             connect,
             header,
             response: started.elapsed(),
-            headers,
+            head,
         });
     }
 }

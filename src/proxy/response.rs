@@ -44,17 +44,9 @@ pub(super) async fn relay<D: Downstream>(
     let idx = guard.index();
     record_latency(f, idx, LatencyPoint::Header, started);
     let sent_head_bytes = uhead.bytes.len() as u64;
-    // The response's fields for `$upstream_http_NAME`, kept only when asked for.
-    let fields: Vec<(Vec<u8>, Vec<u8>)> = if f.log_upstream {
-        resp.headers
-            .iter()
-            .map(|h| {
-                (
-                    ubuf[h.name.clone()].to_vec(),
-                    ubuf[h.value.clone()].to_vec(),
-                )
-            })
-            .collect()
+    // The response head for `$upstream_http_NAME`, kept only when asked for.
+    let kept_head = if f.log_upstream {
+        ubuf[..resp.head_len].to_vec()
     } else {
         Vec::new()
     };
@@ -67,7 +59,7 @@ pub(super) async fn relay<D: Downstream>(
             connect: connect_time,
             header: header_time,
             response: started.elapsed(),
-            headers: fields.clone(),
+            head: kept_head.clone(),
         });
         locals.set_upstream(attempts);
     }
@@ -93,7 +85,7 @@ pub(super) async fn relay<D: Downstream>(
         connect_time,
         header_time,
         started,
-        fields,
+        kept_head,
     );
     // Statistics for /status and /metrics: a few relaxed atomic adds.
     let body_out = match f.head.framing {

@@ -23,9 +23,9 @@ pub struct UpstreamAttempt {
     /// Time from the start of the attempt to its end (to now, while its head is
     /// being relayed).
     pub response: Duration,
-    /// The fields of its response head (name, value), when it answered and a variable
-    /// asks for them (`$upstream_http_NAME`); empty otherwise.
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Its response head (status line and fields) when it answered and a variable
+    /// may ask for a field (`$upstream_http_NAME`); empty otherwise.
+    pub head: Vec<u8>,
 }
 
 /// Appends the value of an `$upstream_*` variable over `attempts`: `None` when `v` is
@@ -50,23 +50,37 @@ pub fn upstream_value(v: &Var, attempts: &[UpstreamAttempt], out: &mut Vec<u8>) 
             opt_seconds(out, a.header);
             Ok(())
         }),
-        Var::UpstreamHttp(name) => {
-            // The first field of that name in the last response, as nginx 1.22.
-            let field = attempts.last().and_then(|a| {
-                a.headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            });
-            match field {
-                Some((_, value)) => {
-                    out.extend_from_slice(value);
-                    true
-                }
-                None => false,
-            }
-        }
+        // The first field of that name in the last response, as nginx 1.22.
+        Var::UpstreamHttp(name) => attempts
+            .last()
+            .is_some_and(|a| head_field(&a.head, name, false, out)),
         _ => return None,
     })
+}
+
+/// Appends the value of field `name` (lower case) of a response head (status line,
+/// then fields): the first one, or with `joined` every one joined by `, `. False when
+/// the head has none.
+pub fn head_field(head: &[u8], name: &str, joined: bool, out: &mut Vec<u8>) -> bool {
+    let mut found = false;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+            continue;
+        }
+        if found {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(line[colon + 1..].trim_ascii());
+        found = true;
+        if !joined {
+            break;
+        }
+    }
+    found
 }
 
 /// nginx's per-attempt lists: values joined by `, `; missing without attempts.
