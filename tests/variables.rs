@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-fn conf(dir: &Path, port: u16, echo: u16) -> String {
+fn conf(dir: &Path, port: u16, echo: u16, echo2: u16) -> String {
     format!(
         r#"events {{}}
 http {{
@@ -73,6 +73,19 @@ http {{
     3.3.3.3 three;
     10.0.0.0/8 ten;
   }}
+  geo $arg_ip $g_hash {{
+    default d;
+    10.0.0.0/8 ten;
+    192.168.0.0/16 lan;
+    172.16.0.0/12 private;
+    1.0.0.0/8 one;
+    2.0.0.0/8 two;
+  }}
+  upstream hashy {{
+    hash $g_hash;
+    server 127.0.0.1:{echo};
+    server 127.0.0.1:{echo2};
+  }}
   geo $g_empty {{
     10.0.0.0/8 ten;
   }}
@@ -117,6 +130,9 @@ http {{
     location /cached {{
       return 200 "first=$first now=$g_arg/$bucket\n";
     }}
+    location /hash {{
+      proxy_pass http://hashy/who;
+    }}
     location /split {{
       return 200 "$bucket|$partial\n";
     }}
@@ -124,6 +140,11 @@ http {{
   server {{
     listen 127.0.0.1:{echo};
     location /echo {{ return 200 "echo $http_x_geo\n"; }}
+    location /who {{ return 200 "first peer\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{echo2};
+    location /who {{ return 200 "second peer\n"; }}
   }}
 }}
 "#,
@@ -210,6 +231,12 @@ const GEO_CASES: &[Case] = &[
     ("/up?ip=192.168.1.1&k=abc", &[]),
     ("/up?ip=2001:db8:1::1&k=zz", &[]),
     ("/cache?ip=192.168.1.1&k=abc", &[]),
+    ("/hash?ip=10.1.1.1", &[]),
+    ("/hash?ip=192.168.1.1", &[]),
+    ("/hash?ip=172.16.0.1", &[]),
+    ("/hash?ip=1.1.1.1", &[]),
+    ("/hash?ip=2.2.2.2", &[]),
+    ("/hash?ip=8.8.8.8", &[]),
 ];
 
 #[test]
@@ -220,12 +247,13 @@ fn geo_answers_match_nginx() {
         "172.16.0.0/12 private;\n172.16.5.0/24 five;\n",
     )
     .expect("write the include");
-    let (ferrolb, [port, _]) = Proxy::start_on(|[p, e]| conf(&dir, p, e));
+    let (ferrolb, [port, _, _]) = Proxy::start_on(|[p, e, e2]| conf(&dir, p, e, e2));
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
-        .then(|| Proxy::start_bin_on(nginx_bin, |[p, e]| conf(&dir, p, e)));
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, e, e2]| conf(&dir, p, e, e2)));
     let mut mismatches = Vec::new();
     let mut compared = 0;
+    let mut peers = std::collections::BTreeSet::new();
     for (path, xff) in GEO_CASES {
         let headers: Vec<(&str, &str)> = xff.iter().map(|v| ("X-Forwarded-For", *v)).collect();
         let ours = facts(&http_request(port, "GET", path, "localhost", &headers, b""));
@@ -234,7 +262,10 @@ fn geo_answers_match_nginx() {
             "{path}: {ours}\n{}",
             ferrolb.diagnostics()
         );
-        if let Some((nginx, [nport, _])) = &nginx {
+        if path.starts_with("/hash") {
+            peers.insert(ours.clone());
+        }
+        if let Some((nginx, [nport, _, _])) = &nginx {
             let theirs = facts(&http_request(
                 *nport,
                 "GET",
@@ -259,7 +290,7 @@ fn geo_answers_match_nginx() {
     // A Unix-socket client is looked up as 255.255.255.255, as nginx does.
     let ours = body_over_unix(&dir.join(format!("{port}.sock")), "/?ip=10.0.0.15");
     assert!(ours.starts_with("client=unixsock "), "{ours}");
-    if let Some((_, [nport, _])) = &nginx {
+    if let Some((_, [nport, _, _])) = &nginx {
         let theirs = body_over_unix(&dir.join(format!("{nport}.sock")), "/?ip=10.0.0.15");
         compared += 1;
         if ours != theirs {
@@ -268,6 +299,8 @@ fn geo_answers_match_nginx() {
             ));
         }
     }
+    // `hash $g_hash` spreads the geo values over both peers.
+    assert_eq!(peers.len(), 2, "{peers:?}");
     // The same values in the access log lines.
     let log_lines = |port: u16| {
         wait_until(
@@ -286,7 +319,7 @@ fn geo_answers_match_nginx() {
             .any(|l| l == "/?ip=10.1.2.3 ten-one-two w1 tiny deep"),
         "{ours:?}"
     );
-    if let Some((_, [nport, _])) = &nginx {
+    if let Some((_, [nport, _, _])) = &nginx {
         let theirs = log_lines(*nport);
         compared += ours.len();
         if ours != theirs {
@@ -324,10 +357,10 @@ fn split_keys() -> Vec<String> {
 fn split_clients_buckets_match_nginx() {
     let dir = fresh_temp_dir("split-clients");
     fs::write(dir.join("geo.inc"), "").expect("write the include");
-    let (ferrolb, [port, _]) = Proxy::start_on(|[p, e]| conf(&dir, p, e));
+    let (ferrolb, [port, _, _]) = Proxy::start_on(|[p, e, e2]| conf(&dir, p, e, e2));
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
-        .then(|| Proxy::start_bin_on(nginx_bin, |[p, e]| conf(&dir, p, e)));
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, e, e2]| conf(&dir, p, e, e2)));
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     let mut mismatches = Vec::new();
     let mut compared = 0;
@@ -340,7 +373,7 @@ fn split_clients_buckets_match_nginx() {
             ferrolb.diagnostics()
         );
         *seen.entry(ours.clone()).or_default() += 1;
-        if let Some((_, [nport, _])) = &nginx {
+        if let Some((_, [nport, _, _])) = &nginx {
             let theirs = facts(&http_get(*nport, &path, "localhost"));
             compared += 1;
             if ours != theirs {
