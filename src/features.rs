@@ -36,6 +36,8 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_upstream_ip_hash_module", true, true),
     m("http_upstream_least_conn_module", true, true),
     m("http_upstream_random_module", true, true),
+    m("http_geo_module", true, true),
+    m("http_split_clients_module", true, true),
     // Only `return` of the rewrite module exists; without `rewrite`/`if`/`set` it
     // counts as absent.
     m("http_rewrite_module", true, false),
@@ -48,9 +50,7 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_auth_basic_module", true, false),
     m("http_mirror_module", true, false),
     m("http_autoindex_module", true, false),
-    m("http_geo_module", true, false),
     m("http_map_module", true, false),
-    m("http_split_clients_module", true, false),
     m("http_referer_module", true, false),
     m("http_fastcgi_module", true, false),
     m("http_uwsgi_module", true, false),
@@ -96,6 +96,7 @@ mod tests {
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));
         assert!(!a.contains("keepalive"));
+        assert!(!a.contains("http_geo_module") && !a.contains("split_clients"));
         assert!(!a.contains("ssl"));
     }
 }
