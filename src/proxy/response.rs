@@ -9,7 +9,7 @@ use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
-use crate::config::{LatencyPoint, Level};
+use crate::config::{AccessLogConf, LatencyPoint, Level, LocSettings, TemplatePart, Var};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF};
@@ -45,7 +45,7 @@ pub(super) async fn relay<D: Downstream>(
     record_latency(f, idx, LatencyPoint::Header, started);
     let sent_head_bytes = uhead.bytes.len() as u64;
     // The response head for `$upstream_http_NAME`, kept only when asked for.
-    let kept_head = if f.log_upstream {
+    let kept_head = if f.log_upstream && asks_for_fields(f.settings) {
         ubuf[..resp.head_len].to_vec()
     } else {
         Vec::new()
@@ -99,6 +99,17 @@ pub(super) async fn relay<D: Downstream>(
         sent_head_bytes + body_out,
     );
     guard.finish(Outcome::Success);
+}
+
+/// Whether `add_header` or the access log has `$upstream_http_NAME`.
+fn asks_for_fields(s: &LocSettings) -> bool {
+    let has = |parts: &[TemplatePart]| {
+        parts
+            .iter()
+            .any(|p| matches!(p, TemplatePart::Var(Var::UpstreamHttp(_))))
+    };
+    s.add_header.iter().any(|h| has(&h.value.parts))
+        || matches!(&s.access_log, AccessLogConf::Format { format, .. } if has(&format.parts))
 }
 
 /// Feeds `least_time` (a no-op for other methods, which skip the clock).
