@@ -708,3 +708,45 @@ fn sent_http_in_log_format_matches_nginx() {
         );
     }
 }
+
+#[test]
+fn geo_warnings_match_nginx() {
+    let dir = fresh_temp_dir("geo-warnings");
+    let text = "events {}\nhttp {\n  geo $g { default a; default b; 10.1.2.3/8 x; 10.0.0.0/8 y; delete 11.0.0.0/8; }\n  geo $r { ranges; 10.0.0.1-10.0.0.9 a; 10.0.0.1-10.0.0.9 b; default c; default d; delete 10.0.0.20-10.0.0.30; }\n  server { listen 127.0.0.1:1; return 200 \"$g $r\"; }\n}\n";
+    let (ok, err) = config_test(&dir, text);
+    assert!(ok, "{err}");
+    // `[warn] MESSAGE in FILE:LINE`, without the program's prefix.
+    let warnings = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.split_once("[warn] ").map(|(_, w)| w.to_owned()))
+            .map(|w| {
+                w.split_once(": ").map_or(w.clone(), |(pid, rest)| {
+                    // nginx writes `PID#TID: ` before the message.
+                    if pid.contains('#') {
+                        rest.to_owned()
+                    } else {
+                        w.clone()
+                    }
+                })
+            })
+            .collect()
+    };
+    let ours = warnings(&err);
+    assert_eq!(ours.len(), 8, "{err}");
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let conf = dir.join("nginx.conf");
+        let out = std::process::Command::new(&nginx_bin)
+            .arg("-t")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-g")
+            .arg("error_log stderr; pid nginx.pid;")
+            .output()
+            .expect("run nginx -t");
+        let theirs = warnings(&String::from_utf8_lossy(&out.stderr));
+        assert_eq!(ours, theirs);
+    }
+}

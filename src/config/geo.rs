@@ -252,18 +252,20 @@ fn pieces(start: u32, end: u32) -> impl Iterator<Item = (u16, u16, u16)> {
 }
 
 impl<V: Clone> RangeTable<V> {
-    /// Adds `start..=end` (`start <= end`). `Ok(true)` when it replaced a range of the
-    /// same bounds in some /16 (nginx warns `duplicate range`).
-    pub fn add(&mut self, start: u32, end: u32, value: V) -> Result<bool, Overlap> {
-        let mut duplicate = false;
+    /// Adds `start..=end` (`start <= end`). `Ok(Some(old))` when it replaced a range
+    /// of the same bounds in some /16 (nginx warns `duplicate range`), with the first
+    /// value replaced.
+    pub fn add(&mut self, start: u32, end: u32, value: V) -> Result<Option<V>, Overlap> {
+        let mut replaced = None;
         for (h, s, e) in pieces(start, end) {
             let ranges = self.chunks.entry(h).or_default();
-            duplicate |= add_piece(ranges, s, e, &value).map_err(|(s, e)| Overlap {
+            let old = add_piece(ranges, s, e, &value).map_err(|(s, e)| Overlap {
                 start: (u32::from(h) << 16) | u32::from(s),
                 end: (u32::from(h) << 16) | u32::from(e),
             })?;
+            replaced = replaced.or(old);
         }
-        Ok(duplicate)
+        Ok(replaced)
     }
 
     /// Deletes the ranges of exactly these bounds in each /16; false when some /16 had
@@ -295,13 +297,14 @@ impl<V: Clone> RangeTable<V> {
 }
 
 /// Adds `s..=e` to one /16's ordered ranges, following `ngx_http_geo_add_range`: the
-/// last range not wholly after it decides. `Err` carries the range it overlaps.
+/// last range not wholly after it decides. `Ok(Some(old))` when a range of the same
+/// bounds is replaced; `Err` carries the range it overlaps.
 fn add_piece<V: Clone>(
     ranges: &mut Vec<Range16<V>>,
     s: u16,
     e: u16,
     value: &V,
-) -> Result<bool, (u16, u16)> {
+) -> Result<Option<V>, (u16, u16)> {
     let new = |start, end| Range16 {
         start,
         end,
@@ -309,14 +312,13 @@ fn add_piece<V: Clone>(
     };
     let Some(i) = ranges.iter().rposition(|r| e >= r.start) else {
         ranges.insert(0, new(s, e));
-        return Ok(false);
+        return Ok(None);
     };
     let (rs, re) = (ranges[i].start, ranges[i].end);
     if s > re {
         ranges.insert(i + 1, new(s, e));
     } else if s == rs && e == re {
-        ranges[i].value = value.clone();
-        return Ok(true);
+        return Ok(Some(std::mem::replace(&mut ranges[i].value, value.clone())));
     } else if s > rs && e < re {
         // Inside: split the old range around the new one.
         let tail = Range16 {
@@ -336,7 +338,7 @@ fn add_piece<V: Clone>(
     } else {
         return Err((rs, re));
     }
-    Ok(false)
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -428,9 +430,9 @@ mod tests {
     #[test]
     fn ranges_split_and_refuse_overlaps_as_nginx() {
         let mut t = RangeTable::default();
-        assert_eq!(t.add(v4("10.0.0.0"), v4("10.0.0.255"), "a"), Ok(false));
+        assert_eq!(t.add(v4("10.0.0.0"), v4("10.0.0.255"), "a"), Ok(None));
         // Inside: splits.
-        assert_eq!(t.add(v4("10.0.0.10"), v4("10.0.0.20"), "b"), Ok(false));
+        assert_eq!(t.add(v4("10.0.0.10"), v4("10.0.0.20"), "b"), Ok(None));
         assert_eq!(t.find(v4("10.0.0.9")), Some(&"a"));
         assert_eq!(t.find(v4("10.0.0.15")), Some(&"b"));
         assert_eq!(t.find(v4("10.0.0.21")), Some(&"a"));
@@ -443,12 +445,12 @@ mod tests {
             })
         );
         // Same bounds: replaces.
-        assert_eq!(t.add(v4("10.0.0.10"), v4("10.0.0.20"), "d"), Ok(true));
+        assert_eq!(t.add(v4("10.0.0.10"), v4("10.0.0.20"), "d"), Ok(Some("b")));
         assert_eq!(t.find(v4("10.0.0.15")), Some(&"d"));
         // Across /16s, inside a different range in each.
-        assert_eq!(t.add(v4("10.1.0.0"), v4("10.1.255.255"), "x"), Ok(false));
-        assert_eq!(t.add(v4("10.2.0.0"), v4("10.2.255.255"), "y"), Ok(false));
-        assert_eq!(t.add(v4("10.1.128.0"), v4("10.2.0.255"), "z"), Ok(false));
+        assert_eq!(t.add(v4("10.1.0.0"), v4("10.1.255.255"), "x"), Ok(None));
+        assert_eq!(t.add(v4("10.2.0.0"), v4("10.2.255.255"), "y"), Ok(None));
+        assert_eq!(t.add(v4("10.1.128.0"), v4("10.2.0.255"), "z"), Ok(None));
         assert_eq!(t.find(v4("10.1.200.1")), Some(&"z"));
         assert_eq!(t.find(v4("10.2.0.1")), Some(&"z"));
         assert_eq!(t.find(v4("10.2.1.1")), Some(&"y"));

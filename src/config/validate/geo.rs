@@ -207,10 +207,12 @@ impl Validator<'_> {
             _ => {
                 let (start, end) = range(line, key)?;
                 match table.add(start, end, value.to_owned()) {
-                    Ok(false) => {}
-                    Ok(true) => self.warn(
+                    Ok(None) => {}
+                    Ok(Some(old)) => self.warn(
                         line,
-                        format!("duplicate range \"{key}\", value: \"{value}\""),
+                        format!(
+                            "duplicate range \"{key}\", value: \"{value}\", old value: \"{old}\""
+                        ),
                     ),
                     Err(o) => {
                         return Err(ConfigError::hinted(
