@@ -39,6 +39,8 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_rewrite_module", true, true),
     m("http_map_module", true, true),
     m("http_autoindex_module", true, true),
+    m("http_geo_module", true, true),
+    m("http_split_clients_module", true, true),
     // `charset` (the Content-Type parameter) only: no recoding (`charset_map`,
     // `source_charset` are refused).
     m("http_charset_module", true, true),
@@ -49,8 +51,6 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_access_module", true, false),
     m("http_auth_basic_module", true, false),
     m("http_mirror_module", true, false),
-    m("http_geo_module", true, false),
-    m("http_split_clients_module", true, false),
     m("http_referer_module", true, false),
     m("http_fastcgi_module", true, false),
     m("http_uwsgi_module", true, false),
@@ -96,6 +96,7 @@ mod tests {
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));
         assert!(!a.contains("keepalive"));
+        assert!(!a.contains("http_geo_module") && !a.contains("split_clients"));
         assert!(!a.contains("ssl"));
     }
 }

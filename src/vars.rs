@@ -5,8 +5,16 @@ use crate::net::ClientAddr;
 use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::config::{Endpoint, FilesConf, MapConf, ServerName, Template, TemplatePart, Var};
+use crate::config::{Endpoint, FilesConf, Http, MapConf, ServerName, Template, TemplatePart, Var};
+
+mod geo;
+mod split_clients;
+mod upstream;
+
 use crate::http1::RequestHead;
+pub use geo::forwarded;
+pub use split_clients::murmur2;
+pub use upstream::{head_field, seconds, upstream_value, UpstreamAttempt};
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;
@@ -23,15 +31,48 @@ fn cell<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// nginx does unless the map is `volatile`) and rewritten arguments.
 #[derive(Debug)]
 pub struct Locals<'a> {
-    maps: &'a [MapConf],
+    /// The `map`, `geo` and `split_clients` blocks the variables come from.
+    http: &'a Http,
     user: Mutex<Vec<Option<Vec<u8>>>>,
     captures: Mutex<Vec<Option<Vec<u8>>>>,
-    map_values: Mutex<Vec<MapValue>>,
+    map_values: Mutex<Vec<Kept>>,
     args: Mutex<Option<Vec<u8>>>,
     /// `$request_id`, made when first used.
     request_id: Mutex<Option<[u8; 32]>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
+    /// The attempts at peers so far, the one being relayed last, while its head is
+    /// being relayed (`$upstream_*` in `add_header`).
+    upstream: Mutex<Vec<UpstreamAttempt>>,
+    /// `geo` values, found when first used and kept for the request (unless the block
+    /// is `volatile`), as nginx keeps them.
+    geo_values: Mutex<Vec<Kept>>,
+    /// `split_clients` values, kept the same way.
+    split_values: Mutex<Vec<Kept>>,
+}
+
+/// Appends the kept value of slot `index` of `cells`, or `find`s it and keeps it
+/// (every use finds it again when `volatile`). A cycle (a block whose address or key
+/// uses itself) gives the empty value.
+fn kept_or_find(
+    cells: &Mutex<Vec<Kept>>,
+    index: usize,
+    volatile: bool,
+    out: &mut Vec<u8>,
+    find: impl FnOnce() -> Vec<u8>,
+) {
+    match cell(cells).get(index) {
+        Some(Kept::Known(v)) if !volatile => {
+            out.extend_from_slice(v);
+            return;
+        }
+        Some(Kept::Computing) | None => return,
+        _ => {}
+    }
+    cell(cells)[index] = Kept::Computing;
+    let v = find();
+    out.extend_from_slice(&v);
+    cell(cells)[index] = Kept::Known(v);
 }
 
 /// 16 random bytes in hex, nginx's `$request_id`.
@@ -47,9 +88,9 @@ fn new_request_id() -> [u8; 32] {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// A map's value for the request.
+/// A `map`, `geo` or `split_clients` value for the request.
 #[derive(Debug, Clone)]
-enum MapValue {
+enum Kept {
     NotYet,
     /// Being computed: a use now is a cycle (`map $a $b` and `map $b $a`).
     Computing,
@@ -57,17 +98,26 @@ enum MapValue {
 }
 
 impl<'a> Locals<'a> {
-    /// Nothing set yet, for a configuration with `maps` and `user_slots` user variables.
-    pub fn new(maps: &'a [MapConf], user_slots: usize) -> Self {
+    /// Nothing set yet, for the variables `http` declares.
+    pub fn new(http: &'a Http) -> Self {
         Locals {
-            maps,
-            user: Mutex::new(vec![None; user_slots]),
+            http,
+            user: Mutex::new(vec![None; http.user_vars.len()]),
             captures: Mutex::new(Vec::new()),
-            map_values: Mutex::new(vec![MapValue::NotYet; maps.len()]),
+            map_values: Mutex::new(vec![Kept::NotYet; http.maps.len()]),
             args: Mutex::new(None),
             request_id: Mutex::new(None),
             status: Mutex::new(None),
+            upstream: Mutex::new(Vec::new()),
+            geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
+            split_values: Mutex::new(vec![Kept::NotYet; http.split_clients.len()]),
         }
+    }
+
+    /// The attempts at peers so far, the one whose response is being relayed last
+    /// (with its response fields): `$upstream_*` evaluate over them.
+    pub fn set_upstream(&self, attempts: Vec<UpstreamAttempt>) {
+        *cell(&self.upstream) = attempts;
     }
 
     /// The status an error page answers with (nginx's `err_status`), `$status` until
@@ -185,31 +235,17 @@ impl RequestVars<'_> {
     /// A map's value: the first key that matches the source (exact, then hostname
     /// wildcards, then regexes in order), else the default; computed once per request.
     fn map_value(&self, locals: &Locals<'_>, index: usize, out: &mut Vec<u8>) {
-        let Some(map) = locals.maps.get(index) else {
+        let Some(map) = locals.http.maps.get(index) else {
             return;
         };
-        let state = cell(&locals.map_values).get(index).cloned();
-        match state {
-            Some(MapValue::Known(v)) if !map.volatile => {
-                out.extend_from_slice(&v);
-                return;
+        kept_or_find(&locals.map_values, index, map.volatile, out, || {
+            let mut source = self.evaluated(&map.source);
+            if map.hostnames && source.last() == Some(&b'.') {
+                source.pop();
             }
-            // A cycle gives the empty value rather than recursing forever.
-            Some(MapValue::Computing) | None => return,
-            _ => {}
-        }
-        cell(&locals.map_values)[index] = MapValue::Computing;
-        let mut source = Vec::new();
-        self.eval(&map.source, &mut source);
-        if map.hostnames && source.last() == Some(&b'.') {
-            source.pop();
-        }
-        let source = String::from_utf8_lossy(&source).into_owned();
-        let template = find_in_map(map, &source, locals);
-        let mut value = Vec::new();
-        self.eval(template, &mut value);
-        out.extend_from_slice(&value);
-        cell(&locals.map_values)[index] = MapValue::Known(value);
+            let source = String::from_utf8_lossy(&source).into_owned();
+            self.evaluated(find_in_map(map, &source, locals))
+        });
     }
 
     /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
@@ -293,10 +329,31 @@ impl RequestVars<'_> {
                 let port = self.proxy_host.rsplit_once(':').map_or("80", |(_, p)| p);
                 out.extend_from_slice(port.as_bytes());
             }
-            Var::UpstreamAddr => {
-                if let Some(a) = self.upstream_addr {
+            // The peer being tried while the request goes to it; every peer tried
+            // once a response is being relayed.
+            Var::UpstreamAddr => match (self.upstream_addr, self.locals) {
+                (Some(a), _) => {
                     let _ = write!(out, "{a}");
                 }
+                (None, Some(l)) => {
+                    upstream_value(var, &cell(&l.upstream), out);
+                }
+                (None, None) => {}
+            },
+            Var::UpstreamStatus
+            | Var::UpstreamResponseTime
+            | Var::UpstreamConnectTime
+            | Var::UpstreamHeaderTime
+            | Var::UpstreamHttp(_) => {
+                if let Some(l) = self.locals {
+                    upstream_value(var, &cell(&l.upstream), out);
+                }
+            }
+            Var::Msec => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                seconds(out, now);
             }
             Var::Hostname => out.extend_from_slice(crate::config::hostname().as_bytes()),
             Var::RequestLength => {
@@ -325,22 +382,47 @@ impl RequestVars<'_> {
                     self.map_value(l, *index, out);
                 }
             }
+            Var::Geo(index) => {
+                if let Some(l) = self.locals {
+                    if let Some(g) = l.http.geos.get(*index) {
+                        kept_or_find(&l.geo_values, *index, g.volatile, out, || {
+                            geo::value(g, self).as_bytes().to_vec()
+                        });
+                    }
+                }
+            }
+            Var::SplitClients(index) => {
+                if let Some(l) = self.locals {
+                    if let Some(split) = l.http.split_clients.get(*index) {
+                        kept_or_find(&l.split_values, *index, false, out, || {
+                            split_clients::value(split, &self.evaluated(&split.key))
+                                .as_bytes()
+                                .to_vec()
+                        });
+                    }
+                }
+            }
             Var::RequestFilename => {
                 if let Some((files, prefix)) = self.files {
-                    let path = files.file_for(prefix, self.uri);
-                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                    if let Some(path) = files.file_for(prefix, self.uri, &|t| self.evaluated(t)) {
+                        out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                    }
                 }
             }
             Var::DocumentRoot => {
-                if let Some((files, _)) = self.files {
-                    out.extend_from_slice(files.document_root().as_os_str().as_encoded_bytes());
+                if let Some(root) = self
+                    .files
+                    .and_then(|(f, _)| f.document_root(&|t| self.evaluated(t)))
+                {
+                    out.extend_from_slice(root.as_os_str().as_encoded_bytes());
                 }
             }
             Var::RealpathRoot => {
-                if let Some((files, _)) = self.files {
-                    if let Ok(p) = std::fs::canonicalize(files.document_root()) {
-                        out.extend_from_slice(p.as_os_str().as_encoded_bytes());
-                    }
+                let root = self
+                    .files
+                    .and_then(|(f, _)| f.document_root(&|t| self.evaluated(t)));
+                if let Some(p) = root.and_then(|r| std::fs::canonicalize(r).ok()) {
+                    out.extend_from_slice(p.as_os_str().as_encoded_bytes());
                 }
             }
             Var::RequestId => match self.locals {
@@ -391,20 +473,23 @@ impl RequestVars<'_> {
             // while the request is being forwarded.
             Var::TimeLocal
             | Var::TimeIso8601
-            | Var::Msec
             | Var::RequestTime
             | Var::BodyBytesSent
             | Var::BytesSent
-            | Var::UpstreamStatus
-            | Var::UpstreamResponseTime
-            | Var::UpstreamConnectTime
-            | Var::UpstreamHeaderTime
             | Var::RemoteUser
+            | Var::SentHttp(_)
             | Var::Connection
             | Var::ConnectionRequests
             | Var::Pipe
             | Var::Unknown(_) => {}
         }
+    }
+
+    /// A whole template's value.
+    pub fn evaluated(&self, t: &Template) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.eval(t, &mut out);
+        out
     }
 
     /// Appends a whole template.

@@ -5,10 +5,10 @@
 
 use std::io::Write as _;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{Endpoint, LogEscape, LogFormat, TemplatePart, Var};
-use crate::vars::RequestVars;
+use crate::config::{LogEscape, LogFormat, TemplatePart, Var};
+use crate::vars::{head_field, seconds, upstream_value, RequestVars, UpstreamAttempt};
 
 /// Connection-level facts some request-phase variables need.
 #[derive(Debug, Clone, Copy)]
@@ -20,22 +20,6 @@ pub struct ConnFacts {
     /// `$pipe`: whether the request's head was already buffered when the previous
     /// request on the connection ended (pipelined).
     pub pipelined: bool,
-}
-
-/// One attempt at one peer, for the `$upstream_*` variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamAttempt {
-    /// The peer.
-    pub addr: Endpoint,
-    /// Its response status; nginx's 502 (error) or 504 (timeout) when it failed, 0
-    /// (logged as `-`) when the client's misbehaviour ended the attempt.
-    pub status: u16,
-    /// Time to connect, `None` when it did not connect (a reused connection counts 0).
-    pub connect: Option<Duration>,
-    /// Time to the end of the response head, `None` without a response head.
-    pub header: Option<Duration>,
-    /// Time from the start of the attempt to its end.
-    pub response: Duration,
 }
 
 /// What the response phase of a request left for its log line.
@@ -52,6 +36,9 @@ pub struct ResponseFacts<'a> {
     /// Every attempt at a peer, in order; empty when no peer was contacted or the
     /// format lists none.
     pub upstream: &'a [UpstreamAttempt],
+    /// The response head sent to the client (status line and fields), when the format
+    /// has `$sent_http_NAME`; empty otherwise.
+    pub sent_head: &'a [u8],
 }
 
 /// A log line with its request-phase parts rendered.
@@ -79,6 +66,8 @@ fn is_response_phase(v: &Var) -> bool {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
+            | Var::UpstreamHttp(_)
+            | Var::SentHttp(_)
     )
 }
 
@@ -161,65 +150,20 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
-            let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
+            seconds(out, now);
         }
         Var::TimeLocal => crate::log::with_time(|_, local| out.extend_from_slice(local)),
         Var::TimeIso8601 => crate::log::with_iso_time(|iso| out.extend_from_slice(iso)),
-        Var::UpstreamAddr => return list(out, r.upstream, |out, a| write!(out, "{}", a.addr)),
-        Var::UpstreamStatus => {
-            return list(out, r.upstream, |out, a| match a.status {
-                0 => write!(out, "-"),
-                s => write!(out, "{s}"),
-            })
-        }
-        Var::UpstreamResponseTime => {
-            return list(out, r.upstream, |out, a| {
-                seconds(out, a.response);
-                Ok(())
-            })
-        }
-        Var::UpstreamConnectTime => {
-            return list(out, r.upstream, |out, a| {
-                opt_seconds(out, a.connect);
-                Ok(())
-            })
-        }
-        Var::UpstreamHeaderTime => {
-            return list(out, r.upstream, |out, a| {
-                opt_seconds(out, a.header);
-                Ok(())
-            })
-        }
-        _ => return false,
+        Var::SentHttp(name) => return sent_field(r.sent_head, name, out),
+        other => return upstream_value(other, r.upstream, out).unwrap_or(false),
     }
     true
 }
 
-/// nginx's per-attempt lists: values joined by `, `; missing without attempts.
-fn list(
-    out: &mut Vec<u8>,
-    attempts: &[UpstreamAttempt],
-    mut each: impl FnMut(&mut Vec<u8>, &UpstreamAttempt) -> std::io::Result<()>,
-) -> bool {
-    for (i, a) in attempts.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        let _ = each(out, a);
-    }
-    !attempts.is_empty()
-}
-
-/// Seconds with millisecond precision, as nginx logs times: `0.004`.
-fn seconds(out: &mut Vec<u8>, d: Duration) {
-    let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
-}
-
-fn opt_seconds(out: &mut Vec<u8>, d: Option<Duration>) {
-    match d {
-        Some(d) => seconds(out, d),
-        None => out.push(b'-'),
-    }
+/// `$sent_http_NAME`: the first field of that name in the head sent; nginx joins
+/// the `Cache-Control` and `Link` fields with `, `.
+fn sent_field(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
+    head_field(head, name, name == "cache-control" || name == "link", out)
 }
 
 /// Appends a variable's value escaped as the format asks. A missing value is `-` with
@@ -342,6 +286,7 @@ mod tests {
             bytes_sent: 0,
             started: Instant::now(),
             upstream: &[],
+            sent_head: b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nX-Id: a\r\nX-Id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n",
         };
         let line = |escape| {
             let format = LogFormat {
@@ -370,7 +315,27 @@ mod tests {
     }
 
     #[test]
+    fn sent_fields_as_nginx_finds_them() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Id:  a \r\nx-id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n";
+        let field = |name: &str| {
+            let mut out = Vec::new();
+            let found = sent_field(head, name, &mut out);
+            (found, String::from_utf8(out).expect("ascii"))
+        };
+        assert_eq!(field("content-type"), (true, "text/html".to_owned()));
+        assert_eq!(field("x-id"), (true, "a".to_owned()));
+        assert_eq!(
+            field("cache-control"),
+            (true, "no-cache, private".to_owned())
+        );
+        assert_eq!(field("x-none"), (false, String::new()));
+        assert!(!sent_field(b"", "x-id", &mut Vec::new()));
+    }
+
+    #[test]
     fn upstream_lists_and_times() {
+        use crate::config::Endpoint;
+        use std::time::Duration;
         let attempts = [
             UpstreamAttempt {
                 addr: Endpoint::Inet("127.0.0.1:1".parse().expect("addr")),
@@ -378,6 +343,7 @@ mod tests {
                 connect: None,
                 header: None,
                 response: Duration::from_micros(1500),
+                head: Vec::new(),
             },
             UpstreamAttempt {
                 addr: Endpoint::Inet("127.0.0.1:2".parse().expect("addr")),
@@ -385,6 +351,7 @@ mod tests {
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),
                 response: Duration::from_millis(1234),
+                head: b"HTTP/1.1 200 OK\r\nX-App: web-2\r\n\r\n".to_vec(),
             },
         ];
         let r = ResponseFacts {
@@ -393,6 +360,7 @@ mod tests {
             bytes_sent: 100,
             started: Instant::now(),
             upstream: &attempts,
+            sent_head: b"",
         };
         let val = |v: Var| {
             let mut out = Vec::new();

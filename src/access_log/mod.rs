@@ -5,5 +5,6 @@
 mod format;
 mod writer;
 
-pub use format::{ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt};
+pub use crate::vars::UpstreamAttempt;
+pub use format::{ConnFacts, PendingLine, ResponseFacts};
 pub use writer::{format_combined, AccessLog, AccessLogs, CombinedFields};

@@ -186,6 +186,8 @@ pub static DIRECTIVES: &[Spec] = &[
         1,
     ),
     block("map", HTTP, 2, 2),
+    block("geo", HTTP, 1, 2),
+    block("split_clients", HTTP, 2, 2),
     handled("add_header", HSL | LOCATION_IF, 2, 3),
     handled("access_log", HSL, 1, MANY),
     handled("log_format", HTTP, 2, MANY),

@@ -5,6 +5,7 @@
 
 pub mod directives;
 pub mod error;
+pub mod geo;
 pub mod lexer;
 pub mod overlay;
 pub mod parser;

@@ -24,7 +24,9 @@ impl TemplateError {
             ),
             TemplateError::Unknown(name) => (
                 format!("unknown \"{name}\" variable"),
-                Some(if name == "connection_upgrade" {
+                Some(if name.starts_with("sent_http_") {
+                    "$sent_http_NAME (a field of the response sent) is known in log_format only; in add_header and elsewhere it is not supported yet ($upstream_http_NAME has a proxied response's fields)".to_owned()
+                } else if name == "connection_upgrade" {
                     "$connection_upgrade comes from a \"map\" block: declare it with map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }".to_owned()
                 } else {
                     "see the README for the variables ferrolb knows, or declare it with \"set\" or \"map\"".to_owned()
@@ -39,6 +41,9 @@ pub fn var(name: &str) -> Option<Var> {
     let header = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
     if let Some(rest) = name.strip_prefix("http_") {
         return (!rest.is_empty()).then(|| Var::Http(header(rest)));
+    }
+    if let Some(rest) = name.strip_prefix("upstream_http_") {
+        return (!rest.is_empty()).then(|| Var::UpstreamHttp(header(rest)));
     }
     if let Some(rest) = name.strip_prefix("cookie_") {
         return (!rest.is_empty()).then(|| Var::Cookie(rest.to_owned()));
@@ -262,5 +267,9 @@ mod tests {
             TemplateError::Unknown("foo".into()).message("$foo").0,
             "unknown \"foo\" variable"
         );
+        let (msg, hint) =
+            TemplateError::Unknown("sent_http_x_id".into()).message("$sent_http_x_id");
+        assert_eq!(msg, "unknown \"sent_http_x_id\" variable");
+        assert!(hint.is_some_and(|h| h.contains("log_format only")));
     }
 }

@@ -137,6 +137,11 @@ pub struct Http {
     /// Names of the user variables (`set`, named regex captures) by slot; [`Var::User`]
     /// indexes them. Empty by default.
     pub user_vars: Vec<String>,
+    /// `geo` blocks in file order; [`Var::Geo`] indexes them. Empty by default.
+    pub geos: Vec<GeoConf>,
+    /// `split_clients` blocks in file order; [`Var::SplitClients`] indexes them. Empty
+    /// by default.
+    pub split_clients: Vec<SplitClientsConf>,
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.
@@ -690,6 +695,29 @@ pub enum DocRoot {
     Root(std::path::PathBuf),
     /// `alias PATH`: the file is PATH plus the URI after the location's prefix.
     Alias(std::path::PathBuf),
+    /// `root` or `alias` with variables (`root /srv/$host;`, `alias /srv/static/$1;`),
+    /// evaluated per request; a relative value is under `prefix`, as nginx's
+    /// `ngx_get_full_name`.
+    Vars {
+        /// The value.
+        path: Template,
+        /// The prefix a relative value is taken under.
+        prefix: std::path::PathBuf,
+        /// How the URI is added to it.
+        uri: UriPart,
+    },
+}
+
+/// How a [`DocRoot::Vars`] value and the URI make the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriPart {
+    /// `root`: the whole URI is appended.
+    Whole,
+    /// `alias` in a prefix location: the URI after the prefix is appended.
+    AfterPrefix,
+    /// `alias` in a regex location: the value alone names the file (its captures
+    /// carry the URI's parts), as nginx.
+    None,
 }
 
 /// `if_modified_since`.
@@ -902,8 +930,16 @@ impl GzipProxied {
 
 impl FilesConf {
     /// The file a URI names (`$request_filename`): `root` plus the URI, or `alias` plus
-    /// the URI after the location's prefix.
-    pub fn file_for(&self, location_prefix: Option<&str>, uri: &str) -> PathBuf {
+    /// the URI after the location's prefix, or a regex location's `alias` alone. `eval`
+    /// evaluates a value with variables. `None` when a value with variables makes a
+    /// path that could leave it (a `..` component, a NUL byte) or is empty: such a
+    /// file is never looked up.
+    pub fn file_for(
+        &self,
+        location_prefix: Option<&str>,
+        uri: &str,
+        eval: &dyn Fn(&Template) -> Vec<u8>,
+    ) -> Option<PathBuf> {
         fn join(base: &std::path::Path, rest: &str) -> PathBuf {
             // As bytes: a `/`-led URI must not replace the base, as `Path::join` would.
             let mut s = base.as_os_str().to_owned();
@@ -916,22 +952,59 @@ impl FilesConf {
             s.push(rest);
             PathBuf::from(s)
         }
+        let after_prefix = || {
+            location_prefix
+                .and_then(|p| uri.strip_prefix(p))
+                .unwrap_or(uri)
+        };
         match &self.doc {
-            DocRoot::Root(root) => join(root, uri),
-            DocRoot::Alias(alias) => {
-                let rest = location_prefix
-                    .and_then(|p| uri.strip_prefix(p))
-                    .unwrap_or(uri);
-                join(alias, rest)
+            DocRoot::Root(root) => Some(join(root, uri)),
+            DocRoot::Alias(alias) => Some(join(alias, after_prefix())),
+            DocRoot::Vars { uri: part, .. } => {
+                let base = self.evaluated_root(eval)?;
+                let path = match part {
+                    UriPart::Whole => join(&base, uri),
+                    UriPart::AfterPrefix => join(&base, after_prefix()),
+                    UriPart::None => base,
+                };
+                let escapes = path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir);
+                (!escapes).then_some(path)
             }
         }
     }
 
-    /// `$document_root`: the `root` or `alias` path.
-    pub fn document_root(&self) -> &std::path::Path {
+    /// `$document_root`: the `root` or `alias` path, evaluated when it has variables
+    /// (`None` when that gives nothing usable).
+    pub fn document_root(&self, eval: &dyn Fn(&Template) -> Vec<u8>) -> Option<PathBuf> {
         match &self.doc {
-            DocRoot::Root(p) | DocRoot::Alias(p) => p,
+            DocRoot::Root(p) | DocRoot::Alias(p) => Some(p.clone()),
+            DocRoot::Vars { .. } => self.evaluated_root(eval),
         }
+    }
+
+    fn evaluated_root(&self, eval: &dyn Fn(&Template) -> Vec<u8>) -> Option<PathBuf> {
+        let DocRoot::Vars { path, prefix, .. } = &self.doc else {
+            return None;
+        };
+        let value = eval(path);
+        if value.is_empty() || value.contains(&0) {
+            return None;
+        }
+        use std::os::unix::ffi::OsStrExt as _;
+        Some(prefix.join(std::ffi::OsStr::from_bytes(&value)))
+    }
+
+    /// True for a regex location's `alias`: the value alone names the file.
+    pub fn alias_names_file(&self) -> bool {
+        matches!(
+            self.doc,
+            DocRoot::Vars {
+                uri: UriPart::None,
+                ..
+            }
+        )
     }
 }
 
@@ -1123,6 +1196,16 @@ pub struct LogFormat {
     pub uses_upstream: bool,
 }
 
+impl LogFormat {
+    /// True when the format has `$sent_http_NAME`: the response head sent must then be
+    /// kept for the line.
+    pub fn uses_sent_head(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, TemplatePart::Var(Var::SentHttp(_))))
+    }
+}
+
 /// `log_format … escape=`: how variable values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogEscape {
@@ -1159,6 +1242,24 @@ impl Template {
         self.parts
             .iter()
             .all(|p| matches!(p, TemplatePart::Literal(_)))
+    }
+
+    /// True when the template uses an `$upstream_*` variable: the attempts at peers
+    /// must then be recorded for it.
+    pub fn uses_upstream(&self) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(
+                p,
+                TemplatePart::Var(
+                    Var::UpstreamAddr
+                        | Var::UpstreamStatus
+                        | Var::UpstreamResponseTime
+                        | Var::UpstreamConnectTime
+                        | Var::UpstreamHeaderTime
+                        | Var::UpstreamHttp(_)
+                )
+            )
+        })
     }
 }
 
@@ -1218,8 +1319,14 @@ pub enum Var {
     /// `$upstream_addr`: the peer being tried in headers; in logs every peer tried,
     /// joined by `, `.
     UpstreamAddr,
-    /// `$upstream_status` (logs): one status per attempt (502/504 for failed ones).
+    /// `$upstream_status` (logs, `add_header`): one status per attempt (502/504 for
+    /// failed ones).
     UpstreamStatus,
+    /// `$upstream_http_NAME`: a field of the upstream's response head (NAME as in
+    /// [`Var::Http`]).
+    UpstreamHttp(String),
+    /// `$sent_http_NAME` (logs only): a field of the response head sent to the client.
+    SentHttp(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
     UpstreamResponseTime,
     /// `$upstream_connect_time` (logs): seconds per attempt, `-` when it did not connect.
@@ -1286,6 +1393,10 @@ pub enum Var {
     User(usize),
     /// A `map` variable: an index into [`Http::maps`], evaluated when used.
     Map(usize),
+    /// A `geo` variable: an index into [`Http::geos`].
+    Geo(usize),
+    /// A `split_clients` variable: an index into [`Http::split_clients`].
+    SplitClients(usize),
     /// A name no level declares; carried for error messages only, it never appears in
     /// a validated template.
     #[doc(hidden)]
@@ -1449,4 +1560,50 @@ pub struct MapConf {
     pub regexes: Vec<MapRegex>,
     /// `default`; empty when not given.
     pub default: Template,
+}
+
+/// `geo [$address] $name { ... }` at http level (`ngx_http_geo_module`).
+#[derive(Debug, Clone)]
+pub struct GeoConf {
+    /// The variable's name, without `$`.
+    pub name: String,
+    /// The address looked up: `None` for the client's (`$remote_addr`), else the
+    /// value of this variable, parsed as an address.
+    pub source: Option<Template>,
+    /// `proxy ADDR|CIDR`: when the address is one of these, the one the last
+    /// `X-Forwarded-For` names is looked up instead. Empty by default.
+    pub proxies: Vec<crate::config::geo::Cidr>,
+    /// `proxy_recursive`: walk `X-Forwarded-For` back past every trusted proxy.
+    pub proxy_recursive: bool,
+    /// `volatile`: found again at each use; otherwise kept for the request, as nginx.
+    pub volatile: bool,
+    /// The networks or ranges and their values.
+    pub table: GeoTable,
+}
+
+/// The values of a `geo` block.
+#[derive(Debug, Clone)]
+pub enum GeoTable {
+    /// Networks, longest prefix first; `default` is `0.0.0.0/0` and `::/0`.
+    Cidr(crate::config::geo::PrefixTable<String>),
+    /// `ranges`: IPv4 ranges, and the value of an address in none (`default`, empty
+    /// when not given).
+    Ranges {
+        /// The ranges.
+        ranges: crate::config::geo::RangeTable<String>,
+        /// `default`.
+        default: String,
+    },
+}
+
+/// `split_clients STRING $name { PERCENT VALUE; ... }` at http level.
+#[derive(Debug, Clone)]
+pub struct SplitClientsConf {
+    /// The variable's name, without `$`.
+    pub name: String,
+    /// The string hashed (MurmurHash2).
+    pub key: Template,
+    /// In file order: the bucket's upper bound on the 32-bit hash (exclusive; `None`
+    /// for `*`, which takes every hash), and its value.
+    pub parts: Vec<(Option<u32>, String)>,
 }

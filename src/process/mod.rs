@@ -197,6 +197,30 @@ fn run_inner(
         threads.push(t);
     }
 
+    // The signal handlers are in place before the pid file says where to send
+    // signals: a SIGHUP right after it appears reloads rather than kills.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServerError::Start)?;
+    let (mut hup, mut quit, mut term, mut int, mut usr1) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_runtime = signals.enter();
+        let hup = signal(SignalKind::hangup()).map_err(ServerError::Start)?;
+        let quit = signal(SignalKind::quit()).map_err(ServerError::Start)?;
+        // `ferrolb up` stops gracefully on these and must see them itself.
+        let (term, int) = if hooks.embedder_handles_int_term {
+            (None, None)
+        } else {
+            (
+                Some(signal(SignalKind::terminate()).map_err(ServerError::Start)?),
+                Some(signal(SignalKind::interrupt()).map_err(ServerError::Start)?),
+            )
+        };
+        let usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
+        (hup, quit, term, int, usr1)
+    };
+
     write_pid(&pid_path)?;
     // Startup problems were mirrored to the terminal; from here on the error log alone.
     crate::log::set_stderr_mirror(false);
@@ -220,24 +244,7 @@ fn run_inner(
         ),
     );
 
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ServerError::Start)?;
     let mode = signals.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Start)?;
-        let mut quit = signal(SignalKind::quit()).map_err(ServerError::Start)?;
-        // `ferrolb up` stops gracefully on these and must see them itself.
-        let (mut term, mut int) = if hooks.embedder_handles_int_term {
-            (None, None)
-        } else {
-            (
-                Some(signal(SignalKind::terminate()).map_err(ServerError::Start)?),
-                Some(signal(SignalKind::interrupt()).map_err(ServerError::Start)?),
-            )
-        };
-        let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Start)?;
         loop {
             tokio::select! {
                 _ = hup.recv() => reload(&opts, &shared, &mut listen_ctl, workers, terminal),

@@ -301,10 +301,19 @@ pub(super) async fn run<'u, D: Downstream>(
                     done.upstream_addr.as_ref(),
                 );
                 last_status = status;
-                note_attempt(f, done, addr, status, connect_time, header_time, started);
+                note_attempt(
+                    f,
+                    done,
+                    addr,
+                    status,
+                    connect_time,
+                    header_time,
+                    started,
+                    Vec::new(),
+                );
             }
             Err(AttemptError::Client { status, why }) => {
-                note_attempt(f, done, addr, 0, connect_time, None, started);
+                note_attempt(f, done, addr, 0, connect_time, None, started, Vec::new());
                 // The client's fault says nothing about the peer.
                 guard.finish(Outcome::Success);
                 super::log_request(f, cbuf, Level::Info, &why, done.upstream_addr.as_ref());
@@ -330,7 +339,16 @@ pub(super) async fn run<'u, D: Downstream>(
                     );
                 }
                 last_status = err.status();
-                note_attempt(f, done, addr, last_status, connect_time, None, started);
+                note_attempt(
+                    f,
+                    done,
+                    addr,
+                    last_status,
+                    connect_time,
+                    None,
+                    started,
+                    Vec::new(),
+                );
                 let next =
                     plan.after_failure(err.condition(), err.request_sent(), body, made, f.settings);
                 if let Err(why) = next {
@@ -481,7 +499,9 @@ async fn read_head(
     Ok((resp, ubuf))
 }
 
-/// Records one attempt for the `$upstream_*` log variables, when the log uses them.
+/// Records one attempt for the `$upstream_*` variables, when the log or `add_header`
+/// uses them; `head` is the response head it gave, if any.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn note_attempt(
     f: &Forward<'_>,
     done: &mut Forwarded,
@@ -490,6 +510,7 @@ pub(super) fn note_attempt(
     connect: Option<Duration>,
     header: Option<Duration>,
     started: Instant,
+    head: Vec<u8>,
 ) {
     if f.log_upstream {
         done.attempts.push(UpstreamAttempt {
@@ -498,6 +519,7 @@ pub(super) fn note_attempt(
             connect,
             header,
             response: started.elapsed(),
+            head,
         });
     }
 }

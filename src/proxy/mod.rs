@@ -58,9 +58,9 @@ pub struct Forward<'a> {
     /// How a `rewrite` changed the URI, if it did: the upstream then gets the new `$uri`
     /// and arguments rather than the client's target.
     pub rewritten: Option<RewrittenUri>,
-    /// Record every attempt in [`Forwarded::attempts`]: the location's log format uses
-    /// `$upstream_*` variables. False for `access_log off` and `combined`, which then
-    /// allocate nothing for it.
+    /// Record every attempt in [`Forwarded::attempts`]: the location's log format or
+    /// its `add_header` uses `$upstream_*` variables. False otherwise (`access_log
+    /// off`, `combined`), and nothing is allocated for it.
     pub log_upstream: bool,
     /// Error statuses the caller answers itself (the location's `error_page`s): the
     /// proxy then writes nothing for them and reports [`Forwarded::handed_off`]. With

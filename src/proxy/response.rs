@@ -8,7 +8,8 @@ use super::attempt::{note_attempt, Answered, UpstreamConn};
 use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
-use crate::config::{LatencyPoint, Level};
+use crate::access_log::UpstreamAttempt;
+use crate::config::{AccessLogConf, LatencyPoint, Level, LocSettings, TemplatePart, Var};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF};
@@ -43,6 +44,25 @@ pub(super) async fn relay<D: Downstream>(
     let idx = guard.index();
     record_latency(f, idx, LatencyPoint::Header, started);
     let sent_head_bytes = uhead.bytes.len() as u64;
+    // The response head for `$upstream_http_NAME`, kept only when asked for.
+    let kept_head = if f.log_upstream && asks_for_fields(f.settings) {
+        ubuf[..resp.head_len].to_vec()
+    } else {
+        Vec::new()
+    };
+    if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
+        // `add_header` sees every attempt so far, this one with the time to now.
+        let mut attempts = done.attempts.clone();
+        attempts.push(UpstreamAttempt {
+            addr: peer.conf.addr.clone(),
+            status: resp.status,
+            connect: connect_time,
+            header: header_time,
+            response: started.elapsed(),
+            head: kept_head.clone(),
+        });
+        locals.set_upstream(attempts);
+    }
     relay_response(
         f,
         client,
@@ -65,6 +85,7 @@ pub(super) async fn relay<D: Downstream>(
         connect_time,
         header_time,
         started,
+        kept_head,
     );
     // Statistics for /status and /metrics: a few relaxed atomic adds.
     let body_out = match f.head.framing {
@@ -78,6 +99,17 @@ pub(super) async fn relay<D: Downstream>(
         sent_head_bytes + body_out,
     );
     guard.finish(Outcome::Success);
+}
+
+/// Whether `add_header` or the access log has `$upstream_http_NAME`.
+fn asks_for_fields(s: &LocSettings) -> bool {
+    let has = |parts: &[TemplatePart]| {
+        parts
+            .iter()
+            .any(|p| matches!(p, TemplatePart::Var(Var::UpstreamHttp(_))))
+    };
+    s.add_header.iter().any(|h| has(&h.value.parts))
+        || matches!(&s.access_log, AccessLogConf::Format { format, .. } if has(&format.parts))
 }
 
 /// Feeds `least_time` (a no-op for other methods, which skip the clock).

@@ -395,6 +395,8 @@ struct Handled<'a> {
     head_bytes: u64,
     /// Peers tried, when the log format lists them.
     attempts: Vec<UpstreamAttempt>,
+    /// The response head sent, when the log format has `$sent_http_NAME`.
+    sent_head: Vec<u8>,
     keep_alive: bool,
     keepalive_timeout: Duration,
     header_timeout: Duration,
@@ -423,6 +425,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             body_bytes: 0,
             head_bytes: 0,
             attempts: Vec::new(),
+            sent_head: Vec::new(),
             keep_alive: false,
             keepalive_timeout: Duration::ZERO,
             header_timeout: Duration::ZERO,
@@ -447,7 +450,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         }
     };
     let http = &rt.config.http;
-    let locals = Locals::new(&http.maps, http.user_vars.len());
+    let locals = Locals::new(http);
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let pass = Pass {
         route: Route::new(uri, path),
@@ -897,7 +900,8 @@ async fn proxy<'a>(
     let hands_off = |status: u16| {
         saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
     };
-    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
+    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream)
+        || settings.add_header.iter().any(|h| h.value.uses_upstream());
     let f = Forward {
         head,
         settings,
@@ -915,7 +919,8 @@ async fn proxy<'a>(
         hands_off: &hands_off,
     };
     let mut client = Http1Downstream::new(ex.stream, settings.send_timeout)
-        .for_error_page(pass.pages.status, &pass.pages.kept_fields);
+        .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+        .keeping_head(keeps_sent_head(settings));
     let done = crate::proxy::forward(&f, &mut client, buf).await;
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
@@ -936,6 +941,7 @@ async fn proxy<'a>(
         body_bytes: done.body_bytes,
         head_bytes: done.head_bytes,
         attempts: done.attempts,
+        sent_head: client.take_sent_head(),
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -988,6 +994,7 @@ async fn serve_static<'a>(
                 status: req.status,
                 gzipped: gzipped.as_ref().map(|(p, _)| p.as_path()),
                 vary,
+                keep_head: keeps_sent_head(settings),
             };
             let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
             match static_files::send_file(stream, &r, &path, meta).await {
@@ -1016,6 +1023,7 @@ async fn serve_static<'a>(
         body_bytes: sent.body_bytes,
         head_bytes: sent.head_bytes,
         attempts: Vec::new(),
+        sent_head: sent.head,
         keep_alive: sent.keep_alive,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1110,6 +1118,7 @@ async fn send_answer<'a>(
                 body_bytes: 0,
                 head_bytes: 0,
                 attempts: Vec::new(),
+                sent_head: Vec::new(),
                 keep_alive: false,
                 keepalive_timeout: settings.keepalive_timeout,
                 header_timeout: settings.client_header_timeout,
@@ -1139,6 +1148,12 @@ async fn send_answer<'a>(
         }
     };
     send_local(stream, buf, head, &out, status, body_len, keep, settings).await
+}
+
+/// Whether the location's access log has `$sent_http_NAME`: the head sent is then
+/// kept for its line.
+fn keeps_sent_head(settings: &LocSettings) -> bool {
+    matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_sent_head())
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the
@@ -1250,6 +1265,11 @@ async fn send_local<'a>(
         body_bytes: body_len,
         head_bytes: out.len() as u64 - body_len,
         attempts: Vec::new(),
+        sent_head: if keeps_sent_head(settings) {
+            out[..out.len() - body_len as usize].to_vec()
+        } else {
+            Vec::new()
+        },
         keep_alive: keep && ok,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1325,6 +1345,7 @@ impl<'a> LogLine<'a> {
                     bytes_sent: h.head_bytes + h.body_bytes,
                     started,
                     upstream: &h.attempts,
+                    sent_head: &h.sent_head,
                 },
                 &mut line,
             ),

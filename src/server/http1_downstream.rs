@@ -38,6 +38,9 @@ pub struct Http1Downstream<'s> {
     status: Option<u16>,
     /// Fields an error page keeps from the response it replaces.
     kept_fields: &'s [(&'static str, Vec<u8>)],
+    /// A copy of the response head sent, when the access log wants it
+    /// (`$sent_http_NAME`); `None`: not wanted.
+    sent_head: Option<Vec<u8>>,
 }
 
 impl<'s> Http1Downstream<'s> {
@@ -52,6 +55,26 @@ impl<'s> Http1Downstream<'s> {
             body_bytes: 0,
             status: None,
             kept_fields: &[],
+            sent_head: None,
+        }
+    }
+
+    /// Keeps a copy of the response head it sends, for [`Http1Downstream::take_sent_head`].
+    pub fn keeping_head(mut self, keep: bool) -> Self {
+        self.sent_head = keep.then(Vec::new);
+        self
+    }
+
+    /// The response head sent (status line and fields); empty when none was sent or
+    /// [`Http1Downstream::keeping_head`] did not ask for it.
+    pub fn take_sent_head(&mut self) -> Vec<u8> {
+        self.sent_head.take().unwrap_or_default()
+    }
+
+    fn keep_head(&mut self, head: &[u8]) {
+        if let Some(kept) = &mut self.sent_head {
+            kept.clear();
+            kept.extend_from_slice(head);
         }
     }
 
@@ -123,6 +146,8 @@ impl Downstream for Http1Downstream<'_> {
             req.method == Method::Head,
             retry_after,
         );
+        let head_end = memchr::memmem::find(&out, b"\r\n\r\n").map_or(out.len(), |i| i + 4);
+        self.keep_head(&out[..head_end]);
         io::write_all(self.stream, &out, self.send_timeout).await?;
         Ok(out.len() as u64)
     }
@@ -205,6 +230,7 @@ impl Downstream for Http1Downstream<'_> {
         }
         out.extend_from_slice(b"\r\n");
         let head_bytes = out.len() as u64;
+        self.keep_head(&out);
         self.head = Some(out);
         ResponseStarted {
             head_bytes,

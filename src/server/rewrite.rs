@@ -587,8 +587,7 @@ mod tests {
         let head: &'static RequestHead = head;
         let local = Box::leak(Box::new("127.0.0.1:80".parse().expect("addr")));
         let http = &cfg.http;
-        let locals: &'static Locals<'static> =
-            Box::leak(Box::new(Locals::new(&http.maps, http.user_vars.len())));
+        let locals: &'static Locals<'static> = Box::leak(Box::new(Locals::new(http)));
         let vars: &'static RequestVars<'static> = Box::leak(Box::new(RequestVars {
             buf,
             head,

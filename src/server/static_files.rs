@@ -43,9 +43,15 @@ pub enum Resolved {
 }
 
 /// The file a URI names: `root` plus the URI, or `alias` plus the URI after the
-/// location's prefix.
-pub fn map_path(files: &FilesConf, location_prefix: Option<&str>, uri: &str) -> PathBuf {
-    files.file_for(location_prefix, uri)
+/// location's prefix, or a regex location's `alias` alone; `None` when a value with
+/// variables would leave its directory (see [`FilesConf::file_for`]).
+pub fn map_path(
+    files: &FilesConf,
+    location_prefix: Option<&str>,
+    uri: &str,
+    vars: &RequestVars<'_>,
+) -> Option<PathBuf> {
+    files.file_for(location_prefix, uri, &|t| vars.evaluated(t))
 }
 
 /// Decides what `uri` names in a location with `files`: `try_files` first, then the
@@ -69,7 +75,9 @@ pub fn resolve(
             // nginx tries the path as a URI of this location; a trailing `/` asks for a
             // directory.
             let dir = candidate.ends_with('/');
-            let path = map_path(files, location_prefix, candidate);
+            let Some(path) = map_path(files, location_prefix, candidate, vars) else {
+                continue;
+            };
             match checked_meta(files, &path) {
                 Ok(m) if dir && m.is_dir() => {
                     return directory(files, location_prefix, candidate, &path, vars, log)
@@ -88,7 +96,9 @@ pub fn resolve(
             }
         };
     }
-    let path = map_path(files, location_prefix, uri);
+    let Some(path) = map_path(files, location_prefix, uri, vars) else {
+        return Resolved::Status(404);
+    };
     if uri.ends_with('/') {
         return directory(files, location_prefix, uri, &path, vars, log);
     }
@@ -127,8 +137,15 @@ fn directory(
             continue;
         }
         let candidate = format!("{uri}{name}");
-        let file = map_path(files, location_prefix, &candidate);
-        if checked_meta(files, &file).is_ok_and(|m| m.is_file()) {
+        let file = if files.alias_names_file() {
+            // The alias names the directory: the index file is in it, as nginx.
+            let mut p = path.as_os_str().to_owned();
+            p.push(name.as_ref());
+            Some(PathBuf::from(p))
+        } else {
+            map_path(files, location_prefix, &candidate, vars)
+        };
+        if file.is_some_and(|f| checked_meta(files, &f).is_ok_and(|m| m.is_file())) {
             return Resolved::Redirect(candidate);
         }
     }
@@ -368,7 +385,7 @@ pub fn parse_ranges(v: &[u8], size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> 
 }
 
 /// How a file response ended, for the access log and the connection loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sent {
     /// The status sent.
     pub status: u16,
@@ -378,6 +395,9 @@ pub struct Sent {
     pub body_bytes: u64,
     /// Whether the connection may carry another request.
     pub keep_alive: bool,
+    /// The head sent (status line and fields), for `$sent_http_NAME`: always for the
+    /// small pages, for a file only when [`FileRequest::keep_head`] asks.
+    pub head: Vec<u8>,
 }
 
 /// Everything [`send_file`] needs besides the file.
@@ -403,6 +423,8 @@ pub struct FileRequest<'a> {
     pub gzipped: Option<&'a Path>,
     /// `Vary: Accept-Encoding` (`gzip_vary` where a gzipped copy exists).
     pub vary: bool,
+    /// Keep a copy of the head sent ([`Sent::head`]): the access log wants it.
+    pub keep_head: bool,
 }
 
 /// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
@@ -465,6 +487,7 @@ pub async fn send_file(
             head_bytes: out.len() as u64,
             body_bytes: 0,
             keep_alive: keep && ok,
+            head: kept_head(r, &out),
         });
     }
 
@@ -497,6 +520,7 @@ pub async fn send_file(
                         facts.size
                     );
                     let head_bytes = out.len() as u64;
+                    let head = kept_head(r, &out);
                     if !head_only {
                         out.extend_from_slice(page.as_bytes());
                     }
@@ -506,6 +530,7 @@ pub async fn send_file(
                         head_bytes,
                         body_bytes: out.len() as u64 - head_bytes,
                         keep_alive: keep && ok,
+                        head,
                     });
                 }
             }
@@ -597,6 +622,7 @@ pub async fn send_file(
     extra_headers(&mut out, r, status, facts.mtime);
     out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
+    let head = kept_head(r, &out);
 
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
@@ -605,6 +631,7 @@ pub async fn send_file(
             head_bytes,
             body_bytes: 0,
             keep_alive: keep && ok,
+            head,
         });
     }
     // The head goes out with the first piece of the body.
@@ -617,12 +644,12 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return Ok(broken(status, head_bytes, sent));
+                return Ok(broken(status, head_bytes, sent, head));
             }
             sent += part_head.len() as u64;
         }
         if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
-            return Ok(broken(status, head_bytes, sent));
+            return Ok(broken(status, head_bytes, sent, head));
         }
         let mut left = b - a + 1;
         while left > 0 {
@@ -637,7 +664,7 @@ pub async fn send_file(
                         None,
                         format_args!("\"{}\" was truncated while being sent", path.display()),
                     );
-                    return Ok(broken(status, head_bytes, sent));
+                    return Ok(broken(status, head_bytes, sent, head));
                 }
                 Ok(n) => n,
             };
@@ -645,7 +672,7 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return Ok(broken(status, head_bytes, sent));
+                return Ok(broken(status, head_bytes, sent, head));
             }
             sent += n as u64;
             left -= n as u64;
@@ -656,7 +683,7 @@ pub async fn send_file(
             .await
             .is_err()
         {
-            return Ok(broken(status, head_bytes, sent));
+            return Ok(broken(status, head_bytes, sent, head));
         }
         sent += trailer.len() as u64;
     }
@@ -665,6 +692,7 @@ pub async fn send_file(
         head_bytes,
         body_bytes: sent,
         keep_alive: keep,
+        head,
     })
 }
 
@@ -685,12 +713,22 @@ fn next_time_of_day(now: i64, at: i64) -> i64 {
 }
 
 /// A response cut short: the connection closes.
-fn broken(status: u16, head_bytes: u64, body_bytes: u64) -> Sent {
+fn broken(status: u16, head_bytes: u64, body_bytes: u64, head: Vec<u8>) -> Sent {
     Sent {
         status,
         head_bytes,
         body_bytes,
         keep_alive: false,
+        head,
+    }
+}
+
+/// A copy of the head in `out` when the request asks for it.
+fn kept_head(r: &FileRequest<'_>, out: &[u8]) -> Vec<u8> {
+    if r.keep_head {
+        out.to_vec()
+    } else {
+        Vec::new()
     }
 }
 
@@ -771,11 +809,13 @@ pub async fn send_status(
         respond::error_body(status).len() as u64
     };
     let ok = io::write_all(stream, &out, limit).await.is_ok();
+    let head_bytes = out.len() - body as usize;
     Sent {
         status,
-        head_bytes: out.len() as u64 - body,
+        head_bytes: head_bytes as u64,
         body_bytes: body,
         keep_alive: keep && ok,
+        head: out[..head_bytes].to_vec(),
     }
 }
 
@@ -819,6 +859,7 @@ async fn send_html(
         page.len()
     );
     let head_bytes = out.len() as u64;
+    let sent_head = out.to_vec();
     if head.method != Method::Head {
         out.extend_from_slice(page.as_bytes());
     }
@@ -828,6 +869,7 @@ async fn send_html(
         head_bytes,
         body_bytes: out.len() as u64 - head_bytes,
         keep_alive: keep && ok,
+        head: sent_head,
     }
 }
 
@@ -981,17 +1023,18 @@ mod tests {
             disable_symlinks: false,
             gzip_static: Default::default(),
         };
+        let no_vars = |_: &crate::config::Template| Vec::new();
         assert_eq!(
-            map_path(&files, Some("/static/"), "/static/css/a.css"),
-            PathBuf::from("/srv/static/css/a.css")
+            files.file_for(Some("/static/"), "/static/css/a.css", &no_vars),
+            Some(PathBuf::from("/srv/static/css/a.css"))
         );
         let root = FilesConf {
             doc: DocRoot::Root("/srv/www".into()),
             ..files
         };
         assert_eq!(
-            map_path(&root, Some("/"), "/a/b"),
-            PathBuf::from("/srv/www/a/b")
+            root.file_for(Some("/"), "/a/b", &no_vars),
+            Some(PathBuf::from("/srv/www/a/b"))
         );
     }
 }

@@ -1382,3 +1382,31 @@ impl KeepAlive {
         self.reader.is_some()
     }
 }
+
+/// Runs `ferrolb -t` (the binary under test) on `text` written to `DIR/nginx.conf`:
+/// whether the test passed, and its stderr.
+pub fn config_test(dir: &Path, text: &str) -> (bool, String) {
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, text).expect("write the config");
+    let out = std::process::Command::new(proxy_bin())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("run -t");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A response body to compare between servers: a standard error page names its
+/// server, so only its heading line counts; any other body as it is.
+pub fn page_heading_or_body(text: String) -> String {
+    match text.find("<h1>") {
+        Some(i) => text[i..].lines().next().unwrap_or("").to_owned(),
+        None => text,
+    }
+}

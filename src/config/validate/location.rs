@@ -109,20 +109,15 @@ impl Validator<'_> {
                             "\"alias\" cannot be used in named location",
                         ));
                     }
-                    if is_regex(kind) {
-                        return Err(ConfigError::hinted(
-                            &c.span,
-                            "\"alias\" in a regex location needs captures, which are not supported yet",
-                            "use a prefix location, or \"root\"",
-                        ));
-                    }
-                    if c.arg(0).contains('$') {
-                        return Err(ConfigError::at(
-                            &c.span,
-                            "variables in \"alias\" are not supported yet",
-                        ));
-                    }
-                    once(&mut p.alias, self.env.prefix.join(c.arg(0)), c)?;
+                    // In a regex location the value alone is the file: its captures
+                    // carry the parts of the URI, as nginx.
+                    let uri = if is_regex(kind) {
+                        UriPart::None
+                    } else {
+                        UriPart::AfterPrefix
+                    };
+                    let alias = self.doc_root(c, uri)?;
+                    once(&mut p.alias, alias, c)?;
                 }
                 "internal" => once(&mut internal, true, c)?,
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
@@ -143,6 +138,19 @@ impl Validator<'_> {
                 action: &action,
             },
         )?;
+        if let (
+            Some(DocRoot::Vars {
+                uri: UriPart::None, ..
+            }),
+            Some(_),
+        ) = (&p.alias, &p.try_files)
+        {
+            return Err(ConfigError::hinted(
+                &d.span,
+                "\"try_files\" with \"alias\" in a regex location is not supported",
+                "nginx appends the try_files value to the alias there, which is rarely what is meant; use \"root\", or a prefix location with \"alias\"",
+            ));
+        }
         if p.alias.is_some() && merged_has_own_root(d) {
             return Err(ConfigError::at(
                 &d.span,

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::rewrite::VarNames;
-use super::values::templ;
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
+use crate::config::template;
 use crate::config::types::*;
 
 /// `log_format NAME [escape=default|json|none] STRING ...;`.
@@ -37,19 +37,22 @@ pub(super) fn log_format(d: &Directive, names: &VarNames) -> Result<LogFormat> {
     }
     // nginx concatenates the strings as written, with nothing between them.
     let text: String = rest.iter().map(|a| a.value.as_str()).collect();
-    let parts = templ(d, &text, names)?.parts;
-    let uses_upstream = parts.iter().any(|p| {
-        matches!(
-            p,
-            TemplatePart::Var(
-                Var::UpstreamAddr
-                    | Var::UpstreamStatus
-                    | Var::UpstreamResponseTime
-                    | Var::UpstreamConnectTime
-                    | Var::UpstreamHeaderTime
-            )
-        )
-    });
+    // `$sent_http_NAME` exists for log lines only: the response is sent by then.
+    let template = template::parse_with(&text, &|n| {
+        names.lookup(n).or_else(|| {
+            let field = n.strip_prefix("sent_http_").filter(|f| !f.is_empty())?;
+            Some(Var::SentHttp(field.to_ascii_lowercase().replace('_', "-")))
+        })
+    })
+    .map_err(|e| {
+        let (msg, hint) = e.message(&text);
+        match hint {
+            Some(h) => ConfigError::hinted(&d.span, msg, h),
+            None => ConfigError::at(&d.span, msg),
+        }
+    })?;
+    let uses_upstream = template.uses_upstream();
+    let parts = template.parts;
     Ok(LogFormat {
         name,
         escape,

@@ -7,11 +7,12 @@
 //! value syntax in `values`, `host:port` and name lookup in `address`, inherited
 //! settings in `settings`, `server` and `location` blocks, `upstream` blocks,
 //! `proxy_pass` in `proxy`, `health_check` and `match` in `health`, logging directives
-//! in `logs`, `ferrolb_admin` in `admin`, and the rewrite module and `map` in
-//! `rewrite`.
+//! in `logs`, `ferrolb_admin` in `admin`, the rewrite module and `map` in
+//! `rewrite`, `geo` in `geo` and `split_clients` in `split_clients`.
 
 mod address;
 mod admin;
+mod geo;
 mod health;
 mod location;
 mod logs;
@@ -19,6 +20,7 @@ mod proxy;
 mod rewrite;
 mod server;
 mod settings;
+mod split_clients;
 mod upstream;
 mod values;
 
@@ -93,6 +95,19 @@ fn once<T>(slot: &mut Option<T>, value: T, d: &Directive) -> Result<()> {
 /// nginx's error for a single-valued directive set twice in one level.
 fn duplicate(d: &Directive) -> ConfigError {
     ConfigError::at(&d.span, format!("\"{}\" directive is duplicate", d.name))
+}
+
+/// One `map`, `geo` or `split_clients` block per variable name. (nginx lets a later
+/// block silently replace an earlier one; that is always a mistake, so it is refused.)
+fn declare_once(names: &mut HashSet<String>, name: &str, d: &Directive) -> Result<()> {
+    if names.insert(name.to_owned()) {
+        return Ok(());
+    }
+    Err(ConfigError::hinted(
+        &d.span,
+        format!("the duplicate \"{name}\" variable"),
+        "another map, geo or split_clients block already makes this variable; nginx would use the last one",
+    ))
 }
 
 /// Directives the table routes to a context whose handler has no arm for them would be
@@ -315,6 +330,10 @@ impl Validator<'_> {
         }
         let mut admin = None;
         let mut maps = Vec::new();
+        let mut geos = Vec::new();
+        let mut splits = Vec::new();
+        // Names of map, geo and split_clients variables so far: one block per name.
+        let mut computed: HashSet<String> = HashSet::new();
         for d in ds
             .iter()
             .filter(|d| d.name != "upstream" && d.name != "match")
@@ -343,13 +362,18 @@ impl Validator<'_> {
                 "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
                 "map" => {
                     let map = self.map_block(d)?;
-                    if maps.iter().any(|m: &MapConf| m.name == map.name) {
-                        return Err(ConfigError::at(
-                            &d.span,
-                            format!("the duplicate \"{}\" variable", map.name),
-                        ));
-                    }
+                    declare_once(&mut computed, &map.name, d)?;
                     maps.push(map);
+                }
+                "geo" => {
+                    let geo = self.geo_block(d)?;
+                    declare_once(&mut computed, &geo.name, d)?;
+                    geos.push(geo);
+                }
+                "split_clients" => {
+                    let split = self.split_clients_block(d)?;
+                    declare_once(&mut computed, &split.name, d)?;
+                    splits.push(split);
                 }
                 _ => self.setting(&mut level, d)?,
             }
@@ -378,6 +402,8 @@ impl Validator<'_> {
             // In the order the names were collected, which is file order too.
             maps: self.names.order_maps(maps),
             user_vars: self.names.user_names(),
+            geos: self.names.order_geos(geos),
+            split_clients: self.names.order_split_clients(splits),
         })
     }
 

@@ -25,6 +25,8 @@ use crate::config::types::*;
 pub(super) struct VarNames {
     user: Vec<String>,
     maps: Vec<String>,
+    geos: Vec<String>,
+    split_clients: Vec<String>,
 }
 
 impl VarNames {
@@ -32,6 +34,12 @@ impl VarNames {
     pub(super) fn lookup(&self, name: &str) -> Option<Var> {
         if let Some(i) = self.maps.iter().position(|m| m == name) {
             return Some(Var::Map(i));
+        }
+        if let Some(i) = self.geos.iter().position(|m| m == name) {
+            return Some(Var::Geo(i));
+        }
+        if let Some(i) = self.split_clients.iter().position(|m| m == name) {
+            return Some(Var::SplitClients(i));
         }
         self.user_slot(name).map(Var::User)
     }
@@ -51,6 +59,21 @@ impl VarNames {
     pub(super) fn order_maps(&self, mut maps: Vec<MapConf>) -> Vec<MapConf> {
         maps.sort_by_key(|m| self.maps.iter().position(|n| *n == m.name));
         maps
+    }
+
+    /// `geo` blocks in the order of their [`Var::Geo`] indexes.
+    pub(super) fn order_geos(&self, mut geos: Vec<GeoConf>) -> Vec<GeoConf> {
+        geos.sort_by_key(|g| self.geos.iter().position(|n| *n == g.name));
+        geos
+    }
+
+    /// `split_clients` blocks in the order of their [`Var::SplitClients`] indexes.
+    pub(super) fn order_split_clients(
+        &self,
+        mut splits: Vec<SplitClientsConf>,
+    ) -> Vec<SplitClientsConf> {
+        splits.sort_by_key(|g| self.split_clients.iter().position(|n| *n == g.name));
+        splits
     }
 
     /// Slot names in slot order, for [`Http::user_vars`].
@@ -77,16 +100,25 @@ pub(super) fn collect_names(ds: &[Directive]) -> VarNames {
     names
 }
 
+/// The variables of `map`, `geo` and `split_clients` blocks.
 fn collect_maps(ds: &[Directive], names: &mut VarNames) {
     for d in ds {
-        if d.name == "map" {
-            if let Some(name) = d.args.get(1).and_then(|a| a.value.strip_prefix('$')) {
-                if template::var(name).is_none() && !names.maps.iter().any(|m| m == name) {
-                    names.maps.push(name.to_owned());
+        let (list, arg) = match d.name.as_str() {
+            "map" => (&mut names.maps, d.args.get(1)),
+            // `geo $name` or `geo $address $name`.
+            "geo" => (&mut names.geos, d.args.last()),
+            "split_clients" => (&mut names.split_clients, d.args.get(1)),
+            _ => {
+                if let Some(block) = &d.block {
+                    collect_maps(block, names);
                 }
+                continue;
             }
-        } else if let Some(block) = &d.block {
-            collect_maps(block, names);
+        };
+        if let Some(name) = arg.and_then(|a| a.value.strip_prefix('$')) {
+            if template::var(name).is_none() && !list.iter().any(|m| m == name) {
+                list.push(name.to_owned());
+            }
         }
     }
 }
@@ -105,6 +137,8 @@ fn collect_user(ds: &[Directive], names: &mut VarNames) {
             }
             // Map keys are the block's directive names.
             "map" => d.block.iter().flatten().map(|k| k.name.as_str()).collect(),
+            // Their lines are addresses and percentages, no directives.
+            "geo" | "split_clients" => continue,
             _ => Vec::new(),
         };
         for text in regexes {
@@ -205,7 +239,7 @@ impl Validator<'_> {
             Some(_) => {
                 return Err(ConfigError::hinted(
                     &d.span,
-                    format!("\"set\" of the \"map\" variable \"{name}\" is not supported"),
+                    format!("\"set\" of the \"map\", \"geo\" or \"split_clients\" variable \"{name}\" is not supported"),
                     "use another variable name",
                 ))
             }
@@ -335,18 +369,7 @@ impl Validator<'_> {
 
     /// `map SOURCE $name { KEY VALUE; ... }` at http level.
     pub(super) fn map_block(&mut self, d: &Directive) -> Result<MapConf> {
-        let Some(name) = d.arg(1).strip_prefix('$') else {
-            return Err(ConfigError::at(
-                &d.span,
-                format!("invalid variable name \"{}\"", d.arg(1)),
-            ));
-        };
-        if template::var(name).is_some() {
-            return Err(ConfigError::at(
-                &d.span,
-                format!("the duplicate \"{name}\" variable"),
-            ));
-        }
+        let name = declared_name(d, d.arg(1))?;
         let mut map = MapConf {
             name: name.to_owned(),
             source: templ(d, d.arg(0), &self.names)?,
@@ -423,6 +446,27 @@ impl Validator<'_> {
         }
         Ok(map)
     }
+}
+
+/// The name (without `$`) of the variable a `map`, `geo` or `split_clients` block
+/// declares; built-in names cannot be declared, as in nginx.
+pub(super) fn declared_name<'a>(d: &Directive, text: &'a str) -> Result<&'a str> {
+    let name = match text.strip_prefix('$') {
+        Some(name) if !name.is_empty() => name,
+        _ => {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("invalid variable name \"{text}\""),
+            ))
+        }
+    };
+    if template::var(name).is_some() {
+        return Err(ConfigError::at(
+            &d.span,
+            format!("the duplicate \"{name}\" variable"),
+        ));
+    }
+    Ok(name)
 }
 
 /// `return CODE [TEXT]`, `return URL` (a 302), as nginx reads them.

@@ -31,7 +31,7 @@ pub(super) struct Partial {
     keepalive_requests: Option<u32>,
     add_header: Option<Vec<AddHeader>>,
     access_log: Option<AccessLogConf>,
-    root: Option<PathBuf>,
+    root: Option<DocRoot>,
     index: Option<Vec<Template>>,
     types: Option<Arc<MimeTypes>>,
     default_type: Option<String>,
@@ -71,7 +71,7 @@ pub(super) struct Partial {
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
-    pub(super) alias: Option<PathBuf>,
+    pub(super) alias: Option<DocRoot>,
 }
 
 impl Partial {
@@ -204,8 +204,11 @@ impl Partial {
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
                 doc: match &self.alias {
-                    Some(a) => DocRoot::Alias(a.clone()),
-                    None => DocRoot::Root(self.root.clone().unwrap_or_else(|| prefix.join("html"))),
+                    Some(a) => a.clone(),
+                    None => self
+                        .root
+                        .clone()
+                        .unwrap_or_else(|| DocRoot::Root(prefix.join("html"))),
                 },
                 index: self
                     .index
@@ -234,6 +237,38 @@ impl Partial {
 }
 
 impl Validator<'_> {
+    /// The value of `root` or `alias`: a path under the prefix, or a value with
+    /// variables evaluated per request.
+    pub(super) fn doc_root(&self, d: &Directive, uri: UriPart) -> Result<DocRoot> {
+        let text = d.arg(0);
+        let literal = |p: PathBuf| match uri {
+            UriPart::Whole => DocRoot::Root(p),
+            _ => DocRoot::Alias(p),
+        };
+        if !text.contains('$') && uri != UriPart::None {
+            return Ok(literal(self.env.prefix.join(text)));
+        }
+        let path = super::values::templ(d, text, &self.names)?;
+        let circular = path.parts.iter().any(|p| {
+            matches!(
+                p,
+                TemplatePart::Var(Var::RequestFilename | Var::DocumentRoot | Var::RealpathRoot)
+            )
+        });
+        if circular {
+            return Err(ConfigError::hinted(
+                &d.span,
+                format!("\"{}\" cannot use the variables it defines", d.name),
+                "$request_filename, $document_root and $realpath_root are made from root and alias",
+            ));
+        }
+        Ok(DocRoot::Vars {
+            path,
+            prefix: self.env.prefix.clone(),
+            uri,
+        })
+    }
+
     /// Settings valid at http, server and location level.
     pub(super) fn setting(&mut self, p: &mut Partial, d: &Directive) -> Result<()> {
         let a0 = d.arg(0);
@@ -319,13 +354,8 @@ impl Validator<'_> {
                         "invalid number of arguments in \"root\" directive",
                     ));
                 }
-                if a0.contains('$') {
-                    return Err(ConfigError::at(
-                        &d.span,
-                        "variables in \"root\" are not supported yet",
-                    ));
-                }
-                once(&mut p.root, self.env.prefix.join(a0), d)?;
+                let root = self.doc_root(d, UriPart::Whole)?;
+                once(&mut p.root, root, d)?;
             }
             "index" => {
                 if d.args.iter().any(|a| a.value.is_empty()) {
