@@ -10,6 +10,7 @@ pub mod overlay;
 pub mod parser;
 pub mod resolve;
 pub mod template;
+pub mod tls;
 pub mod types;
 pub mod validate;
 

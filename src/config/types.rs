@@ -484,6 +484,9 @@ pub struct ServerConf {
     /// Settings at server level (already merged with http level); used when no location
     /// matches.
     pub settings: Arc<LocSettings>,
+    /// The `ssl_*` settings with their files read; `None` without `ssl_certificate`
+    /// (and without `ssl_reject_handshake on`).
+    pub tls: Option<Arc<crate::config::tls::ServerTls>>,
     /// Where the block starts.
     pub span: Span,
 }
@@ -497,6 +500,11 @@ pub struct Listen {
     pub addr: Endpoint,
     /// `default_server` (or the older `default`).
     pub default_server: bool,
+    /// `ssl`: connections are TLS. As nginx, set on every `listen` of an address once
+    /// one of them says `ssl`.
+    pub ssl: bool,
+    /// `http2` (or `http2 on;` in the server): HTTP/2 is offered by ALPN.
+    pub http2: bool,
     /// Where.
     pub span: Span,
 }
@@ -1068,6 +1076,16 @@ pub enum Var {
     NginxVersion,
     /// `$https`: `on` on a TLS connection, else empty.
     Https,
+    /// `$ssl_protocol`: `TLSv1.2` or `TLSv1.3`; empty without TLS.
+    SslProtocol,
+    /// `$ssl_cipher`: the suite's OpenSSL name.
+    SslCipher,
+    /// `$ssl_server_name`: the name the client sent by SNI.
+    SslServerName,
+    /// `$ssl_client_verify`: `NONE`, `SUCCESS` or `FAILED:reason`.
+    SslClientVerify,
+    /// `$ssl_session_reused`: `r` when the session was resumed, else `.`.
+    SslSessionReused,
     /// `$content_type`, `$content_length`: the request's fields.
     ContentType,
     /// See [`Var::ContentType`].

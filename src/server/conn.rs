@@ -10,10 +10,12 @@ use super::http1_downstream::Http1Downstream;
 use super::rewrite::{self, Answer, Flow, Phase, UriState};
 use super::state::{Runtime, StopMode, Worker};
 use super::static_files::{self, Resolved};
+use super::tls_handshake::Started;
 use super::{location, uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
+use crate::config::tls::VerifyClient;
 use crate::config::{
     AccessLogConf, Action, Level, LocSettings, Location, LocationKind, LogFormat, ServerConf,
 };
@@ -21,7 +23,7 @@ use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
 use crate::net::io::{self, IoFailure};
-use crate::net::{ClientAddr, ClientInfo, Stream};
+use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
 use crate::vars::{Locals, RequestVars};
@@ -35,10 +37,19 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
 /// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo) {
+pub(super) async fn serve(worker: &Worker, started: Started) {
+    let Started {
+        mut stream,
+        info,
+        first,
+    } = started;
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
-    let mut cbuf: Option<Buf> = None;
+    let mut cbuf: Option<Buf> = first.map(|bytes| {
+        let mut b = Buf::head();
+        b.extend_from_slice(&bytes);
+        b
+    });
     let mut served = 0u32;
     let mut idle_timeout = FIRST_HEAD_TIMEOUT;
     let mut header_timeout = FIRST_HEAD_TIMEOUT;
@@ -283,6 +294,13 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         };
     };
 
+    if let Some(refusal) = tls_refusal(server, info) {
+        let mut handled =
+            answer_local(stream, buf, head, refusal, None, &server.settings, false).await;
+        // Logged as the 400 it is on the wire (nginx's 495-497 are internal codes).
+        handled.status = 400;
+        return handled;
+    }
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
     let uri = match uri::normalize(path) {
@@ -565,6 +583,43 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     handled
 }
 
+/// nginx's checks of the transport before a request is served: plain HTTP on a TLS
+/// address (497), and the client certificate `ssl_verify_client` requires (496: none
+/// sent, 495: it did not verify). All are answered with a 400 page saying why.
+fn tls_refusal(server: &ServerConf, info: &ClientInfo) -> Option<u16> {
+    if matches!(info.transport, Transport::PlainOnTlsPort) {
+        crate::log::emit(
+            Level::Info,
+            Some(info.id),
+            format_args!(
+                "client sent plain HTTP request to HTTPS port while reading client request headers, client: {}, server: {}",
+                info.remote, server.primary_name
+            ),
+        );
+        return Some(497);
+    }
+    let facts = info.tls()?;
+    let verify = server.tls.as_ref()?.verify_client;
+    let verdict = facts.client_verify.as_str();
+    let (code, what) = match (verify, verdict) {
+        (VerifyClient::On, "NONE") => (496, "client sent no required SSL certificate".to_owned()),
+        (VerifyClient::On | VerifyClient::Optional, v) if v.starts_with("FAILED:") => (
+            495,
+            format!("client SSL certificate verify error: ({})", &v[7..]),
+        ),
+        _ => return None,
+    };
+    crate::log::emit(
+        Level::Info,
+        Some(info.id),
+        format_args!(
+            "{what} while reading client request headers, client: {}, server: {}",
+            info.remote, server.primary_name
+        ),
+    );
+    Some(code)
+}
+
 /// Answers from the file system what [`static_files::resolve`] found.
 #[allow(clippy::too_many_arguments)]
 async fn serve_static<'a>(
@@ -637,19 +692,23 @@ fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &
 }
 
 /// What nginx puts before a relative `Location` (`absolute_redirect on`):
-/// `http://HOST[:PORT]` with the Host the client asked for and the listening port
-/// unless 80.
+/// `http://HOST[:PORT]` (`https://` over TLS) with the Host the client asked for and
+/// the listening port unless it is the scheme's own (80, 443).
 fn absolute_base(head: &RequestHead, buf: &[u8], info: &ClientInfo) -> String {
     let host = head
         .header_value(buf, "host")
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(vhost::normalize_host)
         .unwrap_or_default();
-    let port = match info.local.port() {
-        Some(80) | None => String::new(),
-        Some(p) => format!(":{p}"),
+    let (scheme, default_port) = match info.tls() {
+        Some(_) => ("https", 443),
+        None => ("http", 80),
     };
-    format!("http://{host}{port}")
+    let port = match info.local.port() {
+        Some(p) if p != default_port => format!(":{p}"),
+        _ => String::new(),
+    };
+    format!("{scheme}://{host}{port}")
 }
 
 /// A level's `add_header` lines with their values for this request.

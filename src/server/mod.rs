@@ -9,6 +9,7 @@ pub mod location;
 mod rewrite;
 mod state;
 pub mod static_files;
+mod tls_handshake;
 pub mod uri;
 pub mod vhost;
 pub mod worker;

@@ -1,7 +1,7 @@
 //! State the worker threads share: the configuration-derived [`Runtime`] (swapped
 //! atomically on reload), the [`Shared`] state around it, and each thread's [`Worker`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::access_log::{AccessLog, AccessLogs};
 use crate::balance::Upstream;
 use crate::config::{self, Config, Endpoint, LocSettings};
+use crate::net::tls::server::TlsOffer;
 use crate::upstream::PeerRegistry;
 
 /// Why the server could not start.
@@ -49,6 +50,14 @@ pub enum ServerError {
     /// A thread or runtime could not be created.
     #[error("could not start: {0}")]
     Start(std::io::Error),
+    /// A server's TLS settings could not be put together.
+    #[error("{span}: {message}")]
+    Tls {
+        /// The `server` block.
+        span: config::Span,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl ServerError {
@@ -86,6 +95,11 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// What each server offers in a TLS handshake, parallel to `config.http.servers`;
+    /// `None`: the server cannot terminate TLS (handshakes that pick it fail).
+    pub tls_offers: Vec<Option<TlsOffer>>,
+    /// Listening addresses whose connections are TLS (`listen ... ssl`).
+    pub tls_addrs: HashSet<Endpoint>,
 }
 
 impl Runtime {
@@ -115,6 +129,26 @@ impl Runtime {
             open(&server.settings)?;
             visit_locations(&server.locations, &mut open)?;
         }
+        let tls_offers = config
+            .http
+            .servers
+            .iter()
+            .map(|s| match &s.tls {
+                Some(tls) if !tls.reject_handshake => TlsOffer::build(tls, &[b"http/1.1"])
+                    .map(Some)
+                    .map_err(|e| ServerError::Tls {
+                        span: tls.span.clone(),
+                        message: e.to_string(),
+                    }),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls_addrs = config
+            .http
+            .servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.ssl).map(|l| l.addr.clone()))
+            .collect();
         // Last, after every step that can fail: peers dropped here are marked removed
         // (their pooled connections get closed), which a failed build must not do to
         // the configuration that stays in force.
@@ -123,6 +157,8 @@ impl Runtime {
             config,
             upstreams,
             access_logs,
+            tls_offers,
+            tls_addrs,
         })
     }
 

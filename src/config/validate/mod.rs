@@ -19,6 +19,7 @@ mod proxy;
 mod rewrite;
 mod server;
 mod settings;
+mod tls;
 mod upstream;
 mod values;
 
@@ -294,6 +295,7 @@ impl Validator<'_> {
     /// The `http { }` block.
     fn http(&mut self, ds: &[Directive]) -> Result<Http> {
         let mut level = Partial::default();
+        let mut tls_level = tls::TlsPartial::default();
         let mut servers = Vec::new();
         // Upstream blocks first: proxy_pass may name one declared further down, and
         // implicit groups go after all declared ones.
@@ -346,13 +348,15 @@ impl Validator<'_> {
                     }
                     maps.push(map);
                 }
+                n if n.starts_with("ssl_") => self.tls_setting(&mut tls_level, d)?,
                 _ => self.setting(&mut level, d)?,
             }
         }
-        let servers = servers
+        let mut servers = servers
             .into_iter()
-            .map(|d| self.server(d, &level))
+            .map(|d| self.server(d, &level, &tls_level))
             .collect::<Result<Vec<_>>>()?;
+        self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
         let mut defaults: HashMap<&Endpoint, ()> = HashMap::new();
         for s in &servers {
@@ -374,6 +378,26 @@ impl Validator<'_> {
             maps: self.names.order_maps(maps),
             user_vars: self.names.user_names(),
         })
+    }
+
+    /// As nginx, an address is TLS for every server on it once one `listen` of it says
+    /// `ssl` (and likewise `http2`). A Unix socket listener may be TLS too.
+    fn ssl_addresses(&mut self, servers: &mut [ServerConf]) -> Result<()> {
+        let ssl: HashSet<Endpoint> = servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.ssl).map(|l| l.addr.clone()))
+            .collect();
+        let h2: HashSet<Endpoint> = servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.http2).map(|l| l.addr.clone()))
+            .collect();
+        for s in servers.iter_mut() {
+            for l in &mut s.listen {
+                l.ssl |= ssl.contains(&l.addr);
+                l.http2 |= h2.contains(&l.addr);
+            }
+        }
+        Ok(())
     }
 
     /// nginx warns when two servers on one address share a name; the first one wins.

@@ -1,0 +1,158 @@
+//! A server's TLS settings as the `ssl_*` directives give them, with every file
+//! (certificates, keys, CAs, CRLs, OCSP responses) already read and checked, so a bad
+//! file is a configuration error at its directive, at start, `-t` and reload alike.
+//! The rustls objects that serve connections are built from this by `crate::net::tls`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls::sign::CertifiedKey;
+use rustls::SupportedCipherSuite;
+
+use super::types::Span;
+
+/// The TLS settings of one `server` (its `ssl_*` directives over the http level's).
+#[derive(Clone)]
+pub struct ServerTls {
+    /// `ssl_certificate` / `ssl_certificate_key` pairs in file order (RSA and ECDSA
+    /// side by side); empty only with `ssl_reject_handshake on`.
+    pub certificates: Vec<Arc<CertifiedKey>>,
+    /// `ssl_protocols`: TLS 1.2 offered. Default on.
+    pub tls12: bool,
+    /// `ssl_protocols`: TLS 1.3 offered. Default on.
+    pub tls13: bool,
+    /// The suites `ssl_ciphers` selects, in its order (TLS 1.3 suites are not chosen by
+    /// `ssl_ciphers`, as in OpenSSL, and are always all offered). Default
+    /// `HIGH:!aNULL:!MD5`: every rustls suite.
+    pub cipher_suites: Vec<SupportedCipherSuite>,
+    /// `ssl_prefer_server_ciphers`: the server's order wins. Default off.
+    pub prefer_server_ciphers: bool,
+    /// `ssl_ecdh_curve`: key exchange groups in order. Default `auto`: X25519, P-256,
+    /// P-384.
+    pub kx_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+    /// `ssl_session_cache`.
+    pub session_cache: SessionCache,
+    /// `ssl_session_timeout`: how long a session may be resumed. Default 5m.
+    pub session_timeout: Duration,
+    /// `ssl_session_tickets`. Default on.
+    pub session_tickets: bool,
+    /// `ssl_verify_client`. Default off.
+    pub verify_client: VerifyClient,
+    /// `ssl_client_certificate`: CAs that sign client certificates, also sent to clients
+    /// as the acceptable CA names.
+    pub client_cas: Vec<CertificateDer<'static>>,
+    /// `ssl_trusted_certificate`: more CAs trusted for client certificates, not sent.
+    pub trusted_cas: Vec<CertificateDer<'static>>,
+    /// `ssl_crl`: revocation lists checked for client certificates.
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// `ssl_reject_handshake on`: handshakes that pick this server fail.
+    pub reject_handshake: bool,
+    /// The `server` block, for messages.
+    pub span: Span,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("certificates", &self.certificates.len())
+            .field("tls12", &self.tls12)
+            .field("tls13", &self.tls13)
+            .field("cipher_suites", &self.cipher_suites)
+            .field("session_cache", &self.session_cache)
+            .field("verify_client", &self.verify_client)
+            .field("reject_handshake", &self.reject_handshake)
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ssl_session_cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCache {
+    /// `off`: sessions are not reused through a cache (tickets may still resume).
+    Off,
+    /// `none` (the default): as nginx, no session is stored.
+    None,
+    /// `shared:NAME:SIZE` or `builtin[:N]`: this many sessions are kept, shared by
+    /// every worker thread (nginx stores about 4000 in 1 MiB).
+    Entries(usize),
+}
+
+/// `ssl_verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    /// `off`: no certificate is asked for.
+    Off,
+    /// `on`: a valid certificate is required; a request without one gets nginx's 400
+    /// "No required SSL certificate was sent", an invalid one "The SSL certificate
+    /// error".
+    On,
+    /// `optional`: asked for; an invalid one gets the 400, none is fine.
+    Optional,
+    /// `optional_no_ca`: asked for, not required to verify (`$ssl_client_verify`
+    /// says how it went).
+    OptionalNoCa,
+}
+
+impl VerifyClient {
+    /// Whether a certificate is asked for.
+    pub fn asks(self) -> bool {
+        self != VerifyClient::Off
+    }
+}
+
+/// The 6 TLS 1.2 suites rustls has, with the OpenSSL name and the OpenSSL aliases
+/// (as `openssl ciphers -s -tls1_2 ALIAS` lists them) each belongs to.
+pub const TLS12_SUITES: &[(&str, SupportedCipherSuite, &[&str], u32)] = &[
+    (
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        &["aECDSA", "ECDSA", "AES", "AES256", "AESGCM"],
+        256,
+    ),
+    (
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        &["aRSA", "AES", "AES256", "AESGCM"],
+        256,
+    ),
+    (
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        &["aECDSA", "ECDSA", "CHACHA20"],
+        256,
+    ),
+    (
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        &["aRSA", "CHACHA20"],
+        256,
+    ),
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        &["aECDSA", "ECDSA", "AES", "AES128", "AESGCM"],
+        128,
+    ),
+    (
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        &["aRSA", "AES", "AES128", "AESGCM"],
+        128,
+    ),
+];
+
+/// A suite's OpenSSL name, as nginx's `$ssl_cipher` shows it.
+pub fn openssl_name(suite: rustls::CipherSuite) -> &'static str {
+    use rustls::CipherSuite as C;
+    match suite {
+        C::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        C::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        C::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        other => TLS12_SUITES
+            .iter()
+            .find(|s| s.1.suite() == other)
+            .map_or("", |s| s.0),
+    }
+}

@@ -1,0 +1,656 @@
+//! The `ssl_*` directives of http and server levels: parsed per level, merged as nginx
+//! merges them (a server's value wins over the http level's), then the files they
+//! name are read into a [`ServerTls`]. Everything rustls cannot do is either mapped
+//! (OpenSSL cipher names and aliases, curve names), warned about where it only drops
+//! something weaker or unused, or refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::ring::{cipher_suite as cs, kx_group, sign::any_supported_type};
+use rustls::crypto::SupportedKxGroup;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::SupportedCipherSuite;
+
+use super::values::{flag, invalid_value, parse_size, time};
+use super::{once, unreachable_directive, Result, Validator};
+use crate::config::error::ConfigError;
+use crate::config::parser::Directive;
+use crate::config::tls::{ServerTls, SessionCache, VerifyClient, TLS12_SUITES};
+
+/// The `ssl_*` settings of one level; `None`: not set here.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TlsPartial {
+    /// `ssl_certificate` lines (path, directive), in order.
+    certificates: Option<Vec<(PathBuf, Directive)>>,
+    /// `ssl_certificate_key` lines, paired with the certificates by position.
+    keys: Option<Vec<(PathBuf, Directive)>>,
+    protocols: Option<(bool, bool)>,
+    ciphers: Option<Directive>,
+    prefer_server_ciphers: Option<bool>,
+    ecdh_curve: Option<Directive>,
+    session_cache: Option<SessionCache>,
+    session_timeout: Option<Duration>,
+    session_tickets: Option<bool>,
+    verify_client: Option<VerifyClient>,
+    client_certificate: Option<(PathBuf, Directive)>,
+    trusted_certificate: Option<(PathBuf, Directive)>,
+    crl: Option<(PathBuf, Directive)>,
+    stapling: Option<bool>,
+    stapling_file: Option<(PathBuf, Directive)>,
+    reject_handshake: Option<bool>,
+}
+
+impl TlsPartial {
+    /// This level over `parent`.
+    pub(super) fn over(&self, parent: &TlsPartial) -> TlsPartial {
+        macro_rules! pick {
+            ($($f:ident),*) => { TlsPartial {
+                $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
+            } };
+        }
+        pick!(
+            certificates,
+            keys,
+            protocols,
+            ciphers,
+            prefer_server_ciphers,
+            ecdh_curve,
+            session_cache,
+            session_timeout,
+            session_tickets,
+            verify_client,
+            client_certificate,
+            trusted_certificate,
+            crl,
+            stapling,
+            stapling_file,
+            reject_handshake
+        )
+    }
+
+    /// Whether a certificate is configured at this level or above.
+    pub(super) fn has_certificate(&self) -> bool {
+        self.certificates.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// Whether `ssl_reject_handshake on` is set.
+    pub(super) fn rejects(&self) -> bool {
+        self.reject_handshake == Some(true)
+    }
+}
+
+/// Aliases every rustls TLS 1.2 suite belongs to.
+const ALIASES_OF_ALL: &[&str] = &[
+    "ALL", "DEFAULT", "HIGH", "EECDH", "kEECDH", "ECDHE", "kECDHE", "ECDH", "TLSv1.2",
+];
+
+/// OpenSSL aliases that select none of rustls's suites: naming them is not a mistake,
+/// there is just nothing of them to offer.
+const ALIASES_OF_NONE: &[&str] = &[
+    "aNULL",
+    "eNULL",
+    "NULL",
+    "COMPLEMENTOFALL",
+    "COMPLEMENTOFDEFAULT",
+    "MEDIUM",
+    "LOW",
+    "EXP",
+    "EXPORT",
+    "MD5",
+    "SHA1",
+    "SHA",
+    "SHA256",
+    "SHA384",
+    "RC4",
+    "DES",
+    "3DES",
+    "IDEA",
+    "SEED",
+    "CAMELLIA",
+    "CAMELLIA128",
+    "CAMELLIA256",
+    "ARIA",
+    "ARIA128",
+    "ARIA256",
+    "AESCCM",
+    "AESCCM8",
+    "PSK",
+    "kPSK",
+    "aPSK",
+    "SRP",
+    "kSRP",
+    "DSS",
+    "aDSS",
+    "DH",
+    "kDH",
+    "EDH",
+    "kEDH",
+    "DHE",
+    "kDHE",
+    "ADH",
+    "AECDH",
+    "kRSA",
+    "RSA",
+    "aGOST",
+    "GOST",
+    "SSLv3",
+    "TLSv1",
+    "TLSv1.0",
+    "AEAD",
+    "CBC",
+    "SUITEB128",
+    "SUITEB192",
+];
+
+/// What `ssl_ciphers` selects: the suites in order, and the names that matched no rustls
+/// suite (to warn about).
+fn select_ciphers(list: &str) -> (Vec<SupportedCipherSuite>, Vec<String>) {
+    // Indices into TLS12_SUITES, in list order; `removed` never come back (`!`).
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut banned: Vec<usize> = Vec::new();
+    let mut unmapped = Vec::new();
+    let mut by_strength = false;
+    for item in list.split([':', ' ', ',']).filter(|s| !s.is_empty()) {
+        let (op, name) = match item.as_bytes()[0] {
+            b'!' | b'-' | b'+' => (item.as_bytes()[0], &item[1..]),
+            _ => (0, item),
+        };
+        if name == "@STRENGTH" {
+            by_strength = true;
+            continue;
+        }
+        if name.starts_with('@') {
+            continue;
+        }
+        let parts: Vec<&str> = name.split('+').collect();
+        let mut known = true;
+        let matches: Vec<usize> = (0..TLS12_SUITES.len())
+            .filter(|&i| {
+                let (own, _, tags, _) = TLS12_SUITES[i];
+                parts.iter().all(|p| {
+                    let hit = *p == own || ALIASES_OF_ALL.contains(p) || tags.contains(p);
+                    if !hit
+                        && !ALIASES_OF_NONE.contains(p)
+                        && !TLS12_SUITES.iter().any(|s| s.2.contains(p) || s.0 == *p)
+                        && !p.contains('-')
+                        && !p.starts_with("TLS_")
+                    {
+                        known = false;
+                    }
+                    hit
+                })
+            })
+            .collect();
+        match op {
+            b'!' => {
+                banned.extend(&matches);
+                chosen.retain(|i| !matches.contains(i));
+            }
+            b'-' => chosen.retain(|i| !matches.contains(i)),
+            b'+' => {
+                let moved: Vec<usize> = chosen
+                    .iter()
+                    .copied()
+                    .filter(|i| matches.contains(i))
+                    .collect();
+                chosen.retain(|i| !matches.contains(i));
+                chosen.extend(moved);
+            }
+            _ => {
+                if matches.is_empty() {
+                    unmapped.push(if known {
+                        item.to_owned()
+                    } else {
+                        format!("{item} (unknown to OpenSSL too)")
+                    });
+                }
+                for i in matches {
+                    if !chosen.contains(&i) && !banned.contains(&i) {
+                        chosen.push(i);
+                    }
+                }
+            }
+        }
+    }
+    if by_strength {
+        chosen.sort_by_key(|&i| std::cmp::Reverse(TLS12_SUITES[i].3));
+    }
+    (
+        chosen.into_iter().map(|i| TLS12_SUITES[i].1).collect(),
+        unmapped,
+    )
+}
+
+/// The TLS 1.3 suites (OpenSSL sets them apart from `ssl_ciphers`).
+const TLS13_SUITES: &[SupportedCipherSuite] = &[
+    cs::TLS13_AES_256_GCM_SHA384,
+    cs::TLS13_CHACHA20_POLY1305_SHA256,
+    cs::TLS13_AES_128_GCM_SHA256,
+];
+
+impl Validator<'_> {
+    /// One `ssl_*` directive at http or server level.
+    pub(super) fn tls_setting(&mut self, p: &mut TlsPartial, d: &Directive) -> Result<()> {
+        let a0 = d.arg(0);
+        let env = self.env;
+        let path = |v: &str| env.prefix.join(v);
+        match d.name.as_str() {
+            "ssl_certificate" | "ssl_certificate_key" => {
+                if a0.contains('$') {
+                    return Err(ConfigError::hinted(
+                        &d.span,
+                        format!("variables in \"{}\" are not supported yet", d.name),
+                        "name the files of each server in its own server block",
+                    ));
+                }
+                if a0.starts_with("data:") {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!("\"data:\" in \"{}\" is not supported yet", d.name),
+                    ));
+                }
+                let slot = if d.name == "ssl_certificate" {
+                    &mut p.certificates
+                } else {
+                    &mut p.keys
+                };
+                slot.get_or_insert_with(Vec::new)
+                    .push((path(a0), d.clone()));
+            }
+            "ssl_protocols" => {
+                let (mut v12, mut v13) = (false, false);
+                let mut old = Vec::new();
+                for a in &d.args {
+                    match a.value.as_str() {
+                        "TLSv1.2" => v12 = true,
+                        "TLSv1.3" => v13 = true,
+                        "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => old.push(a.value.clone()),
+                        other => return Err(invalid_value(d, other, Some("the protocols are SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2 and TLSv1.3"))),
+                    }
+                }
+                if !old.is_empty() {
+                    self.warn(
+                        d,
+                        format!(
+                            "{} not offered: rustls implements TLS 1.2 and 1.3 only",
+                            old.join(", ")
+                        ),
+                    );
+                }
+                if !v12 && !v13 {
+                    return Err(ConfigError::hinted(
+                        &d.span,
+                        "no protocol left: ferrolb offers TLSv1.2 and TLSv1.3 only",
+                        "write ssl_protocols TLSv1.2 TLSv1.3;",
+                    ));
+                }
+                once(&mut p.protocols, (v12, v13), d)?;
+            }
+            "ssl_ciphers" => once(&mut p.ciphers, d.clone(), d)?,
+            "ssl_prefer_server_ciphers" => once(&mut p.prefer_server_ciphers, flag(d)?, d)?,
+            "ssl_ecdh_curve" => once(&mut p.ecdh_curve, d.clone(), d)?,
+            "ssl_session_cache" => once(&mut p.session_cache, session_cache(d)?, d)?,
+            "ssl_session_timeout" => once(&mut p.session_timeout, time(d, a0)?, d)?,
+            "ssl_session_tickets" => once(&mut p.session_tickets, flag(d)?, d)?,
+            "ssl_verify_client" => {
+                let v = match a0 {
+                    "off" => VerifyClient::Off,
+                    "on" => VerifyClient::On,
+                    "optional" => VerifyClient::Optional,
+                    "optional_no_ca" => VerifyClient::OptionalNoCa,
+                    other => {
+                        return Err(invalid_value(
+                            d,
+                            other,
+                            Some("use on, off, optional or optional_no_ca"),
+                        ))
+                    }
+                };
+                once(&mut p.verify_client, v, d)?;
+            }
+            "ssl_client_certificate" => once(&mut p.client_certificate, (path(a0), d.clone()), d)?,
+            "ssl_trusted_certificate" => {
+                once(&mut p.trusted_certificate, (path(a0), d.clone()), d)?
+            }
+            "ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
+            "ssl_stapling" => once(&mut p.stapling, flag(d)?, d)?,
+            "ssl_stapling_file" => once(&mut p.stapling_file, (path(a0), d.clone()), d)?,
+            "ssl_stapling_verify" | "ssl_stapling_responder" => {
+                // They tune fetching responses from the CA, which ferrolb does not do.
+            }
+            "ssl_reject_handshake" => once(&mut p.reject_handshake, flag(d)?, d)?,
+            "ssl_dhparam" => {
+                // rustls has no finite-field DHE suites: the file is checked, not used.
+                let file = path(a0);
+                let text = std::fs::read(&file)
+                    .map_err(|e| file_error(d, &file, "DH parameters", &e.to_string()))?;
+                if !text.windows(14).any(|w| w == b"DH PARAMETERS-") {
+                    return Err(file_error(
+                        d,
+                        &file,
+                        "DH parameters",
+                        "no \"BEGIN DH PARAMETERS\" block",
+                    ));
+                }
+            }
+            "ssl_verify_depth" => {
+                super::values::number::<u32>(d, a0)?;
+                self.warn(d, "\"ssl_verify_depth\" is accepted and ignored: a client certificate chain of any length that reaches a trusted CA is accepted".to_owned());
+            }
+            "ssl_early_data" => {
+                if flag(d)? {
+                    self.warn(d, "\"ssl_early_data on\" is accepted and ignored: 0-RTT data is refused, clients send the request after the handshake".to_owned());
+                }
+            }
+            "ssl_session_ticket_key" => {
+                self.warn(d, "\"ssl_session_ticket_key\" is accepted and ignored: tickets are encrypted with keys ferrolb makes and rotates itself, valid in this process only".to_owned());
+            }
+            other => unreachable_directive(d, other)?,
+        }
+        Ok(())
+    }
+
+    /// The merged settings of a server with its files read. `None` when the server has
+    /// no certificate and does not reject handshakes (it cannot terminate TLS).
+    pub(super) fn server_tls(
+        &mut self,
+        p: &TlsPartial,
+        server: &Directive,
+    ) -> Result<Option<Arc<ServerTls>>> {
+        if !p.has_certificate() && !p.rejects() {
+            return Ok(None);
+        }
+        let certs = p.certificates.clone().unwrap_or_default();
+        let keys = p.keys.clone().unwrap_or_default();
+        let stapled = match (p.stapling, &p.stapling_file) {
+            (Some(true), Some((file, d))) => Some(
+                std::fs::read(file)
+                    .map_err(|e| file_error(d, file, "OCSP response", &e.to_string()))?,
+            ),
+            (Some(true), None) => {
+                if let Some((_, d)) = certs.first() {
+                    self.warn(d, "\"ssl_stapling\" without \"ssl_stapling_file\" staples nothing: ferrolb does not fetch OCSP responses".to_owned());
+                }
+                None
+            }
+            _ => None,
+        };
+        let mut certificates = Vec::with_capacity(certs.len());
+        for (i, (cert_path, cd)) in certs.iter().enumerate() {
+            let Some((key_path, kd)) = keys.get(i) else {
+                return Err(ConfigError::hinted(
+                    &cd.span,
+                    format!(
+                        "no \"ssl_certificate_key\" is defined for certificate \"{}\"",
+                        cert_path.display()
+                    ),
+                    "each ssl_certificate needs its ssl_certificate_key, in the same order",
+                ));
+            };
+            let mut ck = load_pair(cd, cert_path, kd, key_path)?;
+            if let Some(ocsp) = &stapled {
+                ck.ocsp = Some(ocsp.clone());
+            }
+            certificates.push(Arc::new(ck));
+        }
+        let (tls12, tls13) = p.protocols.unwrap_or((true, true));
+        let mut cipher_suites = Vec::new();
+        if tls13 {
+            cipher_suites.extend_from_slice(TLS13_SUITES);
+        }
+        if tls12 {
+            let (chosen, unmapped) = match &p.ciphers {
+                Some(d) => {
+                    let (c, u) = select_ciphers(d.arg(0));
+                    if !u.is_empty() {
+                        self.warn(
+                            d,
+                            format!(
+                                "ciphers with no rustls equivalent are not offered: {}",
+                                u.join(", ")
+                            ),
+                        );
+                    }
+                    if c.is_empty() {
+                        if !tls13 {
+                            return Err(ConfigError::hinted(&d.span, format!("no cipher of \"{}\" exists in rustls", d.arg(0)), "rustls offers ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305, ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256"));
+                        }
+                        self.warn(
+                            d,
+                            "no TLS 1.2 cipher is left: only TLS 1.3 is offered".to_owned(),
+                        );
+                    }
+                    (c, u)
+                }
+                None => (select_ciphers("HIGH:!aNULL:!MD5").0, Vec::new()),
+            };
+            let _ = unmapped;
+            cipher_suites.extend(chosen);
+        }
+        let kx_groups = match &p.ecdh_curve {
+            Some(d) => self.curves(d)?,
+            None => vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        };
+        let read_cas =
+            |slot: &Option<(PathBuf, Directive)>| -> Result<Vec<CertificateDer<'static>>> {
+                match slot {
+                    Some((file, d)) => read_certs(d, file, "certificate"),
+                    None => Ok(Vec::new()),
+                }
+            };
+        let client_cas = read_cas(&p.client_certificate)?;
+        let trusted_cas = read_cas(&p.trusted_certificate)?;
+        let verify_client = p.verify_client.unwrap_or(VerifyClient::Off);
+        if matches!(verify_client, VerifyClient::On | VerifyClient::Optional)
+            && client_cas.is_empty()
+            && trusted_cas.is_empty()
+        {
+            return Err(ConfigError::hinted(
+                &server.span,
+                "no ssl_client_certificate for ssl_verify_client",
+                "name the CA that signs client certificates: ssl_client_certificate /etc/ssl/clients-ca.pem;",
+            ));
+        }
+        let crls = match &p.crl {
+            Some((file, d)) => CertificateRevocationListDer::pem_file_iter(file)
+                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))?,
+            None => Vec::new(),
+        };
+        Ok(Some(Arc::new(ServerTls {
+            certificates,
+            tls12,
+            tls13,
+            cipher_suites,
+            prefer_server_ciphers: p.prefer_server_ciphers.unwrap_or(false),
+            kx_groups,
+            session_cache: p.session_cache.unwrap_or(SessionCache::None),
+            session_timeout: p.session_timeout.unwrap_or(Duration::from_secs(300)),
+            session_tickets: p.session_tickets.unwrap_or(true),
+            verify_client,
+            client_cas,
+            trusted_cas,
+            crls,
+            reject_handshake: p.rejects(),
+            span: server.span.clone(),
+        })))
+    }
+
+    /// `ssl_ecdh_curve auto|NAME[:NAME...]`.
+    fn curves(&mut self, d: &Directive) -> Result<Vec<&'static dyn SupportedKxGroup>> {
+        let mut out: Vec<&'static dyn SupportedKxGroup> = Vec::new();
+        let mut missing = Vec::new();
+        for name in d.arg(0).split(':') {
+            let g: &'static dyn SupportedKxGroup = match name {
+                "auto" => {
+                    out.extend([kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1]);
+                    continue;
+                }
+                "X25519" | "x25519" => kx_group::X25519,
+                "prime256v1" | "secp256r1" | "P-256" => kx_group::SECP256R1,
+                "secp384r1" | "P-384" => kx_group::SECP384R1,
+                other => {
+                    missing.push(other.to_owned());
+                    continue;
+                }
+            };
+            out.push(g);
+        }
+        if !missing.is_empty() {
+            self.warn(
+                d,
+                format!(
+                    "curves with no rustls equivalent are not offered: {}",
+                    missing.join(", ")
+                ),
+            );
+        }
+        if out.is_empty() {
+            return Err(ConfigError::hinted(
+                &d.span,
+                format!("no curve of \"{}\" exists in rustls", d.arg(0)),
+                "rustls offers X25519, prime256v1 and secp384r1",
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// `ssl_session_cache off|none|[builtin[:N]] [shared:NAME:SIZE]`.
+fn session_cache(d: &Directive) -> Result<SessionCache> {
+    let mut entries = 0usize;
+    for a in &d.args {
+        let v = a.value.as_str();
+        match v {
+            "off" if d.args.len() == 1 => return Ok(SessionCache::Off),
+            "none" if d.args.len() == 1 => return Ok(SessionCache::None),
+            "builtin" => entries += 20480,
+            _ => {
+                if let Some(n) = v.strip_prefix("builtin:") {
+                    entries += super::values::number::<usize>(d, n)?;
+                } else if let Some(rest) = v.strip_prefix("shared:") {
+                    let size = rest
+                        .rsplit_once(':')
+                        .and_then(|(name, size)| (!name.is_empty()).then_some(size))
+                        .and_then(parse_size)
+                        .ok_or_else(|| {
+                            invalid_value(d, v, Some("write shared:NAME:SIZE, e.g. shared:SSL:10m"))
+                        })?;
+                    // nginx keeps about 4000 sessions in 1 MiB.
+                    entries += (size as usize / 256).max(1);
+                } else {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!("invalid session cache \"{v}\""),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(SessionCache::Entries(entries))
+}
+
+/// A certificate chain and its key, checked to belong together.
+fn load_pair(
+    cd: &Directive,
+    cert_path: &Path,
+    kd: &Directive,
+    key_path: &Path,
+) -> Result<CertifiedKey> {
+    let chain = read_certs(cd, cert_path, "certificate")?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        let why = match &e {
+            pem::Error::NoItemsFound => "no private key in the file (an encrypted key must be decrypted first: openssl pkey -in KEY -out KEY.plain)".to_owned(),
+            other => pem_error(other),
+        };
+        file_error(kd, key_path, "certificate key", &why)
+    })?;
+    let signing = any_supported_type(&key)
+        .map_err(|e| file_error(kd, key_path, "certificate key", &e.to_string()))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|_| {
+        ConfigError::hinted(
+            &kd.span,
+            format!(
+                "the key \"{}\" does not belong to the certificate \"{}\"",
+                key_path.display(),
+                cert_path.display()
+            ),
+            "give each ssl_certificate_key right after its ssl_certificate",
+        )
+    })?;
+    Ok(ck)
+}
+
+/// Every certificate of a PEM file (at least one).
+fn read_certs(d: &Directive, file: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| file_error(d, file, what, &pem_error(&e)))?;
+    if certs.is_empty() {
+        return Err(file_error(
+            d,
+            file,
+            what,
+            "no \"BEGIN CERTIFICATE\" block in the file",
+        ));
+    }
+    Ok(certs)
+}
+
+fn pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::Io(io) => io.to_string(),
+        pem::Error::NoItemsFound => "nothing found in the file".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// nginx's `cannot load certificate "FILE"` with the reason and a hint.
+fn file_error(d: &Directive, file: &Path, what: &str, why: &str) -> ConfigError {
+    ConfigError::hinted(
+        &d.span,
+        format!("cannot load {what} \"{}\": {why}", file.display()),
+        "check the path and that the user ferrolb runs as can read it; certbot's files are /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &str) -> Vec<String> {
+        select_ciphers(list)
+            .0
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect()
+    }
+
+    #[test]
+    fn openssl_lists_map_to_rustls_suites() {
+        assert_eq!(names("HIGH:!aNULL:!MD5").len(), 6);
+        assert_eq!(
+            names("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"),
+            [
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+            ]
+        );
+        assert_eq!(names("ECDHE+AESGCM:!ECDSA").len(), 2);
+        assert_eq!(names("CHACHA20:HIGH:!aRSA").len(), 3);
+        assert!(names("!ALL:HIGH").is_empty());
+        let (_, unmapped) =
+            select_ciphers("ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256:!aNULL:FOO");
+        assert_eq!(
+            unmapped,
+            ["DHE-RSA-AES128-GCM-SHA256", "FOO (unknown to OpenSSL too)"]
+        );
+        let strength = names("AES128:CHACHA20:@STRENGTH");
+        assert!(strength[0].contains("CHACHA20"), "{strength:?}");
+    }
+}

@@ -1,0 +1,412 @@
+//! The server side of TLS: a rustls configuration per `server` block, built from its
+//! [`ServerTls`], and the handshake that reads the ClientHello, lets the caller pick
+//! the `server` by SNI, and goes on with that server's configuration (certificates,
+//! protocols, client certificates).
+
+use std::io;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::ring::default_provider;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{
+    Acceptor, ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert,
+    ServerSessionMemoryCache, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, Connection, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureAlgorithm, SignatureScheme,
+};
+
+use super::{complete_handshake, Raw, TlsFacts, TlsStream};
+use crate::config::tls::{ServerTls, SessionCache};
+use crate::net::Stream;
+
+/// What a `server` block offers in a handshake.
+#[derive(Debug, Clone)]
+pub struct TlsOffer {
+    /// The rustls configuration.
+    pub config: Arc<ServerConfig>,
+    /// Checks a client certificate after the handshake (`$ssl_client_verify`); `None`
+    /// when none is asked for.
+    client_check: Option<Arc<ClientCheck>>,
+}
+
+/// Why a server configuration could not be built (the configuration checks make this
+/// rare: an `ssl_protocols` and `ssl_ciphers` pair that leaves nothing, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(String);
+
+impl TlsOffer {
+    /// The configuration of a server. `alpn`: protocols offered, in order.
+    pub fn build(tls: &ServerTls, alpn: &[&[u8]]) -> Result<TlsOffer, BuildError> {
+        let provider = Arc::new(CryptoProvider {
+            cipher_suites: tls.cipher_suites.clone(),
+            kx_groups: tls.kx_groups.clone(),
+            ..default_provider()
+        });
+        let mut versions = Vec::new();
+        if tls.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if tls.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .map_err(|e| BuildError(e.to_string()))?;
+        let client_check = if tls.verify_client.asks() {
+            Some(Arc::new(ClientCheck::new(tls, provider.clone())?))
+        } else {
+            None
+        };
+        let builder = match &client_check {
+            Some(c) => builder.with_client_cert_verifier(Arc::new(AskClientCert(c.clone()))),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(PickCertificate::new(tls)));
+        config.ignore_client_order = tls.prefer_server_ciphers;
+        config.session_storage = match tls.session_cache {
+            SessionCache::Entries(n) => ServerSessionMemoryCache::new(n),
+            SessionCache::Off | SessionCache::None => Arc::new(NoServerSessionStorage {}),
+        };
+        if tls.session_tickets {
+            if let Some(t) = tickets(tls.session_timeout) {
+                config.ticketer = t;
+            }
+        }
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(TlsOffer {
+            config: Arc::new(config),
+            client_check,
+        })
+    }
+
+    /// An offer that fails every handshake (`ssl_reject_handshake on`, or a server on a
+    /// TLS address without a certificate, which nginx also fails).
+    pub fn refuse() -> TlsOffer {
+        static REFUSE: OnceLock<Arc<ServerConfig>> = OnceLock::new();
+        let config = REFUSE.get_or_init(|| {
+            let mut c = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_no_client_auth())
+                .map(|b| b.with_cert_resolver(Arc::new(PickCertificate { certs: Vec::new() })))
+                .unwrap_or_else(|_| {
+                    ServerConfig::builder()
+                        .with_no_client_auth()
+                        .with_cert_resolver(Arc::new(PickCertificate { certs: Vec::new() }))
+                });
+            c.session_storage = Arc::new(NoServerSessionStorage {});
+            Arc::new(c)
+        });
+        TlsOffer {
+            config: config.clone(),
+            client_check: None,
+        }
+    }
+}
+
+/// Session tickets: one key set for the whole process (every worker thread, every
+/// reload), rotated by rustls every 6 hours; tickets say they live `timeout`
+/// (`ssl_session_timeout`).
+fn tickets(timeout: Duration) -> Option<Arc<dyn ProducesTickets>> {
+    static KEYS: OnceLock<Option<Arc<dyn ProducesTickets>>> = OnceLock::new();
+    let keys = KEYS
+        .get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
+        .clone()?;
+    Some(Arc::new(TicketLifetime {
+        keys,
+        secs: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX).max(1),
+    }))
+}
+
+#[derive(Debug)]
+struct TicketLifetime {
+    keys: Arc<dyn ProducesTickets>,
+    secs: u32,
+}
+
+impl ProducesTickets for TicketLifetime {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        self.secs
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.keys.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.keys.decrypt(cipher)
+    }
+}
+
+/// Picks the certificate for a ClientHello among a server's (RSA and ECDSA side by
+/// side): ECDSA first when the client can take it, as OpenSSL ends up doing with
+/// nginx's default cipher order, else the first one the client can verify.
+#[derive(Debug)]
+struct PickCertificate {
+    certs: Vec<Arc<CertifiedKey>>,
+}
+
+impl PickCertificate {
+    fn new(tls: &ServerTls) -> PickCertificate {
+        let mut certs = tls.certificates.clone();
+        // Stable: within a kind, file order.
+        certs.sort_by_key(|c| c.key.algorithm() != SignatureAlgorithm::ECDSA);
+        PickCertificate { certs }
+    }
+}
+
+impl ResolvesServerCert for PickCertificate {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        let suites = hello.cipher_suites();
+        let tls13 = suites
+            .iter()
+            .any(|s| format!("{s:?}").starts_with("TLS13_"));
+        self.certs
+            .iter()
+            .find(|c| {
+                if c.key.choose_scheme(schemes).is_none() {
+                    return false;
+                }
+                if tls13 {
+                    return true;
+                }
+                // TLS 1.2: the client must offer a suite for this key's kind.
+                let kind = match c.key.algorithm() {
+                    SignatureAlgorithm::ECDSA => "_ECDSA_",
+                    _ => "_RSA_",
+                };
+                suites.iter().any(|s| format!("{s:?}").contains(kind))
+            })
+            .or_else(|| self.certs.first())
+            .cloned()
+    }
+}
+
+/// Client certificates, checked as nginx checks them: the handshake completes whatever
+/// the client sends (the signature proving the key is still checked), and the request
+/// is answered with nginx's 400 pages when `ssl_verify_client` requires more; the
+/// verdict is `$ssl_client_verify`.
+#[derive(Debug)]
+struct ClientCheck {
+    /// The chain check against the configured CAs; `None` with `optional_no_ca` and
+    /// no CA.
+    chain: Option<Arc<dyn ClientCertVerifier>>,
+    /// The names sent as acceptable CAs (`ssl_client_certificate`'s only).
+    hints: Vec<DistinguishedName>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCheck {
+    fn new(tls: &ServerTls, provider: Arc<CryptoProvider>) -> Result<ClientCheck, BuildError> {
+        let mut hint_store = RootCertStore::empty();
+        let mut roots = RootCertStore::empty();
+        for ca in &tls.client_cas {
+            hint_store
+                .add(ca.clone())
+                .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
+            roots
+                .add(ca.clone())
+                .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
+        }
+        for ca in &tls.trusted_cas {
+            roots
+                .add(ca.clone())
+                .map_err(|e| BuildError(format!("ssl_trusted_certificate: {e}")))?;
+        }
+        let chain = if roots.is_empty() {
+            None
+        } else {
+            let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .with_crls(tls.crls.clone());
+            Some(b.build().map_err(|e| BuildError(e.to_string()))?)
+        };
+        Ok(ClientCheck {
+            chain,
+            hints: hint_store.subjects(),
+            provider,
+        })
+    }
+
+    /// `$ssl_client_verify` for the certificates a client presented.
+    fn verdict(&self, certs: Option<&[CertificateDer<'static>]>) -> String {
+        let Some((end, intermediates)) = certs.and_then(|c| c.split_first()) else {
+            return "NONE".to_owned();
+        };
+        let Some(chain) = &self.chain else {
+            return "FAILED:unable to get local issuer certificate".to_owned();
+        };
+        match chain.verify_client_cert(end, intermediates, UnixTime::now()) {
+            Ok(_) => "SUCCESS".to_owned(),
+            Err(rustls::Error::InvalidCertificate(e)) => format!(
+                "FAILED:{}",
+                match e {
+                    CertificateError::UnknownIssuer => "unable to get local issuer certificate",
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. } =>
+                        "certificate has expired",
+                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } =>
+                        "certificate is not yet valid",
+                    CertificateError::Revoked => "certificate revoked",
+                    CertificateError::BadSignature => "certificate signature failure",
+                    _ => "unsupported certificate purpose",
+                }
+            ),
+            Err(e) => format!("FAILED:{e}"),
+        }
+    }
+}
+
+/// Asks for a client certificate without failing the handshake over it.
+#[derive(Debug)]
+struct AskClientCert(Arc<ClientCheck>);
+
+impl ClientCertVerifier for AskClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.0.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Judged after the handshake (`ClientCheck::verdict`), as nginx does.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0
+            .provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// How a connection to a TLS listener began.
+#[derive(Debug)]
+pub enum Accepted {
+    /// The handshake completed.
+    Tls(Stream),
+    /// The client spoke plain HTTP (its first byte is no TLS record): nginx answers
+    /// it with 400 "The plain HTTP request was sent to HTTPS port". `first` holds the
+    /// bytes read so far.
+    Plain {
+        /// The connection.
+        stream: Stream,
+        /// What the client sent so far.
+        first: Vec<u8>,
+    },
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The client closed the connection or the socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The TLS exchange failed (the peer got an alert).
+    #[error("{0}")]
+    Tls(rustls::Error),
+}
+
+/// Runs the server handshake on `raw`: reads the ClientHello, asks `pick` for the
+/// offer of the server its SNI name (or none) selects, and completes the handshake
+/// with it. The caller bounds the time.
+pub async fn accept(
+    raw: Stream,
+    pick: impl FnOnce(Option<&str>) -> TlsOffer,
+) -> Result<Accepted, HandshakeError> {
+    let mut acceptor = Acceptor::default();
+    let mut first_read = true;
+    let accepted = loop {
+        raw.readable().await?;
+        let mut chunk = [0u8; 4096];
+        let n = match raw.try_read(&mut chunk) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if std::mem::take(&mut first_read) && chunk[0] != 0x16 {
+            // No TLS handshake record: a plain HTTP client.
+            return Ok(Accepted::Plain {
+                stream: raw,
+                first: chunk[..n].to_vec(),
+            });
+        }
+        let mut fed = &chunk[..n];
+        while !fed.is_empty() {
+            acceptor.read_tls(&mut fed)?;
+        }
+        match acceptor.accept() {
+            Ok(Some(a)) => break a,
+            Ok(None) => {}
+            Err((e, mut alert)) => {
+                let _ = alert.write(&mut Raw(&raw));
+                return Err(HandshakeError::Tls(e));
+            }
+        }
+    };
+    let offer = pick(accepted.client_hello().server_name());
+    let mut conn = match accepted.into_connection(offer.config.clone()) {
+        Ok(c) => Connection::Server(c),
+        Err((e, mut alert)) => {
+            let _ = alert.write(&mut Raw(&raw));
+            return Err(HandshakeError::Tls(e));
+        }
+    };
+    complete_handshake(&raw, &mut conn).await?;
+    let mut facts = TlsFacts::of(&conn);
+    if let Some(check) = &offer.client_check {
+        facts.client_verify = check.verdict(conn.peer_certificates());
+    }
+    Ok(Accepted::Tls(Stream::Tls(Box::new(TlsStream::new(
+        raw, conn, facts,
+    )))))
+}
