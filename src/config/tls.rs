@@ -67,6 +67,23 @@ impl std::fmt::Debug for ServerTls {
     }
 }
 
+impl ServerTls {
+    /// These settings as a handshake that SNI switched to this server runs them:
+    /// nginx (with OpenSSL) has already chosen the protocol version, and keeps the
+    /// cipher and curve lists, of the address's default server by then, so those come
+    /// from `default`; certificates, client certificates and sessions are this
+    /// server's.
+    pub fn after_sni_from(&self, default: &ServerTls) -> ServerTls {
+        ServerTls {
+            tls12: default.tls12,
+            tls13: default.tls13,
+            cipher_suites: default.cipher_suites.clone(),
+            kx_groups: default.kx_groups.clone(),
+            ..self.clone()
+        }
+    }
+}
+
 /// `ssl_session_cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionCache {

@@ -129,18 +129,31 @@ impl Runtime {
             open(&server.settings)?;
             visit_locations(&server.locations, &mut open)?;
         }
-        let tls_offers = config
-            .http
-            .servers
+        let servers = &config.http.servers;
+        let tls_offers = servers
             .iter()
-            .map(|s| match &s.tls {
-                Some(tls) if !tls.reject_handshake => TlsOffer::build(tls, &[b"http/1.1"])
+            .map(|s| {
+                let Some(tls) = s.tls.as_ref().filter(|t| !t.reject_handshake) else {
+                    return Ok(None);
+                };
+                // The protocol and cipher lists are the default server's (see
+                // `ServerTls::after_sni_from`).
+                let default_tls = s
+                    .listen
+                    .iter()
+                    .find(|l| l.ssl)
+                    .and_then(|l| super::vhost::find_server(servers, &l.addr, None))
+                    .and_then(|d| servers[d].tls.as_ref());
+                let effective = match default_tls {
+                    Some(d) => tls.after_sni_from(d),
+                    None => (**tls).clone(),
+                };
+                TlsOffer::build(&effective, &[b"http/1.1"])
                     .map(Some)
                     .map_err(|e| ServerError::Tls {
                         span: tls.span.clone(),
                         message: e.to_string(),
-                    }),
-                _ => Ok(None),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let tls_addrs = config

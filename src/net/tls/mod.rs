@@ -138,7 +138,7 @@ impl TlsStream {
         loop {
             let mut reader = conn.reader();
             match reader.fill_buf() {
-                Ok(data) if data.is_empty() => return Ok(0),
+                Ok([]) => return Ok(0),
                 Ok(data) => {
                     let n = data.len().min(buf.remaining_mut());
                     buf.put_slice(&data[..n]);

@@ -1,0 +1,733 @@
+//! HTTPS as production sites run it, through real `curl` and `openssl s_client`, with
+//! certificates made by `openssl` here: SNI choosing the server and its certificate
+//! (an unknown name going to the default server), RSA and ECDSA certificates side by
+//! side, TLS 1.2-only and 1.3-only clients, certbot's `options-ssl-nginx.conf`,
+//! `ssl_dhparam` and port-80 redirect server, plain HTTP sent to the TLS port, client
+//! certificates (`ssl_verify_client on|optional`), session resumption, and `$scheme`
+//! reaching Django. Every answer is compared with Debian's nginx on the same config;
+//! bad certificate files are configuration errors with `file:line`, and a reload
+//! swaps a certificate (a bad one keeps the old).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::*;
+
+/// The certificates of these tests, made once per run.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn get() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(|| {
+            let dir = fresh_temp_dir("tls-pki");
+            let pki = Pki { dir };
+            pki.ca("ca", "Test CA");
+            pki.ca("rogue-ca", "Rogue CA");
+            pki.leaf(
+                "ca",
+                "example.com.rsa",
+                "rsa",
+                "/CN=example.com",
+                "DNS:example.com,DNS:www.example.com",
+                "serverAuth",
+            );
+            pki.leaf(
+                "ca",
+                "example.com.ec",
+                "ec",
+                "/CN=example.com",
+                "DNS:example.com,DNS:www.example.com",
+                "serverAuth",
+            );
+            pki.leaf(
+                "ca",
+                "example.com.second",
+                "ec",
+                "/CN=example.com/O=second",
+                "DNS:example.com",
+                "serverAuth",
+            );
+            pki.leaf(
+                "ca",
+                "other.test",
+                "rsa",
+                "/CN=other.test",
+                "DNS:other.test",
+                "serverAuth",
+            );
+            pki.leaf(
+                "ca",
+                "backend",
+                "ec",
+                "/CN=backend.internal",
+                "DNS:backend.internal",
+                "serverAuth",
+            );
+            pki.leaf(
+                "ca",
+                "client",
+                "ec",
+                "/CN=client one",
+                "DNS:client",
+                "clientAuth",
+            );
+            pki.leaf(
+                "rogue-ca",
+                "rogue-client",
+                "ec",
+                "/CN=rogue",
+                "DNS:rogue",
+                "clientAuth",
+            );
+            // Full chains as certbot writes them: leaf then CA.
+            for name in ["example.com.rsa", "example.com.ec"] {
+                let chain = format!(
+                    "{}{}",
+                    fs::read_to_string(pki.path(&format!("{name}.pem"))).expect("leaf"),
+                    fs::read_to_string(pki.path("ca.pem")).expect("ca")
+                );
+                fs::write(pki.path(&format!("{name}.fullchain.pem")), chain).expect("chain");
+            }
+            pki
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn p(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run openssl (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ca(&self, name: &str, cn: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+    }
+
+    fn leaf(&self, ca: &str, name: &str, kind: &str, subj: &str, san: &str, usage: &str) {
+        let key = format!("{name}.key");
+        let newkey: &[&str] = match kind {
+            "rsa" => &["-newkey", "rsa:2048"],
+            _ => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        };
+        let mut req = vec!["req"];
+        req.extend_from_slice(newkey);
+        let csr = format!("{name}.csr");
+        req.extend_from_slice(&["-nodes", "-keyout", &key, "-out", &csr, "-subj", subj]);
+        self.openssl(&req);
+        let ext = format!("{name}.ext");
+        fs::write(
+            self.path(&ext),
+            format!("subjectAltName={san}\nextendedKeyUsage={usage}\n"),
+        )
+        .expect("ext");
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/letsencrypt")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The site: certbot's HTTPS server (RSA and ECDSA, its options file and dhparam),
+/// another name with its own certificate and tickets, certbot's port-80 redirect
+/// server, and two client-certificate servers.
+fn conf(pki: &Pki, [tls, plain, mtls, optional]: [u16; 4], django: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  default_type text/plain;
+  upstream django {{ server 127.0.0.1:{django}; }}
+  server {{
+    listen 127.0.0.1:{tls} ssl default_server;
+    server_name example.com www.example.com;
+    ssl_certificate {rsa};
+    ssl_certificate_key {rsa_key};
+    ssl_certificate {ec};
+    ssl_certificate_key {ec_key};
+    include {options};
+    ssl_dhparam {dhparam};
+    location /django/ {{
+      proxy_pass http://django/;
+      proxy_set_header Host 127.0.0.1;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+    location /rel {{ return 302 /there; }}
+    location / {{
+      return 200 "example scheme=$scheme https=$https protocol=$ssl_protocol cipher=$ssl_cipher sni=$ssl_server_name uri=$uri\n";
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{tls} ssl;
+    server_name other.test;
+    ssl_certificate {other};
+    ssl_certificate_key {other_key};
+    ssl_protocols TLSv1.3;
+    location / {{ return 200 "other sni=$ssl_server_name protocol=$ssl_protocol\n"; }}
+  }}
+  server {{
+    if ($host = example.com) {{
+      return 301 https://$host$request_uri;
+    }}
+    listen 127.0.0.1:{plain};
+    server_name example.com;
+    return 404;
+  }}
+  server {{
+    listen 127.0.0.1:{mtls} ssl;
+    server_name example.com;
+    ssl_certificate {rsa};
+    ssl_certificate_key {rsa_key};
+    ssl_client_certificate {ca};
+    ssl_verify_client on;
+    location / {{ return 200 "verify=$ssl_client_verify\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{optional} ssl;
+    server_name example.com;
+    ssl_certificate {ec};
+    ssl_certificate_key {ec_key};
+    ssl_client_certificate {ca};
+    ssl_verify_client optional;
+    location / {{ return 200 "verify=$ssl_client_verify\n"; }}
+  }}
+}}
+"#,
+        rsa = pki.p("example.com.rsa.fullchain.pem"),
+        rsa_key = pki.p("example.com.rsa.key"),
+        ec = pki.p("example.com.ec.fullchain.pem"),
+        ec_key = pki.p("example.com.ec.key"),
+        other = pki.p("other.test.pem"),
+        other_key = pki.p("other.test.key"),
+        ca = pki.p("ca.pem"),
+        options = fixture("options-ssl-nginx.conf"),
+        dhparam = fixture("ssl-dhparams.pem"),
+    )
+}
+
+/// Runs curl; the answer as `status location=... body` (a standard page reduced to
+/// its headings, which name the server in their last line), ports as `PORT`.
+fn curl(port: u16, host: &str, url_path: &str, extra: &[&str], scheme: &str) -> String {
+    let pki = Pki::get();
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--max-time", "5", "--cacert", &pki.p("ca.pem")])
+        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+        .args(extra)
+        .arg(format!("{scheme}://{host}:{port}{url_path}"))
+        .output()
+        .expect("run curl");
+    describe(&out, port)
+}
+
+fn describe(out: &Output, port: u16) -> String {
+    if !out.status.success() {
+        // The exit status says what failed (35: the handshake); its text names the
+        // TLS library's wording, which differs between servers.
+        return format!("curl failed: exit {:?}", out.status.code());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).replace(&port.to_string(), "PORT");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("?")
+        .to_owned();
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("location:")
+                .then(|| l[9..].trim().to_owned())
+        })
+        .unwrap_or_else(|| "-".to_owned());
+    let body = if body.contains("<hr><center>") {
+        body.lines()
+            .filter(|l| l.contains("<h1>") || (l.starts_with("<center>") && !l.contains("<hr>")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        body.trim_end().to_owned()
+    };
+    format!("{status} location={location} {body}")
+}
+
+/// One request compared with nginx.
+struct Req {
+    what: String,
+    /// Index into the ports of [`conf`].
+    port: usize,
+    host: &'static str,
+    path: &'static str,
+    curl_options: Vec<String>,
+    scheme: &'static str,
+}
+
+fn req(
+    what: &str,
+    port: usize,
+    host: &'static str,
+    path: &'static str,
+    options: &[&str],
+    scheme: &'static str,
+) -> Req {
+    Req {
+        what: what.to_owned(),
+        port,
+        host,
+        path,
+        curl_options: options.iter().map(|s| s.to_string()).collect(),
+        scheme,
+    }
+}
+
+fn cases(pki: &Pki) -> Vec<Req> {
+    let (client, client_key) = (pki.p("client.pem"), pki.p("client.key"));
+    let (rogue, rogue_key) = (pki.p("rogue-client.pem"), pki.p("rogue-client.key"));
+    let client: &[&str] = &["--cert", &client, "--key", &client_key];
+    let rogue: &[&str] = &["--cert", &rogue, "--key", &rogue_key];
+    let tls12 = ["--tls-max", "1.2"];
+    vec![
+        req(
+            "TLS 1.3 (default client)",
+            0,
+            "example.com",
+            "/a?b=1",
+            &[],
+            "https",
+        ),
+        req("TLS 1.2 only", 0, "example.com", "/", &tls12, "https"),
+        req(
+            "TLS 1.3 only",
+            0,
+            "www.example.com",
+            "/",
+            &["--tlsv1.3"],
+            "https",
+        ),
+        req(
+            "RSA certificate",
+            0,
+            "example.com",
+            "/",
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-RSA-AES128-GCM-SHA256",
+            ],
+            "https",
+        ),
+        req(
+            "ECDSA certificate",
+            0,
+            "example.com",
+            "/",
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-ECDSA-CHACHA20-POLY1305",
+            ],
+            "https",
+        ),
+        req("SNI other.test", 0, "other.test", "/", &[], "https"),
+        req(
+            "SNI other.test, TLS 1.2 client",
+            0,
+            "other.test",
+            "/",
+            &tls12,
+            "https",
+        ),
+        req(
+            "unknown SNI goes to the default server",
+            0,
+            "unknown.test",
+            "/",
+            &["--insecure"],
+            "https",
+        ),
+        req(
+            "relative redirect gets https",
+            0,
+            "example.com",
+            "/rel",
+            &[],
+            "https",
+        ),
+        req(
+            "plain HTTP to the TLS port",
+            0,
+            "example.com",
+            "/",
+            &[],
+            "http",
+        ),
+        req(
+            "certbot's port-80 redirect",
+            1,
+            "example.com",
+            "/x?y=1",
+            &[],
+            "http",
+        ),
+        req(
+            "certbot's port-80 server, other host",
+            1,
+            "www.example.com",
+            "/",
+            &[],
+            "http",
+        ),
+        req(
+            "mTLS on, no certificate",
+            2,
+            "example.com",
+            "/",
+            &[],
+            "https",
+        ),
+        req(
+            "mTLS on, valid certificate",
+            2,
+            "example.com",
+            "/",
+            client,
+            "https",
+        ),
+        req(
+            "mTLS on, untrusted certificate",
+            2,
+            "example.com",
+            "/",
+            rogue,
+            "https",
+        ),
+        req(
+            "mTLS optional, no certificate",
+            3,
+            "example.com",
+            "/",
+            &[],
+            "https",
+        ),
+        req(
+            "mTLS optional, valid certificate",
+            3,
+            "example.com",
+            "/",
+            client,
+            "https",
+        ),
+        req(
+            "mTLS optional, untrusted certificate",
+            3,
+            "example.com",
+            "/",
+            rogue,
+            "https",
+        ),
+        req(
+            "$scheme reaches Django",
+            0,
+            "example.com",
+            "/django/scheme/",
+            &[],
+            "https",
+        ),
+    ]
+}
+
+/// `openssl s_client` twice with a saved session: whether the second one resumed.
+fn resumed(port: u16, name: &str, version: &str) -> String {
+    let pki = Pki::get();
+    let sess = fresh_temp_dir("tls-sess").join("sess");
+    let run = |io: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            // The short wait lets TLS 1.3 tickets (sent after the handshake) arrive.
+            .arg(format!(
+                "(sleep 0.2; echo) | timeout 5 openssl s_client {version} -connect 127.0.0.1:{port} -servername {name} -CAfile {ca} {io} {sess} 2>&1",
+                ca = pki.p("ca.pem"),
+                sess = sess.display()
+            ))
+            .output()
+            .expect("run openssl s_client");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("New,") || l.starts_with("Reused,"))
+            .map(|l| l.split(',').next().unwrap_or("").to_owned())
+            .unwrap_or_else(|| format!("no session line: {text}"))
+    };
+    let first = run("-sess_out");
+    let second = run("-sess_in");
+    format!("{first} then {second}")
+}
+
+/// The certificate subject a server presents for `name`.
+fn subject(port: u16, name: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "timeout 5 openssl s_client -connect 127.0.0.1:{port} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -subject"
+        ))
+        .output()
+        .expect("run openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn https_answers_match_nginx() {
+    let pki = Pki::get();
+    let django = Django::start_n(1).remove(0);
+    let (ferrolb, ports) = Proxy::start_on(|p| conf(pki, p, django.port));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |p| conf(pki, p, django.port)));
+    let mut mismatches = Vec::new();
+    let mut compared = 0;
+    let mut ours_all = Vec::new();
+    for r in cases(pki) {
+        let extra: Vec<&str> = r.curl_options.iter().map(String::as_str).collect();
+        let what = &r.what;
+        let ask = |ports: &[u16; 4]| curl(ports[r.port], r.host, r.path, &extra, r.scheme);
+        let ours = ask(&ports);
+        assert!(
+            !ours.starts_with("curl failed"),
+            "{what}: {ours}\n{}",
+            ferrolb.diagnostics()
+        );
+        if let Some((_, nports)) = &nginx {
+            let theirs = ask(nports);
+            compared += 1;
+            if ours != theirs {
+                mismatches.push(format!("{what}\n  ferrolb: {ours}\n  nginx:   {theirs}"));
+            }
+        }
+        ours_all.push(format!("{what}: {ours}"));
+    }
+    // What the answers must say, whatever nginx says.
+    let all = ours_all.join("\n");
+    for expected in [
+        "TLS 1.2 only: 200 location=- example scheme=https https=on protocol=TLSv1.2",
+        "TLS 1.3 only: 200 location=- example scheme=https https=on protocol=TLSv1.3",
+        "RSA certificate: 200 location=- example scheme=https https=on protocol=TLSv1.2 cipher=ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDSA certificate: 200 location=- example scheme=https https=on protocol=TLSv1.2 cipher=ECDHE-ECDSA-CHACHA20-POLY1305",
+        "SNI other.test: 200 location=- other sni=other.test protocol=TLSv1.3",
+        "unknown SNI goes to the default server: 200 location=- example",
+        "relative redirect gets https: 302 location=https://example.com:PORT/there",
+        "plain HTTP to the TLS port: 400 location=- <center><h1>400 Bad Request</h1></center> <center>The plain HTTP request was sent to HTTPS port</center>",
+        "certbot's port-80 redirect: 301 location=https://example.com/x?y=1",
+        "mTLS on, no certificate: 400 location=- <center><h1>400 Bad Request</h1></center> <center>No required SSL certificate was sent</center>",
+        "mTLS on, valid certificate: 200 location=- verify=SUCCESS",
+        "mTLS on, untrusted certificate: 400 location=- <center><h1>400 Bad Request</h1></center> <center>The SSL certificate error</center>",
+        "mTLS optional, no certificate: 200 location=- verify=NONE",
+        "mTLS optional, valid certificate: 200 location=- verify=SUCCESS",
+        "$scheme reaches Django: 200 location=- scheme=https secure=True",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    // other.test says TLS 1.3 only, but as with nginx the protocol is the default
+    // server's choice.
+    assert!(
+        all.contains(
+            "SNI other.test, TLS 1.2 client: 200 location=- other sni=other.test protocol=TLSv1.2"
+        ),
+        "{all}"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} answers differ from nginx:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+
+    // Certificates: SNI picks them; an unknown name gets the default server's.
+    assert!(subject(ports[0], "other.test").contains("CN = other.test"));
+    assert!(subject(ports[0], "unknown.test").contains("CN = example.com"));
+
+    // Resumption: certbot's options (session cache, no tickets) and the default
+    // (tickets), over TLS 1.2 and 1.3.
+    for (name, version) in [
+        ("example.com", "-tls1_2"),
+        ("example.com", "-tls1_3"),
+        ("other.test", "-tls1_3"),
+    ] {
+        let ours = resumed(ports[0], name, version);
+        assert_eq!(ours, "New then Reused", "{name} {version}");
+        // nginx keeps sessions in the default server's SSL context, which resumes
+        // nothing for another name here; ferrolb resumes each server's own sessions.
+        if let Some((_, nports)) = nginx.as_ref().filter(|_| name == "example.com") {
+            assert_eq!(
+                resumed(nports[0], name, version),
+                ours,
+                "nginx {name} {version}"
+            );
+        }
+    }
+    let log = ferrolb.error_log();
+    assert!(
+        log.contains("client sent plain HTTP request to HTTPS port"),
+        "{log}"
+    );
+    assert!(
+        log.contains("client sent no required SSL certificate"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_certificate_files_are_config_errors_with_their_line() {
+    let pki = Pki::get();
+    let dir = fresh_temp_dir("tls-bad");
+    let cases = [
+        (
+            format!(
+                "ssl_certificate {}/missing.pem;\n    ssl_certificate_key {};",
+                dir.display(),
+                pki.p("example.com.rsa.key")
+            ),
+            "cannot load certificate",
+        ),
+        (
+            format!(
+                "ssl_certificate {};\n    ssl_certificate_key {};",
+                pki.p("example.com.rsa.pem"),
+                pki.p("example.com.ec.key")
+            ),
+            "does not belong to the certificate",
+        ),
+        (
+            format!(
+                "ssl_certificate {};\n    ssl_certificate_key {};",
+                pki.p("example.com.rsa.key"),
+                pki.p("example.com.rsa.key")
+            ),
+            "no \"BEGIN CERTIFICATE\" block",
+        ),
+        (
+            "server_name x;".to_owned(),
+            "no \"ssl_certificate\" is defined",
+        ),
+    ];
+    for (lines, expected) in cases {
+        let conf = dir.join("nginx.conf");
+        fs::write(
+            &conf,
+            format!("events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1 ssl;\n    {lines}\n  }}\n}}\n"),
+        )
+        .expect("write");
+        let out = Command::new(proxy_bin())
+            .args(["-t", "-p"])
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .expect("run -t");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{lines}: {err}");
+        assert!(err.contains(expected), "{lines}: {err}");
+        assert!(
+            ["nginx.conf:4", "nginx.conf:5", "nginx.conf:6"]
+                .iter()
+                .any(|l| err.contains(l)),
+            "{err}"
+        );
+        assert!(err.contains("hint:"), "{err}");
+    }
+}
+
+#[test]
+fn reload_swaps_the_certificate_and_a_bad_one_keeps_the_old() {
+    let pki = Pki::get();
+    let site = |cert: &str, key: &str, port: u16| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    return 200 ok;\n  }}\n}}\n"
+        )
+    };
+    let (mut proxy, [port]) = Proxy::start_on(|[p]| {
+        site(
+            &pki.p("example.com.ec.pem"),
+            &pki.p("example.com.ec.key"),
+            p,
+        )
+    });
+    let first = subject(port, "example.com");
+    assert!(
+        first.contains("CN = example.com") && !first.contains("second"),
+        "{first}"
+    );
+    // SIGHUP: `-s reload` would refuse to signal with a config that does not load.
+    proxy.write_conf(&site(&pki.p("gone.pem"), &pki.p("gone.key"), port));
+    let rejected = proxy.sighup();
+    assert!(rejected.is_err(), "a missing certificate was accepted");
+    let log = proxy.error_log();
+    assert!(log.contains("cannot load certificate"), "{log}");
+    assert_eq!(subject(port, "example.com"), first);
+    assert!(curl(port, "example.com", "/", &[], "https").starts_with("200"));
+    proxy.reload_with(&site(
+        &pki.p("example.com.second.pem"),
+        &pki.p("example.com.second.key"),
+        port,
+    ));
+    let second = subject(port, "example.com");
+    assert!(second.contains("O = second"), "{second}");
+}
