@@ -173,3 +173,64 @@ pub fn openssl_name(suite: rustls::CipherSuite) -> &'static str {
             .map_or("", |s| s.0),
     }
 }
+
+/// How `proxy_pass https://` connects: the rustls client configuration built from the
+/// location's `proxy_ssl_*` settings, and the name the upstream's certificate is
+/// checked against (and sent by SNI with `proxy_ssl_server_name on`).
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// Protocols, suites, verification, client certificate, session reuse.
+    pub config: Arc<rustls::ClientConfig>,
+    /// `proxy_ssl_name`, default the host of `proxy_pass`.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+/// `proxy_ssl_verify off` (nginx's default): the upstream's certificate is taken as
+/// it is; its handshake signatures are still checked.
+#[derive(Debug)]
+pub struct NoUpstreamVerify(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -796,7 +796,7 @@ impl FilesConf {
 pub struct ProxyPass {
     /// Index into [`Http::upstreams`].
     pub upstream: usize,
-    /// `http` (https arrives with TLS).
+    /// `http` or `https`.
     pub scheme: String,
     /// The host part as written, nginx's `$proxy_host` (`myproject`, `127.0.0.1:8000`).
     pub proxy_host: String,
@@ -806,6 +806,9 @@ pub struct ProxyPass {
     pub uri: Option<String>,
     /// The prefix of the location the directive sits in (for the replacement above).
     pub location_prefix: Option<String>,
+    /// `https://`: how to run TLS to the upstream (from the location's
+    /// `proxy_ssl_*`); `None` for `http://`.
+    pub tls: Option<Arc<crate::config::tls::UpstreamTls>>,
 }
 
 /// `proxy_http_version`.

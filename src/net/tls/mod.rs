@@ -11,7 +11,9 @@
 //!
 //! * [`server`]: the server side: rustls configurations built from `ssl_*`
 //!   ([`crate::config::tls::ServerTls`]), the SNI handshake, client certificates.
+//! * [`client`]: the client side for `proxy_pass https://`.
 
+pub mod client;
 pub mod server;
 
 use std::io::{self, BufRead, IoSlice, Read, Write};
