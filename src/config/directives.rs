@@ -360,12 +360,18 @@ pub static DIRECTIVES: &[Spec] = &[
         "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",
     ),
     unsupported("ssl_conf_command", "ferrolb's TLS is rustls, not OpenSSL"),
-    unsupported("proxy_ssl_conf_command", "ferrolb's TLS is rustls, not OpenSSL"),
+    unsupported(
+        "proxy_ssl_conf_command",
+        "ferrolb's TLS is rustls, not OpenSSL",
+    ),
     unsupported(
         "proxy_ssl_password_file",
         "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",
     ),
-    unsupported("proxy_ssl_crl", "upstream certificates are not checked against CRLs yet"),
+    unsupported(
+        "proxy_ssl_crl",
+        "upstream certificates are not checked against CRLs yet",
+    ),
     unsupported(
         "ssl_ocsp*",
         "client certificates are not checked by OCSP (ssl_crl is)",

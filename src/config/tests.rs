@@ -484,7 +484,9 @@ fn listen_and_server_name() {
     );
     let e = load_err(&in_http("server {\nlisten 80 ssl;\n}"));
     assert!(
-        e.starts_with("nginx.conf:4: no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive"),
+        e.starts_with(
+            "nginx.conf:4: no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive"
+        ),
         "{e}"
     );
     let e = load_err(&in_http("server {\nserver_name a*b;\n}"));

@@ -419,8 +419,7 @@ async fn acquire(
             None => Ok(raw),
         }
     };
-    let stream = match tokio::time::timeout(f.settings.proxy_connect_timeout, connect).await
-    {
+    let stream = match tokio::time::timeout(f.settings.proxy_connect_timeout, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(IoFailure::Io(e)),
         Err(_) => return Err(IoFailure::Timeout),

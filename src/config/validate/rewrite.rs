@@ -322,7 +322,8 @@ impl Validator<'_> {
                 let settings = own.over(merged);
                 if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
                     if pp.scheme == "https" {
-                        pp.tls = Some(self.upstream_tls(&settings.proxy_ssl, &pp.proxy_host, pd)?);
+                        pp.tls =
+                            Some(self.upstream_tls(&settings.proxy_ssl, &pp.proxy_host, pd)?);
                     }
                 }
                 let action = match proxy {

@@ -272,7 +272,11 @@ const TLS13_SUITES: &[SupportedCipherSuite] = &[
 
 impl Validator<'_> {
     /// One `proxy_ssl_*` directive at http, server or location level.
-    pub(super) fn proxy_ssl_setting(&mut self, p: &mut ProxySslPartial, d: &Directive) -> Result<()> {
+    pub(super) fn proxy_ssl_setting(
+        &mut self,
+        p: &mut ProxySslPartial,
+        d: &Directive,
+    ) -> Result<()> {
         let a0 = d.arg(0);
         let env = self.env;
         let path = |v: &str| env.prefix.join(v);
@@ -357,7 +361,13 @@ impl Validator<'_> {
             let (chosen, unmapped) = select_ciphers(list);
             if let Some(d) = &p.ciphers {
                 if !unmapped.is_empty() {
-                    self.warn(d, format!("ciphers with no rustls equivalent are not offered: {}", unmapped.join(", ")));
+                    self.warn(
+                        d,
+                        format!(
+                            "ciphers with no rustls equivalent are not offered: {}",
+                            unmapped.join(", ")
+                        ),
+                    );
                 }
             }
             suites.extend(chosen);
@@ -376,7 +386,12 @@ impl Validator<'_> {
         let at = p.ciphers.as_ref().unwrap_or(pass_directive);
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&versions)
-            .map_err(|e| ConfigError::at(&at.span, format!("no TLS setting left for the upstream: {e}")))?;
+            .map_err(|e| {
+                ConfigError::at(
+                    &at.span,
+                    format!("no TLS setting left for the upstream: {e}"),
+                )
+            })?;
         let builder = if p.verify == Some(true) {
             let Some((file, d)) = &p.trusted_certificate else {
                 return Err(ConfigError::hinted(
@@ -400,7 +415,8 @@ impl Validator<'_> {
         let mut config = match (&p.certificate, &p.certificate_key) {
             (Some((cert, cd)), Some((key, kd))) => {
                 let ck = load_pair(cd, cert, kd, key)?;
-                builder.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
+                builder
+                    .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
             }
             (Some((_, d)), None) | (None, Some((_, d))) => {
                 return Err(ConfigError::hinted(
