@@ -715,6 +715,27 @@ fn reload_swaps_the_certificate_and_a_bad_one_keeps_the_old() {
         first.contains("CN = example.com") && !first.contains("second"),
         "{first}"
     );
+    // A client on new TLS connections all along: no request may fail.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (stop, count) = (stop.clone(), count.clone());
+        std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::Relaxed) && count.load(Ordering::Relaxed) < 500 {
+                let got = curl(port, "example.com", "/", &[], "https");
+                if got != "200 location=- ok" {
+                    failed.push(got);
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            (count.load(Ordering::Relaxed), failed)
+        })
+    };
+    wait_until(IO_TIMEOUT, "requests before the reloads", || {
+        (count.load(Ordering::Relaxed) >= 10).then_some(())
+    });
     // SIGHUP: `-s reload` would refuse to signal with a config that does not load.
     proxy.write_conf(&site(&pki.p("gone.pem"), &pki.p("gone.key"), port));
     let rejected = proxy.sighup();
@@ -730,6 +751,19 @@ fn reload_swaps_the_certificate_and_a_bad_one_keeps_the_old() {
     ));
     let second = subject(port, "example.com");
     assert!(second.contains("O = second"), "{second}");
+    let before = count.load(Ordering::Relaxed);
+    wait_until(IO_TIMEOUT, "requests after the reloads", || {
+        (count.load(Ordering::Relaxed) >= before + 10).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (done, failed) = load.join().expect("load thread");
+    assert!(
+        failed.is_empty(),
+        "{} of {done} requests failed: {failed:?}",
+        failed.len()
+    );
+    assert!(done > 0);
+    eprintln!("reload under load: {done} HTTPS requests, 0 failed");
 }
 
 /// A TLS backend that says what it saw of the TLS connection.

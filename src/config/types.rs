@@ -173,6 +173,8 @@ pub struct HealthCheckConf {
     /// `mandatory`: a new peer takes no requests until its first check passes.
     /// Default off (new peers count as healthy until a check fails).
     pub mandatory: bool,
+    /// The location's `proxy_pass https://` settings: checks speak TLS as requests do.
+    pub tls: Option<Arc<crate::config::tls::UpstreamTls>>,
     /// The `Host` header of the check: the location's `proxy_pass` host.
     pub host: String,
     /// Where the directive is.
