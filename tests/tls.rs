@@ -188,7 +188,7 @@ fn fixture(name: &str) -> String {
 /// The site: certbot's HTTPS server (RSA and ECDSA, its options file and dhparam),
 /// another name with its own certificate and tickets, certbot's port-80 redirect
 /// server, and two client-certificate servers.
-fn conf(pki: &Pki, [tls, plain, mtls, optional]: [u16; 4], django: u16) -> String {
+fn conf(pki: &Pki, [tls, plain, mtls, optional, reject]: [u16; 5], django: u16) -> String {
     format!(
         r#"events {{}}
 http {{
@@ -247,6 +247,17 @@ http {{
     ssl_client_certificate {ca};
     ssl_verify_client optional;
     location / {{ return 200 "verify=$ssl_client_verify\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{reject} ssl default_server;
+    ssl_reject_handshake on;
+  }}
+  server {{
+    listen 127.0.0.1:{reject} ssl;
+    server_name example.com;
+    ssl_certificate {ec};
+    ssl_certificate_key {ec_key};
+    return 200 "known name\n";
   }}
 }}
 "#,
@@ -486,6 +497,14 @@ fn cases(pki: &Pki) -> Vec<Req> {
             "https",
         ),
         req(
+            "ssl_reject_handshake: known name",
+            4,
+            "example.com",
+            "/",
+            &[],
+            "https",
+        ),
+        req(
             "$scheme reaches Django",
             0,
             "example.com",
@@ -548,10 +567,10 @@ fn https_answers_match_nginx() {
     for r in cases(pki) {
         let extra: Vec<&str> = r.curl_options.iter().map(String::as_str).collect();
         let what = &r.what;
-        let ask = |ports: &[u16; 4]| curl(ports[r.port], r.host, r.path, &extra, r.scheme);
+        let ask = |ports: &[u16; 5]| curl(ports[r.port], r.host, r.path, &extra, r.scheme);
         let ours = ask(&ports);
         assert!(
-            !ours.starts_with("curl failed"),
+            !ours.starts_with("curl failed") || r.what.contains("rejected"),
             "{what}: {ours}\n{}",
             ferrolb.diagnostics()
         );
@@ -584,6 +603,13 @@ fn https_answers_match_nginx() {
         "$scheme reaches Django: 200 location=- scheme=https secure=True",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    // The default server rejects handshakes without a name it knows.
+    let rejected = curl(ports[4], "unknown.test", "/", &["--insecure"], "https");
+    assert_eq!(rejected, "curl failed: exit Some(35)");
+    if let Some((_, nports)) = &nginx {
+        let theirs = curl(nports[4], "unknown.test", "/", &["--insecure"], "https");
+        assert_eq!(rejected, theirs, "nginx");
     }
     // other.test says TLS 1.3 only, but as with nginx the protocol is the default
     // server's choice.
