@@ -15,6 +15,8 @@
 
 pub mod client;
 pub mod server;
+#[cfg(test)]
+mod tests;
 
 use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
