@@ -254,9 +254,11 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{reject} ssl;
-    server_name example.com;
+    server_name example.com www.example.com;
     ssl_certificate {ec};
     ssl_certificate_key {ec_key};
+    ssl_client_certificate {ca};
+    ssl_verify_client optional;
     return 200 "known name\n";
   }}
 }}
@@ -473,6 +475,21 @@ fn cases(pki: &Pki) -> Vec<Req> {
             "https",
         ),
         req(
+            "mTLS: a Host other than the SNI name",
+            4,
+            "example.com",
+            "/",
+            &[
+                client[0],
+                client[1],
+                client[2],
+                client[3],
+                "-H",
+                "Host: www.example.com",
+            ],
+            "https",
+        ),
+        req(
             "mTLS optional, no certificate",
             3,
             "example.com",
@@ -599,6 +616,7 @@ fn https_answers_match_nginx() {
         "mTLS on, valid certificate: 200 location=- verify=SUCCESS",
         "mTLS on, untrusted certificate: 400 location=- <center><h1>400 Bad Request</h1></center> <center>The SSL certificate error</center>",
         "mTLS optional, no certificate: 200 location=- verify=NONE",
+        "mTLS: a Host other than the SNI name: 421 location=- <center><h1>421 Misdirected Request</h1></center>",
         "mTLS optional, valid certificate: 200 location=- verify=SUCCESS",
         "$scheme reaches Django: 200 location=- scheme=https secure=True",
     ] {

@@ -29,6 +29,7 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Large",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

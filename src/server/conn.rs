@@ -294,7 +294,8 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         };
     };
 
-    if let Some(refusal) = tls_refusal(server, info) {
+    let shared_address = || vhost::several_servers(servers, &info.local);
+    if let Some(refusal) = tls_refusal(server, info, host, shared_address) {
         let mut handled =
             answer_local(stream, buf, head, refusal, None, &server.settings, false).await;
         // Logged as the 400 it is on the wire (nginx's 495-497 are internal codes).
@@ -585,8 +586,18 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
 
 /// nginx's checks of the transport before a request is served: plain HTTP on a TLS
 /// address (497), and the client certificate `ssl_verify_client` requires (496: none
-/// sent, 495: it did not verify). All are answered with a 400 page saying why.
-fn tls_refusal(server: &ServerConf, info: &ClientInfo) -> Option<u16> {
+/// sent, 495: it did not verify). Those are answered with a 400 page saying why.
+///
+/// And as nginx, on an address several servers share, a request whose Host is not
+/// the name the handshake was made for gets 421 Misdirected Request when the server
+/// it goes to checks client certificates: the certificate was judged by the settings
+/// of the server the name chose.
+fn tls_refusal(
+    server: &ServerConf,
+    info: &ClientInfo,
+    host: Option<&str>,
+    shared_address: impl FnOnce() -> bool,
+) -> Option<u16> {
     if matches!(info.transport, Transport::PlainOnTlsPort) {
         crate::log::emit(
             Level::Info,
@@ -600,6 +611,19 @@ fn tls_refusal(server: &ServerConf, info: &ClientInfo) -> Option<u16> {
     }
     let facts = info.tls()?;
     let verify = server.tls.as_ref()?.verify_client;
+    if let Some(sni) = &facts.server_name {
+        if verify.asks() && vhost::normalize_host(host.unwrap_or("")) != *sni && shared_address() {
+            crate::log::emit(
+                Level::Info,
+                Some(info.id),
+                format_args!(
+                    "client attempted to request the server name different from the one that was negotiated while reading client request headers, client: {}, server: {}",
+                    info.remote, server.primary_name
+                ),
+            );
+            return Some(421);
+        }
+    }
     let verdict = facts.client_verify.as_str();
     let (code, what) = match (verify, verdict) {
         (VerifyClient::On, "NONE") => (496, "client sent no required SSL certificate".to_owned()),
