@@ -968,3 +968,57 @@ fn upstream_tls_verifies_sends_sni_and_client_certificates_and_reuses() {
         }
     }
 }
+
+#[test]
+fn certificates_named_by_ssl_server_name() {
+    let pki = Pki::get();
+    let dir = fresh_temp_dir("tls-by-name");
+    for (name, from) in [
+        ("example.com", "example.com.ec"),
+        ("other.test", "other.test"),
+    ] {
+        for ext in ["pem", "key"] {
+            fs::copy(
+                pki.path(&format!("{from}.{ext}")),
+                dir.join(format!("{name}.{ext}")),
+            )
+            .expect("copy");
+        }
+    }
+    // nginx's worker (user nobody when nginx starts as root) reads these at the
+    // handshake: let it.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in fs::read_dir(&dir).expect("list").flatten() {
+        fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let conf = |port: u16| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/$ssl_server_name.pem;\n    ssl_certificate_key {d}/$ssl_server_name.key;\n    return 200 \"$ssl_server_name\\n\";\n  }}\n}}\n",
+            d = dir.display()
+        )
+    };
+    let (ferrolb, [port]) = Proxy::start_on(|[p]| conf(p));
+    assert!(subject(port, "example.com").contains("CN = example.com"));
+    assert!(subject(port, "other.test").contains("CN = other.test"));
+    let unknown = curl(port, "unknown.test", "/", &["--insecure"], "https");
+    assert_eq!(unknown, "curl failed: exit Some(35)");
+    assert!(
+        ferrolb.error_log().contains("unknown.test.pem"),
+        "{}",
+        ferrolb.error_log()
+    );
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [nport]) = Proxy::start_bin_on(nginx_bin, |[p]| conf(p));
+        for name in ["example.com", "other.test"] {
+            assert_eq!(subject(port, name), subject(nport, name), "{name}");
+            assert_eq!(
+                curl(port, name, "/", &[], "https"),
+                curl(nport, name, "/", &[], "https")
+            );
+        }
+        let theirs = curl(nport, "unknown.test", "/", &["--insecure"], "https");
+        assert_eq!(unknown, theirs);
+    }
+}

@@ -12,12 +12,100 @@ use rustls::SupportedCipherSuite;
 
 use super::types::Span;
 
+/// Why a certificate and key pair could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertLoadError {
+    /// The certificate file.
+    #[error("cannot load certificate \"{}\": {why}", path.display())]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The key file.
+    #[error("cannot load certificate key \"{}\": {why}", path.display())]
+    Key {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The key is not the certificate's.
+    #[error("the key \"{}\" does not belong to the certificate \"{}\"", key.display(), cert.display())]
+    Mismatch {
+        /// The certificate file.
+        cert: std::path::PathBuf,
+        /// The key file.
+        key: std::path::PathBuf,
+    },
+}
+
+/// Reads a PEM certificate chain (leaf first) and its key, and checks they belong
+/// together.
+pub fn load_certified_key(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<CertifiedKey, CertLoadError> {
+    use rustls::pki_types::pem::{self, PemObject};
+    use rustls::pki_types::PrivateKeyDer;
+    let chain = read_certificates(cert).map_err(|why| CertLoadError::Certificate {
+        path: cert.to_owned(),
+        why,
+    })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| CertLoadError::Key {
+        path: key.to_owned(),
+        why: match e {
+            pem::Error::NoItemsFound => "no private key in the file (an encrypted key must be decrypted first: openssl pkey -in KEY -out KEY.plain)".to_owned(),
+            other => pem_error(&other),
+        },
+    })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
+        CertLoadError::Key {
+            path: key.to_owned(),
+            why: e.to_string(),
+        }
+    })?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|_| CertLoadError::Mismatch {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+    })?;
+    Ok(ck)
+}
+
+/// Every certificate of a PEM file (at least one); the error says why not.
+pub fn read_certificates(file: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| pem_error(&e))?;
+    if certs.is_empty() {
+        return Err("no \"BEGIN CERTIFICATE\" block in the file".to_owned());
+    }
+    Ok(certs)
+}
+
+/// A PEM reading error as a sentence.
+pub fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::Io(io) => io.to_string(),
+        Error::NoItemsFound => "nothing found in the file".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// The TLS settings of one `server` (its `ssl_*` directives over the http level's).
 #[derive(Clone)]
 pub struct ServerTls {
     /// `ssl_certificate` / `ssl_certificate_key` pairs in file order (RSA and ECDSA
     /// side by side); empty only with `ssl_reject_handshake on`.
     pub certificates: Vec<Arc<CertifiedKey>>,
+    /// `ssl_certificate`/`ssl_certificate_key` pairs whose paths name
+    /// `$ssl_server_name`: read at the handshake for the name the client sent (and
+    /// kept until the next reload), as nginx reads them at every handshake.
+    pub per_name_certificates: Vec<(String, String)>,
     /// `ssl_protocols`: TLS 1.2 offered. Default on.
     pub tls12: bool,
     /// `ssl_protocols`: TLS 1.3 offered. Default on.

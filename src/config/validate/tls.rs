@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::crypto::ring::{cipher_suite as cs, kx_group, sign::any_supported_type};
+use rustls::crypto::ring::{cipher_suite as cs, kx_group};
 use rustls::crypto::SupportedKxGroup;
-use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use rustls::sign::CertifiedKey;
 use rustls::SupportedCipherSuite;
 
@@ -20,7 +20,8 @@ use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::tls::{
-    NoUpstreamVerify, ServerTls, SessionCache, UpstreamTls, VerifyClient, TLS12_SUITES,
+    load_certified_key, pem_error, read_certificates, CertLoadError, NoUpstreamVerify, ServerTls,
+    SessionCache, UpstreamTls, VerifyClient, TLS12_SUITES,
 };
 
 /// The `ssl_*` settings of one level; `None`: not set here.
@@ -457,11 +458,14 @@ impl Validator<'_> {
         let path = |v: &str| env.prefix.join(v);
         match d.name.as_str() {
             "ssl_certificate" | "ssl_certificate_key" => {
-                if a0.contains('$') {
+                if without_server_name(a0).contains('$') {
                     return Err(ConfigError::hinted(
                         &d.span,
-                        format!("variables in \"{}\" are not supported yet", d.name),
-                        "name the files of each server in its own server block",
+                        format!(
+                            "variables in \"{}\" other than $ssl_server_name are not supported yet",
+                            d.name
+                        ),
+                        "name the files of each server in its own server block, or use $ssl_server_name",
                     ));
                 }
                 if a0.starts_with("data:") {
@@ -597,6 +601,7 @@ impl Validator<'_> {
             _ => None,
         };
         let mut certificates = Vec::with_capacity(certs.len());
+        let mut per_name_certificates = Vec::new();
         for (i, (cert_path, cd)) in certs.iter().enumerate() {
             let Some((key_path, kd)) = keys.get(i) else {
                 return Err(ConfigError::hinted(
@@ -608,6 +613,15 @@ impl Validator<'_> {
                     "each ssl_certificate needs its ssl_certificate_key, in the same order",
                 ));
             };
+            let names = |p: &Path| p.to_string_lossy().contains('$');
+            if names(cert_path) || names(key_path) {
+                // Read at the handshake, for the name the client sends.
+                per_name_certificates.push((
+                    cert_path.to_string_lossy().into_owned(),
+                    key_path.to_string_lossy().into_owned(),
+                ));
+                continue;
+            }
             let mut ck = load_pair(cd, cert_path, kd, key_path)?;
             if let Some(ocsp) = &stapled {
                 ck.ocsp = Some(ocsp.clone());
@@ -680,6 +694,7 @@ impl Validator<'_> {
         };
         Ok(Some(Arc::new(ServerTls {
             certificates,
+            per_name_certificates,
             tls12,
             tls13,
             cipher_suites,
@@ -771,60 +786,35 @@ fn session_cache(d: &Directive) -> Result<SessionCache> {
     Ok(SessionCache::Entries(entries))
 }
 
-/// A certificate chain and its key, checked to belong together.
+/// A certificate chain and its key, checked to belong together; an error points at
+/// the directive of the file at fault.
 fn load_pair(
     cd: &Directive,
     cert_path: &Path,
     kd: &Directive,
     key_path: &Path,
 ) -> Result<CertifiedKey> {
-    let chain = read_certs(cd, cert_path, "certificate")?;
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        let why = match &e {
-            pem::Error::NoItemsFound => "no private key in the file (an encrypted key must be decrypted first: openssl pkey -in KEY -out KEY.plain)".to_owned(),
-            other => pem_error(other),
-        };
-        file_error(kd, key_path, "certificate key", &why)
-    })?;
-    let signing = any_supported_type(&key)
-        .map_err(|e| file_error(kd, key_path, "certificate key", &e.to_string()))?;
-    let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|_| {
-        ConfigError::hinted(
+    load_certified_key(cert_path, key_path).map_err(|e| match e {
+        CertLoadError::Certificate { path, why } => file_error(cd, &path, "certificate", &why),
+        CertLoadError::Key { path, why } => file_error(kd, &path, "certificate key", &why),
+        mismatch @ CertLoadError::Mismatch { .. } => ConfigError::hinted(
             &kd.span,
-            format!(
-                "the key \"{}\" does not belong to the certificate \"{}\"",
-                key_path.display(),
-                cert_path.display()
-            ),
+            mismatch.to_string(),
             "give each ssl_certificate_key right after its ssl_certificate",
-        )
-    })?;
-    Ok(ck)
+        ),
+    })
 }
 
 /// Every certificate of a PEM file (at least one).
 fn read_certs(d: &Directive, file: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(file)
-        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| file_error(d, file, what, &pem_error(&e)))?;
-    if certs.is_empty() {
-        return Err(file_error(
-            d,
-            file,
-            what,
-            "no \"BEGIN CERTIFICATE\" block in the file",
-        ));
-    }
-    Ok(certs)
+    read_certificates(file).map_err(|why| file_error(d, file, what, &why))
 }
 
-fn pem_error(e: &pem::Error) -> String {
-    match e {
-        pem::Error::Io(io) => io.to_string(),
-        pem::Error::NoItemsFound => "nothing found in the file".to_owned(),
-        other => format!("{other:?}"),
-    }
+/// A path with its `$ssl_server_name` (the one variable certificate paths may hold)
+/// taken out.
+fn without_server_name(path: &str) -> String {
+    path.replace("${ssl_server_name}", "")
+        .replace("$ssl_server_name", "")
 }
 
 /// nginx's `cannot load certificate "FILE"` with the reason and a hint.

@@ -95,11 +95,11 @@ impl TlsOffer {
             let mut c = ServerConfig::builder_with_provider(Arc::new(default_provider()))
                 .with_safe_default_protocol_versions()
                 .map(|b| b.with_no_client_auth())
-                .map(|b| b.with_cert_resolver(Arc::new(PickCertificate { certs: Vec::new() })))
+                .map(|b| b.with_cert_resolver(Arc::new(PickCertificate::default())))
                 .unwrap_or_else(|_| {
                     ServerConfig::builder()
                         .with_no_client_auth()
-                        .with_cert_resolver(Arc::new(PickCertificate { certs: Vec::new() }))
+                        .with_cert_resolver(Arc::new(PickCertificate::default()))
                 });
             c.session_storage = Arc::new(NoServerSessionStorage {});
             Arc::new(c)
@@ -149,17 +149,69 @@ impl ProducesTickets for TicketLifetime {
 /// Picks the certificate for a ClientHello among a server's (RSA and ECDSA side by
 /// side): ECDSA first when the client can take it, as OpenSSL ends up doing with
 /// nginx's default cipher order, else the first one the client can verify.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct PickCertificate {
     certs: Vec<Arc<CertifiedKey>>,
+    /// Pairs naming `$ssl_server_name`, with the ones read so far by name.
+    per_name: Vec<(String, String)>,
+    by_name: std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<CertifiedKey>>>>,
 }
+
+/// How many names' certificates [`PickCertificate`] keeps (a client picks the names).
+const PER_NAME_KEPT: usize = 4096;
 
 impl PickCertificate {
     fn new(tls: &ServerTls) -> PickCertificate {
         let mut certs = tls.certificates.clone();
         // Stable: within a kind, file order.
         certs.sort_by_key(|c| c.key.algorithm() != SignatureAlgorithm::ECDSA);
-        PickCertificate { certs }
+        PickCertificate {
+            certs,
+            per_name: tls.per_name_certificates.clone(),
+            by_name: Default::default(),
+        }
+    }
+
+    /// The certificates whose paths name `$ssl_server_name`, for `name`: read the first
+    /// time (a file that cannot be read is logged and left out, failing the handshake
+    /// when nothing else fits, as in nginx).
+    fn for_name(&self, name: Option<&str>) -> Vec<Arc<CertifiedKey>> {
+        if self.per_name.is_empty() {
+            return Vec::new();
+        }
+        let name = name.unwrap_or("");
+        // The name becomes part of a path: never one that leaves the directory.
+        if name.contains(['/', '\\']) || name.starts_with('.') || name.contains("..") {
+            return Vec::new();
+        }
+        let mut kept = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = kept.get(name) {
+            return found.clone();
+        }
+        let fill = |t: &str| {
+            t.replace("${ssl_server_name}", name)
+                .replace("$ssl_server_name", name)
+        };
+        let mut loaded = Vec::new();
+        for (cert, key) in &self.per_name {
+            let (cert, key) = (fill(cert), fill(key));
+            match crate::config::tls::load_certified_key(cert.as_ref(), key.as_ref()) {
+                Ok(ck) => loaded.push(Arc::new(ck)),
+                Err(e) => crate::log::emit(
+                    crate::config::Level::Error,
+                    None,
+                    format_args!("{e} while SSL handshaking"),
+                ),
+            }
+        }
+        loaded.sort_by_key(|c| c.key.algorithm() != SignatureAlgorithm::ECDSA);
+        if !loaded.is_empty() {
+            if kept.len() >= PER_NAME_KEPT {
+                kept.clear();
+            }
+            kept.insert(name.to_owned(), loaded.clone());
+        }
+        loaded
     }
 }
 
@@ -170,8 +222,10 @@ impl ResolvesServerCert for PickCertificate {
         let tls13 = suites
             .iter()
             .any(|s| format!("{s:?}").starts_with("TLS13_"));
-        self.certs
+        let named = self.for_name(hello.server_name());
+        named
             .iter()
+            .chain(&self.certs)
             .find(|c| {
                 if c.key.choose_scheme(schemes).is_none() {
                     return false;
@@ -186,7 +240,7 @@ impl ResolvesServerCert for PickCertificate {
                 };
                 suites.iter().any(|s| format!("{s:?}").contains(kind))
             })
-            .or_else(|| self.certs.first())
+            .or_else(|| named.first().or(self.certs.first()))
             .cloned()
     }
 }

@@ -40,6 +40,7 @@ fn server_offer() -> TlsOffer {
     let signing = rustls::crypto::ring::sign::any_supported_type(&key).expect("signing key");
     let tls = ServerTls {
         certificates: vec![Arc::new(rustls::sign::CertifiedKey::new(chain, signing))],
+        per_name_certificates: Vec::new(),
         tls12: true,
         tls13: true,
         cipher_suites: rustls::crypto::ring::ALL_CIPHER_SUITES.to_vec(),
