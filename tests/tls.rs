@@ -86,6 +86,40 @@ impl Pki {
                 "DNS:rogue",
                 "clientAuth",
             );
+            // An OCSP response for the RSA certificate, for ssl_stapling_file.
+            let serial = Command::new("openssl")
+                .args(["x509", "-noout", "-serial", "-in"])
+                .arg(pki.path("example.com.rsa.pem"))
+                .output()
+                .expect("serial");
+            let serial = String::from_utf8_lossy(&serial.stdout)
+                .trim()
+                .trim_start_matches("serial=")
+                .to_owned();
+            fs::write(
+                pki.path("index.txt"),
+                format!("V\t391231235959Z\t\t{serial}\tunknown\t/CN=example.com\n"),
+            )
+            .expect("index");
+            pki.openssl(&[
+                "ocsp",
+                "-index",
+                "index.txt",
+                "-rsigner",
+                "ca.pem",
+                "-rkey",
+                "ca.key",
+                "-CA",
+                "ca.pem",
+                "-issuer",
+                "ca.pem",
+                "-cert",
+                "example.com.rsa.pem",
+                "-respout",
+                "example.com.rsa.ocsp",
+                "-ndays",
+                "2",
+            ]);
             // Full chains as certbot writes them: leaf then CA.
             for name in ["example.com.rsa", "example.com.ec"] {
                 let chain = format!(
@@ -237,6 +271,8 @@ http {{
     ssl_certificate_key {rsa_key};
     ssl_client_certificate {ca};
     ssl_verify_client on;
+    ssl_stapling on;
+    ssl_stapling_file {ocsp};
     location / {{ return 200 "verify=$ssl_client_verify\n"; }}
   }}
   server {{
@@ -270,6 +306,7 @@ http {{
         other = pki.p("other.test.pem"),
         other_key = pki.p("other.test.key"),
         ca = pki.p("ca.pem"),
+        ocsp = pki.p("example.com.rsa.ocsp"),
         options = fixture("options-ssl-nginx.conf"),
         dhparam = fixture("ssl-dhparams.pem"),
     )
@@ -647,6 +684,31 @@ fn https_answers_match_nginx() {
     // Certificates: SNI picks them; an unknown name gets the default server's.
     assert!(subject(ports[0], "other.test").contains("CN = other.test"));
     assert!(subject(ports[0], "unknown.test").contains("CN = example.com"));
+
+    // ssl_stapling_file: the response is stapled.
+    let stapled = |port: u16| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | timeout 5 openssl s_client -connect 127.0.0.1:{port} -servername example.com -status 2>/dev/null"
+            ))
+            .output()
+            .expect("run openssl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .filter(|l| l.contains("OCSP Response Status") || l.contains("Cert Status"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let ours = stapled(ports[2]);
+    assert_eq!(
+        ours,
+        "OCSP Response Status: successful (0x0); Cert Status: good"
+    );
+    if let Some((_, nports)) = &nginx {
+        assert_eq!(stapled(nports[2]), ours, "nginx");
+    }
 
     // Resumption: certbot's options (session cache, no tickets) and the default
     // (tickets), over TLS 1.2 and 1.3.
