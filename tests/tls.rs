@@ -781,13 +781,7 @@ fn bad_certificate_files_are_config_errors_with_their_line() {
             format!("events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1 ssl;\n    {lines}\n  }}\n}}\n"),
         )
         .expect("write");
-        let out = Command::new(proxy_bin())
-            .args(["-t", "-p"])
-            .arg(&dir)
-            .arg("-c")
-            .arg(&conf)
-            .output()
-            .expect("run -t");
+        let out = check_config(&dir, &conf);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{lines}: {err}");
         assert!(err.contains(expected), "{lines}: {err}");
