@@ -413,8 +413,8 @@ fn proxy_pass_errors() {
         )))
     };
     assert_eq!(
-        loc("proxy_pass https://127.0.0.1;"),
-        "nginx.conf:5: https upstreams are not supported yet"
+        first_line(&loc("proxy_ssl_verify on; proxy_pass https://127.0.0.1;")),
+        "nginx.conf:5: no proxy_ssl_trusted_certificate for proxy_ssl_verify"
     );
     assert!(loc("proxy_pass http://127.0.0.1/uri;").starts_with(
         "nginx.conf:5: \"proxy_pass\" cannot have URI part in location given by regular expression"
