@@ -1078,3 +1078,24 @@ fn certificates_named_by_ssl_server_name() {
         assert_eq!(unknown, theirs);
     }
 }
+
+#[test]
+fn graceful_stop_ends_a_handshake_that_never_comes() {
+    let pki = Pki::get();
+    let (mut proxy, [port]) = Proxy::start_on(|[p]| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{p} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    return 200 ok;\n  }}\n}}\n",
+            pki.p("example.com.ec.pem"),
+            pki.p("example.com.ec.key")
+        )
+    });
+    // Connected, silent: the handshake waits for a ClientHello (60 s by default).
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    proxy.signal(nix::sys::signal::Signal::SIGQUIT);
+    let status = proxy.wait_exit(std::time::Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        proxy.diagnostics()
+    );
+}

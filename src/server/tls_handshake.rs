@@ -47,7 +47,15 @@ pub(super) async fn begin(
             .and_then(|i| rt.tls_offers.get(i).cloned().flatten())
             .unwrap_or_else(TlsOffer::refuse)
     };
-    let why = match tokio::time::timeout(limit, accept(stream, pick)).await {
+    // A stop ends handshakes in progress: a client that connects and sends nothing
+    // must not hold a graceful stop for the whole timeout.
+    let mut stop = worker.shared.stop_signal();
+    let handshake = tokio::time::timeout(limit, accept(stream, pick));
+    let outcome = tokio::select! {
+        r = handshake => r,
+        _ = stop.changed() => return None,
+    };
+    let why = match outcome {
         Ok(Ok(Accepted::Tls(stream))) => {
             let facts = stream.tls_facts().cloned()?;
             info.transport = Transport::Tls(facts);
