@@ -86,6 +86,31 @@ impl Pki {
                 "DNS:rogue",
                 "clientAuth",
             );
+            // An X.509 v1 certificate, as `openssl req -x509` makes it without
+            // extensions (nginx's own test suite uses such).
+            fs::write(
+                pki.path("v1.cnf"),
+                "[ req ]\ndistinguished_name = dn\n[ dn ]\n",
+            )
+            .expect("v1.cnf");
+            pki.openssl(&[
+                "req",
+                "-x509",
+                "-new",
+                "-config",
+                "v1.cnf",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=v1.test",
+                "-keyout",
+                "v1.key",
+                "-out",
+                "v1.pem",
+                "-days",
+                "2",
+            ]);
             // An OCSP response for the RSA certificate, for ssl_stapling_file.
             let serial = Command::new("openssl")
                 .args(["x509", "-noout", "-serial", "-in"])
@@ -738,6 +763,19 @@ fn https_answers_match_nginx() {
         log.contains("client sent no required SSL certificate"),
         "{log}"
     );
+}
+
+#[test]
+fn a_version_1_certificate_is_served() {
+    let pki = Pki::get();
+    let (_proxy, [port]) = Proxy::start_on(|[p]| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{p} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    return 200 ok;\n  }}\n}}\n",
+            pki.p("v1.pem"),
+            pki.p("v1.key")
+        )
+    });
+    assert!(subject(port, "v1.test").contains("CN = v1.test"));
 }
 
 #[test]

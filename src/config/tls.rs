@@ -67,11 +67,18 @@ pub fn load_certified_key(
         }
     })?;
     let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|_| CertLoadError::Mismatch {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-    })?;
-    Ok(ck)
+    // Only a proven mismatch is an error: a certificate webpki does not parse (an
+    // X.509 v1 certificate, as `openssl req -x509` makes without extensions) is
+    // still served, as OpenSSL serves it.
+    match ck.keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(CertLoadError::Mismatch {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            })
+        }
+        _ => Ok(ck),
+    }
 }
 
 /// Every certificate of a PEM file (at least one); the error says why not.
