@@ -281,9 +281,26 @@ pub struct UpstreamTls {
 }
 
 /// `proxy_ssl_verify off` (nginx's default): the upstream's certificate is taken as
-/// it is; its handshake signatures are still checked.
+/// it is. Its handshake signatures are checked when webpki can read the certificate;
+/// one it cannot read (an X.509 v1 certificate, which OpenSSL upstreams may present)
+/// is accepted as nginx accepts it: without verification, the certificate proves
+/// nothing either way.
 #[derive(Debug)]
 pub struct NoUpstreamVerify(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl NoUpstreamVerify {
+    fn signature(
+        &self,
+        checked: Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        match checked {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_))) => {
+                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+            }
+            other => other,
+        }
+    }
+}
 
 impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
     fn verify_server_cert(
@@ -303,12 +320,12 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
+        self.signature(rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
             &self.0.signature_verification_algorithms,
-        )
+        ))
     }
 
     fn verify_tls13_signature(
@@ -317,12 +334,12 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        self.signature(rustls::crypto::verify_tls13_signature(
             message,
             cert,
             dss,
             &self.0.signature_verification_algorithms,
-        )
+        ))
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
