@@ -274,6 +274,12 @@ http {{
     }}
   }}
   server {{
+    listen 127.0.0.1:{tls};
+    server_name no-tls-settings.test;
+    add_header X-Name $ssl_server_name;
+    return 200 "no TLS settings of its own\n";
+  }}
+  server {{
     listen 127.0.0.1:{tls} ssl;
     server_name other.test;
     ssl_certificate {other};
@@ -285,6 +291,8 @@ http {{
     if ($host = example.com) {{
       return 301 https://$host$request_uri;
     }}
+    # Empty over plain HTTP: no field at all, as nginx.
+    add_header X-Name $ssl_server_name always;
     listen 127.0.0.1:{plain};
     server_name example.com;
     return 404;
@@ -365,6 +373,14 @@ fn describe(out: &Output, port: u16) -> String {
         .and_then(|l| l.split(' ').nth(1))
         .unwrap_or("?")
         .to_owned();
+    let x_name = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-name:")
+                .then(|| format!(" x-name={}", l[7..].trim()))
+        })
+        .unwrap_or_default();
     let location = head
         .lines()
         .find_map(|l| {
@@ -381,7 +397,7 @@ fn describe(out: &Output, port: u16) -> String {
     } else {
         body.trim_end().to_owned()
     };
-    format!("{status} location={location} {body}")
+    format!("{status} location={location}{x_name} {body}")
 }
 
 /// One request compared with nginx.
@@ -461,6 +477,14 @@ fn cases(pki: &Pki) -> Vec<Req> {
                 "--ciphers",
                 "ECDHE-ECDSA-CHACHA20-POLY1305",
             ],
+            "https",
+        ),
+        req(
+            "a server without TLS settings: the default server's",
+            0,
+            "no-tls-settings.test",
+            "/",
+            &["--insecure"],
             "https",
         ),
         req("SNI other.test", 0, "other.test", "/", &[], "https"),
@@ -670,6 +694,7 @@ fn https_answers_match_nginx() {
         "RSA certificate: 200 location=- example scheme=https https=on protocol=TLSv1.2 cipher=ECDHE-RSA-AES128-GCM-SHA256",
         "ECDSA certificate: 200 location=- example scheme=https https=on protocol=TLSv1.2 cipher=ECDHE-ECDSA-CHACHA20-POLY1305",
         "SNI other.test: 200 location=- other sni=other.test protocol=TLSv1.3",
+        "a server without TLS settings: the default server's: 200 location=- x-name=no-tls-settings.test no TLS settings of its own",
         "unknown SNI goes to the default server: 200 location=- example",
         "relative redirect gets https: 302 location=https://example.com:PORT/there",
         "plain HTTP to the TLS port: 400 location=- <center><h1>400 Bad Request</h1></center> <center>The plain HTTP request was sent to HTTPS port</center>",

@@ -748,6 +748,8 @@ fn evaluated_add_header<'s>(
             vars.eval(&h.value, &mut v);
             (h.name.as_str(), v, h.always)
         })
+        // nginx adds no field whose value came out empty.
+        .filter(|(_, v, _)| !v.is_empty())
         .collect()
 }
 

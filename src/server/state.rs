@@ -86,6 +86,18 @@ pub enum StopMode {
     Fast,
 }
 
+/// What a server does with a TLS handshake that SNI (or its being the default)
+/// picks it for.
+#[derive(Debug, Clone)]
+pub enum TlsRole {
+    /// Completes it with its certificates and settings.
+    Serve(TlsOffer),
+    /// `ssl_reject_handshake on`: ends it with an `unrecognized_name` alert.
+    Reject,
+    /// No TLS settings of its own: as nginx, the address's default server's apply.
+    None,
+}
+
 /// Configuration-derived state that requests read; replaced as a whole on reload.
 #[derive(Debug)]
 pub struct Runtime {
@@ -95,9 +107,9 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
-    /// What each server offers in a TLS handshake, parallel to `config.http.servers`;
-    /// `None`: the server cannot terminate TLS (handshakes that pick it fail).
-    pub tls_offers: Vec<Option<TlsOffer>>,
+    /// What each server does with a TLS handshake that picks it, parallel to
+    /// `config.http.servers`.
+    pub tls_offers: Vec<TlsRole>,
     /// Listening addresses whose connections are TLS (`listen ... ssl`).
     pub tls_addrs: HashSet<Endpoint>,
 }
@@ -133,9 +145,12 @@ impl Runtime {
         let tls_offers = servers
             .iter()
             .map(|s| {
-                let Some(tls) = s.tls.as_ref().filter(|t| !t.reject_handshake) else {
-                    return Ok(None);
+                let Some(tls) = s.tls.as_ref() else {
+                    return Ok(TlsRole::None);
                 };
+                if tls.reject_handshake {
+                    return Ok(TlsRole::Reject);
+                }
                 // The protocol and cipher lists are the default server's (see
                 // `ServerTls::after_sni_from`).
                 let default_tls = s
@@ -149,7 +164,7 @@ impl Runtime {
                     None => (**tls).clone(),
                 };
                 TlsOffer::build(&effective, &[b"http/1.1"])
-                    .map(Some)
+                    .map(TlsRole::Serve)
                     .map_err(|e| ServerError::Tls {
                         span: tls.span.clone(),
                         message: e.to_string(),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::state::Worker;
+use super::state::{TlsRole, Worker};
 use super::vhost;
 use crate::config::{Endpoint, Level};
 use crate::net::tls::server::{accept, Accepted, HandshakeError, TlsOffer};
@@ -42,10 +42,20 @@ pub(super) async fn begin(
         .map_or(Duration::from_secs(60), |i| {
             servers[i].settings.client_header_timeout
         });
+    let role = |i: Option<usize>| i.and_then(|i| rt.tls_offers.get(i));
     let pick = |sni: Option<&str>| {
-        vhost::find_server(servers, &info.local, sni)
-            .and_then(|i| rt.tls_offers.get(i).cloned().flatten())
-            .unwrap_or_else(TlsOffer::refuse)
+        let chosen = role(vhost::find_server(servers, &info.local, sni));
+        // A server without TLS settings of its own runs the handshake with the
+        // default server's, as nginx keeps the default server's SSL context then.
+        let chosen = match chosen {
+            Some(TlsRole::None) | None => role(vhost::find_server(servers, &info.local, None)),
+            other => other,
+        };
+        match chosen {
+            Some(TlsRole::Serve(offer)) => Some(offer.clone()),
+            Some(TlsRole::Reject) => None,
+            Some(TlsRole::None) | None => Some(TlsOffer::refuse()),
+        }
     };
     // A stop ends handshakes in progress: a client that connects and sends nothing
     // must not hold a graceful stop for the whole timeout.
@@ -76,6 +86,7 @@ pub(super) async fn begin(
         Ok(Err(HandshakeError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             "peer closed connection in SSL handshake".to_owned()
         }
+        Ok(Err(HandshakeError::Rejected)) => return None,
         Ok(Err(e)) => format!("SSL_do_handshake() failed ({e})"),
         Err(_) => "client timed out (110: Connection timed out)".to_owned(),
     };

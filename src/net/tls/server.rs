@@ -407,14 +407,22 @@ pub enum HandshakeError {
     /// The TLS exchange failed (the peer got an alert).
     #[error("{0}")]
     Tls(rustls::Error),
+    /// The server chosen rejects handshakes (`ssl_reject_handshake on`).
+    #[error("rejected (ssl_reject_handshake)")]
+    Rejected,
 }
+
+/// A TLS alert record ending a handshake with `unrecognized_name` (fatal), as nginx's
+/// `ssl_reject_handshake` sends it: plain bytes, nothing is encrypted yet.
+const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
 /// Runs the server handshake on `raw`: reads the ClientHello, asks `pick` for the
 /// offer of the server its SNI name (or none) selects, and completes the handshake
-/// with it. The caller bounds the time.
+/// with it; `None` from `pick` rejects the handshake with an `unrecognized_name`
+/// alert. The caller bounds the time.
 pub async fn accept(
     raw: Stream,
-    pick: impl FnOnce(Option<&str>) -> TlsOffer,
+    pick: impl FnOnce(Option<&str>) -> Option<TlsOffer>,
 ) -> Result<Accepted, HandshakeError> {
     let mut acceptor = Acceptor::default();
     let mut first_read = true;
@@ -447,7 +455,10 @@ pub async fn accept(
             }
         }
     };
-    let offer = pick(accepted.client_hello().server_name());
+    let Some(offer) = pick(accepted.client_hello().server_name()) else {
+        let _ = raw.try_write_vectored(&[std::io::IoSlice::new(&UNRECOGNIZED_NAME)]);
+        return Err(HandshakeError::Rejected);
+    };
     let mut conn = match accepted.into_connection(offer.config.clone()) {
         Ok(c) => Connection::Server(c),
         Err((e, mut alert)) => {
