@@ -378,6 +378,27 @@ impl RequestVars<'_> {
                     out.extend_from_slice(t.client_verify.as_bytes());
                 }
             }
+            Var::SslClientSDn
+            | Var::SslClientIDn
+            | Var::SslClientSerial
+            | Var::SslClientFingerprint
+            | Var::SslClientRawCert
+            | Var::SslClientCert
+            | Var::SslClientEscapedCert => {
+                if let Some(c) = self.tls.and_then(|t| t.client_cert.as_deref()) {
+                    match var {
+                        Var::SslClientSDn => out.extend_from_slice(c.subject.as_bytes()),
+                        Var::SslClientIDn => out.extend_from_slice(c.issuer.as_bytes()),
+                        Var::SslClientSerial => out.extend_from_slice(c.serial.as_bytes()),
+                        Var::SslClientFingerprint => {
+                            out.extend_from_slice(c.fingerprint.as_bytes())
+                        }
+                        Var::SslClientRawCert => out.extend_from_slice(c.pem.as_bytes()),
+                        Var::SslClientCert => c.tabbed_pem(out),
+                        _ => c.escaped_pem(out),
+                    }
+                }
+            }
             Var::SslSessionReused => {
                 if let Some(t) = self.tls {
                     out.push(if t.reused { b'r' } else { b'.' });

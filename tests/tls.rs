@@ -74,7 +74,7 @@ impl Pki {
                 "ca",
                 "client",
                 "ec",
-                "/CN=client one",
+                "/C=US/O=Test Org, Inc./CN=client one",
                 "DNS:client",
                 "clientAuth",
             );
@@ -307,6 +307,10 @@ http {{
     ssl_stapling on;
     ssl_stapling_file {ocsp};
     location / {{ return 200 "verify=$ssl_client_verify\n"; }}
+    location /dn {{
+      return 200 "s_dn=$ssl_client_s_dn i_dn=$ssl_client_i_dn serial=$ssl_client_serial fingerprint=$ssl_client_fingerprint\n";
+    }}
+    location /pem {{ return 200 "$ssl_client_escaped_cert|$ssl_client_raw_cert|$ssl_client_cert"; }}
   }}
   server {{
     listen 127.0.0.1:{optional} ssl;
@@ -553,6 +557,22 @@ fn cases(pki: &Pki) -> Vec<Req> {
             "https",
         ),
         req(
+            "$ssl_client_s_dn and others",
+            2,
+            "example.com",
+            "/dn",
+            client,
+            "https",
+        ),
+        req(
+            "$ssl_client_escaped_cert and others",
+            2,
+            "example.com",
+            "/pem",
+            client,
+            "https",
+        ),
+        req(
             "mTLS on, untrusted certificate",
             2,
             "example.com",
@@ -701,6 +721,7 @@ fn https_answers_match_nginx() {
         "certbot's port-80 redirect: 301 location=https://example.com/x?y=1",
         "mTLS on, no certificate: 400 location=- <center><h1>400 Bad Request</h1></center> <center>No required SSL certificate was sent</center>",
         "mTLS on, valid certificate: 200 location=- verify=SUCCESS",
+        "$ssl_client_s_dn and others: 200 location=- s_dn=CN=client one,O=Test Org\\, Inc.,C=US i_dn=CN=Test CA serial=",
         "mTLS on, untrusted certificate: 400 location=- <center><h1>400 Bad Request</h1></center> <center>The SSL certificate error</center>",
         "mTLS optional, no certificate: 200 location=- verify=NONE",
         "mTLS: a Host other than the SNI name: 421 location=- <center><h1>421 Misdirected Request</h1></center>",

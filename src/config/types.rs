@@ -1091,6 +1091,20 @@ pub enum Var {
     SslClientVerify,
     /// `$ssl_session_reused`: `r` when the session was resumed, else `.`.
     SslSessionReused,
+    /// `$ssl_client_s_dn`: the client certificate's subject (RFC 2253).
+    SslClientSDn,
+    /// `$ssl_client_i_dn`: its issuer (RFC 2253).
+    SslClientIDn,
+    /// `$ssl_client_serial`: its serial number in hex.
+    SslClientSerial,
+    /// `$ssl_client_fingerprint`: the SHA-1 of its DER, in hex.
+    SslClientFingerprint,
+    /// `$ssl_client_raw_cert`: it in PEM.
+    SslClientRawCert,
+    /// `$ssl_client_cert`: it in PEM, lines after the first indented by a tab.
+    SslClientCert,
+    /// `$ssl_client_escaped_cert`: it in PEM, URI-escaped.
+    SslClientEscapedCert,
     /// `$content_type`, `$content_length`: the request's fields.
     ContentType,
     /// See [`Var::ContentType`].

@@ -14,6 +14,7 @@
 //! * [`client`]: the client side for `proxy_pass https://`.
 
 pub mod client;
+pub mod client_cert;
 pub mod server;
 #[cfg(test)]
 mod tests;
@@ -42,6 +43,8 @@ pub struct TlsFacts {
     pub reused: bool,
     /// The ALPN protocol agreed (`h2`, `http/1.1`), if any.
     pub alpn: Option<Vec<u8>>,
+    /// The certificate the client presented, if any (`$ssl_client_s_dn`, ...).
+    pub client_cert: Option<Box<client_cert::ClientCert>>,
 }
 
 impl TlsFacts {
@@ -63,6 +66,14 @@ impl TlsFacts {
             client_verify: "NONE".to_owned(),
             reused: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            client_cert: match conn {
+                Connection::Server(s) => s
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| client_cert::ClientCert::of(c))
+                    .map(Box::new),
+                Connection::Client(_) => None,
+            },
         }
     }
 }
