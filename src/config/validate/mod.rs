@@ -397,6 +397,27 @@ impl Validator<'_> {
                 l.http2 |= h2.contains(&l.addr);
             }
         }
+        // As nginx: the default server of a TLS address needs a certificate (or
+        // ssl_reject_handshake on); the others may go without, and then handshakes
+        // run with the default server's.
+        for addr in &ssl {
+            let default = servers
+                .iter()
+                .find(|s| s.listen.iter().any(|l| &l.addr == addr && l.default_server))
+                .or_else(|| servers.iter().find(|s| s.listen.iter().any(|l| &l.addr == addr)));
+            if let Some(s) = default.filter(|s| s.tls.is_none()) {
+                let span = s
+                    .listen
+                    .iter()
+                    .find(|l| &l.addr == addr)
+                    .map_or(&s.span, |l| &l.span);
+                return Err(ConfigError::hinted(
+                    span,
+                    "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+                    "add ssl_certificate and ssl_certificate_key to the default server of this address (or to http), or ssl_reject_handshake on;",
+                ));
+            }
+        }
         Ok(())
     }
 

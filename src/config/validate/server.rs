@@ -90,15 +90,6 @@ impl Validator<'_> {
                 l.http2 = true;
             }
         }
-        if let Some(l) = listen.iter().find(|l| l.ssl) {
-            if !tls.has_certificate() && !tls.rejects() {
-                return Err(ConfigError::hinted(
-                    &l.span,
-                    "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
-                    "add ssl_certificate and ssl_certificate_key to this server (or to http), or ssl_reject_handshake on;",
-                ));
-            }
-        }
         let server_tls = self.server_tls(&tls, d)?;
         if names.is_empty() {
             names.push(ServerName::Exact(String::new()));

@@ -284,9 +284,13 @@ impl ClientCheck {
                 .with_crls(tls.crls.clone());
             Some(b.build().map_err(|e| BuildError(e.to_string()))?)
         };
+        // A CA listed twice is named once, as OpenSSL names it.
+        let mut hints = hint_store.subjects();
+        let mut seen = std::collections::HashSet::new();
+        hints.retain(|h| seen.insert(h.as_ref().to_vec()));
         Ok(ClientCheck {
             chain,
-            hints: hint_store.subjects(),
+            hints,
             provider,
         })
     }
