@@ -36,9 +36,9 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_upstream_ip_hash_module", true, true),
     m("http_upstream_least_conn_module", true, true),
     m("http_upstream_random_module", true, true),
-    // Only `return` of the rewrite module exists; without `rewrite`/`if`/`set` it
-    // counts as absent.
-    m("http_rewrite_module", true, false),
+    m("http_rewrite_module", true, true),
+    m("http_map_module", true, true),
+    m("http_autoindex_module", true, true),
     // Default in nginx, not implemented.
     m("http_charset_module", true, false),
     m("http_gzip_module", true, false),
@@ -47,9 +47,7 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_access_module", true, false),
     m("http_auth_basic_module", true, false),
     m("http_mirror_module", true, false),
-    m("http_autoindex_module", true, false),
     m("http_geo_module", true, false),
-    m("http_map_module", true, false),
     m("http_split_clients_module", true, false),
     m("http_referer_module", true, false),
     m("http_fastcgi_module", true, false),
@@ -92,7 +90,7 @@ mod tests {
     fn lists_missing_defaults_only() {
         let a = configure_arguments();
         assert!(a.contains("--without-http_gzip_module"));
-        assert!(a.contains("--without-http_rewrite_module"));
+        assert!(!a.contains("rewrite"));
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));
         assert!(!a.contains("keepalive"));

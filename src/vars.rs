@@ -399,6 +399,16 @@ impl RequestVars<'_> {
                     }
                 }
             }
+            Var::SslCurve => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.curve.as_bytes());
+                }
+            }
+            Var::SslCurves => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.curves.as_bytes());
+                }
+            }
             Var::SslSessionReused => {
                 if let Some(t) = self.tls {
                     out.push(if t.reused { b'r' } else { b'.' });

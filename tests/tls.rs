@@ -270,7 +270,7 @@ http {{
     }}
     location /rel {{ return 302 /there; }}
     location / {{
-      return 200 "example scheme=$scheme https=$https protocol=$ssl_protocol cipher=$ssl_cipher sni=$ssl_server_name uri=$uri\n";
+      return 200 "example scheme=$scheme https=$https protocol=$ssl_protocol cipher=$ssl_cipher sni=$ssl_server_name uri=$uri curve=$ssl_curve curves=$ssl_curves\n";
     }}
   }}
   server {{

@@ -94,6 +94,8 @@ pub fn var(name: &str) -> Option<Var> {
         "ssl_server_name" => Var::SslServerName,
         "ssl_client_verify" => Var::SslClientVerify,
         "ssl_session_reused" => Var::SslSessionReused,
+        "ssl_curve" => Var::SslCurve,
+        "ssl_curves" => Var::SslCurves,
         "ssl_client_s_dn" => Var::SslClientSDn,
         "ssl_client_i_dn" => Var::SslClientIDn,
         "ssl_client_serial" => Var::SslClientSerial,

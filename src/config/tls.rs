@@ -346,3 +346,22 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A key exchange group as OpenSSL (and so nginx's `$ssl_curve`) names it; an unknown
+/// one as its code in hex, as nginx prints it.
+pub fn openssl_group_name(group: rustls::NamedGroup) -> String {
+    use rustls::NamedGroup as G;
+    match group {
+        G::X25519 => "X25519".to_owned(),
+        G::X448 => "X448".to_owned(),
+        G::secp256r1 => "prime256v1".to_owned(),
+        G::secp384r1 => "secp384r1".to_owned(),
+        G::secp521r1 => "secp521r1".to_owned(),
+        G::FFDHE2048 => "ffdhe2048".to_owned(),
+        G::FFDHE3072 => "ffdhe3072".to_owned(),
+        G::FFDHE4096 => "ffdhe4096".to_owned(),
+        G::FFDHE6144 => "ffdhe6144".to_owned(),
+        G::FFDHE8192 => "ffdhe8192".to_owned(),
+        other => format!("0x{:04x}", u16::from(other)),
+    }
+}

@@ -1091,6 +1091,10 @@ pub enum Var {
     SslClientVerify,
     /// `$ssl_session_reused`: `r` when the session was resumed, else `.`.
     SslSessionReused,
+    /// `$ssl_curve`: the key exchange group agreed, by OpenSSL's name.
+    SslCurve,
+    /// `$ssl_curves`: the groups the client offered.
+    SslCurves,
     /// `$ssl_client_s_dn`: the client certificate's subject (RFC 2253).
     SslClientSDn,
     /// `$ssl_client_i_dn`: its issuer (RFC 2253).

@@ -404,7 +404,11 @@ impl Validator<'_> {
             let default = servers
                 .iter()
                 .find(|s| s.listen.iter().any(|l| &l.addr == addr && l.default_server))
-                .or_else(|| servers.iter().find(|s| s.listen.iter().any(|l| &l.addr == addr)));
+                .or_else(|| {
+                    servers
+                        .iter()
+                        .find(|s| s.listen.iter().any(|l| &l.addr == addr))
+                });
             if let Some(s) = default.filter(|s| s.tls.is_none()) {
                 let span = s
                     .listen

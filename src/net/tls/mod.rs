@@ -43,6 +43,10 @@ pub struct TlsFacts {
     pub reused: bool,
     /// The ALPN protocol agreed (`h2`, `http/1.1`), if any.
     pub alpn: Option<Vec<u8>>,
+    /// `$ssl_curve`: the key exchange group agreed (`X25519`, `prime256v1`).
+    pub curve: String,
+    /// `$ssl_curves`: the groups the client offered, `:`-separated (server side).
+    pub curves: String,
     /// The certificate the client presented, if any (`$ssl_client_s_dn`, ...).
     pub client_cert: Option<Box<client_cert::ClientCert>>,
 }
@@ -66,6 +70,11 @@ impl TlsFacts {
             client_verify: "NONE".to_owned(),
             reused: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            curve: conn
+                .negotiated_key_exchange_group()
+                .map(|g| crate::config::tls::openssl_group_name(g.name()))
+                .unwrap_or_default(),
+            curves: String::new(),
             client_cert: match conn {
                 Connection::Server(s) => s
                     .peer_certificates()

@@ -459,6 +459,14 @@ pub async fn accept(
             }
         }
     };
+    let curves = accepted
+        .client_hello()
+        .named_groups()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| crate::config::tls::openssl_group_name(*g))
+        .collect::<Vec<_>>()
+        .join(":");
     let Some(offer) = pick(accepted.client_hello().server_name()) else {
         let _ = raw.try_write_vectored(&[std::io::IoSlice::new(&UNRECOGNIZED_NAME)]);
         return Err(HandshakeError::Rejected);
@@ -472,6 +480,7 @@ pub async fn accept(
     };
     complete_handshake(&raw, &mut conn).await?;
     let mut facts = TlsFacts::of(&conn);
+    facts.curves = curves;
     if let Some(check) = &offer.client_check {
         facts.client_verify = check.verdict(conn.peer_certificates());
     }
