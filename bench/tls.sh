@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # TLS beside nginx, one worker each, same ECDSA P-256 certificate, `return 200`:
 # keep-alive HTTPS requests (wrk, 20 connections, 5 s) with the server's CPU time from
-# /proc, then full and resumed handshakes (openssl s_time, 4 s each). Bounded: about
-# 15 s per server and round. Usage: bench/tls.sh [ROUNDS]   (default 2, alternating)
+# /proc, full and resumed handshakes (openssl s_time, 4 s each), and the memory an idle
+# TLS keep-alive connection holds (RSS growth over 400 of them, python3). Bounded:
+# about 20 s per server and round. Usage: bench/tls.sh [ROUNDS]   (default 2)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds="${1:-2}"
@@ -26,6 +27,7 @@ http {
   access_log off;
   server {
     listen 127.0.0.1:$port ssl;
+    keepalive_timeout 300s;
     ssl_certificate $dir/cert.pem;
     ssl_certificate_key $dir/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -58,10 +60,35 @@ run() { # NAME CMD...
   full=$(openssl s_time -connect "127.0.0.1:$port" -new -time 4 2>/dev/null | awk '/real seconds/ {print $1; exit}')
   c2=$(cpu_ticks $pids)
   reused=$(openssl s_time -connect "127.0.0.1:$port" -reuse -time 4 2>/dev/null | awk '/real seconds/ {n=$1} END {print n}')
+  local idle
+  idle=$(python3 - "$port" 400 "$(pgrep -P "$main" | head -1 || true)" "$main" <<'PY'
+import socket, ssl, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+pid = sys.argv[3] or sys.argv[4]  # nginx's worker, or ferrolb itself
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+ctx = ssl.create_default_context()
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+def one():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    s.recv(4096)
+    return s
+warm = [one() for _ in range(20)]
+time.sleep(0.5)
+before = rss()
+conns = [one() for _ in range(n)]
+time.sleep(0.5)
+print(round((rss() - before) * 1024 / n))
+PY
+)
   kill "$main"; wait 2>/dev/null || true
   local hz=100
   echo "$name: keep-alive $rps req/s, $(echo "$rps * 5 * $hz / ($c1 - $c0)" | bc) req per CPU-second;" \
-    "full handshakes $((full / 4))/s, $(echo "$full * $hz / ($c2 - $c1)" | bc) per CPU-second; resumed $((reused / 4))/s"
+    "full handshakes $((full / 4))/s, $(echo "$full * $hz / ($c2 - $c1)" | bc) per CPU-second; resumed $((reused / 4))/s;" \
+    "idle TLS connection $idle bytes"
 }
 
 for _ in $(seq "$rounds"); do
