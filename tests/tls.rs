@@ -640,9 +640,14 @@ fn cases(pki: &Pki) -> Vec<Req> {
 
 /// `openssl s_client` twice with a saved session: whether the second one resumed.
 fn resumed(port: u16, name: &str, version: &str) -> String {
+    resumed_across(port, port, name, version)
+}
+
+/// [`resumed`] with the second connection to another port (another server).
+fn resumed_across(first_port: u16, second_port: u16, name: &str, version: &str) -> String {
     let pki = Pki::get();
     let sess = fresh_temp_dir("tls-sess").join("sess");
-    let run = |io: &str| {
+    let run = |io: &str, port: u16| {
         let out = Command::new("sh")
             .arg("-c")
             // The short wait lets TLS 1.3 tickets (sent after the handshake) arrive.
@@ -659,8 +664,8 @@ fn resumed(port: u16, name: &str, version: &str) -> String {
             .map(|l| l.split(',').next().unwrap_or("").to_owned())
             .unwrap_or_else(|| format!("no session line: {text}"))
     };
-    let first = run("-sess_out");
-    let second = run("-sess_in");
+    let first = run("-sess_out", first_port);
+    let second = run("-sess_in", second_port);
     format!("{first} then {second}")
 }
 
@@ -1181,5 +1186,43 @@ fn graceful_stop_ends_a_handshake_that_never_comes() {
         status.is_some_and(|s| s.success()),
         "{status:?}\n{}",
         proxy.diagnostics()
+    );
+}
+
+#[test]
+fn servers_sharing_a_ticket_key_file_resume_each_others_sessions() {
+    let pki = Pki::get();
+    let dir = fresh_temp_dir("tls-ticket-key");
+    let key: Vec<u8> = (0..80u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    fs::write(dir.join("ticket.key"), &key).expect("write key");
+    let conf = |port: u16| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_session_ticket_key {};\n    return 200 ok;\n  }}\n}}\n",
+            pki.p("example.com.ec.pem"),
+            pki.p("example.com.ec.key"),
+            dir.join("ticket.key").display()
+        )
+    };
+    let (_a, [a]) = Proxy::start_on(|[p]| conf(p));
+    let (_b, [b]) = Proxy::start_on(|[p]| conf(p));
+    for version in ["-tls1_2", "-tls1_3"] {
+        assert_eq!(
+            resumed_across(a, b, "example.com", version),
+            "New then Reused",
+            "{version}"
+        );
+    }
+    // A key file of the wrong size is an error at its line.
+    fs::write(dir.join("short.key"), [0u8; 20]).expect("write");
+    let bad = dir.join("bad.conf");
+    fs::write(&bad, conf(1).replace("ticket.key", "short.key")).expect("write");
+    let out = check_config(&dir, &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("must be 48 or 80 bytes") && err.contains("bad.conf:8"),
+        "{err}"
     );
 }

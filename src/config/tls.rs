@@ -130,6 +130,10 @@ pub struct ServerTls {
     pub session_cache: SessionCache,
     /// `ssl_session_timeout`: how long a session may be resumed. Default 5m.
     pub session_timeout: Duration,
+    /// `ssl_session_ticket_key` files' contents (48 or 80 bytes each): the first
+    /// encrypts tickets, all decrypt, so instances sharing the files resume each
+    /// other's sessions. Default none: keys ferrolb makes for the process.
+    pub ticket_keys: Vec<Vec<u8>>,
     /// `ssl_session_tickets`. Default on.
     pub session_tickets: bool,
     /// `ssl_verify_client`. Default off.

@@ -45,6 +45,8 @@ pub(super) struct TlsPartial {
     stapling: Option<bool>,
     stapling_file: Option<(PathBuf, Directive)>,
     reject_handshake: Option<bool>,
+    /// `ssl_session_ticket_key` files' contents, in order.
+    ticket_keys: Option<Vec<Vec<u8>>>,
 }
 
 impl TlsPartial {
@@ -71,7 +73,8 @@ impl TlsPartial {
             crl,
             stapling,
             stapling_file,
-            reject_handshake
+            reject_handshake,
+            ticket_keys
         )
     }
 
@@ -568,7 +571,19 @@ impl Validator<'_> {
                 }
             }
             "ssl_session_ticket_key" => {
-                self.warn(d, "\"ssl_session_ticket_key\" is accepted and ignored: tickets are encrypted with keys ferrolb makes and rotates itself, valid in this process only".to_owned());
+                // Read here so a bad file is an error at its line; nginx takes 48 or
+                // 80 bytes (a 16-byte name, then the key material).
+                let file = path(a0);
+                let key = std::fs::read(&file)
+                    .map_err(|e| file_error(d, &file, "session ticket key", &e.to_string()))?;
+                if key.len() != 48 && key.len() != 80 {
+                    return Err(ConfigError::hinted(
+                        &d.span,
+                        format!("\"{}\" must be 48 or 80 bytes", file.display()),
+                        "make one with: openssl rand 80 > ticket.key",
+                    ));
+                }
+                p.ticket_keys.get_or_insert_with(Vec::new).push(key);
             }
             other => unreachable_directive(d, other)?,
         }
@@ -703,6 +718,7 @@ impl Validator<'_> {
             session_cache: p.session_cache.unwrap_or(SessionCache::None),
             session_timeout: p.session_timeout.unwrap_or(Duration::from_secs(300)),
             session_tickets: p.session_tickets.unwrap_or(true),
+            ticket_keys: p.ticket_keys.clone().unwrap_or_default(),
             verify_client,
             client_cas,
             trusted_cas,

@@ -5,7 +5,6 @@
 
 use std::io;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::default_provider;
@@ -76,8 +75,18 @@ impl TlsOffer {
             SessionCache::Off | SessionCache::None => Arc::new(NoServerSessionStorage {}),
         };
         if tls.session_tickets {
-            if let Some(t) = tickets(tls.session_timeout) {
-                config.ticketer = t;
+            let keys = if tls.ticket_keys.is_empty() {
+                process_ticket_keys()
+            } else {
+                Some(Arc::new(FileTicketKeys::new(&tls.ticket_keys)) as Arc<dyn ProducesTickets>)
+            };
+            if let Some(keys) = keys {
+                config.ticketer = Arc::new(TicketLifetime {
+                    keys,
+                    secs: u32::try_from(tls.session_timeout.as_secs())
+                        .unwrap_or(u32::MAX)
+                        .max(1),
+                });
             }
         }
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -111,18 +120,94 @@ impl TlsOffer {
     }
 }
 
-/// Session tickets: one key set for the whole process (every worker thread, every
-/// reload), rotated by rustls every 6 hours; tickets say they live `timeout`
-/// (`ssl_session_timeout`).
-fn tickets(timeout: Duration) -> Option<Arc<dyn ProducesTickets>> {
+/// Session ticket keys for the whole process (every worker thread, every reload),
+/// rotated by rustls every 6 hours.
+fn process_ticket_keys() -> Option<Arc<dyn ProducesTickets>> {
     static KEYS: OnceLock<Option<Arc<dyn ProducesTickets>>> = OnceLock::new();
-    let keys = KEYS
-        .get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
-        .clone()?;
-    Some(Arc::new(TicketLifetime {
-        keys,
-        secs: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX).max(1),
-    }))
+    KEYS.get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
+        .clone()
+}
+
+/// Tickets sealed with `ssl_session_ticket_key` files: the first file's key seals, any
+/// file's opens (a ticket starts with the 16-byte name of its key, as nginx's). The
+/// key material after the name goes through SHA-256 into an AES-256-GCM key, so 48-
+/// and 80-byte files both work.
+struct FileTicketKeys {
+    keys: Vec<([u8; 16], ring::aead::LessSafeKey)>,
+    random: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for FileTicketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTicketKeys")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl FileTicketKeys {
+    fn new(files: &[Vec<u8>]) -> FileTicketKeys {
+        let keys = files
+            .iter()
+            .filter(|f| f.len() > 16)
+            .filter_map(|f| {
+                let mut name = [0u8; 16];
+                name.copy_from_slice(&f[..16]);
+                let material = ring::digest::digest(&ring::digest::SHA256, &f[16..]);
+                let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, material.as_ref())
+                    .ok()?;
+                Some((name, ring::aead::LessSafeKey::new(key)))
+            })
+            .collect();
+        FileTicketKeys {
+            keys,
+            random: ring::rand::SystemRandom::new(),
+        }
+    }
+}
+
+impl ProducesTickets for FileTicketKeys {
+    fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use ring::rand::SecureRandom;
+        let (name, key) = self.keys.first()?;
+        let mut nonce = [0u8; 12];
+        self.random.fill(&mut nonce).ok()?;
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(name),
+            &mut sealed,
+        )
+        .ok()?;
+        let mut out = Vec::with_capacity(16 + 12 + sealed.len());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        if ticket.len() < 16 + 12 + 16 {
+            return None;
+        }
+        let (name, rest) = ticket.split_at(16);
+        let (nonce, sealed) = rest.split_at(12);
+        let (_, key) = self.keys.iter().find(|(n, _)| n == name)?;
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = key
+            .open_in_place(nonce, ring::aead::Aad::from(name), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
 }
 
 #[derive(Debug)]

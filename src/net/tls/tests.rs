@@ -49,6 +49,7 @@ fn server_offer() -> TlsOffer {
         session_cache: SessionCache::Entries(16),
         session_timeout: Duration::from_secs(300),
         session_tickets: true,
+        ticket_keys: Vec::new(),
         verify_client: VerifyClient::Off,
         client_cas: Vec::new(),
         trusted_cas: Vec::new(),
