@@ -145,6 +145,32 @@ impl Pki {
                 "-ndays",
                 "2",
             ]);
+            // A CRL of the test CA revoking the backend's certificate (v2: with a CRL
+            // number, as webpki reads them).
+            let serial = Command::new("openssl")
+                .args(["x509", "-noout", "-serial", "-in"])
+                .arg(pki.path("backend.pem"))
+                .output()
+                .expect("serial");
+            let serial = String::from_utf8_lossy(&serial.stdout)
+                .trim()
+                .trim_start_matches("serial=")
+                .to_owned();
+            fs::write(
+                pki.path("revoked.txt"),
+                format!("R\t391231235959Z\t260101000000Z\t{serial}\tunknown\t/CN=backend.internal\n"),
+            )
+            .expect("revoked");
+            fs::write(pki.path("crlnumber"), "01\n").expect("crlnumber");
+            fs::write(
+                pki.path("crl.cnf"),
+                "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = revoked.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n",
+            )
+            .expect("crl.cnf");
+            pki.openssl(&[
+                "ca", "-gencrl", "-config", "crl.cnf", "-keyfile", "ca.key", "-cert", "ca.pem",
+                "-out", "ca.crl",
+            ]);
             // Full chains as certbot writes them: leaf then CA.
             for name in ["example.com.rsa", "example.com.ec"] {
                 let chain = format!(
@@ -1008,6 +1034,13 @@ http {{
       proxy_ssl_trusted_certificate {rogue_ca};
       proxy_ssl_name backend.internal;
     }}
+    location /revoked/ {{
+      proxy_pass https://127.0.0.1:{backend}/;
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate {ca};
+      proxy_ssl_name backend.internal;
+      proxy_ssl_crl {crl};
+    }}
     location /client/ {{
       proxy_pass https://127.0.0.1:{backend}/;
       proxy_ssl_certificate {client};
@@ -1026,6 +1059,7 @@ http {{
 }}
 "#,
         ca = pki.p("ca.pem"),
+        crl = pki.p("ca.crl"),
         rogue_ca = pki.p("rogue-ca.pem"),
         client = pki.p("client.pem"),
         client_key = pki.p("client.key"),
@@ -1060,6 +1094,7 @@ fn upstream_tls_verifies_sends_sni_and_client_certificates_and_reuses() {
     );
     assert_eq!(get("/wrong-name/"), "502 ");
     assert_eq!(get("/untrusted/"), "502 ");
+    assert_eq!(get("/revoked/"), "502 ");
     assert!(
         get("/client/").contains("client=SUCCESS"),
         "{}",
@@ -1106,6 +1141,7 @@ fn upstream_tls_verifies_sends_sni_and_client_certificates_and_reuses() {
             "/verify/",
             "/wrong-name/",
             "/untrusted/",
+            "/revoked/",
             "/client/",
             "/tls12/",
         ] {

@@ -280,6 +280,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("proxy_ssl_protocols", HSL, 1, MANY),
     handled("proxy_ssl_ciphers", HSL, 1, 1),
     handled("proxy_ssl_session_reuse", HSL, 1, 1),
+    handled("proxy_ssl_crl", HSL, 1, 1),
     ignored("client_body_buffer_size", HSL, BUFFERING),
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
     ignored("large_client_header_buffers", HTTP | SERVER, BUFFERING),

@@ -243,6 +243,7 @@ pub(super) struct ProxySslPartial {
     protocols: Option<(bool, bool)>,
     ciphers: Option<Directive>,
     session_reuse: Option<bool>,
+    crl: Option<(PathBuf, Directive)>,
 }
 
 impl ProxySslPartial {
@@ -262,7 +263,8 @@ impl ProxySslPartial {
             certificate_key,
             protocols,
             ciphers,
-            session_reuse
+            session_reuse,
+            crl
         )
     }
 }
@@ -336,6 +338,7 @@ impl Validator<'_> {
                 once(&mut p.protocols, (v12, v13), d)?;
             }
             "proxy_ssl_ciphers" => once(&mut p.ciphers, d.clone(), d)?,
+            "proxy_ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
             "proxy_ssl_verify_depth" => {
                 super::values::number::<u32>(d, a0)?;
                 self.warn(d, "\"proxy_ssl_verify_depth\" is accepted and ignored: a chain of any length that reaches a trusted CA is accepted".to_owned());
@@ -410,7 +413,24 @@ impl Validator<'_> {
                     .add(ca)
                     .map_err(|e| file_error(d, file, "certificate", &e.to_string()))?;
             }
-            builder.with_root_certificates(roots)
+            let crls = match &p.crl {
+                Some((file, d)) => read_crls(d, file)?,
+                None => Vec::new(),
+            };
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .with_crls(crls)
+            .build()
+            .map_err(|e| {
+                let at = p.crl.as_ref().map_or(d, |(_, cd)| cd);
+                ConfigError::at(
+                    &at.span,
+                    format!("the upstream's CAs or CRLs do not load: {e}"),
+                )
+            })?;
+            builder.with_webpki_verifier(verifier)
         } else {
             builder
                 .dangerous()
@@ -702,9 +722,7 @@ impl Validator<'_> {
             ));
         }
         let crls = match &p.crl {
-            Some((file, d)) => CertificateRevocationListDer::pem_file_iter(file)
-                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))?,
+            Some((file, d)) => read_crls(d, file)?,
             None => Vec::new(),
         };
         Ok(Some(Arc::new(ServerTls {
@@ -824,6 +842,13 @@ fn load_pair(
 /// Every certificate of a PEM file (at least one).
 fn read_certs(d: &Directive, file: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     read_certificates(file).map_err(|why| file_error(d, file, what, &why))
+}
+
+/// Every revocation list of a PEM file.
+fn read_crls(d: &Directive, file: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    CertificateRevocationListDer::pem_file_iter(file)
+        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))
 }
 
 /// A path with its `$ssl_server_name` (the one variable certificate paths may hold)
