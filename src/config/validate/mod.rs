@@ -7,15 +7,18 @@
 //! value syntax in `values`, `host:port` and name lookup in `address`, inherited
 //! settings in `settings`, `server` and `location` blocks, `upstream` blocks,
 //! `proxy_pass` in `proxy`, `health_check` and `match` in `health`, logging directives
-//! in `logs`, `ferrolb_admin` in `admin`, and the rewrite module and `map` in
-//! `rewrite`.
+//! in `logs`, `ferrolb_admin` in `admin`, the rewrite module and `map` in
+//! `rewrite`, TLS in `tls` (`ssl_*`), `proxy_ssl` (`proxy_ssl_*`) and `ciphers`
+//! (OpenSSL cipher lists).
 
 mod address;
 mod admin;
+mod ciphers;
 mod health;
 mod location;
 mod logs;
 mod proxy;
+mod proxy_ssl;
 mod rewrite;
 mod server;
 mod settings;

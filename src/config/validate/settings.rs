@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::next_upstream;
-use super::tls::ProxySslPartial;
+use super::proxy_ssl::ProxySslPartial;
 use super::values::{flag, invalid_value};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
 use super::{once, unreachable_directive, Result, Validator};

@@ -8,20 +8,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::crypto::ring::{cipher_suite as cs, kx_group};
+use rustls::crypto::ring::kx_group;
 use rustls::crypto::SupportedKxGroup;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use rustls::sign::CertifiedKey;
-use rustls::SupportedCipherSuite;
 
+use super::ciphers::{select_ciphers, TLS13_SUITES};
 use super::values::{flag, invalid_value, parse_size, time};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::tls::{
-    load_certified_key, pem_error, read_certificates, CertLoadError, NoUpstreamVerify, ServerTls,
-    SessionCache, UpstreamTls, VerifyClient, TLS12_SUITES,
+    load_certified_key, pem_error, read_certificates, CertLoadError, ServerTls, SessionCache,
+    VerifyClient,
 };
 
 /// The `ssl_*` settings of one level; `None`: not set here.
@@ -89,391 +89,7 @@ impl TlsPartial {
     }
 }
 
-/// Aliases every rustls TLS 1.2 suite belongs to.
-const ALIASES_OF_ALL: &[&str] = &[
-    "ALL", "DEFAULT", "HIGH", "EECDH", "kEECDH", "ECDHE", "kECDHE", "ECDH", "TLSv1.2",
-];
-
-/// OpenSSL aliases that select none of rustls's suites: naming them is not a mistake,
-/// there is just nothing of them to offer.
-const ALIASES_OF_NONE: &[&str] = &[
-    "aNULL",
-    "eNULL",
-    "NULL",
-    "COMPLEMENTOFALL",
-    "COMPLEMENTOFDEFAULT",
-    "MEDIUM",
-    "LOW",
-    "EXP",
-    "EXPORT",
-    "MD5",
-    "SHA1",
-    "SHA",
-    "SHA256",
-    "SHA384",
-    "RC4",
-    "DES",
-    "3DES",
-    "IDEA",
-    "SEED",
-    "CAMELLIA",
-    "CAMELLIA128",
-    "CAMELLIA256",
-    "ARIA",
-    "ARIA128",
-    "ARIA256",
-    "AESCCM",
-    "AESCCM8",
-    "PSK",
-    "kPSK",
-    "aPSK",
-    "SRP",
-    "kSRP",
-    "DSS",
-    "aDSS",
-    "DH",
-    "kDH",
-    "EDH",
-    "kEDH",
-    "DHE",
-    "kDHE",
-    "ADH",
-    "AECDH",
-    "kRSA",
-    "RSA",
-    "aGOST",
-    "GOST",
-    "SSLv3",
-    "TLSv1",
-    "TLSv1.0",
-    "AEAD",
-    "CBC",
-    "SUITEB128",
-    "SUITEB192",
-];
-
-/// What `ssl_ciphers` selects: the suites in order, and the names that matched no rustls
-/// suite (to warn about).
-fn select_ciphers(list: &str) -> (Vec<SupportedCipherSuite>, Vec<String>) {
-    // Indices into TLS12_SUITES, in list order; `removed` never come back (`!`).
-    let mut chosen: Vec<usize> = Vec::new();
-    let mut banned: Vec<usize> = Vec::new();
-    let mut unmapped = Vec::new();
-    let mut by_strength = false;
-    for item in list.split([':', ' ', ',']).filter(|s| !s.is_empty()) {
-        let (op, name) = match item.as_bytes()[0] {
-            b'!' | b'-' | b'+' => (item.as_bytes()[0], &item[1..]),
-            _ => (0, item),
-        };
-        if name == "@STRENGTH" {
-            by_strength = true;
-            continue;
-        }
-        if name.starts_with('@') {
-            continue;
-        }
-        let parts: Vec<&str> = name.split('+').collect();
-        let mut known = true;
-        let matches: Vec<usize> = (0..TLS12_SUITES.len())
-            .filter(|&i| {
-                let (own, _, tags, _) = TLS12_SUITES[i];
-                parts.iter().all(|p| {
-                    let hit = *p == own || ALIASES_OF_ALL.contains(p) || tags.contains(p);
-                    if !hit
-                        && !ALIASES_OF_NONE.contains(p)
-                        && !TLS12_SUITES.iter().any(|s| s.2.contains(p) || s.0 == *p)
-                        && !p.contains('-')
-                        && !p.starts_with("TLS_")
-                    {
-                        known = false;
-                    }
-                    hit
-                })
-            })
-            .collect();
-        match op {
-            b'!' => {
-                banned.extend(&matches);
-                chosen.retain(|i| !matches.contains(i));
-            }
-            b'-' => chosen.retain(|i| !matches.contains(i)),
-            b'+' => {
-                let moved: Vec<usize> = chosen
-                    .iter()
-                    .copied()
-                    .filter(|i| matches.contains(i))
-                    .collect();
-                chosen.retain(|i| !matches.contains(i));
-                chosen.extend(moved);
-            }
-            _ => {
-                if matches.is_empty() {
-                    unmapped.push(if known {
-                        item.to_owned()
-                    } else {
-                        format!("{item} (unknown to OpenSSL too)")
-                    });
-                }
-                for i in matches {
-                    if !chosen.contains(&i) && !banned.contains(&i) {
-                        chosen.push(i);
-                    }
-                }
-            }
-        }
-    }
-    if by_strength {
-        chosen.sort_by_key(|&i| std::cmp::Reverse(TLS12_SUITES[i].3));
-    }
-    (
-        chosen.into_iter().map(|i| TLS12_SUITES[i].1).collect(),
-        unmapped,
-    )
-}
-
-/// The `proxy_ssl_*` settings of one level (http, server, location); `None`: not set.
-#[derive(Debug, Clone, Default)]
-pub(super) struct ProxySslPartial {
-    verify: Option<bool>,
-    trusted_certificate: Option<(PathBuf, Directive)>,
-    server_name: Option<bool>,
-    name: Option<String>,
-    certificate: Option<(PathBuf, Directive)>,
-    certificate_key: Option<(PathBuf, Directive)>,
-    protocols: Option<(bool, bool)>,
-    ciphers: Option<Directive>,
-    session_reuse: Option<bool>,
-    crl: Option<(PathBuf, Directive)>,
-}
-
-impl ProxySslPartial {
-    /// This level over `parent`.
-    pub(super) fn over(&self, parent: &ProxySslPartial) -> ProxySslPartial {
-        macro_rules! pick {
-            ($($f:ident),*) => { ProxySslPartial {
-                $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
-            } };
-        }
-        pick!(
-            verify,
-            trusted_certificate,
-            server_name,
-            name,
-            certificate,
-            certificate_key,
-            protocols,
-            ciphers,
-            session_reuse,
-            crl
-        )
-    }
-}
-
-/// The TLS 1.3 suites (OpenSSL sets them apart from `ssl_ciphers`).
-const TLS13_SUITES: &[SupportedCipherSuite] = &[
-    cs::TLS13_AES_256_GCM_SHA384,
-    cs::TLS13_CHACHA20_POLY1305_SHA256,
-    cs::TLS13_AES_128_GCM_SHA256,
-];
-
 impl Validator<'_> {
-    /// One `proxy_ssl_*` directive at http, server or location level.
-    pub(super) fn proxy_ssl_setting(
-        &mut self,
-        p: &mut ProxySslPartial,
-        d: &Directive,
-    ) -> Result<()> {
-        let a0 = d.arg(0);
-        let env = self.env;
-        let path = |v: &str| env.prefix.join(v);
-        match d.name.as_str() {
-            "proxy_ssl_verify" => once(&mut p.verify, flag(d)?, d)?,
-            "proxy_ssl_server_name" => once(&mut p.server_name, flag(d)?, d)?,
-            "proxy_ssl_session_reuse" => once(&mut p.session_reuse, flag(d)?, d)?,
-            "proxy_ssl_trusted_certificate" => {
-                once(&mut p.trusted_certificate, (path(a0), d.clone()), d)?
-            }
-            "proxy_ssl_certificate" | "proxy_ssl_certificate_key" => {
-                if a0.contains('$') {
-                    return Err(ConfigError::at(
-                        &d.span,
-                        format!("variables in \"{}\" are not supported yet", d.name),
-                    ));
-                }
-                let slot = if d.name == "proxy_ssl_certificate" {
-                    &mut p.certificate
-                } else {
-                    &mut p.certificate_key
-                };
-                once(slot, (path(a0), d.clone()), d)?;
-            }
-            "proxy_ssl_name" => {
-                let name = if a0 == "$proxy_host" { None } else { Some(a0) };
-                if name.is_some_and(|n| n.contains('$')) {
-                    return Err(ConfigError::hinted(
-                        &d.span,
-                        "variables in \"proxy_ssl_name\" other than $proxy_host are not supported yet",
-                        "write the name the upstream's certificate carries",
-                    ));
-                }
-                once(&mut p.name, name.unwrap_or_default().to_owned(), d)?;
-            }
-            "proxy_ssl_protocols" => {
-                let (mut v12, mut v13) = (false, false);
-                for a in &d.args {
-                    match a.value.as_str() {
-                        "TLSv1.2" => v12 = true,
-                        "TLSv1.3" => v13 = true,
-                        "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1.1" => {}
-                        other => return Err(invalid_value(d, other, Some("the protocols are SSLv2, SSLv3, TLSv1, TLSv1.1, TLSv1.2 and TLSv1.3"))),
-                    }
-                }
-                if !v12 && !v13 {
-                    return Err(ConfigError::hinted(
-                        &d.span,
-                        "no protocol left: ferrolb speaks TLSv1.2 and TLSv1.3 only",
-                        "write proxy_ssl_protocols TLSv1.2 TLSv1.3;",
-                    ));
-                }
-                once(&mut p.protocols, (v12, v13), d)?;
-            }
-            "proxy_ssl_ciphers" => once(&mut p.ciphers, d.clone(), d)?,
-            "proxy_ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
-            "proxy_ssl_verify_depth" => {
-                super::values::number::<u32>(d, a0)?;
-                self.warn(d, "\"proxy_ssl_verify_depth\" is accepted and ignored: a chain of any length that reaches a trusted CA is accepted".to_owned());
-            }
-            other => unreachable_directive(d, other)?,
-        }
-        Ok(())
-    }
-
-    /// How a location's `proxy_pass https://` connects, from its merged
-    /// `proxy_ssl_*` settings; `pass` names the upstream (`$proxy_host`).
-    pub(super) fn upstream_tls(
-        &mut self,
-        p: &ProxySslPartial,
-        proxy_host: &str,
-        pass_directive: &Directive,
-    ) -> Result<Arc<UpstreamTls>> {
-        use rustls::client::Resumption;
-        use rustls::pki_types::ServerName;
-        let (tls12, tls13) = p.protocols.unwrap_or((true, true));
-        let mut suites = Vec::new();
-        if tls13 {
-            suites.extend_from_slice(TLS13_SUITES);
-        }
-        if tls12 {
-            let list = p.ciphers.as_ref().map_or("DEFAULT", |d| d.arg(0));
-            let (chosen, unmapped) = select_ciphers(list);
-            if let Some(d) = &p.ciphers {
-                if !unmapped.is_empty() {
-                    self.warn(
-                        d,
-                        format!(
-                            "ciphers with no rustls equivalent are not offered: {}",
-                            unmapped.join(", ")
-                        ),
-                    );
-                }
-            }
-            suites.extend(chosen);
-        }
-        let provider = Arc::new(rustls::crypto::CryptoProvider {
-            cipher_suites: suites,
-            ..rustls::crypto::ring::default_provider()
-        });
-        let mut versions = Vec::new();
-        if tls13 {
-            versions.push(&rustls::version::TLS13);
-        }
-        if tls12 {
-            versions.push(&rustls::version::TLS12);
-        }
-        let at = p.ciphers.as_ref().unwrap_or(pass_directive);
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions)
-            .map_err(|e| {
-                ConfigError::at(
-                    &at.span,
-                    format!("no TLS setting left for the upstream: {e}"),
-                )
-            })?;
-        let builder = if p.verify == Some(true) {
-            let Some((file, d)) = &p.trusted_certificate else {
-                return Err(ConfigError::hinted(
-                    &pass_directive.span,
-                    "no proxy_ssl_trusted_certificate for proxy_ssl_verify",
-                    "name the CA that signs the upstream's certificate: proxy_ssl_trusted_certificate /etc/ssl/upstream-ca.pem;",
-                ));
-            };
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in read_certs(d, file, "certificate")? {
-                roots
-                    .add(ca)
-                    .map_err(|e| file_error(d, file, "certificate", &e.to_string()))?;
-            }
-            let crls = match &p.crl {
-                Some((file, d)) => read_crls(d, file)?,
-                None => Vec::new(),
-            };
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
-            )
-            .with_crls(crls)
-            .build()
-            .map_err(|e| {
-                let at = p.crl.as_ref().map_or(d, |(_, cd)| cd);
-                ConfigError::at(
-                    &at.span,
-                    format!("the upstream's CAs or CRLs do not load: {e}"),
-                )
-            })?;
-            builder.with_webpki_verifier(verifier)
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoUpstreamVerify(provider)))
-        };
-        let mut config = match (&p.certificate, &p.certificate_key) {
-            (Some((cert, cd)), Some((key, kd))) => {
-                let ck = load_pair(cd, cert, kd, key)?;
-                builder
-                    .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
-            }
-            (Some((_, d)), None) | (None, Some((_, d))) => {
-                return Err(ConfigError::hinted(
-                    &d.span,
-                    "proxy_ssl_certificate and proxy_ssl_certificate_key go together",
-                    "give both, for the client certificate ferrolb shows the upstream",
-                ))
-            }
-            (None, None) => builder.with_no_client_auth(),
-        };
-        // nginx sends SNI only when asked (`proxy_ssl_server_name on`).
-        config.enable_sni = p.server_name == Some(true);
-        if p.session_reuse == Some(false) {
-            config.resumption = Resumption::disabled();
-        }
-        let host = match p.name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_owned(),
-            _ => super::address::parse_host_port(proxy_host)
-                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_owned())
-                .unwrap_or_else(|_| proxy_host.to_owned()),
-        };
-        let name = ServerName::try_from(host.clone()).map_err(|_| {
-            ConfigError::at(
-                &pass_directive.span,
-                format!("\"{host}\" is not a host name or address for proxy_ssl_name"),
-            )
-        })?;
-        Ok(Arc::new(UpstreamTls {
-            config: Arc::new(config),
-            name,
-        }))
-    }
-
     /// One `ssl_*` directive at http or server level.
     pub(super) fn tls_setting(&mut self, p: &mut TlsPartial, d: &Directive) -> Result<()> {
         let a0 = d.arg(0);
@@ -822,7 +438,7 @@ fn session_cache(d: &Directive) -> Result<SessionCache> {
 
 /// A certificate chain and its key, checked to belong together; an error points at
 /// the directive of the file at fault.
-fn load_pair(
+pub(super) fn load_pair(
     cd: &Directive,
     cert_path: &Path,
     kd: &Directive,
@@ -840,12 +456,19 @@ fn load_pair(
 }
 
 /// Every certificate of a PEM file (at least one).
-fn read_certs(d: &Directive, file: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub(super) fn read_certs(
+    d: &Directive,
+    file: &Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>> {
     read_certificates(file).map_err(|why| file_error(d, file, what, &why))
 }
 
 /// Every revocation list of a PEM file.
-fn read_crls(d: &Directive, file: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+pub(super) fn read_crls(
+    d: &Directive,
+    file: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     CertificateRevocationListDer::pem_file_iter(file)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
         .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))
@@ -859,46 +482,10 @@ fn without_server_name(path: &str) -> String {
 }
 
 /// nginx's `cannot load certificate "FILE"` with the reason and a hint.
-fn file_error(d: &Directive, file: &Path, what: &str, why: &str) -> ConfigError {
+pub(super) fn file_error(d: &Directive, file: &Path, what: &str, why: &str) -> ConfigError {
     ConfigError::hinted(
         &d.span,
         format!("cannot load {what} \"{}\": {why}", file.display()),
         "check the path and that the user ferrolb runs as can read it; certbot's files are /etc/letsencrypt/live/NAME/fullchain.pem and privkey.pem",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(list: &str) -> Vec<String> {
-        select_ciphers(list)
-            .0
-            .iter()
-            .map(|s| format!("{:?}", s.suite()))
-            .collect()
-    }
-
-    #[test]
-    fn openssl_lists_map_to_rustls_suites() {
-        assert_eq!(names("HIGH:!aNULL:!MD5").len(), 6);
-        assert_eq!(
-            names("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"),
-            [
-                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
-            ]
-        );
-        assert_eq!(names("ECDHE+AESGCM:!ECDSA").len(), 2);
-        assert_eq!(names("CHACHA20:HIGH:!aRSA").len(), 3);
-        assert!(names("!ALL:HIGH").is_empty());
-        let (_, unmapped) =
-            select_ciphers("ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256:!aNULL:FOO");
-        assert_eq!(
-            unmapped,
-            ["DHE-RSA-AES128-GCM-SHA256", "FOO (unknown to OpenSSL too)"]
-        );
-        let strength = names("AES128:CHACHA20:@STRENGTH");
-        assert!(strength[0].contains("CHACHA20"), "{strength:?}");
-    }
 }
