@@ -32,6 +32,8 @@ if [ ! -x .venv/bin/python ] && ! python_ok; then
   need+=(python3 python3-venv)
 fi
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# openssl: tests/tls.rs makes its certificates and checks sessions with it.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # nginx: lets the end-to-end harness be checked against the real thing
 # (FERROLB_TEST_BIN=/usr/sbin/nginx cargo test --test django).
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)

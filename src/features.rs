@@ -64,7 +64,7 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_upstream_zone_module", true, false),
     m("http-cache", true, false),
     // Optional in nginx, not implemented (flip to print `--with-…`).
-    m("http_ssl_module", false, false),
+    m("http_ssl_module", false, true),
     m("http_v2_module", false, false),
     m("http_realip_module", false, false),
     m("http_stub_status_module", false, false),
@@ -92,11 +92,11 @@ mod tests {
     fn lists_missing_defaults_only() {
         let a = configure_arguments();
         assert!(a.contains("--without-http_gzip_module"));
-        assert!(!a.contains("http_rewrite_module"));
+        assert!(!a.contains("rewrite"));
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));
         assert!(!a.contains("keepalive"));
         assert!(!a.contains("http_geo_module") && !a.contains("split_clients"));
-        assert!(!a.contains("ssl"));
+        assert!(a.contains("--with-http_ssl_module"));
     }
 }

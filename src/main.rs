@@ -146,7 +146,7 @@ fn print_info(a: &NginxArgs) {
         let rustc = env!("FERROLB_RUSTC_VERSION");
         let rustc = rustc.strip_prefix("rustc ").unwrap_or(rustc);
         text.push_str(&format!(
-            "built by rustc {rustc}\nconfigure arguments: {}\n",
+            "built by rustc {rustc}\nbuilt with rustls 0.23 (ring)\nTLS SNI support enabled\nconfigure arguments: {}\n",
             features::configure_arguments()
         ));
     }

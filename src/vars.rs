@@ -1,6 +1,7 @@
 //! Evaluation of nginx variables (`$host`, `$remote_addr`, …) in `proxy_set_header`,
 //! `add_header`, `return`, `rewrite`, `if`, `set`, `map` and `log_format` templates.
 
+use crate::net::tls::TlsFacts;
 use crate::net::ClientAddr;
 use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
@@ -187,8 +188,9 @@ pub struct RequestVars<'a> {
     pub local: &'a Endpoint,
     /// The matched server's primary name.
     pub server_name: &'a str,
-    /// `http` (https arrives with TLS).
-    pub scheme: &'a str,
+    /// What the client's TLS handshake agreed on; `None` on a plain connection
+    /// (`$scheme` is then `http`).
+    pub tls: Option<&'a TlsFacts>,
     /// The normalised path (`$uri`).
     pub uri: &'a str,
     /// The `proxy_pass` host as written, when proxying.
@@ -203,6 +205,15 @@ pub struct RequestVars<'a> {
 }
 
 impl RequestVars<'_> {
+    /// `$scheme`: `https` on a TLS connection, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.head.header_value(self.buf, name)
     }
@@ -290,7 +301,7 @@ impl RequestVars<'_> {
                 }
                 let _ = write!(out, "{}", self.remote);
             }
-            Var::Scheme => out.extend_from_slice(self.scheme.as_bytes()),
+            Var::Scheme => out.extend_from_slice(self.scheme().as_bytes()),
             // nginx's `$server_addr` of a Unix listener is its `unix:/path`, and its
             // `$server_port` is empty.
             Var::ServerAddr => match self.local {
@@ -433,8 +444,67 @@ impl RequestVars<'_> {
                 let _ = write!(out, "{}", std::process::id());
             }
             Var::NginxVersion => out.extend_from_slice(b"1.22.1"),
-            // No TLS yet: never "on".
-            Var::Https => {}
+            Var::Https => {
+                if self.tls.is_some() {
+                    out.extend_from_slice(b"on");
+                }
+            }
+            Var::SslProtocol => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.protocol.as_bytes());
+                }
+            }
+            Var::SslCipher => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.cipher.as_bytes());
+                }
+            }
+            Var::SslServerName => {
+                if let Some(name) = self.tls.and_then(|t| t.server_name.as_deref()) {
+                    out.extend_from_slice(name.as_bytes());
+                }
+            }
+            Var::SslClientVerify => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.client_verify.as_bytes());
+                }
+            }
+            Var::SslClientSDn
+            | Var::SslClientIDn
+            | Var::SslClientSerial
+            | Var::SslClientFingerprint
+            | Var::SslClientRawCert
+            | Var::SslClientCert
+            | Var::SslClientEscapedCert => {
+                if let Some(c) = self.tls.and_then(|t| t.client_cert.as_deref()) {
+                    match var {
+                        Var::SslClientSDn => out.extend_from_slice(c.subject.as_bytes()),
+                        Var::SslClientIDn => out.extend_from_slice(c.issuer.as_bytes()),
+                        Var::SslClientSerial => out.extend_from_slice(c.serial.as_bytes()),
+                        Var::SslClientFingerprint => {
+                            out.extend_from_slice(c.fingerprint.as_bytes())
+                        }
+                        Var::SslClientRawCert => out.extend_from_slice(c.pem.as_bytes()),
+                        Var::SslClientCert => c.tabbed_pem(out),
+                        _ => c.escaped_pem(out),
+                    }
+                }
+            }
+            Var::SslCurve => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.curve.as_bytes());
+                }
+            }
+            Var::SslCurves => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.curves.as_bytes());
+                }
+            }
+            Var::SslSessionReused => {
+                if let Some(t) = self.tls {
+                    out.push(if t.reused { b'r' } else { b'.' });
+                }
+            }
             Var::ContentType => {
                 if let Some(v) = self.header("content-type") {
                     out.extend_from_slice(v);

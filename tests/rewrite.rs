@@ -250,14 +250,7 @@ fn refused_inside_if_with_a_reason() {
         "events {}\nhttp {\n  server {\n    listen 127.0.0.1:1;\n    location / {\n      if ($arg_x) {\n        proxy_set_header X y;\n      }\n    }\n  }\n}\n",
     )
     .expect("write");
-    let out = std::process::Command::new(proxy_bin())
-        .arg("-t")
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .expect("run -t");
+    let out = check_config(&dir, &conf);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(

@@ -263,7 +263,7 @@ mod tests {
             remote: crate::net::ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
             local: &"10.0.0.2:80".parse().expect("addr"),
             server_name: "s",
-            scheme: "http",
+            tls: None,
             uri: "/p",
             proxy_host: "",
             upstream_addr: None,

@@ -103,7 +103,6 @@ const fn unsupported(name: &'static str, why: &'static str) -> Spec {
 }
 
 const BUFFERING: &str = "ferrolb streams bodies and sizes its buffers itself";
-const NO_TLS: &str = "TLS is not supported yet";
 
 /// Every directive ferrolb knows, in README order.
 pub static DIRECTIVES: &[Spec] = &[
@@ -253,7 +252,46 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("underscores_in_headers", HTTP | SERVER, 1, 1),
     handled("ignore_invalid_headers", HTTP | SERVER, 1, 1),
     handled("alias", LOCATION, 1, 1),
-    ignored("ssl_*", HTTP | SERVER, NO_TLS),
+    // TLS (config/validate/tls.rs)
+    handled("ssl_certificate", HTTP | SERVER, 1, 1),
+    handled("ssl_certificate_key", HTTP | SERVER, 1, 1),
+    handled("ssl_protocols", HTTP | SERVER, 1, MANY),
+    handled("ssl_ciphers", HTTP | SERVER, 1, 1),
+    handled("ssl_prefer_server_ciphers", HTTP | SERVER, 1, 1),
+    handled("ssl_ecdh_curve", HTTP | SERVER, 1, 1),
+    handled("ssl_dhparam", HTTP | SERVER, 1, 1),
+    handled("ssl_session_cache", HTTP | SERVER, 1, 2),
+    handled("ssl_session_timeout", HTTP | SERVER, 1, 1),
+    handled("ssl_session_tickets", HTTP | SERVER, 1, 1),
+    handled("ssl_session_ticket_key", HTTP | SERVER, 1, 1),
+    handled("ssl_verify_client", HTTP | SERVER, 1, 1),
+    handled("ssl_verify_depth", HTTP | SERVER, 1, 1),
+    handled("ssl_client_certificate", HTTP | SERVER, 1, 1),
+    handled("ssl_trusted_certificate", HTTP | SERVER, 1, 1),
+    handled("ssl_crl", HTTP | SERVER, 1, 1),
+    handled("ssl_stapling", HTTP | SERVER, 1, 1),
+    handled("ssl_stapling_file", HTTP | SERVER, 1, 1),
+    handled("ssl_stapling_verify", HTTP | SERVER, 1, 1),
+    handled("ssl_stapling_responder", HTTP | SERVER, 1, 1),
+    handled("ssl_reject_handshake", HTTP | SERVER, 1, 1),
+    handled("ssl_early_data", HTTP | SERVER, 1, 1),
+    ignored(
+        "ssl_buffer_size",
+        HTTP | SERVER,
+        "rustls sizes its TLS records itself (up to 16 KiB)",
+    ),
+    handled("http2", SERVER, 1, 1),
+    handled("proxy_ssl_verify", HSL, 1, 1),
+    handled("proxy_ssl_verify_depth", HSL, 1, 1),
+    handled("proxy_ssl_trusted_certificate", HSL, 1, 1),
+    handled("proxy_ssl_server_name", HSL, 1, 1),
+    handled("proxy_ssl_name", HSL, 1, 1),
+    handled("proxy_ssl_certificate", HSL, 1, 1),
+    handled("proxy_ssl_certificate_key", HSL, 1, 1),
+    handled("proxy_ssl_protocols", HSL, 1, MANY),
+    handled("proxy_ssl_ciphers", HSL, 1, 1),
+    handled("proxy_ssl_session_reuse", HSL, 1, 1),
+    handled("proxy_ssl_crl", HSL, 1, 1),
     ignored("client_body_buffer_size", HSL, BUFFERING),
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
     handled("large_client_header_buffers", HTTP | SERVER, 2, 2),
@@ -342,6 +380,31 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("auth_basic*", "authentication is not supported"),
     unsupported("stream", "only HTTP is proxied"),
     unsupported("limit_except", "method restrictions are not supported yet"),
+    unsupported(
+        "ssl_password_file",
+        "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",
+    ),
+    unsupported("ssl_conf_command", "ferrolb's TLS is rustls, not OpenSSL"),
+    unsupported(
+        "proxy_ssl_conf_command",
+        "ferrolb's TLS is rustls, not OpenSSL",
+    ),
+    unsupported(
+        "proxy_ssl_password_file",
+        "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",
+    ),
+    unsupported(
+        "proxy_ssl_crl",
+        "upstream certificates are not checked against CRLs yet",
+    ),
+    unsupported(
+        "ssl_ocsp*",
+        "client certificates are not checked by OCSP (ssl_crl is)",
+    ),
+    unsupported(
+        "ssl",
+        "write \"listen ... ssl\" instead (nginx 1.25 removed \"ssl on\")",
+    ),
 ];
 
 fn name_matches(pattern: &str, name: &str) -> bool {

@@ -11,6 +11,7 @@ pub mod overlay;
 pub mod parser;
 pub mod resolve;
 pub mod template;
+pub mod tls;
 pub mod types;
 pub mod validate;
 

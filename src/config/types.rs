@@ -182,6 +182,8 @@ pub struct HealthCheckConf {
     /// `mandatory`: a new peer takes no requests until its first check passes.
     /// Default off (new peers count as healthy until a check fails).
     pub mandatory: bool,
+    /// The location's `proxy_pass https://` settings: checks speak TLS as requests do.
+    pub tls: Option<Arc<crate::config::tls::UpstreamTls>>,
     /// The `Host` header of the check: the location's `proxy_pass` host.
     pub host: String,
     /// Where the directive is.
@@ -493,6 +495,9 @@ pub struct ServerConf {
     /// Settings at server level (already merged with http level); used when no location
     /// matches.
     pub settings: Arc<LocSettings>,
+    /// The `ssl_*` settings with their files read; `None` without `ssl_certificate`
+    /// (and without `ssl_reject_handshake on`).
+    pub tls: Option<Arc<crate::config::tls::ServerTls>>,
     /// Where the block starts.
     pub span: Span,
 }
@@ -506,6 +511,11 @@ pub struct Listen {
     pub addr: Endpoint,
     /// `default_server` (or the older `default`).
     pub default_server: bool,
+    /// `ssl`: connections are TLS. As nginx, set on every `listen` of an address once
+    /// one of them says `ssl`.
+    pub ssl: bool,
+    /// `http2` (or `http2 on;` in the server): HTTP/2 is offered by ALPN.
+    pub http2: bool,
     /// Where.
     pub span: Span,
 }
@@ -1013,7 +1023,7 @@ impl FilesConf {
 pub struct ProxyPass {
     /// Index into [`Http::upstreams`].
     pub upstream: usize,
-    /// `http` (https arrives with TLS).
+    /// `http` or `https`.
     pub scheme: String,
     /// The host part as written, nginx's `$proxy_host` (`myproject`, `127.0.0.1:8000`).
     pub proxy_host: String,
@@ -1029,6 +1039,9 @@ pub struct ProxyPass {
     /// none sends the client's. `upstream`, `proxy_host` and `uri` are then the
     /// request's, not the configuration's.
     pub url: Option<Template>,
+    /// `https://`: how to run TLS to the upstream (from the location's
+    /// `proxy_ssl_*`); `None` for `http://`.
+    pub tls: Option<Arc<crate::config::tls::UpstreamTls>>,
 }
 
 /// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`: the DNS servers
@@ -1374,6 +1387,34 @@ pub enum Var {
     NginxVersion,
     /// `$https`: `on` on a TLS connection, else empty.
     Https,
+    /// `$ssl_protocol`: `TLSv1.2` or `TLSv1.3`; empty without TLS.
+    SslProtocol,
+    /// `$ssl_cipher`: the suite's OpenSSL name.
+    SslCipher,
+    /// `$ssl_server_name`: the name the client sent by SNI.
+    SslServerName,
+    /// `$ssl_client_verify`: `NONE`, `SUCCESS` or `FAILED:reason`.
+    SslClientVerify,
+    /// `$ssl_session_reused`: `r` when the session was resumed, else `.`.
+    SslSessionReused,
+    /// `$ssl_curve`: the key exchange group agreed, by OpenSSL's name.
+    SslCurve,
+    /// `$ssl_curves`: the groups the client offered.
+    SslCurves,
+    /// `$ssl_client_s_dn`: the client certificate's subject (RFC 2253).
+    SslClientSDn,
+    /// `$ssl_client_i_dn`: its issuer (RFC 2253).
+    SslClientIDn,
+    /// `$ssl_client_serial`: its serial number in hex.
+    SslClientSerial,
+    /// `$ssl_client_fingerprint`: the SHA-1 of its DER, in hex.
+    SslClientFingerprint,
+    /// `$ssl_client_raw_cert`: it in PEM.
+    SslClientRawCert,
+    /// `$ssl_client_cert`: it in PEM, lines after the first indented by a tab.
+    SslClientCert,
+    /// `$ssl_client_escaped_cert`: it in PEM, URI-escaped.
+    SslClientEscapedCert,
     /// `$content_type`, `$content_length`: the request's fields.
     ContentType,
     /// See [`Var::ContentType`].

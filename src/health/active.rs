@@ -184,6 +184,9 @@ type Exchange = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
 async fn exchange(addr: &Endpoint, hc: &HealthCheckConf) -> std::io::Result<Exchange> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
     let mut s = Stream::connect(addr).await?;
+    if let Some(tls) = &hc.tls {
+        s = crate::net::tls::client::connect(s, tls).await?;
+    }
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ferrolb-health-check\r\nConnection: close\r\n\r\n",
         hc.uri, hc.host
@@ -403,6 +406,7 @@ mod tests {
             matcher: None,
             timeout: Duration::from_secs(1),
             mandatory: false,
+            tls: None,
             host: "b".into(),
             span: Span {
                 file: Arc::new("t.conf".into()),

@@ -29,6 +29,7 @@ pub fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Request Entity Too Large",
         414 => "Request-URI Too Large",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -59,6 +60,7 @@ pub fn add_header_applies(status: u16) -> bool {
 /// kept so callers say who they answer.)
 pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool) {
     let _ = http10_client;
+    let status = wire_status(status);
     let _ = write!(
         out,
         "HTTP/1.1 {status} {}\r\nServer: ferrolb\r\nDate: ",
@@ -84,12 +86,34 @@ pub fn error_page(
     error_page_retry_after(out, status, keep_alive, http10_client, head_only, None);
 }
 
+/// The status on the wire for one of nginx's internal codes: 494 to 497 are 400s
+/// whose page says more (header too large, TLS certificate problems, plain HTTP sent
+/// to an HTTPS port).
+pub fn wire_status(status: u16) -> u16 {
+    match status {
+        494..=497 => 400,
+        s => s,
+    }
+}
+
+/// What the page of an internal 4xx code says under its "400 Bad Request".
+fn special_400(status: u16) -> Option<&'static str> {
+    Some(match status {
+        494 => "Request Header Or Cookie Too Large",
+        495 => "The SSL certificate error",
+        496 => "No required SSL certificate was sent",
+        497 => "The plain HTTP request was sent to HTTPS port",
+        _ => return None,
+    })
+}
+
 /// The standard page of a status, nginx's layout (and its titles: a 302 page says
 /// "Found" under a "Moved Temporarily" status line).
 pub fn error_body(status: u16) -> String {
-    if status == 494 {
-        // nginx's own code for an oversized head, sent as a 400 with its own words.
-        return "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n".to_owned();
+    if let Some(why) = special_400(status) {
+        return format!(
+            "<html>\r\n<head><title>400 {why}</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>{why}</center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n"
+        );
     }
     let title = match status {
         302 => "Found",
@@ -99,15 +123,6 @@ pub fn error_body(status: u16) -> String {
         "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
         r = title
     )
-}
-
-/// The status line's code for a status: nginx's own 494 (request header too large)
-/// and 495–497 (TLS client errors) go out as 400, with their own pages.
-pub fn on_the_wire(status: u16) -> u16 {
-    match status {
-        494..=497 => 400,
-        s => s,
-    }
 }
 
 /// [`error_page`] with a `Retry-After: SECS` header when `retry_after_secs` is set
@@ -121,7 +136,7 @@ pub fn error_page_retry_after(
     retry_after_secs: Option<u32>,
 ) {
     let body = error_body(status);
-    write_status_line(out, on_the_wire(status), keep_alive, http10_client);
+    write_status_line(out, status, keep_alive, http10_client);
     if let Some(secs) = retry_after_secs {
         let _ = write!(out, "Retry-After: {secs}\r\n");
     }

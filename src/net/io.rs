@@ -129,6 +129,10 @@ pub async fn write_all_vectored(
             Err(e) => return Err(e.into()),
         }
     }
+    // TLS: records the socket did not take yet go out before the write is done.
+    if s.has_pending_output() {
+        within(limit, s.writable()).await?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod buffers;
 pub mod io;
 pub mod resolver;
 mod stream;
+pub mod tls;
 
 pub use stream::Stream;
 
@@ -28,6 +29,32 @@ pub struct ClientInfo {
     /// The listening address it connected to: the local IP address and port, or the
     /// Unix socket path of a `listen unix:`.
     pub local: Endpoint,
+    /// How the connection is carried: plain, TLS (with what the handshake agreed), or
+    /// plain HTTP sent to a TLS port.
+    pub transport: Transport,
+}
+
+/// How a client connection is carried.
+#[derive(Debug, Clone, Default)]
+pub enum Transport {
+    /// Plain TCP or Unix socket.
+    #[default]
+    Plain,
+    /// TLS (`$https` is `on`, `$scheme` `https`).
+    Tls(std::sync::Arc<tls::TlsFacts>),
+    /// A plain HTTP request arrived on a `listen ... ssl` address: answered with
+    /// nginx's 400 "The plain HTTP request was sent to HTTPS port".
+    PlainOnTlsPort,
+}
+
+impl ClientInfo {
+    /// The TLS facts of the connection, if it is TLS.
+    pub fn tls(&self) -> Option<&tls::TlsFacts> {
+        match &self.transport {
+            Transport::Tls(f) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 /// Where a client connects from: an IP address and port, or a Unix socket, which has

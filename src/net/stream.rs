@@ -1,5 +1,6 @@
 //! A connected byte stream over any transport ferrolb speaks: TCP or a Unix socket
-//! (`server unix:/run/app.sock;`, `listen unix:/run/ferrolb.sock;`).
+//! (`server unix:/run/app.sock;`, `listen unix:/run/ferrolb.sock;`), or TLS over
+//! either (`listen 443 ssl`, `proxy_pass https://`).
 //!
 //! The proxy's I/O ([`super::io`]) tries a non-blocking call first and waits for
 //! readiness only when it has to, so a transport here offers exactly that:
@@ -15,23 +16,28 @@ use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::tls::{TlsFacts, TlsStream};
 use crate::config::Endpoint;
 
-/// A connected stream: TCP or a Unix socket.
+/// A connected stream: TCP or a Unix socket, or TLS over one of them.
 #[derive(Debug)]
 pub enum Stream {
     /// A TCP connection (`TCP_NODELAY` set by ferrolb where it connects or accepts).
     Tcp(TcpStream),
     /// A Unix stream socket.
     Unix(UnixStream),
+    /// TLS over a TCP or Unix stream (boxed: the connection state is large and the
+    /// plain variants are the common case).
+    Tls(Box<TlsStream>),
 }
 
-/// Calls the same method on whichever transport `$s` is.
+/// Calls the same method on whichever transport `$s` is; `$tls` for TLS.
 macro_rules! each {
-    ($s:expr, $inner:ident => $e:expr) => {
+    ($s:expr, $inner:ident => $e:expr, $t:ident => $tls:expr) => {
         match $s {
             Stream::Tcp($inner) => $e,
             Stream::Unix($inner) => $e,
+            Stream::Tls($t) => $tls,
         }
     };
 }
@@ -54,31 +60,65 @@ impl Stream {
     /// `WouldBlock` when nothing is.
     #[inline]
     pub fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-        each!(self, s => s.try_read_buf(buf))
+        each!(self, s => s.try_read_buf(buf), t => t.try_read_buf(buf))
     }
 
     /// Reads what is available now into `buf`, without waiting.
     #[inline]
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        each!(self, s => s.try_read(buf))
+        each!(self, s => s.try_read(buf), t => t.try_read(buf))
     }
 
     /// Writes what the socket takes now, without waiting.
     #[inline]
     pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        each!(self, s => s.try_write_vectored(bufs))
+        each!(self, s => s.try_write_vectored(bufs), t => t.try_write_vectored(bufs))
+    }
+
+    /// Whether bytes accepted by a write still wait to go out (TLS records the socket
+    /// did not take yet); [`super::io`] flushes them before a write counts as done.
+    #[inline]
+    pub fn has_pending_output(&self) -> bool {
+        match self {
+            Stream::Tls(t) => t.has_pending_output(),
+            _ => false,
+        }
+    }
+
+    /// What the TLS handshake agreed on; `None` for a plain stream.
+    pub fn tls_facts(&self) -> Option<&std::sync::Arc<TlsFacts>> {
+        match self {
+            Stream::Tls(t) => Some(t.facts()),
+            _ => None,
+        }
+    }
+
+    /// Ends a TLS session with close_notify (best effort, without waiting); nothing
+    /// for a plain stream.
+    pub fn close_notify(&self) {
+        if let Stream::Tls(t) = self {
+            t.close_notify();
+        }
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_read_ready(cx), t => t.raw().poll_read_ready(cx))
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_write_ready(cx), t => t.raw().poll_write_ready(cx))
     }
 
     /// Waits until the stream is readable (possibly spuriously).
     #[inline]
     pub async fn readable(&self) -> io::Result<()> {
-        each!(self, s => s.readable().await)
+        each!(self, s => s.readable().await, t => t.readable().await)
     }
 
     /// Waits until the stream is writable (possibly spuriously).
     #[inline]
     pub async fn writable(&self) -> io::Result<()> {
-        each!(self, s => s.writable().await)
+        each!(self, s => s.writable().await, t => t.writable().await)
     }
 
     /// Clears the read readiness tokio remembers for this socket (see
@@ -86,7 +126,9 @@ impl Stream {
     #[inline]
     pub fn forget_readable(&self) {
         let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
-        let _ = each!(self, s => s.try_io(Interest::READABLE, would_block));
+        // Not for TLS: a read that returned less than asked may have left ciphertext
+        // in the socket (one record at a time), and forgetting it would stall.
+        let _ = each!(self, s => s.try_io(Interest::READABLE, would_block), _t => Ok(()));
     }
 }
 
@@ -109,7 +151,23 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        each!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(t) => loop {
+                let mut tmp = vec![0u8; buf.remaining().min(16 * 1024)];
+                match t.try_read(&mut tmp) {
+                    Ok(n) => {
+                        buf.put_slice(&tmp[..n]);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(t.raw().poll_read_ready(cx))?;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            },
+        }
     }
 }
 
@@ -119,7 +177,7 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        each!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -127,7 +185,15 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        each!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+        let this = self.get_mut();
+        loop {
+            match this.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(this.poll_write_ready(cx))?;
+                }
+                r => return Poll::Ready(r),
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -135,11 +201,33 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+        let this = self.get_mut();
+        while this.has_pending_output() {
+            match this.try_write_vectored(&[]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(this.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Stream::Tls(t) = &*self {
+            t.close_notify();
+        }
+        std::task::ready!(self.as_mut().poll_flush(cx))?;
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(t) => match &mut t.raw {
+                Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+                Stream::Tls(_) => Poll::Ready(Ok(())),
+            },
+        }
     }
 }
 

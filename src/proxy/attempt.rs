@@ -429,8 +429,10 @@ async fn acquire(
             f.upstream.keepalive_timeout,
         ) {
             // An idempotent request can be replayed if the connection proves stale, so
-            // it skips the extra syscall; a POST must not risk it.
-            if idempotent || pool::still_open(&stream) {
+            // it skips the extra syscall; a POST must not risk it. A connection of the
+            // other kind (plain for https, TLS for http) is not reused.
+            let same_kind = stream.tls_facts().is_some() == f.pass.tls.is_some();
+            if same_kind && (idempotent || pool::still_open(&stream)) {
                 return Ok(UpstreamConn {
                     stream,
                     reused: true,
@@ -439,12 +441,15 @@ async fn acquire(
             }
         }
     }
-    let stream = match tokio::time::timeout(
-        f.settings.proxy_connect_timeout,
-        Stream::connect(&peer.conf.addr),
-    )
-    .await
-    {
+    // The connect timeout covers the TLS handshake too, as in nginx.
+    let connect = async {
+        let raw = Stream::connect(&peer.conf.addr).await?;
+        match &f.pass.tls {
+            Some(tls) => crate::net::tls::client::connect(raw, tls).await,
+            None => Ok(raw),
+        }
+    };
+    let stream = match tokio::time::timeout(f.settings.proxy_connect_timeout, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(IoFailure::Io(e)),
         Err(_) => return Err(IoFailure::Timeout),

@@ -193,7 +193,7 @@ pub fn request_vars<'a>(
         remote: info.remote,
         local: &info.local,
         server_name,
-        scheme: "http",
+        tls: info.tls(),
         uri,
         proxy_host: "",
         upstream_addr: None,

@@ -33,7 +33,7 @@ pub(super) fn vars<'a>(
         remote: f.info.remote,
         local: &f.info.local,
         server_name: f.server_name,
-        scheme: "http",
+        tls: f.info.tls(),
         uri: f.uri,
         proxy_host: &f.pass.proxy_host,
         upstream_addr: peer,

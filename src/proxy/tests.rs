@@ -168,6 +168,7 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
             id: 1,
             remote: crate::net::ClientAddr::Inet("127.0.0.1:5000".parse().expect("addr")),
             local: "127.0.0.1:1".parse().expect("addr"),
+            transport: crate::net::Transport::Plain,
         },
         server_name: "",
         uri: "/",

@@ -13,10 +13,12 @@ use super::rewrite::{self, Answer};
 use super::route::{self, Route, Routed};
 use super::state::{Runtime, StopMode, Worker};
 use super::static_files::{self, Resolved};
+use super::tls_handshake::Started;
 use super::{uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
+use crate::config::tls::VerifyClient;
 use crate::config::{
     AccessLogConf, Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, ServerConf,
 };
@@ -24,7 +26,7 @@ use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
 use crate::net::io::{self, IoFailure};
-use crate::net::{ClientAddr, ClientInfo, Stream};
+use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
 use crate::vars::{Locals, RequestVars};
@@ -39,10 +41,19 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
 /// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo) {
+pub(super) async fn serve(worker: &Worker, started: Started) {
+    let Started {
+        mut stream,
+        info,
+        first,
+    } = started;
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
-    let mut cbuf: Option<Buf> = None;
+    let mut cbuf: Option<Buf> = first.map(|bytes| {
+        let mut b = Buf::head();
+        b.extend_from_slice(&bytes);
+        b
+    });
     let mut served = 0u32;
     // Until a request says which server it is for, the address's default server's
     // `client_header_timeout` applies: to the first byte and to the whole first head.
@@ -406,7 +417,6 @@ struct Handled<'a> {
 /// Routes and answers one request whose head is in `buf`.
 async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) -> Handled<'a> {
     let (rt, info) = (ex.rt, ex.info);
-    let stream = &mut *ex.stream;
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
         Some(r) => std::str::from_utf8(&buf[r.clone()]).ok(),
@@ -419,7 +429,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     let Some(server) = server else {
         // Only possible with no server at all for this address; valid configs always
         // have a default server per listen address.
-        reject(stream, 404).await;
+        reject(ex.stream, 404).await;
         return Handled {
             status: 404,
             body_bytes: 0,
@@ -433,6 +443,45 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         };
     };
 
+    let shared_address = || vhost::several_servers(servers, &info.local);
+    if let Some(refusal) = tls_refusal(server, info, host, shared_address) {
+        // The server's `error_page` for it may redirect (`error_page 497 =301
+        // https://$host$request_uri;`), as nginx's does.
+        let mut pages = PageState::default();
+        if let Some(page) = pages.find(&server.settings, refusal) {
+            let locals = Locals::new(&rt.config.http);
+            let mut to = Vec::new();
+            RequestVars {
+                locals: Some(&locals),
+                ..request_vars(head, buf, info, &server.primary_name, "")
+            }
+            .eval(&page.target, &mut to);
+            if !matches!(to.first(), Some(b'/' | b'@')) {
+                let answer = Answer::Redirect {
+                    code: error_pages::redirect_status(page),
+                    location: to,
+                };
+                return standard_answer(
+                    ex,
+                    buf,
+                    head,
+                    answer,
+                    &server.settings,
+                    false,
+                    &locals,
+                    "",
+                    server,
+                )
+                .await;
+            }
+        }
+        let mut handled =
+            answer_local(ex.stream, buf, head, refusal, None, &server.settings, false).await;
+        // Logged as the status it is on the wire (nginx's 495-497 are internal codes).
+        handled.status = respond::wire_status(refusal);
+        return handled;
+    }
+    let stream = &mut *ex.stream;
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
     let uri = match uri::normalize(path) {
@@ -839,6 +888,66 @@ fn keep_fields(headers: &mut Vec<(&str, Vec<u8>, bool)>, pages: &PageState) {
     }
 }
 
+/// nginx's checks of the transport before a request is served: plain HTTP on a TLS
+/// address (497), and the client certificate `ssl_verify_client` requires (496: none
+/// sent, 495: it did not verify). Those are answered with a 400 page saying why.
+///
+/// And as nginx, on an address several servers share, a request whose Host is not
+/// the name the handshake was made for gets 421 Misdirected Request when the server
+/// it goes to checks client certificates: the certificate was judged by the settings
+/// of the server the name chose.
+fn tls_refusal(
+    server: &ServerConf,
+    info: &ClientInfo,
+    host: Option<&str>,
+    shared_address: impl FnOnce() -> bool,
+) -> Option<u16> {
+    if matches!(info.transport, Transport::PlainOnTlsPort) {
+        crate::log::emit(
+            Level::Info,
+            Some(info.id),
+            format_args!(
+                "client sent plain HTTP request to HTTPS port while reading client request headers, client: {}, server: {}",
+                info.remote, server.primary_name
+            ),
+        );
+        return Some(497);
+    }
+    let facts = info.tls()?;
+    let verify = server.tls.as_ref()?.verify_client;
+    if let Some(sni) = &facts.server_name {
+        if verify.asks() && vhost::normalize_host(host.unwrap_or("")) != *sni && shared_address() {
+            crate::log::emit(
+                Level::Info,
+                Some(info.id),
+                format_args!(
+                    "client attempted to request the server name different from the one that was negotiated while reading client request headers, client: {}, server: {}",
+                    info.remote, server.primary_name
+                ),
+            );
+            return Some(421);
+        }
+    }
+    let verdict = facts.client_verify.as_str();
+    let (code, what) = match (verify, verdict) {
+        (VerifyClient::On, "NONE") => (496, "client sent no required SSL certificate".to_owned()),
+        (VerifyClient::On | VerifyClient::Optional, v) if v.starts_with("FAILED:") => (
+            495,
+            format!("client SSL certificate verify error: ({})", &v[7..]),
+        ),
+        _ => return None,
+    };
+    crate::log::emit(
+        Level::Info,
+        Some(info.id),
+        format_args!(
+            "{what} while reading client request headers, client: {}, server: {}",
+            info.remote, server.primary_name
+        ),
+    );
+    Some(code)
+}
+
 /// Forwards the request; an error the location has a page for comes back as a
 /// [`Content::Failed`], with the request's bytes back in `buf` for the page's pass.
 #[allow(clippy::too_many_arguments)]
@@ -1054,10 +1163,10 @@ struct Site<'a> {
 }
 
 /// What nginx puts before a relative `Location`: with `absolute_redirect on` (the
-/// default) `http://HOST[:PORT]`, HOST being the Host the client asked for (the
-/// server's name with `server_name_in_redirect on`, or without a Host) and PORT the
-/// listening port unless 80 or `port_in_redirect off`; nothing with
-/// `absolute_redirect off`.
+/// default) `http://HOST[:PORT]` (`https://` over TLS), HOST being the Host the client
+/// asked for (the server's name with `server_name_in_redirect on`, or without a Host)
+/// and PORT the listening port unless it is the scheme's own (80, 443) or
+/// `port_in_redirect off`; nothing with `absolute_redirect off`.
 fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
     let s = site.settings;
     if !s.absolute_redirect {
@@ -1072,12 +1181,15 @@ fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
         Some(h) if !s.server_name_in_redirect => h,
         _ => site.server_name.to_owned(),
     };
-    let port = match site.info.local.port() {
-        Some(80) | None => String::new(),
-        Some(_) if !s.port_in_redirect => String::new(),
-        Some(p) => format!(":{p}"),
+    let (scheme, default_port) = match site.info.tls() {
+        Some(_) => ("https", 443),
+        None => ("http", 80),
     };
-    format!("http://{host}{port}")
+    let port = match site.info.local.port() {
+        Some(p) if p != default_port && s.port_in_redirect => format!(":{p}"),
+        _ => String::new(),
+    };
+    format!("{scheme}://{host}{port}")
 }
 
 /// A level's `add_header` lines with their values for this request.
@@ -1093,6 +1205,8 @@ fn evaluated_add_header<'s>(
             vars.eval(&h.value, &mut v);
             (h.name.as_str(), v, h.always)
         })
+        // nginx adds no field whose value came out empty.
+        .filter(|(_, v, _)| !v.is_empty())
         .collect()
 }
 

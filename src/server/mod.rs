@@ -13,6 +13,7 @@ mod rewrite;
 mod route;
 mod state;
 pub mod static_files;
+mod tls_handshake;
 pub mod uri;
 pub mod vhost;
 pub mod worker;

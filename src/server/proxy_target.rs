@@ -83,6 +83,8 @@ pub(super) async fn find<'a>(
         }),
         location_prefix: None,
         url: Some(template.clone()),
+        // `https://` values are refused above: no TLS settings are made per request.
+        tls: None,
     };
     if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
         let after = &rest[5..];

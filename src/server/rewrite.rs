@@ -594,7 +594,7 @@ mod tests {
             remote: ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
             local,
             server_name: "example.com",
-            scheme: "http",
+            tls: None,
             uri: "",
             proxy_host: "",
             upstream_addr: None,

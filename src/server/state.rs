@@ -1,7 +1,7 @@
 //! State the worker threads share: the configuration-derived [`Runtime`] (swapped
 //! atomically on reload), the [`Shared`] state around it, and each thread's [`Worker`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use crate::access_log::{AccessLog, AccessLogs};
 use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
 use crate::config::{self, Config, Endpoint, LocSettings};
+use crate::net::tls::server::TlsOffer;
 use crate::upstream::PeerRegistry;
 
 /// Why the server could not start.
@@ -50,6 +51,14 @@ pub enum ServerError {
     /// A thread or runtime could not be created.
     #[error("could not start: {0}")]
     Start(std::io::Error),
+    /// A server's TLS settings could not be put together.
+    #[error("{span}: {message}")]
+    Tls {
+        /// The `server` block.
+        span: config::Span,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl ServerError {
@@ -78,6 +87,18 @@ pub enum StopMode {
     Fast,
 }
 
+/// What a server does with a TLS handshake that SNI (or its being the default)
+/// picks it for.
+#[derive(Debug, Clone)]
+pub enum TlsRole {
+    /// Completes it with its certificates and settings.
+    Serve(TlsOffer),
+    /// `ssl_reject_handshake on`: ends it with an `unrecognized_name` alert.
+    Reject,
+    /// No TLS settings of its own: as nginx, the address's default server's apply.
+    None,
+}
+
 /// Configuration-derived state that requests read; replaced as a whole on reload.
 #[derive(Debug)]
 pub struct Runtime {
@@ -89,6 +110,11 @@ pub struct Runtime {
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
     /// Groups made per request for `proxy_pass` with variables.
     pub dynamic: DynamicGroups,
+    /// What each server does with a TLS handshake that picks it, parallel to
+    /// `config.http.servers`.
+    pub tls_offers: Vec<TlsRole>,
+    /// Listening addresses whose connections are TLS (`listen ... ssl`).
+    pub tls_addrs: HashSet<Endpoint>,
 }
 
 impl Runtime {
@@ -118,6 +144,42 @@ impl Runtime {
             open(&server.settings)?;
             visit_locations(&server.locations, &mut open)?;
         }
+        let servers = &config.http.servers;
+        let tls_offers = servers
+            .iter()
+            .map(|s| {
+                let Some(tls) = s.tls.as_ref() else {
+                    return Ok(TlsRole::None);
+                };
+                if tls.reject_handshake {
+                    return Ok(TlsRole::Reject);
+                }
+                // The protocol and cipher lists are the default server's (see
+                // `ServerTls::after_sni_from`).
+                let default_tls = s
+                    .listen
+                    .iter()
+                    .find(|l| l.ssl)
+                    .and_then(|l| super::vhost::find_server(servers, &l.addr, None))
+                    .and_then(|d| servers[d].tls.as_ref());
+                let effective = match default_tls {
+                    Some(d) => tls.after_sni_from(d),
+                    None => (**tls).clone(),
+                };
+                TlsOffer::build(&effective, &[b"http/1.1"])
+                    .map(TlsRole::Serve)
+                    .map_err(|e| ServerError::Tls {
+                        span: tls.span.clone(),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls_addrs = config
+            .http
+            .servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.ssl).map(|l| l.addr.clone()))
+            .collect();
         // Last, after every step that can fail: peers dropped here are marked removed
         // (their pooled connections get closed), which a failed build must not do to
         // the configuration that stays in force.
@@ -127,6 +189,8 @@ impl Runtime {
             upstreams,
             access_logs,
             dynamic: DynamicGroups::default(),
+            tls_offers,
+            tls_addrs,
         })
     }
 

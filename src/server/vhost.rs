@@ -13,20 +13,7 @@ use crate::config::{Endpoint, ServerConf, ServerName};
 /// `listen` with request Host `host` (as received: may carry a port, upper case or a
 /// trailing dot). `None` only when no server listens on that port at all.
 pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>) -> Option<usize> {
-    let listens_on = |s: &ServerConf, a: &Endpoint| s.listen.iter().any(|l| &l.addr == a);
-    let wildcard;
-    let addr = match listen {
-        Endpoint::Inet(a) if !servers.iter().any(|s| listens_on(s, listen)) => {
-            // Accepted on a specific local address, served by `listen *:PORT`.
-            let any = match a.ip() {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            };
-            wildcard = Endpoint::Inet(SocketAddr::new(any, a.port()));
-            &wildcard
-        }
-        _ => listen,
-    };
+    let addr = &served_address(servers, listen);
     // One server on the address (the usual case): it is the answer whatever the
     // Host, and no name needs normalising.
     let mut on_addr = (0..servers.len()).filter(|&i| listens_on(&servers[i], addr));
@@ -50,6 +37,36 @@ pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>
             })
             .or(candidates.first().copied())
     })
+}
+
+/// Whether more than one server listens where a connection to `listen` arrived (nginx
+/// then chooses among them by name).
+pub fn several_servers(servers: &[ServerConf], listen: &Endpoint) -> bool {
+    let addr = &served_address(servers, listen);
+    servers
+        .iter()
+        .filter(|s| listens_on(s, addr))
+        .nth(1)
+        .is_some()
+}
+
+fn listens_on(s: &ServerConf, a: &Endpoint) -> bool {
+    s.listen.iter().any(|l| &l.addr == a)
+}
+
+/// The `listen` address that serves a connection accepted on local address `listen`:
+/// itself, or `*:PORT` when no server listens on that specific address.
+fn served_address(servers: &[ServerConf], listen: &Endpoint) -> Endpoint {
+    match listen {
+        Endpoint::Inet(a) if !servers.iter().any(|s| listens_on(s, listen)) => {
+            let any = match a.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            Endpoint::Inet(SocketAddr::new(any, a.port()))
+        }
+        _ => listen.clone(),
+    }
 }
 
 /// Host header → name to match: port stripped, lowercase, trailing dot removed.

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::listener::Listener;
 use super::state::{ListenerCmd, Shared, StopMode, Worker};
 use crate::config::{Endpoint, Level};
-use crate::net::{ClientAddr, ClientInfo, Stream};
+use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 
 /// The thread's body: runs until the server stops. `control` brings listeners added or
 /// removed by a reload.
@@ -95,7 +95,12 @@ fn start_accepting(
     };
     match registered {
         Ok(l) => {
-            let h = tokio::spawn(accept_loop(worker.clone(), l, worker.shared.stop_signal()));
+            let h = tokio::spawn(accept_loop(
+                worker.clone(),
+                l,
+                addr.clone(),
+                worker.shared.stop_signal(),
+            ));
             if let Some(old) = loops.insert(addr, h) {
                 old.abort();
             }
@@ -127,6 +132,7 @@ impl Accept {
                     id: id(),
                     remote: ClientAddr::Inet(remote),
                     local: Endpoint::Inet(local),
+                    transport: Transport::Plain,
                 };
                 Ok((stream.into(), info))
             }
@@ -136,6 +142,7 @@ impl Accept {
                     id: id(),
                     remote: ClientAddr::Unix,
                     local: path.clone(),
+                    transport: Transport::Plain,
                 };
                 Ok((stream.into(), info))
             }
@@ -143,7 +150,13 @@ impl Accept {
     }
 }
 
-async fn accept_loop(worker: Arc<Worker>, listener: Accept, mut stop: watch::Receiver<StopMode>) {
+/// Accepts connections on `listen` until the server stops or a reload removes it.
+async fn accept_loop(
+    worker: Arc<Worker>,
+    listener: Accept,
+    listen: Endpoint,
+    mut stop: watch::Receiver<StopMode>,
+) {
     let limit = worker
         .shared
         .runtime
@@ -179,8 +192,11 @@ async fn accept_loop(worker: Arc<Worker>, listener: Accept, mut stop: watch::Rec
         }
         worker.active.fetch_add(1, Ordering::Relaxed);
         let w = worker.clone();
+        let listen = listen.clone();
         tokio::spawn(async move {
-            super::conn::serve(&w, stream, info).await;
+            if let Some(started) = super::tls_handshake::begin(&w, &listen, stream, info).await {
+                super::conn::serve(&w, started).await;
+            }
             w.active.fetch_sub(1, Ordering::Relaxed);
         });
     }

@@ -381,6 +381,18 @@ pub fn proxy_bin() -> PathBuf {
     }
 }
 
+/// Runs `BIN -t -p DIR -c CONF` (the configuration check) and returns its output.
+pub fn check_config(dir: &Path, conf: &Path) -> std::process::Output {
+    Command::new(proxy_bin())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf)
+        .output()
+        .expect("run -t")
+}
+
 /// True when the binary under test is nginx itself (harness validation mode).
 pub fn bin_is_nginx(bin: &Path) -> bool {
     bin.file_name()

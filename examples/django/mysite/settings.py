@@ -32,6 +32,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "mysite.urls"
+# Behind ferrolb (or nginx) with `proxy_set_header X-Forwarded-Proto $scheme;`: a
+# request that reached the proxy over HTTPS is secure (request.is_secure()). Only safe
+# because the backends listen on loopback, reachable through the proxy alone.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 WSGI_APPLICATION = "mysite.wsgi.application"
 
 # No database is needed (runserver skips the migration check without one).

@@ -41,3 +41,12 @@ def slow_view(request):
     time.sleep(seconds)
     port = request.META["SERVER_PORT"]
     return HttpResponse("<h1>Slept %gs on port %s</h1>" % (seconds, port))
+
+
+def scheme_view(request):
+    """How Django sees the request's scheme: behind ferrolb with
+    `proxy_set_header X-Forwarded-Proto $scheme;` and SECURE_PROXY_SSL_HEADER set,
+    an HTTPS client makes `request.is_secure()` true."""
+    return HttpResponse(
+        "scheme=%s secure=%s" % (request.scheme, request.is_secure())
+    )

@@ -68,6 +68,7 @@ impl Validator<'_> {
             timeout: Duration::from_secs(5),
             mandatory: false,
             host: pp.proxy_host.clone(),
+            tls: pp.tls.clone(),
             span: c.span.clone(),
         };
         for a in &c.args {

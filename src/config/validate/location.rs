@@ -83,6 +83,7 @@ impl Validator<'_> {
         };
         let mut p = Partial::default();
         let mut proxy = None;
+        let mut proxy_directive = None;
         let mut rewrite_ds = Vec::new();
         let mut nested = Vec::new();
         let mut checks = Vec::new();
@@ -94,7 +95,10 @@ impl Validator<'_> {
             match c.name.as_str() {
                 "location" => nested.push(c),
                 "health_check" => checks.push(c),
-                "proxy_pass" => once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?,
+                "proxy_pass" => {
+                    once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?;
+                    proxy_directive = Some(c);
+                }
                 "return"
                 | "rewrite"
                 | "set"
@@ -126,6 +130,11 @@ impl Validator<'_> {
         }
         let merged = p.over(parent);
         let locations = self.locations(&nested, &merged, Some((kind, &pattern)))?;
+        if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
+            if pp.scheme == "https" {
+                pp.tls = Some(self.upstream_tls(&merged.proxy_ssl, &pp.proxy_host, pd)?);
+            }
+        }
         let action = match proxy {
             Some(pp) => Action::Proxy(pp),
             None => Action::Static,

@@ -8,19 +8,23 @@
 //! settings in `settings`, `server` and `location` blocks, `upstream` blocks,
 //! `proxy_pass` in `proxy`, `health_check` and `match` in `health`, logging directives
 //! in `logs`, `ferrolb_admin` in `admin`, the rewrite module and `map` in
-//! `rewrite`, `geo` in `geo` and `split_clients` in `split_clients`.
+//! `rewrite`, `geo` in `geo`, `split_clients` in `split_clients`, TLS in `tls`
+//! (`ssl_*`), `proxy_ssl` (`proxy_ssl_*`) and `ciphers` (OpenSSL cipher lists).
 
 mod address;
 mod admin;
+mod ciphers;
 mod geo;
 mod health;
 mod location;
 mod logs;
 mod proxy;
+mod proxy_ssl;
 mod rewrite;
 mod server;
 mod settings;
 mod split_clients;
+mod tls;
 mod upstream;
 mod values;
 
@@ -314,6 +318,7 @@ impl Validator<'_> {
     /// The `http { }` block.
     fn http(&mut self, ds: &[Directive]) -> Result<Http> {
         let mut level = Partial::default();
+        let mut tls_level = tls::TlsPartial::default();
         let mut servers = Vec::new();
         // Upstream blocks first: proxy_pass may name one declared further down, and
         // implicit groups go after all declared ones.
@@ -375,13 +380,15 @@ impl Validator<'_> {
                     declare_once(&mut computed, &split.name, d)?;
                     splits.push(split);
                 }
+                n if n.starts_with("ssl_") => self.tls_setting(&mut tls_level, d)?,
                 _ => self.setting(&mut level, d)?,
             }
         }
-        let servers = servers
+        let mut servers = servers
             .into_iter()
-            .map(|d| self.server(d, &level))
+            .map(|d| self.server(d, &level, &tls_level))
             .collect::<Result<Vec<_>>>()?;
+        self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
         let mut defaults: HashMap<&Endpoint, ()> = HashMap::new();
         for s in &servers {
@@ -405,6 +412,51 @@ impl Validator<'_> {
             geos: self.names.order_geos(geos),
             split_clients: self.names.order_split_clients(splits),
         })
+    }
+
+    /// As nginx, an address is TLS for every server on it once one `listen` of it says
+    /// `ssl` (and likewise `http2`). A Unix socket listener may be TLS too.
+    fn ssl_addresses(&mut self, servers: &mut [ServerConf]) -> Result<()> {
+        let ssl: HashSet<Endpoint> = servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.ssl).map(|l| l.addr.clone()))
+            .collect();
+        let h2: HashSet<Endpoint> = servers
+            .iter()
+            .flat_map(|s| s.listen.iter().filter(|l| l.http2).map(|l| l.addr.clone()))
+            .collect();
+        for s in servers.iter_mut() {
+            for l in &mut s.listen {
+                l.ssl |= ssl.contains(&l.addr);
+                l.http2 |= h2.contains(&l.addr);
+            }
+        }
+        // As nginx: the default server of a TLS address needs a certificate (or
+        // ssl_reject_handshake on); the others may go without, and then handshakes
+        // run with the default server's.
+        for addr in &ssl {
+            let default = servers
+                .iter()
+                .find(|s| s.listen.iter().any(|l| &l.addr == addr && l.default_server))
+                .or_else(|| {
+                    servers
+                        .iter()
+                        .find(|s| s.listen.iter().any(|l| &l.addr == addr))
+                });
+            if let Some(s) = default.filter(|s| s.tls.is_none()) {
+                let span = s
+                    .listen
+                    .iter()
+                    .find(|l| &l.addr == addr)
+                    .map_or(&s.span, |l| &l.span);
+                return Err(ConfigError::hinted(
+                    span,
+                    "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
+                    "add ssl_certificate and ssl_certificate_key to the default server of this address (or to http), or ssl_reject_handshake on;",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// nginx warns when two servers on one address share a name; the first one wins.

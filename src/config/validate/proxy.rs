@@ -28,25 +28,25 @@ impl Validator<'_> {
                 uri: None,
                 location_prefix: None,
                 url: Some(templ(d, url, &self.names)?),
+                tls: None,
             });
         }
         let lower = url.to_ascii_lowercase();
-        let rest = if lower.starts_with("http://") {
-            &url[7..]
+        let (scheme, default_port, rest) = if lower.starts_with("http://") {
+            ("http", 80, &url[7..])
         } else if lower.starts_with("https://") {
-            return Err(ConfigError::at(
-                &d.span,
-                "https upstreams are not supported yet",
-            ));
+            ("https", 443, &url[8..])
         } else {
             return Err(ConfigError::hinted(
                 &d.span,
                 format!("invalid URL prefix in \"{url}\""),
-                "proxy_pass takes http://host[:port][/uri]",
+                "proxy_pass takes http://host[:port][/uri] or https://host[:port][/uri]",
             ));
         };
         if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case("unix:") {
-            return self.proxy_pass_unix(d, rest, kind, pattern);
+            let mut pass = self.proxy_pass_unix(d, rest, kind, pattern)?;
+            pass.scheme = scheme.to_owned();
+            return Ok(pass);
         }
         let (hostport, uri) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(rest[i..].to_owned())),
@@ -88,7 +88,7 @@ impl Validator<'_> {
             }
             (Some(i), None) => i,
             (None, port) => {
-                let port = port.unwrap_or(80);
+                let port = port.unwrap_or(default_port);
                 let name = if host.contains(':') {
                     format!("[{}]:{port}", host.to_ascii_lowercase())
                 } else {
@@ -131,11 +131,12 @@ impl Validator<'_> {
         };
         Ok(ProxyPass {
             upstream,
-            scheme: "http".to_owned(),
+            scheme: scheme.to_owned(),
             proxy_host: hostport.to_owned(),
             uri,
             location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
             url: None,
+            tls: None,
         })
     }
 
@@ -204,6 +205,7 @@ impl Validator<'_> {
             uri,
             location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
             url: None,
+            tls: None,
         })
     }
 }

@@ -314,6 +314,7 @@ impl Validator<'_> {
         };
         let mut own = Partial::default();
         let mut proxy = None;
+        let mut proxy_directive = None;
         let mut rewrite_ds = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
             if matches!(directives::lookup(&c.name, ctx), Lookup::NotAllowedHere) {
@@ -340,7 +341,8 @@ impl Validator<'_> {
                 // The table allows it only in a location's `if`. The implicit location
                 // has no pattern of its own: the URI passes as it is.
                 "proxy_pass" => {
-                    super::once(&mut proxy, self.proxy_pass(c, LocationKind::Regex, "")?, c)?
+                    super::once(&mut proxy, self.proxy_pass(c, LocationKind::Regex, "")?, c)?;
+                    proxy_directive = Some(c);
                 }
                 _ => self.setting(&mut own, c)?,
             }
@@ -352,6 +354,12 @@ impl Validator<'_> {
                 // try_files does not carry over.
                 own.alias = merged.alias.clone();
                 let settings = own.over(merged);
+                if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
+                    if pp.scheme == "https" {
+                        pp.tls =
+                            Some(self.upstream_tls(&settings.proxy_ssl, &pp.proxy_host, pd)?);
+                    }
+                }
                 let action = match proxy {
                     Some(p) => Action::Proxy(p),
                     None => (*action).clone(),

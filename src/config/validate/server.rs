@@ -8,6 +8,7 @@ use regex::RegexBuilder;
 use super::address::{parse_host_port, parse_port, HostPortError};
 use super::rewrite::Level;
 use super::settings::Partial;
+use super::tls::TlsPartial;
 use super::values::parse_size;
 use super::{Result, Validator};
 use crate::config::directives;
@@ -17,8 +18,15 @@ use crate::config::types::*;
 
 impl Validator<'_> {
     /// A `server { }` block over the http-level settings `http`.
-    pub(super) fn server(&mut self, d: &Directive, http: &Partial) -> Result<ServerConf> {
+    pub(super) fn server(
+        &mut self,
+        d: &Directive,
+        http: &Partial,
+        http_tls: &TlsPartial,
+    ) -> Result<ServerConf> {
         let mut p = Partial::default();
+        let mut tls = TlsPartial::default();
+        let mut http2 = None;
         let mut listen: Vec<Listen> = Vec::new();
         let mut names = Vec::new();
         let mut primary_name = None;
@@ -55,18 +63,34 @@ impl Validator<'_> {
                 | "rewrite_log"
                 | "uninitialized_variable_warn" => rewrite_ds.push(c),
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
+                "http2" => {
+                    super::once(&mut http2, super::values::flag(c)?, c)?;
+                    if http2 == Some(true) {
+                        self.warn(c, "\"http2\" is accepted and ignored: HTTP/2 is not supported yet, clients use HTTP/1.1".to_owned());
+                    }
+                }
+                n if n.starts_with("ssl_") => self.tls_setting(&mut tls, c)?,
                 _ => self.setting(&mut p, c)?,
             }
         }
         let merged = p.over(http);
+        let tls = tls.over(http_tls);
         if listen.is_empty() {
             let port = if self.env.is_root { 80 } else { 8000 };
             listen.push(Listen {
                 addr: Endpoint::Inet(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
                 default_server: false,
+                ssl: false,
+                http2: false,
                 span: d.span.clone(),
             });
         }
+        if http2 == Some(true) {
+            for l in &mut listen {
+                l.http2 = true;
+            }
+        }
+        let server_tls = self.server_tls(&tls, d)?;
         if names.is_empty() {
             names.push(ServerName::Exact(String::new()));
         }
@@ -79,6 +103,7 @@ impl Validator<'_> {
             primary_name: primary_name.unwrap_or_default(),
             locations,
             settings: merged.finish(Action::Static, rewrite, &self.env.prefix),
+            tls: server_tls,
             span: d.span.clone(),
         })
     }
@@ -87,28 +112,54 @@ impl Validator<'_> {
     fn listen(&mut self, c: &Directive) -> Result<Vec<Listen>> {
         let a = c.arg(0);
         let mut default_server = false;
+        let mut ssl = false;
+        let mut http2 = false;
         for p in &c.args[1..] {
             let p = p.value.as_str();
             let name = p.split('=').next().unwrap_or(p);
             match name {
                 "default_server" | "default" => default_server = true,
-                "ssl" | "quic" => {
-                    return Err(ConfigError::at(&c.span, format!("\"{p}\" parameter of \"listen\" is not supported yet: TLS is not supported yet")))
+                "ssl" => ssl = true,
+                "http2" => {
+                    http2 = true;
+                    self.warn(c, "\"listen\" parameter \"http2\" is accepted and ignored: HTTP/2 is not supported yet, clients use HTTP/1.1".to_owned());
                 }
+                "quic" => return Err(ConfigError::at(
+                    &c.span,
+                    "\"quic\" parameter of \"listen\" is not supported: HTTP/3 is not supported",
+                )),
                 "proxy_protocol" => {
-                    return Err(ConfigError::at(&c.span, "\"proxy_protocol\" parameter of \"listen\" is not supported"))
+                    return Err(ConfigError::at(
+                        &c.span,
+                        "\"proxy_protocol\" parameter of \"listen\" is not supported",
+                    ))
                 }
                 "backlog" | "rcvbuf" | "sndbuf" => {
                     let v = p.split_once('=').map(|x| x.1).unwrap_or("");
-                    if (name == "backlog" && !v.bytes().all(|b| b.is_ascii_digit() || b == b'-')) || (name != "backlog" && parse_size(v).is_none()) || v.is_empty() {
+                    if (name == "backlog" && !v.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                        || (name != "backlog" && parse_size(v).is_none())
+                        || v.is_empty()
+                    {
                         return Err(ConfigError::at(&c.span, format!("invalid {name} \"{v}\"")));
                     }
-                    self.warn(c, format!("\"listen\" parameter \"{p}\" is accepted and ignored"));
+                    self.warn(
+                        c,
+                        format!("\"listen\" parameter \"{p}\" is accepted and ignored"),
+                    );
                 }
-                "reuseport" | "deferred" | "bind" | "ipv6only" | "so_keepalive" | "fastopen" | "accept_filter" | "setfib" | "http2" => {
-                    self.warn(c, format!("\"listen\" parameter \"{p}\" is accepted and ignored"));
+                "reuseport" | "deferred" | "bind" | "ipv6only" | "so_keepalive" | "fastopen"
+                | "accept_filter" | "setfib" => {
+                    self.warn(
+                        c,
+                        format!("\"listen\" parameter \"{p}\" is accepted and ignored"),
+                    );
                 }
-                _ => return Err(ConfigError::at(&c.span, format!("invalid parameter \"{p}\""))),
+                _ => {
+                    return Err(ConfigError::at(
+                        &c.span,
+                        format!("invalid parameter \"{p}\""),
+                    ))
+                }
             }
         }
         if let Some(path) = a.strip_prefix("unix:") {
@@ -122,6 +173,8 @@ impl Validator<'_> {
             return Ok(vec![Listen {
                 addr: Endpoint::Unix(path.into()),
                 default_server,
+                ssl,
+                http2,
                 span: c.span.clone(),
             }]);
         }
@@ -162,6 +215,8 @@ impl Validator<'_> {
             .map(|addr| Listen {
                 addr: Endpoint::Inet(addr),
                 default_server,
+                ssl,
+                http2,
                 span: c.span.clone(),
             })
             .collect())

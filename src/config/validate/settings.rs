@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::next_upstream;
+use super::proxy_ssl::ProxySslPartial;
 use super::values::{flag, invalid_value};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
 use super::{once, unreachable_directive, Result, Validator};
@@ -68,6 +69,8 @@ pub(super) struct Partial {
     gzip_disable: Option<(Vec<regex::Regex>, bool)>,
     server_name_in_redirect: Option<bool>,
     port_in_redirect: Option<bool>,
+    /// `proxy_ssl_*`, merged directive by directive.
+    pub(super) proxy_ssl: ProxySslPartial,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -82,6 +85,7 @@ impl Partial {
                 $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
                 try_files: self.try_files.clone(),
                 alias: self.alias.clone(),
+                proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
             } };
         }
         pick!(
@@ -566,6 +570,7 @@ impl Validator<'_> {
                 };
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
+            n if n.starts_with("proxy_ssl_") => self.proxy_ssl_setting(&mut p.proxy_ssl, d)?,
             other => unreachable_directive(d, other)?,
         }
         Ok(())

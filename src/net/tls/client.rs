@@ -1,0 +1,22 @@
+//! The client side of TLS, for `proxy_pass https://`: the handshake over a freshly
+//! connected upstream socket, with the location's rustls configuration (whose session
+//! cache lets later connections to the same upstream resume).
+
+use std::io;
+
+use rustls::{ClientConnection, Connection};
+
+use super::{complete_handshake, TlsFacts, TlsStream};
+use crate::config::tls::UpstreamTls;
+use crate::net::Stream;
+
+/// Runs the handshake on `raw` as `tls` says; the caller bounds the time (nginx's
+/// `proxy_connect_timeout` covers connect and handshake).
+pub async fn connect(raw: Stream, tls: &UpstreamTls) -> io::Result<Stream> {
+    let conn = ClientConnection::new(tls.config.clone(), tls.name.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut conn = Connection::Client(conn);
+    complete_handshake(&raw, &mut conn).await?;
+    let facts = TlsFacts::of(&conn);
+    Ok(Stream::Tls(Box::new(TlsStream::new(raw, conn, facts))))
+}

@@ -1,0 +1,575 @@
+//! The server side of TLS: a rustls configuration per `server` block, built from its
+//! [`ServerTls`], and the handshake that reads the ClientHello, lets the caller pick
+//! the `server` by SNI, and goes on with that server's configuration (certificates,
+//! protocols, client certificates).
+
+use std::io;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::ring::default_provider;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{
+    Acceptor, ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert,
+    ServerSessionMemoryCache, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, Connection, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureAlgorithm, SignatureScheme,
+};
+
+use super::{complete_handshake, Raw, TlsFacts, TlsStream};
+use crate::config::tls::{ServerTls, SessionCache};
+use crate::net::Stream;
+
+/// What a `server` block offers in a handshake.
+#[derive(Debug, Clone)]
+pub struct TlsOffer {
+    /// The rustls configuration.
+    pub config: Arc<ServerConfig>,
+    /// Checks a client certificate after the handshake (`$ssl_client_verify`); `None`
+    /// when none is asked for.
+    client_check: Option<Arc<ClientCheck>>,
+}
+
+/// Why a server configuration could not be built (the configuration checks make this
+/// rare: an `ssl_protocols` and `ssl_ciphers` pair that leaves nothing, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(String);
+
+impl TlsOffer {
+    /// The configuration of a server. `alpn`: protocols offered, in order.
+    pub fn build(tls: &ServerTls, alpn: &[&[u8]]) -> Result<TlsOffer, BuildError> {
+        let provider = Arc::new(CryptoProvider {
+            cipher_suites: tls.cipher_suites.clone(),
+            kx_groups: tls.kx_groups.clone(),
+            ..default_provider()
+        });
+        let mut versions = Vec::new();
+        if tls.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if tls.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .map_err(|e| BuildError(e.to_string()))?;
+        let client_check = if tls.verify_client.asks() {
+            Some(Arc::new(ClientCheck::new(tls, provider.clone())?))
+        } else {
+            None
+        };
+        let builder = match &client_check {
+            Some(c) => builder.with_client_cert_verifier(Arc::new(AskClientCert(c.clone()))),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(PickCertificate::new(tls)));
+        config.ignore_client_order = tls.prefer_server_ciphers;
+        config.session_storage = match tls.session_cache {
+            SessionCache::Entries(n) => ServerSessionMemoryCache::new(n),
+            SessionCache::Off | SessionCache::None => Arc::new(NoServerSessionStorage {}),
+        };
+        if tls.session_tickets {
+            let keys = if tls.ticket_keys.is_empty() {
+                process_ticket_keys()
+            } else {
+                Some(Arc::new(FileTicketKeys::new(&tls.ticket_keys)) as Arc<dyn ProducesTickets>)
+            };
+            if let Some(keys) = keys {
+                config.ticketer = Arc::new(TicketLifetime {
+                    keys,
+                    secs: u32::try_from(tls.session_timeout.as_secs())
+                        .unwrap_or(u32::MAX)
+                        .max(1),
+                });
+            }
+        }
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(TlsOffer {
+            config: Arc::new(config),
+            client_check,
+        })
+    }
+
+    /// An offer that fails every handshake (`ssl_reject_handshake on`, or a server on a
+    /// TLS address without a certificate, which nginx also fails).
+    pub fn refuse() -> TlsOffer {
+        static REFUSE: OnceLock<Arc<ServerConfig>> = OnceLock::new();
+        let config = REFUSE.get_or_init(|| {
+            let mut c = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_no_client_auth())
+                .map(|b| b.with_cert_resolver(Arc::new(PickCertificate::default())))
+                .unwrap_or_else(|_| {
+                    ServerConfig::builder()
+                        .with_no_client_auth()
+                        .with_cert_resolver(Arc::new(PickCertificate::default()))
+                });
+            c.session_storage = Arc::new(NoServerSessionStorage {});
+            Arc::new(c)
+        });
+        TlsOffer {
+            config: config.clone(),
+            client_check: None,
+        }
+    }
+}
+
+/// Session ticket keys for the whole process (every worker thread, every reload),
+/// rotated by rustls every 6 hours.
+fn process_ticket_keys() -> Option<Arc<dyn ProducesTickets>> {
+    static KEYS: OnceLock<Option<Arc<dyn ProducesTickets>>> = OnceLock::new();
+    KEYS.get_or_init(|| rustls::crypto::ring::Ticketer::new().ok())
+        .clone()
+}
+
+/// Tickets sealed with `ssl_session_ticket_key` files: the first file's key seals, any
+/// file's opens (a ticket starts with the 16-byte name of its key, as nginx's). The
+/// key material after the name goes through SHA-256 into an AES-256-GCM key, so 48-
+/// and 80-byte files both work.
+struct FileTicketKeys {
+    keys: Vec<([u8; 16], ring::aead::LessSafeKey)>,
+    random: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for FileTicketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTicketKeys")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl FileTicketKeys {
+    fn new(files: &[Vec<u8>]) -> FileTicketKeys {
+        let keys = files
+            .iter()
+            .filter(|f| f.len() > 16)
+            .filter_map(|f| {
+                let mut name = [0u8; 16];
+                name.copy_from_slice(&f[..16]);
+                let material = ring::digest::digest(&ring::digest::SHA256, &f[16..]);
+                let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, material.as_ref())
+                    .ok()?;
+                Some((name, ring::aead::LessSafeKey::new(key)))
+            })
+            .collect();
+        FileTicketKeys {
+            keys,
+            random: ring::rand::SystemRandom::new(),
+        }
+    }
+}
+
+impl ProducesTickets for FileTicketKeys {
+    fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use ring::rand::SecureRandom;
+        let (name, key) = self.keys.first()?;
+        let mut nonce = [0u8; 12];
+        self.random.fill(&mut nonce).ok()?;
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(name),
+            &mut sealed,
+        )
+        .ok()?;
+        let mut out = Vec::with_capacity(16 + 12 + sealed.len());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        if ticket.len() < 16 + 12 + 16 {
+            return None;
+        }
+        let (name, rest) = ticket.split_at(16);
+        let (nonce, sealed) = rest.split_at(12);
+        let (_, key) = self.keys.iter().find(|(n, _)| n == name)?;
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = key
+            .open_in_place(nonce, ring::aead::Aad::from(name), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+#[derive(Debug)]
+struct TicketLifetime {
+    keys: Arc<dyn ProducesTickets>,
+    secs: u32,
+}
+
+impl ProducesTickets for TicketLifetime {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        self.secs
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.keys.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.keys.decrypt(cipher)
+    }
+}
+
+/// Picks the certificate for a ClientHello among a server's (RSA and ECDSA side by
+/// side): ECDSA first when the client can take it, as OpenSSL ends up doing with
+/// nginx's default cipher order, else the first one the client can verify.
+#[derive(Debug, Default)]
+struct PickCertificate {
+    certs: Vec<Arc<CertifiedKey>>,
+    /// Pairs naming `$ssl_server_name`, with the ones read so far by name.
+    per_name: Vec<(String, String)>,
+    by_name: std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<CertifiedKey>>>>,
+}
+
+/// How many names' certificates [`PickCertificate`] keeps (a client picks the names).
+const PER_NAME_KEPT: usize = 4096;
+
+impl PickCertificate {
+    fn new(tls: &ServerTls) -> PickCertificate {
+        let mut certs = tls.certificates.clone();
+        // Stable: within a kind, file order.
+        certs.sort_by_key(|c| c.key.algorithm() != SignatureAlgorithm::ECDSA);
+        PickCertificate {
+            certs,
+            per_name: tls.per_name_certificates.clone(),
+            by_name: Default::default(),
+        }
+    }
+
+    /// The certificates whose paths name `$ssl_server_name`, for `name`: read the first
+    /// time (a file that cannot be read is logged and left out, failing the handshake
+    /// when nothing else fits, as in nginx).
+    fn for_name(&self, name: Option<&str>) -> Vec<Arc<CertifiedKey>> {
+        if self.per_name.is_empty() {
+            return Vec::new();
+        }
+        let name = name.unwrap_or("");
+        // The name becomes part of a path: never one that leaves the directory.
+        if name.contains(['/', '\\']) || name.starts_with('.') || name.contains("..") {
+            return Vec::new();
+        }
+        let mut kept = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = kept.get(name) {
+            return found.clone();
+        }
+        let fill = |t: &str| {
+            t.replace("${ssl_server_name}", name)
+                .replace("$ssl_server_name", name)
+        };
+        let mut loaded = Vec::new();
+        for (cert, key) in &self.per_name {
+            let (cert, key) = (fill(cert), fill(key));
+            match crate::config::tls::load_certified_key(cert.as_ref(), key.as_ref()) {
+                Ok(ck) => loaded.push(Arc::new(ck)),
+                Err(e) => crate::log::emit(
+                    crate::config::Level::Error,
+                    None,
+                    format_args!("{e} while SSL handshaking"),
+                ),
+            }
+        }
+        loaded.sort_by_key(|c| c.key.algorithm() != SignatureAlgorithm::ECDSA);
+        if !loaded.is_empty() {
+            if kept.len() >= PER_NAME_KEPT {
+                kept.clear();
+            }
+            kept.insert(name.to_owned(), loaded.clone());
+        }
+        loaded
+    }
+}
+
+impl ResolvesServerCert for PickCertificate {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        let suites = hello.cipher_suites();
+        let tls13 = suites
+            .iter()
+            .any(|s| format!("{s:?}").starts_with("TLS13_"));
+        let named = self.for_name(hello.server_name());
+        named
+            .iter()
+            .chain(&self.certs)
+            .find(|c| {
+                if c.key.choose_scheme(schemes).is_none() {
+                    return false;
+                }
+                if tls13 {
+                    return true;
+                }
+                // TLS 1.2: the client must offer a suite for this key's kind.
+                let kind = match c.key.algorithm() {
+                    SignatureAlgorithm::ECDSA => "_ECDSA_",
+                    _ => "_RSA_",
+                };
+                suites.iter().any(|s| format!("{s:?}").contains(kind))
+            })
+            .or_else(|| named.first().or(self.certs.first()))
+            .cloned()
+    }
+}
+
+/// Client certificates, checked as nginx checks them: the handshake completes whatever
+/// the client sends (the signature proving the key is still checked), and the request
+/// is answered with nginx's 400 pages when `ssl_verify_client` requires more; the
+/// verdict is `$ssl_client_verify`.
+#[derive(Debug)]
+struct ClientCheck {
+    /// The chain check against the configured CAs; `None` with `optional_no_ca` and
+    /// no CA.
+    chain: Option<Arc<dyn ClientCertVerifier>>,
+    /// The names sent as acceptable CAs (`ssl_client_certificate`'s only).
+    hints: Vec<DistinguishedName>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCheck {
+    fn new(tls: &ServerTls, provider: Arc<CryptoProvider>) -> Result<ClientCheck, BuildError> {
+        let mut hint_store = RootCertStore::empty();
+        let mut roots = RootCertStore::empty();
+        for ca in &tls.client_cas {
+            hint_store
+                .add(ca.clone())
+                .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
+            roots
+                .add(ca.clone())
+                .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
+        }
+        for ca in &tls.trusted_cas {
+            roots
+                .add(ca.clone())
+                .map_err(|e| BuildError(format!("ssl_trusted_certificate: {e}")))?;
+        }
+        let chain = if roots.is_empty() {
+            None
+        } else {
+            let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .with_crls(tls.crls.clone());
+            Some(b.build().map_err(|e| BuildError(e.to_string()))?)
+        };
+        // A CA listed twice is named once, as OpenSSL names it.
+        let mut hints = hint_store.subjects();
+        let mut seen = std::collections::HashSet::new();
+        hints.retain(|h| seen.insert(h.as_ref().to_vec()));
+        Ok(ClientCheck {
+            chain,
+            hints,
+            provider,
+        })
+    }
+
+    /// `$ssl_client_verify` for the certificates a client presented.
+    fn verdict(&self, certs: Option<&[CertificateDer<'static>]>) -> String {
+        let Some((end, intermediates)) = certs.and_then(|c| c.split_first()) else {
+            return "NONE".to_owned();
+        };
+        let Some(chain) = &self.chain else {
+            return "FAILED:unable to get local issuer certificate".to_owned();
+        };
+        match chain.verify_client_cert(end, intermediates, UnixTime::now()) {
+            Ok(_) => "SUCCESS".to_owned(),
+            Err(rustls::Error::InvalidCertificate(e)) => format!(
+                "FAILED:{}",
+                match e {
+                    CertificateError::UnknownIssuer => "unable to get local issuer certificate",
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. } =>
+                        "certificate has expired",
+                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } =>
+                        "certificate is not yet valid",
+                    CertificateError::Revoked => "certificate revoked",
+                    CertificateError::BadSignature => "certificate signature failure",
+                    _ => "unsupported certificate purpose",
+                }
+            ),
+            Err(e) => format!("FAILED:{e}"),
+        }
+    }
+}
+
+/// Asks for a client certificate without failing the handshake over it.
+#[derive(Debug)]
+struct AskClientCert(Arc<ClientCheck>);
+
+impl ClientCertVerifier for AskClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.0.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Judged after the handshake (`ClientCheck::verdict`), as nginx does.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0
+            .provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// How a connection to a TLS listener began.
+#[derive(Debug)]
+pub enum Accepted {
+    /// The handshake completed.
+    Tls(Stream),
+    /// The client spoke plain HTTP (its first byte is no TLS record): nginx answers
+    /// it with 400 "The plain HTTP request was sent to HTTPS port". `first` holds the
+    /// bytes read so far.
+    Plain {
+        /// The connection.
+        stream: Stream,
+        /// What the client sent so far.
+        first: Vec<u8>,
+    },
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The client closed the connection or the socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The TLS exchange failed (the peer got an alert).
+    #[error("{0}")]
+    Tls(rustls::Error),
+    /// The server chosen rejects handshakes (`ssl_reject_handshake on`).
+    #[error("rejected (ssl_reject_handshake)")]
+    Rejected,
+}
+
+/// A TLS alert record ending a handshake with `unrecognized_name` (fatal), as nginx's
+/// `ssl_reject_handshake` sends it: plain bytes, nothing is encrypted yet.
+const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+/// Runs the server handshake on `raw`: reads the ClientHello, asks `pick` for the
+/// offer of the server its SNI name (or none) selects, and completes the handshake
+/// with it; `None` from `pick` rejects the handshake with an `unrecognized_name`
+/// alert. The caller bounds the time.
+pub async fn accept(
+    raw: Stream,
+    pick: impl FnOnce(Option<&str>) -> Option<TlsOffer>,
+) -> Result<Accepted, HandshakeError> {
+    let mut acceptor = Acceptor::default();
+    let mut first_read = true;
+    let accepted = loop {
+        raw.readable().await?;
+        let mut chunk = [0u8; 4096];
+        let n = match raw.try_read(&mut chunk) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if std::mem::take(&mut first_read) && chunk[0] != 0x16 {
+            // No TLS handshake record: a plain HTTP client.
+            return Ok(Accepted::Plain {
+                stream: raw,
+                first: chunk[..n].to_vec(),
+            });
+        }
+        let mut fed = &chunk[..n];
+        while !fed.is_empty() {
+            acceptor.read_tls(&mut fed)?;
+        }
+        match acceptor.accept() {
+            Ok(Some(a)) => break a,
+            Ok(None) => {}
+            Err((e, mut alert)) => {
+                let _ = alert.write(&mut Raw(&raw));
+                return Err(HandshakeError::Tls(e));
+            }
+        }
+    };
+    let curves = accepted
+        .client_hello()
+        .named_groups()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| crate::config::tls::openssl_group_name(*g))
+        .collect::<Vec<_>>()
+        .join(":");
+    let Some(offer) = pick(accepted.client_hello().server_name()) else {
+        let _ = raw.try_write_vectored(&[std::io::IoSlice::new(&UNRECOGNIZED_NAME)]);
+        return Err(HandshakeError::Rejected);
+    };
+    let mut conn = match accepted.into_connection(offer.config.clone()) {
+        Ok(c) => Connection::Server(c),
+        Err((e, mut alert)) => {
+            let _ = alert.write(&mut Raw(&raw));
+            return Err(HandshakeError::Tls(e));
+        }
+    };
+    complete_handshake(&raw, &mut conn).await?;
+    let mut facts = TlsFacts::of(&conn);
+    facts.curves = curves;
+    if let Some(check) = &offer.client_check {
+        facts.client_verify = check.verdict(conn.peer_certificates());
+    }
+    Ok(Accepted::Tls(Stream::Tls(Box::new(TlsStream::new(
+        raw, conn, facts,
+    )))))
+}
