@@ -20,6 +20,7 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod access_log;
+pub mod admission;
 pub mod admin;
 pub mod balance;
 pub mod config;

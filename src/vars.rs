@@ -1,6 +1,7 @@
 //! Evaluation of nginx variables (`$host`, `$remote_addr`, …) in `proxy_set_header`,
 //! `add_header`, `return`, `rewrite`, `if`, `set`, `map` and `log_format` templates.
 
+use crate::net::proxy_protocol::ProxyAddrs;
 use crate::net::ClientAddr;
 use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
@@ -122,8 +123,12 @@ pub struct RequestVars<'a> {
     pub buf: &'a [u8],
     /// The parsed head.
     pub head: &'a RequestHead,
-    /// The client.
+    /// The client (`$remote_addr`), after `set_real_ip_from`.
     pub remote: ClientAddr,
+    /// The connection's peer (`$realip_remote_addr`).
+    pub peer: ClientAddr,
+    /// The connection's PROXY protocol addresses (`$proxy_protocol_addr`).
+    pub proxy_protocol: Option<&'a ProxyAddrs>,
     /// The listening address the client connected to.
     pub local: &'a Endpoint,
     /// The matched server's primary name.
@@ -354,6 +359,42 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
+            Var::RealipRemoteAddr => {
+                let _ = write!(out, "{}", self.peer);
+            }
+            Var::RealipRemotePort => {
+                if let Some(port) = self.peer.port() {
+                    let _ = write!(out, "{port}");
+                }
+            }
+            Var::ProxyProtocolAddr => {
+                if let Some(p) = self.proxy_protocol {
+                    out.extend_from_slice(p.src_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolPort => {
+                if let Some(p) = self.proxy_protocol {
+                    let _ = write!(out, "{}", p.src_port);
+                }
+            }
+            Var::ProxyProtocolServerAddr => {
+                if let Some(p) = self.proxy_protocol {
+                    out.extend_from_slice(p.dst_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolServerPort => {
+                if let Some(p) = self.proxy_protocol {
+                    let _ = write!(out, "{}", p.dst_port);
+                }
+            }
+            Var::RemoteUser => {
+                if let Some((user, _)) = self
+                    .header("authorization")
+                    .and_then(basic_credentials)
+                {
+                    out.extend_from_slice(&user);
+                }
+            }
             Var::BinaryRemoteAddr => match self.remote.ip() {
                 Some(std::net::IpAddr::V4(a)) => out.extend_from_slice(&a.octets()),
                 Some(std::net::IpAddr::V6(a)) => out.extend_from_slice(&a.octets()),
@@ -386,7 +427,6 @@ impl RequestVars<'_> {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
-            | Var::RemoteUser
             | Var::Connection
             | Var::ConnectionRequests
             | Var::Pipe
@@ -471,6 +511,27 @@ fn find_in_map<'m>(map: &'m MapConf, source: &str, locals: &Locals<'_>) -> &'m T
         }
     }
     &map.default
+}
+
+/// The user name and password of an `Authorization: Basic ...` value, read as nginx
+/// reads them (`Basic` in any case, spaces before the base64 text, padding optional,
+/// the user ends at the first `:`); `None` when it is not such a value.
+pub fn basic_credentials(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine as _;
+    let scheme = value.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let encoded = value[6..].trim_ascii_start();
+    if encoded.is_empty() {
+        return None;
+    }
+    let encoded = encoded.strip_suffix(b"==").or_else(|| encoded.strip_suffix(b"=")).unwrap_or(encoded);
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    let colon = memchr::memchr(b':', &decoded)?;
+    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
 
 fn strip_port(h: &[u8]) -> &[u8] {

@@ -196,6 +196,16 @@ pub static DIRECTIVES: &[Spec] = &[
     block("upstream", HTTP, 1, 1),
     block("match", HTTP, 1, 1),
     handled("health_check", LOCATION, 0, MANY),
+    // client identity and admission
+    handled("set_real_ip_from", HSL, 1, 1),
+    handled("real_ip_header", HSL, 1, 1),
+    handled("real_ip_recursive", HSL, 1, 1),
+    handled("allow", HSL, 1, 1),
+    handled("deny", HSL, 1, 1),
+    handled("auth_basic", HSL, 1, 1),
+    handled("auth_basic_user_file", HSL, 1, 1),
+    handled("satisfy", HSL, 1, 1),
+    block("limit_except", LOCATION, 1, MANY),
     handled("ferrolb_admin", HTTP, 1, 2),
     // upstream
     handled("server", UPSTREAM, 1, MANY),
@@ -315,9 +325,7 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("grpc_pass", "only HTTP upstreams are supported"),
     unsupported("limit_req*", "rate limiting is not supported yet"),
     unsupported("limit_conn*", "connection limiting is not supported yet"),
-    unsupported("auth_basic*", "authentication is not supported"),
     unsupported("stream", "only HTTP is proxied"),
-    unsupported("limit_except", "method restrictions are not supported yet"),
 ];
 
 fn name_matches(pattern: &str, name: &str) -> bool {

@@ -497,6 +497,9 @@ pub struct Listen {
     pub addr: Endpoint,
     /// `default_server` (or the older `default`).
     pub default_server: bool,
+    /// `proxy_protocol`: connections start with a PROXY protocol header. As nginx,
+    /// set for the address when any `listen` of it says so.
+    pub proxy_protocol: bool,
     /// Where.
     pub span: Span,
 }
@@ -617,6 +620,8 @@ pub struct LocSettings {
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,
+    /// Real client address, `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
+    pub admission: Arc<crate::config::admission::AdmissionConf>,
 }
 
 /// The request handler a location ends up with.
@@ -1044,8 +1049,21 @@ pub enum Var {
     BytesSent,
     /// `$request_length`: request head plus declared body length.
     RequestLength,
-    /// `$remote_user`: always missing (no auth module).
+    /// `$remote_user`: the user name of an `Authorization: Basic` header.
     RemoteUser,
+    /// `$realip_remote_addr`: the connection's peer, whatever `set_real_ip_from` made
+    /// of `$remote_addr`.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`.
+    RealipRemotePort,
+    /// `$proxy_protocol_addr`: the client address of the PROXY protocol header.
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`.
+    ProxyProtocolPort,
+    /// `$proxy_protocol_server_addr`: the destination address of the PROXY header.
+    ProxyProtocolServerAddr,
+    /// `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
     /// `$connection`: the connection serial number.
     Connection,
     /// `$connection_requests`: requests on this connection so far, this one included.

@@ -35,10 +35,18 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
 /// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo) {
+pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientInfo) {
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
     let mut cbuf: Option<Buf> = None;
+    if super::vhost::proxy_protocol_on(&rt.config.http.servers, &info.local) {
+        match super::admission::read_proxy_header(&stream, &mut info, FIRST_HEAD_TIMEOUT).await {
+            Some(rest) => cbuf = Some(rest),
+            None => return,
+        }
+    }
+    // Bytes that came with the PROXY header are the first request's, not a pipelined one.
+    let mut first = true;
     let mut served = 0u32;
     let mut idle_timeout = FIRST_HEAD_TIMEOUT;
     let mut header_timeout = FIRST_HEAD_TIMEOUT;
@@ -81,7 +89,8 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, info: ClientInfo)
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
-        let pipelined = !fresh_read;
+        let pipelined = !fresh_read && !std::mem::take(&mut first);
+        first = false;
 
         // Pick up a reloaded configuration between requests.
         {
@@ -160,7 +169,7 @@ async fn exchange(
     drop_invalid_fields(ex, buf, &mut head);
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
-        log.write(info.remote, &outcome, ex.started);
+        log.write(&outcome, ex.started);
     }
     outcome
         .keep_alive
@@ -283,6 +292,12 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         };
     };
 
+    // nginx's post-read phase: the real client address by the server's settings.
+    let post_read = super::admission::real_client(&server.settings, info, head, buf);
+    let info: &ClientInfo = post_read.as_ref().unwrap_or(info);
+    // The preaccess phase's, by the location's, when the server's changed nothing.
+    let located: std::sync::OnceLock<ClientInfo> = std::sync::OnceLock::new();
+
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
     let uri = match uri::normalize(path) {
@@ -342,7 +357,13 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         // Built only when a phase needs variables: the proxy fast path takes none.
         let base = || RequestVars {
             locals: Some(&locals),
-            ..request_vars(head, buf, info, &server.primary_name, "")
+            ..request_vars(
+                head,
+                buf,
+                located.get().unwrap_or(info),
+                &server.primary_name,
+                "",
+            )
         };
         if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
@@ -408,6 +429,20 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 }
             }
         }
+        if post_read.is_none() && located.get().is_none() {
+            if let Some(real) = super::admission::real_client(settings, info, head, buf) {
+                let _ = located.set(real);
+            }
+        }
+        let vars = RequestVars {
+            files: Some((&settings.files, prefix)),
+            uri: &rw.uri,
+            ..base()
+        };
+        if let Err(refused) = super::admission::access(settings, &vars, &mut log).await {
+            answer = Some(refused);
+            break settings;
+        }
         if !matches!(settings.action, Action::Static) {
             break settings;
         }
@@ -464,6 +499,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             }
         }
     };
+    let info: &ClientInfo = located.get().unwrap_or(info);
     let uri: &str = &rw.uri;
     let vars_here = || RequestVars {
         locals: Some(&locals),
@@ -493,6 +529,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             };
             LogLine {
                 log,
+                remote: info.remote,
                 kind: LineKind::Format {
                     format,
                     pending: PendingLine::prepare(format, &vars_here(), &conn),
@@ -840,6 +877,8 @@ async fn send_local<'a>(
 /// location logs, so requests with `access_log off` pay nothing.
 struct LogLine<'a> {
     log: &'a AccessLog,
+    /// `$remote_addr` of the request.
+    remote: ClientAddr,
     kind: LineKind<'a>,
 }
 
@@ -863,6 +902,7 @@ impl<'a> LogLine<'a> {
         vars.request_line(&mut request);
         LogLine {
             log,
+            remote: vars.remote,
             kind: LineKind::Combined {
                 request,
                 referer: vars
@@ -877,7 +917,7 @@ impl<'a> LogLine<'a> {
         }
     }
 
-    fn write(&self, remote: ClientAddr, h: &Handled<'_>, started: std::time::Instant) {
+    fn write(&self, h: &Handled<'_>, started: std::time::Instant) {
         let mut line = Vec::with_capacity(256);
         match &self.kind {
             LineKind::Combined {
@@ -887,7 +927,7 @@ impl<'a> LogLine<'a> {
             } => crate::access_log::format_combined(
                 &mut line,
                 &CombinedFields {
-                    remote_addr: remote,
+                    remote_addr: self.remote,
                     request,
                     status: h.status,
                     body_bytes_sent: h.body_bytes,

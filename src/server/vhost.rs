@@ -14,19 +14,7 @@ use crate::config::{Endpoint, ServerConf, ServerName};
 /// trailing dot). `None` only when no server listens on that port at all.
 pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>) -> Option<usize> {
     let listens_on = |s: &ServerConf, a: &Endpoint| s.listen.iter().any(|l| &l.addr == a);
-    let wildcard;
-    let addr = match listen {
-        Endpoint::Inet(a) if !servers.iter().any(|s| listens_on(s, listen)) => {
-            // Accepted on a specific local address, served by `listen *:PORT`.
-            let any = match a.ip() {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            };
-            wildcard = Endpoint::Inet(SocketAddr::new(any, a.port()));
-            &wildcard
-        }
-        _ => listen,
-    };
+    let addr = &listen_address(servers, listen);
     // One server on the address (the usual case): it is the answer whatever the
     // Host, and no name needs normalising.
     let mut on_addr = (0..servers.len()).filter(|&i| listens_on(&servers[i], addr));
@@ -50,6 +38,32 @@ pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>
             })
             .or(candidates.first().copied())
     })
+}
+
+/// The `listen` address a connection accepted on local address `local` belongs to:
+/// that address when a server listens on it, else the wildcard address of its port.
+fn listen_address(servers: &[ServerConf], local: &Endpoint) -> Endpoint {
+    match local {
+        Endpoint::Inet(a) if !servers.iter().any(|s| s.listen.iter().any(|l| &l.addr == local)) => {
+            // Accepted on a specific local address, served by `listen *:PORT`.
+            let any = match a.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            Endpoint::Inet(SocketAddr::new(any, a.port()))
+        }
+        _ => local.clone(),
+    }
+}
+
+/// True when connections accepted on `local` start with a PROXY protocol header: a
+/// `listen` of its address has `proxy_protocol` (nginx sets it per address).
+pub fn proxy_protocol_on(servers: &[ServerConf], local: &Endpoint) -> bool {
+    let addr = listen_address(servers, local);
+    servers
+        .iter()
+        .flat_map(|s| &s.listen)
+        .any(|l| l.addr == addr && l.proxy_protocol)
 }
 
 /// Host header → name to match: port stripped, lowercase, trailing dot removed.

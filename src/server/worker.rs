@@ -123,20 +123,12 @@ impl Accept {
                 let (stream, remote) = l.accept().await?;
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr()?;
-                let info = ClientInfo {
-                    id: id(),
-                    remote: ClientAddr::Inet(remote),
-                    local: Endpoint::Inet(local),
-                };
+                let info = ClientInfo::new(id(), ClientAddr::Inet(remote), Endpoint::Inet(local));
                 Ok((stream.into(), info))
             }
             Accept::Unix(l, path) => {
                 let (stream, _) = l.accept().await?;
-                let info = ClientInfo {
-                    id: id(),
-                    remote: ClientAddr::Unix,
-                    local: path.clone(),
-                };
+                let info = ClientInfo::new(id(), ClientAddr::Unix, path.clone());
                 Ok((stream.into(), info))
             }
         }

@@ -11,6 +11,7 @@
 //! `rewrite`.
 
 mod address;
+mod admission;
 mod admin;
 mod health;
 mod location;

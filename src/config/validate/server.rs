@@ -64,6 +64,7 @@ impl Validator<'_> {
             listen.push(Listen {
                 addr: Endpoint::Inet(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
                 default_server: false,
+                proxy_protocol: false,
                 span: d.span.clone(),
             });
         }
@@ -87,6 +88,7 @@ impl Validator<'_> {
     fn listen(&mut self, c: &Directive) -> Result<Vec<Listen>> {
         let a = c.arg(0);
         let mut default_server = false;
+        let mut proxy_protocol = false;
         for p in &c.args[1..] {
             let p = p.value.as_str();
             let name = p.split('=').next().unwrap_or(p);
@@ -95,9 +97,7 @@ impl Validator<'_> {
                 "ssl" | "quic" => {
                     return Err(ConfigError::at(&c.span, format!("\"{p}\" parameter of \"listen\" is not supported yet: TLS is not supported yet")))
                 }
-                "proxy_protocol" => {
-                    return Err(ConfigError::at(&c.span, "\"proxy_protocol\" parameter of \"listen\" is not supported"))
-                }
+                "proxy_protocol" => proxy_protocol = true,
                 "backlog" | "rcvbuf" | "sndbuf" => {
                     let v = p.split_once('=').map(|x| x.1).unwrap_or("");
                     if (name == "backlog" && !v.bytes().all(|b| b.is_ascii_digit() || b == b'-')) || (name != "backlog" && parse_size(v).is_none()) || v.is_empty() {
@@ -122,6 +122,7 @@ impl Validator<'_> {
             return Ok(vec![Listen {
                 addr: Endpoint::Unix(path.into()),
                 default_server,
+                proxy_protocol,
                 span: c.span.clone(),
             }]);
         }
@@ -162,6 +163,7 @@ impl Validator<'_> {
             .map(|addr| Listen {
                 addr: Endpoint::Inet(addr),
                 default_server,
+                proxy_protocol,
                 span: c.span.clone(),
             })
             .collect())

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admission::AdmissionPartial;
 use super::proxy::next_upstream;
 use super::values::{flag, invalid_value};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
@@ -51,6 +52,8 @@ pub(super) struct Partial {
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
     pub(super) alias: Option<PathBuf>,
+    /// Real client address, access rules, basic authentication.
+    admission: AdmissionPartial,
 }
 
 impl Partial {
@@ -61,6 +64,7 @@ impl Partial {
                 $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
                 try_files: self.try_files.clone(),
                 alias: self.alias.clone(),
+                admission: self.admission.over(&parent.admission),
             } };
         }
         pick!(
@@ -109,6 +113,7 @@ impl Partial {
         Arc::new(LocSettings {
             action,
             rewrite,
+            admission: Arc::new(self.admission.finish()),
             proxy_set_header: self.proxy_set_header.clone().unwrap_or_default(),
             proxy_http_version: self.proxy_http_version.unwrap_or_default(),
             proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(secs(60)),
@@ -352,6 +357,10 @@ impl Validator<'_> {
                     TryFallback::Uri(templ(d, last, &self.names)?)
                 };
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
+            }
+            "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" | "allow" | "deny"
+            | "auth_basic" | "auth_basic_user_file" | "satisfy" | "limit_except" => {
+                self.admission_setting(&mut p.admission, d)?
             }
             other => unreachable_directive(d, other)?,
         }
