@@ -20,8 +20,8 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod access_log;
-pub mod admission;
 pub mod admin;
+pub mod admission;
 pub mod balance;
 pub mod config;
 pub mod demo;

@@ -388,10 +388,7 @@ impl RequestVars<'_> {
                 }
             }
             Var::RemoteUser => {
-                if let Some((user, _)) = self
-                    .header("authorization")
-                    .and_then(basic_credentials)
-                {
+                if let Some((user, _)) = self.header("authorization").and_then(basic_credentials) {
                     out.extend_from_slice(&user);
                 }
             }
@@ -526,7 +523,10 @@ pub fn basic_credentials(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     if encoded.is_empty() {
         return None;
     }
-    let encoded = encoded.strip_suffix(b"==").or_else(|| encoded.strip_suffix(b"=")).unwrap_or(encoded);
+    let encoded = encoded
+        .strip_suffix(b"==")
+        .or_else(|| encoded.strip_suffix(b"="))
+        .unwrap_or(encoded);
     let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(encoded)
         .ok()?;

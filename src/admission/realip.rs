@@ -50,8 +50,14 @@ pub fn real_client(
             }
             walk(&joined, &conf.from, conf.recursive)?
         }
-        RealIpHeader::XRealIp => walk(head.header_value(buf, "x-real-ip")?, &conf.from, conf.recursive)?,
-        RealIpHeader::Other(name) => walk(head.header_value(buf, name)?, &conf.from, conf.recursive)?,
+        RealIpHeader::XRealIp => walk(
+            head.header_value(buf, "x-real-ip")?,
+            &conf.from,
+            conf.recursive,
+        )?,
+        RealIpHeader::Other(name) => {
+            walk(head.header_value(buf, name)?, &conf.from, conf.recursive)?
+        }
     };
     Some(ClientInfo {
         remote: ClientAddr::Inet(found),
@@ -68,10 +74,7 @@ fn walk(list: &[u8], from: &[AddrMatch], recursive: bool) -> Option<SocketAddr> 
         while end > 1 && separator(&list[end - 1]) {
             end -= 1;
         }
-        let start = list[..end]
-            .iter()
-            .rposition(separator)
-            .map_or(0, |i| i + 1);
+        let start = list[..end].iter().rposition(separator).map_or(0, |i| i + 1);
         let Some(addr) = parse_addr_port(&list[start..end]) else {
             return found;
         };
@@ -130,8 +133,14 @@ mod tests {
     #[test]
     fn right_most_or_first_untrusted() {
         assert_eq!(walked("203.0.113.5", false), ip("203.0.113.5"));
-        assert_eq!(walked("1.1.1.1, 203.0.113.5, 10.0.0.7", false), ip("10.0.0.7"));
-        assert_eq!(walked("1.1.1.1, 203.0.113.5, 10.0.0.7", true), ip("203.0.113.5"));
+        assert_eq!(
+            walked("1.1.1.1, 203.0.113.5, 10.0.0.7", false),
+            ip("10.0.0.7")
+        );
+        assert_eq!(
+            walked("1.1.1.1, 203.0.113.5, 10.0.0.7", true),
+            ip("203.0.113.5")
+        );
         assert_eq!(walked("1.1.1.1,10.1.1.1 192.168.1.1", true), ip("1.1.1.1"));
         // All trusted: the left-most.
         assert_eq!(walked("10.0.0.1, 10.0.0.2", true), ip("10.0.0.1"));
@@ -146,9 +155,18 @@ mod tests {
     #[test]
     fn ports() {
         let p = |s: &str| parse_addr_port(s.as_bytes());
-        assert_eq!(p("192.0.2.1:5000"), Some("192.0.2.1:5000".parse().expect("a")));
-        assert_eq!(p("[2001:db8::1]:443"), Some("[2001:db8::1]:443".parse().expect("a")));
-        assert_eq!(p("[2001:db8::1]"), Some("[2001:db8::1]:0".parse().expect("a")));
+        assert_eq!(
+            p("192.0.2.1:5000"),
+            Some("192.0.2.1:5000".parse().expect("a"))
+        );
+        assert_eq!(
+            p("[2001:db8::1]:443"),
+            Some("[2001:db8::1]:443".parse().expect("a"))
+        );
+        assert_eq!(
+            p("[2001:db8::1]"),
+            Some("[2001:db8::1]:0".parse().expect("a"))
+        );
         assert_eq!(p("::1"), Some("[::1]:0".parse().expect("a")));
         assert_eq!(p("192.0.2.1:x"), None);
         assert_eq!(p("host.example"), None);
@@ -158,8 +176,17 @@ mod tests {
     fn trust_is_by_peer() {
         let from = nets(&["127.0.0.1/32", "unix:"]);
         assert!(trusted(&from, ClientAddr::Unix));
-        assert!(trusted(&from, ClientAddr::Inet("127.0.0.1:9".parse().expect("a"))));
-        assert!(trusted(&from, ClientAddr::Inet("[::ffff:127.0.0.1]:9".parse().expect("a"))));
-        assert!(!trusted(&from, ClientAddr::Inet("127.0.0.2:9".parse().expect("a"))));
+        assert!(trusted(
+            &from,
+            ClientAddr::Inet("127.0.0.1:9".parse().expect("a"))
+        ));
+        assert!(trusted(
+            &from,
+            ClientAddr::Inet("[::ffff:127.0.0.1]:9".parse().expect("a"))
+        ));
+        assert!(!trusted(
+            &from,
+            ClientAddr::Inet("127.0.0.2:9".parse().expect("a"))
+        ));
     }
 }

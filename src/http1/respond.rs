@@ -85,10 +85,12 @@ pub fn error_page(
 }
 
 /// The standard page of a status, nginx's layout (and its titles: a 302 page says
-/// "Found" under a "Moved Temporarily" status line).
+/// "Found" under a "Moved Temporarily" status line, a 401 page "Authorization
+/// Required" under "Unauthorized").
 pub fn error_body(status: u16) -> String {
     let title = match status {
         302 => "Found",
+        401 => "Authorization Required",
         s => reason(s),
     };
     format!(

@@ -207,7 +207,10 @@ pub enum ReadError {
 /// Reads the PROXY header a connection starts with, within `limit`; returns its
 /// addresses and a buffer with the bytes that followed it (the start of the first
 /// request), empty when none arrived yet.
-pub async fn read(stream: &Stream, limit: Duration) -> Result<(Option<ProxyAddrs>, Buf), ReadError> {
+pub async fn read(
+    stream: &Stream,
+    limit: Duration,
+) -> Result<(Option<ProxyAddrs>, Buf), ReadError> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = Buf::head();
     loop {
@@ -264,7 +267,11 @@ mod tests {
     #[test]
     fn v1_incomplete_and_broken() {
         for part in [&b"PRO"[..], b"PROXY TCP4 1.2.3.4", b"\r\n\r\n\0\r"] {
-            assert_eq!(parse(part).expect("partial"), Parsed::Incomplete, "{part:?}");
+            assert_eq!(
+                parse(part).expect("partial"),
+                Parsed::Incomplete,
+                "{part:?}"
+            );
         }
         for bad in [
             &b"GET / HTTP/1.1\r\n"[..],
@@ -324,7 +331,10 @@ mod tests {
         // Incomplete, short, another version.
         let h = v2(1, 0x11, &addr4, b"");
         assert_eq!(parse(&h[..20]).expect("partial"), Parsed::Incomplete);
-        assert_eq!(parse(&v2(1, 0x11, &addr4[..8], b"")), Err(ProxyProtocolError::Short));
+        assert_eq!(
+            parse(&v2(1, 0x11, &addr4[..8], b"")),
+            Err(ProxyProtocolError::Short)
+        );
         let mut v3 = h.clone();
         v3[12] = 0x31;
         assert_eq!(parse(&v3), Err(ProxyProtocolError::Version(3)));

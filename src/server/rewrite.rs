@@ -136,7 +136,12 @@ pub(super) fn write_response(
             None,
             respond::error_body(*code).into_bytes(),
         ),
-        Answer::Unauthorized(_) => (401, "text/html", None, respond::error_body(401).into_bytes()),
+        Answer::Unauthorized(_) => (
+            401,
+            "text/html",
+            None,
+            respond::error_body(401).into_bytes(),
+        ),
         Answer::Close => return (444, 0),
     };
     respond::write_status_line(out, status, f.keep_alive, f.http10);

@@ -44,7 +44,11 @@ pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>
 /// that address when a server listens on it, else the wildcard address of its port.
 fn listen_address(servers: &[ServerConf], local: &Endpoint) -> Endpoint {
     match local {
-        Endpoint::Inet(a) if !servers.iter().any(|s| s.listen.iter().any(|l| &l.addr == local)) => {
+        Endpoint::Inet(a)
+            if !servers
+                .iter()
+                .any(|s| s.listen.iter().any(|l| &l.addr == local)) =>
+        {
             // Accepted on a specific local address, served by `listen *:PORT`.
             let any = match a.ip() {
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -93,10 +93,7 @@ impl AdmissionPartial {
         AdmissionConf {
             real_ip: self.real_ip_from.as_ref().map(|from| RealIpConf {
                 from: from.clone(),
-                header: self
-                    .real_ip_header
-                    .clone()
-                    .unwrap_or(RealIpHeader::XRealIp),
+                header: self.real_ip_header.clone().unwrap_or(RealIpHeader::XRealIp),
                 recursive: self.real_ip_recursive.unwrap_or(false),
             }),
             rules: self.rules.clone().unwrap_or_default(),
@@ -138,8 +135,7 @@ fn addr_match(d: &Directive, s: &str, all_ok: bool) -> Result<(AddrMatch, Option
         .ok_or_else(invalid)?;
     let net = ipnet::IpNet::new(ip, len).map_err(|_| invalid())?;
     let trunc = net.trunc();
-    let warning =
-        (trunc.addr() != ip).then(|| format!("low address bits of {s} are meaningless"));
+    let warning = (trunc.addr() != ip).then(|| format!("low address bits of {s} are meaningless"));
     Ok((AddrMatch::Net(trunc), warning))
 }
 
@@ -207,7 +203,11 @@ impl Validator<'_> {
                 } else {
                     format!("{}/{a0}", self.env.prefix.display())
                 };
-                once(&mut p.auth_basic_user_file, templ(d, &path, &self.names)?, d)?;
+                once(
+                    &mut p.auth_basic_user_file,
+                    templ(d, &path, &self.names)?,
+                    d,
+                )?;
             }
             "satisfy" => {
                 let any = match a0 {

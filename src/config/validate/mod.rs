@@ -11,8 +11,8 @@
 //! `rewrite`.
 
 mod address;
-mod admission;
 mod admin;
+mod admission;
 mod health;
 mod location;
 mod logs;

@@ -358,10 +358,15 @@ impl Validator<'_> {
                 };
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
-            "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" | "allow" | "deny"
-            | "auth_basic" | "auth_basic_user_file" | "satisfy" | "limit_except" => {
-                self.admission_setting(&mut p.admission, d)?
-            }
+            "set_real_ip_from"
+            | "real_ip_header"
+            | "real_ip_recursive"
+            | "allow"
+            | "deny"
+            | "auth_basic"
+            | "auth_basic_user_file"
+            | "satisfy"
+            | "limit_except" => self.admission_setting(&mut p.admission, d)?,
             other => unreachable_directive(d, other)?,
         }
         Ok(())
