@@ -31,6 +31,8 @@ pub struct Locals<'a> {
     args: Mutex<Option<Vec<u8>>>,
     /// `$request_id`, made when first used.
     request_id: Mutex<Option<[u8; 32]>>,
+    /// `$limit_req_status` and `$limit_conn_status`, once a limit applied.
+    limit_status: Mutex<[Option<&'static str>; 2]>,
 }
 
 /// 16 random bytes in hex, nginx's `$request_id`.
@@ -65,7 +67,28 @@ impl<'a> Locals<'a> {
             map_values: Mutex::new(vec![MapValue::NotYet; maps.len()]),
             args: Mutex::new(None),
             request_id: Mutex::new(None),
+            limit_status: Mutex::new([None, None]),
         }
+    }
+
+    /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
+    pub fn set_limit_req_status(&self, status: &'static str) {
+        cell(&self.limit_status)[0] = Some(status);
+    }
+
+    /// Sets `$limit_conn_status` (`PASSED`, `REJECTED`, `REJECTED_DRY_RUN`).
+    pub fn set_limit_conn_status(&self, status: &'static str) {
+        cell(&self.limit_status)[1] = Some(status);
+    }
+
+    /// `$limit_req_status`, once a `limit_req` applied to the request.
+    pub fn limit_req_status(&self) -> Option<&'static str> {
+        cell(&self.limit_status)[0]
+    }
+
+    /// `$limit_conn_status`, once a `limit_conn` applied to the request.
+    pub fn limit_conn_status(&self) -> Option<&'static str> {
+        cell(&self.limit_status)[1]
     }
 
     /// `$request_id` of this request: made on first use, the same afterwards.
@@ -357,6 +380,16 @@ impl RequestVars<'_> {
             Var::ContentLength => {
                 if let Some(v) = self.header("content-length") {
                     out.extend_from_slice(v);
+                }
+            }
+            Var::LimitReqStatus => {
+                if let Some(s) = self.locals.and_then(Locals::limit_req_status) {
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+            Var::LimitConnStatus => {
+                if let Some(s) = self.locals.and_then(Locals::limit_conn_status) {
+                    out.extend_from_slice(s.as_bytes());
                 }
             }
             Var::RealipRemoteAddr => {

@@ -8,6 +8,9 @@
 
 pub mod auth_basic;
 pub mod htpasswd;
+pub mod limit_conn;
+pub mod limit_req;
+pub mod limits;
 pub mod realip;
 pub mod rules;
 

@@ -113,11 +113,88 @@ pub struct AdmissionConf {
     pub satisfy_any: bool,
     /// `limit_except`, inherited by nested locations.
     pub limit_except: Option<Arc<LimitExcept>>,
+    /// `limit_req` and its status, log level and dry run.
+    pub limit_req: LimitSettings<LimitReq>,
+    /// `limit_conn` and its status, log level and dry run.
+    pub limit_conn: LimitSettings<LimitConn>,
 }
 
 impl AdmissionConf {
     /// True when no access-phase check applies (the fast path skips the phase).
     pub fn is_open(&self) -> bool {
         self.rules.is_empty() && self.auth_basic.is_none() && self.limit_except.is_none()
+    }
+}
+
+/// `limit_req_zone KEY zone=NAME:SIZE rate=RATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitReqZoneConf {
+    /// The zone's name.
+    pub name: String,
+    /// What requests are counted by; an empty value is not counted.
+    pub key: Template,
+    /// The key as written (for log lines).
+    pub key_text: String,
+    /// The zone's size in bytes: it bounds the states kept.
+    pub size: u64,
+    /// Requests per second times 1000 (`1r/m` is 16), nginx's unit.
+    pub rate: u64,
+}
+
+/// `limit_conn_zone KEY zone=NAME:SIZE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitConnZoneConf {
+    /// The zone's name.
+    pub name: String,
+    /// What requests in progress are counted by; an empty value is not counted.
+    pub key: Template,
+    /// The key as written (for log lines).
+    pub key_text: String,
+    /// The zone's size in bytes: it bounds the keys kept.
+    pub size: u64,
+}
+
+/// One `limit_req zone=NAME [burst=N] [nodelay|delay=N]` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitReq {
+    /// Index into [`crate::config::Http::limit_req_zones`].
+    pub zone: usize,
+    /// `burst` times 1000. Default 0.
+    pub burst: u64,
+    /// `delay` times 1000: excess up to it is not delayed; `nodelay` is `u64::MAX`.
+    /// Default 0.
+    pub delay: u64,
+}
+
+/// One `limit_conn NAME N` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitConn {
+    /// Index into [`crate::config::Http::limit_conn_zones`].
+    pub zone: usize,
+    /// Requests in progress allowed per key.
+    pub conn: u32,
+}
+
+/// The settings of `limit_req` or `limit_conn` at a level, merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings<T> {
+    /// The lines, in order (a level with any replaces the inherited list).
+    pub limits: Vec<T>,
+    /// `limit_req_status` / `limit_conn_status`. Default 503.
+    pub status: u16,
+    /// `limit_req_log_level` / `limit_conn_log_level`. Default `error`.
+    pub log_level: super::types::Level,
+    /// `limit_req_dry_run` / `limit_conn_dry_run`. Default off.
+    pub dry_run: bool,
+}
+
+impl<T> Default for LimitSettings<T> {
+    fn default() -> Self {
+        LimitSettings {
+            limits: Vec::new(),
+            status: 503,
+            log_level: super::types::Level::Error,
+            dry_run: false,
+        }
     }
 }

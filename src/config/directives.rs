@@ -206,6 +206,16 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("auth_basic_user_file", HSL, 1, 1),
     handled("satisfy", HSL, 1, 1),
     block("limit_except", LOCATION, 1, MANY),
+    handled("limit_req_zone", HTTP, 3, 4),
+    handled("limit_req", HSL, 1, 3),
+    handled("limit_req_status", HSL, 1, 1),
+    handled("limit_req_log_level", HSL, 1, 1),
+    handled("limit_req_dry_run", HSL, 1, 1),
+    handled("limit_conn_zone", HTTP, 2, 2),
+    handled("limit_conn", HSL, 2, 2),
+    handled("limit_conn_status", HSL, 1, 1),
+    handled("limit_conn_log_level", HSL, 1, 1),
+    handled("limit_conn_dry_run", HSL, 1, 1),
     handled("ferrolb_admin", HTTP, 1, 2),
     // upstream
     handled("server", UPSTREAM, 1, MANY),
@@ -323,8 +333,6 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("fastcgi_pass", "only HTTP upstreams are supported"),
     unsupported("uwsgi_pass", "only HTTP upstreams are supported"),
     unsupported("grpc_pass", "only HTTP upstreams are supported"),
-    unsupported("limit_req*", "rate limiting is not supported yet"),
-    unsupported("limit_conn*", "connection limiting is not supported yet"),
     unsupported("stream", "only HTTP is proxied"),
 ];
 

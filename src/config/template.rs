@@ -93,6 +93,8 @@ pub fn var(name: &str) -> Option<Var> {
         "content_length" => Var::ContentLength,
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "realip_remote_addr" => Var::RealipRemoteAddr,
+        "limit_req_status" => Var::LimitReqStatus,
+        "limit_conn_status" => Var::LimitConnStatus,
         "realip_remote_port" => Var::RealipRemotePort,
         "proxy_protocol_addr" => Var::ProxyProtocolAddr,
         "proxy_protocol_port" => Var::ProxyProtocolPort,

@@ -133,6 +133,10 @@ pub struct Http {
     /// Names of the user variables (`set`, named regex captures) by slot; [`Var::User`]
     /// indexes them. Empty by default.
     pub user_vars: Vec<String>,
+    /// `limit_req_zone`s in file order; [`crate::config::LimitReq::zone`] indexes them.
+    pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
+    /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
+    pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.
@@ -1051,6 +1055,11 @@ pub enum Var {
     RequestLength,
     /// `$remote_user`: the user name of an `Authorization: Basic` header.
     RemoteUser,
+    /// `$limit_req_status`: `PASSED`, `DELAYED`, `REJECTED`, `DELAYED_DRY_RUN`,
+    /// `REJECTED_DRY_RUN`, or empty when no `limit_req` applied.
+    LimitReqStatus,
+    /// `$limit_conn_status`: `PASSED`, `REJECTED`, `REJECTED_DRY_RUN`, or empty.
+    LimitConnStatus,
     /// `$realip_remote_addr`: the connection's peer, whatever `set_real_ip_from` made
     /// of `$remote_addr`.
     RealipRemoteAddr,

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rewrite::Answer;
+use crate::admission::limit_conn::ConnSlot;
+use crate::admission::limits::{self, LimitZones};
 use crate::admission::{self, Refusal};
 use crate::config::{Level, LocSettings};
 use crate::http1::RequestHead;
 use crate::net::buffers::Buf;
 use crate::net::proxy_protocol::{self, ReadError};
 use crate::net::{ClientInfo, Stream};
-use crate::vars::RequestVars;
+use crate::vars::{Locals, RequestVars};
 
 /// Reads the PROXY protocol header of a connection on a `listen ... proxy_protocol`
 /// address into `info`; returns the bytes that followed it, or `None` when the
@@ -52,6 +54,25 @@ pub(super) fn real_client(
 ) -> Option<ClientInfo> {
     let conf = settings.admission.real_ip.as_ref()?;
     admission::real_client(conf, info, head, buf)
+}
+
+/// nginx's preaccess phase after realip: `limit_req` (waiting out a delay here), then
+/// `limit_conn` (its slots kept in `slots` until the request is done); the answer when
+/// the request is refused.
+pub(super) async fn limits(
+    zones: &LimitZones,
+    settings: &LocSettings,
+    vars: &RequestVars<'_>,
+    locals: &Locals<'_>,
+    log: &mut (dyn FnMut(Level, String) + Send),
+    slots: &mut Vec<ConnSlot>,
+) -> Result<(), Answer> {
+    let conf = &settings.admission;
+    limits::limit_requests(zones, &conf.limit_req, vars, locals, log)
+        .await
+        .map_err(Answer::Status)?;
+    limits::limit_connections(zones, &conf.limit_conn, vars, locals, log, slots)
+        .map_err(Answer::Status)
 }
 
 /// nginx's access phase for the location's `settings`; the answer when the request

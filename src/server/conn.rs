@@ -297,6 +297,8 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     let info: &ClientInfo = post_read.as_ref().unwrap_or(info);
     // The preaccess phase's, by the location's, when the server's changed nothing.
     let located: std::sync::OnceLock<ClientInfo> = std::sync::OnceLock::new();
+    // `limit_conn` counts the request until it is done.
+    let mut conn_slots = Vec::new();
 
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
@@ -439,7 +441,19 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             uri: &rw.uri,
             ..base()
         };
-        if let Err(refused) = super::admission::access(settings, &vars, &mut log).await {
+        let phases = async {
+            super::admission::limits(
+                &rt.limit_zones,
+                settings,
+                &vars,
+                &locals,
+                &mut log,
+                &mut conn_slots,
+            )
+            .await?;
+            super::admission::access(settings, &vars, &mut log).await
+        };
+        if let Err(refused) = phases.await {
             answer = Some(refused);
             break settings;
         }

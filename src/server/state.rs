@@ -86,6 +86,8 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// The `limit_req_zone`s and `limit_conn_zone`s, their states kept across reloads.
+    pub limit_zones: crate::admission::limits::LimitZones,
 }
 
 impl Runtime {
@@ -120,6 +122,7 @@ impl Runtime {
         // the configuration that stays in force.
         registry.retain(&config.http.upstreams);
         Ok(Runtime {
+            limit_zones: crate::admission::limits::LimitZones::build(&config.http),
             config,
             upstreams,
             access_logs,

@@ -7,13 +7,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::values::{flag, templ};
+use super::values::{flag, parse_size, templ};
 use super::{once, Result, Validator};
 use crate::config::admission::*;
 use crate::config::directives;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
-use crate::config::types::Template;
+use crate::config::types::{Level, Template};
 
 /// The admission settings of one level before merging; `None`: not set here.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +28,82 @@ pub(super) struct AdmissionPartial {
     satisfy_any: Option<bool>,
     /// Allowed methods and the block's own settings, merged over this level's at the end.
     limit_except: Option<(Vec<String>, Box<AdmissionPartial>)>,
+    limit_req: LimitPartial<LimitReq>,
+    limit_conn: LimitPartial<LimitConn>,
+}
+
+/// `limit_req*` or `limit_conn*` of one level before merging.
+#[derive(Debug, Clone)]
+struct LimitPartial<T> {
+    limits: Option<Vec<T>>,
+    status: Option<u16>,
+    log_level: Option<Level>,
+    dry_run: Option<bool>,
+}
+
+impl<T> Default for LimitPartial<T> {
+    fn default() -> Self {
+        LimitPartial {
+            limits: None,
+            status: None,
+            log_level: None,
+            dry_run: None,
+        }
+    }
+}
+
+impl<T: Clone> LimitPartial<T> {
+    fn over(&self, parent: &LimitPartial<T>) -> LimitPartial<T> {
+        LimitPartial {
+            limits: self.limits.clone().or_else(|| parent.limits.clone()),
+            status: self.status.or(parent.status),
+            log_level: self.log_level.or(parent.log_level),
+            dry_run: self.dry_run.or(parent.dry_run),
+        }
+    }
+
+    fn finish(&self) -> LimitSettings<T> {
+        let d = LimitSettings::<T>::default();
+        LimitSettings {
+            limits: self.limits.clone().unwrap_or_default(),
+            status: self.status.unwrap_or(d.status),
+            log_level: self.log_level.unwrap_or(d.log_level),
+            dry_run: self.dry_run.unwrap_or(d.dry_run),
+        }
+    }
+
+    /// `*_status`, `*_log_level`, `*_dry_run`.
+    fn option(&mut self, d: &Directive, what: &str) -> Result<()> {
+        let a0 = d.arg(0);
+        match what {
+            "status" => {
+                let code = a0
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (400..=599).contains(c) && a0.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("\"{}\" directive invalid value \"{a0}\": value must be between 400 and 599", d.name))
+                    })?;
+                once(&mut self.status, code, d)
+            }
+            "log_level" => {
+                let level = match a0 {
+                    "info" => Level::Info,
+                    "notice" => Level::Notice,
+                    "warn" => Level::Warn,
+                    "error" => Level::Error,
+                    other => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid value \"{other}\" in \"{}\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\"", d.name),
+                        ))
+                    }
+                };
+                once(&mut self.log_level, level, d)
+            }
+            _ => once(&mut self.dry_run, flag(d)?, d),
+        }
+    }
 }
 
 /// The methods `limit_except` knows (nginx's list).
@@ -78,6 +154,8 @@ impl AdmissionPartial {
                 .limit_except
                 .clone()
                 .or_else(|| parent.limit_except.clone()),
+            limit_req: self.limit_req.over(&parent.limit_req),
+            limit_conn: self.limit_conn.over(&parent.limit_conn),
         }
     }
 
@@ -109,8 +187,19 @@ impl AdmissionPartial {
                     conf: Arc::new(inner.finish()),
                 })
             }),
+            limit_req: self.limit_req.finish(),
+            limit_conn: self.limit_conn.finish(),
         }
     }
+}
+
+/// nginx's error for a zone no `*_zone` directive declares.
+fn unknown_zone(d: &Directive, name: &str, declare: &str) -> ConfigError {
+    ConfigError::hinted(
+        &d.span,
+        format!("zero size shared memory zone \"{name}\""),
+        format!("declare it at http level: {declare} KEY zone={name}:10m ..."),
+    )
 }
 
 /// `10.0.0.0/8`, `192.0.2.1`, `::1`, `2001:db8::/32`, `unix:` and, where `all_ok`,
@@ -223,9 +312,168 @@ impl Validator<'_> {
                 once(&mut p.satisfy_any, any, d)?;
             }
             "limit_except" => self.limit_except(p, d)?,
+            "limit_req" => {
+                let limit = self.limit_req(d)?;
+                let list = p.limit_req.limits.get_or_insert_with(Vec::new);
+                if list.iter().any(|l| l.zone == limit.zone) {
+                    return Err(super::duplicate(d));
+                }
+                list.push(limit);
+            }
+            "limit_conn" => {
+                let limit = self.limit_conn(d)?;
+                let list = p.limit_conn.limits.get_or_insert_with(Vec::new);
+                if list.iter().any(|l| l.zone == limit.zone) {
+                    return Err(super::duplicate(d));
+                }
+                list.push(limit);
+            }
+            "limit_req_status" => p.limit_req.option(d, "status")?,
+            "limit_req_log_level" => p.limit_req.option(d, "log_level")?,
+            "limit_req_dry_run" => p.limit_req.option(d, "dry_run")?,
+            "limit_conn_status" => p.limit_conn.option(d, "status")?,
+            "limit_conn_log_level" => p.limit_conn.option(d, "log_level")?,
+            "limit_conn_dry_run" => p.limit_conn.option(d, "dry_run")?,
             other => super::unreachable_directive(d, other)?,
         }
         Ok(())
+    }
+
+    /// `limit_req_zone KEY zone=NAME:SIZE rate=Nr/s|Nr/m` or `limit_conn_zone KEY
+    /// zone=NAME:SIZE`, at http level.
+    pub(super) fn limit_zone(&mut self, d: &Directive) -> Result<()> {
+        let key = templ(d, d.arg(0), &self.names)?;
+        let mut zone = None;
+        let mut rate = None;
+        for a in &d.args[1..] {
+            let v = a.value.as_str();
+            if let Some(z) = v.strip_prefix("zone=") {
+                let (name, size) = z.rsplit_once(':').ok_or_else(|| {
+                    ConfigError::at(&d.span, format!("invalid zone size \"{v}\""))
+                })?;
+                let size = parse_size(size).filter(|_| !name.is_empty()).ok_or_else(|| {
+                    ConfigError::at(&d.span, format!("invalid zone size \"{v}\""))
+                })?;
+                // nginx: at least 8 pages.
+                if size < 8 * 4096 {
+                    return Err(ConfigError::at(&d.span, format!("zone \"{name}\" is too small")));
+                }
+                zone = Some((name.to_owned(), size));
+            } else if let (Some(r), "limit_req_zone") = (v.strip_prefix("rate="), d.name.as_str()) {
+                let bad = || ConfigError::at(&d.span, format!("invalid rate \"{v}\""));
+                let (n, scale) = match (r.strip_suffix("r/s"), r.strip_suffix("r/m")) {
+                    (Some(n), _) => (n, 1),
+                    (_, Some(n)) => (n, 60),
+                    _ => return Err(bad()),
+                };
+                let n: u64 = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0 && r.as_bytes()[0].is_ascii_digit())
+                    .ok_or_else(bad)?;
+                rate = Some(n * 1000 / scale);
+            } else if v == "sync" {
+                return Err(ConfigError::hinted(
+                    &d.span,
+                    "\"sync\" parameter is not supported",
+                    "zones are shared by every worker thread of one ferrolb; there is no cluster",
+                ));
+            } else {
+                return Err(ConfigError::at(&d.span, format!("invalid parameter \"{v}\"")));
+            }
+        }
+        let Some((name, size)) = zone else {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("\"{}\" must have \"zone\" parameter", d.name),
+            ));
+        };
+        let taken = self.limit_req_zones.iter().any(|z| z.name == name)
+            || self.limit_conn_zones.iter().any(|z| z.name == name);
+        if taken {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("duplicate zone \"{name}\""),
+            ));
+        }
+        if d.name == "limit_req_zone" {
+            let Some(rate) = rate else {
+                return Err(ConfigError::at(&d.span, "no rate is defined for limit_req_zone"));
+            };
+            self.limit_req_zones.push(LimitReqZoneConf {
+                name,
+                key,
+                key_text: d.arg(0).to_owned(),
+                size,
+                rate,
+            });
+        } else {
+            self.limit_conn_zones.push(LimitConnZoneConf {
+                name,
+                key,
+                key_text: d.arg(0).to_owned(),
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    /// `limit_req zone=NAME [burst=N] [nodelay|delay=N]`.
+    fn limit_req(&mut self, d: &Directive) -> Result<LimitReq> {
+        let mut zone = None;
+        let mut burst = 0u64;
+        let mut delay = 0u64;
+        for a in &d.args {
+            let v = a.value.as_str();
+            let number = |n: &str, what: &str| {
+                n.parse::<u64>()
+                    .ok()
+                    .filter(|_| n.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| ConfigError::at(&d.span, format!("invalid {what} value \"{v}\"")))
+            };
+            if let Some(name) = v.strip_prefix("zone=") {
+                let i = self
+                    .limit_req_zones
+                    .iter()
+                    .position(|z| z.name == name)
+                    .ok_or_else(|| unknown_zone(d, name, "limit_req_zone"))?;
+                zone = Some(i);
+            } else if let Some(n) = v.strip_prefix("burst=") {
+                burst = number(n, "burst")?.saturating_mul(1000);
+            } else if let Some(n) = v.strip_prefix("delay=") {
+                delay = number(n, "delay")?.saturating_mul(1000);
+            } else if v == "nodelay" {
+                delay = u64::MAX;
+            } else {
+                return Err(ConfigError::at(&d.span, format!("invalid parameter \"{v}\"")));
+            }
+        }
+        let zone = zone.ok_or_else(|| {
+            ConfigError::at(&d.span, "\"limit_req\" must have \"zone\" parameter")
+        })?;
+        Ok(LimitReq { zone, burst, delay })
+    }
+
+    /// `limit_conn NAME N`.
+    fn limit_conn(&mut self, d: &Directive) -> Result<LimitConn> {
+        let name = d.arg(0);
+        let zone = self
+            .limit_conn_zones
+            .iter()
+            .position(|z| z.name == name)
+            .ok_or_else(|| unknown_zone(d, name, "limit_conn_zone"))?;
+        let n = d.arg(1);
+        let conn = n
+            .parse::<u32>()
+            .ok()
+            .filter(|&c| c > 0 && n.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                ConfigError::at(&d.span, format!("invalid number of connections \"{n}\""))
+            })?;
+        if conn > 65535 {
+            return Err(ConfigError::at(&d.span, "connection limit must be less 65536"));
+        }
+        Ok(LimitConn { zone, conn })
     }
 
     /// `limit_except METHOD ... { allow/deny/auth_basic ... }`.

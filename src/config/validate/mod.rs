@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::admission::{LimitConnZoneConf, LimitReqZoneConf};
 use super::directives::{self, did_you_mean, lookup, Kind, Lookup, Spec};
 use super::error::ConfigError;
 use super::parser::Directive;
@@ -64,6 +65,8 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         log_formats: HashMap::new(),
         matches: HashMap::new(),
         health_checks: Vec::new(),
+        limit_req_zones: Vec::new(),
+        limit_conn_zones: Vec::new(),
     };
     v.main(directives)
 }
@@ -80,6 +83,10 @@ struct Validator<'a> {
     matches: HashMap<String, Arc<MatchConf>>,
     /// `health_check` lines found in locations so far.
     health_checks: Vec<HealthCheckConf>,
+    /// `limit_req_zone`s (declared anywhere at http level).
+    limit_req_zones: Vec<LimitReqZoneConf>,
+    /// `limit_conn_zone`s (declared anywhere at http level).
+    limit_conn_zones: Vec<LimitConnZoneConf>,
 }
 
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
@@ -309,12 +316,23 @@ impl Validator<'_> {
                 self.match_block(d)?;
             }
         }
-        let mut admin = None;
-        let mut maps = Vec::new();
+        // Zones too: `limit_req zone=` may name one declared further down.
         for d in ds
             .iter()
-            .filter(|d| d.name != "upstream" && d.name != "match")
+            .filter(|d| d.name == "limit_req_zone" || d.name == "limit_conn_zone")
         {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.limit_zone(d)?;
+            }
+        }
+        let mut admin = None;
+        let mut maps = Vec::new();
+        for d in ds.iter().filter(|d| {
+            !matches!(
+                d.name.as_str(),
+                "upstream" | "match" | "limit_req_zone" | "limit_conn_zone"
+            )
+        }) {
             if self.check(d, directives::HTTP)?.is_none() {
                 continue;
             }
@@ -374,6 +392,8 @@ impl Validator<'_> {
             // In the order the names were collected, which is file order too.
             maps: self.names.order_maps(maps),
             user_vars: self.names.user_names(),
+            limit_req_zones: std::mem::take(&mut self.limit_req_zones),
+            limit_conn_zones: std::mem::take(&mut self.limit_conn_zones),
         })
     }
 

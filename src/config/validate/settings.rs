@@ -366,7 +366,15 @@ impl Validator<'_> {
             | "auth_basic"
             | "auth_basic_user_file"
             | "satisfy"
-            | "limit_except" => self.admission_setting(&mut p.admission, d)?,
+            | "limit_except"
+            | "limit_req"
+            | "limit_req_status"
+            | "limit_req_log_level"
+            | "limit_req_dry_run"
+            | "limit_conn"
+            | "limit_conn_status"
+            | "limit_conn_log_level"
+            | "limit_conn_dry_run" => self.admission_setting(&mut p.admission, d)?,
             other => unreachable_directive(d, other)?,
         }
         Ok(())
