@@ -153,7 +153,9 @@ impl ReqZone {
 
     /// The zone's states (tests and the memory bound).
     pub fn states(&self) -> MutexGuard<'_, States> {
-        self.states.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// nginx's `ngx_http_limit_req_lookup`.
@@ -366,7 +368,10 @@ mod tests {
         for (i, d) in out[1..4].iter().enumerate() {
             match d {
                 Some(Decision::Delayed { ms, excess, zone }) => {
-                    assert_eq!((*ms, *excess), ((i as u64 + 1) * 1000, (i as u64 + 1) * 1000));
+                    assert_eq!(
+                        (*ms, *excess),
+                        ((i as u64 + 1) * 1000, (i as u64 + 1) * 1000)
+                    );
                     assert_eq!(zone, "one");
                 }
                 other => panic!("{other:?}"),
@@ -390,9 +395,7 @@ mod tests {
         assert_eq!(kinds, ["passed", "passed", "passed", "passed", "rejected"]);
         // delay=2: the first three go at once (excess 0, 1, 2), the fourth waits.
         let z = zone(1000, 1 << 20);
-        let out: Vec<_> = (0..5)
-            .map(|_| decide(&[limit(&z, "k", 3, 2)], 0))
-            .collect();
+        let out: Vec<_> = (0..5).map(|_| decide(&[limit(&z, "k", 3, 2)], 0)).collect();
         let kinds: Vec<_> = out.iter().map(kind).collect();
         assert_eq!(kinds, ["passed", "passed", "passed", "delayed", "rejected"]);
         assert!(matches!(out[3], Some(Decision::Delayed { ms: 1000, .. })));
@@ -447,10 +450,17 @@ mod tests {
         }
         let st = z.states();
         assert!(st.bytes() <= size, "{} > {size}", st.bytes());
-        assert!(st.len() <= max_states && st.len() > max_states - 10, "{}", st.len());
+        assert!(
+            st.len() <= max_states && st.len() > max_states - 10,
+            "{}",
+            st.len()
+        );
         // The most recent keys are the ones kept.
         drop(st);
-        assert_eq!(kind(&decide(&[limit(&z, "k999999", 0, 0)], 1000)), "rejected");
+        assert_eq!(
+            kind(&decide(&[limit(&z, "k999999", 0, 0)], 1000)),
+            "rejected"
+        );
         assert_eq!(kind(&decide(&[limit(&z, "k000000", 0, 0)], 1000)), "passed");
     }
 

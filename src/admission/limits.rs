@@ -21,8 +21,12 @@ const MAX_CONN_KEY: usize = 255;
 pub fn now_ms() -> u64 {
     static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
     let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
-    u64::try_from(tokio::time::Instant::now().saturating_duration_since(origin).as_millis())
-        .unwrap_or(u64::MAX)
+    u64::try_from(
+        tokio::time::Instant::now()
+            .saturating_duration_since(origin)
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
 }
 
 /// A zone's states as kept between configurations: its size and key, and the states.
@@ -37,7 +41,9 @@ fn kept<T>(
     new: impl FnOnce() -> T,
 ) -> Arc<Mutex<T>> {
     let map = registry.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut map = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     map.retain(|_, (_, _, w)| w.strong_count() > 0);
     if let Some((s, k, w)) = map.get(name) {
         if *s == size && k == key {
@@ -47,7 +53,10 @@ fn kept<T>(
         }
     }
     let states = Arc::new(Mutex::new(new()));
-    map.insert(name.to_owned(), (size, key.clone(), Arc::downgrade(&states)));
+    map.insert(
+        name.to_owned(),
+        (size, key.clone(), Arc::downgrade(&states)),
+    );
     states
 }
 
@@ -71,9 +80,7 @@ impl LimitZones {
                 .limit_req_zones
                 .iter()
                 .map(|z| {
-                    let states = kept(&REQ_STATES, &z.name, z.size, &z.key, || {
-                        States::new(z.size)
-                    });
+                    let states = kept(&REQ_STATES, &z.name, z.size, &z.key, || States::new(z.size));
                     (
                         ReqZone::new(z.name.clone(), z.rate, states),
                         z.key.clone(),
@@ -239,7 +246,10 @@ pub fn limit_connections(
                     ),
                     Refused::NoRoom => log(
                         Level::Alert,
-                        format!("could not allocate node in limit_conn zone \"{}\"", zone.name),
+                        format!(
+                            "could not allocate node in limit_conn zone \"{}\"",
+                            zone.name
+                        ),
                     ),
                 }
                 if conf.dry_run {

@@ -351,12 +351,17 @@ impl Validator<'_> {
                 let (name, size) = z.rsplit_once(':').ok_or_else(|| {
                     ConfigError::at(&d.span, format!("invalid zone size \"{v}\""))
                 })?;
-                let size = parse_size(size).filter(|_| !name.is_empty()).ok_or_else(|| {
-                    ConfigError::at(&d.span, format!("invalid zone size \"{v}\""))
-                })?;
+                let size = parse_size(size)
+                    .filter(|_| !name.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("invalid zone size \"{v}\""))
+                    })?;
                 // nginx: at least 8 pages.
                 if size < 8 * 4096 {
-                    return Err(ConfigError::at(&d.span, format!("zone \"{name}\" is too small")));
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!("zone \"{name}\" is too small"),
+                    ));
                 }
                 zone = Some((name.to_owned(), size));
             } else if let (Some(r), "limit_req_zone") = (v.strip_prefix("rate="), d.name.as_str()) {
@@ -379,7 +384,10 @@ impl Validator<'_> {
                     "zones are shared by every worker thread of one ferrolb; there is no cluster",
                 ));
             } else {
-                return Err(ConfigError::at(&d.span, format!("invalid parameter \"{v}\"")));
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("invalid parameter \"{v}\""),
+                ));
             }
         }
         let Some((name, size)) = zone else {
@@ -398,7 +406,10 @@ impl Validator<'_> {
         }
         if d.name == "limit_req_zone" {
             let Some(rate) = rate else {
-                return Err(ConfigError::at(&d.span, "no rate is defined for limit_req_zone"));
+                return Err(ConfigError::at(
+                    &d.span,
+                    "no rate is defined for limit_req_zone",
+                ));
             };
             self.limit_req_zones.push(LimitReqZoneConf {
                 name,
@@ -429,7 +440,9 @@ impl Validator<'_> {
                 n.parse::<u64>()
                     .ok()
                     .filter(|_| n.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| ConfigError::at(&d.span, format!("invalid {what} value \"{v}\"")))
+                    .ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("invalid {what} value \"{v}\""))
+                    })
             };
             if let Some(name) = v.strip_prefix("zone=") {
                 let i = self
@@ -445,7 +458,10 @@ impl Validator<'_> {
             } else if v == "nodelay" {
                 delay = u64::MAX;
             } else {
-                return Err(ConfigError::at(&d.span, format!("invalid parameter \"{v}\"")));
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("invalid parameter \"{v}\""),
+                ));
             }
         }
         let zone = zone.ok_or_else(|| {
@@ -471,7 +487,10 @@ impl Validator<'_> {
                 ConfigError::at(&d.span, format!("invalid number of connections \"{n}\""))
             })?;
         if conn > 65535 {
-            return Err(ConfigError::at(&d.span, "connection limit must be less 65536"));
+            return Err(ConfigError::at(
+                &d.span,
+                "connection limit must be less 65536",
+            ));
         }
         Ok(LimitConn { zone, conn })
     }
