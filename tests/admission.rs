@@ -579,3 +579,72 @@ fn admission_answers_match_nginx() {
         cases.len()
     );
 }
+
+fn log_conf(dir: &Path, [port]: [u16; 1]) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  root {d}/www;
+  log_format real '$remote_addr|$remote_port|$realip_remote_addr|$remote_user|$status|$binary_remote_addr';
+  server {{
+    listen 127.0.0.1:{port};
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Forwarded-For;
+    location /rec/ {{ access_log logs/real.log real; }}
+    location /acl/ {{ access_log logs/combined.log; }}
+  }}
+}}
+"#,
+        d = dir.display()
+    )
+}
+
+/// The lines of `log` once there are `n`, the time field blanked.
+fn log_lines(proxy: &Proxy, log: &str, n: usize) -> Vec<String> {
+    let path = proxy.dir.join("logs").join(log);
+    let text = wait_until(IO_TIMEOUT, log, || {
+        let t = fs::read_to_string(&path).ok()?;
+        (t.lines().count() >= n).then_some(t)
+    });
+    text.lines()
+        .map(|l| match (l.find('['), l.find(']')) {
+            (Some(a), Some(b)) if b > a => format!("{}[]{}", &l[..a], &l[b + 1..]),
+            _ => l.to_owned(),
+        })
+        .collect()
+}
+
+#[test]
+fn access_logs_name_the_real_client_and_user() {
+    let dir = tree();
+    let run = |proxy: &Proxy, port: u16| {
+        for (path, xff, auth) in [
+            ("/rec/f.txt", "203.0.113.7:4000", Some(basic("alice", "x"))),
+            ("/rec/f.txt", "2001:db8::3", None),
+            ("/acl/f.txt", "198.51.100.2", Some(basic("bob", "y"))),
+            ("/acl/f.txt", "198.51.100.3", Some("Basic !!".to_owned())),
+        ] {
+            let mut h = vec![("X-Forwarded-For", xff.to_owned())];
+            if let Some(a) = auth {
+                h.push(("Authorization", a));
+            }
+            let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            exchange(port, &request("GET", path, &h));
+        }
+        let mut lines = log_lines(proxy, "real.log", 2);
+        lines.extend(log_lines(proxy, "combined.log", 2));
+        lines
+    };
+    let (ferrolb, [port]) = Proxy::start_on(|p| log_conf(&dir, p));
+    let ours = run(&ferrolb, port);
+    assert!(
+        ours[0].starts_with("203.0.113.7|4000|127.0.0.1|alice|200|\\xCB\\x00q\\x07"),
+        "{ours:?}"
+    );
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (nginx, [nport]) = Proxy::start_bin_on(nginx_bin, |p| log_conf(&dir, p));
+        let theirs = run(&nginx, nport);
+        assert_eq!(ours, theirs, "\n{}", ferrolb.diagnostics());
+    }
+}

@@ -900,6 +900,7 @@ enum LineKind<'a> {
     /// nginx's `combined`, formatted by hand from the few values it needs.
     Combined {
         request: Vec<u8>,
+        remote_user: Option<Vec<u8>>,
         referer: Option<Vec<u8>>,
         user_agent: Option<Vec<u8>>,
     },
@@ -919,6 +920,11 @@ impl<'a> LogLine<'a> {
             remote: vars.remote,
             kind: LineKind::Combined {
                 request,
+                remote_user: vars
+                    .head
+                    .header_value(vars.buf, "authorization")
+                    .and_then(crate::vars::basic_credentials)
+                    .map(|(user, _)| user),
                 referer: vars
                     .head
                     .header_value(vars.buf, "referer")
@@ -936,12 +942,14 @@ impl<'a> LogLine<'a> {
         match &self.kind {
             LineKind::Combined {
                 request,
+                remote_user,
                 referer,
                 user_agent,
             } => crate::access_log::format_combined(
                 &mut line,
                 &CombinedFields {
                     remote_addr: self.remote,
+                    remote_user: remote_user.as_deref(),
                     request,
                     status: h.status,
                     body_bytes_sent: h.body_bytes,
