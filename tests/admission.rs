@@ -648,3 +648,72 @@ fn access_logs_name_the_real_client_and_user() {
         assert_eq!(ours, theirs, "\n{}", ferrolb.diagnostics());
     }
 }
+
+fn unix_conf(dir: &Path, sock: &Path, [port]: [u16; 1]) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  root {d}/www;
+  server {{
+    listen unix:{s};
+    listen 127.0.0.1:{port};
+    location /acl/ {{ allow unix:; deny all; }}
+    location /le/ {{ deny unix:; }}
+    location /xreal/ {{ set_real_ip_from unix:; {SHOW} }}
+  }}
+}}
+"#,
+        d = dir.display(),
+        s = sock.display()
+    )
+}
+
+/// Sends `bytes` on the Unix socket and reads until the server closes.
+fn unix_exchange(sock: &Path, bytes: &[u8]) -> Vec<u8> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.write_all(bytes).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn unix_socket_clients_match_unix_rules() {
+    let dir = tree();
+    let cases = [
+        ("/acl/f.txt", vec![]),
+        ("/le/f.txt", vec![]),
+        ("/xreal/f.txt", vec![("X-Real-IP", "192.0.2.77")]),
+        ("/xreal/f.txt", vec![]),
+    ];
+    let run = |sock: &Path, port: u16| {
+        let mut out = Vec::new();
+        for (path, h) in &cases {
+            let req = request("GET", path, h);
+            out.push(format!(
+                "unix {path}: {}",
+                facts(&unix_exchange(sock, &req))
+            ));
+            out.push(format!("tcp {path}: {}", facts(&exchange(port, &req))));
+        }
+        out
+    };
+    let sock = dir.join("ferrolb.sock");
+    let (_ferrolb, [port]) = Proxy::start_on(|p| unix_conf(&dir, &sock, p));
+    wait_until(IO_TIMEOUT, "unix listener", || sock.exists().then_some(()));
+    let ours = run(&sock, port);
+    assert!(ours[0].starts_with("unix /acl/f.txt: 200"), "{ours:?}");
+    assert!(ours[1].starts_with("tcp /acl/f.txt: 403"), "{ours:?}");
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let nsock = dir.join("nginx.sock");
+        let (_nginx, [nport]) = Proxy::start_bin_on(nginx_bin, |p| unix_conf(&dir, &nsock, p));
+        wait_until(IO_TIMEOUT, "nginx unix listener", || {
+            nsock.exists().then_some(())
+        });
+        let theirs = run(&nsock, nport);
+        assert_eq!(ours, theirs);
+    }
+}

@@ -269,6 +269,40 @@ mod tests {
     use super::*;
     use crate::config::{LimitReqZoneConf, Template};
 
+    fn zone_conf(name: &str, size: u64) -> Http {
+        let mut http = Http::default();
+        http.limit_req_zones.push(LimitReqZoneConf {
+            name: name.into(),
+            key: Template::literal("k"),
+            key_text: "k".into(),
+            size,
+            rate: 1000,
+        });
+        http
+    }
+
+    #[test]
+    fn a_reload_keeps_the_states_of_an_unchanged_zone() {
+        let first = LimitZones::build(&zone_conf("reload-test-zone", 1 << 20));
+        let limit = |z: &LimitZones| {
+            limit_req::decide(
+                &[limit_req::Limit {
+                    zone: &z.req[0].0,
+                    key: Some(b"k".to_vec()),
+                    burst: 0,
+                    delay: 0,
+                }],
+                0,
+            )
+        };
+        assert_eq!(limit(&first), Some(Decision::Passed));
+        let same = LimitZones::build(&zone_conf("reload-test-zone", 1 << 20));
+        assert!(matches!(limit(&same), Some(Decision::Rejected { .. })));
+        // Another size is another zone, as nginx's shared memory.
+        let resized = LimitZones::build(&zone_conf("reload-test-zone", 2 << 20));
+        assert_eq!(limit(&resized), Some(Decision::Passed));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_delay_waits_on_the_clock() {
         let mut http = Http::default();
