@@ -90,7 +90,6 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
         let pipelined = !fresh_read && !std::mem::take(&mut first);
-        first = false;
 
         // Pick up a reloaded configuration between requests.
         {
