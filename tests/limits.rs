@@ -46,6 +46,9 @@ http {{
     }}
     location /conn/ {{ limit_conn perkey 2; proxy_pass http://127.0.0.1:{backend}; }}
     location /conn-dry/ {{ limit_conn perkey 1; limit_conn_dry_run on; limit_conn_status 429; proxy_pass http://127.0.0.1:{backend}; }}
+    location /big/ {{ limit_rate 200k; }}
+    location /big-proxied/ {{ limit_rate 200k; proxy_pass http://127.0.0.1:{port}/big-free/; }}
+    location /big-free/ {{ alias {d}/www/big/; }}
   }}
 }}
 "#
@@ -69,6 +72,8 @@ fn tree() -> PathBuf {
         std::fs::create_dir_all(dir.join("www").join(d)).expect("mkdir");
         std::fs::write(dir.join("www").join(d).join("f"), "ok\n").expect("write");
     }
+    std::fs::create_dir_all(dir.join("www/big")).expect("mkdir");
+    std::fs::write(dir.join("www/big/f"), vec![b'x'; BIG]).expect("write");
     dir
 }
 
@@ -225,6 +230,41 @@ fn concurrent_connections(
     });
     answers.extend(pending.into_iter().map(|h| h.join().expect("thread")));
     tally(answers)
+}
+
+/// The file `limit_rate 200k` sends: a second's worth at once, the rest a second later.
+const BIG: usize = 300 * 1024;
+
+/// Seconds a GET of `path` takes, and the body size.
+fn timed(port: u16, path: &str) -> (f64, usize) {
+    let t = std::time::Instant::now();
+    let r = http_request(port, "GET", path, "t", &[], b"").expect("GET");
+    (t.elapsed().as_secs_f64(), r.body.len())
+}
+
+#[test]
+fn limit_rate_paces_like_nginx() {
+    let dir = tree();
+    let (_ferrolb, [port]) = Proxy::start_on(|p| conf(&dir, 1, p));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |p| conf(&dir, 1, p)));
+    for path in ["/big/f", "/big-proxied/f"] {
+        let (secs, len) = timed(port, path);
+        assert_eq!(len, BIG, "{path}");
+        // 300 KiB at 200 KiB/s: the second write waits a second.
+        assert!((0.9..2.5).contains(&secs), "{path}: {secs:.2} s");
+        let (free, _) = timed(port, "/big-free/f");
+        assert!(free < 0.5, "unlimited: {free:.2} s");
+        if let Some((_, [nport])) = &nginx {
+            let (theirs, _) = timed(*nport, path);
+            eprintln!("limit_rate {path}: ferrolb {secs:.2} s, nginx {theirs:.2} s");
+            assert!(
+                (secs - theirs).abs() < 0.6,
+                "{path}: ferrolb {secs:.2} s, nginx {theirs:.2} s"
+            );
+        }
+    }
 }
 
 #[test]

@@ -216,6 +216,8 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("limit_conn_status", HSL, 1, 1),
     handled("limit_conn_log_level", HSL, 1, 1),
     handled("limit_conn_dry_run", HSL, 1, 1),
+    handled("limit_rate", HSL, 1, 1),
+    handled("limit_rate_after", HSL, 1, 1),
     handled("ferrolb_admin", HTTP, 1, 2),
     // upstream
     handled("server", UPSTREAM, 1, MANY),

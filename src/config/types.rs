@@ -626,6 +626,10 @@ pub struct LocSettings {
     pub rewrite: Vec<RewriteOp>,
     /// Real client address, `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
     pub admission: Arc<crate::config::admission::AdmissionConf>,
+    /// `limit_rate`: bytes a second a response is sent at; 0 (the default) is no limit.
+    pub limit_rate: u64,
+    /// `limit_rate_after`: bytes sent before `limit_rate` applies. Default 0.
+    pub limit_rate_after: u64,
 }
 
 /// The request handler a location ends up with.

@@ -8,6 +8,7 @@
 
 pub mod buffers;
 pub mod io;
+pub mod pace;
 pub mod proxy_protocol;
 mod stream;
 

@@ -590,7 +590,9 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     prefix_applies: rw.prefix_applies,
                 }),
             };
-            let mut client = Http1Downstream::new(stream, settings.send_timeout);
+            let mut client = Http1Downstream::new(stream, settings.send_timeout).paced(
+                crate::net::pace::Pace::new(settings.limit_rate, settings.limit_rate_after),
+            );
             let done = crate::proxy::forward(&f, &mut client, buf).await;
             Handled {
                 status: done.status,
@@ -647,6 +649,7 @@ async fn serve_static<'a>(
                 add_header,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
+                limit_rate: (settings.limit_rate, settings.limit_rate_after),
             };
             static_files::send_file(stream, &r, &path, &meta).await
         }

@@ -21,6 +21,7 @@ use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io;
+use crate::net::pace::Pace;
 use crate::net::Stream;
 use crate::vars::RequestVars;
 
@@ -386,6 +387,8 @@ pub struct FileRequest<'a> {
     pub keep_alive: bool,
     /// `send_timeout`: how long one write to the client may stall.
     pub send_timeout: std::time::Duration,
+    /// `limit_rate` and `limit_rate_after` (0: no limit).
+    pub limit_rate: (u64, u64),
 }
 
 /// Answers a GET or HEAD for a regular file.
@@ -552,11 +555,12 @@ pub async fn send_file(
     }
     // The head goes out with the first piece of the body.
     let mut pending: Option<Buf> = Some(out);
+    let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut sent = 0u64;
     let mut chunk = Buf::body();
     for (a, b, part_head) in &parts {
         if !part_head.is_empty() {
-            if write_piece(stream, &mut pending, part_head, r.send_timeout)
+            if write_piece(stream, &mut pending, part_head, r.send_timeout, &mut pace)
                 .await
                 .is_err()
             {
@@ -584,7 +588,7 @@ pub async fn send_file(
                 }
                 Ok(n) => n,
             };
-            if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout)
+            if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout, &mut pace)
                 .await
                 .is_err()
             {
@@ -595,9 +599,15 @@ pub async fn send_file(
         }
     }
     if multipart {
-        if write_piece(stream, &mut pending, trailer.as_bytes(), r.send_timeout)
-            .await
-            .is_err()
+        if write_piece(
+            stream,
+            &mut pending,
+            trailer.as_bytes(),
+            r.send_timeout,
+            &mut pace,
+        )
+        .await
+        .is_err()
         {
             return broken(status, head_bytes, sent);
         }
@@ -627,7 +637,13 @@ async fn write_piece(
     pending: &mut Option<Buf>,
     data: &[u8],
     limit: std::time::Duration,
+    pace: &mut Option<Pace>,
 ) -> Result<(), crate::net::io::IoFailure> {
+    if let Some(pace) = pace {
+        let head = pending.take();
+        let head = head.as_deref().map_or(&[][..], |h| &h[..]);
+        return crate::net::pace::write_parts(stream, &[head, data], Some(pace), limit).await;
+    }
     match pending.take() {
         Some(head) => {
             let mut slices = [std::io::IoSlice::new(&head), std::io::IoSlice::new(data)];
