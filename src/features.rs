@@ -36,20 +36,20 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_upstream_ip_hash_module", true, true),
     m("http_upstream_least_conn_module", true, true),
     m("http_upstream_random_module", true, true),
-    // Only `return` of the rewrite module exists; without `rewrite`/`if`/`set` it
-    // counts as absent.
-    m("http_rewrite_module", true, false),
+    m("http_access_module", true, true),
+    m("http_auth_basic_module", true, true),
+    m("http_limit_conn_module", true, true),
+    m("http_limit_req_module", true, true),
+    m("http_rewrite_module", true, true),
+    m("http_map_module", true, true),
     // Default in nginx, not implemented.
     m("http_charset_module", true, false),
     m("http_gzip_module", true, false),
     m("http_ssi_module", true, false),
     m("http_userid_module", true, false),
-    m("http_access_module", true, false),
-    m("http_auth_basic_module", true, false),
     m("http_mirror_module", true, false),
     m("http_autoindex_module", true, false),
     m("http_geo_module", true, false),
-    m("http_map_module", true, false),
     m("http_split_clients_module", true, false),
     m("http_referer_module", true, false),
     m("http_fastcgi_module", true, false),
@@ -57,8 +57,6 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_scgi_module", true, false),
     m("http_grpc_module", true, false),
     m("http_memcached_module", true, false),
-    m("http_limit_conn_module", true, false),
-    m("http_limit_req_module", true, false),
     m("http_empty_gif_module", true, false),
     m("http_browser_module", true, false),
     m("http_upstream_zone_module", true, false),
@@ -66,7 +64,7 @@ pub(crate) const MODULES: &[Module] = &[
     // Optional in nginx, not implemented (flip to print `--with-…`).
     m("http_ssl_module", false, false),
     m("http_v2_module", false, false),
-    m("http_realip_module", false, false),
+    m("http_realip_module", false, true),
     m("http_stub_status_module", false, false),
     m("stream", false, false),
 ];
@@ -92,10 +90,12 @@ mod tests {
     fn lists_missing_defaults_only() {
         let a = configure_arguments();
         assert!(a.contains("--without-http_gzip_module"));
-        assert!(a.contains("--without-http_rewrite_module"));
+        assert!(!a.contains("http_rewrite_module") && !a.contains("http_map_module"));
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));
         assert!(!a.contains("keepalive"));
         assert!(!a.contains("ssl"));
+        assert!(a.contains("--with-http_realip_module"));
+        assert!(!a.contains("limit_req") && !a.contains("auth_basic"));
     }
 }

@@ -464,6 +464,22 @@ impl RequestVars<'_> {
         }
     }
 
+    /// A size setting's value for the request: a template's value read as a size
+    /// (`12k`); 0 when it is not one, as nginx's default.
+    pub fn size(&self, v: &crate::config::SizeValue) -> u64 {
+        match v {
+            crate::config::SizeValue::Fixed(n) => *n,
+            crate::config::SizeValue::Template(t) => {
+                let mut out = Vec::new();
+                self.eval(t, &mut out);
+                std::str::from_utf8(&out)
+                    .ok()
+                    .and_then(crate::config::validate::parse_size)
+                    .unwrap_or(0)
+            }
+        }
+    }
+
     /// Appends a whole template.
     pub fn eval(&self, t: &Template, out: &mut Vec<u8>) {
         for part in &t.parts {

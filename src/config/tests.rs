@@ -1245,7 +1245,7 @@ fn admission_directive_errors() {
         ("allow 10.0.0.300;", "nginx.conf:5: invalid parameter \"10.0.0.300\""),
         ("deny 10.0.0.0/33;", "nginx.conf:5: invalid parameter \"10.0.0.0/33\""),
         ("set_real_ip_from all;", "nginx.conf:5: invalid parameter \"all\""),
-        ("set_real_ip_from proxy.example;", "nginx.conf:5: invalid parameter \"proxy.example\""),
+        ("set_real_ip_from proxy.example;", "nginx.conf:5: host not found in set_real_ip_from \"proxy.example\""),
         ("satisfy some;", "nginx.conf:5: invalid value \"some\" in \"satisfy\" directive, it must be \"all\" or \"any\""),
         ("limit_req zone=nowhere;", "nginx.conf:5: zero size shared memory zone \"nowhere\""),
         ("limit_conn nowhere 1;", "nginx.conf:5: zero size shared memory zone \"nowhere\""),
@@ -1288,6 +1288,16 @@ fn admission_directive_errors() {
     ] {
         assert_eq!(first_line(&load_err(&in_http(http))), want, "{http}");
     }
+    // A name stands for each of its addresses.
+    let c = load_text(&server("set_real_ip_from localhost;"));
+    let from = &c.http.servers[0]
+        .settings
+        .admission
+        .real_ip
+        .as_ref()
+        .expect("realip")
+        .from;
+    assert_eq!(from.len(), 2, "{from:?}");
     // Host bits set in a CIDR are dropped, with nginx's warning.
     let c = load_text(&server("allow 10.1.2.3/8;"));
     assert!(c

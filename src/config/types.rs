@@ -627,9 +627,24 @@ pub struct LocSettings {
     /// Real client address, `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
     pub admission: Arc<crate::config::admission::AdmissionConf>,
     /// `limit_rate`: bytes a second a response is sent at; 0 (the default) is no limit.
-    pub limit_rate: u64,
+    pub limit_rate: SizeValue,
     /// `limit_rate_after`: bytes sent before `limit_rate` applies. Default 0.
-    pub limit_rate_after: u64,
+    pub limit_rate_after: SizeValue,
+}
+
+/// A size that may come from variables (`limit_rate $arg_rate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeValue {
+    /// Written as a size.
+    Fixed(u64),
+    /// Evaluated per request and read as a size (`100k`); a value that is not one is 0.
+    Template(Template),
+}
+
+impl Default for SizeValue {
+    fn default() -> Self {
+        SizeValue::Fixed(0)
+    }
 }
 
 /// The request handler a location ends up with.

@@ -590,9 +590,15 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     prefix_applies: rw.prefix_applies,
                 }),
             };
-            let mut client = Http1Downstream::new(stream, settings.send_timeout).paced(
-                crate::net::pace::Pace::new(settings.limit_rate, settings.limit_rate_after),
-            );
+            let pace = {
+                let v = vars_here();
+                let (rate, after) = (
+                    v.size(&settings.limit_rate),
+                    v.size(&settings.limit_rate_after),
+                );
+                crate::net::pace::Pace::new(rate, after)
+            };
+            let mut client = Http1Downstream::new(stream, settings.send_timeout).paced(pace);
             let done = crate::proxy::forward(&f, &mut client, buf).await;
             Handled {
                 status: done.status,
@@ -607,8 +613,15 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         }
         Action::Static => {
             let headers = evaluated_add_header(settings, &vars_here());
+            let limit_rate = {
+                let v = vars_here();
+                (
+                    v.size(&settings.limit_rate),
+                    v.size(&settings.limit_rate_after),
+                )
+            };
             Box::pin(serve_static(
-                stream, buf, head, settings, target, uri, info, keep, &headers,
+                stream, buf, head, settings, target, uri, info, keep, &headers, limit_rate,
             ))
             .await
         }
@@ -629,6 +642,7 @@ async fn serve_static<'a>(
     info: &ClientInfo,
     keep: bool,
     add_header: &[(&str, Vec<u8>, bool)],
+    limit_rate: (u64, u64),
 ) -> Handled<'a> {
     let body_in_buf = body_in_buffer(buf, head);
     let keep = keep && body_in_buf.is_some();
@@ -649,7 +663,7 @@ async fn serve_static<'a>(
                 add_header,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
-                limit_rate: (settings.limit_rate, settings.limit_rate_after),
+                limit_rate,
             };
             static_files::send_file(stream, &r, &path, &meta).await
         }

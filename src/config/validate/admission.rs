@@ -238,24 +238,31 @@ impl Validator<'_> {
         let a0 = d.arg(0);
         match d.name.as_str() {
             "set_real_ip_from" => {
-                let (m, warning) = match a0 {
-                    "all" => return Err(ConfigError::at(&d.span, "invalid parameter \"all\"")),
-                    _ => addr_match(d, a0, false).map_err(|e| {
-                        if a0.parse::<IpAddr>().is_err() && !a0.contains('/') && a0 != "unix:" {
-                            ConfigError::hinted(
-                                &d.span,
-                                format!("invalid parameter \"{a0}\""),
-                                "ferrolb takes addresses, CIDR blocks and \"unix:\" here, not host names",
-                            )
-                        } else {
-                            e
-                        }
-                    })?,
-                };
+                if a0 == "all" {
+                    return Err(ConfigError::at(&d.span, "invalid parameter \"all\""));
+                }
+                let is_name = a0.parse::<IpAddr>().is_err() && !a0.contains('/') && a0 != "unix:";
+                if is_name {
+                    // A host name stands for every address it has, as in nginx.
+                    let addrs = self.resolve(a0, 0).ok_or_else(|| {
+                        ConfigError::at(
+                            &d.span,
+                            format!("host not found in set_real_ip_from \"{a0}\""),
+                        )
+                    })?;
+                    let from = p.real_ip_from.get_or_insert_with(Vec::new);
+                    from.extend(
+                        addrs
+                            .iter()
+                            .map(|a| AddrMatch::Net(ipnet::IpNet::from(a.ip()))),
+                    );
+                    return Ok(());
+                }
+                let (m, warning) = addr_match(d, a0, false)?;
+                p.real_ip_from.get_or_insert_with(Vec::new).push(m);
                 if let Some(w) = warning {
                     self.warn(d, w);
                 }
-                p.real_ip_from.get_or_insert_with(Vec::new).push(m);
             }
             "real_ip_header" => {
                 // nginx compares the two special names case-sensitively; any other

@@ -48,8 +48,8 @@ pub(super) struct Partial {
     proxy_request_buffering: Option<bool>,
     client_body_temp_path: Option<PathBuf>,
     send_timeout: Option<Duration>,
-    limit_rate: Option<u64>,
-    limit_rate_after: Option<u64>,
+    limit_rate: Option<SizeValue>,
+    limit_rate_after: Option<SizeValue>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -118,8 +118,8 @@ impl Partial {
             action,
             rewrite,
             admission: Arc::new(self.admission.finish()),
-            limit_rate: self.limit_rate.unwrap_or(0),
-            limit_rate_after: self.limit_rate_after.unwrap_or(0),
+            limit_rate: self.limit_rate.clone().unwrap_or_default(),
+            limit_rate_after: self.limit_rate_after.clone().unwrap_or_default(),
             proxy_set_header: self.proxy_set_header.clone().unwrap_or_default(),
             proxy_http_version: self.proxy_http_version.unwrap_or_default(),
             proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(secs(60)),
@@ -232,14 +232,13 @@ impl Validator<'_> {
             }
             "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
             "limit_rate" | "limit_rate_after" => {
-                if a0.contains('$') {
-                    return Err(ConfigError::hinted(
-                        &d.span,
-                        format!("variables in \"{}\" are not supported", d.name),
-                        "write a size such as 100k",
-                    ));
-                }
-                let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                let n = if a0.contains('$') {
+                    SizeValue::Template(templ(d, a0, &self.names)?)
+                } else {
+                    SizeValue::Fixed(
+                        parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?,
+                    )
+                };
                 let slot = if d.name == "limit_rate" {
                     &mut p.limit_rate
                 } else {
