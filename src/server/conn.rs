@@ -570,6 +570,14 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         return handled;
     }
     let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
+    // `limit_rate`, `limit_rate_after` for this response.
+    let limit_rate = {
+        let v = vars_here();
+        (
+            v.size(&settings.limit_rate),
+            v.size(&settings.limit_rate_after),
+        )
+    };
     let mut handled = match &settings.action {
         Action::Proxy(pass) => {
             let Some(upstream) = rt.upstreams.get(pass.upstream) else {
@@ -590,14 +598,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     prefix_applies: rw.prefix_applies,
                 }),
             };
-            let pace = {
-                let v = vars_here();
-                let (rate, after) = (
-                    v.size(&settings.limit_rate),
-                    v.size(&settings.limit_rate_after),
-                );
-                crate::net::pace::Pace::new(rate, after)
-            };
+            let pace = crate::net::pace::Pace::new(limit_rate.0, limit_rate.1);
             let mut client = Http1Downstream::new(stream, settings.send_timeout).paced(pace);
             let done = crate::proxy::forward(&f, &mut client, buf).await;
             Handled {
@@ -613,13 +614,6 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         }
         Action::Static => {
             let headers = evaluated_add_header(settings, &vars_here());
-            let limit_rate = {
-                let v = vars_here();
-                (
-                    v.size(&settings.limit_rate),
-                    v.size(&settings.limit_rate_after),
-                )
-            };
             Box::pin(serve_static(
                 stream, buf, head, settings, target, uri, info, keep, &headers, limit_rate,
             ))
