@@ -316,10 +316,16 @@ fn limit_counts_match_nginx() {
     for needle in [
         "limiting requests, excess: 1.000 by zone \"slow\"",
         "limiting requests, dry run, excess: 1.000 by zone \"slow\"",
-        "delaying request, excess: 1.000, by zone \"fast\"",
         "limiting connections by zone \"perkey\"",
         "[warn]",
     ] {
         assert!(log.contains(needle), "{needle} not in:\n{log}");
     }
+    // The excess of a delayed request depends on when it came (the bucket drains
+    // between arrivals): 0.996, 1.000, ...
+    assert!(
+        log.lines()
+            .any(|l| l.contains("delaying request, excess: ") && l.contains(", by zone \"fast\"")),
+        "no delay line in:\n{log}"
+    );
 }
