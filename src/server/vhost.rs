@@ -5,6 +5,7 @@
 //! matching regex in file order; failing that the `default_server` of that address, or
 //! the first candidate. Pure: no I/O.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::{Endpoint, ServerConf, ServerName};
@@ -14,7 +15,7 @@ use crate::config::{Endpoint, ServerConf, ServerName};
 /// trailing dot). `None` only when no server listens on that port at all.
 pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>) -> Option<usize> {
     let listens_on = |s: &ServerConf, a: &Endpoint| s.listen.iter().any(|l| &l.addr == a);
-    let addr = &listen_address(servers, listen);
+    let addr: &Endpoint = &listen_address(servers, listen);
     // One server on the address (the usual case): it is the answer whatever the
     // Host, and no name needs normalising.
     let mut on_addr = (0..servers.len()).filter(|&i| listens_on(&servers[i], addr));
@@ -42,7 +43,7 @@ pub fn find_server(servers: &[ServerConf], listen: &Endpoint, host: Option<&str>
 
 /// The `listen` address a connection accepted on local address `local` belongs to:
 /// that address when a server listens on it, else the wildcard address of its port.
-fn listen_address(servers: &[ServerConf], local: &Endpoint) -> Endpoint {
+fn listen_address<'e>(servers: &[ServerConf], local: &'e Endpoint) -> Cow<'e, Endpoint> {
     match local {
         Endpoint::Inet(a)
             if !servers
@@ -54,9 +55,9 @@ fn listen_address(servers: &[ServerConf], local: &Endpoint) -> Endpoint {
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             };
-            Endpoint::Inet(SocketAddr::new(any, a.port()))
+            Cow::Owned(Endpoint::Inet(SocketAddr::new(any, a.port())))
         }
-        _ => local.clone(),
+        _ => Cow::Borrowed(local),
     }
 }
 
@@ -67,7 +68,7 @@ pub fn proxy_protocol_on(servers: &[ServerConf], local: &Endpoint) -> bool {
     servers
         .iter()
         .flat_map(|s| &s.listen)
-        .any(|l| l.addr == addr && l.proxy_protocol)
+        .any(|l| l.addr == *addr && l.proxy_protocol)
 }
 
 /// Host header → name to match: port stripped, lowercase, trailing dot removed.
