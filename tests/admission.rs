@@ -717,3 +717,98 @@ fn unix_socket_clients_match_unix_rules() {
         assert_eq!(ours, theirs);
     }
 }
+
+/// A backend that answers with its name and the client-address fields it got.
+fn echo_backend(name: &'static str) -> u16 {
+    use std::io::BufRead;
+    let listener = local_listener();
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Ok(clone) = conn.try_clone() else {
+                continue;
+            };
+            let mut reader = std::io::BufReader::new(clone);
+            let mut fields = Vec::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if lower.starts_with("x-forwarded-for:") || lower.starts_with("x-real-ip:") {
+                    fields.push(h.trim().to_owned());
+                }
+            }
+            let body = format!("{name} {}\n", fields.join(" | "));
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn proxied_conf(backends: [u16; 2], [port]: [u16; 1]) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  upstream app {{
+    ip_hash;
+    server 127.0.0.1:{a};
+    server 127.0.0.1:{b};
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    set_real_ip_from 127.0.0.1;
+    set_real_ip_from 10.0.0.0/8;
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;
+    location / {{
+      proxy_pass http://app;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP $remote_addr;
+    }}
+  }}
+}}
+"#,
+        a = backends[0],
+        b = backends[1]
+    )
+}
+
+#[test]
+fn upstreams_see_the_real_client() {
+    let backends = [echo_backend("a"), echo_backend("b")];
+    let clients = [
+        "203.0.113.7",
+        "198.51.100.20, 10.1.1.1",
+        "192.0.2.1",
+        "192.0.2.200",
+        "2001:db8::9",
+        "8.8.8.8",
+        "1.1.1.1, 9.9.9.9, 10.0.0.2",
+    ];
+    let run = |port: u16| -> Vec<String> {
+        clients
+            .iter()
+            .map(|xff| {
+                let r = http_request(port, "GET", "/", "t", &[("X-Forwarded-For", xff)], b"")
+                    .expect("GET");
+                format!("{xff} -> {}", r.text().trim())
+            })
+            .collect()
+    };
+    let (_ferrolb, [port]) = Proxy::start_on(|p| proxied_conf(backends, p));
+    let ours = run(port);
+    assert!(ours[1].contains("X-Real-IP: 198.51.100.20"), "{ours:#?}");
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [nport]) = Proxy::start_bin_on(nginx_bin, |p| proxied_conf(backends, p));
+        assert_eq!(ours, run(nport));
+    }
+}
