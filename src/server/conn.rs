@@ -350,7 +350,8 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             Some(info.id),
             format_args!(
                 "{what}, client: {}, server: {}",
-                info.remote, server.primary_name
+                located.get().unwrap_or(info).remote,
+                server.primary_name
             ),
         )
     };
