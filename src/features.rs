@@ -42,13 +42,15 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_limit_req_module", true, true),
     m("http_rewrite_module", true, true),
     m("http_map_module", true, true),
+    m("http_autoindex_module", true, true),
+    // `charset` (the Content-Type parameter) only: no recoding (`charset_map`,
+    // `source_charset` are refused).
+    m("http_charset_module", true, true),
     // Default in nginx, not implemented.
-    m("http_charset_module", true, false),
     m("http_gzip_module", true, false),
     m("http_ssi_module", true, false),
     m("http_userid_module", true, false),
     m("http_mirror_module", true, false),
-    m("http_autoindex_module", true, false),
     m("http_geo_module", true, false),
     m("http_split_clients_module", true, false),
     m("http_referer_module", true, false),

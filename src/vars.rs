@@ -33,6 +33,8 @@ pub struct Locals<'a> {
     request_id: Mutex<Option<[u8; 32]>>,
     /// `$limit_req_status` and `$limit_conn_status`, once a limit applied.
     limit_status: Mutex<[Option<&'static str>; 2]>,
+    /// `$status` before the response: an error page's status.
+    status: Mutex<Option<u16>>,
 }
 
 /// 16 random bytes in hex, nginx's `$request_id`.
@@ -68,7 +70,14 @@ impl<'a> Locals<'a> {
             args: Mutex::new(None),
             request_id: Mutex::new(None),
             limit_status: Mutex::new([None, None]),
+            status: Mutex::new(None),
         }
+    }
+
+    /// The status an error page answers with (nginx's `err_status`), `$status` until
+    /// the response is made; `None`: no status yet (`$status` is `000`).
+    pub fn set_status(&self, status: Option<u16>) {
+        *cell(&self.status) = status;
     }
 
     /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
@@ -444,10 +453,14 @@ impl RequestVars<'_> {
                     chrono::Local::now().format("%A, %d-%b-%Y %H:%M:%S %Z")
                 );
             }
+            // Before the response, the status of the error being answered, as nginx.
+            Var::Status => {
+                let status = self.locals.and_then(|l| *cell(&l.status)).unwrap_or(0);
+                let _ = write!(out, "{status:03}");
+            }
             // Log-only variables (filled by `crate::access_log::PendingLine`) have no value
             // while the request is being forwarded.
-            Var::Status
-            | Var::TimeLocal
+            Var::TimeLocal
             | Var::TimeIso8601
             | Var::Msec
             | Var::RequestTime

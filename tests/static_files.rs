@@ -21,6 +21,8 @@ fn tree() -> PathBuf {
         "www/files/sub",
         "static/css",
         "www/app",
+        "www/gz",
+        "www/gza",
     ] {
         fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
@@ -37,6 +39,12 @@ fn tree() -> PathBuf {
     write("www/empty.txt", "");
     write("static/css/site.css", "body { color: black }\n");
     write("secret.txt", "TOP SECRET\n");
+    // gzip_static: the copies need not be gzip for the servers, only named so.
+    write("www/gz/a.css", "plain a\n");
+    write("www/gz/a.css.gz", "pretend-gzip a\n");
+    write("www/gz/b.css", "plain b\n");
+    write("www/gza/a.css", "plain a\n");
+    write("www/gza/a.css.gz", "pretend-gzip a\n");
     std::os::unix::fs::symlink(dir.join("secret.txt"), www.join("link.txt")).expect("symlink");
     // Fixed times: both servers must agree on Last-Modified and the ETag.
     for entry in walk(&dir) {
@@ -82,7 +90,9 @@ fn conf(dir: &Path, port: u16) -> String {
          location /named/ {{ try_files $uri @fallback; }}\n    \
          location @fallback {{ return 200 \"fallback\\n\"; }}\n    \
          location /strict/ {{ try_files $uri =404; }}\n    \
-         location = /link.txt {{ disable_symlinks on; }}\n  }}\n}}\n",
+         location = /link.txt {{ disable_symlinks on; }}\n    \
+         location /gz/ {{ gzip_static on; gzip_vary on; gzip_disable msie6 \"^Bad\"; }}\n    \
+         location /gza/ {{ gzip_static always; gzip_http_version 1.0; gzip_proxied auth; }}\n  }}\n}}\n",
         d = dir.display()
     )
 }
@@ -106,7 +116,7 @@ fn facts(r: &Response, port: u16) -> String {
         ctype
     };
     format!(
-        "{} type={} length={} etag={} modified={} range={} location={} ranges={} connection={}\n{}",
+        "{} type={} length={} etag={} modified={} range={} location={} ranges={} connection={} encoding={} vary={}\n{}",
         r.status,
         if r.status >= 400 {
             "-".to_owned()
@@ -125,6 +135,8 @@ fn facts(r: &Response, port: u16) -> String {
         h("location").replace(&port.to_string(), "PORT"),
         h("accept-ranges"),
         h("connection"),
+        h("content-encoding"),
+        h("vary"),
         body
     )
 }
@@ -138,6 +150,52 @@ type Case = (
 );
 
 const CASES: &[Case] = &[
+    ("GET", "/gz/a.css", &[], 200),
+    (
+        "GET",
+        "/gz/a.css",
+        &[("Accept-Encoding", "gzip, deflate")],
+        200,
+    ),
+    (
+        "GET",
+        "/gz/a.css",
+        &[("Accept-Encoding", "br;q=1, gzip;q=0")],
+        200,
+    ),
+    ("HEAD", "/gz/a.css", &[("Accept-Encoding", "gzip")], 200),
+    ("GET", "/gz/b.css", &[("Accept-Encoding", "gzip")], 200),
+    (
+        "GET",
+        "/gz/a.css",
+        &[("Accept-Encoding", "gzip"), ("Via", "1.1 cache")],
+        200,
+    ),
+    (
+        "GET",
+        "/gz/a.css",
+        &[("Accept-Encoding", "gzip"), ("User-Agent", "Bad bot")],
+        200,
+    ),
+    (
+        "GET",
+        "/gz/a.css",
+        &[
+            ("Accept-Encoding", "gzip"),
+            (
+                "User-Agent",
+                "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)",
+            ),
+        ],
+        200,
+    ),
+    (
+        "GET",
+        "/gz/a.css",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-3")],
+        200,
+    ),
+    ("GET", "/gza/a.css", &[], 200),
     ("GET", "/", &[], 200),
     ("GET", "/hello.txt", &[], 200),
     ("HEAD", "/hello.txt", &[], 200),
@@ -302,4 +360,57 @@ fn hostile_paths_never_leave_the_root() {
             "GET {path} leaked the file"
         );
     }
+}
+
+/// The highest resident set size of a process so far, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A 1 GiB file (sparse: no disk used) goes out in pieces: the server's peak memory
+/// grows by a few buffers, not by the file.
+#[test]
+fn a_gibibyte_file_is_streamed_in_flat_memory() {
+    use std::io::Read;
+    let dir = tree();
+    let big = dir.join("www/big.bin");
+    let f = fs::File::create(&big).expect("create");
+    f.set_len(1 << 30).expect("sparse 1 GiB");
+    drop(f);
+    let (proxy, [port]) = Proxy::start_on(|[p]| conf(&dir, p));
+    // One small file first, so the buffers of a response exist before the baseline.
+    http_get(port, "/hello.txt", "localhost").expect("warm up");
+    let before = peak_rss_kib(proxy.pid());
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .expect("request");
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) => panic!("reading the body after {total} bytes: {e}"),
+        }
+    }
+    assert!(
+        total > 1 << 30,
+        "the whole file and its head: {total} bytes"
+    );
+    let grown = peak_rss_kib(proxy.pid()).saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "peak RSS grew by {grown} KiB while sending 1 GiB"
+    );
 }

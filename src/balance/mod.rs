@@ -13,6 +13,7 @@
 //! `least_conn` and `random two` ([`less_loaded`]) and the random source.
 
 pub mod chash;
+pub mod dynamic;
 mod group;
 pub mod hash;
 pub mod ip_hash;

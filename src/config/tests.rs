@@ -643,7 +643,7 @@ fn ignored_directives_warn() {
     assert_eq!(files.doc, DocRoot::Root(PathBuf::from("/var/www")));
     assert_eq!(files.default_type, "application/octet-stream");
     assert_eq!(files.types.of("a.HTML"), Some("text/html"));
-    assert_eq!(files.index, ["index.html"]);
+    assert_eq!(files.index, [Template::literal("index.html")]);
     match &c.http.servers[0].settings.access_log {
         AccessLogConf::Format { path, format } => {
             assert_eq!(path, &PathBuf::from("/srv/lb/logs/a.log"));

@@ -558,6 +558,9 @@ pub struct Location {
     pub named_captures: Vec<(usize, usize)>,
     /// Nested locations.
     pub locations: Vec<Location>,
+    /// `internal`: only internal redirects (`error_page`, `try_files`, `index`,
+    /// `rewrite`) reach it; a client's own request gets 404.
+    pub internal: bool,
     /// Settings, merged with every enclosing level.
     pub settings: Arc<LocSettings>,
     /// Where.
@@ -621,6 +624,30 @@ pub struct LocSettings {
     /// letters, digits and `-`, and `_` unless allowed) are dropped, never forwarded.
     /// Default on.
     pub ignore_invalid_headers: bool,
+    /// `error_page` lines, one entry per status, in file order. As nginx: a level that
+    /// has any replaces the inherited list. Empty by default.
+    pub error_pages: Vec<ErrorPage>,
+    /// `recursive_error_pages`: an error page's own error may get an error page too.
+    /// Default off.
+    pub recursive_error_pages: bool,
+    /// `absolute_redirect`: a relative `Location` ferrolb makes gets scheme, host and
+    /// port. Default on.
+    pub absolute_redirect: bool,
+    /// `server_name_in_redirect`: that host is the server's name, not the client's
+    /// Host. Default off.
+    pub server_name_in_redirect: bool,
+    /// `port_in_redirect`: that port is the listening port (unless 80). Default on.
+    pub port_in_redirect: bool,
+    /// When a client may get gzip, and `gzip_vary`.
+    pub gzip: GzipConf,
+    /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
+    /// host must name an `upstream` group or be an address).
+    pub resolver: Option<Arc<ResolverConf>>,
+    /// `resolver_timeout`. Default 30 s.
+    pub resolver_timeout: Duration,
+    /// `proxy_intercept_errors`: an upstream response with a status of 300 or more
+    /// that has an `error_page` gets that page instead of its own body. Default off.
+    pub proxy_intercept_errors: bool,
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,
@@ -752,8 +779,8 @@ impl MimeTypes {
 pub struct FilesConf {
     /// `root` or `alias`.
     pub doc: DocRoot,
-    /// `index`; default `index.html`.
-    pub index: Vec<String>,
+    /// `index`, in order, with variables evaluated per request; default `index.html`.
+    pub index: Vec<Template>,
     /// `try_files`; none by default (not inherited, as in nginx).
     pub try_files: Option<TryFiles>,
     /// `types`; default nginx's built-in three.
@@ -774,6 +801,75 @@ pub struct FilesConf {
     pub expires: Option<Expires>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
+    /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
+    pub gzip_static: GzipStatic,
+}
+
+/// `gzip_static off|on|always`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GzipStatic {
+    /// Never.
+    #[default]
+    Off,
+    /// When the client may get gzip ([`GzipConf`]).
+    On,
+    /// Whatever the client says.
+    Always,
+}
+
+/// When a client may get a gzipped response (nginx's `ngx_http_gzip_ok`), and whether
+/// responses say they vary by it.
+#[derive(Debug, Clone)]
+pub struct GzipConf {
+    /// `gzip_vary`: `Vary: Accept-Encoding` on responses that could have been gzipped.
+    /// Default off.
+    pub vary: bool,
+    /// `gzip_http_version`: the least request version; `1.0` or `1.1` (default) as
+    /// the minor version.
+    pub http_version_minor: u8,
+    /// `gzip_proxied`: for requests with `Via`. Default `off`.
+    pub proxied: GzipProxied,
+    /// `gzip_disable`: User-Agent patterns (caseless) that never get gzip. Default none.
+    pub disable: Vec<Regex>,
+    /// `gzip_disable msie6`: MSIE 4 and 5, and 6 without `SV1`, never get gzip.
+    pub disable_msie6: bool,
+}
+
+impl Default for GzipConf {
+    fn default() -> Self {
+        GzipConf {
+            vary: false,
+            http_version_minor: 1,
+            proxied: GzipProxied::default(),
+            disable: Vec::new(),
+            disable_msie6: false,
+        }
+    }
+}
+
+/// `gzip_proxied` as a set of nginx's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GzipProxied(pub u16);
+
+impl GzipProxied {
+    /// `off` (the default when the set is empty).
+    pub const OFF: u16 = 1 << 0;
+    /// `expired`: the response has `Expires` (in the past for nginx's static module).
+    pub const EXPIRED: u16 = 1 << 1;
+    /// `no-cache`: the response's `Cache-Control` has `no-cache`.
+    pub const NO_CACHE: u16 = 1 << 2;
+    /// `no-store`.
+    pub const NO_STORE: u16 = 1 << 3;
+    /// `private`.
+    pub const PRIVATE: u16 = 1 << 4;
+    /// `no_last_modified`: the response has no `Last-Modified`.
+    pub const NO_LAST_MODIFIED: u16 = 1 << 5;
+    /// `no_etag`: the response has no `ETag`.
+    pub const NO_ETAG: u16 = 1 << 6;
+    /// `auth`: the request has `Authorization`.
+    pub const AUTH: u16 = 1 << 7;
+    /// `any`.
+    pub const ANY: u16 = 1 << 8;
 }
 
 impl FilesConf {
@@ -826,6 +922,26 @@ pub struct ProxyPass {
     pub uri: Option<String>,
     /// The prefix of the location the directive sits in (for the replacement above).
     pub location_prefix: Option<String>,
+    /// `proxy_pass` with variables (`http://$backend`): the whole URL, evaluated per
+    /// request. The host then names an `upstream` group, or is an address, or is
+    /// resolved with `resolver`; a URI part is sent as it is (the whole request URI),
+    /// none sends the client's. `upstream`, `proxy_host` and `uri` are then the
+    /// request's, not the configuration's.
+    pub url: Option<Template>,
+}
+
+/// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]`: the DNS servers
+/// that resolve `proxy_pass` hosts given by variables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResolverConf {
+    /// The servers, port 53 unless given.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// `valid=`: how long an answer is used, instead of its TTL. Default: the TTL.
+    pub valid: Option<Duration>,
+    /// `ipv4=`: ask for A records. Default on.
+    pub ipv4: bool,
+    /// `ipv6=`: ask for AAAA records. Default on.
+    pub ipv6: bool,
 }
 
 /// `proxy_http_version`.
@@ -896,6 +1012,33 @@ impl Default for NextUpstream {
     fn default() -> Self {
         Self::DEFAULT
     }
+}
+
+/// One status of an `error_page` line (`error_page 500 502 /50x.html;` is two).
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    /// The status it catches: 300–599, never 499.
+    pub status: u16,
+    /// The status the client gets for the page.
+    pub response: ErrorPageStatus,
+    /// Where the page is: `/uri` (an internal redirect, the method becomes GET unless
+    /// HEAD), `@name` (a named location, the request unchanged), or anything else (a
+    /// redirect the client follows). May hold variables, evaluated per request.
+    pub target: Template,
+    /// The arguments after `?` of a `/uri` target without variables.
+    pub args: Option<String>,
+}
+
+/// The status an `error_page` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorPageStatus {
+    /// No `=`: the status that was caught (400 for nginx's 494–497). A redirect target
+    /// gets 302.
+    Caught,
+    /// `=` alone: whatever the page's location answers.
+    OfPage,
+    /// `=CODE`.
+    Code(u16),
 }
 
 /// An `add_header name value [always]` line.

@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod error;
+pub mod escape;
 mod headers;
 pub mod request;
 pub mod respond;

@@ -4,12 +4,14 @@
 //! * [`buffers`]: per-thread free lists of I/O buffers and recycled parsed heads.
 //! * [`io`]: socket reads and writes that try first and arm a timeout only when they
 //!   have to wait, with nginx's error wording.
+//! * [`resolver`]: DNS lookups at request time (nginx's `resolver`).
 //! * [`ClientInfo`]: who a client connection is.
 
 pub mod buffers;
 pub mod io;
 pub mod pace;
 pub mod proxy_protocol;
+pub mod resolver;
 mod stream;
 
 pub use stream::Stream;

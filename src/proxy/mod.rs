@@ -62,6 +62,21 @@ pub struct Forward<'a> {
     /// `$upstream_*` variables. False for `access_log off` and `combined`, which then
     /// allocate nothing for it.
     pub log_upstream: bool,
+    /// Error statuses the caller answers itself (the location's `error_page`s): the
+    /// proxy then writes nothing for them and reports [`Forwarded::handed_off`]. With
+    /// `proxy_intercept_errors on` an upstream response of such a status is handed off
+    /// too, its body unread.
+    pub hands_off: &'a (dyn Fn(u16) -> bool + Sync),
+}
+
+/// An error the proxy left to its caller ([`Forward::hands_off`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedOff {
+    /// The status: ferrolb's own (502, 504, 413, ...) or the upstream's.
+    pub status: u16,
+    /// `WWW-Authenticate` values of an intercepted upstream 401, which nginx keeps on
+    /// the error page.
+    pub www_authenticate: Vec<Vec<u8>>,
 }
 
 /// A URI a `rewrite` changed, as `proxy_pass` sends it (nginx's `valid_unparsed_uri`
@@ -94,6 +109,9 @@ pub struct Forwarded {
     /// there; `None` when the request's body could not be accounted for (the client
     /// connection must then close).
     consumed: Option<usize>,
+    /// Set when the response is the caller's to give ([`Forward::hands_off`]): nothing
+    /// was written to the client.
+    pub handed_off: Option<HandedOff>,
     /// `Retry-After` seconds for the error page ferrolb answers with (a 503 while
     /// every usable peer is still starting); `None`: no such header.
     retry_after_secs: Option<u32>,
@@ -118,7 +136,7 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             // The body is not accounted for: the connection closes after the answer.
             done.consumed = None;
             if status != 0 {
-                request::answer_error(client, f.head, status, &mut done).await;
+                request::answer_error(f, client, status, &mut done).await;
             }
             return finish(done);
         }
@@ -139,7 +157,7 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             if !body.replayable() {
                 done.consumed = None;
             }
-            request::answer_error(client, f.head, status, &mut done).await;
+            request::answer_error(f, client, status, &mut done).await;
         }
     }
     done.consumed = match done.consumed {

@@ -8,7 +8,7 @@ use super::downstream::Downstream;
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
 use crate::config::{Endpoint, ProxyHttpVersion};
-use crate::http1::{BodyFraming, RequestHead, ScanStep};
+use crate::http1::{BodyFraming, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
 use crate::vars::RequestVars;
@@ -181,17 +181,22 @@ pub(super) fn build_head(
 /// The request URI sent upstream: the client's as is, or, when `proxy_pass` has a URI
 /// part, the normalised path with the matched location prefix replaced by it.
 fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8>) {
+    // `proxy_pass` with variables: a URI part is the whole URI, as evaluated.
+    if let (Some(_), Some(uri)) = (&f.pass.url, &f.pass.uri) {
+        out.extend_from_slice(uri.as_bytes());
+        return;
+    }
     if let Some(rewritten) = f.rewritten {
         // nginx sends the rewritten `$uri`, escaped, and the arguments as they are now.
         match (&f.pass.uri, &f.pass.location_prefix) {
             (Some(uri), Some(prefix)) if rewritten.prefix_applies => {
                 out.extend_from_slice(uri.as_bytes());
-                escape_path(
+                crate::http1::escape::escape_uri(
                     f.uri.strip_prefix(prefix.as_str()).unwrap_or("").as_bytes(),
                     out,
                 );
             }
-            _ => escape_path(f.uri.as_bytes(), out),
+            _ => crate::http1::escape::escape_uri(f.uri.as_bytes(), out),
         }
         let mut args = Vec::new();
         v.eval_var(&crate::config::Var::Args, &mut args);
@@ -210,21 +215,10 @@ fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8
         None => f.uri,
     };
     out.extend_from_slice(uri.as_bytes());
-    escape_path(rest.as_bytes(), out);
+    crate::http1::escape::escape_uri(rest.as_bytes(), out);
     if let Some(q) = f.head.query(cbuf) {
         out.push(b'?');
         out.extend_from_slice(q);
-    }
-}
-
-/// Percent-encodes what may not appear raw in a path (the normalised `$uri` is decoded).
-fn escape_path(path: &[u8], out: &mut Vec<u8>) {
-    for &b in path {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
     }
 }
 
@@ -405,10 +399,11 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
     }
 }
 
-/// Answers with an error page (nothing was sent to the client yet).
+/// Answers with an error page (nothing was sent to the client yet), or leaves it to
+/// the caller when the location has its own page for `status`.
 pub(super) async fn answer_error<D: Downstream>(
+    f: &Forward<'_>,
     client: &mut D,
-    head: &RequestHead,
     status: u16,
     done: &mut Forwarded,
 ) {
@@ -416,8 +411,15 @@ pub(super) async fn answer_error<D: Downstream>(
         done.keep_client = false;
     }
     done.status = status;
+    if (f.hands_off)(status) {
+        done.handed_off = Some(super::HandedOff {
+            status,
+            www_authenticate: Vec::new(),
+        });
+        return;
+    }
     match client
-        .send_error(head, status, done.keep_client, done.retry_after_secs)
+        .send_error(f.head, status, done.keep_client, done.retry_after_secs)
         .await
     {
         Ok(bytes) => done.head_bytes = bytes,

@@ -104,6 +104,25 @@ async fn relay_response<D: Downstream>(
 ) {
     let upgrade = resp.status == 101 && f.head.upgrade;
     done.status = resp.status;
+    if f.settings.proxy_intercept_errors && resp.status >= 300 && (f.hands_off)(resp.status) {
+        // nginx's `proxy_intercept_errors`: the location's page replaces the upstream's
+        // answer. Its body is never read, so the connection is not pooled.
+        let www_authenticate = if resp.status == 401 {
+            resp.headers
+                .iter()
+                .filter(|h| ubuf[h.name.clone()].eq_ignore_ascii_case(b"www-authenticate"))
+                .map(|h| ubuf[h.value.clone()].to_vec())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        done.handed_off = Some(super::HandedOff {
+            status: resp.status,
+            www_authenticate,
+        });
+        drop(conn);
+        return;
+    }
 
     // `add_header` values evaluated once into one scratch buffer.
     let mut values = Vec::new();

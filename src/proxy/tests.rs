@@ -173,6 +173,7 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         uri: "/",
         keep_client: false,
         log_upstream: true,
+        hands_off: &|_| false,
     };
     let done = forward(
         &f,

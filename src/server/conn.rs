@@ -6,17 +6,18 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::error_pages::{self, PageState};
 use super::http1_downstream::Http1Downstream;
-use super::rewrite::{self, Answer, Flow, Phase, UriState};
+use super::proxy_target;
+use super::rewrite::{self, Answer};
+use super::route::{self, Route, Routed};
 use super::state::{Runtime, StopMode, Worker};
 use super::static_files::{self, Resolved};
-use super::{location, uri, vhost};
+use super::{uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
-use crate::config::{
-    AccessLogConf, Action, Level, LocSettings, Location, LocationKind, LogFormat, ServerConf,
-};
+use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
@@ -99,10 +100,13 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
             }
         }
         served += 1;
+        // The request's client when a trusted proxy names another (realip).
+        let real = std::sync::OnceLock::new();
         let mut ex = Exchange {
             rt: &rt,
             stream: &mut stream,
             info: &info,
+            real: &real,
             served,
             stopping: *stop.borrow() != StopMode::Running,
             started,
@@ -230,7 +234,10 @@ static PLAIN_NAME_BYTE: [bool; 256] = {
 struct Exchange<'a> {
     rt: &'a Runtime,
     stream: &'a mut Stream,
+    /// The client: the connection's, or once realip made it out, `real`'s.
     info: &'a ClientInfo,
+    /// The client a trusted proxy named (`set_real_ip_from`), set once per request.
+    real: &'a std::sync::OnceLock<ClientInfo>,
     /// Requests on this connection so far, this one included.
     served: u32,
     /// The server is stopping: answer, then close.
@@ -264,7 +271,7 @@ struct Handled<'a> {
 
 /// Routes and answers one request whose head is in `buf`.
 async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) -> Handled<'a> {
-    let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
+    let (rt, info) = (ex.rt, ex.info);
     let stream = &mut *ex.stream;
     let servers = &rt.config.http.servers;
     let host = match &head.absolute_host {
@@ -290,14 +297,14 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             log: None,
         };
     };
-
     // nginx's post-read phase: the real client address by the server's settings.
-    let post_read = super::admission::real_client(&server.settings, info, head, buf);
-    let info: &ClientInfo = post_read.as_ref().unwrap_or(info);
-    // The preaccess phase's, by the location's, when the server's changed nothing.
-    let located: std::sync::OnceLock<ClientInfo> = std::sync::OnceLock::new();
-    // `limit_conn` counts the request until it is done.
-    let mut conn_slots = Vec::new();
+    if let Some(real) = super::admission::real_client(&server.settings, info, head, buf) {
+        let _ = ex.real.set(real);
+        if let Some(r) = ex.real.get() {
+            ex.info = r;
+        }
+    }
+    let info = ex.info;
 
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
@@ -315,369 +322,615 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
         }
     };
-    if location::auto_redirect(&server.locations, &uri) {
-        let to = redirect_with_slash(head, buf, info, &uri);
-        let keep = head.keep_alive && !stopping;
-        let sent =
-            static_files::send_redirect(stream, head, &to, keep, server.settings.send_timeout)
-                .await;
-        return Handled {
-            status: sent.status,
-            body_bytes: sent.body_bytes,
-            head_bytes: sent.head_bytes,
-            attempts: Vec::new(),
-            keep_alive: sent.keep_alive && body_in_buffer(buf, head) == Some(0),
-            keepalive_timeout: server.settings.keepalive_timeout,
-            header_timeout: server.settings.client_header_timeout,
-            log: None,
-        };
-    }
-    // The location, after the rewrite phases and the internal redirects of `index` and
-    // `try_files`.
     let http = &rt.config.http;
     let locals = Locals::new(&http.maps, http.user_vars.len());
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
-    let mut rw = UriState::new(uri, path);
-    let mut named: Option<&Location> = None;
-    let mut target: Option<Resolved> = None;
-    let mut answer: Option<Answer> = None;
-    let mut redirects = 0;
-    // nginx's server rewrite phase runs first, and again after each internal redirect.
-    let mut server_phase = true;
-    let mut log = |level, what: String| {
-        crate::log::emit(
-            level,
-            Some(info.id),
-            format_args!(
-                "{what}, client: {}, server: {}",
-                located.get().unwrap_or(info).remote,
-                server.primary_name
-            ),
-        )
+    let pass = Pass {
+        route: Route::new(uri, path),
+        pages: PageState::default(),
+        log: None,
+        first: true,
+        close: false,
+        conn_slots: Vec::new(),
     };
-    let settings: &LocSettings = loop {
-        // Built only when a phase needs variables: the proxy fast path takes none.
-        let base = || RequestVars {
-            locals: Some(&locals),
-            ..request_vars(
+    serve_pass(ex, server, &locals, buf, head, pass).await
+}
+
+/// One trip of a request through the phases: the client's own, then one per error
+/// page (nginx's internal redirects of `error_page`).
+struct Pass<'a> {
+    route: Route<'a>,
+    pages: PageState,
+    /// The access log line, captured by the first pass from the client's request (an
+    /// error page logs the request the client made, with the final status).
+    log: Option<LogLine<'a>>,
+    first: bool,
+    /// An earlier pass left the request body unread: the connection closes after this
+    /// response.
+    close: bool,
+    /// `limit_conn` counts the request until its response is done.
+    conn_slots: Vec<crate::admission::limit_conn::ConnSlot>,
+}
+
+/// An error that may get an error page; nothing was written to the client for it.
+struct Failure {
+    status: u16,
+    /// Whether the connection may carry another request after the answer.
+    keep: bool,
+    /// Fields the page keeps (`WWW-Authenticate` of an intercepted upstream 401).
+    kept_fields: Vec<(&'static str, Vec<u8>)>,
+    /// What goes out without a page: a redirect (nginx looks its 3xx up in the
+    /// `error_page`s too), else the status's standard page.
+    unpaged: Option<Answer>,
+}
+
+impl Failure {
+    fn new(status: u16, keep: bool) -> Self {
+        Failure {
+            status,
+            keep,
+            kept_fields: Vec::new(),
+            unpaged: None,
+        }
+    }
+}
+
+/// How the content phase ended.
+enum Content<'a> {
+    Sent(Handled<'a>),
+    Failed(Failure),
+}
+
+/// Runs one pass: the phases, then the answer (a `return`, the proxy, the static
+/// module) or an error and, when the location has one, its error page in a further
+/// pass. Boxed: error pages recurse, at most [`rewrite::MAX_URI_CHANGES`] deep.
+fn serve_pass<'f, 'a: 'f>(
+    ex: &'f mut Exchange<'a>,
+    server: &'a ServerConf,
+    locals: &'f Locals<'a>,
+    buf: &'f mut Buf,
+    head: &'f RequestHead,
+    mut pass: Pass<'a>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Handled<'a>> + Send + 'f>> {
+    Box::pin(async move {
+        let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
+        let Routed {
+            settings,
+            target,
+            answer,
+        } = route::run(
+            &route::Request {
+                server,
                 head,
                 buf,
-                located.get().unwrap_or(info),
-                &server.primary_name,
-                "",
-            )
+                info,
+                real: ex.real,
+                zones: &rt.limit_zones,
+                locals,
+            },
+            &mut pass.route,
+            &mut pass.conn_slots,
+        )
+        .await;
+        // A location's realip (the preaccess phase) may have named the client.
+        if let Some(r) = ex.real.get() {
+            ex.info = r;
+        }
+        let info = ex.info;
+        // Out of the route while this pass runs; an error page puts a new one back.
+        let uri = std::mem::take(&mut pass.route.rw.uri);
+        let keep = head.keep_alive
+            && !settings.keepalive_timeout.is_zero()
+            && served < settings.keepalive_requests
+            && !stopping
+            && !pass.close;
+
+        if head.method == Method::Connect {
+            return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
+        }
+        let vars_here = || RequestVars {
+            locals: Some(locals),
+            files: Some((&settings.files, None)),
+            ..request_vars(head, buf, info, &server.primary_name, &uri)
         };
-        if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
-            let mut cx = rewrite::Context {
-                vars: &RequestVars {
-                    files: Some((&server.settings.files, None)),
-                    ..base()
-                },
-                locals: &locals,
-                log: &mut log,
-            };
-            // A server's `if` switches no settings.
-            if let Flow::Answer(a, _) =
-                rewrite::run(&server.settings.rewrite, Phase::Server, &mut rw, &mut cx)
-            {
-                answer = Some(a);
-                break &server.settings;
+        if std::mem::take(&mut pass.first) {
+            pass.log = capture_log(rt, settings, &vars_here, ex, served);
+        } else if settings.access_log == AccessLogConf::Off {
+            pass.log = None;
+        }
+
+        let content = match answer {
+            Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
+            // auth_basic: a page for 401 keeps the challenge, as nginx's does.
+            Some(Answer::Unauthorized(realm)) => {
+                let mut challenge = b"Basic realm=\"".to_vec();
+                challenge.extend_from_slice(&realm);
+                challenge.push(b'"');
+                Content::Failed(Failure {
+                    kept_fields: vec![("WWW-Authenticate", challenge)],
+                    unpaged: Some(Answer::Unauthorized(realm)),
+                    ..Failure::new(401, keep)
+                })
             }
-        }
-        let loc = named.or_else(|| location::find_location(&server.locations, &rw.uri));
-        let prefix = loc
-            .filter(|l| l.regex.is_none())
-            .map(|l| l.pattern.as_str());
-        if let Some(caps) = loc.and_then(|l| l.regex.as_ref()?.captures(&rw.uri)) {
-            locals.keep_captures(&caps, loc.map_or(&[][..], |l| &l.named_captures));
-        }
-        let mut settings = loc.map_or(&*server.settings, |l| &*l.settings);
-        // Without a location the server's directives ran already (nginx skips the
-        // location phase of the server's "null location").
-        if loc.is_some() && !settings.rewrite.is_empty() {
-            let mut cx = rewrite::Context {
-                vars: &RequestVars {
-                    files: Some((&settings.files, prefix)),
-                    ..base()
-                },
-                locals: &locals,
-                log: &mut log,
-            };
-            match rewrite::run(&settings.rewrite, Phase::Location, &mut rw, &mut cx) {
-                Flow::Answer(a, chosen) => {
-                    answer = Some(a);
-                    break chosen.map_or(settings, |s| &**s);
-                }
-                Flow::SearchAgain if redirects < rewrite::MAX_URI_CHANGES => {
-                    redirects += 1;
-                    named = None;
-                    continue;
-                }
-                Flow::SearchAgain => {
-                    log(
-                        Level::Error,
-                        format!(
-                            "rewrite or internal redirection cycle while processing \"{}\"",
-                            rw.uri
-                        ),
-                    );
-                    answer = Some(Answer::Status(500));
-                    break settings;
-                }
-                Flow::Continue(chosen) => {
-                    if let Some(s) = chosen {
-                        settings = s;
-                    }
-                }
-            }
-        }
-        if post_read.is_none() && located.get().is_none() {
-            if let Some(real) = super::admission::real_client(settings, info, head, buf) {
-                let _ = located.set(real);
-            }
-        }
-        let vars = RequestVars {
-            files: Some((&settings.files, prefix)),
-            uri: &rw.uri,
-            ..base()
-        };
-        let phases = async {
-            super::admission::limits(
-                &rt.limit_zones,
-                settings,
-                &vars,
-                &locals,
-                &mut log,
-                &mut conn_slots,
-            )
-            .await?;
-            super::admission::access(settings, &vars, &mut log).await
-        };
-        if let Err(refused) = phases.await {
-            answer = Some(refused);
-            break settings;
-        }
-        if !matches!(settings.action, Action::Static) {
-            break settings;
-        }
-        let vars = RequestVars {
-            files: Some((&settings.files, prefix)),
-            uri: &rw.uri,
-            ..base()
-        };
-        match static_files::resolve(&settings.files, prefix, &rw.uri, &vars, &mut log) {
-            Resolved::Redirect(to) if redirects < rewrite::MAX_URI_CHANGES => {
-                redirects += 1;
-                named = None;
-                server_phase = true;
-                // Arguments of a fallback URI are not carried over (nginx keeps the
-                // request's own).
-                let path = to.split('?').next().unwrap_or("/");
-                rw.uri = match uri::normalize(path.as_bytes()) {
-                    Ok(u) => u.into_owned(),
-                    Err(_) => {
-                        target = Some(Resolved::Status(400));
-                        break settings;
-                    }
-                };
-            }
-            Resolved::Named(name) if redirects < rewrite::MAX_URI_CHANGES => {
-                redirects += 1;
-                match server
-                    .locations
-                    .iter()
-                    .find(|l| l.kind == LocationKind::Named && l.pattern == name)
-                {
-                    Some(l) => named = Some(l),
-                    None => {
-                        log(
-                            Level::Error,
-                            format!("could not find named location \"{name}\""),
-                        );
-                        target = Some(Resolved::Status(500));
-                        break settings;
-                    }
-                }
-            }
-            Resolved::Redirect(to) | Resolved::Named(to) => {
-                log(
-                    Level::Error,
-                    format!("rewrite or internal redirection cycle while internally redirecting to \"{to}\""),
+            Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
+                unpaged: Some(redirect),
+                ..Failure::new(code, keep)
+            }),
+            Some(answer) => {
+                let mut headers = evaluated_add_header(settings, &vars_here());
+                keep_fields(&mut headers, &pass.pages);
+                let location_base = absolute_base(
+                    head,
+                    buf,
+                    &Site {
+                        info,
+                        settings,
+                        server_name: &server.primary_name,
+                    },
                 );
-                target = Some(Resolved::Status(500));
-                break settings;
+                // Boxed, as the static path below: the proxy path's state is what a
+                // request holds most of the time, and an inline answer would enlarge it
+                // for all.
+                Content::Sent(
+                    Box::pin(send_answer(
+                        ex.stream,
+                        buf,
+                        head,
+                        answer,
+                        settings,
+                        keep,
+                        &headers,
+                        &location_base,
+                        pass.pages.status,
+                    ))
+                    .await,
+                )
             }
-            other => {
-                target = Some(other);
-                break settings;
+            None => match &settings.action {
+                Action::Proxy(proxy_pass) => {
+                    proxy(
+                        ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
+                    )
+                    .await
+                }
+                Action::Static => {
+                    let mut headers = evaluated_add_header(settings, &vars_here());
+                    keep_fields(&mut headers, &pass.pages);
+                    let file = StaticRequest {
+                        settings,
+                        uri: &uri,
+                        site: Site {
+                            info,
+                            settings,
+                            server_name: &server.primary_name,
+                        },
+                        keep,
+                        add_header: &headers,
+                        status: pass.pages.status,
+                        limit_rate: limit_rate(settings, &vars_here()),
+                    };
+                    Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
+                }
+            },
+        };
+        let failure = match content {
+            Content::Sent(mut handled) => {
+                handled.log = pass.log.take();
+                return handled;
+            }
+            Content::Failed(f) => f,
+        };
+        let Some(page) = pass.pages.find(settings, failure.status) else {
+            let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
+            let mut handled = standard_answer(
+                ex,
+                buf,
+                head,
+                answer,
+                settings,
+                failure.keep,
+                locals,
+                &uri,
+                server,
+            )
+            .await;
+            handled.log = pass.log.take();
+            return handled;
+        };
+        // The page's status rule first: `$status` in the target is the status it sets.
+        pass.pages.answer_with(page);
+        pass.pages.kept_fields = failure.kept_fields;
+        if let Some(Answer::Redirect { location, .. }) = failure.unpaged {
+            // nginx keeps a redirect's Location through the page's internal redirect.
+            pass.pages.kept_fields.push(("Location", location));
+        }
+        locals.set_status(pass.pages.status);
+        let mut to = Vec::new();
+        // The buffer holds the request again (the proxy path put it back).
+        RequestVars {
+            locals: Some(locals),
+            files: Some((&settings.files, None)),
+            ..request_vars(head, buf, info, &server.primary_name, &uri)
+        }
+        .eval(&page.target, &mut to);
+        if !pass.route.may_redirect() && matches!(to.first(), Some(b'/' | b'@')) {
+            crate::log::emit(
+                Level::Error,
+                Some(info.id),
+                format_args!(
+                    "rewrite or internal redirection cycle while internally redirecting to \"{}\", client: {}, server: {}",
+                    String::from_utf8_lossy(&to),
+                    info.remote,
+                    server.primary_name
+                ),
+            );
+            let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+            handled.log = pass.log.take();
+            return handled;
+        }
+        pass.close |= !failure.keep;
+        match to.first() {
+            Some(b'/') => {
+                let (path, args) = match &page.args {
+                    Some(a) => (&to[..], a.as_bytes()),
+                    None if page.target.is_literal() => (&to[..], &b""[..]),
+                    None => match to.iter().position(|&b| b == b'?') {
+                        Some(q) => (&to[..q], &to[q + 1..]),
+                        None => (&to[..], &b""[..]),
+                    },
+                };
+                let Ok(new_uri) = uri::normalize(path).map(std::borrow::Cow::into_owned) else {
+                    let mut handled =
+                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+                    handled.log = pass.log.take();
+                    return handled;
+                };
+                locals.set_args(args.to_vec());
+                pass.route.redirect(new_uri);
+                // The page's request replaces the client's in the buffer, before the
+                // bytes of any request behind it.
+                let mut bytes = error_pages::page_request(head, buf);
+                match body_in_buffer(buf, head) {
+                    Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
+                    None => pass.close = true,
+                }
+                buf.clear();
+                buf.extend_from_slice(&bytes);
+                let mut page_head = RequestHead::new();
+                if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
+                    let mut handled =
+                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+                    handled.log = pass.log.take();
+                    return handled;
+                }
+                drop_invalid_fields(ex, buf, &mut page_head);
+                serve_pass(ex, server, locals, buf, &page_head, pass).await
+            }
+            Some(b'@') => {
+                let name = String::from_utf8_lossy(&to);
+                match route::named_location(server, &name) {
+                    Some(l) => {
+                        pass.route.rw.uri = uri;
+                        pass.route.jump_to_named(l);
+                        serve_pass(ex, server, locals, buf, head, pass).await
+                    }
+                    None => {
+                        crate::log::emit(
+                            Level::Error,
+                            Some(info.id),
+                            format_args!(
+                                "could not find named location \"{name}\", client: {}, server: {}",
+                                info.remote, server.primary_name
+                            ),
+                        );
+                        let mut handled =
+                            answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+                        handled.log = pass.log.take();
+                        handled
+                    }
+                }
+            }
+            _ => {
+                let answer = Answer::Redirect {
+                    code: error_pages::redirect_status(page),
+                    location: to,
+                };
+                let mut handled = standard_answer(
+                    ex,
+                    buf,
+                    head,
+                    answer,
+                    settings,
+                    failure.keep,
+                    locals,
+                    &uri,
+                    server,
+                )
+                .await;
+                handled.log = pass.log.take();
+                handled
             }
         }
-    };
-    let info: &ClientInfo = located.get().unwrap_or(info);
-    let uri: &str = &rw.uri;
-    let vars_here = || RequestVars {
-        locals: Some(&locals),
+    })
+}
+
+/// Answers with nginx's page for a status, or a redirect, with the location's
+/// `add_header` lines that apply.
+#[allow(clippy::too_many_arguments)]
+async fn standard_answer<'a>(
+    ex: &mut Exchange<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    answer: Answer,
+    settings: &LocSettings,
+    keep: bool,
+    locals: &Locals<'_>,
+    uri: &str,
+    server: &ServerConf,
+) -> Handled<'a> {
+    let vars = RequestVars {
+        locals: Some(locals),
         files: Some((&settings.files, None)),
-        ..request_vars(head, buf, info, &server.primary_name, uri)
+        ..request_vars(head, buf, ex.info, &server.primary_name, uri)
     };
-    let keep = head.keep_alive
-        && !settings.keepalive_timeout.is_zero()
-        && served < settings.keepalive_requests
-        && !stopping;
+    let headers = evaluated_add_header(settings, &vars);
+    let location_base = absolute_base(
+        head,
+        buf,
+        &Site {
+            info: ex.info,
+            settings,
+            server_name: &server.primary_name,
+        },
+    );
+    send_answer(
+        ex.stream,
+        buf,
+        head,
+        answer,
+        settings,
+        keep,
+        &headers,
+        &location_base,
+        None,
+    )
+    .await
+}
 
-    if head.method == Method::Connect {
-        return answer_local(stream, buf, head, 405, None, settings, false).await;
-    }
-
-    let log = match &settings.access_log {
+/// The access log line of a request, when its location logs.
+fn capture_log<'a, 'v>(
+    rt: &'a Runtime,
+    settings: &'a LocSettings,
+    vars: &dyn Fn() -> RequestVars<'v>,
+    ex: &Exchange<'_>,
+    served: u32,
+) -> Option<LogLine<'a>> {
+    match &settings.access_log {
         AccessLogConf::Off => None,
         AccessLogConf::Combined(path) => rt
             .access_logs
             .get(path)
-            .map(|log| LogLine::capture(log, &vars_here())),
+            .map(|log| LogLine::capture(log, &vars())),
         AccessLogConf::Format { path, format } => rt.access_logs.get(path).map(|log| {
             let conn = ConnFacts {
-                id: info.id,
+                id: ex.info.id,
                 requests: served,
                 pipelined: ex.pipelined,
             };
             LogLine {
                 log,
-                remote: info.remote,
+                remote: vars().remote,
                 kind: LineKind::Format {
                     format,
-                    pending: PendingLine::prepare(format, &vars_here(), &conn),
+                    pending: PendingLine::prepare(format, &vars(), &conn),
                 },
             }
         }),
-    };
-    if let Some(answer) = answer {
-        let headers = evaluated_add_header(settings, &vars_here());
-        let location_base = absolute_base(head, buf, info);
-        // Boxed, as the static path below: the proxy path's state is what a request
-        // holds most of the time, and an inline answer would enlarge it for all.
-        let mut handled = Box::pin(send_answer(
-            stream,
-            buf,
-            head,
-            answer,
-            settings,
-            keep,
-            &headers,
-            &location_base,
-        ))
-        .await;
-        handled.log = log;
-        return handled;
     }
-    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
-    // `limit_rate`, `limit_rate_after` for this response.
-    let limit_rate = {
-        let v = vars_here();
-        (
-            v.size(&settings.limit_rate),
-            v.size(&settings.limit_rate_after),
-        )
-    };
-    let mut handled = match &settings.action {
-        Action::Proxy(pass) => {
-            let Some(upstream) = rt.upstreams.get(pass.upstream) else {
-                return answer_local(stream, buf, head, 500, None, settings, false).await;
-            };
-            let f = Forward {
-                head,
-                settings,
-                pass,
-                upstream,
-                info,
-                server_name: &server.primary_name,
-                uri,
-                keep_client: keep,
-                log_upstream,
-                locals: Some(&locals),
-                rewritten: rw.rewritten.then_some(RewrittenUri {
-                    prefix_applies: rw.prefix_applies,
-                }),
-            };
-            let pace = crate::net::pace::Pace::new(limit_rate.0, limit_rate.1);
-            let mut client = Http1Downstream::new(stream, settings.send_timeout).paced(pace);
-            let done = crate::proxy::forward(&f, &mut client, buf).await;
-            Handled {
-                status: done.status,
-                body_bytes: done.body_bytes,
-                head_bytes: done.head_bytes,
-                attempts: done.attempts,
-                keep_alive: done.keep_client,
-                keepalive_timeout: settings.keepalive_timeout,
-                header_timeout: settings.client_header_timeout,
-                log: None,
-            }
-        }
-        Action::Static => {
-            let headers = evaluated_add_header(settings, &vars_here());
-            Box::pin(serve_static(
-                stream, buf, head, settings, target, uri, info, keep, &headers, limit_rate,
-            ))
-            .await
-        }
-    };
-    handled.log = log;
-    handled
 }
 
-/// Answers from the file system what [`static_files::resolve`] found.
+/// Adds the fields an error page keeps to its `add_header` lines (always sent).
+fn keep_fields(headers: &mut Vec<(&str, Vec<u8>, bool)>, pages: &PageState) {
+    for (name, value) in &pages.kept_fields {
+        headers.push((name, value.clone(), true));
+    }
+}
+
+/// Forwards the request; an error the location has a page for comes back as a
+/// [`Content::Failed`], with the request's bytes back in `buf` for the page's pass.
 #[allow(clippy::too_many_arguments)]
+async fn proxy<'a>(
+    ex: &mut Exchange<'a>,
+    server: &'a ServerConf,
+    locals: &Locals<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    settings: &'a LocSettings,
+    pass_to: &'a crate::config::ProxyPass,
+    uri: &str,
+    pass: &Pass<'a>,
+    keep: bool,
+) -> Content<'a> {
+    let rt = ex.rt;
+    let target;
+    let (pass_to, upstream): (&crate::config::ProxyPass, &crate::balance::Upstream) =
+        match &pass_to.url {
+            None => match rt.upstreams.get(pass_to.upstream) {
+                Some(u) => (pass_to, u),
+                None => return Content::Failed(Failure::new(500, false)),
+            },
+            Some(url) => {
+                let mut evaluated = Vec::new();
+                RequestVars {
+                    locals: Some(locals),
+                    ..request_vars(head, buf, ex.info, &server.primary_name, uri)
+                }
+                .eval(url, &mut evaluated);
+                let evaluated = String::from_utf8_lossy(&evaluated);
+                match proxy_target::find(rt, settings, url, &evaluated).await {
+                    Ok(t) => {
+                        target = t;
+                        (&target.pass, &*target.group)
+                    }
+                    Err(e) => {
+                        crate::log::emit(
+                            Level::Error,
+                            Some(ex.info.id),
+                            format_args!(
+                                "{e}, client: {}, server: {}",
+                                ex.info.remote, server.primary_name
+                            ),
+                        );
+                        let keep = keep && body_in_buffer(buf, head).is_some();
+                        return Content::Failed(Failure::new(e.status(), keep));
+                    }
+                }
+            }
+        };
+    // With error pages, the request's bytes are kept: forwarding consumes them from
+    // the buffer, and a page's pass needs them again. The body only when it is all
+    // there (a `@name` page sends it again); otherwise `@name` pages are not handed
+    // off and the proxy answers the error itself.
+    let body_whole = body_in_buffer(buf, head);
+    let saved: Option<Vec<u8>> = (!settings.error_pages.is_empty())
+        .then(|| buf[..(head.head_len + body_whole.unwrap_or(0)).min(buf.len())].to_vec());
+    let hands_off = |status: u16| {
+        saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
+    };
+    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream);
+    let f = Forward {
+        head,
+        settings,
+        pass: pass_to,
+        upstream,
+        info: ex.info,
+        server_name: &server.primary_name,
+        uri,
+        keep_client: keep,
+        log_upstream,
+        locals: Some(locals),
+        rewritten: pass.route.rw.rewritten.then_some(RewrittenUri {
+            prefix_applies: pass.route.rw.prefix_applies,
+        }),
+        hands_off: &hands_off,
+    };
+    let (rate, after) = limit_rate(
+        settings,
+        &RequestVars {
+            locals: Some(locals),
+            ..request_vars(head, buf, ex.info, &server.primary_name, uri)
+        },
+    );
+    let mut client = Http1Downstream::new(ex.stream, settings.send_timeout)
+        .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+        .paced(crate::net::pace::Pace::new(rate, after));
+    let done = crate::proxy::forward(&f, &mut client, buf).await;
+    if let (Some(off), Some(saved)) = (done.handed_off, saved) {
+        // The request before whatever the client sent behind it, as it arrived.
+        buf.splice(0..0, saved);
+        return Content::Failed(Failure {
+            status: off.status,
+            keep: done.keep_client,
+            kept_fields: off
+                .www_authenticate
+                .into_iter()
+                .map(|v| ("WWW-Authenticate", v))
+                .collect(),
+            unpaged: None,
+        });
+    }
+    Content::Sent(Handled {
+        status: pass.pages.status.unwrap_or(done.status),
+        body_bytes: done.body_bytes,
+        head_bytes: done.head_bytes,
+        attempts: done.attempts,
+        keep_alive: done.keep_client,
+        keepalive_timeout: settings.keepalive_timeout,
+        header_timeout: settings.client_header_timeout,
+        log: None,
+    })
+}
+
+/// What the static module needs about the request besides its head.
+struct StaticRequest<'r> {
+    settings: &'r LocSettings,
+    uri: &'r str,
+    site: Site<'r>,
+    keep: bool,
+    add_header: &'r [(&'r str, Vec<u8>, bool)],
+    /// The status of an error page served from a file.
+    status: Option<u16>,
+    /// `limit_rate` and `limit_rate_after` for this response.
+    limit_rate: (u64, u64),
+}
+
+/// `limit_rate` and `limit_rate_after` of `settings` for a request.
+fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
+    (
+        vars.size(&settings.limit_rate),
+        vars.size(&settings.limit_rate_after),
+    )
+}
+
+/// Answers from the file system what [`static_files::resolve`] found; errors are left
+/// to the caller (the location may have a page for them).
 async fn serve_static<'a>(
     stream: &mut Stream,
     buf: &mut Buf,
     head: &RequestHead,
-    settings: &LocSettings,
     target: Option<Resolved>,
-    uri: &str,
-    info: &ClientInfo,
-    keep: bool,
-    add_header: &[(&str, Vec<u8>, bool)],
-    limit_rate: (u64, u64),
-) -> Handled<'a> {
+    req: &StaticRequest<'_>,
+) -> Content<'a> {
+    let settings = req.settings;
     let body_in_buf = body_in_buffer(buf, head);
-    let keep = keep && body_in_buf.is_some();
+    let keep = req.keep && body_in_buf.is_some();
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
     let sent = match target {
-        Some(Resolved::Status(code)) => {
-            return answer_local(stream, buf, head, code, None, settings, keep).await
-        }
+        Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
         // The static module answers 405 to anything but GET and HEAD.
         Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash) if !get_or_head => {
-            return answer_local(stream, buf, head, 405, None, settings, keep).await
+            return Content::Failed(Failure::new(405, keep))
         }
         Some(Resolved::File(path, meta)) => {
+            let client_ok =
+                || super::gzip_ok::gzip_ok(&settings.gzip, head, buf, &Default::default());
+            let (gzipped, vary) =
+                static_files::precompressed(&settings.files, &settings.gzip, client_ok, &path);
             let r = static_files::FileRequest {
                 head,
                 buf,
                 files: &settings.files,
-                add_header,
+                add_header: req.add_header,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
-                limit_rate,
+                status: req.status,
+                limit_rate: req.limit_rate,
+                gzipped: gzipped.as_ref().map(|(p, _)| p.as_path()),
+                vary,
             };
-            static_files::send_file(stream, &r, &path, &meta).await
+            let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
+            match static_files::send_file(stream, &r, &path, meta).await {
+                Ok(sent) => sent,
+                Err(status) => return Content::Failed(Failure::new(status, keep)),
+            }
         }
         Some(Resolved::Listing(dir)) => {
-            static_files::send_listing(stream, head, &dir, uri, keep, settings.send_timeout).await
+            static_files::send_listing(stream, head, &dir, req.uri, keep, settings.send_timeout)
+                .await
         }
         Some(Resolved::AddSlash) => {
-            let location = redirect_with_slash(head, buf, info, uri);
+            let location = redirect_with_slash(head, buf, &req.site, req.uri);
             static_files::send_redirect(stream, head, &location, keep, settings.send_timeout).await
         }
         Some(Resolved::Redirect(_) | Resolved::Named(_)) | None => {
-            return answer_local(stream, buf, head, 500, None, settings, false).await
+            return Content::Failed(Failure::new(500, false))
         }
     };
     if let Some(n) = body_in_buf {
         let end = (head.head_len + n).min(buf.len());
         buf.drain(..end);
     }
-    Handled {
+    Content::Sent(Handled {
         status: sent.status,
         body_bytes: sent.body_bytes,
         head_bytes: sent.head_bytes,
@@ -686,29 +939,53 @@ async fn serve_static<'a>(
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,
-    }
+    })
 }
 
-/// nginx's absolute redirect to a directory's URI with its slash, the arguments kept.
-fn redirect_with_slash(head: &RequestHead, buf: &[u8], info: &ClientInfo, uri: &str) -> String {
+/// nginx's redirect to a directory's URI with its slash, the arguments kept.
+fn redirect_with_slash(head: &RequestHead, buf: &[u8], site: &Site<'_>, uri: &str) -> String {
     let args = head
         .query(buf)
         .map(|q| format!("?{}", String::from_utf8_lossy(q)))
         .unwrap_or_default();
-    format!("{}{uri}/{args}", absolute_base(head, buf, info))
+    let mut path = Vec::with_capacity(uri.len() + 1);
+    crate::http1::escape::escape_uri(uri.as_bytes(), &mut path);
+    format!(
+        "{}{}/{args}",
+        absolute_base(head, buf, site),
+        String::from_utf8_lossy(&path)
+    )
 }
 
-/// What nginx puts before a relative `Location` (`absolute_redirect on`):
-/// `http://HOST[:PORT]` with the Host the client asked for and the listening port
-/// unless 80.
-fn absolute_base(head: &RequestHead, buf: &[u8], info: &ClientInfo) -> String {
-    let host = head
+/// Who answers a request, for the redirects it makes.
+struct Site<'a> {
+    info: &'a ClientInfo,
+    settings: &'a LocSettings,
+    server_name: &'a str,
+}
+
+/// What nginx puts before a relative `Location`: with `absolute_redirect on` (the
+/// default) `http://HOST[:PORT]`, HOST being the Host the client asked for (the
+/// server's name with `server_name_in_redirect on`, or without a Host) and PORT the
+/// listening port unless 80 or `port_in_redirect off`; nothing with
+/// `absolute_redirect off`.
+fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
+    let s = site.settings;
+    if !s.absolute_redirect {
+        return String::new();
+    }
+    let asked = head
         .header_value(buf, "host")
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(vhost::normalize_host)
-        .unwrap_or_default();
-    let port = match info.local.port() {
+        .filter(|h| !h.is_empty());
+    let host = match asked {
+        Some(h) if !s.server_name_in_redirect => h,
+        _ => site.server_name.to_owned(),
+    };
+    let port = match site.info.local.port() {
         Some(80) | None => String::new(),
+        Some(_) if !s.port_in_redirect => String::new(),
         Some(p) => format!(":{p}"),
     };
     format!("http://{host}{port}")
@@ -743,6 +1020,7 @@ async fn send_answer<'a>(
     keep: bool,
     add_header: &[(&str, Vec<u8>, bool)],
     location_base: &str,
+    status: Option<u16>,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
         Answer::Close => {
@@ -773,6 +1051,7 @@ async fn send_answer<'a>(
                     default_type: &settings.files.default_type,
                     add_header,
                     location_base,
+                    status,
                 },
             );
             (status, out, body_len, keep)

@@ -36,6 +36,11 @@ pub struct Http1Downstream<'s> {
     send_timeout: Duration,
     /// `limit_rate`, when the location sets one.
     pace: Option<Pace>,
+    /// The status an error page is answered with, whatever the upstream said
+    /// (nginx's `err_status`).
+    status: Option<u16>,
+    /// Fields an error page keeps from the response it replaces.
+    kept_fields: &'s [(&'static str, Vec<u8>)],
 }
 
 impl<'s> Http1Downstream<'s> {
@@ -49,12 +54,26 @@ impl<'s> Http1Downstream<'s> {
             dechunk: None,
             body_bytes: 0,
             pace: None,
+            status: None,
+            kept_fields: &[],
         }
     }
 
     /// Paces the response's writes (`limit_rate`, `limit_rate_after`).
     pub fn paced(mut self, pace: Option<Pace>) -> Self {
         self.pace = pace;
+        self
+    }
+
+    /// The client side of an error page served by proxying: the response gets `status`
+    /// (when set) and `kept_fields`.
+    pub fn for_error_page(
+        mut self,
+        status: Option<u16>,
+        kept_fields: &'s [(&'static str, Vec<u8>)],
+    ) -> Self {
+        self.status = status;
+        self.kept_fields = kept_fields;
         self
     }
 
@@ -146,9 +165,16 @@ impl Downstream for Http1Downstream<'_> {
             keep_alive && !resp.upgrade && !((until_close || chunked) && http10_client);
 
         out.clear();
-        let _ = write!(out, "HTTP/1.1 {} ", head.status);
-        out.extend_from_slice(&resp.buf[head.reason.clone()]);
-        out.extend_from_slice(b"\r\n");
+        match self.status {
+            Some(s) => {
+                let _ = write!(out, "HTTP/1.1 {s} {}\r\n", respond::reason(s));
+            }
+            None => {
+                let _ = write!(out, "HTTP/1.1 {} ", head.status);
+                out.extend_from_slice(&resp.buf[head.reason.clone()]);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
         for h in &head.headers {
             if h.hop_by_hop {
                 continue;
@@ -175,7 +201,8 @@ impl Downstream for Http1Downstream<'_> {
                 out.extend_from_slice(b"Connection: close\r\n");
             }
         }
-        for (name, value) in resp.extra {
+        let kept = self.kept_fields.iter().map(|(n, v)| (n.as_bytes(), &v[..]));
+        for (name, value) in resp.extra.iter().copied().chain(kept) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);

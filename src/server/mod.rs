@@ -3,11 +3,15 @@
 
 mod admission;
 mod conn;
+mod error_pages;
+mod gzip_ok;
 pub mod holders;
 pub mod http1_downstream;
 pub mod listener;
 pub mod location;
+mod proxy_target;
 mod rewrite;
+mod route;
 mod state;
 pub mod static_files;
 pub mod uri;

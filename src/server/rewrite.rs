@@ -58,6 +58,16 @@ impl UriState {
             changed: false,
         }
     }
+
+    /// After an internal redirect (`error_page`) to the normalised `uri`: the upstream
+    /// gets the new URI and arguments, and a `proxy_pass` URI part applies again
+    /// (nginx's `valid_location`).
+    pub(super) fn redirected(&mut self, uri: String) {
+        self.uri = uri;
+        self.rewritten = true;
+        self.prefix_applies = true;
+        self.changed = false;
+    }
 }
 
 /// What the request does after a phase.
@@ -112,6 +122,9 @@ pub(super) struct ResponseFacts<'h> {
     pub(super) add_header: &'h [(&'h str, Vec<u8>, bool)],
     /// `http://HOST[:PORT]`, put before a relative `Location`.
     pub(super) location_base: &'h str,
+    /// The status of an error page answered this way (nginx's `err_status`), in
+    /// place of the answer's own.
+    pub(super) status: Option<u16>,
 }
 
 /// Writes a `return` text, a redirect or a standard page as nginx sends them, with the
@@ -144,6 +157,7 @@ pub(super) fn write_response(
         ),
         Answer::Close => return (444, 0),
     };
+    let status = f.status.unwrap_or(status);
     respond::write_status_line(out, status, f.keep_alive, f.http10);
     if let Answer::Unauthorized(realm) = answer {
         out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");

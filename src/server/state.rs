@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::access_log::{AccessLog, AccessLogs};
+use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
 use crate::config::{self, Config, Endpoint, LocSettings};
 use crate::upstream::PeerRegistry;
@@ -88,6 +89,8 @@ pub struct Runtime {
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
     /// The `limit_req_zone`s and `limit_conn_zone`s, their states kept across reloads.
     pub limit_zones: crate::admission::limits::LimitZones,
+    /// Groups made per request for `proxy_pass` with variables.
+    pub dynamic: DynamicGroups,
 }
 
 impl Runtime {
@@ -126,6 +129,7 @@ impl Runtime {
             config,
             upstreams,
             access_logs,
+            dynamic: DynamicGroups::default(),
         })
     }
 

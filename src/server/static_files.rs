@@ -73,7 +73,7 @@ pub fn resolve(
             let path = map_path(files, location_prefix, candidate);
             match checked_meta(files, &path) {
                 Ok(m) if dir && m.is_dir() => {
-                    return directory(files, location_prefix, candidate, &path, log)
+                    return directory(files, location_prefix, candidate, &path, vars, log)
                 }
                 Ok(m) if !dir && m.is_file() => return Resolved::File(path, m),
                 _ => {}
@@ -91,7 +91,7 @@ pub fn resolve(
     }
     let path = map_path(files, location_prefix, uri);
     if uri.ends_with('/') {
-        return directory(files, location_prefix, uri, &path, log);
+        return directory(files, location_prefix, uri, &path, vars, log);
     }
     match checked_meta(files, &path) {
         Ok(m) if m.is_dir() => Resolved::AddSlash,
@@ -108,15 +108,23 @@ fn directory(
     location_prefix: Option<&str>,
     uri: &str,
     path: &Path,
+    vars: &RequestVars<'_>,
     log: &mut dyn FnMut(Level, String),
 ) -> Resolved {
     let count = files.index.len();
-    for (i, name) in files.index.iter().enumerate() {
+    let mut value = Vec::new();
+    for (i, t) in files.index.iter().enumerate() {
+        value.clear();
+        vars.eval(t, &mut value);
+        let name = String::from_utf8_lossy(&value);
         if name.starts_with('/') {
             // An absolute last entry is nginx's unconditional fallback.
             if i + 1 == count {
-                return Resolved::Redirect(name.clone());
+                return Resolved::Redirect(name.into_owned());
             }
+            continue;
+        }
+        if name.is_empty() {
             continue;
         }
         let candidate = format!("{uri}{name}");
@@ -389,24 +397,63 @@ pub struct FileRequest<'a> {
     pub send_timeout: std::time::Duration,
     /// `limit_rate` and `limit_rate_after` (0: no limit).
     pub limit_rate: (u64, u64),
+    /// The status of an error page served from this file (nginx's `err_status`):
+    /// `If-None-Match`, `If-Modified-Since` and `Range` then apply only to 200.
+    pub status: Option<u16>,
+    /// The file's gzipped copy sent in its place (`gzip_static`): opened instead,
+    /// described by the metadata given, typed by the file's own name, sent with
+    /// `Content-Encoding: gzip`.
+    pub gzipped: Option<&'a Path>,
+    /// `Vary: Accept-Encoding` (`gzip_vary` where a gzipped copy exists).
+    pub vary: bool,
 }
 
-/// Answers a GET or HEAD for a regular file.
+/// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
+/// the response varies by `Accept-Encoding`, as nginx's gzip_static module decides.
+pub fn precompressed(
+    files: &FilesConf,
+    gzip: &crate::config::GzipConf,
+    client_ok: impl FnOnce() -> bool,
+    path: &Path,
+) -> (Option<(PathBuf, Metadata)>, bool) {
+    use crate::config::GzipStatic;
+    let ok = match files.gzip_static {
+        GzipStatic::Off => return (None, false),
+        GzipStatic::On => client_ok(),
+        GzipStatic::Always => true,
+    };
+    if !ok && !gzip.vary {
+        return (None, false);
+    }
+    let mut gz = path.as_os_str().to_owned();
+    gz.push(".gz");
+    let gz = PathBuf::from(gz);
+    match checked_meta(files, &gz) {
+        Ok(m) if m.is_file() && ok => (Some((gz, m)), gzip.vary),
+        Ok(m) if m.is_file() => (None, gzip.vary),
+        _ => (None, false),
+    }
+}
+
+/// Answers a GET or HEAD for a regular file; `Err` with the status when the file
+/// cannot be opened (nothing was written: the caller answers, maybe with its own page).
 pub async fn send_file(
     stream: &mut Stream,
     r: &FileRequest<'_>,
     path: &Path,
     meta: &Metadata,
-) -> Sent {
+) -> Result<Sent, u16> {
     let facts = FileFacts::new(r.files, path, meta);
     let http10 = r.head.minor_version == 0;
     let head_only = r.head.method == Method::Head;
     let keep = r.keep_alive;
     let mut out = Buf::head();
 
-    if let Some(status) = precondition(r.head, r.buf, r.files, &facts) {
+    // nginx's not-modified and range filters look at the status the page goes with.
+    let plain = r.status.is_none_or(|s| s == 200);
+    if let Some(status) = precondition(r.head, r.buf, r.files, &facts).filter(|_| plain) {
         if status == 412 {
-            return send_status(stream, r.head, 412, keep, r.send_timeout).await;
+            return Ok(send_status(stream, r.head, 412, keep, r.send_timeout).await);
         }
         respond::write_status_line(&mut out, 304, keep, http10);
         let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
@@ -416,16 +463,22 @@ pub async fn send_file(
         extra_headers(&mut out, r, 304, facts.mtime);
         out.extend_from_slice(b"\r\n");
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
-        return Sent {
+        return Ok(Sent {
             status: 304,
             head_bytes: out.len() as u64,
             body_bytes: 0,
             keep_alive: keep && ok,
-        };
+        });
     }
 
     let mut ranges = None;
-    if let Some(v) = r.head.header_value(r.buf, "range") {
+    // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges.
+    let ranges_allowed = plain && r.gzipped.is_none();
+    if let Some(v) = r
+        .head
+        .header_value(r.buf, "range")
+        .filter(|_| ranges_allowed)
+    {
         let if_range_ok = match r.head.header_value(r.buf, "if-range") {
             None => true,
             Some(ir) if ir.starts_with(b"\"") || ir.starts_with(b"W/") => {
@@ -451,18 +504,18 @@ pub async fn send_file(
                         out.extend_from_slice(page.as_bytes());
                     }
                     let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
-                    return Sent {
+                    return Ok(Sent {
                         status: 416,
                         head_bytes,
                         body_bytes: out.len() as u64 - head_bytes,
                         keep_alive: keep && ok,
-                    };
+                    });
                 }
             }
         }
     }
 
-    let mut file = match File::open(path) {
+    let mut file = match File::open(r.gzipped.unwrap_or(path)) {
         Ok(f) => f,
         Err(e) => {
             let status = if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -479,11 +532,15 @@ pub async fn send_file(
                     crate::log::os_error_text(&e)
                 ),
             );
-            return send_status(stream, r.head, status, keep, r.send_timeout).await;
+            return Err(status);
         }
     };
 
-    let status = if ranges.is_some() { 206 } else { 200 };
+    let status = match (r.status, &ranges) {
+        (Some(s), _) => s,
+        (None, Some(_)) => 206,
+        (None, None) => 200,
+    };
     respond::write_status_line(&mut out, status, keep, http10);
     // nginx's boundary: a process-wide counter, 20 digits.
     static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -537,7 +594,7 @@ pub async fn send_file(
     if let (Some(rs), false) = (&ranges, multipart) {
         let (a, b) = rs[0];
         let _ = write!(out, "Content-Range: bytes {a}-{b}/{}\r\n", facts.size);
-    } else if ranges.is_none() {
+    } else if ranges.is_none() && r.gzipped.is_none() {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
     extra_headers(&mut out, r, status, facts.mtime);
@@ -546,12 +603,12 @@ pub async fn send_file(
 
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
-        return Sent {
+        return Ok(Sent {
             status,
             head_bytes,
             body_bytes: 0,
             keep_alive: keep && ok,
-        };
+        });
     }
     // The head goes out with the first piece of the body.
     let mut pending: Option<Buf> = Some(out);
@@ -564,12 +621,12 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return broken(status, head_bytes, sent);
+                return Ok(broken(status, head_bytes, sent));
             }
             sent += part_head.len() as u64;
         }
         if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
-            return broken(status, head_bytes, sent);
+            return Ok(broken(status, head_bytes, sent));
         }
         let mut left = b - a + 1;
         while left > 0 {
@@ -584,7 +641,7 @@ pub async fn send_file(
                         None,
                         format_args!("\"{}\" was truncated while being sent", path.display()),
                     );
-                    return broken(status, head_bytes, sent);
+                    return Ok(broken(status, head_bytes, sent));
                 }
                 Ok(n) => n,
             };
@@ -592,7 +649,7 @@ pub async fn send_file(
                 .await
                 .is_err()
             {
-                return broken(status, head_bytes, sent);
+                return Ok(broken(status, head_bytes, sent));
             }
             sent += n as u64;
             left -= n as u64;
@@ -609,16 +666,16 @@ pub async fn send_file(
         .await
         .is_err()
         {
-            return broken(status, head_bytes, sent);
+            return Ok(broken(status, head_bytes, sent));
         }
         sent += trailer.len() as u64;
     }
-    Sent {
+    Ok(Sent {
         status,
         head_bytes,
         body_bytes: sent,
         keep_alive: keep,
-    }
+    })
 }
 
 /// A response cut short: the connection closes.
@@ -655,6 +712,12 @@ async fn write_piece(
 
 /// `expires` and `add_header` fields for a response of `status`.
 fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64) {
+    if r.vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    if r.gzipped.is_some() {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    }
     let applies = respond::add_header_applies(status);
     if applies {
         if let Some(e) = r.files.expires {
@@ -790,7 +853,12 @@ pub fn listing(dir: &Path, uri: &str) -> std::io::Result<String> {
         } else {
             name.clone()
         };
-        let href = format!("{}{}", uri_escape(&name), if is_dir { "/" } else { "" });
+        let mut href = Vec::with_capacity(name.len() + 1);
+        crate::http1::escape::escape_uri_component(name.as_bytes(), &mut href);
+        if is_dir {
+            href.push(b'/');
+        }
+        let href = String::from_utf8_lossy(&href);
         let chars: Vec<char> = shown.chars().collect();
         let (label, pad) = if chars.len() > 50 {
             (
@@ -825,18 +893,6 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn uri_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Sends a listing page.
@@ -908,7 +964,7 @@ mod tests {
     fn paths_stay_under_the_root() {
         let files = FilesConf {
             doc: DocRoot::Alias("/srv/static/".into()),
-            index: vec!["index.html".into()],
+            index: vec![crate::config::Template::literal("index.html")],
             try_files: None,
             types: Default::default(),
             default_type: "text/plain".into(),
@@ -919,6 +975,7 @@ mod tests {
             autoindex: false,
             expires: None,
             disable_symlinks: false,
+            gzip_static: Default::default(),
         };
         assert_eq!(
             map_path(&files, Some("/static/"), "/static/css/a.css"),

@@ -86,6 +86,7 @@ impl Validator<'_> {
         let mut rewrite_ds = Vec::new();
         let mut nested = Vec::new();
         let mut checks = Vec::new();
+        let mut internal = None;
         for c in d.block.as_deref().unwrap_or_default() {
             if self.check(c, directives::LOCATION)?.is_none() {
                 continue;
@@ -123,6 +124,7 @@ impl Validator<'_> {
                     }
                     once(&mut p.alias, self.env.prefix.join(c.arg(0)), c)?;
                 }
+                "internal" => once(&mut internal, true, c)?,
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
                 _ => self.setting(&mut p, c)?,
             }
@@ -155,6 +157,13 @@ impl Validator<'_> {
                     "put it in the location that proxies to the upstream to check",
                 ));
             };
+            if pp.url.is_some() {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    "\"health_check\" needs a \"proxy_pass\" without variables",
+                    "the group to check is known only per request; name it: proxy_pass http://NAME;",
+                ));
+            }
             let hc = self.health_check(c, pp)?;
             self.health_checks.push(hc);
         }
@@ -168,6 +177,7 @@ impl Validator<'_> {
             regex,
             named_captures,
             locations,
+            internal: internal.unwrap_or(false),
             settings: merged.finish(action, rewrite, &self.env.prefix),
             span: d.span.clone(),
         })

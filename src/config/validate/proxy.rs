@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::address::{parse_host_port, HostPortError};
 use super::location::is_regex;
+use super::values::templ;
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
@@ -20,10 +21,14 @@ impl Validator<'_> {
     ) -> Result<ProxyPass> {
         let url = d.arg(0);
         if url.contains('$') {
-            return Err(ConfigError::at(
-                &d.span,
-                "variables in \"proxy_pass\" are not supported yet",
-            ));
+            return Ok(ProxyPass {
+                upstream: usize::MAX,
+                scheme: "http".to_owned(),
+                proxy_host: String::new(),
+                uri: None,
+                location_prefix: None,
+                url: Some(templ(d, url, &self.names)?),
+            });
         }
         let lower = url.to_ascii_lowercase();
         let rest = if lower.starts_with("http://") {
@@ -130,6 +135,7 @@ impl Validator<'_> {
             proxy_host: hostport.to_owned(),
             uri,
             location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
+            url: None,
         })
     }
 
@@ -197,6 +203,7 @@ impl Validator<'_> {
             proxy_host: "localhost".to_owned(),
             uri,
             location_prefix: (!is_regex(kind)).then(|| pattern.to_owned()),
+            url: None,
         })
     }
 }

@@ -33,7 +33,7 @@ pub(super) struct Partial {
     add_header: Option<Vec<AddHeader>>,
     access_log: Option<AccessLogConf>,
     root: Option<PathBuf>,
-    index: Option<Vec<String>>,
+    index: Option<Vec<Template>>,
     types: Option<Arc<MimeTypes>>,
     default_type: Option<String>,
     charset: Option<Option<String>>,
@@ -50,6 +50,19 @@ pub(super) struct Partial {
     send_timeout: Option<Duration>,
     limit_rate: Option<SizeValue>,
     limit_rate_after: Option<SizeValue>,
+    error_pages: Option<Vec<ErrorPage>>,
+    recursive_error_pages: Option<bool>,
+    proxy_intercept_errors: Option<bool>,
+    resolver: Option<Arc<ResolverConf>>,
+    resolver_timeout: Option<Duration>,
+    absolute_redirect: Option<bool>,
+    gzip_static: Option<GzipStatic>,
+    gzip_vary: Option<bool>,
+    gzip_http_version: Option<u8>,
+    gzip_proxied: Option<GzipProxied>,
+    gzip_disable: Option<(Vec<regex::Regex>, bool)>,
+    server_name_in_redirect: Option<bool>,
+    port_in_redirect: Option<bool>,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -102,7 +115,20 @@ impl Partial {
             client_body_temp_path,
             send_timeout,
             limit_rate,
-            limit_rate_after
+            limit_rate_after,
+            error_pages,
+            recursive_error_pages,
+            proxy_intercept_errors,
+            resolver,
+            resolver_timeout,
+            absolute_redirect,
+            gzip_static,
+            gzip_vary,
+            gzip_http_version,
+            gzip_proxied,
+            gzip_disable,
+            server_name_in_redirect,
+            port_in_redirect
         )
     }
 
@@ -145,6 +171,21 @@ impl Partial {
                 .clone()
                 .unwrap_or_else(|| prefix.join("client_body_temp")),
             underscores_in_headers: self.underscores_in_headers.unwrap_or(false),
+            error_pages: self.error_pages.clone().unwrap_or_default(),
+            recursive_error_pages: self.recursive_error_pages.unwrap_or(false),
+            proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
+            resolver: self.resolver.clone(),
+            absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            gzip: GzipConf {
+                vary: self.gzip_vary.unwrap_or(false),
+                http_version_minor: self.gzip_http_version.unwrap_or(1),
+                proxied: self.gzip_proxied.unwrap_or_default(),
+                disable: self.gzip_disable.clone().unwrap_or_default().0,
+                disable_msie6: self.gzip_disable.as_ref().is_some_and(|d| d.1),
+            },
+            server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
+            port_in_redirect: self.port_in_redirect.unwrap_or(true),
+            resolver_timeout: self.resolver_timeout.unwrap_or(secs(30)),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
                 doc: match &self.alias {
@@ -154,7 +195,7 @@ impl Partial {
                 index: self
                     .index
                     .clone()
-                    .unwrap_or_else(|| vec!["index.html".to_owned()]),
+                    .unwrap_or_else(|| vec![Template::literal("index.html")]),
                 try_files: self.try_files.clone(),
                 types: self
                     .types
@@ -171,6 +212,7 @@ impl Partial {
                 autoindex: self.autoindex.unwrap_or(false),
                 expires: self.expires.flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
+                gzip_static: self.gzip_static.unwrap_or_default(),
             },
         })
     }
@@ -286,20 +328,18 @@ impl Validator<'_> {
                 once(&mut p.root, self.env.prefix.join(a0), d)?;
             }
             "index" => {
-                if d.args
-                    .iter()
-                    .any(|a| a.value.is_empty() || a.value.contains('$'))
-                {
+                if d.args.iter().any(|a| a.value.is_empty()) {
                     return Err(ConfigError::at(
                         &d.span,
-                        "index file names must be non-empty and without variables",
+                        "index \"\" in \"index\" directive is invalid",
                     ));
                 }
-                once(
-                    &mut p.index,
-                    d.args.iter().map(|a| a.value.clone()).collect(),
-                    d,
-                )?;
+                let names = d
+                    .args
+                    .iter()
+                    .map(|a| templ(d, &a.value, &self.names))
+                    .collect::<Result<Vec<_>>>()?;
+                once(&mut p.index, names, d)?;
             }
             "types" => {
                 let mut t = MimeTypes::default();
@@ -315,6 +355,82 @@ impl Validator<'_> {
             "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
             "etag" => once(&mut p.etag, flag(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
+            "error_page" => {
+                let pages = error_page(d, &self.names)?;
+                p.error_pages.get_or_insert_with(Vec::new).extend(pages);
+            }
+            "resolver" => once(&mut p.resolver, Arc::new(resolver(d)?), d)?,
+            "gzip_static" => {
+                let v = match a0 {
+                    "off" => GzipStatic::Off,
+                    "on" => GzipStatic::On,
+                    "always" => GzipStatic::Always,
+                    other => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid value \"{other}\" in \"gzip_static\" directive, it must be \"on\", \"off\" or \"always\""),
+                        ))
+                    }
+                };
+                once(&mut p.gzip_static, v, d)?;
+            }
+            "gzip_vary" => once(&mut p.gzip_vary, flag(d)?, d)?,
+            "gzip_http_version" => {
+                let v = match a0 {
+                    "1.0" => 0,
+                    "1.1" => 1,
+                    other => {
+                        return Err(invalid_value(
+                            d,
+                            other,
+                            Some("gzip_http_version takes 1.0 or 1.1"),
+                        ))
+                    }
+                };
+                once(&mut p.gzip_http_version, v, d)?;
+            }
+            "gzip_proxied" => {
+                let mut set = 0u16;
+                for a in &d.args {
+                    set |= match a.value.as_str() {
+                        "off" => GzipProxied::OFF,
+                        "expired" => GzipProxied::EXPIRED,
+                        "no-cache" => GzipProxied::NO_CACHE,
+                        "no-store" => GzipProxied::NO_STORE,
+                        "private" => GzipProxied::PRIVATE,
+                        "no_last_modified" => GzipProxied::NO_LAST_MODIFIED,
+                        "no_etag" => GzipProxied::NO_ETAG,
+                        "auth" => GzipProxied::AUTH,
+                        "any" => GzipProxied::ANY,
+                        other => return Err(invalid_value(d, other, None)),
+                    };
+                }
+                once(&mut p.gzip_proxied, GzipProxied(set), d)?;
+            }
+            "gzip_disable" => {
+                let mut list = Vec::new();
+                let mut msie6 = false;
+                for a in &d.args {
+                    if a.value == "msie6" {
+                        msie6 = true;
+                        continue;
+                    }
+                    let re = regex::RegexBuilder::new(&a.value)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| {
+                            ConfigError::at(&d.span, format!("invalid regex \"{}\": {e}", a.value))
+                        })?;
+                    list.push(re);
+                }
+                once(&mut p.gzip_disable, (list, msie6), d)?;
+            }
+            "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
+            "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
+            "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
+            "resolver_timeout" => once(&mut p.resolver_timeout, time(d, a0)?, d)?,
+            "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
+            "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,
             "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
             "underscores_in_headers" => once(&mut p.underscores_in_headers, flag(d)?, d)?,
             "proxy_request_buffering" => once(&mut p.proxy_request_buffering, flag(d)?, d)?,
@@ -400,6 +516,113 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// `error_page CODE ... [=[RESPONSE]] URI`, as nginx reads it: one entry per code.
+fn error_page(d: &Directive, names: &super::rewrite::VarNames) -> Result<Vec<ErrorPage>> {
+    let n = d.args.len();
+    let uri = d.arg(n - 1);
+    let (codes, response) = match d.arg(n - 2).strip_prefix('=') {
+        Some(_) if n == 2 => return Err(invalid_value(d, d.arg(n - 2), None)),
+        Some("") => (&d.args[..n - 2], ErrorPageStatus::OfPage),
+        Some(code) => match code.parse::<u16>() {
+            Ok(c) => (&d.args[..n - 2], ErrorPageStatus::Code(c)),
+            Err(_) => return Err(invalid_value(d, d.arg(n - 2), None)),
+        },
+        None => (&d.args[..n - 1], ErrorPageStatus::Caught),
+    };
+    let mut target = templ(d, uri, names)?;
+    let mut args = None;
+    if target.is_literal() && uri.starts_with('/') {
+        if let Some((path, a)) = uri.split_once('?') {
+            target = Template::literal(path);
+            args = Some(a.to_owned());
+        }
+    }
+    codes
+        .iter()
+        .map(|a| {
+            let status = match a.value.parse::<u16>() {
+                Ok(s) if s != 499 => s,
+                _ => return Err(invalid_value(d, &a.value, None)),
+            };
+            if !(300..=599).contains(&status) {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("value \"{}\" must be between 300 and 599", a.value),
+                ));
+            }
+            // nginx answers its own 494–497 as 400 unless a page says otherwise.
+            let response = match (response, status) {
+                (ErrorPageStatus::Caught, 494..=497) => ErrorPageStatus::Code(400),
+                (r, _) => r,
+            };
+            Ok(ErrorPage {
+                status,
+                response,
+                target: target.clone(),
+                args: args.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off] [status_zone=Z]`.
+/// Addresses are IPs (`[v6]`), with `:port` or port 53; names are refused (nginx
+/// resolves them once at start; write the address).
+fn resolver(d: &Directive) -> Result<ResolverConf> {
+    let mut conf = ResolverConf {
+        servers: Vec::new(),
+        valid: None,
+        ipv4: true,
+        ipv6: true,
+    };
+    for a in &d.args {
+        let v = a.value.as_str();
+        let on_off = |x: &str| match x {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(invalid_value(d, v, None)),
+        };
+        if let Some(t) = v.strip_prefix("valid=") {
+            conf.valid =
+                Some(super::values::parse_time(t).ok_or_else(|| invalid_value(d, v, None))?);
+        } else if let Some(x) = v.strip_prefix("ipv4=") {
+            conf.ipv4 = on_off(x)?;
+        } else if let Some(x) = v.strip_prefix("ipv6=") {
+            conf.ipv6 = on_off(x)?;
+        } else if v.starts_with("status_zone=") {
+            // nginx Plus statistics; nothing to count here.
+        } else {
+            let addr = v
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .or_else(|| {
+                    let ip = v.trim_start_matches('[').trim_end_matches(']');
+                    ip.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .ok_or_else(|| {
+                    ConfigError::hinted(
+                        &d.span,
+                        format!("invalid resolver address \"{v}\""),
+                        "write the DNS server's IP address, with :port if not 53 (127.0.0.11, [::1]:5353)",
+                    )
+                })?;
+            conf.servers.push(addr);
+        }
+    }
+    if !conf.ipv4 && !conf.ipv6 {
+        return Err(ConfigError::at(
+            &d.span,
+            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+        ));
+    }
+    if conf.servers.is_empty() {
+        return Err(ConfigError::at(&d.span, "no name servers defined"));
+    }
+    Ok(conf)
 }
 
 /// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.

@@ -1,0 +1,149 @@
+//! Whether a client may get a gzipped response, as nginx decides it
+//! (`ngx_http_gzip_ok`): it accepts gzip (`Accept-Encoding` names it with a quality
+//! above zero), speaks at least `gzip_http_version`, is not behind a proxy (`Via`)
+//! unless `gzip_proxied` allows this response, and its User-Agent matches no
+//! `gzip_disable` pattern.
+
+use crate::config::{GzipConf, GzipProxied};
+use crate::http1::RequestHead;
+
+/// What `gzip_proxied` looks at in the response.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ResponseFacts<'r> {
+    /// The `Cache-Control` value, if any.
+    pub(super) cache_control: Option<&'r [u8]>,
+    /// Whether it has `Expires`.
+    pub(super) expires: bool,
+    /// Whether it has `Last-Modified`.
+    pub(super) last_modified: bool,
+    /// Whether it has `ETag`.
+    pub(super) etag: bool,
+}
+
+/// nginx's `ngx_http_gzip_ok` for a request whose head is in `buf`.
+pub(super) fn gzip_ok(
+    conf: &GzipConf,
+    head: &RequestHead,
+    buf: &[u8],
+    resp: &ResponseFacts<'_>,
+) -> bool {
+    let Some(ae) = head.header_value(buf, "accept-encoding") else {
+        return false;
+    };
+    if !accepts_gzip(ae) {
+        return false;
+    }
+    let agent = head.header_value(buf, "user-agent").unwrap_or_default();
+    if conf.disable_msie6 && is_msie6(agent) {
+        return false;
+    }
+    if head.minor_version < conf.http_version_minor {
+        return false;
+    }
+    if head.header_value(buf, "via").is_some() && !proxied_ok(conf.proxied.0, head, buf, resp) {
+        return false;
+    }
+    let agent = String::from_utf8_lossy(agent);
+    !conf.disable.iter().any(|re| re.is_match(&agent))
+}
+
+/// `gzip_proxied` for a request that came through a proxy.
+fn proxied_ok(p: u16, head: &RequestHead, buf: &[u8], resp: &ResponseFacts<'_>) -> bool {
+    if p == 0 || p & GzipProxied::OFF != 0 {
+        return false;
+    }
+    if p & GzipProxied::ANY != 0 {
+        return true;
+    }
+    let cc = |token: &[u8]| {
+        resp.cache_control.is_some_and(|v| {
+            v.windows(token.len())
+                .any(|w| w.eq_ignore_ascii_case(token))
+        })
+    };
+    (p & GzipProxied::EXPIRED != 0 && resp.expires)
+        || (p & GzipProxied::NO_CACHE != 0 && cc(b"no-cache"))
+        || (p & GzipProxied::NO_STORE != 0 && cc(b"no-store"))
+        || (p & GzipProxied::PRIVATE != 0 && cc(b"private"))
+        || (p & GzipProxied::NO_LAST_MODIFIED != 0 && !resp.last_modified)
+        || (p & GzipProxied::NO_ETAG != 0 && !resp.etag)
+        || (p & GzipProxied::AUTH != 0 && head.header_value(buf, "authorization").is_some())
+}
+
+/// Whether `Accept-Encoding` names `gzip` with a quality above zero (nginx looks for
+/// the token `gzip` followed by `,`, `;q=...` or the end).
+fn accepts_gzip(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|item| {
+        let mut parts = item.split(|&b| b == b';');
+        let name = parts.next().unwrap_or_default().trim_ascii();
+        if !name.eq_ignore_ascii_case(b"gzip") {
+            return false;
+        }
+        parts.all(|param| {
+            let param = param.trim_ascii();
+            match param.split_first() {
+                Some((q, rest)) if q.eq_ignore_ascii_case(&b'q') => {
+                    let v = rest.strip_prefix(b"=").unwrap_or(rest).trim_ascii();
+                    quality_above_zero(v)
+                }
+                _ => true,
+            }
+        })
+    })
+}
+
+/// A `q` value other than 0 (`0`, `0.`, `0.0`, `0.00`, `0.000`).
+fn quality_above_zero(v: &[u8]) -> bool {
+    match v.split_first() {
+        Some((b'0', rest)) => rest
+            .strip_prefix(b".")
+            .is_some_and(|frac| frac.iter().any(|&d| d != b'0')),
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// nginx's `msie6`: "MSIE 4." or "MSIE 5.", or "MSIE 6." without "SV1" after it.
+fn is_msie6(agent: &[u8]) -> bool {
+    let Some(at) = agent.windows(5).position(|w| w == b"MSIE ") else {
+        return false;
+    };
+    let rest = &agent[at + 5..];
+    match rest {
+        [b'4' | b'5', b'.', ..] => true,
+        [b'6', b'.', tail @ ..] => !tail.windows(3).any(|w| w == b"SV1"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_with_a_quality_above_zero() {
+        assert!(accepts_gzip(b"gzip"));
+        assert!(accepts_gzip(b"gzip, deflate, br"));
+        assert!(accepts_gzip(b"deflate, GZIP;q=0.5"));
+        assert!(accepts_gzip(b"br;q=1.0, gzip;q=0.001"));
+        assert!(!accepts_gzip(b"gzip;q=0"));
+        assert!(!accepts_gzip(b"gzip;q=0.000"));
+        assert!(!accepts_gzip(b"x-gzip"));
+        assert!(!accepts_gzip(b"deflate"));
+        assert!(!accepts_gzip(b""));
+    }
+
+    #[test]
+    fn old_internet_explorers() {
+        assert!(is_msie6(
+            b"Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)"
+        ));
+        assert!(!is_msie6(
+            b"Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1)"
+        ));
+        assert!(is_msie6(b"Mozilla/4.0 (compatible; MSIE 5.5; Windows 98)"));
+        assert!(!is_msie6(
+            b"Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.0)"
+        ));
+    }
+}
