@@ -134,7 +134,10 @@ async fn relay_response<D: Downstream>(
             if h.always || applies {
                 let start = values.len();
                 v.eval(&h.value, &mut values);
-                ranges.push((h.name.as_bytes(), start..values.len()));
+                // nginx adds no field whose value comes out empty.
+                if values.len() > start {
+                    ranges.push((h.name.as_bytes(), start..values.len()));
+                }
             }
         }
     }

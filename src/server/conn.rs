@@ -999,10 +999,11 @@ fn evaluated_add_header<'s>(
     settings
         .add_header
         .iter()
-        .map(|h| {
+        .filter_map(|h| {
             let mut v = Vec::new();
             vars.eval(&h.value, &mut v);
-            (h.name.as_str(), v, h.always)
+            // nginx adds no field whose value comes out empty.
+            (!v.is_empty()).then_some((h.name.as_str(), v, h.always))
         })
         .collect()
 }
