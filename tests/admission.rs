@@ -98,6 +98,8 @@ fn password_file(dir: &Path) -> Vec<&'static str> {
 fn tree() -> PathBuf {
     let dir = fresh_temp_dir("admission");
     for d in [
+        "paged",
+        "paged/deny",
         "",
         "rec",
         "norec",
@@ -121,6 +123,8 @@ fn tree() -> PathBuf {
         fs::create_dir_all(dir.join("www").join(d)).expect("mkdir");
         fs::write(dir.join("www").join(d).join("f.txt"), format!("{d}\n")).expect("write");
     }
+    fs::write(dir.join("www/401.html"), "who are you?\n").expect("write");
+    fs::write(dir.join("www/404.html"), "not here\n").expect("write");
     dir
 }
 
@@ -203,6 +207,14 @@ http {{
     }}
     location /all-deny/ {{ deny all; auth_basic "all"; auth_basic_user_file {d}/htpasswd; }}
     location /le/ {{ limit_except GET {{ deny all; }} }}
+    location /paged/ {{
+      auth_basic "paged"; auth_basic_user_file {d}/htpasswd;
+      error_page 401 /401.html;
+      error_page 403 =404 /404.html;
+      location /paged/deny/ {{ deny all; }}
+    }}
+    location = /401.html {{ }}
+    location = /404.html {{ }}
     location /le-auth/ {{
       limit_except GET POST {{ auth_basic "writers"; auth_basic_user_file {d}/htpasswd; }}
     }}
@@ -221,13 +233,19 @@ fn facts(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).unwrap_or("?");
-    let auth = head
+    // Every challenge field: an error page must not repeat it.
+    let auth: Vec<&str> = head
         .lines()
-        .find_map(|l| {
+        .filter_map(|l| {
             let (n, v) = l.split_once(':')?;
             n.eq_ignore_ascii_case("www-authenticate").then(|| v.trim())
         })
-        .unwrap_or("-");
+        .collect();
+    let auth = if auth.is_empty() {
+        "-".to_owned()
+    } else {
+        auth.join(" + ")
+    };
     let show = head
         .lines()
         .find_map(|l| l.strip_prefix("X-Show: "))
@@ -478,6 +496,23 @@ fn cases(users: &[&str]) -> Vec<(usize, String, Vec<u8>)> {
         get("/who", &[("Authorization", basic("alice", "x"))]),
     );
     add(3, "who none".into(), get("/who", &[]));
+    add(3, "error_page 401".into(), get("/paged/f.txt", &[]));
+    add(
+        3,
+        "error_page 401 good".into(),
+        get(
+            "/paged/f.txt",
+            &[("Authorization", basic("plain", PASSWORD))],
+        ),
+    );
+    add(
+        3,
+        "error_page 403 =404".into(),
+        get(
+            "/paged/deny/f.txt",
+            &[("Authorization", basic("plain", PASSWORD))],
+        ),
+    );
     add(
         3,
         "missing file".into(),
