@@ -424,6 +424,30 @@ impl RequestVars<'_> {
                     out.extend_from_slice(p.dst_addr.as_bytes());
                 }
             }
+            Var::ProxyProtocolTlv(name) => {
+                let Some(p) = self.proxy_protocol else {
+                    return;
+                };
+                match name {
+                    crate::config::TlvName::Top(t) => {
+                        if let Some(v) = p.tlv(*t) {
+                            out.extend_from_slice(v);
+                        }
+                    }
+                    crate::config::TlvName::SslVerify => {
+                        if let Some((verify, _)) = p.ssl() {
+                            let _ = write!(out, "{verify}");
+                        }
+                    }
+                    crate::config::TlvName::Ssl(t) => {
+                        if let Some((_, subs)) = p.ssl() {
+                            if let Some((_, v)) = subs.iter().find(|(k, _)| k == t) {
+                                out.extend_from_slice(v);
+                            }
+                        }
+                    }
+                }
+            }
             Var::ProxyProtocolServerPort => {
                 if let Some(p) = self.proxy_protocol {
                     let _ = write!(out, "{}", p.dst_port);

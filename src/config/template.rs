@@ -46,6 +46,9 @@ pub fn var(name: &str) -> Option<Var> {
     if let Some(rest) = name.strip_prefix("arg_") {
         return (!rest.is_empty()).then(|| Var::Arg(rest.to_owned()));
     }
+    if let Some(rest) = name.strip_prefix("proxy_protocol_tlv_") {
+        return crate::config::TlvName::parse(rest).map(Var::ProxyProtocolTlv);
+    }
     Some(match name {
         "host" => Var::Host,
         "remote_addr" => Var::RemoteAddr,

@@ -1305,3 +1305,22 @@ fn admission_directive_errors() {
         .iter()
         .any(|w| w.message == "low address bits of 10.1.2.3/8 are meaningless"));
 }
+
+#[test]
+fn proxy_protocol_tlv_names() {
+    for (name, want) in [
+        ("alpn", Some(TlvName::Top(1))),
+        ("0x000ae", Some(TlvName::Top(0xae))),
+        ("ssl_verify", Some(TlvName::SslVerify)),
+        ("ssl_cn", Some(TlvName::Ssl(0x22))),
+        ("ssl_0x25", Some(TlvName::Ssl(0x25))),
+        ("0x1ff", None),
+        ("bogus", None),
+    ] {
+        assert_eq!(TlvName::parse(name), want, "{name}");
+    }
+    let e = load_err(&in_http(
+        "server {\nlisten 80 proxy_protocol;\nreturn 200 $proxy_protocol_tlv_bogus;\n}",
+    ));
+    assert!(e.contains("proxy_protocol_tlv_bogus"), "{e}");
+}

@@ -1235,6 +1235,8 @@ pub enum Var {
     ProxyProtocolServerAddr,
     /// `$proxy_protocol_server_port`.
     ProxyProtocolServerPort,
+    /// `$proxy_protocol_tlv_NAME`: a TLV of a PROXY protocol v2 header.
+    ProxyProtocolTlv(TlvName),
     /// `$connection`: the connection serial number.
     Connection,
     /// `$connection_requests`: requests on this connection so far, this one included.
@@ -1280,6 +1282,49 @@ pub enum Var {
     /// a validated template.
     #[doc(hidden)]
     Unknown(String),
+}
+
+/// Which TLV `$proxy_protocol_tlv_NAME` reads (nginx's names: `alpn`, `authority`,
+/// `unique_id`, `ssl`, `netns`, `0xHH`; inside the SSL TLV `ssl_verify`,
+/// `ssl_version`, `ssl_cn`, `ssl_cipher`, `ssl_sig_alg`, `ssl_key_alg`, `ssl_0xHH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlvName {
+    /// A TLV of the header, by type.
+    Top(u8),
+    /// A sub-TLV of the SSL TLV (type 0x20), by type.
+    Ssl(u8),
+    /// The SSL TLV's `verify` field, in decimal.
+    SslVerify,
+}
+
+impl TlvName {
+    /// The name after `proxy_protocol_tlv_`; `None` when nginx knows no such TLV.
+    pub fn parse(name: &str) -> Option<TlvName> {
+        let hex = |s: &str| {
+            let h = s.strip_prefix("0x")?;
+            (!h.is_empty() && h.len() <= 8)
+                .then(|| u32::from_str_radix(h, 16).ok())
+                .flatten()
+                .and_then(|n| u8::try_from(n).ok())
+        };
+        Some(match name {
+            "alpn" => TlvName::Top(0x01),
+            "authority" => TlvName::Top(0x02),
+            "unique_id" => TlvName::Top(0x05),
+            "ssl" => TlvName::Top(0x20),
+            "netns" => TlvName::Top(0x30),
+            "ssl_verify" => TlvName::SslVerify,
+            "ssl_version" => TlvName::Ssl(0x21),
+            "ssl_cn" => TlvName::Ssl(0x22),
+            "ssl_cipher" => TlvName::Ssl(0x23),
+            "ssl_sig_alg" => TlvName::Ssl(0x24),
+            "ssl_key_alg" => TlvName::Ssl(0x25),
+            other => match other.strip_prefix("ssl_") {
+                Some(h) => TlvName::Ssl(hex(h)?),
+                None => TlvName::Top(hex(other)?),
+            },
+        })
+    }
 }
 
 /// One directive of the rewrite module, run in order in the rewrite phase.

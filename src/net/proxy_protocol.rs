@@ -32,6 +32,8 @@ pub struct ProxyAddrs {
     pub dst_addr: String,
     /// `$proxy_protocol_server_port`.
     pub dst_port: u16,
+    /// The TLVs after a v2 header's addresses (type, value), in order.
+    pub tlvs: Vec<(u8, Vec<u8>)>,
 }
 
 impl ProxyAddrs {
@@ -39,6 +41,35 @@ impl ProxyAddrs {
     pub fn src_ip(&self) -> Option<IpAddr> {
         self.src_addr.parse().ok()
     }
+
+    /// The value of the first TLV of `kind`.
+    pub fn tlv(&self, kind: u8) -> Option<&[u8]> {
+        self.tlvs
+            .iter()
+            .find(|(t, _)| *t == kind)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The SSL TLV (0x20): its `verify` field and its sub-TLVs.
+    pub fn ssl(&self) -> Option<(u32, Vec<(u8, Vec<u8>)>)> {
+        let v = self.tlv(0x20)?;
+        let verify = u32::from_be_bytes(v.get(1..5)?.try_into().ok()?);
+        Some((verify, tlvs(&v[5..])))
+    }
+}
+
+/// Type-length-value entries, up to the first one cut short.
+fn tlvs(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 3 {
+        let len = usize::from(u16::from_be_bytes([bytes[1], bytes[2]]));
+        let Some(value) = bytes.get(3..3 + len) else {
+            break;
+        };
+        out.push((bytes[0], value.to_vec()));
+        bytes = &bytes[3 + len..];
+    }
+    out
 }
 
 /// What [`parse`] made of the bytes so far.
@@ -133,6 +164,7 @@ fn parse_v1(bytes: &[u8]) -> Result<Parsed, ProxyProtocolError> {
                 src_port,
                 dst_addr: dst.to_owned(),
                 dst_port,
+                tlvs: Vec::new(),
             }),
         )),
         _ => Err(broken(bytes)),
@@ -169,6 +201,7 @@ fn parse_v2(bytes: &[u8]) -> Result<Parsed, ProxyProtocolError> {
                 dst_addr: ip(4).to_string(),
                 src_port: port(8),
                 dst_port: port(10),
+                tlvs: tlvs(&a[12..]),
             })
         }
         2 => {
@@ -185,6 +218,7 @@ fn parse_v2(bytes: &[u8]) -> Result<Parsed, ProxyProtocolError> {
                 dst_addr: ip(16).to_string(),
                 src_port: port(32),
                 dst_port: port(34),
+                tlvs: tlvs(&a[36..]),
             })
         }
         // AF_UNSPEC, AF_UNIX: no address nginx uses.
@@ -328,6 +362,22 @@ mod tests {
             parse(&v2(1, 0x31, &[0; 216], b"")).expect("unix"),
             Parsed::Header(232, None)
         );
+        // TLVs: top-level ones, and the SSL TLV's verify field and sub-TLVs.
+        let mut with_tlvs = addr4.to_vec();
+        with_tlvs.extend_from_slice(&[0x01, 0, 2, b'h', b'2']);
+        let mut ssl = vec![0x01, 0, 0, 0, 255];
+        ssl.extend_from_slice(&[0x21, 0, 3, b'T', b'L', b'S']);
+        with_tlvs.push(0x20);
+        with_tlvs.extend_from_slice(&(ssl.len() as u16).to_be_bytes());
+        with_tlvs.extend_from_slice(&ssl);
+        with_tlvs.extend_from_slice(&[0xae, 0, 9]); // cut short: ignored
+        let Parsed::Header(_, Some(a)) = parse(&v2(1, 0x11, &with_tlvs, b"")).expect("tlvs") else {
+            panic!("no header")
+        };
+        assert_eq!(a.tlv(0x01), Some(&b"h2"[..]));
+        assert_eq!(a.tlv(0xae), None);
+        let (verify, subs) = a.ssl().expect("ssl tlv");
+        assert_eq!((verify, subs), (255, vec![(0x21, b"TLS".to_vec())]));
         // Incomplete, short, another version.
         let h = v2(1, 0x11, &addr4, b"");
         assert_eq!(parse(&h[..20]).expect("partial"), Parsed::Incomplete);
