@@ -32,9 +32,12 @@ pub struct ProxyAddrs {
     pub dst_addr: String,
     /// `$proxy_protocol_server_port`.
     pub dst_port: u16,
-    /// The TLVs after a v2 header's addresses (type, value), in order.
-    pub tlvs: Vec<(u8, Vec<u8>)>,
+    /// The TLVs after a v2 header's addresses, in order.
+    pub tlvs: Vec<Tlv>,
 }
+
+/// One type-length-value entry of a v2 header: its type and value.
+pub type Tlv = (u8, Vec<u8>);
 
 impl ProxyAddrs {
     /// The source address as an IP address (v1 text that is not one gives `None`).
@@ -51,7 +54,7 @@ impl ProxyAddrs {
     }
 
     /// The SSL TLV (0x20): its `verify` field and its sub-TLVs.
-    pub fn ssl(&self) -> Option<(u32, Vec<(u8, Vec<u8>)>)> {
+    pub fn ssl(&self) -> Option<(u32, Vec<Tlv>)> {
         let v = self.tlv(0x20)?;
         let verify = u32::from_be_bytes(v.get(1..5)?.try_into().ok()?);
         Some((verify, tlvs(&v[5..])))
@@ -59,7 +62,7 @@ impl ProxyAddrs {
 }
 
 /// Type-length-value entries, up to the first one cut short.
-fn tlvs(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+fn tlvs(mut bytes: &[u8]) -> Vec<Tlv> {
     let mut out = Vec::new();
     while bytes.len() >= 3 {
         let len = usize::from(u16::from_be_bytes([bytes[1], bytes[2]]));
