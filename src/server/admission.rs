@@ -1,7 +1,8 @@
-//! Where the connection loop calls into [`crate::admission`], at nginx's phase points:
-//! the PROXY protocol header when a connection opens, the real client address in the
-//! post-read phase (server settings) and the preaccess phase (location settings), and
-//! the access phase (`allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`).
+//! Where the server calls into [`crate::admission`], at nginx's phase points: the PROXY
+//! protocol header when a connection opens (`conn.rs`), the real client address in the
+//! post-read phase (server settings, `conn.rs`), and for each location a request visits
+//! (`route.rs`) the preaccess phase (a location's realip, `limit_req`, `limit_conn`)
+//! and the access phase (`allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`).
 
 use std::sync::Arc;
 use std::time::Duration;
