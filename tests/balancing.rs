@@ -269,3 +269,27 @@ fn sticky_cookie_pins_a_client_until_its_backend_dies() {
     assert!(r.header("set-cookie").is_some());
     let _ = http_get(port, "/", "localhost");
 }
+
+/// Round robin through a failing peer picks the peers nginx picks: the same backend
+/// for every request, in order, as Debian's nginx on the same config (one worker).
+/// The dead peer fails three times (max_fails=3), lowering its effective weight on
+/// each failure, and each failed request goes on to the peer nginx retries with.
+#[test]
+fn round_robin_retries_follow_nginx_sequence() {
+    let b = Backends::start(&[None, None, None]);
+    let dead = common::DeadPort::new();
+    let up = format!(
+        "    server 127.0.0.1:{} weight=3;\n    server 127.0.0.1:{} weight=2 max_fails=3;\n    server 127.0.0.1:{} weight=2;\n    server 127.0.0.1:{} weight=1;",
+        b.ports[0], dead.port, b.ports[1], b.ports[2]
+    );
+    let run = |port: u16| -> Vec<u16> { (0..40).map(|_| backend(port, "/")).collect() };
+    let (_p, [port]) = Proxy::start_on(|[p]| conf(&up, p));
+    let ours = run(port);
+    let nginx_bin = std::path::PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !common::bin_is_nginx(&common::proxy_bin()) {
+        let (_n, [nport]) = Proxy::start_bin_on(nginx_bin, |[p]| conf(&up, p));
+        assert_eq!(ours, run(nport), "backends in order, ferrolb then nginx");
+    }
+    let c = counts(ours.iter().copied());
+    assert!(c.len() == 3, "{c:?}");
+}

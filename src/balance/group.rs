@@ -234,6 +234,13 @@ impl Upstream {
             .state
             .in_flight
             .fetch_update(Relaxed, Relaxed, |c| c.checked_sub(1));
+        if outcome == Outcome::Failure && !self.single {
+            // nginx lowers the failed peer's effective weight in its round robin state.
+            match (peer.checked_sub(self.primary_count), &self.backup) {
+                (Some(b), Some(backup)) => backup.failed(b),
+                _ => self.primary.failed(peer),
+            }
+        }
         Report {
             temporarily_disabled: passive::record(&p.conf, &p.state, outcome, now, self.single),
         }

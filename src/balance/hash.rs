@@ -59,6 +59,10 @@ impl Select for Hash {
             eligible(i).then_some(i)
         })
     }
+
+    fn failed(&self, i: usize) {
+        self.fallback.failed(i);
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,10 @@ impl Select for IpHash {
             eligible(i).then_some(i)
         })
     }
+
+    fn failed(&self, i: usize) {
+        self.fallback.failed(i);
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,8 @@ use crate::upstream::Peer;
 /// to its weight (`conns_a · weight_b < conns_b · weight_a`). Inherently O(n): every
 /// peer is looked at, as in nginx.
 ///
-/// **Ties.** nginx breaks them with smooth weighted round robin among the tied peers.
-/// Here the scan starts at the next slot of a [`RoundRobin`] schedule and the first
-/// least-loaded peer from there wins: with all peers equally loaded (idle, or every
-/// request answered before the next) that is exactly nginx's weighted order; with
-/// partial ties it is round robin in schedule order.
+/// **Ties** are broken as nginx breaks them: smooth weighted round robin among the
+/// tied peers, with the round robin's state (so idle peers get nginx's weighted order).
 #[derive(Debug)]
 pub struct LeastConn {
     rr: RoundRobin,
@@ -30,22 +27,35 @@ impl Select for LeastConn {
     fn pick(
         &self,
         peers: &[Peer],
-        _ctx: &PickContext<'_>,
+        ctx: &PickContext<'_>,
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        let n = peers.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.rr.next_slot();
         let mut best: Option<usize> = None;
-        for k in 0..n {
-            let i = (start + k) % n;
-            if eligible(i) && best.is_none_or(|b| less_loaded(peers, i, b)) {
-                best = Some(i);
+        let mut tied = false;
+        for i in 0..peers.len() {
+            if !eligible(i) {
+                continue;
+            }
+            match best {
+                Some(b) if less_loaded(peers, i, b) => {
+                    best = Some(i);
+                    tied = false;
+                }
+                Some(b) if !less_loaded(peers, b, i) => tied = true,
+                Some(_) => {}
+                None => best = Some(i),
             }
         }
-        best
+        let b = best?;
+        if !tied {
+            return Some(b);
+        }
+        let least = |i: usize| eligible(i) && !less_loaded(peers, b, i);
+        self.rr.pick(peers, ctx, &least).or(Some(b))
+    }
+
+    fn failed(&self, i: usize) {
+        self.rr.failed(i);
     }
 }
 

@@ -116,6 +116,10 @@ impl Select for LeastTime {
             }
         })
     }
+
+    fn failed(&self, i: usize) {
+        self.fallback.failed(i);
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,10 @@ pub trait Select: Send + Sync {
         ctx: &PickContext<'_>,
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize>;
+
+    /// An attempt at peer `i` failed (nginx's `NGX_PEER_FAILED`): methods that keep
+    /// weights lower it. Nothing by default.
+    fn failed(&self, _i: usize) {}
 }
 
 /// The selector for `conf`'s method (wrapped in [`Sticky`] when `sticky` is set) over

@@ -65,6 +65,10 @@ impl Select for Random {
             }
         })
     }
+
+    fn failed(&self, i: usize) {
+        self.fallback.failed(i);
+    }
 }
 
 #[cfg(test)]

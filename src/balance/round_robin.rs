@@ -1,73 +1,53 @@
-//! nginx's smooth weighted round robin, lock-free.
+//! nginx's smooth weighted round robin, with its state.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
 
 use super::{PickContext, Select};
-use crate::upstream::{Peer, Tried};
+use crate::upstream::Peer;
 
-/// Largest schedule (sum of weights after reduction) [`RoundRobin`] builds: 2^20 slots,
-/// 4 MiB per peer set.
-pub const MAX_PERIOD: u64 = 1 << 20;
-
-/// Smooth weighted round robin (nginx's default method), shared by all worker threads
-/// without a lock.
+/// Smooth weighted round robin (nginx's default method), nginx's `get_peer` and the
+/// weight half of its `free_peer`, literally.
 ///
-/// At build time the sequence nginx's algorithm yields with every peer healthy is
-/// precomputed for one period (the sum of the weights); a shared atomic cursor walks
-/// it, one `fetch_add` per pick. So with all peers healthy every thread together sees
-/// exactly nginx's order (weights 5,1,1 give `a a b a c a a`), and there is no lock on
-/// the request path. Weight 0 (which the config rejects) is taken as 1.
+/// Each peer has a current and an effective weight. A pick adds every eligible peer's
+/// effective weight to its current weight (and raises a lowered effective weight by
+/// one towards its `weight=`); the peer with the largest current weight (the first on
+/// ties) wins and gives back the sum. A failed attempt lowers the peer's effective
+/// weight by `weight / max_fails`. So with all peers healthy the order is nginx's
+/// (weights 5,1,1 give `a a b a c a a`), and after failures and retries the next
+/// peers are those nginx picks: a peer the request already tried, or one that is
+/// down, disabled or at `max_conns`, takes no part in the round, as in nginx.
 ///
-/// **Period cap.** Weights are first divided by their greatest common divisor, which
-/// changes nothing (the algorithm is linear: weights k·w give the sequence of w). If
-/// the sum is still above [`MAX_PERIOD`], every weight is scaled to
-/// `max(1, w · MAX_PERIOD / sum)`: shares then differ from the configured ones by less
-/// than one slot in 2^20 per peer, and every peer keeps at least one slot.
-///
-/// **Deviation from nginx under failures.** nginx lowers a failing peer's
-/// `effective_weight` (by `weight / max_fails` per failure, recovering by one per pick)
-/// and rebalances the running weights among the peers it can use. Here a peer that is
-/// not eligible (down, tried, disabled, at `max_conns`) is skipped: the cursor advances
-/// (another `fetch_add`) until an eligible peer's slot, for at most one period, so the
-/// remaining peers keep shares proportional to their weights, and a peer is used at
-/// full weight as soon as it is eligible again (no gradual ramp-up). The cursor is a
-/// `usize`; its wrap after 2^64 picks shifts the phase once, harmlessly.
+/// The state is shared by all worker threads behind one lock held for the loop over
+/// the peers (nginx keeps one state per worker process; with one worker the sequences
+/// are the same).
 #[derive(Debug)]
 pub struct RoundRobin {
-    /// Peer indices in nginx's order for one period.
-    schedule: Box<[u32]>,
-    /// Number of peers the schedule is over.
-    peers: usize,
-    /// Picks so far (across all threads); the next slot is `cursor % schedule.len()`.
-    cursor: AtomicUsize,
+    /// `weight=` per peer (0, which the config rejects, is taken as 1).
+    weights: Box<[i64]>,
+    /// `max_fails=` per peer: how much a failure lowers the effective weight.
+    max_fails: Box<[u32]>,
+    /// nginx's `current_weight` and `effective_weight` per peer.
+    state: Mutex<Vec<(i64, i64)>>,
 }
 
 impl RoundRobin {
     /// A selector over `peers`, weighted by their `weight=`.
     pub fn new(peers: &[Peer]) -> Self {
         let weights: Vec<u32> = peers.iter().map(|p| p.conf.weight).collect();
-        Self::from_weights(&weights)
+        let mut rr = Self::from_weights(&weights);
+        rr.max_fails = peers.iter().map(|p| p.conf.max_fails).collect();
+        rr
     }
 
-    /// A selector over peers with these weights (index i has weight `weights[i]`).
+    /// A selector over peers with these weights (index i has weight `weights[i]`) and
+    /// nginx's default `max_fails=1`.
     pub fn from_weights(weights: &[u32]) -> Self {
+        let weights: Box<[i64]> = weights.iter().map(|&w| i64::from(w.max(1))).collect();
         RoundRobin {
-            schedule: build_schedule(weights).into_boxed_slice(),
-            peers: weights.len(),
-            cursor: AtomicUsize::new(0),
+            state: Mutex::new(weights.iter().map(|&w| (0, w)).collect()),
+            max_fails: vec![1; weights.len()].into_boxed_slice(),
+            weights,
         }
-    }
-
-    /// One period of the precomputed order (peer indices).
-    pub fn schedule(&self) -> &[u32] {
-        &self.schedule
-    }
-
-    /// The next slot of the schedule (a peer index), advancing the shared cursor.
-    pub(crate) fn next_slot(&self) -> usize {
-        // Relaxed: the cursor only spreads picks; nothing is published through it.
-        let c = self.cursor.fetch_add(1, Relaxed);
-        self.schedule[c % self.schedule.len()] as usize
     }
 }
 
@@ -78,74 +58,40 @@ impl Select for RoundRobin {
         _ctx: &PickContext<'_>,
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        if self.schedule.is_empty() {
-            return None;
-        }
-        let first = self.next_slot();
-        if eligible(first) {
-            return Some(first);
-        }
-        // Slow path. Ask each peer once instead of once per slot (a period can be long),
-        // and give up at once when nobody is eligible instead of burning a period.
-        let mut ok = Tried::new(self.peers);
-        for i in (0..self.peers).filter(|&i| eligible(i)) {
-            ok.insert(i);
-        }
-        if ok.is_empty() {
-            return None;
-        }
-        // Every peer has a slot in every window of one period, so this finds one.
-        (1..self.schedule.len())
-            .map(|_| self.next_slot())
-            .find(|&i| ok.contains(i))
-    }
-}
-
-/// One period of nginx's smooth weighted round robin with every peer healthy, after
-/// the reduction documented on [`RoundRobin`].
-fn build_schedule(weights: &[u32]) -> Vec<u32> {
-    let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x.max(1))).collect();
-    let g = w.iter().copied().fold(0, gcd);
-    if g > 1 {
-        w.iter_mut().for_each(|x| *x /= g);
-    }
-    let sum: u64 = w.iter().sum();
-    if sum > MAX_PERIOD {
-        // x ≤ 2^32 and MAX_PERIOD = 2^20, so the product fits in u64.
-        w.iter_mut()
-            .for_each(|x| *x = (*x * MAX_PERIOD / sum).max(1));
-    }
-    let total: u64 = w.iter().sum();
-    // nginx's get_peer, literally: every peer's current weight grows by its weight; the
-    // largest (first on ties) wins and pays back the total. Signed: currents go negative.
-    let total_i = i64::try_from(total).unwrap_or(i64::MAX);
-    let w: Vec<i64> = w
-        .iter()
-        .map(|&x| i64::try_from(x).unwrap_or(i64::MAX))
-        .collect();
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for _ in 0..total {
-        for (c, wi) in current.iter_mut().zip(&w) {
-            *c += wi;
-        }
-        let mut best = 0;
-        for (i, &c) in current.iter().enumerate() {
-            if c > current[best] {
-                best = i;
+        // A panic while holding the lock leaves only numbers behind: still usable.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut best: Option<usize> = None;
+        let mut total = 0i64;
+        for i in 0..state.len() {
+            if !eligible(i) {
+                continue;
+            }
+            let (current, effective) = &mut state[i];
+            *current += *effective;
+            total += *effective;
+            if *effective < self.weights[i] {
+                *effective += 1;
+            }
+            if best.is_none_or(|b| state[i].0 > state[b].0) {
+                best = Some(i);
             }
         }
-        current[best] -= total_i;
-        out.push(u32::try_from(best).unwrap_or(u32::MAX));
+        let b = best?;
+        state[b].0 -= total;
+        Some(b)
     }
-    out
-}
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
+    fn failed(&self, i: usize) {
+        let (Some(&w), Some(&max_fails)) = (self.weights.get(i), self.max_fails.get(i)) else {
+            return;
+        };
+        if max_fails == 0 {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, effective)) = state.get_mut(i) {
+            *effective = (*effective - w / i64::from(max_fails)).max(0);
+        }
     }
 }
 
@@ -273,18 +219,62 @@ mod tests {
         );
     }
 
-    #[test]
-    fn period_is_capped() {
-        let rr = RoundRobin::from_weights(&[u32::MAX, 1 << 30, 7]);
-        let s = rr.schedule();
-        assert!(s.len() as u64 <= MAX_PERIOD + 3);
-        for i in 0..3 {
-            assert!(s.contains(&i), "peer {i} lost its slot");
+    /// nginx's `get_peer` over the peers `eligible` allows (tried or down ones take no
+    /// part), and its `free_peer` on a failure: the model for retries.
+    fn model_pick(ngx: &mut NginxRr, eligible: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut total = 0;
+        for i in 0..ngx.weight.len() {
+            if !eligible(i) {
+                continue;
+            }
+            ngx.current_weight[i] += ngx.effective_weight[i];
+            total += ngx.effective_weight[i];
+            if ngx.effective_weight[i] < ngx.weight[i] {
+                ngx.effective_weight[i] += 1;
+            }
+            if best.is_none_or(|b| ngx.current_weight[i] > ngx.current_weight[b]) {
+                best = Some(i);
+            }
         }
-        // Reduction by the gcd is exact: shares and order are unchanged.
-        assert_eq!(
-            RoundRobin::from_weights(&[10, 2, 2]).schedule(),
-            [0, 0, 1, 0, 2, 0, 0]
+        let b = best?;
+        ngx.current_weight[b] -= total;
+        Some(b)
+    }
+
+    #[test]
+    fn retries_after_failures_follow_nginx() {
+        // Peer 1 fails every attempt (max_fails=1 lowers its effective weight to 0 and
+        // it climbs back by one per pick); each request retries on the peers it has
+        // not tried. The sequence of attempts must be nginx's.
+        let weights = [3u32, 2, 1];
+        let rr = RoundRobin::from_weights(&weights);
+        let mut ngx = NginxRr::new(&weights);
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..40 {
+            let mut tried_a = Vec::new();
+            let mut tried_b = Vec::new();
+            loop {
+                let a = rr.pick(&[], &PickContext::default(), &|i| !tried_a.contains(&i));
+                let b = model_pick(&mut ngx, &|i| !tried_b.contains(&i));
+                ours.push(a);
+                theirs.push(b);
+                match (a, b) {
+                    (Some(1), Some(1)) => {
+                        rr.failed(1);
+                        ngx.effective_weight[1] = (ngx.effective_weight[1] - 2).max(0);
+                        tried_a.push(1);
+                        tried_b.push(1);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        assert_eq!(ours, theirs);
+        assert!(
+            ours.contains(&Some(1)),
+            "the failing peer keeps getting its trials"
         );
     }
 
@@ -346,14 +336,13 @@ mod tests {
             weights in proptest::collection::vec(1u32..50, 1..10),
         ) {
             let rr = RoundRobin::from_weights(&weights);
-            let period = rr.schedule().len();
+            let period: u64 = weights.iter().map(|&w| u64::from(w)).sum();
             let mut counts = vec![0u64; weights.len()];
-            for pick in picks(&rr, period, &all) {
+            for pick in picks(&rr, period as usize, &all) {
                 counts[pick] += 1;
             }
-            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
             for (c, &w) in counts.iter().zip(&weights) {
-                prop_assert_eq!(c * total, u64::from(w) * period as u64);
+                prop_assert_eq!(*c, u64::from(w));
             }
         }
     }

@@ -55,6 +55,10 @@ impl Select for Sticky {
         }
         self.inner.pick(peers, ctx, eligible)
     }
+
+    fn failed(&self, i: usize) {
+        self.inner.failed(i);
+    }
 }
 
 /// The id a sticky cookie uses for the peer at `addr`: FNV-1a over the address text,

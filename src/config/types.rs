@@ -42,6 +42,10 @@ pub struct Config {
     /// nginx (default on), ferrolb has always run in the foreground, and service
     /// managers prefer that.
     pub daemon: bool,
+    /// `worker_shutdown_timeout`: how long a graceful stop (SIGQUIT) waits for requests
+    /// in progress before it closes their connections. Default none: ferrolb then waits
+    /// 30 s at most (nginx waits without a bound).
+    pub worker_shutdown_timeout: Option<Duration>,
     /// The `http { }` block; a config without one proxies nothing.
     pub http: Http,
     /// Non-fatal findings (directives accepted but ignored, …), for `-t` and the error log.
@@ -630,6 +634,21 @@ pub struct LocSettings {
     /// `recursive_error_pages`: an error page's own error may get an error page too.
     /// Default off.
     pub recursive_error_pages: bool,
+    /// `lingering_close`, `lingering_time`, `lingering_timeout`: how a connection that
+    /// closes after an error response, or with request bytes still unread, is closed.
+    /// Read from the address's default server.
+    pub lingering: Lingering,
+    /// `keepalive_time`: after this long a connection serves no further request.
+    /// Default 1 h.
+    pub keepalive_time: Duration,
+    /// `proxy_buffer_size`: the most an upstream response head may take; a larger
+    /// one is a 502 (`upstream sent too big header`). Default 4k (nginx's page size);
+    /// at most 64k.
+    pub proxy_buffer_size: usize,
+    /// `large_client_header_buffers NUMBER SIZE`: the request line and each header
+    /// line must fit in SIZE bytes (else 414, and 494 sent as 400), the head in NUMBER ×
+    /// SIZE. Read from the default server of the address, as nginx. Default 4 × 8k.
+    pub large_client_header_buffers: (usize, usize),
     /// `absolute_redirect`: a relative `Location` ferrolb makes gets scheme, host and
     /// port. Default on.
     pub absolute_redirect: bool,
@@ -803,6 +822,33 @@ pub struct FilesConf {
     pub disable_symlinks: bool,
     /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
     pub gzip_static: GzipStatic,
+}
+
+/// nginx's lingering close: instead of closing a connection the client may still be
+/// sending to (which resets it, and can destroy the response before the client read
+/// it), ferrolb shuts its side down and reads what comes for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lingering {
+    /// `lingering_close off|on|always`: `on` (the default) lingers when the client may
+    /// still send (an error answered before the request was read whole, or bytes left
+    /// behind the request); `always` after every response that closes.
+    pub mode: LingeringMode,
+    /// `lingering_time`: the most it reads for. Default 30 s.
+    pub time: Duration,
+    /// `lingering_timeout`: the most it waits for each read. Default 5 s.
+    pub timeout: Duration,
+}
+
+/// `lingering_close`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LingeringMode {
+    /// Close at once.
+    Off,
+    /// When the client may still be sending.
+    #[default]
+    On,
+    /// After every response that closes the connection.
+    Always,
 }
 
 /// `gzip_static off|on|always`.

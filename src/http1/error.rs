@@ -14,6 +14,14 @@ pub enum ParseError {
     /// More than `MAX_HEADERS` header fields.
     #[error("too many header fields")]
     TooManyHeaders,
+    /// The request line is longer than a large header buffer
+    /// (`large_client_header_buffers`): nginx's 414.
+    #[error("too long URI")]
+    RequestLineTooLong,
+    /// A header line is longer than a large header buffer, or the head longer than
+    /// all of them: nginx's 494 (a 400 page "Request Header Or Cookie Too Large").
+    #[error("too large request")]
+    HeaderTooLarge,
     /// Request line: the method is not a token, or the target contains whitespace or
     /// control bytes, or the line is otherwise malformed.
     #[error("malformed request line (method must be a token, target must not contain whitespace)")]
@@ -26,6 +34,10 @@ pub enum ParseError {
     /// The protocol version is not `HTTP/1.0` or `HTTP/1.1`.
     #[error("unsupported or malformed HTTP version")]
     InvalidVersion,
+    /// A `101 Switching Protocols` to a request that asked for no upgrade (RFC 9110
+    /// §15.2.2: a server must not send it then).
+    #[error("101 Switching Protocols to a request without Upgrade")]
+    UnrequestedUpgrade,
     /// Status line malformed or status code outside 100..=999.
     #[error("malformed status line or status code outside 100..=999")]
     InvalidStatus,
@@ -85,10 +97,15 @@ pub enum ParseError {
 
 impl ParseError {
     /// The status code a server answers a request that failed with this error:
-    /// 431 for an oversized head or too many headers, 400 for everything else.
+    /// nginx's status: 494 (sent as a 400 page "Request Header Or Cookie Too Large") for
+    /// an oversized head or too many headers, 414 for a too long request line, 400 for
+    /// everything else.
     pub fn status_code(self) -> u16 {
         match self {
-            ParseError::HeadTooLarge | ParseError::TooManyHeaders => 431,
+            ParseError::HeadTooLarge | ParseError::TooManyHeaders | ParseError::HeaderTooLarge => {
+                494
+            }
+            ParseError::RequestLineTooLong => 414,
             _ => 400,
         }
     }

@@ -30,7 +30,8 @@ pub const MAX_HEADERS: usize = 128;
 
 /// Maximum size in bytes of a message head (start line + header fields + blank line).
 /// A head that has not ended within this many bytes → [`ParseError::HeadTooLarge`]
-/// (answer 431 or 400). Also caps the trailer section of a chunked body.
+/// (answered as nginx: 400 "Request Header Or Cookie Too Large"). Also caps the
+/// trailer section of a chunked body.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// A header field as byte ranges into the buffer the head was parsed from.

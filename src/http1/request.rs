@@ -1083,7 +1083,7 @@ mod tests {
         buf.resize(MAX_HEAD_BYTES + 10, b'a');
         let mut h = RequestHead::new();
         assert_eq!(h.parse(&buf), Err(ParseError::HeadTooLarge));
-        assert_eq!(ParseError::HeadTooLarge.status_code(), 431);
+        assert_eq!(ParseError::HeadTooLarge.status_code(), 494);
         // Just under the limit is still only Partial.
         assert_eq!(h.parse(&buf[..MAX_HEAD_BYTES - 1]), Ok(Parsed::Partial));
         // A complete head that fits exactly is fine.
@@ -1105,7 +1105,7 @@ mod tests {
         assert_eq!(parse(&ok).unwrap().headers.len(), MAX_HEADERS);
         buf.extend_from_slice(b"X-Last: v\r\n\r\n");
         assert_eq!(err(&buf), ParseError::TooManyHeaders);
-        assert_eq!(ParseError::TooManyHeaders.status_code(), 431);
+        assert_eq!(ParseError::TooManyHeaders.status_code(), 494);
         assert_eq!(ParseError::MissingHost.status_code(), 400);
     }
 

@@ -88,6 +88,10 @@ pub fn error_page(
 /// "Found" under a "Moved Temporarily" status line, a 401 page "Authorization
 /// Required" under "Unauthorized").
 pub fn error_body(status: u16) -> String {
+    if status == 494 {
+        // nginx's own code for an oversized head, sent as a 400 with its own words.
+        return "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n".to_owned();
+    }
     let title = match status {
         302 => "Found",
         401 => "Authorization Required",
@@ -97,6 +101,15 @@ pub fn error_body(status: u16) -> String {
         "<html>\r\n<head><title>{status} {r}</title></head>\r\n<body>\r\n<center><h1>{status} {r}</h1></center>\r\n<hr><center>ferrolb</center>\r\n</body>\r\n</html>\r\n",
         r = title
     )
+}
+
+/// The status line's code for a status: nginx's own 494 (request header too large)
+/// and 495–497 (TLS client errors) go out as 400, with their own pages.
+pub fn on_the_wire(status: u16) -> u16 {
+    match status {
+        494..=497 => 400,
+        s => s,
+    }
 }
 
 /// [`error_page`] with a `Retry-After: SECS` header when `retry_after_secs` is set
@@ -110,7 +123,7 @@ pub fn error_page_retry_after(
     retry_after_secs: Option<u32>,
 ) {
     let body = error_body(status);
-    write_status_line(out, status, keep_alive, http10_client);
+    write_status_line(out, on_the_wire(status), keep_alive, http10_client);
     if let Some(secs) = retry_after_secs {
         let _ = write!(out, "Retry-After: {secs}\r\n");
     }

@@ -8,7 +8,11 @@ use std::ops::Range;
 use super::body::BodyFraming;
 use super::headers::analyze;
 use super::request::Method;
-use super::{find_header, range_in, HeaderRange, ParseError, Parsed, MAX_HEADERS, MAX_HEAD_BYTES};
+use super::{find_header, range_in, HeaderRange, ParseError, Parsed, MAX_HEAD_BYTES};
+
+/// Most header fields in a response head. nginx counts none (its `proxy_buffer_size`,
+/// 4 KiB by default, bounds the head), and 4 KiB of the shortest lines is about this many.
+pub const MAX_RESPONSE_HEADERS: usize = 1024;
 
 /// A parsed response head: ranges into the buffer it was parsed from.
 ///
@@ -59,7 +63,8 @@ impl ResponseHead {
     /// head not ended within `MAX_HEAD_BYTES` (`HeadTooLarge`).
     pub fn parse(&mut self, buf: &[u8], request_method: Method) -> Result<Parsed, ParseError> {
         let limited = &buf[..buf.len().min(MAX_HEAD_BYTES)];
-        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut raw =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
         // Default config: obs-fold, space before colon and invalid header lines are errors.
         let status = httparse::ParserConfig::default()

@@ -273,9 +273,15 @@ fn run_inner(
     );
     shared.stop(mode);
     if mode == StopMode::Graceful {
-        // Requests in progress get a bounded time to finish (nginx waits without a
-        // bound unless worker_shutdown_timeout is set).
-        let deadline = std::time::Instant::now() + GRACEFUL_STOP_LIMIT;
+        // Requests in progress get `worker_shutdown_timeout` to finish (nginx waits
+        // without a bound when it is not set; ferrolb 30 s).
+        let limit = shared
+            .runtime
+            .load()
+            .config
+            .worker_shutdown_timeout
+            .unwrap_or(GRACEFUL_STOP_LIMIT);
+        let deadline = std::time::Instant::now() + limit;
         while threads.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -284,8 +290,8 @@ fn run_inner(
                 Level::Warn,
                 None,
                 format_args!(
-                    "requests still in progress after {}s, exiting",
-                    GRACEFUL_STOP_LIMIT.as_secs()
+                    "shutdown timeout: requests still in progress after {:.3}s, closing their connections",
+                    limit.as_secs_f64()
                 ),
             );
         }

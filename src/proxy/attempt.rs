@@ -114,6 +114,18 @@ impl AttemptError {
             AttemptError::InvalidHeader(ParseError::UnsupportedTransferEncoding) => {
                 "upstream sent unknown \"Transfer-Encoding\" while reading response header from upstream".into()
             }
+            AttemptError::InvalidHeader(ParseError::InvalidStatus | ParseError::InvalidVersion) => {
+                // nginx then relays the bytes as an HTTP/0.9 response; ferrolb answers 502.
+                "upstream sent no valid HTTP/1.0 header while reading response header from upstream"
+                    .into()
+            }
+            AttemptError::InvalidHeader(ParseError::UnrequestedUpgrade) => {
+                // nginx 1.22 relays it and tunnels; the client asked for no protocol switch.
+                "upstream sent \"101 Switching Protocols\" to a request without Upgrade while reading response header from upstream".into()
+            }
+            AttemptError::InvalidHeader(ParseError::HeadTooLarge) => {
+                "upstream sent too big header while reading response header from upstream".into()
+            }
             AttemptError::InvalidHeader(ParseError::ConflictingContentLength) => {
                 "upstream sent duplicate header line: \"Content-Length\" while reading response header from upstream".into()
             }
@@ -436,12 +448,21 @@ async fn read_head(
     // and the same buffer then carries the rest of a larger body.
     let mut ubuf = Buf::body();
     let mut resp = Recycled::take(&RESPONSE_HEADS);
+    // nginx reads the head into `proxy_buffer_size`; one that does not fit is refused.
+    let limit = s.proxy_buffer_size.min(crate::http1::MAX_HEAD_BYTES);
     let parse = |buf: &mut Buf| loop {
-        match resp.parse(buf, req.method)? {
-            Parsed::Complete if (100..200).contains(&resp.status) && resp.status != 101 => {
+        match resp.parse(buf, req.method) {
+            Ok(Parsed::Complete) if (100..200).contains(&resp.status) && resp.status != 101 => {
                 buf.drain(..resp.head_len);
             }
-            done => return Ok(done),
+            Ok(Parsed::Complete) if resp.head_len > limit => return Err(ParseError::HeadTooLarge),
+            Ok(Parsed::Complete) if resp.status == 101 && !req.upgrade => {
+                return Err(ParseError::UnrequestedUpgrade)
+            }
+            Ok(Parsed::Partial) if buf.len() > limit => return Err(ParseError::HeadTooLarge),
+            // More fields than fit any head nginx would take: too big, in its words.
+            Err(ParseError::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
+            done => return done,
         }
     };
     io::read_head(
@@ -449,7 +470,7 @@ async fn read_head(
         &mut ubuf,
         io::HeadRead::FillTo(BODY_BUF),
         io::HeadTimeout::PerRead(s.proxy_read_timeout),
-        crate::http1::MAX_HEAD_BYTES,
+        limit + 1,
         parse,
     )
     .await

@@ -168,6 +168,7 @@ async fn relay_response<D: Downstream>(
     let mut relay = BodyRelay {
         read_timeout: f.settings.proxy_read_timeout,
         upstream_clean: !sent_close && resp.keep_alive,
+        surplus: None,
     };
     let framing = resp.framing;
     let head_len = resp.head_len;
@@ -176,8 +177,22 @@ async fn relay_response<D: Downstream>(
         .run(client, &mut conn.stream, framing, ubuf, head_len)
         .await;
     done.body_bytes = client.body_bytes();
+    if let Some(what) = relay.surplus {
+        super::log_request(f, cbuf, Level::Warn, what, done.upstream_addr.as_ref());
+    }
     match result {
         Ok(()) => {}
+        Err(BodyError::InvalidChunked) => {
+            done.keep_client = false;
+            super::log_request(
+                f,
+                cbuf,
+                Level::Error,
+                "upstream sent invalid chunked response while reading upstream",
+                done.upstream_addr.as_ref(),
+            );
+            return;
+        }
         Err(BodyError::Upstream(e)) => {
             done.keep_client = false;
             let what = match e {
@@ -220,8 +235,16 @@ async fn relay_response<D: Downstream>(
 
 enum BodyError {
     Upstream(IoFailure),
+    /// The chunked framing broke: nginx's `upstream sent invalid chunked response`.
+    InvalidChunked,
     Client,
 }
+
+/// nginx's warning when an upstream sent bytes past the end of its response.
+const MORE_THAN_LENGTH: &str =
+    "upstream sent more data than specified in \"Content-Length\" header while reading upstream";
+/// nginx's warning for bytes after a chunked body's last chunk.
+const AFTER_FINAL_CHUNK: &str = "upstream sent data after final chunk while reading upstream";
 
 /// Reads the upstream body as it is framed and hands it to the client side.
 struct BodyRelay {
@@ -229,6 +252,8 @@ struct BodyRelay {
     /// Whether the upstream connection ends exactly at the end of this response and
     /// may be reused.
     upstream_clean: bool,
+    /// What to warn about when bytes came after the response's end.
+    surplus: Option<&'static str>,
 }
 
 impl BodyRelay {
@@ -247,6 +272,7 @@ impl BodyRelay {
             BodyFraming::None => {
                 if !initial.is_empty() {
                     self.upstream_clean = false;
+                    self.surplus = Some(MORE_THAN_LENGTH);
                 }
                 client.end_body().await.map_err(|_| BodyError::Client)
             }
@@ -254,6 +280,7 @@ impl BodyRelay {
                 let first = (initial.len() as u64).min(n) as usize;
                 if initial.len() > first {
                     self.upstream_clean = false;
+                    self.surplus = Some(MORE_THAN_LENGTH);
                 }
                 client
                     .send_body(&initial[..first])
@@ -270,6 +297,7 @@ impl BodyRelay {
                     let take = got.min(remaining as usize);
                     if got > take {
                         self.upstream_clean = false;
+                        self.surplus = Some(MORE_THAN_LENGTH);
                     }
                     remaining -= take as u64;
                     client
@@ -281,15 +309,16 @@ impl BodyRelay {
             }
             BodyFraming::Chunked => {
                 let mut sc = ChunkedScanner::new();
-                let mut step = sc
-                    .scan(initial)
-                    .map_err(|_| BodyError::Upstream(IoFailure::Closed))?;
+                // A break in the first bytes: the head has not gone out, and does not,
+                // as with nginx (the client sees the connection close).
+                let mut step = sc.scan(initial).map_err(|_| BodyError::InvalidChunked)?;
                 let first = match step {
                     ScanStep::Done { body_end } => body_end,
                     ScanStep::NeedMore => initial.len(),
                 };
                 if first < initial.len() {
                     self.upstream_clean = false;
+                    self.surplus = Some(AFTER_FINAL_CHUNK);
                 }
                 client
                     .send_body(&initial[..first])
@@ -301,15 +330,14 @@ impl BodyRelay {
                     io::read_some(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
                         .await
                         .map_err(BodyError::Upstream)?;
-                    step = sc
-                        .scan(&bbuf)
-                        .map_err(|_| BodyError::Upstream(IoFailure::Closed))?;
+                    step = sc.scan(&bbuf).map_err(|_| BodyError::InvalidChunked)?;
                     let end = match step {
                         ScanStep::Done { body_end } => body_end,
                         ScanStep::NeedMore => bbuf.len(),
                     };
                     if end < bbuf.len() {
                         self.upstream_clean = false;
+                        self.surplus = Some(AFTER_FINAL_CHUNK);
                     }
                     client
                         .send_body(&bbuf[..end])

@@ -17,7 +17,9 @@ use super::{uri, vhost};
 use crate::access_log::{
     AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
 };
-use crate::config::{AccessLogConf, Action, Level, LocSettings, LogFormat, ServerConf};
+use crate::config::{
+    AccessLogConf, Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, ServerConf,
+};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
@@ -27,8 +29,9 @@ use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
 use crate::vars::{Locals, RequestVars};
 
-/// How long a new connection may take to send its first request head, before any
-/// server settings are known (nginx's `client_header_timeout` default).
+/// How long a new connection may take to send its first request head when no server
+/// listens on its address any more (a reload dropped it); nginx's
+/// `client_header_timeout` default.
 const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How much one read of a request head asks for: a head and a small body usually
@@ -49,8 +52,17 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
     // Bytes that came with the PROXY header are the first request's, not a pipelined one.
     let mut first = true;
     let mut served = 0u32;
-    let mut idle_timeout = FIRST_HEAD_TIMEOUT;
-    let mut header_timeout = FIRST_HEAD_TIMEOUT;
+    // Until a request says which server it is for, the address's default server's
+    // `client_header_timeout` applies: to the first byte and to the whole first head.
+    let first = {
+        let servers = &rt.config.http.servers;
+        vhost::find_server(servers, &info.local, None).map_or(FIRST_HEAD_TIMEOUT, |i| {
+            servers[i].settings.client_header_timeout
+        })
+    };
+    let mut idle_timeout = first;
+    let mut header_timeout = first;
+    let opened = tokio::time::Instant::now();
 
     loop {
         // Wait for the next request without holding a buffer. Readiness can be
@@ -108,6 +120,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
             info: &info,
             real: &real,
             served,
+            opened,
             stopping: *stop.borrow() != StopMode::Running,
             started,
             pipelined,
@@ -116,44 +129,134 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
         match Box::pin(exchange(&mut ex, buf, header_timeout)).await {
-            Some((keepalive, header)) => {
+            Next::Again { keepalive, header } => {
                 idle_timeout = keepalive;
                 header_timeout = header;
             }
-            None => return,
+            Next::Close { client_may_send } => {
+                let l = lingering_of(&rt, &info.local);
+                let linger = match l.mode {
+                    LingeringMode::Off => false,
+                    LingeringMode::On => client_may_send,
+                    LingeringMode::Always => true,
+                };
+                if linger {
+                    tokio::select! {
+                        () = lingering_close(&mut stream, l) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// What the connection does after a request.
+enum Next {
+    /// Waits for another request, this long at most, and gives its head this long.
+    Again {
+        keepalive: Duration,
+        header: Duration,
+    },
+    /// Closes; `client_may_send`: the request may not have been read whole (an error
+    /// answered early, bytes left behind it), so nginx's lingering close applies.
+    Close { client_may_send: bool },
+}
+
+/// The lingering settings of the address's default server.
+fn lingering_of(rt: &Runtime, local: &crate::config::Endpoint) -> Lingering {
+    let servers = &rt.config.http.servers;
+    vhost::find_server(servers, local, None).map_or(
+        Lingering {
+            mode: LingeringMode::On,
+            time: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        },
+        |i| servers[i].settings.lingering,
+    )
+}
+
+/// nginx's lingering close: the write side is shut (the client sees the end of the
+/// response), then whatever the client still sends is read and dropped until it
+/// closes, nothing comes for `timeout`, or `time` is over; only then does the socket
+/// close, so the client is not reset before it read the answer.
+async fn lingering_close(stream: &mut Stream, l: Lingering) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + l.time;
+    let mut scratch = Buf::head();
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match tokio::time::timeout(l.timeout.min(left), stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        scratch.clear();
+        match stream.try_read_buf(&mut (&mut *scratch).limit(HEAD_READ)) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }
 
 /// One request on a connection, from its first bytes (already in `buf`) to the end
-/// of its response. `None` when the connection must close; otherwise the keep-alive
-/// and header timeouts for the next request.
-async fn exchange(
-    ex: &mut Exchange<'_>,
-    buf: &mut Buf,
-    header_timeout: Duration,
-) -> Option<(Duration, Duration)> {
+/// of its response, and what the connection does next.
+async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration) -> Next {
     let info = ex.info;
+    let rt = ex.rt;
     let mut head = Recycled::take(&REQUEST_HEADS);
+    let mut limits = None;
     let read = io::read_head(
         ex.stream,
         buf,
         io::HeadRead::Chunk(HEAD_READ),
         io::HeadTimeout::Whole(header_timeout),
         crate::http1::MAX_HEAD_BYTES,
-        |b: &mut Buf| head.parse(b),
+        |b: &mut Buf| {
+            // nginx's first buffer (`client_header_buffer_size`) is 1k: a head within
+            // it needs no look at the limits.
+            if b.len() > 1024 {
+                let (n, size) = *limits.get_or_insert_with(|| header_buffers(rt, &info.local));
+                oversized(b, n, size)?;
+            }
+            head.parse(b)
+        },
     )
     .await;
     match read {
         Ok(()) => {}
         Err(io::HeadError::Invalid(e)) => {
-            crate::log::emit(
-                Level::Info,
-                Some(info.id),
-                format_args!("client sent invalid request ({e}), client: {}", info.remote),
-            );
+            use crate::http1::ParseError;
+            match e {
+                ParseError::RequestLineTooLong
+                | ParseError::HeaderTooLarge
+                | ParseError::HeadTooLarge
+                | ParseError::TooManyHeaders => crate::log::emit(
+                    Level::Info,
+                    Some(info.id),
+                    format_args!(
+                        "client sent {e} while reading client request headers, client: {}",
+                        info.remote
+                    ),
+                ),
+                _ => crate::log::emit(
+                    Level::Info,
+                    Some(info.id),
+                    format_args!("client sent invalid request ({e}), client: {}", info.remote),
+                ),
+            }
             reject(ex.stream, e.status_code()).await;
-            return None;
+            return Next::Close {
+                client_may_send: false,
+            };
         }
         Err(io::HeadError::Io {
             err: IoFailure::Timeout,
@@ -165,18 +268,59 @@ async fn exchange(
                 format_args!("client timed out (110: Connection timed out) while reading client request headers, client: {}", info.remote),
             );
             reject(ex.stream, 408).await;
-            return None;
+            return Next::Close {
+                client_may_send: false,
+            };
         }
-        Err(io::HeadError::Io { .. }) => return None,
+        Err(io::HeadError::Io { .. }) => {
+            return Next::Close {
+                client_may_send: false,
+            }
+        }
     }
     drop_invalid_fields(ex, buf, &mut head);
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
         log.write(&outcome, ex.started);
     }
-    outcome
-        .keep_alive
-        .then_some((outcome.keepalive_timeout, outcome.header_timeout))
+    if outcome.keep_alive {
+        Next::Again {
+            keepalive: outcome.keepalive_timeout,
+            header: outcome.header_timeout,
+        }
+    } else {
+        Next::Close {
+            client_may_send: outcome.status >= 400 || !buf.is_empty(),
+        }
+    }
+}
+
+/// `large_client_header_buffers` of the address's default server (the head is read
+/// before the virtual server is known).
+fn header_buffers(rt: &Runtime, local: &crate::config::Endpoint) -> (usize, usize) {
+    let servers = &rt.config.http.servers;
+    vhost::find_server(servers, local, None).map_or((4, 8192), |i| {
+        servers[i].settings.large_client_header_buffers
+    })
+}
+
+/// nginx's limits on a head being read into `large_client_header_buffers`: the request
+/// line within `size` bytes (else 414), every header line too and the head within
+/// `n` × `size` (else 494).
+fn oversized(b: &[u8], n: usize, size: usize) -> Result<(), crate::http1::ParseError> {
+    use crate::http1::ParseError;
+    let end = b
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(b.len(), |i| i + 4);
+    let mut lines = b[..end].split(|&c| c == b'\n');
+    if lines.next().is_some_and(|l| l.len() + 1 > size) {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    if lines.any(|l| l.len() + 1 > size) || end > n.saturating_mul(size) {
+        return Err(ParseError::HeaderTooLarge);
+    }
+    Ok(())
 }
 
 /// `ignore_invalid_headers` with `underscores_in_headers`, as nginx applies them: with
@@ -240,6 +384,8 @@ struct Exchange<'a> {
     real: &'a std::sync::OnceLock<ClientInfo>,
     /// Requests on this connection so far, this one included.
     served: u32,
+    /// When the connection was accepted (`keepalive_time`).
+    opened: tokio::time::Instant,
     /// The server is stopping: answer, then close.
     stopping: bool,
     /// When the first byte of the request head was at hand (`$request_time`).
@@ -422,6 +568,7 @@ fn serve_pass<'f, 'a: 'f>(
         let keep = head.keep_alive
             && !settings.keepalive_timeout.is_zero()
             && served < settings.keepalive_requests
+            && ex.opened.elapsed() < settings.keepalive_time
             && !stopping
             && !pass.close;
 

@@ -217,6 +217,7 @@ impl Validator<'_> {
         let mut error_log: Option<ErrorLogConf> = None;
         let mut pid = None;
         let mut daemon = None;
+        let mut shutdown_timeout = None;
         let mut events = None;
         let mut http = None;
         for d in ds {
@@ -266,6 +267,9 @@ impl Validator<'_> {
                 }
                 "pid" => once(&mut pid, self.env.prefix.join(d.arg(0)), d)?,
                 "daemon" => once(&mut daemon, flag(d)?, d)?,
+                "worker_shutdown_timeout" => {
+                    once(&mut shutdown_timeout, values::time(d, d.arg(0))?, d)?
+                }
                 "http" => {
                     if http.is_some() {
                         return Err(duplicate(d));
@@ -294,6 +298,7 @@ impl Validator<'_> {
             }),
             pid: pid.unwrap_or_else(|| prefix.join("logs/nginx.pid")),
             daemon: daemon.unwrap_or(false),
+            worker_shutdown_timeout: shutdown_timeout,
             http: http.unwrap_or_default(),
             warnings: std::mem::take(&mut self.warnings),
         })

@@ -56,6 +56,12 @@ pub(super) struct Partial {
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
+    large_client_header_buffers: Option<(usize, usize)>,
+    proxy_buffer_size: Option<usize>,
+    lingering_close: Option<LingeringMode>,
+    lingering_time: Option<Duration>,
+    lingering_timeout: Option<Duration>,
+    keepalive_time: Option<Duration>,
     gzip_static: Option<GzipStatic>,
     gzip_vary: Option<bool>,
     gzip_http_version: Option<u8>,
@@ -122,6 +128,12 @@ impl Partial {
             resolver,
             resolver_timeout,
             absolute_redirect,
+            large_client_header_buffers,
+            proxy_buffer_size,
+            lingering_close,
+            lingering_time,
+            lingering_timeout,
+            keepalive_time,
             gzip_static,
             gzip_vary,
             gzip_http_version,
@@ -176,6 +188,14 @@ impl Partial {
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
+            proxy_buffer_size: self.proxy_buffer_size.unwrap_or(4096),
+            lingering: Lingering {
+                mode: self.lingering_close.unwrap_or_default(),
+                time: self.lingering_time.unwrap_or(secs(30)),
+                timeout: self.lingering_timeout.unwrap_or(secs(5)),
+            },
+            keepalive_time: self.keepalive_time.unwrap_or(secs(3600)),
             gzip: GzipConf {
                 vary: self.gzip_vary.unwrap_or(false),
                 http_version_minor: self.gzip_http_version.unwrap_or(1),
@@ -424,6 +444,39 @@ impl Validator<'_> {
                     list.push(re);
                 }
                 once(&mut p.gzip_disable, (list, msie6), d)?;
+            }
+            "lingering_close" => {
+                let v = match a0 {
+                    "off" => LingeringMode::Off,
+                    "on" => LingeringMode::On,
+                    "always" => LingeringMode::Always,
+                    other => {
+                        return Err(ConfigError::at(
+                            &d.span,
+                            format!("invalid value \"{other}\" in \"lingering_close\" directive, it must be \"off\", \"on\" or \"always\""),
+                        ))
+                    }
+                };
+                once(&mut p.lingering_close, v, d)?;
+            }
+            "lingering_time" => once(&mut p.lingering_time, time(d, a0)?, d)?,
+            "lingering_timeout" => once(&mut p.lingering_timeout, time(d, a0)?, d)?,
+            "keepalive_time" => once(&mut p.keepalive_time, time(d, a0)?, d)?,
+            "proxy_buffer_size" => {
+                let size = parse_size(a0)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.proxy_buffer_size, size, d)?;
+            }
+            "large_client_header_buffers" => {
+                let n: usize = number(d, a0)?;
+                let size = parse_size(d.arg(1))
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| invalid_value(d, d.arg(1), Some(SIZE_HINT)))?;
+                if n == 0 || size <= 1 {
+                    return Err(ConfigError::at(&d.span, "invalid value"));
+                }
+                once(&mut p.large_client_header_buffers, (n, size), d)?;
             }
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,

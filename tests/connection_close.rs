@@ -1,0 +1,138 @@
+//! How connections end, as nginx ends them: a client still sending a body that is
+//! refused (413) reads the answer instead of being reset (lingering close), and
+//! `keepalive_time` ends a keep-alive connection after its time with
+//! `Connection: close`. Compared with Debian's nginx when it is installed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn conf(port: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 1k;
+    keepalive_time 50ms;
+    location / {{ return 200 "ok\n"; }}
+    location /up {{ proxy_pass http://127.0.0.1:1; }}
+  }}
+}}
+"#
+    )
+}
+
+/// Sends a 4 MiB body the server refuses, all of it, and only then reads the answer:
+/// its status line, and whether the whole body could be sent (a server that closes
+/// without lingering resets the connection while the body still arrives).
+fn refused_upload(port: u16) -> (String, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let body = vec![b'x'; 64 * 1024];
+    let mut sent_all = s
+        .write_all(b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4194304\r\n\r\n")
+        .is_ok();
+    for _ in 0..64 {
+        if s.write_all(&body).is_err() {
+            sent_all = false;
+            break;
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+    let mut got = Vec::new();
+    if let Err(e) = s.read_to_end(&mut got) {
+        if got.is_empty() {
+            return (format!("error: {e}"), sent_all);
+        }
+    }
+    let status = String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    (status, sent_all)
+}
+
+/// Two requests on one connection, the second after `keepalive_time` passed: the
+/// `Connection` field of each answer.
+fn keepalive_time(port: u16) -> (String, String) {
+    let mut ka = KeepAlive::new(port, "localhost");
+    let first = ka.get("/").expect("first");
+    // The condition under test is elapsed time itself: the server accepted the
+    // connection before it answered, so it is older than 50 ms after this.
+    std::thread::sleep(Duration::from_millis(100));
+    let second = ka.get("/").expect("second");
+    (
+        first.header("connection").unwrap_or("-").to_owned(),
+        second.header("connection").unwrap_or("-").to_owned(),
+    )
+}
+
+#[test]
+fn refused_uploads_are_answered_and_old_connections_end() {
+    let (_ferrolb, [port]) = Proxy::start_on(|[p]| conf(p));
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p]| conf(p)));
+
+    let refused = ("HTTP/1.1 413 Request Entity Too Large".to_owned(), true);
+    for _ in 0..3 {
+        assert_eq!(refused_upload(port), refused);
+    }
+    let ours = keepalive_time(port);
+    assert_eq!(ours, ("keep-alive".to_owned(), "close".to_owned()));
+    if let Some((_, [np])) = &nginx {
+        assert_eq!(refused_upload(*np), refused);
+        assert_eq!(keepalive_time(*np), ours);
+    }
+}
+
+/// `worker_shutdown_timeout`: a graceful stop (SIGQUIT) waits that long for a request
+/// whose backend never answers, then closes it and exits, saying so.
+#[test]
+fn a_graceful_stop_ends_after_worker_shutdown_timeout() {
+    let backend = local_listener();
+    let bport = backend.local_addr().expect("addr").port();
+    let (accepted_tx, accepted_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Accept and hold: the request never gets an answer.
+        let mut held = Vec::new();
+        for conn in backend.incoming() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let (mut proxy, [port]) = Proxy::start_on(|[p]| {
+        format!(
+            "worker_shutdown_timeout 300ms;\nevents {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{p};\n    location / {{ proxy_pass http://127.0.0.1:{bport}; }}\n  }}\n}}\n"
+        )
+    });
+    let client = std::thread::spawn(move || http_get(port, "/", "localhost"));
+    accepted_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the request reached the backend");
+    let stopping = Instant::now();
+    proxy.signal(nix::sys::signal::Signal::SIGQUIT);
+    let status = proxy.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some(), "still running 10 s after SIGQUIT");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "exited after {:?}, not after worker_shutdown_timeout",
+        stopping.elapsed()
+    );
+    assert!(
+        proxy.error_log().contains("shutdown timeout"),
+        "{}",
+        proxy.error_log()
+    );
+    // The client's connection is gone, not answered.
+    assert!(client.join().expect("client").is_err());
+}
