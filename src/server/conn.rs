@@ -43,14 +43,6 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
     let mut stop = worker.shared.stop_signal();
     let mut cbuf: Option<Buf> = None;
-    if super::vhost::proxy_protocol_on(&rt.config.http.servers, &info.local) {
-        match super::admission::read_proxy_header(&stream, &mut info, FIRST_HEAD_TIMEOUT).await {
-            Some(rest) => cbuf = Some(rest),
-            None => return,
-        }
-    }
-    // Bytes that came with the PROXY header are the first request's, not a pipelined one.
-    let mut first = true;
     let mut served = 0u32;
     // Until a request says which server it is for, the address's default server's
     // `client_header_timeout` applies: to the first byte and to the whole first head.
@@ -60,6 +52,15 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
             servers[i].settings.client_header_timeout
         })
     };
+    // A PROXY protocol header comes first, within the same time.
+    if super::vhost::proxy_protocol_on(&rt.config.http.servers, &info.local) {
+        match super::admission::read_proxy_header(&stream, &mut info, first).await {
+            Some(rest) => cbuf = Some(rest),
+            None => return,
+        }
+    }
+    // Bytes that came with the PROXY header are the first request's, not a pipelined one.
+    let mut first_request = true;
     let mut idle_timeout = first;
     let mut header_timeout = first;
     let opened = tokio::time::Instant::now();
@@ -102,7 +103,7 @@ pub(super) async fn serve(worker: &Worker, mut stream: Stream, mut info: ClientI
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
-        let pipelined = !fresh_read && !std::mem::take(&mut first);
+        let pipelined = !fresh_read && !std::mem::take(&mut first_request);
 
         // Pick up a reloaded configuration between requests.
         {
