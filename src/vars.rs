@@ -33,6 +33,8 @@ pub struct Locals<'a> {
     request_id: Mutex<Option<[u8; 32]>>,
     /// `$limit_req_status` and `$limit_conn_status`, once a limit applied.
     limit_status: Mutex<[Option<&'static str>; 2]>,
+    /// When the request's first bytes were at hand (`$request_time` before the log).
+    started: Mutex<Option<std::time::Instant>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
 }
@@ -70,6 +72,7 @@ impl<'a> Locals<'a> {
             args: Mutex::new(None),
             request_id: Mutex::new(None),
             limit_status: Mutex::new([None, None]),
+            started: Mutex::new(None),
             status: Mutex::new(None),
         }
     }
@@ -78,6 +81,11 @@ impl<'a> Locals<'a> {
     /// the response is made; `None`: no status yet (`$status` is `000`).
     pub fn set_status(&self, status: Option<u16>) {
         *cell(&self.status) = status;
+    }
+
+    /// When the request's first bytes were at hand: `$request_time` counts from it.
+    pub fn set_started(&self, at: std::time::Instant) {
+        *cell(&self.started) = Some(at);
     }
 
     /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
@@ -391,6 +399,14 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
+            // Seconds with milliseconds so far (`add_header X-Time $request_time`); the
+            // access log fills in its own at the end.
+            Var::RequestTime => {
+                if let Some(at) = self.locals.and_then(|l| *cell(&l.started)) {
+                    let ms = at.elapsed().as_millis();
+                    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+                }
+            }
             Var::LimitReqStatus => {
                 if let Some(s) = self.locals.and_then(Locals::limit_req_status) {
                     out.extend_from_slice(s.as_bytes());
@@ -487,7 +503,6 @@ impl RequestVars<'_> {
             Var::TimeLocal
             | Var::TimeIso8601
             | Var::Msec
-            | Var::RequestTime
             | Var::BodyBytesSent
             | Var::BytesSent
             | Var::UpstreamStatus

@@ -471,6 +471,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     };
     let http = &rt.config.http;
     let locals = Locals::new(&http.maps, http.user_vars.len());
+    locals.set_started(ex.started);
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let pass = Pass {
         route: Route::new(uri, path),
