@@ -37,6 +37,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # nginx: lets the end-to-end harness be checked against the real thing
 # (FERROLB_TEST_BIN=/usr/sbin/nginx cargo test --test django).
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+# htpasswd (apache2-utils): tests/admission.rs makes DES, bcrypt and {SHA} password
+# lines with it, as users do.
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 # chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

@@ -36,6 +36,10 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_upstream_ip_hash_module", true, true),
     m("http_upstream_least_conn_module", true, true),
     m("http_upstream_random_module", true, true),
+    m("http_access_module", true, true),
+    m("http_auth_basic_module", true, true),
+    m("http_limit_conn_module", true, true),
+    m("http_limit_req_module", true, true),
     m("http_rewrite_module", true, true),
     m("http_map_module", true, true),
     m("http_autoindex_module", true, true),
@@ -48,8 +52,6 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_gzip_module", true, false),
     m("http_ssi_module", true, false),
     m("http_userid_module", true, false),
-    m("http_access_module", true, false),
-    m("http_auth_basic_module", true, false),
     m("http_mirror_module", true, false),
     m("http_referer_module", true, false),
     m("http_fastcgi_module", true, false),
@@ -57,8 +59,6 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_scgi_module", true, false),
     m("http_grpc_module", true, false),
     m("http_memcached_module", true, false),
-    m("http_limit_conn_module", true, false),
-    m("http_limit_req_module", true, false),
     m("http_empty_gif_module", true, false),
     m("http_browser_module", true, false),
     m("http_upstream_zone_module", true, false),
@@ -66,7 +66,7 @@ pub(crate) const MODULES: &[Module] = &[
     // Optional in nginx, not implemented (flip to print `--with-…`).
     m("http_ssl_module", false, true),
     m("http_v2_module", false, false),
-    m("http_realip_module", false, false),
+    m("http_realip_module", false, true),
     m("http_stub_status_module", false, false),
     m("stream", false, false),
 ];
@@ -92,11 +92,13 @@ mod tests {
     fn lists_missing_defaults_only() {
         let a = configure_arguments();
         assert!(a.contains("--without-http_gzip_module"));
-        assert!(!a.contains("rewrite"));
+        assert!(!a.contains("rewrite") && !a.contains("http_map_module"));
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));
         assert!(!a.contains("keepalive"));
         assert!(!a.contains("http_geo_module") && !a.contains("split_clients"));
         assert!(a.contains("--with-http_ssl_module"));
+        assert!(a.contains("--with-http_realip_module"));
+        assert!(!a.contains("limit_req") && !a.contains("auth_basic"));
     }
 }

@@ -1,6 +1,7 @@
 //! Evaluation of nginx variables (`$host`, `$remote_addr`, …) in `proxy_set_header`,
 //! `add_header`, `return`, `rewrite`, `if`, `set`, `map` and `log_format` templates.
 
+use crate::net::proxy_protocol::ProxyAddrs;
 use crate::net::tls::TlsFacts;
 use crate::net::ClientAddr;
 use std::io::Write as _;
@@ -40,6 +41,10 @@ pub struct Locals<'a> {
     args: Mutex<Option<Vec<u8>>>,
     /// `$request_id`, made when first used.
     request_id: Mutex<Option<[u8; 32]>>,
+    /// `$limit_req_status` and `$limit_conn_status`, once a limit applied.
+    limit_status: Mutex<[Option<&'static str>; 2]>,
+    /// When the request's first bytes were at hand (`$request_time` before the log).
+    started: Mutex<Option<std::time::Instant>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
     /// The attempts at peers so far, the one being relayed last, while its head is
@@ -108,6 +113,8 @@ impl<'a> Locals<'a> {
             map_values: Mutex::new(vec![Kept::NotYet; http.maps.len()]),
             args: Mutex::new(None),
             request_id: Mutex::new(None),
+            limit_status: Mutex::new([None, None]),
+            started: Mutex::new(None),
             status: Mutex::new(None),
             upstream: Mutex::new(Vec::new()),
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
@@ -125,6 +132,31 @@ impl<'a> Locals<'a> {
     /// the response is made; `None`: no status yet (`$status` is `000`).
     pub fn set_status(&self, status: Option<u16>) {
         *cell(&self.status) = status;
+    }
+
+    /// When the request's first bytes were at hand: `$request_time` counts from it.
+    pub fn set_started(&self, at: std::time::Instant) {
+        *cell(&self.started) = Some(at);
+    }
+
+    /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
+    pub fn set_limit_req_status(&self, status: &'static str) {
+        cell(&self.limit_status)[0] = Some(status);
+    }
+
+    /// Sets `$limit_conn_status` (`PASSED`, `REJECTED`, `REJECTED_DRY_RUN`).
+    pub fn set_limit_conn_status(&self, status: &'static str) {
+        cell(&self.limit_status)[1] = Some(status);
+    }
+
+    /// `$limit_req_status`, once a `limit_req` applied to the request.
+    pub fn limit_req_status(&self) -> Option<&'static str> {
+        cell(&self.limit_status)[0]
+    }
+
+    /// `$limit_conn_status`, once a `limit_conn` applied to the request.
+    pub fn limit_conn_status(&self) -> Option<&'static str> {
+        cell(&self.limit_status)[1]
     }
 
     /// `$request_id` of this request: made on first use, the same afterwards.
@@ -182,8 +214,12 @@ pub struct RequestVars<'a> {
     pub buf: &'a [u8],
     /// The parsed head.
     pub head: &'a RequestHead,
-    /// The client.
+    /// The client (`$remote_addr`), after `set_real_ip_from`.
     pub remote: ClientAddr,
+    /// The connection's peer (`$realip_remote_addr`).
+    pub peer: ClientAddr,
+    /// The connection's PROXY protocol addresses (`$proxy_protocol_addr`).
+    pub proxy_protocol: Option<&'a ProxyAddrs>,
     /// The listening address the client connected to.
     pub local: &'a Endpoint,
     /// The matched server's primary name.
@@ -515,6 +551,81 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
+            // Seconds with milliseconds so far (`add_header X-Time $request_time`); the
+            // access log fills in its own at the end.
+            Var::RequestTime => {
+                if let Some(at) = self.locals.and_then(|l| *cell(&l.started)) {
+                    let ms = at.elapsed().as_millis();
+                    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+                }
+            }
+            Var::LimitReqStatus => {
+                if let Some(s) = self.locals.and_then(Locals::limit_req_status) {
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+            Var::LimitConnStatus => {
+                if let Some(s) = self.locals.and_then(Locals::limit_conn_status) {
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+            Var::RealipRemoteAddr => {
+                let _ = write!(out, "{}", self.peer);
+            }
+            Var::RealipRemotePort => {
+                if let Some(port) = self.peer.port() {
+                    let _ = write!(out, "{port}");
+                }
+            }
+            Var::ProxyProtocolAddr => {
+                if let Some(p) = self.proxy_protocol {
+                    out.extend_from_slice(p.src_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolPort => {
+                if let Some(p) = self.proxy_protocol {
+                    let _ = write!(out, "{}", p.src_port);
+                }
+            }
+            Var::ProxyProtocolServerAddr => {
+                if let Some(p) = self.proxy_protocol {
+                    out.extend_from_slice(p.dst_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolTlv(name) => {
+                let Some(p) = self.proxy_protocol else {
+                    return;
+                };
+                match name {
+                    crate::config::TlvName::Top(t) => {
+                        if let Some(v) = p.tlv(*t) {
+                            out.extend_from_slice(v);
+                        }
+                    }
+                    crate::config::TlvName::SslVerify => {
+                        if let Some((verify, _)) = p.ssl() {
+                            let _ = write!(out, "{verify}");
+                        }
+                    }
+                    crate::config::TlvName::Ssl(t) => {
+                        if let Some((_, subs)) = p.ssl() {
+                            if let Some((_, v)) = subs.iter().find(|(k, _)| k == t) {
+                                out.extend_from_slice(v);
+                            }
+                        }
+                    }
+                }
+            }
+            Var::ProxyProtocolServerPort => {
+                if let Some(p) = self.proxy_protocol {
+                    let _ = write!(out, "{}", p.dst_port);
+                }
+            }
+            Var::RemoteUser => {
+                if let Some((user, _)) = self.header("authorization").and_then(basic_credentials) {
+                    out.extend_from_slice(&user);
+                }
+            }
             Var::BinaryRemoteAddr => match self.remote.ip() {
                 Some(std::net::IpAddr::V4(a)) => out.extend_from_slice(&a.octets()),
                 Some(std::net::IpAddr::V6(a)) => out.extend_from_slice(&a.octets()),
@@ -543,10 +654,8 @@ impl RequestVars<'_> {
             // while the request is being forwarded.
             Var::TimeLocal
             | Var::TimeIso8601
-            | Var::RequestTime
             | Var::BodyBytesSent
             | Var::BytesSent
-            | Var::RemoteUser
             | Var::SentHttp(_)
             | Var::Connection
             | Var::ConnectionRequests
@@ -560,6 +669,22 @@ impl RequestVars<'_> {
         let mut out = Vec::new();
         self.eval(t, &mut out);
         out
+    }
+
+    /// A size setting's value for the request: a template's value read as a size
+    /// (`12k`); 0 when it is not one, as nginx's default.
+    pub fn size(&self, v: &crate::config::SizeValue) -> u64 {
+        match v {
+            crate::config::SizeValue::Fixed(n) => *n,
+            crate::config::SizeValue::Template(t) => {
+                let mut out = Vec::new();
+                self.eval(t, &mut out);
+                std::str::from_utf8(&out)
+                    .ok()
+                    .and_then(crate::config::validate::parse_size)
+                    .unwrap_or(0)
+            }
+        }
     }
 
     /// Appends a whole template.
@@ -639,6 +764,30 @@ fn find_in_map<'m>(map: &'m MapConf, source: &str, locals: &Locals<'_>) -> &'m T
         }
     }
     &map.default
+}
+
+/// The user name and password of an `Authorization: Basic ...` value, read as nginx
+/// reads them (`Basic` in any case, spaces before the base64 text, padding optional,
+/// the user ends at the first `:`); `None` when it is not such a value.
+pub fn basic_credentials(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine as _;
+    let scheme = value.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"basic ") {
+        return None;
+    }
+    let encoded = value[6..].trim_ascii_start();
+    if encoded.is_empty() {
+        return None;
+    }
+    let encoded = encoded
+        .strip_suffix(b"==")
+        .or_else(|| encoded.strip_suffix(b"="))
+        .unwrap_or(encoded);
+    let decoded = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    let colon = memchr::memchr(b':', &decoded)?;
+    Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
 
 fn strip_port(h: &[u8]) -> &[u8] {

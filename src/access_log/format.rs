@@ -93,8 +93,6 @@ impl PendingLine {
                             scratch.push(if conn.pipelined { b'p' } else { b'.' });
                             true
                         }
-                        // No auth module: never set, as nginx without `auth_basic`.
-                        Var::RemoteUser => false,
                         // nginx's `$is_args` is an empty value, not a missing one, and
                         // so are the ports of a Unix-socket connection.
                         Var::IsArgs | Var::RemotePort | Var::ServerPort => {
@@ -261,6 +259,8 @@ mod tests {
             buf,
             head: &head,
             remote: crate::net::ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
+            peer: crate::net::ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
+            proxy_protocol: None,
             local: &"10.0.0.2:80".parse().expect("addr"),
             server_name: "s",
             tls: None,

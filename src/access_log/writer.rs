@@ -254,6 +254,9 @@ impl AccessLogs {
 pub struct CombinedFields<'a> {
     /// `$remote_addr`.
     pub remote_addr: ClientAddr,
+    /// `$remote_user`: the user name of an `Authorization: Basic` header, `None` when
+    /// there is none.
+    pub remote_user: Option<&'a [u8]>,
     /// `$request`: the request line as received (without CRLF).
     pub request: &'a [u8],
     /// `$status`.
@@ -268,11 +271,13 @@ pub struct CombinedFields<'a> {
 
 /// Appends one `combined` line, newline included, to `out`:
 /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
-/// "$http_referer" "$http_user_agent"`. `$remote_user` is always `-` (no auth module).
+/// "$http_referer" "$http_user_agent"`.
 pub fn format_combined(out: &mut Vec<u8>, f: &CombinedFields<'_>) {
     use std::io::Write as _;
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "{} - - [", f.remote_addr);
+    let _ = write!(out, "{} - ", f.remote_addr);
+    escape_or_dash(out, f.remote_user);
+    out.extend_from_slice(b" [");
     with_time(|_, local| out.extend_from_slice(local));
     out.extend_from_slice(b"] \"");
     super::format::escape_default(out, f.request);
@@ -313,6 +318,7 @@ mod tests {
     fn combined_plain() {
         let l = line(&CombinedFields {
             remote_addr: ClientAddr::Inet("127.0.0.1:1".parse().expect("ip")),
+            remote_user: None,
             request: b"GET /x?a=1 HTTP/1.1",
             status: 200,
             body_bytes_sent: 612,
@@ -336,6 +342,7 @@ mod tests {
     fn combined_escapes_quotes_backslashes_and_binary() {
         let l = line(&CombinedFields {
             remote_addr: ClientAddr::Inet("[::1]:1".parse().expect("ip")),
+            remote_user: Some(b"al\"ice"),
             request: b"GET /\"a\\b\x01\xff HTTP/1.1",
             status: 400,
             body_bytes_sent: 0,
@@ -345,7 +352,7 @@ mod tests {
         let (rest, _) = strip_time(&l);
         assert_eq!(
             rest,
-            "::1 - - [] \"GET /\\x22a\\x5Cb\\x01\\xFF HTTP/1.1\" 400 0 \"\\x7F\" \"-\"\n"
+            "::1 - al\\x22ice [] \"GET /\\x22a\\x5Cb\\x01\\xFF HTTP/1.1\" 400 0 \"\\x7F\" \"-\"\n"
         );
     }
 

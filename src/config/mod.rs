@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`load`] (for running and `-t`) and [`dump`] (for `-T`).
 
+pub mod admission;
 pub mod directives;
 pub mod error;
 pub mod geo;
@@ -18,6 +19,7 @@ pub mod validate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use admission::*;
 pub use error::ConfigError;
 pub use overlay::{AddPeer, Overlay};
 pub use resolve::{Resolve, StaticResolver, SystemResolver};

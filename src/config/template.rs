@@ -51,6 +51,9 @@ pub fn var(name: &str) -> Option<Var> {
     if let Some(rest) = name.strip_prefix("arg_") {
         return (!rest.is_empty()).then(|| Var::Arg(rest.to_owned()));
     }
+    if let Some(rest) = name.strip_prefix("proxy_protocol_tlv_") {
+        return crate::config::TlvName::parse(rest).map(Var::ProxyProtocolTlv);
+    }
     Some(match name {
         "host" => Var::Host,
         "remote_addr" => Var::RemoteAddr,
@@ -111,6 +114,14 @@ pub fn var(name: &str) -> Option<Var> {
         "content_type" => Var::ContentType,
         "content_length" => Var::ContentLength,
         "binary_remote_addr" => Var::BinaryRemoteAddr,
+        "realip_remote_addr" => Var::RealipRemoteAddr,
+        "limit_req_status" => Var::LimitReqStatus,
+        "limit_conn_status" => Var::LimitConnStatus,
+        "realip_remote_port" => Var::RealipRemotePort,
+        "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+        "proxy_protocol_port" => Var::ProxyProtocolPort,
+        "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+        "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
         "date_gmt" => Var::DateGmt,
         "date_local" => Var::DateLocal,
         _ => return None,

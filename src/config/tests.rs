@@ -1227,3 +1227,151 @@ fn root_and_alias_with_variables_never_name_a_path_that_leaves_them() {
         Some(PathBuf::from("/srv/lb/html/r/f.txt"))
     );
 }
+
+#[test]
+fn admission_directives_merge_as_nginx() {
+    let c = load_text(&in_http(
+        "set_real_ip_from 10.0.0.0/8;\n\
+         real_ip_header X-Forwarded-For;\n\
+         allow 192.0.2.0/24;\n\
+         deny all;\n\
+         auth_basic \"realm\";\n\
+         limit_req_zone $binary_remote_addr zone=one:10m rate=30r/m;\n\
+         limit_conn_zone $binary_remote_addr zone=addr:1m;\n\
+         server {\n\
+           listen 80 proxy_protocol;\n\
+           real_ip_recursive on;\n\
+           limit_req zone=one burst=5 nodelay;\n\
+           location / { auth_basic_user_file users; limit_conn addr 2; }\n\
+           location /open/ { allow all; auth_basic off; limit_req_status 429; }\n\
+           location /w/ { limit_except GET { deny all; } }\n\
+         }",
+    ));
+    let s = &c.http.servers[0];
+    assert!(s.listen[0].proxy_protocol);
+    let root = &s.locations[0].settings.admission;
+    let real = root.real_ip.as_ref().expect("inherited realip");
+    assert_eq!(real.header, RealIpHeader::XForwardedFor);
+    assert!(real.recursive);
+    assert_eq!(
+        real.from,
+        vec![AddrMatch::Net("10.0.0.0/8".parse().expect("net"))]
+    );
+    assert_eq!(root.rules.len(), 2);
+    let auth = root.auth_basic.as_ref().expect("realm and file merged");
+    assert_eq!(auth.user_file, Template::literal("/srv/lb/users"));
+    assert_eq!(c.http.limit_req_zones[0].rate, 500);
+    assert_eq!(c.http.limit_req_zones[0].size, 10 << 20);
+    assert_eq!(
+        root.limit_req.limits,
+        vec![LimitReq {
+            zone: 0,
+            burst: 5000,
+            delay: u64::MAX
+        }]
+    );
+    assert_eq!(root.limit_conn.limits, vec![LimitConn { zone: 0, conn: 2 }]);
+    let open = &s.locations[1].settings.admission;
+    assert_eq!(
+        open.rules.len(),
+        1,
+        "a level with rules replaces the inherited ones"
+    );
+    assert!(open.auth_basic.is_none());
+    assert_eq!((open.limit_req.status, root.limit_req.status), (429, 503));
+    let le = s.locations[2]
+        .settings
+        .admission
+        .limit_except
+        .as_ref()
+        .expect("limit_except");
+    assert!(!le.restricts(b"HEAD") && !le.restricts(b"GET") && le.restricts(b"POST"));
+    assert_eq!(le.conf.rules.len(), 1);
+}
+
+#[test]
+fn admission_directive_errors() {
+    let server = |body: &str| in_http(&format!("server {{\nlisten 80;\n{body}\n}}"));
+    for (body, want) in [
+        ("allow 10.0.0.300;", "nginx.conf:5: invalid parameter \"10.0.0.300\""),
+        ("deny 10.0.0.0/33;", "nginx.conf:5: invalid parameter \"10.0.0.0/33\""),
+        ("set_real_ip_from all;", "nginx.conf:5: invalid parameter \"all\""),
+        ("set_real_ip_from proxy.example;", "nginx.conf:5: host not found in set_real_ip_from \"proxy.example\""),
+        ("satisfy some;", "nginx.conf:5: invalid value \"some\" in \"satisfy\" directive, it must be \"all\" or \"any\""),
+        ("limit_req zone=nowhere;", "nginx.conf:5: zero size shared memory zone \"nowhere\""),
+        ("limit_conn nowhere 1;", "nginx.conf:5: zero size shared memory zone \"nowhere\""),
+        ("location / { limit_except FETCH { deny all; } }", "nginx.conf:5: invalid method \"FETCH\""),
+        ("location / { limit_except GET { proxy_pass http://127.0.0.1:1; } }", "nginx.conf:5: \"proxy_pass\" inside \"limit_except\" is not supported"),
+        ("limit_req_status 200;", "nginx.conf:5: \"limit_req_status\" directive invalid value \"200\": value must be between 400 and 599"),
+        ("auth_basic a;\nauth_basic b;", "nginx.conf:6: \"auth_basic\" directive is duplicate"),
+    ] {
+        assert_eq!(first_line(&load_err(&server(body))), want, "{body}");
+    }
+    for (http, want) in [
+        (
+            "limit_req_zone $binary_remote_addr zone=one:10m;",
+            "nginx.conf:3: invalid number of arguments in \"limit_req_zone\" directive",
+        ),
+        (
+            "limit_req_zone $binary_remote_addr zone=one:10m zone=two:10m;",
+            "nginx.conf:3: no rate is defined for limit_req_zone",
+        ),
+        (
+            "limit_req_zone $binary_remote_addr rate=1r/s rate=2r/s;",
+            "nginx.conf:3: \"limit_req_zone\" must have \"zone\" parameter",
+        ),
+        (
+            "limit_req_zone $binary_remote_addr zone=one:10m rate=1r/h;",
+            "nginx.conf:3: invalid rate \"rate=1r/h\"",
+        ),
+        (
+            "limit_req_zone $binary_remote_addr zone=one:1k rate=1r/s;",
+            "nginx.conf:3: zone \"one\" is too small",
+        ),
+        (
+            "limit_conn_zone $binary_remote_addr zone=one:1m;\nlimit_conn_zone $host zone=one:1m;",
+            "nginx.conf:4: duplicate zone \"one\"",
+        ),
+        (
+            "limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s sync;",
+            "nginx.conf:3: \"sync\" parameter is not supported",
+        ),
+    ] {
+        assert_eq!(first_line(&load_err(&in_http(http))), want, "{http}");
+    }
+    // A name stands for each of its addresses.
+    let c = load_text(&server("set_real_ip_from localhost;"));
+    let from = &c.http.servers[0]
+        .settings
+        .admission
+        .real_ip
+        .as_ref()
+        .expect("realip")
+        .from;
+    assert_eq!(from.len(), 2, "{from:?}");
+    // Host bits set in a CIDR are dropped, with nginx's warning.
+    let c = load_text(&server("allow 10.1.2.3/8;"));
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message == "low address bits of 10.1.2.3/8 are meaningless"));
+}
+
+#[test]
+fn proxy_protocol_tlv_names() {
+    for (name, want) in [
+        ("alpn", Some(TlvName::Top(1))),
+        ("0x000ae", Some(TlvName::Top(0xae))),
+        ("ssl_verify", Some(TlvName::SslVerify)),
+        ("ssl_cn", Some(TlvName::Ssl(0x22))),
+        ("ssl_0x25", Some(TlvName::Ssl(0x25))),
+        ("0x1ff", None),
+        ("bogus", None),
+    ] {
+        assert_eq!(TlvName::parse(name), want, "{name}");
+    }
+    let e = load_err(&in_http(
+        "server {\nlisten 80 proxy_protocol;\nreturn 200 $proxy_protocol_tlv_bogus;\n}",
+    ));
+    assert!(e.contains("proxy_protocol_tlv_bogus"), "{e}");
+}

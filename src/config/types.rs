@@ -142,6 +142,10 @@ pub struct Http {
     /// `split_clients` blocks in file order; [`Var::SplitClients`] indexes them. Empty
     /// by default.
     pub split_clients: Vec<SplitClientsConf>,
+    /// `limit_req_zone`s in file order; [`crate::config::LimitReq::zone`] indexes them.
+    pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
+    /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
+    pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.
@@ -516,6 +520,9 @@ pub struct Listen {
     pub ssl: bool,
     /// `http2` (or `http2 on;` in the server): HTTP/2 is offered by ALPN.
     pub http2: bool,
+    /// `proxy_protocol`: connections start with a PROXY protocol header. As nginx,
+    /// set for the address when any `listen` of it says so.
+    pub proxy_protocol: bool,
     /// Where.
     pub span: Span,
 }
@@ -685,6 +692,27 @@ pub struct LocSettings {
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,
+    /// Real client address, `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
+    pub admission: Arc<crate::config::admission::AdmissionConf>,
+    /// `limit_rate`: bytes a second a response is sent at; 0 (the default) is no limit.
+    pub limit_rate: SizeValue,
+    /// `limit_rate_after`: bytes sent before `limit_rate` applies. Default 0.
+    pub limit_rate_after: SizeValue,
+}
+
+/// A size that may come from variables (`limit_rate $arg_rate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeValue {
+    /// Written as a size.
+    Fixed(u64),
+    /// Evaluated per request and read as a size (`100k`); a value that is not one is 0.
+    Template(Template),
+}
+
+impl Default for SizeValue {
+    fn default() -> Self {
+        SizeValue::Fixed(0)
+    }
 }
 
 /// The request handler a location ends up with.
@@ -1363,8 +1391,28 @@ pub enum Var {
     BytesSent,
     /// `$request_length`: request head plus declared body length.
     RequestLength,
-    /// `$remote_user`: always missing (no auth module).
+    /// `$remote_user`: the user name of an `Authorization: Basic` header.
     RemoteUser,
+    /// `$limit_req_status`: `PASSED`, `DELAYED`, `REJECTED`, `DELAYED_DRY_RUN`,
+    /// `REJECTED_DRY_RUN`, or empty when no `limit_req` applied.
+    LimitReqStatus,
+    /// `$limit_conn_status`: `PASSED`, `REJECTED`, `REJECTED_DRY_RUN`, or empty.
+    LimitConnStatus,
+    /// `$realip_remote_addr`: the connection's peer, whatever `set_real_ip_from` made
+    /// of `$remote_addr`.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`.
+    RealipRemotePort,
+    /// `$proxy_protocol_addr`: the client address of the PROXY protocol header.
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`.
+    ProxyProtocolPort,
+    /// `$proxy_protocol_server_addr`: the destination address of the PROXY header.
+    ProxyProtocolServerAddr,
+    /// `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
+    /// `$proxy_protocol_tlv_NAME`: a TLV of a PROXY protocol v2 header.
+    ProxyProtocolTlv(TlvName),
     /// `$connection`: the connection serial number.
     Connection,
     /// `$connection_requests`: requests on this connection so far, this one included.
@@ -1442,6 +1490,49 @@ pub enum Var {
     /// a validated template.
     #[doc(hidden)]
     Unknown(String),
+}
+
+/// Which TLV `$proxy_protocol_tlv_NAME` reads (nginx's names: `alpn`, `authority`,
+/// `unique_id`, `ssl`, `netns`, `0xHH`; inside the SSL TLV `ssl_verify`,
+/// `ssl_version`, `ssl_cn`, `ssl_cipher`, `ssl_sig_alg`, `ssl_key_alg`, `ssl_0xHH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlvName {
+    /// A TLV of the header, by type.
+    Top(u8),
+    /// A sub-TLV of the SSL TLV (type 0x20), by type.
+    Ssl(u8),
+    /// The SSL TLV's `verify` field, in decimal.
+    SslVerify,
+}
+
+impl TlvName {
+    /// The name after `proxy_protocol_tlv_`; `None` when nginx knows no such TLV.
+    pub fn parse(name: &str) -> Option<TlvName> {
+        let hex = |s: &str| {
+            let h = s.strip_prefix("0x")?;
+            (!h.is_empty() && h.len() <= 8)
+                .then(|| u32::from_str_radix(h, 16).ok())
+                .flatten()
+                .and_then(|n| u8::try_from(n).ok())
+        };
+        Some(match name {
+            "alpn" => TlvName::Top(0x01),
+            "authority" => TlvName::Top(0x02),
+            "unique_id" => TlvName::Top(0x05),
+            "ssl" => TlvName::Top(0x20),
+            "netns" => TlvName::Top(0x30),
+            "ssl_verify" => TlvName::SslVerify,
+            "ssl_version" => TlvName::Ssl(0x21),
+            "ssl_cn" => TlvName::Ssl(0x22),
+            "ssl_cipher" => TlvName::Ssl(0x23),
+            "ssl_sig_alg" => TlvName::Ssl(0x24),
+            "ssl_key_alg" => TlvName::Ssl(0x25),
+            other => match other.strip_prefix("ssl_") {
+                Some(h) => TlvName::Ssl(hex(h)?),
+                None => TlvName::Top(hex(other)?),
+            },
+        })
+    }
 }
 
 /// One directive of the rewrite module, run in order in the rewrite phase.

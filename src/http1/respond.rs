@@ -108,7 +108,8 @@ fn special_400(status: u16) -> Option<&'static str> {
 }
 
 /// The standard page of a status, nginx's layout (and its titles: a 302 page says
-/// "Found" under a "Moved Temporarily" status line).
+/// "Found" under a "Moved Temporarily" status line, a 401 page "Authorization
+/// Required" under "Unauthorized").
 pub fn error_body(status: u16) -> String {
     if let Some(why) = special_400(status) {
         return format!(
@@ -117,6 +118,7 @@ pub fn error_body(status: u16) -> String {
     }
     let title = match status {
         302 => "Found",
+        401 => "Authorization Required",
         s => reason(s),
     };
     format!(

@@ -9,6 +9,8 @@
 
 pub mod buffers;
 pub mod io;
+pub mod pace;
+pub mod proxy_protocol;
 pub mod resolver;
 mod stream;
 pub mod tls;
@@ -24,8 +26,13 @@ use crate::config::Endpoint;
 pub struct ClientInfo {
     /// Connection number, nginx's `*N` in the error log.
     pub id: u64,
-    /// The client's address.
+    /// The client's address (`$remote_addr`): the connection's peer, or the address a
+    /// trusted proxy reported for this request (`set_real_ip_from`).
     pub remote: ClientAddr,
+    /// The connection's peer (`$realip_remote_addr`), whatever `remote` says.
+    pub peer: ClientAddr,
+    /// The addresses of the connection's PROXY protocol header, when it had one.
+    pub proxy_protocol: Option<std::sync::Arc<proxy_protocol::ProxyAddrs>>,
     /// The listening address it connected to: the local IP address and port, or the
     /// Unix socket path of a `listen unix:`.
     pub local: Endpoint,
@@ -57,6 +64,21 @@ impl ClientInfo {
     }
 }
 
+impl ClientInfo {
+    /// A connection from `remote` on `local`, before any PROXY header or trusted
+    /// proxy says otherwise.
+    pub fn new(id: u64, remote: ClientAddr, local: Endpoint) -> ClientInfo {
+        ClientInfo {
+            id,
+            remote,
+            peer: remote,
+            proxy_protocol: None,
+            local,
+            transport: Transport::Plain,
+        }
+    }
+}
+
 /// Where a client connects from: an IP address and port, or a Unix socket, which has
 /// no address of its own (nginx's `$remote_addr` is then `unix:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +98,12 @@ impl ClientAddr {
         }
     }
 
-    /// The client's port; `None` on a Unix socket.
+    /// The client's port; `None` on a Unix socket, and for an address a proxy
+    /// reported without a port (nginx's port 0, an empty `$remote_port`).
     pub fn port(&self) -> Option<u16> {
         match self {
-            ClientAddr::Inet(a) => Some(a.port()),
-            ClientAddr::Unix => None,
+            ClientAddr::Inet(a) if a.port() != 0 => Some(a.port()),
+            _ => None,
         }
     }
 }

@@ -191,6 +191,8 @@ pub fn request_vars<'a>(
         buf,
         head,
         remote: info.remote,
+        peer: info.peer,
+        proxy_protocol: info.proxy_protocol.as_deref(),
         local: &info.local,
         server_name,
         tls: info.tls(),

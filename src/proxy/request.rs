@@ -31,6 +31,8 @@ pub(super) fn vars<'a>(
         buf: cbuf,
         head: f.head,
         remote: f.info.remote,
+        peer: f.info.peer,
+        proxy_protocol: f.info.proxy_protocol.as_deref(),
         local: &f.info.local,
         server_name: f.server_name,
         tls: f.info.tls(),

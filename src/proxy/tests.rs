@@ -164,12 +164,11 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         settings: &loc.settings,
         pass,
         upstream: &s.upstream,
-        info: &ClientInfo {
-            id: 1,
-            remote: crate::net::ClientAddr::Inet("127.0.0.1:5000".parse().expect("addr")),
-            local: "127.0.0.1:1".parse().expect("addr"),
-            transport: crate::net::Transport::Plain,
-        },
+        info: &ClientInfo::new(
+            1,
+            crate::net::ClientAddr::Inet("127.0.0.1:5000".parse().expect("addr")),
+            "127.0.0.1:1".parse().expect("addr"),
+        ),
         server_name: "",
         uri: "/",
         keep_client: false,

@@ -63,6 +63,9 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             servers[i].settings.client_header_timeout
         })
     };
+    // Bytes read before (behind a PROXY protocol header, or plain HTTP on a TLS
+    // address) are the first request's, not a pipelined one.
+    let mut first_request = true;
     let mut idle_timeout = first;
     let mut header_timeout = first;
     let opened = tokio::time::Instant::now();
@@ -105,7 +108,7 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
-        let pipelined = !fresh_read;
+        let pipelined = !fresh_read && !std::mem::take(&mut first_request);
 
         // Pick up a reloaded configuration between requests.
         {
@@ -115,10 +118,13 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             }
         }
         served += 1;
+        // The request's client when a trusted proxy names another (realip).
+        let real = std::sync::OnceLock::new();
         let mut ex = Exchange {
             rt: &rt,
             stream: &mut stream,
             info: &info,
+            real: &real,
             served,
             opened,
             stopping: *stop.borrow() != StopMode::Running,
@@ -281,7 +287,7 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
     drop_invalid_fields(ex, buf, &mut head);
     let outcome = handle(ex, buf, &head).await;
     if let Some(log) = &outcome.log {
-        log.write(info.remote, &outcome, ex.started);
+        log.write(&outcome, ex.started);
     }
     if outcome.keep_alive {
         Next::Again {
@@ -378,7 +384,10 @@ static PLAIN_NAME_BYTE: [bool; 256] = {
 struct Exchange<'a> {
     rt: &'a Runtime,
     stream: &'a mut Stream,
+    /// The client: the connection's, or once realip made it out, `real`'s.
     info: &'a ClientInfo,
+    /// The client a trusted proxy named (`set_real_ip_from`), set once per request.
+    real: &'a std::sync::OnceLock<ClientInfo>,
     /// Requests on this connection so far, this one included.
     served: u32,
     /// When the connection was accepted (`keepalive_time`).
@@ -442,6 +451,14 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             log: None,
         };
     };
+    // nginx's post-read phase: the real client address by the server's settings.
+    if let Some(real) = super::admission::real_client(&server.settings, info, head, buf) {
+        let _ = ex.real.set(real);
+        if let Some(r) = ex.real.get() {
+            ex.info = r;
+        }
+    }
+    let info = ex.info;
 
     let shared_address = || vhost::several_servers(servers, &info.local);
     if let Some(refusal) = tls_refusal(server, info, host, shared_address) {
@@ -500,6 +517,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     };
     let http = &rt.config.http;
     let locals = Locals::new(http);
+    locals.set_started(ex.started);
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let pass = Pass {
         route: Route::new(uri, path),
@@ -507,6 +525,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         log: None,
         first: true,
         close: false,
+        conn_slots: Vec::new(),
     };
     serve_pass(ex, server, &locals, buf, head, pass).await
 }
@@ -523,6 +542,8 @@ struct Pass<'a> {
     /// An earlier pass left the request body unread: the connection closes after this
     /// response.
     close: bool,
+    /// `limit_conn` counts the request until its response is done.
+    conn_slots: Vec<crate::admission::limit_conn::ConnSlot>,
 }
 
 /// An error that may get an error page; nothing was written to the client for it.
@@ -577,10 +598,19 @@ fn serve_pass<'f, 'a: 'f>(
                 head,
                 buf,
                 info,
+                real: ex.real,
+                zones: &rt.limit_zones,
                 locals,
             },
             &mut pass.route,
-        );
+            &mut pass.conn_slots,
+        )
+        .await;
+        // A location's realip (the preaccess phase) may have named the client.
+        if let Some(r) = ex.real.get() {
+            ex.info = r;
+        }
+        let info = ex.info;
         // Out of the route while this pass runs; an error page puts a new one back.
         let uri = std::mem::take(&mut pass.route.rw.uri);
         let keep = head.keep_alive
@@ -606,6 +636,17 @@ fn serve_pass<'f, 'a: 'f>(
 
         let content = match answer {
             Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
+            // auth_basic: a page for 401 keeps the challenge, as nginx's does.
+            Some(Answer::Unauthorized(realm)) => {
+                let mut challenge = b"Basic realm=\"".to_vec();
+                challenge.extend_from_slice(&realm);
+                challenge.push(b'"');
+                Content::Failed(Failure {
+                    kept_fields: vec![("WWW-Authenticate", challenge)],
+                    unpaged: Some(Answer::Unauthorized(realm)),
+                    ..Failure::new(401, keep)
+                })
+            }
             Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
                 unpaged: Some(redirect),
                 ..Failure::new(code, keep)
@@ -661,6 +702,7 @@ fn serve_pass<'f, 'a: 'f>(
                         keep,
                         add_header: &headers,
                         status: pass.pages.status,
+                        limit_rate: limit_rate(settings, &vars_here()),
                     };
                     Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
                 }
@@ -872,6 +914,7 @@ fn capture_log<'a, 'v>(
             };
             LogLine {
                 log,
+                remote: vars().remote,
                 kind: LineKind::Format {
                     format,
                     pending: PendingLine::prepare(format, &vars(), &conn),
@@ -1027,9 +1070,17 @@ async fn proxy<'a>(
         }),
         hands_off: &hands_off,
     };
+    let (rate, after) = limit_rate(
+        settings,
+        &RequestVars {
+            locals: Some(locals),
+            ..request_vars(head, buf, ex.info, &server.primary_name, uri)
+        },
+    );
     let mut client = Http1Downstream::new(ex.stream, settings.send_timeout)
         .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-        .keeping_head(keeps_sent_head(settings));
+        .keeping_head(keeps_sent_head(settings))
+        .paced(crate::net::pace::Pace::new(rate, after));
     let done = crate::proxy::forward(&f, &mut client, buf).await;
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
@@ -1067,6 +1118,16 @@ struct StaticRequest<'r> {
     add_header: &'r [(&'r str, Vec<u8>, bool)],
     /// The status of an error page served from a file.
     status: Option<u16>,
+    /// `limit_rate` and `limit_rate_after` for this response.
+    limit_rate: (u64, u64),
+}
+
+/// `limit_rate` and `limit_rate_after` of `settings` for a request.
+fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
+    (
+        vars.size(&settings.limit_rate),
+        vars.size(&settings.limit_rate_after),
+    )
 }
 
 /// Answers from the file system what [`static_files::resolve`] found; errors are left
@@ -1101,6 +1162,7 @@ async fn serve_static<'a>(
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
                 status: req.status,
+                limit_rate: req.limit_rate,
                 gzipped: gzipped.as_ref().map(|(p, _)| p.as_path()),
                 vary,
                 keep_head: keeps_sent_head(settings),
@@ -1200,10 +1262,11 @@ fn evaluated_add_header<'s>(
     settings
         .add_header
         .iter()
-        .map(|h| {
+        .filter_map(|h| {
             let mut v = Vec::new();
             vars.eval(&h.value, &mut v);
-            (h.name.as_str(), v, h.always)
+            // nginx adds no field whose value comes out empty.
+            (!v.is_empty()).then_some((h.name.as_str(), v, h.always))
         })
         // nginx adds no field whose value came out empty.
         .filter(|(_, v, _)| !v.is_empty())
@@ -1396,6 +1459,8 @@ async fn send_local<'a>(
 /// location logs, so requests with `access_log off` pay nothing.
 struct LogLine<'a> {
     log: &'a AccessLog,
+    /// `$remote_addr` of the request.
+    remote: ClientAddr,
     kind: LineKind<'a>,
 }
 
@@ -1403,6 +1468,7 @@ enum LineKind<'a> {
     /// nginx's `combined`, formatted by hand from the few values it needs.
     Combined {
         request: Vec<u8>,
+        remote_user: Option<Vec<u8>>,
         referer: Option<Vec<u8>>,
         user_agent: Option<Vec<u8>>,
     },
@@ -1419,8 +1485,14 @@ impl<'a> LogLine<'a> {
         vars.request_line(&mut request);
         LogLine {
             log,
+            remote: vars.remote,
             kind: LineKind::Combined {
                 request,
+                remote_user: vars
+                    .head
+                    .header_value(vars.buf, "authorization")
+                    .and_then(crate::vars::basic_credentials)
+                    .map(|(user, _)| user),
                 referer: vars
                     .head
                     .header_value(vars.buf, "referer")
@@ -1433,17 +1505,19 @@ impl<'a> LogLine<'a> {
         }
     }
 
-    fn write(&self, remote: ClientAddr, h: &Handled<'_>, started: std::time::Instant) {
+    fn write(&self, h: &Handled<'_>, started: std::time::Instant) {
         let mut line = Vec::with_capacity(256);
         match &self.kind {
             LineKind::Combined {
                 request,
+                remote_user,
                 referer,
                 user_agent,
             } => crate::access_log::format_combined(
                 &mut line,
                 &CombinedFields {
-                    remote_addr: remote,
+                    remote_addr: self.remote,
+                    remote_user: remote_user.as_deref(),
                     request,
                     status: h.status,
                     body_bytes_sent: h.body_bytes,

@@ -11,6 +11,7 @@ use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, Method, RequestHead};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
+use crate::net::pace::{self, Pace};
 use crate::net::Stream;
 use crate::proxy::{Downstream, ResponseOut, ResponseStarted};
 
@@ -33,6 +34,8 @@ pub struct Http1Downstream<'s> {
     body_bytes: u64,
     /// `send_timeout`: how long one write to the client may stall.
     send_timeout: Duration,
+    /// `limit_rate`, when the location sets one.
+    pace: Option<Pace>,
     /// The status an error page is answered with, whatever the upstream said
     /// (nginx's `err_status`).
     status: Option<u16>,
@@ -53,6 +56,7 @@ impl<'s> Http1Downstream<'s> {
             rechunk: false,
             dechunk: None,
             body_bytes: 0,
+            pace: None,
             status: None,
             kept_fields: &[],
             sent_head: None,
@@ -78,6 +82,12 @@ impl<'s> Http1Downstream<'s> {
         }
     }
 
+    /// Paces the response's writes (`limit_rate`, `limit_rate_after`).
+    pub fn paced(mut self, pace: Option<Pace>) -> Self {
+        self.pace = pace;
+        self
+    }
+
     /// The client side of an error page served by proxying: the response gets `status`
     /// (when set) and `kept_fields`.
     pub fn for_error_page(
@@ -94,6 +104,16 @@ impl<'s> Http1Downstream<'s> {
     /// parts besides the head: no allocation per write.
     async fn write(&mut self, parts: &[&[u8]]) -> Result<(), IoFailure> {
         let head = self.head.take();
+        if let Some(pace) = &mut self.pace {
+            let mut all: [&[u8]; 5] = [&[]; 5];
+            all[0] = head.as_deref().map_or(&[][..], |h| &h[..]);
+            for (slot, p) in all[1..].iter_mut().zip(parts) {
+                *slot = p;
+            }
+            pace::write_parts(self.stream, &all, Some(pace), self.send_timeout).await?;
+            self.body_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+            return Ok(());
+        }
         let mut slices = [IoSlice::new(&[]); 5];
         let mut n = 0;
         if let Some(h) = &head {

@@ -1,6 +1,7 @@
 //! Listeners, worker threads, client connections, virtual hosts and location matching:
 //! everything between an accepted client connection and [`crate::proxy::forward`].
 
+mod admission;
 mod conn;
 mod error_pages;
 mod gzip_ok;

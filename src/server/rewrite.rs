@@ -88,6 +88,9 @@ pub(super) enum Answer {
     Close,
     /// A status with the standard page (`return 403;`, or 500 when a rewrite fails).
     Status(u16),
+    /// 401 with the standard page and `WWW-Authenticate: Basic realm="REALM"`
+    /// (`auth_basic`).
+    Unauthorized(Vec<u8>),
     /// `return CODE TEXT` for a code that is not a redirect, and `return 200;`.
     Text {
         /// The status.
@@ -146,10 +149,21 @@ pub(super) fn write_response(
             None,
             respond::error_body(*code).into_bytes(),
         ),
+        Answer::Unauthorized(_) => (
+            401,
+            "text/html",
+            None,
+            respond::error_body(401).into_bytes(),
+        ),
         Answer::Close => return (444, 0),
     };
     let status = f.status.unwrap_or(status);
     respond::write_status_line(out, status, f.keep_alive, f.http10);
+    if let Answer::Unauthorized(realm) = answer {
+        out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");
+        out.extend_from_slice(realm);
+        out.extend_from_slice(b"\"\r\n");
+    }
     out.extend_from_slice(
         format!(
             "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
@@ -592,6 +606,8 @@ mod tests {
             buf,
             head,
             remote: ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
+            peer: ClientAddr::Inet("10.0.0.1:5000".parse().expect("addr")),
+            proxy_protocol: None,
             local,
             server_name: "example.com",
             tls: None,

@@ -1,17 +1,22 @@
 //! Where a request ends up: nginx's phases from the server rewrite phase to the content
 //! handler's choice — location search, the location's rewrite phase, the `internal`
-//! check, and the internal redirects of `rewrite ... last`, `index` and `try_files` —
-//! until a location's settings and what to answer with are known. Pure but for the
-//! file system checks of the static module; nothing is written to the client here.
+//! check, the preaccess and access phases of each location (realip, `limit_req`,
+//! `limit_conn`, `allow`/`deny`, `auth_basic`; see [`super::admission`]), and the
+//! internal redirects of `rewrite ... last`, `index` and `try_files` — until a
+//! location's settings and what to answer with are known. Nothing is written to the
+//! client here.
 
 use super::rewrite::{self, Answer, Flow, Phase, UriState};
 use super::static_files::{self, Resolved};
 use super::{location, uri};
+use crate::admission::limit_conn::ConnSlot;
+use crate::admission::limits::LimitZones;
 use crate::config::{Action, Level, LocSettings, Location, LocationKind, ServerConf};
 use crate::http1::RequestHead;
 use crate::net::ClientInfo;
 use crate::proxy::request_vars;
 use crate::vars::{Locals, RequestVars};
+use std::sync::OnceLock;
 
 /// A request's place in its internal redirects. Lives across error pages, which are
 /// internal redirects too.
@@ -77,17 +82,27 @@ pub(super) struct Request<'r, 'a> {
     pub(super) head: &'r RequestHead,
     pub(super) buf: &'r [u8],
     pub(super) info: &'r ClientInfo,
+    /// The client a location's realip names (once per request, as nginx).
+    pub(super) real: &'r OnceLock<ClientInfo>,
+    /// The `limit_req_zone`s and `limit_conn_zone`s.
+    pub(super) zones: &'r LimitZones,
     pub(super) locals: &'r Locals<'a>,
 }
 
 /// Runs the phases for the route's URI, following internal redirects, and says which
 /// settings answer and with what.
-pub(super) fn run<'a>(req: &Request<'_, 'a>, route: &mut Route<'a>) -> Routed<'a> {
+pub(super) async fn run<'a>(
+    req: &Request<'_, 'a>,
+    route: &mut Route<'a>,
+    conn_slots: &mut Vec<ConnSlot>,
+) -> Routed<'a> {
     let Request {
         server,
         head,
         buf,
         info,
+        real,
+        zones,
         locals,
     } = *req;
     let mut target: Option<Resolved> = None;
@@ -100,7 +115,8 @@ pub(super) fn run<'a>(req: &Request<'_, 'a>, route: &mut Route<'a>) -> Routed<'a
             Some(info.id),
             format_args!(
                 "{what}, client: {}, server: {}",
-                info.remote, server.primary_name
+                real.get().unwrap_or(info).remote,
+                server.primary_name
             ),
         )
     };
@@ -108,7 +124,13 @@ pub(super) fn run<'a>(req: &Request<'_, 'a>, route: &mut Route<'a>) -> Routed<'a
         // Built only when a phase needs variables: the proxy fast path takes none.
         let base = || RequestVars {
             locals: Some(locals),
-            ..request_vars(head, buf, info, &server.primary_name, "")
+            ..request_vars(
+                head,
+                buf,
+                real.get().unwrap_or(info),
+                &server.primary_name,
+                "",
+            )
         };
         if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
@@ -204,6 +226,25 @@ pub(super) fn run<'a>(req: &Request<'_, 'a>, route: &mut Route<'a>) -> Routed<'a
                     }
                 }
             }
+        }
+        // The preaccess phase: a location's realip when none named the client yet.
+        if real.get().is_none() {
+            if let Some(client) = super::admission::real_client(settings, info, head, buf) {
+                let _ = real.set(client);
+            }
+        }
+        let vars = RequestVars {
+            files: Some((&settings.files, prefix)),
+            uri: &route.rw.uri,
+            ..base()
+        };
+        let phases = async {
+            super::admission::limits(zones, settings, &vars, locals, &mut log, conn_slots).await?;
+            super::admission::access(settings, &vars, &mut log).await
+        };
+        if let Err(refused) = phases.await {
+            answer = Some(refused);
+            break settings;
         }
         if !matches!(settings.action, Action::Static) {
             break settings;

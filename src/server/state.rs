@@ -108,6 +108,8 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// The `limit_req_zone`s and `limit_conn_zone`s, their states kept across reloads.
+    pub limit_zones: crate::admission::limits::LimitZones,
     /// Groups made per request for `proxy_pass` with variables.
     pub dynamic: DynamicGroups,
     /// What each server does with a TLS handshake that picks it, parallel to
@@ -185,6 +187,7 @@ impl Runtime {
         // the configuration that stays in force.
         registry.retain(&config.http.upstreams);
         Ok(Runtime {
+            limit_zones: crate::admission::limits::LimitZones::build(&config.http),
             config,
             upstreams,
             access_logs,

@@ -21,6 +21,7 @@ use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io;
+use crate::net::pace::Pace;
 use crate::net::Stream;
 use crate::vars::RequestVars;
 
@@ -414,6 +415,8 @@ pub struct FileRequest<'a> {
     pub keep_alive: bool,
     /// `send_timeout`: how long one write to the client may stall.
     pub send_timeout: std::time::Duration,
+    /// `limit_rate` and `limit_rate_after` (0: no limit).
+    pub limit_rate: (u64, u64),
     /// The status of an error page served from this file (nginx's `err_status`):
     /// `If-None-Match`, `If-Modified-Since` and `Range` then apply only to 200.
     pub status: Option<u16>,
@@ -636,11 +639,12 @@ pub async fn send_file(
     }
     // The head goes out with the first piece of the body.
     let mut pending: Option<Buf> = Some(out);
+    let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut sent = 0u64;
     let mut chunk = Buf::body();
     for (a, b, part_head) in &parts {
         if !part_head.is_empty() {
-            if write_piece(stream, &mut pending, part_head, r.send_timeout)
+            if write_piece(stream, &mut pending, part_head, r.send_timeout, &mut pace)
                 .await
                 .is_err()
             {
@@ -668,7 +672,7 @@ pub async fn send_file(
                 }
                 Ok(n) => n,
             };
-            if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout)
+            if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout, &mut pace)
                 .await
                 .is_err()
             {
@@ -679,9 +683,15 @@ pub async fn send_file(
         }
     }
     if multipart {
-        if write_piece(stream, &mut pending, trailer.as_bytes(), r.send_timeout)
-            .await
-            .is_err()
+        if write_piece(
+            stream,
+            &mut pending,
+            trailer.as_bytes(),
+            r.send_timeout,
+            &mut pace,
+        )
+        .await
+        .is_err()
         {
             return Ok(broken(status, head_bytes, sent, head));
         }
@@ -738,7 +748,13 @@ async fn write_piece(
     pending: &mut Option<Buf>,
     data: &[u8],
     limit: std::time::Duration,
+    pace: &mut Option<Pace>,
 ) -> Result<(), crate::net::io::IoFailure> {
+    if let Some(pace) = pace {
+        let head = pending.take();
+        let head = head.as_deref().map_or(&[][..], |h| &h[..]);
+        return crate::net::pace::write_parts(stream, &[head, data], Some(pace), limit).await;
+    }
     match pending.take() {
         Some(head) => {
             let mut slices = [std::io::IoSlice::new(&head), std::io::IoSlice::new(data)];

@@ -29,19 +29,28 @@ pub(super) async fn begin(
     mut info: ClientInfo,
 ) -> Option<Started> {
     let rt = worker.shared.runtime.load_full();
-    if !rt.tls_addrs.contains(listen) {
-        return Some(Started {
-            stream,
-            info,
-            first: None,
-        });
-    }
     let servers = &rt.config.http.servers;
-    // nginx bounds the handshake by the default server's client_header_timeout.
+    // nginx bounds the handshake (and a PROXY protocol header) by the default server's
+    // client_header_timeout.
     let limit = vhost::find_server(servers, &info.local, None)
         .map_or(Duration::from_secs(60), |i| {
             servers[i].settings.client_header_timeout
         });
+    if !rt.tls_addrs.contains(listen) {
+        // A PROXY protocol header comes first (the configuration refuses it on TLS
+        // addresses); bytes behind it are the first request's.
+        let first = if vhost::proxy_protocol_on(servers, &info.local) {
+            let rest = super::admission::read_proxy_header(&stream, &mut info, limit).await?;
+            Some(rest.to_vec())
+        } else {
+            None
+        };
+        return Some(Started {
+            stream,
+            info,
+            first,
+        });
+    }
     let role = |i: Option<usize>| i.and_then(|i| rt.tls_offers.get(i));
     let pick = |sni: Option<&str>| {
         let chosen = role(vhost::find_server(servers, &info.local, sni));

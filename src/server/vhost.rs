@@ -69,6 +69,16 @@ fn served_address(servers: &[ServerConf], listen: &Endpoint) -> Endpoint {
     }
 }
 
+/// True when connections accepted on `local` start with a PROXY protocol header: a
+/// `listen` of its address has `proxy_protocol` (nginx sets it per address).
+pub fn proxy_protocol_on(servers: &[ServerConf], local: &Endpoint) -> bool {
+    let addr = served_address(servers, local);
+    servers
+        .iter()
+        .flat_map(|s| &s.listen)
+        .any(|l| l.addr == addr && l.proxy_protocol)
+}
+
 /// Host header → name to match: port stripped, lowercase, trailing dot removed.
 pub fn normalize_host(host: &str) -> String {
     let host = host.trim();

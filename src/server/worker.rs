@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::listener::Listener;
 use super::state::{ListenerCmd, Shared, StopMode, Worker};
 use crate::config::{Endpoint, Level};
-use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
+use crate::net::{ClientAddr, ClientInfo, Stream};
 
 /// The thread's body: runs until the server stops. `control` brings listeners added or
 /// removed by a reload.
@@ -128,22 +128,12 @@ impl Accept {
                 let (stream, remote) = l.accept().await?;
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr()?;
-                let info = ClientInfo {
-                    id: id(),
-                    remote: ClientAddr::Inet(remote),
-                    local: Endpoint::Inet(local),
-                    transport: Transport::Plain,
-                };
+                let info = ClientInfo::new(id(), ClientAddr::Inet(remote), Endpoint::Inet(local));
                 Ok((stream.into(), info))
             }
             Accept::Unix(l, path) => {
                 let (stream, _) = l.accept().await?;
-                let info = ClientInfo {
-                    id: id(),
-                    remote: ClientAddr::Unix,
-                    local: path.clone(),
-                    transport: Transport::Plain,
-                };
+                let info = ClientInfo::new(id(), ClientAddr::Unix, path.clone());
                 Ok((stream.into(), info))
             }
         }

@@ -13,6 +13,7 @@
 
 mod address;
 mod admin;
+mod admission;
 mod ciphers;
 mod geo;
 mod health;
@@ -32,6 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::admission::{LimitConnZoneConf, LimitReqZoneConf};
 use super::directives::{self, did_you_mean, lookup, Kind, Lookup, Spec};
 use super::error::ConfigError;
 use super::parser::Directive;
@@ -69,6 +71,8 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         log_formats: HashMap::new(),
         matches: HashMap::new(),
         health_checks: Vec::new(),
+        limit_req_zones: Vec::new(),
+        limit_conn_zones: Vec::new(),
     };
     v.main(directives)
 }
@@ -85,6 +89,10 @@ struct Validator<'a> {
     matches: HashMap<String, Arc<MatchConf>>,
     /// `health_check` lines found in locations so far.
     health_checks: Vec<HealthCheckConf>,
+    /// `limit_req_zone`s (declared anywhere at http level).
+    limit_req_zones: Vec<LimitReqZoneConf>,
+    /// `limit_conn_zone`s (declared anywhere at http level).
+    limit_conn_zones: Vec<LimitConnZoneConf>,
 }
 
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
@@ -333,16 +341,27 @@ impl Validator<'_> {
                 self.match_block(d)?;
             }
         }
+        // Zones too: `limit_req zone=` may name one declared further down.
+        for d in ds
+            .iter()
+            .filter(|d| d.name == "limit_req_zone" || d.name == "limit_conn_zone")
+        {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.limit_zone(d)?;
+            }
+        }
         let mut admin = None;
         let mut maps = Vec::new();
         let mut geos = Vec::new();
         let mut splits = Vec::new();
         // Names of map, geo and split_clients variables so far: one block per name.
         let mut computed: HashSet<String> = HashSet::new();
-        for d in ds
-            .iter()
-            .filter(|d| d.name != "upstream" && d.name != "match")
-        {
+        for d in ds.iter().filter(|d| {
+            !matches!(
+                d.name.as_str(),
+                "upstream" | "match" | "limit_req_zone" | "limit_conn_zone"
+            )
+        }) {
             if self.check(d, directives::HTTP)?.is_none() {
                 continue;
             }
@@ -411,6 +430,8 @@ impl Validator<'_> {
             user_vars: self.names.user_names(),
             geos: self.names.order_geos(geos),
             split_clients: self.names.order_split_clients(splits),
+            limit_req_zones: std::mem::take(&mut self.limit_req_zones),
+            limit_conn_zones: std::mem::take(&mut self.limit_conn_zones),
         })
     }
 

@@ -82,6 +82,7 @@ impl Validator<'_> {
                 default_server: false,
                 ssl: false,
                 http2: false,
+                proxy_protocol: false,
                 span: d.span.clone(),
             });
         }
@@ -114,6 +115,7 @@ impl Validator<'_> {
         let mut default_server = false;
         let mut ssl = false;
         let mut http2 = false;
+        let mut proxy_protocol = false;
         for p in &c.args[1..] {
             let p = p.value.as_str();
             let name = p.split('=').next().unwrap_or(p);
@@ -128,12 +130,7 @@ impl Validator<'_> {
                     &c.span,
                     "\"quic\" parameter of \"listen\" is not supported: HTTP/3 is not supported",
                 )),
-                "proxy_protocol" => {
-                    return Err(ConfigError::at(
-                        &c.span,
-                        "\"proxy_protocol\" parameter of \"listen\" is not supported",
-                    ))
-                }
+                "proxy_protocol" => proxy_protocol = true,
                 "backlog" | "rcvbuf" | "sndbuf" => {
                     let v = p.split_once('=').map(|x| x.1).unwrap_or("");
                     if (name == "backlog" && !v.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
@@ -162,6 +159,13 @@ impl Validator<'_> {
                 }
             }
         }
+        if ssl && proxy_protocol {
+            return Err(ConfigError::hinted(
+                &c.span,
+                "\"proxy_protocol\" together with \"ssl\" is not supported yet",
+                "terminate TLS in front of ferrolb, or send PROXY protocol to a plain listen",
+            ));
+        }
         if let Some(path) = a.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(ConfigError::hinted(
@@ -175,6 +179,7 @@ impl Validator<'_> {
                 default_server,
                 ssl,
                 http2,
+                proxy_protocol,
                 span: c.span.clone(),
             }]);
         }
@@ -217,6 +222,7 @@ impl Validator<'_> {
                 default_server,
                 ssl,
                 http2,
+                proxy_protocol,
                 span: c.span.clone(),
             })
             .collect())

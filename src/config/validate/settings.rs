@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admission::AdmissionPartial;
 use super::proxy::next_upstream;
 use super::proxy_ssl::ProxySslPartial;
 use super::values::{flag, invalid_value};
@@ -48,6 +49,8 @@ pub(super) struct Partial {
     proxy_request_buffering: Option<bool>,
     client_body_temp_path: Option<PathBuf>,
     send_timeout: Option<Duration>,
+    limit_rate: Option<SizeValue>,
+    limit_rate_after: Option<SizeValue>,
     error_pages: Option<Vec<ErrorPage>>,
     recursive_error_pages: Option<bool>,
     proxy_intercept_errors: Option<bool>,
@@ -75,6 +78,8 @@ pub(super) struct Partial {
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
     pub(super) alias: Option<DocRoot>,
+    /// Real client address, access rules, basic authentication.
+    admission: AdmissionPartial,
 }
 
 impl Partial {
@@ -86,6 +91,7 @@ impl Partial {
                 try_files: self.try_files.clone(),
                 alias: self.alias.clone(),
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
+                admission: self.admission.over(&parent.admission),
             } };
         }
         pick!(
@@ -120,6 +126,8 @@ impl Partial {
             proxy_request_buffering,
             client_body_temp_path,
             send_timeout,
+            limit_rate,
+            limit_rate_after,
             error_pages,
             recursive_error_pages,
             proxy_intercept_errors,
@@ -155,6 +163,9 @@ impl Partial {
         Arc::new(LocSettings {
             action,
             rewrite,
+            admission: Arc::new(self.admission.finish()),
+            limit_rate: self.limit_rate.clone().unwrap_or_default(),
+            limit_rate_after: self.limit_rate_after.clone().unwrap_or_default(),
             proxy_set_header: self.proxy_set_header.clone().unwrap_or_default(),
             proxy_http_version: self.proxy_http_version.unwrap_or_default(),
             proxy_connect_timeout: self.proxy_connect_timeout.unwrap_or(secs(60)),
@@ -327,6 +338,21 @@ impl Validator<'_> {
                 once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
             }
             "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
+            "limit_rate" | "limit_rate_after" => {
+                let n = if a0.contains('$') {
+                    SizeValue::Template(templ(d, a0, &self.names)?)
+                } else {
+                    SizeValue::Fixed(
+                        parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?,
+                    )
+                };
+                let slot = if d.name == "limit_rate" {
+                    &mut p.limit_rate
+                } else {
+                    &mut p.limit_rate_after
+                };
+                once(slot, n, d)?;
+            }
             "client_max_body_size" => {
                 let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
                 once(&mut p.client_max_body_size, n, d)?;
@@ -571,6 +597,23 @@ impl Validator<'_> {
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
             n if n.starts_with("proxy_ssl_") => self.proxy_ssl_setting(&mut p.proxy_ssl, d)?,
+            "set_real_ip_from"
+            | "real_ip_header"
+            | "real_ip_recursive"
+            | "allow"
+            | "deny"
+            | "auth_basic"
+            | "auth_basic_user_file"
+            | "satisfy"
+            | "limit_except"
+            | "limit_req"
+            | "limit_req_status"
+            | "limit_req_log_level"
+            | "limit_req_dry_run"
+            | "limit_conn"
+            | "limit_conn_status"
+            | "limit_conn_log_level"
+            | "limit_conn_dry_run" => self.admission_setting(&mut p.admission, d)?,
             other => unreachable_directive(d, other)?,
         }
         Ok(())
