@@ -9,7 +9,7 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -31,54 +31,29 @@ fn tree() -> PathBuf {
 /// own body, and anything else with 200 and the request line, the body's length and
 /// the query; always HTTP/1.0 and closing.
 fn backend() -> u16 {
-    let listener = local_listener();
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let Ok(clone) = conn.try_clone() else {
-                continue;
-            };
-            let mut reader = BufReader::new(clone);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((n, v)) = h.split_once(':') {
-                    if n.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let line = line.trim();
-            let path = line.split(' ').nth(1).unwrap_or("");
-            let (status, extra, text) = if path.ends_with("/500") {
-                ("500 Internal Server Error", "", "upstream 500\n".to_owned())
-            } else if path.ends_with("/404") {
-                ("404 Not Found", "", "upstream 404\n".to_owned())
-            } else if path.ends_with("/401") {
-                (
-                    "401 Unauthorized",
-                    "WWW-Authenticate: Basic realm=\"app\"\r\n",
-                    "upstream 401\n".to_owned(),
-                )
-            } else {
-                ("200 OK", "", format!("{line} body={}\n", body.len()))
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
-    });
-    port
+    scripted_backend(|req, reader, conn| {
+        let mut body = vec![0; req.content_length];
+        let _ = reader.read_exact(&mut body);
+        let path = req.path();
+        let (status, extra, text) = if path.ends_with("/500") {
+            ("500 Internal Server Error", "", "upstream 500\n".to_owned())
+        } else if path.ends_with("/404") {
+            ("404 Not Found", "", "upstream 404\n".to_owned())
+        } else if path.ends_with("/401") {
+            (
+                "401 Unauthorized",
+                "WWW-Authenticate: Basic realm=\"app\"\r\n",
+                "upstream 401\n".to_owned(),
+            )
+        } else {
+            ("200 OK", "", format!("{} body={}\n", req.line, body.len()))
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        );
+    })
 }
 
 fn conf(dir: &Path, app: u16, dead: u16, port: u16) -> String {

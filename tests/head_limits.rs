@@ -14,38 +14,20 @@ use common::*;
 /// A backend whose answer depends on the path: `/big` has a 5000-byte header field,
 /// `/many` 300 short ones, anything else is plain.
 fn backend() -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = local_listener();
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let Ok(clone) = conn.try_clone() else {
-                continue;
-            };
-            let mut reader = BufReader::new(clone);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let extra = if line.contains("/big") {
-                format!("X-Big: {}\r\n", "b".repeat(5000))
-            } else if line.contains("/many") {
-                (0..300).map(|i| format!("X-{i}: v\r\n")).collect()
-            } else {
-                String::new()
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.0 200 OK\r\n{extra}Content-Length: 3\r\nConnection: close\r\n\r\nok\n"
-            );
-        }
-    });
-    port
+    use std::io::Write;
+    scripted_backend(|req, _, conn| {
+        let extra = if req.line.contains("/big") {
+            format!("X-Big: {}\r\n", "b".repeat(5000))
+        } else if req.line.contains("/many") {
+            (0..300).map(|i| format!("X-{i}: v\r\n")).collect()
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.0 200 OK\r\n{extra}Content-Length: 3\r\nConnection: close\r\n\r\nok\n"
+        );
+    })
 }
 
 fn conf(port: u16, small: u16, backend: u16) -> String {

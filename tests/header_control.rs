@@ -5,33 +5,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use common::*;
 
 fn backend() -> u16 {
-    let listener = local_listener();
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let Ok(clone) = conn.try_clone() else {
-                continue;
-            };
-            let mut reader = BufReader::new(clone);
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let _ = conn.write_all(
-                b"HTTP/1.0 200 OK\r\nServer: gunicorn\r\nDate: Thu, 01 Jan 2015 00:00:00 GMT\r\nX-Pad: avoid browser bug\r\nX-Accel-Buffering: no\r\nX-Accel-Expires: 10\r\nX-Secret: s3cr3t\r\nX-Kept: yes\r\nContent-Length: 3\r\n\r\nok\n",
-            );
-        }
-    });
-    port
+    scripted_backend(|_, _, conn| {
+        let _ = conn.write_all(
+            b"HTTP/1.0 200 OK\r\nServer: gunicorn\r\nDate: Thu, 01 Jan 2015 00:00:00 GMT\r\nX-Pad: avoid browser bug\r\nX-Accel-Buffering: no\r\nX-Accel-Expires: 10\r\nX-Secret: s3cr3t\r\nX-Kept: yes\r\nContent-Length: 3\r\n\r\nok\n",
+        );
+    })
 }
 
 fn conf(port: u16, up: u16) -> String {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,35 +18,12 @@ use common::*;
 
 /// A backend that behaves as the request path says.
 fn hostile_backend() -> u16 {
-    let listener = local_listener();
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            std::thread::spawn(move || answer(conn));
-        }
-    });
-    port
+    scripted_backend(|req, reader, conn| answer(&req, reader, conn))
 }
 
-fn answer(mut conn: TcpStream) {
-    let Ok(clone) = conn.try_clone() else { return };
-    let mut reader = BufReader::new(clone);
-    let mut line = String::new();
-    let _ = reader.read_line(&mut line);
-    let mut length = 0usize;
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            if n.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+fn answer(req: &BackendRequest, reader: &mut BufReader<TcpStream>, conn: &mut TcpStream) {
+    let length = req.content_length;
+    let path = req.path().to_owned();
     let reply: Vec<u8> = match path.as_str() {
         "/garbage" => b"hello, this is not http\r\n\r\n".to_vec(),
         "/endless-head" => {

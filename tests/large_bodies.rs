@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -15,62 +15,32 @@ const GIB: u64 = 1 << 30;
 /// `/down` answers 1 GiB of zeros; anything else reads the request body to its end and
 /// answers with its length.
 fn backend() -> u16 {
-    let listener = local_listener();
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let Ok(clone) = conn.try_clone() else { return };
-                let mut reader = BufReader::with_capacity(1 << 20, clone);
-                let mut line = String::new();
-                let _ = reader.read_line(&mut line);
-                let mut length = 0u64;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((n, v)) = h.split_once(':') {
-                        if n.eq_ignore_ascii_case("content-length") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
+    scripted_backend(|req, reader, conn| {
+        if req.line.contains("/down") {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
+            );
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..1024 {
+                if conn.write_all(&zeros).is_err() {
+                    return;
                 }
-                if line.contains("/down") {
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
-                    );
-                    let zeros = vec![0u8; 1 << 20];
-                    for _ in 0..1024 {
-                        if conn.write_all(&zeros).is_err() {
-                            return;
-                        }
-                    }
-                } else {
-                    let got = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink())
-                        .unwrap_or(0);
-                    let body = format!("{got}\n");
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                }
-            });
+            }
+        } else {
+            let got = std::io::copy(
+                &mut reader.take(req.content_length as u64),
+                &mut std::io::sink(),
+            )
+            .unwrap_or(0);
+            let body = format!("{got}\n");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
-    });
-    port
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+    })
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 
@@ -67,32 +67,14 @@ fn dns_stub() -> u16 {
 
 /// A backend answering every request with its name and the request line.
 fn backend(name: &'static str) -> u16 {
-    let listener = local_listener();
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let Ok(clone) = conn.try_clone() else {
-                continue;
-            };
-            let mut reader = BufReader::new(clone);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let body = format!("{name}: {}\n", line.trim());
-            let _ = write!(
-                conn,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    scripted_backend(move |req, _, conn| {
+        let body = format!("{name}: {}\n", req.line);
+        let _ = write!(
+            conn,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    })
 }
 
 fn conf(dns: u16, one: u16, two: u16, port: u16, bare: u16) -> String {

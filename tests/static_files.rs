@@ -362,16 +362,6 @@ fn hostile_paths_never_leave_the_root() {
     }
 }
 
-/// The highest resident set size of a process so far, in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// A 1 GiB file (sparse: no disk used) goes out in pieces: the server's peak memory
 /// grows by a few buffers, not by the file.
 #[test]

@@ -147,6 +147,73 @@ pub fn local_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
 }
 
+/// The start of a request a scripted backend read: its request line (trimmed) and
+/// its Content-Length (0 when absent).
+pub struct BackendRequest {
+    /// `GET /path HTTP/1.1`.
+    pub line: String,
+    /// The declared body length.
+    pub content_length: usize,
+}
+
+impl BackendRequest {
+    /// The request target.
+    pub fn path(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or("/")
+    }
+}
+
+/// A backend on a free 127.0.0.1 port that reads each request's head and calls
+/// `answer` with it, the reader (positioned at the body) and the connection to write
+/// to; one thread per connection. Returns the port.
+pub fn scripted_backend(
+    answer: impl Fn(BackendRequest, &mut BufReader<TcpStream>, &mut TcpStream) + Send + Sync + 'static,
+) -> u16 {
+    let listener = local_listener();
+    let port = listener.local_addr().expect("addr").port();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let answer = std::sync::Arc::clone(&answer);
+            std::thread::spawn(move || {
+                let Ok(clone) = conn.try_clone() else { return };
+                let mut reader = BufReader::with_capacity(1 << 16, clone);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut content_length = 0;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((n, v)) = h.split_once(':') {
+                        if n.eq_ignore_ascii_case("content-length") {
+                            content_length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let req = BackendRequest {
+                    line: line.trim().to_owned(),
+                    content_length,
+                };
+                answer(req, &mut reader, &mut conn);
+            });
+        }
+    });
+    port
+}
+
+/// The highest resident set size of a process so far, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
 /// A port on 127.0.0.1 that refuses connections for as long as this value lives:
 /// a socket bound without `SO_REUSEADDR` that never listens. Nobody else can bind
 /// the port meanwhile, so it cannot turn into someone's server.
