@@ -141,6 +141,23 @@ pub fn free_port() -> u16 {
     panic!("free_port: no fresh port after 1000 tries");
 }
 
+/// The first of `n` consecutive ports that are all free now (for `ferrolb up`, whose
+/// workers take consecutive ports): each is bound once to check, none handed out
+/// twice in this process.
+pub fn free_port_run(n: u16) -> u16 {
+    for _ in 0..1000 {
+        let first = free_port();
+        let Some(last) = first.checked_add(n.saturating_sub(1)) else {
+            continue;
+        };
+        let all_free = (first + 1..=last).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("free_port_run: no {n} free consecutive ports after 1000 tries");
+}
+
 /// A listener on 127.0.0.1 on a port the kernel picks, for a server run by the
 /// test itself: keep it (or hand it to the server thread) instead of its number.
 pub fn local_listener() -> TcpListener {

@@ -14,8 +14,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    self, check_ports, free_port, fresh_temp_dir, http_get, proxy_bin, says_port_taken,
-    START_ATTEMPTS, START_TIMEOUT,
+    self, check_ports, free_port, free_port_run, fresh_temp_dir, http_get, proxy_bin,
+    says_port_taken, START_ATTEMPTS, START_TIMEOUT,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -61,7 +61,8 @@ impl Up {
             .arg("-w")
             .arg(workers.to_string())
             .arg("--first-worker-port")
-            .arg(free_port().to_string())
+            // Workers take consecutive ports: all of them free, not just the first.
+            .arg(free_port_run(workers.max(1)).to_string())
             .arg("--listen")
             .arg(format!("127.0.0.1:{listen}"))
             .arg("--admin")
