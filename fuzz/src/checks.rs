@@ -139,7 +139,10 @@ fn check_request_fields(h: &RequestHead, buf: &[u8]) {
         BodyFraming::UntilClose => panic!("close-delimited request body"),
     }
     if h.minor_version == 0 {
-        assert!(!h.upgrade && !h.expect_continue, "HTTP/1.0 upgrade or expect");
+        assert!(
+            !h.upgrade && !h.expect_continue,
+            "HTTP/1.0 upgrade or expect"
+        );
         if indexes_named(&h.headers, buf, b"connection").is_empty() {
             assert!(!h.keep_alive, "HTTP/1.0 keep-alive without Connection");
         }
@@ -366,7 +369,10 @@ fn chunked_body(body: &[u8], seed: u8) {
 
     match outcome {
         Ok(ScanStep::Done { body_end }) => {
-            assert!(body_end >= 5 && body_end <= body.len(), "body_end {body_end}");
+            assert!(
+                body_end >= 5 && body_end <= body.len(),
+                "body_end {body_end}"
+            );
             assert!(body[..body_end].ends_with(b"\r\n\r\n"), "body end");
             assert!(whole.is_done());
             assert_eq!(whole.scan(b"more"), Ok(ScanStep::Done { body_end: 0 }));
@@ -493,7 +499,11 @@ pub fn config(data: &[u8]) {
     match (ferrolb::config::load(name, &opts), &tree) {
         (Err(e), Ok(_)) => check_config_error(&e, text),
         (Err(e), Err(parse_error)) => {
-            assert_eq!(e.to_string(), parse_error.to_string(), "load and parse differ")
+            assert_eq!(
+                e.to_string(),
+                parse_error.to_string(),
+                "load and parse differ"
+            )
         }
         (Ok(_), Err(e)) => panic!("loaded a text that does not parse: {e}"),
         (Ok(_), Ok(_)) => {}
@@ -516,7 +526,9 @@ fn has_include(text: &str) -> bool {
 fn check_config_error(e: &ConfigError, text: &str) {
     let message = e.to_string();
     assert!(!message.is_empty());
-    let span = e.span().unwrap_or_else(|| panic!("error without a place: {message}"));
+    let span = e
+        .span()
+        .unwrap_or_else(|| panic!("error without a place: {message}"));
     assert_eq!(span.file.as_path(), Path::new(CONFIG_NAME), "{message}");
     let lines = text.split('\n').count();
     assert!(
@@ -525,7 +537,10 @@ fn check_config_error(e: &ConfigError, text: &str) {
         span.line
     );
     assert!(span.column >= 1, "{message}");
-    assert!(message.starts_with(&format!("{CONFIG_NAME}:{}", span.line)), "{message}");
+    assert!(
+        message.starts_with(&format!("{CONFIG_NAME}:{}", span.line)),
+        "{message}"
+    );
 }
 
 fn print_tree(tree: &[Directive], out: &mut String) {
@@ -666,7 +681,8 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
             let hex = s.get(i + 1..i + 3).expect("% at the end");
             let hex = std::str::from_utf8(hex).expect("hex digits");
             assert!(
-                hex.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)),
+                hex.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)),
                 "escape %{hex}"
             );
             out.push(u8::from_str_radix(hex, 16).expect("hex digits"));
