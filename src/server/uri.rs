@@ -45,11 +45,14 @@ fn normalize_slow(raw: &[u8]) -> Result<String, UriError> {
     while i < raw.len() {
         let b = raw[i];
         if b == b'%' {
-            let hex = raw.get(i + 1..i + 3).ok_or(UriError::BadEscape)?;
-            let v = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(UriError::BadEscape)?;
+            // Two hex digits, nothing else: `from_str_radix` would also take a sign
+            // (`%+1`), which nginx refuses.
+            let v = match raw.get(i + 1..i + 3) {
+                Some(&[hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                    hex_digit(hi) << 4 | hex_digit(lo)
+                }
+                _ => return Err(UriError::BadEscape),
+            };
             if v == 0 {
                 return Err(UriError::BadEscape);
             }
@@ -90,6 +93,14 @@ fn normalize_slow(raw: &[u8]) -> Result<String, UriError> {
     String::from_utf8(out).map_err(|_| UriError::NotUtf8)
 }
 
+/// The value of an ASCII hex digit (callers check `is_ascii_hexdigit` first).
+fn hex_digit(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        _ => (b | 0x20) - b'a' + 10,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +121,10 @@ mod tests {
         assert_eq!(normalize(b"/a/../../b"), Err(UriError::AboveRoot));
         assert_eq!(normalize(b"/%zz"), Err(UriError::BadEscape));
         assert_eq!(normalize(b"/%00"), Err(UriError::BadEscape));
+        // Found by the fuzzer's invariant (fuzz/regressions/uri): a sign is no hex digit.
+        assert_eq!(normalize(b"/%+1"), Err(UriError::BadEscape));
+        assert_eq!(normalize(b"/%-1"), Err(UriError::BadEscape));
+        ok("/%4a%4A", "/JJ");
         assert_eq!(normalize(b"x"), Err(UriError::NotAbsolute));
     }
 }
