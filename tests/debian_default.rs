@@ -9,17 +9,22 @@
 mod common;
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::*;
 
+/// A server in its own process group: nginx's workers stop with their master.
 struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = stop_group(
+            &mut self.0,
+            nix::sys::signal::Signal::SIGTERM,
+            std::time::Duration::from_secs(3),
+        );
     }
 }
 
@@ -75,6 +80,7 @@ fn start(bin: &Path, tag: &str) -> (Running, u16, PathBuf) {
         cmd.arg("-p").arg(format!("{}/", dir.display()));
     }
     let child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(fs::File::create(dir.join("stderr.log")).expect("stderr"))

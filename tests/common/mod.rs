@@ -418,7 +418,7 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 
 /// Signals the process group led by `child`, escalating: `first`, then SIGTERM
 /// and SIGKILL, each after `grace`. Reaps the child. Returns its exit status.
-fn stop_group(child: &mut Child, first: Signal, grace: Duration) -> Option<ExitStatus> {
+pub fn stop_group(child: &mut Child, first: Signal, grace: Duration) -> Option<ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
         // The leader is gone; make sure nothing it left in the group survives.
         let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
