@@ -236,6 +236,9 @@ pub struct RequestVars<'a> {
     /// The rewrite phase's variables, where there is one (absent: user variables and
     /// captures are empty).
     pub locals: Option<&'a Locals<'a>>,
+    /// `$connection`: the client connection's serial number; 0 where there is no
+    /// connection (the variable is then empty).
+    pub connection: u64,
     /// The location's files and prefix (`$request_filename`, `$document_root`).
     pub files: Option<(&'a FilesConf, Option<&'a str>)>,
 }
@@ -394,6 +397,11 @@ impl RequestVars<'_> {
             | Var::UpstreamHttp(_) => {
                 if let Some(l) = self.locals {
                     upstream_value(var, &cell(&l.upstream), out);
+                }
+            }
+            Var::Connection => {
+                if self.connection != 0 {
+                    let _ = write!(out, "{}", self.connection);
                 }
             }
             Var::Msec => {
@@ -657,7 +665,6 @@ impl RequestVars<'_> {
             | Var::BodyBytesSent
             | Var::BytesSent
             | Var::SentHttp(_)
-            | Var::Connection
             | Var::ConnectionRequests
             | Var::Pipe
             | Var::Unknown(_) => {}

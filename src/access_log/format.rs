@@ -269,6 +269,7 @@ mod tests {
             upstream_addr: None,
             locals: None,
             files: None,
+            connection: 0,
         };
         let parts = crate::config::template::parse(
             "$remote_addr \"$request\" $status $http_user_agent $remote_user $connection/$connection_requests$pipe $upstream_addr $http_referer",

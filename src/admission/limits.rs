@@ -341,6 +341,7 @@ mod tests {
             upstream_addr: None,
             locals: None,
             files: None,
+            connection: 0,
         };
         let mut lines = Vec::new();
         let mut log = |_: Level, l: String| lines.push(l);

@@ -201,6 +201,7 @@ pub fn request_vars<'a>(
         upstream_addr: None,
         locals: None,
         files: None,
+        connection: info.id,
     }
 }
 

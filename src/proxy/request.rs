@@ -41,6 +41,7 @@ pub(super) fn vars<'a>(
         upstream_addr: peer,
         locals: f.locals,
         files: None,
+        connection: f.info.id,
     }
 }
 

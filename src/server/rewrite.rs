@@ -616,6 +616,7 @@ mod tests {
             upstream_addr: None,
             locals: Some(locals),
             files: None,
+            connection: 0,
         }));
         let path = head.path(buf);
         let uri = crate::server::uri::normalize(path).expect("path normalises");
