@@ -69,7 +69,9 @@ pub(super) async fn begin(
     // A stop ends handshakes in progress: a client that connects and sends nothing
     // must not hold a graceful stop for the whole timeout.
     let mut stop = worker.shared.stop_signal();
-    let handshake = tokio::time::timeout(limit, accept(stream, pick));
+    // Boxed: the handshake's state is large, and a plain connection's task must not
+    // carry room for it while it idles.
+    let handshake = tokio::time::timeout(limit, Box::pin(accept(stream, pick)));
     let outcome = tokio::select! {
         r = handshake => r,
         _ = stop.changed() => return None,
