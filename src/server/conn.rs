@@ -148,7 +148,8 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                 };
                 if linger {
                     tokio::select! {
-                        () = lingering_close(&mut stream, l) => {}
+                        // Boxed: rare, and its state must not enlarge every idle task.
+                        () = Box::pin(lingering_close(&mut stream, l)) => {}
                         _ = stop.changed() => {}
                     }
                 }
