@@ -141,16 +141,14 @@ pub fn free_port() -> u16 {
     panic!("free_port: no fresh port after 1000 tries");
 }
 
-/// The first of `n` consecutive ports that are all free now (for `ferrolb up`, whose
-/// workers take consecutive ports): each is bound once to check, none handed out
-/// twice in this process.
+/// The first of `n` consecutive ports that are all free now, for `ferrolb up`, whose
+/// workers take consecutive ports. Chosen below the kernel's ephemeral range (32768
+/// and up), where no `free_port` or outgoing connection of a concurrent test can take
+/// one of them between this check and the workers' bind.
 pub fn free_port_run(n: u16) -> u16 {
     for _ in 0..1000 {
-        let first = free_port();
-        let Some(last) = first.checked_add(n.saturating_sub(1)) else {
-            continue;
-        };
-        let all_free = (first + 1..=last).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        let first = 20_000 + rand::random::<u16>() % 11_000;
+        let all_free = (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
         if all_free {
             return first;
         }
