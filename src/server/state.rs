@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::access_log::{AccessLog, AccessLogs};
 use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
-use crate::config::{self, Config, Endpoint, LocSettings};
+use crate::config::{self, Config, Endpoint, LocSettings, LogBuffering};
 use crate::net::tls::server::TlsOffer;
 use crate::upstream::PeerRegistry;
 
@@ -130,21 +130,28 @@ impl Runtime {
             .iter()
             .map(|u| Upstream::build(u, registry))
             .collect();
-        let mut access_logs = HashMap::new();
-        let mut open = |s: &LocSettings| -> Result<(), ServerError> {
-            if let Some(path) = s.access_log.path() {
-                if !access_logs.contains_key(path) {
-                    let log = AccessLogs::open(path).map_err(|e| {
-                        ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
-                    })?;
-                    access_logs.insert(path.to_path_buf(), log);
+        // One writer per file, with the buffering of its buffered `access_log` lines
+        // (validation made them agree); unbuffered lines to that file share it.
+        let mut wanted: HashMap<PathBuf, LogBuffering> = HashMap::new();
+        let mut collect = |s: &LocSettings| -> Result<(), ServerError> {
+            for t in s.access_log.targets() {
+                let b = wanted.entry(t.path.clone()).or_default();
+                if t.buffering != LogBuffering::default() {
+                    *b = t.buffering;
                 }
             }
             Ok(())
         };
         for server in &config.http.servers {
-            open(&server.settings)?;
-            visit_locations(&server.locations, &mut open)?;
+            collect(&server.settings)?;
+            visit_locations(&server.locations, &mut collect)?;
+        }
+        let mut access_logs = HashMap::new();
+        for (path, buffering) in wanted {
+            let log = AccessLogs::open(&path, buffering).map_err(|e| {
+                ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
+            })?;
+            access_logs.insert(path, log);
         }
         let servers = &config.http.servers;
         let tls_offers = servers

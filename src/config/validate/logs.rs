@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::rewrite::VarNames;
+use super::values::{parse_size, parse_time};
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
@@ -103,22 +104,25 @@ impl Validator<'_> {
         Ok(ErrorLogConf { target, level })
     }
 
-    /// `access_log off | PATH [FORMAT [params...]]`; the format must be declared above.
-    pub(super) fn access_log(&mut self, d: &Directive) -> Result<AccessLogConf> {
+    /// `access_log off | PATH [FORMAT [buffer=SIZE] [gzip[=LEVEL]] [flush=TIME]
+    /// [if=COND]]`; the format must be declared above. `None` for `off` and
+    /// `/dev/null`.
+    pub(super) fn access_log(&mut self, d: &Directive) -> Result<Option<AccessLogTarget>> {
         let path = d.arg(0);
         if path == "off" {
-            if d.args.len() > 1 {
+            if let Some(extra) = d.args.get(1) {
                 return Err(ConfigError::at(
                     &d.span,
-                    "invalid number of arguments in \"access_log\" directive",
+                    format!("invalid parameter \"{}\"", extra.value),
                 ));
             }
-            return Ok(AccessLogConf::Off);
+            return Ok(None);
         }
         if path.starts_with("syslog:") {
-            return Err(ConfigError::at(
+            return Err(ConfigError::hinted(
                 &d.span,
                 "syslog access logs are not supported: use a file",
+                "log to a file (rsyslog's imfile can forward it), or to /dev/stdout under a service manager",
             ));
         }
         if path.contains('$') {
@@ -140,16 +144,99 @@ impl Validator<'_> {
                 }
             },
         };
-        if d.args.len() > 2 {
-            self.warn(d, "\"access_log\" parameters after the format (buffer=, flush=, gzip, if=) are ignored".to_owned());
+        let mut buffering = LogBuffering::default();
+        let mut condition = None;
+        for a in d.args.iter().skip(2) {
+            let p = a.value.as_str();
+            if let Some(v) = p.strip_prefix("buffer=") {
+                buffering.size = parse_size(v)
+                    .filter(|&n| n > 0)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("invalid buffer size \"{v}\""))
+                    })?;
+            } else if let Some(v) = p.strip_prefix("flush=") {
+                buffering.flush =
+                    Some(parse_time(v).filter(|t| !t.is_zero()).ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("invalid flush time \"{v}\""))
+                    })?);
+            } else if p == "gzip" || p.starts_with("gzip=") {
+                if buffering.size == 0 {
+                    buffering.size = 64 * 1024;
+                }
+                buffering.gzip = Some(match p.strip_prefix("gzip=") {
+                    None => 1,
+                    Some(v) => v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=9).contains(n) && v.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(|| {
+                            ConfigError::at(&d.span, format!("invalid compression level \"{v}\""))
+                        })?,
+                });
+            } else if let Some(v) = p.strip_prefix("if=") {
+                condition = Some(Arc::new(self.log_condition(d, v)?));
+            } else {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("invalid parameter \"{p}\""),
+                ));
+            }
+        }
+        if buffering.flush.is_some() && buffering.size == 0 {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("no buffer is defined for access_log \"{path}\""),
+            ));
         }
         if path == "/dev/null" {
-            return Ok(AccessLogConf::Off);
+            return Ok(None);
         }
         let path = self.env.prefix.join(path);
-        Ok(match format {
-            None => AccessLogConf::Combined(path),
-            Some(format) => AccessLogConf::Format { path, format },
+        if buffering.size > 0 {
+            match self.log_buffering.get(&path) {
+                Some(b) if *b != buffering => {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!(
+                            "access_log \"{}\" already defined with conflicting parameters",
+                            d.arg(0)
+                        ),
+                    ))
+                }
+                _ => {
+                    self.log_buffering.insert(path.clone(), buffering);
+                }
+            }
+        }
+        Ok(Some(AccessLogTarget {
+            path,
+            format,
+            condition,
+            buffering,
+        }))
+    }
+
+    /// `if=COND` as a format of its own: no escaping, no `-` for empty values.
+    fn log_condition(&self, d: &Directive, text: &str) -> Result<LogFormat> {
+        let template = template::parse_with(text, &|n| {
+            self.names.lookup(n).or_else(|| {
+                let field = n.strip_prefix("sent_http_").filter(|f| !f.is_empty())?;
+                Some(Var::SentHttp(field.to_ascii_lowercase().replace('_', "-")))
+            })
+        })
+        .map_err(|e| {
+            let (msg, hint) = e.message(text);
+            match hint {
+                Some(h) => ConfigError::hinted(&d.span, msg, h),
+                None => ConfigError::at(&d.span, msg),
+            }
+        })?;
+        Ok(LogFormat {
+            name: "if=".to_owned(),
+            escape: LogEscape::None,
+            uses_upstream: template.uses_upstream(),
+            parts: template.parts,
         })
     }
 }

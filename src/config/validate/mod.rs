@@ -14,9 +14,11 @@
 mod address;
 mod admin;
 mod admission;
+mod cache;
 mod ciphers;
 mod geo;
 mod health;
+mod listen;
 mod location;
 mod logs;
 mod proxy;
@@ -73,6 +75,8 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         health_checks: Vec::new(),
         limit_req_zones: Vec::new(),
         limit_conn_zones: Vec::new(),
+        cache: cache::CacheDirectives::default(),
+        log_buffering: HashMap::new(),
     };
     v.main(directives)
 }
@@ -93,6 +97,10 @@ struct Validator<'a> {
     limit_req_zones: Vec<LimitReqZoneConf>,
     /// `limit_conn_zone`s (declared anywhere at http level).
     limit_conn_zones: Vec<LimitConnZoneConf>,
+    /// The proxy cache directives seen (accepted, not acted on).
+    cache: cache::CacheDirectives,
+    /// `buffer=`/`flush=`/`gzip` of each buffered access log file: one setting per file.
+    log_buffering: HashMap<PathBuf, LogBuffering>,
 }
 
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
@@ -409,6 +417,17 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>>>()?;
         self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
+        self.cache_zones_known()?;
+        // As nginx: the socket options of an address are set by one `listen` only.
+        let mut with_options: HashSet<&Endpoint> = HashSet::new();
+        for l in servers.iter().flat_map(|s| &s.listen) {
+            if l.socket.is_some() && !with_options.insert(&l.addr) {
+                return Err(ConfigError::at(
+                    &l.span,
+                    format!("duplicate listen options for {}", l.addr),
+                ));
+            }
+        }
         let mut defaults: HashMap<&Endpoint, ()> = HashMap::new();
         for s in &servers {
             for l in s.listen.iter().filter(|l| l.default_server) {
