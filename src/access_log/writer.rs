@@ -513,4 +513,40 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn buffer_is_written_when_the_next_line_does_not_fit_and_gzip_members_decode() {
+        use std::io::Read as _;
+        let dir = std::env::temp_dir().join(format!("ferrolb-al-buf-{}", std::process::id()));
+        let path = dir.join("buffered.log");
+        let buffering = LogBuffering {
+            size: 100,
+            flush: None,
+            gzip: Some(6),
+        };
+        let log = AccessLog::open(&path, buffering).expect("open");
+        let line = [b'x'; 39].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        log.write_line(&line);
+        log.write_line(&line);
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), 0);
+        // The third does not fit in 100 bytes: the first two go out as one member.
+        log.write_line(&line);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::metadata(&path).expect("file").len() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no member written");
+            std::thread::yield_now();
+        }
+        let decode = || {
+            let raw = std::fs::read(&path).expect("read");
+            let mut text = Vec::new();
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_end(&mut text)
+                .expect("gzip");
+            text
+        };
+        assert_eq!(decode(), line.repeat(2));
+        log.flush();
+        assert_eq!(decode(), line.repeat(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
