@@ -225,11 +225,9 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("keepalive", UPSTREAM, 1, 1),
     handled("keepalive_timeout", UPSTREAM, 1, 1),
     handled("keepalive_requests", UPSTREAM, 1, 1),
-    ignored(
-        "zone",
-        UPSTREAM,
-        "peer state is shared between worker threads without a zone",
-    ),
+    // Peer state (failures, connections, round robin weights) is shared by every
+    // worker thread, which is what the zone gives nginx's worker processes.
+    handled("zone", UPSTREAM, 1, 2),
     handled("least_conn", UPSTREAM, 0, 0),
     handled("ip_hash", UPSTREAM, 0, 0),
     handled("hash", UPSTREAM, 1, 2),

@@ -316,7 +316,7 @@ fn upstream_server_parameters() {
         (u.keepalive, u.keepalive_timeout, u.keepalive_requests),
         (Some(16), Duration::from_secs(5), 50)
     );
-    assert!(c.warnings.iter().any(|w| w.message.contains("\"zone\"")));
+    assert!(!c.warnings.iter().any(|w| w.message.contains("\"zone\"")));
     let d = &c.http.upstreams[0].peers[1];
     assert_eq!(
         (d.weight, d.max_fails, d.fail_timeout),
@@ -1545,4 +1545,27 @@ fn access_log_parameters() {
     );
     let c = load_text(&in_http("log_subrequest on; open_log_file_cache max=10;"));
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+}
+
+#[test]
+fn upstream_zone_checked_as_nginx() {
+    let up = |zone: &str| {
+        in_http(&format!(
+            "upstream u {{ {zone} server 127.0.0.1:1; }}\nserver {{ listen 80; location / {{ proxy_pass http://u; }} }}"
+        ))
+    };
+    let c = load_text(&up("zone u 64k;"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        first_line(&load_err(&up("zone u 4k;"))),
+        "nginx.conf:3: zone \"u\" is too small"
+    );
+    assert_eq!(
+        first_line(&load_err(&up("zone u;"))),
+        "nginx.conf:3: zero size shared memory zone \"u\""
+    );
+    assert_eq!(
+        first_line(&load_err(&up("zone u x;"))),
+        "nginx.conf:3: invalid zone size \"x\""
+    );
 }

@@ -77,6 +77,7 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         limit_conn_zones: Vec::new(),
         cache: cache::CacheDirectives::default(),
         log_buffering: HashMap::new(),
+        upstream_zones: Vec::new(),
     };
     v.main(directives)
 }
@@ -101,6 +102,8 @@ struct Validator<'a> {
     cache: cache::CacheDirectives,
     /// `buffer=`/`flush=`/`gzip` of each buffered access log file: one setting per file.
     log_buffering: HashMap<PathBuf, LogBuffering>,
+    /// `zone NAME [SIZE]` lines of upstreams.
+    upstream_zones: Vec<(String, Option<u64>, Span)>,
 }
 
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
@@ -418,6 +421,7 @@ impl Validator<'_> {
         self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
         self.cache_zones_known()?;
+        self.upstream_zones_sized()?;
         // As nginx: the socket options of an address are set by one `listen` only.
         let mut with_options: HashSet<&Endpoint> = HashSet::new();
         for l in servers.iter().flat_map(|s| &s.listen) {
