@@ -7,4 +7,4 @@ mod writer;
 
 pub use crate::vars::UpstreamAttempt;
 pub use format::{ConnFacts, PendingLine, ResponseFacts};
-pub use writer::{format_combined, AccessLog, AccessLogs, CombinedFields};
+pub use writer::{append_line, format_combined, AccessLog, AccessLogs, CombinedFields};

@@ -303,6 +303,28 @@ impl Drop for AccessLog {
     }
 }
 
+/// Appends `line` to `path`, opened for this line alone: an `access_log` whose path
+/// has variables, as nginx writes it without `open_log_file_cache` (the file is
+/// created, its directory is not). A failure goes to the error log with nginx's
+/// `open() "PATH" failed (2: No such file or directory)`.
+pub fn append_line(path: &Path, line: &[u8]) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| ("open()", e))
+        .and_then(|mut f| f.write_all(line).map_err(|e| ("write()", e)));
+    if let Err((call, e)) = written {
+        crate::crit!(
+            "{call} \"{}\" failed ({})",
+            path.display(),
+            crate::log::os_error_text(&e)
+        );
+    }
+}
+
 /// The registry's key: a file and how it is written.
 type LogKey = (PathBuf, LogBuffering);
 

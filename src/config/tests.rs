@@ -193,6 +193,7 @@ fn defaults() {
         l.access_log,
         AccessLogConf::Logs(vec![AccessLogTarget {
             path: PathBuf::from("/srv/lb/logs/access.log"),
+            path_template: None,
             format: None,
             condition: None,
             buffering: LogBuffering::default(),

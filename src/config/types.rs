@@ -1303,16 +1303,20 @@ impl AccessLogConf {
     /// True when some target's format has an `$upstream_*` list variable.
     pub fn uses_upstream(&self) -> bool {
         self.targets().iter().any(|t| {
-            t.format.as_ref().is_some_and(|f| f.uses_upstream)
-                || t.condition.as_ref().is_some_and(|c| c.uses_upstream)
+            [&t.format, &t.condition, &t.path_template]
+                .into_iter()
+                .flatten()
+                .any(|f| f.uses_upstream)
         })
     }
 
     /// True when some target's format has `$sent_http_NAME`.
     pub fn uses_sent_head(&self) -> bool {
         self.targets().iter().any(|t| {
-            t.format.as_ref().is_some_and(|f| f.uses_sent_head())
-                || t.condition.as_ref().is_some_and(|c| c.uses_sent_head())
+            [&t.format, &t.condition, &t.path_template]
+                .into_iter()
+                .flatten()
+                .any(|f| f.uses_sent_head())
         })
     }
 }
@@ -1320,8 +1324,12 @@ impl AccessLogConf {
 /// One `access_log PATH [FORMAT [buffer=SIZE [gzip[=LEVEL]] [flush=TIME] [if=COND]]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogTarget {
-    /// The file.
+    /// The file (with a `path_template`: the path as written, under the prefix).
     pub path: PathBuf,
+    /// A path with variables (`access_log logs/$host.log`): rendered for each line
+    /// (response variables included) and opened for it, appending, as nginx does
+    /// without `open_log_file_cache`. `None` for a fixed path.
+    pub path_template: Option<Arc<LogFormat>>,
     /// The `log_format`; `None` for nginx's `combined`.
     pub format: Option<Arc<LogFormat>>,
     /// `if=`: the line is skipped when this renders empty or `0`. Kept as a

@@ -110,8 +110,10 @@ fn asks_for_fields(s: &LocSettings) -> bool {
     };
     s.add_header.iter().any(|h| has(&h.value.parts))
         || s.access_log.targets().iter().any(|t| {
-            t.format.as_ref().is_some_and(|f| has(&f.parts))
-                || t.condition.as_ref().is_some_and(|c| has(&c.parts))
+            [&t.format, &t.condition, &t.path_template]
+                .into_iter()
+                .flatten()
+                .any(|f| has(&f.parts))
         })
 }
 

@@ -914,7 +914,10 @@ fn capture_log<'a, 'v>(
     let entries: Vec<LogEntry<'a>> = targets
         .iter()
         .filter_map(|t| {
-            let log = rt.access_logs.get(&t.path)?;
+            let dest = match &t.path_template {
+                None => LogDest::Shared(rt.access_logs.get(&t.path)?),
+                Some(p) => LogDest::PerLine(p, PendingLine::prepare(p, &vars, &conn)),
+            };
             let kind = match &t.format {
                 None => LineKind::combined(&vars),
                 Some(format) => LineKind::Format {
@@ -927,7 +930,7 @@ fn capture_log<'a, 'v>(
                 .as_deref()
                 .map(|c| (c, PendingLine::prepare(c, &vars, &conn)));
             Some(LogEntry {
-                log,
+                dest,
                 kind,
                 condition,
             })
@@ -1484,10 +1487,18 @@ struct LogLine<'a> {
 
 /// One `access_log` line's part of a request's logging.
 struct LogEntry<'a> {
-    log: &'a AccessLog,
+    dest: LogDest<'a>,
     kind: LineKind<'a>,
     /// `if=`: its format and request-phase rendering.
     condition: Option<(&'a LogFormat, PendingLine)>,
+}
+
+/// Where an access log line goes.
+enum LogDest<'a> {
+    /// A file opened at load time, with its writer thread.
+    Shared(&'a AccessLog),
+    /// A path with variables, rendered after the response and opened for the line.
+    PerLine(&'a LogFormat, PendingLine),
 }
 
 enum LineKind<'a> {
@@ -1571,7 +1582,17 @@ impl LogLine<'_> {
                 ),
                 LineKind::Format { format, pending } => pending.finish(format, &facts, &mut line),
             }
-            e.log.write_line(&line);
+            match &e.dest {
+                LogDest::Shared(log) => log.write_line(&line),
+                LogDest::PerLine(format, pending) => {
+                    let mut path = Vec::new();
+                    pending.finish(format, &facts, &mut path);
+                    path.pop();
+                    use std::os::unix::ffi::OsStrExt as _;
+                    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
+                    crate::access_log::append_line(path, &line);
+                }
+            }
         }
     }
 }

@@ -134,7 +134,12 @@ impl Runtime {
         // (validation made them agree); unbuffered lines to that file share it.
         let mut wanted: HashMap<PathBuf, LogBuffering> = HashMap::new();
         let mut collect = |s: &LocSettings| -> Result<(), ServerError> {
-            for t in s.access_log.targets() {
+            for t in s
+                .access_log
+                .targets()
+                .iter()
+                .filter(|t| t.path_template.is_none())
+            {
                 let b = wanted.entry(t.path.clone()).or_default();
                 if t.buffering != LogBuffering::default() {
                     *b = t.buffering;

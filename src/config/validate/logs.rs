@@ -125,12 +125,6 @@ impl Validator<'_> {
                 "log to a file (rsyslog's imfile can forward it), or to /dev/stdout under a service manager",
             ));
         }
-        if path.contains('$') {
-            return Err(ConfigError::at(
-                &d.span,
-                "variables in \"access_log\" paths are not supported",
-            ));
-        }
         let format = match d.args.get(1).map(|a| a.value.as_str()) {
             None | Some("combined") => None,
             Some(name) => match self.log_formats.get(name) {
@@ -175,7 +169,7 @@ impl Validator<'_> {
                         })?,
                 });
             } else if let Some(v) = p.strip_prefix("if=") {
-                condition = Some(Arc::new(self.log_condition(d, v)?));
+                condition = Some(Arc::new(self.log_template(d, v)?));
             } else {
                 return Err(ConfigError::at(
                     &d.span,
@@ -193,6 +187,23 @@ impl Validator<'_> {
             return Ok(None);
         }
         let path = self.env.prefix.join(path);
+        if path.as_os_str().as_encoded_bytes().contains(&b'$') {
+            if buffering.size > 0 {
+                return Err(ConfigError::at(
+                    &d.span,
+                    "buffered logs cannot have variables in name",
+                ));
+            }
+            let text = path.to_string_lossy().into_owned();
+            let template = self.log_template(d, &text)?;
+            return Ok(Some(AccessLogTarget {
+                path,
+                path_template: Some(Arc::new(template)),
+                format,
+                condition,
+                buffering,
+            }));
+        }
         if buffering.size > 0 {
             match self.log_buffering.get(&path) {
                 Some(b) if *b != buffering => {
@@ -211,14 +222,16 @@ impl Validator<'_> {
         }
         Ok(Some(AccessLogTarget {
             path,
+            path_template: None,
             format,
             condition,
             buffering,
         }))
     }
 
-    /// `if=COND` as a format of its own: no escaping, no `-` for empty values.
-    fn log_condition(&self, d: &Directive, text: &str) -> Result<LogFormat> {
+    /// `if=COND`, or a log path with variables, as a format of its own: no escaping,
+    /// no `-` for empty values; rendered as lines are, response variables included.
+    fn log_template(&self, d: &Directive, text: &str) -> Result<LogFormat> {
         let template = template::parse_with(text, &|n| {
             self.names.lookup(n).or_else(|| {
                 let field = n.strip_prefix("sent_http_").filter(|f| !f.is_empty())?;
@@ -233,7 +246,7 @@ impl Validator<'_> {
             }
         })?;
         Ok(LogFormat {
-            name: "if=".to_owned(),
+            name: text.to_owned(),
             escape: LogEscape::None,
             uses_upstream: template.uses_upstream(),
             parts: template.parts,

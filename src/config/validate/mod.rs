@@ -106,6 +106,17 @@ struct Validator<'a> {
     upstream_zones: Vec<(String, Option<u64>, Span)>,
 }
 
+/// Words that are both a directive's name and a flag parameter of `directive`
+/// (`access_log ... gzip`, `listen ... ssl`): on a line of their own they continue
+/// the directive, as nginx reads them, rather than start the next one.
+fn is_flag_parameter(directive: &str, word: &str) -> bool {
+    match directive {
+        "access_log" => word == "gzip",
+        "listen" => matches!(word, "ssl" | "http2" | "quic"),
+        _ => false,
+    }
+}
+
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
 fn once<T>(slot: &mut Option<T>, value: T, d: &Directive) -> Result<()> {
     if slot.is_some() {
@@ -225,7 +236,11 @@ impl Validator<'_> {
     fn missing_semicolon(&self, d: &Directive) -> Result<()> {
         let mut prev_line = d.span.line;
         for a in &d.args {
-            if a.line > prev_line && !a.quoted && directives::is_known(&a.value) {
+            if a.line > prev_line
+                && !a.quoted
+                && directives::is_known(&a.value)
+                && !is_flag_parameter(&d.name, &a.value)
+            {
                 return Err(ConfigError::hinted(
                     &d.span,
                     format!("directive \"{}\" is not terminated by \";\"", d.name),

@@ -183,6 +183,7 @@ impl Partial {
             access_log: self.access_log.clone().unwrap_or_else(|| {
                 AccessLogConf::Logs(vec![AccessLogTarget {
                     path: prefix.join("logs/access.log"),
+                    path_template: None,
                     format: None,
                     condition: None,
                     buffering: LogBuffering::default(),
