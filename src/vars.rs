@@ -732,10 +732,13 @@ impl RequestVars<'_> {
 
 /// The value template of the first key of `map` that matches `source`, keeping a
 /// regex key's groups as the request's captures.
+/// What [`find_in_map`] does with a regex key's captures (and named captures).
+type KeepCaptures<'c> = dyn FnMut(&regex::Captures<'_>, &[(usize, usize)]) + 'c;
+
 fn find_in_map<'m>(
     map: &'m MapConf,
     source: &str,
-    keep_captures: &mut dyn FnMut(&regex::Captures<'_>, &[(usize, usize)]),
+    keep_captures: &mut KeepCaptures<'_>,
 ) -> &'m Template {
     let lower = source.to_ascii_lowercase();
     if let Some(t) = map.exact.get(&lower) {

@@ -304,25 +304,37 @@ impl Drop for AccessLog {
 }
 
 /// Appends `line` to `path`, opened for this line alone: an `access_log` whose path
-/// has variables, as nginx writes it without `open_log_file_cache` (the file is
-/// created, its directory is not). A failure goes to the error log with nginx's
-/// `open() "PATH" failed (2: No such file or directory)`.
+/// has variables, as nginx writes it without `open_log_file_cache`.
 pub fn append_line(path: &Path, line: &[u8]) {
+    if let Some(mut f) = open_for_line(path) {
+        if let Err(e) = f.write_all(line) {
+            crate::crit!(
+                "write() to \"{}\" failed ({})",
+                path.display(),
+                crate::log::os_error_text(&e)
+            );
+        }
+    }
+}
+
+/// Opens `path` for appending (created, mode 0644; its directory is not), as nginx
+/// opens a log path with variables; a failure goes to the error log with nginx's
+/// `open() "PATH" failed (2: No such file or directory)`.
+pub(super) fn open_for_line(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let written = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o644)
         .open(path)
-        .map_err(|e| ("open()", e))
-        .and_then(|mut f| f.write_all(line).map_err(|e| ("write()", e)));
-    if let Err((call, e)) = written {
-        crate::crit!(
-            "{call} \"{}\" failed ({})",
-            path.display(),
-            crate::log::os_error_text(&e)
-        );
-    }
+        .map_err(|e| {
+            crate::crit!(
+                "open() \"{}\" failed ({})",
+                path.display(),
+                crate::log::os_error_text(&e)
+            )
+        })
+        .ok()
 }
 
 /// The registry's key: a file and how it is written.

@@ -266,11 +266,7 @@ pub static DIRECTIVES: &[Spec] = &[
         HSL,
         "ferrolb makes no subrequests, so there are none to log",
     ),
-    ignored(
-        "open_log_file_cache",
-        HSL,
-        "access log files are opened once per load (and on -s reopen), never per request",
-    ),
+    handled("open_log_file_cache", HSL, 1, 4),
     handled("error_page", HSL, 2, MANY),
     handled("recursive_error_pages", HSL, 1, 1),
     handled("proxy_intercept_errors", HSL, 1, 1),

@@ -1544,8 +1544,37 @@ fn access_log_parameters() {
         err("access_log off combined;"),
         "nginx.conf:3: invalid parameter \"combined\""
     );
-    let c = load_text(&in_http("log_subrequest on; open_log_file_cache max=10;"));
-    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    let c = load_text(&in_http(
+        "log_subrequest on; open_log_file_cache max=10 inactive=20s min_uses=2 valid=1m;
+         server { listen 80; location / { open_log_file_cache off; } }",
+    ));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(
+        c.http.open_log_file_caches,
+        [OpenLogFileCacheConf {
+            max: 10,
+            inactive: Duration::from_secs(20),
+            min_uses: 2,
+            valid: Duration::from_secs(60),
+        }]
+    );
+    assert_eq!(c.http.servers[0].settings.open_log_file_cache, Some(0));
+    assert_eq!(
+        c.http.servers[0].locations[0].settings.open_log_file_cache,
+        None
+    );
+    assert_eq!(
+        err("open_log_file_cache inactive=10s;"),
+        "nginx.conf:3: \"open_log_file_cache\" must have \"max\" parameter"
+    );
+    assert_eq!(
+        err("open_log_file_cache max=x;"),
+        "nginx.conf:3: invalid \"open_log_file_cache\" parameter \"max=x\""
+    );
+    assert_eq!(
+        err("access_log logs/$host.log combined buffer=4k;"),
+        "nginx.conf:3: buffered logs cannot have variables in name"
+    );
 }
 
 #[test]

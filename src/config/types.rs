@@ -146,6 +146,25 @@ pub struct Http {
     pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
     /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
     pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
+    /// `open_log_file_cache` lines in file order; a level and the levels that inherit
+    /// its line share one cache ([`LocSettings::open_log_file_cache`] indexes them).
+    pub open_log_file_caches: Vec<OpenLogFileCacheConf>,
+}
+
+/// `open_log_file_cache max=N [inactive=TIME] [min_uses=N] [valid=TIME]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenLogFileCacheConf {
+    /// `max=`: the most files the cache knows; the least recently used is closed
+    /// beyond it. Required.
+    pub max: usize,
+    /// `inactive=`: a file not written within this long is closed. Default 10 s.
+    pub inactive: std::time::Duration,
+    /// `min_uses=`: a file is kept open once written this many times (within
+    /// `inactive`). Default 1.
+    pub min_uses: u32,
+    /// `valid=`: a kept file is opened again (by its path) after this long, so a
+    /// rotated log is followed. Default 60 s.
+    pub valid: std::time::Duration,
 }
 
 impl Http {
@@ -708,6 +727,10 @@ pub struct LocSettings {
     pub add_header: Vec<AddHeader>,
     /// `access_log`. Default `logs/access.log` in the combined format.
     pub access_log: AccessLogConf,
+    /// `open_log_file_cache`: which of [`Http::open_log_file_caches`] keeps the
+    /// files of access logs whose paths have variables open. Default none (`off`):
+    /// such a file is opened for each line.
+    pub open_log_file_cache: Option<usize>,
     /// Static file settings (used by [`Action::Static`]).
     pub files: FilesConf,
     /// `proxy_request_buffering`: a request body larger than ferrolb's 64 KiB memory

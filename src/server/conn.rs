@@ -16,7 +16,7 @@ use super::static_files::{self, Resolved};
 use super::tls_handshake::Started;
 use super::{uri, vhost};
 use crate::access_log::{
-    AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
+    AccessLog, CombinedFields, ConnFacts, LogFileCache, PendingLine, ResponseFacts, UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
 use crate::config::{
@@ -916,7 +916,13 @@ fn capture_log<'a, 'v>(
         .filter_map(|t| {
             let dest = match &t.path_template {
                 None => LogDest::Shared(rt.access_logs.get(&t.path)?),
-                Some(p) => LogDest::PerLine(p, PendingLine::prepare(p, &vars, &conn)),
+                Some(p) => LogDest::PerLine {
+                    path: p,
+                    pending: PendingLine::prepare(p, &vars, &conn),
+                    cache: settings
+                        .open_log_file_cache
+                        .and_then(|i| rt.log_file_caches.get(i)),
+                },
             };
             let kind = match &t.format {
                 None => LineKind::combined(&vars),
@@ -1497,8 +1503,13 @@ struct LogEntry<'a> {
 enum LogDest<'a> {
     /// A file opened at load time, with its writer thread.
     Shared(&'a AccessLog),
-    /// A path with variables, rendered after the response and opened for the line.
-    PerLine(&'a LogFormat, PendingLine),
+    /// A path with variables, rendered after the response and opened for the line
+    /// (or kept open by the location's `open_log_file_cache`).
+    PerLine {
+        path: &'a LogFormat,
+        pending: PendingLine,
+        cache: Option<&'a LogFileCache>,
+    },
 }
 
 enum LineKind<'a> {
@@ -1584,13 +1595,20 @@ impl LogLine<'_> {
             }
             match &e.dest {
                 LogDest::Shared(log) => log.write_line(&line),
-                LogDest::PerLine(format, pending) => {
+                LogDest::PerLine {
+                    path: format,
+                    pending,
+                    cache,
+                } => {
                     let mut path = Vec::new();
                     pending.finish(format, &facts, &mut path);
                     path.pop();
                     use std::os::unix::ffi::OsStrExt as _;
                     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
-                    crate::access_log::append_line(path, &line);
+                    match cache {
+                        Some(c) => c.append(path, &line),
+                        None => crate::access_log::append_line(path, &line),
+                    }
                 }
             }
         }

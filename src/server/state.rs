@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::access_log::{AccessLog, AccessLogs};
+use crate::access_log::{AccessLog, AccessLogs, LogFileCache};
 use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
 use crate::config::{self, Config, Endpoint, LocSettings, LogBuffering};
@@ -108,6 +108,9 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// The `open_log_file_cache` caches, parallel to
+    /// `config.http.open_log_file_caches` (new and empty after each reload).
+    pub log_file_caches: Vec<LogFileCache>,
     /// The `limit_req_zone`s and `limit_conn_zone`s, their states kept across reloads.
     pub limit_zones: crate::admission::limits::LimitZones,
     /// Groups made per request for `proxy_pass` with variables.
@@ -151,6 +154,12 @@ impl Runtime {
             collect(&server.settings)?;
             visit_locations(&server.locations, &mut collect)?;
         }
+        let log_file_caches = config
+            .http
+            .open_log_file_caches
+            .iter()
+            .map(|c| LogFileCache::new(*c))
+            .collect();
         let mut access_logs = HashMap::new();
         for (path, buffering) in wanted {
             let log = AccessLogs::open(&path, buffering).map_err(|e| {
@@ -203,6 +212,7 @@ impl Runtime {
             config,
             upstreams,
             access_logs,
+            log_file_caches,
             dynamic: DynamicGroups::default(),
             tls_offers,
             tls_addrs,

@@ -229,6 +229,53 @@ impl Validator<'_> {
         }))
     }
 
+    /// `open_log_file_cache max=N [inactive=T] [min_uses=N] [valid=T] | off`:
+    /// `Some(index)` into the caches collected for [`Http::open_log_file_caches`].
+    pub(super) fn open_log_file_cache(&mut self, d: &Directive) -> Result<Option<usize>> {
+        let mut conf = OpenLogFileCacheConf {
+            max: 0,
+            inactive: std::time::Duration::from_secs(10),
+            min_uses: 1,
+            valid: std::time::Duration::from_secs(60),
+        };
+        let mut off = false;
+        for a in &d.args {
+            let p = a.value.as_str();
+            let failed = || {
+                ConfigError::at(
+                    &d.span,
+                    format!("invalid \"open_log_file_cache\" parameter \"{p}\""),
+                )
+            };
+            let secs =
+                |v: &str| parse_time(v).filter(|t| t.subsec_nanos() == 0 && !v.contains("ms"));
+            if let Some(v) = p.strip_prefix("max=") {
+                conf.max = v.parse().map_err(|_| failed())?;
+            } else if let Some(v) = p.strip_prefix("inactive=") {
+                conf.inactive = secs(v).ok_or_else(failed)?;
+            } else if let Some(v) = p.strip_prefix("min_uses=") {
+                conf.min_uses = v.parse().map_err(|_| failed())?;
+            } else if let Some(v) = p.strip_prefix("valid=") {
+                conf.valid = secs(v).ok_or_else(failed)?;
+            } else if p == "off" {
+                off = true;
+            } else {
+                return Err(failed());
+            }
+        }
+        if off {
+            return Ok(None);
+        }
+        if conf.max == 0 {
+            return Err(ConfigError::at(
+                &d.span,
+                "\"open_log_file_cache\" must have \"max\" parameter",
+            ));
+        }
+        self.open_log_file_caches.push(conf);
+        Ok(Some(self.open_log_file_caches.len() - 1))
+    }
+
     /// `if=COND`, or a log path with variables, as a format of its own: no escaping,
     /// no `-` for empty values; rendered as lines are, response variables included.
     fn log_template(&self, d: &Directive, text: &str) -> Result<LogFormat> {

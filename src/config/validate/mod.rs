@@ -78,6 +78,7 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         cache: cache::CacheDirectives::default(),
         log_buffering: HashMap::new(),
         upstream_zones: Vec::new(),
+        open_log_file_caches: Vec::new(),
     };
     v.main(directives)
 }
@@ -104,6 +105,8 @@ struct Validator<'a> {
     log_buffering: HashMap<PathBuf, LogBuffering>,
     /// `zone NAME [SIZE]` lines of upstreams.
     upstream_zones: Vec<(String, Option<u64>, Span)>,
+    /// `open_log_file_cache` lines, in file order.
+    open_log_file_caches: Vec<OpenLogFileCacheConf>,
 }
 
 /// Words that are both a directive's name and a flag parameter of `directive`
@@ -470,6 +473,7 @@ impl Validator<'_> {
             split_clients: self.names.order_split_clients(splits),
             limit_req_zones: std::mem::take(&mut self.limit_req_zones),
             limit_conn_zones: std::mem::take(&mut self.limit_conn_zones),
+            open_log_file_caches: std::mem::take(&mut self.open_log_file_caches),
         })
     }
 

@@ -41,6 +41,7 @@ pub(super) struct Partial {
     etag: Option<bool>,
     if_modified_since: Option<IfModifiedSince>,
     log_not_found: Option<bool>,
+    open_log_file_cache: Option<Option<usize>>,
     autoindex: Option<bool>,
     expires: Option<Option<Expires>>,
     disable_symlinks: Option<bool>,
@@ -118,6 +119,7 @@ impl Partial {
             etag,
             if_modified_since,
             log_not_found,
+            open_log_file_cache,
             autoindex,
             expires,
             disable_symlinks,
@@ -180,6 +182,7 @@ impl Partial {
             keepalive_timeout: self.keepalive_timeout.unwrap_or(secs(75)),
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             add_header: self.add_header.clone().unwrap_or_default(),
+            open_log_file_cache: self.open_log_file_cache.flatten(),
             access_log: self.access_log.clone().unwrap_or_else(|| {
                 AccessLogConf::Logs(vec![AccessLogTarget {
                     path: prefix.join("logs/access.log"),
@@ -422,6 +425,10 @@ impl Validator<'_> {
             "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
             "etag" => once(&mut p.etag, flag(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
+            "open_log_file_cache" => {
+                let cache = self.open_log_file_cache(d)?;
+                once(&mut p.open_log_file_cache, cache, d)?;
+            }
             n if n.starts_with("proxy_cache") || n == "proxy_no_cache" => {
                 self.cache_directive(d)?
             }
