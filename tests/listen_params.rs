@@ -36,12 +36,15 @@ http {{
 /// The options of every listening socket of `pid` on `port`, one JSON object each.
 fn sockopts(pid: u32, port: u16) -> Vec<serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/listen_sockopts.py");
-    let out = Command::new("python3")
+    let python = std::env::var_os("FERROLB_TEST_PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
+    let out = Command::new(python)
         .arg(script)
         .arg(pid.to_string())
         .arg(port.to_string())
         .output()
-        .expect("run python3 listen_sockopts.py");
+        .expect("run listen_sockopts.py with python");
     assert!(
         out.status.success(),
         "listen_sockopts.py: {}",
