@@ -155,3 +155,63 @@ fn access_log_parameters_write_what_nginx_writes() {
         assert_eq!(run(nginx_bin), ours, "nginx wrote otherwise");
     }
 }
+
+/// The datagrams a server sends to a syslog socket for two requests, their time
+/// stamps cut out (`<PRI>Mmm dd hh:mm:ss REST` gives `<PRI> REST`).
+fn syslog_datagrams(bin: PathBuf) -> Vec<String> {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    sink.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let syslog = sink.local_addr().expect("addr").port();
+    let (_proxy, [port]) = Proxy::start_bin_on(bin, |[p]| {
+        format!(
+            "events {{}}
+http {{
+    log_format short '$request_uri $status';
+    server {{
+        listen 127.0.0.1:{p};
+        access_log syslog:server=127.0.0.1:{syslog},facility=local6,severity=notice,tag=web_1 short;
+        access_log syslog:server=127.0.0.1:{syslog},nohostname short if=$arg_x;
+        location / {{ return 204; }}
+    }}
+}}
+"
+        )
+    });
+    http_get(port, "/a?x=1", "x").expect("GET");
+    http_get(port, "/b", "x").expect("GET");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        let n = sink.recv(&mut buf).expect("a datagram within 5 s");
+        let d = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let close = d.find('>').expect("<PRI>") + 1;
+        // "Nov 30 07:30:10" is 15 bytes.
+        got.push(format!("{}{}", &d[..close], &d[close + 15..]));
+    }
+    got.sort();
+    got
+}
+
+#[test]
+fn syslog_targets_get_nginx_datagrams() {
+    let ours = syslog_datagrams(proxy_bin());
+    let host = {
+        let out = Command::new("hostname").output().expect("hostname");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .to_ascii_lowercase()
+    };
+    assert_eq!(
+        ours,
+        [
+            format!("<181> {host} web_1: /a?x=1 204"),
+            format!("<181> {host} web_1: /b 204"),
+            "<190> nginx: /a?x=1 204".to_owned(),
+        ]
+    );
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        assert_eq!(syslog_datagrams(nginx_bin), ours, "nginx sent otherwise");
+    }
+}

@@ -4,9 +4,11 @@
 
 mod file_cache;
 mod format;
+mod syslog;
 mod writer;
 
 pub use crate::vars::UpstreamAttempt;
 pub use file_cache::LogFileCache;
 pub use format::{ConnFacts, PendingLine, ResponseFacts};
+pub use syslog::SyslogSender;
 pub use writer::{append_line, format_combined, AccessLog, AccessLogs, CombinedFields};

@@ -197,6 +197,7 @@ fn defaults() {
             format: None,
             condition: None,
             buffering: LogBuffering::default(),
+            syslog: None,
         }])
     );
     let root = load(
@@ -1597,5 +1598,53 @@ fn upstream_zone_checked_as_nginx() {
     assert_eq!(
         first_line(&load_err(&up("zone u x;"))),
         "nginx.conf:3: invalid zone size \"x\""
+    );
+}
+
+#[test]
+fn access_log_syslog_targets() {
+    let c = load_text(&in_http(
+        "access_log syslog:server=127.0.0.1:5140,facility=local6,severity=notice,tag=web_1,nohostname;
+         access_log syslog:server=unix:/dev/log;
+         server { listen 80; }",
+    ));
+    let t = &c.http.servers[0].settings.access_log;
+    let t = t.targets();
+    assert_eq!(
+        t[0].syslog,
+        Some(SyslogTarget {
+            server: Endpoint::Inet("127.0.0.1:5140".parse().expect("addr")),
+            facility: 22,
+            severity: 5,
+            tag: "web_1".into(),
+            nohostname: true,
+        })
+    );
+    assert_eq!(
+        t[1].syslog,
+        Some(SyslogTarget {
+            server: Endpoint::Unix("/dev/log".into()),
+            facility: 23,
+            severity: 6,
+            tag: "nginx".into(),
+            nohostname: false,
+        })
+    );
+    let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
+    assert_eq!(
+        err("access_log syslog:facility=local0;"),
+        "nginx.conf:3: no syslog server specified"
+    );
+    assert_eq!(
+        err("access_log syslog:server=127.0.0.1,facility=local9;"),
+        "nginx.conf:3: unknown syslog facility \"local9\""
+    );
+    assert_eq!(
+        err("access_log syslog:server=127.0.0.1,tag=a-b;"),
+        "nginx.conf:3: syslog \"tag\" only allows alphanumeric characters and underscore"
+    );
+    assert_eq!(
+        err("access_log syslog:server=127.0.0.1 combined buffer=8k;"),
+        "nginx.conf:3: logs to syslog cannot be buffered"
     );
 }

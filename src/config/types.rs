@@ -1362,6 +1362,26 @@ pub struct AccessLogTarget {
     /// `buffer=`, `flush=`, `gzip`: how the file is written. They belong to the file:
     /// every `access_log` of one path shares them.
     pub buffering: LogBuffering,
+    /// `access_log syslog:...`: lines go to a syslog server instead of `path` (which
+    /// is then empty). Default none.
+    pub syslog: Option<SyslogTarget>,
+}
+
+/// `syslog:server=ADDR[:PORT][,facility=F][,severity=S][,tag=T][,nohostname]`: one
+/// RFC 3164 datagram per line, as nginx sends them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SyslogTarget {
+    /// `server=`: a UDP address (port 514 when not given) or `unix:/path` (a
+    /// datagram socket such as `/dev/log`).
+    pub server: Endpoint,
+    /// `facility=`: 0 (`kern`) to 23 (`local7`, the default).
+    pub facility: u8,
+    /// `severity=`: 0 (`emerg`) to 7 (`debug`); default 6 (`info`).
+    pub severity: u8,
+    /// `tag=`: up to 32 letters, digits and `_`; default `nginx`.
+    pub tag: String,
+    /// `nohostname`: the header leaves out the host name.
+    pub nohostname: bool,
 }
 
 /// How an access log file is written (`buffer=`, `flush=`, `gzip=`).

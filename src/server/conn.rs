@@ -16,7 +16,8 @@ use super::static_files::{self, Resolved};
 use super::tls_handshake::Started;
 use super::{uri, vhost};
 use crate::access_log::{
-    AccessLog, CombinedFields, ConnFacts, LogFileCache, PendingLine, ResponseFacts, UpstreamAttempt,
+    AccessLog, CombinedFields, ConnFacts, LogFileCache, PendingLine, ResponseFacts, SyslogSender,
+    UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
 use crate::config::{
@@ -914,9 +915,10 @@ fn capture_log<'a, 'v>(
     let entries: Vec<LogEntry<'a>> = targets
         .iter()
         .filter_map(|t| {
-            let dest = match &t.path_template {
-                None => LogDest::Shared(rt.access_logs.get(&t.path)?),
-                Some(p) => LogDest::PerLine {
+            let dest = match (&t.syslog, &t.path_template) {
+                (Some(target), _) => LogDest::Syslog(rt.syslogs.get(target)?),
+                (None, None) => LogDest::Shared(rt.access_logs.get(&t.path)?),
+                (None, Some(p)) => LogDest::PerLine {
                     path: p,
                     pending: PendingLine::prepare(p, &vars, &conn),
                     cache: settings
@@ -1503,6 +1505,8 @@ struct LogEntry<'a> {
 enum LogDest<'a> {
     /// A file opened at load time, with its writer thread.
     Shared(&'a AccessLog),
+    /// A syslog server.
+    Syslog(&'a SyslogSender),
     /// A path with variables, rendered after the response and opened for the line
     /// (or kept open by the location's `open_log_file_cache`).
     PerLine {
@@ -1595,6 +1599,7 @@ impl LogLine<'_> {
             }
             match &e.dest {
                 LogDest::Shared(log) => log.write_line(&line),
+                LogDest::Syslog(s) => s.send(&line),
                 LogDest::PerLine {
                     path: format,
                     pending,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::access_log::{AccessLog, AccessLogs, LogFileCache};
+use crate::access_log::{AccessLog, AccessLogs, LogFileCache, SyslogSender};
 use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
 use crate::config::{self, Config, Endpoint, LocSettings, LogBuffering};
@@ -108,6 +108,8 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// One sender per `access_log syslog:` target.
+    pub syslogs: HashMap<config::SyslogTarget, Arc<SyslogSender>>,
     /// The `open_log_file_cache` caches, parallel to
     /// `config.http.open_log_file_caches` (new and empty after each reload).
     pub log_file_caches: Vec<LogFileCache>,
@@ -136,12 +138,23 @@ impl Runtime {
         // One writer per file, with the buffering of its buffered `access_log` lines
         // (validation made them agree); unbuffered lines to that file share it.
         let mut wanted: HashMap<PathBuf, LogBuffering> = HashMap::new();
+        let mut syslogs = HashMap::new();
         let mut collect = |s: &LocSettings| -> Result<(), ServerError> {
+            for t in s.access_log.targets() {
+                if let Some(target) = &t.syslog {
+                    if !syslogs.contains_key(target) {
+                        let sender = SyslogSender::open(target).map_err(|e| {
+                            ServerError::Log(format!("socket() for syslog failed ({e})"))
+                        })?;
+                        syslogs.insert(target.clone(), Arc::new(sender));
+                    }
+                }
+            }
             for t in s
                 .access_log
                 .targets()
                 .iter()
-                .filter(|t| t.path_template.is_none())
+                .filter(|t| t.path_template.is_none() && t.syslog.is_none())
             {
                 let b = wanted.entry(t.path.clone()).or_default();
                 if t.buffering != LogBuffering::default() {
@@ -212,6 +225,7 @@ impl Runtime {
             config,
             upstreams,
             access_logs,
+            syslogs,
             log_file_caches,
             dynamic: DynamicGroups::default(),
             tls_offers,

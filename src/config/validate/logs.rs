@@ -1,6 +1,7 @@
 //! Logging directives: `error_log` (main level), `access_log` (any level) and
 //! `log_format` (http level; `access_log` may only name a format declared before it).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::rewrite::VarNames;
@@ -118,13 +119,6 @@ impl Validator<'_> {
             }
             return Ok(None);
         }
-        if path.starts_with("syslog:") {
-            return Err(ConfigError::hinted(
-                &d.span,
-                "syslog access logs are not supported: use a file",
-                "log to a file (rsyslog's imfile can forward it), or to /dev/stdout under a service manager",
-            ));
-        }
         let format = match d.args.get(1).map(|a| a.value.as_str()) {
             None | Some("combined") => None,
             Some(name) => match self.log_formats.get(name) {
@@ -183,6 +177,22 @@ impl Validator<'_> {
                 format!("no buffer is defined for access_log \"{path}\""),
             ));
         }
+        if let Some(spec) = path.strip_prefix("syslog:") {
+            if buffering.size > 0 {
+                return Err(ConfigError::at(
+                    &d.span,
+                    "logs to syslog cannot be buffered",
+                ));
+            }
+            return Ok(Some(AccessLogTarget {
+                path: PathBuf::new(),
+                path_template: None,
+                format,
+                condition,
+                buffering,
+                syslog: Some(self.syslog_target(d, spec)?),
+            }));
+        }
         if path == "/dev/null" {
             return Ok(None);
         }
@@ -202,6 +212,7 @@ impl Validator<'_> {
                 format,
                 condition,
                 buffering,
+                syslog: None,
             }));
         }
         if buffering.size > 0 {
@@ -226,7 +237,85 @@ impl Validator<'_> {
             format,
             condition,
             buffering,
+            syslog: None,
         }))
+    }
+
+    /// The part after `syslog:`, parsed as nginx's `ngx_syslog_parse_args`.
+    fn syslog_target(&self, d: &Directive, spec: &str) -> Result<SyslogTarget> {
+        const FACILITIES: &[&str] = &[
+            "kern", "user", "mail", "daemon", "auth", "intern", "lpr", "news", "uucp", "clock",
+            "authpriv", "ftp", "ntp", "audit", "alert", "cron", "local0", "local1", "local2",
+            "local3", "local4", "local5", "local6", "local7",
+        ];
+        const SEVERITIES: &[&str] = &[
+            "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug",
+        ];
+        let err = |msg: String| ConfigError::at(&d.span, msg);
+        let mut server = None;
+        let mut facility = None;
+        let mut severity = None;
+        let mut tag: Option<String> = None;
+        let mut nohostname = false;
+        for p in spec.split(',') {
+            if let Some(v) = p.strip_prefix("server=") {
+                if server.is_some() {
+                    return Err(err("duplicate syslog \"server\"".into()));
+                }
+                server = Some(if let Some(path) = v.strip_prefix("unix:") {
+                    Endpoint::Unix(path.into())
+                } else {
+                    let (host, port) = super::address::parse_host_port(v)
+                        .map_err(|_| err(format!("invalid host in syslog server \"{v}\"")))?;
+                    let addrs = self
+                        .resolve(host, port.unwrap_or(514))
+                        .ok_or_else(|| err(format!("host not found in syslog server \"{v}\"")))?;
+                    Endpoint::Inet(addrs[0])
+                });
+            } else if let Some(v) = p.strip_prefix("facility=") {
+                if facility.is_some() {
+                    return Err(err("duplicate syslog \"facility\"".into()));
+                }
+                let i = FACILITIES
+                    .iter()
+                    .position(|f| *f == v)
+                    .ok_or_else(|| err(format!("unknown syslog facility \"{v}\"")))?;
+                facility = Some(i as u8);
+            } else if let Some(v) = p.strip_prefix("severity=") {
+                if severity.is_some() {
+                    return Err(err("duplicate syslog \"severity\"".into()));
+                }
+                let i = SEVERITIES
+                    .iter()
+                    .position(|f| *f == v)
+                    .ok_or_else(|| err(format!("unknown syslog severity \"{v}\"")))?;
+                severity = Some(i as u8);
+            } else if let Some(v) = p.strip_prefix("tag=") {
+                if tag.is_some() {
+                    return Err(err("duplicate syslog \"tag\"".into()));
+                }
+                if v.len() > 32 {
+                    return Err(err("syslog tag length exceeds 32".into()));
+                }
+                if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(err(
+                        "syslog \"tag\" only allows alphanumeric characters and underscore".into(),
+                    ));
+                }
+                tag = Some(v.to_owned());
+            } else if p == "nohostname" {
+                nohostname = true;
+            } else {
+                return Err(err(format!("unknown syslog parameter \"{p}\"")));
+            }
+        }
+        Ok(SyslogTarget {
+            server: server.ok_or_else(|| err("no syslog server specified".into()))?,
+            facility: facility.unwrap_or(23),
+            severity: severity.unwrap_or(6),
+            tag: tag.unwrap_or_else(|| "nginx".to_owned()),
+            nohostname,
+        })
     }
 
     /// `open_log_file_cache max=N [inactive=T] [min_uses=N] [valid=T] | off`:

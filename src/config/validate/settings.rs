@@ -190,6 +190,7 @@ impl Partial {
                     format: None,
                     condition: None,
                     buffering: LogBuffering::default(),
+                    syslog: None,
                 }])
             }),
             proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
