@@ -192,7 +192,7 @@ fn permission_denied_below_1024_names_sudo_and_setcap() {
         return;
     };
     let world = world_dir("op-eacces");
-    let (dir, bin) = (&world.dir, &world.bin);
+    let (dir, bin) = (world.dir.clone(), world.bin.clone());
     fs::write(dir.join("nginx.conf"), conf_listening("127.0.0.1:80")).expect("conf");
     fs::set_permissions(dir.join("nginx.conf"), fs::Permissions::from_mode(0o644))
         .expect("chmod conf");
@@ -228,7 +228,7 @@ fn unreadable_config_is_reported_with_the_os_error() {
         return;
     };
     let world = world_dir("op-unreadable");
-    let (dir, bin) = (&world.dir, &world.bin);
+    let (dir, bin) = (world.dir.clone(), world.bin.clone());
     let conf = dir.join("nginx.conf");
     fs::write(&conf, conf_listening("127.0.0.1:8080")).expect("conf");
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).expect("chmod conf");
