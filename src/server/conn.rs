@@ -40,16 +40,49 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// arrive in one go.
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
-/// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, started: Started) {
-    let Started {
-        mut stream,
-        info,
-        first,
-    } = started;
+/// A client connection's task: the TLS handshake or PROXY protocol header when its
+/// address has one, then its requests until it closes, errs, or the server stops.
+///
+/// What an idle keep-alive connection keeps is this future, so it is kept small: the
+/// connection is held here once (`conn` is reassigned, never copied into a second
+/// local), the rare handshake and every request's state are boxed, and the idle wait
+/// polls the socket's readiness instead of keeping a readiness future.
+///
+/// An async block rather than an `async fn`: a function's future keeps its arguments
+/// twice (as passed, and moved into the body), a block's captures are used in place.
+pub(super) fn run(
+    worker: Arc<Worker>,
+    listen: crate::config::Endpoint,
+    mut conn: Started,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    /// Counts the connection in [`Worker::active`] until the task ends.
+    struct Active<'w>(&'w Worker);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0
+                .active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    async move {
+        let _active = Active(&worker);
+        if !super::tls_handshake::is_plain(&worker, &listen, &conn.info) {
+            let Started { stream, info, .. } = conn;
+            match Box::pin(super::tls_handshake::begin(&worker, &listen, stream, info)).await {
+                Some(started) => conn = started,
+                None => return,
+            }
+        }
+        serve(&worker, &mut conn).await;
+    }
+}
+
+/// Serves a client connection's requests.
+async fn serve(worker: &Worker, conn: &mut Started) {
+    let stream = &mut conn.stream;
+    let info = &conn.info;
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
-    let mut stop = worker.shared.stop_signal();
-    let mut cbuf: Option<Buf> = first.map(|bytes| {
+    let mut cbuf: Option<Buf> = conn.first.take().map(|bytes| {
         let mut b = Buf::head();
         b.extend_from_slice(&bytes);
         b
@@ -77,16 +110,17 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
         let mut fresh_read = false;
         while cbuf.as_ref().is_none_or(|b| b.is_empty()) {
             cbuf = None;
-            if *stop.borrow() != StopMode::Running {
+            if worker.shared.stop_mode() != StopMode::Running {
                 return;
             }
+            let readable = std::future::poll_fn(|cx| stream.poll_readable(cx));
             tokio::select! {
-                r = tokio::time::timeout(idle_timeout, stream.readable()) => {
+                r = tokio::time::timeout(idle_timeout, readable) => {
                     if !matches!(r, Ok(Ok(()))) {
                         return;
                     }
                 }
-                _ = stop.changed() => return,
+                () = worker.shared.stopping() => return,
             }
             let mut b = Buf::head();
             match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
@@ -95,7 +129,7 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                     if n < HEAD_READ {
                         // The whole request is in: forget the readiness now so the
                         // next wait does not begin with a read that finds nothing.
-                        io::drained(&stream);
+                        io::drained(stream);
                     }
                     cbuf = Some(b);
                     fresh_read = true;
@@ -118,23 +152,27 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             }
         }
         served += 1;
-        // The request's client when a trusted proxy names another (realip).
-        let real = std::sync::OnceLock::new();
-        let mut ex = Exchange {
-            rt: &rt,
-            stream: &mut stream,
-            info: &info,
-            real: &real,
-            served,
-            opened,
-            stopping: *stop.borrow() != StopMode::Running,
-            started,
-            pipelined,
-        };
+        let stopping = worker.shared.stop_mode() != StopMode::Running;
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
-        match Box::pin(exchange(&mut ex, buf, header_timeout)).await {
+        let request = Box::pin(async {
+            // The request's client when a trusted proxy names another (realip).
+            let real = std::sync::OnceLock::new();
+            let mut ex = Exchange {
+                rt: &rt,
+                stream: &mut *stream,
+                info,
+                real: &real,
+                served,
+                opened,
+                stopping,
+                started,
+                pipelined,
+            };
+            exchange(&mut ex, buf, header_timeout).await
+        });
+        match request.await {
             Next::Again { keepalive, header } => {
                 idle_timeout = keepalive;
                 header_timeout = header;
@@ -147,10 +185,13 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                     LingeringMode::Always => true,
                 };
                 if linger {
+                    // A stop cuts a lingering close short; one that began while
+                    // stopping runs its course.
+                    let running = worker.shared.stop_mode() == StopMode::Running;
                     tokio::select! {
                         // Boxed: rare, and its state must not enlarge every idle task.
-                        () = Box::pin(lingering_close(&mut stream, l)) => {}
-                        _ = stop.changed() => {}
+                        () = Box::pin(lingering_close(stream, l)) => {}
+                        () = worker.shared.stopping(), if running => {}
                     }
                 }
                 return;
