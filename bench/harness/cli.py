@@ -18,8 +18,9 @@ import time
 from . import chart, report, scenarios, stats
 from .machine import machine, versions
 from .net import BenchError
-from .runner import CONF_DIR, Bench, Plan, log
-from .targets import ALL, Configs, Variant, columns
+from .net import DEFAULT_PORT_BASE, Ports
+from .runner import Bench, Plan, log
+from .targets import ALL, CONF_DIR, Configs, Variant, columns
 
 REPO = os.path.dirname(os.path.dirname(CONF_DIR))
 
@@ -72,6 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "bench/benchmarks.svg")
     ap.add_argument("--keep", action="store_true",
                     help="keep the scratch dir (configs, logs of every process)")
+    ap.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
+                    help="backends on BASE..BASE+3, their status page on BASE+9, the proxy on "
+                    "BASE+80; every 180NN in the configs becomes BASE+NN (default 18000)")
     ap.add_argument("--start-timeout", type=float, default=10.0,
                     help="seconds a proxy has to start listening (default 10)")
     ap.add_argument("--time-limit", type=float, default=0,
@@ -108,6 +112,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not (1 <= a.rounds <= 20 and 1 <= a.duration <= 120 and 0 <= a.warmup <= 30
             and 1 <= a.threads <= 64 and 1 <= a.workers <= 64):
         ap.error("rounds 1..20, duration 1..120 s, warmup 0..30 s, threads and workers 1..64")
+    if not 1024 <= a.port_base <= 65000:
+        ap.error("--port-base 1024..65000")
     if not 0 <= a.idle_conns <= 20000:
         ap.error("--idle-conns 0..20000")
     return a
@@ -135,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                 start_timeout=a.start_timeout, time_limit=0)
     plan.time_limit = a.time_limit or 2 * plan.estimate_s() + 120
     ferrolb_cmd = a.candidate or f"{a.ferrolb_bin} -c {{conf}}"
-    configs = Configs(nginx=a.nginx_conf, haproxy=a.haproxy_conf, caddy=a.caddy_conf,
-                      ferrolb=a.candidate_conf, ferrolb_cmd=ferrolb_cmd)
+    configs = Configs(backend=os.path.join(CONF_DIR, "backend-nginx.conf"), nginx=a.nginx_conf,
+                      haproxy=a.haproxy_conf, caddy=a.caddy_conf, ferrolb=a.candidate_conf,
+                      ferrolb_cmd=ferrolb_cmd, ports=Ports())
     try:
         raise_open_files(a.idle_conns + 200)
     except BenchError as e:
@@ -150,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = tempfile.mkdtemp(prefix="ferrolb-bench.")
     os.chmod(run_dir, 0o755)  # nginx workers run as nobody and read the backend's pages
+    configs = configs.for_ports(Ports(a.port_base), run_dir)
     started = dt.datetime.now(dt.timezone.utc)
     bench = Bench(plan, configs, run_dir)
     rc = 0
@@ -195,7 +203,7 @@ def _document(a, bench: Bench, plan: Plan, started: dt.datetime, run_dir: str) -
                     scenarios=[dataclasses.asdict(s) for s in plan.scenarios],
                     rounds=plan.rounds, duration_s=plan.duration, warmup_s=plan.warmup,
                     wrk_threads=plan.wrk_threads, idle_conns=plan.idle_conns,
-                    workers=a.workers, access_log=a.access_log,
+                    workers=a.workers, access_log=a.access_log, port_base=a.port_base,
                     ferrolb_cmd=bench.configs.ferrolb_cmd, nginx_conf=a.nginx_conf,
                     haproxy_conf=a.haproxy_conf, caddy_conf=a.caddy_conf,
                     candidate_conf=a.candidate_conf),

@@ -48,7 +48,7 @@ def versions(scratch: str, ferrolb_bin: str | None, repo: str) -> dict:
         nginx=_first_line(["nginx", "-v"]).replace("nginx version: ", ""),
         haproxy=_first_line(["haproxy", "-v"]).split(" - ")[0].replace(" version", ""),
         wrk=_first_line(["wrk", "-v"]).split(" Copyright")[0],
-        caddy="not installed",
+        caddy="caddy not installed",
         python=platform.python_version(),
     )
     if shutil.which("caddy"):

@@ -2,14 +2,43 @@
 how many connections has the backend accepted so far."""
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 
 HOST = "127.0.0.1"
-PROXY_PORT = 18080
-BACKEND_PORTS = (18000, 18001, 18002, 18003)
-STATUS_PORT = 18009
+DEFAULT_PORT_BASE = 18000
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The loopback ports of a run: backends base..base+3, the backend's status page
+    base+9, the proxy under test base+80. The configs in bench/conf are written for
+    base 18000; another base rewrites every 180NN in them (`--port-base`)."""
+    base: int = DEFAULT_PORT_BASE
+
+    @property
+    def backends(self) -> tuple[int, ...]:
+        return tuple(self.base + i for i in range(4))
+
+    @property
+    def status(self) -> int:
+        return self.base + 9
+
+    @property
+    def proxy(self) -> int:
+        return self.base + 80
+
+    def all(self) -> tuple[int, ...]:
+        return (*self.backends, self.status, self.proxy)
+
+    def rewrite(self, config_text: str) -> str:
+        if self.base == DEFAULT_PORT_BASE:
+            return config_text
+        return re.sub(r"\b180(\d\d)\b",
+                      lambda m: str(self.base + int(m.group(1))), config_text)
 
 # Sent by the probes and the idle-connection test; wrk sends the same (wrk_report.lua).
 BROWSER_HEADERS = (
@@ -113,9 +142,9 @@ def check_answers(port: int) -> dict:
     return dict(ok=not problems, problems=problems, backend_ports_seen=sorted(ports))
 
 
-def backend_accepted() -> int:
+def backend_accepted(status_port: int) -> int:
     """Connections the backend has accepted so far (nginx stub_status), this probe's
     own connection included."""
-    _, body = request(STATUS_PORT, "GET", "/status")
+    _, body = request(status_port, "GET", "/status")
     # "Active connections: N \nserver accepts handled requests\n A H R \n..."
     return int(body.decode().splitlines()[2].split()[0])

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from . import net
 from .idle import idle_memory
 from .load import run_wrk
-from .net import BACKEND_PORTS, PROXY_PORT, STATUS_PORT, BenchError
+from .net import BenchError
 from .procs import (Supervisor, machine_busy_pct, machine_ticks, tree_cpu_seconds,
                     tree_memory_kb)
 from .scenarios import Scenario
 from .targets import Column, Configs, Variant, launch
-
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
 
 def log(msg: str) -> None:
@@ -50,6 +48,7 @@ class Bench:
         self.plan = plan
         self.configs = configs
         self.run_dir = run_dir
+        self.ports = configs.ports
         self.sup = Supervisor()
         self.backend = None
         self.runs: list[dict] = []
@@ -64,7 +63,7 @@ class Bench:
 
     # ----- the loop
     def run(self) -> None:
-        busy = [p for p in (*BACKEND_PORTS, STATUS_PORT, PROXY_PORT) if net.port_open(p)]
+        busy = [p for p in self.ports.all() if net.port_open(p)]
         if busy:
             raise BenchError(f"ports in use on 127.0.0.1: {busy}: another benchmark or server "
                              "runs (stop it first; this harness stops only what it started)")
@@ -114,18 +113,18 @@ class Bench:
                 f.write(head + fill + tail)
         for root, _, _ in os.walk(self.run_dir):  # nginx workers run as nobody
             os.chmod(root, 0o755)
-        argv = ["nginx", "-p", d + "/", "-c", os.path.join(CONF_DIR, "backend-nginx.conf"),
+        argv = ["nginx", "-p", d + "/", "-c", self.configs.backend,
                 "-e", os.path.join(d, "error.log"), "-g", f"daemon off; pid {d}/nginx.pid;"]
         self.backend = self.sup.start("backend", argv, os.path.join(d, "stdout.log"), cwd=d)
-        for port in (*BACKEND_PORTS, STATUS_PORT):
+        for port in (*self.ports.backends, self.ports.status):
             net.wait_listening(port, self.backend, 10)
-        check = net.check_answers(BACKEND_PORTS[0])
+        check = net.check_answers(self.ports.backends[0])
         if not check["ok"]:
             raise BenchError(f"the backend answers wrong: {check['problems']}")
 
     def _start_proxy(self, col: Column, tag: str):
-        if net.port_open(PROXY_PORT):
-            raise BenchError(f"127.0.0.1:{PROXY_PORT} is busy before starting {col.label}")
+        if net.port_open(self.ports.proxy):
+            raise BenchError(f"127.0.0.1:{self.ports.proxy} is busy before starting {col.label}")
         d = os.path.join(self.run_dir, tag)
         os.makedirs(d, exist_ok=True)
         os.chmod(d, 0o755)
@@ -133,15 +132,15 @@ class Bench:
         out = os.path.join(d, "stdout.log")
         proc = self.sup.start(col.label, how.argv, out, cwd=d, env=how.env)
         try:
-            net.wait_listening(PROXY_PORT, proc, self.plan.start_timeout)
+            net.wait_listening(self.ports.proxy, proc, self.plan.start_timeout)
             if col.label not in self.checks:
-                check = self.checks[col.label] = net.check_answers(PROXY_PORT)
+                check = self.checks[col.label] = net.check_answers(self.ports.proxy)
                 if len(check["backend_ports_seen"]) != 4:
                     log(f"warning: {col.label} sent 8 GETs to backend ports "
                         f"{check['backend_ports_seen']}, not to all four")
                 if not check["ok"]:
                     raise BenchError(f"answers wrong: {check['problems']}")
-            elif net.request(PROXY_PORT, "GET", "/")[0] != 200:
+            elif net.request(self.ports.proxy, "GET", "/")[0] != 200:
                 raise BenchError("GET / is not answered 200")
         except (BenchError, OSError) as e:
             self.sup.stop(proc)
@@ -155,7 +154,7 @@ class Bench:
 
     def _stop_proxy(self, proc) -> None:
         self.sup.stop(proc)
-        net.wait_closed(PROXY_PORT, 5)  # a port still busy ends the whole run
+        net.wait_closed(self.ports.proxy, 5)  # a port still busy ends the whole run
 
     # ----- one cell
     def _cell(self, col: Column, sc: Scenario, rnd: int) -> None:
@@ -165,21 +164,21 @@ class Bench:
         wrk_log = os.path.join(self.run_dir, f"wrk-{tag}.log")
         try:
             if col.target == "direct":
-                port = BACKEND_PORTS[0]
+                port = self.ports.backends[0]
             else:
                 proc, how = self._start_proxy(col, tag)
-                port = PROXY_PORT
+                port = self.ports.proxy
             if p.warmup:
                 run_wrk(self.sup, port, sc, p.warmup, p.wrk_threads,
                         os.path.join(self.run_dir, f"wrk-{tag}-warmup.log"), self.run_dir)
-            acc0 = net.backend_accepted()
+            acc0 = net.backend_accepted(self.ports.status)
             m0, b0 = machine_ticks(), tree_cpu_seconds(self.backend.pid)
             p0 = tree_cpu_seconds(proc.pid) if proc else 0.0
             w, wrk_cpu = run_wrk(self.sup, port, sc, p.duration, p.wrk_threads, wrk_log,
                                  self.run_dir)
             p1 = tree_cpu_seconds(proc.pid) if proc else 0.0
             b1, m1 = tree_cpu_seconds(self.backend.pid), machine_ticks()
-            acc1 = net.backend_accepted()
+            acc1 = net.backend_accepted(self.ports.status)
             mem = tree_memory_kb(proc.pid) if proc else None
             if proc and proc.poll() is not None:
                 raise BenchError(f"{col.label} exited (code {proc.returncode}) during the run")
@@ -227,7 +226,7 @@ class Bench:
             self._failed(col, "idle", rnd, str(e))
             return
         try:
-            res = idle_memory(PROXY_PORT, self.plan.idle_conns, proc.pid, time_limit=90)
+            res = idle_memory(self.ports.proxy, self.plan.idle_conns, proc.pid, time_limit=90)
         except (BenchError, OSError) as e:
             self._failed(col, "idle", rnd, str(e))
             return

@@ -7,12 +7,13 @@ and the user's `--*-conf` files stay the one source of every setting.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
 from dataclasses import dataclass
 
-from .net import BenchError
+from .net import BenchError, Ports
 
 ALL = ("direct", "nginx", "haproxy", "caddy", "ferrolb")
 PROXIES = ALL[1:]
@@ -64,13 +65,32 @@ class Launch:
     access_log: str | None  # the file the access-log variant writes, to check it did
 
 
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
 @dataclass
 class Configs:
+    """The config file of each program, and the ports they are written for."""
+    backend: str
     nginx: str
     haproxy: str
     caddy: str
     ferrolb: str
     ferrolb_cmd: str  # template: {conf} the config path, {run} the cell's scratch dir
+    ports: Ports
+
+    def for_ports(self, ports: Ports, scratch: str) -> "Configs":
+        """Copies in `scratch` with the ports of `ports` (none when they are the default)."""
+        if ports == self.ports:
+            return self
+        d = os.path.join(scratch, "conf")
+        os.makedirs(d, exist_ok=True)
+        moved = {}
+        for name in ("backend", "nginx", "haproxy", "caddy", "ferrolb"):
+            src = getattr(self, name)
+            moved[name] = _write(d, f"{name}-{os.path.basename(src)}",
+                                 ports.rewrite(_read(src)))
+        return dataclasses.replace(self, ports=ports, **moved)
 
 
 def launch(col: Column, cell_dir: str, cf: Configs) -> Launch:
