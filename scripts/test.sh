@@ -85,7 +85,12 @@ export FERROLB_TEST_PYTHON=$ROOT/.venv/bin/python
 export FERROLB_DJANGO_DIR=$ROOT/examples/django
 done_step "python venv"
 
-# --- 3. Rust checks --------------------------------------------------------
+# --- 3. the benchmark harness's own checks (no processes, well under a second) ---
+step "bench harness self-test (python3 -m unittest harness.tests)"
+PYTHONPATH=bench python3 -m unittest -q harness.tests
+done_step "bench harness self-test"
+
+# --- 4. Rust checks --------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }
 
 step "cargo fmt --check"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
-from .targets import Column, Variant
+from .targets import ALL, Column, Variant
 
 WIDTH = 960
 PANEL_H = 300
@@ -26,7 +26,7 @@ def svg(doc: dict, columns: list[Column]) -> str:
     if scaled:
         bases = {Column(c.target, Variant()) for c in scaled}
         pair = [c for c in columns if c in bases or c in scaled]
-        pair.sort(key=lambda c: (c.target, c.variant.workers))
+        pair.sort(key=lambda c: (ALL.index(c.target), c.variant.workers))
         panels.append(("Requests per second at 1 and "
                        f"{max(c.variant.workers for c in scaled)} worker threads", "req/s",
                        scenarios, pair, "rps"))
@@ -104,6 +104,8 @@ def _nice_step(raw: float) -> float:
 
 
 def _tick(v: float) -> str:
+    if v == 0:
+        return "0"
     if v >= 1000:
         return f"{v / 1000:,.0f}k" if v % 1000 == 0 else f"{v / 1000:,.1f}k"
     return f"{v:g}" if v >= 1 else f"{v:.2f}"

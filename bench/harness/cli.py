@@ -204,6 +204,7 @@ def _document(a, bench: Bench, plan: Plan, started: dt.datetime, run_dir: str) -
                     rounds=plan.rounds, duration_s=plan.duration, warmup_s=plan.warmup,
                     wrk_threads=plan.wrk_threads, idle_conns=plan.idle_conns,
                     workers=a.workers, access_log=a.access_log, port_base=a.port_base,
+                    quick=a.quick,
                     ferrolb_cmd=bench.configs.ferrolb_cmd, nginx_conf=a.nginx_conf,
                     haproxy_conf=a.haproxy_conf, caddy_conf=a.caddy_conf,
                     candidate_conf=a.candidate_conf),

@@ -138,7 +138,9 @@ def markdown(doc: dict, columns: list[Column], chart_path: str) -> str:
            f"- CPU: {m['cpu_model']}, {m['cpus']} cores; {m['mem_gib']} GiB; {m['os']}, "
            f"kernel {m['kernel']}; load average at start {m['loadavg_at_start']}",
            f"- Software: {v['nginx']}, {v['haproxy']}, {v['caddy']}, {v['wrk']}, "
-           f"ferrolb {v.get('ferrolb', '?')} at commit {v.get('ferrolb_commit', '?')}",
+           f"Python {v['python']}; "
+           + (f"ferrolb {v['ferrolb']}, " if "ferrolb" in v else "")
+           + f"ferrolb's repository at commit {v.get('ferrolb_commit', '?')}",
            f"- Run: {meta['started_at']} to {meta['finished_at']} ({meta['wall_s']:.0f} s)",
            f"- Command: `{meta['command']}`",
            f"- {p['rounds']} interleaved rounds x {p['duration_s']} s per cell "
@@ -147,6 +149,11 @@ def markdown(doc: dict, columns: list[Column], chart_path: str) -> str:
            "every thread of every process of the proxy, from /proc; `up-conn/1k` is new "
            "upstream connections per 1,000 requests (the backend's accept counter).",
            ""]
+    if p["quick"] or p["rounds"] < 3:
+        out += [f"**A smoke run ({p['rounds']} round{'s' if p['rounds'] > 1 else ''} of "
+                f"{p['duration_s']} s cells): it shows "
+                "the harness works, its figures are noise. A comparison needs the default "
+                "3 rounds (5 to claim a few percent) on a quiet machine.**", ""]
     if meta["interrupted"] or meta["time_limit_hit"]:
         out += ["**Partial results: the run was "
                 + ("interrupted" if meta["interrupted"] else "stopped by its time limit")

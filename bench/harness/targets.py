@@ -131,20 +131,22 @@ def _nginx_variant(path: str, v: Variant, cell_dir: str, access_log: str | None)
         return path
     text = _read(path)
     if v.workers != 1:
-        text = _replace_one(text, r"^[ \t]*worker_processes\s+[^;]*;",
+        text = _replace_one(text, r"^([ \t]*)worker_processes\s+[^;]*;",
                             f"worker_processes {v.workers};", path, "worker_processes N;")
     if access_log:
-        text = _replace_one(text, r"^[ \t]*access_log\s+off\s*;",
+        text = _replace_one(text, r"^([ \t]*)access_log\s+off\s*;",
                             f"access_log {access_log} combined;", path, "access_log off;")
     return _write(cell_dir, "proxy.conf", text)
 
 
 def _haproxy_threads(text: str, n: int, path: str) -> str:
-    return _replace_one(text, r"^[ \t]*nbthread\s+\d+", f"    nbthread {n}", path, "nbthread N")
+    return _replace_one(text, r"^([ \t]*)nbthread\s+\d+", f"nbthread {n}", path, "nbthread N")
 
 
 def _replace_one(text: str, pattern: str, line: str, path: str, want: str) -> str:
-    new, count = re.subn(pattern, lambda _: line, text, count=1, flags=re.M)
+    """`line`, indented as the line it replaces, in place of the first match of
+    `pattern` (whose group 1 is the indentation)."""
+    new, count = re.subn(pattern, lambda m: m.group(1) + line, text, count=1, flags=re.M)
     if count != 1:
         raise BenchError(f"{path}: no `{want}` line to change for this variant")
     return new
