@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    # Ctrl-C stops the run even when started from a shell that ignores SIGINT for
+    # background jobs (Python then leaves it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     run_dir = tempfile.mkdtemp(prefix="ferrolb-bench.")
     os.chmod(run_dir, 0o755)  # nginx workers run as nobody and read the backend's pages

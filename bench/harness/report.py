@@ -100,7 +100,7 @@ def text(doc: dict, columns: list[Column]) -> str:
              f"  {v['nginx']}; {v['haproxy']}; {v['caddy']}; {v['wrk']}; ferrolb "
              f"{v.get('ferrolb_commit', '?')}",
              f"  command: {meta['command']}",
-             f"  {p['rounds']} interleaved rounds x {p['duration_s']} s per cell "
+             f"  {p['rounds']} interleaved round{'s' if p['rounds'] > 1 else ''} x {p['duration_s']} s per cell "
              f"(+{p['warmup_s']} s warm-up, a fresh proxy process per cell), wrk "
              f"-t{p['wrk_threads']}; medians over rounds; spread = (max-min)/median of req/s"]
     for t in tables(doc, columns):
