@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(run_dir, 0o755)  # nginx workers run as nobody and read the backend's pages
     configs = configs.for_ports(Ports(a.port_base), run_dir)
     started = dt.datetime.now(dt.timezone.utc)
+    # Before the run: the versions (and the commit) of what is measured, not of what the
+    # checkout holds by the end.
+    ferrolb_bin = a.ferrolb_bin if "ferrolb" in a.targets and not a.candidate else None
+    measured = versions(run_dir, ferrolb_bin, REPO)
     bench = Bench(plan, configs, run_dir)
     rc = 0
     try:
@@ -180,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not bench.runs and not bench.idle_runs:
             return rc or 1
-        doc = _document(a, bench, plan, started, run_dir)
+        doc = _document(a, bench, plan, started, measured)
         rc = _write_outputs(a, doc, cols) or rc
         if bench.failures and rc == 0:
             rc = 3
@@ -192,16 +196,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _document(a, bench: Bench, plan: Plan, started: dt.datetime, run_dir: str) -> dict:
+def _document(a, bench: Bench, plan: Plan, started: dt.datetime, measured: dict) -> dict:
     names = [s.name for s in plan.scenarios]
-    ferrolb_bin = a.ferrolb_bin if "ferrolb" in a.targets and not a.candidate else None
     meta = dict(
         started_at=started.isoformat(timespec="seconds"),
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         wall_s=round(time.monotonic() - bench.t0, 1),
         command=os.environ.get("FERROLB_BENCH_COMMAND") or "bench/compare.sh "
         + " ".join(sys.argv[1:]),
-        machine=machine(), versions=versions(run_dir, ferrolb_bin, REPO),
+        machine=machine(), versions=measured,
         params=dict(columns=[c.label for c in plan.columns],
                     scenarios=[dataclasses.asdict(s) for s in plan.scenarios],
                     rounds=plan.rounds, duration_s=plan.duration, warmup_s=plan.warmup,
