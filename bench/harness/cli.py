@@ -20,7 +20,7 @@ from .machine import machine, versions
 from .net import BenchError
 from .net import DEFAULT_PORT_BASE, Ports
 from .runner import Bench, Plan, log
-from .targets import ALL, CONF_DIR, Configs, Variant, columns
+from .targets import ALL, CONF_DIR, Configs, Variant, column_of, columns
 
 REPO = os.path.dirname(os.path.dirname(CONF_DIR))
 
@@ -71,6 +71,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--write-md", action="store_true",
                     help="also write BENCHMARKS.md at the repository root and "
                     "bench/benchmarks.svg")
+    ap.add_argument("--render", default="", metavar="RESULTS_JSON",
+                    help="measure nothing: write the outputs again from a results.json "
+                    "(with --out and --write-md)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the scratch dir (configs, logs of every process)")
     ap.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
@@ -88,7 +91,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     have_caddy = shutil.which("caddy") is not None
     if not a.targets:
         a.targets = ",".join(t for t in ALL if t != "caddy" or have_caddy)
-        if not have_caddy:
+        if not have_caddy and not a.render:
             log("note: caddy is not installed: no caddy column (apt-get install caddy)")
     a.targets = [t.strip() for t in a.targets.split(",") if t.strip()]
     for t in a.targets:
@@ -130,6 +133,10 @@ def raise_open_files(need: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(sys.argv[1:] if argv is None else argv)
+    if a.render:
+        with open(a.render) as f:
+            doc = json.load(f)
+        return _write_outputs(a, doc, [column_of(c) for c in doc["meta"]["params"]["columns"]])
     variants = [Variant()]
     if a.workers != 1:
         variants.append(Variant(workers=a.workers))

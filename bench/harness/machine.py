@@ -55,7 +55,7 @@ def versions(scratch: str, ferrolb_bin: str | None, repo: str) -> dict:
         words = _first_line(["caddy", "version"], caddy_env(os.path.join(scratch, "caddy-v")))
         out["caddy"] = "caddy " + words.split()[0].lstrip("v")
     if ferrolb_bin:
-        out["ferrolb"] = _first_line([ferrolb_bin, "-v"]).replace("nginx version: ", "")
+        out["ferrolb"] = _first_line([ferrolb_bin, "-v"]).replace("ferrolb version: ", "")
     out["ferrolb_commit"] = _commit(repo)
     return out
 

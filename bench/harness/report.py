@@ -139,7 +139,7 @@ def markdown(doc: dict, columns: list[Column], chart_path: str) -> str:
            f"kernel {m['kernel']}; load average at start {m['loadavg_at_start']}",
            f"- Software: {v['nginx']}, {v['haproxy']}, {v['caddy']}, {v['wrk']}, "
            f"Python {v['python']}; "
-           + (f"ferrolb {v['ferrolb']}, " if "ferrolb" in v else "")
+           + (f"{v['ferrolb'].replace('ferrolb version: ', '')}, " if "ferrolb" in v else "")
            + f"ferrolb's repository at commit {v.get('ferrolb_commit', '?')}",
            f"- Run: {meta['started_at']} to {meta['finished_at']} ({meta['wall_s']:.0f} s)",
            f"- Command: `{meta['command']}`",

@@ -46,6 +46,13 @@ class Column:
         return self.target + (":" + self.variant.suffix if self.variant.suffix else "")
 
 
+def column_of(label: str) -> Column:
+    """The column a label names (`nginx`, `ferrolb:w2`, `nginx:log`)."""
+    target, *parts = label.split(":")
+    workers = next((int(p[1:]) for p in parts if p.startswith("w")), 1)
+    return Column(target, Variant(workers=workers, access_log="log" in parts))
+
+
 def columns(targets: list[str], variants: list[Variant]) -> list[Column]:
     out = []
     for v in variants:

@@ -4,13 +4,14 @@ Run: PYTHONPATH=bench python3 -m unittest harness.tests   (scripts/test.sh does)
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
 
 from . import chart, report, scenarios, stats
 from .net import Ports
-from .targets import CONF_DIR, Column, Configs, Variant, columns, launch
+from .targets import CONF_DIR, Column, Configs, Variant, column_of, columns, launch
 
 
 def fake_run(rnd: int, sc: str, col: Column, rps: float, p99: float) -> dict:
@@ -55,6 +56,7 @@ class Arithmetic(unittest.TestCase):
         cols = columns(["direct", "nginx", "haproxy", "ferrolb"],
                        [Variant(), Variant(workers=2), Variant(access_log=True)])
         labels = [c.label for c in cols]
+        self.assertEqual([column_of(x) for x in labels], cols)
         self.assertNotIn("direct:w2", labels)
         self.assertNotIn("haproxy:log", labels)
         keys = [k for k, _, _ in stats.comparisons(cols)]
@@ -79,6 +81,9 @@ class Configs_(unittest.TestCase):
                                nginx=conf("nginx-proxy.conf"), haproxy=conf("haproxy.cfg"),
                                caddy=conf("Caddyfile"), ferrolb=conf("nginx-proxy.conf"),
                                ferrolb_cmd="ferrolb -c {conf}", ports=Ports())
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def read(self, path):
         with open(path) as f:
