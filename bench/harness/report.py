@@ -103,6 +103,9 @@ def text(doc: dict, columns: list[Column]) -> str:
              f"  {p['rounds']} interleaved round{'s' if p['rounds'] > 1 else ''} x {p['duration_s']} s per cell "
              f"(+{p['warmup_s']} s warm-up, a fresh proxy process per cell), wrk "
              f"-t{p['wrk_threads']}; medians over rounds; spread = (max-min)/median of req/s"]
+    if m["loadavg_at_start"][0] > 0.5 * m["cpus"]:
+        lines.append(f"  note: load average {m['loadavg_at_start'][0]:.1f} on {m['cpus']} cores "
+                     "at the start: other work shares the CPU, figures are noisy")
     for t in tables(doc, columns):
         lines += ["", f"== {t.title}"] + _aligned(t.headers, t.rows)
         lines += [f"  {note}" for note in t.notes]
@@ -149,6 +152,10 @@ def markdown(doc: dict, columns: list[Column], chart_path: str) -> str:
            "every thread of every process of the proxy, from /proc; `up-conn/1k` is new "
            "upstream connections per 1,000 requests (the backend's accept counter).",
            ""]
+    load = m["loadavg_at_start"][0]
+    if load > 0.5 * m["cpus"]:
+        out += [f"**The machine was busy when the run started (load average {load:.1f} on "
+                f"{m['cpus']} cores): other work shared the CPU, the figures are noisy.**", ""]
     if p["quick"] or p["rounds"] < 3:
         out += [f"**A smoke run ({p['rounds']} round{'s' if p['rounds'] > 1 else ''} of "
                 f"{p['duration_s']} s cells): it shows "
