@@ -146,6 +146,9 @@ pub struct Http {
     pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
     /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
     pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
+    /// Every distinct `acme_certificate` of the servers, for the ACME client. Empty by
+    /// default.
+    pub acme_certificates: Vec<crate::config::acme::AcmeCertificate>,
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.

@@ -11,6 +11,7 @@
 //! `rewrite`, `geo` in `geo`, `split_clients` in `split_clients`, TLS in `tls`
 //! (`ssl_*`), `proxy_ssl` (`proxy_ssl_*`) and `ciphers` (OpenSSL cipher lists).
 
+mod acme;
 mod address;
 mod admin;
 mod admission;
@@ -73,6 +74,9 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         health_checks: Vec::new(),
         limit_req_zones: Vec::new(),
         limit_conn_zones: Vec::new(),
+        acme_issuers: Vec::new(),
+        acme_certificates: Vec::new(),
+        acme_shared_zone: None,
     };
     v.main(directives)
 }
@@ -93,6 +97,12 @@ struct Validator<'a> {
     limit_req_zones: Vec<LimitReqZoneConf>,
     /// `limit_conn_zone`s (declared anywhere at http level).
     limit_conn_zones: Vec<LimitConnZoneConf>,
+    /// `acme_issuer` blocks (declared anywhere at http level).
+    acme_issuers: Vec<Arc<super::acme::AcmeIssuer>>,
+    /// Distinct `acme_certificate`s of the servers so far.
+    acme_certificates: Vec<super::acme::AcmeCertificate>,
+    /// `acme_shared_zone` seen.
+    acme_shared_zone: Option<()>,
 }
 
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
@@ -350,6 +360,12 @@ impl Validator<'_> {
                 self.limit_zone(d)?;
             }
         }
+        // Issuers too: `acme_certificate` in a server names one.
+        for d in ds.iter().filter(|d| d.name == "acme_issuer") {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.acme_issuer(d)?;
+            }
+        }
         let mut admin = None;
         let mut maps = Vec::new();
         let mut geos = Vec::new();
@@ -359,7 +375,7 @@ impl Validator<'_> {
         for d in ds.iter().filter(|d| {
             !matches!(
                 d.name.as_str(),
-                "upstream" | "match" | "limit_req_zone" | "limit_conn_zone"
+                "upstream" | "match" | "limit_req_zone" | "limit_conn_zone" | "acme_issuer"
             )
         }) {
             if self.check(d, directives::HTTP)?.is_none() {
@@ -384,6 +400,7 @@ impl Validator<'_> {
                     flag(d)?;
                 }
                 "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
+                "acme_shared_zone" => self.acme_shared_zone(d)?,
                 "map" => {
                     let map = self.map_block(d)?;
                     declare_once(&mut computed, &map.name, d)?;
@@ -407,6 +424,7 @@ impl Validator<'_> {
             .into_iter()
             .map(|d| self.server(d, &level, &tls_level))
             .collect::<Result<Vec<_>>>()?;
+        self.acme_challenge_listener(&mut servers, &level, &tls_level)?;
         self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
         let mut defaults: HashMap<&Endpoint, ()> = HashMap::new();
@@ -432,6 +450,7 @@ impl Validator<'_> {
             split_clients: self.names.order_split_clients(splits),
             limit_req_zones: std::mem::take(&mut self.limit_req_zones),
             limit_conn_zones: std::mem::take(&mut self.limit_conn_zones),
+            acme_certificates: std::mem::take(&mut self.acme_certificates),
         })
     }
 
