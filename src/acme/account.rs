@@ -24,9 +24,9 @@ fn http_client(issuer: &AcmeIssuer) -> Result<Box<dyn HttpClient>, AcmeError> {
     let config = if !issuer.ssl_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(
-                crate::config::tls::NoUpstreamVerify(provider),
-            ))
+            .with_custom_certificate_verifier(Arc::new(crate::config::tls::NoUpstreamVerify(
+                provider,
+            )))
             .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
@@ -55,9 +55,8 @@ pub(super) async fn account(issuer: &AcmeIssuer) -> Result<Account, AcmeError> {
     let kept = issuer.state_path.as_deref().map(account_file);
     if let Some(file) = &kept {
         if let Ok(text) = std::fs::read(file) {
-            let creds: AccountCredentials = serde_json::from_slice(&text).map_err(|e| {
-                AcmeError::State(format!("{}: {e}", file.display()))
-            })?;
+            let creds: AccountCredentials = serde_json::from_slice(&text)
+                .map_err(|e| AcmeError::State(format!("{}: {e}", file.display())))?;
             return Ok(Account::builder_with_http(http_client(issuer)?)
                 .from_credentials(creds)
                 .await?);

@@ -189,11 +189,7 @@ pub fn retry_delay(fails: u32) -> Duration {
 
 /// A certificate's life: wait until it is due (none yet, or past its renewal
 /// time), order, store, serve; on failure log the CA's reason and retry later.
-async fn manage(
-    cert: AcmeCertificate,
-    live: Arc<Mutex<LiveCertificate>>,
-    accounts: Arc<Accounts>,
-) {
+async fn manage(cert: AcmeCertificate, live: Arc<Mutex<LiveCertificate>>, accounts: Arc<Accounts>) {
     let id = cert.id();
     let names = cert.identifiers.join(" ");
     let issuer = cert.issuer.name.clone();
@@ -320,7 +316,10 @@ mod tests {
         let day = 86_400;
         for _ in 0..100 {
             let t = renewal_time(0, 90 * day);
-            assert!((60 * day - 6 * day / 5..=60 * day + 6 * day / 5).contains(&t), "{t}");
+            assert!(
+                (60 * day - 6 * day / 5..=60 * day + 6 * day / 5).contains(&t),
+                "{t}"
+            );
         }
         assert_eq!(renewal_time(100, 100), 100);
     }

@@ -175,7 +175,8 @@ impl Validator<'_> {
                 "add the ACME directory URL: uri https://acme-v02.api.letsencrypt.org/directory;",
             ));
         };
-        let state_path = state_path.unwrap_or_else(|| Some(self.env.prefix.join(format!("acme_{name}"))));
+        let state_path =
+            state_path.unwrap_or_else(|| Some(self.env.prefix.join(format!("acme_{name}"))));
         self.acme_issuers.push(Arc::new(AcmeIssuer {
             name,
             uri,

@@ -1,0 +1,493 @@
+//! Automatic certificates with nginx's ACME syntax (`acme_issuer`, `acme_certificate`,
+//! `$acme_certificate`), end to end against Debian's `pebble` (an RFC 8555 test CA)
+//! with `pebble-challtestsrv` as its DNS (every name resolves to 127.0.0.1), so pebble
+//! validates HTTP-01 by connecting to ferrolb's plain-HTTP listener. Each test starts
+//! its own pebble on free loopback ports with an HTTPS certificate made here (trusted
+//! by ferrolb through `ssl_trusted_certificate`), and checks what curl sees against
+//! pebble's root (from its management API, `/roots/0`).
+//!
+//! Cases: a certificate obtained and served; kept across a restart (no new order);
+//! a failing order (pebble's HTTP-01 port has no listener) reported with the CA's text
+//! and retried at once after a reload that fixes it; renewal at two thirds of a
+//! short lifetime (pebble's `certificateValidityPeriod`) while serving; `ferrolb -t`
+//! errors with `file:line`.
+//!
+//! Without `pebble` installed (scripts/test.sh installs it; CI always has it) the
+//! end-to-end tests say so and pass.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A pebble CA and its DNS stub, stopped on drop.
+struct Pebble {
+    dir: PathBuf,
+    dns: Child,
+    ca: Child,
+    /// The ACME directory URL.
+    directory: String,
+    /// The file of the CA that signed pebble's own HTTPS certificate.
+    api_ca: PathBuf,
+    /// The file of pebble's issuing root (what curl trusts).
+    root: PathBuf,
+}
+
+impl Pebble {
+    /// Starts pebble validating HTTP-01 on `http_port`, issuing certificates valid for
+    /// `validity` seconds (pebble's default, 5 years, when `None`). `None` when pebble
+    /// is not installed.
+    fn start(http_port: u16, validity: Option<u64>) -> Option<Pebble> {
+        if !Path::new("/usr/bin/pebble").exists() {
+            eprintln!("SKIPPED: /usr/bin/pebble is not installed (apt-get install pebble; scripts/test.sh does)");
+            return None;
+        }
+        let dir = fresh_temp_dir("pebble");
+        // pebble's own HTTPS certificate, signed by a CA made here.
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ferrolb test ACME API CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("params");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let cert = params.signed_by(&key, &issuer).expect("cert");
+        let api_ca = dir.join("api-ca.pem");
+        fs::write(&api_ca, ca_cert.pem()).expect("write CA");
+        fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
+        fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
+
+        let (api, management, dns, tls_port, dns_management) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let validity = validity.map_or(String::new(), |v| {
+            format!(",\n    \"certificateValidityPeriod\": {v}")
+        });
+        fs::write(
+            dir.join("pebble.json"),
+            format!(
+                r#"{{
+  "pebble": {{
+    "listenAddress": "127.0.0.1:{api}",
+    "managementListenAddress": "127.0.0.1:{management}",
+    "certificate": "{dir}/cert.pem",
+    "privateKey": "{dir}/key.pem",
+    "httpPort": {http_port},
+    "tlsPort": {tls_port},
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false{validity}
+  }}
+}}"#,
+                dir = dir.display()
+            ),
+        )
+        .expect("write pebble.json");
+        let log = |name: &str| fs::File::create(dir.join(name)).expect("log file");
+        let dns_port = dns;
+        let dns = Command::new("/usr/bin/pebble-challtestsrv")
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{dns_management}")])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdin(Stdio::null())
+            .stdout(log("dns.log"))
+            .stderr(log("dns.err"))
+            .spawn()
+            .expect("start pebble-challtestsrv");
+        let ca = Command::new("/usr/bin/pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdin(Stdio::null())
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("start pebble");
+        let mut pebble = Pebble {
+            directory: format!("https://127.0.0.1:{api}/dir"),
+            root: dir.join("root.pem"),
+            api_ca,
+            dir,
+            dns,
+            ca,
+        };
+        // The management API answers once pebble is up: its root is what curl trusts.
+        let root = wait_until(LIMIT, "pebble's management API", || {
+            let out = Command::new("curl")
+                .args(["-sf", "--cacert"])
+                .arg(&pebble.api_ca)
+                .arg(format!("https://127.0.0.1:{management}/roots/0"))
+                .output()
+                .ok()?;
+            (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+        });
+        fs::write(&pebble.root, root).expect("write root");
+        wait_until(LIMIT, "pebble's DNS stub", || {
+            fs::read_to_string(pebble.dir.join("dns.log"))
+                .ok()
+                .filter(|l| l.contains("DNS"))
+        });
+        let _ = &mut pebble;
+        Some(pebble)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("pebble.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in [&mut self.ca, &mut self.dns] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("pebble log:\n{}", self.log());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The configuration: an issuer on `pebble`, a TLS server for `name` with its ACME
+/// certificate on `tls`, a plain-HTTP server on `http`, the admin API on `admin`.
+fn conf(pebble: &Pebble, state: &Path, name: &str, tls: u16, http: u16, admin: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+    acme_issuer pebble {{
+        uri {uri};
+        contact admin@example.test;
+        state_path {state};
+        accept_terms_of_service;
+        ssl_trusted_certificate {ca};
+    }}
+    acme_shared_zone zone=ngx_acme_shared:1M;
+    ferrolb_admin 127.0.0.1:{admin};
+
+    server {{
+        listen 127.0.0.1:{tls} ssl;
+        server_name {name};
+        acme_certificate pebble;
+        ssl_certificate $acme_certificate;
+        ssl_certificate_key $acme_certificate_key;
+        ssl_certificate_cache max=2;
+        location / {{ return 200 "hello over acme\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{http};
+        location / {{ return 404; }}
+    }}
+}}
+"#,
+        uri = pebble.directory,
+        state = state.display(),
+        ca = pebble.api_ca.display(),
+    )
+}
+
+/// curl `https://NAME:PORT/` verifying against pebble's root: `Ok(body)` or
+/// `Err(curl's error)`.
+fn curl_verified(pebble: &Pebble, name: &str, port: u16) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(&pebble.root)
+        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+        .arg(format!("https://{name}:{port}/"))
+        .output()
+        .expect("run curl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The served certificate's `notAfter` and serial, as openssl prints them.
+fn served_certificate(name: &str, port: u16) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -serial -enddate"
+        ))
+        .output()
+        .expect("run openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The admin API's `/status` certificates member.
+fn status_certificates(admin: u16) -> serde_json::Value {
+    let r = http_get(admin, "/status", "localhost").expect("GET /status");
+    let v: serde_json::Value = serde_json::from_str(&r.text()).expect("status JSON");
+    v["certificates"].clone()
+}
+
+fn metrics(admin: u16) -> String {
+    http_get(admin, "/metrics", "localhost")
+        .expect("GET /metrics")
+        .text()
+}
+
+#[test]
+fn certificate_is_obtained_served_and_kept_across_a_restart() {
+    let http = free_port();
+    let Some(pebble) = Pebble::start(http, None) else {
+        return;
+    };
+    let state = fresh_temp_dir("acme-state").join("acme_pebble");
+    let (tls, admin) = (free_port(), free_port());
+    let text = conf(&pebble, &state, "site.test", tls, http, admin);
+    let proxy = Proxy::start(&text);
+    // Before the first certificate, handshakes for the server fail (as nginx's with
+    // an empty $acme_certificate); then the issued one is served, valid for the name.
+    let line = proxy.wait_log(
+        0,
+        "acme: certificate for \"site.test\" issued by issuer \"pebble\"",
+        LIMIT,
+    );
+    assert!(line.contains("valid until"), "{line}");
+    assert_eq!(
+        curl_verified(&pebble, "site.test", tls).as_deref(),
+        Ok("hello over acme\n")
+    );
+    // Another name is not in the certificate: curl refuses it.
+    let other = curl_verified(&pebble, "other.test", tls);
+    assert!(other.is_err(), "{other:?}");
+
+    // State: the account and the key readable by the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let files: Vec<PathBuf> = fs::read_dir(&state)
+        .expect("state_path")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let key = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "key"))
+        .expect("key file");
+    let crt = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "crt"))
+        .expect("crt file");
+    assert_eq!(mode(key), 0o600);
+    assert_eq!(mode(&state.join("account.json")), 0o600);
+    assert_eq!(mode(&state), 0o700);
+    assert!(crt
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .starts_with("site.test-"));
+
+    // The admin API shows it: names, issuer, expiry.
+    let certs = status_certificates(admin);
+    assert_eq!(
+        certs[0]["names"],
+        serde_json::json!(["site.test"]),
+        "{certs}"
+    );
+    assert_eq!(certs[0]["issuer"], "pebble");
+    assert_eq!(certs[0]["state"], "valid");
+    assert_eq!(certs[0]["issued"], 1);
+    let expires_in = certs[0]["expires_in"].as_i64().expect("expires_in");
+    assert!(expires_in > 86_400 * 365, "{certs}");
+    let m = metrics(admin);
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("ferrolb_acme_certificate_expiry_seconds{")
+                && l.contains("issuer=\"pebble\"")
+                && l.contains("names=\"site.test\"")
+        ),
+        "{m}"
+    );
+    let served = served_certificate("site.test", tls);
+    let on_disk = fs::read(crt).expect("read crt");
+    drop(proxy);
+
+    // A restart serves the kept certificate from the first handshake and orders none.
+    let (tls2, admin2) = (free_port(), free_port());
+    let proxy = Proxy::start(&conf(&pebble, &state, "site.test", tls2, http, admin2));
+    assert_eq!(
+        curl_verified(&pebble, "site.test", tls2).as_deref(),
+        Ok("hello over acme\n")
+    );
+    assert_eq!(served_certificate("site.test", tls2), served);
+    let certs = wait_until(LIMIT, "the kept certificate in /status", || {
+        let c = status_certificates(admin2);
+        (c[0]["state"] == "valid").then_some(c)
+    });
+    assert_eq!(certs[0]["issued"], 0, "{certs}");
+    assert_eq!(fs::read(crt).expect("read crt"), on_disk);
+    assert!(
+        !proxy.error_log().contains("acme: certificate"),
+        "{}",
+        proxy.error_log()
+    );
+}
+
+#[test]
+fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
+    // pebble validates on a port where nothing listens yet.
+    let http = free_port();
+    // Certificates live 9 s: renewed at about 6 s.
+    let Some(pebble) = Pebble::start(http, Some(9)) else {
+        return;
+    };
+    let state = fresh_temp_dir("acme-state").join("acme_pebble");
+    let (tls, admin, elsewhere) = (free_port(), free_port(), free_port());
+    let mut proxy = Proxy::start(&conf(&pebble, &state, "retry.test", tls, elsewhere, admin));
+    let line = proxy.wait_log(
+        0,
+        "acme: certificate for \"retry.test\" from issuer \"pebble\" failed",
+        LIMIT,
+    );
+    // The CA's own words, and when the next attempt is.
+    assert!(
+        line.contains("API error: Get \"http://retry.test:"),
+        "{line}"
+    );
+    assert!(
+        line.contains("urn:ietf:params:acme:error:connection"),
+        "{line}"
+    );
+    assert!(line.contains("connection refused"), "{line}");
+    assert!(line.contains("next attempt in 60s"), "{line}");
+    let certs = status_certificates(admin);
+    assert_eq!(certs[0]["state"], "failed", "{certs}");
+    assert!(
+        certs[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connection refused")),
+        "{certs}"
+    );
+    assert!(metrics(admin)
+        .contains("ferrolb_acme_certificate_failing{issuer=\"pebble\",names=\"retry.test\"} 1"));
+    let refused = curl_verified(&pebble, "retry.test", tls);
+    assert!(refused.is_err(), "{refused:?}");
+
+    // A reload that puts the plain listener where pebble looks retries at once.
+    let from = proxy.error_log().len();
+    proxy.reload_with(&conf(&pebble, &state, "retry.test", tls, http, admin));
+    proxy.wait_log(from, "acme: certificate for \"retry.test\" issued", LIMIT);
+    assert_eq!(
+        curl_verified(&pebble, "retry.test", tls).as_deref(),
+        Ok("hello over acme\n")
+    );
+    let first = served_certificate("retry.test", tls);
+
+    // Renewal at two thirds of the lifetime, served without a reload.
+    let from = proxy.error_log().len();
+    proxy.wait_log(from, "acme: certificate for \"retry.test\" renewed", LIMIT);
+    let second = served_certificate("retry.test", tls);
+    assert_ne!(first, second, "the renewed certificate is served");
+    assert_eq!(
+        curl_verified(&pebble, "retry.test", tls).as_deref(),
+        Ok("hello over acme\n")
+    );
+    let certs = status_certificates(admin);
+    assert!(
+        certs[0]["issued"].as_u64().is_some_and(|n| n >= 2),
+        "{certs}"
+    );
+    assert_eq!(certs[0]["last_error"], serde_json::Value::Null);
+}
+
+#[test]
+fn challenges_need_a_plain_listener_and_one_is_added() {
+    // No plain-HTTP server: `-t` says port 80 is added for the challenges.
+    let dir = fresh_temp_dir("acme-t");
+    let conf = dir.join("nginx.conf");
+    fs::write(
+        &conf,
+        "events {}\nhttp {\n    acme_issuer le { uri https://127.0.0.1:1/dir; state_path off; }\n    server {\n        listen 127.0.0.1:8443 ssl;\n        server_name .example.test ~^re;\n        acme_certificate le;\n        ssl_certificate $acme_certificate;\n        ssl_certificate_key $acme_certificate_key;\n    }\n}\n",
+    )
+    .expect("write conf");
+    let out = check_config(&dir, &conf);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("listening on 0.0.0.0:80 for ACME HTTP-01 challenges"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unsupported regular expression in server_name: ~^re"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_acme_blocks_are_errors_with_file_and_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "acme_issuer le { contact a@b.test; }\n server { listen 127.0.0.1:1; }",
+            "nginx.conf:3: \"uri\" is missing in acme_issuer \"le\"",
+        ),
+        (
+            "acme_issuer le {\n uri https://ca.test/dir;\n challenge tls-alpn-01; }",
+            "nginx.conf:5: challenge \"tls-alpn-01\" is not supported",
+        ),
+        (
+            "acme_issuer le {\n uri https://ca.test/dir;\n colour blue; }",
+            "nginx.conf:5: unknown directive \"colour\"",
+        ),
+        (
+            "server {\n listen 127.0.0.1:1;\n acme_certificate nope; }",
+            "nginx.conf:5: issuer \"nope\" is missing",
+        ),
+        (
+            "acme_issuer le { uri https://ca.test/dir; }\n server {\n listen 127.0.0.1:1;\n server_name a.test;\n acme_certificate le key=rsa:2048; }",
+            "nginx.conf:7: key \"rsa:2048\" is not supported",
+        ),
+        (
+            "acme_issuer le { uri https://ca.test/dir; }\n server {\n listen 127.0.0.1:1;\n acme_certificate le *.a.test; }",
+            "nginx.conf:6: \"acme_certificate\": wildcard name \"*.a.test\" cannot be validated with the http-01 challenge",
+        ),
+        (
+            "acme_issuer le { uri https://ca.test/dir; }\n server {\n listen 127.0.0.1:1;\n acme_certificate le; }",
+            "nginx.conf:6: \"acme_certificate\": no identifiers found in \"server_name\"",
+        ),
+        (
+            "server {\n listen 127.0.0.1:1 ssl;\n ssl_certificate $acme_certificate;\n ssl_certificate_key $acme_certificate_key; }",
+            "nginx.conf:5: \"$acme_certificate\" is empty in a server without \"acme_certificate\"",
+        ),
+        (
+            "acme_shared_zone 1M;\n server { listen 127.0.0.1:1; }",
+            "nginx.conf:3: \"acme_shared_zone\" must have \"zone\" parameter",
+        ),
+    ];
+    for (body, expected) in cases {
+        let dir = fresh_temp_dir("acme-bad");
+        let conf = dir.join("nginx.conf");
+        fs::write(&conf, format!("events {{}}\nhttp {{\n{body}\n}}\n")).expect("write conf");
+        let out = check_config(&dir, &conf);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted: {body}");
+        let (place, message) = expected.split_once(": ").expect("place: message");
+        let line = text
+            .lines()
+            .find(|l| l.contains("[emerg]"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(message) && line.ends_with(place),
+            "{body}\nwanted {message} in {place}\ngot {text}"
+        );
+    }
+}
