@@ -40,6 +40,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # htpasswd (apache2-utils): tests/admission.rs makes DES, bcrypt and {SHA} password
 # lines with it, as users do.
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+# pebble (with pebble-challtestsrv): tests/acme.rs gets certificates from this
+# RFC 8555 test CA, as nginx's ACME module's own tests do.
+[ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || need+=(pebble)
 # chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
