@@ -49,12 +49,20 @@ fn http_client(issuer: &AcmeIssuer) -> Result<Box<dyn HttpClient>, AcmeError> {
     Ok(Box::new(client))
 }
 
-/// The issuer's account: restored from `state_path`, or registered (with the
-/// configured key, or a new one) and saved there.
+/// The issuer's account: restored from `state_path` (when it was registered with the
+/// same directory and no `account_key` is configured), or registered (with the
+/// configured key, which finds the account it already has, or a new one) and saved
+/// there.
 pub(super) async fn account(issuer: &AcmeIssuer) -> Result<Account, AcmeError> {
     let kept = issuer.state_path.as_deref().map(account_file);
     if let Some(file) = &kept {
-        if let Ok(text) = std::fs::read(file) {
+        let same_directory = |text: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(text)
+                .ok()
+                .is_some_and(|v| v["directory"] == issuer.uri.as_str())
+                && issuer.account_key.is_none()
+        };
+        if let Some(text) = std::fs::read(file).ok().filter(|t| same_directory(t)) {
             let creds: AccountCredentials = serde_json::from_slice(&text)
                 .map_err(|e| AcmeError::State(format!("{}: {e}", file.display())))?;
             return Ok(Account::builder_with_http(http_client(issuer)?)
