@@ -175,6 +175,19 @@ impl Drop for Pebble {
 /// The configuration: an issuer on `pebble`, a TLS server for `name` with its ACME
 /// certificate on `tls`, a plain-HTTP server on `http`, the admin API on `admin`.
 fn conf(pebble: &Pebble, state: &Path, name: &str, tls: u16, http: u16, admin: u16) -> String {
+    conf_with(pebble, state, name, tls, http, admin, "")
+}
+
+/// [`conf`] with more lines in the `acme_issuer` block.
+fn conf_with(
+    pebble: &Pebble,
+    state: &Path,
+    name: &str,
+    tls: u16,
+    http: u16,
+    admin: u16,
+    issuer_extra: &str,
+) -> String {
     format!(
         r#"events {{}}
 http {{
@@ -184,6 +197,7 @@ http {{
         state_path {state};
         accept_terms_of_service;
         ssl_trusted_certificate {ca};
+        {issuer_extra}
     }}
     acme_shared_zone zone=ngx_acme_shared:1M;
     ferrolb_admin 127.0.0.1:{admin};
@@ -356,8 +370,29 @@ fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
         return;
     };
     let state = fresh_temp_dir("acme-state").join("acme_pebble");
+    // The account key is the user's own (nginx's `account_key FILE`).
+    let account_key = state.with_file_name("account.pem");
+    fs::write(
+        &account_key,
+        rcgen::KeyPair::generate()
+            .expect("account key")
+            .serialize_pem(),
+    )
+    .expect("write account key");
+    let issuer_extra = format!("account_key {};", account_key.display());
     let (tls, admin, elsewhere) = (free_port(), free_port(), free_port());
-    let mut proxy = Proxy::start(&conf(&pebble, &state, "retry.test", tls, elsewhere, admin));
+    let conf = |http| {
+        conf_with(
+            &pebble,
+            &state,
+            "retry.test",
+            tls,
+            http,
+            admin,
+            &issuer_extra,
+        )
+    };
+    let mut proxy = Proxy::start(&conf(elsewhere));
     let line = proxy.wait_log(
         0,
         "acme: certificate for \"retry.test\" from issuer \"pebble\" failed",
@@ -389,7 +424,7 @@ fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
 
     // A reload that puts the plain listener where pebble looks retries at once.
     let from = proxy.error_log().len();
-    proxy.reload_with(&conf(&pebble, &state, "retry.test", tls, http, admin));
+    proxy.reload_with(&conf(http));
     proxy.wait_log(from, "acme: certificate for \"retry.test\" issued", LIMIT);
     assert_eq!(
         curl_verified(&pebble, "retry.test", tls).as_deref(),
