@@ -252,6 +252,69 @@ fn served_certificate(name: &str, port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A TLS connection kept open by `openssl s_client`, for requests before and after
+/// a certificate swap.
+struct KeptTls {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl KeptTls {
+    fn open(name: &str, port: u16) -> KeptTls {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(["-servername", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl s_client");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        KeptTls { child, lines }
+    }
+
+    /// One keep-alive request; panics unless the answer comes on this connection.
+    fn get(&mut self, host: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        write!(stdin, "GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("write request");
+        stdin.flush().expect("flush");
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(5))
+                .expect("an answer on the kept-alive TLS connection");
+            if line.contains("hello over acme") {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for KeptTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The admin API's `/status` certificates member.
 fn status_certificates(admin: u16) -> serde_json::Value {
     let r = http_get(admin, "/status", "localhost").expect("GET /status");
@@ -274,6 +337,7 @@ fn certificate_is_obtained_served_and_kept_across_a_restart() {
     let state = fresh_temp_dir("acme-state").join("acme_pebble");
     let (tls, admin) = (free_port(), free_port());
     let text = conf(&pebble, &state, "site.test", tls, http, admin);
+    let started = std::time::Instant::now();
     let proxy = Proxy::start(&text);
     // Before the first certificate, handshakes for the server fail (as nginx's with
     // an empty $acme_certificate); then the issued one is served, valid for the name.
@@ -283,6 +347,10 @@ fn certificate_is_obtained_served_and_kept_across_a_restart() {
         LIMIT,
     );
     assert!(line.contains("valid until"), "{line}");
+    eprintln!(
+        "acme: account registered and certificate issued by pebble {:?} after the start",
+        started.elapsed()
+    );
     assert_eq!(
         curl_verified(&pebble, "site.test", tls).as_deref(),
         Ok("hello over acme\n")
@@ -432,9 +500,13 @@ fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
     );
     let first = served_certificate("retry.test", tls);
 
-    // Renewal at two thirds of the lifetime, served without a reload.
+    // Renewal at two thirds of the lifetime, served without a reload; a TLS
+    // connection kept alive across the swap goes on with its session.
+    let mut kept = KeptTls::open("retry.test", tls);
+    kept.get("retry.test");
     let from = proxy.error_log().len();
     proxy.wait_log(from, "acme: certificate for \"retry.test\" renewed", LIMIT);
+    kept.get("retry.test");
     let second = served_certificate("retry.test", tls);
     assert_ne!(first, second, "the renewed certificate is served");
     assert_eq!(
