@@ -9,8 +9,9 @@
 //! Cases: a certificate obtained and served; kept across a restart (no new order);
 //! a failing order (pebble's HTTP-01 port has no listener) reported with the CA's text
 //! and retried at once after a reload that fixes it; renewal at two thirds of a
-//! short lifetime (pebble's `certificateValidityPeriod`) while serving; `ferrolb -t`
-//! errors with `file:line`.
+//! short lifetime (pebble's `certificateValidityPeriod`) while serving, a kept-alive
+//! TLS connection living across the swap, with the user's own `account_key`; external
+//! account binding with a CA that requires it; `ferrolb -t` errors with `file:line`.
 //!
 //! Without `pebble` installed (scripts/test.sh installs it) the end-to-end tests say
 //! so and pass on a developer's machine; under CI (`CI` set) they fail.
@@ -44,6 +45,15 @@ impl Pebble {
     /// `validity` seconds (pebble's default, 5 years, when `None`). `None` when pebble
     /// is not installed.
     fn start(http_port: u16, validity: Option<u64>) -> Option<Pebble> {
+        let settings = validity.map_or(String::new(), |v| {
+            format!(",\n    \"certificateValidityPeriod\": {v}")
+        });
+        Pebble::start_with(http_port, &settings)
+    }
+
+    /// [`Pebble::start`] with more members of pebble's settings (`,\n "name": value`;
+    /// a member given again overrides the default, as Go's JSON decoder keeps the last).
+    fn start_with(http_port: u16, settings: &str) -> Option<Pebble> {
         if !Path::new("/usr/bin/pebble").exists() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -79,9 +89,6 @@ impl Pebble {
             free_port(),
             free_port(),
         );
-        let validity = validity.map_or(String::new(), |v| {
-            format!(",\n    \"certificateValidityPeriod\": {v}")
-        });
         fs::write(
             dir.join("pebble.json"),
             format!(
@@ -94,7 +101,7 @@ impl Pebble {
     "httpPort": {http_port},
     "tlsPort": {tls_port},
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false{validity}
+    "externalAccountBindingRequired": false{settings}
   }}
 }}"#,
                 dir = dir.display()
@@ -601,4 +608,28 @@ fn bad_acme_blocks_are_errors_with_file_and_line() {
             "{body}\nwanted {message} in {place}\ngot {text}"
         );
     }
+}
+
+#[test]
+fn external_account_binding_registers_with_the_mac_key() {
+    // A CA that requires external account binding, with one key id and MAC key.
+    let http = free_port();
+    let mac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let settings = format!(
+        ",\n    \"externalAccountBindingRequired\": true,\n    \"externalAccountMACKeys\": {{\"kid-ferrolb\": \"{mac}\"}}"
+    );
+    let Some(pebble) = Pebble::start_with(http, &settings) else {
+        return;
+    };
+    let state = fresh_temp_dir("acme-state").join("acme_pebble");
+    let (tls, admin) = (free_port(), free_port());
+    let eab = format!("external_account_key kid-ferrolb data:{mac};");
+    let proxy = Proxy::start(&conf_with(
+        &pebble, &state, "eab.test", tls, http, admin, &eab,
+    ));
+    proxy.wait_log(0, "acme: certificate for \"eab.test\" issued", LIMIT);
+    assert_eq!(
+        curl_verified(&pebble, "eab.test", tls).as_deref(),
+        Ok("hello over acme\n")
+    );
 }
