@@ -110,10 +110,9 @@ fn certificate_is_obtained_served_and_kept_across_a_restart() {
         return;
     };
     let state = fresh_temp_dir("acme-state").join("acme_pebble");
-    let (tls, admin) = (free_port(), free_port());
-    let text = conf(&pebble, &state, "site.test", tls, http, admin);
     let started = std::time::Instant::now();
-    let proxy = Proxy::start(&text);
+    let (proxy, [tls, admin]) =
+        Proxy::start_on(|[tls, admin]| conf(&pebble, &state, "site.test", tls, http, admin));
     // Before the first certificate, handshakes for the server fail (as nginx's with
     // an empty $acme_certificate); then the issued one is served, valid for the name.
     let line = proxy.wait_log(
@@ -184,8 +183,8 @@ fn certificate_is_obtained_served_and_kept_across_a_restart() {
     drop(proxy);
 
     // A restart serves the kept certificate from the first handshake and orders none.
-    let (tls2, admin2) = (free_port(), free_port());
-    let proxy = Proxy::start(&conf(&pebble, &state, "site.test", tls2, http, admin2));
+    let (proxy, [tls2, admin2]) =
+        Proxy::start_on(|[tls, admin]| conf(&pebble, &state, "site.test", tls, http, admin));
     assert_eq!(
         curl_verified(&pebble, "site.test", tls2).as_deref(),
         Ok("hello over acme\n")
@@ -223,8 +222,7 @@ fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
     )
     .expect("write account key");
     let issuer_extra = format!("account_key {};", account_key.display());
-    let (tls, admin, elsewhere) = (free_port(), free_port(), free_port());
-    let conf = |http| {
+    let conf = |tls, http, admin| {
         conf_with(
             &pebble,
             &state,
@@ -235,7 +233,8 @@ fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
             &issuer_extra,
         )
     };
-    let mut proxy = Proxy::start(&conf(elsewhere));
+    let (mut proxy, [tls, admin, _elsewhere]) =
+        Proxy::start_on(|[tls, admin, elsewhere]| conf(tls, elsewhere, admin));
     let line = proxy.wait_log(
         0,
         "acme: certificate for \"retry.test\" from issuer \"pebble\" failed",
@@ -267,7 +266,7 @@ fn failing_order_is_reported_and_retried_then_renewed_before_expiry() {
 
     // A reload that puts the plain listener where pebble looks retries at once.
     let from = proxy.error_log().len();
-    proxy.reload_with(&conf(http));
+    proxy.reload_with(&conf(tls, http, admin));
     proxy.wait_log(from, "acme: certificate for \"retry.test\" issued", LIMIT);
     assert_eq!(
         curl_verified(&pebble, "retry.test", tls).as_deref(),
@@ -390,11 +389,10 @@ fn external_account_binding_registers_with_the_mac_key() {
         return;
     };
     let state = fresh_temp_dir("acme-state").join("acme_pebble");
-    let (tls, admin) = (free_port(), free_port());
     let eab = format!("external_account_key kid-ferrolb data:{mac};");
-    let proxy = Proxy::start(&conf_with(
-        &pebble, &state, "eab.test", tls, http, admin, &eab,
-    ));
+    let (proxy, [tls, _admin]) = Proxy::start_on(|[tls, admin]| {
+        conf_with(&pebble, &state, "eab.test", tls, http, admin, &eab)
+    });
     proxy.wait_log(0, "acme: certificate for \"eab.test\" issued", LIMIT);
     assert_eq!(
         curl_verified(&pebble, "eab.test", tls).as_deref(),

@@ -408,15 +408,9 @@ fn dashboard_shows_acme_certificates() {
         return;
     };
     let state = fresh_temp_dir("acme-state").join("acme_pebble");
-    let (tls, admin) = (common::free_port(), common::free_port());
-    let proxy = Proxy::start(&acme_support::conf(
-        &pebble,
-        &state,
-        "shop.test",
-        tls,
-        http,
-        admin,
-    ));
+    let (proxy, [_tls, admin]) = Proxy::start_on(|[tls, admin]| {
+        acme_support::conf(&pebble, &state, "shop.test", tls, http, admin)
+    });
     proxy.wait_log(
         0,
         "acme: certificate for \"shop.test\" issued",

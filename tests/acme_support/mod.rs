@@ -24,6 +24,8 @@ pub struct Pebble {
     pub api_ca: PathBuf,
     /// The file of pebble's issuing root (what curl trusts).
     pub root: PathBuf,
+    /// Whether dropping it removes `dir` (not for a failed start that is retried).
+    owns_dir: bool,
 }
 
 impl Pebble {
@@ -68,6 +70,24 @@ impl Pebble {
         fs::write(dir.join("cert.pem"), cert.pem()).expect("write cert");
         fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write key");
 
+        // The ports are free when probed; another process may take one before pebble
+        // binds it: then pebble exits saying so, and it starts again on others.
+        for _ in 0..3 {
+            match Pebble::try_start(&dir, &api_ca, http_port, settings) {
+                Ok(pebble) => return Some(pebble),
+                Err(why) if says_port_taken(&why) => eprintln!("pebble: a port was taken: {why}"),
+                Err(why) => panic!("pebble did not start: {why}"),
+            }
+        }
+        panic!("pebble found a port taken in each of 3 starts");
+    }
+
+    fn try_start(
+        dir: &Path,
+        api_ca: &Path,
+        http_port: u16,
+        settings: &str,
+    ) -> Result<Pebble, String> {
         let (api, management, dns, tls_port, dns_management) = (
             free_port(),
             free_port(),
@@ -121,29 +141,51 @@ impl Pebble {
         let mut pebble = Pebble {
             directory: format!("https://127.0.0.1:{api}/dir"),
             root: dir.join("root.pem"),
-            api_ca,
-            dir,
+            api_ca: api_ca.to_owned(),
+            dir: dir.to_owned(),
             dns,
             ca,
+            owns_dir: false,
         };
-        // The management API answers once pebble is up: its root is what curl trusts.
-        let root = wait_until(LIMIT, "pebble's management API", || {
-            let out = Command::new("curl")
-                .args(["-sf", "--cacert"])
-                .arg(&pebble.api_ca)
-                .arg(format!("https://127.0.0.1:{management}/roots/0"))
-                .output()
-                .ok()?;
-            (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+        // Up when the management API answers (its root is what curl trusts) and the
+        // DNS stub says it serves; either process exiting first is a failed start.
+        let mut root = None;
+        let up = poll(LIMIT, || {
+            for c in [&mut pebble.ca, &mut pebble.dns] {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Some(Err(format!("exited ({status})")));
+                }
+            }
+            if root.is_none() {
+                let out = Command::new("curl")
+                    .args(["-sf", "--cacert"])
+                    .arg(&pebble.api_ca)
+                    .arg(format!("https://127.0.0.1:{management}/roots/0"))
+                    .output()
+                    .ok()?;
+                root = (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout);
+            }
+            let dns_up =
+                fs::read_to_string(pebble.dir.join("dns.log")).is_ok_and(|l| l.contains("DNS"));
+            (root.is_some() && dns_up).then_some(Ok(()))
         });
-        fs::write(&pebble.root, root).expect("write root");
-        wait_until(LIMIT, "pebble's DNS stub", || {
-            fs::read_to_string(pebble.dir.join("dns.log"))
-                .ok()
-                .filter(|l| l.contains("DNS"))
-        });
-        let _ = &mut pebble;
-        Some(pebble)
+        let why = |what: String| {
+            format!(
+                "{what}\n--- pebble ---\n{}{}\n--- dns ---\n{}{}",
+                fs::read_to_string(dir.join("pebble.log")).unwrap_or_default(),
+                fs::read_to_string(dir.join("pebble.err")).unwrap_or_default(),
+                fs::read_to_string(dir.join("dns.log")).unwrap_or_default(),
+                fs::read_to_string(dir.join("dns.err")).unwrap_or_default(),
+            )
+        };
+        match up {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(why(e)),
+            None => return Err(why(format!("not up after {LIMIT:?}"))),
+        }
+        fs::write(&pebble.root, root.unwrap_or_default()).expect("write root");
+        pebble.owns_dir = true;
+        Ok(pebble)
     }
 
     pub fn log(&self) -> String {
@@ -156,6 +198,9 @@ impl Drop for Pebble {
         for c in [&mut self.ca, &mut self.dns] {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if !self.owns_dir {
+            return;
         }
         if std::thread::panicking() {
             eprintln!("pebble log:\n{}", self.log());
