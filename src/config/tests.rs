@@ -1468,3 +1468,19 @@ fn acme_state_path_off_and_issuer_errors() {
         assert!(first_line(&e).contains(want), "{body}: {e}");
     }
 }
+
+#[test]
+fn acme_certificate_variable_inherited_by_a_plain_server_is_empty() {
+    // http-level `ssl_certificate $acme_certificate` for every TLS server; the port-80
+    // server has no acme_certificate and serves no certificate (as nginx's empty
+    // variable), which is no error.
+    let c = load_text(&in_http(
+        "acme_issuer le { uri https://ca.test/dir; state_path off; }
+         ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key;
+         server { listen 80; return 301 https://$host$request_uri; }
+         server { listen 443 ssl; server_name a.test; acme_certificate le; }",
+    ));
+    let plain = c.http.servers[0].tls.as_ref().expect("tls settings");
+    assert!(plain.acme.is_none() && plain.certificates.is_empty());
+    assert!(c.http.servers[1].tls.as_ref().expect("tls").acme.is_some());
+}

@@ -102,6 +102,16 @@ impl Validator<'_> {
             Some(line) => Some(self.acme_certificate(line, &raw_names)?),
             None => None,
         };
+        if let (None, Some(cd)) = (&acme, tls.acme_certificate()) {
+            // A TLS server of its own that would serve an always empty variable.
+            if listen.iter().any(|l| l.ssl) {
+                return Err(ConfigError::hinted(
+                    &cd.span,
+                    "\"$acme_certificate\" is empty in a server without \"acme_certificate\"",
+                    "add acme_certificate ISSUER; to this server block",
+                ));
+            }
+        }
         let server_tls = self.server_tls(&tls, d, acme.as_ref())?;
         if names.is_empty() {
             names.push(ServerName::Exact(String::new()));

@@ -84,6 +84,15 @@ impl TlsPartial {
         self.certificates.as_ref().is_some_and(|c| !c.is_empty())
     }
 
+    /// The `ssl_certificate $acme_certificate` line, if any.
+    pub(super) fn acme_certificate(&self) -> Option<&Directive> {
+        self.certificates
+            .as_ref()?
+            .iter()
+            .find(|(p, _)| p.as_os_str() == "$acme_certificate")
+            .map(|(_, d)| d)
+    }
+
     /// Whether `ssl_reject_handshake on` is set.
     pub(super) fn rejects(&self) -> bool {
         self.reject_handshake == Some(true)
@@ -289,14 +298,9 @@ impl Validator<'_> {
                 is_acme(key_path, "$acme_certificate_key"),
             ) {
                 (true, true) => {
-                    let Some(acme) = acme else {
-                        return Err(ConfigError::hinted(
-                            &cd.span,
-                            "\"$acme_certificate\" is empty in a server without \"acme_certificate\"",
-                            "add acme_certificate ISSUER; to this server block",
-                        ));
-                    };
-                    acme_served = Some(acme.live.clone());
+                    // Empty in a server without `acme_certificate` (as nginx's
+                    // variable): no certificate from this pair.
+                    acme_served = acme.map(|a| a.live.clone());
                     continue;
                 }
                 (false, false) => {}
