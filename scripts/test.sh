@@ -44,6 +44,9 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 # zcat (gzip): tests/access_log_options.rs reads gzip access logs with it.
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v zcat >/dev/null 2>&1 || need+=(gzip)
+# pebble (with pebble-challtestsrv): tests/acme.rs gets certificates from this
+# RFC 8555 test CA, as nginx's ACME module's own tests do.
+[ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || need+=(pebble)
 # chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then

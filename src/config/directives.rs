@@ -278,6 +278,16 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("underscores_in_headers", HTTP | SERVER, 1, 1),
     handled("ignore_invalid_headers", HTTP | SERVER, 1, 1),
     handled("alias", LOCATION, 1, 1),
+    // ACME (config/validate/acme.rs): the acme_issuer block's own directives are
+    // checked there, as nginx's module checks them.
+    block("acme_issuer", HTTP, 1, 1),
+    handled("acme_shared_zone", HTTP, 1, 1),
+    handled("acme_certificate", SERVER, 1, MANY),
+    ignored(
+        "ssl_certificate_cache",
+        HSL,
+        "certificates are read once per load (and $acme_certificate is held in memory), never per handshake",
+    ),
     // TLS (config/validate/tls.rs)
     handled("ssl_certificate", HTTP | SERVER, 1, 1),
     handled("ssl_certificate_key", HTTP | SERVER, 1, 1),

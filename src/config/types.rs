@@ -146,6 +146,9 @@ pub struct Http {
     pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
     /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
     pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
+    /// Every distinct `acme_certificate` of the servers, for the ACME client. Empty by
+    /// default.
+    pub acme_certificates: Vec<crate::config::acme::AcmeCertificate>,
     /// `open_log_file_cache` lines in file order; a level and the levels that inherit
     /// its line share one cache ([`LocSettings::open_log_file_cache`] indexes them).
     pub open_log_file_caches: Vec<OpenLogFileCacheConf>,

@@ -541,6 +541,22 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         handled.status = respond::wire_status(refusal);
         return handled;
     }
+    // HTTP-01 challenges of the ACME client, on any plain-HTTP server (the CA comes
+    // to port 80 with the name being validated).
+    if matches!(info.transport, crate::net::Transport::Plain) {
+        if let Some(key_authorization) = crate::acme::challenge::answer(head.path(buf)) {
+            return answer_local(
+                ex.stream,
+                buf,
+                head,
+                200,
+                Some(key_authorization),
+                &server.settings,
+                true,
+            )
+            .await;
+        }
+    }
     let stream = &mut *ex.stream;
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.

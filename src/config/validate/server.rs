@@ -29,6 +29,8 @@ impl Validator<'_> {
         let mut listen: Vec<Listen> = Vec::new();
         let mut names = Vec::new();
         let mut primary_name = None;
+        let mut raw_names: Vec<String> = Vec::new();
+        let mut acme_line = None;
         let mut rewrite_ds = Vec::new();
         let mut loc_ds = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
@@ -51,9 +53,14 @@ impl Validator<'_> {
                     for a in &c.args {
                         primary_name.get_or_insert_with(|| a.value.clone());
                         names.push(server_name(c, &a.value)?);
+                        raw_names.push(a.value.clone());
                     }
                 }
                 "location" => loc_ds.push(c),
+                "acme_certificate" => {
+                    let line = self.acme_certificate_line(c)?;
+                    super::once(&mut acme_line, line, c)?;
+                }
                 "return"
                 | "rewrite"
                 | "set"
@@ -91,7 +98,21 @@ impl Validator<'_> {
                 l.http2 = true;
             }
         }
-        let server_tls = self.server_tls(&tls, d)?;
+        let acme = match acme_line {
+            Some(line) => Some(self.acme_certificate(line, &raw_names)?),
+            None => None,
+        };
+        if let (None, Some(cd)) = (&acme, tls.acme_certificate()) {
+            // A TLS server of its own that would serve an always empty variable.
+            if listen.iter().any(|l| l.ssl) {
+                return Err(ConfigError::hinted(
+                    &cd.span,
+                    "\"$acme_certificate\" is empty in a server without \"acme_certificate\"",
+                    "add acme_certificate ISSUER; to this server block",
+                ));
+            }
+        }
+        let server_tls = self.server_tls(&tls, d, acme.as_ref())?;
         if names.is_empty() {
             names.push(ServerName::Exact(String::new()));
         }
