@@ -499,6 +499,7 @@ fn try_reload(
         }
     };
     shared.runtime.store(Arc::new(runtime));
+    shared.announce_reload();
     drop(overlay);
     listeners.apply(added, &wanted);
     Ok(())

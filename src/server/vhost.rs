@@ -79,6 +79,15 @@ pub fn proxy_protocol_on(servers: &[ServerConf], local: &Endpoint) -> bool {
         .any(|l| l.addr == addr && l.proxy_protocol)
 }
 
+/// Whether the address `local` serves HTTP/2 (`listen ... http2` or `http2 on`).
+pub fn http2_on(servers: &[ServerConf], local: &Endpoint) -> bool {
+    let addr = served_address(servers, local);
+    servers
+        .iter()
+        .flat_map(|s| &s.listen)
+        .any(|l| l.addr == addr && l.http2)
+}
+
 /// Host header → name to match: port stripped, lowercase, trailing dot removed.
 pub fn normalize_host(host: &str) -> String {
     let host = host.trim();
