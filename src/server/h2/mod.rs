@@ -217,10 +217,17 @@ fn log_end(info: &ClientInfo, e: &h2::Error) {
     if e.is_io() {
         return;
     }
-    if let Some(reason) = e.reason() {
-        if reason == Reason::NO_ERROR {
+    match e.reason() {
+        Some(Reason::NO_ERROR) => return,
+        Some(Reason::ENHANCE_YOUR_CALM) => {
+            crate::log::emit(
+                Level::Info,
+                Some(info.id),
+                format_args!("http2 flood detected ({e}), client: {}", info.remote),
+            );
             return;
         }
+        _ => {}
     }
     crate::log::emit(
         Level::Info,
