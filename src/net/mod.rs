@@ -9,8 +9,8 @@
 
 pub mod buffers;
 pub mod io;
-pub mod pipe;
 pub mod pace;
+pub mod pipe;
 pub mod proxy_protocol;
 pub mod resolver;
 mod stream;

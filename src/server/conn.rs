@@ -108,7 +108,9 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             }
         }
         let Some(buf) = cbuf.as_mut() else { return };
-        if first_request && is_h2_preface(buf) && vhost::http2_on(&rt.config.http.servers, &info.local)
+        if first_request
+            && is_h2_preface(buf)
+            && vhost::http2_on(&rt.config.http.servers, &info.local)
         {
             // h2c with prior knowledge, as nginx detects it on an `http2` address.
             let first = buf.to_vec();

@@ -355,9 +355,15 @@ impl Validator<'_> {
             "http2_body_preread_size" => {
                 let size = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
                 // nginx: the stream window it advertises, at most 2^31 - 1.
-                let size = u32::try_from(size).ok().filter(|&s| s <= 0x7fff_ffff).ok_or_else(|| {
-                    ConfigError::at(&d.span, "the maximum body preread buffer size is 2147483647")
-                })?;
+                let size = u32::try_from(size)
+                    .ok()
+                    .filter(|&s| s <= 0x7fff_ffff)
+                    .ok_or_else(|| {
+                        ConfigError::at(
+                            &d.span,
+                            "the maximum body preread buffer size is 2147483647",
+                        )
+                    })?;
                 once(&mut p.http2_body_preread_size, size, d)?;
             }
             "http2_chunk_size" => {
@@ -365,7 +371,10 @@ impl Validator<'_> {
                     .and_then(|s| usize::try_from(s).ok())
                     .ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
                 if size == 0 {
-                    return Err(ConfigError::at(&d.span, "the http2 chunk size cannot be zero"));
+                    return Err(ConfigError::at(
+                        &d.span,
+                        "the http2 chunk size cannot be zero",
+                    ));
                 }
                 // nginx caps it at the largest frame it sends (16 KiB - 1... 2^24 - 1).
                 once(&mut p.http2_chunk_size, size.min(0x00ff_ffff), d)?;

@@ -170,7 +170,11 @@ pub(super) struct Watched {
 
 impl Watched {
     /// Watches `stream`, whose first bytes `first` were read already.
-    pub(super) fn new(stream: Stream, first: Vec<u8>, guard: std::sync::Arc<FloodGuard>) -> Watched {
+    pub(super) fn new(
+        stream: Stream,
+        first: Vec<u8>,
+        guard: std::sync::Arc<FloodGuard>,
+    ) -> Watched {
         Watched {
             stream,
             first,

@@ -102,7 +102,8 @@ pub(super) async fn serve(worker: &Worker, stream: Stream, mut info: ClientInfo,
     let mut stop = worker.shared.stop_signal();
     let mut reload = worker.shared.reload_signal();
     reload.borrow_and_update();
-    let handshake = tokio::time::timeout(limits.handshake, builder.handshake::<_, bytes::Bytes>(io));
+    let handshake =
+        tokio::time::timeout(limits.handshake, builder.handshake::<_, bytes::Bytes>(io));
     let mut conn = tokio::select! {
         r = handshake => match r {
             Ok(Ok(c)) => c,

@@ -33,12 +33,20 @@ fn connection_specific(name: &str, value: &[u8]) -> bool {
 
 /// Writes the HTTP/1.1 head of `parts` into `out`; `end_stream`: the HEADERS frame
 /// ended the stream (no body follows).
-pub(super) fn build(parts: &Parts, end_stream: bool, out: &mut Vec<u8>) -> Result<BodyFraming, Malformed> {
+pub(super) fn build(
+    parts: &Parts,
+    end_stream: bool,
+    out: &mut Vec<u8>,
+) -> Result<BodyFraming, Malformed> {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let authority = parts.uri.authority().map(|a| a.as_str());
     if parts.method == http::Method::CONNECT {
-        out.extend_from_slice(authority.ok_or(Malformed("CONNECT without :authority"))?.as_bytes());
+        out.extend_from_slice(
+            authority
+                .ok_or(Malformed("CONNECT without :authority"))?
+                .as_bytes(),
+        );
     } else {
         let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
         if target.is_empty() {

@@ -56,7 +56,11 @@ enum Relayed {
 }
 
 /// Serves one stream until its response is sent or it is reset.
-pub(super) async fn serve(ctx: StreamCtx, req: http::Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+pub(super) async fn serve(
+    ctx: StreamCtx,
+    req: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
     let (parts, body) = req.into_parts();
     let mut buf = Buf::head();
     let framing = match request_head::build(&parts, body.is_end_stream(), &mut buf) {
@@ -76,12 +80,7 @@ pub(super) async fn serve(ctx: StreamCtx, req: http::Request<RecvStream>, mut re
     let pipeline = async {
         let mut inner = Stream::Pipe(Box::new(inner));
         crate::server::conn::serve_request(
-            &ctx.rt,
-            &mut inner,
-            &ctx.info,
-            &mut buf,
-            ctx.served,
-            ctx.opened,
+            &ctx.rt, &mut inner, &ctx.info, &mut buf, ctx.served, ctx.opened,
         )
         .await;
         // Dropping the pipeline's end ends the response.
