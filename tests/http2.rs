@@ -4,7 +4,8 @@
 //! without `content-length` reaching Django whole; many concurrent streams (h2load)
 //! within `http2_max_concurrent_streams`; the known HTTP/2 attacks (rapid reset,
 //! CONTINUATION flood, HPACK bomb, SETTINGS/PING/empty-DATA floods) each ending in
-//! GOAWAY after a bounded number of frames, a zero window ending at `send_timeout`;
+//! GOAWAY after a bounded number of frames, a zero window ending at `send_timeout`,
+//! an idle connection at `keepalive_timeout`;
 //! GOAWAY on reload and graceful stop with the stream in progress finished.
 //!
 //! Frames no stock client sends are made by `tests/fixtures/h2_attacks.py` (Python's
@@ -428,7 +429,8 @@ fn concurrent_streams_are_bounded_and_all_answered() {
 #[test]
 fn attacks_end_in_goaway_after_bounded_frames() {
     let django = Django::start_n(1).remove(0);
-    let (ferrolb, ports) = Proxy::start_on(|p| conf(p, django.port, "send_timeout 1s;"));
+    let extra = "send_timeout 1s; keepalive_timeout 2s;";
+    let (ferrolb, ports) = Proxy::start_on(|p| conf(p, django.port, extra));
     let port = ports[1].to_string();
     // (attack, bound): for SETTINGS and PING floods the acknowledgements the server
     // sent before its GOAWAY, for the others the offending frames the client had sent
@@ -466,6 +468,13 @@ fn attacks_end_in_goaway_after_bounded_frames() {
         .unwrap_or_else(|| panic!("zero window: {got}\n{}", ferrolb.diagnostics()));
     assert!((0.9..5.0).contains(&seconds), "{got}");
     assert!(got.ends_with("data=0"), "{got}");
+    // keepalive_timeout: an idle connection gets GOAWAY (NO_ERROR) and is closed.
+    let got = h2_script(&args(&[&port, "idle"]));
+    let seconds: f64 = got
+        .strip_prefix("GOAWAY code=0 seconds=")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("idle: {got}"));
+    assert!((1.9..6.0).contains(&seconds), "{got}");
     // The server goes on serving others.
     let ok = curl(ports[0], "https", "/r", &["--http2"]);
     assert!(ok.starts_with("HTTP/2 200"), "{ok}");

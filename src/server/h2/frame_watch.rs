@@ -131,7 +131,8 @@ impl FloodGuard {
         *self.found.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn offend(&self, what: Offence) {
+    /// Counts an offending frame; true when it spent the budget.
+    fn offend(&self, what: Offence) -> bool {
         let i = match what {
             Offence::Settings => 0,
             Offence::Ping => 1,
@@ -139,10 +140,14 @@ impl FloodGuard {
             Offence::EmptyData => 3,
         };
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !b[i].spend(Instant::now()) && !self.flooded.swap(true, Ordering::Relaxed) {
+        if b[i].spend(Instant::now()) {
+            return false;
+        }
+        if !self.flooded.swap(true, Ordering::Relaxed) {
             *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
             self.alarm.notify_one();
         }
+        true
     }
 }
 
@@ -184,8 +189,11 @@ impl Watched {
         }
     }
 
-    /// Follows the frame headers in `data`, the next bytes the codec reads.
-    fn observe(&mut self, mut data: &[u8]) {
+    /// Follows the frame headers in `data`, the next bytes the codec reads; the length
+    /// of `data` up to the header of a frame that spent its budget, if one did (the
+    /// codec gets nothing after it).
+    fn observe(&mut self, all: &[u8]) -> Option<usize> {
+        let mut data = all;
         while !data.is_empty() {
             match &mut self.pos {
                 Position::Preface(left) | Position::Payload(left) => {
@@ -218,8 +226,8 @@ impl Watched {
                             }
                             _ => None,
                         };
-                        if let Some(o) = offence {
-                            self.guard.offend(o);
+                        if offence.is_some_and(|o| self.guard.offend(o)) {
+                            return Some(all.len() - data.len());
                         }
                         self.pos = if len == 0 {
                             Position::Header {
@@ -233,6 +241,7 @@ impl Watched {
                 }
             }
         }
+        None
     }
 }
 
@@ -260,7 +269,9 @@ impl AsyncRead for Watched {
         } else {
             std::task::ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
         }
-        this.observe(&buf.filled()[start..]);
+        if let Some(keep) = this.observe(&buf.filled()[start..]) {
+            buf.set_filled(start + keep);
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -306,10 +317,10 @@ mod tests {
     fn a_burst_is_allowed_and_a_flood_is_found() {
         let g = std::sync::Arc::new(FloodGuard::new(128));
         for _ in 0..64 {
-            g.offend(Offence::Settings);
+            assert!(!g.offend(Offence::Settings));
         }
         assert_eq!(g.flood(), None);
-        g.offend(Offence::Settings);
+        assert!(g.offend(Offence::Settings));
         assert_eq!(g.flood(), Some(Offence::Settings));
     }
 }
