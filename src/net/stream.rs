@@ -174,11 +174,13 @@ impl AsyncRead for Stream {
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             },
+            // Into the caller's buffer directly (HTTP/2 connections read through here):
+            // no buffer of its own per read.
             Stream::Tls(t) => loop {
-                let mut tmp = vec![0u8; buf.remaining().min(16 * 1024)];
-                match t.try_read(&mut tmp) {
+                let want = buf.remaining().min(16 * 1024);
+                match t.try_read(buf.initialize_unfilled_to(want)) {
                     Ok(n) => {
-                        buf.put_slice(&tmp[..n]);
+                        buf.advance(n);
                         return Poll::Ready(Ok(()));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
