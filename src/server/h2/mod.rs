@@ -128,9 +128,6 @@ pub(super) async fn serve(worker: &Worker, stream: Stream, mut info: ClientInfo,
     let mut idle_since = tokio::time::Instant::now();
     loop {
         let active = guard.active.load(Ordering::Relaxed);
-        if active > 0 {
-            idle_since = tokio::time::Instant::now();
-        }
         let idle_deadline = idle_since + limits.idle;
         tokio::select! {
             biased;
@@ -161,7 +158,8 @@ pub(super) async fn serve(worker: &Worker, stream: Stream, mut info: ClientInfo,
                 conn.abrupt_shutdown(Reason::NO_ERROR);
                 return flush_goaway(&mut conn).await;
             }
-            () = guard.stream_done.notified() => {}
+            // The idle time counts from the end of the last stream.
+            () = guard.stream_done.notified() => idle_since = tokio::time::Instant::now(),
             r = conn.accept() => match r {
                 None => return,
                 Some(Err(e)) => {
