@@ -1395,7 +1395,9 @@ fn http2_directives() {
     assert!(warned(
         "the \"http2_idle_timeout\" directive is obsolete, use the \"keepalive_timeout\" directive instead"
     ));
-    assert!(warned("the \"http2_push_preload\" directive is obsolete, ignored"));
+    assert!(warned(
+        "the \"http2_push_preload\" directive is obsolete, ignored"
+    ));
     assert_eq!(
         first_line(&load_err(&in_http("http2_chunk_size 0;"))),
         "nginx.conf:3: the http2 chunk size cannot be zero"
