@@ -43,6 +43,8 @@ http {
   server {
     listen 127.0.0.1:$port ssl http2;
     keepalive_timeout 300s;
+    # Streams per connection: nginx's default (1000) would end h2load's connections.
+    keepalive_requests 100000;
     ssl_certificate $dir/cert.pem;
     ssl_certificate_key $dir/key.pem;
     location / {
