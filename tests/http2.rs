@@ -440,7 +440,7 @@ fn attacks_end_in_goaway_after_bounded_frames() {
         ("settings_flood", 200),
         ("ping_flood", 200),
         ("empty_data_flood", 2000),
-        ("continuation_flood", 400),
+        ("continuation_flood", 2000),
         ("hpack_bomb", 8),
     ] {
         let got = h2_script(&args(&[&port, attack]));

@@ -106,7 +106,10 @@ pub(super) async fn serve(
         }
     };
     if relayed == Relayed::Complete && !pipeline_done {
-        // Only its access log line is left to write.
+        // Only its access log line is left to write; a request body the client did
+        // not finish (the answer came first) ends here rather than at
+        // client_body_timeout.
+        outer.close_write();
         pipeline.await;
     }
 }
