@@ -40,19 +40,63 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// arrive in one go.
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
-/// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, started: Started) {
-    let Started {
-        mut stream,
-        info,
-        first,
-    } = started;
-    if info.tls().is_some_and(|t| t.alpn.as_deref() == Some(b"h2")) {
-        return super::h2::serve(worker, stream, info, Vec::new()).await;
+/// A client connection's task: the TLS handshake or PROXY protocol header when its
+/// address has one, then its requests until it closes, errs, or the server stops.
+///
+/// What an idle keep-alive connection keeps is this future, so it is kept small: the
+/// connection is held here once (`conn` is reassigned, never copied into a second
+/// local), the rare handshake and every request's state are boxed, and the idle wait
+/// polls the socket's readiness instead of keeping a readiness future.
+///
+/// An async block rather than an `async fn`: a function's future keeps its arguments
+/// twice (as passed, and moved into the body), a block's captures are used in place.
+pub(super) fn run(
+    worker: Arc<Worker>,
+    listen: crate::config::Endpoint,
+    mut conn: Started,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    /// Counts the connection in [`Worker::active`] until the task ends.
+    struct Active<'w>(&'w Worker);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0
+                .active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
+    async move {
+        let _active = Active(&worker);
+        if !super::tls_handshake::is_plain(&worker, &listen, &conn.info) {
+            let Started { stream, info, .. } = conn;
+            match Box::pin(super::tls_handshake::begin(&worker, &listen, stream, info)).await {
+                Some(started) => conn = started,
+                None => return,
+            }
+        }
+        if conn
+            .info
+            .tls()
+            .is_some_and(|t| t.alpn.as_deref() == Some(b"h2"))
+        {
+            // Boxed: an HTTP/1 connection's task must not carry room for it.
+            return Box::pin(super::h2::serve(
+                &worker,
+                &mut conn.stream,
+                &conn.info,
+                Vec::new(),
+            ))
+            .await;
+        }
+        serve(&worker, &mut conn).await;
+    }
+}
+
+/// Serves a client connection's requests.
+async fn serve(worker: &Worker, conn: &mut Started) {
+    let stream = &mut conn.stream;
+    let info = &conn.info;
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
-    let mut stop = worker.shared.stop_signal();
-    let mut cbuf: Option<Buf> = first.map(|bytes| {
+    let mut cbuf: Option<Buf> = conn.first.take().map(|bytes| {
         let mut b = Buf::head();
         b.extend_from_slice(&bytes);
         b
@@ -80,16 +124,17 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
         let mut fresh_read = false;
         while cbuf.as_ref().is_none_or(|b| b.is_empty()) {
             cbuf = None;
-            if *stop.borrow() != StopMode::Running {
+            if worker.shared.stop_mode() != StopMode::Running {
                 return;
             }
+            let readable = std::future::poll_fn(|cx| stream.poll_readable(cx));
             tokio::select! {
-                r = tokio::time::timeout(idle_timeout, stream.readable()) => {
+                r = tokio::time::timeout(idle_timeout, readable) => {
                     if !matches!(r, Ok(Ok(()))) {
                         return;
                     }
                 }
-                _ = stop.changed() => return,
+                () = worker.shared.stopping() => return,
             }
             let mut b = Buf::head();
             match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
@@ -98,7 +143,7 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                     if n < HEAD_READ {
                         // The whole request is in: forget the readiness now so the
                         // next wait does not begin with a read that finds nothing.
-                        io::drained(&stream);
+                        io::drained(stream);
                     }
                     cbuf = Some(b);
                     fresh_read = true;
@@ -115,7 +160,7 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             // h2c with prior knowledge, as nginx detects it on an `http2` address.
             let first = buf.to_vec();
             drop(cbuf);
-            return super::h2::serve(worker, stream, info, first).await;
+            return Box::pin(super::h2::serve(worker, stream, info, first)).await;
         }
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
@@ -130,23 +175,27 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             }
         }
         served += 1;
-        // The request's client when a trusted proxy names another (realip).
-        let real = std::sync::OnceLock::new();
-        let mut ex = Exchange {
-            rt: &rt,
-            stream: &mut stream,
-            info: &info,
-            real: &real,
-            served,
-            opened,
-            stopping: *stop.borrow() != StopMode::Running,
-            started,
-            pipelined,
-        };
+        let stopping = worker.shared.stop_mode() != StopMode::Running;
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
-        match Box::pin(exchange(&mut ex, buf, header_timeout)).await {
+        let request = Box::pin(async {
+            // The request's client when a trusted proxy names another (realip).
+            let real = std::sync::OnceLock::new();
+            let mut ex = Exchange {
+                rt: &rt,
+                stream: &mut *stream,
+                info,
+                real: &real,
+                served,
+                opened,
+                stopping,
+                started,
+                pipelined,
+            };
+            exchange(&mut ex, buf, header_timeout).await
+        });
+        match request.await {
             Next::Again { keepalive, header } => {
                 idle_timeout = keepalive;
                 header_timeout = header;
@@ -159,10 +208,13 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                     LingeringMode::Always => true,
                 };
                 if linger {
+                    // A stop cuts a lingering close short; one that began while
+                    // stopping runs its course.
+                    let running = worker.shared.stop_mode() == StopMode::Running;
                     tokio::select! {
                         // Boxed: rare, and its state must not enlarge every idle task.
-                        () = Box::pin(lingering_close(&mut stream, l)) => {}
-                        _ = stop.changed() => {}
+                        () = Box::pin(lingering_close(stream, l)) => {}
+                        () = worker.shared.stopping(), if running => {}
                     }
                 }
                 return;
@@ -631,146 +683,259 @@ enum Content<'a> {
 
 /// Runs one pass: the phases, then the answer (a `return`, the proxy, the static
 /// module) or an error and, when the location has one, its error page in a further
-/// pass. Boxed: error pages recurse, at most [`rewrite::MAX_URI_CHANGES`] deep.
-fn serve_pass<'f, 'a: 'f>(
+/// pass. Error pages recurse (at most [`rewrite::MAX_URI_CHANGES`] deep): only those
+/// further passes are boxed, the first runs inline.
+async fn serve_pass<'f, 'a: 'f>(
     ex: &'f mut Exchange<'a>,
     server: &'a ServerConf,
     locals: &'f Locals<'a>,
     buf: &'f mut Buf,
     head: &'f RequestHead,
     mut pass: Pass<'a>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Handled<'a>> + Send + 'f>> {
-    Box::pin(async move {
-        let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
-        let Routed {
-            settings,
-            target,
-            answer,
-        } = route::run(
-            &route::Request {
-                server,
+) -> Handled<'a> {
+    let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
+    let Routed {
+        settings,
+        target,
+        answer,
+    } = route::run(
+        &route::Request {
+            server,
+            head,
+            buf,
+            info,
+            real: ex.real,
+            zones: &rt.limit_zones,
+            locals,
+        },
+        &mut pass.route,
+        &mut pass.conn_slots,
+    )
+    .await;
+    // A location's realip (the preaccess phase) may have named the client.
+    if let Some(r) = ex.real.get() {
+        ex.info = r;
+    }
+    let info = ex.info;
+    // Out of the route while this pass runs; an error page puts a new one back.
+    let uri = std::mem::take(&mut pass.route.rw.uri);
+    let keep = head.keep_alive
+        && !settings.keepalive_timeout.is_zero()
+        && served < settings.keepalive_requests
+        && ex.opened.elapsed() < settings.keepalive_time
+        && !stopping
+        && !pass.close;
+
+    if head.method == Method::Connect {
+        return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
+    }
+    let vars_here = || RequestVars {
+        locals: Some(locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, info, &server.primary_name, &uri)
+    };
+    if std::mem::take(&mut pass.first) {
+        pass.log = capture_log(rt, settings, &vars_here, ex, served);
+    } else if settings.access_log == AccessLogConf::Off {
+        pass.log = None;
+    }
+
+    let content = match answer {
+        Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
+        // auth_basic: a page for 401 keeps the challenge, as nginx's does.
+        Some(Answer::Unauthorized(realm)) => {
+            let mut challenge = b"Basic realm=\"".to_vec();
+            challenge.extend_from_slice(&realm);
+            challenge.push(b'"');
+            Content::Failed(Failure {
+                kept_fields: vec![("WWW-Authenticate", challenge)],
+                unpaged: Some(Answer::Unauthorized(realm)),
+                ..Failure::new(401, keep)
+            })
+        }
+        Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
+            unpaged: Some(redirect),
+            ..Failure::new(code, keep)
+        }),
+        Some(answer) => {
+            let mut headers = evaluated_add_header(settings, &vars_here());
+            keep_fields(&mut headers, &pass.pages);
+            let location_base = absolute_base(
                 head,
                 buf,
-                info,
-                real: ex.real,
-                zones: &rt.limit_zones,
-                locals,
-            },
-            &mut pass.route,
-            &mut pass.conn_slots,
-        )
-        .await;
-        // A location's realip (the preaccess phase) may have named the client.
-        if let Some(r) = ex.real.get() {
-            ex.info = r;
+                &Site {
+                    info,
+                    settings,
+                    server_name: &server.primary_name,
+                },
+            );
+            // Boxed, as the static path below: the proxy path's state is what a
+            // request holds most of the time, and an inline answer would enlarge it
+            // for all.
+            Content::Sent(
+                Box::pin(send_answer(
+                    ex.stream,
+                    buf,
+                    head,
+                    answer,
+                    settings,
+                    keep,
+                    &headers,
+                    &location_base,
+                    pass.pages.status,
+                ))
+                .await,
+            )
         }
-        let info = ex.info;
-        // Out of the route while this pass runs; an error page puts a new one back.
-        let uri = std::mem::take(&mut pass.route.rw.uri);
-        let keep = head.keep_alive
-            && !settings.keepalive_timeout.is_zero()
-            && served < settings.keepalive_requests
-            && ex.opened.elapsed() < settings.keepalive_time
-            && !stopping
-            && !pass.close;
-
-        if head.method == Method::Connect {
-            return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
-        }
-        let vars_here = || RequestVars {
-            locals: Some(locals),
-            files: Some((&settings.files, None)),
-            ..request_vars(head, buf, info, &server.primary_name, &uri)
-        };
-        if std::mem::take(&mut pass.first) {
-            pass.log = capture_log(rt, settings, &vars_here, ex, served);
-        } else if settings.access_log == AccessLogConf::Off {
-            pass.log = None;
-        }
-
-        let content = match answer {
-            Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
-            // auth_basic: a page for 401 keeps the challenge, as nginx's does.
-            Some(Answer::Unauthorized(realm)) => {
-                let mut challenge = b"Basic realm=\"".to_vec();
-                challenge.extend_from_slice(&realm);
-                challenge.push(b'"');
-                Content::Failed(Failure {
-                    kept_fields: vec![("WWW-Authenticate", challenge)],
-                    unpaged: Some(Answer::Unauthorized(realm)),
-                    ..Failure::new(401, keep)
-                })
+        None => match &settings.action {
+            Action::Proxy(proxy_pass) => {
+                proxy(
+                    ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
+                )
+                .await
             }
-            Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
-                unpaged: Some(redirect),
-                ..Failure::new(code, keep)
-            }),
-            Some(answer) => {
+            Action::Static => {
                 let mut headers = evaluated_add_header(settings, &vars_here());
                 keep_fields(&mut headers, &pass.pages);
-                let location_base = absolute_base(
-                    head,
-                    buf,
-                    &Site {
+                let file = StaticRequest {
+                    settings,
+                    uri: &uri,
+                    site: Site {
                         info,
                         settings,
                         server_name: &server.primary_name,
                     },
-                );
-                // Boxed, as the static path below: the proxy path's state is what a
-                // request holds most of the time, and an inline answer would enlarge it
-                // for all.
-                Content::Sent(
-                    Box::pin(send_answer(
-                        ex.stream,
-                        buf,
-                        head,
-                        answer,
-                        settings,
-                        keep,
-                        &headers,
-                        &location_base,
-                        pass.pages.status,
-                    ))
-                    .await,
-                )
+                    keep,
+                    add_header: &headers,
+                    status: pass.pages.status,
+                    limit_rate: limit_rate(settings, &vars_here()),
+                };
+                Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
             }
-            None => match &settings.action {
-                Action::Proxy(proxy_pass) => {
-                    proxy(
-                        ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
-                    )
-                    .await
-                }
-                Action::Static => {
-                    let mut headers = evaluated_add_header(settings, &vars_here());
-                    keep_fields(&mut headers, &pass.pages);
-                    let file = StaticRequest {
-                        settings,
-                        uri: &uri,
-                        site: Site {
-                            info,
-                            settings,
-                            server_name: &server.primary_name,
-                        },
-                        keep,
-                        add_header: &headers,
-                        status: pass.pages.status,
-                        limit_rate: limit_rate(settings, &vars_here()),
-                    };
-                    Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
-                }
-            },
-        };
-        let failure = match content {
-            Content::Sent(mut handled) => {
+        },
+    };
+    let failure = match content {
+        Content::Sent(mut handled) => {
+            handled.log = pass.log.take();
+            return handled;
+        }
+        Content::Failed(f) => f,
+    };
+    let Some(page) = pass.pages.find(settings, failure.status) else {
+        let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
+        let mut handled = standard_answer(
+            ex,
+            buf,
+            head,
+            answer,
+            settings,
+            failure.keep,
+            locals,
+            &uri,
+            server,
+        )
+        .await;
+        handled.log = pass.log.take();
+        return handled;
+    };
+    // The page's status rule first: `$status` in the target is the status it sets.
+    pass.pages.answer_with(page);
+    pass.pages.kept_fields = failure.kept_fields;
+    if let Some(Answer::Redirect { location, .. }) = failure.unpaged {
+        // nginx keeps a redirect's Location through the page's internal redirect.
+        pass.pages.kept_fields.push(("Location", location));
+    }
+    locals.set_status(pass.pages.status);
+    let mut to = Vec::new();
+    // The buffer holds the request again (the proxy path put it back).
+    RequestVars {
+        locals: Some(locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, info, &server.primary_name, &uri)
+    }
+    .eval(&page.target, &mut to);
+    if !pass.route.may_redirect() && matches!(to.first(), Some(b'/' | b'@')) {
+        crate::log::emit(
+            Level::Error,
+            Some(info.id),
+            format_args!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{}\", client: {}, server: {}",
+                String::from_utf8_lossy(&to),
+                info.remote,
+                server.primary_name
+            ),
+        );
+        let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+        handled.log = pass.log.take();
+        return handled;
+    }
+    pass.close |= !failure.keep;
+    match to.first() {
+        Some(b'/') => {
+            let (path, args) = match &page.args {
+                Some(a) => (&to[..], a.as_bytes()),
+                None if page.target.is_literal() => (&to[..], &b""[..]),
+                None => match to.iter().position(|&b| b == b'?') {
+                    Some(q) => (&to[..q], &to[q + 1..]),
+                    None => (&to[..], &b""[..]),
+                },
+            };
+            let Ok(new_uri) = uri::normalize(path).map(std::borrow::Cow::into_owned) else {
+                let mut handled =
+                    answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+                handled.log = pass.log.take();
+                return handled;
+            };
+            locals.set_args(args.to_vec());
+            pass.route.redirect(new_uri);
+            // The page's request replaces the client's in the buffer, before the
+            // bytes of any request behind it.
+            let mut bytes = error_pages::page_request(head, buf);
+            match body_in_buffer(buf, head) {
+                Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
+                None => pass.close = true,
+            }
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            let mut page_head = RequestHead::new();
+            if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
+                let mut handled =
+                    answer_local(ex.stream, buf, head, 500, None, settings, false).await;
                 handled.log = pass.log.take();
                 return handled;
             }
-            Content::Failed(f) => f,
-        };
-        let Some(page) = pass.pages.find(settings, failure.status) else {
-            let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
+            drop_invalid_fields(ex, buf, &mut page_head);
+            Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
+        }
+        Some(b'@') => {
+            let name = String::from_utf8_lossy(&to);
+            match route::named_location(server, &name) {
+                Some(l) => {
+                    pass.route.rw.uri = uri;
+                    pass.route.jump_to_named(l);
+                    Box::pin(serve_pass(ex, server, locals, buf, head, pass)).await
+                }
+                None => {
+                    crate::log::emit(
+                        Level::Error,
+                        Some(info.id),
+                        format_args!(
+                            "could not find named location \"{name}\", client: {}, server: {}",
+                            info.remote, server.primary_name
+                        ),
+                    );
+                    let mut handled =
+                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+                    handled.log = pass.log.take();
+                    handled
+                }
+            }
+        }
+        _ => {
+            let answer = Answer::Redirect {
+                code: error_pages::redirect_status(page),
+                location: to,
+            };
             let mut handled = standard_answer(
                 ex,
                 buf,
@@ -784,123 +949,9 @@ fn serve_pass<'f, 'a: 'f>(
             )
             .await;
             handled.log = pass.log.take();
-            return handled;
-        };
-        // The page's status rule first: `$status` in the target is the status it sets.
-        pass.pages.answer_with(page);
-        pass.pages.kept_fields = failure.kept_fields;
-        if let Some(Answer::Redirect { location, .. }) = failure.unpaged {
-            // nginx keeps a redirect's Location through the page's internal redirect.
-            pass.pages.kept_fields.push(("Location", location));
+            handled
         }
-        locals.set_status(pass.pages.status);
-        let mut to = Vec::new();
-        // The buffer holds the request again (the proxy path put it back).
-        RequestVars {
-            locals: Some(locals),
-            files: Some((&settings.files, None)),
-            ..request_vars(head, buf, info, &server.primary_name, &uri)
-        }
-        .eval(&page.target, &mut to);
-        if !pass.route.may_redirect() && matches!(to.first(), Some(b'/' | b'@')) {
-            crate::log::emit(
-                Level::Error,
-                Some(info.id),
-                format_args!(
-                    "rewrite or internal redirection cycle while internally redirecting to \"{}\", client: {}, server: {}",
-                    String::from_utf8_lossy(&to),
-                    info.remote,
-                    server.primary_name
-                ),
-            );
-            let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-            handled.log = pass.log.take();
-            return handled;
-        }
-        pass.close |= !failure.keep;
-        match to.first() {
-            Some(b'/') => {
-                let (path, args) = match &page.args {
-                    Some(a) => (&to[..], a.as_bytes()),
-                    None if page.target.is_literal() => (&to[..], &b""[..]),
-                    None => match to.iter().position(|&b| b == b'?') {
-                        Some(q) => (&to[..q], &to[q + 1..]),
-                        None => (&to[..], &b""[..]),
-                    },
-                };
-                let Ok(new_uri) = uri::normalize(path).map(std::borrow::Cow::into_owned) else {
-                    let mut handled =
-                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                    handled.log = pass.log.take();
-                    return handled;
-                };
-                locals.set_args(args.to_vec());
-                pass.route.redirect(new_uri);
-                // The page's request replaces the client's in the buffer, before the
-                // bytes of any request behind it.
-                let mut bytes = error_pages::page_request(head, buf);
-                match body_in_buffer(buf, head) {
-                    Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
-                    None => pass.close = true,
-                }
-                buf.clear();
-                buf.extend_from_slice(&bytes);
-                let mut page_head = RequestHead::new();
-                if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
-                    let mut handled =
-                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                    handled.log = pass.log.take();
-                    return handled;
-                }
-                drop_invalid_fields(ex, buf, &mut page_head);
-                serve_pass(ex, server, locals, buf, &page_head, pass).await
-            }
-            Some(b'@') => {
-                let name = String::from_utf8_lossy(&to);
-                match route::named_location(server, &name) {
-                    Some(l) => {
-                        pass.route.rw.uri = uri;
-                        pass.route.jump_to_named(l);
-                        serve_pass(ex, server, locals, buf, head, pass).await
-                    }
-                    None => {
-                        crate::log::emit(
-                            Level::Error,
-                            Some(info.id),
-                            format_args!(
-                                "could not find named location \"{name}\", client: {}, server: {}",
-                                info.remote, server.primary_name
-                            ),
-                        );
-                        let mut handled =
-                            answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                        handled.log = pass.log.take();
-                        handled
-                    }
-                }
-            }
-            _ => {
-                let answer = Answer::Redirect {
-                    code: error_pages::redirect_status(page),
-                    location: to,
-                };
-                let mut handled = standard_answer(
-                    ex,
-                    buf,
-                    head,
-                    answer,
-                    settings,
-                    failure.keep,
-                    locals,
-                    &uri,
-                    server,
-                )
-                .await;
-                handled.log = pass.log.take();
-                handled
-            }
-        }
-    })
+    }
 }
 
 /// Answers with nginx's page for a status, or a redirect, with the location's

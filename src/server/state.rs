@@ -249,6 +249,8 @@ pub struct Shared {
     pub workers: std::sync::OnceLock<Arc<dyn WorkerControl>>,
     /// Turns to `Graceful` or `Fast` when the server stops (see [`Shared::stop`]).
     stop_tx: watch::Sender<StopMode>,
+    /// Wakes every [`Shared::stopping`] waiter when the server stops.
+    stop_notify: tokio::sync::Notify,
     /// Counts configuration reloads (not admin changes): HTTP/2 connections say
     /// GOAWAY when it moves, as nginx's old workers do on reload.
     reload_tx: watch::Sender<u64>,
@@ -265,6 +267,7 @@ impl Shared {
             admin_overlay: Default::default(),
             workers: std::sync::OnceLock::new(),
             stop_tx: watch::channel(StopMode::Running).0,
+            stop_notify: tokio::sync::Notify::new(),
             reload_tx: watch::channel(0).0,
         }
     }
@@ -287,6 +290,26 @@ impl Shared {
     /// Starts stopping every thread that watches [`Shared::stop_signal`].
     pub fn stop(&self, mode: StopMode) {
         self.stop_tx.send_replace(mode);
+        self.stop_notify.notify_waiters();
+    }
+
+    /// How the server runs now.
+    pub fn stop_mode(&self) -> StopMode {
+        *self.stop_tx.borrow()
+    }
+
+    /// Completes once stopping has begun (at once if it has). Made for the waits of
+    /// client connections: its future is a third of a [`Shared::stop_signal`]
+    /// receiver and its `changed()` future, and every idle connection holds one.
+    pub async fn stopping(&self) {
+        let notified = self.stop_notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the mode is read: a stop between the two still wakes it.
+        notified.as_mut().enable();
+        if self.stop_mode() != StopMode::Running {
+            return;
+        }
+        notified.await;
     }
 
     /// Completes once stopping has begun (for threads that only need to know when).

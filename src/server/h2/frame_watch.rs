@@ -164,8 +164,8 @@ enum Position {
 
 /// The client connection with bytes already read put back in front, its reads watched.
 #[derive(Debug)]
-pub(super) struct Watched {
-    stream: Stream,
+pub(super) struct Watched<'s> {
+    stream: &'s mut Stream,
     /// Bytes read before HTTP/2 was recognised (h2c's preface).
     first: Vec<u8>,
     at: usize,
@@ -173,13 +173,13 @@ pub(super) struct Watched {
     guard: std::sync::Arc<FloodGuard>,
 }
 
-impl Watched {
+impl<'s> Watched<'s> {
     /// Watches `stream`, whose first bytes `first` were read already.
     pub(super) fn new(
-        stream: Stream,
+        stream: &'s mut Stream,
         first: Vec<u8>,
         guard: std::sync::Arc<FloodGuard>,
-    ) -> Watched {
+    ) -> Watched<'s> {
         Watched {
             stream,
             first,
@@ -245,7 +245,7 @@ impl Watched {
     }
 }
 
-impl AsyncRead for Watched {
+impl AsyncRead for Watched<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -267,7 +267,7 @@ impl AsyncRead for Watched {
                 this.at = 0;
             }
         } else {
-            std::task::ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+            std::task::ready!(Pin::new(&mut *this.stream).poll_read(cx, buf))?;
         }
         if let Some(keep) = this.observe(&buf.filled()[start..]) {
             buf.set_filled(start + keep);
@@ -276,13 +276,13 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl AsyncWrite for Watched<'_> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -290,7 +290,7 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        Pin::new(&mut *self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -298,11 +298,11 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Pin::new(&mut *self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

@@ -72,10 +72,11 @@ impl Limits {
 
 /// Serves an HTTP/2 client connection until it closes; `first`: bytes already read
 /// from it (h2c's preface).
-pub(super) async fn serve(worker: &Worker, stream: Stream, mut info: ClientInfo, first: Vec<u8>) {
+pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInfo, first: Vec<u8>) {
     let rt = worker.shared.runtime.load_full();
-    let limits = Limits::of(&rt.config.http.servers, &info);
+    let limits = Limits::of(&rt.config.http.servers, info);
     drop(rt);
+    let mut info = info.clone();
     info.http2 = Some(if info.tls().is_some() { "h2" } else { "h2c" });
     let info = Arc::new(info);
     let guard = Arc::new(FloodGuard::new(limits.streams));
