@@ -468,6 +468,10 @@ fn attacks_end_in_goaway_after_bounded_frames() {
         .unwrap_or_else(|| panic!("zero window: {got}\n{}", ferrolb.diagnostics()));
     assert!((0.9..5.0).contains(&seconds), "{got}");
     assert!(got.ends_with("data=0"), "{got}");
+    // Connection-specific fields make a request malformed (RFC 9113 8.2.2): the
+    // stream is reset with PROTOCOL_ERROR, the connection serves on.
+    let got = h2_script(&args(&[&port, "malformed"]));
+    assert_eq!(got, "1:reset code=1 3:reset code=1 5:answered");
     // keepalive_timeout: an idle connection gets GOAWAY (NO_ERROR) and is closed.
     let got = h2_script(&args(&[&port, "idle"]));
     let seconds: f64 = got
