@@ -321,6 +321,10 @@ fn h2_answers_match_nginx() {
     // A plain HTTP/1 client on the h2c address is still served (nginx >= 1.25.1).
     let h1 = curl(ports[1], "http", "/r", &["--http1.1"]);
     assert!(h1.contains("r HTTP/1.1 [] http GET /r HTTP/1.1"), "{h1}");
+    // And a TLS client that offers only http/1.1 by ALPN gets HTTP/1.1.
+    let h1 = curl(ports[0], "https", "/r", &["--http1.1"]);
+    assert!(h1.starts_with("HTTP/1.1 200"), "{h1}");
+    assert!(h1.contains("r HTTP/1.1 [] https GET /r HTTP/1.1"), "{h1}");
 }
 
 #[test]
