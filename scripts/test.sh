@@ -40,6 +40,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # htpasswd (apache2-utils): tests/admission.rs makes DES, bcrypt and {SHA} password
 # lines with it, as users do.
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+# ss (iproute2): tests/listen_params.rs reads listen backlogs and keepalive timers;
+# zcat (gzip): tests/access_log_options.rs reads gzip access logs with it.
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v zcat >/dev/null 2>&1 || need+=(gzip)
 # chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 # h2load (nghttp2-client): tests/http2.rs runs many concurrent HTTP/2 streams with it.

@@ -16,11 +16,12 @@ use super::static_files::{self, Resolved};
 use super::tls_handshake::Started;
 use super::{uri, vhost};
 use crate::access_log::{
-    AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
+    AccessLog, CombinedFields, ConnFacts, LogFileCache, PendingLine, ResponseFacts, SyslogSender,
+    UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
 use crate::config::{
-    AccessLogConf, Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, ServerConf,
+    Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, MapConf, ServerConf,
 };
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
@@ -736,7 +737,7 @@ async fn serve_pass<'f, 'a: 'f>(
     };
     if std::mem::take(&mut pass.first) {
         pass.log = capture_log(rt, settings, &vars_here, ex, served);
-    } else if settings.access_log == AccessLogConf::Off {
+    } else if settings.access_log.targets().is_empty() {
         pass.log = None;
     }
 
@@ -997,7 +998,7 @@ async fn standard_answer<'a>(
     .await
 }
 
-/// The access log line of a request, when its location logs.
+/// The access log lines of a request, when its location logs.
 fn capture_log<'a, 'v>(
     rt: &'a Runtime,
     settings: &'a LocSettings,
@@ -1005,28 +1006,53 @@ fn capture_log<'a, 'v>(
     ex: &Exchange<'_>,
     served: u32,
 ) -> Option<LogLine<'a>> {
-    match &settings.access_log {
-        AccessLogConf::Off => None,
-        AccessLogConf::Combined(path) => rt
-            .access_logs
-            .get(path)
-            .map(|log| LogLine::capture(log, &vars())),
-        AccessLogConf::Format { path, format } => rt.access_logs.get(path).map(|log| {
-            let conn = ConnFacts {
-                id: ex.info.id,
-                requests: served,
-                pipelined: ex.pipelined,
-            };
-            LogLine {
-                log,
-                remote: vars().remote,
-                kind: LineKind::Format {
-                    format,
-                    pending: PendingLine::prepare(format, &vars(), &conn),
-                },
-            }
-        }),
+    let targets = settings.access_log.targets();
+    if targets.is_empty() {
+        return None;
     }
+    let vars = vars();
+    let conn = ConnFacts {
+        id: ex.info.id,
+        requests: served,
+        pipelined: ex.pipelined,
+    };
+    let entries: Vec<LogEntry<'a>> = targets
+        .iter()
+        .filter_map(|t| {
+            let dest = match (&t.syslog, &t.path_template) {
+                (Some(target), _) => LogDest::Syslog(rt.syslogs.get(target)?),
+                (None, None) => LogDest::Shared(rt.access_logs.get(&t.path)?),
+                (None, Some(p)) => LogDest::PerLine {
+                    path: p,
+                    pending: PendingLine::prepare(p, &vars, &conn),
+                    cache: settings
+                        .open_log_file_cache
+                        .and_then(|i| rt.log_file_caches.get(i)),
+                },
+            };
+            let kind = match &t.format {
+                None => LineKind::combined(&vars),
+                Some(format) => LineKind::Format {
+                    format,
+                    pending: PendingLine::prepare(format, &vars, &conn),
+                },
+            };
+            let condition = t
+                .condition
+                .as_deref()
+                .map(|c| (c, PendingLine::prepare(c, &vars, &conn)));
+            Some(LogEntry {
+                dest,
+                kind,
+                condition,
+            })
+        })
+        .collect();
+    (!entries.is_empty()).then_some(LogLine {
+        maps: &rt.config.http.maps,
+        remote: vars.remote,
+        entries,
+    })
 }
 
 /// Adds the fields an error page keeps to its `add_header` lines (always sent).
@@ -1157,7 +1183,7 @@ async fn proxy<'a>(
     let hands_off = |status: u16| {
         saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
     };
-    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream)
+    let log_upstream = settings.access_log.uses_upstream()
         || settings.add_header.iter().any(|h| h.value.uses_upstream());
     let f = Forward {
         head,
@@ -1435,7 +1461,7 @@ async fn send_answer<'a>(
 /// Whether the location's access log has `$sent_http_NAME`: the head sent is then
 /// kept for its line.
 fn keeps_sent_head(settings: &LocSettings) -> bool {
-    matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_sent_head())
+    settings.access_log.uses_sent_head()
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the
@@ -1559,14 +1585,39 @@ async fn send_local<'a>(
     }
 }
 
-/// What the access log line of a request needs, captured before the request is
+/// What the access log lines of a request need, captured before the request is
 /// forwarded (forwarding drains the buffer the head points into). Only built when the
 /// location logs, so requests with `access_log off` pay nothing.
 struct LogLine<'a> {
-    log: &'a AccessLog,
+    /// The configuration's maps, for maps of response variables.
+    maps: &'a [MapConf],
     /// `$remote_addr` of the request.
     remote: ClientAddr,
+    /// One per `access_log` of the location.
+    entries: Vec<LogEntry<'a>>,
+}
+
+/// One `access_log` line's part of a request's logging.
+struct LogEntry<'a> {
+    dest: LogDest<'a>,
     kind: LineKind<'a>,
+    /// `if=`: its format and request-phase rendering.
+    condition: Option<(&'a LogFormat, PendingLine)>,
+}
+
+/// Where an access log line goes.
+enum LogDest<'a> {
+    /// A file opened at load time, with its writer thread.
+    Shared(&'a AccessLog),
+    /// A syslog server.
+    Syslog(&'a SyslogSender),
+    /// A path with variables, rendered after the response and opened for the line
+    /// (or kept open by the location's `open_log_file_cache`).
+    PerLine {
+        path: &'a LogFormat,
+        pending: PendingLine,
+        cache: Option<&'a LogFileCache>,
+    },
 }
 
 enum LineKind<'a> {
@@ -1584,65 +1635,91 @@ enum LineKind<'a> {
     },
 }
 
-impl<'a> LogLine<'a> {
-    fn capture(log: &'a AccessLog, vars: &RequestVars<'_>) -> Self {
+impl LineKind<'_> {
+    fn combined(vars: &RequestVars<'_>) -> Self {
         let mut request = Vec::with_capacity(128);
         vars.request_line(&mut request);
-        LogLine {
-            log,
-            remote: vars.remote,
-            kind: LineKind::Combined {
-                request,
-                remote_user: vars
-                    .head
-                    .header_value(vars.buf, "authorization")
-                    .and_then(crate::vars::basic_credentials)
-                    .map(|(user, _)| user),
-                referer: vars
-                    .head
-                    .header_value(vars.buf, "referer")
-                    .map(<[u8]>::to_vec),
-                user_agent: vars
-                    .head
-                    .header_value(vars.buf, "user-agent")
-                    .map(<[u8]>::to_vec),
-            },
+        LineKind::Combined {
+            request,
+            remote_user: vars
+                .head
+                .header_value(vars.buf, "authorization")
+                .and_then(crate::vars::basic_credentials)
+                .map(|(user, _)| user),
+            referer: vars
+                .head
+                .header_value(vars.buf, "referer")
+                .map(<[u8]>::to_vec),
+            user_agent: vars
+                .head
+                .header_value(vars.buf, "user-agent")
+                .map(<[u8]>::to_vec),
         }
     }
+}
 
+impl LogLine<'_> {
     fn write(&self, h: &Handled<'_>, started: std::time::Instant) {
+        let facts = ResponseFacts {
+            status: h.status,
+            body_bytes: h.body_bytes,
+            bytes_sent: h.head_bytes + h.body_bytes,
+            started,
+            upstream: &h.attempts,
+            sent_head: &h.sent_head,
+            maps: self.maps,
+        };
         let mut line = Vec::with_capacity(256);
-        match &self.kind {
-            LineKind::Combined {
-                request,
-                remote_user,
-                referer,
-                user_agent,
-            } => crate::access_log::format_combined(
-                &mut line,
-                &CombinedFields {
-                    remote_addr: self.remote,
-                    remote_user: remote_user.as_deref(),
+        for e in &self.entries {
+            if let Some((format, pending)) = &e.condition {
+                line.clear();
+                pending.finish(format, &facts, &mut line);
+                // As nginx: skipped when the condition is empty or "0".
+                let value = line.strip_suffix(b"\n").unwrap_or(&line);
+                if value.is_empty() || value == b"0" {
+                    continue;
+                }
+            }
+            line.clear();
+            match &e.kind {
+                LineKind::Combined {
                     request,
-                    status: h.status,
-                    body_bytes_sent: h.body_bytes,
-                    referer: referer.as_deref(),
-                    user_agent: user_agent.as_deref(),
-                },
-            ),
-            LineKind::Format { format, pending } => pending.finish(
-                format,
-                &ResponseFacts {
-                    status: h.status,
-                    body_bytes: h.body_bytes,
-                    bytes_sent: h.head_bytes + h.body_bytes,
-                    started,
-                    upstream: &h.attempts,
-                    sent_head: &h.sent_head,
-                },
-                &mut line,
-            ),
+                    remote_user,
+                    referer,
+                    user_agent,
+                } => crate::access_log::format_combined(
+                    &mut line,
+                    &CombinedFields {
+                        remote_addr: self.remote,
+                        remote_user: remote_user.as_deref(),
+                        request,
+                        status: h.status,
+                        body_bytes_sent: h.body_bytes,
+                        referer: referer.as_deref(),
+                        user_agent: user_agent.as_deref(),
+                    },
+                ),
+                LineKind::Format { format, pending } => pending.finish(format, &facts, &mut line),
+            }
+            match &e.dest {
+                LogDest::Shared(log) => log.write_line(&line),
+                LogDest::Syslog(s) => s.send(&line),
+                LogDest::PerLine {
+                    path: format,
+                    pending,
+                    cache,
+                } => {
+                    let mut path = Vec::new();
+                    pending.finish(format, &facts, &mut path);
+                    path.pop();
+                    use std::os::unix::ffi::OsStrExt as _;
+                    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
+                    match cache {
+                        Some(c) => c.append(path, &line),
+                        None => crate::access_log::append_line(path, &line),
+                    }
+                }
+            }
         }
-        self.log.write_line(&line);
     }
 }
