@@ -49,6 +49,8 @@ command -v zcat >/dev/null 2>&1 || need+=(gzip)
 [ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || need+=(pebble)
 # chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# h2load (nghttp2-client): tests/http2.rs runs many concurrent HTTP/2 streams with it.
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

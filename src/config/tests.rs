@@ -1757,3 +1757,31 @@ fn acme_certificate_variable_inherited_by_a_plain_server_is_empty() {
     assert!(plain.acme.is_none() && plain.certificates.is_empty());
     assert!(c.http.servers[1].tls.as_ref().expect("tls").acme.is_some());
 }
+
+#[test]
+fn http2_directives() {
+    let c = load_text(&in_http(
+        "http2_max_concurrent_streams 32; http2_idle_timeout 10s; http2_push_preload on;
+         server { listen 443 ssl http2; listen 8080; http2_body_preread_size 16k;
+           ssl_reject_handshake on;
+           location / { http2_chunk_size 4k; } }
+         server { listen 8080; http2 on; server_name b; }",
+    ));
+    let s = &c.http.servers[0];
+    assert!(s.listen.iter().all(|l| l.http2), "{:?}", s.listen);
+    assert_eq!(s.settings.http2.max_concurrent_streams, 32);
+    assert_eq!(s.settings.http2.body_preread_size, 16384);
+    assert_eq!(s.settings.http2.chunk_size, 8192);
+    assert_eq!(s.locations[0].settings.http2.chunk_size, 4096);
+    let warned = |m: &str| c.warnings.iter().any(|w| w.message == m);
+    assert!(warned(
+        "the \"http2_idle_timeout\" directive is obsolete, use the \"keepalive_timeout\" directive instead"
+    ));
+    assert!(warned(
+        "the \"http2_push_preload\" directive is obsolete, ignored"
+    ));
+    assert_eq!(
+        first_line(&load_err(&in_http("http2_chunk_size 0;"))),
+        "nginx.conf:3: the http2 chunk size cannot be zero"
+    );
+}

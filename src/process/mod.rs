@@ -515,6 +515,7 @@ fn try_reload(
         }
     };
     shared.runtime.store(Arc::new(runtime));
+    shared.announce_reload();
     drop(overlay);
     listeners.apply(added, &wanted);
     // As nginx's old workers write their buffers when they exit: buffered access log

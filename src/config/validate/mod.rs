@@ -234,6 +234,18 @@ impl Validator<'_> {
                 format!("invalid number of arguments in \"{}\" directive", d.name),
             ));
         }
+        if let Kind::Obsolete(instead) = spec.kind {
+            // nginx's own warnings (ngx_http_v2_module's obsolete directives).
+            let message = match instead {
+                Some(new) => format!(
+                    "the \"{}\" directive is obsolete, use the \"{new}\" directive instead",
+                    d.name
+                ),
+                None => format!("the \"{}\" directive is obsolete, ignored", d.name),
+            };
+            self.warn(d, message);
+            return Ok(None);
+        }
         if let Kind::Ignored(why) = spec.kind {
             // `proxy_redirect off` asks for exactly what ferrolb does: no warning.
             let what_ferrolb_does = d.name == "proxy_redirect" && d.arg(0) == "off";

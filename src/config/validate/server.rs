@@ -69,12 +69,7 @@ impl Validator<'_> {
                 | "rewrite_log"
                 | "uninitialized_variable_warn" => rewrite_ds.push(c),
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
-                "http2" => {
-                    super::once(&mut http2, super::values::flag(c)?, c)?;
-                    if http2 == Some(true) {
-                        self.warn(c, "\"http2\" is accepted and ignored: HTTP/2 is not supported yet, clients use HTTP/1.1".to_owned());
-                    }
-                }
+                "http2" => super::once(&mut http2, super::values::flag(c)?, c)?,
                 n if n.starts_with("ssl_") => self.tls_setting(&mut tls, c)?,
                 _ => self.setting(&mut p, c)?,
             }
@@ -144,10 +139,7 @@ impl Validator<'_> {
             match name {
                 "default_server" | "default" => default_server = true,
                 "ssl" => ssl = true,
-                "http2" => {
-                    http2 = true;
-                    self.warn(c, "\"listen\" parameter \"http2\" is accepted and ignored: HTTP/2 is not supported yet, clients use HTTP/1.1".to_owned());
-                }
+                "http2" => http2 = true,
                 "quic" => return Err(ConfigError::at(
                     &c.span,
                     "\"quic\" parameter of \"listen\" is not supported: HTTP/3 is not supported",
