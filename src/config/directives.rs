@@ -251,7 +251,31 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("gzip_http_version", HSL, 1, 1),
     handled("gzip_proxied", HSL, 1, MANY),
     handled("gzip_disable", HSL, 1, MANY),
-    ignored("gzip*", HSL, "ferrolb does not compress responses"),
+    handled("gzip", HSL, 1, 1),
+    handled("gzip_types", HSL, 1, MANY),
+    handled("gzip_min_length", HSL, 1, 1),
+    handled("gzip_comp_level", HSL, 1, 1),
+    handled("gzip_buffers", HSL, 2, 2),
+    ignored(
+        "gzip_window",
+        HSL,
+        "zlib's window size changes the compressed bytes, not what they decompress to",
+    ),
+    ignored(
+        "gzip_hash",
+        HSL,
+        "zlib's memory level changes the compressed bytes, not what they decompress to",
+    ),
+    ignored(
+        "gzip_no_buffer",
+        HSL,
+        "ferrolb compresses each piece it reads as it comes",
+    ),
+    ignored(
+        "postpone_gzipping",
+        HSL,
+        "ferrolb compresses each piece it reads as it comes",
+    ),
     ignored(
         "server_tokens",
         HSL,
@@ -553,7 +577,7 @@ mod tests {
         ));
         assert!(matches!(lookup("frobnicate", HTTP), Lookup::Unknown));
         assert!(
-            matches!(lookup("gzip_types", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_)))
+            matches!(lookup("gzip_window", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_)))
         );
         assert!(matches!(
             lookup("client_body_temp_path", HTTP),

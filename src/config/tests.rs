@@ -624,8 +624,6 @@ fn ignored_directives_warn() {
     for name in [
         "sendfile",
         "tcp_nopush",
-        "gzip",
-        "gzip_types",
         "server_tokens",
         "ssl_buffer_size",
         "proxy_buffering",

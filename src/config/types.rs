@@ -915,6 +915,16 @@ pub enum GzipStatic {
 /// responses say they vary by it.
 #[derive(Debug, Clone)]
 pub struct GzipConf {
+    /// `gzip`: compress responses on the fly. Default off.
+    pub enable: bool,
+    /// `gzip_types`: the MIME types compressed; `text/html` always is. Default
+    /// `text/html`.
+    pub types: GzipTypes,
+    /// `gzip_min_length`: responses whose `Content-Length` is below it stay plain (a
+    /// response of unknown length is compressed). Default 20.
+    pub min_length: u64,
+    /// `gzip_comp_level`: 1 (fastest, the default) to 9.
+    pub level: u32,
     /// `gzip_vary`: `Vary: Accept-Encoding` on responses that could have been gzipped.
     /// Default off.
     pub vary: bool,
@@ -932,11 +942,56 @@ pub struct GzipConf {
 impl Default for GzipConf {
     fn default() -> Self {
         GzipConf {
+            enable: false,
+            types: GzipTypes::default(),
+            min_length: 20,
+            level: 1,
             vary: false,
             http_version_minor: 1,
             proxied: GzipProxied::default(),
             disable: Vec::new(),
             disable_msie6: false,
+        }
+    }
+}
+
+/// `gzip_types`: which responses are compressed, by their MIME type (the
+/// `Content-Type` before any `;`, compared caselessly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GzipTypes {
+    /// `gzip_types *`: every type.
+    Any,
+    /// These types, lowercase; `text/html` is always among them.
+    List(Vec<String>),
+}
+
+impl Default for GzipTypes {
+    fn default() -> Self {
+        GzipTypes::List(vec!["text/html".to_owned()])
+    }
+}
+
+impl GzipTypes {
+    /// Whether a response with this `Content-Type` value is compressed; without a
+    /// type, only with `*` (nginx's `ngx_http_test_content_type`).
+    pub fn matches(&self, content_type: Option<&[u8]>) -> bool {
+        if *self == GzipTypes::Any {
+            return true;
+        }
+        let Some(ct) = content_type else {
+            return false;
+        };
+        let mime = ct
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if mime.is_empty() {
+            return false;
+        }
+        match self {
+            GzipTypes::Any => true,
+            GzipTypes::List(list) => list.iter().any(|t| mime.eq_ignore_ascii_case(t.as_bytes())),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::BufMut;
 
 use super::error_pages::{self, PageState};
+use super::gzip_downstream::GzipDownstream;
 use super::http1_downstream::Http1Downstream;
 use super::proxy_target;
 use super::rewrite::{self, Answer};
@@ -1078,10 +1079,19 @@ async fn proxy<'a>(
             ..request_vars(head, buf, ex.info, &server.primary_name, uri)
         },
     );
-    let mut client = Http1Downstream::new(ex.stream, settings.send_timeout)
-        .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-        .keeping_head(keeps_sent_head(settings))
-        .paced(crate::net::pace::Pace::new(rate, after));
+    let gzip_client = if settings.gzip.enable {
+        super::gzip_ok::client_gzip(&settings.gzip, head, buf)
+    } else {
+        super::gzip_ok::ClientGzip::Never
+    };
+    let mut client = GzipDownstream::new(
+        Http1Downstream::new(ex.stream, settings.send_timeout)
+            .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+            .keeping_head(keeps_sent_head(settings))
+            .paced(crate::net::pace::Pace::new(rate, after)),
+        &settings.gzip,
+        gzip_client,
+    );
     let done = crate::proxy::forward(&f, &mut client, buf).await;
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
@@ -1102,7 +1112,7 @@ async fn proxy<'a>(
         body_bytes: done.body_bytes,
         head_bytes: done.head_bytes,
         attempts: done.attempts,
-        sent_head: client.take_sent_head(),
+        sent_head: client.inner_mut().take_sent_head(),
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1167,6 +1177,12 @@ async fn serve_static<'a>(
                 gzipped: gzipped.as_ref().map(|(p, _)| p.as_path()),
                 vary,
                 keep_head: keeps_sent_head(settings),
+                gzip: settings.gzip.enable.then(|| {
+                    (
+                        &settings.gzip,
+                        super::gzip_ok::client_gzip(&settings.gzip, head, buf),
+                    )
+                }),
             };
             let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
             match static_files::send_file(stream, &r, &path, meta).await {

@@ -27,28 +27,63 @@ pub(super) fn gzip_ok(
     buf: &[u8],
     resp: &ResponseFacts<'_>,
 ) -> bool {
+    client_gzip(conf, head, buf).allows(conf, resp)
+}
+
+/// The request's part of `ngx_http_gzip_ok`, decided before the response is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientGzip {
+    /// The client never gets gzip.
+    Never,
+    /// It does.
+    Yes,
+    /// It came through a proxy (`Via`): `gzip_proxied` decides by the response.
+    ThroughProxy {
+        /// The request has `Authorization` (`gzip_proxied auth`).
+        auth: bool,
+    },
+}
+
+impl ClientGzip {
+    /// The verdict once the response is known.
+    pub(super) fn allows(self, conf: &GzipConf, resp: &ResponseFacts<'_>) -> bool {
+        match self {
+            ClientGzip::Never => false,
+            ClientGzip::Yes => true,
+            ClientGzip::ThroughProxy { auth } => proxied_ok(conf.proxied.0, auth, resp),
+        }
+    }
+}
+
+/// The request's side: `Accept-Encoding`, version, `gzip_disable`, `Via`.
+pub(super) fn client_gzip(conf: &GzipConf, head: &RequestHead, buf: &[u8]) -> ClientGzip {
     let Some(ae) = head.header_value(buf, "accept-encoding") else {
-        return false;
+        return ClientGzip::Never;
     };
     if !accepts_gzip(ae) {
-        return false;
+        return ClientGzip::Never;
     }
     let agent = head.header_value(buf, "user-agent").unwrap_or_default();
     if conf.disable_msie6 && is_msie6(agent) {
-        return false;
+        return ClientGzip::Never;
     }
     if head.minor_version < conf.http_version_minor {
-        return false;
-    }
-    if head.header_value(buf, "via").is_some() && !proxied_ok(conf.proxied.0, head, buf, resp) {
-        return false;
+        return ClientGzip::Never;
     }
     let agent = String::from_utf8_lossy(agent);
-    !conf.disable.iter().any(|re| re.is_match(&agent))
+    if conf.disable.iter().any(|re| re.is_match(&agent)) {
+        return ClientGzip::Never;
+    }
+    if head.header_value(buf, "via").is_some() {
+        return ClientGzip::ThroughProxy {
+            auth: head.header_value(buf, "authorization").is_some(),
+        };
+    }
+    ClientGzip::Yes
 }
 
 /// `gzip_proxied` for a request that came through a proxy.
-fn proxied_ok(p: u16, head: &RequestHead, buf: &[u8], resp: &ResponseFacts<'_>) -> bool {
+fn proxied_ok(p: u16, auth: bool, resp: &ResponseFacts<'_>) -> bool {
     if p == 0 || p & GzipProxied::OFF != 0 {
         return false;
     }
@@ -67,7 +102,7 @@ fn proxied_ok(p: u16, head: &RequestHead, buf: &[u8], resp: &ResponseFacts<'_>) 
         || (p & GzipProxied::PRIVATE != 0 && cc(b"private"))
         || (p & GzipProxied::NO_LAST_MODIFIED != 0 && !resp.last_modified)
         || (p & GzipProxied::NO_ETAG != 0 && !resp.etag)
-        || (p & GzipProxied::AUTH != 0 && head.header_value(buf, "authorization").is_some())
+        || (p & GzipProxied::AUTH != 0 && auth)
 }
 
 /// Whether `Accept-Encoding` names `gzip` with a quality above zero (nginx looks for

@@ -4,6 +4,8 @@
 mod admission;
 mod conn;
 mod error_pages;
+mod gzip;
+pub mod gzip_downstream;
 mod gzip_ok;
 pub mod holders;
 pub mod http1_downstream;

@@ -428,6 +428,8 @@ pub struct FileRequest<'a> {
     pub vary: bool,
     /// Keep a copy of the head sent ([`Sent::head`]): the access log wants it.
     pub keep_head: bool,
+    /// Dynamic gzip (`gzip on`): the settings and the request's part of the verdict.
+    pub gzip: Option<(&'a crate::config::GzipConf, super::gzip_ok::ClientGzip)>,
 }
 
 /// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
@@ -482,7 +484,7 @@ pub async fn send_file(
         if let Some(e) = &facts.etag {
             let _ = write!(out, "ETag: {e}\r\n");
         }
-        extra_headers(&mut out, r, 304, facts.mtime);
+        extra_headers(&mut out, r, 304, facts.mtime, false);
         out.extend_from_slice(b"\r\n");
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Ok(Sent {
@@ -494,9 +496,11 @@ pub async fn send_file(
         });
     }
 
+    let gzip = gzip_verdict(r, &facts, head_only);
     let mut ranges = None;
-    // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges.
-    let ranges_allowed = plain && r.gzipped.is_none();
+    // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges; a body compressed
+    // on the fly has no length, so ranges do not apply either.
+    let ranges_allowed = plain && r.gzipped.is_none() && !gzip.compress;
     if let Some(v) = r
         .head
         .header_value(r.buf, "range")
@@ -566,6 +570,9 @@ pub async fn send_file(
         (None, Some(_)) => 206,
         (None, None) => 200,
     };
+    if gzip.compress {
+        return Ok(send_compressed(stream, r, path, file, &facts, status, gzip.vary).await);
+    }
     respond::write_status_line(&mut out, status, keep, http10);
     // nginx's boundary: a process-wide counter, 20 digits.
     static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -622,7 +629,7 @@ pub async fn send_file(
     } else if ranges.is_none() && r.gzipped.is_none() {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
-    extra_headers(&mut out, r, status, facts.mtime);
+    extra_headers(&mut out, r, status, facts.mtime, gzip.vary);
     out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let head = kept_head(r, &out);
@@ -706,6 +713,132 @@ pub async fn send_file(
     })
 }
 
+/// nginx's gzip filter on a file response.
+fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts, head_only: bool) -> super::gzip::Verdict {
+    let Some((conf, client)) = r.gzip else {
+        return super::gzip::Verdict::default();
+    };
+    let candidate = super::gzip::Candidate {
+        status: r.status.unwrap_or(200),
+        header_only: head_only,
+        content_encoding: r.gzipped.map(|_| &b"gzip"[..]),
+        content_length: Some(facts.size),
+        content_type: Some(facts.content_type.as_bytes()),
+    };
+    let response = super::gzip_ok::ResponseFacts {
+        cache_control: None,
+        expires: r.files.expires.is_some(),
+        last_modified: true,
+        etag: facts.etag.is_some(),
+    };
+    super::gzip::verdict(conf, &candidate, || client.allows(conf, &response))
+}
+
+/// A whole file compressed on the fly: no length, chunked for an HTTP/1.1 client and
+/// ended by closing for an HTTP/1.0 one; a weak `ETag`, no `Accept-Ranges`.
+async fn send_compressed(
+    stream: &mut Stream,
+    r: &FileRequest<'_>,
+    path: &Path,
+    mut file: File,
+    facts: &FileFacts,
+    status: u16,
+    vary: bool,
+) -> Sent {
+    let Some((conf, _)) = r.gzip else {
+        return broken(status, 0, 0, Vec::new());
+    };
+    let http10 = r.head.minor_version == 0;
+    let keep = r.keep_alive && !http10;
+    let mut out = Buf::head();
+    respond::write_status_line(&mut out, status, keep, http10);
+    let _ = write!(
+        out,
+        "Content-Type: {}\r\nLast-Modified: {}\r\n",
+        facts.content_type,
+        http_date(facts.mtime)
+    );
+    if !http10 {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if let Some(e) = facts.etag.as_deref().and_then(|e| super::gzip::weak_etag(e.as_bytes())) {
+        out.extend_from_slice(b"ETag: ");
+        out.extend_from_slice(&e);
+        out.extend_from_slice(b"\r\n");
+    }
+    extra_headers(&mut out, r, status, facts.mtime, vary);
+    out.extend_from_slice(b"Content-Encoding: gzip\r\n\r\n");
+    let head_bytes = out.len() as u64;
+    let head = kept_head(r, &out);
+    let mut pending = Some(out);
+    let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
+    let mut encoder = super::gzip::GzipEncoder::new(conf.level);
+    let mut sent = 0u64;
+    let mut left = facts.size;
+    let mut chunk = Buf::body();
+    let mut framed = Vec::new();
+    loop {
+        let done = left == 0;
+        let compressed = if done {
+            encoder.finish()
+        } else {
+            chunk.clear();
+            let want = left.min(BODY_BUF as u64) as usize;
+            chunk.resize(want, 0);
+            let n = match file.read(&mut chunk[..want]) {
+                Ok(0) | Err(_) => {
+                    crate::log::emit(
+                        Level::Crit,
+                        None,
+                        format_args!("\"{}\" was truncated while being sent", path.display()),
+                    );
+                    return broken(status, head_bytes, sent, head);
+                }
+                Ok(n) => n,
+            };
+            left -= n as u64;
+            encoder.piece(&chunk[..n], false)
+        };
+        let Ok(compressed) = compressed else {
+            return broken(status, head_bytes, sent, head);
+        };
+        framed.clear();
+        if !compressed.is_empty() || done {
+            if http10 {
+                framed.extend_from_slice(compressed);
+            } else {
+                if !compressed.is_empty() {
+                    crate::http1::write_chunk_header(&mut framed, compressed.len());
+                    framed.extend_from_slice(compressed);
+                    framed.extend_from_slice(b"\r\n");
+                }
+                if done {
+                    framed.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+        }
+        if !framed.is_empty() {
+            if write_piece(stream, &mut pending, &framed, r.send_timeout, &mut pace)
+                .await
+                .is_err()
+            {
+                return broken(status, head_bytes, sent, head);
+            }
+            sent += framed.len() as u64;
+        }
+        if done {
+            break;
+        }
+    }
+    Sent {
+        status,
+        head_bytes,
+        body_bytes: sent,
+        keep_alive: keep,
+        head,
+    }
+}
+
 /// The next moment after `now` (Unix seconds) at which the local clock shows `at`
 /// seconds past midnight (nginx's `ngx_next_time`).
 fn next_time_of_day(now: i64, at: i64) -> i64 {
@@ -765,8 +898,8 @@ async fn write_piece(
 }
 
 /// `expires` and `add_header` fields for a response of `status`.
-fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64) {
-    if r.vary {
+fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64, vary: bool) {
+    if r.vary || vary {
         out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
     }
     if r.gzipped.is_some() {

@@ -66,6 +66,10 @@ pub(super) struct Partial {
     lingering_timeout: Option<Duration>,
     keepalive_time: Option<Duration>,
     gzip_static: Option<GzipStatic>,
+    gzip: Option<bool>,
+    gzip_types: Option<GzipTypes>,
+    gzip_min_length: Option<u64>,
+    gzip_comp_level: Option<u32>,
     gzip_vary: Option<bool>,
     gzip_http_version: Option<u8>,
     gzip_proxied: Option<GzipProxied>,
@@ -143,6 +147,10 @@ impl Partial {
             lingering_timeout,
             keepalive_time,
             gzip_static,
+            gzip,
+            gzip_types,
+            gzip_min_length,
+            gzip_comp_level,
             gzip_vary,
             gzip_http_version,
             gzip_proxied,
@@ -207,6 +215,10 @@ impl Partial {
             },
             keepalive_time: self.keepalive_time.unwrap_or(secs(3600)),
             gzip: GzipConf {
+                enable: self.gzip.unwrap_or(false),
+                types: self.gzip_types.clone().unwrap_or_default(),
+                min_length: self.gzip_min_length.unwrap_or(20),
+                level: self.gzip_comp_level.unwrap_or(1),
                 vary: self.gzip_vary.unwrap_or(false),
                 http_version_minor: self.gzip_http_version.unwrap_or(1),
                 proxied: self.gzip_proxied.unwrap_or_default(),
@@ -435,6 +447,49 @@ impl Validator<'_> {
                 once(&mut p.gzip_static, v, d)?;
             }
             "gzip_vary" => once(&mut p.gzip_vary, flag(d)?, d)?,
+            "gzip" => once(&mut p.gzip, flag(d)?, d)?,
+            "gzip_types" => {
+                let mut list = vec!["text/html".to_owned()];
+                for a in &d.args {
+                    if a.value == "*" {
+                        list.clear();
+                        break;
+                    }
+                    let t = a.value.to_ascii_lowercase();
+                    if !list.contains(&t) {
+                        list.push(t);
+                    }
+                }
+                let types = if list.is_empty() {
+                    GzipTypes::Any
+                } else {
+                    GzipTypes::List(list)
+                };
+                once(&mut p.gzip_types, types, d)?;
+            }
+            "gzip_min_length" => {
+                let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.gzip_min_length, n, d)?;
+            }
+            "gzip_comp_level" => {
+                let level: u32 = number(d, a0)?;
+                if !(1..=9).contains(&level) {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        "value must be between 1 and 9",
+                    ));
+                }
+                once(&mut p.gzip_comp_level, level, d)?;
+            }
+            "gzip_buffers" => {
+                // The output buffers of nginx's gzip filter; ferrolb sends what the
+                // compressor gives for each piece it reads. Checked, then unused.
+                let ok = number::<u32>(d, a0).is_ok_and(|n| n > 0)
+                    && parse_size(d.arg(1)).is_some_and(|s| s > 0);
+                if !ok {
+                    return Err(invalid_value(d, &format!("{a0} {}", d.arg(1)), Some("gzip_buffers takes NUMBER SIZE, as 16 8k")));
+                }
+            }
             "gzip_http_version" => {
                 let v = match a0 {
                     "1.0" => 0,
