@@ -20,7 +20,9 @@ use common::*;
 /// A text that compresses well, ~300 KiB: several upstream reads.
 fn big_text() -> Vec<u8> {
     (0..12_000u32)
-        .flat_map(|i| format!("line {i:05}: the quick brown fox jumps over the lazy dog\n").into_bytes())
+        .flat_map(|i| {
+            format!("line {i:05}: the quick brown fox jumps over the lazy dog\n").into_bytes()
+        })
         .collect()
 }
 
@@ -70,7 +72,9 @@ fn backend() -> u16 {
                 out.extend_from_slice(&big);
                 out
             }
-            "/notmod" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n".to_vec(),
+            "/notmod" => {
+                b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n".to_vec()
+            }
             "/chunked" => {
                 let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
                 for piece in big.chunks(50_000) {
@@ -86,7 +90,9 @@ fn backend() -> u16 {
                 out.extend_from_slice(&big);
                 out
             }
-            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            _ => {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            }
         };
         let _ = conn.write_all(&out);
     })
@@ -114,7 +120,8 @@ fn tree() -> PathBuf {
 fn conf(dir: &Path, port: u16, backend: u16) -> String {
     format!(
         "events {{}}\nhttp {{\n  types {{ text/html html; text/plain txt; }}\n  \
-         default_type application/octet-stream;\n  access_log off;\n  \
+         default_type application/octet-stream;\n  \
+         log_format ratio '$request_method $request_uri $gzip_ratio';\n  access_log logs/ratio.log ratio;\n  \
          gzip on;\n  gzip_types text/plain;\n  gzip_vary on;\n  gzip_comp_level 5;\n  gzip_buffers 16 8k;\n  \
          server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n    \
          location /up/ {{ proxy_pass http://127.0.0.1:{backend}/; }}\n    \
@@ -137,7 +144,11 @@ fn gunzip(data: &[u8]) -> Vec<u8> {
 fn facts(r: &Response) -> String {
     let h = |n: &str| r.header(n).unwrap_or("-").to_owned();
     let encoded = h("content-encoding") == "gzip";
-    let body = if encoded && !r.body.is_empty() { gunzip(&r.body) } else { r.body.clone() };
+    let body = if encoded && !r.body.is_empty() {
+        gunzip(&r.body)
+    } else {
+        r.body.clone()
+    };
     let body = if r.status >= 400 && body != big_text() {
         "<error page>".to_owned()
     } else if body == big_text() {
@@ -149,7 +160,11 @@ fn facts(r: &Response) -> String {
         "{} type={} length={} chunked={} etag={} ranges={} encoding={} vary={} body={}",
         r.status,
         h("content-type"),
-        if encoded { h("content-length") } else { "(plain)".into() },
+        if encoded {
+            h("content-length")
+        } else {
+            "(plain)".into()
+        },
         h("transfer-encoding"),
         h("etag"),
         h("accept-ranges"),
@@ -166,7 +181,12 @@ const NONE: &[(&str, &str)] = &[];
 const CASES: &[(&str, &str, &[(&str, &str)], bool)] = &[
     ("GET", "/up/length", GZ, true),
     ("GET", "/up/length", NONE, false),
-    ("GET", "/up/length", &[("Accept-Encoding", "gzip;q=0")], false),
+    (
+        "GET",
+        "/up/length",
+        &[("Accept-Encoding", "gzip;q=0")],
+        false,
+    ),
     ("GET", "/up/html", GZ, true),
     ("GET", "/up/chunked", GZ, true),
     ("GET", "/up/until-close", GZ, true),
@@ -177,13 +197,23 @@ const CASES: &[(&str, &str, &[(&str, &str)], bool)] = &[
     ("GET", "/up/error", GZ, false),
     ("GET", "/up/notmod", GZ, false),
     ("HEAD", "/up/length", GZ, false),
-    ("GET", "/up/length", &[("Accept-Encoding", "gzip"), ("Via", "1.1 cdn")], false),
+    (
+        "GET",
+        "/up/length",
+        &[("Accept-Encoding", "gzip"), ("Via", "1.1 cdn")],
+        false,
+    ),
     ("GET", "/off/length", GZ, false),
     ("GET", "/any/image", GZ, true),
     ("GET", "/any/small", GZ, true),
     ("GET", "/big.txt", GZ, true),
     ("GET", "/big.txt", NONE, false),
-    ("GET", "/big.txt", &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")], true),
+    (
+        "GET",
+        "/big.txt",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")],
+        true,
+    ),
     ("HEAD", "/big.txt", GZ, false),
     ("GET", "/page.html", GZ, true),
     ("GET", "/small.txt", GZ, false),
@@ -220,9 +250,16 @@ fn gzip_answers_decode_and_match_nginx() {
             ferrolb.error_log()
         );
         if encoded {
-            assert!(ours.header("content-length").is_none(), "{path}: {:?}", ours.headers);
+            assert!(
+                ours.header("content-length").is_none(),
+                "{path}: {:?}",
+                ours.headers
+            );
             assert_eq!(ours.header("transfer-encoding"), Some("chunked"), "{path}");
-            assert!(ours.body.len() < big_text().len() / 3 || path.ends_with("small"), "{path}");
+            assert!(
+                ours.body.len() < big_text().len() / 3 || path.ends_with("small"),
+                "{path}"
+            );
         }
         // nginx 1.22 (Debian's) rewrites a HEAD answer's head as if it had a body to
         // compress; later nginx leaves header-only responses alone (the
@@ -244,6 +281,20 @@ fn gzip_answers_decode_and_match_nginx() {
         "answers differ from nginx:\n{}",
         mismatches.join("\n")
     );
+    // `$gzip_ratio`: the compressed answers have one, as nginx writes it.
+    let log = wait_until(Duration::from_secs(10), "the access log", || {
+        let text = fs::read_to_string(ferrolb.dir.join("logs/ratio.log")).ok()?;
+        (text.lines().count() >= CASES.len()).then_some(text)
+    });
+    // One request at a time: the lines are in the order of the cases.
+    for (line, (_, _, _, compressed)) in log.lines().zip(CASES) {
+        let ratio = line.rsplit(' ').next().unwrap_or_default();
+        if *compressed {
+            assert!(ratio.parse::<f64>().is_ok_and(|r| r > 0.0), "{line}");
+        } else {
+            assert_eq!(ratio, "-", "{line}");
+        }
+    }
 }
 
 /// An HTTP/1.0 client gets the compressed body ended by the close, as nginx sends it.
@@ -254,9 +305,14 @@ fn http10_clients_get_the_body_until_close() {
     let (ferrolb, [port]) = Proxy::start_on(|[p]| conf(&dir, p, backend));
     for path in ["/up10/length", "/up10/chunked", "/up/length"] {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         // Keep-alive asked for where the answer must close anyway.
-        let connection = if path.starts_with("/up10/") { "keep-alive" } else { "close" };
+        let connection = if path.starts_with("/up10/") {
+            "keep-alive"
+        } else {
+            "close"
+        };
         write!(
             s,
             "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: {connection}\r\n\r\n"
@@ -296,13 +352,16 @@ fn a_streamed_response_is_compressed_as_it_comes() {
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n14\r\ndata: first event..\n\r\n",
         );
         // The rest only once the client has shown it got the first event.
-        let _ = release_rx.lock().map(|rx| rx.recv_timeout(Duration::from_secs(20)));
+        let _ = release_rx
+            .lock()
+            .map(|rx| rx.recv_timeout(Duration::from_secs(20)));
         let _ = conn.write_all(b"13\r\ndata: second event\n\r\n0\r\n\r\n");
     });
     let dir = tree();
     let (ferrolb, [port]) = Proxy::start_on(|[p]| conf(&dir, p, backend));
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(
         s,
         "GET /up/events HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"

@@ -39,6 +39,8 @@ pub struct ResponseFacts<'a> {
     /// The response head sent to the client (status line and fields), when the format
     /// has `$sent_http_NAME`; empty otherwise.
     pub sent_head: &'a [u8],
+    /// `$gzip_ratio`: of a body compressed on the fly.
+    pub gzip_ratio: Option<&'a str>,
 }
 
 /// A log line with its request-phase parts rendered.
@@ -68,6 +70,7 @@ fn is_response_phase(v: &Var) -> bool {
             | Var::UpstreamHeaderTime
             | Var::UpstreamHttp(_)
             | Var::SentHttp(_)
+            | Var::GzipRatio
     )
 }
 
@@ -153,6 +156,10 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
         Var::TimeLocal => crate::log::with_time(|_, local| out.extend_from_slice(local)),
         Var::TimeIso8601 => crate::log::with_iso_time(|iso| out.extend_from_slice(iso)),
         Var::SentHttp(name) => return sent_field(r.sent_head, name, out),
+        Var::GzipRatio => match r.gzip_ratio {
+            Some(v) => out.extend_from_slice(v.as_bytes()),
+            None => return false,
+        },
         other => return upstream_value(other, r.upstream, out).unwrap_or(false),
     }
     true
@@ -288,6 +295,7 @@ mod tests {
             started: Instant::now(),
             upstream: &[],
             sent_head: b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nX-Id: a\r\nX-Id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n",
+            gzip_ratio: Some("3.25"),
         };
         let line = |escape| {
             let format = LogFormat {
@@ -362,6 +370,7 @@ mod tests {
             started: Instant::now(),
             upstream: &attempts,
             sent_head: b"",
+            gzip_ratio: None,
         };
         let val = |v: Var| {
             let mut out = Vec::new();

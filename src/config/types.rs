@@ -1431,6 +1431,8 @@ pub enum Var {
     UpstreamHeaderTime,
     /// `$status` (logs).
     Status,
+    /// `$gzip_ratio` (logs): bytes in over bytes out of a body compressed on the fly.
+    GzipRatio,
     /// `$time_local` (logs).
     TimeLocal,
     /// `$time_iso8601` (logs).

@@ -419,6 +419,8 @@ struct Handled<'a> {
     attempts: Vec<UpstreamAttempt>,
     /// The response head sent, when the log format has `$sent_http_NAME`.
     sent_head: Vec<u8>,
+    /// `$gzip_ratio` of a body compressed on the fly.
+    gzip_ratio: Option<String>,
     keep_alive: bool,
     keepalive_timeout: Duration,
     header_timeout: Duration,
@@ -442,6 +444,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         // have a default server per listen address.
         reject(ex.stream, 404).await;
         return Handled {
+            gzip_ratio: None,
             status: 404,
             body_bytes: 0,
             head_bytes: 0,
@@ -1113,6 +1116,7 @@ async fn proxy<'a>(
         head_bytes: done.head_bytes,
         attempts: done.attempts,
         sent_head: client.inner_mut().take_sent_head(),
+        gzip_ratio: client.ratio().map(str::to_owned),
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1212,6 +1216,7 @@ async fn serve_static<'a>(
         head_bytes: sent.head_bytes,
         attempts: Vec::new(),
         sent_head: sent.head,
+        gzip_ratio: sent.gzip_ratio,
         keep_alive: sent.keep_alive,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1308,6 +1313,7 @@ async fn send_answer<'a>(
     let (status, out, body_len, keep) = match answer {
         Answer::Close => {
             return Handled {
+                gzip_ratio: None,
                 status: 444,
                 body_bytes: 0,
                 head_bytes: 0,
@@ -1455,6 +1461,7 @@ async fn send_local<'a>(
         buf.drain(..end);
     }
     Handled {
+        gzip_ratio: None,
         status,
         body_bytes: body_len,
         head_bytes: out.len() as u64 - body_len,
@@ -1551,6 +1558,7 @@ impl<'a> LogLine<'a> {
                     started,
                     upstream: &h.attempts,
                     sent_head: &h.sent_head,
+                    gzip_ratio: h.gzip_ratio.as_deref(),
                 },
                 &mut line,
             ),

@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn a_sync_flush_makes_the_piece_decodable() {
         let mut enc = GzipEncoder::new(1);
-        let first = enc.piece(b"data: first event\n\n", true).expect("deflate").to_vec();
+        let first = enc
+            .piece(b"data: first event\n\n", true)
+            .expect("deflate")
+            .to_vec();
         let mut dec = flate2::Decompress::new(false);
         let mut plain = Vec::with_capacity(100);
         dec.decompress_vec(&first[10..], &mut plain, flate2::FlushDecompress::Sync)
@@ -278,9 +281,27 @@ mod tests {
         let check = |c: Candidate<'_>| verdict(&conf, &c, || true);
         assert_eq!(check(Candidate { status: 500, ..c }), none);
         assert_eq!(check(Candidate { status: 404, ..c }), yes);
-        assert_eq!(check(Candidate { header_only: true, ..c }), none);
-        assert_eq!(check(Candidate { content_length: Some(19), ..c }), none);
-        assert_eq!(check(Candidate { content_length: None, ..c }), yes);
+        assert_eq!(
+            check(Candidate {
+                header_only: true,
+                ..c
+            }),
+            none
+        );
+        assert_eq!(
+            check(Candidate {
+                content_length: Some(19),
+                ..c
+            }),
+            none
+        );
+        assert_eq!(
+            check(Candidate {
+                content_length: None,
+                ..c
+            }),
+            yes
+        );
         assert_eq!(
             check(Candidate {
                 content_encoding: Some(b"br"),
@@ -295,12 +316,28 @@ mod tests {
             }),
             none
         );
-        assert_eq!(check(Candidate { content_type: None, ..c }), none);
+        assert_eq!(
+            check(Candidate {
+                content_type: None,
+                ..c
+            }),
+            none
+        );
         let any = GzipConf {
             types: GzipTypes::Any,
             ..conf.clone()
         };
-        assert!(verdict(&any, &Candidate { content_type: None, ..c }, || true).compress);
+        assert!(
+            verdict(
+                &any,
+                &Candidate {
+                    content_type: None,
+                    ..c
+                },
+                || true
+            )
+            .compress
+        );
     }
 
     #[test]

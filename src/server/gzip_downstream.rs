@@ -129,7 +129,9 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         let field = |name: &str| {
             head.headers
                 .iter()
-                .find(|h| !h.hop_by_hop && buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+                .find(|h| {
+                    !h.hop_by_hop && buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes())
+                })
                 .map(|h| &buf[h.value.clone()])
         };
         let content_length = match head.framing {
@@ -151,7 +153,9 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
             last_modified: field("last-modified").is_some(),
             etag: field("etag").is_some(),
         };
-        let v = verdict(self.conf, &candidate, || self.client.allows(self.conf, &facts));
+        let v = verdict(self.conf, &candidate, || {
+            self.client.allows(self.conf, &facts)
+        });
         if !v.compress && !v.vary {
             return self.inner.start_response(req, resp, keep_alive, head_buf);
         }
@@ -160,7 +164,10 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
             extra.push((b"Vary", b"Accept-Encoding"));
         }
         if !v.compress {
-            let out = ResponseOut { extra: &extra, ..*resp };
+            let out = ResponseOut {
+                extra: &extra,
+                ..*resp
+            };
             return self.inner.start_response(req, &out, keep_alive, head_buf);
         }
         let mut changed: ResponseHead = head.clone();
@@ -170,7 +177,9 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
             if h.hop_by_hop {
                 continue;
             }
-            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"accept-ranges") {
+            if name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"accept-ranges")
+            {
                 h.hop_by_hop = true;
             } else if name.eq_ignore_ascii_case(b"etag") {
                 h.hop_by_hop = true;

@@ -388,6 +388,8 @@ pub fn parse_ranges(v: &[u8], size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> 
 /// How a file response ended, for the access log and the connection loop.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// `$gzip_ratio` of a body compressed on the fly.
+    pub gzip_ratio: Option<String>,
     /// The status sent.
     pub status: u16,
     /// Bytes of the head.
@@ -488,6 +490,7 @@ pub async fn send_file(
         out.extend_from_slice(b"\r\n");
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Ok(Sent {
+            gzip_ratio: None,
             status: 304,
             head_bytes: out.len() as u64,
             body_bytes: 0,
@@ -533,6 +536,7 @@ pub async fn send_file(
                     }
                     let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
                     return Ok(Sent {
+                        gzip_ratio: None,
                         status: 416,
                         head_bytes,
                         body_bytes: out.len() as u64 - head_bytes,
@@ -637,6 +641,7 @@ pub async fn send_file(
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Ok(Sent {
+            gzip_ratio: None,
             status,
             head_bytes,
             body_bytes: 0,
@@ -705,6 +710,7 @@ pub async fn send_file(
         sent += trailer.len() as u64;
     }
     Ok(Sent {
+        gzip_ratio: None,
         status,
         head_bytes,
         body_bytes: sent,
@@ -761,7 +767,11 @@ async fn send_compressed(
     if !http10 {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if let Some(e) = facts.etag.as_deref().and_then(|e| super::gzip::weak_etag(e.as_bytes())) {
+    if let Some(e) = facts
+        .etag
+        .as_deref()
+        .and_then(|e| super::gzip::weak_etag(e.as_bytes()))
+    {
         out.extend_from_slice(b"ETag: ");
         out.extend_from_slice(&e);
         out.extend_from_slice(b"\r\n");
@@ -831,6 +841,7 @@ async fn send_compressed(
         }
     }
     Sent {
+        gzip_ratio: encoder.ratio(),
         status,
         head_bytes,
         body_bytes: sent,
@@ -858,6 +869,7 @@ fn next_time_of_day(now: i64, at: i64) -> i64 {
 /// A response cut short: the connection closes.
 fn broken(status: u16, head_bytes: u64, body_bytes: u64, head: Vec<u8>) -> Sent {
     Sent {
+        gzip_ratio: None,
         status,
         head_bytes,
         body_bytes,
@@ -960,6 +972,7 @@ pub async fn send_status(
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     let head_bytes = out.len() - body as usize;
     Sent {
+        gzip_ratio: None,
         status,
         head_bytes: head_bytes as u64,
         body_bytes: body,
@@ -1014,6 +1027,7 @@ async fn send_html(
     }
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
+        gzip_ratio: None,
         status,
         head_bytes,
         body_bytes: out.len() as u64 - head_bytes,

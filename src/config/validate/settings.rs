@@ -474,10 +474,7 @@ impl Validator<'_> {
             "gzip_comp_level" => {
                 let level: u32 = number(d, a0)?;
                 if !(1..=9).contains(&level) {
-                    return Err(ConfigError::at(
-                        &d.span,
-                        "value must be between 1 and 9",
-                    ));
+                    return Err(ConfigError::at(&d.span, "value must be between 1 and 9"));
                 }
                 once(&mut p.gzip_comp_level, level, d)?;
             }
@@ -487,7 +484,11 @@ impl Validator<'_> {
                 let ok = number::<u32>(d, a0).is_ok_and(|n| n > 0)
                     && parse_size(d.arg(1)).is_some_and(|s| s > 0);
                 if !ok {
-                    return Err(invalid_value(d, &format!("{a0} {}", d.arg(1)), Some("gzip_buffers takes NUMBER SIZE, as 16 8k")));
+                    return Err(invalid_value(
+                        d,
+                        &format!("{a0} {}", d.arg(1)),
+                        Some("gzip_buffers takes NUMBER SIZE, as 16 8k"),
+                    ));
                 }
             }
             "gzip_http_version" => {
