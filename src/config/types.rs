@@ -681,6 +681,8 @@ pub struct LocSettings {
     pub port_in_redirect: bool,
     /// When a client may get gzip, and `gzip_vary`.
     pub gzip: GzipConf,
+    /// What `uwsgi_pass` sends besides the body (`uwsgi_param`, modifiers).
+    pub uwsgi: Arc<UwsgiConf>,
     /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
     /// host must name an `upstream` group or be an address).
     pub resolver: Option<Arc<ResolverConf>>,
@@ -1101,12 +1103,68 @@ impl FilesConf {
     }
 }
 
-/// A `proxy_pass` target.
+/// The protocol spoken to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1 (`proxy_pass`).
+    #[default]
+    Http,
+    /// uWSGI's binary protocol (`uwsgi_pass`): the request as a packet of variables,
+    /// the answer as an HTTP response.
+    Uwsgi,
+}
+
+/// One `uwsgi_param NAME VALUE [if_not_empty]`.
+#[derive(Debug, Clone)]
+pub struct UwsgiParam {
+    /// The variable name, as written.
+    pub name: String,
+    /// Its value.
+    pub value: Template,
+    /// `if_not_empty`: left out when the value is empty.
+    pub if_not_empty: bool,
+}
+
+/// The uwsgi module's request settings of a location.
+#[derive(Debug, Clone)]
+pub struct UwsgiConf {
+    /// `uwsgi_param` lines, in order (inherited as a whole, as nginx). Default none.
+    pub params: Vec<UwsgiParam>,
+    /// Request fields a `uwsgi_param HTTP_NAME` replaces: `NAME` lowercase with `_`
+    /// for `-`, as nginx compares them.
+    pub replaced_fields: Vec<String>,
+    /// `uwsgi_modifier1`. Default 0 (a WSGI request).
+    pub modifier1: u8,
+    /// `uwsgi_modifier2`. Default 0.
+    pub modifier2: u8,
+    /// `uwsgi_pass_request_headers`: the request's fields as `HTTP_*` variables.
+    /// Default on.
+    pub pass_request_headers: bool,
+    /// `uwsgi_pass_request_body`. Default on.
+    pub pass_request_body: bool,
+}
+
+impl Default for UwsgiConf {
+    fn default() -> Self {
+        UwsgiConf {
+            params: Vec::new(),
+            replaced_fields: Vec::new(),
+            modifier1: 0,
+            modifier2: 0,
+            pass_request_headers: true,
+            pass_request_body: true,
+        }
+    }
+}
+
+/// A `proxy_pass` (or `uwsgi_pass`) target.
 #[derive(Debug, Clone)]
 pub struct ProxyPass {
+    /// What the upstream speaks.
+    pub protocol: UpstreamProtocol,
     /// Index into [`Http::upstreams`].
     pub upstream: usize,
-    /// `http` or `https`.
+    /// `http`, `https` or `uwsgi`.
     pub scheme: String,
     /// The host part as written, nginx's `$proxy_host` (`myproject`, `127.0.0.1:8000`).
     pub proxy_host: String,

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::downstream::Downstream;
 use super::plan::{LastAttempt, Plan, RequestBody};
 use super::request::{self, UpstreamHead};
+use crate::config::UpstreamProtocol;
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
 use crate::balance::{Report, Upstream};
@@ -389,7 +390,10 @@ async fn attempt<D: Downstream>(
             .await
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
-        let uhead = request::build_head(f, cbuf, &peer.conf.addr, &conn, body);
+        let uhead = match f.pass.protocol {
+            UpstreamProtocol::Http => request::build_head(f, cbuf, &peer.conf.addr, &conn, body),
+            UpstreamProtocol::Uwsgi => super::uwsgi::build_packet(f, cbuf, &peer.conf.addr, body)?,
+        };
         let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
             Ok(()) => read_head(&conn.stream, f.head, f.settings).await,
             Err(e) => Err(e),
@@ -420,7 +424,9 @@ async fn acquire(
     idempotent: bool,
     fresh_only: bool,
 ) -> Result<UpstreamConn, IoFailure> {
-    if f.upstream.keepalive.is_some() && !fresh_only {
+    // uWSGI closes after each answer; a pooled connection is an HTTP one.
+    let pooled_kind = f.pass.protocol == UpstreamProtocol::Http;
+    if f.upstream.keepalive.is_some() && !fresh_only && pooled_kind {
         while let Some(IdleConn {
             stream, requests, ..
         }) = pool::take(

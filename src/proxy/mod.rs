@@ -19,6 +19,7 @@ mod downstream;
 mod plan;
 mod request;
 mod response;
+mod uwsgi;
 
 #[cfg(test)]
 mod tests;

@@ -70,6 +70,7 @@ pub(super) async fn find<'a>(
         _ => return Err(TargetError::Prefix(url.to_owned())),
     };
     let pass = |proxy_host: &str, uri: Option<&str>| ProxyPass {
+        protocol: crate::config::UpstreamProtocol::Http,
         upstream: usize::MAX,
         scheme: "http".to_owned(),
         proxy_host: proxy_host.to_owned(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::admission::AdmissionPartial;
 use super::proxy::next_upstream;
 use super::proxy_ssl::ProxySslPartial;
+use super::uwsgi::UwsgiPartial;
 use super::values::{flag, invalid_value};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
 use super::{once, unreachable_directive, Result, Validator};
@@ -84,6 +85,8 @@ pub(super) struct Partial {
     pub(super) alias: Option<DocRoot>,
     /// Real client address, access rules, basic authentication.
     admission: AdmissionPartial,
+    /// The uwsgi module's settings.
+    uwsgi: UwsgiPartial,
 }
 
 impl Partial {
@@ -96,6 +99,7 @@ impl Partial {
                 alias: self.alias.clone(),
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                 admission: self.admission.over(&parent.admission),
+                uwsgi: self.uwsgi.over(&parent.uwsgi),
             } };
         }
         pick!(
@@ -160,8 +164,42 @@ impl Partial {
         )
     }
 
+    /// In a location that passes to uWSGI, the uwsgi module's twins of the proxy
+    /// module's settings take their place: `uwsgi_read_timeout` is what
+    /// `proxy_read_timeout` is to `proxy_pass`, and the proxy's own are not used.
+    fn with_uwsgi_twins(&self) -> Partial {
+        let u = &self.uwsgi;
+        Partial {
+            proxy_set_header: None,
+            proxy_connect_timeout: u.connect_timeout,
+            proxy_read_timeout: u.read_timeout,
+            proxy_send_timeout: u.send_timeout,
+            proxy_next_upstream: u.next_upstream,
+            proxy_next_upstream_tries: u.next_upstream_tries,
+            proxy_next_upstream_timeout: u.next_upstream_timeout,
+            proxy_hide_header: u.hide_header.clone(),
+            proxy_pass_header: u.pass_header.clone(),
+            proxy_intercept_errors: u.intercept_errors,
+            proxy_request_buffering: u.request_buffering,
+            proxy_buffer_size: u.buffer_size,
+            ..self.clone()
+        }
+    }
+
     /// Fills nginx's defaults in.
     pub(super) fn finish(
+        &self,
+        action: Action,
+        rewrite: Vec<RewriteOp>,
+        prefix: &Path,
+    ) -> Arc<LocSettings> {
+        if matches!(&action, Action::Proxy(pp) if pp.protocol == UpstreamProtocol::Uwsgi) {
+            return self.with_uwsgi_twins().finish_as_is(action, rewrite, prefix);
+        }
+        self.finish_as_is(action, rewrite, prefix)
+    }
+
+    fn finish_as_is(
         &self,
         action: Action,
         rewrite: Vec<RewriteOp>,
@@ -214,6 +252,7 @@ impl Partial {
                 timeout: self.lingering_timeout.unwrap_or(secs(5)),
             },
             keepalive_time: self.keepalive_time.unwrap_or(secs(3600)),
+            uwsgi: Arc::new(self.uwsgi.finish()),
             gzip: GzipConf {
                 enable: self.gzip.unwrap_or(false),
                 types: self.gzip_types.clone().unwrap_or_default(),
@@ -653,6 +692,7 @@ impl Validator<'_> {
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
             n if n.starts_with("proxy_ssl_") => self.proxy_ssl_setting(&mut p.proxy_ssl, d)?,
+            n if n.starts_with("uwsgi_") => self.uwsgi_setting(&mut p.uwsgi, d)?,
             "set_real_ip_from"
             | "real_ip_header"
             | "real_ip_recursive"
