@@ -40,7 +40,9 @@ pub(super) fn vars<'a>(
         proxy_host: &f.pass.proxy_host,
         upstream_addr: peer,
         locals: f.locals,
-        files: None,
+        // `$document_root`, `$request_filename` are the location's, as in nginx
+        // (`uwsgi_params` sends DOCUMENT_ROOT).
+        files: Some((&f.settings.files, f.pass.location_prefix.as_deref())),
         connection: f.info.id,
     }
 }

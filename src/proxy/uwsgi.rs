@@ -88,7 +88,11 @@ fn header_vars(f: &Forward<'_>, cbuf: &[u8], conf: &UwsgiConf, out: &mut Vec<u8>
         let replaced = conf.replaced_fields.iter().any(|r| {
             r.len() == name.len()
                 && r.bytes().zip(name).all(|(a, &b)| {
-                    let b = if b == b'-' { b'_' } else { b.to_ascii_lowercase() };
+                    let b = if b == b'-' {
+                        b'_'
+                    } else {
+                        b.to_ascii_lowercase()
+                    };
                     a == b
                 })
         });

@@ -102,7 +102,10 @@ impl Validator<'_> {
                         self.proxy_pass(c, kind, &pattern)?
                     };
                     if proxy.is_some() {
-                        return Err(ConfigError::at(&c.span, "\"uwsgi_pass\" or \"proxy_pass\" directive is duplicate"));
+                        return Err(ConfigError::at(
+                            &c.span,
+                            "\"uwsgi_pass\" or \"proxy_pass\" directive is duplicate",
+                        ));
                     }
                     proxy = Some(target);
                     proxy_directive = Some(c);

@@ -194,7 +194,9 @@ impl Partial {
         prefix: &Path,
     ) -> Arc<LocSettings> {
         if matches!(&action, Action::Proxy(pp) if pp.protocol == UpstreamProtocol::Uwsgi) {
-            return self.with_uwsgi_twins().finish_as_is(action, rewrite, prefix);
+            return self
+                .with_uwsgi_twins()
+                .finish_as_is(action, rewrite, prefix);
         }
         self.finish_as_is(action, rewrite, prefix)
     }

@@ -184,9 +184,7 @@ impl Validator<'_> {
             "uwsgi_send_timeout" => once(&mut p.send_timeout, time(d, a0)?, d)?,
             "uwsgi_next_upstream" => once(&mut p.next_upstream, next_upstream(d)?, d)?,
             "uwsgi_next_upstream_tries" => once(&mut p.next_upstream_tries, number(d, a0)?, d)?,
-            "uwsgi_next_upstream_timeout" => {
-                once(&mut p.next_upstream_timeout, time(d, a0)?, d)?
-            }
+            "uwsgi_next_upstream_timeout" => once(&mut p.next_upstream_timeout, time(d, a0)?, d)?,
             "uwsgi_hide_header" => p
                 .hide_header
                 .get_or_insert_with(Vec::new)
