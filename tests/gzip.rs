@@ -177,8 +177,10 @@ fn facts(r: &Response) -> String {
 const GZ: &[(&str, &str)] = &[("Accept-Encoding", "gzip, deflate")];
 const NONE: &[(&str, &str)] = &[];
 
-/// (method, path, headers, compressed?)
-const CASES: &[(&str, &str, &[(&str, &str)], bool)] = &[
+/// Method, path, request fields, and whether the answer is compressed.
+type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)], bool);
+
+const CASES: &[Case] = &[
     ("GET", "/up/length", GZ, true),
     ("GET", "/up/length", NONE, false),
     (
