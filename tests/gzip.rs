@@ -178,7 +178,12 @@ const GZ: &[(&str, &str)] = &[("Accept-Encoding", "gzip, deflate")];
 const NONE: &[(&str, &str)] = &[];
 
 /// Method, path, request fields, and whether the answer is compressed.
-type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)], bool);
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    bool,
+);
 
 const CASES: &[Case] = &[
     ("GET", "/up/length", GZ, true),
