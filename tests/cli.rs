@@ -62,7 +62,10 @@ fn configure_details() {
     assert!(e.contains("built by rustc "), "{e}");
     assert!(e.contains("configure arguments:"), "{e}");
     assert!(e.contains("--without-http_fastcgi_module"), "{e}");
-    assert!(!e.contains("http_gzip_module") && !e.contains("http_uwsgi_module"), "{e}");
+    assert!(
+        !e.contains("http_gzip_module") && !e.contains("http_uwsgi_module"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -669,20 +669,8 @@ pub async fn send_file(
         }
         let mut left = b - a + 1;
         while left > 0 {
-            chunk.clear();
-            let want = left.min(BODY_BUF as u64) as usize;
-            chunk.resize(want, 0);
-            // A read from the page cache: nginx reads files on its event loop too.
-            let n = match file.read(&mut chunk[..want]) {
-                Ok(0) | Err(_) => {
-                    crate::log::emit(
-                        Level::Crit,
-                        None,
-                        format_args!("\"{}\" was truncated while being sent", path.display()),
-                    );
-                    return Ok(broken(status, head_bytes, sent, head));
-                }
-                Ok(n) => n,
+            let Some(n) = read_piece(&mut file, &mut chunk, left, path) else {
+                return Ok(broken(status, head_bytes, sent, head));
             };
             if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout, &mut pace)
                 .await
@@ -792,19 +780,8 @@ async fn send_compressed(
         let compressed = if done {
             encoder.finish()
         } else {
-            chunk.clear();
-            let want = left.min(BODY_BUF as u64) as usize;
-            chunk.resize(want, 0);
-            let n = match file.read(&mut chunk[..want]) {
-                Ok(0) | Err(_) => {
-                    crate::log::emit(
-                        Level::Crit,
-                        None,
-                        format_args!("\"{}\" was truncated while being sent", path.display()),
-                    );
-                    return broken(status, head_bytes, sent, head);
-                }
-                Ok(n) => n,
+            let Some(n) = read_piece(&mut file, &mut chunk, left, path) else {
+                return broken(status, head_bytes, sent, head);
             };
             left -= n as u64;
             encoder.piece(&chunk[..n], false)
@@ -863,6 +840,26 @@ fn next_time_of_day(now: i64, at: i64) -> i64 {
         today
     } else {
         today + 86_400
+    }
+}
+
+/// Reads the next piece of a file being sent (at most `left` bytes, 64 KiB) into
+/// `chunk`; `None` when the file ended early or failed (logged as nginx does).
+fn read_piece(file: &mut File, chunk: &mut Buf, left: u64, path: &Path) -> Option<usize> {
+    chunk.clear();
+    let want = left.min(BODY_BUF as u64) as usize;
+    chunk.resize(want, 0);
+    // A read from the page cache: nginx reads files on its event loop too.
+    match file.read(&mut chunk[..want]) {
+        Ok(0) | Err(_) => {
+            crate::log::emit(
+                Level::Crit,
+                None,
+                format_args!("\"{}\" was truncated while being sent", path.display()),
+            );
+            None
+        }
+        Ok(n) => Some(n),
     }
 }
 
