@@ -444,10 +444,14 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("override_charset", "ferrolb does not recode responses"),
     unsupported("fastcgi_pass", "only HTTP and uwsgi upstreams are supported"),
     unsupported("grpc_pass", "only HTTP and uwsgi upstreams are supported"),
-    unsupported(
-        "uwsgi_*",
-        "ferrolb's uwsgi_pass has uwsgi_param, the modifiers, timeouts, next_upstream, header and buffering settings only",
-    ),
+    // The rest of the uwsgi module, where nginx allows it (not in `if`).
+    Spec {
+        contexts: HSL,
+        ..unsupported(
+            "uwsgi_*",
+            "ferrolb's uwsgi_pass has uwsgi_param, the modifiers, timeouts, next_upstream, header and buffering settings only",
+        )
+    },
     unsupported("stream", "only HTTP is proxied"),
     unsupported(
         "ssl_password_file",

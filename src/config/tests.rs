@@ -1385,9 +1385,16 @@ fn uwsgi_pass_targets_and_twins() {
            location /t { uwsgi_pass uwsgi://127.0.0.1:8002; }
            location /s { uwsgi_pass unix:/run/other.sock; gzip_min_length 1k; gzip_comp_level 6; }
            location /p { proxy_pass http://app; }
+           location /i { if ($arg_u) { uwsgi_pass app; } proxy_pass http://app; }
          }",
     ));
     let locs = &c.http.servers[0].locations;
+    let in_if = match &locs[4].settings.rewrite[..] {
+        [RewriteOp::If(block)] => block.location.as_ref().expect("a location if"),
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(&in_if.action, Action::Proxy(p) if p.protocol == UpstreamProtocol::Uwsgi));
+    assert_eq!(in_if.proxy_read_timeout, Duration::from_secs(3));
     let pass = |i: usize| match &locs[i].settings.action {
         Action::Proxy(p) => p.clone(),
         other => panic!("{other:?}"),
