@@ -288,10 +288,19 @@ fn gzip_answers_decode_and_match_nginx() {
         "answers differ from nginx:\n{}",
         mismatches.join("\n")
     );
+    // A compressed answer (chunked) leaves an HTTP/1.1 connection open for the next.
+    let mut ka = KeepAlive::new(port, "localhost");
+    for path in ["/up/length", "/up/chunked", "/big.txt", "/up/length"] {
+        let r = ka.request("GET", path, GZ, b"").expect("keep-alive GET");
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "{path}");
+        assert_eq!(gunzip(&r.body), big_text(), "{path}");
+        assert!(ka.is_connected(), "{path}: {:?}", r.headers);
+    }
+    assert_eq!(ka.connections, 1);
     // `$gzip_ratio`: the compressed answers have one, as nginx writes it.
     let log = wait_until(Duration::from_secs(10), "the access log", || {
         let text = fs::read_to_string(ferrolb.dir.join("logs/ratio.log")).ok()?;
-        (text.lines().count() >= CASES.len()).then_some(text)
+        (text.lines().count() >= CASES.len() + 4).then_some(text)
     });
     // One request at a time: the lines are in the order of the cases.
     for (line, (_, _, _, compressed)) in log.lines().zip(CASES) {
