@@ -400,3 +400,31 @@ fn uwsgi_failover() {
     assert!(log.contains("upstream timed out"), "{log}");
     assert!(log.contains("uwsgi://"), "{log}");
 }
+
+/// `include uwsgi_params;` names a file next to the main one, as nginx reads it; a
+/// missing one fails the check with the path.
+#[test]
+fn uwsgi_params_include_is_relative_to_the_config() {
+    let dir = fresh_temp_dir("uwsgi-include");
+    let conf = dir.join("nginx.conf");
+    fs::write(
+        &conf,
+        "events {}\nhttp {\n  server {\n    listen 127.0.0.1:1;\n    location / {\n      \
+         include uwsgi_params;\n      uwsgi_pass 127.0.0.1:2;\n    }\n  }\n}\n",
+    )
+    .expect("write conf");
+    let missing = check_config(&dir, &conf);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains(&format!("{}/uwsgi_params", dir.display())),
+        "{err}"
+    );
+    fs::write(dir.join("uwsgi_params"), UWSGI_PARAMS).expect("write params");
+    let ok = check_config(&dir, &conf);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
