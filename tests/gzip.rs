@@ -52,6 +52,8 @@ fn backend() -> u16 {
             ),
             "/html" => plain("text/html", "ETag: W/\"weak\"\r\n", &big),
             "/small" => plain("text/plain", "", b"tiny body"),
+            "/nocache" => plain("text/plain", "Cache-Control: private, no-cache\r\n", &big),
+            "/cached" => plain("text/plain", "Cache-Control: max-age=60\r\n", &big),
             "/encoded" => plain("text/plain", "Content-Encoding: br\r\n", &big),
             "/image" => plain("image/png", "", &big),
             "/missing" => {
@@ -127,7 +129,8 @@ fn conf(dir: &Path, port: u16, backend: u16) -> String {
          location /up/ {{ proxy_pass http://127.0.0.1:{backend}/; }}\n    \
          location /up10/ {{ gzip_http_version 1.0; proxy_pass http://127.0.0.1:{backend}/; }}\n    \
          location /off/ {{ gzip off; proxy_pass http://127.0.0.1:{backend}/; }}\n    \
-         location /any/ {{ gzip_types *; gzip_min_length 1; proxy_pass http://127.0.0.1:{backend}/; }}\n  }}\n}}\n",
+         location /any/ {{ gzip_types *; gzip_min_length 1; proxy_pass http://127.0.0.1:{backend}/; }}\n    \
+         location /via/ {{ gzip_proxied no-cache auth; proxy_pass http://127.0.0.1:{backend}/; }}\n  }}\n}}\n",
         d = dir.display()
     )
 }
@@ -176,6 +179,7 @@ fn facts(r: &Response) -> String {
 
 const GZ: &[(&str, &str)] = &[("Accept-Encoding", "gzip, deflate")];
 const NONE: &[(&str, &str)] = &[];
+const VIA: &[(&str, &str)] = &[("Accept-Encoding", "gzip"), ("Via", "1.1 cdn")];
 
 /// Method, path, request fields, and whether the answer is compressed.
 type Case = (
@@ -211,6 +215,32 @@ const CASES: &[Case] = &[
         false,
     ),
     ("GET", "/off/length", GZ, false),
+    ("GET", "/via/nocache", VIA, true),
+    // gzip_proxied: nothing in the answer decides against it.
+    ("GET", "/via/length", VIA, true),
+    ("GET", "/via/cached", VIA, false),
+    (
+        "GET",
+        "/via/cached",
+        &[
+            ("Accept-Encoding", "gzip"),
+            ("Via", "1.1 cdn"),
+            ("Authorization", "Basic eDp5"),
+        ],
+        true,
+    ),
+    (
+        "GET",
+        "/via/length",
+        &[
+            ("Accept-Encoding", "gzip"),
+            (
+                "User-Agent",
+                "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)",
+            ),
+        ],
+        true,
+    ),
     ("GET", "/any/image", GZ, true),
     ("GET", "/any/small", GZ, true),
     ("GET", "/big.txt", GZ, true),

@@ -262,7 +262,7 @@ fn http_date(secs: i64) -> String {
 }
 
 /// Unix seconds of an HTTP date (the three formats RFC 9110 allows).
-fn parse_http_date(v: &[u8]) -> Option<i64> {
+pub(super) fn parse_http_date(v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v).ok()?.trim();
     for f in [
         "%a, %d %b %Y %H:%M:%S GMT",
@@ -721,7 +721,13 @@ fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts, head_only: bool) -> supe
     };
     let response = super::gzip_ok::ResponseFacts {
         cache_control: None,
-        expires: r.files.expires.is_some(),
+        // The `expires` directive's field, already set when nginx's gzip filter asks.
+        expires: r.files.expires.map(|e| match e {
+            Expires::Epoch => true,
+            Expires::After(s) => s < 0,
+            Expires::Modified(s) => facts.mtime + s < now_secs(),
+            Expires::Max | Expires::Daily(_) => false,
+        }),
         last_modified: true,
         etag: facts.etag.is_some(),
     };
@@ -863,6 +869,13 @@ fn read_piece(file: &mut File, chunk: &mut Buf, left: u64, path: &Path) -> Optio
     }
 }
 
+/// Seconds since the epoch now.
+pub(super) fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A response cut short: the connection closes.
 fn broken(status: u16, head_bytes: u64, body_bytes: u64, head: Vec<u8>) -> Sent {
     Sent {
@@ -917,10 +930,7 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     let applies = respond::add_header_applies(status);
     if applies {
         if let Some(e) = r.files.expires {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = now_secs();
             let (at, max_age) = match e {
                 Expires::Epoch => (1, None),
                 Expires::Max => (2_145_916_799, Some(315_360_000)),
