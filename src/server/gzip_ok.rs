@@ -107,8 +107,9 @@ fn proxied_ok(p: u16, auth: bool, resp: &ResponseFacts<'_>) -> bool {
             || (p & GzipProxied::NO_STORE != 0 && has(b"no-store"))
             || (p & GzipProxied::PRIVATE != 0 && has(b"private"));
     }
-    !(p & GzipProxied::NO_LAST_MODIFIED != 0 && resp.last_modified)
-        && !(p & GzipProxied::NO_ETAG != 0 && resp.etag)
+    let declined_by_lm = p & GzipProxied::NO_LAST_MODIFIED != 0 && resp.last_modified;
+    let declined_by_etag = p & GzipProxied::NO_ETAG != 0 && resp.etag;
+    !(declined_by_lm || declined_by_etag)
 }
 
 /// Whether `Accept-Encoding` names `gzip` with a quality above zero (nginx looks for
