@@ -2,11 +2,12 @@
 //! compressor that turns body pieces into a gzip member as they come (never the whole
 //! body at once).
 //!
-//! A response is compressed when `gzip on`, it is not header-only (HEAD, 204, 304),
-//! its status is 200, 403 or 404, it has no `Content-Encoding`, its `Content-Length`
+//! A response is compressed when `gzip on`, its status is 200, 403 or 404, it has no `Content-Encoding`, its `Content-Length`
 //! (when known) is at least `gzip_min_length`, its type is in `gzip_types`, and the
 //! client may get gzip ([`super::gzip_ok`]). Passing every check but the client's
-//! makes the response vary by `Accept-Encoding` (`gzip_vary`).
+//! makes the response vary by `Accept-Encoding` (`gzip_vary`). The answer to a HEAD
+//! gets the head a GET's would (`Content-Encoding: gzip`, no length), as nginx sends
+//! it: its gzip filter runs before a HEAD is known to have no body.
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
@@ -17,7 +18,8 @@ use crate::config::GzipConf;
 pub(super) struct Candidate<'r> {
     /// The status sent.
     pub(super) status: u16,
-    /// No body goes out (HEAD, 204, 304).
+    /// No body can go out whatever the method (a tunnel; 204 and 304 fail the status
+    /// test anyway). Not set for a HEAD.
     pub(super) header_only: bool,
     /// The `Content-Encoding` value, if any.
     pub(super) content_encoding: Option<&'r [u8]>,

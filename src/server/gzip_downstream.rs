@@ -134,15 +134,18 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
                 })
                 .map(|h| &buf[h.value.clone()])
         };
+        let is_head = req.method == Method::Head;
         let content_length = match head.framing {
             BodyFraming::Length(n) => Some(n),
+            // A HEAD's answer names the length a GET's body would have.
+            BodyFraming::None if is_head => field("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse().ok()),
             _ => None,
         };
         let candidate = Candidate {
             status: head.status,
-            header_only: req.method == Method::Head
-                || head.framing == BodyFraming::None
-                || resp.upgrade,
+            header_only: resp.upgrade || (head.framing == BodyFraming::None && !is_head),
             content_encoding: field("content-encoding"),
             content_length,
             content_type: field("content-type"),
@@ -189,8 +192,10 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
                 etag = weak_etag(&buf[h.value.clone()]);
             }
         }
-        // The compressed body has no known length.
-        changed.framing = BodyFraming::UntilClose;
+        // The compressed body has no known length; a HEAD's answer stays without one.
+        if !is_head {
+            changed.framing = BodyFraming::UntilClose;
+        }
         if let Some(e) = &etag {
             extra.push((b"ETag", e));
         }
@@ -201,6 +206,9 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
             ..*resp
         };
         let started = self.inner.start_response(req, &out, keep_alive, head_buf);
+        if is_head {
+            return started;
+        }
         self.active = Some(Compressing {
             encoder: GzipEncoder::new(self.conf.level),
             source: match head.framing {

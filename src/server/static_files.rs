@@ -499,7 +499,7 @@ pub async fn send_file(
         });
     }
 
-    let gzip = gzip_verdict(r, &facts, head_only);
+    let gzip = gzip_verdict(r, &facts);
     let mut ranges = None;
     // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges; a body compressed
     // on the fly has no length, so ranges do not apply either.
@@ -708,13 +708,13 @@ pub async fn send_file(
 }
 
 /// nginx's gzip filter on a file response.
-fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts, head_only: bool) -> super::gzip::Verdict {
+fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict {
     let Some((conf, client)) = r.gzip else {
         return super::gzip::Verdict::default();
     };
     let candidate = super::gzip::Candidate {
         status: r.status.unwrap_or(200),
-        header_only: head_only,
+        header_only: false,
         content_encoding: r.gzipped.map(|_| &b"gzip"[..]),
         content_length: Some(facts.size),
         content_type: Some(facts.content_type.as_bytes()),
@@ -749,7 +749,10 @@ async fn send_compressed(
         return broken(status, 0, 0, Vec::new());
     };
     let http10 = r.head.minor_version == 0;
-    let keep = r.keep_alive && !http10;
+    let head_only = r.head.method == Method::Head;
+    // Without a length, an HTTP/1.0 client knows the end of the body by the close; a
+    // HEAD's answer has none to end.
+    let keep = r.keep_alive && (!http10 || head_only);
     let mut out = Buf::head();
     respond::write_status_line(&mut out, status, keep, http10);
     let _ = write!(
@@ -758,7 +761,7 @@ async fn send_compressed(
         facts.content_type,
         http_date(facts.mtime)
     );
-    if !http10 {
+    if !http10 && !head_only {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if let Some(e) = facts
@@ -774,6 +777,17 @@ async fn send_compressed(
     out.extend_from_slice(b"Content-Encoding: gzip\r\n\r\n");
     let head_bytes = out.len() as u64;
     let head = kept_head(r, &out);
+    if head_only {
+        let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
+        return Sent {
+            gzip_ratio: None,
+            status,
+            head_bytes,
+            body_bytes: 0,
+            keep_alive: keep && ok,
+            head,
+        };
+    }
     let mut pending = Some(out);
     let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut encoder = super::gzip::GzipEncoder::new(conf.level);
