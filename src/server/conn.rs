@@ -1027,8 +1027,19 @@ async fn proxy<'a>(
                 }
                 .eval(url, &mut evaluated);
                 let evaluated = String::from_utf8_lossy(&evaluated);
+                let uwsgi = pass_to.protocol == crate::config::UpstreamProtocol::Uwsgi;
+                let evaluated = if uwsgi {
+                    proxy_target::uwsgi_as_url(&evaluated)
+                } else {
+                    evaluated
+                };
                 match proxy_target::find(rt, settings, url, &evaluated).await {
-                    Ok(t) => {
+                    Ok(mut t) => {
+                        if uwsgi {
+                            t.pass.protocol = crate::config::UpstreamProtocol::Uwsgi;
+                            t.pass.scheme = "uwsgi".to_owned();
+                            t.pass.uri = None;
+                        }
                         target = t;
                         (&target.pass, &*target.group)
                     }

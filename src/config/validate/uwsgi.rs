@@ -92,11 +92,18 @@ impl Validator<'_> {
     ) -> Result<ProxyPass> {
         let arg = d.arg(0);
         if arg.contains('$') {
-            return Err(ConfigError::hinted(
-                &d.span,
-                format!("variables in \"uwsgi_pass\" are not supported: \"{arg}\""),
-                "name the upstream group or the address: uwsgi_pass 127.0.0.1:8001; or uwsgi_pass unix:/run/app.sock;",
-            ));
+            // Evaluated per request, found as `proxy_pass` with variables finds its
+            // target.
+            return Ok(ProxyPass {
+                protocol: UpstreamProtocol::Uwsgi,
+                upstream: usize::MAX,
+                scheme: "uwsgi".to_owned(),
+                proxy_host: String::new(),
+                uri: None,
+                location_prefix: None,
+                url: Some(templ(d, arg, &self.names)?),
+                tls: None,
+            });
         }
         let lower = arg.to_ascii_lowercase();
         if lower.starts_with("suwsgi://") {
