@@ -1390,7 +1390,6 @@ fn uwsgi_pass_targets_and_twins() {
          }",
     ));
     let locs = &c.http.servers[0].locations;
-    assert!(pass(4).url.is_some() && pass(4).protocol == UpstreamProtocol::Uwsgi);
     let in_if = match &locs[5].settings.rewrite[..] {
         [RewriteOp::If(block)] => block.location.as_ref().expect("a location if"),
         other => panic!("{other:?}"),
@@ -1402,6 +1401,7 @@ fn uwsgi_pass_targets_and_twins() {
         other => panic!("{other:?}"),
     };
     let u = &locs[0].settings;
+    assert!(pass(4).url.is_some() && pass(4).protocol == UpstreamProtocol::Uwsgi);
     assert_eq!(pass(0).protocol, UpstreamProtocol::Uwsgi);
     assert_eq!(pass(0).scheme, "uwsgi");
     assert_eq!(u.proxy_read_timeout, Duration::from_secs(3));
