@@ -178,7 +178,8 @@ fn conf(port: u16, params: &Path, backends: &[&Uwsgi], extra: &str) -> String {
          uwsgi_param HTTP_X_REPLACED from-config;\n      \
          uwsgi_param X_EMPTY $http_x_nothing if_not_empty;\n      \
          uwsgi_param X_FILLED $http_x_custom if_not_empty;\n      \
-         uwsgi_pass django;\n{extra}    }}\n  }}\n}}\n",
+         uwsgi_pass django;\n{extra}    }}\n    \
+         location /by-arg/ {{ include {p}/uwsgi_params; uwsgi_pass $arg_to; }}\n  }}\n}}\n",
         p = params.display()
     )
 }
@@ -253,6 +254,8 @@ fn uwsgi_answers_match_nginx() {
         ("POST", "/post/", vec![("X-Request-Id", "small-1")], b"a=1"),
         ("POST", "/post/", vec![("X-Request-Id", "big-1")], &mib),
         ("GET", "/nowhere/", vec![], b""),
+        // `uwsgi_pass $arg_to`: a group named per request (Django has no such page).
+        ("GET", "/by-arg/?to=django", vec![], b""),
     ];
     let mut mismatches = Vec::new();
     for (method, path, headers, body) in &cases {
