@@ -391,7 +391,9 @@ async fn attempt<D: Downstream>(
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
         let uhead = match f.pass.protocol {
-            UpstreamProtocol::Http => request::build_head(f, cbuf, &peer.conf.addr, &conn, body),
+            UpstreamProtocol::Http => {
+                request::build_head(f, cbuf, &peer.conf.addr, conn.requests, body)
+            }
             UpstreamProtocol::Uwsgi => super::uwsgi::build_packet(f, cbuf, &peer.conf.addr, body)?,
         };
         let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
