@@ -19,6 +19,7 @@ mod downstream;
 mod plan;
 mod request;
 mod response;
+mod uwsgi;
 
 #[cfg(test)]
 mod tests;
@@ -219,7 +220,10 @@ fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Opt
     let upstream = match peer {
         Some(a) => {
             line.clear();
-            vars.request_uri(&mut line);
+            // nginx names a uwsgi peer without a URI: the request has none of its own.
+            if f.pass.protocol == crate::config::UpstreamProtocol::Http {
+                vars.request_uri(&mut line);
+            }
             // nginx separates a socket path from the URI with a colon.
             let sep = if matches!(a, Endpoint::Unix(_)) {
                 ":"

@@ -7,7 +7,7 @@ use super::attempt::{AttemptError, UpstreamConn};
 use super::downstream::Downstream;
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
-use crate::config::{Endpoint, ProxyHttpVersion};
+use crate::config::{Endpoint, ProxyHttpVersion, UpstreamProtocol};
 use crate::http1::{BodyFraming, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
@@ -40,7 +40,9 @@ pub(super) fn vars<'a>(
         proxy_host: &f.pass.proxy_host,
         upstream_addr: peer,
         locals: f.locals,
-        files: None,
+        // `$document_root`, `$request_filename` are the location's, as in nginx
+        // (`uwsgi_params` sends DOCUMENT_ROOT).
+        files: Some((&f.settings.files, f.pass.location_prefix.as_deref())),
         connection: f.info.id,
         http2: f.info.http2,
     }
@@ -281,6 +283,13 @@ async fn send_head_and_body<D: Downstream>(
     body: &mut RequestBody,
 ) -> Result<Option<Vec<u8>>, AttemptError> {
     let send_timeout = f.settings.proxy_send_timeout;
+    if !f.settings.uwsgi.pass_request_body && f.pass.protocol == UpstreamProtocol::Uwsgi {
+        // `uwsgi_pass_request_body off`: the variables only.
+        io::write_all(&conn.stream, head, send_timeout)
+            .await
+            .map_err(AttemptError::Send)?;
+        return Ok(None);
+    }
     if let Some(sp) = &body.spooled {
         io::write_all(&conn.stream, head, send_timeout)
             .await
