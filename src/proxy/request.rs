@@ -44,7 +44,7 @@ pub(super) fn vars<'a>(
         // (`uwsgi_params` sends DOCUMENT_ROOT).
         files: Some((&f.settings.files, f.pass.location_prefix.as_deref())),
         connection: f.info.id,
-        http2: f.info.http2,
+        http2: f.info.http2_name(),
     }
 }
 

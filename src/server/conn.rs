@@ -52,9 +52,12 @@ const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 ///
 /// An async block rather than an `async fn`: a function's future keeps its arguments
 /// twice (as passed, and moved into the body), a block's captures are used in place.
+///
+/// `handshake`: the listening address, when a TLS handshake or a PROXY protocol header
+/// comes first ([`super::tls_handshake::is_plain`] is false).
 pub(super) fn run(
     worker: Arc<Worker>,
-    listen: crate::config::Endpoint,
+    handshake: Option<Box<crate::config::Endpoint>>,
     mut conn: Started,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     /// Counts the connection in [`Worker::active`] until the task ends.
@@ -68,7 +71,7 @@ pub(super) fn run(
     }
     async move {
         let _active = Active(&worker);
-        if !super::tls_handshake::is_plain(&worker, &listen, &conn.info) {
+        if let Some(listen) = handshake {
             let Started { stream, info, .. } = conn;
             match Box::pin(super::tls_handshake::begin(&worker, &listen, stream, info)).await {
                 Some(started) => conn = started,
