@@ -321,6 +321,16 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("proxy_buffer_size", HSL, 1, 1),
     handled("proxy_hide_header", HSL, 1, 1),
     handled("proxy_pass_header", HSL, 1, 1),
+    handled("proxy_redirect", HSL, 1, 2),
+    handled("proxy_cookie_domain", HSL, 1, 2),
+    handled("proxy_cookie_path", HSL, 1, 2),
+    handled("proxy_cookie_flags", HSL, 1, MANY),
+    handled("proxy_method", HSL, 1, 1),
+    handled("proxy_set_body", HSL, 1, 1),
+    handled("proxy_pass_request_headers", HSL, 1, 1),
+    handled("proxy_pass_request_body", HSL, 1, 1),
+    handled("proxy_ignore_headers", HSL, 1, MANY),
+    handled("proxy_limit_rate", HSL, 1, 1),
     handled("lingering_close", HSL, 1, 1),
     handled("lingering_time", HSL, 1, 1),
     handled("lingering_timeout", HSL, 1, 1),
@@ -348,11 +358,6 @@ pub static DIRECTIVES: &[Spec] = &[
         "*_temp_path",
         HSL,
         "ferrolb spools request bodies only (client_body_temp_path)",
-    ),
-    ignored(
-        "proxy_redirect",
-        HSL,
-        "Location headers are passed unchanged",
     ),
     ignored(
         "open_file_cache*",
@@ -398,6 +403,14 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("uwsgi_pass", "only HTTP upstreams are supported"),
     unsupported("grpc_pass", "only HTTP upstreams are supported"),
     unsupported("stream", "only HTTP is proxied"),
+    unsupported(
+        "more_set_headers",
+        "headers-more is a third-party module: write add_header NAME VALUE always; (and proxy_hide_header NAME; to replace an upstream field)",
+    ),
+    unsupported(
+        "more_clear_headers",
+        "headers-more is a third-party module: write proxy_hide_header NAME; for an upstream field",
+    ),
     unsupported(
         "ssl_password_file",
         "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",

@@ -698,6 +698,70 @@ pub struct LocSettings {
     pub limit_rate: SizeValue,
     /// `limit_rate_after`: bytes sent before `limit_rate` applies. Default 0.
     pub limit_rate_after: SizeValue,
+    /// `proxy_redirect`, `proxy_cookie_domain`, `proxy_cookie_path`,
+    /// `proxy_cookie_flags`: how `Location`, `Refresh` and `Set-Cookie` of proxied
+    /// responses are edited.
+    pub proxy_edits: Arc<crate::config::proxy_edits::ProxyEdits>,
+    /// `proxy_method`: the method sent upstream instead of the client's. Default none.
+    pub proxy_method: Option<Template>,
+    /// `proxy_set_body`: the body sent upstream instead of the client's (with its
+    /// length as `Content-Length`). Default none.
+    pub proxy_set_body: Option<Template>,
+    /// `proxy_pass_request_headers`: the client's fields go upstream. Default on.
+    pub proxy_pass_request_headers: bool,
+    /// `proxy_pass_request_body`: the client's body goes upstream. Default on.
+    pub proxy_pass_request_body: bool,
+    /// `proxy_ignore_headers`: upstream control fields not acted on. Default none.
+    pub proxy_ignore_headers: IgnoreHeaders,
+    /// `proxy_limit_rate`: bytes a second read from the upstream; 0 (the default) is
+    /// no limit.
+    pub proxy_limit_rate: u64,
+}
+
+/// `proxy_ignore_headers` as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IgnoreHeaders(pub u16);
+
+impl IgnoreHeaders {
+    /// `X-Accel-Redirect`.
+    pub const X_ACCEL_REDIRECT: u16 = 1 << 0;
+    /// `X-Accel-Expires` (caching only).
+    pub const X_ACCEL_EXPIRES: u16 = 1 << 1;
+    /// `X-Accel-Limit-Rate`.
+    pub const X_ACCEL_LIMIT_RATE: u16 = 1 << 2;
+    /// `X-Accel-Buffering`.
+    pub const X_ACCEL_BUFFERING: u16 = 1 << 3;
+    /// `X-Accel-Charset`.
+    pub const X_ACCEL_CHARSET: u16 = 1 << 4;
+    /// `Expires` (caching only).
+    pub const EXPIRES: u16 = 1 << 5;
+    /// `Cache-Control` (caching only).
+    pub const CACHE_CONTROL: u16 = 1 << 6;
+    /// `Set-Cookie` (caching only).
+    pub const SET_COOKIE: u16 = 1 << 7;
+    /// `Vary` (caching only).
+    pub const VARY: u16 = 1 << 8;
+
+    /// The bit of a field name as `proxy_ignore_headers` takes it (any case).
+    pub fn named(name: &str) -> Option<u16> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "x-accel-redirect" => Self::X_ACCEL_REDIRECT,
+            "x-accel-expires" => Self::X_ACCEL_EXPIRES,
+            "x-accel-limit-rate" => Self::X_ACCEL_LIMIT_RATE,
+            "x-accel-buffering" => Self::X_ACCEL_BUFFERING,
+            "x-accel-charset" => Self::X_ACCEL_CHARSET,
+            "expires" => Self::EXPIRES,
+            "cache-control" => Self::CACHE_CONTROL,
+            "set-cookie" => Self::SET_COOKIE,
+            "vary" => Self::VARY,
+            _ => return None,
+        })
+    }
+
+    /// Whether `bit` is ignored.
+    pub fn ignores(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
 }
 
 /// A size that may come from variables (`limit_rate $arg_rate`).

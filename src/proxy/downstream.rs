@@ -27,6 +27,19 @@ pub struct ResponseOut<'a> {
     pub upgrade: bool,
     /// Fields ferrolb adds (`sticky` cookie, `add_header`), in order.
     pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// New values for fields of `head`, by field index, sorted (`proxy_redirect`,
+    /// `proxy_cookie_*`): the field keeps its name and place.
+    pub replaced: &'a [(usize, Vec<u8>)],
+}
+
+impl ResponseOut<'_> {
+    /// The value of field `i` of the head as it goes to the client.
+    pub fn value(&self, i: usize) -> &[u8] {
+        match self.replaced.binary_search_by_key(&i, |(j, _)| *j) {
+            Ok(at) => &self.replaced[at].1,
+            Err(_) => &self.buf[self.head.headers[i].value.clone()],
+        }
+    }
 }
 
 /// What [`Downstream::start_response`] decided.

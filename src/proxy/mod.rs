@@ -16,6 +16,7 @@
 
 mod attempt;
 mod downstream;
+mod field_edits;
 mod plan;
 mod request;
 mod response;
@@ -67,6 +68,10 @@ pub struct Forward<'a> {
     /// `proxy_intercept_errors on` an upstream response of such a status is handed off
     /// too, its body unread.
     pub hands_off: &'a (dyn Fn(u16) -> bool + Sync),
+    /// What goes before a `Location` path that `proxy_redirect` made
+    /// (`http://host:port` with `absolute_redirect on`, else nothing); asked only when
+    /// a rule rewrote one, with the client buffer the head was parsed from.
+    pub absolute_base: &'a (dyn Fn(&[u8]) -> String + Sync),
 }
 
 /// An error the proxy left to its caller ([`Forward::hands_off`]).

@@ -181,6 +181,14 @@ async fn relay_response<D: Downstream>(
     }
     extra.extend(ranges.iter().map(|(n, r)| (*n, &values[r.clone()])));
 
+    let replaced = super::field_edits::edited_fields(
+        &f.settings.proxy_edits,
+        &vars(f, cbuf, None),
+        &resp,
+        &ubuf,
+        &|| (f.absolute_base)(cbuf),
+    );
+
     // The upstream request head has been sent: its buffer carries the client head now.
     let sent_close = uhead.close;
     let out = ResponseOut {
@@ -188,6 +196,7 @@ async fn relay_response<D: Downstream>(
         buf: &ubuf,
         upgrade,
         extra: &extra,
+        replaced: &replaced,
     };
     let started = client.start_response(f.head, &out, done.keep_client, uhead.bytes);
     done.keep_client = started.keep_alive;

@@ -174,6 +174,7 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         keep_client: false,
         log_upstream: true,
         hands_off: &|_| false,
+        absolute_base: &|_| String::new(),
     };
     let done = forward(
         &f,

@@ -1070,6 +1070,14 @@ async fn proxy<'a>(
             prefix_applies: pass.route.rw.prefix_applies,
         }),
         hands_off: &hands_off,
+        absolute_base: &|cbuf: &[u8]| {
+            let site = Site {
+                info: ex.info,
+                settings,
+                server_name: &server.primary_name,
+            };
+            absolute_base(head, cbuf, &site)
+        },
     };
     let (rate, after) = limit_rate(
         settings,

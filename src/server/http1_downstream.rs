@@ -215,13 +215,13 @@ impl Downstream for Http1Downstream<'_> {
             respond::write_http_date(&mut out);
             out.extend_from_slice(b"\r\n");
         }
-        for h in &head.headers {
+        for (i, h) in head.headers.iter().enumerate() {
             if h.hop_by_hop {
                 continue;
             }
             out.extend_from_slice(&resp.buf[h.name.clone()]);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(&resp.buf[h.value.clone()]);
+            out.extend_from_slice(resp.value(i));
             out.extend_from_slice(b"\r\n");
         }
         if resp.upgrade {
