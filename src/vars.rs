@@ -559,6 +559,15 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
+            Var::RequestBody => {
+                if let crate::http1::BodyFraming::Length(n) = self.head.framing {
+                    let start = self.head.head_len;
+                    let end = usize::try_from(n).map_or(usize::MAX, |n| start.saturating_add(n));
+                    if let Some(body) = self.buf.get(start..end) {
+                        out.extend_from_slice(body);
+                    }
+                }
+            }
             // Seconds with milliseconds so far (`add_header X-Time $request_time`); the
             // access log fills in its own at the end.
             Var::RequestTime => {

@@ -113,6 +113,7 @@ pub fn var(name: &str) -> Option<Var> {
         "ssl_client_escaped_cert" => Var::SslClientEscapedCert,
         "content_type" => Var::ContentType,
         "content_length" => Var::ContentLength,
+        "request_body" => Var::RequestBody,
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "realip_remote_addr" => Var::RealipRemoteAddr,
         "limit_req_status" => Var::LimitReqStatus,

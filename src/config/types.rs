@@ -1531,6 +1531,11 @@ pub enum Var {
     ContentType,
     /// See [`Var::ContentType`].
     ContentLength,
+    /// `$request_body`: the request body when it was read into memory (a body with a
+    /// `Content-Length` that arrived with its head, up to the 64 KiB buffer); empty
+    /// otherwise (a chunked or larger body, which nginx would hold in a file or in
+    /// buffers it does not expose either).
+    RequestBody,
     /// `$binary_remote_addr`: the client address in 4 (IPv4) or 16 bytes.
     BinaryRemoteAddr,
     /// `$date_gmt`, `$date_local`: now, as nginx's SSI formats it
