@@ -137,7 +137,7 @@ impl Validator<'_> {
             } else {
                 pattern.as_str()
             };
-            (pd.arg(0), pp.uri.is_some(), location)
+            (pd.arg(0), pp.uri.is_some(), location, &pd.span)
         });
         super::proxy_edits::ProxyEditsPartial::resolve_default(
             &p.proxy_edits,

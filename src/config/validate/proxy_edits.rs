@@ -46,7 +46,8 @@ impl ProxyEditsPartial {
         }
     }
 
-    /// A location's own `proxy_pass URL` (without variables) in a location named
+    /// A location's own `proxy_pass URL` (its text, whether it has a URI part, its
+    /// place) in a location named
     /// `location` (empty for regex and named locations): `proxy_redirect default` of
     /// this level becomes the pair nginx makes of them, and so does the default when
     /// no level set `proxy_redirect`. `own` is this level's partial alone (a `default`
@@ -54,7 +55,7 @@ impl ProxyEditsPartial {
     pub(super) fn resolve_default(
         own: &ProxyEditsPartial,
         merged: &mut ProxyEditsPartial,
-        pass: Option<(&str, bool, &str)>,
+        pass: Option<(&str, bool, &str, &Span)>,
     ) -> Result<()> {
         let rule = |url: &str, has_uri: bool, location: &str| {
             let (pattern, replacement) = if has_uri {
@@ -73,13 +74,19 @@ impl ProxyEditsPartial {
             .flatten()
             .any(|e| matches!(e, RedirectEntry::Default(_)));
         match (&mut merged.redirects, pass) {
-            (None, Some((url, has_uri, location))) if !url.contains('$') => {
+            (None, Some((url, has_uri, location, _))) if !url.contains('$') => {
                 merged.redirects = Some(vec![rule(url, has_uri, location)]);
             }
             (Some(list), pass) if own_has_default => {
                 for e in list.iter_mut() {
                     if let RedirectEntry::Default(span) = e {
-                        let Some((url, has_uri, location)) = pass else {
+                        // nginx reads `default` with the `proxy_pass` seen so far.
+                        let before = |p: &Span| {
+                            p.file == span.file && (span.line, span.column) < (p.line, p.column)
+                        };
+                        let Some((url, has_uri, location, _)) =
+                            pass.filter(|(.., p)| !before(p))
+                        else {
                             return Err(ConfigError::at(
                                 span,
                                 "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive",

@@ -1,0 +1,235 @@
+//! The proxy's header and request controls, run on the same config by ferrolb and
+//! Debian's nginx and compared: `proxy_redirect` (default, off, pairs, regexes) on
+//! `Location` and `Refresh`, `proxy_cookie_domain`/`_path`/`_flags` on `Set-Cookie`,
+//! `proxy_method`, `proxy_set_body` with `$request_body`,
+//! `proxy_pass_request_headers`/`_body`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use common::*;
+
+/// A backend that answers every request with a redirect that names itself, two
+/// cookies, and a body echoing the request line, the fields that say something
+/// about the proxy's controls (never `Host` or `Connection`, which differ by design)
+/// and the body.
+fn backend() -> u16 {
+    let listener: TcpListener = local_listener();
+    let up = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let Ok(clone) = conn.try_clone() else { return };
+                let mut reader = BufReader::new(clone);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut echo = format!("{}\n", line.trim());
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    let Some((n, v)) = h.split_once(':') else { continue };
+                    let n = n.trim().to_ascii_lowercase();
+                    if n == "content-length" {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if ["content-length", "transfer-encoding", "x-test", "content-type"]
+                        .contains(&n.as_str())
+                    {
+                        echo.push_str(&format!("{n}: {}\n", v.trim()));
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                echo.push_str(&format!("body={}\n", String::from_utf8_lossy(&body)));
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{up}/app/x?y=1\r\nRefresh: 5; url=http://127.0.0.1:{up}/app/r\r\nSet-Cookie: id=1; Domain=.example.com; Path=/app/sub; HttpOnly\r\nSet-Cookie: other=2; path=/app/; secure\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{echo}",
+                    echo.len()
+                );
+            });
+        }
+    });
+    up
+}
+
+fn conf(port: u16, up: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    location /front/ {{ proxy_pass http://127.0.0.1:{up}/app/; }}
+    location /nouri/ {{ proxy_pass http://127.0.0.1:{up}; }}
+    location /off/ {{ proxy_redirect off; proxy_pass http://127.0.0.1:{up}/app/; }}
+    location /pair/ {{
+      proxy_pass http://127.0.0.1:{up}/app/;
+      proxy_redirect http://127.0.0.1:{up}/app/r /refreshed;
+      proxy_redirect default;
+    }}
+    location /re/ {{
+      proxy_redirect ~^http://([^/]+)/APP/(.*)$ http://$host/nomatch/$2;
+      proxy_redirect ~*^http://([^/]+)/APP/(.*)$ http://$host/re/$2&from=$1;
+      proxy_pass http://127.0.0.1:{up}/app/;
+    }}
+    location /cookie/ {{
+      proxy_cookie_domain .example.com www.$host;
+      proxy_cookie_path /app/ /cookie/;
+      proxy_cookie_flags id secure samesite=strict;
+      proxy_cookie_flags ~ nosecure nohttponly;
+      proxy_pass http://127.0.0.1:{up}/app/;
+    }}
+    location /cookie-re/ {{
+      proxy_cookie_path ~^/app/(.*)$ /$1/under;
+      proxy_cookie_domain ~^\.?example\.(.*)$ other.$1;
+      proxy_pass http://127.0.0.1:{up}/app/;
+    }}
+    location /method {{ proxy_method PUT; proxy_pass http://127.0.0.1:{up}; }}
+    location /setbody {{ proxy_set_body "a=$arg_a&body=$request_body"; proxy_pass http://127.0.0.1:{up}; }}
+    location /nobody {{
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_pass http://127.0.0.1:{up};
+    }}
+    location /noheaders {{ proxy_pass_request_headers off; proxy_pass http://127.0.0.1:{up}; }}
+  }}
+}}
+"#
+    )
+}
+
+/// The requests compared: method, path, body.
+const REQUESTS: [(&str, &str, &str); 11] = [
+    ("GET", "/front/a", ""),
+    ("GET", "/nouri/a", ""),
+    ("GET", "/off/a", ""),
+    ("GET", "/pair/a", ""),
+    ("GET", "/re/a", ""),
+    ("GET", "/cookie/a", ""),
+    ("GET", "/cookie-re/a", ""),
+    ("POST", "/method", "m=1"),
+    ("POST", "/setbody?a=1", "hello"),
+    ("POST", "/nobody", "dropped"),
+    ("POST", "/noheaders", "kept"),
+];
+
+/// What the client got that the controls decide, the proxy's port as `PORT`.
+fn answer(port: u16, method: &str, path: &str, body: &str) -> String {
+    let r = http_request(
+        port,
+        method,
+        path,
+        "localhost",
+        &[("X-Test", "t"), ("Content-Type", "text/plain")],
+        body.as_bytes(),
+    )
+    .expect("answer");
+    let mut out = format!("{} {method} {path}\n", r.status);
+    for (n, v) in &r.headers {
+        let n = n.to_ascii_lowercase();
+        if ["location", "refresh", "set-cookie"].contains(&n.as_str()) {
+            out.push_str(&format!("{n}: {v}\n"));
+        }
+    }
+    out.push_str(&r.text());
+    out.replace(&format!(":{port}/"), ":PORT/")
+}
+
+#[test]
+fn header_and_request_controls_match_nginx() {
+    let up = backend();
+    let (_ferrolb, [port]) = Proxy::start_on(|[p]| conf(p, up));
+    let ours: Vec<String> = REQUESTS
+        .iter()
+        .map(|(m, p, b)| answer(port, m, p, b))
+        .collect();
+    let u = up;
+    let expect = |i: usize, needles: &[String]| {
+        for n in needles {
+            assert!(ours[i].contains(n.as_str()), "{n:?} not in\n{}", ours[i]);
+        }
+    };
+    expect(
+        0,
+        &[
+            "location: http://localhost:PORT/front/x?y=1".into(),
+            "refresh: 5; url=/front/r".into(),
+        ],
+    );
+    expect(1, &["location: http://localhost:PORT/app/x?y=1".into()]);
+    expect(2, &[format!("location: http://127.0.0.1:{u}/app/x?y=1")]);
+    expect(
+        3,
+        &[
+            "location: http://localhost:PORT/pair/x?y=1".into(),
+            "refresh: 5; url=/refreshed".into(),
+        ],
+    );
+    expect(
+        4,
+        &[format!(
+            "location: http://localhost/re/x?y=1&from=127.0.0.1:{u}"
+        )],
+    );
+    expect(
+        5,
+        &[
+            "set-cookie: id=1; Domain=.www.localhost; Path=/cookie/sub; HttpOnly; Secure; SameSite=Strict".into(),
+            "set-cookie: other=2; path=/cookie/\n".into(),
+        ],
+    );
+    expect(
+        6,
+        &["set-cookie: id=1; Domain=other.com; Path=/sub/under; HttpOnly".into()],
+    );
+    expect(7, &["PUT /method HTTP/1.0".into(), "body=m=1".into()]);
+    expect(
+        8,
+        &["POST /setbody?a=1".into(), "content-length: 14".into(), "body=a=1&body=hello".into()],
+    );
+    expect(9, &["POST /nobody".into(), "body=\n".into()]);
+    expect(10, &["content-length: 4".into(), "body=kept".into()]);
+    assert!(!ours[10].contains("x-test"), "{}", ours[10]);
+
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [np]) = Proxy::start_bin_on(nginx_bin, |[p]| conf(p, up));
+        for (i, (m, p, b)) in REQUESTS.iter().enumerate() {
+            assert_eq!(ours[i], answer(np, m, p, b), "{m} {p}");
+        }
+    }
+}
+
+#[test]
+fn bad_header_controls_are_refused_with_their_place() {
+    for (directive, says) in [
+        ("proxy_redirect default;", "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive"),
+        ("location /a { proxy_redirect default; proxy_pass http://127.0.0.1:2; }", "should be placed after"),
+        ("proxy_redirect off; proxy_redirect / /x;", "\"proxy_redirect\" directive is duplicate"),
+        ("proxy_cookie_flags id secure bogus;", "invalid flag \"bogus\""),
+        ("more_set_headers 'X-A: b';", "add_header"),
+        ("proxy_ignore_headers X-Nothing;", "invalid value \"X-Nothing\""),
+    ] {
+        let dir = fresh_temp_dir("proxy-headers-bad");
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:1;\n    {directive}\n    location / {{ return 200; }}\n  }}\n}}\n"
+            ),
+        )
+        .expect("write conf");
+        let out = check_config(&dir, &conf);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{directive} accepted");
+        assert!(text.contains(says), "{directive}: {text}");
+        assert!(text.contains("nginx.conf:5"), "{directive}: {text}");
+    }
+}
