@@ -98,6 +98,12 @@ pub trait Downstream {
     /// implementation framed the body itself).
     fn end_body(&mut self) -> impl Future<Output = Result<(), IoFailure>>;
 
+    /// Paces the rest of the response at `rate` bytes a second, 0 for no limit (the
+    /// upstream's `X-Accel-Limit-Rate`); a front end that cannot pace ignores it.
+    fn limit_rate(&mut self, rate: u64) {
+        let _ = rate;
+    }
+
     /// Body bytes the client got so far (`$body_bytes_sent`).
     fn body_bytes(&self) -> u64;
 

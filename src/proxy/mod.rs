@@ -14,6 +14,7 @@
 //! the client reach this module. The upstream side runs over [`crate::net::Stream`]s
 //! (TCP or Unix socket).
 
+mod accel;
 mod attempt;
 mod downstream;
 mod field_edits;
@@ -24,6 +25,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
+pub use accel::{split_unsafe_uri, AccelRedirect};
 pub use downstream::{Downstream, ResponseOut, ResponseStarted};
 
 use self::plan::Plan;
@@ -120,6 +122,10 @@ pub struct Forwarded {
     /// `Retry-After` seconds for the error page ferrolb answers with (a 503 while
     /// every usable peer is still starting); `None`: no such header.
     retry_after_secs: Option<u32>,
+    /// The upstream answered with `X-Accel-Redirect`: nothing was written to the
+    /// client, and the caller redirects the request. The client buffer then still
+    /// starts with the request's head (its body is gone from it).
+    pub accel_redirect: Option<AccelRedirect>,
 }
 
 /// Forwards one request: a [`Plan`] (the body at hand, the retry budget), then
@@ -171,7 +177,13 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
     };
     if let Some(n) = done.consumed {
         let end = n.min(cbuf.len());
-        cbuf.drain(..end);
+        // An `X-Accel-Redirect` needs the head again; the body is done with.
+        let start = if done.accel_redirect.is_some() {
+            f.head.head_len.min(end)
+        } else {
+            0
+        };
+        cbuf.drain(start..end);
     }
     finish(done)
 }

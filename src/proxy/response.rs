@@ -63,19 +63,45 @@ pub(super) async fn relay<D: Downstream>(
         });
         locals.set_upstream(attempts);
     }
-    relay_response(
-        f,
-        client,
-        cbuf,
-        conn,
-        &peer.state,
-        resp,
-        ubuf,
-        uhead,
-        set_cookie,
-        done,
-    )
-    .await;
+    let intercepted =
+        f.settings.proxy_intercept_errors && resp.status >= 300 && (f.hands_off)(resp.status);
+    let accel = (!intercepted)
+        .then(|| super::accel::redirect(&resp, &ubuf, f.settings))
+        .flatten();
+    if let Some(accel) = accel {
+        // nginx's `X-Accel-Redirect`: the response is dropped (its body unread, so the
+        // connection is not pooled) and the caller redirects; `$upstream_http_*`
+        // keep this response's fields there.
+        if let Some(locals) = f.locals {
+            let mut attempts = done.attempts.clone();
+            attempts.push(UpstreamAttempt {
+                addr: peer.conf.addr.clone(),
+                status: resp.status,
+                connect: connect_time,
+                header: header_time,
+                response: started.elapsed(),
+                head: ubuf[..resp.head_len].to_vec(),
+            });
+            locals.set_upstream(attempts);
+        }
+        done.status = resp.status;
+        done.accel_redirect = Some(accel);
+        drop(conn);
+    } else {
+        relay_response(
+            f,
+            client,
+            cbuf,
+            conn,
+            &peer.state,
+            resp,
+            ubuf,
+            uhead,
+            set_cookie,
+            done,
+        )
+        .await;
+    }
     record_latency(f, idx, LatencyPoint::LastByte, started);
     note_attempt(
         f,
@@ -198,6 +224,9 @@ async fn relay_response<D: Downstream>(
         extra: &extra,
         replaced: &replaced,
     };
+    if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
+        client.limit_rate(rate);
+    }
     let started = client.start_response(f.head, &out, done.keep_client, uhead.bytes);
     done.keep_client = started.keep_alive;
     done.head_bytes = started.head_bytes;
@@ -211,6 +240,7 @@ async fn relay_response<D: Downstream>(
         read_timeout: f.settings.proxy_read_timeout,
         upstream_clean: !sent_close && resp.keep_alive,
         surplus: None,
+        pace: crate::net::pace::Pace::new(f.settings.proxy_limit_rate, 0),
     };
     let framing = resp.framing;
     let head_len = resp.head_len;
@@ -329,9 +359,35 @@ struct BodyRelay {
     upstream_clean: bool,
     /// What to warn about when bytes came after the response's end.
     surplus: Option<&'static str>,
+    /// `proxy_limit_rate`: reads from the upstream paced.
+    pace: Option<crate::net::pace::Pace>,
 }
 
 impl BodyRelay {
+    /// At most `want` bytes more from the upstream (fewer while `proxy_limit_rate`
+    /// holds them back); 0 at its end when `eof_ok`, else the end is an error.
+    async fn read(
+        &mut self,
+        upstream: &mut Stream,
+        buf: &mut Buf,
+        want: usize,
+        eof_ok: bool,
+    ) -> Result<usize, IoFailure> {
+        let want = match &mut self.pace {
+            Some(p) => want.min(usize::try_from(p.allowance().await).unwrap_or(usize::MAX)),
+            None => want,
+        };
+        let n = if eof_ok {
+            io::read_or_eof(upstream, buf, want, self.read_timeout).await?
+        } else {
+            io::read_some(upstream, buf, want, self.read_timeout).await?
+        };
+        if let Some(p) = &mut self.pace {
+            p.sent(n as u64);
+        }
+        Ok(n)
+    }
+
     /// `ubuf` holds the response head at `..head_len` and the first body bytes after
     /// it; once those are sent it is reused for the rest of the body.
     async fn run<D: Downstream>(
@@ -366,7 +422,8 @@ impl BodyRelay {
                 while remaining > 0 {
                     bbuf.clear();
                     let want = remaining.min(BODY_BUF as u64) as usize;
-                    let got = io::read_some(upstream, &mut bbuf, want, self.read_timeout)
+                    let got = self
+                        .read(upstream, &mut bbuf, want, false)
                         .await
                         .map_err(BodyError::Upstream)?;
                     let take = got.min(remaining as usize);
@@ -402,7 +459,7 @@ impl BodyRelay {
                 let mut bbuf = ubuf;
                 while matches!(step, ScanStep::NeedMore) {
                     bbuf.clear();
-                    io::read_some(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
+                    self.read(upstream, &mut bbuf, BODY_BUF, false)
                         .await
                         .map_err(BodyError::Upstream)?;
                     step = sc.scan(&bbuf).map_err(|_| BodyError::InvalidChunked)?;
@@ -430,7 +487,8 @@ impl BodyRelay {
                 let mut bbuf = ubuf;
                 loop {
                     bbuf.clear();
-                    let n = io::read_or_eof(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
+                    let n = self
+                        .read(upstream, &mut bbuf, BODY_BUF, true)
                         .await
                         .map_err(BodyError::Upstream)?;
                     if n == 0 {

@@ -574,6 +574,9 @@ impl Failure {
 enum Content<'a> {
     Sent(Handled<'a>),
     Failed(Failure),
+    /// The upstream's `X-Accel-Redirect`; the buffer holds the request's head (and
+    /// whatever follows the request), its body gone.
+    AccelRedirect(crate::proxy::AccelRedirect, bool),
 }
 
 /// Runs one pass: the phases, then the answer (a `return`, the proxy, the static
@@ -715,6 +718,12 @@ fn serve_pass<'f, 'a: 'f>(
                 return handled;
             }
             Content::Failed(f) => f,
+            Content::AccelRedirect(accel, keep) => {
+                pass.close |= !keep;
+                pass.route.rw.uri = uri;
+                return accel_redirect(ex, server, locals, buf, head, pass, accel, settings)
+                    .await;
+            }
         };
         let Some(page) = pass.pages.find(settings, failure.status) else {
             let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
@@ -783,24 +792,8 @@ fn serve_pass<'f, 'a: 'f>(
                 };
                 locals.set_args(args.to_vec());
                 pass.route.redirect(new_uri);
-                // The page's request replaces the client's in the buffer, before the
-                // bytes of any request behind it.
-                let mut bytes = error_pages::page_request(head, buf);
-                match body_in_buffer(buf, head) {
-                    Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
-                    None => pass.close = true,
-                }
-                buf.clear();
-                buf.extend_from_slice(&bytes);
-                let mut page_head = RequestHead::new();
-                if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
-                    let mut handled =
-                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                    handled.log = pass.log.take();
-                    return handled;
-                }
-                drop_invalid_fields(ex, buf, &mut page_head);
-                serve_pass(ex, server, locals, buf, &page_head, pass).await
+                let body = body_in_buffer(buf, head);
+                redirect_as_get(ex, server, locals, buf, head, pass, body, settings).await
             }
             Some(b'@') => {
                 let name = String::from_utf8_lossy(&to);
@@ -848,6 +841,107 @@ fn serve_pass<'f, 'a: 'f>(
             }
         }
     })
+}
+
+/// The rest of an internal redirect to a URI (an error page, `X-Accel-Redirect`):
+/// the request, as a GET (HEAD stays HEAD) without its body, replaces the client's
+/// in the buffer, before the bytes of any request behind it, and is served again.
+/// `body`: the bytes of the body still in the buffer after the head; `None`: not
+/// accounted for (the connection closes afterwards).
+#[allow(clippy::too_many_arguments)]
+async fn redirect_as_get<'a>(
+    ex: &mut Exchange<'a>,
+    server: &'a ServerConf,
+    locals: &Locals<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    mut pass: Pass<'a>,
+    body: Option<usize>,
+    settings: &LocSettings,
+) -> Handled<'a> {
+    let mut bytes = error_pages::page_request(head, buf);
+    match body {
+        Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
+        None => pass.close = true,
+    }
+    buf.clear();
+    buf.extend_from_slice(&bytes);
+    let mut page_head = RequestHead::new();
+    if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
+        let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+        handled.log = pass.log.take();
+        return handled;
+    }
+    drop_invalid_fields(ex, buf, &mut page_head);
+    serve_pass(ex, server, locals, buf, &page_head, pass).await
+}
+
+/// nginx's `X-Accel-Redirect`: to a `@name` location with the request as it is, or
+/// to a URI (unsafe ones get 404) as a GET; the upstream's `Content-Type`,
+/// `Set-Cookie`, `Content-Disposition`, `Cache-Control`, `Expires` and
+/// `Accept-Ranges` go out with the new response.
+#[allow(clippy::too_many_arguments)]
+async fn accel_redirect<'a>(
+    ex: &mut Exchange<'a>,
+    server: &'a ServerConf,
+    locals: &Locals<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    mut pass: Pass<'a>,
+    accel: crate::proxy::AccelRedirect,
+    settings: &LocSettings,
+) -> Handled<'a> {
+    let fail = |status: u16, what: Option<String>| {
+        if let Some(what) = what {
+            crate::log::emit(
+                Level::Error,
+                Some(ex.info.id),
+                format_args!("{what}, client: {}, server: {}", ex.info.remote, server.primary_name),
+            );
+        }
+        status
+    };
+    let status = if !pass.route.may_redirect() {
+        fail(
+            500,
+            Some(format!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
+                String::from_utf8_lossy(&accel.target)
+            )),
+        )
+    } else if accel.target.first() == Some(&b'@') {
+        let name = String::from_utf8_lossy(&accel.target).into_owned();
+        match route::named_location(server, &name) {
+            Some(l) => {
+                pass.pages.kept_fields.extend(accel.kept_fields);
+                pass.route.jump_to_named(l);
+                // The named location gets the request as it came; one with a body
+                // comes as a GET, as the body is gone (nginx sends it again).
+                if matches!(head.framing, BodyFraming::None) {
+                    return serve_pass(ex, server, locals, buf, head, pass).await;
+                }
+                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
+                    .await;
+            }
+            None => fail(500, Some(format!("could not find named location \"{name}\""))),
+        }
+    } else {
+        match crate::proxy::split_unsafe_uri(&accel.target) {
+            Some((path, args)) => {
+                pass.pages.kept_fields.extend(accel.kept_fields);
+                locals.set_args(args);
+                pass.route
+                    .redirect(String::from_utf8_lossy(&path).into_owned());
+                // The body is out of the buffer already (the proxy read it).
+                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
+                    .await;
+            }
+            None => fail(404, None),
+        }
+    };
+    let mut handled = answer_local(ex.stream, buf, head, status, None, settings, !pass.close).await;
+    handled.log = pass.log.take();
+    handled
 }
 
 /// Answers with nginx's page for a status, or a redirect, with the location's
@@ -1104,6 +1198,9 @@ async fn proxy<'a>(
                 .collect(),
             unpaged: None,
         });
+    }
+    if let Some(accel) = done.accel_redirect {
+        return Content::AccelRedirect(accel, done.keep_client);
     }
     Content::Sent(Handled {
         status: pass.pages.status.unwrap_or(done.status),

@@ -292,6 +292,13 @@ impl Downstream for Http1Downstream<'_> {
         self.body_bytes
     }
 
+    fn limit_rate(&mut self, rate: u64) {
+        self.pace = match &self.pace {
+            Some(p) => p.at_rate(rate),
+            None => Pace::new(rate, 0),
+        };
+    }
+
     async fn tunnel(
         &mut self,
         upstream: &mut Stream,
