@@ -225,6 +225,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("keepalive", UPSTREAM, 1, 1),
     handled("keepalive_timeout", UPSTREAM, 1, 1),
     handled("keepalive_requests", UPSTREAM, 1, 1),
+    handled("keepalive_time", UPSTREAM, 1, 1),
     ignored(
         "zone",
         UPSTREAM,
@@ -331,6 +332,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("proxy_pass_request_body", HSL, 1, 1),
     handled("proxy_ignore_headers", HSL, 1, MANY),
     handled("proxy_limit_rate", HSL, 1, 1),
+    handled("proxy_bind", HSL, 1, 2),
     handled("lingering_close", HSL, 1, 1),
     handled("lingering_time", HSL, 1, 1),
     handled("lingering_timeout", HSL, 1, 1),

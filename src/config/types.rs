@@ -262,6 +262,9 @@ pub struct UpstreamConf {
     pub keepalive: Option<usize>,
     /// `keepalive_timeout`: how long an idle upstream connection is kept. Default 60 s.
     pub keepalive_timeout: Duration,
+    /// `keepalive_time`: a connection older than this is closed after its response
+    /// instead of kept. Default 1 h.
+    pub keepalive_time: Duration,
     /// `keepalive_requests`: requests per upstream connection before it is closed.
     /// Default 1000.
     pub keepalive_requests: u32,
@@ -716,6 +719,34 @@ pub struct LocSettings {
     /// `proxy_limit_rate`: bytes a second read from the upstream; 0 (the default) is
     /// no limit.
     pub proxy_limit_rate: u64,
+    /// `proxy_bind`: the local address of connections to upstreams. Default none
+    /// (`off`: the system picks).
+    pub proxy_bind: Option<ProxyBind>,
+}
+
+/// `proxy_bind ADDRESS` (IPv4 or IPv6, optionally with a port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyBind {
+    /// Written as an address.
+    Addr(std::net::SocketAddr),
+    /// With variables, read per request as `ADDR[:PORT]`; empty: no bind, and a
+    /// value that is no address is logged (`invalid local address`) and not used.
+    Template(Template),
+}
+
+impl ProxyBind {
+    /// `ADDR`, `ADDR:PORT`, `[V6]` or `[V6]:PORT` as nginx's `ngx_parse_addr_port`
+    /// reads it (port 0 when absent).
+    pub fn parse_addr(s: &str) -> Option<std::net::SocketAddr> {
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Some((ip, 0).into());
+        }
+        if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+            return Some(a);
+        }
+        let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'))?;
+        Some((inner.parse::<std::net::Ipv6Addr>().ok()?, 0).into())
+    }
 }
 
 /// `proxy_ignore_headers` as a bit set.

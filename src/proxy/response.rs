@@ -288,7 +288,8 @@ async fn relay_response<D: Downstream>(
         }
     }
 
-    if relay.upstream_clean {
+    // nginx's `keepalive_time`: an old connection is closed rather than kept.
+    if relay.upstream_clean && conn.opened.elapsed() < f.upstream.keepalive_time {
         if let Some(capacity) = f.upstream.keepalive {
             crate::upstream::pool::put(
                 &f.upstream.name,
@@ -299,6 +300,7 @@ async fn relay_response<D: Downstream>(
                     stream: conn.stream,
                     since: tokio::time::Instant::now(),
                     requests: conn.requests + 1,
+                    opened: conn.opened,
                 },
             );
         }

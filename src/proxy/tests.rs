@@ -306,6 +306,7 @@ async fn a_stale_pooled_connection_is_replaced_silently() {
             stream: closed,
             since: tokio::time::Instant::now(),
             requests: 1,
+            opened: tokio::time::Instant::now(),
         },
     );
     let (got, done) = run(&s, GET).await;

@@ -122,6 +122,7 @@ impl Validator<'_> {
                             peers,
                             keepalive: None,
                             keepalive_timeout: Duration::from_secs(60),
+                            keepalive_time: Duration::from_secs(3600),
                             keepalive_requests: 1000,
                         });
                         self.upstreams.len() - 1
@@ -193,6 +194,7 @@ impl Validator<'_> {
                     peers: vec![PeerConf::new(name, addr, d.span.clone())],
                     keepalive: None,
                     keepalive_timeout: Duration::from_secs(60),
+                    keepalive_time: Duration::from_secs(3600),
                     keepalive_requests: 1000,
                 });
                 self.upstreams.len() - 1

@@ -79,6 +79,7 @@ pub(super) struct Partial {
     proxy_pass_request_body: Option<bool>,
     proxy_ignore_headers: Option<IgnoreHeaders>,
     proxy_limit_rate: Option<u64>,
+    proxy_bind: Option<Option<ProxyBind>>,
     /// `proxy_redirect`, `proxy_cookie_*`, merged list by list.
     pub(super) proxy_edits: ProxyEditsPartial,
     /// `proxy_ssl_*`, merged directive by directive.
@@ -164,7 +165,8 @@ impl Partial {
             proxy_pass_request_headers,
             proxy_pass_request_body,
             proxy_ignore_headers,
-            proxy_limit_rate
+            proxy_limit_rate,
+            proxy_bind
         )
     }
 
@@ -238,6 +240,7 @@ impl Partial {
             proxy_pass_request_body: self.proxy_pass_request_body.unwrap_or(true),
             proxy_ignore_headers: self.proxy_ignore_headers.unwrap_or_default(),
             proxy_limit_rate: self.proxy_limit_rate.unwrap_or(0),
+            proxy_bind: self.proxy_bind.clone().flatten(),
             resolver_timeout: self.resolver_timeout.unwrap_or(secs(30)),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
@@ -574,6 +577,33 @@ impl Validator<'_> {
                     bits.0 |= bit;
                 }
                 once(&mut p.proxy_ignore_headers, bits, d)?
+            }
+            "proxy_bind" => {
+                if d.args.len() > 1 {
+                    return Err(if d.arg(1) == "transparent" {
+                        ConfigError::hinted(
+                            &d.span,
+                            "\"proxy_bind ... transparent\" is not supported",
+                            "transparent proxying needs CAP_NET_ADMIN and policy routing for the replies; ferrolb binds only addresses of this host: drop \"transparent\"",
+                        )
+                    } else {
+                        invalid_value(d, d.arg(1), None)
+                    });
+                }
+                let bind = if a0 == "off" {
+                    None
+                } else if a0.contains('$') {
+                    Some(ProxyBind::Template(templ(d, a0, &self.names)?))
+                } else {
+                    Some(ProxyBind::Addr(ProxyBind::parse_addr(a0).ok_or_else(|| {
+                        ConfigError::hinted(
+                            &d.span,
+                            format!("invalid address \"{a0}\""),
+                            "proxy_bind takes an address of this host, with an optional port: 127.0.0.2, 10.0.0.5:0, [::1]",
+                        )
+                    })?))
+                };
+                once(&mut p.proxy_bind, bind, d)?
             }
             "proxy_limit_rate" => {
                 let rate = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
