@@ -394,7 +394,8 @@ impl RequestVars<'_> {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
-            | Var::UpstreamHttp(_) => {
+            | Var::UpstreamHttp(_)
+            | Var::UpstreamCookie(_) => {
                 if let Some(l) = self.locals {
                     upstream_value(var, &cell(&l.upstream), out);
                 }

@@ -45,6 +45,9 @@ pub fn var(name: &str) -> Option<Var> {
     if let Some(rest) = name.strip_prefix("upstream_http_") {
         return (!rest.is_empty()).then(|| Var::UpstreamHttp(header(rest)));
     }
+    if let Some(rest) = name.strip_prefix("upstream_cookie_") {
+        return (!rest.is_empty()).then(|| Var::UpstreamCookie(rest.to_owned()));
+    }
     if let Some(rest) = name.strip_prefix("cookie_") {
         return (!rest.is_empty()).then(|| Var::Cookie(rest.to_owned()));
     }

@@ -1393,6 +1393,7 @@ impl Template {
                         | Var::UpstreamConnectTime
                         | Var::UpstreamHeaderTime
                         | Var::UpstreamHttp(_)
+                        | Var::UpstreamCookie(_)
                 )
             )
         })
@@ -1461,6 +1462,9 @@ pub enum Var {
     /// `$upstream_http_NAME`: a field of the upstream's response head (NAME as in
     /// [`Var::Http`]).
     UpstreamHttp(String),
+    /// `$upstream_cookie_NAME`: the value of the cookie NAME in the upstream's
+    /// `Set-Cookie` fields (the first that sets it).
+    UpstreamCookie(String),
     /// `$sent_http_NAME` (logs only): a field of the response head sent to the client.
     SentHttp(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.

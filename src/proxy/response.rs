@@ -132,7 +132,7 @@ fn asks_for_fields(s: &LocSettings) -> bool {
     let has = |parts: &[TemplatePart]| {
         parts
             .iter()
-            .any(|p| matches!(p, TemplatePart::Var(Var::UpstreamHttp(_))))
+            .any(|p| matches!(p, TemplatePart::Var(Var::UpstreamHttp(_) | Var::UpstreamCookie(_))))
     };
     s.add_header.iter().any(|h| has(&h.value.parts))
         || matches!(&s.access_log, AccessLogConf::Format { format, .. } if has(&format.parts))
