@@ -233,3 +233,86 @@ fn bad_header_controls_are_refused_with_their_place() {
         assert!(text.contains("nginx.conf:5"), "{directive}: {text}");
     }
 }
+
+/// A backend that answers with `X-Accel-Redirect` set to the raw value of the
+/// request's `to=` argument, with fields nginx keeps through the redirect and one it
+/// drops.
+fn accel_backend() -> u16 {
+    scripted_backend(|req, _, conn| {
+        let target = req.path().split_once("to=").map_or("", |(_, v)| v).to_owned();
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nX-Accel-Redirect: {target}\r\nContent-Type: text/blah\r\nSet-Cookie: s=1\r\nX-Other: dropped\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndrop"
+        );
+    })
+}
+
+fn accel_conf(port: u16, up: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    location /xar {{ proxy_pass http://127.0.0.1:{up}; }}
+    location /ign {{ proxy_ignore_headers X-Accel-Redirect; proxy_pass http://127.0.0.1:{up}; }}
+    location /files/ {{
+      return 200 "files uri=$uri args=$args method=$request_method xar=$upstream_http_x_accel_redirect\n";
+    }}
+    location @named {{ return 200 "named uri=$uri method=$request_method\n"; }}
+  }}
+}}
+"#
+    )
+}
+
+const ACCEL_REQUESTS: [(&str, &str); 7] = [
+    ("GET", "/xar?to=/files/a%20b?x=1"),
+    ("POST", "/xar?to=/files/p"),
+    ("HEAD", "/xar?to=/files/h"),
+    ("GET", "/xar?to=@named"),
+    ("GET", "/xar?to=/files/../etc"),
+    ("GET", "/xar?to=/files/.%2e/etc"),
+    ("GET", "/ign?to=/files/a"),
+];
+
+/// Status, the fields a redirect keeps or drops, and the body.
+fn accel_answer(port: u16, method: &str, path: &str) -> String {
+    let r = http_request(port, method, path, "localhost", &[], if method == "POST" { b"body" } else { b"" })
+        .expect("answer");
+    let mut out = format!("{} {method} {path}\n", r.status);
+    for (n, v) in &r.headers {
+        let n = n.to_ascii_lowercase();
+        if ["content-type", "set-cookie", "x-other", "x-accel-redirect"].contains(&n.as_str()) {
+            out.push_str(&format!("{n}: {v}\n"));
+        }
+    }
+    if r.status == 200 {
+        out.push_str(&r.text());
+    }
+    out
+}
+
+#[test]
+fn x_accel_redirect_as_nginx() {
+    let up = accel_backend();
+    let (_ferrolb, [port]) = Proxy::start_on(|[p]| accel_conf(p, up));
+    let ours: Vec<String> = ACCEL_REQUESTS
+        .iter()
+        .map(|(m, p)| accel_answer(port, m, p))
+        .collect();
+    assert!(ours[0].contains("files uri=/files/a b args=x=1 method=GET xar=/files/a%20b?x=1"), "{}", ours[0]);
+    assert!(ours[0].contains("set-cookie: s=1") && !ours[0].contains("x-other"), "{}", ours[0]);
+    assert!(ours[1].contains("method=GET"), "{}", ours[1]);
+    assert!(ours[3].contains("named uri=/xar method=GET"), "{}", ours[3]);
+    assert!(ours[4].starts_with("404"), "{}", ours[4]);
+    assert!(ours[5].starts_with("404"), "{}", ours[5]);
+    assert!(ours[6].contains("drop") && !ours[6].contains("x-accel-redirect"), "{}", ours[6]);
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [np]) = Proxy::start_bin_on(nginx_bin, |[p]| accel_conf(p, up));
+        for (i, (m, p)) in ACCEL_REQUESTS.iter().enumerate() {
+            assert_eq!(ours[i], accel_answer(np, m, p), "{m} {p}");
+        }
+    }
+}

@@ -658,6 +658,7 @@ fn serve_pass<'f, 'a: 'f>(
             Some(answer) => {
                 let mut headers = evaluated_add_header(settings, &vars_here());
                 keep_fields(&mut headers, &pass.pages);
+                let content_type = kept_content_type(&pass.pages);
                 let location_base = absolute_base(
                     head,
                     buf,
@@ -681,6 +682,7 @@ fn serve_pass<'f, 'a: 'f>(
                         &headers,
                         &location_base,
                         pass.pages.status,
+                        content_type.as_deref(),
                     ))
                     .await,
                 )
@@ -936,10 +938,28 @@ async fn accel_redirect<'a>(
                 return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
                     .await;
             }
-            None => fail(404, None),
+            None => {
+                // nginx has copied the kept fields before it checks the URI.
+                pass.pages.kept_fields.extend(accel.kept_fields);
+                404
+            }
         }
     };
-    let mut handled = answer_local(ex.stream, buf, head, status, None, settings, !pass.close).await;
+    let mut headers = Vec::new();
+    keep_fields(&mut headers, &pass.pages);
+    let mut handled = send_answer(
+        ex.stream,
+        buf,
+        head,
+        Answer::Status(status),
+        settings,
+        !pass.close,
+        &headers,
+        "",
+        None,
+        None,
+    )
+    .await;
     handled.log = pass.log.take();
     handled
 }
@@ -983,6 +1003,7 @@ async fn standard_answer<'a>(
         &headers,
         &location_base,
         None,
+        None,
     )
     .await
 }
@@ -1019,11 +1040,25 @@ fn capture_log<'a, 'v>(
     }
 }
 
-/// Adds the fields an error page keeps to its `add_header` lines (always sent).
+/// Adds the fields an error page keeps to its `add_header` lines (always sent);
+/// a kept `Content-Type` (an `X-Accel-Redirect`'s) is the answer's type instead
+/// ([`kept_content_type`]).
 fn keep_fields(headers: &mut Vec<(&str, Vec<u8>, bool)>, pages: &PageState) {
     for (name, value) in &pages.kept_fields {
-        headers.push((name, value.clone(), true));
+        if !name.eq_ignore_ascii_case("content-type") {
+            headers.push((name, value.clone(), true));
+        }
     }
+}
+
+/// The `Content-Type` an `X-Accel-Redirect` response passed on: it replaces the
+/// type of a `return` text, as nginx's set type wins over `default_type`.
+fn kept_content_type(pages: &PageState) -> Option<String> {
+    pages
+        .kept_fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 /// nginx's checks of the transport before a request is served: plain HTTP on a TLS
@@ -1393,6 +1428,7 @@ async fn send_answer<'a>(
     add_header: &[(&str, Vec<u8>, bool)],
     location_base: &str,
     status: Option<u16>,
+    content_type: Option<&str>,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
         Answer::Close => {
@@ -1421,7 +1457,7 @@ async fn send_answer<'a>(
                     keep_alive: keep,
                     http10: head.minor_version == 0,
                     head_only: head.method == Method::Head,
-                    default_type: &settings.files.default_type,
+                    default_type: content_type.unwrap_or(&settings.files.default_type),
                     add_header,
                     location_base,
                     status,

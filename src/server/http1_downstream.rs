@@ -241,7 +241,13 @@ impl Downstream for Http1Downstream<'_> {
                 out.extend_from_slice(b"Connection: close\r\n");
             }
         }
-        let kept = self.kept_fields.iter().map(|(n, v)| (n.as_bytes(), &v[..]));
+        // A kept `Content-Type` (an `X-Accel-Redirect`'s) yields to the response's own.
+        let own_type = head.header_value(resp.buf, "content-type").is_some();
+        let kept = self
+            .kept_fields
+            .iter()
+            .filter(|(n, _)| !(own_type && n.eq_ignore_ascii_case("content-type")))
+            .map(|(n, v)| (n.as_bytes(), &v[..]));
         for (name, value) in resp.extra.iter().copied().chain(kept) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
