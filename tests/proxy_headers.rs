@@ -316,3 +316,62 @@ fn x_accel_redirect_as_nginx() {
         }
     }
 }
+
+fn always_conf(port: u16, dead: u16, up: u16, root: &str) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    add_header X-Always a always;
+    add_header X-Success b;
+    location /ret {{ return 403; }}
+    location /text {{ return 200 "x"; }}
+    location /redir {{ return 301 /x; }}
+    location /dead {{ proxy_pass http://127.0.0.1:{dead}; }}
+    location /up {{ proxy_pass http://127.0.0.1:{up}; }}
+    location /paged {{ error_page 404 /page.html; }}
+  }}
+}}
+"#
+    )
+}
+
+/// `add_header` on answers and error pages: `always` lines on every status, others
+/// only on nginx's list (200, 201, 204, 206, 301, 302, 303, 304, 307, 308).
+#[test]
+fn add_header_always_on_error_pages_as_nginx() {
+    let dead = DeadPort::new();
+    let up = accel_backend();
+    let dir = fresh_temp_dir("proxy-headers-always");
+    std::fs::write(dir.join("page.html"), "page\n").expect("page");
+    let root = dir.display().to_string();
+    let paths = ["/missing", "/ret", "/text", "/redir", "/dead", "/up?to=", "/paged/none"];
+    let fields = |port: u16| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| {
+                let r = http_get(port, p, "localhost").expect("answer");
+                let mut names: Vec<String> = r
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-always") || n.eq_ignore_ascii_case("x-success"))
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                names.sort();
+                format!("{} {p} {}", r.status, names.join(" "))
+            })
+            .collect()
+    };
+    let (_ferrolb, [port]) = Proxy::start_on(|[p]| always_conf(p, dead.port, up, &root));
+    let ours = fields(port);
+    assert_eq!(ours[1], "403 /ret X-Always=a");
+    assert_eq!(ours[2], "200 /text X-Always=a X-Success=b");
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [np]) = Proxy::start_bin_on(nginx_bin, |[p]| always_conf(p, dead.port, up, &root));
+        assert_eq!(ours, fields(np));
+    }
+}

@@ -36,15 +36,15 @@ fn field<'b>(resp: &ResponseHead, buf: &'b [u8], name: &str) -> Option<&'b [u8]>
         .map(|h| &buf[h.value.clone()])
 }
 
-/// The response's `X-Accel-Redirect`, unless `proxy_ignore_headers` ignores it; an
-/// empty value is none.
+/// The response's `X-Accel-Redirect`, unless `proxy_ignore_headers` ignores it.
 pub(super) fn redirect(resp: &ResponseHead, buf: &[u8], s: &LocSettings) -> Option<AccelRedirect> {
     if s.proxy_ignore_headers
         .ignores(IgnoreHeaders::X_ACCEL_REDIRECT)
     {
         return None;
     }
-    let target = field(resp, buf, "x-accel-redirect").filter(|v| !v.is_empty())?;
+    // An empty value redirects too (to nowhere: nginx's 404).
+    let target = field(resp, buf, "x-accel-redirect")?;
     let kept_fields = resp
         .headers
         .iter()

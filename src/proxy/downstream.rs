@@ -80,6 +80,12 @@ pub trait Downstream {
         retry_after: Option<u32>,
     ) -> impl Future<Output = Result<u64, IoFailure>>;
 
+    /// Fields the next [`Downstream::send_error`] page carries (`add_header`); a
+    /// front end that cannot add them ignores them.
+    fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {
+        let _ = fields;
+    }
+
     /// Prepares the response head (written with the first body bytes). `keep_alive`:
     /// whether the request and the server settings allow another request; `head_buf`
     /// is a buffer the head may be built in.

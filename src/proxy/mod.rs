@@ -147,7 +147,7 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             // The body is not accounted for: the connection closes after the answer.
             done.consumed = None;
             if status != 0 {
-                request::answer_error(f, client, status, &mut done).await;
+                request::answer_error(f, client, cbuf, status, &mut done).await;
             }
             return finish(done);
         }
@@ -168,7 +168,7 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             if !body.replayable() {
                 done.consumed = None;
             }
-            request::answer_error(f, client, status, &mut done).await;
+            request::answer_error(f, client, cbuf, status, &mut done).await;
         }
     }
     done.consumed = match done.consumed {

@@ -462,6 +462,7 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
 pub(super) async fn answer_error<D: Downstream>(
     f: &Forward<'_>,
     client: &mut D,
+    cbuf: &[u8],
     status: u16,
     done: &mut Forwarded,
 ) {
@@ -475,6 +476,21 @@ pub(super) async fn answer_error<D: Downstream>(
             www_authenticate: Vec::new(),
         });
         return;
+    }
+    // `add_header ... always` (and the others, for a status they apply to) go on
+    // ferrolb's own error pages too, as on nginx's.
+    let applies = crate::http1::respond::add_header_applies(status);
+    let lines = f.settings.add_header.iter().filter(|h| h.always || applies);
+    let mut fields = Vec::new();
+    let v = vars(f, cbuf, done.upstream_addr.as_ref());
+    for h in lines {
+        let value = v.evaluated(&h.value);
+        if !value.is_empty() {
+            fields.push((h.name.as_bytes().to_vec(), value));
+        }
+    }
+    if !fields.is_empty() {
+        client.error_fields(fields);
     }
     match client
         .send_error(f.head, status, done.keep_client, done.retry_after_secs)

@@ -945,7 +945,13 @@ async fn accel_redirect<'a>(
             }
         }
     };
-    let mut headers = Vec::new();
+    let uri = pass.route.rw.uri.clone();
+    let vars = RequestVars {
+        locals: Some(locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, ex.info, &server.primary_name, &uri)
+    };
+    let mut headers = evaluated_add_header(settings, &vars);
     keep_fields(&mut headers, &pass.pages);
     let mut handled = send_answer(
         ex.stream,
