@@ -375,3 +375,96 @@ fn add_header_always_on_error_pages_as_nginx() {
         assert_eq!(ours, fields(np));
     }
 }
+
+/// A backend that answers with the address the connection came from, and
+/// `X-Accel-Limit-Rate` with 40000 bytes when asked (`/rated`), else 40000 bytes.
+fn peer_backend() -> u16 {
+    let listener = local_listener();
+    let up = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let peer = conn.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let Ok(clone) = conn.try_clone() else { return };
+                let mut reader = BufReader::new(clone);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                let body = if line.contains("/rated") || line.contains("/slow") {
+                    "X".repeat(40000)
+                } else {
+                    peer
+                };
+                let rate = if line.contains("/rated") { "X-Accel-Limit-Rate: 20000\r\n" } else { "" };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\n{rate}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    up
+}
+
+fn bind_conf(port: u16, up: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    proxy_bind 127.0.0.2;
+    location /inherit {{ proxy_pass http://127.0.0.1:{up}; }}
+    location /off {{ proxy_bind off; proxy_pass http://127.0.0.1:{up}; }}
+    location /var {{ proxy_bind $arg_b; proxy_pass http://127.0.0.1:{up}; }}
+    location /rated {{ proxy_pass http://127.0.0.1:{up}; }}
+    location /slow {{ proxy_limit_rate 20000; proxy_pass http://127.0.0.1:{up}; }}
+    location /fast {{ proxy_limit_rate 0; proxy_pass http://127.0.0.1:{up}/slow; }}
+  }}
+}}
+"#
+    )
+}
+
+/// `proxy_bind` gives the upstream connection's local address (inherited, `off`,
+/// from variables, a bad value ignored); `proxy_limit_rate` and the upstream's
+/// `X-Accel-Limit-Rate` pace a 40000-byte response at 20000 bytes a second (a
+/// second's worth at once, so at least a second), unpaced it comes at once.
+#[test]
+fn proxy_bind_and_rates() {
+    let up = peer_backend();
+    let paths = ["/inherit", "/off", "/var?b=127.0.0.3", "/var?b=", "/var?b=nonsense"];
+    let peers = |port: u16| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| http_get(port, p, "localhost").expect("answer").text())
+            .collect()
+    };
+    let (ferrolb, [port]) = Proxy::start_on(|[p]| bind_conf(p, up));
+    let ours = peers(port);
+    assert_eq!(ours, ["127.0.0.2", "127.0.0.1", "127.0.0.3", "127.0.0.1", "127.0.0.1"]);
+    assert!(ferrolb.error_log().contains("invalid local address \"nonsense\""));
+    for (path, paced) in [("/rated", true), ("/slow", true), ("/fast", false)] {
+        let t = std::time::Instant::now();
+        let r = http_get(port, path, "localhost").expect("answer");
+        assert_eq!(r.body.len(), 40000, "{path}");
+        let took = t.elapsed();
+        if paced {
+            assert!(took >= std::time::Duration::from_millis(900), "{path}: {took:?}");
+        } else {
+            assert!(took < std::time::Duration::from_millis(900), "{path}: {took:?}");
+        }
+    }
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [np]) = Proxy::start_bin_on(nginx_bin, |[p]| bind_conf(p, up));
+        assert_eq!(ours, peers(np));
+    }
+}

@@ -366,6 +366,28 @@ struct BodyRelay {
 }
 
 impl BodyRelay {
+    /// Sends body bytes that came with the response head; under `proxy_limit_rate`
+    /// they count as read now, in pieces of what the rate allows, as if nginx had
+    /// read them after its head buffer.
+    async fn send_initial<D: Downstream>(&mut self, client: &mut D, data: &[u8]) -> Result<(), BodyError> {
+        let Some(pace) = &mut self.pace else {
+            return client.send_body(data).await.map_err(|_| BodyError::Client);
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = usize::try_from(pace.allowance().await)
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
+            client
+                .send_body(&rest[..n])
+                .await
+                .map_err(|_| BodyError::Client)?;
+            pace.sent(n as u64);
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
     /// At most `want` bytes more from the upstream (fewer while `proxy_limit_rate`
     /// holds them back); 0 at its end when `eof_ok`, else the end is an error.
     async fn read(
@@ -415,10 +437,7 @@ impl BodyRelay {
                     self.upstream_clean = false;
                     self.surplus = Some(MORE_THAN_LENGTH);
                 }
-                client
-                    .send_body(&initial[..first])
-                    .await
-                    .map_err(|_| BodyError::Client)?;
+                self.send_initial(client, &initial[..first]).await?;
                 let mut remaining = n - first as u64;
                 let mut bbuf = ubuf;
                 while remaining > 0 {
@@ -454,10 +473,7 @@ impl BodyRelay {
                     self.upstream_clean = false;
                     self.surplus = Some(AFTER_FINAL_CHUNK);
                 }
-                client
-                    .send_body(&initial[..first])
-                    .await
-                    .map_err(|_| BodyError::Client)?;
+                self.send_initial(client, &initial[..first]).await?;
                 let mut bbuf = ubuf;
                 while matches!(step, ScanStep::NeedMore) {
                     bbuf.clear();
@@ -482,10 +498,7 @@ impl BodyRelay {
             }
             BodyFraming::UntilClose => {
                 self.upstream_clean = false;
-                client
-                    .send_body(initial)
-                    .await
-                    .map_err(|_| BodyError::Client)?;
+                self.send_initial(client, initial).await?;
                 let mut bbuf = ubuf;
                 loop {
                     bbuf.clear();
