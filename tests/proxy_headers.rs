@@ -34,13 +34,20 @@ fn backend() -> u16 {
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
                         break;
                     }
-                    let Some((n, v)) = h.split_once(':') else { continue };
+                    let Some((n, v)) = h.split_once(':') else {
+                        continue;
+                    };
                     let n = n.trim().to_ascii_lowercase();
                     if n == "content-length" {
                         length = v.trim().parse().unwrap_or(0);
                     }
-                    if ["content-length", "transfer-encoding", "x-test", "content-type"]
-                        .contains(&n.as_str())
+                    if [
+                        "content-length",
+                        "transfer-encoding",
+                        "x-test",
+                        "content-type",
+                    ]
+                    .contains(&n.as_str())
                     {
                         echo.push_str(&format!("{n}: {}\n", v.trim()));
                     }
@@ -192,7 +199,11 @@ fn header_and_request_controls_match_nginx() {
     expect(7, &["PUT /method HTTP/1.0".into(), "body=m=1".into()]);
     expect(
         8,
-        &["POST /setbody?a=1".into(), "content-length: 14".into(), "body=a=1&body=hello".into()],
+        &[
+            "POST /setbody?a=1".into(),
+            "content-length: 14".into(),
+            "body=a=1&body=hello".into(),
+        ],
     );
     expect(9, &["POST /nobody".into(), "body=\n".into()]);
     expect(10, &["content-length: 4".into(), "body=kept".into()]);
@@ -210,12 +221,27 @@ fn header_and_request_controls_match_nginx() {
 #[test]
 fn bad_header_controls_are_refused_with_their_place() {
     for (directive, says) in [
-        ("proxy_redirect default;", "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive"),
-        ("location /a { proxy_redirect default; proxy_pass http://127.0.0.1:2; }", "should be placed after"),
-        ("proxy_redirect off; proxy_redirect / /x;", "\"proxy_redirect\" directive is duplicate"),
-        ("proxy_cookie_flags id secure bogus;", "invalid flag \"bogus\""),
+        (
+            "proxy_redirect default;",
+            "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive",
+        ),
+        (
+            "location /a { proxy_redirect default; proxy_pass http://127.0.0.1:2; }",
+            "should be placed after",
+        ),
+        (
+            "proxy_redirect off; proxy_redirect / /x;",
+            "\"proxy_redirect\" directive is duplicate",
+        ),
+        (
+            "proxy_cookie_flags id secure bogus;",
+            "invalid flag \"bogus\"",
+        ),
         ("more_set_headers 'X-A: b';", "add_header"),
-        ("proxy_ignore_headers X-Nothing;", "invalid value \"X-Nothing\""),
+        (
+            "proxy_ignore_headers X-Nothing;",
+            "invalid value \"X-Nothing\"",
+        ),
     ] {
         let dir = fresh_temp_dir("proxy-headers-bad");
         let conf = dir.join("nginx.conf");
@@ -239,7 +265,11 @@ fn bad_header_controls_are_refused_with_their_place() {
 /// drops.
 fn accel_backend() -> u16 {
     scripted_backend(|req, _, conn| {
-        let target = req.path().split_once("to=").map_or("", |(_, v)| v).to_owned();
+        let target = req
+            .path()
+            .split_once("to=")
+            .map_or("", |(_, v)| v)
+            .to_owned();
         let _ = write!(
             conn,
             "HTTP/1.1 200 OK\r\nX-Accel-Redirect: {target}\r\nContent-Type: text/blah\r\nSet-Cookie: s=1\r\nX-Other: dropped\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndrop"
@@ -278,8 +308,15 @@ const ACCEL_REQUESTS: [(&str, &str); 7] = [
 
 /// Status, the fields a redirect keeps or drops, and the body.
 fn accel_answer(port: u16, method: &str, path: &str) -> String {
-    let r = http_request(port, method, path, "localhost", &[], if method == "POST" { b"body" } else { b"" })
-        .expect("answer");
+    let r = http_request(
+        port,
+        method,
+        path,
+        "localhost",
+        &[],
+        if method == "POST" { b"body" } else { b"" },
+    )
+    .expect("answer");
     let mut out = format!("{} {method} {path}\n", r.status);
     for (n, v) in &r.headers {
         let n = n.to_ascii_lowercase();
@@ -301,13 +338,25 @@ fn x_accel_redirect_as_nginx() {
         .iter()
         .map(|(m, p)| accel_answer(port, m, p))
         .collect();
-    assert!(ours[0].contains("files uri=/files/a b args=x=1 method=GET xar=/files/a%20b?x=1"), "{}", ours[0]);
-    assert!(ours[0].contains("set-cookie: s=1") && !ours[0].contains("x-other"), "{}", ours[0]);
+    assert!(
+        ours[0].contains("files uri=/files/a b args=x=1 method=GET xar=/files/a%20b?x=1"),
+        "{}",
+        ours[0]
+    );
+    assert!(
+        ours[0].contains("set-cookie: s=1") && !ours[0].contains("x-other"),
+        "{}",
+        ours[0]
+    );
     assert!(ours[1].contains("method=GET"), "{}", ours[1]);
     assert!(ours[3].contains("named uri=/xar method=GET"), "{}", ours[3]);
     assert!(ours[4].starts_with("404"), "{}", ours[4]);
     assert!(ours[5].starts_with("404"), "{}", ours[5]);
-    assert!(ours[6].contains("drop") && !ours[6].contains("x-accel-redirect"), "{}", ours[6]);
+    assert!(
+        ours[6].contains("drop") && !ours[6].contains("x-accel-redirect"),
+        "{}",
+        ours[6]
+    );
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
     if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
         let (_nginx, [np]) = Proxy::start_bin_on(nginx_bin, |[p]| accel_conf(p, up));
@@ -348,7 +397,15 @@ fn add_header_always_on_error_pages_as_nginx() {
     let dir = fresh_temp_dir("proxy-headers-always");
     std::fs::write(dir.join("page.html"), "page\n").expect("page");
     let root = dir.display().to_string();
-    let paths = ["/missing", "/ret", "/text", "/redir", "/dead", "/up?to=", "/paged/none"];
+    let paths = [
+        "/missing",
+        "/ret",
+        "/text",
+        "/redir",
+        "/dead",
+        "/up?to=",
+        "/paged/none",
+    ];
     let fields = |port: u16| -> Vec<String> {
         paths
             .iter()
@@ -357,7 +414,10 @@ fn add_header_always_on_error_pages_as_nginx() {
                 let mut names: Vec<String> = r
                     .headers
                     .iter()
-                    .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-always") || n.eq_ignore_ascii_case("x-success"))
+                    .filter(|(n, _)| {
+                        n.to_ascii_lowercase().starts_with("x-always")
+                            || n.eq_ignore_ascii_case("x-success")
+                    })
                     .map(|(n, v)| format!("{n}={v}"))
                     .collect();
                 names.sort();
@@ -371,7 +431,8 @@ fn add_header_always_on_error_pages_as_nginx() {
     assert_eq!(ours[2], "200 /text X-Always=a X-Success=b");
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
     if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
-        let (_nginx, [np]) = Proxy::start_bin_on(nginx_bin, |[p]| always_conf(p, dead.port, up, &root));
+        let (_nginx, [np]) =
+            Proxy::start_bin_on(nginx_bin, |[p]| always_conf(p, dead.port, up, &root));
         assert_eq!(ours, fields(np));
     }
 }
@@ -385,7 +446,10 @@ fn peer_backend() -> u16 {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             std::thread::spawn(move || {
-                let peer = conn.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let peer = conn
+                    .peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
                 let Ok(clone) = conn.try_clone() else { return };
                 let mut reader = BufReader::new(clone);
                 let mut line = String::new();
@@ -401,7 +465,11 @@ fn peer_backend() -> u16 {
                 } else {
                     peer
                 };
-                let rate = if line.contains("/rated") { "X-Accel-Limit-Rate: 20000\r\n" } else { "" };
+                let rate = if line.contains("/rated") {
+                    "X-Accel-Limit-Rate: 20000\r\n"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\n{rate}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -440,7 +508,13 @@ http {{
 #[test]
 fn proxy_bind_and_rates() {
     let up = peer_backend();
-    let paths = ["/inherit", "/off", "/var?b=127.0.0.3", "/var?b=", "/var?b=nonsense"];
+    let paths = [
+        "/inherit",
+        "/off",
+        "/var?b=127.0.0.3",
+        "/var?b=",
+        "/var?b=nonsense",
+    ];
     let peers = |port: u16| -> Vec<String> {
         paths
             .iter()
@@ -449,17 +523,34 @@ fn proxy_bind_and_rates() {
     };
     let (ferrolb, [port]) = Proxy::start_on(|[p]| bind_conf(p, up));
     let ours = peers(port);
-    assert_eq!(ours, ["127.0.0.2", "127.0.0.1", "127.0.0.3", "127.0.0.1", "127.0.0.1"]);
-    assert!(ferrolb.error_log().contains("invalid local address \"nonsense\""));
+    assert_eq!(
+        ours,
+        [
+            "127.0.0.2",
+            "127.0.0.1",
+            "127.0.0.3",
+            "127.0.0.1",
+            "127.0.0.1"
+        ]
+    );
+    assert!(ferrolb
+        .error_log()
+        .contains("invalid local address \"nonsense\""));
     for (path, paced) in [("/rated", true), ("/slow", true), ("/fast", false)] {
         let t = std::time::Instant::now();
         let r = http_get(port, path, "localhost").expect("answer");
         assert_eq!(r.body.len(), 40000, "{path}");
         let took = t.elapsed();
         if paced {
-            assert!(took >= std::time::Duration::from_millis(900), "{path}: {took:?}");
+            assert!(
+                took >= std::time::Duration::from_millis(900),
+                "{path}: {took:?}"
+            );
         } else {
-            assert!(took < std::time::Duration::from_millis(900), "{path}: {took:?}");
+            assert!(
+                took < std::time::Duration::from_millis(900),
+                "{path}: {took:?}"
+            );
         }
     }
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");

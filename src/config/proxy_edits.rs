@@ -105,7 +105,9 @@ pub struct ProxyEdits {
 impl ProxyEdits {
     /// True when nothing edits `Set-Cookie`.
     pub fn cookies_untouched(&self) -> bool {
-        self.cookie_domains.is_empty() && self.cookie_paths.is_empty() && self.cookie_flags.is_empty()
+        self.cookie_domains.is_empty()
+            && self.cookie_paths.is_empty()
+            && self.cookie_flags.is_empty()
     }
 
     /// True when nothing edits any field.

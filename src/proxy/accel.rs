@@ -83,9 +83,8 @@ pub(super) fn limit_rate(resp: &ResponseHead, buf: &[u8], s: &LocSettings) -> Op
 /// before or after decoding.
 pub fn split_unsafe_uri(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     fn safe(p: &[u8]) -> bool {
-        let dotdot_at = |i: usize| {
-            p.get(i..i + 2) == Some(b"..") && matches!(p.get(i + 2), None | Some(b'/'))
-        };
+        let dotdot_at =
+            |i: usize| p.get(i..i + 2) == Some(b"..") && matches!(p.get(i + 2), None | Some(b'/'));
         if dotdot_at(0) || p.contains(&0) {
             return false;
         }
@@ -143,13 +142,27 @@ mod tests {
 
     #[test]
     fn unsafe_uris_are_refused_as_nginx_does() {
-        let ok = |v: &str| split_unsafe_uri(v.as_bytes()).map(|(u, a)| {
-            (String::from_utf8_lossy(&u).into_owned(), String::from_utf8_lossy(&a).into_owned())
-        });
+        let ok = |v: &str| {
+            split_unsafe_uri(v.as_bytes()).map(|(u, a)| {
+                (
+                    String::from_utf8_lossy(&u).into_owned(),
+                    String::from_utf8_lossy(&a).into_owned(),
+                )
+            })
+        };
         assert_eq!(ok("/foo?bar"), Some(("/foo".into(), "bar".into())));
         assert_eq!(ok("/foo%20bar"), Some(("/foo bar".into(), "".into())));
         assert_eq!(ok("/a..b/..c"), Some(("/a..b/..c".into(), "".into())));
-        for bad in ["", "?x", "..", "../foo", "/foo/..", "/foo/../x", "/foo/.%2e", "/a%00"] {
+        for bad in [
+            "",
+            "?x",
+            "..",
+            "../foo",
+            "/foo/..",
+            "/foo/../x",
+            "/foo/.%2e",
+            "/a%00",
+        ] {
             assert_eq!(ok(bad), None, "{bad}");
         }
     }

@@ -54,7 +54,12 @@ pub(super) fn edited_fields(
 
 /// The first rule of `rules` that matches `value[prefix..]`, applied; `None` when
 /// none matches.
-fn rewrite(rules: &[EditRule], v: &RequestVars<'_>, value: &[u8], prefix: usize) -> Option<Vec<u8>> {
+fn rewrite(
+    rules: &[EditRule],
+    v: &RequestVars<'_>,
+    value: &[u8],
+    prefix: usize,
+) -> Option<Vec<u8>> {
     let rest = &value[prefix..];
     for rule in rules {
         let (from, len, caps) = match &rule.pattern {

@@ -153,7 +153,11 @@ pub(super) fn build_head(
         n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
     });
     // `proxy_set_body`: its value's length, as nginx's `$proxy_internal_body_length`.
-    let set_body_len = f.settings.proxy_set_body.as_ref().map(|t| v.evaluated(t).len());
+    let set_body_len = f
+        .settings
+        .proxy_set_body
+        .as_ref()
+        .map(|t| v.evaluated(t).len());
     match (&body.dechunked, &body.spooled) {
         _ if set_length => {}
         _ if set_body_len.is_some() => own_length(&mut out, set_body_len.unwrap_or(0) as u64),

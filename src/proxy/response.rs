@@ -130,9 +130,12 @@ pub(super) async fn relay<D: Downstream>(
 /// Whether `add_header` or the access log has `$upstream_http_NAME`.
 fn asks_for_fields(s: &LocSettings) -> bool {
     let has = |parts: &[TemplatePart]| {
-        parts
-            .iter()
-            .any(|p| matches!(p, TemplatePart::Var(Var::UpstreamHttp(_) | Var::UpstreamCookie(_))))
+        parts.iter().any(|p| {
+            matches!(
+                p,
+                TemplatePart::Var(Var::UpstreamHttp(_) | Var::UpstreamCookie(_))
+            )
+        })
     };
     s.add_header.iter().any(|h| has(&h.value.parts))
         || matches!(&s.access_log, AccessLogConf::Format { format, .. } if has(&format.parts))
@@ -369,7 +372,11 @@ impl BodyRelay {
     /// Sends body bytes that came with the response head; under `proxy_limit_rate`
     /// they count as read now, in pieces of what the rate allows, as if nginx had
     /// read them after its head buffer.
-    async fn send_initial<D: Downstream>(&mut self, client: &mut D, data: &[u8]) -> Result<(), BodyError> {
+    async fn send_initial<D: Downstream>(
+        &mut self,
+        client: &mut D,
+        data: &[u8],
+    ) -> Result<(), BodyError> {
         let Some(pace) = &mut self.pace else {
             return client.send_body(data).await.map_err(|_| BodyError::Client);
         };

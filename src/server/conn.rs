@@ -723,8 +723,7 @@ fn serve_pass<'f, 'a: 'f>(
             Content::AccelRedirect(accel, keep) => {
                 pass.close |= !keep;
                 pass.route.rw.uri = uri;
-                return accel_redirect(ex, server, locals, buf, head, pass, accel, settings)
-                    .await;
+                return accel_redirect(ex, server, locals, buf, head, pass, accel, settings).await;
             }
         };
         let Some(page) = pass.pages.find(settings, failure.status) else {
@@ -898,7 +897,10 @@ async fn accel_redirect<'a>(
             crate::log::emit(
                 Level::Error,
                 Some(ex.info.id),
-                format_args!("{what}, client: {}, server: {}", ex.info.remote, server.primary_name),
+                format_args!(
+                    "{what}, client: {}, server: {}",
+                    ex.info.remote, server.primary_name
+                ),
             );
         }
         status
@@ -925,7 +927,10 @@ async fn accel_redirect<'a>(
                 return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
                     .await;
             }
-            None => fail(500, Some(format!("could not find named location \"{name}\""))),
+            None => fail(
+                500,
+                Some(format!("could not find named location \"{name}\"")),
+            ),
         }
     } else {
         match crate::proxy::split_unsafe_uri(&accel.target) {

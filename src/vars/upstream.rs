@@ -77,7 +77,10 @@ fn set_cookie_value(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
         let Some(eq) = memchr::memchr(b'=', first) else {
             continue;
         };
-        if first[..eq].trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
+        if first[..eq]
+            .trim_ascii()
+            .eq_ignore_ascii_case(name.as_bytes())
+        {
             out.extend_from_slice(first[eq + 1..].trim_ascii());
             return true;
         }

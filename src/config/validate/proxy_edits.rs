@@ -84,8 +84,7 @@ impl ProxyEditsPartial {
                         let before = |p: &Span| {
                             p.file == span.file && (span.line, span.column) < (p.line, p.column)
                         };
-                        let Some((url, has_uri, location, _)) =
-                            pass.filter(|(.., p)| !before(p))
+                        let Some((url, has_uri, location, _)) = pass.filter(|(.., p)| !before(p))
                         else {
                             return Err(ConfigError::at(
                                 span,

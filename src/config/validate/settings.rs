@@ -555,14 +555,13 @@ impl Validator<'_> {
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
             "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
-            "proxy_redirect" | "proxy_cookie_domain" | "proxy_cookie_path" | "proxy_cookie_flags" => {
-                self.proxy_edit_setting(&mut p.proxy_edits, d)?
-            }
+            "proxy_redirect"
+            | "proxy_cookie_domain"
+            | "proxy_cookie_path"
+            | "proxy_cookie_flags" => self.proxy_edit_setting(&mut p.proxy_edits, d)?,
             "proxy_method" => once(&mut p.proxy_method, templ(d, a0, &self.names)?, d)?,
             "proxy_set_body" => once(&mut p.proxy_set_body, templ(d, a0, &self.names)?, d)?,
-            "proxy_pass_request_headers" => {
-                once(&mut p.proxy_pass_request_headers, flag(d)?, d)?
-            }
+            "proxy_pass_request_headers" => once(&mut p.proxy_pass_request_headers, flag(d)?, d)?,
             "proxy_pass_request_body" => once(&mut p.proxy_pass_request_body, flag(d)?, d)?,
             "proxy_ignore_headers" => {
                 let mut bits = IgnoreHeaders::default();
