@@ -60,19 +60,16 @@ pub(super) fn build_head(
     let v = vars(f, cbuf, Some(peer));
     let mut out = Buf::head();
 
-    // An upgrade or a chunked body needs HTTP/1.1; an HTTP/1.0 client gets an HTTP/1.0
-    // request so the upstream never answers it chunked.
-    // A chunked body streamed as it comes needs HTTP/1.1; a buffered one goes with a
-    // Content-Length in the configured version, as nginx sends it.
+    // The configured version, as nginx, for HTTP/1.0 clients too (a chunked answer is
+    // decoded for them); an upgrade, or a chunked body streamed as it comes, needs
+    // HTTP/1.1; a buffered one goes with a Content-Length.
     let client_body = sends_client_body(f);
     let streams_chunks = client_body
         && head.framing == BodyFraming::Chunked
         && body.dechunked.is_none()
         && body.spooled.is_none();
-    let http11 = head.minor_version == 1
-        && (f.settings.proxy_http_version == ProxyHttpVersion::Http11
-            || head.upgrade
-            || streams_chunks);
+    let http11 = f.settings.proxy_http_version == ProxyHttpVersion::Http11
+        || (head.minor_version == 1 && (head.upgrade || streams_chunks));
 
     match &f.settings.proxy_method {
         Some(m) => v.eval(m, &mut out),

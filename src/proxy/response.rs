@@ -291,8 +291,12 @@ async fn relay_response<D: Downstream>(
         }
     }
 
-    // nginx's `keepalive_time`: an old connection is closed rather than kept.
-    if relay.upstream_clean && conn.opened.elapsed() < f.upstream.keepalive_time {
+    // nginx's `keepalive_time` and `keepalive_requests`: an old or much-used
+    // connection is closed rather than kept (whatever `Connection` said).
+    if relay.upstream_clean
+        && conn.opened.elapsed() < f.upstream.keepalive_time
+        && conn.requests + 1 < f.upstream.keepalive_requests
+    {
         if let Some(capacity) = f.upstream.keepalive {
             crate::upstream::pool::put(
                 &f.upstream.name,

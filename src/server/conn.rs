@@ -1068,7 +1068,8 @@ fn kept_content_type(pages: &PageState) -> Option<String> {
     pages
         .kept_fields
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        // The last one, as nginx's copy of each replaces the type set before.
+        .rfind(|(n, _)| n.eq_ignore_ascii_case("content-type"))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
@@ -1386,8 +1387,12 @@ fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
     if !s.absolute_redirect {
         return String::new();
     }
+    // nginx's `headers_in.server`: the host of an absolute-form target, else Host.
     let asked = head
-        .header_value(buf, "host")
+        .absolute_host
+        .clone()
+        .map(|r| &buf[r])
+        .or_else(|| head.header_value(buf, "host"))
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(vhost::normalize_host)
         .filter(|h| !h.is_empty());

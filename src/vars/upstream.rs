@@ -72,20 +72,28 @@ fn set_cookie_value(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
         if !line[..colon].eq_ignore_ascii_case(b"set-cookie") {
             continue;
         }
-        let cookie = line[colon + 1..].trim_ascii();
+        let cookie = trim_spaces(&line[colon + 1..]);
         let first = cookie.split(|&b| b == b';').next().unwrap_or_default();
         let Some(eq) = memchr::memchr(b'=', first) else {
             continue;
         };
-        if first[..eq]
-            .trim_ascii()
-            .eq_ignore_ascii_case(name.as_bytes())
-        {
-            out.extend_from_slice(first[eq + 1..].trim_ascii());
+        if trim_spaces(&first[..eq]).eq_ignore_ascii_case(name.as_bytes()) {
+            out.extend_from_slice(trim_spaces(&first[eq + 1..]));
             return true;
         }
     }
     false
+}
+
+/// Spaces, not tabs, trimmed from both ends, as nginx's cookie parser skips them.
+fn trim_spaces(mut s: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' '] = s {
+        s = rest;
+    }
+    s
 }
 
 /// Appends the value of field `name` (lower case) of a response head (status line,
