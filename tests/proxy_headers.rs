@@ -17,49 +17,83 @@ use common::*;
 /// about the proxy's controls (never `Host` or `Connection`, which differ by design)
 /// and the body.
 fn backend() -> u16 {
+    head_backend(|up, req| {
+        let mut echo = format!("{}\n", req.line);
+        for (n, v) in &req.fields {
+            if [
+                "content-length",
+                "transfer-encoding",
+                "x-test",
+                "content-type",
+            ]
+            .contains(&n.as_str())
+            {
+                echo.push_str(&format!("{n}: {v}\n"));
+            }
+        }
+        echo.push_str(&format!("body={}\n", String::from_utf8_lossy(&req.body)));
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{up}/app/x?y=1\r\nRefresh: 5; url=http://127.0.0.1:{up}/app/r\r\nSet-Cookie: id=1; Domain=.example.com; Path=/app/sub; HttpOnly\r\nSet-Cookie: other=2; path=/app/; secure\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{echo}",
+            echo.len()
+        )
+    })
+}
+
+/// A request as [`head_backend`] read it.
+struct Seen {
+    /// The request line, trimmed.
+    line: String,
+    /// The fields, names lower case, values trimmed.
+    fields: Vec<(String, String)>,
+    /// The body (by its Content-Length).
+    body: Vec<u8>,
+    /// The address the connection came from.
+    peer: String,
+}
+
+/// A backend on a free port that reads each request whole and writes what `answer`
+/// makes of it (given the backend's own port), one request a connection.
+fn head_backend(answer: impl Fn(u16, &Seen) -> String + Send + Sync + 'static) -> u16 {
     let listener: TcpListener = local_listener();
     let up = listener.local_addr().expect("addr").port();
+    let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
+            let answer = std::sync::Arc::clone(&answer);
             std::thread::spawn(move || {
+                let peer = conn
+                    .peer_addr()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
                 let Ok(clone) = conn.try_clone() else { return };
                 let mut reader = BufReader::new(clone);
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
-                let mut echo = format!("{}\n", line.trim());
-                let mut length = 0usize;
+                let mut fields = Vec::new();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
                         break;
                     }
-                    let Some((n, v)) = h.split_once(':') else {
-                        continue;
-                    };
-                    let n = n.trim().to_ascii_lowercase();
-                    if n == "content-length" {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    if [
-                        "content-length",
-                        "transfer-encoding",
-                        "x-test",
-                        "content-type",
-                    ]
-                    .contains(&n.as_str())
-                    {
-                        echo.push_str(&format!("{n}: {}\n", v.trim()));
+                    if let Some((n, v)) = h.split_once(':') {
+                        fields.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
                     }
                 }
+                let length = fields
+                    .iter()
+                    .find(|(n, _)| n == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
                 let mut body = vec![0u8; length];
                 let _ = reader.read_exact(&mut body);
-                echo.push_str(&format!("body={}\n", String::from_utf8_lossy(&body)));
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{up}/app/x?y=1\r\nRefresh: 5; url=http://127.0.0.1:{up}/app/r\r\nSet-Cookie: id=1; Domain=.example.com; Path=/app/sub; HttpOnly\r\nSet-Cookie: other=2; path=/app/; secure\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{echo}",
-                    echo.len()
-                );
+                let seen = Seen {
+                    line: line.trim().to_owned(),
+                    fields,
+                    body,
+                    peer,
+                };
+                let _ = conn.write_all(answer(up, &seen).as_bytes());
             });
         }
     });
@@ -440,45 +474,22 @@ fn add_header_always_on_error_pages_as_nginx() {
 /// A backend that answers with the address the connection came from, and
 /// `X-Accel-Limit-Rate` with 40000 bytes when asked (`/rated`), else 40000 bytes.
 fn peer_backend() -> u16 {
-    let listener = local_listener();
-    let up = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let peer = conn
-                    .peer_addr()
-                    .map(|a| a.ip().to_string())
-                    .unwrap_or_default();
-                let Ok(clone) = conn.try_clone() else { return };
-                let mut reader = BufReader::new(clone);
-                let mut line = String::new();
-                let _ = reader.read_line(&mut line);
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                }
-                let body = if line.contains("/rated") || line.contains("/slow") {
-                    "X".repeat(40000)
-                } else {
-                    peer
-                };
-                let rate = if line.contains("/rated") {
-                    "X-Accel-Limit-Rate: 20000\r\n"
-                } else {
-                    ""
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\n{rate}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    up
+    head_backend(|_, req| {
+        let body = if req.line.contains("/rated") || req.line.contains("/slow") {
+            "X".repeat(40000)
+        } else {
+            req.peer.clone()
+        };
+        let rate = if req.line.contains("/rated") {
+            "X-Accel-Limit-Rate: 20000\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\n{rate}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
 }
 
 fn bind_conf(port: u16, up: u16) -> String {

@@ -50,8 +50,9 @@ pub(super) async fn relay<D: Downstream>(
     } else {
         Vec::new()
     };
-    if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
-        // `add_header` sees every attempt so far, this one with the time to now.
+    // Every attempt so far, this one with the time to now and `head`, for the
+    // variables of `add_header` and of an `X-Accel-Redirect`'s new location.
+    let attempts_now = |head: Vec<u8>| {
         let mut attempts = done.attempts.clone();
         attempts.push(UpstreamAttempt {
             addr: peer.conf.addr.clone(),
@@ -59,9 +60,12 @@ pub(super) async fn relay<D: Downstream>(
             connect: connect_time,
             header: header_time,
             response: started.elapsed(),
-            head: kept_head.clone(),
+            head,
         });
-        locals.set_upstream(attempts);
+        attempts
+    };
+    if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
+        locals.set_upstream(attempts_now(kept_head.clone()));
     }
     let intercepted =
         f.settings.proxy_intercept_errors && resp.status >= 300 && (f.hands_off)(resp.status);
@@ -73,16 +77,7 @@ pub(super) async fn relay<D: Downstream>(
         // connection is not pooled) and the caller redirects; `$upstream_http_*`
         // keep this response's fields there.
         if let Some(locals) = f.locals {
-            let mut attempts = done.attempts.clone();
-            attempts.push(UpstreamAttempt {
-                addr: peer.conf.addr.clone(),
-                status: resp.status,
-                connect: connect_time,
-                header: header_time,
-                response: started.elapsed(),
-                head: ubuf[..resp.head_len].to_vec(),
-            });
-            locals.set_upstream(attempts);
+            locals.set_upstream(attempts_now(ubuf[..resp.head_len].to_vec()));
         }
         done.status = resp.status;
         done.accel_redirect = Some(accel);
