@@ -36,6 +36,9 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_upstream_ip_hash_module", true, true),
     m("http_upstream_least_conn_module", true, true),
     m("http_upstream_random_module", true, true),
+    // Peer state is shared by every worker thread, as the zone shares it between
+    // nginx's workers; `zone` is checked as nginx checks it.
+    m("http_upstream_zone_module", true, true),
     m("http_access_module", true, true),
     m("http_auth_basic_module", true, true),
     m("http_limit_conn_module", true, true),
@@ -61,7 +64,6 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_memcached_module", true, false),
     m("http_empty_gif_module", true, false),
     m("http_browser_module", true, false),
-    m("http_upstream_zone_module", true, false),
     m("http-cache", true, false),
     // Optional in nginx, not implemented (flip to print `--with-…`).
     m("http_ssl_module", false, true),

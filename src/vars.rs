@@ -294,8 +294,15 @@ impl RequestVars<'_> {
                 source.pop();
             }
             let source = String::from_utf8_lossy(&source).into_owned();
-            self.evaluated(find_in_map(map, &source, locals))
+            self.evaluated(find_in_map(map, &source, &mut |c, n| {
+                locals.keep_captures(c, n)
+            }))
         });
+    }
+
+    /// The `map` block `index` of the configuration, when there are variables.
+    pub fn map_conf(&self, index: usize) -> Option<&MapConf> {
+        self.locals.and_then(|l| l.http.maps.get(index))
     }
 
     /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
@@ -735,7 +742,14 @@ impl RequestVars<'_> {
 
 /// The value template of the first key of `map` that matches `source`, keeping a
 /// regex key's groups as the request's captures.
-fn find_in_map<'m>(map: &'m MapConf, source: &str, locals: &Locals<'_>) -> &'m Template {
+/// What [`find_in_map`] does with a regex key's captures (and named captures).
+type KeepCaptures<'c> = dyn FnMut(&regex::Captures<'_>, &[(usize, usize)]) + 'c;
+
+fn find_in_map<'m>(
+    map: &'m MapConf,
+    source: &str,
+    keep_captures: &mut KeepCaptures<'_>,
+) -> &'m Template {
     let lower = source.to_ascii_lowercase();
     if let Some(t) = map.exact.get(&lower) {
         return t;
@@ -775,12 +789,27 @@ fn find_in_map<'m>(map: &'m MapConf, source: &str, locals: &Locals<'_>) -> &'m T
     if !source.is_empty() {
         for key in &map.regexes {
             if let Some(caps) = key.regex.captures(source) {
-                locals.keep_captures(&caps, &key.named_captures);
+                keep_captures(&caps, &key.named_captures);
                 return &key.value;
             }
         }
     }
     &map.default
+}
+
+/// Appends the value `map` gives `key` when the key is known only once the response
+/// is (a map of `$status` in a log format or `access_log ... if=`): the literal text
+/// of the value; variables in the value are empty there (the request is gone).
+pub fn map_value_after_response(map: &MapConf, key: &str, out: &mut Vec<u8>) {
+    let key = match key.strip_suffix('.') {
+        Some(k) if map.hostnames => k,
+        _ => key,
+    };
+    for p in &find_in_map(map, key, &mut |_, _| {}).parts {
+        if let TemplatePart::Literal(s) = p {
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
 }
 
 /// The user name and password of an `Authorization: Basic ...` value, read as nginx

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -85,6 +85,31 @@ fn one(port: u16, path: &str, headers: &[(&str, &str)]) -> String {
     }
 }
 
+/// Sends `req` on a connection opened before `barrier` lets every sender go; the
+/// answer as [`one`] gives it.
+fn sent_together(port: u16, req: &str, barrier: &Barrier) -> String {
+    let conn = TcpStream::connect(("127.0.0.1", port));
+    barrier.wait();
+    let answer = conn.and_then(|mut c| {
+        c.set_read_timeout(Some(Duration::from_secs(10)))?;
+        c.write_all(req.as_bytes())?;
+        let mut out = Vec::new();
+        c.read_to_end(&mut out)?;
+        Ok(out)
+    });
+    let raw = match answer {
+        Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
+        Err(e) => return format!("error {e}"),
+    };
+    let head = raw.split("\r\n\r\n").next().unwrap_or("");
+    let status = head.split(' ').nth(1).unwrap_or("-");
+    let limit = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Limit: "))
+        .unwrap_or("-");
+    format!("{status} {limit}")
+}
+
 /// How many answers of each kind.
 fn tally(answers: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
     let mut t = BTreeMap::new();
@@ -133,11 +158,17 @@ fn sequences(port: u16, run: &str) -> Vec<(String, BTreeMap<String, usize>)> {
     // rejected (they all arrive well within the 500 ms a request takes to drain).
     for path in ["/delay/f", "/delay1/f"] {
         let k = key(path);
+        // Each request's connection is open before any is sent, and all are sent at
+        // once past a barrier: a busy machine cannot spread the arrivals over the
+        // bucket's drain time and change the counts.
+        let barrier = Arc::new(Barrier::new(6));
         let handles: Vec<_> = (0..6)
             .map(|_| {
-                let k = k.clone();
-                let path = path.to_owned();
-                thread::spawn(move || one(port, &path, &[("X-Key", &k)]))
+                let req = format!(
+                    "GET {path} HTTP/1.1\r\nHost: t\r\nX-Key: {k}\r\nConnection: close\r\n\r\n"
+                );
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || sent_together(port, &req, &barrier))
             })
             .collect();
         let answers = handles

@@ -89,14 +89,26 @@ fn setpriv_nobody() -> Option<Command> {
 }
 
 /// A world-accessible directory with a copy of the binary in it: a checkout under
-/// /root is out of reach of the nobody user.
-fn world_dir(tag: &str) -> (PathBuf, PathBuf) {
+/// /root is out of reach of the nobody user. The directory (and the binary copy, over
+/// 100 MB in a debug build) is removed when the test ends.
+struct WorldDir {
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Drop for WorldDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn world_dir(tag: &str) -> WorldDir {
     let dir = fresh_temp_dir(tag);
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod dir");
     let bin = dir.join("ferrolb");
     fs::copy(ferrolb_bin(), &bin).expect("copy the binary");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod bin");
-    (dir, bin)
+    WorldDir { dir, bin }
 }
 
 #[test]
@@ -179,7 +191,8 @@ fn permission_denied_below_1024_names_sudo_and_setcap() {
     let Some(mut cmd) = setpriv_nobody() else {
         return;
     };
-    let (dir, bin) = world_dir("op-eacces");
+    let world = world_dir("op-eacces");
+    let (dir, bin) = (world.dir.clone(), world.bin.clone());
     fs::write(dir.join("nginx.conf"), conf_listening("127.0.0.1:80")).expect("conf");
     fs::set_permissions(dir.join("nginx.conf"), fs::Permissions::from_mode(0o644))
         .expect("chmod conf");
@@ -214,7 +227,8 @@ fn unreadable_config_is_reported_with_the_os_error() {
     let Some(mut cmd) = setpriv_nobody() else {
         return;
     };
-    let (dir, bin) = world_dir("op-unreadable");
+    let world = world_dir("op-unreadable");
+    let (dir, bin) = (world.dir.clone(), world.bin.clone());
     let conf = dir.join("nginx.conf");
     fs::write(&conf, conf_listening("127.0.0.1:8080")).expect("conf");
     fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)).expect("chmod conf");

@@ -7,8 +7,10 @@ use std::io::Write as _;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::{LogEscape, LogFormat, TemplatePart, Var};
-use crate::vars::{head_field, seconds, upstream_value, RequestVars, UpstreamAttempt};
+use crate::config::{LogEscape, LogFormat, MapConf, TemplatePart, Var};
+use crate::vars::{
+    head_field, map_value_after_response, seconds, upstream_value, RequestVars, UpstreamAttempt,
+};
 
 /// Connection-level facts some request-phase variables need.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +41,9 @@ pub struct ResponseFacts<'a> {
     /// The response head sent to the client (status line and fields), when the format
     /// has `$sent_http_NAME`; empty otherwise.
     pub sent_head: &'a [u8],
+    /// The configuration's `map` blocks, for maps of response variables (`map $status
+    /// $loggable`), looked up once the response is known.
+    pub maps: &'a [MapConf],
 }
 
 /// A log line with its request-phase parts rendered.
@@ -48,6 +53,19 @@ pub struct PendingLine {
     pre: Vec<u8>,
     /// `(offset in pre, index in the format's parts)` for each response-phase variable.
     holes: Vec<(u32, u32)>,
+}
+
+/// A `map` whose source is made of response variables only (`map $status ...`): as
+/// in nginx, its value is looked up once the response is known.
+fn is_late_map(v: &Var, vars: &RequestVars<'_>) -> bool {
+    let Var::Map(i) = v else { return false };
+    vars.map_conf(*i).is_some_and(|m| {
+        let mut names = m.source.parts.iter().filter_map(|p| match p {
+            TemplatePart::Var(v) => Some(v),
+            TemplatePart::Literal(_) => None,
+        });
+        names.clone().next().is_some() && names.all(is_response_phase)
+    })
 }
 
 /// Whether a variable's value is only known once the response has been sent.
@@ -81,7 +99,7 @@ impl PendingLine {
         for (i, part) in format.parts.iter().enumerate() {
             match part {
                 TemplatePart::Literal(s) => pre.extend_from_slice(s.as_bytes()),
-                TemplatePart::Var(v) if is_response_phase(v) => {
+                TemplatePart::Var(v) if is_response_phase(v) || is_late_map(v, vars) => {
                     // Lines are far below 4 GiB; the casts cannot truncate.
                     holes.push((pre.len() as u32, i as u32));
                 }
@@ -154,6 +172,22 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
         Var::TimeLocal => crate::log::with_time(|_, local| out.extend_from_slice(local)),
         Var::TimeIso8601 => crate::log::with_iso_time(|iso| out.extend_from_slice(iso)),
         Var::SentHttp(name) => return sent_field(r.sent_head, name, out),
+        Var::Map(i) => {
+            let Some(map) = r.maps.get(*i) else {
+                return false;
+            };
+            let mut key = Vec::new();
+            for p in &map.source.parts {
+                match p {
+                    TemplatePart::Literal(s) => key.extend_from_slice(s.as_bytes()),
+                    TemplatePart::Var(v) => {
+                        response_value(v, r, &mut key);
+                    }
+                }
+            }
+            map_value_after_response(map, &String::from_utf8_lossy(&key), out);
+            return !out.is_empty();
+        }
         other => return upstream_value(other, r.upstream, out).unwrap_or(false),
     }
     true
@@ -289,6 +323,7 @@ mod tests {
             started: Instant::now(),
             upstream: &[],
             sent_head: b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nX-Id: a\r\nX-Id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n",
+            maps: &[],
         };
         let line = |escape| {
             let format = LogFormat {
@@ -363,6 +398,7 @@ mod tests {
             started: Instant::now(),
             upstream: &attempts,
             sent_head: b"",
+            maps: &[],
         };
         let val = |v: Var| {
             let mut out = Vec::new();

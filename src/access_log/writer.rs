@@ -1,16 +1,17 @@
 //! Access logs: files shared per path, written in batches by a background thread per
 //! file, and nginx's `combined` format.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Level;
+use crate::config::{Level, LogBuffering};
 use crate::log::{open_append, with_time, LogError};
 use crate::net::ClientAddr;
 
@@ -18,14 +19,17 @@ use crate::net::ClientAddr;
 /// keeping up; new lines are dropped and counted rather than stall request handling.
 const QUEUE_LIMIT: usize = 4 * 1024 * 1024;
 
-/// One open access log file. Every location that logs to the same path shares one
-/// (see [`AccessLogs::open`]) so reopening touches each file once.
+/// One open access log file. Every location that logs to the same path (with the
+/// same buffering) shares one (see [`AccessLogs::open`]) so reopening touches each
+/// file once.
 ///
-/// Lines go into an in-memory queue; a background thread writes everything queued
-/// with one `write(2)` per batch as soon as it is woken (so lines reach the file within
-/// milliseconds, far inside the 100 ms a batch may wait), and [`AccessLogs::flush_all`]
-/// writes what is left at exit. Dropping the last handle lets the thread write what
-/// is queued and end.
+/// Lines go into an in-memory queue written by a background thread. Unbuffered (the
+/// default), the thread writes everything queued with one `write(2)` as soon as it is
+/// woken, so lines reach the file within milliseconds. With `buffer=SIZE`, as nginx,
+/// lines are kept until the next one would not fit in SIZE bytes, until `flush=TIME`
+/// has passed since the first of them, or until [`AccessLogs::flush_all`] (reload,
+/// stop) or a reopen; with `gzip`, each buffer becomes one gzip member. Dropping the
+/// last handle lets the thread write what is queued and end.
 #[derive(Debug)]
 pub struct AccessLog {
     shared: Arc<Shared>,
@@ -34,13 +38,13 @@ pub struct AccessLog {
 #[derive(Debug)]
 struct Shared {
     path: PathBuf,
+    buffering: LogBuffering,
     file: ArcSwap<File>,
     queue: Mutex<Queue>,
-    /// Signalled when the queue goes from empty to non-empty, or on close.
+    /// Signalled when there is something for the writer to look at, or on close.
     wake: Condvar,
-    /// Held while a batch is written (so batches stay in order); holds the spare
-    /// buffer batches are swapped into, so steady-state logging does not allocate.
-    io: Mutex<Vec<u8>>,
+    /// Held while buffers are written (so they stay in order).
+    io: Mutex<()>,
     /// Lines dropped because the queue was full, not yet reported.
     dropped: AtomicU64,
     /// Whether a writer thread runs; without one (it could not be started) lines are
@@ -50,8 +54,26 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Queue {
+    /// Lines of the buffer being filled.
     buf: Vec<u8>,
+    /// When the first line of `buf` came (for `flush=`).
+    since: Option<Instant>,
+    /// Buffers ready to be written, oldest first.
+    ready: VecDeque<Vec<u8>>,
+    /// Bytes in `buf` and `ready`.
+    queued: usize,
     closed: bool,
+}
+
+impl Queue {
+    /// Moves the buffer being filled to the ready ones.
+    fn seal(&mut self) {
+        if !self.buf.is_empty() {
+            let full = std::mem::take(&mut self.buf);
+            self.ready.push_back(full);
+        }
+        self.since = None;
+    }
 }
 
 /// Locks ignoring poison: a panic elsewhere leaves a byte buffer that is still usable.
@@ -60,30 +82,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Writes everything queued with one write.
-    fn write_pending(&self) {
-        let mut batch = lock(&self.io);
-        {
+    /// The most bytes that may wait: the default limit, or two buffers when larger.
+    fn queue_limit(&self) -> usize {
+        QUEUE_LIMIT.max(self.buffering.size.saturating_mul(2))
+    }
+
+    /// Writes every ready buffer, in order, one `write` each (one gzip member each
+    /// with `gzip`).
+    fn write_ready(&self) {
+        let _io = lock(&self.io);
+        let batch: Vec<Vec<u8>> = {
             let mut q = lock(&self.queue);
-            if q.buf.is_empty() {
-                return;
-            }
-            std::mem::swap(&mut q.buf, &mut *batch);
-        }
+            let batch: Vec<Vec<u8>> = q.ready.drain(..).collect();
+            q.queued -= batch.iter().map(Vec::len).sum::<usize>();
+            batch
+        };
         let file = self.file.load();
-        if let Err(e) = (&**file).write_all(&batch) {
-            crate::crit!(
-                "write() to \"{}\" failed ({})",
-                self.path.display(),
-                crate::log::os_error_text(&e)
-            );
+        for chunk in batch {
+            let out = match self.buffering.gzip {
+                Some(level) => match gzip_member(&chunk, level) {
+                    Ok(z) => z,
+                    Err(e) => {
+                        crate::crit!(
+                            "gzip of the buffer of \"{}\" failed ({e})",
+                            self.path.display()
+                        );
+                        continue;
+                    }
+                },
+                None => chunk,
+            };
+            if let Err(e) = (&**file).write_all(&out) {
+                crate::crit!(
+                    "write() to \"{}\" failed ({})",
+                    self.path.display(),
+                    crate::log::os_error_text(&e)
+                );
+            }
         }
-        batch.clear();
-        // A burst should not pin a large buffer for the rest of the process.
-        if batch.capacity() > QUEUE_LIMIT {
-            *batch = Vec::new();
-        }
-        drop(batch);
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             crate::log::emit(
@@ -97,34 +133,81 @@ impl Shared {
         }
     }
 
-    /// The writer thread: waits for lines, writes them, ends once closed and drained.
+    /// Seals the buffer being filled and writes everything, on the caller's thread.
+    fn flush(&self) {
+        lock(&self.queue).seal();
+        self.write_ready();
+    }
+
+    /// The writer thread: waits until a buffer is ready (unbuffered: any line), the
+    /// flush time of the one being filled has come, or the log is closed; writes; ends
+    /// once closed and drained.
     fn run(&self) {
         loop {
             {
                 let mut q = lock(&self.queue);
-                while q.buf.is_empty() && !q.closed {
+                loop {
+                    if !q.buf.is_empty() {
+                        let due = match (self.buffering.flush, q.since) {
+                            (Some(flush), Some(since)) => Some(since + flush),
+                            _ => None,
+                        };
+                        if self.buffering.size == 0
+                            || q.closed
+                            || due.is_some_and(|d| Instant::now() >= d)
+                        {
+                            q.seal();
+                        } else if q.ready.is_empty() {
+                            q = match due {
+                                Some(d) => {
+                                    let wait = d.saturating_duration_since(Instant::now());
+                                    self.wake
+                                        .wait_timeout(q, wait)
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .0
+                                }
+                                None => self.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
+                            };
+                            continue;
+                        }
+                    }
+                    if !q.ready.is_empty() {
+                        break;
+                    }
+                    if q.closed {
+                        return;
+                    }
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
-                if q.buf.is_empty() {
-                    return;
-                }
             }
-            self.write_pending();
+            self.write_ready();
         }
     }
+}
+
+/// `data` as one gzip member (a complete gzip stream; members one after another are
+/// one valid gzip file, as `zcat` reads them).
+fn gzip_member(data: &[u8], level: u32) -> std::io::Result<Vec<u8>> {
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::new(level),
+    );
+    z.write_all(data)?;
+    z.finish()
 }
 
 impl AccessLog {
     /// Opens (creating it and its missing parent directories) `path` for appending and
     /// starts its writer thread. Most callers want the shared [`AccessLogs::open`].
-    pub fn open(path: &Path) -> Result<Self, LogError> {
+    pub fn open(path: &Path, buffering: LogBuffering) -> Result<Self, LogError> {
         let file = open_append(path)?;
         let mut shared = Arc::new(Shared {
             path: path.to_path_buf(),
+            buffering,
             file: ArcSwap::from_pointee(file),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-            io: Mutex::new(Vec::new()),
+            io: Mutex::new(()),
             dropped: AtomicU64::new(0),
             background: true,
         });
@@ -152,34 +235,59 @@ impl AccessLog {
     /// line is dropped and counted, and the count goes to the error log.
     pub fn write_line(&self, line: &[u8]) {
         let s = &*self.shared;
-        let was_empty = {
+        let size = s.buffering.size;
+        let wake = {
             let mut q = lock(&s.queue);
-            if q.buf.len() + line.len() > QUEUE_LIMIT {
+            if q.queued + line.len() > s.queue_limit() {
                 s.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let was_empty = q.buf.is_empty();
-            q.buf.extend_from_slice(line);
-            was_empty
+            q.queued += line.len();
+            let was_idle = q.buf.is_empty() && q.ready.is_empty();
+            if size == 0 {
+                q.buf.extend_from_slice(line);
+                // Only the first line of a batch wakes the writer; the rest ride along.
+                was_idle
+            } else {
+                // As nginx: a line that does not fit sends the buffer on first.
+                let mut sealed = false;
+                if !q.buf.is_empty() && q.buf.len() + line.len() > size {
+                    q.seal();
+                    sealed = true;
+                }
+                if q.buf.is_empty() {
+                    q.since = Some(Instant::now());
+                }
+                q.buf.extend_from_slice(line);
+                if q.buf.len() >= size {
+                    q.seal();
+                    sealed = true;
+                }
+                // The writer must learn of a new flush deadline too.
+                sealed || (was_idle && s.buffering.flush.is_some())
+            }
         };
         if !s.background {
-            s.write_pending();
-        } else if was_empty {
-            // Only the first line of a batch wakes the writer; the rest ride along.
+            if size == 0 {
+                s.flush();
+            } else {
+                s.write_ready();
+            }
+        } else if wake {
             s.wake.notify_one();
         }
     }
 
-    /// Writes queued lines now, on the caller's thread.
+    /// Writes queued lines now (the buffer being filled too), on the caller's thread.
     pub fn flush(&self) {
-        self.shared.write_pending();
+        self.shared.flush();
     }
 
     /// Opens the path again and switches to the new file (after log rotation). Lines
     /// queued before the call go to the old file, as nginx flushes its buffers before
     /// reopening. On error the old file stays.
     pub fn reopen(&self) -> Result<(), LogError> {
-        self.shared.write_pending();
+        self.shared.flush();
         let file = open_append(&self.shared.path)?;
         self.shared.file.store(Arc::new(file));
         Ok(())
@@ -195,32 +303,74 @@ impl Drop for AccessLog {
     }
 }
 
-/// The process-wide registry of open access logs, keyed by path. It holds weak
-/// references: a log no configuration uses any more closes when its last user goes.
+/// Appends `line` to `path`, opened for this line alone: an `access_log` whose path
+/// has variables, as nginx writes it without `open_log_file_cache`.
+pub fn append_line(path: &Path, line: &[u8]) {
+    if let Some(mut f) = open_for_line(path) {
+        if let Err(e) = f.write_all(line) {
+            crate::crit!(
+                "write() to \"{}\" failed ({})",
+                path.display(),
+                crate::log::os_error_text(&e)
+            );
+        }
+    }
+}
+
+/// Opens `path` for appending (created, mode 0644; its directory is not), as nginx
+/// opens a log path with variables; a failure goes to the error log with nginx's
+/// `open() "PATH" failed (2: No such file or directory)`.
+pub(super) fn open_for_line(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| {
+            crate::crit!(
+                "open() \"{}\" failed ({})",
+                path.display(),
+                crate::log::os_error_text(&e)
+            )
+        })
+        .ok()
+}
+
+/// The registry's key: a file and how it is written.
+type LogKey = (PathBuf, LogBuffering);
+
+/// The process-wide registry of open access logs, keyed by path and buffering. It
+/// holds weak references: a log no configuration uses any more closes when its last
+/// user goes.
 #[derive(Debug)]
 pub struct AccessLogs;
 
-fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<AccessLog>>> {
-    static REG: OnceLock<Mutex<HashMap<PathBuf, Weak<AccessLog>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<HashMap<LogKey, Weak<AccessLog>>> {
+    static REG: OnceLock<Mutex<HashMap<LogKey, Weak<AccessLog>>>> = OnceLock::new();
     REG.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 impl AccessLogs {
-    /// The shared log for `path`, opened on first use.
-    pub fn open(path: &Path) -> Result<Arc<AccessLog>, LogError> {
+    /// The shared log for `path` written with `buffering`, opened on first use. A
+    /// reload that changes a file's buffering gets a writer of its own; the old one
+    /// writes what it holds once the old configuration is gone.
+    pub fn open(path: &Path, buffering: LogBuffering) -> Result<Arc<AccessLog>, LogError> {
         // A poisoned lock only means another thread panicked mid-insert; the map is
         // still usable.
         let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(log) = map.get(path).and_then(Weak::upgrade) {
+        let key = (path.to_path_buf(), buffering);
+        if let Some(log) = map.get(&key).and_then(Weak::upgrade) {
             return Ok(log);
         }
         map.retain(|_, w| w.strong_count() > 0);
-        let log = Arc::new(AccessLog::open(path)?);
-        map.insert(path.to_path_buf(), Arc::downgrade(&log));
+        let log = Arc::new(AccessLog::open(path, buffering)?);
+        map.insert(key, Arc::downgrade(&log));
         Ok(log)
     }
 
-    /// Writes every queued line of every live access log (before exit).
+    /// Writes every queued line of every live access log, buffered ones included
+    /// (before exit, and on reload, where nginx's old workers write their buffers).
     pub fn flush_all() {
         for log in Self::live() {
             log.flush();
@@ -360,7 +510,7 @@ mod tests {
     fn background_writer_writes_without_flush() {
         let dir = std::env::temp_dir().join(format!("ferrolb-al-bg-{}", std::process::id()));
         let path = dir.join("access.log");
-        let log = AccessLogs::open(&path).expect("open");
+        let log = AccessLogs::open(&path, LogBuffering::default()).expect("open");
         for i in 0..100 {
             log.write_line(format!("line {i}\n").as_bytes());
         }
@@ -381,8 +531,8 @@ mod tests {
     fn shared_per_path_and_reopen() {
         let dir = std::env::temp_dir().join(format!("ferrolb-al-{}", std::process::id()));
         let path = dir.join("sub/access.log");
-        let a = AccessLogs::open(&path).expect("open");
-        let b = AccessLogs::open(&path).expect("open again");
+        let a = AccessLogs::open(&path, LogBuffering::default()).expect("open");
+        let b = AccessLogs::open(&path, LogBuffering::default()).expect("open again");
         assert!(Arc::ptr_eq(&a, &b));
         a.write_line(b"one\n");
         std::fs::rename(&path, dir.join("rotated.log")).expect("rotate");
@@ -395,6 +545,42 @@ mod tests {
             std::fs::read(dir.join("rotated.log")).expect("read"),
             b"one\n"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn buffer_is_written_when_the_next_line_does_not_fit_and_gzip_members_decode() {
+        use std::io::Read as _;
+        let dir = std::env::temp_dir().join(format!("ferrolb-al-buf-{}", std::process::id()));
+        let path = dir.join("buffered.log");
+        let buffering = LogBuffering {
+            size: 100,
+            flush: None,
+            gzip: Some(6),
+        };
+        let log = AccessLog::open(&path, buffering).expect("open");
+        let line = [b'x'; 39].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        log.write_line(&line);
+        log.write_line(&line);
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), 0);
+        // The third does not fit in 100 bytes: the first two go out as one member.
+        log.write_line(&line);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::metadata(&path).expect("file").len() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no member written");
+            std::thread::yield_now();
+        }
+        let decode = || {
+            let raw = std::fs::read(&path).expect("read");
+            let mut text = Vec::new();
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_end(&mut text)
+                .expect("gzip");
+            text
+        };
+        assert_eq!(decode(), line.repeat(2));
+        log.flush();
+        assert_eq!(decode(), line.repeat(3));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

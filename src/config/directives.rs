@@ -226,11 +226,9 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("keepalive_timeout", UPSTREAM, 1, 1),
     handled("keepalive_requests", UPSTREAM, 1, 1),
     handled("keepalive_time", UPSTREAM, 1, 1),
-    ignored(
-        "zone",
-        UPSTREAM,
-        "peer state is shared between worker threads without a zone",
-    ),
+    // Peer state (failures, connections, round robin weights) is shared by every
+    // worker thread, which is what the zone gives nginx's worker processes.
+    handled("zone", UPSTREAM, 1, 2),
     handled("least_conn", UPSTREAM, 0, 0),
     handled("ip_hash", UPSTREAM, 0, 0),
     handled("hash", UPSTREAM, 1, 2),
@@ -264,6 +262,12 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("etag", HSL, 1, 1),
     handled("if_modified_since", HSL, 1, 1),
     handled("log_not_found", HSL, 1, 1),
+    ignored(
+        "log_subrequest",
+        HSL,
+        "ferrolb makes no subrequests, so there are none to log",
+    ),
+    handled("open_log_file_cache", HSL, 1, 4),
     handled("error_page", HSL, 2, MANY),
     handled("recursive_error_pages", HSL, 1, 1),
     handled("proxy_intercept_errors", HSL, 1, 1),
@@ -397,6 +401,24 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("port_in_redirect", HSL, 1, 1),
     handled("resolver_timeout", HSL, 1, 1),
     // known to nginx, refused with a reason
+    // Accepted with one warning per load: responses pass through uncached
+    // (validate/cache.rs).
+    handled("proxy_cache_path", HTTP, 2, MANY),
+    handled("proxy_cache", HSL, 1, 1),
+    handled("proxy_cache_key", HSL, 1, 1),
+    handled("proxy_cache_valid", HSL, 1, MANY),
+    handled("proxy_cache_bypass", HSL, 1, MANY),
+    handled("proxy_no_cache", HSL, 1, MANY),
+    handled("proxy_cache_use_stale", HSL, 1, MANY),
+    handled("proxy_cache_lock", HSL, 1, 1),
+    handled("proxy_cache_lock_timeout", HSL, 1, 1),
+    handled("proxy_cache_lock_age", HSL, 1, 1),
+    handled("proxy_cache_methods", HSL, 1, MANY),
+    handled("proxy_cache_min_uses", HSL, 1, 1),
+    handled("proxy_cache_revalidate", HSL, 1, 1),
+    handled("proxy_cache_background_update", HSL, 1, 1),
+    handled("proxy_cache_convert_head", HSL, 1, 1),
+    handled("proxy_cache_max_range_offset", HSL, 1, 1),
     unsupported("proxy_cache*", "ferrolb does not cache"),
     unsupported("charset_map", "ferrolb does not recode responses"),
     unsupported("source_charset", "ferrolb does not recode responses"),

@@ -191,7 +191,14 @@ fn defaults() {
     assert!(l.proxy_set_header.is_empty() && l.add_header.is_empty());
     assert_eq!(
         l.access_log,
-        AccessLogConf::Combined(PathBuf::from("/srv/lb/logs/access.log"))
+        AccessLogConf::Logs(vec![AccessLogTarget {
+            path: PathBuf::from("/srv/lb/logs/access.log"),
+            path_template: None,
+            format: None,
+            condition: None,
+            buffering: LogBuffering::default(),
+            syslog: None,
+        }])
     );
     let root = load(
         Path::new("nginx.conf"),
@@ -311,7 +318,7 @@ fn upstream_server_parameters() {
         (u.keepalive, u.keepalive_timeout, u.keepalive_requests),
         (Some(16), Duration::from_secs(5), 50)
     );
-    assert!(c.warnings.iter().any(|w| w.message.contains("\"zone\"")));
+    assert!(!c.warnings.iter().any(|w| w.message.contains("\"zone\"")));
     let d = &c.http.upstreams[0].peers[1];
     assert_eq!(
         (d.weight, d.max_fails, d.fail_timeout),
@@ -646,10 +653,10 @@ fn ignored_directives_warn() {
     assert_eq!(files.default_type, "application/octet-stream");
     assert_eq!(files.types.of("a.HTML"), Some("text/html"));
     assert_eq!(files.index, [Template::literal("index.html")]);
-    match &c.http.servers[0].settings.access_log {
-        AccessLogConf::Format { path, format } => {
-            assert_eq!(path, &PathBuf::from("/srv/lb/logs/a.log"));
-            assert_eq!(format.name, "main");
+    match c.http.servers[0].settings.access_log.targets() {
+        [t] => {
+            assert_eq!(t.path, PathBuf::from("/srv/lb/logs/a.log"));
+            assert_eq!(t.format.as_ref().map(|f| f.name.as_str()), Some("main"));
         }
         other => panic!("{other:?}"),
     }
@@ -668,7 +675,7 @@ fn log_format_directive() {
          server { location /p { access_log logs/p.log plain; } location /c { access_log logs/c.log combined; } }",
     ));
     let s = &c.http.servers[0];
-    let AccessLogConf::Format { format, .. } = &s.settings.access_log else {
+    let Some(format) = &s.settings.access_log.targets()[0].format else {
         panic!("{:?}", s.settings.access_log)
     };
     assert_eq!(format.escape, LogEscape::Json);
@@ -684,15 +691,15 @@ fn log_format_directive() {
             TemplatePart::Literal("\"}".into()),
         ]
     );
-    let AccessLogConf::Format { format, .. } = &s.locations[0].settings.access_log else {
+    let Some(format) = &s.locations[0].settings.access_log.targets()[0].format else {
         panic!("{:?}", s.locations[0].settings.access_log)
     };
     assert_eq!(format.escape, LogEscape::Default);
     assert!(!format.uses_upstream);
-    assert_eq!(
-        s.locations[1].settings.access_log,
-        AccessLogConf::Combined(PathBuf::from("/srv/lb/logs/c.log"))
-    );
+    let c_log = s.locations[1].settings.access_log.targets();
+    assert_eq!(c_log.len(), 1);
+    assert_eq!(c_log[0].path, PathBuf::from("/srv/lb/logs/c.log"));
+    assert!(c_log[0].format.is_none());
 
     let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
     assert_eq!(
@@ -1374,4 +1381,270 @@ fn proxy_protocol_tlv_names() {
         "server {\nlisten 80 proxy_protocol;\nreturn 200 $proxy_protocol_tlv_bogus;\n}",
     ));
     assert!(e.contains("proxy_protocol_tlv_bogus"), "{e}");
+}
+
+#[test]
+fn listen_socket_options() {
+    let c = load_text(&in_http(
+        "server { listen 127.0.0.1:8080 backlog=100 rcvbuf=64k sndbuf=32k so_keepalive=30m::10 deferred fastopen=16 reuseport bind; }
+         server { listen 127.0.0.1:8080; listen [::1]:8081 ipv6only=off so_keepalive=off; listen 9000-9002; }",
+    ));
+    let s = c.http.listen_sockets();
+    let a = &s[&Endpoint::Inet("127.0.0.1:8080".parse().expect("addr"))];
+    assert_eq!(a.backlog, 100);
+    assert_eq!((a.rcvbuf, a.sndbuf), (Some(65536), Some(32768)));
+    assert_eq!(
+        a.keepalive,
+        Some(SoKeepalive::On {
+            idle: Some(1800),
+            interval: None,
+            count: Some(10)
+        })
+    );
+    assert!(a.deferred && a.reuseport && a.bind);
+    assert_eq!(a.fastopen, Some(16));
+    let b = &s[&Endpoint::Inet("[::1]:8081".parse().expect("addr"))];
+    assert!(!b.ipv6only);
+    assert_eq!(b.keepalive, Some(SoKeepalive::Off));
+    assert_eq!(b.backlog, 511);
+    for port in 9000..=9002 {
+        let d = &s[&Endpoint::Inet(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))];
+        assert_eq!(d, &SocketOptions::default());
+    }
+    assert_eq!(s.len(), 5);
+
+    let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
+    assert_eq!(
+        err("server { listen 80 backlog=1; }\nserver { listen 80 rcvbuf=8k; }"),
+        "nginx.conf:4: duplicate listen options for 0.0.0.0:80"
+    );
+    assert_eq!(
+        err("server { listen 80 backlog=0; }"),
+        "nginx.conf:3: invalid backlog \"backlog=0\""
+    );
+    assert_eq!(
+        err("server { listen 80 so_keepalive=::; }"),
+        "nginx.conf:3: invalid so_keepalive value: \"::\""
+    );
+    assert_eq!(
+        err("server { listen [::]:80 ipv6only=of; }"),
+        "nginx.conf:3: invalid ipv6only flags \"of\""
+    );
+    assert_eq!(
+        err("server { listen 8003-8000; }"),
+        "nginx.conf:3: invalid port range in \"8003-8000\" of the \"listen\" directive"
+    );
+    assert!(err("server { listen 80 setfib=1; }").contains("FreeBSD"));
+    let c = load_text(&in_http("server { listen 80 accept_filter=dataready; }"));
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("accept filters")));
+}
+
+#[test]
+fn proxy_cache_directives_load_with_one_warning() {
+    let c = load_text(&in_http(
+        "proxy_cache_path /tmp/c levels=1:2 keys_zone=app:10m inactive=60m max_size=1g use_temp_path=off;
+         server { listen 80;
+           location / { proxy_pass http://127.0.0.1:9; proxy_cache app; proxy_cache_valid 200 302 10m;
+             proxy_cache_valid any 1m; proxy_cache_key $scheme$host$request_uri; proxy_cache_bypass $http_x;
+             proxy_no_cache $http_y; proxy_cache_use_stale error timeout updating http_502; proxy_cache_lock on; } }",
+    ));
+    let cache: Vec<_> = c
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("no cache"))
+        .collect();
+    assert_eq!(cache.len(), 1, "{:?}", c.warnings);
+    assert_eq!(cache[0].span.line, 3);
+
+    let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
+    assert_eq!(
+        err("proxy_cache_path /tmp/c levels=1:2;"),
+        "nginx.conf:3: \"/tmp/c\" must have \"keys_zone\" parameter"
+    );
+    assert_eq!(
+        err("proxy_cache_path /tmp/c levels=3 keys_zone=a:1m;"),
+        "nginx.conf:3: invalid \"levels\" \"levels=3\""
+    );
+    assert_eq!(
+        err("proxy_cache_path /tmp/c keys_zone=a:1k;"),
+        "nginx.conf:3: keys zone \"keys_zone=a:1k\" is too small"
+    );
+    assert_eq!(
+        err("server { listen 80; location / { proxy_cache nope; } }"),
+        "nginx.conf:3: zero size shared memory zone \"nope\""
+    );
+    assert_eq!(
+        err("proxy_cache_path /a keys_zone=z:1m; proxy_cache_path /b keys_zone=z:1m;"),
+        "nginx.conf:3: duplicate zone \"z\""
+    );
+    // `proxy_cache off` caches nothing: no warning.
+    let c = load_text(&in_http("proxy_cache off;"));
+    assert!(!c.warnings.iter().any(|w| w.message.contains("no cache")));
+}
+
+#[test]
+fn access_log_parameters() {
+    let c = load_text(&in_http(
+        "log_format m '$status';
+         map $status $loggable { ~^[23] 0; default 1; }
+         server { listen 80;
+           access_log logs/a.log m buffer=32k flush=5s if=$loggable;
+           access_log logs/b.log combined gzip=4;
+           access_log logs/a.log;
+           location /off { access_log logs/x.log; access_log off; }
+         }",
+    ));
+    let s = &c.http.servers[0];
+    let t = s.settings.access_log.targets();
+    assert_eq!(t.len(), 3);
+    assert_eq!(
+        t[0].buffering,
+        LogBuffering {
+            size: 32 * 1024,
+            flush: Some(Duration::from_secs(5)),
+            gzip: None
+        }
+    );
+    assert!(t[0].condition.is_some());
+    assert_eq!(
+        t[1].buffering,
+        LogBuffering {
+            size: 64 * 1024,
+            flush: None,
+            gzip: Some(4)
+        }
+    );
+    assert_eq!(t[2].buffering, LogBuffering::default());
+    assert_eq!(s.locations[0].settings.access_log, AccessLogConf::Off);
+
+    let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
+    assert_eq!(
+        err("access_log a.log combined flush=1s;"),
+        "nginx.conf:3: no buffer is defined for access_log \"a.log\""
+    );
+    assert_eq!(
+        err("access_log a.log combined gzip=10;"),
+        "nginx.conf:3: invalid compression level \"10\""
+    );
+    assert_eq!(
+        err("access_log a.log combined buffer=0;"),
+        "nginx.conf:3: invalid buffer size \"0\""
+    );
+    assert_eq!(
+        err("access_log a.log combined buffer=8k; access_log a.log combined buffer=16k;"),
+        "nginx.conf:3: access_log \"a.log\" already defined with conflicting parameters"
+    );
+    assert_eq!(
+        err("access_log a.log combined bogus;"),
+        "nginx.conf:3: invalid parameter \"bogus\""
+    );
+    assert_eq!(
+        err("access_log off combined;"),
+        "nginx.conf:3: invalid parameter \"combined\""
+    );
+    let c = load_text(&in_http(
+        "log_subrequest on; open_log_file_cache max=10 inactive=20s min_uses=2 valid=1m;
+         server { listen 80; location / { open_log_file_cache off; } }",
+    ));
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(
+        c.http.open_log_file_caches,
+        [OpenLogFileCacheConf {
+            max: 10,
+            inactive: Duration::from_secs(20),
+            min_uses: 2,
+            valid: Duration::from_secs(60),
+        }]
+    );
+    assert_eq!(c.http.servers[0].settings.open_log_file_cache, Some(0));
+    assert_eq!(
+        c.http.servers[0].locations[0].settings.open_log_file_cache,
+        None
+    );
+    assert_eq!(
+        err("open_log_file_cache inactive=10s;"),
+        "nginx.conf:3: \"open_log_file_cache\" must have \"max\" parameter"
+    );
+    assert_eq!(
+        err("open_log_file_cache max=x;"),
+        "nginx.conf:3: invalid \"open_log_file_cache\" parameter \"max=x\""
+    );
+    assert_eq!(
+        err("access_log logs/$host.log combined buffer=4k;"),
+        "nginx.conf:3: buffered logs cannot have variables in name"
+    );
+}
+
+#[test]
+fn upstream_zone_checked_as_nginx() {
+    let up = |zone: &str| {
+        in_http(&format!(
+            "upstream u {{ {zone} server 127.0.0.1:1; }}\nserver {{ listen 80; location / {{ proxy_pass http://u; }} }}"
+        ))
+    };
+    let c = load_text(&up("zone u 64k;"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        first_line(&load_err(&up("zone u 4k;"))),
+        "nginx.conf:3: zone \"u\" is too small"
+    );
+    assert_eq!(
+        first_line(&load_err(&up("zone u;"))),
+        "nginx.conf:3: zero size shared memory zone \"u\""
+    );
+    assert_eq!(
+        first_line(&load_err(&up("zone u x;"))),
+        "nginx.conf:3: invalid zone size \"x\""
+    );
+}
+
+#[test]
+fn access_log_syslog_targets() {
+    let c = load_text(&in_http(
+        "access_log syslog:server=127.0.0.1:5140,facility=local6,severity=notice,tag=web_1,nohostname;
+         access_log syslog:server=unix:/dev/log;
+         server { listen 80; }",
+    ));
+    let t = &c.http.servers[0].settings.access_log;
+    let t = t.targets();
+    assert_eq!(
+        t[0].syslog,
+        Some(SyslogTarget {
+            server: Endpoint::Inet("127.0.0.1:5140".parse().expect("addr")),
+            facility: 22,
+            severity: 5,
+            tag: "web_1".into(),
+            nohostname: true,
+        })
+    );
+    assert_eq!(
+        t[1].syslog,
+        Some(SyslogTarget {
+            server: Endpoint::Unix("/dev/log".into()),
+            facility: 23,
+            severity: 6,
+            tag: "nginx".into(),
+            nohostname: false,
+        })
+    );
+    let err = |body: &str| first_line(&load_err(&in_http(body))).to_owned();
+    assert_eq!(
+        err("access_log syslog:facility=local0;"),
+        "nginx.conf:3: no syslog server specified"
+    );
+    assert_eq!(
+        err("access_log syslog:server=127.0.0.1,facility=local9;"),
+        "nginx.conf:3: unknown syslog facility \"local9\""
+    );
+    assert_eq!(
+        err("access_log syslog:server=127.0.0.1,tag=a-b;"),
+        "nginx.conf:3: syslog \"tag\" only allows alphanumeric characters and underscore"
+    );
+    assert_eq!(
+        err("access_log syslog:server=127.0.0.1 combined buffer=8k;"),
+        "nginx.conf:3: logs to syslog cannot be buffered"
+    );
 }

@@ -146,6 +146,44 @@ pub struct Http {
     pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
     /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
     pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
+    /// `open_log_file_cache` lines in file order; a level and the levels that inherit
+    /// its line share one cache ([`LocSettings::open_log_file_cache`] indexes them).
+    pub open_log_file_caches: Vec<OpenLogFileCacheConf>,
+}
+
+/// `open_log_file_cache max=N [inactive=TIME] [min_uses=N] [valid=TIME]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenLogFileCacheConf {
+    /// `max=`: the most files the cache knows; the least recently used is closed
+    /// beyond it. Required.
+    pub max: usize,
+    /// `inactive=`: a file not written within this long is closed. Default 10 s.
+    pub inactive: std::time::Duration,
+    /// `min_uses=`: a file is kept open once written this many times (within
+    /// `inactive`). Default 1.
+    pub min_uses: u32,
+    /// `valid=`: a kept file is opened again (by its path) after this long, so a
+    /// rotated log is followed. Default 60 s.
+    pub valid: std::time::Duration,
+}
+
+impl Http {
+    /// Every address some server listens on, with the socket options of the one
+    /// `listen` of it that sets them (nginx's defaults when none does).
+    pub fn listen_sockets(&self) -> std::collections::BTreeMap<Endpoint, SocketOptions> {
+        let mut out = std::collections::BTreeMap::new();
+        for l in self.servers.iter().flat_map(|s| &s.listen) {
+            match &l.socket {
+                Some(o) => {
+                    out.insert(l.addr.clone(), o.clone());
+                }
+                None => {
+                    out.entry(l.addr.clone()).or_default();
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `ferrolb_admin ADDR [token=SECRET]` at http level.
@@ -526,8 +564,73 @@ pub struct Listen {
     /// `proxy_protocol`: connections start with a PROXY protocol header. As nginx,
     /// set for the address when any `listen` of it says so.
     pub proxy_protocol: bool,
+    /// The socket options this `listen` sets (`backlog=`, `rcvbuf=`, `so_keepalive=`,
+    /// ...); `None` when it sets none. As nginx, only one `listen` of an address may
+    /// set them ("duplicate listen options"), and they hold for the address.
+    pub socket: Option<SocketOptions>,
     /// Where.
     pub span: Span,
+}
+
+/// nginx's listen options: how the listening sockets of an address are made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SocketOptions {
+    /// `backlog=N`: the length of the queue of connections not accepted yet, for each
+    /// worker thread's socket. Default 511, as nginx on Linux.
+    pub backlog: i32,
+    /// `rcvbuf=SIZE`: `SO_RCVBUF`. Default: the kernel's.
+    pub rcvbuf: Option<i32>,
+    /// `sndbuf=SIZE`: `SO_SNDBUF`. Default: the kernel's.
+    pub sndbuf: Option<i32>,
+    /// `reuseport`. ferrolb always gives each worker thread a socket of its own
+    /// joined by `SO_REUSEPORT`, as nginx does with this flag; kept to tell options
+    /// apart across reloads only.
+    pub reuseport: bool,
+    /// `ipv6only=on|off`: `IPV6_V6ONLY` of an IPv6 address. Default on.
+    pub ipv6only: bool,
+    /// `so_keepalive=`: `None` leaves the system's default (off).
+    pub keepalive: Option<SoKeepalive>,
+    /// `deferred`: `TCP_DEFER_ACCEPT` (1 s, as nginx): a connection is accepted once
+    /// data arrives. Default off.
+    pub deferred: bool,
+    /// `fastopen=N`: `TCP_FASTOPEN` with a queue of N. Default off.
+    pub fastopen: Option<i32>,
+    /// `bind`: ferrolb binds every address of a `listen` by itself anyway.
+    pub bind: bool,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            backlog: 511,
+            rcvbuf: None,
+            sndbuf: None,
+            reuseport: false,
+            ipv6only: true,
+            keepalive: None,
+            deferred: false,
+            fastopen: None,
+            bind: false,
+        }
+    }
+}
+
+/// `listen ... so_keepalive=on|off|[keepidle]:[keepintvl]:[keepcnt]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SoKeepalive {
+    /// `off`: `SO_KEEPALIVE` cleared.
+    Off,
+    /// `on`, or tuned: `SO_KEEPALIVE` set, and each given value set
+    /// (`TCP_KEEPIDLE`, `TCP_KEEPINTVL` in seconds, `TCP_KEEPCNT`); the others stay
+    /// the system's.
+    On {
+        /// Seconds idle before the first probe.
+        idle: Option<u32>,
+        /// Seconds between probes.
+        interval: Option<u32>,
+        /// Probes before the connection is dropped.
+        count: Option<u32>,
+    },
 }
 
 /// One `server_name` entry.
@@ -627,6 +730,10 @@ pub struct LocSettings {
     pub add_header: Vec<AddHeader>,
     /// `access_log`. Default `logs/access.log` in the combined format.
     pub access_log: AccessLogConf,
+    /// `open_log_file_cache`: which of [`Http::open_log_file_caches`] keeps the
+    /// files of access logs whose paths have variables open. Default none (`off`):
+    /// such a file is opened for each line.
+    pub open_log_file_cache: Option<usize>,
     /// Static file settings (used by [`Action::Static`]).
     pub files: FilesConf,
     /// `proxy_request_buffering`: a request body larger than ferrolb's 64 KiB memory
@@ -1290,31 +1397,101 @@ pub struct AddHeader {
     pub always: bool,
 }
 
-/// `access_log`. Default: `logs/access.log` in the `combined` format.
+/// `access_log` lines of one level. Default: `logs/access.log` in the `combined`
+/// format. As nginx, a level with any `access_log` replaces the inherited ones, and
+/// `access_log off` at a level turns off every log of that level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessLogConf {
-    /// `access_log off` (or `/dev/null`).
+    /// `access_log off` (or only `/dev/null`).
     Off,
-    /// A file in nginx's predefined `combined` format. Kept apart from [`Self::Format`]
-    /// because it is the default and has a hand-written formatter with no template walk.
-    Combined(PathBuf),
-    /// A file in a `log_format` declared in the configuration.
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// The format.
-        format: Arc<LogFormat>,
-    },
+    /// One entry per `access_log` line, in file order; each request is written to
+    /// every one whose condition holds.
+    Logs(Vec<AccessLogTarget>),
 }
 
 impl AccessLogConf {
-    /// The file written to, `None` for `off`.
-    pub fn path(&self) -> Option<&std::path::Path> {
+    /// The targets, none for `off`.
+    pub fn targets(&self) -> &[AccessLogTarget] {
         match self {
-            AccessLogConf::Off => None,
-            AccessLogConf::Combined(p) | AccessLogConf::Format { path: p, .. } => Some(p),
+            AccessLogConf::Off => &[],
+            AccessLogConf::Logs(t) => t,
         }
     }
+
+    /// True when some target's format has an `$upstream_*` list variable.
+    pub fn uses_upstream(&self) -> bool {
+        self.targets().iter().any(|t| {
+            [&t.format, &t.condition, &t.path_template]
+                .into_iter()
+                .flatten()
+                .any(|f| f.uses_upstream)
+        })
+    }
+
+    /// True when some target's format has `$sent_http_NAME`.
+    pub fn uses_sent_head(&self) -> bool {
+        self.targets().iter().any(|t| {
+            [&t.format, &t.condition, &t.path_template]
+                .into_iter()
+                .flatten()
+                .any(|f| f.uses_sent_head())
+        })
+    }
+}
+
+/// One `access_log PATH [FORMAT [buffer=SIZE [gzip[=LEVEL]] [flush=TIME] [if=COND]]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogTarget {
+    /// The file (with a `path_template`: the path as written, under the prefix).
+    pub path: PathBuf,
+    /// A path with variables (`access_log logs/$host.log`): rendered for each line
+    /// (response variables included) and opened for it, appending, as nginx does
+    /// without `open_log_file_cache`. `None` for a fixed path.
+    pub path_template: Option<Arc<LogFormat>>,
+    /// The `log_format`; `None` for nginx's `combined`.
+    pub format: Option<Arc<LogFormat>>,
+    /// `if=`: the line is skipped when this renders empty or `0`. Kept as a
+    /// format without escaping, so it is rendered as lines are (response variables
+    /// such as `$status` included). Default none: always written.
+    pub condition: Option<Arc<LogFormat>>,
+    /// `buffer=`, `flush=`, `gzip`: how the file is written. They belong to the file:
+    /// every `access_log` of one path shares them.
+    pub buffering: LogBuffering,
+    /// `access_log syslog:...`: lines go to a syslog server instead of `path` (which
+    /// is then empty). Default none.
+    pub syslog: Option<SyslogTarget>,
+}
+
+/// `syslog:server=ADDR[:PORT][,facility=F][,severity=S][,tag=T][,nohostname]`: one
+/// RFC 3164 datagram per line, as nginx sends them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SyslogTarget {
+    /// `server=`: a UDP address (port 514 when not given) or `unix:/path` (a
+    /// datagram socket such as `/dev/log`).
+    pub server: Endpoint,
+    /// `facility=`: 0 (`kern`) to 23 (`local7`, the default).
+    pub facility: u8,
+    /// `severity=`: 0 (`emerg`) to 7 (`debug`); default 6 (`info`).
+    pub severity: u8,
+    /// `tag=`: up to 32 letters, digits and `_`; default `nginx`.
+    pub tag: String,
+    /// `nohostname`: the header leaves out the host name.
+    pub nohostname: bool,
+}
+
+/// How an access log file is written (`buffer=`, `flush=`, `gzip=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct LogBuffering {
+    /// `buffer=SIZE`: lines are kept until this many bytes would be exceeded (or the
+    /// flush time passes, or on reload, reopen and stop). 0 (the default): each line
+    /// is written at once. `gzip` without `buffer=` gives 64 KiB, as nginx.
+    pub size: usize,
+    /// `flush=TIME`: the longest a buffered line waits. Default none: until the
+    /// buffer fills.
+    pub flush: Option<std::time::Duration>,
+    /// `gzip[=LEVEL]`: each buffer is written as one gzip member at this level
+    /// (1..=9; `gzip` alone is 1), so `zcat` reads the file. Default none.
+    pub gzip: Option<u32>,
 }
 
 /// `log_format NAME [escape=default|json|none] STRING ...;`: the strings concatenated and

@@ -130,8 +130,15 @@ impl Stream {
         }
     }
 
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         each!(self, s => s.poll_read_ready(cx), t => t.raw().poll_read_ready(cx))
+    }
+
+    /// [`Stream::readable`] as a poll: no future to keep, so a task that waits with it
+    /// (an idle keep-alive connection) stays small. Only the last task to poll is woken.
+    #[inline]
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_read_ready(cx), t => t.poll_readable(cx))
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -4,7 +4,7 @@
 //! each worker thread runs one current-thread tokio runtime with its own
 //! `SO_REUSEPORT` listeners and its own upstream connection pools ([`crate::server`]).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::access_log::AccessLogs;
-use crate::config::Endpoint;
 use crate::config::{self, Config, Level, LoadOptions, LogTarget};
+use crate::config::{Endpoint, SocketOptions};
 use crate::health::active::{CheckedPeers, Target};
 use crate::server::listener::{self, Listener};
 use crate::server::{worker, ListenerCmd, Runtime, ServerError, Shared, StopMode};
@@ -133,20 +133,21 @@ fn run_inner(
     let pid_path = config.pid.clone();
     let registry = PeerRegistry::new();
     let runtime = Runtime::build(config, &registry)?;
-    let addrs: Vec<Endpoint> = runtime.listen_addrs().into_iter().collect();
+    let sockets = runtime.config.http.listen_sockets();
+    let addrs: Vec<Endpoint> = sockets.keys().cloned().collect();
 
     // Bind everything before anything else so a taken port fails the start cleanly.
     // From here on, `listen_ctl` removes the Unix socket files it bound when the
     // process ends, whichever way.
     let mut listen_ctl = ListenControl {
-        bound: BTreeSet::new(),
+        bound: BTreeMap::new(),
         workers: Vec::with_capacity(workers),
     };
     let mut per_worker: Vec<Vec<(Endpoint, Listener)>> = (0..workers).map(|_| Vec::new()).collect();
-    for addr in &addrs {
-        let ls = listener::bind_for_workers(addr, workers)
+    for (addr, opts) in &sockets {
+        let ls = listener::bind_for_workers(addr, opts, workers)
             .map_err(|err| ServerError::bind(addr.clone(), err))?;
-        listen_ctl.bound.insert(addr.clone());
+        listen_ctl.bound.insert(addr.clone(), opts.clone());
         for (w, l) in per_worker.iter_mut().zip(ls) {
             w.push((addr.clone(), l));
         }
@@ -487,7 +488,7 @@ fn try_reload(
     // peers it drops as removed), so a taken port keeps the running configuration
     // whole; listeners that stay are never closed, so no connection attempt is refused
     // during a reload.
-    let wanted = Runtime::listen_addrs_of(&config);
+    let wanted = config.http.listen_sockets();
     let added = listeners.bind_new(&wanted)?;
     let runtime = match Runtime::build(config, &shared.registry) {
         Ok(rt) => rt,
@@ -501,13 +502,16 @@ fn try_reload(
     shared.runtime.store(Arc::new(runtime));
     drop(overlay);
     listeners.apply(added, &wanted);
+    // As nginx's old workers write their buffers when they exit: buffered access log
+    // lines of the old configuration reach the files now.
+    AccessLogs::flush_all();
     Ok(())
 }
 
 /// The main thread's view of what is bound, and the way to tell workers. Dropping it
 /// removes the socket files of the Unix listeners it bound.
 struct ListenControl {
-    bound: BTreeSet<Endpoint>,
+    bound: BTreeMap<Endpoint, SocketOptions>,
     workers: Vec<tokio::sync::mpsc::UnboundedSender<ListenerCmd>>,
 }
 
@@ -515,12 +519,30 @@ struct ListenControl {
 type Bound = Vec<(Endpoint, Vec<Listener>)>;
 
 impl ListenControl {
-    /// Binds, for every worker, each address of `wanted` not bound yet; on an error,
+    /// Binds, for every worker, each address of `wanted` not bound yet, and again
+    /// each TCP address whose socket options changed (`SO_REUSEPORT` lets the new
+    /// sockets join the old ones until [`Self::apply`] closes those); on an error,
     /// what it bound is released again.
-    fn bind_new(&self, wanted: &BTreeSet<Endpoint>) -> Result<Bound, ServerError> {
+    fn bind_new(&self, wanted: &BTreeMap<Endpoint, SocketOptions>) -> Result<Bound, ServerError> {
         let mut added: Bound = Vec::new();
-        for addr in wanted.difference(&self.bound) {
-            match listener::bind_for_workers(addr, self.workers.len()) {
+        for (addr, opts) in wanted {
+            match (self.bound.get(addr), addr) {
+                (Some(old), _) if old == opts => continue,
+                (Some(_), Endpoint::Unix(_)) => {
+                    // The path is taken by the running socket: the file cannot be
+                    // bound a second time.
+                    crate::log::emit(
+                        Level::Warn,
+                        None,
+                        format_args!(
+                            "the listen options of {addr} changed; for a unix socket they apply after a restart"
+                        ),
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            match listener::bind_for_workers(addr, opts, self.workers.len()) {
                 Ok(ls) => added.push((addr.clone(), ls)),
                 Err(err) => {
                     for (a, _) in &added {
@@ -534,14 +556,34 @@ impl ListenControl {
     }
 
     /// Hands new sockets to the workers and closes the ones no server uses any more.
-    fn apply(&mut self, added: Bound, wanted: &BTreeSet<Endpoint>) {
+    fn apply(&mut self, added: Bound, wanted: &BTreeMap<Endpoint, SocketOptions>) {
         for (addr, per_worker) in added {
+            let rebound = self.bound.contains_key(&addr);
             for (tx, l) in self.workers.iter().zip(per_worker) {
+                if rebound {
+                    // Connections queued on the old socket and not accepted yet are
+                    // reset when it closes.
+                    let _ = tx.send(ListenerCmd::Remove(addr.clone()));
+                }
                 let _ = tx.send(ListenerCmd::Add(addr.clone(), l));
             }
-            crate::log::emit(Level::Notice, None, format_args!("listening on {addr}"));
+            if rebound {
+                crate::log::emit(
+                    Level::Notice,
+                    None,
+                    format_args!("listening on {addr} with the new listen options"),
+                );
+            } else {
+                crate::log::emit(Level::Notice, None, format_args!("listening on {addr}"));
+            }
         }
-        for addr in self.bound.difference(wanted) {
+        let gone: Vec<Endpoint> = self
+            .bound
+            .keys()
+            .filter(|a| !wanted.contains_key(*a))
+            .cloned()
+            .collect();
+        for addr in &gone {
             for tx in &self.workers {
                 let _ = tx.send(ListenerCmd::Remove(addr.clone()));
             }
@@ -554,7 +596,7 @@ impl ListenControl {
 
 impl Drop for ListenControl {
     fn drop(&mut self) {
-        for addr in &self.bound {
+        for addr in self.bound.keys() {
             listener::release(addr);
         }
     }

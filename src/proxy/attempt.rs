@@ -392,7 +392,7 @@ async fn attempt<D: Downstream>(
             .await
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
-        let uhead = request::build_head(f, cbuf, &peer.conf.addr, &conn, body);
+        let uhead = request::build_head(f, cbuf, &peer.conf.addr, conn.requests, body);
         let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
             Ok(()) => read_head(&conn.stream, f.head, f.settings).await,
             Err(e) => Err(e),

@@ -36,6 +36,7 @@ use crate::net::buffers::Buf;
 pub use crate::net::ClientInfo;
 use crate::vars;
 pub use attempt::RETRY_AFTER_STARTING_SECS;
+pub use request::upstream_head;
 
 /// Everything [`forward`] needs about one request.
 pub struct Forward<'a> {

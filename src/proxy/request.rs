@@ -53,7 +53,7 @@ pub(super) fn build_head(
     f: &Forward<'_>,
     cbuf: &[u8],
     peer: &Endpoint,
-    conn: &UpstreamConn,
+    requests_before: u32,
     body: &RequestBody,
 ) -> UpstreamHead {
     let head = f.head;
@@ -133,7 +133,7 @@ pub(super) fn build_head(
             None => {
                 let pooled = f.upstream.keepalive.is_some()
                     && http11
-                    && conn.requests + 1 < f.upstream.keepalive_requests;
+                    && requests_before + 1 < f.upstream.keepalive_requests;
                 if !pooled {
                     out.extend_from_slice(b"Connection: close\r\n");
                 }
@@ -216,6 +216,22 @@ pub(super) fn build_head(
     }
     out.extend_from_slice(b"\r\n");
     UpstreamHead { bytes: out, close }
+}
+
+/// The head [`forward`](super::forward) sends upstream for `f`'s request when it has
+/// no body, on a connection that carried no request yet: the header rewriting alone,
+/// without I/O (what `benches/upstream_head.rs` measures).
+pub fn upstream_head(f: &Forward<'_>, cbuf: &[u8], peer: &Endpoint) -> Buf {
+    let no_body = RequestBody {
+        len: 0,
+        complete: true,
+        scanner: None,
+        remaining: 0,
+        dechunked: None,
+        streaming: Streaming::NotStarted,
+        spooled: None,
+    };
+    build_head(f, cbuf, peer, 0, &no_body).bytes
 }
 
 /// The request URI sent upstream: the client's as is, or, when `proxy_pass` has a URI

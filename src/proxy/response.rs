@@ -9,7 +9,7 @@ use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
-use crate::config::{AccessLogConf, LatencyPoint, Level, LocSettings, TemplatePart, Var};
+use crate::config::{LatencyPoint, Level, LocSettings, TemplatePart, Var};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF};
@@ -133,7 +133,12 @@ fn asks_for_fields(s: &LocSettings) -> bool {
         })
     };
     s.add_header.iter().any(|h| has(&h.value.parts))
-        || matches!(&s.access_log, AccessLogConf::Format { format, .. } if has(&format.parts))
+        || s.access_log.targets().iter().any(|t| {
+            [&t.format, &t.condition, &t.path_template]
+                .into_iter()
+                .flatten()
+                .any(|f| has(&f.parts))
+        })
 }
 
 /// Feeds `least_time` (a no-op for other methods, which skip the clock).

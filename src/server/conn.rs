@@ -16,11 +16,12 @@ use super::static_files::{self, Resolved};
 use super::tls_handshake::Started;
 use super::{uri, vhost};
 use crate::access_log::{
-    AccessLog, CombinedFields, ConnFacts, PendingLine, ResponseFacts, UpstreamAttempt,
+    AccessLog, CombinedFields, ConnFacts, LogFileCache, PendingLine, ResponseFacts, SyslogSender,
+    UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
 use crate::config::{
-    AccessLogConf, Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, ServerConf,
+    Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, MapConf, ServerConf,
 };
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
@@ -40,16 +41,49 @@ const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// arrive in one go.
 const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 
-/// Serves a client connection until it closes, errs, or the server stops.
-pub(super) async fn serve(worker: &Worker, started: Started) {
-    let Started {
-        mut stream,
-        info,
-        first,
-    } = started;
+/// A client connection's task: the TLS handshake or PROXY protocol header when its
+/// address has one, then its requests until it closes, errs, or the server stops.
+///
+/// What an idle keep-alive connection keeps is this future, so it is kept small: the
+/// connection is held here once (`conn` is reassigned, never copied into a second
+/// local), the rare handshake and every request's state are boxed, and the idle wait
+/// polls the socket's readiness instead of keeping a readiness future.
+///
+/// An async block rather than an `async fn`: a function's future keeps its arguments
+/// twice (as passed, and moved into the body), a block's captures are used in place.
+pub(super) fn run(
+    worker: Arc<Worker>,
+    listen: crate::config::Endpoint,
+    mut conn: Started,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    /// Counts the connection in [`Worker::active`] until the task ends.
+    struct Active<'w>(&'w Worker);
+    impl Drop for Active<'_> {
+        fn drop(&mut self) {
+            self.0
+                .active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    async move {
+        let _active = Active(&worker);
+        if !super::tls_handshake::is_plain(&worker, &listen, &conn.info) {
+            let Started { stream, info, .. } = conn;
+            match Box::pin(super::tls_handshake::begin(&worker, &listen, stream, info)).await {
+                Some(started) => conn = started,
+                None => return,
+            }
+        }
+        serve(&worker, &mut conn).await;
+    }
+}
+
+/// Serves a client connection's requests.
+async fn serve(worker: &Worker, conn: &mut Started) {
+    let stream = &mut conn.stream;
+    let info = &conn.info;
     let mut rt: Arc<Runtime> = worker.shared.runtime.load_full();
-    let mut stop = worker.shared.stop_signal();
-    let mut cbuf: Option<Buf> = first.map(|bytes| {
+    let mut cbuf: Option<Buf> = conn.first.take().map(|bytes| {
         let mut b = Buf::head();
         b.extend_from_slice(&bytes);
         b
@@ -77,16 +111,17 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
         let mut fresh_read = false;
         while cbuf.as_ref().is_none_or(|b| b.is_empty()) {
             cbuf = None;
-            if *stop.borrow() != StopMode::Running {
+            if worker.shared.stop_mode() != StopMode::Running {
                 return;
             }
+            let readable = std::future::poll_fn(|cx| stream.poll_readable(cx));
             tokio::select! {
-                r = tokio::time::timeout(idle_timeout, stream.readable()) => {
+                r = tokio::time::timeout(idle_timeout, readable) => {
                     if !matches!(r, Ok(Ok(()))) {
                         return;
                     }
                 }
-                _ = stop.changed() => return,
+                () = worker.shared.stopping() => return,
             }
             let mut b = Buf::head();
             match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
@@ -95,7 +130,7 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                     if n < HEAD_READ {
                         // The whole request is in: forget the readiness now so the
                         // next wait does not begin with a read that finds nothing.
-                        io::drained(&stream);
+                        io::drained(stream);
                     }
                     cbuf = Some(b);
                     fresh_read = true;
@@ -118,23 +153,27 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
             }
         }
         served += 1;
-        // The request's client when a trusted proxy names another (realip).
-        let real = std::sync::OnceLock::new();
-        let mut ex = Exchange {
-            rt: &rt,
-            stream: &mut stream,
-            info: &info,
-            real: &real,
-            served,
-            opened,
-            stopping: *stop.borrow() != StopMode::Running,
-            started,
-            pipelined,
-        };
+        let stopping = worker.shared.stop_mode() != StopMode::Running;
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
-        match Box::pin(exchange(&mut ex, buf, header_timeout)).await {
+        let request = Box::pin(async {
+            // The request's client when a trusted proxy names another (realip).
+            let real = std::sync::OnceLock::new();
+            let mut ex = Exchange {
+                rt: &rt,
+                stream: &mut *stream,
+                info,
+                real: &real,
+                served,
+                opened,
+                stopping,
+                started,
+                pipelined,
+            };
+            exchange(&mut ex, buf, header_timeout).await
+        });
+        match request.await {
             Next::Again { keepalive, header } => {
                 idle_timeout = keepalive;
                 header_timeout = header;
@@ -147,10 +186,13 @@ pub(super) async fn serve(worker: &Worker, started: Started) {
                     LingeringMode::Always => true,
                 };
                 if linger {
+                    // A stop cuts a lingering close short; one that began while
+                    // stopping runs its course.
+                    let running = worker.shared.stop_mode() == StopMode::Running;
                     tokio::select! {
                         // Boxed: rare, and its state must not enlarge every idle task.
-                        () = Box::pin(lingering_close(&mut stream, l)) => {}
-                        _ = stop.changed() => {}
+                        () = Box::pin(lingering_close(stream, l)) => {}
+                        () = worker.shared.stopping(), if running => {}
                     }
                 }
                 return;
@@ -581,153 +623,250 @@ enum Content<'a> {
 
 /// Runs one pass: the phases, then the answer (a `return`, the proxy, the static
 /// module) or an error and, when the location has one, its error page in a further
-/// pass. Boxed: error pages recurse, at most [`rewrite::MAX_URI_CHANGES`] deep.
-fn serve_pass<'f, 'a: 'f>(
+/// pass. Error pages recurse (at most [`rewrite::MAX_URI_CHANGES`] deep): only those
+/// further passes are boxed, the first runs inline.
+async fn serve_pass<'f, 'a: 'f>(
     ex: &'f mut Exchange<'a>,
     server: &'a ServerConf,
     locals: &'f Locals<'a>,
     buf: &'f mut Buf,
     head: &'f RequestHead,
     mut pass: Pass<'a>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Handled<'a>> + Send + 'f>> {
-    Box::pin(async move {
-        let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
-        let Routed {
-            settings,
-            target,
-            answer,
-        } = route::run(
-            &route::Request {
-                server,
+) -> Handled<'a> {
+    let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
+    let Routed {
+        settings,
+        target,
+        answer,
+    } = route::run(
+        &route::Request {
+            server,
+            head,
+            buf,
+            info,
+            real: ex.real,
+            zones: &rt.limit_zones,
+            locals,
+        },
+        &mut pass.route,
+        &mut pass.conn_slots,
+    )
+    .await;
+    // A location's realip (the preaccess phase) may have named the client.
+    if let Some(r) = ex.real.get() {
+        ex.info = r;
+    }
+    let info = ex.info;
+    // Out of the route while this pass runs; an error page puts a new one back.
+    let uri = std::mem::take(&mut pass.route.rw.uri);
+    let keep = head.keep_alive
+        && !settings.keepalive_timeout.is_zero()
+        && served < settings.keepalive_requests
+        && ex.opened.elapsed() < settings.keepalive_time
+        && !stopping
+        && !pass.close;
+
+    if head.method == Method::Connect {
+        return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
+    }
+    let vars_here = || RequestVars {
+        locals: Some(locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, info, &server.primary_name, &uri)
+    };
+    if std::mem::take(&mut pass.first) {
+        pass.log = capture_log(rt, settings, &vars_here, ex, served);
+    } else if settings.access_log.targets().is_empty() {
+        pass.log = None;
+    }
+
+    let content = match answer {
+        Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
+        // auth_basic: a page for 401 keeps the challenge, as nginx's does.
+        Some(Answer::Unauthorized(realm)) => {
+            let mut challenge = b"Basic realm=\"".to_vec();
+            challenge.extend_from_slice(&realm);
+            challenge.push(b'"');
+            Content::Failed(Failure {
+                kept_fields: vec![("WWW-Authenticate", challenge)],
+                unpaged: Some(Answer::Unauthorized(realm)),
+                ..Failure::new(401, keep)
+            })
+        }
+        Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
+            unpaged: Some(redirect),
+            ..Failure::new(code, keep)
+        }),
+        Some(answer) => {
+            let mut headers = evaluated_add_header(settings, &vars_here());
+            keep_fields(&mut headers, &pass.pages);
+            let content_type = kept_content_type(&pass.pages);
+            let location_base = absolute_base(
                 head,
                 buf,
-                info,
-                real: ex.real,
-                zones: &rt.limit_zones,
-                locals,
-            },
-            &mut pass.route,
-            &mut pass.conn_slots,
-        )
-        .await;
-        // A location's realip (the preaccess phase) may have named the client.
-        if let Some(r) = ex.real.get() {
-            ex.info = r;
+                &Site {
+                    info,
+                    settings,
+                    server_name: &server.primary_name,
+                },
+            );
+            // Boxed, as the static path below: the proxy path's state is what a
+            // request holds most of the time, and an inline answer would enlarge it
+            // for all.
+            Content::Sent(
+                Box::pin(send_answer(
+                    ex.stream,
+                    buf,
+                    head,
+                    answer,
+                    settings,
+                    keep,
+                    &headers,
+                    &location_base,
+                    pass.pages.status,
+                    content_type.as_deref(),
+                ))
+                .await,
+            )
         }
-        let info = ex.info;
-        // Out of the route while this pass runs; an error page puts a new one back.
-        let uri = std::mem::take(&mut pass.route.rw.uri);
-        let keep = head.keep_alive
-            && !settings.keepalive_timeout.is_zero()
-            && served < settings.keepalive_requests
-            && ex.opened.elapsed() < settings.keepalive_time
-            && !stopping
-            && !pass.close;
-
-        if head.method == Method::Connect {
-            return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
-        }
-        let vars_here = || RequestVars {
-            locals: Some(locals),
-            files: Some((&settings.files, None)),
-            ..request_vars(head, buf, info, &server.primary_name, &uri)
-        };
-        if std::mem::take(&mut pass.first) {
-            pass.log = capture_log(rt, settings, &vars_here, ex, served);
-        } else if settings.access_log == AccessLogConf::Off {
-            pass.log = None;
-        }
-
-        let content = match answer {
-            Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
-            // auth_basic: a page for 401 keeps the challenge, as nginx's does.
-            Some(Answer::Unauthorized(realm)) => {
-                let mut challenge = b"Basic realm=\"".to_vec();
-                challenge.extend_from_slice(&realm);
-                challenge.push(b'"');
-                Content::Failed(Failure {
-                    kept_fields: vec![("WWW-Authenticate", challenge)],
-                    unpaged: Some(Answer::Unauthorized(realm)),
-                    ..Failure::new(401, keep)
-                })
+        None => match &settings.action {
+            Action::Proxy(proxy_pass) => {
+                proxy(
+                    ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
+                )
+                .await
             }
-            Some(redirect @ Answer::Redirect { code, .. }) => Content::Failed(Failure {
-                unpaged: Some(redirect),
-                ..Failure::new(code, keep)
-            }),
-            Some(answer) => {
+            Action::Static => {
                 let mut headers = evaluated_add_header(settings, &vars_here());
                 keep_fields(&mut headers, &pass.pages);
-                let content_type = kept_content_type(&pass.pages);
-                let location_base = absolute_base(
-                    head,
-                    buf,
-                    &Site {
+                let file = StaticRequest {
+                    settings,
+                    uri: &uri,
+                    site: Site {
                         info,
                         settings,
                         server_name: &server.primary_name,
                     },
-                );
-                // Boxed, as the static path below: the proxy path's state is what a
-                // request holds most of the time, and an inline answer would enlarge it
-                // for all.
-                Content::Sent(
-                    Box::pin(send_answer(
-                        ex.stream,
-                        buf,
-                        head,
-                        answer,
-                        settings,
-                        keep,
-                        &headers,
-                        &location_base,
-                        pass.pages.status,
-                        content_type.as_deref(),
-                    ))
-                    .await,
-                )
+                    keep,
+                    add_header: &headers,
+                    status: pass.pages.status,
+                    limit_rate: limit_rate(settings, &vars_here()),
+                };
+                Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
             }
-            None => match &settings.action {
-                Action::Proxy(proxy_pass) => {
-                    proxy(
-                        ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
-                    )
-                    .await
-                }
-                Action::Static => {
-                    let mut headers = evaluated_add_header(settings, &vars_here());
-                    keep_fields(&mut headers, &pass.pages);
-                    let file = StaticRequest {
-                        settings,
-                        uri: &uri,
-                        site: Site {
-                            info,
-                            settings,
-                            server_name: &server.primary_name,
-                        },
-                        keep,
-                        add_header: &headers,
-                        status: pass.pages.status,
-                        limit_rate: limit_rate(settings, &vars_here()),
-                    };
-                    Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
-                }
-            },
-        };
-        let failure = match content {
-            Content::Sent(mut handled) => {
+        },
+    };
+    let failure = match content {
+        Content::Sent(mut handled) => {
+            handled.log = pass.log.take();
+            return handled;
+        }
+        Content::Failed(f) => f,
+        Content::AccelRedirect(accel, keep) => {
+            pass.close |= !keep;
+            pass.route.rw.uri = uri;
+            return accel_redirect(ex, server, locals, buf, head, pass, accel, settings).await;
+        }
+    };
+    let Some(page) = pass.pages.find(settings, failure.status) else {
+        let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
+        let mut handled = standard_answer(
+            ex,
+            buf,
+            head,
+            answer,
+            settings,
+            failure.keep,
+            locals,
+            &uri,
+            server,
+        )
+        .await;
+        handled.log = pass.log.take();
+        return handled;
+    };
+    // The page's status rule first: `$status` in the target is the status it sets.
+    pass.pages.answer_with(page);
+    pass.pages.kept_fields = failure.kept_fields;
+    if let Some(Answer::Redirect { location, .. }) = failure.unpaged {
+        // nginx keeps a redirect's Location through the page's internal redirect.
+        pass.pages.kept_fields.push(("Location", location));
+    }
+    locals.set_status(pass.pages.status);
+    let mut to = Vec::new();
+    // The buffer holds the request again (the proxy path put it back).
+    RequestVars {
+        locals: Some(locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, info, &server.primary_name, &uri)
+    }
+    .eval(&page.target, &mut to);
+    if !pass.route.may_redirect() && matches!(to.first(), Some(b'/' | b'@')) {
+        crate::log::emit(
+            Level::Error,
+            Some(info.id),
+            format_args!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{}\", client: {}, server: {}",
+                String::from_utf8_lossy(&to),
+                info.remote,
+                server.primary_name
+            ),
+        );
+        let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+        handled.log = pass.log.take();
+        return handled;
+    }
+    pass.close |= !failure.keep;
+    match to.first() {
+        Some(b'/') => {
+            let (path, args) = match &page.args {
+                Some(a) => (&to[..], a.as_bytes()),
+                None if page.target.is_literal() => (&to[..], &b""[..]),
+                None => match to.iter().position(|&b| b == b'?') {
+                    Some(q) => (&to[..q], &to[q + 1..]),
+                    None => (&to[..], &b""[..]),
+                },
+            };
+            let Ok(new_uri) = uri::normalize(path).map(std::borrow::Cow::into_owned) else {
+                let mut handled =
+                    answer_local(ex.stream, buf, head, 500, None, settings, false).await;
                 handled.log = pass.log.take();
                 return handled;
+            };
+            locals.set_args(args.to_vec());
+            pass.route.redirect(new_uri);
+            let body = body_in_buffer(buf, head);
+            redirect_as_get(ex, server, locals, buf, head, pass, body, settings).await
+        }
+        Some(b'@') => {
+            let name = String::from_utf8_lossy(&to);
+            match route::named_location(server, &name) {
+                Some(l) => {
+                    pass.route.rw.uri = uri;
+                    pass.route.jump_to_named(l);
+                    Box::pin(serve_pass(ex, server, locals, buf, head, pass)).await
+                }
+                None => {
+                    crate::log::emit(
+                        Level::Error,
+                        Some(info.id),
+                        format_args!(
+                            "could not find named location \"{name}\", client: {}, server: {}",
+                            info.remote, server.primary_name
+                        ),
+                    );
+                    let mut handled =
+                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+                    handled.log = pass.log.take();
+                    handled
+                }
             }
-            Content::Failed(f) => f,
-            Content::AccelRedirect(accel, keep) => {
-                pass.close |= !keep;
-                pass.route.rw.uri = uri;
-                return accel_redirect(ex, server, locals, buf, head, pass, accel, settings).await;
-            }
-        };
-        let Some(page) = pass.pages.find(settings, failure.status) else {
-            let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
+        }
+        _ => {
+            let answer = Answer::Redirect {
+                code: error_pages::redirect_status(page),
+                location: to,
+            };
             let mut handled = standard_answer(
                 ex,
                 buf,
@@ -741,107 +880,9 @@ fn serve_pass<'f, 'a: 'f>(
             )
             .await;
             handled.log = pass.log.take();
-            return handled;
-        };
-        // The page's status rule first: `$status` in the target is the status it sets.
-        pass.pages.answer_with(page);
-        pass.pages.kept_fields = failure.kept_fields;
-        if let Some(Answer::Redirect { location, .. }) = failure.unpaged {
-            // nginx keeps a redirect's Location through the page's internal redirect.
-            pass.pages.kept_fields.push(("Location", location));
+            handled
         }
-        locals.set_status(pass.pages.status);
-        let mut to = Vec::new();
-        // The buffer holds the request again (the proxy path put it back).
-        RequestVars {
-            locals: Some(locals),
-            files: Some((&settings.files, None)),
-            ..request_vars(head, buf, info, &server.primary_name, &uri)
-        }
-        .eval(&page.target, &mut to);
-        if !pass.route.may_redirect() && matches!(to.first(), Some(b'/' | b'@')) {
-            crate::log::emit(
-                Level::Error,
-                Some(info.id),
-                format_args!(
-                    "rewrite or internal redirection cycle while internally redirecting to \"{}\", client: {}, server: {}",
-                    String::from_utf8_lossy(&to),
-                    info.remote,
-                    server.primary_name
-                ),
-            );
-            let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-            handled.log = pass.log.take();
-            return handled;
-        }
-        pass.close |= !failure.keep;
-        match to.first() {
-            Some(b'/') => {
-                let (path, args) = match &page.args {
-                    Some(a) => (&to[..], a.as_bytes()),
-                    None if page.target.is_literal() => (&to[..], &b""[..]),
-                    None => match to.iter().position(|&b| b == b'?') {
-                        Some(q) => (&to[..q], &to[q + 1..]),
-                        None => (&to[..], &b""[..]),
-                    },
-                };
-                let Ok(new_uri) = uri::normalize(path).map(std::borrow::Cow::into_owned) else {
-                    let mut handled =
-                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                    handled.log = pass.log.take();
-                    return handled;
-                };
-                locals.set_args(args.to_vec());
-                pass.route.redirect(new_uri);
-                let body = body_in_buffer(buf, head);
-                redirect_as_get(ex, server, locals, buf, head, pass, body, settings).await
-            }
-            Some(b'@') => {
-                let name = String::from_utf8_lossy(&to);
-                match route::named_location(server, &name) {
-                    Some(l) => {
-                        pass.route.rw.uri = uri;
-                        pass.route.jump_to_named(l);
-                        serve_pass(ex, server, locals, buf, head, pass).await
-                    }
-                    None => {
-                        crate::log::emit(
-                            Level::Error,
-                            Some(info.id),
-                            format_args!(
-                                "could not find named location \"{name}\", client: {}, server: {}",
-                                info.remote, server.primary_name
-                            ),
-                        );
-                        let mut handled =
-                            answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                        handled.log = pass.log.take();
-                        handled
-                    }
-                }
-            }
-            _ => {
-                let answer = Answer::Redirect {
-                    code: error_pages::redirect_status(page),
-                    location: to,
-                };
-                let mut handled = standard_answer(
-                    ex,
-                    buf,
-                    head,
-                    answer,
-                    settings,
-                    failure.keep,
-                    locals,
-                    &uri,
-                    server,
-                )
-                .await;
-                handled.log = pass.log.take();
-                handled
-            }
-        }
-    })
+    }
 }
 
 /// The rest of an internal redirect to a URI (an error page, `X-Accel-Redirect`):
@@ -874,7 +915,7 @@ async fn redirect_as_get<'a>(
         return handled;
     }
     drop_invalid_fields(ex, buf, &mut page_head);
-    serve_pass(ex, server, locals, buf, &page_head, pass).await
+    Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
 }
 
 /// nginx's `X-Accel-Redirect`: to a `@name` location with the request as it is, or
@@ -922,7 +963,7 @@ async fn accel_redirect<'a>(
                 // The named location gets the request as it came; one with a body
                 // comes as a GET, as the body is gone (nginx sends it again).
                 if matches!(head.framing, BodyFraming::None) {
-                    return serve_pass(ex, server, locals, buf, head, pass).await;
+                    return Box::pin(serve_pass(ex, server, locals, buf, head, pass)).await;
                 }
                 return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
                     .await;
@@ -1019,7 +1060,7 @@ async fn standard_answer<'a>(
     .await
 }
 
-/// The access log line of a request, when its location logs.
+/// The access log lines of a request, when its location logs.
 fn capture_log<'a, 'v>(
     rt: &'a Runtime,
     settings: &'a LocSettings,
@@ -1027,28 +1068,53 @@ fn capture_log<'a, 'v>(
     ex: &Exchange<'_>,
     served: u32,
 ) -> Option<LogLine<'a>> {
-    match &settings.access_log {
-        AccessLogConf::Off => None,
-        AccessLogConf::Combined(path) => rt
-            .access_logs
-            .get(path)
-            .map(|log| LogLine::capture(log, &vars())),
-        AccessLogConf::Format { path, format } => rt.access_logs.get(path).map(|log| {
-            let conn = ConnFacts {
-                id: ex.info.id,
-                requests: served,
-                pipelined: ex.pipelined,
-            };
-            LogLine {
-                log,
-                remote: vars().remote,
-                kind: LineKind::Format {
-                    format,
-                    pending: PendingLine::prepare(format, &vars(), &conn),
-                },
-            }
-        }),
+    let targets = settings.access_log.targets();
+    if targets.is_empty() {
+        return None;
     }
+    let vars = vars();
+    let conn = ConnFacts {
+        id: ex.info.id,
+        requests: served,
+        pipelined: ex.pipelined,
+    };
+    let entries: Vec<LogEntry<'a>> = targets
+        .iter()
+        .filter_map(|t| {
+            let dest = match (&t.syslog, &t.path_template) {
+                (Some(target), _) => LogDest::Syslog(rt.syslogs.get(target)?),
+                (None, None) => LogDest::Shared(rt.access_logs.get(&t.path)?),
+                (None, Some(p)) => LogDest::PerLine {
+                    path: p,
+                    pending: PendingLine::prepare(p, &vars, &conn),
+                    cache: settings
+                        .open_log_file_cache
+                        .and_then(|i| rt.log_file_caches.get(i)),
+                },
+            };
+            let kind = match &t.format {
+                None => LineKind::combined(&vars),
+                Some(format) => LineKind::Format {
+                    format,
+                    pending: PendingLine::prepare(format, &vars, &conn),
+                },
+            };
+            let condition = t
+                .condition
+                .as_deref()
+                .map(|c| (c, PendingLine::prepare(c, &vars, &conn)));
+            Some(LogEntry {
+                dest,
+                kind,
+                condition,
+            })
+        })
+        .collect();
+    (!entries.is_empty()).then_some(LogLine {
+        maps: &rt.config.http.maps,
+        remote: vars.remote,
+        entries,
+    })
 }
 
 /// Adds the fields an error page keeps to its `add_header` lines (always sent);
@@ -1194,7 +1260,7 @@ async fn proxy<'a>(
     let hands_off = |status: u16| {
         saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
     };
-    let log_upstream = matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_upstream)
+    let log_upstream = settings.access_log.uses_upstream()
         || settings.add_header.iter().any(|h| h.value.uses_upstream());
     let f = Forward {
         head,
@@ -1488,7 +1554,7 @@ async fn send_answer<'a>(
 /// Whether the location's access log has `$sent_http_NAME`: the head sent is then
 /// kept for its line.
 fn keeps_sent_head(settings: &LocSettings) -> bool {
-    matches!(&settings.access_log, AccessLogConf::Format { format, .. } if format.uses_sent_head())
+    settings.access_log.uses_sent_head()
 }
 
 /// Bytes of a request body already in the buffer behind the head: `Some` when the
@@ -1612,14 +1678,39 @@ async fn send_local<'a>(
     }
 }
 
-/// What the access log line of a request needs, captured before the request is
+/// What the access log lines of a request need, captured before the request is
 /// forwarded (forwarding drains the buffer the head points into). Only built when the
 /// location logs, so requests with `access_log off` pay nothing.
 struct LogLine<'a> {
-    log: &'a AccessLog,
+    /// The configuration's maps, for maps of response variables.
+    maps: &'a [MapConf],
     /// `$remote_addr` of the request.
     remote: ClientAddr,
+    /// One per `access_log` of the location.
+    entries: Vec<LogEntry<'a>>,
+}
+
+/// One `access_log` line's part of a request's logging.
+struct LogEntry<'a> {
+    dest: LogDest<'a>,
     kind: LineKind<'a>,
+    /// `if=`: its format and request-phase rendering.
+    condition: Option<(&'a LogFormat, PendingLine)>,
+}
+
+/// Where an access log line goes.
+enum LogDest<'a> {
+    /// A file opened at load time, with its writer thread.
+    Shared(&'a AccessLog),
+    /// A syslog server.
+    Syslog(&'a SyslogSender),
+    /// A path with variables, rendered after the response and opened for the line
+    /// (or kept open by the location's `open_log_file_cache`).
+    PerLine {
+        path: &'a LogFormat,
+        pending: PendingLine,
+        cache: Option<&'a LogFileCache>,
+    },
 }
 
 enum LineKind<'a> {
@@ -1637,65 +1728,91 @@ enum LineKind<'a> {
     },
 }
 
-impl<'a> LogLine<'a> {
-    fn capture(log: &'a AccessLog, vars: &RequestVars<'_>) -> Self {
+impl LineKind<'_> {
+    fn combined(vars: &RequestVars<'_>) -> Self {
         let mut request = Vec::with_capacity(128);
         vars.request_line(&mut request);
-        LogLine {
-            log,
-            remote: vars.remote,
-            kind: LineKind::Combined {
-                request,
-                remote_user: vars
-                    .head
-                    .header_value(vars.buf, "authorization")
-                    .and_then(crate::vars::basic_credentials)
-                    .map(|(user, _)| user),
-                referer: vars
-                    .head
-                    .header_value(vars.buf, "referer")
-                    .map(<[u8]>::to_vec),
-                user_agent: vars
-                    .head
-                    .header_value(vars.buf, "user-agent")
-                    .map(<[u8]>::to_vec),
-            },
+        LineKind::Combined {
+            request,
+            remote_user: vars
+                .head
+                .header_value(vars.buf, "authorization")
+                .and_then(crate::vars::basic_credentials)
+                .map(|(user, _)| user),
+            referer: vars
+                .head
+                .header_value(vars.buf, "referer")
+                .map(<[u8]>::to_vec),
+            user_agent: vars
+                .head
+                .header_value(vars.buf, "user-agent")
+                .map(<[u8]>::to_vec),
         }
     }
+}
 
+impl LogLine<'_> {
     fn write(&self, h: &Handled<'_>, started: std::time::Instant) {
+        let facts = ResponseFacts {
+            status: h.status,
+            body_bytes: h.body_bytes,
+            bytes_sent: h.head_bytes + h.body_bytes,
+            started,
+            upstream: &h.attempts,
+            sent_head: &h.sent_head,
+            maps: self.maps,
+        };
         let mut line = Vec::with_capacity(256);
-        match &self.kind {
-            LineKind::Combined {
-                request,
-                remote_user,
-                referer,
-                user_agent,
-            } => crate::access_log::format_combined(
-                &mut line,
-                &CombinedFields {
-                    remote_addr: self.remote,
-                    remote_user: remote_user.as_deref(),
+        for e in &self.entries {
+            if let Some((format, pending)) = &e.condition {
+                line.clear();
+                pending.finish(format, &facts, &mut line);
+                // As nginx: skipped when the condition is empty or "0".
+                let value = line.strip_suffix(b"\n").unwrap_or(&line);
+                if value.is_empty() || value == b"0" {
+                    continue;
+                }
+            }
+            line.clear();
+            match &e.kind {
+                LineKind::Combined {
                     request,
-                    status: h.status,
-                    body_bytes_sent: h.body_bytes,
-                    referer: referer.as_deref(),
-                    user_agent: user_agent.as_deref(),
-                },
-            ),
-            LineKind::Format { format, pending } => pending.finish(
-                format,
-                &ResponseFacts {
-                    status: h.status,
-                    body_bytes: h.body_bytes,
-                    bytes_sent: h.head_bytes + h.body_bytes,
-                    started,
-                    upstream: &h.attempts,
-                    sent_head: &h.sent_head,
-                },
-                &mut line,
-            ),
+                    remote_user,
+                    referer,
+                    user_agent,
+                } => crate::access_log::format_combined(
+                    &mut line,
+                    &CombinedFields {
+                        remote_addr: self.remote,
+                        remote_user: remote_user.as_deref(),
+                        request,
+                        status: h.status,
+                        body_bytes_sent: h.body_bytes,
+                        referer: referer.as_deref(),
+                        user_agent: user_agent.as_deref(),
+                    },
+                ),
+                LineKind::Format { format, pending } => pending.finish(format, &facts, &mut line),
+            }
+            match &e.dest {
+                LogDest::Shared(log) => log.write_line(&line),
+                LogDest::Syslog(s) => s.send(&line),
+                LogDest::PerLine {
+                    path: format,
+                    pending,
+                    cache,
+                } => {
+                    let mut path = Vec::new();
+                    pending.finish(format, &facts, &mut path);
+                    path.pop();
+                    use std::os::unix::ffi::OsStrExt as _;
+                    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
+                    match cache {
+                        Some(c) => c.append(path, &line),
+                        None => crate::access_log::append_line(path, &line),
+                    }
+                }
+            }
         }
-        self.log.write_line(&line);
     }
 }

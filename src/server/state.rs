@@ -9,10 +9,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::access_log::{AccessLog, AccessLogs};
+use crate::access_log::{AccessLog, AccessLogs, LogFileCache, SyslogSender};
 use crate::balance::dynamic::DynamicGroups;
 use crate::balance::Upstream;
-use crate::config::{self, Config, Endpoint, LocSettings};
+use crate::config::{self, Config, Endpoint, LocSettings, LogBuffering};
 use crate::net::tls::server::TlsOffer;
 use crate::upstream::PeerRegistry;
 
@@ -108,6 +108,11 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Open access logs by path.
     pub access_logs: HashMap<PathBuf, Arc<AccessLog>>,
+    /// One sender per `access_log syslog:` target.
+    pub syslogs: HashMap<config::SyslogTarget, Arc<SyslogSender>>,
+    /// The `open_log_file_cache` caches, parallel to
+    /// `config.http.open_log_file_caches` (new and empty after each reload).
+    pub log_file_caches: Vec<LogFileCache>,
     /// The `limit_req_zone`s and `limit_conn_zone`s, their states kept across reloads.
     pub limit_zones: crate::admission::limits::LimitZones,
     /// Groups made per request for `proxy_pass` with variables.
@@ -130,21 +135,50 @@ impl Runtime {
             .iter()
             .map(|u| Upstream::build(u, registry))
             .collect();
-        let mut access_logs = HashMap::new();
-        let mut open = |s: &LocSettings| -> Result<(), ServerError> {
-            if let Some(path) = s.access_log.path() {
-                if !access_logs.contains_key(path) {
-                    let log = AccessLogs::open(path).map_err(|e| {
-                        ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
-                    })?;
-                    access_logs.insert(path.to_path_buf(), log);
+        // One writer per file, with the buffering of its buffered `access_log` lines
+        // (validation made them agree); unbuffered lines to that file share it.
+        let mut wanted: HashMap<PathBuf, LogBuffering> = HashMap::new();
+        let mut syslogs = HashMap::new();
+        let mut collect = |s: &LocSettings| -> Result<(), ServerError> {
+            for t in s.access_log.targets() {
+                if let Some(target) = &t.syslog {
+                    if !syslogs.contains_key(target) {
+                        let sender = SyslogSender::open(target).map_err(|e| {
+                            ServerError::Log(format!("socket() for syslog failed ({e})"))
+                        })?;
+                        syslogs.insert(target.clone(), Arc::new(sender));
+                    }
+                }
+            }
+            for t in s
+                .access_log
+                .targets()
+                .iter()
+                .filter(|t| t.path_template.is_none() && t.syslog.is_none())
+            {
+                let b = wanted.entry(t.path.clone()).or_default();
+                if t.buffering != LogBuffering::default() {
+                    *b = t.buffering;
                 }
             }
             Ok(())
         };
         for server in &config.http.servers {
-            open(&server.settings)?;
-            visit_locations(&server.locations, &mut open)?;
+            collect(&server.settings)?;
+            visit_locations(&server.locations, &mut collect)?;
+        }
+        let log_file_caches = config
+            .http
+            .open_log_file_caches
+            .iter()
+            .map(|c| LogFileCache::new(*c))
+            .collect();
+        let mut access_logs = HashMap::new();
+        for (path, buffering) in wanted {
+            let log = AccessLogs::open(&path, buffering).map_err(|e| {
+                ServerError::Log(format!("open() \"{}\" failed ({e})", path.display()))
+            })?;
+            access_logs.insert(path, log);
         }
         let servers = &config.http.servers;
         let tls_offers = servers
@@ -191,6 +225,8 @@ impl Runtime {
             config,
             upstreams,
             access_logs,
+            syslogs,
+            log_file_caches,
             dynamic: DynamicGroups::default(),
             tls_offers,
             tls_addrs,
@@ -241,6 +277,8 @@ pub struct Shared {
     pub workers: std::sync::OnceLock<Arc<dyn WorkerControl>>,
     /// Turns to `Graceful` or `Fast` when the server stops (see [`Shared::stop`]).
     stop_tx: watch::Sender<StopMode>,
+    /// Wakes every [`Shared::stopping`] waiter when the server stops.
+    stop_notify: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -254,6 +292,7 @@ impl Shared {
             admin_overlay: Default::default(),
             workers: std::sync::OnceLock::new(),
             stop_tx: watch::channel(StopMode::Running).0,
+            stop_notify: tokio::sync::Notify::new(),
         }
     }
 
@@ -265,6 +304,26 @@ impl Shared {
     /// Starts stopping every thread that watches [`Shared::stop_signal`].
     pub fn stop(&self, mode: StopMode) {
         self.stop_tx.send_replace(mode);
+        self.stop_notify.notify_waiters();
+    }
+
+    /// How the server runs now.
+    pub fn stop_mode(&self) -> StopMode {
+        *self.stop_tx.borrow()
+    }
+
+    /// Completes once stopping has begun (at once if it has). Made for the waits of
+    /// client connections: its future is a third of a [`Shared::stop_signal`]
+    /// receiver and its `changed()` future, and every idle connection holds one.
+    pub async fn stopping(&self) {
+        let notified = self.stop_notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the mode is read: a stop between the two still wakes it.
+        notified.as_mut().enable();
+        if self.stop_mode() != StopMode::Running {
+            return;
+        }
+        notified.await;
     }
 
     /// Completes once stopping has begun (for threads that only need to know when).

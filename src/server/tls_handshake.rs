@@ -20,6 +20,14 @@ pub(super) struct Started {
     pub first: Option<Vec<u8>>,
 }
 
+/// Whether a connection to `listen` starts with its first request: no TLS handshake
+/// and no PROXY protocol header to read first ([`begin`]).
+pub(super) fn is_plain(worker: &Worker, listen: &Endpoint, info: &ClientInfo) -> bool {
+    let rt = worker.shared.runtime.load();
+    !rt.tls_addrs.contains(listen)
+        && !vhost::proxy_protocol_on(&rt.config.http.servers, &info.local)
+}
+
 /// Runs the handshake when `listen` is a TLS address; `None` when the connection ends
 /// in it (logged at `info`, as nginx logs failed handshakes).
 pub(super) async fn begin(

@@ -181,13 +181,11 @@ async fn accept_loop(
             continue;
         }
         worker.active.fetch_add(1, Ordering::Relaxed);
-        let w = worker.clone();
-        let listen = listen.clone();
-        tokio::spawn(async move {
-            if let Some(started) = super::tls_handshake::begin(&w, &listen, stream, info).await {
-                super::conn::serve(&w, started).await;
-            }
-            w.active.fetch_sub(1, Ordering::Relaxed);
-        });
+        let conn = super::tls_handshake::Started {
+            stream,
+            info,
+            first: None,
+        };
+        tokio::spawn(super::conn::run(worker.clone(), listen.clone(), conn));
     }
 }

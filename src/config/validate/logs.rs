@@ -1,9 +1,11 @@
 //! Logging directives: `error_log` (main level), `access_log` (any level) and
 //! `log_format` (http level; `access_log` may only name a format declared before it).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::rewrite::VarNames;
+use super::values::{parse_size, parse_time};
 use super::{Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
@@ -103,29 +105,19 @@ impl Validator<'_> {
         Ok(ErrorLogConf { target, level })
     }
 
-    /// `access_log off | PATH [FORMAT [params...]]`; the format must be declared above.
-    pub(super) fn access_log(&mut self, d: &Directive) -> Result<AccessLogConf> {
+    /// `access_log off | PATH [FORMAT [buffer=SIZE] [gzip[=LEVEL]] [flush=TIME]
+    /// [if=COND]]`; the format must be declared above. `None` for `off` and
+    /// `/dev/null`.
+    pub(super) fn access_log(&mut self, d: &Directive) -> Result<Option<AccessLogTarget>> {
         let path = d.arg(0);
         if path == "off" {
-            if d.args.len() > 1 {
+            if let Some(extra) = d.args.get(1) {
                 return Err(ConfigError::at(
                     &d.span,
-                    "invalid number of arguments in \"access_log\" directive",
+                    format!("invalid parameter \"{}\"", extra.value),
                 ));
             }
-            return Ok(AccessLogConf::Off);
-        }
-        if path.starts_with("syslog:") {
-            return Err(ConfigError::at(
-                &d.span,
-                "syslog access logs are not supported: use a file",
-            ));
-        }
-        if path.contains('$') {
-            return Err(ConfigError::at(
-                &d.span,
-                "variables in \"access_log\" paths are not supported",
-            ));
+            return Ok(None);
         }
         let format = match d.args.get(1).map(|a| a.value.as_str()) {
             None | Some("combined") => None,
@@ -140,16 +132,260 @@ impl Validator<'_> {
                 }
             },
         };
-        if d.args.len() > 2 {
-            self.warn(d, "\"access_log\" parameters after the format (buffer=, flush=, gzip, if=) are ignored".to_owned());
+        let mut buffering = LogBuffering::default();
+        let mut condition = None;
+        for a in d.args.iter().skip(2) {
+            let p = a.value.as_str();
+            if let Some(v) = p.strip_prefix("buffer=") {
+                buffering.size = parse_size(v)
+                    .filter(|&n| n > 0)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("invalid buffer size \"{v}\""))
+                    })?;
+            } else if let Some(v) = p.strip_prefix("flush=") {
+                buffering.flush =
+                    Some(parse_time(v).filter(|t| !t.is_zero()).ok_or_else(|| {
+                        ConfigError::at(&d.span, format!("invalid flush time \"{v}\""))
+                    })?);
+            } else if p == "gzip" || p.starts_with("gzip=") {
+                if buffering.size == 0 {
+                    buffering.size = 64 * 1024;
+                }
+                buffering.gzip = Some(match p.strip_prefix("gzip=") {
+                    None => 1,
+                    Some(v) => v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=9).contains(n) && v.bytes().all(|b| b.is_ascii_digit()))
+                        .ok_or_else(|| {
+                            ConfigError::at(&d.span, format!("invalid compression level \"{v}\""))
+                        })?,
+                });
+            } else if let Some(v) = p.strip_prefix("if=") {
+                condition = Some(Arc::new(self.log_template(d, v)?));
+            } else {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("invalid parameter \"{p}\""),
+                ));
+            }
+        }
+        if buffering.flush.is_some() && buffering.size == 0 {
+            return Err(ConfigError::at(
+                &d.span,
+                format!("no buffer is defined for access_log \"{path}\""),
+            ));
+        }
+        if let Some(spec) = path.strip_prefix("syslog:") {
+            if buffering.size > 0 {
+                return Err(ConfigError::at(
+                    &d.span,
+                    "logs to syslog cannot be buffered",
+                ));
+            }
+            return Ok(Some(AccessLogTarget {
+                path: PathBuf::new(),
+                path_template: None,
+                format,
+                condition,
+                buffering,
+                syslog: Some(self.syslog_target(d, spec)?),
+            }));
         }
         if path == "/dev/null" {
-            return Ok(AccessLogConf::Off);
+            return Ok(None);
         }
         let path = self.env.prefix.join(path);
-        Ok(match format {
-            None => AccessLogConf::Combined(path),
-            Some(format) => AccessLogConf::Format { path, format },
+        if path.as_os_str().as_encoded_bytes().contains(&b'$') {
+            if buffering.size > 0 {
+                return Err(ConfigError::at(
+                    &d.span,
+                    "buffered logs cannot have variables in name",
+                ));
+            }
+            let text = path.to_string_lossy().into_owned();
+            let template = self.log_template(d, &text)?;
+            return Ok(Some(AccessLogTarget {
+                path,
+                path_template: Some(Arc::new(template)),
+                format,
+                condition,
+                buffering,
+                syslog: None,
+            }));
+        }
+        if buffering.size > 0 {
+            match self.log_buffering.get(&path) {
+                Some(b) if *b != buffering => {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        format!(
+                            "access_log \"{}\" already defined with conflicting parameters",
+                            d.arg(0)
+                        ),
+                    ))
+                }
+                _ => {
+                    self.log_buffering.insert(path.clone(), buffering);
+                }
+            }
+        }
+        Ok(Some(AccessLogTarget {
+            path,
+            path_template: None,
+            format,
+            condition,
+            buffering,
+            syslog: None,
+        }))
+    }
+
+    /// The part after `syslog:`, parsed as nginx's `ngx_syslog_parse_args`.
+    fn syslog_target(&self, d: &Directive, spec: &str) -> Result<SyslogTarget> {
+        const FACILITIES: &[&str] = &[
+            "kern", "user", "mail", "daemon", "auth", "intern", "lpr", "news", "uucp", "clock",
+            "authpriv", "ftp", "ntp", "audit", "alert", "cron", "local0", "local1", "local2",
+            "local3", "local4", "local5", "local6", "local7",
+        ];
+        const SEVERITIES: &[&str] = &[
+            "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug",
+        ];
+        let err = |msg: String| ConfigError::at(&d.span, msg);
+        let mut server = None;
+        let mut facility = None;
+        let mut severity = None;
+        let mut tag: Option<String> = None;
+        let mut nohostname = false;
+        for p in spec.split(',') {
+            if let Some(v) = p.strip_prefix("server=") {
+                if server.is_some() {
+                    return Err(err("duplicate syslog \"server\"".into()));
+                }
+                server = Some(if let Some(path) = v.strip_prefix("unix:") {
+                    Endpoint::Unix(path.into())
+                } else {
+                    let (host, port) = super::address::parse_host_port(v)
+                        .map_err(|_| err(format!("invalid host in syslog server \"{v}\"")))?;
+                    let addrs = self
+                        .resolve(host, port.unwrap_or(514))
+                        .ok_or_else(|| err(format!("host not found in syslog server \"{v}\"")))?;
+                    Endpoint::Inet(addrs[0])
+                });
+            } else if let Some(v) = p.strip_prefix("facility=") {
+                if facility.is_some() {
+                    return Err(err("duplicate syslog \"facility\"".into()));
+                }
+                let i = FACILITIES
+                    .iter()
+                    .position(|f| *f == v)
+                    .ok_or_else(|| err(format!("unknown syslog facility \"{v}\"")))?;
+                facility = Some(i as u8);
+            } else if let Some(v) = p.strip_prefix("severity=") {
+                if severity.is_some() {
+                    return Err(err("duplicate syslog \"severity\"".into()));
+                }
+                let i = SEVERITIES
+                    .iter()
+                    .position(|f| *f == v)
+                    .ok_or_else(|| err(format!("unknown syslog severity \"{v}\"")))?;
+                severity = Some(i as u8);
+            } else if let Some(v) = p.strip_prefix("tag=") {
+                if tag.is_some() {
+                    return Err(err("duplicate syslog \"tag\"".into()));
+                }
+                if v.len() > 32 {
+                    return Err(err("syslog tag length exceeds 32".into()));
+                }
+                if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(err(
+                        "syslog \"tag\" only allows alphanumeric characters and underscore".into(),
+                    ));
+                }
+                tag = Some(v.to_owned());
+            } else if p == "nohostname" {
+                nohostname = true;
+            } else {
+                return Err(err(format!("unknown syslog parameter \"{p}\"")));
+            }
+        }
+        Ok(SyslogTarget {
+            server: server.ok_or_else(|| err("no syslog server specified".into()))?,
+            facility: facility.unwrap_or(23),
+            severity: severity.unwrap_or(6),
+            tag: tag.unwrap_or_else(|| "nginx".to_owned()),
+            nohostname,
+        })
+    }
+
+    /// `open_log_file_cache max=N [inactive=T] [min_uses=N] [valid=T] | off`:
+    /// `Some(index)` into the caches collected for [`Http::open_log_file_caches`].
+    pub(super) fn open_log_file_cache(&mut self, d: &Directive) -> Result<Option<usize>> {
+        let mut conf = OpenLogFileCacheConf {
+            max: 0,
+            inactive: std::time::Duration::from_secs(10),
+            min_uses: 1,
+            valid: std::time::Duration::from_secs(60),
+        };
+        let mut off = false;
+        for a in &d.args {
+            let p = a.value.as_str();
+            let failed = || {
+                ConfigError::at(
+                    &d.span,
+                    format!("invalid \"open_log_file_cache\" parameter \"{p}\""),
+                )
+            };
+            let secs =
+                |v: &str| parse_time(v).filter(|t| t.subsec_nanos() == 0 && !v.contains("ms"));
+            if let Some(v) = p.strip_prefix("max=") {
+                conf.max = v.parse().map_err(|_| failed())?;
+            } else if let Some(v) = p.strip_prefix("inactive=") {
+                conf.inactive = secs(v).ok_or_else(failed)?;
+            } else if let Some(v) = p.strip_prefix("min_uses=") {
+                conf.min_uses = v.parse().map_err(|_| failed())?;
+            } else if let Some(v) = p.strip_prefix("valid=") {
+                conf.valid = secs(v).ok_or_else(failed)?;
+            } else if p == "off" {
+                off = true;
+            } else {
+                return Err(failed());
+            }
+        }
+        if off {
+            return Ok(None);
+        }
+        if conf.max == 0 {
+            return Err(ConfigError::at(
+                &d.span,
+                "\"open_log_file_cache\" must have \"max\" parameter",
+            ));
+        }
+        self.open_log_file_caches.push(conf);
+        Ok(Some(self.open_log_file_caches.len() - 1))
+    }
+
+    /// `if=COND`, or a log path with variables, as a format of its own: no escaping,
+    /// no `-` for empty values; rendered as lines are, response variables included.
+    fn log_template(&self, d: &Directive, text: &str) -> Result<LogFormat> {
+        let template = template::parse_with(text, &|n| {
+            self.names.lookup(n).or_else(|| {
+                let field = n.strip_prefix("sent_http_").filter(|f| !f.is_empty())?;
+                Some(Var::SentHttp(field.to_ascii_lowercase().replace('_', "-")))
+            })
+        })
+        .map_err(|e| {
+            let (msg, hint) = e.message(text);
+            match hint {
+                Some(h) => ConfigError::hinted(&d.span, msg, h),
+                None => ConfigError::at(&d.span, msg),
+            }
+        })?;
+        Ok(LogFormat {
+            name: text.to_owned(),
+            escape: LogEscape::None,
+            uses_upstream: template.uses_upstream(),
+            parts: template.parts,
         })
     }
 }

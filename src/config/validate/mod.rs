@@ -14,9 +14,11 @@
 mod address;
 mod admin;
 mod admission;
+mod cache;
 mod ciphers;
 mod geo;
 mod health;
+mod listen;
 mod location;
 mod logs;
 mod proxy;
@@ -74,6 +76,10 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         health_checks: Vec::new(),
         limit_req_zones: Vec::new(),
         limit_conn_zones: Vec::new(),
+        cache: cache::CacheDirectives::default(),
+        log_buffering: HashMap::new(),
+        upstream_zones: Vec::new(),
+        open_log_file_caches: Vec::new(),
     };
     v.main(directives)
 }
@@ -94,6 +100,25 @@ struct Validator<'a> {
     limit_req_zones: Vec<LimitReqZoneConf>,
     /// `limit_conn_zone`s (declared anywhere at http level).
     limit_conn_zones: Vec<LimitConnZoneConf>,
+    /// The proxy cache directives seen (accepted, not acted on).
+    cache: cache::CacheDirectives,
+    /// `buffer=`/`flush=`/`gzip` of each buffered access log file: one setting per file.
+    log_buffering: HashMap<PathBuf, LogBuffering>,
+    /// `zone NAME [SIZE]` lines of upstreams.
+    upstream_zones: Vec<(String, Option<u64>, Span)>,
+    /// `open_log_file_cache` lines, in file order.
+    open_log_file_caches: Vec<OpenLogFileCacheConf>,
+}
+
+/// Words that are both a directive's name and a flag parameter of `directive`
+/// (`access_log ... gzip`, `listen ... ssl`): on a line of their own they continue
+/// the directive, as nginx reads them, rather than start the next one.
+fn is_flag_parameter(directive: &str, word: &str) -> bool {
+    match directive {
+        "access_log" => word == "gzip",
+        "listen" => matches!(word, "ssl" | "http2" | "quic"),
+        _ => false,
+    }
 }
 
 /// Sets a single-valued directive once per level, as nginx's `is duplicate`.
@@ -211,7 +236,11 @@ impl Validator<'_> {
     fn missing_semicolon(&self, d: &Directive) -> Result<()> {
         let mut prev_line = d.span.line;
         for a in &d.args {
-            if a.line > prev_line && !a.quoted && directives::is_known(&a.value) {
+            if a.line > prev_line
+                && !a.quoted
+                && directives::is_known(&a.value)
+                && !is_flag_parameter(&d.name, &a.value)
+            {
                 return Err(ConfigError::hinted(
                     &d.span,
                     format!("directive \"{}\" is not terminated by \";\"", d.name),
@@ -406,6 +435,18 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>>>()?;
         self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
+        self.cache_zones_known()?;
+        self.upstream_zones_sized()?;
+        // As nginx: the socket options of an address are set by one `listen` only.
+        let mut with_options: HashSet<&Endpoint> = HashSet::new();
+        for l in servers.iter().flat_map(|s| &s.listen) {
+            if l.socket.is_some() && !with_options.insert(&l.addr) {
+                return Err(ConfigError::at(
+                    &l.span,
+                    format!("duplicate listen options for {}", l.addr),
+                ));
+            }
+        }
         let mut defaults: HashMap<&Endpoint, ()> = HashMap::new();
         for s in &servers {
             for l in s.listen.iter().filter(|l| l.default_server) {
@@ -429,6 +470,7 @@ impl Validator<'_> {
             split_clients: self.names.order_split_clients(splits),
             limit_req_zones: std::mem::take(&mut self.limit_req_zones),
             limit_conn_zones: std::mem::take(&mut self.limit_conn_zones),
+            open_log_file_caches: std::mem::take(&mut self.open_log_file_caches),
         })
     }
 

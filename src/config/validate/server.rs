@@ -9,7 +9,6 @@ use super::address::{parse_host_port, parse_port, HostPortError};
 use super::rewrite::Level;
 use super::settings::Partial;
 use super::tls::TlsPartial;
-use super::values::parse_size;
 use super::{Result, Validator};
 use crate::config::directives;
 use crate::config::error::ConfigError;
@@ -83,6 +82,7 @@ impl Validator<'_> {
                 ssl: false,
                 http2: false,
                 proxy_protocol: false,
+                socket: None,
                 span: d.span.clone(),
             });
         }
@@ -111,11 +111,12 @@ impl Validator<'_> {
 
     /// `listen ADDR [params]`: one listen per address a host name resolves to.
     fn listen(&mut self, c: &Directive) -> Result<Vec<Listen>> {
-        let a = c.arg(0);
         let mut default_server = false;
         let mut ssl = false;
         let mut http2 = false;
         let mut proxy_protocol = false;
+        let mut socket = SocketOptions::default();
+        let mut socket_set = false;
         for p in &c.args[1..] {
             let p = p.value.as_str();
             let name = p.split('=').next().unwrap_or(p);
@@ -131,34 +132,18 @@ impl Validator<'_> {
                     "\"quic\" parameter of \"listen\" is not supported: HTTP/3 is not supported",
                 )),
                 "proxy_protocol" => proxy_protocol = true,
-                "backlog" | "rcvbuf" | "sndbuf" => {
-                    let v = p.split_once('=').map(|x| x.1).unwrap_or("");
-                    if (name == "backlog" && !v.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
-                        || (name != "backlog" && parse_size(v).is_none())
-                        || v.is_empty()
-                    {
-                        return Err(ConfigError::at(&c.span, format!("invalid {name} \"{v}\"")));
-                    }
-                    self.warn(
-                        c,
-                        format!("\"listen\" parameter \"{p}\" is accepted and ignored"),
-                    );
-                }
-                "reuseport" | "deferred" | "bind" | "ipv6only" | "so_keepalive" | "fastopen"
-                | "accept_filter" | "setfib" => {
-                    self.warn(
-                        c,
-                        format!("\"listen\" parameter \"{p}\" is accepted and ignored"),
-                    );
-                }
                 _ => {
-                    return Err(ConfigError::at(
-                        &c.span,
-                        format!("invalid parameter \"{p}\""),
-                    ))
+                    if !self.listen_socket_option(c, p, &mut socket)? {
+                        return Err(ConfigError::at(
+                            &c.span,
+                            format!("invalid parameter \"{p}\""),
+                        ));
+                    }
+                    socket_set = true;
                 }
             }
         }
+        let socket = socket_set.then_some(socket);
         if ssl && proxy_protocol {
             return Err(ConfigError::hinted(
                 &c.span,
@@ -166,11 +151,12 @@ impl Validator<'_> {
                 "terminate TLS in front of ferrolb, or send PROXY protocol to a plain listen",
             ));
         }
-        if let Some(path) = a.strip_prefix("unix:") {
+        let written = c.arg(0);
+        if let Some(path) = written.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(ConfigError::hinted(
                     &c.span,
-                    format!("no path in the unix domain socket \"{a}\""),
+                    format!("no path in the unix domain socket \"{written}\""),
                     "write listen unix:/run/ferrolb.sock;",
                 ));
             }
@@ -180,9 +166,17 @@ impl Validator<'_> {
                 ssl,
                 http2,
                 proxy_protocol,
+                socket,
                 span: c.span.clone(),
             }]);
         }
+        let (first, last_port) = super::listen::port_range(written).map_err(|e| {
+            ConfigError::at(
+                &c.span,
+                format!("{e} in \"{written}\" of the \"listen\" directive"),
+            )
+        })?;
+        let a = first.as_str();
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let invalid_port = || {
             ConfigError::at(
@@ -215,17 +209,27 @@ impl Validator<'_> {
                 })?
             }
         };
-        Ok(addrs
-            .into_iter()
-            .map(|addr| Listen {
-                addr: Endpoint::Inet(addr),
-                default_server,
-                ssl,
-                http2,
-                proxy_protocol,
-                span: c.span.clone(),
-            })
-            .collect())
+        let mut out = Vec::new();
+        for addr in addrs {
+            let last = last_port.unwrap_or(addr.port());
+            for port in addr.port()..=last {
+                let addr = SocketAddr::new(addr.ip(), port);
+                // nginx: a name resolving to one address twice listens once.
+                if out.iter().any(|l: &Listen| l.addr == Endpoint::Inet(addr)) {
+                    continue;
+                }
+                out.push(Listen {
+                    addr: Endpoint::Inet(addr),
+                    default_server,
+                    ssl,
+                    http2,
+                    proxy_protocol,
+                    socket: socket.clone(),
+                    span: c.span.clone(),
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

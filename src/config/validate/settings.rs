@@ -42,6 +42,7 @@ pub(super) struct Partial {
     etag: Option<bool>,
     if_modified_since: Option<IfModifiedSince>,
     log_not_found: Option<bool>,
+    open_log_file_cache: Option<Option<usize>>,
     autoindex: Option<bool>,
     expires: Option<Option<Expires>>,
     disable_symlinks: Option<bool>,
@@ -129,6 +130,7 @@ impl Partial {
             etag,
             if_modified_since,
             log_not_found,
+            open_log_file_cache,
             autoindex,
             expires,
             disable_symlinks,
@@ -198,10 +200,17 @@ impl Partial {
             keepalive_timeout: self.keepalive_timeout.unwrap_or(secs(75)),
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             add_header: self.add_header.clone().unwrap_or_default(),
-            access_log: self
-                .access_log
-                .clone()
-                .unwrap_or_else(|| AccessLogConf::Combined(prefix.join("logs/access.log"))),
+            open_log_file_cache: self.open_log_file_cache.flatten(),
+            access_log: self.access_log.clone().unwrap_or_else(|| {
+                AccessLogConf::Logs(vec![AccessLogTarget {
+                    path: prefix.join("logs/access.log"),
+                    path_template: None,
+                    format: None,
+                    condition: None,
+                    buffering: LogBuffering::default(),
+                    syslog: None,
+                }])
+            }),
             proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
             send_timeout: self.send_timeout.unwrap_or(secs(60)),
             client_body_temp_path: self
@@ -396,11 +405,13 @@ impl Validator<'_> {
             }
             "proxy_next_upstream" => once(&mut p.proxy_next_upstream, next_upstream(d)?, d)?,
             "access_log" => {
-                let conf = self.access_log(d)?;
-                if p.access_log.is_some() {
-                    self.warn(d, "only the first \"access_log\" of a level is used; nginx would write to every one".to_owned());
-                } else {
-                    p.access_log = Some(conf);
+                let target = self.access_log(d)?;
+                match (&mut p.access_log, target) {
+                    // `off` anywhere in the level wins, as in nginx.
+                    (Some(AccessLogConf::Off), _) => {}
+                    (slot, None) if d.arg(0) == "off" => *slot = Some(AccessLogConf::Off),
+                    (Some(AccessLogConf::Logs(v)), t) => v.extend(t),
+                    (slot @ None, t) => *slot = Some(AccessLogConf::Logs(t.into_iter().collect())),
                 }
             }
             "root" => {
@@ -441,6 +452,13 @@ impl Validator<'_> {
             "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
             "etag" => once(&mut p.etag, flag(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
+            "open_log_file_cache" => {
+                let cache = self.open_log_file_cache(d)?;
+                once(&mut p.open_log_file_cache, cache, d)?;
+            }
+            n if n.starts_with("proxy_cache") || n == "proxy_no_cache" => {
+                self.cache_directive(d)?
+            }
             "error_page" => {
                 let pages = error_page(d, &self.names)?;
                 p.error_pages.get_or_insert_with(Vec::new).extend(pages);

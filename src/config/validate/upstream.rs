@@ -57,6 +57,7 @@ impl Validator<'_> {
                     method = Some(balance_method(c, &self.names)?);
                 }
                 "sticky" => once(&mut sticky, sticky_conf(c)?, c)?,
+                "zone" => self.upstream_zone(c)?,
                 other => unreachable_directive(c, other)?,
             }
         }
@@ -335,4 +336,56 @@ fn sticky_conf(c: &Directive) -> Result<StickyConf> {
         }
     }
     Ok(conf)
+}
+
+impl Validator<'_> {
+    /// `zone NAME [SIZE]` in an upstream, checked as nginx checks it. ferrolb's peer
+    /// state is shared by all worker threads anyway; the zone itself holds nothing.
+    fn upstream_zone(&mut self, c: &Directive) -> Result<()> {
+        let name = c.arg(0);
+        if name.is_empty() {
+            return Err(ConfigError::at(
+                &c.span,
+                format!("invalid zone name \"{name}\""),
+            ));
+        }
+        let size = match c.args.get(1) {
+            None => None,
+            Some(a) => {
+                let n = super::values::parse_size(&a.value).ok_or_else(|| {
+                    ConfigError::at(&c.span, format!("invalid zone size \"{}\"", a.value))
+                })?;
+                // nginx: eight memory pages at least.
+                if n < 8 * 4096 {
+                    return Err(ConfigError::at(
+                        &c.span,
+                        format!("zone \"{name}\" is too small"),
+                    ));
+                }
+                Some(n)
+            }
+        };
+        self.upstream_zones
+            .push((name.to_owned(), size, c.span.clone()));
+        Ok(())
+    }
+
+    /// After the http block: a `zone NAME` without a size needs one with it.
+    pub(super) fn upstream_zones_sized(&self) -> Result<()> {
+        for (name, size, span) in &self.upstream_zones {
+            if size.is_none()
+                && !self
+                    .upstream_zones
+                    .iter()
+                    .any(|(n, s, _)| n == name && s.is_some())
+            {
+                return Err(ConfigError::hinted(
+                    span,
+                    format!("zero size shared memory zone \"{name}\""),
+                    format!("give the zone a size: zone {name} 64k;"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }

@@ -235,6 +235,17 @@ impl TlsStream {
         raw_readable(&self.raw).await
     }
 
+    /// [`TlsStream::readable`] as a poll (see [`Stream::poll_readable`]).
+    pub fn poll_readable(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if self.has_plaintext() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        self.raw.poll_read_ready(cx)
+    }
+
     /// Waits until a write can make progress: queued ciphertext is pushed out first.
     pub async fn writable(&self) -> io::Result<()> {
         loop {
