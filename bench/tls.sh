@@ -37,23 +37,12 @@ http {
 }
 CONF
 
-cpu_ticks() { # utime+stime of the given pids, in clock ticks
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 run() { # NAME CMD...
-  local name=$1; shift
-  rm -f "$dir/logs/bench.pid"
-  "$@" >"$dir/$name.out" 2>&1 &
-  for _ in $(seq 100); do [ -s "$dir/logs/bench.pid" ] && break; sleep 0.1; done
-  sleep 0.5
-  local main pids c0 c1 c2 rps full reused
-  main=$(cat "$dir/logs/bench.pid")
-  pids="$main $( (pgrep -P "$main" || true) | tr "\n" " ")"
+  local name=$1 main pids c0 c1 c2 rps full reused; shift
+  start_server "$dir" "$name" "$@"
   c0=$(cpu_ticks $pids)
   rps=$(wrk -t1 -c20 -d5s "https://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
   c1=$(cpu_ticks $pids)

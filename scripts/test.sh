@@ -44,8 +44,13 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 # zcat (gzip): tests/access_log_options.rs reads gzip access logs with it.
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v zcat >/dev/null 2>&1 || need+=(gzip)
+# pebble (with pebble-challtestsrv): tests/acme.rs gets certificates from this
+# RFC 8555 test CA, as nginx's ACME module's own tests do.
+[ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || need+=(pebble)
 # chromium: the dashboard test (tests/dashboard.rs) drives it headless over DevTools.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# h2load (nghttp2-client): tests/http2.rs runs many concurrent HTTP/2 streams with it.
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -67,7 +67,7 @@ pub(crate) const MODULES: &[Module] = &[
     m("http-cache", true, false),
     // Optional in nginx, not implemented (flip to print `--with-…`).
     m("http_ssl_module", false, true),
-    m("http_v2_module", false, false),
+    m("http_v2_module", false, true),
     m("http_realip_module", false, true),
     m("http_stub_status_module", false, false),
     m("stream", false, false),

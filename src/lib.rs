@@ -13,6 +13,7 @@
 //! * [`health`]: active health checks.
 //! * [`vars`]: nginx variables. [`access_log`]: access logs.
 //! * [`proxy`]: forwarding one request (plan, attempts, relay).
+//! * [`acme`]: the ACME client that obtains and renews `acme_certificate`s.
 //! * [`server`]: listeners, worker threads, client connections, vhosts, locations.
 //! * [`admin`]: status, metrics, runtime API, dashboard. [`supervise`]: `ferrolb up`.
 //! * [`process`]: start-up, signals, reload. [`demo`]: `ferrolb demo`.
@@ -20,6 +21,7 @@
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod admission;
 pub mod balance;

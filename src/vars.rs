@@ -241,6 +241,9 @@ pub struct RequestVars<'a> {
     pub connection: u64,
     /// The location's files and prefix (`$request_filename`, `$document_root`).
     pub files: Option<(&'a FilesConf, Option<&'a str>)>,
+    /// `$http2`: `"h2"` or `"h2c"` for a request over HTTP/2, `None` for HTTP/1
+    /// (`$server_protocol` and `$request` then say `HTTP/2.0`).
+    pub http2: Option<&'static str>,
 }
 
 impl RequestVars<'_> {
@@ -364,8 +367,11 @@ impl RequestVars<'_> {
                 }
             }
             Var::ServerName => out.extend_from_slice(self.server_name.as_bytes()),
-            Var::ServerProtocol => {
-                let _ = write!(out, "HTTP/1.{}", self.head.minor_version);
+            Var::ServerProtocol => self.protocol(out),
+            Var::Http2 => {
+                if let Some(h) = self.http2 {
+                    out.extend_from_slice(h.as_bytes());
+                }
             }
             Var::RequestUri => self.request_uri(out),
             Var::Uri => out.extend_from_slice(self.uri.as_bytes()),
@@ -736,7 +742,17 @@ impl RequestVars<'_> {
         out.extend_from_slice(&self.buf[self.head.method_range.clone()]);
         out.push(b' ');
         self.request_uri(out);
-        let _ = write!(out, " HTTP/1.{}", self.head.minor_version);
+        out.push(b' ');
+        self.protocol(out);
+    }
+
+    /// `$server_protocol`: `HTTP/1.0`, `HTTP/1.1`, or `HTTP/2.0`.
+    pub fn protocol(&self, out: &mut Vec<u8>) {
+        if self.http2.is_some() {
+            out.extend_from_slice(b"HTTP/2.0");
+        } else {
+            let _ = write!(out, "HTTP/1.{}", self.head.minor_version);
+        }
     }
 }
 

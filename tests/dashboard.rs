@@ -3,11 +3,14 @@
 //! down/failed within a few seconds; a screenshot is saved to
 //! `target/test-artifacts/dashboard.png`. Under `ferrolb up` the page shows each
 //! worker's pid and runs a rolling restart from its button
-//! (`target/test-artifacts/dashboard-up.png`).
+//! (`target/test-artifacts/dashboard-up.png`). With an `acme_certificate` (issued by
+//! pebble), the page lists the certificate's names, issuer and expiry
+//! (`target/test-artifacts/dashboard-acme.png`).
 //!
 //! Needs `/usr/bin/chromium` (Debian package `chromium`, installed by
 //! `scripts/test.sh`). Without it the test fails rather than skips.
 
+mod acme_support;
 mod admin_support;
 mod common;
 mod up_support;
@@ -396,4 +399,61 @@ fn dashboard_shows_up_workers_and_runs_a_rolling_restart() {
     for (_, pid) in replaced.unwrap_or_default() {
         up.seen.extend(pid);
     }
+}
+
+#[test]
+fn dashboard_shows_acme_certificates() {
+    let http = common::free_port();
+    let Some(pebble) = acme_support::Pebble::start(http, None) else {
+        return;
+    };
+    let state = fresh_temp_dir("acme-state").join("acme_pebble");
+    let (proxy, [_tls, admin]) = Proxy::start_on(|[tls, admin]| {
+        acme_support::conf(&pebble, &state, "shop.test", tls, http, admin)
+    });
+    proxy.wait_log(
+        0,
+        "acme: certificate for \"shop.test\" issued",
+        acme_support::LIMIT,
+    );
+
+    let url = format!("http://127.0.0.1:{admin}/");
+    let mut browser = Browser::launch(&url);
+    let devtools = browser.devtools_port();
+    let mut page = Page::attach(devtools, &format!("127.0.0.1:{admin}"));
+    let row = wait_for(Duration::from_secs(20), || {
+        let v = page.eval(
+            "(() => { const r = document.querySelector('tr[data-certificate]'); \
+               return r ? [r.dataset.state, r.innerText] : null; })()",
+        );
+        let state = v[0].as_str()?.to_owned();
+        let text = v[1].as_str()?.to_owned();
+        Some((state, text))
+    })
+    .expect("a certificate row on the dashboard");
+    assert_eq!(row.0, "valid", "{row:?}");
+    assert!(
+        row.1.contains("shop.test") && row.1.contains("pebble"),
+        "{row:?}"
+    );
+    // The expiry: pebble's 5-year certificates, shown as a date and a countdown.
+    let status: Value = serde_json::from_slice(
+        &http_get(admin, "/status", "localhost")
+            .expect("GET /status")
+            .body,
+    )
+    .expect("status JSON");
+    let not_after = status["certificates"][0]["not_after"]
+        .as_i64()
+        .expect("not_after");
+    use chrono::Datelike;
+    let year = chrono::DateTime::from_timestamp(not_after, 0)
+        .expect("a date")
+        .year();
+    assert!(
+        row.1.contains(&year.to_string()),
+        "{row:?} (not_after {not_after})"
+    );
+    let shot = screenshot(&mut page, "dashboard-acme.png");
+    eprintln!("screenshot: {}", shot.display());
 }

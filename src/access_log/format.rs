@@ -305,6 +305,7 @@ mod tests {
             locals: None,
             files: None,
             connection: 0,
+            http2: None,
         };
         let parts = crate::config::template::parse(
             "$remote_addr \"$request\" $status $http_user_agent $remote_user $connection/$connection_requests$pipe $upstream_addr $http_referer",

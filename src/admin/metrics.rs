@@ -224,10 +224,54 @@ impl Collector for Workers {
     }
 }
 
+/// The ACME certificates' expiry.
+#[derive(Debug)]
+struct Certificates;
+
+impl Collector for Certificates {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let certs = super::status::certificates();
+        if certs.is_empty() {
+            return Ok(());
+        }
+        let mut m = enc.encode_descriptor(
+            "ferrolb_acme_certificate_expiry_seconds",
+            "Seconds until the served ACME certificate expires (absent before the first is issued)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in &certs {
+            if let Some(secs) = c.expires_in {
+                let labels: Labels = vec![
+                    ("issuer", c.status.issuer.clone()),
+                    ("names", c.status.names.join(" ")),
+                ];
+                ConstGauge::new(secs).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "ferrolb_acme_certificate_failing",
+            "1 while the last order of an ACME certificate failed (it is retried)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in &certs {
+            let labels: Labels = vec![
+                ("issuer", c.status.issuer.clone()),
+                ("names", c.status.names.join(" ")),
+            ];
+            ConstGauge::new(i64::from(c.status.last_error.is_some()))
+                .encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 /// The metrics text for the runtime and, under `ferrolb up`, its workers.
 pub fn render(rt: Arc<Runtime>, workers: Option<WorkersReport>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Peers(rt)));
+    registry.register_collector(Box::new(Certificates));
     if let Some(w) = workers {
         registry.register_collector(Box::new(Workers(w)));
     }

@@ -22,6 +22,34 @@ pub struct Status {
     /// Under `ferrolb up`: its worker processes (as `GET /workers`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<WorkersReport>,
+    /// The certificates of `acme_certificate` lines; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateEntry>,
+}
+
+/// One ACME certificate: what it is for, who issues it, until when it is valid.
+#[derive(Debug, Serialize)]
+pub struct CertificateEntry {
+    /// A stable id: the first name and a hash (its file names under `state_path`).
+    pub id: String,
+    /// Names, issuer, state, validity, next attempt and last error.
+    #[serde(flatten)]
+    pub status: crate::acme::status::CertificateStatus,
+    /// Seconds until `not_after` (negative once expired); absent before the first.
+    pub expires_in: Option<i64>,
+}
+
+/// The ACME certificates now.
+pub fn certificates() -> Vec<CertificateEntry> {
+    let now = crate::config::acme::unix_now();
+    crate::acme::status::snapshot()
+        .into_iter()
+        .map(|(id, status)| CertificateEntry {
+            id,
+            expires_in: status.not_after.map(|t| t - now),
+            status,
+        })
+        .collect()
 }
 
 /// One upstream.
@@ -198,6 +226,7 @@ pub fn snapshot(rt: &Runtime) -> Status {
         upstreams,
         latency_bucket_bounds_ms: &LATENCY_BUCKETS_MS,
         workers: None,
+        certificates: certificates(),
     }
 }
 

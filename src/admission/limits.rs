@@ -342,6 +342,7 @@ mod tests {
             locals: None,
             files: None,
             connection: 0,
+            http2: None,
         };
         let mut lines = Vec::new();
         let mut log = |_: Level, l: String| lines.push(l);

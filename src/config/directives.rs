@@ -36,6 +36,9 @@ pub enum Kind {
     Ignored(&'static str),
     /// Recognised but refused; the error gives the reason.
     Unsupported(&'static str),
+    /// Obsolete in nginx, which warns and ignores it: `Some(directive)` names the one
+    /// that took over (nginx's exact warning is given).
+    Obsolete(Option<&'static str>),
 }
 
 /// One row of the table.
@@ -88,6 +91,17 @@ const fn ignored(name: &'static str, contexts: u8, why: &'static str) -> Spec {
         max_args: MANY,
         block: false,
         kind: Kind::Ignored(why),
+    }
+}
+
+const fn obsolete(name: &'static str, contexts: u8, instead: Option<&'static str>) -> Spec {
+    Spec {
+        name,
+        contexts,
+        min_args: 1,
+        max_args: 1,
+        block: false,
+        kind: Kind::Obsolete(instead),
     }
 }
 
@@ -279,6 +293,16 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("underscores_in_headers", HTTP | SERVER, 1, 1),
     handled("ignore_invalid_headers", HTTP | SERVER, 1, 1),
     handled("alias", LOCATION, 1, 1),
+    // ACME (config/validate/acme.rs): the acme_issuer block's own directives are
+    // checked there, as nginx's module checks them.
+    block("acme_issuer", HTTP, 1, 1),
+    handled("acme_shared_zone", HTTP, 1, 1),
+    handled("acme_certificate", SERVER, 1, MANY),
+    ignored(
+        "ssl_certificate_cache",
+        HSL,
+        "certificates are read once per load (and $acme_certificate is held in memory), never per handshake",
+    ),
     // TLS (config/validate/tls.rs)
     handled("ssl_certificate", HTTP | SERVER, 1, 1),
     handled("ssl_certificate_key", HTTP | SERVER, 1, 1),
@@ -308,6 +332,52 @@ pub static DIRECTIVES: &[Spec] = &[
         "rustls sizes its TLS records itself (up to 16 KiB)",
     ),
     handled("http2", SERVER, 1, 1),
+    handled("http2_max_concurrent_streams", HTTP | SERVER, 1, 1),
+    handled("http2_body_preread_size", HTTP | SERVER, 1, 1),
+    handled("http2_chunk_size", HSL, 1, 1),
+    ignored(
+        "http2_recv_buffer_size",
+        MAIN | HTTP,
+        "ferrolb's HTTP/2 codec reads into buffers of its own size",
+    ),
+    ignored(
+        "http2_pool_size",
+        HTTP | SERVER,
+        "ferrolb has no memory pools; a connection's memory is bounded by its streams' windows",
+    ),
+    ignored(
+        "http2_streams_index_size",
+        HTTP | SERVER,
+        "ferrolb's HTTP/2 codec sizes its stream table itself",
+    ),
+    obsolete(
+        "http2_recv_timeout",
+        HTTP | SERVER,
+        Some("client_header_timeout"),
+    ),
+    obsolete(
+        "http2_idle_timeout",
+        HTTP | SERVER,
+        Some("keepalive_timeout"),
+    ),
+    obsolete(
+        "http2_max_requests",
+        HTTP | SERVER,
+        Some("keepalive_requests"),
+    ),
+    obsolete(
+        "http2_max_field_size",
+        HTTP | SERVER,
+        Some("large_client_header_buffers"),
+    ),
+    obsolete(
+        "http2_max_header_size",
+        HTTP | SERVER,
+        Some("large_client_header_buffers"),
+    ),
+    obsolete("http2_max_concurrent_pushes", HTTP | SERVER, None),
+    obsolete("http2_push", HSL, None),
+    obsolete("http2_push_preload", HSL, None),
     handled("proxy_ssl_verify", HSL, 1, 1),
     handled("proxy_ssl_verify_depth", HSL, 1, 1),
     handled("proxy_ssl_trusted_certificate", HSL, 1, 1),

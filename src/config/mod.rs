@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`load`] (for running and `-t`) and [`dump`] (for `-T`).
 
+pub mod acme;
 pub mod admission;
 pub mod directives;
 pub mod error;

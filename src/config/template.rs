@@ -100,6 +100,7 @@ pub fn var(name: &str) -> Option<Var> {
         "pid" => Var::Pid,
         "nginx_version" => Var::NginxVersion,
         "https" => Var::Https,
+        "http2" => Var::Http2,
         "ssl_protocol" => Var::SslProtocol,
         "ssl_cipher" => Var::SslCipher,
         "ssl_server_name" => Var::SslServerName,

@@ -1648,3 +1648,140 @@ fn access_log_syslog_targets() {
         "nginx.conf:3: logs to syslog cannot be buffered"
     );
 }
+
+#[test]
+fn acme_certificates_take_server_names_as_nginx_module() {
+    let c = load_text(&in_http(
+        "acme_issuer le {\n uri https://ca.test/dir;\n contact admin@example.test;\n contact tel:+1-555;\n }
+         server { listen 80; }
+         server { listen 443 ssl; server_name .example.test Shop.Example.test ~^x 192.0.2.1 shop.example.test;
+                  acme_certificate le; ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key; }
+         server { listen 443 ssl; server_name www.example.test;
+                  acme_certificate le www.example.test example.test shop.example.test 192.0.2.1 key=ecdsa:256;
+                  ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key; }
+         server { listen 8443 ssl; server_name other.test;
+                  acme_certificate le key=ecdsa:384;
+                  ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key; }",
+    ));
+    let certs = &c.http.acme_certificates;
+    assert_eq!(certs.len(), 2, "{certs:?}");
+    assert_eq!(
+        certs[0].identifiers,
+        [
+            "www.example.test",
+            "example.test",
+            "shop.example.test",
+            "192.0.2.1"
+        ]
+    );
+    assert_eq!(certs[1].identifiers, ["other.test"]);
+    assert_eq!(certs[1].key, acme::CertKeyKind::EcdsaP384);
+    let issuer = &certs[0].issuer;
+    assert_eq!(issuer.contacts, ["mailto:admin@example.test", "tel:+1-555"]);
+    assert_eq!(
+        issuer.state_path.as_deref(),
+        Some(Path::new("/srv/lb/acme_le"))
+    );
+    assert!(issuer.ssl_verify && !issuer.accept_terms_of_service);
+    // The two servers asking for the same certificate serve one slot.
+    let served: Vec<_> = c.http.servers[1..3]
+        .iter()
+        .map(|s| s.tls.as_ref().and_then(|t| t.acme.clone()).expect("acme"))
+        .collect();
+    let ck = Arc::new(rustls::sign::CertifiedKey::new(
+        Vec::new(),
+        rustls::crypto::ring::sign::any_ecdsa_type(&rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rcgen::KeyPair::generate()
+                .expect("key")
+                .serialize_der()
+                .into(),
+        ))
+        .expect("signing key"),
+    ));
+    served[0].store(ck.clone());
+    assert!(served[1].load().is_some_and(|c| Arc::ptr_eq(&c, &ck)));
+    assert!(c.warnings.iter().any(|w| w
+        .message
+        .contains("unsupported regular expression in server_name: ~^x")));
+}
+
+#[test]
+fn acme_state_path_off_and_issuer_errors() {
+    let c = load_text(&in_http(
+        "acme_issuer le { uri https://ca.test/dir; state_path off; ssl_verify off; accept_terms_of_service; }
+         server { listen 80; server_name a.test; acme_certificate le; }",
+    ));
+    let cert = &c.http.acme_certificates[0];
+    assert_eq!(cert.issuer.state_path, None);
+    assert_eq!(cert.chain_file(), None);
+    assert!(!cert.issuer.ssl_verify && cert.issuer.accept_terms_of_service);
+    for (body, want) in [
+        (
+            "acme_issuer le { uri https://ca.test/dir; }\nacme_issuer le { uri https://ca.test/dir; }",
+            "\"acme_issuer\" \"le\" is duplicate",
+        ),
+        (
+            "acme_issuer le { uri ca.test; }",
+            "invalid value \"ca.test\"",
+        ),
+        (
+            "acme_issuer le { uri https://ca.test/dir; account_key rsa:2048; }",
+            "account key \"rsa:2048\" is not supported",
+        ),
+        (
+            "acme_issuer le { uri https://ca.test/dir; external_account_key kid data:!!; }",
+            "invalid base64url encoded value",
+        ),
+        (
+            "acme_issuer le { uri https://ca.test/dir; }\nserver { listen 80; server_name a.test; acme_certificate le; acme_certificate le; }",
+            "\"acme_certificate\" directive is duplicate",
+        ),
+    ] {
+        let e = load_err(&in_http(body));
+        assert!(first_line(&e).contains(want), "{body}: {e}");
+    }
+}
+
+#[test]
+fn acme_certificate_variable_inherited_by_a_plain_server_is_empty() {
+    // http-level `ssl_certificate $acme_certificate` for every TLS server; the port-80
+    // server has no acme_certificate and serves no certificate (as nginx's empty
+    // variable), which is no error.
+    let c = load_text(&in_http(
+        "acme_issuer le { uri https://ca.test/dir; state_path off; }
+         ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key;
+         server { listen 80; return 301 https://$host$request_uri; }
+         server { listen 443 ssl; server_name a.test; acme_certificate le; }",
+    ));
+    let plain = c.http.servers[0].tls.as_ref().expect("tls settings");
+    assert!(plain.acme.is_none() && plain.certificates.is_empty());
+    assert!(c.http.servers[1].tls.as_ref().expect("tls").acme.is_some());
+}
+
+#[test]
+fn http2_directives() {
+    let c = load_text(&in_http(
+        "http2_max_concurrent_streams 32; http2_idle_timeout 10s; http2_push_preload on;
+         server { listen 443 ssl http2; listen 8080; http2_body_preread_size 16k;
+           ssl_reject_handshake on;
+           location / { http2_chunk_size 4k; } }
+         server { listen 8080; http2 on; server_name b; }",
+    ));
+    let s = &c.http.servers[0];
+    assert!(s.listen.iter().all(|l| l.http2), "{:?}", s.listen);
+    assert_eq!(s.settings.http2.max_concurrent_streams, 32);
+    assert_eq!(s.settings.http2.body_preread_size, 16384);
+    assert_eq!(s.settings.http2.chunk_size, 8192);
+    assert_eq!(s.locations[0].settings.http2.chunk_size, 4096);
+    let warned = |m: &str| c.warnings.iter().any(|w| w.message == m);
+    assert!(warned(
+        "the \"http2_idle_timeout\" directive is obsolete, use the \"keepalive_timeout\" directive instead"
+    ));
+    assert!(warned(
+        "the \"http2_push_preload\" directive is obsolete, ignored"
+    ));
+    assert_eq!(
+        first_line(&load_err(&in_http("http2_chunk_size 0;"))),
+        "nginx.conf:3: the http2 chunk size cannot be zero"
+    );
+}

@@ -113,6 +113,9 @@ pub struct ServerTls {
     /// `$ssl_server_name`: read at the handshake for the name the client sent (and
     /// kept until the next reload), as nginx reads them at every handshake.
     pub per_name_certificates: Vec<(String, String)>,
+    /// `ssl_certificate $acme_certificate`: the certificate the ACME client keeps
+    /// current; none until the first is issued (handshakes then fail, as nginx's).
+    pub acme: Option<super::acme::LiveCertificate>,
     /// `ssl_protocols`: TLS 1.2 offered. Default on.
     pub tls12: bool,
     /// `ssl_protocols`: TLS 1.3 offered. Default on.

@@ -146,6 +146,9 @@ pub struct Http {
     pub limit_req_zones: Vec<crate::config::admission::LimitReqZoneConf>,
     /// `limit_conn_zone`s in file order; [`crate::config::LimitConn::zone`] indexes them.
     pub limit_conn_zones: Vec<crate::config::admission::LimitConnZoneConf>,
+    /// Every distinct `acme_certificate` of the servers, for the ACME client. Empty by
+    /// default.
+    pub acme_certificates: Vec<crate::config::acme::AcmeCertificate>,
     /// `open_log_file_cache` lines in file order; a level and the levels that inherit
     /// its line share one cache ([`LocSettings::open_log_file_cache`] indexes them).
     pub open_log_file_caches: Vec<OpenLogFileCacheConf>,
@@ -692,6 +695,19 @@ pub struct Location {
     pub span: Span,
 }
 
+/// The HTTP/2 settings of a level (nginx's `ngx_http_v2_module`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// `http2_max_concurrent_streams`: streams a client may have open at once.
+    /// Default 128.
+    pub max_concurrent_streams: u32,
+    /// `http2_body_preread_size`: the window of a new stream, the request body bytes
+    /// a client may send before it is read. Default 64 KiB.
+    pub body_preread_size: u32,
+    /// `http2_chunk_size`: the largest DATA frame ferrolb sends. Default 8 KiB.
+    pub chunk_size: usize,
+}
+
 /// Everything that http, server and location levels set and inherit, after merging.
 #[derive(Debug, Clone)]
 pub struct LocSettings {
@@ -791,6 +807,8 @@ pub struct LocSettings {
     pub port_in_redirect: bool,
     /// When a client may get gzip, and `gzip_vary`.
     pub gzip: GzipConf,
+    /// `http2_*` settings (the address's default server's apply to a connection).
+    pub http2: Http2Settings,
     /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
     /// host must name an `upstream` group or be an address).
     pub resolver: Option<Arc<ResolverConf>>,
@@ -1711,6 +1729,8 @@ pub enum Var {
     NginxVersion,
     /// `$https`: `on` on a TLS connection, else empty.
     Https,
+    /// `$http2`: `h2`, `h2c`, or empty for HTTP/1.
+    Http2,
     /// `$ssl_protocol`: `TLSv1.2` or `TLSv1.3`; empty without TLS.
     SslProtocol,
     /// `$ssl_cipher`: the suite's OpenSSL name.

@@ -10,6 +10,7 @@
 pub mod buffers;
 pub mod io;
 pub mod pace;
+pub mod pipe;
 pub mod proxy_protocol;
 pub mod resolver;
 mod stream;
@@ -39,6 +40,9 @@ pub struct ClientInfo {
     /// How the connection is carried: plain, TLS (with what the handshake agreed), or
     /// plain HTTP sent to a TLS port.
     pub transport: Transport,
+    /// The request came over HTTP/2 (`$http2`): `"h2"` over TLS, `"h2c"` in the
+    /// clear; `None` for HTTP/1.
+    pub http2: Option<&'static str>,
 }
 
 /// How a client connection is carried.
@@ -75,6 +79,7 @@ impl ClientInfo {
             proxy_protocol: None,
             local,
             transport: Transport::Plain,
+            http2: None,
         }
     }
 }

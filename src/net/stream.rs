@@ -16,6 +16,7 @@ use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::pipe::PipeEnd;
 use super::tls::{TlsFacts, TlsStream};
 use crate::config::Endpoint;
 
@@ -29,6 +30,8 @@ pub enum Stream {
     /// TLS over a TCP or Unix stream (boxed: the connection state is large and the
     /// plain variants are the common case).
     Tls(Box<TlsStream>),
+    /// An in-memory stream: an HTTP/2 stream as the HTTP/1 pipeline sees it.
+    Pipe(Box<PipeEnd>),
 }
 
 /// Calls the same method on whichever transport `$s` is; `$tls` for TLS.
@@ -38,6 +41,7 @@ macro_rules! each {
             Stream::Tcp($inner) => $e,
             Stream::Unix($inner) => $e,
             Stream::Tls($t) => $tls,
+            Stream::Pipe($inner) => $e,
         }
     };
 }
@@ -164,7 +168,11 @@ impl Stream {
         let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
         // Not for TLS: a read that returned less than asked may have left ciphertext
         // in the socket (one record at a time), and forgetting it would stall.
-        let _ = each!(self, s => s.try_io(Interest::READABLE, would_block), _t => Ok(()));
+        let _ = match self {
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, would_block),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, would_block),
+            Stream::Tls(_) | Stream::Pipe(_) => Ok(()),
+        };
     }
 }
 
@@ -190,11 +198,25 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(t) => loop {
-                let mut tmp = vec![0u8; buf.remaining().min(16 * 1024)];
-                match t.try_read(&mut tmp) {
+            Stream::Pipe(p) => loop {
+                match p.try_read(buf.initialize_unfilled()) {
                     Ok(n) => {
-                        buf.put_slice(&tmp[..n]);
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(p.poll_read_ready(cx))?;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            },
+            // Into the caller's buffer directly (HTTP/2 connections read through here):
+            // no buffer of its own per read.
+            Stream::Tls(t) => loop {
+                let want = buf.remaining().min(16 * 1024);
+                match t.try_read(buf.initialize_unfilled_to(want)) {
+                    Ok(n) => {
+                        buf.advance(n);
                         return Poll::Ready(Ok(()));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -258,9 +280,17 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Pipe(p) => {
+                p.close_write();
+                Poll::Ready(Ok(()))
+            }
             Stream::Tls(t) => match &mut t.raw {
                 Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
                 Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+                Stream::Pipe(p) => {
+                    p.close_write();
+                    Poll::Ready(Ok(()))
+                }
                 Stream::Tls(_) => Poll::Ready(Ok(())),
             },
         }

@@ -168,6 +168,8 @@ fn run_inner(
     // end when the server stops.
     crate::health::active::spawn(Arc::new(LivePeers(shared.clone())), shared.stopped())
         .map_err(ServerError::Start)?;
+    crate::acme::spawn(Arc::new(LiveAcme(shared.clone())), shared.stopped())
+        .map_err(ServerError::Start)?;
     let admin_conf = shared.runtime.load().config.http.admin.clone();
     let admin = match (opts.admin, admin_conf) {
         (Some(addr), conf) => Some(crate::admin::AdminSettings {
@@ -325,6 +327,19 @@ impl CheckedPeers for LivePeers {
     fn targets(&self) -> Vec<Target> {
         let rt = self.0.runtime.load();
         crate::health::active::targets(&rt.config.http.health_checks, &rt.upstreams)
+    }
+}
+
+/// The ACME client's view of the live configuration.
+struct LiveAcme(Arc<Shared>);
+
+impl crate::acme::AcmeSource for LiveAcme {
+    fn version(&self) -> usize {
+        Arc::as_ptr(&self.0.runtime.load()) as usize
+    }
+
+    fn certificates(&self) -> Vec<crate::config::acme::AcmeCertificate> {
+        self.0.runtime.load().config.http.acme_certificates.clone()
     }
 }
 
@@ -500,6 +515,7 @@ fn try_reload(
         }
     };
     shared.runtime.store(Arc::new(runtime));
+    shared.announce_reload();
     drop(overlay);
     listeners.apply(added, &wanted);
     // As nginx's old workers write their buffers when they exit: buffered access log

@@ -220,6 +220,7 @@ pub fn request_vars<'a>(
         locals: None,
         files: None,
         connection: info.id,
+        http2: info.http2,
     }
 }
 

@@ -42,6 +42,7 @@ pub(super) fn vars<'a>(
         locals: f.locals,
         files: None,
         connection: f.info.id,
+        http2: f.info.http2,
     }
 }
 

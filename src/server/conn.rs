@@ -74,6 +74,20 @@ pub(super) fn run(
                 None => return,
             }
         }
+        if conn
+            .info
+            .tls()
+            .is_some_and(|t| t.alpn.as_deref() == Some(b"h2"))
+        {
+            // Boxed: an HTTP/1 connection's task must not carry room for it.
+            return Box::pin(super::h2::serve(
+                &worker,
+                &mut conn.stream,
+                &conn.info,
+                Vec::new(),
+            ))
+            .await;
+        }
         serve(&worker, &mut conn).await;
     }
 }
@@ -140,6 +154,15 @@ async fn serve(worker: &Worker, conn: &mut Started) {
             }
         }
         let Some(buf) = cbuf.as_mut() else { return };
+        if first_request
+            && is_h2_preface(buf)
+            && vhost::http2_on(&rt.config.http.servers, &info.local)
+        {
+            // h2c with prior knowledge, as nginx detects it on an `http2` address.
+            let first = buf.to_vec();
+            drop(cbuf);
+            return Box::pin(super::h2::serve(worker, stream, info, first)).await;
+        }
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
@@ -199,6 +222,47 @@ async fn serve(worker: &Worker, conn: &mut Started) {
             }
         }
     }
+}
+
+/// Whether the first bytes of a connection are (the start of) the HTTP/2 client
+/// preface: at least its `PRI` method, which no HTTP/1 request has.
+fn is_h2_preface(buf: &[u8]) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let n = buf.len().min(PREFACE.len());
+    n >= 3 && buf[..n] == PREFACE[..n]
+}
+
+/// Serves one request whose HTTP/1 head (and any body bytes) are in `buf`, on a stream
+/// that carries nothing else: an HTTP/2 stream as [`super::h2`] presents it. The same
+/// phases as a request on an HTTP/1 connection, and its access log line; `served`:
+/// requests on the client connection so far, this one included.
+pub(super) async fn serve_request(
+    rt: &Runtime,
+    stream: &mut Stream,
+    info: &ClientInfo,
+    buf: &mut Buf,
+    served: u32,
+    opened: tokio::time::Instant,
+) {
+    let header_timeout = {
+        let servers = &rt.config.http.servers;
+        vhost::find_server(servers, &info.local, None).map_or(FIRST_HEAD_TIMEOUT, |i| {
+            servers[i].settings.client_header_timeout
+        })
+    };
+    let real = std::sync::OnceLock::new();
+    let mut ex = Exchange {
+        rt,
+        stream,
+        info,
+        real: &real,
+        served,
+        opened,
+        stopping: false,
+        started: std::time::Instant::now(),
+        pipelined: false,
+    };
+    let _ = Box::pin(exchange(&mut ex, buf, header_timeout)).await;
 }
 
 /// What the connection does after a request.
@@ -540,6 +604,22 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         // Logged as the status it is on the wire (nginx's 495-497 are internal codes).
         handled.status = respond::wire_status(refusal);
         return handled;
+    }
+    // HTTP-01 challenges of the ACME client, on any plain-HTTP server (the CA comes
+    // to port 80 with the name being validated).
+    if matches!(info.transport, crate::net::Transport::Plain) {
+        if let Some(key_authorization) = crate::acme::challenge::answer(head.path(buf)) {
+            return answer_local(
+                ex.stream,
+                buf,
+                head,
+                200,
+                Some(key_authorization),
+                &server.settings,
+                true,
+            )
+            .await;
+        }
     }
     let stream = &mut *ex.stream;
     let path = head.path(buf);

@@ -5,6 +5,7 @@ mod admission;
 mod conn;
 mod error_pages;
 mod gzip_ok;
+mod h2;
 pub mod holders;
 pub mod http1_downstream;
 pub mod listener;

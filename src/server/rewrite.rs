@@ -617,6 +617,7 @@ mod tests {
             locals: Some(locals),
             files: None,
             connection: 0,
+            http2: None,
         }));
         let path = head.path(buf);
         let uri = crate::server::uri::normalize(path).expect("path normalises");

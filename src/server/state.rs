@@ -202,7 +202,15 @@ impl Runtime {
                     Some(d) => tls.after_sni_from(d),
                     None => (**tls).clone(),
                 };
-                TlsOffer::build(&effective, &[b"http/1.1"])
+                // HTTP/2 is offered where the server's TLS address has it (nginx: an
+                // address has http2 once any server on it says so).
+                let h2 = s.listen.iter().any(|l| l.ssl && l.http2);
+                let alpn: &[&[u8]] = if h2 {
+                    &[b"h2", b"http/1.1"]
+                } else {
+                    &[b"http/1.1"]
+                };
+                TlsOffer::build(&effective, alpn)
                     .map(TlsRole::Serve)
                     .map_err(|e| ServerError::Tls {
                         span: tls.span.clone(),
@@ -279,6 +287,9 @@ pub struct Shared {
     stop_tx: watch::Sender<StopMode>,
     /// Wakes every [`Shared::stopping`] waiter when the server stops.
     stop_notify: tokio::sync::Notify,
+    /// Counts configuration reloads (not admin changes): HTTP/2 connections say
+    /// GOAWAY when it moves, as nginx's old workers do on reload.
+    reload_tx: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -293,7 +304,18 @@ impl Shared {
             workers: std::sync::OnceLock::new(),
             stop_tx: watch::channel(StopMode::Running).0,
             stop_notify: tokio::sync::Notify::new(),
+            reload_tx: watch::channel(0).0,
         }
+    }
+
+    /// A receiver that changes at every configuration reload.
+    pub fn reload_signal(&self) -> watch::Receiver<u64> {
+        self.reload_tx.subscribe()
+    }
+
+    /// Tells connections that a reload installed a new configuration.
+    pub fn announce_reload(&self) {
+        self.reload_tx.send_modify(|n| *n += 1);
     }
 
     /// A receiver that turns to `Graceful` or `Fast` when stopping.

@@ -72,11 +72,25 @@ fn served_address(servers: &[ServerConf], listen: &Endpoint) -> Endpoint {
 /// True when connections accepted on `local` start with a PROXY protocol header: a
 /// `listen` of its address has `proxy_protocol` (nginx sets it per address).
 pub fn proxy_protocol_on(servers: &[ServerConf], local: &Endpoint) -> bool {
+    any_listen_of(servers, local, |l| l.proxy_protocol)
+}
+
+/// Whether the address `local` serves HTTP/2 (`listen ... http2` or `http2 on`).
+pub fn http2_on(servers: &[ServerConf], local: &Endpoint) -> bool {
+    any_listen_of(servers, local, |l| l.http2)
+}
+
+/// Whether a `listen` of the address `local` is served on says `what`.
+fn any_listen_of(
+    servers: &[ServerConf],
+    local: &Endpoint,
+    what: impl Fn(&crate::config::Listen) -> bool,
+) -> bool {
     let addr = served_address(servers, local);
     servers
         .iter()
         .flat_map(|s| &s.listen)
-        .any(|l| l.addr == addr && l.proxy_protocol)
+        .any(|l| l.addr == addr && what(l))
 }
 
 /// Host header → name to match: port stripped, lowercase, trailing dot removed.

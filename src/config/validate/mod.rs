@@ -11,6 +11,7 @@
 //! `rewrite`, `geo` in `geo`, `split_clients` in `split_clients`, TLS in `tls`
 //! (`ssl_*`), `proxy_ssl` (`proxy_ssl_*`) and `ciphers` (OpenSSL cipher lists).
 
+mod acme;
 mod address;
 mod admin;
 mod admission;
@@ -80,6 +81,9 @@ pub fn validate(directives: &[Directive], env: &Env, warnings: Vec<Warning>) -> 
         log_buffering: HashMap::new(),
         upstream_zones: Vec::new(),
         open_log_file_caches: Vec::new(),
+        acme_issuers: Vec::new(),
+        acme_certificates: Vec::new(),
+        acme_shared_zone: None,
     };
     v.main(directives)
 }
@@ -100,6 +104,12 @@ struct Validator<'a> {
     limit_req_zones: Vec<LimitReqZoneConf>,
     /// `limit_conn_zone`s (declared anywhere at http level).
     limit_conn_zones: Vec<LimitConnZoneConf>,
+    /// `acme_issuer` blocks (declared anywhere at http level).
+    acme_issuers: Vec<Arc<super::acme::AcmeIssuer>>,
+    /// Distinct `acme_certificate`s of the servers so far.
+    acme_certificates: Vec<super::acme::AcmeCertificate>,
+    /// `acme_shared_zone` seen.
+    acme_shared_zone: Option<()>,
     /// The proxy cache directives seen (accepted, not acted on).
     cache: cache::CacheDirectives,
     /// `buffer=`/`flush=`/`gzip` of each buffered access log file: one setting per file.
@@ -224,6 +234,18 @@ impl Validator<'_> {
                 &d.span,
                 format!("invalid number of arguments in \"{}\" directive", d.name),
             ));
+        }
+        if let Kind::Obsolete(instead) = spec.kind {
+            // nginx's own warnings (ngx_http_v2_module's obsolete directives).
+            let message = match instead {
+                Some(new) => format!(
+                    "the \"{}\" directive is obsolete, use the \"{new}\" directive instead",
+                    d.name
+                ),
+                None => format!("the \"{}\" directive is obsolete, ignored", d.name),
+            };
+            self.warn(d, message);
+            return Ok(None);
         }
         if let Kind::Ignored(why) = spec.kind {
             self.warn(d, format!("\"{}\" is accepted and ignored: {why}", d.name));
@@ -376,6 +398,12 @@ impl Validator<'_> {
                 self.limit_zone(d)?;
             }
         }
+        // Issuers too: `acme_certificate` in a server names one.
+        for d in ds.iter().filter(|d| d.name == "acme_issuer") {
+            if self.check(d, directives::HTTP)?.is_some() {
+                self.acme_issuer(d)?;
+            }
+        }
         let mut admin = None;
         let mut maps = Vec::new();
         let mut geos = Vec::new();
@@ -385,7 +413,7 @@ impl Validator<'_> {
         for d in ds.iter().filter(|d| {
             !matches!(
                 d.name.as_str(),
-                "upstream" | "match" | "limit_req_zone" | "limit_conn_zone"
+                "upstream" | "match" | "limit_req_zone" | "limit_conn_zone" | "acme_issuer"
             )
         }) {
             if self.check(d, directives::HTTP)?.is_none() {
@@ -410,6 +438,7 @@ impl Validator<'_> {
                     flag(d)?;
                 }
                 "ferrolb_admin" => once(&mut admin, admin_conf(d)?, d)?,
+                "acme_shared_zone" => self.acme_shared_zone(d)?,
                 "map" => {
                     let map = self.map_block(d)?;
                     declare_once(&mut computed, &map.name, d)?;
@@ -433,6 +462,7 @@ impl Validator<'_> {
             .into_iter()
             .map(|d| self.server(d, &level, &tls_level))
             .collect::<Result<Vec<_>>>()?;
+        self.acme_challenge_listener(&mut servers, &level, &tls_level)?;
         self.ssl_addresses(&mut servers)?;
         self.conflicting_names(&servers);
         self.cache_zones_known()?;
@@ -471,6 +501,7 @@ impl Validator<'_> {
             limit_req_zones: std::mem::take(&mut self.limit_req_zones),
             limit_conn_zones: std::mem::take(&mut self.limit_conn_zones),
             open_log_file_caches: std::mem::take(&mut self.open_log_file_caches),
+            acme_certificates: std::mem::take(&mut self.acme_certificates),
         })
     }
 

@@ -29,6 +29,8 @@ impl Validator<'_> {
         let mut listen: Vec<Listen> = Vec::new();
         let mut names = Vec::new();
         let mut primary_name = None;
+        let mut raw_names: Vec<String> = Vec::new();
+        let mut acme_line = None;
         let mut rewrite_ds = Vec::new();
         let mut loc_ds = Vec::new();
         for c in d.block.as_deref().unwrap_or_default() {
@@ -51,9 +53,14 @@ impl Validator<'_> {
                     for a in &c.args {
                         primary_name.get_or_insert_with(|| a.value.clone());
                         names.push(server_name(c, &a.value)?);
+                        raw_names.push(a.value.clone());
                     }
                 }
                 "location" => loc_ds.push(c),
+                "acme_certificate" => {
+                    let line = self.acme_certificate_line(c)?;
+                    super::once(&mut acme_line, line, c)?;
+                }
                 "return"
                 | "rewrite"
                 | "set"
@@ -62,12 +69,7 @@ impl Validator<'_> {
                 | "rewrite_log"
                 | "uninitialized_variable_warn" => rewrite_ds.push(c),
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
-                "http2" => {
-                    super::once(&mut http2, super::values::flag(c)?, c)?;
-                    if http2 == Some(true) {
-                        self.warn(c, "\"http2\" is accepted and ignored: HTTP/2 is not supported yet, clients use HTTP/1.1".to_owned());
-                    }
-                }
+                "http2" => super::once(&mut http2, super::values::flag(c)?, c)?,
                 n if n.starts_with("ssl_") => self.tls_setting(&mut tls, c)?,
                 _ => self.setting(&mut p, c)?,
             }
@@ -91,7 +93,21 @@ impl Validator<'_> {
                 l.http2 = true;
             }
         }
-        let server_tls = self.server_tls(&tls, d)?;
+        let acme = match acme_line {
+            Some(line) => Some(self.acme_certificate(line, &raw_names)?),
+            None => None,
+        };
+        if let (None, Some(cd)) = (&acme, tls.acme_certificate()) {
+            // A TLS server of its own that would serve an always empty variable.
+            if listen.iter().any(|l| l.ssl) {
+                return Err(ConfigError::hinted(
+                    &cd.span,
+                    "\"$acme_certificate\" is empty in a server without \"acme_certificate\"",
+                    "add acme_certificate ISSUER; to this server block",
+                ));
+            }
+        }
+        let server_tls = self.server_tls(&tls, d, acme.as_ref())?;
         if names.is_empty() {
             names.push(ServerName::Exact(String::new()));
         }
@@ -123,10 +139,7 @@ impl Validator<'_> {
             match name {
                 "default_server" | "default" => default_server = true,
                 "ssl" => ssl = true,
-                "http2" => {
-                    http2 = true;
-                    self.warn(c, "\"listen\" parameter \"http2\" is accepted and ignored: HTTP/2 is not supported yet, clients use HTTP/1.1".to_owned());
-                }
+                "http2" => http2 = true,
                 "quic" => return Err(ConfigError::at(
                     &c.span,
                     "\"quic\" parameter of \"listen\" is not supported: HTTP/3 is not supported",

@@ -83,6 +83,9 @@ pub(super) struct Partial {
     proxy_bind: Option<Option<ProxyBind>>,
     /// `proxy_redirect`, `proxy_cookie_*`, merged list by list.
     pub(super) proxy_edits: ProxyEditsPartial,
+    http2_max_concurrent_streams: Option<u32>,
+    http2_body_preread_size: Option<u32>,
+    http2_chunk_size: Option<usize>,
     /// `proxy_ssl_*`, merged directive by directive.
     pub(super) proxy_ssl: ProxySslPartial,
     /// Not inherited (nginx keeps `try_files` per level).
@@ -120,6 +123,9 @@ impl Partial {
             client_body_timeout,
             keepalive_timeout,
             keepalive_requests,
+            http2_max_concurrent_streams,
+            http2_body_preread_size,
+            http2_chunk_size,
             add_header,
             access_log,
             root,
@@ -233,6 +239,11 @@ impl Partial {
                 timeout: self.lingering_timeout.unwrap_or(secs(5)),
             },
             keepalive_time: self.keepalive_time.unwrap_or(secs(3600)),
+            http2: Http2Settings {
+                max_concurrent_streams: self.http2_max_concurrent_streams.unwrap_or(128),
+                body_preread_size: self.http2_body_preread_size.unwrap_or(65536),
+                chunk_size: self.http2_chunk_size.unwrap_or(8 * 1024),
+            },
             gzip: GzipConf {
                 vary: self.gzip_vary.unwrap_or(false),
                 http_version_minor: self.gzip_http_version.unwrap_or(1),
@@ -373,6 +384,36 @@ impl Validator<'_> {
                 once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
             }
             "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
+            "http2_max_concurrent_streams" => {
+                once(&mut p.http2_max_concurrent_streams, number(d, a0)?, d)?
+            }
+            "http2_body_preread_size" => {
+                let size = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                // nginx: the stream window it advertises, at most 2^31 - 1.
+                let size = u32::try_from(size)
+                    .ok()
+                    .filter(|&s| s <= 0x7fff_ffff)
+                    .ok_or_else(|| {
+                        ConfigError::at(
+                            &d.span,
+                            "the maximum body preread buffer size is 2147483647",
+                        )
+                    })?;
+                once(&mut p.http2_body_preread_size, size, d)?;
+            }
+            "http2_chunk_size" => {
+                let size = parse_size(a0)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                if size == 0 {
+                    return Err(ConfigError::at(
+                        &d.span,
+                        "the http2 chunk size cannot be zero",
+                    ));
+                }
+                // nginx caps it at the largest frame it sends (16 KiB - 1... 2^24 - 1).
+                once(&mut p.http2_chunk_size, size.min(0x00ff_ffff), d)?;
+            }
             "limit_rate" | "limit_rate_after" => {
                 let n = if a0.contains('$') {
                     SizeValue::Template(templ(d, a0, &self.names)?)

@@ -17,6 +17,7 @@ use rustls::sign::CertifiedKey;
 use super::ciphers::{select_ciphers, TLS13_SUITES};
 use super::values::{flag, invalid_value, parse_size, time};
 use super::{once, unreachable_directive, Result, Validator};
+use crate::config::acme::AcmeCertificate;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::tls::{
@@ -83,6 +84,15 @@ impl TlsPartial {
         self.certificates.as_ref().is_some_and(|c| !c.is_empty())
     }
 
+    /// The `ssl_certificate $acme_certificate` line, if any.
+    pub(super) fn acme_certificate(&self) -> Option<&Directive> {
+        self.certificates
+            .as_ref()?
+            .iter()
+            .find(|(p, _)| p.as_os_str() == "$acme_certificate")
+            .map(|(_, d)| d)
+    }
+
     /// Whether `ssl_reject_handshake on` is set.
     pub(super) fn rejects(&self) -> bool {
         self.reject_handshake == Some(true)
@@ -97,6 +107,22 @@ impl Validator<'_> {
         let path = |v: &str| env.prefix.join(v);
         match d.name.as_str() {
             "ssl_certificate" | "ssl_certificate_key" => {
+                let acme_var = if d.name == "ssl_certificate" {
+                    "$acme_certificate"
+                } else {
+                    "$acme_certificate_key"
+                };
+                if a0 == acme_var {
+                    // Served from memory by the ACME client, never read as a file.
+                    let slot = if d.name == "ssl_certificate" {
+                        &mut p.certificates
+                    } else {
+                        &mut p.keys
+                    };
+                    slot.get_or_insert_with(Vec::new)
+                        .push((PathBuf::from(a0), d.clone()));
+                    return Ok(());
+                }
                 if without_server_name(a0).contains('$') {
                     return Err(ConfigError::hinted(
                         &d.span,
@@ -232,6 +258,7 @@ impl Validator<'_> {
         &mut self,
         p: &TlsPartial,
         server: &Directive,
+        acme: Option<&AcmeCertificate>,
     ) -> Result<Option<Arc<ServerTls>>> {
         if !p.has_certificate() && !p.rejects() {
             return Ok(None);
@@ -253,6 +280,7 @@ impl Validator<'_> {
         };
         let mut certificates = Vec::with_capacity(certs.len());
         let mut per_name_certificates = Vec::new();
+        let mut acme_served = None;
         for (i, (cert_path, cd)) in certs.iter().enumerate() {
             let Some((key_path, kd)) = keys.get(i) else {
                 return Err(ConfigError::hinted(
@@ -264,6 +292,26 @@ impl Validator<'_> {
                     "each ssl_certificate needs its ssl_certificate_key, in the same order",
                 ));
             };
+            let is_acme = |p: &Path, var: &str| p.as_os_str() == var;
+            match (
+                is_acme(cert_path, "$acme_certificate"),
+                is_acme(key_path, "$acme_certificate_key"),
+            ) {
+                (true, true) => {
+                    // Empty in a server without `acme_certificate` (as nginx's
+                    // variable): no certificate from this pair.
+                    acme_served = acme.map(|a| a.live.clone());
+                    continue;
+                }
+                (false, false) => {}
+                _ => {
+                    return Err(ConfigError::hinted(
+                        &cd.span,
+                        "$acme_certificate and $acme_certificate_key go together",
+                        "write ssl_certificate $acme_certificate; ssl_certificate_key $acme_certificate_key;",
+                    ))
+                }
+            }
             let names = |p: &Path| p.to_string_lossy().contains('$');
             if names(cert_path) || names(key_path) {
                 // Read at the handshake, for the name the client sends.
@@ -344,6 +392,7 @@ impl Validator<'_> {
         Ok(Some(Arc::new(ServerTls {
             certificates,
             per_name_certificates,
+            acme: acme_served,
             tls12,
             tls13,
             cipher_suites,

@@ -306,7 +306,7 @@ async fn raw_readable(raw: &Stream) -> io::Result<()> {
     match raw {
         Stream::Tcp(s) => s.readable().await,
         Stream::Unix(s) => s.readable().await,
-        Stream::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+        Stream::Tls(_) | Stream::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
     }
 }
 
@@ -314,6 +314,6 @@ async fn raw_writable(raw: &Stream) -> io::Result<()> {
     match raw {
         Stream::Tcp(s) => s.writable().await,
         Stream::Unix(s) => s.writable().await,
-        Stream::Tls(_) => Err(io::ErrorKind::Unsupported.into()),
+        Stream::Tls(_) | Stream::Pipe(_) => Err(io::ErrorKind::Unsupported.into()),
     }
 }

@@ -239,6 +239,8 @@ struct PickCertificate {
     certs: Vec<Arc<CertifiedKey>>,
     /// Pairs naming `$ssl_server_name`, with the ones read so far by name.
     per_name: Vec<(String, String)>,
+    /// `$acme_certificate`: read at each handshake, so a renewal is served at once.
+    acme: Option<crate::config::acme::LiveCertificate>,
     by_name: std::sync::Mutex<std::collections::HashMap<String, Vec<Arc<CertifiedKey>>>>,
 }
 
@@ -253,6 +255,7 @@ impl PickCertificate {
         PickCertificate {
             certs,
             per_name: tls.per_name_certificates.clone(),
+            acme: tls.acme.clone(),
             by_name: Default::default(),
         }
     }
@@ -307,7 +310,10 @@ impl ResolvesServerCert for PickCertificate {
         let tls13 = suites
             .iter()
             .any(|s| format!("{s:?}").starts_with("TLS13_"));
-        let named = self.for_name(hello.server_name());
+        let mut named = self.for_name(hello.server_name());
+        if let Some(ck) = self.acme.as_ref().and_then(|a| a.load()) {
+            named.insert(0, ck);
+        }
         named
             .iter()
             .chain(&self.certs)

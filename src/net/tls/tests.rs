@@ -41,6 +41,7 @@ fn server_offer() -> TlsOffer {
     let tls = ServerTls {
         certificates: vec![Arc::new(rustls::sign::CertifiedKey::new(chain, signing))],
         per_name_certificates: Vec::new(),
+        acme: None,
         tls12: true,
         tls13: true,
         cipher_suites: rustls::crypto::ring::ALL_CIPHER_SUITES.to_vec(),

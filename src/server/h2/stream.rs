@@ -1,0 +1,365 @@
+//! One HTTP/2 stream through the request pipeline. The stream's request goes into an
+//! in-memory pipe as HTTP/1.1 (its head from [`super::request_head`], then its DATA,
+//! chunked when no `content-length` announced the size); the pipeline serves it as it
+//! serves an HTTP/1 connection (virtual server, location, rewrite, `return`, static
+//! files, error pages, the proxy) and writes its HTTP/1.1 response back, which goes
+//! to the client as HEADERS and DATA frames.
+//!
+//! Memory per stream is bounded: the client may send `http2_body_preread_size` bytes
+//! before the pipeline reads them (the stream window is given back only as bytes move
+//! on), each direction of the pipe holds at most [`LANE`] bytes, and response bytes
+//! are read from the pipe only as the client's window lets them out. A client that
+//! never opens its window stalls the pipeline's writes, which end at `send_timeout`;
+//! the stream is then reset and everything it held is freed.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+
+use super::request_head::{self, BodyFraming as RequestBody};
+use crate::config::Level;
+use crate::http1::{BodyFraming, ChunkedScanner, Method, Parsed, ResponseHead};
+use crate::net::buffers::Buf;
+use crate::net::pipe::{pipe, PipeEnd};
+use crate::net::{ClientInfo, Stream};
+use crate::server::state::Runtime;
+
+/// Bytes each direction of a stream's pipe holds at most.
+pub(super) const LANE: usize = 32 * 1024;
+
+/// What a stream needs from its connection.
+pub(super) struct StreamCtx {
+    /// The configuration when the stream began.
+    pub(super) rt: Arc<Runtime>,
+    pub(super) info: Arc<ClientInfo>,
+    /// Streams on the connection so far, this one included (`$connection_requests`).
+    pub(super) served: u32,
+    /// When the connection was accepted (`keepalive_time`).
+    pub(super) opened: tokio::time::Instant,
+    /// `http2_chunk_size`: the largest DATA frame sent.
+    pub(super) chunk_size: usize,
+    /// How long the client's window may stay shut (`send_timeout`).
+    pub(super) send_timeout: Duration,
+}
+
+/// How the response relay ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Relayed {
+    /// The whole response went out.
+    Complete,
+    /// The client reset the stream, or it was reset for a reason already logged.
+    Aborted,
+}
+
+/// Serves one stream until its response is sent or it is reset.
+pub(super) async fn serve(
+    ctx: StreamCtx,
+    req: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let (parts, body) = req.into_parts();
+    let mut buf = Buf::head();
+    let framing = match request_head::build(&parts, body.is_end_stream(), &mut buf) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::log::emit(
+                Level::Info,
+                Some(ctx.info.id),
+                format_args!("{e}, client: {}", ctx.info.remote),
+            );
+            respond.send_reset(Reason::PROTOCOL_ERROR);
+            return;
+        }
+    };
+    let method = Method::from_token(parts.method.as_str().as_bytes());
+    let (outer, inner) = pipe(LANE);
+    let pipeline = async {
+        let mut inner = Stream::Pipe(Box::new(inner));
+        crate::server::conn::serve_request(
+            &ctx.rt, &mut inner, &ctx.info, &mut buf, ctx.served, ctx.opened,
+        )
+        .await;
+        // Dropping the pipeline's end ends the response.
+    };
+    let relay = async {
+        let request_body = pump_body(body, &outer, framing);
+        let response = relay_response(&outer, &mut respond, method, &ctx);
+        tokio::pin!(request_body, response);
+        let mut body_done = false;
+        loop {
+            tokio::select! {
+                () = &mut request_body, if !body_done => body_done = true,
+                r = &mut response => break r,
+            }
+        }
+    };
+    tokio::pin!(pipeline, relay);
+    let mut pipeline_done = false;
+    let relayed = loop {
+        tokio::select! {
+            () = &mut pipeline, if !pipeline_done => pipeline_done = true,
+            r = &mut relay => break r,
+        }
+    };
+    if relayed == Relayed::Complete && !pipeline_done {
+        // Only its access log line is left to write; a request body the client did
+        // not finish (the answer came first) ends here rather than at
+        // client_body_timeout.
+        outer.close_write();
+        pipeline.await;
+    }
+}
+
+/// Moves the request body from the client's DATA frames into the pipe, giving window
+/// back as the pipeline takes the bytes.
+async fn pump_body(mut body: RecvStream, to: &PipeEnd, framing: RequestBody) {
+    if framing == RequestBody::None {
+        return;
+    }
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else {
+            // The client reset the stream: the pipeline sees the body end short.
+            to.close_write();
+            return;
+        };
+        let n = chunk.len();
+        let written = if framing == RequestBody::Chunked && n > 0 {
+            let mut size = Vec::with_capacity(12);
+            crate::http1::write_chunk_header(&mut size, n);
+            async {
+                to.write_all(&size).await?;
+                to.write_all(&chunk).await?;
+                to.write_all(b"\r\n").await
+            }
+            .await
+        } else {
+            to.write_all(&chunk).await
+        };
+        if written.is_err() {
+            // The pipeline answered without reading the whole body.
+            return;
+        }
+        let _ = body.flow_control().release_capacity(n);
+    }
+    if framing == RequestBody::Chunked {
+        let _ = to.write_all(b"0\r\n\r\n").await;
+    }
+}
+
+/// What [`next_bytes`] found.
+enum Read {
+    Bytes,
+    End,
+    Reset,
+}
+
+/// Reads more of the pipeline's response into `buf`, unless the client resets the
+/// stream first.
+async fn next_bytes(
+    from: &PipeEnd,
+    buf: &mut BytesMut,
+    mut reset: impl FnMut(&mut Context<'_>) -> Poll<()>,
+) -> Read {
+    loop {
+        tokio::select! {
+            _ = from.readable() => {
+                buf.reserve(LANE);
+                match from.try_read_buf(buf) {
+                    Ok(0) => return Read::End,
+                    Ok(_) => return Read::Bytes,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Read::End,
+                }
+            }
+            _ = std::future::poll_fn(|cx| reset(cx)) => return Read::Reset,
+        }
+    }
+}
+
+/// Fields of an HTTP/1 response that have no place in HTTP/2 (RFC 9113 §8.2.2).
+fn connection_specific(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// The pipeline's response as HEADERS and DATA frames.
+async fn relay_response(
+    from: &PipeEnd,
+    respond: &mut SendResponse<Bytes>,
+    method: Method,
+    ctx: &StreamCtx,
+) -> Relayed {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut head = ResponseHead::new();
+    // The head, after any interim `100 Continue`.
+    loop {
+        match head.parse(&buf, method) {
+            Ok(Parsed::Complete) if (100..200).contains(&head.status) => {
+                let _ = buf.split_to(head.head_len);
+                head = ResponseHead::new();
+                continue;
+            }
+            Ok(Parsed::Complete) => break,
+            Ok(_) => {}
+            Err(_) => {
+                respond.send_reset(Reason::INTERNAL_ERROR);
+                return Relayed::Aborted;
+            }
+        }
+        match next_bytes(from, &mut buf, |cx| respond.poll_reset(cx).map(|_| ())).await {
+            Read::Bytes => {}
+            // The pipeline closed without an answer (`return 444`, a failed head).
+            Read::End => {
+                respond.send_reset(Reason::CANCEL);
+                return Relayed::Aborted;
+            }
+            Read::Reset => return Relayed::Aborted,
+        }
+    }
+    let mut response = http::Response::builder().status(head.status);
+    for h in &head.headers {
+        let (name, value) = (&buf[h.name.clone()], &buf[h.value.clone()]);
+        if h.hop_by_hop || connection_specific(name) {
+            continue;
+        }
+        // A field HTTP/2 cannot carry (a name that is no token) is left out, as nginx
+        // leaves out what it cannot encode.
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        response = response.header(name, value);
+    }
+    let Ok(response) = response.body(()) else {
+        respond.send_reset(Reason::INTERNAL_ERROR);
+        return Relayed::Aborted;
+    };
+    let framing = head.framing;
+    let _ = buf.split_to(head.head_len);
+    let no_body = matches!(framing, BodyFraming::None | BodyFraming::Length(0));
+    let Ok(mut send) = respond.send_response(response, no_body) else {
+        return Relayed::Aborted;
+    };
+    if no_body {
+        return Relayed::Complete;
+    }
+    let mut body = BodySource {
+        framing,
+        left: match framing {
+            BodyFraming::Length(n) => n,
+            _ => u64::MAX,
+        },
+        chunks: ChunkedScanner::new(),
+        done: false,
+    };
+    let mut payload = BytesMut::new();
+    body.decode(&mut buf, &mut payload);
+    loop {
+        if payload.is_empty() && !body.done {
+            match next_bytes(from, &mut buf, |cx| send.poll_reset(cx).map(|_| ())).await {
+                Read::Bytes => body.decode(&mut buf, &mut payload),
+                Read::End if body.framing == BodyFraming::UntilClose => body.done = true,
+                Read::End => {
+                    // The pipeline gave up mid-body (upstream failed, send_timeout).
+                    send.send_reset(Reason::INTERNAL_ERROR);
+                    return Relayed::Aborted;
+                }
+                Read::Reset => return Relayed::Aborted,
+            }
+            continue;
+        }
+        if payload.is_empty() {
+            let _ = send.send_data(Bytes::new(), true);
+            return Relayed::Complete;
+        }
+        // As much as the client's window lets out, a frame at most.
+        let want = payload.len().min(ctx.chunk_size);
+        send.reserve_capacity(want);
+        let granted = tokio::time::timeout(ctx.send_timeout, async {
+            loop {
+                match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                    Some(Ok(0)) => continue,
+                    Some(Ok(n)) => return Some(n),
+                    _ => return None,
+                }
+            }
+        })
+        .await;
+        let n = match granted {
+            Ok(Some(n)) => n.min(want),
+            Ok(None) => return Relayed::Aborted,
+            Err(_) => {
+                crate::log::emit(
+                    Level::Info,
+                    Some(ctx.info.id),
+                    format_args!(
+                        "client timed out (110: Connection timed out) while sending response to client, client: {}",
+                        ctx.info.remote
+                    ),
+                );
+                send.send_reset(Reason::CANCEL);
+                return Relayed::Aborted;
+            }
+        };
+        let frame = payload.split_to(n).freeze();
+        let last = body.done && payload.is_empty();
+        if send.send_data(frame, last).is_err() {
+            return Relayed::Aborted;
+        }
+        if last {
+            return Relayed::Complete;
+        }
+    }
+}
+
+/// The response body's payload out of the pipeline's HTTP/1 framing.
+struct BodySource {
+    framing: BodyFraming,
+    /// Bytes of a `Length` body still to come.
+    left: u64,
+    chunks: ChunkedScanner,
+    /// The whole payload has been decoded.
+    done: bool,
+}
+
+impl BodySource {
+    /// Moves the payload in `raw` to `payload`; framing bytes are dropped.
+    fn decode(&mut self, raw: &mut BytesMut, payload: &mut BytesMut) {
+        match self.framing {
+            BodyFraming::Length(_) => {
+                let n = (raw.len() as u64).min(self.left) as usize;
+                payload.extend_from_slice(&raw.split_to(n));
+                self.left -= n as u64;
+                self.done = self.left == 0;
+                raw.clear();
+            }
+            BodyFraming::Chunked => {
+                let data = raw.split().freeze();
+                match self
+                    .chunks
+                    .scan_payload(&data, |r| payload.extend_from_slice(&data[r]))
+                {
+                    Ok(crate::http1::ScanStep::Done { .. }) => self.done = true,
+                    Ok(crate::http1::ScanStep::NeedMore) => {}
+                    // Our own pipeline framed it: cannot happen; end the body.
+                    Err(_) => self.done = true,
+                }
+            }
+            BodyFraming::UntilClose => payload.extend_from_slice(&raw.split()),
+            BodyFraming::None => self.done = true,
+        }
+    }
+}
