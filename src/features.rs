@@ -52,13 +52,13 @@ pub(crate) const MODULES: &[Module] = &[
     // `source_charset` are refused).
     m("http_charset_module", true, true),
     // Default in nginx, not implemented.
-    m("http_gzip_module", true, false),
+    m("http_gzip_module", true, true),
     m("http_ssi_module", true, false),
     m("http_userid_module", true, false),
     m("http_mirror_module", true, false),
     m("http_referer_module", true, false),
     m("http_fastcgi_module", true, false),
-    m("http_uwsgi_module", true, false),
+    m("http_uwsgi_module", true, true),
     m("http_scgi_module", true, false),
     m("http_grpc_module", true, false),
     m("http_memcached_module", true, false),
@@ -93,7 +93,8 @@ mod tests {
     #[test]
     fn lists_missing_defaults_only() {
         let a = configure_arguments();
-        assert!(a.contains("--without-http_gzip_module"));
+        assert!(!a.contains("http_gzip_module") && !a.contains("http_uwsgi_module"));
+        assert!(a.contains("--without-http_fastcgi_module"));
         assert!(!a.contains("rewrite") && !a.contains("http_map_module"));
         assert!(a.contains("--without-http-cache"));
         assert!(!a.contains("http_proxy_module"));

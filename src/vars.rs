@@ -688,6 +688,7 @@ impl RequestVars<'_> {
             | Var::BodyBytesSent
             | Var::BytesSent
             | Var::SentHttp(_)
+            | Var::GzipRatio
             | Var::ConnectionRequests
             | Var::Pipe
             | Var::Unknown(_) => {}

@@ -61,7 +61,11 @@ fn configure_details() {
     assert!(e.contains("\nnginx version: nginx/1.22.1\n"), "{e}");
     assert!(e.contains("built by rustc "), "{e}");
     assert!(e.contains("configure arguments:"), "{e}");
-    assert!(e.contains("--without-http_gzip_module"), "{e}");
+    assert!(e.contains("--without-http_fastcgi_module"), "{e}");
+    assert!(
+        !e.contains("http_gzip_module") && !e.contains("http_uwsgi_module"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -41,6 +41,8 @@ pub struct ResponseFacts<'a> {
     /// The response head sent to the client (status line and fields), when the format
     /// has `$sent_http_NAME`; empty otherwise.
     pub sent_head: &'a [u8],
+    /// `$gzip_ratio`: of a body compressed on the fly.
+    pub gzip_ratio: Option<&'a str>,
     /// The configuration's `map` blocks, for maps of response variables (`map $status
     /// $loggable`), looked up once the response is known.
     pub maps: &'a [MapConf],
@@ -87,6 +89,7 @@ fn is_response_phase(v: &Var) -> bool {
             | Var::UpstreamHttp(_)
             | Var::UpstreamCookie(_)
             | Var::SentHttp(_)
+            | Var::GzipRatio
     )
 }
 
@@ -172,6 +175,10 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
         Var::TimeLocal => crate::log::with_time(|_, local| out.extend_from_slice(local)),
         Var::TimeIso8601 => crate::log::with_iso_time(|iso| out.extend_from_slice(iso)),
         Var::SentHttp(name) => return sent_field(r.sent_head, name, out),
+        Var::GzipRatio => match r.gzip_ratio {
+            Some(v) => out.extend_from_slice(v.as_bytes()),
+            None => return false,
+        },
         Var::Map(i) => {
             let Some(map) = r.maps.get(*i) else {
                 return false;
@@ -324,6 +331,7 @@ mod tests {
             started: Instant::now(),
             upstream: &[],
             sent_head: b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nX-Id: a\r\nX-Id: b\r\nCache-Control: no-cache\r\nCache-Control: private\r\n\r\n",
+            gzip_ratio: Some("3.25"),
             maps: &[],
         };
         let line = |escape| {
@@ -399,6 +407,7 @@ mod tests {
             started: Instant::now(),
             upstream: &attempts,
             sent_head: b"",
+            gzip_ratio: None,
             maps: &[],
         };
         let val = |v: Var| {

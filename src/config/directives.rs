@@ -172,6 +172,30 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("include", ANY, 1, 1),
     // http, server, location
     handled("proxy_pass", LOCATION | LOCATION_IF, 1, 1),
+    handled("uwsgi_pass", LOCATION | LOCATION_IF, 1, 1),
+    handled("uwsgi_param", HSL, 2, 3),
+    handled("uwsgi_modifier1", HSL, 1, 1),
+    handled("uwsgi_modifier2", HSL, 1, 1),
+    handled("uwsgi_pass_request_headers", HSL, 1, 1),
+    handled("uwsgi_pass_request_body", HSL, 1, 1),
+    handled("uwsgi_connect_timeout", HSL, 1, 1),
+    handled("uwsgi_read_timeout", HSL, 1, 1),
+    handled("uwsgi_send_timeout", HSL, 1, 1),
+    handled("uwsgi_next_upstream", HSL, 1, MANY),
+    handled("uwsgi_next_upstream_tries", HSL, 1, 1),
+    handled("uwsgi_next_upstream_timeout", HSL, 1, 1),
+    handled("uwsgi_hide_header", HSL, 1, 1),
+    handled("uwsgi_pass_header", HSL, 1, 1),
+    handled("uwsgi_intercept_errors", HSL, 1, 1),
+    handled("uwsgi_request_buffering", HSL, 1, 1),
+    handled("uwsgi_buffer_size", HSL, 1, 1),
+    ignored("uwsgi_buffering", HSL, BUFFERING),
+    ignored("uwsgi_buffers", HSL, BUFFERING),
+    ignored("uwsgi_busy_buffers_size", HSL, BUFFERING),
+    ignored("uwsgi_max_temp_file_size", HSL, "ferrolb never buffers to disk"),
+    ignored("uwsgi_temp_file_write_size", HSL, "ferrolb never buffers to disk"),
+    unsupported("uwsgi_cache*", "ferrolb does not cache"),
+    unsupported("uwsgi_ssl_*", "uwsgi over TLS (suwsgi) is not supported"),
     handled("proxy_set_header", HSL, 2, 2),
     handled("proxy_http_version", HSL, 1, 1),
     handled("proxy_connect_timeout", HSL, 1, 1),
@@ -264,7 +288,31 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("gzip_http_version", HSL, 1, 1),
     handled("gzip_proxied", HSL, 1, MANY),
     handled("gzip_disable", HSL, 1, MANY),
-    ignored("gzip*", HSL, "ferrolb does not compress responses"),
+    handled("gzip", HSL, 1, 1),
+    handled("gzip_types", HSL, 1, MANY),
+    handled("gzip_min_length", HSL, 1, 1),
+    handled("gzip_comp_level", HSL, 1, 1),
+    handled("gzip_buffers", HSL, 2, 2),
+    ignored(
+        "gzip_window",
+        HSL,
+        "zlib's window size changes the compressed bytes, not what they decompress to",
+    ),
+    ignored(
+        "gzip_hash",
+        HSL,
+        "zlib's memory level changes the compressed bytes, not what they decompress to",
+    ),
+    ignored(
+        "gzip_no_buffer",
+        HSL,
+        "ferrolb compresses each piece it reads as it comes",
+    ),
+    ignored(
+        "postpone_gzipping",
+        HSL,
+        "ferrolb compresses each piece it reads as it comes",
+    ),
     ignored(
         "server_tokens",
         HSL,
@@ -493,9 +541,16 @@ pub static DIRECTIVES: &[Spec] = &[
     unsupported("charset_map", "ferrolb does not recode responses"),
     unsupported("source_charset", "ferrolb does not recode responses"),
     unsupported("override_charset", "ferrolb does not recode responses"),
-    unsupported("fastcgi_pass", "only HTTP upstreams are supported"),
-    unsupported("uwsgi_pass", "only HTTP upstreams are supported"),
-    unsupported("grpc_pass", "only HTTP upstreams are supported"),
+    unsupported("fastcgi_pass", "only HTTP and uwsgi upstreams are supported"),
+    unsupported("grpc_pass", "only HTTP and uwsgi upstreams are supported"),
+    // The rest of the uwsgi module, where nginx allows it (not in `if`).
+    Spec {
+        contexts: HSL,
+        ..unsupported(
+            "uwsgi_*",
+            "ferrolb's uwsgi_pass has uwsgi_param, the modifiers, timeouts, next_upstream, header and buffering settings only",
+        )
+    },
     unsupported("stream", "only HTTP is proxied"),
     unsupported(
         "more_set_headers",
@@ -660,7 +715,7 @@ mod tests {
         ));
         assert!(matches!(lookup("frobnicate", HTTP), Lookup::Unknown));
         assert!(
-            matches!(lookup("gzip_types", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_)))
+            matches!(lookup("gzip_window", HTTP), Lookup::Found(s) if matches!(s.kind, Kind::Ignored(_)))
         );
         assert!(matches!(
             lookup("client_body_temp_path", HTTP),

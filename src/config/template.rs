@@ -81,6 +81,7 @@ pub fn var(name: &str) -> Option<Var> {
         "upstream_connect_time" => Var::UpstreamConnectTime,
         "upstream_header_time" => Var::UpstreamHeaderTime,
         "status" => Var::Status,
+        "gzip_ratio" => Var::GzipRatio,
         "time_local" => Var::TimeLocal,
         "time_iso8601" => Var::TimeIso8601,
         "msec" => Var::Msec,

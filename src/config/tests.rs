@@ -631,8 +631,6 @@ fn ignored_directives_warn() {
     for name in [
         "sendfile",
         "tcp_nopush",
-        "gzip",
-        "gzip_types",
         "server_tokens",
         "ssl_buffer_size",
         "proxy_buffering",
@@ -1381,6 +1379,79 @@ fn proxy_protocol_tlv_names() {
         "server {\nlisten 80 proxy_protocol;\nreturn 200 $proxy_protocol_tlv_bogus;\n}",
     ));
     assert!(e.contains("proxy_protocol_tlv_bogus"), "{e}");
+}
+
+#[test]
+fn uwsgi_pass_targets_and_twins() {
+    let c = load_text(&in_http(
+        "proxy_read_timeout 7s; uwsgi_read_timeout 3s; uwsgi_param A a; gzip on; gzip_types text/css *;
+         upstream app { server 127.0.0.1:8001; server unix:/run/app.sock; }
+         server {
+           location /u { uwsgi_pass app; uwsgi_param B $uri if_not_empty; uwsgi_param HTTP_X_Y-Z v;
+                         uwsgi_modifier1 30; uwsgi_hide_header X-Secret; uwsgi_next_upstream off; }
+           location /t { uwsgi_pass uwsgi://127.0.0.1:8002; }
+           location /s { uwsgi_pass unix:/run/other.sock; gzip_min_length 1k; gzip_comp_level 6; }
+           location /p { proxy_pass http://app; }
+           location /v { uwsgi_pass $arg_b; }
+           location /i { if ($arg_u) { uwsgi_pass app; } proxy_pass http://app; }
+         }",
+    ));
+    let locs = &c.http.servers[0].locations;
+    let in_if = match &locs[5].settings.rewrite[..] {
+        [RewriteOp::If(block)] => block.location.as_ref().expect("a location if"),
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(&in_if.action, Action::Proxy(p) if p.protocol == UpstreamProtocol::Uwsgi));
+    assert_eq!(in_if.proxy_read_timeout, Duration::from_secs(3));
+    let pass = |i: usize| match &locs[i].settings.action {
+        Action::Proxy(p) => p.clone(),
+        other => panic!("{other:?}"),
+    };
+    let u = &locs[0].settings;
+    assert!(pass(4).url.is_some() && pass(4).protocol == UpstreamProtocol::Uwsgi);
+    assert_eq!(pass(0).protocol, UpstreamProtocol::Uwsgi);
+    assert_eq!(pass(0).scheme, "uwsgi");
+    assert_eq!(u.proxy_read_timeout, Duration::from_secs(3));
+    assert_eq!(u.proxy_hide_header, vec!["x-secret".to_owned()]);
+    assert_eq!(u.proxy_next_upstream, NextUpstream::OFF);
+    assert_eq!(u.uwsgi.modifier1, 30);
+    let names: Vec<&str> = u.uwsgi.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["B", "HTTP_X_Y-Z"]);
+    assert!(u.uwsgi.params[0].if_not_empty);
+    assert_eq!(u.uwsgi.replaced_fields, ["x_y_z"]);
+    // Inherited as a whole where a level has none.
+    assert_eq!(locs[1].settings.uwsgi.params.len(), 1);
+    assert_eq!(pass(1).proxy_host, "127.0.0.1:8002");
+    assert_eq!(pass(2).proxy_host, "localhost");
+    // The proxy's own settings in a proxy_pass location, the same group.
+    assert_eq!(pass(3).protocol, UpstreamProtocol::Http);
+    assert_eq!(pass(3).upstream, pass(0).upstream);
+    assert_eq!(locs[3].settings.proxy_read_timeout, Duration::from_secs(7));
+    let g = &locs[2].settings.gzip;
+    assert!(g.enable);
+    assert_eq!((g.min_length, g.level), (1024, 6));
+    assert_eq!(g.types, GzipTypes::Any);
+}
+
+#[test]
+fn uwsgi_and_gzip_errors() {
+    let loc = |d: &str| load_err(&in_http(&format!("server {{\nlocation /x {{\n{d}\n}}\n}}")));
+    assert!(loc("uwsgi_pass 127.0.0.1:8001/app;").starts_with("nginx.conf:5: invalid address"));
+    assert!(
+        loc("uwsgi_pass somehost;").starts_with("nginx.conf:5: no port in upstream \"somehost\"")
+    );
+    assert!(loc("uwsgi_pass suwsgi://127.0.0.1:1;").contains("not supported"));
+    assert!(loc("uwsgi_pass 127.0.0.1:1; proxy_pass http://127.0.0.1:2;").contains("duplicate"));
+    assert!(loc("uwsgi_param A b c;").contains("invalid parameter \"c\""));
+    assert!(loc("uwsgi_modifier1 256;").contains("invalid value"));
+    assert!(loc("uwsgi_cache_valid 10m;").contains("ferrolb does not cache"));
+    assert!(
+        loc("uwsgi_store on;").contains("not supported")
+            || loc("uwsgi_store on;").contains("uwsgi_pass has")
+    );
+    assert!(loc("gzip_comp_level 10;").contains("between 1 and 9"));
+    assert!(loc("gzip_buffers 0 8k;").contains("gzip_buffers takes NUMBER SIZE"));
+    assert!(loc("gzip_min_length lots;").contains("invalid value"));
 }
 
 #[test]

@@ -809,6 +809,8 @@ pub struct LocSettings {
     pub gzip: GzipConf,
     /// `http2_*` settings (the address's default server's apply to a connection).
     pub http2: Http2Settings,
+    /// What `uwsgi_pass` sends besides the body (`uwsgi_param`, modifiers).
+    pub uwsgi: Arc<UwsgiConf>,
     /// `resolver`: for `proxy_pass` hosts given by variables. Default none (such a
     /// host must name an `upstream` group or be an address).
     pub resolver: Option<Arc<ResolverConf>>,
@@ -1135,6 +1137,16 @@ pub enum GzipStatic {
 /// responses say they vary by it.
 #[derive(Debug, Clone)]
 pub struct GzipConf {
+    /// `gzip`: compress responses on the fly. Default off.
+    pub enable: bool,
+    /// `gzip_types`: the MIME types compressed; `text/html` always is. Default
+    /// `text/html`.
+    pub types: GzipTypes,
+    /// `gzip_min_length`: responses whose `Content-Length` is below it stay plain (a
+    /// response of unknown length is compressed). Default 20.
+    pub min_length: u64,
+    /// `gzip_comp_level`: 1 (fastest, the default) to 9.
+    pub level: u32,
     /// `gzip_vary`: `Vary: Accept-Encoding` on responses that could have been gzipped.
     /// Default off.
     pub vary: bool,
@@ -1152,11 +1164,56 @@ pub struct GzipConf {
 impl Default for GzipConf {
     fn default() -> Self {
         GzipConf {
+            enable: false,
+            types: GzipTypes::default(),
+            min_length: 20,
+            level: 1,
             vary: false,
             http_version_minor: 1,
             proxied: GzipProxied::default(),
             disable: Vec::new(),
             disable_msie6: false,
+        }
+    }
+}
+
+/// `gzip_types`: which responses are compressed, by their MIME type (the
+/// `Content-Type` before any `;`, compared caselessly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GzipTypes {
+    /// `gzip_types *`: every type.
+    Any,
+    /// These types, lowercase; `text/html` is always among them.
+    List(Vec<String>),
+}
+
+impl Default for GzipTypes {
+    fn default() -> Self {
+        GzipTypes::List(vec!["text/html".to_owned()])
+    }
+}
+
+impl GzipTypes {
+    /// Whether a response with this `Content-Type` value is compressed; without a
+    /// type, only with `*` (nginx's `ngx_http_test_content_type`).
+    pub fn matches(&self, content_type: Option<&[u8]>) -> bool {
+        if *self == GzipTypes::Any {
+            return true;
+        }
+        let Some(ct) = content_type else {
+            return false;
+        };
+        let mime = ct
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if mime.is_empty() {
+            return false;
+        }
+        match self {
+            GzipTypes::Any => true,
+            GzipTypes::List(list) => list.iter().any(|t| mime.eq_ignore_ascii_case(t.as_bytes())),
         }
     }
 }
@@ -1266,12 +1323,68 @@ impl FilesConf {
     }
 }
 
-/// A `proxy_pass` target.
+/// The protocol spoken to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1 (`proxy_pass`).
+    #[default]
+    Http,
+    /// uWSGI's binary protocol (`uwsgi_pass`): the request as a packet of variables,
+    /// the answer as an HTTP response.
+    Uwsgi,
+}
+
+/// One `uwsgi_param NAME VALUE [if_not_empty]`.
+#[derive(Debug, Clone)]
+pub struct UwsgiParam {
+    /// The variable name, as written.
+    pub name: String,
+    /// Its value.
+    pub value: Template,
+    /// `if_not_empty`: left out when the value is empty.
+    pub if_not_empty: bool,
+}
+
+/// The uwsgi module's request settings of a location.
+#[derive(Debug, Clone)]
+pub struct UwsgiConf {
+    /// `uwsgi_param` lines, in order (inherited as a whole, as nginx). Default none.
+    pub params: Vec<UwsgiParam>,
+    /// Request fields a `uwsgi_param HTTP_NAME` replaces: `NAME` lowercase with `_`
+    /// for `-`, as nginx compares them.
+    pub replaced_fields: Vec<String>,
+    /// `uwsgi_modifier1`. Default 0 (a WSGI request).
+    pub modifier1: u8,
+    /// `uwsgi_modifier2`. Default 0.
+    pub modifier2: u8,
+    /// `uwsgi_pass_request_headers`: the request's fields as `HTTP_*` variables.
+    /// Default on.
+    pub pass_request_headers: bool,
+    /// `uwsgi_pass_request_body`. Default on.
+    pub pass_request_body: bool,
+}
+
+impl Default for UwsgiConf {
+    fn default() -> Self {
+        UwsgiConf {
+            params: Vec::new(),
+            replaced_fields: Vec::new(),
+            modifier1: 0,
+            modifier2: 0,
+            pass_request_headers: true,
+            pass_request_body: true,
+        }
+    }
+}
+
+/// A `proxy_pass` (or `uwsgi_pass`) target.
 #[derive(Debug, Clone)]
 pub struct ProxyPass {
+    /// What the upstream speaks.
+    pub protocol: UpstreamProtocol,
     /// Index into [`Http::upstreams`].
     pub upstream: usize,
-    /// `http` or `https`.
+    /// `http`, `https` or `uwsgi`.
     pub scheme: String,
     /// The host part as written, nginx's `$proxy_host` (`myproject`, `127.0.0.1:8000`).
     pub proxy_host: String,
@@ -1670,6 +1783,8 @@ pub enum Var {
     UpstreamHeaderTime,
     /// `$status` (logs).
     Status,
+    /// `$gzip_ratio` (logs): bytes in over bytes out of a body compressed on the fly.
+    GzipRatio,
     /// `$time_local` (logs).
     TimeLocal,
     /// `$time_iso8601` (logs).

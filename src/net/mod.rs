@@ -40,9 +40,9 @@ pub struct ClientInfo {
     /// How the connection is carried: plain, TLS (with what the handshake agreed), or
     /// plain HTTP sent to a TLS port.
     pub transport: Transport,
-    /// The request came over HTTP/2 (`$http2`): `"h2"` over TLS, `"h2c"` in the
-    /// clear; `None` for HTTP/1.
-    pub http2: Option<&'static str>,
+    /// The requests come over HTTP/2 (`$http2`, see [`ClientInfo::http2_name`]). A
+    /// flag, not the name: every idle connection holds this struct.
+    pub http2: bool,
 }
 
 /// How a client connection is carried.
@@ -59,6 +59,15 @@ pub enum Transport {
 }
 
 impl ClientInfo {
+    /// `$http2`: `"h2"` over TLS, `"h2c"` in the clear; `None` for HTTP/1.
+    pub fn http2_name(&self) -> Option<&'static str> {
+        match (self.http2, &self.transport) {
+            (false, _) => None,
+            (true, Transport::Tls(_)) => Some("h2"),
+            (true, _) => Some("h2c"),
+        }
+    }
+
     /// The TLS facts of the connection, if it is TLS.
     pub fn tls(&self) -> Option<&tls::TlsFacts> {
         match &self.transport {
@@ -79,7 +88,7 @@ impl ClientInfo {
             proxy_protocol: None,
             local,
             transport: Transport::Plain,
-            http2: None,
+            http2: false,
         }
     }
 }

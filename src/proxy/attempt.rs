@@ -17,6 +17,7 @@ use super::request::{self, UpstreamHead};
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
 use crate::balance::{Report, Upstream};
+use crate::config::UpstreamProtocol;
 use crate::config::{Endpoint, Level, LocSettings, NextUpstream, ProxyBind};
 use crate::http1::{ParseError, Parsed, RequestHead, ResponseHead};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
@@ -392,7 +393,12 @@ async fn attempt<D: Downstream>(
             .await
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
-        let uhead = request::build_head(f, cbuf, &peer.conf.addr, conn.requests, body);
+        let uhead = match f.pass.protocol {
+            UpstreamProtocol::Http => {
+                request::build_head(f, cbuf, &peer.conf.addr, conn.requests, body)
+            }
+            UpstreamProtocol::Uwsgi => super::uwsgi::build_packet(f, cbuf, &peer.conf.addr, body)?,
+        };
         let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
             Ok(()) => read_head(&conn.stream, f.head, f.settings).await,
             Err(e) => Err(e),
@@ -448,7 +454,9 @@ async fn acquire(
     fresh_only: bool,
     local: Option<std::net::SocketAddr>,
 ) -> Result<UpstreamConn, IoFailure> {
-    if f.upstream.keepalive.is_some() && !fresh_only {
+    // uWSGI closes after each answer; a pooled connection is an HTTP one.
+    let pooled_kind = f.pass.protocol == UpstreamProtocol::Http;
+    if f.upstream.keepalive.is_some() && !fresh_only && pooled_kind {
         while let Some(IdleConn {
             stream,
             requests,

@@ -21,6 +21,7 @@ mod field_edits;
 mod plan;
 mod request;
 mod response;
+mod uwsgi;
 
 #[cfg(test)]
 mod tests;
@@ -220,7 +221,7 @@ pub fn request_vars<'a>(
         locals: None,
         files: None,
         connection: info.id,
-        http2: info.http2,
+        http2: info.http2_name(),
     }
 }
 
@@ -236,7 +237,10 @@ fn log_request(f: &Forward<'_>, cbuf: &[u8], level: Level, what: &str, peer: Opt
     let upstream = match peer {
         Some(a) => {
             line.clear();
-            vars.request_uri(&mut line);
+            // nginx names a uwsgi peer without a URI: the request has none of its own.
+            if f.pass.protocol == crate::config::UpstreamProtocol::Http {
+                vars.request_uri(&mut line);
+            }
             // nginx separates a socket path from the URI with a colon.
             let sep = if matches!(a, Endpoint::Unix(_)) {
                 ":"

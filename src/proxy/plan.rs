@@ -202,8 +202,11 @@ pub(super) async fn take_body<D: Downstream>(
     let mut body = measure_body(cbuf, f.head, f.settings)?;
     // nginx buffers a chunked body for an HTTP/1.0 upstream whatever
     // `proxy_request_buffering` says: HTTP/1.0 has no chunks.
+    // uWSGI reads a body of CONTENT_LENGTH bytes only: a chunked one is decoded first,
+    // as nginx does whatever `uwsgi_request_buffering` says.
     let chunked_to_http10 = f.head.framing == BodyFraming::Chunked
-        && f.settings.proxy_http_version == ProxyHttpVersion::Http10;
+        && (f.settings.proxy_http_version == ProxyHttpVersion::Http10
+            || f.pass.protocol == crate::config::UpstreamProtocol::Uwsgi);
     if !body.complete && (f.settings.proxy_request_buffering || chunked_to_http10) {
         if f.head.expect_continue && !continued {
             client.send_continue().await.map_err(|_| 0u16)?;

@@ -7,7 +7,7 @@ use super::attempt::{AttemptError, UpstreamConn};
 use super::downstream::Downstream;
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
-use crate::config::{Endpoint, ProxyHttpVersion};
+use crate::config::{Endpoint, ProxyHttpVersion, UpstreamProtocol};
 use crate::http1::{BodyFraming, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
@@ -40,9 +40,11 @@ pub(super) fn vars<'a>(
         proxy_host: &f.pass.proxy_host,
         upstream_addr: peer,
         locals: f.locals,
-        files: None,
+        // `$document_root`, `$request_filename` are the location's, as in nginx
+        // (`uwsgi_params` sends DOCUMENT_ROOT).
+        files: Some((&f.settings.files, f.pass.location_prefix.as_deref())),
         connection: f.info.id,
-        http2: f.info.http2,
+        http2: f.info.http2_name(),
     }
 }
 
@@ -282,7 +284,10 @@ fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8
 /// Whether the client's body goes upstream: not with `proxy_set_body` (its value goes
 /// instead) or `proxy_pass_request_body off`; the body is read and dropped then.
 pub(super) fn sends_client_body(f: &Forward<'_>) -> bool {
-    f.settings.proxy_pass_request_body && f.settings.proxy_set_body.is_none()
+    match f.pass.protocol {
+        UpstreamProtocol::Uwsgi => f.settings.uwsgi.pass_request_body,
+        _ => f.settings.proxy_pass_request_body && f.settings.proxy_set_body.is_none(),
+    }
 }
 
 fn contains_token(value: &[u8], token: &[u8]) -> bool {
@@ -326,12 +331,13 @@ async fn send_head_and_body<D: Downstream>(
     body: &mut RequestBody,
 ) -> Result<Option<Vec<u8>>, AttemptError> {
     let send_timeout = f.settings.proxy_send_timeout;
-    // `proxy_set_body` or `proxy_pass_request_body off`: the configured body (if
-    // any) goes instead, and what is still to come of the client's is read and
-    // dropped, so the connection can carry the next request.
+    // `proxy_set_body`, `proxy_pass_request_body off` or `uwsgi_pass_request_body
+    // off`: the configured body (if any) goes instead, and what is still to come of
+    // the client's is read and dropped, so the connection can carry the next request.
     let sends = sends_client_body(f);
     let mut own = Vec::new();
-    if let (false, Some(t)) = (sends, &f.settings.proxy_set_body) {
+    let http = f.pass.protocol != UpstreamProtocol::Uwsgi;
+    if let (false, true, Some(t)) = (sends, http, &f.settings.proxy_set_body) {
         vars(f, cbuf, None).eval(t, &mut own);
     }
     if let Some(sp) = body.spooled.as_ref().filter(|_| sends) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::BufMut;
 
 use super::error_pages::{self, PageState};
+use super::gzip_downstream::GzipDownstream;
 use super::http1_downstream::Http1Downstream;
 use super::proxy_target;
 use super::rewrite::{self, Answer};
@@ -51,9 +52,12 @@ const HEAD_READ: usize = crate::net::buffers::HEAD_BUF;
 ///
 /// An async block rather than an `async fn`: a function's future keeps its arguments
 /// twice (as passed, and moved into the body), a block's captures are used in place.
+///
+/// `handshake`: the listening address, when a TLS handshake or a PROXY protocol header
+/// comes first ([`super::tls_handshake::is_plain`] is false).
 pub(super) fn run(
     worker: Arc<Worker>,
-    listen: crate::config::Endpoint,
+    handshake: Option<Box<crate::config::Endpoint>>,
     mut conn: Started,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     /// Counts the connection in [`Worker::active`] until the task ends.
@@ -67,7 +71,7 @@ pub(super) fn run(
     }
     async move {
         let _active = Active(&worker);
-        if !super::tls_handshake::is_plain(&worker, &listen, &conn.info) {
+        if let Some(listen) = handshake {
             let Started { stream, info, .. } = conn;
             match Box::pin(super::tls_handshake::begin(&worker, &listen, stream, info)).await {
                 Some(started) => conn = started,
@@ -524,6 +528,8 @@ struct Handled<'a> {
     attempts: Vec<UpstreamAttempt>,
     /// The response head sent, when the log format has `$sent_http_NAME`.
     sent_head: Vec<u8>,
+    /// `$gzip_ratio` of a body compressed on the fly.
+    gzip_ratio: Option<String>,
     keep_alive: bool,
     keepalive_timeout: Duration,
     header_timeout: Duration,
@@ -547,6 +553,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         // have a default server per listen address.
         reject(ex.stream, 404).await;
         return Handled {
+            gzip_ratio: None,
             status: 404,
             body_bytes: 0,
             head_bytes: 0,
@@ -1310,8 +1317,19 @@ async fn proxy<'a>(
                 }
                 .eval(url, &mut evaluated);
                 let evaluated = String::from_utf8_lossy(&evaluated);
+                let uwsgi = pass_to.protocol == crate::config::UpstreamProtocol::Uwsgi;
+                let evaluated = if uwsgi {
+                    proxy_target::uwsgi_as_url(&evaluated)
+                } else {
+                    evaluated
+                };
                 match proxy_target::find(rt, settings, url, &evaluated).await {
-                    Ok(t) => {
+                    Ok(mut t) => {
+                        if uwsgi {
+                            t.pass.protocol = crate::config::UpstreamProtocol::Uwsgi;
+                            t.pass.scheme = "uwsgi".to_owned();
+                            t.pass.uri = None;
+                        }
                         target = t;
                         (&target.pass, &*target.group)
                     }
@@ -1373,10 +1391,19 @@ async fn proxy<'a>(
             ..request_vars(head, buf, ex.info, &server.primary_name, uri)
         },
     );
-    let mut client = Http1Downstream::new(ex.stream, settings.send_timeout)
-        .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-        .keeping_head(keeps_sent_head(settings))
-        .paced(crate::net::pace::Pace::new(rate, after));
+    let gzip_client = if settings.gzip.enable {
+        super::gzip_ok::client_gzip(&settings.gzip, head, buf)
+    } else {
+        super::gzip_ok::ClientGzip::Never
+    };
+    let mut client = GzipDownstream::new(
+        Http1Downstream::new(ex.stream, settings.send_timeout)
+            .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+            .keeping_head(keeps_sent_head(settings))
+            .paced(crate::net::pace::Pace::new(rate, after)),
+        &settings.gzip,
+        gzip_client,
+    );
     let done = crate::proxy::forward(&f, &mut client, buf).await;
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
@@ -1400,7 +1427,8 @@ async fn proxy<'a>(
         body_bytes: done.body_bytes,
         head_bytes: done.head_bytes,
         attempts: done.attempts,
-        sent_head: client.take_sent_head(),
+        sent_head: client.inner_mut().take_sent_head(),
+        gzip_ratio: client.ratio().map(str::to_owned),
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1465,6 +1493,12 @@ async fn serve_static<'a>(
                 gzipped: gzipped.as_ref().map(|(p, _)| p.as_path()),
                 vary,
                 keep_head: keeps_sent_head(settings),
+                gzip: settings.gzip.enable.then(|| {
+                    (
+                        &settings.gzip,
+                        super::gzip_ok::client_gzip(&settings.gzip, head, buf),
+                    )
+                }),
             };
             let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
             match static_files::send_file(stream, &r, &path, meta).await {
@@ -1494,6 +1528,7 @@ async fn serve_static<'a>(
         head_bytes: sent.head_bytes,
         attempts: Vec::new(),
         sent_head: sent.head,
+        gzip_ratio: sent.gzip_ratio,
         keep_alive: sent.keep_alive,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1595,6 +1630,7 @@ async fn send_answer<'a>(
     let (status, out, body_len, keep) = match answer {
         Answer::Close => {
             return Handled {
+                gzip_ratio: None,
                 status: 444,
                 body_bytes: 0,
                 head_bytes: 0,
@@ -1742,6 +1778,7 @@ async fn send_local<'a>(
         buf.drain(..end);
     }
     Handled {
+        gzip_ratio: None,
         status,
         body_bytes: body_len,
         head_bytes: out.len() as u64 - body_len,
@@ -1840,6 +1877,7 @@ impl LogLine<'_> {
             started,
             upstream: &h.attempts,
             sent_head: &h.sent_head,
+            gzip_ratio: h.gzip_ratio.as_deref(),
             maps: self.maps,
         };
         let mut line = Vec::with_capacity(256);

@@ -12,8 +12,9 @@ use crate::http1::RequestHead;
 pub(super) struct ResponseFacts<'r> {
     /// The `Cache-Control` value, if any.
     pub(super) cache_control: Option<&'r [u8]>,
-    /// Whether it has `Expires`.
-    pub(super) expires: bool,
+    /// `Expires`: `None` without one, else whether it is already past (a value that
+    /// is no date counts as not past, as nginx reads it).
+    pub(super) expires: Option<bool>,
     /// Whether it has `Last-Modified`.
     pub(super) last_modified: bool,
     /// Whether it has `ETag`.
@@ -27,47 +28,88 @@ pub(super) fn gzip_ok(
     buf: &[u8],
     resp: &ResponseFacts<'_>,
 ) -> bool {
+    client_gzip(conf, head, buf).allows(conf, resp)
+}
+
+/// The request's part of `ngx_http_gzip_ok`, decided before the response is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientGzip {
+    /// The client never gets gzip.
+    Never,
+    /// It does.
+    Yes,
+    /// It came through a proxy (`Via`): `gzip_proxied` decides by the response.
+    ThroughProxy {
+        /// The request has `Authorization` (`gzip_proxied auth`).
+        auth: bool,
+    },
+}
+
+impl ClientGzip {
+    /// The verdict once the response is known.
+    pub(super) fn allows(self, conf: &GzipConf, resp: &ResponseFacts<'_>) -> bool {
+        match self {
+            ClientGzip::Never => false,
+            ClientGzip::Yes => true,
+            ClientGzip::ThroughProxy { auth } => proxied_ok(conf.proxied.0, auth, resp),
+        }
+    }
+}
+
+/// The request's side: `Accept-Encoding`, version, `gzip_disable`, `Via`.
+pub(super) fn client_gzip(conf: &GzipConf, head: &RequestHead, buf: &[u8]) -> ClientGzip {
     let Some(ae) = head.header_value(buf, "accept-encoding") else {
-        return false;
+        return ClientGzip::Never;
     };
     if !accepts_gzip(ae) {
-        return false;
+        return ClientGzip::Never;
     }
     let agent = head.header_value(buf, "user-agent").unwrap_or_default();
     if conf.disable_msie6 && is_msie6(agent) {
-        return false;
+        return ClientGzip::Never;
     }
     if head.minor_version < conf.http_version_minor {
-        return false;
-    }
-    if head.header_value(buf, "via").is_some() && !proxied_ok(conf.proxied.0, head, buf, resp) {
-        return false;
+        return ClientGzip::Never;
     }
     let agent = String::from_utf8_lossy(agent);
-    !conf.disable.iter().any(|re| re.is_match(&agent))
+    if conf.disable.iter().any(|re| re.is_match(&agent)) {
+        return ClientGzip::Never;
+    }
+    if head.header_value(buf, "via").is_some() {
+        return ClientGzip::ThroughProxy {
+            auth: head.header_value(buf, "authorization").is_some(),
+        };
+    }
+    ClientGzip::Yes
 }
 
-/// `gzip_proxied` for a request that came through a proxy.
-fn proxied_ok(p: u16, head: &RequestHead, buf: &[u8], resp: &ResponseFacts<'_>) -> bool {
+/// `gzip_proxied` for a request that came through a proxy, in nginx's order: `any`;
+/// `auth` with `Authorization`; with `Expires`, only `expired` for one in the past;
+/// with `Cache-Control`, only `no-cache`, `no-store`, `private` naming what it says;
+/// otherwise yes, unless `no_last_modified` meets a `Last-Modified` or `no_etag` an
+/// `ETag`.
+fn proxied_ok(p: u16, auth: bool, resp: &ResponseFacts<'_>) -> bool {
     if p == 0 || p & GzipProxied::OFF != 0 {
         return false;
     }
-    if p & GzipProxied::ANY != 0 {
+    if p & GzipProxied::ANY != 0 || (auth && p & GzipProxied::AUTH != 0) {
         return true;
     }
-    let cc = |token: &[u8]| {
-        resp.cache_control.is_some_and(|v| {
-            v.windows(token.len())
-                .any(|w| w.eq_ignore_ascii_case(token))
-        })
-    };
-    (p & GzipProxied::EXPIRED != 0 && resp.expires)
-        || (p & GzipProxied::NO_CACHE != 0 && cc(b"no-cache"))
-        || (p & GzipProxied::NO_STORE != 0 && cc(b"no-store"))
-        || (p & GzipProxied::PRIVATE != 0 && cc(b"private"))
-        || (p & GzipProxied::NO_LAST_MODIFIED != 0 && !resp.last_modified)
-        || (p & GzipProxied::NO_ETAG != 0 && !resp.etag)
-        || (p & GzipProxied::AUTH != 0 && head.header_value(buf, "authorization").is_some())
+    if let Some(past) = resp.expires {
+        return p & GzipProxied::EXPIRED != 0 && past;
+    }
+    if let Some(cc) = resp.cache_control {
+        let has = |token: &[u8]| {
+            cc.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        };
+        return (p & GzipProxied::NO_CACHE != 0 && has(b"no-cache"))
+            || (p & GzipProxied::NO_STORE != 0 && has(b"no-store"))
+            || (p & GzipProxied::PRIVATE != 0 && has(b"private"));
+    }
+    let declined_by_lm = p & GzipProxied::NO_LAST_MODIFIED != 0 && resp.last_modified;
+    let declined_by_etag = p & GzipProxied::NO_ETAG != 0 && resp.etag;
+    !(declined_by_lm || declined_by_etag)
 }
 
 /// Whether `Accept-Encoding` names `gzip` with a quality above zero (nginx looks for
@@ -131,6 +173,43 @@ mod tests {
         assert!(!accepts_gzip(b"x-gzip"));
         assert!(!accepts_gzip(b"deflate"));
         assert!(!accepts_gzip(b""));
+    }
+
+    #[test]
+    fn proxied_as_nginx_decides() {
+        let facts = ResponseFacts::default();
+        let p = |flags: u16, auth: bool, r: &ResponseFacts<'_>| proxied_ok(flags, auth, r);
+        assert!(!p(0, true, &facts));
+        assert!(!p(GzipProxied::OFF | GzipProxied::ANY, false, &facts));
+        assert!(p(GzipProxied::ANY, false, &facts));
+        // Nothing that decides: yes.
+        assert!(p(GzipProxied::NO_CACHE, false, &facts));
+        let cc = ResponseFacts {
+            cache_control: Some(b"private, max-age=0"),
+            ..facts
+        };
+        assert!(!p(GzipProxied::NO_CACHE, false, &cc));
+        assert!(p(GzipProxied::PRIVATE, false, &cc));
+        assert!(p(GzipProxied::NO_CACHE | GzipProxied::AUTH, true, &cc));
+        let past = ResponseFacts {
+            expires: Some(true),
+            ..facts
+        };
+        assert!(p(GzipProxied::EXPIRED, false, &past));
+        assert!(!p(GzipProxied::NO_CACHE, false, &past));
+        let future = ResponseFacts {
+            expires: Some(false),
+            ..facts
+        };
+        assert!(!p(GzipProxied::EXPIRED, false, &future));
+        let tagged = ResponseFacts {
+            etag: true,
+            last_modified: true,
+            ..facts
+        };
+        assert!(!p(GzipProxied::NO_ETAG, false, &tagged));
+        assert!(!p(GzipProxied::NO_LAST_MODIFIED, false, &tagged));
+        assert!(p(GzipProxied::NO_ETAG, false, &facts));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 mod admission;
 mod conn;
 mod error_pages;
+mod gzip;
+pub mod gzip_downstream;
 mod gzip_ok;
 mod h2;
 pub mod holders;

@@ -58,6 +58,17 @@ impl TargetError {
     }
 }
 
+/// An evaluated `uwsgi_pass` value (`[uwsgi://]ADDRESS`) as the `http://` URL
+/// [`find`] reads; any other scheme is left for [`find`] to refuse.
+pub(super) fn uwsgi_as_url(value: &str) -> std::borrow::Cow<'_, str> {
+    let rest = match value.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case("uwsgi://") => &value[8..],
+        _ if value.contains("://") => return value.into(),
+        _ => value,
+    };
+    format!("http://{rest}").into()
+}
+
 /// The target of an evaluated `proxy_pass` URL.
 pub(super) async fn find<'a>(
     rt: &'a Runtime,
@@ -70,6 +81,7 @@ pub(super) async fn find<'a>(
         _ => return Err(TargetError::Prefix(url.to_owned())),
     };
     let pass = |proxy_host: &str, uri: Option<&str>| ProxyPass {
+        protocol: crate::config::UpstreamProtocol::Http,
         upstream: usize::MAX,
         scheme: "http".to_owned(),
         proxy_host: proxy_host.to_owned(),

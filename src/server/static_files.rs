@@ -262,7 +262,7 @@ fn http_date(secs: i64) -> String {
 }
 
 /// Unix seconds of an HTTP date (the three formats RFC 9110 allows).
-fn parse_http_date(v: &[u8]) -> Option<i64> {
+pub(super) fn parse_http_date(v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v).ok()?.trim();
     for f in [
         "%a, %d %b %Y %H:%M:%S GMT",
@@ -388,6 +388,8 @@ pub fn parse_ranges(v: &[u8], size: u64) -> Result<Option<Vec<(u64, u64)>>, ()> 
 /// How a file response ended, for the access log and the connection loop.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// `$gzip_ratio` of a body compressed on the fly.
+    pub gzip_ratio: Option<String>,
     /// The status sent.
     pub status: u16,
     /// Bytes of the head.
@@ -428,6 +430,8 @@ pub struct FileRequest<'a> {
     pub vary: bool,
     /// Keep a copy of the head sent ([`Sent::head`]): the access log wants it.
     pub keep_head: bool,
+    /// Dynamic gzip (`gzip on`): the settings and the request's part of the verdict.
+    pub gzip: Option<(&'a crate::config::GzipConf, super::gzip_ok::ClientGzip)>,
 }
 
 /// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
@@ -482,10 +486,11 @@ pub async fn send_file(
         if let Some(e) = &facts.etag {
             let _ = write!(out, "ETag: {e}\r\n");
         }
-        extra_headers(&mut out, r, 304, facts.mtime);
+        extra_headers(&mut out, r, 304, facts.mtime, false);
         out.extend_from_slice(b"\r\n");
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Ok(Sent {
+            gzip_ratio: None,
             status: 304,
             head_bytes: out.len() as u64,
             body_bytes: 0,
@@ -494,9 +499,11 @@ pub async fn send_file(
         });
     }
 
+    let gzip = gzip_verdict(r, &facts);
     let mut ranges = None;
-    // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges.
-    let ranges_allowed = plain && r.gzipped.is_none();
+    // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges; a body compressed
+    // on the fly has no length, so ranges do not apply either.
+    let ranges_allowed = plain && r.gzipped.is_none() && !gzip.compress;
     if let Some(v) = r
         .head
         .header_value(r.buf, "range")
@@ -529,6 +536,7 @@ pub async fn send_file(
                     }
                     let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
                     return Ok(Sent {
+                        gzip_ratio: None,
                         status: 416,
                         head_bytes,
                         body_bytes: out.len() as u64 - head_bytes,
@@ -566,6 +574,9 @@ pub async fn send_file(
         (None, Some(_)) => 206,
         (None, None) => 200,
     };
+    if gzip.compress {
+        return Ok(send_compressed(stream, r, path, file, &facts, status, gzip.vary).await);
+    }
     respond::write_status_line(&mut out, status, keep, http10);
     // nginx's boundary: a process-wide counter, 20 digits.
     static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -622,7 +633,7 @@ pub async fn send_file(
     } else if ranges.is_none() && r.gzipped.is_none() {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
-    extra_headers(&mut out, r, status, facts.mtime);
+    extra_headers(&mut out, r, status, facts.mtime, gzip.vary);
     out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let head = kept_head(r, &out);
@@ -630,6 +641,7 @@ pub async fn send_file(
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
         return Ok(Sent {
+            gzip_ratio: None,
             status,
             head_bytes,
             body_bytes: 0,
@@ -657,20 +669,8 @@ pub async fn send_file(
         }
         let mut left = b - a + 1;
         while left > 0 {
-            chunk.clear();
-            let want = left.min(BODY_BUF as u64) as usize;
-            chunk.resize(want, 0);
-            // A read from the page cache: nginx reads files on its event loop too.
-            let n = match file.read(&mut chunk[..want]) {
-                Ok(0) | Err(_) => {
-                    crate::log::emit(
-                        Level::Crit,
-                        None,
-                        format_args!("\"{}\" was truncated while being sent", path.display()),
-                    );
-                    return Ok(broken(status, head_bytes, sent, head));
-                }
-                Ok(n) => n,
+            let Some(n) = read_piece(&mut file, &mut chunk, left, path) else {
+                return Ok(broken(status, head_bytes, sent, head));
             };
             if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout, &mut pace)
                 .await
@@ -698,12 +698,153 @@ pub async fn send_file(
         sent += trailer.len() as u64;
     }
     Ok(Sent {
+        gzip_ratio: None,
         status,
         head_bytes,
         body_bytes: sent,
         keep_alive: keep,
         head,
     })
+}
+
+/// nginx's gzip filter on a file response.
+fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict {
+    let Some((conf, client)) = r.gzip else {
+        return super::gzip::Verdict::default();
+    };
+    let candidate = super::gzip::Candidate {
+        status: r.status.unwrap_or(200),
+        header_only: false,
+        content_encoding: r.gzipped.map(|_| &b"gzip"[..]),
+        content_length: Some(facts.size),
+        content_type: Some(facts.content_type.as_bytes()),
+    };
+    let response = super::gzip_ok::ResponseFacts {
+        cache_control: None,
+        // The `expires` directive's field, already set when nginx's gzip filter asks.
+        expires: r.files.expires.map(|e| match e {
+            Expires::Epoch => true,
+            Expires::After(s) => s < 0,
+            Expires::Modified(s) => facts.mtime + s < now_secs(),
+            Expires::Max | Expires::Daily(_) => false,
+        }),
+        last_modified: true,
+        etag: facts.etag.is_some(),
+    };
+    super::gzip::verdict(conf, &candidate, || client.allows(conf, &response))
+}
+
+/// A whole file compressed on the fly: no length, chunked for an HTTP/1.1 client and
+/// ended by closing for an HTTP/1.0 one; a weak `ETag`, no `Accept-Ranges`.
+async fn send_compressed(
+    stream: &mut Stream,
+    r: &FileRequest<'_>,
+    path: &Path,
+    mut file: File,
+    facts: &FileFacts,
+    status: u16,
+    vary: bool,
+) -> Sent {
+    let Some((conf, _)) = r.gzip else {
+        return broken(status, 0, 0, Vec::new());
+    };
+    let http10 = r.head.minor_version == 0;
+    let head_only = r.head.method == Method::Head;
+    // Without a length, an HTTP/1.0 client knows the end of the body by the close; a
+    // HEAD's answer has none to end.
+    let keep = r.keep_alive && (!http10 || head_only);
+    let mut out = Buf::head();
+    respond::write_status_line(&mut out, status, keep, http10);
+    let _ = write!(
+        out,
+        "Content-Type: {}\r\nLast-Modified: {}\r\n",
+        facts.content_type,
+        http_date(facts.mtime)
+    );
+    if !http10 && !head_only {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if let Some(e) = facts
+        .etag
+        .as_deref()
+        .and_then(|e| super::gzip::weak_etag(e.as_bytes()))
+    {
+        out.extend_from_slice(b"ETag: ");
+        out.extend_from_slice(&e);
+        out.extend_from_slice(b"\r\n");
+    }
+    extra_headers(&mut out, r, status, facts.mtime, vary);
+    out.extend_from_slice(b"Content-Encoding: gzip\r\n\r\n");
+    let head_bytes = out.len() as u64;
+    let head = kept_head(r, &out);
+    if head_only {
+        let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
+        return Sent {
+            gzip_ratio: None,
+            status,
+            head_bytes,
+            body_bytes: 0,
+            keep_alive: keep && ok,
+            head,
+        };
+    }
+    let mut pending = Some(out);
+    let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
+    let mut encoder = super::gzip::GzipEncoder::new(conf.level);
+    let mut sent = 0u64;
+    let mut left = facts.size;
+    let mut chunk = Buf::body();
+    let mut framed = Vec::new();
+    loop {
+        let done = left == 0;
+        let compressed = if done {
+            encoder.finish()
+        } else {
+            let Some(n) = read_piece(&mut file, &mut chunk, left, path) else {
+                return broken(status, head_bytes, sent, head);
+            };
+            left -= n as u64;
+            encoder.piece(&chunk[..n], false)
+        };
+        let Ok(compressed) = compressed else {
+            return broken(status, head_bytes, sent, head);
+        };
+        framed.clear();
+        if !compressed.is_empty() || done {
+            if http10 {
+                framed.extend_from_slice(compressed);
+            } else {
+                if !compressed.is_empty() {
+                    crate::http1::write_chunk_header(&mut framed, compressed.len());
+                    framed.extend_from_slice(compressed);
+                    framed.extend_from_slice(b"\r\n");
+                }
+                if done {
+                    framed.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+        }
+        if !framed.is_empty() {
+            if write_piece(stream, &mut pending, &framed, r.send_timeout, &mut pace)
+                .await
+                .is_err()
+            {
+                return broken(status, head_bytes, sent, head);
+            }
+            sent += framed.len() as u64;
+        }
+        if done {
+            break;
+        }
+    }
+    Sent {
+        gzip_ratio: encoder.ratio(),
+        status,
+        head_bytes,
+        body_bytes: sent,
+        keep_alive: keep,
+        head,
+    }
 }
 
 /// The next moment after `now` (Unix seconds) at which the local clock shows `at`
@@ -722,9 +863,37 @@ fn next_time_of_day(now: i64, at: i64) -> i64 {
     }
 }
 
+/// Reads the next piece of a file being sent (at most `left` bytes, 64 KiB) into
+/// `chunk`; `None` when the file ended early or failed (logged as nginx does).
+fn read_piece(file: &mut File, chunk: &mut Buf, left: u64, path: &Path) -> Option<usize> {
+    chunk.clear();
+    let want = left.min(BODY_BUF as u64) as usize;
+    chunk.resize(want, 0);
+    // A read from the page cache: nginx reads files on its event loop too.
+    match file.read(&mut chunk[..want]) {
+        Ok(0) | Err(_) => {
+            crate::log::emit(
+                Level::Crit,
+                None,
+                format_args!("\"{}\" was truncated while being sent", path.display()),
+            );
+            None
+        }
+        Ok(n) => Some(n),
+    }
+}
+
+/// Seconds since the epoch now.
+pub(super) fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A response cut short: the connection closes.
 fn broken(status: u16, head_bytes: u64, body_bytes: u64, head: Vec<u8>) -> Sent {
     Sent {
+        gzip_ratio: None,
         status,
         head_bytes,
         body_bytes,
@@ -765,8 +934,8 @@ async fn write_piece(
 }
 
 /// `expires` and `add_header` fields for a response of `status`.
-fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64) {
-    if r.vary {
+fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64, vary: bool) {
+    if r.vary || vary {
         out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
     }
     if r.gzipped.is_some() {
@@ -775,10 +944,7 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     let applies = respond::add_header_applies(status);
     if applies {
         if let Some(e) = r.files.expires {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = now_secs();
             let (at, max_age) = match e {
                 Expires::Epoch => (1, None),
                 Expires::Max => (2_145_916_799, Some(315_360_000)),
@@ -827,6 +993,7 @@ pub async fn send_status(
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     let head_bytes = out.len() - body as usize;
     Sent {
+        gzip_ratio: None,
         status,
         head_bytes: head_bytes as u64,
         body_bytes: body,
@@ -881,6 +1048,7 @@ async fn send_html(
     }
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
+        gzip_ratio: None,
         status,
         head_bytes,
         body_bytes: out.len() as u64 - head_bytes,

@@ -186,6 +186,10 @@ async fn accept_loop(
             info,
             first: None,
         };
-        tokio::spawn(super::conn::run(worker.clone(), listen.clone(), conn));
+        // The listening address goes with the connection only when a handshake or a
+        // PROXY protocol header comes first: a plain connection's task stays smaller.
+        let handshake = (!super::tls_handshake::is_plain(&worker, &listen, &conn.info))
+            .then(|| Box::new(listen.clone()));
+        tokio::spawn(super::conn::run(worker.clone(), handshake, conn));
     }
 }

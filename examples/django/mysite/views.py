@@ -1,3 +1,4 @@
+import json
 import os
 import time
 
@@ -50,3 +51,12 @@ def scheme_view(request):
     return HttpResponse(
         "scheme=%s secure=%s" % (request.scheme, request.is_secure())
     )
+
+
+@csrf_exempt
+def meta_view(request):
+    """The CGI variables the server handed Django (uppercase string META keys) and
+    the body's length, as JSON: what a front end passed, to compare two of them."""
+    meta = {k: v for k, v in request.META.items() if k.isupper() and isinstance(v, str)}
+    meta["BODY_LENGTH"] = str(len(request.body))
+    return HttpResponse(json.dumps(meta, sort_keys=True), content_type="application/json")

@@ -95,8 +95,19 @@ impl Validator<'_> {
             match c.name.as_str() {
                 "location" => nested.push(c),
                 "health_check" => checks.push(c),
-                "proxy_pass" => {
-                    once(&mut proxy, self.proxy_pass(c, kind, &pattern)?, c)?;
+                "proxy_pass" | "uwsgi_pass" => {
+                    let target = if c.name == "uwsgi_pass" {
+                        self.uwsgi_pass(c, kind, &pattern)?
+                    } else {
+                        self.proxy_pass(c, kind, &pattern)?
+                    };
+                    if proxy.is_some() {
+                        return Err(ConfigError::at(
+                            &c.span,
+                            "\"uwsgi_pass\" or \"proxy_pass\" directive is duplicate",
+                        ));
+                    }
+                    proxy = Some(target);
                     proxy_directive = Some(c);
                 }
                 "return"
@@ -189,6 +200,13 @@ impl Validator<'_> {
                     "put it in the location that proxies to the upstream to check",
                 ));
             };
+            if pp.protocol != UpstreamProtocol::Http {
+                return Err(ConfigError::hinted(
+                    &c.span,
+                    "\"health_check\" probes speak HTTP, not uwsgi",
+                    "check the group from a location with proxy_pass to an HTTP port of the same servers, or rely on passive checks (max_fails, fail_timeout)",
+                ));
+            }
             if pp.url.is_some() {
                 return Err(ConfigError::hinted(
                     &c.span,

@@ -31,6 +31,7 @@ mod settings;
 mod split_clients;
 mod tls;
 mod upstream;
+mod uwsgi;
 mod values;
 
 use std::collections::{HashMap, HashSet};

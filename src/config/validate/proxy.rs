@@ -19,9 +19,20 @@ impl Validator<'_> {
         kind: LocationKind,
         pattern: &str,
     ) -> Result<ProxyPass> {
-        let url = d.arg(0);
+        self.proxy_pass_url(d, d.arg(0), kind, pattern)
+    }
+
+    /// The target of `url` (`http[s]://...`) for directive `d`.
+    pub(super) fn proxy_pass_url(
+        &mut self,
+        d: &Directive,
+        url: &str,
+        kind: LocationKind,
+        pattern: &str,
+    ) -> Result<ProxyPass> {
         if url.contains('$') {
             return Ok(ProxyPass {
+                protocol: UpstreamProtocol::Http,
                 upstream: usize::MAX,
                 scheme: "http".to_owned(),
                 proxy_host: String::new(),
@@ -131,6 +142,7 @@ impl Validator<'_> {
             }
         };
         Ok(ProxyPass {
+            protocol: UpstreamProtocol::Http,
             upstream,
             scheme: scheme.to_owned(),
             proxy_host: hostport.to_owned(),
@@ -201,6 +213,7 @@ impl Validator<'_> {
             }
         };
         Ok(ProxyPass {
+            protocol: UpstreamProtocol::Http,
             upstream,
             scheme: "http".to_owned(),
             proxy_host: "localhost".to_owned(),

@@ -324,7 +324,7 @@ impl Validator<'_> {
                     if ctx == directives::SERVER_IF {
                         "inside a server's \"if\" nginx and ferrolb run only return, rewrite, set and break"
                     } else {
-                        "inside a location's \"if\" ferrolb runs return, rewrite, set, break, proxy_pass and add_header; put other directives in a location (nginx refuses most of them here too)"
+                        "inside a location's \"if\" ferrolb runs return, rewrite, set, break, proxy_pass, uwsgi_pass and add_header; put other directives in a location (nginx refuses most of them here too)"
                     },
                 ));
             }
@@ -343,6 +343,9 @@ impl Validator<'_> {
                 "proxy_pass" => {
                     super::once(&mut proxy, self.proxy_pass(c, LocationKind::Regex, "")?, c)?;
                     proxy_directive = Some(c);
+                }
+                "uwsgi_pass" => {
+                    super::once(&mut proxy, self.uwsgi_pass(c, LocationKind::Regex, "")?, c)?;
                 }
                 _ => self.setting(&mut own, c)?,
             }

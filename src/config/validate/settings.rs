@@ -9,6 +9,7 @@ use super::admission::AdmissionPartial;
 use super::proxy::next_upstream;
 use super::proxy_edits::ProxyEditsPartial;
 use super::proxy_ssl::ProxySslPartial;
+use super::uwsgi::UwsgiPartial;
 use super::values::{flag, invalid_value};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
 use super::{once, unreachable_directive, Result, Validator};
@@ -68,6 +69,10 @@ pub(super) struct Partial {
     lingering_timeout: Option<Duration>,
     keepalive_time: Option<Duration>,
     gzip_static: Option<GzipStatic>,
+    gzip: Option<bool>,
+    gzip_types: Option<GzipTypes>,
+    gzip_min_length: Option<u64>,
+    gzip_comp_level: Option<u32>,
     gzip_vary: Option<bool>,
     gzip_http_version: Option<u8>,
     gzip_proxied: Option<GzipProxied>,
@@ -94,6 +99,8 @@ pub(super) struct Partial {
     pub(super) alias: Option<DocRoot>,
     /// Real client address, access rules, basic authentication.
     admission: AdmissionPartial,
+    /// The uwsgi module's settings.
+    uwsgi: UwsgiPartial,
 }
 
 impl Partial {
@@ -107,6 +114,7 @@ impl Partial {
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
                 admission: self.admission.over(&parent.admission),
+                uwsgi: self.uwsgi.over(&parent.uwsgi),
             } };
         }
         pick!(
@@ -162,6 +170,10 @@ impl Partial {
             lingering_timeout,
             keepalive_time,
             gzip_static,
+            gzip,
+            gzip_types,
+            gzip_min_length,
+            gzip_comp_level,
             gzip_vary,
             gzip_http_version,
             gzip_proxied,
@@ -178,8 +190,44 @@ impl Partial {
         )
     }
 
+    /// In a location that passes to uWSGI, the uwsgi module's twins of the proxy
+    /// module's settings take their place: `uwsgi_read_timeout` is what
+    /// `proxy_read_timeout` is to `proxy_pass`, and the proxy's own are not used.
+    fn with_uwsgi_twins(&self) -> Partial {
+        let u = &self.uwsgi;
+        Partial {
+            proxy_set_header: None,
+            proxy_connect_timeout: u.connect_timeout,
+            proxy_read_timeout: u.read_timeout,
+            proxy_send_timeout: u.send_timeout,
+            proxy_next_upstream: u.next_upstream,
+            proxy_next_upstream_tries: u.next_upstream_tries,
+            proxy_next_upstream_timeout: u.next_upstream_timeout,
+            proxy_hide_header: u.hide_header.clone(),
+            proxy_pass_header: u.pass_header.clone(),
+            proxy_intercept_errors: u.intercept_errors,
+            proxy_request_buffering: u.request_buffering,
+            proxy_buffer_size: u.buffer_size,
+            ..self.clone()
+        }
+    }
+
     /// Fills nginx's defaults in.
     pub(super) fn finish(
+        &self,
+        action: Action,
+        rewrite: Vec<RewriteOp>,
+        prefix: &Path,
+    ) -> Arc<LocSettings> {
+        if matches!(&action, Action::Proxy(pp) if pp.protocol == UpstreamProtocol::Uwsgi) {
+            return self
+                .with_uwsgi_twins()
+                .finish_as_is(action, rewrite, prefix);
+        }
+        self.finish_as_is(action, rewrite, prefix)
+    }
+
+    fn finish_as_is(
         &self,
         action: Action,
         rewrite: Vec<RewriteOp>,
@@ -244,7 +292,12 @@ impl Partial {
                 body_preread_size: self.http2_body_preread_size.unwrap_or(65536),
                 chunk_size: self.http2_chunk_size.unwrap_or(8 * 1024),
             },
+            uwsgi: Arc::new(self.uwsgi.finish()),
             gzip: GzipConf {
+                enable: self.gzip.unwrap_or(false),
+                types: self.gzip_types.clone().unwrap_or_default(),
+                min_length: self.gzip_min_length.unwrap_or(20),
+                level: self.gzip_comp_level.unwrap_or(1),
                 vary: self.gzip_vary.unwrap_or(false),
                 http_version_minor: self.gzip_http_version.unwrap_or(1),
                 proxied: self.gzip_proxied.unwrap_or_default(),
@@ -520,6 +573,50 @@ impl Validator<'_> {
                 once(&mut p.gzip_static, v, d)?;
             }
             "gzip_vary" => once(&mut p.gzip_vary, flag(d)?, d)?,
+            "gzip" => once(&mut p.gzip, flag(d)?, d)?,
+            "gzip_types" => {
+                let mut list = vec!["text/html".to_owned()];
+                for a in &d.args {
+                    if a.value == "*" {
+                        list.clear();
+                        break;
+                    }
+                    let t = a.value.to_ascii_lowercase();
+                    if !list.contains(&t) {
+                        list.push(t);
+                    }
+                }
+                let types = if list.is_empty() {
+                    GzipTypes::Any
+                } else {
+                    GzipTypes::List(list)
+                };
+                once(&mut p.gzip_types, types, d)?;
+            }
+            "gzip_min_length" => {
+                let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.gzip_min_length, n, d)?;
+            }
+            "gzip_comp_level" => {
+                let level: u32 = number(d, a0)?;
+                if !(1..=9).contains(&level) {
+                    return Err(ConfigError::at(&d.span, "value must be between 1 and 9"));
+                }
+                once(&mut p.gzip_comp_level, level, d)?;
+            }
+            "gzip_buffers" => {
+                // The output buffers of nginx's gzip filter; ferrolb sends what the
+                // compressor gives for each piece it reads. Checked, then unused.
+                let ok = number::<u32>(d, a0).is_ok_and(|n| n > 0)
+                    && parse_size(d.arg(1)).is_some_and(|s| s > 0);
+                if !ok {
+                    return Err(invalid_value(
+                        d,
+                        &format!("{a0} {}", d.arg(1)),
+                        Some("gzip_buffers takes NUMBER SIZE, as 16 8k"),
+                    ));
+                }
+            }
             "gzip_http_version" => {
                 let v = match a0 {
                     "1.0" => 0,
@@ -735,6 +832,7 @@ impl Validator<'_> {
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
             n if n.starts_with("proxy_ssl_") => self.proxy_ssl_setting(&mut p.proxy_ssl, d)?,
+            n if n.starts_with("uwsgi_") => self.uwsgi_setting(&mut p.uwsgi, d)?,
             "set_real_ip_from"
             | "real_ip_header"
             | "real_ip_recursive"

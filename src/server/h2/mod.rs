@@ -77,7 +77,7 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
     let limits = Limits::of(&rt.config.http.servers, info);
     drop(rt);
     let mut info = info.clone();
-    info.http2 = Some(if info.tls().is_some() { "h2" } else { "h2c" });
+    info.http2 = true;
     let info = Arc::new(info);
     let guard = Arc::new(FloodGuard::new(limits.streams));
     let io = Watched::new(stream, first, guard.clone());
