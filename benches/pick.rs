@@ -50,6 +50,7 @@ fn conf(method: BalanceMethod, sticky: bool, n: usize) -> UpstreamConf {
         peers,
         keepalive: None,
         keepalive_timeout: Duration::from_secs(60),
+        keepalive_time: Duration::from_secs(3600),
         keepalive_requests: 1000,
     }
 }

@@ -112,6 +112,7 @@ fn bench(c: &mut Criterion) {
             rewritten: None,
             log_upstream: false,
             hands_off: &|_| false,
+            absolute_base: &|_| String::new(),
         };
         // What is measured must be the rewriting asked for.
         let sent =

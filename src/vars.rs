@@ -407,7 +407,8 @@ impl RequestVars<'_> {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
-            | Var::UpstreamHttp(_) => {
+            | Var::UpstreamHttp(_)
+            | Var::UpstreamCookie(_) => {
                 if let Some(l) = self.locals {
                     upstream_value(var, &cell(&l.upstream), out);
                 }
@@ -570,6 +571,15 @@ impl RequestVars<'_> {
             Var::ContentLength => {
                 if let Some(v) = self.header("content-length") {
                     out.extend_from_slice(v);
+                }
+            }
+            Var::RequestBody => {
+                if let crate::http1::BodyFraming::Length(n) = self.head.framing {
+                    let start = self.head.head_len;
+                    let end = usize::try_from(n).map_or(usize::MAX, |n| start.saturating_add(n));
+                    if let Some(body) = self.buf.get(start..end) {
+                        out.extend_from_slice(body);
+                    }
                 }
             }
             // Seconds with milliseconds so far (`add_header X-Time $request_time`); the

@@ -87,6 +87,7 @@ fn is_response_phase(v: &Var) -> bool {
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
             | Var::UpstreamHttp(_)
+            | Var::UpstreamCookie(_)
             | Var::SentHttp(_)
             | Var::GzipRatio
     )

@@ -52,6 +52,7 @@ impl DynamicGroups {
                 .collect(),
             keepalive: None,
             keepalive_timeout: Duration::from_secs(60),
+            keepalive_time: Duration::from_secs(3600),
             keepalive_requests: 1000,
         };
         let group = Arc::new(Upstream::build(&conf, &self.registry));

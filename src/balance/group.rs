@@ -49,6 +49,8 @@ pub struct Upstream {
     pub keepalive_timeout: Duration,
     /// `keepalive_requests` per upstream connection. Default 1000.
     pub keepalive_requests: u32,
+    /// `keepalive_time`: the age past which a connection is not kept. Default 1 h.
+    pub keepalive_time: Duration,
     primary: Box<dyn Select>,
     backup: Option<Box<dyn Select>>,
     /// nginx's `peers->single`: one primary and no backup. Such a peer ignores the
@@ -135,6 +137,7 @@ impl Upstream {
             keepalive: conf.keepalive,
             keepalive_timeout: conf.keepalive_timeout,
             keepalive_requests: conf.keepalive_requests,
+            keepalive_time: conf.keepalive_time,
             primary,
             backup,
             hash_key,

@@ -263,6 +263,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("keepalive", UPSTREAM, 1, 1),
     handled("keepalive_timeout", UPSTREAM, 1, 1),
     handled("keepalive_requests", UPSTREAM, 1, 1),
+    handled("keepalive_time", UPSTREAM, 1, 1),
     // Peer state (failures, connections, round robin weights) is shared by every
     // worker thread, which is what the zone gives nginx's worker processes.
     handled("zone", UPSTREAM, 1, 2),
@@ -443,6 +444,17 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("proxy_buffer_size", HSL, 1, 1),
     handled("proxy_hide_header", HSL, 1, 1),
     handled("proxy_pass_header", HSL, 1, 1),
+    handled("proxy_redirect", HSL, 1, 2),
+    handled("proxy_cookie_domain", HSL, 1, 2),
+    handled("proxy_cookie_path", HSL, 1, 2),
+    handled("proxy_cookie_flags", HSL, 1, MANY),
+    handled("proxy_method", HSL, 1, 1),
+    handled("proxy_set_body", HSL, 1, 1),
+    handled("proxy_pass_request_headers", HSL, 1, 1),
+    handled("proxy_pass_request_body", HSL, 1, 1),
+    handled("proxy_ignore_headers", HSL, 1, MANY),
+    handled("proxy_limit_rate", HSL, 1, 1),
+    handled("proxy_bind", HSL, 1, 2),
     handled("lingering_close", HSL, 1, 1),
     handled("lingering_time", HSL, 1, 1),
     handled("lingering_timeout", HSL, 1, 1),
@@ -470,11 +482,6 @@ pub static DIRECTIVES: &[Spec] = &[
         "*_temp_path",
         HSL,
         "ferrolb spools request bodies only (client_body_temp_path)",
-    ),
-    ignored(
-        "proxy_redirect",
-        HSL,
-        "Location headers are passed unchanged",
     ),
     ignored(
         "open_file_cache*",
@@ -545,6 +552,14 @@ pub static DIRECTIVES: &[Spec] = &[
         )
     },
     unsupported("stream", "only HTTP is proxied"),
+    unsupported(
+        "more_set_headers",
+        "headers-more is a third-party module: write add_header NAME VALUE always; (and proxy_hide_header NAME; to replace an upstream field)",
+    ),
+    unsupported(
+        "more_clear_headers",
+        "headers-more is a third-party module: write proxy_hide_header NAME; for an upstream field",
+    ),
     unsupported(
         "ssl_password_file",
         "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",

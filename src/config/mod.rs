@@ -11,6 +11,7 @@ pub mod geo;
 pub mod lexer;
 pub mod overlay;
 pub mod parser;
+pub mod proxy_edits;
 pub mod resolve;
 pub mod template;
 pub mod tls;

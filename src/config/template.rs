@@ -45,6 +45,9 @@ pub fn var(name: &str) -> Option<Var> {
     if let Some(rest) = name.strip_prefix("upstream_http_") {
         return (!rest.is_empty()).then(|| Var::UpstreamHttp(header(rest)));
     }
+    if let Some(rest) = name.strip_prefix("upstream_cookie_") {
+        return (!rest.is_empty()).then(|| Var::UpstreamCookie(rest.to_owned()));
+    }
     if let Some(rest) = name.strip_prefix("cookie_") {
         return (!rest.is_empty()).then(|| Var::Cookie(rest.to_owned()));
     }
@@ -115,6 +118,7 @@ pub fn var(name: &str) -> Option<Var> {
         "ssl_client_escaped_cert" => Var::SslClientEscapedCert,
         "content_type" => Var::ContentType,
         "content_length" => Var::ContentLength,
+        "request_body" => Var::RequestBody,
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "realip_remote_addr" => Var::RealipRemoteAddr,
         "limit_req_status" => Var::LimitReqStatus,

@@ -303,6 +303,9 @@ pub struct UpstreamConf {
     pub keepalive: Option<usize>,
     /// `keepalive_timeout`: how long an idle upstream connection is kept. Default 60 s.
     pub keepalive_timeout: Duration,
+    /// `keepalive_time`: a connection older than this is closed after its response
+    /// instead of kept. Default 1 h.
+    pub keepalive_time: Duration,
     /// `keepalive_requests`: requests per upstream connection before it is closed.
     /// Default 1000.
     pub keepalive_requests: u32,
@@ -825,6 +828,98 @@ pub struct LocSettings {
     pub limit_rate: SizeValue,
     /// `limit_rate_after`: bytes sent before `limit_rate` applies. Default 0.
     pub limit_rate_after: SizeValue,
+    /// `proxy_redirect`, `proxy_cookie_domain`, `proxy_cookie_path`,
+    /// `proxy_cookie_flags`: how `Location`, `Refresh` and `Set-Cookie` of proxied
+    /// responses are edited.
+    pub proxy_edits: Arc<crate::config::proxy_edits::ProxyEdits>,
+    /// `proxy_method`: the method sent upstream instead of the client's. Default none.
+    pub proxy_method: Option<Template>,
+    /// `proxy_set_body`: the body sent upstream instead of the client's (with its
+    /// length as `Content-Length`). Default none.
+    pub proxy_set_body: Option<Template>,
+    /// `proxy_pass_request_headers`: the client's fields go upstream. Default on.
+    pub proxy_pass_request_headers: bool,
+    /// `proxy_pass_request_body`: the client's body goes upstream. Default on.
+    pub proxy_pass_request_body: bool,
+    /// `proxy_ignore_headers`: upstream control fields not acted on. Default none.
+    pub proxy_ignore_headers: IgnoreHeaders,
+    /// `proxy_limit_rate`: bytes a second read from the upstream; 0 (the default) is
+    /// no limit.
+    pub proxy_limit_rate: u64,
+    /// `proxy_bind`: the local address of connections to upstreams. Default none
+    /// (`off`: the system picks).
+    pub proxy_bind: Option<ProxyBind>,
+}
+
+/// `proxy_bind ADDRESS` (IPv4 or IPv6, optionally with a port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyBind {
+    /// Written as an address.
+    Addr(std::net::SocketAddr),
+    /// With variables, read per request as `ADDR[:PORT]`; empty: no bind, and a
+    /// value that is no address is logged (`invalid local address`) and not used.
+    Template(Template),
+}
+
+impl ProxyBind {
+    /// `ADDR`, `ADDR:PORT`, `[V6]` or `[V6]:PORT` as nginx's `ngx_parse_addr_port`
+    /// reads it (port 0 when absent).
+    pub fn parse_addr(s: &str) -> Option<std::net::SocketAddr> {
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Some((ip, 0).into());
+        }
+        if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+            return Some(a);
+        }
+        let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'))?;
+        Some((inner.parse::<std::net::Ipv6Addr>().ok()?, 0).into())
+    }
+}
+
+/// `proxy_ignore_headers` as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IgnoreHeaders(pub u16);
+
+impl IgnoreHeaders {
+    /// `X-Accel-Redirect`.
+    pub const X_ACCEL_REDIRECT: u16 = 1 << 0;
+    /// `X-Accel-Expires` (caching only).
+    pub const X_ACCEL_EXPIRES: u16 = 1 << 1;
+    /// `X-Accel-Limit-Rate`.
+    pub const X_ACCEL_LIMIT_RATE: u16 = 1 << 2;
+    /// `X-Accel-Buffering`.
+    pub const X_ACCEL_BUFFERING: u16 = 1 << 3;
+    /// `X-Accel-Charset`.
+    pub const X_ACCEL_CHARSET: u16 = 1 << 4;
+    /// `Expires` (caching only).
+    pub const EXPIRES: u16 = 1 << 5;
+    /// `Cache-Control` (caching only).
+    pub const CACHE_CONTROL: u16 = 1 << 6;
+    /// `Set-Cookie` (caching only).
+    pub const SET_COOKIE: u16 = 1 << 7;
+    /// `Vary` (caching only).
+    pub const VARY: u16 = 1 << 8;
+
+    /// The bit of a field name as `proxy_ignore_headers` takes it (any case).
+    pub fn named(name: &str) -> Option<u16> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "x-accel-redirect" => Self::X_ACCEL_REDIRECT,
+            "x-accel-expires" => Self::X_ACCEL_EXPIRES,
+            "x-accel-limit-rate" => Self::X_ACCEL_LIMIT_RATE,
+            "x-accel-buffering" => Self::X_ACCEL_BUFFERING,
+            "x-accel-charset" => Self::X_ACCEL_CHARSET,
+            "expires" => Self::EXPIRES,
+            "cache-control" => Self::CACHE_CONTROL,
+            "set-cookie" => Self::SET_COOKIE,
+            "vary" => Self::VARY,
+            _ => return None,
+        })
+    }
+
+    /// Whether `bit` is ignored.
+    pub fn ignores(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
 }
 
 /// A size that may come from variables (`limit_rate $arg_rate`).
@@ -1606,6 +1701,7 @@ impl Template {
                         | Var::UpstreamConnectTime
                         | Var::UpstreamHeaderTime
                         | Var::UpstreamHttp(_)
+                        | Var::UpstreamCookie(_)
                 )
             )
         })
@@ -1674,6 +1770,9 @@ pub enum Var {
     /// `$upstream_http_NAME`: a field of the upstream's response head (NAME as in
     /// [`Var::Http`]).
     UpstreamHttp(String),
+    /// `$upstream_cookie_NAME`: the value of the cookie NAME in the upstream's
+    /// `Set-Cookie` fields (the first that sets it).
+    UpstreamCookie(String),
     /// `$sent_http_NAME` (logs only): a field of the response head sent to the client.
     SentHttp(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
@@ -1779,6 +1878,11 @@ pub enum Var {
     ContentType,
     /// See [`Var::ContentType`].
     ContentLength,
+    /// `$request_body`: the request body when it was read into memory (a body with a
+    /// `Content-Length` that arrived with its head, up to the 64 KiB buffer); empty
+    /// otherwise (a chunked or larger body, which nginx would hold in a file or in
+    /// buffers it does not expose either).
+    RequestBody,
     /// `$binary_remote_addr`: the client address in 4 (IPv4) or 16 bytes.
     BinaryRemoteAddr,
     /// `$date_gmt`, `$date_local`: now, as nginx's SSI formats it

@@ -37,8 +37,17 @@ impl Pace {
         })
     }
 
+    /// The same pacing at another rate (`X-Accel-Limit-Rate`); `None` for 0.
+    pub fn at_rate(&self, rate: u64) -> Option<Pace> {
+        Pace::new(rate, self.after).map(|mut p| {
+            p.start = self.start;
+            p.sent = self.sent;
+            p
+        })
+    }
+
     /// The bytes that may go now, waiting until some may.
-    async fn allowance(&mut self) -> u64 {
+    pub async fn allowance(&mut self) -> u64 {
         if let Some(at) = self.resume_at.take() {
             tokio::time::sleep_until(at).await;
         }
@@ -56,7 +65,7 @@ impl Pace {
 
     /// Counts `n` bytes sent; the next write waits as long as those beyond `after`
     /// take.
-    fn sent(&mut self, n: u64) {
+    pub fn sent(&mut self, n: u64) {
         let before = self.sent.saturating_sub(self.after);
         self.sent += n;
         let paced = self.sent.saturating_sub(self.after) - before;

@@ -49,9 +49,38 @@ macro_rules! each {
 impl Stream {
     /// Connects to a peer (no timeout here: the caller bounds it).
     pub async fn connect(addr: &Endpoint) -> io::Result<Stream> {
+        Stream::connect_from(addr, None).await
+    }
+
+    /// [`Stream::connect`] from the local address `local` (`proxy_bind`; ignored for
+    /// a Unix socket). A port of 0 leaves the port to the system at connect time
+    /// (`IP_BIND_ADDRESS_NO_PORT`, as nginx), so many connections can share the
+    /// address.
+    pub async fn connect_from(
+        addr: &Endpoint,
+        local: Option<std::net::SocketAddr>,
+    ) -> io::Result<Stream> {
         match addr {
             Endpoint::Inet(a) => {
-                let s = TcpStream::connect(a).await?;
+                let s = match local {
+                    None => TcpStream::connect(a).await?,
+                    Some(local) => {
+                        let socket = if a.is_ipv4() {
+                            tokio::net::TcpSocket::new_v4()?
+                        } else {
+                            tokio::net::TcpSocket::new_v6()?
+                        };
+                        if local.port() == 0 {
+                            use nix::sys::socket::{setsockopt, sockopt::IpBindAddressNoPort};
+                            // Best effort: without it the port is merely taken earlier.
+                            let _ = setsockopt(&socket, IpBindAddressNoPort, &true);
+                        } else {
+                            socket.set_reuseaddr(true)?;
+                        }
+                        socket.bind(local)?;
+                        socket.connect(*a).await?
+                    }
+                };
                 // Requests and responses are written whole; Nagle would only delay them.
                 let _ = s.set_nodelay(true);
                 Ok(Stream::Tcp(s))

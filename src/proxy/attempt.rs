@@ -18,7 +18,7 @@ use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
 use crate::balance::{Report, Upstream};
 use crate::config::UpstreamProtocol;
-use crate::config::{Endpoint, Level, LocSettings, NextUpstream};
+use crate::config::{Endpoint, Level, LocSettings, NextUpstream, ProxyBind};
 use crate::http1::{ParseError, Parsed, RequestHead, ResponseHead};
 use crate::net::buffers::{Buf, Recycled, BODY_BUF, RESPONSE_HEADS};
 use crate::net::io::{self, IoFailure};
@@ -193,6 +193,8 @@ pub(super) struct UpstreamConn {
     pub(super) reused: bool,
     /// Requests sent on it before this one.
     pub(super) requests: u32,
+    /// When it was made (`keepalive_time`).
+    pub(super) opened: tokio::time::Instant,
 }
 
 /// The attempt that got a response head: what the relay needs.
@@ -386,7 +388,8 @@ async fn attempt<D: Downstream>(
     let mut fresh_only = false;
     loop {
         let connect_started = Instant::now();
-        let mut conn = acquire(f, peer, plan.idempotent, fresh_only)
+        let local = local_address(f, cbuf, peer);
+        let mut conn = acquire(f, peer, plan.idempotent, fresh_only, local)
             .await
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
@@ -418,6 +421,30 @@ async fn attempt<D: Downstream>(
     }
 }
 
+/// `proxy_bind` for this request: the address, or the variables' value read as one
+/// (empty: none; not an address: none, logged as nginx logs it).
+fn local_address(f: &Forward<'_>, cbuf: &[u8], peer: &Peer) -> Option<std::net::SocketAddr> {
+    match f.settings.proxy_bind.as_ref()? {
+        ProxyBind::Addr(a) => Some(*a),
+        ProxyBind::Template(t) => {
+            let value = super::request::vars(f, cbuf, Some(&peer.conf.addr)).evaluated(t);
+            if value.is_empty() {
+                return None;
+            }
+            let text = String::from_utf8_lossy(&value);
+            let addr = ProxyBind::parse_addr(&text);
+            if addr.is_none() {
+                crate::log::emit(
+                    Level::Error,
+                    Some(f.info.id),
+                    format_args!("invalid local address \"{text}\""),
+                );
+            }
+            addr
+        }
+    }
+}
+
 /// A connection to the peer: a pooled one when the upstream keeps any (checked for
 /// liveness before a non-idempotent request is written to it), else a new one.
 async fn acquire(
@@ -425,12 +452,16 @@ async fn acquire(
     peer: &Peer,
     idempotent: bool,
     fresh_only: bool,
+    local: Option<std::net::SocketAddr>,
 ) -> Result<UpstreamConn, IoFailure> {
     // uWSGI closes after each answer; a pooled connection is an HTTP one.
     let pooled_kind = f.pass.protocol == UpstreamProtocol::Http;
     if f.upstream.keepalive.is_some() && !fresh_only && pooled_kind {
         while let Some(IdleConn {
-            stream, requests, ..
+            stream,
+            requests,
+            opened,
+            ..
         }) = pool::take(
             &f.upstream.name,
             peer.state.id,
@@ -445,13 +476,14 @@ async fn acquire(
                     stream,
                     reused: true,
                     requests,
+                    opened,
                 });
             }
         }
     }
     // The connect timeout covers the TLS handshake too, as in nginx.
     let connect = async {
-        let raw = Stream::connect(&peer.conf.addr).await?;
+        let raw = Stream::connect_from(&peer.conf.addr, local).await?;
         match &f.pass.tls {
             Some(tls) => crate::net::tls::client::connect(raw, tls).await,
             None => Ok(raw),
@@ -466,6 +498,7 @@ async fn acquire(
         stream,
         reused: false,
         requests: 0,
+        opened: tokio::time::Instant::now(),
     })
 }
 

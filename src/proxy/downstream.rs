@@ -27,6 +27,19 @@ pub struct ResponseOut<'a> {
     pub upgrade: bool,
     /// Fields ferrolb adds (`sticky` cookie, `add_header`), in order.
     pub extra: &'a [(&'a [u8], &'a [u8])],
+    /// New values for fields of `head`, by field index, sorted (`proxy_redirect`,
+    /// `proxy_cookie_*`): the field keeps its name and place.
+    pub replaced: &'a [(usize, Vec<u8>)],
+}
+
+impl ResponseOut<'_> {
+    /// The value of field `i` of the head as it goes to the client.
+    pub fn value(&self, i: usize) -> &[u8] {
+        match self.replaced.binary_search_by_key(&i, |(j, _)| *j) {
+            Ok(at) => &self.replaced[at].1,
+            Err(_) => &self.buf[self.head.headers[i].value.clone()],
+        }
+    }
 }
 
 /// What [`Downstream::start_response`] decided.
@@ -67,6 +80,12 @@ pub trait Downstream {
         retry_after: Option<u32>,
     ) -> impl Future<Output = Result<u64, IoFailure>>;
 
+    /// Fields the next [`Downstream::send_error`] page carries (`add_header`); a
+    /// front end that cannot add them ignores them.
+    fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {
+        let _ = fields;
+    }
+
     /// Prepares the response head (written with the first body bytes). `keep_alive`:
     /// whether the request and the server settings allow another request; `head_buf`
     /// is a buffer the head may be built in.
@@ -84,6 +103,12 @@ pub trait Downstream {
     /// Ends the body (the head, if no body byte was sent; a final chunk, if the
     /// implementation framed the body itself).
     fn end_body(&mut self) -> impl Future<Output = Result<(), IoFailure>>;
+
+    /// Paces the rest of the response at `rate` bytes a second, 0 for no limit (the
+    /// upstream's `X-Accel-Limit-Rate`); a front end that cannot pace ignores it.
+    fn limit_rate(&mut self, rate: u64) {
+        let _ = rate;
+    }
 
     /// Body bytes the client got so far (`$body_bytes_sent`).
     fn body_bytes(&self) -> u64;

@@ -14,8 +14,10 @@
 //! the client reach this module. The upstream side runs over [`crate::net::Stream`]s
 //! (TCP or Unix socket).
 
+mod accel;
 mod attempt;
 mod downstream;
+mod field_edits;
 mod plan;
 mod request;
 mod response;
@@ -24,6 +26,7 @@ mod uwsgi;
 #[cfg(test)]
 mod tests;
 
+pub use accel::{split_unsafe_uri, AccelRedirect};
 pub use downstream::{Downstream, ResponseOut, ResponseStarted};
 
 use self::plan::Plan;
@@ -69,6 +72,10 @@ pub struct Forward<'a> {
     /// `proxy_intercept_errors on` an upstream response of such a status is handed off
     /// too, its body unread.
     pub hands_off: &'a (dyn Fn(u16) -> bool + Sync),
+    /// What goes before a `Location` path that `proxy_redirect` made
+    /// (`http://host:port` with `absolute_redirect on`, else nothing); asked only when
+    /// a rule rewrote one, with the client buffer the head was parsed from.
+    pub absolute_base: &'a (dyn Fn(&[u8]) -> String + Sync),
 }
 
 /// An error the proxy left to its caller ([`Forward::hands_off`]).
@@ -117,6 +124,10 @@ pub struct Forwarded {
     /// `Retry-After` seconds for the error page ferrolb answers with (a 503 while
     /// every usable peer is still starting); `None`: no such header.
     retry_after_secs: Option<u32>,
+    /// The upstream answered with `X-Accel-Redirect`: nothing was written to the
+    /// client, and the caller redirects the request. The client buffer then still
+    /// starts with the request's head (its body is gone from it).
+    pub accel_redirect: Option<AccelRedirect>,
 }
 
 /// Forwards one request: a [`Plan`] (the body at hand, the retry budget), then
@@ -138,7 +149,7 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             // The body is not accounted for: the connection closes after the answer.
             done.consumed = None;
             if status != 0 {
-                request::answer_error(f, client, status, &mut done).await;
+                request::answer_error(f, client, cbuf, status, &mut done).await;
             }
             return finish(done);
         }
@@ -159,7 +170,7 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             if !body.replayable() {
                 done.consumed = None;
             }
-            request::answer_error(f, client, status, &mut done).await;
+            request::answer_error(f, client, cbuf, status, &mut done).await;
         }
     }
     done.consumed = match done.consumed {
@@ -168,7 +179,13 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
     };
     if let Some(n) = done.consumed {
         let end = n.min(cbuf.len());
-        cbuf.drain(..end);
+        // An `X-Accel-Redirect` needs the head again; the body is done with.
+        let start = if done.accel_redirect.is_some() {
+            f.head.head_len.min(end)
+        } else {
+            0
+        };
+        cbuf.drain(start..end);
     }
     finish(done)
 }

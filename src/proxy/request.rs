@@ -63,18 +63,21 @@ pub(super) fn build_head(
     let v = vars(f, cbuf, Some(peer));
     let mut out = Buf::head();
 
-    // An upgrade or a chunked body needs HTTP/1.1; an HTTP/1.0 client gets an HTTP/1.0
-    // request so the upstream never answers it chunked.
-    // A chunked body streamed as it comes needs HTTP/1.1; a buffered one goes with a
-    // Content-Length in the configured version, as nginx sends it.
-    let streams_chunks =
-        head.framing == BodyFraming::Chunked && body.dechunked.is_none() && body.spooled.is_none();
-    let http11 = head.minor_version == 1
-        && (f.settings.proxy_http_version == ProxyHttpVersion::Http11
-            || head.upgrade
-            || streams_chunks);
+    // The configured version, as nginx, for HTTP/1.0 clients too (a chunked answer is
+    // decoded for them); an upgrade, or a chunked body streamed as it comes, needs
+    // HTTP/1.1; a buffered one goes with a Content-Length.
+    let client_body = sends_client_body(f);
+    let streams_chunks = client_body
+        && head.framing == BodyFraming::Chunked
+        && body.dechunked.is_none()
+        && body.spooled.is_none();
+    let http11 = f.settings.proxy_http_version == ProxyHttpVersion::Http11
+        || (head.minor_version == 1 && (head.upgrade || streams_chunks));
 
-    out.extend_from_slice(&cbuf[head.method_range.clone()]);
+    match &f.settings.proxy_method {
+        Some(m) => v.eval(m, &mut out),
+        None => out.extend_from_slice(&cbuf[head.method_range.clone()]),
+    }
     out.push(b' ');
     write_uri(f, cbuf, &v, &mut out);
     out.extend_from_slice(if http11 {
@@ -141,7 +144,32 @@ pub(super) fn build_head(
             }
         }
     };
+    let own_length = |out: &mut Buf, n: u64| {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    let set_length = f.settings.proxy_set_header.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
+    });
+    // `proxy_set_body`: its value's length, as nginx's `$proxy_internal_body_length`.
+    let set_body_len = f
+        .settings
+        .proxy_set_body
+        .as_ref()
+        .map(|t| v.evaluated(t).len());
     match (&body.dechunked, &body.spooled) {
+        _ if set_length => {}
+        _ if set_body_len.is_some() => own_length(&mut out, set_body_len.unwrap_or(0) as u64),
+        // Without the client's fields, its length still goes (nginx sends it from
+        // `$proxy_internal_body_length`, also with `proxy_pass_request_body off`).
+        (None, None) if !f.settings.proxy_pass_request_headers => {
+            if let BodyFraming::Length(n) = head.framing {
+                own_length(&mut out, n);
+            } else if streams_chunks {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+        }
         (Some(payload), _) => {
             out.extend_from_slice(b"Content-Length: ");
             out.extend_from_slice(payload.len().to_string().as_bytes());
@@ -158,11 +186,22 @@ pub(super) fn build_head(
         }
         _ => {}
     }
-    for h in &head.headers {
+    let client_fields = if f.settings.proxy_pass_request_headers {
+        &head.headers[..]
+    } else {
+        &[]
+    };
+    for h in client_fields {
         if h.hop_by_hop {
             continue;
         }
         let name = &cbuf[h.name.clone()];
+        if f.settings.proxy_set_body.is_some()
+            && (name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding"))
+        {
+            continue;
+        }
         if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"expect") {
             continue;
         }
@@ -242,6 +281,15 @@ fn write_uri(f: &Forward<'_>, cbuf: &[u8], v: &RequestVars<'_>, out: &mut Vec<u8
     }
 }
 
+/// Whether the client's body goes upstream: not with `proxy_set_body` (its value goes
+/// instead) or `proxy_pass_request_body off`; the body is read and dropped then.
+pub(super) fn sends_client_body(f: &Forward<'_>) -> bool {
+    match f.pass.protocol {
+        UpstreamProtocol::Uwsgi => f.settings.uwsgi.pass_request_body,
+        _ => f.settings.proxy_pass_request_body && f.settings.proxy_set_body.is_none(),
+    }
+}
+
 fn contains_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
@@ -283,14 +331,16 @@ async fn send_head_and_body<D: Downstream>(
     body: &mut RequestBody,
 ) -> Result<Option<Vec<u8>>, AttemptError> {
     let send_timeout = f.settings.proxy_send_timeout;
-    if !f.settings.uwsgi.pass_request_body && f.pass.protocol == UpstreamProtocol::Uwsgi {
-        // `uwsgi_pass_request_body off`: the variables only.
-        io::write_all(&conn.stream, head, send_timeout)
-            .await
-            .map_err(AttemptError::Send)?;
-        return Ok(None);
+    // `proxy_set_body`, `proxy_pass_request_body off` or `uwsgi_pass_request_body
+    // off`: the configured body (if any) goes instead, and what is still to come of
+    // the client's is read and dropped, so the connection can carry the next request.
+    let sends = sends_client_body(f);
+    let mut own = Vec::new();
+    let http = f.pass.protocol != UpstreamProtocol::Uwsgi;
+    if let (false, true, Some(t)) = (sends, http, &f.settings.proxy_set_body) {
+        vars(f, cbuf, None).eval(t, &mut own);
     }
-    if let Some(sp) = &body.spooled {
+    if let Some(sp) = body.spooled.as_ref().filter(|_| sends) {
         io::write_all(&conn.stream, head, send_timeout)
             .await
             .map_err(AttemptError::Send)?;
@@ -299,6 +349,7 @@ async fn send_head_and_body<D: Downstream>(
     }
     let start = f.head.head_len;
     let initial = match &body.dechunked {
+        _ if !sends => &own[..],
         Some(payload) => &payload[..],
         None => &cbuf[start..start + body.len],
     };
@@ -306,7 +357,7 @@ async fn send_head_and_body<D: Downstream>(
     io::write_all_vectored(&conn.stream, &mut slices, send_timeout)
         .await
         .map_err(AttemptError::Send)?;
-    if body.complete {
+    if body.complete || body.spooled.is_some() {
         return Ok(None);
     }
 
@@ -330,9 +381,11 @@ async fn send_head_and_body<D: Downstream>(
                     .await
                     .map_err(|e| client_error(400, "client sent a short body", e))?;
                 remaining -= n as u64;
-                io::write_all(&conn.stream, &bbuf, send_timeout)
-                    .await
-                    .map_err(AttemptError::Send)?;
+                if sends {
+                    io::write_all(&conn.stream, &bbuf, send_timeout)
+                        .await
+                        .map_err(AttemptError::Send)?;
+                }
             }
             Ok(None)
         }
@@ -364,9 +417,11 @@ async fn send_head_and_body<D: Downstream>(
                     ScanStep::Done { body_end } => body_end,
                     ScanStep::NeedMore => bbuf.len(),
                 };
-                io::write_all(&conn.stream, &bbuf[..end], send_timeout)
-                    .await
-                    .map_err(AttemptError::Send)?;
+                if sends {
+                    io::write_all(&conn.stream, &bbuf[..end], send_timeout)
+                        .await
+                        .map_err(AttemptError::Send)?;
+                }
                 if let ScanStep::Done { body_end } = step {
                     return Ok((body_end < bbuf.len()).then(|| bbuf[body_end..].to_vec()));
                 }
@@ -431,6 +486,7 @@ fn client_error(status: u16, why: &str, e: IoFailure) -> AttemptError {
 pub(super) async fn answer_error<D: Downstream>(
     f: &Forward<'_>,
     client: &mut D,
+    cbuf: &[u8],
     status: u16,
     done: &mut Forwarded,
 ) {
@@ -444,6 +500,21 @@ pub(super) async fn answer_error<D: Downstream>(
             www_authenticate: Vec::new(),
         });
         return;
+    }
+    // `add_header ... always` (and the others, for a status they apply to) go on
+    // ferrolb's own error pages too, as on nginx's.
+    let applies = crate::http1::respond::add_header_applies(status);
+    let lines = f.settings.add_header.iter().filter(|h| h.always || applies);
+    let mut fields = Vec::new();
+    let v = vars(f, cbuf, done.upstream_addr.as_ref());
+    for h in lines {
+        let value = v.evaluated(&h.value);
+        if !value.is_empty() {
+            fields.push((h.name.as_bytes().to_vec(), value));
+        }
+    }
+    if !fields.is_empty() {
+        client.error_fields(fields);
     }
     match client
         .send_error(f.head, status, done.keep_client, done.retry_after_secs)

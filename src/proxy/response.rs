@@ -50,8 +50,9 @@ pub(super) async fn relay<D: Downstream>(
     } else {
         Vec::new()
     };
-    if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
-        // `add_header` sees every attempt so far, this one with the time to now.
+    // Every attempt so far, this one with the time to now and `head`, for the
+    // variables of `add_header` and of an `X-Accel-Redirect`'s new location.
+    let attempts_now = |head: Vec<u8>| {
         let mut attempts = done.attempts.clone();
         attempts.push(UpstreamAttempt {
             addr: peer.conf.addr.clone(),
@@ -59,23 +60,43 @@ pub(super) async fn relay<D: Downstream>(
             connect: connect_time,
             header: header_time,
             response: started.elapsed(),
-            head: kept_head.clone(),
+            head,
         });
-        locals.set_upstream(attempts);
+        attempts
+    };
+    if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
+        locals.set_upstream(attempts_now(kept_head.clone()));
     }
-    relay_response(
-        f,
-        client,
-        cbuf,
-        conn,
-        &peer.state,
-        resp,
-        ubuf,
-        uhead,
-        set_cookie,
-        done,
-    )
-    .await;
+    let intercepted =
+        f.settings.proxy_intercept_errors && resp.status >= 300 && (f.hands_off)(resp.status);
+    let accel = (!intercepted)
+        .then(|| super::accel::redirect(&resp, &ubuf, f.settings))
+        .flatten();
+    if let Some(accel) = accel {
+        // nginx's `X-Accel-Redirect`: the response is dropped (its body unread, so the
+        // connection is not pooled) and the caller redirects; `$upstream_http_*`
+        // keep this response's fields there.
+        if let Some(locals) = f.locals {
+            locals.set_upstream(attempts_now(ubuf[..resp.head_len].to_vec()));
+        }
+        done.status = resp.status;
+        done.accel_redirect = Some(accel);
+        drop(conn);
+    } else {
+        relay_response(
+            f,
+            client,
+            cbuf,
+            conn,
+            &peer.state,
+            resp,
+            ubuf,
+            uhead,
+            set_cookie,
+            done,
+        )
+        .await;
+    }
     record_latency(f, idx, LatencyPoint::LastByte, started);
     note_attempt(
         f,
@@ -104,9 +125,12 @@ pub(super) async fn relay<D: Downstream>(
 /// Whether `add_header` or the access log has `$upstream_http_NAME`.
 fn asks_for_fields(s: &LocSettings) -> bool {
     let has = |parts: &[TemplatePart]| {
-        parts
-            .iter()
-            .any(|p| matches!(p, TemplatePart::Var(Var::UpstreamHttp(_))))
+        parts.iter().any(|p| {
+            matches!(
+                p,
+                TemplatePart::Var(Var::UpstreamHttp(_) | Var::UpstreamCookie(_))
+            )
+        })
     };
     s.add_header.iter().any(|h| has(&h.value.parts))
         || s.access_log.targets().iter().any(|t| {
@@ -186,6 +210,14 @@ async fn relay_response<D: Downstream>(
     }
     extra.extend(ranges.iter().map(|(n, r)| (*n, &values[r.clone()])));
 
+    let replaced = super::field_edits::edited_fields(
+        &f.settings.proxy_edits,
+        &vars(f, cbuf, None),
+        &resp,
+        &ubuf,
+        &|| (f.absolute_base)(cbuf),
+    );
+
     // The upstream request head has been sent: its buffer carries the client head now.
     let sent_close = uhead.close;
     let out = ResponseOut {
@@ -193,7 +225,11 @@ async fn relay_response<D: Downstream>(
         buf: &ubuf,
         upgrade,
         extra: &extra,
+        replaced: &replaced,
     };
+    if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
+        client.limit_rate(rate);
+    }
     let started = client.start_response(f.head, &out, done.keep_client, uhead.bytes);
     done.keep_client = started.keep_alive;
     done.head_bytes = started.head_bytes;
@@ -207,6 +243,7 @@ async fn relay_response<D: Downstream>(
         read_timeout: f.settings.proxy_read_timeout,
         upstream_clean: !sent_close && resp.keep_alive,
         surplus: None,
+        pace: crate::net::pace::Pace::new(f.settings.proxy_limit_rate, 0),
     };
     let framing = resp.framing;
     let head_len = resp.head_len;
@@ -254,7 +291,12 @@ async fn relay_response<D: Downstream>(
         }
     }
 
-    if relay.upstream_clean {
+    // nginx's `keepalive_time` and `keepalive_requests`: an old or much-used
+    // connection is closed rather than kept (whatever `Connection` said).
+    if relay.upstream_clean
+        && conn.opened.elapsed() < f.upstream.keepalive_time
+        && conn.requests + 1 < f.upstream.keepalive_requests
+    {
         if let Some(capacity) = f.upstream.keepalive {
             crate::upstream::pool::put(
                 &f.upstream.name,
@@ -265,6 +307,7 @@ async fn relay_response<D: Downstream>(
                     stream: conn.stream,
                     since: tokio::time::Instant::now(),
                     requests: conn.requests + 1,
+                    opened: conn.opened,
                 },
             );
         }
@@ -325,9 +368,61 @@ struct BodyRelay {
     upstream_clean: bool,
     /// What to warn about when bytes came after the response's end.
     surplus: Option<&'static str>,
+    /// `proxy_limit_rate`: reads from the upstream paced.
+    pace: Option<crate::net::pace::Pace>,
 }
 
 impl BodyRelay {
+    /// Sends body bytes that came with the response head; under `proxy_limit_rate`
+    /// they count as read now, in pieces of what the rate allows, as if nginx had
+    /// read them after its head buffer.
+    async fn send_initial<D: Downstream>(
+        &mut self,
+        client: &mut D,
+        data: &[u8],
+    ) -> Result<(), BodyError> {
+        let Some(pace) = &mut self.pace else {
+            return client.send_body(data).await.map_err(|_| BodyError::Client);
+        };
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = usize::try_from(pace.allowance().await)
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
+            client
+                .send_body(&rest[..n])
+                .await
+                .map_err(|_| BodyError::Client)?;
+            pace.sent(n as u64);
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// At most `want` bytes more from the upstream (fewer while `proxy_limit_rate`
+    /// holds them back); 0 at its end when `eof_ok`, else the end is an error.
+    async fn read(
+        &mut self,
+        upstream: &mut Stream,
+        buf: &mut Buf,
+        want: usize,
+        eof_ok: bool,
+    ) -> Result<usize, IoFailure> {
+        let want = match &mut self.pace {
+            Some(p) => want.min(usize::try_from(p.allowance().await).unwrap_or(usize::MAX)),
+            None => want,
+        };
+        let n = if eof_ok {
+            io::read_or_eof(upstream, buf, want, self.read_timeout).await?
+        } else {
+            io::read_some(upstream, buf, want, self.read_timeout).await?
+        };
+        if let Some(p) = &mut self.pace {
+            p.sent(n as u64);
+        }
+        Ok(n)
+    }
+
     /// `ubuf` holds the response head at `..head_len` and the first body bytes after
     /// it; once those are sent it is reused for the rest of the body.
     async fn run<D: Downstream>(
@@ -353,16 +448,14 @@ impl BodyRelay {
                     self.upstream_clean = false;
                     self.surplus = Some(MORE_THAN_LENGTH);
                 }
-                client
-                    .send_body(&initial[..first])
-                    .await
-                    .map_err(|_| BodyError::Client)?;
+                self.send_initial(client, &initial[..first]).await?;
                 let mut remaining = n - first as u64;
                 let mut bbuf = ubuf;
                 while remaining > 0 {
                     bbuf.clear();
                     let want = remaining.min(BODY_BUF as u64) as usize;
-                    let got = io::read_some(upstream, &mut bbuf, want, self.read_timeout)
+                    let got = self
+                        .read(upstream, &mut bbuf, want, false)
                         .await
                         .map_err(BodyError::Upstream)?;
                     let take = got.min(remaining as usize);
@@ -391,14 +484,11 @@ impl BodyRelay {
                     self.upstream_clean = false;
                     self.surplus = Some(AFTER_FINAL_CHUNK);
                 }
-                client
-                    .send_body(&initial[..first])
-                    .await
-                    .map_err(|_| BodyError::Client)?;
+                self.send_initial(client, &initial[..first]).await?;
                 let mut bbuf = ubuf;
                 while matches!(step, ScanStep::NeedMore) {
                     bbuf.clear();
-                    io::read_some(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
+                    self.read(upstream, &mut bbuf, BODY_BUF, false)
                         .await
                         .map_err(BodyError::Upstream)?;
                     step = sc.scan(&bbuf).map_err(|_| BodyError::InvalidChunked)?;
@@ -419,14 +509,12 @@ impl BodyRelay {
             }
             BodyFraming::UntilClose => {
                 self.upstream_clean = false;
-                client
-                    .send_body(initial)
-                    .await
-                    .map_err(|_| BodyError::Client)?;
+                self.send_initial(client, initial).await?;
                 let mut bbuf = ubuf;
                 loop {
                     bbuf.clear();
-                    let n = io::read_or_eof(upstream, &mut bbuf, BODY_BUF, self.read_timeout)
+                    let n = self
+                        .read(upstream, &mut bbuf, BODY_BUF, true)
                         .await
                         .map_err(BodyError::Upstream)?;
                     if n == 0 {

@@ -174,6 +174,7 @@ async fn run(s: &Setup, request: &[u8]) -> (String, Forwarded) {
         keep_client: false,
         log_upstream: true,
         hands_off: &|_| false,
+        absolute_base: &|_| String::new(),
     };
     let done = forward(
         &f,
@@ -305,6 +306,7 @@ async fn a_stale_pooled_connection_is_replaced_silently() {
             stream: closed,
             since: tokio::time::Instant::now(),
             requests: 1,
+            opened: tokio::time::Instant::now(),
         },
     );
     let (got, done) = run(&s, GET).await;

@@ -703,6 +703,9 @@ impl Failure {
 enum Content<'a> {
     Sent(Handled<'a>),
     Failed(Failure),
+    /// The upstream's `X-Accel-Redirect`; the buffer holds the request's head (and
+    /// whatever follows the request), its body gone.
+    AccelRedirect(crate::proxy::AccelRedirect, bool),
 }
 
 /// Runs one pass: the phases, then the answer (a `return`, the proxy, the static
@@ -784,6 +787,7 @@ async fn serve_pass<'f, 'a: 'f>(
         Some(answer) => {
             let mut headers = evaluated_add_header(settings, &vars_here());
             keep_fields(&mut headers, &pass.pages);
+            let content_type = kept_content_type(&pass.pages);
             let location_base = absolute_base(
                 head,
                 buf,
@@ -807,6 +811,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     &headers,
                     &location_base,
                     pass.pages.status,
+                    content_type.as_deref(),
                 ))
                 .await,
             )
@@ -844,6 +849,11 @@ async fn serve_pass<'f, 'a: 'f>(
             return handled;
         }
         Content::Failed(f) => f,
+        Content::AccelRedirect(accel, keep) => {
+            pass.close |= !keep;
+            pass.route.rw.uri = uri;
+            return accel_redirect(ex, server, locals, buf, head, pass, accel, settings).await;
+        }
     };
     let Some(page) = pass.pages.find(settings, failure.status) else {
         let answer = failure.unpaged.unwrap_or(Answer::Status(failure.status));
@@ -912,24 +922,8 @@ async fn serve_pass<'f, 'a: 'f>(
             };
             locals.set_args(args.to_vec());
             pass.route.redirect(new_uri);
-            // The page's request replaces the client's in the buffer, before the
-            // bytes of any request behind it.
-            let mut bytes = error_pages::page_request(head, buf);
-            match body_in_buffer(buf, head) {
-                Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
-                None => pass.close = true,
-            }
-            buf.clear();
-            buf.extend_from_slice(&bytes);
-            let mut page_head = RequestHead::new();
-            if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
-                let mut handled =
-                    answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                handled.log = pass.log.take();
-                return handled;
-            }
-            drop_invalid_fields(ex, buf, &mut page_head);
-            Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
+            let body = body_in_buffer(buf, head);
+            redirect_as_get(ex, server, locals, buf, head, pass, body, settings).await
         }
         Some(b'@') => {
             let name = String::from_utf8_lossy(&to);
@@ -978,6 +972,137 @@ async fn serve_pass<'f, 'a: 'f>(
     }
 }
 
+/// The rest of an internal redirect to a URI (an error page, `X-Accel-Redirect`):
+/// the request, as a GET (HEAD stays HEAD) without its body, replaces the client's
+/// in the buffer, before the bytes of any request behind it, and is served again.
+/// `body`: the bytes of the body still in the buffer after the head; `None`: not
+/// accounted for (the connection closes afterwards).
+#[allow(clippy::too_many_arguments)]
+async fn redirect_as_get<'a>(
+    ex: &mut Exchange<'a>,
+    server: &'a ServerConf,
+    locals: &Locals<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    mut pass: Pass<'a>,
+    body: Option<usize>,
+    settings: &LocSettings,
+) -> Handled<'a> {
+    let mut bytes = error_pages::page_request(head, buf);
+    match body {
+        Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
+        None => pass.close = true,
+    }
+    buf.clear();
+    buf.extend_from_slice(&bytes);
+    let mut page_head = RequestHead::new();
+    if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
+        let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+        handled.log = pass.log.take();
+        return handled;
+    }
+    drop_invalid_fields(ex, buf, &mut page_head);
+    Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
+}
+
+/// nginx's `X-Accel-Redirect`: to a `@name` location with the request as it is, or
+/// to a URI (unsafe ones get 404) as a GET; the upstream's `Content-Type`,
+/// `Set-Cookie`, `Content-Disposition`, `Cache-Control`, `Expires` and
+/// `Accept-Ranges` go out with the new response.
+#[allow(clippy::too_many_arguments)]
+async fn accel_redirect<'a>(
+    ex: &mut Exchange<'a>,
+    server: &'a ServerConf,
+    locals: &Locals<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    mut pass: Pass<'a>,
+    accel: crate::proxy::AccelRedirect,
+    settings: &LocSettings,
+) -> Handled<'a> {
+    let fail = |status: u16, what: Option<String>| {
+        if let Some(what) = what {
+            crate::log::emit(
+                Level::Error,
+                Some(ex.info.id),
+                format_args!(
+                    "{what}, client: {}, server: {}",
+                    ex.info.remote, server.primary_name
+                ),
+            );
+        }
+        status
+    };
+    let status = if !pass.route.may_redirect() {
+        fail(
+            500,
+            Some(format!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{}\"",
+                String::from_utf8_lossy(&accel.target)
+            )),
+        )
+    } else if accel.target.first() == Some(&b'@') {
+        let name = String::from_utf8_lossy(&accel.target).into_owned();
+        match route::named_location(server, &name) {
+            Some(l) => {
+                pass.pages.kept_fields.extend(accel.kept_fields);
+                pass.route.jump_to_named(l);
+                // The named location gets the request as it came; one with a body
+                // comes as a GET, as the body is gone (nginx sends it again).
+                if matches!(head.framing, BodyFraming::None) {
+                    return Box::pin(serve_pass(ex, server, locals, buf, head, pass)).await;
+                }
+                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
+                    .await;
+            }
+            None => fail(
+                500,
+                Some(format!("could not find named location \"{name}\"")),
+            ),
+        }
+    } else {
+        match crate::proxy::split_unsafe_uri(&accel.target) {
+            Some((path, args)) => {
+                pass.pages.kept_fields.extend(accel.kept_fields);
+                locals.set_args(args);
+                pass.route
+                    .redirect(String::from_utf8_lossy(&path).into_owned());
+                // The body is out of the buffer already (the proxy read it).
+                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
+                    .await;
+            }
+            None => {
+                // nginx has copied the kept fields before it checks the URI.
+                pass.pages.kept_fields.extend(accel.kept_fields);
+                404
+            }
+        }
+    };
+    let uri = pass.route.rw.uri.clone();
+    let vars = RequestVars {
+        locals: Some(locals),
+        files: Some((&settings.files, None)),
+        ..request_vars(head, buf, ex.info, &server.primary_name, &uri)
+    };
+    let mut headers = evaluated_add_header(settings, &vars);
+    keep_fields(&mut headers, &pass.pages);
+    let mut handled = send_answer(
+        ex.stream,
+        buf,
+        head,
+        Answer::Status(status),
+        settings,
+        !pass.close,
+        &headers,
+        "",
+        None,
+        None,
+    )
+    .await;
+    handled.log = pass.log.take();
+    handled
+}
+
 /// Answers with nginx's page for a status, or a redirect, with the location's
 /// `add_header` lines that apply.
 #[allow(clippy::too_many_arguments)]
@@ -1016,6 +1141,7 @@ async fn standard_answer<'a>(
         keep,
         &headers,
         &location_base,
+        None,
         None,
     )
     .await
@@ -1078,11 +1204,26 @@ fn capture_log<'a, 'v>(
     })
 }
 
-/// Adds the fields an error page keeps to its `add_header` lines (always sent).
+/// Adds the fields an error page keeps to its `add_header` lines (always sent);
+/// a kept `Content-Type` (an `X-Accel-Redirect`'s) is the answer's type instead
+/// ([`kept_content_type`]).
 fn keep_fields(headers: &mut Vec<(&str, Vec<u8>, bool)>, pages: &PageState) {
     for (name, value) in &pages.kept_fields {
-        headers.push((name, value.clone(), true));
+        if !name.eq_ignore_ascii_case("content-type") {
+            headers.push((name, value.clone(), true));
+        }
     }
+}
+
+/// The `Content-Type` an `X-Accel-Redirect` response passed on: it replaces the
+/// type of a `return` text, as nginx's set type wins over `default_type`.
+fn kept_content_type(pages: &PageState) -> Option<String> {
+    pages
+        .kept_fields
+        .iter()
+        // The last one, as nginx's copy of each replaces the type set before.
+        .rfind(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
 /// nginx's checks of the transport before a request is served: plain HTTP on a TLS
@@ -1234,6 +1375,14 @@ async fn proxy<'a>(
             prefix_applies: pass.route.rw.prefix_applies,
         }),
         hands_off: &hands_off,
+        absolute_base: &|cbuf: &[u8]| {
+            let site = Site {
+                info: ex.info,
+                settings,
+                server_name: &server.primary_name,
+            };
+            absolute_base(head, cbuf, &site)
+        },
     };
     let (rate, after) = limit_rate(
         settings,
@@ -1269,6 +1418,9 @@ async fn proxy<'a>(
                 .collect(),
             unpaged: None,
         });
+    }
+    if let Some(accel) = done.accel_redirect {
+        return Content::AccelRedirect(accel, done.keep_client);
     }
     Content::Sent(Handled {
         status: pass.pages.status.unwrap_or(done.status),
@@ -1416,8 +1568,12 @@ fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
     if !s.absolute_redirect {
         return String::new();
     }
+    // nginx's `headers_in.server`: the host of an absolute-form target, else Host.
     let asked = head
-        .header_value(buf, "host")
+        .absolute_host
+        .clone()
+        .map(|r| &buf[r])
+        .or_else(|| head.header_value(buf, "host"))
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(vhost::normalize_host)
         .filter(|h| !h.is_empty());
@@ -1469,6 +1625,7 @@ async fn send_answer<'a>(
     add_header: &[(&str, Vec<u8>, bool)],
     location_base: &str,
     status: Option<u16>,
+    content_type: Option<&str>,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
         Answer::Close => {
@@ -1498,7 +1655,7 @@ async fn send_answer<'a>(
                     keep_alive: keep,
                     http10: head.minor_version == 0,
                     head_only: head.method == Method::Head,
-                    default_type: &settings.files.default_type,
+                    default_type: content_type.unwrap_or(&settings.files.default_type),
                     add_header,
                     location_base,
                     status,

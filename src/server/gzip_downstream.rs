@@ -274,6 +274,14 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         self.inner.body_bytes()
     }
 
+    fn limit_rate(&mut self, rate: u64) {
+        self.inner.limit_rate(rate);
+    }
+
+    fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.inner.error_fields(fields);
+    }
+
     async fn tunnel(
         &mut self,
         upstream: &mut Stream,

@@ -41,6 +41,8 @@ pub struct Http1Downstream<'s> {
     status: Option<u16>,
     /// Fields an error page keeps from the response it replaces.
     kept_fields: &'s [(&'static str, Vec<u8>)],
+    /// `add_header` fields for the error page ferrolb answers with, if it does.
+    error_fields: Vec<(Vec<u8>, Vec<u8>)>,
     /// A copy of the response head sent, when the access log wants it
     /// (`$sent_http_NAME`); `None`: not wanted.
     sent_head: Option<Vec<u8>>,
@@ -59,6 +61,7 @@ impl<'s> Http1Downstream<'s> {
             pace: None,
             status: None,
             kept_fields: &[],
+            error_fields: Vec::new(),
             sent_head: None,
         }
     }
@@ -166,7 +169,18 @@ impl Downstream for Http1Downstream<'_> {
             req.method == Method::Head,
             retry_after,
         );
-        let head_end = memchr::memmem::find(&out, b"\r\n\r\n").map_or(out.len(), |i| i + 4);
+        let mut head_end = memchr::memmem::find(&out, b"\r\n\r\n").map_or(out.len(), |i| i + 4);
+        if !self.error_fields.is_empty() && head_end >= 2 {
+            let mut fields = Vec::new();
+            for (name, value) in &self.error_fields {
+                fields.extend_from_slice(name);
+                fields.extend_from_slice(b": ");
+                fields.extend_from_slice(value);
+                fields.extend_from_slice(b"\r\n");
+            }
+            out.splice(head_end - 2..head_end - 2, fields.iter().copied());
+            head_end += fields.len();
+        }
         self.keep_head(&out[..head_end]);
         io::write_all(self.stream, &out, self.send_timeout).await?;
         Ok(out.len() as u64)
@@ -215,13 +229,13 @@ impl Downstream for Http1Downstream<'_> {
             respond::write_http_date(&mut out);
             out.extend_from_slice(b"\r\n");
         }
-        for h in &head.headers {
+        for (i, h) in head.headers.iter().enumerate() {
             if h.hop_by_hop {
                 continue;
             }
             out.extend_from_slice(&resp.buf[h.name.clone()]);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(&resp.buf[h.value.clone()]);
+            out.extend_from_slice(resp.value(i));
             out.extend_from_slice(b"\r\n");
         }
         if resp.upgrade {
@@ -241,7 +255,13 @@ impl Downstream for Http1Downstream<'_> {
                 out.extend_from_slice(b"Connection: close\r\n");
             }
         }
-        let kept = self.kept_fields.iter().map(|(n, v)| (n.as_bytes(), &v[..]));
+        // A kept `Content-Type` (an `X-Accel-Redirect`'s) yields to the response's own.
+        let own_type = head.header_value(resp.buf, "content-type").is_some();
+        let kept = self
+            .kept_fields
+            .iter()
+            .filter(|(n, _)| !(own_type && n.eq_ignore_ascii_case("content-type")))
+            .map(|(n, v)| (n.as_bytes(), &v[..]));
         for (name, value) in resp.extra.iter().copied().chain(kept) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -290,6 +310,17 @@ impl Downstream for Http1Downstream<'_> {
 
     fn body_bytes(&self) -> u64 {
         self.body_bytes
+    }
+
+    fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.error_fields = fields;
+    }
+
+    fn limit_rate(&mut self, rate: u64) {
+        self.pace = match &self.pace {
+            Some(p) => p.at_rate(rate),
+            None => Pace::new(rate, 0),
+        };
     }
 
     async fn tunnel(

@@ -48,6 +48,8 @@ pub struct IdleConn {
     pub since: Instant,
     /// Requests already sent on it (for `keepalive_requests`).
     pub requests: u32,
+    /// When it was made (for `keepalive_time`).
+    pub opened: Instant,
 }
 
 /// The idle connections to one peer, with the peer's state so a purge can read its
@@ -294,6 +296,7 @@ mod tests {
             stream,
             since: Instant::now() - age,
             requests: 1,
+            opened: Instant::now() - age,
         }
     }
 

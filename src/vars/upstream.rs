@@ -54,8 +54,46 @@ pub fn upstream_value(v: &Var, attempts: &[UpstreamAttempt], out: &mut Vec<u8>) 
         Var::UpstreamHttp(name) => attempts
             .last()
             .is_some_and(|a| head_field(&a.head, name, false, out)),
+        Var::UpstreamCookie(name) => attempts
+            .last()
+            .is_some_and(|a| set_cookie_value(&a.head, name, out)),
         _ => return None,
     })
+}
+
+/// nginx's `$upstream_cookie_NAME`: the value of the first `Set-Cookie` of a response
+/// head whose cookie is NAME (compared without regard to case, as nginx).
+fn set_cookie_value(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if !line[..colon].eq_ignore_ascii_case(b"set-cookie") {
+            continue;
+        }
+        let cookie = trim_spaces(&line[colon + 1..]);
+        let first = cookie.split(|&b| b == b';').next().unwrap_or_default();
+        let Some(eq) = memchr::memchr(b'=', first) else {
+            continue;
+        };
+        if trim_spaces(&first[..eq]).eq_ignore_ascii_case(name.as_bytes()) {
+            out.extend_from_slice(trim_spaces(&first[eq + 1..]));
+            return true;
+        }
+    }
+    false
+}
+
+/// Spaces, not tabs, trimmed from both ends, as nginx's cookie parser skips them.
+fn trim_spaces(mut s: &[u8]) -> &[u8] {
+    while let [b' ', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' '] = s {
+        s = rest;
+    }
+    s
 }
 
 /// Appends the value of field `name` (lower case) of a response head (status line,

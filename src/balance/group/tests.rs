@@ -30,6 +30,7 @@ fn group(peers: Vec<PeerConf>) -> UpstreamConf {
         peers,
         keepalive: None,
         keepalive_timeout: Duration::from_secs(60),
+        keepalive_time: Duration::from_secs(3600),
         keepalive_requests: 1000,
     }
 }

@@ -139,7 +139,22 @@ impl Validator<'_> {
                 _ => self.setting(&mut p, c)?,
             }
         }
-        let merged = p.over(parent);
+        let mut merged = p.over(parent);
+        // `proxy_redirect default` (written or implied) from this level's `proxy_pass`;
+        // nested locations inherit the result, as in nginx.
+        let pass = proxy.as_ref().zip(proxy_directive).map(|(pp, pd)| {
+            let location = if is_regex(kind) || kind == LocationKind::Named {
+                ""
+            } else {
+                pattern.as_str()
+            };
+            (pd.arg(0), pp.uri.is_some(), location, &pd.span)
+        });
+        super::proxy_edits::ProxyEditsPartial::resolve_default(
+            &p.proxy_edits,
+            &mut merged.proxy_edits,
+            pass,
+        )?;
         let locations = self.locations(&nested, &merged, Some((kind, &pattern)))?;
         if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
             if pp.scheme == "https" {

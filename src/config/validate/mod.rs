@@ -23,6 +23,7 @@ mod listen;
 mod location;
 mod logs;
 mod proxy;
+mod proxy_edits;
 mod proxy_ssl;
 mod rewrite;
 mod server;
@@ -248,11 +249,7 @@ impl Validator<'_> {
             return Ok(None);
         }
         if let Kind::Ignored(why) = spec.kind {
-            // `proxy_redirect off` asks for exactly what ferrolb does: no warning.
-            let what_ferrolb_does = d.name == "proxy_redirect" && d.arg(0) == "off";
-            if !what_ferrolb_does {
-                self.warn(d, format!("\"{}\" is accepted and ignored: {why}", d.name));
-            }
+            self.warn(d, format!("\"{}\" is accepted and ignored: {why}", d.name));
             return Ok(None);
         }
         Ok(Some(spec))

@@ -133,6 +133,7 @@ impl Validator<'_> {
                             peers,
                             keepalive: None,
                             keepalive_timeout: Duration::from_secs(60),
+                            keepalive_time: Duration::from_secs(3600),
                             keepalive_requests: 1000,
                         });
                         self.upstreams.len() - 1
@@ -205,6 +206,7 @@ impl Validator<'_> {
                     peers: vec![PeerConf::new(name, addr, d.span.clone())],
                     keepalive: None,
                     keepalive_timeout: Duration::from_secs(60),
+                    keepalive_time: Duration::from_secs(3600),
                     keepalive_requests: 1000,
                 });
                 self.upstreams.len() - 1

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::admission::AdmissionPartial;
 use super::proxy::next_upstream;
+use super::proxy_edits::ProxyEditsPartial;
 use super::proxy_ssl::ProxySslPartial;
 use super::uwsgi::UwsgiPartial;
 use super::values::{flag, invalid_value};
@@ -78,6 +79,15 @@ pub(super) struct Partial {
     gzip_disable: Option<(Vec<regex::Regex>, bool)>,
     server_name_in_redirect: Option<bool>,
     port_in_redirect: Option<bool>,
+    proxy_method: Option<Template>,
+    proxy_set_body: Option<Template>,
+    proxy_pass_request_headers: Option<bool>,
+    proxy_pass_request_body: Option<bool>,
+    proxy_ignore_headers: Option<IgnoreHeaders>,
+    proxy_limit_rate: Option<u64>,
+    proxy_bind: Option<Option<ProxyBind>>,
+    /// `proxy_redirect`, `proxy_cookie_*`, merged list by list.
+    pub(super) proxy_edits: ProxyEditsPartial,
     http2_max_concurrent_streams: Option<u32>,
     http2_body_preread_size: Option<u32>,
     http2_chunk_size: Option<usize>,
@@ -102,6 +112,7 @@ impl Partial {
                 try_files: self.try_files.clone(),
                 alias: self.alias.clone(),
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
+                proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
                 admission: self.admission.over(&parent.admission),
                 uwsgi: self.uwsgi.over(&parent.uwsgi),
             } };
@@ -168,7 +179,14 @@ impl Partial {
             gzip_proxied,
             gzip_disable,
             server_name_in_redirect,
-            port_in_redirect
+            port_in_redirect,
+            proxy_method,
+            proxy_set_body,
+            proxy_pass_request_headers,
+            proxy_pass_request_body,
+            proxy_ignore_headers,
+            proxy_limit_rate,
+            proxy_bind
         )
     }
 
@@ -288,6 +306,14 @@ impl Partial {
             },
             server_name_in_redirect: self.server_name_in_redirect.unwrap_or(false),
             port_in_redirect: self.port_in_redirect.unwrap_or(true),
+            proxy_edits: Arc::new(self.proxy_edits.finish()),
+            proxy_method: self.proxy_method.clone(),
+            proxy_set_body: self.proxy_set_body.clone(),
+            proxy_pass_request_headers: self.proxy_pass_request_headers.unwrap_or(true),
+            proxy_pass_request_body: self.proxy_pass_request_body.unwrap_or(true),
+            proxy_ignore_headers: self.proxy_ignore_headers.unwrap_or_default(),
+            proxy_limit_rate: self.proxy_limit_rate.unwrap_or(0),
+            proxy_bind: self.proxy_bind.clone().flatten(),
             resolver_timeout: self.resolver_timeout.unwrap_or(secs(30)),
             ignore_invalid_headers: self.ignore_invalid_headers.unwrap_or(true),
             files: FilesConf {
@@ -685,6 +711,59 @@ impl Validator<'_> {
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
             "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
+            "proxy_redirect"
+            | "proxy_cookie_domain"
+            | "proxy_cookie_path"
+            | "proxy_cookie_flags" => self.proxy_edit_setting(&mut p.proxy_edits, d)?,
+            "proxy_method" => once(&mut p.proxy_method, templ(d, a0, &self.names)?, d)?,
+            "proxy_set_body" => once(&mut p.proxy_set_body, templ(d, a0, &self.names)?, d)?,
+            "proxy_pass_request_headers" => once(&mut p.proxy_pass_request_headers, flag(d)?, d)?,
+            "proxy_pass_request_body" => once(&mut p.proxy_pass_request_body, flag(d)?, d)?,
+            "proxy_ignore_headers" => {
+                let mut bits = IgnoreHeaders::default();
+                for a in &d.args {
+                    let bit = IgnoreHeaders::named(&a.value).ok_or_else(|| {
+                        ConfigError::hinted(
+                            &d.span,
+                            format!("invalid value \"{}\"", a.value),
+                            "proxy_ignore_headers takes X-Accel-Redirect, X-Accel-Expires, X-Accel-Limit-Rate, X-Accel-Buffering, X-Accel-Charset, Expires, Cache-Control, Set-Cookie and Vary",
+                        )
+                    })?;
+                    bits.0 |= bit;
+                }
+                once(&mut p.proxy_ignore_headers, bits, d)?
+            }
+            "proxy_bind" => {
+                if d.args.len() > 1 {
+                    return Err(if d.arg(1) == "transparent" {
+                        ConfigError::hinted(
+                            &d.span,
+                            "\"proxy_bind ... transparent\" is not supported",
+                            "transparent proxying needs CAP_NET_ADMIN and policy routing for the replies; ferrolb binds only addresses of this host: drop \"transparent\"",
+                        )
+                    } else {
+                        invalid_value(d, d.arg(1), None)
+                    });
+                }
+                let bind = if a0 == "off" {
+                    None
+                } else if a0.contains('$') {
+                    Some(ProxyBind::Template(templ(d, a0, &self.names)?))
+                } else {
+                    Some(ProxyBind::Addr(ProxyBind::parse_addr(a0).ok_or_else(|| {
+                        ConfigError::hinted(
+                            &d.span,
+                            format!("invalid address \"{a0}\""),
+                            "proxy_bind takes an address of this host, with an optional port: 127.0.0.2, 10.0.0.5:0, [::1]",
+                        )
+                    })?))
+                };
+                once(&mut p.proxy_bind, bind, d)?
+            }
+            "proxy_limit_rate" => {
+                let rate = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.proxy_limit_rate, rate, d)?
+            }
             "resolver_timeout" => once(&mut p.resolver_timeout, time(d, a0)?, d)?,
             "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
             "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,

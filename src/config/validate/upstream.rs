@@ -31,6 +31,7 @@ impl Validator<'_> {
         let mut keepalive = None;
         let mut keepalive_timeout = None;
         let mut keepalive_requests = None;
+        let mut keepalive_time = None;
         let mut method = None;
         let mut sticky = None;
         for c in d.block.as_deref().unwrap_or_default() {
@@ -48,6 +49,7 @@ impl Validator<'_> {
                 }
                 "keepalive_timeout" => once(&mut keepalive_timeout, time(c, c.arg(0))?, c)?,
                 "keepalive_requests" => once(&mut keepalive_requests, number(c, c.arg(0))?, c)?,
+                "keepalive_time" => once(&mut keepalive_time, time(c, c.arg(0))?, c)?,
                 "least_conn" | "ip_hash" | "hash" | "random" | "least_time" => {
                     if method.is_some() {
                         self.warn(c, "load balancing method redefined".to_owned());
@@ -86,6 +88,7 @@ impl Validator<'_> {
             keepalive,
             keepalive_timeout: keepalive_timeout.unwrap_or(Duration::from_secs(60)),
             keepalive_requests: keepalive_requests.unwrap_or(1000),
+            keepalive_time: keepalive_time.unwrap_or(Duration::from_secs(3600)),
         });
         Ok(())
     }
