@@ -61,11 +61,11 @@ pub fn add_header_applies(status: u16) -> bool {
 pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool) {
     let _ = http10_client;
     let status = wire_status(status);
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nServer: ferrolb\r\nDate: ",
-        reason(status)
-    );
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status_code(out, status);
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ferrolb\r\nDate: ");
     write_http_date(out);
     out.extend_from_slice(b"\r\n");
     if keep_alive {
@@ -73,6 +73,17 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http1
     } else {
         out.extend_from_slice(b"Connection: close\r\n");
     }
+}
+
+/// Appends a status code as its three digits (a status line's code always has three),
+/// without the formatting machinery: it is on every response.
+pub fn push_status_code(out: &mut Vec<u8>, status: u16) {
+    let s = status.min(999);
+    out.extend_from_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]);
 }
 
 /// A complete error page response (nginx's look, ferrolb's name).

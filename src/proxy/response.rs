@@ -203,7 +203,8 @@ async fn relay_response<D: Downstream>(
             }
         }
     }
-    let mut extra: Vec<(&[u8], &[u8])> = Vec::with_capacity(ranges.len() + 1);
+    // Allocated only when there is something to add (most responses have nothing).
+    let mut extra: Vec<(&[u8], &[u8])> = Vec::new();
     if let Some(c) = set_cookie {
         // `sticky cookie`: the response's peer differs from the request's cookie.
         extra.push((b"Set-Cookie", c));

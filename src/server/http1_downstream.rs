@@ -206,10 +206,16 @@ impl Downstream for Http1Downstream<'_> {
         out.clear();
         match self.status {
             Some(s) => {
-                let _ = write!(out, "HTTP/1.1 {s} {}\r\n", respond::reason(s));
+                out.extend_from_slice(b"HTTP/1.1 ");
+                respond::push_status_code(&mut out, s);
+                out.push(b' ');
+                out.extend_from_slice(respond::reason(s).as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
             None => {
-                let _ = write!(out, "HTTP/1.1 {} ", head.status);
+                out.extend_from_slice(b"HTTP/1.1 ");
+                respond::push_status_code(&mut out, head.status);
+                out.push(b' ');
                 out.extend_from_slice(&resp.buf[head.reason.clone()]);
                 out.extend_from_slice(b"\r\n");
             }
