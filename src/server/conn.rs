@@ -899,9 +899,7 @@ async fn serve_pass<'f, 'a: 'f>(
                 server.primary_name
             ),
         );
-        let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-        handled.log = pass.log.take();
-        return handled;
+        return internal_error(ex, buf, head, settings, &mut pass).await;
     }
     pass.close |= !failure.keep;
     match to.first() {
@@ -915,10 +913,7 @@ async fn serve_pass<'f, 'a: 'f>(
                 },
             };
             let Ok(new_uri) = uri::normalize(path).map(std::borrow::Cow::into_owned) else {
-                let mut handled =
-                    answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                handled.log = pass.log.take();
-                return handled;
+                return internal_error(ex, buf, head, settings, &mut pass).await;
             };
             locals.set_args(args.to_vec());
             pass.route.redirect(new_uri);
@@ -942,10 +937,7 @@ async fn serve_pass<'f, 'a: 'f>(
                             info.remote, server.primary_name
                         ),
                     );
-                    let mut handled =
-                        answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-                    handled.log = pass.log.take();
-                    handled
+                    internal_error(ex, buf, head, settings, &mut pass).await
                 }
             }
         }
@@ -997,9 +989,7 @@ async fn redirect_as_get<'a>(
     buf.extend_from_slice(&bytes);
     let mut page_head = RequestHead::new();
     if !matches!(page_head.parse(buf), Ok(crate::http1::Parsed::Complete)) {
-        let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
-        handled.log = pass.log.take();
-        return handled;
+        return internal_error(ex, buf, head, settings, &mut pass).await;
     }
     drop_invalid_fields(ex, buf, &mut page_head);
     Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
@@ -1682,6 +1672,21 @@ fn body_in_buffer(buf: &[u8], head: &RequestHead) -> Option<usize> {
         BodyFraming::Length(n) if (buf.len() - head.head_len) as u64 >= n => Some(n as usize),
         _ => None,
     }
+}
+
+/// ferrolb's own 500 for a pass that cannot go on (an error page target that is no
+/// URI, a named location that does not exist, a redirect cycle), logged with the
+/// pass's access log line.
+async fn internal_error<'a>(
+    ex: &mut Exchange<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    settings: &LocSettings,
+    pass: &mut Pass<'a>,
+) -> Handled<'a> {
+    let mut handled = answer_local(ex.stream, buf, head, 500, None, settings, false).await;
+    handled.log = pass.log.take();
+    handled
 }
 
 /// Answers a request ferrolb handles itself (`return`, 404, errors): an error page, a
