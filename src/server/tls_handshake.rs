@@ -76,13 +76,14 @@ pub(super) async fn begin(
     };
     // A stop ends handshakes in progress: a client that connects and sends nothing
     // must not hold a graceful stop for the whole timeout.
-    let mut stop = worker.shared.stop_signal();
     // Boxed: the handshake's state is large, and a plain connection's task must not
     // carry room for it while it idles.
     let handshake = tokio::time::timeout(limit, Box::pin(accept(stream, pick)));
     let outcome = tokio::select! {
         r = handshake => r,
-        _ = stop.changed() => return None,
+        // `stopping` also sees a stop sent before this connection was accepted (a fresh
+        // `watch` receiver would wait for a further change: a 60 s handshake wait).
+        () = worker.shared.stopping() => return None,
     };
     let why = match outcome {
         Ok(Ok(Accepted::Tls(stream))) => {

@@ -100,7 +100,6 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
         .max_pending_accept_reset_streams(limits.streams as usize)
         .max_local_error_reset_streams(Some(limits.streams as usize))
         .max_concurrent_reset_streams(limits.streams as usize);
-    let mut stop = worker.shared.stop_signal();
     let mut reload = worker.shared.reload_signal();
     reload.borrow_and_update();
     let handshake =
@@ -121,7 +120,8 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
                 return;
             }
         },
-        _ = stop.changed() => return,
+        // `stopping` also sees a stop that came before this connection was accepted.
+        () = worker.shared.stopping() => return,
     };
     let opened = tokio::time::Instant::now();
     let mut served = 0u32;
@@ -142,8 +142,8 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 return flush_goaway(&mut conn).await;
             }
-            r = stop.changed(), if !going_away => {
-                if r.is_err() || *stop.borrow() == StopMode::Fast {
+            () = worker.shared.stopping(), if !going_away => {
+                if worker.shared.stop_mode() == StopMode::Fast {
                     conn.abrupt_shutdown(Reason::NO_ERROR);
                     return flush_goaway(&mut conn).await;
                 }
