@@ -13,8 +13,13 @@ use std::ops::{Deref, DerefMut};
 pub const HEAD_BUF: usize = 4 * 1024;
 /// Size of a body buffer: large bodies move in chunks of this size.
 pub const BODY_BUF: usize = 64 * 1024;
-/// Buffers kept per thread and class; beyond that they are freed.
-const MAX_FREE: usize = 64;
+/// Head buffers (and recycled parsed heads) kept per thread; beyond that they are
+/// freed. Every request in flight holds two or three of them, so the list must cover
+/// the concurrency a thread sees: at 256 connections a list of 64 sent a quarter of
+/// all instructions into the allocator (callgrind). 1,024 is at most 4 MiB a thread.
+const MAX_FREE_HEADS: usize = 1024;
+/// Body buffers kept per thread: one per response being relayed; at most 16 MiB.
+const MAX_FREE_BODIES: usize = 256;
 
 thread_local! {
     static FREE_HEAD: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -61,15 +66,15 @@ impl Drop for Buf {
         }
         let mut data = std::mem::take(&mut self.data);
         data.clear();
-        let list = if self.class == HEAD_BUF {
-            &FREE_HEAD
+        let (list, max) = if self.class == HEAD_BUF {
+            (&FREE_HEAD, MAX_FREE_HEADS)
         } else {
-            &FREE_BODY
+            (&FREE_BODY, MAX_FREE_BODIES)
         };
         // try_with: during thread teardown the free list may already be gone.
         let _ = list.try_with(|l| {
             let mut l = l.borrow_mut();
-            if l.len() < MAX_FREE {
+            if l.len() < max {
                 l.push(data);
             }
         });
@@ -100,7 +105,7 @@ impl<T: Default + 'static> Drop for Recycled<T> {
         if let Some(item) = self.item.take() {
             let _ = self.home.try_with(|l| {
                 let mut l = l.borrow_mut();
-                if l.len() < MAX_FREE {
+                if l.len() < MAX_FREE_HEADS {
                     l.push(item);
                 }
             });
