@@ -362,6 +362,7 @@ async fn buffer_small_body<D: Downstream>(
             _ => return Ok(f.head.expect_continue),
         };
         let before = cbuf.len();
+        cbuf.make_room(before + want);
         match client
             .read_body(cbuf, want, f.settings.client_body_timeout)
             .await
