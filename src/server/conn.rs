@@ -121,15 +121,6 @@ async fn serve(worker: &Worker, conn: &mut Started) {
     let mut idle_timeout = first;
     let mut header_timeout = first;
     let opened = tokio::time::Instant::now();
-    // The idle timer and the stop signal live as long as the connection, so a wait
-    // between two requests registers neither anew (a timer entry and a waiter each
-    // took a lock to add and another to remove, on every request). The timer is
-    // lazy: it may be armed earlier than the current idle deadline, and when it fires
-    // early it is re-armed; it is only moved when the deadline comes closer.
-    let idle_timer = tokio::time::sleep_until(opened + first);
-    tokio::pin!(idle_timer);
-    let stopping = worker.shared.stopping();
-    tokio::pin!(stopping);
 
     loop {
         // Wait for the next request without holding a buffer. Readiness can be
@@ -141,27 +132,14 @@ async fn serve(worker: &Worker, conn: &mut Started) {
             if worker.shared.stop_mode() != StopMode::Running {
                 return;
             }
-            let idle_deadline = tokio::time::Instant::now() + idle_timeout;
-            if idle_timer.deadline() > idle_deadline {
-                idle_timer.as_mut().reset(idle_deadline);
-            }
-            loop {
-                let readable = std::future::poll_fn(|cx| stream.poll_readable(cx));
-                tokio::select! {
-                    r = readable => {
-                        if r.is_err() {
-                            return;
-                        }
-                        break;
+            let readable = std::future::poll_fn(|cx| stream.poll_readable(cx));
+            tokio::select! {
+                r = tokio::time::timeout(idle_timeout, readable) => {
+                    if !matches!(r, Ok(Ok(()))) {
+                        return;
                     }
-                    () = &mut idle_timer => {
-                        if tokio::time::Instant::now() >= idle_deadline {
-                            return;
-                        }
-                        idle_timer.as_mut().reset(idle_deadline);
-                    }
-                    () = &mut stopping => return,
                 }
+                () = worker.shared.stopping() => return,
             }
             let mut b = Buf::head();
             match stream.try_read_buf(&mut (&mut *b).limit(HEAD_READ)) {
