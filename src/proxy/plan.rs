@@ -100,7 +100,7 @@ pub(super) struct Plan<'k> {
     /// Attempts allowed: `proxy_next_upstream_tries` capped by the group's peers.
     pub(super) max_tries: usize,
     /// `proxy_next_upstream_timeout` measured from here; zero is unlimited.
-    started: Instant,
+    pub(super) started: Instant,
     /// What the balancing method reads from the request.
     pub(super) pick: PickContext<'k>,
 }
