@@ -333,9 +333,7 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }),
-            Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.remote);
-            }
+            Var::RemoteAddr => self.remote.push_to(out),
             Var::RemotePort => {
                 // Empty for a Unix-socket client, as in nginx.
                 if let Some(port) = self.remote.port() {
@@ -348,7 +346,7 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                     out.extend_from_slice(b", ");
                 }
-                let _ = write!(out, "{}", self.remote);
+                self.remote.push_to(out);
             }
             Var::Scheme => out.extend_from_slice(self.scheme().as_bytes()),
             // nginx's `$server_addr` of a Unix listener is its `unix:/path`, and its
