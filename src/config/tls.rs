@@ -288,24 +288,63 @@ pub struct UpstreamTls {
 }
 
 /// `proxy_ssl_verify off` (nginx's default): the upstream's certificate is taken as
-/// it is. Its handshake signatures are checked when webpki can read the certificate;
-/// one it cannot read (an X.509 v1 certificate, which OpenSSL upstreams may present)
-/// is accepted as nginx accepts it: without verification, the certificate proves
-/// nothing either way.
+/// it is. Its handshake signatures are checked ([`verify_handshake_signature`], X.509
+/// v1 certificates included).
 #[derive(Debug)]
 pub struct NoUpstreamVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
-impl NoUpstreamVerify {
-    fn signature(
-        &self,
-        checked: Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        match checked {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_))) => {
-                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-            }
-            other => other,
-        }
+/// Checks a handshake signature (`CertificateVerify`, or TLS 1.2's key exchange) made
+/// with the key of `cert`. rustls reads the key through webpki, which refuses X.509 v1
+/// certificates (what `openssl ca` and `openssl x509 -req` make without extensions);
+/// OpenSSL takes them, so for one webpki cannot read the key is taken from the
+/// certificate's SubjectPublicKeyInfo as x509-cert parses it and the signature is
+/// still checked, with the algorithms the scheme allows (TLS 1.3: the first only).
+pub fn verify_handshake_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &rustls::DigitallySignedStruct,
+    algorithms: &rustls::crypto::WebPkiSupportedAlgorithms,
+    tls13: bool,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    use x509_cert::der::Decode;
+    let checked = if tls13 {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    } else {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    };
+    if rustls::server::ParsedCertificate::try_from(cert).is_ok() {
+        return checked;
+    }
+    let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|_| {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+    })?;
+    let key = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(bad)?;
+    let candidates = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algs)| *algs)
+        .ok_or(rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+        ))?;
+    let candidates = if tls13 {
+        &candidates[..candidates.len().min(1)]
+    } else {
+        candidates
+    };
+    if candidates
+        .iter()
+        .any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok())
+    {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    } else {
+        Err(bad())
     }
 }
 
@@ -327,12 +366,13 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.signature(rustls::crypto::verify_tls12_signature(
+        verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.signature_verification_algorithms,
-        ))
+            false,
+        )
     }
 
     fn verify_tls13_signature(
@@ -341,12 +381,13 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.signature(rustls::crypto::verify_tls13_signature(
+        verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.signature_verification_algorithms,
-        ))
+            true,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::default_provider;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
@@ -70,8 +70,12 @@ impl TlsOffer {
         };
         let mut config = builder.with_cert_resolver(Arc::new(PickCertificate::new(tls)));
         config.ignore_client_order = tls.prefer_server_ciphers;
+        let timeout_secs = tls.session_timeout.as_secs();
         config.session_storage = match tls.session_cache {
-            SessionCache::Entries(n) => ServerSessionMemoryCache::new(n),
+            SessionCache::Entries(n) => Arc::new(ExpiringSessions {
+                inner: ServerSessionMemoryCache::new(n),
+                secs: timeout_secs,
+            }),
             SessionCache::Off | SessionCache::None => Arc::new(NoServerSessionStorage {}),
         };
         if tls.session_tickets {
@@ -210,6 +214,55 @@ impl ProducesTickets for FileTicketKeys {
     }
 }
 
+/// Seconds since the epoch, as a session's birth time.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Prefixes a session's sealed state with its birth time.
+fn stamp(plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + plain.len());
+    out.extend_from_slice(&now_secs().to_be_bytes());
+    out.extend_from_slice(plain);
+    out
+}
+
+/// The state after the birth time, when the session is younger than `secs`
+/// (`ssl_session_timeout`: rustls itself lets a server resume a session of any age).
+fn unstamp(stamped: Vec<u8>, secs: u64) -> Option<Vec<u8>> {
+    let born = u64::from_be_bytes(stamped.get(..8)?.try_into().ok()?);
+    if now_secs().saturating_sub(born) > secs {
+        return None;
+    }
+    Some(stamped[8..].to_vec())
+}
+
+/// The session cache with `ssl_session_timeout` enforced.
+#[derive(Debug)]
+struct ExpiringSessions {
+    inner: Arc<ServerSessionMemoryCache>,
+    secs: u64,
+}
+
+impl rustls::server::StoresServerSessions for ExpiringSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, stamp(&value))
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.get(key)?, self.secs)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.take(key)?, self.secs)
+    }
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+/// Tickets that say `ssl_session_timeout` as their lifetime and are refused once
+/// older.
 #[derive(Debug)]
 struct TicketLifetime {
     keys: Arc<dyn ProducesTickets>,
@@ -224,10 +277,10 @@ impl ProducesTickets for TicketLifetime {
         self.secs
     }
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.keys.encrypt(plain)
+        self.keys.encrypt(&stamp(plain))
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.keys.decrypt(cipher)
+        unstamp(self.keys.decrypt(cipher)?, u64::from(self.secs))
     }
 }
 
@@ -447,11 +500,12 @@ impl ClientCertVerifier for AskClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
+        crate::config::tls::verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.provider.signature_verification_algorithms,
+            false,
         )
     }
 
@@ -461,11 +515,12 @@ impl ClientCertVerifier for AskClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
+        crate::config::tls::verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.provider.signature_verification_algorithms,
+            true,
         )
     }
 
@@ -475,6 +530,17 @@ impl ClientCertVerifier for AskClientCert {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// Bytes in a `$ssl_session_id` (as OpenSSL's session ids: 32).
+const SESSION_ID_LEN: usize = 32;
+
+/// A new session's identity for `$ssl_session_id`: random, so unlinkable across
+/// sessions.
+fn new_session_id() -> [u8; SESSION_ID_LEN] {
+    let mut id = [0u8; SESSION_ID_LEN];
+    rand::fill(&mut id[..]);
+    id
 }
 
 /// How a connection to a TLS listener began.
@@ -558,12 +624,30 @@ pub async fn accept(
         .map(|g| crate::config::tls::openssl_group_name(*g))
         .collect::<Vec<_>>()
         .join(":");
+    let ciphers = accepted
+        .client_hello()
+        .cipher_suites()
+        .iter()
+        .map(|&s| match crate::config::tls::openssl_name(s) {
+            "" => {
+                let n = u16::from(s);
+                format!("0x{:02x}{:02x}", n >> 8, n & 0xff)
+            }
+            name => name.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(":");
     let Some(offer) = pick(accepted.client_hello().server_name()) else {
         let _ = raw.try_write_vectored(&[std::io::IoSlice::new(&UNRECOGNIZED_NAME)]);
         return Err(HandshakeError::Rejected);
     };
+    let fresh_id = new_session_id();
     let mut conn = match accepted.into_connection(offer.config.clone()) {
-        Ok(c) => Connection::Server(c),
+        Ok(mut c) => {
+            // Sealed into the session (cache entry or ticket) this handshake makes.
+            c.set_resumption_data(&fresh_id);
+            Connection::Server(c)
+        }
         Err((e, mut alert)) => {
             let _ = alert.write(&mut Raw(&raw));
             return Err(HandshakeError::Tls(e));
@@ -572,6 +656,14 @@ pub async fn accept(
     complete_handshake(&raw, &mut conn).await?;
     let mut facts = TlsFacts::of(&conn);
     facts.curves = curves;
+    facts.ciphers = ciphers;
+    facts.session_id = match &conn {
+        Connection::Server(c) if facts.reused => c
+            .received_resumption_data()
+            .filter(|d| d.len() == SESSION_ID_LEN)
+            .map_or_else(|| fresh_id.to_vec(), <[u8]>::to_vec),
+        _ => fresh_id.to_vec(),
+    };
     if let Some(check) = &offer.client_check {
         facts.client_verify = check.verdict(conn.peer_certificates());
     }
