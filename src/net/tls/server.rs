@@ -580,30 +580,40 @@ const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 /// Runs the server handshake on `raw`: reads the ClientHello, asks `pick` for the
 /// offer of the server its SNI name (or none) selects, and completes the handshake
 /// with it; `None` from `pick` rejects the handshake with an `unrecognized_name`
-/// alert. The caller bounds the time.
+/// alert. `already`: bytes of the connection read before (behind a PROXY protocol
+/// header). The caller bounds the time.
 pub async fn accept(
     raw: Stream,
+    already: Vec<u8>,
     pick: impl FnOnce(Option<&str>) -> Option<TlsOffer>,
 ) -> Result<Accepted, HandshakeError> {
     let mut acceptor = Acceptor::default();
     let mut first_read = true;
+    let mut pending = Some(already).filter(|a| !a.is_empty());
     let accepted = loop {
-        raw.readable().await?;
         let mut chunk = [0u8; 4096];
-        let n = match raw.try_read(&mut chunk) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e.into()),
+        let read;
+        let bytes: &[u8] = if let Some(a) = pending.take() {
+            read = a;
+            &read
+        } else {
+            raw.readable().await?;
+            let n = match raw.try_read(&mut chunk) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            };
+            &chunk[..n]
         };
-        if std::mem::take(&mut first_read) && chunk[0] != 0x16 {
+        if std::mem::take(&mut first_read) && bytes[0] != 0x16 {
             // No TLS handshake record: a plain HTTP client.
             return Ok(Accepted::Plain {
                 stream: raw,
-                first: chunk[..n].to_vec(),
+                first: bytes.to_vec(),
             });
         }
-        let mut fed = &chunk[..n];
+        let mut fed = bytes;
         while !fed.is_empty() {
             acceptor.read_tls(&mut fed)?;
         }

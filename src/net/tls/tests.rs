@@ -104,7 +104,7 @@ async fn large_bodies_cross_tls_both_ways_and_the_end_is_seen() {
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let offer = server_offer();
-        let Ok(Accepted::Tls(s)) = accept(Stream::Tcp(tcp), |_| Some(offer)).await else {
+        let Ok(Accepted::Tls(s)) = accept(Stream::Tcp(tcp), Vec::new(), |_| Some(offer)).await else {
             panic!("no TLS handshake");
         };
         assert_eq!(s.tls_facts().expect("facts").protocol, "TLSv1.3");
@@ -148,7 +148,7 @@ async fn plain_http_on_a_tls_port_is_told_apart() {
         s
     });
     let (tcp, _) = listener.accept().await.expect("accept");
-    match accept(Stream::Tcp(tcp), |_| Some(server_offer())).await {
+    match accept(Stream::Tcp(tcp), Vec::new(), |_| Some(server_offer())).await {
         Ok(Accepted::Plain { first, .. }) => assert!(first.starts_with(b"GET / ")),
         other => panic!("{other:?}"),
     }
