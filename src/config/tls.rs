@@ -146,6 +146,9 @@ pub struct ServerTls {
     pub client_cas: Vec<CertificateDer<'static>>,
     /// `ssl_trusted_certificate`: more CAs trusted for client certificates, not sent.
     pub trusted_cas: Vec<CertificateDer<'static>>,
+    /// `ssl_verify_depth`: how many intermediate CAs may stand between a client
+    /// certificate and a trusted root. Default 1.
+    pub verify_depth: usize,
     /// `ssl_crl`: revocation lists checked for client certificates.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// `ssl_reject_handshake on`: handshakes that pick this server fail.

@@ -40,6 +40,7 @@ pub(super) struct TlsPartial {
     session_timeout: Option<Duration>,
     session_tickets: Option<bool>,
     verify_client: Option<VerifyClient>,
+    verify_depth: Option<usize>,
     client_certificate: Option<(PathBuf, Directive)>,
     trusted_certificate: Option<(PathBuf, Directive)>,
     crl: Option<(PathBuf, Directive)>,
@@ -69,6 +70,7 @@ impl TlsPartial {
             session_timeout,
             session_tickets,
             verify_client,
+            verify_depth,
             client_certificate,
             trusted_certificate,
             crl,
@@ -224,8 +226,8 @@ impl Validator<'_> {
                 }
             }
             "ssl_verify_depth" => {
-                super::values::number::<u32>(d, a0)?;
-                self.warn(d, "\"ssl_verify_depth\" is accepted and ignored: a client certificate chain of any length that reaches a trusted CA is accepted".to_owned());
+                let n = super::values::number::<u32>(d, a0)?;
+                once(&mut p.verify_depth, usize::try_from(n).unwrap_or(usize::MAX), d)?;
             }
             "ssl_early_data" => {
                 if flag(d)? {
@@ -390,6 +392,7 @@ impl Validator<'_> {
             None => Vec::new(),
         };
         Ok(Some(Arc::new(ServerTls {
+            verify_depth: p.verify_depth.unwrap_or(1),
             certificates,
             per_name_certificates,
             acme: acme_served,
@@ -518,9 +521,11 @@ pub(super) fn read_crls(
     d: &Directive,
     file: &Path,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    CertificateRevocationListDer::pem_file_iter(file)
+    let crls = CertificateRevocationListDer::pem_file_iter(file)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))
+        .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))?;
+    crate::config::tls_chain::check_crls(&crls).map_err(|why| file_error(d, file, "CRL", &why))?;
+    Ok(crls)
 }
 
 /// A path with its `$ssl_server_name` (the one variable certificate paths may hold)

@@ -13,16 +13,17 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     Acceptor, ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert,
-    ServerSessionMemoryCache, WebPkiClientVerifier,
+    ServerSessionMemoryCache,
 };
 use rustls::sign::CertifiedKey;
 use rustls::{
-    CertificateError, Connection, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    Connection, DigitallySignedStruct, DistinguishedName, RootCertStore,
     ServerConfig, SignatureAlgorithm, SignatureScheme,
 };
 
 use super::{complete_handshake, Raw, TlsFacts, TlsStream};
 use crate::config::tls::{ServerTls, SessionCache};
+use crate::config::tls_chain::ChainCheck;
 use crate::net::Stream;
 
 /// What a `server` block offers in a handshake.
@@ -397,7 +398,7 @@ impl ResolvesServerCert for PickCertificate {
 struct ClientCheck {
     /// The chain check against the configured CAs; `None` with `optional_no_ca` and
     /// no CA.
-    chain: Option<Arc<dyn ClientCertVerifier>>,
+    chain: Option<ChainCheck>,
     /// The names sent as acceptable CAs (`ssl_client_certificate`'s only).
     hints: Vec<DistinguishedName>,
     provider: Arc<CryptoProvider>,
@@ -406,27 +407,24 @@ struct ClientCheck {
 impl ClientCheck {
     fn new(tls: &ServerTls, provider: Arc<CryptoProvider>) -> Result<ClientCheck, BuildError> {
         let mut hint_store = RootCertStore::empty();
-        let mut roots = RootCertStore::empty();
         for ca in &tls.client_cas {
             hint_store
                 .add(ca.clone())
                 .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
-            roots
-                .add(ca.clone())
-                .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
         }
-        for ca in &tls.trusted_cas {
-            roots
-                .add(ca.clone())
-                .map_err(|e| BuildError(format!("ssl_trusted_certificate: {e}")))?;
-        }
+        let roots: Vec<_> = tls.client_cas.iter().chain(&tls.trusted_cas).cloned().collect();
         let chain = if roots.is_empty() {
             None
         } else {
-            let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .with_crls(tls.crls.clone());
-            Some(b.build().map_err(|e| BuildError(e.to_string()))?)
+            Some(
+                ChainCheck::new(
+                    &roots,
+                    &tls.crls,
+                    tls.verify_depth,
+                    provider.signature_verification_algorithms,
+                )
+                .map_err(BuildError)?,
+            )
         };
         // A CA listed twice is named once, as OpenSSL names it.
         let mut hints = hint_store.subjects();
@@ -447,22 +445,9 @@ impl ClientCheck {
         let Some(chain) = &self.chain else {
             return "FAILED:unable to get local issuer certificate".to_owned();
         };
-        match chain.verify_client_cert(end, intermediates, UnixTime::now()) {
-            Ok(_) => "SUCCESS".to_owned(),
-            Err(rustls::Error::InvalidCertificate(e)) => format!(
-                "FAILED:{}",
-                match e {
-                    CertificateError::UnknownIssuer => "unable to get local issuer certificate",
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. } =>
-                        "certificate has expired",
-                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } =>
-                        "certificate is not yet valid",
-                    CertificateError::Revoked => "certificate revoked",
-                    CertificateError::BadSignature => "certificate signature failure",
-                    _ => "unsupported certificate purpose",
-                }
-            ),
-            Err(e) => format!("FAILED:{e}"),
+        match chain.verify(end, intermediates, UnixTime::now()) {
+            Ok(()) => "SUCCESS".to_owned(),
+            Err(why) => format!("FAILED:{why}"),
         }
     }
 }

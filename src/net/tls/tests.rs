@@ -55,6 +55,7 @@ fn server_offer() -> TlsOffer {
         client_cas: Vec::new(),
         trusted_cas: Vec::new(),
         crls: Vec::new(),
+        verify_depth: 1,
         reject_handshake: false,
         span: crate::config::Span {
             file: Arc::new("t.conf".into()),
