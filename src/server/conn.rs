@@ -606,8 +606,20 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                 .await;
             }
         }
-        let mut handled =
-            answer_local(ex.stream, buf, head, refusal, None, &server.settings, false).await;
+        // Through the server's `add_header ... always`, as nginx's error page goes.
+        let locals = Locals::new(&rt.config.http);
+        let mut handled = standard_answer(
+            ex,
+            buf,
+            head,
+            Answer::Status(refusal),
+            &server.settings,
+            false,
+            &locals,
+            "",
+            server,
+        )
+        .await;
         // Logged as the status it is on the wire (nginx's 495-497 are internal codes).
         handled.status = respond::wire_status(refusal);
         return handled;
