@@ -368,6 +368,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("ssl_client_certificate", HTTP | SERVER, 1, 1),
     handled("ssl_trusted_certificate", HTTP | SERVER, 1, 1),
     handled("ssl_crl", HTTP | SERVER, 1, 1),
+    handled("ssl_password_file", HTTP | SERVER, 1, 1),
     handled("ssl_stapling", HTTP | SERVER, 1, 1),
     handled("ssl_stapling_file", HTTP | SERVER, 1, 1),
     handled("ssl_stapling_verify", HTTP | SERVER, 1, 1),
@@ -437,6 +438,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("proxy_ssl_ciphers", HSL, 1, 1),
     handled("proxy_ssl_session_reuse", HSL, 1, 1),
     handled("proxy_ssl_crl", HSL, 1, 1),
+    handled("proxy_ssl_password_file", HSL, 1, 1),
     ignored("client_body_buffer_size", HSL, BUFFERING),
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
     handled("large_client_header_buffers", HTTP | SERVER, 2, 2),
@@ -560,18 +562,10 @@ pub static DIRECTIVES: &[Spec] = &[
         "more_clear_headers",
         "headers-more is a third-party module: write proxy_hide_header NAME; for an upstream field",
     ),
-    unsupported(
-        "ssl_password_file",
-        "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",
-    ),
     unsupported("ssl_conf_command", "ferrolb's TLS is rustls, not OpenSSL"),
     unsupported(
         "proxy_ssl_conf_command",
         "ferrolb's TLS is rustls, not OpenSSL",
-    ),
-    unsupported(
-        "proxy_ssl_password_file",
-        "encrypted keys are not supported: decrypt the key (openssl pkey -in KEY -out PLAIN)",
     ),
     unsupported(
         "proxy_ssl_crl",

@@ -47,19 +47,80 @@ pub fn load_certified_key(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<CertifiedKey, CertLoadError> {
+    load_certified_key_with(cert, key, &[])
+}
+
+/// The passphrases of an `ssl_password_file`: one a line (trailing spaces, tabs and
+/// CRs cut off, as nginx does), tried in turn on an encrypted key.
+pub fn read_password_file(file: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    let text = std::fs::read(file)?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let end = line
+                .iter()
+                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .map_or(0, |i| i + 1);
+            line[..end].to_vec()
+        })
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// An `ENCRYPTED PRIVATE KEY` (PKCS#8, PBES2 as OpenSSL 3 writes it) opened with the
+/// first of `passwords` that fits.
+fn decrypt_key(
+    pem_text: &str,
+    passwords: &[Vec<u8>],
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+    use pkcs8::der::Decode as _;
+    let (label, doc) = pkcs8::SecretDocument::from_pem(pem_text).map_err(|e| e.to_string())?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(format!("unexpected PEM block \"{label}\""));
+    }
+    let info = pkcs8::EncryptedPrivateKeyInfo::from_der(doc.as_bytes()).map_err(|e| e.to_string())?;
+    if passwords.is_empty() {
+        return Err("the key is encrypted: give its passphrase with ssl_password_file".to_owned());
+    }
+    passwords
+        .iter()
+        .find_map(|p| info.decrypt(p).ok())
+        .map(|plain| {
+            rustls::pki_types::PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into())
+        })
+        .ok_or_else(|| "no passphrase in the password file decrypts it (bad decrypt)".to_owned())
+}
+
+/// [`load_certified_key`] with the passphrases of `ssl_password_file` for an
+/// encrypted key.
+pub fn load_certified_key_with(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    passwords: &[Vec<u8>],
+) -> Result<CertifiedKey, CertLoadError> {
     use rustls::pki_types::pem::{self, PemObject};
     use rustls::pki_types::PrivateKeyDer;
     let chain = read_certificates(cert).map_err(|why| CertLoadError::Certificate {
         path: cert.to_owned(),
         why,
     })?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| CertLoadError::Key {
+    let key_error = |why: String| CertLoadError::Key {
         path: key.to_owned(),
-        why: match e {
-            pem::Error::NoItemsFound => "no private key in the file (an encrypted key must be decrypted first: openssl pkey -in KEY -out KEY.plain)".to_owned(),
-            other => pem_error(&other),
-        },
-    })?;
+        why,
+    };
+    let text = std::fs::read_to_string(key).map_err(|e| key_error(e.to_string()))?;
+    let key_der = if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        decrypt_key(&text, passwords).map_err(key_error)?
+    } else if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(key_error("a legacy encrypted PEM key (Proc-Type: 4,ENCRYPTED) is not supported: convert it to PKCS#8 with openssl pkcs8 -topk8 -in KEY -out KEY.p8 (or openssl genrsa without -traditional)".to_owned()));
+    } else {
+        PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
+            key_error(match e {
+                pem::Error::NoItemsFound => "no private key in the file".to_owned(),
+                other => pem_error(&other),
+            })
+        })?
+    };
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
         CertLoadError::Key {
             path: key.to_owned(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ciphers::{select_ciphers, TLS13_SUITES};
-use super::tls::{file_error, load_pair, read_certs, read_crls};
+use super::tls::{file_error, load_pair, read_certs, read_crls, read_passwords};
 use super::values::{flag, invalid_value};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
@@ -25,6 +25,7 @@ pub(super) struct ProxySslPartial {
     ciphers: Option<Directive>,
     session_reuse: Option<bool>,
     crl: Option<(PathBuf, Directive)>,
+    password_file: Option<(PathBuf, Directive)>,
 }
 
 impl ProxySslPartial {
@@ -45,7 +46,8 @@ impl ProxySslPartial {
             protocols,
             ciphers,
             session_reuse,
-            crl
+            crl,
+            password_file
         )
     }
 }
@@ -62,6 +64,9 @@ impl Validator<'_> {
         let path = |v: &str| env.prefix.join(v);
         match d.name.as_str() {
             "proxy_ssl_verify" => once(&mut p.verify, flag(d)?, d)?,
+            "proxy_ssl_password_file" => {
+                once(&mut p.password_file, (path(a0), d.clone()), d)?
+            }
             "proxy_ssl_server_name" => once(&mut p.server_name, flag(d)?, d)?,
             "proxy_ssl_session_reuse" => once(&mut p.session_reuse, flag(d)?, d)?,
             "proxy_ssl_trusted_certificate" => {
@@ -212,7 +217,7 @@ impl Validator<'_> {
         };
         let mut config = match (&p.certificate, &p.certificate_key) {
             (Some((cert, cd)), Some((key, kd))) => {
-                let ck = load_pair(cd, cert, kd, key)?;
+                let ck = load_pair(cd, cert, kd, key, &read_passwords(&p.password_file)?)?;
                 builder
                     .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
             }

@@ -21,7 +21,7 @@ use crate::config::acme::AcmeCertificate;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::tls::{
-    load_certified_key, pem_error, read_certificates, CertLoadError, ServerTls, SessionCache,
+    load_certified_key_with, pem_error, read_password_file, read_certificates, CertLoadError, ServerTls, SessionCache,
     VerifyClient,
 };
 
@@ -44,6 +44,7 @@ pub(super) struct TlsPartial {
     client_certificate: Option<(PathBuf, Directive)>,
     trusted_certificate: Option<(PathBuf, Directive)>,
     crl: Option<(PathBuf, Directive)>,
+    password_file: Option<(PathBuf, Directive)>,
     stapling: Option<bool>,
     stapling_file: Option<(PathBuf, Directive)>,
     reject_handshake: Option<bool>,
@@ -74,6 +75,7 @@ impl TlsPartial {
             client_certificate,
             trusted_certificate,
             crl,
+            password_file,
             stapling,
             stapling_file,
             reject_handshake,
@@ -205,6 +207,7 @@ impl Validator<'_> {
                 once(&mut p.trusted_certificate, (path(a0), d.clone()), d)?
             }
             "ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
+            "ssl_password_file" => once(&mut p.password_file, (path(a0), d.clone()), d)?,
             "ssl_stapling" => once(&mut p.stapling, flag(d)?, d)?,
             "ssl_stapling_file" => once(&mut p.stapling_file, (path(a0), d.clone()), d)?,
             "ssl_stapling_verify" | "ssl_stapling_responder" => {
@@ -283,6 +286,7 @@ impl Validator<'_> {
         let mut certificates = Vec::with_capacity(certs.len());
         let mut per_name_certificates = Vec::new();
         let mut acme_served = None;
+        let passwords = read_passwords(&p.password_file)?;
         for (i, (cert_path, cd)) in certs.iter().enumerate() {
             let Some((key_path, kd)) = keys.get(i) else {
                 return Err(ConfigError::hinted(
@@ -323,7 +327,7 @@ impl Validator<'_> {
                 ));
                 continue;
             }
-            let mut ck = load_pair(cd, cert_path, kd, key_path)?;
+            let mut ck = load_pair(cd, cert_path, kd, key_path, &passwords)?;
             if let Some(ocsp) = &stapled {
                 ck.ocsp = Some(ocsp.clone());
             }
@@ -495,8 +499,9 @@ pub(super) fn load_pair(
     cert_path: &Path,
     kd: &Directive,
     key_path: &Path,
+    passwords: &[Vec<u8>],
 ) -> Result<CertifiedKey> {
-    load_certified_key(cert_path, key_path).map_err(|e| match e {
+    load_certified_key_with(cert_path, key_path, passwords).map_err(|e| match e {
         CertLoadError::Certificate { path, why } => file_error(cd, &path, "certificate", &why),
         CertLoadError::Key { path, why } => file_error(kd, &path, "certificate key", &why),
         mismatch @ CertLoadError::Mismatch { .. } => ConfigError::hinted(
@@ -505,6 +510,20 @@ pub(super) fn load_pair(
             "give each ssl_certificate_key right after its ssl_certificate",
         ),
     })
+}
+
+/// The passphrases of an `ssl_password_file` / `proxy_ssl_password_file` line; none
+/// without one.
+pub(super) fn read_passwords(slot: &Option<(PathBuf, Directive)>) -> Result<Vec<Vec<u8>>> {
+    match slot {
+        Some((file, d)) => read_password_file(file).map_err(|e| {
+            ConfigError::at(
+                &d.span,
+                format!("cannot open \"{}\": {e}", file.display()),
+            )
+        }),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Every certificate of a PEM file (at least one).
