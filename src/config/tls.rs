@@ -351,6 +351,74 @@ pub struct UpstreamTls {
     pub name: rustls::pki_types::ServerName<'static>,
 }
 
+/// `proxy_ssl_verify on`: the upstream's chain checked as OpenSSL checks it
+/// ([`super::tls_chain::ChainCheck`]: `proxy_ssl_trusted_certificate`,
+/// `proxy_ssl_verify_depth`, `proxy_ssl_crl`), and its name as nginx checks it
+/// ([`super::tls_chain::matches_host`]: subjectAltName, else commonName).
+#[derive(Debug)]
+pub struct UpstreamVerify {
+    /// The chain check.
+    pub chain: super::tls_chain::ChainCheck,
+    /// The signature algorithms.
+    pub provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.chain
+            .verify(end_entity, intermediates, now)
+            .map_err(|why| rustls::Error::General(format!("upstream SSL certificate verify error: ({why})")))?;
+        if !super::tls_chain::matches_host(end_entity, server_name) {
+            return Err(rustls::Error::General(format!(
+                "upstream SSL certificate does not match \"{}\"",
+                server_name.to_str()
+            )));
+        }
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+            false,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+            true,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// `proxy_ssl_verify off` (nginx's default): the upstream's certificate is taken as
 /// it is. Its handshake signatures are checked ([`verify_handshake_signature`], X.509
 /// v1 certificates included).

@@ -219,12 +219,22 @@ pub fn check_crls(crls: &[CertificateRevocationListDer<'_>]) -> Result<(), Strin
 /// `$ssl_client_verify` shows after `FAILED:`.
 pub type Refusal = &'static str;
 
+/// What the end certificate is for: an extended key usage must allow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A client certificate (`ssl_verify_client`): `clientAuth`.
+    Client,
+    /// An upstream's certificate (`proxy_ssl_verify`): `serverAuth`.
+    Server,
+}
+
 /// Trusted CAs, CRLs and the depth limit, ready to check chains.
 #[derive(Debug)]
 pub struct ChainCheck {
     trusted: Vec<Cert>,
     crls: Vec<Crl>,
     depth: usize,
+    purpose: Purpose,
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -235,6 +245,7 @@ impl ChainCheck {
         trusted: &[CertificateDer<'_>],
         crls: &[CertificateRevocationListDer<'_>],
         depth: usize,
+        purpose: Purpose,
         algs: WebPkiSupportedAlgorithms,
     ) -> Result<ChainCheck, String> {
         let trusted = trusted
@@ -249,6 +260,7 @@ impl ChainCheck {
             trusted,
             crls,
             depth,
+            purpose,
             algs,
         })
     }
@@ -273,16 +285,19 @@ impl ChainCheck {
             .collect();
         let chain = self.build(leaf, &presented)?;
         let mut last: Option<Refusal> = None;
-        // Extensions: issuers must be CAs; the client's certificate must be for clients.
+        // Extensions: issuers must be CAs; the end certificate must be for its purpose.
         for c in &chain[1..] {
             if !c.is_ca() {
                 last = Some("invalid CA certificate");
             }
         }
         if let Some(Some(eku)) = chain[0].extension::<ExtendedKeyUsage>() {
-            let client_auth = x509_cert::der::oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+            let wanted = x509_cert::der::oid::ObjectIdentifier::new_unwrap(match self.purpose {
+                Purpose::Client => "1.3.6.1.5.5.7.3.2",
+                Purpose::Server => "1.3.6.1.5.5.7.3.1",
+            });
             let any = x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.29.37.0");
-            if !eku.0.iter().any(|o| *o == client_auth || *o == any) {
+            if !eku.0.iter().any(|o| *o == wanted || *o == any) {
                 last = Some("unsupported certificate purpose");
             }
         }
@@ -375,4 +390,69 @@ impl ChainCheck {
         }
         Ok(())
     }
+}
+
+/// Whether an upstream's certificate is for `name`, as nginx checks it
+/// (`X509_check_host`): its DNS subjectAltNames (`*.` matching one leftmost label) or
+/// IP addresses, or with no DNS name among them, its subject's commonName.
+pub fn matches_host(end: &CertificateDer<'_>, name: &rustls::pki_types::ServerName<'_>) -> bool {
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    let Some(cert) = Cert::parse(end.as_ref()) else {
+        return false;
+    };
+    let wanted = match name {
+        rustls::pki_types::ServerName::DnsName(d) => d.as_ref().to_ascii_lowercase(),
+        rustls::pki_types::ServerName::IpAddress(ip) => {
+            let ip = std::net::IpAddr::from(*ip);
+            let octets = match ip {
+                std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+                std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            return match cert.extension::<SubjectAltName>() {
+                Some(Some(san)) => san.0.iter().any(|g| {
+                    matches!(g, GeneralName::IpAddress(a) if a.as_bytes() == octets.as_slice())
+                }),
+                _ => false,
+            };
+        }
+        _ => return false,
+    };
+    let dns_match = |pattern: &str| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(rest) => wanted
+                .split_once('.')
+                .is_some_and(|(label, tail)| !label.is_empty() && tail == rest),
+            None => pattern == wanted,
+        }
+    };
+    if let Some(Some(san)) = cert.extension::<SubjectAltName>() {
+        let dns: Vec<&str> = san
+            .0
+            .iter()
+            .filter_map(|g| match g {
+                GeneralName::DnsName(d) => Some(d.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !dns.is_empty() {
+            return dns.into_iter().any(dns_match);
+        }
+    }
+    let cn = x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+    cert.parsed.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()).any(|atv| {
+        atv.oid == cn
+            && atv
+                .value
+                .decode_as::<String>()
+                .ok()
+                .or_else(|| {
+                    atv.value
+                        .decode_as::<x509_cert::der::asn1::PrintableStringRef<'_>>()
+                        .ok()
+                        .map(|s| s.as_str().to_owned())
+                })
+                .is_some_and(|v| dns_match(&v))
+    })
 }

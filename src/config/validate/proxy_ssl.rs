@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ciphers::{select_ciphers, TLS13_SUITES};
-use super::tls::{file_error, load_pair, read_certs, read_crls, read_passwords};
+use super::tls::{load_pair, read_certs, read_crls, read_passwords};
 use super::values::{flag, invalid_value};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
@@ -26,6 +26,7 @@ pub(super) struct ProxySslPartial {
     session_reuse: Option<bool>,
     crl: Option<(PathBuf, Directive)>,
     password_file: Option<(PathBuf, Directive)>,
+    verify_depth: Option<usize>,
 }
 
 impl ProxySslPartial {
@@ -47,7 +48,8 @@ impl ProxySslPartial {
             ciphers,
             session_reuse,
             crl,
-            password_file
+            password_file,
+            verify_depth
         )
     }
 }
@@ -119,8 +121,8 @@ impl Validator<'_> {
             "proxy_ssl_ciphers" => once(&mut p.ciphers, d.clone(), d)?,
             "proxy_ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
             "proxy_ssl_verify_depth" => {
-                super::values::number::<u32>(d, a0)?;
-                self.warn(d, "\"proxy_ssl_verify_depth\" is accepted and ignored: a chain of any length that reaches a trusted CA is accepted".to_owned());
+                let n = super::values::number::<u32>(d, a0)?;
+                once(&mut p.verify_depth, usize::try_from(n).unwrap_or(usize::MAX), d)?;
             }
             other => unreachable_directive(d, other)?,
         }
@@ -186,22 +188,18 @@ impl Validator<'_> {
                     "name the CA that signs the upstream's certificate: proxy_ssl_trusted_certificate /etc/ssl/upstream-ca.pem;",
                 ));
             };
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in read_certs(d, file, "certificate")? {
-                roots
-                    .add(ca)
-                    .map_err(|e| file_error(d, file, "certificate", &e.to_string()))?;
-            }
+            let roots = read_certs(d, file, "certificate")?;
             let crls = match &p.crl {
                 Some((file, d)) => read_crls(d, file)?,
                 None => Vec::new(),
             };
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
+            let chain = crate::config::tls_chain::ChainCheck::new(
+                &roots,
+                &crls,
+                p.verify_depth.unwrap_or(1),
+                crate::config::tls_chain::Purpose::Server,
+                provider.signature_verification_algorithms,
             )
-            .with_crls(crls)
-            .build()
             .map_err(|e| {
                 let at = p.crl.as_ref().map_or(d, |(_, cd)| cd);
                 ConfigError::at(
@@ -209,7 +207,12 @@ impl Validator<'_> {
                     format!("the upstream's CAs or CRLs do not load: {e}"),
                 )
             })?;
-            builder.with_webpki_verifier(verifier)
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(crate::config::tls::UpstreamVerify {
+                    chain,
+                    provider: provider.clone(),
+                }))
         } else {
             builder
                 .dangerous()

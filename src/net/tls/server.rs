@@ -23,7 +23,7 @@ use rustls::{
 
 use super::{complete_handshake, Raw, TlsFacts, TlsStream};
 use crate::config::tls::{ServerTls, SessionCache};
-use crate::config::tls_chain::ChainCheck;
+use crate::config::tls_chain::{ChainCheck, Purpose};
 use crate::net::Stream;
 
 /// What a `server` block offers in a handshake.
@@ -421,6 +421,7 @@ impl ClientCheck {
                     &roots,
                     &tls.crls,
                     tls.verify_depth,
+                    Purpose::Client,
                     provider.signature_verification_algorithms,
                 )
                 .map_err(BuildError)?,
