@@ -64,7 +64,12 @@ impl Validator<'_> {
         let a0 = d.arg(0);
         let env = self.env;
         let path = |v: &str| env.prefix.join(v);
-        match d.name.as_str() {
+        // `uwsgi_ssl_*` are the same settings for `uwsgi_pass suwsgi://`.
+        let name = match d.name.strip_prefix("uwsgi_") {
+            Some(rest) => format!("proxy_{rest}"),
+            None => d.name.clone(),
+        };
+        match name.as_str() {
             "proxy_ssl_verify" => once(&mut p.verify, flag(d)?, d)?,
             "proxy_ssl_password_file" => {
                 once(&mut p.password_file, (path(a0), d.clone()), d)?
@@ -81,7 +86,7 @@ impl Validator<'_> {
                         format!("variables in \"{}\" are not supported yet", d.name),
                     ));
                 }
-                let slot = if d.name == "proxy_ssl_certificate" {
+                let slot = if name == "proxy_ssl_certificate" {
                     &mut p.certificate
                 } else {
                     &mut p.certificate_key
