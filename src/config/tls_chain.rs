@@ -228,6 +228,19 @@ pub enum Purpose {
     Server,
 }
 
+/// Whether a refusal only says the chain does not reach a trusted CA, which
+/// `ssl_verify_client optional_no_ca` forgives (nginx's `ngx_ssl_verify_error_optional`).
+pub fn is_missing_ca_error(why: &str) -> bool {
+    matches!(
+        why,
+        "self signed certificate"
+            | "self signed certificate in certificate chain"
+            | "unable to get local issuer certificate"
+            | "certificate not trusted"
+            | "unable to verify the first certificate"
+    )
+}
+
 /// Trusted CAs, CRLs and the depth limit, ready to check chains.
 #[derive(Debug)]
 pub struct ChainCheck {
@@ -348,9 +361,14 @@ impl ChainCheck {
                 .cloned();
             match issuer {
                 Some(i) => {
-                    // Leaf + `depth` intermediates + the root.
+                    // Leaf + `depth` intermediates + the root. OpenSSL 3 stops at a
+                    // trusted CA it may not go past as an issuer it cannot get.
                     if chain.len() >= self.depth.saturating_add(2) {
-                        return Err("certificate chain too long");
+                        return Err(if trusted_top {
+                            "unable to get issuer certificate"
+                        } else {
+                            "certificate chain too long"
+                        });
                     }
                     chain.push(i);
                 }
