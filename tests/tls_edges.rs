@@ -89,8 +89,10 @@ fn conf(pki: &Pki, ports: [u16; PORTS]) -> String {
     let p = |n: &str| pki.p(n);
     let verify = |port: u16, extra: &str| {
         format!(
-            "  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_verify_client optional_no_ca;\n    ssl_client_certificate {roots};\n    add_header X-Verify $ssl_client_verify always;\n    {extra}\n    location / {{ return 200 \"verify=$ssl_client_verify s_dn=$ssl_client_s_dn_legacy i_dn=$ssl_client_i_dn_legacy start=$ssl_client_v_start end=$ssl_client_v_end remain=$ssl_client_v_remain\\n\"; }}\n  }}\n",
+            "  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n    ssl_certificate_key {key};\n    ssl_verify_client optional_no_ca;\n    ssl_client_certificate {roots};\n    add_header X-Verify $ssl_client_verify always;\n    {extra}\n    location / {{ return 200 \"verify=$ssl_client_verify s_dn=$ssl_client_s_dn_legacy i_dn=$ssl_client_i_dn_legacy start=$ssl_client_v_start end=$ssl_client_v_end remain=$ssl_client_v_remain\\n\"; }}\n  }}\n",
             roots = p("root-int.crt"),
+            cert = p("localhost.crt"),
+            key = p("localhost.key"),
         )
     };
     format!(
@@ -98,9 +100,12 @@ fn conf(pki: &Pki, ports: [u16; PORTS]) -> String {
 http {{
   access_log off;
   default_type text/plain;
-  ssl_certificate {localhost};
-  ssl_certificate_key {localhost_key};
 {v0}{v1}{v2}{v3}{v4}
+  server {{
+    listen 127.0.0.1:{depth1} ssl;
+    server_name nocert.test;
+    ssl_verify_client on;
+  }}
   server {{
     listen 127.0.0.1:{secret} ssl;
     ssl_certificate {secret_crt};
@@ -110,6 +115,8 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{pp} ssl proxy_protocol;
+    ssl_certificate {localhost};
+    ssl_certificate_key {localhost_key};
     location / {{ return 200 "pp addr=$proxy_protocol_addr https=$https\n"; }}
   }}
   server {{
@@ -234,6 +241,13 @@ fn tls_edges_match_nginx() {
         }
     }
     cases.push(("no client certificate".into(), 2, "https", "/", Vec::new()));
+    cases.push((
+        "a server without a certificate, ssl_verify_client on, none sent".into(),
+        2,
+        "https",
+        "/",
+        vec!["-H".into(), "Host: nocert.test".into()],
+    ));
     cases.push(("encrypted key, ssl_password_file".into(), 6, "https", "/", Vec::new()));
     cases.push((
         "ssl proxy_protocol".into(),
@@ -272,6 +286,7 @@ fn tls_edges_match_nginx() {
         "ssl_crl empty.crl (root's only), client end: HTTP/1.1 400 Bad Request [x-verify FAILED:unable to get certificate CRL]",
         "ssl_crl empty-chain.crl, client end: HTTP/1.1 200 OK [x-verify SUCCESS] verify=SUCCESS",
         "encrypted key, ssl_password_file: HTTP/1.1 200 OK secret",
+        "a server without a certificate, ssl_verify_client on, none sent: HTTP/1.1 400 Bad Request",
         "ssl proxy_protocol: HTTP/1.1 200 OK pp addr=127.0.0.1",
         "upstream /empty-crl: HTTP/1.1 200 OK stub",
         "upstream /revoked: HTTP/1.1 502 Bad Gateway",

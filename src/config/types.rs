@@ -546,6 +546,10 @@ pub struct ServerConf {
     /// The `ssl_*` settings with their files read; `None` without `ssl_certificate`
     /// (and without `ssl_reject_handshake on`).
     pub tls: Option<Arc<crate::config::tls::ServerTls>>,
+    /// `ssl_verify_client` of this server, also of one without a certificate of its
+    /// own (whose requests come over the handshake the address's default server ran,
+    /// and are still checked by this setting, as nginx checks them). Default off.
+    pub verify_client: crate::config::tls::VerifyClient,
     /// Where the block starts.
     pub span: Span,
 }

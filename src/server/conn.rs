@@ -1254,7 +1254,7 @@ fn tls_refusal(
         return Some(497);
     }
     let facts = info.tls()?;
-    let verify = server.tls.as_ref()?.verify_client;
+    let verify = server.verify_client;
     if let Some(sni) = &facts.server_name {
         if verify.asks() && vhost::normalize_host(host.unwrap_or("")) != *sni && shared_address() {
             crate::log::emit(

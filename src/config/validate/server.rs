@@ -120,6 +120,7 @@ impl Validator<'_> {
             primary_name: primary_name.unwrap_or_default(),
             locations,
             settings: merged.finish(Action::Static, rewrite, &self.env.prefix),
+            verify_client: tls.verify_client(),
             tls: server_tls,
             span: d.span.clone(),
         })

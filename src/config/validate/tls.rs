@@ -97,6 +97,11 @@ impl TlsPartial {
             .map(|(_, d)| d)
     }
 
+    /// `ssl_verify_client` here or above; default off.
+    pub(super) fn verify_client(&self) -> VerifyClient {
+        self.verify_client.unwrap_or(VerifyClient::Off)
+    }
+
     /// Whether `ssl_reject_handshake on` is set.
     pub(super) fn rejects(&self) -> bool {
         self.reject_handshake == Some(true)
