@@ -349,6 +349,74 @@ pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
     /// `proxy_ssl_name`, default the host of `proxy_pass`.
     pub name: rustls::pki_types::ServerName<'static>,
+    /// `proxy_ssl_certificate` / `proxy_ssl_certificate_key` with variables: the pair
+    /// is evaluated per request and read then (`config` has no client certificate).
+    pub certificate_vars: Option<Arc<ClientCertificateVars>>,
+}
+
+/// A client certificate whose paths hold variables, read per request as nginx reads
+/// it, and kept by path (up to [`CLIENT_CERTIFICATES_KEPT`] pairs, until a reload).
+#[derive(Debug)]
+pub struct ClientCertificateVars {
+    /// The certificate's path.
+    pub cert: super::types::Template,
+    /// The key's path.
+    pub key: super::types::Template,
+    /// Relative paths are taken from here (the configuration prefix).
+    pub prefix: std::path::PathBuf,
+    /// `proxy_ssl_password_file`'s passphrases.
+    pub passwords: Vec<Vec<u8>>,
+    configs: std::sync::Mutex<std::collections::HashMap<(Vec<u8>, Vec<u8>), Arc<rustls::ClientConfig>>>,
+}
+
+/// How many evaluated certificate pairs [`ClientCertificateVars`] keeps.
+pub const CLIENT_CERTIFICATES_KEPT: usize = 64;
+
+impl ClientCertificateVars {
+    /// A pair of path templates.
+    pub fn new(
+        cert: super::types::Template,
+        key: super::types::Template,
+        prefix: std::path::PathBuf,
+        passwords: Vec<Vec<u8>>,
+    ) -> ClientCertificateVars {
+        ClientCertificateVars {
+            cert,
+            key,
+            prefix,
+            passwords,
+            configs: Default::default(),
+        }
+    }
+
+    /// The configuration for the evaluated paths: `base` with that certificate, or
+    /// `base` itself when the certificate path is empty (no certificate, as nginx).
+    pub fn config_for(
+        &self,
+        base: &Arc<rustls::ClientConfig>,
+        cert: &[u8],
+        key: &[u8],
+    ) -> Result<Arc<rustls::ClientConfig>, CertLoadError> {
+        if cert.is_empty() {
+            return Ok(base.clone());
+        }
+        let mut kept = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (cert.to_vec(), key.to_vec());
+        if let Some(c) = kept.get(&id) {
+            return Ok(c.clone());
+        }
+        let path = |b: &[u8]| self.prefix.join(String::from_utf8_lossy(b).as_ref());
+        let ck = load_certified_key_with(&path(cert), &path(key), &self.passwords)?;
+        let mut config = (**base).clone();
+        config.client_auth_cert_resolver =
+            Arc::new(rustls::sign::SingleCertAndKey::from(ck));
+        let config = Arc::new(config);
+        if kept.len() >= CLIENT_CERTIFICATES_KEPT {
+            kept.clear();
+        }
+        kept.insert(id, config.clone());
+        Ok(config)
+    }
 }
 
 /// `proxy_ssl_verify on`: the upstream's chain checked as OpenSSL checks it

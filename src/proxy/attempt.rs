@@ -389,7 +389,8 @@ async fn attempt<D: Downstream>(
     loop {
         let connect_started = Instant::now();
         let local = local_address(f, cbuf, peer);
-        let mut conn = acquire(f, peer, plan.idempotent, fresh_only, local)
+        let tls_config = upstream_tls_config(f, cbuf, peer).map_err(AttemptError::Connect)?;
+        let mut conn = acquire(f, peer, plan.idempotent, fresh_only, local, tls_config)
             .await
             .map_err(AttemptError::Connect)?;
         timing.0 = Some(connect_started.elapsed());
@@ -445,6 +446,38 @@ fn local_address(f: &Forward<'_>, cbuf: &[u8], peer: &Peer) -> Option<std::net::
     }
 }
 
+/// The TLS configuration for this request when `proxy_ssl_certificate` holds
+/// variables: evaluated, and read the first time (a file that does not load fails
+/// the attempt, logged as nginx logs it).
+fn upstream_tls_config(
+    f: &Forward<'_>,
+    cbuf: &[u8],
+    peer: &Peer,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, IoFailure> {
+    let Some(tls) = &f.pass.tls else {
+        return Ok(None);
+    };
+    let Some(vars) = &tls.certificate_vars else {
+        return Ok(None);
+    };
+    let v = super::request::vars(f, cbuf, Some(&peer.conf.addr));
+    let (cert, key) = (v.evaluated(&vars.cert), v.evaluated(&vars.key));
+    match vars.config_for(&tls.config, &cert, &key) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            crate::log::emit(
+                Level::Error,
+                Some(f.info.id),
+                format_args!("{e} while SSL handshaking to upstream"),
+            );
+            Err(IoFailure::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.to_string(),
+            )))
+        }
+    }
+}
+
 /// A connection to the peer: a pooled one when the upstream keeps any (checked for
 /// liveness before a non-idempotent request is written to it), else a new one.
 async fn acquire(
@@ -453,6 +486,7 @@ async fn acquire(
     idempotent: bool,
     fresh_only: bool,
     local: Option<std::net::SocketAddr>,
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<UpstreamConn, IoFailure> {
     // uWSGI closes after each answer; a pooled connection is an HTTP one.
     let pooled_kind = f.pass.protocol == UpstreamProtocol::Http;
@@ -485,7 +519,10 @@ async fn acquire(
     let connect = async {
         let raw = Stream::connect_from(&peer.conf.addr, local).await?;
         match &f.pass.tls {
-            Some(tls) => crate::net::tls::client::connect(raw, tls).await,
+            Some(tls) => {
+                let config = tls_config.unwrap_or_else(|| tls.config.clone());
+                crate::net::tls::client::connect_with(raw, tls, config).await
+            }
             None => Ok(raw),
         }
     };

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use super::ciphers::{select_ciphers, TLS13_SUITES};
 use super::tls::{load_pair, read_certs, read_crls, read_passwords};
-use super::values::{flag, invalid_value};
+use super::values::{flag, invalid_value, templ};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
-use crate::config::tls::{NoUpstreamVerify, UpstreamTls};
+use crate::config::tls::{ClientCertificateVars, NoUpstreamVerify, UpstreamTls};
 
 /// The `proxy_ssl_*` settings of one level (http, server, location); `None`: not set.
 #[derive(Debug, Clone, Default)]
@@ -80,18 +80,18 @@ impl Validator<'_> {
                 once(&mut p.trusted_certificate, (path(a0), d.clone()), d)?
             }
             "proxy_ssl_certificate" | "proxy_ssl_certificate_key" => {
-                if a0.contains('$') {
-                    return Err(ConfigError::at(
-                        &d.span,
-                        format!("variables in \"{}\" are not supported yet", d.name),
-                    ));
-                }
                 let slot = if name == "proxy_ssl_certificate" {
                     &mut p.certificate
                 } else {
                     &mut p.certificate_key
                 };
-                once(slot, (path(a0), d.clone()), d)?;
+                // With variables: kept as written, evaluated per request.
+                let value = if a0.contains('$') {
+                    PathBuf::from(a0)
+                } else {
+                    path(a0)
+                };
+                once(slot, (value, d.clone()), d)?;
             }
             "proxy_ssl_name" => {
                 let name = if a0 == "$proxy_host" { None } else { Some(a0) };
@@ -223,7 +223,19 @@ impl Validator<'_> {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(NoUpstreamVerify(provider)))
         };
+        let has_vars = |p: &PathBuf| p.to_string_lossy().contains('$');
+        let mut certificate_vars = None;
         let mut config = match (&p.certificate, &p.certificate_key) {
+            (Some((cert, cd)), Some((key, kd))) if has_vars(cert) || has_vars(key) => {
+                let t = |d: &Directive, p: &PathBuf| templ(d, &p.to_string_lossy(), &self.names);
+                certificate_vars = Some(Arc::new(ClientCertificateVars::new(
+                    t(cd, cert)?,
+                    t(kd, key)?,
+                    self.env.prefix.clone(),
+                    read_passwords(&p.password_file)?,
+                )));
+                builder.with_no_client_auth()
+            }
             (Some((cert, cd)), Some((key, kd))) => {
                 let ck = load_pair(cd, cert, kd, key, &read_passwords(&p.password_file)?)?;
                 builder
@@ -258,6 +270,7 @@ impl Validator<'_> {
         Ok(Arc::new(UpstreamTls {
             config: Arc::new(config),
             name,
+            certificate_vars,
         }))
     }
 }

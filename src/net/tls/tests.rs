@@ -77,6 +77,7 @@ fn client_tls() -> UpstreamTls {
     UpstreamTls {
         config: Arc::new(config),
         name: ServerName::try_from("localhost").expect("name"),
+        certificate_vars: None,
     }
 }
 
