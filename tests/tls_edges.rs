@@ -59,6 +59,8 @@ impl Pki {
             pki.sh("openssl genrsa -out secret.key -passout pass:secret -aes128 2048");
             pki.sh("openssl req -x509 -new -config openssl.conf -subj /CN=secret/ -key secret.key -passin pass:secret -out secret.crt");
             fs::write(pki.dir.join("passwords"), "wrong\nsecret\n").expect("passwords");
+            // nginx's workers read per-request client certificates as nobody.
+            pki.sh("chmod 0644 *.key");
             pki
         })
     }
@@ -82,10 +84,10 @@ impl Pki {
     }
 }
 
-const PORTS: usize = 9;
+const PORTS: usize = 10;
 
 fn conf(pki: &Pki, ports: [u16; PORTS]) -> String {
-    let [plain, depth0, depth1, crl_root, crl_empty, crl_chain, secret, pp, stub] = ports;
+    let [plain, depth0, depth1, crl_root, crl_empty, crl_chain, secret, pp, stub, verifier] = ports;
     let p = |n: &str| pki.p(n);
     let verify = |port: u16, extra: &str| {
         format!(
@@ -126,6 +128,14 @@ http {{
     location / {{ return 200 "stub\n"; }}
   }}
   server {{
+    listen 127.0.0.1:{verifier} ssl;
+    ssl_certificate {int_crt};
+    ssl_certificate_key {int_key};
+    ssl_verify_client optional_no_ca;
+    ssl_trusted_certificate {root_int};
+    location / {{ return 200 "upstream saw $ssl_client_verify $ssl_client_s_dn\n"; }}
+  }}
+  server {{
     listen 127.0.0.1:{plain};
     proxy_ssl_verify on;
     proxy_ssl_trusted_certificate {root};
@@ -145,6 +155,13 @@ http {{
     location /wrong-name {{
       proxy_pass https://127.0.0.1:{stub}/;
       proxy_ssl_name other;
+    }}
+    location /vars {{
+      proxy_pass https://127.0.0.1:{verifier}/;
+      proxy_ssl_verify off;
+      proxy_ssl_certificate {dir}/$arg_c.crt;
+      proxy_ssl_certificate_key {dir}/$arg_c.key;
+      proxy_ssl_password_file {passwords};
     }}
     location /suwsgi {{
       uwsgi_pass suwsgi://127.0.0.1:{stub};
@@ -178,6 +195,8 @@ http {{
         root = p("root.crt"),
         empty_crl = p("empty.crl"),
         root_crl = p("root.crl"),
+        root_int = p("root-int.crt"),
+        dir = pki.dir.display(),
     )
 }
 
@@ -256,7 +275,7 @@ fn tls_edges_match_nginx() {
         "/",
         vec!["--haproxy-protocol".into()],
     ));
-    for path in ["/empty-crl", "/revoked", "/wrong-name", "/suwsgi", "/suwsgi-untrusted"] {
+    for path in ["/vars?c=end", "/vars?c=localhost", "/vars?c=secret", "/vars?c=missing", "/empty-crl", "/revoked", "/wrong-name", "/suwsgi", "/suwsgi-untrusted"] {
         cases.push((format!("upstream {path}"), 0, "http", path, Vec::new()));
     }
 
@@ -289,6 +308,8 @@ fn tls_edges_match_nginx() {
         "a server without a certificate, ssl_verify_client on, none sent: HTTP/1.1 400 Bad Request",
         "ssl proxy_protocol: HTTP/1.1 200 OK pp addr=127.0.0.1",
         "upstream /empty-crl: HTTP/1.1 200 OK stub",
+        "upstream /vars?c=end: HTTP/1.1 200 OK upstream saw SUCCESS CN=end",
+        "upstream /vars?c=missing: HTTP/1.1 500 Internal Server Error",
         "upstream /revoked: HTTP/1.1 502 Bad Gateway",
         "upstream /wrong-name: HTTP/1.1 502 Bad Gateway",
         "upstream /suwsgi-untrusted: HTTP/1.1 502 Bad Gateway",

@@ -233,8 +233,8 @@ pub enum Purpose {
 pub fn is_missing_ca_error(why: &str) -> bool {
     matches!(
         why,
-        "self signed certificate"
-            | "self signed certificate in certificate chain"
+        "self-signed certificate"
+            | "self-signed certificate in certificate chain"
             | "unable to get local issuer certificate"
             | "certificate not trusted"
             | "unable to verify the first certificate"
@@ -374,10 +374,10 @@ impl ChainCheck {
                 }
                 None if trusted_top => return Err("unable to get issuer certificate"),
                 None if top.self_issued() && chain.len() == 1 => {
-                    return Err("self signed certificate")
+                    return Err("self-signed certificate")
                 }
                 None if top.self_issued() => {
-                    return Err("self signed certificate in certificate chain")
+                    return Err("self-signed certificate in certificate chain")
                 }
                 None if chain.len() == 1 => {
                     return Err("unable to get local issuer certificate")

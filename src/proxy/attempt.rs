@@ -389,7 +389,7 @@ async fn attempt<D: Downstream>(
     loop {
         let connect_started = Instant::now();
         let local = local_address(f, cbuf, peer);
-        let tls_config = upstream_tls_config(f, cbuf, peer).map_err(AttemptError::Connect)?;
+        let tls_config = upstream_tls_config(f, cbuf, peer)?;
         let mut conn = acquire(f, peer, plan.idempotent, fresh_only, local, tls_config)
             .await
             .map_err(AttemptError::Connect)?;
@@ -447,13 +447,13 @@ fn local_address(f: &Forward<'_>, cbuf: &[u8], peer: &Peer) -> Option<std::net::
 }
 
 /// The TLS configuration for this request when `proxy_ssl_certificate` holds
-/// variables: evaluated, and read the first time (a file that does not load fails
-/// the attempt, logged as nginx logs it).
+/// variables: evaluated, and read the first time. A file that does not load ends
+/// the request with 500, as nginx's does (no other peer is tried).
 fn upstream_tls_config(
     f: &Forward<'_>,
     cbuf: &[u8],
     peer: &Peer,
-) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, IoFailure> {
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, AttemptError> {
     let Some(tls) = &f.pass.tls else {
         return Ok(None);
     };
@@ -462,20 +462,12 @@ fn upstream_tls_config(
     };
     let v = super::request::vars(f, cbuf, Some(&peer.conf.addr));
     let (cert, key) = (v.evaluated(&vars.cert), v.evaluated(&vars.key));
-    match vars.config_for(&tls.config, &cert, &key) {
-        Ok(c) => Ok(Some(c)),
-        Err(e) => {
-            crate::log::emit(
-                Level::Error,
-                Some(f.info.id),
-                format_args!("{e} while SSL handshaking to upstream"),
-            );
-            Err(IoFailure::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                e.to_string(),
-            )))
-        }
-    }
+    vars.config_for(&tls.config, &cert, &key)
+        .map(Some)
+        .map_err(|e| AttemptError::Client {
+            status: 500,
+            why: format!("{e} while connecting to upstream"),
+        })
 }
 
 /// A connection to the peer: a pooled one when the upstream keeps any (checked for
