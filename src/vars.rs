@@ -541,8 +541,12 @@ impl RequestVars<'_> {
             | Var::SslClientVRemain => {
                 if let Some(c) = self.tls.and_then(|t| t.client_cert.as_deref()) {
                     match var {
-                        Var::SslClientSDnLegacy => out.extend_from_slice(c.subject_legacy.as_bytes()),
-                        Var::SslClientIDnLegacy => out.extend_from_slice(c.issuer_legacy.as_bytes()),
+                        Var::SslClientSDnLegacy => {
+                            out.extend_from_slice(c.subject_legacy.as_bytes())
+                        }
+                        Var::SslClientIDnLegacy => {
+                            out.extend_from_slice(c.issuer_legacy.as_bytes())
+                        }
                         Var::SslClientVStart => c.write_time(c.not_before, out),
                         Var::SslClientVEnd => c.write_time(c.not_after, out),
                         Var::SslClientVRemain => {

@@ -184,9 +184,18 @@ http {{
         localhost_key = p("localhost.key"),
         v0 = verify(depth0, "ssl_verify_depth 0;"),
         v1 = verify(depth1, ""),
-        v2 = verify(crl_root, &format!("ssl_verify_depth 2; ssl_crl {};", p("root.crl"))),
-        v3 = verify(crl_empty, &format!("ssl_verify_depth 2; ssl_crl {};", p("empty.crl"))),
-        v4 = verify(crl_chain, &format!("ssl_verify_depth 2; ssl_crl {};", p("empty-chain.crl"))),
+        v2 = verify(
+            crl_root,
+            &format!("ssl_verify_depth 2; ssl_crl {};", p("root.crl"))
+        ),
+        v3 = verify(
+            crl_empty,
+            &format!("ssl_verify_depth 2; ssl_crl {};", p("empty.crl"))
+        ),
+        v4 = verify(
+            crl_chain,
+            &format!("ssl_verify_depth 2; ssl_crl {};", p("empty-chain.crl"))
+        ),
         secret_crt = p("secret.crt"),
         secret_key = p("secret.key"),
         passwords = p("passwords"),
@@ -251,12 +260,28 @@ fn tls_edges_match_nginx() {
     let mut cases: Vec<(String, usize, &str, &str, Vec<String>)> = Vec::new();
     for (port, what) in [(1, "depth 0"), (2, "depth 1 (default)")] {
         for client in ["root", "int", "end"] {
-            cases.push((format!("{what}, client {client}"), port, "https", "/", cert(client)));
+            cases.push((
+                format!("{what}, client {client}"),
+                port,
+                "https",
+                "/",
+                cert(client),
+            ));
         }
     }
-    for (port, what) in [(3, "root.crl (int revoked)"), (4, "empty.crl (root's only)"), (5, "empty-chain.crl")] {
+    for (port, what) in [
+        (3, "root.crl (int revoked)"),
+        (4, "empty.crl (root's only)"),
+        (5, "empty-chain.crl"),
+    ] {
         for client in ["int", "end"] {
-            cases.push((format!("ssl_crl {what}, client {client}"), port, "https", "/", cert(client)));
+            cases.push((
+                format!("ssl_crl {what}, client {client}"),
+                port,
+                "https",
+                "/",
+                cert(client),
+            ));
         }
     }
     cases.push(("no client certificate".into(), 2, "https", "/", Vec::new()));
@@ -267,7 +292,13 @@ fn tls_edges_match_nginx() {
         "/",
         vec!["-H".into(), "Host: nocert.test".into()],
     ));
-    cases.push(("encrypted key, ssl_password_file".into(), 6, "https", "/", Vec::new()));
+    cases.push((
+        "encrypted key, ssl_password_file".into(),
+        6,
+        "https",
+        "/",
+        Vec::new(),
+    ));
     cases.push((
         "ssl proxy_protocol".into(),
         7,
@@ -275,7 +306,17 @@ fn tls_edges_match_nginx() {
         "/",
         vec!["--haproxy-protocol".into()],
     ));
-    for path in ["/vars?c=end", "/vars?c=localhost", "/vars?c=secret", "/vars?c=missing", "/empty-crl", "/revoked", "/wrong-name", "/suwsgi", "/suwsgi-untrusted"] {
+    for path in [
+        "/vars?c=end",
+        "/vars?c=localhost",
+        "/vars?c=secret",
+        "/vars?c=missing",
+        "/empty-crl",
+        "/revoked",
+        "/wrong-name",
+        "/suwsgi",
+        "/suwsgi-untrusted",
+    ] {
         cases.push((format!("upstream {path}"), 0, "http", path, Vec::new()));
     }
 

@@ -78,16 +78,15 @@ fn decrypt_key(
     if label != "ENCRYPTED PRIVATE KEY" {
         return Err(format!("unexpected PEM block \"{label}\""));
     }
-    let info = pkcs8::EncryptedPrivateKeyInfo::from_der(doc.as_bytes()).map_err(|e| e.to_string())?;
+    let info =
+        pkcs8::EncryptedPrivateKeyInfo::from_der(doc.as_bytes()).map_err(|e| e.to_string())?;
     if passwords.is_empty() {
         return Err("the key is encrypted: give its passphrase with ssl_password_file".to_owned());
     }
     passwords
         .iter()
         .find_map(|p| info.decrypt(p).ok())
-        .map(|plain| {
-            rustls::pki_types::PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into())
-        })
+        .map(|plain| rustls::pki_types::PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
         .ok_or_else(|| "no passphrase in the password file decrypts it (bad decrypt)".to_owned())
 }
 
@@ -366,8 +365,11 @@ pub struct ClientCertificateVars {
     pub prefix: std::path::PathBuf,
     /// `proxy_ssl_password_file`'s passphrases.
     pub passwords: Vec<Vec<u8>>,
-    configs: std::sync::Mutex<std::collections::HashMap<(Vec<u8>, Vec<u8>), Arc<rustls::ClientConfig>>>,
+    configs: std::sync::Mutex<ConfigsByPath>,
 }
+
+/// Client configurations by evaluated (certificate, key) paths.
+type ConfigsByPath = std::collections::HashMap<(Vec<u8>, Vec<u8>), Arc<rustls::ClientConfig>>;
 
 /// How many evaluated certificate pairs [`ClientCertificateVars`] keeps.
 pub const CLIENT_CERTIFICATES_KEPT: usize = 64;
@@ -408,8 +410,7 @@ impl ClientCertificateVars {
         let path = |b: &[u8]| self.prefix.join(String::from_utf8_lossy(b).as_ref());
         let ck = load_certified_key_with(&path(cert), &path(key), &self.passwords)?;
         let mut config = (**base).clone();
-        config.client_auth_cert_resolver =
-            Arc::new(rustls::sign::SingleCertAndKey::from(ck));
+        config.client_auth_cert_resolver = Arc::new(rustls::sign::SingleCertAndKey::from(ck));
         let config = Arc::new(config);
         if kept.len() >= CLIENT_CERTIFICATES_KEPT {
             kept.clear();
@@ -442,7 +443,9 @@ impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         self.chain
             .verify(end_entity, intermediates, now)
-            .map_err(|why| rustls::Error::General(format!("upstream SSL certificate verify error: ({why})")))?;
+            .map_err(|why| {
+                rustls::Error::General(format!("upstream SSL certificate verify error: ({why})"))
+            })?;
         if !super::tls_chain::matches_host(end_entity, server_name) {
             return Err(rustls::Error::General(format!(
                 "upstream SSL certificate does not match \"{}\"",
@@ -483,7 +486,9 @@ impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -516,9 +521,8 @@ pub fn verify_handshake_signature(
         return checked;
     }
     let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
-    let parsed = x509_cert::Certificate::from_der(cert.as_ref()).map_err(|_| {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-    })?;
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
     let key = parsed
         .tbs_certificate
         .subject_public_key_info

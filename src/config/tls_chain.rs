@@ -263,7 +263,9 @@ impl ChainCheck {
     ) -> Result<ChainCheck, String> {
         let trusted = trusted
             .iter()
-            .map(|c| Cert::parse(c.as_ref()).ok_or_else(|| "a CA certificate does not parse".to_owned()))
+            .map(|c| {
+                Cert::parse(c.as_ref()).ok_or_else(|| "a CA certificate does not parse".to_owned())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let crls = crls
             .iter()
@@ -357,7 +359,9 @@ impl ChainCheck {
                 .trusted
                 .iter()
                 .chain(presented)
-                .find(|c| c.subject == top.issuer && c.der != top.der && top.signed_by(c, &self.algs))
+                .find(|c| {
+                    c.subject == top.issuer && c.der != top.der && top.signed_by(c, &self.algs)
+                })
                 .cloned();
             match issuer {
                 Some(i) => {
@@ -379,9 +383,7 @@ impl ChainCheck {
                 None if top.self_issued() => {
                     return Err("self-signed certificate in certificate chain")
                 }
-                None if chain.len() == 1 => {
-                    return Err("unable to get local issuer certificate")
-                }
+                None if chain.len() == 1 => return Err("unable to get local issuer certificate"),
                 None => return Err("unable to get local issuer certificate"),
             }
         }
@@ -428,9 +430,9 @@ pub fn matches_host(end: &CertificateDer<'_>, name: &rustls::pki_types::ServerNa
                 std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
             };
             return match cert.extension::<SubjectAltName>() {
-                Some(Some(san)) => san.0.iter().any(|g| {
-                    matches!(g, GeneralName::IpAddress(a) if a.as_bytes() == octets.as_slice())
-                }),
+                Some(Some(san)) => san.0.iter().any(
+                    |g| matches!(g, GeneralName::IpAddress(a) if a.as_bytes() == octets.as_slice()),
+                ),
                 _ => false,
             };
         }
@@ -459,18 +461,24 @@ pub fn matches_host(end: &CertificateDer<'_>, name: &rustls::pki_types::ServerNa
         }
     }
     let cn = x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
-    cert.parsed.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()).any(|atv| {
-        atv.oid == cn
-            && atv
-                .value
-                .decode_as::<String>()
-                .ok()
-                .or_else(|| {
-                    atv.value
-                        .decode_as::<x509_cert::der::asn1::PrintableStringRef<'_>>()
-                        .ok()
-                        .map(|s| s.as_str().to_owned())
-                })
-                .is_some_and(|v| dns_match(&v))
-    })
+    cert.parsed
+        .tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .any(|atv| {
+            atv.oid == cn
+                && atv
+                    .value
+                    .decode_as::<String>()
+                    .ok()
+                    .or_else(|| {
+                        atv.value
+                            .decode_as::<x509_cert::der::asn1::PrintableStringRef<'_>>()
+                            .ok()
+                            .map(|s| s.as_str().to_owned())
+                    })
+                    .is_some_and(|v| dns_match(&v))
+        })
 }

@@ -1278,9 +1278,8 @@ fn tls_refusal(
         // `optional_no_ca` forgives only a missing or untrusted CA (nginx's
         // `ngx_ssl_verify_error_optional`): a revoked or expired certificate still fails.
         (VerifyClient::OptionalNoCa, v)
-            if v.strip_prefix("FAILED:").is_some_and(|why| {
-                !crate::config::tls_chain::is_missing_ca_error(why)
-            }) =>
+            if v.strip_prefix("FAILED:")
+                .is_some_and(|why| !crate::config::tls_chain::is_missing_ca_error(why)) =>
         {
             (
                 495,

@@ -78,7 +78,10 @@ pub(super) async fn begin(
     // must not hold a graceful stop for the whole timeout.
     // Boxed: the handshake's state is large, and a plain connection's task must not
     // carry room for it while it idles.
-    let handshake = tokio::time::timeout(limit, Box::pin(accept(stream, first.unwrap_or_default(), pick)));
+    let handshake = tokio::time::timeout(
+        limit,
+        Box::pin(accept(stream, first.unwrap_or_default(), pick)),
+    );
     let outcome = tokio::select! {
         r = handshake => r,
         // `stopping` also sees a stop sent before this connection was accepted (a fresh

@@ -71,9 +71,7 @@ impl Validator<'_> {
         };
         match name.as_str() {
             "proxy_ssl_verify" => once(&mut p.verify, flag(d)?, d)?,
-            "proxy_ssl_password_file" => {
-                once(&mut p.password_file, (path(a0), d.clone()), d)?
-            }
+            "proxy_ssl_password_file" => once(&mut p.password_file, (path(a0), d.clone()), d)?,
             "proxy_ssl_server_name" => once(&mut p.server_name, flag(d)?, d)?,
             "proxy_ssl_session_reuse" => once(&mut p.session_reuse, flag(d)?, d)?,
             "proxy_ssl_trusted_certificate" => {
@@ -127,7 +125,11 @@ impl Validator<'_> {
             "proxy_ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
             "proxy_ssl_verify_depth" => {
                 let n = super::values::number::<u32>(d, a0)?;
-                once(&mut p.verify_depth, usize::try_from(n).unwrap_or(usize::MAX), d)?;
+                once(
+                    &mut p.verify_depth,
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                    d,
+                )?;
             }
             other => unreachable_directive(d, other)?,
         }

@@ -21,8 +21,8 @@ use crate::config::acme::AcmeCertificate;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::tls::{
-    load_certified_key_with, pem_error, read_password_file, read_certificates, CertLoadError, ServerTls, SessionCache,
-    VerifyClient,
+    load_certified_key_with, pem_error, read_certificates, read_password_file, CertLoadError,
+    ServerTls, SessionCache, VerifyClient,
 };
 
 /// The `ssl_*` settings of one level; `None`: not set here.
@@ -235,7 +235,11 @@ impl Validator<'_> {
             }
             "ssl_verify_depth" => {
                 let n = super::values::number::<u32>(d, a0)?;
-                once(&mut p.verify_depth, usize::try_from(n).unwrap_or(usize::MAX), d)?;
+                once(
+                    &mut p.verify_depth,
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                    d,
+                )?;
             }
             "ssl_early_data" => {
                 if flag(d)? {
@@ -522,10 +526,7 @@ pub(super) fn load_pair(
 pub(super) fn read_passwords(slot: &Option<(PathBuf, Directive)>) -> Result<Vec<Vec<u8>>> {
     match slot {
         Some((file, d)) => read_password_file(file).map_err(|e| {
-            ConfigError::at(
-                &d.span,
-                format!("cannot open \"{}\": {e}", file.display()),
-            )
+            ConfigError::at(&d.span, format!("cannot open \"{}\": {e}", file.display()))
         }),
         None => Ok(Vec::new()),
     }

@@ -17,8 +17,8 @@ use rustls::server::{
 };
 use rustls::sign::CertifiedKey;
 use rustls::{
-    Connection, DigitallySignedStruct, DistinguishedName, RootCertStore,
-    ServerConfig, SignatureAlgorithm, SignatureScheme,
+    Connection, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureAlgorithm, SignatureScheme,
 };
 
 use super::{complete_handshake, Raw, TlsFacts, TlsStream};
@@ -412,7 +412,12 @@ impl ClientCheck {
                 .add(ca.clone())
                 .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
         }
-        let roots: Vec<_> = tls.client_cas.iter().chain(&tls.trusted_cas).cloned().collect();
+        let roots: Vec<_> = tls
+            .client_cas
+            .iter()
+            .chain(&tls.trusted_cas)
+            .cloned()
+            .collect();
         let chain = if roots.is_empty() {
             None
         } else {

@@ -106,7 +106,8 @@ async fn large_bodies_cross_tls_both_ways_and_the_end_is_seen() {
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let offer = server_offer();
-        let Ok(Accepted::Tls(s)) = accept(Stream::Tcp(tcp), Vec::new(), |_| Some(offer)).await else {
+        let Ok(Accepted::Tls(s)) = accept(Stream::Tcp(tcp), Vec::new(), |_| Some(offer)).await
+        else {
             panic!("no TLS handshake");
         };
         assert_eq!(s.tls_facts().expect("facts").protocol, "TLSv1.3");
