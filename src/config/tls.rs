@@ -420,16 +420,38 @@ impl ClientCertificateVars {
     }
 }
 
-/// `proxy_ssl_verify on`: the upstream's chain checked as OpenSSL checks it
-/// ([`super::tls_chain::ChainCheck`]: `proxy_ssl_trusted_certificate`,
-/// `proxy_ssl_verify_depth`, `proxy_ssl_crl`), and its name as nginx checks it
-/// ([`super::tls_chain::matches_host`]: subjectAltName, else commonName).
+/// How the upstream's certificate is checked. `proxy_ssl_verify on` ([`UpstreamVerify::on`]):
+/// its chain as OpenSSL checks it ([`super::tls_chain::ChainCheck`]:
+/// `proxy_ssl_trusted_certificate`, `proxy_ssl_verify_depth`, `proxy_ssl_crl`), and its
+/// name as nginx checks it ([`super::tls_chain::matches_host`]: subjectAltName, else
+/// commonName). `off` (nginx's default, [`UpstreamVerify::off`]): the certificate is
+/// taken as it is. Handshake signatures are checked either way
+/// ([`verify_handshake_signature`], X.509 v1 certificates included).
 #[derive(Debug)]
 pub struct UpstreamVerify {
-    /// The chain check.
-    pub chain: super::tls_chain::ChainCheck,
-    /// The signature algorithms.
-    pub provider: Arc<rustls::crypto::CryptoProvider>,
+    chain: Option<super::tls_chain::ChainCheck>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl UpstreamVerify {
+    /// `proxy_ssl_verify on` with this chain check.
+    pub fn on(
+        chain: super::tls_chain::ChainCheck,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> UpstreamVerify {
+        UpstreamVerify {
+            chain: Some(chain),
+            provider,
+        }
+    }
+
+    /// `proxy_ssl_verify off`.
+    pub fn off(provider: Arc<rustls::crypto::CryptoProvider>) -> UpstreamVerify {
+        UpstreamVerify {
+            chain: None,
+            provider,
+        }
+    }
 }
 
 impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
@@ -441,7 +463,10 @@ impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
         _ocsp_response: &[u8],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        self.chain
+        let Some(chain) = &self.chain else {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        };
+        chain
             .verify(end_entity, intermediates, now)
             .map_err(|why| {
                 rustls::Error::General(format!("upstream SSL certificate verify error: ({why})"))
@@ -491,12 +516,6 @@ impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
             .supported_schemes()
     }
 }
-
-/// `proxy_ssl_verify off` (nginx's default): the upstream's certificate is taken as
-/// it is. Its handshake signatures are checked ([`verify_handshake_signature`], X.509
-/// v1 certificates included).
-#[derive(Debug)]
-pub struct NoUpstreamVerify(pub Arc<rustls::crypto::CryptoProvider>);
 
 /// Checks a handshake signature (`CertificateVerify`, or TLS 1.2's key exchange) made
 /// with the key of `cert`. rustls reads the key through webpki, which refuses X.509 v1
@@ -549,53 +568,6 @@ pub fn verify_handshake_signature(
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     } else {
         Err(bad())
-    }
-}
-
-impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-            false,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-            true,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -578,9 +578,10 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     if let Some(refusal) = tls_refusal(server, info, host, shared_address) {
         // The server's `error_page` for it may redirect (`error_page 497 =301
         // https://$host$request_uri;`), as nginx's does.
+        let locals = Locals::new(&rt.config.http);
+        let mut answer = Answer::Status(refusal);
         let mut pages = PageState::default();
         if let Some(page) = pages.find(&server.settings, refusal) {
-            let locals = Locals::new(&rt.config.http);
             let mut to = Vec::new();
             RequestVars {
                 locals: Some(&locals),
@@ -588,31 +589,19 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             }
             .eval(&page.target, &mut to);
             if !matches!(to.first(), Some(b'/' | b'@')) {
-                let answer = Answer::Redirect {
+                answer = Answer::Redirect {
                     code: error_pages::redirect_status(page),
                     location: to,
                 };
-                return standard_answer(
-                    ex,
-                    buf,
-                    head,
-                    answer,
-                    &server.settings,
-                    false,
-                    &locals,
-                    "",
-                    server,
-                )
-                .await;
             }
         }
+        let redirected = matches!(answer, Answer::Redirect { .. });
         // Through the server's `add_header ... always`, as nginx's error page goes.
-        let locals = Locals::new(&rt.config.http);
         let mut handled = standard_answer(
             ex,
             buf,
             head,
-            Answer::Status(refusal),
+            answer,
             &server.settings,
             false,
             &locals,
@@ -620,6 +609,9 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             server,
         )
         .await;
+        if redirected {
+            return handled;
+        }
         // Logged as the status it is on the wire (nginx's 495-497 are internal codes).
         handled.status = respond::wire_status(refusal);
         return handled;

@@ -10,7 +10,7 @@ use super::values::{flag, invalid_value, templ};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
-use crate::config::tls::{ClientCertificateVars, NoUpstreamVerify, UpstreamTls};
+use crate::config::tls::{ClientCertificateVars, UpstreamTls, UpstreamVerify};
 
 /// The `proxy_ssl_*` settings of one level (http, server, location); `None`: not set.
 #[derive(Debug, Clone, Default)]
@@ -216,14 +216,14 @@ impl Validator<'_> {
             })?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(crate::config::tls::UpstreamVerify {
+                .with_custom_certificate_verifier(Arc::new(UpstreamVerify::on(
                     chain,
-                    provider: provider.clone(),
-                }))
+                    provider.clone(),
+                )))
         } else {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoUpstreamVerify(provider)))
+                .with_custom_certificate_verifier(Arc::new(UpstreamVerify::off(provider)))
         };
         let has_vars = |p: &PathBuf| p.to_string_lossy().contains('$');
         let mut certificate_vars = None;

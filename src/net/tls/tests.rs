@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::client;
 use super::server::{accept, Accepted, TlsOffer};
-use crate::config::tls::{NoUpstreamVerify, ServerTls, SessionCache, UpstreamTls, VerifyClient};
+use crate::config::tls::{ServerTls, SessionCache, UpstreamTls, UpstreamVerify, VerifyClient};
 use crate::net::io;
 use crate::net::Stream;
 
@@ -72,7 +72,7 @@ fn client_tls() -> UpstreamTls {
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoUpstreamVerify(provider)))
+        .with_custom_certificate_verifier(Arc::new(UpstreamVerify::off(provider)))
         .with_no_client_auth();
     UpstreamTls {
         config: Arc::new(config),
