@@ -531,9 +531,25 @@ impl RequestVars<'_> {
             | Var::SslClientFingerprint
             | Var::SslClientRawCert
             | Var::SslClientCert
-            | Var::SslClientEscapedCert => {
+            | Var::SslClientEscapedCert
+            | Var::SslClientSDnLegacy
+            | Var::SslClientIDnLegacy
+            | Var::SslClientVStart
+            | Var::SslClientVEnd
+            | Var::SslClientVRemain => {
                 if let Some(c) = self.tls.and_then(|t| t.client_cert.as_deref()) {
                     match var {
+                        Var::SslClientSDnLegacy => {
+                            out.extend_from_slice(c.subject_legacy.as_bytes())
+                        }
+                        Var::SslClientIDnLegacy => {
+                            out.extend_from_slice(c.issuer_legacy.as_bytes())
+                        }
+                        Var::SslClientVStart => c.write_time(c.not_before, out),
+                        Var::SslClientVEnd => c.write_time(c.not_after, out),
+                        Var::SslClientVRemain => {
+                            let _ = write!(out, "{}", c.days_remaining());
+                        }
                         Var::SslClientSDn => out.extend_from_slice(c.subject.as_bytes()),
                         Var::SslClientIDn => out.extend_from_slice(c.issuer.as_bytes()),
                         Var::SslClientSerial => out.extend_from_slice(c.serial.as_bytes()),
@@ -554,6 +570,18 @@ impl RequestVars<'_> {
             Var::SslCurves => {
                 if let Some(t) = self.tls {
                     out.extend_from_slice(t.curves.as_bytes());
+                }
+            }
+            Var::SslSessionId => {
+                if let Some(t) = self.tls {
+                    for b in &t.session_id {
+                        let _ = write!(out, "{b:02x}");
+                    }
+                }
+            }
+            Var::SslCiphers => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.ciphers.as_bytes());
                 }
             }
             Var::SslSessionReused => {

@@ -1440,7 +1440,7 @@ fn uwsgi_and_gzip_errors() {
     assert!(
         loc("uwsgi_pass somehost;").starts_with("nginx.conf:5: no port in upstream \"somehost\"")
     );
-    assert!(loc("uwsgi_pass suwsgi://127.0.0.1:1;").contains("not supported"));
+    assert!(loc("uwsgi_ssl_conf_command Options x;").contains("not supported"));
     assert!(loc("uwsgi_pass 127.0.0.1:1; proxy_pass http://127.0.0.1:2;").contains("duplicate"));
     assert!(loc("uwsgi_param A b c;").contains("invalid parameter \"c\""));
     assert!(loc("uwsgi_modifier1 256;").contains("invalid value"));

@@ -546,6 +546,10 @@ pub struct ServerConf {
     /// The `ssl_*` settings with their files read; `None` without `ssl_certificate`
     /// (and without `ssl_reject_handshake on`).
     pub tls: Option<Arc<crate::config::tls::ServerTls>>,
+    /// `ssl_verify_client` of this server, also of one without a certificate of its
+    /// own (whose requests come over the handshake the address's default server ran,
+    /// and are still checked by this setting, as nginx checks them). Default off.
+    pub verify_client: crate::config::tls::VerifyClient,
     /// Where the block starts.
     pub span: Span,
 }
@@ -1874,6 +1878,22 @@ pub enum Var {
     SslClientCert,
     /// `$ssl_client_escaped_cert`: it in PEM, URI-escaped.
     SslClientEscapedCert,
+    /// `$ssl_session_id`: the TLS session's identity in hex (64 digits), the same on
+    /// every connection that resumes the session.
+    SslSessionId,
+    /// `$ssl_ciphers`: the suites the client offered, by OpenSSL's names, `:`-separated.
+    SslCiphers,
+    /// `$ssl_client_s_dn_legacy`: the client certificate's subject in OpenSSL's one-line
+    /// form (`/C=US/O=Org/CN=client`).
+    SslClientSDnLegacy,
+    /// `$ssl_client_i_dn_legacy`: its issuer in that form.
+    SslClientIDnLegacy,
+    /// `$ssl_client_v_start`: its start of validity (`Nov 30 10:10:19 2026 GMT`).
+    SslClientVStart,
+    /// `$ssl_client_v_end`: its end of validity.
+    SslClientVEnd,
+    /// `$ssl_client_v_remain`: whole days until it expires (0 once expired).
+    SslClientVRemain,
     /// `$content_type`, `$content_length`: the request's fields.
     ContentType,
     /// See [`Var::ContentType`].

@@ -410,7 +410,8 @@ async fn attempt<D: Downstream>(
     let mut connect_started = started;
     loop {
         let local = local_address(f, cbuf, peer);
-        let mut conn = acquire(f, peer, plan.idempotent, fresh_only, local)
+        let tls_config = upstream_tls_config(f, cbuf, peer)?;
+        let mut conn = acquire(f, peer, plan.idempotent, fresh_only, local, tls_config)
             .await
             .map_err(AttemptError::Connect)?;
         // A pooled connection takes no time to connect (nginx's cached time gives
@@ -473,6 +474,30 @@ fn local_address(f: &Forward<'_>, cbuf: &[u8], peer: &Peer) -> Option<std::net::
     }
 }
 
+/// The TLS configuration for this request when `proxy_ssl_certificate` holds
+/// variables: evaluated, and read the first time. A file that does not load ends
+/// the request with 500, as nginx's does (no other peer is tried).
+fn upstream_tls_config(
+    f: &Forward<'_>,
+    cbuf: &[u8],
+    peer: &Peer,
+) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, AttemptError> {
+    let Some(tls) = &f.pass.tls else {
+        return Ok(None);
+    };
+    let Some(vars) = &tls.certificate_vars else {
+        return Ok(None);
+    };
+    let v = super::request::vars(f, cbuf, Some(&peer.conf.addr));
+    let (cert, key) = (v.evaluated(&vars.cert), v.evaluated(&vars.key));
+    vars.config_for(&tls.config, &cert, &key)
+        .map(Some)
+        .map_err(|e| AttemptError::Client {
+            status: 500,
+            why: format!("{e} while connecting to upstream"),
+        })
+}
+
 /// A connection to the peer: a pooled one when the upstream keeps any (checked for
 /// liveness before a non-idempotent request is written to it), else a new one.
 async fn acquire(
@@ -481,6 +506,7 @@ async fn acquire(
     idempotent: bool,
     fresh_only: bool,
     local: Option<std::net::SocketAddr>,
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<UpstreamConn, IoFailure> {
     // uWSGI closes after each answer; a pooled connection is an HTTP one.
     let pooled_kind = f.pass.protocol == UpstreamProtocol::Http;
@@ -513,7 +539,10 @@ async fn acquire(
     let connect = async {
         let raw = Stream::connect_from(&peer.conf.addr, local).await?;
         match &f.pass.tls {
-            Some(tls) => crate::net::tls::client::connect(raw, tls).await,
+            Some(tls) => {
+                let config = tls_config.unwrap_or_else(|| tls.config.clone());
+                crate::net::tls::client::connect_with(raw, tls, config).await
+            }
             None => Ok(raw),
         }
     };

@@ -578,9 +578,10 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     if let Some(refusal) = tls_refusal(server, info, host, shared_address) {
         // The server's `error_page` for it may redirect (`error_page 497 =301
         // https://$host$request_uri;`), as nginx's does.
+        let locals = Locals::new(&rt.config.http);
+        let mut answer = Answer::Status(refusal);
         let mut pages = PageState::default();
         if let Some(page) = pages.find(&server.settings, refusal) {
-            let locals = Locals::new(&rt.config.http);
             let mut to = Vec::new();
             RequestVars {
                 locals: Some(&locals),
@@ -588,26 +589,29 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             }
             .eval(&page.target, &mut to);
             if !matches!(to.first(), Some(b'/' | b'@')) {
-                let answer = Answer::Redirect {
+                answer = Answer::Redirect {
                     code: error_pages::redirect_status(page),
                     location: to,
                 };
-                return standard_answer(
-                    ex,
-                    buf,
-                    head,
-                    answer,
-                    &server.settings,
-                    false,
-                    &locals,
-                    "",
-                    server,
-                )
-                .await;
             }
         }
-        let mut handled =
-            answer_local(ex.stream, buf, head, refusal, None, &server.settings, false).await;
+        let redirected = matches!(answer, Answer::Redirect { .. });
+        // Through the server's `add_header ... always`, as nginx's error page goes.
+        let mut handled = standard_answer(
+            ex,
+            buf,
+            head,
+            answer,
+            &server.settings,
+            false,
+            &locals,
+            "",
+            server,
+        )
+        .await;
+        if redirected {
+            return handled;
+        }
         // Logged as the status it is on the wire (nginx's 495-497 are internal codes).
         handled.status = respond::wire_status(refusal);
         return handled;
@@ -1242,7 +1246,7 @@ fn tls_refusal(
         return Some(497);
     }
     let facts = info.tls()?;
-    let verify = server.tls.as_ref()?.verify_client;
+    let verify = server.verify_client;
     if let Some(sni) = &facts.server_name {
         if verify.asks() && vhost::normalize_host(host.unwrap_or("")) != *sni && shared_address() {
             crate::log::emit(
@@ -1263,6 +1267,17 @@ fn tls_refusal(
             495,
             format!("client SSL certificate verify error: ({})", &v[7..]),
         ),
+        // `optional_no_ca` forgives only a missing or untrusted CA (nginx's
+        // `ngx_ssl_verify_error_optional`): a revoked or expired certificate still fails.
+        (VerifyClient::OptionalNoCa, v)
+            if v.strip_prefix("FAILED:")
+                .is_some_and(|why| !crate::config::tls_chain::is_missing_ca_error(why)) =>
+        {
+            (
+                495,
+                format!("client SSL certificate verify error: ({})", &v[7..]),
+            )
+        }
         _ => return None,
     };
     crate::log::emit(

@@ -159,6 +159,8 @@ impl Validator<'_> {
         if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
             if pp.scheme == "https" {
                 pp.tls = Some(self.upstream_tls(&merged.proxy_ssl, &pp.proxy_host, pd)?);
+            } else if pp.scheme == "suwsgi" {
+                pp.tls = Some(self.upstream_tls(&merged.uwsgi_ssl, &pp.proxy_host, pd)?);
             }
         }
         let action = match proxy {

@@ -120,6 +120,7 @@ impl Validator<'_> {
             primary_name: primary_name.unwrap_or_default(),
             locations,
             settings: merged.finish(Action::Static, rewrite, &self.env.prefix),
+            verify_client: tls.verify_client(),
             tls: server_tls,
             span: d.span.clone(),
         })
@@ -157,13 +158,6 @@ impl Validator<'_> {
             }
         }
         let socket = socket_set.then_some(socket);
-        if ssl && proxy_protocol {
-            return Err(ConfigError::hinted(
-                &c.span,
-                "\"proxy_protocol\" together with \"ssl\" is not supported yet",
-                "terminate TLS in front of ferrolb, or send PROXY protocol to a plain listen",
-            ));
-        }
         let written = c.arg(0);
         if let Some(path) = written.strip_prefix("unix:") {
             if path.is_empty() {

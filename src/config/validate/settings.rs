@@ -93,6 +93,8 @@ pub(super) struct Partial {
     http2_chunk_size: Option<usize>,
     /// `proxy_ssl_*`, merged directive by directive.
     pub(super) proxy_ssl: ProxySslPartial,
+    /// `uwsgi_ssl_*` (for `uwsgi_pass suwsgi://`), the same settings as `proxy_ssl_*`.
+    pub(super) uwsgi_ssl: ProxySslPartial,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -112,6 +114,7 @@ impl Partial {
                 try_files: self.try_files.clone(),
                 alias: self.alias.clone(),
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
+                uwsgi_ssl: self.uwsgi_ssl.over(&parent.uwsgi_ssl),
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
                 admission: self.admission.over(&parent.admission),
                 uwsgi: self.uwsgi.over(&parent.uwsgi),
@@ -832,6 +835,7 @@ impl Validator<'_> {
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
             n if n.starts_with("proxy_ssl_") => self.proxy_ssl_setting(&mut p.proxy_ssl, d)?,
+            n if n.starts_with("uwsgi_ssl_") => self.proxy_ssl_setting(&mut p.uwsgi_ssl, d)?,
             n if n.starts_with("uwsgi_") => self.uwsgi_setting(&mut p.uwsgi, d)?,
             "set_real_ip_from"
             | "real_ip_header"
