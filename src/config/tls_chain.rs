@@ -55,6 +55,27 @@ impl Cert {
         }
     }
 
+    /// Whether `self` has a critical extension this check does not apply (name or
+    /// policy constraints, and anything unknown): such a certificate is refused, as
+    /// OpenSSL refuses the critical extensions it does not handle, rather than
+    /// accepted with a constraint unchecked.
+    fn has_unhandled_critical_extension(&self) -> bool {
+        const HANDLED: [&str; 5] = [
+            "2.5.29.19", // basicConstraints
+            "2.5.29.15", // keyUsage
+            "2.5.29.37", // extKeyUsage
+            "2.5.29.17", // subjectAltName
+            "2.5.29.32", // certificatePolicies (OpenSSL checks none by default either)
+        ];
+        self.parsed
+            .tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .filter(|x| x.critical)
+            .any(|x| !HANDLED.contains(&x.extn_id.to_string().as_str()))
+    }
+
     /// Whether `self` may issue certificates (OpenSSL's `X509_check_ca`, roughly).
     fn is_ca(&self) -> bool {
         let v1 = self.parsed.tbs_certificate.extensions.is_none();
@@ -300,7 +321,11 @@ impl ChainCheck {
             .collect();
         let chain = self.build(leaf, &presented)?;
         let mut last: Option<Refusal> = None;
-        // Extensions: issuers must be CAs; the end certificate must be for its purpose.
+        // Extensions: none critical left unchecked; issuers must be CAs; the end
+        // certificate must be for its purpose.
+        if chain.iter().any(Cert::has_unhandled_critical_extension) {
+            last = Some("unhandled critical extension");
+        }
         for c in &chain[1..] {
             if !c.is_ca() {
                 last = Some("invalid CA certificate");
@@ -481,4 +506,68 @@ pub fn matches_host(end: &CertificateDer<'_>, name: &rustls::pki_types::ServerNa
                     })
                     .is_some_and(|v| dns_match(&v))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn algs() -> WebPkiSupportedAlgorithms {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms
+    }
+
+    /// A CA (with `extra` extensions) and a leaf it signed, both DER.
+    fn ca_and_leaf(
+        extra: Vec<rcgen::CustomExtension>,
+    ) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "test CA");
+        ca.custom_extensions = extra;
+        let ca_der = ca.self_signed(&ca_key).expect("CA").der().clone();
+        let key = rcgen::KeyPair::generate().expect("key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf_der = leaf.signed_by(&key, &issuer).expect("leaf").der().clone();
+        (ca_der, leaf_der)
+    }
+
+    fn check(ca: &CertificateDer<'_>) -> ChainCheck {
+        ChainCheck::new(std::slice::from_ref(ca), &[], 1, Purpose::Server, algs()).expect("check")
+    }
+
+    #[test]
+    fn a_leaf_of_a_trusted_ca_passes_and_one_of_another_does_not() {
+        let (ca, leaf) = ca_and_leaf(Vec::new());
+        assert_eq!(check(&ca).verify(&leaf, &[], UnixTime::now()), Ok(()));
+        let (other_ca, _) = ca_and_leaf(Vec::new());
+        assert_eq!(
+            check(&other_ca).verify(&leaf, &[], UnixTime::now()),
+            Err("unable to get local issuer certificate")
+        );
+        // Long after `not_after` (rcgen's default is 4096-01-01).
+        let later = UnixTime::since_unix_epoch(std::time::Duration::from_secs(80_000_000_000));
+        assert_eq!(
+            check(&ca).verify(&leaf, &[], later),
+            Err("certificate has expired")
+        );
+    }
+
+    #[test]
+    fn a_critical_extension_the_check_does_not_apply_refuses_the_chain() {
+        // A critical name-constraints-like extension this check cannot enforce.
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 30], vec![0x30, 0x00]);
+        ext.set_criticality(true);
+        let (ca, leaf) = ca_and_leaf(vec![ext]);
+        assert_eq!(
+            check(&ca).verify(&leaf, &[], UnixTime::now()),
+            Err("unhandled critical extension")
+        );
+        // The same, not critical: ignored, as OpenSSL ignores it.
+        let ext = rcgen::CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![0x05, 0x00]);
+        let (ca, leaf) = ca_and_leaf(vec![ext]);
+        assert_eq!(check(&ca).verify(&leaf, &[], UnixTime::now()), Ok(()));
+    }
 }
