@@ -1015,10 +1015,20 @@ pub enum Expires {
 /// `try_files FILE ... FALLBACK`.
 #[derive(Debug, Clone)]
 pub struct TryFiles {
-    /// Files to try in order; a trailing `/` tries a directory.
-    pub files: Vec<Template>,
+    /// Files to try in order.
+    pub files: Vec<TryEntry>,
     /// What to do when none exists.
     pub fallback: TryFallback,
+}
+
+/// One file of `try_files`.
+#[derive(Debug, Clone)]
+pub struct TryEntry {
+    /// The name, as a URI of the location.
+    pub name: Template,
+    /// The argument as written ends in `/`: a directory is tried (nginx decides it from
+    /// the configuration, not from the value, so `$uri` never asks for one).
+    pub dir: bool,
 }
 
 /// The last argument of `try_files`.
@@ -1292,6 +1302,27 @@ impl FilesConf {
                 (!escapes).then_some(path)
             }
         }
+    }
+
+    /// The file a `try_files` entry names: as [`Self::file_for`], except that a regex
+    /// location's `alias` gets the entry appended (nginx's try_files handler adds the
+    /// tried URI to the alias value there, where the request's own URI is not added).
+    pub fn try_file_for(
+        &self,
+        location_prefix: Option<&str>,
+        candidate: &str,
+        eval: &dyn Fn(&Template) -> Vec<u8>,
+    ) -> Option<PathBuf> {
+        if !self.alias_names_file() {
+            return self.file_for(location_prefix, candidate, eval);
+        }
+        let mut base = self.evaluated_root(eval)?.into_os_string();
+        base.push(candidate);
+        let path = PathBuf::from(base);
+        let escapes = path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        (!escapes).then_some(path)
     }
 
     /// `$document_root`: the `root` or `alias` path, evaluated when it has variables

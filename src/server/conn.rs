@@ -1478,7 +1478,7 @@ async fn serve_static<'a>(
     let sent = match target {
         Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
         // The static module answers 405 to anything but GET and HEAD.
-        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash) if !get_or_head => {
+        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash(_)) if !get_or_head => {
             return Content::Failed(Failure::new(405, keep))
         }
         Some(Resolved::File(path, meta)) => {
@@ -1515,8 +1515,9 @@ async fn serve_static<'a>(
             static_files::send_listing(stream, head, &dir, req.uri, keep, settings.send_timeout)
                 .await
         }
-        Some(Resolved::AddSlash) => {
-            let location = redirect_with_slash(head, buf, &req.site, req.uri);
+        Some(Resolved::AddSlash(named)) => {
+            let uri = named.as_deref().unwrap_or(req.uri);
+            let location = redirect_with_slash(head, buf, &req.site, uri);
             static_files::send_redirect(stream, head, &location, keep, settings.send_timeout).await
         }
         Some(Resolved::Redirect(_) | Resolved::Named(_)) | None => {

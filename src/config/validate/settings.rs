@@ -814,7 +814,12 @@ impl Validator<'_> {
                 let n = d.args.len();
                 let files = d.args[..n - 1]
                     .iter()
-                    .map(|a| templ(d, &a.value, &self.names))
+                    .map(|a| {
+                        Ok(TryEntry {
+                            name: templ(d, &a.value, &self.names)?,
+                            dir: a.value.ends_with('/'),
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let last = d.arg(n - 1);
                 let fallback = if let Some(code) = last.strip_prefix('=') {
