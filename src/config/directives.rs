@@ -379,7 +379,7 @@ pub static DIRECTIVES: &[Spec] = &[
         HTTP | SERVER,
         "rustls sizes its TLS records itself (up to 16 KiB)",
     ),
-    handled("http2", SERVER, 1, 1),
+    handled("http2", HTTP | SERVER, 1, 1),
     handled("http2_max_concurrent_streams", HTTP | SERVER, 1, 1),
     handled("http2_body_preread_size", HTTP | SERVER, 1, 1),
     handled("http2_chunk_size", HSL, 1, 1),
