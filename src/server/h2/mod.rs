@@ -154,13 +154,14 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
                 conn.graceful_shutdown();
                 going_away = true;
             }
+            // The idle time counts from the end of the last stream (told only when
+            // no other is left), before the idle timer looks at it.
+            () = guard.stream_done.notified() => idle_since = tokio::time::Instant::now(),
             () = tokio::time::sleep_until(idle_deadline), if active == 0 => {
                 // keepalive_timeout: nginx closes an idle HTTP/2 connection with GOAWAY.
                 conn.abrupt_shutdown(Reason::NO_ERROR);
                 return flush_goaway(&mut conn).await;
             }
-            // The idle time counts from the end of the last stream.
-            () = guard.stream_done.notified() => idle_since = tokio::time::Instant::now(),
             r = conn.accept() => match r {
                 None => return,
                 Some(Err(e)) => {
@@ -181,8 +182,11 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
                     let g = guard.clone();
                     tokio::spawn(async move {
                         stream::serve(ctx, req, respond).await;
-                        g.active.fetch_sub(1, Ordering::Relaxed);
-                        g.stream_done.notify_one();
+                        // Only the last stream's end matters to the idle timer: the
+                        // connection task is not woken for the others.
+                        if g.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+                            g.stream_done.notify_one();
+                        }
                     });
                     if served >= limits.max_streams && !going_away {
                         // keepalive_requests: the last stream of this connection.
