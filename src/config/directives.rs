@@ -280,6 +280,11 @@ pub static DIRECTIVES: &[Spec] = &[
         "ferrolb streams files in 64 KiB reads whatever it says",
     ),
     ignored("tcp_nopush", HSL, "only matters with sendfile"),
+    ignored(
+        "output_buffers",
+        HSL,
+        "ferrolb reads files in 64 KiB pieces whatever it says; the bytes sent are the same",
+    ),
     ignored("tcp_nodelay", HSL, "ferrolb always sets TCP_NODELAY"),
     block("types", HSL, 0, 0),
     handled("default_type", HSL, 1, 1),

@@ -218,10 +218,22 @@ async fn relay_response(from: &PipeEnd, h2: &H2Stream, method: Method, ctx: &Str
         }
         Read::Reset => return Relayed::Aborted,
     }
-    let Some(mut respond) = h2.take_respond() else {
+    let Some(respond) = h2.take_respond() else {
         // The proxy answered already; nothing more can go out.
         return Relayed::Aborted;
     };
+    // Boxed: a proxied stream never gets here, and its task stays small.
+    Box::pin(relay_answer(from, respond, buf, method, ctx)).await
+}
+
+/// Relays the pipeline's answer, whose first bytes are in `buf`.
+async fn relay_answer(
+    from: &PipeEnd,
+    mut respond: SendResponse<Bytes>,
+    mut buf: BytesMut,
+    method: Method,
+    ctx: &StreamCtx,
+) -> Relayed {
     let mut head = ResponseHead::new();
     // The head, after any interim `100 Continue`.
     loop {
