@@ -1,8 +1,8 @@
 //! An in-memory, bounded, two-way byte stream: how an HTTP/2 stream reaches the HTTP/1
-//! request pipeline. The HTTP/2 front end writes the request (an HTTP/1 head built
-//! from the stream's HEADERS, then its DATA) into one end, the pipeline reads it from
-//! the other as from a socket and writes its HTTP/1 response back, which the front end
-//! turns into HEADERS and DATA frames.
+//! request pipeline for a local answer (a proxied one talks to the stream directly).
+//! The HTTP/2 front end writes the request's DATA into one end once the pipeline reads
+//! there, the pipeline reads it from the other as from a socket and writes its HTTP/1
+//! response back, which the front end turns into HEADERS and DATA frames.
 //!
 //! Each direction holds at most `capacity` bytes: a writer finding it full waits as on
 //! a full socket (its `send_timeout` applies), so the memory a stream holds here is
