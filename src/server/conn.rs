@@ -759,7 +759,11 @@ async fn serve_pass<'f, 'a: 'f>(
         && !stopping
         && !pass.close;
 
-    if head.method == Method::Connect {
+    if let Some(h2) = ex.h2 {
+        h2.set_chunk_size(settings.http2.chunk_size);
+    }
+    // nginx answers neither method (over HTTP/1 nor HTTP/2).
+    if matches!(head.method, Method::Connect | Method::Trace) {
         return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
     }
     let vars_here = || RequestVars {

@@ -10,6 +10,7 @@
 //! through an in-memory pipe instead: whichever side answers takes the response half,
 //! and the front end watches it for the client's reset meanwhile.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -72,8 +73,9 @@ pub(super) struct H2Stream {
     /// The request head announces a chunked body (no `content-length`): the body is
     /// handed to the proxy as HTTP/1 chunks.
     chunked_body: bool,
-    /// `http2_chunk_size`: the largest DATA frame sent.
-    chunk_size: usize,
+    /// `http2_chunk_size`: the largest DATA frame sent; the address's default
+    /// server's until the pipeline found the location.
+    chunk_size: AtomicUsize,
     info: Arc<ClientInfo>,
 }
 
@@ -92,13 +94,23 @@ impl H2Stream {
                 respond: Respond::Waiting(respond),
             }),
             chunked_body,
-            chunk_size: chunk_size.max(1),
+            chunk_size: AtomicUsize::new(chunk_size.max(1)),
             info,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Sides> {
         self.sides.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `http2_chunk_size` of the location that serves the stream.
+    pub(super) fn set_chunk_size(&self, n: usize) {
+        self.chunk_size.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// The largest DATA frame to send.
+    pub(super) fn chunk_size(&self) -> usize {
+        self.chunk_size.load(Ordering::Relaxed)
     }
 
     /// The request body, for the pipe; `None` when the proxy took it already.
@@ -185,7 +197,7 @@ impl H2Stream {
                 }
             }
         };
-        let r = send_frames(&mut send, data, end, self.chunk_size, limit, &self.info).await;
+        let r = send_frames(&mut send, data, end, self.chunk_size(), limit, &self.info).await;
         self.lock().respond = match (&r, end) {
             (Ok(()), false) => Respond::Sending(send),
             _ => Respond::Ended,

@@ -223,12 +223,13 @@ async fn relay_response(from: &PipeEnd, h2: &H2Stream, method: Method, ctx: &Str
         return Relayed::Aborted;
     };
     // Boxed: a proxied stream never gets here, and its task stays small.
-    Box::pin(relay_answer(from, respond, buf, method, ctx)).await
+    Box::pin(relay_answer(from, h2, respond, buf, method, ctx)).await
 }
 
 /// Relays the pipeline's answer, whose first bytes are in `buf`.
 async fn relay_answer(
     from: &PipeEnd,
+    h2: &H2Stream,
     mut respond: SendResponse<Bytes>,
     mut buf: BytesMut,
     method: Method,
@@ -303,7 +304,7 @@ async fn relay_answer(
             &mut send,
             payload.split().freeze(),
             last,
-            ctx.chunk_size,
+            h2.chunk_size(),
             ctx.send_timeout,
             &ctx.info,
         )
