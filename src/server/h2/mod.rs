@@ -130,9 +130,9 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
     loop {
         let active = guard.active.load(Ordering::Relaxed);
         let idle_deadline = idle_since + limits.idle;
-        // The signals are made anew each turn: pinned across turns they would be held
-        // beside the GOAWAY flush's state too, and an idle connection's task grew
-        // (about 2.5 KB more per idle connection in bench/h2.sh).
+        // The signals are made anew each turn: pinned across turns they would also be
+        // held during the GOAWAY flush, in every connection's task, for a gain within
+        // bench/h2.sh's noise.
         tokio::select! {
             biased;
             () = guard.alarm.notified() => {
