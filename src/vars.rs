@@ -270,6 +270,8 @@ impl RequestVars<'_> {
         match raw {
             Some(h) if !h.is_empty() => {
                 let h = strip_port(h);
+                // nginx drops a trailing dot (`example.com.` is `example.com`).
+                let h = h.strip_suffix(b".").unwrap_or(h);
                 out.extend(h.iter().map(u8::to_ascii_lowercase));
             }
             _ => out.extend_from_slice(self.server_name.as_bytes()),

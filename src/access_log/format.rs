@@ -116,8 +116,9 @@ impl PendingLine {
                             true
                         }
                         // nginx's `$is_args` is an empty value, not a missing one, and
-                        // so are the ports of a Unix-socket connection.
-                        Var::IsArgs | Var::RemotePort | Var::ServerPort => {
+                        // so are the ports of a Unix-socket connection and `$http2` of
+                        // a request that is not HTTP/2.
+                        Var::IsArgs | Var::RemotePort | Var::ServerPort | Var::Http2 => {
                             vars.eval_var(v, &mut scratch);
                             true
                         }

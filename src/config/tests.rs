@@ -1830,6 +1830,17 @@ fn acme_certificate_variable_inherited_by_a_plain_server_is_empty() {
 }
 
 #[test]
+fn http2_at_http_level_is_inherited_and_a_server_may_turn_it_off() {
+    let c = load_text(&in_http(
+        "http2 on;
+         server { listen 8080; server_name a; }
+         server { listen 8081; http2 off; server_name b; }",
+    ));
+    assert!(c.http.servers[0].listen.iter().all(|l| l.http2));
+    assert!(c.http.servers[1].listen.iter().all(|l| !l.http2));
+}
+
+#[test]
 fn http2_directives() {
     let c = load_text(&in_http(
         "http2_max_concurrent_streams 32; http2_idle_timeout 10s; http2_push_preload on;

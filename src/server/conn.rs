@@ -8,6 +8,7 @@ use bytes::BufMut;
 
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
+use super::h2_downstream::{H2Downstream, H2Stream};
 use super::http1_downstream::Http1Downstream;
 use super::proxy_target;
 use super::rewrite::{self, Answer};
@@ -197,6 +198,7 @@ async fn serve(worker: &Worker, conn: &mut Started) {
                 stopping,
                 started,
                 pipelined,
+                h2: None,
             };
             exchange(&mut ex, buf, header_timeout).await
         });
@@ -247,6 +249,7 @@ pub(super) async fn serve_request(
     buf: &mut Buf,
     served: u32,
     opened: tokio::time::Instant,
+    h2: Option<&H2Stream>,
 ) {
     let header_timeout = {
         let servers = &rt.config.http.servers;
@@ -265,6 +268,7 @@ pub(super) async fn serve_request(
         stopping: false,
         started: std::time::Instant::now(),
         pipelined: false,
+        h2,
     };
     let _ = Box::pin(exchange(&mut ex, buf, header_timeout)).await;
 }
@@ -509,6 +513,8 @@ struct Exchange<'a> {
     started: std::time::Instant,
     /// Whether the request arrived behind the previous one (`$pipe`).
     pipelined: bool,
+    /// The HTTP/2 stream `stream` is a pipe for: a proxied request talks to it directly.
+    h2: Option<&'a H2Stream>,
 }
 
 /// Writes a bare error response before closing the connection.
@@ -757,7 +763,11 @@ async fn serve_pass<'f, 'a: 'f>(
         && !stopping
         && !pass.close;
 
-    if head.method == Method::Connect {
+    if let Some(h2) = ex.h2 {
+        h2.set_chunk_size(settings.http2.chunk_size);
+    }
+    // nginx answers neither method (over HTTP/1 nor HTTP/2).
+    if matches!(head.method, Method::Connect | Method::Trace) {
         return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
     }
     let vars_here = || RequestVars {
@@ -1401,15 +1411,36 @@ async fn proxy<'a>(
     } else {
         super::gzip_ok::ClientGzip::Never
     };
-    let mut client = GzipDownstream::new(
-        Http1Downstream::new(ex.stream, settings.send_timeout)
-            .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-            .keeping_head(keeps_sent_head(settings))
-            .paced(crate::net::pace::Pace::new(rate, after)),
-        &settings.gzip,
-        gzip_client,
-    );
-    let done = crate::proxy::forward(&f, &mut client, buf).await;
+    let pace = crate::net::pace::Pace::new(rate, after);
+    let gzip = &settings.gzip;
+    let (done, sent_head, gzip_ratio) = match ex.h2 {
+        Some(h2) => {
+            let mut client = GzipDownstream::new(
+                H2Downstream::new(h2, settings.send_timeout)
+                    .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+                    .keeping_head(keeps_sent_head(settings))
+                    .paced(pace),
+                gzip,
+                gzip_client,
+            );
+            let done = crate::proxy::forward(&f, &mut client, buf).await;
+            let ratio = client.ratio().map(str::to_owned);
+            (done, client.inner_mut().take_sent_head(), ratio)
+        }
+        None => {
+            let mut client = GzipDownstream::new(
+                Http1Downstream::new(ex.stream, settings.send_timeout)
+                    .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+                    .keeping_head(keeps_sent_head(settings))
+                    .paced(pace),
+                gzip,
+                gzip_client,
+            );
+            let done = crate::proxy::forward(&f, &mut client, buf).await;
+            let ratio = client.ratio().map(str::to_owned);
+            (done, client.inner_mut().take_sent_head(), ratio)
+        }
+    };
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
         buf.splice(0..0, saved);
@@ -1432,8 +1463,8 @@ async fn proxy<'a>(
         body_bytes: done.body_bytes,
         head_bytes: done.head_bytes,
         attempts: done.attempts,
-        sent_head: client.inner_mut().take_sent_head(),
-        gzip_ratio: client.ratio().map(str::to_owned),
+        sent_head,
+        gzip_ratio,
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,

@@ -88,6 +88,8 @@ pub(super) struct Partial {
     proxy_bind: Option<Option<ProxyBind>>,
     /// `proxy_redirect`, `proxy_cookie_*`, merged list by list.
     pub(super) proxy_edits: ProxyEditsPartial,
+    /// `http2 on|off` (http and server level): HTTP/2 on the server's addresses.
+    pub(super) http2: Option<bool>,
     http2_max_concurrent_streams: Option<u32>,
     http2_body_preread_size: Option<u32>,
     http2_chunk_size: Option<usize>,
@@ -134,6 +136,7 @@ impl Partial {
             client_body_timeout,
             keepalive_timeout,
             keepalive_requests,
+            http2,
             http2_max_concurrent_streams,
             http2_body_preread_size,
             http2_chunk_size,
@@ -440,6 +443,7 @@ impl Validator<'_> {
                 once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
             }
             "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
+            "http2" => once(&mut p.http2, super::values::flag(d)?, d)?,
             "http2_max_concurrent_streams" => {
                 once(&mut p.http2_max_concurrent_streams, number(d, a0)?, d)?
             }
