@@ -258,7 +258,7 @@ impl Validator<'_> {
             config.resumption = Resumption::disabled();
         }
         let host = match p.name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_owned(),
+            Some(n) if !n.is_empty() => name_without_port(n).to_owned(),
             _ => super::address::parse_host_port(proxy_host)
                 .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_owned())
                 .unwrap_or_else(|_| proxy_host.to_owned()),
@@ -274,5 +274,32 @@ impl Validator<'_> {
             name,
             certificate_vars,
         }))
+    }
+}
+
+/// `proxy_ssl_name` without a port, as nginx takes it (a value from `$proxy_host` or
+/// `$http_host` may carry one): `backend:123` is `backend`, `[::1]:8443` is `::1`.
+fn name_without_port(name: &str) -> &str {
+    let host = match name.strip_prefix('[') {
+        Some(rest) => match rest.find(']') {
+            Some(end) => return &rest[..end],
+            None => name,
+        },
+        None => name,
+    };
+    host.split(':').next().unwrap_or(host)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::name_without_port;
+
+    #[test]
+    fn a_port_is_not_part_of_the_name() {
+        assert_eq!(name_without_port("backend:123"), "backend");
+        assert_eq!(name_without_port("backend"), "backend");
+        assert_eq!(name_without_port("[::1]:8443"), "::1");
+        assert_eq!(name_without_port("[::1]"), "::1");
+        assert_eq!(name_without_port("127.0.0.1:1"), "127.0.0.1");
     }
 }
