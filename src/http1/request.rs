@@ -341,7 +341,7 @@ impl RequestHead {
     /// The target without its `?query`. Returns "/" when that is empty (absolute-form
     /// `http://host` or `http://host?q`), so callers can forward it as is.
     pub fn path<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        let t = buf.get(self.target.clone()).unwrap_or_default();
+        let t = self.target_without_fragment(buf);
         let p = match memchr::memchr(b'?', t) {
             Some(q) => &t[..q],
             None => t,
@@ -356,8 +356,18 @@ impl RequestHead {
     /// The query after the first `?` of the target (may be empty), or `None` if there is
     /// no `?`.
     pub fn query<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
-        let t = buf.get(self.target.clone()).unwrap_or_default();
+        let t = self.target_without_fragment(buf);
         memchr::memchr(b'?', t).map(|q| &t[q + 1..])
+    }
+
+    /// The target up to a `#`: nginx ends `$uri` and `$args` there (the fragment stays
+    /// in `$request_uri`).
+    fn target_without_fragment<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let t = buf.get(self.target.clone()).unwrap_or_default();
+        match memchr::memchr(b'#', t) {
+            Some(f) => &t[..f],
+            None => t,
+        }
     }
 
     /// The method token bytes as sent.
