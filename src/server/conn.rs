@@ -1348,8 +1348,10 @@ async fn proxy<'a>(
     let hands_off = |status: u16| {
         saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
     };
+    // An error page after a failed attempt may use them too.
     let log_upstream = settings.access_log.uses_upstream()
-        || settings.add_header.iter().any(|h| h.value.uses_upstream());
+        || settings.add_header.iter().any(|h| h.value.uses_upstream())
+        || saved.is_some();
     let f = Forward {
         head,
         settings,
@@ -1398,6 +1400,9 @@ async fn proxy<'a>(
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
         buf.splice(0..0, saved);
+        // The page's `$upstream_*` are the attempts so far, as nginx keeps the
+        // request's upstream states across the internal redirect.
+        locals.set_upstream(done.attempts.clone());
         return Content::Failed(Failure {
             status: off.status,
             keep: done.keep_client,
