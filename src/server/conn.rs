@@ -1400,9 +1400,6 @@ async fn proxy<'a>(
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
         buf.splice(0..0, saved);
-        // The page's `$upstream_*` are the attempts so far, as nginx keeps the
-        // request's upstream states across the internal redirect.
-        locals.set_upstream(done.attempts.clone());
         return Content::Failed(Failure {
             status: off.status,
             keep: done.keep_client,
