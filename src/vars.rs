@@ -16,7 +16,7 @@ mod upstream;
 use crate::http1::RequestHead;
 pub use geo::forwarded;
 pub use split_clients::murmur2;
-pub use upstream::{head_field, seconds, upstream_value, UpstreamAttempt};
+pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, UpstreamAttempt};
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;

@@ -381,10 +381,11 @@ mod tests {
     #[test]
     fn upstream_lists_and_times() {
         use crate::config::Endpoint;
+        use crate::vars::AttemptPeer;
         use std::time::Duration;
         let attempts = [
             UpstreamAttempt {
-                addr: Endpoint::Inet("127.0.0.1:1".parse().expect("addr")),
+                addr: AttemptPeer::Addr(Endpoint::Inet("127.0.0.1:1".parse().expect("addr"))),
                 status: 502,
                 connect: None,
                 header: None,
@@ -392,7 +393,7 @@ mod tests {
                 head: Vec::new(),
             },
             UpstreamAttempt {
-                addr: Endpoint::Inet("127.0.0.1:2".parse().expect("addr")),
+                addr: AttemptPeer::Addr(Endpoint::Inet("127.0.0.1:2".parse().expect("addr"))),
                 status: 200,
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),

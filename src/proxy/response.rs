@@ -9,6 +9,7 @@ use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
+use crate::vars::AttemptPeer;
 use crate::config::{LatencyPoint, Level, LocSettings, TemplatePart, Var};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
@@ -55,7 +56,7 @@ pub(super) async fn relay<D: Downstream>(
     let attempts_now = |head: Vec<u8>| {
         let mut attempts = done.attempts.clone();
         attempts.push(UpstreamAttempt {
-            addr: peer.conf.addr.clone(),
+            addr: AttemptPeer::Addr(peer.conf.addr.clone()),
             status: resp.status,
             connect: connect_time,
             header: header_time,

@@ -8,11 +8,39 @@ use std::time::Duration;
 
 use crate::config::{Endpoint, Var};
 
+/// Where an attempt went: a peer, or nowhere when the group had no live peer left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptPeer {
+    /// The peer's address.
+    Addr(Endpoint),
+    /// nginx's "no live upstreams": `$upstream_addr` shows the group's name.
+    NoLive(String),
+}
+
+impl AttemptPeer {
+    /// The port of an IP peer.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            AttemptPeer::Addr(a) => a.port(),
+            AttemptPeer::NoLive(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptPeer::Addr(a) => write!(f, "{a}"),
+            AttemptPeer::NoLive(group) => f.write_str(group),
+        }
+    }
+}
+
 /// One attempt at one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAttempt {
     /// The peer.
-    pub addr: Endpoint,
+    pub addr: AttemptPeer,
     /// Its response status; nginx's 502 (error) or 504 (timeout) when it failed, 0
     /// (logged as `-`) when the client's misbehaviour ended the attempt.
     pub status: u16,
