@@ -389,7 +389,7 @@ mod tests {
                 status: 502,
                 connect: None,
                 header: None,
-                response: Duration::from_micros(1500),
+                response: Some(Duration::from_micros(1500)),
                 head: Vec::new(),
             },
             UpstreamAttempt {
@@ -397,7 +397,7 @@ mod tests {
                 status: 200,
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),
-                response: Duration::from_millis(1234),
+                response: Some(Duration::from_millis(1234)),
                 head: b"HTTP/1.1 200 OK\r\nX-App: web-2\r\n\r\n".to_vec(),
             },
         ];

@@ -259,7 +259,7 @@ pub(super) async fn run<'u, D: Downstream>(
                     status: 502,
                     connect: None,
                     header: None,
-                    response: Duration::ZERO,
+                    response: Some(Duration::ZERO),
                     head: Vec::new(),
                 });
             }
@@ -576,7 +576,7 @@ pub(super) fn note_attempt(
             status,
             connect,
             header,
-            response: started.elapsed(),
+            response: Some(started.elapsed()),
             head,
         });
     }

@@ -48,9 +48,9 @@ pub struct UpstreamAttempt {
     pub connect: Option<Duration>,
     /// Time to the end of the response head, `None` without a response head.
     pub header: Option<Duration>,
-    /// Time from the start of the attempt to its end (to now, while its head is
-    /// being relayed).
-    pub response: Duration,
+    /// Time from the start of the attempt to its end; `None` (`-`) while its head
+    /// is being relayed, as nginx's.
+    pub response: Option<Duration>,
     /// Its response head (status line and fields) when it answered and a variable
     /// may ask for a field (`$upstream_http_NAME`); empty otherwise.
     pub head: Vec<u8>,
@@ -67,7 +67,7 @@ pub fn upstream_value(v: &Var, attempts: &[UpstreamAttempt], out: &mut Vec<u8>) 
             s => write!(out, "{s}"),
         }),
         Var::UpstreamResponseTime => list(out, attempts, |out, a| {
-            seconds(out, a.response);
+            opt_seconds(out, a.response);
             Ok(())
         }),
         Var::UpstreamConnectTime => list(out, attempts, |out, a| {
