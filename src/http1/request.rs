@@ -945,7 +945,17 @@ mod tests {
         for ok in ["a.b", "a.b.:2", "[::1]", "[::1]:5", "1.2.3.4:123"] {
             assert!(is_absolute_authority(ok.as_bytes()), "{ok}");
         }
-        for bad in ["a.:1.2", "1.2.3.4:9000:80", "[::1].", "[::1].:98", "x[::1]", "[::1", "a_b", "u@h", ""] {
+        for bad in [
+            "a.:1.2",
+            "1.2.3.4:9000:80",
+            "[::1].",
+            "[::1].:98",
+            "x[::1]",
+            "[::1",
+            "a_b",
+            "u@h",
+            "",
+        ] {
             assert!(!is_absolute_authority(bad.as_bytes()), "{bad}");
         }
     }

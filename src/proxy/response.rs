@@ -9,7 +9,6 @@ use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
-use crate::vars::AttemptPeer;
 use crate::config::{LatencyPoint, Level, LocSettings, TemplatePart, Var};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, ChunkedScanner, ResponseHead, ScanStep};
@@ -18,6 +17,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
 use crate::upstream::{Outcome, PeerState};
+use crate::vars::AttemptPeer;
 
 /// Relays the answer of the attempt that got one; updates `done` with the status, the
 /// body size and whether the client connection may continue. `set_cookie` (from

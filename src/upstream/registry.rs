@@ -39,7 +39,10 @@ impl PeerRegistry {
         // A panic while holding this lock cannot leave the map inconsistent (every
         // operation is a single insert/lookup/retain), so a poisoned lock is still usable.
         let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry((upstream.to_owned(), addr.clone(), nth)).or_default())
+        Arc::clone(
+            map.entry((upstream.to_owned(), addr.clone(), nth))
+                .or_default(),
+        )
     }
 
     /// Drops the entries no peer of `upstreams` refers to (call after a new config is
