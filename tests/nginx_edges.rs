@@ -1,6 +1,6 @@
 //! Edges where nginx-tests found ferrolb answering differently from nginx, run on the
 //! same config by ferrolb and Debian's nginx and compared: the request line's host
-//! and fragment (`$host`, `$uri`, `$args`, 400s), `$server_name` of `.name`, and the
+//! and fragment (`$host`, `$uri`, `$args`, 400s), `$server_name` of `.name`, TRACE, and the
 //! `$upstream_*` lists after failed attempts (error pages, `add_header ... always`,
 //! "no live upstreams", two `server` lines with one address, empty `hash` keys).
 
@@ -74,6 +74,8 @@ fn host_and_fragment_as_nginx() {
         "GET /foo/bar/.#frag HTTP/1.0\r\nHost: dot.example.com\r\n\r\n",
         "GET /foo/bar/..#frag HTTP/1.0\r\nHost: dot.example.com\r\n\r\n",
         "GET /a?b=1#c HTTP/1.0\r\nHost: dot.example.com\r\n\r\n",
+        // Refused before any phase, the connection closed.
+        "TRACE / HTTP/1.1\r\nHost: dot.example.com\r\n\r\n",
     ];
     let answers =
         |port: u16| -> Vec<String> { requests.iter().map(|r| exchange(port, r)).collect() };

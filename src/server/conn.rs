@@ -629,6 +629,15 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         }
     }
     let stream = &mut *ex.stream;
+    if head.method == Method::Trace {
+        // nginx refuses TRACE while reading the head, before any phase: 405, closed.
+        crate::log::emit(
+            Level::Info,
+            Some(info.id),
+            format_args!("client sent TRACE method, client: {}", info.remote),
+        );
+        return answer_local(stream, buf, head, 405, None, &server.settings, false).await;
+    }
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
     let uri = match uri::normalize(path) {
