@@ -2,7 +2,8 @@
 //! same config by ferrolb and Debian's nginx and compared: the request line's host
 //! and fragment (`$host`, `$uri`, `$args`, 400s), `$server_name` of `.name`, TRACE, and the
 //! `$upstream_*` lists after failed attempts (error pages, `add_header ... always`,
-//! "no live upstreams", two `server` lines with one address, empty `hash` keys).
+//! "no live upstreams", two `server` lines with one address, empty `hash` keys), and
+//! `100 Continue` for an empty body.
 
 mod common;
 
@@ -115,6 +116,7 @@ http {{
     location /mixed {{ proxy_pass http://mixed/; error_page 502 /show; }}
     location /keyed {{ proxy_pass http://keyed/; }}
     location /ring {{ proxy_pass http://ring/; }}
+    location /posted {{ proxy_pass http://127.0.0.1:{a}/; }}
     location /show {{ return 200 "shown $upstream_addr|$upstream_status"; }}
   }}
   server {{
@@ -171,7 +173,14 @@ fn upstream_states_as_nginx() {
     let run = |bin: PathBuf| -> Vec<String> {
         let (_p, [port, a, b]) =
             Proxy::start_bin_on(bin, |[p, a, b]| upstream_conf(p, a, b, dead.port));
-        tried(port, &paths, &[(a, "A"), (b, "B"), (dead.port, "DEAD")])
+        let mut lines = tried(port, &paths, &[(a, "A"), (b, "B"), (dead.port, "DEAD")]);
+        // nginx says `100 Continue` whenever it reads a body, an empty one too.
+        let continued = exchange(
+            port,
+            "POST /posted HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        lines.push(continued.lines().next().unwrap_or_default().to_owned());
+        lines
     };
     let ours = run(proxy_bin());
     // Two lines with one address are two peers: the second is tried after the first.
@@ -181,6 +190,7 @@ fn upstream_states_as_nginx() {
     );
     // No live peer: the group's name stands for the attempt.
     assert_eq!(ours[2], "502 /gone gone|502 ");
+    assert_eq!(ours[12], "HTTP/1.1 100 Continue HTTP/1.1 200 OK");
     // The error page sees the failed attempt (and keeps the status, 502).
     assert_eq!(
         ours[3],
