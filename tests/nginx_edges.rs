@@ -200,3 +200,60 @@ fn upstream_states_as_nginx() {
         assert_eq!(ours, run(bin));
     }
 }
+
+fn delayed_conf(port: u16, root: &str) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    location / {{ limit_req zone=one burst=5; }}
+  }}
+}}
+"#
+    )
+}
+
+/// The second of two pipelined requests, delayed by `limit_req` past the start of a
+/// graceful stop: its answer says `Connection: close`.
+fn answer_after_stop(proxy: &Proxy, port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let one = "HEAD /t.html HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    s.write_all(format!("{one}{one}").as_bytes()).expect("send");
+    // The first answer is in: the second waits in limit_req's delay.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut chunk).expect("first answer");
+        assert!(n > 0, "closed before the first answer");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    proxy.signal(nix::sys::signal::Signal::SIGQUIT);
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let second = text.splitn(3, "HTTP/1.1 ").nth(2).unwrap_or_default();
+    second
+        .lines()
+        .filter(|l| l.starts_with("200") || l.starts_with("Connection:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn delayed_answer_closes_on_stop_as_nginx() {
+    let dir = fresh_temp_dir("nginx-edges-stop");
+    std::fs::write(dir.join("t.html"), "XtestX").expect("file");
+    let root = dir.display().to_string();
+    let (ferrolb, [port]) = Proxy::start_on(|[p]| delayed_conf(p, &root));
+    let ours = answer_after_stop(&ferrolb, port);
+    assert_eq!(ours, "200 OK Connection: close");
+    if let Some(bin) = nginx() {
+        let (nginx, [np]) = Proxy::start_bin_on(bin, |[p]| delayed_conf(p, &root));
+        assert_eq!(ours, answer_after_stop(&nginx, np));
+    }
+}

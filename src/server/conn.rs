@@ -180,7 +180,9 @@ async fn serve(worker: &Worker, conn: &mut Started) {
             }
         }
         served += 1;
-        let stopping = worker.shared.stop_mode() != StopMode::Running;
+        // Asked when the answer is made: a request delayed (limit_req) past the
+        // start of a stop is answered with `Connection: close`, as nginx.
+        let stopping = || worker.shared.stop_mode() != StopMode::Running;
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
@@ -194,7 +196,7 @@ async fn serve(worker: &Worker, conn: &mut Started) {
                 real: &real,
                 served,
                 opened,
-                stopping,
+                stopping: &stopping,
                 started,
                 pipelined,
             };
@@ -262,7 +264,7 @@ pub(super) async fn serve_request(
         real: &real,
         served,
         opened,
-        stopping: false,
+        stopping: &|| false,
         started: std::time::Instant::now(),
         pipelined: false,
     };
@@ -503,8 +505,8 @@ struct Exchange<'a> {
     served: u32,
     /// When the connection was accepted (`keepalive_time`).
     opened: tokio::time::Instant,
-    /// The server is stopping: answer, then close.
-    stopping: bool,
+    /// Whether the server is stopping (then: answer, and close).
+    stopping: &'a (dyn Fn() -> bool + Sync),
     /// When the first byte of the request head was at hand (`$request_time`).
     started: std::time::Instant,
     /// Whether the request arrived behind the previous one (`$pipe`).
@@ -729,7 +731,7 @@ async fn serve_pass<'f, 'a: 'f>(
     head: &'f RequestHead,
     mut pass: Pass<'a>,
 ) -> Handled<'a> {
-    let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
+    let (rt, info, served) = (ex.rt, ex.info, ex.served);
     let Routed {
         settings,
         target,
@@ -755,6 +757,7 @@ async fn serve_pass<'f, 'a: 'f>(
     let info = ex.info;
     // Out of the route while this pass runs; an error page puts a new one back.
     let uri = std::mem::take(&mut pass.route.rw.uri);
+    let stopping = (ex.stopping)();
     let keep = head.keep_alive
         && !settings.keepalive_timeout.is_zero()
         && served < settings.keepalive_requests
