@@ -389,8 +389,8 @@ fn is_valid_host(h: &[u8]) -> bool {
 
 /// The name of a `Host` value or absolute-form authority as nginx validates it
 /// (`ngx_http_validate_host`): the part before the first `:` (or an IP literal's `]`),
-/// one trailing dot dropped; `None` when empty or holding `..`, `/`, `\\`, NUL or
-/// controls, which nginx answers with 400. Case is left as sent.
+/// one trailing dot dropped; `None` when empty or holding `..`, `/`, NUL or controls,
+/// which nginx answers with 400. Case is left as sent.
 pub fn host_name(h: &[u8]) -> Option<&[u8]> {
     // One pass: this runs on every request.
     let mut host_len = h.len();
@@ -415,7 +415,7 @@ pub fn host_name(h: &[u8]) -> Option<&[u8]> {
                 literal = false;
                 rest = true;
             }
-            b'/' | b'\\' | 0..=0x20 | 0x7f => return None,
+            b'/' | 0..=0x20 | 0x7f => return None,
             _ => {}
         }
     }
