@@ -16,7 +16,7 @@ mod upstream;
 use crate::http1::RequestHead;
 pub use geo::forwarded;
 pub use split_clients::murmur2;
-pub use upstream::{head_field, seconds, upstream_value, UpstreamAttempt};
+pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, UpstreamAttempt};
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;
@@ -269,9 +269,7 @@ impl RequestVars<'_> {
         };
         match raw {
             Some(h) if !h.is_empty() => {
-                let h = strip_port(h);
-                // nginx drops a trailing dot (`example.com.` is `example.com`).
-                let h = h.strip_suffix(b".").unwrap_or(h);
+                let h = crate::http1::request::host_name(h).unwrap_or(h);
                 out.extend(h.iter().map(u8::to_ascii_lowercase));
             }
             _ => out.extend_from_slice(self.server_name.as_bytes()),
@@ -881,20 +879,6 @@ pub fn basic_credentials(value: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((decoded[..colon].to_vec(), decoded[colon + 1..].to_vec()))
 }
 
-fn strip_port(h: &[u8]) -> &[u8] {
-    if h.first() == Some(&b'[') {
-        // [v6]:port
-        return match memchr::memchr(b']', h) {
-            Some(i) => &h[..=i],
-            None => h,
-        };
-    }
-    match memchr::memrchr(b':', h) {
-        Some(i) => &h[..i],
-        None => h,
-    }
-}
-
 fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
     cookies.split(|&b| b == b';').find_map(|pair| {
         let pair = pair.trim_ascii_start();
@@ -922,9 +906,6 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(strip_port(b"example.com:8080"), b"example.com");
-        assert_eq!(strip_port(b"[::1]:8080"), b"[::1]");
-        assert_eq!(strip_port(b"example.com"), b"example.com");
         assert_eq!(cookie_value(b"a=1; sid=xyz; b=2", "sid"), Some(&b"xyz"[..]));
         assert_eq!(cookie_value(b"a=1", "sid"), None);
         assert_eq!(arg_value(b"x=1&page=3", "page"), Some(&b"3"[..]));

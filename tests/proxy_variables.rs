@@ -13,8 +13,9 @@ use std::path::PathBuf;
 
 use common::*;
 
-/// A DNS server on 127.0.0.1 answering A queries with 127.0.0.1 (TTL 1 s), names
-/// starting with `missing` with NXDOMAIN, other query types with no records.
+/// A DNS server on 127.0.0.1 answering A queries with 127.0.0.1 (TTL 1 s), and also
+/// 127.0.0.2 for names starting with `pair`; names starting with `missing` with
+/// NXDOMAIN, other query types with no records.
 fn dns_stub() -> u16 {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind dns");
     let port = sock.local_addr().expect("addr").port();
@@ -46,6 +47,7 @@ fn dns_stub() -> u16 {
             }
             let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
             let missing = name.starts_with("missing");
+            let pair = name.starts_with("pair");
             let answer = !missing && qtype == 1;
             let mut r = Vec::with_capacity(64);
             r.extend_from_slice(&q[..2]);
@@ -54,10 +56,14 @@ fn dns_stub() -> u16 {
             } else {
                 &[0x81, 0x80]
             });
-            r.extend_from_slice(&[0, 1, 0, u8::from(answer), 0, 0, 0, 0]);
+            let records = u8::from(answer) * if pair { 2 } else { 1 };
+            r.extend_from_slice(&[0, 1, 0, records, 0, 0, 0, 0]);
             r.extend_from_slice(&q[12..end]);
             if answer {
                 r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 127, 0, 0, 1]);
+            }
+            if answer && pair {
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 127, 0, 0, 2]);
             }
             let _ = sock.send_to(&r, from);
         }
@@ -77,7 +83,7 @@ fn backend(name: &'static str) -> u16 {
     })
 }
 
-fn conf(dns: u16, one: u16, two: u16, port: u16, bare: u16) -> String {
+fn conf(dns: u16, one: u16, two: u16, port: u16, bare: u16, dead: u16) -> String {
     format!(
         r#"events {{}}
 http {{
@@ -94,6 +100,8 @@ http {{
     location /missing/ {{ set $h missing.test; proxy_pass http://$h:{two}; }}
     location /arg/ {{ proxy_pass http://$arg_to; }}
     location /bad/ {{ set $b "ftp://x"; proxy_pass $b; }}
+    location /pair/ {{ set $h pair.test; proxy_pass http://$h:{dead}; error_page 502 = /tried; }}
+    location = /tried {{ return 200 "tried $upstream_addr"; }}
   }}
   server {{
     listen 127.0.0.1:{bare};
@@ -122,11 +130,25 @@ fn facts(r: &std::io::Result<Response>, ports: &[(u16, &str)]) -> String {
     }
 }
 
+/// `200 tried A, B` with the addresses sorted.
+fn tried_in_any_order(facts: String) -> String {
+    match facts.strip_prefix("200 tried ") {
+        Some(list) => {
+            let mut addrs: Vec<&str> = list.split(", ").collect();
+            addrs.sort_unstable();
+            format!("200 tried {}", addrs.join(", "))
+        }
+        None => facts,
+    }
+}
+
 #[test]
 fn proxy_pass_with_variables_matches_nginx() {
     let dns = dns_stub();
     let one = backend("one");
     let two = backend("two");
+    let dead = DeadPort::new();
+    let dead = dead.port;
     let cases = |two: u16| -> Vec<(String, bool)> {
         vec![
             ("/by-name/x?q=1".to_owned(), false),
@@ -137,19 +159,25 @@ fn proxy_pass_with_variables_matches_nginx() {
             (format!("/arg/p?to=127.0.0.1:{two}"), false),
             ("/arg/p?to=app".to_owned(), false),
             ("/bad/".to_owned(), false),
+            // The request's own group: the next request tries both addresses again.
+            ("/pair/a".to_owned(), false),
+            ("/pair/b".to_owned(), false),
             (format!("/?to=127.0.0.1:{two}"), true),
             (format!("/?to=backend.test:{two}"), true),
         ]
     };
-    let (ferrolb, [port, bare]) = Proxy::start_on(|[p, b]| conf(dns, one, two, p, b));
+    let (ferrolb, [port, bare]) = Proxy::start_on(|[p, b]| conf(dns, one, two, p, b, dead));
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
-        .then(|| Proxy::start_bin_on(nginx_bin, |[p, b]| conf(dns, one, two, p, b)));
-    let names = [(two, "TWO"), (one, "ONE")];
+        .then(|| Proxy::start_bin_on(nginx_bin, |[p, b]| conf(dns, one, two, p, b, dead)));
+    let names = [(two, "TWO"), (one, "ONE"), (dead, "DEAD")];
     let mut mismatches = Vec::new();
     for (path, on_bare) in cases(two) {
         let p = if on_bare { bare } else { port };
         let ours = facts(&http_get(p, &path, "site.test"), &names);
+        // nginx's resolver rotates a cached answer's addresses, hickory keeps their
+        // order: which of the two is tried first differs, not that both are.
+        let ours = tried_in_any_order(ours);
         assert!(
             !ours.starts_with("error"),
             "{path}: {ours}\n{}",
@@ -157,7 +185,7 @@ fn proxy_pass_with_variables_matches_nginx() {
         );
         if let Some((_nginx, [np, nb])) = &nginx {
             let p = if on_bare { *nb } else { *np };
-            let theirs = facts(&http_get(p, &path, "site.test"), &names);
+            let theirs = tried_in_any_order(facts(&http_get(p, &path, "site.test"), &names));
             if ours != theirs {
                 mismatches.push(format!("{path}\n  ferrolb: {ours}\n  nginx:   {theirs}"));
             }
@@ -184,6 +212,10 @@ fn proxy_pass_with_variables_matches_nginx() {
         "one: GET /fixed/path HTTP/1.0\n"
     );
     assert_eq!(get("/missing/m").status, 502);
+    for _ in 0..2 {
+        let tried = get("/pair/c").text().replace(&dead.to_string(), "DEAD");
+        assert_eq!(tried, "tried 127.0.0.1:DEAD, 127.0.0.2:DEAD");
+    }
     let r = http_get(bare, "/?to=backend.test:1", "site.test").expect("answer");
     assert_eq!(r.status, 502);
     let log = ferrolb.error_log();

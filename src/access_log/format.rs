@@ -380,22 +380,23 @@ mod tests {
     #[test]
     fn upstream_lists_and_times() {
         use crate::config::Endpoint;
+        use crate::vars::AttemptPeer;
         use std::time::Duration;
         let attempts = [
             UpstreamAttempt {
-                addr: Endpoint::Inet("127.0.0.1:1".parse().expect("addr")),
+                addr: AttemptPeer::Addr(Endpoint::Inet("127.0.0.1:1".parse().expect("addr"))),
                 status: 502,
                 connect: None,
                 header: None,
-                response: Duration::from_micros(1500),
+                response: Some(Duration::from_micros(1500)),
                 head: Vec::new(),
             },
             UpstreamAttempt {
-                addr: Endpoint::Inet("127.0.0.1:2".parse().expect("addr")),
+                addr: AttemptPeer::Addr(Endpoint::Inet("127.0.0.1:2".parse().expect("addr"))),
                 status: 200,
                 connect: Some(Duration::from_millis(0)),
                 header: Some(Duration::from_millis(4)),
-                response: Duration::from_millis(1234),
+                response: Some(Duration::from_millis(1234)),
                 head: b"HTTP/1.1 200 OK\r\nX-App: web-2\r\n\r\n".to_vec(),
             },
         ];

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::{PickContext, Select};
+use super::{PickContext, RoundRobin, Select, NGINX_DRAWS};
 use crate::upstream::Peer;
 
 /// Points on the ring per unit of weight, as nginx.
@@ -16,9 +16,10 @@ pub const POINTS_PER_WEIGHT: u32 = 160;
 /// `crc32(HOST "\0" PORT PREV)` where PREV is point `j-1` as 4 little-endian bytes (0
 /// for the first). Points are sorted, equal hashes keep the first. A key goes to the
 /// first point `>= crc32(KEY)` (wrapping), found by binary search; while that point's
-/// server has no eligible address the walk goes on to the next point, over the whole
-/// ring at most, then gives up (nginx answers 502 then; there is no round robin
-/// fallback). Adding or removing a server only moves the keys of its own points.
+/// server has no eligible address the walk goes on to the next point, 21 points at
+/// most, then falls back to round robin, as nginx does; an empty key or a single peer
+/// goes to round robin directly. Adding or removing a server only moves the keys of
+/// its own points.
 ///
 /// **Deviation:** when one `server` name resolved to several addresses, nginx
 /// chooses among them by smooth weighted round robin; this rotates through them.
@@ -30,6 +31,8 @@ pub struct ConsistentHash {
     servers: Box<[Box<[u32]>]>,
     /// Rotates among the addresses of one server.
     rotor: AtomicUsize,
+    /// nginx's round robin when the key is empty or the walk finds nothing.
+    fallback: RoundRobin,
 }
 
 /// nginx's split of a server text into host and port: the port is the digits after
@@ -83,6 +86,7 @@ impl ConsistentHash {
             points: points.into_boxed_slice(),
             servers: servers.into_iter().map(Vec::into_boxed_slice).collect(),
             rotor: AtomicUsize::new(0),
+            fallback: RoundRobin::new(peers),
         }
     }
 
@@ -108,17 +112,24 @@ impl ConsistentHash {
 impl Select for ConsistentHash {
     fn pick(
         &self,
-        _peers: &[Peer],
+        peers: &[Peer],
         ctx: &PickContext<'_>,
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let n = self.points.len();
-        if n == 0 {
-            return None;
+        let key = ctx.key.unwrap_or_default();
+        if n == 0 || key.is_empty() || peers.len() < 2 {
+            return self.fallback.pick(peers, ctx, eligible);
         }
-        let hash = crc32fast::hash(ctx.key.unwrap_or_default());
+        let hash = crc32fast::hash(key);
         let start = self.points.partition_point(|p| p.0 < hash);
-        (0..n).find_map(|k| self.address(self.points[(start + k) % n].1 as usize, eligible))
+        (0..NGINX_DRAWS)
+            .find_map(|k| self.address(self.points[(start + k) % n].1 as usize, eligible))
+            .or_else(|| self.fallback.pick(peers, ctx, eligible))
+    }
+
+    fn failed(&self, i: usize) {
+        self.fallback.failed(i);
     }
 }
 

@@ -97,12 +97,17 @@ impl Upstream {
     pub fn build(conf: &UpstreamConf, registry: &PeerRegistry) -> Upstream {
         let (primaries, backups): (Vec<_>, Vec<_>) = conf.peers.iter().partition(|p| !p.backup);
         let primary_count = primaries.len();
-        let peers: Vec<Peer> = primaries
-            .into_iter()
-            .chain(backups)
-            .map(|p| Peer {
-                conf: p.clone(),
-                state: registry.get_or_create(&conf.name, &p.addr),
+        let ordered: Vec<_> = primaries.into_iter().chain(backups).collect();
+        let peers: Vec<Peer> = ordered
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // Which line with this address it is: each has its own state.
+                let nth = ordered[..i].iter().filter(|q| q.addr == p.addr).count();
+                Peer {
+                    conf: (*p).clone(),
+                    state: registry.get_or_create_nth(&conf.name, &p.addr, nth),
+                }
             })
             .collect();
         let primary = selector_for(conf, &peers[..primary_count]);

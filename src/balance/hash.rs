@@ -7,7 +7,8 @@ use crate::upstream::Peer;
 /// draw adds `(crc32([REHASH] KEY) >> 16) & 0x7fff` to a running 32-bit hash, where
 /// REHASH is the draw number in decimal, omitted on the first draw; the running hash
 /// modulo the total weight picks a peer by weight. After 20 misses (unavailable
-/// peers) nginx falls back to round robin, and so does this.
+/// peers) nginx falls back to round robin, and so does this; an empty key goes
+/// straight to round robin, as in nginx.
 #[derive(Debug)]
 pub struct Hash {
     weights: Weights,
@@ -45,6 +46,10 @@ impl Select for Hash {
         eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
         let key = ctx.key.unwrap_or_default();
+        if key.is_empty() {
+            // nginx hashes nothing for an empty key: round robin.
+            return self.fallback.pick(peers, ctx, eligible);
+        }
         let mut hash: u32 = 0;
         let mut rehash: u32 = 0;
         probe_then_round_robin(&self.fallback, peers, ctx, eligible, || {

@@ -320,7 +320,7 @@ impl RequestHead {
                     .iter()
                     .position(|&b| matches!(b, b'/' | b'?' | b'#'))
                     .unwrap_or(rest.len());
-                if !is_authority(&rest[..auth_len]) {
+                if !is_absolute_authority(&rest[..auth_len]) {
                     return Err(ParseError::InvalidTarget);
                 }
                 let auth_start = target.start + scheme_len;
@@ -341,7 +341,7 @@ impl RequestHead {
     /// The target without its `?query`. Returns "/" when that is empty (absolute-form
     /// `http://host` or `http://host?q`), so callers can forward it as is.
     pub fn path<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        let t = buf.get(self.target.clone()).unwrap_or_default();
+        let t = self.target_without_fragment(buf);
         let p = match memchr::memchr(b'?', t) {
             Some(q) => &t[..q],
             None => t,
@@ -356,8 +356,18 @@ impl RequestHead {
     /// The query after the first `?` of the target (may be empty), or `None` if there is
     /// no `?`.
     pub fn query<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
-        let t = buf.get(self.target.clone()).unwrap_or_default();
+        let t = self.target_without_fragment(buf);
         memchr::memchr(b'?', t).map(|q| &t[q + 1..])
+    }
+
+    /// The target up to a `#`: nginx ends `$uri` and `$args` there (the fragment stays
+    /// in `$request_uri`).
+    fn target_without_fragment<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        let t = buf.get(self.target.clone()).unwrap_or_default();
+        match memchr::memchr(b'#', t) {
+            Some(f) => &t[..f],
+            None => t,
+        }
     }
 
     /// The method token bytes as sent.
@@ -374,22 +384,93 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 /// nginx's host check (`ngx_http_validate_host`): not empty (a lone trailing dot
 /// counts as empty), no `..`, no `/`, no NUL, control byte, space or DEL.
 fn is_valid_host(h: &[u8]) -> bool {
+    host_name(h).is_some()
+}
+
+/// The name of a `Host` value or absolute-form authority as nginx validates it
+/// (`ngx_http_validate_host`): the part before the first `:` (or an IP literal's `]`),
+/// one trailing dot dropped; `None` when empty or holding `..`, `/`, NUL or controls,
+/// which nginx answers with 400. Case is left as sent.
+pub fn host_name(h: &[u8]) -> Option<&[u8]> {
     // One pass: this runs on every request.
     let mut host_len = h.len();
-    let literal = h.first() == Some(&b'[');
-    let mut prev_dot = false;
+    let mut literal = false;
+    let mut rest = false;
+    let mut dot_pos: Option<usize> = None;
     for (i, &b) in h.iter().enumerate() {
         match b {
-            b'.' if prev_dot => return false,
-            b'/' | 0..=0x20 | 0x7f => return false,
-            b':' if !literal && host_len == h.len() => host_len = i,
+            b'.' => {
+                if i > 0 && dot_pos == Some(i - 1) {
+                    return None;
+                }
+                dot_pos = Some(i);
+            }
+            b':' if !literal && !rest => {
+                host_len = i;
+                rest = true;
+            }
+            b'[' if i == 0 => literal = true,
+            b']' if literal => {
+                host_len = i + 1;
+                literal = false;
+                rest = true;
+            }
+            b'/' | 0..=0x20 | 0x7f => return None,
             _ => {}
         }
-        prev_dot = b == b'.';
     }
-    let host = &h[..host_len];
-    let host = host.strip_suffix(b".").unwrap_or(host);
-    !host.is_empty()
+    if host_len > 0 && dot_pos == Some(host_len - 1) {
+        host_len -= 1;
+    }
+    (host_len > 0).then(|| &h[..host_len])
+}
+
+/// An absolute-form target's authority as nginx's request-line parser takes it: a name
+/// of letters, digits, `.` and `-`, or a bracketed IP literal, then optionally `:` and
+/// digits. Anything else (userinfo, `_`, a second port, a dot after the literal) is 400.
+fn is_absolute_authority(a: &[u8]) -> bool {
+    let (host, port) = if a.first() == Some(&b'[') {
+        let Some(end) = memchr::memchr(b']', a) else {
+            return false;
+        };
+        let literal_ok = a[1..end].iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b':' | b'-'
+                        | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        });
+        if !literal_ok {
+            return false;
+        }
+        (&a[..=end], &a[end + 1..])
+    } else {
+        let end = a
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+            .unwrap_or(a.len());
+        (&a[..end], &a[end..])
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    !host.is_empty() && port_ok
 }
 
 /// `authority` without userinfo (RFC 3986 §3.2 minus `@`, which RFC 9110 §4.2.4 forbids
@@ -851,6 +932,33 @@ mod tests {
     }
 
     // ---- target forms ----
+
+    #[test]
+    fn host_names_as_nginx() {
+        assert_eq!(host_name(b"example.com:8080"), Some(&b"example.com"[..]));
+        assert_eq!(host_name(b"Example.com.:88"), Some(&b"Example.com"[..]));
+        assert_eq!(host_name(b"[::1]:8080"), Some(&b"[::1]"[..]));
+        assert_eq!(host_name(b"1.2.3.4:9000:80"), Some(&b"1.2.3.4"[..]));
+        assert_eq!(host_name(b"."), None);
+        assert_eq!(host_name(b"a..b"), None);
+        assert_eq!(host_name(b"a/b"), None);
+        for ok in ["a.b", "a.b.:2", "[::1]", "[::1]:5", "1.2.3.4:123"] {
+            assert!(is_absolute_authority(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "a.:1.2",
+            "1.2.3.4:9000:80",
+            "[::1].",
+            "[::1].:98",
+            "x[::1]",
+            "[::1",
+            "a_b",
+            "u@h",
+            "",
+        ] {
+            assert!(!is_absolute_authority(bad.as_bytes()), "{bad}");
+        }
+    }
 
     #[test]
     fn absolute_form() {

@@ -25,6 +25,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::{self, IdleConn};
 use crate::upstream::{Outcome, Peer, Tried};
+use crate::vars::AttemptPeer;
 
 /// Why one attempt at one peer failed.
 #[derive(Debug)]
@@ -251,16 +252,27 @@ pub(super) async fn run<'u, D: Downstream>(
                 done.retry_after_secs = Some(RETRY_AFTER_STARTING_SECS);
                 return Err(503);
             }
-            if made == 1 {
-                super::log_request(
-                    f,
-                    cbuf,
-                    Level::Error,
-                    "no live upstreams while connecting to upstream",
-                    None,
-                );
+            // nginx logs each time it finds no peer, and counts it as an attempt
+            // at the group ($upstream_addr shows its name).
+            super::log_request(
+                f,
+                cbuf,
+                Level::Error,
+                "no live upstreams while connecting to upstream",
+                None,
+            );
+            if f.log_upstream {
+                done.attempts.push(UpstreamAttempt {
+                    addr: AttemptPeer::NoLive(f.upstream.name.clone()),
+                    status: 502,
+                    connect: None,
+                    header: None,
+                    response: Some(Duration::ZERO),
+                    head: Vec::new(),
+                });
             }
-            return Err(last_status);
+            // Whatever failed before, nginx answers "no live upstreams" with 502.
+            return Err(502);
         };
         tried.insert(guard.index());
         let peer = guard.peer();
@@ -617,11 +629,11 @@ pub(super) fn note_attempt(
 ) {
     if f.log_upstream {
         done.attempts.push(UpstreamAttempt {
-            addr: addr.clone(),
+            addr: AttemptPeer::Addr(addr.clone()),
             status,
             connect,
             header,
-            response: started.elapsed(),
+            response: Some(started.elapsed()),
             head,
         });
     }

@@ -336,7 +336,15 @@ async fn buffer_small_body<D: Downstream>(
     let mut scanner = match f.head.framing {
         BodyFraming::Length(n) => {
             let end = start as u64 + n;
-            if cbuf.len() as u64 >= end || n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
+            if cbuf.len() as u64 >= end {
+                // nginx says `100 Continue` whenever it reads a body, even one that
+                // is all there already (`Content-Length: 0`).
+                if f.head.expect_continue {
+                    client.send_continue().await.map_err(|_| 0u16)?;
+                }
+                return Ok(f.head.expect_continue);
+            }
+            if n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
                 return Ok(false);
             }
             None

@@ -494,6 +494,12 @@ pub(super) async fn answer_error<D: Downstream>(
         done.keep_client = false;
     }
     done.status = status;
+    // `$upstream_*` on the error (and in an error page, which nginx reaches with the
+    // request's upstream states kept) list every attempt made.
+    let listed = f.log_upstream && !done.attempts.is_empty();
+    if let Some(locals) = f.locals.filter(|_| listed) {
+        locals.set_upstream(done.attempts.clone());
+    }
     if (f.hands_off)(status) {
         done.handed_off = Some(super::HandedOff {
             status,
@@ -506,7 +512,8 @@ pub(super) async fn answer_error<D: Downstream>(
     let applies = crate::http1::respond::add_header_applies(status);
     let lines = f.settings.add_header.iter().filter(|h| h.always || applies);
     let mut fields = Vec::new();
-    let v = vars(f, cbuf, done.upstream_addr.as_ref());
+    let tried = done.upstream_addr.as_ref().filter(|_| !listed);
+    let v = vars(f, cbuf, tried);
     for h in lines {
         let value = v.evaluated(&h.value);
         if !value.is_empty() {

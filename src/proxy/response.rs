@@ -17,6 +17,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
 use crate::upstream::{Outcome, PeerState};
+use crate::vars::AttemptPeer;
 
 /// Relays the answer of the attempt that got one; updates `done` with the status, the
 /// body size and whether the client connection may continue. `set_cookie` (from
@@ -50,22 +51,22 @@ pub(super) async fn relay<D: Downstream>(
     } else {
         Vec::new()
     };
-    // Every attempt so far, this one with the time to now and `head`, for the
-    // variables of `add_header` and of an `X-Accel-Redirect`'s new location.
-    let attempts_now = |head: Vec<u8>| {
+    // Every attempt so far, this one with `head` (and, once it ended, its time), for
+    // the variables of `add_header` and of an `X-Accel-Redirect`'s new location.
+    let attempts_now = |head: Vec<u8>, ended: bool| {
         let mut attempts = done.attempts.clone();
         attempts.push(UpstreamAttempt {
-            addr: peer.conf.addr.clone(),
+            addr: AttemptPeer::Addr(peer.conf.addr.clone()),
             status: resp.status,
             connect: connect_time,
             header: header_time,
-            response: started.elapsed(),
+            response: ended.then(|| started.elapsed()),
             head,
         });
         attempts
     };
     if let Some(locals) = f.locals.filter(|_| f.log_upstream) {
-        locals.set_upstream(attempts_now(kept_head.clone()));
+        locals.set_upstream(attempts_now(kept_head.clone(), false));
     }
     let intercepted =
         f.settings.proxy_intercept_errors && resp.status >= 300 && (f.hands_off)(resp.status);
@@ -77,7 +78,7 @@ pub(super) async fn relay<D: Downstream>(
         // connection is not pooled) and the caller redirects; `$upstream_http_*`
         // keep this response's fields there.
         if let Some(locals) = f.locals {
-            locals.set_upstream(attempts_now(ubuf[..resp.head_len].to_vec()));
+            locals.set_upstream(attempts_now(ubuf[..resp.head_len].to_vec(), true));
         }
         done.status = resp.status;
         done.accel_redirect = Some(accel);

@@ -181,7 +181,9 @@ async fn serve(worker: &Worker, conn: &mut Started) {
             }
         }
         served += 1;
-        let stopping = worker.shared.stop_mode() != StopMode::Running;
+        // Asked when the answer is made: a request delayed (limit_req) past the
+        // start of a stop is answered with `Connection: close`, as nginx.
+        let stopping = || worker.shared.stop_mode() != StopMode::Running;
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
         // stays small.
@@ -195,7 +197,7 @@ async fn serve(worker: &Worker, conn: &mut Started) {
                 real: &real,
                 served,
                 opened,
-                stopping,
+                stopping: &stopping,
                 started,
                 pipelined,
                 h2: None,
@@ -265,7 +267,7 @@ pub(super) async fn serve_request(
         real: &real,
         served,
         opened,
-        stopping: false,
+        stopping: &|| false,
         started: std::time::Instant::now(),
         pipelined: false,
         h2,
@@ -507,8 +509,8 @@ struct Exchange<'a> {
     served: u32,
     /// When the connection was accepted (`keepalive_time`).
     opened: tokio::time::Instant,
-    /// The server is stopping: answer, then close.
-    stopping: bool,
+    /// Whether the server is stopping (then: answer, and close).
+    stopping: &'a (dyn Fn() -> bool + Sync),
     /// When the first byte of the request head was at hand (`$request_time`).
     started: std::time::Instant,
     /// Whether the request arrived behind the previous one (`$pipe`).
@@ -639,6 +641,15 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         }
     }
     let stream = &mut *ex.stream;
+    if head.method == Method::Trace {
+        // nginx refuses TRACE while reading the head, before any phase: 405, closed.
+        crate::log::emit(
+            Level::Info,
+            Some(info.id),
+            format_args!("client sent TRACE method, client: {}", info.remote),
+        );
+        return answer_local(stream, buf, head, 405, None, &server.settings, false).await;
+    }
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
     let uri = match uri::normalize(path) {
@@ -730,7 +741,7 @@ async fn serve_pass<'f, 'a: 'f>(
     head: &'f RequestHead,
     mut pass: Pass<'a>,
 ) -> Handled<'a> {
-    let (rt, info, served, stopping) = (ex.rt, ex.info, ex.served, ex.stopping);
+    let (rt, info, served) = (ex.rt, ex.info, ex.served);
     let Routed {
         settings,
         target,
@@ -756,6 +767,7 @@ async fn serve_pass<'f, 'a: 'f>(
     let info = ex.info;
     // Out of the route while this pass runs; an error page puts a new one back.
     let uri = std::mem::take(&mut pass.route.rw.uri);
+    let stopping = (ex.stopping)();
     let keep = head.keep_alive
         && !settings.keepalive_timeout.is_zero()
         && served < settings.keepalive_requests
@@ -766,8 +778,9 @@ async fn serve_pass<'f, 'a: 'f>(
     if let Some(h2) = ex.h2 {
         h2.set_chunk_size(settings.http2.chunk_size);
     }
-    // nginx answers neither method (over HTTP/1 nor HTTP/2).
-    if matches!(head.method, Method::Connect | Method::Trace) {
+    // nginx does not answer CONNECT (over HTTP/1 nor HTTP/2); TRACE was refused
+    // before the phases (see `handle`).
+    if head.method == Method::Connect {
         return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
     }
     let vars_here = || RequestVars {
@@ -1373,8 +1386,10 @@ async fn proxy<'a>(
     let hands_off = |status: u16| {
         saved.is_some() && pass.pages.has_page(settings, status, body_whole.is_some())
     };
+    // An error page after a failed attempt may use them too.
     let log_upstream = settings.access_log.uses_upstream()
-        || settings.add_header.iter().any(|h| h.value.uses_upstream());
+        || settings.add_header.iter().any(|h| h.value.uses_upstream())
+        || saved.is_some();
     let f = Forward {
         head,
         settings,

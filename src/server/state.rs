@@ -235,7 +235,7 @@ impl Runtime {
             access_logs,
             syslogs,
             log_file_caches,
-            dynamic: DynamicGroups::default(),
+            dynamic: DynamicGroups,
             tls_offers,
             tls_addrs,
         })

@@ -93,16 +93,12 @@ fn any_listen_of(
         .any(|l| l.addr == addr && what(l))
 }
 
-/// Host header → name to match: port stripped, lowercase, trailing dot removed.
+/// Host header → name to match: as nginx's `$host`, port stripped, lowercase, one
+/// trailing dot removed.
 pub fn normalize_host(host: &str) -> String {
     let host = host.trim();
-    let without_port = if host.starts_with('[') {
-        // An IPv6 literal keeps its brackets, as nginx's $host does.
-        host.find(']').map_or(host, |i| &host[..=i])
-    } else {
-        host.split(':').next().unwrap_or(host)
-    };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = crate::http1::request::host_name(host.as_bytes()).unwrap_or(host.as_bytes());
+    String::from_utf8_lossy(name).to_ascii_lowercase()
 }
 
 fn by_name(servers: &[ServerConf], candidates: &[usize], name: &str) -> Option<usize> {

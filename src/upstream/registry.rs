@@ -7,17 +7,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::peer::PeerState;
 use crate::config::{Endpoint, UpstreamConf};
 
-/// Live [`PeerState`] keyed by (upstream name, peer address), so failure counts and
-/// in-flight counts survive a configuration reload for peers the new configuration
-/// still has.
+/// Live [`PeerState`] keyed by (upstream name, peer address, occurrence), so failure
+/// counts and in-flight counts survive a configuration reload for peers the new
+/// configuration still has.
 ///
 /// The lock is taken only while a configuration is being built (never per request):
 /// requests reach the state through the `Arc` each [`super::Peer`] holds. Two `server`
-/// lines of one upstream with the same address share one state, as they are one
-/// backend. Empty by default.
+/// lines of one upstream with the same address are two peers with a state each, as in
+/// nginx (each has its own failures and `max_conns`; the occurrence, 0 for the first
+/// line with that address, tells them apart). Empty by default.
 #[derive(Debug, Default)]
 pub struct PeerRegistry {
-    peers: Mutex<HashMap<(String, Endpoint), Arc<PeerState>>>,
+    peers: Mutex<HashMap<(String, Endpoint, usize), Arc<PeerState>>>,
 }
 
 impl PeerRegistry {
@@ -26,12 +27,22 @@ impl PeerRegistry {
         Self::default()
     }
 
-    /// The state for `addr` in `upstream`, created (all zero) on first use.
+    /// The state for the first peer at `addr` in `upstream`, created (all zero) on
+    /// first use.
     pub fn get_or_create(&self, upstream: &str, addr: &Endpoint) -> Arc<PeerState> {
+        self.get_or_create_nth(upstream, addr, 0)
+    }
+
+    /// The state for the `nth` (from 0) peer at `addr` in `upstream`, created (all
+    /// zero) on first use.
+    pub fn get_or_create_nth(&self, upstream: &str, addr: &Endpoint, nth: usize) -> Arc<PeerState> {
         // A panic while holding this lock cannot leave the map inconsistent (every
         // operation is a single insert/lookup/retain), so a poisoned lock is still usable.
         let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(map.entry((upstream.to_owned(), addr.clone())).or_default())
+        Arc::clone(
+            map.entry((upstream.to_owned(), addr.clone(), nth))
+                .or_default(),
+        )
     }
 
     /// Drops the entries no peer of `upstreams` refers to (call after a new config is
@@ -42,10 +53,10 @@ impl PeerRegistry {
     pub fn retain(&self, upstreams: &[UpstreamConf]) {
         let mut map = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         let mut removed_any = false;
-        map.retain(|(name, addr), state| {
-            let kept = upstreams
-                .iter()
-                .any(|u| &u.name == name && u.peers.iter().any(|p| &p.addr == addr));
+        map.retain(|(name, addr, nth), state| {
+            let kept = upstreams.iter().any(|u| {
+                &u.name == name && u.peers.iter().filter(|p| &p.addr == addr).count() > *nth
+            });
             if !kept {
                 state.removed.store(true, Ordering::Relaxed);
                 removed_any = true;

@@ -8,11 +8,39 @@ use std::time::Duration;
 
 use crate::config::{Endpoint, Var};
 
+/// Where an attempt went: a peer, or nowhere when the group had no live peer left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptPeer {
+    /// The peer's address.
+    Addr(Endpoint),
+    /// nginx's "no live upstreams": `$upstream_addr` shows the group's name.
+    NoLive(String),
+}
+
+impl AttemptPeer {
+    /// The port of an IP peer.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            AttemptPeer::Addr(a) => a.port(),
+            AttemptPeer::NoLive(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptPeer::Addr(a) => write!(f, "{a}"),
+            AttemptPeer::NoLive(group) => f.write_str(group),
+        }
+    }
+}
+
 /// One attempt at one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAttempt {
     /// The peer.
-    pub addr: Endpoint,
+    pub addr: AttemptPeer,
     /// Its response status; nginx's 502 (error) or 504 (timeout) when it failed, 0
     /// (logged as `-`) when the client's misbehaviour ended the attempt.
     pub status: u16,
@@ -20,9 +48,9 @@ pub struct UpstreamAttempt {
     pub connect: Option<Duration>,
     /// Time to the end of the response head, `None` without a response head.
     pub header: Option<Duration>,
-    /// Time from the start of the attempt to its end (to now, while its head is
-    /// being relayed).
-    pub response: Duration,
+    /// Time from the start of the attempt to its end; `None` (`-`) while its head
+    /// is being relayed, as nginx's.
+    pub response: Option<Duration>,
     /// Its response head (status line and fields) when it answered and a variable
     /// may ask for a field (`$upstream_http_NAME`); empty otherwise.
     pub head: Vec<u8>,
@@ -39,7 +67,7 @@ pub fn upstream_value(v: &Var, attempts: &[UpstreamAttempt], out: &mut Vec<u8>) 
             s => write!(out, "{s}"),
         }),
         Var::UpstreamResponseTime => list(out, attempts, |out, a| {
-            seconds(out, a.response);
+            opt_seconds(out, a.response);
             Ok(())
         }),
         Var::UpstreamConnectTime => list(out, attempts, |out, a| {

@@ -50,7 +50,10 @@ impl Validator<'_> {
                 }
                 "server_name" => {
                     for a in &c.args {
-                        primary_name.get_or_insert_with(|| a.value.clone());
+                        // nginx's `$server_name` of `.example.com` is `example.com`.
+                        primary_name.get_or_insert_with(|| {
+                            a.value.strip_prefix('.').unwrap_or(&a.value).to_owned()
+                        });
                         names.push(server_name(c, &a.value)?);
                         raw_names.push(a.value.clone());
                     }
