@@ -55,6 +55,21 @@ pub struct Locals<'a> {
     geo_values: Mutex<Vec<Kept>>,
     /// `split_clients` values, kept the same way.
     split_values: Mutex<Vec<Kept>>,
+    /// Where the proxy kept the request body (`$request_body`, `$request_body_file`).
+    body: Mutex<KeptBody>,
+}
+
+/// Where a request body was kept once read, for `$request_body` and
+/// `$request_body_file`.
+#[derive(Debug, Default, Clone)]
+pub enum KeptBody {
+    /// As it arrived, in the client buffer behind the head (or not read at all).
+    #[default]
+    InBuffer,
+    /// Decoded into memory (a chunked body).
+    Decoded(Vec<u8>),
+    /// Written to the file of this name; `$request_body` is then empty.
+    File(std::path::PathBuf),
 }
 
 /// Appends the kept value of slot `index` of `cells`, or `find`s it and keeps it
@@ -119,7 +134,13 @@ impl<'a> Locals<'a> {
             upstream: Mutex::new(Vec::new()),
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
             split_values: Mutex::new(vec![Kept::NotYet; http.split_clients.len()]),
+            body: Mutex::new(KeptBody::InBuffer),
         }
+    }
+
+    /// Where the request body was kept once read.
+    pub fn set_body(&self, kept: KeptBody) {
+        *cell(&self.body) = kept;
     }
 
     /// The attempts at peers so far, the one whose response is being relayed last
@@ -573,8 +594,23 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
+            Var::RequestBodyFile => {
+                if let Some(KeptBody::File(path)) = self.locals.map(|l| cell(&l.body).clone()) {
+                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                }
+            }
             Var::RequestBody => {
-                if let crate::http1::BodyFraming::Length(n) = self.head.framing {
+                let kept = self.locals.map(|l| {
+                    let b = cell(&l.body);
+                    match &*b {
+                        KeptBody::InBuffer => None,
+                        KeptBody::Decoded(v) => Some(v.clone()),
+                        KeptBody::File(_) => Some(Vec::new()),
+                    }
+                });
+                if let Some(Some(v)) = kept {
+                    out.extend_from_slice(&v);
+                } else if let crate::http1::BodyFraming::Length(n) = self.head.framing {
                     let start = self.head.head_len;
                     let end = usize::try_from(n).map_or(usize::MAX, |n| start.saturating_add(n));
                     if let Some(body) = self.buf.get(start..end) {

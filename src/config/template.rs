@@ -119,6 +119,7 @@ pub fn var(name: &str) -> Option<Var> {
         "content_type" => Var::ContentType,
         "content_length" => Var::ContentLength,
         "request_body" => Var::RequestBody,
+        "request_body_file" => Var::RequestBodyFile,
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "realip_remote_addr" => Var::RealipRemoteAddr,
         "limit_req_status" => Var::LimitReqStatus,

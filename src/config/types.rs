@@ -757,9 +757,21 @@ pub struct LocSettings {
     /// sent with a Content-Length (so it can be retried, and chunked bodies reach
     /// HTTP/1.0 upstreams). Off: streamed as it arrives. Default on.
     pub proxy_request_buffering: bool,
-    /// `client_body_temp_path`: where those files are made (unlinked at once).
-    /// Default `client_body_temp` under the prefix.
+    /// `client_body_temp_path`: where those files are made (unlinked at once unless
+    /// `client_body_in_file_only` keeps them). Default `client_body_temp` under the prefix.
     pub client_body_temp_path: PathBuf,
+    /// `client_body_buffer_size`: a body up to this size (a quarter more for one with a
+    /// Content-Length, as nginx sizes its buffer) is kept in memory and is
+    /// `$request_body`; a larger one is spooled to a file (`$request_body_file`).
+    /// Default 8k (nginx's two memory pages).
+    pub client_body_buffer_size: u64,
+    /// `client_body_in_file_only`: every request body that is read goes to a named file
+    /// under `client_body_temp_path`. Default off.
+    pub client_body_in_file_only: BodyInFileOnly,
+    /// `client_body_in_single_buffer`: nginx keeps a body in one buffer. nginx 1.22's
+    /// `$request_body` joins buffers anyway, so nothing a client or backend sees
+    /// depends on it; kept for the configuration's sake. Default off.
+    pub client_body_in_single_buffer: bool,
     /// `send_timeout`: how long one write to the client may stall before the
     /// connection is closed. Default 60 s.
     pub send_timeout: Duration,
@@ -1419,6 +1431,21 @@ pub struct ResolverConf {
     pub ipv6: bool,
 }
 
+/// `client_body_buffer_size`'s default: nginx's two 4 KiB memory pages.
+pub const DEFAULT_CLIENT_BODY_BUFFER_SIZE: u64 = 8 * 1024;
+
+/// `client_body_in_file_only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyInFileOnly {
+    /// Only bodies larger than `client_body_buffer_size` go to a file, unlinked at once.
+    #[default]
+    Off,
+    /// Every body goes to a file that stays after the request.
+    On,
+    /// Every body goes to a file removed when the request is done.
+    Clean,
+}
+
 /// `proxy_http_version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProxyHttpVersion {
@@ -1878,6 +1905,8 @@ pub enum Var {
     ContentType,
     /// See [`Var::ContentType`].
     ContentLength,
+    /// `$request_body_file`: the name of the file the request body was written to.
+    RequestBodyFile,
     /// `$request_body`: the request body when it was read into memory (a body with a
     /// `Content-Length` that arrived with its head, up to the 64 KiB buffer); empty
     /// otherwise (a chunked or larger body, which nginx would hold in a file or in

@@ -16,6 +16,7 @@
 
 mod accel;
 mod attempt;
+mod body_file;
 mod downstream;
 mod field_edits;
 mod plan;
@@ -155,6 +156,9 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
         }
     };
     done.consumed = body.complete.then_some(f.head.head_len + body.len);
+    if let Some(locals) = f.locals {
+        locals.set_body(body.kept());
+    }
     // Allocates only for `hash` (the evaluated key); round robin reads nothing here.
     let mut hash_key = Vec::new();
     let plan = Plan::new(f, cbuf, &mut hash_key);

@@ -51,6 +51,9 @@ pub(super) struct Partial {
     ignore_invalid_headers: Option<bool>,
     proxy_request_buffering: Option<bool>,
     client_body_temp_path: Option<PathBuf>,
+    client_body_buffer_size: Option<u64>,
+    client_body_in_file_only: Option<BodyInFileOnly>,
+    client_body_in_single_buffer: Option<bool>,
     send_timeout: Option<Duration>,
     limit_rate: Option<SizeValue>,
     limit_rate_after: Option<SizeValue>,
@@ -152,6 +155,9 @@ impl Partial {
             ignore_invalid_headers,
             proxy_request_buffering,
             client_body_temp_path,
+            client_body_buffer_size,
+            client_body_in_file_only,
+            client_body_in_single_buffer,
             send_timeout,
             limit_rate,
             limit_rate_after,
@@ -267,6 +273,11 @@ impl Partial {
             }),
             proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
             send_timeout: self.send_timeout.unwrap_or(secs(60)),
+            client_body_buffer_size: self
+                .client_body_buffer_size
+                .unwrap_or(DEFAULT_CLIENT_BODY_BUFFER_SIZE),
+            client_body_in_file_only: self.client_body_in_file_only.unwrap_or_default(),
+            client_body_in_single_buffer: self.client_body_in_single_buffer.unwrap_or(false),
             client_body_temp_path: self
                 .client_body_temp_path
                 .clone()
@@ -481,6 +492,22 @@ impl Validator<'_> {
                     &mut p.limit_rate_after
                 };
                 once(slot, n, d)?;
+            }
+            "client_body_buffer_size" => {
+                let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.client_body_buffer_size, n.max(1), d)?;
+            }
+            "client_body_in_file_only" => {
+                let v = match a0 {
+                    "off" => BodyInFileOnly::Off,
+                    "on" => BodyInFileOnly::On,
+                    "clean" => BodyInFileOnly::Clean,
+                    _ => return Err(invalid_value(d, a0, Some("on, clean or off"))),
+                };
+                once(&mut p.client_body_in_file_only, v, d)?;
+            }
+            "client_body_in_single_buffer" => {
+                once(&mut p.client_body_in_single_buffer, flag(d)?, d)?
             }
             "client_max_body_size" => {
                 let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
