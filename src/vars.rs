@@ -16,7 +16,7 @@ mod upstream;
 use crate::http1::RequestHead;
 pub use geo::forwarded;
 pub use split_clients::murmur2;
-pub use upstream::{head_field, seconds, upstream_value, UpstreamAttempt};
+pub use upstream::{head_field, seconds, upstream_value, Traffic, UpstreamAttempt};
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;
@@ -45,6 +45,8 @@ pub struct Locals<'a> {
     limit_status: Mutex<[Option<&'static str>; 2]>,
     /// When the request's first bytes were at hand (`$request_time` before the log).
     started: Mutex<Option<std::time::Instant>>,
+    /// When the client connection was accepted (`$connection_time`).
+    connection_opened: Mutex<Option<std::time::Instant>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
     /// The attempts at peers so far, the one being relayed last, while its head is
@@ -130,6 +132,7 @@ impl<'a> Locals<'a> {
             request_id: Mutex::new(None),
             limit_status: Mutex::new([None, None]),
             started: Mutex::new(None),
+            connection_opened: Mutex::new(None),
             status: Mutex::new(None),
             upstream: Mutex::new(Vec::new()),
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
@@ -158,6 +161,11 @@ impl<'a> Locals<'a> {
     /// When the request's first bytes were at hand: `$request_time` counts from it.
     pub fn set_started(&self, at: std::time::Instant) {
         *cell(&self.started) = Some(at);
+    }
+
+    /// When the client connection was accepted: `$connection_time` counts from it.
+    pub fn set_connection_opened(&self, at: std::time::Instant) {
+        *cell(&self.connection_opened) = Some(at);
     }
 
     /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
@@ -428,6 +436,9 @@ impl RequestVars<'_> {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
+            | Var::UpstreamResponseLength
+            | Var::UpstreamBytesReceived
+            | Var::UpstreamBytesSent
             | Var::UpstreamHttp(_)
             | Var::UpstreamCookie(_) => {
                 if let Some(l) = self.locals {
@@ -624,6 +635,12 @@ impl RequestVars<'_> {
                 if let Some(at) = self.locals.and_then(|l| *cell(&l.started)) {
                     let ms = at.elapsed().as_millis();
                     let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+                }
+            }
+            // Seconds with milliseconds since the connection was accepted.
+            Var::ConnectionTime => {
+                if let Some(at) = self.locals.and_then(|l| *cell(&l.connection_opened)) {
+                    seconds(out, at.elapsed());
                 }
             }
             Var::LimitReqStatus => {

@@ -1727,6 +1727,9 @@ impl Template {
                         | Var::UpstreamResponseTime
                         | Var::UpstreamConnectTime
                         | Var::UpstreamHeaderTime
+                        | Var::UpstreamResponseLength
+                        | Var::UpstreamBytesReceived
+                        | Var::UpstreamBytesSent
                         | Var::UpstreamHttp(_)
                         | Var::UpstreamCookie(_)
                 )
@@ -1808,6 +1811,12 @@ pub enum Var {
     UpstreamConnectTime,
     /// `$upstream_header_time` (logs): seconds per attempt, `-` without a response head.
     UpstreamHeaderTime,
+    /// `$upstream_response_length`: each attempt's response body bytes.
+    UpstreamResponseLength,
+    /// `$upstream_bytes_received`: each attempt's response bytes, head and body.
+    UpstreamBytesReceived,
+    /// `$upstream_bytes_sent`: each attempt's request bytes, head and body.
+    UpstreamBytesSent,
     /// `$status` (logs).
     Status,
     /// `$gzip_ratio` (logs): bytes in over bytes out of a body compressed on the fly.
@@ -1905,6 +1914,8 @@ pub enum Var {
     ContentType,
     /// See [`Var::ContentType`].
     ContentLength,
+    /// `$connection_time`: seconds (with milliseconds) since the connection opened.
+    ConnectionTime,
     /// `$request_body_file`: the name of the file the request body was written to.
     RequestBodyFile,
     /// `$request_body`: the request body when it was read into memory (a body with a

@@ -16,6 +16,7 @@ use super::plan::{LastAttempt, Plan, RequestBody};
 use super::request::{self, UpstreamHead};
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
+use crate::vars::Traffic;
 use crate::balance::{Report, Upstream};
 use crate::config::UpstreamProtocol;
 use crate::config::{Endpoint, Level, LocSettings, NextUpstream, ProxyBind};
@@ -313,10 +314,21 @@ pub(super) async fn run<'u, D: Downstream>(
                     header_time,
                     started,
                     Vec::new(),
+                    Traffic::default(),
                 );
             }
             Err(AttemptError::Client { status, why }) => {
-                note_attempt(f, done, addr, 0, connect_time, None, started, Vec::new());
+                note_attempt(
+                    f,
+                    done,
+                    addr,
+                    0,
+                    connect_time,
+                    None,
+                    started,
+                    Vec::new(),
+                    Traffic::default(),
+                );
                 // The client's fault says nothing about the peer.
                 guard.finish(Outcome::Success);
                 super::log_request(f, cbuf, Level::Info, &why, done.upstream_addr.as_ref());
@@ -351,6 +363,7 @@ pub(super) async fn run<'u, D: Downstream>(
                     None,
                     started,
                     Vec::new(),
+                    Traffic::default(),
                 );
                 let next =
                     plan.after_failure(err.condition(), err.request_sent(), body, made, f.settings);
@@ -557,6 +570,7 @@ pub(super) fn note_attempt(
     header: Option<Duration>,
     started: Instant,
     head: Vec<u8>,
+    traffic: Traffic,
 ) {
     if f.log_upstream {
         done.attempts.push(UpstreamAttempt {
@@ -566,6 +580,7 @@ pub(super) fn note_attempt(
             header,
             response: started.elapsed(),
             head,
+            traffic,
         });
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::attempt::{note_attempt, Answered, UpstreamConn};
+use crate::vars::Traffic;
 use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
@@ -44,6 +45,14 @@ pub(super) async fn relay<D: Downstream>(
     let idx = guard.index();
     record_latency(f, idx, LatencyPoint::Header, started);
     let sent_head_bytes = uhead.bytes.len() as u64;
+    // The request body went whole with the head (the spooled or buffered cases) or
+    // was streamed; either way the peer got the client's body bytes.
+    let sent_bytes = sent_head_bytes
+        + match f.head.framing {
+            BodyFraming::Length(n) if super::request::sends_client_body(f) => n,
+            _ => 0,
+        };
+    let head_len = resp.head_len as u64;
     // The response head for `$upstream_http_NAME`, kept only when asked for.
     let kept_head = if f.log_upstream && asks_for_fields(f.settings) {
         ubuf[..resp.head_len].to_vec()
@@ -61,6 +70,11 @@ pub(super) async fn relay<D: Downstream>(
             header: header_time,
             response: started.elapsed(),
             head,
+            traffic: Traffic {
+                sent: sent_bytes,
+                received: resp.head_len as u64,
+                body: 0,
+            },
         });
         attempts
     };
@@ -107,6 +121,11 @@ pub(super) async fn relay<D: Downstream>(
         header_time,
         started,
         kept_head,
+        Traffic {
+            sent: sent_bytes,
+            received: head_len + done.body_bytes,
+            body: done.body_bytes,
+        },
     );
     // Statistics for /status and /metrics: a few relaxed atomic adds.
     let body_out = match f.head.framing {

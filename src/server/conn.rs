@@ -648,6 +648,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     let http = &rt.config.http;
     let locals = Locals::new(http);
     locals.set_started(ex.started);
+    locals.set_connection_opened(ex.opened.into_std());
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let pass = Pass {
         route: Route::new(uri, path),
