@@ -461,6 +461,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("lingering_time", HSL, 1, 1),
     handled("lingering_timeout", HSL, 1, 1),
     handled("keepalive_time", HSL, 1, 1),
+    handled("keepalive_disable", HSL, 1, 3),
     ignored("proxy_buffers", HSL, BUFFERING),
     ignored("proxy_busy_buffers_size", HSL, BUFFERING),
     handled("proxy_request_buffering", HSL, 1, 1),

@@ -794,6 +794,9 @@ pub struct LocSettings {
     /// `keepalive_time`: after this long a connection serves no further request.
     /// Default 1 h.
     pub keepalive_time: Duration,
+    /// `keepalive_disable`: browsers whose connections are not kept alive. Default
+    /// `msie6`.
+    pub keepalive_disable: KeepaliveDisable,
     /// `proxy_hide_header`: upstream response fields not passed on (lower case), on
     /// top of nginx's default list (`Date`, `Server`, `X-Pad`, `X-Accel-*`). A level
     /// with any replaces the inherited list. Default none.
@@ -1429,6 +1432,15 @@ pub struct ResolverConf {
     pub ipv4: bool,
     /// `ipv6=`: ask for AAAA records. Default on.
     pub ipv6: bool,
+}
+
+/// `keepalive_disable`: the browsers a connection is not kept alive for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeepaliveDisable {
+    /// `msie6`: POST requests from MSIE 4 to 6 (6 without `SV1`).
+    pub msie6: bool,
+    /// `safari`: Safari on macOS (and the like), not Chrome.
+    pub safari: bool,
 }
 
 /// `client_body_buffer_size`'s default: nginx's two 4 KiB memory pages.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::keepalive_disable;
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
 use super::http1_downstream::Http1Downstream;
@@ -751,6 +752,7 @@ async fn serve_pass<'f, 'a: 'f>(
         && !settings.keepalive_timeout.is_zero()
         && served < settings.keepalive_requests
         && ex.opened.elapsed() < settings.keepalive_time
+        && !keepalive_disable::applies(settings.keepalive_disable, head, buf)
         && !stopping
         && !pass.close;
 

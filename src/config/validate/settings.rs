@@ -71,6 +71,7 @@ pub(super) struct Partial {
     lingering_time: Option<Duration>,
     lingering_timeout: Option<Duration>,
     keepalive_time: Option<Duration>,
+    keepalive_disable: Option<KeepaliveDisable>,
     gzip_static: Option<GzipStatic>,
     gzip: Option<bool>,
     gzip_types: Option<GzipTypes>,
@@ -175,6 +176,7 @@ impl Partial {
             lingering_time,
             lingering_timeout,
             keepalive_time,
+            keepalive_disable,
             gzip_static,
             gzip,
             gzip_types,
@@ -298,6 +300,10 @@ impl Partial {
                 timeout: self.lingering_timeout.unwrap_or(secs(5)),
             },
             keepalive_time: self.keepalive_time.unwrap_or(secs(3600)),
+            keepalive_disable: self.keepalive_disable.unwrap_or(KeepaliveDisable {
+                msie6: true,
+                safari: false,
+            }),
             http2: Http2Settings {
                 max_concurrent_streams: self.http2_max_concurrent_streams.unwrap_or(128),
                 body_preread_size: self.http2_body_preread_size.unwrap_or(65536),
@@ -711,6 +717,18 @@ impl Validator<'_> {
             "lingering_time" => once(&mut p.lingering_time, time(d, a0)?, d)?,
             "lingering_timeout" => once(&mut p.lingering_timeout, time(d, a0)?, d)?,
             "keepalive_time" => once(&mut p.keepalive_time, time(d, a0)?, d)?,
+            "keepalive_disable" => {
+                let mut v = KeepaliveDisable::default();
+                for a in &d.args {
+                    match a.value.as_str() {
+                        "none" => {}
+                        "msie6" => v.msie6 = true,
+                        "safari" => v.safari = true,
+                        _ => return Err(invalid_value(d, &a.value, Some("none, msie6 or safari"))),
+                    }
+                }
+                once(&mut p.keepalive_disable, v, d)?
+            }
             "proxy_hide_header" => p
                 .proxy_hide_header
                 .get_or_insert_with(Vec::new)
