@@ -45,8 +45,9 @@ pub struct Locals<'a> {
     limit_status: Mutex<[Option<&'static str>; 2]>,
     /// When the request's first bytes were at hand (`$request_time` before the log).
     started: Mutex<Option<std::time::Instant>>,
-    /// When the client connection was accepted (`$connection_time`).
-    connection_opened: Mutex<Option<std::time::Instant>>,
+    /// The client connection's facts (`$connection_time`, `$connection_requests`,
+    /// `$pipe`).
+    connection_facts: Mutex<Option<ConnectionFacts>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
     /// The attempts at peers so far, the one being relayed last, while its head is
@@ -59,6 +60,17 @@ pub struct Locals<'a> {
     split_values: Mutex<Vec<Kept>>,
     /// Where the proxy kept the request body (`$request_body`, `$request_body_file`).
     body: Mutex<KeptBody>,
+}
+
+/// What the connection-level variables read for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionFacts {
+    /// When the connection was accepted (`$connection_time`).
+    pub opened: std::time::Instant,
+    /// Requests on it so far, this one included (`$connection_requests`).
+    pub requests: u64,
+    /// The request was in the buffer behind the previous one (`$pipe` is `p`).
+    pub pipelined: bool,
 }
 
 /// Where a request body was kept once read, for `$request_body` and
@@ -132,7 +144,7 @@ impl<'a> Locals<'a> {
             request_id: Mutex::new(None),
             limit_status: Mutex::new([None, None]),
             started: Mutex::new(None),
-            connection_opened: Mutex::new(None),
+            connection_facts: Mutex::new(None),
             status: Mutex::new(None),
             upstream: Mutex::new(Vec::new()),
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
@@ -163,9 +175,9 @@ impl<'a> Locals<'a> {
         *cell(&self.started) = Some(at);
     }
 
-    /// When the client connection was accepted: `$connection_time` counts from it.
-    pub fn set_connection_opened(&self, at: std::time::Instant) {
-        *cell(&self.connection_opened) = Some(at);
+    /// The client connection's facts for this request.
+    pub fn set_connection_facts(&self, facts: ConnectionFacts) {
+        *cell(&self.connection_facts) = Some(facts);
     }
 
     /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
@@ -638,9 +650,15 @@ impl RequestVars<'_> {
                 }
             }
             // Seconds with milliseconds since the connection was accepted.
-            Var::ConnectionTime => {
-                if let Some(at) = self.locals.and_then(|l| *cell(&l.connection_opened)) {
-                    seconds(out, at.elapsed());
+            Var::ConnectionTime | Var::ConnectionRequests | Var::Pipe => {
+                if let Some(c) = self.locals.and_then(|l| *cell(&l.connection_facts)) {
+                    match var {
+                        Var::ConnectionTime => seconds(out, c.opened.elapsed()),
+                        Var::ConnectionRequests => {
+                            let _ = write!(out, "{}", c.requests);
+                        }
+                        _ => out.push(if c.pipelined { b'p' } else { b'.' }),
+                    }
                 }
             }
             Var::LimitReqStatus => {
@@ -742,8 +760,6 @@ impl RequestVars<'_> {
             | Var::BytesSent
             | Var::SentHttp(_)
             | Var::GzipRatio
-            | Var::ConnectionRequests
-            | Var::Pipe
             | Var::Unknown(_) => {}
         }
     }

@@ -32,7 +32,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
-use crate::vars::{Locals, RequestVars};
+use crate::vars::{ConnectionFacts, Locals, RequestVars};
 
 /// How long a new connection may take to send its first request head when no server
 /// listens on its address any more (a reload dropped it); nginx's
@@ -171,7 +171,10 @@ async fn serve(worker: &Worker, conn: &mut Started) {
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
-        let pipelined = !fresh_read && !std::mem::take(&mut first_request);
+        // Taken before the test: `&&` would skip it after a fresh read and leave the
+        // second request counted as the first.
+        let was_first = std::mem::take(&mut first_request);
+        let pipelined = !fresh_read && !was_first;
 
         // Pick up a reloaded configuration between requests.
         {
@@ -649,7 +652,11 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     let http = &rt.config.http;
     let locals = Locals::new(http);
     locals.set_started(ex.started);
-    locals.set_connection_opened(ex.opened.into_std());
+    locals.set_connection_facts(ConnectionFacts {
+        opened: ex.opened.into_std(),
+        requests: u64::from(ex.served),
+        pipelined: ex.pipelined,
+    });
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let pass = Pass {
         route: Route::new(uri, path),
