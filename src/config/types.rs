@@ -1023,6 +1023,52 @@ pub enum Expires {
     Daily(i64),
 }
 
+/// `expires` as configured: a value, or one a variable gives per request.
+#[derive(Debug, Clone)]
+pub enum ExpiresConf {
+    /// A value written out.
+    Fixed(Expires),
+    /// `expires [modified] $var`: the template's value read as `expires` reads its
+    /// argument for each response (`off`, empty or invalid: no fields).
+    Var {
+        /// `modified` was given.
+        modified: bool,
+        /// The value.
+        value: Template,
+    },
+}
+
+impl Expires {
+    /// `expires`' argument (after `modified`, when given): `Ok(None)` for `off`,
+    /// `Err(())` when it is not a value nginx accepts.
+    #[allow(clippy::result_unit_err)]
+    pub fn parse(modified: bool, v: &str) -> Result<Option<Expires>, ()> {
+        let secs = |t: &str| -> Result<i64, ()> {
+            let (neg, t) = match t.strip_prefix('-') {
+                Some(r) => (true, r),
+                None => (false, t.strip_prefix('+').unwrap_or(t)),
+            };
+            let dur = super::validate::values::parse_time(t).ok_or(())?;
+            let s = i64::try_from(dur.as_secs()).map_err(|_| ())?;
+            Ok(if neg { -s } else { s })
+        };
+        Ok(match (modified, v) {
+            (false, "off") => None,
+            (false, "epoch") => Some(Expires::Epoch),
+            (false, "max") => Some(Expires::Max),
+            (false, t) if t.starts_with('@') => {
+                let day = secs(&t[1..])?;
+                if !(0..86_400).contains(&day) {
+                    return Err(());
+                }
+                Some(Expires::Daily(day))
+            }
+            (true, t) => Some(Expires::Modified(secs(t)?)),
+            (false, t) => Some(Expires::After(secs(t)?)),
+        })
+    }
+}
+
 /// `try_files FILE ... FALLBACK`.
 #[derive(Debug, Clone)]
 pub struct TryFiles {
@@ -1102,7 +1148,7 @@ pub struct FilesConf {
     /// `autoindex`; default off.
     pub autoindex: bool,
     /// `expires`; default off.
-    pub expires: Option<Expires>,
+    pub expires: Option<ExpiresConf>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
     /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.

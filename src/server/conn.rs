@@ -22,6 +22,7 @@ use crate::access_log::{
     UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
+use crate::config::{Expires, ExpiresConf};
 use crate::config::{
     Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, MapConf, ServerConf,
 };
@@ -848,6 +849,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     add_header: &headers,
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
+                    expires: expires_for(settings, &vars_here()),
                 };
                 Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
             }
@@ -1447,6 +1449,23 @@ struct StaticRequest<'r> {
     status: Option<u16>,
     /// `limit_rate` and `limit_rate_after` for this response.
     limit_rate: (u64, u64),
+    /// `expires` for this response.
+    expires: Option<Expires>,
+}
+
+/// `expires` of `settings` for a request: a variable's value read as the directive's
+/// argument; none when it is `off`, empty or not a valid value (nginx logs that and
+/// sends no fields).
+fn expires_for(settings: &LocSettings, vars: &RequestVars<'_>) -> Option<Expires> {
+    match settings.files.expires.as_ref()? {
+        ExpiresConf::Fixed(e) => Some(*e),
+        ExpiresConf::Var { modified, value } => {
+            let v = vars.evaluated(value);
+            Expires::parse(*modified, std::str::from_utf8(&v).ok()?)
+                .ok()
+                .flatten()
+        }
+    }
 }
 
 /// `limit_rate` and `limit_rate_after` of `settings` for a request.
@@ -1485,6 +1504,7 @@ async fn serve_static<'a>(
                 head,
                 buf,
                 files: &settings.files,
+                expires: req.expires,
                 add_header: req.add_header,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,

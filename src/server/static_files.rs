@@ -411,6 +411,8 @@ pub struct FileRequest<'a> {
     pub buf: &'a [u8],
     /// The location's file settings.
     pub files: &'a FilesConf,
+    /// `expires` for this response, its variable (if any) evaluated.
+    pub expires: Option<Expires>,
     /// The location's `add_header` lines, already evaluated (name, value, always).
     pub add_header: &'a [(&'a str, Vec<u8>, bool)],
     /// Whether the connection may stay open as far as the request goes.
@@ -722,7 +724,7 @@ fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict 
     let response = super::gzip_ok::ResponseFacts {
         cache_control: None,
         // The `expires` directive's field, already set when nginx's gzip filter asks.
-        expires: r.files.expires.map(|e| match e {
+        expires: r.expires.map(|e| match e {
             Expires::Epoch => true,
             Expires::After(s) => s < 0,
             Expires::Modified(s) => facts.mtime + s < now_secs(),
@@ -943,7 +945,7 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     }
     let applies = respond::add_header_applies(status);
     if applies {
-        if let Some(e) = r.files.expires {
+        if let Some(e) = r.expires {
             let now = now_secs();
             let (at, max_age) = match e {
                 Expires::Epoch => (1, None),

@@ -45,7 +45,7 @@ pub(super) struct Partial {
     log_not_found: Option<bool>,
     open_log_file_cache: Option<Option<usize>>,
     autoindex: Option<bool>,
-    expires: Option<Option<Expires>>,
+    expires: Option<Option<ExpiresConf>>,
     disable_symlinks: Option<bool>,
     underscores_in_headers: Option<bool>,
     ignore_invalid_headers: Option<bool>,
@@ -359,7 +359,7 @@ impl Partial {
                 if_modified_since: self.if_modified_since.unwrap_or_default(),
                 log_not_found: self.log_not_found.unwrap_or(true),
                 autoindex: self.autoindex.unwrap_or(false),
-                expires: self.expires.flatten(),
+                expires: self.expires.clone().flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
                 gzip_static: self.gzip_static.unwrap_or_default(),
             },
@@ -851,7 +851,7 @@ impl Validator<'_> {
                 };
                 once(&mut p.if_modified_since, v, d)?;
             }
-            "expires" => once(&mut p.expires, expires(d)?, d)?,
+            "expires" => once(&mut p.expires, expires(d, &self.names)?, d)?,
             "try_files" => {
                 let n = d.args.len();
                 let files = d.args[..n - 1]
@@ -1009,7 +1009,7 @@ fn resolver(d: &Directive) -> Result<ResolverConf> {
 }
 
 /// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.
-fn expires(d: &Directive) -> Result<Option<Expires>> {
+fn expires(d: &Directive, names: &super::rewrite::VarNames) -> Result<Option<ExpiresConf>> {
     let bad = || {
         ConfigError::at(
             &d.span,
@@ -1024,27 +1024,11 @@ fn expires(d: &Directive) -> Result<Option<Expires>> {
         (v, 1) => (false, v),
         _ => return Err(bad()),
     };
-    let secs = |t: &str| -> Result<i64> {
-        let (neg, t) = match t.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, t.strip_prefix('+').unwrap_or(t)),
-        };
-        let dur = super::values::parse_time(t).ok_or_else(bad)?;
-        let s = i64::try_from(dur.as_secs()).map_err(|_| bad())?;
-        Ok(if neg { -s } else { s })
-    };
-    Ok(match (modified, v) {
-        (false, "off") => None,
-        (false, "epoch") => Some(Expires::Epoch),
-        (false, "max") => Some(Expires::Max),
-        (false, t) if t.starts_with('@') => {
-            let day = secs(&t[1..])?;
-            if !(0..86_400).contains(&day) {
-                return Err(bad());
-            }
-            Some(Expires::Daily(day))
-        }
-        (true, t) => Some(Expires::Modified(secs(t)?)),
-        (false, t) => Some(Expires::After(secs(t)?)),
-    })
+    if v.contains('$') {
+        let value = templ(d, v, names)?;
+        return Ok(Some(ExpiresConf::Var { modified, value }));
+    }
+    Ok(Expires::parse(modified, v)
+        .map_err(|()| bad())?
+        .map(ExpiresConf::Fixed))
 }
