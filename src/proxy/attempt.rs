@@ -16,7 +16,6 @@ use super::plan::{LastAttempt, Plan, RequestBody};
 use super::request::{self, UpstreamHead};
 use super::{Forward, Forwarded};
 use crate::access_log::UpstreamAttempt;
-use crate::vars::Traffic;
 use crate::balance::{Report, Upstream};
 use crate::config::UpstreamProtocol;
 use crate::config::{Endpoint, Level, LocSettings, NextUpstream, ProxyBind};
@@ -26,6 +25,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::{self, IdleConn};
 use crate::upstream::{Outcome, Peer, Tried};
+use crate::vars::Traffic;
 
 /// Why one attempt at one peer failed.
 #[derive(Debug)]

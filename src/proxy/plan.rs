@@ -4,10 +4,10 @@
 
 use tokio::time::Instant;
 
+use super::body_file::BodyFile;
 use super::downstream::Downstream;
 use super::Forward;
 use crate::balance::{sticky, PickContext};
-use super::body_file::BodyFile;
 use crate::config::{BodyInFileOnly, Level, LocSettings, NextUpstream, ProxyHttpVersion};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ScanStep};
 use crate::net::buffers::{Buf, BODY_BUF};

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use super::attempt::{note_attempt, Answered, UpstreamConn};
-use crate::vars::Traffic;
 use super::downstream::{Downstream, ResponseOut};
 use super::request::vars;
 use super::{Forward, Forwarded};
@@ -18,6 +17,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
 use crate::upstream::{Outcome, PeerState};
+use crate::vars::Traffic;
 
 /// Relays the answer of the attempt that got one; updates `done` with the status, the
 /// body size and whether the client connection may continue. `set_cookie` (from

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
-use super::keepalive_disable;
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
 use super::http1_downstream::Http1Downstream;
+use super::keepalive_disable;
 use super::proxy_target;
 use super::rewrite::{self, Answer};
 use super::route::{self, Route, Routed};
@@ -22,10 +22,10 @@ use crate::access_log::{
     UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
-use crate::config::{Expires, ExpiresConf};
 use crate::config::{
     Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, MapConf, ServerConf,
 };
+use crate::config::{Expires, ExpiresConf};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};

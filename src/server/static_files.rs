@@ -949,7 +949,8 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
             let now = now_secs();
             let (at, max_age) = match e {
                 Expires::Epoch => (1, None),
-                Expires::Max => (2_145_916_799, Some(315_360_000)),
+                // nginx writes `Thu, 31 Dec 2037 23:55:55 GMT`.
+                Expires::Max => (2_145_916_555, Some(315_360_000)),
                 Expires::After(s) => (now + s, Some(s)),
                 Expires::Modified(s) => (mtime + s, Some(mtime + s - now)),
                 Expires::Daily(at) => {

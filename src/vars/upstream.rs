@@ -67,9 +67,9 @@ pub fn upstream_value(v: &Var, attempts: &[UpstreamAttempt], out: &mut Vec<u8>) 
         Var::UpstreamResponseLength => {
             list(out, attempts, |out, a| write!(out, "{}", a.traffic.body))
         }
-        Var::UpstreamBytesReceived => {
-            list(out, attempts, |out, a| write!(out, "{}", a.traffic.received))
-        }
+        Var::UpstreamBytesReceived => list(out, attempts, |out, a| {
+            write!(out, "{}", a.traffic.received)
+        }),
         Var::UpstreamBytesSent => list(out, attempts, |out, a| write!(out, "{}", a.traffic.sent)),
         // The first field of that name in the last response, as nginx 1.22.
         Var::UpstreamHttp(name) => attempts
