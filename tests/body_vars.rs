@@ -3,7 +3,8 @@
 //! `client_body_buffer_size` deciding between `$request_body` and
 //! `$request_body_file`, chunked bodies, `client_body_in_file_only on|clean` (the file
 //! holds the body; `clean` removes it after the request), `$connection_requests`,
-//! `$pipe`, `$connection_time`, `$arg_`, `expires $arg_e`, `keepalive_disable`,
+//! `$pipe`, `$connection_time`, a request pipelined behind a body streamed with
+//! `proxy_request_buffering off`, `$arg_`, `expires $arg_e`, `keepalive_disable`,
 //! and `$upstream_response_length` / `$upstream_bytes_*` in the access log.
 
 mod common;
@@ -33,6 +34,12 @@ http {{
       client_body_buffer_size 2k;
       add_header X-Body "$request_body";
       add_header X-Body-File "$request_body_file";
+      proxy_pass http://127.0.0.1:{back};
+    }}
+    location /unbuf {{
+      proxy_request_buffering off;
+      client_body_buffer_size 2k;
+      add_header X-Body "$request_body";
       proxy_pass http://127.0.0.1:{back};
     }}
     location /on {{
@@ -148,6 +155,16 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
                 with_body("/", small, false),
                 with_body("/", &big, false),
                 with_body("/", "foobar", true),
+            ]
+            .concat()
+            .into_bytes(),
+        ),
+        (
+            "pipelined behind a streamed body",
+            [
+                with_body("/unbuf", small, false),
+                with_body("/unbuf", &big, false),
+                with_body("/unbuf", "foobar", true),
             ]
             .concat()
             .into_bytes(),

@@ -155,7 +155,9 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             return finish(done);
         }
     };
-    done.consumed = body.complete.then_some(f.head.head_len + body.len);
+    // A body still to come is accounted for once sent ([`RequestBody::settle`]):
+    // streamed whole, the connection carries the next request.
+    done.consumed = Some(f.head.head_len + body.len);
     if let Some(locals) = f.locals {
         locals.set_body(body.kept());
     }
