@@ -827,14 +827,14 @@ async fn serve_pass<'f, 'a: 'f>(
                 .await,
             )
         }
-        None => match &settings.action {
-            Action::Proxy(proxy_pass) => {
+        None => match (limit_except_pass(settings, head, buf), &settings.action) {
+            (Some(proxy_pass), _) | (None, Action::Proxy(proxy_pass)) => {
                 proxy(
                     ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
                 )
                 .await
             }
-            Action::Static => {
+            (None, Action::Static) => {
                 let mut headers = evaluated_add_header(settings, &vars_here());
                 keep_fields(&mut headers, &pass.pages);
                 let file = StaticRequest {
@@ -1451,6 +1451,18 @@ struct StaticRequest<'r> {
     limit_rate: (u64, u64),
     /// `expires` for this response.
     expires: Option<Expires>,
+}
+
+/// The `proxy_pass` of the location's `limit_except` block when the request's method
+/// is one the block restricts.
+fn limit_except_pass<'s>(
+    settings: &'s LocSettings,
+    head: &RequestHead,
+    buf: &[u8],
+) -> Option<&'s crate::config::ProxyPass> {
+    let le = settings.admission.limit_except.as_ref()?;
+    let method = buf.get(head.method_range.clone())?;
+    le.restricts(method).then_some(le.pass.as_ref()).flatten()
 }
 
 /// `expires` of `settings` for a request: a variable's value read as the directive's
