@@ -3,7 +3,7 @@
 //! `client_body_buffer_size` deciding between `$request_body` and
 //! `$request_body_file`, chunked bodies, `client_body_in_file_only on|clean` (the file
 //! holds the body; `clean` removes it after the request), `$connection_requests`,
-//! `$pipe`, `$connection_time`, a request pipelined behind a body streamed with
+//! `proxy_pass` inside `limit_except`, `$pipe`, `$connection_time`, a request pipelined behind a body streamed with
 //! `proxy_request_buffering off`, `$arg_`, `expires $arg_e`, `keepalive_disable`,
 //! and `$upstream_response_length` / `$upstream_bytes_*` in the access log.
 
@@ -57,6 +57,12 @@ http {{
       access_log {d}/up.log up;
       proxy_pass http://127.0.0.1:{back}/data;
     }}
+    location /lmt {{
+      proxy_pass http://127.0.0.1:{back}/replacement;
+      limit_except POST {{
+        proxy_pass http://127.0.0.1:{back};
+      }}
+    }}
     location /arg {{
       return 200 "[$arg_l:$arg_]\n";
     }}
@@ -76,7 +82,7 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{back};
-    location / {{ return 200 "TEST\n"; }}
+    location / {{ return 200 "TEST $uri\n"; }}
     location /data {{ return 200 "0123456789abcdef"; }}
   }}
 }}
@@ -168,6 +174,14 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             ]
             .concat()
             .into_bytes(),
+        ),
+        (
+            "limit_except proxy_pass for a restricted method",
+            b"GET /lmt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        (
+            "limit_except: an allowed method keeps the location's proxy_pass",
+            with_body("/lmt", "x", true).into_bytes(),
         ),
         (
             "$arg_ is empty",

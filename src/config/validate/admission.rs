@@ -27,7 +27,11 @@ pub(super) struct AdmissionPartial {
     auth_basic_user_file: Option<Template>,
     satisfy_any: Option<bool>,
     /// Allowed methods and the block's own settings, merged over this level's at the end.
-    limit_except: Option<(Vec<String>, Box<AdmissionPartial>, Option<crate::config::ProxyPass>)>,
+    limit_except: Option<(
+        Vec<String>,
+        Box<AdmissionPartial>,
+        Option<crate::config::ProxyPass>,
+    )>,
     limit_req: LimitPartial<LimitReq>,
     limit_conn: LimitPartial<LimitConn>,
 }
