@@ -4,7 +4,7 @@
 //! `$request_body_file`, chunked bodies, `client_body_in_file_only on|clean` (the file
 //! holds the body; `clean` removes it after the request), `$connection_requests`,
 //! `proxy_pass` inside `limit_except`, `$pipe`, `$connection_time`, a request pipelined behind a body streamed with
-//! `proxy_request_buffering off`, `$arg_`, `expires $arg_e`, `keepalive_disable`,
+//! `proxy_request_buffering off`, `$arg_`, `expires $arg_e`, `expires` on proxied and `return` responses, `keepalive_disable`,
 //! and `$upstream_response_length` / `$upstream_bytes_*` in the access log.
 
 mod common;
@@ -63,6 +63,18 @@ http {{
         proxy_pass http://127.0.0.1:{back};
       }}
     }}
+    location /exp {{
+      expires epoch;
+      proxy_pass http://127.0.0.1:{back}/cc;
+    }}
+    location /expmod {{
+      expires modified 2048;
+      proxy_pass http://127.0.0.1:{back}/cc;
+    }}
+    location /expret {{
+      expires max;
+      return 200 "r\n";
+    }}
     location /arg {{
       return 200 "[$arg_l:$arg_]\n";
     }}
@@ -84,6 +96,13 @@ http {{
     listen 127.0.0.1:{back};
     location / {{ return 200 "TEST $uri\n"; }}
     location /data {{ return 200 "0123456789abcdef"; }}
+    location /cc {{
+      add_header Cache-Control a;
+      add_header Cache-Control b;
+      add_header Expires soon;
+      add_header Last-Modified "Mon, 28 Sep 1970 06:00:00 GMT";
+      return 200 "cc\n";
+    }}
   }}
 }}
 "#,
@@ -182,6 +201,18 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         (
             "limit_except: an allowed method keeps the location's proxy_pass",
             with_body("/lmt", "x", true).into_bytes(),
+        ),
+        (
+            "expires epoch replaces a proxied response's fields",
+            b"GET /exp HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        (
+            "expires modified counts from the upstream's Last-Modified",
+            b"GET /expmod HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        (
+            "expires on a return",
+            b"GET /expret HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
         ),
         (
             "$arg_ is empty",

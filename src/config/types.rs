@@ -1038,7 +1038,31 @@ pub enum ExpiresConf {
     },
 }
 
+impl ExpiresConf {
+    /// The value for one response; `eval` gives a template's value. A variable that
+    /// gives `off`, nothing or an invalid value means no fields (nginx sends none).
+    pub fn resolve(&self, eval: impl FnOnce(&Template) -> Vec<u8>) -> Option<Expires> {
+        match self {
+            ExpiresConf::Fixed(e) => Some(*e),
+            ExpiresConf::Var { modified, value } => {
+                let v = eval(value);
+                Expires::parse(*modified, std::str::from_utf8(&v).ok()?)
+                    .ok()
+                    .flatten()
+            }
+        }
+    }
+}
+
 impl Expires {
+    /// The statuses nginx's headers filter sets `expires` on (its `safe_status`).
+    pub fn applies_to(status: u16) -> bool {
+        matches!(
+            status,
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        )
+    }
+
     /// `expires`' argument (after `modified`, when given): `Ok(None)` for `off`,
     /// `Err(())` when it is not a value nginx accepts.
     #[allow(clippy::result_unit_err)]

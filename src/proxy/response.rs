@@ -141,6 +141,19 @@ pub(super) async fn relay<D: Downstream>(
     guard.finish(Outcome::Success);
 }
 
+/// The location's `expires` for this response, when its status takes one.
+fn expires_for(
+    f: &Forward<'_>,
+    cbuf: &[u8],
+    resp: &ResponseHead,
+) -> Option<crate::config::Expires> {
+    let conf = f.settings.files.expires.as_ref()?;
+    if !crate::config::Expires::applies_to(resp.status) {
+        return None;
+    }
+    conf.resolve(|t| vars(f, cbuf, None).evaluated(t))
+}
+
 /// Whether `add_header` or the access log has `$upstream_http_NAME`.
 fn asks_for_fields(s: &LocSettings) -> bool {
     let has = |parts: &[TemplatePart]| {
@@ -205,9 +218,36 @@ async fn relay_response<D: Downstream>(
         return;
     }
 
-    // `add_header` values evaluated once into one scratch buffer.
+    // `expires` and `add_header` values evaluated once into one scratch buffer.
     let mut values = Vec::new();
     let mut ranges: Vec<(&[u8], std::ops::Range<usize>)> = Vec::new();
+    if let Some(e) = expires_for(f, cbuf, &resp) {
+        // nginx's headers filter replaces the upstream's fields.
+        let mut mtime = None;
+        for h in &mut resp.headers {
+            let name = &ubuf[h.name.clone()];
+            if h.hop_by_hop {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"last-modified") {
+                mtime = crate::http1::dates::parse_http_date(&ubuf[h.value.clone()]);
+            }
+            if name.eq_ignore_ascii_case(b"expires") || name.eq_ignore_ascii_case(b"cache-control")
+            {
+                h.hop_by_hop = true;
+            }
+        }
+        let now = crate::http1::dates::now_secs();
+        let (expires, cache_control) = crate::http1::dates::expires_fields(e, now, mtime);
+        for (name, value) in [
+            (&b"Expires"[..], expires),
+            (b"Cache-Control", cache_control),
+        ] {
+            let start = values.len();
+            values.extend_from_slice(value.as_bytes());
+            ranges.push((name, start..values.len()));
+        }
+    }
     if !f.settings.add_header.is_empty() {
         let v = vars(f, cbuf, None);
         let applies = respond::add_header_applies(resp.status);

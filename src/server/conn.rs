@@ -22,10 +22,10 @@ use crate::access_log::{
     UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
+use crate::config::Expires;
 use crate::config::{
     Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, MapConf, ServerConf,
 };
-use crate::config::{Expires, ExpiresConf};
 use crate::http1::respond;
 use crate::http1::{BodyFraming, Method, RequestHead};
 use crate::net::buffers::{Buf, Recycled, REQUEST_HEADS};
@@ -797,6 +797,19 @@ async fn serve_pass<'f, 'a: 'f>(
         }),
         Some(answer) => {
             let mut headers = evaluated_add_header(settings, &vars_here());
+            // `expires` goes before `add_header`'s fields, on the statuses that take
+            // both (not `always`), as nginx's headers filter sets it.
+            if let Some(e) = expires_for(settings, &vars_here()) {
+                let now = crate::http1::dates::now_secs();
+                let (expires, cache_control) = crate::http1::dates::expires_fields(e, now, None);
+                headers.splice(
+                    0..0,
+                    [
+                        ("Expires", expires.into_bytes(), false),
+                        ("Cache-Control", cache_control.into_bytes(), false),
+                    ],
+                );
+            }
             keep_fields(&mut headers, &pass.pages);
             let content_type = kept_content_type(&pass.pages);
             let location_base = absolute_base(
@@ -1469,15 +1482,11 @@ fn limit_except_pass<'s>(
 /// argument; none when it is `off`, empty or not a valid value (nginx logs that and
 /// sends no fields).
 fn expires_for(settings: &LocSettings, vars: &RequestVars<'_>) -> Option<Expires> {
-    match settings.files.expires.as_ref()? {
-        ExpiresConf::Fixed(e) => Some(*e),
-        ExpiresConf::Var { modified, value } => {
-            let v = vars.evaluated(value);
-            Expires::parse(*modified, std::str::from_utf8(&v).ok()?)
-                .ok()
-                .flatten()
-        }
-    }
+    settings
+        .files
+        .expires
+        .as_ref()?
+        .resolve(|t| vars.evaluated(t))
 }
 
 /// `limit_rate` and `limit_rate_after` of `settings` for a request.
