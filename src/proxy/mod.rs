@@ -18,6 +18,7 @@ mod accel;
 mod attempt;
 mod body_file;
 mod downstream;
+pub mod expires;
 mod field_edits;
 mod plan;
 mod request;

@@ -238,7 +238,7 @@ async fn relay_response<D: Downstream>(
             }
         }
         let now = crate::http1::dates::now_secs();
-        let (expires, cache_control) = crate::http1::dates::expires_fields(e, now, mtime);
+        let (expires, cache_control) = super::expires::fields(e, now, mtime);
         for (name, value) in [
             (&b"Expires"[..], expires),
             (b"Cache-Control", cache_control),

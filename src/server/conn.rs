@@ -801,7 +801,7 @@ async fn serve_pass<'f, 'a: 'f>(
             // both (not `always`), as nginx's headers filter sets it.
             if let Some(e) = expires_for(settings, &vars_here()) {
                 let now = crate::http1::dates::now_secs();
-                let (expires, cache_control) = crate::http1::dates::expires_fields(e, now, None);
+                let (expires, cache_control) = crate::proxy::expires::fields(e, now, None);
                 headers.splice(
                     0..0,
                     [

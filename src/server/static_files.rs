@@ -9,8 +9,9 @@
 //! see [`super::uri`]), so the file is always under the document root; with
 //! `disable_symlinks on` no component of the path may be a symbolic link.
 
-use crate::http1::dates::{expires_fields, http_date};
+use crate::http1::dates::http_date;
 use crate::http1::dates::{now_secs, parse_http_date};
+use crate::proxy::expires::fields as expires_fields;
 use std::fs::{File, Metadata};
 use std::io::{Read, Write as _};
 use std::os::unix::fs::MetadataExt;
