@@ -311,6 +311,8 @@ impl RequestVars<'_> {
         match raw {
             Some(h) if !h.is_empty() => {
                 let h = strip_port(h);
+                // nginx drops a trailing dot (`example.com.` is `example.com`).
+                let h = h.strip_suffix(b".").unwrap_or(h);
                 out.extend(h.iter().map(u8::to_ascii_lowercase));
             }
             _ => out.extend_from_slice(self.server_name.as_bytes()),
@@ -374,9 +376,7 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }),
-            Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.remote);
-            }
+            Var::RemoteAddr => self.remote.push_to(out),
             Var::RemotePort => {
                 // Empty for a Unix-socket client, as in nginx.
                 if let Some(port) = self.remote.port() {
@@ -389,7 +389,7 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                     out.extend_from_slice(b", ");
                 }
-                let _ = write!(out, "{}", self.remote);
+                self.remote.push_to(out);
             }
             Var::Scheme => out.extend_from_slice(self.scheme().as_bytes()),
             // nginx's `$server_addr` of a Unix listener is its `unix:/path`, and its
@@ -577,9 +577,25 @@ impl RequestVars<'_> {
             | Var::SslClientFingerprint
             | Var::SslClientRawCert
             | Var::SslClientCert
-            | Var::SslClientEscapedCert => {
+            | Var::SslClientEscapedCert
+            | Var::SslClientSDnLegacy
+            | Var::SslClientIDnLegacy
+            | Var::SslClientVStart
+            | Var::SslClientVEnd
+            | Var::SslClientVRemain => {
                 if let Some(c) = self.tls.and_then(|t| t.client_cert.as_deref()) {
                     match var {
+                        Var::SslClientSDnLegacy => {
+                            out.extend_from_slice(c.subject_legacy.as_bytes())
+                        }
+                        Var::SslClientIDnLegacy => {
+                            out.extend_from_slice(c.issuer_legacy.as_bytes())
+                        }
+                        Var::SslClientVStart => c.write_time(c.not_before, out),
+                        Var::SslClientVEnd => c.write_time(c.not_after, out),
+                        Var::SslClientVRemain => {
+                            let _ = write!(out, "{}", c.days_remaining());
+                        }
                         Var::SslClientSDn => out.extend_from_slice(c.subject.as_bytes()),
                         Var::SslClientIDn => out.extend_from_slice(c.issuer.as_bytes()),
                         Var::SslClientSerial => out.extend_from_slice(c.serial.as_bytes()),
@@ -600,6 +616,18 @@ impl RequestVars<'_> {
             Var::SslCurves => {
                 if let Some(t) = self.tls {
                     out.extend_from_slice(t.curves.as_bytes());
+                }
+            }
+            Var::SslSessionId => {
+                if let Some(t) = self.tls {
+                    for b in &t.session_id {
+                        let _ = write!(out, "{b:02x}");
+                    }
+                }
+            }
+            Var::SslCiphers => {
+                if let Some(t) = self.tls {
+                    out.extend_from_slice(t.ciphers.as_bytes());
                 }
             }
             Var::SslSessionReused => {

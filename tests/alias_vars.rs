@@ -195,18 +195,3 @@ fn hostile_paths_never_leave_the_alias() {
         }
     }
 }
-
-#[test]
-fn try_files_with_a_regex_alias_is_refused_with_the_line() {
-    let dir = fresh_temp_dir("alias-refused");
-    let (ok, err) = config_test(
-        &dir,
-        "events {}\nhttp {\n  server {\n    listen 127.0.0.1:1;\n    location ~ ^/s/(.*)$ {\n      alias /srv/$1;\n      try_files $uri =404;\n    }\n  }\n}\n",
-    );
-    assert!(!ok, "{err}");
-    assert!(
-        err.contains("\"try_files\" with \"alias\" in a regex location is not supported")
-            && err.contains("nginx.conf:5"),
-        "{err}"
-    );
-}

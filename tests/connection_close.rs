@@ -136,3 +136,60 @@ fn a_graceful_stop_ends_after_worker_shutdown_timeout() {
     // The client's connection is gone, not answered.
     assert!(client.join().expect("client").is_err());
 }
+
+/// `keepalive_timeout` after `client_header_timeout`: an idle keep-alive connection is
+/// closed once `keepalive_timeout` passed since its last answer, neither at the shorter
+/// header timeout that governed its first wait nor much later; and a longer header
+/// timeout does not keep it open past a shorter keepalive_timeout. Time until the
+/// server closes, as nginx does on the same config.
+#[test]
+fn idle_keepalive_connections_close_at_keepalive_timeout() {
+    fn conf(header: &'static str, keepalive: &'static str) -> impl Fn([u16; 1]) -> String {
+        move |[p]: [u16; 1]| {
+            format!(
+                "events {{}}\nhttp {{\n  access_log off;\n  client_header_timeout {header};\n  keepalive_timeout {keepalive};\n  server {{\n    listen 127.0.0.1:{p};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
+            )
+        }
+    }
+    // How long after its answer the server closes an idle keep-alive connection.
+    let closes_after = |port: u16| -> Duration {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("send");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.ends_with(b"ok\n") {
+            let n = s.read(&mut chunk).expect("answer");
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let answered = Instant::now();
+        assert_eq!(s.read(&mut chunk).expect("read until close"), 0);
+        answered.elapsed()
+    };
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let with_nginx = nginx_bin.exists() && !bin_is_nginx(&proxy_bin());
+    for (header, keepalive, at_least, below) in [
+        // Armed for 1 s before the first request, idle for 2 s after it.
+        ("1s", "2s", 1_600, 6_000),
+        // Armed for 60 s before the first request, idle for 500 ms after it.
+        ("60s", "500ms", 400, 4_000),
+    ] {
+        let mut ports = Vec::new();
+        let (_ferrolb, [port]) = Proxy::start_on(conf(header, keepalive));
+        ports.push(("ferrolb", port, _ferrolb));
+        if with_nginx {
+            let (n, [np]) = Proxy::start_bin_on(nginx_bin.clone(), conf(header, keepalive));
+            ports.push(("nginx", np, n));
+        }
+        for (name, port, _proxy) in &ports {
+            let after = closes_after(*port);
+            assert!(
+                after >= Duration::from_millis(at_least) && after < Duration::from_millis(below),
+                "{name} with client_header_timeout {header}, keepalive_timeout {keepalive}: closed after {after:?}"
+            );
+        }
+    }
+}

@@ -111,6 +111,15 @@ http {{
     location /rel {{ return 302 /there; }}
     location /err {{ error_page 404 = /r; }}
     location /static/ {{ }}
+    # Proxied answers go to the client's stream directly (H2Downstream).
+    location /self/ {{ proxy_pass https://127.0.0.1:{tls}/static/; }}
+    location /gz/ {{
+      gzip on;
+      gzip_min_length 1;
+      gzip_types text/plain;
+      proxy_pass https://127.0.0.1:{tls}/static/;
+    }}
+    location /down/ {{ proxy_pass http://127.0.0.1:1/; }}
   }}
 }}
 "#,
@@ -264,6 +273,35 @@ fn h2_answers_match_nginx() {
             "/r",
             vec!["--http2", "-b", "a=1; b=2"],
         ),
+        (
+            "a larger proxied file",
+            0,
+            "https",
+            "/self/big.txt",
+            h2.to_vec(),
+        ),
+        (
+            "HEAD of a proxied file",
+            1,
+            "http",
+            "/self/a.txt",
+            vec!["--http2-prior-knowledge", "-I"],
+        ),
+        (
+            "a proxied file gzipped",
+            0,
+            "https",
+            "/gz/big.txt",
+            vec!["--http2", "--compressed"],
+        ),
+        ("a proxied 404", 0, "https", "/self/none", h2.to_vec()),
+        (
+            "an upstream that is down",
+            0,
+            "https",
+            "/down/",
+            h2.to_vec(),
+        ),
     ];
     let mut ours_all = Vec::new();
     let mut mismatches = Vec::new();
@@ -292,6 +330,10 @@ fn h2_answers_match_nginx() {
         "$scheme reaches Django: HTTP/2 200 type=text/html; charset=utf-8 location=- length=24 scheme=https secure=True",
         "a POST to Django: HTTP/2 200 type=text/html; charset=utf-8 location=- length=29 <h1>Posted to port",
         "a GET is a 405 from Django's POST view: HTTP/2 405",
+        "a larger proxied file: HTTP/2 200 type=text/plain location=- length=168000 line 00000",
+        "HEAD of a proxied file: HTTP/2 200 type=text/plain location=- length=15 \n",
+        "a proxied file gzipped: HTTP/2 200 type=text/plain location=- length=- line 00000",
+        "an upstream that is down: HTTP/2 502 type=text/html location=- length=page <center><h1>502 Bad Gateway</h1></center>",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}\n{}", ferrolb.diagnostics());
     }

@@ -118,6 +118,8 @@ type Case = (&'static str, &'static str, &'static str, &'static str);
 const CASES: &[Case] = &[
     ("GET", "/", "unknown.test", "curl"),
     ("GET", "/x?a=1", "www.example.com", "curl"),
+    // $host without the trailing dot and in lower case, as nginx makes it.
+    ("GET", "/x?a=1", "WWW.Example.com.", "curl"),
     ("GET", "/x", "example.com", "curl"),
     ("GET", "/login/?next=/a", "http.example.com", "curl"),
     ("GET", "/", "shop.wild.test", "curl"),

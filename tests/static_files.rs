@@ -90,6 +90,9 @@ fn conf(dir: &Path, port: u16) -> String {
          location /named/ {{ try_files $uri @fallback; }}\n    \
          location @fallback {{ return 200 \"fallback\\n\"; }}\n    \
          location /strict/ {{ try_files $uri =404; }}\n    \
+         location /tryd/ {{ try_files /dir/ =404; }}\n    \
+         location /tryd2/ {{ try_files $uri/ =404; }}\n    \
+         location ~ ^/re-alias\\.txt$ {{ alias {d}/www/noindex; try_files /a.txt =404; }}\n    \
          location = /link.txt {{ disable_symlinks on; }}\n    \
          location /gz/ {{ gzip_static on; gzip_vary on; gzip_disable msie6 \"^Bad\"; }}\n    \
          location /gza/ {{ gzip_static always; gzip_http_version 1.0; gzip_proxied auth; }}\n  }}\n}}\n",
@@ -216,6 +219,11 @@ const CASES: &[Case] = &[
     ("GET", "/app/index.html", &[], 200),
     ("GET", "/named/anything", &[], 200),
     ("GET", "/strict/nothing", &[], 404),
+    // try_files: a directory entry makes the URI the name without its slash (301);
+    // a regex location's alias gets the entry appended.
+    ("GET", "/tryd/x", &[], 301),
+    ("GET", "/tryd2/", &[], 404),
+    ("GET", "/re-alias.txt", &[], 200),
     ("GET", "/link.txt", &[], 403),
     ("GET", "/data.bin", &[("Range", "bytes=0-3")], 206),
     ("GET", "/data.bin", &[("Range", "bytes=-3")], 206),

@@ -119,8 +119,9 @@ impl PendingLine {
                             true
                         }
                         // nginx's `$is_args` is an empty value, not a missing one, and
-                        // so are the ports of a Unix-socket connection.
-                        Var::IsArgs | Var::RemotePort | Var::ServerPort => {
+                        // so are the ports of a Unix-socket connection and `$http2` of
+                        // a request that is not HTTP/2.
+                        Var::IsArgs | Var::RemotePort | Var::ServerPort | Var::Http2 => {
                             vars.eval_var(v, &mut scratch);
                             true
                         }
@@ -159,14 +160,12 @@ impl PendingLine {
 fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
     // io::Write on Vec never fails.
     match v {
-        Var::Status => {
-            let _ = write!(out, "{:03}", r.status);
-        }
+        Var::Status => crate::http1::respond::push_status_code(out, r.status),
         Var::BodyBytesSent => {
-            let _ = write!(out, "{}", r.body_bytes);
+            out.extend_from_slice(itoa::Buffer::new().format(r.body_bytes).as_bytes());
         }
         Var::BytesSent => {
-            let _ = write!(out, "{}", r.bytes_sent);
+            out.extend_from_slice(itoa::Buffer::new().format(r.bytes_sent).as_bytes());
         }
         Var::RequestTime => seconds(out, r.started.elapsed()),
         Var::Msec => {

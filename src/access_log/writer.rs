@@ -434,15 +434,18 @@ pub struct CombinedFields<'a> {
 /// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
 /// "$http_referer" "$http_user_agent"`.
 pub fn format_combined(out: &mut Vec<u8>, f: &CombinedFields<'_>) {
-    use std::io::Write as _;
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{} - ", f.remote_addr);
+    f.remote_addr.push_to(out);
+    out.extend_from_slice(b" - ");
     escape_or_dash(out, f.remote_user);
     out.extend_from_slice(b" [");
     with_time(|_, local| out.extend_from_slice(local));
     out.extend_from_slice(b"] \"");
     super::format::escape_default(out, f.request);
-    let _ = write!(out, "\" {:03} {} \"", f.status, f.body_bytes_sent);
+    out.extend_from_slice(b"\" ");
+    crate::http1::respond::push_status_code(out, f.status);
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(f.body_bytes_sent).as_bytes());
+    out.extend_from_slice(b" \"");
     escape_or_dash(out, f.referer);
     out.extend_from_slice(b"\" \"");
     escape_or_dash(out, f.user_agent);

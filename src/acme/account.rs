@@ -24,7 +24,7 @@ fn http_client(issuer: &AcmeIssuer) -> Result<Box<dyn HttpClient>, AcmeError> {
     let config = if !issuer.ssl_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(crate::config::tls::NoUpstreamVerify(
+            .with_custom_certificate_verifier(Arc::new(crate::config::tls::UpstreamVerify::off(
                 provider,
             )))
             .with_no_client_auth()

@@ -15,6 +15,7 @@ pub mod proxy_edits;
 pub mod resolve;
 pub mod template;
 pub mod tls;
+pub mod tls_chain;
 pub mod types;
 pub mod validate;
 

@@ -1439,7 +1439,7 @@ fn uwsgi_and_gzip_errors() {
     assert!(
         loc("uwsgi_pass somehost;").starts_with("nginx.conf:5: no port in upstream \"somehost\"")
     );
-    assert!(loc("uwsgi_pass suwsgi://127.0.0.1:1;").contains("not supported"));
+    assert!(loc("uwsgi_ssl_conf_command Options x;").contains("not supported"));
     assert!(loc("uwsgi_pass 127.0.0.1:1; proxy_pass http://127.0.0.1:2;").contains("duplicate"));
     assert!(loc("uwsgi_param A b c;").contains("invalid parameter \"c\""));
     assert!(loc("uwsgi_modifier1 256;").contains("invalid value"));
@@ -1826,6 +1826,17 @@ fn acme_certificate_variable_inherited_by_a_plain_server_is_empty() {
     let plain = c.http.servers[0].tls.as_ref().expect("tls settings");
     assert!(plain.acme.is_none() && plain.certificates.is_empty());
     assert!(c.http.servers[1].tls.as_ref().expect("tls").acme.is_some());
+}
+
+#[test]
+fn http2_at_http_level_is_inherited_and_a_server_may_turn_it_off() {
+    let c = load_text(&in_http(
+        "http2 on;
+         server { listen 8080; server_name a; }
+         server { listen 8081; http2 off; server_name b; }",
+    ));
+    assert!(c.http.servers[0].listen.iter().all(|l| l.http2));
+    assert!(c.http.servers[1].listen.iter().all(|l| !l.http2));
 }
 
 #[test]

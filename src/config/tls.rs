@@ -47,19 +47,79 @@ pub fn load_certified_key(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<CertifiedKey, CertLoadError> {
+    load_certified_key_with(cert, key, &[])
+}
+
+/// The passphrases of an `ssl_password_file`: one a line (trailing spaces, tabs and
+/// CRs cut off, as nginx does), tried in turn on an encrypted key.
+pub fn read_password_file(file: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    let text = std::fs::read(file)?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let end = line
+                .iter()
+                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .map_or(0, |i| i + 1);
+            line[..end].to_vec()
+        })
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// An `ENCRYPTED PRIVATE KEY` (PKCS#8, PBES2 as OpenSSL 3 writes it) opened with the
+/// first of `passwords` that fits.
+fn decrypt_key(
+    pem_text: &str,
+    passwords: &[Vec<u8>],
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+    use pkcs8::der::Decode as _;
+    let (label, doc) = pkcs8::SecretDocument::from_pem(pem_text).map_err(|e| e.to_string())?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(format!("unexpected PEM block \"{label}\""));
+    }
+    let info =
+        pkcs8::EncryptedPrivateKeyInfo::from_der(doc.as_bytes()).map_err(|e| e.to_string())?;
+    if passwords.is_empty() {
+        return Err("the key is encrypted: give its passphrase with ssl_password_file".to_owned());
+    }
+    passwords
+        .iter()
+        .find_map(|p| info.decrypt(p).ok())
+        .map(|plain| rustls::pki_types::PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
+        .ok_or_else(|| "no passphrase in the password file decrypts it (bad decrypt)".to_owned())
+}
+
+/// [`load_certified_key`] with the passphrases of `ssl_password_file` for an
+/// encrypted key.
+pub fn load_certified_key_with(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    passwords: &[Vec<u8>],
+) -> Result<CertifiedKey, CertLoadError> {
     use rustls::pki_types::pem::{self, PemObject};
     use rustls::pki_types::PrivateKeyDer;
     let chain = read_certificates(cert).map_err(|why| CertLoadError::Certificate {
         path: cert.to_owned(),
         why,
     })?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| CertLoadError::Key {
+    let key_error = |why: String| CertLoadError::Key {
         path: key.to_owned(),
-        why: match e {
-            pem::Error::NoItemsFound => "no private key in the file (an encrypted key must be decrypted first: openssl pkey -in KEY -out KEY.plain)".to_owned(),
-            other => pem_error(&other),
-        },
-    })?;
+        why,
+    };
+    let text = std::fs::read_to_string(key).map_err(|e| key_error(e.to_string()))?;
+    let key_der = if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        decrypt_key(&text, passwords).map_err(key_error)?
+    } else if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(key_error("a legacy encrypted PEM key (Proc-Type: 4,ENCRYPTED) is not supported: convert it to PKCS#8 with openssl pkcs8 -topk8 -in KEY -out KEY.p8 (or openssl genrsa without -traditional)".to_owned()));
+    } else {
+        PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
+            key_error(match e {
+                pem::Error::NoItemsFound => "no private key in the file".to_owned(),
+                other => pem_error(&other),
+            })
+        })?
+    };
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| {
         CertLoadError::Key {
             path: key.to_owned(),
@@ -146,6 +206,9 @@ pub struct ServerTls {
     pub client_cas: Vec<CertificateDer<'static>>,
     /// `ssl_trusted_certificate`: more CAs trusted for client certificates, not sent.
     pub trusted_cas: Vec<CertificateDer<'static>>,
+    /// `ssl_verify_depth`: how many intermediate CAs may stand between a client
+    /// certificate and a trusted root. Default 1.
+    pub verify_depth: usize,
     /// `ssl_crl`: revocation lists checked for client certificates.
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// `ssl_reject_handshake on`: handshakes that pick this server fail.
@@ -285,39 +348,135 @@ pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
     /// `proxy_ssl_name`, default the host of `proxy_pass`.
     pub name: rustls::pki_types::ServerName<'static>,
+    /// `proxy_ssl_certificate` / `proxy_ssl_certificate_key` with variables: the pair
+    /// is evaluated per request and read then (`config` has no client certificate).
+    pub certificate_vars: Option<Arc<ClientCertificateVars>>,
 }
 
-/// `proxy_ssl_verify off` (nginx's default): the upstream's certificate is taken as
-/// it is. Its handshake signatures are checked when webpki can read the certificate;
-/// one it cannot read (an X.509 v1 certificate, which OpenSSL upstreams may present)
-/// is accepted as nginx accepts it: without verification, the certificate proves
-/// nothing either way.
+/// A client certificate whose paths hold variables, read per request as nginx reads
+/// it, and kept by path (up to [`CLIENT_CERTIFICATES_KEPT`] pairs, until a reload).
 #[derive(Debug)]
-pub struct NoUpstreamVerify(pub Arc<rustls::crypto::CryptoProvider>);
+pub struct ClientCertificateVars {
+    /// The certificate's path.
+    pub cert: super::types::Template,
+    /// The key's path.
+    pub key: super::types::Template,
+    /// Relative paths are taken from here (the configuration prefix).
+    pub prefix: std::path::PathBuf,
+    /// `proxy_ssl_password_file`'s passphrases.
+    pub passwords: Vec<Vec<u8>>,
+    configs: std::sync::Mutex<ConfigsByPath>,
+}
 
-impl NoUpstreamVerify {
-    fn signature(
+/// Client configurations by evaluated (certificate, key) paths.
+type ConfigsByPath = std::collections::HashMap<(Vec<u8>, Vec<u8>), Arc<rustls::ClientConfig>>;
+
+/// How many evaluated certificate pairs [`ClientCertificateVars`] keeps.
+pub const CLIENT_CERTIFICATES_KEPT: usize = 64;
+
+impl ClientCertificateVars {
+    /// A pair of path templates.
+    pub fn new(
+        cert: super::types::Template,
+        key: super::types::Template,
+        prefix: std::path::PathBuf,
+        passwords: Vec<Vec<u8>>,
+    ) -> ClientCertificateVars {
+        ClientCertificateVars {
+            cert,
+            key,
+            prefix,
+            passwords,
+            configs: Default::default(),
+        }
+    }
+
+    /// The configuration for the evaluated paths: `base` with that certificate, or
+    /// `base` itself when the certificate path is empty (no certificate, as nginx).
+    pub fn config_for(
         &self,
-        checked: Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        match checked {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_))) => {
-                Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-            }
-            other => other,
+        base: &Arc<rustls::ClientConfig>,
+        cert: &[u8],
+        key: &[u8],
+    ) -> Result<Arc<rustls::ClientConfig>, CertLoadError> {
+        if cert.is_empty() {
+            return Ok(base.clone());
+        }
+        let mut kept = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (cert.to_vec(), key.to_vec());
+        if let Some(c) = kept.get(&id) {
+            return Ok(c.clone());
+        }
+        let path = |b: &[u8]| self.prefix.join(String::from_utf8_lossy(b).as_ref());
+        let ck = load_certified_key_with(&path(cert), &path(key), &self.passwords)?;
+        let mut config = (**base).clone();
+        config.client_auth_cert_resolver = Arc::new(rustls::sign::SingleCertAndKey::from(ck));
+        let config = Arc::new(config);
+        if kept.len() >= CLIENT_CERTIFICATES_KEPT {
+            kept.clear();
+        }
+        kept.insert(id, config.clone());
+        Ok(config)
+    }
+}
+
+/// How the upstream's certificate is checked. `proxy_ssl_verify on` ([`UpstreamVerify::on`]):
+/// its chain as OpenSSL checks it ([`super::tls_chain::ChainCheck`]:
+/// `proxy_ssl_trusted_certificate`, `proxy_ssl_verify_depth`, `proxy_ssl_crl`), and its
+/// name as nginx checks it ([`super::tls_chain::matches_host`]: subjectAltName, else
+/// commonName). `off` (nginx's default, [`UpstreamVerify::off`]): the certificate is
+/// taken as it is. Handshake signatures are checked either way
+/// ([`verify_handshake_signature`], X.509 v1 certificates included).
+#[derive(Debug)]
+pub struct UpstreamVerify {
+    chain: Option<super::tls_chain::ChainCheck>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl UpstreamVerify {
+    /// `proxy_ssl_verify on` with this chain check.
+    pub fn on(
+        chain: super::tls_chain::ChainCheck,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> UpstreamVerify {
+        UpstreamVerify {
+            chain: Some(chain),
+            provider,
+        }
+    }
+
+    /// `proxy_ssl_verify off`.
+    pub fn off(provider: Arc<rustls::crypto::CryptoProvider>) -> UpstreamVerify {
+        UpstreamVerify {
+            chain: None,
+            provider,
         }
     }
 }
 
-impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
+impl rustls::client::danger::ServerCertVerifier for UpstreamVerify {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
+        now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        };
+        chain
+            .verify(end_entity, intermediates, now)
+            .map_err(|why| {
+                rustls::Error::General(format!("upstream SSL certificate verify error: ({why})"))
+            })?;
+        if !super::tls_chain::matches_host(end_entity, server_name) {
+            return Err(rustls::Error::General(format!(
+                "upstream SSL certificate does not match \"{}\"",
+                server_name.to_str()
+            )));
+        }
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
@@ -327,12 +486,13 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.signature(rustls::crypto::verify_tls12_signature(
+        verify_handshake_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
-        ))
+            &self.provider.signature_verification_algorithms,
+            false,
+        )
     }
 
     fn verify_tls13_signature(
@@ -341,16 +501,73 @@ impl rustls::client::danger::ServerCertVerifier for NoUpstreamVerify {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.signature(rustls::crypto::verify_tls13_signature(
+        verify_handshake_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
-        ))
+            &self.provider.signature_verification_algorithms,
+            true,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Checks a handshake signature (`CertificateVerify`, or TLS 1.2's key exchange) made
+/// with the key of `cert`. rustls reads the key through webpki, which refuses X.509 v1
+/// certificates (what `openssl ca` and `openssl x509 -req` make without extensions);
+/// OpenSSL takes them, so for one webpki cannot read the key is taken from the
+/// certificate's SubjectPublicKeyInfo as x509-cert parses it and the signature is
+/// still checked, with the algorithms the scheme allows (TLS 1.3: the first only).
+pub fn verify_handshake_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &rustls::DigitallySignedStruct,
+    algorithms: &rustls::crypto::WebPkiSupportedAlgorithms,
+    tls13: bool,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    use x509_cert::der::Decode;
+    let checked = if tls13 {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    } else {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    };
+    if rustls::server::ParsedCertificate::try_from(cert).is_ok() {
+        return checked;
+    }
+    let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    let key = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(bad)?;
+    let candidates = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algs)| *algs)
+        .ok_or(rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+        ))?;
+    let candidates = if tls13 {
+        &candidates[..candidates.len().min(1)]
+    } else {
+        candidates
+    };
+    if candidates
+        .iter()
+        .any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok())
+    {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    } else {
+        Err(bad())
     }
 }
 

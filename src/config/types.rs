@@ -546,6 +546,10 @@ pub struct ServerConf {
     /// The `ssl_*` settings with their files read; `None` without `ssl_certificate`
     /// (and without `ssl_reject_handshake on`).
     pub tls: Option<Arc<crate::config::tls::ServerTls>>,
+    /// `ssl_verify_client` of this server, also of one without a certificate of its
+    /// own (whose requests come over the handshake the address's default server ran,
+    /// and are still checked by this setting, as nginx checks them). Default off.
+    pub verify_client: crate::config::tls::VerifyClient,
     /// Where the block starts.
     pub span: Span,
 }
@@ -1096,10 +1100,20 @@ impl Expires {
 /// `try_files FILE ... FALLBACK`.
 #[derive(Debug, Clone)]
 pub struct TryFiles {
-    /// Files to try in order; a trailing `/` tries a directory.
-    pub files: Vec<Template>,
+    /// Files to try in order.
+    pub files: Vec<TryEntry>,
     /// What to do when none exists.
     pub fallback: TryFallback,
+}
+
+/// One file of `try_files`.
+#[derive(Debug, Clone)]
+pub struct TryEntry {
+    /// The name, as a URI of the location.
+    pub name: Template,
+    /// The argument as written ends in `/`: a directory is tried (nginx decides it from
+    /// the configuration, not from the value, so `$uri` never asks for one).
+    pub dir: bool,
 }
 
 /// The last argument of `try_files`.
@@ -1373,6 +1387,27 @@ impl FilesConf {
                 (!escapes).then_some(path)
             }
         }
+    }
+
+    /// The file a `try_files` entry names: as [`Self::file_for`], except that a regex
+    /// location's `alias` gets the entry appended (nginx's try_files handler adds the
+    /// tried URI to the alias value there, where the request's own URI is not added).
+    pub fn try_file_for(
+        &self,
+        location_prefix: Option<&str>,
+        candidate: &str,
+        eval: &dyn Fn(&Template) -> Vec<u8>,
+    ) -> Option<PathBuf> {
+        if !self.alias_names_file() {
+            return self.file_for(location_prefix, candidate, eval);
+        }
+        let mut base = self.evaluated_root(eval)?.into_os_string();
+        base.push(candidate);
+        let path = PathBuf::from(base);
+        let escapes = path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        (!escapes).then_some(path)
     }
 
     /// `$document_root`: the `root` or `alias` path, evaluated when it has variables
@@ -1992,6 +2027,22 @@ pub enum Var {
     SslClientCert,
     /// `$ssl_client_escaped_cert`: it in PEM, URI-escaped.
     SslClientEscapedCert,
+    /// `$ssl_session_id`: the TLS session's identity in hex (64 digits), the same on
+    /// every connection that resumes the session.
+    SslSessionId,
+    /// `$ssl_ciphers`: the suites the client offered, by OpenSSL's names, `:`-separated.
+    SslCiphers,
+    /// `$ssl_client_s_dn_legacy`: the client certificate's subject in OpenSSL's one-line
+    /// form (`/C=US/O=Org/CN=client`).
+    SslClientSDnLegacy,
+    /// `$ssl_client_i_dn_legacy`: its issuer in that form.
+    SslClientIDnLegacy,
+    /// `$ssl_client_v_start`: its start of validity (`Nov 30 10:10:19 2026 GMT`).
+    SslClientVStart,
+    /// `$ssl_client_v_end`: its end of validity.
+    SslClientVEnd,
+    /// `$ssl_client_v_remain`: whole days until it expires (0 once expired).
+    SslClientVRemain,
     /// `$content_type`, `$content_length`: the request's fields.
     ContentType,
     /// See [`Var::ContentType`].

@@ -55,6 +55,24 @@ impl Buf {
             .unwrap_or_else(|| Vec::with_capacity(class));
         Buf { data, class }
     }
+
+    /// Makes room for `total` bytes in all. A head buffer that is too small becomes a
+    /// pooled body buffer (its bytes copied over, the head buffer given back) when
+    /// that is large enough, so a request body of up to 64 KiB read behind its head
+    /// costs no allocation; beyond that the buffer grows and is freed after use.
+    pub fn make_room(&mut self, total: usize) {
+        if total <= self.data.capacity() {
+            return;
+        }
+        if self.class == HEAD_BUF && self.data.capacity() == HEAD_BUF && total <= BODY_BUF {
+            let mut body = Buf::body();
+            body.data.extend_from_slice(&self.data);
+            std::mem::swap(self, &mut body);
+            // `body` now holds the head buffer and returns it to its list on drop.
+            return;
+        }
+        self.data.reserve(total - self.data.len());
+    }
 }
 
 impl Drop for Buf {
@@ -161,6 +179,21 @@ mod tests {
         let b = Buf::head();
         assert!(b.is_empty());
         assert_eq!(b.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn a_head_buffer_makes_room_by_becoming_a_body_buffer() {
+        let mut b = Buf::head();
+        b.extend_from_slice(b"head");
+        b.make_room(HEAD_BUF + 1);
+        assert_eq!(b.capacity(), BODY_BUF);
+        assert_eq!(&b[..], b"head");
+        drop(b);
+        // Both went back to their lists: the next body buffer is the same allocation.
+        assert_eq!(Buf::body().capacity(), BODY_BUF);
+        let mut big = Buf::head();
+        big.make_room(BODY_BUF + 1);
+        assert!(big.capacity() > BODY_BUF);
     }
 
     #[test]

@@ -122,6 +122,29 @@ impl ClientAddr {
     }
 }
 
+impl ClientAddr {
+    /// Appends `$remote_addr` (see the `Display` form) without the formatting
+    /// machinery: it is on every access log line and in `X-Forwarded-For`.
+    pub fn push_to(&self, out: &mut Vec<u8>) {
+        match self {
+            ClientAddr::Inet(std::net::SocketAddr::V4(a)) => {
+                let mut digits = itoa::Buffer::new();
+                for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(digits.format(octet).as_bytes());
+                }
+            }
+            other => {
+                use std::io::Write as _;
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+}
+
 /// `$remote_addr` as nginx prints it: the IP address, or `unix:`.
 impl std::fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,8 +1,8 @@
 //! An in-memory, bounded, two-way byte stream: how an HTTP/2 stream reaches the HTTP/1
-//! request pipeline. The HTTP/2 front end writes the request (an HTTP/1 head built
-//! from the stream's HEADERS, then its DATA) into one end, the pipeline reads it from
-//! the other as from a socket and writes its HTTP/1 response back, which the front end
-//! turns into HEADERS and DATA frames.
+//! request pipeline for a local answer (a proxied one talks to the stream directly).
+//! The HTTP/2 front end writes the request's DATA into one end once the pipeline reads
+//! there, the pipeline reads it from the other as from a socket and writes its HTTP/1
+//! response back, which the front end turns into HEADERS and DATA frames.
 //!
 //! Each direction holds at most `capacity` bytes: a writer finding it full waits as on
 //! a full socket (its `send_timeout` applies), so the memory a stream holds here is
@@ -33,6 +33,10 @@ struct LaneState {
     reader: Option<Waker>,
     /// The task waiting for room (one writer per end).
     writer: Option<Waker>,
+    /// The reader has asked for bytes at least once.
+    read_asked: bool,
+    /// The task waiting for the reader's first ask ([`PipeEnd::read_asked`]).
+    asked_waiter: Option<Waker>,
 }
 
 impl Lane {
@@ -46,6 +50,16 @@ impl Lane {
     fn lock(&self) -> MutexGuard<'_, LaneState> {
         // A panic while holding it leaves plain bytes behind: still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl LaneState {
+    /// Notes that the reader asked for bytes.
+    fn ask(&mut self) {
+        if !self.read_asked {
+            self.read_asked = true;
+            wake(&mut self.asked_waiter);
+        }
     }
 }
 
@@ -79,6 +93,7 @@ impl PipeEnd {
     /// end closed its writing side), `WouldBlock` when nothing is there yet.
     pub fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
         let mut st = self.rx.lock();
+        st.ask();
         if st.bytes.is_empty() {
             return if st.write_closed {
                 Ok(0)
@@ -141,6 +156,21 @@ impl PipeEnd {
         Ok(())
     }
 
+    /// Waits until the other end first asks for bytes (reads, or waits to read), or is
+    /// gone: a writer that must not start before it is wanted (the HTTP/2 front end
+    /// takes a request body only if the pipeline reads it here).
+    pub async fn read_asked(&self) {
+        std::future::poll_fn(|cx| {
+            let mut st = self.tx.lock();
+            if st.read_asked || st.read_closed {
+                return Poll::Ready(());
+            }
+            st.asked_waiter = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
     /// Bytes waiting to be read at this end.
     pub fn pending(&self) -> usize {
         self.rx.lock().bytes.len()
@@ -167,6 +197,7 @@ impl PipeEnd {
     /// Ready when a read would not block; else the task is woken when it would.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.rx.lock();
+        st.ask();
         if !st.bytes.is_empty() || st.write_closed {
             return Poll::Ready(Ok(()));
         }
@@ -192,6 +223,7 @@ impl Drop for PipeEnd {
         st.read_closed = true;
         st.bytes = BytesMut::new();
         wake(&mut st.writer);
+        wake(&mut st.asked_waiter);
     }
 }
 

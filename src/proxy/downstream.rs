@@ -2,8 +2,8 @@
 //! of the request body comes from and where the response goes. The proxy never writes
 //! to the client itself, so the front end decides the wire format: the HTTP/1
 //! connection loop (`crate::server`) frames responses for HTTP/1.0 and 1.1 clients,
-//! keeps or closes the connection and answers `Expect: 100-continue`; an HTTP/2 front
-//! end implements the same trait over a stream.
+//! keeps or closes the connection and answers `Expect: 100-continue`; the HTTP/2 front
+//! end implements it over a stream (HEADERS and DATA frames, the body from DATA).
 
 use std::future::Future;
 use std::time::Duration;

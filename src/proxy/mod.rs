@@ -9,7 +9,7 @@
 //! 3. the relay ([`response`]): the response head and body to the client, the
 //!    upstream connection back to the pool.
 //!
-//! The client side is a [`Downstream`]: the front end (HTTP/1 today) reads the body and
+//! The client side is a [`Downstream`]: the front end (HTTP/1, or an HTTP/2 stream) reads the body and
 //! frames the response for its client, so neither protocol nor transport details of
 //! the client reach this module. The upstream side runs over [`crate::net::Stream`]s
 //! (TCP or Unix socket).

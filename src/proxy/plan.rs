@@ -118,7 +118,7 @@ pub(super) struct Plan<'k> {
     /// Attempts allowed: `proxy_next_upstream_tries` capped by the group's peers.
     pub(super) max_tries: usize,
     /// `proxy_next_upstream_timeout` measured from here; zero is unlimited.
-    started: Instant,
+    pub(super) started: Instant,
     /// What the balancing method reads from the request.
     pub(super) pick: PickContext<'k>,
 }
@@ -412,6 +412,7 @@ async fn buffer_small_body<D: Downstream>(
             _ => return Ok(f.head.expect_continue),
         };
         let before = cbuf.len();
+        cbuf.make_room(before + want);
         match client
             .read_body(cbuf, want, f.settings.client_body_timeout)
             .await

@@ -8,6 +8,7 @@ use bytes::BufMut;
 
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
+use super::h2_downstream::{H2Downstream, H2Stream};
 use super::http1_downstream::Http1Downstream;
 use super::keepalive_disable;
 use super::proxy_target;
@@ -202,6 +203,7 @@ async fn serve(worker: &Worker, conn: &mut Started) {
                 stopping,
                 started,
                 pipelined,
+                h2: None,
             };
             exchange(&mut ex, buf, header_timeout).await
         });
@@ -252,6 +254,7 @@ pub(super) async fn serve_request(
     buf: &mut Buf,
     served: u32,
     opened: tokio::time::Instant,
+    h2: Option<&H2Stream>,
 ) {
     let header_timeout = {
         let servers = &rt.config.http.servers;
@@ -270,6 +273,7 @@ pub(super) async fn serve_request(
         stopping: false,
         started: std::time::Instant::now(),
         pipelined: false,
+        h2,
     };
     let _ = Box::pin(exchange(&mut ex, buf, header_timeout)).await;
 }
@@ -514,6 +518,8 @@ struct Exchange<'a> {
     started: std::time::Instant,
     /// Whether the request arrived behind the previous one (`$pipe`).
     pipelined: bool,
+    /// The HTTP/2 stream `stream` is a pipe for: a proxied request talks to it directly.
+    h2: Option<&'a H2Stream>,
 }
 
 /// Writes a bare error response before closing the connection.
@@ -583,9 +589,10 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     if let Some(refusal) = tls_refusal(server, info, host, shared_address) {
         // The server's `error_page` for it may redirect (`error_page 497 =301
         // https://$host$request_uri;`), as nginx's does.
+        let locals = Locals::new(&rt.config.http);
+        let mut answer = Answer::Status(refusal);
         let mut pages = PageState::default();
         if let Some(page) = pages.find(&server.settings, refusal) {
-            let locals = Locals::new(&rt.config.http);
             let mut to = Vec::new();
             RequestVars {
                 locals: Some(&locals),
@@ -593,26 +600,29 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             }
             .eval(&page.target, &mut to);
             if !matches!(to.first(), Some(b'/' | b'@')) {
-                let answer = Answer::Redirect {
+                answer = Answer::Redirect {
                     code: error_pages::redirect_status(page),
                     location: to,
                 };
-                return standard_answer(
-                    ex,
-                    buf,
-                    head,
-                    answer,
-                    &server.settings,
-                    false,
-                    &locals,
-                    "",
-                    server,
-                )
-                .await;
             }
         }
-        let mut handled =
-            answer_local(ex.stream, buf, head, refusal, None, &server.settings, false).await;
+        let redirected = matches!(answer, Answer::Redirect { .. });
+        // Through the server's `add_header ... always`, as nginx's error page goes.
+        let mut handled = standard_answer(
+            ex,
+            buf,
+            head,
+            answer,
+            &server.settings,
+            false,
+            &locals,
+            "",
+            server,
+        )
+        .await;
+        if redirected {
+            return handled;
+        }
         // Logged as the status it is on the wire (nginx's 495-497 are internal codes).
         handled.status = respond::wire_status(refusal);
         return handled;
@@ -764,7 +774,11 @@ async fn serve_pass<'f, 'a: 'f>(
         && !stopping
         && !pass.close;
 
-    if head.method == Method::Connect {
+    if let Some(h2) = ex.h2 {
+        h2.set_chunk_size(settings.http2.chunk_size);
+    }
+    // nginx answers neither method (over HTTP/1 nor HTTP/2).
+    if matches!(head.method, Method::Connect | Method::Trace) {
         return answer_local(ex.stream, buf, head, 405, None, settings, false).await;
     }
     let vars_here = || RequestVars {
@@ -1267,7 +1281,7 @@ fn tls_refusal(
         return Some(497);
     }
     let facts = info.tls()?;
-    let verify = server.tls.as_ref()?.verify_client;
+    let verify = server.verify_client;
     if let Some(sni) = &facts.server_name {
         if verify.asks() && vhost::normalize_host(host.unwrap_or("")) != *sni && shared_address() {
             crate::log::emit(
@@ -1288,6 +1302,17 @@ fn tls_refusal(
             495,
             format!("client SSL certificate verify error: ({})", &v[7..]),
         ),
+        // `optional_no_ca` forgives only a missing or untrusted CA (nginx's
+        // `ngx_ssl_verify_error_optional`): a revoked or expired certificate still fails.
+        (VerifyClient::OptionalNoCa, v)
+            if v.strip_prefix("FAILED:")
+                .is_some_and(|why| !crate::config::tls_chain::is_missing_ca_error(why)) =>
+        {
+            (
+                495,
+                format!("client SSL certificate verify error: ({})", &v[7..]),
+            )
+        }
         _ => return None,
     };
     crate::log::emit(
@@ -1411,15 +1436,36 @@ async fn proxy<'a>(
     } else {
         super::gzip_ok::ClientGzip::Never
     };
-    let mut client = GzipDownstream::new(
-        Http1Downstream::new(ex.stream, settings.send_timeout)
-            .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-            .keeping_head(keeps_sent_head(settings))
-            .paced(crate::net::pace::Pace::new(rate, after)),
-        &settings.gzip,
-        gzip_client,
-    );
-    let done = crate::proxy::forward(&f, &mut client, buf).await;
+    let pace = crate::net::pace::Pace::new(rate, after);
+    let gzip = &settings.gzip;
+    let (done, sent_head, gzip_ratio) = match ex.h2 {
+        Some(h2) => {
+            let mut client = GzipDownstream::new(
+                H2Downstream::new(h2, settings.send_timeout)
+                    .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+                    .keeping_head(keeps_sent_head(settings))
+                    .paced(pace),
+                gzip,
+                gzip_client,
+            );
+            let done = crate::proxy::forward(&f, &mut client, buf).await;
+            let ratio = client.ratio().map(str::to_owned);
+            (done, client.inner_mut().take_sent_head(), ratio)
+        }
+        None => {
+            let mut client = GzipDownstream::new(
+                Http1Downstream::new(ex.stream, settings.send_timeout)
+                    .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+                    .keeping_head(keeps_sent_head(settings))
+                    .paced(pace),
+                gzip,
+                gzip_client,
+            );
+            let done = crate::proxy::forward(&f, &mut client, buf).await;
+            let ratio = client.ratio().map(str::to_owned);
+            (done, client.inner_mut().take_sent_head(), ratio)
+        }
+    };
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
         // The request before whatever the client sent behind it, as it arrived.
         buf.splice(0..0, saved);
@@ -1442,8 +1488,8 @@ async fn proxy<'a>(
         body_bytes: done.body_bytes,
         head_bytes: done.head_bytes,
         attempts: done.attempts,
-        sent_head: client.inner_mut().take_sent_head(),
-        gzip_ratio: client.ratio().map(str::to_owned),
+        sent_head,
+        gzip_ratio,
         keep_alive: done.keep_client,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
@@ -1513,7 +1559,7 @@ async fn serve_static<'a>(
     let sent = match target {
         Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
         // The static module answers 405 to anything but GET and HEAD.
-        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash) if !get_or_head => {
+        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash(_)) if !get_or_head => {
             return Content::Failed(Failure::new(405, keep))
         }
         Some(Resolved::File(path, meta)) => {
@@ -1551,8 +1597,9 @@ async fn serve_static<'a>(
             static_files::send_listing(stream, head, &dir, req.uri, keep, settings.send_timeout)
                 .await
         }
-        Some(Resolved::AddSlash) => {
-            let location = redirect_with_slash(head, buf, &req.site, req.uri);
+        Some(Resolved::AddSlash(named)) => {
+            let uri = named.as_deref().unwrap_or(req.uri);
+            let location = redirect_with_slash(head, buf, &req.site, uri);
             static_files::send_redirect(stream, head, &location, keep, settings.send_timeout).await
         }
         Some(Resolved::Redirect(_) | Resolved::Named(_)) | None => {

@@ -8,6 +8,7 @@ mod gzip;
 pub mod gzip_downstream;
 mod gzip_ok;
 mod h2;
+mod h2_downstream;
 pub mod holders;
 pub mod http1_downstream;
 mod keepalive_disable;

@@ -265,7 +265,9 @@ pub(super) async fn run<'a>(
                         route.redirects += 1;
                         route.named = None;
                         route.internal = true;
-                        route.rw.uri = u;
+                        // An internal redirect as nginx's: the upstream gets the new
+                        // URI (`proxy_pass` without a URI part too).
+                        route.rw.redirected(u);
                         server_phase = true;
                     }
                     Err(_) => {

@@ -37,8 +37,10 @@ pub enum Resolved {
     Redirect(String),
     /// The named location (`try_files ... @name`).
     Named(String),
-    /// A directory asked for without its slash: 301 to the URI with one.
-    AddSlash,
+    /// A directory asked for without its slash: 301 to the URI with one; `Some` is
+    /// the URI a `try_files` directory entry made (nginx's tried name without its
+    /// slash), `None` the request's.
+    AddSlash(Option<String>),
     /// A directory listing (`autoindex on`).
     Listing(PathBuf),
     /// Answer with this status (403, 404, `try_files ... =CODE`).
@@ -71,19 +73,27 @@ pub fn resolve(
         let mut value = Vec::new();
         for t in &tf.files {
             value.clear();
-            vars.eval(t, &mut value);
+            vars.eval(&t.name, &mut value);
             let Ok(candidate) = std::str::from_utf8(&value) else {
                 continue;
             };
-            // nginx tries the path as a URI of this location; a trailing `/` asks for a
-            // directory.
-            let dir = candidate.ends_with('/');
-            let Some(path) = map_path(files, location_prefix, candidate, vars) else {
+            // nginx tries the path as a URI of this location; a trailing `/` written in
+            // the configuration asks for a directory.
+            let dir = t.dir && candidate.ends_with('/');
+            let path = files.try_file_for(location_prefix, candidate, &|t| vars.evaluated(t));
+            let Some(path) = path else {
                 continue;
             };
             match checked_meta(files, &path) {
                 Ok(m) if dir && m.is_dir() => {
-                    return directory(files, location_prefix, candidate, &path, vars, log)
+                    // nginx tests the name without its slash and makes it the URI: a
+                    // directory there is asked for without a slash (301), unless the
+                    // entry ended in two.
+                    let named = &candidate[..candidate.len() - 1];
+                    if named.ends_with('/') {
+                        return directory(files, location_prefix, named, &path, vars, log);
+                    }
+                    return Resolved::AddSlash(Some(named.to_owned()));
                 }
                 Ok(m) if !dir && m.is_file() => return Resolved::File(path, m),
                 _ => {}
@@ -106,7 +116,7 @@ pub fn resolve(
         return directory(files, location_prefix, uri, &path, vars, log);
     }
     match checked_meta(files, &path) {
-        Ok(m) if m.is_dir() => Resolved::AddSlash,
+        Ok(m) if m.is_dir() => Resolved::AddSlash(None),
         Ok(m) if m.is_file() => Resolved::File(path, m),
         Ok(_) => Resolved::Status(404),
         Err(e) => not_opened(files, &path, &e, log),

@@ -44,15 +44,15 @@ pub(super) async fn begin(
         .map_or(Duration::from_secs(60), |i| {
             servers[i].settings.client_header_timeout
         });
+    // A PROXY protocol header comes first; bytes behind it are the first request's,
+    // or on a TLS address the start of the handshake.
+    let first = if vhost::proxy_protocol_on(servers, &info.local) {
+        let rest = super::admission::read_proxy_header(&stream, &mut info, limit).await?;
+        Some(rest.to_vec())
+    } else {
+        None
+    };
     if !rt.tls_addrs.contains(listen) {
-        // A PROXY protocol header comes first (the configuration refuses it on TLS
-        // addresses); bytes behind it are the first request's.
-        let first = if vhost::proxy_protocol_on(servers, &info.local) {
-            let rest = super::admission::read_proxy_header(&stream, &mut info, limit).await?;
-            Some(rest.to_vec())
-        } else {
-            None
-        };
         return Some(Started {
             stream,
             info,
@@ -78,7 +78,10 @@ pub(super) async fn begin(
     // must not hold a graceful stop for the whole timeout.
     // Boxed: the handshake's state is large, and a plain connection's task must not
     // carry room for it while it idles.
-    let handshake = tokio::time::timeout(limit, Box::pin(accept(stream, pick)));
+    let handshake = tokio::time::timeout(
+        limit,
+        Box::pin(accept(stream, first.unwrap_or_default(), pick)),
+    );
     let outcome = tokio::select! {
         r = handshake => r,
         // `stopping` also sees a stop sent before this connection was accepted (a fresh

@@ -159,6 +159,8 @@ impl Validator<'_> {
         if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
             if pp.scheme == "https" {
                 pp.tls = Some(self.upstream_tls(&merged.proxy_ssl, &pp.proxy_host, pd)?);
+            } else if pp.scheme == "suwsgi" {
+                pp.tls = Some(self.upstream_tls(&merged.uwsgi_ssl, &pp.proxy_host, pd)?);
             }
         }
         let action = match proxy {
@@ -173,19 +175,6 @@ impl Validator<'_> {
                 action: &action,
             },
         )?;
-        if let (
-            Some(DocRoot::Vars {
-                uri: UriPart::None, ..
-            }),
-            Some(_),
-        ) = (&p.alias, &p.try_files)
-        {
-            return Err(ConfigError::hinted(
-                &d.span,
-                "\"try_files\" with \"alias\" in a regex location is not supported",
-                "nginx appends the try_files value to the alias there, which is rarely what is meant; use \"root\", or a prefix location with \"alias\"",
-            ));
-        }
         if p.alias.is_some() && merged_has_own_root(d) {
             return Err(ConfigError::at(
                 &d.span,

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ciphers::{select_ciphers, TLS13_SUITES};
-use super::tls::{file_error, load_pair, read_certs, read_crls};
-use super::values::{flag, invalid_value};
+use super::tls::{load_pair, read_certs, read_crls, read_passwords};
+use super::values::{flag, invalid_value, templ};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
-use crate::config::tls::{NoUpstreamVerify, UpstreamTls};
+use crate::config::tls::{ClientCertificateVars, UpstreamTls, UpstreamVerify};
 
 /// The `proxy_ssl_*` settings of one level (http, server, location); `None`: not set.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,8 @@ pub(super) struct ProxySslPartial {
     ciphers: Option<Directive>,
     session_reuse: Option<bool>,
     crl: Option<(PathBuf, Directive)>,
+    password_file: Option<(PathBuf, Directive)>,
+    verify_depth: Option<usize>,
 }
 
 impl ProxySslPartial {
@@ -45,7 +47,9 @@ impl ProxySslPartial {
             protocols,
             ciphers,
             session_reuse,
-            crl
+            crl,
+            password_file,
+            verify_depth
         )
     }
 }
@@ -60,26 +64,32 @@ impl Validator<'_> {
         let a0 = d.arg(0);
         let env = self.env;
         let path = |v: &str| env.prefix.join(v);
-        match d.name.as_str() {
+        // `uwsgi_ssl_*` are the same settings for `uwsgi_pass suwsgi://`.
+        let name = match d.name.strip_prefix("uwsgi_") {
+            Some(rest) => format!("proxy_{rest}"),
+            None => d.name.clone(),
+        };
+        match name.as_str() {
             "proxy_ssl_verify" => once(&mut p.verify, flag(d)?, d)?,
+            "proxy_ssl_password_file" => once(&mut p.password_file, (path(a0), d.clone()), d)?,
             "proxy_ssl_server_name" => once(&mut p.server_name, flag(d)?, d)?,
             "proxy_ssl_session_reuse" => once(&mut p.session_reuse, flag(d)?, d)?,
             "proxy_ssl_trusted_certificate" => {
                 once(&mut p.trusted_certificate, (path(a0), d.clone()), d)?
             }
             "proxy_ssl_certificate" | "proxy_ssl_certificate_key" => {
-                if a0.contains('$') {
-                    return Err(ConfigError::at(
-                        &d.span,
-                        format!("variables in \"{}\" are not supported yet", d.name),
-                    ));
-                }
-                let slot = if d.name == "proxy_ssl_certificate" {
+                let slot = if name == "proxy_ssl_certificate" {
                     &mut p.certificate
                 } else {
                     &mut p.certificate_key
                 };
-                once(slot, (path(a0), d.clone()), d)?;
+                // With variables: kept as written, evaluated per request.
+                let value = if a0.contains('$') {
+                    PathBuf::from(a0)
+                } else {
+                    path(a0)
+                };
+                once(slot, (value, d.clone()), d)?;
             }
             "proxy_ssl_name" => {
                 let name = if a0 == "$proxy_host" { None } else { Some(a0) };
@@ -114,8 +124,12 @@ impl Validator<'_> {
             "proxy_ssl_ciphers" => once(&mut p.ciphers, d.clone(), d)?,
             "proxy_ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
             "proxy_ssl_verify_depth" => {
-                super::values::number::<u32>(d, a0)?;
-                self.warn(d, "\"proxy_ssl_verify_depth\" is accepted and ignored: a chain of any length that reaches a trusted CA is accepted".to_owned());
+                let n = super::values::number::<u32>(d, a0)?;
+                once(
+                    &mut p.verify_depth,
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                    d,
+                )?;
             }
             other => unreachable_directive(d, other)?,
         }
@@ -181,22 +195,18 @@ impl Validator<'_> {
                     "name the CA that signs the upstream's certificate: proxy_ssl_trusted_certificate /etc/ssl/upstream-ca.pem;",
                 ));
             };
-            let mut roots = rustls::RootCertStore::empty();
-            for ca in read_certs(d, file, "certificate")? {
-                roots
-                    .add(ca)
-                    .map_err(|e| file_error(d, file, "certificate", &e.to_string()))?;
-            }
+            let roots = read_certs(d, file, "certificate")?;
             let crls = match &p.crl {
                 Some((file, d)) => read_crls(d, file)?,
                 None => Vec::new(),
             };
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
+            let chain = crate::config::tls_chain::ChainCheck::new(
+                &roots,
+                &crls,
+                p.verify_depth.unwrap_or(1),
+                crate::config::tls_chain::Purpose::Server,
+                provider.signature_verification_algorithms,
             )
-            .with_crls(crls)
-            .build()
             .map_err(|e| {
                 let at = p.crl.as_ref().map_or(d, |(_, cd)| cd);
                 ConfigError::at(
@@ -204,15 +214,32 @@ impl Validator<'_> {
                     format!("the upstream's CAs or CRLs do not load: {e}"),
                 )
             })?;
-            builder.with_webpki_verifier(verifier)
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(UpstreamVerify::on(
+                    chain,
+                    provider.clone(),
+                )))
         } else {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoUpstreamVerify(provider)))
+                .with_custom_certificate_verifier(Arc::new(UpstreamVerify::off(provider)))
         };
+        let has_vars = |p: &PathBuf| p.to_string_lossy().contains('$');
+        let mut certificate_vars = None;
         let mut config = match (&p.certificate, &p.certificate_key) {
+            (Some((cert, cd)), Some((key, kd))) if has_vars(cert) || has_vars(key) => {
+                let t = |d: &Directive, p: &PathBuf| templ(d, &p.to_string_lossy(), &self.names);
+                certificate_vars = Some(Arc::new(ClientCertificateVars::new(
+                    t(cd, cert)?,
+                    t(kd, key)?,
+                    self.env.prefix.clone(),
+                    read_passwords(&p.password_file)?,
+                )));
+                builder.with_no_client_auth()
+            }
             (Some((cert, cd)), Some((key, kd))) => {
-                let ck = load_pair(cd, cert, kd, key)?;
+                let ck = load_pair(cd, cert, kd, key, &read_passwords(&p.password_file)?)?;
                 builder
                     .with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck)))
             }
@@ -245,6 +272,7 @@ impl Validator<'_> {
         Ok(Arc::new(UpstreamTls {
             config: Arc::new(config),
             name,
+            certificate_vars,
         }))
     }
 }

@@ -361,6 +361,9 @@ impl Validator<'_> {
                     if pp.scheme == "https" {
                         pp.tls =
                             Some(self.upstream_tls(&settings.proxy_ssl, &pp.proxy_host, pd)?);
+                    } else if pp.scheme == "suwsgi" {
+                        pp.tls =
+                            Some(self.upstream_tls(&settings.uwsgi_ssl, &pp.proxy_host, pd)?);
                     }
                 }
                 let action = match proxy {

@@ -25,7 +25,6 @@ impl Validator<'_> {
     ) -> Result<ServerConf> {
         let mut p = Partial::default();
         let mut tls = TlsPartial::default();
-        let mut http2 = None;
         let mut listen: Vec<Listen> = Vec::new();
         let mut names = Vec::new();
         let mut primary_name = None;
@@ -69,7 +68,6 @@ impl Validator<'_> {
                 | "rewrite_log"
                 | "uninitialized_variable_warn" => rewrite_ds.push(c),
                 "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
-                "http2" => super::once(&mut http2, super::values::flag(c)?, c)?,
                 n if n.starts_with("ssl_") => self.tls_setting(&mut tls, c)?,
                 _ => self.setting(&mut p, c)?,
             }
@@ -88,7 +86,7 @@ impl Validator<'_> {
                 span: d.span.clone(),
             });
         }
-        if http2 == Some(true) {
+        if merged.http2 == Some(true) {
             for l in &mut listen {
                 l.http2 = true;
             }
@@ -120,6 +118,7 @@ impl Validator<'_> {
             primary_name: primary_name.unwrap_or_default(),
             locations,
             settings: merged.finish(Action::Static, rewrite, &self.env.prefix),
+            verify_client: tls.verify_client(),
             tls: server_tls,
             span: d.span.clone(),
         })
@@ -157,13 +156,6 @@ impl Validator<'_> {
             }
         }
         let socket = socket_set.then_some(socket);
-        if ssl && proxy_protocol {
-            return Err(ConfigError::hinted(
-                &c.span,
-                "\"proxy_protocol\" together with \"ssl\" is not supported yet",
-                "terminate TLS in front of ferrolb, or send PROXY protocol to a plain listen",
-            ));
-        }
         let written = c.arg(0);
         if let Some(path) = written.strip_prefix("unix:") {
             if path.is_empty() {

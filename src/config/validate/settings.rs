@@ -92,11 +92,15 @@ pub(super) struct Partial {
     proxy_bind: Option<Option<ProxyBind>>,
     /// `proxy_redirect`, `proxy_cookie_*`, merged list by list.
     pub(super) proxy_edits: ProxyEditsPartial,
+    /// `http2 on|off` (http and server level): HTTP/2 on the server's addresses.
+    pub(super) http2: Option<bool>,
     http2_max_concurrent_streams: Option<u32>,
     http2_body_preread_size: Option<u32>,
     http2_chunk_size: Option<usize>,
     /// `proxy_ssl_*`, merged directive by directive.
     pub(super) proxy_ssl: ProxySslPartial,
+    /// `uwsgi_ssl_*` (for `uwsgi_pass suwsgi://`), the same settings as `proxy_ssl_*`.
+    pub(super) uwsgi_ssl: ProxySslPartial,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
     /// Location only, not inherited.
@@ -116,6 +120,7 @@ impl Partial {
                 try_files: self.try_files.clone(),
                 alias: self.alias.clone(),
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
+                uwsgi_ssl: self.uwsgi_ssl.over(&parent.uwsgi_ssl),
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
                 admission: self.admission.over(&parent.admission),
                 uwsgi: self.uwsgi.over(&parent.uwsgi),
@@ -135,6 +140,7 @@ impl Partial {
             client_body_timeout,
             keepalive_timeout,
             keepalive_requests,
+            http2,
             http2_max_concurrent_streams,
             http2_body_preread_size,
             http2_chunk_size,
@@ -454,6 +460,7 @@ impl Validator<'_> {
                 once(&mut p.proxy_next_upstream_tries, number(d, a0)?, d)?
             }
             "keepalive_requests" => once(&mut p.keepalive_requests, number(d, a0)?, d)?,
+            "http2" => once(&mut p.http2, super::values::flag(d)?, d)?,
             "http2_max_concurrent_streams" => {
                 once(&mut p.http2_max_concurrent_streams, number(d, a0)?, d)?
             }
@@ -856,7 +863,12 @@ impl Validator<'_> {
                 let n = d.args.len();
                 let files = d.args[..n - 1]
                     .iter()
-                    .map(|a| templ(d, &a.value, &self.names))
+                    .map(|a| {
+                        Ok(TryEntry {
+                            name: templ(d, &a.value, &self.names)?,
+                            dir: a.value.ends_with('/'),
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let last = d.arg(n - 1);
                 let fallback = if let Some(code) = last.strip_prefix('=') {
@@ -877,6 +889,7 @@ impl Validator<'_> {
                 once(&mut p.try_files, TryFiles { files, fallback }, d)?;
             }
             n if n.starts_with("proxy_ssl_") => self.proxy_ssl_setting(&mut p.proxy_ssl, d)?,
+            n if n.starts_with("uwsgi_ssl_") => self.proxy_ssl_setting(&mut p.uwsgi_ssl, d)?,
             n if n.starts_with("uwsgi_") => self.uwsgi_setting(&mut p.uwsgi, d)?,
             "set_real_ip_from"
             | "real_ip_header"

@@ -21,8 +21,8 @@ use crate::config::acme::AcmeCertificate;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::tls::{
-    load_certified_key, pem_error, read_certificates, CertLoadError, ServerTls, SessionCache,
-    VerifyClient,
+    load_certified_key_with, pem_error, read_certificates, read_password_file, CertLoadError,
+    ServerTls, SessionCache, VerifyClient,
 };
 
 /// The `ssl_*` settings of one level; `None`: not set here.
@@ -40,9 +40,11 @@ pub(super) struct TlsPartial {
     session_timeout: Option<Duration>,
     session_tickets: Option<bool>,
     verify_client: Option<VerifyClient>,
+    verify_depth: Option<usize>,
     client_certificate: Option<(PathBuf, Directive)>,
     trusted_certificate: Option<(PathBuf, Directive)>,
     crl: Option<(PathBuf, Directive)>,
+    password_file: Option<(PathBuf, Directive)>,
     stapling: Option<bool>,
     stapling_file: Option<(PathBuf, Directive)>,
     reject_handshake: Option<bool>,
@@ -69,9 +71,11 @@ impl TlsPartial {
             session_timeout,
             session_tickets,
             verify_client,
+            verify_depth,
             client_certificate,
             trusted_certificate,
             crl,
+            password_file,
             stapling,
             stapling_file,
             reject_handshake,
@@ -91,6 +95,11 @@ impl TlsPartial {
             .iter()
             .find(|(p, _)| p.as_os_str() == "$acme_certificate")
             .map(|(_, d)| d)
+    }
+
+    /// `ssl_verify_client` here or above; default off.
+    pub(super) fn verify_client(&self) -> VerifyClient {
+        self.verify_client.unwrap_or(VerifyClient::Off)
     }
 
     /// Whether `ssl_reject_handshake on` is set.
@@ -203,6 +212,7 @@ impl Validator<'_> {
                 once(&mut p.trusted_certificate, (path(a0), d.clone()), d)?
             }
             "ssl_crl" => once(&mut p.crl, (path(a0), d.clone()), d)?,
+            "ssl_password_file" => once(&mut p.password_file, (path(a0), d.clone()), d)?,
             "ssl_stapling" => once(&mut p.stapling, flag(d)?, d)?,
             "ssl_stapling_file" => once(&mut p.stapling_file, (path(a0), d.clone()), d)?,
             "ssl_stapling_verify" | "ssl_stapling_responder" => {
@@ -224,8 +234,12 @@ impl Validator<'_> {
                 }
             }
             "ssl_verify_depth" => {
-                super::values::number::<u32>(d, a0)?;
-                self.warn(d, "\"ssl_verify_depth\" is accepted and ignored: a client certificate chain of any length that reaches a trusted CA is accepted".to_owned());
+                let n = super::values::number::<u32>(d, a0)?;
+                once(
+                    &mut p.verify_depth,
+                    usize::try_from(n).unwrap_or(usize::MAX),
+                    d,
+                )?;
             }
             "ssl_early_data" => {
                 if flag(d)? {
@@ -281,6 +295,7 @@ impl Validator<'_> {
         let mut certificates = Vec::with_capacity(certs.len());
         let mut per_name_certificates = Vec::new();
         let mut acme_served = None;
+        let passwords = read_passwords(&p.password_file)?;
         for (i, (cert_path, cd)) in certs.iter().enumerate() {
             let Some((key_path, kd)) = keys.get(i) else {
                 return Err(ConfigError::hinted(
@@ -321,7 +336,7 @@ impl Validator<'_> {
                 ));
                 continue;
             }
-            let mut ck = load_pair(cd, cert_path, kd, key_path)?;
+            let mut ck = load_pair(cd, cert_path, kd, key_path, &passwords)?;
             if let Some(ocsp) = &stapled {
                 ck.ocsp = Some(ocsp.clone());
             }
@@ -390,6 +405,7 @@ impl Validator<'_> {
             None => Vec::new(),
         };
         Ok(Some(Arc::new(ServerTls {
+            verify_depth: p.verify_depth.unwrap_or(1),
             certificates,
             per_name_certificates,
             acme: acme_served,
@@ -492,8 +508,9 @@ pub(super) fn load_pair(
     cert_path: &Path,
     kd: &Directive,
     key_path: &Path,
+    passwords: &[Vec<u8>],
 ) -> Result<CertifiedKey> {
-    load_certified_key(cert_path, key_path).map_err(|e| match e {
+    load_certified_key_with(cert_path, key_path, passwords).map_err(|e| match e {
         CertLoadError::Certificate { path, why } => file_error(cd, &path, "certificate", &why),
         CertLoadError::Key { path, why } => file_error(kd, &path, "certificate key", &why),
         mismatch @ CertLoadError::Mismatch { .. } => ConfigError::hinted(
@@ -502,6 +519,17 @@ pub(super) fn load_pair(
             "give each ssl_certificate_key right after its ssl_certificate",
         ),
     })
+}
+
+/// The passphrases of an `ssl_password_file` / `proxy_ssl_password_file` line; none
+/// without one.
+pub(super) fn read_passwords(slot: &Option<(PathBuf, Directive)>) -> Result<Vec<Vec<u8>>> {
+    match slot {
+        Some((file, d)) => read_password_file(file).map_err(|e| {
+            ConfigError::at(&d.span, format!("cannot open \"{}\": {e}", file.display()))
+        }),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Every certificate of a PEM file (at least one).
@@ -518,9 +546,11 @@ pub(super) fn read_crls(
     d: &Directive,
     file: &Path,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    CertificateRevocationListDer::pem_file_iter(file)
+    let crls = CertificateRevocationListDer::pem_file_iter(file)
         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))
+        .map_err(|e| file_error(d, file, "CRL", &pem_error(&e)))?;
+    crate::config::tls_chain::check_crls(&crls).map_err(|why| file_error(d, file, "CRL", &why))?;
+    Ok(crls)
 }
 
 /// A path with its `$ssl_server_name` (the one variable certificate paths may hold)

@@ -106,14 +106,10 @@ impl Validator<'_> {
             });
         }
         let lower = arg.to_ascii_lowercase();
-        if lower.starts_with("suwsgi://") {
-            return Err(ConfigError::hinted(
-                &d.span,
-                "uwsgi over TLS (\"suwsgi://\") is not supported",
-                "run uWSGI on a local or private address and write uwsgi_pass ADDRESS;",
-            ));
-        }
-        let address = if lower.starts_with("uwsgi://") {
+        let tls = lower.starts_with("suwsgi://");
+        let address = if tls {
+            &arg[9..]
+        } else if lower.starts_with("uwsgi://") {
             &arg[8..]
         } else {
             arg
@@ -146,7 +142,9 @@ impl Validator<'_> {
         }
         let mut pass = self.proxy_pass_url(d, &format!("http://{address}"), kind, pattern)?;
         pass.protocol = UpstreamProtocol::Uwsgi;
-        pass.scheme = "uwsgi".to_owned();
+        // `suwsgi`: connected over TLS with the `uwsgi_ssl_*` settings (see
+        // `Validator::upstream_tls`, called once the location's settings are merged).
+        pass.scheme = if tls { "suwsgi" } else { "uwsgi" }.to_owned();
         Ok(pass)
     }
 

@@ -16,6 +16,15 @@ pub struct ClientCert {
     pub fingerprint: String,
     /// `$ssl_client_raw_cert`: the PEM text.
     pub pem: String,
+    /// `$ssl_client_s_dn_legacy`: the subject as OpenSSL's one-line form prints it
+    /// (`/C=US/O=Org/CN=client`: least specific first).
+    pub subject_legacy: String,
+    /// `$ssl_client_i_dn_legacy`.
+    pub issuer_legacy: String,
+    /// Start of validity, seconds since the epoch (`$ssl_client_v_start`).
+    pub not_before: i64,
+    /// End of validity, seconds since the epoch (`$ssl_client_v_end`).
+    pub not_after: i64,
 }
 
 impl ClientCert {
@@ -45,6 +54,44 @@ impl ClientCert {
 }
 
 impl ClientCert {
+    /// `$ssl_client_v_start` / `$ssl_client_v_end`: a time as OpenSSL's
+    /// `ASN1_TIME_print` writes it (`Nov  3 10:10:19 2026 GMT`).
+    pub fn write_time(&self, secs: i64, out: &mut Vec<u8>) {
+        if let Some(t) = chrono::DateTime::from_timestamp(secs, 0) {
+            out.extend_from_slice(t.format("%b %e %H:%M:%S %Y GMT").to_string().as_bytes());
+        }
+    }
+
+    /// `$ssl_client_v_remain`: whole days left until the end of validity, 0 when less
+    /// than one is left (as nginx counts).
+    pub fn days_remaining(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp();
+        if self.not_after < now.saturating_add(86_400) {
+            0
+        } else {
+            (self.not_after - now) / 86_400
+        }
+    }
+}
+
+/// A name in OpenSSL's one-line form: `/TYPE=value` per attribute, in the order of
+/// the certificate (least specific first).
+fn legacy_name(name: &x509_cert::name::Name) -> String {
+    let mut out = String::new();
+    for rdn in name.0.iter() {
+        for atv in rdn.0.iter() {
+            out.push('/');
+            out.push_str(&atv.to_string());
+        }
+    }
+    out
+}
+
+fn unix_secs(t: &x509_cert::time::Time) -> i64 {
+    i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+}
+
+impl ClientCert {
     /// The facts of a DER certificate; `None` when it does not parse.
     pub fn of(der: &[u8]) -> Option<ClientCert> {
         let cert = x509_cert::Certificate::from_der(der).ok()?;
@@ -69,6 +116,10 @@ impl ClientCert {
             pem: cert
                 .to_pem(x509_cert::der::pem::LineEnding::LF)
                 .unwrap_or_default(),
+            subject_legacy: legacy_name(&tbs.subject),
+            issuer_legacy: legacy_name(&tbs.issuer),
+            not_before: unix_secs(&tbs.validity.not_before),
+            not_after: unix_secs(&tbs.validity.not_after),
         })
     }
 }

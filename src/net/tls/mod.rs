@@ -41,6 +41,13 @@ pub struct TlsFacts {
     pub client_verify: String,
     /// `$ssl_session_reused`: the handshake resumed a session.
     pub reused: bool,
+    /// `$ssl_session_id`: the session's identity (server side): 32 random bytes made
+    /// at the full handshake and kept in the session's resumption data (session cache
+    /// and tickets alike), so a resumed connection shows the same id. rustls does not
+    /// expose the wire session ID (TLS 1.3 has none of its own). Empty on the client side.
+    pub session_id: Vec<u8>,
+    /// `$ssl_ciphers`: the suites the client offered (server side).
+    pub ciphers: String,
     /// The ALPN protocol agreed (`h2`, `http/1.1`), if any.
     pub alpn: Option<Vec<u8>>,
     /// `$ssl_curve`: the key exchange group agreed (`X25519`, `prime256v1`).
@@ -69,6 +76,8 @@ impl TlsFacts {
             },
             client_verify: "NONE".to_owned(),
             reused: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            session_id: Vec::new(),
+            ciphers: String::new(),
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             curve: conn
                 .negotiated_key_exchange_group()

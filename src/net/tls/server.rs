@@ -8,21 +8,22 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::ring::default_provider;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     Acceptor, ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert,
-    ServerSessionMemoryCache, WebPkiClientVerifier,
+    ServerSessionMemoryCache,
 };
 use rustls::sign::CertifiedKey;
 use rustls::{
-    CertificateError, Connection, DigitallySignedStruct, DistinguishedName, RootCertStore,
-    ServerConfig, SignatureAlgorithm, SignatureScheme,
+    Connection, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureAlgorithm, SignatureScheme,
 };
 
 use super::{complete_handshake, Raw, TlsFacts, TlsStream};
 use crate::config::tls::{ServerTls, SessionCache};
+use crate::config::tls_chain::{ChainCheck, Purpose};
 use crate::net::Stream;
 
 /// What a `server` block offers in a handshake.
@@ -70,8 +71,12 @@ impl TlsOffer {
         };
         let mut config = builder.with_cert_resolver(Arc::new(PickCertificate::new(tls)));
         config.ignore_client_order = tls.prefer_server_ciphers;
+        let timeout_secs = tls.session_timeout.as_secs();
         config.session_storage = match tls.session_cache {
-            SessionCache::Entries(n) => ServerSessionMemoryCache::new(n),
+            SessionCache::Entries(n) => Arc::new(ExpiringSessions {
+                inner: ServerSessionMemoryCache::new(n),
+                secs: timeout_secs,
+            }),
             SessionCache::Off | SessionCache::None => Arc::new(NoServerSessionStorage {}),
         };
         if tls.session_tickets {
@@ -210,6 +215,55 @@ impl ProducesTickets for FileTicketKeys {
     }
 }
 
+/// Seconds since the epoch, as a session's birth time.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Prefixes a session's sealed state with its birth time.
+fn stamp(plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + plain.len());
+    out.extend_from_slice(&now_secs().to_be_bytes());
+    out.extend_from_slice(plain);
+    out
+}
+
+/// The state after the birth time, when the session is younger than `secs`
+/// (`ssl_session_timeout`: rustls itself lets a server resume a session of any age).
+fn unstamp(stamped: Vec<u8>, secs: u64) -> Option<Vec<u8>> {
+    let born = u64::from_be_bytes(stamped.get(..8)?.try_into().ok()?);
+    if now_secs().saturating_sub(born) > secs {
+        return None;
+    }
+    Some(stamped[8..].to_vec())
+}
+
+/// The session cache with `ssl_session_timeout` enforced.
+#[derive(Debug)]
+struct ExpiringSessions {
+    inner: Arc<ServerSessionMemoryCache>,
+    secs: u64,
+}
+
+impl rustls::server::StoresServerSessions for ExpiringSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, stamp(&value))
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.get(key)?, self.secs)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.take(key)?, self.secs)
+    }
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+/// Tickets that say `ssl_session_timeout` as their lifetime and are refused once
+/// older.
 #[derive(Debug)]
 struct TicketLifetime {
     keys: Arc<dyn ProducesTickets>,
@@ -224,10 +278,10 @@ impl ProducesTickets for TicketLifetime {
         self.secs
     }
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.keys.encrypt(plain)
+        self.keys.encrypt(&stamp(plain))
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.keys.decrypt(cipher)
+        unstamp(self.keys.decrypt(cipher)?, u64::from(self.secs))
     }
 }
 
@@ -344,7 +398,7 @@ impl ResolvesServerCert for PickCertificate {
 struct ClientCheck {
     /// The chain check against the configured CAs; `None` with `optional_no_ca` and
     /// no CA.
-    chain: Option<Arc<dyn ClientCertVerifier>>,
+    chain: Option<ChainCheck>,
     /// The names sent as acceptable CAs (`ssl_client_certificate`'s only).
     hints: Vec<DistinguishedName>,
     provider: Arc<CryptoProvider>,
@@ -353,27 +407,30 @@ struct ClientCheck {
 impl ClientCheck {
     fn new(tls: &ServerTls, provider: Arc<CryptoProvider>) -> Result<ClientCheck, BuildError> {
         let mut hint_store = RootCertStore::empty();
-        let mut roots = RootCertStore::empty();
         for ca in &tls.client_cas {
             hint_store
                 .add(ca.clone())
                 .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
-            roots
-                .add(ca.clone())
-                .map_err(|e| BuildError(format!("ssl_client_certificate: {e}")))?;
         }
-        for ca in &tls.trusted_cas {
-            roots
-                .add(ca.clone())
-                .map_err(|e| BuildError(format!("ssl_trusted_certificate: {e}")))?;
-        }
+        let roots: Vec<_> = tls
+            .client_cas
+            .iter()
+            .chain(&tls.trusted_cas)
+            .cloned()
+            .collect();
         let chain = if roots.is_empty() {
             None
         } else {
-            let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .with_crls(tls.crls.clone());
-            Some(b.build().map_err(|e| BuildError(e.to_string()))?)
+            Some(
+                ChainCheck::new(
+                    &roots,
+                    &tls.crls,
+                    tls.verify_depth,
+                    Purpose::Client,
+                    provider.signature_verification_algorithms,
+                )
+                .map_err(BuildError)?,
+            )
         };
         // A CA listed twice is named once, as OpenSSL names it.
         let mut hints = hint_store.subjects();
@@ -394,22 +451,9 @@ impl ClientCheck {
         let Some(chain) = &self.chain else {
             return "FAILED:unable to get local issuer certificate".to_owned();
         };
-        match chain.verify_client_cert(end, intermediates, UnixTime::now()) {
-            Ok(_) => "SUCCESS".to_owned(),
-            Err(rustls::Error::InvalidCertificate(e)) => format!(
-                "FAILED:{}",
-                match e {
-                    CertificateError::UnknownIssuer => "unable to get local issuer certificate",
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. } =>
-                        "certificate has expired",
-                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } =>
-                        "certificate is not yet valid",
-                    CertificateError::Revoked => "certificate revoked",
-                    CertificateError::BadSignature => "certificate signature failure",
-                    _ => "unsupported certificate purpose",
-                }
-            ),
-            Err(e) => format!("FAILED:{e}"),
+        match chain.verify(end, intermediates, UnixTime::now()) {
+            Ok(()) => "SUCCESS".to_owned(),
+            Err(why) => format!("FAILED:{why}"),
         }
     }
 }
@@ -447,11 +491,12 @@ impl ClientCertVerifier for AskClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
+        crate::config::tls::verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.provider.signature_verification_algorithms,
+            false,
         )
     }
 
@@ -461,11 +506,12 @@ impl ClientCertVerifier for AskClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
+        crate::config::tls::verify_handshake_signature(
             message,
             cert,
             dss,
             &self.0.provider.signature_verification_algorithms,
+            true,
         )
     }
 
@@ -475,6 +521,17 @@ impl ClientCertVerifier for AskClientCert {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// Bytes in a `$ssl_session_id` (as OpenSSL's session ids: 32).
+const SESSION_ID_LEN: usize = 32;
+
+/// A new session's identity for `$ssl_session_id`: random, so unlinkable across
+/// sessions.
+fn new_session_id() -> [u8; SESSION_ID_LEN] {
+    let mut id = [0u8; SESSION_ID_LEN];
+    rand::fill(&mut id[..]);
+    id
 }
 
 /// How a connection to a TLS listener began.
@@ -514,30 +571,40 @@ const UNRECOGNIZED_NAME: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 /// Runs the server handshake on `raw`: reads the ClientHello, asks `pick` for the
 /// offer of the server its SNI name (or none) selects, and completes the handshake
 /// with it; `None` from `pick` rejects the handshake with an `unrecognized_name`
-/// alert. The caller bounds the time.
+/// alert. `already`: bytes of the connection read before (behind a PROXY protocol
+/// header). The caller bounds the time.
 pub async fn accept(
     raw: Stream,
+    already: Vec<u8>,
     pick: impl FnOnce(Option<&str>) -> Option<TlsOffer>,
 ) -> Result<Accepted, HandshakeError> {
     let mut acceptor = Acceptor::default();
     let mut first_read = true;
+    let mut pending = Some(already).filter(|a| !a.is_empty());
     let accepted = loop {
-        raw.readable().await?;
         let mut chunk = [0u8; 4096];
-        let n = match raw.try_read(&mut chunk) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e.into()),
+        let read;
+        let bytes: &[u8] = if let Some(a) = pending.take() {
+            read = a;
+            &read
+        } else {
+            raw.readable().await?;
+            let n = match raw.try_read(&mut chunk) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e.into()),
+            };
+            &chunk[..n]
         };
-        if std::mem::take(&mut first_read) && chunk[0] != 0x16 {
+        if std::mem::take(&mut first_read) && bytes[0] != 0x16 {
             // No TLS handshake record: a plain HTTP client.
             return Ok(Accepted::Plain {
                 stream: raw,
-                first: chunk[..n].to_vec(),
+                first: bytes.to_vec(),
             });
         }
-        let mut fed = &chunk[..n];
+        let mut fed = bytes;
         while !fed.is_empty() {
             acceptor.read_tls(&mut fed)?;
         }
@@ -558,12 +625,30 @@ pub async fn accept(
         .map(|g| crate::config::tls::openssl_group_name(*g))
         .collect::<Vec<_>>()
         .join(":");
+    let ciphers = accepted
+        .client_hello()
+        .cipher_suites()
+        .iter()
+        .map(|&s| match crate::config::tls::openssl_name(s) {
+            "" => {
+                let n = u16::from(s);
+                format!("0x{:02x}{:02x}", n >> 8, n & 0xff)
+            }
+            name => name.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(":");
     let Some(offer) = pick(accepted.client_hello().server_name()) else {
         let _ = raw.try_write_vectored(&[std::io::IoSlice::new(&UNRECOGNIZED_NAME)]);
         return Err(HandshakeError::Rejected);
     };
+    let fresh_id = new_session_id();
     let mut conn = match accepted.into_connection(offer.config.clone()) {
-        Ok(c) => Connection::Server(c),
+        Ok(mut c) => {
+            // Sealed into the session (cache entry or ticket) this handshake makes.
+            c.set_resumption_data(&fresh_id);
+            Connection::Server(c)
+        }
         Err((e, mut alert)) => {
             let _ = alert.write(&mut Raw(&raw));
             return Err(HandshakeError::Tls(e));
@@ -572,6 +657,14 @@ pub async fn accept(
     complete_handshake(&raw, &mut conn).await?;
     let mut facts = TlsFacts::of(&conn);
     facts.curves = curves;
+    facts.ciphers = ciphers;
+    facts.session_id = match &conn {
+        Connection::Server(c) if facts.reused => c
+            .received_resumption_data()
+            .filter(|d| d.len() == SESSION_ID_LEN)
+            .map_or_else(|| fresh_id.to_vec(), <[u8]>::to_vec),
+        _ => fresh_id.to_vec(),
+    };
     if let Some(check) = &offer.client_check {
         facts.client_verify = check.verdict(conn.peer_certificates());
     }

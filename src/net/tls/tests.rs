@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::client;
 use super::server::{accept, Accepted, TlsOffer};
-use crate::config::tls::{NoUpstreamVerify, ServerTls, SessionCache, UpstreamTls, VerifyClient};
+use crate::config::tls::{ServerTls, SessionCache, UpstreamTls, UpstreamVerify, VerifyClient};
 use crate::net::io;
 use crate::net::Stream;
 
@@ -55,6 +55,7 @@ fn server_offer() -> TlsOffer {
         client_cas: Vec::new(),
         trusted_cas: Vec::new(),
         crls: Vec::new(),
+        verify_depth: 1,
         reject_handshake: false,
         span: crate::config::Span {
             file: Arc::new("t.conf".into()),
@@ -71,11 +72,12 @@ fn client_tls() -> UpstreamTls {
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoUpstreamVerify(provider)))
+        .with_custom_certificate_verifier(Arc::new(UpstreamVerify::off(provider)))
         .with_no_client_auth();
     UpstreamTls {
         config: Arc::new(config),
         name: ServerName::try_from("localhost").expect("name"),
+        certificate_vars: None,
     }
 }
 
@@ -104,7 +106,8 @@ async fn large_bodies_cross_tls_both_ways_and_the_end_is_seen() {
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let offer = server_offer();
-        let Ok(Accepted::Tls(s)) = accept(Stream::Tcp(tcp), |_| Some(offer)).await else {
+        let Ok(Accepted::Tls(s)) = accept(Stream::Tcp(tcp), Vec::new(), |_| Some(offer)).await
+        else {
             panic!("no TLS handshake");
         };
         assert_eq!(s.tls_facts().expect("facts").protocol, "TLSv1.3");
@@ -148,7 +151,7 @@ async fn plain_http_on_a_tls_port_is_told_apart() {
         s
     });
     let (tcp, _) = listener.accept().await.expect("accept");
-    match accept(Stream::Tcp(tcp), |_| Some(server_offer())).await {
+    match accept(Stream::Tcp(tcp), Vec::new(), |_| Some(server_offer())).await {
         Ok(Accepted::Plain { first, .. }) => assert!(first.starts_with(b"GET / ")),
         other => panic!("{other:?}"),
     }

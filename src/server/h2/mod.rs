@@ -130,6 +130,9 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
     loop {
         let active = guard.active.load(Ordering::Relaxed);
         let idle_deadline = idle_since + limits.idle;
+        // The signals are made anew each turn: pinned across turns they would also be
+        // held during the GOAWAY flush, in every connection's task, for a gain within
+        // bench/h2.sh's noise.
         tokio::select! {
             biased;
             () = guard.alarm.notified() => {
@@ -154,13 +157,14 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
                 conn.graceful_shutdown();
                 going_away = true;
             }
+            // The idle time counts from the end of the last stream (told only when
+            // no other is left), before the idle timer looks at it.
+            () = guard.stream_done.notified() => idle_since = tokio::time::Instant::now(),
             () = tokio::time::sleep_until(idle_deadline), if active == 0 => {
                 // keepalive_timeout: nginx closes an idle HTTP/2 connection with GOAWAY.
                 conn.abrupt_shutdown(Reason::NO_ERROR);
                 return flush_goaway(&mut conn).await;
             }
-            // The idle time counts from the end of the last stream.
-            () = guard.stream_done.notified() => idle_since = tokio::time::Instant::now(),
             r = conn.accept() => match r {
                 None => return,
                 Some(Err(e)) => {
@@ -181,8 +185,11 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
                     let g = guard.clone();
                     tokio::spawn(async move {
                         stream::serve(ctx, req, respond).await;
-                        g.active.fetch_sub(1, Ordering::Relaxed);
-                        g.stream_done.notify_one();
+                        // Only the last stream's end matters to the idle timer: the
+                        // connection task is not woken for the others.
+                        if g.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+                            g.stream_done.notify_one();
+                        }
                     });
                     if served >= limits.max_streams && !going_away {
                         // keepalive_requests: the last stream of this connection.

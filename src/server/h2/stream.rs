@@ -1,9 +1,12 @@
-//! One HTTP/2 stream through the request pipeline. The stream's request goes into an
-//! in-memory pipe as HTTP/1.1 (its head from [`super::request_head`], then its DATA,
-//! chunked when no `content-length` announced the size); the pipeline serves it as it
-//! serves an HTTP/1 connection (virtual server, location, rewrite, `return`, static
-//! files, error pages, the proxy) and writes its HTTP/1.1 response back, which goes
-//! to the client as HEADERS and DATA frames.
+//! One HTTP/2 stream through the request pipeline. The stream's request head is given
+//! to the pipeline as HTTP/1.1 (from [`super::request_head`]); the pipeline serves it as
+//! it serves an HTTP/1 connection (virtual server, location, rewrite, `return`, static
+//! files, error pages, the proxy). A proxied request talks to the stream itself
+//! ([`H2Downstream`](crate::server::h2_downstream::H2Downstream)): its body from the
+//! DATA frames, the response straight to HEADERS and DATA. Local answers go through an
+//! in-memory pipe: the request's DATA go in (chunked when no `content-length`
+//! announced the size) once the pipeline reads there, and its HTTP/1.1 response comes
+//! back out, to the client as HEADERS and DATA frames.
 //!
 //! Memory per stream is bounded: the client may send `http2_body_preread_size` bytes
 //! before the pipeline reads them (the stream window is given back only as bytes move
@@ -26,6 +29,7 @@ use crate::http1::{BodyFraming, ChunkedScanner, Method, Parsed, ResponseHead};
 use crate::net::buffers::Buf;
 use crate::net::pipe::{pipe, PipeEnd};
 use crate::net::{ClientInfo, Stream};
+use crate::server::h2_downstream::{response_of, send_frames, Answered, H2Stream};
 use crate::server::state::Runtime;
 
 /// Bytes each direction of a stream's pipe holds at most.
@@ -76,18 +80,31 @@ pub(super) async fn serve(
         }
     };
     let method = Method::from_token(parts.method.as_str().as_bytes());
+    let h2 = H2Stream::new(
+        (framing != RequestBody::None).then_some(body),
+        respond,
+        framing == RequestBody::Chunked,
+        ctx.chunk_size,
+        ctx.info.clone(),
+    );
     let (outer, inner) = pipe(LANE);
     let pipeline = async {
         let mut inner = Stream::Pipe(Box::new(inner));
         crate::server::conn::serve_request(
-            &ctx.rt, &mut inner, &ctx.info, &mut buf, ctx.served, ctx.opened,
+            &ctx.rt,
+            &mut inner,
+            &ctx.info,
+            &mut buf,
+            ctx.served,
+            ctx.opened,
+            Some(&h2),
         )
         .await;
         // Dropping the pipeline's end ends the response.
     };
     let relay = async {
-        let request_body = pump_body(body, &outer, framing);
-        let response = relay_response(&outer, &mut respond, method, &ctx);
+        let request_body = pump_body(&h2, &outer, framing);
+        let response = relay_response(&outer, &h2, method, &ctx);
         tokio::pin!(request_body, response);
         let mut body_done = false;
         loop {
@@ -115,11 +132,17 @@ pub(super) async fn serve(
 }
 
 /// Moves the request body from the client's DATA frames into the pipe, giving window
-/// back as the pipeline takes the bytes.
-async fn pump_body(mut body: RecvStream, to: &PipeEnd, framing: RequestBody) {
+/// back as the pipeline takes the bytes; only once the pipeline reads there (a
+/// proxied request takes the body from the stream itself).
+async fn pump_body(h2: &H2Stream, to: &PipeEnd, framing: RequestBody) {
     if framing == RequestBody::None {
         return;
     }
+    to.read_asked().await;
+    let Some(mut body) = h2.take_body() else {
+        to.close_write();
+        return;
+    };
     while let Some(chunk) = body.data().await {
         let Ok(chunk) = chunk else {
             // The client reset the stream: the pipeline sees the body end short.
@@ -180,27 +203,38 @@ async fn next_bytes(
     }
 }
 
-/// Fields of an HTTP/1 response that have no place in HTTP/2 (RFC 9113 §8.2.2).
-fn connection_specific(name: &[u8]) -> bool {
-    [
-        &b"connection"[..],
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-    ]
-    .iter()
-    .any(|n| name.eq_ignore_ascii_case(n))
+/// The pipeline's response as HEADERS and DATA frames, when it answers through the
+/// pipe; else the proxy's outcome.
+async fn relay_response(from: &PipeEnd, h2: &H2Stream, method: Method, ctx: &StreamCtx) -> Relayed {
+    let mut buf = BytesMut::new();
+    // The pipeline's first bytes, or its end (a proxied answer went out itself).
+    match next_bytes(from, &mut buf, |cx| h2.poll_reset(cx)).await {
+        Read::Bytes => {}
+        Read::End => {
+            return match h2.finish() {
+                Answered::Complete => Relayed::Complete,
+                Answered::Nothing | Answered::Unfinished | Answered::Relayed => Relayed::Aborted,
+            };
+        }
+        Read::Reset => return Relayed::Aborted,
+    }
+    let Some(respond) = h2.take_respond() else {
+        // The proxy answered already; nothing more can go out.
+        return Relayed::Aborted;
+    };
+    // Boxed: a proxied stream never gets here, and its task stays small.
+    Box::pin(relay_answer(from, h2, respond, buf, method, ctx)).await
 }
 
-/// The pipeline's response as HEADERS and DATA frames.
-async fn relay_response(
+/// Relays the pipeline's answer, whose first bytes are in `buf`.
+async fn relay_answer(
     from: &PipeEnd,
-    respond: &mut SendResponse<Bytes>,
+    h2: &H2Stream,
+    mut respond: SendResponse<Bytes>,
+    mut buf: BytesMut,
     method: Method,
     ctx: &StreamCtx,
 ) -> Relayed {
-    let mut buf = BytesMut::with_capacity(4096);
     let mut head = ResponseHead::new();
     // The head, after any interim `100 Continue`.
     loop {
@@ -227,23 +261,7 @@ async fn relay_response(
             Read::Reset => return Relayed::Aborted,
         }
     }
-    let mut response = http::Response::builder().status(head.status);
-    for h in &head.headers {
-        let (name, value) = (&buf[h.name.clone()], &buf[h.value.clone()]);
-        if h.hop_by_hop || connection_specific(name) {
-            continue;
-        }
-        // A field HTTP/2 cannot carry (a name that is no token) is left out, as nginx
-        // leaves out what it cannot encode.
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) else {
-            continue;
-        };
-        response = response.header(name, value);
-    }
-    let Ok(response) = response.body(()) else {
+    let Some(response) = response_of(&head, &buf) else {
         respond.send_reset(Reason::INTERNAL_ERROR);
         return Relayed::Aborted;
     };
@@ -281,42 +299,17 @@ async fn relay_response(
             }
             continue;
         }
-        if payload.is_empty() {
-            let _ = send.send_data(Bytes::new(), true);
-            return Relayed::Complete;
-        }
-        // As much as the client's window lets out, a frame at most.
-        let want = payload.len().min(ctx.chunk_size);
-        send.reserve_capacity(want);
-        let granted = tokio::time::timeout(ctx.send_timeout, async {
-            loop {
-                match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
-                    Some(Ok(0)) => continue,
-                    Some(Ok(n)) => return Some(n),
-                    _ => return None,
-                }
-            }
-        })
+        let last = body.done;
+        let sent = send_frames(
+            &mut send,
+            payload.split().freeze(),
+            last,
+            h2.chunk_size(),
+            ctx.send_timeout,
+            &ctx.info,
+        )
         .await;
-        let n = match granted {
-            Ok(Some(n)) => n.min(want),
-            Ok(None) => return Relayed::Aborted,
-            Err(_) => {
-                crate::log::emit(
-                    Level::Info,
-                    Some(ctx.info.id),
-                    format_args!(
-                        "client timed out (110: Connection timed out) while sending response to client, client: {}",
-                        ctx.info.remote
-                    ),
-                );
-                send.send_reset(Reason::CANCEL);
-                return Relayed::Aborted;
-            }
-        };
-        let frame = payload.split_to(n).freeze();
-        let last = body.done && payload.is_empty();
-        if send.send_data(frame, last).is_err() {
+        if sent.is_err() {
             return Relayed::Aborted;
         }
         if last {
