@@ -16,7 +16,7 @@ mod upstream;
 use crate::http1::RequestHead;
 pub use geo::forwarded;
 pub use split_clients::murmur2;
-pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, UpstreamAttempt};
+pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, Traffic, UpstreamAttempt};
 
 /// Groups `$0`..`$9` a regex match keeps (nginx's `$1`..`$9`).
 const KEPT_CAPTURES: usize = 10;
@@ -45,6 +45,9 @@ pub struct Locals<'a> {
     limit_status: Mutex<[Option<&'static str>; 2]>,
     /// When the request's first bytes were at hand (`$request_time` before the log).
     started: Mutex<Option<std::time::Instant>>,
+    /// The client connection's facts (`$connection_time`, `$connection_requests`,
+    /// `$pipe`).
+    connection_facts: Mutex<Option<ConnectionFacts>>,
     /// `$status` before the response: an error page's status.
     status: Mutex<Option<u16>>,
     /// The attempts at peers so far, the one being relayed last, while its head is
@@ -55,6 +58,32 @@ pub struct Locals<'a> {
     geo_values: Mutex<Vec<Kept>>,
     /// `split_clients` values, kept the same way.
     split_values: Mutex<Vec<Kept>>,
+    /// Where the proxy kept the request body (`$request_body`, `$request_body_file`).
+    body: Mutex<KeptBody>,
+}
+
+/// What the connection-level variables read for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionFacts {
+    /// When the connection was accepted (`$connection_time`).
+    pub opened: std::time::Instant,
+    /// Requests on it so far, this one included (`$connection_requests`).
+    pub requests: u64,
+    /// The request was in the buffer behind the previous one (`$pipe` is `p`).
+    pub pipelined: bool,
+}
+
+/// Where a request body was kept once read, for `$request_body` and
+/// `$request_body_file`.
+#[derive(Debug, Default, Clone)]
+pub enum KeptBody {
+    /// As it arrived, in the client buffer behind the head (or not read at all).
+    #[default]
+    InBuffer,
+    /// Decoded into memory (a chunked body).
+    Decoded(Vec<u8>),
+    /// Written to the file of this name; `$request_body` is then empty.
+    File(std::path::PathBuf),
 }
 
 /// Appends the kept value of slot `index` of `cells`, or `find`s it and keeps it
@@ -115,11 +144,18 @@ impl<'a> Locals<'a> {
             request_id: Mutex::new(None),
             limit_status: Mutex::new([None, None]),
             started: Mutex::new(None),
+            connection_facts: Mutex::new(None),
             status: Mutex::new(None),
             upstream: Mutex::new(Vec::new()),
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
             split_values: Mutex::new(vec![Kept::NotYet; http.split_clients.len()]),
+            body: Mutex::new(KeptBody::InBuffer),
         }
+    }
+
+    /// Where the request body was kept once read.
+    pub fn set_body(&self, kept: KeptBody) {
+        *cell(&self.body) = kept;
     }
 
     /// The attempts at peers so far, the one whose response is being relayed last
@@ -137,6 +173,11 @@ impl<'a> Locals<'a> {
     /// When the request's first bytes were at hand: `$request_time` counts from it.
     pub fn set_started(&self, at: std::time::Instant) {
         *cell(&self.started) = Some(at);
+    }
+
+    /// The client connection's facts for this request.
+    pub fn set_connection_facts(&self, facts: ConnectionFacts) {
+        *cell(&self.connection_facts) = Some(facts);
     }
 
     /// Sets `$limit_req_status` (`PASSED`, `DELAYED`, `REJECTED`, `*_DRY_RUN`).
@@ -405,6 +446,9 @@ impl RequestVars<'_> {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
+            | Var::UpstreamResponseLength
+            | Var::UpstreamBytesReceived
+            | Var::UpstreamBytesSent
             | Var::UpstreamHttp(_)
             | Var::UpstreamCookie(_) => {
                 if let Some(l) = self.locals {
@@ -599,8 +643,23 @@ impl RequestVars<'_> {
                     out.extend_from_slice(v);
                 }
             }
+            Var::RequestBodyFile => {
+                if let Some(KeptBody::File(path)) = self.locals.map(|l| cell(&l.body).clone()) {
+                    out.extend_from_slice(path.as_os_str().as_encoded_bytes());
+                }
+            }
             Var::RequestBody => {
-                if let crate::http1::BodyFraming::Length(n) = self.head.framing {
+                let kept = self.locals.map(|l| {
+                    let b = cell(&l.body);
+                    match &*b {
+                        KeptBody::InBuffer => None,
+                        KeptBody::Decoded(v) => Some(v.clone()),
+                        KeptBody::File(_) => Some(Vec::new()),
+                    }
+                });
+                if let Some(Some(v)) = kept {
+                    out.extend_from_slice(&v);
+                } else if let crate::http1::BodyFraming::Length(n) = self.head.framing {
                     let start = self.head.head_len;
                     let end = usize::try_from(n).map_or(usize::MAX, |n| start.saturating_add(n));
                     if let Some(body) = self.buf.get(start..end) {
@@ -614,6 +673,18 @@ impl RequestVars<'_> {
                 if let Some(at) = self.locals.and_then(|l| *cell(&l.started)) {
                     let ms = at.elapsed().as_millis();
                     let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+                }
+            }
+            // Seconds with milliseconds since the connection was accepted.
+            Var::ConnectionTime | Var::ConnectionRequests | Var::Pipe => {
+                if let Some(c) = self.locals.and_then(|l| *cell(&l.connection_facts)) {
+                    match var {
+                        Var::ConnectionTime => seconds(out, c.opened.elapsed()),
+                        Var::ConnectionRequests => {
+                            let _ = write!(out, "{}", c.requests);
+                        }
+                        _ => out.push(if c.pipelined { b'p' } else { b'.' }),
+                    }
                 }
             }
             Var::LimitReqStatus => {
@@ -715,8 +786,6 @@ impl RequestVars<'_> {
             | Var::BytesSent
             | Var::SentHttp(_)
             | Var::GzipRatio
-            | Var::ConnectionRequests
-            | Var::Pipe
             | Var::Unknown(_) => {}
         }
     }

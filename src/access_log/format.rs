@@ -86,6 +86,9 @@ fn is_response_phase(v: &Var) -> bool {
             | Var::UpstreamResponseTime
             | Var::UpstreamConnectTime
             | Var::UpstreamHeaderTime
+            | Var::UpstreamResponseLength
+            | Var::UpstreamBytesReceived
+            | Var::UpstreamBytesSent
             | Var::UpstreamHttp(_)
             | Var::UpstreamCookie(_)
             | Var::SentHttp(_)
@@ -390,6 +393,7 @@ mod tests {
                 header: None,
                 response: Some(Duration::from_micros(1500)),
                 head: Vec::new(),
+                traffic: Default::default(),
             },
             UpstreamAttempt {
                 addr: AttemptPeer::Addr(Endpoint::Inet("127.0.0.1:2".parse().expect("addr"))),
@@ -398,6 +402,7 @@ mod tests {
                 header: Some(Duration::from_millis(4)),
                 response: Some(Duration::from_millis(1234)),
                 head: b"HTTP/1.1 200 OK\r\nX-App: web-2\r\n\r\n".to_vec(),
+                traffic: Default::default(),
             },
         ];
         let r = ResponseFacts {

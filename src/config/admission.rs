@@ -91,6 +91,9 @@ pub struct LimitExcept {
     pub allowed: Vec<String>,
     /// The block's settings, over the enclosing location's.
     pub conf: Arc<AdmissionConf>,
+    /// `proxy_pass` inside the block: where the methods it restricts go (the
+    /// location's own content handler serves the others), as nginx.
+    pub pass: Option<super::types::ProxyPass>,
 }
 
 impl LimitExcept {

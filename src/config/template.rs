@@ -52,7 +52,8 @@ pub fn var(name: &str) -> Option<Var> {
         return (!rest.is_empty()).then(|| Var::Cookie(rest.to_owned()));
     }
     if let Some(rest) = name.strip_prefix("arg_") {
-        return (!rest.is_empty()).then(|| Var::Arg(rest.to_owned()));
+        // `$arg_` names no argument: always empty, as in nginx.
+        return Some(Var::Arg(rest.to_owned()));
     }
     if let Some(rest) = name.strip_prefix("proxy_protocol_tlv_") {
         return crate::config::TlvName::parse(rest).map(Var::ProxyProtocolTlv);
@@ -80,6 +81,9 @@ pub fn var(name: &str) -> Option<Var> {
         "upstream_response_time" => Var::UpstreamResponseTime,
         "upstream_connect_time" => Var::UpstreamConnectTime,
         "upstream_header_time" => Var::UpstreamHeaderTime,
+        "upstream_response_length" => Var::UpstreamResponseLength,
+        "upstream_bytes_received" => Var::UpstreamBytesReceived,
+        "upstream_bytes_sent" => Var::UpstreamBytesSent,
         "status" => Var::Status,
         "gzip_ratio" => Var::GzipRatio,
         "time_local" => Var::TimeLocal,
@@ -92,6 +96,7 @@ pub fn var(name: &str) -> Option<Var> {
         "remote_user" => Var::RemoteUser,
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
+        "connection_time" => Var::ConnectionTime,
         "pipe" => Var::Pipe,
         "hostname" => Var::Hostname,
         "request_filename" => Var::RequestFilename,
@@ -126,6 +131,7 @@ pub fn var(name: &str) -> Option<Var> {
         "content_type" => Var::ContentType,
         "content_length" => Var::ContentLength,
         "request_body" => Var::RequestBody,
+        "request_body_file" => Var::RequestBodyFile,
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "realip_remote_addr" => Var::RealipRemoteAddr,
         "limit_req_status" => Var::LimitReqStatus,

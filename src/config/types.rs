@@ -761,9 +761,21 @@ pub struct LocSettings {
     /// sent with a Content-Length (so it can be retried, and chunked bodies reach
     /// HTTP/1.0 upstreams). Off: streamed as it arrives. Default on.
     pub proxy_request_buffering: bool,
-    /// `client_body_temp_path`: where those files are made (unlinked at once).
-    /// Default `client_body_temp` under the prefix.
+    /// `client_body_temp_path`: where those files are made (unlinked at once unless
+    /// `client_body_in_file_only` keeps them). Default `client_body_temp` under the prefix.
     pub client_body_temp_path: PathBuf,
+    /// `client_body_buffer_size`: a body up to this size (a quarter more for one with a
+    /// Content-Length, as nginx sizes its buffer) is kept in memory and is
+    /// `$request_body`; a larger one is spooled to a file (`$request_body_file`).
+    /// Default 8k (nginx's two memory pages).
+    pub client_body_buffer_size: u64,
+    /// `client_body_in_file_only`: every request body that is read goes to a named file
+    /// under `client_body_temp_path`. Default off.
+    pub client_body_in_file_only: BodyInFileOnly,
+    /// `client_body_in_single_buffer`: nginx keeps a body in one buffer. nginx 1.22's
+    /// `$request_body` joins buffers anyway, so nothing a client or backend sees
+    /// depends on it; kept for the configuration's sake. Default off.
+    pub client_body_in_single_buffer: bool,
     /// `send_timeout`: how long one write to the client may stall before the
     /// connection is closed. Default 60 s.
     pub send_timeout: Duration,
@@ -786,6 +798,9 @@ pub struct LocSettings {
     /// `keepalive_time`: after this long a connection serves no further request.
     /// Default 1 h.
     pub keepalive_time: Duration,
+    /// `keepalive_disable`: browsers whose connections are not kept alive. Default
+    /// `msie6`.
+    pub keepalive_disable: KeepaliveDisable,
     /// `proxy_hide_header`: upstream response fields not passed on (lower case), on
     /// top of nginx's default list (`Date`, `Server`, `X-Pad`, `X-Accel-*`). A level
     /// with any replaces the inherited list. Default none.
@@ -1012,6 +1027,76 @@ pub enum Expires {
     Daily(i64),
 }
 
+/// `expires` as configured: a value, or one a variable gives per request.
+#[derive(Debug, Clone)]
+pub enum ExpiresConf {
+    /// A value written out.
+    Fixed(Expires),
+    /// `expires [modified] $var`: the template's value read as `expires` reads its
+    /// argument for each response (`off`, empty or invalid: no fields).
+    Var {
+        /// `modified` was given.
+        modified: bool,
+        /// The value.
+        value: Template,
+    },
+}
+
+impl ExpiresConf {
+    /// The value for one response; `eval` gives a template's value. A variable that
+    /// gives `off`, nothing or an invalid value means no fields (nginx sends none).
+    pub fn resolve(&self, eval: impl FnOnce(&Template) -> Vec<u8>) -> Option<Expires> {
+        match self {
+            ExpiresConf::Fixed(e) => Some(*e),
+            ExpiresConf::Var { modified, value } => {
+                let v = eval(value);
+                Expires::parse(*modified, std::str::from_utf8(&v).ok()?)
+                    .ok()
+                    .flatten()
+            }
+        }
+    }
+}
+
+impl Expires {
+    /// The statuses nginx's headers filter sets `expires` on (its `safe_status`).
+    pub fn applies_to(status: u16) -> bool {
+        matches!(
+            status,
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        )
+    }
+
+    /// `expires`' argument (after `modified`, when given): `Ok(None)` for `off`,
+    /// `Err(())` when it is not a value nginx accepts.
+    #[allow(clippy::result_unit_err)]
+    pub fn parse(modified: bool, v: &str) -> Result<Option<Expires>, ()> {
+        let secs = |t: &str| -> Result<i64, ()> {
+            let (neg, t) = match t.strip_prefix('-') {
+                Some(r) => (true, r),
+                None => (false, t.strip_prefix('+').unwrap_or(t)),
+            };
+            let dur = super::validate::values::parse_time(t).ok_or(())?;
+            let s = i64::try_from(dur.as_secs()).map_err(|_| ())?;
+            Ok(if neg { -s } else { s })
+        };
+        Ok(match (modified, v) {
+            (false, "off") => None,
+            (false, "epoch") => Some(Expires::Epoch),
+            (false, "max") => Some(Expires::Max),
+            (false, t) if t.starts_with('@') => {
+                let day = secs(&t[1..])?;
+                if !(0..86_400).contains(&day) {
+                    return Err(());
+                }
+                Some(Expires::Daily(day))
+            }
+            (true, t) => Some(Expires::Modified(secs(t)?)),
+            (false, t) => Some(Expires::After(secs(t)?)),
+        })
+    }
+}
+
 /// `try_files FILE ... FALLBACK`.
 #[derive(Debug, Clone)]
 pub struct TryFiles {
@@ -1101,7 +1186,7 @@ pub struct FilesConf {
     /// `autoindex`; default off.
     pub autoindex: bool,
     /// `expires`; default off.
-    pub expires: Option<Expires>,
+    pub expires: Option<ExpiresConf>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
     /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
@@ -1454,6 +1539,30 @@ pub struct ResolverConf {
     pub ipv6: bool,
 }
 
+/// `keepalive_disable`: the browsers a connection is not kept alive for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeepaliveDisable {
+    /// `msie6`: POST requests from MSIE 4 to 6 (6 without `SV1`).
+    pub msie6: bool,
+    /// `safari`: Safari on macOS (and the like), not Chrome.
+    pub safari: bool,
+}
+
+/// `client_body_buffer_size`'s default: nginx's two 4 KiB memory pages.
+pub const DEFAULT_CLIENT_BODY_BUFFER_SIZE: u64 = 8 * 1024;
+
+/// `client_body_in_file_only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyInFileOnly {
+    /// Only bodies larger than `client_body_buffer_size` go to a file, unlinked at once.
+    #[default]
+    Off,
+    /// Every body goes to a file that stays after the request.
+    On,
+    /// Every body goes to a file removed when the request is done.
+    Clean,
+}
+
 /// `proxy_http_version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProxyHttpVersion {
@@ -1735,6 +1844,9 @@ impl Template {
                         | Var::UpstreamResponseTime
                         | Var::UpstreamConnectTime
                         | Var::UpstreamHeaderTime
+                        | Var::UpstreamResponseLength
+                        | Var::UpstreamBytesReceived
+                        | Var::UpstreamBytesSent
                         | Var::UpstreamHttp(_)
                         | Var::UpstreamCookie(_)
                 )
@@ -1816,6 +1928,12 @@ pub enum Var {
     UpstreamConnectTime,
     /// `$upstream_header_time` (logs): seconds per attempt, `-` without a response head.
     UpstreamHeaderTime,
+    /// `$upstream_response_length`: each attempt's response body bytes.
+    UpstreamResponseLength,
+    /// `$upstream_bytes_received`: each attempt's response bytes, head and body.
+    UpstreamBytesReceived,
+    /// `$upstream_bytes_sent`: each attempt's request bytes, head and body.
+    UpstreamBytesSent,
     /// `$status` (logs).
     Status,
     /// `$gzip_ratio` (logs): bytes in over bytes out of a body compressed on the fly.
@@ -1929,6 +2047,10 @@ pub enum Var {
     ContentType,
     /// See [`Var::ContentType`].
     ContentLength,
+    /// `$connection_time`: seconds (with milliseconds) since the connection opened.
+    ConnectionTime,
+    /// `$request_body_file`: the name of the file the request body was written to.
+    RequestBodyFile,
     /// `$request_body`: the request body when it was read into memory (a body with a
     /// `Content-Length` that arrived with its head, up to the 64 KiB buffer); empty
     /// otherwise (a chunked or larger body, which nginx would hold in a file or in

@@ -10,6 +10,7 @@
 //! but marks the upstream connection as not reusable).
 
 pub mod body;
+pub mod dates;
 pub mod error;
 pub mod escape;
 mod headers;

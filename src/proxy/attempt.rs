@@ -25,7 +25,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::{self, IdleConn};
 use crate::upstream::{Outcome, Peer, Tried};
-use crate::vars::AttemptPeer;
+use crate::vars::{AttemptPeer, Traffic};
 
 /// Why one attempt at one peer failed.
 #[derive(Debug)]
@@ -269,6 +269,7 @@ pub(super) async fn run<'u, D: Downstream>(
                     header: None,
                     response: Some(Duration::ZERO),
                     head: Vec::new(),
+                    traffic: Traffic::default(),
                 });
             }
             // Whatever failed before, nginx answers "no live upstreams" with 502.
@@ -346,10 +347,21 @@ pub(super) async fn run<'u, D: Downstream>(
                     header_time,
                     started,
                     Vec::new(),
+                    Traffic::default(),
                 );
             }
             Err(AttemptError::Client { status, why }) => {
-                note_attempt(f, done, addr, 0, connect_time, None, started, Vec::new());
+                note_attempt(
+                    f,
+                    done,
+                    addr,
+                    0,
+                    connect_time,
+                    None,
+                    started,
+                    Vec::new(),
+                    Traffic::default(),
+                );
                 // The client's fault says nothing about the peer.
                 guard.finish(Outcome::Success);
                 super::log_request(f, cbuf, Level::Info, &why, done.upstream_addr.as_ref());
@@ -384,6 +396,7 @@ pub(super) async fn run<'u, D: Downstream>(
                     None,
                     started,
                     Vec::new(),
+                    Traffic::default(),
                 );
                 let next =
                     plan.after_failure(err.condition(), err.request_sent(), body, made, f.settings);
@@ -626,6 +639,7 @@ pub(super) fn note_attempt(
     header: Option<Duration>,
     started: Instant,
     head: Vec<u8>,
+    traffic: Traffic,
 ) {
     if f.log_upstream {
         done.attempts.push(UpstreamAttempt {
@@ -635,6 +649,7 @@ pub(super) fn note_attempt(
             header,
             response: Some(started.elapsed()),
             head,
+            traffic,
         });
     }
 }

@@ -16,7 +16,9 @@
 
 mod accel;
 mod attempt;
+mod body_file;
 mod downstream;
+pub mod expires;
 mod field_edits;
 mod plan;
 mod request;
@@ -154,7 +156,12 @@ pub async fn forward<D: Downstream>(f: &Forward<'_>, client: &mut D, cbuf: &mut 
             return finish(done);
         }
     };
-    done.consumed = body.complete.then_some(f.head.head_len + body.len);
+    // A body still to come is accounted for once sent ([`RequestBody::settle`]):
+    // streamed whole, the connection carries the next request.
+    done.consumed = Some(f.head.head_len + body.len);
+    if let Some(locals) = f.locals {
+        locals.set_body(body.kept());
+    }
     // Allocates only for `hash` (the evaluated key); round robin reads nothing here.
     let mut hash_key = Vec::new();
     let plan = Plan::new(f, cbuf, &mut hash_key);

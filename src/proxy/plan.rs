@@ -4,19 +4,27 @@
 
 use tokio::time::Instant;
 
+use super::body_file::BodyFile;
 use super::downstream::Downstream;
 use super::Forward;
 use crate::balance::{sticky, PickContext};
-use crate::config::{Level, LocSettings, NextUpstream, ProxyHttpVersion};
+use crate::config::{BodyInFileOnly, Level, LocSettings, NextUpstream, ProxyHttpVersion};
 use crate::http1::{BodyFraming, ChunkedScanner, RequestHead, ScanStep};
 use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io::IoFailure;
 
-/// Request bodies up to this size are read completely before an upstream is contacted
-/// (nginx reads them into `client_body_buffer_size`): the upstream gets head and body
-/// in one write, and the request stays replayable on another peer. Larger bodies are
-/// streamed in 64 KiB chunks.
-pub(super) const BUFFER_BODY_UP_TO: u64 = 64 * 1024;
+/// How much of a request body is read completely before an upstream is contacted:
+/// `client_body_buffer_size`, a quarter more for a body with a Content-Length (nginx
+/// sizes its buffer so). The upstream gets head and body in one write, and the request
+/// stays replayable on another peer. A larger body is spooled to a file
+/// (`proxy_request_buffering`) or streamed in 64 KiB chunks.
+pub(super) fn memory_limit(s: &LocSettings, framing: BodyFraming) -> u64 {
+    let size = s.client_body_buffer_size;
+    match framing {
+        BodyFraming::Chunked => size,
+        _ => size.saturating_add(size >> 2),
+    }
+}
 
 /// The request body: how much of it is in the client buffer, and whether the rest has
 /// been streamed from the client (which makes the request impossible to replay).
@@ -39,10 +47,10 @@ pub(super) struct RequestBody {
     pub(super) spooled: Option<SpooledBody>,
 }
 
-/// A request body in an unlinked temporary file.
+/// A request body in a temporary file.
 pub(super) struct SpooledBody {
     /// The file, read with positional reads so every attempt starts at 0.
-    pub(super) file: std::fs::File,
+    pub(super) file: BodyFile,
     /// The payload size.
     pub(super) len: u64,
     /// Bytes the client sent after the body (a pipelined request).
@@ -64,6 +72,16 @@ pub(super) enum Streaming {
 }
 
 impl RequestBody {
+    /// Where the body is, for `$request_body` and `$request_body_file`.
+    pub(super) fn kept(&self) -> crate::vars::KeptBody {
+        use crate::vars::KeptBody;
+        match (&self.spooled, &self.dechunked) {
+            (Some(sp), _) => KeptBody::File(sp.file.path().to_path_buf()),
+            (None, Some(payload)) => KeptBody::Decoded(payload.to_vec()),
+            (None, None) => KeptBody::InBuffer,
+        }
+    }
+
     /// Whether the body can still be sent again to another peer.
     pub(super) fn replayable(&self) -> bool {
         self.streaming == Streaming::NotStarted
@@ -207,7 +225,8 @@ pub(super) async fn take_body<D: Downstream>(
     let chunked_to_http10 = f.head.framing == BodyFraming::Chunked
         && (f.settings.proxy_http_version == ProxyHttpVersion::Http10
             || f.pass.protocol == crate::config::UpstreamProtocol::Uwsgi);
-    if !body.complete && (f.settings.proxy_request_buffering || chunked_to_http10) {
+    let buffering = f.settings.proxy_request_buffering || chunked_to_http10;
+    if buffering && wants_file(f, &body) {
         if f.head.expect_continue && !continued {
             client.send_continue().await.map_err(|_| 0u16)?;
         }
@@ -216,9 +235,31 @@ pub(super) async fn take_body<D: Downstream>(
     Ok(body)
 }
 
-/// Reads the rest of the body into an unlinked temporary file under
-/// `client_body_temp_path`, decoding chunks, as nginx buffers request bodies. Memory
-/// stays at one 64 KiB buffer whatever the body's size.
+/// Whether the body goes to a file: `client_body_in_file_only`, or more of it than
+/// fits the memory buffer (nginx then writes it to a file too, `$request_body_file`).
+fn wants_file(f: &Forward<'_>, body: &RequestBody) -> bool {
+    let has_body = match f.head.framing {
+        BodyFraming::Length(n) => n > 0,
+        BodyFraming::Chunked => true,
+        BodyFraming::None | BodyFraming::UntilClose => false,
+    };
+    if !has_body {
+        return false;
+    }
+    if f.settings.client_body_in_file_only != BodyInFileOnly::Off || !body.complete {
+        return true;
+    }
+    let payload = match (&body.dechunked, f.head.framing) {
+        (Some(p), _) => p.len() as u64,
+        (None, BodyFraming::Length(n)) => n,
+        _ => 0,
+    };
+    payload > memory_limit(f.settings, f.head.framing)
+}
+
+/// Writes the body (what is in `cbuf`, then the rest from the client) into a
+/// temporary file under `client_body_temp_path`, decoding chunks, as nginx buffers
+/// request bodies. Memory stays at one 64 KiB buffer whatever the body's size.
 async fn spool<D: Downstream>(
     f: &Forward<'_>,
     client: &mut D,
@@ -228,7 +269,7 @@ async fn spool<D: Downstream>(
     use std::io::Write as _;
     let s = f.settings;
     let dir = &s.client_body_temp_path;
-    let created = std::fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir));
+    let created = BodyFile::create(dir, s.client_body_in_file_only);
     let mut file = created.map_err(|e| {
         crate::log::emit(
             Level::Crit,
@@ -258,10 +299,16 @@ async fn spool<D: Downstream>(
         // The client is gone, or stopped mid-body: nothing to answer.
         _ => 0u16,
     };
-    let initial = &cbuf[f.head.head_len..f.head.head_len + body.len];
+    let end = f.head.head_len + body.len;
+    let initial = &cbuf[f.head.head_len..end];
     let max = s.client_max_body_size;
     let mut len: u64 = 0;
-    let mut after = Vec::new();
+    // A body complete in the buffer: what follows it is a pipelined request.
+    let mut after = if body.complete {
+        cbuf[end..].to_vec()
+    } else {
+        Vec::new()
+    };
     let mut piece = Buf::body();
     match f.head.framing {
         BodyFraming::Length(_) => {
@@ -344,7 +391,7 @@ async fn buffer_small_body<D: Downstream>(
                 }
                 return Ok(f.head.expect_continue);
             }
-            if n > BUFFER_BODY_UP_TO || (max != 0 && n > max) {
+            if n > memory_limit(f.settings, f.head.framing) || (max != 0 && n > max) {
                 return Ok(false);
             }
             None
@@ -362,11 +409,13 @@ async fn buffer_small_body<D: Downstream>(
     if f.head.expect_continue {
         client.send_continue().await.map_err(|_| 0u16)?;
     }
+    // Raw chunked bytes, framing included: the payload may still fit once decoded.
+    let limit = memory_limit(f.settings, f.head.framing).max(BODY_BUF as u64);
     loop {
         let have = (cbuf.len() - start) as u64;
         let want = match (&scanner, f.head.framing) {
             (None, BodyFraming::Length(n)) if have < n => (n - have) as usize,
-            (Some(_), _) if have < BUFFER_BODY_UP_TO => (BUFFER_BODY_UP_TO - have) as usize,
+            (Some(_), _) if have < limit => (limit - have) as usize,
             _ => return Ok(f.head.expect_continue),
         };
         let before = cbuf.len();

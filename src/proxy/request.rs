@@ -437,7 +437,6 @@ async fn send_spooled(
     conn: &mut UpstreamConn,
     send_timeout: std::time::Duration,
 ) -> Result<(), AttemptError> {
-    use std::os::unix::fs::FileExt as _;
     let mut piece = Buf::body();
     let mut at = 0u64;
     while at < sp.len {

@@ -17,7 +17,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::Stream;
 use crate::upstream::pool::IdleConn;
 use crate::upstream::{Outcome, PeerState};
-use crate::vars::AttemptPeer;
+use crate::vars::{AttemptPeer, Traffic};
 
 /// Relays the answer of the attempt that got one; updates `done` with the status, the
 /// body size and whether the client connection may continue. `set_cookie` (from
@@ -45,6 +45,14 @@ pub(super) async fn relay<D: Downstream>(
     let idx = guard.index();
     record_latency(f, idx, LatencyPoint::Header, started);
     let sent_head_bytes = uhead.bytes.len() as u64;
+    // The request body went whole with the head (the spooled or buffered cases) or
+    // was streamed; either way the peer got the client's body bytes.
+    let sent_bytes = sent_head_bytes
+        + match f.head.framing {
+            BodyFraming::Length(n) if super::request::sends_client_body(f) => n,
+            _ => 0,
+        };
+    let head_len = resp.head_len as u64;
     // The response head for `$upstream_http_NAME`, kept only when asked for.
     let kept_head = if f.log_upstream && asks_for_fields(f.settings) {
         ubuf[..resp.head_len].to_vec()
@@ -62,6 +70,11 @@ pub(super) async fn relay<D: Downstream>(
             header: header_time,
             response: ended.then(|| started.elapsed()),
             head,
+            traffic: Traffic {
+                sent: sent_bytes,
+                received: resp.head_len as u64,
+                body: 0,
+            },
         });
         attempts
     };
@@ -108,6 +121,11 @@ pub(super) async fn relay<D: Downstream>(
         header_time,
         started,
         kept_head,
+        Traffic {
+            sent: sent_bytes,
+            received: head_len + done.body_bytes,
+            body: done.body_bytes,
+        },
     );
     // Statistics for /status and /metrics: a few relaxed atomic adds.
     let body_out = match f.head.framing {
@@ -121,6 +139,19 @@ pub(super) async fn relay<D: Downstream>(
         sent_head_bytes + body_out,
     );
     guard.finish(Outcome::Success);
+}
+
+/// The location's `expires` for this response, when its status takes one.
+fn expires_for(
+    f: &Forward<'_>,
+    cbuf: &[u8],
+    resp: &ResponseHead,
+) -> Option<crate::config::Expires> {
+    let conf = f.settings.files.expires.as_ref()?;
+    if !crate::config::Expires::applies_to(resp.status) {
+        return None;
+    }
+    conf.resolve(|t| vars(f, cbuf, None).evaluated(t))
 }
 
 /// Whether `add_header` or the access log has `$upstream_http_NAME`.
@@ -187,9 +218,36 @@ async fn relay_response<D: Downstream>(
         return;
     }
 
-    // `add_header` values evaluated once into one scratch buffer.
+    // `expires` and `add_header` values evaluated once into one scratch buffer.
     let mut values = Vec::new();
     let mut ranges: Vec<(&[u8], std::ops::Range<usize>)> = Vec::new();
+    if let Some(e) = expires_for(f, cbuf, &resp) {
+        // nginx's headers filter replaces the upstream's fields.
+        let mut mtime = None;
+        for h in &mut resp.headers {
+            let name = &ubuf[h.name.clone()];
+            if h.hop_by_hop {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"last-modified") {
+                mtime = crate::http1::dates::parse_http_date(&ubuf[h.value.clone()]);
+            }
+            if name.eq_ignore_ascii_case(b"expires") || name.eq_ignore_ascii_case(b"cache-control")
+            {
+                h.hop_by_hop = true;
+            }
+        }
+        let now = crate::http1::dates::now_secs();
+        let (expires, cache_control) = super::expires::fields(e, now, mtime);
+        for (name, value) in [
+            (&b"Expires"[..], expires),
+            (b"Cache-Control", cache_control),
+        ] {
+            let start = values.len();
+            values.extend_from_slice(value.as_bytes());
+            ranges.push((name, start..values.len()));
+        }
+    }
     if !f.settings.add_header.is_empty() {
         let v = vars(f, cbuf, None);
         let applies = respond::add_header_applies(resp.status);

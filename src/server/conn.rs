@@ -10,6 +10,7 @@ use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
 use super::h2_downstream::{H2Downstream, H2Stream};
 use super::http1_downstream::Http1Downstream;
+use super::keepalive_disable;
 use super::proxy_target;
 use super::rewrite::{self, Answer};
 use super::route::{self, Route, Routed};
@@ -22,6 +23,7 @@ use crate::access_log::{
     UpstreamAttempt,
 };
 use crate::config::tls::VerifyClient;
+use crate::config::Expires;
 use crate::config::{
     Action, Level, Lingering, LingeringMode, LocSettings, LogFormat, MapConf, ServerConf,
 };
@@ -32,7 +34,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
-use crate::vars::{Locals, RequestVars};
+use crate::vars::{ConnectionFacts, Locals, RequestVars};
 
 /// How long a new connection may take to send its first request head when no server
 /// listens on its address any more (a reload dropped it); nginx's
@@ -171,7 +173,10 @@ async fn serve(worker: &Worker, conn: &mut Started) {
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
         let started = std::time::Instant::now();
-        let pipelined = !fresh_read && !std::mem::take(&mut first_request);
+        // Taken before the test: `&&` would skip it after a fresh read and leave the
+        // second request counted as the first.
+        let was_first = std::mem::take(&mut first_request);
+        let pipelined = !fresh_read && !was_first;
 
         // Pick up a reloaded configuration between requests.
         {
@@ -669,6 +674,11 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
     let http = &rt.config.http;
     let locals = Locals::new(http);
     locals.set_started(ex.started);
+    locals.set_connection_facts(ConnectionFacts {
+        opened: ex.opened.into_std(),
+        requests: u64::from(ex.served),
+        pipelined: ex.pipelined,
+    });
     rewrite::server_name_captures(&server.server_names, host, &http.user_vars, &locals);
     let pass = Pass {
         route: Route::new(uri, path),
@@ -772,6 +782,7 @@ async fn serve_pass<'f, 'a: 'f>(
         && !settings.keepalive_timeout.is_zero()
         && served < settings.keepalive_requests
         && ex.opened.elapsed() < settings.keepalive_time
+        && !keepalive_disable::applies(settings.keepalive_disable, head, buf)
         && !stopping
         && !pass.close;
 
@@ -813,6 +824,19 @@ async fn serve_pass<'f, 'a: 'f>(
         }),
         Some(answer) => {
             let mut headers = evaluated_add_header(settings, &vars_here());
+            // `expires` goes before `add_header`'s fields, on the statuses that take
+            // both (not `always`), as nginx's headers filter sets it.
+            if let Some(e) = expires_for(settings, &vars_here()) {
+                let now = crate::http1::dates::now_secs();
+                let (expires, cache_control) = crate::proxy::expires::fields(e, now, None);
+                headers.splice(
+                    0..0,
+                    [
+                        ("Expires", expires.into_bytes(), false),
+                        ("Cache-Control", cache_control.into_bytes(), false),
+                    ],
+                );
+            }
             keep_fields(&mut headers, &pass.pages);
             let content_type = kept_content_type(&pass.pages);
             let location_base = absolute_base(
@@ -843,14 +867,14 @@ async fn serve_pass<'f, 'a: 'f>(
                 .await,
             )
         }
-        None => match &settings.action {
-            Action::Proxy(proxy_pass) => {
+        None => match (limit_except_pass(settings, head, buf), &settings.action) {
+            (Some(proxy_pass), _) | (None, Action::Proxy(proxy_pass)) => {
                 proxy(
                     ex, server, locals, buf, head, settings, proxy_pass, &uri, &pass, keep,
                 )
                 .await
             }
-            Action::Static => {
+            (None, Action::Static) => {
                 let mut headers = evaluated_add_header(settings, &vars_here());
                 keep_fields(&mut headers, &pass.pages);
                 let file = StaticRequest {
@@ -865,6 +889,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     add_header: &headers,
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
+                    expires: expires_for(settings, &vars_here()),
                 };
                 Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
             }
@@ -1498,6 +1523,31 @@ struct StaticRequest<'r> {
     status: Option<u16>,
     /// `limit_rate` and `limit_rate_after` for this response.
     limit_rate: (u64, u64),
+    /// `expires` for this response.
+    expires: Option<Expires>,
+}
+
+/// The `proxy_pass` of the location's `limit_except` block when the request's method
+/// is one the block restricts.
+fn limit_except_pass<'s>(
+    settings: &'s LocSettings,
+    head: &RequestHead,
+    buf: &[u8],
+) -> Option<&'s crate::config::ProxyPass> {
+    let le = settings.admission.limit_except.as_ref()?;
+    let method = buf.get(head.method_range.clone())?;
+    le.restricts(method).then_some(le.pass.as_ref()).flatten()
+}
+
+/// `expires` of `settings` for a request: a variable's value read as the directive's
+/// argument; none when it is `off`, empty or not a valid value (nginx logs that and
+/// sends no fields).
+fn expires_for(settings: &LocSettings, vars: &RequestVars<'_>) -> Option<Expires> {
+    settings
+        .files
+        .expires
+        .as_ref()?
+        .resolve(|t| vars.evaluated(t))
 }
 
 /// `limit_rate` and `limit_rate_after` of `settings` for a request.
@@ -1536,6 +1586,7 @@ async fn serve_static<'a>(
                 head,
                 buf,
                 files: &settings.files,
+                expires: req.expires,
                 add_header: req.add_header,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,

@@ -153,8 +153,8 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         let facts = ResponseFacts {
             cache_control: field("cache-control"),
             expires: field("expires").map(|v| {
-                super::static_files::parse_http_date(v)
-                    .is_some_and(|t| t < super::static_files::now_secs())
+                crate::http1::dates::parse_http_date(v)
+                    .is_some_and(|t| t < crate::http1::dates::now_secs())
             }),
             last_modified: field("last-modified").is_some(),
             etag: field("etag").is_some(),

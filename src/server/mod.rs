@@ -11,6 +11,7 @@ mod h2;
 mod h2_downstream;
 pub mod holders;
 pub mod http1_downstream;
+mod keepalive_disable;
 pub mod listener;
 pub mod location;
 mod proxy_target;

@@ -9,11 +9,13 @@
 //! see [`super::uri`]), so the file is always under the document root; with
 //! `disable_symlinks on` no component of the path may be a symbolic link.
 
+use crate::http1::dates::http_date;
+use crate::http1::dates::{now_secs, parse_http_date};
+use crate::proxy::expires::fields as expires_fields;
 use std::fs::{File, Metadata};
 use std::io::{Read, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 
@@ -264,28 +266,6 @@ fn charset_applies(content_type: &str) -> bool {
     )
 }
 
-/// An HTTP date (`Mon, 30 Nov 2026 02:00:00 GMT`) of Unix seconds.
-fn http_date(secs: i64) -> String {
-    DateTime::<Utc>::from_timestamp(secs, 0)
-        .map(|d| d.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
-        .unwrap_or_default()
-}
-
-/// Unix seconds of an HTTP date (the three formats RFC 9110 allows).
-pub(super) fn parse_http_date(v: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    for f in [
-        "%a, %d %b %Y %H:%M:%S GMT",
-        "%A, %d-%b-%y %H:%M:%S GMT",
-        "%a %b %e %H:%M:%S %Y",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
-            return Some(t.and_utc().timestamp());
-        }
-    }
-    None
-}
-
 /// Whether an `If-None-Match`/`If-Match` list names `etag` (`*` names any).
 fn etag_listed(list: &[u8], etag: &str, weak: bool) -> bool {
     let list = String::from_utf8_lossy(list);
@@ -421,6 +401,8 @@ pub struct FileRequest<'a> {
     pub buf: &'a [u8],
     /// The location's file settings.
     pub files: &'a FilesConf,
+    /// `expires` for this response, its variable (if any) evaluated.
+    pub expires: Option<Expires>,
     /// The location's `add_header` lines, already evaluated (name, value, always).
     pub add_header: &'a [(&'a str, Vec<u8>, bool)],
     /// Whether the connection may stay open as far as the request goes.
@@ -732,7 +714,7 @@ fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict 
     let response = super::gzip_ok::ResponseFacts {
         cache_control: None,
         // The `expires` directive's field, already set when nginx's gzip filter asks.
-        expires: r.files.expires.map(|e| match e {
+        expires: r.expires.map(|e| match e {
             Expires::Epoch => true,
             Expires::After(s) => s < 0,
             Expires::Modified(s) => facts.mtime + s < now_secs(),
@@ -857,22 +839,6 @@ async fn send_compressed(
     }
 }
 
-/// The next moment after `now` (Unix seconds) at which the local clock shows `at`
-/// seconds past midnight (nginx's `ngx_next_time`).
-fn next_time_of_day(now: i64, at: i64) -> i64 {
-    use chrono::{Local, TimeZone, Timelike};
-    let Some(local) = Local.timestamp_opt(now, 0).single() else {
-        return now + at;
-    };
-    let since_midnight = i64::from(local.num_seconds_from_midnight());
-    let today = now - since_midnight + at;
-    if today > now {
-        today
-    } else {
-        today + 86_400
-    }
-}
-
 /// Reads the next piece of a file being sent (at most `left` bytes, 64 KiB) into
 /// `chunk`; `None` when the file ended early or failed (logged as nginx does).
 fn read_piece(file: &mut File, chunk: &mut Buf, left: u64, path: &Path) -> Option<usize> {
@@ -891,13 +857,6 @@ fn read_piece(file: &mut File, chunk: &mut Buf, left: u64, path: &Path) -> Optio
         }
         Ok(n) => Some(n),
     }
-}
-
-/// Seconds since the epoch now.
-pub(super) fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A response cut short: the connection closes.
@@ -953,25 +912,12 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     }
     let applies = respond::add_header_applies(status);
     if applies {
-        if let Some(e) = r.files.expires {
-            let now = now_secs();
-            let (at, max_age) = match e {
-                Expires::Epoch => (1, None),
-                Expires::Max => (2_145_916_799, Some(315_360_000)),
-                Expires::After(s) => (now + s, Some(s)),
-                Expires::Modified(s) => (mtime + s, Some(mtime + s - now)),
-                Expires::Daily(at) => {
-                    let next = next_time_of_day(now, at);
-                    (next, Some(next - now))
-                }
-            };
-            let _ = write!(out, "Expires: {}\r\n", http_date(at));
-            match max_age {
-                Some(s) if s >= 0 => {
-                    let _ = write!(out, "Cache-Control: max-age={s}\r\n");
-                }
-                _ => out.extend_from_slice(b"Cache-Control: no-cache\r\n"),
-            }
+        if let Some(e) = r.expires {
+            let (expires, cache_control) = expires_fields(e, now_secs(), Some(mtime));
+            let _ = write!(
+                out,
+                "Expires: {expires}\r\nCache-Control: {cache_control}\r\n"
+            );
         }
     }
     for (name, value, always) in r.add_header {

@@ -54,6 +54,20 @@ pub struct UpstreamAttempt {
     /// Its response head (status line and fields) when it answered and a variable
     /// may ask for a field (`$upstream_http_NAME`); empty otherwise.
     pub head: Vec<u8>,
+    /// Bytes exchanged with the peer (`$upstream_bytes_*`, `$upstream_response_length`).
+    pub traffic: Traffic,
+}
+
+/// Bytes one attempt exchanged with its peer; zero where an attempt failed before
+/// they could be counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// The request head and body sent (`$upstream_bytes_sent`).
+    pub sent: u64,
+    /// The response head and body received (`$upstream_bytes_received`).
+    pub received: u64,
+    /// The response body received (`$upstream_response_length`).
+    pub body: u64,
 }
 
 /// Appends the value of an `$upstream_*` variable over `attempts`: `None` when `v` is
@@ -78,6 +92,13 @@ pub fn upstream_value(v: &Var, attempts: &[UpstreamAttempt], out: &mut Vec<u8>) 
             opt_seconds(out, a.header);
             Ok(())
         }),
+        Var::UpstreamResponseLength => {
+            list(out, attempts, |out, a| write!(out, "{}", a.traffic.body))
+        }
+        Var::UpstreamBytesReceived => list(out, attempts, |out, a| {
+            write!(out, "{}", a.traffic.received)
+        }),
+        Var::UpstreamBytesSent => list(out, attempts, |out, a| write!(out, "{}", a.traffic.sent)),
         // The first field of that name in the last response, as nginx 1.22.
         Var::UpstreamHttp(name) => attempts
             .last()

@@ -27,7 +27,11 @@ pub(super) struct AdmissionPartial {
     auth_basic_user_file: Option<Template>,
     satisfy_any: Option<bool>,
     /// Allowed methods and the block's own settings, merged over this level's at the end.
-    limit_except: Option<(Vec<String>, Box<AdmissionPartial>)>,
+    limit_except: Option<(
+        Vec<String>,
+        Box<AdmissionPartial>,
+        Option<crate::config::ProxyPass>,
+    )>,
     limit_req: LimitPartial<LimitReq>,
     limit_conn: LimitPartial<LimitConn>,
 }
@@ -177,7 +181,7 @@ impl AdmissionPartial {
             rules: self.rules.clone().unwrap_or_default(),
             auth_basic,
             satisfy_any: self.satisfy_any.unwrap_or(false),
-            limit_except: self.limit_except.as_ref().map(|(allowed, inner)| {
+            limit_except: self.limit_except.as_ref().map(|(allowed, inner, pass)| {
                 // The block is a location of its own inside this one; it has no
                 // `limit_except` of its own.
                 let mut inner = inner.over(self);
@@ -185,6 +189,7 @@ impl AdmissionPartial {
                 Arc::new(LimitExcept {
                     allowed: allowed.clone(),
                     conf: Arc::new(inner.finish()),
+                    pass: pass.clone(),
                 })
             }),
             limit_req: self.limit_req.finish(),
@@ -522,20 +527,28 @@ impl Validator<'_> {
             allowed.push(m);
         }
         let mut inner = AdmissionPartial::default();
+        let mut pass = None;
         for c in d.block.as_deref().unwrap_or_default() {
             if self.check(c, directives::LOCATION)?.is_none() {
+                continue;
+            }
+            if c.name == "proxy_pass" {
+                // The block is a location without a pattern of its own: the URI
+                // passes as it is (a URI part is refused, as nginx).
+                let target = self.proxy_pass(c, super::LocationKind::Regex, "")?;
+                super::once(&mut pass, target, c)?;
                 continue;
             }
             if !IN_LIMIT_EXCEPT.contains(&c.name.as_str()) {
                 return Err(ConfigError::hinted(
                     &c.span,
                     format!("\"{}\" inside \"limit_except\" is not supported", c.name),
-                    "ferrolb takes allow, deny, auth_basic and auth_basic_user_file there",
+                    "ferrolb takes allow, deny, auth_basic, auth_basic_user_file and proxy_pass there",
                 ));
             }
             self.admission_setting(&mut inner, c)?;
         }
-        p.limit_except = Some((allowed, Box::new(inner)));
+        p.limit_except = Some((allowed, Box::new(inner), pass));
         Ok(())
     }
 }

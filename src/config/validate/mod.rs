@@ -32,7 +32,7 @@ mod split_clients;
 mod tls;
 mod upstream;
 mod uwsgi;
-mod values;
+pub(crate) mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -45,12 +45,15 @@ pub(super) struct Partial {
     log_not_found: Option<bool>,
     open_log_file_cache: Option<Option<usize>>,
     autoindex: Option<bool>,
-    expires: Option<Option<Expires>>,
+    expires: Option<Option<ExpiresConf>>,
     disable_symlinks: Option<bool>,
     underscores_in_headers: Option<bool>,
     ignore_invalid_headers: Option<bool>,
     proxy_request_buffering: Option<bool>,
     client_body_temp_path: Option<PathBuf>,
+    client_body_buffer_size: Option<u64>,
+    client_body_in_file_only: Option<BodyInFileOnly>,
+    client_body_in_single_buffer: Option<bool>,
     send_timeout: Option<Duration>,
     limit_rate: Option<SizeValue>,
     limit_rate_after: Option<SizeValue>,
@@ -68,6 +71,7 @@ pub(super) struct Partial {
     lingering_time: Option<Duration>,
     lingering_timeout: Option<Duration>,
     keepalive_time: Option<Duration>,
+    keepalive_disable: Option<KeepaliveDisable>,
     gzip_static: Option<GzipStatic>,
     gzip: Option<bool>,
     gzip_types: Option<GzipTypes>,
@@ -158,6 +162,9 @@ impl Partial {
             ignore_invalid_headers,
             proxy_request_buffering,
             client_body_temp_path,
+            client_body_buffer_size,
+            client_body_in_file_only,
+            client_body_in_single_buffer,
             send_timeout,
             limit_rate,
             limit_rate_after,
@@ -175,6 +182,7 @@ impl Partial {
             lingering_time,
             lingering_timeout,
             keepalive_time,
+            keepalive_disable,
             gzip_static,
             gzip,
             gzip_types,
@@ -273,6 +281,11 @@ impl Partial {
             }),
             proxy_request_buffering: self.proxy_request_buffering.unwrap_or(true),
             send_timeout: self.send_timeout.unwrap_or(secs(60)),
+            client_body_buffer_size: self
+                .client_body_buffer_size
+                .unwrap_or(DEFAULT_CLIENT_BODY_BUFFER_SIZE),
+            client_body_in_file_only: self.client_body_in_file_only.unwrap_or_default(),
+            client_body_in_single_buffer: self.client_body_in_single_buffer.unwrap_or(false),
             client_body_temp_path: self
                 .client_body_temp_path
                 .clone()
@@ -293,6 +306,10 @@ impl Partial {
                 timeout: self.lingering_timeout.unwrap_or(secs(5)),
             },
             keepalive_time: self.keepalive_time.unwrap_or(secs(3600)),
+            keepalive_disable: self.keepalive_disable.unwrap_or(KeepaliveDisable {
+                msie6: true,
+                safari: false,
+            }),
             http2: Http2Settings {
                 max_concurrent_streams: self.http2_max_concurrent_streams.unwrap_or(128),
                 body_preread_size: self.http2_body_preread_size.unwrap_or(65536),
@@ -348,7 +365,7 @@ impl Partial {
                 if_modified_since: self.if_modified_since.unwrap_or_default(),
                 log_not_found: self.log_not_found.unwrap_or(true),
                 autoindex: self.autoindex.unwrap_or(false),
-                expires: self.expires.flatten(),
+                expires: self.expires.clone().flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
                 gzip_static: self.gzip_static.unwrap_or_default(),
             },
@@ -488,6 +505,22 @@ impl Validator<'_> {
                     &mut p.limit_rate_after
                 };
                 once(slot, n, d)?;
+            }
+            "client_body_buffer_size" => {
+                let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
+                once(&mut p.client_body_buffer_size, n.max(1), d)?;
+            }
+            "client_body_in_file_only" => {
+                let v = match a0 {
+                    "off" => BodyInFileOnly::Off,
+                    "on" => BodyInFileOnly::On,
+                    "clean" => BodyInFileOnly::Clean,
+                    _ => return Err(invalid_value(d, a0, Some("on, clean or off"))),
+                };
+                once(&mut p.client_body_in_file_only, v, d)?;
+            }
+            "client_body_in_single_buffer" => {
+                once(&mut p.client_body_in_single_buffer, flag(d)?, d)?
             }
             "client_max_body_size" => {
                 let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
@@ -691,6 +724,18 @@ impl Validator<'_> {
             "lingering_time" => once(&mut p.lingering_time, time(d, a0)?, d)?,
             "lingering_timeout" => once(&mut p.lingering_timeout, time(d, a0)?, d)?,
             "keepalive_time" => once(&mut p.keepalive_time, time(d, a0)?, d)?,
+            "keepalive_disable" => {
+                let mut v = KeepaliveDisable::default();
+                for a in &d.args {
+                    match a.value.as_str() {
+                        "none" => {}
+                        "msie6" => v.msie6 = true,
+                        "safari" => v.safari = true,
+                        _ => return Err(invalid_value(d, &a.value, Some("none, msie6 or safari"))),
+                    }
+                }
+                once(&mut p.keepalive_disable, v, d)?
+            }
             "proxy_hide_header" => p
                 .proxy_hide_header
                 .get_or_insert_with(Vec::new)
@@ -813,7 +858,7 @@ impl Validator<'_> {
                 };
                 once(&mut p.if_modified_since, v, d)?;
             }
-            "expires" => once(&mut p.expires, expires(d)?, d)?,
+            "expires" => once(&mut p.expires, expires(d, &self.names)?, d)?,
             "try_files" => {
                 let n = d.args.len();
                 let files = d.args[..n - 1]
@@ -977,7 +1022,7 @@ fn resolver(d: &Directive) -> Result<ResolverConf> {
 }
 
 /// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.
-fn expires(d: &Directive) -> Result<Option<Expires>> {
+fn expires(d: &Directive, names: &super::rewrite::VarNames) -> Result<Option<ExpiresConf>> {
     let bad = || {
         ConfigError::at(
             &d.span,
@@ -992,27 +1037,11 @@ fn expires(d: &Directive) -> Result<Option<Expires>> {
         (v, 1) => (false, v),
         _ => return Err(bad()),
     };
-    let secs = |t: &str| -> Result<i64> {
-        let (neg, t) = match t.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, t.strip_prefix('+').unwrap_or(t)),
-        };
-        let dur = super::values::parse_time(t).ok_or_else(bad)?;
-        let s = i64::try_from(dur.as_secs()).map_err(|_| bad())?;
-        Ok(if neg { -s } else { s })
-    };
-    Ok(match (modified, v) {
-        (false, "off") => None,
-        (false, "epoch") => Some(Expires::Epoch),
-        (false, "max") => Some(Expires::Max),
-        (false, t) if t.starts_with('@') => {
-            let day = secs(&t[1..])?;
-            if !(0..86_400).contains(&day) {
-                return Err(bad());
-            }
-            Some(Expires::Daily(day))
-        }
-        (true, t) => Some(Expires::Modified(secs(t)?)),
-        (false, t) => Some(Expires::After(secs(t)?)),
-    })
+    if v.contains('$') {
+        let value = templ(d, v, names)?;
+        return Ok(Some(ExpiresConf::Var { modified, value }));
+    }
+    Ok(Expires::parse(modified, v)
+        .map_err(|()| bad())?
+        .map(ExpiresConf::Fixed))
 }
