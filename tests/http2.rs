@@ -353,7 +353,12 @@ fn h2_answers_match_nginx() {
     assert!(log.contains("GET /r?a=1 HTTP/2.0|HTTP/2.0|h2|200"), "{log}");
     assert!(log.contains("GET /r HTTP/2.0|HTTP/2.0|h2c|200"), "{log}");
     if let Some((n, _)) = &nginx {
-        let theirs = fs::read_to_string(n.dir.join("logs/h2.log")).unwrap_or_default();
+        // nginx writes a line after the response has gone: wait for all of them.
+        let theirs = poll(Duration::from_secs(5), || {
+            let theirs = fs::read_to_string(n.dir.join("logs/h2.log")).ok()?;
+            (theirs.lines().count() >= log.lines().count()).then_some(theirs)
+        })
+        .unwrap_or_default();
         let mut a: Vec<&str> = log.lines().collect();
         let mut b: Vec<&str> = theirs.lines().collect();
         a.sort_unstable();
