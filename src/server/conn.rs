@@ -1455,30 +1455,20 @@ async fn proxy<'a>(
     let gzip = &settings.gzip;
     let (done, sent_head, gzip_ratio) = match ex.h2 {
         Some(h2) => {
-            let mut client = GzipDownstream::new(
-                H2Downstream::new(h2, settings.send_timeout)
-                    .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-                    .keeping_head(keeps_sent_head(settings))
-                    .paced(pace),
-                gzip,
-                gzip_client,
-            );
-            let done = crate::proxy::forward(&f, &mut client, buf).await;
-            let ratio = client.ratio().map(str::to_owned);
-            (done, client.inner_mut().take_sent_head(), ratio)
+            let client = H2Downstream::new(h2, settings.send_timeout)
+                .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+                .keeping_head(keeps_sent_head(settings))
+                .paced(pace);
+            let client = GzipDownstream::new(client, gzip, gzip_client);
+            forward_to(&f, client, buf, H2Downstream::take_sent_head).await
         }
         None => {
-            let mut client = GzipDownstream::new(
-                Http1Downstream::new(ex.stream, settings.send_timeout)
-                    .for_error_page(pass.pages.status, &pass.pages.kept_fields)
-                    .keeping_head(keeps_sent_head(settings))
-                    .paced(pace),
-                gzip,
-                gzip_client,
-            );
-            let done = crate::proxy::forward(&f, &mut client, buf).await;
-            let ratio = client.ratio().map(str::to_owned);
-            (done, client.inner_mut().take_sent_head(), ratio)
+            let client = Http1Downstream::new(ex.stream, settings.send_timeout)
+                .for_error_page(pass.pages.status, &pass.pages.kept_fields)
+                .keeping_head(keeps_sent_head(settings))
+                .paced(pace);
+            let client = GzipDownstream::new(client, gzip, gzip_client);
+            forward_to(&f, client, buf, Http1Downstream::take_sent_head).await
         }
     };
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
@@ -1556,6 +1546,19 @@ fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
         vars.size(&settings.limit_rate),
         vars.size(&settings.limit_rate_after),
     )
+}
+
+/// Forwards through `client` (an HTTP/1 or HTTP/2 front end behind gzip): what the
+/// proxy did, the response head kept for `$sent_http_*`, and `$gzip_ratio`.
+async fn forward_to<D: crate::proxy::Downstream>(
+    f: &crate::proxy::Forward<'_>,
+    mut client: GzipDownstream<'_, D>,
+    buf: &mut Buf,
+    sent_head: fn(&mut D) -> Vec<u8>,
+) -> (crate::proxy::Forwarded, Vec<u8>, Option<String>) {
+    let done = crate::proxy::forward(f, &mut client, buf).await;
+    let ratio = client.ratio().map(str::to_owned);
+    (done, sent_head(client.inner_mut()), ratio)
 }
 
 /// Answers from the file system what [`static_files::resolve`] found; errors are left

@@ -65,6 +65,8 @@ struct Bucket {
     burst: f64,
     per_second: f64,
     at: Instant,
+    /// Frames of this kind seen on the connection (the log says how many).
+    seen: u32,
 }
 
 impl Bucket {
@@ -74,11 +76,13 @@ impl Bucket {
             burst: f64::from(burst),
             per_second: f64::from(per_second),
             at: Instant::now(),
+            seen: 0,
         }
     }
 
     /// Spends one token; false when none is left.
     fn spend(&mut self, now: Instant) -> bool {
+        self.seen = self.seen.saturating_add(1);
         let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
         self.tokens = (self.tokens + refill).min(self.burst);
         self.at = now;
@@ -126,19 +130,26 @@ impl FloodGuard {
         }
     }
 
-    /// The flood found, if any.
-    pub(super) fn flood(&self) -> Option<Offence> {
-        *self.found.lock().unwrap_or_else(|p| p.into_inner())
+    /// The flood found, if any, and how many frames of its kind the connection sent
+    /// up to the one that spent the budget.
+    pub(super) fn flood(&self) -> Option<(Offence, u32)> {
+        let found = (*self.found.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        Some((found, b[Self::bucket_of(found)].seen))
     }
 
-    /// Counts an offending frame; true when it spent the budget.
-    fn offend(&self, what: Offence) -> bool {
-        let i = match what {
+    fn bucket_of(what: Offence) -> usize {
+        match what {
             Offence::Settings => 0,
             Offence::Ping => 1,
             Offence::Reset => 2,
             Offence::EmptyData => 3,
-        };
+        }
+    }
+
+    /// Counts an offending frame; true when it spent the budget.
+    fn offend(&self, what: Offence) -> bool {
+        let i = Self::bucket_of(what);
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b[i].spend(Instant::now()) {
             return false;
@@ -321,6 +332,6 @@ mod tests {
         }
         assert_eq!(g.flood(), None);
         assert!(g.offend(Offence::Settings));
-        assert_eq!(g.flood(), Some(Offence::Settings));
+        assert_eq!(g.flood(), Some((Offence::Settings, 65)));
     }
 }

@@ -136,11 +136,14 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
         tokio::select! {
             biased;
             () = guard.alarm.notified() => {
-                let what = guard.flood().map_or("", |o| o.describe());
+                let (what, seen) = guard.flood().map_or(("", 0), |(o, n)| (o.describe(), n));
                 crate::log::emit(
                     Level::Info,
                     Some(info.id),
-                    format_args!("http2 flood detected ({what} frames), client: {}", info.remote),
+                    format_args!(
+                        "http2 flood detected ({what} frames, {seen} received), client: {}",
+                        info.remote
+                    ),
                 );
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 return flush_goaway(&mut conn).await;
