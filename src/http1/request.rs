@@ -433,27 +433,9 @@ fn is_absolute_authority(a: &[u8]) -> bool {
         let Some(end) = memchr::memchr(b']', a) else {
             return false;
         };
-        let literal_ok = a[1..end].iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b':' | b'-'
-                        | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        });
+        let literal_ok = a[1..end]
+            .iter()
+            .all(|&b| b == b':' || is_unreserved_or_sub_delim(b));
         if !literal_ok {
             return false;
         }
@@ -478,30 +460,31 @@ fn is_absolute_authority(a: &[u8]) -> bool {
 /// literal brackets, percent-encoding.
 fn is_authority(a: &[u8]) -> bool {
     !a.is_empty()
-        && a.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b':'
-                        | b'['
-                        | b']'
-                        | b'%'
-                )
-        })
+        && a.iter()
+            .all(|&b| matches!(b, b':' | b'[' | b']' | b'%') || is_unreserved_or_sub_delim(b))
+}
+
+/// RFC 3986's unreserved characters and sub-delims: what a host name or an IP literal
+/// may hold besides `:`, brackets and percent-encoding.
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 #[cfg(test)]
