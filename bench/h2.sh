@@ -21,17 +21,9 @@ trap 'kill $(cat "$dir/backend/logs/b.pid" 2>/dev/null) 2>/dev/null || true; rm 
 mkdir -p "$dir/logs" "$dir/backend/logs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -keyout "$dir/key.pem" -out "$dir/cert.pem" -subj /CN=localhost 2>/dev/null
-cat > "$dir/backend/nginx.conf" <<CONF
-worker_processes 1;
-events {}
-error_log logs/error.log;
-pid logs/b.pid;
-http {
-  access_log off;
-  server { listen 127.0.0.1:$backend; keepalive_requests 1000000; location / { return 200 "ok\n"; } }
-}
-CONF
-/usr/sbin/nginx -p "$dir/backend" -c "$dir/backend/nginx.conf"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+start_return_backend "$dir" "$backend"
 cat > "$dir/nginx.conf" <<CONF
 worker_processes 1;
 events {}
@@ -56,8 +48,6 @@ http {
 }
 CONF
 
-# shellcheck source=bench/lib.sh
-. "$root/bench/lib.sh"
 
 run() { # NAME CMD...
   local name=$1 main pids c0 c1 out rps failed; shift

@@ -22,17 +22,9 @@ done
 dir="$(mktemp -d)"
 trap 'kill $(cat "$dir/backend/logs/b.pid" 2>/dev/null) 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 mkdir -p "$dir/logs" "$dir/backend/logs"
-cat > "$dir/backend/nginx.conf" <<CONF
-worker_processes 1;
-events {}
-error_log logs/error.log;
-pid logs/b.pid;
-http {
-  access_log off;
-  server { listen 127.0.0.1:$backend; keepalive_requests 1000000; location / { return 200 "ok\n"; } }
-}
-CONF
-/usr/sbin/nginx -p "$dir/backend" -c "$dir/backend/nginx.conf"
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+start_return_backend "$dir" "$backend"
 cat > "$dir/nginx.conf" <<CONF
 worker_processes 1;
 events { worker_connections 4096; }
@@ -90,8 +82,6 @@ while time.monotonic() < deadline:
 stop()
 PY
 
-# shellcheck source=bench/lib.sh
-. "$root/bench/lib.sh"
 
 load() { # -> "req/s p99 errors"
   wrk -t1 -c50 -d5s --latency "http://127.0.0.1:$port/" | awk '
