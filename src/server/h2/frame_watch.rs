@@ -138,6 +138,11 @@ impl FloodGuard {
         Some((found, b[Self::bucket_of(found)].seen))
     }
 
+    /// Frames of kind `what` the connection has sent so far.
+    pub(super) fn seen(&self, what: Offence) -> u32 {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())[Self::bucket_of(what)].seen
+    }
+
     fn bucket_of(what: Offence) -> usize {
         match what {
             Offence::Settings => 0,

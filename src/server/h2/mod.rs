@@ -108,7 +108,7 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
         r = handshake => match r {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                log_end(&info, &e);
+                log_end(&info, &e, &guard);
                 return;
             }
             Err(_) => {
@@ -171,7 +171,7 @@ pub(super) async fn serve(worker: &Worker, stream: &mut Stream, info: &ClientInf
             r = conn.accept() => match r {
                 None => return,
                 Some(Err(e)) => {
-                    log_end(&info, &e);
+                    log_end(&info, &e, &guard);
                     return flush_goaway(&mut conn).await;
                 }
                 Some(Ok((req, respond))) => {
@@ -223,17 +223,27 @@ where
 
 /// Logs why a connection ended, when the client did something wrong (as nginx logs
 /// client errors, at `info`).
-fn log_end(info: &ClientInfo, e: &h2::Error) {
+fn log_end(info: &ClientInfo, e: &h2::Error, guard: &FloodGuard) {
     if e.is_io() {
         return;
     }
     match e.reason() {
         Some(Reason::NO_ERROR) => return,
         Some(Reason::ENHANCE_YOUR_CALM) => {
+            // The codec's own limits found it; empty DATA frames are counted here too.
+            let empty = guard.seen(frame_watch::Offence::EmptyData);
+            let counted = if empty > 0 {
+                format!("; empty DATA frames, {empty} received")
+            } else {
+                String::new()
+            };
             crate::log::emit(
                 Level::Info,
                 Some(info.id),
-                format_args!("http2 flood detected ({e}), client: {}", info.remote),
+                format_args!(
+                    "http2 flood detected ({e}{counted}), client: {}",
+                    info.remote
+                ),
             );
             return;
         }
