@@ -503,6 +503,7 @@ fn attacks_end_in_goaway_after_bounded_frames() {
             "ping_flood" => Some("PING"),
             // The codec ends this one; the log still says how many came.
             "empty_data_flood" => Some("empty DATA"),
+            "continuation_flood" => Some("CONTINUATION"),
             _ => None,
         };
         let counted = match kind {

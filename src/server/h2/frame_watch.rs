@@ -12,7 +12,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ const DATA: u8 = 0x0;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
+const CONTINUATION: u8 = 0x9;
 const FLAG_ACK: u8 = 0x1;
 const FLAG_END_STREAM: u8 = 0x1;
 
@@ -107,6 +108,9 @@ pub(super) struct FloodGuard {
     pub(super) active: AtomicUsize,
     /// Woken when a stream ends (the idle timer may start).
     pub(super) stream_done: Notify,
+    /// CONTINUATION frames seen: the codec bounds them (by the header list size); the
+    /// count is for the log line when it ends a connection for them.
+    pub(super) continuations: AtomicU32,
 }
 
 impl FloodGuard {
@@ -127,6 +131,7 @@ impl FloodGuard {
             alarm: Notify::new(),
             active: AtomicUsize::new(0),
             stream_done: Notify::new(),
+            continuations: AtomicU32::new(0),
         }
     }
 
@@ -242,6 +247,9 @@ impl<'s> Watched<'s> {
                             }
                             _ => None,
                         };
+                        if kind == CONTINUATION {
+                            self.guard.continuations.fetch_add(1, Ordering::Relaxed);
+                        }
                         if offence.is_some_and(|o| self.guard.offend(o)) {
                             return Some(all.len() - data.len());
                         }

@@ -230,10 +230,14 @@ fn log_end(info: &ClientInfo, e: &h2::Error, guard: &FloodGuard) {
     match e.reason() {
         Some(Reason::NO_ERROR) => return,
         Some(Reason::ENHANCE_YOUR_CALM) => {
-            // The codec's own limits found it; empty DATA frames are counted here too.
+            // The codec's own limits found it; the frames it ends connections for are
+            // counted here too.
             let empty = guard.seen(frame_watch::Offence::EmptyData);
+            let continuations = guard.continuations.load(Ordering::Relaxed);
             let counted = if empty > 0 {
                 format!("; empty DATA frames, {empty} received")
+            } else if continuations > 0 {
+                format!("; CONTINUATION frames, {continuations} received")
             } else {
                 String::new()
             };
