@@ -9,11 +9,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::config::{Endpoint, FilesConf, Http, MapConf, ServerName, Template, TemplatePart, Var};
 
+mod added_fields;
 mod geo;
 mod split_clients;
 mod upstream;
 
 use crate::http1::RequestHead;
+pub use added_fields::{append_fields, sent_field, AddedField};
 pub use geo::forwarded;
 pub use split_clients::murmur2;
 pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, Traffic, UpstreamAttempt};
@@ -779,12 +781,14 @@ impl RequestVars<'_> {
                 let _ = write!(out, "{status:03}");
             }
             // Log-only variables (filled by `crate::access_log::PendingLine`) have no value
-            // while the request is being forwarded.
+            // while the request is being forwarded; no response field is made before
+            // the response (`add_header` reads them through `added_fields`).
             Var::TimeLocal
             | Var::TimeIso8601
             | Var::BodyBytesSent
             | Var::BytesSent
             | Var::SentHttp(_)
+            | Var::SentTrailer(_)
             | Var::GzipRatio
             | Var::Unknown(_) => {}
         }

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{LogEscape, LogFormat, MapConf, TemplatePart, Var};
 use crate::vars::{
-    head_field, map_value_after_response, seconds, upstream_value, RequestVars, UpstreamAttempt,
+    map_value_after_response, seconds, sent_field, upstream_value, RequestVars, UpstreamAttempt,
 };
 
 /// Connection-level facts some request-phase variables need.
@@ -202,11 +202,6 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// `$sent_http_NAME`: the first field of that name in the head sent; nginx joins
-/// the `Cache-Control` and `Link` fields with `, `.
-fn sent_field(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
-    head_field(head, name, name == "cache-control" || name == "link", out)
-}
 
 /// Appends a variable's value escaped as the format asks. A missing value is `-` with
 /// the default escaping and empty otherwise, as in nginx.

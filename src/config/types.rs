@@ -1920,8 +1920,13 @@ pub enum Var {
     /// `$upstream_cookie_NAME`: the value of the cookie NAME in the upstream's
     /// `Set-Cookie` fields (the first that sets it).
     UpstreamCookie(String),
-    /// `$sent_http_NAME` (logs only): a field of the response head sent to the client.
+    /// `$sent_http_NAME`: a field of the response head sent to the client (in the log),
+    /// or of the head made so far (in `add_header`, after the lines before it);
+    /// empty before the response (`return`, `set`, `proxy_set_header`).
     SentHttp(String),
+    /// `$sent_trailer_NAME`: a trailer field added so far by `add_trailer` (in
+    /// `add_trailer` values); empty elsewhere.
+    SentTrailer(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
     UpstreamResponseTime,
     /// `$upstream_connect_time` (logs): seconds per attempt, `-` when it did not connect.

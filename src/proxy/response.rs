@@ -249,16 +249,41 @@ async fn relay_response<D: Downstream>(
         }
     }
     if !f.settings.add_header.is_empty() {
-        let v = vars(f, cbuf, None);
         let applies = respond::add_header_applies(resp.status);
-        for h in &f.settings.add_header {
-            if h.always || applies {
-                let start = values.len();
-                v.eval(&h.value, &mut values);
-                // nginx adds no field whose value came out empty.
-                if values.len() > start {
-                    ranges.push((h.name.as_bytes(), start..values.len()));
+        let fields = vars(f, cbuf, None).added_fields(&f.settings.add_header);
+        // The head as the client gets it so far (its first line is not read), for
+        // `$sent_http_NAME`.
+        let mut so_far = b"HTTP/1.1\r\n".to_vec();
+        let field_line = |so_far: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+            so_far.extend_from_slice(name);
+            so_far.extend_from_slice(b": ");
+            so_far.extend_from_slice(value);
+            so_far.extend_from_slice(b"\r\n");
+        };
+        for h in resp.headers.iter().filter(|h| !h.hop_by_hop) {
+            field_line(&mut so_far, &ubuf[h.name.clone()], &ubuf[h.value.clone()]);
+        }
+        for (name, r) in &ranges {
+            field_line(&mut so_far, name, &values[r.clone()]);
+        }
+        for field in fields.iter().filter(|h| h.always || applies) {
+            let value = field.value(&so_far);
+            if field.replaces() {
+                // `ETag` and `Last-Modified` replace the upstream's (none when empty).
+                let name = field.name.as_bytes();
+                for h in &mut resp.headers {
+                    if ubuf[h.name.clone()].eq_ignore_ascii_case(name) {
+                        h.hop_by_hop = true;
+                    }
                 }
+                ranges.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            }
+            // nginx adds no field whose value came out empty.
+            if !value.is_empty() {
+                field_line(&mut so_far, field.name.as_bytes(), &value);
+                let start = values.len();
+                values.extend_from_slice(&value);
+                ranges.push((field.name.as_bytes(), start..values.len()));
             }
         }
     }

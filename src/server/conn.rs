@@ -34,7 +34,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
-use crate::vars::{ConnectionFacts, Locals, RequestVars};
+use crate::vars::{AddedField, ConnectionFacts, Locals, RequestVars};
 
 /// How long a new connection may take to send its first request head when no server
 /// listens on its address any more (a reload dropped it); nginx's
@@ -832,8 +832,8 @@ async fn serve_pass<'f, 'a: 'f>(
                 headers.splice(
                     0..0,
                     [
-                        ("Expires", expires.into_bytes(), false),
-                        ("Cache-Control", cache_control.into_bytes(), false),
+                        AddedField::fixed("Expires", expires.into_bytes(), false),
+                        AddedField::fixed("Cache-Control", cache_control.into_bytes(), false),
                     ],
                 );
             }
@@ -1249,10 +1249,10 @@ fn capture_log<'a, 'v>(
 /// Adds the fields an error page keeps to its `add_header` lines (always sent);
 /// a kept `Content-Type` (an `X-Accel-Redirect`'s) is the answer's type instead
 /// ([`kept_content_type`]).
-fn keep_fields(headers: &mut Vec<(&str, Vec<u8>, bool)>, pages: &PageState) {
+fn keep_fields(headers: &mut Vec<AddedField<'_>>, pages: &PageState) {
     for (name, value) in &pages.kept_fields {
         if !name.eq_ignore_ascii_case("content-type") {
-            headers.push((name, value.clone(), true));
+            headers.push(AddedField::fixed(name, value.clone(), true));
         }
     }
 }
@@ -1508,7 +1508,7 @@ struct StaticRequest<'r> {
     uri: &'r str,
     site: Site<'r>,
     keep: bool,
-    add_header: &'r [(&'r str, Vec<u8>, bool)],
+    add_header: &'r [AddedField<'r>],
     /// The status of an error page served from a file.
     status: Option<u16>,
     /// `limit_rate` and `limit_rate_after` for this response.
@@ -1702,19 +1702,8 @@ fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
 fn evaluated_add_header<'s>(
     settings: &'s LocSettings,
     vars: &RequestVars<'_>,
-) -> Vec<(&'s str, Vec<u8>, bool)> {
-    settings
-        .add_header
-        .iter()
-        .filter_map(|h| {
-            let mut v = Vec::new();
-            vars.eval(&h.value, &mut v);
-            // nginx adds no field whose value comes out empty.
-            (!v.is_empty()).then_some((h.name.as_str(), v, h.always))
-        })
-        // nginx adds no field whose value came out empty.
-        .filter(|(_, v, _)| !v.is_empty())
-        .collect()
+) -> Vec<AddedField<'s>> {
+    vars.added_fields(&settings.add_header)
 }
 
 /// Sends what the rewrite phase answered: nothing for `return 444` (the connection
@@ -1728,7 +1717,7 @@ async fn send_answer<'a>(
     answer: Answer,
     settings: &LocSettings,
     keep: bool,
-    add_header: &[(&str, Vec<u8>, bool)],
+    add_header: &[AddedField<'_>],
     location_base: &str,
     status: Option<u16>,
     content_type: Option<&str>,

@@ -12,7 +12,7 @@ use crate::config::{
     Template, TemplatePart, Var,
 };
 use crate::http1::respond;
-use crate::vars::{Locals, RequestVars};
+use crate::vars::{AddedField, Locals, RequestVars};
 
 /// How many times the URI may change (`rewrite ... last`, `try_files`, `index`) before
 /// nginx gives up with a 500: `NGX_HTTP_MAX_URI_CHANGES`.
@@ -118,8 +118,8 @@ pub(super) struct ResponseFacts<'h> {
     pub(super) head_only: bool,
     /// `default_type`: nginx's type for a `return` text.
     pub(super) default_type: &'h str,
-    /// `add_header` lines, evaluated: (name, value, always).
-    pub(super) add_header: &'h [(&'h str, Vec<u8>, bool)],
+    /// `add_header` lines, evaluated for the request.
+    pub(super) add_header: &'h [AddedField<'h>],
     /// `http://HOST[:PORT]`, put before a relative `Location`.
     pub(super) location_base: &'h str,
     /// The status of an error page answered this way (nginx's `err_status`), in
@@ -158,6 +158,7 @@ pub(super) fn write_response(
         Answer::Close => return (444, 0),
     };
     let status = f.status.unwrap_or(status);
+    let head_start = out.len();
     respond::write_status_line(out, status, f.keep_alive, f.http10);
     if let Answer::Unauthorized(realm) = answer {
         out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");
@@ -181,14 +182,7 @@ pub(super) fn write_response(
         out.extend_from_slice(b"\r\n");
     }
     let applies = respond::add_header_applies(status);
-    for (name, value, always) in f.add_header {
-        if *always || applies {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
+    crate::vars::append_fields(out, head_start, f.add_header, applies);
     out.extend_from_slice(b"\r\n");
     if f.head_only {
         return (status, 0);

@@ -25,7 +25,7 @@ use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io;
 use crate::net::pace::Pace;
 use crate::net::Stream;
-use crate::vars::RequestVars;
+use crate::vars::{append_fields, AddedField, RequestVars};
 
 /// What a URI names in a location, after `try_files` and `index`.
 #[derive(Debug)]
@@ -403,8 +403,8 @@ pub struct FileRequest<'a> {
     pub files: &'a FilesConf,
     /// `expires` for this response, its variable (if any) evaluated.
     pub expires: Option<Expires>,
-    /// The location's `add_header` lines, already evaluated (name, value, always).
-    pub add_header: &'a [(&'a str, Vec<u8>, bool)],
+    /// The location's `add_header` lines, evaluated for the request.
+    pub add_header: &'a [AddedField<'a>],
     /// Whether the connection may stay open as far as the request goes.
     pub keep_alive: bool,
     /// `send_timeout`: how long one write to the client may stall.
@@ -920,14 +920,7 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
             );
         }
     }
-    for (name, value, always) in r.add_header {
-        if *always || applies {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
+    append_fields(out, 0, r.add_header, applies);
 }
 
 /// Answers with ferrolb's error page for `status`.
