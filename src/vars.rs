@@ -15,7 +15,7 @@ mod split_clients;
 mod upstream;
 
 use crate::http1::RequestHead;
-pub use added_fields::{append_fields, sent_field, AddedField};
+pub use added_fields::{append_fields, last_chunk, sent_field, trailer_expected, AddedField};
 pub use geo::forwarded;
 pub use split_clients::murmur2;
 pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, Traffic, UpstreamAttempt};

@@ -202,7 +202,6 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
     true
 }
 
-
 /// Appends a variable's value escaped as the format asks. A missing value is `-` with
 /// the default escaping and empty otherwise, as in nginx.
 fn put(out: &mut Vec<u8>, escape: LogEscape, value: &[u8], found: bool) {

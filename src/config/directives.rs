@@ -238,6 +238,7 @@ pub static DIRECTIVES: &[Spec] = &[
     block("geo", HTTP, 1, 2),
     block("split_clients", HTTP, 2, 2),
     handled("add_header", HSL | LOCATION_IF, 2, 3),
+    handled("add_trailer", HSL | LOCATION_IF, 2, 3),
     handled("access_log", HSL, 1, MANY),
     handled("log_format", HTTP, 2, MANY),
     block("server", HTTP, 0, 0),

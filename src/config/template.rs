@@ -315,8 +315,7 @@ mod tests {
             TemplateError::Unknown("foo".into()).message("$foo").0,
             "unknown \"foo\" variable"
         );
-        let (msg, hint) =
-            TemplateError::Unknown("sent_http_".into()).message("$sent_http_");
+        let (msg, hint) = TemplateError::Unknown("sent_http_".into()).message("$sent_http_");
         assert_eq!(msg, "unknown \"sent_http_\" variable");
         assert!(hint.is_some_and(|h| h.contains("README")));
     }

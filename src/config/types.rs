@@ -748,6 +748,10 @@ pub struct LocSettings {
     pub keepalive_requests: u32,
     /// `add_header` lines (inherited like `proxy_set_header`).
     pub add_header: Vec<AddHeader>,
+    /// `add_trailer` lines (inherited the same way): trailer fields after the body
+    /// of an HTTP/1.1 response, which is then sent chunked, on the statuses
+    /// `add_header` takes (any with `always`).
+    pub add_trailer: Vec<AddHeader>,
     /// `access_log`. Default `logs/access.log` in the combined format.
     pub access_log: AccessLogConf,
     /// `open_log_file_cache`: which of [`Http::open_log_file_caches`] keeps the

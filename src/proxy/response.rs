@@ -267,7 +267,7 @@ async fn relay_response<D: Downstream>(
             field_line(&mut so_far, name, &values[r.clone()]);
         }
         for field in fields.iter().filter(|h| h.always || applies) {
-            let value = field.value(&so_far);
+            let value = field.value(&so_far, b"");
             if field.replaces() {
                 // `ETag` and `Last-Modified` replace the upstream's (none when empty).
                 let name = field.name.as_bytes();
@@ -305,12 +305,17 @@ async fn relay_response<D: Downstream>(
 
     // The upstream request head has been sent: its buffer carries the client head now.
     let sent_close = uhead.close;
+    let trailer_applies = respond::add_header_applies(resp.status);
     let out = ResponseOut {
         head: &resp,
         buf: &ubuf,
         upgrade,
         extra: &extra,
         replaced: &replaced,
+        trailer: crate::vars::trailer_expected(
+            &vars(f, cbuf, None).added_fields(&f.settings.add_trailer),
+            trailer_applies,
+        ),
     };
     if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
         client.limit_rate(rate);
@@ -333,9 +338,21 @@ async fn relay_response<D: Downstream>(
     let framing = resp.framing;
     let head_len = resp.head_len;
     drop(extra);
-    let result = relay
+    let mut result = relay
         .run(client, &mut conn.stream, framing, ubuf, head_len)
         .await;
+    if result.is_ok() {
+        if let Some(head) = client.trailer_head() {
+            // nginx evaluates the trailer at the end of the body (`$msec`,
+            // `$upstream_response_length`).
+            let fields = vars(f, cbuf, None).added_fields(&f.settings.add_trailer);
+            let last = crate::vars::last_chunk(&fields, trailer_applies, head);
+            result = client
+                .send_trailer(&last)
+                .await
+                .map_err(|_| BodyError::Client);
+        }
+    }
     done.body_bytes = client.body_bytes();
     if let Some(what) = relay.surplus {
         super::log_request(f, cbuf, Level::Warn, what, done.upstream_addr.as_ref());

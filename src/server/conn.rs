@@ -860,6 +860,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     settings,
                     keep,
                     &headers,
+                    &vars_here().added_fields(&settings.add_trailer),
                     &location_base,
                     pass.pages.status,
                     content_type.as_deref(),
@@ -1136,6 +1137,7 @@ async fn accel_redirect<'a>(
         settings,
         !pass.close,
         &headers,
+        &vars.added_fields(&settings.add_trailer),
         "",
         None,
         None,
@@ -1165,6 +1167,7 @@ async fn standard_answer<'a>(
         ..request_vars(head, buf, ex.info, &server.primary_name, uri)
     };
     let headers = evaluated_add_header(settings, &vars);
+    let trailers = vars.added_fields(&settings.add_trailer);
     let location_base = absolute_base(
         head,
         buf,
@@ -1182,6 +1185,7 @@ async fn standard_answer<'a>(
         settings,
         keep,
         &headers,
+        &trailers,
         &location_base,
         None,
         None,
@@ -1718,6 +1722,7 @@ async fn send_answer<'a>(
     settings: &LocSettings,
     keep: bool,
     add_header: &[AddedField<'_>],
+    add_trailer: &[AddedField<'_>],
     location_base: &str,
     status: Option<u16>,
     content_type: Option<&str>,
@@ -1752,6 +1757,7 @@ async fn send_answer<'a>(
                     head_only: head.method == Method::Head,
                     default_type: content_type.unwrap_or(&settings.files.default_type),
                     add_header,
+                    add_trailer,
                     location_base,
                     status,
                 },

@@ -46,6 +46,9 @@ pub struct Http1Downstream<'s> {
     /// A copy of the response head sent, when the access log wants it
     /// (`$sent_http_NAME`); `None`: not wanted.
     sent_head: Option<Vec<u8>>,
+    /// The head sent, when the body goes chunked to end with `add_trailer`'s
+    /// fields ([`Downstream::send_trailer`] then writes the last chunk).
+    trailer_head: Option<Vec<u8>>,
 }
 
 impl<'s> Http1Downstream<'s> {
@@ -63,6 +66,7 @@ impl<'s> Http1Downstream<'s> {
             kept_fields: &[],
             error_fields: Vec::new(),
             sent_head: None,
+            trailer_head: None,
         }
     }
 
@@ -196,9 +200,16 @@ impl Downstream for Http1Downstream<'_> {
         let head = resp.head;
         let http10_client = req.minor_version == 0;
         let until_close = head.framing == BodyFraming::UntilClose;
-        self.rechunk = until_close && !http10_client && !resp.upgrade;
+        // `add_trailer`: an HTTP/1.1 client gets any body chunked (a chunked
+        // upstream body decoded and framed again) to end with the trailer, as nginx.
+        let trailer = resp.trailer
+            && !http10_client
+            && !resp.upgrade
+            && head.framing != BodyFraming::None
+            && !matches!(self.status.unwrap_or(head.status), 204 | 304);
+        self.rechunk = (until_close || trailer) && !http10_client && !resp.upgrade;
         let chunked = head.framing == BodyFraming::Chunked;
-        self.dechunk = (chunked && http10_client).then(ChunkedScanner::new);
+        self.dechunk = (chunked && (http10_client || trailer)).then(ChunkedScanner::new);
         // An HTTP/1.0 client knows the end of a close-delimited body only by the close.
         let keep_alive =
             keep_alive && !resp.upgrade && !((until_close || chunked) && http10_client);
@@ -236,7 +247,9 @@ impl Downstream for Http1Downstream<'_> {
             out.extend_from_slice(b"\r\n");
         }
         for (i, h) in head.headers.iter().enumerate() {
-            if h.hop_by_hop {
+            if h.hop_by_hop
+                || (trailer && resp.buf[h.name.clone()].eq_ignore_ascii_case(b"content-length"))
+            {
                 continue;
             }
             out.extend_from_slice(&resp.buf[h.name.clone()]);
@@ -252,6 +265,7 @@ impl Downstream for Http1Downstream<'_> {
             out.extend_from_slice(b"\r\n");
         } else {
             if (chunked && self.dechunk.is_none()) || self.rechunk {
+                // (A chunked body decoded for the trailer is chunked again.)
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
             // nginx names the connection's fate on every response.
@@ -277,6 +291,7 @@ impl Downstream for Http1Downstream<'_> {
         out.extend_from_slice(b"\r\n");
         let head_bytes = out.len() as u64;
         self.keep_head(&out);
+        self.trailer_head = trailer.then(|| out.to_vec());
         self.head = Some(out);
         ResponseStarted {
             head_bytes,
@@ -285,12 +300,18 @@ impl Downstream for Http1Downstream<'_> {
     }
 
     async fn send_body(&mut self, data: &[u8]) -> Result<(), IoFailure> {
-        if let Some(sc) = &mut self.dechunk {
-            // Rare (an HTTP/1.0 client behind a chunking upstream): copy the payload.
-            let mut payload = Vec::with_capacity(data.len());
-            let _ = sc.scan_payload(data, |r| payload.extend_from_slice(&data[r]));
-            return self.write(&[&payload]).await;
-        }
+        let payload;
+        let data = match &mut self.dechunk {
+            Some(sc) => {
+                // Rare (an HTTP/1.0 client behind a chunking upstream, or a trailer
+                // to add): copy the payload.
+                let mut p = Vec::with_capacity(data.len());
+                let _ = sc.scan_payload(data, |r| p.extend_from_slice(&data[r]));
+                payload = p;
+                &payload[..]
+            }
+            None => data,
+        };
         if !self.rechunk || data.is_empty() {
             return self.write(&[data]).await;
         }
@@ -305,7 +326,7 @@ impl Downstream for Http1Downstream<'_> {
     }
 
     async fn end_body(&mut self) -> Result<(), IoFailure> {
-        if self.rechunk {
+        if self.rechunk && self.trailer_head.is_none() {
             self.write(&[b"0\r\n\r\n"]).await
         } else if self.head.is_some() {
             self.write(&[]).await
@@ -316,6 +337,15 @@ impl Downstream for Http1Downstream<'_> {
 
     fn body_bytes(&self) -> u64 {
         self.body_bytes
+    }
+
+    fn trailer_head(&self) -> Option<&[u8]> {
+        self.trailer_head.as_deref()
+    }
+
+    async fn send_trailer(&mut self, last_chunk: &[u8]) -> Result<(), IoFailure> {
+        self.trailer_head = None;
+        self.write(&[last_chunk]).await
     }
 
     fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {

@@ -120,6 +120,8 @@ pub(super) struct ResponseFacts<'h> {
     pub(super) default_type: &'h str,
     /// `add_header` lines, evaluated for the request.
     pub(super) add_header: &'h [AddedField<'h>],
+    /// `add_trailer` lines, evaluated for the request.
+    pub(super) add_trailer: &'h [AddedField<'h>],
     /// `http://HOST[:PORT]`, put before a relative `Location`.
     pub(super) location_base: &'h str,
     /// The status of an error page answered this way (nginx's `err_status`), in
@@ -165,13 +167,25 @@ pub(super) fn write_response(
         out.extend_from_slice(realm);
         out.extend_from_slice(b"\"\r\n");
     }
-    out.extend_from_slice(
-        format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    let applies = respond::add_header_applies(status);
+    // `add_trailer`: the body goes chunked to an HTTP/1.1 client, to end with them.
+    let chunked = !f.http10
+        && !f.head_only
+        && !matches!(status, 204 | 304)
+        && crate::vars::trailer_expected(f.add_trailer, applies);
+    if chunked {
+        out.extend_from_slice(
+            format!("Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n").as_bytes(),
+        );
+    } else {
+        out.extend_from_slice(
+            format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
     if let Some(location) = location {
         out.extend_from_slice(b"Location: ");
         // nginx's `absolute_redirect on`: a path gets scheme, host and port.
@@ -181,14 +195,24 @@ pub(super) fn write_response(
         out.extend_from_slice(location);
         out.extend_from_slice(b"\r\n");
     }
-    let applies = respond::add_header_applies(status);
     crate::vars::append_fields(out, head_start, f.add_header, applies);
     out.extend_from_slice(b"\r\n");
     if f.head_only {
         return (status, 0);
     }
-    out.extend_from_slice(&body);
-    (status, body.len() as u64)
+    if !chunked {
+        out.extend_from_slice(&body);
+        return (status, body.len() as u64);
+    }
+    let body_start = out.len();
+    if !body.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\r\n");
+    }
+    let last = crate::vars::last_chunk(f.add_trailer, applies, &out[head_start..body_start]);
+    out.extend_from_slice(&last);
+    (status, (out.len() - body_start) as u64)
 }
 
 /// How a list of directives ended.

@@ -22,8 +22,10 @@ pub struct AddedField<'s> {
 #[derive(Debug, Clone)]
 enum Part<'s> {
     Bytes(Vec<u8>),
-    /// A field of the head (or trailer) so far, by lowercase name.
-    Sent(&'s str),
+    /// `$sent_http_NAME`: a field of the head (so far), by lowercase name.
+    SentHttp(&'s str),
+    /// `$sent_trailer_NAME`: a field of the trailer so far (none in a head).
+    SentTrailer(&'s str),
 }
 
 impl<'s> AddedField<'s> {
@@ -36,15 +38,19 @@ impl<'s> AddedField<'s> {
         }
     }
 
-    /// The value with the `$sent_*` fields read from `head` (a status line or chunk
-    /// size line, then fields), its CR, LF and NUL bytes made spaces as nginx does.
-    pub fn value(&self, head: &[u8]) -> Vec<u8> {
+    /// The value with the `$sent_*` fields read from `head` and `trailer` (each a
+    /// first line, a status line or the last chunk's, then fields), its CR, LF and
+    /// NUL bytes made spaces as nginx does.
+    pub fn value(&self, head: &[u8], trailer: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         for p in &self.parts {
             match p {
                 Part::Bytes(b) => out.extend_from_slice(b),
-                Part::Sent(name) => {
+                Part::SentHttp(name) => {
                     sent_field(head, name, &mut out);
+                }
+                Part::SentTrailer(name) => {
+                    head_field(trailer, name, false, &mut out);
                 }
             }
         }
@@ -82,11 +88,14 @@ impl RequestVars<'_> {
                 for p in &h.value.parts {
                     match p {
                         TemplatePart::Literal(s) => bytes.extend_from_slice(s.as_bytes()),
-                        TemplatePart::Var(Var::SentHttp(n) | Var::SentTrailer(n)) => {
+                        TemplatePart::Var(v @ (Var::SentHttp(n) | Var::SentTrailer(n))) => {
                             if !bytes.is_empty() {
                                 parts.push(Part::Bytes(std::mem::take(&mut bytes)));
                             }
-                            parts.push(Part::Sent(n.as_str()));
+                            parts.push(match v {
+                                Var::SentHttp(_) => Part::SentHttp(n.as_str()),
+                                _ => Part::SentTrailer(n.as_str()),
+                            });
                         }
                         TemplatePart::Var(v) => self.eval_var(v, &mut bytes),
                     }
@@ -110,29 +119,50 @@ impl RequestVars<'_> {
 /// head's field of their name in place, or remove it when empty, as nginx's.
 pub fn append_fields(out: &mut Vec<u8>, start: usize, fields: &[AddedField<'_>], applies: bool) {
     for f in fields.iter().filter(|f| f.always || applies) {
-        let value = f.value(&out[start..]);
+        let value = f.value(&out[start..], b"");
         if f.replaces() {
             if let Some(line) = field_line(&out[start..], f.name) {
                 let line = start + line.start..start + line.end;
                 let mut new = Vec::new();
                 if !value.is_empty() {
-                    new.extend_from_slice(f.name.as_bytes());
-                    new.extend_from_slice(b": ");
-                    new.extend_from_slice(&value);
-                    new.extend_from_slice(b"\r\n");
+                    push_field(&mut new, f.name, &value);
                 }
                 out.splice(line, new);
                 continue;
             }
         }
-        if value.is_empty() {
-            continue;
+        if !value.is_empty() {
+            push_field(out, f.name, &value);
         }
-        out.extend_from_slice(f.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&value);
-        out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Whether `add_trailer` lines give a response of `status` a trailer (one applies:
+/// it is then sent chunked, as nginx's `expect_trailers`).
+pub fn trailer_expected(fields: &[AddedField<'_>], applies: bool) -> bool {
+    fields.iter().any(|f| f.always || applies)
+}
+
+/// The end of a chunked body with the `add_trailer` fields that apply: the last
+/// chunk, the fields whose values are not empty (read after `head`, the response
+/// head sent, and the trailer fields before them), and the final CRLF.
+pub fn last_chunk(fields: &[AddedField<'_>], applies: bool, head: &[u8]) -> Vec<u8> {
+    let mut out = b"0\r\n".to_vec();
+    for f in fields.iter().filter(|f| f.always || applies) {
+        let value = f.value(head, &out);
+        if !value.is_empty() {
+            push_field(&mut out, f.name, &value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Where the first field named `name` is in `head` (its whole line, CRLF included),
@@ -169,11 +199,16 @@ mod tests {
         let mut out = b"HTTP/1.1 204 No Content\r\nCache-Control: a\r\n".to_vec();
         let fields = [
             AddedField::fixed("Cache-Control", b"b".to_vec(), false),
-            field("X-CC", vec![Part::Sent("cache-control")], false),
-            field("X-None", vec![Part::Sent("x-none")], false),
+            field("X-CC", vec![Part::SentHttp("cache-control")], false),
+            field("X-None", vec![Part::SentHttp("x-none")], false),
+            field("X-T", vec![Part::SentTrailer("x-cc")], false),
             field(
                 "X-Two",
-                vec![Part::Bytes(b"<".to_vec()), Part::Sent("x-cc"), Part::Bytes(b">".to_vec())],
+                vec![
+                    Part::Bytes(b"<".to_vec()),
+                    Part::SentHttp("x-cc"),
+                    Part::Bytes(b">".to_vec()),
+                ],
                 false,
             ),
         ];
@@ -200,7 +235,33 @@ mod tests {
             "HTTP/1.1 404 Not Found\r\nETag: foo\r\nX: y\r\nX-Bad: a  b\r\n"
         );
         let mut out = head.as_bytes().to_vec();
-        append_fields(&mut out, 0, &[AddedField::fixed("ETag", Vec::new(), true)], false);
+        append_fields(
+            &mut out,
+            0,
+            &[AddedField::fixed("ETag", Vec::new(), true)],
+            false,
+        );
         assert!(!String::from_utf8(out).expect("ascii").contains("ETag"));
+    }
+
+    #[test]
+    fn trailers_read_the_head_and_the_trailer_so_far() {
+        let head = b"HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\n";
+        let fields = [
+            AddedField::fixed("X-Var", b"v".to_vec(), false),
+            AddedField::fixed("X-Empty", Vec::new(), true),
+            field("X-Sent", vec![Part::SentHttp("accept-ranges")], false),
+            field("X-Trailer", vec![Part::SentTrailer("x-var")], true),
+        ];
+        assert!(trailer_expected(&fields, false));
+        assert!(!trailer_expected(&fields[..1], false));
+        assert_eq!(
+            String::from_utf8(last_chunk(&fields, true, head)).expect("ascii"),
+            "0\r\nX-Var: v\r\nX-Sent: bytes\r\nX-Trailer: v\r\n\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(last_chunk(&fields, false, head)).expect("ascii"),
+            "0\r\n\r\n"
+        );
     }
 }

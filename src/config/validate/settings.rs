@@ -34,6 +34,7 @@ pub(super) struct Partial {
     keepalive_timeout: Option<Duration>,
     keepalive_requests: Option<u32>,
     add_header: Option<Vec<AddHeader>>,
+    add_trailer: Option<Vec<AddHeader>>,
     access_log: Option<AccessLogConf>,
     root: Option<DocRoot>,
     index: Option<Vec<Template>>,
@@ -145,6 +146,7 @@ impl Partial {
             http2_body_preread_size,
             http2_chunk_size,
             add_header,
+            add_trailer,
             access_log,
             root,
             index,
@@ -268,6 +270,7 @@ impl Partial {
             keepalive_timeout: self.keepalive_timeout.unwrap_or(secs(75)),
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             add_header: self.add_header.clone().unwrap_or_default(),
+            add_trailer: self.add_trailer.clone().unwrap_or_default(),
             open_log_file_cache: self.open_log_file_cache.flatten(),
             access_log: self.access_log.clone().unwrap_or_else(|| {
                 AccessLogConf::Logs(vec![AccessLogTarget {
@@ -416,7 +419,7 @@ impl Validator<'_> {
                     .get_or_insert_with(Vec::new)
                     .push((a0.to_owned(), value));
             }
-            "add_header" => {
+            "add_header" | "add_trailer" => {
                 let always = match d.args.get(2).map(|a| a.value.as_str()) {
                     None => false,
                     Some("always") => true,
@@ -428,7 +431,12 @@ impl Validator<'_> {
                     }
                 };
                 let value = templ(d, d.arg(1), &self.names)?;
-                p.add_header.get_or_insert_with(Vec::new).push(AddHeader {
+                let lines = if d.name == "add_header" {
+                    &mut p.add_header
+                } else {
+                    &mut p.add_trailer
+                };
+                lines.get_or_insert_with(Vec::new).push(AddHeader {
                     name: a0.to_owned(),
                     value,
                     always,
