@@ -353,7 +353,38 @@ impl RequestVars<'_> {
 
     /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
     pub fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.header("cookie").and_then(|c| cookie_value(c, name))
+        // Every `Cookie` field in turn, as nginx searches them.
+        self.fields("cookie").find_map(|c| cookie_value(c, name))
+    }
+
+    /// The values of every request field named `name` (lowercase), in order.
+    fn fields<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.head
+            .headers
+            .iter()
+            .filter(move |h| self.buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.value(self.buf))
+    }
+
+    /// `$http_NAME`: the first field of that name; nginx 1.22 joins all the `Cookie`
+    /// fields with `; ` and all the `X-Forwarded-For` fields with `, `.
+    fn http_field(&self, name: &str, out: &mut Vec<u8>) {
+        let sep: &[u8] = match name {
+            "cookie" => b"; ",
+            "x-forwarded-for" => b", ",
+            _ => {
+                if let Some(v) = self.header(name) {
+                    out.extend_from_slice(v);
+                }
+                return;
+            }
+        };
+        for (i, v) in self.fields(name).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(sep);
+            }
+            out.extend_from_slice(v);
+        }
     }
 
     /// Appends the value of one variable.
@@ -361,11 +392,7 @@ impl RequestVars<'_> {
         // io::Write on Vec never fails.
         match var {
             Var::Host => self.host(out),
-            Var::Http(name) => {
-                if let Some(v) = self.header(name) {
-                    out.extend_from_slice(v);
-                }
-            }
+            Var::Http(name) => self.http_field(name, out),
             Var::Cookie(name) => {
                 if let Some(v) = self.cookie(name) {
                     out.extend_from_slice(v);

@@ -63,6 +63,10 @@ pub enum ParseError {
     /// More than one Host header field (RFC 9112 §3.2).
     #[error("more than one Host header field")]
     DuplicateHost,
+    /// A field nginx takes once appears twice (`Content-Length`, `If-Match`,
+    /// `Authorization`, ...): nginx's "client sent duplicate header line".
+    #[error("duplicate header line of a field allowed once")]
+    DuplicateField,
     /// A Content-Length value that is not a non-empty run of digits fitting in `u64`.
     #[error("Content-Length is not a valid decimal number")]
     InvalidContentLength,

@@ -243,6 +243,9 @@ impl RequestHead {
         if a.host_count > 1 {
             return Err(ParseError::DuplicateHost);
         }
+        if has_duplicate_unique_field(buf, &self.headers) {
+            return Err(ParseError::DuplicateField);
+        }
         if a.host_count == 0 && version == 1 {
             return Err(ParseError::MissingHost);
         }
@@ -377,6 +380,39 @@ impl RequestHead {
 }
 
 #[inline]
+/// Whether a field nginx allows once (its `ngx_http_process_unique_header_line`
+/// fields, `Transfer-Encoding` and `Authorization`) appears twice. Host has its own
+/// error.
+fn has_duplicate_unique_field(buf: &[u8], headers: &[HeaderRange]) -> bool {
+    const UNIQUE: [&[u8]; 10] = [
+        b"content-length",
+        b"content-range",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-match",
+        b"if-none-match",
+        b"if-range",
+        b"transfer-encoding",
+        b"expect",
+        b"authorization",
+    ];
+    let mut seen = 0u16;
+    for h in headers {
+        let name = h.name(buf);
+        // Most fields are none of these: their length says so without comparing.
+        if !matches!(name.len(), 6 | 8 | 13 | 14 | 17 | 19) {
+            continue;
+        }
+        if let Some(i) = UNIQUE.iter().position(|u| name.eq_ignore_ascii_case(u)) {
+            if seen & (1 << i) != 0 {
+                return true;
+            }
+            seen |= 1 << i;
+        }
+    }
+    false
+}
+
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
@@ -634,11 +670,31 @@ mod tests {
     }
 
     #[test]
-    fn identical_duplicate_content_length_accepted() {
-        let h =
-            parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n")
-                .unwrap();
-        assert_eq!(h.framing, BodyFraming::Length(7));
+    fn duplicate_unique_fields_rejected_as_nginx() {
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n"),
+            ParseError::DuplicateField
+        );
+        for name in [
+            "If-Match",
+            "if-none-match",
+            "Authorization",
+            "Expect",
+            "If-Range",
+        ] {
+            let head =
+                format!("GET / HTTP/1.1\r\nHost: h\r\n{name}: a\r\nX: 1\r\n{name}: a\r\n\r\n");
+            assert_eq!(err(head.as_bytes()), ParseError::DuplicateField, "{name}");
+        }
+        // Fields nginx takes many of.
+        parse(
+            b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\nVia: x\r\nVia: y\r\n\r\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn identical_content_length_list_accepted() {
         let h = parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7, 7 ,7\r\n\r\n").unwrap();
         assert_eq!(h.framing, BodyFraming::Length(7));
     }
@@ -647,7 +703,7 @@ mod tests {
     fn differing_duplicate_content_length_rejected() {
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n"),
-            ParseError::ConflictingContentLength
+            ParseError::DuplicateField
         );
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7, 8\r\n\r\n"),
@@ -719,10 +775,10 @@ mod tests {
                 "TE {v:?}"
             );
         }
-        // Split over two fields: the combined list is "chunked, chunked".
+        // Two fields: nginx's duplicate header line.
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            ParseError::UnsupportedTransferEncoding
+            ParseError::DuplicateField
         );
     }
 
