@@ -164,7 +164,10 @@ fn asks_for_fields(s: &LocSettings) -> bool {
             )
         })
     };
-    s.add_header.iter().any(|h| has(&h.value.parts))
+    s.add_header
+        .iter()
+        .chain(&s.add_trailer)
+        .any(|h| has(&h.value.parts))
         || s.access_log.targets().iter().any(|t| {
             [&t.format, &t.condition, &t.path_template]
                 .into_iter()

@@ -888,6 +888,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     },
                     keep,
                     add_header: &headers,
+                    add_trailer: &vars_here().added_fields(&settings.add_trailer),
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
                     expires: expires_for(settings, &vars_here()),
@@ -1418,6 +1419,7 @@ async fn proxy<'a>(
     // An error page after a failed attempt may use them too.
     let log_upstream = settings.access_log.uses_upstream()
         || settings.add_header.iter().any(|h| h.value.uses_upstream())
+        || settings.add_trailer.iter().any(|h| h.value.uses_upstream())
         || saved.is_some();
     let f = Forward {
         head,
@@ -1513,6 +1515,7 @@ struct StaticRequest<'r> {
     site: Site<'r>,
     keep: bool,
     add_header: &'r [AddedField<'r>],
+    add_trailer: &'r [AddedField<'r>],
     /// The status of an error page served from a file.
     status: Option<u16>,
     /// `limit_rate` and `limit_rate_after` for this response.
@@ -1595,6 +1598,7 @@ async fn serve_static<'a>(
                 files: &settings.files,
                 expires: req.expires,
                 add_header: req.add_header,
+                add_trailer: req.add_trailer,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
                 status: req.status,

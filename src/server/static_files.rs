@@ -25,7 +25,7 @@ use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io;
 use crate::net::pace::Pace;
 use crate::net::Stream;
-use crate::vars::{append_fields, AddedField, RequestVars};
+use crate::vars::{append_fields, last_chunk, trailer_expected, AddedField, RequestVars};
 
 /// What a URI names in a location, after `try_files` and `index`.
 #[derive(Debug)]
@@ -405,6 +405,9 @@ pub struct FileRequest<'a> {
     pub expires: Option<Expires>,
     /// The location's `add_header` lines, evaluated for the request.
     pub add_header: &'a [AddedField<'a>],
+    /// The location's `add_trailer` lines, evaluated for the request: the body then
+    /// goes chunked to an HTTP/1.1 client, ending with them.
+    pub add_trailer: &'a [AddedField<'a>],
     /// Whether the connection may stay open as far as the request goes.
     pub keep_alive: bool,
     /// `send_timeout`: how long one write to the client may stall.
@@ -611,11 +614,15 @@ pub async fn send_file(
     } else {
         let _ = write!(out, "Content-Type: {}\r\n", facts.content_type);
     }
-    let _ = write!(
-        out,
-        "Content-Length: {body_len}\r\nLast-Modified: {}\r\n",
-        http_date(facts.mtime)
-    );
+    let trailer_applies = respond::add_header_applies(status);
+    // `add_trailer`: chunked, to end with the trailer (an HTTP/1.1 GET only).
+    let chunked = !http10 && !head_only && trailer_expected(r.add_trailer, trailer_applies);
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else {
+        let _ = write!(out, "Content-Length: {body_len}\r\n");
+    }
+    let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
     if let Some(e) = &facts.etag {
         let _ = write!(out, "ETag: {e}\r\n");
     }
@@ -629,6 +636,13 @@ pub async fn send_file(
     out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let head = kept_head(r, &out);
+    if chunked {
+        // An empty file has no part to send.
+        let parts = if facts.size == 0 { &[][..] } else { &parts[..] };
+        let end = multipart.then_some(trailer.as_str());
+        let sent = send_chunked(stream, r, path, file, out, parts, end, status, keep).await;
+        return Ok(Sent { head, ..sent });
+    }
 
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
@@ -780,6 +794,9 @@ async fn send_compressed(
             head,
         };
     }
+    // `add_trailer`'s fields end the chunked body, read after the head.
+    let applies = respond::add_header_applies(status);
+    let trailer_head = (!http10 && trailer_expected(r.add_trailer, applies)).then(|| out.to_vec());
     let mut pending = Some(out);
     let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut encoder = super::gzip::GzipEncoder::new(conf.level);
@@ -812,7 +829,10 @@ async fn send_compressed(
                     framed.extend_from_slice(b"\r\n");
                 }
                 if done {
-                    framed.extend_from_slice(b"0\r\n\r\n");
+                    match &trailer_head {
+                        Some(h) => framed.extend_from_slice(&last_chunk(r.add_trailer, applies, h)),
+                        None => framed.extend_from_slice(b"0\r\n\r\n"),
+                    }
                 }
             }
         }
@@ -836,6 +856,86 @@ async fn send_compressed(
         body_bytes: sent,
         keep_alive: keep,
         head,
+    }
+}
+
+/// The body of a file chunked, to end with the `add_trailer` fields (read after
+/// `out`, the head, which goes out with the first chunk). Rare: a write per piece.
+#[allow(clippy::too_many_arguments)]
+async fn send_chunked(
+    stream: &mut Stream,
+    r: &FileRequest<'_>,
+    path: &Path,
+    mut file: File,
+    out: Buf,
+    parts: &[(u64, u64, Vec<u8>)],
+    multipart_end: Option<&str>,
+    status: u16,
+    keep: bool,
+) -> Sent {
+    let head_bytes = out.len() as u64;
+    let head = out.to_vec();
+    let mut pending: Option<Buf> = Some(out);
+    let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
+    let mut sent = 0u64;
+    let mut chunk = Buf::body();
+    let mut framed = Vec::new();
+    for (a, b, part_head) in parts {
+        if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
+            return broken(status, head_bytes, sent, Vec::new());
+        }
+        let mut left = (b + 1).saturating_sub(*a);
+        let mut first = Some(&part_head[..]);
+        while left > 0 || first.is_some_and(|h| !h.is_empty()) {
+            let n = if left > 0 {
+                match read_piece(&mut file, &mut chunk, left, path) {
+                    Some(n) => n,
+                    None => return broken(status, head_bytes, sent, Vec::new()),
+                }
+            } else {
+                0
+            };
+            left -= n as u64;
+            let before = first.take().unwrap_or_default();
+            framed.clear();
+            crate::http1::write_chunk_header(&mut framed, before.len() + n);
+            framed.extend_from_slice(before);
+            framed.extend_from_slice(&chunk[..n]);
+            framed.extend_from_slice(b"\r\n");
+            if write_piece(stream, &mut pending, &framed, r.send_timeout, &mut pace)
+                .await
+                .is_err()
+            {
+                return broken(status, head_bytes, sent, Vec::new());
+            }
+            sent += framed.len() as u64;
+        }
+    }
+    framed.clear();
+    if let Some(end) = multipart_end {
+        crate::http1::write_chunk_header(&mut framed, end.len());
+        framed.extend_from_slice(end.as_bytes());
+        framed.extend_from_slice(b"\r\n");
+    }
+    framed.extend_from_slice(&last_chunk(
+        r.add_trailer,
+        respond::add_header_applies(status),
+        &head,
+    ));
+    if write_piece(stream, &mut pending, &framed, r.send_timeout, &mut pace)
+        .await
+        .is_err()
+    {
+        return broken(status, head_bytes, sent, Vec::new());
+    }
+    sent += framed.len() as u64;
+    Sent {
+        gzip_ratio: None,
+        status,
+        head_bytes,
+        body_bytes: sent,
+        keep_alive: keep,
+        head: Vec::new(),
     }
 }
 
