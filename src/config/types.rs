@@ -744,6 +744,9 @@ pub struct LocSettings {
     pub client_body_timeout: Duration,
     /// `keepalive_timeout` for client connections; zero disables keep-alive. Default 75 s.
     pub keepalive_timeout: Duration,
+    /// `keepalive_timeout`'s second value: a `Keep-Alive: timeout=N` field (whole
+    /// seconds) on responses that keep the connection. Default none.
+    pub keepalive_header: Option<Duration>,
     /// `keepalive_requests` per client connection. Default 1000.
     pub keepalive_requests: u32,
     /// `add_header` lines (inherited like `proxy_set_header`).

@@ -1470,6 +1470,7 @@ async fn proxy<'a>(
         }
         None => {
             let client = Http1Downstream::new(ex.stream, settings.send_timeout)
+                .keepalive_header(settings.keepalive_header)
                 .for_error_page(pass.pages.status, &pass.pages.kept_fields)
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
@@ -1597,6 +1598,7 @@ async fn serve_static<'a>(
                 buf,
                 files: &settings.files,
                 expires: req.expires,
+                keepalive_header: req.settings.keepalive_header,
                 add_header: req.add_header,
                 add_trailer: req.add_trailer,
                 keep_alive: keep,
@@ -1757,6 +1759,7 @@ async fn send_answer<'a>(
                 &answer,
                 &rewrite::ResponseFacts {
                     keep_alive: keep,
+                    keepalive_header: settings.keepalive_header,
                     http10: head.minor_version == 0,
                     head_only: head.method == Method::Head,
                     default_type: content_type.unwrap_or(&settings.files.default_type),
@@ -1826,7 +1829,13 @@ async fn answer_local<'a>(
         Some(t) if respond::is_redirect(status) => {
             // nginx sends its page for the status with the Location.
             let page = respond::error_body(status);
-            respond::write_status_line(&mut out, status, keep, http10);
+            respond::write_status_line_with(
+                &mut out,
+                status,
+                keep,
+                http10,
+                settings.keepalive_header,
+            );
             out.extend_from_slice(b"Content-Type: text/html\r\nContent-Length: ");
             out.extend_from_slice(page.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\nLocation: ");
@@ -1838,7 +1847,13 @@ async fn answer_local<'a>(
             }
         }
         Some(t) => {
-            respond::write_status_line(&mut out, status, keep, http10);
+            respond::write_status_line_with(
+                &mut out,
+                status,
+                keep,
+                http10,
+                settings.keepalive_header,
+            );
             // nginx types a `return` text with `default_type`.
             out.extend_from_slice(
                 format!(

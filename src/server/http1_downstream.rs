@@ -49,6 +49,8 @@ pub struct Http1Downstream<'s> {
     /// The head sent, when the body goes chunked to end with `add_trailer`'s
     /// fields ([`Downstream::send_trailer`] then writes the last chunk).
     trailer_head: Option<Vec<u8>>,
+    /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
+    keepalive_header: Option<Duration>,
 }
 
 impl<'s> Http1Downstream<'s> {
@@ -67,6 +69,7 @@ impl<'s> Http1Downstream<'s> {
             error_fields: Vec::new(),
             sent_head: None,
             trailer_head: None,
+            keepalive_header: None,
         }
     }
 
@@ -87,6 +90,12 @@ impl<'s> Http1Downstream<'s> {
             kept.clear();
             kept.extend_from_slice(head);
         }
+    }
+
+    /// Sends `Keep-Alive: timeout=N` on responses that keep the connection.
+    pub fn keepalive_header(mut self, timeout: Option<Duration>) -> Self {
+        self.keepalive_header = timeout;
+        self
     }
 
     /// Paces the response's writes (`limit_rate`, `limit_rate_after`).
@@ -269,11 +278,7 @@ impl Downstream for Http1Downstream<'_> {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
             // nginx names the connection's fate on every response.
-            if keep_alive {
-                out.extend_from_slice(b"Connection: keep-alive\r\n");
-            } else {
-                out.extend_from_slice(b"Connection: close\r\n");
-            }
+            respond::connection_fields(&mut out, keep_alive, self.keepalive_header);
         }
         // A kept `Content-Type` (an `X-Accel-Redirect`'s) yields to the response's own.
         let own_type = head.header_value(resp.buf, "content-type").is_some();

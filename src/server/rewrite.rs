@@ -112,6 +112,8 @@ pub(super) enum Answer {
 pub(super) struct ResponseFacts<'h> {
     /// The connection stays open afterwards.
     pub(super) keep_alive: bool,
+    /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
+    pub(super) keepalive_header: Option<std::time::Duration>,
     /// The client spoke HTTP/1.0.
     pub(super) http10: bool,
     /// A HEAD request: no body.
@@ -161,7 +163,7 @@ pub(super) fn write_response(
     };
     let status = f.status.unwrap_or(status);
     let head_start = out.len();
-    respond::write_status_line(out, status, f.keep_alive, f.http10);
+    respond::write_status_line_with(out, status, f.keep_alive, f.http10, f.keepalive_header);
     if let Answer::Unauthorized(realm) = answer {
         out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");
         out.extend_from_slice(realm);

@@ -410,6 +410,8 @@ pub struct FileRequest<'a> {
     pub add_trailer: &'a [AddedField<'a>],
     /// Whether the connection may stay open as far as the request goes.
     pub keep_alive: bool,
+    /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
+    pub keepalive_header: Option<std::time::Duration>,
     /// `send_timeout`: how long one write to the client may stall.
     pub send_timeout: std::time::Duration,
     /// `limit_rate` and `limit_rate_after` (0: no limit).
@@ -476,7 +478,7 @@ pub async fn send_file(
         if status == 412 {
             return Ok(send_status(stream, r.head, 412, keep, r.send_timeout).await);
         }
-        respond::write_status_line(&mut out, 304, keep, http10);
+        respond::write_status_line_with(&mut out, 304, keep, http10, r.keepalive_header);
         let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
         if let Some(e) = &facts.etag {
             let _ = write!(out, "ETag: {e}\r\n");
@@ -517,7 +519,7 @@ pub async fn send_file(
                 Err(()) => {
                     let mut out = Buf::head();
                     let page = respond::error_body(416);
-                    respond::write_status_line(&mut out, 416, keep, http10);
+                    respond::write_status_line_with(&mut out, 416, keep, http10, r.keepalive_header);
                     let _ = write!(
                         out,
                         "Content-Type: text/html\r\nContent-Length: {}\r\nContent-Range: bytes */{}\r\n\r\n",
@@ -572,7 +574,7 @@ pub async fn send_file(
     if gzip.compress {
         return Ok(send_compressed(stream, r, path, file, &facts, status, gzip.vary).await);
     }
-    respond::write_status_line(&mut out, status, keep, http10);
+    respond::write_status_line_with(&mut out, status, keep, http10, r.keepalive_header);
     // nginx's boundary: a process-wide counter, 20 digits.
     static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let boundary = format!(
@@ -760,7 +762,7 @@ async fn send_compressed(
     // HEAD's answer has none to end.
     let keep = r.keep_alive && (!http10 || head_only);
     let mut out = Buf::head();
-    respond::write_status_line(&mut out, status, keep, http10);
+    respond::write_status_line_with(&mut out, status, keep, http10, r.keepalive_header);
     let _ = write!(
         out,
         "Content-Type: {}\r\nLast-Modified: {}\r\n",

@@ -32,6 +32,8 @@ pub(super) struct Partial {
     client_header_timeout: Option<Duration>,
     client_body_timeout: Option<Duration>,
     keepalive_timeout: Option<Duration>,
+    /// `keepalive_timeout`'s second value, inherited on its own as nginx does.
+    keepalive_header: Option<Duration>,
     keepalive_requests: Option<u32>,
     add_header: Option<Vec<AddHeader>>,
     add_trailer: Option<Vec<AddHeader>>,
@@ -140,6 +142,7 @@ impl Partial {
             client_header_timeout,
             client_body_timeout,
             keepalive_timeout,
+            keepalive_header,
             keepalive_requests,
             http2,
             http2_max_concurrent_streams,
@@ -268,6 +271,7 @@ impl Partial {
             client_header_timeout: self.client_header_timeout.unwrap_or(secs(60)),
             client_body_timeout: self.client_body_timeout.unwrap_or(secs(60)),
             keepalive_timeout: self.keepalive_timeout.unwrap_or(secs(75)),
+            keepalive_header: self.keepalive_header,
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             add_header: self.add_header.clone().unwrap_or_default(),
             add_trailer: self.add_trailer.clone().unwrap_or_default(),
@@ -537,12 +541,7 @@ impl Validator<'_> {
             "keepalive_timeout" => {
                 once(&mut p.keepalive_timeout, time(d, a0)?, d)?;
                 if d.args.len() > 1 {
-                    time(d, d.arg(1))?;
-                    self.warn(
-                        d,
-                        "the second \"keepalive_timeout\" value (the Keep-Alive header) is ignored"
-                            .to_owned(),
-                    );
+                    p.keepalive_header = Some(time(d, d.arg(1))?);
                 }
             }
             "proxy_next_upstream" => once(&mut p.proxy_next_upstream, next_upstream(d)?, d)?,
