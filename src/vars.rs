@@ -62,6 +62,8 @@ pub struct Locals<'a> {
     split_values: Mutex<Vec<Kept>>,
     /// Where the proxy kept the request body (`$request_body`, `$request_body_file`).
     body: Mutex<KeptBody>,
+    /// The rate `set $limit_rate` gave the response.
+    limit_rate: Mutex<Option<u64>>,
 }
 
 /// What the connection-level variables read for one request.
@@ -152,7 +154,18 @@ impl<'a> Locals<'a> {
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
             split_values: Mutex::new(vec![Kept::NotYet; http.split_clients.len()]),
             body: Mutex::new(KeptBody::InBuffer),
+            limit_rate: Mutex::new(None),
         }
+    }
+
+    /// `set $limit_rate`: the response's rate, bytes a second (0: none).
+    pub fn set_limit_rate(&self, rate: u64) {
+        *cell(&self.limit_rate) = Some(rate);
+    }
+
+    /// The rate `set $limit_rate` gave, if it ran.
+    pub fn limit_rate(&self) -> Option<u64> {
+        *cell(&self.limit_rate)
     }
 
     /// Where the request body was kept once read.
@@ -801,6 +814,10 @@ impl RequestVars<'_> {
                     "{}",
                     chrono::Local::now().format("%A, %d-%b-%Y %H:%M:%S %Z")
                 );
+            }
+            Var::LimitRate => {
+                let rate = self.locals.and_then(Locals::limit_rate).unwrap_or(0);
+                let _ = write!(out, "{rate}");
             }
             // Before the response, the status of the error being answered, as nginx.
             Var::Status => {

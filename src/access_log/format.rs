@@ -120,8 +120,9 @@ impl PendingLine {
                         }
                         // nginx's `$is_args` is an empty value, not a missing one, and
                         // so are the ports of a Unix-socket connection and `$http2` of
-                        // a request that is not HTTP/2.
-                        Var::IsArgs | Var::RemotePort | Var::ServerPort | Var::Http2 => {
+                        // a request that is not HTTP/2, and `$uri` of a request whose
+                        // path was refused.
+                        Var::IsArgs | Var::RemotePort | Var::ServerPort | Var::Http2 | Var::Uri => {
                             vars.eval_var(v, &mut scratch);
                             true
                         }

@@ -145,6 +145,7 @@ pub fn var(name: &str) -> Option<Var> {
         "proxy_protocol_port" => Var::ProxyProtocolPort,
         "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
         "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
+        "limit_rate" => Var::LimitRate,
         "date_gmt" => Var::DateGmt,
         "date_local" => Var::DateLocal,
         _ => return None,

@@ -1927,6 +1927,10 @@ pub enum Var {
     /// `$upstream_cookie_NAME`: the value of the cookie NAME in the upstream's
     /// `Set-Cookie` fields (the first that sets it).
     UpstreamCookie(String),
+    /// `$limit_rate`: the rate `set $limit_rate` gave the response, in bytes a
+    /// second; 0 before one is set (nginx takes `limit_rate` itself when the response
+    /// starts).
+    LimitRate,
     /// `$sent_http_NAME`: a field of the response head sent to the client (in the log),
     /// or of the head made so far (in `add_header`, after the lines before it);
     /// empty before the response (`return`, `set`, `proxy_set_header`).
@@ -2155,6 +2159,9 @@ pub enum RewriteOp {
         /// The value.
         value: Template,
     },
+    /// `set $limit_rate VALUE`: the response's rate from now on, a size (an invalid
+    /// one leaves it as it was, as nginx).
+    SetLimitRate(Template),
     /// `break`: stops this level's rewrite directives.
     Break,
     /// `if (CONDITION) { ... }`.

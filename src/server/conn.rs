@@ -645,7 +645,6 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             .await;
         }
     }
-    let stream = &mut *ex.stream;
     if head.method == Method::Trace {
         // nginx refuses TRACE while reading the head, before any phase: 405, closed.
         crate::log::emit(
@@ -653,7 +652,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             Some(info.id),
             format_args!("client sent TRACE method, client: {}", info.remote),
         );
-        return answer_local(stream, buf, head, 405, None, &server.settings, false).await;
+        return answer_local(ex.stream, buf, head, 405, None, &server.settings, false).await;
     }
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
@@ -668,7 +667,18 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     info.remote
                 ),
             );
-            return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
+            // Logged by the server's access log, `$uri` empty, as nginx's.
+            let locals = Locals::new(&rt.config.http);
+            locals.set_started(ex.started);
+            let vars_here = || RequestVars {
+                locals: Some(&locals),
+                ..request_vars(head, buf, info, &server.primary_name, "")
+            };
+            let log = capture_log(rt, &server.settings, &vars_here, ex, ex.served);
+            let mut handled =
+                answer_local(ex.stream, buf, head, 400, None, &server.settings, false).await;
+            handled.log = log;
+            return handled;
         }
     };
     let http = &rt.config.http;
@@ -1551,7 +1561,10 @@ fn expires_for(settings: &LocSettings, vars: &RequestVars<'_>) -> Option<Expires
 /// `limit_rate` and `limit_rate_after` of `settings` for a request.
 fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
     (
-        vars.size(&settings.limit_rate),
+        // `set $limit_rate` wins over the directive, as nginx's `limit_rate_set`.
+        vars.locals
+            .and_then(Locals::limit_rate)
+            .unwrap_or_else(|| vars.size(&settings.limit_rate)),
         vars.size(&settings.limit_rate_after),
     )
 }

@@ -273,6 +273,21 @@ fn run_list<'c>(
                 eval(value, state, cx, &mut v);
                 cx.locals.set(*slot, v);
             }
+            RewriteOp::SetLimitRate(value) => {
+                let mut v = Vec::new();
+                eval(value, state, cx, &mut v);
+                match std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(crate::config::validate::parse_size)
+                {
+                    Some(rate) => cx.locals.set_limit_rate(rate),
+                    None => crate::log::emit(
+                        crate::config::Level::Error,
+                        None,
+                        format_args!("invalid size \"{}\"", String::from_utf8_lossy(&v)),
+                    ),
+                }
+            }
             RewriteOp::Break => {
                 if state.changed {
                     state.prefix_applies = false;

@@ -519,7 +519,13 @@ pub async fn send_file(
                 Err(()) => {
                     let mut out = Buf::head();
                     let page = respond::error_body(416);
-                    respond::write_status_line_with(&mut out, 416, keep, http10, r.keepalive_header);
+                    respond::write_status_line_with(
+                        &mut out,
+                        416,
+                        keep,
+                        http10,
+                        r.keepalive_header,
+                    );
                     let _ = write!(
                         out,
                         "Content-Type: text/html\r\nContent-Length: {}\r\nContent-Range: bytes */{}\r\n\r\n",
