@@ -92,6 +92,11 @@ pub(super) async fn relay<D: Downstream>(
         // keep this response's fields there.
         if let Some(locals) = f.locals {
             locals.set_upstream(attempts_now(ubuf[..resp.head_len].to_vec(), true));
+            // `X-Accel-Limit-Rate` holds for the redirected response, as nginx sets
+            // the request's rate (over the new location's `limit_rate`).
+            if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
+                locals.set_limit_rate(rate);
+            }
         }
         done.status = resp.status;
         done.accel_redirect = Some(accel);
