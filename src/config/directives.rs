@@ -462,6 +462,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("client_body_in_single_buffer", HSL, 1, 1),
     ignored("client_header_buffer_size", HTTP | SERVER, BUFFERING),
     handled("large_client_header_buffers", HTTP | SERVER, 2, 2),
+    handled("max_headers", HTTP | SERVER, 1, 1),
     ignored("proxy_buffering", HSL, BUFFERING),
     handled("proxy_buffer_size", HSL, 1, 1),
     handled("proxy_hide_header", HSL, 1, 1),

@@ -823,6 +823,10 @@ pub struct LocSettings {
     /// line must fit in SIZE bytes (else 414, and 494 sent as 400), the head in NUMBER ×
     /// SIZE. Read from the default server of the address, as nginx. Default 4 × 8k.
     pub large_client_header_buffers: (usize, usize),
+    /// `max_headers`: at most this many request header lines (more is a 400), read
+    /// from the default server of the address as `large_client_header_buffers`.
+    /// Default 1000.
+    pub max_headers: usize,
     /// `absolute_redirect`: a relative `Location` ferrolb makes gets scheme, host and
     /// port. Default on.
     pub absolute_redirect: bool,

@@ -195,14 +195,37 @@ impl RequestHead {
     /// Errors when the head is malformed, is ambiguous about its framing, or has not ended
     /// within `MAX_HEAD_BYTES` (`HeadTooLarge`).
     pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, ParseError> {
+        self.parse_limited(buf, MAX_HEADERS)
+    }
+
+    /// [`RequestHead::parse`], taking up to `max_headers` fields (nginx's
+    /// `max_headers`; more is [`ParseError::TooManyHeaders`]) where that is more than
+    /// [`MAX_HEADERS`]: a head with more fields than that is parsed again with room
+    /// for them (rare; fewer are always parsed on the stack).
+    pub fn parse_limited(&mut self, buf: &[u8], max_headers: usize) -> Result<Parsed, ParseError> {
+        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        match self.parse_into(buf, &mut raw) {
+            Err(ParseError::TooManyHeaders) if max_headers > MAX_HEADERS => {
+                let mut raw = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
+                self.parse_into(buf, &mut raw)
+            }
+            r => r,
+        }
+    }
+
+    /// Parses with room for `raw.len()` fields.
+    fn parse_into<'b>(
+        &mut self,
+        buf: &'b [u8],
+        raw: &mut [MaybeUninit<httparse::Header<'b>>],
+    ) -> Result<Parsed, ParseError> {
         // Never look past the limit: bounds the work a slow-drip client can cause.
         let limited = &buf[..buf.len().min(MAX_HEAD_BYTES)];
-        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         // Default config: obs-fold, space before colon and invalid header lines are all
         // errors for requests.
         let status = httparse::ParserConfig::default()
-            .parse_request_with_uninit_headers(&mut req, limited, &mut raw)?;
+            .parse_request_with_uninit_headers(&mut req, limited, raw)?;
         let head_len = match status {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial if buf.len() >= MAX_HEAD_BYTES => {
@@ -1252,8 +1275,21 @@ mod tests {
         assert_eq!(parse(&ok).unwrap().headers.len(), MAX_HEADERS);
         buf.extend_from_slice(b"X-Last: v\r\n\r\n");
         assert_eq!(err(&buf), ParseError::TooManyHeaders);
-        assert_eq!(ParseError::TooManyHeaders.status_code(), 494);
+        // nginx's "client sent too many header lines" is a plain 400.
+        assert_eq!(ParseError::TooManyHeaders.status_code(), 400);
         assert_eq!(ParseError::MissingHost.status_code(), 400);
+        // Up to `max_headers` (nginx's default 1000) with room made for them.
+        let mut h = RequestHead::default();
+        let mut big = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..999 {
+            big.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        let mut ok = big.clone();
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(h.parse_limited(&ok, 1000), Ok(Parsed::Complete));
+        assert_eq!(h.headers.len(), 1000);
+        big.extend_from_slice(b"X-Last: v\r\n\r\n");
+        assert_eq!(h.parse_limited(&big, 1000), Err(ParseError::TooManyHeaders));
     }
 
     // ---- property tests ----

@@ -352,10 +352,21 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
             // nginx's first buffer (`client_header_buffer_size`) is 1k: a head within
             // it needs no look at the limits.
             if b.len() > 1024 {
-                let (n, size) = *limits.get_or_insert_with(|| header_buffers(rt, &info.local));
+                let (n, size, _) = *limits.get_or_insert_with(|| head_limits(rt, &info.local));
                 oversized(b, n, size)?;
             }
-            head.parse(b)
+            let (fewest, most) = rt.max_headers_range;
+            let parsed = head.parse_limited(b, most)?;
+            if parsed == crate::http1::Parsed::Complete && head.headers.len() > fewest {
+                let (_, _, max) = *limits.get_or_insert_with(|| head_limits(rt, &info.local));
+                // An HTTP/2 request's `:authority` became its first line, `host`: nginx
+                // does not count it.
+                let max = max + usize::from(ex.h2.is_some() && head.host == Some(0));
+                if head.headers.len() > max {
+                    return Err(crate::http1::ParseError::TooManyHeaders);
+                }
+            }
+            Ok(parsed)
         },
     )
     .await;
@@ -423,12 +434,14 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
     }
 }
 
-/// `large_client_header_buffers` of the address's default server (the head is read
-/// before the virtual server is known).
-fn header_buffers(rt: &Runtime, local: &crate::config::Endpoint) -> (usize, usize) {
+/// `large_client_header_buffers` and `max_headers` of the address's default server
+/// (the head is read before the virtual server is known).
+fn head_limits(rt: &Runtime, local: &crate::config::Endpoint) -> (usize, usize, usize) {
     let servers = &rt.config.http.servers;
-    vhost::find_server(servers, local, None).map_or((4, 8192), |i| {
-        servers[i].settings.large_client_header_buffers
+    vhost::find_server(servers, local, None).map_or((4, 8192, 1000), |i| {
+        let s = &servers[i].settings;
+        let (n, size) = s.large_client_header_buffers;
+        (n, size, s.max_headers)
     })
 }
 

@@ -67,6 +67,7 @@ pub(super) struct Partial {
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
     large_client_header_buffers: Option<(usize, usize)>,
+    max_headers: Option<usize>,
     proxy_buffer_size: Option<usize>,
     proxy_hide_header: Option<Vec<String>>,
     proxy_pass_header: Option<Vec<String>>,
@@ -180,6 +181,7 @@ impl Partial {
             resolver_timeout,
             absolute_redirect,
             large_client_header_buffers,
+            max_headers,
             proxy_buffer_size,
             proxy_hide_header,
             proxy_pass_header,
@@ -304,6 +306,7 @@ impl Partial {
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
+            max_headers: self.max_headers.unwrap_or(1000),
             proxy_buffer_size: self.proxy_buffer_size.unwrap_or(4096),
             proxy_hide_header: self.proxy_hide_header.clone().unwrap_or_default(),
             proxy_pass_header: self.proxy_pass_header.clone().unwrap_or_default(),
@@ -767,6 +770,7 @@ impl Validator<'_> {
                 }
                 once(&mut p.large_client_header_buffers, (n, size), d)?;
             }
+            "max_headers" => once(&mut p.max_headers, number(d, a0)?, d)?,
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
             "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
