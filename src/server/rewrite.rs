@@ -175,7 +175,9 @@ pub(super) fn write_response(
         && !f.head_only
         && !matches!(status, 204 | 304)
         && crate::vars::trailer_expected(f.add_trailer, applies);
-    if chunked {
+    if status == 204 {
+        // nginx's header filter sends a 204 without type, length or body.
+    } else if chunked {
         out.extend_from_slice(
             format!("Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n").as_bytes(),
         );
@@ -199,7 +201,7 @@ pub(super) fn write_response(
     }
     crate::vars::append_fields(out, head_start, f.add_header, applies);
     out.extend_from_slice(b"\r\n");
-    if f.head_only {
+    if f.head_only || status == 204 {
         return (status, 0);
     }
     if !chunked {
