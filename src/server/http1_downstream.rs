@@ -183,6 +183,14 @@ impl Downstream for Http1Downstream<'_> {
             retry_after,
         );
         let mut head_end = memchr::memmem::find(&out, b"\r\n\r\n").map_or(out.len(), |i| i + 4);
+        if let (true, Some(t)) = (keep_alive, self.keepalive_header) {
+            const KEEP: &[u8] = b"Connection: keep-alive\r\n";
+            if let Some(at) = memchr::memmem::find(&out[..head_end], KEEP) {
+                let field = format!("Keep-Alive: timeout={}\r\n", t.as_secs());
+                out.splice(at + KEEP.len()..at + KEEP.len(), field.bytes());
+                head_end += field.len();
+            }
+        }
         if !self.error_fields.is_empty() && head_end >= 2 {
             let mut fields = Vec::new();
             for (name, value) in &self.error_fields {
