@@ -745,7 +745,7 @@ pub struct LocSettings {
     /// `keepalive_timeout` for client connections; zero disables keep-alive. Default 75 s.
     pub keepalive_timeout: Duration,
     /// `keepalive_timeout`'s second value: a `Keep-Alive: timeout=N` field (whole
-    /// seconds) on responses that keep the connection. Default none.
+    /// seconds) on responses that keep the connection; none for 0. Default none.
     pub keepalive_header: Option<Duration>,
     /// `keepalive_requests` per client connection. Default 1000.
     pub keepalive_requests: u32,

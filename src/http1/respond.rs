@@ -92,7 +92,8 @@ pub fn connection_fields(
 ) {
     if keep_alive {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
-        if let Some(t) = keepalive_header {
+        // nginx sends none for 0.
+        if let Some(t) = keepalive_header.filter(|t| t.as_secs() > 0) {
             let _ = write!(out, "Keep-Alive: timeout={}\r\n", t.as_secs());
         }
     } else {

@@ -183,7 +183,10 @@ impl Downstream for Http1Downstream<'_> {
             retry_after,
         );
         let mut head_end = memchr::memmem::find(&out, b"\r\n\r\n").map_or(out.len(), |i| i + 4);
-        if let (true, Some(t)) = (keep_alive, self.keepalive_header) {
+        if let (true, Some(t)) = (
+            keep_alive,
+            self.keepalive_header.filter(|t| t.as_secs() > 0),
+        ) {
             const KEEP: &[u8] = b"Connection: keep-alive\r\n";
             if let Some(at) = memchr::memmem::find(&out[..head_end], KEEP) {
                 let field = format!("Keep-Alive: timeout={}\r\n", t.as_secs());
