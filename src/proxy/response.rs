@@ -320,10 +320,11 @@ async fn relay_response<D: Downstream>(
         upgrade,
         extra: &extra,
         replaced: &replaced,
-        trailer: crate::vars::trailer_expected(
-            &vars(f, cbuf, None).added_fields(&f.settings.add_trailer),
-            trailer_applies,
-        ),
+        trailer: f
+            .settings
+            .add_trailer
+            .iter()
+            .any(|h| h.always || trailer_applies),
     };
     if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
         client.limit_rate(rate);
