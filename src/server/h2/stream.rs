@@ -280,7 +280,8 @@ async fn relay_answer(
             BodyFraming::Length(n) => n,
             _ => u64::MAX,
         },
-        chunks: ChunkedScanner::new(),
+        // `add_trailer`'s fields end a chunked answer: they go as a trailing HEADERS.
+        chunks: ChunkedScanner::new().keeping_trailer(),
         done: false,
     };
     let mut payload = BytesMut::new();
@@ -300,10 +301,15 @@ async fn relay_answer(
             continue;
         }
         let last = body.done;
+        let trailer = if last {
+            trailer_fields(&body.chunks.take_trailer())
+        } else {
+            http::HeaderMap::new()
+        };
         let sent = send_frames(
             &mut send,
             payload.split().freeze(),
-            last,
+            last && trailer.is_empty(),
             h2.chunk_size(),
             ctx.send_timeout,
             &ctx.info,
@@ -313,9 +319,30 @@ async fn relay_answer(
             return Relayed::Aborted;
         }
         if last {
+            if !trailer.is_empty() && send.send_trailers(trailer).is_err() {
+                return Relayed::Aborted;
+            }
             return Relayed::Complete;
         }
     }
+}
+
+/// The trailer lines of a chunked answer (`Name: value\r\n` each) as HTTP/2 fields,
+/// names lower case; a line that makes no field is left out.
+fn trailer_fields(lines: &[u8]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = http::HeaderName::from_bytes(&line[..colon].to_ascii_lowercase());
+        let value = http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
+        if let (Ok(n), Ok(v)) = (name, value) {
+            map.append(n, v);
+        }
+    }
+    map
 }
 
 /// The response body's payload out of the pipeline's HTTP/1 framing.
