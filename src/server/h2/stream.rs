@@ -302,7 +302,7 @@ async fn relay_answer(
         }
         let last = body.done;
         let trailer = if last {
-            trailer_fields(&body.chunks.take_trailer())
+            super::super::h2_downstream::trailer_fields(&body.chunks.take_trailer())
         } else {
             http::HeaderMap::new()
         };
@@ -325,24 +325,6 @@ async fn relay_answer(
             return Relayed::Complete;
         }
     }
-}
-
-/// The trailer lines of a chunked answer (`Name: value\r\n` each) as HTTP/2 fields,
-/// names lower case; a line that makes no field is left out.
-fn trailer_fields(lines: &[u8]) -> http::HeaderMap {
-    let mut map = http::HeaderMap::new();
-    for line in lines.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = http::HeaderName::from_bytes(&line[..colon].to_ascii_lowercase());
-        let value = http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
-        if let (Ok(n), Ok(v)) = (name, value) {
-            map.append(n, v);
-        }
-    }
-    map
 }
 
 /// The response body's payload out of the pipeline's HTTP/1 framing.
