@@ -4,13 +4,16 @@
 //! the response's, `add_trailer` (chunked `return`, static and proxied answers, its
 //! `always`, `$sent_trailer_NAME`, none for HTTP/1.0 or HEAD), request fields that
 //! nginx joins (`Cookie`, `X-Forwarded-For`) or takes once (a 400), `set
-//! $limit_rate`, `keepalive_timeout`'s `Keep-Alive` field and `max_headers`.
+//! $limit_rate`, `keepalive_timeout`'s `Keep-Alive` field and `max_headers`; and
+//! `add_trailer` over HTTP/2 (a trailing HEADERS frame), read with the `h2` Python
+//! package of the test venv.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -343,5 +346,77 @@ fn add_trailer_and_max_headers_are_checked() {
         let (ok, out) = config_test(&dir, &text);
         assert!(!ok, "{directive} accepted: {out}");
         assert!(out.contains(says), "{directive}: {out}");
+    }
+}
+
+/// An h2c server (nginx 1.22's `listen ... http2`) with trailers on a `return`, a
+/// file and a proxied response (from the plain HTTP/1 port).
+fn h2_conf([h2c, plain]: [u16; 2], root: &Path) -> String {
+    let root = root.display();
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  root {root};
+  server {{
+    listen 127.0.0.1:{h2c} http2;
+    location /t {{ add_trailer X-T t; add_trailer X-Sent $sent_trailer_x_t; return 200 "hello"; }}
+    location /tfile/ {{ add_trailer X-T $uri; }}
+    location /tproxy {{ add_trailer X-T p; proxy_pass http://127.0.0.1:{plain}/tfile/f.txt; }}
+    location /t404 {{ add_trailer X-T t; return 404; }}
+  }}
+  server {{ listen 127.0.0.1:{plain}; }}
+}}
+"#
+    )
+}
+
+fn h2_get(port: u16, path: &str) -> String {
+    let (python, _) = django_env();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h2_trailers.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(port.to_string())
+        .arg(path)
+        .output()
+        .expect("run tests/fixtures/h2_trailers.py");
+    assert!(
+        out.status.success(),
+        "h2_trailers.py {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // An error page names its server: its status says enough.
+    match text.split_once("\nbody <html>") {
+        Some((before, _)) => format!("{before}\nbody (page)"),
+        None => text,
+    }
+}
+
+#[test]
+fn add_trailer_over_http2_matches_nginx() {
+    let dir = fresh_temp_dir("response-fields-h2");
+    std::fs::create_dir_all(dir.join("tfile")).expect("mkdir");
+    std::fs::write(dir.join("tfile/f.txt"), "file body\n").expect("write");
+    let paths = ["/t", "/tfile/f.txt", "/tproxy", "/t404"];
+    let (_ferrolb, [h2c, _]) = Proxy::start_on(|p| h2_conf(p, &dir));
+    let ours: Vec<String> = paths.iter().map(|p| h2_get(h2c, p)).collect();
+    assert_eq!(
+        ours[0],
+        "status 200\ntrailer x-t: t\ntrailer x-sent: t\nbody hello\n"
+    );
+    assert_eq!(
+        ours[1],
+        "status 200\ntrailer x-t: /tfile/f.txt\nbody file body\n\n"
+    );
+    assert_eq!(ours[2], "status 200\ntrailer x-t: p\nbody file body\n\n");
+    assert!(!ours[3].contains("trailer"), "{}", ours[3]);
+
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        let (_nginx, [nh2c, _]) = Proxy::start_bin_on(nginx_bin, |p| h2_conf(p, &dir));
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(ours[i], h2_get(nh2c, p), "{p}");
+        }
     }
 }
