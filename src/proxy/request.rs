@@ -42,7 +42,7 @@ pub(super) fn vars<'a>(
         locals: f.locals,
         // `$document_root`, `$request_filename` are the location's, as in nginx
         // (`uwsgi_params` sends DOCUMENT_ROOT).
-        files: Some((&f.settings.files, f.pass.location_prefix.as_deref())),
+        files: Some(&f.settings.files),
         connection: f.info.id,
         http2: f.info.http2_name(),
     }

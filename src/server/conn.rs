@@ -796,7 +796,7 @@ async fn serve_pass<'f, 'a: 'f>(
     }
     let vars_here = || RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, info, &server.primary_name, &uri)
     };
     if std::mem::take(&mut pass.first) {
@@ -936,7 +936,7 @@ async fn serve_pass<'f, 'a: 'f>(
     // The buffer holds the request again (the proxy path put it back).
     RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, info, &server.primary_name, &uri)
     }
     .eval(&page.target, &mut to);
@@ -1123,7 +1123,7 @@ async fn accel_redirect<'a>(
     let uri = pass.route.rw.uri.clone();
     let vars = RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, ex.info, &server.primary_name, &uri)
     };
     let mut headers = evaluated_add_header(settings, &vars);
@@ -1161,7 +1161,7 @@ async fn standard_answer<'a>(
 ) -> Handled<'a> {
     let vars = RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, ex.info, &server.primary_name, uri)
     };
     let headers = evaluated_add_header(settings, &vars);

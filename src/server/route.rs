@@ -135,7 +135,7 @@ pub(super) async fn run<'a>(
         if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
-                    files: Some((&server.settings.files, None)),
+                    files: Some(&server.settings.files),
                     ..base()
                 },
                 locals,
@@ -180,9 +180,6 @@ pub(super) async fn run<'a>(
             answer = Some(Answer::Status(404));
             break &l.settings;
         }
-        let prefix = loc
-            .filter(|l| l.regex.is_none())
-            .map(|l| l.pattern.as_str());
         if let Some(caps) = loc.and_then(|l| l.regex.as_ref()?.captures(&route.rw.uri)) {
             locals.keep_captures(&caps, loc.map_or(&[][..], |l| &l.named_captures));
         }
@@ -192,7 +189,7 @@ pub(super) async fn run<'a>(
         if loc.is_some() && !settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
-                    files: Some((&settings.files, prefix)),
+                    files: Some(&settings.files),
                     ..base()
                 },
                 locals,
@@ -234,7 +231,7 @@ pub(super) async fn run<'a>(
             }
         }
         let vars = RequestVars {
-            files: Some((&settings.files, prefix)),
+            files: Some(&settings.files),
             uri: &route.rw.uri,
             ..base()
         };
@@ -250,11 +247,11 @@ pub(super) async fn run<'a>(
             break settings;
         }
         let vars = RequestVars {
-            files: Some((&settings.files, prefix)),
+            files: Some(&settings.files),
             uri: &route.rw.uri,
             ..base()
         };
-        match static_files::resolve(&settings.files, prefix, &route.rw.uri, &vars, &mut log) {
+        match static_files::resolve(&settings.files, &route.rw.uri, &vars, &mut log) {
             Resolved::Redirect(to) if route.may_redirect() => {
                 // Arguments of a fallback URI are not carried over (nginx keeps the
                 // request's own).

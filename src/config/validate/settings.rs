@@ -103,7 +103,8 @@ pub(super) struct Partial {
     pub(super) uwsgi_ssl: ProxySslPartial,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
-    /// Location only, not inherited.
+    /// Location only. Inherited by nested locations (and `if` blocks) that set no
+    /// `root`: nginx keeps root and alias in one setting.
     pub(super) alias: Option<DocRoot>,
     /// Real client address, access rules, basic authentication.
     admission: AdmissionPartial,
@@ -118,7 +119,10 @@ impl Partial {
             ($($f:ident),*) => { Partial {
                 $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
                 try_files: self.try_files.clone(),
-                alias: self.alias.clone(),
+                alias: match self.root {
+                    Some(_) => self.alias.clone(),
+                    None => self.alias.clone().or_else(|| parent.alias.clone()),
+                },
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                 uwsgi_ssl: self.uwsgi_ssl.over(&parent.uwsgi_ssl),
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
@@ -378,12 +382,13 @@ impl Validator<'_> {
     /// variables evaluated per request.
     pub(super) fn doc_root(&self, d: &Directive, uri: UriPart) -> Result<DocRoot> {
         let text = d.arg(0);
-        let literal = |p: PathBuf| match uri {
-            UriPart::Whole => DocRoot::Root(p),
-            _ => DocRoot::Alias(p),
-        };
-        if !text.contains('$') && uri != UriPart::None {
-            return Ok(literal(self.env.prefix.join(text)));
+        if !text.contains('$') {
+            let path = self.env.prefix.join(text);
+            match uri {
+                UriPart::Whole => return Ok(DocRoot::Root(path)),
+                UriPart::AfterPrefix(location) => return Ok(DocRoot::Alias { path, location }),
+                UriPart::None => {}
+            }
         }
         let path = super::values::templ(d, text, &self.names)?;
         let circular = path.parts.iter().any(|p| {
