@@ -838,6 +838,10 @@ pub struct LocSettings {
     /// `proxy_intercept_errors`: an upstream response with a status of 300 or more
     /// that has an `error_page` gets that page instead of its own body. Default off.
     pub proxy_intercept_errors: bool,
+    /// `proxy_ignore_client_abort` (`uwsgi_ignore_client_abort` where `uwsgi_pass`
+    /// applies): off (the default) ends the request (499, upstream connection closed)
+    /// when the client closes its connection while the upstream has not answered yet.
+    pub proxy_ignore_client_abort: bool,
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,

@@ -499,6 +499,11 @@ pub(super) async fn answer_error<D: Downstream>(
     if let Some(locals) = f.locals.filter(|_| listed) {
         locals.set_upstream(done.attempts.clone());
     }
+    if status == 499 {
+        // The client is gone (nginx's "client closed request"): nothing to answer.
+        done.keep_client = false;
+        return;
+    }
     if (f.hands_off)(status) {
         done.handed_off = Some(super::HandedOff {
             status,
