@@ -31,6 +31,9 @@ pub(super) struct Route<'a> {
     /// Reached through an internal redirect (nginx's `r->internal`): `internal`
     /// locations answer only then.
     pub(super) internal: bool,
+    /// A head nginx refuses (400, 414, 494): answered with this status by the server's
+    /// own settings (its `error_page`, `add_header ... always`), before any phase.
+    pub(super) refused: Option<u16>,
 }
 
 impl<'a> Route<'a> {
@@ -41,6 +44,7 @@ impl<'a> Route<'a> {
             named: None,
             redirects: 0,
             internal: false,
+            refused: None,
         }
     }
 
@@ -132,6 +136,10 @@ pub(super) async fn run<'a>(
                 "",
             )
         };
+        if let Some(code) = route.refused.take() {
+            answer = Some(Answer::Status(code));
+            break &server.settings;
+        }
         if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
