@@ -230,6 +230,9 @@ async fn serve(worker: &Worker, conn: &mut Started) {
                         () = Box::pin(lingering_close(stream, l)) => {}
                         () = worker.shared.stopping(), if running => {}
                     }
+                } else {
+                    // nginx ends a TLS connection with close_notify either way.
+                    stream.close_notify();
                 }
                 return;
             }
@@ -386,8 +389,9 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
             if let Some(log) = &outcome.log {
                 log.write(&outcome, ex.started);
             }
+            // The rest of what the client sent is unread: nginx lingers.
             return Next::Close {
-                client_may_send: false,
+                client_may_send: true,
             };
         }
         Err(io::HeadError::Io {
