@@ -371,3 +371,56 @@ fn tls_edges_match_nginx() {
         mismatches.join("\n")
     );
 }
+
+/// A refused request on TLS (an HTTP/0.9 line with bytes behind it, as nginx-tests'
+/// ssl.t sends): the answer is followed by close_notify before the lingering close,
+/// so the client's TLS shutdown completes, as with nginx.
+#[test]
+fn a_refused_request_ends_with_close_notify() {
+    let pki = Pki::get();
+    let conf = |[p]: [u16; 1]| {
+        format!(
+            "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{p} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n",
+            pki.p("localhost.crt"),
+            pki.p("localhost.key")
+        )
+    };
+    let (python, _) = django_env();
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10))
+s.sendall(b"GET /\r\nextra")
+got = b""
+try:
+    while True:
+        d = s.recv(16384)
+        if not d:
+            break
+        got += d
+    s.unwrap()
+    print("clean shutdown", got.split(b"\r\n")[0].decode())
+except (ssl.SSLError, OSError) as e:
+    print("no close_notify:", type(e).__name__, got.split(b"\r\n")[0].decode())
+"#;
+    let mut servers = vec![Proxy::start_on(conf)];
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        servers.push(Proxy::start_bin_on(nginx_bin, conf));
+    }
+    for (proxy, [port]) in &servers {
+        let out = Command::new(&python)
+            .args(["-c", script, &port.to_string()])
+            .output()
+            .expect("python");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with("clean shutdown"),
+            "{}: {said}{}",
+            proxy.bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
