@@ -63,6 +63,11 @@ http {{
       add_trailer X-T p;
       proxy_pass http://127.0.0.1:{port}/tfile/f.txt;
     }}
+    location /nochunk/ {{
+      alias {root}/tfile/;
+      chunked_transfer_encoding off;
+      add_trailer X-T t;
+    }}
     location /v {{
       add_header X-Cookie $http_cookie;
       add_header X-XFF $http_x_forwarded_for;
@@ -102,6 +107,7 @@ fn requests() -> Vec<String> {
         get("/t404", ""),
         get("/tfile/f.txt", ""),
         get("/tproxy", ""),
+        get("/nochunk/f.txt", ""),
         get(
             "/v",
             "Cookie: a=1\r\nCookie: b=2\r\nX-Forwarded-For: x\r\nX-Forwarded-For: y\r\nVia: 1\r\nVia: 2\r\n",
@@ -301,8 +307,13 @@ fn response_fields_and_trailers_match_nginx() {
     assert!(!ours[7].contains("X-T"), "{}", ours[7]);
     expect(8, &["body: file body\n", "trailer X-T: /tfile/f.txt\n"]);
     expect(9, &["body: file body\n", "trailer X-T: p\n"]);
+    assert!(
+        ours[10].contains("content-length: 10") && !ours[10].contains("trailer"),
+        "{}",
+        ours[10]
+    );
     expect(
-        10,
+        11,
         &[
             "x-cookie: a=1; b=2\n",
             "x-xff: x, y\n",
@@ -310,13 +321,13 @@ fn response_fields_and_trailers_match_nginx() {
             "x-via: 1\n",
         ],
     );
-    expect(11, &["400 Bad Request"]);
     expect(12, &["400 Bad Request"]);
-    expect(13, &["x-rate: 40960\n"]);
-    expect(14, &["x-rate: 0\n"]);
-    expect(15, &["keep-alive: timeout=9\n"]);
-    expect(16, &["200 OK"]);
-    expect(17, &["400 Bad Request"]);
+    expect(13, &["400 Bad Request"]);
+    expect(14, &["x-rate: 40960\n"]);
+    expect(15, &["x-rate: 0\n"]);
+    expect(16, &["keep-alive: timeout=9\n"]);
+    expect(17, &["200 OK"]);
+    expect(18, &["400 Bad Request"]);
 
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
     if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {

@@ -541,6 +541,7 @@ pub static DIRECTIVES: &[Spec] = &[
     ),
     handled("resolver", HSL, 1, MANY),
     handled("absolute_redirect", HSL, 1, 1),
+    handled("chunked_transfer_encoding", HSL, 1, 1),
     handled("server_name_in_redirect", HSL, 1, 1),
     handled("port_in_redirect", HSL, 1, 1),
     handled("resolver_timeout", HSL, 1, 1),

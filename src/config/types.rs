@@ -827,6 +827,10 @@ pub struct LocSettings {
     /// from the default server of the address as `large_client_header_buffers`.
     /// Default 1000.
     pub max_headers: usize,
+    /// `chunked_transfer_encoding`: a body of unknown length goes chunked to an
+    /// HTTP/1.1 client (off: the connection closes to end it, and no `add_trailer`
+    /// trailer is sent, as nginx). Default on.
+    pub chunked_transfer_encoding: bool,
     /// `absolute_redirect`: a relative `Location` ferrolb makes gets scheme, host and
     /// port. Default on.
     pub absolute_redirect: bool,

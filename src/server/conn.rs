@@ -1545,6 +1545,7 @@ async fn proxy<'a>(
         None => {
             let client = Http1Downstream::new(ex.stream, settings.send_timeout)
                 .keepalive_header(settings.keepalive_header)
+                .chunked_transfer_encoding(settings.chunked_transfer_encoding)
                 .for_error_page(pass.pages.status, &pass.pages.kept_fields)
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
@@ -1676,6 +1677,7 @@ async fn serve_static<'a>(
                 files: &settings.files,
                 expires: req.expires,
                 keepalive_header: req.settings.keepalive_header,
+                chunked_transfer_encoding: req.settings.chunked_transfer_encoding,
                 add_header: req.add_header,
                 add_trailer: req.add_trailer,
                 keep_alive: keep,
@@ -1842,6 +1844,7 @@ async fn send_answer<'a>(
                 &rewrite::ResponseFacts {
                     keep_alive: keep,
                     keepalive_header: settings.keepalive_header,
+                    chunked_transfer_encoding: settings.chunked_transfer_encoding,
                     http10: head.minor_version == 0,
                     head_only: head.method == Method::Head,
                     default_type: content_type.unwrap_or(&settings.files.default_type),

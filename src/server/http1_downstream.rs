@@ -51,6 +51,9 @@ pub struct Http1Downstream<'s> {
     trailer_head: Option<Vec<u8>>,
     /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
     keepalive_header: Option<Duration>,
+    /// `chunked_transfer_encoding`: a body of unknown length may go chunked to an
+    /// HTTP/1.1 client (off: decoded, and the close ends it).
+    chunked_te: bool,
 }
 
 impl<'s> Http1Downstream<'s> {
@@ -70,6 +73,7 @@ impl<'s> Http1Downstream<'s> {
             sent_head: None,
             trailer_head: None,
             keepalive_header: None,
+            chunked_te: true,
         }
     }
 
@@ -95,6 +99,12 @@ impl<'s> Http1Downstream<'s> {
     /// Sends `Keep-Alive: timeout=N` on responses that keep the connection.
     pub fn keepalive_header(mut self, timeout: Option<Duration>) -> Self {
         self.keepalive_header = timeout;
+        self
+    }
+
+    /// `chunked_transfer_encoding`: off, a body of unknown length is not chunked.
+    pub fn chunked_transfer_encoding(mut self, on: bool) -> Self {
+        self.chunked_te = on;
         self
     }
 
@@ -223,20 +233,22 @@ impl Downstream for Http1Downstream<'_> {
     ) -> ResponseStarted {
         let head = resp.head;
         let http10_client = req.minor_version == 0;
+        // Chunks for this client: HTTP/1.1 and `chunked_transfer_encoding on`.
+        let chunks = !http10_client && self.chunked_te;
         let until_close = head.framing == BodyFraming::UntilClose;
         // `add_trailer`: an HTTP/1.1 client gets any body chunked (a chunked
         // upstream body decoded and framed again) to end with the trailer, as nginx.
         let trailer = resp.trailer
-            && !http10_client
+            && chunks
             && !resp.upgrade
             && head.framing != BodyFraming::None
             && !matches!(self.status.unwrap_or(head.status), 204 | 304);
-        self.rechunk = (until_close || trailer) && !http10_client && !resp.upgrade;
+        self.rechunk = (until_close || trailer) && chunks && !resp.upgrade;
         let chunked = head.framing == BodyFraming::Chunked;
-        self.dechunk = (chunked && (http10_client || trailer)).then(ChunkedScanner::new);
-        // An HTTP/1.0 client knows the end of a close-delimited body only by the close.
-        let keep_alive =
-            keep_alive && !resp.upgrade && !((until_close || chunked) && http10_client);
+        self.dechunk = (chunked && (!chunks || trailer)).then(ChunkedScanner::new);
+        // Without chunks the client knows the end of a body of unknown length only by
+        // the close.
+        let keep_alive = keep_alive && !resp.upgrade && !((until_close || chunked) && !chunks);
 
         out.clear();
         match self.status {

@@ -114,6 +114,8 @@ pub(super) struct ResponseFacts<'h> {
     pub(super) keep_alive: bool,
     /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
     pub(super) keepalive_header: Option<std::time::Duration>,
+    /// `chunked_transfer_encoding`: an `add_trailer` trailer may chunk the body.
+    pub(super) chunked_transfer_encoding: bool,
     /// The client spoke HTTP/1.0.
     pub(super) http10: bool,
     /// A HEAD request: no body.
@@ -172,6 +174,7 @@ pub(super) fn write_response(
     let applies = respond::add_header_applies(status);
     // `add_trailer`: the body goes chunked to an HTTP/1.1 client, to end with them.
     let chunked = !f.http10
+        && f.chunked_transfer_encoding
         && !f.head_only
         && !matches!(status, 204 | 304)
         && crate::vars::trailer_expected(f.add_trailer, applies);

@@ -405,6 +405,9 @@ pub struct FileRequest<'a> {
     pub keep_alive: bool,
     /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
     pub keepalive_header: Option<std::time::Duration>,
+    /// `chunked_transfer_encoding`: a body of unknown length (compressed on the fly,
+    /// or one an `add_trailer` ends) may go chunked to an HTTP/1.1 client.
+    pub chunked_transfer_encoding: bool,
     /// `send_timeout`: how long one write to the client may stall.
     pub send_timeout: std::time::Duration,
     /// `limit_rate` and `limit_rate_after` (0: no limit).
@@ -617,7 +620,10 @@ pub async fn send_file(
     }
     let trailer_applies = respond::add_header_applies(status);
     // `add_trailer`: chunked, to end with the trailer (an HTTP/1.1 GET only).
-    let chunked = !http10 && !head_only && trailer_expected(r.add_trailer, trailer_applies);
+    let chunked = !http10
+        && r.chunked_transfer_encoding
+        && !head_only
+        && trailer_expected(r.add_trailer, trailer_applies);
     if chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     } else {
@@ -756,10 +762,12 @@ async fn send_compressed(
         return broken(status, 0, 0, Vec::new());
     };
     let http10 = r.head.minor_version == 0;
+    // Without chunks (HTTP/1.0, `chunked_transfer_encoding off`) the close ends it.
+    let close_delimited = http10 || !r.chunked_transfer_encoding;
     let head_only = r.head.method == Method::Head;
     // Without a length, an HTTP/1.0 client knows the end of the body by the close; a
     // HEAD's answer has none to end.
-    let keep = r.keep_alive && (!http10 || head_only);
+    let keep = r.keep_alive && (!close_delimited || head_only);
     let mut out = Buf::head();
     respond::write_status_line_with(&mut out, status, keep, http10, r.keepalive_header);
     let _ = write!(
@@ -768,7 +776,7 @@ async fn send_compressed(
         facts.content_type,
         http_date(facts.mtime)
     );
-    if !http10 && !head_only {
+    if !close_delimited && !head_only {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if let Some(e) = facts
@@ -797,7 +805,8 @@ async fn send_compressed(
     }
     // `add_trailer`'s fields end the chunked body, read after the head.
     let applies = respond::add_header_applies(status);
-    let trailer_head = (!http10 && trailer_expected(r.add_trailer, applies)).then(|| out.to_vec());
+    let trailer_head =
+        (!close_delimited && trailer_expected(r.add_trailer, applies)).then(|| out.to_vec());
     let mut pending = Some(out);
     let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut encoder = super::gzip::GzipEncoder::new(conf.level);
@@ -821,7 +830,7 @@ async fn send_compressed(
         };
         framed.clear();
         if !compressed.is_empty() || done {
-            if http10 {
+            if close_delimited {
                 framed.extend_from_slice(compressed);
             } else {
                 if !compressed.is_empty() {

@@ -67,6 +67,7 @@ pub(super) struct Partial {
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
+    chunked_transfer_encoding: Option<bool>,
     large_client_header_buffers: Option<(usize, usize)>,
     max_headers: Option<usize>,
     proxy_buffer_size: Option<usize>,
@@ -186,6 +187,7 @@ impl Partial {
             resolver,
             resolver_timeout,
             absolute_redirect,
+            chunked_transfer_encoding,
             large_client_header_buffers,
             max_headers,
             proxy_buffer_size,
@@ -313,6 +315,7 @@ impl Partial {
             proxy_ignore_client_abort: self.proxy_ignore_client_abort.unwrap_or(false),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            chunked_transfer_encoding: self.chunked_transfer_encoding.unwrap_or(true),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
             max_headers: self.max_headers.unwrap_or(1000),
             proxy_buffer_size: self.proxy_buffer_size.unwrap_or(4096),
@@ -781,6 +784,7 @@ impl Validator<'_> {
             }
             "max_headers" => once(&mut p.max_headers, number(d, a0)?, d)?,
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
+            "chunked_transfer_encoding" => once(&mut p.chunked_transfer_encoding, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
             "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
             "proxy_redirect"
