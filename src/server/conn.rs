@@ -1910,17 +1910,14 @@ async fn answer_local<'a>(
     let head_only = head.method == Method::Head;
     let mut out = Buf::head();
     let mut body_len = 0u64;
+    let status_line = |out: &mut Vec<u8>| {
+        respond::write_status_line_with(out, status, keep, http10, settings.keepalive_header);
+    };
     match text {
         Some(t) if respond::is_redirect(status) => {
             // nginx sends its page for the status with the Location.
             let page = respond::error_body(status);
-            respond::write_status_line_with(
-                &mut out,
-                status,
-                keep,
-                http10,
-                settings.keepalive_header,
-            );
+            status_line(&mut out);
             out.extend_from_slice(b"Content-Type: text/html\r\nContent-Length: ");
             out.extend_from_slice(page.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\nLocation: ");
@@ -1932,13 +1929,7 @@ async fn answer_local<'a>(
             }
         }
         Some(t) => {
-            respond::write_status_line_with(
-                &mut out,
-                status,
-                keep,
-                http10,
-                settings.keepalive_header,
-            );
+            status_line(&mut out);
             // nginx types a `return` text with `default_type`.
             out.extend_from_slice(
                 format!(
