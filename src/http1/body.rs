@@ -332,6 +332,60 @@ impl ChunkedScanner {
     }
 }
 
+/// What of a request body is still to come, whatever its framing: fed the body's
+/// bytes in order, it says where the body ends. The part of the body a reader has not
+/// taken yet, so a body can be read (or dropped) from wherever an earlier reader left
+/// it.
+#[derive(Clone, Debug)]
+pub enum BodyRest {
+    /// A Content-Length body: this many bytes still to come.
+    Length(u64),
+    /// A chunked body, the scanner where the framing stands.
+    Chunked(ChunkedScanner),
+}
+
+impl BodyRest {
+    /// The whole body of a message framed so; `None` when it has none.
+    pub fn of(framing: BodyFraming) -> Option<Self> {
+        match framing {
+            BodyFraming::Length(0) | BodyFraming::None | BodyFraming::UntilClose => None,
+            BodyFraming::Length(n) => Some(BodyRest::Length(n)),
+            BodyFraming::Chunked => Some(BodyRest::Chunked(ChunkedScanner::new())),
+        }
+    }
+
+    /// Takes the next bytes of the body from `data`: `NeedMore` when all of `data` is
+    /// body and more is to come, `Done { body_end }` when the body ends at
+    /// `data[..body_end]` (what follows is the next message's).
+    pub fn feed(&mut self, data: &[u8]) -> Result<ScanStep, ParseError> {
+        match self {
+            BodyRest::Length(left) => {
+                let take = (*left).min(data.len() as u64);
+                *left -= take;
+                Ok(if *left == 0 {
+                    // `take <= data.len()`, a usize.
+                    ScanStep::Done {
+                        body_end: take as usize,
+                    }
+                } else {
+                    ScanStep::NeedMore
+                })
+            }
+            BodyRest::Chunked(sc) => sc.scan(data),
+        }
+    }
+
+    /// How much one read may ask for without taking bytes past the body: the rest of
+    /// a Content-Length body, `max` for a chunked one (its end is only found by
+    /// scanning; bytes read past it are the next message's).
+    pub fn read_size(&self, max: usize) -> usize {
+        match self {
+            BodyRest::Length(left) => usize::try_from(*left).unwrap_or(max).min(max),
+            BodyRest::Chunked(_) => max,
+        }
+    }
+}
+
 /// Appends the payload of a complete chunked body (`raw`, already accepted by a
 /// [`ChunkedScanner`]) to `out`, dropping sizes, extensions and trailers. Used to send
 /// small chunked request bodies upstream with a Content-Length, as nginx does, since

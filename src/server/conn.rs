@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::discard;
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
 use super::h2_downstream::{H2Downstream, H2Stream};
@@ -411,6 +412,17 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
     if let Some(log) = &outcome.log {
         log.write(&outcome, ex.started);
     }
+    let unread = outcome.unread_body.is_some();
+    if let (true, Some(rest)) = (outcome.keep_alive, outcome.unread_body) {
+        // nginx's discarded body: read and dropped behind the answer, and only a
+        // body read to its end lets the connection carry the next request.
+        let l = lingering_of(rt, &info.local);
+        if !super::discard::rest(ex.stream, buf, rest, l).await {
+            return Next::Close {
+                client_may_send: false,
+            };
+        }
+    }
     if outcome.keep_alive {
         Next::Again {
             keepalive: outcome.keepalive_timeout,
@@ -418,7 +430,7 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
         }
     } else {
         Next::Close {
-            client_may_send: outcome.status >= 400 || !buf.is_empty(),
+            client_may_send: outcome.status >= 400 || !buf.is_empty() || unread,
         }
     }
 }
@@ -544,6 +556,9 @@ struct Handled<'a> {
     /// `$gzip_ratio` of a body compressed on the fly.
     gzip_ratio: Option<String>,
     keep_alive: bool,
+    /// What of the request body is still to come after a local answer: read and
+    /// dropped before the next request ([`super::discard::rest`]).
+    unread_body: Option<crate::http1::BodyRest>,
     keepalive_timeout: Duration,
     header_timeout: Duration,
     log: Option<LogLine<'a>>,
@@ -573,6 +588,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             attempts: Vec::new(),
             sent_head: Vec::new(),
             keep_alive: false,
+            unread_body: None,
             keepalive_timeout: Duration::ZERO,
             header_timeout: Duration::ZERO,
             log: None,
@@ -799,11 +815,22 @@ async fn serve_pass<'f, 'a: 'f>(
         files: Some((&settings.files, None)),
         ..request_vars(head, buf, info, &server.primary_name, &uri)
     };
-    if std::mem::take(&mut pass.first) {
+    let first = std::mem::take(&mut pass.first);
+    if first {
         pass.log = capture_log(rt, settings, &vars_here, ex, served);
     } else if settings.access_log.targets().is_empty() {
         pass.log = None;
     }
+    let proxied = answer.is_none()
+        && (limit_except_pass(settings, head, buf).is_some()
+            || matches!(settings.action, Action::Proxy(_)));
+    // A local answer discards the body (an HTTP/2 stream's is dropped by its front
+    // end): nginx looks at the part it has first, and answers a broken chunked body
+    // with 400 instead of a `return` text or a file.
+    let body_ok = proxied
+        || ex.h2.is_some()
+        || !first
+        || discard::prepare(ex.stream, info, buf, head, settings.send_timeout).await;
 
     let content = match answer {
         Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
@@ -822,6 +849,7 @@ async fn serve_pass<'f, 'a: 'f>(
             unpaged: Some(redirect),
             ..Failure::new(code, keep)
         }),
+        Some(Answer::Text { .. }) | None if !body_ok => Content::Failed(Failure::new(400, false)),
         Some(answer) => {
             let mut headers = evaluated_add_header(settings, &vars_here());
             // `expires` goes before `add_header`'s fields, on the statuses that take
@@ -1395,7 +1423,6 @@ async fn proxy<'a>(
                                 ex.info.remote, server.primary_name
                             ),
                         );
-                        let keep = keep && body_in_buffer(buf, head).is_some();
                         return Content::Failed(Failure::new(e.status(), keep));
                     }
                 }
@@ -1496,6 +1523,7 @@ async fn proxy<'a>(
         sent_head,
         gzip_ratio,
         keep_alive: done.keep_client,
+        unread_body: None,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,
@@ -1571,8 +1599,9 @@ async fn serve_static<'a>(
     req: &StaticRequest<'_>,
 ) -> Content<'a> {
     let settings = req.settings;
-    let body_in_buf = body_in_buffer(buf, head);
-    let keep = req.keep && body_in_buf.is_some();
+    // A body is discarded behind the answer; one whose framing is broken already
+    // leaves the connection unusable.
+    let keep = req.keep && !matches!(discard::buffered(buf, head), discard::Buffered::Invalid);
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
     let sent = match target {
         Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
@@ -1624,10 +1653,10 @@ async fn serve_static<'a>(
             return Content::Failed(Failure::new(500, false))
         }
     };
-    if let Some(n) = body_in_buf {
-        let end = (head.head_len + n).min(buf.len());
-        buf.drain(..end);
-    }
+    let (unread_body, keep_alive) = match discard::settle(buf, head) {
+        Ok(rest) => (rest, sent.keep_alive),
+        Err(()) => (None, false),
+    };
     Content::Sent(Handled {
         status: sent.status,
         body_bytes: sent.body_bytes,
@@ -1635,7 +1664,8 @@ async fn serve_static<'a>(
         attempts: Vec::new(),
         sent_head: sent.head,
         gzip_ratio: sent.gzip_ratio,
-        keep_alive: sent.keep_alive,
+        keep_alive,
+        unread_body,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,
@@ -1743,15 +1773,17 @@ async fn send_answer<'a>(
                 attempts: Vec::new(),
                 sent_head: Vec::new(),
                 keep_alive: false,
+                unread_body: None,
                 keepalive_timeout: settings.keepalive_timeout,
                 header_timeout: settings.client_header_timeout,
                 log: None,
             }
         }
         answer => {
-            // nginx closes after an error that may have left the request unread.
+            // nginx closes after a 400 or 5xx; a body is discarded behind any other
+            // answer, unless its framing is broken already.
             let keep = keep
-                && body_in_buffer(buf, head).is_some()
+                && !matches!(discard::buffered(buf, head), discard::Buffered::Invalid)
                 && !matches!(answer, Answer::Status(code) if code >= 500 || code == 400);
             let mut out = Buf::head();
             let (status, body_len) = rewrite::write_response(
@@ -1806,8 +1838,7 @@ async fn internal_error<'a>(
 }
 
 /// Answers a request ferrolb handles itself (`return`, 404, errors): an error page, a
-/// redirect, or the `return` text. Discards a request body that is already buffered;
-/// otherwise closes the connection after answering.
+/// redirect, or the `return` text. The request body is discarded behind it.
 async fn answer_local<'a>(
     stream: &mut Stream,
     buf: &mut Buf,
@@ -1817,8 +1848,10 @@ async fn answer_local<'a>(
     settings: &LocSettings,
     keep: bool,
 ) -> Handled<'a> {
-    let body_in_buf = body_in_buffer(buf, head);
-    let keep = keep && body_in_buf.is_some() && status < 500 && status != 400;
+    let keep = keep
+        && !matches!(discard::buffered(buf, head), discard::Buffered::Invalid)
+        && status < 500
+        && status != 400;
     let http10 = head.minor_version == 0;
     let head_only = head.method == Method::Head;
     let mut out = Buf::head();
@@ -1878,8 +1911,9 @@ async fn answer_local<'a>(
     send_local(stream, buf, head, &out, status, body_len, keep, settings).await
 }
 
-/// Writes a response ferrolb made (`out`: head, then `body_len` body bytes), drops a
-/// request body that is already in the buffer, and says what the connection does next.
+/// Writes a response ferrolb made (`out`: head, then `body_len` body bytes), drops the
+/// request from the buffer (what of its body is still to come is discarded before the
+/// next request), and says what the connection does next.
 #[allow(clippy::too_many_arguments)]
 async fn send_local<'a>(
     stream: &mut Stream,
@@ -1894,10 +1928,10 @@ async fn send_local<'a>(
     let ok = io::write_all(stream, out, settings.send_timeout)
         .await
         .is_ok();
-    if let Some(n) = body_in_buffer(buf, head) {
-        let end = (head.head_len + n).min(buf.len());
-        buf.drain(..end);
-    }
+    let (unread_body, keep) = match discard::settle(buf, head) {
+        Ok(rest) => (rest, keep),
+        Err(()) => (None, false),
+    };
     Handled {
         gzip_ratio: None,
         status,
@@ -1910,6 +1944,7 @@ async fn send_local<'a>(
             Vec::new()
         },
         keep_alive: keep && ok,
+        unread_body,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,
