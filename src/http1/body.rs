@@ -205,6 +205,31 @@ impl ChunkedScanner {
         Ok(ScanStep::NeedMore)
     }
 
+    /// [`scan`](Self::scan), appending the payload of `data` to `out` as one chunk (none
+    /// when it carries no payload) and, once the body ends, the last chunk without
+    /// trailers: nginx's framing of a chunked body it streams, each read sent on as one
+    /// chunk.
+    pub fn rechunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<ScanStep, ParseError> {
+        let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
+        let step = self.scan_payload(data, |r| {
+            if !r.is_empty() {
+                pieces.push(r);
+            }
+        })?;
+        let len: usize = pieces.iter().map(|r| r.len()).sum();
+        if len > 0 {
+            write_chunk_header(out, len);
+            for r in pieces {
+                out.extend_from_slice(&data[r]);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        if matches!(step, ScanStep::Done { .. }) {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        Ok(step)
+    }
+
     /// Advances the framing state machine by one byte (never called in `Data`).
     #[inline]
     fn step(&mut self, b: u8) -> Result<State, ParseError> {
