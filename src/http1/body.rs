@@ -1,9 +1,11 @@
 //! Body framing and the chunked-body scanner.
 //!
-//! The proxy forwards chunked bodies verbatim (no de-chunking and re-chunking on the hot
-//! path); [`ChunkedScanner`] only validates the framing and finds where the body ends, so
-//! a malformed body is cut off instead of being passed to a peer that might read it
-//! differently.
+//! The proxy relays chunked response bodies verbatim (no de-chunking and re-chunking on
+//! the hot path); [`ChunkedScanner`] validates the framing and finds where the body ends,
+//! so a malformed body is cut off instead of being passed to a peer that might read it
+//! differently. A chunked request body streamed upstream is re-framed as nginx sends it
+//! ([`ChunkedScanner::rechunk`]); [`BodyRest`] follows any request body from wherever a
+//! reader left it (the discarding of a body a local answer does not use).
 
 use super::{ParseError, MAX_HEAD_BYTES};
 
@@ -71,7 +73,7 @@ enum State {
     Done,
 }
 
-/// Incremental validator of a chunked body that is forwarded verbatim.
+/// Incremental validator of a chunked body.
 ///
 /// Feed it every body byte in order, split anywhere; it keeps its state between calls.
 /// Strict on framing: chunk sizes must be 1..=16 hex digits, every line must end in CRLF

@@ -1499,6 +1499,7 @@ async fn proxy<'a>(
         }
     };
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
+        locals.keep_buffered_body(saved.get(head.head_len..).unwrap_or_default());
         // The request before whatever the client sent behind it, as it arrived.
         buf.splice(0..0, saved);
         return Content::Failed(Failure {
