@@ -413,7 +413,9 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
         log.write(&outcome, ex.started);
     }
     let unread = outcome.unread_body.is_some();
-    if let (true, Some(rest)) = (outcome.keep_alive, outcome.unread_body) {
+    // An HTTP/2 stream's front end drops the DATA nobody reads (nginx's `skip_data`).
+    let http1 = ex.h2.is_none();
+    if let (true, true, Some(rest)) = (http1, outcome.keep_alive, outcome.unread_body) {
         // nginx's discarded body: read and dropped behind the answer, and only a
         // body read to its end lets the connection carry the next request.
         let l = lingering_of(rt, &info.local);
@@ -997,7 +999,7 @@ async fn serve_pass<'f, 'a: 'f>(
             };
             locals.set_args(args.to_vec());
             pass.route.redirect(new_uri);
-            let body = body_in_buffer(buf, head);
+            let body = discard::buffered(buf, head);
             redirect_as_get(ex, server, locals, buf, head, pass, body, settings).await
         }
         Some(b'@') => {
@@ -1047,8 +1049,9 @@ async fn serve_pass<'f, 'a: 'f>(
 /// The rest of an internal redirect to a URI (an error page, `X-Accel-Redirect`):
 /// the request, as a GET (HEAD stays HEAD) without its body, replaces the client's
 /// in the buffer, before the bytes of any request behind it, and is served again.
-/// `body`: the bytes of the body still in the buffer after the head; `None`: not
-/// accounted for (the connection closes afterwards).
+/// `body`: where the client's body stands in the buffer; what of it is still to come
+/// is discarded behind the answer, and a body whose framing is broken closes the
+/// connection afterwards.
 #[allow(clippy::too_many_arguments)]
 async fn redirect_as_get<'a>(
     ex: &mut Exchange<'a>,
@@ -1057,13 +1060,15 @@ async fn redirect_as_get<'a>(
     buf: &mut Buf,
     head: &RequestHead,
     mut pass: Pass<'a>,
-    body: Option<usize>,
+    body: discard::Buffered,
     settings: &LocSettings,
 ) -> Handled<'a> {
     let mut bytes = error_pages::page_request(head, buf);
+    let mut unread = None;
     match body {
-        Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
-        None => pass.close = true,
+        discard::Buffered::Whole(end) => bytes.extend_from_slice(&buf[end.min(buf.len())..]),
+        discard::Buffered::Partial(rest) => unread = Some(rest),
+        discard::Buffered::Invalid => pass.close = true,
     }
     buf.clear();
     buf.extend_from_slice(&bytes);
@@ -1072,7 +1077,11 @@ async fn redirect_as_get<'a>(
         return internal_error(ex, buf, head, settings, &mut pass).await;
     }
     drop_invalid_fields(ex, buf, &mut page_head);
-    Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
+    let mut handled = Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await;
+    if unread.is_some() {
+        handled.unread_body = unread;
+    }
+    handled
 }
 
 /// nginx's `X-Accel-Redirect`: to a `@name` location with the request as it is, or
@@ -1122,7 +1131,9 @@ async fn accel_redirect<'a>(
                 if matches!(head.framing, BodyFraming::None) {
                     return Box::pin(serve_pass(ex, server, locals, buf, head, pass)).await;
                 }
-                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
+                // The proxy read the body: the buffer holds the head, then the next request.
+                let gone = discard::Buffered::Whole(head.head_len);
+                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings)
                     .await;
             }
             None => fail(
@@ -1137,8 +1148,9 @@ async fn accel_redirect<'a>(
                 locals.set_args(args);
                 pass.route
                     .redirect(String::from_utf8_lossy(&path).into_owned());
-                // The body is out of the buffer already (the proxy read it).
-                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
+                // The proxy read the body: the buffer holds the head, then the next request.
+                let gone = discard::Buffered::Whole(head.head_len);
+                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings)
                     .await;
             }
             None => {
@@ -1148,6 +1160,11 @@ async fn accel_redirect<'a>(
             }
         }
     };
+    // The proxy read the body: what follows the head in the buffer is the next
+    // request, none of it to be dropped with this answer.
+    let mut bodiless = head.clone();
+    bodiless.framing = BodyFraming::None;
+    let head = &bodiless;
     let uri = pass.route.rw.uri.clone();
     let vars = RequestVars {
         locals: Some(locals),
