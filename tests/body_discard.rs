@@ -302,7 +302,11 @@ fn unbuffered(
     let mut client = connect(port);
     client.write_all(head.as_bytes()).expect("head");
     client.write_all(preread).expect("preread");
-    let (mut conn, _) = backend.accept().expect("the upstream is contacted at once");
+    let Some(mut conn) = poll(Duration::from_secs(5), || backend.accept().ok().map(|(c, _)| c))
+    else {
+        return vec!["the upstream was not contacted within 5 s".to_owned()];
+    };
+    conn.set_nonblocking(false).expect("blocking");
     conn.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     let mut seen = Vec::new();
@@ -319,6 +323,8 @@ fn unbuffered(
 #[test]
 fn unbuffered_body_goes_upstream_as_it_comes_as_nginx() {
     let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
+    // Accepted with a deadline (see `unbuffered`).
+    backend.set_nonblocking(true).expect("nonblocking");
     let bport = backend.local_addr().expect("addr").port();
     let length = "POST /up HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 10\r\n\r\n";
     let chunks =
