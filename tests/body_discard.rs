@@ -273,7 +273,10 @@ fn read_upstream(conn: &mut TcpStream, seen: &mut Vec<u8>, want: usize) -> Strin
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut chunk = [0u8; 4096];
     loop {
-        let body_start = seen.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        let body_start = seen
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| i + 4);
         if let Some(b) = body_start {
             if seen.len() - b >= want {
                 return String::from_utf8_lossy(&seen[b..]).into_owned();
@@ -302,8 +305,9 @@ fn unbuffered(
     let mut client = connect(port);
     client.write_all(head.as_bytes()).expect("head");
     client.write_all(preread).expect("preread");
-    let Some(mut conn) = poll(Duration::from_secs(5), || backend.accept().ok().map(|(c, _)| c))
-    else {
+    let Some(mut conn) = poll(Duration::from_secs(5), || {
+        backend.accept().ok().map(|(c, _)| c)
+    }) else {
         return vec!["the upstream was not contacted within 5 s".to_owned()];
     };
     conn.set_nonblocking(false).expect("blocking");
@@ -326,7 +330,8 @@ fn unbuffered_body_goes_upstream_as_it_comes_as_nginx() {
     // Accepted with a deadline (see `unbuffered`).
     backend.set_nonblocking(true).expect("nonblocking");
     let bport = backend.local_addr().expect("addr").port();
-    let length = "POST /up HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 10\r\n\r\n";
+    let length =
+        "POST /up HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 10\r\n\r\n";
     let chunks =
         "POST /up HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
     let got = same_as_nginx(
@@ -382,7 +387,8 @@ fn request_body_in_an_error_page_as_nginx() {
     let backend = scripted_backend(|req, reader, conn| {
         let mut body = vec![0; req.content_length];
         let _ = reader.read_exact(&mut body);
-        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = conn
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     });
     let got = same_as_nginx(
         |p| error_page_conf(p, backend),

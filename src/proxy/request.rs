@@ -414,10 +414,12 @@ async fn send_head_and_body<D: Downstream>(
                     .await
                     .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
                 framed.clear();
-                let step = sc.rechunk(&bbuf, &mut framed).map_err(|e| AttemptError::Client {
-                    status: 400,
-                    why: format!("client sent invalid chunked body ({e})"),
-                })?;
+                let step = sc
+                    .rechunk(&bbuf, &mut framed)
+                    .map_err(|e| AttemptError::Client {
+                        status: 400,
+                        why: format!("client sent invalid chunked body ({e})"),
+                    })?;
                 if max != 0 && sc.payload_len() > max {
                     return Err(AttemptError::Client {
                         status: 413,

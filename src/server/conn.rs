@@ -1133,8 +1133,7 @@ async fn accel_redirect<'a>(
                 }
                 // The proxy read the body: the buffer holds the head, then the next request.
                 let gone = discard::Buffered::Whole(head.head_len);
-                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings)
-                    .await;
+                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings).await;
             }
             None => fail(
                 500,
@@ -1150,8 +1149,7 @@ async fn accel_redirect<'a>(
                     .redirect(String::from_utf8_lossy(&path).into_owned());
                 // The proxy read the body: the buffer holds the head, then the next request.
                 let gone = discard::Buffered::Whole(head.head_len);
-                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings)
-                    .await;
+                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings).await;
             }
             None => {
                 // nginx has copied the kept fields before it checks the URI.
