@@ -12,16 +12,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// The nginx binary to compare with, when there is one and ferrolb is not it.
-fn nginx() -> Option<PathBuf> {
-    let bin = PathBuf::from("/usr/sbin/nginx");
-    (bin.exists() && !bin_is_nginx(&proxy_bin())).then_some(bin)
-}
 
 /// Runs `case` on ferrolb, then on nginx when it is installed, and checks both gave
 /// the same answers; returns ferrolb's.
@@ -31,7 +24,7 @@ fn same_as_nginx<T: PartialEq + std::fmt::Debug>(
 ) -> T {
     let (_ferrolb, [port]) = Proxy::start_on(|[p]| conf(p));
     let ours = case(port);
-    if let Some(bin) = nginx() {
+    if let Some(bin) = reference_nginx() {
         let (_nginx, [np]) = Proxy::start_bin_on(bin, |[p]| conf(p));
         assert_eq!(ours, case(np), "ferrolb and nginx answered differently");
     }
