@@ -512,6 +512,42 @@ mod tests {
     const NEXT: &[u8] = b"GET / HTTP/1.1\r\n";
 
     #[test]
+    fn body_rest_finds_the_end_across_pieces() {
+        assert!(BodyRest::of(BodyFraming::None).is_none());
+        assert!(BodyRest::of(BodyFraming::Length(0)).is_none());
+        let mut len = BodyRest::of(BodyFraming::Length(7)).expect("a body");
+        assert_eq!(len.read_size(4096), 7);
+        assert_eq!(len.feed(b"abcd"), Ok(ScanStep::NeedMore));
+        assert_eq!(len.read_size(2), 2);
+        assert_eq!(len.feed(b"efgGET"), Ok(ScanStep::Done { body_end: 3 }));
+        let mut ch = BodyRest::of(BodyFraming::Chunked).expect("a body");
+        assert_eq!(ch.read_size(4096), 4096);
+        assert_eq!(ch.feed(b"3\r\nab"), Ok(ScanStep::NeedMore));
+        assert_eq!(
+            ch.feed(b"c\r\n0\r\n\r\nGET"),
+            Ok(ScanStep::Done { body_end: 8 })
+        );
+        let mut bad = BodyRest::of(BodyFraming::Chunked).expect("a body");
+        assert!(bad.feed(b"4\r\nSEE-THIS\r\n").is_err());
+    }
+
+    #[test]
+    fn rechunk_sends_each_piece_as_one_chunk() {
+        let mut sc = ChunkedScanner::new();
+        let mut out = Vec::new();
+        let step = sc.rechunk(b"5\r\n01234\r\n4\r\nmany\r\n", &mut out);
+        assert_eq!(step, Ok(ScanStep::NeedMore));
+        assert_eq!(out, b"9\r\n01234many\r\n");
+        out.clear();
+        // Framing alone carries no chunk; trailers are dropped with the last chunk.
+        assert_eq!(sc.rechunk(b"1", &mut out), Ok(ScanStep::NeedMore));
+        assert!(out.is_empty());
+        let step = sc.rechunk(b"\r\nx\r\n0\r\nA: b\r\n\r\nNEXT", &mut out);
+        assert_eq!(step, Ok(ScanStep::Done { body_end: 16 }));
+        assert_eq!(out, b"1\r\nx\r\n0\r\n\r\n");
+    }
+
+    #[test]
     fn simple_body() {
         let mut s = ChunkedScanner::new();
         assert_eq!(
