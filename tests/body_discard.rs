@@ -296,8 +296,10 @@ fn unbuffered(
     (rest, in_all): (&[u8], usize),
 ) -> Vec<String> {
     let mut client = connect(port);
-    client.write_all(head.as_bytes()).expect("head");
-    client.write_all(preread).expect("preread");
+    // In one write: the preread is what came with the head.
+    let mut first = head.as_bytes().to_vec();
+    first.extend_from_slice(preread);
+    client.write_all(&first).expect("head");
     let Some(mut conn) = poll(Duration::from_secs(5), || {
         backend.accept().ok().map(|(c, _)| c)
     }) else {
@@ -388,4 +390,80 @@ fn request_body_in_an_error_page_as_nginx() {
         |port| answers(port, &with_length("/up", 10, true)),
     );
     assert_eq!(got, ["HTTP/1.1 404 Not Found [close] body=xxxxxxxxxx"]);
+}
+
+fn h2c_conf(port: u16, backend: u16) -> String {
+    format!(
+        r#"events {{}}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} http2;
+    server_name localhost;
+    proxy_request_buffering off;
+    proxy_http_version 1.1;
+    location / {{ proxy_pass http://127.0.0.1:{backend}; }}
+  }}
+}}
+"#
+    )
+}
+
+/// An HTTP/2 frame: type, flags, stream 1 (0 for SETTINGS), payload.
+fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("small frame")
+        .to_be_bytes();
+    let stream: u32 = if kind == 4 { 0 } else { 1 };
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A POST over h2c without `content-length` whose DATA come two frames at a time:
+/// what the upstream saw after each pair.
+fn h2_pairs(backend: &TcpListener, port: u16) -> Vec<String> {
+    const DATA: u8 = 0;
+    let mut client = connect(port);
+    let mut first = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    first.extend(frame(4, 0, b""));
+    // :method POST, :scheme http, :path /, :authority localhost (HPACK).
+    let mut block = vec![0x83, 0x86, 0x84, 0x41, 9];
+    block.extend_from_slice(b"localhost");
+    first.extend(frame(1, 0x4, &block));
+    first.extend(frame(DATA, 0, b"01234"));
+    first.extend(frame(DATA, 0, b"many"));
+    client.write_all(&first).expect("send");
+    let Some(mut conn) = poll(Duration::from_secs(5), || {
+        backend.accept().ok().map(|(c, _)| c)
+    }) else {
+        return vec!["the upstream was not contacted within 5 s".to_owned()];
+    };
+    conn.set_nonblocking(false).expect("blocking");
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut seen = Vec::new();
+    let one = read_upstream(&mut conn, &mut seen, 14);
+    let mut last = frame(DATA, 0, b"56789");
+    last.extend(frame(DATA, 0x1, b"many"));
+    client.write_all(&last).expect("send");
+    let both = read_upstream(&mut conn, &mut seen, 33);
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    vec![one, both]
+}
+
+#[test]
+fn h2_data_at_hand_go_upstream_as_one_chunk_as_nginx() {
+    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
+    backend.set_nonblocking(true).expect("nonblocking");
+    let bport = backend.local_addr().expect("addr").port();
+    let got = same_as_nginx(|p| h2c_conf(p, bport), |port| h2_pairs(&backend, port));
+    assert_eq!(
+        got,
+        [
+            "9\r\n01234many\r\n",
+            "9\r\n01234many\r\n9\r\n56789many\r\n0\r\n\r\n"
+        ]
+    );
 }
