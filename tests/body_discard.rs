@@ -4,8 +4,9 @@
 //! body broken in the part at hand is answered with 400, a transfer coding other than
 //! `chunked` with 501. With `proxy_request_buffering off` the upstream gets the head
 //! and the preread part of the body at once, the rest as it comes (a chunked body
-//! re-framed, one chunk per read), and an error page after an intercepted upstream
-//! error still has `$request_body`. Each case runs on ferrolb and on Debian's nginx
+//! re-framed, one chunk per read, and over HTTP/2 the DATA frames at hand as one
+//! chunk), and an error page after an intercepted upstream error still has
+//! `$request_body`. Each case runs on ferrolb and on Debian's nginx
 //! with the same config, and the answers are compared.
 
 mod common;
