@@ -291,8 +291,8 @@ pub struct RequestVars<'a> {
     /// `$connection`: the client connection's serial number; 0 where there is no
     /// connection (the variable is then empty).
     pub connection: u64,
-    /// The location's files and prefix (`$request_filename`, `$document_root`).
-    pub files: Option<(&'a FilesConf, Option<&'a str>)>,
+    /// The location's files (`$request_filename`, `$document_root`).
+    pub files: Option<&'a FilesConf>,
     /// `$http2`: `"h2"` or `"h2c"` for a request over HTTP/2, `None` for HTTP/1
     /// (`$server_protocol` and `$request` then say `HTTP/2.0`).
     pub http2: Option<&'static str>,
@@ -525,8 +525,8 @@ impl RequestVars<'_> {
                 }
             }
             Var::RequestFilename => {
-                if let Some((files, prefix)) = self.files {
-                    if let Some(path) = files.file_for(prefix, self.uri, &|t| self.evaluated(t)) {
+                if let Some(files) = self.files {
+                    if let Some(path) = files.file_for(self.uri, &|t| self.evaluated(t)) {
                         out.extend_from_slice(path.as_os_str().as_encoded_bytes());
                     }
                 }
@@ -534,7 +534,7 @@ impl RequestVars<'_> {
             Var::DocumentRoot => {
                 if let Some(root) = self
                     .files
-                    .and_then(|(f, _)| f.document_root(&|t| self.evaluated(t)))
+                    .and_then(|f| f.document_root(&|t| self.evaluated(t)))
                 {
                     out.extend_from_slice(root.as_os_str().as_encoded_bytes());
                 }
@@ -542,7 +542,7 @@ impl RequestVars<'_> {
             Var::RealpathRoot => {
                 let root = self
                     .files
-                    .and_then(|(f, _)| f.document_root(&|t| self.evaluated(t)));
+                    .and_then(|f| f.document_root(&|t| self.evaluated(t)));
                 if let Some(p) = root.and_then(|r| std::fs::canonicalize(r).ok()) {
                     out.extend_from_slice(p.as_os_str().as_encoded_bytes());
                 }

@@ -193,3 +193,86 @@ fn idle_keepalive_connections_close_at_keepalive_timeout() {
         }
     }
 }
+
+/// A client that closes its connection while the upstream has not answered yet: the
+/// proxy gives up at once (499, the upstream connection closed, no header time), as
+/// nginx does with `proxy_ignore_client_abort off`; with it `on` the request runs to
+/// the upstream's answer.
+#[test]
+fn a_client_gone_before_the_answer_ends_the_upstream_request() {
+    // The backend reads a request, then waits for the proxy to close the connection;
+    // says whether it did within 2 s, and answers when it did not.
+    let backend = local_listener();
+    let bport = backend.local_addr().expect("addr").port();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+    let (verdict_tx, verdict_rx) = std::sync::mpsc::channel::<bool>();
+    std::thread::spawn(move || {
+        for conn in backend.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (seen, verdict) = (seen_tx.clone(), verdict_tx.clone());
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = seen.send(());
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                let closed = matches!(conn.read(&mut chunk), Ok(0));
+                let _ = verdict.send(closed);
+                if !closed {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+                }
+            });
+        }
+    });
+    let conf = move |[p]: [u16; 1]| {
+        format!(
+            "events {{}}\nhttp {{\n  log_format t '$request_uri $status $upstream_header_time';\n  access_log logs/t.log t;\n  server {{\n    listen 127.0.0.1:{p};\n    location / {{ proxy_pass http://127.0.0.1:{bport}; }}\n    location /patient {{ proxy_ignore_client_abort on; proxy_pass http://127.0.0.1:{bport}; }}\n  }}\n}}\n"
+        )
+    };
+    let mut servers = vec![Proxy::start_on(conf)];
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    if nginx_bin.exists() && !bin_is_nginx(&proxy_bin()) {
+        servers.push(Proxy::start_bin_on(nginx_bin, conf));
+    }
+    let mut patient_lines = Vec::new();
+    for (proxy, [port]) in &servers {
+        let name = proxy.bin.display().to_string();
+        for (path, closes) in [("/impatient", true), ("/patient", false)] {
+            let mut s = TcpStream::connect(("127.0.0.1", *port)).expect("connect");
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+                .expect("send");
+            seen_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the request reached the backend");
+            drop(s);
+            let closed = verdict_rx
+                .recv_timeout(Duration::from_secs(15))
+                .expect("the backend's verdict");
+            assert_eq!(closed, closes, "{name} {path}: upstream connection closed");
+        }
+        let log = proxy.dir.join("logs/t.log");
+        let lines = wait_until(Duration::from_secs(10), "two access log lines", || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            (text.lines().count() >= 2).then_some(text)
+        });
+        let mut lines = lines.lines();
+        assert_eq!(lines.next(), Some("/impatient 499 -"), "{name}");
+        let patient = lines.next().unwrap_or_default();
+        assert!(patient.starts_with("/patient "), "{name}: {patient}");
+        // The status after a write to a gone client; the header time is there.
+        let fields: Vec<&str> = patient.split(' ').collect();
+        assert!(
+            fields.get(2).is_some_and(|t| t.starts_with('2')),
+            "{name}: {patient}"
+        );
+        patient_lines.push(fields[1].to_owned());
+    }
+    patient_lines.dedup();
+    assert_eq!(patient_lines.len(), 1, "statuses differ: {patient_lines:?}");
+}

@@ -1,6 +1,8 @@
 //! Redirects ferrolb makes itself, compared with Debian's nginx on the same config:
 //! `return 3xx /path` made absolute (`absolute_redirect`), the automatic 301 from
-//! `/app` to `/app/` when `location /app/` proxies, and absolute URLs left alone.
+//! `/app` to `/app/` when `location /app/` proxies, and absolute URLs left alone; a
+//! request without a host (HTTP/1.0 without Host, a Host nginx refuses, whose 400 goes
+//! through the default server's `error_page`) is redirected to the local address.
 
 mod common;
 
@@ -15,6 +17,7 @@ fn conf(port: u16, backend: u16) -> String {
          location = /moved {{ return 302 /elsewhere?a=1; }}\n    \
          location = /away {{ return 307 https://example.com/x; }}\n    \
          location /app/ {{ proxy_pass http://127.0.0.1:{backend}; }}\n    \
+         error_page 400 /old;\n    add_header X-Always yes always;\n    \
          location = /exact {{ return 200 \"exact\\n\"; }}\n    \
          location /exact/ {{ proxy_pass http://127.0.0.1:{backend}; }}\n  }}\n}}\n"
     )
@@ -73,6 +76,41 @@ fn redirects_match_nginx() {
             let (a, b) = (facts(&r, port), facts(&theirs, *nport));
             if a != b {
                 diffs.push(format!("{path}\n  ferrolb: {a}\n  nginx:   {b}"));
+            }
+        }
+    }
+    let raw_cases: [(&[u8], u16, &str); 3] = [
+        (
+            b"GET /old HTTP/1.0\r\n\r\n",
+            301,
+            "http://127.0.0.1:PORT/new",
+        ),
+        (
+            b"GET /old HTTP/1.0\r\nHost: .\r\n\r\n",
+            301,
+            "http://127.0.0.1:PORT/new",
+        ),
+        (
+            b"GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            301,
+            "http://127.0.0.1:PORT/new",
+        ),
+    ];
+    for (bytes, status, location) in raw_cases {
+        let what = String::from_utf8_lossy(bytes);
+        let r = raw_request(port, bytes).expect("request");
+        assert_eq!(
+            (r.status, r.header("x-always")),
+            (status, Some("yes")),
+            "{what}"
+        );
+        let loc = r.header("location").unwrap_or("-");
+        assert_eq!(loc.replace(&port.to_string(), "PORT"), location, "{what}");
+        if let Some((_, [nport])) = &nginx {
+            let theirs = raw_request(*nport, bytes).expect("nginx request");
+            let (a, b) = (facts(&r, port), facts(&theirs, *nport));
+            if a != b {
+                diffs.push(format!("{what}\n  ferrolb: {a}\n  nginx:   {b}"));
             }
         }
     }

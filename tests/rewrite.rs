@@ -320,6 +320,13 @@ http {{
       if ($arg_debug) {{ proxy_pass http://127.0.0.1:{backend}; }}
       return 204;
     }}
+    # A later `if` without a handler keeps an earlier one's proxy_pass, with its own
+    # settings, which have no upstream: 500, as nginx.
+    location /ifs/ {{
+      set $true 1;
+      if ($true) {{ proxy_pass http://127.0.0.1:{backend}; }}
+      if ($arg_second) {{ }}
+    }}
   }}
 }}
 "#
@@ -340,13 +347,19 @@ fn rewritten_requests_reach_the_upstream_as_with_nginx() {
         ("/api/other", "curl"),
         ("/plain/p?debug=1", "curl"),
         ("/plain/p", "curl"),
+        ("/ifs/a", "curl"),
+        ("/ifs/a?second=1", "curl"),
     ];
     let mut mismatches = Vec::new();
     for (path, agent) in cases {
         let headers = [("User-Agent", agent)];
         let answer = |p: u16| {
             http_request(p, "GET", path, "localhost", &headers, b"")
-                .map(|r| format!("{} {}", r.status, r.text()))
+                // Error pages name the server: the status is compared.
+                .map(|r| match r.status {
+                    400.. => r.status.to_string(),
+                    _ => format!("{} {}", r.status, r.text()),
+                })
                 .unwrap_or_else(|e| format!("error: {e}"))
         };
         let ours = answer(port);

@@ -38,6 +38,7 @@ fn tree() -> PathBuf {
     write("www/data.bin", "0123456789");
     write("www/empty.txt", "");
     write("static/css/site.css", "body { color: black }\n");
+    write("static/css/readme.txt", "css readme\n");
     write("secret.txt", "TOP SECRET\n");
     // gzip_static: the copies need not be gzip for the servers, only named so.
     write("www/gz/a.css", "plain a\n");
@@ -94,6 +95,8 @@ fn conf(dir: &Path, port: u16) -> String {
          location /tryd2/ {{ try_files $uri/ =404; }}\n    \
          location ~ ^/re-alias\\.txt$ {{ alias {d}/www/noindex; try_files /a.txt =404; }}\n    \
          location = /link.txt {{ disable_symlinks on; }}\n    \
+         location /nest/ {{ alias {d}/static/; location ~ \\.css$ {{ try_files $uri =404; }}\n      \
+         location /nest/css/ {{ }} }}\n    \
          location /gz/ {{ gzip_static on; gzip_vary on; gzip_disable msie6 \"^Bad\"; }}\n    \
          location /gza/ {{ gzip_static always; gzip_http_version 1.0; gzip_proxied auth; }}\n  }}\n}}\n",
         d = dir.display()
@@ -224,6 +227,11 @@ const CASES: &[Case] = &[
     ("GET", "/tryd/x", &[], 301),
     ("GET", "/tryd2/", &[], 404),
     ("GET", "/re-alias.txt", &[], 200),
+    // A nested location's inherited alias strips the prefix of the location that set
+    // it, not its own.
+    ("GET", "/nest/css/site.css", &[], 200),
+    ("GET", "/nest/css/readme.txt", &[], 200),
+    ("GET", "/nest/css/", &[], 403),
     ("GET", "/link.txt", &[], 403),
     ("GET", "/data.bin", &[("Range", "bytes=0-3")], 206),
     ("GET", "/data.bin", &[("Range", "bytes=-3")], 206),

@@ -1194,39 +1194,30 @@ fn root_and_alias_with_variables_never_name_a_path_that_leaves_them() {
     // The evaluated value stands for the request's captures or arguments.
     let with = |v: &'static str| move |_: &Template| v.as_bytes().to_vec();
     assert_eq!(
-        regex.file_for(None, "/s/a.css", &with("/srv/static/a.css")),
+        regex.file_for("/s/a.css", &with("/srv/static/a.css")),
         Some(PathBuf::from("/srv/static/a.css"))
     );
     assert_eq!(
-        regex.file_for(None, "/s/x", &with("/srv/static/../etc/passwd")),
+        regex.file_for("/s/x", &with("/srv/static/../etc/passwd")),
         None
     );
-    assert_eq!(
-        regex.file_for(None, "/s/x", &with("/srv/static/a\0b")),
-        None
-    );
-    assert_eq!(regex.file_for(None, "/s/x", &with("")), None);
+    assert_eq!(regex.file_for("/s/x", &with("/srv/static/a\0b")), None);
+    assert_eq!(regex.file_for("/s/x", &with("")), None);
     let prefix = &locs[1].settings.files;
     assert_eq!(
-        prefix.file_for(Some("/v/"), "/v/f.txt", &with("/srv/d1/")),
+        prefix.file_for("/v/f.txt", &with("/srv/d1/")),
         Some(PathBuf::from("/srv/d1/f.txt"))
     );
-    assert_eq!(
-        prefix.file_for(Some("/v/"), "/v/f.txt", &with("/srv/../")),
-        None
-    );
+    assert_eq!(prefix.file_for("/v/f.txt", &with("/srv/../")), None);
     let root = &locs[2].settings.files;
     assert_eq!(
-        root.file_for(Some("/r/"), "/r/f.txt", &with("/srv/one")),
+        root.file_for("/r/f.txt", &with("/srv/one")),
         Some(PathBuf::from("/srv/one/r/f.txt"))
     );
-    assert_eq!(
-        root.file_for(Some("/r/"), "/r/f.txt", &with("/srv/..")),
-        None
-    );
+    assert_eq!(root.file_for("/r/f.txt", &with("/srv/..")), None);
     // A relative value is under the prefix, as nginx.
     assert_eq!(
-        root.file_for(Some("/r/"), "/r/f.txt", &with("html")),
+        root.file_for("/r/f.txt", &with("html")),
         Some(PathBuf::from("/srv/lb/html/r/f.txt"))
     );
 }

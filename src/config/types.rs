@@ -838,6 +838,10 @@ pub struct LocSettings {
     /// `proxy_intercept_errors`: an upstream response with a status of 300 or more
     /// that has an `error_page` gets that page instead of its own body. Default off.
     pub proxy_intercept_errors: bool,
+    /// `proxy_ignore_client_abort` (`uwsgi_ignore_client_abort` where `uwsgi_pass`
+    /// applies): off (the default) ends the request (499, upstream connection closed)
+    /// when the client closes its connection while the upstream has not answered yet.
+    pub proxy_ignore_client_abort: bool,
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,
@@ -972,8 +976,15 @@ pub enum DocRoot {
     /// `root PATH`: the file is PATH plus the whole URI. Default `html` under the
     /// prefix, as nginx.
     Root(std::path::PathBuf),
-    /// `alias PATH`: the file is PATH plus the URI after the location's prefix.
-    Alias(std::path::PathBuf),
+    /// `alias PATH` in a prefix location: the file is PATH plus the URI after that
+    /// location's prefix. The prefix stays with the value: a nested location that
+    /// inherits the alias strips the prefix of the location that set it, as nginx.
+    Alias {
+        /// PATH.
+        path: std::path::PathBuf,
+        /// The prefix of the location `alias` is written in.
+        location: String,
+    },
     /// `root` or `alias` with variables (`root /srv/$host;`, `alias /srv/static/$1;`),
     /// evaluated per request; a relative value is under `prefix`, as nginx's
     /// `ngx_get_full_name`.
@@ -988,12 +999,13 @@ pub enum DocRoot {
 }
 
 /// How a [`DocRoot::Vars`] value and the URI make the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UriPart {
     /// `root`: the whole URI is appended.
     Whole,
-    /// `alias` in a prefix location: the URI after the prefix is appended.
-    AfterPrefix,
+    /// `alias` in a prefix location: the URI after this prefix (the location's the
+    /// alias is written in) is appended.
+    AfterPrefix(String),
     /// `alias` in a regex location: the value alone names the file (its captures
     /// carry the URI's parts), as nginx.
     None,
@@ -1344,16 +1356,11 @@ impl GzipProxied {
 
 impl FilesConf {
     /// The file a URI names (`$request_filename`): `root` plus the URI, or `alias` plus
-    /// the URI after the location's prefix, or a regex location's `alias` alone. `eval`
+    /// the URI after its location's prefix, or a regex location's `alias` alone. `eval`
     /// evaluates a value with variables. `None` when a value with variables makes a
     /// path that could leave it (a `..` component, a NUL byte) or is empty: such a
     /// file is never looked up.
-    pub fn file_for(
-        &self,
-        location_prefix: Option<&str>,
-        uri: &str,
-        eval: &dyn Fn(&Template) -> Vec<u8>,
-    ) -> Option<PathBuf> {
+    pub fn file_for(&self, uri: &str, eval: &dyn Fn(&Template) -> Vec<u8>) -> Option<PathBuf> {
         fn join(base: &std::path::Path, rest: &str) -> PathBuf {
             // As bytes: a `/`-led URI must not replace the base, as `Path::join` would.
             let mut s = base.as_os_str().to_owned();
@@ -1366,19 +1373,16 @@ impl FilesConf {
             s.push(rest);
             PathBuf::from(s)
         }
-        let after_prefix = || {
-            location_prefix
-                .and_then(|p| uri.strip_prefix(p))
-                .unwrap_or(uri)
-        };
+        // A URI outside the prefix (a `try_files` entry) is appended whole, as nginx.
+        let after = |location: &str| uri.strip_prefix(location).unwrap_or(uri);
         match &self.doc {
             DocRoot::Root(root) => Some(join(root, uri)),
-            DocRoot::Alias(alias) => Some(join(alias, after_prefix())),
+            DocRoot::Alias { path, location } => Some(join(path, after(location))),
             DocRoot::Vars { uri: part, .. } => {
                 let base = self.evaluated_root(eval)?;
                 let path = match part {
                     UriPart::Whole => join(&base, uri),
-                    UriPart::AfterPrefix => join(&base, after_prefix()),
+                    UriPart::AfterPrefix(location) => join(&base, after(location)),
                     UriPart::None => base,
                 };
                 let escapes = path
@@ -1394,12 +1398,11 @@ impl FilesConf {
     /// tried URI to the alias value there, where the request's own URI is not added).
     pub fn try_file_for(
         &self,
-        location_prefix: Option<&str>,
         candidate: &str,
         eval: &dyn Fn(&Template) -> Vec<u8>,
     ) -> Option<PathBuf> {
         if !self.alias_names_file() {
-            return self.file_for(location_prefix, candidate, eval);
+            return self.file_for(candidate, eval);
         }
         let mut base = self.evaluated_root(eval)?.into_os_string();
         base.push(candidate);
@@ -1414,7 +1417,7 @@ impl FilesConf {
     /// (`None` when that gives nothing usable).
     pub fn document_root(&self, eval: &dyn Fn(&Template) -> Vec<u8>) -> Option<PathBuf> {
         match &self.doc {
-            DocRoot::Root(p) | DocRoot::Alias(p) => Some(p.clone()),
+            DocRoot::Root(p) | DocRoot::Alias { path: p, .. } => Some(p.clone()),
             DocRoot::Vars { .. } => self.evaluated_root(eval),
         }
     }

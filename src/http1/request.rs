@@ -145,6 +145,33 @@ impl RequestHead {
         }
     }
 
+    /// After [`parse`](Self::parse) refused the head with `e`: what an error page may
+    /// still read of it. A Host error leaves the request line and the fields (parsed
+    /// and valid) without a host to route by, as nginx's; any other error leaves an
+    /// empty head (method GET, no target, no fields). Either way no body is expected
+    /// and the connection does not carry another request.
+    pub fn keep_refused(&mut self, e: ParseError) {
+        if matches!(
+            e,
+            ParseError::InvalidHost | ParseError::DuplicateHost | ParseError::MissingHost
+        ) {
+            self.host = None;
+            self.absolute_host = None;
+            self.xff = None;
+            self.framing = BodyFraming::None;
+            self.keep_alive = false;
+            self.expect_continue = false;
+            self.upgrade = false;
+        } else {
+            let mut headers = std::mem::take(&mut self.headers);
+            headers.clear();
+            *self = RequestHead {
+                headers,
+                ..RequestHead::default()
+            };
+        }
+    }
+
     /// Drops the header fields whose name `drop` refuses (nginx's
     /// `ignore_invalid_headers`), keeping `host` and `xff` pointing at the right fields.
     /// Returns the dropped fields' ranges (name start .. value end) for the log.

@@ -155,6 +155,27 @@ impl Stream {
         each!(self, s => s.readable().await, t => t.readable().await)
     }
 
+    /// Resolves when the peer has closed its side of the connection (or reset it);
+    /// stays pending if it sent bytes instead (they belong to its next request) and on
+    /// an in-memory stream. nginx's check for a client gone while the upstream works.
+    pub async fn peer_closed(&self) {
+        let socket = match self {
+            Stream::Tls(t) => t.raw(),
+            other => other,
+        };
+        let ready = match socket {
+            Stream::Tcp(s) => s.ready(Interest::READABLE).await,
+            Stream::Unix(s) => s.ready(Interest::READABLE).await,
+            Stream::Tls(_) | Stream::Pipe(_) => return std::future::pending().await,
+        };
+        // Read-closed is the socket's end of input (the kernel's RDHUP), even behind
+        // unread bytes; plain readability is a next request arriving.
+        if !ready.is_ok_and(|r| !r.is_read_closed()) {
+            return;
+        }
+        std::future::pending().await
+    }
+
     /// Waits until the stream is writable (possibly spuriously).
     #[inline]
     pub async fn writable(&self) -> io::Result<()> {

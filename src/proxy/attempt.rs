@@ -453,7 +453,7 @@ async fn attempt<D: Downstream>(
             UpstreamProtocol::Uwsgi => super::uwsgi::build_packet(f, cbuf, &peer.conf.addr, body)?,
         };
         let outcome = match request::send(f, client, cbuf, &mut conn, &uhead.bytes, body).await {
-            Ok(()) => read_head(&conn.stream, f.head, f.settings).await,
+            Ok(()) => response_head(f, client, &conn.stream).await,
             Err(e) => Err(e),
         };
         match outcome {
@@ -585,6 +585,27 @@ async fn acquire(
 }
 
 /// Reads the response head, skipping interim 1xx responses other than 101.
+/// The upstream's response head, unless the client goes away first: with
+/// `proxy_ignore_client_abort off` (the default) nginx then ends the request with 499
+/// and closes the upstream connection, so a backend's work for nobody stops early.
+async fn response_head<D: Downstream>(
+    f: &Forward<'_>,
+    client: &mut D,
+    stream: &Stream,
+) -> Result<(Recycled<ResponseHead>, Buf), AttemptError> {
+    if f.settings.proxy_ignore_client_abort {
+        return read_head(stream, f.head, f.settings).await;
+    }
+    tokio::select! {
+        biased;
+        read = read_head(stream, f.head, f.settings) => read,
+        () = client.gone() => Err(AttemptError::Client {
+            status: 499,
+            why: "client prematurely closed connection, so upstream connection is closed too while reading response header from upstream".to_owned(),
+        }),
+    }
+}
+
 async fn read_head(
     stream: &Stream,
     req: &RequestHead,

@@ -66,6 +66,13 @@ pub trait Downstream {
         limit: Duration,
     ) -> impl Future<Output = Result<usize, IoFailure>>;
 
+    /// Resolves when the client is gone (closed its connection, reset its stream)
+    /// while the upstream has not answered: the proxy then gives up
+    /// (`proxy_ignore_client_abort off`). A front end that cannot tell never resolves.
+    fn gone(&mut self) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
+
     /// Tells a client that sent `Expect: 100-continue` to go on with its body.
     fn send_continue(&mut self) -> impl Future<Output = Result<(), IoFailure>>;
 

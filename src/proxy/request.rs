@@ -42,7 +42,7 @@ pub(super) fn vars<'a>(
         locals: f.locals,
         // `$document_root`, `$request_filename` are the location's, as in nginx
         // (`uwsgi_params` sends DOCUMENT_ROOT).
-        files: Some((&f.settings.files, f.pass.location_prefix.as_deref())),
+        files: Some(&f.settings.files),
         connection: f.info.id,
         http2: f.info.http2_name(),
     }
@@ -510,6 +510,11 @@ pub(super) async fn answer_error<D: Downstream>(
     let listed = f.log_upstream && !done.attempts.is_empty();
     if let Some(locals) = f.locals.filter(|_| listed) {
         locals.set_upstream(done.attempts.clone());
+    }
+    if status == 499 {
+        // The client is gone (nginx's "client closed request"): nothing to answer.
+        done.keep_client = false;
+        return;
     }
     if (f.hands_off)(status) {
         done.handed_off = Some(super::HandedOff {

@@ -382,7 +382,11 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
                     format_args!("client sent invalid request ({e}), client: {}", info.remote),
                 ),
             }
-            reject(ex.stream, e.status_code()).await;
+            head.keep_refused(e);
+            let outcome = refused(ex, buf, &head, e.status_code()).await;
+            if let Some(log) = &outcome.log {
+                log.write(&outcome, ex.started);
+            }
             return Next::Close {
                 client_may_send: false,
             };
@@ -566,6 +570,61 @@ struct Handled<'a> {
     log: Option<LogLine<'a>>,
 }
 
+/// Answers a head nginx refuses with `status` as nginx does: by the settings of the
+/// address's default server (the head named no server nginx would trust), through
+/// its `error_page` for the status and its `add_header ... always`; the connection
+/// closes after.
+async fn refused<'a>(
+    ex: &mut Exchange<'a>,
+    buf: &mut Buf,
+    head: &RequestHead,
+    status: u16,
+) -> Handled<'a> {
+    let servers = &ex.rt.config.http.servers;
+    let Some(server) = vhost::find_server(servers, &ex.info.local, None).map(|i| &servers[i])
+    else {
+        reject(ex.stream, status).await;
+        return Handled::nothing(status);
+    };
+    let path = head.path(buf);
+    let uri = uri::normalize(path).map_or_else(|_| String::new(), |u| u.into_owned());
+    let locals = Locals::new(&ex.rt.config.http);
+    locals.set_started(ex.started);
+    let mut route = Route::new(uri, path);
+    route.refused = Some(status);
+    let pass = Pass {
+        route,
+        pages: PageState::default(),
+        log: None,
+        first: true,
+        close: true,
+        conn_slots: Vec::new(),
+    };
+    let mut handled = serve_pass(ex, server, &locals, buf, head, pass).await;
+    // Logged as the status it is on the wire (nginx's 494 is an internal code).
+    handled.status = respond::wire_status(handled.status);
+    handled
+}
+
+impl Handled<'_> {
+    /// An answer written without the phases (nothing to log, the connection closes).
+    fn nothing(status: u16) -> Self {
+        Handled {
+            gzip_ratio: None,
+            status,
+            body_bytes: 0,
+            head_bytes: 0,
+            attempts: Vec::new(),
+            sent_head: Vec::new(),
+            keep_alive: false,
+            unread_body: None,
+            keepalive_timeout: Duration::ZERO,
+            header_timeout: Duration::ZERO,
+            log: None,
+        }
+    }
+}
+
 /// Routes and answers one request whose head is in `buf`.
 async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) -> Handled<'a> {
     let (rt, info) = (ex.rt, ex.info);
@@ -582,19 +641,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         // Only possible with no server at all for this address; valid configs always
         // have a default server per listen address.
         reject(ex.stream, 404).await;
-        return Handled {
-            gzip_ratio: None,
-            status: 404,
-            body_bytes: 0,
-            head_bytes: 0,
-            attempts: Vec::new(),
-            sent_head: Vec::new(),
-            keep_alive: false,
-            unread_body: None,
-            keepalive_timeout: Duration::ZERO,
-            header_timeout: Duration::ZERO,
-            log: None,
-        };
+        return Handled::nothing(404);
     };
     // nginx's post-read phase: the real client address by the server's settings.
     if let Some(real) = super::admission::real_client(&server.settings, info, head, buf) {
@@ -814,7 +861,7 @@ async fn serve_pass<'f, 'a: 'f>(
     }
     let vars_here = || RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, info, &server.primary_name, &uri)
     };
     let first = std::mem::take(&mut pass.first);
@@ -966,7 +1013,7 @@ async fn serve_pass<'f, 'a: 'f>(
     // The buffer holds the request again (the proxy path put it back).
     RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, info, &server.primary_name, &uri)
     }
     .eval(&page.target, &mut to);
@@ -1166,7 +1213,7 @@ async fn accel_redirect<'a>(
     let uri = pass.route.rw.uri.clone();
     let vars = RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, ex.info, &server.primary_name, &uri)
     };
     let mut headers = evaluated_add_header(settings, &vars);
@@ -1204,7 +1251,7 @@ async fn standard_answer<'a>(
 ) -> Handled<'a> {
     let vars = RequestVars {
         locals: Some(locals),
-        files: Some((&settings.files, None)),
+        files: Some(&settings.files),
         ..request_vars(head, buf, ex.info, &server.primary_name, uri)
     };
     let headers = evaluated_add_header(settings, &vars);
@@ -1729,9 +1776,14 @@ fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
         .and_then(|h| std::str::from_utf8(h).ok())
         .map(vhost::normalize_host)
         .filter(|h| !h.is_empty());
-    let host = match asked {
-        Some(h) if !s.server_name_in_redirect => h,
-        _ => site.server_name.to_owned(),
+    // Without one (HTTP/1.0 without Host, a head refused for its host) nginx names
+    // the address the connection came to.
+    let host = match (asked, site.info.local.inet()) {
+        _ if s.server_name_in_redirect => site.server_name.to_owned(),
+        (Some(h), _) => h,
+        (None, Some(std::net::SocketAddr::V4(a))) => a.ip().to_string(),
+        (None, Some(std::net::SocketAddr::V6(a))) => format!("[{}]", a.ip()),
+        (None, None) => site.server_name.to_owned(),
     };
     let (scheme, default_port) = match site.info.tls() {
         Some(_) => ("https", 443),

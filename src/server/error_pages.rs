@@ -83,26 +83,37 @@ pub(super) fn redirect_status(page: &ErrorPage) -> u16 {
 
 /// The head of the request a `/uri` page is fetched with: the client's request line
 /// and fields, as GET (HEAD stays HEAD), without the fields that announce a body.
-/// `buf` is the buffer `head` was parsed from.
+/// `buf` is the buffer `head` was parsed from. A head refused for its host
+/// ([`RequestHead::keep_refused`]) goes as HTTP/1.0 without one, as nginx serves its
+/// page without a host.
 pub(super) fn page_request(head: &RequestHead, buf: &[u8]) -> Vec<u8> {
+    let hostless = head.host.is_none() && head.absolute_host.is_none();
     let mut out = Vec::with_capacity(head.head_len);
     out.extend_from_slice(if head.method == Method::Head {
         b"HEAD "
     } else {
         b"GET "
     });
-    out.extend_from_slice(&buf[head.target.clone()]);
-    out.extend_from_slice(if head.minor_version == 0 {
+    // The target after an absolute form's authority may be empty or a query; an
+    // empty head has none.
+    let target = &buf[head.target.clone()];
+    if matches!(target.first(), None | Some(b'?')) {
+        out.push(b'/');
+    }
+    out.extend_from_slice(target);
+    out.extend_from_slice(if head.minor_version == 0 || hostless {
         b" HTTP/1.0\r\n"
     } else {
         b" HTTP/1.1\r\n"
     });
     for h in &head.headers {
         let name = h.name(buf);
-        if [&b"content-length"[..], b"transfer-encoding", b"expect"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-        {
+        let dropped: &[&[u8]] = if hostless {
+            &[b"content-length", b"transfer-encoding", b"expect", b"host"]
+        } else {
+            &[b"content-length", b"transfer-encoding", b"expect"]
+        };
+        if dropped.iter().any(|n| name.eq_ignore_ascii_case(n)) {
             continue;
         }
         out.extend_from_slice(name);
@@ -137,6 +148,32 @@ mod tests {
         let again = parse(&out);
         assert_eq!(again.method, Method::Get);
         assert_eq!(again.framing, BodyFraming::None);
+    }
+
+    #[test]
+    fn a_head_refused_for_its_host_fetches_its_page_without_one() {
+        for raw in [
+            &b"GET /x?a=1 HTTP/1.1\r\nHost: .\r\nX-A: b\r\n\r\n"[..],
+            b"GET /x?a=1 HTTP/1.1\r\nX-A: b\r\n\r\n",
+            b"GET /x?a=1 HTTP/1.0\r\nHost: a\r\nHost: b\r\nX-A: b\r\n\r\n",
+        ] {
+            let mut head = RequestHead::new();
+            let Err(e) = head.parse(raw) else {
+                panic!("parsed: {}", String::from_utf8_lossy(raw))
+            };
+            head.keep_refused(e);
+            let out = page_request(&head, raw);
+            assert_eq!(out, b"GET /x?a=1 HTTP/1.0\r\nX-A: b\r\n\r\n".to_vec());
+            let again = parse(&out);
+            assert_eq!(again.host, None);
+        }
+        let mut head = RequestHead::new();
+        let e = head.parse(b"garbage\r\n\r\n").expect_err("garbage");
+        head.keep_refused(e);
+        assert_eq!(
+            page_request(&head, b"garbage\r\n\r\n"),
+            b"GET / HTTP/1.0\r\n\r\n"
+        );
     }
 
     #[test]

@@ -100,6 +100,10 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         self.inner.read_body(buf, want, limit).await
     }
 
+    async fn gone(&mut self) {
+        self.inner.gone().await;
+    }
+
     async fn send_continue(&mut self) -> Result<(), IoFailure> {
         self.inner.send_continue().await
     }

@@ -508,6 +508,10 @@ impl Downstream for H2Downstream<'_> {
         Ok(n)
     }
 
+    async fn gone(&mut self) {
+        std::future::poll_fn(|cx| self.stream.poll_reset(cx)).await;
+    }
+
     async fn send_continue(&mut self) -> Result<(), IoFailure> {
         // HTTP/2 clients wait for no interim answer; the pipe path drops it too.
         Ok(())

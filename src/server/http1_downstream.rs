@@ -143,6 +143,10 @@ impl Downstream for Http1Downstream<'_> {
         io::read_some(self.stream, buf, want, limit).await
     }
 
+    async fn gone(&mut self) {
+        self.stream.peer_closed().await;
+    }
+
     async fn send_continue(&mut self) -> Result<(), IoFailure> {
         // ferrolb answers `Expect` itself and does not pass it upstream.
         io::write_all(

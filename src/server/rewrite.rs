@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use crate::config::{
-    Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule, ServerName,
-    Template, TemplatePart, Var,
+    Action, Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule,
+    ServerName, Template, TemplatePart, Var,
 };
 use crate::http1::respond;
 use crate::vars::{Locals, RequestVars};
@@ -263,6 +263,15 @@ fn run_list<'c>(
             RewriteOp::If(block) => {
                 if holds(&block.condition, state, cx) {
                     if let Some(settings) = &block.location {
+                        // nginx keeps the content handler an earlier `if` set when this
+                        // one sets none: a `proxy_pass` from an earlier block then runs
+                        // with this block's settings, which have no upstream (500).
+                        let proxied_before =
+                            chosen.is_some_and(|s| matches!(s.action, Action::Proxy(_)));
+                        if proxied_before && matches!(settings.action, Action::Static) {
+                            (cx.log)(Level::Alert, "no upstream configuration".to_owned());
+                            return Step::Answer(Answer::Status(500));
+                        }
                         *chosen = Some(settings);
                     }
                     match run_list(&block.ops, state, cx, chosen) {

@@ -31,6 +31,9 @@ pub(super) struct Route<'a> {
     /// Reached through an internal redirect (nginx's `r->internal`): `internal`
     /// locations answer only then.
     pub(super) internal: bool,
+    /// A head nginx refuses (400, 414, 494): answered with this status by the server's
+    /// own settings (its `error_page`, `add_header ... always`), before any phase.
+    pub(super) refused: Option<u16>,
 }
 
 impl<'a> Route<'a> {
@@ -41,6 +44,7 @@ impl<'a> Route<'a> {
             named: None,
             redirects: 0,
             internal: false,
+            refused: None,
         }
     }
 
@@ -132,10 +136,14 @@ pub(super) async fn run<'a>(
                 "",
             )
         };
+        if let Some(code) = route.refused.take() {
+            answer = Some(Answer::Status(code));
+            break &server.settings;
+        }
         if std::mem::take(&mut server_phase) && !server.settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
-                    files: Some((&server.settings.files, None)),
+                    files: Some(&server.settings.files),
                     ..base()
                 },
                 locals,
@@ -180,9 +188,6 @@ pub(super) async fn run<'a>(
             answer = Some(Answer::Status(404));
             break &l.settings;
         }
-        let prefix = loc
-            .filter(|l| l.regex.is_none())
-            .map(|l| l.pattern.as_str());
         if let Some(caps) = loc.and_then(|l| l.regex.as_ref()?.captures(&route.rw.uri)) {
             locals.keep_captures(&caps, loc.map_or(&[][..], |l| &l.named_captures));
         }
@@ -192,7 +197,7 @@ pub(super) async fn run<'a>(
         if loc.is_some() && !settings.rewrite.is_empty() {
             let mut cx = rewrite::Context {
                 vars: &RequestVars {
-                    files: Some((&settings.files, prefix)),
+                    files: Some(&settings.files),
                     ..base()
                 },
                 locals,
@@ -234,7 +239,7 @@ pub(super) async fn run<'a>(
             }
         }
         let vars = RequestVars {
-            files: Some((&settings.files, prefix)),
+            files: Some(&settings.files),
             uri: &route.rw.uri,
             ..base()
         };
@@ -250,11 +255,11 @@ pub(super) async fn run<'a>(
             break settings;
         }
         let vars = RequestVars {
-            files: Some((&settings.files, prefix)),
+            files: Some(&settings.files),
             uri: &route.rw.uri,
             ..base()
         };
-        match static_files::resolve(&settings.files, prefix, &route.rw.uri, &vars, &mut log) {
+        match static_files::resolve(&settings.files, &route.rw.uri, &vars, &mut log) {
             Resolved::Redirect(to) if route.may_redirect() => {
                 // Arguments of a fallback URI are not carried over (nginx keeps the
                 // request's own).

@@ -50,13 +50,8 @@ pub enum Resolved {
 /// The file a URI names: `root` plus the URI, or `alias` plus the URI after the
 /// location's prefix, or a regex location's `alias` alone; `None` when a value with
 /// variables would leave its directory (see [`FilesConf::file_for`]).
-pub fn map_path(
-    files: &FilesConf,
-    location_prefix: Option<&str>,
-    uri: &str,
-    vars: &RequestVars<'_>,
-) -> Option<PathBuf> {
-    files.file_for(location_prefix, uri, &|t| vars.evaluated(t))
+pub fn map_path(files: &FilesConf, uri: &str, vars: &RequestVars<'_>) -> Option<PathBuf> {
+    files.file_for(uri, &|t| vars.evaluated(t))
 }
 
 /// Decides what `uri` names in a location with `files`: `try_files` first, then the
@@ -64,7 +59,6 @@ pub fn map_path(
 /// `log` reports `open()` failures as nginx's error log does.
 pub fn resolve(
     files: &FilesConf,
-    location_prefix: Option<&str>,
     uri: &str,
     vars: &RequestVars<'_>,
     log: &mut dyn FnMut(Level, String),
@@ -80,7 +74,7 @@ pub fn resolve(
             // nginx tries the path as a URI of this location; a trailing `/` written in
             // the configuration asks for a directory.
             let dir = t.dir && candidate.ends_with('/');
-            let path = files.try_file_for(location_prefix, candidate, &|t| vars.evaluated(t));
+            let path = files.try_file_for(candidate, &|t| vars.evaluated(t));
             let Some(path) = path else {
                 continue;
             };
@@ -91,7 +85,7 @@ pub fn resolve(
                     // entry ended in two.
                     let named = &candidate[..candidate.len() - 1];
                     if named.ends_with('/') {
-                        return directory(files, location_prefix, named, &path, vars, log);
+                        return directory(files, named, &path, vars, log);
                     }
                     return Resolved::AddSlash(Some(named.to_owned()));
                 }
@@ -109,11 +103,11 @@ pub fn resolve(
             }
         };
     }
-    let Some(path) = map_path(files, location_prefix, uri, vars) else {
+    let Some(path) = map_path(files, uri, vars) else {
         return Resolved::Status(404);
     };
     if uri.ends_with('/') {
-        return directory(files, location_prefix, uri, &path, vars, log);
+        return directory(files, uri, &path, vars, log);
     }
     match checked_meta(files, &path) {
         Ok(m) if m.is_dir() => Resolved::AddSlash(None),
@@ -127,7 +121,6 @@ pub fn resolve(
 /// listing with `autoindex on`, else 403 (or 404 when the directory does not exist).
 fn directory(
     files: &FilesConf,
-    location_prefix: Option<&str>,
     uri: &str,
     path: &Path,
     vars: &RequestVars<'_>,
@@ -156,7 +149,7 @@ fn directory(
             p.push(name.as_ref());
             Some(PathBuf::from(p))
         } else {
-            map_path(files, location_prefix, &candidate, vars)
+            map_path(files, &candidate, vars)
         };
         if file.is_some_and(|f| checked_meta(files, &f).is_ok_and(|m| m.is_file())) {
             return Resolved::Redirect(candidate);
@@ -1149,7 +1142,10 @@ mod tests {
     #[test]
     fn paths_stay_under_the_root() {
         let files = FilesConf {
-            doc: DocRoot::Alias("/srv/static/".into()),
+            doc: DocRoot::Alias {
+                path: "/srv/static/".into(),
+                location: "/static/".into(),
+            },
             index: vec![crate::config::Template::literal("index.html")],
             try_files: None,
             types: Default::default(),
@@ -1165,7 +1161,7 @@ mod tests {
         };
         let no_vars = |_: &crate::config::Template| Vec::new();
         assert_eq!(
-            files.file_for(Some("/static/"), "/static/css/a.css", &no_vars),
+            files.file_for("/static/css/a.css", &no_vars),
             Some(PathBuf::from("/srv/static/css/a.css"))
         );
         let root = FilesConf {
@@ -1173,7 +1169,7 @@ mod tests {
             ..files
         };
         assert_eq!(
-            root.file_for(Some("/"), "/a/b", &no_vars),
+            root.file_for("/a/b", &no_vars),
             Some(PathBuf::from("/srv/www/a/b"))
         );
     }

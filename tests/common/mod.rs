@@ -1389,6 +1389,14 @@ pub fn http_request(
     read_response(&mut reader, method).map(|(r, _)| r)
 }
 
+/// Sends `bytes` as they are on a fresh connection and reads one response to a GET.
+pub fn raw_request(port: u16, bytes: &[u8]) -> io::Result<Response> {
+    let mut stream = connect(port)?;
+    stream.write_all(bytes)?;
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, "GET").map(|(r, _)| r)
+}
+
 /// `GET path` with `Host: host` on a fresh connection.
 pub fn http_get(port: u16, path: &str, host: &str) -> io::Result<Response> {
     http_request(port, "GET", path, host, &[], b"")

@@ -129,7 +129,7 @@ impl Validator<'_> {
                     let uri = if is_regex(kind) {
                         UriPart::None
                     } else {
-                        UriPart::AfterPrefix
+                        UriPart::AfterPrefix(pattern.clone())
                     };
                     let alias = self.doc_root(c, uri)?;
                     once(&mut p.alias, alias, c)?;

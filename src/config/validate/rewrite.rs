@@ -353,9 +353,8 @@ impl Validator<'_> {
         let location = match level {
             Level::Server => None,
             Level::Location { merged, action } => {
-                // nginx's if block inherits the location's root or alias; its
-                // try_files does not carry over.
-                own.alias = merged.alias.clone();
+                // nginx's if block inherits the location's root or alias (as any
+                // nested level does); its try_files does not carry over.
                 let settings = own.over(merged);
                 if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
                     if pp.scheme == "https" {

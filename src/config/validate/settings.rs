@@ -60,6 +60,7 @@ pub(super) struct Partial {
     error_pages: Option<Vec<ErrorPage>>,
     recursive_error_pages: Option<bool>,
     proxy_intercept_errors: Option<bool>,
+    proxy_ignore_client_abort: Option<bool>,
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
@@ -103,7 +104,8 @@ pub(super) struct Partial {
     pub(super) uwsgi_ssl: ProxySslPartial,
     /// Not inherited (nginx keeps `try_files` per level).
     pub(super) try_files: Option<TryFiles>,
-    /// Location only, not inherited.
+    /// Location only. Inherited by nested locations (and `if` blocks) that set no
+    /// `root`: nginx keeps root and alias in one setting.
     pub(super) alias: Option<DocRoot>,
     /// Real client address, access rules, basic authentication.
     admission: AdmissionPartial,
@@ -118,7 +120,10 @@ impl Partial {
             ($($f:ident),*) => { Partial {
                 $($f: self.$f.clone().or_else(|| parent.$f.clone()),)*
                 try_files: self.try_files.clone(),
-                alias: self.alias.clone(),
+                alias: match self.root {
+                    Some(_) => self.alias.clone(),
+                    None => self.alias.clone().or_else(|| parent.alias.clone()),
+                },
                 proxy_ssl: self.proxy_ssl.over(&parent.proxy_ssl),
                 uwsgi_ssl: self.uwsgi_ssl.over(&parent.uwsgi_ssl),
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
@@ -171,6 +176,7 @@ impl Partial {
             error_pages,
             recursive_error_pages,
             proxy_intercept_errors,
+            proxy_ignore_client_abort,
             resolver,
             resolver_timeout,
             absolute_redirect,
@@ -220,6 +226,7 @@ impl Partial {
             proxy_hide_header: u.hide_header.clone(),
             proxy_pass_header: u.pass_header.clone(),
             proxy_intercept_errors: u.intercept_errors,
+            proxy_ignore_client_abort: u.ignore_client_abort,
             proxy_request_buffering: u.request_buffering,
             proxy_buffer_size: u.buffer_size,
             ..self.clone()
@@ -294,6 +301,7 @@ impl Partial {
             error_pages: self.error_pages.clone().unwrap_or_default(),
             recursive_error_pages: self.recursive_error_pages.unwrap_or(false),
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
+            proxy_ignore_client_abort: self.proxy_ignore_client_abort.unwrap_or(false),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
@@ -378,12 +386,13 @@ impl Validator<'_> {
     /// variables evaluated per request.
     pub(super) fn doc_root(&self, d: &Directive, uri: UriPart) -> Result<DocRoot> {
         let text = d.arg(0);
-        let literal = |p: PathBuf| match uri {
-            UriPart::Whole => DocRoot::Root(p),
-            _ => DocRoot::Alias(p),
-        };
-        if !text.contains('$') && uri != UriPart::None {
-            return Ok(literal(self.env.prefix.join(text)));
+        if !text.contains('$') {
+            let path = self.env.prefix.join(text);
+            match uri {
+                UriPart::Whole => return Ok(DocRoot::Root(path)),
+                UriPart::AfterPrefix(location) => return Ok(DocRoot::Alias { path, location }),
+                UriPart::None => {}
+            }
         }
         let path = super::values::templ(d, text, &self.names)?;
         let circular = path.parts.iter().any(|p| {
@@ -819,6 +828,7 @@ impl Validator<'_> {
             "resolver_timeout" => once(&mut p.resolver_timeout, time(d, a0)?, d)?,
             "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
             "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,
+            "proxy_ignore_client_abort" => once(&mut p.proxy_ignore_client_abort, flag(d)?, d)?,
             "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
             "underscores_in_headers" => once(&mut p.underscores_in_headers, flag(d)?, d)?,
             "proxy_request_buffering" => once(&mut p.proxy_request_buffering, flag(d)?, d)?,

@@ -30,6 +30,8 @@ pub(super) struct UwsgiPartial {
     pub(super) hide_header: Option<Vec<String>>,
     pub(super) pass_header: Option<Vec<String>>,
     pub(super) intercept_errors: Option<bool>,
+    /// `uwsgi_ignore_client_abort`.
+    pub(super) ignore_client_abort: Option<bool>,
     pub(super) request_buffering: Option<bool>,
     pub(super) buffer_size: Option<usize>,
 }
@@ -57,6 +59,7 @@ impl UwsgiPartial {
             hide_header,
             pass_header,
             intercept_errors,
+            ignore_client_abort,
             request_buffering,
             buffer_size
         )
@@ -199,6 +202,7 @@ impl Validator<'_> {
                 .get_or_insert_with(Vec::new)
                 .push(a0.to_ascii_lowercase()),
             "uwsgi_intercept_errors" => once(&mut p.intercept_errors, flag(d)?, d)?,
+            "uwsgi_ignore_client_abort" => once(&mut p.ignore_client_abort, flag(d)?, d)?,
             "uwsgi_request_buffering" => once(&mut p.request_buffering, flag(d)?, d)?,
             "uwsgi_buffer_size" => {
                 let size = parse_size(a0)
