@@ -1836,21 +1836,7 @@ async fn send_answer<'a>(
     content_type: Option<&str>,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
-        Answer::Close => {
-            return Handled {
-                gzip_ratio: None,
-                status: 444,
-                body_bytes: 0,
-                head_bytes: 0,
-                attempts: Vec::new(),
-                sent_head: Vec::new(),
-                keep_alive: false,
-                unread_body: None,
-                keepalive_timeout: settings.keepalive_timeout,
-                header_timeout: settings.client_header_timeout,
-                log: None,
-            }
-        }
+        Answer::Close => return Handled::nothing(444),
         answer => {
             // nginx closes after a 400 or 5xx; a body is discarded behind any other
             // answer, unless its framing is broken already.
