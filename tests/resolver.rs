@@ -352,8 +352,8 @@ fn resolver_matches_nginx() {
     let dead = DeadPort::new();
     let ours = Run::start(proxy_bin(), dead.port);
     let nginx_bin = PathBuf::from("/usr/sbin/nginx");
-    let nginx =
-        (nginx_bin.exists() && !bin_is_nginx(&proxy_bin())).then(|| Run::start(nginx_bin, dead.port));
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Run::start(nginx_bin, dead.port));
     let mut mismatches = Vec::new();
     let mut step = |host: &str, path: &str, expect: Option<&str>| {
         let got = ours.ask(host, path);
@@ -363,7 +363,9 @@ fn resolver_matches_nginx() {
         if let Some(nginx) = &nginx {
             let theirs = nginx.ask(host, path);
             if got != theirs {
-                mismatches.push(format!("{host}{path}\n  ferrolb: {got}\n  nginx:   {theirs}"));
+                mismatches.push(format!(
+                    "{host}{path}\n  ferrolb: {got}\n  nginx:   {theirs}"
+                ));
             }
         }
         got
@@ -381,13 +383,20 @@ fn resolver_matches_nginx() {
     let one = ours.one.asked();
     let two = ours.two.asked();
     let count = |asked: &[Asked], name: &str| asked.iter().filter(|a| a.0 == name).count();
-    assert_eq!(count(&one, "a.test"), 2, "a.test asked once (A and AAAA), then cached: {one:?}");
+    assert_eq!(
+        count(&one, "a.test"),
+        2,
+        "a.test asked once (A and AAAA), then cached: {one:?}"
+    );
     assert_eq!(count(&one, "2.test"), 2, "{one:?}");
     assert_eq!(count(&two, "2.test"), 2, "{two:?}");
     assert_eq!(count(&one, "ttl.test"), 4, "{one:?}");
     assert!(one.contains(&("tc.test".to_owned(), A, true)), "{one:?}");
     if let Some(nginx) = &nginx {
-        for (what, o, n) in [("first", &one, nginx.one.asked()), ("second", &two, nginx.two.asked())] {
+        for (what, o, n) in [
+            ("first", &one, nginx.one.asked()),
+            ("second", &two, nginx.two.asked()),
+        ] {
             if *o != n {
                 mismatches.push(format!(
                     "questions to the {what} server\n  ferrolb: {o:?}\n  nginx:   {n:?}"

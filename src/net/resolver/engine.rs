@@ -679,7 +679,7 @@ impl Engine {
         }
         let records = match wire::answers(buf, answers, h.answers) {
             Ok(r) => r,
-            Err(wire::AnswerError::Logged(e)) => {
+            Err(e) => {
                 crate::error!("{e}");
                 return;
             }

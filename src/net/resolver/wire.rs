@@ -169,7 +169,7 @@ pub(super) fn name_at(buf: &[u8], at: usize) -> Result<String, &'static str> {
 }
 
 /// One answer record: its type, TTL (negative ones read as 0), and where its data is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Record {
     pub(super) rtype: u16,
     pub(super) ttl: u32,
@@ -177,17 +177,11 @@ pub(super) struct Record {
     pub(super) len: usize,
 }
 
-/// Why reading the answer section stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum AnswerError {
-    /// Logged at `error` as nginx does, and the response dropped.
-    Logged(String),
-}
-
 /// The `count` answer records from `start`, as nginx walks them: owner names are
-/// skipped unread (a root owner name is refused), the class must be IN.
-pub(super) fn answers(buf: &[u8], start: usize, count: u16) -> Result<Vec<Record>, AnswerError> {
-    let short = || AnswerError::Logged("short DNS response".to_owned());
+/// skipped unread (a root owner name is refused), the class must be IN. The error is
+/// nginx's error-log line; the response is then dropped.
+pub(super) fn answers(buf: &[u8], start: usize, count: u16) -> Result<Vec<Record>, String> {
+    let short = || "short DNS response".to_owned();
     let mut out = Vec::with_capacity(usize::from(count));
     let mut i = start;
     for _ in 0..count {
@@ -203,9 +197,7 @@ pub(super) fn answers(buf: &[u8], start: usize, count: u16) -> Result<Vec<Record
             if b == 0 {
                 i += 1;
                 if i - owner < 2 {
-                    return Err(AnswerError::Logged(
-                        "invalid name in DNS response".to_owned(),
-                    ));
+                    return Err("invalid name in DNS response".to_owned());
                 }
                 break;
             }
@@ -220,9 +212,7 @@ pub(super) fn answers(buf: &[u8], start: usize, count: u16) -> Result<Vec<Record
         let ttl = i32::from_be_bytes([buf[i + 4], buf[i + 5], buf[i + 6], buf[i + 7]]);
         let len = usize::from(word(i + 8));
         if class != 1 {
-            return Err(AnswerError::Logged(format!(
-                "unexpected RR class {class} in DNS response"
-            )));
+            return Err(format!("unexpected RR class {class} in DNS response"));
         }
         i += 10;
         out.push(Record {
@@ -284,9 +274,6 @@ mod tests {
         assert_eq!((r[0].rtype, r[0].ttl, r[0].len), (TYPE_A, 0, 4));
         // A record cut before its length.
         let cut = &buf[..start + 10];
-        assert_eq!(
-            answers(cut, start, 1),
-            Err(AnswerError::Logged("short DNS response".to_owned()))
-        );
+        assert_eq!(answers(cut, start, 1), Err("short DNS response".to_owned()));
     }
 }
