@@ -199,7 +199,7 @@ fn long_name() -> String {
 fn script_one(name: &str, qtype: u16, tcp: bool, before: usize) -> Option<Reply> {
     let cname = |to: &str| Rr::Cname(to.to_owned(), 3600);
     match (name, qtype) {
-        ("a.test", A) => ok(vec![Rr::A("127.0.0.1", 3600)]),
+        ("a.test" | "shared.test", A) => ok(vec![Rr::A("127.0.0.1", 3600)]),
         // A has addresses, AAAA only a CNAME: the CNAME is not followed.
         ("n-c.test", A) => ok(vec![Rr::A("127.0.0.2", 3600)]),
         ("n-c.test", AAAA) => ok(vec![cname("alias6.test")]),
@@ -262,6 +262,9 @@ http {{
   proxy_connect_timeout 2s;
   server {{
     listen 127.0.0.1:{port};
+    resolver 127.0.0.1:{one};
+    location /s1 {{ proxy_pass http://$host:{dead}; error_page 502 = /tried; }}
+    location /s2 {{ proxy_pass http://$host:{dead}; error_page 502 = /tried; }}
     location / {{
       resolver 127.0.0.1:{one};
       resolver_timeout 5s;
@@ -345,6 +348,9 @@ const STEPS: &[Step] = &[
     ("ttl.test", "/", "200 tried 127.0.0.1:DEAD"),
     ("ttl.test", "/", "200 tried 127.0.0.1:DEAD"),
     ("slow.test", "/timeout", "200 tried "),
+    // Locations inheriting one `resolver` share its cache.
+    ("shared.test", "/s1", "200 tried 127.0.0.1:DEAD"),
+    ("shared.test", "/s2", "200 tried 127.0.0.1:DEAD"),
 ];
 
 #[test]
@@ -389,6 +395,7 @@ fn resolver_matches_nginx() {
         "a.test asked once (A and AAAA), then cached: {one:?}"
     );
     assert_eq!(count(&one, "2.test"), 2, "{one:?}");
+    assert_eq!(count(&one, "shared.test"), 2, "{one:?}");
     assert_eq!(count(&two, "2.test"), 2, "{two:?}");
     assert_eq!(count(&one, "ttl.test"), 4, "{one:?}");
     assert!(one.contains(&("tc.test".to_owned(), A, true)), "{one:?}");
