@@ -37,6 +37,8 @@ struct Reply {
     rcode: u8,
     truncated: bool,
     records: Vec<Rr>,
+    /// Answer with another id than the question's.
+    wrong_id: bool,
 }
 
 fn ok(records: Vec<Rr>) -> Option<Reply> {
@@ -44,6 +46,7 @@ fn ok(records: Vec<Rr>) -> Option<Reply> {
         rcode: 0,
         truncated: false,
         records,
+        wrong_id: false,
     })
 }
 
@@ -52,6 +55,7 @@ fn rcode(code: u8) -> Option<Reply> {
         rcode: code,
         truncated: false,
         records: Vec::new(),
+        wrong_id: false,
     })
 }
 
@@ -153,7 +157,13 @@ fn question(q: &[u8]) -> Option<(String, u16, usize)> {
 }
 
 fn encode(q: &[u8], end: usize, reply: &Reply) -> Vec<u8> {
-    let mut r = q[..2].to_vec();
+    let id = u16::from_be_bytes([q[0], q[1]]);
+    let id = if reply.wrong_id {
+        id.wrapping_add(1)
+    } else {
+        id
+    };
+    let mut r = id.to_be_bytes().to_vec();
     let flags: u16 = 0x8180 | u16::from(reply.rcode) | if reply.truncated { 0x0200 } else { 0 };
     r.extend_from_slice(&flags.to_be_bytes());
     let count = u16::try_from(reply.records.len()).unwrap_or(0);
@@ -233,6 +243,7 @@ fn script_one(name: &str, qtype: u16, tcp: bool, before: usize) -> Option<Reply>
             } else {
                 Vec::new()
             },
+            wrong_id: false,
         }),
         ("tc.test", A) => ok(vec![Rr::A("127.0.0.1", 3600)]),
         // TTL 1 s, then an error.
@@ -242,6 +253,12 @@ fn script_one(name: &str, qtype: u16, tcp: bool, before: usize) -> Option<Reply>
         ("slow.test", _) => None,
         // The first of two servers fails.
         ("2.test", _) => rcode(2),
+        // Answers nginx drops: the question goes to the next server after 5 s.
+        ("id.test", A) => Some(Reply {
+            wrong_id: true,
+            ..ok(vec![Rr::A("127.0.0.9", 3600)])?
+        }),
+        ("id.test", AAAA) => rcode(1),
         _ => ok(Vec::new()),
     }
 }
@@ -249,7 +266,7 @@ fn script_one(name: &str, qtype: u16, tcp: bool, before: usize) -> Option<Reply>
 /// The second server of `/two`.
 fn script_two(name: &str, qtype: u16, _tcp: bool, _before: usize) -> Option<Reply> {
     match (name, qtype) {
-        ("2.test", A) => ok(vec![Rr::A("127.0.0.1", 3600)]),
+        ("2.test" | "id.test", A) => ok(vec![Rr::A("127.0.0.1", 3600)]),
         _ => ok(Vec::new()),
     }
 }
@@ -428,6 +445,61 @@ fn resolver_matches_nginx() {
         if let Some(nginx) = &nginx {
             let theirs = nginx.proxy.error_log();
             assert!(theirs.contains(line), "nginx: {line}\n{theirs}");
+        }
+    }
+}
+
+/// An answer with another id and a FORMERR are logged and dropped; 5 s later the
+/// questions go to the next server, which answers.
+#[test]
+fn dropped_answers_wait_for_the_resend_to_the_next_server_as_nginx() {
+    let dead = DeadPort::new();
+    let ours = Run::start(proxy_bin(), dead.port);
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
+        .then(|| Run::start(nginx_bin, dead.port));
+    // Both at once: the 5 s run side by side.
+    let started = Instant::now();
+    let (got, theirs) = std::thread::scope(|s| {
+        let theirs = nginx.as_ref().map(|n| s.spawn(|| n.ask("id.test", "/two")));
+        (ours.ask("id.test", "/two"), theirs.map(|t| t.join()))
+    });
+    assert_eq!(
+        got,
+        "200 tried 127.0.0.1:DEAD",
+        "{}",
+        ours.proxy.diagnostics()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "answered before the resend"
+    );
+    let one = ours.one.asked();
+    let two = ours.two.asked();
+    assert_eq!(
+        (one.len(), two.len()),
+        (2, 2),
+        "A and AAAA to each server: {one:?} {two:?}"
+    );
+    let log = ours.proxy.error_log();
+    for line in [
+        "wrong ident ",
+        "DNS error (1: Format error), query id:",
+        "name:\"id.test\"",
+    ] {
+        assert!(log.contains(line), "{line}\n{log}");
+    }
+    if let (Some(nginx), Some(theirs)) = (&nginx, theirs) {
+        let theirs = theirs.unwrap_or_else(|_| "nginx's request panicked".to_owned());
+        assert_eq!(got, theirs, "ferrolb and nginx differ");
+        assert_eq!((one, two), (nginx.one.asked(), nginx.two.asked()));
+        let log = nginx.proxy.error_log();
+        for line in [
+            "wrong ident ",
+            "DNS error (1: Format error), query id:",
+            "name:\"id.test\"",
+        ] {
+            assert!(log.contains(line), "nginx: {line}\n{log}");
         }
     }
 }
