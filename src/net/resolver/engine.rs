@@ -104,8 +104,10 @@ struct Node {
     /// An error answer to one question, given when the other is answered.
     code: u8,
     cname: Option<String>,
-    /// Until when the answer is used (`valid=` or the lowest TTL).
-    valid: Option<Instant>,
+    /// The last second (Unix time) the answer is used in: `valid=` or the lowest
+    /// TTL after the second it came in, as nginx counts (a TTL of 0 serves the rest
+    /// of its second).
+    valid: Option<u64>,
     ttl: u32,
     waiting: Vec<Waiter>,
     /// Asked: when to resend. Answered: when it is forgotten unless used.
@@ -146,13 +148,20 @@ impl Node {
 
     /// Done asking: the answer is kept until `valid`.
     fn answered(&mut self, now: Instant, valid: Option<Duration>) {
-        let ttl = Duration::from_secs(u64::from(self.ttl));
-        self.valid = Some(now + valid.unwrap_or(ttl));
+        let keep = valid.map_or(u64::from(self.ttl), |v| v.as_secs());
+        self.valid = Some(unix_secs().saturating_add(keep));
         self.expire = now + EXPIRE;
         self.asking = false;
         self.query_a = None;
         self.query_aaaa = None;
     }
+}
+
+/// The wall clock in whole seconds, nginx's `ngx_time()`.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The addresses in nginx's order: A then AAAA; from the cache (`rotate`) each family
@@ -242,7 +251,7 @@ impl Engine {
         let now = Instant::now();
         self.sweep(now);
         if let Some(node) = self.nodes.get_mut(&name) {
-            if node.valid.is_some_and(|v| now <= v) {
+            if node.valid.is_some_and(|v| unix_secs() <= v) {
                 node.expire = now + EXPIRE;
                 if node.naddrs() > 0 {
                     let addrs = export(
