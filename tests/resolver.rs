@@ -339,8 +339,8 @@ impl Run {
     }
 }
 
-/// (Host, path, what ferrolb answers, sorted when the addresses come from the cache
-/// in nginx's random rotation).
+/// (Host, path, what ferrolb answers). No step gets several addresses from the
+/// cache, which nginx hands out from a random one.
 type Step = (&'static str, &'static str, &'static str);
 
 const STEPS: &[Step] = &[
@@ -370,13 +370,30 @@ const STEPS: &[Step] = &[
     ("shared.test", "/s2", "200 tried 127.0.0.1:DEAD"),
 ];
 
+/// ferrolb, and Debian's nginx on the same config when it is installed.
+fn start_both(dead: u16) -> (Run, Option<Run>) {
+    let ours = Run::start(proxy_bin(), dead);
+    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let nginx =
+        (nginx_bin.exists() && !bin_is_nginx(&proxy_bin())).then(|| Run::start(nginx_bin, dead));
+    (ours, nginx)
+}
+
+/// Each of `lines` is in the error log of ferrolb and of nginx.
+fn assert_logged(ours: &Run, nginx: Option<&Run>, lines: &[&str]) {
+    for (who, run) in [("ferrolb", Some(ours)), ("nginx", nginx)] {
+        let Some(run) = run else { continue };
+        let log = run.proxy.error_log();
+        for line in lines {
+            assert!(log.contains(line), "{who}: {line}\n{log}");
+        }
+    }
+}
+
 #[test]
 fn resolver_matches_nginx() {
     let dead = DeadPort::new();
-    let ours = Run::start(proxy_bin(), dead.port);
-    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
-    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
-        .then(|| Run::start(nginx_bin, dead.port));
+    let (ours, nginx) = start_both(dead.port);
     let mut mismatches = Vec::new();
     let mut step = |host: &str, path: &str, expect: Option<&str>| {
         let got = ours.ask(host, path);
@@ -434,19 +451,15 @@ fn resolver_matches_nginx() {
         mismatches.join("\n")
     );
 
-    // nginx's error-log lines.
-    let log = ours.proxy.error_log();
-    for line in [
-        "n-e.test could not be resolved (2: Server failure)",
-        "nx.test could not be resolved (3: Host not found)",
-        "slow.test could not be resolved (110: Operation timed out)",
-    ] {
-        assert!(log.contains(line), "{line}\n{log}");
-        if let Some(nginx) = &nginx {
-            let theirs = nginx.proxy.error_log();
-            assert!(theirs.contains(line), "nginx: {line}\n{theirs}");
-        }
-    }
+    assert_logged(
+        &ours,
+        nginx.as_ref(),
+        &[
+            "n-e.test could not be resolved (2: Server failure)",
+            "nx.test could not be resolved (3: Host not found)",
+            "slow.test could not be resolved (110: Operation timed out)",
+        ],
+    );
 }
 
 /// An answer with another id and a FORMERR are logged and dropped; 5 s later the
@@ -454,10 +467,7 @@ fn resolver_matches_nginx() {
 #[test]
 fn dropped_answers_wait_for_the_resend_to_the_next_server_as_nginx() {
     let dead = DeadPort::new();
-    let ours = Run::start(proxy_bin(), dead.port);
-    let nginx_bin = PathBuf::from("/usr/sbin/nginx");
-    let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
-        .then(|| Run::start(nginx_bin, dead.port));
+    let (ours, nginx) = start_both(dead.port);
     // Both at once: the 5 s run side by side.
     let started = Instant::now();
     let (got, theirs) = std::thread::scope(|s| {
@@ -481,25 +491,18 @@ fn dropped_answers_wait_for_the_resend_to_the_next_server_as_nginx() {
         (2, 2),
         "A and AAAA to each server: {one:?} {two:?}"
     );
-    let log = ours.proxy.error_log();
-    for line in [
-        "wrong ident ",
-        "DNS error (1: Format error), query id:",
-        "name:\"id.test\"",
-    ] {
-        assert!(log.contains(line), "{line}\n{log}");
-    }
+    assert_logged(
+        &ours,
+        nginx.as_ref(),
+        &[
+            "wrong ident ",
+            "DNS error (1: Format error), query id:",
+            "name:\"id.test\"",
+        ],
+    );
     if let (Some(nginx), Some(theirs)) = (&nginx, theirs) {
         let theirs = theirs.unwrap_or_else(|_| "nginx's request panicked".to_owned());
         assert_eq!(got, theirs, "ferrolb and nginx differ");
         assert_eq!((one, two), (nginx.one.asked(), nginx.two.asked()));
-        let log = nginx.proxy.error_log();
-        for line in [
-            "wrong ident ",
-            "DNS error (1: Format error), query id:",
-            "name:\"id.test\"",
-        ] {
-            assert!(log.contains(line), "nginx: {line}\n{log}");
-        }
     }
 }
