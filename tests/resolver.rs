@@ -299,6 +299,12 @@ http {{
       proxy_pass http://$host:{dead};
       error_page 502 = /tried;
     }}
+    location /refused {{
+      resolver 127.0.0.1:{dead};
+      resolver_timeout 1s;
+      proxy_pass http://$host:{dead};
+      error_page 502 = /tried;
+    }}
     location = /tried {{ return 200 "tried $upstream_addr"; }}
   }}
 }}
@@ -365,6 +371,8 @@ const STEPS: &[Step] = &[
     ("ttl.test", "/", "200 tried 127.0.0.1:DEAD"),
     ("ttl.test", "/", "200 tried 127.0.0.1:DEAD"),
     ("slow.test", "/timeout", "200 tried "),
+    // No DNS server on the UDP port: nginx's send() errors, then the timeout.
+    ("refused.test", "/refused", "200 tried "),
     // Locations inheriting one `resolver` share its cache.
     ("shared.test", "/s1", "200 tried 127.0.0.1:DEAD"),
     ("shared.test", "/s2", "200 tried 127.0.0.1:DEAD"),
@@ -458,6 +466,8 @@ fn resolver_matches_nginx() {
             "n-e.test could not be resolved (2: Server failure)",
             "nx.test could not be resolved (3: Host not found)",
             "slow.test could not be resolved (110: Operation timed out)",
+            "send() failed (111: Connection refused) while resolving, resolver: 127.0.0.1:",
+            "refused.test could not be resolved (110: Operation timed out)",
         ],
     );
 }
