@@ -464,7 +464,9 @@ fn resolver_matches_nginx() {
         nginx.as_ref(),
         &[
             "n-e.test could not be resolved (2: Server failure)",
-            "nx.test could not be resolved (3: Host not found)",
+            "nx.test could not be resolved (3: Host not found), client: 127.0.0.1, server: , \
+             request: \"GET / HTTP/1.",
+            "\", host: \"nx.test\"",
             "slow.test could not be resolved (110: Operation timed out)",
             "send() failed (111: Connection refused) while resolving, resolver: 127.0.0.1:",
             "refused.test could not be resolved (110: Operation timed out)",
