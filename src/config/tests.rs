@@ -1184,6 +1184,12 @@ fn resolver_names_are_looked_up_once_as_nginx() {
         err("resolver backend:0;"),
         "nginx.conf:3: invalid port in resolver \"backend:0\""
     );
+    for bad in ["valid=500ms", "valid=x", "ipv6=maybe"] {
+        assert_eq!(
+            err(&format!("resolver 127.0.0.1 {bad};")),
+            format!("nginx.conf:3: invalid parameter: {bad}")
+        );
+    }
 }
 
 #[test]

@@ -976,14 +976,18 @@ impl Validator<'_> {
         };
         for a in &d.args {
             let v = a.value.as_str();
+            let bad = || ConfigError::at(&d.span, format!("invalid parameter: {v}"));
             let on_off = |x: &str| match x {
                 "on" => Ok(true),
                 "off" => Ok(false),
-                _ => Err(invalid_value(d, v, None)),
+                _ => Err(bad()),
             };
             if let Some(t) = v.strip_prefix("valid=") {
-                conf.valid =
-                    Some(super::values::parse_time(t).ok_or_else(|| invalid_value(d, v, None))?);
+                // nginx reads it in whole seconds: no `ms`; `valid=0` means the TTL.
+                let time = super::values::parse_time(t)
+                    .filter(|_| !t.contains("ms"))
+                    .ok_or_else(bad)?;
+                conf.valid = (!time.is_zero()).then_some(time);
             } else if let Some(x) = v.strip_prefix("ipv4=") {
                 conf.ipv4 = on_off(x)?;
             } else if let Some(x) = v.strip_prefix("ipv6=") {
