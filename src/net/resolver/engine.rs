@@ -214,6 +214,15 @@ struct Engine {
 
 /// Runs the resolution of `conf` until every requester is gone.
 pub(super) async fn run(conf: ResolverConf, mut requests: mpsc::UnboundedReceiver<Request>) {
+    if conf.servers.is_empty() {
+        // The configuration refuses a `resolver` without servers; never loop on none.
+        while let Some(r) = requests.recv().await {
+            let _ = r.reply.send(Err(ResolveError::Failed(
+                "no name servers defined".to_owned(),
+            )));
+        }
+        return;
+    }
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut e = Engine {
         conns: conf.servers.iter().map(|_| Conn::default()).collect(),
