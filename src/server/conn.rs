@@ -1481,12 +1481,21 @@ async fn proxy<'a>(
                         (&target.pass, &*target.group)
                     }
                     Err(e) => {
+                        // nginx's layout, with the request line and the Host.
+                        let vars = request_vars(head, buf, ex.info, &server.primary_name, uri);
+                        let mut request = Vec::new();
+                        vars.request_line(&mut request);
+                        let mut host = Vec::new();
+                        vars.host(&mut host);
                         crate::log::emit(
                             Level::Error,
                             Some(ex.info.id),
                             format_args!(
-                                "{e}, client: {}, server: {}",
-                                ex.info.remote, server.primary_name
+                                "{e}, client: {}, server: {}, request: \"{}\", host: \"{}\"",
+                                ex.info.remote,
+                                server.primary_name,
+                                String::from_utf8_lossy(&request),
+                                String::from_utf8_lossy(&host)
                             ),
                         );
                         return Content::Failed(Failure::new(e.status(), keep));
