@@ -344,6 +344,8 @@ async fn lingering_close(stream: &mut Stream, l: Lingering) {
 async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration) -> Next {
     let info = ex.info;
     let rt = ex.rt;
+    // A level's own error log serves the request until its end.
+    let _log_scope = crate::log::RequestLogScope::new(info.id);
     let mut head = Recycled::take(&REQUEST_HEADS);
     let mut limits = None;
     let read = io::read_head(
@@ -590,6 +592,7 @@ async fn refused<'a>(
         reject(ex.stream, status).await;
         return Handled::nothing(status);
     };
+    crate::log::route_request(ex.info.id, server.settings.error_log.as_ref());
     let path = head.path(buf);
     let uri = uri::normalize(path).map_or_else(|_| String::new(), |u| u.into_owned());
     let locals = Locals::new(&ex.rt.config.http);
@@ -647,6 +650,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         reject(ex.stream, 404).await;
         return Handled::nothing(404);
     };
+    crate::log::route_request(info.id, server.settings.error_log.as_ref());
     // nginx's post-read phase: the real client address by the server's settings.
     if let Some(real) = super::admission::real_client(&server.settings, info, head, buf) {
         let _ = ex.real.set(real);
