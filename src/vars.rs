@@ -173,6 +173,17 @@ impl<'a> Locals<'a> {
         *cell(&self.body) = kept;
     }
 
+    /// Keeps `body`, the proxied request's body as it was in the client buffer, when
+    /// `$request_body` still reads it from there: an error page's internal redirect
+    /// replaces the buffered request with one without a body, and nginx's
+    /// `$request_body` still has the body the proxy read.
+    pub fn keep_buffered_body(&self, body: &[u8]) {
+        let mut kept = cell(&self.body);
+        if matches!(*kept, KeptBody::InBuffer) && !body.is_empty() {
+            *kept = KeptBody::Decoded(body.to_vec());
+        }
+    }
+
     /// The attempts at peers so far, the one whose response is being relayed last
     /// (with its response fields): `$upstream_*` evaluate over them.
     pub fn set_upstream(&self, attempts: Vec<UpstreamAttempt>) {

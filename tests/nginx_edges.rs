@@ -14,12 +14,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The nginx binary to compare with, when there is one and ferrolb is not it.
-fn nginx() -> Option<PathBuf> {
-    let bin = PathBuf::from("/usr/sbin/nginx");
-    (bin.exists() && !bin_is_nginx(&proxy_bin())).then_some(bin)
-}
-
 /// Sends `raw` as is and returns the status line and the body, fields dropped (their
 /// `Server`, `Date` differ by design).
 fn exchange(port: u16, raw: &str) -> String {
@@ -91,7 +85,7 @@ fn host_and_fragment_as_nginx() {
         ours[15],
         "HTTP/1.1 200 OK dot.example.com|/foo/||dot.example.com|/foo/bar/..#frag"
     );
-    if let Some(bin) = nginx() {
+    if let Some(bin) = reference_nginx() {
         let (_nginx, [np]) = Proxy::start_bin_on(bin, |[p]| host_conf(p));
         assert_eq!(ours, answers(np));
     }
@@ -196,7 +190,7 @@ fn upstream_states_as_nginx() {
         ours[3],
         "502 /paged 127.0.0.1:DEAD|502 shown 127.0.0.1:DEAD|502"
     );
-    if let Some(bin) = nginx() {
+    if let Some(bin) = reference_nginx() {
         assert_eq!(ours, run(bin));
     }
 }
@@ -252,7 +246,7 @@ fn delayed_answer_closes_on_stop_as_nginx() {
     let (ferrolb, [port]) = Proxy::start_on(|[p]| delayed_conf(p, &root));
     let ours = answer_after_stop(&ferrolb, port);
     assert_eq!(ours, "200 OK Connection: close");
-    if let Some(bin) = nginx() {
+    if let Some(bin) = reference_nginx() {
         let (nginx, [np]) = Proxy::start_bin_on(bin, |[p]| delayed_conf(p, &root));
         assert_eq!(ours, answer_after_stop(&nginx, np));
     }

@@ -1148,6 +1148,51 @@ fn unknown_names_are_not_found_where_they_are_written() {
 }
 
 #[test]
+fn resolver_names_are_looked_up_once_as_nginx() {
+    let addr = |s: &str| s.parse::<SocketAddr>().expect("addr");
+    // Each address of a name is a server; an address with a port keeps it.
+    let c = load_with(
+        backend_pair(),
+        &in_http("server { location / { resolver backend:5353 127.0.0.1 [::1]:54 ipv6=off; } }"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = c.http.servers[0].locations[0]
+        .settings
+        .resolver
+        .clone()
+        .expect("a resolver");
+    assert_eq!(
+        r.servers,
+        [
+            addr("10.0.0.1:5353"),
+            addr("10.0.0.2:5353"),
+            addr("127.0.0.1:53"),
+            addr("[::1]:54")
+        ]
+    );
+    assert!(!r.ipv6);
+    let err = |body: &str| {
+        load_with(backend_pair(), &in_http(body))
+            .expect_err("should fail")
+            .to_string()
+    };
+    assert_eq!(
+        err("resolver nosuch;"),
+        "nginx.conf:3: host not found in resolver \"nosuch\""
+    );
+    assert_eq!(
+        err("resolver backend:0;"),
+        "nginx.conf:3: invalid port in resolver \"backend:0\""
+    );
+    for bad in ["valid=500ms", "valid=x", "ipv6=maybe"] {
+        assert_eq!(
+            err(&format!("resolver 127.0.0.1 {bad};")),
+            format!("nginx.conf:3: invalid parameter: {bad}")
+        );
+    }
+}
+
+#[test]
 fn ip_literals_never_reach_the_resolver() {
     // An empty table knows no names, so only literals can load.
     let c = load_with(

@@ -52,6 +52,25 @@ pub struct Config {
     pub warnings: Vec<Warning>,
 }
 
+impl Config {
+    /// The `error_log`s of http, server and location levels, each level once (repeats
+    /// where levels inherit one).
+    pub fn level_error_logs(&self) -> Vec<&ErrorLogConf> {
+        fn walk<'c>(locations: &'c [Location], out: &mut Vec<&'c ErrorLogConf>) {
+            for l in locations {
+                out.extend(l.settings.error_log.as_ref());
+                walk(&l.locations, out);
+            }
+        }
+        let mut out = Vec::new();
+        for s in &self.http.servers {
+            out.extend(s.settings.error_log.as_ref());
+            walk(&s.locations, &mut out);
+        }
+        out
+    }
+}
+
 /// A finding that does not stop the configuration from loading.
 #[derive(Debug, Clone)]
 pub struct Warning {
@@ -71,7 +90,7 @@ pub struct ErrorLogConf {
 }
 
 /// A log destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LogTarget {
     /// `stderr`.
     Stderr,
@@ -857,6 +876,10 @@ pub struct LocSettings {
     /// applies): off (the default) ends the request (499, upstream connection closed)
     /// when the client closes its connection while the upstream has not answered yet.
     pub proxy_ignore_client_abort: bool,
+    /// `error_log FILE [LEVEL]` at http, server or location level (the first one;
+    /// inherited): the error-log lines of requests routed here go to it instead of the
+    /// main log. `None` (the default): the main `error_log`.
+    pub error_log: Option<ErrorLogConf>,
     /// The rewrite module's directives of this level (`return`, `rewrite`, `set`,
     /// `break`, `if`) in file order; not inherited, as in nginx. Empty by default.
     pub rewrite: Vec<RewriteOp>,

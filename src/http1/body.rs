@@ -1,9 +1,11 @@
 //! Body framing and the chunked-body scanner.
 //!
-//! The proxy forwards chunked bodies verbatim (no de-chunking and re-chunking on the hot
-//! path); [`ChunkedScanner`] only validates the framing and finds where the body ends, so
-//! a malformed body is cut off instead of being passed to a peer that might read it
-//! differently.
+//! The proxy relays chunked response bodies verbatim (no de-chunking and re-chunking on
+//! the hot path); [`ChunkedScanner`] validates the framing and finds where the body ends,
+//! so a malformed body is cut off instead of being passed to a peer that might read it
+//! differently. A chunked request body streamed upstream is re-framed as nginx sends it
+//! ([`ChunkedScanner::rechunk`]); [`BodyRest`] follows any request body from wherever a
+//! reader left it (the discarding of a body a local answer does not use).
 
 use super::{ParseError, MAX_HEAD_BYTES};
 
@@ -71,7 +73,7 @@ enum State {
     Done,
 }
 
-/// Incremental validator of a chunked body that is forwarded verbatim.
+/// Incremental validator of a chunked body.
 ///
 /// Feed it every body byte in order, split anywhere; it keeps its state between calls.
 /// Strict on framing: chunk sizes must be 1..=16 hex digits, every line must end in CRLF
@@ -223,6 +225,31 @@ impl ChunkedScanner {
         Ok(ScanStep::NeedMore)
     }
 
+    /// [`scan`](Self::scan), appending the payload of `data` to `out` as one chunk (none
+    /// when it carries no payload) and, once the body ends, the last chunk without
+    /// trailers: nginx's framing of a chunked body it streams, each read sent on as one
+    /// chunk.
+    pub fn rechunk(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<ScanStep, ParseError> {
+        let mut pieces: Vec<std::ops::Range<usize>> = Vec::new();
+        let step = self.scan_payload(data, |r| {
+            if !r.is_empty() {
+                pieces.push(r);
+            }
+        })?;
+        let len: usize = pieces.iter().map(|r| r.len()).sum();
+        if len > 0 {
+            write_chunk_header(out, len);
+            for r in pieces {
+                out.extend_from_slice(&data[r]);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        if matches!(step, ScanStep::Done { .. }) {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        Ok(step)
+    }
+
     /// Advances the framing state machine by one byte (never called in `Data`).
     #[inline]
     fn step(&mut self, b: u8) -> Result<State, ParseError> {
@@ -353,6 +380,60 @@ impl ChunkedScanner {
     }
 }
 
+/// What of a request body is still to come, whatever its framing: fed the body's
+/// bytes in order, it says where the body ends. The part of the body a reader has not
+/// taken yet, so a body can be read (or dropped) from wherever an earlier reader left
+/// it.
+#[derive(Clone, Debug)]
+pub enum BodyRest {
+    /// A Content-Length body: this many bytes still to come.
+    Length(u64),
+    /// A chunked body, the scanner where the framing stands.
+    Chunked(ChunkedScanner),
+}
+
+impl BodyRest {
+    /// The whole body of a message framed so; `None` when it has none.
+    pub fn of(framing: BodyFraming) -> Option<Self> {
+        match framing {
+            BodyFraming::Length(0) | BodyFraming::None | BodyFraming::UntilClose => None,
+            BodyFraming::Length(n) => Some(BodyRest::Length(n)),
+            BodyFraming::Chunked => Some(BodyRest::Chunked(ChunkedScanner::new())),
+        }
+    }
+
+    /// Takes the next bytes of the body from `data`: `NeedMore` when all of `data` is
+    /// body and more is to come, `Done { body_end }` when the body ends at
+    /// `data[..body_end]` (what follows is the next message's).
+    pub fn feed(&mut self, data: &[u8]) -> Result<ScanStep, ParseError> {
+        match self {
+            BodyRest::Length(left) => {
+                let take = (*left).min(data.len() as u64);
+                *left -= take;
+                Ok(if *left == 0 {
+                    // `take <= data.len()`, a usize.
+                    ScanStep::Done {
+                        body_end: take as usize,
+                    }
+                } else {
+                    ScanStep::NeedMore
+                })
+            }
+            BodyRest::Chunked(sc) => sc.scan(data),
+        }
+    }
+
+    /// How much one read may ask for without taking bytes past the body: the rest of
+    /// a Content-Length body, `max` for a chunked one (its end is only found by
+    /// scanning; bytes read past it are the next message's).
+    pub fn read_size(&self, max: usize) -> usize {
+        match self {
+            BodyRest::Length(left) => usize::try_from(*left).unwrap_or(max).min(max),
+            BodyRest::Chunked(_) => max,
+        }
+    }
+}
+
 /// Appends the payload of a complete chunked body (`raw`, already accepted by a
 /// [`ChunkedScanner`]) to `out`, dropping sizes, extensions and trailers. Used to send
 /// small chunked request bodies upstream with a Content-Length, as nginx does, since
@@ -450,6 +531,42 @@ mod tests {
     const BODY: &[u8] =
         b"5;name=val;q=\"a b\"\r\nhello\r\nA\r\n0123456789\r\n000\r\nX-Sum: abc\r\nx-b: \r\n\r\n";
     const NEXT: &[u8] = b"GET / HTTP/1.1\r\n";
+
+    #[test]
+    fn body_rest_finds_the_end_across_pieces() {
+        assert!(BodyRest::of(BodyFraming::None).is_none());
+        assert!(BodyRest::of(BodyFraming::Length(0)).is_none());
+        let mut len = BodyRest::of(BodyFraming::Length(7)).expect("a body");
+        assert_eq!(len.read_size(4096), 7);
+        assert_eq!(len.feed(b"abcd"), Ok(ScanStep::NeedMore));
+        assert_eq!(len.read_size(2), 2);
+        assert_eq!(len.feed(b"efgGET"), Ok(ScanStep::Done { body_end: 3 }));
+        let mut ch = BodyRest::of(BodyFraming::Chunked).expect("a body");
+        assert_eq!(ch.read_size(4096), 4096);
+        assert_eq!(ch.feed(b"3\r\nab"), Ok(ScanStep::NeedMore));
+        assert_eq!(
+            ch.feed(b"c\r\n0\r\n\r\nGET"),
+            Ok(ScanStep::Done { body_end: 8 })
+        );
+        let mut bad = BodyRest::of(BodyFraming::Chunked).expect("a body");
+        assert!(bad.feed(b"4\r\nSEE-THIS\r\n").is_err());
+    }
+
+    #[test]
+    fn rechunk_sends_each_piece_as_one_chunk() {
+        let mut sc = ChunkedScanner::new();
+        let mut out = Vec::new();
+        let step = sc.rechunk(b"5\r\n01234\r\n4\r\nmany\r\n", &mut out);
+        assert_eq!(step, Ok(ScanStep::NeedMore));
+        assert_eq!(out, b"9\r\n01234many\r\n");
+        out.clear();
+        // Framing alone carries no chunk; trailers are dropped with the last chunk.
+        assert_eq!(sc.rechunk(b"1", &mut out), Ok(ScanStep::NeedMore));
+        assert!(out.is_empty());
+        let step = sc.rechunk(b"\r\nx\r\n0\r\nA: b\r\n\r\nNEXT", &mut out);
+        assert_eq!(step, Ok(ScanStep::Done { body_end: 16 }));
+        assert_eq!(out, b"1\r\nx\r\n0\r\n\r\n");
+    }
 
     #[test]
     fn simple_body() {

@@ -79,6 +79,14 @@ pub enum ParseError {
     /// A request Transfer-Encoding other than exactly `chunked`.
     #[error("Transfer-Encoding is not exactly \"chunked\"")]
     UnsupportedTransferEncoding,
+    /// A request Transfer-Encoding other than `chunked`, in one field: nginx answers
+    /// 501 Not Implemented (its "client sent unknown \"Transfer-Encoding\"").
+    #[error("unknown Transfer-Encoding")]
+    UnknownTransferEncoding,
+    /// More than one Transfer-Encoding field in a request (nginx takes the field as
+    /// unique: 400).
+    #[error("more than one Transfer-Encoding header field")]
+    DuplicateTransferEncoding,
     /// Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1).
     #[error("Transfer-Encoding in an HTTP/1.0 request")]
     TransferEncodingInHttp10,
@@ -102,12 +110,14 @@ pub enum ParseError {
 impl ParseError {
     /// The status code a server answers a request that failed with this error:
     /// nginx's status: 494 (sent as a 400 page "Request Header Or Cookie Too Large") for
-    /// an oversized head, 414 for a too long request line, 400 for everything else
-    /// (too many header lines included, as nginx's `max_headers`).
+    /// an oversized head, 414 for a too long request line, 501 for a transfer coding
+    /// other than `chunked`, 400 for everything else (too many header lines included,
+    /// as nginx's `max_headers`).
     pub fn status_code(self) -> u16 {
         match self {
             ParseError::HeadTooLarge | ParseError::HeaderTooLarge => 494,
             ParseError::RequestLineTooLong => 414,
+            ParseError::UnknownTransferEncoding => 501,
             _ => 400,
         }
     }

@@ -20,6 +20,8 @@ pub(crate) struct Analysis {
     pub(crate) te_final_chunked: bool,
     /// The Transfer-Encoding fields list exactly one coding, `chunked`.
     pub(crate) te_only_chunked: bool,
+    /// Number of Transfer-Encoding fields.
+    pub(crate) te_fields: u32,
     /// Connection option `close`.
     pub(crate) conn_close: bool,
     /// Connection option `keep-alive`.
@@ -177,6 +179,7 @@ pub(crate) fn analyze(buf: &[u8], headers: &mut [HeaderRange]) -> Analysis {
             Known::TransferEncoding => {
                 h.hop_by_hop = true;
                 a.te_present = true;
+                a.te_fields += 1;
                 for item in list_items(value).filter(|i| !i.is_empty()) {
                     // A coding may carry parameters (`gzip;q=1`); only its name matters.
                     let name = item

@@ -18,7 +18,9 @@ pub mod request;
 pub mod respond;
 pub mod response;
 
-pub use body::{decode_chunked, write_chunk_header, BodyFraming, ChunkedScanner, ScanStep};
+pub use body::{
+    decode_chunked, write_chunk_header, BodyFraming, BodyRest, ChunkedScanner, ScanStep,
+};
 pub use error::ParseError;
 pub use request::{Method, RequestHead, TargetForm};
 pub use response::ResponseHead;

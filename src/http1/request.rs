@@ -316,14 +316,19 @@ impl RequestHead {
             if version == 0 {
                 return Err(ParseError::TransferEncodingInHttp10);
             }
+            // nginx's order: the field is unique (400), a coding other than `chunked`
+            // is not implemented (501, even beside a Content-Length), then chunked
+            // with a Content-Length is refused (400). Stricter than "final coding is
+            // chunked": the proxy re-frames the body as plain chunked, so any other
+            // coding would be lost.
+            if a.te_fields > 1 {
+                return Err(ParseError::DuplicateTransferEncoding);
+            }
+            if !a.te_only_chunked {
+                return Err(ParseError::UnknownTransferEncoding);
+            }
             if a.content_length_present {
                 return Err(ParseError::ContentLengthWithTransferEncoding);
-            }
-            // Stricter than "final coding is chunked": the proxy drops Transfer-Encoding
-            // and re-frames the body as plain chunked, so any other coding would be lost.
-            // nginx refuses the same requests.
-            if !a.te_only_chunked {
-                return Err(ParseError::UnsupportedTransferEncoding);
             }
             BodyFraming::Chunked
         } else if let Some(e) = a.content_length_error {
@@ -431,10 +436,10 @@ impl RequestHead {
 
 #[inline]
 /// Whether a field nginx allows once (its `ngx_http_process_unique_header_line`
-/// fields, `Transfer-Encoding` and `Authorization`) appears twice. Host has its own
-/// error.
+/// fields and `Authorization`) appears twice. Host and Transfer-Encoding have their
+/// own errors.
 fn has_duplicate_unique_field(buf: &[u8], headers: &[HeaderRange]) -> bool {
-    const UNIQUE: [&[u8]; 10] = [
+    const UNIQUE: [&[u8]; 9] = [
         b"content-length",
         b"content-range",
         b"if-modified-since",
@@ -442,7 +447,6 @@ fn has_duplicate_unique_field(buf: &[u8], headers: &[HeaderRange]) -> bool {
         b"if-match",
         b"if-none-match",
         b"if-range",
-        b"transfer-encoding",
         b"expect",
         b"authorization",
     ];
@@ -821,15 +825,22 @@ mod tests {
             let buf = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {v}\r\n\r\n");
             assert_eq!(
                 err(buf.as_bytes()),
-                ParseError::UnsupportedTransferEncoding,
+                ParseError::UnknownTransferEncoding,
                 "TE {v:?}"
             );
+            assert_eq!(ParseError::UnknownTransferEncoding.status_code(), 501);
         }
-        // Two fields: nginx's duplicate header line.
+        // An unknown coding beside a Content-Length is still nginx's 501.
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: identity\r\n\r\n"),
+            ParseError::UnknownTransferEncoding
+        );
+        // Two fields: the field is unique for nginx (400).
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            ParseError::DuplicateField
+            ParseError::DuplicateTransferEncoding
         );
+        assert_eq!(ParseError::DuplicateTransferEncoding.status_code(), 400);
     }
 
     #[test]

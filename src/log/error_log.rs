@@ -1,5 +1,9 @@
-//! The error log: a global, swappable sink plus a level check that costs one atomic load.
+//! The error log: a global, swappable sink plus a level check that costs one atomic load;
+//! and the error logs of http, server and location levels, which the lines of a
+//! request routed there go to instead (nginx's `error_log` in a location).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::Write as _;
@@ -24,6 +28,15 @@ static STDERR_MIRROR: AtomicBool = AtomicBool::new(false);
 /// The configured sink; `None` until [`init`].
 static SINK: ArcSwapOption<Sink> = ArcSwapOption::const_empty();
 
+/// The error logs of http, server and location levels, by destination ([`init_levels`]).
+static LEVEL_LOGS: ArcSwapOption<HashMap<LogTarget, Arc<Sink>>> = ArcSwapOption::const_empty();
+
+thread_local! {
+    /// Connections of this thread whose current request is routed to a level's own
+    /// error log. Few at a time: a list.
+    static ROUTED: RefCell<Vec<(u64, Arc<Sink>)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Hands out the small per-thread numbers printed after `pid#`.
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(0);
 
@@ -41,6 +54,8 @@ enum Dest {
 #[derive(Debug)]
 struct Sink {
     dest: Dest,
+    /// The most verbose level it takes.
+    level: Level,
 }
 
 fn open_dest(target: &LogTarget) -> Result<Dest, LogError> {
@@ -59,9 +74,86 @@ fn open_dest(target: &LogTarget) -> Result<Dest, LogError> {
 /// is written, then see the new one. On error the previous sink stays in place.
 pub fn init(conf: &ErrorLogConf) -> Result<(), LogError> {
     let dest = open_dest(&conf.target)?;
-    SINK.store(Some(Arc::new(Sink { dest })));
+    SINK.store(Some(Arc::new(Sink {
+        dest,
+        level: conf.level,
+    })));
     set_level(conf.level);
     Ok(())
+}
+
+/// Opens the error logs of http, server and location levels (`confs`, repeats
+/// allowed), keeping those already open for the same destination, and makes their
+/// levels count; after [`init`], on every load. On error nothing changes.
+pub fn init_levels<'c>(confs: impl IntoIterator<Item = &'c ErrorLogConf>) -> Result<(), LogError> {
+    let old = LEVEL_LOGS.load_full();
+    let mut logs: HashMap<LogTarget, Arc<Sink>> = HashMap::new();
+    for conf in confs {
+        if logs.contains_key(&conf.target) {
+            continue;
+        }
+        let reused = old
+            .as_deref()
+            .and_then(|m| m.get(&conf.target))
+            .filter(|s| s.level == conf.level)
+            .cloned();
+        let sink = match reused {
+            Some(s) => s,
+            None => Arc::new(Sink {
+                dest: open_dest(&conf.target)?,
+                level: conf.level,
+            }),
+        };
+        logs.insert(conf.target.clone(), sink);
+    }
+    let most = logs.values().map(|s| s.level).max();
+    if let Some(most) = most {
+        MAX_LEVEL.fetch_max(most as u8, Ordering::Relaxed);
+    }
+    LEVEL_LOGS.store((!logs.is_empty()).then(|| Arc::new(logs)));
+    Ok(())
+}
+
+/// Ends what [`route_request`] set for a connection's request when dropped (the
+/// request finished, or its future was dropped).
+#[derive(Debug)]
+pub struct RequestLogScope(u64);
+
+impl RequestLogScope {
+    /// The scope of connection `conn`'s current request.
+    pub fn new(conn: u64) -> Self {
+        RequestLogScope(conn)
+    }
+}
+
+impl Drop for RequestLogScope {
+    fn drop(&mut self) {
+        let conn = self.0;
+        ROUTED.with(|r| {
+            let mut r = r.borrow_mut();
+            if !r.is_empty() {
+                r.retain(|(c, _)| *c != conn);
+            }
+        });
+    }
+}
+
+/// Routes the lines of connection `conn`'s request on this thread to a level's error
+/// log (`Some`, opened by [`init_levels`]) or back to the main one (`None`).
+pub fn route_request(conn: u64, log: Option<&ErrorLogConf>) {
+    let sink = log.and_then(|conf| {
+        LEVEL_LOGS
+            .load()
+            .as_deref()
+            .and_then(|m| m.get(&conf.target).cloned())
+    });
+    ROUTED.with(|r| {
+        let mut r = r.borrow_mut();
+        r.retain(|(c, _)| *c != conn);
+        if let Some(sink) = sink {
+            r.push((conn, sink));
+        }
+    });
 }
 
 /// Changes the most verbose level written, keeping the destination (before [`init`]:
@@ -83,10 +175,14 @@ pub fn reaches_stderr(level: Level) -> bool {
     if !enabled(level) {
         return false;
     }
-    match SINK.load().as_deref().map(|s| &s.dest) {
-        None | Some(Dest::Stderr) => true,
-        Some(Dest::Off) => false,
-        Some(Dest::File { .. }) => level <= Level::Warn && STDERR_MIRROR.load(Ordering::Relaxed),
+    match SINK.load().as_deref() {
+        None => true,
+        Some(s) if level > s.level => false,
+        Some(s) => match s.dest {
+            Dest::Stderr => true,
+            Dest::Off => false,
+            Dest::File { .. } => level <= Level::Warn && STDERR_MIRROR.load(Ordering::Relaxed),
+        },
     }
 }
 
@@ -108,16 +204,40 @@ pub fn emit(level: Level, conn: Option<u64>, args: fmt::Arguments<'_>) {
 
 #[cold]
 fn emit_slow(level: Level, conn: Option<u64>, args: fmt::Arguments<'_>) {
+    let routed = conn.and_then(|c| {
+        ROUTED.with(|r| {
+            r.borrow()
+                .iter()
+                .find(|(id, _)| *id == c)
+                .map(|(_, s)| Arc::clone(s))
+        })
+    });
+    if let Some(sink) = routed {
+        if level <= sink.level {
+            write_to(&sink.dest, level, conn, args);
+        }
+        return;
+    }
     let sink = SINK.load();
-    match sink.as_deref().map(|s| &s.dest) {
+    if sink.as_deref().is_some_and(|s| level > s.level) {
+        // Enabled for a level's log only.
+        return;
+    }
+    match sink.as_deref() {
         None => write_stderr_startup(level, conn, args),
-        Some(Dest::Off) => {}
-        Some(Dest::Stderr) => {
+        Some(s) => write_to(&s.dest, level, conn, args),
+    }
+}
+
+fn write_to(dest: &Dest, level: Level, conn: Option<u64>, args: fmt::Arguments<'_>) {
+    match dest {
+        Dest::Off => {}
+        Dest::Stderr => {
             let line = format_line(level, conn, args);
             // Nothing sensible to do when stderr itself fails.
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
-        Some(Dest::File { file, .. }) => {
+        Dest::File { file, .. } => {
             let line = format_line(level, conn, args);
             // One write on an O_APPEND file: lines from different threads never mix.
             // A failing error log has nowhere to report to, so the error is dropped.
@@ -179,17 +299,36 @@ pub fn flush() {
 pub fn reopen() -> Result<(), LogError> {
     let current = SINK.load_full();
     if let Some(sink) = current {
-        if let Dest::File { path, .. } = &sink.dest {
-            let file = open_append(path)?;
-            SINK.store(Some(Arc::new(Sink {
-                dest: Dest::File {
-                    path: path.clone(),
-                    file,
-                },
-            })));
+        if let Some(fresh) = reopened(&sink)? {
+            SINK.store(Some(Arc::new(fresh)));
         }
     }
+    if let Some(logs) = LEVEL_LOGS.load_full() {
+        let mut fresh = HashMap::with_capacity(logs.len());
+        for (target, sink) in logs.iter() {
+            let sink = match reopened(sink)? {
+                Some(s) => Arc::new(s),
+                None => Arc::clone(sink),
+            };
+            fresh.insert(target.clone(), sink);
+        }
+        LEVEL_LOGS.store(Some(Arc::new(fresh)));
+    }
     Ok(())
+}
+
+/// A file sink opened again by its path; `None` for other sinks.
+fn reopened(sink: &Sink) -> Result<Option<Sink>, LogError> {
+    let Dest::File { path, .. } = &sink.dest else {
+        return Ok(None);
+    };
+    Ok(Some(Sink {
+        dest: Dest::File {
+            path: path.clone(),
+            file: open_append(path)?,
+        },
+        level: sink.level,
+    }))
 }
 
 #[doc(hidden)]

@@ -9,7 +9,8 @@
 mod error_log;
 
 pub use error_log::{
-    emit, enabled, flush, init, reaches_stderr, reopen, set_level, set_stderr_mirror,
+    emit, enabled, flush, init, init_levels, reaches_stderr, reopen, route_request, set_level,
+    set_stderr_mirror, RequestLogScope,
 };
 
 use std::cell::RefCell;

@@ -365,6 +365,8 @@ fn load(opts: &RunOptions) -> Result<Config, ServerError> {
         config.error_log.target = target.clone();
     }
     crate::log::init(&config.error_log).map_err(|e| ServerError::Log(e.to_string()))?;
+    crate::log::init_levels(config.level_error_logs())
+        .map_err(|e| ServerError::Log(e.to_string()))?;
     for w in &config.warnings {
         crate::log::emit(
             Level::Warn,

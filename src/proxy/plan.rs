@@ -216,8 +216,6 @@ pub(super) async fn take_body<D: Downstream>(
     client: &mut D,
     cbuf: &mut Buf,
 ) -> Result<RequestBody, u16> {
-    let continued = buffer_small_body(f, client, cbuf).await?;
-    let mut body = measure_body(cbuf, f.head, f.settings)?;
     // nginx buffers a chunked body for an HTTP/1.0 upstream whatever
     // `proxy_request_buffering` says: HTTP/1.0 has no chunks.
     // uWSGI reads a body of CONTENT_LENGTH bytes only: a chunked one is decoded first,
@@ -226,6 +224,8 @@ pub(super) async fn take_body<D: Downstream>(
         && (f.settings.proxy_http_version == ProxyHttpVersion::Http10
             || f.pass.protocol == crate::config::UpstreamProtocol::Uwsgi);
     let buffering = f.settings.proxy_request_buffering || chunked_to_http10;
+    let continued = buffer_small_body(f, client, cbuf, buffering).await?;
+    let mut body = measure_body(cbuf, f.head, f.settings)?;
     if buffering && wants_file(f, &body) {
         if f.head.expect_continue && !continued {
             client.send_continue().await.map_err(|_| 0u16)?;
@@ -372,10 +372,14 @@ async fn spool<D: Downstream>(
 
 /// Reads the rest of a small body into `cbuf`; `Ok(true)` when it told the client to
 /// go on (`100 Continue`). `Err(0)`: the client went away; `Err(status)`: answer with it.
+/// Without `buffering` (`proxy_request_buffering off`) nothing is waited for: as
+/// nginx, the upstream is contacted with the part of the body that came with the head
+/// (the preread), and the rest is streamed as it comes.
 async fn buffer_small_body<D: Downstream>(
     f: &Forward<'_>,
     client: &mut D,
     cbuf: &mut Buf,
+    buffering: bool,
 ) -> Result<bool, u16> {
     let start = f.head.head_len;
     let max = f.settings.client_max_body_size;
@@ -406,6 +410,10 @@ async fn buffer_small_body<D: Downstream>(
         }
         BodyFraming::None | BodyFraming::UntilClose => return Ok(false),
     };
+    if !buffering {
+        // The body is streamed, `100 Continue` sent once the head went upstream.
+        return Ok(false);
+    }
     if f.head.expect_continue {
         client.send_continue().await.map_err(|_| 0u16)?;
     }

@@ -8,7 +8,7 @@ use super::downstream::Downstream;
 use super::plan::{RequestBody, Streaming};
 use super::{Forward, Forwarded};
 use crate::config::{Endpoint, ProxyHttpVersion, UpstreamProtocol};
-use crate::http1::{BodyFraming, ScanStep};
+use crate::http1::{BodyFraming, ChunkedScanner, ScanStep};
 use crate::net::buffers::Buf;
 use crate::net::io::{self, IoFailure};
 use crate::vars::RequestVars;
@@ -348,9 +348,21 @@ async fn send_head_and_body<D: Downstream>(
         return Ok(None);
     }
     let start = f.head.head_len;
+    // A chunked body that continues past the buffer goes on re-framed as nginx sends
+    // it: the preread part as one chunk, then one chunk per read.
+    let mut preread = Vec::new();
     let initial = match &body.dechunked {
         _ if !sends => &own[..],
         Some(payload) => &payload[..],
+        None if f.head.framing == BodyFraming::Chunked => {
+            ChunkedScanner::new()
+                .rechunk(&cbuf[start..start + body.len], &mut preread)
+                .map_err(|e| AttemptError::Client {
+                    status: 400,
+                    why: format!("client sent invalid chunked body ({e})"),
+                })?;
+            &preread[..]
+        }
         None => &cbuf[start..start + body.len],
     };
     let mut slices = [IoSlice::new(head), IoSlice::new(initial)];
@@ -394,16 +406,20 @@ async fn send_head_and_body<D: Downstream>(
                 return Ok(None);
             };
             let max = f.settings.client_max_body_size;
+            let mut framed = Vec::new();
             loop {
                 bbuf.clear();
                 client
                     .read_body(&mut bbuf, crate::net::buffers::BODY_BUF, body_timeout)
                     .await
                     .map_err(|e| client_error(400, "client sent a short chunked body", e))?;
-                let step = sc.scan(&bbuf).map_err(|e| AttemptError::Client {
-                    status: 400,
-                    why: format!("client sent invalid chunked body ({e})"),
-                })?;
+                framed.clear();
+                let step = sc
+                    .rechunk(&bbuf, &mut framed)
+                    .map_err(|e| AttemptError::Client {
+                        status: 400,
+                        why: format!("client sent invalid chunked body ({e})"),
+                    })?;
                 if max != 0 && sc.payload_len() > max {
                     return Err(AttemptError::Client {
                         status: 413,
@@ -413,12 +429,8 @@ async fn send_head_and_body<D: Downstream>(
                         ),
                     });
                 }
-                let end = match step {
-                    ScanStep::Done { body_end } => body_end,
-                    ScanStep::NeedMore => bbuf.len(),
-                };
                 if sends {
-                    io::write_all(&conn.stream, &bbuf[..end], send_timeout)
+                    io::write_all(&conn.stream, &framed, send_timeout)
                         .await
                         .map_err(AttemptError::Send)?;
                 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::discard;
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
 use super::h2_downstream::{H2Downstream, H2Stream};
@@ -343,6 +344,8 @@ async fn lingering_close(stream: &mut Stream, l: Lingering) {
 async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration) -> Next {
     let info = ex.info;
     let rt = ex.rt;
+    // A level's own error log serves the request until its end.
+    let _log_scope = crate::log::RequestLogScope::new(info.id);
     let mut head = Recycled::take(&REQUEST_HEADS);
     let mut limits = None;
     let read = io::read_head(
@@ -430,6 +433,19 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
     if let Some(log) = &outcome.log {
         log.write(&outcome, ex.started);
     }
+    let unread = outcome.unread_body.is_some();
+    // An HTTP/2 stream's front end drops the DATA nobody reads (nginx's `skip_data`).
+    let http1 = ex.h2.is_none();
+    if let (true, true, Some(rest)) = (http1, outcome.keep_alive, outcome.unread_body) {
+        // nginx's discarded body: read and dropped behind the answer, and only a
+        // body read to its end lets the connection carry the next request.
+        let l = lingering_of(rt, &info.local);
+        if !super::discard::rest(ex.stream, buf, rest, l).await {
+            return Next::Close {
+                client_may_send: false,
+            };
+        }
+    }
     if outcome.keep_alive {
         Next::Again {
             keepalive: outcome.keepalive_timeout,
@@ -437,7 +453,7 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
         }
     } else {
         Next::Close {
-            client_may_send: outcome.status >= 400 || !buf.is_empty(),
+            client_may_send: outcome.status >= 400 || !buf.is_empty() || unread,
         }
     }
 }
@@ -565,6 +581,9 @@ struct Handled<'a> {
     /// `$gzip_ratio` of a body compressed on the fly.
     gzip_ratio: Option<String>,
     keep_alive: bool,
+    /// What of the request body is still to come after a local answer: read and
+    /// dropped before the next request ([`super::discard::rest`]).
+    unread_body: Option<crate::http1::BodyRest>,
     keepalive_timeout: Duration,
     header_timeout: Duration,
     log: Option<LogLine<'a>>,
@@ -586,6 +605,7 @@ async fn refused<'a>(
         reject(ex.stream, status).await;
         return Handled::nothing(status);
     };
+    crate::log::route_request(ex.info.id, server.settings.error_log.as_ref());
     let path = head.path(buf);
     let uri = uri::normalize(path).map_or_else(|_| String::new(), |u| u.into_owned());
     let locals = Locals::new(&ex.rt.config.http);
@@ -617,6 +637,7 @@ impl Handled<'_> {
             attempts: Vec::new(),
             sent_head: Vec::new(),
             keep_alive: false,
+            unread_body: None,
             keepalive_timeout: Duration::ZERO,
             header_timeout: Duration::ZERO,
             log: None,
@@ -642,6 +663,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
         reject(ex.stream, 404).await;
         return Handled::nothing(404);
     };
+    crate::log::route_request(info.id, server.settings.error_log.as_ref());
     // nginx's post-read phase: the real client address by the server's settings.
     if let Some(real) = super::admission::real_client(&server.settings, info, head, buf) {
         let _ = ex.real.set(real);
@@ -873,11 +895,22 @@ async fn serve_pass<'f, 'a: 'f>(
         files: Some(&settings.files),
         ..request_vars(head, buf, info, &server.primary_name, &uri)
     };
-    if std::mem::take(&mut pass.first) {
+    let first = std::mem::take(&mut pass.first);
+    if first {
         pass.log = capture_log(rt, settings, &vars_here, ex, served);
     } else if settings.access_log.targets().is_empty() {
         pass.log = None;
     }
+    let proxied = answer.is_none()
+        && (limit_except_pass(settings, head, buf).is_some()
+            || matches!(settings.action, Action::Proxy(_)));
+    // A local answer discards the body (an HTTP/2 stream's is dropped by its front
+    // end): nginx looks at the part it has first, and answers a broken chunked body
+    // with 400 instead of a `return` text or a file.
+    let body_ok = proxied
+        || ex.h2.is_some()
+        || !first
+        || discard::prepare(ex.stream, info, buf, head, settings.send_timeout).await;
 
     let content = match answer {
         Some(Answer::Status(code)) if code >= 400 => Content::Failed(Failure::new(code, keep)),
@@ -896,6 +929,7 @@ async fn serve_pass<'f, 'a: 'f>(
             unpaged: Some(redirect),
             ..Failure::new(code, keep)
         }),
+        Some(Answer::Text { .. }) | None if !body_ok => Content::Failed(Failure::new(400, false)),
         Some(answer) => {
             let mut headers = evaluated_add_header(settings, &vars_here());
             // `expires` goes before `add_header`'s fields, on the statuses that take
@@ -1045,7 +1079,7 @@ async fn serve_pass<'f, 'a: 'f>(
             };
             locals.set_args(args.to_vec());
             pass.route.redirect(new_uri);
-            let body = body_in_buffer(buf, head);
+            let body = discard::buffered(buf, head);
             redirect_as_get(ex, server, locals, buf, head, pass, body, settings).await
         }
         Some(b'@') => {
@@ -1095,8 +1129,9 @@ async fn serve_pass<'f, 'a: 'f>(
 /// The rest of an internal redirect to a URI (an error page, `X-Accel-Redirect`):
 /// the request, as a GET (HEAD stays HEAD) without its body, replaces the client's
 /// in the buffer, before the bytes of any request behind it, and is served again.
-/// `body`: the bytes of the body still in the buffer after the head; `None`: not
-/// accounted for (the connection closes afterwards).
+/// `body`: where the client's body stands in the buffer; what of it is still to come
+/// is discarded behind the answer, and a body whose framing is broken closes the
+/// connection afterwards.
 #[allow(clippy::too_many_arguments)]
 async fn redirect_as_get<'a>(
     ex: &mut Exchange<'a>,
@@ -1105,13 +1140,15 @@ async fn redirect_as_get<'a>(
     buf: &mut Buf,
     head: &RequestHead,
     mut pass: Pass<'a>,
-    body: Option<usize>,
+    body: discard::Buffered,
     settings: &LocSettings,
 ) -> Handled<'a> {
     let mut bytes = error_pages::page_request(head, buf);
+    let mut unread = None;
     match body {
-        Some(n) => bytes.extend_from_slice(&buf[(head.head_len + n).min(buf.len())..]),
-        None => pass.close = true,
+        discard::Buffered::Whole(end) => bytes.extend_from_slice(&buf[end.min(buf.len())..]),
+        discard::Buffered::Partial(rest) => unread = Some(rest),
+        discard::Buffered::Invalid => pass.close = true,
     }
     buf.clear();
     buf.extend_from_slice(&bytes);
@@ -1120,7 +1157,11 @@ async fn redirect_as_get<'a>(
         return internal_error(ex, buf, head, settings, &mut pass).await;
     }
     drop_invalid_fields(ex, buf, &mut page_head);
-    Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await
+    let mut handled = Box::pin(serve_pass(ex, server, locals, buf, &page_head, pass)).await;
+    if unread.is_some() {
+        handled.unread_body = unread;
+    }
+    handled
 }
 
 /// nginx's `X-Accel-Redirect`: to a `@name` location with the request as it is, or
@@ -1170,8 +1211,9 @@ async fn accel_redirect<'a>(
                 if matches!(head.framing, BodyFraming::None) {
                     return Box::pin(serve_pass(ex, server, locals, buf, head, pass)).await;
                 }
-                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
-                    .await;
+                // The proxy read the body: the buffer holds the head, then the next request.
+                let gone = discard::Buffered::Whole(head.head_len);
+                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings).await;
             }
             None => fail(
                 500,
@@ -1185,9 +1227,9 @@ async fn accel_redirect<'a>(
                 locals.set_args(args);
                 pass.route
                     .redirect(String::from_utf8_lossy(&path).into_owned());
-                // The body is out of the buffer already (the proxy read it).
-                return redirect_as_get(ex, server, locals, buf, head, pass, Some(0), settings)
-                    .await;
+                // The proxy read the body: the buffer holds the head, then the next request.
+                let gone = discard::Buffered::Whole(head.head_len);
+                return redirect_as_get(ex, server, locals, buf, head, pass, gone, settings).await;
             }
             None => {
                 // nginx has copied the kept fields before it checks the URI.
@@ -1196,6 +1238,11 @@ async fn accel_redirect<'a>(
             }
         }
     };
+    // The proxy read the body: what follows the head in the buffer is the next
+    // request, none of it to be dropped with this answer.
+    let mut bodiless = head.clone();
+    bodiless.framing = BodyFraming::None;
+    let head = &bodiless;
     let uri = pass.route.rw.uri.clone();
     let vars = RequestVars {
         locals: Some(locals),
@@ -1466,15 +1513,23 @@ async fn proxy<'a>(
                         (&target.pass, &*target.group)
                     }
                     Err(e) => {
+                        // nginx's layout, with the request line and the Host.
+                        let vars = request_vars(head, buf, ex.info, &server.primary_name, uri);
+                        let mut request = Vec::new();
+                        vars.request_line(&mut request);
+                        let mut host = Vec::new();
+                        vars.host(&mut host);
                         crate::log::emit(
                             Level::Error,
                             Some(ex.info.id),
                             format_args!(
-                                "{e}, client: {}, server: {}",
-                                ex.info.remote, server.primary_name
+                                "{e}, client: {}, server: {}, request: \"{}\", host: \"{}\"",
+                                ex.info.remote,
+                                server.primary_name,
+                                String::from_utf8_lossy(&request),
+                                String::from_utf8_lossy(&host)
                             ),
                         );
-                        let keep = keep && body_in_buffer(buf, head).is_some();
                         return Content::Failed(Failure::new(e.status(), keep));
                     }
                 }
@@ -1554,6 +1609,7 @@ async fn proxy<'a>(
         }
     };
     if let (Some(off), Some(saved)) = (done.handed_off, saved) {
+        locals.keep_buffered_body(saved.get(head.head_len..).unwrap_or_default());
         // The request before whatever the client sent behind it, as it arrived.
         buf.splice(0..0, saved);
         return Content::Failed(Failure {
@@ -1578,6 +1634,7 @@ async fn proxy<'a>(
         sent_head,
         gzip_ratio,
         keep_alive: done.keep_client,
+        unread_body: None,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,
@@ -1657,8 +1714,9 @@ async fn serve_static<'a>(
     req: &StaticRequest<'_>,
 ) -> Content<'a> {
     let settings = req.settings;
-    let body_in_buf = body_in_buffer(buf, head);
-    let keep = req.keep && body_in_buf.is_some();
+    // A body is discarded behind the answer; one whose framing is broken already
+    // leaves the connection unusable.
+    let keep = req.keep && !matches!(discard::buffered(buf, head), discard::Buffered::Invalid);
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
     let sent = match target {
         Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
@@ -1713,10 +1771,10 @@ async fn serve_static<'a>(
             return Content::Failed(Failure::new(500, false))
         }
     };
-    if let Some(n) = body_in_buf {
-        let end = (head.head_len + n).min(buf.len());
-        buf.drain(..end);
-    }
+    let (unread_body, keep_alive) = match discard::settle(buf, head) {
+        Ok(rest) => (rest, sent.keep_alive),
+        Err(()) => (None, false),
+    };
     Content::Sent(Handled {
         status: sent.status,
         body_bytes: sent.body_bytes,
@@ -1724,7 +1782,8 @@ async fn serve_static<'a>(
         attempts: Vec::new(),
         sent_head: sent.head,
         gzip_ratio: sent.gzip_ratio,
-        keep_alive: sent.keep_alive,
+        keep_alive,
+        unread_body,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,
@@ -1818,24 +1877,12 @@ async fn send_answer<'a>(
     content_type: Option<&str>,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
-        Answer::Close => {
-            return Handled {
-                gzip_ratio: None,
-                status: 444,
-                body_bytes: 0,
-                head_bytes: 0,
-                attempts: Vec::new(),
-                sent_head: Vec::new(),
-                keep_alive: false,
-                keepalive_timeout: settings.keepalive_timeout,
-                header_timeout: settings.client_header_timeout,
-                log: None,
-            }
-        }
+        Answer::Close => return Handled::nothing(444),
         answer => {
-            // nginx closes after an error that may have left the request unread.
+            // nginx closes after a 400 or 5xx; a body is discarded behind any other
+            // answer, unless its framing is broken already.
             let keep = keep
-                && body_in_buffer(buf, head).is_some()
+                && !matches!(discard::buffered(buf, head), discard::Buffered::Invalid)
                 && !matches!(answer, Answer::Status(code) if code >= 500 || code == 400);
             let mut out = Buf::head();
             let (status, body_len) = rewrite::write_response(
@@ -1893,8 +1940,7 @@ async fn internal_error<'a>(
 }
 
 /// Answers a request ferrolb handles itself (`return`, 404, errors): an error page, a
-/// redirect, or the `return` text. Discards a request body that is already buffered;
-/// otherwise closes the connection after answering.
+/// redirect, or the `return` text. The request body is discarded behind it.
 async fn answer_local<'a>(
     stream: &mut Stream,
     buf: &mut Buf,
@@ -1904,8 +1950,10 @@ async fn answer_local<'a>(
     settings: &LocSettings,
     keep: bool,
 ) -> Handled<'a> {
-    let body_in_buf = body_in_buffer(buf, head);
-    let keep = keep && body_in_buf.is_some() && status < 500 && status != 400;
+    let keep = keep
+        && !matches!(discard::buffered(buf, head), discard::Buffered::Invalid)
+        && status < 500
+        && status != 400;
     let http10 = head.minor_version == 0;
     let head_only = head.method == Method::Head;
     let mut out = Buf::head();
@@ -1968,8 +2016,9 @@ async fn answer_local<'a>(
     send_local(stream, buf, head, &out, status, body_len, keep, settings).await
 }
 
-/// Writes a response ferrolb made (`out`: head, then `body_len` body bytes), drops a
-/// request body that is already in the buffer, and says what the connection does next.
+/// Writes a response ferrolb made (`out`: head, then `body_len` body bytes), drops the
+/// request from the buffer (what of its body is still to come is discarded before the
+/// next request), and says what the connection does next.
 #[allow(clippy::too_many_arguments)]
 async fn send_local<'a>(
     stream: &mut Stream,
@@ -1984,10 +2033,10 @@ async fn send_local<'a>(
     let ok = io::write_all(stream, out, settings.send_timeout)
         .await
         .is_ok();
-    if let Some(n) = body_in_buffer(buf, head) {
-        let end = (head.head_len + n).min(buf.len());
-        buf.drain(..end);
-    }
+    let (unread_body, keep) = match discard::settle(buf, head) {
+        Ok(rest) => (rest, keep),
+        Err(()) => (None, false),
+    };
     Handled {
         gzip_ratio: None,
         status,
@@ -2000,6 +2049,7 @@ async fn send_local<'a>(
             Vec::new()
         },
         keep_alive: keep && ok,
+        unread_body,
         keepalive_timeout: settings.keepalive_timeout,
         header_timeout: settings.client_header_timeout,
         log: None,

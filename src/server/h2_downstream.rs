@@ -455,6 +455,47 @@ fn chunk_overhead(n: usize) -> u64 {
     u64::from(hex_digits) + 4
 }
 
+impl H2Downstream<'_> {
+    /// Takes what the client's stream gave next into `incoming`: a DATA frame (framed
+    /// as a chunk when the body is announced as chunked, its window given back), or
+    /// the end of the body.
+    fn take_frame(
+        &mut self,
+        next: Option<Result<bytes::Bytes, h2::Error>>,
+    ) -> Result<(), IoFailure> {
+        match next {
+            Some(Ok(data)) => {
+                let n = data.len();
+                if n == 0 {
+                    return Ok(());
+                }
+                if self.stream.chunked_body {
+                    let mut size = Vec::with_capacity(12);
+                    crate::http1::write_chunk_header(&mut size, n);
+                    self.incoming.extend_from_slice(&size);
+                    self.incoming.extend_from_slice(&data);
+                    self.incoming.extend_from_slice(b"\r\n");
+                } else {
+                    self.incoming.extend_from_slice(&data);
+                }
+                if let Some(b) = &mut self.stream.lock().body {
+                    let _ = b.flow_control().release_capacity(n);
+                }
+                Ok(())
+            }
+            // The client reset the stream.
+            Some(Err(_)) => Err(IoFailure::Closed),
+            None => {
+                self.body_end = true;
+                if self.stream.chunked_body {
+                    self.incoming.extend_from_slice(b"0\r\n\r\n");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Downstream for H2Downstream<'_> {
     async fn read_body(
         &mut self,
@@ -475,33 +516,24 @@ impl Downstream for H2Downstream<'_> {
             )
             .await
             .map_err(|_| IoFailure::Timeout)?;
-            match next {
-                Some(Ok(data)) => {
-                    let n = data.len();
-                    if n == 0 {
-                        continue;
-                    }
-                    if self.stream.chunked_body {
-                        let mut size = Vec::with_capacity(12);
-                        crate::http1::write_chunk_header(&mut size, n);
-                        self.incoming.extend_from_slice(&size);
-                        self.incoming.extend_from_slice(&data);
-                        self.incoming.extend_from_slice(b"\r\n");
-                    } else {
-                        self.incoming.extend_from_slice(&data);
-                    }
-                    if let Some(b) = &mut self.stream.lock().body {
-                        let _ = b.flow_control().release_capacity(n);
-                    }
-                }
-                // The client reset the stream.
-                Some(Err(_)) => return Err(IoFailure::Closed),
-                None => {
-                    self.body_end = true;
-                    if self.stream.chunked_body {
-                        self.incoming.extend_from_slice(b"0\r\n\r\n");
-                    }
-                }
+            self.take_frame(next)?;
+        }
+        // DATA frames already received go on with it, as nginx reads what has come
+        // (one chunk upstream for them all, when the body is streamed).
+        while self.incoming.len() < want && !self.body_end {
+            let ready = std::future::poll_fn(|cx| {
+                Poll::Ready(match &mut self.stream.lock().body {
+                    Some(b) => match b.poll_data(cx) {
+                        Poll::Ready(next) => Some(next),
+                        Poll::Pending => None,
+                    },
+                    None => Some(None),
+                })
+            })
+            .await;
+            match ready {
+                Some(next) => self.take_frame(next)?,
+                None => break,
             }
         }
         let n = want.min(self.incoming.len());

@@ -3,6 +3,7 @@
 
 mod admission;
 mod conn;
+mod discard;
 mod error_pages;
 mod gzip;
 pub mod gzip_downstream;

@@ -192,6 +192,8 @@ pub(super) async fn run<'a>(
             locals.keep_captures(&caps, loc.map_or(&[][..], |l| &l.named_captures));
         }
         let mut settings = loc.map_or(&*server.settings, |l| &*l.settings);
+        // nginx's find-config phase switches to the location's error log.
+        crate::log::route_request(info.id, settings.error_log.as_ref());
         // Without a location the server's directives ran already (nginx skips the
         // location phase of the server's "null location").
         if loc.is_some() && !settings.rewrite.is_empty() {

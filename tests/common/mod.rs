@@ -482,6 +482,13 @@ pub fn bin_is_nginx(bin: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Debian's nginx to compare answers with, when it is installed and ferrolb is not
+/// it (the tests then run ferrolb alone).
+pub fn reference_nginx() -> Option<PathBuf> {
+    let bin = PathBuf::from("/usr/sbin/nginx");
+    (bin.exists() && !bin_is_nginx(&proxy_bin())).then_some(bin)
+}
+
 /// Addresses the config makes the proxy listen on: its `listen` directives and
 /// ferrolb's `ferrolb_admin` (port-only and `*:` listens become 127.0.0.1).
 /// Good enough for the configs tests write.

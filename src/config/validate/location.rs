@@ -135,7 +135,6 @@ impl Validator<'_> {
                     once(&mut p.alias, alias, c)?;
                 }
                 "internal" => once(&mut internal, true, c)?,
-                "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
                 _ => self.setting(&mut p, c)?,
             }
         }

@@ -1,4 +1,4 @@
-//! Logging directives: `error_log` (main level), `access_log` (any level) and
+//! Logging directives: `error_log` and `access_log` (any level) and
 //! `log_format` (http level; `access_log` may only name a format declared before it).
 
 use std::path::PathBuf;
@@ -57,7 +57,26 @@ pub(super) fn log_format(d: &Directive, names: &VarNames) -> Result<LogFormat> {
 }
 
 impl Validator<'_> {
-    /// `error_log FILE|stderr [LEVEL]` at main level.
+    /// An `error_log` of a level: the first one is used (nginx writes to every one).
+    pub(super) fn first_error_log(
+        &mut self,
+        slot: &mut Option<ErrorLogConf>,
+        d: &Directive,
+    ) -> Result<()> {
+        let conf = self.error_log(d)?;
+        if slot.is_none() {
+            *slot = Some(conf);
+        } else {
+            self.warn(
+                d,
+                "only the first \"error_log\" of a level is used; nginx would write to every one"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `error_log FILE|stderr [LEVEL]` at any level.
     pub(super) fn error_log(&mut self, d: &Directive) -> Result<ErrorLogConf> {
         let target = match d.arg(0) {
             "stderr" => LogTarget::Stderr,

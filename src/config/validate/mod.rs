@@ -321,18 +321,7 @@ impl Validator<'_> {
                         once(&mut worker_connections, n, e)?;
                     }
                 }
-                "error_log" => {
-                    let conf = self.error_log(d)?;
-                    if error_log.is_none() {
-                        error_log = Some(conf);
-                    } else {
-                        self.warn(
-                            d,
-                            "only the first \"error_log\" is used; nginx would write to every one"
-                                .to_owned(),
-                        );
-                    }
-                }
+                "error_log" => self.first_error_log(&mut error_log, d)?,
                 "pid" => once(&mut pid, self.env.prefix.join(d.arg(0)), d)?,
                 "daemon" => once(&mut daemon, flag(d)?, d)?,
                 "worker_shutdown_timeout" => {
@@ -433,7 +422,6 @@ impl Validator<'_> {
                     self.log_formats
                         .insert(format.name.clone(), Arc::new(format));
                 }
-                "error_log" => self.warn(d, "\"error_log\" is only used at main level".to_owned()),
                 // Accepted: ferrolb writes no rewrite notices and warns of no variable.
                 "rewrite_log" | "uninitialized_variable_warn" => {
                     flag(d)?;

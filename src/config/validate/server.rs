@@ -70,7 +70,6 @@ impl Validator<'_> {
                 | "if"
                 | "rewrite_log"
                 | "uninitialized_variable_warn" => rewrite_ds.push(c),
-                "error_log" => self.warn(c, "\"error_log\" is only used at main level".to_owned()),
                 n if n.starts_with("ssl_") => self.tls_setting(&mut tls, c)?,
                 _ => self.setting(&mut p, c)?,
             }

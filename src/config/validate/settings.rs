@@ -64,6 +64,8 @@ pub(super) struct Partial {
     recursive_error_pages: Option<bool>,
     proxy_intercept_errors: Option<bool>,
     proxy_ignore_client_abort: Option<bool>,
+    /// `error_log` of this level (the first).
+    error_log: Option<ErrorLogConf>,
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
@@ -184,6 +186,7 @@ impl Partial {
             recursive_error_pages,
             proxy_intercept_errors,
             proxy_ignore_client_abort,
+            error_log,
             resolver,
             resolver_timeout,
             absolute_redirect,
@@ -313,6 +316,7 @@ impl Partial {
             recursive_error_pages: self.recursive_error_pages.unwrap_or(false),
             proxy_intercept_errors: self.proxy_intercept_errors.unwrap_or(false),
             proxy_ignore_client_abort: self.proxy_ignore_client_abort.unwrap_or(false),
+            error_log: self.error_log.clone(),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
             chunked_transfer_encoding: self.chunked_transfer_encoding.unwrap_or(true),
@@ -619,7 +623,7 @@ impl Validator<'_> {
                 let pages = error_page(d, &self.names)?;
                 p.error_pages.get_or_insert_with(Vec::new).extend(pages);
             }
-            "resolver" => once(&mut p.resolver, Arc::new(resolver(d)?), d)?,
+            "resolver" => once(&mut p.resolver, Arc::new(self.resolver(d)?), d)?,
             "gzip_static" => {
                 let v = match a0 {
                     "off" => GzipStatic::Off,
@@ -844,6 +848,7 @@ impl Validator<'_> {
             "recursive_error_pages" => once(&mut p.recursive_error_pages, flag(d)?, d)?,
             "proxy_intercept_errors" => once(&mut p.proxy_intercept_errors, flag(d)?, d)?,
             "proxy_ignore_client_abort" => once(&mut p.proxy_ignore_client_abort, flag(d)?, d)?,
+            "error_log" => self.first_error_log(&mut p.error_log, d)?,
             "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
             "underscores_in_headers" => once(&mut p.underscores_in_headers, flag(d)?, d)?,
             "proxy_request_buffering" => once(&mut p.proxy_request_buffering, flag(d)?, d)?,
@@ -988,62 +993,78 @@ fn error_page(d: &Directive, names: &super::rewrite::VarNames) -> Result<Vec<Err
         .collect()
 }
 
-/// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off] [status_zone=Z]`.
-/// Addresses are IPs (`[v6]`), with `:port` or port 53; names are refused (nginx
-/// resolves them once at start; write the address).
-fn resolver(d: &Directive) -> Result<ResolverConf> {
-    let mut conf = ResolverConf {
-        servers: Vec::new(),
-        valid: None,
-        ipv4: true,
-        ipv6: true,
-    };
-    for a in &d.args {
-        let v = a.value.as_str();
-        let on_off = |x: &str| match x {
-            "on" => Ok(true),
-            "off" => Ok(false),
-            _ => Err(invalid_value(d, v, None)),
+impl Validator<'_> {
+    /// `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off] [status_zone=Z]`.
+    /// Addresses are IPs (`[v6]`) or names, with `:port` or port 53; a name is looked
+    /// up once, at load, and each of its addresses is a server, as nginx does.
+    fn resolver(&self, d: &Directive) -> Result<ResolverConf> {
+        let mut conf = ResolverConf {
+            servers: Vec::new(),
+            valid: None,
+            ipv4: true,
+            ipv6: true,
         };
-        if let Some(t) = v.strip_prefix("valid=") {
-            conf.valid =
-                Some(super::values::parse_time(t).ok_or_else(|| invalid_value(d, v, None))?);
-        } else if let Some(x) = v.strip_prefix("ipv4=") {
-            conf.ipv4 = on_off(x)?;
-        } else if let Some(x) = v.strip_prefix("ipv6=") {
-            conf.ipv6 = on_off(x)?;
-        } else if v.starts_with("status_zone=") {
-            // nginx Plus statistics; nothing to count here.
-        } else {
-            let addr = v
-                .parse::<std::net::SocketAddr>()
-                .ok()
-                .or_else(|| {
-                    let ip = v.trim_start_matches('[').trim_end_matches(']');
-                    ip.parse::<std::net::IpAddr>()
-                        .ok()
-                        .map(|ip| std::net::SocketAddr::new(ip, 53))
-                })
-                .ok_or_else(|| {
-                    ConfigError::hinted(
-                        &d.span,
-                        format!("invalid resolver address \"{v}\""),
-                        "write the DNS server's IP address, with :port if not 53 (127.0.0.11, [::1]:5353)",
-                    )
-                })?;
-            conf.servers.push(addr);
+        for a in &d.args {
+            let v = a.value.as_str();
+            let bad = || ConfigError::at(&d.span, format!("invalid parameter: {v}"));
+            let on_off = |x: &str| match x {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err(bad()),
+            };
+            if let Some(t) = v.strip_prefix("valid=") {
+                // nginx reads it in whole seconds: no `ms`; `valid=0` means the TTL.
+                let time = super::values::parse_time(t)
+                    .filter(|_| !t.contains("ms"))
+                    .ok_or_else(bad)?;
+                conf.valid = (!time.is_zero()).then_some(time);
+            } else if let Some(x) = v.strip_prefix("ipv4=") {
+                conf.ipv4 = on_off(x)?;
+            } else if let Some(x) = v.strip_prefix("ipv6=") {
+                conf.ipv6 = on_off(x)?;
+            } else if v.starts_with("status_zone=") {
+                // nginx Plus statistics; nothing to count here.
+            } else {
+                conf.servers.extend(self.resolver_servers(d, v)?);
+            }
         }
+        if !conf.ipv4 && !conf.ipv6 {
+            return Err(ConfigError::at(
+                &d.span,
+                "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
+            ));
+        }
+        if conf.servers.is_empty() {
+            return Err(ConfigError::at(&d.span, "no name servers defined"));
+        }
+        Ok(conf)
     }
-    if !conf.ipv4 && !conf.ipv6 {
-        return Err(ConfigError::at(
-            &d.span,
-            "\"ipv4\" and \"ipv6\" cannot both be \"off\"",
-        ));
+
+    /// The servers one `resolver` address stands for.
+    fn resolver_servers(&self, d: &Directive, v: &str) -> Result<Vec<std::net::SocketAddr>> {
+        // A bare IPv6 address (nginx wants brackets; taken as written).
+        if let Ok(ip) = v.parse::<std::net::IpAddr>() {
+            return Ok(vec![std::net::SocketAddr::new(ip, 53)]);
+        }
+        let (host, port) = match super::address::parse_host_port(v) {
+            Ok(hp) => hp,
+            Err(super::address::HostPortError::InvalidPort) => {
+                return Err(ConfigError::at(
+                    &d.span,
+                    format!("invalid port in resolver \"{v}\""),
+                ))
+            }
+            Err(_) => {
+                return Err(ConfigError::hinted(
+                    &d.span,
+                    format!("invalid resolver address \"{v}\""),
+                    "write the DNS server's address or name, with :port if not 53 (127.0.0.11, [::1]:5353, dns.internal)",
+                ))
+            }
+        };
+        self.resolve(host, port.unwrap_or(53))
+            .ok_or_else(|| ConfigError::at(&d.span, format!("host not found in resolver \"{v}\"")))
     }
-    if conf.servers.is_empty() {
-        return Err(ConfigError::at(&d.span, "no name servers defined"));
-    }
-    Ok(conf)
 }
 
 /// `expires off|epoch|max|[modified] [-]TIME`; `None` for `off`.
