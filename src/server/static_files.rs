@@ -504,10 +504,14 @@ pub async fn send_file(
     {
         let if_range_ok = match r.head.header_value(r.buf, "if-range") {
             None => true,
-            Some(ir) if ir.starts_with(b"\"") || ir.starts_with(b"W/") => {
-                facts.etag.as_deref().is_some_and(|e| ir == e.as_bytes())
+            Some(ir) => {
+                let (mtime, etag) = range_validators(r, &facts);
+                if ir.starts_with(b"\"") || ir.starts_with(b"W/") {
+                    etag.is_some_and(|e| ir == e.as_slice())
+                } else {
+                    mtime.is_some() && parse_http_date(ir) == mtime
+                }
             }
-            Some(ir) => parse_http_date(ir) == Some(facts.mtime),
         };
         if if_range_ok {
             match parse_ranges(v, facts.size) {
@@ -1010,6 +1014,27 @@ async fn write_piece(
         }
         None => io::write_all(stream, data, limit).await,
     }
+}
+
+/// The `Last-Modified` time and `ETag` `If-Range` is compared with: the file's, as
+/// `add_header` leaves them (nginx's headers filter runs before its range filter, so
+/// `add_header Last-Modified ...` sets the time compared, an empty value none).
+fn range_validators(r: &FileRequest<'_>, facts: &FileFacts) -> (Option<i64>, Option<Vec<u8>>) {
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\nLast-Modified: {}\r\n",
+        http_date(facts.mtime)
+    );
+    if let Some(e) = &facts.etag {
+        head.push_str(&format!("ETag: {e}\r\n"));
+    }
+    let mut head = head.into_bytes();
+    append_fields(&mut head, 0, r.add_header, true);
+    let field = |name: &str| {
+        let mut v = Vec::new();
+        crate::vars::sent_field(&head, name, &mut v).then_some(v)
+    };
+    let mtime = field("last-modified").and_then(|v| parse_http_date(&v));
+    (mtime, field("etag"))
 }
 
 /// `expires` and `add_header` fields for a response of `status`.
