@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::boxed::in_box;
 use super::discard;
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
@@ -77,7 +78,7 @@ pub(super) fn run(
         let _active = Active(&worker);
         if let Some(listen) = handshake {
             let Started { stream, info, .. } = conn;
-            match Box::pin(super::tls_handshake::begin(&worker, &listen, stream, info)).await {
+            match in_box(|| super::tls_handshake::begin(&worker, &listen, stream, info)).await {
                 Some(started) => conn = started,
                 None => return,
             }
@@ -169,7 +170,7 @@ async fn serve(worker: &Worker, conn: &mut Started) {
             // h2c with prior knowledge, as nginx detects it on an `http2` address.
             let first = buf.to_vec();
             drop(cbuf);
-            return Box::pin(super::h2::serve(worker, stream, info, first)).await;
+            return in_box(|| super::h2::serve(worker, stream, info, first)).await;
         }
         // `$request_time` counts from here: the first bytes of this request are in
         // the buffer (read just now, or left over from the previous request).
@@ -192,9 +193,8 @@ async fn serve(worker: &Worker, conn: &mut Started) {
         let stopping = || worker.shared.stop_mode() != StopMode::Running;
         // Boxed: a request's state (head parsing, forwarding, relaying) is large and
         // exists only while a request is in progress, so an idle connection's task
-        // stays small. Allocated first and then written: the future is built in its
-        // box instead of being built aside and copied in whole (8 KiB per request).
-        let request = Box::into_pin(Box::write(Box::new_uninit(), async {
+        // stays small.
+        let request = in_box(|| async {
             // The request's client when a trusted proxy names another (realip).
             let real = std::sync::OnceLock::new();
             let mut ex = Exchange {
@@ -210,7 +210,7 @@ async fn serve(worker: &Worker, conn: &mut Started) {
                 h2: None,
             };
             exchange(&mut ex, buf, header_timeout).await
-        }));
+        });
         match request.await {
             Next::Again { keepalive, header } => {
                 idle_timeout = keepalive;
@@ -282,7 +282,7 @@ pub(super) async fn serve_request(
         pipelined: false,
         h2,
     };
-    let _ = Box::pin(exchange(&mut ex, buf, header_timeout)).await;
+    let _ = in_box(|| exchange(&mut ex, buf, header_timeout)).await;
 }
 
 /// What the connection does after a request.
@@ -1002,7 +1002,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     limit_rate: limit_rate(settings, &vars_here()),
                     expires: expires_for(settings, &vars_here()),
                 };
-                Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
+                in_box(|| serve_static(ex.stream, buf, head, target, &file)).await
             }
         },
     };
