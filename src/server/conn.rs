@@ -975,6 +975,11 @@ async fn serve_pass<'f, 'a: 'f>(
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
                     expires: expires_for(settings, &vars_here()),
+                    args: {
+                        let mut args = Vec::new();
+                        vars_here().eval_var(&crate::config::Var::Args, &mut args);
+                        args
+                    },
                 };
                 Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
             }
@@ -1623,6 +1628,8 @@ struct StaticRequest<'r> {
     limit_rate: (u64, u64),
     /// `expires` for this response.
     expires: Option<Expires>,
+    /// The request's arguments (`$args`), for a JSONP listing's `callback`.
+    args: Vec<u8>,
 }
 
 /// The `proxy_pass` of the location's `limit_except` block when the request's method
@@ -1721,8 +1728,20 @@ async fn serve_static<'a>(
             }
         }
         Some(Resolved::Listing(dir)) => {
-            static_files::send_listing(stream, head, &dir, req.uri, keep, settings.send_timeout)
-                .await
+            let sent = static_files::send_listing(
+                stream,
+                head,
+                &settings.files,
+                &dir,
+                (req.uri, &req.args),
+                keep,
+                settings.send_timeout,
+            )
+            .await;
+            match sent {
+                Ok(sent) => sent,
+                Err(status) => return Content::Failed(Failure::new(status, keep)),
+            }
         }
         Some(Resolved::AddSlash(named)) => {
             let uri = named.as_deref().unwrap_or(req.uri);

@@ -17,7 +17,6 @@ use std::io::{Read, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
 
 use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
@@ -960,26 +959,26 @@ pub async fn send_redirect(
     limit: std::time::Duration,
 ) -> Sent {
     let page = respond::error_body(301);
-    send_html(
+    send_page(
         stream,
         head,
-        301,
+        (301, "text/html"),
         &format!("Location: {location}\r\n"),
-        &page,
+        page.as_bytes(),
         keep,
         limit,
     )
     .await
 }
 
-/// Sends `page` as a `text/html` response with `extra` header lines (each ending in
-/// CRLF); a HEAD request gets the head only.
-async fn send_html(
+/// Sends `page` as a response of `status` and `content_type` with `extra` header
+/// lines (each ending in CRLF); a HEAD request gets the head only.
+async fn send_page(
     stream: &mut Stream,
     head: &RequestHead,
-    status: u16,
+    (status, content_type): (u16, &str),
     extra: &str,
-    page: &str,
+    page: &[u8],
     keep: bool,
     limit: std::time::Duration,
 ) -> Sent {
@@ -987,13 +986,13 @@ async fn send_html(
     respond::write_status_line(&mut out, status, keep, head.minor_version == 0);
     let _ = write!(
         out,
-        "Content-Type: text/html\r\nContent-Length: {}\r\n{extra}\r\n",
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\r\n",
         page.len()
     );
     let head_bytes = out.len() as u64;
     let sent_head = out.to_vec();
     if head.method != Method::Head {
-        out.extend_from_slice(page.as_bytes());
+        out.extend_from_slice(page);
     }
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
@@ -1006,99 +1005,46 @@ async fn send_html(
     }
 }
 
-/// nginx's autoindex page for `dir` at `uri`: directories first, then files, each by
-/// name; name, modification time (UTC) and size, as nginx lays them out.
-pub fn listing(dir: &Path, uri: &str) -> std::io::Result<String> {
-    let mut entries: Vec<(bool, String, i64, u64)> = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let Ok(m) = std::fs::metadata(e.path()) else {
-            continue;
-        };
-        entries.push((m.is_dir(), name, m.mtime(), m.len()));
-    }
-    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let title = html_escape(uri);
-    let mut out = format!(
-        "<html>\r\n<head><title>Index of {title}</title></head>\r\n<body>\r\n<h1>Index of {title}</h1><hr><pre><a href=\"../\">../</a>\r\n"
-    );
-    for (is_dir, name, mtime, size) in entries {
-        let shown = if is_dir {
-            format!("{name}/")
-        } else {
-            name.clone()
-        };
-        let mut href = Vec::with_capacity(name.len() + 1);
-        crate::http1::escape::escape_uri_component(name.as_bytes(), &mut href);
-        if is_dir {
-            href.push(b'/');
-        }
-        let href = String::from_utf8_lossy(&href);
-        let chars: Vec<char> = shown.chars().collect();
-        let (label, pad) = if chars.len() > 50 {
-            (
-                format!(
-                    "{}..&gt;",
-                    html_escape(&chars[..47].iter().collect::<String>())
-                ),
-                0,
-            )
-        } else {
-            (html_escape(&shown), 50 - chars.len())
-        };
-        let date = DateTime::<Utc>::from_timestamp(mtime, 0)
-            .map(|d| d.format("%d-%b-%Y %H:%M").to_string())
-            .unwrap_or_default();
-        let size = if is_dir {
-            "-".to_owned()
-        } else {
-            size.to_string()
-        };
-        out.push_str(&format!(
-            "<a href=\"{href}\">{label}</a>{} {date} {size:>19}\r\n",
-            " ".repeat(pad)
-        ));
-    }
-    out.push_str("</pre><hr></body>\r\n</html>\r\n");
-    Ok(out)
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Sends a listing page.
+/// Sends `dir`'s listing (`autoindex on`) as `files` has it written; `uri` is the
+/// request's decoded path, `args` its query. A listing that cannot be made is left to
+/// the caller as its status.
 pub async fn send_listing(
     stream: &mut Stream,
     head: &RequestHead,
+    files: &FilesConf,
     dir: &Path,
-    uri: &str,
+    (uri, args): (&str, &[u8]),
     keep: bool,
     limit: std::time::Duration,
-) -> Sent {
-    let page = match listing(dir, uri) {
-        Ok(p) => p,
+) -> Result<Sent, u16> {
+    let charset = files.charset.as_deref();
+    match super::autoindex::listing(&files.listing, dir, uri, args, charset) {
+        Ok(page) => Ok(send_page(
+            stream,
+            head,
+            (200, &page.content_type),
+            "",
+            &page.body,
+            keep,
+            limit,
+        )
+        .await),
         Err(e) => {
-            crate::log::emit(
-                Level::Error,
-                None,
-                format_args!(
-                    "opendir() \"{}\" failed ({})",
-                    dir.display(),
-                    crate::log::os_error_text(&e)
+            let (level, text) = match &e {
+                super::autoindex::ListingError::BadCallback(text) => (Level::Info, text.clone()),
+                super::autoindex::ListingError::Io(io_err) => (
+                    if e.status() == 500 { Level::Crit } else { Level::Error },
+                    format!(
+                        "opendir() \"{}\" failed ({})",
+                        dir.display(),
+                        crate::log::os_error_text(io_err)
+                    ),
                 ),
-            );
-            return send_status(stream, head, 403, keep, limit).await;
+            };
+            crate::log::emit(level, None, format_args!("{text}"));
+            Err(e.status())
         }
-    };
-    send_html(stream, head, 200, "", &page, keep, limit).await
+    }
 }
 
 #[cfg(test)]
@@ -1155,6 +1101,7 @@ mod tests {
             if_modified_since: IfModifiedSince::Exact,
             log_not_found: true,
             autoindex: false,
+            listing: Default::default(),
             expires: None,
             disable_symlinks: false,
             gzip_static: Default::default(),
