@@ -1632,6 +1632,21 @@ struct StaticRequest<'r> {
     args: Vec<u8>,
 }
 
+impl StaticRequest<'_> {
+    /// Writes an error-log line about this request, with the client and server as
+    /// nginx names them.
+    fn log(&self, level: Level, text: &str) {
+        crate::log::emit(
+            level,
+            Some(self.site.info.id),
+            format_args!(
+                "{text}, client: {}, server: {}",
+                self.site.info.remote, self.site.server_name
+            ),
+        );
+    }
+}
+
 /// The `proxy_pass` of the location's `limit_except` block when the request's method
 /// is one the block restricts.
 fn limit_except_pass<'s>(
@@ -1692,8 +1707,13 @@ async fn serve_static<'a>(
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
     let sent = match target {
         Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
+        // autoindex lists for GET and HEAD only; nginx then forbids the directory.
+        Some(Resolved::Listing(dir)) if !get_or_head => {
+            req.log(Level::Error, &static_files::forbidden_directory(&dir));
+            return Content::Failed(Failure::new(403, keep));
+        }
         // The static module answers 405 to anything but GET and HEAD.
-        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash(_)) if !get_or_head => {
+        Some(Resolved::File(..) | Resolved::AddSlash(_)) if !get_or_head => {
             return Content::Failed(Failure::new(405, keep))
         }
         Some(Resolved::File(path, meta)) => {
@@ -1740,7 +1760,10 @@ async fn serve_static<'a>(
             .await;
             match sent {
                 Ok(sent) => sent,
-                Err(status) => return Content::Failed(Failure::new(status, keep)),
+                Err((status, level, text)) => {
+                    req.log(level, &text);
+                    return Content::Failed(Failure::new(status, keep));
+                }
             }
         }
         Some(Resolved::AddSlash(named)) => {

@@ -157,15 +157,17 @@ fn directory(
     match checked_meta(files, path) {
         Ok(m) if m.is_dir() && files.autoindex => Resolved::Listing(path.to_path_buf()),
         Ok(m) if m.is_dir() => {
-            log(
-                Level::Error,
-                format!("directory index of \"{}\" is forbidden", path.display()),
-            );
+            log(Level::Error, forbidden_directory(path));
             Resolved::Status(403)
         }
         Ok(_) => Resolved::Status(404),
         Err(e) => not_opened(files, path, &e, log),
     }
+}
+
+/// nginx's error-log line for a directory it neither indexes nor lists.
+pub fn forbidden_directory(path: &Path) -> String {
+    format!("directory index of \"{}\" is forbidden", path.display())
 }
 
 /// 404 for a missing file (logged unless `log_not_found off`), 403 when access is
@@ -1007,7 +1009,7 @@ async fn send_page(
 
 /// Sends `dir`'s listing (`autoindex on`) as `files` has it written; `uri` is the
 /// request's decoded path, `args` its query. A listing that cannot be made is left to
-/// the caller as its status.
+/// the caller: its status, and the error-log line nginx writes for it.
 pub async fn send_listing(
     stream: &mut Stream,
     head: &RequestHead,
@@ -1016,9 +1018,10 @@ pub async fn send_listing(
     (uri, args): (&str, &[u8]),
     keep: bool,
     limit: std::time::Duration,
-) -> Result<Sent, u16> {
+) -> Result<Sent, (u16, Level, String)> {
+    use super::autoindex::{listing, ListingError};
     let charset = files.charset.as_deref();
-    match super::autoindex::listing(&files.listing, dir, uri, args, charset) {
+    match listing(&files.listing, dir, uri, args, charset) {
         Ok(page) => Ok(send_page(
             stream,
             head,
@@ -1030,19 +1033,19 @@ pub async fn send_listing(
         )
         .await),
         Err(e) => {
-            let (level, text) = match &e {
-                super::autoindex::ListingError::BadCallback(text) => (Level::Info, text.clone()),
-                super::autoindex::ListingError::Io(io_err) => (
-                    if e.status() == 500 { Level::Crit } else { Level::Error },
+            let status = e.status();
+            Err(match e {
+                ListingError::BadCallback(text) => (status, Level::Info, text),
+                ListingError::Io(io_err) => (
+                    status,
+                    if status == 500 { Level::Crit } else { Level::Error },
                     format!(
                         "opendir() \"{}\" failed ({})",
                         dir.display(),
-                        crate::log::os_error_text(io_err)
+                        crate::log::os_error_text(&io_err)
                     ),
                 ),
-            };
-            crate::log::emit(level, None, format_args!("{text}"));
-            Err(e.status())
+            })
         }
     }
 }
