@@ -188,8 +188,8 @@ fn listings_match_nginx_byte_for_byte() {
     assert!(!r.text().contains(".hidden"));
     // The zone took: local times are 5:30 ahead of UTC ones.
     let (utc, local) = (get("/html/").text(), get("/local/").text());
-    assert!(utc.contains(" 14-Nov-2023 22:13 "), "{utc}");
-    assert!(local.contains(" 15-Nov-2023 03:43 "), "{local}");
+    assert!(utc.contains(" 14-Nov-2023 23:13 "), "{utc}");
+    assert!(local.contains(" 15-Nov-2023 04:43 "), "{local}");
 
     let Some((nginx, [nport])) = &nginx else {
         return;
