@@ -67,8 +67,7 @@ fn tree() -> PathBuf {
     }
     fs::write(list.join("plain.txt"), "x".repeat(42)).expect("write");
     std::os::unix::fs::symlink(list.join("sub dir"), list.join("link-to-dir")).expect("symlink");
-    std::os::unix::fs::symlink(list.join("plain.txt"), list.join("link-to-file"))
-        .expect("symlink");
+    std::os::unix::fs::symlink(list.join("plain.txt"), list.join("link-to-file")).expect("symlink");
     std::os::unix::fs::symlink(dir.join("nowhere"), list.join("link-broken")).expect("symlink");
     // Fixed times, one per entry, so both servers list the same dates.
     let mut entries: Vec<PathBuf> = fs::read_dir(&list)
@@ -79,7 +78,8 @@ fn tree() -> PathBuf {
         .collect();
     entries.sort();
     for (i, p) in entries.iter().enumerate() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + 3_601 * i as u64);
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(1_700_000_000 + 3_601 * i as u64);
         let f = fs::File::options()
             .write(true)
             .open(p)
@@ -100,7 +100,7 @@ fn conf(dir: &Path, port: u16) -> String {
         )
     };
     format!(
-        "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port};\n{}{}{}{}{}{}{}{}{}{}    location /empty/ {{ alias {}/empty/; autoindex on; autoindex_format json; }}\n  }}\n}}\n",
+        "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port};\n{}{}{}{}{}{}{}{}{}{}{}    location /empty/ {{ alias {}/empty/; autoindex on; autoindex_format json; }}\n  }}\n}}\n",
         loc("html", ""),
         loc("utf8", "charset utf-8;"),
         loc("koi", "charset koi8-r;"),
@@ -111,6 +111,10 @@ fn conf(dir: &Path, port: u16) -> String {
         loc("json", "autoindex_format json; charset utf-8;"),
         loc("jsonp", "autoindex_format jsonp;"),
         loc("jsonpcs", "autoindex_format jsonp; charset utf-8;"),
+        loc(
+            "hdr",
+            "add_header X-Listing yes; add_header X-Always yes always; expires modified 1h;",
+        ),
         dir.display(),
     )
 }
@@ -138,14 +142,27 @@ const CASES: &[(&str, &str)] = &[
     ("GET", "/html/link-to-dir/"),
     ("GET", "/html/nope/"),
     ("POST", "/html/"),
+    ("GET", "/hdr/"),
+    ("POST", "/hdr/"),
+    ("GET", "/hdr/?callback=x"),
 ];
 
-/// What both servers must agree on: the status, and for a 200 the type and the
-/// body, byte for byte.
+/// What both servers must agree on: the status, the fields `add_header` and
+/// `expires` add, and for a 200 the type and the body, byte for byte.
 fn facts(r: &Response) -> Vec<u8> {
-    let mut out = format!("{}", r.status).into_bytes();
+    let h = |n: &str| r.header(n).unwrap_or("-").to_owned();
+    let mut out = format!(
+        "{} x-listing={} x-always={} cache-control={}",
+        r.status,
+        h("x-listing"),
+        h("x-always"),
+        h("cache-control")
+    )
+    .into_bytes();
     if r.status == 200 {
-        out.extend_from_slice(format!(" type={}\n", r.header("content-type").unwrap_or("-")).as_bytes());
+        out.extend_from_slice(
+            format!(" type={}\n", r.header("content-type").unwrap_or("-")).as_bytes(),
+        );
         out.extend_from_slice(&r.body);
     }
     out
@@ -169,14 +186,16 @@ fn listings_match_nginx_byte_for_byte() {
     let r = get("/xml/");
     assert_eq!(r.header("content-type"), Some("text/xml; charset=utf-8"));
     assert!(
-        r.text().contains(" size=\"0\">&lt;&amp;&gt;.html</file>\r\n"),
+        r.text()
+            .contains(" size=\"0\">&lt;&amp;&gt;.html</file>\r\n"),
         "{}",
         r.text()
     );
     let r = get("/jsonp/?callback=foo");
     assert_eq!(r.header("content-type"), Some("application/javascript"));
     assert!(
-        r.text().starts_with("/* callback */\r\nfoo([\r\n{ \"name\":\""),
+        r.text()
+            .starts_with("/* callback */\r\nfoo([\r\n{ \"name\":\""),
         "{}",
         r.text()
     );
@@ -224,7 +243,10 @@ fn bad_formats_are_refused_with_the_line() {
         "events {}\nhttp {\n  server {\n    listen 127.0.0.1:1;\n    autoindex_format yaml;\n  }\n}\n",
     );
     assert!(!ok, "{text}");
-    assert!(text.contains("autoindex_format") && text.contains(":5"), "{text}");
+    assert!(
+        text.contains("autoindex_format") && text.contains(":5"),
+        "{text}"
+    );
     let (ok, text) = config_test(
         &dir,
         "events {}\nhttp {\n  autoindex_exact_size maybe;\n}\n",

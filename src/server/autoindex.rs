@@ -83,7 +83,11 @@ fn jsonp_callback(args: &[u8]) -> Result<Option<&[u8]>, ListingError> {
     };
     let valid = |&b: &u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
     if cb.len() > CALLBACK_MAX || !cb.iter().all(valid) {
-        let what = if cb.len() > CALLBACK_MAX { "too long" } else { "invalid" };
+        let what = if cb.len() > CALLBACK_MAX {
+            "too long"
+        } else {
+            "invalid"
+        };
         return Err(ListingError::BadCallback(format!(
             "client sent {what} callback name: \"{}\"",
             String::from_utf8_lossy(cb)
@@ -149,7 +153,10 @@ fn read_entries(dir: &Path) -> io::Result<Vec<Entry>> {
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             // A broken link or a loop: listed as the link itself.
-            Err(err) if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(nix::libc::ELOOP) => {
+            Err(err)
+                if err.kind() == io::ErrorKind::NotFound
+                    || err.raw_os_error() == Some(nix::libc::ELOOP) =>
+            {
                 std::fs::symlink_metadata(&path)?
             }
             Err(err) if err.kind() == io::ErrorKind::PermissionDenied => continue,
@@ -398,7 +405,10 @@ mod tests {
 
     #[test]
     fn callbacks_as_nginx_checks_them() {
-        assert_eq!(jsonp_callback(b"callback=foo.bar_1").ok(), Some(Some(&b"foo.bar_1"[..])));
+        assert_eq!(
+            jsonp_callback(b"callback=foo.bar_1").ok(),
+            Some(Some(&b"foo.bar_1"[..]))
+        );
         assert_eq!(jsonp_callback(b"callback=").ok(), Some(None));
         assert_eq!(jsonp_callback(b"x=1").ok(), Some(None));
         assert!(jsonp_callback(b"callback=a(b)").is_err());

@@ -1748,10 +1748,13 @@ async fn serve_static<'a>(
             }
         }
         Some(Resolved::Listing(dir)) => {
+            // nginx's autoindex sets no Last-Modified: `expires modified` has no time.
+            let mut added = Vec::new();
+            static_files::added_fields(&mut added, (req.expires, req.add_header), 200, None);
             let sent = static_files::send_listing(
                 stream,
                 head,
-                &settings.files,
+                (&settings.files, &added),
                 &dir,
                 (req.uri, &req.args),
                 keep,

@@ -17,7 +17,6 @@ use std::io::{Read, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-
 use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
@@ -896,6 +895,9 @@ async fn write_piece(
     }
 }
 
+/// An evaluated `add_header` line: name, value, `always`.
+pub type AddedHeader<'a> = (&'a str, Vec<u8>, bool);
+
 /// `expires` and `add_header` fields for a response of `status`.
 fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64, vary: bool) {
     if r.vary || vary {
@@ -904,17 +906,29 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     if r.gzipped.is_some() {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
+    added_fields(out, (r.expires, r.add_header), status, Some(mtime));
+}
+
+/// The location's `expires` fields and `add_header` lines for a response of `status`
+/// (about a file modified at `mtime`, if it is one), as nginx's headers filter adds
+/// them: all on the statuses `add_header` applies to, `always` lines on any.
+pub fn added_fields(
+    out: &mut Vec<u8>,
+    (expires, add_header): (Option<Expires>, &[AddedHeader<'_>]),
+    status: u16,
+    mtime: Option<i64>,
+) {
     let applies = respond::add_header_applies(status);
     if applies {
-        if let Some(e) = r.expires {
-            let (expires, cache_control) = expires_fields(e, now_secs(), Some(mtime));
+        if let Some(e) = expires {
+            let (expires, cache_control) = expires_fields(e, now_secs(), mtime);
             let _ = write!(
                 out,
                 "Expires: {expires}\r\nCache-Control: {cache_control}\r\n"
             );
         }
     }
-    for (name, value, always) in r.add_header {
+    for (name, value, always) in add_header {
         if *always || applies {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
@@ -965,7 +979,7 @@ pub async fn send_redirect(
         stream,
         head,
         (301, "text/html"),
-        &format!("Location: {location}\r\n"),
+        format!("Location: {location}\r\n").as_bytes(),
         page.as_bytes(),
         keep,
         limit,
@@ -979,7 +993,7 @@ async fn send_page(
     stream: &mut Stream,
     head: &RequestHead,
     (status, content_type): (u16, &str),
-    extra: &str,
+    extra: &[u8],
     page: &[u8],
     keep: bool,
     limit: std::time::Duration,
@@ -988,9 +1002,11 @@ async fn send_page(
     respond::write_status_line(&mut out, status, keep, head.minor_version == 0);
     let _ = write!(
         out,
-        "Content-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\r\n",
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
         page.len()
     );
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let sent_head = out.to_vec();
     if head.method != Method::Head {
@@ -1007,13 +1023,14 @@ async fn send_page(
     }
 }
 
-/// Sends `dir`'s listing (`autoindex on`) as `files` has it written; `uri` is the
-/// request's decoded path, `args` its query. A listing that cannot be made is left to
-/// the caller: its status, and the error-log line nginx writes for it.
+/// Sends `dir`'s listing (`autoindex on`) as `files` has it written, with `added`
+/// fields (see [`added_fields`]); `uri` is the request's decoded path, `args` its
+/// query. A listing that cannot be made is left to the caller: its status, and the
+/// error-log line nginx writes for it.
 pub async fn send_listing(
     stream: &mut Stream,
     head: &RequestHead,
-    files: &FilesConf,
+    (files, added): (&FilesConf, &[u8]),
     dir: &Path,
     (uri, args): (&str, &[u8]),
     keep: bool,
@@ -1026,7 +1043,7 @@ pub async fn send_listing(
             stream,
             head,
             (200, &page.content_type),
-            "",
+            added,
             &page.body,
             keep,
             limit,
@@ -1038,7 +1055,11 @@ pub async fn send_listing(
                 ListingError::BadCallback(text) => (status, Level::Info, text),
                 ListingError::Io(io_err) => (
                     status,
-                    if status == 500 { Level::Crit } else { Level::Error },
+                    if status == 500 {
+                        Level::Crit
+                    } else {
+                        Level::Error
+                    },
                     format!(
                         "opendir() \"{}\" failed ({})",
                         dir.display(),
