@@ -100,7 +100,7 @@ fn conf(dir: &Path, port: u16) -> String {
         )
     };
     format!(
-        "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port};\n{}{}{}{}{}{}{}{}{}{}{}    location /empty/ {{ alias {}/empty/; autoindex on; autoindex_format json; }}\n  }}\n}}\n",
+        "events {{}}\nhttp {{\n  access_log off;\n  server {{\n    listen 127.0.0.1:{port};\n{}{}{}{}{}{}{}{}{}{}{}{}{}    location /empty/ {{ alias {}/empty/; autoindex on; autoindex_format json; }}\n  }}\n}}\n",
         loc("html", ""),
         loc("utf8", "charset utf-8;"),
         loc("koi", "charset koi8-r;"),
@@ -111,6 +111,8 @@ fn conf(dir: &Path, port: u16) -> String {
         loc("json", "autoindex_format json; charset utf-8;"),
         loc("jsonp", "autoindex_format jsonp;"),
         loc("jsonpcs", "autoindex_format jsonp; charset utf-8;"),
+        loc("gz", "gzip on; gzip_vary on; gzip_types application/json;"),
+        loc("gzx", "gzip on; gzip_types text/xml; autoindex_format xml; gzip_proxied off;"),
         loc(
             "hdr",
             "add_header X-Listing yes; add_header X-Always yes always; expires modified 1h;",
@@ -119,51 +121,74 @@ fn conf(dir: &Path, port: u16) -> String {
     )
 }
 
-/// The requests: method and path.
-const CASES: &[(&str, &str)] = &[
-    ("GET", "/html/"),
-    ("HEAD", "/html/"),
-    ("GET", "/utf8/"),
-    ("GET", "/koi/"),
-    ("GET", "/approx/"),
-    ("GET", "/local/"),
-    ("GET", "/xml/"),
-    ("GET", "/xmlcs/"),
-    ("GET", "/json/"),
-    ("GET", "/empty/"),
-    ("GET", "/jsonp/"),
-    ("GET", "/jsonp/?callback=foo.bar_1"),
-    ("GET", "/jsonp/?x=1&CALLBACK=Up"),
-    ("GET", "/jsonp/?callback="),
-    ("GET", "/jsonp/?callback=alert(1)"),
-    ("GET", "/jsonpcs/?callback=cb"),
-    ("GET", "/html/sub%20dir/"),
-    ("GET", "/html/dir%3C&%3E%22'/"),
-    ("GET", "/html/link-to-dir/"),
-    ("GET", "/html/nope/"),
-    ("POST", "/html/"),
-    ("GET", "/hdr/"),
-    ("POST", "/hdr/"),
-    ("GET", "/hdr/?callback=x"),
+/// A request: method, path and header fields.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const CASES: &[Case] = &[
+    ("GET", "/html/", &[]),
+    ("HEAD", "/html/", &[]),
+    ("GET", "/utf8/", &[]),
+    ("GET", "/koi/", &[]),
+    ("GET", "/approx/", &[]),
+    ("GET", "/local/", &[]),
+    ("GET", "/xml/", &[]),
+    ("GET", "/xmlcs/", &[]),
+    ("GET", "/json/", &[]),
+    ("GET", "/empty/", &[]),
+    ("GET", "/jsonp/", &[]),
+    ("GET", "/jsonp/?callback=foo.bar_1", &[]),
+    ("GET", "/jsonp/?x=1&CALLBACK=Up", &[]),
+    ("GET", "/jsonp/?callback=", &[]),
+    ("GET", "/jsonp/?callback=alert(1)", &[]),
+    ("GET", "/jsonpcs/?callback=cb", &[]),
+    ("GET", "/html/sub%20dir/", &[]),
+    ("GET", "/html/dir%3C&%3E%22'/", &[]),
+    ("GET", "/html/link-to-dir/", &[]),
+    ("GET", "/html/nope/", &[]),
+    ("POST", "/html/", &[]),
+    ("GET", "/hdr/", &[]),
+    ("POST", "/hdr/", &[]),
+    ("GET", "/hdr/?callback=x", &[]),
+    ("GET", "/gz/", &[("Accept-Encoding", "gzip")]),
+    ("HEAD", "/gz/", &[("Accept-Encoding", "gzip")]),
+    ("GET", "/gz/", &[]),
+    ("GET", "/gzx/", &[("Accept-Encoding", "gzip")]),
+    (
+        "GET",
+        "/gzx/",
+        &[("Accept-Encoding", "gzip"), ("Via", "1.1 cache")],
+    ),
 ];
 
-/// What both servers must agree on: the status, the fields `add_header` and
-/// `expires` add, and for a 200 the type and the body, byte for byte.
+/// What both servers must agree on: the status, the fields `add_header`, `expires`
+/// and gzip add, and for a 200 the type and the body, byte for byte (unpacked when
+/// gzipped: compressors differ in bytes, what they packed must not).
 fn facts(r: &Response) -> Vec<u8> {
     let h = |n: &str| r.header(n).unwrap_or("-").to_owned();
     let mut out = format!(
-        "{} x-listing={} x-always={} cache-control={}",
+        "{} x-listing={} x-always={} cache-control={} encoding={} vary={}",
         r.status,
         h("x-listing"),
         h("x-always"),
-        h("cache-control")
+        h("cache-control"),
+        h("content-encoding"),
+        h("vary")
     )
     .into_bytes();
     if r.status == 200 {
-        out.extend_from_slice(
-            format!(" type={}\n", r.header("content-type").unwrap_or("-")).as_bytes(),
-        );
-        out.extend_from_slice(&r.body);
+        out.extend_from_slice(format!(" type={}\n", h("content-type")).as_bytes());
+        if h("content-encoding") == "gzip" && !r.body.is_empty() {
+            let mut plain = Vec::new();
+            let mut unpack = flate2::read::GzDecoder::new(&r.body[..]);
+            std::io::Read::read_to_end(&mut unpack, &mut plain).expect("a gzip body");
+            out.extend_from_slice(&plain);
+        } else {
+            out.extend_from_slice(&r.body);
+        }
     }
     out
 }
@@ -205,6 +230,17 @@ fn listings_match_nginx_byte_for_byte() {
     let r = get("/approx/");
     assert!(r.text().contains("      5G\r\n"), "{}", r.text());
     assert!(!r.text().contains(".hidden"));
+    let r = http_request(
+        port,
+        "GET",
+        "/gz/",
+        "localhost",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    )
+    .expect("GET /gz/");
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
     // The zone took: local times are 5:30 ahead of UTC ones.
     let (utc, local) = (get("/html/").text(), get("/local/").text());
     assert!(utc.contains(" 14-Nov-2023 23:13 "), "{utc}");
@@ -214,15 +250,15 @@ fn listings_match_nginx_byte_for_byte() {
         return;
     };
     let mut mismatches = Vec::new();
-    for (method, path) in CASES {
-        let ours = http_request(port, method, path, "localhost", &[], b"")
+    for (method, path, fields) in CASES {
+        let ours = http_request(port, method, path, "localhost", fields, b"")
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", ferrolb.diagnostics()));
-        let theirs = http_request(*nport, method, path, "localhost", &[], b"")
+        let theirs = http_request(*nport, method, path, "localhost", fields, b"")
             .unwrap_or_else(|e| panic!("nginx {method} {path}: {e}\n{}", nginx.diagnostics()));
         let (a, b) = (facts(&ours), facts(&theirs));
         if a != b {
             mismatches.push(format!(
-                "{method} {path}\n  ferrolb: {}\n  nginx:   {}",
+                "{method} {path} {fields:?}\n  ferrolb: {}\n  nginx:   {}",
                 String::from_utf8_lossy(&a),
                 String::from_utf8_lossy(&b)
             ));

@@ -1751,10 +1751,20 @@ async fn serve_static<'a>(
             // nginx's autoindex sets no Last-Modified: `expires modified` has no time.
             let mut added = Vec::new();
             static_files::added_fields(&mut added, (req.expires, req.add_header), 200, None);
+            let response = static_files::ListingResponse {
+                expires: req.expires,
+                added: &added,
+                gzip: settings.gzip.enable.then(|| {
+                    (
+                        &settings.gzip,
+                        super::gzip_ok::client_gzip(&settings.gzip, head, buf),
+                    )
+                }),
+            };
             let sent = static_files::send_listing(
                 stream,
                 head,
-                (&settings.files, &added),
+                (&settings.files, &response),
                 &dir,
                 (req.uri, &req.args),
                 keep,

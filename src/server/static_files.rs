@@ -1023,14 +1023,24 @@ async fn send_page(
     }
 }
 
-/// Sends `dir`'s listing (`autoindex on`) as `files` has it written, with `added`
-/// fields (see [`added_fields`]); `uri` is the request's decoded path, `args` its
-/// query. A listing that cannot be made is left to the caller: its status, and the
-/// error-log line nginx writes for it.
+/// The location's parts of a listing's response: its `expires` and `add_header`
+/// fields (see [`added_fields`]) and dynamic gzip (`gzip on`).
+pub struct ListingResponse<'a> {
+    /// The `expires` of the location, for the gzip filter's `gzip_proxied expired`.
+    pub expires: Option<Expires>,
+    /// Fields `added_fields` wrote.
+    pub added: &'a [u8],
+    /// The gzip settings and the request's part of the verdict, with `gzip on`.
+    pub gzip: Option<(&'a crate::config::GzipConf, super::gzip_ok::ClientGzip)>,
+}
+
+/// Sends `dir`'s listing (`autoindex on`) as `files` has it written; `uri` is the
+/// request's decoded path, `args` its query. A listing that cannot be made is left to
+/// the caller: its status, and the error-log line nginx writes for it.
 pub async fn send_listing(
     stream: &mut Stream,
     head: &RequestHead,
-    (files, added): (&FilesConf, &[u8]),
+    (files, response): (&FilesConf, &ListingResponse<'_>),
     dir: &Path,
     (uri, args): (&str, &[u8]),
     keep: bool,
@@ -1038,20 +1048,11 @@ pub async fn send_listing(
 ) -> Result<Sent, (u16, Level, String)> {
     use super::autoindex::{listing, ListingError};
     let charset = files.charset.as_deref();
-    match listing(&files.listing, dir, uri, args, charset) {
-        Ok(page) => Ok(send_page(
-            stream,
-            head,
-            (200, &page.content_type),
-            added,
-            &page.body,
-            keep,
-            limit,
-        )
-        .await),
+    let page = match listing(&files.listing, dir, uri, args, charset) {
+        Ok(page) => page,
         Err(e) => {
             let status = e.status();
-            Err(match e {
+            return Err(match e {
                 ListingError::BadCallback(text) => (status, Level::Info, text),
                 ListingError::Io(io_err) => (
                     status,
@@ -1066,9 +1067,72 @@ pub async fn send_listing(
                         crate::log::os_error_text(&io_err)
                     ),
                 ),
-            })
+            });
+        }
+    };
+    let mut extra = response.added.to_vec();
+    let mut body = page.body;
+    let mut ratio = None;
+    if let Some((conf, client)) = response.gzip {
+        let verdict = listing_gzip_verdict(conf, client, &page.content_type, response.expires);
+        if verdict.vary {
+            extra.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
+        if verdict.compress {
+            let mut encoder = super::gzip::GzipEncoder::new(conf.level);
+            let mut packed = encoder
+                .piece(&body, false)
+                .map(<[u8]>::to_vec)
+                .map_err(|e| (500, Level::Crit, e.to_string()))?;
+            let last = encoder
+                .finish()
+                .map_err(|e| (500, Level::Crit, e.to_string()))?;
+            packed.extend_from_slice(last);
+            ratio = encoder.ratio();
+            body = packed;
+            extra.extend_from_slice(b"Content-Encoding: gzip\r\n");
         }
     }
+    let mut sent = send_page(
+        stream,
+        head,
+        (200, &page.content_type),
+        &extra,
+        &body,
+        keep,
+        limit,
+    )
+    .await;
+    sent.gzip_ratio = ratio;
+    Ok(sent)
+}
+
+/// nginx's gzip filter on a listing: no length, no Last-Modified, no ETag.
+fn listing_gzip_verdict(
+    conf: &crate::config::GzipConf,
+    client: super::gzip_ok::ClientGzip,
+    content_type: &str,
+    expires: Option<Expires>,
+) -> super::gzip::Verdict {
+    let candidate = super::gzip::Candidate {
+        status: 200,
+        header_only: false,
+        content_encoding: None,
+        content_length: None,
+        content_type: Some(content_type.as_bytes()),
+    };
+    let response = super::gzip_ok::ResponseFacts {
+        cache_control: None,
+        // Without a modification time `expires modified` counts from now.
+        expires: expires.map(|e| match e {
+            Expires::Epoch => true,
+            Expires::After(s) | Expires::Modified(s) => s < 0,
+            Expires::Max | Expires::Daily(_) => false,
+        }),
+        last_modified: false,
+        etag: false,
+    };
+    super::gzip::verdict(conf, &candidate, || client.allows(conf, &response))
 }
 
 #[cfg(test)]
