@@ -115,7 +115,8 @@ fn conf(dir: &Path, port: u16) -> String {
         loc("gzx", "gzip on; gzip_types text/xml; autoindex_format xml; gzip_proxied off;"),
         loc(
             "hdr",
-            "add_header X-Listing yes; add_header X-Always yes always; expires modified 1h;",
+            "add_header X-Listing \"t=$sent_http_content_type\"; add_header X-Always yes always; \
+             expires modified 1h;",
         ),
         dir.display(),
     )
