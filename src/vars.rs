@@ -1015,7 +1015,9 @@ fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
     })
 }
 
-fn arg_value<'a>(query: &'a [u8], name: &str) -> Option<&'a [u8]> {
+/// The value of argument `name` (matched without regard to case) in `query`, as
+/// nginx's `ngx_http_arg` finds it: empty for a bare `name`.
+pub fn arg_value<'a>(query: &'a [u8], name: &str) -> Option<&'a [u8]> {
     query
         .split(|&b| b == b'&')
         .find_map(|pair| match memchr::memchr(b'=', pair) {

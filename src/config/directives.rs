@@ -355,6 +355,9 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("proxy_ignore_client_abort", HSL, 1, 1),
     handled("internal", LOCATION, 0, 0),
     handled("autoindex", HSL, 1, 1),
+    handled("autoindex_format", HSL, 1, 1),
+    handled("autoindex_exact_size", HSL, 1, 1),
+    handled("autoindex_localtime", HSL, 1, 1),
     handled("expires", HSL, 1, 2),
     handled("disable_symlinks", HSL, 1, 2),
     handled("try_files", SERVER | LOCATION, 2, MANY),
@@ -529,10 +532,6 @@ pub static DIRECTIVES: &[Spec] = &[
         "types_hash_*",
         HSL,
         "MIME types are looked up without a hash table",
-    ),
-    unsupported(
-        "autoindex_*",
-        "the listing has nginx's defaults (exact sizes, UTC times, HTML) only",
     ),
     ignored(
         "variables_hash_*",

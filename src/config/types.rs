@@ -1211,6 +1211,41 @@ impl MimeTypes {
     }
 }
 
+/// How `autoindex` writes a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingConf {
+    /// `autoindex_format`; default html.
+    pub format: ListingFormat,
+    /// `autoindex_exact_size`; default on (sizes in bytes, else rounded K, M, G).
+    pub exact_size: bool,
+    /// `autoindex_localtime`; default off (HTML times in UTC, else in local time).
+    pub localtime: bool,
+}
+
+impl Default for ListingConf {
+    fn default() -> Self {
+        ListingConf {
+            format: ListingFormat::Html,
+            exact_size: true,
+            localtime: false,
+        }
+    }
+}
+
+/// `autoindex_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListingFormat {
+    /// `html` (the default).
+    #[default]
+    Html,
+    /// `xml`.
+    Xml,
+    /// `json`.
+    Json,
+    /// `jsonp`: JSON wrapped in the `callback` argument's function, if there is one.
+    Jsonp,
+}
+
 /// Static file settings of a location (nginx's core, index, autoindex, headers and
 /// not-modified modules).
 #[derive(Debug, Clone)]
@@ -1235,6 +1270,8 @@ pub struct FilesConf {
     pub log_not_found: bool,
     /// `autoindex`; default off.
     pub autoindex: bool,
+    /// `autoindex_format`, `autoindex_exact_size` and `autoindex_localtime`.
+    pub listing: ListingConf,
     /// `expires`; default off.
     pub expires: Option<ExpiresConf>,
     /// `disable_symlinks on`; default off.

@@ -1001,6 +1001,11 @@ async fn serve_pass<'f, 'a: 'f>(
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
                     expires: expires_for(settings, &vars_here()),
+                    args: {
+                        let mut args = Vec::new();
+                        vars_here().eval_var(&crate::config::Var::Args, &mut args);
+                        args
+                    },
                 };
                 in_box(|| serve_static(ex.stream, buf, head, target, &file)).await
             }
@@ -1656,6 +1661,23 @@ struct StaticRequest<'r> {
     limit_rate: (u64, u64),
     /// `expires` for this response.
     expires: Option<Expires>,
+    /// The request's arguments (`$args`), for a JSONP listing's `callback`.
+    args: Vec<u8>,
+}
+
+impl StaticRequest<'_> {
+    /// Writes an error-log line about this request, with the client and server as
+    /// nginx names them.
+    fn log(&self, level: Level, text: &str) {
+        crate::log::emit(
+            level,
+            Some(self.site.info.id),
+            format_args!(
+                "{text}, client: {}, server: {}",
+                self.site.info.remote, self.site.server_name
+            ),
+        );
+    }
 }
 
 /// The `proxy_pass` of the location's `limit_except` block when the request's method
@@ -1721,8 +1743,13 @@ async fn serve_static<'a>(
     let get_or_head = matches!(head.method, Method::Get | Method::Head);
     let sent = match target {
         Some(Resolved::Status(code)) => return Content::Failed(Failure::new(code, keep)),
+        // autoindex lists for GET and HEAD only; nginx then forbids the directory.
+        Some(Resolved::Listing(dir)) if !get_or_head => {
+            req.log(Level::Error, &static_files::forbidden_directory(&dir));
+            return Content::Failed(Failure::new(403, keep));
+        }
         // The static module answers 405 to anything but GET and HEAD.
-        Some(Resolved::File(..) | Resolved::Listing(_) | Resolved::AddSlash(_)) if !get_or_head => {
+        Some(Resolved::File(..) | Resolved::AddSlash(_)) if !get_or_head => {
             return Content::Failed(Failure::new(405, keep))
         }
         Some(Resolved::File(path, meta)) => {
@@ -1760,8 +1787,33 @@ async fn serve_static<'a>(
             }
         }
         Some(Resolved::Listing(dir)) => {
-            static_files::send_listing(stream, head, &dir, req.uri, keep, settings.send_timeout)
-                .await
+            let response = static_files::ListingResponse {
+                expires: req.expires,
+                add_header: req.add_header,
+                gzip: settings.gzip.enable.then(|| {
+                    (
+                        &settings.gzip,
+                        super::gzip_ok::client_gzip(&settings.gzip, head, buf),
+                    )
+                }),
+            };
+            let sent = static_files::send_listing(
+                stream,
+                head,
+                (&settings.files, &response),
+                &dir,
+                (req.uri, &req.args),
+                keep,
+                settings.send_timeout,
+            )
+            .await;
+            match sent {
+                Ok(sent) => sent,
+                Err((status, level, text)) => {
+                    req.log(level, &text);
+                    return Content::Failed(Failure::new(status, keep));
+                }
+            }
         }
         Some(Resolved::AddSlash(named)) => {
             let uri = named.as_deref().unwrap_or(req.uri);

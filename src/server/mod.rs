@@ -2,6 +2,7 @@
 //! everything between an accepted client connection and [`crate::proxy::forward`].
 
 mod admission;
+mod autoindex;
 mod boxed;
 mod conn;
 mod discard;

@@ -17,8 +17,6 @@ use std::io::{Read, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-
 use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
@@ -158,15 +156,17 @@ fn directory(
     match checked_meta(files, path) {
         Ok(m) if m.is_dir() && files.autoindex => Resolved::Listing(path.to_path_buf()),
         Ok(m) if m.is_dir() => {
-            log(
-                Level::Error,
-                format!("directory index of \"{}\" is forbidden", path.display()),
-            );
+            log(Level::Error, forbidden_directory(path));
             Resolved::Status(403)
         }
         Ok(_) => Resolved::Status(404),
         Err(e) => not_opened(files, path, &e, log),
     }
+}
+
+/// nginx's error-log line for a directory it neither indexes nor lists.
+pub fn forbidden_directory(path: &Path) -> String {
+    format!("directory index of \"{}\" is forbidden", path.display())
 }
 
 /// 404 for a missing file (logged unless `log_not_found off`), 403 when access is
@@ -1045,17 +1045,30 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
     if r.gzipped.is_some() {
         out.extend_from_slice(b"Content-Encoding: gzip\r\n");
     }
+    added_fields(out, (r.expires, r.add_header), status, Some(mtime));
+}
+
+/// The location's `expires` fields and `add_header` lines for a response of `status`
+/// (about a file modified at `mtime`, if it is one) onto the head begun at `out[0]`,
+/// as nginx's headers filter adds them: all on the statuses `add_header` applies to,
+/// `always` lines on any.
+pub fn added_fields(
+    out: &mut Vec<u8>,
+    (expires, add_header): (Option<Expires>, &[AddedField<'_>]),
+    status: u16,
+    mtime: Option<i64>,
+) {
     let applies = respond::add_header_applies(status);
     if applies {
-        if let Some(e) = r.expires {
-            let (expires, cache_control) = expires_fields(e, now_secs(), Some(mtime));
+        if let Some(e) = expires {
+            let (expires, cache_control) = expires_fields(e, now_secs(), mtime);
             let _ = write!(
                 out,
                 "Expires: {expires}\r\nCache-Control: {cache_control}\r\n"
             );
         }
     }
-    append_fields(out, 0, r.add_header, applies);
+    append_fields(out, 0, add_header, applies);
 }
 
 /// Answers with ferrolb's error page for `status`.
@@ -1095,26 +1108,29 @@ pub async fn send_redirect(
     limit: std::time::Duration,
 ) -> Sent {
     let page = respond::error_body(301);
-    send_html(
+    send_page(
         stream,
         head,
-        301,
-        &format!("Location: {location}\r\n"),
-        &page,
+        (301, "text/html"),
+        &|out: &mut Vec<u8>| {
+            let _ = write!(out, "Location: {location}\r\n");
+        },
+        page.as_bytes(),
         keep,
         limit,
     )
     .await
 }
 
-/// Sends `page` as a `text/html` response with `extra` header lines (each ending in
-/// CRLF); a HEAD request gets the head only.
-async fn send_html(
+/// Sends `page` as a response of `status` and `content_type`, `fields` adding header
+/// lines (each ending in CRLF) to the head begun at `out[0]`; a HEAD request gets the
+/// head only.
+async fn send_page(
     stream: &mut Stream,
     head: &RequestHead,
-    status: u16,
-    extra: &str,
-    page: &str,
+    (status, content_type): (u16, &str),
+    fields: &(dyn Fn(&mut Vec<u8>) + Sync),
+    page: &[u8],
     keep: bool,
     limit: std::time::Duration,
 ) -> Sent {
@@ -1122,13 +1138,15 @@ async fn send_html(
     respond::write_status_line(&mut out, status, keep, head.minor_version == 0);
     let _ = write!(
         out,
-        "Content-Type: text/html\r\nContent-Length: {}\r\n{extra}\r\n",
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
         page.len()
     );
+    fields(&mut out);
+    out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let sent_head = out.to_vec();
     if head.method != Method::Head {
-        out.extend_from_slice(page.as_bytes());
+        out.extend_from_slice(page);
     }
     let ok = io::write_all(stream, &out, limit).await.is_ok();
     Sent {
@@ -1141,99 +1159,121 @@ async fn send_html(
     }
 }
 
-/// nginx's autoindex page for `dir` at `uri`: directories first, then files, each by
-/// name; name, modification time (UTC) and size, as nginx lays them out.
-pub fn listing(dir: &Path, uri: &str) -> std::io::Result<String> {
-    let mut entries: Vec<(bool, String, i64, u64)> = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let Ok(m) = std::fs::metadata(e.path()) else {
-            continue;
-        };
-        entries.push((m.is_dir(), name, m.mtime(), m.len()));
-    }
-    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let title = html_escape(uri);
-    let mut out = format!(
-        "<html>\r\n<head><title>Index of {title}</title></head>\r\n<body>\r\n<h1>Index of {title}</h1><hr><pre><a href=\"../\">../</a>\r\n"
-    );
-    for (is_dir, name, mtime, size) in entries {
-        let shown = if is_dir {
-            format!("{name}/")
-        } else {
-            name.clone()
-        };
-        let mut href = Vec::with_capacity(name.len() + 1);
-        crate::http1::escape::escape_uri_component(name.as_bytes(), &mut href);
-        if is_dir {
-            href.push(b'/');
-        }
-        let href = String::from_utf8_lossy(&href);
-        let chars: Vec<char> = shown.chars().collect();
-        let (label, pad) = if chars.len() > 50 {
-            (
-                format!(
-                    "{}..&gt;",
-                    html_escape(&chars[..47].iter().collect::<String>())
-                ),
-                0,
-            )
-        } else {
-            (html_escape(&shown), 50 - chars.len())
-        };
-        let date = DateTime::<Utc>::from_timestamp(mtime, 0)
-            .map(|d| d.format("%d-%b-%Y %H:%M").to_string())
-            .unwrap_or_default();
-        let size = if is_dir {
-            "-".to_owned()
-        } else {
-            size.to_string()
-        };
-        out.push_str(&format!(
-            "<a href=\"{href}\">{label}</a>{} {date} {size:>19}\r\n",
-            " ".repeat(pad)
-        ));
-    }
-    out.push_str("</pre><hr></body>\r\n</html>\r\n");
-    Ok(out)
+/// The location's parts of a listing's response: its `expires` and `add_header`
+/// fields (see [`added_fields`]) and dynamic gzip (`gzip on`).
+pub struct ListingResponse<'a> {
+    /// The location's `expires`.
+    pub expires: Option<Expires>,
+    /// The location's `add_header` lines.
+    pub add_header: &'a [AddedField<'a>],
+    /// The gzip settings and the request's part of the verdict, with `gzip on`.
+    pub gzip: Option<(&'a crate::config::GzipConf, super::gzip_ok::ClientGzip)>,
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Sends a listing page.
+/// Sends `dir`'s listing (`autoindex on`) as `files` has it written; `uri` is the
+/// request's decoded path, `args` its query. A listing that cannot be made is left to
+/// the caller: its status, and the error-log line nginx writes for it.
 pub async fn send_listing(
     stream: &mut Stream,
     head: &RequestHead,
+    (files, response): (&FilesConf, &ListingResponse<'_>),
     dir: &Path,
-    uri: &str,
+    (uri, args): (&str, &[u8]),
     keep: bool,
     limit: std::time::Duration,
-) -> Sent {
-    let page = match listing(dir, uri) {
-        Ok(p) => p,
+) -> Result<Sent, (u16, Level, String)> {
+    use super::autoindex::{listing, ListingError};
+    let charset = files.charset.as_deref();
+    let page = match listing(&files.listing, dir, uri, args, charset) {
+        Ok(page) => page,
         Err(e) => {
-            crate::log::emit(
-                Level::Error,
-                None,
-                format_args!(
-                    "opendir() \"{}\" failed ({})",
-                    dir.display(),
-                    crate::log::os_error_text(&e)
+            let status = e.status();
+            return Err(match e {
+                ListingError::BadCallback(text) => (status, Level::Info, text),
+                ListingError::Io(io_err) => (
+                    status,
+                    if status == 500 {
+                        Level::Crit
+                    } else {
+                        Level::Error
+                    },
+                    format!(
+                        "opendir() \"{}\" failed ({})",
+                        dir.display(),
+                        crate::log::os_error_text(&io_err)
+                    ),
                 ),
-            );
-            return send_status(stream, head, 403, keep, limit).await;
+            });
         }
     };
-    send_html(stream, head, 200, "", &page, keep, limit).await
+    let mut extra = Vec::new();
+    let mut body = page.body;
+    let mut ratio = None;
+    if let Some((conf, client)) = response.gzip {
+        let verdict = listing_gzip_verdict(conf, client, &page.content_type, response.expires);
+        if verdict.vary {
+            extra.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
+        if verdict.compress {
+            let mut encoder = super::gzip::GzipEncoder::new(conf.level);
+            let mut packed = encoder
+                .piece(&body, false)
+                .map(<[u8]>::to_vec)
+                .map_err(|e| (500, Level::Crit, e.to_string()))?;
+            let last = encoder
+                .finish()
+                .map_err(|e| (500, Level::Crit, e.to_string()))?;
+            packed.extend_from_slice(last);
+            ratio = encoder.ratio();
+            body = packed;
+            extra.extend_from_slice(b"Content-Encoding: gzip\r\n");
+        }
+    }
+    // nginx's autoindex sets no Last-Modified: `expires modified` counts from now.
+    let fields = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&extra);
+        added_fields(out, (response.expires, response.add_header), 200, None);
+    };
+    let mut sent = send_page(
+        stream,
+        head,
+        (200, &page.content_type),
+        &fields,
+        &body,
+        keep,
+        limit,
+    )
+    .await;
+    sent.gzip_ratio = ratio;
+    Ok(sent)
+}
+
+/// nginx's gzip filter on a listing: no length, no Last-Modified, no ETag.
+fn listing_gzip_verdict(
+    conf: &crate::config::GzipConf,
+    client: super::gzip_ok::ClientGzip,
+    content_type: &str,
+    expires: Option<Expires>,
+) -> super::gzip::Verdict {
+    let candidate = super::gzip::Candidate {
+        status: 200,
+        header_only: false,
+        content_encoding: None,
+        content_length: None,
+        content_type: Some(content_type.as_bytes()),
+    };
+    let response = super::gzip_ok::ResponseFacts {
+        cache_control: None,
+        // Without a modification time `expires modified` counts from now.
+        expires: expires.map(|e| match e {
+            Expires::Epoch => true,
+            Expires::After(s) | Expires::Modified(s) => s < 0,
+            Expires::Max | Expires::Daily(_) => false,
+        }),
+        last_modified: false,
+        etag: false,
+    };
+    super::gzip::verdict(conf, &candidate, || client.allows(conf, &response))
 }
 
 #[cfg(test)]
@@ -1290,6 +1330,7 @@ mod tests {
             if_modified_since: IfModifiedSince::Exact,
             log_not_found: true,
             autoindex: false,
+            listing: Default::default(),
             expires: None,
             disable_symlinks: false,
             gzip_static: Default::default(),

@@ -48,6 +48,9 @@ pub(super) struct Partial {
     log_not_found: Option<bool>,
     open_log_file_cache: Option<Option<usize>>,
     autoindex: Option<bool>,
+    autoindex_format: Option<ListingFormat>,
+    autoindex_exact_size: Option<bool>,
+    autoindex_localtime: Option<bool>,
     expires: Option<Option<ExpiresConf>>,
     disable_symlinks: Option<bool>,
     underscores_in_headers: Option<bool>,
@@ -170,6 +173,9 @@ impl Partial {
             log_not_found,
             open_log_file_cache,
             autoindex,
+            autoindex_format,
+            autoindex_exact_size,
+            autoindex_localtime,
             expires,
             disable_symlinks,
             underscores_in_headers,
@@ -390,6 +396,14 @@ impl Partial {
                 if_modified_since: self.if_modified_since.unwrap_or_default(),
                 log_not_found: self.log_not_found.unwrap_or(true),
                 autoindex: self.autoindex.unwrap_or(false),
+                listing: {
+                    let default = ListingConf::default();
+                    ListingConf {
+                        format: self.autoindex_format.unwrap_or(default.format),
+                        exact_size: self.autoindex_exact_size.unwrap_or(default.exact_size),
+                        localtime: self.autoindex_localtime.unwrap_or(default.localtime),
+                    }
+                },
                 expires: self.expires.clone().flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
                 gzip_static: self.gzip_static.unwrap_or_default(),
@@ -850,6 +864,18 @@ impl Validator<'_> {
             "proxy_ignore_client_abort" => once(&mut p.proxy_ignore_client_abort, flag(d)?, d)?,
             "error_log" => self.first_error_log(&mut p.error_log, d)?,
             "autoindex" => once(&mut p.autoindex, flag(d)?, d)?,
+            "autoindex_exact_size" => once(&mut p.autoindex_exact_size, flag(d)?, d)?,
+            "autoindex_localtime" => once(&mut p.autoindex_localtime, flag(d)?, d)?,
+            "autoindex_format" => {
+                let v = match a0 {
+                    "html" => ListingFormat::Html,
+                    "xml" => ListingFormat::Xml,
+                    "json" => ListingFormat::Json,
+                    "jsonp" => ListingFormat::Jsonp,
+                    other => return Err(ConfigError::at(&d.span, format!("invalid value \"{other}\" in \"autoindex_format\" directive, it must be \"html\", \"xml\", \"json\" or \"jsonp\""))),
+                };
+                once(&mut p.autoindex_format, v, d)?;
+            }
             "underscores_in_headers" => once(&mut p.underscores_in_headers, flag(d)?, d)?,
             "proxy_request_buffering" => once(&mut p.proxy_request_buffering, flag(d)?, d)?,
             "client_body_temp_path" => {
