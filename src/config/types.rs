@@ -843,6 +843,8 @@ pub struct LocSettings {
     pub server_name_in_redirect: bool,
     /// `port_in_redirect`: that port is the listening port (unless 80). Default on.
     pub port_in_redirect: bool,
+    /// The charset module's settings.
+    pub charset: crate::config::charset::CharsetConf,
     /// When a client may get gzip, and `gzip_vary`.
     pub gzip: GzipConf,
     /// `http2_*` settings (the address's default server's apply to a connection).
@@ -1210,8 +1212,6 @@ pub struct FilesConf {
     pub types: Arc<MimeTypes>,
     /// `default_type`; default `text/plain`.
     pub default_type: String,
-    /// `charset`; `None` (default, `off`) adds none.
-    pub charset: Option<String>,
     /// `etag`; default on.
     pub etag: bool,
     /// `if_modified_since`; default exact.

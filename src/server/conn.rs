@@ -975,6 +975,9 @@ async fn serve_pass<'f, 'a: 'f>(
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
                     expires: expires_for(settings, &vars_here()),
+                    charset: super::charset::Names::new(&settings.charset, |t| {
+                        vars_here().evaluated(t)
+                    }),
                 };
                 Box::pin(serve_static(ex.stream, buf, head, target, &file)).await
             }
@@ -1623,6 +1626,8 @@ struct StaticRequest<'r> {
     limit_rate: (u64, u64),
     /// `expires` for this response.
     expires: Option<Expires>,
+    /// `charset` and `source_charset` for this response.
+    charset: super::charset::Names,
 }
 
 /// The `proxy_pass` of the location's `limit_except` block when the request's method
@@ -1713,6 +1718,8 @@ async fn serve_static<'a>(
                         super::gzip_ok::client_gzip(&settings.gzip, head, buf),
                     )
                 }),
+                charset: &settings.charset,
+                charset_names: &req.charset,
             };
             let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
             match static_files::send_file(stream, &r, &path, meta).await {

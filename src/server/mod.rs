@@ -2,6 +2,7 @@
 //! everything between an accepted client connection and [`crate::proxy::forward`].
 
 mod admission;
+mod charset;
 mod conn;
 mod discard;
 mod error_pages;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admission::AdmissionPartial;
+use super::charset::CharsetPartial;
 use super::proxy::next_upstream;
 use super::proxy_edits::ProxyEditsPartial;
 use super::proxy_ssl::ProxySslPartial;
@@ -39,7 +40,6 @@ pub(super) struct Partial {
     index: Option<Vec<Template>>,
     types: Option<Arc<MimeTypes>>,
     default_type: Option<String>,
-    charset: Option<Option<String>>,
     etag: Option<bool>,
     if_modified_since: Option<IfModifiedSince>,
     log_not_found: Option<bool>,
@@ -113,6 +113,8 @@ pub(super) struct Partial {
     admission: AdmissionPartial,
     /// The uwsgi module's settings.
     uwsgi: UwsgiPartial,
+    /// The charset module's settings.
+    pub(super) charset: CharsetPartial,
 }
 
 impl Partial {
@@ -131,6 +133,7 @@ impl Partial {
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
                 admission: self.admission.over(&parent.admission),
                 uwsgi: self.uwsgi.over(&parent.uwsgi),
+                charset: self.charset.over(&parent.charset),
             } };
         }
         pick!(
@@ -157,7 +160,6 @@ impl Partial {
             index,
             types,
             default_type,
-            charset,
             etag,
             if_modified_since,
             log_not_found,
@@ -328,6 +330,7 @@ impl Partial {
                 chunk_size: self.http2_chunk_size.unwrap_or(8 * 1024),
             },
             uwsgi: Arc::new(self.uwsgi.finish()),
+            charset: self.charset.finish(),
             gzip: GzipConf {
                 enable: self.gzip.unwrap_or(false),
                 types: self.gzip_types.clone().unwrap_or_default(),
@@ -372,7 +375,6 @@ impl Partial {
                     .default_type
                     .clone()
                     .unwrap_or_else(|| "text/plain".to_owned()),
-                charset: self.charset.clone().flatten(),
                 etag: self.etag.unwrap_or(true),
                 if_modified_since: self.if_modified_since.unwrap_or_default(),
                 log_not_found: self.log_not_found.unwrap_or(true),
@@ -596,7 +598,9 @@ impl Validator<'_> {
                 once(&mut p.types, Arc::new(t), d)?;
             }
             "default_type" => once(&mut p.default_type, a0.to_owned(), d)?,
-            "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
+            "charset" | "source_charset" | "override_charset" | "charset_types" | "charset_map" => {
+                self.charset_setting(&mut p.charset, d)?;
+            }
             "etag" => once(&mut p.etag, flag(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
             "open_log_file_cache" => {
