@@ -8,6 +8,7 @@ use bytes::BufMut;
 
 use super::discard;
 use super::error_pages::{self, PageState};
+use super::charset_downstream::CharsetDownstream;
 use super::gzip_downstream::GzipDownstream;
 use super::h2_downstream::{H2Downstream, H2Stream};
 use super::http1_downstream::Http1Downstream;
@@ -1562,6 +1563,16 @@ async fn proxy<'a>(
     };
     let pace = crate::net::pace::Pace::new(rate, after);
     let gzip = &settings.gzip;
+    let charset_names = {
+        let vars = RequestVars {
+            locals: Some(locals),
+            ..request_vars(head, buf, ex.info, &server.primary_name, uri)
+        };
+        super::charset::Names::new(&settings.charset, |t| vars.evaluated(t))
+    };
+    let accel_charset =
+        settings.proxy_ignore_headers.0 & crate::config::IgnoreHeaders::X_ACCEL_CHARSET == 0;
+    let charset = &settings.charset;
     let (done, sent_head, gzip_ratio) = match ex.h2 {
         Some(h2) => {
             let client = H2Downstream::new(h2, settings.send_timeout)
@@ -1569,6 +1580,7 @@ async fn proxy<'a>(
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
             let client = GzipDownstream::new(client, gzip, gzip_client);
+            let client = CharsetDownstream::new(client, charset, charset_names, accel_charset);
             forward_to(&f, client, buf, H2Downstream::take_sent_head).await
         }
         None => {
@@ -1577,6 +1589,7 @@ async fn proxy<'a>(
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
             let client = GzipDownstream::new(client, gzip, gzip_client);
+            let client = CharsetDownstream::new(client, charset, charset_names, accel_charset);
             forward_to(&f, client, buf, Http1Downstream::take_sent_head).await
         }
     };
@@ -1661,17 +1674,19 @@ fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
     )
 }
 
-/// Forwards through `client` (an HTTP/1 or HTTP/2 front end behind gzip): what the
-/// proxy did, the response head kept for `$sent_http_*`, and `$gzip_ratio`.
+/// Forwards through `client` (an HTTP/1 or HTTP/2 front end behind gzip, behind the
+/// charset filter): what the proxy did, the response head kept for `$sent_http_*`,
+/// and `$gzip_ratio`.
 async fn forward_to<D: crate::proxy::Downstream>(
     f: &crate::proxy::Forward<'_>,
-    mut client: GzipDownstream<'_, D>,
+    mut client: CharsetDownstream<'_, GzipDownstream<'_, D>>,
     buf: &mut Buf,
     sent_head: fn(&mut D) -> Vec<u8>,
 ) -> (crate::proxy::Forwarded, Vec<u8>, Option<String>) {
     let done = crate::proxy::forward(f, &mut client, buf).await;
-    let ratio = client.ratio().map(str::to_owned);
-    (done, sent_head(client.inner_mut()), ratio)
+    let gzip = client.inner_mut();
+    let ratio = gzip.ratio().map(str::to_owned);
+    (done, sent_head(gzip.inner_mut()), ratio)
 }
 
 /// Answers from the file system what [`static_files::resolve`] found; errors are left

@@ -3,6 +3,7 @@
 
 mod admission;
 mod charset;
+mod charset_downstream;
 mod conn;
 mod discard;
 mod error_pages;

@@ -417,7 +417,7 @@ pub struct FileRequest<'a> {
     /// The location's charset settings.
     pub charset: &'a CharsetConf,
     /// Its `charset` and `source_charset` for this request.
-    pub charset_names: &'a super::charset::Names,
+    pub(super) charset_names: &'a super::charset::Names,
 }
 
 /// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
