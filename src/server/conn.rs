@@ -949,6 +949,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     &location_base,
                     pass.pages.status,
                     content_type.as_deref(),
+                    &super::charset::Names::new(&settings.charset, |t| vars_here().evaluated(t)),
                 ))
                 .await,
             )
@@ -1241,6 +1242,7 @@ async fn accel_redirect<'a>(
         "",
         None,
         None,
+        &super::charset::Names::new(&settings.charset, |t| vars.evaluated(t)),
     )
     .await;
     handled.log = pass.log.take();
@@ -1287,6 +1289,7 @@ async fn standard_answer<'a>(
         &location_base,
         None,
         None,
+        &super::charset::Names::new(&settings.charset, |t| vars.evaluated(t)),
     )
     .await
 }
@@ -1869,6 +1872,7 @@ async fn send_answer<'a>(
     location_base: &str,
     status: Option<u16>,
     content_type: Option<&str>,
+    charset: &super::charset::Names,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
         Answer::Close => return Handled::nothing(444),
@@ -1890,6 +1894,7 @@ async fn send_answer<'a>(
                     add_header,
                     location_base,
                     status,
+                    charset: (&settings.charset, charset),
                 },
             );
             (status, out, body_len, keep)

@@ -11,6 +11,7 @@ use crate::config::{
     Action, Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule,
     ServerName, Template, TemplatePart, Var,
 };
+use crate::config::charset::CharsetConf;
 use crate::http1::respond;
 use crate::vars::{Locals, RequestVars};
 
@@ -125,6 +126,8 @@ pub(super) struct ResponseFacts<'h> {
     /// The status of an error page answered this way (nginx's `err_status`), in
     /// place of the answer's own.
     pub(super) status: Option<u16>,
+    /// The location's charset settings and their names for this request.
+    pub(super) charset: (&'h CharsetConf, &'h super::charset::Names),
 }
 
 /// Writes a `return` text, a redirect or a standard page as nginx sends them, with the
@@ -158,19 +161,41 @@ pub(super) fn write_response(
         Answer::Close => return (444, 0),
     };
     let status = f.status.unwrap_or(status);
+    // nginx's charset filter sees these responses too.
+    let charset = super::charset::decide(
+        f.charset.0,
+        f.charset.1,
+        &super::charset::Facts {
+            status,
+            content_type: Some(content_type.as_bytes()),
+            encoded: false,
+            accel_charset: None,
+        },
+    );
+    let content_type = charset.content_type.as_deref().unwrap_or(content_type);
+    let body = match charset.recoding {
+        Some(how) => {
+            let mut recoded = Vec::with_capacity(body.len());
+            super::charset::Recoder::new(how).piece(&body, &mut recoded);
+            recoded
+        }
+        None => body,
+    };
+    // A recoding to or from utf-8 drops the length (nginx then sends the body chunked
+    // to an HTTP/1.1 client; an HTTP/1.0 one gets the length of the recoded body).
+    let chunked = charset.recoding.is_some_and(|c| c.changes_length()) && !f.http10;
     respond::write_status_line(out, status, f.keep_alive, f.http10);
     if let Answer::Unauthorized(realm) = answer {
         out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");
         out.extend_from_slice(realm);
         out.extend_from_slice(b"\"\r\n");
     }
-    out.extend_from_slice(
-        format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
     if let Some(location) = location {
         out.extend_from_slice(b"Location: ");
         // nginx's `absolute_redirect on`: a path gets scheme, host and port.
@@ -193,8 +218,18 @@ pub(super) fn write_response(
     if f.head_only {
         return (status, 0);
     }
-    out.extend_from_slice(&body);
-    (status, body.len() as u64)
+    let start = out.len();
+    if chunked {
+        if !body.is_empty() {
+            crate::http1::write_chunk_header(out, body.len());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        out.extend_from_slice(&body);
+    }
+    (status, (out.len() - start) as u64)
 }
 
 /// How a list of directives ended.
