@@ -360,6 +360,7 @@ pub static DIRECTIVES: &[Spec] = &[
     handled("autoindex", HSL, 1, 1),
     handled("expires", HSL, 1, 2),
     handled("disable_symlinks", HSL, 1, 2),
+    handled("max_ranges", HSL, 1, 1),
     handled("try_files", SERVER | LOCATION, 2, MANY),
     handled("underscores_in_headers", HTTP | SERVER, 1, 1),
     handled("ignore_invalid_headers", HTTP | SERVER, 1, 1),

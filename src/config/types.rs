@@ -1224,6 +1224,9 @@ pub struct FilesConf {
     pub expires: Option<ExpiresConf>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
+    /// `max_ranges`: more satisfiable ranges than this get the whole file, and 0
+    /// turns ranges off (no `Accept-Ranges`); `None` (the default) sets no limit.
+    pub max_ranges: Option<u32>,
     /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
     pub gzip_static: GzipStatic,
 }

@@ -493,6 +493,9 @@ pub async fn send_file(
     // charset filter clears `Content-Length`).
     let resized = facts.recoding.is_some_and(|c| c.changes_length());
     let ranges_allowed = plain && r.gzipped.is_none() && !gzip.compress && !resized;
+    // `max_ranges 0`: the range filter stands aside (no `Accept-Ranges` either).
+    let ranges_off = r.files.max_ranges == Some(0);
+    let ranges_allowed = ranges_allowed && !ranges_off;
     if let Some(v) = r
         .head
         .header_value(r.buf, "range")
@@ -507,6 +510,8 @@ pub async fn send_file(
         };
         if if_range_ok {
             match parse_ranges(v, facts.size) {
+                // More ranges than `max_ranges`: the whole file.
+                Ok(Some(rs)) if r.files.max_ranges.is_some_and(|m| rs.len() > m as usize) => {}
                 Ok(rs) => ranges = rs,
                 Err(()) => {
                     let mut out = Buf::head();
@@ -624,7 +629,7 @@ pub async fn send_file(
     if let (Some(rs), false) = (&ranges, multipart) {
         let (a, b) = rs[0];
         let _ = write!(out, "Content-Range: bytes {a}-{b}/{}\r\n", facts.size);
-    } else if ranges.is_none() && r.gzipped.is_none() {
+    } else if ranges.is_none() && r.gzipped.is_none() && !ranges_off {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
     extra_headers(&mut out, r, status, facts.mtime, gzip.vary);
@@ -1202,6 +1207,7 @@ mod tests {
             autoindex: false,
             expires: None,
             disable_symlinks: false,
+            max_ranges: None,
             gzip_static: Default::default(),
         };
         let no_vars = |_: &crate::config::Template| Vec::new();

@@ -47,6 +47,7 @@ pub(super) struct Partial {
     autoindex: Option<bool>,
     expires: Option<Option<ExpiresConf>>,
     disable_symlinks: Option<bool>,
+    max_ranges: Option<Option<u32>>,
     underscores_in_headers: Option<bool>,
     ignore_invalid_headers: Option<bool>,
     proxy_request_buffering: Option<bool>,
@@ -167,6 +168,7 @@ impl Partial {
             autoindex,
             expires,
             disable_symlinks,
+            max_ranges,
             underscores_in_headers,
             ignore_invalid_headers,
             proxy_request_buffering,
@@ -381,6 +383,7 @@ impl Partial {
                 autoindex: self.autoindex.unwrap_or(false),
                 expires: self.expires.clone().flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
+                max_ranges: self.max_ranges.flatten(),
                 gzip_static: self.gzip_static.unwrap_or_default(),
             },
         })
@@ -847,6 +850,10 @@ impl Validator<'_> {
                 once(&mut p.client_body_temp_path, self.env.prefix.join(a0), d)?
             }
             "ignore_invalid_headers" => once(&mut p.ignore_invalid_headers, flag(d)?, d)?,
+            "max_ranges" => {
+                let n = number(d, a0)?;
+                once(&mut p.max_ranges, Some(n), d)?;
+            }
             "disable_symlinks" => {
                 let v = match a0 {
                     "off" => false,
