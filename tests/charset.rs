@@ -18,7 +18,14 @@ const UTF: &str = "аб";
 
 fn tree() -> PathBuf {
     let dir = fresh_temp_dir("charset");
-    for d in ["www/foo", "www/any", "www/var", "www/bytes", "www/koi", "www/toKoi"] {
+    for d in [
+        "www/foo",
+        "www/any",
+        "www/var",
+        "www/bytes",
+        "www/koi",
+        "www/toKoi",
+    ] {
         fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
     let write = |p: &str, data: &[u8]| fs::write(dir.join(p), data).expect("write");
@@ -30,7 +37,10 @@ fn tree() -> PathBuf {
     write("www/var/t.html", b"var\n");
     write("www/bytes/t.html", &b"X".repeat(99));
     write("www/koi/t.html", &[KOI, b" koi\n"].concat());
-    write("www/toKoi/t.html", format!("{UTF} utf € \u{1F600}\n").as_bytes());
+    write(
+        "www/toKoi/t.html",
+        format!("{UTF} utf € \u{1F600}\n").as_bytes(),
+    );
     // Fixed times: both servers must agree on the ETag.
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     for p in walk(&dir.join("www")) {
@@ -154,13 +164,29 @@ fn charset_matches_nginx() {
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
         .then(|| Proxy::start_bin_on(nginx_bin, |[p]| conf(&dir, p, backend)));
     // (path, our expected facts' start, our expected body)
-    let cases: [(&str, &str, &[u8]); 17] = [
-        ("/t.html", "200 type=text/html; charset=utf-8 length=6", b"plain\n"),
+    let cases: [(&str, &str, &[u8]); 18] = [
+        (
+            "/t.html",
+            "200 type=text/html; charset=utf-8 length=6",
+            b"plain\n",
+        ),
         ("/t.foo", "200 type=text/foo length=4", b"foo\n"),
         ("/foo/t.foo", "200 type=text/foo; charset=utf-8", b"foo\n"),
-        ("/any/t.bin", "200 type=application/octet-stream; charset=utf-8", b"bin\n"),
-        ("/var/t.html?c=koi8-r", "200 type=text/html; charset=koi8-r", b"var\n"),
-        ("/bytes/t.html", "200 type=text/html; charset=A length=99", &[b'Y'; 99]),
+        (
+            "/any/t.bin",
+            "200 type=application/octet-stream; charset=utf-8",
+            b"bin\n",
+        ),
+        (
+            "/var/t.html?c=koi8-r",
+            "200 type=text/html; charset=koi8-r",
+            b"var\n",
+        ),
+        (
+            "/bytes/t.html",
+            "200 type=text/html; charset=A length=99",
+            &[b'Y'; 99],
+        ),
         (
             "/koi/t.html",
             "200 type=text/html; charset=utf-8 length=- chunked=true",
@@ -176,16 +202,29 @@ fn charset_matches_nginx() {
             "200 type=text/plain; charset=koi8-r length=- chunked=true",
             b"\xc1\xc2-&#8364;\n",
         ),
-        ("/ret-same", "200 type=text/plain; charset=utf-8 length=5", b"text\n"),
+        (
+            "/ret-same",
+            "200 type=text/plain; charset=utf-8 length=5",
+            b"text\n",
+        ),
         ("/moved", "302 type=text/html length= ", b""),
         ("/gone", "404 type=text/html; charset=utf-8", b""),
+        ("/missing.html", "404 type=text/html; charset=utf-8", b""),
+        (
+            "/p-keep/none",
+            "200 type=text/html; charset=B length=2",
+            b"XX",
+        ),
         (
             "/p-override/own-a",
             "200 type=text/html; charset=B length=20",
             &[b'X'; 20],
         ),
-        ("/p-keep/own-a", "200 type=text/html; charset=A length=20", &[b'Y'; 20]),
-        ("/p-keep/none", "200 type=text/html; charset=B length=2", b"XX"),
+        (
+            "/p-keep/own-a",
+            "200 type=text/html; charset=A length=20",
+            &[b'Y'; 20],
+        ),
         (
             "/p-utf/koi",
             "200 type=text/plain; charset=utf-8 length=- chunked=true",
@@ -212,7 +251,10 @@ fn charset_matches_nginx() {
         // nginx 1.22 sometimes breaks the chunked framing when a utf-8 sequence it
         // recodes is split between upstream reads: that case is checked on ours only.
         if let Some((_, [nport])) = nginx.as_ref().filter(|_| path != "/p-koi/chunked") {
-            let theirs = facts(&http_get(*nport, path, "localhost").unwrap_or_else(|e| panic!("nginx GET {path}: {e}")));
+            let theirs = facts(
+                &http_get(*nport, path, "localhost")
+                    .unwrap_or_else(|e| panic!("nginx GET {path}: {e}")),
+            );
             if got != theirs {
                 diffs.push(format!("{path}\n  ferrolb: {got}\n  nginx:   {theirs}"));
             }
@@ -229,13 +271,19 @@ fn charset_matches_nginx() {
 fn charset_map_errors_are_refused_as_nginx_does() {
     let dir = fresh_temp_dir("charset-bad");
     for (body, message) in [
-        ("charset_map A A { }", "\"charset_map\" between the same charsets"),
+        (
+            "charset_map A A { }",
+            "\"charset_map\" between the same charsets",
+        ),
         (
             "charset_map A B { }\n charset_map B A { }",
             "duplicate \"charset_map\" between",
         ),
         ("charset_map A B { 1G 20; }", "invalid value \"1G\""),
-        ("charset_map A utf-8 { C1 D0B0B0B0; }", "invalid value \"D0B0B0B0\""),
+        (
+            "charset_map A utf-8 { C1 D0B0B0B0; }",
+            "invalid value \"D0B0B0B0\"",
+        ),
     ] {
         let conf = dir.join("nginx.conf");
         fs::write(&conf, format!("events {{}}\nhttp {{\n {body}\n}}\n")).expect("write");

@@ -43,11 +43,31 @@ fn max_ranges_matches_nginx() {
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
         .then(|| Proxy::start_bin_on(nginx_bin, |[p]| conf(&dir, p)));
     let cases = [
-        ("/two/t.txt", "bytes=0-9, -10", "206 type=multipart/byteranges"),
-        ("/two/t.txt", "bytes=0-9, -10, 1000-", "206 type=multipart/byteranges"),
-        ("/two/t.txt", "bytes=0-9, -10, 10-19", "200 type=text/plain ranges=bytes range=- len=100"),
-        ("/none/t.txt", "bytes=0-9", "200 type=text/plain ranges=- range=- len=100"),
-        ("/none/t.txt", "", "200 type=text/plain ranges=- range=- len=100"),
+        (
+            "/two/t.txt",
+            "bytes=0-9, -10",
+            "206 type=multipart/byteranges",
+        ),
+        (
+            "/two/t.txt",
+            "bytes=0-9, -10, 1000-",
+            "206 type=multipart/byteranges",
+        ),
+        (
+            "/two/t.txt",
+            "bytes=0-9, -10, 10-19",
+            "200 type=text/plain ranges=bytes range=- len=100",
+        ),
+        (
+            "/none/t.txt",
+            "bytes=0-9",
+            "200 type=text/plain ranges=- range=- len=100",
+        ),
+        (
+            "/none/t.txt",
+            "",
+            "200 type=text/plain ranges=- range=- len=100",
+        ),
     ];
     let mut diffs = Vec::new();
     for (path, range, expected) in cases {
@@ -58,13 +78,23 @@ fn max_ranges_matches_nginx() {
         };
         let get = |p: u16| http_request(p, "GET", path, "localhost", &headers, b"").expect("GET");
         let got = facts(&get(port));
-        assert!(got.starts_with(expected), "{path} {range}: {got}\n{}", ours.error_log());
+        assert!(
+            got.starts_with(expected),
+            "{path} {range}: {got}\n{}",
+            ours.error_log()
+        );
         if let Some((_, [nport])) = &nginx {
             let theirs = facts(&get(*nport));
             if got != theirs {
-                diffs.push(format!("{path} {range}\n  ferrolb: {got}\n  nginx:   {theirs}"));
+                diffs.push(format!(
+                    "{path} {range}\n  ferrolb: {got}\n  nginx:   {theirs}"
+                ));
             }
         }
     }
-    assert!(diffs.is_empty(), "differs from nginx:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "differs from nginx:\n{}",
+        diffs.join("\n")
+    );
 }

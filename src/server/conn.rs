@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::charset_downstream::CharsetDownstream;
 use super::discard;
 use super::error_pages::{self, PageState};
-use super::charset_downstream::CharsetDownstream;
 use super::gzip_downstream::GzipDownstream;
 use super::h2_downstream::{H2Downstream, H2Stream};
 use super::http1_downstream::Http1Downstream;

@@ -41,7 +41,11 @@ impl Source {
 
     /// The payload in `data` (the next bytes as the upstream framed them), into
     /// `payload`; true when the body is complete.
-    pub(super) fn payload(&mut self, data: &[u8], payload: &mut Vec<u8>) -> Result<bool, IoFailure> {
+    pub(super) fn payload(
+        &mut self,
+        data: &[u8],
+        payload: &mut Vec<u8>,
+    ) -> Result<bool, IoFailure> {
         payload.clear();
         Ok(match self {
             Source::Length(left) => {

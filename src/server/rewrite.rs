@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
+use crate::config::charset::CharsetConf;
 use crate::config::{
     Action, Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule,
     ServerName, Template, TemplatePart, Var,
 };
-use crate::config::charset::CharsetConf;
 use crate::http1::respond;
 use crate::vars::{Locals, RequestVars};
 

@@ -273,7 +273,12 @@ fn etag_listed(list: &[u8], etag: &str, weak: bool) -> bool {
 }
 
 /// What the not-modified filter decides: 304, 412, or go on.
-fn precondition(req: &RequestHead, buf: &[u8], files: &FilesConf, f: &FileFacts<'_>) -> Option<u16> {
+fn precondition(
+    req: &RequestHead,
+    buf: &[u8],
+    files: &FilesConf,
+    f: &FileFacts<'_>,
+) -> Option<u16> {
     if let Some(v) = req.header_value(buf, "if-unmodified-since") {
         if parse_http_date(v).is_none_or(|t| f.mtime > t) {
             return Some(412);
@@ -1200,7 +1205,6 @@ mod tests {
             try_files: None,
             types: Default::default(),
             default_type: "text/plain".into(),
-            charset: None,
             etag: true,
             if_modified_since: IfModifiedSince::Exact,
             log_not_found: true,

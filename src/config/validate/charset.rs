@@ -129,7 +129,8 @@ fn collect_names(ds: &[Directive], maps: &mut CharsetMaps) {
     for d in ds {
         if matches!(d.name.as_str(), "charset" | "source_charset") {
             let a0 = d.arg(0);
-            if !a0.starts_with('$') && !(d.name == "charset" && a0 == "off") {
+            let off = d.name == "charset" && a0 == "off";
+            if !(a0.starts_with('$') || off) {
                 maps.add_name(a0);
             }
         }
@@ -157,7 +158,8 @@ fn charset_map(d: &Directive) -> Result<CharsetMap> {
         ));
     }
     let entries = d.block.as_deref().unwrap_or_default();
-    let invalid = |e: &Directive, v: &str| ConfigError::at(&e.span, format!("invalid value \"{v}\""));
+    let invalid =
+        |e: &Directive, v: &str| ConfigError::at(&e.span, format!("invalid value \"{v}\""));
     let byte = |e: &Directive, v: &str| {
         // nginx's `ngx_hextoi`: hexadecimal digits only, at most 255.
         u32::from_str_radix(v, 16)
