@@ -9,7 +9,7 @@ use super::{once, Result, Validator};
 use crate::config::charset::{CharsetConf, CharsetMap, CharsetMaps, MapTable};
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
-use crate::config::types::{GzipTypes, Template};
+use crate::config::types::{GzipTypes, Span, Template, TemplatePart};
 
 /// The charset settings of one level before merging; `None` means "not set here".
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,26 @@ impl CharsetPartial {
         }
     }
 
+    /// nginx's load-time check: a level whose `charset` and `source_charset` are both
+    /// names (no variables) and differ needs a `charset_map` between them.
+    pub(super) fn check(&self, span: &Span) -> Result<()> {
+        let (Some(Some(dst)), Some(src)) = (&self.charset, &self.source) else {
+            return Ok(());
+        };
+        let (Some(dst), Some(src)) = (literal(dst), literal(src)) else {
+            return Ok(());
+        };
+        let maps = self.maps.as_deref().cloned().unwrap_or_default();
+        if dst.eq_ignore_ascii_case(src) || maps.recoding(src, dst).is_some() {
+            return Ok(());
+        }
+        Err(ConfigError::hinted(
+            span,
+            format!("no \"charset_map\" between the charsets \"{src}\" and \"{dst}\""),
+            "add a charset_map block for them at the http level",
+        ))
+    }
+
     /// Fills nginx's defaults in.
     pub(super) fn finish(&self) -> CharsetConf {
         let default = CharsetConf::default();
@@ -45,6 +65,14 @@ impl CharsetPartial {
             types: self.types.clone().unwrap_or(default.types),
             maps: self.maps.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// The text of a template without variables.
+fn literal(t: &Template) -> Option<&str> {
+    match t.parts.as_slice() {
+        [TemplatePart::Literal(s)] => Some(s),
+        _ => None,
     }
 }
 
