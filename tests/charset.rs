@@ -72,6 +72,17 @@ fn backend() -> u16 {
             "/own-a" => ("text/html; charset=A", b"Y".repeat(20)),
             "/koi" => ("text/plain; charset=koi8-r", [KOI, b" koi\n"].concat()),
             "/none" => ("text/html", b"XX".to_vec()),
+            "/accel" => {
+                let body = UTF.as_bytes();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Accel-Charset: koi8-r\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(body);
+                return;
+            }
             "/chunked" => {
                 let a = UTF.as_bytes();
                 let _ = conn.write_all(
@@ -123,6 +134,7 @@ http {{
     location /p-override/ {{ charset B; override_charset on; proxy_pass http://127.0.0.1:{backend}/; }}
     location /p-keep/ {{ charset B; proxy_pass http://127.0.0.1:{backend}/; }}
     location /p-utf/ {{ charset utf-8; override_charset on; proxy_pass http://127.0.0.1:{backend}/; }}
+    location /p-accel/ {{ charset utf-8; source_charset utf-8; proxy_pass http://127.0.0.1:{backend}/; }}
     location /p-koi/ {{ charset koi8-r; override_charset on; proxy_pass http://127.0.0.1:{backend}/; }}
   }}
 }}
@@ -164,7 +176,7 @@ fn charset_matches_nginx() {
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
         .then(|| Proxy::start_bin_on(nginx_bin, |[p]| conf(&dir, p, backend)));
     // (path, our expected facts' start, our expected body)
-    let cases: [(&str, &str, &[u8]); 18] = [
+    let cases: [(&str, &str, &[u8]); 19] = [
         (
             "/t.html",
             "200 type=text/html; charset=utf-8 length=6",
@@ -229,6 +241,11 @@ fn charset_matches_nginx() {
             "/p-utf/koi",
             "200 type=text/plain; charset=utf-8 length=- chunked=true",
             "аб koi\n".as_bytes(),
+        ),
+        (
+            "/p-accel/accel",
+            "200 type=text/html; charset=koi8-r length=- chunked=true",
+            b"\xc1\xc2",
         ),
         (
             "/p-koi/chunked",
