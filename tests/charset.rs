@@ -123,7 +123,7 @@ http {{
     location / {{ charset utf-8; }}
     location /foo/ {{ charset utf-8; charset_types text/foo; }}
     location /any/ {{ charset utf-8; charset_types *; }}
-    location /var/ {{ charset $arg_c; }}
+    location /var/ {{ charset $arg_c; if ($arg_k) {{ charset off; }} }}
     location /bytes/ {{ charset A; source_charset B; }}
     location /koi/ {{ charset utf-8; source_charset koi8-r; }}
     location /toKoi/ {{ charset koi8-r; source_charset utf-8; }}
@@ -176,7 +176,7 @@ fn charset_matches_nginx() {
     let nginx = (nginx_bin.exists() && !bin_is_nginx(&proxy_bin()))
         .then(|| Proxy::start_bin_on(nginx_bin, |[p]| conf(&dir, p, backend)));
     // (path, our expected facts' start, our expected body)
-    let cases: [(&str, &str, &[u8]); 19] = [
+    let cases: [(&str, &str, &[u8]); 20] = [
         (
             "/t.html",
             "200 type=text/html; charset=utf-8 length=6",
@@ -192,6 +192,11 @@ fn charset_matches_nginx() {
         (
             "/var/t.html?c=koi8-r",
             "200 type=text/html; charset=koi8-r",
+            b"var\n",
+        ),
+        (
+            "/var/t.html?c=koi8-r&k=1",
+            "200 type=text/html length=4",
             b"var\n",
         ),
         (
