@@ -69,6 +69,7 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_ssl_module", false, true),
     m("http_v2_module", false, true),
     m("http_realip_module", false, true),
+    m("http_gzip_static_module", false, true),
     m("http_stub_status_module", false, false),
     m("stream", false, false),
 ];
@@ -102,6 +103,7 @@ mod tests {
         assert!(!a.contains("http_geo_module") && !a.contains("split_clients"));
         assert!(a.contains("--with-http_ssl_module"));
         assert!(a.contains("--with-http_realip_module"));
+        assert!(a.contains("--with-http_gzip_static_module"));
         assert!(!a.contains("limit_req") && !a.contains("auth_basic"));
     }
 }

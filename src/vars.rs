@@ -9,11 +9,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::config::{Endpoint, FilesConf, Http, MapConf, ServerName, Template, TemplatePart, Var};
 
+mod added_fields;
 mod geo;
 mod split_clients;
 mod upstream;
 
 use crate::http1::RequestHead;
+pub use added_fields::{append_fields, last_chunk, sent_field, trailer_expected, AddedField};
 pub use geo::forwarded;
 pub use split_clients::murmur2;
 pub use upstream::{head_field, seconds, upstream_value, AttemptPeer, Traffic, UpstreamAttempt};
@@ -60,6 +62,8 @@ pub struct Locals<'a> {
     split_values: Mutex<Vec<Kept>>,
     /// Where the proxy kept the request body (`$request_body`, `$request_body_file`).
     body: Mutex<KeptBody>,
+    /// The rate `set $limit_rate` gave the response.
+    limit_rate: Mutex<Option<u64>>,
 }
 
 /// What the connection-level variables read for one request.
@@ -150,7 +154,18 @@ impl<'a> Locals<'a> {
             geo_values: Mutex::new(vec![Kept::NotYet; http.geos.len()]),
             split_values: Mutex::new(vec![Kept::NotYet; http.split_clients.len()]),
             body: Mutex::new(KeptBody::InBuffer),
+            limit_rate: Mutex::new(None),
         }
+    }
+
+    /// `set $limit_rate`: the response's rate, bytes a second (0: none).
+    pub fn set_limit_rate(&self, rate: u64) {
+        *cell(&self.limit_rate) = Some(rate);
+    }
+
+    /// The rate `set $limit_rate` gave, if it ran.
+    pub fn limit_rate(&self) -> Option<u64> {
+        *cell(&self.limit_rate)
     }
 
     /// Where the request body was kept once read.
@@ -362,7 +377,38 @@ impl RequestVars<'_> {
 
     /// The value of cookie `name` (`$cookie_NAME`), if the request has it.
     pub fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.header("cookie").and_then(|c| cookie_value(c, name))
+        // Every `Cookie` field in turn, as nginx searches them.
+        self.fields("cookie").find_map(|c| cookie_value(c, name))
+    }
+
+    /// The values of every request field named `name` (lowercase), in order.
+    fn fields<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.head
+            .headers
+            .iter()
+            .filter(move |h| self.buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| h.value(self.buf))
+    }
+
+    /// `$http_NAME`: the first field of that name; nginx 1.22 joins all the `Cookie`
+    /// fields with `; ` and all the `X-Forwarded-For` fields with `, `.
+    fn http_field(&self, name: &str, out: &mut Vec<u8>) {
+        let sep: &[u8] = match name {
+            "cookie" => b"; ",
+            "x-forwarded-for" => b", ",
+            _ => {
+                if let Some(v) = self.header(name) {
+                    out.extend_from_slice(v);
+                }
+                return;
+            }
+        };
+        for (i, v) in self.fields(name).enumerate() {
+            if i > 0 {
+                out.extend_from_slice(sep);
+            }
+            out.extend_from_slice(v);
+        }
     }
 
     /// Appends the value of one variable.
@@ -370,11 +416,7 @@ impl RequestVars<'_> {
         // io::Write on Vec never fails.
         match var {
             Var::Host => self.host(out),
-            Var::Http(name) => {
-                if let Some(v) = self.header(name) {
-                    out.extend_from_slice(v);
-                }
-            }
+            Var::Http(name) => self.http_field(name, out),
             Var::Cookie(name) => {
                 if let Some(v) = self.cookie(name) {
                     out.extend_from_slice(v);
@@ -784,18 +826,24 @@ impl RequestVars<'_> {
                     chrono::Local::now().format("%A, %d-%b-%Y %H:%M:%S %Z")
                 );
             }
+            Var::LimitRate => {
+                let rate = self.locals.and_then(Locals::limit_rate).unwrap_or(0);
+                let _ = write!(out, "{rate}");
+            }
             // Before the response, the status of the error being answered, as nginx.
             Var::Status => {
                 let status = self.locals.and_then(|l| *cell(&l.status)).unwrap_or(0);
                 let _ = write!(out, "{status:03}");
             }
             // Log-only variables (filled by `crate::access_log::PendingLine`) have no value
-            // while the request is being forwarded.
+            // while the request is being forwarded; no response field is made before
+            // the response (`add_header` reads them through `added_fields`).
             Var::TimeLocal
             | Var::TimeIso8601
             | Var::BodyBytesSent
             | Var::BytesSent
             | Var::SentHttp(_)
+            | Var::SentTrailer(_)
             | Var::GzipRatio
             | Var::Unknown(_) => {}
         }

@@ -95,6 +95,7 @@ fn conf(dir: &Path, port: u16) -> String {
          location /tryd2/ {{ try_files $uri/ =404; }}\n    \
          location ~ ^/re-alias\\.txt$ {{ alias {d}/www/noindex; try_files /a.txt =404; }}\n    \
          location = /link.txt {{ disable_symlinks on; }}\n    \
+         location /lm/ {{ alias {d}/www/; add_header Last-Modified \"Mon, 28 Sep 1970 06:00:00 GMT\"; }}\n    \
          location /nest/ {{ alias {d}/static/; location ~ \\.css$ {{ try_files $uri =404; }}\n      \
          location /nest/css/ {{ }} }}\n    \
          location /gz/ {{ gzip_static on; gzip_vary on; gzip_disable msie6 \"^Bad\"; }}\n    \
@@ -232,6 +233,25 @@ const CASES: &[Case] = &[
     ("GET", "/nest/css/site.css", &[], 200),
     ("GET", "/nest/css/readme.txt", &[], 200),
     ("GET", "/nest/css/", &[], 403),
+    // If-Range is compared with the Last-Modified add_header set.
+    (
+        "GET",
+        "/lm/data.bin",
+        &[
+            ("Range", "bytes=0-3"),
+            ("If-Range", "Mon, 28 Sep 1970 06:00:00 GMT"),
+        ],
+        206,
+    ),
+    (
+        "GET",
+        "/lm/data.bin",
+        &[
+            ("Range", "bytes=0-3"),
+            ("If-Range", "Tue, 14 Nov 2023 22:13:20 GMT"),
+        ],
+        200,
+    ),
     ("GET", "/link.txt", &[], 403),
     ("GET", "/data.bin", &[("Range", "bytes=0-3")], 206),
     ("GET", "/data.bin", &[("Range", "bytes=-3")], 206),

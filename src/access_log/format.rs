@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{LogEscape, LogFormat, MapConf, TemplatePart, Var};
 use crate::vars::{
-    head_field, map_value_after_response, seconds, upstream_value, RequestVars, UpstreamAttempt,
+    map_value_after_response, seconds, sent_field, upstream_value, RequestVars, UpstreamAttempt,
 };
 
 /// Connection-level facts some request-phase variables need.
@@ -120,8 +120,9 @@ impl PendingLine {
                         }
                         // nginx's `$is_args` is an empty value, not a missing one, and
                         // so are the ports of a Unix-socket connection and `$http2` of
-                        // a request that is not HTTP/2.
-                        Var::IsArgs | Var::RemotePort | Var::ServerPort | Var::Http2 => {
+                        // a request that is not HTTP/2, and `$uri` of a request whose
+                        // path was refused.
+                        Var::IsArgs | Var::RemotePort | Var::ServerPort | Var::Http2 | Var::Uri => {
                             vars.eval_var(v, &mut scratch);
                             true
                         }
@@ -200,12 +201,6 @@ fn response_value(v: &Var, r: &ResponseFacts<'_>, out: &mut Vec<u8>) -> bool {
         other => return upstream_value(other, r.upstream, out).unwrap_or(false),
     }
     true
-}
-
-/// `$sent_http_NAME`: the first field of that name in the head sent; nginx joins
-/// the `Cache-Control` and `Link` fields with `, `.
-fn sent_field(head: &[u8], name: &str, out: &mut Vec<u8>) -> bool {
-    head_field(head, name, name == "cache-control" || name == "link", out)
 }
 
 /// Appends a variable's value escaped as the format asks. A missing value is `-` with

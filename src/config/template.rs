@@ -24,9 +24,7 @@ impl TemplateError {
             ),
             TemplateError::Unknown(name) => (
                 format!("unknown \"{name}\" variable"),
-                Some(if name.starts_with("sent_http_") {
-                    "$sent_http_NAME (a field of the response sent) is known in log_format only; in add_header and elsewhere it is not supported yet ($upstream_http_NAME has a proxied response's fields)".to_owned()
-                } else if name == "connection_upgrade" {
+                Some(if name == "connection_upgrade" {
                     "$connection_upgrade comes from a \"map\" block: declare it with map $http_upgrade $connection_upgrade { default upgrade; \"\" close; }".to_owned()
                 } else {
                     "see the README for the variables ferrolb knows, or declare it with \"set\" or \"map\"".to_owned()
@@ -41,6 +39,12 @@ pub fn var(name: &str) -> Option<Var> {
     let header = |rest: &str| rest.to_ascii_lowercase().replace('_', "-");
     if let Some(rest) = name.strip_prefix("http_") {
         return (!rest.is_empty()).then(|| Var::Http(header(rest)));
+    }
+    if let Some(rest) = name.strip_prefix("sent_http_") {
+        return (!rest.is_empty()).then(|| Var::SentHttp(header(rest)));
+    }
+    if let Some(rest) = name.strip_prefix("sent_trailer_") {
+        return (!rest.is_empty()).then(|| Var::SentTrailer(header(rest)));
     }
     if let Some(rest) = name.strip_prefix("upstream_http_") {
         return (!rest.is_empty()).then(|| Var::UpstreamHttp(header(rest)));
@@ -141,6 +145,7 @@ pub fn var(name: &str) -> Option<Var> {
         "proxy_protocol_port" => Var::ProxyProtocolPort,
         "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
         "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
+        "limit_rate" => Var::LimitRate,
         "date_gmt" => Var::DateGmt,
         "date_local" => Var::DateLocal,
         _ => return None,
@@ -311,9 +316,8 @@ mod tests {
             TemplateError::Unknown("foo".into()).message("$foo").0,
             "unknown \"foo\" variable"
         );
-        let (msg, hint) =
-            TemplateError::Unknown("sent_http_x_id".into()).message("$sent_http_x_id");
-        assert_eq!(msg, "unknown \"sent_http_x_id\" variable");
-        assert!(hint.is_some_and(|h| h.contains("log_format only")));
+        let (msg, hint) = TemplateError::Unknown("sent_http_".into()).message("$sent_http_");
+        assert_eq!(msg, "unknown \"sent_http_\" variable");
+        assert!(hint.is_some_and(|h| h.contains("README")));
     }
 }

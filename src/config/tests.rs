@@ -1902,3 +1902,32 @@ fn http2_directives() {
         "nginx.conf:3: the http2 chunk size cannot be zero"
     );
 }
+
+#[test]
+fn keepalive_header_add_trailer_and_max_headers() {
+    let c = load_text(&in_http(
+        "keepalive_timeout 75 9; max_headers 50;
+         server {
+           add_trailer X-T $msec always;
+           location /a { keepalive_timeout 30s; add_trailer X-U $sent_http_etag; }
+           location /b { keepalive_timeout 30s 0; }
+         }",
+    ));
+    let s = &c.http.servers[0];
+    assert_eq!(s.settings.max_headers, 50);
+    assert_eq!(s.settings.keepalive_header, Some(Duration::from_secs(9)));
+    assert!(s.settings.add_trailer[0].always);
+    // The header's value is inherited on its own, as nginx merges it.
+    let a = &s.locations[0];
+    assert_eq!(a.settings.keepalive_timeout, Duration::from_secs(30));
+    assert_eq!(a.settings.keepalive_header, Some(Duration::from_secs(9)));
+    assert_eq!(a.settings.add_trailer.len(), 1);
+    assert_eq!(a.settings.add_trailer[0].name, "X-U");
+    assert_eq!(
+        s.locations[1].settings.keepalive_header,
+        Some(Duration::ZERO)
+    );
+    let defaults = load_text(&in_http("server { }"));
+    let d = &defaults.http.servers[0].settings;
+    assert_eq!((d.max_headers, d.keepalive_header), (1000, None));
+}

@@ -763,10 +763,17 @@ pub struct LocSettings {
     pub client_body_timeout: Duration,
     /// `keepalive_timeout` for client connections; zero disables keep-alive. Default 75 s.
     pub keepalive_timeout: Duration,
+    /// `keepalive_timeout`'s second value: a `Keep-Alive: timeout=N` field (whole
+    /// seconds) on responses that keep the connection; none for 0. Default none.
+    pub keepalive_header: Option<Duration>,
     /// `keepalive_requests` per client connection. Default 1000.
     pub keepalive_requests: u32,
     /// `add_header` lines (inherited like `proxy_set_header`).
     pub add_header: Vec<AddHeader>,
+    /// `add_trailer` lines (inherited the same way): trailer fields after the body
+    /// of an HTTP/1.1 response, which is then sent chunked, on the statuses
+    /// `add_header` takes (any with `always`).
+    pub add_trailer: Vec<AddHeader>,
     /// `access_log`. Default `logs/access.log` in the combined format.
     pub access_log: AccessLogConf,
     /// `open_log_file_cache`: which of [`Http::open_log_file_caches`] keeps the
@@ -835,6 +842,14 @@ pub struct LocSettings {
     /// line must fit in SIZE bytes (else 414, and 494 sent as 400), the head in NUMBER ×
     /// SIZE. Read from the default server of the address, as nginx. Default 4 × 8k.
     pub large_client_header_buffers: (usize, usize),
+    /// `max_headers`: at most this many request header lines (more is a 400), read
+    /// from the default server of the address as `large_client_header_buffers`.
+    /// Default 1000.
+    pub max_headers: usize,
+    /// `chunked_transfer_encoding`: a body of unknown length goes chunked to an
+    /// HTTP/1.1 client (off: the connection closes to end it, and no `add_trailer`
+    /// trailer is sent, as nginx). Default on.
+    pub chunked_transfer_encoding: bool,
     /// `absolute_redirect`: a relative `Location` ferrolb makes gets scheme, host and
     /// port. Default on.
     pub absolute_redirect: bool,
@@ -1949,8 +1964,17 @@ pub enum Var {
     /// `$upstream_cookie_NAME`: the value of the cookie NAME in the upstream's
     /// `Set-Cookie` fields (the first that sets it).
     UpstreamCookie(String),
-    /// `$sent_http_NAME` (logs only): a field of the response head sent to the client.
+    /// `$limit_rate`: the rate `set $limit_rate` gave the response, in bytes a
+    /// second; 0 before one is set (nginx takes `limit_rate` itself when the response
+    /// starts).
+    LimitRate,
+    /// `$sent_http_NAME`: a field of the response head sent to the client (in the log),
+    /// or of the head made so far (in `add_header`, after the lines before it);
+    /// empty before the response (`return`, `set`, `proxy_set_header`).
     SentHttp(String),
+    /// `$sent_trailer_NAME`: a trailer field added so far by `add_trailer` (in
+    /// `add_trailer` values); empty elsewhere.
+    SentTrailer(String),
     /// `$upstream_response_time` (logs): seconds per attempt, millisecond precision.
     UpstreamResponseTime,
     /// `$upstream_connect_time` (logs): seconds per attempt, `-` when it did not connect.
@@ -2172,6 +2196,9 @@ pub enum RewriteOp {
         /// The value.
         value: Template,
     },
+    /// `set $limit_rate VALUE`: the response's rate from now on, a size (an invalid
+    /// one leaves it as it was, as nginx).
+    SetLimitRate(Template),
     /// `break`: stops this level's rewrite directives.
     Break,
     /// `if (CONDITION) { ... }`.

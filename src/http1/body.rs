@@ -95,6 +95,9 @@ pub struct ChunkedScanner {
     trailer_len: usize,
     /// Decoded payload bytes so far.
     payload: u64,
+    /// The trailer section's lines (CRLFs included), when kept
+    /// ([`ChunkedScanner::keeping_trailer`]).
+    trailer: Option<Vec<u8>>,
 }
 
 impl Default for ChunkedScanner {
@@ -140,7 +143,22 @@ impl ChunkedScanner {
             ext_len: 0,
             trailer_len: 0,
             payload: 0,
+            trailer: None,
         }
+    }
+
+    /// Keeps the trailer fields it scans, for [`ChunkedScanner::take_trailer`].
+    pub fn keeping_trailer(mut self) -> Self {
+        self.trailer = Some(Vec::new());
+        self
+    }
+
+    /// The trailer lines scanned so far (`Name: value\r\n` each), when kept.
+    pub fn take_trailer(&mut self) -> Vec<u8> {
+        self.trailer
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Resets to the start of a new body (payload count back to 0).
@@ -306,7 +324,7 @@ impl ChunkedScanner {
             State::TrailerStart => match b {
                 b'\r' => State::FinalLf,
                 _ if is_tchar(b) => {
-                    self.count_trailer()?;
+                    self.count_trailer(b)?;
                     State::TrailerName
                 }
                 b'\n' => return Err(ParseError::InvalidChunkFraming),
@@ -314,7 +332,7 @@ impl ChunkedScanner {
                 _ => return Err(ParseError::InvalidTrailer),
             },
             State::TrailerName => {
-                self.count_trailer()?;
+                self.count_trailer(b)?;
                 match b {
                     b':' => State::TrailerValue,
                     _ if is_tchar(b) => State::TrailerName,
@@ -322,7 +340,7 @@ impl ChunkedScanner {
                 }
             }
             State::TrailerValue => {
-                self.count_trailer()?;
+                self.count_trailer(b)?;
                 match b {
                     b'\r' => State::TrailerLf,
                     _ if is_field_byte(b) => State::TrailerValue,
@@ -330,7 +348,7 @@ impl ChunkedScanner {
                 }
             }
             State::TrailerLf => {
-                self.count_trailer()?;
+                self.count_trailer(b)?;
                 if b != b'\n' {
                     return Err(ParseError::InvalidChunkFraming);
                 }
@@ -348,9 +366,12 @@ impl ChunkedScanner {
         })
     }
 
-    /// Counts one trailer byte against `MAX_HEAD_BYTES`.
+    /// Counts one trailer byte against `MAX_HEAD_BYTES` (and keeps it, if asked).
     #[inline]
-    fn count_trailer(&mut self) -> Result<(), ParseError> {
+    fn count_trailer(&mut self, b: u8) -> Result<(), ParseError> {
+        if let Some(t) = &mut self.trailer {
+            t.push(b);
+        }
         self.trailer_len += 1;
         if self.trailer_len > MAX_HEAD_BYTES {
             return Err(ParseError::TrailerTooLarge);

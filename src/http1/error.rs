@@ -11,8 +11,8 @@ pub enum ParseError {
     /// The head (start line + header fields) did not end within `MAX_HEAD_BYTES`.
     #[error("message head exceeds the size limit")]
     HeadTooLarge,
-    /// More than `MAX_HEADERS` header fields.
-    #[error("too many header fields")]
+    /// More header fields than `max_headers` allows (nginx's 400).
+    #[error("too many header lines")]
     TooManyHeaders,
     /// The request line is longer than a large header buffer
     /// (`large_client_header_buffers`): nginx's 414.
@@ -63,6 +63,10 @@ pub enum ParseError {
     /// More than one Host header field (RFC 9112 §3.2).
     #[error("more than one Host header field")]
     DuplicateHost,
+    /// A field nginx takes once appears twice (`Content-Length`, `If-Match`,
+    /// `Authorization`, ...): nginx's "client sent duplicate header line".
+    #[error("duplicate header line of a field allowed once")]
+    DuplicateField,
     /// A Content-Length value that is not a non-empty run of digits fitting in `u64`.
     #[error("Content-Length is not a valid decimal number")]
     InvalidContentLength,
@@ -106,13 +110,12 @@ pub enum ParseError {
 impl ParseError {
     /// The status code a server answers a request that failed with this error:
     /// nginx's status: 494 (sent as a 400 page "Request Header Or Cookie Too Large") for
-    /// an oversized head or too many headers, 414 for a too long request line, 501 for a
-    /// transfer coding other than `chunked`, 400 for everything else.
+    /// an oversized head, 414 for a too long request line, 501 for a transfer coding
+    /// other than `chunked`, 400 for everything else (too many header lines included,
+    /// as nginx's `max_headers`).
     pub fn status_code(self) -> u16 {
         match self {
-            ParseError::HeadTooLarge | ParseError::TooManyHeaders | ParseError::HeaderTooLarge => {
-                494
-            }
+            ParseError::HeadTooLarge | ParseError::HeaderTooLarge => 494,
             ParseError::RequestLineTooLong => 414,
             ParseError::UnknownTransferEncoding => 501,
             _ => 400,

@@ -27,7 +27,9 @@ pub use response::ResponseHead;
 
 use std::ops::Range;
 
-/// Maximum number of header fields in a head. More → [`ParseError::TooManyHeaders`].
+/// Header fields a head is parsed with room for on the stack: more is
+/// [`ParseError::TooManyHeaders`], unless [`RequestHead::parse_limited`] allows more
+/// (nginx's `max_headers`, 1000 by default), for which room is then made.
 /// (Trailer fields of a chunked body are limited by size only, see [`MAX_HEAD_BYTES`].)
 pub const MAX_HEADERS: usize = 128;
 

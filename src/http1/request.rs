@@ -222,14 +222,37 @@ impl RequestHead {
     /// Errors when the head is malformed, is ambiguous about its framing, or has not ended
     /// within `MAX_HEAD_BYTES` (`HeadTooLarge`).
     pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, ParseError> {
+        self.parse_limited(buf, MAX_HEADERS)
+    }
+
+    /// [`RequestHead::parse`], taking up to `max_headers` fields (nginx's
+    /// `max_headers`; more is [`ParseError::TooManyHeaders`]) where that is more than
+    /// [`MAX_HEADERS`]: a head with more fields than that is parsed again with room
+    /// for them (rare; fewer are always parsed on the stack).
+    pub fn parse_limited(&mut self, buf: &[u8], max_headers: usize) -> Result<Parsed, ParseError> {
+        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        match self.parse_into(buf, &mut raw) {
+            Err(ParseError::TooManyHeaders) if max_headers > MAX_HEADERS => {
+                let mut raw = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); max_headers];
+                self.parse_into(buf, &mut raw)
+            }
+            r => r,
+        }
+    }
+
+    /// Parses with room for `raw.len()` fields.
+    fn parse_into<'b>(
+        &mut self,
+        buf: &'b [u8],
+        raw: &mut [MaybeUninit<httparse::Header<'b>>],
+    ) -> Result<Parsed, ParseError> {
         // Never look past the limit: bounds the work a slow-drip client can cause.
         let limited = &buf[..buf.len().min(MAX_HEAD_BYTES)];
-        let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         // Default config: obs-fold, space before colon and invalid header lines are all
         // errors for requests.
         let status = httparse::ParserConfig::default()
-            .parse_request_with_uninit_headers(&mut req, limited, &mut raw)?;
+            .parse_request_with_uninit_headers(&mut req, limited, raw)?;
         let head_len = match status {
             httparse::Status::Complete(n) => n,
             httparse::Status::Partial if buf.len() >= MAX_HEAD_BYTES => {
@@ -269,6 +292,9 @@ impl RequestHead {
 
         if a.host_count > 1 {
             return Err(ParseError::DuplicateHost);
+        }
+        if has_duplicate_unique_field(buf, &self.headers) {
+            return Err(ParseError::DuplicateField);
         }
         if a.host_count == 0 && version == 1 {
             return Err(ParseError::MissingHost);
@@ -409,6 +435,38 @@ impl RequestHead {
 }
 
 #[inline]
+/// Whether a field nginx allows once (its `ngx_http_process_unique_header_line`
+/// fields and `Authorization`) appears twice. Host and Transfer-Encoding have their
+/// own errors.
+fn has_duplicate_unique_field(buf: &[u8], headers: &[HeaderRange]) -> bool {
+    const UNIQUE: [&[u8]; 9] = [
+        b"content-length",
+        b"content-range",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-match",
+        b"if-none-match",
+        b"if-range",
+        b"expect",
+        b"authorization",
+    ];
+    let mut seen = 0u16;
+    for h in headers {
+        let name = h.name(buf);
+        // Most fields are none of these: their length says so without comparing.
+        if !matches!(name.len(), 6 | 8 | 13 | 14 | 17 | 19) {
+            continue;
+        }
+        if let Some(i) = UNIQUE.iter().position(|u| name.eq_ignore_ascii_case(u)) {
+            if seen & (1 << i) != 0 {
+                return true;
+            }
+            seen |= 1 << i;
+        }
+    }
+    false
+}
+
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
@@ -666,11 +724,31 @@ mod tests {
     }
 
     #[test]
-    fn identical_duplicate_content_length_accepted() {
-        let h =
-            parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n")
-                .unwrap();
-        assert_eq!(h.framing, BodyFraming::Length(7));
+    fn duplicate_unique_fields_rejected_as_nginx() {
+        assert_eq!(
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n"),
+            ParseError::DuplicateField
+        );
+        for name in [
+            "If-Match",
+            "if-none-match",
+            "Authorization",
+            "Expect",
+            "If-Range",
+        ] {
+            let head =
+                format!("GET / HTTP/1.1\r\nHost: h\r\n{name}: a\r\nX: 1\r\n{name}: a\r\n\r\n");
+            assert_eq!(err(head.as_bytes()), ParseError::DuplicateField, "{name}");
+        }
+        // Fields nginx takes many of.
+        parse(
+            b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1\r\nCookie: b=2\r\nVia: x\r\nVia: y\r\n\r\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn identical_content_length_list_accepted() {
         let h = parse(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7, 7 ,7\r\n\r\n").unwrap();
         assert_eq!(h.framing, BodyFraming::Length(7));
     }
@@ -679,7 +757,7 @@ mod tests {
     fn differing_duplicate_content_length_rejected() {
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n"),
-            ParseError::ConflictingContentLength
+            ParseError::DuplicateField
         );
         assert_eq!(
             err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7, 8\r\n\r\n"),
@@ -1235,8 +1313,21 @@ mod tests {
         assert_eq!(parse(&ok).unwrap().headers.len(), MAX_HEADERS);
         buf.extend_from_slice(b"X-Last: v\r\n\r\n");
         assert_eq!(err(&buf), ParseError::TooManyHeaders);
-        assert_eq!(ParseError::TooManyHeaders.status_code(), 494);
+        // nginx's "client sent too many header lines" is a plain 400.
+        assert_eq!(ParseError::TooManyHeaders.status_code(), 400);
         assert_eq!(ParseError::MissingHost.status_code(), 400);
+        // Up to `max_headers` (nginx's default 1000) with room made for them.
+        let mut h = RequestHead::default();
+        let mut big = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..999 {
+            big.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        let mut ok = big.clone();
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(h.parse_limited(&ok, 1000), Ok(Parsed::Complete));
+        assert_eq!(h.headers.len(), 1000);
+        big.extend_from_slice(b"X-Last: v\r\n\r\n");
+        assert_eq!(h.parse_limited(&big, 1000), Err(ParseError::TooManyHeaders));
     }
 
     // ---- property tests ----

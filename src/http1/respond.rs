@@ -59,6 +59,18 @@ pub fn add_header_applies(status: u16) -> bool {
 /// nginx writes it on every response. (`http10_client` no longer changes the output;
 /// kept so callers say who they answer.)
 pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http10_client: bool) {
+    write_status_line_with(out, status, keep_alive, http10_client, None);
+}
+
+/// [`write_status_line`], with `Keep-Alive: timeout=N` after `Connection: keep-alive`
+/// when `keepalive_header` (`keepalive_timeout`'s second value) is set.
+pub fn write_status_line_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    http10_client: bool,
+    keepalive_header: Option<std::time::Duration>,
+) {
     let _ = http10_client;
     let status = wire_status(status);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -68,8 +80,22 @@ pub fn write_status_line(out: &mut Vec<u8>, status: u16, keep_alive: bool, http1
     out.extend_from_slice(b"\r\nServer: ferrolb\r\nDate: ");
     write_http_date(out);
     out.extend_from_slice(b"\r\n");
+    connection_fields(out, keep_alive, keepalive_header);
+}
+
+/// `Connection: keep-alive` (and `Keep-Alive: timeout=N` when `keepalive_header` is
+/// set) or `Connection: close`, as nginx names the connection's fate.
+pub fn connection_fields(
+    out: &mut Vec<u8>,
+    keep_alive: bool,
+    keepalive_header: Option<std::time::Duration>,
+) {
     if keep_alive {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
+        // nginx sends none for 0.
+        if let Some(t) = keepalive_header.filter(|t| t.as_secs() > 0) {
+            let _ = write!(out, "Keep-Alive: timeout={}\r\n", t.as_secs());
+        }
     } else {
         out.extend_from_slice(b"Connection: close\r\n");
     }

@@ -30,6 +30,9 @@ pub struct ResponseOut<'a> {
     /// New values for fields of `head`, by field index, sorted (`proxy_redirect`,
     /// `proxy_cookie_*`): the field keeps its name and place.
     pub replaced: &'a [(usize, Vec<u8>)],
+    /// `add_trailer` lines apply: a client that takes a trailer gets the body
+    /// chunked, ended by [`Downstream::send_trailer`].
+    pub trailer: bool,
 }
 
 impl ResponseOut<'_> {
@@ -103,6 +106,19 @@ pub trait Downstream {
         keep_alive: bool,
         head_buf: Buf,
     ) -> ResponseStarted;
+
+    /// The response head sent, when the response ends with a trailer
+    /// ([`ResponseOut::trailer`], to a client that takes one); `None` otherwise.
+    fn trailer_head(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// Ends a body [`Downstream::trailer_head`] said ends with a trailer: sends
+    /// `last_chunk` (the last chunk, the trailer fields and the final CRLF).
+    fn send_trailer(&mut self, last_chunk: &[u8]) -> impl Future<Output = Result<(), IoFailure>> {
+        let _ = last_chunk;
+        std::future::ready(Ok(()))
+    }
 
     /// Sends body bytes (the head first, if it is still pending).
     fn send_body(&mut self, data: &[u8]) -> impl Future<Output = Result<(), IoFailure>>;

@@ -92,6 +92,11 @@ pub(super) async fn relay<D: Downstream>(
         // keep this response's fields there.
         if let Some(locals) = f.locals {
             locals.set_upstream(attempts_now(ubuf[..resp.head_len].to_vec(), true));
+            // `X-Accel-Limit-Rate` holds for the redirected response, as nginx sets
+            // the request's rate (over the new location's `limit_rate`).
+            if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
+                locals.set_limit_rate(rate);
+            }
         }
         done.status = resp.status;
         done.accel_redirect = Some(accel);
@@ -164,7 +169,10 @@ fn asks_for_fields(s: &LocSettings) -> bool {
             )
         })
     };
-    s.add_header.iter().any(|h| has(&h.value.parts))
+    s.add_header
+        .iter()
+        .chain(&s.add_trailer)
+        .any(|h| has(&h.value.parts))
         || s.access_log.targets().iter().any(|t| {
             [&t.format, &t.condition, &t.path_template]
                 .into_iter()
@@ -249,16 +257,41 @@ async fn relay_response<D: Downstream>(
         }
     }
     if !f.settings.add_header.is_empty() {
-        let v = vars(f, cbuf, None);
         let applies = respond::add_header_applies(resp.status);
-        for h in &f.settings.add_header {
-            if h.always || applies {
-                let start = values.len();
-                v.eval(&h.value, &mut values);
-                // nginx adds no field whose value came out empty.
-                if values.len() > start {
-                    ranges.push((h.name.as_bytes(), start..values.len()));
+        let fields = vars(f, cbuf, None).added_fields(&f.settings.add_header);
+        // The head as the client gets it so far (its first line is not read), for
+        // `$sent_http_NAME`.
+        let mut so_far = b"HTTP/1.1\r\n".to_vec();
+        let field_line = |so_far: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+            so_far.extend_from_slice(name);
+            so_far.extend_from_slice(b": ");
+            so_far.extend_from_slice(value);
+            so_far.extend_from_slice(b"\r\n");
+        };
+        for h in resp.headers.iter().filter(|h| !h.hop_by_hop) {
+            field_line(&mut so_far, &ubuf[h.name.clone()], &ubuf[h.value.clone()]);
+        }
+        for (name, r) in &ranges {
+            field_line(&mut so_far, name, &values[r.clone()]);
+        }
+        for field in fields.iter().filter(|h| h.always || applies) {
+            let value = field.value(&so_far, b"");
+            if field.replaces() {
+                // `ETag` and `Last-Modified` replace the upstream's (none when empty).
+                let name = field.name.as_bytes();
+                for h in &mut resp.headers {
+                    if ubuf[h.name.clone()].eq_ignore_ascii_case(name) {
+                        h.hop_by_hop = true;
+                    }
                 }
+                ranges.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            }
+            // nginx adds no field whose value came out empty.
+            if !value.is_empty() {
+                field_line(&mut so_far, field.name.as_bytes(), &value);
+                let start = values.len();
+                values.extend_from_slice(&value);
+                ranges.push((field.name.as_bytes(), start..values.len()));
             }
         }
     }
@@ -280,12 +313,18 @@ async fn relay_response<D: Downstream>(
 
     // The upstream request head has been sent: its buffer carries the client head now.
     let sent_close = uhead.close;
+    let trailer_applies = respond::add_header_applies(resp.status);
     let out = ResponseOut {
         head: &resp,
         buf: &ubuf,
         upgrade,
         extra: &extra,
         replaced: &replaced,
+        trailer: f
+            .settings
+            .add_trailer
+            .iter()
+            .any(|h| h.always || trailer_applies),
     };
     if let Some(rate) = super::accel::limit_rate(&resp, &ubuf, f.settings) {
         client.limit_rate(rate);
@@ -308,9 +347,21 @@ async fn relay_response<D: Downstream>(
     let framing = resp.framing;
     let head_len = resp.head_len;
     drop(extra);
-    let result = relay
+    let mut result = relay
         .run(client, &mut conn.stream, framing, ubuf, head_len)
         .await;
+    if result.is_ok() {
+        if let Some(head) = client.trailer_head() {
+            // nginx evaluates the trailer at the end of the body (`$msec`,
+            // `$upstream_response_length`).
+            let fields = vars(f, cbuf, None).added_fields(&f.settings.add_trailer);
+            let last = crate::vars::last_chunk(&fields, trailer_applies, head);
+            result = client
+                .send_trailer(&last)
+                .await
+                .map_err(|_| BodyError::Client);
+        }
+    }
     done.body_bytes = client.body_bytes();
     if let Some(what) = relay.surplus {
         super::log_request(f, cbuf, Level::Warn, what, done.upstream_addr.as_ref());

@@ -195,7 +195,8 @@ impl<D: Downstream> Downstream for CharsetDownstream<'_, D> {
         if !r.out.is_empty() {
             self.inner.send_body(&r.out).await?;
         }
-        if last {
+        // A body that ends with a trailer is ended by `send_trailer`.
+        if last && self.inner.trailer_head().is_none() {
             self.finish().await?;
         }
         Ok(())
@@ -207,6 +208,17 @@ impl<D: Downstream> Downstream for CharsetDownstream<'_, D> {
 
     fn body_bytes(&self) -> u64 {
         self.inner.body_bytes()
+    }
+
+    fn trailer_head(&self) -> Option<&[u8]> {
+        self.inner.trailer_head()
+    }
+
+    async fn send_trailer(&mut self, last_chunk: &[u8]) -> Result<(), IoFailure> {
+        if let Some(r) = self.active.as_mut() {
+            r.finished = true;
+        }
+        self.inner.send_trailer(last_chunk).await
     }
 
     fn limit_rate(&mut self, rate: u64) {

@@ -36,7 +36,7 @@ use crate::net::io::{self, IoFailure};
 use crate::net::{ClientAddr, ClientInfo, Stream, Transport};
 use crate::proxy::request_vars;
 use crate::proxy::{Forward, RewrittenUri};
-use crate::vars::{ConnectionFacts, Locals, RequestVars};
+use crate::vars::{AddedField, ConnectionFacts, Locals, RequestVars};
 
 /// How long a new connection may take to send its first request head when no server
 /// listens on its address any more (a reload dropped it); nginx's
@@ -359,10 +359,21 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
             // nginx's first buffer (`client_header_buffer_size`) is 1k: a head within
             // it needs no look at the limits.
             if b.len() > 1024 {
-                let (n, size) = *limits.get_or_insert_with(|| header_buffers(rt, &info.local));
+                let (n, size, _) = *limits.get_or_insert_with(|| head_limits(rt, &info.local));
                 oversized(b, n, size)?;
             }
-            head.parse(b)
+            let (fewest, most) = rt.max_headers_range;
+            let parsed = head.parse_limited(b, most)?;
+            if parsed == crate::http1::Parsed::Complete && head.headers.len() > fewest {
+                let (_, _, max) = *limits.get_or_insert_with(|| head_limits(rt, &info.local));
+                // An HTTP/2 request's `:authority` became its first line, `host`: nginx
+                // does not count it.
+                let max = max + usize::from(ex.h2.is_some() && head.host == Some(0));
+                if head.headers.len() > max {
+                    return Err(crate::http1::ParseError::TooManyHeaders);
+                }
+            }
+            Ok(parsed)
         },
     )
     .await;
@@ -448,12 +459,14 @@ async fn exchange(ex: &mut Exchange<'_>, buf: &mut Buf, header_timeout: Duration
     }
 }
 
-/// `large_client_header_buffers` of the address's default server (the head is read
-/// before the virtual server is known).
-fn header_buffers(rt: &Runtime, local: &crate::config::Endpoint) -> (usize, usize) {
+/// `large_client_header_buffers` and `max_headers` of the address's default server
+/// (the head is read before the virtual server is known).
+fn head_limits(rt: &Runtime, local: &crate::config::Endpoint) -> (usize, usize, usize) {
     let servers = &rt.config.http.servers;
-    vhost::find_server(servers, local, None).map_or((4, 8192), |i| {
-        servers[i].settings.large_client_header_buffers
+    vhost::find_server(servers, local, None).map_or((4, 8192, 1000), |i| {
+        let s = &servers[i].settings;
+        let (n, size) = s.large_client_header_buffers;
+        (n, size, s.max_headers)
     })
 }
 
@@ -719,7 +732,6 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             .await;
         }
     }
-    let stream = &mut *ex.stream;
     if head.method == Method::Trace {
         // nginx refuses TRACE while reading the head, before any phase: 405, closed.
         crate::log::emit(
@@ -727,7 +739,7 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
             Some(info.id),
             format_args!("client sent TRACE method, client: {}", info.remote),
         );
-        return answer_local(stream, buf, head, 405, None, &server.settings, false).await;
+        return answer_local(ex.stream, buf, head, 405, None, &server.settings, false).await;
     }
     let path = head.path(buf);
     // Owned: forwarding rearranges the buffer the path points into.
@@ -742,7 +754,18 @@ async fn handle<'a>(ex: &mut Exchange<'a>, buf: &mut Buf, head: &RequestHead) ->
                     info.remote
                 ),
             );
-            return answer_local(stream, buf, head, 400, None, &server.settings, false).await;
+            // Logged by the server's access log, `$uri` empty, as nginx's.
+            let locals = Locals::new(&rt.config.http);
+            locals.set_started(ex.started);
+            let vars_here = || RequestVars {
+                locals: Some(&locals),
+                ..request_vars(head, buf, info, &server.primary_name, "")
+            };
+            let log = capture_log(rt, &server.settings, &vars_here, ex, ex.served);
+            let mut handled =
+                answer_local(ex.stream, buf, head, 400, None, &server.settings, false).await;
+            handled.log = log;
+            return handled;
         }
     };
     let http = &rt.config.http;
@@ -918,8 +941,8 @@ async fn serve_pass<'f, 'a: 'f>(
                 headers.splice(
                     0..0,
                     [
-                        ("Expires", expires.into_bytes(), false),
-                        ("Cache-Control", cache_control.into_bytes(), false),
+                        AddedField::fixed("Expires", expires.into_bytes(), false),
+                        AddedField::fixed("Cache-Control", cache_control.into_bytes(), false),
                     ],
                 );
             }
@@ -946,6 +969,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     settings,
                     keep,
                     &headers,
+                    &vars_here().added_fields(&settings.add_trailer),
                     &location_base,
                     pass.pages.status,
                     content_type.as_deref(),
@@ -974,6 +998,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     },
                     keep,
                     add_header: &headers,
+                    add_trailer: &vars_here().added_fields(&settings.add_trailer),
                     status: pass.pages.status,
                     limit_rate: limit_rate(settings, &vars_here()),
                     expires: expires_for(settings, &vars_here()),
@@ -1239,6 +1264,7 @@ async fn accel_redirect<'a>(
         settings,
         !pass.close,
         &headers,
+        &vars.added_fields(&settings.add_trailer),
         "",
         None,
         None,
@@ -1269,6 +1295,7 @@ async fn standard_answer<'a>(
         ..request_vars(head, buf, ex.info, &server.primary_name, uri)
     };
     let headers = evaluated_add_header(settings, &vars);
+    let trailers = vars.added_fields(&settings.add_trailer);
     let location_base = absolute_base(
         head,
         buf,
@@ -1286,6 +1313,7 @@ async fn standard_answer<'a>(
         settings,
         keep,
         &headers,
+        &trailers,
         &location_base,
         None,
         None,
@@ -1354,10 +1382,10 @@ fn capture_log<'a, 'v>(
 /// Adds the fields an error page keeps to its `add_header` lines (always sent);
 /// a kept `Content-Type` (an `X-Accel-Redirect`'s) is the answer's type instead
 /// ([`kept_content_type`]).
-fn keep_fields(headers: &mut Vec<(&str, Vec<u8>, bool)>, pages: &PageState) {
+fn keep_fields(headers: &mut Vec<AddedField<'_>>, pages: &PageState) {
     for (name, value) in &pages.kept_fields {
         if !name.eq_ignore_ascii_case("content-type") {
-            headers.push((name, value.clone(), true));
+            headers.push(AddedField::fixed(name, value.clone(), true));
         }
     }
 }
@@ -1527,6 +1555,7 @@ async fn proxy<'a>(
     // An error page after a failed attempt may use them too.
     let log_upstream = settings.access_log.uses_upstream()
         || settings.add_header.iter().any(|h| h.value.uses_upstream())
+        || settings.add_trailer.iter().any(|h| h.value.uses_upstream())
         || saved.is_some();
     let f = Forward {
         head,
@@ -1588,6 +1617,8 @@ async fn proxy<'a>(
         }
         None => {
             let client = Http1Downstream::new(ex.stream, settings.send_timeout)
+                .keepalive_header(settings.keepalive_header)
+                .chunked_transfer_encoding(settings.chunked_transfer_encoding)
                 .for_error_page(pass.pages.status, &pass.pages.kept_fields)
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
@@ -1635,7 +1666,8 @@ struct StaticRequest<'r> {
     uri: &'r str,
     site: Site<'r>,
     keep: bool,
-    add_header: &'r [(&'r str, Vec<u8>, bool)],
+    add_header: &'r [AddedField<'r>],
+    add_trailer: &'r [AddedField<'r>],
     /// The status of an error page served from a file.
     status: Option<u16>,
     /// `limit_rate` and `limit_rate_after` for this response.
@@ -1672,7 +1704,10 @@ fn expires_for(settings: &LocSettings, vars: &RequestVars<'_>) -> Option<Expires
 /// `limit_rate` and `limit_rate_after` of `settings` for a request.
 fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
     (
-        vars.size(&settings.limit_rate),
+        // `set $limit_rate` wins over the directive, as nginx's `limit_rate_set`.
+        vars.locals
+            .and_then(Locals::limit_rate)
+            .unwrap_or_else(|| vars.size(&settings.limit_rate)),
         vars.size(&settings.limit_rate_after),
     )
 }
@@ -1722,7 +1757,10 @@ async fn serve_static<'a>(
                 buf,
                 files: &settings.files,
                 expires: req.expires,
+                keepalive_header: req.settings.keepalive_header,
+                chunked_transfer_encoding: req.settings.chunked_transfer_encoding,
                 add_header: req.add_header,
+                add_trailer: req.add_trailer,
                 keep_alive: keep,
                 send_timeout: settings.send_timeout,
                 status: req.status,
@@ -1842,19 +1880,8 @@ fn absolute_base(head: &RequestHead, buf: &[u8], site: &Site<'_>) -> String {
 fn evaluated_add_header<'s>(
     settings: &'s LocSettings,
     vars: &RequestVars<'_>,
-) -> Vec<(&'s str, Vec<u8>, bool)> {
-    settings
-        .add_header
-        .iter()
-        .filter_map(|h| {
-            let mut v = Vec::new();
-            vars.eval(&h.value, &mut v);
-            // nginx adds no field whose value comes out empty.
-            (!v.is_empty()).then_some((h.name.as_str(), v, h.always))
-        })
-        // nginx adds no field whose value came out empty.
-        .filter(|(_, v, _)| !v.is_empty())
-        .collect()
+) -> Vec<AddedField<'s>> {
+    vars.added_fields(&settings.add_header)
 }
 
 /// Sends what the rewrite phase answered: nothing for `return 444` (the connection
@@ -1868,7 +1895,8 @@ async fn send_answer<'a>(
     answer: Answer,
     settings: &LocSettings,
     keep: bool,
-    add_header: &[(&str, Vec<u8>, bool)],
+    add_header: &[AddedField<'_>],
+    add_trailer: &[AddedField<'_>],
     location_base: &str,
     status: Option<u16>,
     content_type: Option<&str>,
@@ -1888,10 +1916,13 @@ async fn send_answer<'a>(
                 &answer,
                 &rewrite::ResponseFacts {
                     keep_alive: keep,
+                    keepalive_header: settings.keepalive_header,
+                    chunked_transfer_encoding: settings.chunked_transfer_encoding,
                     http10: head.minor_version == 0,
                     head_only: head.method == Method::Head,
                     default_type: content_type.unwrap_or(&settings.files.default_type),
                     add_header,
+                    add_trailer,
                     location_base,
                     status,
                     charset: (&settings.charset, charset),
@@ -1954,11 +1985,14 @@ async fn answer_local<'a>(
     let head_only = head.method == Method::Head;
     let mut out = Buf::head();
     let mut body_len = 0u64;
+    let status_line = |out: &mut Vec<u8>| {
+        respond::write_status_line_with(out, status, keep, http10, settings.keepalive_header);
+    };
     match text {
         Some(t) if respond::is_redirect(status) => {
             // nginx sends its page for the status with the Location.
             let page = respond::error_body(status);
-            respond::write_status_line(&mut out, status, keep, http10);
+            status_line(&mut out);
             out.extend_from_slice(b"Content-Type: text/html\r\nContent-Length: ");
             out.extend_from_slice(page.len().to_string().as_bytes());
             out.extend_from_slice(b"\r\nLocation: ");
@@ -1970,7 +2004,7 @@ async fn answer_local<'a>(
             }
         }
         Some(t) => {
-            respond::write_status_line(&mut out, status, keep, http10);
+            status_line(&mut out);
             // nginx types a `return` text with `default_type`.
             out.extend_from_slice(
                 format!(

@@ -299,6 +299,14 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         self.inner.body_bytes()
     }
 
+    fn trailer_head(&self) -> Option<&[u8]> {
+        self.inner.trailer_head()
+    }
+
+    async fn send_trailer(&mut self, last_chunk: &[u8]) -> Result<(), IoFailure> {
+        self.inner.send_trailer(last_chunk).await
+    }
+
     fn limit_rate(&mut self, rate: u64) {
         self.inner.limit_rate(rate);
     }

@@ -185,6 +185,17 @@ impl H2Stream {
         }
     }
 
+    /// Sends `fields` as the trailing HEADERS, ending the stream.
+    fn send_trailers(&self, fields: http::HeaderMap) -> Result<(), IoFailure> {
+        let mut s = self.lock();
+        let Respond::Sending(send) = &mut s.respond else {
+            return Err(IoFailure::Closed);
+        };
+        let r = send.send_trailers(fields).map_err(|_| IoFailure::Closed);
+        s.respond = Respond::Ended;
+        r
+    }
+
     /// Sends `data` as DATA frames after HEADERS; `end`: the last of the body.
     async fn send_data(&self, data: Bytes, end: bool, limit: Duration) -> Result<(), IoFailure> {
         let mut send = {
@@ -261,6 +272,24 @@ pub(super) async fn send_frames(
     Ok(())
 }
 
+/// Trailer lines (`Name: value\r\n` each; a last-chunk line is skipped) as HTTP/2 fields,
+/// names lower case; a line that makes no field is left out.
+pub(super) fn trailer_fields(lines: &[u8]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = http::HeaderName::from_bytes(&line[..colon].to_ascii_lowercase());
+        let value = http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
+        if let (Ok(n), Ok(v)) = (name, value) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
 /// Fields of an HTTP/1 response that have no place in HTTP/2 (RFC 9113 §8.2.2).
 fn connection_specific(name: &[u8]) -> bool {
     [
@@ -331,6 +360,9 @@ pub(super) struct H2Downstream<'s> {
     error_fields: Vec<(Vec<u8>, Vec<u8>)>,
     /// The response head as HTTP/1 text, when the access log wants it.
     sent_head: Option<Vec<u8>>,
+    /// The head as HTTP/1 text, when `add_trailer`'s fields end the body (a
+    /// trailing HEADERS): END_STREAM waits for them.
+    trailer_head: Option<Vec<u8>>,
 }
 
 impl<'s> H2Downstream<'s> {
@@ -354,6 +386,7 @@ impl<'s> H2Downstream<'s> {
             kept_fields: &[],
             error_fields: Vec::new(),
             sent_head: None,
+            trailer_head: None,
         }
     }
 
@@ -594,7 +627,12 @@ impl Downstream for H2Downstream<'_> {
         let fields = h.headers_mut();
         // `$bytes_sent` counts the head as the HTTP/1 head of the same response.
         let mut head_bytes = "HTTP/1.1 200 \r\n".len() + reason_len;
-        let mut text = self.sent_head.take().map(|mut t| {
+        // `add_trailer` applies: the body ends with a trailing HEADERS.
+        let trailer =
+            resp.trailer && !self.no_body && !resp.upgrade && !matches!(status, 204 | 304);
+        let keeping = self.sent_head.is_some();
+        let text = (keeping || trailer).then(|| self.sent_head.take().unwrap_or_default());
+        let mut text = text.map(|mut t| {
             t.clear();
             t.extend_from_slice(b"HTTP/1.1 ");
             respond::push_status_code(&mut t, status);
@@ -655,7 +693,12 @@ impl Downstream for H2Downstream<'_> {
         head_bytes += 2;
         if let Some(mut t) = text {
             t.extend_from_slice(b"\r\n");
-            self.sent_head = Some(t);
+            if trailer {
+                self.trailer_head = Some(t.clone());
+            }
+            if keeping {
+                self.sent_head = Some(t);
+            }
         }
         if let Some(p) = &mut self.pace {
             p.sent(head_bytes as u64);
@@ -691,8 +734,10 @@ impl Downstream for H2Downstream<'_> {
             }
             (None, None) => (Bytes::copy_from_slice(data), self.no_body),
         };
+        // With a trailer to come, the stream ends with it instead.
+        let fin = end && self.trailer_head.is_none();
         if self.head.is_some() {
-            self.flush_head(end && payload.is_empty())?;
+            self.flush_head(fin && payload.is_empty())?;
             if end && payload.is_empty() {
                 self.ended = true;
                 return Ok(());
@@ -702,7 +747,10 @@ impl Downstream for H2Downstream<'_> {
             return Ok(());
         }
         self.ended = end;
-        self.send_payload(payload, end).await
+        if payload.is_empty() && !fin {
+            return Ok(());
+        }
+        self.send_payload(payload, fin).await
     }
 
     async fn end_body(&mut self) -> Result<(), IoFailure> {
@@ -719,6 +767,10 @@ impl Downstream for H2Downstream<'_> {
         if self.until_close {
             self.body_bytes += "0\r\n\r\n".len() as u64;
         }
+        if self.trailer_head.is_some() {
+            // `send_trailer` ends the stream.
+            return Ok(());
+        }
         self.stream
             .send_data(Bytes::new(), true, self.send_timeout)
             .await
@@ -726,6 +778,23 @@ impl Downstream for H2Downstream<'_> {
 
     fn body_bytes(&self) -> u64 {
         self.body_bytes
+    }
+
+    fn trailer_head(&self) -> Option<&[u8]> {
+        self.trailer_head.as_deref()
+    }
+
+    async fn send_trailer(&mut self, last_chunk: &[u8]) -> Result<(), IoFailure> {
+        self.trailer_head = None;
+        self.flush_head(false)?;
+        let fields = trailer_fields(last_chunk);
+        if fields.is_empty() {
+            return self
+                .stream
+                .send_data(Bytes::new(), true, self.send_timeout)
+                .await;
+        }
+        self.stream.send_trailers(fields)
     }
 
     fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {

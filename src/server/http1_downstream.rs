@@ -46,6 +46,14 @@ pub struct Http1Downstream<'s> {
     /// A copy of the response head sent, when the access log wants it
     /// (`$sent_http_NAME`); `None`: not wanted.
     sent_head: Option<Vec<u8>>,
+    /// The head sent, when the body goes chunked to end with `add_trailer`'s
+    /// fields ([`Downstream::send_trailer`] then writes the last chunk).
+    trailer_head: Option<Vec<u8>>,
+    /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
+    keepalive_header: Option<Duration>,
+    /// `chunked_transfer_encoding`: a body of unknown length may go chunked to an
+    /// HTTP/1.1 client (off: decoded, and the close ends it).
+    chunked_te: bool,
 }
 
 impl<'s> Http1Downstream<'s> {
@@ -63,6 +71,9 @@ impl<'s> Http1Downstream<'s> {
             kept_fields: &[],
             error_fields: Vec::new(),
             sent_head: None,
+            trailer_head: None,
+            keepalive_header: None,
+            chunked_te: true,
         }
     }
 
@@ -83,6 +94,18 @@ impl<'s> Http1Downstream<'s> {
             kept.clear();
             kept.extend_from_slice(head);
         }
+    }
+
+    /// Sends `Keep-Alive: timeout=N` on responses that keep the connection.
+    pub fn keepalive_header(mut self, timeout: Option<Duration>) -> Self {
+        self.keepalive_header = timeout;
+        self
+    }
+
+    /// `chunked_transfer_encoding`: off, a body of unknown length is not chunked.
+    pub fn chunked_transfer_encoding(mut self, on: bool) -> Self {
+        self.chunked_te = on;
+        self
     }
 
     /// Paces the response's writes (`limit_rate`, `limit_rate_after`).
@@ -174,6 +197,17 @@ impl Downstream for Http1Downstream<'_> {
             retry_after,
         );
         let mut head_end = memchr::memmem::find(&out, b"\r\n\r\n").map_or(out.len(), |i| i + 4);
+        if let (true, Some(t)) = (
+            keep_alive,
+            self.keepalive_header.filter(|t| t.as_secs() > 0),
+        ) {
+            const KEEP: &[u8] = b"Connection: keep-alive\r\n";
+            if let Some(at) = memchr::memmem::find(&out[..head_end], KEEP) {
+                let field = format!("Keep-Alive: timeout={}\r\n", t.as_secs());
+                out.splice(at + KEEP.len()..at + KEEP.len(), field.bytes());
+                head_end += field.len();
+            }
+        }
         if !self.error_fields.is_empty() && head_end >= 2 {
             let mut fields = Vec::new();
             for (name, value) in &self.error_fields {
@@ -199,13 +233,22 @@ impl Downstream for Http1Downstream<'_> {
     ) -> ResponseStarted {
         let head = resp.head;
         let http10_client = req.minor_version == 0;
+        // Chunks for this client: HTTP/1.1 and `chunked_transfer_encoding on`.
+        let chunks = !http10_client && self.chunked_te;
         let until_close = head.framing == BodyFraming::UntilClose;
-        self.rechunk = until_close && !http10_client && !resp.upgrade;
+        // `add_trailer`: an HTTP/1.1 client gets any body chunked (a chunked
+        // upstream body decoded and framed again) to end with the trailer, as nginx.
+        let trailer = resp.trailer
+            && chunks
+            && !resp.upgrade
+            && head.framing != BodyFraming::None
+            && !matches!(self.status.unwrap_or(head.status), 204 | 304);
+        self.rechunk = (until_close || trailer) && chunks && !resp.upgrade;
         let chunked = head.framing == BodyFraming::Chunked;
-        self.dechunk = (chunked && http10_client).then(ChunkedScanner::new);
-        // An HTTP/1.0 client knows the end of a close-delimited body only by the close.
-        let keep_alive =
-            keep_alive && !resp.upgrade && !((until_close || chunked) && http10_client);
+        self.dechunk = (chunked && (!chunks || trailer)).then(ChunkedScanner::new);
+        // Without chunks the client knows the end of a body of unknown length only by
+        // the close.
+        let keep_alive = keep_alive && !resp.upgrade && !((until_close || chunked) && !chunks);
 
         out.clear();
         match self.status {
@@ -240,7 +283,9 @@ impl Downstream for Http1Downstream<'_> {
             out.extend_from_slice(b"\r\n");
         }
         for (i, h) in head.headers.iter().enumerate() {
-            if h.hop_by_hop {
+            if h.hop_by_hop
+                || (trailer && resp.buf[h.name.clone()].eq_ignore_ascii_case(b"content-length"))
+            {
                 continue;
             }
             out.extend_from_slice(&resp.buf[h.name.clone()]);
@@ -256,14 +301,11 @@ impl Downstream for Http1Downstream<'_> {
             out.extend_from_slice(b"\r\n");
         } else {
             if (chunked && self.dechunk.is_none()) || self.rechunk {
+                // (A chunked body decoded for the trailer is chunked again.)
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
             // nginx names the connection's fate on every response.
-            if keep_alive {
-                out.extend_from_slice(b"Connection: keep-alive\r\n");
-            } else {
-                out.extend_from_slice(b"Connection: close\r\n");
-            }
+            respond::connection_fields(&mut out, keep_alive, self.keepalive_header);
         }
         // A kept `Content-Type` (an `X-Accel-Redirect`'s) yields to the response's own.
         let own_type = head.header_value(resp.buf, "content-type").is_some();
@@ -281,6 +323,7 @@ impl Downstream for Http1Downstream<'_> {
         out.extend_from_slice(b"\r\n");
         let head_bytes = out.len() as u64;
         self.keep_head(&out);
+        self.trailer_head = trailer.then(|| out.to_vec());
         self.head = Some(out);
         ResponseStarted {
             head_bytes,
@@ -289,12 +332,18 @@ impl Downstream for Http1Downstream<'_> {
     }
 
     async fn send_body(&mut self, data: &[u8]) -> Result<(), IoFailure> {
-        if let Some(sc) = &mut self.dechunk {
-            // Rare (an HTTP/1.0 client behind a chunking upstream): copy the payload.
-            let mut payload = Vec::with_capacity(data.len());
-            let _ = sc.scan_payload(data, |r| payload.extend_from_slice(&data[r]));
-            return self.write(&[&payload]).await;
-        }
+        let payload;
+        let data = match &mut self.dechunk {
+            Some(sc) => {
+                // Rare (an HTTP/1.0 client behind a chunking upstream, or a trailer
+                // to add): copy the payload.
+                let mut p = Vec::with_capacity(data.len());
+                let _ = sc.scan_payload(data, |r| p.extend_from_slice(&data[r]));
+                payload = p;
+                &payload[..]
+            }
+            None => data,
+        };
         if !self.rechunk || data.is_empty() {
             return self.write(&[data]).await;
         }
@@ -309,7 +358,7 @@ impl Downstream for Http1Downstream<'_> {
     }
 
     async fn end_body(&mut self) -> Result<(), IoFailure> {
-        if self.rechunk {
+        if self.rechunk && self.trailer_head.is_none() {
             self.write(&[b"0\r\n\r\n"]).await
         } else if self.head.is_some() {
             self.write(&[]).await
@@ -320,6 +369,15 @@ impl Downstream for Http1Downstream<'_> {
 
     fn body_bytes(&self) -> u64 {
         self.body_bytes
+    }
+
+    fn trailer_head(&self) -> Option<&[u8]> {
+        self.trailer_head.as_deref()
+    }
+
+    async fn send_trailer(&mut self, last_chunk: &[u8]) -> Result<(), IoFailure> {
+        self.trailer_head = None;
+        self.write(&[last_chunk]).await
     }
 
     fn error_fields(&mut self, fields: Vec<(Vec<u8>, Vec<u8>)>) {

@@ -13,7 +13,7 @@ use crate::config::{
     ServerName, Template, TemplatePart, Var,
 };
 use crate::http1::respond;
-use crate::vars::{Locals, RequestVars};
+use crate::vars::{AddedField, Locals, RequestVars};
 
 /// How many times the URI may change (`rewrite ... last`, `try_files`, `index`) before
 /// nginx gives up with a 500: `NGX_HTTP_MAX_URI_CHANGES`.
@@ -113,14 +113,20 @@ pub(super) enum Answer {
 pub(super) struct ResponseFacts<'h> {
     /// The connection stays open afterwards.
     pub(super) keep_alive: bool,
+    /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
+    pub(super) keepalive_header: Option<std::time::Duration>,
+    /// `chunked_transfer_encoding`: an `add_trailer` trailer may chunk the body.
+    pub(super) chunked_transfer_encoding: bool,
     /// The client spoke HTTP/1.0.
     pub(super) http10: bool,
     /// A HEAD request: no body.
     pub(super) head_only: bool,
     /// `default_type`: nginx's type for a `return` text.
     pub(super) default_type: &'h str,
-    /// `add_header` lines, evaluated: (name, value, always).
-    pub(super) add_header: &'h [(&'h str, Vec<u8>, bool)],
+    /// `add_header` lines, evaluated for the request.
+    pub(super) add_header: &'h [AddedField<'h>],
+    /// `add_trailer` lines, evaluated for the request.
+    pub(super) add_trailer: &'h [AddedField<'h>],
     /// `http://HOST[:PORT]`, put before a relative `Location`.
     pub(super) location_base: &'h str,
     /// The status of an error page answered this way (nginx's `err_status`), in
@@ -182,19 +188,36 @@ pub(super) fn write_response(
         None => body,
     };
     // A recoding to or from utf-8 drops the length (nginx then sends the body chunked
-    // to an HTTP/1.1 client; an HTTP/1.0 one gets the length of the recoded body).
-    let chunked = charset.recoding.is_some_and(|c| c.changes_length()) && !f.http10;
-    respond::write_status_line(out, status, f.keep_alive, f.http10);
+    // to an HTTP/1.1 client; others get the length of the recoded body).
+    let resized = charset.recoding.is_some_and(|c| c.changes_length());
+    let head_start = out.len();
+    respond::write_status_line_with(out, status, f.keep_alive, f.http10, f.keepalive_header);
     if let Answer::Unauthorized(realm) = answer {
         out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");
         out.extend_from_slice(realm);
         out.extend_from_slice(b"\"\r\n");
     }
-    out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
-    if chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    let applies = respond::add_header_applies(status);
+    // `add_trailer`: the body goes chunked to an HTTP/1.1 client, to end with them.
+    let chunked = !f.http10
+        && f.chunked_transfer_encoding
+        && !f.head_only
+        && !matches!(status, 204 | 304)
+        && (resized || crate::vars::trailer_expected(f.add_trailer, applies));
+    if status == 204 {
+        // nginx's header filter sends a 204 without type, length or body.
+    } else if chunked {
+        out.extend_from_slice(
+            format!("Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n").as_bytes(),
+        );
     } else {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
     }
     if let Some(location) = location {
         out.extend_from_slice(b"Location: ");
@@ -205,31 +228,24 @@ pub(super) fn write_response(
         out.extend_from_slice(location);
         out.extend_from_slice(b"\r\n");
     }
-    let applies = respond::add_header_applies(status);
-    for (name, value, always) in f.add_header {
-        if *always || applies {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
+    crate::vars::append_fields(out, head_start, f.add_header, applies);
     out.extend_from_slice(b"\r\n");
-    if f.head_only {
+    if f.head_only || status == 204 {
         return (status, 0);
     }
-    let start = out.len();
-    if chunked {
-        if !body.is_empty() {
-            crate::http1::write_chunk_header(out, body.len());
-            out.extend_from_slice(&body);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"0\r\n\r\n");
-    } else {
+    if !chunked {
         out.extend_from_slice(&body);
+        return (status, body.len() as u64);
     }
-    (status, (out.len() - start) as u64)
+    let body_start = out.len();
+    if !body.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\r\n");
+    }
+    let last = crate::vars::last_chunk(f.add_trailer, applies, &out[head_start..body_start]);
+    out.extend_from_slice(&last);
+    (status, (out.len() - body_start) as u64)
 }
 
 /// How a list of directives ended.
@@ -287,6 +303,21 @@ fn run_list<'c>(
                 let mut v = Vec::new();
                 eval(value, state, cx, &mut v);
                 cx.locals.set(*slot, v);
+            }
+            RewriteOp::SetLimitRate(value) => {
+                let mut v = Vec::new();
+                eval(value, state, cx, &mut v);
+                match std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(crate::config::validate::parse_size)
+                {
+                    Some(rate) => cx.locals.set_limit_rate(rate),
+                    None => crate::log::emit(
+                        crate::config::Level::Error,
+                        None,
+                        format_args!("invalid size \"{}\"", String::from_utf8_lossy(&v)),
+                    ),
+                }
             }
             RewriteOp::Break => {
                 if state.changed {

@@ -122,6 +122,10 @@ pub struct Runtime {
     pub tls_offers: Vec<TlsRole>,
     /// Listening addresses whose connections are TLS (`listen ... ssl`).
     pub tls_addrs: HashSet<Endpoint>,
+    /// The smallest and the largest `max_headers` of the servers: a head with at most
+    /// the smallest needs no look at its server's; none may have more than the
+    /// largest.
+    pub max_headers_range: (usize, usize),
 }
 
 impl Runtime {
@@ -228,7 +232,13 @@ impl Runtime {
         // (their pooled connections get closed), which a failed build must not do to
         // the configuration that stays in force.
         registry.retain(&config.http.upstreams);
+        let max_headers = config.http.servers.iter().map(|s| s.settings.max_headers);
+        let max_headers_range = (
+            max_headers.clone().min().unwrap_or(1000),
+            max_headers.max().unwrap_or(1000),
+        );
         Ok(Runtime {
+            max_headers_range,
             limit_zones: crate::admission::limits::LimitZones::build(&config.http),
             config,
             upstreams,

@@ -27,7 +27,7 @@ use crate::net::buffers::{Buf, BODY_BUF};
 use crate::net::io;
 use crate::net::pace::Pace;
 use crate::net::Stream;
-use crate::vars::RequestVars;
+use crate::vars::{append_fields, last_chunk, trailer_expected, AddedField, RequestVars};
 
 /// What a URI names in a location, after `try_files` and `index`.
 #[derive(Debug)]
@@ -398,10 +398,18 @@ pub struct FileRequest<'a> {
     pub files: &'a FilesConf,
     /// `expires` for this response, its variable (if any) evaluated.
     pub expires: Option<Expires>,
-    /// The location's `add_header` lines, already evaluated (name, value, always).
-    pub add_header: &'a [(&'a str, Vec<u8>, bool)],
+    /// The location's `add_header` lines, evaluated for the request.
+    pub add_header: &'a [AddedField<'a>],
+    /// The location's `add_trailer` lines, evaluated for the request: the body then
+    /// goes chunked to an HTTP/1.1 client, ending with them.
+    pub add_trailer: &'a [AddedField<'a>],
     /// Whether the connection may stay open as far as the request goes.
     pub keep_alive: bool,
+    /// `keepalive_timeout`'s second value (`Keep-Alive: timeout=N`).
+    pub keepalive_header: Option<std::time::Duration>,
+    /// `chunked_transfer_encoding`: a body of unknown length (compressed on the fly,
+    /// or one an `add_trailer` ends) may go chunked to an HTTP/1.1 client.
+    pub chunked_transfer_encoding: bool,
     /// `send_timeout`: how long one write to the client may stall.
     pub send_timeout: std::time::Duration,
     /// `limit_rate` and `limit_rate_after` (0: no limit).
@@ -472,7 +480,7 @@ pub async fn send_file(
         if status == 412 {
             return Ok(send_status(stream, r.head, 412, keep, r.send_timeout).await);
         }
-        respond::write_status_line(&mut out, 304, keep, http10);
+        respond::write_status_line_with(&mut out, 304, keep, http10, r.keepalive_header);
         let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
         if let Some(e) = &facts.etag {
             let _ = write!(out, "ETag: {e}\r\n");
@@ -508,10 +516,14 @@ pub async fn send_file(
     {
         let if_range_ok = match r.head.header_value(r.buf, "if-range") {
             None => true,
-            Some(ir) if ir.starts_with(b"\"") || ir.starts_with(b"W/") => {
-                facts.etag.as_deref().is_some_and(|e| ir == e.as_bytes())
+            Some(ir) => {
+                let (mtime, etag) = range_validators(r, &facts);
+                if ir.starts_with(b"\"") || ir.starts_with(b"W/") {
+                    etag.is_some_and(|e| ir == e.as_slice())
+                } else {
+                    mtime.is_some() && parse_http_date(ir) == mtime
+                }
             }
-            Some(ir) => parse_http_date(ir) == Some(facts.mtime),
         };
         if if_range_ok {
             match parse_ranges(v, facts.size) {
@@ -521,7 +533,13 @@ pub async fn send_file(
                 Err(()) => {
                     let mut out = Buf::head();
                     let page = respond::error_body(416);
-                    respond::write_status_line(&mut out, 416, keep, http10);
+                    respond::write_status_line_with(
+                        &mut out,
+                        416,
+                        keep,
+                        http10,
+                        r.keepalive_header,
+                    );
                     let _ = write!(
                         out,
                         "Content-Type: text/html\r\nContent-Length: {}\r\nContent-Range: bytes */{}\r\n\r\n",
@@ -581,7 +599,7 @@ pub async fn send_file(
         };
         return Ok(send_unsized(stream, r, path, file, &facts, how).await);
     }
-    respond::write_status_line(&mut out, status, keep, http10);
+    respond::write_status_line_with(&mut out, status, keep, http10, r.keepalive_header);
     // nginx's boundary: a process-wide counter, 20 digits.
     static BOUNDARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let boundary = format!(
@@ -623,11 +641,18 @@ pub async fn send_file(
     } else {
         let _ = write!(out, "Content-Type: {}\r\n", facts.content_type);
     }
-    let _ = write!(
-        out,
-        "Content-Length: {body_len}\r\nLast-Modified: {}\r\n",
-        http_date(facts.mtime)
-    );
+    let trailer_applies = respond::add_header_applies(status);
+    // `add_trailer`: chunked, to end with the trailer (an HTTP/1.1 GET only).
+    let chunked = !http10
+        && r.chunked_transfer_encoding
+        && !head_only
+        && trailer_expected(r.add_trailer, trailer_applies);
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else {
+        let _ = write!(out, "Content-Length: {body_len}\r\n");
+    }
+    let _ = write!(out, "Last-Modified: {}\r\n", http_date(facts.mtime));
     if let Some(e) = &facts.etag {
         let _ = write!(out, "ETag: {e}\r\n");
     }
@@ -641,6 +666,13 @@ pub async fn send_file(
     out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let head = kept_head(r, &out);
+    if chunked {
+        // An empty file has no part to send.
+        let parts = if facts.size == 0 { &[][..] } else { &parts[..] };
+        let end = multipart.then_some(trailer.as_str());
+        let sent = send_chunked(stream, r, path, file, out, parts, end, status, keep).await;
+        return Ok(Sent { head, ..sent });
+    }
 
     if head_only || facts.size == 0 {
         let ok = io::write_all(stream, &out, r.send_timeout).await.is_ok();
@@ -777,19 +809,21 @@ async fn send_unsized(
     let mut recoder = facts.recoding.map(Recoder::new);
     let mut recoded = Vec::new();
     let http10 = r.head.minor_version == 0;
+    // Without chunks (HTTP/1.0, `chunked_transfer_encoding off`) the close ends it.
+    let close_delimited = http10 || !r.chunked_transfer_encoding;
     let head_only = r.head.method == Method::Head;
     // Without a length, an HTTP/1.0 client knows the end of the body by the close; a
     // HEAD's answer has none to end.
-    let keep = r.keep_alive && (!http10 || head_only);
+    let keep = r.keep_alive && (!close_delimited || head_only);
     let mut out = Buf::head();
-    respond::write_status_line(&mut out, status, keep, http10);
+    respond::write_status_line_with(&mut out, status, keep, http10, r.keepalive_header);
     let _ = write!(
         out,
         "Content-Type: {}\r\nLast-Modified: {}\r\n",
         facts.content_type,
         http_date(facts.mtime)
     );
-    if !http10 && !head_only {
+    if !close_delimited && !head_only {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     let etag = match &facts.etag {
@@ -820,6 +854,10 @@ async fn send_unsized(
             head,
         };
     }
+    // `add_trailer`'s fields end the chunked body, read after the head.
+    let applies = respond::add_header_applies(status);
+    let trailer_head =
+        (!close_delimited && trailer_expected(r.add_trailer, applies)).then(|| out.to_vec());
     let mut pending = Some(out);
     let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut sent = 0u64;
@@ -851,7 +889,7 @@ async fn send_unsized(
         };
         framed.clear();
         if !compressed.is_empty() || done {
-            if http10 {
+            if close_delimited {
                 framed.extend_from_slice(compressed);
             } else {
                 if !compressed.is_empty() {
@@ -860,7 +898,10 @@ async fn send_unsized(
                     framed.extend_from_slice(b"\r\n");
                 }
                 if done {
-                    framed.extend_from_slice(b"0\r\n\r\n");
+                    match &trailer_head {
+                        Some(h) => framed.extend_from_slice(&last_chunk(r.add_trailer, applies, h)),
+                        None => framed.extend_from_slice(b"0\r\n\r\n"),
+                    }
                 }
             }
         }
@@ -884,6 +925,86 @@ async fn send_unsized(
         body_bytes: sent,
         keep_alive: keep,
         head,
+    }
+}
+
+/// The body of a file chunked, to end with the `add_trailer` fields (read after
+/// `out`, the head, which goes out with the first chunk). Rare: a write per piece.
+#[allow(clippy::too_many_arguments)]
+async fn send_chunked(
+    stream: &mut Stream,
+    r: &FileRequest<'_>,
+    path: &Path,
+    mut file: File,
+    out: Buf,
+    parts: &[(u64, u64, Vec<u8>)],
+    multipart_end: Option<&str>,
+    status: u16,
+    keep: bool,
+) -> Sent {
+    let head_bytes = out.len() as u64;
+    let head = out.to_vec();
+    let mut pending: Option<Buf> = Some(out);
+    let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
+    let mut sent = 0u64;
+    let mut chunk = Buf::body();
+    let mut framed = Vec::new();
+    for (a, b, part_head) in parts {
+        if std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*a)).is_err() {
+            return broken(status, head_bytes, sent, Vec::new());
+        }
+        let mut left = (b + 1).saturating_sub(*a);
+        let mut first = Some(&part_head[..]);
+        while left > 0 || first.is_some_and(|h| !h.is_empty()) {
+            let n = if left > 0 {
+                match read_piece(&mut file, &mut chunk, left, path) {
+                    Some(n) => n,
+                    None => return broken(status, head_bytes, sent, Vec::new()),
+                }
+            } else {
+                0
+            };
+            left -= n as u64;
+            let before = first.take().unwrap_or_default();
+            framed.clear();
+            crate::http1::write_chunk_header(&mut framed, before.len() + n);
+            framed.extend_from_slice(before);
+            framed.extend_from_slice(&chunk[..n]);
+            framed.extend_from_slice(b"\r\n");
+            if write_piece(stream, &mut pending, &framed, r.send_timeout, &mut pace)
+                .await
+                .is_err()
+            {
+                return broken(status, head_bytes, sent, Vec::new());
+            }
+            sent += framed.len() as u64;
+        }
+    }
+    framed.clear();
+    if let Some(end) = multipart_end {
+        crate::http1::write_chunk_header(&mut framed, end.len());
+        framed.extend_from_slice(end.as_bytes());
+        framed.extend_from_slice(b"\r\n");
+    }
+    framed.extend_from_slice(&last_chunk(
+        r.add_trailer,
+        respond::add_header_applies(status),
+        &head,
+    ));
+    if write_piece(stream, &mut pending, &framed, r.send_timeout, &mut pace)
+        .await
+        .is_err()
+    {
+        return broken(status, head_bytes, sent, Vec::new());
+    }
+    sent += framed.len() as u64;
+    Sent {
+        gzip_ratio: None,
+        status,
+        head_bytes,
+        body_bytes: sent,
+        keep_alive: keep,
+        head: Vec::new(),
     }
 }
 
@@ -950,6 +1071,27 @@ async fn write_piece(
     }
 }
 
+/// The `Last-Modified` time and `ETag` `If-Range` is compared with: the file's, as
+/// `add_header` leaves them (nginx's headers filter runs before its range filter, so
+/// `add_header Last-Modified ...` sets the time compared, an empty value none).
+fn range_validators(r: &FileRequest<'_>, facts: &FileFacts<'_>) -> (Option<i64>, Option<Vec<u8>>) {
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\nLast-Modified: {}\r\n",
+        http_date(facts.mtime)
+    );
+    if let Some(e) = &facts.etag {
+        head.push_str(&format!("ETag: {e}\r\n"));
+    }
+    let mut head = head.into_bytes();
+    append_fields(&mut head, 0, r.add_header, true);
+    let field = |name: &str| {
+        let mut v = Vec::new();
+        crate::vars::sent_field(&head, name, &mut v).then_some(v)
+    };
+    let mtime = field("last-modified").and_then(|v| parse_http_date(&v));
+    (mtime, field("etag"))
+}
+
 /// `expires` and `add_header` fields for a response of `status`.
 fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64, vary: bool) {
     if r.vary || vary {
@@ -968,14 +1110,7 @@ fn extra_headers(out: &mut Vec<u8>, r: &FileRequest<'_>, status: u16, mtime: i64
             );
         }
     }
-    for (name, value, always) in r.add_header {
-        if *always || applies {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
+    append_fields(out, 0, r.add_header, applies);
 }
 
 /// Answers with ferrolb's error page for `status`.

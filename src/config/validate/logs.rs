@@ -39,14 +39,7 @@ pub(super) fn log_format(d: &Directive, names: &VarNames) -> Result<LogFormat> {
     }
     // nginx concatenates the strings as written, with nothing between them.
     let text: String = rest.iter().map(|a| a.value.as_str()).collect();
-    // `$sent_http_NAME` exists for log lines only: the response is sent by then.
-    let template = template::parse_with(&text, &|n| {
-        names.lookup(n).or_else(|| {
-            let field = n.strip_prefix("sent_http_").filter(|f| !f.is_empty())?;
-            Some(Var::SentHttp(field.to_ascii_lowercase().replace('_', "-")))
-        })
-    })
-    .map_err(|e| {
+    let template = template::parse_with(&text, &|n| names.lookup(n)).map_err(|e| {
         let (msg, hint) = e.message(&text);
         match hint {
             Some(h) => ConfigError::hinted(&d.span, msg, h),
@@ -387,13 +380,7 @@ impl Validator<'_> {
     /// `if=COND`, or a log path with variables, as a format of its own: no escaping,
     /// no `-` for empty values; rendered as lines are, response variables included.
     fn log_template(&self, d: &Directive, text: &str) -> Result<LogFormat> {
-        let template = template::parse_with(text, &|n| {
-            self.names.lookup(n).or_else(|| {
-                let field = n.strip_prefix("sent_http_").filter(|f| !f.is_empty())?;
-                Some(Var::SentHttp(field.to_ascii_lowercase().replace('_', "-")))
-            })
-        })
-        .map_err(|e| {
+        let template = template::parse_with(text, &|n| self.names.lookup(n)).map_err(|e| {
             let (msg, hint) = e.message(text);
             match hint {
                 Some(h) => ConfigError::hinted(&d.span, msg, h),

@@ -234,6 +234,10 @@ impl Validator<'_> {
                 format!("invalid variable name \"{}\"", d.arg(0)),
             ));
         };
+        if name == "limit_rate" {
+            // nginx's `$limit_rate` has a set handler: it changes the response's rate.
+            return Ok(RewriteOp::SetLimitRate(templ(d, d.arg(1), &self.names)?));
+        }
         let slot = match self.names.lookup(name) {
             Some(Var::User(slot)) => slot,
             Some(_) => {

@@ -33,8 +33,11 @@ pub(super) struct Partial {
     client_header_timeout: Option<Duration>,
     client_body_timeout: Option<Duration>,
     keepalive_timeout: Option<Duration>,
+    /// `keepalive_timeout`'s second value, inherited on its own as nginx does.
+    keepalive_header: Option<Duration>,
     keepalive_requests: Option<u32>,
     add_header: Option<Vec<AddHeader>>,
+    add_trailer: Option<Vec<AddHeader>>,
     access_log: Option<AccessLogConf>,
     root: Option<DocRoot>,
     index: Option<Vec<Template>>,
@@ -67,7 +70,9 @@ pub(super) struct Partial {
     resolver: Option<Arc<ResolverConf>>,
     resolver_timeout: Option<Duration>,
     absolute_redirect: Option<bool>,
+    chunked_transfer_encoding: Option<bool>,
     large_client_header_buffers: Option<(usize, usize)>,
+    max_headers: Option<usize>,
     proxy_buffer_size: Option<usize>,
     proxy_hide_header: Option<Vec<String>>,
     proxy_pass_header: Option<Vec<String>>,
@@ -150,12 +155,14 @@ impl Partial {
             client_header_timeout,
             client_body_timeout,
             keepalive_timeout,
+            keepalive_header,
             keepalive_requests,
             http2,
             http2_max_concurrent_streams,
             http2_body_preread_size,
             http2_chunk_size,
             add_header,
+            add_trailer,
             access_log,
             root,
             index,
@@ -187,7 +194,9 @@ impl Partial {
             resolver,
             resolver_timeout,
             absolute_redirect,
+            chunked_transfer_encoding,
             large_client_header_buffers,
+            max_headers,
             proxy_buffer_size,
             proxy_hide_header,
             proxy_pass_header,
@@ -280,8 +289,10 @@ impl Partial {
             client_header_timeout: self.client_header_timeout.unwrap_or(secs(60)),
             client_body_timeout: self.client_body_timeout.unwrap_or(secs(60)),
             keepalive_timeout: self.keepalive_timeout.unwrap_or(secs(75)),
+            keepalive_header: self.keepalive_header,
             keepalive_requests: self.keepalive_requests.unwrap_or(1000),
             add_header: self.add_header.clone().unwrap_or_default(),
+            add_trailer: self.add_trailer.clone().unwrap_or_default(),
             open_log_file_cache: self.open_log_file_cache.flatten(),
             access_log: self.access_log.clone().unwrap_or_else(|| {
                 AccessLogConf::Logs(vec![AccessLogTarget {
@@ -312,7 +323,9 @@ impl Partial {
             error_log: self.error_log.clone(),
             resolver: self.resolver.clone(),
             absolute_redirect: self.absolute_redirect.unwrap_or(true),
+            chunked_transfer_encoding: self.chunked_transfer_encoding.unwrap_or(true),
             large_client_header_buffers: self.large_client_header_buffers.unwrap_or((4, 8192)),
+            max_headers: self.max_headers.unwrap_or(1000),
             proxy_buffer_size: self.proxy_buffer_size.unwrap_or(4096),
             proxy_hide_header: self.proxy_hide_header.clone().unwrap_or_default(),
             proxy_pass_header: self.proxy_pass_header.clone().unwrap_or_default(),
@@ -434,7 +447,7 @@ impl Validator<'_> {
                     .get_or_insert_with(Vec::new)
                     .push((a0.to_owned(), value));
             }
-            "add_header" => {
+            "add_header" | "add_trailer" => {
                 let always = match d.args.get(2).map(|a| a.value.as_str()) {
                     None => false,
                     Some("always") => true,
@@ -446,7 +459,12 @@ impl Validator<'_> {
                     }
                 };
                 let value = templ(d, d.arg(1), &self.names)?;
-                p.add_header.get_or_insert_with(Vec::new).push(AddHeader {
+                let lines = if d.name == "add_header" {
+                    &mut p.add_header
+                } else {
+                    &mut p.add_trailer
+                };
+                lines.get_or_insert_with(Vec::new).push(AddHeader {
                     name: a0.to_owned(),
                     value,
                     always,
@@ -547,12 +565,7 @@ impl Validator<'_> {
             "keepalive_timeout" => {
                 once(&mut p.keepalive_timeout, time(d, a0)?, d)?;
                 if d.args.len() > 1 {
-                    time(d, d.arg(1))?;
-                    self.warn(
-                        d,
-                        "the second \"keepalive_timeout\" value (the Keep-Alive header) is ignored"
-                            .to_owned(),
-                    );
+                    p.keepalive_header = Some(time(d, d.arg(1))?);
                 }
             }
             "proxy_next_upstream" => once(&mut p.proxy_next_upstream, next_upstream(d)?, d)?,
@@ -780,7 +793,9 @@ impl Validator<'_> {
                 }
                 once(&mut p.large_client_header_buffers, (n, size), d)?;
             }
+            "max_headers" => once(&mut p.max_headers, number(d, a0)?, d)?,
             "absolute_redirect" => once(&mut p.absolute_redirect, flag(d)?, d)?,
+            "chunked_transfer_encoding" => once(&mut p.chunked_transfer_encoding, flag(d)?, d)?,
             "server_name_in_redirect" => once(&mut p.server_name_in_redirect, flag(d)?, d)?,
             "port_in_redirect" => once(&mut p.port_in_redirect, flag(d)?, d)?,
             "proxy_redirect"

@@ -280,7 +280,8 @@ async fn relay_answer(
             BodyFraming::Length(n) => n,
             _ => u64::MAX,
         },
-        chunks: ChunkedScanner::new(),
+        // `add_trailer`'s fields end a chunked answer: they go as a trailing HEADERS.
+        chunks: ChunkedScanner::new().keeping_trailer(),
         done: false,
     };
     let mut payload = BytesMut::new();
@@ -300,10 +301,15 @@ async fn relay_answer(
             continue;
         }
         let last = body.done;
+        let trailer = if last {
+            super::super::h2_downstream::trailer_fields(&body.chunks.take_trailer())
+        } else {
+            http::HeaderMap::new()
+        };
         let sent = send_frames(
             &mut send,
             payload.split().freeze(),
-            last,
+            last && trailer.is_empty(),
             h2.chunk_size(),
             ctx.send_timeout,
             &ctx.info,
@@ -313,6 +319,9 @@ async fn relay_answer(
             return Relayed::Aborted;
         }
         if last {
+            if !trailer.is_empty() && send.send_trailers(trailer).is_err() {
+                return Relayed::Aborted;
+            }
             return Relayed::Complete;
         }
     }
