@@ -48,8 +48,8 @@ pub(crate) const MODULES: &[Module] = &[
     m("http_autoindex_module", true, true),
     m("http_geo_module", true, true),
     m("http_split_clients_module", true, true),
-    // `charset` (the Content-Type parameter) only: no recoding (`charset_map`,
-    // `source_charset` are refused).
+    // `charset`, `source_charset`, `override_charset`, `charset_types`, `charset_map`
+    // (a map from utf-8 is refused).
     m("http_charset_module", true, true),
     // Default in nginx, not implemented.
     m("http_gzip_module", true, true),

@@ -5,6 +5,7 @@
 
 pub mod acme;
 pub mod admission;
+pub mod charset;
 pub mod directives;
 pub mod error;
 pub mod geo;

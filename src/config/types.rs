@@ -858,6 +858,8 @@ pub struct LocSettings {
     pub server_name_in_redirect: bool,
     /// `port_in_redirect`: that port is the listening port (unless 80). Default on.
     pub port_in_redirect: bool,
+    /// The charset module's settings.
+    pub charset: crate::config::charset::CharsetConf,
     /// When a client may get gzip, and `gzip_vary`.
     pub gzip: GzipConf,
     /// `http2_*` settings (the address's default server's apply to a connection).
@@ -1260,8 +1262,6 @@ pub struct FilesConf {
     pub types: Arc<MimeTypes>,
     /// `default_type`; default `text/plain`.
     pub default_type: String,
-    /// `charset`; `None` (default, `off`) adds none.
-    pub charset: Option<String>,
     /// `etag`; default on.
     pub etag: bool,
     /// `if_modified_since`; default exact.
@@ -1276,6 +1276,9 @@ pub struct FilesConf {
     pub expires: Option<ExpiresConf>,
     /// `disable_symlinks on`; default off.
     pub disable_symlinks: bool,
+    /// `max_ranges`: more satisfiable ranges than this get the whole file, and 0
+    /// turns ranges off (no `Accept-Ranges`); `None` (the default) sets no limit.
+    pub max_ranges: Option<u32>,
     /// `gzip_static`: send `FILE.gz` in place of `FILE`. Default off.
     pub gzip_static: GzipStatic,
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::BufMut;
 
 use super::boxed::in_box;
+use super::charset_downstream::CharsetDownstream;
 use super::discard;
 use super::error_pages::{self, PageState};
 use super::gzip_downstream::GzipDownstream;
@@ -973,6 +974,7 @@ async fn serve_pass<'f, 'a: 'f>(
                     &location_base,
                     pass.pages.status,
                     content_type.as_deref(),
+                    &super::charset::Names::new(&settings.charset, |t| vars_here().evaluated(t)),
                 ))
                 .await,
             )
@@ -1006,6 +1008,9 @@ async fn serve_pass<'f, 'a: 'f>(
                         vars_here().eval_var(&crate::config::Var::Args, &mut args);
                         args
                     },
+                    charset: super::charset::Names::new(&settings.charset, |t| {
+                        vars_here().evaluated(t)
+                    }),
                 };
                 in_box(|| serve_static(ex.stream, buf, head, target, &file)).await
             }
@@ -1269,6 +1274,7 @@ async fn accel_redirect<'a>(
         "",
         None,
         None,
+        &super::charset::Names::new(&settings.charset, |t| vars.evaluated(t)),
     )
     .await;
     handled.log = pass.log.take();
@@ -1317,6 +1323,7 @@ async fn standard_answer<'a>(
         &location_base,
         None,
         None,
+        &super::charset::Names::new(&settings.charset, |t| vars.evaluated(t)),
     )
     .await
 }
@@ -1594,6 +1601,16 @@ async fn proxy<'a>(
     };
     let pace = crate::net::pace::Pace::new(rate, after);
     let gzip = &settings.gzip;
+    let charset_names = {
+        let vars = RequestVars {
+            locals: Some(locals),
+            ..request_vars(head, buf, ex.info, &server.primary_name, uri)
+        };
+        super::charset::Names::new(&settings.charset, |t| vars.evaluated(t))
+    };
+    let accel_charset =
+        settings.proxy_ignore_headers.0 & crate::config::IgnoreHeaders::X_ACCEL_CHARSET == 0;
+    let charset = &settings.charset;
     let (done, sent_head, gzip_ratio) = match ex.h2 {
         Some(h2) => {
             let client = H2Downstream::new(h2, settings.send_timeout)
@@ -1601,6 +1618,7 @@ async fn proxy<'a>(
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
             let client = GzipDownstream::new(client, gzip, gzip_client);
+            let client = CharsetDownstream::new(client, charset, charset_names, accel_charset);
             forward_to(&f, client, buf, H2Downstream::take_sent_head).await
         }
         None => {
@@ -1611,6 +1629,7 @@ async fn proxy<'a>(
                 .keeping_head(keeps_sent_head(settings))
                 .paced(pace);
             let client = GzipDownstream::new(client, gzip, gzip_client);
+            let client = CharsetDownstream::new(client, charset, charset_names, accel_charset);
             forward_to(&f, client, buf, Http1Downstream::take_sent_head).await
         }
     };
@@ -1663,6 +1682,8 @@ struct StaticRequest<'r> {
     expires: Option<Expires>,
     /// The request's arguments (`$args`), for a JSONP listing's `callback`.
     args: Vec<u8>,
+    /// `charset` and `source_charset` for this response.
+    charset: super::charset::Names,
 }
 
 impl StaticRequest<'_> {
@@ -1714,17 +1735,19 @@ fn limit_rate(settings: &LocSettings, vars: &RequestVars<'_>) -> (u64, u64) {
     )
 }
 
-/// Forwards through `client` (an HTTP/1 or HTTP/2 front end behind gzip): what the
-/// proxy did, the response head kept for `$sent_http_*`, and `$gzip_ratio`.
+/// Forwards through `client` (an HTTP/1 or HTTP/2 front end behind gzip, behind the
+/// charset filter): what the proxy did, the response head kept for `$sent_http_*`,
+/// and `$gzip_ratio`.
 async fn forward_to<D: crate::proxy::Downstream>(
     f: &crate::proxy::Forward<'_>,
-    mut client: GzipDownstream<'_, D>,
+    mut client: CharsetDownstream<'_, GzipDownstream<'_, D>>,
     buf: &mut Buf,
     sent_head: fn(&mut D) -> Vec<u8>,
 ) -> (crate::proxy::Forwarded, Vec<u8>, Option<String>) {
     let done = crate::proxy::forward(f, &mut client, buf).await;
-    let ratio = client.ratio().map(str::to_owned);
-    (done, sent_head(client.inner_mut()), ratio)
+    let gzip = client.inner_mut();
+    let ratio = gzip.ratio().map(str::to_owned);
+    (done, sent_head(gzip.inner_mut()), ratio)
 }
 
 /// Answers from the file system what [`static_files::resolve`] found; errors are left
@@ -1779,6 +1802,8 @@ async fn serve_static<'a>(
                         super::gzip_ok::client_gzip(&settings.gzip, head, buf),
                     )
                 }),
+                charset: &settings.charset,
+                charset_names: &req.charset,
             };
             let meta = gzipped.as_ref().map_or(&meta, |(_, m)| m);
             match static_files::send_file(stream, &r, &path, meta).await {
@@ -1796,6 +1821,7 @@ async fn serve_static<'a>(
                         super::gzip_ok::client_gzip(&settings.gzip, head, buf),
                     )
                 }),
+                charset: req.charset.charset.as_deref(),
             };
             let sent = static_files::send_listing(
                 stream,
@@ -1928,6 +1954,7 @@ async fn send_answer<'a>(
     location_base: &str,
     status: Option<u16>,
     content_type: Option<&str>,
+    charset: &super::charset::Names,
 ) -> Handled<'a> {
     let (status, out, body_len, keep) = match answer {
         Answer::Close => return Handled::nothing(444),
@@ -1952,6 +1979,7 @@ async fn send_answer<'a>(
                     add_trailer,
                     location_base,
                     status,
+                    charset: (&settings.charset, charset),
                 },
             );
             (status, out, body_len, keep)

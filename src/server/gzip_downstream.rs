@@ -20,13 +20,52 @@ use crate::proxy::{Downstream, ResponseOut, ResponseStarted};
 
 /// How the upstream body arrives, for finding its end and its payload.
 #[derive(Debug)]
-enum Source {
+pub(super) enum Source {
     /// `Content-Length`: this many bytes are still to come.
     Length(u64),
     /// Chunked: the framing is removed before compressing.
     Chunked(ChunkedScanner),
     /// Ends when the relay calls `end_body` (close-delimited).
     UntilEnd,
+}
+
+impl Source {
+    /// How a body of `framing` arrives.
+    pub(super) fn of(framing: BodyFraming) -> Source {
+        match framing {
+            BodyFraming::Length(n) => Source::Length(n),
+            BodyFraming::Chunked => Source::Chunked(ChunkedScanner::new()),
+            _ => Source::UntilEnd,
+        }
+    }
+
+    /// The payload in `data` (the next bytes as the upstream framed them), into
+    /// `payload`; true when the body is complete.
+    pub(super) fn payload(
+        &mut self,
+        data: &[u8],
+        payload: &mut Vec<u8>,
+    ) -> Result<bool, IoFailure> {
+        payload.clear();
+        Ok(match self {
+            Source::Length(left) => {
+                let take = (data.len() as u64).min(*left) as usize;
+                *left -= take as u64;
+                payload.extend_from_slice(&data[..take]);
+                *left == 0
+            }
+            Source::Chunked(sc) => {
+                let step = sc
+                    .scan_payload(data, |r| payload.extend_from_slice(&data[r]))
+                    .map_err(|_| IoFailure::Closed)?;
+                matches!(step, ScanStep::Done { .. })
+            }
+            Source::UntilEnd => {
+                payload.extend_from_slice(data);
+                false
+            }
+        })
+    }
 }
 
 /// The compression of one response in progress.
@@ -215,11 +254,7 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         }
         self.active = Some(Compressing {
             encoder: GzipEncoder::new(self.conf.level),
-            source: match head.framing {
-                BodyFraming::Length(n) => Source::Length(n),
-                BodyFraming::Chunked => Source::Chunked(ChunkedScanner::new()),
-                _ => Source::UntilEnd,
-            },
+            source: Source::of(head.framing),
             finished: false,
             payload: Vec::new(),
         });
@@ -233,22 +268,8 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
         if c.finished {
             return Ok(());
         }
-        let (payload, last): (&[u8], bool) = match &mut c.source {
-            Source::Length(left) => {
-                let take = (data.len() as u64).min(*left) as usize;
-                *left -= take as u64;
-                (&data[..take], *left == 0)
-            }
-            Source::Chunked(sc) => {
-                c.payload.clear();
-                let payload = &mut c.payload;
-                let step = sc
-                    .scan_payload(data, |r| payload.extend_from_slice(&data[r]))
-                    .map_err(|_| IoFailure::Closed)?;
-                (&c.payload[..], matches!(step, ScanStep::Done { .. }))
-            }
-            Source::UntilEnd => (data, false),
-        };
+        let last = c.source.payload(data, &mut c.payload)?;
+        let payload = &c.payload[..];
         if !payload.is_empty() {
             // A flush per upstream read, as nginx's gzip filter does for an unbuffered
             // upstream: what arrived can be decoded at once.

@@ -4,6 +4,8 @@
 mod admission;
 mod autoindex;
 mod boxed;
+mod charset;
+mod charset_downstream;
 mod conn;
 mod discard;
 mod error_pages;

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::config::charset::CharsetConf;
 use crate::config::{
     Action, Condition, FileTest, Level, LocSettings, RewriteFlag, RewriteOp, RewriteRule,
     ServerName, Template, TemplatePart, Var,
@@ -131,6 +132,8 @@ pub(super) struct ResponseFacts<'h> {
     /// The status of an error page answered this way (nginx's `err_status`), in
     /// place of the answer's own.
     pub(super) status: Option<u16>,
+    /// The location's charset settings and their names for this request.
+    pub(super) charset: (&'h CharsetConf, &'h super::charset::Names),
 }
 
 /// Writes a `return` text, a redirect or a standard page as nginx sends them, with the
@@ -164,6 +167,29 @@ pub(super) fn write_response(
         Answer::Close => return (444, 0),
     };
     let status = f.status.unwrap_or(status);
+    // nginx's charset filter sees these responses too.
+    let charset = super::charset::decide(
+        f.charset.0,
+        f.charset.1,
+        &super::charset::Facts {
+            status,
+            content_type: Some(content_type.as_bytes()),
+            encoded: false,
+            accel_charset: None,
+        },
+    );
+    let content_type = charset.content_type.as_deref().unwrap_or(content_type);
+    let body = match charset.recoding {
+        Some(how) => {
+            let mut recoded = Vec::with_capacity(body.len());
+            super::charset::Recoder::new(how).piece(&body, &mut recoded);
+            recoded
+        }
+        None => body,
+    };
+    // A recoding to or from utf-8 drops the length (nginx then sends the body chunked
+    // to an HTTP/1.1 client; others get the length of the recoded body).
+    let resized = charset.recoding.is_some_and(|c| c.changes_length());
     let head_start = out.len();
     respond::write_status_line_with(out, status, f.keep_alive, f.http10, f.keepalive_header);
     if let Answer::Unauthorized(realm) = answer {
@@ -177,7 +203,7 @@ pub(super) fn write_response(
         && f.chunked_transfer_encoding
         && !f.head_only
         && !matches!(status, 204 | 304)
-        && crate::vars::trailer_expected(f.add_trailer, applies);
+        && (resized || crate::vars::trailer_expected(f.add_trailer, applies));
     if status == 204 {
         // nginx's header filter sends a 204 without type, length or body.
     } else if chunked {

@@ -17,6 +17,8 @@ use std::io::{Read, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::charset::Recoder;
+use crate::config::charset::{CharsetConf, Recoding};
 use crate::config::{Expires, FilesConf, IfModifiedSince, Level, TryFallback};
 use crate::http1::{respond, Method, RequestHead};
 use crate::net::buffers::{Buf, BODY_BUF};
@@ -211,52 +213,47 @@ fn checked_meta(files: &FilesConf, path: &Path) -> std::io::Result<Metadata> {
 }
 
 /// The response head fields that describe a file, and the request's conditions.
-struct FileFacts {
+struct FileFacts<'m> {
     size: u64,
     mtime: i64,
     etag: Option<String>,
     content_type: String,
+    /// The charset filter's recoding of the body.
+    recoding: Option<Recoding<'m>>,
 }
 
-impl FileFacts {
-    fn new(files: &FilesConf, path: &Path, m: &Metadata) -> FileFacts {
+impl<'m> FileFacts<'m> {
+    fn new(r: &FileRequest<'m>, path: &Path, m: &Metadata) -> FileFacts<'m> {
+        let files = r.files;
         let mtime = m.mtime();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let mut content_type = files
+        let content_type = files
             .types
             .of(&name)
             .unwrap_or(&files.default_type)
             .to_owned();
-        if let Some(cs) = &files.charset {
-            if charset_applies(&content_type) {
-                content_type.push_str("; charset=");
-                content_type.push_str(cs);
-            }
-        }
+        let charset = super::charset::decide(
+            r.charset,
+            r.charset_names,
+            &super::charset::Facts {
+                status: r.status.unwrap_or(200),
+                content_type: Some(content_type.as_bytes()),
+                encoded: r.gzipped.is_some(),
+                accel_charset: None,
+            },
+        );
         FileFacts {
             size: m.len(),
             mtime,
             // nginx's ETag: hex modification time and hex size.
             etag: files.etag.then(|| format!("\"{:x}-{:x}\"", mtime, m.len())),
-            content_type,
+            content_type: charset.content_type.unwrap_or(content_type),
+            recoding: charset.recoding,
         }
     }
-}
-
-/// nginx's default `charset_types`.
-fn charset_applies(content_type: &str) -> bool {
-    matches!(
-        content_type,
-        "text/html"
-            | "text/xml"
-            | "text/plain"
-            | "text/vnd.wap.wml"
-            | "application/javascript"
-            | "application/rss+xml"
-    )
 }
 
 /// Whether an `If-None-Match`/`If-Match` list names `etag` (`*` names any).
@@ -276,7 +273,12 @@ fn etag_listed(list: &[u8], etag: &str, weak: bool) -> bool {
 }
 
 /// What the not-modified filter decides: 304, 412, or go on.
-fn precondition(req: &RequestHead, buf: &[u8], files: &FilesConf, f: &FileFacts) -> Option<u16> {
+fn precondition(
+    req: &RequestHead,
+    buf: &[u8],
+    files: &FilesConf,
+    f: &FileFacts<'_>,
+) -> Option<u16> {
     if let Some(v) = req.header_value(buf, "if-unmodified-since") {
         if parse_http_date(v).is_none_or(|t| f.mtime > t) {
             return Some(412);
@@ -425,6 +427,10 @@ pub struct FileRequest<'a> {
     pub keep_head: bool,
     /// Dynamic gzip (`gzip on`): the settings and the request's part of the verdict.
     pub gzip: Option<(&'a crate::config::GzipConf, super::gzip_ok::ClientGzip)>,
+    /// The location's charset settings.
+    pub charset: &'a CharsetConf,
+    /// Its `charset` and `source_charset` for this request.
+    pub(super) charset_names: &'a super::charset::Names,
 }
 
 /// The gzipped copy of `path` that `gzip_static` sends for this request, and whether
@@ -462,7 +468,7 @@ pub async fn send_file(
     path: &Path,
     meta: &Metadata,
 ) -> Result<Sent, u16> {
-    let facts = FileFacts::new(r.files, path, meta);
+    let facts = FileFacts::new(r, path, meta);
     let http10 = r.head.minor_version == 0;
     let head_only = r.head.method == Method::Head;
     let keep = r.keep_alive;
@@ -496,7 +502,13 @@ pub async fn send_file(
     let mut ranges = None;
     // nginx 1.22 serves a gzipped copy whole, without Accept-Ranges; a body compressed
     // on the fly has no length, so ranges do not apply either.
-    let ranges_allowed = plain && r.gzipped.is_none() && !gzip.compress;
+    // A recoding that may change the length drops it, and ranges with it (nginx's
+    // charset filter clears `Content-Length`).
+    let resized = facts.recoding.is_some_and(|c| c.changes_length());
+    let ranges_allowed = plain && r.gzipped.is_none() && !gzip.compress && !resized;
+    // `max_ranges 0`: the range filter stands aside (no `Accept-Ranges` either).
+    let ranges_off = r.files.max_ranges == Some(0);
+    let ranges_allowed = ranges_allowed && !ranges_off;
     if let Some(v) = r
         .head
         .header_value(r.buf, "range")
@@ -515,6 +527,8 @@ pub async fn send_file(
         };
         if if_range_ok {
             match parse_ranges(v, facts.size) {
+                // More ranges than `max_ranges`: the whole file.
+                Ok(Some(rs)) if r.files.max_ranges.is_some_and(|m| rs.len() > m as usize) => {}
                 Ok(rs) => ranges = rs,
                 Err(()) => {
                     let mut out = Buf::head();
@@ -577,8 +591,13 @@ pub async fn send_file(
         (None, Some(_)) => 206,
         (None, None) => 200,
     };
-    if gzip.compress {
-        return Ok(send_compressed(stream, r, path, file, &facts, status, gzip.vary).await);
+    if gzip.compress || resized {
+        let how = Unsized {
+            status,
+            gzip: gzip.compress,
+            vary: gzip.vary,
+        };
+        return Ok(send_unsized(stream, r, path, file, &facts, how).await);
     }
     respond::write_status_line_with(&mut out, status, keep, http10, r.keepalive_header);
     // nginx's boundary: a process-wide counter, 20 digits.
@@ -640,7 +659,7 @@ pub async fn send_file(
     if let (Some(rs), false) = (&ranges, multipart) {
         let (a, b) = rs[0];
         let _ = write!(out, "Content-Range: bytes {a}-{b}/{}\r\n", facts.size);
-    } else if ranges.is_none() && r.gzipped.is_none() {
+    } else if ranges.is_none() && r.gzipped.is_none() && !ranges_off {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
     extra_headers(&mut out, r, status, facts.mtime, gzip.vary);
@@ -671,6 +690,8 @@ pub async fn send_file(
     let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
     let mut sent = 0u64;
     let mut chunk = Buf::body();
+    let mut recoder = facts.recoding.map(Recoder::new);
+    let mut recoded = Vec::new();
     for (a, b, part_head) in &parts {
         if !part_head.is_empty() {
             if write_piece(stream, &mut pending, part_head, r.send_timeout, &mut pace)
@@ -689,7 +710,16 @@ pub async fn send_file(
             let Some(n) = read_piece(&mut file, &mut chunk, left, path) else {
                 return Ok(broken(status, head_bytes, sent, head));
             };
-            if write_piece(stream, &mut pending, &chunk[..n], r.send_timeout, &mut pace)
+            let piece = match &mut recoder {
+                // Byte for byte: offsets and lengths stay.
+                Some(rc) => {
+                    recoded.clear();
+                    rc.piece(&chunk[..n], &mut recoded);
+                    &recoded[..]
+                }
+                None => &chunk[..n],
+            };
+            if write_piece(stream, &mut pending, piece, r.send_timeout, &mut pace)
                 .await
                 .is_err()
             {
@@ -725,7 +755,7 @@ pub async fn send_file(
 }
 
 /// nginx's gzip filter on a file response.
-fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict {
+fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts<'_>) -> super::gzip::Verdict {
     let Some((conf, client)) = r.gzip else {
         return super::gzip::Verdict::default();
     };
@@ -733,7 +763,7 @@ fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict 
         status: r.status.unwrap_or(200),
         header_only: false,
         content_encoding: r.gzipped.map(|_| &b"gzip"[..]),
-        content_length: Some(facts.size),
+        content_length: (!facts.recoding.is_some_and(|c| c.changes_length())).then_some(facts.size),
         content_type: Some(facts.content_type.as_bytes()),
     };
     let response = super::gzip_ok::ResponseFacts {
@@ -751,20 +781,33 @@ fn gzip_verdict(r: &FileRequest<'_>, facts: &FileFacts) -> super::gzip::Verdict 
     super::gzip::verdict(conf, &candidate, || client.allows(conf, &response))
 }
 
-/// A whole file compressed on the fly: no length, chunked for an HTTP/1.1 client and
-/// ended by closing for an HTTP/1.0 one; a weak `ETag`, no `Accept-Ranges`.
-async fn send_compressed(
+/// How [`send_unsized`] sends a file.
+struct Unsized {
+    status: u16,
+    /// Compressed on the fly (`gzip on`).
+    gzip: bool,
+    /// `Vary: Accept-Encoding`.
+    vary: bool,
+}
+
+/// A whole file compressed on the fly or recoded to or from utf-8: no length, chunked
+/// for an HTTP/1.1 client and ended by closing for an HTTP/1.0 one; no
+/// `Accept-Ranges`; a weak `ETag` when compressed.
+async fn send_unsized(
     stream: &mut Stream,
     r: &FileRequest<'_>,
     path: &Path,
     mut file: File,
-    facts: &FileFacts,
-    status: u16,
-    vary: bool,
+    facts: &FileFacts<'_>,
+    how: Unsized,
 ) -> Sent {
-    let Some((conf, _)) = r.gzip else {
-        return broken(status, 0, 0, Vec::new());
+    let Unsized { status, gzip, vary } = how;
+    let mut encoder = match r.gzip {
+        Some((conf, _)) if gzip => Some(super::gzip::GzipEncoder::new(conf.level)),
+        _ => None,
     };
+    let mut recoder = facts.recoding.map(Recoder::new);
+    let mut recoded = Vec::new();
     let http10 = r.head.minor_version == 0;
     // Without chunks (HTTP/1.0, `chunked_transfer_encoding off`) the close ends it.
     let close_delimited = http10 || !r.chunked_transfer_encoding;
@@ -783,17 +826,21 @@ async fn send_compressed(
     if !close_delimited && !head_only {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if let Some(e) = facts
-        .etag
-        .as_deref()
-        .and_then(|e| super::gzip::weak_etag(e.as_bytes()))
-    {
+    let etag = match &facts.etag {
+        Some(e) if gzip => super::gzip::weak_etag(e.as_bytes()),
+        Some(e) => Some(e.as_bytes().to_vec()),
+        None => None,
+    };
+    if let Some(e) = etag {
         out.extend_from_slice(b"ETag: ");
         out.extend_from_slice(&e);
         out.extend_from_slice(b"\r\n");
     }
     extra_headers(&mut out, r, status, facts.mtime, vary);
-    out.extend_from_slice(b"Content-Encoding: gzip\r\n\r\n");
+    if gzip {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     let head_bytes = out.len() as u64;
     let head = kept_head(r, &out);
     if head_only {
@@ -813,21 +860,29 @@ async fn send_compressed(
         (!close_delimited && trailer_expected(r.add_trailer, applies)).then(|| out.to_vec());
     let mut pending = Some(out);
     let mut pace = Pace::new(r.limit_rate.0, r.limit_rate.1);
-    let mut encoder = super::gzip::GzipEncoder::new(conf.level);
     let mut sent = 0u64;
     let mut left = facts.size;
     let mut chunk = Buf::body();
     let mut framed = Vec::new();
     loop {
         let done = left == 0;
-        let compressed = if done {
-            encoder.finish()
-        } else {
+        let mut piece: &[u8] = &[];
+        if !done {
             let Some(n) = read_piece(&mut file, &mut chunk, left, path) else {
                 return broken(status, head_bytes, sent, head);
             };
             left -= n as u64;
-            encoder.piece(&chunk[..n], false)
+            piece = &chunk[..n];
+            if let Some(rc) = &mut recoder {
+                recoded.clear();
+                rc.piece(piece, &mut recoded);
+                piece = &recoded;
+            }
+        }
+        let compressed = match &mut encoder {
+            Some(e) if done => e.finish(),
+            Some(e) => e.piece(piece, false),
+            None => Ok(piece),
         };
         let Ok(compressed) = compressed else {
             return broken(status, head_bytes, sent, head);
@@ -864,7 +919,7 @@ async fn send_compressed(
         }
     }
     Sent {
-        gzip_ratio: encoder.ratio(),
+        gzip_ratio: encoder.and_then(|e| e.ratio()),
         status,
         head_bytes,
         body_bytes: sent,
@@ -1019,7 +1074,7 @@ async fn write_piece(
 /// The `Last-Modified` time and `ETag` `If-Range` is compared with: the file's, as
 /// `add_header` leaves them (nginx's headers filter runs before its range filter, so
 /// `add_header Last-Modified ...` sets the time compared, an empty value none).
-fn range_validators(r: &FileRequest<'_>, facts: &FileFacts) -> (Option<i64>, Option<Vec<u8>>) {
+fn range_validators(r: &FileRequest<'_>, facts: &FileFacts<'_>) -> (Option<i64>, Option<Vec<u8>>) {
     let mut head = format!(
         "HTTP/1.1 200 OK\r\nLast-Modified: {}\r\n",
         http_date(facts.mtime)
@@ -1168,6 +1223,8 @@ pub struct ListingResponse<'a> {
     pub add_header: &'a [AddedField<'a>],
     /// The gzip settings and the request's part of the verdict, with `gzip on`.
     pub gzip: Option<(&'a crate::config::GzipConf, super::gzip_ok::ClientGzip)>,
+    /// The `charset` named for this request (`None` for `off`).
+    pub charset: Option<&'a str>,
 }
 
 /// Sends `dir`'s listing (`autoindex on`) as `files` has it written; `uri` is the
@@ -1183,7 +1240,7 @@ pub async fn send_listing(
     limit: std::time::Duration,
 ) -> Result<Sent, (u16, Level, String)> {
     use super::autoindex::{listing, ListingError};
-    let charset = files.charset.as_deref();
+    let charset = response.charset;
     let page = match listing(&files.listing, dir, uri, args, charset) {
         Ok(page) => page,
         Err(e) => {
@@ -1325,7 +1382,6 @@ mod tests {
             try_files: None,
             types: Default::default(),
             default_type: "text/plain".into(),
-            charset: None,
             etag: true,
             if_modified_since: IfModifiedSince::Exact,
             log_not_found: true,
@@ -1333,6 +1389,7 @@ mod tests {
             listing: Default::default(),
             expires: None,
             disable_symlinks: false,
+            max_ranges: None,
             gzip_static: Default::default(),
         };
         let no_vars = |_: &crate::config::Template| Vec::new();

@@ -139,6 +139,7 @@ impl Validator<'_> {
             }
         }
         let mut merged = p.over(parent);
+        merged.charset.check(&d.span)?;
         // `proxy_redirect default` (written or implied) from this level's `proxy_pass`;
         // nested locations inherit the result, as in nginx.
         let pass = proxy.as_ref().zip(proxy_directive).map(|(pp, pd)| {

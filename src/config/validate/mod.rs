@@ -16,6 +16,7 @@ mod address;
 mod admin;
 mod admission;
 mod cache;
+mod charset;
 mod ciphers;
 mod geo;
 mod health;
@@ -366,6 +367,8 @@ impl Validator<'_> {
         let mut level = Partial::default();
         let mut tls_level = tls::TlsPartial::default();
         let mut servers = Vec::new();
+        // Charset maps first: a location's `charset` may need a map declared further down.
+        level.charset.maps = Some(Arc::new(charset::charset_maps(ds)?));
         // Upstream blocks first: proxy_pass may name one declared further down, and
         // implicit groups go after all declared ones.
         for d in ds.iter().filter(|d| d.name == "upstream") {

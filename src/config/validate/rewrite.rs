@@ -360,6 +360,7 @@ impl Validator<'_> {
                 // nginx's if block inherits the location's root or alias (as any
                 // nested level does); its try_files does not carry over.
                 let settings = own.over(merged);
+                settings.charset.check(&d.span)?;
                 if let Some((pp, pd)) = proxy.as_mut().zip(proxy_directive) {
                     if pp.scheme == "https" {
                         pp.tls =

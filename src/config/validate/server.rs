@@ -75,6 +75,7 @@ impl Validator<'_> {
             }
         }
         let merged = p.over(http);
+        merged.charset.check(&d.span)?;
         let tls = tls.over(http_tls);
         if listen.is_empty() {
             let port = if self.env.is_root { 80 } else { 8000 };

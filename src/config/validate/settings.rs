@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::admission::AdmissionPartial;
+use super::charset::CharsetPartial;
 use super::proxy::next_upstream;
 use super::proxy_edits::ProxyEditsPartial;
 use super::proxy_ssl::ProxySslPartial;
@@ -42,7 +43,6 @@ pub(super) struct Partial {
     index: Option<Vec<Template>>,
     types: Option<Arc<MimeTypes>>,
     default_type: Option<String>,
-    charset: Option<Option<String>>,
     etag: Option<bool>,
     if_modified_since: Option<IfModifiedSince>,
     log_not_found: Option<bool>,
@@ -53,6 +53,7 @@ pub(super) struct Partial {
     autoindex_localtime: Option<bool>,
     expires: Option<Option<ExpiresConf>>,
     disable_symlinks: Option<bool>,
+    max_ranges: Option<Option<u32>>,
     underscores_in_headers: Option<bool>,
     ignore_invalid_headers: Option<bool>,
     proxy_request_buffering: Option<bool>,
@@ -121,6 +122,8 @@ pub(super) struct Partial {
     admission: AdmissionPartial,
     /// The uwsgi module's settings.
     uwsgi: UwsgiPartial,
+    /// The charset module's settings.
+    pub(super) charset: CharsetPartial,
 }
 
 impl Partial {
@@ -139,6 +142,7 @@ impl Partial {
                 proxy_edits: self.proxy_edits.over(&parent.proxy_edits),
                 admission: self.admission.over(&parent.admission),
                 uwsgi: self.uwsgi.over(&parent.uwsgi),
+                charset: self.charset.over(&parent.charset),
             } };
         }
         pick!(
@@ -167,7 +171,6 @@ impl Partial {
             index,
             types,
             default_type,
-            charset,
             etag,
             if_modified_since,
             log_not_found,
@@ -178,6 +181,7 @@ impl Partial {
             autoindex_localtime,
             expires,
             disable_symlinks,
+            max_ranges,
             underscores_in_headers,
             ignore_invalid_headers,
             proxy_request_buffering,
@@ -347,6 +351,7 @@ impl Partial {
                 chunk_size: self.http2_chunk_size.unwrap_or(8 * 1024),
             },
             uwsgi: Arc::new(self.uwsgi.finish()),
+            charset: self.charset.finish(),
             gzip: GzipConf {
                 enable: self.gzip.unwrap_or(false),
                 types: self.gzip_types.clone().unwrap_or_default(),
@@ -391,7 +396,6 @@ impl Partial {
                     .default_type
                     .clone()
                     .unwrap_or_else(|| "text/plain".to_owned()),
-                charset: self.charset.clone().flatten(),
                 etag: self.etag.unwrap_or(true),
                 if_modified_since: self.if_modified_since.unwrap_or_default(),
                 log_not_found: self.log_not_found.unwrap_or(true),
@@ -406,6 +410,7 @@ impl Partial {
                 },
                 expires: self.expires.clone().flatten(),
                 disable_symlinks: self.disable_symlinks.unwrap_or(false),
+                max_ranges: self.max_ranges.flatten(),
                 gzip_static: self.gzip_static.unwrap_or_default(),
             },
         })
@@ -623,7 +628,9 @@ impl Validator<'_> {
                 once(&mut p.types, Arc::new(t), d)?;
             }
             "default_type" => once(&mut p.default_type, a0.to_owned(), d)?,
-            "charset" => once(&mut p.charset, (a0 != "off").then(|| a0.to_owned()), d)?,
+            "charset" | "source_charset" | "override_charset" | "charset_types" | "charset_map" => {
+                self.charset_setting(&mut p.charset, d)?;
+            }
             "etag" => once(&mut p.etag, flag(d)?, d)?,
             "log_not_found" => once(&mut p.log_not_found, flag(d)?, d)?,
             "open_log_file_cache" => {
@@ -884,6 +891,10 @@ impl Validator<'_> {
                 once(&mut p.client_body_temp_path, self.env.prefix.join(a0), d)?
             }
             "ignore_invalid_headers" => once(&mut p.ignore_invalid_headers, flag(d)?, d)?,
+            "max_ranges" => {
+                let n = number(d, a0)?;
+                once(&mut p.max_ranges, Some(n), d)?;
+            }
             "disable_symlinks" => {
                 let v = match a0 {
                     "off" => false,
