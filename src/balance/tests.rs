@@ -42,7 +42,9 @@ fn ctx_for(k: u32, key: &mut Vec<u8>, ps: &[Peer]) -> PickContext<'static> {
     PickContext {
         client: Some(IpAddr::V4(Ipv4Addr::from(k.wrapping_mul(2_654_435_761)))),
         key: None,
-        sticky: (k % 3 == 0).then(|| sticky::peer_id(&ps[k as usize % ps.len()].conf.addr)),
+        sticky: k
+            .is_multiple_of(3)
+            .then(|| sticky::peer_id(&ps[k as usize % ps.len()].conf.addr)),
         now: crate::upstream::Millis(1_000_000),
     }
 }
