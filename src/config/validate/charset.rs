@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::values::{flag, templ};
+use super::values::{flag, mime_types, templ};
 use super::{once, Result, Validator};
 use crate::config::charset::{CharsetConf, CharsetMap, CharsetMaps, MapTable};
 use crate::config::error::ConfigError;
@@ -87,25 +87,7 @@ impl Validator<'_> {
             }
             "source_charset" => once(&mut p.source, self.charset_name(d)?, d)?,
             "override_charset" => once(&mut p.override_charset, flag(d)?, d)?,
-            "charset_types" => {
-                let mut list = Vec::new();
-                for a in &d.args {
-                    if a.value == "*" {
-                        list.clear();
-                        break;
-                    }
-                    let t = a.value.to_ascii_lowercase();
-                    if !list.contains(&t) {
-                        list.push(t);
-                    }
-                }
-                let types = if list.is_empty() {
-                    GzipTypes::Any
-                } else {
-                    GzipTypes::List(list)
-                };
-                once(&mut p.types, types, d)?;
-            }
+            "charset_types" => once(&mut p.types, mime_types(d, None), d)?,
             // Read beforehand from the whole http block (see `charset_maps`).
             "charset_map" => {}
             _ => return Ok(false),

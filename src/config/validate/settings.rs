@@ -11,7 +11,7 @@ use super::proxy::next_upstream;
 use super::proxy_edits::ProxyEditsPartial;
 use super::proxy_ssl::ProxySslPartial;
 use super::uwsgi::UwsgiPartial;
-use super::values::{flag, invalid_value};
+use super::values::{flag, invalid_value, mime_types};
 use super::values::{number, parse_size, templ, time, SIZE_HINT};
 use super::{once, unreachable_directive, Result, Validator};
 use crate::config::error::ConfigError;
@@ -661,25 +661,7 @@ impl Validator<'_> {
             }
             "gzip_vary" => once(&mut p.gzip_vary, flag(d)?, d)?,
             "gzip" => once(&mut p.gzip, flag(d)?, d)?,
-            "gzip_types" => {
-                let mut list = vec!["text/html".to_owned()];
-                for a in &d.args {
-                    if a.value == "*" {
-                        list.clear();
-                        break;
-                    }
-                    let t = a.value.to_ascii_lowercase();
-                    if !list.contains(&t) {
-                        list.push(t);
-                    }
-                }
-                let types = if list.is_empty() {
-                    GzipTypes::Any
-                } else {
-                    GzipTypes::List(list)
-                };
-                once(&mut p.gzip_types, types, d)?;
-            }
+            "gzip_types" => once(&mut p.gzip_types, mime_types(d, Some("text/html")), d)?,
             "gzip_min_length" => {
                 let n = parse_size(a0).ok_or_else(|| invalid_value(d, a0, Some(SIZE_HINT)))?;
                 once(&mut p.gzip_min_length, n, d)?;

@@ -8,7 +8,7 @@ use super::Result;
 use crate::config::error::ConfigError;
 use crate::config::parser::Directive;
 use crate::config::template;
-use crate::config::types::Template;
+use crate::config::types::{GzipTypes, Template};
 
 /// nginx's `"NAME" directive invalid value "V"`, with a hint on the syntax when we have one.
 pub(super) fn invalid_value(d: &Directive, value: &str, hint: Option<&str>) -> ConfigError {
@@ -74,6 +74,22 @@ pub fn parse_size(s: &str) -> Option<u64> {
         return None;
     }
     num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// A MIME type list (`gzip_types`, `charset_types`): the types in lower case, each
+/// once, after `always` (nginx's `gzip_types` always has `text/html`); `*` is any type.
+pub(super) fn mime_types(d: &Directive, always: Option<&str>) -> GzipTypes {
+    let mut list: Vec<String> = always.into_iter().map(str::to_owned).collect();
+    for a in &d.args {
+        if a.value == "*" {
+            return GzipTypes::Any;
+        }
+        let t = a.value.to_ascii_lowercase();
+        if !list.contains(&t) {
+            list.push(t);
+        }
+    }
+    GzipTypes::List(list)
 }
 
 /// The first argument as `on`/`off`.
