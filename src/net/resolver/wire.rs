@@ -276,4 +276,42 @@ mod tests {
         let cut = &buf[..start + 10];
         assert_eq!(answers(cut, start, 1), Err("short DNS response".to_owned()));
     }
+
+    // A server's answer is hostile input: whatever its bytes, reading it never panics,
+    // names stay bounded, and records point inside the answer or are refused by their
+    // reader (the engine takes record data with `get`).
+    proptest::proptest! {
+        #[test]
+        fn any_answer_reads_without_panicking(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            questions in 0u16..3,
+            count in 0u16..8,
+        ) {
+            let mut buf = vec![0x12, 0x34, 0x81, 0x80];
+            buf.extend_from_slice(&questions.to_be_bytes());
+            buf.extend_from_slice(&count.to_be_bytes());
+            buf.extend_from_slice(&[0, 0, 0, 0]);
+            buf.extend_from_slice(&body);
+            let Some(h) = Header::read(&buf) else {
+                return Ok(());
+            };
+            let _ = (h.truncated(), h.rcode(), h.is_standard_response());
+            if let Ok(name) = name_at(&buf, HEADER_LEN) {
+                // 128 labels of at most 63 bytes and their dots.
+                proptest::prop_assert!(name.len() <= 128 * 64);
+            }
+            if let Ok((_, _, start)) = question(&buf, &h) {
+                proptest::prop_assert!(start <= buf.len());
+                if let Ok(records) = answers(&buf, start, h.answers) {
+                    for r in records {
+                        proptest::prop_assert!(r.data <= buf.len());
+                        let _ = name_at(&buf, r.data);
+                    }
+                }
+            }
+            for at in 0..buf.len().min(40) {
+                let _ = name_at(&buf, at);
+            }
+        }
+    }
 }
