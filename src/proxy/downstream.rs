@@ -43,6 +43,16 @@ impl ResponseOut<'_> {
             Err(_) => &self.buf[self.head.headers[i].value.clone()],
         }
     }
+
+    /// The first field named `name` (any case) that goes to the client, by index and
+    /// value as sent: hop-by-hop and hidden fields (`proxy_hide_header`) are not the
+    /// response's.
+    pub fn field(&self, name: &str) -> Option<(usize, &[u8])> {
+        let i = self.head.headers.iter().position(|h| {
+            !h.hop_by_hop && self.buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes())
+        })?;
+        Some((i, self.value(i)))
+    }
 }
 
 /// What [`Downstream::start_response`] decided.

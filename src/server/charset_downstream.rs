@@ -107,15 +107,7 @@ impl<D: Downstream> Downstream for CharsetDownstream<'_, D> {
     ) -> ResponseStarted {
         let head = resp.head;
         let buf = resp.buf;
-        // The field as it goes to the client (hidden ones are not the response's).
-        let field = |name: &str| {
-            head.headers
-                .iter()
-                .position(|h| {
-                    !h.hop_by_hop && buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes())
-                })
-                .map(|i| (i, resp.value(i)))
-        };
+        let field = |name: &str| resp.field(name);
         // `X-Accel-Charset` is hidden from the client but read all the same.
         let accel = head
             .headers

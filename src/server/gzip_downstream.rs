@@ -168,15 +168,7 @@ impl<D: Downstream> Downstream for GzipDownstream<'_, D> {
     ) -> ResponseStarted {
         let head = resp.head;
         let buf = resp.buf;
-        // Hidden fields (proxy_hide_header) are not the response's.
-        let field = |name: &str| {
-            head.headers
-                .iter()
-                .find(|h| {
-                    !h.hop_by_hop && buf[h.name.clone()].eq_ignore_ascii_case(name.as_bytes())
-                })
-                .map(|h| &buf[h.value.clone()])
-        };
+        let field = |name: &str| resp.field(name).map(|(_, v)| v);
         let is_head = req.method == Method::Head;
         let content_length = match head.framing {
             BodyFraming::Length(n) => Some(n),
